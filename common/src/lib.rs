@@ -1,0 +1,12 @@
+//! Code that more than one lifeboat program needs: TLS loading and the coordinator's TLS
+//! acceptor, certificate identities, names and ids, secrets, config error reporting, logging
+//! set-up and the development PKI.
+
+pub mod config;
+pub mod identity;
+pub mod ids;
+pub mod logging;
+pub mod names;
+pub mod pki;
+pub mod secret;
+pub mod tls;

@@ -1,0 +1,164 @@
+//! Validation of every name that crosses a trust boundary (config files, gRPC messages) and may
+//! end up in a repository path, an object key, a SQL identifier or a log line.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {value:?}: {why}")]
+pub struct NameError {
+    pub what: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+fn err(what: &'static str, value: &str, why: &'static str) -> NameError {
+    // Never echo back something enormous.
+    let mut value = value.to_owned();
+    if value.len() > 80 {
+        let mut cut = 80;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        value.truncate(cut);
+        value.push('…');
+    }
+    NameError { what, value, why }
+}
+
+/// A simple name: agent, environment, target, repository, operator. Lowercase ASCII letters,
+/// digits, `-` and `_`, starting with a letter or digit, 1 to 63 characters. Safe as a path
+/// segment, an object key segment, a metric label value and a URI path segment.
+pub fn validate_simple(what: &'static str, value: &str) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(err(what, value, "must not be empty"));
+    }
+    if value.len() > 63 {
+        return Err(err(what, value, "must be at most 63 characters"));
+    }
+    let first = value.as_bytes()[0];
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return Err(err(what, value, "must start with a lowercase letter or a digit"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(err(
+            what,
+            value,
+            "may contain only lowercase letters, digits, '-' and '_'",
+        ));
+    }
+    Ok(())
+}
+
+/// A full target name `ENV/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetName {
+    pub environment: String,
+    pub name: String,
+}
+
+impl TargetName {
+    pub fn new(environment: &str, name: &str) -> Result<Self, NameError> {
+        validate_simple("environment", environment)?;
+        validate_simple("target name", name)?;
+        Ok(Self {
+            environment: environment.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    pub fn parse(full: &str) -> Result<Self, NameError> {
+        let Some((env, name)) = full.split_once('/') else {
+            return Err(err("target", full, "must be ENV/NAME, e.g. prod/orders"));
+        };
+        Self::new(env, name)
+    }
+}
+
+impl fmt::Display for TargetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.environment, self.name)
+    }
+}
+
+/// A PostgreSQL or MySQL database name that lifeboat creates or restores into. Stricter than
+/// the servers allow, so it can be used unquoted-safe in messages and quoted in SQL.
+pub fn validate_database(value: &str) -> Result<(), NameError> {
+    const WHAT: &str = "database name";
+    if value.is_empty() {
+        return Err(err(WHAT, value, "must not be empty"));
+    }
+    if value.len() > 63 {
+        return Err(err(WHAT, value, "must be at most 63 bytes"));
+    }
+    let first = value.as_bytes()[0];
+    if !(first.is_ascii_alphabetic() || first == b'_') {
+        return Err(err(WHAT, value, "must start with a letter or '_'"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(err(
+            WHAT,
+            value,
+            "may contain only ASCII letters, digits, '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_names() {
+        for ok in ["prod", "prod-1", "a", "orders_v2", "0day"] {
+            validate_simple("x", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "",
+            "Prod",
+            "../etc",
+            "a/b",
+            "-x",
+            "_x",
+            "a b",
+            "ünicode",
+            "a.b",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_simple("x", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn target_names() {
+        let t = TargetName::parse("prod/orders").expect("valid");
+        assert_eq!(t.environment, "prod");
+        assert_eq!(t.name, "orders");
+        assert_eq!(t.to_string(), "prod/orders");
+        for bad in ["prod", "prod/", "/orders", "prod/orders/x", "../x", "prod/../x"] {
+            assert!(TargetName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn long_values_are_cut_in_errors() {
+        let e = validate_simple("x", &"A".repeat(10_000)).expect_err("invalid");
+        assert!(e.to_string().len() < 200);
+    }
+
+    #[test]
+    fn database_names() {
+        for ok in ["orders", "orders_restore_20261127", "_x", "Orders-2"] {
+            validate_database(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["", "1abc", "a;drop", "a\"b", "a b", &"x".repeat(64)] {
+            assert!(validate_database(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
