@@ -44,7 +44,9 @@ pub enum IdentityError {
     NoLifeboatUri,
     #[error("client certificate has more than one lifeboat:// URI")]
     Ambiguous,
-    #[error("client certificate URI {0:?} is not lifeboat://agent/NAME or lifeboat://operator/NAME")]
+    #[error(
+        "client certificate URI {0:?} is not lifeboat://agent/NAME or lifeboat://operator/NAME"
+    )]
     BadUri(String),
 }
 

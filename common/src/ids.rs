@@ -12,7 +12,9 @@ const STAMP: &[FormatItem<'static>] =
 /// A new id for `at` (UTC), with 24 random bits.
 pub fn new_id(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
-    let stamp = at.format(STAMP).unwrap_or_else(|_| "19700101T000000Z".into());
+    let stamp = at
+        .format(STAMP)
+        .unwrap_or_else(|_| "19700101T000000Z".into());
     let suffix: u32 = rand::rng().random_range(0..0x100_0000);
     format!("{stamp}-{suffix:06x}")
 }

@@ -37,7 +37,11 @@ pub fn validate_simple(what: &'static str, value: &str) -> Result<(), NameError>
     }
     let first = value.as_bytes()[0];
     if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-        return Err(err(what, value, "must start with a lowercase letter or a digit"));
+        return Err(err(
+            what,
+            value,
+            "must start with a lowercase letter or a digit",
+        ));
     }
     if !value
         .bytes()
@@ -141,7 +145,14 @@ mod tests {
         assert_eq!(t.environment, "prod");
         assert_eq!(t.name, "orders");
         assert_eq!(t.to_string(), "prod/orders");
-        for bad in ["prod", "prod/", "/orders", "prod/orders/x", "../x", "prod/../x"] {
+        for bad in [
+            "prod",
+            "prod/",
+            "/orders",
+            "prod/orders/x",
+            "../x",
+            "prod/../x",
+        ] {
             assert!(TargetName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use anyhow::{Context, Result, bail};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -28,7 +28,9 @@ impl std::fmt::Debug for Ca {
 #[derive(Debug, Clone)]
 pub enum LeafKind {
     /// A coordinator server certificate for these DNS names and IP addresses.
-    Coordinator { names: Vec<String> },
+    Coordinator {
+        names: Vec<String>,
+    },
     Agent,
     Operator,
 }
@@ -94,7 +96,9 @@ impl Ca {
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + Duration::days(3650);
         let key = KeyPair::generate().context("generate CA key")?;
-        let cert = params.self_signed(&key).context("self-sign CA certificate")?;
+        let cert = params
+            .self_signed(&key)
+            .context("self-sign CA certificate")?;
         Ok(Self {
             cert_pem: cert.pem(),
             key_pem: crate::secret::Secret::new(key.serialize_pem()),
@@ -157,7 +161,9 @@ impl Ca {
         let ca_key = KeyPair::from_pem(self.key_pem.expose()).context("parse CA key")?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key).context("load CA")?;
         let key = KeyPair::generate().context("generate key")?;
-        let cert = params.signed_by(&key, &issuer).context("sign certificate")?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .context("sign certificate")?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: crate::secret::Secret::new(key.serialize_pem()),

@@ -27,8 +27,8 @@ impl<T> std::fmt::Debug for Secret<T> {
 /// Refuses a secret file that is readable or writable by group or others (B30).
 pub fn check_private_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("read metadata of {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("read metadata of {}", path.display()))?;
     if !meta.is_file() {
         bail!("{} is not a regular file", path.display());
     }

@@ -197,7 +197,9 @@ pub fn client_endpoint(
     server_name: Option<&str>,
 ) -> Result<tonic::transport::Endpoint> {
     if !url.starts_with("https://") {
-        bail!("coordinator URL {url:?} must start with https:// (every connection uses mutual TLS)");
+        bail!(
+            "coordinator URL {url:?} must start with https:// (every connection uses mutual TLS)"
+        );
     }
     let ca = std::fs::read(&files.ca).with_context(|| format!("read {}", files.ca.display()))?;
     load_certs(&files.ca)?;

@@ -1,0 +1,544 @@
+//! Agent configuration: a serde file struct (unknown keys refused), then `validate()` into the
+//! runtime [`Config`]. Every error names the file, the key and what to do.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Result;
+use lifeboat_common::{
+    config::{ConfigError, check_no_parent, load_toml, resolve},
+    names::{validate_database, validate_simple},
+    secret::{Secret, check_private_file, read_secret_file},
+    tls::TlsFiles,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    name: String,
+    environment: String,
+    coordinator: String,
+    coordinator_server_name: Option<String>,
+    #[serde(default = "default_max_jobs")]
+    max_concurrent_jobs: u32,
+    state_dir: PathBuf,
+    tls: FileTls,
+    #[serde(default, rename = "repository")]
+    repositories: Vec<FileRepository>,
+    #[serde(default, rename = "target")]
+    targets: Vec<FileTarget>,
+}
+
+fn default_max_jobs() -> u32 {
+    2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRepository {
+    name: String,
+    kind: String,
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTarget {
+    name: String,
+    engine: String,
+    #[serde(default)]
+    provider: Option<String>,
+    repository: String,
+    url: String,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_level")]
+    compression_level: i32,
+    #[serde(default)]
+    compression_threads: u32,
+    #[serde(default)]
+    row_counts: Option<String>,
+    pg_bin_dir: Option<PathBuf>,
+    #[serde(default)]
+    maintenance_database: Option<String>,
+}
+
+fn default_level() -> i32 {
+    3
+}
+
+/// Runtime configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub name: String,
+    pub environment: String,
+    pub coordinator: String,
+    pub coordinator_server_name: Option<String>,
+    pub max_concurrent_jobs: u32,
+    pub state_dir: PathBuf,
+    pub tls: TlsFiles,
+    pub repositories: BTreeMap<String, RepositoryConfig>,
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryConfig {
+    Fs { path: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowCounts {
+    Exact,
+    Estimate,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub name: String,
+    pub engine: Engine,
+    pub provider: String,
+    pub repository: String,
+    /// Connection URL without a password.
+    pub url: url::Url,
+    /// The database named in `url`.
+    pub database: String,
+    pub password_file: Option<PathBuf>,
+    pub compression_level: i32,
+    pub compression_threads: u32,
+    pub row_counts: RowCounts,
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Database to connect to for CREATE/DROP/ALTER DATABASE.
+    pub maintenance_database: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+impl TargetConfig {
+    /// Reads the password file (if any). Read at job time so rotation needs no restart.
+    pub fn password(&self) -> Result<Option<Secret<String>>> {
+        self.password_file
+            .as_deref()
+            .map(read_secret_file)
+            .transpose()
+    }
+}
+
+pub fn load(path: &Path) -> Result<Config> {
+    let file: FileConfig = load_toml(path)?;
+    Ok(validate(path, file)?)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config> {
+    let file: FileConfig = lifeboat_common::config::parse_toml(path, text)?;
+    Ok(validate(path, file)?)
+}
+
+fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
+    let e = |key: &str, msg: String| ConfigError::new(path, key, msg);
+    validate_simple("agent name", &f.name).map_err(|x| e("name", x.to_string()))?;
+    validate_simple("environment", &f.environment).map_err(|x| e("environment", x.to_string()))?;
+    if !f.coordinator.starts_with("https://") {
+        return Err(e(
+            "coordinator",
+            format!(
+                "{:?} must be an https:// URL (every connection uses mutual TLS)",
+                f.coordinator
+            ),
+        ));
+    }
+    if f.max_concurrent_jobs == 0 || f.max_concurrent_jobs > 64 {
+        return Err(e(
+            "max_concurrent_jobs",
+            format!("{} is out of range; use 1 to 64", f.max_concurrent_jobs),
+        ));
+    }
+    check_no_parent(path, "state_dir", &f.state_dir)?;
+    let state_dir = resolve(path, &f.state_dir);
+
+    let mut tls = TlsFiles {
+        ca: resolve(path, &f.tls.ca),
+        cert: resolve(path, &f.tls.cert),
+        key: resolve(path, &f.tls.key),
+    };
+    for (key, p) in [
+        ("tls.ca", &mut tls.ca),
+        ("tls.cert", &mut tls.cert),
+        ("tls.key", &mut tls.key),
+    ] {
+        check_no_parent(path, key, p)?;
+        if !p.is_file() {
+            return Err(e(
+                key,
+                format!("{} does not exist or is not a file", p.display()),
+            ));
+        }
+    }
+    check_private_file(&tls.key).map_err(|x| e("tls.key", format!("{x:#}")))?;
+
+    let mut repositories = BTreeMap::new();
+    for (i, r) in f.repositories.into_iter().enumerate() {
+        let key = |k: &str| format!("repository[{i}].{k}");
+        validate_simple("repository name", &r.name).map_err(|x| e(&key("name"), x.to_string()))?;
+        let repo = match r.kind.as_str() {
+            "fs" => {
+                let Some(p) = r.path else {
+                    return Err(e(
+                        &key("path"),
+                        "an fs repository needs path = \"/dir\"".into(),
+                    ));
+                };
+                check_no_parent(path, &key("path"), &p)?;
+                RepositoryConfig::Fs {
+                    path: resolve(path, &p),
+                }
+            }
+            other => {
+                return Err(e(
+                    &key("kind"),
+                    format!("unknown repository kind {other:?}; use \"fs\""),
+                ));
+            }
+        };
+        if repositories.insert(r.name.clone(), repo).is_some() {
+            return Err(e(
+                &key("name"),
+                format!("repository {:?} is defined twice", r.name),
+            ));
+        }
+    }
+
+    let mut targets = BTreeMap::new();
+    for (i, t) in f.targets.into_iter().enumerate() {
+        let key = |k: &str| format!("target[{i}].{k}");
+        validate_simple("target name", &t.name).map_err(|x| e(&key("name"), x.to_string()))?;
+        let engine = match t.engine.as_str() {
+            "postgres" => Engine::Postgres,
+            other => {
+                return Err(e(
+                    &key("engine"),
+                    format!("unknown engine {other:?}; use \"postgres\""),
+                ));
+            }
+        };
+        let provider = t.provider.unwrap_or_else(|| "postgres".into());
+        if provider != "postgres" {
+            return Err(e(
+                &key("provider"),
+                format!("unknown provider {provider:?} for engine postgres; use \"postgres\""),
+            ));
+        }
+        if !repositories.contains_key(&t.repository) {
+            return Err(e(
+                &key("repository"),
+                format!(
+                    "no [[repository]] named {:?}; define it or fix the name",
+                    t.repository
+                ),
+            ));
+        }
+        let url = url::Url::parse(&t.url).map_err(|x| {
+            e(
+                &key("url"),
+                format!("not a valid URL ({x}); use postgres://USER@HOST:PORT/DATABASE"),
+            )
+        })?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(e(
+                &key("url"),
+                "must start with postgres:// or postgresql://".into(),
+            ));
+        }
+        if url.password().is_some() {
+            // Do not echo the URL: it holds a secret.
+            return Err(e(
+                &key("url"),
+                "contains a password; remove it from the URL and put it in password_file (chmod 600)"
+                    .into(),
+            ));
+        }
+        if url.query_pairs().any(|(k, _)| k == "password") {
+            return Err(e(
+                &key("url"),
+                "contains a password parameter; put the password in password_file (chmod 600)"
+                    .into(),
+            ));
+        }
+        let database = url.path().trim_start_matches('/').to_owned();
+        if database.is_empty() {
+            return Err(e(
+                &key("url"),
+                "names no database; use postgres://USER@HOST:PORT/DATABASE".into(),
+            ));
+        }
+        validate_database(&database).map_err(|x| e(&key("url"), x.to_string()))?;
+        if url.username().is_empty() {
+            return Err(e(
+                &key("url"),
+                "names no user; use postgres://USER@HOST:PORT/DATABASE".into(),
+            ));
+        }
+        let password_file = match t.password_file {
+            Some(p) => {
+                check_no_parent(path, &key("password_file"), &p)?;
+                let p = resolve(path, &p);
+                check_private_file(&p).map_err(|x| e(&key("password_file"), format!("{x:#}")))?;
+                Some(p)
+            }
+            None => None,
+        };
+        if !(1..=19).contains(&t.compression_level) {
+            return Err(e(
+                &key("compression_level"),
+                format!("{} is out of range; use 1 to 19", t.compression_level),
+            ));
+        }
+        if t.compression_threads > 256 {
+            return Err(e(
+                &key("compression_threads"),
+                format!(
+                    "{} is out of range; use 0 (one per core) to 256",
+                    t.compression_threads
+                ),
+            ));
+        }
+        let row_counts = match t.row_counts.as_deref().unwrap_or("exact") {
+            "exact" => RowCounts::Exact,
+            "estimate" => RowCounts::Estimate,
+            "off" => RowCounts::Off,
+            other => {
+                return Err(e(
+                    &key("row_counts"),
+                    format!("unknown value {other:?}; use \"exact\", \"estimate\" or \"off\""),
+                ));
+            }
+        };
+        let pg_bin_dir = match t.pg_bin_dir {
+            Some(p) => {
+                check_no_parent(path, &key("pg_bin_dir"), &p)?;
+                let p = resolve(path, &p);
+                if !p.is_dir() {
+                    return Err(e(
+                        &key("pg_bin_dir"),
+                        format!("{} is not a directory", p.display()),
+                    ));
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        let maintenance_database = t.maintenance_database.unwrap_or_else(|| "postgres".into());
+        validate_database(&maintenance_database)
+            .map_err(|x| e(&key("maintenance_database"), x.to_string()))?;
+        let tc = TargetConfig {
+            name: t.name.clone(),
+            engine,
+            provider,
+            repository: t.repository,
+            url,
+            database,
+            password_file,
+            compression_level: t.compression_level,
+            compression_threads: t.compression_threads,
+            row_counts,
+            pg_bin_dir,
+            maintenance_database,
+        };
+        if targets.insert(t.name.clone(), tc).is_some() {
+            return Err(e(
+                &key("name"),
+                format!("target {:?} is defined twice", t.name),
+            ));
+        }
+    }
+
+    Ok(Config {
+        file: path.to_owned(),
+        name: f.name,
+        environment: f.environment,
+        coordinator: f.coordinator,
+        coordinator_server_name: f.coordinator_server_name,
+        max_concurrent_jobs: f.max_concurrent_jobs,
+        state_dir,
+        tls,
+        repositories,
+        targets,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            for f in ["ca.pem", "a.pem"] {
+                std::fs::write(dir.path().join(f), "x").expect("write");
+            }
+            for f in ["a.key", "pw"] {
+                let p = dir.path().join(f);
+                std::fs::write(&p, "secret").expect("write");
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod");
+            }
+            Self { dir }
+        }
+
+        fn parse(&self, extra_top: &str, target: &str) -> Result<Config> {
+            let text = format!(
+                r#"name = "a"
+environment = "dev"
+coordinator = "https://127.0.0.1:7443"
+state_dir = "state"
+{extra_top}
+[tls]
+ca = "ca.pem"
+cert = "a.pem"
+key = "a.key"
+
+[[repository]]
+name = "local"
+kind = "fs"
+path = "repo"
+
+[[target]]
+name = "orders"
+engine = "postgres"
+repository = "local"
+url = "postgres://backup@127.0.0.1:5432/orders"
+password_file = "pw"
+{target}
+"#
+            );
+            parse(&self.dir.path().join("agent.toml"), &text)
+        }
+    }
+
+    #[test]
+    fn valid_config() {
+        let f = Fixture::new();
+        let c = f.parse("", "").expect("valid");
+        let t = &c.targets["orders"];
+        assert_eq!(t.database, "orders");
+        assert_eq!(t.compression_level, 3);
+        assert_eq!(t.row_counts, RowCounts::Exact);
+        assert_eq!(c.max_concurrent_jobs, 2);
+        assert_eq!(c.state_dir, f.dir.path().join("state"));
+        assert_eq!(t.password().expect("pw").expect("some").expose(), "secret");
+    }
+
+    fn refused(extra_top: &str, target: &str, needle: &str) {
+        let f = Fixture::new();
+        let e = format!(
+            "{:#}",
+            f.parse(extra_top, target).expect_err("bad config accepted")
+        );
+        assert!(e.contains(needle), "{e:?} does not mention {needle:?}");
+        assert!(e.contains("agent.toml"), "{e:?} does not name the file");
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_file_and_key() {
+        refused("bogus = 1", "", "bogus");
+        refused("max_concurrent_jobs = 0", "", "max_concurrent_jobs");
+        refused("", "compression_level = 0", "compression_level");
+        refused("", "compression_level = 23", "compression_level");
+        refused("", "row_counts = \"maybe\"", "row_counts");
+        refused("", "pg_bin_dir = \"/usr/../bin\"", "'..'");
+        refused("", "engine2 = \"x\"", "engine2");
+    }
+
+    #[test]
+    fn password_in_url_is_refused_without_echoing_it() {
+        let f = Fixture::new();
+        let cfg = format!(
+            r#"name = "a"
+environment = "dev"
+coordinator = "https://127.0.0.1:7443"
+state_dir = "state"
+[tls]
+ca = "ca.pem"
+cert = "a.pem"
+key = "a.key"
+[[repository]]
+name = "local"
+kind = "fs"
+path = "repo"
+[[target]]
+name = "orders"
+engine = "postgres"
+repository = "local"
+url = "postgres://backup:{}@127.0.0.1:5432/orders"
+"#,
+            "SENTINEL-9f2c"
+        );
+        let e = format!(
+            "{:#}",
+            parse(&f.dir.path().join("agent.toml"), &cfg).expect_err("accepted")
+        );
+        assert!(e.contains("password"), "{e}");
+        assert!(!e.contains("SENTINEL-9f2c"), "secret echoed: {e}");
+    }
+
+    #[test]
+    fn world_readable_password_file_is_refused() {
+        let f = Fixture::new();
+        std::fs::set_permissions(
+            f.dir.path().join("pw"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        let e = format!("{:#}", f.parse("", "").expect_err("accepted"));
+        assert!(
+            e.contains("password_file") && e.contains("chmod 600"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn example_config_shape_parses() {
+        // deploy/agent.example.toml, with paths pointed at the fixture.
+        let f = Fixture::new();
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/agent.example.toml"
+        ))
+        .expect("read example");
+        let text = example
+            .replace("/etc/lifeboat/ca.pem", "ca.pem")
+            .replace("/etc/lifeboat/prod-1.pem", "a.pem")
+            .replace("/etc/lifeboat/prod-1.key", "a.key")
+            .replace("/etc/lifeboat/orders.pass", "pw");
+        let c = parse(&f.dir.path().join("agent.toml"), &text).expect("example parses");
+        assert_eq!(c.name, "prod-1");
+        assert!(c.targets.contains_key("orders"));
+    }
+}

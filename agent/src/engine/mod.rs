@@ -1,0 +1,3 @@
+//! Database engines. PostgreSQL now; MySQL/MariaDB joins here.
+
+pub mod postgres;

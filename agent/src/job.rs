@@ -1,0 +1,60 @@
+//! What every job gets: its id, the agent's config, byte counters and phase for progress
+//! reports, and its own cancellation token.
+
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Config, pipeline::Counters};
+
+#[derive(Debug, Clone)]
+pub struct JobCtx {
+    pub job_id: String,
+    pub config: Arc<Config>,
+    pub counters: Arc<Counters>,
+    pub phase: Arc<Mutex<String>>,
+    pub cancel: CancellationToken,
+}
+
+impl JobCtx {
+    pub fn new(job_id: String, config: Arc<Config>, cancel: CancellationToken) -> Self {
+        Self {
+            job_id,
+            config,
+            counters: Arc::default(),
+            phase: Arc::new(Mutex::new("starting".into())),
+            cancel,
+        }
+    }
+
+    pub fn set_phase(&self, phase: &str) {
+        if let Ok(mut p) = self.phase.lock() {
+            phase.clone_into(&mut p);
+        }
+        tracing::debug!(phase, "job phase");
+    }
+
+    pub fn phase(&self) -> String {
+        self.phase.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn progress(&self) -> lifeboat_proto::Progress {
+        use std::sync::atomic::Ordering;
+        lifeboat_proto::Progress {
+            raw_bytes: self.counters.raw.load(Ordering::Relaxed),
+            stored_bytes: self.counters.stored.load(Ordering::Relaxed),
+            phase: self.phase(),
+        }
+    }
+}
+
+/// RFC 3339 UTC for a Unix-milliseconds timestamp.
+pub fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,165 @@
+//! `manifest.json`: written last, self-describing, enough to rebuild the catalog from the
+//! repository alone.
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub backup_id: String,
+    pub environment: String,
+    /// Short target name (the full name is `environment/target`).
+    pub target: String,
+    pub agent: String,
+    pub repository: String,
+    pub engine: String,
+    pub provider: String,
+    pub database: String,
+    pub server: ServerInfo,
+    pub tool: ToolInfo,
+    /// `pg_dump-custom`
+    pub format: String,
+    pub compression: CompressionInfo,
+    /// Age recipients when encrypted; empty: not encrypted.
+    #[serde(default)]
+    pub encryption_recipients: Vec<String>,
+    pub data_file: String,
+    pub raw_size: u64,
+    pub raw_sha256: String,
+    pub stored_size: u64,
+    pub stored_sha256: String,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    pub finished_at: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    /// `exact` (counted in the dump's snapshot), `estimate` or `off`.
+    pub row_counts_kind: String,
+    pub row_counts: Vec<TableRows>,
+    pub lifeboat_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerInfo {
+    pub version: String,
+    pub version_num: i64,
+    pub system_identifier: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolInfo {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionInfo {
+    pub algorithm: String,
+    pub level: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRows {
+    pub schema: String,
+    pub table: String,
+    pub rows: i64,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    pub fn from_json(bytes: &[u8]) -> anyhow::Result<Self> {
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| anyhow::anyhow!("manifest.json is not valid: {e}"))?;
+        if m.schema_version != SCHEMA_VERSION {
+            anyhow::bail!(
+                "manifest.json has schema version {}, this agent reads {}; upgrade lifeboat-agent",
+                m.schema_version,
+                SCHEMA_VERSION
+            );
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Manifest {
+        Manifest {
+            schema_version: SCHEMA_VERSION,
+            backup_id: "20261127T233000Z-7f3a9c".into(),
+            environment: "prod".into(),
+            target: "orders".into(),
+            agent: "prod-1".into(),
+            repository: "local".into(),
+            engine: "postgres".into(),
+            provider: "postgres".into(),
+            database: "orders".into(),
+            server: ServerInfo {
+                version: "15.19".into(),
+                version_num: 150019,
+                system_identifier: "7300000000000000000".into(),
+                encoding: "UTF8".into(),
+                collate: "C.UTF-8".into(),
+                ctype: "C.UTF-8".into(),
+            },
+            tool: ToolInfo {
+                name: "pg_dump".into(),
+                version: "15.19".into(),
+            },
+            format: "pg_dump-custom".into(),
+            compression: CompressionInfo {
+                algorithm: "zstd".into(),
+                level: 3,
+            },
+            encryption_recipients: vec![],
+            data_file: "data.pgdump.zst".into(),
+            raw_size: 10,
+            raw_sha256: "a".repeat(64),
+            stored_size: 5,
+            stored_sha256: "b".repeat(64),
+            started_at: "2026-11-27T23:30:00Z".into(),
+            finished_at: "2026-11-27T23:30:05Z".into(),
+            started_at_ms: 1,
+            finished_at_ms: 2,
+            row_counts_kind: "exact".into(),
+            row_counts: vec![TableRows {
+                schema: "public".into(),
+                table: "t".into(),
+                rows: 3,
+            }],
+            lifeboat_version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        assert_eq!(Manifest::from_json(&m.to_json()).expect("parse"), m);
+    }
+
+    #[test]
+    fn refuses_unknown_schema_and_garbage() {
+        let mut m = sample();
+        m.schema_version = 99;
+        let e = Manifest::from_json(&m.to_json()).expect_err("accepted");
+        assert!(e.to_string().contains("upgrade"), "{e}");
+        assert!(Manifest::from_json(b"{not json").is_err());
+    }
+}

@@ -1,0 +1,617 @@
+//! The data path, synchronous and bounded: it runs on a dedicated blocking thread, never on the
+//! async reactor.
+//!
+//! Backup:  `source → count + SHA-256 (raw) → zstd (multithreaded) → count + SHA-256 (stored) → sink`
+//! Restore/verify: `source → count + SHA-256 (stored) → zstd decode → count + SHA-256 (raw) → sink`
+//!
+//! Memory is bounded by the chunk size, zstd's window and its worker buffers, whatever the
+//! size of the database.
+
+use std::{
+    io::{self, Read, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+/// Chunk read from the source per iteration.
+const CHUNK: usize = 256 * 1024;
+/// Largest zstd window accepted when decoding (2^27 = 128 MiB). A header asking for more is
+/// refused instead of allocating (B29).
+const WINDOW_LOG_MAX: u32 = 27;
+
+/// Byte counters shared with the progress reporter.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub raw: AtomicU64,
+    pub stored: AtomicU64,
+}
+
+/// Size and SHA-256 of one side of the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("the dump tool produced no output")]
+    Empty,
+    #[error("the dump stream does not start with {expected}; got {got:?}")]
+    BadMagic { expected: String, got: String },
+    #[error("read dump stream: {0}")]
+    Source(#[source] io::Error),
+    #[error("write to repository: {0}")]
+    Sink(#[source] io::Error),
+    #[error("compress: {0}")]
+    Compress(#[source] io::Error),
+    #[error("read stored data: {0}")]
+    ReadStored(#[source] io::Error),
+    #[error(
+        "stored data does not match the catalog: {what} (the stored copy is corrupt or was changed; restore another backup)"
+    )]
+    Mismatch { what: String },
+    #[error(
+        "stored data is not a valid zstd stream although its hash matches: {0} (report this as a bug)"
+    )]
+    Decode(#[source] io::Error),
+    #[error("write to the restore tool: {0}")]
+    Output(#[source] io::Error),
+}
+
+/// Counts and hashes everything written through it.
+struct HashingWriter<'c, W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+    counter: &'c AtomicU64,
+}
+
+impl<W: Write> Write for HashingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W> HashingWriter<'_, W> {
+    fn digest(self) -> (Digest, W) {
+        (
+            Digest {
+                size: self.size,
+                sha256: hex::encode(self.hasher.finalize()),
+            },
+            self.inner,
+        )
+    }
+}
+
+/// Reads until `buf` is full or EOF; returns the number of bytes read.
+fn read_full(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Compression settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Compression {
+    pub level: i32,
+    /// zstd worker threads; 0 = one per core.
+    pub threads: u32,
+}
+
+impl Compression {
+    fn workers(self) -> u32 {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| u32::try_from(n.get()).unwrap_or(1))
+                .unwrap_or(1)
+        }
+    }
+}
+
+/// The result of [`compress`].
+#[derive(Debug)]
+pub struct Compressed<W> {
+    pub raw: Digest,
+    pub stored: Digest,
+    pub sink: W,
+}
+
+/// Backup direction. `magic` is what the raw stream must start with.
+pub fn compress<R: Read, W: Write>(
+    mut source: R,
+    sink: W,
+    magic: &[u8],
+    compression: Compression,
+    counters: &Arc<Counters>,
+    cancel: &CancellationToken,
+) -> Result<Compressed<W>, PipelineError> {
+    let stored = HashingWriter {
+        inner: Marked(sink),
+        hasher: Sha256::new(),
+        size: 0,
+        counter: &counters.stored,
+    };
+    let mut encoder = zstd::stream::write::Encoder::new(stored, compression.level)
+        .map_err(PipelineError::Compress)?;
+    encoder
+        .include_checksum(true)
+        .map_err(PipelineError::Compress)?;
+    let workers = compression.workers();
+    if workers > 1 {
+        encoder
+            .multithread(workers)
+            .map_err(PipelineError::Compress)?;
+    }
+    let mut raw_hasher = Sha256::new();
+    let mut raw_size = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+
+    // The first bytes must be the format's magic.
+    let n =
+        read_full(&mut source, &mut buf[..magic.len().max(1)]).map_err(PipelineError::Source)?;
+    if n == 0 {
+        return Err(PipelineError::Empty);
+    }
+    if n < magic.len() || &buf[..magic.len()] != magic {
+        return Err(PipelineError::BadMagic {
+            expected: String::from_utf8_lossy(magic).into_owned(),
+            got: String::from_utf8_lossy(&buf[..n.min(16)]).into_owned(),
+        });
+    }
+    let mut pending = n;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(PipelineError::Cancelled);
+        }
+        if pending > 0 {
+            let chunk = &buf[..pending];
+            raw_hasher.update(chunk);
+            raw_size += chunk.len() as u64;
+            counters
+                .raw
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            encoder.write_all(chunk).map_err(sink_or_compress)?;
+        }
+        pending = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(PipelineError::Source(e)),
+        };
+    }
+    let stored = encoder.finish().map_err(sink_or_compress)?;
+    let (stored, Marked(mut sink)) = stored.digest();
+    sink.flush().map_err(PipelineError::Sink)?;
+    Ok(Compressed {
+        raw: Digest {
+            size: raw_size,
+            sha256: hex::encode(raw_hasher.finalize()),
+        },
+        stored,
+        sink,
+    })
+}
+
+/// Errors from the sink pass through zstd; the marker tells them from compression errors.
+fn sink_or_compress(e: io::Error) -> PipelineError {
+    if is_marked(&e) {
+        PipelineError::Sink(unmark(e))
+    } else {
+        PipelineError::Compress(e)
+    }
+}
+
+/// What the stored bytes must be, from the catalog.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub stored: Digest,
+    pub raw: Digest,
+}
+
+/// Restore/verify direction: decode `source` into `output`, checking sizes and hashes against
+/// `expected`. A hash or size mismatch is reported in preference to a zstd error (a flipped byte
+/// must read as "corrupt", not as a decoder message): on a decode error the rest of the stored
+/// bytes are still read and hashed.
+pub fn decompress<R: Read, W: Write>(
+    mut source: R,
+    output: W,
+    magic: &[u8],
+    expected: &Expected,
+    counters: &Arc<Counters>,
+    cancel: &CancellationToken,
+) -> Result<W, PipelineError> {
+    let raw = HashingWriter {
+        inner: MagicCheck {
+            inner: Marked(output),
+            magic,
+            seen: 0,
+        },
+        hasher: Sha256::new(),
+        size: 0,
+        counter: &counters.raw,
+    };
+    let mut decoder = zstd::stream::write::Decoder::new(raw).map_err(PipelineError::Decode)?;
+    decoder
+        .window_log_max(WINDOW_LOG_MAX)
+        .map_err(PipelineError::Decode)?;
+    let mut stored_hasher = Sha256::new();
+    let mut stored_size = 0u64;
+    let mut decode_error: Option<io::Error> = None;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if cancel.is_cancelled() {
+            return Err(PipelineError::Cancelled);
+        }
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(PipelineError::ReadStored(e)),
+        };
+        let chunk = &buf[..n];
+        stored_hasher.update(chunk);
+        stored_size += n as u64;
+        counters.stored.fetch_add(n as u64, Ordering::Relaxed);
+        if stored_size > expected.stored.size {
+            // Longer than recorded: no need to read further to know it is wrong.
+            return Err(PipelineError::Mismatch {
+                what: format!(
+                    "more than the recorded {} stored bytes",
+                    expected.stored.size
+                ),
+            });
+        }
+        if decode_error.is_none()
+            && let Err(e) = decoder.write_all(chunk)
+        {
+            if is_marked(&e) {
+                return Err(PipelineError::Output(unmark(e)));
+            }
+            decode_error = Some(e);
+        }
+    }
+    let stored_sha = hex::encode(stored_hasher.finalize());
+    if stored_size != expected.stored.size {
+        return Err(PipelineError::Mismatch {
+            what: format!(
+                "{stored_size} stored bytes, the catalog records {} (truncated?)",
+                expected.stored.size
+            ),
+        });
+    }
+    if stored_sha != expected.stored.sha256 {
+        return Err(PipelineError::Mismatch {
+            what: format!(
+                "stored SHA-256 {stored_sha}, the catalog records {}",
+                expected.stored.sha256
+            ),
+        });
+    }
+    if let Some(e) = decode_error {
+        return Err(PipelineError::Decode(e));
+    }
+    decoder.flush().map_err(|e| {
+        if is_marked(&e) {
+            PipelineError::Output(unmark(e))
+        } else {
+            PipelineError::Decode(e)
+        }
+    })?;
+    // `finish` reports an incomplete final frame.
+    let decoder_done = decoder.finish().map_err(PipelineError::Decode)?;
+    let (raw, check) = decoder_done.digest();
+    if raw.size != expected.raw.size || raw.sha256 != expected.raw.sha256 {
+        return Err(PipelineError::Mismatch {
+            what: format!(
+                "decoded {} bytes with SHA-256 {}, the catalog records {} bytes with {}",
+                raw.size, raw.sha256, expected.raw.size, expected.raw.sha256
+            ),
+        });
+    }
+    if check.seen < magic.len() {
+        return Err(PipelineError::Mismatch {
+            what: "decoded stream is shorter than the format header".into(),
+        });
+    }
+    let Marked(mut out) = check.inner;
+    out.flush().map_err(PipelineError::Output)?;
+    Ok(out)
+}
+
+/// Wraps the far end of the pipeline (repository file, restore tool's stdin) so its errors can
+/// be told apart from zstd's after passing through the codec.
+struct Marked<W>(W);
+
+#[derive(Debug)]
+struct SideFailed(io::Error);
+
+impl std::fmt::Display for SideFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SideFailed {}
+
+impl<W: Write> Write for Marked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .write(buf)
+            .map_err(|e| io::Error::new(e.kind(), SideFailed(e)))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .flush()
+            .map_err(|e| io::Error::new(e.kind(), SideFailed(e)))
+    }
+}
+
+fn is_marked(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<SideFailed>())
+}
+
+fn unmark(e: io::Error) -> io::Error {
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<SideFailed>() {
+            Ok(side) => side.0,
+            Err(other) => io::Error::other(other),
+        },
+        None => io::Error::other("unknown error"),
+    }
+}
+
+/// Checks the first bytes of the decoded stream against the format magic before anything
+/// reaches the restore tool.
+struct MagicCheck<'m, W> {
+    inner: W,
+    magic: &'m [u8],
+    seen: usize,
+}
+
+impl<W: Write> Write for MagicCheck<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.seen < self.magic.len() {
+            let want = &self.magic[self.seen..];
+            let n = want.len().min(buf.len());
+            if buf[..n] != want[..n] {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "decoded data does not start with {}",
+                        String::from_utf8_lossy(self.magic)
+                    ),
+                ));
+            }
+        }
+        let n = self.inner.write(buf)?;
+        self.seen = self.seen.saturating_add(n);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> Vec<u8> {
+        let mut v = b"PGDMP".to_vec();
+        let mut x: u32 = 12345;
+        while v.len() < n {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            // Some entropy, some repetition.
+            v.extend_from_slice(format!("row {} {}\n", x % 1000, x).as_bytes());
+        }
+        v
+    }
+
+    fn run_compress(input: &[u8], threads: u32) -> Compressed<Vec<u8>> {
+        compress(
+            input,
+            Vec::new(),
+            b"PGDMP",
+            Compression { level: 3, threads },
+            &Arc::default(),
+            &CancellationToken::new(),
+        )
+        .expect("compress")
+    }
+
+    fn sha(b: &[u8]) -> String {
+        hex::encode(Sha256::digest(b))
+    }
+
+    #[test]
+    fn round_trip_with_hashes() {
+        for threads in [1, 2] {
+            let input = data(3 * 1024 * 1024);
+            let c = run_compress(&input, threads);
+            assert_eq!(c.raw.size, input.len() as u64);
+            assert_eq!(c.raw.sha256, sha(&input));
+            assert_eq!(c.stored.size, c.sink.len() as u64);
+            assert_eq!(c.stored.sha256, sha(&c.sink));
+            assert!(c.sink.len() < input.len() / 2, "not compressed");
+            let expected = Expected {
+                stored: c.stored.clone(),
+                raw: c.raw.clone(),
+            };
+            let counters = Arc::<Counters>::default();
+            let out = decompress(
+                c.sink.as_slice(),
+                Vec::new(),
+                b"PGDMP",
+                &expected,
+                &counters,
+                &CancellationToken::new(),
+            )
+            .expect("decompress");
+            assert_eq!(out, input);
+            assert_eq!(counters.raw.load(Ordering::Relaxed), input.len() as u64);
+        }
+    }
+
+    #[test]
+    fn empty_and_wrong_magic_are_refused() {
+        let r = compress(
+            &b""[..],
+            Vec::new(),
+            b"PGDMP",
+            Compression {
+                level: 3,
+                threads: 1,
+            },
+            &Arc::default(),
+            &CancellationToken::new(),
+        );
+        assert!(matches!(r, Err(PipelineError::Empty)), "{r:?}");
+        let r = compress(
+            &b"pg_dump: error: connection failed"[..],
+            Vec::new(),
+            b"PGDMP",
+            Compression {
+                level: 3,
+                threads: 1,
+            },
+            &Arc::default(),
+            &CancellationToken::new(),
+        );
+        assert!(matches!(r, Err(PipelineError::BadMagic { .. })), "{r:?}");
+        let r = compress(
+            &b"PG"[..],
+            Vec::new(),
+            b"PGDMP",
+            Compression {
+                level: 3,
+                threads: 1,
+            },
+            &Arc::default(),
+            &CancellationToken::new(),
+        );
+        assert!(matches!(r, Err(PipelineError::BadMagic { .. })), "{r:?}");
+    }
+
+    fn restore_err(stored: &[u8], expected: &Expected) -> PipelineError {
+        decompress(
+            stored,
+            Vec::new(),
+            b"PGDMP",
+            expected,
+            &Arc::default(),
+            &CancellationToken::new(),
+        )
+        .expect_err("corrupt data accepted")
+    }
+
+    #[test]
+    fn corruption_reads_as_a_hash_mismatch() {
+        let input = data(1024 * 1024);
+        let c = run_compress(&input, 1);
+        let expected = Expected {
+            stored: c.stored.clone(),
+            raw: c.raw.clone(),
+        };
+        // One flipped byte in the middle (S4).
+        let mut flipped = c.sink.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x40;
+        let e = restore_err(&flipped, &expected);
+        assert!(
+            matches!(&e, PipelineError::Mismatch { what } if what.contains("SHA-256")),
+            "{e}"
+        );
+        // Truncated (S3).
+        let e = restore_err(&c.sink[..c.sink.len() - 100], &expected);
+        assert!(
+            matches!(&e, PipelineError::Mismatch { what } if what.contains("truncated")),
+            "{e}"
+        );
+        // Random bytes of the same length (B29).
+        let random: Vec<u8> = (0..c.sink.len()).map(|i| (i * 7 + 3) as u8).collect();
+        assert!(matches!(
+            restore_err(&random, &expected),
+            PipelineError::Mismatch { .. }
+        ));
+        // Valid zstd of other content (B29).
+        let other = run_compress(&data(2000), 1);
+        assert!(matches!(
+            restore_err(&other.sink, &expected),
+            PipelineError::Mismatch { .. }
+        ));
+        // Longer than recorded.
+        let mut longer = c.sink.clone();
+        longer.extend_from_slice(&[0; 10]);
+        assert!(matches!(
+            restore_err(&longer, &expected),
+            PipelineError::Mismatch { .. }
+        ));
+    }
+
+    #[test]
+    fn huge_window_header_is_refused_without_allocating() {
+        // A valid zstd frame compressed with a 2^30 window: the decoder must refuse it.
+        let input = data(64 * 1024);
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        enc.set_parameter(zstd::stream::raw::CParameter::WindowLog(30))
+            .expect("window");
+        enc.write_all(&input).expect("write");
+        let stored = enc.finish().expect("finish");
+        let expected = Expected {
+            stored: Digest {
+                size: stored.len() as u64,
+                sha256: sha(&stored),
+            },
+            raw: Digest {
+                size: input.len() as u64,
+                sha256: sha(&input),
+            },
+        };
+        let e = restore_err(&stored, &expected);
+        assert!(matches!(e, PipelineError::Decode(_)), "{e}");
+    }
+
+    #[test]
+    fn cancel_stops_the_pipeline() {
+        let input = data(1024 * 1024);
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let r = compress(
+            input.as_slice(),
+            Vec::new(),
+            b"PGDMP",
+            Compression {
+                level: 3,
+                threads: 1,
+            },
+            &Arc::default(),
+            &cancel,
+        );
+        assert!(matches!(r, Err(PipelineError::Cancelled)), "{r:?}");
+    }
+}

@@ -1,0 +1,69 @@
+//! Child processes of a job: stderr kept as a bounded tail for error messages, stdio handed to
+//! the blocking pipeline as plain files, and `spawn_blocking` for filesystem work.
+
+use std::{collections::VecDeque, fs::File};
+
+use anyhow::{Context, Result};
+use tokio::{io::AsyncReadExt, task::JoinHandle};
+
+/// How much of a child's stderr is kept for the error message.
+const TAIL_BYTES: usize = 4096;
+
+/// Reads a child's stderr to the end, keeping the last [`TAIL_BYTES`] (memory stays bounded
+/// however much the child prints). Returns the tail as trimmed text.
+pub fn stderr_tail(mut stderr: tokio::process::ChildStderr) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut tail = VecDeque::with_capacity(TAIL_BYTES);
+        let mut buf = [0u8; 8192];
+        loop {
+            match stderr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    for &b in &buf[..n] {
+                        if tail.len() == TAIL_BYTES {
+                            tail.pop_front();
+                        }
+                        tail.push_back(b);
+                    }
+                }
+            }
+        }
+        let bytes: Vec<u8> = tail.into_iter().collect();
+        String::from_utf8_lossy(&bytes).trim().to_owned()
+    })
+}
+
+/// The child's stdout as a blocking `File` for the pipeline thread.
+pub fn stdout_file(stdout: tokio::process::ChildStdout) -> Result<File> {
+    Ok(File::from(
+        stdout.into_owned_fd().context("take child stdout")?,
+    ))
+}
+
+/// The child's stdin as a blocking `File` for the pipeline thread.
+pub fn stdin_file(stdin: tokio::process::ChildStdin) -> Result<File> {
+    Ok(File::from(
+        stdin.into_owned_fd().context("take child stdin")?,
+    ))
+}
+
+/// Runs blocking work (filesystem, hashing) off the async reactor.
+pub async fn blocking<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("blocking task panicked")?
+}
+
+/// "exit status 1" / "killed by signal 9"
+pub fn describe_status(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown exit status".into(),
+    }
+}

@@ -1,0 +1,293 @@
+//! Runs the jobs the coordinator hands out: at most `max_concurrent_jobs` at once and one per
+//! target, each with its own cancellation token, keeping every result until the coordinator
+//! acknowledges it (results survive a dropped stream and are re-sent on reconnect).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use lifeboat_common::ids::validate_id;
+use lifeboat_proto as pb;
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
+
+use crate::{config::Config, job::JobCtx};
+
+/// How often a running job reports progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What jobs tell the session, which forwards it to the coordinator when connected.
+#[derive(Debug)]
+pub enum Event {
+    Accepted(String),
+    Progress(String, pb::Progress),
+    /// The result is also kept in the runner until acknowledged.
+    Finished(pb::JobResult),
+}
+
+struct Running {
+    lock_key: String,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<String, Running>,
+    unacked: BTreeMap<String, pb::JobResult>,
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    config: Arc<Config>,
+    state: Arc<Mutex<State>>,
+    events: mpsc::UnboundedSender<Event>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Runner {
+    pub fn new(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+    ) -> (Self, mpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                config,
+                state: Arc::default(),
+                events,
+                tracker: TaskTracker::new(),
+                shutdown,
+            },
+            rx,
+        )
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock would be a bug; keep serving with the data as is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Jobs the coordinator must not consider lost: running, or finished and unacknowledged.
+    pub fn known_jobs(&self) -> Vec<String> {
+        let s = self.state();
+        s.running.keys().chain(s.unacked.keys()).cloned().collect()
+    }
+
+    pub fn running_jobs(&self) -> Vec<String> {
+        self.state().running.keys().cloned().collect()
+    }
+
+    pub fn unacked(&self) -> Vec<pb::JobResult> {
+        self.state().unacked.values().cloned().collect()
+    }
+
+    pub fn ack(&self, job_id: &str) {
+        if self.state().unacked.remove(job_id).is_some() {
+            tracing::debug!(job_id, "result acknowledged");
+        }
+    }
+
+    pub fn cancel(&self, job_id: &str) {
+        if let Some(r) = self.state().running.get(job_id) {
+            tracing::info!(job_id, "cancelling job at the coordinator's request");
+            r.cancel.cancel();
+        }
+    }
+
+    /// Starts a job. Refusals (invalid spec, limits) become a failed result right away.
+    pub fn start(&self, spec: pb::JobSpec) {
+        let job_id = spec.job_id.clone();
+        if validate_id("job id", &job_id).is_err() {
+            tracing::warn!("refused a job with an invalid id");
+            return;
+        }
+        let lock_key = match lock_key(&spec) {
+            Ok(k) => k,
+            Err(e) => return self.finish_now(&job_id, pb::JobState::Failed, e),
+        };
+        let cancel = {
+            let mut s = self.state();
+            if s.running.contains_key(&job_id) {
+                drop(s);
+                let _ = self.events.send(Event::Accepted(job_id));
+                return;
+            }
+            if let Some(r) = s.unacked.get(&job_id).cloned() {
+                drop(s);
+                let _ = self.events.send(Event::Finished(r));
+                return;
+            }
+            if s.running.len() >= self.config.max_concurrent_jobs as usize {
+                drop(s);
+                return self.finish_now(
+                    &job_id,
+                    pb::JobState::Failed,
+                    format!(
+                        "agent {} is already running its limit of {} jobs",
+                        self.config.name, self.config.max_concurrent_jobs
+                    ),
+                );
+            }
+            if let Some((other, _)) = s.running.iter().find(|(_, r)| r.lock_key == lock_key) {
+                let other = other.clone();
+                drop(s);
+                return self.finish_now(
+                    &job_id,
+                    pb::JobState::Failed,
+                    format!("{lock_key} is busy with job {other}; one job per target at a time"),
+                );
+            }
+            let cancel = self.shutdown.child_token();
+            s.running.insert(
+                job_id.clone(),
+                Running {
+                    lock_key,
+                    cancel: cancel.clone(),
+                },
+            );
+            cancel
+        };
+        let ctx = JobCtx::new(job_id.clone(), self.config.clone(), cancel);
+        let runner = self.clone();
+        let span = tracing::info_span!("job", job_id = %job_id, kind = kind_name(spec.kind),
+            target = tracing::field::Empty, backup_id = tracing::field::Empty);
+        self.tracker.spawn(
+            async move {
+                let _ = runner.events.send(Event::Accepted(job_id.clone()));
+                let result = runner.run(&ctx, spec).await;
+                runner.state().running.remove(&job_id);
+                runner
+                    .state()
+                    .unacked
+                    .insert(job_id.clone(), result.clone());
+                let _ = runner.events.send(Event::Finished(result));
+            }
+            .instrument(span),
+        );
+    }
+
+    fn finish_now(&self, job_id: &str, state: pb::JobState, error: String) {
+        tracing::warn!(job_id, "refused job: {error}");
+        let r = pb::JobResult {
+            job_id: job_id.to_owned(),
+            state: state as i32,
+            error,
+            result: None,
+            finished_at_ms: pb::now_ms(),
+        };
+        self.state().unacked.insert(job_id.to_owned(), r.clone());
+        let _ = self.events.send(Event::Finished(r));
+    }
+
+    async fn run(&self, ctx: &JobCtx, spec: pb::JobSpec) -> pb::JobResult {
+        let ticker = {
+            let ctx = ctx.clone();
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let _ = events.send(Event::Progress(ctx.job_id.clone(), ctx.progress()));
+                }
+            })
+        };
+        let span = tracing::Span::current();
+        let outcome = match spec.spec {
+            Some(pb::job_spec::Spec::Backup(b)) => {
+                span.record("target", b.target.as_str());
+                span.record("backup_id", b.backup_id.as_str());
+                tracing::info!("backup started");
+                crate::backup::run(ctx, &b)
+                    .await
+                    .map(pb::job_result::Result::Backup)
+            }
+            Some(pb::job_spec::Spec::Restore(r)) => {
+                span.record("target", r.target.as_str());
+                if let Some(b) = &r.backup {
+                    span.record("backup_id", b.backup_id.as_str());
+                }
+                tracing::info!("restore started");
+                crate::restore::run(ctx, &r)
+                    .await
+                    .map(pb::job_result::Result::Restore)
+            }
+            Some(pb::job_spec::Spec::Verify(v)) => {
+                if let Some(b) = &v.backup {
+                    span.record("target", b.target.as_str());
+                    span.record("backup_id", b.backup_id.as_str());
+                }
+                tracing::info!("verify started");
+                crate::verify::run(ctx, &v)
+                    .await
+                    .map(pb::job_result::Result::Verify)
+            }
+            None => Err(anyhow::anyhow!("job has no spec")),
+        };
+        ticker.abort();
+        let _ = self
+            .events
+            .send(Event::Progress(ctx.job_id.clone(), ctx.progress()));
+        let (state, error, result) = match outcome {
+            Ok(r) => {
+                tracing::info!("job succeeded");
+                (pb::JobState::Succeeded, String::new(), Some(r))
+            }
+            Err(_) if ctx.cancel.is_cancelled() => {
+                let why = if self.shutdown.is_cancelled() {
+                    "cancelled: the agent is shutting down"
+                } else {
+                    "cancelled by an operator"
+                };
+                tracing::info!("job {why}");
+                (pb::JobState::Cancelled, why.to_owned(), None)
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::warn!("job failed: {msg}");
+                (pb::JobState::Failed, msg, None)
+            }
+        };
+        pb::JobResult {
+            job_id: ctx.job_id.clone(),
+            state: state as i32,
+            error,
+            result,
+            finished_at_ms: pb::now_ms(),
+        }
+    }
+
+    /// Cancels every job and waits for them to clean up.
+    pub async fn shutdown(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::JobKind::try_from(kind) {
+        Ok(pb::JobKind::Backup) => "backup",
+        Ok(pb::JobKind::Restore) => "restore",
+        Ok(pb::JobKind::Verify) => "verify",
+        _ => "unknown",
+    }
+}
+
+/// Jobs that may not run together share a key: backups and restores of one target; verifies of
+/// one backup.
+fn lock_key(spec: &pb::JobSpec) -> Result<String, String> {
+    match &spec.spec {
+        Some(pb::job_spec::Spec::Backup(b)) => Ok(format!("target {}", b.target)),
+        Some(pb::job_spec::Spec::Restore(r)) => Ok(format!("target {}", r.target)),
+        Some(pb::job_spec::Spec::Verify(v)) => v
+            .backup
+            .as_ref()
+            .map(|b| format!("backup {}", b.backup_id))
+            .ok_or_else(|| "verify job without a backup record".to_owned()),
+        None => Err("job has no spec; upgrade lifeboat-agent to match the coordinator".to_owned()),
+    }
+}

@@ -1,0 +1,193 @@
+//! The agent's one stream to the coordinator: dial out over mutual TLS, say Hello, take jobs,
+//! report progress and results, heartbeat; on any break, reconnect with exponential backoff and
+//! jitter while jobs keep running.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use lifeboat_proto as pb;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    runner::{Event, Runner},
+};
+
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// A session that lasted this long resets the backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
+
+pub async fn run_forever(
+    config: Arc<Config>,
+    runner: Runner,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    shutdown: CancellationToken,
+) {
+    let endpoint = match lifeboat_common::tls::client_endpoint(
+        &config.coordinator,
+        &config.tls,
+        config.coordinator_server_name.as_deref(),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("failed to configure the coordinator connection: {e:#}");
+            shutdown.cancel();
+            return;
+        }
+    };
+    let backoff_builder = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times();
+    let mut backoff = backoff_builder.build();
+    loop {
+        let started = tokio::time::Instant::now();
+        match session(&config, &endpoint, &runner, &mut events, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(coordinator = %config.coordinator, "coordinator session ended: {e:#}");
+            }
+        }
+        if started.elapsed() > STABLE_SESSION {
+            backoff = backoff_builder.build();
+        }
+        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        tracing::info!("reconnecting in {:.1}s", delay.as_secs_f64());
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        // Keep draining job events while disconnected: results stay in the runner until acked.
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                () = shutdown.cancelled() => return,
+                ev = events.recv() => if ev.is_none() { return },
+            }
+        }
+    }
+}
+
+/// One connected session. Returns Ok on shutdown, Err when the stream breaks.
+async fn session(
+    config: &Config,
+    endpoint: &tonic::transport::Endpoint,
+    runner: &Runner,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let channel = tokio::select! {
+        c = endpoint.connect() => c.with_context(|| format!("connect to {}", config.coordinator))?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let mut client = pb::agent_gateway_client::AgentGatewayClient::new(channel)
+        .max_decoding_message_size(pb::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(pb::MAX_MESSAGE_BYTES);
+    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(256);
+    let hello = pb::Hello {
+        agent: config.name.clone(),
+        environment: config.environment.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        targets: config
+            .targets
+            .values()
+            .map(|t| pb::TargetInfo {
+                name: t.name.clone(),
+                engine: pb::Engine::Postgres as i32,
+                provider: t.provider.clone(),
+                repository: t.repository.clone(),
+                database: t.database.clone(),
+            })
+            .collect(),
+        repositories: config.repositories.keys().cloned().collect(),
+        clock_unix_ms: pb::now_ms(),
+        running_jobs: runner.known_jobs(),
+        max_concurrent_jobs: config.max_concurrent_jobs,
+    };
+    send(&tx, pb::agent_message::Msg::Hello(hello)).await?;
+    let response = tokio::select! {
+        r = client.session(tokio_stream::wrappers::ReceiverStream::new(rx)) => r,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let mut inbound = response
+        .map_err(|s| anyhow::anyhow!("{}", describe_status(&s)))?
+        .into_inner();
+
+    // The first message must be Welcome.
+    let welcome = match inbound.message().await {
+        Ok(Some(pb::CoordinatorMessage {
+            msg: Some(pb::coordinator_message::Msg::Welcome(w)),
+        })) => w,
+        Ok(Some(_)) => bail!("coordinator did not answer Hello with Welcome"),
+        Ok(None) => bail!("coordinator closed the stream"),
+        Err(s) => bail!("{}", describe_status(&s)),
+    };
+    tracing::info!(coordinator = %config.coordinator, "connected to the coordinator");
+    let heartbeat_every = match welcome.heartbeat_interval_secs {
+        0 => DEFAULT_HEARTBEAT,
+        n => Duration::from_secs(u64::from(n).clamp(1, 300)),
+    };
+    for r in runner.unacked() {
+        send(&tx, pb::agent_message::Msg::Result(r)).await?;
+    }
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => handle(runner, m),
+                Ok(None) => bail!("coordinator closed the stream"),
+                Err(s) => bail!("{}", describe_status(&s)),
+            },
+            ev = events.recv() => {
+                let Some(ev) = ev else { return Ok(()) };
+                let msg = match ev {
+                    Event::Accepted(job_id) => pb::agent_message::Msg::Accepted(pb::JobAccepted { job_id }),
+                    Event::Progress(job_id, progress) => {
+                        pb::agent_message::Msg::Progress(pb::JobProgress { job_id, progress: Some(progress) })
+                    }
+                    Event::Finished(r) => pb::agent_message::Msg::Result(r),
+                };
+                send(&tx, msg).await?;
+            }
+            _ = heartbeat.tick() => {
+                send(&tx, pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
+                    clock_unix_ms: pb::now_ms(),
+                    running_jobs: runner.running_jobs(),
+                })).await?;
+            }
+        }
+    }
+}
+
+fn handle(runner: &Runner, m: pb::CoordinatorMessage) {
+    match m.msg {
+        Some(pb::coordinator_message::Msg::StartJob(spec)) => runner.start(spec),
+        Some(pb::coordinator_message::Msg::CancelJob(c)) => runner.cancel(&c.job_id),
+        Some(pb::coordinator_message::Msg::ResultAck(a)) => runner.ack(&a.job_id),
+        Some(pb::coordinator_message::Msg::Welcome(_)) => {}
+        None => tracing::warn!("ignored an empty or unknown message from the coordinator"),
+    }
+}
+
+async fn send(tx: &mpsc::Sender<pb::AgentMessage>, msg: pb::agent_message::Msg) -> Result<()> {
+    tx.send(pb::AgentMessage { msg: Some(msg) })
+        .await
+        .map_err(|_| anyhow::anyhow!("stream to the coordinator is closed"))
+}
+
+fn describe_status(s: &tonic::Status) -> String {
+    match s.code() {
+        tonic::Code::PermissionDenied => format!(
+            "the coordinator refused this agent: {} (is the agent name in the config the one in its certificate?)",
+            s.message()
+        ),
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => format!(
+            "coordinator unreachable or connection closed: {} (if this repeats, the coordinator may be refusing this agent's certificate; check its log)",
+            s.message()
+        ),
+        _ => format!("{:?}: {}", s.code(), s.message()),
+    }
+}

@@ -1,0 +1,86 @@
+//! The verify job: re-read the stored bytes, check size and both hashes against the catalog,
+//! check the manifest agrees, and decode the whole archive (without restoring it).
+
+use anyhow::{Context, Result, bail};
+use lifeboat_proto as pb;
+
+use crate::{
+    engine::postgres as pg,
+    job::JobCtx,
+    pipeline::{self, PipelineError},
+    process::blocking,
+    restore::{locate, read_manifest},
+};
+
+pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult> {
+    let rec = spec
+        .backup
+        .as_ref()
+        .context("verify job without a backup record")?;
+    let loc = locate(ctx, rec)?;
+    ctx.set_phase("verifying");
+    let verdict = |status: pb::VerifyStatus, detail: String| pb::VerifyResult {
+        status: status as i32,
+        detail,
+        stored_bytes: 0,
+        raw_bytes: 0,
+    };
+    match read_manifest(&loc).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Ok(verdict(
+                pb::VerifyStatus::Missing,
+                format!(
+                    "{} is missing from {}",
+                    loc.manifest_key,
+                    loc.repo.describe()
+                ),
+            ));
+        }
+        Err(e) => return Ok(verdict(pb::VerifyStatus::Corrupt, format!("{e:#}"))),
+    }
+    let file = {
+        let repo = loc.repo.clone();
+        let key = loc.data_key.clone();
+        blocking(move || repo.fs().open(&key)).await?
+    };
+    let Some(file) = file else {
+        return Ok(verdict(
+            pb::VerifyStatus::Missing,
+            format!("{} is missing from {}", loc.data_key, loc.repo.describe()),
+        ));
+    };
+    let expected = loc.expected.clone();
+    let counters = ctx.counters.clone();
+    let cancel = ctx.cancel.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        pipeline::decompress(
+            file,
+            std::io::sink(),
+            pg::PGDMP_MAGIC,
+            &expected,
+            &counters,
+            &cancel,
+        )
+        .map(drop)
+    })
+    .await
+    .context("verify task panicked")?;
+    match result {
+        Ok(()) => Ok(pb::VerifyResult {
+            status: pb::VerifyStatus::Ok as i32,
+            detail: format!(
+                "{} stored bytes and {} raw bytes match their SHA-256",
+                loc.expected.stored.size, loc.expected.raw.size
+            ),
+            stored_bytes: loc.expected.stored.size,
+            raw_bytes: loc.expected.raw.size,
+        }),
+        Err(PipelineError::Cancelled) => bail!("cancelled"),
+        Err(e @ (PipelineError::Mismatch { .. } | PipelineError::Decode(_))) => Ok(verdict(
+            pb::VerifyStatus::Corrupt,
+            format!("{}: {e}", loc.data_key),
+        )),
+        Err(e) => Err(e).with_context(|| format!("read {}", loc.data_key)),
+    }
+}
