@@ -1,0 +1,498 @@
+//! The command line, as clap parses it. Everything that can be checked without the coordinator
+//! (target names, ids, database names, sizes of numbers) is checked here, so bad input exits
+//! with status 2 before any connection is made.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lifeboat_common::names::TargetName;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Operate lifeboat: back up, verify and restore databases through the coordinator",
+    after_help = "Connection options may also come from LIFEBOAT_COORDINATOR, LIFEBOAT_CA, \
+                  LIFEBOAT_CERT, LIFEBOAT_KEY and LIFEBOAT_SERVER_NAME.\n\
+                  Exit status: 0 ok, 1 operation failed, 2 usage or configuration error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Coordinator URL, e.g. https://coord.example:7443
+    #[arg(long, env = "LIFEBOAT_COORDINATOR", global = true, value_name = "URL")]
+    pub coordinator: Option<String>,
+    /// CA certificate (PEM) that signed the coordinator's certificate
+    #[arg(long, env = "LIFEBOAT_CA", global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// This operator's certificate (PEM)
+    #[arg(long, env = "LIFEBOAT_CERT", global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// This operator's private key (PEM, mode 0600)
+    #[arg(long, env = "LIFEBOAT_KEY", global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Name to check in the coordinator's certificate, when it differs from the URL's host
+    #[arg(long, env = "LIFEBOAT_SERVER_NAME", global = true, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Output format: aligned columns for people, or one JSON document for programs
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+    /// Seconds to wait for the coordinator to answer a request
+    #[arg(
+        long,
+        default_value_t = 30,
+        global = true,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a development CA and issue certificates
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Show who the coordinator thinks you are
+    Whoami,
+    /// Agents known to the coordinator
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Databases that can be backed up and restored into
+    #[command(subcommand)]
+    Targets(TargetsCommand),
+    /// Start, list, show and verify backups
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore a backup into a new (or, with --clean, an existing) database
+    Restore(RestoreArgs),
+    /// List, show, cancel and watch jobs
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a CA (ca.pem, ca.key) in a new directory
+    Init(PkiInitArgs),
+    /// Issue a certificate and key signed by the CA in --dir
+    Issue(PkiIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// Directory for ca.pem and ca.key (created with mode 0700)
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Name written into the CA certificate's subject
+    #[arg(long, default_value = "local", value_parser = parse_simple_name)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiIssueArgs {
+    /// Directory holding the CA (ca.pem, ca.key)
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// What the certificate is for
+    #[arg(long, value_enum)]
+    pub kind: CertKind,
+    /// Name of the coordinator, agent or operator; also the file name (NAME.pem, NAME.key)
+    #[arg(long, value_parser = parse_simple_name)]
+    pub name: String,
+    /// DNS name or IP address of the coordinator (repeatable; default localhost and 127.0.0.1)
+    #[arg(long = "san", value_name = "HOST_OR_IP", value_parser = parse_san)]
+    pub sans: Vec<String>,
+    /// Days the certificate stays valid
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+    /// Where to write NAME.pem and NAME.key (default: --dir)
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CertKind {
+    Coordinator,
+    Agent,
+    Operator,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List agents, connected or not
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// List targets and their last backup
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Start a backup of TARGET now
+    Run(BackupRunArgs),
+    /// List backups, newest first
+    List(BackupListArgs),
+    /// Show everything recorded about one backup
+    Show(BackupIdArg),
+    /// Check a backup's stored bytes against its recorded sizes and hashes
+    Verify(BackupVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupRunArgs {
+    /// Target to back up, ENV/NAME (e.g. prod/orders)
+    #[arg(value_parser = parse_target)]
+    pub target: TargetName,
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupListArgs {
+    /// Only backups of this target (ENV/NAME)
+    #[arg(long, value_parser = parse_target)]
+    pub target: Option<TargetName>,
+    #[command(flatten)]
+    pub limit: LimitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupIdArg {
+    /// Backup id, e.g. 20261127T233000Z-7f3a9c
+    #[arg(value_parser = parse_backup_id)]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupVerifyArgs {
+    /// Backup id, e.g. 20261127T233000Z-7f3a9c
+    #[arg(value_parser = parse_backup_id)]
+    pub id: String,
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup id to restore, e.g. 20261127T233000Z-7f3a9c
+    #[arg(value_parser = parse_backup_id)]
+    pub id: String,
+    /// Target to restore into, ENV/NAME (default: the backup's own target)
+    #[arg(long, value_name = "TARGET", value_parser = parse_target)]
+    pub to: Option<TargetName>,
+    /// Database to create (default: the agent picks a new name)
+    #[arg(long, value_name = "NAME", value_parser = parse_database)]
+    pub database: Option<String>,
+    /// Replace --database if it exists and is not empty (needs the admin role)
+    #[arg(long, requires = "database")]
+    pub clean: bool,
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first
+    List(JobsListArgs),
+    /// Show one job
+    Show(JobIdArg),
+    /// Ask the agent to stop a job
+    Cancel(JobIdArg),
+    /// Follow a job until it ends; the exit status is 0 only if it succeeded
+    Watch(JobIdArg),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsListArgs {
+    /// Only jobs acting on this target (ENV/NAME)
+    #[arg(long, value_parser = parse_target)]
+    pub target: Option<TargetName>,
+    /// Only jobs that have not finished
+    #[arg(long)]
+    pub active: bool,
+    #[command(flatten)]
+    pub limit: LimitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct JobIdArg {
+    /// Job id, e.g. 20261127T233000Z-7f3a9c
+    #[arg(value_parser = parse_job_id)]
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WaitArg {
+    /// Follow the job until it ends; the exit status is 0 only if it succeeded
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LimitArg {
+    /// At most this many entries (default: the coordinator's)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: Option<u32>,
+}
+
+fn parse_target(s: &str) -> Result<TargetName, String> {
+    TargetName::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_backup_id(s: &str) -> Result<String, String> {
+    lifeboat_common::ids::validate_id("backup id", s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_job_id(s: &str) -> Result<String, String> {
+    lifeboat_common::ids::validate_id("job id", s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_database(s: &str) -> Result<String, String> {
+    lifeboat_common::names::validate_database(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_simple_name(s: &str) -> Result<String, String> {
+    lifeboat_common::names::validate_simple("name", s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+/// An IP address, or a DNS name (optionally a `*.` wildcard) of letters, digits and hyphens.
+fn parse_san(s: &str) -> Result<String, String> {
+    if s.parse::<IpAddr>().is_ok() {
+        return Ok(s.to_owned());
+    }
+    let host = s.strip_prefix("*.").unwrap_or(s);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if s.len() <= 253 && host.split('.').all(label_ok) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{s:?} is neither an IP address nor a DNS name (letters, digits, '-' and '.')"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lifeboat").chain(args.iter().copied()))
+    }
+
+    fn parse_err(args: &[&str]) -> clap::Error {
+        match parse(args) {
+            Ok(cli) => panic!("{args:?} accepted as {cli:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn backup_run_takes_a_valid_target() {
+        let cli = parse(&["backup", "run", "prod/orders", "--wait"]).expect("valid");
+        let Command::Backup(BackupCommand::Run(args)) = cli.command else {
+            panic!("wrong command: {cli:?}");
+        };
+        assert_eq!(args.target.to_string(), "prod/orders");
+        assert!(args.wait.wait);
+        assert_eq!(cli.global.output, OutputFormat::Table);
+        assert_eq!(cli.global.timeout, 30);
+    }
+
+    #[test]
+    fn bad_target_names_are_usage_errors() {
+        for bad in [
+            "orders",
+            "prod/",
+            "Prod/orders",
+            "prod/orders/x",
+            "../x",
+            "prod/a b",
+        ] {
+            let e = parse_err(&["backup", "run", bad]);
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            assert_eq!(e.exit_code(), 2);
+        }
+        let e = parse_err(&["backup", "run", "orders"]).to_string();
+        assert!(e.contains("ENV/NAME"), "{e}");
+        parse_err(&["restore", "20261127T233000Z-7f3a9c", "--to", "nope"]);
+        parse_err(&["jobs", "list", "--target", "x/"]);
+        parse_err(&["backup", "list", "--target", "/x"]);
+    }
+
+    #[test]
+    fn bad_ids_and_database_names_are_usage_errors() {
+        parse_err(&["backup", "show", "../../etc/passwd"]);
+        parse_err(&["backup", "verify", "20261127T233000Z-7F3A9C"]);
+        parse_err(&["jobs", "watch", "123"]);
+        parse_err(&["jobs", "cancel", ""]);
+        parse_err(&["restore", "20261127T233000Z-7f3a9c", "--database", "a;drop"]);
+        parse(&["jobs", "show", "20261127T233000Z-7f3a9c"]).expect("valid id");
+    }
+
+    #[test]
+    fn clean_requires_a_database() {
+        let e = parse_err(&["restore", "20261127T233000Z-7f3a9c", "--clean"]);
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let cli = parse(&[
+            "restore",
+            "20261127T233000Z-7f3a9c",
+            "--to",
+            "staging/orders",
+            "--database",
+            "orders_copy",
+            "--clean",
+            "--wait",
+        ])
+        .expect("valid");
+        let Command::Restore(args) = cli.command else {
+            panic!("wrong command");
+        };
+        assert!(args.clean && args.wait.wait);
+        assert_eq!(args.database.as_deref(), Some("orders_copy"));
+        assert_eq!(
+            args.to.map(|t| t.to_string()).as_deref(),
+            Some("staging/orders")
+        );
+    }
+
+    #[test]
+    fn numbers_are_bounded() {
+        parse_err(&["jobs", "list", "--limit", "0"]);
+        parse_err(&["jobs", "list", "--limit", "-1"]);
+        parse_err(&["--timeout", "0", "whoami"]);
+        parse_err(&[
+            "pki", "issue", "--dir", "d", "--kind", "agent", "--name", "a", "--days", "0",
+        ]);
+        let cli = parse(&[
+            "jobs", "list", "--active", "--limit", "5", "--output", "json",
+        ])
+        .expect("valid");
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Jobs(JobsCommand::List(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert!(args.active);
+        assert_eq!(args.limit.limit, Some(5));
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = parse(&[
+            "agents",
+            "list",
+            "--coordinator",
+            "https://c:7443",
+            "--output",
+            "json",
+            "--timeout",
+            "5",
+        ])
+        .expect("valid");
+        assert_eq!(cli.global.coordinator.as_deref(), Some("https://c:7443"));
+        assert_eq!(cli.global.timeout, 5);
+        parse_err(&["--output", "yaml", "whoami"]);
+    }
+
+    #[test]
+    fn pki_arguments() {
+        let cli = parse(&[
+            "pki",
+            "issue",
+            "--dir",
+            "/tmp/ca",
+            "--kind",
+            "coordinator",
+            "--name",
+            "coord",
+            "--san",
+            "Coord.Example",
+            "--san",
+            "10.0.0.1",
+            "--san",
+            "::1",
+        ])
+        .expect("valid");
+        let Command::Pki(PkiCommand::Issue(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.kind, CertKind::Coordinator);
+        assert_eq!(args.sans, ["coord.example", "10.0.0.1", "::1"]);
+        assert_eq!(args.days, 365);
+        parse_err(&[
+            "pki", "issue", "--dir", "d", "--kind", "root", "--name", "a",
+        ]);
+        parse_err(&[
+            "pki", "issue", "--dir", "d", "--kind", "agent", "--name", "../a",
+        ]);
+        parse_err(&[
+            "pki", "issue", "--dir", "d", "--kind", "agent", "--name", "A",
+        ]);
+        parse_err(&[
+            "pki",
+            "issue",
+            "--dir",
+            "d",
+            "--kind",
+            "coordinator",
+            "--name",
+            "c",
+            "--san",
+            "a b",
+        ]);
+        parse_err(&[
+            "pki",
+            "issue",
+            "--dir",
+            "d",
+            "--kind",
+            "coordinator",
+            "--name",
+            "c",
+            "--san",
+            "-x.com",
+        ]);
+        parse_err(&["pki", "init"]);
+    }
+
+    #[test]
+    fn san_values() {
+        assert_eq!(parse_san("*.example.com").as_deref(), Ok("*.example.com"));
+        assert_eq!(parse_san("localhost").as_deref(), Ok("localhost"));
+        assert!(parse_san("").is_err());
+        assert!(parse_san("a..b").is_err());
+        assert!(parse_san("a_b.com").is_err());
+    }
+}

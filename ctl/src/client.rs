@@ -1,0 +1,179 @@
+//! The connection to the coordinator's Control service.
+
+use std::{future::Future, time::Duration};
+
+use anyhow::{Context, Result};
+use lifeboat_common::tls::{TlsFiles, client_endpoint};
+use lifeboat_proto::control_client::ControlClient;
+use tonic::transport::Channel;
+
+use crate::{
+    cli::GlobalArgs,
+    error::{self, usage},
+};
+
+/// A connected Control client and what is needed to explain its failures.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    client: ControlClient<Channel>,
+    url: String,
+    timeout: Duration,
+}
+
+/// The connection options, each with its flag and environment variable, for messages.
+const OPTIONS: [(&str, &str); 4] = [
+    ("--coordinator URL", "LIFEBOAT_COORDINATOR"),
+    ("--ca FILE", "LIFEBOAT_CA"),
+    ("--cert FILE", "LIFEBOAT_CERT"),
+    ("--key FILE", "LIFEBOAT_KEY"),
+];
+
+/// The URL and TLS files, or a usage error naming every missing option.
+pub fn settings(global: &GlobalArgs) -> Result<(String, TlsFiles)> {
+    let present = [
+        global.coordinator.is_some(),
+        global.ca.is_some(),
+        global.cert.is_some(),
+        global.key.is_some(),
+    ];
+    if let (Some(url), Some(ca), Some(cert), Some(key)) = (
+        global.coordinator.clone(),
+        global.ca.clone(),
+        global.cert.clone(),
+        global.key.clone(),
+    ) {
+        return Ok((url, TlsFiles { ca, cert, key }));
+    }
+    let missing: Vec<String> = OPTIONS
+        .iter()
+        .zip(present)
+        .filter(|(_, p)| !p)
+        .map(|((flag, env), _)| format!("{flag} (or {env})"))
+        .collect();
+    Err(error::usage_msg(format!(
+        "missing connection options: {}; this command talks to the coordinator, so give its \
+         URL, the CA that signed its certificate and your operator certificate and key",
+        missing.join(", ")
+    )))
+}
+
+impl Conn {
+    /// Checks the options and files, then connects (TCP, TLS, HTTP/2).
+    pub async fn connect(global: &GlobalArgs) -> Result<Self> {
+        let (url, files) = settings(global)?;
+        let endpoint = client_endpoint(&url, &files, global.server_name.as_deref())
+            .map_err(usage)
+            .context("set up the connection to the coordinator")?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| error::connect_error(&url, &e))?;
+        let client = ControlClient::new(channel)
+            .max_decoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES);
+        Ok(Self {
+            client,
+            url,
+            timeout: Duration::from_secs(global.timeout),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A request carrying the `--timeout` deadline to the coordinator.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        req.set_timeout(self.timeout);
+        req
+    }
+
+    /// Runs one unary call with the `--timeout` deadline; `what` names it in errors
+    /// ("start backup").
+    pub async fn unary<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
+    where
+        F: FnOnce(ControlClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.timeout, call(self.client.clone())).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(error::rpc_error(&self.url, what, &status)),
+            Err(_) => Err(anyhow::anyhow!(
+                "{what}: the coordinator at {} did not answer within {}s (raise --timeout if it \
+                 is busy)",
+                self.url,
+                self.timeout.as_secs()
+            )),
+        }
+    }
+
+    /// Opens the WatchJob stream. `--timeout` bounds only the wait for the stream to open: the
+    /// stream itself lasts as long as the job, so no deadline travels with the request.
+    pub async fn watch_job(
+        &self,
+        job_id: &str,
+    ) -> Result<tonic::Streaming<lifeboat_proto::Job>, tonic::Status> {
+        let req = tonic::Request::new(lifeboat_proto::GetJobRequest {
+            job_id: job_id.to_owned(),
+        });
+        let mut client = self.client.clone();
+        match tokio::time::timeout(self.timeout, client.watch_job(req)).await {
+            Ok(result) => result.map(tonic::Response::into_inner),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {}s",
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Outcome;
+
+    fn global() -> GlobalArgs {
+        GlobalArgs {
+            coordinator: None,
+            ca: None,
+            cert: None,
+            key: None,
+            server_name: None,
+            output: crate::cli::OutputFormat::Table,
+            timeout: 30,
+        }
+    }
+
+    #[test]
+    fn missing_options_are_listed() {
+        let mut g = global();
+        g.ca = Some("ca.pem".into());
+        let e = settings(&g).expect_err("accepted without URL");
+        assert_eq!(Outcome::of(&e), Outcome::Usage);
+        let s = format!("{e:#}");
+        assert!(
+            s.contains("--coordinator URL (or LIFEBOAT_COORDINATOR)"),
+            "{s}"
+        );
+        assert!(s.contains("--cert FILE (or LIFEBOAT_CERT)"), "{s}");
+        assert!(s.contains("--key FILE (or LIFEBOAT_KEY)"), "{s}");
+        assert!(!s.contains("LIFEBOAT_CA"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn bad_url_and_missing_files_are_usage_errors() {
+        let mut g = global();
+        g.coordinator = Some("http://c:7443".into());
+        g.ca = Some("/nonexistent/ca.pem".into());
+        g.cert = Some("/nonexistent/op.pem".into());
+        g.key = Some("/nonexistent/op.key".into());
+        let e = Conn::connect(&g).await.expect_err("http accepted");
+        assert_eq!(Outcome::of(&e), Outcome::Usage);
+        assert!(format!("{e:#}").contains("https://"), "{e:#}");
+        g.coordinator = Some("https://c:7443".into());
+        let e = Conn::connect(&g).await.expect_err("missing files accepted");
+        assert_eq!(Outcome::of(&e), Outcome::Usage);
+        assert!(format!("{e:#}").contains("/nonexistent/ca.pem"), "{e:#}");
+    }
+}

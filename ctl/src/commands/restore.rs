@@ -1,0 +1,31 @@
+//! `lifeboat restore ID [--to TARGET] [--database NAME] [--clean] [--wait]`.
+
+use std::io::Write;
+
+use anyhow::Result;
+use lifeboat_proto as pb;
+
+use crate::{
+    cli::{GlobalArgs, RestoreArgs},
+    client::Conn,
+    commands::jobs::print_started,
+    progress,
+};
+
+pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::RestoreRequest {
+        backup_id: args.id.clone(),
+        to_target: args.to.map(|t| t.to_string()).unwrap_or_default(),
+        database: args.database.unwrap_or_default(),
+        clean: args.clean,
+    });
+    let job = conn
+        .unary("start restore", |mut c| async move { c.restore(req).await })
+        .await?;
+    if args.wait.wait {
+        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
+    } else {
+        print_started(out, global.output, &job)
+    }
+}

@@ -1,0 +1,530 @@
+//! What the CLI shows: the coordinator's messages turned into plain serialisable values.
+//! Field names are the JSON contract (snake_case); enums are lowercase words; every time is an
+//! RFC 3339 UTC string plus the raw milliseconds (`*_at`, `*_at_ms`), both `null` when unset;
+//! sizes are integers in bytes; empty strings become `null`.
+
+use lifeboat_proto as pb;
+use serde::Serialize;
+
+use crate::output::{
+    self, Render, Row, human_duration_ms, human_ratio, human_size, json_time, key_values,
+    non_empty, or_none, rfc3339_text,
+};
+
+pub fn engine_word(v: i32) -> &'static str {
+    match pb::Engine::try_from(v) {
+        Ok(pb::Engine::Postgres) => "postgres",
+        Ok(pb::Engine::Mysql) => "mysql",
+        Ok(pb::Engine::Unspecified) => "unspecified",
+        Err(_) => "unknown",
+    }
+}
+
+pub fn kind_word(v: i32) -> &'static str {
+    match pb::JobKind::try_from(v) {
+        Ok(pb::JobKind::Backup) => "backup",
+        Ok(pb::JobKind::Restore) => "restore",
+        Ok(pb::JobKind::Verify) => "verify",
+        Ok(pb::JobKind::Unspecified) => "unspecified",
+        Err(_) => "unknown",
+    }
+}
+
+pub fn state_word(v: i32) -> &'static str {
+    match pb::JobState::try_from(v) {
+        Ok(pb::JobState::Queued) => "queued",
+        Ok(pb::JobState::Running) => "running",
+        Ok(pb::JobState::Succeeded) => "succeeded",
+        Ok(pb::JobState::Failed) => "failed",
+        Ok(pb::JobState::Cancelled) => "cancelled",
+        Ok(pb::JobState::Unspecified) => "unspecified",
+        Err(_) => "unknown",
+    }
+}
+
+pub fn verify_word(v: i32) -> &'static str {
+    match pb::VerifyStatus::try_from(v) {
+        Ok(pb::VerifyStatus::Unverified) => "unverified",
+        Ok(pb::VerifyStatus::Ok) => "ok",
+        Ok(pb::VerifyStatus::Corrupt) => "corrupt",
+        Ok(pb::VerifyStatus::Missing) => "missing",
+        Ok(pb::VerifyStatus::Unspecified) => "unspecified",
+        Err(_) => "unknown",
+    }
+}
+
+/// Whether a job state is final.
+pub fn is_terminal(state: i32) -> bool {
+    matches!(
+        pb::JobState::try_from(state),
+        Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Cancelled)
+    )
+}
+
+#[derive(Debug, Serialize)]
+pub struct WhoAmIView {
+    pub name: String,
+    pub role: String,
+}
+
+impl From<pb::WhoAmIResponse> for WhoAmIView {
+    fn from(r: pb::WhoAmIResponse) -> Self {
+        Self {
+            name: r.name,
+            role: r.role,
+        }
+    }
+}
+
+impl Render for WhoAmIView {
+    fn table(&self) -> String {
+        key_values(&[("name", or_none(&self.name)), ("role", or_none(&self.role))])
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    pub name: String,
+    pub environment: String,
+    pub version: Option<String>,
+    pub connected: bool,
+    pub last_seen: Option<String>,
+    pub last_seen_ms: Option<i64>,
+    pub clock_skew_ms: i64,
+    pub running_jobs: u32,
+    pub max_concurrent_jobs: u32,
+}
+
+impl From<pb::Agent> for AgentView {
+    fn from(a: pb::Agent) -> Self {
+        let (last_seen, last_seen_ms) = json_time(a.last_seen_ms);
+        Self {
+            name: a.name,
+            environment: a.environment,
+            version: non_empty(&a.version),
+            connected: a.connected,
+            last_seen,
+            last_seen_ms,
+            clock_skew_ms: a.clock_skew_ms,
+            running_jobs: a.running_jobs,
+            max_concurrent_jobs: a.max_concurrent_jobs,
+        }
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+impl Row for AgentView {
+    const HEADER: &'static [&'static str] = &[
+        "NAME",
+        "ENVIRONMENT",
+        "VERSION",
+        "CONNECTED",
+        "LAST SEEN",
+        "CLOCK SKEW",
+        "JOBS",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.environment.clone(),
+            or_none(self.version.as_deref().unwrap_or_default()),
+            yes_no(self.connected),
+            rfc3339_text(self.last_seen_ms.unwrap_or(0)),
+            format!("{}ms", self.clock_skew_ms),
+            format!("{}/{}", self.running_jobs, self.max_concurrent_jobs),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetView {
+    pub name: String,
+    pub agent: String,
+    pub engine: &'static str,
+    pub provider: String,
+    pub repository: String,
+    pub database: Option<String>,
+    pub agent_connected: bool,
+    pub last_backup: Option<String>,
+    pub last_backup_ms: Option<i64>,
+    pub last_backup_id: Option<String>,
+}
+
+impl From<pb::Target> for TargetView {
+    fn from(t: pb::Target) -> Self {
+        let (last_backup, last_backup_ms) = json_time(t.last_backup_ms);
+        Self {
+            engine: engine_word(t.engine),
+            database: non_empty(&t.database),
+            last_backup_id: non_empty(&t.last_backup_id),
+            name: t.name,
+            agent: t.agent,
+            provider: t.provider,
+            repository: t.repository,
+            agent_connected: t.agent_connected,
+            last_backup,
+            last_backup_ms,
+        }
+    }
+}
+
+impl Row for TargetView {
+    const HEADER: &'static [&'static str] = &[
+        "TARGET",
+        "AGENT",
+        "CONNECTED",
+        "ENGINE",
+        "PROVIDER",
+        "REPOSITORY",
+        "DATABASE",
+        "LAST BACKUP",
+        "LAST BACKUP ID",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            or_none(&self.agent),
+            yes_no(self.agent_connected),
+            self.engine.to_owned(),
+            or_none(&self.provider),
+            or_none(&self.repository),
+            or_none(self.database.as_deref().unwrap_or_default()),
+            rfc3339_text(self.last_backup_ms.unwrap_or(0)),
+            or_none(self.last_backup_id.as_deref().unwrap_or_default()),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProgressView {
+    pub phase: Option<String>,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub job_id: String,
+    pub kind: &'static str,
+    pub state: &'static str,
+    pub target: String,
+    pub agent: Option<String>,
+    pub backup_id: Option<String>,
+    pub requested_by: Option<String>,
+    pub created_at: Option<String>,
+    pub created_at_ms: Option<i64>,
+    pub started_at: Option<String>,
+    pub started_at_ms: Option<i64>,
+    pub finished_at: Option<String>,
+    pub finished_at_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub progress: Option<ProgressView>,
+    pub detail: Option<String>,
+    pub database: Option<String>,
+    pub clean: bool,
+}
+
+impl From<&pb::Job> for JobView {
+    fn from(j: &pb::Job) -> Self {
+        let (created_at, created_at_ms) = json_time(j.created_at_ms);
+        let (started_at, started_at_ms) = json_time(j.started_at_ms);
+        let (finished_at, finished_at_ms) = json_time(j.finished_at_ms);
+        Self {
+            job_id: j.job_id.clone(),
+            kind: kind_word(j.kind),
+            state: state_word(j.state),
+            target: j.target.clone(),
+            agent: non_empty(&j.agent),
+            backup_id: non_empty(&j.backup_id),
+            requested_by: non_empty(&j.requested_by),
+            created_at,
+            created_at_ms,
+            started_at,
+            started_at_ms,
+            finished_at,
+            finished_at_ms,
+            duration_ms: output::duration_ms(j.started_at_ms, j.finished_at_ms),
+            error: non_empty(&j.error),
+            progress: j.progress.as_ref().map(|p| ProgressView {
+                phase: non_empty(&p.phase),
+                raw_bytes: p.raw_bytes,
+                stored_bytes: p.stored_bytes,
+            }),
+            detail: non_empty(&j.detail),
+            database: non_empty(&j.database),
+            clean: j.clean,
+        }
+    }
+}
+
+fn opt(v: &Option<String>) -> String {
+    or_none(v.as_deref().unwrap_or_default())
+}
+
+impl Row for JobView {
+    const HEADER: &'static [&'static str] = &[
+        "JOB",
+        "KIND",
+        "STATE",
+        "TARGET",
+        "BACKUP",
+        "REQUESTED BY",
+        "CREATED",
+        "DURATION",
+        "ERROR",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.job_id.clone(),
+            self.kind.to_owned(),
+            self.state.to_owned(),
+            or_none(&self.target),
+            opt(&self.backup_id),
+            opt(&self.requested_by),
+            rfc3339_text(self.created_at_ms.unwrap_or(0)),
+            self.duration_ms
+                .map_or_else(|| "-".into(), human_duration_ms),
+            self.error
+                .as_deref()
+                .map_or_else(|| "-".into(), |e| first_line(e, 60)),
+        ]
+    }
+}
+
+/// The first line of `text`, cut to `max` characters, for a table cell.
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > max || text.lines().nth(1).is_some() {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{}…", cut.trim_end())
+    } else {
+        line.to_owned()
+    }
+}
+
+impl Render for JobView {
+    fn table(&self) -> String {
+        let time = |ms: Option<i64>| rfc3339_text(ms.unwrap_or(0));
+        let mut pairs = vec![
+            ("job", self.job_id.clone()),
+            ("kind", self.kind.to_owned()),
+            ("state", self.state.to_owned()),
+            ("target", or_none(&self.target)),
+            ("agent", opt(&self.agent)),
+            ("backup", opt(&self.backup_id)),
+            ("requested by", opt(&self.requested_by)),
+            ("created", time(self.created_at_ms)),
+            ("started", time(self.started_at_ms)),
+            ("finished", time(self.finished_at_ms)),
+            (
+                "duration",
+                self.duration_ms
+                    .map_or_else(|| "-".into(), human_duration_ms),
+            ),
+        ];
+        if let Some(p) = &self.progress {
+            pairs.push(("phase", opt(&p.phase)));
+            pairs.push(("raw bytes", human_size(p.raw_bytes)));
+            pairs.push(("stored bytes", human_size(p.stored_bytes)));
+        }
+        if self.kind == "restore" {
+            pairs.push(("database", opt(&self.database)));
+            pairs.push(("clean", yes_no(self.clean)));
+        }
+        pairs.push(("detail", opt(&self.detail)));
+        pairs.push(("error", opt(&self.error)));
+        key_values(&pairs)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RowCountView {
+    pub schema: String,
+    pub table: String,
+    pub rows: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupView {
+    pub backup_id: String,
+    pub target: String,
+    pub environment: String,
+    pub agent: Option<String>,
+    pub repository: Option<String>,
+    pub engine: &'static str,
+    pub provider: Option<String>,
+    pub database: Option<String>,
+    pub server_version: Option<String>,
+    pub system_identifier: Option<String>,
+    pub dump_tool: Option<String>,
+    pub dump_tool_version: Option<String>,
+    pub format: Option<String>,
+    pub compression: Option<String>,
+    pub compression_level: i32,
+    pub raw_size: u64,
+    pub stored_size: u64,
+    pub compression_ratio: Option<f64>,
+    pub raw_sha256: Option<String>,
+    pub stored_sha256: Option<String>,
+    pub started_at: Option<String>,
+    pub started_at_ms: Option<i64>,
+    pub finished_at: Option<String>,
+    pub finished_at_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub row_counts: Vec<RowCountView>,
+    pub data_key: Option<String>,
+    pub manifest_key: Option<String>,
+    pub verify_status: &'static str,
+    pub verified_at: Option<String>,
+    pub verified_at_ms: Option<i64>,
+    pub verify_detail: Option<String>,
+    pub job_id: Option<String>,
+}
+
+impl From<&pb::BackupRecord> for BackupView {
+    fn from(b: &pb::BackupRecord) -> Self {
+        let (started_at, started_at_ms) = json_time(b.started_at_ms);
+        let (finished_at, finished_at_ms) = json_time(b.finished_at_ms);
+        let (verified_at, verified_at_ms) = json_time(b.verified_at_ms);
+        Self {
+            backup_id: b.backup_id.clone(),
+            target: b.target.clone(),
+            environment: b.environment.clone(),
+            agent: non_empty(&b.agent),
+            repository: non_empty(&b.repository),
+            engine: engine_word(b.engine),
+            provider: non_empty(&b.provider),
+            database: non_empty(&b.database),
+            server_version: non_empty(&b.server_version),
+            system_identifier: non_empty(&b.system_identifier),
+            dump_tool: non_empty(&b.dump_tool),
+            dump_tool_version: non_empty(&b.dump_tool_version),
+            format: non_empty(&b.format),
+            compression: non_empty(&b.compression),
+            compression_level: b.compression_level,
+            raw_size: b.raw_size,
+            stored_size: b.stored_size,
+            compression_ratio: output::ratio(b.raw_size, b.stored_size)
+                .map(|r| (r * 100.0).round() / 100.0),
+            raw_sha256: non_empty(&b.raw_sha256),
+            stored_sha256: non_empty(&b.stored_sha256),
+            started_at,
+            started_at_ms,
+            finished_at,
+            finished_at_ms,
+            duration_ms: output::duration_ms(b.started_at_ms, b.finished_at_ms),
+            row_counts: b
+                .row_counts
+                .iter()
+                .map(|r| RowCountView {
+                    schema: r.schema.clone(),
+                    table: r.table.clone(),
+                    rows: r.rows,
+                })
+                .collect(),
+            data_key: non_empty(&b.data_key),
+            manifest_key: non_empty(&b.manifest_key),
+            verify_status: verify_word(b.verify_status),
+            verified_at,
+            verified_at_ms,
+            verify_detail: non_empty(&b.verify_detail),
+            job_id: non_empty(&b.job_id),
+        }
+    }
+}
+
+impl Row for BackupView {
+    const HEADER: &'static [&'static str] = &[
+        "BACKUP", "TARGET", "STARTED", "DURATION", "RAW", "STORED", "RATIO", "VERIFY",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.backup_id.clone(),
+            or_none(&self.target),
+            rfc3339_text(self.started_at_ms.unwrap_or(0)),
+            self.duration_ms
+                .map_or_else(|| "-".into(), human_duration_ms),
+            human_size(self.raw_size),
+            human_size(self.stored_size),
+            human_ratio(self.raw_size, self.stored_size),
+            self.verify_status.to_owned(),
+        ]
+    }
+}
+
+impl Render for BackupView {
+    fn table(&self) -> String {
+        let time = |ms: Option<i64>| rfc3339_text(ms.unwrap_or(0));
+        let tool = match (&self.dump_tool, &self.dump_tool_version) {
+            (Some(t), Some(v)) => format!("{t} {v}"),
+            (Some(t), None) => t.clone(),
+            (None, _) => "-".into(),
+        };
+        let compression = match &self.compression {
+            Some(c) => format!("{c} (level {})", self.compression_level),
+            None => "-".into(),
+        };
+        let mut s = key_values(&[
+            ("backup", self.backup_id.clone()),
+            ("target", or_none(&self.target)),
+            ("environment", or_none(&self.environment)),
+            ("agent", opt(&self.agent)),
+            ("repository", opt(&self.repository)),
+            ("engine", self.engine.to_owned()),
+            ("provider", opt(&self.provider)),
+            ("database", opt(&self.database)),
+            ("server version", opt(&self.server_version)),
+            ("system identifier", opt(&self.system_identifier)),
+            ("dump tool", tool),
+            ("format", opt(&self.format)),
+            ("compression", compression),
+            (
+                "raw size",
+                format!("{} ({} bytes)", human_size(self.raw_size), self.raw_size),
+            ),
+            (
+                "stored size",
+                format!(
+                    "{} ({} bytes, ratio {})",
+                    human_size(self.stored_size),
+                    self.stored_size,
+                    human_ratio(self.raw_size, self.stored_size)
+                ),
+            ),
+            ("raw sha256", opt(&self.raw_sha256)),
+            ("stored sha256", opt(&self.stored_sha256)),
+            ("started", time(self.started_at_ms)),
+            ("finished", time(self.finished_at_ms)),
+            (
+                "duration",
+                self.duration_ms
+                    .map_or_else(|| "-".into(), human_duration_ms),
+            ),
+            ("data key", opt(&self.data_key)),
+            ("manifest key", opt(&self.manifest_key)),
+            ("job", opt(&self.job_id)),
+            ("verify status", self.verify_status.to_owned()),
+            ("verified", time(self.verified_at_ms)),
+            ("verify detail", opt(&self.verify_detail)),
+        ]);
+        s.push('\n');
+        if self.row_counts.is_empty() {
+            s.push_str("row counts: none recorded\n");
+        } else {
+            let mut t = output::Table::new(&["SCHEMA", "TABLE", "ROWS"]);
+            for r in &self.row_counts {
+                t.row(vec![r.schema.clone(), r.table.clone(), r.rows.to_string()]);
+            }
+            s.push_str(&t.render());
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+#[path = "views_tests.rs"]
+pub(crate) mod tests;
