@@ -1,1 +1,126 @@
+//! lifeboat-coordinator: the control plane. Knows agents, targets, jobs and the backup
+//! catalog; hands jobs to agents over their sessions; serves operators the Control API, and
+//! `/health` and `/metrics` over HTTP. Never holds a database or storage credential.
+//!
+//! Tests and `main.rs` bind their listeners and call [`run`].
 
+pub mod catalog;
+pub mod config;
+mod dispatch;
+pub mod error;
+mod grpc;
+mod http;
+mod hub;
+mod lease;
+pub mod metrics;
+pub mod model;
+mod wire;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use config::{Config, Role};
+
+/// How long shutdown waits for open connections and tasks before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads and validates the config file at `path`, and checks the files it names.
+pub fn load_config(path: &Path) -> Result<Config> {
+    config::load(path)
+}
+
+/// Runs the coordinator on the given listeners until `shutdown` is cancelled, then shuts down
+/// in order: stop accepting, end agent sessions and watches, drain, stop background work,
+/// close the catalog.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    run_with_ready(config, grpc, http, shutdown, || Ok(())).await
+}
+
+/// [`run`], calling `on_ready` once the catalog is open and both servers are set up (used by
+/// `main` to write `--ready-file`).
+pub async fn run_with_ready(
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce() -> Result<()> + Send,
+) -> Result<()> {
+    // Fail on a bad certificate or key before touching the catalog.
+    lifeboat_common::tls::server_config(&config.tls)
+        .context("load the coordinator's TLS certificate and key")?;
+    let catalog = match &config.catalog {
+        config::CatalogLocation::Sqlite(path) => catalog::Catalog::open_sqlite(path)
+            .await
+            .with_context(|| format!("open the catalog ({})", config.file.display()))?,
+    };
+    let metrics = metrics::Metrics::new().context("register metrics")?;
+    let hub = Arc::new(hub::Hub::new(Arc::new(config), catalog, metrics));
+
+    let background = CancellationToken::new();
+    let workers = TaskTracker::new();
+    workers.spawn(dispatch::run(hub.clone(), background.clone()));
+    workers.spawn(lease::run(hub.clone(), background.clone()));
+    workers.close();
+
+    let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
+    let http_addr = http.local_addr().context("read HTTP listener address")?;
+    let grpc_server = grpc::serve(hub.clone(), grpc, shutdown.clone());
+    let http_server = axum::serve(http, http::router(hub.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    on_ready()?;
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, "coordinator serving");
+
+    // A server that stops on its own takes the other down with it. After shutdown starts,
+    // each gets DRAIN_TIMEOUT to finish.
+    let bounded = |name: &'static str| {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+            tracing::warn!("{name} server did not drain within {DRAIN_TIMEOUT:?}; stopping it");
+        }
+    };
+    let grpc_done = async {
+        let result = tokio::select! {
+            r = grpc_server => r,
+            () = bounded("gRPC") => Ok(()),
+        };
+        shutdown.cancel();
+        result
+    };
+    let http_done = async {
+        let result = tokio::select! {
+            r = http_server.into_future() => r.context("serve HTTP"),
+            () = bounded("HTTP") => Ok(()),
+        };
+        shutdown.cancel();
+        result
+    };
+    let end_streams = async {
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: ending agent sessions and job watches");
+        hub.streams.cancel();
+    };
+    let (grpc_result, http_result, ()) = tokio::join!(grpc_done, http_done, end_streams);
+
+    hub.tasks.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, hub.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("session tasks did not end within {DRAIN_TIMEOUT:?}");
+    }
+    background.cancel();
+    workers.wait().await;
+    hub.catalog.close().await;
+    tracing::info!("coordinator stopped");
+    grpc_result.and(http_result)
+}

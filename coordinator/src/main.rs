@@ -1,1 +1,130 @@
-fn main() {}
+//! `lifeboat-coordinator`: parses flags, sets up logging and signals, binds the listeners and
+//! runs the coordinator. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use lifeboat_common::logging;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The lifeboat control plane: agents, jobs, the backup catalog, health and metrics.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat-coordinator", version)]
+struct Args {
+    /// Configuration file (see deploy/coordinator.example.toml).
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    /// Log format: human or json.
+    #[arg(long, value_name = "FORMAT", default_value = "human")]
+    log_format: logging::Format,
+    /// Once serving, write {"grpc":"ADDR","http":"ADDR"} here (atomically), so a caller that
+    /// configured port 0 learns the ports.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init(args.log_format, "info");
+    let config = match lifeboat_coordinator::load_config(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(config, args.ready_file)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>) -> Result<()> {
+    let grpc = bind(&config, "server.grpc_listen", config.grpc_listen).await?;
+    let http = bind(&config, "server.http_listen", config.http_listen).await?;
+    let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
+    let http_addr = http.local_addr().context("read HTTP listener address")?;
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+
+    lifeboat_coordinator::run_with_ready(config, grpc, http, shutdown, move || match ready_file {
+        Some(path) => write_ready_file(&path, grpc_addr, http_addr),
+        None => Ok(()),
+    })
+    .await
+}
+
+async fn bind(
+    config: &lifeboat_coordinator::Config,
+    key: &str,
+    addr: SocketAddr,
+) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "listen on {addr} ({key} in {}); free the port or change the address",
+            config.file.display()
+        )
+    })
+}
+
+/// SIGINT or SIGTERM starts a graceful shutdown.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("failed to listen for SIGTERM: {e}; only Ctrl-C stops the coordinator");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+    shutdown.cancel();
+}
+
+/// Writes the listening addresses as JSON: a temp file in the same directory, then a rename,
+/// so a reader never sees half a file.
+fn write_ready_file(path: &Path, grpc: SocketAddr, http: SocketAddr) -> Result<()> {
+    use std::io::Write;
+    let body = serde_json::json!({ "grpc": grpc.to_string(), "http": http.to_string() });
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let name = path
+        .file_name()
+        .with_context(|| format!("--ready-file {} names no file", path.display()))?;
+    let tmp = dir.unwrap_or_else(|| Path::new(".")).join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(body.to_string().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("write --ready-file {}", path.display()))
+}

@@ -1,0 +1,181 @@
+//! Agents and the targets they declare.
+
+use lifeboat_common::names::TargetName;
+use sqlx::{Row, sqlite::SqliteRow};
+
+use super::{Catalog, CatalogError, Result, parse_enum};
+use crate::model::{AgentRecord, Engine, TargetDecl, TargetRecord, TargetSummary};
+
+/// A target an agent declared that another agent already owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConflict {
+    pub target: String,
+    pub owner: String,
+}
+
+impl Catalog {
+    /// Inserts or updates an agent (on `Hello`).
+    pub async fn upsert_agent(&self, agent: &AgentRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO agents (name, environment, version, last_seen_ms, clock_skew_ms, \
+             max_concurrent_jobs) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET environment = excluded.environment, \
+             version = excluded.version, last_seen_ms = excluded.last_seen_ms, \
+             clock_skew_ms = excluded.clock_skew_ms, \
+             max_concurrent_jobs = excluded.max_concurrent_jobs",
+        )
+        .bind(&agent.name)
+        .bind(&agent.environment)
+        .bind(&agent.version)
+        .bind(agent.last_seen_ms)
+        .bind(agent.clock_skew_ms)
+        .bind(i64::from(agent.max_concurrent_jobs))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a heartbeat.
+    pub async fn touch_agent(
+        &self,
+        name: &str,
+        last_seen_ms: i64,
+        clock_skew_ms: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE agents SET last_seen_ms = ?, clock_skew_ms = ? WHERE name = ?")
+            .bind(last_seen_ms)
+            .bind(clock_skew_ms)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, environment, version, last_seen_ms, clock_skew_ms, \
+             max_concurrent_jobs FROM agents ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let max: i64 = row.try_get("max_concurrent_jobs")?;
+                Ok(AgentRecord {
+                    name: row.try_get("name")?,
+                    environment: row.try_get("environment")?,
+                    version: row.try_get("version")?,
+                    last_seen_ms: row.try_get("last_seen_ms")?,
+                    clock_skew_ms: row.try_get("clock_skew_ms")?,
+                    max_concurrent_jobs: u32::try_from(max).map_err(|_| {
+                        CatalogError::Corrupt(format!("agents.max_concurrent_jobs {max}"))
+                    })?,
+                })
+            })
+            .collect()
+    }
+
+    /// Registers or updates the targets an agent declares, all or nothing: if any of them is
+    /// owned by another agent, nothing is written and the conflicts are returned.
+    pub async fn register_targets(
+        &self,
+        agent: &str,
+        environment: &str,
+        targets: &[TargetDecl],
+    ) -> Result<Vec<TargetConflict>> {
+        let mut tx = self.pool.begin().await?;
+        let mut conflicts = Vec::new();
+        for t in targets {
+            let full = format!("{environment}/{}", t.name);
+            // Insert, or update only if this agent owns it; no row changed means another
+            // agent owns it (checked in the same statement, so two agents racing for a new
+            // target cannot both win).
+            let done = sqlx::query(
+                "INSERT INTO targets (full_name, environment, name, agent, engine, provider, \
+                 repository, database_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (full_name) DO UPDATE SET engine = excluded.engine, \
+                 provider = excluded.provider, repository = excluded.repository, \
+                 database_name = excluded.database_name \
+                 WHERE targets.agent = excluded.agent",
+            )
+            .bind(&full)
+            .bind(environment)
+            .bind(&t.name)
+            .bind(agent)
+            .bind(t.engine.as_str())
+            .bind(&t.provider)
+            .bind(&t.repository)
+            .bind(&t.database)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                let owner: String =
+                    sqlx::query_scalar("SELECT agent FROM targets WHERE full_name = ?")
+                        .bind(&full)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                conflicts.push(TargetConflict {
+                    target: full,
+                    owner,
+                });
+            }
+        }
+        if conflicts.is_empty() {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(conflicts)
+    }
+
+    pub async fn get_target(&self, full_name: &str) -> Result<Option<TargetRecord>> {
+        let row = sqlx::query(
+            "SELECT environment, name, agent, engine, provider, repository, database_name \
+             FROM targets WHERE full_name = ?",
+        )
+        .bind(full_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(target_from_row).transpose()
+    }
+
+    /// Every target with its most recent backup.
+    pub async fn list_targets(&self) -> Result<Vec<TargetSummary>> {
+        let rows = sqlx::query(
+            "SELECT t.environment, t.name, t.agent, t.engine, t.provider, t.repository, \
+             t.database_name, \
+             (SELECT b.backup_id FROM backups b WHERE b.target = t.full_name \
+              ORDER BY b.finished_at_ms DESC, b.backup_id DESC LIMIT 1) AS last_backup_id, \
+             (SELECT MAX(b.finished_at_ms) FROM backups b WHERE b.target = t.full_name) \
+              AS last_backup_ms \
+             FROM targets t ORDER BY t.full_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: Option<String> = row.try_get("last_backup_id")?;
+                let at: Option<i64> = row.try_get("last_backup_ms")?;
+                Ok(TargetSummary {
+                    target: target_from_row(row)?,
+                    last_backup: id.zip(at),
+                })
+            })
+            .collect()
+    }
+}
+
+fn target_from_row(row: &SqliteRow) -> Result<TargetRecord> {
+    let environment: String = row.try_get("environment")?;
+    let name: String = row.try_get("name")?;
+    let engine: String = row.try_get("engine")?;
+    Ok(TargetRecord {
+        name: TargetName::new(&environment, &name)
+            .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+        agent: row.try_get("agent")?,
+        engine: parse_enum("targets.engine", &engine, Engine::parse)?,
+        provider: row.try_get("provider")?,
+        repository: row.try_get("repository")?,
+        database: row.try_get("database_name")?,
+    })
+}

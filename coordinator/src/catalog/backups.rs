@@ -1,0 +1,163 @@
+//! Complete backups. A row is only ever written together with the success of its job
+//! (`Catalog::finish_backup_job`).
+
+use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
+
+use super::{Catalog, CatalogError, Result, parse_enum, to_i64, to_u64};
+use crate::model::{Backup, Engine, RowCount, VerifyStatus};
+
+macro_rules! backup_columns {
+    () => {
+        "backup_id, target, environment, agent, repository, engine, provider, database_name, \
+         server_version, system_identifier, dump_tool, dump_tool_version, format, compression, \
+         compression_level, raw_size, stored_size, raw_sha256, stored_sha256, started_at_ms, \
+         finished_at_ms, row_counts, data_key, manifest_key, verify_status, verified_at_ms, \
+         verify_detail, job_id"
+    };
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RowCountJson {
+    schema: String,
+    table: String,
+    rows: i64,
+}
+
+impl Catalog {
+    pub async fn get_backup(&self, backup_id: &str) -> Result<Option<Backup>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            backup_columns!(),
+            " FROM backups WHERE backup_id = ?"
+        ))
+        .bind(backup_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(backup_from_row).transpose()
+    }
+
+    /// Backups newest first, optionally of one target.
+    pub async fn list_backups(&self, target: Option<&str>, limit: u32) -> Result<Vec<Backup>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            backup_columns!(),
+            " FROM backups WHERE (?1 IS NULL OR target = ?1) \
+             ORDER BY finished_at_ms DESC, backup_id DESC LIMIT ?2"
+        ))
+        .bind(target)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(backup_from_row).collect()
+    }
+
+    /// The most recent backup of every target that has one.
+    pub async fn latest_backups(&self) -> Result<Vec<Backup>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            backup_columns!(),
+            " FROM backups b WHERE b.backup_id = (SELECT b2.backup_id FROM backups b2 \
+             WHERE b2.target = b.target ORDER BY b2.finished_at_ms DESC, b2.backup_id DESC \
+             LIMIT 1) ORDER BY b.target"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(backup_from_row).collect()
+    }
+}
+
+pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Backup) -> Result<()> {
+    let row_counts = serde_json::to_string(
+        &b.row_counts
+            .iter()
+            .map(|r| RowCountJson {
+                schema: r.schema.clone(),
+                table: r.table.clone(),
+                rows: r.rows,
+            })
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| CatalogError::OutOfRange(format!("row counts: {e}")))?;
+    sqlx::query(concat!(
+        "INSERT INTO backups (",
+        backup_columns!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+         ?, ?)"
+    ))
+    .bind(&b.backup_id)
+    .bind(&b.target)
+    .bind(&b.environment)
+    .bind(&b.agent)
+    .bind(&b.repository)
+    .bind(b.engine.as_str())
+    .bind(&b.provider)
+    .bind(&b.database)
+    .bind(&b.server_version)
+    .bind(&b.system_identifier)
+    .bind(&b.dump_tool)
+    .bind(&b.dump_tool_version)
+    .bind(&b.format)
+    .bind(&b.compression)
+    .bind(b.compression_level)
+    .bind(to_i64("raw size", b.raw_size)?)
+    .bind(to_i64("stored size", b.stored_size)?)
+    .bind(&b.raw_sha256)
+    .bind(&b.stored_sha256)
+    .bind(b.started_at_ms)
+    .bind(b.finished_at_ms)
+    .bind(row_counts)
+    .bind(&b.data_key)
+    .bind(&b.manifest_key)
+    .bind(b.verify_status.as_str())
+    .bind(b.verified_at_ms)
+    .bind(&b.verify_detail)
+    .bind(&b.job_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
+    let engine: String = row.try_get("engine")?;
+    let verify: String = row.try_get("verify_status")?;
+    let row_counts: String = row.try_get("row_counts")?;
+    let row_counts: Vec<RowCountJson> = serde_json::from_str(&row_counts)
+        .map_err(|e| CatalogError::Corrupt(format!("backups.row_counts: {e}")))?;
+    Ok(Backup {
+        backup_id: row.try_get("backup_id")?,
+        target: row.try_get("target")?,
+        environment: row.try_get("environment")?,
+        agent: row.try_get("agent")?,
+        repository: row.try_get("repository")?,
+        engine: parse_enum("backups.engine", &engine, Engine::parse)?,
+        provider: row.try_get("provider")?,
+        database: row.try_get("database_name")?,
+        server_version: row.try_get("server_version")?,
+        system_identifier: row.try_get("system_identifier")?,
+        dump_tool: row.try_get("dump_tool")?,
+        dump_tool_version: row.try_get("dump_tool_version")?,
+        format: row.try_get("format")?,
+        compression: row.try_get("compression")?,
+        compression_level: row.try_get("compression_level")?,
+        raw_size: to_u64("backups.raw_size", row.try_get("raw_size")?)?,
+        stored_size: to_u64("backups.stored_size", row.try_get("stored_size")?)?,
+        raw_sha256: row.try_get("raw_sha256")?,
+        stored_sha256: row.try_get("stored_sha256")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+        row_counts: row_counts
+            .into_iter()
+            .map(|r| RowCount {
+                schema: r.schema,
+                table: r.table,
+                rows: r.rows,
+            })
+            .collect(),
+        data_key: row.try_get("data_key")?,
+        manifest_key: row.try_get("manifest_key")?,
+        verify_status: parse_enum("backups.verify_status", &verify, VerifyStatus::parse)?,
+        verified_at_ms: row.try_get("verified_at_ms")?,
+        verify_detail: row.try_get("verify_detail")?,
+        job_id: row.try_get("job_id")?,
+    })
+}

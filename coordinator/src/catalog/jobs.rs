@@ -1,0 +1,304 @@
+//! Jobs and their state transitions. Every transition is a compare-and-set on the state, so
+//! two racing writers (a result and a lease expiry, a replayed result) cannot both win.
+
+use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
+
+use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
+use crate::model::{Backup, Finish, Job, JobKind, JobState, NewJob, Progress, VerifyOutcome};
+
+/// The columns `job_from_row` reads, as a literal so queries stay `&'static str`.
+macro_rules! job_columns {
+    () => {
+        "id, kind, state, target, agent, backup_id, requested_by, created_at_ms, \
+         dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
+         progress_stored_bytes, progress_phase, detail, database_name, clean"
+    };
+}
+
+/// What `insert_job` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertJob {
+    Inserted(Job),
+    /// A backup of the same target is already queued or running: this one.
+    ActiveBackupExists(Job),
+}
+
+impl Catalog {
+    /// Creates a queued job. At most one unfinished backup per target (a unique index).
+    pub async fn insert_job(&self, job: &NewJob) -> Result<InsertJob> {
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
+             created_at_ms, database_name, clean) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&job.id)
+        .bind(job.kind.as_str())
+        .bind(&job.target)
+        .bind(&job.agent)
+        .bind(&job.backup_id)
+        .bind(&job.requested_by)
+        .bind(job.created_at_ms)
+        .bind(&job.database)
+        .bind(job.clean)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e))
+                if e.is_unique_violation() && job.kind == JobKind::Backup =>
+            {
+                if let Some(active) = self.active_backup_job(&job.target).await? {
+                    return Ok(InsertJob::ActiveBackupExists(active));
+                }
+                return Err(CatalogError::Query(sqlx::Error::Database(e)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let created = self.get_job(&job.id).await?.ok_or_else(|| {
+            CatalogError::Corrupt(format!("job {} vanished after insert", job.id))
+        })?;
+        Ok(InsertJob::Inserted(created))
+    }
+
+    async fn active_backup_job(&self, target: &str) -> Result<Option<Job>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE target = ? AND kind = 'backup' \
+             AND state IN ('queued', 'running')"
+        ))
+        .bind(target)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub async fn get_job(&self, id: &str) -> Result<Option<Job>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// Jobs newest first, optionally of one target and/or unfinished only.
+    pub async fn list_jobs(
+        &self,
+        target: Option<&str>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs \
+             WHERE (?1 IS NULL OR target = ?1) \
+             AND (?2 = 0 OR state IN ('queued', 'running')) \
+             ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
+        ))
+        .bind(target)
+        .bind(active_only)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Every queued or running job, oldest first.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<Job>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state IN ('queued', 'running') \
+             ORDER BY created_at_ms, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Number of running jobs per kind.
+    pub async fn running_counts(&self) -> Result<Vec<(JobKind, i64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, COUNT(*) AS n FROM jobs WHERE state = 'running' GROUP BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok((
+                    parse_enum("jobs.kind", &kind, JobKind::parse)?,
+                    row.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks a queued job as handed to its agent. False if it was not queued and undispatched.
+    pub async fn mark_dispatched(&self, id: &str, at_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET dispatched_at_ms = ? \
+             WHERE id = ? AND state = 'queued' AND dispatched_at_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts a dispatched but not accepted job back in the queue.
+    pub async fn undo_dispatch(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET dispatched_at_ms = NULL WHERE id = ? AND state = 'queued'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `queued → running`. None if the job was not queued.
+    pub async fn mark_running(&self, id: &str, at_ms: i64) -> Result<Option<Job>> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, ?1), \
+             dispatched_at_ms = COALESCE(dispatched_at_ms, ?1) \
+             WHERE id = ?2 AND state = 'queued'",
+        )
+        .bind(at_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.updated(id, done.rows_affected()).await
+    }
+
+    /// Stores the progress of a running job. None if it is not running.
+    pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<Option<Job>> {
+        let done = sqlx::query(
+            "UPDATE jobs SET progress_raw_bytes = ?, progress_stored_bytes = ?, \
+             progress_phase = ? WHERE id = ? AND state = 'running'",
+        )
+        .bind(to_i64("raw bytes", progress.raw_bytes)?)
+        .bind(to_i64("stored bytes", progress.stored_bytes)?)
+        .bind(&progress.phase)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.updated(id, done.rows_affected()).await
+    }
+
+    /// Ends an unfinished job. None if it had already ended (the caller ignores the update).
+    pub async fn finish_job(&self, id: &str, finish: &Finish) -> Result<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        let n = finish_in(&mut tx, id, finish).await?;
+        tx.commit().await?;
+        self.updated(id, n).await
+    }
+
+    /// Ends a backup job successfully and records its backup, in one transaction. None (and
+    /// nothing written) if the job had already ended: a replayed result never adds a row.
+    pub async fn finish_backup_job(
+        &self,
+        id: &str,
+        finish: &Finish,
+        backup: &Backup,
+    ) -> Result<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        if finish_in(&mut tx, id, finish).await? == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        insert_backup(&mut tx, backup).await?;
+        tx.commit().await?;
+        self.updated(id, 1).await
+    }
+
+    /// Ends a verify job and records the verification on its backup, in one transaction.
+    /// None (and nothing written) if the job had already ended.
+    pub async fn finish_verify_job(
+        &self,
+        id: &str,
+        finish: &Finish,
+        backup_id: &str,
+        outcome: &VerifyOutcome,
+    ) -> Result<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        if finish_in(&mut tx, id, finish).await? == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE backups SET verify_status = ?, verified_at_ms = ?, verify_detail = ? \
+             WHERE backup_id = ?",
+        )
+        .bind(outcome.status.as_str())
+        .bind(outcome.verified_at_ms)
+        .bind(&outcome.detail)
+        .bind(backup_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.updated(id, 1).await
+    }
+
+    async fn updated(&self, id: &str, rows: u64) -> Result<Option<Job>> {
+        if rows == 0 {
+            return Ok(None);
+        }
+        self.get_job(id).await
+    }
+}
+
+async fn finish_in(tx: &mut Transaction<'static, Sqlite>, id: &str, f: &Finish) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = ?, finished_at_ms = ?, error = ?, detail = ?, \
+         database_name = COALESCE(?, database_name) \
+         WHERE id = ? AND state IN ('queued', 'running')",
+    )
+    .bind(f.state.as_str())
+    .bind(f.finished_at_ms)
+    .bind(&f.error)
+    .bind(&f.detail)
+    .bind(f.database.as_deref())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job> {
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: parse_enum("jobs.kind", &kind, JobKind::parse)?,
+        state: parse_enum("jobs.state", &state, JobState::parse)?,
+        target: row.try_get("target")?,
+        agent: row.try_get("agent")?,
+        backup_id: row.try_get("backup_id")?,
+        requested_by: row.try_get("requested_by")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        dispatched_at_ms: row.try_get("dispatched_at_ms")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+        error: row.try_get("error")?,
+        progress: Progress {
+            raw_bytes: to_u64(
+                "jobs.progress_raw_bytes",
+                row.try_get("progress_raw_bytes")?,
+            )?,
+            stored_bytes: to_u64(
+                "jobs.progress_stored_bytes",
+                row.try_get("progress_stored_bytes")?,
+            )?,
+            phase: row.try_get("progress_phase")?,
+        },
+        detail: row.try_get("detail")?,
+        database: row.try_get("database_name")?,
+        clean: row.try_get("clean")?,
+    })
+}

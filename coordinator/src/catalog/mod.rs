@@ -1,0 +1,124 @@
+//! The catalog: agents, targets, jobs and backups. The only module with SQL.
+//!
+//! SQLite today (one file, WAL, foreign keys, migrations applied at open). The API is small
+//! and speaks domain types only, so a PostgreSQL backend can be added behind it (turning
+//! `Catalog` into an enum over backends) and run through the same tests.
+
+mod agents;
+mod backups;
+mod jobs;
+#[cfg(test)]
+mod tests;
+
+use std::{path::Path, time::Duration};
+
+use sqlx::{
+    SqlSafeStr,
+    migrate::{Migration, MigrationType, Migrator},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
+};
+
+pub use agents::TargetConflict;
+pub use jobs::InsertJob;
+
+/// A catalog failure. Callers branch on `is_retryable()`.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("open catalog {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("apply catalog migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("catalog query: {0}")]
+    Query(#[from] sqlx::Error),
+    /// A row holds a value the code cannot represent (hand-edited database, newer schema).
+    #[error("catalog holds an invalid value: {0}")]
+    Corrupt(String),
+    /// A value from the caller cannot be stored (e.g. a size beyond the column's range).
+    #[error("value out of range: {0}")]
+    OutOfRange(String),
+}
+
+impl CatalogError {
+    /// Busy database or exhausted pool: the same operation may work a moment later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CatalogError::Query(sqlx::Error::PoolTimedOut) => true,
+            CatalogError::Query(sqlx::Error::Database(db)) => {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), including their extended codes.
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .map(|c| c & 0xff);
+                matches!(primary, Some(5 | 6))
+            }
+            CatalogError::Query(_)
+            | CatalogError::Open { .. }
+            | CatalogError::Migrate(_)
+            | CatalogError::Corrupt(_)
+            | CatalogError::OutOfRange(_) => false,
+        }
+    }
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// The catalog's schema, embedded in the binary.
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "initial".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/0001_initial.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// A handle to the catalog; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: SqlitePool,
+}
+
+impl Catalog {
+    /// Opens (creating if missing) the SQLite catalog at `path` and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A job result is acknowledged only once it is durable.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(options)
+            .await
+            .map_err(|source| CatalogError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Waits for running queries and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn to_i64(what: &str, v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| CatalogError::OutOfRange(format!("{what} {v}")))
+}
+
+fn to_u64(what: &str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| CatalogError::Corrupt(format!("{what} {v}")))
+}
+
+fn parse_enum<T>(what: &str, value: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(value).ok_or_else(|| CatalogError::Corrupt(format!("{what} {value:?}")))
+}

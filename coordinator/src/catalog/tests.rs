@@ -1,0 +1,505 @@
+//! Catalog tests against a real SQLite file in a temp dir.
+
+use super::*;
+use crate::model::*;
+
+async fn open() -> (tempfile::TempDir, Catalog) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
+        .await
+        .expect("open catalog");
+    (dir, catalog)
+}
+
+fn agent(name: &str) -> AgentRecord {
+    AgentRecord {
+        name: name.into(),
+        environment: "prod".into(),
+        version: "0.1.0".into(),
+        last_seen_ms: 1_000,
+        clock_skew_ms: 0,
+        max_concurrent_jobs: 2,
+    }
+}
+
+fn decl(name: &str) -> TargetDecl {
+    TargetDecl {
+        name: name.into(),
+        engine: Engine::Postgres,
+        provider: "postgres".into(),
+        repository: "local".into(),
+        database: name.into(),
+    }
+}
+
+fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        kind,
+        target: target.into(),
+        agent: "prod-1".into(),
+        backup_id: backup_id.into(),
+        requested_by: "alice".into(),
+        created_at_ms: 2_000,
+        database: String::new(),
+        clean: false,
+    }
+}
+
+fn backup(id: &str, job_id: &str, finished_at_ms: i64) -> Backup {
+    Backup {
+        backup_id: id.into(),
+        target: "prod/orders".into(),
+        environment: "prod".into(),
+        agent: "prod-1".into(),
+        repository: "local".into(),
+        engine: Engine::Postgres,
+        provider: "postgres".into(),
+        database: "orders".into(),
+        server_version: "15.8".into(),
+        system_identifier: "7300000000000000000".into(),
+        dump_tool: "pg_dump".into(),
+        dump_tool_version: "15.8".into(),
+        format: "pg_dump-custom".into(),
+        compression: "zstd".into(),
+        compression_level: 3,
+        raw_size: 1000,
+        stored_size: 200,
+        raw_sha256: "a".repeat(64),
+        stored_sha256: "b".repeat(64),
+        started_at_ms: 3_000,
+        finished_at_ms,
+        row_counts: vec![RowCount {
+            schema: "public".into(),
+            table: "orders".into(),
+            rows: 42,
+        }],
+        data_key: format!("prod/orders/{id}/data.pgdump.zst"),
+        manifest_key: format!("prod/orders/{id}/manifest.json"),
+        verify_status: VerifyStatus::Unverified,
+        verified_at_ms: None,
+        verify_detail: String::new(),
+        job_id: job_id.into(),
+    }
+}
+
+fn success(at: i64) -> Finish {
+    Finish {
+        state: JobState::Succeeded,
+        finished_at_ms: at,
+        error: String::new(),
+        detail: String::new(),
+        database: None,
+    }
+}
+
+const J1: &str = "20261127T233000Z-000001";
+const J2: &str = "20261127T233001Z-000002";
+const B1: &str = "20261127T233000Z-b00001";
+const B2: &str = "20261127T233001Z-b00002";
+
+async fn with_target() -> (tempfile::TempDir, Catalog) {
+    let (dir, c) = open().await;
+    c.upsert_agent(&agent("prod-1")).await.expect("agent");
+    let conflicts = c
+        .register_targets("prod-1", "prod", &[decl("orders"), decl("users")])
+        .await
+        .expect("targets");
+    assert!(conflicts.is_empty());
+    (dir, c)
+}
+
+#[tokio::test]
+async fn reopen_keeps_data_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("catalog.db");
+    {
+        let c = Catalog::open_sqlite(&path).await.expect("open");
+        c.upsert_agent(&agent("prod-1")).await.expect("agent");
+        c.close().await;
+    }
+    let c = Catalog::open_sqlite(&path).await.expect("reopen");
+    assert_eq!(c.list_agents().await.expect("list"), vec![agent("prod-1")]);
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
+    let (_dir, c) = open().await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&c.pool)
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&c.pool)
+        .await
+        .expect("foreign keys");
+    assert_eq!(fk, 1);
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&c.pool)
+        .await
+        .expect("migrations table");
+    assert_eq!(applied, 1);
+}
+
+#[tokio::test]
+async fn agents_upsert_and_touch() {
+    let (_dir, c) = open().await;
+    c.upsert_agent(&agent("prod-1")).await.expect("agent");
+    let mut changed = agent("prod-1");
+    changed.version = "0.2.0".into();
+    c.upsert_agent(&changed).await.expect("update");
+    c.touch_agent("prod-1", 5_000, -40).await.expect("touch");
+    let agents = c.list_agents().await.expect("list");
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0].version, "0.2.0");
+    assert_eq!(agents[0].last_seen_ms, 5_000);
+    assert_eq!(agents[0].clock_skew_ms, -40);
+}
+
+#[tokio::test]
+async fn targets_owned_by_another_agent_are_refused_all_or_nothing() {
+    let (_dir, c) = with_target().await;
+    c.upsert_agent(&agent("prod-2")).await.expect("agent");
+    let conflicts = c
+        .register_targets("prod-2", "prod", &[decl("billing"), decl("orders")])
+        .await
+        .expect("register");
+    assert_eq!(
+        conflicts,
+        vec![TargetConflict {
+            target: "prod/orders".into(),
+            owner: "prod-1".into()
+        }]
+    );
+    // Nothing written, not even the free target.
+    assert!(c.get_target("prod/billing").await.expect("get").is_none());
+    let orders = c
+        .get_target("prod/orders")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(orders.agent, "prod-1");
+    // The owner may update its own target.
+    let mut changed = decl("orders");
+    changed.repository = "s3".into();
+    assert!(
+        c.register_targets("prod-1", "prod", &[changed])
+            .await
+            .expect("update")
+            .is_empty()
+    );
+    let orders = c
+        .get_target("prod/orders")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(orders.repository, "s3");
+    assert_eq!(orders.name.to_string(), "prod/orders");
+}
+
+#[tokio::test]
+async fn one_active_backup_per_target() {
+    let (_dir, c) = with_target().await;
+    let first = match c
+        .insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert")
+    {
+        InsertJob::Inserted(j) => j,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.state, JobState::Queued);
+    assert_eq!(first.requested_by, "alice");
+    match c
+        .insert_job(&new_job(J2, JobKind::Backup, "prod/orders", B2))
+        .await
+        .expect("insert")
+    {
+        InsertJob::ActiveBackupExists(j) => assert_eq!(j.id, J1),
+        other => panic!("{other:?}"),
+    }
+    // Another target is fine; so is a verify of the same target.
+    assert!(matches!(
+        c.insert_job(&new_job(J2, JobKind::Backup, "prod/users", B2))
+            .await
+            .expect("insert"),
+        InsertJob::Inserted(_)
+    ));
+    // Once the first ends, a new backup of the target may be queued.
+    c.finish_job(
+        J1,
+        &Finish {
+            state: JobState::Failed,
+            finished_at_ms: 9,
+            error: "boom".into(),
+            detail: String::new(),
+            database: None,
+        },
+    )
+    .await
+    .expect("finish")
+    .expect("was unfinished");
+    assert!(matches!(
+        c.insert_job(&new_job(
+            "20261127T233002Z-000003",
+            JobKind::Backup,
+            "prod/orders",
+            "20261127T233002Z-b00003"
+        ))
+        .await
+        .expect("insert"),
+        InsertJob::Inserted(_)
+    ));
+}
+
+#[tokio::test]
+async fn job_for_unknown_target_is_refused_by_foreign_key() {
+    let (_dir, c) = with_target().await;
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/nope", B1))
+        .await
+        .expect_err("foreign key not enforced");
+}
+
+#[tokio::test]
+async fn job_lifecycle_transitions_are_compare_and_set() {
+    let (_dir, c) = with_target().await;
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert");
+    assert!(c.mark_dispatched(J1, 10).await.expect("dispatch"));
+    assert!(!c.mark_dispatched(J1, 11).await.expect("dispatch twice"));
+    assert!(
+        c.get_job(J1)
+            .await
+            .expect("get")
+            .expect("job")
+            .is_assigned()
+    );
+    assert!(c.undo_dispatch(J1).await.expect("undo"));
+    assert!(
+        !c.get_job(J1)
+            .await
+            .expect("get")
+            .expect("job")
+            .is_assigned()
+    );
+    assert!(c.mark_dispatched(J1, 12).await.expect("dispatch again"));
+
+    assert!(
+        c.set_progress(J1, &Progress::default())
+            .await
+            .expect("progress")
+            .is_none(),
+        "progress on a queued job"
+    );
+    let running = c.mark_running(J1, 20).await.expect("run").expect("queued");
+    assert_eq!(running.state, JobState::Running);
+    assert_eq!(running.started_at_ms, Some(20));
+    assert!(c.mark_running(J1, 21).await.expect("run").is_none());
+    let p = Progress {
+        raw_bytes: 100,
+        stored_bytes: 10,
+        phase: "dumping".into(),
+    };
+    let with_progress = c
+        .set_progress(J1, &p)
+        .await
+        .expect("progress")
+        .expect("running");
+    assert_eq!(with_progress.progress, p);
+    assert_eq!(c.unfinished_jobs().await.expect("unfinished").len(), 1);
+    assert_eq!(
+        c.running_counts().await.expect("counts"),
+        vec![(JobKind::Backup, 1)]
+    );
+
+    let done = c
+        .finish_backup_job(J1, &success(30), &backup(B1, J1, 30))
+        .await
+        .expect("finish")
+        .expect("was running");
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.finished_at_ms, Some(30));
+    assert!(c.unfinished_jobs().await.expect("unfinished").is_empty());
+    assert!(
+        c.finish_job(J1, &success(31))
+            .await
+            .expect("again")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn replayed_backup_result_adds_no_second_row() {
+    let (_dir, c) = with_target().await;
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert");
+    c.mark_running(J1, 20).await.expect("run");
+    let b = backup(B1, J1, 30);
+    assert!(
+        c.finish_backup_job(J1, &success(30), &b)
+            .await
+            .expect("first")
+            .is_some()
+    );
+    assert!(
+        c.finish_backup_job(J1, &success(40), &b)
+            .await
+            .expect("replay is not an error")
+            .is_none()
+    );
+    let all = c.list_backups(None, 100).await.expect("list");
+    assert_eq!(all, vec![b.clone()]);
+    assert_eq!(c.get_backup(B1).await.expect("get"), Some(b));
+    assert_eq!(
+        c.get_job(J1)
+            .await
+            .expect("get")
+            .expect("job")
+            .finished_at_ms,
+        Some(30)
+    );
+}
+
+#[tokio::test]
+async fn failed_backup_insert_rolls_back_the_job_update() {
+    let (_dir, c) = with_target().await;
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert");
+    c.mark_running(J1, 20).await.expect("run");
+    let mut bad = backup(B1, J1, 30);
+    bad.raw_size = 0; // violates the CHECK constraint
+    c.finish_backup_job(J1, &success(30), &bad)
+        .await
+        .expect_err("zero size accepted");
+    let job = c.get_job(J1).await.expect("get").expect("job");
+    assert_eq!(job.state, JobState::Running, "job update not rolled back");
+    assert!(c.list_backups(None, 10).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn backups_listed_newest_first_with_filter_and_limit() {
+    let (_dir, c) = with_target().await;
+    for (i, (job, id, at)) in [(J1, B1, 100), (J2, B2, 200)].into_iter().enumerate() {
+        let target = if i == 0 { "prod/orders" } else { "prod/users" };
+        c.insert_job(&new_job(job, JobKind::Backup, target, id))
+            .await
+            .expect("insert");
+        c.mark_running(job, at - 1).await.expect("run");
+        let mut b = backup(id, job, at);
+        b.target = target.into();
+        c.finish_backup_job(job, &success(at), &b)
+            .await
+            .expect("finish");
+    }
+    let all: Vec<_> = c
+        .list_backups(None, 100)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.backup_id)
+        .collect();
+    assert_eq!(all, [B2, B1]);
+    assert_eq!(c.list_backups(None, 1).await.expect("list").len(), 1);
+    let orders = c
+        .list_backups(Some("prod/orders"), 100)
+        .await
+        .expect("list");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].backup_id, B1);
+
+    let targets = c.list_targets().await.expect("targets");
+    let last: Vec<_> = targets
+        .iter()
+        .map(|t| (t.target.name.to_string(), t.last_backup.clone()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("prod/orders".to_string(), Some((B1.to_string(), 100))),
+            ("prod/users".to_string(), Some((B2.to_string(), 200)))
+        ]
+    );
+    assert_eq!(c.latest_backups().await.expect("latest").len(), 2);
+}
+
+#[tokio::test]
+async fn verify_result_updates_backup_in_the_same_transaction() {
+    let (_dir, c) = with_target().await;
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert");
+    c.mark_running(J1, 20).await.expect("run");
+    c.finish_backup_job(J1, &success(30), &backup(B1, J1, 30))
+        .await
+        .expect("finish");
+    c.insert_job(&new_job(J2, JobKind::Verify, "prod/orders", B1))
+        .await
+        .expect("insert verify");
+    c.mark_running(J2, 40).await.expect("run");
+    let outcome = VerifyOutcome {
+        status: VerifyStatus::Corrupt,
+        detail: "stored sha256 mismatch".into(),
+        verified_at_ms: 50,
+    };
+    let finish = Finish {
+        state: JobState::Failed,
+        finished_at_ms: 50,
+        error: "backup is corrupt".into(),
+        detail: "corrupt".into(),
+        database: None,
+    };
+    let job = c
+        .finish_verify_job(J2, &finish, B1, &outcome)
+        .await
+        .expect("finish")
+        .expect("running");
+    assert_eq!(job.state, JobState::Failed);
+    let b = c.get_backup(B1).await.expect("get").expect("backup");
+    assert_eq!(b.verify_status, VerifyStatus::Corrupt);
+    assert_eq!(b.verified_at_ms, Some(50));
+    assert_eq!(b.verify_detail, "stored sha256 mismatch");
+    // A replay changes nothing.
+    let ok = VerifyOutcome {
+        status: VerifyStatus::Ok,
+        detail: String::new(),
+        verified_at_ms: 60,
+    };
+    assert!(
+        c.finish_verify_job(J2, &success(60), B1, &ok)
+            .await
+            .expect("replay")
+            .is_none()
+    );
+    let b = c.get_backup(B1).await.expect("get").expect("backup");
+    assert_eq!(b.verify_status, VerifyStatus::Corrupt);
+}
+
+#[tokio::test]
+async fn list_jobs_filters() {
+    let (_dir, c) = with_target().await;
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert");
+    let mut second = new_job(J2, JobKind::Backup, "prod/users", B2);
+    second.created_at_ms = 3_000;
+    c.insert_job(&second).await.expect("insert");
+    c.finish_job(J1, &success(5)).await.expect("finish");
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(c.list_jobs(None, false, 100).await.expect("list")),
+        [J2, J1]
+    );
+    assert_eq!(ids(c.list_jobs(None, true, 100).await.expect("list")), [J2]);
+    assert_eq!(
+        ids(c
+            .list_jobs(Some("prod/orders"), false, 100)
+            .await
+            .expect("list")),
+        [J1]
+    );
+    assert_eq!(ids(c.list_jobs(None, false, 1).await.expect("list")), [J2]);
+}

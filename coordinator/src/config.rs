@@ -1,0 +1,576 @@
+//! The coordinator's configuration: a serde file struct that refuses unknown keys, then
+//! `validate()` into the runtime `Config`. Every error names the file, the key and (where the
+//! key is in the file) its line, and says what to do.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use lifeboat_common::{
+    config::{ConfigError, check_no_parent, parse_toml, resolve},
+    names::validate_simple,
+    tls::TlsFiles,
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Operator roles, ordered: each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the catalog lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogLocation {
+    /// A SQLite database file (created if missing).
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobsConfig {
+    /// A running job whose agent has been disconnected this long fails.
+    pub agent_lease: Duration,
+    /// How often agents send a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A queued job whose agent stays offline this long fails.
+    pub queue_timeout: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            agent_lease: Duration::from_secs(DEFAULT_LEASE_SECS),
+            heartbeat_interval: Duration::from_secs(DEFAULT_HEARTBEAT_SECS),
+            queue_timeout: Duration::from_secs(DEFAULT_QUEUE_TIMEOUT_SECS),
+        }
+    }
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from, for messages.
+    pub file: PathBuf,
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub tls: TlsFiles,
+    pub catalog: CatalogLocation,
+    pub jobs: JobsConfig,
+    /// Operator name → role.
+    pub operators: BTreeMap<String, Role>,
+}
+
+const DEFAULT_LEASE_SECS: u64 = 300;
+const DEFAULT_HEARTBEAT_SECS: u64 = 10;
+const DEFAULT_QUEUE_TIMEOUT_SECS: u64 = 3600;
+/// Upper bound on every duration key: a year. Larger values are typos.
+const MAX_SECS: u64 = 366 * 24 * 3600;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    server: FileServer,
+    tls: FileTls,
+    catalog: FileCatalog,
+    #[serde(default)]
+    jobs: FileJobs,
+    #[serde(default)]
+    operator: Vec<FileOperator>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    grpc_listen: Spanned<String>,
+    http_listen: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    ca: Spanned<PathBuf>,
+    cert: Spanned<PathBuf>,
+    key: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCatalog {
+    url: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJobs {
+    agent_lease_secs: Option<Spanned<u64>>,
+    heartbeat_interval_secs: Option<Spanned<u64>>,
+    queue_timeout_secs: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOperator {
+    name: Spanned<String>,
+    role: Role,
+}
+
+/// Reads, parses and validates a config file, and checks the files it names.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "read config file {} (pass an existing file to --config)",
+            path.display()
+        )
+    })?;
+    let config = parse(path, &text)?;
+    config.check_files()?;
+    Ok(config)
+}
+
+/// Parses and validates config text (no file system access).
+pub fn parse(path: &Path, text: &str) -> Result<Config> {
+    let file: FileConfig = parse_toml(path, text)?;
+    Ok(file.validate(path, text)?)
+}
+
+/// Error helper: `FILE: KEY (line N): MESSAGE`.
+struct At<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl At<'_> {
+    fn err<T>(&self, key: &str, spanned: &Spanned<T>, message: String) -> ConfigError {
+        let start = spanned.span().start.min(self.text.len());
+        let line = self.text[..start].matches('\n').count() + 1;
+        ConfigError::new(self.file, format!("{key} (line {line})"), message)
+    }
+}
+
+impl FileConfig {
+    fn validate(self, file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let at = At { file, text };
+        let listen = |key: &str, value: &Spanned<String>| {
+            value.get_ref().parse::<SocketAddr>().map_err(|_| {
+                at.err(
+                    key,
+                    value,
+                    format!(
+                        "{:?} is not an IP address and port; write e.g. \"0.0.0.0:7443\"",
+                        value.get_ref()
+                    ),
+                )
+            })
+        };
+        let grpc_listen = listen("server.grpc_listen", &self.server.grpc_listen)?;
+        let http_listen = listen("server.http_listen", &self.server.http_listen)?;
+
+        let path = |key: &str, value: &Spanned<PathBuf>| {
+            let p = value.get_ref();
+            if p.as_os_str().is_empty() {
+                return Err(at.err(key, value, "must not be empty; give a file path".into()));
+            }
+            check_no_parent(file, key, p).map_err(|e| at.err(key, value, e.message))?;
+            Ok(resolve(file, p))
+        };
+        let tls = TlsFiles {
+            ca: path("tls.ca", &self.tls.ca)?,
+            cert: path("tls.cert", &self.tls.cert)?,
+            key: path("tls.key", &self.tls.key)?,
+        };
+
+        let catalog = parse_catalog_url(&at, &self.catalog.url)?;
+
+        let secs = |key: &str, value: &Option<Spanned<u64>>, default: u64| match value {
+            None => Ok(Duration::from_secs(default)),
+            Some(v) if *v.get_ref() == 0 => Err(at.err(
+                key,
+                v,
+                "must be at least 1 (seconds); zero would expire at once".into(),
+            )),
+            Some(v) if *v.get_ref() > MAX_SECS => Err(at.err(
+                key,
+                v,
+                format!("must be at most {MAX_SECS} seconds (a year)"),
+            )),
+            Some(v) => Ok(Duration::from_secs(*v.get_ref())),
+        };
+        let jobs = JobsConfig {
+            agent_lease: secs(
+                "jobs.agent_lease_secs",
+                &self.jobs.agent_lease_secs,
+                DEFAULT_LEASE_SECS,
+            )?,
+            heartbeat_interval: secs(
+                "jobs.heartbeat_interval_secs",
+                &self.jobs.heartbeat_interval_secs,
+                DEFAULT_HEARTBEAT_SECS,
+            )?,
+            queue_timeout: secs(
+                "jobs.queue_timeout_secs",
+                &self.jobs.queue_timeout_secs,
+                DEFAULT_QUEUE_TIMEOUT_SECS,
+            )?,
+        };
+        if jobs.heartbeat_interval.as_secs() > u64::from(u32::MAX) {
+            // Unreachable with MAX_SECS, but the wire field is a u32.
+            return Err(ConfigError::new(
+                file,
+                "jobs.heartbeat_interval_secs",
+                "too large",
+            ));
+        }
+
+        let mut operators = BTreeMap::new();
+        for (i, op) in self.operator.iter().enumerate() {
+            let key = format!("operator[{i}].name");
+            validate_simple("operator name", op.name.get_ref())
+                .map_err(|e| at.err(&key, &op.name, e.to_string()))?;
+            if operators
+                .insert(op.name.get_ref().clone(), op.role)
+                .is_some()
+            {
+                return Err(at.err(
+                    &key,
+                    &op.name,
+                    format!(
+                        "operator {:?} is listed twice; keep one [[operator]] entry per name",
+                        op.name.get_ref()
+                    ),
+                ));
+            }
+        }
+
+        Ok(Config {
+            file: file.to_owned(),
+            grpc_listen,
+            http_listen,
+            tls,
+            catalog,
+            jobs,
+            operators,
+        })
+    }
+}
+
+fn parse_catalog_url(at: &At<'_>, url: &Spanned<String>) -> Result<CatalogLocation, ConfigError> {
+    const KEY: &str = "catalog.url";
+    let value = url.get_ref();
+    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        return Err(at.err(
+            KEY,
+            url,
+            "PostgreSQL catalogs are not supported yet; use sqlite:///PATH/catalog.db".into(),
+        ));
+    }
+    let Some(rest) = value.strip_prefix("sqlite://") else {
+        return Err(at.err(
+            KEY,
+            url,
+            format!(
+                "{value:?} is not a catalog URL; write sqlite:///ABSOLUTE/PATH.db or \
+                 sqlite://RELATIVE/PATH.db (relative to this file)"
+            ),
+        ));
+    };
+    if rest.is_empty() || rest.ends_with('/') {
+        return Err(at.err(
+            KEY,
+            url,
+            "names no database file; write e.g. sqlite:///var/lib/lifeboat/catalog.db".into(),
+        ));
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return Err(at.err(
+            KEY,
+            url,
+            "must not carry options ('?…'); the coordinator sets the SQLite options itself".into(),
+        ));
+    }
+    let path = Path::new(rest);
+    check_no_parent(at.file, KEY, path).map_err(|e| at.err(KEY, url, e.message))?;
+    Ok(CatalogLocation::Sqlite(resolve(at.file, path)))
+}
+
+impl Config {
+    /// Checks that the files the config names exist and are usable: TLS files present, the key
+    /// private to this user, the catalog's directory present.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let file = self.file.as_path();
+        for (key, path, hint) in [
+            (
+                "tls.ca",
+                &self.tls.ca,
+                "copy the CA certificate there (`lifeboat pki init` creates one)",
+            ),
+            (
+                "tls.cert",
+                &self.tls.cert,
+                "create it with `lifeboat pki issue --kind coordinator` or fix the path",
+            ),
+            (
+                "tls.key",
+                &self.tls.key,
+                "create it with `lifeboat pki issue --kind coordinator` or fix the path",
+            ),
+        ] {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    file,
+                    key,
+                    format!("{} does not exist or is not a file; {hint}", path.display()),
+                ));
+            }
+        }
+        lifeboat_common::secret::check_private_file(&self.tls.key)
+            .map_err(|e| ConfigError::new(file, "tls.key", format!("{e:#}")))?;
+        lifeboat_common::tls::server_config(&self.tls).map_err(|e| {
+            ConfigError::new(
+                file,
+                "tls",
+                format!(
+                    "{e:#}; tls.ca must hold the CA certificate and tls.cert/tls.key the \
+                     coordinator's certificate and its key (PEM)"
+                ),
+            )
+        })?;
+        match &self.catalog {
+            CatalogLocation::Sqlite(path) => {
+                let dir = path.parent().unwrap_or_else(|| Path::new("."));
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    return Err(ConfigError::new(
+                        file,
+                        "catalog.url",
+                        format!(
+                            "directory {} does not exist; create it (the database file is \
+                             created on first start)",
+                            dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn role_of(&self, operator: &str) -> Option<Role> {
+        self.operators.get(operator).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../deploy/coordinator.example.toml");
+
+    fn minimal(extra: &str) -> String {
+        format!(
+            "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n\
+             [catalog]\nurl = \"sqlite://catalog.db\"\n{extra}"
+        )
+    }
+
+    fn err(text: &str) -> String {
+        format!(
+            "{:#}",
+            parse(Path::new("/etc/lifeboat/coordinator.toml"), text).expect_err("config accepted")
+        )
+    }
+
+    #[test]
+    fn example_parses() {
+        let c = parse(Path::new("/etc/lifeboat/coordinator.toml"), EXAMPLE).expect("example");
+        assert_eq!(c.grpc_listen, "0.0.0.0:7443".parse().expect("addr"));
+        assert_eq!(c.http_listen, "127.0.0.1:9187".parse().expect("addr"));
+        assert_eq!(
+            c.catalog,
+            CatalogLocation::Sqlite("/var/lib/lifeboat/catalog.db".into())
+        );
+        assert_eq!(c.tls.key, PathBuf::from("/etc/lifeboat/coordinator.key"));
+        assert_eq!(c.jobs.agent_lease, Duration::from_secs(300));
+        assert_eq!(c.jobs.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(c.jobs.queue_timeout, Duration::from_secs(3600));
+        assert_eq!(c.role_of("alice"), Some(Role::Admin));
+        assert_eq!(c.role_of("grafana-bot"), Some(Role::Viewer));
+        assert_eq!(c.role_of("mallory"), None);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let c = parse(Path::new("/srv/lb/coordinator.toml"), &minimal("")).expect("valid");
+        assert_eq!(c.tls.ca, PathBuf::from("/srv/lb/ca.pem"));
+        assert_eq!(
+            c.catalog,
+            CatalogLocation::Sqlite("/srv/lb/catalog.db".into())
+        );
+        assert_eq!(c.jobs, JobsConfig::default());
+        assert!(c.operators.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err(&minimal("[jobs]\nagent_lease_secs = 5\nlease_typo = 3\n"));
+        assert!(e.contains("/etc/lifeboat/coordinator.toml"), "{e}");
+        assert!(e.contains("line 12"), "{e}");
+        assert!(e.contains("lease_typo"), "{e}");
+        let e = err(&format!("bogus = 1\n{}", minimal("")));
+        assert!(e.contains("line 1") && e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_role_refused() {
+        let e = err(&minimal("[[operator]]\nname = \"bob\"\nrole = \"root\"\n"));
+        assert!(e.contains("line 12"), "{e}");
+        assert!(e.contains("root") && e.contains("viewer"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_operator_refused() {
+        let e = err(&minimal(
+            "[[operator]]\nname = \"bob\"\nrole = \"viewer\"\n\
+             [[operator]]\nname = \"bob\"\nrole = \"admin\"\n",
+        ));
+        assert!(e.contains("operator[1].name (line 14)"), "{e}");
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn bad_operator_name_refused() {
+        let e = err(&minimal(
+            "[[operator]]\nname = \"../bob\"\nrole = \"viewer\"\n",
+        ));
+        assert!(e.contains("operator[0].name (line 11)"), "{e}");
+    }
+
+    #[test]
+    fn parent_components_refused() {
+        let text = minimal("").replace("\"c.key\"", "\"../secrets/c.key\"");
+        let e = err(&text);
+        assert!(e.contains("tls.key (line 7)") && e.contains("'..'"), "{e}");
+        let text = minimal("").replace("sqlite://catalog.db", "sqlite:///var/../etc/x.db");
+        let e = err(&text);
+        assert!(
+            e.contains("catalog.url (line 9)") && e.contains("'..'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_refused() {
+        for (from, to, key) in [
+            ("sqlite://catalog.db", "postgres://db/x", "catalog.url"),
+            ("sqlite://catalog.db", "mysql://db/x", "catalog.url"),
+            ("sqlite://catalog.db", "sqlite://", "catalog.url"),
+            (
+                "sqlite://catalog.db",
+                "sqlite://c.db?mode=ro",
+                "catalog.url",
+            ),
+            (
+                "\"127.0.0.1:0\"\nhttp",
+                "\"localhost\"\nhttp",
+                "server.grpc_listen",
+            ),
+        ] {
+            let e = err(&minimal("").replacen(from, to, 1));
+            assert!(e.contains(key), "{to}: {e}");
+        }
+        let e = err(&minimal("[jobs]\nagent_lease_secs = 0\n"));
+        assert!(e.contains("jobs.agent_lease_secs (line 11)"), "{e}");
+        let e = err(&minimal("[jobs]\nqueue_timeout_secs = -5\n"));
+        assert!(e.contains("line 11"), "{e}");
+        let e = err(&minimal("[jobs]\nheartbeat_interval_secs = 99999999999\n"));
+        assert!(e.contains("jobs.heartbeat_interval_secs"), "{e}");
+    }
+
+    #[test]
+    fn missing_sections_refused() {
+        let e = err("[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n");
+        assert!(e.contains("tls"), "{e}");
+    }
+
+    #[test]
+    fn missing_tls_files_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, minimal("")).expect("write config");
+        let e = format!("{:#}", load(&path).expect_err("missing files accepted"));
+        assert!(
+            e.contains("coordinator.toml") && e.contains("tls.ca"),
+            "{e}"
+        );
+        assert!(e.contains("does not exist"), "{e}");
+
+        for f in ["ca.pem", "c.pem", "c.key"] {
+            std::fs::write(dir.path().join(f), "x").expect("write");
+        }
+        std::fs::set_permissions(
+            dir.path().join("c.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        let e = format!("{:#}", load(&path).expect_err("readable key accepted"));
+        assert!(e.contains("tls.key") && e.contains("chmod 600"), "{e}");
+
+        std::fs::set_permissions(
+            dir.path().join("c.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
+        let e = format!("{:#}", load(&path).expect_err("garbage PEM accepted"));
+        assert!(e.contains("coordinator.toml: tls:"), "{e}");
+
+        let ca = lifeboat_common::pki::Ca::generate("t").expect("ca");
+        let leaf = ca
+            .issue(&lifeboat_common::pki::LeafSpec::coordinator(
+                "c",
+                vec!["localhost".into()],
+            ))
+            .expect("issue");
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).expect("write");
+        std::fs::write(dir.path().join("c.pem"), &leaf.cert_pem).expect("write");
+        std::fs::write(dir.path().join("c.key"), leaf.key_pem.expose()).expect("write");
+        load(&path).expect("valid");
+
+        std::fs::write(
+            &path,
+            minimal("").replace("sqlite://catalog.db", "sqlite://nodir/catalog.db"),
+        )
+        .expect("write config");
+        let e = format!("{:#}", load(&path).expect_err("missing dir accepted"));
+        assert!(e.contains("catalog.url") && e.contains("nodir"), "{e}");
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Viewer < Role::Operator);
+        assert!(Role::Operator < Role::Admin);
+    }
+}

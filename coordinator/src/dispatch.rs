@@ -1,0 +1,275 @@
+//! Hands queued jobs to connected agents: at most `max_concurrent_jobs` per agent and one job
+//! per target at a time. Runs whenever it is woken (a job was created or finished, an agent
+//! connected). Which jobs go is a pure function of the unfinished jobs and the open sessions.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use lifeboat_common::names::TargetName;
+use lifeboat_proto::v1 as pb;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    hub::Hub,
+    model::{Finish, Job, JobKind, JobState},
+    wire::kind_to_pb,
+};
+
+/// The queued jobs to start now, oldest first. `capacity` maps each connected agent to its
+/// `max_concurrent_jobs`.
+pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job> {
+    let mut busy_targets: HashSet<&str> = HashSet::new();
+    let mut used: HashMap<&str, u32> = HashMap::new();
+    for j in jobs.iter().filter(|j| j.is_assigned()) {
+        busy_targets.insert(&j.target);
+        *used.entry(&j.agent).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    let mut queued: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Queued && j.dispatched_at_ms.is_none())
+        .collect();
+    queued.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    for j in queued {
+        let Some(&cap) = capacity.get(&j.agent) else {
+            continue;
+        };
+        let n = used.entry(&j.agent).or_default();
+        if *n >= cap || busy_targets.contains(j.target.as_str()) {
+            continue;
+        }
+        *n += 1;
+        busy_targets.insert(&j.target);
+        out.push(j);
+    }
+    out
+}
+
+/// The dispatcher task: waits to be woken, then hands out what it can.
+pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = hub.dispatch_requested() => {}
+        }
+        let pause = match dispatch_once(&hub).await {
+            Ok(false) => continue,
+            // An agent's queue was full: give it a moment.
+            Ok(true) => Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!("failed to dispatch jobs: {e:#}; retrying in a second");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(pause) => hub.request_dispatch(),
+        }
+    }
+}
+
+/// Hands out what it can. True if some job could not be sent and should be retried.
+async fn dispatch_once(hub: &Hub) -> Result<bool> {
+    let _guard = hub.dispatch_lock.lock().await;
+    let sessions = hub.connected_agents();
+    if sessions.is_empty() {
+        return Ok(false);
+    }
+    let jobs = hub
+        .catalog
+        .unfinished_jobs()
+        .await
+        .context("read unfinished jobs")?;
+    let capacity = sessions
+        .iter()
+        .map(|(name, s)| (name.clone(), s.max_concurrent_jobs))
+        .collect();
+    let mut retry = false;
+    for job in plan(&jobs, &capacity) {
+        let Some(session) = sessions.get(&job.agent) else {
+            continue;
+        };
+        let spec = match job_spec(hub, job).await? {
+            Ok(spec) => spec,
+            Err(reason) => {
+                fail(hub, job, reason).await?;
+                continue;
+            }
+        };
+        let now = lifeboat_proto::now_ms();
+        if !hub
+            .catalog
+            .mark_dispatched(&job.id, now)
+            .await
+            .context("mark job dispatched")?
+        {
+            continue;
+        }
+        if session.try_send(pb::coordinator_message::Msg::StartJob(spec)) {
+            tracing::info!(
+                job_id = %job.id,
+                target = %job.target,
+                backup_id = %job.backup_id,
+                agent = %job.agent,
+                kind = %job.kind,
+                "job sent to agent"
+            );
+        } else {
+            // The session ended or its queue is full: back in the queue, try again later.
+            hub.catalog
+                .undo_dispatch(&job.id)
+                .await
+                .context("requeue job")?;
+            retry = true;
+        }
+    }
+    Ok(retry)
+}
+
+/// The `StartJob` for a job, or why it cannot run.
+async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
+    use pb::job_spec::Spec;
+    let target = match TargetName::parse(&job.target) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(format!("the job's target is invalid: {e}"))),
+    };
+    let spec = match job.kind {
+        JobKind::Backup => Spec::Backup(pb::BackupSpec {
+            backup_id: job.backup_id.clone(),
+            target: target.name,
+        }),
+        JobKind::Restore | JobKind::Verify => {
+            let Some(backup) = hub
+                .catalog
+                .get_backup(&job.backup_id)
+                .await
+                .context("read backup")?
+            else {
+                return Ok(Err(format!(
+                    "backup {} is no longer in the catalog",
+                    job.backup_id
+                )));
+            };
+            let record = pb::BackupRecord::from(&backup);
+            if job.kind == JobKind::Restore {
+                Spec::Restore(pb::RestoreSpec {
+                    backup: Some(record),
+                    target: target.name,
+                    database: job.database.clone(),
+                    clean: job.clean,
+                })
+            } else {
+                Spec::Verify(pb::VerifySpec {
+                    backup: Some(record),
+                })
+            }
+        }
+    };
+    Ok(Ok(pb::JobSpec {
+        job_id: job.id.clone(),
+        kind: kind_to_pb(job.kind).into(),
+        spec: Some(spec),
+    }))
+}
+
+/// Fails an unfinished job with `reason` and announces it.
+pub async fn fail(hub: &Hub, job: &Job, reason: String) -> Result<()> {
+    let finish = Finish {
+        state: JobState::Failed,
+        finished_at_ms: lifeboat_proto::now_ms(),
+        error: reason,
+        detail: String::new(),
+        database: None,
+    };
+    if let Some(done) = hub
+        .catalog
+        .finish_job(&job.id, &finish)
+        .await
+        .context("fail job")?
+    {
+        hub.job_finished(&done);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Progress;
+
+    fn job(id: &str, target: &str, agent: &str, state: JobState, dispatched: bool) -> Job {
+        Job {
+            id: id.into(),
+            kind: JobKind::Backup,
+            state,
+            target: target.into(),
+            agent: agent.into(),
+            backup_id: String::new(),
+            requested_by: "alice".into(),
+            created_at_ms: id.len() as i64,
+            dispatched_at_ms: dispatched.then_some(1),
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: String::new(),
+            progress: Progress::default(),
+            detail: String::new(),
+            database: String::new(),
+            clean: false,
+        }
+    }
+
+    fn cap(entries: &[(&str, u32)]) -> HashMap<String, u32> {
+        entries.iter().map(|(a, n)| ((*a).to_owned(), *n)).collect()
+    }
+
+    fn ids(jobs: Vec<&Job>) -> Vec<&str> {
+        jobs.into_iter().map(|j| j.id.as_str()).collect()
+    }
+
+    #[test]
+    fn respects_agent_capacity_and_one_job_per_target() {
+        let q = JobState::Queued;
+        let jobs = vec![
+            job("a", "prod/orders", "p1", q, false),
+            job("bb", "prod/orders", "p1", q, false),
+            job("ccc", "prod/users", "p1", q, false),
+            job("dddd", "prod/billing", "p1", q, false),
+            job("eeeee", "dev/x", "d1", q, false),
+        ];
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 2)]))), ["a", "ccc"]);
+        assert_eq!(
+            ids(plan(&jobs, &cap(&[("p1", 10), ("d1", 1)]))),
+            ["a", "ccc", "dddd", "eeeee"]
+        );
+        assert!(
+            plan(&jobs, &cap(&[])).is_empty(),
+            "offline agents get nothing"
+        );
+    }
+
+    #[test]
+    fn assigned_jobs_occupy_slots_and_targets() {
+        let jobs = vec![
+            job("r", "prod/orders", "p1", JobState::Running, true),
+            job("s", "prod/users", "p1", JobState::Queued, true),
+            job("t1", "prod/orders", "p1", JobState::Queued, false),
+            job("t22", "prod/billing", "p1", JobState::Queued, false),
+        ];
+        assert!(plan(&jobs, &cap(&[("p1", 2)])).is_empty());
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 3)]))), ["t22"]);
+    }
+
+    #[test]
+    fn oldest_first() {
+        let mut old = job("x", "prod/a", "p1", JobState::Queued, false);
+        old.created_at_ms = 1;
+        let mut new = job("y", "prod/b", "p1", JobState::Queued, false);
+        new.created_at_ms = 5;
+        let jobs = vec![new, old];
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 1)]))), ["x"]);
+    }
+}

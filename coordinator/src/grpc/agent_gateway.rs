@@ -1,0 +1,261 @@
+//! `AgentGateway.Session`: admission of an agent session (certificate, `Hello`, targets,
+//! reconciliation of the jobs it was running). The conversation after `Welcome` is in
+//! `session.rs`.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use lifeboat_common::identity::Identity;
+use lifeboat_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::session::Session;
+use crate::{
+    dispatch,
+    error::Error,
+    hub::{Hub, Outbound},
+    model::{AgentRecord, JobState},
+    wire::{self, AgentMessage},
+};
+
+/// How long an agent may take to send `Hello` after opening the stream.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages queued for one agent before the dispatcher backs off.
+const OUTBOUND_CAPACITY: usize = 256;
+
+pub const AGENT_RESTARTED: &str =
+    "agent restarted while the job was running; the job's outcome is unknown, run it again";
+
+pub struct AgentGateway {
+    hub: Arc<Hub>,
+}
+
+impl AgentGateway {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+/// Maps a failure to read from the agent's stream to the status that ends the session.
+pub fn inbound_error(status: Status) -> Status {
+    match status.code() {
+        // Oversize (OUT_OF_RANGE) and undecodable (INTERNAL from prost) messages.
+        tonic::Code::OutOfRange | tonic::Code::Internal | tonic::Code::InvalidArgument => {
+            Status::invalid_argument(format!(
+                "invalid message from the agent: {}",
+                status.message()
+            ))
+        }
+        _ => status,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::agent_gateway_server::AgentGateway for AgentGateway {
+    type SessionStream = ReceiverStream<Outbound>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let identity = super::identity(&request)?;
+        let name = match &identity {
+            Identity::Agent(name) => name.clone(),
+            Identity::Operator(_) => {
+                tracing::warn!(%identity, "refused agent session: operator certificate");
+                return Err(Error::PermissionDenied(format!(
+                    "{identity} is an operator certificate; only agent certificates may open \
+                     the agent session"
+                ))
+                .into());
+            }
+        };
+        if self.hub.streams.is_cancelled() {
+            return Err(Error::Unavailable(
+                "the coordinator is shutting down; reconnect in a moment".into(),
+            )
+            .into());
+        }
+        let mut inbound = request.into_inner();
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "the first message must be Hello; none arrived within {} s",
+                    HELLO_TIMEOUT.as_secs()
+                )));
+            }
+            Ok(Err(status)) => return Err(inbound_error(status)),
+            Ok(Ok(None)) => {
+                return Err(Status::invalid_argument(
+                    "the stream ended before Hello; send Hello first",
+                ));
+            }
+            Ok(Ok(Some(m))) => m,
+        };
+        let hello = match AgentMessage::try_from(first) {
+            Ok(AgentMessage::Hello(h)) => h,
+            Ok(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message of a session must be Hello",
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(%identity, "refused agent session: {e}");
+                return Err(e.into());
+            }
+        };
+        if hello.agent != name {
+            tracing::warn!(
+                %identity,
+                claimed = %hello.agent,
+                "refused agent session: Hello names another agent"
+            );
+            return Err(Error::PermissionDenied(format!(
+                "certificate is for agent {name} but Hello names agent {}; an agent may only \
+                 connect under the name in its certificate",
+                hello.agent
+            ))
+            .into());
+        }
+
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let handle = admit(&self.hub, &hello, tx.clone()).await?;
+        tracing::info!(
+            agent = %name,
+            environment = %hello.environment,
+            version = %hello.version,
+            targets = hello.targets.len(),
+            running_jobs = hello.running_jobs.len(),
+            "agent connected"
+        );
+        let session = Session::new(self.hub.clone(), name, handle);
+        self.hub.tasks.spawn(session.run(inbound));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Registers the agent and its targets, reconciles the jobs it was given, sends `Welcome`
+/// and opens its session for dispatch.
+async fn admit(
+    hub: &Arc<Hub>,
+    hello: &wire::Hello,
+    tx: mpsc::Sender<Outbound>,
+) -> Result<crate::hub::SessionHandle, Status> {
+    let now = lifeboat_proto::now_ms();
+    hub.catalog
+        .upsert_agent(&AgentRecord {
+            name: hello.agent.clone(),
+            environment: hello.environment.clone(),
+            version: hello.version.clone(),
+            last_seen_ms: now,
+            clock_skew_ms: hello.clock_unix_ms.saturating_sub(now),
+            max_concurrent_jobs: hello.max_concurrent_jobs,
+        })
+        .await
+        .map_err(Error::from)?;
+    let conflicts = hub
+        .catalog
+        .register_targets(&hello.agent, &hello.environment, &hello.targets)
+        .await
+        .map_err(Error::from)?;
+    if !conflicts.is_empty() {
+        let list = conflicts
+            .iter()
+            .map(|c| format!("{} (owned by agent {})", c.target, c.owner))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::warn!(
+            agent = %hello.agent,
+            "refused agent session: it declares targets of other agents: {list}"
+        );
+        return Err(Error::PermissionDenied(format!(
+            "agent {} declares targets registered to another agent: {list}; an agent may not \
+             take over another agent's target, remove them from this agent's config",
+            hello.agent
+        ))
+        .into());
+    }
+
+    let welcome = pb::CoordinatorMessage {
+        msg: Some(pb::coordinator_message::Msg::Welcome(pb::Welcome {
+            clock_unix_ms: now,
+            heartbeat_interval_secs: u32::try_from(hub.config.jobs.heartbeat_interval.as_secs())
+                .unwrap_or(u32::MAX),
+        })),
+    };
+    // The channel is new and empty: this cannot fail or wait.
+    if tx.try_send(Ok(welcome)).is_err() {
+        return Err(Status::unavailable("the agent went away during Hello"));
+    }
+
+    // No job may be handed out while the agent's jobs are reconciled.
+    let _guard = hub.dispatch_lock.lock().await;
+    hub.drop_session(&hello.agent);
+    let cancels = reconcile(hub, &hello.agent, &hello.running_jobs)
+        .await
+        .map_err(Error::from)?;
+    let handle = hub.register_session(&hello.agent, hello.max_concurrent_jobs, tx);
+    for job_id in cancels {
+        handle.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {
+            job_id,
+        }));
+    }
+    hub.request_dispatch();
+    Ok(handle)
+}
+
+/// Brings the catalog in line with the jobs a (re)connecting agent says it knows. Returns
+/// jobs the agent still runs that already ended here (it should stop them).
+async fn reconcile(
+    hub: &Hub,
+    agent: &str,
+    running: &[String],
+) -> Result<Vec<String>, crate::catalog::CatalogError> {
+    let known: HashSet<&str> = running.iter().map(String::as_str).collect();
+    let now = lifeboat_proto::now_ms();
+    let mut seen = HashSet::new();
+    for job in hub.catalog.unfinished_jobs().await? {
+        if job.agent != agent || !job.is_assigned() {
+            continue;
+        }
+        seen.insert(job.id.clone());
+        match (job.state, known.contains(job.id.as_str())) {
+            (JobState::Running, true) => {}
+            (JobState::Running, false) => {
+                tracing::warn!(
+                    job_id = %job.id,
+                    target = %job.target,
+                    backup_id = %job.backup_id,
+                    %agent,
+                    "{AGENT_RESTARTED}"
+                );
+                if let Err(e) = dispatch::fail(hub, &job, AGENT_RESTARTED.into()).await {
+                    tracing::warn!(job_id = %job.id, "failed to fail a lost job: {e:#}");
+                }
+            }
+            (_, true) => {
+                // StartJob arrived but JobAccepted did not: the agent has it.
+                if let Some(j) = hub.catalog.mark_running(&job.id, now).await? {
+                    hub.publish(&j);
+                }
+            }
+            (_, false) => {
+                // StartJob never arrived: hand it out again.
+                hub.catalog.undo_dispatch(&job.id).await?;
+            }
+        }
+    }
+    // Jobs the agent still runs that were cancelled or expired here meanwhile: it should stop
+    // them. (A succeeded job can only be listed because its result awaits an ack.)
+    let mut cancels = Vec::new();
+    for id in running.iter().filter(|id| !seen.contains(*id)) {
+        if let Some(job) = hub.catalog.get_job(id).await?
+            && job.agent == agent
+            && matches!(job.state, JobState::Failed | JobState::Cancelled)
+        {
+            cancels.push(job.id);
+        }
+    }
+    Ok(cancels)
+}

@@ -1,0 +1,187 @@
+//! Who may do what. Identity comes from the client certificate only; the role from the
+//! coordinator's `[[operator]]` table.
+
+use lifeboat_common::identity::Identity;
+
+use crate::{
+    config::{Config, Role},
+    error::Error,
+};
+
+/// Every Control call, as far as authorization cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    WhoAmI,
+    ListAgents,
+    ListTargets,
+    ListBackups,
+    GetBackup,
+    ListJobs,
+    GetJob,
+    WatchJob,
+    StartBackup,
+    VerifyBackup,
+    Restore { clean: bool },
+    CancelJob,
+}
+
+impl Action {
+    /// The least role allowed to perform the action.
+    pub fn required_role(self) -> Role {
+        match self {
+            Action::WhoAmI
+            | Action::ListAgents
+            | Action::ListTargets
+            | Action::ListBackups
+            | Action::GetBackup
+            | Action::ListJobs
+            | Action::GetJob
+            | Action::WatchJob => Role::Viewer,
+            Action::StartBackup
+            | Action::VerifyBackup
+            | Action::Restore { clean: false }
+            | Action::CancelJob => Role::Operator,
+            Action::Restore { clean: true } => Role::Admin,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::WhoAmI => "who_am_i",
+            Action::ListAgents => "list_agents",
+            Action::ListTargets => "list_targets",
+            Action::ListBackups => "list_backups",
+            Action::GetBackup => "get_backup",
+            Action::ListJobs => "list_jobs",
+            Action::GetJob => "get_job",
+            Action::WatchJob => "watch_job",
+            Action::StartBackup => "start_backup",
+            Action::VerifyBackup => "verify_backup",
+            Action::Restore { clean: false } => "restore",
+            Action::Restore { clean: true } => "restore_clean",
+            Action::CancelJob => "cancel_job",
+        }
+    }
+}
+
+/// An operator allowed to make a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Decides whether `identity` may perform `action` on the Control API.
+pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result<Operator, Error> {
+    let name = match identity {
+        Identity::Operator(name) => name,
+        Identity::Agent(name) => {
+            return Err(Error::PermissionDenied(format!(
+                "agent certificate (agent {name}) may not call the Control API; agents may only \
+                 open the agent session, operators need an operator certificate"
+            )));
+        }
+    };
+    let Some(role) = config.role_of(name) else {
+        return Err(Error::PermissionDenied(format!(
+            "operator {name} is not listed in the [[operator]] table of {}; add it there with a \
+             role (viewer, operator or admin) and restart the coordinator",
+            config.file.display()
+        )));
+    };
+    let needed = action.required_role();
+    if role < needed {
+        let what = match action {
+            Action::Restore { clean: true } => "restore with --clean over an existing database",
+            _ => action.name(),
+        };
+        return Err(Error::PermissionDenied(format!(
+            "operator {name} has role {role}; {what} needs role {needed} (change the role in \
+             the [[operator]] table of {})",
+            config.file.display()
+        )));
+    }
+    Ok(Operator {
+        name: name.clone(),
+        role,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let mut c = crate::config::parse(
+            std::path::Path::new("/etc/lifeboat/coordinator.toml"),
+            include_str!("../../../deploy/coordinator.example.toml"),
+        )
+        .expect("example config");
+        c.operators.insert("olga".into(), Role::Operator);
+        c
+    }
+
+    const ALL: [Action; 13] = [
+        Action::WhoAmI,
+        Action::ListAgents,
+        Action::ListTargets,
+        Action::ListBackups,
+        Action::GetBackup,
+        Action::ListJobs,
+        Action::GetJob,
+        Action::WatchJob,
+        Action::StartBackup,
+        Action::VerifyBackup,
+        Action::Restore { clean: false },
+        Action::Restore { clean: true },
+        Action::CancelJob,
+    ];
+
+    #[test]
+    fn role_table() {
+        let c = config();
+        let allowed = |who: &str| -> Vec<&str> {
+            ALL.iter()
+                .filter(|a| authorize(&c, &Identity::Operator(who.into()), **a).is_ok())
+                .map(|a| a.name())
+                .collect()
+        };
+        let reads = [
+            "who_am_i",
+            "list_agents",
+            "list_targets",
+            "list_backups",
+            "get_backup",
+            "list_jobs",
+            "get_job",
+            "watch_job",
+        ];
+        assert_eq!(allowed("grafana-bot"), reads);
+        let mut ops = reads.to_vec();
+        ops.extend(["start_backup", "verify_backup", "restore", "cancel_job"]);
+        assert_eq!(allowed("olga"), ops);
+        assert_eq!(allowed("alice").len(), ALL.len());
+        assert!(allowed("mallory").is_empty());
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let c = config();
+        let e = authorize(&c, &Identity::Agent("prod-1".into()), Action::WhoAmI)
+            .expect_err("agent allowed");
+        assert!(e.to_string().contains("agent certificate"), "{e}");
+        let e = authorize(&c, &Identity::Operator("mallory".into()), Action::WhoAmI)
+            .expect_err("unlisted allowed");
+        let e = e.to_string();
+        assert!(e.contains("mallory") && e.contains("[[operator]]"), "{e}");
+        assert!(e.contains("/etc/lifeboat/coordinator.toml"), "{e}");
+        let e = authorize(
+            &c,
+            &Identity::Operator("olga".into()),
+            Action::Restore { clean: true },
+        )
+        .expect_err("operator may clean");
+        assert!(e.to_string().contains("needs role admin"), "{e}");
+        assert!(matches!(e, Error::PermissionDenied(_)));
+    }
+}

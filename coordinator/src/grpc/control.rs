@@ -1,0 +1,482 @@
+//! The `Control` service: what operators (through `lifeboat`) may ask. Every call is
+//! authorized from the client certificate before any work; every change is audited
+//! (`target: "audit"`: who, what, on what, outcome).
+
+use std::{collections::HashMap, sync::Arc};
+
+use lifeboat_common::{
+    ids::{new_id, validate_id},
+    names::{TargetName, validate_database},
+};
+use lifeboat_proto::v1 as pb;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::authz::{Action, Operator, authorize};
+use crate::{
+    catalog::InsertJob,
+    error::{Error, Result},
+    hub::Hub,
+    model::{Backup, Finish, Job, JobKind, JobState, NewJob, TargetRecord},
+    wire,
+};
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+pub struct Control {
+    hub: Arc<Hub>,
+}
+
+fn limit(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    }
+}
+
+fn audit<T>(operator: &str, action: Action, object: &str, result: &Result<T>) {
+    match result {
+        Ok(_) => tracing::info!(
+            target: "audit",
+            operator,
+            action = action.name(),
+            object,
+            outcome = "ok",
+            "operator action"
+        ),
+        Err(e) => tracing::info!(
+            target: "audit",
+            operator,
+            action = action.name(),
+            object,
+            outcome = "refused",
+            reason = %e,
+            "operator action"
+        ),
+    }
+}
+
+fn parse_target(value: &str) -> Result<TargetName> {
+    TargetName::parse(value).map_err(Error::from)
+}
+
+fn backup_id(value: &str) -> Result<()> {
+    validate_id("backup id", value).map_err(Error::from)
+}
+
+impl Control {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// Checks the caller may perform `action`; refusals are audited and logged with the
+    /// certificate identity.
+    fn authorize<T>(&self, request: &Request<T>, action: Action, object: &str) -> Result<Operator> {
+        let identity = super::identity(request)?;
+        authorize(&self.hub.config, &identity, action).inspect_err(|e| {
+            tracing::warn!(
+                target: "audit",
+                identity = %identity,
+                action = action.name(),
+                object,
+                outcome = "denied",
+                reason = %e,
+                "operator action"
+            );
+        })
+    }
+
+    async fn target(&self, name: &TargetName) -> Result<TargetRecord> {
+        self.hub
+            .catalog
+            .get_target(&name.to_string())
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "target {name} is not registered; run `lifeboat targets list` to see the \
+                     targets agents have declared"
+                ))
+            })
+    }
+
+    async fn backup(&self, id: &str) -> Result<Backup> {
+        backup_id(id)?;
+        self.hub.catalog.get_backup(id).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "backup {id} is not in the catalog; run `lifeboat backup list` to see backups"
+            ))
+        })
+    }
+
+    async fn job(&self, id: &str) -> Result<Job> {
+        wire::job_id(id)?;
+        self.hub.catalog.get_job(id).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "job {id} does not exist; run `lifeboat jobs list` to see jobs"
+            ))
+        })
+    }
+
+    /// Queues a job and wakes the dispatcher.
+    async fn create(&self, job: NewJob) -> Result<Job> {
+        match self.hub.catalog.insert_job(&job).await? {
+            InsertJob::Inserted(created) => {
+                tracing::info!(
+                    job_id = %created.id,
+                    target = %created.target,
+                    backup_id = %created.backup_id,
+                    kind = %created.kind,
+                    requested_by = %created.requested_by,
+                    "job queued"
+                );
+                self.hub.publish(&created);
+                self.hub.request_dispatch();
+                Ok(created)
+            }
+            InsertJob::ActiveBackupExists(active) => Err(Error::AlreadyExists(format!(
+                "a backup of {} is already {} as job {}; watch it with `lifeboat jobs watch {}`",
+                active.target, active.state, active.id, active.id
+            ))),
+        }
+    }
+
+    fn new_job(&self, operator: &Operator, kind: JobKind, target: &TargetRecord) -> NewJob {
+        let now = time::OffsetDateTime::now_utc();
+        NewJob {
+            id: new_id(now),
+            kind,
+            target: target.name.to_string(),
+            agent: target.agent.clone(),
+            backup_id: String::new(),
+            requested_by: operator.name.clone(),
+            created_at_ms: lifeboat_proto::now_ms(),
+            database: String::new(),
+            clean: false,
+        }
+    }
+
+    async fn start_backup(&self, op: &Operator, target: &str) -> Result<Job> {
+        let name = parse_target(target)?;
+        let target = self.target(&name).await?;
+        let mut job = self.new_job(op, JobKind::Backup, &target);
+        job.backup_id = new_id(time::OffsetDateTime::now_utc());
+        self.create(job).await
+    }
+
+    async fn verify_backup(&self, op: &Operator, id: &str) -> Result<Job> {
+        let backup = self.backup(id).await?;
+        let target = self.target(&parse_target(&backup.target)?).await?;
+        let mut job = self.new_job(op, JobKind::Verify, &target);
+        job.backup_id = backup.backup_id;
+        self.create(job).await
+    }
+
+    async fn restore(&self, op: &Operator, req: &pb::RestoreRequest) -> Result<Job> {
+        let backup = self.backup(&req.backup_id).await?;
+        let to = if req.to_target.is_empty() {
+            backup.target.as_str()
+        } else {
+            req.to_target.as_str()
+        };
+        let target = self.target(&parse_target(to)?).await?;
+        if target.engine != backup.engine {
+            return Err(Error::InvalidArgument(format!(
+                "backup {} is a {} backup but target {} is {}; restore into a {} target",
+                backup.backup_id, backup.engine, target.name, target.engine, backup.engine
+            )));
+        }
+        if !req.database.is_empty() {
+            validate_database(&req.database)?;
+        }
+        let mut job = self.new_job(op, JobKind::Restore, &target);
+        job.backup_id = backup.backup_id;
+        job.database.clone_from(&req.database);
+        job.clean = req.clean;
+        self.create(job).await
+    }
+
+    async fn cancel(&self, op: &Operator, id: &str) -> Result<Job> {
+        let job = self.job(id).await?;
+        if job.state.is_terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {id} already ended ({}); nothing to cancel",
+                job.state
+            )));
+        }
+        let session = self.hub.session(&job.agent);
+        let ask_agent = |session: &crate::hub::SessionHandle| {
+            session.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {
+                job_id: job.id.clone(),
+            }))
+        };
+        if job.state == JobState::Running
+            && let Some(session) = &session
+            && ask_agent(session)
+        {
+            // The agent stops the job and reports it cancelled.
+            return Ok(job);
+        }
+        if job.is_assigned()
+            && let Some(session) = &session
+        {
+            // Handed out but not accepted: stop it on the agent too.
+            ask_agent(session);
+        }
+        let finish = Finish {
+            state: JobState::Cancelled,
+            finished_at_ms: lifeboat_proto::now_ms(),
+            error: format!("cancelled by {}", op.name),
+            detail: String::new(),
+            database: None,
+        };
+        match self.hub.catalog.finish_job(&job.id, &finish).await? {
+            Some(done) => {
+                self.hub.job_finished(&done);
+                Ok(done)
+            }
+            // Ended meanwhile: report how.
+            None => self.job(id).await,
+        }
+    }
+
+    fn running_per_agent(jobs: &[Job]) -> HashMap<&str, u32> {
+        let mut out = HashMap::new();
+        for j in jobs.iter().filter(|j| j.state == JobState::Running) {
+            *out.entry(j.agent.as_str()).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// Streams a job's changes to a watcher until it ends, the watcher goes away, or the
+/// coordinator shuts down.
+async fn watch(
+    hub: Arc<Hub>,
+    first: Job,
+    mut events: broadcast::Receiver<Job>,
+    tx: mpsc::Sender<Result<pb::Job, Status>>,
+) {
+    let id = first.id.clone();
+    if tx.send(Ok(pb::Job::from(&first))).await.is_err() || first.state.is_terminal() {
+        return;
+    }
+    loop {
+        let job = tokio::select! {
+            () = hub.streams.cancelled() => {
+                let _ = tx.try_send(Err(Status::unavailable(
+                    "the coordinator is shutting down; watch the job again in a moment",
+                )));
+                return;
+            }
+            () = tx.closed() => return,
+            event = events.recv() => match event {
+                Ok(job) if job.id == id => job,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match hub.catalog.get_job(&id).await {
+                        Ok(Some(job)) => job,
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = tx.try_send(Err(Error::from(e).into()));
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if tx.send(Ok(pb::Job::from(&job))).await.is_err() || job.state.is_terminal() {
+            return;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::control_server::Control for Control {
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let op = self.authorize(&request, Action::WhoAmI, "")?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            name: op.name,
+            role: op.role.as_str().to_owned(),
+        }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        self.authorize(&request, Action::ListAgents, "")?;
+        let agents = self.hub.catalog.list_agents().await.map_err(Error::from)?;
+        let jobs = self
+            .hub
+            .catalog
+            .unfinished_jobs()
+            .await
+            .map_err(Error::from)?;
+        let running = Self::running_per_agent(&jobs);
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents: agents
+                .iter()
+                .map(|a| {
+                    wire::agent_to_pb(
+                        a,
+                        self.hub.is_connected(&a.name),
+                        running.get(a.name.as_str()).copied().unwrap_or(0),
+                    )
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_targets(
+        &self,
+        request: Request<pb::ListTargetsRequest>,
+    ) -> Result<Response<pb::ListTargetsResponse>, Status> {
+        self.authorize(&request, Action::ListTargets, "")?;
+        let targets = self.hub.catalog.list_targets().await.map_err(Error::from)?;
+        Ok(Response::new(pb::ListTargetsResponse {
+            targets: targets
+                .iter()
+                .map(|t| wire::target_to_pb(t, self.hub.is_connected(&t.target.agent)))
+                .collect(),
+        }))
+    }
+
+    async fn start_backup(
+        &self,
+        request: Request<pb::StartBackupRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let target = request.get_ref().target.clone();
+        let op = self.authorize(&request, Action::StartBackup, &target)?;
+        let result = self.start_backup(&op, &target).await;
+        audit(&op.name, Action::StartBackup, &target, &result);
+        Ok(Response::new(pb::Job::from(&result?)))
+    }
+
+    async fn list_backups(
+        &self,
+        request: Request<pb::ListBackupsRequest>,
+    ) -> Result<Response<pb::ListBackupsResponse>, Status> {
+        self.authorize(&request, Action::ListBackups, "")?;
+        let req = request.into_inner();
+        let target = if req.target.is_empty() {
+            None
+        } else {
+            Some(parse_target(&req.target)?.to_string())
+        };
+        let backups = self
+            .hub
+            .catalog
+            .list_backups(target.as_deref(), limit(req.limit))
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListBackupsResponse {
+            backups: backups.iter().map(pb::BackupRecord::from).collect(),
+        }))
+    }
+
+    async fn get_backup(
+        &self,
+        request: Request<pb::GetBackupRequest>,
+    ) -> Result<Response<pb::BackupRecord>, Status> {
+        self.authorize(&request, Action::GetBackup, &request.get_ref().backup_id)?;
+        let backup = self.backup(&request.get_ref().backup_id).await?;
+        Ok(Response::new(pb::BackupRecord::from(&backup)))
+    }
+
+    async fn verify_backup(
+        &self,
+        request: Request<pb::VerifyBackupRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let id = request.get_ref().backup_id.clone();
+        let op = self.authorize(&request, Action::VerifyBackup, &id)?;
+        let result = self.verify_backup(&op, &id).await;
+        audit(&op.name, Action::VerifyBackup, &id, &result);
+        Ok(Response::new(pb::Job::from(&result?)))
+    }
+
+    async fn restore(
+        &self,
+        request: Request<pb::RestoreRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let action = Action::Restore {
+            clean: request.get_ref().clean,
+        };
+        let object = format!(
+            "{} -> {}",
+            request.get_ref().backup_id,
+            request.get_ref().to_target
+        );
+        let op = self.authorize(&request, action, &object)?;
+        let result = self.restore(&op, request.get_ref()).await;
+        audit(&op.name, action, &object, &result);
+        Ok(Response::new(pb::Job::from(&result?)))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        self.authorize(&request, Action::ListJobs, "")?;
+        let req = request.into_inner();
+        let target = if req.target.is_empty() {
+            None
+        } else {
+            Some(parse_target(&req.target)?.to_string())
+        };
+        let jobs = self
+            .hub
+            .catalog
+            .list_jobs(target.as_deref(), req.active_only, limit(req.limit))
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(pb::Job::from).collect(),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        self.authorize(&request, Action::GetJob, &request.get_ref().job_id)?;
+        let job = self.job(&request.get_ref().job_id).await?;
+        Ok(Response::new(pb::Job::from(&job)))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let id = request.get_ref().job_id.clone();
+        let op = self.authorize(&request, Action::CancelJob, &id)?;
+        let result = self.cancel(&op, &id).await;
+        audit(&op.name, Action::CancelJob, &id, &result);
+        Ok(Response::new(pb::Job::from(&result?)))
+    }
+
+    type WatchJobStream = ReceiverStream<Result<pb::Job, Status>>;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        self.authorize(&request, Action::WatchJob, &request.get_ref().job_id)?;
+        if self.hub.streams.is_cancelled() {
+            return Err(Error::Unavailable("the coordinator is shutting down".into()).into());
+        }
+        // Subscribe before reading, so no change between the two is missed.
+        let events = self.hub.subscribe();
+        let job = self.job(&request.get_ref().job_id).await?;
+        let (tx, rx) = mpsc::channel(16);
+        self.hub
+            .tasks
+            .spawn(watch(self.hub.clone(), job, events, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

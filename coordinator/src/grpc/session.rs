@@ -1,0 +1,328 @@
+//! One agent's session after `Welcome`: heartbeats, job acceptance, progress and results.
+//! Any invalid message ends the session with INVALID_ARGUMENT; a message about another
+//! agent's job ends it with PERMISSION_DENIED. Results are recorded durably before the ack.
+
+use std::{sync::Arc, time::Duration};
+
+use lifeboat_proto::v1 as pb;
+use tonic::{Status, Streaming};
+use tracing::Instrument;
+
+use super::agent_gateway::inbound_error;
+use crate::{
+    error::Error,
+    hub::{Hub, SessionHandle},
+    model::{Finish, Job, JobKind, JobState, VerifyOutcome, VerifyStatus},
+    wire::{AgentMessage, JobResult, ResultPayload},
+};
+
+pub struct Session {
+    hub: Arc<Hub>,
+    agent: String,
+    handle: SessionHandle,
+}
+
+fn job_span(job: &Job) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        target = %job.target,
+        backup_id = %job.backup_id,
+        kind = %job.kind
+    )
+}
+
+impl Session {
+    pub fn new(hub: Arc<Hub>, agent: String, handle: SessionHandle) -> Self {
+        Self { hub, agent, handle }
+    }
+
+    /// No message for this long (three missed heartbeats and some slack) ends the session.
+    fn idle_limit(&self) -> Duration {
+        self.hub.config.jobs.heartbeat_interval * 3 + Duration::from_secs(10)
+    }
+
+    /// Sends to the agent, giving up if the session is being closed.
+    async fn send(&self, msg: pb::coordinator_message::Msg) -> bool {
+        let msg = Ok(pb::CoordinatorMessage { msg: Some(msg) });
+        tokio::select! {
+            sent = self.handle.tx.send(msg) => sent.is_ok(),
+            () = self.handle.cancel.cancelled() => false,
+        }
+    }
+
+    /// Ends the stream with `status` (best effort: the agent may already be gone).
+    fn close_with(&self, status: Status) {
+        let _ = self.handle.tx.try_send(Err(status));
+    }
+
+    pub async fn run(self, mut inbound: Streaming<pb::AgentMessage>) {
+        let idle = self.idle_limit();
+        let span = tracing::info_span!("session", agent = %self.agent, session = self.handle.id);
+        async {
+            loop {
+                let next = tokio::select! {
+                    () = self.handle.cancel.cancelled() => {
+                        if self.hub.streams.is_cancelled() {
+                            self.close_with(Status::unavailable(
+                                "the coordinator is shutting down; reconnect in a moment",
+                            ));
+                        } else {
+                            self.close_with(Status::aborted(
+                                "replaced by a newer session of the same agent",
+                            ));
+                        }
+                        break;
+                    }
+                    () = self.handle.tx.closed() => break,
+                    next = tokio::time::timeout(idle, inbound.message()) => next,
+                };
+                match next {
+                    Err(_) => {
+                        tracing::warn!("closing silent agent session after {} s", idle.as_secs());
+                        self.close_with(Status::deadline_exceeded(format!(
+                            "no message from the agent for {} s; reconnect",
+                            idle.as_secs()
+                        )));
+                        break;
+                    }
+                    Ok(Ok(None)) => break,
+                    Ok(Err(status)) => {
+                        tracing::info!("agent stream ended: {status}");
+                        self.close_with(inbound_error(status));
+                        break;
+                    }
+                    Ok(Ok(Some(msg))) => {
+                        if let Err(e) = self.handle_message(msg).await {
+                            tracing::warn!("ending agent session: {e}");
+                            self.close_with(e.into());
+                            break;
+                        }
+                    }
+                }
+            }
+            if self.hub.end_session(&self.agent, self.handle.id) {
+                tracing::info!("agent disconnected");
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn handle_message(&self, msg: pb::AgentMessage) -> Result<(), Error> {
+        match AgentMessage::try_from(msg)? {
+            AgentMessage::Hello(_) => Err(Error::InvalidArgument(
+                "Hello may be sent only once per session".into(),
+            )),
+            AgentMessage::Heartbeat { clock_unix_ms } => {
+                let now = lifeboat_proto::now_ms();
+                self.hub
+                    .catalog
+                    .touch_agent(&self.agent, now, clock_unix_ms.saturating_sub(now))
+                    .await?;
+                Ok(())
+            }
+            AgentMessage::Accepted { job_id } => {
+                let Some(job) = self.own_job(&job_id, "an acceptance").await? else {
+                    return Ok(());
+                };
+                if !job.is_assigned() {
+                    tracing::warn!(job_id = %job.id, "ignored acceptance of a job that was not handed out");
+                    return Ok(());
+                }
+                if job.state == JobState::Queued
+                    && let Some(j) = self
+                        .hub
+                        .catalog
+                        .mark_running(&job.id, lifeboat_proto::now_ms())
+                        .await?
+                {
+                    job_span(&j).in_scope(|| tracing::info!("job accepted by agent"));
+                    self.hub.publish(&j);
+                }
+                Ok(())
+            }
+            AgentMessage::Progress { job_id, progress } => {
+                let Some(job) = self.own_job(&job_id, "progress").await? else {
+                    return Ok(());
+                };
+                if job.state == JobState::Queued && job.is_assigned() {
+                    self.hub
+                        .catalog
+                        .mark_running(&job.id, lifeboat_proto::now_ms())
+                        .await?;
+                }
+                if let Some(j) = self.hub.catalog.set_progress(&job.id, &progress).await? {
+                    self.hub.publish(&j);
+                }
+                Ok(())
+            }
+            AgentMessage::Result(result) => {
+                let Some(job) = self.own_job(&result.job_id, "a result").await? else {
+                    return Ok(());
+                };
+                let span = job_span(&job);
+                self.on_result(job, result).instrument(span).await
+            }
+        }
+    }
+
+    /// The job `id` if it exists and was given to this agent. Unknown jobs are logged and
+    /// ignored (None); another agent's job ends the session (X34).
+    async fn own_job(&self, id: &str, what: &str) -> Result<Option<Job>, Error> {
+        match self.hub.catalog.get_job(id).await? {
+            None => {
+                tracing::warn!(job_id = %id, "ignored {what} for a job this coordinator does not know");
+                Ok(None)
+            }
+            Some(job) if job.agent != self.agent => {
+                tracing::warn!(
+                    job_id = %id,
+                    owner = %job.agent,
+                    "refused {what} for a job given to another agent"
+                );
+                Err(Error::PermissionDenied(format!(
+                    "job {id} was not given to agent {}; an agent may only report on its own \
+                     jobs",
+                    self.agent
+                )))
+            }
+            Some(job) => Ok(Some(job)),
+        }
+    }
+
+    async fn on_result(&self, job: Job, result: JobResult) -> Result<(), Error> {
+        let ack = pb::coordinator_message::Msg::ResultAck(pb::ResultAck {
+            job_id: job.id.clone(),
+        });
+        if job.state.is_terminal() {
+            tracing::info!(
+                state = %job.state,
+                "result for a job that already ended acknowledged and ignored"
+            );
+            self.send(ack).await;
+            return Ok(());
+        }
+        if !job.is_assigned() {
+            // Queued and never handed out: nothing the agent can have a result for.
+            tracing::warn!("refused a result for a job that was never started; not acknowledged");
+            return Ok(());
+        }
+        let done = self.record(&job, result).await?;
+        match done {
+            Some(j) => self.hub.job_finished(&j),
+            None => tracing::info!("job ended meanwhile; result acknowledged and ignored"),
+        }
+        self.send(ack).await;
+        Ok(())
+    }
+
+    /// Records a result in one transaction. None if the job ended meanwhile.
+    async fn record(&self, job: &Job, result: JobResult) -> Result<Option<Job>, Error> {
+        let now = lifeboat_proto::now_ms();
+        let catalog = &self.hub.catalog;
+        let finish = |state: JobState, error: String| Finish {
+            state,
+            finished_at_ms: now,
+            error,
+            detail: String::new(),
+            database: None,
+        };
+        let reason = || {
+            if !result.error.is_empty() {
+                result.error.clone()
+            } else if result.state == JobState::Cancelled {
+                "cancelled".to_owned()
+            } else {
+                "the agent reported a failure without a reason; see the agent's log".to_owned()
+            }
+        };
+        let mismatch = |what: &str| {
+            Error::InvalidArgument(format!(
+                "result for {} job {} carries {what}",
+                job.kind, job.id
+            ))
+        };
+
+        if result.state != JobState::Succeeded && job.kind != JobKind::Verify {
+            return Ok(catalog
+                .finish_job(&job.id, &finish(result.state, reason()))
+                .await?);
+        }
+        match (job.kind, result.payload) {
+            (JobKind::Backup, Some(ResultPayload::Backup(mut backup))) => {
+                if backup.backup_id != job.backup_id {
+                    return Err(mismatch(&format!("backup id {}", backup.backup_id)));
+                }
+                if backup.target != job.target {
+                    return Err(mismatch(&format!("target {}", backup.target)));
+                }
+                if backup.agent != self.agent {
+                    return Err(mismatch(&format!("agent {}", backup.agent)));
+                }
+                backup.job_id = job.id.clone();
+                let done = catalog
+                    .finish_backup_job(
+                        &job.id,
+                        &finish(JobState::Succeeded, String::new()),
+                        &backup,
+                    )
+                    .await?;
+                if done.is_some() {
+                    self.hub.metrics.set_last_backup(&backup);
+                }
+                Ok(done)
+            }
+            (JobKind::Restore, Some(ResultPayload::Restore { database })) => {
+                if database.is_empty() {
+                    return Err(mismatch("no restored database name"));
+                }
+                let mut f = finish(JobState::Succeeded, String::new());
+                f.detail.clone_from(&database);
+                f.database = Some(database);
+                Ok(catalog.finish_job(&job.id, &f).await?)
+            }
+            (JobKind::Verify, Some(ResultPayload::Verify { status, detail })) => {
+                if result.state == JobState::Cancelled {
+                    return Ok(catalog
+                        .finish_job(&job.id, &finish(result.state, reason()))
+                        .await?);
+                }
+                let mut f = match (status, result.state) {
+                    (VerifyStatus::Ok, JobState::Succeeded) => {
+                        finish(JobState::Succeeded, String::new())
+                    }
+                    (VerifyStatus::Ok, _) => finish(JobState::Failed, reason()),
+                    (
+                        VerifyStatus::Corrupt | VerifyStatus::Missing | VerifyStatus::Unverified,
+                        _,
+                    ) => {
+                        let what = if detail.is_empty() {
+                            "no detail from the agent".to_owned()
+                        } else {
+                            detail.clone()
+                        };
+                        finish(
+                            JobState::Failed,
+                            format!("backup {} is {status}: {what}", job.backup_id),
+                        )
+                    }
+                };
+                f.detail = status.as_str().to_owned();
+                let outcome = VerifyOutcome {
+                    status,
+                    detail,
+                    verified_at_ms: now,
+                };
+                Ok(catalog
+                    .finish_verify_job(&job.id, &f, &job.backup_id, &outcome)
+                    .await?)
+            }
+            (JobKind::Verify, None) if result.state != JobState::Succeeded => Ok(catalog
+                .finish_job(&job.id, &finish(result.state, reason()))
+                .await?),
+            (_, None) => Err(mismatch("no result")),
+            (_, Some(_)) => Err(mismatch("the result of another kind of job")),
+        }
+    }
+}

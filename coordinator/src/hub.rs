@@ -1,0 +1,200 @@
+//! The state the coordinator's parts share at run time: the catalog, the open agent sessions,
+//! job change events for watchers, the dispatcher's wake-up, and the metrics. Durable state is
+//! in the catalog; what lives here is lost (and rebuilt) on restart.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use lifeboat_proto::v1 as pb;
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{catalog::Catalog, config::Config, metrics::Metrics, model::Job};
+
+/// What the coordinator sends on an agent's session stream.
+pub type Outbound = Result<pb::CoordinatorMessage, tonic::Status>;
+
+/// An open agent session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub id: u64,
+    pub tx: mpsc::Sender<Outbound>,
+    pub max_concurrent_jobs: u32,
+    /// Cancelled when the session is replaced or the coordinator shuts down.
+    pub cancel: CancellationToken,
+}
+
+impl SessionHandle {
+    /// Queues a message for the agent without waiting. False if the session is gone or its
+    /// queue is full (the caller retries later or treats the agent as unreachable).
+    pub fn try_send(&self, msg: pb::coordinator_message::Msg) -> bool {
+        self.tx
+            .try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) }))
+            .is_ok()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    live: HashMap<String, SessionHandle>,
+    /// When each known agent's last session ended.
+    away_since_ms: HashMap<String, i64>,
+}
+
+pub struct Hub {
+    pub config: Arc<Config>,
+    pub catalog: Catalog,
+    pub metrics: Metrics,
+    sessions: Mutex<Sessions>,
+    events: broadcast::Sender<Job>,
+    dispatch_wanted: Notify,
+    /// Held by the dispatcher and by session set-up, so a job is never handed out twice.
+    pub dispatch_lock: tokio::sync::Mutex<()>,
+    next_session: AtomicU64,
+    started_at_ms: i64,
+    /// Cancelled at shutdown: ends agent sessions and job watches so the server can drain.
+    pub streams: CancellationToken,
+    /// Session and watch tasks.
+    pub tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    pub fn new(config: Arc<Config>, catalog: Catalog, metrics: Metrics) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            config,
+            catalog,
+            metrics,
+            sessions: Mutex::new(Sessions::default()),
+            events,
+            dispatch_wanted: Notify::new(),
+            dispatch_lock: tokio::sync::Mutex::new(()),
+            next_session: AtomicU64::new(1),
+            started_at_ms: lifeboat_proto::now_ms(),
+            streams: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        // A panic while holding this lock cannot leave the maps inconsistent (single inserts
+        // and removes), so a poisoned lock is still usable.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a new session for `agent`, replacing (and cancelling) any previous one.
+    pub fn register_session(
+        &self,
+        agent: &str,
+        max_concurrent_jobs: u32,
+        tx: mpsc::Sender<Outbound>,
+    ) -> SessionHandle {
+        let handle = SessionHandle {
+            id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            tx,
+            max_concurrent_jobs,
+            cancel: self.streams.child_token(),
+        };
+        let mut s = self.sessions();
+        if let Some(old) = s.live.insert(agent.to_owned(), handle.clone()) {
+            old.cancel.cancel();
+        }
+        s.away_since_ms.remove(agent);
+        self.metrics.set_agents_connected(s.live.len());
+        handle
+    }
+
+    /// Cancels and forgets the current session of `agent`, if any (a newer one is coming).
+    pub fn drop_session(&self, agent: &str) {
+        let mut s = self.sessions();
+        if let Some(old) = s.live.remove(agent) {
+            old.cancel.cancel();
+            s.away_since_ms
+                .insert(agent.to_owned(), lifeboat_proto::now_ms());
+            self.metrics.set_agents_connected(s.live.len());
+        }
+    }
+
+    /// Marks the session `id` of `agent` ended, unless a newer session replaced it.
+    pub fn end_session(&self, agent: &str, id: u64) -> bool {
+        let mut s = self.sessions();
+        if s.live.get(agent).is_some_and(|h| h.id == id) {
+            s.live.remove(agent);
+            s.away_since_ms
+                .insert(agent.to_owned(), lifeboat_proto::now_ms());
+            self.metrics.set_agents_connected(s.live.len());
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn session(&self, agent: &str) -> Option<SessionHandle> {
+        self.sessions().live.get(agent).cloned()
+    }
+
+    pub fn is_connected(&self, agent: &str) -> bool {
+        self.sessions().live.contains_key(agent)
+    }
+
+    pub fn connected_agents(&self) -> HashMap<String, SessionHandle> {
+        self.sessions().live.clone()
+    }
+
+    /// Since when `agent` has had no session: when its last one ended, or when this
+    /// coordinator started if it has not connected since.
+    pub fn away_since_ms(&self, agent: &str) -> i64 {
+        self.sessions()
+            .away_since_ms
+            .get(agent)
+            .copied()
+            .unwrap_or(self.started_at_ms)
+    }
+
+    /// Tells watchers that a job changed.
+    pub fn publish(&self, job: &Job) {
+        // No receivers is fine: nobody is watching.
+        let _ = self.events.send(job.clone());
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Job> {
+        self.events.subscribe()
+    }
+
+    /// A job reached a terminal state: tell watchers, count it, and let the dispatcher fill
+    /// the slot it freed.
+    pub fn job_finished(&self, job: &Job) {
+        tracing::info!(
+            job_id = %job.id,
+            target = %job.target,
+            backup_id = %job.backup_id,
+            state = %job.state,
+            error = %job.error,
+            "job finished"
+        );
+        self.publish(job);
+        self.metrics.job_finished(job);
+        self.request_dispatch();
+    }
+
+    pub fn request_dispatch(&self) {
+        self.dispatch_wanted.notify_one();
+    }
+
+    pub async fn dispatch_requested(&self) {
+        self.dispatch_wanted.notified().await;
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: a real coordinator (`run()`), real SQLite, real mutual TLS, real tonic
+//! clients. One test binary, one module per area.
+
+mod control;
+mod harness;
+mod hostile;
+mod security;
+mod sessions;
