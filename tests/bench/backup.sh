@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Backup throughput and agent memory, against the physical limits of this machine.
+#
+#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--keep]
+#
+# Loads ../shared/bench/mixed.sql (or $LIFEBOAT_BENCH_SQL) with N rows (default 1,000,000;
+# with --scale4 also 4×N) into a throwaway PostgreSQL 15, builds lifeboat in release mode, and
+# then, interleaved over R rounds (default 5), times
+#   (a) raw    pg_dump -Fc -Z0 DB > /dev/null
+#   (b) shell  pg_dump -Fc -Z0 DB | zstd -3 -T0 | tee FILE | sha256sum
+#   (c) agent  lifeboat backup run ENV/NAME --wait   (real coordinator + agent, fs repository,
+#              zstd level 3), restarting the agent before each run so that its VmHWM (peak
+#              RSS, read from /proc/PID/status after the run) belongs to that run alone.
+# It prints the medians (for (c) also the job's own duration as the coordinator recorded it,
+# without CLI start-up and dispatch), the ratios agent/raw and agent/shell (wall clock of the
+# CLI), and the agent's peak RSS per scale. A benchmark prints figures; it asserts nothing.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+ROWS=1000000
+ROUNDS=5
+SCALE4=0
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --rows)
+        ROWS=$2
+        shift 2
+        ;;
+    --rounds)
+        ROUNDS=$2
+        shift 2
+        ;;
+    --scale4)
+        SCALE4=1
+        shift
+        ;;
+    --keep)
+        KEEP=1
+        shift
+        ;;
+    -h | --help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        exit 0
+        ;;
+    *)
+        echo "usage: $0 [--rows N] [--scale4] [--rounds R] [--keep]" >&2
+        exit 2
+        ;;
+    esac
+done
+[[ $ROWS =~ ^[0-9]+$ && $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || {
+    echo "--rows and --rounds take positive integers" >&2
+    exit 2
+}
+SQL=${LIFEBOAT_BENCH_SQL:-$ROOT/../shared/bench/mixed.sql}
+[ -f "$SQL" ] || {
+    echo "error: $SQL not found; set LIFEBOAT_BENCH_SQL" >&2
+    exit 2
+}
+[ "$(id -u)" -eq 0 ] || {
+    echo "error: run as root (initdb runs as the postgres user)" >&2
+    exit 2
+}
+missing=()
+[ -x "$PG_BIN/initdb" ] || missing+=(postgresql postgresql-contrib)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q "${missing[@]}"
+fi
+
+WORK=$(mktemp -d /tmp/lifeboat-bench.XXXXXX)
+chmod 755 "$WORK"
+COORD_PID=""
+AGENT_PID=""
+PG_STARTED=0
+# shellcheck disable=SC2317 # runs from the EXIT trap
+cleanup() {
+    set +e
+    [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID"
+    [ -n "$COORD_PID" ] && kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID"
+    [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
+    if [ "$KEEP" -eq 1 ]; then
+        echo "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+
+echo "==> building lifeboat (release)"
+(cd "$ROOT" && cargo build --release -p lifeboat -p lifeboat-coordinator -p lifeboat-agent)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+BIN=$BIN/release
+
+echo "==> starting PostgreSQL"
+mkdir -p "$WORK/pg/sock"
+chown -R postgres:postgres "$WORK/pg"
+runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres --auth-local=trust \
+    --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
+for _ in $(seq 1 50); do
+    PORT=$((20000 + RANDOM % 20000))
+    (: </dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || break
+done
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/postgres.log" -w -o \
+    "-p $PORT -k $WORK/pg/sock -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=4GB -c fsync=off" \
+    start >/dev/null
+PG_STARTED=1
+PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+psql_local() { runuser -u postgres -- "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/pg/sock" -p "$PORT" "$@"; }
+printf "CREATE ROLE bench LOGIN SUPERUSER PASSWORD '%s';\n" "$PASSWORD" | psql_local -U postgres -d postgres -f -
+mkdir -p "$WORK/secrets"
+chmod 700 "$WORK/secrets"
+(
+    umask 077
+    printf '%s' "$PASSWORD" >"$WORK/secrets/db.pass"
+    printf '127.0.0.1:%s:*:bench:%s\n' "$PORT" "$PASSWORD" >"$WORK/secrets/pgpass"
+)
+export PGPASSFILE=$WORK/secrets/pgpass
+
+scales=("$ROWS")
+[ "$SCALE4" -eq 1 ] && scales+=($((ROWS * 4)))
+for rows in "${scales[@]}"; do
+    echo "==> loading mixed.sql with $rows rows into bench_$rows"
+    psql_local -U bench -d postgres -c "CREATE DATABASE bench_$rows"
+    t0=$(now)
+    runuser -u postgres -- "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/pg/sock" -p "$PORT" \
+        -U bench -d "bench_$rows" -v rows="$rows" -f - <"$SQL"
+    size=$(psql_local -U bench -d "bench_$rows" -At -c "SELECT pg_size_pretty(pg_database_size(current_database()))")
+    echo "    loaded in $(elapsed "$t0" "$(now)") s, database size $size"
+done
+
+echo "==> starting the coordinator"
+"$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
+"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind coordinator --name coordinator --san 127.0.0.1 >/dev/null
+"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind agent --name bench-agent >/dev/null
+"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind operator --name admin >/dev/null
+cat >"$WORK/coordinator.toml" <<EOF
+[server]
+grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+[tls]
+ca = "$WORK/pki/ca.pem"
+cert = "$WORK/pki/coordinator.pem"
+key = "$WORK/pki/coordinator.key"
+[catalog]
+url = "sqlite://$WORK/catalog.db"
+[jobs]
+heartbeat_interval_secs = 1
+[[operator]]
+name = "admin"
+role = "admin"
+EOF
+"$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
+    >"$WORK/coordinator.log" 2>&1 &
+COORD_PID=$!
+for _ in $(seq 1 300); do
+    [ -s "$WORK/ready.json" ] && break
+    kill -0 "$COORD_PID" || {
+        cat "$WORK/coordinator.log"
+        exit 1
+    }
+    sleep 0.1
+done
+GRPC=$(sed -n 's/.*"grpc" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json")
+[ -n "$GRPC" ] || {
+    echo "coordinator not ready" >&2
+    exit 1
+}
+
+{
+    cat <<EOF
+name = "bench-agent"
+environment = "bench"
+coordinator = "https://$GRPC"
+max_concurrent_jobs = 1
+state_dir = "$WORK/agent-state"
+[tls]
+ca = "$WORK/pki/ca.pem"
+cert = "$WORK/pki/bench-agent.pem"
+key = "$WORK/pki/bench-agent.key"
+[[repository]]
+name = "local"
+kind = "fs"
+path = "$WORK/repo"
+EOF
+    for rows in "${scales[@]}"; do
+        cat <<EOF
+[[target]]
+name = "rows-$rows"
+engine = "postgres"
+provider = "postgres"
+repository = "local"
+url = "postgres://bench@127.0.0.1:$PORT/bench_$rows"
+password_file = "$WORK/secrets/db.pass"
+compression_level = 3
+compression_threads = 0
+pg_bin_dir = "$PG_BIN"
+EOF
+    done
+} >"$WORK/agent.toml"
+
+lifeboat() {
+    "$BIN/lifeboat" --coordinator "https://$GRPC" --ca "$WORK/pki/ca.pem" \
+        --cert "$WORK/pki/admin.pem" --key "$WORK/pki/admin.key" "$@"
+}
+agent_connected() { lifeboat --output json agents list 2>/dev/null | grep -q '"connected": *true'; }
+start_agent() {
+    "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    for _ in $(seq 1 300); do
+        agent_connected && return 0
+        kill -0 "$AGENT_PID" || break
+        sleep 0.05
+    done
+    tail -n 50 "$WORK/agent.log" >&2
+    echo "error: the agent did not connect" >&2
+    exit 1
+}
+stop_agent() {
+    kill -TERM "$AGENT_PID"
+    wait "$AGENT_PID" || true
+    AGENT_PID=""
+    for _ in $(seq 1 300); do
+        agent_connected || return 0
+        sleep 0.05
+    done
+}
+
+declare -A raw_t shell_t agent_t job_t agent_rss dump_size stored_size
+for r in $(seq 1 "$ROUNDS"); do
+    for rows in "${scales[@]}"; do
+        db=bench_$rows
+        echo "==> round $r/$ROUNDS, $rows rows"
+        # (a) the raw dump
+        t0=$(now)
+        "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$PORT" -U bench --no-password -Fc -Z0 -d "$db" >/dev/null
+        a=$(elapsed "$t0" "$(now)")
+        # (b) the shell pipeline
+        t0=$(now)
+        "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$PORT" -U bench --no-password -Fc -Z0 -d "$db" |
+            zstd -q -3 -T0 | tee "$WORK/shell.zst" | sha256sum >/dev/null
+        b=$(elapsed "$t0" "$(now)")
+        rm -f "$WORK/shell.zst"
+        # (c) lifeboat, with a fresh agent
+        start_agent
+        t0=$(now)
+        out=$(lifeboat --output json backup run "bench/rows-$rows" --wait)
+        c=$(elapsed "$t0" "$(now)")
+        hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+        stop_agent
+        id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
+        # The job's own duration, as the coordinator recorded it (without CLI and dispatch).
+        j=$(printf '%s\n' "$out" | sed -n 's/.*"duration_ms": *\([0-9]*\).*/\1/p' | head -n 1)
+        j=$(awk -v ms="${j:-0}" 'BEGIN { printf "%.3f", ms / 1000 }')
+        show=$(lifeboat --output json backup show "$id")
+        dump_size[$rows]=$(printf '%s\n' "$show" | sed -n 's/.*"raw_size": *\([0-9]*\).*/\1/p')
+        stored_size[$rows]=$(printf '%s\n' "$show" | sed -n 's/.*"stored_size": *\([0-9]*\).*/\1/p')
+        rm -rf "${WORK:?}/repo/bench/rows-$rows/$id"
+        raw_t[$rows]+=" $a"
+        shell_t[$rows]+=" $b"
+        agent_t[$rows]+=" $c"
+        job_t[$rows]+=" $j"
+        agent_rss[$rows]+=" $hwm"
+        printf '    raw %ss  shell %ss  agent %ss (job %ss)  agent VmHWM %s\n' "$a" "$b" "$c" "$j" "$(mib "$hwm")"
+    done
+done
+
+echo
+echo "Medians over $ROUNDS interleaved rounds ($(nproc) CPUs):"
+printf '%-10s %10s %10s %10s %10s %10s %10s %11s %11s %14s %14s\n' \
+    rows dump stored raw shell agent "agent job" agent/raw agent/shell "agent RSS med" "agent RSS max"
+for rows in "${scales[@]}"; do
+    ma=$(median <<<"${raw_t[$rows]}")
+    mb=$(median <<<"${shell_t[$rows]}")
+    mc=$(median <<<"${agent_t[$rows]}")
+    mj=$(median <<<"${job_t[$rows]}")
+    mr=$(median <<<"${agent_rss[$rows]}")
+    xr=$(tr ' ' '\n' <<<"${agent_rss[$rows]}" | sort -g | tail -n 1)
+    printf '%-10s %10s %10s %9ss %9ss %9ss %9ss %11s %11s %14s %14s\n' "$rows" \
+        "$(mib $((${dump_size[$rows]:-0} / 1024)))" "$(mib $((${stored_size[$rows]:-0} / 1024)))" \
+        "$ma" "$mb" "$mc" "$mj" "$(ratio "$mc" "$ma")" "$(ratio "$mc" "$mb")" "$(mib "$mr")" "$(mib "$xr")"
+done

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# lifeboat's whole check, as CI runs it (`.ci/run` execs this):
+#   1. install what the tests need and is missing (PostgreSQL 15 with contrib, zstd, ...),
+#   2. build the workspace (all targets), 3. rustfmt check, 4. clippy with -D warnings,
+#   5. all tests: unit tests and the end-to-end tests in tests/ (real PostgreSQL, real
+#      binaries; they need root: initdb runs as the postgres user, S9 mounts a tmpfs).
+# Exits non-zero if any step fails; the last line is the test count summary.
+#
+# Environment:
+#   LIFEBOAT_TEST_THREADS  tests run at once (default 2: every e2e test starts its own
+#                          PostgreSQL, coordinator and agent)
+#   CARGO_TARGET_DIR       respected if set
+#   LIFEBOAT_E2E_KEEP=1    keep every test's directory (logs, repository) for inspection
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+threads=${LIFEBOAT_TEST_THREADS:-2}
+PG_BIN=/usr/lib/postgresql/15/bin
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# --- 1. system packages ---------------------------------------------------------------------
+missing=()
+[ -x "$PG_BIN/initdb" ] || missing+=(postgresql postgresql-contrib)
+[ -f /usr/share/postgresql/15/extension/pgcrypto.control ] || missing+=(postgresql-contrib)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+command -v diff >/dev/null 2>&1 || missing+=(diffutils)
+command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+command -v mount >/dev/null 2>&1 || missing+=(mount)
+command -v sha256sum >/dev/null 2>&1 || missing+=(coreutils)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: missing packages (${missing[*]}) and not root; install them and run again" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2046 # word splitting of the de-duplicated list is intended
+    apt-get install -y -q $(printf '%s\n' "${missing[@]}" | sort -u)
+fi
+if ! id postgres >/dev/null 2>&1; then
+    log "creating the postgres user"
+    useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "warning: not root; the end-to-end tests need root (runuser, mount) and will fail" >&2
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install a Rust toolchain (rustup) and run again" >&2
+    exit 1
+fi
+
+locked=()
+[ -f Cargo.lock ] && locked=(--locked)
+
+declare -A result
+order=(build fmt clippy tests)
+for s in "${order[@]}"; do result[$s]="skipped"; done
+failed=0
+step() { # step NAME COMMAND...
+    local name=$1
+    shift
+    log "$name: $*"
+    local t0=$SECONDS
+    if "$@"; then
+        result[$name]="ok ($((SECONDS - t0))s)"
+    else
+        result[$name]="FAILED ($((SECONDS - t0))s)"
+        failed=1
+        return 1
+    fi
+}
+
+# --- 2-4. build, format, lints --------------------------------------------------------------
+build_ok=1
+step build cargo build --workspace --all-targets "${locked[@]}" || build_ok=0
+step fmt cargo fmt --all -- --check || true
+if [ $build_ok -eq 1 ]; then
+    step clippy cargo clippy --workspace --all-targets "${locked[@]}" -- -D warnings || true
+fi
+
+# --- 5. tests -------------------------------------------------------------------------------
+passed=0
+tfailed=0
+skipped=0
+if [ $build_ok -eq 1 ]; then
+    test_log=$(mktemp)
+    trap 'rm -f "$test_log"' EXIT
+    if cargo nextest --version >/dev/null 2>&1; then
+        runner=(cargo nextest run --workspace "${locked[@]}" --no-fail-fast
+            --test-threads "$threads" --failure-output final)
+    else
+        runner=(cargo test --workspace "${locked[@]}" --no-fail-fast -- --test-threads "$threads")
+    fi
+    log "tests: ${runner[*]}"
+    t0=$SECONDS
+    set +e
+    "${runner[@]}" 2>&1 | tee "$test_log"
+    status=${PIPESTATUS[0]}
+    set -e
+    if [ "${runner[1]}" = nextest ]; then
+        summary=$(grep -E '^ *Summary \[' "$test_log" | tail -n 1 || true)
+        passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+        tfailed=$(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+        skipped=$(grep -oE '[0-9]+ skipped' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+    else
+        # Sum every "test result: ok. N passed; M failed; K ignored" line.
+        read -r passed tfailed skipped < <(grep -E '^test result:' "$test_log" |
+            sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/' |
+            awk '{p += $1; f += $2; i += $3} END {print p + 0, f + 0, i + 0}')
+    fi
+    if [ "$status" -eq 0 ]; then
+        result[tests]="ok ($((SECONDS - t0))s)"
+    else
+        result[tests]="FAILED ($((SECONDS - t0))s)"
+        failed=1
+        [ "$tfailed" -gt 0 ] || tfailed=1
+    fi
+fi
+
+log "summary ($(($(date +%s) - start))s)"
+for s in "${order[@]}"; do
+    printf '  %-7s %s\n' "$s" "${result[$s]}"
+done
+if [ $failed -ne 0 ]; then
+    echo "run.sh: FAILED"
+else
+    echo "run.sh: all steps passed"
+fi
+echo "summary: ${passed} passed, ${tfailed} failed, ${skipped} skipped"
+exit $failed

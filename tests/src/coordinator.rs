@@ -1,0 +1,234 @@
+//! The real `lifeboat-coordinator`, on port 0, with a SQLite catalog in the test dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::pki::{CertPair, Pki};
+use crate::poll::{eventually, scaled};
+use crate::process::Proc;
+
+pub struct CoordinatorBuilder {
+    dir: PathBuf,
+    ca: PathBuf,
+    cert: CertPair,
+    operators: Vec<(String, String)>,
+    agent_lease_secs: u64,
+    heartbeat_interval_secs: u64,
+    queue_timeout_secs: u64,
+    env: Vec<(String, String)>,
+    log_format: Option<String>,
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    proc: Proc,
+    dir: PathBuf,
+    config_path: PathBuf,
+    catalog_path: PathBuf,
+    grpc: String,
+    http: String,
+}
+
+impl CoordinatorBuilder {
+    /// A coordinator whose files live in `dir`, with a server certificate from `pki`.
+    pub fn new(dir: &Path, pki: &Pki) -> Self {
+        std::fs::create_dir_all(dir).expect("create coordinator dir");
+        Self {
+            dir: dir.to_owned(),
+            ca: pki.ca(),
+            cert: pki.coordinator("coordinator"),
+            operators: Vec::new(),
+            agent_lease_secs: 30,
+            heartbeat_interval_secs: 1,
+            queue_timeout_secs: 600,
+            env: Vec::new(),
+            log_format: None,
+        }
+    }
+
+    /// Adds `[[operator]] name role`.
+    pub fn operator(mut self, name: &str, role: &str) -> Self {
+        self.operators.push((name.to_owned(), role.to_owned()));
+        self
+    }
+
+    pub fn agent_lease_secs(mut self, secs: u64) -> Self {
+        self.agent_lease_secs = secs;
+        self
+    }
+
+    pub fn heartbeat_interval_secs(mut self, secs: u64) -> Self {
+        self.heartbeat_interval_secs = secs;
+        self
+    }
+
+    pub fn queue_timeout_secs(mut self, secs: u64) -> Self {
+        self.queue_timeout_secs = secs;
+        self
+    }
+
+    /// An environment variable for the process (e.g. `RUST_LOG`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn log_format(mut self, format: &str) -> Self {
+        self.log_format = Some(format.to_owned());
+        self
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.dir.join("catalog.db")
+    }
+
+    /// The config file text this builder writes.
+    pub fn config_toml(&self) -> String {
+        let mut s = format!(
+            "[server]\n\
+             grpc_listen = \"127.0.0.1:0\"\n\
+             http_listen = \"127.0.0.1:0\"\n\
+             \n\
+             [tls]\n\
+             ca = {ca:?}\n\
+             cert = {cert:?}\n\
+             key = {key:?}\n\
+             \n\
+             [catalog]\n\
+             url = \"sqlite://{catalog}\"\n\
+             \n\
+             [jobs]\n\
+             agent_lease_secs = {lease}\n\
+             heartbeat_interval_secs = {hb}\n\
+             queue_timeout_secs = {qt}\n",
+            ca = self.ca.display().to_string(),
+            cert = self.cert.cert.display().to_string(),
+            key = self.cert.key.display().to_string(),
+            catalog = self.catalog_path().display(),
+            lease = self.agent_lease_secs,
+            hb = self.heartbeat_interval_secs,
+            qt = self.queue_timeout_secs,
+        );
+        for (name, role) in &self.operators {
+            s.push_str(&format!(
+                "\n[[operator]]\nname = {name:?}\nrole = {role:?}\n"
+            ));
+        }
+        s
+    }
+
+    /// Writes the config and starts the process; returns once the ready file names both
+    /// listeners.
+    pub fn start(self) -> Coordinator {
+        let config_path = self.dir.join("coordinator.toml");
+        std::fs::write(&config_path, self.config_toml()).expect("write coordinator.toml");
+        let ready_file = self.dir.join("coordinator.ready.json");
+        let _ = std::fs::remove_file(&ready_file);
+        let mut cmd = Command::new(crate::bin("lifeboat-coordinator"));
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .current_dir(&self.dir);
+        if let Some(f) = &self.log_format {
+            cmd.arg("--log-format").arg(f);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut proc = Proc::spawn("coordinator", cmd, &self.dir);
+        let (grpc, http) = eventually(
+            "the coordinator's ready file",
+            scaled(Duration::from_secs(60)),
+            || {
+                if let Some(status) = proc.try_status() {
+                    // Not retryable: stop polling with the reason.
+                    panic!(
+                        "coordinator exited during start-up ({status}):\n{}",
+                        proc.logs_tail(16 * 1024)
+                    );
+                }
+                read_ready_file(&ready_file)
+            },
+        );
+        let catalog_path = self.catalog_path();
+        Coordinator {
+            proc,
+            dir: self.dir,
+            config_path,
+            catalog_path,
+            grpc,
+            http,
+        }
+    }
+}
+
+/// Parses `{"grpc": "127.0.0.1:PORT", "http": "127.0.0.1:PORT"}`.
+pub fn read_ready_file(path: &Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("parse ready file")?;
+    let get = |k: &str| -> anyhow::Result<String> {
+        match v.get(k).and_then(|x| x.as_str()) {
+            Some(s) if !s.is_empty() => Ok(s.to_owned()),
+            _ => bail!("ready file has no {k:?}: {text}"),
+        }
+    };
+    Ok((get("grpc")?, get("http")?))
+}
+
+impl Coordinator {
+    pub fn builder(dir: &Path, pki: &Pki) -> CoordinatorBuilder {
+        CoordinatorBuilder::new(dir, pki)
+    }
+
+    /// `https://127.0.0.1:PORT` for agents and the CLI.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.grpc)
+    }
+
+    pub fn grpc_addr(&self) -> &str {
+        &self.grpc
+    }
+
+    pub fn http_addr(&self) -> &str {
+        &self.http
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The SQLite catalog file (its `-wal` and `-shm` files sit next to it).
+    pub fn catalog_path(&self) -> &Path {
+        &self.catalog_path
+    }
+
+    pub fn proc(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn logs(&self) -> String {
+        self.proc.logs()
+    }
+
+    /// SIGTERM and wait; the exit status is returned for the test to check.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.proc.stop()
+    }
+
+    /// SIGKILL. Only for tests about a crash.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.proc.kill()
+    }
+}
