@@ -47,13 +47,13 @@ pub enum PipelineError {
     #[error("the dump stream does not start with {expected}; got {got:?}")]
     BadMagic { expected: String, got: String },
     #[error("read dump stream: {0}")]
-    Source(#[source] io::Error),
+    Source(io::Error),
     #[error("write to repository: {0}")]
-    Sink(#[source] io::Error),
+    Sink(io::Error),
     #[error("compress: {0}")]
-    Compress(#[source] io::Error),
+    Compress(io::Error),
     #[error("read stored data: {0}")]
-    ReadStored(#[source] io::Error),
+    ReadStored(io::Error),
     #[error(
         "stored data does not match the catalog: {what} (the stored copy is corrupt or was changed; restore another backup)"
     )]
@@ -61,9 +61,9 @@ pub enum PipelineError {
     #[error(
         "stored data is not a valid zstd stream although its hash matches: {0} (report this as a bug)"
     )]
-    Decode(#[source] io::Error),
+    Decode(io::Error),
     #[error("write to the restore tool: {0}")]
-    Output(#[source] io::Error),
+    Output(io::Error),
 }
 
 /// Counts and hashes everything written through it.
@@ -261,7 +261,11 @@ pub fn decompress<R: Read, W: Write>(
         .map_err(PipelineError::Decode)?;
     let mut stored_hasher = Sha256::new();
     let mut stored_size = 0u64;
+    // Once decoding or the output fails, the rest of the stored bytes are still read and
+    // hashed: a corrupt archive must be reported as corrupt, whatever the restore tool or the
+    // decoder made of the damaged bytes (S4).
     let mut decode_error: Option<io::Error> = None;
+    let mut output_error: Option<io::Error> = None;
     let mut buf = vec![0u8; CHUNK];
     loop {
         if cancel.is_cancelled() {
@@ -287,12 +291,14 @@ pub fn decompress<R: Read, W: Write>(
             });
         }
         if decode_error.is_none()
+            && output_error.is_none()
             && let Err(e) = decoder.write_all(chunk)
         {
             if is_marked(&e) {
-                return Err(PipelineError::Output(unmark(e)));
+                output_error = Some(unmark(e));
+            } else {
+                decode_error = Some(e);
             }
-            decode_error = Some(e);
         }
     }
     let stored_sha = hex::encode(stored_hasher.finalize());
@@ -314,6 +320,9 @@ pub fn decompress<R: Read, W: Write>(
     }
     if let Some(e) = decode_error {
         return Err(PipelineError::Decode(e));
+    }
+    if let Some(e) = output_error {
+        return Err(PipelineError::Output(e));
     }
     decoder.flush().map_err(|e| {
         if is_marked(&e) {
@@ -571,6 +580,55 @@ mod tests {
             restore_err(&longer, &expected),
             PipelineError::Mismatch { .. }
         ));
+    }
+
+    /// A restore tool that gives up after `left` bytes, as pg_restore does on garbage.
+    struct Quitter {
+        left: usize,
+    }
+
+    impl Write for Quitter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "pg_restore exited",
+                ));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn hash_mismatch_wins_over_a_failing_restore_tool() {
+        let input = data(2 * 1024 * 1024);
+        let c = run_compress(&input, 1);
+        let expected = Expected {
+            stored: c.stored.clone(),
+            raw: c.raw.clone(),
+        };
+        let mut flipped = c.sink.clone();
+        flipped[100] ^= 0x01;
+        let run = |stored: &[u8]| {
+            decompress(
+                stored,
+                Quitter { left: 4096 },
+                b"PGDMP",
+                &expected,
+                &Arc::default(),
+                &CancellationToken::new(),
+            )
+            .map(drop)
+            .expect_err("accepted")
+        };
+        assert!(matches!(run(&flipped), PipelineError::Mismatch { .. }));
+        // Intact data: the tool's own failure is what is reported.
+        assert!(matches!(run(&c.sink), PipelineError::Output(_)));
     }
 
     #[test]

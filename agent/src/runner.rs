@@ -25,7 +25,7 @@ pub enum Event {
     Accepted(String),
     Progress(String, pb::Progress),
     /// The result is also kept in the runner until acknowledged.
-    Finished(pb::JobResult),
+    Finished(Box<pb::JobResult>),
 }
 
 struct Running {
@@ -118,7 +118,7 @@ impl Runner {
             }
             if let Some(r) = s.unacked.get(&job_id).cloned() {
                 drop(s);
-                let _ = self.events.send(Event::Finished(r));
+                let _ = self.events.send(Event::Finished(Box::new(r)));
                 return;
             }
             if s.running.len() >= self.config.max_concurrent_jobs as usize {
@@ -164,7 +164,7 @@ impl Runner {
                     .state()
                     .unacked
                     .insert(job_id.clone(), result.clone());
-                let _ = runner.events.send(Event::Finished(result));
+                let _ = runner.events.send(Event::Finished(Box::new(result)));
             }
             .instrument(span),
         );
@@ -180,7 +180,7 @@ impl Runner {
             finished_at_ms: pb::now_ms(),
         };
         self.state().unacked.insert(job_id.to_owned(), r.clone());
-        let _ = self.events.send(Event::Finished(r));
+        let _ = self.events.send(Event::Finished(Box::new(r)));
     }
 
     async fn run(&self, ctx: &JobCtx, spec: pb::JobSpec) -> pb::JobResult {

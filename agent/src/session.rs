@@ -148,7 +148,7 @@ async fn session(
                     Event::Progress(job_id, progress) => {
                         pb::agent_message::Msg::Progress(pb::JobProgress { job_id, progress: Some(progress) })
                     }
-                    Event::Finished(r) => pb::agent_message::Msg::Result(r),
+                    Event::Finished(r) => pb::agent_message::Msg::Result(*r),
                 };
                 send(&tx, msg).await?;
             }
