@@ -161,12 +161,10 @@ pub fn compress<R: Read, W: Write>(
     encoder
         .include_checksum(true)
         .map_err(PipelineError::Compress)?;
-    let workers = compression.workers();
-    if workers > 1 {
-        encoder
-            .multithread(workers)
-            .map_err(PipelineError::Compress)?;
-    }
+    // Even one worker moves compression off this thread, which reads and hashes meanwhile.
+    encoder
+        .multithread(compression.workers())
+        .map_err(PipelineError::Compress)?;
     let mut raw_hasher = Sha256::new();
     let mut raw_size = 0u64;
     let mut buf = vec![0u8; CHUNK];
