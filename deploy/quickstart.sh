@@ -29,7 +29,11 @@ ENVIRONMENT=quickstart
 TARGET=shop
 RESTORED=shop_restored
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+    say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+    say() { printf '\n==> %s\n' "$*"; }
+fi
 die() {
     echo "error: $*" >&2
     exit 1

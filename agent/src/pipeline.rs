@@ -18,8 +18,10 @@ use std::{
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
-/// Chunk read from the source per iteration.
-const CHUNK: usize = 256 * 1024;
+/// Chunk handed to the hashers and the codec per iteration. The dump tool writes to its pipe
+/// in small pieces; gathering a whole chunk first keeps per-call overhead (zstd's worker
+/// hand-off above all) off the hot path.
+const CHUNK: usize = 1024 * 1024;
 /// Largest zstd window accepted when decoding (2^27 = 128 MiB). A header asking for more is
 /// refused instead of allocating (B29).
 const WINDOW_LOG_MAX: u32 = 27;
@@ -117,11 +119,14 @@ fn read_full(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 #[derive(Debug, Clone, Copy)]
 pub struct Compression {
     pub level: i32,
-    /// zstd worker threads; 0 = one per core.
+    /// zstd worker threads; 0 = automatic.
     pub threads: u32,
 }
 
 impl Compression {
+    /// Automatic: one worker per core but one, which is left to the dump tool and the
+    /// database server producing the stream (on 2 cores, a second zstd worker only adds
+    /// hand-off overhead: measured 1.71 vs 1.51 CPU-seconds for the same 206 MB).
     fn workers(self) -> u32 {
         if self.threads > 0 {
             self.threads
@@ -129,6 +134,8 @@ impl Compression {
             std::thread::available_parallelism()
                 .map(|n| u32::try_from(n.get()).unwrap_or(1))
                 .unwrap_or(1)
+                .saturating_sub(1)
+                .max(1)
         }
     }
 }
@@ -195,10 +202,9 @@ pub fn compress<R: Read, W: Write>(
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             encoder.write_all(chunk).map_err(sink_or_compress)?;
         }
-        pending = match source.read(&mut buf) {
+        pending = match read_full(&mut source, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(PipelineError::Source(e)),
         };
     }
