@@ -30,6 +30,8 @@ pub struct Coordinator {
     catalog_path: PathBuf,
     grpc: String,
     http: String,
+    env: Vec<(String, String)>,
+    log_format: Option<String>,
 }
 
 impl CoordinatorBuilder {
@@ -125,34 +127,11 @@ impl CoordinatorBuilder {
     pub fn start(self) -> Coordinator {
         let config_path = self.dir.join("coordinator.toml");
         std::fs::write(&config_path, self.config_toml()).expect("write coordinator.toml");
-        let ready_file = self.dir.join("coordinator.ready.json");
-        let _ = std::fs::remove_file(&ready_file);
-        let mut cmd = Command::new(crate::bin("lifeboat-coordinator"));
-        cmd.arg("--config")
-            .arg(&config_path)
-            .arg("--ready-file")
-            .arg(&ready_file)
-            .current_dir(&self.dir);
-        if let Some(f) = &self.log_format {
-            cmd.arg("--log-format").arg(f);
-        }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut proc = Proc::spawn("coordinator", cmd, &self.dir);
-        let (grpc, http) = eventually(
-            "the coordinator's ready file",
-            scaled(Duration::from_secs(60)),
-            || {
-                if let Some(status) = proc.try_status() {
-                    // Not retryable: stop polling with the reason.
-                    panic!(
-                        "coordinator exited during start-up ({status}):\n{}",
-                        proc.logs_tail(16 * 1024)
-                    );
-                }
-                read_ready_file(&ready_file)
-            },
+        let (proc, grpc, http) = spawn(
+            &self.dir,
+            &config_path,
+            self.log_format.as_deref(),
+            &self.env,
         );
         let catalog_path = self.catalog_path();
         Coordinator {
@@ -162,8 +141,50 @@ impl CoordinatorBuilder {
             catalog_path,
             grpc,
             http,
+            env: self.env,
+            log_format: self.log_format,
         }
     }
+}
+
+/// Starts `lifeboat-coordinator --config CONFIG` in `dir` and waits for its ready file; returns
+/// the process and its gRPC and HTTP addresses.
+fn spawn(
+    dir: &Path,
+    config_path: &Path,
+    log_format: Option<&str>,
+    env: &[(String, String)],
+) -> (Proc, String, String) {
+    let ready_file = dir.join("coordinator.ready.json");
+    let _ = std::fs::remove_file(&ready_file);
+    let mut cmd = Command::new(crate::bin("lifeboat-coordinator"));
+    cmd.arg("--config")
+        .arg(config_path)
+        .arg("--ready-file")
+        .arg(&ready_file)
+        .current_dir(dir);
+    if let Some(f) = log_format {
+        cmd.arg("--log-format").arg(f);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut proc = Proc::spawn("coordinator", cmd, dir);
+    let (grpc, http) = eventually(
+        "the coordinator's ready file",
+        scaled(Duration::from_secs(60)),
+        || {
+            if let Some(status) = proc.try_status() {
+                // Not retryable: stop polling with the reason.
+                panic!(
+                    "coordinator exited during start-up ({status}):\n{}",
+                    proc.logs_tail(16 * 1024)
+                );
+            }
+            read_ready_file(&ready_file)
+        },
+    );
+    (proc, grpc, http)
 }
 
 /// Parses `{"grpc": "127.0.0.1:PORT", "http": "127.0.0.1:PORT"}`.
@@ -230,5 +251,40 @@ impl Coordinator {
     /// SIGKILL. Only for tests about a crash.
     pub fn kill(&mut self) -> ExitStatus {
         self.proc.kill()
+    }
+
+    /// Starts the coordinator again (after [`Coordinator::stop`] or [`Coordinator::kill`])
+    /// with the same config and catalog, listening for gRPC on the same address, so agents
+    /// and CLIs configured with [`Coordinator::url`] find it again. Returns once it is ready.
+    pub fn restart(&mut self) {
+        assert!(
+            !self.proc.is_running(),
+            "the coordinator is still running; stop or kill it first"
+        );
+        let config = std::fs::read_to_string(&self.config_path).expect("read coordinator.toml");
+        let pinned: String = config
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("grpc_listen") {
+                    format!("grpc_listen = {:?}\n", self.grpc)
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&self.config_path, pinned).expect("write coordinator.toml");
+        let (proc, grpc, http) = spawn(
+            &self.dir,
+            &self.config_path,
+            self.log_format.as_deref(),
+            &self.env,
+        );
+        // The old process has exited: dropping its handle does nothing but close it.
+        self.proc = proc;
+        assert_eq!(
+            grpc, self.grpc,
+            "the restarted coordinator listens elsewhere"
+        );
+        self.http = http;
     }
 }

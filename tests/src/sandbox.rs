@@ -93,6 +93,7 @@ pub struct SandboxBuilder {
     targets: Vec<SandboxTarget>,
     operators: Vec<(String, String)>,
     agent_lease_secs: u64,
+    agent_max_concurrent_jobs: Option<u32>,
     pg_password: Option<String>,
     repo_path: Option<PathBuf>,
     env: Vec<(String, String)>,
@@ -120,6 +121,7 @@ impl SandboxBuilder {
             targets: Vec::new(),
             operators: Vec::new(),
             agent_lease_secs: 30,
+            agent_max_concurrent_jobs: None,
             pg_password: None,
             repo_path: None,
             env: Vec::new(),
@@ -146,6 +148,12 @@ impl SandboxBuilder {
 
     pub fn agent_lease_secs(mut self, secs: u64) -> Self {
         self.agent_lease_secs = secs;
+        self
+    }
+
+    /// The agent's `max_concurrent_jobs` (default: the [`AgentBuilder`](crate::AgentBuilder)'s).
+    pub fn agent_max_concurrent_jobs(mut self, n: u32) -> Self {
+        self.agent_max_concurrent_jobs = Some(n);
         self
     }
 
@@ -201,6 +209,9 @@ impl SandboxBuilder {
         let secrets = dir.sub("secrets");
         let mut ab = Agent::builder(&dir.sub("agent"), &pki, &coordinator.url(), AGENT, ENV)
             .fs_repository("local", &repo);
+        if let Some(n) = self.agent_max_concurrent_jobs {
+            ab = ab.max_concurrent_jobs(n);
+        }
         for t in &self.targets {
             let pw = secrets.join(format!("{}.pass", t.name));
             if t.wrong_password {

@@ -115,6 +115,33 @@ pub mod pg_dump {
         )
     }
 
+    /// While `$HERE/stall` exists when it starts: passes `bytes` of the real output through,
+    /// creates `$HERE/stalled`, then holds the rest back (pg_dump blocks on the full pipe)
+    /// until `$HERE/stall` is removed, and then passes the rest through and exits with
+    /// pg_dump's status. It gives up (exit 1, so pg_dump dies of a closed pipe) as soon as
+    /// the wrapper itself or its parent (the agent) is gone, so a killed job leaves no process
+    /// behind. Without the marker it is the real pg_dump (N22, N23, job control).
+    pub fn stall_until_released(bytes: u64) -> String {
+        format!(
+            "if [ -e \"$HERE/stall\" ]; then\n\
+             me=$$\n\
+             \"$REAL\" \"$@\" | {{\n\
+             head -c {bytes}\n\
+             touch \"$HERE/stalled\"\n\
+             while [ -e \"$HERE/stall\" ]; do\n\
+             kill -0 \"$PPID\" 2>/dev/null || exit 1\n\
+             state=$(awk '{{print $3}}' /proc/$me/stat 2>/dev/null)\n\
+             [ -n \"$state\" ] && [ \"$state\" != Z ] || exit 1\n\
+             sleep 0.1\n\
+             done\n\
+             exec cat\n\
+             }}\n\
+             exit \"${{PIPESTATUS[0]}}\"\n\
+             fi\n\
+             exec \"$REAL\" \"$@\""
+        )
+    }
+
     /// The real pg_dump after a pause, so its command line is visible for a while (X37).
     pub fn pause_then_real(secs: f64) -> String {
         format!("sleep {secs}\nexec \"$REAL\" \"$@\"")
