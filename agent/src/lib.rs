@@ -14,7 +14,7 @@ pub mod runner;
 pub mod session;
 pub mod verify;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
@@ -34,9 +34,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         targets = config.targets.len(),
         "lifeboat-agent starting"
     );
+    sweep_incomplete_backups(&config).await;
     let jobs_shutdown = CancellationToken::new();
     let (runner, events) = runner::Runner::new(config.clone(), jobs_shutdown.clone());
-    let session_shutdown = shutdown.child_token();
+    // The session outlives the jobs on shutdown, so their final results reach the coordinator.
+    let session_shutdown = CancellationToken::new();
     let session = tokio::spawn(session::run_forever(
         config.clone(),
         runner.clone(),
@@ -47,10 +49,47 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     tracing::info!("shutting down: cancelling running jobs");
     jobs_shutdown.cancel();
     runner.shutdown().await;
+    let deadline = tokio::time::Instant::now() + RESULT_FLUSH_TIMEOUT;
+    while !runner.unacked().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !runner.unacked().is_empty() {
+        tracing::warn!(
+            "stopping with unacknowledged job results; the coordinator will fail those jobs when this agent reconnects"
+        );
+    }
     session_shutdown.cancel();
     let _ = session.await;
     tracing::info!("lifeboat-agent stopped");
     Ok(())
+}
+
+/// How long shutdown waits for the coordinator to acknowledge the final job results.
+const RESULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Backup directories of this agent's targets without a manifest are leftovers of a crash
+/// (no job runs yet, and a target has one agent): remove the files lifeboat writes there.
+async fn sweep_incomplete_backups(config: &Config) {
+    for target in config.targets.values() {
+        let Some(repo_cfg) = config.repositories.get(&target.repository) else {
+            continue;
+        };
+        let repo = repo::Repository::from_config(repo_cfg);
+        let prefix = format!("{}/{}", config.environment, target.name);
+        let swept = tokio::task::spawn_blocking(move || repo.fs().sweep_incomplete(&prefix)).await;
+        match swept {
+            Ok(Ok(removed)) => {
+                for dir in removed {
+                    tracing::info!(path = %dir.display(), "removed an incomplete backup left by an earlier crash");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(
+                "failed to sweep incomplete backups of {}: {e:#}",
+                target.name
+            ),
+            Err(e) => tracing::warn!("failed to sweep incomplete backups: {e}"),
+        }
+    }
 }
 
 /// Password files left by a crash (they are removed after every child in normal operation).

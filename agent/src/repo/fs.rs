@@ -97,6 +97,48 @@ impl FsRepository {
     }
 }
 
+impl FsRepository {
+    /// Removes backup directories under `prefix` (`env/target`) that have no manifest: what a
+    /// crashed backup leaves. Only the files lifeboat writes are removed; a directory holding
+    /// anything else is left alone. Returns the directories removed.
+    pub fn sweep_incomplete(&self, prefix: &str) -> Result<Vec<PathBuf>> {
+        let dir = self.path_of(prefix)?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if lifeboat_common::ids::validate_id("backup id", name).is_err()
+                || !entry.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue;
+            }
+            let backup = entry.path();
+            if backup.join(super::MANIFEST_FILE).exists() {
+                continue;
+            }
+            for f in [
+                format!(".{}.tmp", super::PG_DATA_FILE),
+                super::PG_DATA_FILE.to_owned(),
+                format!(".{}.tmp", super::MANIFEST_FILE),
+            ] {
+                let _ = fs::remove_file(backup.join(f));
+            }
+            if fs::remove_dir(&backup).is_ok() {
+                removed.push(backup);
+            }
+        }
+        if !removed.is_empty() {
+            fsync_dir(&dir).with_context(|| format!("fsync {}", dir.display()))?;
+        }
+        Ok(removed)
+    }
+}
+
 /// Keys are relative, `/`-separated, and every segment is a plain name.
 fn check_key(key: &str) -> Result<()> {
     if key.is_empty() || key.starts_with('/') {
@@ -338,6 +380,38 @@ mod tests {
             drop(w);
             assert!(!dir.exists());
         }
+    }
+
+    #[test]
+    fn sweep_removes_only_incomplete_backups() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let repo = FsRepository::new(root.path().to_owned());
+        let mut good = repo
+            .begin("dev/orders/20261127T233000Z-000003")
+            .expect("begin");
+        good.write_file("data.pgdump.zst", b"d").expect("data");
+        good.write_file("manifest.json", b"{}").expect("manifest");
+        good.finish();
+        let crashed = root.path().join("dev/orders/20261127T233001Z-000004");
+        fs::create_dir_all(&crashed).expect("mkdir");
+        fs::write(crashed.join(".data.pgdump.zst.tmp"), b"partial").expect("write");
+        let foreign = root.path().join("dev/orders/20261127T233002Z-000005");
+        fs::create_dir_all(&foreign).expect("mkdir");
+        fs::write(foreign.join("notes.txt"), b"not ours").expect("write");
+        let removed = repo.sweep_incomplete("dev/orders").expect("sweep");
+        assert_eq!(removed, vec![crashed.clone()]);
+        assert!(!crashed.exists());
+        assert!(foreign.join("notes.txt").exists());
+        assert_eq!(
+            repo.read("dev/orders/20261127T233000Z-000003/data.pgdump.zst")
+                .expect("read"),
+            Some(b"d".to_vec())
+        );
+        assert!(
+            repo.sweep_incomplete("dev/none")
+                .expect("missing prefix")
+                .is_empty()
+        );
     }
 
     #[test]
