@@ -103,12 +103,20 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
         Ok::<_, PipelineError>((c.raw, c.stored, file))
     });
 
-    // Row counts run in the exported snapshot while pg_dump streams.
+    // Row counts run in the exported snapshot while pg_dump streams; they are abandoned as
+    // soon as the job is cancelled or the dump fails (the connection is then dropped).
+    let stop_counting = ctx.cancel.child_token();
     let counts = async {
-        match target.row_counts {
-            RowCounts::Exact => pg::row_counts(&mut conn, true).await,
-            RowCounts::Estimate => pg::row_counts(&mut conn, false).await,
-            RowCounts::Off => Ok(Vec::new()),
+        let counting = async {
+            match target.row_counts {
+                RowCounts::Exact => pg::row_counts(&mut conn, true).await,
+                RowCounts::Estimate => pg::row_counts(&mut conn, false).await,
+                RowCounts::Off => Ok(Vec::new()),
+            }
+        };
+        tokio::select! {
+            r = counting => Some(r),
+            () = stop_counting.cancelled() => None,
         }
     };
     let piped = async {
@@ -124,8 +132,11 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
             // The pipeline stopped reading: do not leave pg_dump blocked on a full pipe.
             let _ = child.start_kill();
         }
-        let status = child.wait().await.context("wait for pg_dump")?;
-        Ok::<_, anyhow::Error>((r, status))
+        let status = child.wait().await.context("wait for pg_dump");
+        if !status.as_ref().is_ok_and(|s| s.success()) || r.is_err() {
+            stop_counting.cancel();
+        }
+        Ok::<_, anyhow::Error>((r, status?))
     };
     let (piped, counts) = tokio::join!(piped, counts);
     let (result, status) = piped?;
@@ -157,7 +168,9 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
         ),
         Ok(v) => v,
     };
-    let row_counts = counts.context("count rows in the dump's snapshot")?;
+    let row_counts = counts
+        .context("row counting stopped")?
+        .context("count rows in the dump's snapshot")?;
     // The snapshot transaction is no longer needed.
     let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
     let _ = sqlx::Connection::close(conn).await;

@@ -286,6 +286,29 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                     .into(),
             ));
         }
+        // Parameters that would override the host, user or database lifeboat connects to (the
+        // restore targets a scratch database by name), or put a secret on a command line.
+        const REFUSED_PARAMS: [&str; 8] = [
+            "dbname",
+            "host",
+            "hostaddr",
+            "port",
+            "user",
+            "service",
+            "passfile",
+            "sslpassword",
+        ];
+        if let Some((k, _)) = url
+            .query_pairs()
+            .find(|(k, _)| REFUSED_PARAMS.contains(&k.as_ref()))
+        {
+            return Err(e(
+                &key("url"),
+                format!(
+                    "the query parameter {k:?} is not allowed; put host, port, user and database in the URL itself (and passwords in password_file)"
+                ),
+            ));
+        }
         let database = url.path().trim_start_matches('/').to_owned();
         if database.is_empty() {
             return Err(e(
@@ -506,6 +529,40 @@ url = "postgres://backup:{}@127.0.0.1:5432/orders"
         );
         assert!(e.contains("password"), "{e}");
         assert!(!e.contains("SENTINEL-9f2c"), "secret echoed: {e}");
+    }
+
+    #[test]
+    fn url_parameters_that_redirect_the_connection_are_refused() {
+        let f = Fixture::new();
+        for (param, ok) in [
+            ("sslmode=require", true),
+            ("dbname=other", false),
+            ("host=elsewhere", false),
+            ("sslpassword=x", false),
+        ] {
+            let text = format!(
+                r#"name = "a"
+environment = "dev"
+coordinator = "https://127.0.0.1:7443"
+state_dir = "state"
+[tls]
+ca = "ca.pem"
+cert = "a.pem"
+key = "a.key"
+[[repository]]
+name = "local"
+kind = "fs"
+path = "repo"
+[[target]]
+name = "orders"
+engine = "postgres"
+repository = "local"
+url = "postgres://backup@127.0.0.1:5432/orders?{param}"
+"#
+            );
+            let r = parse(&f.dir.path().join("agent.toml"), &text);
+            assert_eq!(r.is_ok(), ok, "{param}: {r:?}");
+        }
     }
 
     #[test]

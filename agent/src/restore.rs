@@ -170,15 +170,19 @@ pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResu
     }
 
     let exists = pg::database_exists(&mut admin, &database).await?;
-    if exists {
+    if pg::is_template(&mut admin, &database).await? {
+        bail!("{database} is a template database; lifeboat never restores over one");
+    }
+    if exists && !spec.clean {
+        // Any existing database, even an empty-looking one, is only replaced on an explicit
+        // --clean (which the coordinator allows only to admins).
         let mut existing = pg::connect(target, password.as_ref(), &database).await?;
         let empty = pg::database_is_empty(&mut existing).await?;
         let _ = sqlx::Connection::close(existing).await;
-        if !empty && !spec.clean {
-            bail!(
-                "database {database} already exists and is not empty; restore into a new database with --database NAME, or replace it with --clean (admin role)"
-            );
-        }
+        bail!(
+            "database {database} already exists{}; restore into a new database with --database NAME, or replace it with --clean (admin role)",
+            if empty { "" } else { " and is not empty" }
+        );
     }
 
     let scratch = scratch_name("lifeboat_restore", &ctx.job_id);

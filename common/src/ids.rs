@@ -26,7 +26,7 @@ pub fn validate_id(what: &'static str, id: &str) -> Result<(), NameError> {
         value: id.chars().take(80).collect(),
         why,
     };
-    if id.len() != 23 {
+    if id.len() != 23 || !id.is_ascii() {
         return Err(bad("must look like 20261127T233000Z-7f3a9c"));
     }
     let (stamp, rest) = id.split_at(16);
@@ -86,6 +86,8 @@ mod tests {
             "20261127T233000Z_7f3a9c",
             "20261327T233000Z-7f3a9c",
             "20261127T233000Z-7f3a9c0",
+            // 23 bytes, with byte 16 inside a multi-byte character: must not panic.
+            "20261127T233000é-7f3a9",
             "20261127T233000X-7f3a9c",
             &"9".repeat(5000),
         ] {

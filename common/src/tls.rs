@@ -114,6 +114,17 @@ impl ClientCertVerifier for LoggingClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.inner
             .verify_client_cert(end_entity, intermediates, now)
+            .and_then(|ok| {
+                // webpki accepts a certificate without any EKU extension; lifeboat requires
+                // client certificates to say they are for client authentication.
+                if has_client_auth_eku(end_entity) {
+                    Ok(ok)
+                } else {
+                    Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::InvalidPurpose,
+                    ))
+                }
+            })
             .inspect_err(|e| {
                 tracing::warn!(
                     presented = %crate::identity::describe_der(end_entity),
@@ -143,6 +154,20 @@ impl ClientCertVerifier for LoggingClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// Whether the certificate carries an extended key usage extension that includes clientAuth.
+fn has_client_auth_eku(der: &CertificateDer<'_>) -> bool {
+    use x509_parser::prelude::FromDer;
+    x509_parser::certificate::X509Certificate::from_der(der)
+        .ok()
+        .and_then(|(_, cert)| {
+            cert.extended_key_usage()
+                .ok()
+                .flatten()
+                .map(|e| e.value.client_auth)
+        })
+        .unwrap_or(false)
 }
 
 /// How long a client may take to complete the TLS handshake.
@@ -223,4 +248,25 @@ pub fn client_endpoint(
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
     Ok(endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_certificates_need_the_client_auth_eku() {
+        let ca = crate::pki::Ca::generate("t").expect("ca");
+        let agent = ca.issue(&crate::pki::LeafSpec::agent("a")).expect("agent");
+        let server = ca
+            .issue(&crate::pki::LeafSpec::coordinator(
+                "c",
+                vec!["localhost".into()],
+            ))
+            .expect("server");
+        let der = |pem: &str| CertificateDer::from(crate::pki::pem_to_der(pem).expect("der"));
+        assert!(has_client_auth_eku(&der(&agent.cert_pem)));
+        assert!(!has_client_auth_eku(&der(&server.cert_pem)));
+        assert!(!has_client_auth_eku(&CertificateDer::from(vec![1, 2, 3])));
+    }
 }

@@ -129,8 +129,31 @@ fn non_negative(what: &str, v: u64) -> Result<u64, Error> {
     Ok(v)
 }
 
+/// A database may have far more tables than any other list has entries; the message size
+/// limit bounds it anyway.
+const MAX_ROW_COUNTS: usize = 500_000;
+
+/// Schema and table names may hold any character but NUL (quoted identifiers).
+fn identifier(what: &str, value: String) -> Result<String, Error> {
+    if value.len() > MAX_SHORT_TEXT {
+        return Err(invalid(format!(
+            "{what} is {} bytes long; at most {MAX_SHORT_TEXT} are accepted",
+            value.len()
+        )));
+    }
+    if value.contains('\0') {
+        return Err(invalid(format!("{what} contains a NUL character")));
+    }
+    Ok(value)
+}
+
 fn row_counts(rows: Vec<pb::RowCount>) -> Result<Vec<RowCount>, Error> {
-    list_len("row_counts", rows.len())?;
+    if rows.len() > MAX_ROW_COUNTS {
+        return Err(invalid(format!(
+            "row_counts has {} entries; at most {MAX_ROW_COUNTS} are accepted",
+            rows.len()
+        )));
+    }
     rows.into_iter()
         .map(|r| {
             if r.rows < 0 {
@@ -140,8 +163,8 @@ fn row_counts(rows: Vec<pb::RowCount>) -> Result<Vec<RowCount>, Error> {
                 )));
             }
             Ok(RowCount {
-                schema: short_text("row count schema", r.schema)?,
-                table: short_text("row count table", r.table)?,
+                schema: identifier("row count schema", r.schema)?,
+                table: identifier("row count table", r.table)?,
                 rows: r.rows,
             })
         })
@@ -363,7 +386,9 @@ fn backup_record(b: pb::BackupRecord) -> Result<Backup, Error> {
             b.backup_id, b.raw_size, b.stored_size
         )));
     }
-    if b.started_at_ms <= 0 || b.finished_at_ms < b.started_at_ms {
+    // The agent's wall clock may step back during a long dump: keep finished >= started.
+    let finished_at_ms = b.finished_at_ms.max(b.started_at_ms);
+    if b.started_at_ms <= 0 {
         return Err(invalid(format!(
             "backup {} has invalid times (started {}, finished {})",
             b.backup_id, b.started_at_ms, b.finished_at_ms
@@ -387,7 +412,7 @@ fn backup_record(b: pb::BackupRecord) -> Result<Backup, Error> {
         compression_level: b.compression_level,
         row_counts: row_counts(b.row_counts)?,
         started_at_ms: b.started_at_ms,
-        finished_at_ms: b.finished_at_ms,
+        finished_at_ms,
         backup_id: b.backup_id,
         target: target.to_string(),
         environment: b.environment,

@@ -309,6 +309,16 @@ pub async fn database_exists(conn: &mut PgConnection, name: &str) -> Result<bool
     )
 }
 
+pub async fn is_template(conn: &mut PgConnection, name: &str) -> Result<bool> {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT coalesce(bool_or(datistemplate), false) FROM pg_database WHERE datname = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await
+    .context("look up database")
+}
+
 /// Whether a database has any user object (tables, views, sequences, functions, types in
 /// non-system schemas, or large objects).
 pub async fn database_is_empty(conn: &mut PgConnection) -> Result<bool> {

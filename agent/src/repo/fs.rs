@@ -50,11 +50,24 @@ impl FsRepository {
             .parent()
             .context("backup directory has no parent")?
             .to_owned();
+        // Create each missing level and fsync the directory that now holds it, so a target's
+        // first backup survives a power loss like any other.
+        let mut missing = Vec::new();
+        let mut p = parent.as_path();
+        while !p.exists() && p != self.root {
+            missing.push(p.to_owned());
+            p = p.parent().context("repository path has no parent")?;
+        }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&parent)
             .with_context(|| format!("create repository directory {}", parent.display()))?;
+        for created in missing.iter().rev() {
+            if let Some(up) = created.parent() {
+                fsync_dir(up).with_context(|| format!("fsync {}", up.display()))?;
+            }
+        }
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => bail!(

@@ -110,7 +110,27 @@ impl Session {
     }
 
     async fn handle_message(&self, msg: pb::AgentMessage) -> Result<(), Error> {
-        match AgentMessage::try_from(msg)? {
+        // A well-formed result the catalog cannot take fails its job (and is acknowledged):
+        // refusing it would make the agent re-send it forever and keep the target busy.
+        let result_job = match &msg.msg {
+            Some(pb::agent_message::Msg::Result(r)) if crate::wire::job_id(&r.job_id).is_ok() => {
+                Some(r.job_id.clone())
+            }
+            _ => None,
+        };
+        let parsed = match AgentMessage::try_from(msg) {
+            Ok(m) => m,
+            Err(Error::InvalidArgument(why)) if result_job.is_some() => {
+                let id = result_job.unwrap_or_default();
+                return if self.refuse_result(&id, &why).await? {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidArgument(why))
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        match parsed {
             AgentMessage::Hello(_) => Err(Error::InvalidArgument(
                 "Hello may be sent only once per session".into(),
             )),
@@ -208,13 +228,51 @@ impl Session {
             tracing::warn!("refused a result for a job that was never started; not acknowledged");
             return Ok(());
         }
-        let done = self.record(&job, result).await?;
+        let done = match self.record(&job, result).await {
+            Ok(done) => done,
+            Err(Error::InvalidArgument(why)) => {
+                self.refuse_result(&job.id, &why).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         match done {
             Some(j) => self.hub.job_finished(&j),
             None => tracing::info!("job ended meanwhile; result acknowledged and ignored"),
         }
         self.send(ack).await;
         Ok(())
+    }
+
+    /// Fails this agent's job whose result could not be accepted, and acknowledges the
+    /// result. False if the job is unknown or was never handed out (nothing to fail).
+    async fn refuse_result(&self, job_id: &str, why: &str) -> Result<bool, Error> {
+        let Some(job) = self.own_job(job_id, "a result").await? else {
+            return Ok(false);
+        };
+        if !job.is_assigned() {
+            return Ok(false);
+        }
+        let span = job_span(&job);
+        let _entered = span.enter();
+        tracing::warn!("refused the agent's result: {why}");
+        if !job.state.is_terminal() {
+            let finish = Finish {
+                state: JobState::Failed,
+                finished_at_ms: lifeboat_proto::now_ms(),
+                error: format!("the coordinator could not accept the agent's result: {why}"),
+                detail: String::new(),
+                database: None,
+            };
+            if let Some(j) = self.hub.catalog.finish_job(&job.id, &finish).await? {
+                self.hub.job_finished(&j);
+            }
+        }
+        self.send(pb::coordinator_message::Msg::ResultAck(pb::ResultAck {
+            job_id: job.id.clone(),
+        }))
+        .await;
+        Ok(true)
     }
 
     /// Records a result in one transaction. None if the job ended meanwhile.

@@ -199,9 +199,6 @@ async fn b31_hostile_backup_records_are_refused_and_never_recorded() {
     let c = Coordinator::start().await;
     let mut control = c.control("olga");
     let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
-    let job = start_backup(&mut control, "prod/orders").await;
-    let spec = agent.expect_start().await;
-    agent.send(accepted(&spec.job_id)).await;
 
     type Edit = fn(&mut pb::BackupRecord);
     let edits: &[(&str, Edit)] = &[
@@ -219,7 +216,13 @@ async fn b31_hostile_backup_records_are_refused_and_never_recorded() {
         }),
         ("absolute key", |r| r.manifest_key = "/etc/shadow".into()),
     ];
+    // A result the catalog cannot take fails its job and is acknowledged (so the agent stops
+    // re-sending it and the target is free again); it never becomes a backup.
     for (what, edit) in edits {
+        let job = start_backup(&mut control, "prod/orders").await;
+        let spec = agent.expect_start().await;
+        assert_eq!(spec.job_id, job.job_id, "{what}");
+        agent.send(accepted(&spec.job_id)).await;
         let mut record = record_for(&spec, "prod", "prod-1");
         edit(&mut record);
         agent
@@ -229,20 +232,25 @@ async fn b31_hostile_backup_records_are_refused_and_never_recorded() {
                 Some(pb::job_result::Result::Backup(record)),
             ))
             .await;
-        let status = agent.expect_end().await;
-        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        agent.expect_ack(&spec.job_id).await;
+        let j = wait_state(&mut control, &job.job_id, pb::JobState::Failed).await;
+        assert!(
+            j.error.contains("could not accept the agent's result"),
+            "{what}: {j:?}"
+        );
         assert_eq!(count_backups(&mut control).await, 0, "{what}");
-        let mut h = hello("prod-1", "prod", &["orders"]);
-        h.running_jobs = vec![spec.job_id.clone()];
-        agent = c.agent(h).await;
     }
-    // A succeeded backup result without a record is refused too.
+    // A succeeded backup result without a record fails its job the same way.
+    let job = start_backup(&mut control, "prod/orders").await;
+    let spec = agent.expect_start().await;
+    agent.send(accepted(&spec.job_id)).await;
     agent
         .send(result(&spec.job_id, pb::JobState::Succeeded, None))
         .await;
-    assert_eq!(agent.expect_end().await.code(), Code::InvalidArgument);
-    let j = job_state(&mut control, &job.job_id).await;
-    assert_eq!(j.state, i32::from(pb::JobState::Running), "{j:?}");
+    agent.expect_ack(&spec.job_id).await;
+    wait_state(&mut control, &job.job_id, pb::JobState::Failed).await;
+    assert_eq!(count_backups(&mut control).await, 0);
+    c.assert_healthy().await;
 }
 
 #[tokio::test]
