@@ -85,14 +85,16 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
     })
 }
 
-/// Reads the manifest and checks it agrees with the catalog.
-pub async fn read_manifest(loc: &Located) -> Result<Option<Manifest>> {
+/// Reads the manifest's bytes; an I/O error is an error, not a verdict on the backup.
+pub async fn read_manifest_bytes(loc: &Located) -> Result<Option<Vec<u8>>> {
     let repo = loc.repo.clone();
     let key = loc.manifest_key.clone();
-    let Some(bytes) = blocking(move || repo.fs().read(&key)).await? else {
-        return Ok(None);
-    };
-    let m = Manifest::from_json(&bytes)?;
+    blocking(move || repo.fs().read(&key)).await
+}
+
+/// Parses the manifest and checks it agrees with the catalog.
+pub fn check_manifest(loc: &Located, bytes: &[u8]) -> Result<Manifest> {
+    let m = Manifest::from_json(bytes)?;
     if m.stored_sha256 != loc.expected.stored.sha256
         || m.stored_size != loc.expected.stored.size
         || m.raw_sha256 != loc.expected.raw.sha256
@@ -102,7 +104,15 @@ pub async fn read_manifest(loc: &Located) -> Result<Option<Manifest>> {
             "manifest.json disagrees with the catalog about sizes or hashes; the backup was changed after it was written"
         );
     }
-    Ok(Some(m))
+    Ok(m)
+}
+
+/// Reads the manifest and checks it agrees with the catalog.
+pub async fn read_manifest(loc: &Located) -> Result<Option<Manifest>> {
+    match read_manifest_bytes(loc).await? {
+        Some(bytes) => check_manifest(loc, &bytes).map(Some),
+        None => Ok(None),
+    }
 }
 
 pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResult> {
@@ -209,7 +219,13 @@ pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResu
 
     ctx.set_phase("swapping");
     if let Err(e) = swap_in(&mut admin, &scratch, &database, exists, &ctx.job_id).await {
-        let _ = pg::drop_database(&mut admin, &scratch).await;
+        // Keep the restored copy when the original could not be put back under its name.
+        if pg::database_exists(&mut admin, &database)
+            .await
+            .unwrap_or(false)
+        {
+            let _ = pg::drop_database(&mut admin, &scratch).await;
+        }
         return Err(e);
     }
     let _ = sqlx::Connection::close(admin).await;
@@ -382,7 +398,11 @@ async fn swap_in(
     let old = scratch_name("lifeboat_old", job_id);
     pg::rename_database(admin, database, &old).await?;
     if let Err(e) = pg::rename_database(admin, scratch, database).await {
-        let _ = pg::rename_database(admin, &old, database).await;
+        if let Err(back) = pg::rename_database(admin, &old, database).await {
+            bail!(
+                "{e:#}; renaming the original back failed too ({back:#}): the original database is now named {old} and the restored copy {scratch}; rename them by hand"
+            );
+        }
         return Err(e);
     }
     if let Err(e) = pg::drop_database(admin, &old).await {

@@ -9,7 +9,7 @@ use crate::{
     job::JobCtx,
     pipeline::{self, PipelineError},
     process::blocking,
-    restore::{locate, read_manifest},
+    restore::{check_manifest, locate, read_manifest_bytes},
 };
 
 pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult> {
@@ -25,19 +25,19 @@ pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult
         stored_bytes: 0,
         raw_bytes: 0,
     };
-    match read_manifest(&loc).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return Ok(verdict(
-                pb::VerifyStatus::Missing,
-                format!(
-                    "{} is missing from {}",
-                    loc.manifest_key,
-                    loc.repo.describe()
-                ),
-            ));
-        }
-        Err(e) => return Ok(verdict(pb::VerifyStatus::Corrupt, format!("{e:#}"))),
+    // An I/O error reading the repository fails the job; only what was read is judged.
+    let Some(bytes) = read_manifest_bytes(&loc).await? else {
+        return Ok(verdict(
+            pb::VerifyStatus::Missing,
+            format!(
+                "{} is missing from {}",
+                loc.manifest_key,
+                loc.repo.describe()
+            ),
+        ));
+    };
+    if let Err(e) = check_manifest(&loc, &bytes) {
+        return Ok(verdict(pb::VerifyStatus::Corrupt, format!("{e:#}")));
     }
     let file = {
         let repo = loc.repo.clone();
