@@ -1,6 +1,7 @@
 //! Looking at a repository and other directories from the outside.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Every regular file under `root` (recursively), as paths relative to `root`, sorted.
 /// A missing `root` has no files.
@@ -53,4 +54,18 @@ pub fn grep_dir(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
         .into_iter()
         .filter(|p| file_contains(&root.join(p), needle))
         .collect()
+}
+
+/// The SHA-256 of the file at `path`, as lowercase hex (from `sha256sum`).
+pub fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("hash")
+        .to_owned()
 }

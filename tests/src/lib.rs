@@ -20,6 +20,7 @@ pub mod pki;
 pub mod poll;
 pub mod process;
 pub mod sandbox;
+pub mod stall;
 pub mod tmpfs;
 pub mod wrappers;
 

@@ -262,6 +262,14 @@ pub fn find_str(v: &Value, key: &str) -> Option<String> {
     }
 }
 
+/// The string field `key` of the object `v` (not searched for, unlike [`find_str`]); panics
+/// when there is none.
+pub fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key)
+        .and_then(|x| x.as_str())
+        .unwrap_or_else(|| panic!("no string {key:?} in {v}"))
+}
+
 /// Job states after which nothing changes.
 pub fn is_terminal(state: &str) -> bool {
     matches!(state, "succeeded" | "failed" | "cancelled")

@@ -11,131 +11,19 @@
 //!   agent reports that end before it exits rather than leaving the job to the lease.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use lifeboat_e2e::agent::agent_connected;
-use lifeboat_e2e::fixtures::load_bulk;
-use lifeboat_e2e::fsutil::{files_named, files_under};
+use lifeboat_e2e::fsutil::{files_under, sha256_file};
 use lifeboat_e2e::poll::eventually;
-use lifeboat_e2e::sandbox::{AGENT, find_str, is_terminal};
-use lifeboat_e2e::wrappers::{PgBinDir, pg_dump};
-use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir, assert_row_counts_match, assert_same_data};
+use lifeboat_e2e::sandbox::{AGENT, find_str, is_terminal, str_field};
+use lifeboat_e2e::stall::{
+    assert_no_backup, assert_nothing_left, pg_dump_processes, stalling_sandbox_with,
+    start_stalled_backup,
+};
+use lifeboat_e2e::{Sandbox, assert_row_counts_match, assert_same_data};
 use serde_json::Value;
-
-/// pg_dump output let through before the stall: well inside the dump of 20 000 rows (~2 MB).
-const STALL_BYTES: u64 = 64 * 1024;
-
-fn sha256_file(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    assert!(out.status.success(), "sha256sum {}", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("hash")
-        .to_owned()
-}
-
-fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k)
-        .and_then(|x| x.as_str())
-        .unwrap_or_else(|| panic!("no string {k:?} in {v}"))
-}
-
-/// A sandbox whose target `app` dumps through a pg_dump that stalls on demand, with 20 000 rows.
-fn stalling_sandbox(name: &str, lease_secs: u64) -> (Sandbox, PgBinDir) {
-    let dir = TestDir::new(name);
-    let bin = PgBinDir::new(&dir.path().join("bin"));
-    bin.wrap("pg_dump", &pg_dump::stall_until_released(STALL_BYTES));
-    let s = Sandbox::builder(name)
-        .dir(dir)
-        .agent_lease_secs(lease_secs)
-        .target(SandboxTarget::new("app").pg_bin_dir(bin.path()))
-        .build();
-    load_bulk(&s.pg, "app", "rows", 20_000);
-    (s, bin)
-}
-
-/// Arms the stall, starts `backup run` without waiting, and returns `(job id, backup id)` once
-/// pg_dump has written part of the dump and the job is running.
-fn start_stalled_backup(s: &Sandbox, bin: &PgBinDir, target: &str) -> (String, String) {
-    let _ = std::fs::remove_file(bin.marker("stalled"));
-    std::fs::write(bin.marker("stall"), b"").expect("arm the stalling pg_dump");
-    let started = s.admin.json(&["backup", "run", &s.target(target)]);
-    let job_id = find_str(&started, "job_id").unwrap_or_else(|| panic!("no job_id: {started}"));
-    let backup_id =
-        find_str(&started, "backup_id").unwrap_or_else(|| panic!("no backup_id: {started}"));
-    eventually(
-        "pg_dump to stall mid-stream with the job running",
-        Duration::from_secs(30),
-        || {
-            let j = s.job(&job_id);
-            let state = find_str(&j, "state").unwrap_or_default();
-            if is_terminal(&state) {
-                panic!("the backup ended before it could be interrupted: {j}");
-            }
-            if state == "running" && bin.marker("stalled").exists() {
-                return Ok(());
-            }
-            bail!(
-                "job is {state}, stalled marker: {}",
-                bin.marker("stalled").exists()
-            );
-        },
-    );
-    (job_id, backup_id)
-}
-
-/// Command lines of live processes running pg_dump (or its wrapper) against `port`/`db`.
-fn pg_dump_processes(port: u16, db: &str) -> Vec<String> {
-    let suffix = format!("127.0.0.1:{port}/{db}");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let name = e.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = raw
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a.contains("pg_dump")) && args.iter().any(|a| a.ends_with(&suffix)) {
-            out.push(format!(
-                "pid {}: {}",
-                name.to_string_lossy(),
-                args.join(" ")
-            ));
-        }
-    }
-    out
-}
-
-/// Asserts that backup `id` of `target` left no trace: no catalog row, no manifest anywhere in
-/// the target's repository directory, no data under its final name.
-fn assert_no_backup(s: &Sandbox, target: &str, id: &str) {
-    let listed = s.backup_list(target);
-    assert!(listed.is_empty(), "backup rows for {target}: {listed:?}");
-    let show = s.admin.run_json(&["backup", "show", id]);
-    assert_ne!(
-        show.code, 0,
-        "the catalog knows the interrupted backup: {show}"
-    );
-    let manifests = files_named(&s.target_dir(target), "manifest.json");
-    assert!(manifests.is_empty(), "manifests: {manifests:?}");
-    let data = s.backup_dir(target, id).join("data.pgdump.zst");
-    assert!(
-        !data.exists(),
-        "partial data under the final name: {}",
-        data.display()
-    );
-}
 
 /// The catalog record of `id` describes the stored files byte for byte, and a restore of it
 /// holds the source's data.
@@ -173,7 +61,7 @@ fn assert_backup_proven(s: &Sandbox, target: &str, id: &str, copy: &str) {
 /// same address with the same catalog.
 fn coordinator_restart_mid_backup(name: &str, crash: bool) {
     // Far longer than the restart: the job must survive on the agent's re-sent result alone.
-    let (mut s, bin) = stalling_sandbox(name, 120);
+    let (mut s, bin) = stalling_sandbox_with(name, |b| b.agent_lease_secs(120));
     let (job_id, backup_id) = start_stalled_backup(&s, &bin, "app");
     let agent_pid = s.agent.pid();
 
@@ -260,7 +148,7 @@ fn n23_coordinator_killed_mid_backup_result_is_kept_and_resent() {
 #[test]
 fn agent_restarted_mid_backup_fails_the_lost_job_at_once() {
     const LEASE_SECS: u64 = 60;
-    let (mut s, bin) = stalling_sandbox("lost-job", LEASE_SECS);
+    let (mut s, bin) = stalling_sandbox_with("lost-job", |b| b.agent_lease_secs(LEASE_SECS));
     let (job_id, backup_id) = start_stalled_backup(&s, &bin, "app");
 
     let status = s.agent.kill();
@@ -323,7 +211,7 @@ fn assert_interrupted(job: &Value) {
 
 #[test]
 fn agent_sigterm_mid_backup_exits_promptly_and_leaves_nothing() {
-    let (mut s, bin) = stalling_sandbox("agent-sigterm", 30);
+    let (mut s, bin) = stalling_sandbox_with("agent-sigterm", |b| b.agent_lease_secs(30));
     let (job_id, backup_id) = start_stalled_backup(&s, &bin, "app");
     // The scan below sees the stalled pg_dump (so its coming up empty later means something).
     let procs = pg_dump_processes(s.pg.port(), "app");
@@ -335,13 +223,7 @@ fn agent_sigterm_mid_backup_exits_promptly_and_leaves_nothing() {
 
     // The agent cleaned up before exiting: no data, no temporary file, no directory, no
     // pg_dump.
-    assert_no_backup(&s, "app", &backup_id);
-    let left = files_under(&s.target_dir("app"));
-    assert!(left.is_empty(), "files left in the repository: {left:?}");
-    assert!(
-        !s.backup_dir("app", &backup_id).exists(),
-        "the backup directory was left behind"
-    );
+    assert_nothing_left(&s, "app", &backup_id);
     eventually("pg_dump to be gone", Duration::from_secs(10), || {
         let procs = pg_dump_processes(s.pg.port(), "app");
         if procs.is_empty() {
@@ -369,7 +251,7 @@ fn agent_sigterm_mid_backup_exits_promptly_and_leaves_nothing() {
 /// "running" until the agent comes back or the lease (here 30 s) expires.
 #[test]
 fn agent_sigterm_mid_backup_reports_the_job_before_exiting() {
-    let (mut s, bin) = stalling_sandbox("agent-sigterm-report", 30);
+    let (mut s, bin) = stalling_sandbox_with("agent-sigterm-report", |b| b.agent_lease_secs(30));
     let (job_id, backup_id) = start_stalled_backup(&s, &bin, "app");
     sigterm_agent(&mut s);
 

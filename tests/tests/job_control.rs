@@ -9,109 +9,19 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use lifeboat_e2e::fixtures::load_bulk;
-use lifeboat_e2e::fsutil::{files_named, files_under};
+use lifeboat_e2e::fsutil::{files_named, files_under, sha256_file};
 use lifeboat_e2e::poll::eventually;
-use lifeboat_e2e::sandbox::{AGENT, find_str, is_terminal};
+use lifeboat_e2e::sandbox::{AGENT, find_str, str_field};
+use lifeboat_e2e::stall::{
+    assert_nothing_left, pg_dump_processes, stalling_pg_bin, stalling_sandbox, start_stalled_backup,
+};
 use lifeboat_e2e::wrappers::{PgBinDir, pg_dump};
 use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir, assert_row_counts_match, assert_same_data};
 use serde_json::Value;
-
-/// pg_dump output let through before the stall: well inside the dump of 20 000 rows (~2 MB).
-const STALL_BYTES: u64 = 64 * 1024;
-
-fn sha256_file(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    assert!(out.status.success(), "sha256sum {}", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("hash")
-        .to_owned()
-}
-
-fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k)
-        .and_then(|x| x.as_str())
-        .unwrap_or_else(|| panic!("no string {k:?} in {v}"))
-}
-
-/// A sandbox whose target `app` dumps through a pg_dump that stalls on demand, with 20 000 rows.
-fn stalling_sandbox(name: &str) -> (Sandbox, PgBinDir) {
-    let dir = TestDir::new(name);
-    let bin = PgBinDir::new(&dir.path().join("bin"));
-    bin.wrap("pg_dump", &pg_dump::stall_until_released(STALL_BYTES));
-    let s = Sandbox::builder(name)
-        .dir(dir)
-        .target(SandboxTarget::new("app").pg_bin_dir(bin.path()))
-        .build();
-    load_bulk(&s.pg, "app", "rows", 20_000);
-    (s, bin)
-}
-
-/// Arms the stall, starts `backup run` without waiting, and returns `(job id, backup id)` once
-/// pg_dump has written part of the dump and the job is running.
-fn start_stalled_backup(s: &Sandbox, bin: &PgBinDir, target: &str) -> (String, String) {
-    let _ = std::fs::remove_file(bin.marker("stalled"));
-    std::fs::write(bin.marker("stall"), b"").expect("arm the stalling pg_dump");
-    let started = s.admin.json(&["backup", "run", &s.target(target)]);
-    let job_id = find_str(&started, "job_id").unwrap_or_else(|| panic!("no job_id: {started}"));
-    let backup_id =
-        find_str(&started, "backup_id").unwrap_or_else(|| panic!("no backup_id: {started}"));
-    eventually(
-        "pg_dump to stall mid-stream with the job running",
-        Duration::from_secs(30),
-        || {
-            let j = s.job(&job_id);
-            let state = find_str(&j, "state").unwrap_or_default();
-            if is_terminal(&state) {
-                panic!("the backup ended before it could be interrupted: {j}");
-            }
-            if state == "running" && bin.marker("stalled").exists() {
-                return Ok(());
-            }
-            bail!(
-                "job is {state}, stalled marker: {}",
-                bin.marker("stalled").exists()
-            );
-        },
-    );
-    (job_id, backup_id)
-}
-
-/// Command lines of live processes running pg_dump (or its wrapper) against `port`/`db`.
-fn pg_dump_processes(port: u16, db: &str) -> Vec<String> {
-    let suffix = format!("127.0.0.1:{port}/{db}");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let name = e.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = raw
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a.contains("pg_dump")) && args.iter().any(|a| a.ends_with(&suffix)) {
-            out.push(format!(
-                "pid {}: {}",
-                name.to_string_lossy(),
-                args.join(" ")
-            ));
-        }
-    }
-    out
-}
 
 /// The catalog record of `id` describes the stored file byte for byte, and a restore of it
 /// holds the source's data.
@@ -168,19 +78,7 @@ fn cancel_running_backup_stops_pg_dump_and_leaves_nothing() {
     );
 
     // Nothing of the backup: no row, no file (temporary or final), no directory.
-    assert!(
-        s.backup_list("app").is_empty(),
-        "a row for a cancelled backup"
-    );
-    let show = s.admin.run_json(&["backup", "show", &backup_id]);
-    assert_ne!(
-        show.code, 0,
-        "the catalog knows the cancelled backup: {show}"
-    );
-    let dir = s.backup_dir("app", &backup_id);
-    let left = files_under(&s.target_dir("app"));
-    assert!(left.is_empty(), "files left in the repository: {left:?}");
-    assert!(!dir.exists(), "{} was left behind", dir.display());
+    assert_nothing_left(&s, "app", &backup_id);
 
     // No pg_dump left: neither the process nor its server session.
     eventually(
@@ -261,8 +159,7 @@ fn running_of_agent(s: &Sandbox) -> (usize, HashMap<String, String>) {
 #[test]
 fn agent_limit_of_one_job_queues_the_second_target() {
     let dir = TestDir::new("concurrency");
-    let bin = PgBinDir::new(&dir.path().join("bin"));
-    bin.wrap("pg_dump", &pg_dump::stall_until_released(STALL_BYTES));
+    let bin = stalling_pg_bin(&dir);
     let s = Sandbox::builder("concurrency")
         .dir(dir)
         .agent_max_concurrent_jobs(1)
