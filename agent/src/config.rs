@@ -436,6 +436,10 @@ mod tests {
         }
 
         fn parse(&self, extra_top: &str, target: &str) -> Result<Config> {
+            self.parse_with_url(extra_top, "postgres://backup@127.0.0.1:5432/orders", target)
+        }
+
+        fn parse_with_url(&self, extra_top: &str, url: &str, target: &str) -> Result<Config> {
             let text = format!(
                 r#"name = "a"
 environment = "dev"
@@ -456,7 +460,7 @@ path = "repo"
 name = "orders"
 engine = "postgres"
 repository = "local"
-url = "postgres://backup@127.0.0.1:5432/orders"
+url = "{url}"
 password_file = "pw"
 {target}
 "#
@@ -502,31 +506,12 @@ password_file = "pw"
     #[test]
     fn password_in_url_is_refused_without_echoing_it() {
         let f = Fixture::new();
-        let cfg = format!(
-            r#"name = "a"
-environment = "dev"
-coordinator = "https://127.0.0.1:7443"
-state_dir = "state"
-[tls]
-ca = "ca.pem"
-cert = "a.pem"
-key = "a.key"
-[[repository]]
-name = "local"
-kind = "fs"
-path = "repo"
-[[target]]
-name = "orders"
-engine = "postgres"
-repository = "local"
-url = "postgres://backup:{}@127.0.0.1:5432/orders"
-"#,
-            "SENTINEL-9f2c"
+        let r = f.parse_with_url(
+            "",
+            "postgres://backup:SENTINEL-9f2c@127.0.0.1:5432/orders",
+            "",
         );
-        let e = format!(
-            "{:#}",
-            parse(&f.dir.path().join("agent.toml"), &cfg).expect_err("accepted")
-        );
+        let e = format!("{:#}", r.expect_err("accepted"));
         assert!(e.contains("password"), "{e}");
         assert!(!e.contains("SENTINEL-9f2c"), "secret echoed: {e}");
     }
@@ -540,27 +525,8 @@ url = "postgres://backup:{}@127.0.0.1:5432/orders"
             ("host=elsewhere", false),
             ("sslpassword=x", false),
         ] {
-            let text = format!(
-                r#"name = "a"
-environment = "dev"
-coordinator = "https://127.0.0.1:7443"
-state_dir = "state"
-[tls]
-ca = "ca.pem"
-cert = "a.pem"
-key = "a.key"
-[[repository]]
-name = "local"
-kind = "fs"
-path = "repo"
-[[target]]
-name = "orders"
-engine = "postgres"
-repository = "local"
-url = "postgres://backup@127.0.0.1:5432/orders?{param}"
-"#
-            );
-            let r = parse(&f.dir.path().join("agent.toml"), &text);
+            let url = format!("postgres://backup@127.0.0.1:5432/orders?{param}");
+            let r = f.parse_with_url("", &url, "");
             assert_eq!(r.is_ok(), ok, "{param}: {r:?}");
         }
     }

@@ -489,41 +489,25 @@ mod tests {
 
     #[test]
     fn empty_and_wrong_magic_are_refused() {
-        let r = compress(
-            &b""[..],
-            Vec::new(),
-            b"PGDMP",
-            Compression {
-                level: 3,
-                threads: 1,
-            },
-            &Arc::default(),
-            &CancellationToken::new(),
-        );
+        let run = |input: &[u8]| {
+            compress(
+                input,
+                Vec::new(),
+                b"PGDMP",
+                Compression {
+                    level: 3,
+                    threads: 1,
+                },
+                &Arc::default(),
+                &CancellationToken::new(),
+            )
+            .map(drop)
+        };
+        let r = run(b"");
         assert!(matches!(r, Err(PipelineError::Empty)), "{r:?}");
-        let r = compress(
-            &b"pg_dump: error: connection failed"[..],
-            Vec::new(),
-            b"PGDMP",
-            Compression {
-                level: 3,
-                threads: 1,
-            },
-            &Arc::default(),
-            &CancellationToken::new(),
-        );
+        let r = run(b"pg_dump: error: connection failed");
         assert!(matches!(r, Err(PipelineError::BadMagic { .. })), "{r:?}");
-        let r = compress(
-            &b"PG"[..],
-            Vec::new(),
-            b"PGDMP",
-            Compression {
-                level: 3,
-                threads: 1,
-            },
-            &Arc::default(),
-            &CancellationToken::new(),
-        );
+        let r = run(b"PG");
         assert!(matches!(r, Err(PipelineError::BadMagic { .. })), "{r:?}");
     }
 
