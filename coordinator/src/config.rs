@@ -82,6 +82,9 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Operator name → role.
     pub operators: BTreeMap<String, Role>,
+    /// Agent name → the one environment it may serve. Empty: any agent certificate from the
+    /// CA may connect, for any environment.
+    pub agents: BTreeMap<String, String>,
 }
 
 const DEFAULT_LEASE_SECS: u64 = 300;
@@ -100,6 +103,15 @@ struct FileConfig {
     jobs: FileJobs,
     #[serde(default)]
     operator: Vec<FileOperator>,
+    #[serde(default)]
+    agent: Vec<FileAgent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAgent {
+    name: Spanned<String>,
+    environment: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +277,33 @@ impl FileConfig {
             }
         }
 
+        let mut agents = BTreeMap::new();
+        for (i, a) in self.agent.iter().enumerate() {
+            let key = format!("agent[{i}].name");
+            validate_simple("agent name", a.name.get_ref())
+                .map_err(|e| at.err(&key, &a.name, e.to_string()))?;
+            validate_simple("environment", a.environment.get_ref()).map_err(|e| {
+                at.err(
+                    &format!("agent[{i}].environment"),
+                    &a.environment,
+                    e.to_string(),
+                )
+            })?;
+            if agents
+                .insert(a.name.get_ref().clone(), a.environment.get_ref().clone())
+                .is_some()
+            {
+                return Err(at.err(
+                    &key,
+                    &a.name,
+                    format!(
+                        "agent {:?} is listed twice; keep one [[agent]] entry per name",
+                        a.name.get_ref()
+                    ),
+                ));
+            }
+        }
+
         Ok(Config {
             file: file.to_owned(),
             grpc_listen,
@@ -273,6 +312,7 @@ impl FileConfig {
             catalog,
             jobs,
             operators,
+            agents,
         })
     }
 }
@@ -457,6 +497,24 @@ mod tests {
              [[operator]]\nname = \"bob\"\nrole = \"admin\"\n",
         ));
         assert!(e.contains("operator[1].name (line 14)"), "{e}");
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn agent_table() {
+        let c = parse(
+            Path::new("/etc/lifeboat/coordinator.toml"),
+            &minimal("[[agent]]\nname = \"prod-1\"\nenvironment = \"prod\"\n"),
+        )
+        .expect("valid");
+        assert_eq!(c.agents.get("prod-1").map(String::as_str), Some("prod"));
+        let e = err(&minimal(
+            "[[agent]]\nname = \"prod-1\"\nenvironment = \"../prod\"\n",
+        ));
+        assert!(e.contains("agent[0].environment"), "{e}");
+        let e = err(&minimal(
+            "[[agent]]\nname = \"a\"\nenvironment = \"p\"\n[[agent]]\nname = \"a\"\nenvironment = \"q\"\n",
+        ));
         assert!(e.contains("listed twice"), "{e}");
     }
 

@@ -119,6 +119,23 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
             .into());
         }
 
+        if !self.hub.config.agents.is_empty() {
+            let refusal = match self.hub.config.agents.get(&name) {
+                None => Some(format!(
+                    "agent {name} is not listed in the coordinator's [[agent]] table; add it with its environment"
+                )),
+                Some(env) if *env != hello.environment => Some(format!(
+                    "agent {name} serves environment {env} in the coordinator's [[agent]] table, but its Hello says {}; fix the agent's config",
+                    hello.environment
+                )),
+                Some(_) => None,
+            };
+            if let Some(why) = refusal {
+                tracing::warn!(%identity, "refused agent session: {why}");
+                return Err(Error::PermissionDenied(why).into());
+            }
+        }
+
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let handle = admit(&self.hub, &hello, tx.clone()).await?;
         tracing::info!(

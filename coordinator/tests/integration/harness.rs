@@ -54,9 +54,16 @@ pub struct Builder {
     queue_timeout_secs: u64,
     heartbeat_secs: u64,
     operators: Vec<(&'static str, &'static str)>,
+    agents: Vec<(&'static str, &'static str)>,
 }
 
 impl Builder {
+    /// Adds an `[[agent]] name environment` entry (any entry turns the allow-list on).
+    pub fn agent(mut self, name: &'static str, environment: &'static str) -> Self {
+        self.agents.push((name, environment));
+        self
+    }
+
     pub fn lease_secs(mut self, secs: u64) -> Self {
         self.lease_secs = secs;
         self
@@ -95,6 +102,11 @@ impl Builder {
                 "[[operator]]\nname = \"{name}\"\nrole = \"{role}\"\n"
             ));
         }
+        for (name, env) in &self.agents {
+            toml.push_str(&format!(
+                "[[agent]]\nname = \"{name}\"\nenvironment = \"{env}\"\n"
+            ));
+        }
         let config_path = dir.path().join("coordinator.toml");
         std::fs::write(&config_path, toml).expect("write config");
         let mut c = Coordinator {
@@ -130,6 +142,7 @@ impl Coordinator {
             queue_timeout_secs: 3600,
             heartbeat_secs: 10,
             operators: vec![("alice", "admin"), ("olga", "operator"), ("vera", "viewer")],
+            agents: Vec::new(),
         }
     }
 

@@ -288,3 +288,51 @@ async fn x35_roles_are_enforced_before_any_work() {
         .jobs;
     assert!(jobs.is_empty(), "a refused call created work: {jobs:?}");
 }
+
+/// With an `[[agent]]` table, only listed agents connect, and only for their environment: a dev
+/// agent cannot claim prod targets.
+#[tokio::test]
+async fn agent_table_pins_agents_to_their_environment() {
+    let c = Coordinator::builder()
+        .agent("prod-1", "prod")
+        .agent("dev-1", "dev")
+        .start()
+        .await;
+    let refused = FakeAgent::open(c.gateway("dev-1"), hello("dev-1", "prod", &["orders"]))
+        .await
+        .err()
+        .expect("dev agent claiming prod was admitted");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("serves environment dev"),
+        "{refused:?}"
+    );
+    let refused = FakeAgent::open(c.gateway("stray"), hello("stray", "prod", &["orders"]))
+        .await
+        .err()
+        .expect("unlisted agent was admitted");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("not listed"), "{refused:?}");
+    // Neither claim registered the target: the real owner gets it.
+    FakeAgent::open(c.gateway("prod-1"), hello("prod-1", "prod", &["orders"]))
+        .await
+        .expect("listed agent admitted");
+    FakeAgent::open(c.gateway("dev-1"), hello("dev-1", "dev", &["orders"]))
+        .await
+        .expect("dev agent admitted for dev");
+    let mut control = c.control("vera");
+    let targets = control
+        .list_targets(pb::ListTargetsRequest {})
+        .await
+        .expect("list targets")
+        .into_inner()
+        .targets;
+    let owners: Vec<(String, String)> = targets.into_iter().map(|t| (t.name, t.agent)).collect();
+    assert_eq!(
+        owners,
+        vec![
+            ("dev/orders".to_owned(), "dev-1".to_owned()),
+            ("prod/orders".to_owned(), "prod-1".to_owned())
+        ]
+    );
+}
