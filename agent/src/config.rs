@@ -71,6 +71,8 @@ struct FileTarget {
     pg_bin_dir: Option<PathBuf>,
     #[serde(default)]
     maintenance_database: Option<String>,
+    #[serde(default)]
+    allow_clean_restore: bool,
 }
 
 fn default_level() -> i32 {
@@ -121,6 +123,9 @@ pub struct TargetConfig {
     pub pg_bin_dir: Option<PathBuf>,
     /// Database to connect to for CREATE/DROP/ALTER DATABASE.
     pub maintenance_database: String,
+    /// Whether restores may replace an existing database on this target (`--clean`). Off by
+    /// default: the agent's own last line of defence, whatever the coordinator asks.
+    pub allow_clean_restore: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,6 +393,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             row_counts,
             pg_bin_dir,
             maintenance_database,
+            allow_clean_restore: t.allow_clean_restore,
         };
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(
@@ -477,6 +483,7 @@ password_file = "pw"
         assert_eq!(t.database, "orders");
         assert_eq!(t.compression_level, 3);
         assert_eq!(t.row_counts, RowCounts::Exact);
+        assert!(!t.allow_clean_restore, "replacing databases must be opt-in");
         assert_eq!(c.max_concurrent_jobs, 2);
         assert_eq!(c.state_dir, f.dir.path().join("state"));
         assert_eq!(t.password().expect("pw").expect("some").expose(), "secret");

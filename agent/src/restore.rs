@@ -131,6 +131,12 @@ pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResu
         .targets
         .get(&spec.target)
         .with_context(|| format!("this agent has no target {:?}", spec.target))?;
+    if spec.clean && !target.allow_clean_restore {
+        bail!(
+            "target {} does not allow restores that replace a database (--clean); set allow_clean_restore = true in its [[target]] in the agent's config to permit it",
+            target.name
+        );
+    }
     let loc = locate(ctx, rec)?;
     ctx.set_phase("checking");
     let manifest = read_manifest(&loc).await?.with_context(|| {

@@ -10,7 +10,8 @@ use lifeboat_e2e::{Sandbox, SandboxTarget, assert_same_data};
 #[test]
 fn restore_over_existing_database_needs_clean_and_admin() {
     let s = Sandbox::builder("d18")
-        .target(SandboxTarget::new("app"))
+        .target(SandboxTarget::new("app").extra("allow_clean_restore = true"))
+        .target(SandboxTarget::new("locked"))
         .operator("ops", "operator")
         .build();
     load_awkward(&s.pg, "app");
@@ -80,6 +81,25 @@ fn restore_over_existing_database_needs_clean_and_admin() {
     // An operator may still restore into a new database.
     s.restore_as(&ops, &id, "ops_copy", &[]).assert_ok();
     assert_same_data(&s.pg, "app", "ops_copy", s.dir.path());
+
+    // --clean by an admin onto a target whose agent config does not allow replacing
+    // databases: refused by the agent, nothing changed.
+    let locked = s.target("locked");
+    let out = s.restore(&id, "existing", &["--clean", "--to", &locked]);
+    assert_ne!(
+        out.code, 0,
+        "agent allowed --clean without allow_clean_restore: {out}"
+    );
+    assert!(
+        out.text_lower().contains("allow_clean_restore"),
+        "the refusal must name the agent setting: {out}"
+    );
+    assert_same_dump(
+        &original,
+        &dump_sql(&s.pg, "existing"),
+        "d18 locked target",
+        s.dir.path(),
+    );
 
     // --clean by an admin: replaced, and the data is the backup's.
     let out = s.restore(&id, "existing", &["--clean"]);
