@@ -462,6 +462,19 @@ impl FakeAgent {
     }
 
     /// Accepts a job and reports it succeeded (backup) with the ack received.
+    /// Takes the next job handed out, accepts it, and waits until the coordinator shows job
+    /// `job_id` running.
+    pub async fn accept_next(
+        &mut self,
+        control: &mut ControlClient<Channel>,
+        job_id: &str,
+    ) -> pb::JobSpec {
+        let spec = self.expect_start().await;
+        self.send(accepted(&spec.job_id)).await;
+        wait_state(control, job_id, pb::JobState::Running).await;
+        spec
+    }
+
     pub async fn run_backup(&mut self, env: &str, agent: &str) -> pb::JobSpec {
         let spec = self.expect_start().await;
         self.send(accepted(&spec.job_id)).await;

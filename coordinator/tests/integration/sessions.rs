@@ -32,9 +32,7 @@ async fn reconnect_without_the_job_fails_it_as_agent_restarted() {
     let mut control = c.control("olga");
     let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
     let job = start_backup(&mut control, "prod/orders").await;
-    let spec = agent.expect_start().await;
-    agent.send(accepted(&spec.job_id)).await;
-    wait_state(&mut control, &job.job_id, pb::JobState::Running).await;
+    agent.accept_next(&mut control, &job.job_id).await;
     agent.disconnect();
     // The agent comes back knowing nothing of the job.
     let _agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
@@ -54,9 +52,7 @@ async fn reconnect_with_the_job_keeps_it_and_accepts_its_result() {
     let mut control = c.control("olga");
     let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
     let job = start_backup(&mut control, "prod/orders").await;
-    let spec = agent.expect_start().await;
-    agent.send(accepted(&spec.job_id)).await;
-    wait_state(&mut control, &job.job_id, pb::JobState::Running).await;
+    let spec = agent.accept_next(&mut control, &job.job_id).await;
     agent.disconnect();
     let mut h = hello("prod-1", "prod", &["orders"]);
     h.running_jobs = vec![spec.job_id.clone()];
@@ -91,9 +87,7 @@ async fn a_job_cancelled_while_the_agent_was_away_is_cancelled_on_reconnect() {
     let mut control = c.control("olga");
     let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
     let job = start_backup(&mut control, "prod/orders").await;
-    let spec = agent.expect_start().await;
-    agent.send(accepted(&spec.job_id)).await;
-    wait_state(&mut control, &job.job_id, pb::JobState::Running).await;
+    let spec = agent.accept_next(&mut control, &job.job_id).await;
     agent.disconnect();
     eventually("agent to be seen offline", || {
         let mut control = control.clone();
@@ -323,9 +317,7 @@ async fn shutdown_ends_sessions_and_watches_and_restart_keeps_running_jobs() {
     let mut control = c.control("olga");
     let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
     let job = start_backup(&mut control, "prod/orders").await;
-    let spec = agent.expect_start().await;
-    agent.send(accepted(&spec.job_id)).await;
-    wait_state(&mut control, &job.job_id, pb::JobState::Running).await;
+    let spec = agent.accept_next(&mut control, &job.job_id).await;
     let mut watch = control
         .watch_job(pb::GetJobRequest {
             job_id: job.job_id.clone(),
