@@ -156,6 +156,7 @@ async fn session(
                 send(&tx, pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
                     clock_unix_ms: pb::now_ms(),
                     running_jobs: runner.running_jobs(),
+                    repositories: Vec::new(),
                 })).await?;
             }
         }
