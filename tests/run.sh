@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lifeboat's whole check, as CI runs it (`.ci/run` execs this):
-#   1. install what the tests need and is missing (PostgreSQL 15 with contrib, zstd, ...),
+#   1. install what the tests need and is missing (PostgreSQL 15 with contrib, MariaDB server
+#      and client, zstd, ...),
 #   2. build the workspace (all targets), 3. rustfmt check, 4. clippy with -D warnings,
 #   5. all tests: unit tests and the end-to-end tests in tests/ (real PostgreSQL, real
 #      binaries; they need root: initdb runs as the postgres user, S9 mounts a tmpfs).
@@ -25,11 +26,18 @@ missing=()
 [ -x "$PG_BIN/initdb" ] || missing+=(postgresql postgresql-contrib)
 [ -f /usr/share/postgresql/15/extension/pgcrypto.control ] || missing+=(postgresql-contrib)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+[ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
+command -v mariadb-dump >/dev/null 2>&1 && command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v diff >/dev/null 2>&1 || missing+=(diffutils)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v mount >/dev/null 2>&1 || missing+=(mount)
 command -v sha256sum >/dev/null 2>&1 || missing+=(coreutils)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+# promtool checks the metrics exposition and deploy/prometheus; systemd-analyze the units.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# libfaketime runs the agent with a skewed clock (S8).
+[ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     if [ "$(id -u)" -ne 0 ]; then
@@ -73,6 +81,25 @@ step() { # step NAME COMMAND...
         return 1
     fi
 }
+
+# --- the S3 test server -----------------------------------------------------------------------
+# s3s-fs (checks SigV4; multipart, ranges, aborts) from crates.io, pinned: newer releases need a
+# newer rustc. Built once into a cache directory outside the clone (~3 min), reused after.
+S3S_VERSION=0.14.1
+tools_dir=${LIFEBOAT_TOOLS_DIR:-$HOME/.cache/lifeboat-tools}
+export LIFEBOAT_S3S_FS="$tools_dir/s3s-fs-$S3S_VERSION/bin/s3s-fs"
+if [ ! -x "$LIFEBOAT_S3S_FS" ]; then
+    log "installing s3s-fs $S3S_VERSION into $tools_dir (once)"
+    # Its own target directory: a shared CARGO_TARGET_DIR would keep its build around for nothing.
+    s3s_build=$(mktemp -d)
+    if ! CARGO_TARGET_DIR="$s3s_build" cargo install "s3s-fs@$S3S_VERSION" --locked \
+        --features binary --root "$tools_dir/s3s-fs-$S3S_VERSION"; then
+        rm -rf "$s3s_build"
+        echo "error: could not install s3s-fs (the S3 tests need it)" >&2
+        exit 1
+    fi
+    rm -rf "$s3s_build"
+fi
 
 # --- 2-4. build, format, lints --------------------------------------------------------------
 build_ok=1

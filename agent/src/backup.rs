@@ -1,7 +1,7 @@
 //! The backup job: pg_dump in a snapshot exported by the agent, streamed through the pipeline
 //! into the repository, manifest last.
 
-use std::{io::BufWriter, process::Stdio};
+use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 use lifeboat_common::ids::validate_id;
@@ -13,12 +13,15 @@ use crate::{
     job::{JobCtx, rfc3339_ms},
     manifest::{self, Manifest},
     pipeline::{self, Compression, PipelineError},
-    process::{blocking, describe_status, stderr_tail, stdout_file},
-    repo::{MANIFEST_FILE, PG_DATA_FILE, Repository, backup_dir_key},
+    process::{describe_status, stderr_tail, stdout_file},
+    repo::{
+        self, MANIFEST_FILE, ObjectInfo, PG_DATA_FILE, Repository, StorageError, backup_dir_key,
+        body::{BodyWriter, body_channel},
+    },
 };
 
-/// Buffer between the compressor and the repository file.
-const SINK_BUFFER: usize = 1024 * 1024;
+/// Chunks (of 1 MiB) queued between the compressor and the repository.
+const BODY_DEPTH: usize = 4;
 
 pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord> {
     validate_id("backup id", &spec.backup_id)?;
@@ -29,11 +32,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
             spec.target
         )
     })?;
-    let repo_cfg = config
-        .repositories
-        .get(&target.repository)
-        .context("target's repository is not configured")?;
-    let repo = Repository::from_config(repo_cfg);
+    let repo = repo::open(config, &target.repository)?;
     let started_at_ms = lifeboat_proto::now_ms();
 
     // Pre-flight: everything that can fail before a byte is written (D16).
@@ -47,16 +46,11 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     let snapshot = pg::export_snapshot(&mut conn).await?;
 
     let dir_key = backup_dir_key(&config.environment, &target.name, &spec.backup_id);
-    let (mut writer, mut tmp) = {
-        let repo = repo.clone();
-        let dir_key = dir_key.clone();
-        blocking(move || {
-            let mut w = repo.fs().begin(&dir_key)?;
-            let t = w.create_temp(PG_DATA_FILE)?;
-            Ok((w, t))
-        })
-        .await?
-    };
+    let data_key = format!("{dir_key}/{PG_DATA_FILE}");
+    // The data object is written while pg_dump runs; it becomes visible only after `finish`,
+    // which happens once pg_dump's exit status, the format check and the row counts are good.
+    let (tx, body) = body_channel(BODY_DEPTH);
+    let upload = Upload::start(&repo, &data_key, body, facts.size_bytes, &ctx.cancel);
     let passfile = password
         .as_ref()
         .map(|p| pg::PassFile::create(&config.state_dir, p))
@@ -77,7 +71,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
         .with_context(|| format!("start {}", pg_dump.display()))?;
     let stderr = stderr_tail(child.stderr.take().context("pg_dump stderr")?);
     let source = stdout_file(child.stdout.take().context("pg_dump stdout")?)?;
-    let file = tmp.take().context("temp file")?;
+    let sink = BodyWriter::new(tx);
     let compression = Compression {
         level: target.compression_level,
         threads: target.compression_threads,
@@ -85,7 +79,6 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     let counters = ctx.counters.clone();
     let cancel = ctx.cancel.clone();
     let mut pipeline = tokio::task::spawn_blocking(move || {
-        let sink = BufWriter::with_capacity(SINK_BUFFER, file);
         let c = pipeline::compress(
             source,
             sink,
@@ -94,13 +87,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
             &counters,
             &cancel,
         )?;
-        let file = c
-            .sink
-            .into_inner()
-            .map_err(|e| PipelineError::Sink(e.into_error()))?;
-        // Make the data durable here, off the reactor, while the exit status is checked.
-        file.sync_all().map_err(PipelineError::Sink)?;
-        Ok::<_, PipelineError>((c.raw, c.stored, file))
+        Ok::<_, PipelineError>((c.raw, c.stored, c.sink))
     });
 
     // Row counts run in the exported snapshot while pg_dump streams; they are abandoned as
@@ -143,13 +130,26 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     let stderr = stderr.await.unwrap_or_default();
     drop(passfile);
     if ctx.cancel.is_cancelled() {
+        drop(result);
+        upload.abandon().await;
         bail!("cancelled");
     }
-    let (raw, stored, file) = match result {
+    let (raw, stored, writer) = match result {
         Err(e @ (PipelineError::Sink(_) | PipelineError::Compress(_))) => {
-            return Err(e).with_context(|| format!("write backup to {}", repo.describe()));
+            // The repository's own error says more than the broken pipe the compressor saw.
+            let stored = upload.abandon().await;
+            return Err(match stored {
+                Some(Err(se))
+                    if !matches!(se, StorageError::Abandoned(_) | StorageError::Cancelled) =>
+                {
+                    anyhow::Error::new(se)
+                }
+                _ => anyhow::Error::new(e),
+            })
+            .with_context(|| format!("write backup to {}", repo.describe()));
         }
         Err(e) if !status.success() => {
+            upload.abandon().await;
             bail!(
                 "pg_dump failed ({}): {}{}",
                 describe_status(&status),
@@ -157,26 +157,55 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
                 detail_suffix(&e)
             )
         }
-        Err(e) => bail!(
-            "{e}; pg_dump exited 0 but its output is not a custom-format archive{}",
-            stderr_suffix(&stderr)
-        ),
-        Ok(_) if !status.success() => bail!(
-            "pg_dump failed ({}): {}",
-            describe_status(&status),
-            non_empty(&stderr)
-        ),
+        Err(e) => {
+            upload.abandon().await;
+            bail!(
+                "{e}; pg_dump exited 0 but its output is not a custom-format archive{}",
+                stderr_suffix(&stderr)
+            )
+        }
+        Ok((_, _, writer)) if !status.success() => {
+            // Dropping the writer ends the body unfinished: the upload aborts.
+            drop(writer);
+            upload.abandon().await;
+            bail!(
+                "pg_dump failed ({}): {}",
+                describe_status(&status),
+                non_empty(&stderr)
+            )
+        }
         Ok(v) => v,
     };
-    let row_counts = counts
-        .context("row counting stopped")?
-        .context("count rows in the dump's snapshot")?;
+    let row_counts = match counts
+        .context("row counting stopped")
+        .and_then(|c| c.context("count rows in the dump's snapshot"))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            drop(writer);
+            upload.abandon().await;
+            return Err(e);
+        }
+    };
     // The snapshot transaction is no longer needed.
     let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
     let _ = sqlx::Connection::close(conn).await;
 
     ctx.set_phase("committing");
-    tmp.put_back(file);
+    let data = upload
+        .commit(writer)
+        .await
+        .with_context(|| format!("write backup to {}", repo.describe()))?;
+    if data.size != stored.size {
+        let _ = repo.delete(&data_key).await;
+        bail!(
+            "{} reports {} bytes stored for {data_key}, but {} were written; the backup was discarded",
+            repo.describe(),
+            data.size,
+            stored.size
+        );
+    }
+
     let finished_at_ms = lifeboat_proto::now_ms();
     let m = Manifest {
         schema_version: manifest::SCHEMA_VERSION,
@@ -225,16 +254,71 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
     };
     let json = m.to_json();
-    let writer_done = blocking(move || {
-        writer.commit(tmp)?;
-        writer.write_file(MANIFEST_FILE, &json)?;
-        writer.finish();
-        Ok(())
-    })
-    .await;
-    writer_done.with_context(|| format!("commit backup to {}", repo.describe()))?;
+    // The manifest goes last: once it exists, the backup exists.
+    if let Err(e) = repo
+        .put_bytes(
+            &format!("{dir_key}/{MANIFEST_FILE}"),
+            json.into(),
+            &ctx.cancel,
+        )
+        .await
+    {
+        if let Err(d) = repo.delete(&data_key).await {
+            tracing::warn!(key = %data_key, "could not remove the data of a backup whose manifest failed: {d}");
+        }
+        return Err(anyhow::Error::new(e))
+            .with_context(|| format!("write the manifest to {}", repo.describe()));
+    }
 
     Ok(record_from_manifest(&m, &dir_key, ctx.job_id.clone()))
+}
+
+/// The data object's upload, running beside the dump.
+struct Upload {
+    task: tokio::task::JoinHandle<Result<ObjectInfo, StorageError>>,
+    /// Stops the upload whatever its body is doing (see [`Upload::abandon`]).
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Upload {
+    fn start(
+        repo: &Repository,
+        key: &str,
+        body: repo::Body,
+        size_hint: u64,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let repo = repo.clone();
+        let key = key.to_owned();
+        let stop = cancel.child_token();
+        let token = stop.clone();
+        Self {
+            task: tokio::spawn(async move {
+                repo.put(&key, body, Some(size_hint).filter(|h| *h > 0), &token)
+                    .await
+            }),
+            stop,
+        }
+    }
+
+    /// Ends the body and waits for the object to be stored and checked.
+    async fn commit(self, writer: BodyWriter) -> Result<ObjectInfo> {
+        let finished = writer.finish().await;
+        let stored = self.task.await.context("upload task failed")?;
+        match (stored, finished) {
+            (Ok(info), Ok(())) => Ok(info),
+            (Err(e), _) => Err(e.into()),
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
+    }
+
+    /// Stops the upload and waits for it to clean up (abort the multipart upload, remove the
+    /// temporary file), so nothing is left when the job reports its failure. An upload that
+    /// had already failed keeps its own error, which is returned.
+    async fn abandon(self) -> Option<Result<ObjectInfo, StorageError>> {
+        self.stop.cancel();
+        self.task.await.ok()
+    }
 }
 
 pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> pb::BackupRecord {
@@ -275,6 +359,8 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> pb::
         verified_at_ms: 0,
         verify_detail: String::new(),
         job_id,
+        pin: None,
+        deleting: false,
     }
 }
 

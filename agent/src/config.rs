@@ -44,12 +44,20 @@ struct FileTls {
     key: PathBuf,
 }
 
+/// `name` and `kind`; the other keys depend on the kind and are checked strictly once it is
+/// known (`FileFsRepository`, [`crate::repo::s3_config::FileS3`]).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct FileRepository {
     name: String,
     kind: String,
-    path: Option<PathBuf>,
+    #[serde(flatten)]
+    rest: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFsRepository {
+    path: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +105,23 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepositoryConfig {
     Fs { path: PathBuf },
+    S3(Box<crate::repo::s3::S3Config>),
+}
+
+impl RepositoryConfig {
+    /// How old an interrupted write must be before the janitor removes it, and how often the
+    /// janitor runs.
+    pub fn janitor_schedule(&self) -> (std::time::Duration, std::time::Duration) {
+        match self {
+            // Only this agent writes under its targets' directories, and a running job's
+            // files are young: an hour is plenty.
+            RepositoryConfig::Fs { .. } => (
+                std::time::Duration::from_secs(6 * 3600),
+                std::time::Duration::from_secs(3600),
+            ),
+            RepositoryConfig::S3(c) => (c.stale_upload_age, c.janitor_interval),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,21 +234,29 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         validate_simple("repository name", &r.name).map_err(|x| e(&key("name"), x.to_string()))?;
         let repo = match r.kind.as_str() {
             "fs" => {
-                let Some(p) = r.path else {
-                    return Err(e(
+                let fs: FileFsRepository = toml::Value::Table(r.rest).try_into().map_err(|x| {
+                    e(
                         &key("path"),
-                        "an fs repository needs path = \"/dir\"".into(),
-                    ));
-                };
-                check_no_parent(path, &key("path"), &p)?;
+                        format!("{x}; an fs repository takes only path = \"/dir\""),
+                    )
+                })?;
+                check_no_parent(path, &key("path"), &fs.path)?;
                 RepositoryConfig::Fs {
-                    path: resolve(path, &p),
+                    path: resolve(path, &fs.path),
                 }
+            }
+            "s3" => {
+                let s3: crate::repo::s3_config::FileS3 = toml::Value::Table(r.rest)
+                    .try_into()
+                    .map_err(|x| e(&key("kind"), format!("s3 repository: {x}")))?;
+                RepositoryConfig::S3(Box::new(
+                    s3.validate(path).map_err(|(k, msg)| e(&key(&k), msg))?,
+                ))
             }
             other => {
                 return Err(e(
                     &key("kind"),
-                    format!("unknown repository kind {other:?}; use \"fs\""),
+                    format!("unknown repository kind {other:?}; use \"fs\" or \"s3\""),
                 ));
             }
         };
@@ -497,6 +530,149 @@ password_file = "pw"
         );
         assert!(e.contains(needle), "{e:?} does not mention {needle:?}");
         assert!(e.contains("agent.toml"), "{e:?} does not name the file");
+    }
+
+    /// An extra `[[repository]]` of kind s3 with `body` (appended after the target).
+    fn s3_repo(f: &Fixture, body: &str) -> Result<Config> {
+        let secret = f.dir.path().join("s3.secret");
+        if !secret.exists() {
+            std::fs::write(&secret, "s3-secret").expect("write");
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+            std::fs::write(f.dir.path().join("s3.id"), "AKIDEXAMPLE").expect("write");
+        }
+        f.parse(
+            "",
+            &format!("\n[[repository]]\nname = \"offsite\"\nkind = \"s3\"\n{body}\n"),
+        )
+    }
+
+    const S3_OK: &str = "bucket = \"acme-backups\"\nprefix = \"/lifeboat/\"\naccess_key_id_file = \"s3.id\"\nsecret_access_key_file = \"s3.secret\"";
+
+    #[test]
+    fn s3_repository_defaults() {
+        let f = Fixture::new();
+        let c = s3_repo(&f, S3_OK).expect("valid");
+        let RepositoryConfig::S3(s3) = &c.repositories["offsite"] else {
+            panic!("not s3");
+        };
+        assert_eq!(s3.prefix, "lifeboat/");
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.part_size, 16 * 1024 * 1024);
+        assert_eq!(s3.parts_in_flight, 4);
+        assert_eq!(
+            s3.stale_upload_age,
+            std::time::Duration::from_secs(24 * 3600)
+        );
+        // The secret is not in the Debug output.
+        assert!(!format!("{c:?}").contains("s3-secret"));
+        let c = s3_repo(&f, "bucket = \"b-1.x\"\ncredentials = \"chain\"\nendpoint = \"http://127.0.0.1:9000/\"\npath_style = true\nstorage_class = \"STANDARD_IA\"\nsse = \"aws:kms\"\nsse_kms_key_id = \"alias/backups\"\npart_size_mib = 64\nstale_upload_age = \"2h\"").expect("valid");
+        let RepositoryConfig::S3(s3) = &c.repositories["offsite"] else {
+            panic!("not s3");
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.part_size, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_s3_repositories_are_refused_with_the_key() {
+        let cases: &[(&str, &str)] = &[
+            ("bucket = \"Bad_Bucket\"\ncredentials = \"env\"", "bucket"),
+            ("bucket = \"b12\"", "credentials"),
+            ("bucket = \"b12\"\ncredentials = \"magic\"", "credentials"),
+            (
+                "bucket = \"b12\"\naccess_key_id_file = \"s3.id\"",
+                "secret_access_key_file",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nsecret_access_key_file = \"s3.secret\"",
+                "credentials",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nendpoint = \"http://s3.example.com\"",
+                "unencrypted",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nendpoint = \"https://k:s@s3.example.com\"",
+                "credentials",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nendpoint = \"https://s3.example.com/bucket\"",
+                "without a path",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nstorage_class = \"DEEP_ARCHIVE\"",
+                "GLACIER_IR",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nsse = \"rot13\"",
+                "sse",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nsse_kms_key_id = \"k\"",
+                "aws:kms",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\npart_size_mib = 1",
+                "part_size_mib",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nparts_in_flight = 0",
+                "parts_in_flight",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nstale_upload_age = \"soon\"",
+                "stale_upload_age",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nprefix = \"a/../b\"",
+                "prefix",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\npath = \"/x\"",
+                "path",
+            ),
+            (
+                "bucket = \"b12\"\ncredentials = \"env\"\nbucketz = 1",
+                "bucketz",
+            ),
+        ];
+        for (body, needle) in cases {
+            let f = Fixture::new();
+            let e = format!("{:#}", s3_repo(&f, body).expect_err(body));
+            assert!(
+                e.contains(needle),
+                "{body}: {e:?} does not mention {needle:?}"
+            );
+            assert!(
+                e.contains("repository[1]"),
+                "{body}: {e:?} does not name the table"
+            );
+        }
+        // A world-readable secret is refused.
+        let f = Fixture::new();
+        s3_repo(&f, S3_OK).expect("valid");
+        std::fs::set_permissions(
+            f.dir.path().join("s3.secret"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        let e = format!(
+            "{:#}",
+            s3_repo(&f, S3_OK).expect_err("world-readable secret")
+        );
+        assert!(e.contains("secret_access_key_file"), "{e}");
+        // fs repositories take only a path.
+        let f = Fixture::new();
+        let e = format!(
+            "{:#}",
+            f.parse(
+                "",
+                "\n[[repository]]\nname = \"x\"\nkind = \"fs\"\npath = \"/x\"\nbucket = \"b\"\n"
+            )
+            .expect_err("fs with a bucket")
+        );
+        assert!(e.contains("bucket"), "{e}");
     }
 
     #[test]

@@ -5,9 +5,13 @@ pub mod backup;
 pub mod config;
 pub mod engine;
 pub mod job;
+pub mod maintenance;
 pub mod manifest;
 pub mod pipeline;
 pub mod process;
+// Provider profiles: not wired into config/backup/restore yet.
+#[allow(dead_code)]
+pub mod provider;
 pub mod repo;
 pub mod restore;
 pub mod runner;
@@ -34,13 +38,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         targets = config.targets.len(),
         "lifeboat-agent starting"
     );
-    sweep_incomplete_backups(&config).await;
+    // Leftovers of a crash on local repositories go before any job can start; object stores
+    // are cleaned in the background.
+    let stats = repo::janitor::JanitorStats::new(&config);
+    repo::janitor::startup(&config, &stats).await;
+    let janitor_shutdown = CancellationToken::new();
+    let janitor = tokio::spawn(repo::janitor::run(
+        config.clone(),
+        stats.clone(),
+        janitor_shutdown.clone(),
+    ));
     let jobs_shutdown = CancellationToken::new();
     let (runner, events) = runner::Runner::new(config.clone(), jobs_shutdown.clone());
     // The session outlives the jobs on shutdown, so their final results reach the coordinator.
     let session_shutdown = CancellationToken::new();
     let session = tokio::spawn(session::run_forever(
         config.clone(),
+        stats,
         runner.clone(),
         events,
         session_shutdown.clone(),
@@ -59,38 +73,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         );
     }
     session_shutdown.cancel();
+    janitor_shutdown.cancel();
     let _ = session.await;
+    let _ = janitor.await;
     tracing::info!("lifeboat-agent stopped");
     Ok(())
 }
 
 /// How long shutdown waits for the coordinator to acknowledge the final job results.
 const RESULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Backup directories of this agent's targets without a manifest are leftovers of a crash
-/// (no job runs yet, and a target has one agent): remove the files lifeboat writes there.
-async fn sweep_incomplete_backups(config: &Config) {
-    for target in config.targets.values() {
-        let Some(repo_cfg) = config.repositories.get(&target.repository) else {
-            continue;
-        };
-        let repo = repo::Repository::from_config(repo_cfg);
-        let prefix = format!("{}/{}", config.environment, target.name);
-        let swept = tokio::task::spawn_blocking(move || repo.fs().sweep_incomplete(&prefix)).await;
-        match swept {
-            Ok(Ok(removed)) => {
-                for dir in removed {
-                    tracing::info!(path = %dir.display(), "removed an incomplete backup left by an earlier crash");
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(
-                "failed to sweep incomplete backups of {}: {e:#}",
-                target.name
-            ),
-            Err(e) => tracing::warn!("failed to sweep incomplete backups: {e}"),
-        }
-    }
-}
 
 /// Password files left by a crash (they are removed after every child in normal operation).
 fn remove_stale_passfiles(state_dir: &std::path::Path) {

@@ -20,8 +20,8 @@ use crate::{
     job::JobCtx,
     manifest::{Manifest, TableRows},
     pipeline::{self, Digest, Expected, PipelineError},
-    process::{blocking, describe_status, stderr_tail, stdin_file},
-    repo::{MANIFEST_FILE, PG_DATA_FILE, Repository, backup_dir_key},
+    process::{describe_status, stderr_tail, stdin_file},
+    repo::{self, MANIFEST_FILE, PG_DATA_FILE, Repository, backup_dir_key, body::StreamReader},
 };
 
 /// Where a backup's files are, checked against the catalog's record.
@@ -53,12 +53,12 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
             bail!("backup record has an invalid {what} SHA-256");
         }
     }
-    let repo_cfg = ctx.config.repositories.get(&rec.repository).with_context(|| {
-        format!(
+    if !ctx.config.repositories.contains_key(&rec.repository) {
+        bail!(
             "this agent has no repository named {:?}; add it to the agent's config to restore backups stored there",
             rec.repository
-        )
-    })?;
+        );
+    }
     let dir_key = backup_dir_key(&target.environment, &target.name, &rec.backup_id);
     let data_key = format!("{dir_key}/{PG_DATA_FILE}");
     let manifest_key = format!("{dir_key}/{MANIFEST_FILE}");
@@ -69,7 +69,7 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
         );
     }
     Ok(Located {
-        repo: Repository::from_config(repo_cfg),
+        repo: repo::open(&ctx.config, &rec.repository)?,
         data_key,
         manifest_key,
         expected: Expected {
@@ -87,9 +87,32 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
 
 /// Reads the manifest's bytes; an I/O error is an error, not a verdict on the backup.
 pub async fn read_manifest_bytes(loc: &Located) -> Result<Option<Vec<u8>>> {
-    let repo = loc.repo.clone();
-    let key = loc.manifest_key.clone();
-    blocking(move || repo.fs().read(&key)).await
+    Ok(loc
+        .repo
+        .get_bytes(&loc.manifest_key, crate::manifest::MAX_MANIFEST_BYTES)
+        .await?)
+}
+
+/// Opens the data object for streaming, after checking its stored size against the catalog
+/// (a truncated or replaced object is refused before anything is restored). `Ok(None)` if it
+/// is missing.
+pub async fn open_data(loc: &Located) -> Result<Option<StreamReader>> {
+    let Some(head) = loc.repo.head(&loc.data_key).await? else {
+        return Ok(None);
+    };
+    if head.size != loc.expected.stored.size {
+        return Err(PipelineError::Mismatch {
+            what: format!(
+                "{} holds {} bytes, the catalog recorded {}",
+                loc.data_key, head.size, loc.expected.stored.size
+            ),
+        }
+        .into());
+    }
+    let Some(stream) = loc.repo.get(&loc.data_key, 0).await? else {
+        return Ok(None);
+    };
+    Ok(Some(StreamReader::new(stream, 4)))
 }
 
 /// Parses the manifest and checks it agrees with the catalog.
@@ -275,12 +298,7 @@ async fn restore_into(
     scratch: &str,
     manifest: &Manifest,
 ) -> Result<Vec<TableRows>> {
-    let file = {
-        let repo = loc.repo.clone();
-        let key = loc.data_key.clone();
-        blocking(move || repo.fs().open(&key)).await?
-    }
-    .with_context(|| {
+    let file = open_data(loc).await?.with_context(|| {
         format!(
             "data file {} is missing from {}",
             loc.data_key,

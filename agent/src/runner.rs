@@ -226,6 +226,22 @@ impl Runner {
                     .await
                     .map(pb::job_result::Result::Verify)
             }
+            Some(pb::job_spec::Spec::Delete(d)) => {
+                if let Some(b) = &d.backup {
+                    span.record("target", b.target.as_str());
+                    span.record("backup_id", b.backup_id.as_str());
+                }
+                tracing::info!("delete started");
+                crate::maintenance::delete(ctx, &d)
+                    .await
+                    .map(pb::job_result::Result::Delete)
+            }
+            Some(pb::job_spec::Spec::List(l)) => {
+                tracing::info!(repository = %l.repository, "list started");
+                crate::maintenance::list(ctx, &l)
+                    .await
+                    .map(pb::job_result::Result::List)
+            }
             None => Err(anyhow::anyhow!("job has no spec")),
         };
         ticker.abort();
@@ -273,6 +289,8 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(pb::JobKind::Backup) => "backup",
         Ok(pb::JobKind::Restore) => "restore",
         Ok(pb::JobKind::Verify) => "verify",
+        Ok(pb::JobKind::Delete) => "delete",
+        Ok(pb::JobKind::List) => "list",
         _ => "unknown",
     }
 }
@@ -288,6 +306,13 @@ fn lock_key(spec: &pb::JobSpec) -> Result<String, String> {
             .as_ref()
             .map(|b| format!("backup {}", b.backup_id))
             .ok_or_else(|| "verify job without a backup record".to_owned()),
+        // A delete waits for a verify of the same backup on this agent.
+        Some(pb::job_spec::Spec::Delete(d)) => d
+            .backup
+            .as_ref()
+            .map(|b| format!("backup {}", b.backup_id))
+            .ok_or_else(|| "delete job without a backup record".to_owned()),
+        Some(pb::job_spec::Spec::List(_)) => Ok(format!("list {}", spec.job_id)),
         None => Err("job has no spec; upgrade lifeboat-agent to match the coordinator".to_owned()),
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
+    repo::janitor::JanitorStats,
     runner::{Event, Runner},
 };
 
@@ -21,6 +22,7 @@ const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 pub async fn run_forever(
     config: Arc<Config>,
+    stats: JanitorStats,
     runner: Runner,
     mut events: mpsc::UnboundedReceiver<Event>,
     shutdown: CancellationToken,
@@ -45,7 +47,7 @@ pub async fn run_forever(
     let mut backoff = backoff_builder.build();
     loop {
         let started = tokio::time::Instant::now();
-        match session(&config, &endpoint, &runner, &mut events, &shutdown).await {
+        match session(&config, &stats, &endpoint, &runner, &mut events, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(coordinator = %config.coordinator, "coordinator session ended: {e:#}");
@@ -72,6 +74,7 @@ pub async fn run_forever(
 /// One connected session. Returns Ok on shutdown, Err when the stream breaks.
 async fn session(
     config: &Config,
+    stats: &JanitorStats,
     endpoint: &tonic::transport::Endpoint,
     runner: &Runner,
     events: &mut mpsc::UnboundedReceiver<Event>,
@@ -124,6 +127,7 @@ async fn session(
         Err(s) => bail!("{}", describe_status(&s)),
     };
     tracing::info!(coordinator = %config.coordinator, "connected to the coordinator");
+    warn_on_clock_skew(welcome.clock_unix_ms, pb::now_ms());
     let heartbeat_every = match welcome.heartbeat_interval_secs {
         0 => DEFAULT_HEARTBEAT,
         n => Duration::from_secs(u64::from(n).clamp(1, 300)),
@@ -156,11 +160,30 @@ async fn session(
                 send(&tx, pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
                     clock_unix_ms: pb::now_ms(),
                     running_jobs: runner.running_jobs(),
-                    repositories: Vec::new(),
+                    repositories: stats.snapshot(),
                 })).await?;
             }
         }
     }
+}
+
+/// Clock differences beyond this are worth an operator's attention: S3 refuses signatures
+/// more than 15 minutes off, and TLS certificates have validity windows.
+const CLOCK_SKEW_WARNING_MS: i64 = 60_000;
+
+/// Logs a warning when this machine's clock differs from the coordinator's (N26, S8).
+fn warn_on_clock_skew(coordinator_ms: i64, local_ms: i64) -> bool {
+    let skew = local_ms - coordinator_ms;
+    if coordinator_ms > 0 && skew.abs() > CLOCK_SKEW_WARNING_MS {
+        tracing::warn!(
+            skew_seconds = skew / 1000,
+            "this machine's clock is {}s {} the coordinator's (clock skew); object storage rejects requests signed more than 15 minutes off and certificates may look expired or not yet valid: enable NTP (timedatectl set-ntp true)",
+            skew.abs() / 1000,
+            if skew > 0 { "ahead of" } else { "behind" }
+        );
+        return true;
+    }
+    false
 }
 
 fn handle(runner: &Runner, m: pb::CoordinatorMessage) {
@@ -190,5 +213,20 @@ fn describe_status(s: &tonic::Status) -> String {
             s.message()
         ),
         _ => format!("{:?}: {}", s.code(), s.message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clock_skew_over_a_minute_is_reported() {
+        let now = 1_800_000_000_000;
+        assert!(!super::warn_on_clock_skew(now, now + 59_000));
+        assert!(super::warn_on_clock_skew(now, now + 20 * 60_000));
+        assert!(super::warn_on_clock_skew(now, now - 61_000));
+        assert!(
+            !super::warn_on_clock_skew(0, now),
+            "no clock from the coordinator"
+        );
     }
 }

@@ -8,8 +8,7 @@ use crate::{
     engine::postgres as pg,
     job::JobCtx,
     pipeline::{self, PipelineError},
-    process::blocking,
-    restore::{check_manifest, locate, read_manifest_bytes},
+    restore::{check_manifest, locate, open_data, read_manifest_bytes},
 };
 
 pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult> {
@@ -39,10 +38,15 @@ pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult
     if let Err(e) = check_manifest(&loc, &bytes) {
         return Ok(verdict(pb::VerifyStatus::Corrupt, format!("{e:#}")));
     }
-    let file = {
-        let repo = loc.repo.clone();
-        let key = loc.data_key.clone();
-        blocking(move || repo.fs().open(&key)).await?
+    let file = match open_data(&loc).await {
+        Ok(f) => f,
+        Err(e) => match e.downcast::<PipelineError>() {
+            Ok(m @ PipelineError::Mismatch { .. }) => {
+                return Ok(verdict(pb::VerifyStatus::Corrupt, m.to_string()));
+            }
+            Ok(other) => return Err(other.into()),
+            Err(e) => return Err(e),
+        },
     };
     let Some(file) = file else {
         return Ok(verdict(

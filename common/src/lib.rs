@@ -3,6 +3,7 @@
 //! set-up and the development PKI.
 
 pub mod config;
+pub mod duration;
 pub mod identity;
 pub mod ids;
 pub mod logging;

@@ -85,6 +85,16 @@ pub struct Config {
     /// Agent name → the one environment it may serve. Empty: any agent certificate from the
     /// CA may connect, for any environment.
     pub agents: BTreeMap<String, String>,
+    /// Declared RPO/RTO per target (`[objectives]`).
+    pub objectives: crate::objectives::Objectives,
+    /// How agents are judged (`[health]`).
+    pub health: crate::objectives::HealthConfig,
+    /// Incident thresholds and webhooks (`[alerts]`).
+    pub alerts: crate::alerts::AlertsConfig,
+    /// `[scheduler]` settings and the `[[schedule]]` environment defaults.
+    pub scheduler: crate::schedule::config::SchedulerConfig,
+    /// `[[retention]]` policies.
+    pub retention: crate::retention::config::RetentionConfig,
 }
 
 const DEFAULT_LEASE_SECS: u64 = 300;
@@ -105,6 +115,18 @@ struct FileConfig {
     operator: Vec<FileOperator>,
     #[serde(default)]
     agent: Vec<FileAgent>,
+    #[serde(default)]
+    objectives: crate::objectives::FileObjectives,
+    #[serde(default)]
+    health: crate::objectives::FileHealth,
+    #[serde(default)]
+    alerts: crate::alerts::config::FileAlerts,
+    #[serde(default)]
+    scheduler: crate::schedule::config::FileScheduler,
+    #[serde(default)]
+    schedule: Vec<crate::schedule::config::FileSchedule>,
+    #[serde(default)]
+    retention: Vec<crate::retention::config::FileRetention>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,13 +192,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
 }
 
 /// Error helper: `FILE: KEY (line N): MESSAGE`.
-struct At<'a> {
-    file: &'a Path,
+pub(crate) struct At<'a> {
+    pub(crate) file: &'a Path,
     text: &'a str,
 }
 
 impl At<'_> {
-    fn err<T>(&self, key: &str, spanned: &Spanned<T>, message: String) -> ConfigError {
+    pub(crate) fn err<T>(&self, key: &str, spanned: &Spanned<T>, message: String) -> ConfigError {
         let start = spanned.span().start.min(self.text.len());
         let line = self.text[..start].matches('\n').count() + 1;
         ConfigError::new(self.file, format!("{key} (line {line})"), message)
@@ -304,6 +326,13 @@ impl FileConfig {
             }
         }
 
+        let located = crate::objectives::Located { file, text };
+        let objectives = self.objectives.validate(&located)?;
+        let health = self.health.validate(&located)?;
+        let alerts = self.alerts.validate(&located)?;
+        let scheduler = crate::schedule::config::validate(&at, &self.scheduler, &self.schedule)?;
+        let retention = crate::retention::config::validate(&at, &self.retention)?;
+
         Ok(Config {
             file: file.to_owned(),
             grpc_listen,
@@ -313,6 +342,11 @@ impl FileConfig {
             jobs,
             operators,
             agents,
+            objectives,
+            health,
+            alerts,
+            scheduler,
+            retention,
         })
     }
 }
@@ -414,6 +448,7 @@ impl Config {
                 }
             }
         }
+        self.alerts.check_files(file)?;
         Ok(())
     }
 

@@ -20,14 +20,23 @@ use crate::{
 };
 
 /// The queued jobs to start now, oldest first. `capacity` maps each connected agent to its
-/// `max_concurrent_jobs`.
+/// `max_concurrent_jobs`. A delete does not occupy its target (it touches one finished
+/// backup, not the database), but never starts while a restore or verify of the same backup
+/// is queued or running.
 pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job> {
     let mut busy_targets: HashSet<&str> = HashSet::new();
     let mut used: HashMap<&str, u32> = HashMap::new();
     for j in jobs.iter().filter(|j| j.is_assigned()) {
-        busy_targets.insert(&j.target);
+        if j.kind != JobKind::Delete {
+            busy_targets.insert(&j.target);
+        }
         *used.entry(&j.agent).or_default() += 1;
     }
+    let backups_in_use: HashSet<&str> = jobs
+        .iter()
+        .filter(|j| matches!(j.kind, JobKind::Restore | JobKind::Verify) && !j.state.is_terminal())
+        .map(|j| j.backup_id.as_str())
+        .collect();
     let mut out = Vec::new();
     let mut queued: Vec<&Job> = jobs
         .iter()
@@ -39,11 +48,19 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
             continue;
         };
         let n = used.entry(&j.agent).or_default();
-        if *n >= cap || busy_targets.contains(j.target.as_str()) {
+        if *n >= cap {
             continue;
         }
+        if j.kind == JobKind::Delete {
+            if backups_in_use.contains(j.backup_id.as_str()) {
+                continue;
+            }
+        } else if busy_targets.contains(j.target.as_str()) {
+            continue;
+        } else {
+            busy_targets.insert(&j.target);
+        }
         *n += 1;
-        busy_targets.insert(&j.target);
         out.push(j);
     }
     out
@@ -142,7 +159,12 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
             backup_id: job.backup_id.clone(),
             target: target.name,
         }),
-        JobKind::Restore | JobKind::Verify => {
+        JobKind::List => {
+            return Ok(Err(
+                "list jobs are not started by this coordinator version".to_owned()
+            ));
+        }
+        JobKind::Restore | JobKind::Verify | JobKind::Delete => {
             let Some(backup) = hub
                 .catalog
                 .get_backup(&job.backup_id)
@@ -155,17 +177,19 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
                 )));
             };
             let record = pb::BackupRecord::from(&backup);
-            if job.kind == JobKind::Restore {
-                Spec::Restore(pb::RestoreSpec {
+            match job.kind {
+                JobKind::Restore => Spec::Restore(pb::RestoreSpec {
                     backup: Some(record),
                     target: target.name,
                     database: job.database.clone(),
                     clean: job.clean,
-                })
-            } else {
-                Spec::Verify(pb::VerifySpec {
+                }),
+                JobKind::Delete => Spec::Delete(pb::DeleteSpec {
                     backup: Some(record),
-                })
+                }),
+                JobKind::Verify | JobKind::Backup | JobKind::List => Spec::Verify(pb::VerifySpec {
+                    backup: Some(record),
+                }),
             }
         }
     };
@@ -261,6 +285,38 @@ mod tests {
         ];
         assert!(plan(&jobs, &cap(&[("p1", 2)])).is_empty());
         assert_eq!(ids(plan(&jobs, &cap(&[("p1", 3)]))), ["t22"]);
+    }
+
+    #[test]
+    fn deletes_wait_for_restores_and_verifies_of_their_backup() {
+        let mut restore = job("r", "prod/orders", "p1", JobState::Running, true);
+        restore.kind = JobKind::Restore;
+        restore.backup_id = "B1".into();
+        let mut verify = job("v", "prod/users", "p1", JobState::Queued, false);
+        verify.kind = JobKind::Verify;
+        verify.backup_id = "B2".into();
+        let mut d1 = job("d1", "prod/orders", "p1", JobState::Queued, false);
+        d1.kind = JobKind::Delete;
+        d1.backup_id = "B1".into();
+        let mut d2 = job("d22", "prod/users", "p1", JobState::Queued, false);
+        d2.kind = JobKind::Delete;
+        d2.backup_id = "B2".into();
+        let mut d3 = job("d333", "prod/orders", "p1", JobState::Queued, false);
+        d3.kind = JobKind::Delete;
+        d3.backup_id = "B3".into();
+        let jobs = vec![restore.clone(), verify, d1, d2, d3];
+        // B1 is being restored and B2 waits to be verified: only B3's delete goes, and a
+        // delete does not wait for the target's restore.
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["v", "d333"]);
+        // Without the restore and verify, every delete goes.
+        let mut done = restore;
+        done.state = JobState::Succeeded;
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .skip(2)
+            .chain(std::iter::once(done))
+            .collect();
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["d1", "d22", "d333"]);
     }
 
     #[test]

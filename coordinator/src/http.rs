@@ -1,42 +1,361 @@
-//! Plain HTTP for probes and Prometheus: `GET /health` and `GET /metrics`.
+//! Plain HTTP for probes, dashboards and Prometheus. The JSON documents are described in
+//! docs/monitoring.md.
+//!
+//! | path | 200 | 503 |
+//! |---|---|---|
+//! | `/health` | the process serves requests | never |
+//! | `/health/ready` | catalog answers, schema current, not shutting down | otherwise |
+//! | `/health/detailed` | catalog answers (the body tells the rest) | catalog unreachable |
+//! | `/health/backups` | no selected target is critical | a target is critical, or catalog unreachable |
+//! | `/metrics` | always (`lifeboat_catalog_up` says whether the catalog answered) | never |
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    extract::{RawQuery, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::{Value, json};
 
-use crate::{error::Error, hub::Hub};
+use crate::{
+    catalog::health::{JobFacts, SchemaStatus, Snapshot},
+    health::{Report, Status, TargetHealth, rfc3339},
+    hub::Hub,
+    model::JobKind,
+};
+
+/// A probe must answer quickly even when the catalog hangs.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        .route("/health/detailed", get(detailed))
+        .route("/health/backups", get(backups))
         .route("/metrics", get(metrics))
         .with_state(hub)
 }
 
-/// Liveness: the process serves requests.
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+fn ts(ms: i64) -> Value {
+    rfc3339(ms).map_or(Value::Null, Value::String)
 }
 
-/// Prometheus text format. Gauges that mirror the catalog are refreshed from it on each
-/// scrape, so they are right after a restart too.
-async fn metrics(State(hub): State<Arc<Hub>>) -> Result<impl IntoResponse, Error> {
-    let running = hub.catalog.running_counts().await?;
-    hub.metrics.set_running(&running);
-    for backup in hub.catalog.latest_backups().await? {
-        hub.metrics.set_last_backup(&backup);
+#[allow(clippy::cast_precision_loss)]
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn respond(code: StatusCode, body: Value) -> Response {
+    (code, Json(body)).into_response()
+}
+
+/// Runs a catalog read with a deadline; the error text is for the body (no SQL details).
+async fn with_deadline<T, E: std::fmt::Display>(
+    what: &str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CATALOG_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::warn!("failed to {what}: {e}");
+            Err(format!("failed to {what}; see the coordinator log"))
+        }
+        Err(_) => {
+            tracing::warn!(
+                "failed to {what}: no answer within {} s",
+                CATALOG_TIMEOUT.as_secs()
+            );
+            Err(format!(
+                "failed to {what}: no answer within {} s",
+                CATALOG_TIMEOUT.as_secs()
+            ))
+        }
     }
-    hub.metrics
-        .set_agents_connected(hub.connected_agents().len());
-    let body = hub
-        .metrics
-        .render()
-        .map_err(|e| Error::Internal(format!("render metrics: {e:#}")))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    ))
+}
+
+/// Liveness: the process serves requests.
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+fn schema_json(s: &SchemaStatus) -> Value {
+    json!({
+        "status": if s.is_current() { "ok" } else { "critical" },
+        "expected": s.expected,
+        "applied": s.applied,
+        "failed": s.dirty,
+    })
+}
+
+/// Readiness: the catalog answers and its schema is the one this binary expects.
+async fn ready(State(hub): State<Arc<Hub>>) -> Response {
+    let catalog = with_deadline("reach the catalog", hub.catalog.ping()).await;
+    let schema = match &catalog {
+        Ok(()) => with_deadline("read the catalog schema", hub.catalog.schema_status()).await,
+        Err(e) => Err(e.clone()),
+    };
+    let shutting_down = hub.streams.is_cancelled();
+    let ok =
+        catalog.is_ok() && schema.as_ref().is_ok_and(SchemaStatus::is_current) && !shutting_down;
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "checks": {
+            "catalog": match &catalog {
+                Ok(()) => json!({ "status": "ok" }),
+                Err(e) => json!({ "status": "critical", "error": e }),
+            },
+            "migrations": match &schema {
+                Ok(s) => schema_json(s),
+                Err(e) => json!({ "status": "critical", "error": e }),
+            },
+            "shutting_down": shutting_down,
+        },
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    respond(code, body)
+}
+
+fn job_json(j: &JobFacts) -> Value {
+    json!({
+        "job_id": j.job_id,
+        "backup_id": j.backup_id,
+        "outcome": j.state.as_str(),
+        "finished_at": ts(j.finished_at_ms),
+        "duration_seconds": j.duration_ms().map(secs),
+        "reason": j.error,
+    })
+}
+
+fn target_json(t: &TargetHealth) -> Value {
+    let b = t.last_backup.as_ref();
+    json!({
+        "target": t.target,
+        "environment": t.environment,
+        "name": t.name,
+        "agent": t.agent,
+        "status": t.status,
+        "rpo_status": t.rpo_status,
+        "reasons": t.reasons,
+        "rpo_seconds": t.objective.rpo.as_secs(),
+        "rto_seconds": t.objective.rto.as_secs(),
+        "last_success_at": b.map(|b| ts(b.finished_at_ms)),
+        "age_seconds": t.recovery_point_age_ms.map(secs),
+        "last_backup_id": b.map(|b| b.backup_id.clone()),
+        "last_raw_size_bytes": b.map(|b| b.raw_size),
+        "last_stored_size_bytes": b.map(|b| b.stored_size),
+        "last_duration_seconds": b.map(|b| secs((b.finished_at_ms - b.started_at_ms).max(0))),
+        "last_backup_verify_status": b.map(|b| b.verify_status.as_str()),
+        "last_failure": t.last_failure.as_ref().map(|j| json!({
+            "job_id": j.job_id,
+            "at": ts(j.finished_at_ms),
+            "reason": j.error,
+        })),
+        "last_verify": t.last_verify.as_ref().map(job_json),
+        "last_restore": t.last_restore.as_ref().map(job_json),
+        "registered_at": ts(t.first_seen_ms),
+    })
+}
+
+async fn snapshot(hub: &Hub, now_ms: i64) -> Result<Snapshot, String> {
+    with_deadline("read the catalog", hub.catalog.health_snapshot(now_ms)).await
+}
+
+/// `?environment=ENV`: only that environment's targets (names are plain, no decoding needed).
+fn environment_filter(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "environment")
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Per-target backup health against the declared RPO.
+async fn backups(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery) -> Response {
+    let environment = environment_filter(query.as_deref());
+    let now = lifeboat_proto::now_ms();
+    let snap = match snapshot(&hub, now).await {
+        Ok(s) => s,
+        Err(e) => {
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "critical", "error": e }),
+            );
+        }
+    };
+    let report = Report::build(&hub, &snap, now);
+    let targets: Vec<&TargetHealth> = report
+        .targets
+        .iter()
+        .filter(|t| environment.as_ref().is_none_or(|e| *e == t.environment))
+        .collect();
+    let status = targets.iter().map(|t| t.status).max().unwrap_or(Status::Ok);
+    let mut counts: BTreeMap<&str, usize> = Status::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for t in &targets {
+        *counts.entry(t.status.as_str()).or_default() += 1;
+    }
+    let body = json!({
+        "status": status,
+        "checked_at": ts(now),
+        "warning_percent": hub.config.objectives.warning_percent,
+        "counts": counts,
+        "targets": targets.iter().map(|t| target_json(t)).collect::<Vec<_>>(),
+    });
+    let code = if status == Status::Critical {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    respond(code, body)
+}
+
+/// Everything at once: catalog, agents, targets, running jobs, open incidents.
+async fn detailed(State(hub): State<Arc<Hub>>) -> Response {
+    let now = lifeboat_proto::now_ms();
+    let unavailable = |e: String| {
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "status": "critical",
+                "checked_at": ts(now),
+                "catalog": { "status": "critical", "error": e },
+            }),
+        )
+    };
+    let schema = match with_deadline("read the catalog schema", hub.catalog.schema_status()).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    let snap = match snapshot(&hub, now).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    let running = with_deadline("count running jobs", hub.catalog.running_counts())
+        .await
+        .unwrap_or_default();
+    let incidents = with_deadline("read open incidents", hub.catalog.open_incidents())
+        .await
+        .unwrap_or_default();
+    let report = Report::build(&hub, &snap, now);
+    let repos = hub.metrics.repository_stats();
+    let catalog_status = if schema.is_current() {
+        Status::Ok
+    } else {
+        Status::Critical
+    };
+    let status = report.status().max(catalog_status);
+    let agents: Vec<Value> = report
+        .agents
+        .iter()
+        .map(|a| {
+            let repositories: Vec<Value> = repos
+                .iter()
+                .filter(|((agent, _), _)| *agent == a.name)
+                .map(|(_, r)| {
+                    json!({
+                        "name": r.name,
+                        "kind": r.kind,
+                        "stale_uploads_aborted": r.stale_uploads_aborted,
+                        "janitor_errors": r.janitor_errors,
+                        "janitor_last_success_at": r.janitor_last_success_ms.map(ts),
+                    })
+                })
+                .collect();
+            json!({
+                "name": a.name,
+                "environment": a.environment,
+                "version": a.version,
+                "state": a.state,
+                "status": a.status,
+                "reasons": a.reasons,
+                "last_seen_at": ts(a.last_seen_ms),
+                "last_seen_seconds_ago": secs(now.saturating_sub(a.last_seen_ms).max(0)),
+                "clock_skew_seconds": secs(a.clock_skew_ms),
+                "clock_skew_status": a.clock_skew_status,
+                "offline_since": a.offline_since_ms.map(ts),
+                "repositories": repositories,
+            })
+        })
+        .collect();
+    let connected = report
+        .agents
+        .iter()
+        .filter(|a| a.state != crate::health::AgentState::Offline)
+        .count();
+    let running: BTreeMap<&str, i64> = JobKind::ALL
+        .iter()
+        .map(|k| {
+            (
+                k.as_str(),
+                running.iter().find(|(r, _)| r == k).map_or(0, |(_, n)| *n),
+            )
+        })
+        .collect();
+    let body = json!({
+        "status": status,
+        "checked_at": ts(now),
+        "version": env!("CARGO_PKG_VERSION"),
+        "catalog": { "status": catalog_status, "migrations": schema_json(&schema) },
+        "agents": {
+            "connected": connected,
+            "total": report.agents.len(),
+            "list": agents,
+        },
+        "targets": report.targets.iter().map(|t| json!({
+            "target": t.target,
+            "agent": t.agent,
+            "status": t.status,
+            "reasons": t.reasons,
+            "age_seconds": t.recovery_point_age_ms.map(secs),
+            "rpo_seconds": t.objective.rpo.as_secs(),
+        })).collect::<Vec<_>>(),
+        "jobs": { "running": running },
+        "incidents": incidents.iter().map(|i| json!({
+            "id": i.id,
+            "kind": i.kind.as_str(),
+            "severity": i.severity.as_str(),
+            "subject": i.subject,
+            "summary": i.summary,
+            "opened_at": ts(i.opened_at_ms),
+        })).collect::<Vec<_>>(),
+    });
+    respond(StatusCode::OK, body)
+}
+
+/// Prometheus text format. Gauges that mirror the catalog are rebuilt from it on each scrape.
+async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    let now = lifeboat_proto::now_ms();
+    let read = async {
+        let snap = hub.catalog.health_snapshot(now).await?;
+        let running = hub.catalog.running_counts().await?;
+        Ok::<_, crate::catalog::CatalogError>((snap, running))
+    };
+    let (report, running, up) = match with_deadline("read the catalog", read).await {
+        Ok((snap, running)) => (Report::build(&hub, &snap, now), running, true),
+        Err(_) => (Report::default(), Vec::new(), false),
+    };
+    hub.metrics.set_catalog_up(up);
+    match hub.metrics.render_with(
+        &report,
+        &running,
+        hub.connected_agents().len(),
+        &hub.config.alerts,
+    ) {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => crate::error::Error::Internal(format!("render metrics: {e:#}")).into_response(),
+    }
 }

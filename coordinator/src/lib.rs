@@ -4,16 +4,23 @@
 //!
 //! Tests and `main.rs` bind their listeners and call [`run`].
 
+pub mod alerts;
+pub mod audit;
 pub mod catalog;
 pub mod config;
 mod dispatch;
 pub mod error;
 mod grpc;
+pub mod health;
 mod http;
 mod hub;
 mod lease;
 pub mod metrics;
 pub mod model;
+pub mod objectives;
+pub mod retention;
+pub mod schedule;
+pub mod scheduler;
 mod wire;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -68,6 +75,13 @@ pub async fn run_with_ready(
     let workers = TaskTracker::new();
     workers.spawn(dispatch::run(hub.clone(), background.clone()));
     workers.spawn(lease::run(hub.clone(), background.clone()));
+    workers.spawn(scheduler::run(
+        hub.clone(),
+        scheduler::system_clock(),
+        background.clone(),
+    ));
+    workers.spawn(retention::prune::resume_deletes(hub.clone()));
+    workers.spawn(alerts::run(hub.clone(), background.clone()));
     workers.close();
 
     let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;

@@ -18,6 +18,10 @@ pub enum JobKind {
     Backup,
     Restore,
     Verify,
+    /// Remove a backup from its repository (retention).
+    Delete,
+    /// Read a repository's manifests.
+    List,
 }
 
 /// Where a job is in its life: `queued → running → succeeded | failed | cancelled`.
@@ -68,7 +72,13 @@ macro_rules! string_forms {
 }
 
 string_forms!(Engine { Postgres => "postgres", Mysql => "mysql" });
-string_forms!(JobKind { Backup => "backup", Restore => "restore", Verify => "verify" });
+string_forms!(JobKind {
+    Backup => "backup",
+    Restore => "restore",
+    Verify => "verify",
+    Delete => "delete",
+    List => "list",
+});
 string_forms!(JobState {
     Queued => "queued",
     Running => "running",
@@ -240,6 +250,19 @@ pub struct VerifyOutcome {
     pub status: VerifyStatus,
     pub detail: String,
     pub verified_at_ms: i64,
+}
+
+/// An agent's housekeeping counters for one repository, from its heartbeats. Counters count
+/// since the agent started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryStats {
+    pub name: String,
+    /// `fs` or `s3`.
+    pub kind: String,
+    pub stale_uploads_aborted: u64,
+    pub janitor_errors: u64,
+    /// None until a janitor pass succeeded.
+    pub janitor_last_success_ms: Option<i64>,
 }
 
 #[cfg(test)]

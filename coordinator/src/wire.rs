@@ -11,8 +11,8 @@ use lifeboat_proto::v1 as pb;
 use crate::{
     error::Error,
     model::{
-        AgentRecord, Backup, Engine, Job, JobKind, JobState, Progress, RowCount, TargetDecl,
-        TargetSummary, VerifyStatus,
+        AgentRecord, Backup, Engine, Job, JobKind, JobState, Progress, RepositoryStats, RowCount,
+        TargetDecl, TargetSummary, VerifyStatus,
     },
 };
 
@@ -171,6 +171,32 @@ fn row_counts(rows: Vec<pb::RowCount>) -> Result<Vec<RowCount>, Error> {
         .collect()
 }
 
+/// A repository's housekeeping counters from a heartbeat, validated.
+fn repository_stats(r: pb::RepositoryStats) -> Result<RepositoryStats, Error> {
+    validate_simple("repository name", &r.name)?;
+    if !matches!(r.kind.as_str(), "fs" | "s3") {
+        return Err(invalid(format!(
+            "repository {} has kind {:?}; expected \"fs\" or \"s3\"",
+            r.name,
+            r.kind.chars().take(40).collect::<String>()
+        )));
+    }
+    if r.janitor_last_success_ms < 0 {
+        return Err(invalid(format!(
+            "repository {} reports a negative janitor_last_success_ms",
+            r.name
+        )));
+    }
+    Ok(RepositoryStats {
+        stale_uploads_aborted: non_negative("stale_uploads_aborted", r.stale_uploads_aborted)?,
+        janitor_errors: non_negative("janitor_errors", r.janitor_errors)?,
+        janitor_last_success_ms: (r.janitor_last_success_ms > 0)
+            .then_some(r.janitor_last_success_ms),
+        name: r.name,
+        kind: r.kind,
+    })
+}
+
 /// `Hello`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
@@ -245,6 +271,11 @@ pub enum ResultPayload {
         status: VerifyStatus,
         detail: String,
     },
+    Delete {
+        existed: bool,
+    },
+    /// The manifests found in a repository, checked for shape like any backup record.
+    List(Vec<Backup>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,9 +291,17 @@ pub struct JobResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentMessage {
     Hello(Hello),
-    Heartbeat { clock_unix_ms: i64 },
-    Accepted { job_id: String },
-    Progress { job_id: String, progress: Progress },
+    Heartbeat {
+        clock_unix_ms: i64,
+        repositories: Vec<RepositoryStats>,
+    },
+    Accepted {
+        job_id: String,
+    },
+    Progress {
+        job_id: String,
+        progress: Progress,
+    },
     Result(JobResult),
 }
 
@@ -281,8 +320,24 @@ impl TryFrom<pb::AgentMessage> for AgentMessage {
                 for id in &h.running_jobs {
                     job_id(id)?;
                 }
+                list_len("repositories", h.repositories.len())?;
+                let mut seen = std::collections::HashSet::new();
+                let repositories = h
+                    .repositories
+                    .into_iter()
+                    .map(|r| {
+                        if !seen.insert(r.name.clone()) {
+                            return Err(invalid(format!(
+                                "repository {:?} is reported twice in one heartbeat",
+                                r.name
+                            )));
+                        }
+                        repository_stats(r)
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?;
                 Ok(AgentMessage::Heartbeat {
                     clock_unix_ms: h.clock_unix_ms,
+                    repositories,
                 })
             }
             Some(Msg::Accepted(a)) => {
@@ -335,6 +390,19 @@ impl TryFrom<pb::JobResult> for JobResult {
                 Some(ResultPayload::Restore {
                     database: rr.database,
                 })
+            }
+            Some(R::Delete(d)) => {
+                non_negative("deleted_bytes", d.deleted_bytes)?;
+                Some(ResultPayload::Delete { existed: d.existed })
+            }
+            Some(R::List(l)) => {
+                list_len("list backups", l.backups.len())?;
+                Some(ResultPayload::List(
+                    l.backups
+                        .into_iter()
+                        .map(backup_record)
+                        .collect::<Result<Vec<_>, Error>>()?,
+                ))
             }
             Some(R::Verify(v)) => {
                 let status = match pb::VerifyStatus::try_from(v.status) {
@@ -440,6 +508,8 @@ pub fn kind_to_pb(k: JobKind) -> pb::JobKind {
         JobKind::Backup => pb::JobKind::Backup,
         JobKind::Restore => pb::JobKind::Restore,
         JobKind::Verify => pb::JobKind::Verify,
+        JobKind::Delete => pb::JobKind::Delete,
+        JobKind::List => pb::JobKind::List,
     }
 }
 
@@ -527,6 +597,9 @@ impl From<&Backup> for pb::BackupRecord {
             verified_at_ms: b.verified_at_ms.unwrap_or(0),
             verify_detail: b.verify_detail.clone(),
             job_id: b.job_id.clone(),
+            // Filled in by the Control handlers, which know pins and deletions.
+            pin: None,
+            deleting: false,
         }
     }
 }
@@ -556,6 +629,106 @@ pub fn target_to_pb(t: &TargetSummary, agent_connected: bool) -> pb::Target {
         agent_connected,
         last_backup_ms,
         last_backup_id,
+    }
+}
+
+// ---- schedules and retention --------------------------------------------------------------
+
+/// `SetScheduleRequest`, validated (the target is checked by the caller).
+pub fn schedule_request(r: &pb::SetScheduleRequest) -> Result<crate::schedule::ScheduleDef, Error> {
+    use crate::schedule::{CronSpec, MAX_JITTER, ScheduleDef, ScheduleKind};
+    let kind = match pb::ScheduleKind::try_from(r.kind) {
+        Ok(pb::ScheduleKind::Backup | pb::ScheduleKind::Unspecified) => ScheduleKind::Backup,
+        Err(_) => return Err(invalid(format!("unknown schedule kind value {}", r.kind))),
+    };
+    let spec = CronSpec::parse(&r.cron, &r.timezone).map_err(Error::InvalidArgument)?;
+    let jitter = std::time::Duration::from_secs(u64::from(r.jitter_secs));
+    if jitter > MAX_JITTER {
+        return Err(invalid(format!(
+            "jitter of {} s is too long; at most {} s ({} h) is accepted",
+            r.jitter_secs,
+            MAX_JITTER.as_secs(),
+            MAX_JITTER.as_secs() / 3600
+        )));
+    }
+    spec.check_jitter(jitter).map_err(Error::InvalidArgument)?;
+    Ok(ScheduleDef { spec, jitter, kind })
+}
+
+/// A pin reason: required, one line, bounded.
+pub fn pin_reason(value: &str) -> Result<String, Error> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(invalid(
+            "a pin needs a reason (--reason \"kept for the audit of 2026-Q4\")".into(),
+        ));
+    }
+    short_text("pin reason", value.to_owned())
+}
+
+pub fn schedule_kind_to_pb(k: crate::schedule::ScheduleKind) -> pb::ScheduleKind {
+    match k {
+        crate::schedule::ScheduleKind::Backup => pb::ScheduleKind::Backup,
+    }
+}
+
+pub fn schedule_run_to_pb(r: &crate::schedule::ScheduleRun) -> pb::ScheduleRun {
+    pb::ScheduleRun {
+        scheduled_at_ms: r.scheduled_at_ms,
+        decided_at_ms: r.decided_at_ms,
+        outcome: r.outcome.as_str().to_owned(),
+        job_id: r.job_id.clone().unwrap_or_default(),
+        reason: r.reason.clone(),
+        target: r.target.clone(),
+    }
+}
+
+pub fn schedule_to_pb(
+    s: &crate::schedule::Schedule,
+    next_run_at_ms: Option<i64>,
+    last_run: Option<&crate::schedule::ScheduleRun>,
+) -> pb::Schedule {
+    pb::Schedule {
+        target: s.target.clone(),
+        cron: s.def.spec.expr().to_owned(),
+        timezone: s.def.spec.timezone().to_owned(),
+        jitter_secs: u32::try_from(s.def.jitter.as_secs()).unwrap_or(u32::MAX),
+        kind: schedule_kind_to_pb(s.def.kind).into(),
+        paused: s.paused,
+        source: s.source.as_str().to_owned(),
+        updated_by: s.updated_by.clone(),
+        updated_at_ms: s.updated_at_ms,
+        next_run_at_ms: next_run_at_ms.unwrap_or(0),
+        last_run: last_run.map(schedule_run_to_pb),
+    }
+}
+
+pub fn pin_to_pb(p: &crate::catalog::Pin) -> pb::BackupPin {
+    pb::BackupPin {
+        pinned_by: p.pinned_by.clone(),
+        pinned_at_ms: p.pinned_at_ms,
+        reason: p.reason.clone(),
+    }
+}
+
+pub fn prune_decision_to_pb(
+    d: &crate::retention::Decision,
+    b: &Backup,
+    job_id: Option<&str>,
+) -> pb::PruneDecision {
+    pb::PruneDecision {
+        backup_id: b.backup_id.clone(),
+        target: b.target.clone(),
+        finished_at_ms: b.finished_at_ms,
+        verify_status: verify_to_pb(b.verify_status).into(),
+        action: match d.action {
+            crate::retention::Action::Keep => pb::PruneAction::Keep,
+            crate::retention::Action::Delete => pb::PruneAction::Delete,
+        }
+        .into(),
+        reasons: d.reasons.iter().map(|r| r.as_str().to_owned()).collect(),
+        job_id: job_id.unwrap_or_default().to_owned(),
+        stored_size: b.stored_size,
     }
 }
 
@@ -725,5 +898,50 @@ mod tests {
     fn long_errors_are_cut() {
         let cut = bounded_text("é".repeat(10_000));
         assert!(cut.len() <= MAX_LONG_TEXT + '…'.len_utf8());
+    }
+
+    #[test]
+    fn heartbeat_repository_stats_are_validated() {
+        let hb = |repos: Vec<pb::RepositoryStats>| {
+            AgentMessage::try_from(pb::AgentMessage {
+                msg: Some(pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
+                    clock_unix_ms: 5,
+                    running_jobs: vec![],
+                    repositories: repos,
+                })),
+            })
+        };
+        let stats = |name: &str, kind: &str, last: i64| pb::RepositoryStats {
+            name: name.into(),
+            kind: kind.into(),
+            stale_uploads_aborted: 3,
+            janitor_errors: 1,
+            janitor_last_success_ms: last,
+        };
+        match hb(vec![stats("s3", "s3", 0), stats("local", "fs", 7)]).expect("valid") {
+            AgentMessage::Heartbeat {
+                clock_unix_ms,
+                repositories,
+            } => {
+                assert_eq!(clock_unix_ms, 5);
+                assert_eq!(repositories[0].janitor_last_success_ms, None);
+                assert_eq!(repositories[1].janitor_last_success_ms, Some(7));
+                assert_eq!(repositories[0].stale_uploads_aborted, 3);
+            }
+            other => panic!("not a heartbeat: {other:?}"),
+        }
+        for bad in [
+            vec![stats("../x", "fs", 0)],
+            vec![stats("a", "ftp", 0)],
+            vec![stats("a", "fs", -1)],
+            vec![stats("a", "fs", 0), stats("a", "s3", 0)],
+            vec![pb::RepositoryStats {
+                stale_uploads_aborted: u64::MAX,
+                ..stats("a", "fs", 0)
+            }],
+        ] {
+            let e = hb(bad).expect_err("accepted");
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        }
     }
 }

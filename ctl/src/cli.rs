@@ -82,6 +82,88 @@ pub enum Command {
     /// List, show, cancel and watch jobs
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// When targets are backed up: set, list, pause, resume, delete and preview schedules
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Apply the retention policies: show (--dry-run) or delete the backups they expire
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Set TARGET's schedule (replaces its current one)
+    Set(ScheduleSetArgs),
+    /// List every schedule, with its next and last run
+    List(ScheduleListArgs),
+    /// Stop starting scheduled runs of TARGET until it is resumed
+    Pause(ScheduleTargetArg),
+    /// Start scheduled runs of TARGET again (runs missed while paused are not caught up)
+    Resume(ScheduleTargetArg),
+    /// Remove TARGET's own schedule (its environment's default, if any, applies again)
+    Delete(ScheduleTargetArg),
+    /// Show when TARGET's next runs will start, as the coordinator computes them
+    Next(ScheduleNextArgs),
+    /// Show what the scheduler decided for TARGET, newest first (started or skipped, and why)
+    Runs(ScheduleRunsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleRunsArgs {
+    /// Target, ENV/NAME (e.g. prod/orders)
+    #[arg(value_parser = parse_target)]
+    pub target: TargetName,
+    #[command(flatten)]
+    pub limit: LimitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleSetArgs {
+    /// Target, ENV/NAME (e.g. prod/orders)
+    #[arg(value_parser = parse_target)]
+    pub target: TargetName,
+    /// Cron expression: minute hour day-of-month month day-of-week, e.g. "30 2 * * *"
+    #[arg(long, value_name = "EXPR", value_parser = parse_cron)]
+    pub cron: String,
+    /// IANA time zone the expression is read in, e.g. Europe/Berlin (default UTC)
+    #[arg(long = "tz", value_name = "ZONE", default_value = "UTC")]
+    pub timezone: String,
+    /// Start each run up to this much later (fixed per target and run), e.g. 10m
+    #[arg(long, value_name = "DURATION", value_parser = parse_jitter)]
+    pub jitter: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleListArgs {
+    /// Only this target's schedule (ENV/NAME)
+    #[arg(long, value_parser = parse_target)]
+    pub target: Option<TargetName>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleTargetArg {
+    /// Target, ENV/NAME (e.g. prod/orders)
+    #[arg(value_parser = parse_target)]
+    pub target: TargetName,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleNextArgs {
+    /// Target, ENV/NAME (e.g. prod/orders)
+    #[arg(value_parser = parse_target)]
+    pub target: TargetName,
+    /// How many run times
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub count: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this target's backups (ENV/NAME)
+    #[arg(long, value_parser = parse_target)]
+    pub target: Option<TargetName>,
+    /// Show what would be kept and deleted, and why; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +235,20 @@ pub enum BackupCommand {
     Show(BackupIdArg),
     /// Check a backup's stored bytes against its recorded sizes and hashes
     Verify(BackupVerifyArgs),
+    /// Keep a backup whatever the retention policy says
+    Pin(BackupPinArgs),
+    /// Let retention delete a pinned backup again (needs the admin role)
+    Unpin(BackupIdArg),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupPinArgs {
+    /// Backup id, e.g. 20261127T233000Z-7f3a9c
+    #[arg(value_parser = parse_backup_id)]
+    pub id: String,
+    /// Why it must be kept (recorded with your name and the time)
+    #[arg(long, value_parser = parse_reason)]
+    pub reason: String,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +364,42 @@ fn parse_job_id(s: &str) -> Result<String, String> {
 
 fn parse_database(s: &str) -> Result<String, String> {
     lifeboat_common::names::validate_database(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+/// Five fields (or an @nickname); the coordinator checks the rest and the time zone.
+fn parse_cron(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let fields = s.split_whitespace().count();
+    if s.starts_with('@') && fields == 1 {
+        return Ok(s.to_owned());
+    }
+    if fields != 5 {
+        return Err(format!(
+            "{s:?} has {fields} fields; write five (minute hour day-of-month month \
+             day-of-week), e.g. \"30 2 * * *\" for 02:30 every day"
+        ));
+    }
+    Ok(s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// A jitter such as `10m`, in seconds; at most six hours.
+fn parse_jitter(s: &str) -> Result<u32, String> {
+    let d = lifeboat_common::duration::parse_duration(s)?;
+    if d.as_secs() > 6 * 3600 {
+        return Err("jitter must be at most 6h".into());
+    }
+    u32::try_from(d.as_secs()).map_err(|_| "jitter is too long".to_owned())
+}
+
+fn parse_reason(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("give a reason, e.g. --reason \"before the 2026 schema migration\"".into());
+    }
+    if s.chars().any(char::is_control) || s.len() > 256 {
+        return Err("the reason must be one line of at most 256 bytes".into());
+    }
     Ok(s.to_owned())
 }
 
@@ -485,6 +617,88 @@ mod tests {
             "-x.com",
         ]);
         parse_err(&["pki", "init"]);
+    }
+
+    #[test]
+    fn schedule_arguments() {
+        let cli = parse(&[
+            "schedule",
+            "set",
+            "prod/orders",
+            "--cron",
+            " 30  2 * * * ",
+            "--tz",
+            "Europe/Berlin",
+            "--jitter",
+            "10m",
+        ])
+        .expect("valid");
+        let Command::Schedule(ScheduleCommand::Set(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.cron, "30 2 * * *");
+        assert_eq!(args.timezone, "Europe/Berlin");
+        assert_eq!(args.jitter, Some(600));
+        let cli = parse(&["schedule", "set", "prod/orders", "--cron", "@daily"]).expect("valid");
+        let Command::Schedule(ScheduleCommand::Set(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.timezone, "UTC");
+        assert_eq!(args.jitter, None);
+        for bad in [
+            vec!["schedule", "set", "prod/orders", "--cron", "30 2 * *"],
+            vec!["schedule", "set", "orders", "--cron", "30 2 * * *"],
+            vec![
+                "schedule",
+                "set",
+                "prod/orders",
+                "--cron",
+                "30 2 * * *",
+                "--jitter",
+                "10",
+            ],
+            vec![
+                "schedule",
+                "set",
+                "prod/orders",
+                "--cron",
+                "30 2 * * *",
+                "--jitter",
+                "7h",
+            ],
+            vec!["schedule", "set", "prod/orders"],
+            vec!["schedule", "next", "prod/orders", "--count", "0"],
+            vec!["schedule", "next", "prod/orders", "--count", "101"],
+            vec!["schedule", "pause"],
+        ] {
+            assert_eq!(parse_err(&bad).exit_code(), 2, "{bad:?}");
+        }
+        let cli = parse(&["schedule", "next", "prod/orders"]).expect("valid");
+        let Command::Schedule(ScheduleCommand::Next(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.count, 5);
+    }
+
+    #[test]
+    fn prune_and_pin_arguments() {
+        let cli = parse(&["prune", "--target", "prod/orders", "--dry-run"]).expect("valid");
+        let Command::Prune(args) = cli.command else {
+            panic!("wrong command");
+        };
+        assert!(args.dry_run);
+        parse_err(&["prune", "--target", "orders"]);
+        parse(&[
+            "backup",
+            "pin",
+            "20261127T233000Z-7f3a9c",
+            "--reason",
+            "audit",
+        ])
+        .expect("valid");
+        parse_err(&["backup", "pin", "20261127T233000Z-7f3a9c"]);
+        parse_err(&["backup", "pin", "20261127T233000Z-7f3a9c", "--reason", "  "]);
+        parse_err(&["backup", "unpin", "nope/../x"]);
     }
 
     #[test]

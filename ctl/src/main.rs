@@ -8,6 +8,7 @@ mod commands;
 mod error;
 mod output;
 mod progress;
+mod schedule_views;
 mod views;
 
 use std::process::ExitCode;

@@ -25,6 +25,8 @@ pub fn kind_word(v: i32) -> &'static str {
         Ok(pb::JobKind::Backup) => "backup",
         Ok(pb::JobKind::Restore) => "restore",
         Ok(pb::JobKind::Verify) => "verify",
+        Ok(pb::JobKind::Delete) => "delete",
+        Ok(pb::JobKind::List) => "list",
         Ok(pb::JobKind::Unspecified) => "unspecified",
         Err(_) => "unknown",
     }
@@ -383,6 +385,14 @@ pub struct BackupView {
     pub verified_at_ms: Option<i64>,
     pub verify_detail: Option<String>,
     pub job_id: Option<String>,
+    /// Never deleted by retention while set.
+    pub pinned: bool,
+    pub pinned_by: Option<String>,
+    pub pinned_at: Option<String>,
+    pub pinned_at_ms: Option<i64>,
+    pub pin_reason: Option<String>,
+    /// Retention is deleting it; no new restore or verify may start.
+    pub deleting: bool,
 }
 
 impl From<&pb::BackupRecord> for BackupView {
@@ -390,7 +400,14 @@ impl From<&pb::BackupRecord> for BackupView {
         let (started_at, started_at_ms) = json_time(b.started_at_ms);
         let (finished_at, finished_at_ms) = json_time(b.finished_at_ms);
         let (verified_at, verified_at_ms) = json_time(b.verified_at_ms);
+        let (pinned_at, pinned_at_ms) = json_time(b.pin.as_ref().map_or(0, |p| p.pinned_at_ms));
         Self {
+            pinned: b.pin.is_some(),
+            pinned_by: b.pin.as_ref().and_then(|p| non_empty(&p.pinned_by)),
+            pinned_at,
+            pinned_at_ms,
+            pin_reason: b.pin.as_ref().and_then(|p| non_empty(&p.reason)),
+            deleting: b.deleting,
             backup_id: b.backup_id.clone(),
             target: b.target.clone(),
             environment: b.environment.clone(),
@@ -451,7 +468,11 @@ impl Row for BackupView {
             human_size(self.raw_size),
             human_size(self.stored_size),
             human_ratio(self.raw_size, self.stored_size),
-            self.verify_status.to_owned(),
+            match (self.pinned, self.deleting) {
+                (true, _) => format!("{} (pinned)", self.verify_status),
+                (false, true) => format!("{} (deleting)", self.verify_status),
+                (false, false) => self.verify_status.to_owned(),
+            },
         ]
     }
 }
@@ -510,6 +531,27 @@ impl Render for BackupView {
             ("verify status", self.verify_status.to_owned()),
             ("verified", time(self.verified_at_ms)),
             ("verify detail", opt(&self.verify_detail)),
+            (
+                "pinned",
+                if self.pinned {
+                    format!(
+                        "yes, by {} at {}: {}",
+                        opt(&self.pinned_by),
+                        time(self.pinned_at_ms),
+                        opt(&self.pin_reason)
+                    )
+                } else {
+                    "no".into()
+                },
+            ),
+            (
+                "retention",
+                if self.deleting {
+                    "being deleted".into()
+                } else {
+                    "-".into()
+                },
+            ),
         ]);
         s.push('\n');
         if self.row_counts.is_empty() {

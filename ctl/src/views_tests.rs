@@ -81,6 +81,8 @@ pub fn sample_backup() -> pb::BackupRecord {
         verified_at_ms: 0,
         verify_detail: String::new(),
         job_id: "20261127T233000Z-aaaaaa".into(),
+        pin: None,
+        deleting: false,
     }
 }
 
@@ -161,6 +163,12 @@ fn backup_json_shape() {
         keys(&v),
         sorted(&[
             "backup_id",
+            "deleting",
+            "pin_reason",
+            "pinned",
+            "pinned_at",
+            "pinned_at_ms",
+            "pinned_by",
             "target",
             "environment",
             "agent",
@@ -335,4 +343,40 @@ fn long_errors_are_cut_in_lists() {
     assert_eq!(row.last().map(|c| c.chars().count()), Some(60));
     // The full text stays in `jobs show` and JSON.
     assert!(JobView::from(&j).table().contains("second line"));
+}
+
+#[test]
+fn backup_pin_and_deletion_are_shown() {
+    let mut b = sample_backup();
+    b.pin = Some(pb::BackupPin {
+        pinned_by: "olga".into(),
+        pinned_at_ms: 1_795_000_000_000,
+        reason: "quarter-end audit".into(),
+    });
+    let view = BackupView::from(&b);
+    let v = to_json(&view);
+    assert_eq!(v["pinned"], true);
+    assert_eq!(v["pinned_by"], "olga");
+    assert_eq!(v["pin_reason"], "quarter-end audit");
+    assert_eq!(v["deleting"], false);
+    let text = view.table();
+    assert!(
+        text.contains("pinned             yes, by olga at ")
+            && text.contains(": quarter-end audit"),
+        "{text}"
+    );
+    assert!(view.cells().last().is_some_and(|c| c.ends_with("(pinned)")));
+
+    let mut b = sample_backup();
+    b.deleting = true;
+    let view = BackupView::from(&b);
+    assert!(view.table().contains("retention          being deleted"));
+    assert!(
+        view.cells()
+            .last()
+            .is_some_and(|c| c.ends_with("(deleting)"))
+    );
+    let v = to_json(&BackupView::from(&sample_backup()));
+    assert_eq!(v["pinned"], false);
+    assert_eq!(v["pinned_by"], Value::Null);
 }

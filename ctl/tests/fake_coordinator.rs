@@ -307,3 +307,113 @@ async fn wait_on_a_terminal_shows_live_progress() {
     );
     assert!(screen.contains("sha256"), "no summary: {r:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_dry_run_shows_each_decision_and_why() {
+    let srv = default_server().await;
+    let r = srv
+        .run(&["prune", "--target", "prod/orders", "--dry-run"])
+        .await;
+    r.expect_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("TARGET") && lines[0].contains("REASONS"),
+        "{r:#?}"
+    );
+    assert!(
+        lines[1].contains("20261128T013000Z-00000a")
+            && lines[1].contains("keep")
+            && lines[1].contains("newest,last"),
+        "{r:#?}"
+    );
+    assert!(
+        lines[2].contains("delete") && lines[2].contains("expired"),
+        "{r:#?}"
+    );
+    assert!(
+        r.stdout
+            .contains("1 kept, would delete 1 (1.0 KiB); dry run, nothing deleted"),
+        "{r:#?}"
+    );
+    assert!(
+        r.stdout.contains("dev/scratch: no retention policy"),
+        "{r:#?}"
+    );
+
+    let r = srv.run(&["prune", "--dry-run", "--output", "json"]).await;
+    r.expect_code(0);
+    let v = r.json();
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["keep"], 1);
+    assert_eq!(v["delete"], 1);
+    assert_eq!(v["delete_bytes"], 1024);
+    assert_eq!(v["decisions"][1]["action"], "delete");
+    assert_eq!(v["decisions"][1]["reasons"], serde_json::json!(["expired"]));
+    assert_eq!(v["decisions"][1]["job_id"], serde_json::Value::Null);
+    assert_eq!(v["decisions"][0]["verify_status"], "ok");
+    assert_eq!(
+        v["targets_without_policy"],
+        serde_json::json!(["dev/scratch"])
+    );
+
+    let r = srv.run(&["prune", "--output", "json"]).await;
+    r.expect_code(0);
+    assert_eq!(
+        r.json()["decisions"][1]["job_id"],
+        "20261128T020000Z-00000d"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_commands() {
+    let srv = default_server().await;
+    let r = srv
+        .run(&["schedule", "next", "prod/orders", "--count", "2"])
+        .await;
+    r.expect_code(0);
+    assert!(
+        r.stdout
+            .contains("prod/orders: \"30 2 * * *\" in Europe/Berlin"),
+        "{r:#?}"
+    );
+    assert!(r.stdout.contains("2026-03-29 03:00:00 CEST"), "{r:#?}");
+
+    let r = srv.run(&["schedule", "list", "--output", "json"]).await;
+    r.expect_code(0);
+    let v = r.json();
+    assert_eq!(v[0]["target"], "prod/orders");
+    assert_eq!(v[0]["jitter_secs"], 600);
+    assert_eq!(v[0]["paused"], false);
+    assert_eq!(v[0]["last_run"]["outcome"], "skipped");
+    assert_eq!(v[0]["last_run"]["job_id"], serde_json::Value::Null);
+
+    let r = srv.run(&["schedule", "list"]).await;
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("10m") && r.stdout.contains("active"),
+        "{r:#?}"
+    );
+    assert!(
+        r.stdout.contains("skipped: a backup of prod/orders"),
+        "{r:#?}"
+    );
+
+    let r = srv
+        .run(&[
+            "schedule",
+            "set",
+            "prod/orders",
+            "--cron",
+            "30 2 * * *",
+            "--tz",
+            "Mars/Olympus",
+        ])
+        .await;
+    // Refused by the coordinator: the operation failed (1), not the command line (2).
+    r.expect_code(1);
+    assert!(r.stderr.contains("IANA"), "{r:#?}");
+
+    let r = srv.run(&["schedule", "delete", "prod/orders"]).await;
+    r.expect_code(1);
+    assert!(r.stderr.contains("has no schedule"), "{r:#?}");
+}

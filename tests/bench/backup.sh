@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Backup throughput and agent memory, against the physical limits of this machine.
 #
-#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--keep]
+#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--s3] [--keep]
 #
 # Loads ../shared/bench/mixed.sql (or $LIFEBOAT_BENCH_SQL) with N rows (default 1,000,000;
 # with --scale4 also 4×N) into a throwaway PostgreSQL 15, builds lifeboat in release mode, and
@@ -11,9 +11,13 @@
 #   (c) agent  lifeboat backup run ENV/NAME --wait   (real coordinator + agent, fs repository,
 #              zstd level 3), restarting the agent before each run so that its VmHWM (peak
 #              RSS, read from /proc/PID/status after the run) belongs to that run alone.
+#   (d) with --s3: the same backup into an S3 repository (s3s-fs on loopback, from
+#              tests/run.sh's tool cache or $LIFEBOAT_S3S_FS; default part size 16 MiB,
+#              4 parts in flight), again with a fresh agent per run.
 # It prints the medians (for (c) also the job's own duration as the coordinator recorded it,
 # without CLI start-up and dispatch), the ratios agent/raw and agent/shell (wall clock of the
-# CLI), and the agent's peak RSS per scale. A benchmark prints figures; it asserts nothing.
+# CLI), and the agent's peak RSS per scale; with --s3 also S3/fs and the S3 runs' peak RSS.
+# A benchmark prints figures; it asserts nothing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,6 +26,7 @@ ROWS=1000000
 ROUNDS=5
 SCALE4=0
 KEEP=0
+S3=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --rows)
@@ -40,12 +45,16 @@ while [ $# -gt 0 ]; do
         KEEP=1
         shift
         ;;
+    --s3)
+        S3=1
+        shift
+        ;;
     -h | --help)
         awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
         exit 0
         ;;
     *)
-        echo "usage: $0 [--rows N] [--scale4] [--rounds R] [--keep]" >&2
+        echo "usage: $0 [--rows N] [--scale4] [--rounds R] [--s3] [--keep]" >&2
         exit 2
         ;;
     esac
@@ -76,12 +85,14 @@ WORK=$(mktemp -d /tmp/lifeboat-bench.XXXXXX)
 chmod 755 "$WORK"
 COORD_PID=""
 AGENT_PID=""
+S3_PID=""
 PG_STARTED=0
 # shellcheck disable=SC2317 # runs from the EXIT trap
 cleanup() {
     set +e
     [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID"
     [ -n "$COORD_PID" ] && kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID"
+    [ -n "$S3_PID" ] && kill -TERM "$S3_PID" 2>/dev/null && wait "$S3_PID"
     [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
     if [ "$KEEP" -eq 1 ]; then
         echo "kept $WORK"
@@ -140,6 +151,33 @@ for rows in "${scales[@]}"; do
     echo "    loaded in $(elapsed "$t0" "$(now)") s, database size $size"
 done
 
+if [ "$S3" -eq 1 ]; then
+    S3S=${LIFEBOAT_S3S_FS:-${LIFEBOAT_TOOLS_DIR:-$HOME/.cache/lifeboat-tools}/s3s-fs-0.14.1/bin/s3s-fs}
+    [ -x "$S3S" ] || {
+        echo "error: $S3S not found; run tests/run.sh once (it installs s3s-fs) or set LIFEBOAT_S3S_FS" >&2
+        exit 2
+    }
+    echo "==> starting s3s-fs"
+    mkdir -p "$WORK/s3/bench"
+    for _ in $(seq 1 50); do
+        S3_PORT=$((20000 + RANDOM % 20000))
+        (: </dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null || break
+    done
+    S3_SECRET=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+    (
+        umask 077
+        printf 'BENCHKEY' >"$WORK/secrets/s3.id"
+        printf '%s' "$S3_SECRET" >"$WORK/secrets/s3.secret"
+    )
+    RUST_LOG=error "$S3S" --host 127.0.0.1 --port "$S3_PORT" --access-key BENCHKEY \
+        --secret-key "$S3_SECRET" "$WORK/s3" >"$WORK/s3.log" 2>&1 &
+    S3_PID=$!
+    for _ in $(seq 1 100); do
+        (: </dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null && break
+        sleep 0.05
+    done
+fi
+
 echo "==> starting the coordinator"
 "$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
 "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind coordinator --name coordinator --san 127.0.0.1 >/dev/null
@@ -194,7 +232,33 @@ name = "local"
 kind = "fs"
 path = "$WORK/repo"
 EOF
+    if [ "$S3" -eq 1 ]; then
+        cat <<EOF
+[[repository]]
+name = "s3"
+kind = "s3"
+bucket = "bench"
+endpoint = "http://127.0.0.1:$S3_PORT"
+path_style = true
+access_key_id_file = "$WORK/secrets/s3.id"
+secret_access_key_file = "$WORK/secrets/s3.secret"
+EOF
+    fi
     for rows in "${scales[@]}"; do
+        if [ "$S3" -eq 1 ]; then
+            cat <<EOF
+[[target]]
+name = "s3-rows-$rows"
+engine = "postgres"
+provider = "postgres"
+repository = "s3"
+url = "postgres://bench@127.0.0.1:$PORT/bench_$rows"
+password_file = "$WORK/secrets/db.pass"
+compression_level = 3
+compression_threads = 0
+pg_bin_dir = "$PG_BIN"
+EOF
+        fi
         cat <<EOF
 [[target]]
 name = "rows-$rows"
@@ -237,7 +301,7 @@ stop_agent() {
     done
 }
 
-declare -A raw_t shell_t agent_t job_t agent_rss dump_size stored_size
+declare -A raw_t shell_t agent_t job_t agent_rss dump_size stored_size s3_t s3_rss
 for r in $(seq 1 "$ROUNDS"); do
     for rows in "${scales[@]}"; do
         db=bench_$rows
@@ -273,6 +337,24 @@ for r in $(seq 1 "$ROUNDS"); do
         job_t[$rows]+=" $j"
         agent_rss[$rows]+=" $hwm"
         printf '    raw %ss  shell %ss  agent %ss (job %ss)  agent VmHWM %s\n' "$a" "$b" "$c" "$j" "$(mib "$hwm")"
+        if [ "$S3" -eq 1 ]; then
+            # (d) the same backup into S3, with a fresh agent
+            start_agent
+            t0=$(now)
+            out=$(lifeboat --output json backup run "bench/s3-rows-$rows" --wait)
+            d=$(elapsed "$t0" "$(now)")
+            hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+            stop_agent
+            grep -q '"succeeded"' <<<"$out" || {
+                echo "error: the S3 backup failed: $out" >&2
+                exit 1
+            }
+            id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
+            rm -rf "${WORK:?}/s3/bench/bench/s3-rows-$rows/$id"
+            s3_t[$rows]+=" $d"
+            s3_rss[$rows]+=" $hwm"
+            printf '    s3 %ss  agent VmHWM %s\n' "$d" "$(mib "$hwm")"
+        fi
     done
 done
 
@@ -291,3 +373,16 @@ for rows in "${scales[@]}"; do
         "$(mib $((${dump_size[$rows]:-0} / 1024)))" "$(mib $((${stored_size[$rows]:-0} / 1024)))" \
         "$ma" "$mb" "$mc" "$mj" "$(ratio "$mc" "$ma")" "$(ratio "$mc" "$mb")" "$(mib "$mr")" "$(mib "$xr")"
 done
+
+if [ "$S3" -eq 1 ]; then
+    echo
+    echo "S3 repository (s3s-fs on loopback) against the fs repository, same runs:"
+    printf '%-10s %10s %10s %8s %14s %14s\n' rows fs s3 s3/fs "s3 RSS med" "s3 RSS max"
+    for rows in "${scales[@]}"; do
+        mc=$(median <<<"${agent_t[$rows]}")
+        md=$(median <<<"${s3_t[$rows]}")
+        mr=$(median <<<"${s3_rss[$rows]}")
+        xr=$(tr ' ' '\n' <<<"${s3_rss[$rows]}" | sort -g | tail -n 1)
+        printf '%-10s %9ss %9ss %8s %14s %14s\n' "$rows" "$mc" "$md" "$(ratio "$md" "$mc")" "$(mib "$mr")" "$(mib "$xr")"
+    done
+fi

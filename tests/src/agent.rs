@@ -73,7 +73,8 @@ pub struct AgentBuilder {
     ca: PathBuf,
     cert: CertPair,
     max_concurrent_jobs: u32,
-    repositories: Vec<(String, PathBuf)>,
+    /// `[[repository]]` tables, as TOML text.
+    repositories: Vec<String>,
     targets: Vec<TargetConfig>,
     env: Vec<(String, String)>,
     log_format: Option<String>,
@@ -119,7 +120,18 @@ impl AgentBuilder {
 
     /// An `fs` repository at `path`.
     pub fn fs_repository(mut self, name: &str, path: &Path) -> Self {
-        self.repositories.push((name.to_owned(), path.to_owned()));
+        self.repositories.push(format!(
+            "name = {name:?}\nkind = \"fs\"\npath = {:?}\n",
+            path.display().to_string()
+        ));
+        self
+    }
+
+    /// An `s3` repository; `body` holds its keys after name and kind (see
+    /// [`crate::s3::S3Server::repository_toml`]).
+    pub fn s3_repository(mut self, name: &str, body: &str) -> Self {
+        self.repositories
+            .push(format!("name = {name:?}\nkind = \"s3\"\n{body}"));
         self
     }
 
@@ -169,11 +181,9 @@ impl AgentBuilder {
             cert = self.cert.cert.display().to_string(),
             key = self.cert.key.display().to_string(),
         );
-        for (name, path) in &self.repositories {
-            s.push_str(&format!(
-                "\n[[repository]]\nname = {name:?}\nkind = \"fs\"\npath = {:?}\n",
-                path.display().to_string()
-            ));
+        for r in &self.repositories {
+            s.push_str("\n[[repository]]\n");
+            s.push_str(r);
         }
         for t in &self.targets {
             s.push_str(&t.toml());

@@ -96,14 +96,36 @@ pub struct SandboxBuilder {
     agent_max_concurrent_jobs: Option<u32>,
     pg_password: Option<String>,
     repo_path: Option<PathBuf>,
+    s3: Vec<String>,
     env: Vec<(String, String)>,
+    agent_env: Vec<(String, String)>,
     dir: Option<TestDir>,
+}
+
+/// The S3 side of a sandbox built with [`SandboxBuilder::s3`]: the server and the fault proxy
+/// the agent talks through.
+pub struct S3Env {
+    pub proxy: crate::s3proxy::S3Proxy,
+    pub server: crate::s3::S3Server,
+    pub bucket: String,
+    /// Key prefix inside the bucket.
+    pub prefix: String,
+}
+
+impl S3Env {
+    /// The file under which the server keeps `key` (relative to the repository).
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.server
+            .object_path(&self.bucket, &format!("{}/{key}", self.prefix))
+    }
 }
 
 /// Fields drop in declaration order: the agent stops first, then the coordinator, then
 /// PostgreSQL; the test directory goes last.
 pub struct Sandbox {
     pub agent: Agent,
+    /// Set when built with [`SandboxBuilder::s3`]; the targets then use the S3 repository.
+    pub s3: Option<S3Env>,
     pub coordinator: Coordinator,
     /// The CLI as operator `admin` (role admin).
     pub admin: Ctl,
@@ -124,9 +146,19 @@ impl SandboxBuilder {
             agent_max_concurrent_jobs: None,
             pg_password: None,
             repo_path: None,
+            s3: Vec::new(),
             env: Vec::new(),
+            agent_env: Vec::new(),
             dir: None,
         }
+    }
+
+    /// Targets back up to an S3 repository named `offsite` (a real s3s-fs behind a fault proxy)
+    /// instead of the fs repository; `extra` are more keys of its `[[repository]]` table.
+    pub fn s3(mut self, extra: &[&str]) -> Self {
+        self.s3 = extra.iter().map(|s| (*s).to_owned()).collect();
+        self.s3.push("# s3".into());
+        self
     }
 
     /// Use a test dir the test made first (to put wrapper scripts or data in it).
@@ -166,6 +198,12 @@ impl SandboxBuilder {
     /// Where the fs repository lives (default: `<test dir>/repo`).
     pub fn repo_path(mut self, path: &Path) -> Self {
         self.repo_path = Some(path.to_owned());
+        self
+    }
+
+    /// An environment variable for the agent only.
+    pub fn agent_env(mut self, key: &str, value: &str) -> Self {
+        self.agent_env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -209,6 +247,22 @@ impl SandboxBuilder {
         let secrets = dir.sub("secrets");
         let mut ab = Agent::builder(&dir.sub("agent"), &pki, &coordinator.url(), AGENT, ENV)
             .fs_repository("local", &repo);
+        let s3 = if self.s3.is_empty() {
+            None
+        } else {
+            let server = crate::s3::S3Server::start(&dir.sub("s3"));
+            server.create_bucket("backups");
+            let proxy = crate::s3proxy::S3Proxy::start(([127, 0, 0, 1], server.port()).into());
+            let extra: Vec<&str> = self.s3.iter().map(String::as_str).collect();
+            let body = server.repository_toml(&secrets, "backups", &proxy.endpoint(), &extra);
+            ab = ab.s3_repository("offsite", &body);
+            Some(S3Env {
+                proxy,
+                server,
+                bucket: "backups".into(),
+                prefix: "lifeboat".into(),
+            })
+        };
         if let Some(n) = self.agent_max_concurrent_jobs {
             ab = ab.max_concurrent_jobs(n);
         }
@@ -226,17 +280,21 @@ impl SandboxBuilder {
                 t.database
             );
             let mut tc = TargetConfig::new(&t.name, &url, &pw);
+            if s3.is_some() {
+                tc.repository = "offsite".into();
+            }
             tc.pg_bin_dir = t.pg_bin_dir.clone();
             tc.compression_level = t.compression_level;
             tc.extra = t.extra.clone();
             ab = ab.target(tc);
         }
-        for (k, v) in &self.env {
+        for (k, v) in self.env.iter().chain(&self.agent_env) {
             ab = ab.env(k, v);
         }
         let agent = ab.start(&admin);
         Sandbox {
             agent,
+            s3,
             coordinator,
             admin,
             pki,

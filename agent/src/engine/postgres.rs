@@ -71,6 +71,9 @@ pub struct ServerFacts {
     pub encoding: String,
     pub collate: String,
     pub ctype: String,
+    /// `pg_database_size` of the database: an upper estimate of the dump, used to size upload
+    /// parts.
+    pub size_bytes: u64,
 }
 
 pub async fn server_facts(conn: &mut PgConnection) -> Result<ServerFacts> {
@@ -78,7 +81,7 @@ pub async fn server_facts(conn: &mut PgConnection) -> Result<ServerFacts> {
         "SELECT current_setting('server_version') AS v,
                 current_setting('server_version_num')::int8 AS n,
                 pg_encoding_to_char(d.encoding) AS enc, d.datcollate::text AS coll,
-                d.datctype::text AS ctype
+                d.datctype::text AS ctype, pg_database_size(d.oid)::int8 AS size
          FROM pg_database d WHERE d.datname = current_database()",
     )
     .fetch_one(&mut *conn)
@@ -104,6 +107,7 @@ pub async fn server_facts(conn: &mut PgConnection) -> Result<ServerFacts> {
         encoding: row.try_get("enc")?,
         collate: row.try_get("coll")?,
         ctype: row.try_get("ctype")?,
+        size_bytes: u64::try_from(row.try_get::<i64, _>("size")?).unwrap_or(0),
     })
 }
 
@@ -424,6 +428,7 @@ mod tests {
             encoding: "UTF8".into(),
             collate: "C".into(),
             ctype: "C".into(),
+            size_bytes: 0,
         };
         let e = check_tool_major("pg_dump", "13.4", 13, &server)
             .expect_err("old tool accepted")

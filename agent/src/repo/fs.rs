@@ -3,21 +3,32 @@
 //!
 //! Writes are create-only and durable: a temporary file in the same directory, fsync, a hard
 //! link to the final name (fails if the name exists — never overwrites, S12), unlink of the
-//! temporary, fsync of the directory. Anything a failed backup created is removed when its
-//! [`BackupWriter`] is dropped unfinished, so nothing that looks like a backup is left behind.
+//! temporary, fsync of the directory. A write that fails, is cancelled or whose body is
+//! abandoned removes its temporary file and leaves nothing under the final name.
+//!
+//! All file system work runs on blocking threads, never on the reactor.
 
 use std::{
     fs::{self, File, OpenOptions},
-    io,
+    io::{self, Seek, SeekFrom, Write},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Body, MANIFEST_FILE, ObjectInfo, ReadStream, Storage, StorageError, StorageResult, check_key,
+};
 
 #[derive(Debug, Clone)]
 pub struct FsRepository {
     root: PathBuf,
+    #[cfg(test)]
+    fault: Option<Fault>,
 }
 
 /// Fault points for tests of the failure paths (S11).
@@ -30,30 +41,34 @@ pub enum Fault {
 
 impl FsRepository {
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self {
+            root,
+            #[cfg(test)]
+            fault: None,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn with_fault(mut self, fault: Fault) -> Self {
+        self.fault = Some(fault);
+        self
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn path_of(&self, key: &str) -> Result<PathBuf> {
+    fn path_of(&self, key: &str) -> anyhow::Result<PathBuf> {
         check_key(key)?;
         Ok(self.root.join(key))
     }
 
-    /// Starts writing the backup directory `dir_key` (`env/target/backup-id`). Fails if it
-    /// already exists.
-    pub fn begin(&self, dir_key: &str) -> Result<BackupWriter> {
-        let dir = self.path_of(dir_key)?;
-        let parent = dir
-            .parent()
-            .context("backup directory has no parent")?
-            .to_owned();
-        // Create each missing level and fsync the directory that now holds it, so a target's
-        // first backup survives a power loss like any other.
+    /// Creates every missing directory up to `dir`, fsyncing each parent that gained an entry,
+    /// so a target's first backup survives a power loss like any other. Returns the
+    /// directories it created, outermost first.
+    fn create_dirs(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let mut missing = Vec::new();
-        let mut p = parent.as_path();
+        let mut p = dir;
         while !p.exists() && p != self.root {
             missing.push(p.to_owned());
             p = p.parent().context("repository path has no parent")?;
@@ -61,67 +76,193 @@ impl FsRepository {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&parent)
-            .with_context(|| format!("create repository directory {}", parent.display()))?;
-        for created in missing.iter().rev() {
+            .create(dir)
+            .with_context(|| format!("create repository directory {}", dir.display()))?;
+        missing.reverse();
+        for created in &missing {
             if let Some(up) = created.parent() {
                 fsync_dir(up).with_context(|| format!("fsync {}", up.display()))?;
             }
         }
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => bail!(
-                "{} already exists in the repository; a backup id is never reused (is another agent writing to the same repository path?)",
-                dir.display()
-            ),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("create backup directory {}", dir.display()));
+        Ok(missing)
+    }
+
+    /// The blocking half of [`Storage::put`]: receives the body on this thread. On failure the
+    /// directories it created are removed again (if nothing else appeared in them).
+    fn put_blocking(
+        &self,
+        key: &str,
+        body: Body,
+        cancel: &CancellationToken,
+        rt: &tokio::runtime::Handle,
+    ) -> StorageResult<ObjectInfo> {
+        let mut created = Vec::new();
+        let r = self.put_inner(key, body, cancel, rt, &mut created);
+        if r.is_err() {
+            for d in created.iter().rev() {
+                if fs::remove_dir(d).is_err() {
+                    break;
+                }
+                if let Some(up) = d.parent() {
+                    let _ = fsync_dir(up);
+                }
             }
         }
-        let w = BackupWriter {
-            dir,
-            created: Vec::new(),
-            done: false,
-            #[cfg(test)]
-            fault: None,
+        r
+    }
+
+    fn put_inner(
+        &self,
+        key: &str,
+        mut body: Body,
+        cancel: &CancellationToken,
+        rt: &tokio::runtime::Handle,
+        created: &mut Vec<PathBuf>,
+    ) -> StorageResult<ObjectInfo> {
+        let path = self.path_of(key)?;
+        let dir = path.parent().context("key has no directory")?.to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("key has no file name")?
+            .to_owned();
+        if path.exists() {
+            return Err(exists(&path));
+        }
+        *created = self.create_dirs(&dir)?;
+        let tmp_path = dir.join(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
+        let mut tmp = TempFile::create(&tmp_path)?;
+        let mut size = 0u64;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(StorageError::Cancelled);
+            }
+            let chunk = rt.block_on(async {
+                tokio::select! {
+                    c = body.next() => c.map(Some),
+                    () = cancel.cancelled() => Ok(None),
+                }
+            })?;
+            let Some(chunk) = chunk else {
+                return Err(StorageError::Cancelled);
+            };
+            let Some(chunk) = chunk else { break };
+            tmp.file
+                .write_all(&chunk)
+                .with_context(|| format!("write {}", tmp_path.display()))?;
+            size += chunk.len() as u64;
+        }
+        #[cfg(test)]
+        if self.fault == Some(Fault::Fsync) {
+            return Err(anyhow!("fsync {}: injected failure", tmp_path.display()).into());
+        }
+        tmp.file
+            .sync_all()
+            .with_context(|| format!("fsync {}", tmp_path.display()))?;
+        #[cfg(test)]
+        if self.fault == Some(Fault::Link) {
+            return Err(anyhow!("rename {}: injected failure", tmp_path.display()).into());
+        }
+        match fs::hard_link(&tmp_path, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists(&path)),
+            Err(e) => {
+                return Err(anyhow!(e)
+                    .context(format!(
+                        "rename {} to {} (create-only)",
+                        tmp_path.display(),
+                        path.display()
+                    ))
+                    .into());
+            }
+        }
+        drop(tmp);
+        fsync_dir(&dir).with_context(|| format!("fsync {}", dir.display()))?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size,
+            modified_ms: super::now_ms(),
+        })
+    }
+
+    fn list_blocking(&self, prefix: &str) -> anyhow::Result<Vec<ObjectInfo>> {
+        let start = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(prefix)?
         };
-        fsync_dir(&parent).with_context(|| format!("fsync {}", parent.display()))?;
-        Ok(w)
-    }
-
-    /// Opens a stored file for reading.
-    pub fn open(&self, key: &str) -> Result<Option<File>> {
-        let path = self.path_of(key)?;
-        match File::open(&path) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
+        let mut out = Vec::new();
+        let mut stack = vec![(start, prefix.to_owned())];
+        while let Some((dir, key)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
+                Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+            };
+            for entry in entries {
+                let entry = entry.with_context(|| format!("list {}", dir.display()))?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let child = if key.is_empty() {
+                    name
+                } else {
+                    format!("{key}/{name}")
+                };
+                let meta = entry
+                    .metadata()
+                    .with_context(|| format!("stat {}", entry.path().display()))?;
+                if meta.is_dir() {
+                    stack.push((entry.path(), child));
+                } else if meta.is_file() {
+                    out.push(ObjectInfo {
+                        key: child,
+                        size: meta.len(),
+                        modified_ms: modified_ms(&meta),
+                    });
+                }
+            }
         }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 
-    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn delete_blocking(&self, key: &str) -> anyhow::Result<()> {
         let path = self.path_of(key)?;
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
         }
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir).with_context(|| format!("fsync {}", dir.display()))?;
+            // The backup directory goes with its last file.
+            if dir != self.root
+                && fs::remove_dir(dir).is_ok()
+                && let Some(up) = dir.parent()
+            {
+                let _ = fsync_dir(up);
+            }
+        }
+        Ok(())
     }
-}
 
-impl FsRepository {
-    /// Removes backup directories under `prefix` (`env/target`) that have no manifest: what a
-    /// crashed backup leaves. Only the files lifeboat writes are removed; a directory holding
-    /// anything else is left alone. Returns the directories removed.
-    pub fn sweep_incomplete(&self, prefix: &str) -> Result<Vec<PathBuf>> {
+    /// Removes backup directories under `prefix` (`env/target`) that have no manifest and
+    /// were last touched before `cutoff`: what a crashed backup leaves. Only the files lifeboat
+    /// writes (data files and temporaries) are removed; a directory holding anything else is
+    /// left alone. Returns how many directories were removed.
+    fn janitor_blocking(&self, prefix: &str, cutoff: SystemTime) -> anyhow::Result<u64> {
         let dir = self.path_of(prefix)?;
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
         };
-        let mut removed = Vec::new();
+        let mut removed = 0;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -131,78 +272,169 @@ impl FsRepository {
                 continue;
             }
             let backup = entry.path();
-            if backup.join(super::MANIFEST_FILE).exists() {
+            if backup.join(MANIFEST_FILE).exists() {
                 continue;
             }
-            for f in [
-                format!(".{}.tmp", super::PG_DATA_FILE),
-                super::PG_DATA_FILE.to_owned(),
-                format!(".{}.tmp", super::MANIFEST_FILE),
-            ] {
-                let _ = fs::remove_file(backup.join(f));
+            let files: Vec<_> = fs::read_dir(&backup)
+                .map(|r| r.flatten().collect())
+                .unwrap_or_default();
+            let newest = files
+                .iter()
+                .filter_map(|f| f.metadata().ok()?.modified().ok())
+                .chain(entry.metadata().ok().and_then(|m| m.modified().ok()))
+                .max();
+            if newest.is_some_and(|t| t > cutoff) {
+                continue;
+            }
+            for f in &files {
+                let n = f.file_name();
+                let n = n.to_string_lossy();
+                let ours = (n.starts_with('.') && n.ends_with(".tmp")) || n.starts_with("data.");
+                if ours {
+                    let _ = fs::remove_file(f.path());
+                }
             }
             if fs::remove_dir(&backup).is_ok() {
-                removed.push(backup);
+                removed += 1;
             }
         }
-        if !removed.is_empty() {
+        if removed > 0 {
             fsync_dir(&dir).with_context(|| format!("fsync {}", dir.display()))?;
         }
         Ok(removed)
     }
 }
 
-/// Keys are relative, `/`-separated, and every segment is a plain name.
-fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.starts_with('/') {
-        bail!("invalid repository key {key:?}");
+#[async_trait]
+impl Storage for FsRepository {
+    fn kind(&self) -> &'static str {
+        "fs"
     }
-    for seg in key.split('/') {
-        if seg.is_empty() || seg == "." || seg == ".." || seg.starts_with('.') {
-            bail!("invalid repository key {key:?}");
-        }
+
+    fn describe(&self) -> String {
+        format!("fs:{}", self.root.display())
     }
-    Ok(())
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Body,
+        _size_hint: Option<u64>,
+        cancel: &CancellationToken,
+    ) -> StorageResult<ObjectInfo> {
+        let this = self.clone();
+        let key = key.to_owned();
+        let cancel = cancel.clone();
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || this.put_blocking(&key, body, &cancel, &rt))
+            .await
+            .map_err(|e| anyhow!("repository write task failed: {e}"))?
+    }
+
+    async fn get(&self, key: &str, offset: u64) -> StorageResult<Option<ReadStream>> {
+        use futures::StreamExt as _;
+        let path = self.path_of(key)?;
+        let file = blocking(move || match File::open(&path) {
+            Ok(mut f) => {
+                f.seek(SeekFrom::Start(offset))
+                    .with_context(|| format!("seek {}", path.display()))?;
+                Ok(Some(f))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
+        })
+        .await?;
+        Ok(file.map(|f| {
+            tokio_util::io::ReaderStream::with_capacity(
+                tokio::fs::File::from_std(f),
+                super::body::CHUNK,
+            )
+            .boxed()
+        }))
+    }
+
+    async fn head(&self, key: &str) -> StorageResult<Option<ObjectInfo>> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        Ok(blocking(move || match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(ObjectInfo {
+                key,
+                size: m.len(),
+                modified_ms: modified_ms(&m),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("stat {}", path.display())),
+        })
+        .await?)
+    }
+
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {
+        let this = self.clone();
+        let prefix = prefix.to_owned();
+        Ok(blocking(move || this.list_blocking(&prefix)).await?)
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        let this = self.clone();
+        let key = key.to_owned();
+        Ok(blocking(move || this.delete_blocking(&key)).await?)
+    }
+
+    async fn janitor(&self, prefix: &str, older_than: Duration) -> StorageResult<u64> {
+        let this = self.clone();
+        let prefix = prefix.to_owned();
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(UNIX_EPOCH);
+        Ok(blocking(move || this.janitor_blocking(&prefix, cutoff)).await?)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow!("repository task failed: {e}"))?
+}
+
+fn exists(path: &Path) -> StorageError {
+    StorageError::AlreadyExists(format!(
+        "{} already exists in the repository; lifeboat never overwrites a stored file (is another agent writing to the same repository path?)",
+        path.display()
+    ))
+}
+
+fn modified_ms(m: &fs::Metadata) -> i64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A backup directory being written. Dropping it without [`BackupWriter::finish`] removes
-/// everything it created.
-#[derive(Debug)]
-pub struct BackupWriter {
-    dir: PathBuf,
-    created: Vec<PathBuf>,
-    done: bool,
-    #[cfg(test)]
-    fault: Option<Fault>,
-}
-
-/// A temporary file in the backup directory, removed on drop unless committed.
-#[derive(Debug)]
-pub struct TempFile {
+/// A temporary file, removed on drop (after a successful link only the temporary name goes).
+struct TempFile {
     path: PathBuf,
-    final_name: String,
-    file: Option<File>,
+    file: File,
 }
 
 impl TempFile {
-    pub fn file(&mut self) -> &mut File {
-        self.file
-            .as_mut()
-            .expect("temp file is open until committed")
-    }
-
-    /// Hands out the file handle for a writer on another thread; give it back with
-    /// [`TempFile::put_back`] before committing.
-    pub fn take(&mut self) -> Option<File> {
-        self.file.take()
-    }
-
-    pub fn put_back(&mut self, file: File) {
-        self.file = Some(file);
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("create {}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
     }
 }
 
@@ -212,107 +444,10 @@ impl Drop for TempFile {
     }
 }
 
-impl BackupWriter {
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    #[cfg(test)]
-    pub fn inject(&mut self, fault: Fault) {
-        self.fault = Some(fault);
-    }
-
-    /// Creates `.NAME.tmp` (mode 0600) for the file that will be committed as `NAME`.
-    pub fn create_temp(&mut self, name: &str) -> Result<TempFile> {
-        check_key(name)?;
-        let path = self.dir.join(format!(".{name}.tmp"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("create {}", path.display()))?;
-        Ok(TempFile {
-            path,
-            final_name: name.to_owned(),
-            file: Some(file),
-        })
-    }
-
-    /// Makes a temporary file durable under its final name. Fails, leaving nothing under the
-    /// final name, if the name exists or any step fails.
-    pub fn commit(&mut self, mut tmp: TempFile) -> Result<()> {
-        let file = tmp.file.take().context("temp file handle missing")?;
-        let final_path = self.dir.join(&tmp.final_name);
-        #[cfg(test)]
-        if self.fault == Some(Fault::Fsync) {
-            bail!("fsync {}: injected failure", tmp.path.display());
-        }
-        file.sync_all()
-            .with_context(|| format!("fsync {}", tmp.path.display()))?;
-        drop(file);
-        #[cfg(test)]
-        if self.fault == Some(Fault::Link) {
-            bail!("rename {}: injected failure", tmp.path.display());
-        }
-        fs::hard_link(&tmp.path, &final_path).with_context(|| {
-            format!(
-                "rename {} to {} (create-only)",
-                tmp.path.display(),
-                final_path.display()
-            )
-        })?;
-        self.created.push(final_path.clone());
-        fs::remove_file(&tmp.path).with_context(|| format!("remove {}", tmp.path.display()))?;
-        fsync_dir(&self.dir).with_context(|| format!("fsync {}", self.dir.display()))?;
-        Ok(())
-    }
-
-    /// Writes a small file (the manifest) durably, create-only.
-    pub fn write_file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        use std::io::Write;
-        let mut tmp = self.create_temp(name)?;
-        tmp.file()
-            .write_all(bytes)
-            .with_context(|| format!("write {}", tmp.path.display()))?;
-        self.commit(tmp)
-    }
-
-    /// The backup is complete: keep everything.
-    pub fn finish(mut self) {
-        self.done = true;
-    }
-}
-
-impl Drop for BackupWriter {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        // Remove in reverse order: the manifest (if any) first, so a crash in between never
-        // leaves a manifest without its data.
-        for p in self.created.iter().rev() {
-            let _ = fs::remove_file(p);
-        }
-        if let Ok(entries) = fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                if name.to_string_lossy().ends_with(".tmp") {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
-        let _ = fs::remove_dir(&self.dir);
-        if let Some(parent) = self.dir.parent() {
-            let _ = fsync_dir(parent);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use crate::repo::{PG_DATA_FILE, body_channel};
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
@@ -326,113 +461,91 @@ mod tests {
         v
     }
 
-    #[test]
-    fn write_commit_finish() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let repo = FsRepository::new(root.path().to_owned());
-        let mut w = repo
-            .begin("dev/orders/20261127T233000Z-7f3a9c")
-            .expect("begin");
-        let mut t = w.create_temp("data.pgdump.zst").expect("temp");
-        t.file().write_all(b"hello").expect("write");
-        w.commit(t).expect("commit");
-        w.write_file("manifest.json", b"{}").expect("manifest");
-        let dir = w.dir().to_owned();
-        w.finish();
-        assert_eq!(names(&dir), ["data.pgdump.zst", "manifest.json"]);
-        assert_eq!(
-            repo.read("dev/orders/20261127T233000Z-7f3a9c/data.pgdump.zst")
-                .expect("read"),
-            Some(b"hello".to_vec())
-        );
-        // The same id again is refused (S12) and the first backup is untouched.
-        let e = repo
-            .begin("dev/orders/20261127T233000Z-7f3a9c")
-            .expect_err("reused id");
-        assert!(e.to_string().contains("already exists"), "{e}");
-        assert_eq!(names(&dir), ["data.pgdump.zst", "manifest.json"]);
-    }
-
-    #[test]
-    fn unfinished_backup_leaves_nothing() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let repo = FsRepository::new(root.path().to_owned());
-        let w_dir;
-        {
-            let mut w = repo
-                .begin("dev/orders/20261127T233000Z-000001")
-                .expect("begin");
-            w_dir = w.dir().to_owned();
-            let mut t = w.create_temp("data.pgdump.zst").expect("temp");
-            t.file().write_all(b"partial").expect("write");
-            w.commit(t).expect("commit");
-            let mut t2 = w.create_temp("manifest.json").expect("temp");
-            t2.file().write_all(b"{").expect("write");
-            drop(t2);
-            // dropped without finish
-        }
-        assert!(!w_dir.exists(), "{:?} left behind", names(&w_dir));
-    }
-
-    #[test]
-    fn fsync_or_rename_failure_leaves_nothing_under_the_final_name() {
+    #[tokio::test]
+    async fn fsync_or_rename_failure_leaves_nothing_under_the_final_name() {
         // S11
         for fault in [Fault::Fsync, Fault::Link] {
             let root = tempfile::tempdir().expect("tempdir");
-            let repo = FsRepository::new(root.path().to_owned());
-            let mut w = repo
-                .begin("dev/orders/20261127T233000Z-000002")
-                .expect("begin");
-            let dir = w.dir().to_owned();
-            w.inject(fault);
-            let mut t = w.create_temp("data.pgdump.zst").expect("temp");
-            t.file().write_all(b"data").expect("write");
-            let e = w.commit(t).expect_err("fault ignored");
+            let repo = FsRepository::new(root.path().to_owned()).with_fault(fault);
+            let key = format!("dev/orders/20261127T233000Z-000002/{PG_DATA_FILE}");
+            let e = repo
+                .put_bytes(
+                    &key,
+                    bytes::Bytes::from_static(b"data"),
+                    &CancellationToken::new(),
+                )
+                .await
+                .expect_err("fault ignored");
             assert!(e.to_string().contains("injected"), "{e}");
-            assert!(!dir.join("data.pgdump.zst").exists());
-            drop(w);
-            assert!(!dir.exists());
+            let dir = root.path().join("dev/orders/20261127T233000Z-000002");
+            assert_eq!(names(&dir), Vec::<String>::new());
         }
     }
 
-    #[test]
-    fn sweep_removes_only_incomplete_backups() {
+    #[tokio::test]
+    async fn janitor_removes_only_old_incomplete_backups() {
         let root = tempfile::tempdir().expect("tempdir");
         let repo = FsRepository::new(root.path().to_owned());
-        let mut good = repo
-            .begin("dev/orders/20261127T233000Z-000003")
-            .expect("begin");
-        good.write_file("data.pgdump.zst", b"d").expect("data");
-        good.write_file("manifest.json", b"{}").expect("manifest");
-        good.finish();
+        let cancel = CancellationToken::new();
+        let good = "dev/orders/20261127T233000Z-000003";
+        repo.put_bytes(&format!("{good}/{PG_DATA_FILE}"), "d".into(), &cancel)
+            .await
+            .expect("data");
+        repo.put_bytes(&format!("{good}/{MANIFEST_FILE}"), "{}".into(), &cancel)
+            .await
+            .expect("manifest");
         let crashed = root.path().join("dev/orders/20261127T233001Z-000004");
         fs::create_dir_all(&crashed).expect("mkdir");
-        fs::write(crashed.join(".data.pgdump.zst.tmp"), b"partial").expect("write");
+        fs::write(crashed.join(".data.pgdump.zst.1234abcd.tmp"), b"partial").expect("write");
+        fs::write(crashed.join(PG_DATA_FILE), b"no manifest").expect("write");
         let foreign = root.path().join("dev/orders/20261127T233002Z-000005");
         fs::create_dir_all(&foreign).expect("mkdir");
         fs::write(foreign.join("notes.txt"), b"not ours").expect("write");
-        let removed = repo.sweep_incomplete("dev/orders").expect("sweep");
-        assert_eq!(removed, vec![crashed.clone()]);
+
+        // Too young: left alone (it may be a backup in progress).
+        let n = repo
+            .janitor("dev/orders", Duration::from_secs(3600))
+            .await
+            .expect("janitor");
+        assert_eq!(n, 0);
+        assert!(crashed.exists());
+
+        let n = repo
+            .janitor("dev/orders", Duration::ZERO)
+            .await
+            .expect("janitor");
+        assert_eq!(n, 1);
         assert!(!crashed.exists());
         assert!(foreign.join("notes.txt").exists());
         assert_eq!(
-            repo.read("dev/orders/20261127T233000Z-000003/data.pgdump.zst")
+            repo.get_bytes(&format!("{good}/{PG_DATA_FILE}"), 10)
+                .await
                 .expect("read"),
             Some(b"d".to_vec())
         );
-        assert!(
-            repo.sweep_incomplete("dev/none")
-                .expect("missing prefix")
-                .is_empty()
+        assert_eq!(
+            repo.janitor("dev/none", Duration::ZERO)
+                .await
+                .expect("missing prefix"),
+            0
         );
     }
 
-    #[test]
-    fn keys_are_checked() {
+    #[tokio::test]
+    async fn abandoned_body_leaves_no_temporary_file() {
         let root = tempfile::tempdir().expect("tempdir");
         let repo = FsRepository::new(root.path().to_owned());
-        for bad in ["../x", "/etc/passwd", "a/../b", "a//b", ".hidden/x", ""] {
-            assert!(repo.read(bad).is_err(), "{bad} accepted");
-        }
+        let (tx, body) = body_channel(2);
+        let key = "dev/orders/20261127T233000Z-000006/data.pgdump.zst";
+        let put = {
+            let repo = repo.clone();
+            tokio::spawn(async move { repo.put(key, body, None, &CancellationToken::new()).await })
+        };
+        tx.send("partial".into()).await.expect("send");
+        drop(tx);
+        let e = put.await.expect("join").expect_err("abandoned body stored");
+        assert!(matches!(e, StorageError::Abandoned(_)), "{e}");
+        let dir = root.path().join("dev/orders/20261127T233000Z-000006");
+        assert_eq!(names(&dir), Vec::<String>::new());
     }
 }

@@ -1,48 +1,189 @@
-//! Repositories: where backups live. Dispatched by an enum so each backend stays a plain
-//! struct; S3 joins `fs` here.
+//! Repositories: where backups live, behind one small [`Storage`] trait (put a stream, get a
+//! stream from an offset, head, list, delete, janitor) implemented by the local filesystem
+//! ([`fs`]) and S3-compatible object storage ([`s3`]). [`faulty`] wraps either to inject
+//! failures in tests.
+//!
+//! Every write is create-only and atomic: nothing is visible under a key until the whole body
+//! arrived and is durable (temp file + fsync + link on disk, a completed multipart upload on
+//! S3). A [`Body`] that ends without [`BodySender::finish`] aborts the write.
 
+pub mod body;
+pub mod faulty;
 pub mod fs;
+pub mod janitor;
+pub mod s3;
+pub mod s3_config;
 
-use std::path::Path;
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use crate::config::RepositoryConfig;
+use anyhow::Context as _;
 
-pub use fs::{BackupWriter, FsRepository, TempFile};
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+pub use body::{Body, BodySender, body_channel};
+
+use crate::config::{Config, RepositoryConfig};
 
 /// Name of the data file of a PostgreSQL custom-format backup.
 pub const PG_DATA_FILE: &str = "data.pgdump.zst";
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-#[derive(Debug, Clone)]
-pub enum Repository {
-    Fs(FsRepository),
+/// What a repository knows about one stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the repository root (`env/target/backup-id/file`).
+    pub key: String,
+    pub size: u64,
+    /// Last modification, Unix milliseconds (0 if the backend does not say).
+    pub modified_ms: i64,
 }
 
-impl Repository {
-    pub fn from_config(cfg: &RepositoryConfig) -> Self {
-        match cfg {
-            RepositoryConfig::Fs { path } => Repository::Fs(FsRepository::new(path.clone())),
-        }
+/// Why a storage operation failed. The message always names the repository and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A create-only write found the key taken (S12).
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("cancelled")]
+    Cancelled,
+    /// The writer stopped before finishing the body (the job failed elsewhere).
+    #[error("the upload was abandoned before its end: {0}")]
+    Abandoned(String),
+    /// What was stored is not what was sent (S6).
+    #[error("{0}")]
+    Verification(String),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// A stream of stored bytes from some offset; each item is one chunk.
+pub type ReadStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+
+/// One backend. Keys are relative (`env/target/backup-id/file`), `/`-separated, and every
+/// segment is a plain name ([`check_key`]). Every method returns promptly once `cancel` fires
+/// where it takes one.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// "fs" or "s3".
+    fn kind(&self) -> &'static str;
+    /// Where it is, for messages: `fs:/var/lib/lifeboat/repo`, `s3://bucket/prefix`.
+    fn describe(&self) -> String;
+    /// Writes `body` under `key`, create-only: fails with [`StorageError::AlreadyExists`] if
+    /// the key exists, and leaves nothing under `key` on any failure, cancel or abandoned body.
+    /// `size_hint` (the expected size, if known) only tunes the upload.
+    async fn put(
+        &self,
+        key: &str,
+        body: Body,
+        size_hint: Option<u64>,
+        cancel: &CancellationToken,
+    ) -> StorageResult<ObjectInfo>;
+    /// Reads `key` from byte `offset` to its end; `None` if the key does not exist.
+    async fn get(&self, key: &str, offset: u64) -> StorageResult<Option<ReadStream>>;
+    async fn head(&self, key: &str) -> StorageResult<Option<ObjectInfo>>;
+    /// Every object under `prefix` (a key prefix ending at a segment boundary; empty for the
+    /// whole repository), any depth, sorted by key. Temporary files are not listed.
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>>;
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &str) -> StorageResult<()>;
+    /// Removes what interrupted writes left under `prefix` (`env/target`) that is older than
+    /// `older_than`: incomplete multipart uploads on S3, temporary files and backup directories
+    /// without a manifest on disk. Returns how many it removed.
+    async fn janitor(&self, prefix: &str, older_than: Duration) -> StorageResult<u64>;
+
+    /// Writes a small object (a manifest), create-only.
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        cancel: &CancellationToken,
+    ) -> StorageResult<ObjectInfo> {
+        // Room for the chunk and the end marker: both are queued before `put` starts reading.
+        let (tx, body) = body_channel(2);
+        let size = bytes.len() as u64;
+        tx.send(bytes).await.ok();
+        tx.finish().await.ok();
+        self.put(key, body, Some(size), cancel).await
     }
 
-    pub fn describe(&self) -> String {
-        match self {
-            Repository::Fs(r) => format!("fs:{}", r.root().display()),
+    /// Reads a small object whole; refuses objects over `limit` bytes.
+    async fn get_bytes(&self, key: &str, limit: u64) -> StorageResult<Option<Vec<u8>>> {
+        use futures::StreamExt as _;
+        let Some(mut s) = self.get(key, 0).await? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk.map_err(|e| anyhow::anyhow!("read {key}: {e}"))?;
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > limit {
+                return Err(anyhow::anyhow!(
+                    "{key} in {} is larger than {limit} bytes; it is not a lifeboat manifest",
+                    self.describe()
+                )
+                .into());
+            }
         }
+        Ok(Some(out))
     }
+}
 
-    pub fn fs(&self) -> &FsRepository {
-        match self {
-            Repository::Fs(r) => r,
+pub type Repository = Arc<dyn Storage>;
+
+/// Opens repository `name` of this agent. Cheap: no network I/O happens here, and S3 clients
+/// (with their connection pools) are shared between jobs.
+pub fn open(config: &Config, name: &str) -> anyhow::Result<Repository> {
+    let cfg = config.repositories.get(name).with_context(|| {
+        format!(
+            "this agent has no repository named {name:?}; add it to the agent's [[repository]] list"
+        )
+    })?;
+    Ok(match cfg {
+        RepositoryConfig::Fs { path } => Arc::new(fs::FsRepository::new(path.clone())),
+        RepositoryConfig::S3(c) => {
+            static OPEN: Mutex<Vec<(String, Box<s3::S3Config>, Repository)>> =
+                Mutex::new(Vec::new());
+            let mut open = OPEN
+                .lock()
+                .map_err(|_| anyhow::anyhow!("repository cache poisoned"))?;
+            if let Some((_, _, r)) = open.iter().find(|(n, k, _)| n == name && k == c) {
+                return Ok(r.clone());
+            }
+            let journal = config.state_dir.join("s3-uploads").join(name);
+            let r: Repository = Arc::new(s3::S3Repository::new(name, c)?.with_journal(journal));
+            open.push((name.to_owned(), c.clone(), r.clone()));
+            r
         }
-    }
-
-    pub fn root(&self) -> &Path {
-        self.fs().root()
-    }
+    })
 }
 
 /// `env/target/backup-id`
 pub fn backup_dir_key(environment: &str, target: &str, backup_id: &str) -> String {
     format!("{environment}/{target}/{backup_id}")
+}
+
+/// Keys are relative, `/`-separated, and every segment is a plain name that does not start
+/// with a dot (temporary files do).
+pub fn check_key(key: &str) -> anyhow::Result<()> {
+    if key.is_empty() || key.starts_with('/') {
+        anyhow::bail!("invalid repository key {key:?}");
+    }
+    for seg in key.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." || seg.starts_with('.') {
+            anyhow::bail!("invalid repository key {key:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    lifeboat_proto::now_ms()
 }

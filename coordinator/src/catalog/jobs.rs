@@ -26,21 +26,7 @@ pub enum InsertJob {
 impl Catalog {
     /// Creates a queued job. At most one unfinished backup per target (a unique index).
     pub async fn insert_job(&self, job: &NewJob) -> Result<InsertJob> {
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
-             created_at_ms, database_name, clean) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&job.id)
-        .bind(job.kind.as_str())
-        .bind(&job.target)
-        .bind(&job.agent)
-        .bind(&job.backup_id)
-        .bind(&job.requested_by)
-        .bind(job.created_at_ms)
-        .bind(&job.database)
-        .bind(job.clean)
-        .execute(&self.pool)
-        .await;
+        let inserted = insert_job_query(job).execute(&self.pool).await;
         match inserted {
             Ok(_) => {}
             Err(sqlx::Error::Database(e))
@@ -253,7 +239,38 @@ impl Catalog {
     }
 }
 
-async fn finish_in(tx: &mut Transaction<'static, Sqlite>, id: &str, f: &Finish) -> Result<u64> {
+fn insert_job_query(
+    job: &NewJob,
+) -> sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
+         created_at_ms, database_name, clean) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&job.id)
+    .bind(job.kind.as_str())
+    .bind(&job.target)
+    .bind(&job.agent)
+    .bind(&job.backup_id)
+    .bind(&job.requested_by)
+    .bind(job.created_at_ms)
+    .bind(&job.database)
+    .bind(job.clean)
+}
+
+/// Creates a queued job inside a transaction.
+pub(super) async fn insert_job_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: &NewJob,
+) -> Result<()> {
+    insert_job_query(job).execute(&mut **tx).await?;
+    Ok(())
+}
+
+pub(super) async fn finish_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &str,
+    f: &Finish,
+) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE jobs SET state = ?, finished_at_ms = ?, error = ?, detail = ?, \
          database_name = COALESCE(?, database_name) \

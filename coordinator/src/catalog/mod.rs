@@ -5,8 +5,15 @@
 //! `Catalog` into an enum over backends) and run through the same tests.
 
 mod agents;
+mod alerts;
+mod audit;
 mod backups;
+pub mod health;
 mod jobs;
+#[cfg(test)]
+mod monitoring_tests;
+mod retention;
+mod schedules;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +29,8 @@ use sqlx::{
 
 pub use agents::TargetConflict;
 pub use jobs::InsertJob;
+pub use retention::{MarkDelete, Pin, PinOutcome};
+pub use schedules::TickOutcome;
 
 /// A catalog failure. Callers branch on `is_retryable()`.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +75,31 @@ pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
 /// The catalog's schema, embedded in the binary.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        // Outside sqlx's transaction: it rebuilds the jobs table with foreign keys off, in its
+        // own transaction (see the file).
+        Migration::new(
+            2,
+            "schedules retention".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0002_schedules_retention.sql").into_sql_str(),
+            true,
+        ),
+        Migration::new(
+            3,
+            "alerts".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0003_alerts.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// A handle to the catalog; cheap to clone.

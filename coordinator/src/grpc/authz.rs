@@ -21,8 +21,24 @@ pub enum Action {
     WatchJob,
     StartBackup,
     VerifyBackup,
-    Restore { clean: bool },
+    Restore {
+        clean: bool,
+    },
     CancelJob,
+    ListSchedules,
+    NextRuns,
+    ListScheduleRuns,
+    SetSchedule,
+    PauseSchedule,
+    ResumeSchedule,
+    DeleteSchedule,
+    PinBackup,
+    /// Makes a backup deletable again.
+    UnpinBackup,
+    /// A dry run only reads; a real prune deletes backups.
+    Prune {
+        dry_run: bool,
+    },
 }
 
 impl Action {
@@ -36,12 +52,23 @@ impl Action {
             | Action::GetBackup
             | Action::ListJobs
             | Action::GetJob
-            | Action::WatchJob => Role::Viewer,
+            | Action::WatchJob
+            | Action::ListSchedules
+            | Action::NextRuns
+            | Action::ListScheduleRuns
+            | Action::Prune { dry_run: true } => Role::Viewer,
             Action::StartBackup
             | Action::VerifyBackup
             | Action::Restore { clean: false }
-            | Action::CancelJob => Role::Operator,
-            Action::Restore { clean: true } => Role::Admin,
+            | Action::CancelJob
+            | Action::SetSchedule
+            | Action::PauseSchedule
+            | Action::ResumeSchedule
+            | Action::DeleteSchedule
+            | Action::PinBackup => Role::Operator,
+            Action::Restore { clean: true }
+            | Action::UnpinBackup
+            | Action::Prune { dry_run: false } => Role::Admin,
         }
     }
 
@@ -60,6 +87,17 @@ impl Action {
             Action::Restore { clean: false } => "restore",
             Action::Restore { clean: true } => "restore_clean",
             Action::CancelJob => "cancel_job",
+            Action::ListSchedules => "list_schedules",
+            Action::NextRuns => "next_runs",
+            Action::ListScheduleRuns => "list_schedule_runs",
+            Action::SetSchedule => "set_schedule",
+            Action::PauseSchedule => "pause_schedule",
+            Action::ResumeSchedule => "resume_schedule",
+            Action::DeleteSchedule => "delete_schedule",
+            Action::PinBackup => "pin_backup",
+            Action::UnpinBackup => "unpin_backup",
+            Action::Prune { dry_run: true } => "prune_dry_run",
+            Action::Prune { dry_run: false } => "prune",
         }
     }
 }
@@ -93,6 +131,8 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
     if role < needed {
         let what = match action {
             Action::Restore { clean: true } => "restore with --clean over an existing database",
+            Action::Prune { dry_run: false } => "prune (deleting backups)",
+            Action::UnpinBackup => "unpin (making a backup deletable)",
             _ => action.name(),
         };
         return Err(Error::PermissionDenied(format!(
@@ -121,7 +161,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 13] = [
+    const ALL: [Action; 24] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -135,6 +175,17 @@ mod tests {
         Action::Restore { clean: false },
         Action::Restore { clean: true },
         Action::CancelJob,
+        Action::ListSchedules,
+        Action::NextRuns,
+        Action::ListScheduleRuns,
+        Action::Prune { dry_run: true },
+        Action::SetSchedule,
+        Action::PauseSchedule,
+        Action::ResumeSchedule,
+        Action::DeleteSchedule,
+        Action::PinBackup,
+        Action::UnpinBackup,
+        Action::Prune { dry_run: false },
     ];
 
     #[test]
@@ -155,10 +206,24 @@ mod tests {
             "list_jobs",
             "get_job",
             "watch_job",
+            "list_schedules",
+            "next_runs",
+            "list_schedule_runs",
+            "prune_dry_run",
         ];
         assert_eq!(allowed("grafana-bot"), reads);
         let mut ops = reads.to_vec();
-        ops.extend(["start_backup", "verify_backup", "restore", "cancel_job"]);
+        ops.splice(
+            8..8,
+            ["start_backup", "verify_backup", "restore", "cancel_job"],
+        );
+        ops.extend([
+            "set_schedule",
+            "pause_schedule",
+            "resume_schedule",
+            "delete_schedule",
+            "pin_backup",
+        ]);
         assert_eq!(allowed("olga"), ops);
         assert_eq!(allowed("alice").len(), ALL.len());
         assert!(allowed("mallory").is_empty());

@@ -22,6 +22,8 @@ use crate::{
     wire,
 };
 
+mod schedules;
+
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
@@ -167,6 +169,7 @@ impl Control {
 
     async fn verify_backup(&self, op: &Operator, id: &str) -> Result<Job> {
         let backup = self.backup(id).await?;
+        self.check_not_deleting(&backup).await?;
         let target = self.target(&parse_target(&backup.target)?).await?;
         let mut job = self.new_job(op, JobKind::Verify, &target);
         job.backup_id = backup.backup_id;
@@ -175,6 +178,7 @@ impl Control {
 
     async fn restore(&self, op: &Operator, req: &pb::RestoreRequest) -> Result<Job> {
         let backup = self.backup(&req.backup_id).await?;
+        self.check_not_deleting(&backup).await?;
         let to = if req.to_target.is_empty() {
             backup.target.as_str()
         } else {
@@ -376,7 +380,7 @@ impl pb::control_server::Control for Control {
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListBackupsResponse {
-            backups: backups.iter().map(pb::BackupRecord::from).collect(),
+            backups: self.backups_pb(&backups).await?,
         }))
     }
 
@@ -386,7 +390,7 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::BackupRecord>, Status> {
         self.authorize(&request, Action::GetBackup, &request.get_ref().backup_id)?;
         let backup = self.backup(&request.get_ref().backup_id).await?;
-        Ok(Response::new(pb::BackupRecord::from(&backup)))
+        Ok(Response::new(self.backup_pb(&backup).await?))
     }
 
     async fn verify_backup(
@@ -458,6 +462,128 @@ impl pb::control_server::Control for Control {
         let result = self.cancel(&op, &id).await;
         audit(&op.name, Action::CancelJob, &id, &result);
         Ok(Response::new(pb::Job::from(&result?)))
+    }
+
+    async fn set_schedule(
+        &self,
+        request: Request<pb::SetScheduleRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let target = request.get_ref().target.clone();
+        let op = self.authorize(&request, Action::SetSchedule, &target)?;
+        let result = self.set_schedule_impl(&op, request.get_ref()).await;
+        audit(&op.name, Action::SetSchedule, &target, &result);
+        Ok(Response::new(result?))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        self.authorize(&request, Action::ListSchedules, "")?;
+        Ok(Response::new(
+            self.list_schedules_impl(request.get_ref()).await?,
+        ))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<pb::ScheduleTargetRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let target = request.get_ref().target.clone();
+        let op = self.authorize(&request, Action::PauseSchedule, &target)?;
+        let result = self.pause_impl(&op, &target, true).await;
+        audit(&op.name, Action::PauseSchedule, &target, &result);
+        Ok(Response::new(result?))
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<pb::ScheduleTargetRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let target = request.get_ref().target.clone();
+        let op = self.authorize(&request, Action::ResumeSchedule, &target)?;
+        let result = self.pause_impl(&op, &target, false).await;
+        audit(&op.name, Action::ResumeSchedule, &target, &result);
+        Ok(Response::new(result?))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<pb::ScheduleTargetRequest>,
+    ) -> Result<Response<pb::DeleteScheduleResponse>, Status> {
+        let target = request.get_ref().target.clone();
+        let op = self.authorize(&request, Action::DeleteSchedule, &target)?;
+        let result = self.delete_schedule_impl(&target).await;
+        audit(&op.name, Action::DeleteSchedule, &target, &result);
+        Ok(Response::new(result?))
+    }
+
+    async fn next_runs(
+        &self,
+        request: Request<pb::NextRunsRequest>,
+    ) -> Result<Response<pb::NextRunsResponse>, Status> {
+        self.authorize(&request, Action::NextRuns, &request.get_ref().target)?;
+        Ok(Response::new(self.next_runs_impl(request.get_ref()).await?))
+    }
+
+    async fn list_schedule_runs(
+        &self,
+        request: Request<pb::ListScheduleRunsRequest>,
+    ) -> Result<Response<pb::ListScheduleRunsResponse>, Status> {
+        self.authorize(
+            &request,
+            Action::ListScheduleRuns,
+            &request.get_ref().target,
+        )?;
+        let req = request.get_ref();
+        let target = parse_target(&req.target)?.to_string();
+        let runs = self
+            .hub
+            .catalog
+            .schedule_runs(&target, limit(req.limit))
+            .await
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::ListScheduleRunsResponse {
+            runs: runs.iter().map(wire::schedule_run_to_pb).collect(),
+        }))
+    }
+
+    async fn pin_backup(
+        &self,
+        request: Request<pb::PinBackupRequest>,
+    ) -> Result<Response<pb::BackupRecord>, Status> {
+        let id = request.get_ref().backup_id.clone();
+        let op = self.authorize(&request, Action::PinBackup, &id)?;
+        let result = self.pin_impl(&op, request.get_ref()).await;
+        audit(&op.name, Action::PinBackup, &id, &result);
+        Ok(Response::new(result?))
+    }
+
+    async fn unpin_backup(
+        &self,
+        request: Request<pb::UnpinBackupRequest>,
+    ) -> Result<Response<pb::BackupRecord>, Status> {
+        let id = request.get_ref().backup_id.clone();
+        let op = self.authorize(&request, Action::UnpinBackup, &id)?;
+        let result = self.unpin_impl(&id).await;
+        audit(&op.name, Action::UnpinBackup, &id, &result);
+        Ok(Response::new(result?))
+    }
+
+    async fn prune(
+        &self,
+        request: Request<pb::PruneRequest>,
+    ) -> Result<Response<pb::PruneResponse>, Status> {
+        let action = Action::Prune {
+            dry_run: request.get_ref().dry_run,
+        };
+        let object = request.get_ref().target.clone();
+        let op = self.authorize(&request, action, &object)?;
+        let result = self.prune_impl(&op, request.get_ref()).await;
+        if !request.get_ref().dry_run {
+            audit(&op.name, action, &object, &result);
+        }
+        Ok(Response::new(result?))
     }
 
     type WatchJobStream = ReceiverStream<Result<pb::Job, Status>>;

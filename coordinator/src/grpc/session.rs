@@ -134,7 +134,13 @@ impl Session {
             AgentMessage::Hello(_) => Err(Error::InvalidArgument(
                 "Hello may be sent only once per session".into(),
             )),
-            AgentMessage::Heartbeat { clock_unix_ms } => {
+            AgentMessage::Heartbeat {
+                clock_unix_ms,
+                repositories,
+            } => {
+                self.hub
+                    .metrics
+                    .set_repository_stats(&self.agent, &repositories);
                 let now = lifeboat_proto::now_ms();
                 self.hub
                     .catalog
@@ -375,6 +381,19 @@ impl Session {
                 Ok(catalog
                     .finish_verify_job(&job.id, &f, &job.backup_id, &outcome)
                     .await?)
+            }
+            (JobKind::Delete, Some(ResultPayload::Delete { existed })) => {
+                // Gone from the repository (or already gone): drop the catalog row too.
+                let mut f = finish(JobState::Succeeded, String::new());
+                f.detail = if existed { "deleted" } else { "already gone" }.to_owned();
+                Ok(catalog
+                    .finish_delete_job(&job.id, &f, &job.backup_id)
+                    .await?)
+            }
+            (JobKind::List, Some(ResultPayload::List(backups))) => {
+                let mut f = finish(JobState::Succeeded, String::new());
+                f.detail = format!("{} manifest(s)", backups.len());
+                Ok(catalog.finish_job(&job.id, &f).await?)
             }
             (JobKind::Verify, None) if result.state != JobState::Succeeded => Ok(catalog
                 .finish_job(&job.id, &finish(result.state, reason()))

@@ -55,9 +55,16 @@ pub struct Builder {
     heartbeat_secs: u64,
     operators: Vec<(&'static str, &'static str)>,
     agents: Vec<(&'static str, &'static str)>,
+    extra: String,
 }
 
 impl Builder {
+    /// Appends raw TOML (e.g. `[scheduler]`, `[[retention]]`) to the config.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self
+    }
+
     /// Adds an `[[agent]] name environment` entry (any entry turns the allow-list on).
     pub fn agent(mut self, name: &'static str, environment: &'static str) -> Self {
         self.agents.push((name, environment));
@@ -107,6 +114,7 @@ impl Builder {
                 "[[agent]]\nname = \"{name}\"\nenvironment = \"{env}\"\n"
             ));
         }
+        toml.push_str(&self.extra);
         let config_path = dir.path().join("coordinator.toml");
         std::fs::write(&config_path, toml).expect("write config");
         let mut c = Coordinator {
@@ -143,6 +151,7 @@ impl Coordinator {
             heartbeat_secs: 10,
             operators: vec![("alice", "admin"), ("olga", "operator"), ("vera", "viewer")],
             agents: Vec::new(),
+            extra: String::new(),
         }
     }
 
@@ -172,6 +181,11 @@ impl Coordinator {
         within("coordinator shutdown", task)
             .await
             .expect("coordinator task panicked")
+    }
+
+    /// Starts again after `stop` (e.g. once the test has changed the catalog file).
+    pub async fn start_again(&mut self) {
+        self.launch().await;
     }
 
     /// Stops and starts again on the same catalog (new ports).

@@ -4,5 +4,6 @@
 mod control;
 mod harness;
 mod hostile;
+mod schedules;
 mod security;
 mod sessions;

@@ -6,7 +6,9 @@ use anyhow::Result;
 use lifeboat_proto as pb;
 
 use crate::{
-    cli::{BackupCommand, BackupListArgs, BackupRunArgs, BackupVerifyArgs, GlobalArgs},
+    cli::{
+        BackupCommand, BackupListArgs, BackupPinArgs, BackupRunArgs, BackupVerifyArgs, GlobalArgs,
+    },
     client::Conn,
     commands::jobs::print_started,
     output, progress,
@@ -19,6 +21,8 @@ pub async fn run(cmd: BackupCommand, global: &GlobalArgs, out: &mut dyn Write) -
         BackupCommand::List(args) => list(args, global, out).await,
         BackupCommand::Show(args) => show(&args.id, global, out).await,
         BackupCommand::Verify(args) => verify(args, global, out).await,
+        BackupCommand::Pin(args) => pin(args, global, out).await,
+        BackupCommand::Unpin(args) => unpin(&args.id, global, out).await,
     }
 }
 
@@ -86,4 +90,30 @@ async fn verify(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write
     } else {
         print_started(out, global.output, &job)
     }
+}
+
+async fn pin(args: BackupPinArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::PinBackupRequest {
+        backup_id: args.id,
+        reason: args.reason,
+    });
+    let backup = conn
+        .unary("pin backup", |mut c| async move { c.pin_backup(req).await })
+        .await?;
+    output::emit(out, global.output, &BackupView::from(&backup))
+}
+
+async fn unpin(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::UnpinBackupRequest {
+        backup_id: id.to_owned(),
+    });
+    let backup = conn
+        .unary(
+            "unpin backup",
+            |mut c| async move { c.unpin_backup(req).await },
+        )
+        .await?;
+    output::emit(out, global.output, &BackupView::from(&backup))
 }

@@ -11,7 +11,9 @@ pub mod agents;
 pub mod backup;
 pub mod jobs;
 pub mod pki;
+pub mod prune;
 pub mod restore;
+pub mod schedule;
 pub mod targets;
 pub mod whoami;
 
@@ -25,5 +27,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Backup(cmd) => backup::run(cmd, global, out).await,
         Command::Restore(args) => restore::run(args, global, out).await,
         Command::Jobs(cmd) => jobs::run(cmd, global, out).await,
+        Command::Schedule(cmd) => schedule::run(cmd, global, out).await,
+        Command::Prune(args) => prune::run(args, global, out).await,
     }
 }

@@ -238,6 +238,164 @@ impl pb::control_server::Control for Fake {
         )))
     }
 
+    async fn set_schedule(
+        &self,
+        req: Request<pb::SetScheduleRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let r = req.into_inner();
+        if r.timezone == "Mars/Olympus" {
+            return Err(Status::invalid_argument(
+                "time zone \"Mars/Olympus\" is not an IANA time zone name",
+            ));
+        }
+        Ok(Response::new(pb::Schedule {
+            target: r.target,
+            cron: r.cron,
+            timezone: r.timezone,
+            jitter_secs: r.jitter_secs,
+            kind: pb::ScheduleKind::Backup.into(),
+            source: "target".into(),
+            updated_by: "alice".into(),
+            updated_at_ms: 1_795_000_000_000,
+            next_run_at_ms: 1_795_055_400_000,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_schedules(
+        &self,
+        _req: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        Ok(Response::new(pb::ListSchedulesResponse {
+            schedules: vec![pb::Schedule {
+                target: "prod/orders".into(),
+                cron: "30 2 * * *".into(),
+                timezone: "Europe/Berlin".into(),
+                jitter_secs: 600,
+                kind: pb::ScheduleKind::Backup.into(),
+                source: "target".into(),
+                updated_by: "alice".into(),
+                updated_at_ms: 1_795_000_000_000,
+                next_run_at_ms: 1_795_055_400_000,
+                last_run: Some(pb::ScheduleRun {
+                    scheduled_at_ms: 1_794_969_000_000,
+                    decided_at_ms: 1_794_969_000_500,
+                    outcome: "skipped".into(),
+                    job_id: String::new(),
+                    reason: "a backup of prod/orders is already queued or running".into(),
+                    target: "prod/orders".into(),
+                }),
+                ..Default::default()
+            }],
+        }))
+    }
+
+    async fn pause_schedule(
+        &self,
+        _req: Request<pb::ScheduleTargetRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn resume_schedule(
+        &self,
+        _req: Request<pb::ScheduleTargetRequest>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn delete_schedule(
+        &self,
+        _req: Request<pb::ScheduleTargetRequest>,
+    ) -> Result<Response<pb::DeleteScheduleResponse>, Status> {
+        Err(Status::not_found("target prod/orders has no schedule"))
+    }
+
+    async fn next_runs(
+        &self,
+        req: Request<pb::NextRunsRequest>,
+    ) -> Result<Response<pb::NextRunsResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(pb::NextRunsResponse {
+            schedule: Some(pb::Schedule {
+                target: r.target,
+                cron: "30 2 * * *".into(),
+                timezone: "Europe/Berlin".into(),
+                source: "target".into(),
+                ..Default::default()
+            }),
+            run_at_ms: vec![1_774_746_000_000, 1_774_830_600_000],
+            run_at_local: vec![
+                "2026-03-29 03:00:00 CEST".into(),
+                "2026-03-30 02:30:00 CEST".into(),
+            ],
+        }))
+    }
+
+    async fn list_schedule_runs(
+        &self,
+        _req: Request<pb::ListScheduleRunsRequest>,
+    ) -> Result<Response<pb::ListScheduleRunsResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn pin_backup(
+        &self,
+        _req: Request<pb::PinBackupRequest>,
+    ) -> Result<Response<pb::BackupRecord>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn unpin_backup(
+        &self,
+        _req: Request<pb::UnpinBackupRequest>,
+    ) -> Result<Response<pb::BackupRecord>, Status> {
+        Err(Status::permission_denied(
+            "operator olga has role operator; unpin needs role admin",
+        ))
+    }
+
+    async fn prune(
+        &self,
+        req: Request<pb::PruneRequest>,
+    ) -> Result<Response<pb::PruneResponse>, Status> {
+        let r = req.into_inner();
+        let decision =
+            |id: &str, action: pb::PruneAction, reasons: &[&str], job: &str| pb::PruneDecision {
+                backup_id: id.into(),
+                target: "prod/orders".into(),
+                finished_at_ms: 1_794_969_000_000,
+                verify_status: pb::VerifyStatus::Ok.into(),
+                action: action.into(),
+                reasons: reasons.iter().map(|s| (*s).to_owned()).collect(),
+                job_id: job.into(),
+                stored_size: 1024,
+            };
+        let job = if r.dry_run {
+            ""
+        } else {
+            "20261128T020000Z-00000d"
+        };
+        Ok(Response::new(pb::PruneResponse {
+            decisions: vec![
+                decision(
+                    "20261128T013000Z-00000a",
+                    pb::PruneAction::Keep,
+                    &["newest", "last"],
+                    "",
+                ),
+                decision(
+                    "20261127T013000Z-00000b",
+                    pb::PruneAction::Delete,
+                    &["expired"],
+                    job,
+                ),
+            ],
+            targets_without_policy: vec!["dev/scratch".into()],
+            dry_run: r.dry_run,
+        }))
+    }
+
     type WatchJobStream = JobStream;
 
     async fn watch_job(

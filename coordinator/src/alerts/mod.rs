@@ -1,0 +1,403 @@
+//! Alerts: incidents opened and resolved from the same verdicts as `/health`, and notified to
+//! webhooks through an outbox in the catalog, so each webhook gets one "firing" and one
+//! "resolved" notification per incident (see docs/adr/0006-alert-incidents-in-the-catalog.md).
+//!
+//! Two tasks: the evaluator (every `alerts.evaluate_interval`, and after every finished job)
+//! and the notifier (delivers due notifications, retrying with backoff).
+
+pub mod config;
+pub mod rules;
+pub mod webhook;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{AlertsConfig, WebhookConfig, WebhookFormat, WebhookUrl};
+
+use crate::{health::Report, hub::Hub};
+
+/// What an incident is about. A closed set: it is a metric label and a webhook filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IncidentKind {
+    BackupFailed,
+    RestoreFailed,
+    VerifyFailed,
+    RpoBreach,
+    AgentOffline,
+    SizeAnomaly,
+}
+
+impl IncidentKind {
+    pub const ALL: &'static [IncidentKind] = &[
+        IncidentKind::BackupFailed,
+        IncidentKind::RestoreFailed,
+        IncidentKind::VerifyFailed,
+        IncidentKind::RpoBreach,
+        IncidentKind::AgentOffline,
+        IncidentKind::SizeAnomaly,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::BackupFailed => "backup_failed",
+            IncidentKind::RestoreFailed => "restore_failed",
+            IncidentKind::VerifyFailed => "verify_failed",
+            IncidentKind::RpoBreach => "rpo_breach",
+            IncidentKind::AgentOffline => "agent_offline",
+            IncidentKind::SizeAnomaly => "size_anomaly",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// Which notification of an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    Firing,
+    Resolved,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Firing => "firing",
+            Event::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "firing" => Some(Event::Firing),
+            "resolved" => Some(Event::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// An incident to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIncident {
+    pub kind: IncidentKind,
+    /// A target (`ENV/NAME`) or an agent name.
+    pub subject: String,
+    pub environment: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub id: i64,
+    pub kind: IncidentKind,
+    pub subject: String,
+    pub environment: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub detail: String,
+    pub opened_at_ms: i64,
+    pub resolved_at_ms: Option<i64>,
+    pub resolve_summary: String,
+}
+
+/// One queued notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub incident_id: i64,
+    pub webhook: String,
+    pub event: Event,
+    /// Delivery passes that failed so far.
+    pub attempts: u32,
+}
+
+/// The wait before a notification whose delivery pass failed is tried again: 30 s doubling
+/// per failed pass, at most an hour.
+pub fn outbox_backoff(failed_passes: u32) -> Duration {
+    Duration::from_secs(30)
+        .saturating_mul(1u32 << failed_passes.min(7))
+        .min(Duration::from_secs(3600))
+}
+
+/// Runs the evaluator and the notifier until `cancel`.
+pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
+    let client = match webhook::client() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(
+                "failed to set up the webhook client: {e:#}; alerts are tracked but not sent"
+            );
+            None
+        }
+    };
+    let wake = Arc::new(Notify::new());
+    let notifier = tokio::spawn(notify_loop(
+        hub.clone(),
+        client,
+        wake.clone(),
+        cancel.clone(),
+    ));
+    evaluate_loop(hub, wake, cancel).await;
+    let _ = notifier.await;
+}
+
+async fn evaluate_loop(hub: Arc<Hub>, wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut events = hub.subscribe();
+    let mut interval = tokio::time::interval(hub.config.alerts.evaluate_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+            event = events.recv() => match event {
+                Ok(job) if job.state.is_terminal() => {}
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+        match evaluate_once(&hub, lifeboat_proto::now_ms()).await {
+            Ok(true) => wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("failed to evaluate alerts: {e:#}; retrying at the next pass"),
+        }
+    }
+}
+
+/// One evaluation: opens and resolves incidents. True if anything changed.
+pub async fn evaluate_once(hub: &Hub, now_ms: i64) -> Result<bool> {
+    let snapshot = hub
+        .catalog
+        .health_snapshot(now_ms)
+        .await
+        .context("read the catalog")?;
+    let report = Report::build(hub, &snapshot, now_ms);
+    let cfg = &hub.config.alerts;
+    let conditions = rules::conditions(&report.targets, &report.agents, cfg, now_ms);
+    let open = hub
+        .catalog
+        .open_incidents()
+        .await
+        .context("read open incidents")?;
+    let plan = rules::plan(conditions, &open);
+    let mut changed = false;
+    for new in plan.open {
+        let webhooks: Vec<String> = cfg
+            .webhooks
+            .iter()
+            .filter(|w| w.wants(new.kind))
+            .map(|w| w.name.clone())
+            .collect();
+        if let Some(i) = hub
+            .catalog
+            .open_incident(&new, &webhooks, now_ms)
+            .await
+            .context("open an incident")?
+        {
+            changed = true;
+            tracing::warn!(
+                incident = i.id,
+                kind = i.kind.as_str(),
+                severity = i.severity.as_str(),
+                subject = %i.subject,
+                "incident opened: {}",
+                i.summary
+            );
+        }
+    }
+    for (id, summary) in plan.resolve {
+        if hub
+            .catalog
+            .resolve_incident(id, &summary, now_ms)
+            .await
+            .context("resolve an incident")?
+        {
+            changed = true;
+            tracing::info!(incident = id, "incident resolved: {summary}");
+        }
+    }
+    if changed {
+        let open = hub
+            .catalog
+            .open_incidents()
+            .await
+            .context("read open incidents")?;
+        hub.metrics.set_open_incidents(&open);
+    } else {
+        hub.metrics.set_open_incidents(&open);
+    }
+    Ok(changed)
+}
+
+async fn notify_loop(
+    hub: Arc<Hub>,
+    client: Option<webhook::HttpClient>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let Some(client) = client else { return };
+    if hub.config.alerts.webhooks.is_empty() {
+        return;
+    }
+    loop {
+        if let Err(e) = deliver_due(&hub, &client, &cancel).await {
+            tracing::warn!("failed to deliver alert notifications: {e:#}");
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Delivers the due notifications: webhooks in parallel, each webhook's queue in order. A
+/// webhook whose delivery fails is left alone for the rest of the pass (its receiver is
+/// probably down); the failed notification waits for its backoff.
+pub async fn deliver_due(
+    hub: &Hub,
+    client: &webhook::HttpClient,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let due = hub
+        .catalog
+        .due_notifications(lifeboat_proto::now_ms(), 100)
+        .await
+        .context("read due notifications")?;
+    let mut queues: BTreeMap<String, Vec<(Notification, Incident)>> = BTreeMap::new();
+    for (n, incident) in due {
+        queues
+            .entry(n.webhook.clone())
+            .or_default()
+            .push((n, incident));
+    }
+    let passes = queues.into_iter().filter_map(|(name, queue)| {
+        // A webhook removed from the config: its queue is left alone.
+        let w = hub.config.alerts.webhooks.iter().find(|w| w.name == name)?;
+        Some(deliver_queue(hub, client, w, queue, cancel))
+    });
+    for result in futures::future::join_all(passes).await {
+        result?;
+    }
+    let pending = hub
+        .catalog
+        .pending_notifications()
+        .await
+        .context("count pending notifications")?;
+    hub.metrics
+        .set_pending_notifications(&hub.config.alerts, &pending);
+    Ok(())
+}
+
+async fn deliver_queue(
+    hub: &Hub,
+    client: &webhook::HttpClient,
+    w: &WebhookConfig,
+    queue: Vec<(Notification, Incident)>,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    for (n, incident) in queue {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let now = lifeboat_proto::now_ms();
+        if n.event == Event::Resolved && !w.send_resolved {
+            hub.catalog
+                .notification_delivered(&n, now)
+                .await
+                .context("record a skipped notification")?;
+            continue;
+        }
+        let body = webhook::payload(w.format, n.event, &incident, now);
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => break,
+            r = webhook::deliver(client, w, &body, Duration::from_millis(500)) => r,
+        };
+        match outcome {
+            Ok(_) => {
+                hub.metrics.notification_sent(&w.name, true);
+                tracing::info!(
+                    webhook = %w.name,
+                    incident = incident.id,
+                    kind = incident.kind.as_str(),
+                    event = n.event.as_str(),
+                    "alert notification delivered"
+                );
+                hub.catalog
+                    .notification_delivered(&n, lifeboat_proto::now_ms())
+                    .await
+                    .context("record a delivered notification")?;
+            }
+            Err(e) => {
+                hub.metrics.notification_sent(&w.name, false);
+                let wait = outbox_backoff(n.attempts);
+                tracing::warn!(
+                    webhook = %w.name,
+                    incident = incident.id,
+                    event = n.event.as_str(),
+                    "failed to deliver an alert notification: {e}; trying again in {} s",
+                    wait.as_secs()
+                );
+                let next = lifeboat_proto::now_ms()
+                    .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                hub.catalog
+                    .notification_failed(&n, &e.to_string(), next)
+                    .await
+                    .context("record a failed notification")?;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in IncidentKind::ALL {
+            assert_eq!(IncidentKind::parse(k.as_str()), Some(*k));
+        }
+        assert_eq!(Event::parse("firing"), Some(Event::Firing));
+        assert_eq!(Severity::parse("critical"), Some(Severity::Critical));
+    }
+
+    #[test]
+    fn outbox_backoff_doubles_to_an_hour() {
+        assert_eq!(outbox_backoff(0), Duration::from_secs(30));
+        assert_eq!(outbox_backoff(1), Duration::from_secs(60));
+        assert_eq!(outbox_backoff(6), Duration::from_secs(1920));
+        assert_eq!(outbox_backoff(7), Duration::from_secs(3600));
+        assert_eq!(outbox_backoff(50), Duration::from_secs(3600));
+    }
+}

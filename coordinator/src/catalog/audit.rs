@@ -1,0 +1,65 @@
+//! The audit log of operator actions.
+
+use sqlx::Row;
+
+use super::{Catalog, Result, parse_enum};
+use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, AuditRecord};
+
+impl Catalog {
+    pub async fn insert_audit(&self, e: &AuditEntry) -> Result<i64> {
+        let done = sqlx::query(
+            "INSERT INTO audit_log (at_ms, actor, role, action, object, outcome, reason) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at_ms)
+        .bind(&e.actor)
+        .bind(&e.role)
+        .bind(&e.action)
+        .bind(&e.object)
+        .bind(e.outcome.as_str())
+        .bind(&e.reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.last_insert_rowid())
+    }
+
+    /// Audit records newest first, filtered.
+    pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, actor, role, action, object, outcome, reason FROM audit_log \
+             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) \
+             AND (?3 IS NULL OR at_ms >= ?3) AND (?4 IS NULL OR object LIKE ?4 ESCAPE '\\') \
+             ORDER BY at_ms DESC, id DESC LIMIT ?5",
+        )
+        .bind(f.actor.as_deref())
+        .bind(f.action.as_deref())
+        .bind(f.since_ms)
+        .bind(f.object.as_deref().map(|o| {
+            let escaped = o
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        }))
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let outcome: String = row.try_get("outcome")?;
+                Ok(AuditRecord {
+                    id: row.try_get("id")?,
+                    entry: AuditEntry {
+                        at_ms: row.try_get("at_ms")?,
+                        actor: row.try_get("actor")?,
+                        role: row.try_get("role")?,
+                        action: row.try_get("action")?,
+                        object: row.try_get("object")?,
+                        outcome: parse_enum("audit_log.outcome", &outcome, AuditOutcome::parse)?,
+                        reason: row.try_get("reason")?,
+                    },
+                })
+            })
+            .collect()
+    }
+}

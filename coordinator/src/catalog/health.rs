@@ -1,0 +1,272 @@
+//! What health, metrics and alerts read: per target, its recent backups and the latest jobs of
+//! each kind and outcome; the agents; whether the schema is current. Read-only but for
+//! remembering when a target was first seen.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::Row;
+
+use super::{Catalog, Result, parse_enum, to_u64};
+use crate::model::{AgentRecord, JobKind, JobState, TargetRecord, VerifyStatus};
+
+/// How many recent backups per target are read: the newest and the seven before it (the
+/// size-change check compares the newest with the median of the seven).
+pub const RECENT_BACKUPS: usize = 8;
+
+/// One complete backup, reduced to what health needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFacts {
+    pub backup_id: String,
+    pub raw_size: u64,
+    pub stored_size: u64,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub verify_status: VerifyStatus,
+    pub verified_at_ms: Option<i64>,
+}
+
+/// One finished job, reduced to what health needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFacts {
+    pub job_id: String,
+    pub kind: JobKind,
+    pub state: JobState,
+    pub backup_id: String,
+    pub error: String,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: i64,
+}
+
+impl JobFacts {
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.started_at_ms
+            .map(|s| self.finished_at_ms.saturating_sub(s).max(0))
+    }
+}
+
+/// Everything known about one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFacts {
+    pub target: TargetRecord,
+    pub first_seen_ms: i64,
+    /// Complete backups, newest first, at most [`RECENT_BACKUPS`].
+    pub recent_backups: Vec<BackupFacts>,
+    /// The latest succeeded and the latest failed job of each kind.
+    pub last_succeeded: BTreeMap<&'static str, JobFacts>,
+    pub last_failed: BTreeMap<&'static str, JobFacts>,
+}
+
+impl TargetFacts {
+    pub fn full_name(&self) -> String {
+        self.target.name.to_string()
+    }
+
+    pub fn last_backup(&self) -> Option<&BackupFacts> {
+        self.recent_backups.first()
+    }
+
+    /// The most recent finished (succeeded or failed) job of `kind`.
+    pub fn last_finished(&self, kind: JobKind) -> Option<&JobFacts> {
+        let s = self.last_succeeded.get(kind.as_str());
+        let f = self.last_failed.get(kind.as_str());
+        match (s, f) {
+            (Some(s), Some(f)) => {
+                if (f.finished_at_ms, &f.job_id) > (s.finished_at_ms, &s.job_id) {
+                    Some(f)
+                } else {
+                    Some(s)
+                }
+            }
+            (s, f) => s.or(f),
+        }
+    }
+}
+
+/// A consistent enough view for one health, metrics or alerts pass.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub targets: Vec<TargetFacts>,
+    pub agents: Vec<AgentRecord>,
+}
+
+/// Whether the schema the binary carries is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub expected: Vec<i64>,
+    pub applied: Vec<i64>,
+    /// Migrations that started but did not finish.
+    pub dirty: Vec<i64>,
+}
+
+impl SchemaStatus {
+    pub fn is_current(&self) -> bool {
+        self.dirty.is_empty() && self.expected.iter().all(|v| self.applied.contains(v))
+    }
+}
+
+/// The job kinds health looks at.
+const KINDS: [JobKind; 3] = [JobKind::Backup, JobKind::Restore, JobKind::Verify];
+
+impl Catalog {
+    /// A trivial query: the catalog answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Which migrations are applied, against the ones this binary carries.
+    pub async fn schema_status(&self) -> Result<SchemaStatus> {
+        let expected: Vec<i64> = super::migrator().iter().map(|m| m.version).collect();
+        let rows = sqlx::query("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut applied = Vec::new();
+        let mut dirty = Vec::new();
+        for row in &rows {
+            let version: i64 = row.try_get("version")?;
+            let success: bool = row.try_get("success")?;
+            if success {
+                applied.push(version);
+            } else {
+                dirty.push(version);
+            }
+        }
+        Ok(SchemaStatus {
+            expected,
+            applied,
+            dirty,
+        })
+    }
+
+    /// Reads everything health, metrics and alerts need. Targets seen for the first time are
+    /// remembered with `now_ms`.
+    pub async fn health_snapshot(&self, now_ms: i64) -> Result<Snapshot> {
+        let targets = self.list_targets().await?;
+        let first_seen = self.first_seen(&targets, now_ms).await?;
+
+        let mut backups: BTreeMap<String, Vec<BackupFacts>> = BTreeMap::new();
+        let rows = sqlx::query(
+            "SELECT target, backup_id, raw_size, stored_size, started_at_ms, finished_at_ms, \
+             verify_status, verified_at_ms FROM (SELECT b.*, ROW_NUMBER() OVER (PARTITION BY \
+             b.target ORDER BY b.finished_at_ms DESC, b.backup_id DESC) AS rn FROM backups b) \
+             WHERE rn <= ? ORDER BY target, rn",
+        )
+        .bind(i64::try_from(RECENT_BACKUPS).unwrap_or(8))
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let verify: String = row.try_get("verify_status")?;
+            backups
+                .entry(row.try_get("target")?)
+                .or_default()
+                .push(BackupFacts {
+                    backup_id: row.try_get("backup_id")?,
+                    raw_size: to_u64("backups.raw_size", row.try_get("raw_size")?)?,
+                    stored_size: to_u64("backups.stored_size", row.try_get("stored_size")?)?,
+                    started_at_ms: row.try_get("started_at_ms")?,
+                    finished_at_ms: row.try_get("finished_at_ms")?,
+                    verify_status: parse_enum(
+                        "backups.verify_status",
+                        &verify,
+                        VerifyStatus::parse,
+                    )?,
+                    verified_at_ms: row.try_get("verified_at_ms")?,
+                });
+        }
+
+        type Latest = BTreeMap<String, BTreeMap<&'static str, JobFacts>>;
+        let mut succeeded: Latest = BTreeMap::new();
+        let mut failed: Latest = BTreeMap::new();
+        let rows = sqlx::query(
+            "SELECT id, kind, state, target, backup_id, error, started_at_ms, finished_at_ms \
+             FROM (SELECT j.*, ROW_NUMBER() OVER (PARTITION BY j.target, j.kind, j.state \
+             ORDER BY j.finished_at_ms DESC, j.id DESC) AS rn FROM jobs j \
+             WHERE j.state IN ('succeeded', 'failed') AND j.kind IN ('backup', 'restore', \
+             'verify') AND j.finished_at_ms IS NOT NULL) WHERE rn = 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            let state: String = row.try_get("state")?;
+            let kind = parse_enum("jobs.kind", &kind, JobKind::parse)?;
+            let state = parse_enum("jobs.state", &state, JobState::parse)?;
+            let Some(kind_str) = KINDS.iter().find(|k| **k == kind).map(|k| k.as_str()) else {
+                continue;
+            };
+            let facts = JobFacts {
+                job_id: row.try_get("id")?,
+                kind,
+                state,
+                backup_id: row.try_get("backup_id")?,
+                error: row.try_get("error")?,
+                started_at_ms: row.try_get("started_at_ms")?,
+                finished_at_ms: row.try_get("finished_at_ms")?,
+            };
+            let map = if state == JobState::Succeeded {
+                &mut succeeded
+            } else {
+                &mut failed
+            };
+            map.entry(row.try_get("target")?)
+                .or_default()
+                .insert(kind_str, facts);
+        }
+
+        let targets = targets
+            .into_iter()
+            .map(|t| {
+                let name = t.target.name.to_string();
+                TargetFacts {
+                    first_seen_ms: first_seen.get(&name).copied().unwrap_or(now_ms),
+                    recent_backups: backups.remove(&name).unwrap_or_default(),
+                    last_succeeded: succeeded.remove(&name).unwrap_or_default(),
+                    last_failed: failed.remove(&name).unwrap_or_default(),
+                    target: t.target,
+                }
+            })
+            .collect();
+        Ok(Snapshot {
+            targets,
+            agents: self.list_agents().await?,
+        })
+    }
+
+    /// When each target was first seen; records `now_ms` for new ones (a write only when
+    /// there is a new target).
+    async fn first_seen(
+        &self,
+        targets: &[crate::model::TargetSummary],
+        now_ms: i64,
+    ) -> Result<BTreeMap<String, i64>> {
+        let rows = sqlx::query("SELECT target, first_seen_ms FROM target_first_seen")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut seen = BTreeMap::new();
+        for row in &rows {
+            seen.insert(row.try_get("target")?, row.try_get("first_seen_ms")?);
+        }
+        let new: HashSet<String> = targets
+            .iter()
+            .map(|t| t.target.name.to_string())
+            .filter(|n| !seen.contains_key(n))
+            .collect();
+        for name in new {
+            sqlx::query(
+                "INSERT INTO target_first_seen (target, first_seen_ms) VALUES (?, ?) \
+                 ON CONFLICT (target) DO NOTHING",
+            )
+            .bind(&name)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+            let at: i64 =
+                sqlx::query_scalar("SELECT first_seen_ms FROM target_first_seen WHERE target = ?")
+                    .bind(&name)
+                    .fetch_one(&self.pool)
+                    .await?;
+            seen.insert(name, at);
+        }
+        Ok(seen)
+    }
+}

@@ -1,0 +1,246 @@
+//! Pinned backups and the two-phase delete of backups: mark (with the delete job, in one
+//! transaction), then drop the rows once the agent reports the delete done.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::Row;
+
+use super::{
+    Catalog, CatalogError, Result,
+    jobs::{finish_in, insert_job_in},
+};
+use crate::model::{Finish, Job, NewJob};
+
+/// Who pinned a backup, when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub pinned_by: String,
+    pub pinned_at_ms: i64,
+    pub reason: String,
+}
+
+/// What `pin_backup` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinOutcome {
+    Pinned,
+    NotFound,
+    /// Retention already marked it for deletion.
+    Deleting,
+}
+
+/// What `mark_delete` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkDelete {
+    /// Marked now (or marked before without an active delete job), and the job queued.
+    Queued(Box<Job>),
+    /// A delete of it is already queued or running.
+    InProgress(String),
+    /// Pinned meanwhile: left alone.
+    Pinned,
+    /// No longer in the catalog.
+    Gone,
+}
+
+impl Catalog {
+    /// Pins a backup; pinning a pinned backup updates who, when and why.
+    pub async fn pin_backup(&self, backup_id: &str, pin: &Pin) -> Result<PinOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // Take the write lock first, so a concurrent prune cannot mark it in between.
+        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = ?")
+            .bind(backup_id)
+            .execute(&mut *tx)
+            .await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM backups WHERE backup_id = ?")
+            .bind(backup_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(PinOutcome::NotFound);
+        }
+        let deleting: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM backup_deletions WHERE backup_id = ?")
+                .bind(backup_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if deleting.is_some() {
+            return Ok(PinOutcome::Deleting);
+        }
+        sqlx::query(
+            "INSERT INTO backup_pins (backup_id, pinned_by, pinned_at_ms, reason) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (backup_id) DO UPDATE SET \
+             pinned_by = excluded.pinned_by, pinned_at_ms = excluded.pinned_at_ms, \
+             reason = excluded.reason",
+        )
+        .bind(backup_id)
+        .bind(&pin.pinned_by)
+        .bind(pin.pinned_at_ms)
+        .bind(&pin.reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(PinOutcome::Pinned)
+    }
+
+    /// Removes a pin. False if the backup was not pinned.
+    pub async fn unpin_backup(&self, backup_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM backup_pins WHERE backup_id = ?")
+            .bind(backup_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every pin, by backup id.
+    pub async fn pins(&self) -> Result<HashMap<String, Pin>> {
+        let rows =
+            sqlx::query("SELECT backup_id, pinned_by, pinned_at_ms, reason FROM backup_pins")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("backup_id")?,
+                    Pin {
+                        pinned_by: r.try_get("pinned_by")?,
+                        pinned_at_ms: r.try_get("pinned_at_ms")?,
+                        reason: r.try_get("reason")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// When the coordinator recorded each backup (its job's finish, on the coordinator's
+    /// clock), by backup id. Retention counts time with these, not with the agents' clocks.
+    pub async fn backups_recorded_at(&self) -> Result<HashMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT b.backup_id, j.finished_at_ms FROM backups b JOIN jobs j ON j.id = b.job_id \
+             WHERE j.finished_at_ms IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("backup_id")?, r.try_get("finished_at_ms")?)))
+            .collect()
+    }
+
+    /// Ids of the backups marked for deletion.
+    pub async fn deleting_backups(&self) -> Result<HashSet<String>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT backup_id FROM backup_deletions")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Marks a backup for deletion and queues `job` (a delete of it), in one transaction.
+    /// Refuses pinned backups; a backup already marked gets a new job only if none is active
+    /// (resuming a delete that failed or was lost).
+    pub async fn mark_delete(&self, job: &NewJob, by: &str, now_ms: i64) -> Result<MarkDelete> {
+        let id = job.backup_id.as_str();
+        let mut tx = self.pool.begin().await?;
+        // Take the write lock first, so the checks below hold until commit.
+        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM backups WHERE backup_id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(MarkDelete::Gone);
+        }
+        let pinned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM backup_pins WHERE backup_id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if pinned.is_some() {
+            return Ok(MarkDelete::Pinned);
+        }
+        let active: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE backup_id = ? AND kind = 'delete' \
+             AND state IN ('queued', 'running')",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(active) = active {
+            return Ok(MarkDelete::InProgress(active));
+        }
+        sqlx::query(
+            "INSERT OR IGNORE INTO backup_deletions (backup_id, marked_by, marked_at_ms) \
+             VALUES (?, ?, ?)",
+        )
+        .bind(id)
+        .bind(by)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        insert_job_in(&mut tx, job).await?;
+        tx.commit().await?;
+        let created = self.get_job(&job.id).await?.ok_or_else(|| {
+            CatalogError::Corrupt(format!("job {} vanished after insert", job.id))
+        })?;
+        Ok(MarkDelete::Queued(Box::new(created)))
+    }
+
+    /// Ends a delete job successfully and drops the backup (and its deletion mark) from the
+    /// catalog, in one transaction. None (and nothing written) if the job had already ended.
+    pub async fn finish_delete_job(
+        &self,
+        id: &str,
+        finish: &Finish,
+        backup_id: &str,
+    ) -> Result<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        if finish_in(&mut tx, id, finish).await? == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let marked = sqlx::query("DELETE FROM backup_deletions WHERE backup_id = ?")
+            .bind(backup_id)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() == 1 {
+            sqlx::query("DELETE FROM backups WHERE backup_id = ?")
+                .bind(backup_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.get_job(id).await
+    }
+
+    /// Backups marked for deletion with no delete job queued or running (the coordinator
+    /// stopped between the phases, or the last attempt failed).
+    pub async fn stalled_deletions(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT d.backup_id, d.marked_by FROM backup_deletions d \
+             WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.backup_id = d.backup_id \
+             AND j.kind = 'delete' AND j.state IN ('queued', 'running')) \
+             ORDER BY d.marked_at_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("backup_id")?, r.try_get("marked_by")?)))
+            .collect()
+    }
+
+    /// Whether any restore or verify of the backup is queued or running.
+    pub async fn backup_in_use(&self, backup_id: &str) -> Result<Option<String>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE backup_id = ? AND kind IN ('restore', 'verify') \
+             AND state IN ('queued', 'running') LIMIT 1",
+        )
+        .bind(backup_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+#[path = "retention_tests.rs"]
+mod tests;

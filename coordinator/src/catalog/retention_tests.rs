@@ -1,0 +1,309 @@
+//! Migration 2 on a populated catalog, the scheduler's compare-and-set, and the two-phase
+//! delete, against a real SQLite file.
+
+use sqlx::{
+    Row, SqlSafeStr,
+    migrate::{Migration, MigrationType, Migrator},
+    sqlite::SqlitePoolOptions,
+};
+
+use super::*;
+use crate::catalog::{InsertJob, TickOutcome};
+use crate::{
+    model::{AgentRecord, Engine, JobKind, JobState, TargetDecl},
+    schedule::{RunOutcome, ScheduleKind, ScheduleRun, StoredSchedule},
+};
+
+async fn open() -> (tempfile::TempDir, Catalog) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
+        .await
+        .expect("open catalog");
+    (dir, catalog)
+}
+
+async fn with_target(c: &Catalog) {
+    c.upsert_agent(&AgentRecord {
+        name: "prod-1".into(),
+        environment: "prod".into(),
+        version: "0.1.0".into(),
+        last_seen_ms: 1,
+        clock_skew_ms: 0,
+        max_concurrent_jobs: 2,
+    })
+    .await
+    .expect("agent");
+    c.register_targets(
+        "prod-1",
+        "prod",
+        &[TargetDecl {
+            name: "orders".into(),
+            engine: Engine::Postgres,
+            provider: "postgres".into(),
+            repository: "local".into(),
+            database: "orders".into(),
+        }],
+    )
+    .await
+    .expect("targets");
+}
+
+fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        kind,
+        target: "prod/orders".into(),
+        agent: "prod-1".into(),
+        backup_id: backup_id.into(),
+        requested_by: "scheduler".into(),
+        created_at_ms: 1_000,
+        database: String::new(),
+        clean: false,
+    }
+}
+
+fn run(slot: i64) -> ScheduleRun {
+    ScheduleRun {
+        target: "prod/orders".into(),
+        scheduled_at_ms: slot,
+        decided_at_ms: slot + 5,
+        outcome: RunOutcome::Started,
+        job_id: Some("20261128T020000Z-000001".into()),
+        reason: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_tick_is_recorded_once_whoever_races_for_it() {
+    let (_dir, c) = open().await;
+    with_target(&c).await;
+    c.upsert_schedule(
+        &StoredSchedule {
+            target: "prod/orders".into(),
+            cron: "30 2 * * *".into(),
+            timezone: "UTC".into(),
+            jitter_secs: 0,
+            kind: ScheduleKind::Backup,
+            updated_by: "alice".into(),
+            updated_at_ms: 100,
+        },
+        100,
+    )
+    .await
+    .expect("set");
+    let j = job(
+        "20261128T020000Z-000001",
+        JobKind::Backup,
+        "20261128T020000Z-0000b1",
+    );
+    let first = c
+        .record_schedule_tick(100, &run(1_000), Some(&j))
+        .await
+        .expect("tick");
+    assert!(
+        matches!(first, TickOutcome::Recorded(_, Some(_))),
+        "{first:?}"
+    );
+    // A second pass (or coordinator) with the same view of the cursor does nothing.
+    let mut j2 = j.clone();
+    j2.id = "20261128T020000Z-000002".into();
+    let second = c
+        .record_schedule_tick(100, &run(1_000), Some(&j2))
+        .await
+        .expect("tick");
+    assert_eq!(second, TickOutcome::AlreadyHandled);
+    assert!(c.get_job(&j2.id).await.expect("get").is_none());
+
+    // The next occurrence while the first backup is still queued: skipped, with the reason.
+    let mut r = run(2_000);
+    r.job_id = Some(j2.id.clone());
+    let third = c
+        .record_schedule_tick(1_000, &r, Some(&j2))
+        .await
+        .expect("tick");
+    let TickOutcome::Recorded(rec, None) = third else {
+        panic!("{third:?}")
+    };
+    assert_eq!(rec.outcome, RunOutcome::Skipped);
+    assert!(rec.reason.contains(&j.id), "{rec:?}");
+    let last = c.last_schedule_runs().await.expect("runs");
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].scheduled_at_ms, 2_000);
+
+    // Paused: the cursor does not move.
+    c.set_schedule_paused("prod/orders", true, "olga", 3_000)
+        .await
+        .expect("pause");
+    let paused = c
+        .record_schedule_tick(2_000, &run(3_000), None)
+        .await
+        .expect("tick");
+    assert_eq!(paused, TickOutcome::AlreadyHandled);
+    // Resuming counts from now on.
+    c.set_schedule_paused("prod/orders", false, "olga", 9_000)
+        .await
+        .expect("resume");
+    let st = c.schedule_states().await.expect("state");
+    assert_eq!((st[0].cursor_ms, st[0].paused), (9_000, false));
+}
+
+#[tokio::test]
+async fn migration_2_keeps_existing_jobs_and_backups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("catalog.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    {
+        // A catalog written by the previous version: migration 1 only.
+        let pool = SqlitePoolOptions::new().connect(&url).await.expect("open");
+        Migrator::with_migrations(vec![Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0001_initial.sql").into_sql_str(),
+            false,
+        )])
+        .run(&pool)
+        .await
+        .expect("migration 1");
+        for sql in [
+            "INSERT INTO agents (name, environment, version, last_seen_ms) \
+             VALUES ('prod-1', 'prod', '0.1', 1)",
+            "INSERT INTO targets VALUES ('prod/orders', 'prod', 'orders', 'prod-1', 'postgres', \
+             'postgres', 'local', 'orders')",
+            "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
+             created_at_ms) VALUES ('j1', 'backup', 'succeeded', 'prod/orders', 'prod-1', 'b1', \
+             'alice', 5), ('j2', 'backup', 'queued', 'prod/orders', 'prod-1', 'b2', 'alice', 6)",
+            "INSERT INTO backups VALUES ('b1', 'prod/orders', 'prod', 'prod-1', 'local', \
+             'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
+             10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', 'j1')",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .expect(sql);
+        }
+        pool.close().await;
+    }
+    let c = Catalog::open_sqlite(&path).await.expect("migrate to 2");
+    assert_eq!(
+        c.get_job("j1").await.expect("j1").expect("j1").state,
+        JobState::Succeeded
+    );
+    assert_eq!(c.unfinished_jobs().await.expect("jobs").len(), 1);
+    assert!(c.get_backup("b1").await.expect("b1").is_some());
+    let problems = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&c.pool)
+        .await
+        .expect("fk check");
+    assert!(problems.is_empty());
+    let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+        .fetch_one(&c.pool)
+        .await
+        .expect("pragma")
+        .try_get(0)
+        .expect("value");
+    assert_eq!(fk, 1, "foreign keys are on again");
+    // The one-active-backup rule survived the table rebuild.
+    let dup = c
+        .insert_job(&job("j3", JobKind::Backup, "b3"))
+        .await
+        .expect("insert");
+    assert!(matches!(dup, InsertJob::ActiveBackupExists(_)), "{dup:?}");
+    // The new kinds are accepted.
+    c.insert_job(&job("j4", JobKind::Delete, "b1"))
+        .await
+        .expect("delete job");
+    c.close().await;
+    // Opening again applies nothing twice.
+    Catalog::open_sqlite(&path)
+        .await
+        .expect("reopen")
+        .close()
+        .await;
+}
+
+#[tokio::test]
+async fn two_phase_delete() {
+    let (_dir, c) = open().await;
+    with_target(&c).await;
+    let bj = job("jb", JobKind::Backup, "b1");
+    c.insert_job(&bj).await.expect("backup job");
+    sqlx::query(
+        "INSERT INTO backups VALUES ('b1', 'prod/orders', 'prod', 'prod-1', 'local', \
+         'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
+         10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', 'jb')",
+    )
+    .execute(&c.pool)
+    .await
+    .expect("backup");
+
+    // Pinned: never marked.
+    let pin = Pin {
+        pinned_by: "olga".into(),
+        pinned_at_ms: 5,
+        reason: "audit".into(),
+    };
+    assert_eq!(
+        c.pin_backup("b1", &pin).await.expect("pin"),
+        PinOutcome::Pinned
+    );
+    let d1 = job("jd1", JobKind::Delete, "b1");
+    assert_eq!(
+        c.mark_delete(&d1, "alice", 10).await.expect("mark"),
+        MarkDelete::Pinned
+    );
+    assert!(c.unpin_backup("b1").await.expect("unpin"));
+
+    let MarkDelete::Queued(q) = c.mark_delete(&d1, "alice", 10).await.expect("mark") else {
+        panic!("not queued")
+    };
+    assert_eq!(q.kind, JobKind::Delete);
+    let d2 = job("jd2", JobKind::Delete, "b1");
+    assert_eq!(
+        c.mark_delete(&d2, "alice", 11).await.expect("mark"),
+        MarkDelete::InProgress("jd1".into())
+    );
+    assert_eq!(
+        c.pin_backup("b1", &pin).await.expect("pin"),
+        PinOutcome::Deleting
+    );
+    assert!(c.stalled_deletions().await.expect("stalled").is_empty());
+
+    // The agent failed it: the mark stays, and the delete is stalled (to resume).
+    let failed = Finish {
+        state: JobState::Failed,
+        finished_at_ms: 20,
+        error: "storage down".into(),
+        detail: String::new(),
+        database: None,
+    };
+    c.finish_job("jd1", &failed).await.expect("fail");
+    assert!(c.get_backup("b1").await.expect("get").is_some());
+    assert_eq!(c.stalled_deletions().await.expect("stalled").len(), 1);
+
+    let MarkDelete::Queued(_) = c.mark_delete(&d2, "alice", 30).await.expect("resume") else {
+        panic!("not resumed")
+    };
+    let ok = Finish {
+        state: JobState::Succeeded,
+        finished_at_ms: 40,
+        error: String::new(),
+        detail: "deleted".into(),
+        database: None,
+    };
+    let done = c
+        .finish_delete_job("jd2", &ok, "b1")
+        .await
+        .expect("finish")
+        .expect("job");
+    assert_eq!(done.state, JobState::Succeeded);
+    assert!(c.get_backup("b1").await.expect("get").is_none());
+    assert!(c.deleting_backups().await.expect("marks").is_empty());
+    // A replayed result changes nothing.
+    assert!(
+        c.finish_delete_job("jd2", &ok, "b1")
+            .await
+            .expect("again")
+            .is_none()
+    );
+}

@@ -1,0 +1,261 @@
+//! Schedules, the scheduler's cursors and the runs it recorded.
+
+use sqlx::{Row, sqlite::SqliteRow};
+
+use super::{Catalog, CatalogError, Result, parse_enum, to_i64, to_u64};
+use crate::{
+    catalog::jobs::insert_job_in,
+    model::{Job, NewJob},
+    schedule::{RunOutcome, ScheduleKind, ScheduleRun, ScheduleState, StoredSchedule},
+};
+
+/// What `record_schedule_tick` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// The run was recorded (and its job created, if it started one).
+    Recorded(Box<ScheduleRun>, Option<Box<Job>>),
+    /// The cursor had moved: another pass (or coordinator) handled this occurrence.
+    AlreadyHandled,
+}
+
+impl Catalog {
+    /// Sets a target's own schedule. The scheduler counts occurrences from `now_ms` on, so a
+    /// new or changed schedule never fires for times already past.
+    pub async fn upsert_schedule(&self, s: &StoredSchedule, now_ms: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO schedules (target, cron, timezone, jitter_secs, kind, updated_by, \
+             updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (target) DO UPDATE SET cron = excluded.cron, \
+             timezone = excluded.timezone, jitter_secs = excluded.jitter_secs, \
+             kind = excluded.kind, updated_by = excluded.updated_by, \
+             updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&s.target)
+        .bind(&s.cron)
+        .bind(&s.timezone)
+        .bind(to_i64("jitter", s.jitter_secs)?)
+        .bind(s.kind.as_str())
+        .bind(&s.updated_by)
+        .bind(s.updated_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO schedule_state (target, cursor_ms) VALUES (?1, ?2) \
+             ON CONFLICT (target) DO UPDATE SET cursor_ms = MAX(cursor_ms, ?2)",
+        )
+        .bind(&s.target)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_schedules(&self) -> Result<Vec<StoredSchedule>> {
+        let rows = sqlx::query(
+            "SELECT target, cron, timezone, jitter_secs, kind, updated_by, updated_at_ms \
+             FROM schedules ORDER BY target",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    /// Removes a target's own schedule and the scheduler's memory of it. False if it had none.
+    pub async fn delete_schedule(&self, target: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM schedules WHERE target = ?")
+            .bind(target)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM schedule_state WHERE target = ?")
+            .bind(target)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
+        let rows = sqlx::query(
+            "SELECT target, cursor_ms, paused, paused_by, paused_at_ms FROM schedule_state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScheduleState {
+                    target: r.try_get("target")?,
+                    cursor_ms: r.try_get("cursor_ms")?,
+                    paused: r.try_get("paused")?,
+                    paused_by: r.try_get("paused_by")?,
+                    paused_at_ms: r.try_get("paused_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Starts counting a target's occurrences from `cursor_ms`, unless already counting.
+    pub async fn init_schedule_state(&self, target: &str, cursor_ms: i64) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO schedule_state (target, cursor_ms) VALUES (?, ?)")
+            .bind(target)
+            .bind(cursor_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Pauses or resumes a target's schedule. Resuming counts occurrences from `now_ms` on:
+    /// what fell due while paused is not caught up.
+    pub async fn set_schedule_paused(
+        &self,
+        target: &str,
+        paused: bool,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO schedule_state (target, cursor_ms, paused, paused_by, paused_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (target) DO UPDATE SET paused = ?3, paused_by = ?4, \
+             paused_at_ms = ?5, cursor_ms = CASE WHEN ?3 THEN cursor_ms \
+             ELSE MAX(cursor_ms, ?2) END",
+        )
+        .bind(target)
+        .bind(now_ms)
+        .bind(paused)
+        .bind(if paused { by } else { "" })
+        .bind(paused.then_some(now_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records one scheduler decision, creates its job (if it starts one) and moves the
+    /// target's cursor to the occurrence, in one transaction, compare-and-set on the cursor.
+    /// A job refused because a backup of the target is already active is recorded as a
+    /// skipped run instead.
+    pub async fn record_schedule_tick(
+        &self,
+        expected_cursor_ms: i64,
+        run: &ScheduleRun,
+        job: Option<&NewJob>,
+    ) -> Result<TickOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE schedule_state SET cursor_ms = ? WHERE target = ? AND cursor_ms = ? \
+             AND paused = 0",
+        )
+        .bind(run.scheduled_at_ms)
+        .bind(&run.target)
+        .bind(expected_cursor_ms)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(TickOutcome::AlreadyHandled);
+        }
+        let mut run = run.clone();
+        let mut created = false;
+        if let Some(job) = job {
+            // The UPDATE above holds SQLite's write lock: nothing can slip in between this
+            // check and the insert.
+            let active: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE target = ? AND kind = 'backup' \
+                 AND state IN ('queued', 'running')",
+            )
+            .bind(&job.target)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(active) = active {
+                run.outcome = RunOutcome::Skipped;
+                run.job_id = None;
+                run.reason = format!(
+                    "a backup of {} is already queued or running (job {active}); this run is \
+                     folded into it",
+                    run.target
+                );
+            } else {
+                insert_job_in(&mut tx, job).await?;
+                created = true;
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO schedule_runs (target, scheduled_at_ms, decided_at_ms, \
+             outcome, job_id, reason) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&run.target)
+        .bind(run.scheduled_at_ms)
+        .bind(run.decided_at_ms)
+        .bind(run.outcome.as_str())
+        .bind(run.job_id.as_deref())
+        .bind(&run.reason)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() != 1 {
+            // This occurrence was decided before (the cursor was set back by hand?): keep the
+            // first decision.
+            tx.rollback().await?;
+            return Ok(TickOutcome::AlreadyHandled);
+        }
+        tx.commit().await?;
+        let job = match (created, job) {
+            (true, Some(j)) => Some(self.get_job(&j.id).await?.ok_or_else(|| {
+                CatalogError::Corrupt(format!("job {} vanished after insert", j.id))
+            })?),
+            _ => None,
+        };
+        Ok(TickOutcome::Recorded(Box::new(run), job.map(Box::new)))
+    }
+
+    /// The latest recorded run of every target that has one.
+    pub async fn last_schedule_runs(&self) -> Result<Vec<ScheduleRun>> {
+        let rows = sqlx::query(
+            "SELECT target, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
+             FROM schedule_runs r WHERE r.id = (SELECT MAX(r2.id) FROM schedule_runs r2 \
+             WHERE r2.target = r.target) ORDER BY target",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Recorded runs of one target, newest first.
+    pub async fn schedule_runs(&self, target: &str, limit: u32) -> Result<Vec<ScheduleRun>> {
+        let rows = sqlx::query(
+            "SELECT target, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
+             FROM schedule_runs WHERE target = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(target)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+}
+
+fn schedule_from_row(row: &SqliteRow) -> Result<StoredSchedule> {
+    let kind: String = row.try_get("kind")?;
+    Ok(StoredSchedule {
+        target: row.try_get("target")?,
+        cron: row.try_get("cron")?,
+        timezone: row.try_get("timezone")?,
+        jitter_secs: to_u64("schedules.jitter_secs", row.try_get("jitter_secs")?)?,
+        kind: parse_enum("schedules.kind", &kind, ScheduleKind::parse)?,
+        updated_by: row.try_get("updated_by")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<ScheduleRun> {
+    let outcome: String = row.try_get("outcome")?;
+    Ok(ScheduleRun {
+        target: row.try_get("target")?,
+        scheduled_at_ms: row.try_get("scheduled_at_ms")?,
+        decided_at_ms: row.try_get("decided_at_ms")?,
+        outcome: parse_enum("schedule_runs.outcome", &outcome, RunOutcome::parse)?,
+        job_id: row.try_get("job_id")?,
+        reason: row.try_get("reason")?,
+    })
+}

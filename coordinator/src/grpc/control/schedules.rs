@@ -1,0 +1,351 @@
+//! The Control calls for schedules, pins and prune. Authorization and auditing happen in the
+//! trait methods in `control.rs`; these do the work.
+
+use std::collections::HashMap;
+
+use lifeboat_common::names::TargetName;
+use lifeboat_proto::v1 as pb;
+
+use super::{Control, parse_target};
+use crate::{
+    catalog::{Pin, PinOutcome},
+    error::{Error, Result},
+    grpc::authz::Operator,
+    model::Backup,
+    retention::{
+        Action as PruneAction,
+        prune::{self, Applied},
+    },
+    schedule::{MAX_PREVIEW, Schedule, ScheduleRun, StoredSchedule},
+    scheduler, wire,
+};
+
+const DEFAULT_PREVIEW: u32 = 5;
+
+impl Control {
+    /// The schedule that applies to `target` now, if any.
+    async fn effective_schedule(&self, target: &str) -> Result<Option<Schedule>> {
+        Ok(self
+            .effective_schedules()
+            .await?
+            .into_iter()
+            .find(|s| s.target == target))
+    }
+
+    async fn effective_schedules(&self) -> Result<Vec<Schedule>> {
+        let catalog = &self.hub.catalog;
+        let stored = catalog.list_schedules().await?;
+        let targets: Vec<_> = catalog
+            .list_targets()
+            .await?
+            .into_iter()
+            .map(|t| t.target)
+            .collect();
+        let states = catalog
+            .schedule_states()
+            .await?
+            .into_iter()
+            .map(|s| (s.target.clone(), s))
+            .collect();
+        Ok(scheduler::effective(
+            &stored,
+            &targets,
+            &states,
+            &self.hub.config.scheduler,
+        ))
+    }
+
+    async fn last_runs(&self) -> Result<HashMap<String, ScheduleRun>> {
+        Ok(self
+            .hub
+            .catalog
+            .last_schedule_runs()
+            .await?
+            .into_iter()
+            .map(|r| (r.target.clone(), r))
+            .collect())
+    }
+
+    fn schedule_pb(&self, s: &Schedule, last: Option<&ScheduleRun>, now_ms: i64) -> pb::Schedule {
+        let next = if s.paused {
+            None
+        } else {
+            s.def.upcoming(&s.target, now_ms, 1).first().copied()
+        };
+        wire::schedule_to_pb(s, next, last)
+    }
+
+    async fn schedule_reply(&self, target: &str) -> Result<pb::Schedule> {
+        let s = self.effective_schedule(target).await?.ok_or_else(|| {
+            Error::Internal(format!(
+                "schedule of {target} vanished after it was written"
+            ))
+        })?;
+        let runs = self.last_runs().await?;
+        Ok(self.schedule_pb(&s, runs.get(target), lifeboat_proto::now_ms()))
+    }
+
+    pub(super) async fn set_schedule_impl(
+        &self,
+        op: &Operator,
+        req: &pb::SetScheduleRequest,
+    ) -> Result<pb::Schedule> {
+        let name = parse_target(&req.target)?;
+        let target = self.target(&name).await?;
+        let def = wire::schedule_request(req)?;
+        let now = lifeboat_proto::now_ms();
+        let stored = StoredSchedule {
+            target: target.name.to_string(),
+            cron: def.spec.expr().to_owned(),
+            timezone: req.timezone.clone(),
+            jitter_secs: def.jitter.as_secs(),
+            kind: def.kind,
+            updated_by: op.name.clone(),
+            updated_at_ms: now,
+        };
+        self.hub.catalog.upsert_schedule(&stored, now).await?;
+        self.schedule_reply(&stored.target).await
+    }
+
+    pub(super) async fn list_schedules_impl(
+        &self,
+        req: &pb::ListSchedulesRequest,
+    ) -> Result<pb::ListSchedulesResponse> {
+        let filter = if req.target.is_empty() {
+            None
+        } else {
+            Some(parse_target(&req.target)?.to_string())
+        };
+        let runs = self.last_runs().await?;
+        let now = lifeboat_proto::now_ms();
+        Ok(pb::ListSchedulesResponse {
+            schedules: self
+                .effective_schedules()
+                .await?
+                .iter()
+                .filter(|s| filter.as_ref().is_none_or(|f| *f == s.target))
+                .map(|s| self.schedule_pb(s, runs.get(&s.target), now))
+                .collect(),
+        })
+    }
+
+    /// The target's schedule, or NotFound saying how to set one.
+    async fn require_schedule(&self, name: &TargetName) -> Result<Schedule> {
+        self.effective_schedule(&name.to_string())
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "target {name} has no schedule; set one with `lifeboat schedule set {name} \
+                     --cron \"30 2 * * *\" --tz Europe/Berlin`"
+                ))
+            })
+    }
+
+    pub(super) async fn pause_impl(
+        &self,
+        op: &Operator,
+        target: &str,
+        paused: bool,
+    ) -> Result<pb::Schedule> {
+        let name = parse_target(target)?;
+        let s = self.require_schedule(&name).await?;
+        self.hub
+            .catalog
+            .set_schedule_paused(&s.target, paused, &op.name, lifeboat_proto::now_ms())
+            .await?;
+        self.schedule_reply(&s.target).await
+    }
+
+    pub(super) async fn delete_schedule_impl(
+        &self,
+        target: &str,
+    ) -> Result<pb::DeleteScheduleResponse> {
+        let name = parse_target(target)?.to_string();
+        if !self.hub.catalog.delete_schedule(&name).await? {
+            return Err(Error::NotFound(format!(
+                "target {name} has no schedule of its own{}; `lifeboat schedule list` shows \
+                 the schedules",
+                if self.effective_schedule(&name).await?.is_some() {
+                    " (it follows its environment's default from the coordinator config; \
+                     pause it with `lifeboat schedule pause`)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let effective = self
+            .effective_schedule(&name)
+            .await?
+            .map(|s| self.schedule_pb(&s, None, lifeboat_proto::now_ms()));
+        Ok(pb::DeleteScheduleResponse { effective })
+    }
+
+    pub(super) async fn next_runs_impl(
+        &self,
+        req: &pb::NextRunsRequest,
+    ) -> Result<pb::NextRunsResponse> {
+        let name = parse_target(&req.target)?;
+        let count = match req.count {
+            0 => DEFAULT_PREVIEW,
+            n => n,
+        };
+        if count as usize > MAX_PREVIEW {
+            return Err(Error::InvalidArgument(format!(
+                "count {count} is too large; at most {MAX_PREVIEW} run times are computed"
+            )));
+        }
+        let s = self.require_schedule(&name).await?;
+        let now = lifeboat_proto::now_ms();
+        let runs = self.last_runs().await?;
+        let run_at_ms = s.def.upcoming(&s.target, now, count as usize);
+        Ok(pb::NextRunsResponse {
+            schedule: Some(self.schedule_pb(&s, runs.get(&s.target), now)),
+            run_at_local: run_at_ms
+                .iter()
+                .map(|ms| s.def.spec.local_text(*ms))
+                .collect(),
+            run_at_ms,
+        })
+    }
+
+    /// A backup record with its pin and deletion mark filled in.
+    pub(super) async fn backup_pb(&self, b: &Backup) -> Result<pb::BackupRecord> {
+        let pins = self.hub.catalog.pins().await?;
+        let deleting = self.hub.catalog.deleting_backups().await?;
+        Ok(decorate(b, &pins, &deleting))
+    }
+
+    pub(super) async fn backups_pb(&self, backups: &[Backup]) -> Result<Vec<pb::BackupRecord>> {
+        let pins = self.hub.catalog.pins().await?;
+        let deleting = self.hub.catalog.deleting_backups().await?;
+        Ok(backups
+            .iter()
+            .map(|b| decorate(b, &pins, &deleting))
+            .collect())
+    }
+
+    /// Refuses new restores and verifies of a backup retention is deleting.
+    pub(super) async fn check_not_deleting(&self, b: &Backup) -> Result<()> {
+        if self
+            .hub
+            .catalog
+            .deleting_backups()
+            .await?
+            .contains(&b.backup_id)
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {} is being deleted by retention; pick another backup \
+                 (`lifeboat backup list --target {}`)",
+                b.backup_id, b.target
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn pin_impl(
+        &self,
+        op: &Operator,
+        req: &pb::PinBackupRequest,
+    ) -> Result<pb::BackupRecord> {
+        let backup = self.backup(&req.backup_id).await?;
+        let pin = Pin {
+            pinned_by: op.name.clone(),
+            pinned_at_ms: lifeboat_proto::now_ms(),
+            reason: wire::pin_reason(&req.reason)?,
+        };
+        match self.hub.catalog.pin_backup(&backup.backup_id, &pin).await? {
+            PinOutcome::Pinned => self.backup_pb(&backup).await,
+            PinOutcome::NotFound => Err(Error::NotFound(format!(
+                "backup {} is no longer in the catalog",
+                backup.backup_id
+            ))),
+            PinOutcome::Deleting => Err(Error::FailedPrecondition(format!(
+                "backup {} is already being deleted by retention and cannot be pinned",
+                backup.backup_id
+            ))),
+        }
+    }
+
+    pub(super) async fn unpin_impl(&self, backup_id: &str) -> Result<pb::BackupRecord> {
+        let backup = self.backup(backup_id).await?;
+        if !self.hub.catalog.unpin_backup(&backup.backup_id).await? {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {} is not pinned",
+                backup.backup_id
+            )));
+        }
+        self.backup_pb(&backup).await
+    }
+
+    pub(super) async fn prune_impl(
+        &self,
+        op: &Operator,
+        req: &pb::PruneRequest,
+    ) -> Result<pb::PruneResponse> {
+        let target = if req.target.is_empty() {
+            None
+        } else {
+            let name = parse_target(&req.target)?;
+            // A target that is gone may still have backups; only refuse unknown names.
+            if self
+                .hub
+                .catalog
+                .get_target(&name.to_string())
+                .await?
+                .is_none()
+            {
+                return Err(Error::NotFound(format!(
+                    "target {name} is not registered; run `lifeboat targets list`"
+                )));
+            }
+            Some(name)
+        };
+        let now = lifeboat_proto::now_ms();
+        let plans = prune::plan_targets(&self.hub, target.as_ref(), now)
+            .await
+            .map_err(|e| Error::Internal(format!("{e:#}")))?;
+        let applied = if req.dry_run {
+            Default::default()
+        } else {
+            prune::apply(&self.hub, &plans, &op.name, now)
+                .await
+                .map_err(|e| Error::Internal(format!("{e:#}")))?
+        };
+        let mut decisions = Vec::new();
+        let mut without_policy = Vec::new();
+        for p in &plans {
+            if p.policy.is_none() {
+                without_policy.push(p.target.clone());
+            }
+            for (d, b) in &p.decisions {
+                let (mut d, job) = (d.clone(), applied.get(&b.backup_id));
+                let job_id = match job {
+                    Some(Applied::Queued(id) | Applied::AlreadyDeleting(id)) => Some(id.as_str()),
+                    Some(Applied::PinnedMeanwhile) => {
+                        d.action = PruneAction::Keep;
+                        d.reasons = vec![crate::retention::Reason::Pinned];
+                        None
+                    }
+                    Some(Applied::Gone | Applied::NotApplied) | None => None,
+                };
+                decisions.push(wire::prune_decision_to_pb(&d, b, job_id));
+            }
+        }
+        Ok(pb::PruneResponse {
+            decisions,
+            targets_without_policy: without_policy,
+            dry_run: req.dry_run,
+        })
+    }
+}
+
+fn decorate(
+    b: &Backup,
+    pins: &HashMap<String, Pin>,
+    deleting: &std::collections::HashSet<String>,
+) -> pb::BackupRecord {
+    let mut r = pb::BackupRecord::from(b);
+    r.pin = pins.get(&b.backup_id).map(wire::pin_to_pb);
+    r.deleting = deleting.contains(&b.backup_id);
+    r
+}

@@ -1,0 +1,203 @@
+//! Applying retention: plan per target from the catalog, then (unless a dry run) the first
+//! phase of the two-phase delete: mark each backup to delete and queue a delete job for the
+//! agent that wrote it. The backup's row goes only when the agent reports the delete done;
+//! marked deletes whose job was lost or failed are queued again at start-up and on the next
+//! prune.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use anyhow::{Context, Result};
+use lifeboat_common::names::TargetName;
+
+use super::{Action, Candidate, Decision, Policy, config::PolicySource, plan};
+use crate::{
+    catalog::MarkDelete,
+    hub::Hub,
+    model::{Backup, JobKind, NewJob},
+};
+
+/// Most backups read per target for one plan.
+const MAX_BACKUPS: u32 = u32::MAX;
+
+/// The plan for one target.
+#[derive(Debug, Clone)]
+pub struct TargetPlan {
+    pub target: String,
+    /// None: no policy applies, everything is kept.
+    pub policy: Option<(Policy, PolicySource)>,
+    pub decisions: Vec<(Decision, Backup)>,
+}
+
+/// One decision after `apply`: the delete job queued for it, or why none was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    NotApplied,
+    Queued(String),
+    AlreadyDeleting(String),
+    /// Pinned between plan and apply: kept.
+    PinnedMeanwhile,
+    Gone,
+}
+
+/// Plans retention for `target`, or for every target with backups.
+pub async fn plan_targets(
+    hub: &Hub,
+    target: Option<&TargetName>,
+    now_ms: i64,
+) -> Result<Vec<TargetPlan>> {
+    let filter = target.map(ToString::to_string);
+    let backups = hub
+        .catalog
+        .list_backups(filter.as_deref(), MAX_BACKUPS)
+        .await
+        .context("read backups")?;
+    let pins = hub.catalog.pins().await.context("read pins")?;
+    // Coordinator time (N26): an agent with a wrong clock must not make a backup look older
+    // or newer than it is.
+    let recorded = hub
+        .catalog
+        .backups_recorded_at()
+        .await
+        .context("read backup times")?;
+    let deleting = hub
+        .catalog
+        .deleting_backups()
+        .await
+        .context("read deletions")?;
+    let mut by_target: BTreeMap<String, Vec<Backup>> = BTreeMap::new();
+    for b in backups {
+        by_target.entry(b.target.clone()).or_default().push(b);
+    }
+    let mut out = Vec::new();
+    for (name, backups) in by_target {
+        let policy = TargetName::parse(&name).ok().and_then(|t| {
+            hub.config
+                .retention
+                .policy_for(&t)
+                .map(|(p, s)| (p.clone(), s))
+        });
+        let candidates: Vec<Candidate> = backups
+            .iter()
+            .map(|b| Candidate {
+                backup_id: b.backup_id.clone(),
+                finished_at_ms: recorded
+                    .get(&b.backup_id)
+                    .copied()
+                    .unwrap_or(b.finished_at_ms),
+                verify_status: b.verify_status,
+                pinned: pins.contains_key(&b.backup_id),
+                deleting: deleting.contains(&b.backup_id),
+            })
+            .collect();
+        let empty = Policy::default();
+        let decisions = plan(
+            &candidates,
+            policy.as_ref().map_or(&empty, |(p, _)| p),
+            now_ms,
+        );
+        let mut by_id: BTreeMap<String, Backup> = backups
+            .into_iter()
+            .map(|b| (b.backup_id.clone(), b))
+            .collect();
+        let decisions = decisions
+            .into_iter()
+            .filter_map(|d| by_id.remove(&d.backup_id).map(|b| (d, b)))
+            .collect();
+        out.push(TargetPlan {
+            target: name,
+            policy,
+            decisions,
+        });
+    }
+    Ok(out)
+}
+
+/// Marks every backup the plans delete and queues its delete job. Returns, per backup id,
+/// what happened.
+pub async fn apply(
+    hub: &Hub,
+    plans: &[TargetPlan],
+    by: &str,
+    now_ms: i64,
+) -> Result<BTreeMap<String, Applied>> {
+    let mut out = BTreeMap::new();
+    for p in plans {
+        for (d, b) in &p.decisions {
+            if d.action != Action::Delete {
+                continue;
+            }
+            let applied = queue_delete(hub, b, by, now_ms).await?;
+            out.insert(b.backup_id.clone(), applied);
+        }
+    }
+    Ok(out)
+}
+
+async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Applied> {
+    let job = NewJob {
+        id: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
+        kind: JobKind::Delete,
+        target: b.target.clone(),
+        // The agent that wrote it holds the repository's credentials.
+        agent: b.agent.clone(),
+        backup_id: b.backup_id.clone(),
+        requested_by: by.to_owned(),
+        created_at_ms: now_ms,
+        database: String::new(),
+        clean: false,
+    };
+    Ok(
+        match hub
+            .catalog
+            .mark_delete(&job, by, now_ms)
+            .await
+            .context("mark backup for deletion")?
+        {
+            MarkDelete::Queued(created) => {
+                tracing::info!(
+                    job_id = %created.id,
+                    target = %created.target,
+                    backup_id = %created.backup_id,
+                    kind = %created.kind,
+                    requested_by = %created.requested_by,
+                    "job queued"
+                );
+                hub.publish(&created);
+                hub.request_dispatch();
+                Applied::Queued(created.id)
+            }
+            MarkDelete::InProgress(job) => Applied::AlreadyDeleting(job),
+            MarkDelete::Pinned => Applied::PinnedMeanwhile,
+            MarkDelete::Gone => Applied::Gone,
+        },
+    )
+}
+
+/// At start-up: queues a delete job again for every backup marked for deletion whose job
+/// was lost (the coordinator stopped between the two phases).
+pub async fn resume_deletes(hub: Arc<Hub>) {
+    if let Err(e) = resume_once(&hub).await {
+        tracing::warn!("failed to resume marked deletes: {e:#}; the next prune resumes them");
+    }
+}
+
+async fn resume_once(hub: &Hub) -> Result<()> {
+    let stalled = hub
+        .catalog
+        .stalled_deletions()
+        .await
+        .context("read marked deletes")?;
+    for (backup_id, by) in stalled {
+        let Some(backup) = hub
+            .catalog
+            .get_backup(&backup_id)
+            .await
+            .context("read backup")?
+        else {
+            continue;
+        };
+        let applied = queue_delete(hub, &backup, &by, lifeboat_proto::now_ms()).await?;
+        tracing::info!(backup_id = %backup_id, "resumed marked delete: {applied:?}");
+    }
+    Ok(())
+}

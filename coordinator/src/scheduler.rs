@@ -1,0 +1,348 @@
+//! The scheduler: turns due schedule occurrences into backup jobs.
+//!
+//! What to do is decided by [`decide`], a pure function of the schedules, the scheduler's
+//! cursors (the last occurrence handled per target), the targets with a backup already queued
+//! or running, and the time. The task only reads that state from the catalog, calls `decide`,
+//! and records each decision together with its job in one transaction that also moves the
+//! cursor, compare-and-set: a restart, or a second coordinator, never starts one occurrence
+//! twice.
+//!
+//! - Several occurrences due at once (the coordinator was stopped, or busy) fold into one: the
+//!   latest. If it is later than the misfire grace it is a catch-up, run once or skipped as
+//!   `[scheduler] catch_up` says.
+//! - A due occurrence while a backup of the target is queued or running is recorded as skipped
+//!   with the reason; two backups of one target never run at once.
+//! - Scheduled jobs are ordinary backup jobs (requested by "scheduler"): a job whose agent is
+//!   offline waits in the queue and fails as "agent offline" after `jobs.queue_timeout_secs`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    catalog::TickOutcome,
+    hub::Hub,
+    model::{JobKind, NewJob, TargetRecord},
+    schedule::{
+        CronSpec, RunOutcome, Schedule, ScheduleDef, ScheduleRun, ScheduleState, Source,
+        StoredSchedule,
+        config::{CatchUp, SchedulerConfig},
+        millis,
+    },
+};
+
+/// Who scheduled jobs are requested by.
+pub const REQUESTED_BY: &str = "scheduler";
+/// How often the scheduler looks at the schedules.
+const TICK: Duration = Duration::from_secs(1);
+/// Most occurrences counted when folding missed ones together.
+const MAX_FOLD: u32 = 100_000;
+
+/// A clock: Unix milliseconds now. The coordinator's own clock (N26); tests pass their own.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(lifeboat_proto::now_ms)
+}
+
+/// What to do about one due occurrence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Skip(String),
+}
+
+/// A decision for one schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub target: String,
+    /// The occurrence acted on (the latest due one).
+    pub slot_ms: i64,
+    /// When it was due to start (jitter included).
+    pub fire_ms: i64,
+    /// Earlier occurrences folded into this one.
+    pub folded: u32,
+    /// Later than the misfire grace.
+    pub late: bool,
+    pub action: Action,
+}
+
+/// The decisions for every schedule with a due occurrence at `now_ms`. `active` maps a target
+/// to its queued or running backup job.
+pub fn decide(
+    schedules: &[(Schedule, i64)],
+    active: &HashMap<String, String>,
+    now_ms: i64,
+    config: &SchedulerConfig,
+) -> Vec<Due> {
+    let grace = millis(config.misfire_grace);
+    let mut out = Vec::new();
+    for (schedule, cursor) in schedules {
+        if schedule.paused {
+            continue;
+        }
+        let def = &schedule.def;
+        let target = schedule.target.as_str();
+        let mut latest: Option<(i64, i64)> = None;
+        let mut count: u32 = 0;
+        let mut at = *cursor;
+        while let Some(slot) = def.spec.next_after(at) {
+            let fire = def.fire_at(target, slot);
+            if fire > now_ms || count >= MAX_FOLD {
+                break;
+            }
+            latest = Some((slot, fire));
+            count += 1;
+            at = slot;
+        }
+        let Some((slot_ms, fire_ms)) = latest else {
+            continue;
+        };
+        let late = now_ms.saturating_sub(fire_ms) > grace;
+        let folded = count - 1;
+        let action = if let Some(job) = active.get(target) {
+            Action::Skip(format!(
+                "a backup of {target} is already queued or running (job {job}); this run is \
+                 folded into it"
+            ))
+        } else if late && config.catch_up == CatchUp::Skip {
+            Action::Skip(format!(
+                "missed: due at {} ({} occurrence{}) while the coordinator was not running; \
+                 [scheduler] catch_up = \"skip\" waits for the next one",
+                rfc3339(fire_ms),
+                count,
+                if count == 1 { "" } else { "s" }
+            ))
+        } else {
+            Action::Start
+        };
+        out.push(Due {
+            target: target.to_owned(),
+            slot_ms,
+            fire_ms,
+            folded,
+            late,
+            action,
+        });
+    }
+    out
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The schedule that applies to each registered target: its own (from the catalog), else its
+/// environment's default (from the config). Stored schedules that no longer parse (a time
+/// zone removed from the database, say) are reported and left out.
+pub fn effective(
+    stored: &[StoredSchedule],
+    targets: &[TargetRecord],
+    states: &HashMap<String, ScheduleState>,
+    config: &SchedulerConfig,
+) -> Vec<Schedule> {
+    let own: HashMap<&str, &StoredSchedule> =
+        stored.iter().map(|s| (s.target.as_str(), s)).collect();
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for s in stored {
+        seen.insert(s.target.as_str());
+        match stored_def(s) {
+            Ok(def) => out.push(Schedule {
+                target: s.target.clone(),
+                def,
+                source: Source::Target,
+                paused: states.get(&s.target).is_some_and(|st| st.paused),
+                updated_by: s.updated_by.clone(),
+                updated_at_ms: s.updated_at_ms,
+            }),
+            Err(e) => tracing::warn!(target = %s.target, "schedule left out: {e}"),
+        }
+    }
+    for t in targets {
+        let name = t.name.to_string();
+        if own.contains_key(name.as_str()) || seen.contains(name.as_str()) {
+            continue;
+        }
+        if let Some(def) = config.defaults.get(&t.name.environment) {
+            out.push(Schedule {
+                paused: states.get(&name).is_some_and(|st| st.paused),
+                target: name,
+                def: def.clone(),
+                source: Source::Environment,
+                // From the config file: no operator, no time.
+                updated_by: String::new(),
+                updated_at_ms: 0,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.target.cmp(&b.target));
+    out
+}
+
+pub fn stored_def(s: &StoredSchedule) -> Result<ScheduleDef, String> {
+    Ok(ScheduleDef {
+        spec: CronSpec::parse(&s.cron, &s.timezone)?,
+        jitter: Duration::from_secs(s.jitter_secs),
+        kind: s.kind,
+    })
+}
+
+/// The scheduler task.
+pub async fn run(hub: Arc<Hub>, clock: Clock, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Err(e) = tick(&hub, clock()).await {
+            tracing::warn!("failed to run schedules: {e:#}; trying again in a second");
+        }
+    }
+}
+
+/// One pass: decide and record. Public to the crate so tests can drive it with their clock.
+pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
+    let catalog = &hub.catalog;
+    let stored = catalog.list_schedules().await.context("read schedules")?;
+    let config = &hub.config.scheduler;
+    if stored.is_empty() && config.defaults.is_empty() {
+        return Ok(Vec::new());
+    }
+    let targets: Vec<TargetRecord> = catalog
+        .list_targets()
+        .await
+        .context("read targets")?
+        .into_iter()
+        .map(|t| t.target)
+        .collect();
+    let states: HashMap<String, ScheduleState> = catalog
+        .schedule_states()
+        .await
+        .context("read schedule state")?
+        .into_iter()
+        .map(|s| (s.target.clone(), s))
+        .collect();
+    let schedules = effective(&stored, &targets, &states, config);
+    let mut with_cursor = Vec::with_capacity(schedules.len());
+    for s in schedules {
+        match states.get(&s.target) {
+            Some(st) => with_cursor.push((s, st.cursor_ms)),
+            // First sight (a new environment default): start counting from now.
+            None => {
+                catalog
+                    .init_schedule_state(&s.target, now_ms)
+                    .await
+                    .context("start schedule state")?;
+            }
+        }
+    }
+    let active: HashMap<String, String> = catalog
+        .unfinished_jobs()
+        .await
+        .context("read unfinished jobs")?
+        .into_iter()
+        .filter(|j| j.kind == JobKind::Backup && !j.state.is_terminal())
+        .map(|j| (j.target, j.id))
+        .collect();
+    let by_target: HashMap<String, &TargetRecord> =
+        targets.iter().map(|t| (t.name.to_string(), t)).collect();
+    let mut recorded = Vec::new();
+    for due in decide(&with_cursor, &active, now_ms, config) {
+        let cursor = with_cursor
+            .iter()
+            .find(|(s, _)| s.target == due.target)
+            .map(|(_, c)| *c)
+            .unwrap_or(now_ms);
+        let job = match (&due.action, by_target.get(&due.target)) {
+            (Action::Start, Some(t)) => Some(new_job(t, now_ms)),
+            _ => None,
+        };
+        let run = ScheduleRun {
+            target: due.target.clone(),
+            scheduled_at_ms: due.slot_ms,
+            decided_at_ms: now_ms,
+            outcome: if job.is_some() {
+                RunOutcome::Started
+            } else {
+                RunOutcome::Skipped
+            },
+            job_id: job.as_ref().map(|j| j.id.clone()),
+            reason: match &due.action {
+                Action::Skip(why) => why.clone(),
+                Action::Start if job.is_none() => format!(
+                    "target {} is not registered; no agent has declared it",
+                    due.target
+                ),
+                Action::Start if due.late => format!(
+                    "catch-up: due at {}{}",
+                    rfc3339(due.fire_ms),
+                    if due.folded > 0 {
+                        format!(", {} earlier occurrence(s) folded in", due.folded)
+                    } else {
+                        String::new()
+                    }
+                ),
+                Action::Start if due.folded > 0 => {
+                    format!("{} earlier occurrence(s) folded in", due.folded)
+                }
+                Action::Start => String::new(),
+            },
+        };
+        match catalog
+            .record_schedule_tick(cursor, &run, job.as_ref())
+            .await
+            .context("record schedule run")?
+        {
+            TickOutcome::Recorded(run, created) => {
+                if let Some(job) = created {
+                    tracing::info!(
+                        job_id = %job.id,
+                        target = %job.target,
+                        backup_id = %job.backup_id,
+                        kind = %job.kind,
+                        requested_by = %job.requested_by,
+                        "job queued"
+                    );
+                    hub.publish(&job);
+                    hub.request_dispatch();
+                } else {
+                    tracing::info!(target = %run.target, reason = %run.reason, "scheduled run skipped");
+                }
+                recorded.push(*run);
+            }
+            TickOutcome::AlreadyHandled => {
+                tracing::debug!(target = %due.target, "occurrence already handled elsewhere");
+            }
+        }
+    }
+    Ok(recorded)
+}
+
+fn new_job(target: &TargetRecord, now_ms: i64) -> NewJob {
+    let now = time::OffsetDateTime::now_utc();
+    NewJob {
+        id: lifeboat_common::ids::new_id(now),
+        kind: JobKind::Backup,
+        target: target.name.to_string(),
+        agent: target.agent.clone(),
+        backup_id: lifeboat_common::ids::new_id(now),
+        requested_by: REQUESTED_BY.into(),
+        created_at_ms: now_ms,
+        database: String::new(),
+        clean: false,
+    }
+}
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

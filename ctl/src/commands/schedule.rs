@@ -1,0 +1,126 @@
+//! `lifeboat schedule set|list|pause|resume|delete|next`.
+
+use std::io::Write;
+
+use anyhow::Result;
+use lifeboat_proto as pb;
+
+use crate::{
+    cli::{GlobalArgs, ScheduleCommand, ScheduleNextArgs, ScheduleRunsArgs, ScheduleSetArgs},
+    client::Conn,
+    output,
+    schedule_views::{NextRunsView, ScheduleDeletedView, ScheduleRunView, ScheduleView},
+};
+
+pub async fn run(cmd: ScheduleCommand, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        ScheduleCommand::Set(args) => set(args, global, out).await,
+        ScheduleCommand::List(args) => list(args.target.map(|t| t.to_string()), global, out).await,
+        ScheduleCommand::Pause(args) => pause(&args.target.to_string(), true, global, out).await,
+        ScheduleCommand::Resume(args) => pause(&args.target.to_string(), false, global, out).await,
+        ScheduleCommand::Delete(args) => delete(&args.target.to_string(), global, out).await,
+        ScheduleCommand::Next(args) => next(args, global, out).await,
+        ScheduleCommand::Runs(args) => runs(args, global, out).await,
+    }
+}
+
+async fn set(args: ScheduleSetArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::SetScheduleRequest {
+        target: args.target.to_string(),
+        cron: args.cron,
+        timezone: args.timezone,
+        jitter_secs: args.jitter.unwrap_or(0),
+        kind: pb::ScheduleKind::Backup.into(),
+    });
+    let schedule = conn
+        .unary(
+            "set schedule",
+            |mut c| async move { c.set_schedule(req).await },
+        )
+        .await?;
+    output::emit(out, global.output, &ScheduleView::from(&schedule))
+}
+
+async fn list(target: Option<String>, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::ListSchedulesRequest {
+        target: target.unwrap_or_default(),
+    });
+    let resp = conn
+        .unary("list schedules", |mut c| async move {
+            c.list_schedules(req).await
+        })
+        .await?;
+    let views: Vec<ScheduleView> = resp.schedules.iter().map(ScheduleView::from).collect();
+    output::emit(out, global.output, &views)
+}
+
+async fn pause(target: &str, paused: bool, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::ScheduleTargetRequest {
+        target: target.to_owned(),
+    });
+    let schedule = if paused {
+        conn.unary("pause schedule", |mut c| async move {
+            c.pause_schedule(req).await
+        })
+        .await?
+    } else {
+        conn.unary("resume schedule", |mut c| async move {
+            c.resume_schedule(req).await
+        })
+        .await?
+    };
+    output::emit(out, global.output, &ScheduleView::from(&schedule))
+}
+
+async fn delete(target: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::ScheduleTargetRequest {
+        target: target.to_owned(),
+    });
+    let resp = conn
+        .unary("delete schedule", |mut c| async move {
+            c.delete_schedule(req).await
+        })
+        .await?;
+    output::emit(
+        out,
+        global.output,
+        &ScheduleDeletedView {
+            target: target.to_owned(),
+            deleted: true,
+            effective: resp.effective.as_ref().map(ScheduleView::from),
+        },
+    )
+}
+
+async fn next(args: ScheduleNextArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::NextRunsRequest {
+        target: args.target.to_string(),
+        count: args.count,
+    });
+    let resp = conn
+        .unary("compute next runs", |mut c| async move {
+            c.next_runs(req).await
+        })
+        .await?;
+    output::emit(out, global.output, &NextRunsView::from(&resp))
+}
+
+async fn runs(args: ScheduleRunsArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::ListScheduleRunsRequest {
+        target: args.target.to_string(),
+        limit: args.limit.limit.unwrap_or(0),
+    });
+    let resp = conn
+        .unary("list schedule runs", |mut c| async move {
+            c.list_schedule_runs(req).await
+        })
+        .await?;
+    let views: Vec<ScheduleRunView> = resp.runs.iter().map(ScheduleRunView::from).collect();
+    output::emit(out, global.output, &views)
+}
