@@ -22,12 +22,13 @@ use crate::{
 /// The queued jobs to start now, oldest first. `capacity` maps each connected agent to its
 /// `max_concurrent_jobs`. A delete does not occupy its target (it touches one finished
 /// backup, not the database), but never starts while a restore or verify of the same backup
-/// is queued or running.
+/// is queued or running. A list (catalog rebuild) only reads its repository: it occupies no
+/// target either.
 pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job> {
     let mut busy_targets: HashSet<&str> = HashSet::new();
     let mut used: HashMap<&str, u32> = HashMap::new();
     for j in jobs.iter().filter(|j| j.is_assigned()) {
-        if j.kind != JobKind::Delete {
+        if !matches!(j.kind, JobKind::Delete | JobKind::List) {
             busy_targets.insert(&j.target);
         }
         *used.entry(&j.agent).or_default() += 1;
@@ -55,6 +56,8 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
             if backups_in_use.contains(j.backup_id.as_str()) {
                 continue;
             }
+        } else if j.kind == JobKind::List {
+            // A listing reads the repository only: it does not occupy its target.
         } else if busy_targets.contains(j.target.as_str()) {
             continue;
         } else {
@@ -159,11 +162,16 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
             backup_id: job.backup_id.clone(),
             target: target.name,
         }),
-        JobKind::List => {
-            return Ok(Err(
-                "list jobs are not started by this coordinator version".to_owned()
-            ));
-        }
+        JobKind::List => match hub.listings.repository_of(&job.id) {
+            Some(repository) => Spec::List(pb::ListSpec { repository }),
+            None => {
+                return Ok(Err(
+                    "the catalog rebuild that asked for this listing is over (it timed out or \
+                     the coordinator restarted); run `lifeboat catalog rebuild` again"
+                        .to_owned(),
+                ));
+            }
+        },
         JobKind::Restore | JobKind::Verify | JobKind::Delete => {
             let Some(backup) = hub
                 .catalog
@@ -317,6 +325,21 @@ mod tests {
             .chain(std::iter::once(done))
             .collect();
         assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["d1", "d22", "d333"]);
+    }
+
+    #[test]
+    fn lists_do_not_occupy_their_target() {
+        let running = job("r", "prod/orders", "p1", JobState::Running, true);
+        let mut list = job("l1", "prod/orders", "p1", JobState::Queued, false);
+        list.kind = JobKind::List;
+        let backup = job("b22", "prod/orders", "p1", JobState::Queued, false);
+        let jobs = vec![running.clone(), list.clone(), backup.clone()];
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["l1"]);
+        let mut listing = list;
+        listing.state = JobState::Running;
+        listing.dispatched_at_ms = Some(1);
+        let jobs = vec![listing, backup];
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["b22"]);
     }
 
     #[test]

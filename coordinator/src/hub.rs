@@ -61,6 +61,8 @@ pub struct Hub {
     pub streams: CancellationToken,
     /// Session and watch tasks.
     pub tasks: TaskTracker,
+    /// Agents' repositories and the list jobs a catalog rebuild waits for.
+    pub listings: crate::rebuild::Listings,
 }
 
 impl std::fmt::Debug for Hub {
@@ -84,6 +86,7 @@ impl Hub {
             started_at_ms: lifeboat_proto::now_ms(),
             streams: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            listings: crate::rebuild::Listings::default(),
         }
     }
 

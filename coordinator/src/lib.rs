@@ -18,6 +18,7 @@ mod lease;
 pub mod metrics;
 pub mod model;
 pub mod objectives;
+pub mod rebuild;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;

@@ -204,6 +204,8 @@ pub struct Hello {
     pub environment: String,
     pub version: String,
     pub targets: Vec<TargetDecl>,
+    /// Repositories configured on the agent, by name.
+    pub repositories: Vec<String>,
     pub clock_unix_ms: i64,
     pub running_jobs: Vec<String>,
     pub max_concurrent_jobs: u32,
@@ -252,6 +254,7 @@ impl TryFrom<pb::Hello> for Hello {
             environment: h.environment,
             version: short_text("agent version", h.version)?,
             targets,
+            repositories: h.repositories,
             clock_unix_ms: h.clock_unix_ms,
             running_jobs: h.running_jobs,
             max_concurrent_jobs: h.max_concurrent_jobs.clamp(1, MAX_CONCURRENT_JOBS),
@@ -274,7 +277,9 @@ pub enum ResultPayload {
     Delete {
         existed: bool,
     },
-    /// The manifests found in a repository, checked for shape like any backup record.
+    /// The manifests found in a repository, checked for shape like any backup record. Each
+    /// keeps the agent's finding about its data object (`missing`, `corrupt` for a wrong size,
+    /// else `unverified`).
     List(Vec<Backup>),
 }
 
@@ -400,7 +405,7 @@ impl TryFrom<pb::JobResult> for JobResult {
                 Some(ResultPayload::List(
                     l.backups
                         .into_iter()
-                        .map(backup_record)
+                        .map(listed_record)
                         .collect::<Result<Vec<_>, Error>>()?,
                 ))
             }
@@ -491,6 +496,48 @@ fn backup_record(b: pb::BackupRecord) -> Result<Backup, Error> {
         verified_at_ms: None,
         verify_detail: String::new(),
         job_id: String::new(),
+    })
+}
+
+/// A backup record from a repository listing: like [`backup_record`], but it keeps what the
+/// agent found about the data object. A listing checks presence and size, not hashes, so it
+/// never reports a backup `ok`.
+fn listed_record(b: pb::BackupRecord) -> Result<Backup, Error> {
+    let status = match pb::VerifyStatus::try_from(b.verify_status) {
+        Ok(pb::VerifyStatus::Missing) => VerifyStatus::Missing,
+        Ok(pb::VerifyStatus::Corrupt) => VerifyStatus::Corrupt,
+        Ok(pb::VerifyStatus::Unverified | pb::VerifyStatus::Unspecified | pb::VerifyStatus::Ok) => {
+            VerifyStatus::Unverified
+        }
+        Err(_) => {
+            return Err(invalid(format!(
+                "unknown verify status value {}",
+                b.verify_status
+            )));
+        }
+    };
+    let detail = bounded_text(b.verify_detail.clone());
+    let mut backup = backup_record(b)?;
+    backup.verify_status = status;
+    if status != VerifyStatus::Unverified {
+        backup.verify_detail = detail;
+    }
+    Ok(backup)
+}
+
+/// `RebuildCatalogRequest`, validated: the optional agent and repository names.
+pub fn rebuild_request(r: &pb::RebuildCatalogRequest) -> Result<crate::rebuild::Scope, Error> {
+    let optional = |what: &'static str, v: &str| -> Result<Option<String>, Error> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        validate_simple(what, v)?;
+        Ok(Some(v.to_owned()))
+    };
+    Ok(crate::rebuild::Scope {
+        agent: optional("agent name", &r.agent)?,
+        repository: optional("repository name", &r.repository)?,
+        dry_run: r.dry_run,
     })
 }
 
@@ -711,6 +758,57 @@ pub fn pin_to_pb(p: &crate::catalog::Pin) -> pb::BackupPin {
     }
 }
 
+pub fn rebuild_to_pb(r: &crate::rebuild::Report) -> pb::RebuildCatalogResponse {
+    use crate::rebuild::OutcomeKind;
+    let count = |k: OutcomeKind| {
+        u32::try_from(r.outcomes.iter().filter(|o| o.kind == k).count()).unwrap_or(u32::MAX)
+    };
+    pb::RebuildCatalogResponse {
+        dry_run: r.dry_run,
+        listings: r
+            .listings
+            .iter()
+            .map(|l| pb::RebuildListing {
+                agent: l.agent.clone(),
+                repository: l.repository.clone(),
+                job_id: l.job_id.clone().unwrap_or_default(),
+                backups: u32::try_from(l.backups).unwrap_or(u32::MAX),
+                error: l.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+        backups: r
+            .outcomes
+            .iter()
+            .map(|o| pb::RebuildBackup {
+                backup_id: o.backup_id.clone(),
+                target: o.target.clone(),
+                agent: o.agent.clone(),
+                repository: o.repository.clone(),
+                outcome: match o.kind {
+                    OutcomeKind::Added => pb::RebuildOutcome::Added,
+                    OutcomeKind::Updated => pb::RebuildOutcome::Updated,
+                    OutcomeKind::Unchanged => pb::RebuildOutcome::Unchanged,
+                    OutcomeKind::Conflict => pb::RebuildOutcome::Conflict,
+                    OutcomeKind::Missing => pb::RebuildOutcome::Missing,
+                    OutcomeKind::Skipped => pb::RebuildOutcome::Skipped,
+                }
+                .into(),
+                verify_status: verify_to_pb(o.verify_status).into(),
+                detail: o.detail.clone(),
+                stored_size: o.stored_size,
+                finished_at_ms: o.finished_at_ms,
+            })
+            .collect(),
+        added: count(OutcomeKind::Added),
+        updated: count(OutcomeKind::Updated),
+        unchanged: count(OutcomeKind::Unchanged),
+        conflicts: count(OutcomeKind::Conflict),
+        missing: count(OutcomeKind::Missing),
+        skipped: count(OutcomeKind::Skipped),
+        damaged: u32::try_from(r.outcomes.iter().filter(|o| o.damaged).count()).unwrap_or(u32::MAX),
+    }
+}
+
 pub fn prune_decision_to_pb(
     d: &crate::retention::Decision,
     b: &Backup,
@@ -869,6 +967,62 @@ mod tests {
         for m in cases {
             let e = AgentMessage::try_from(m.clone()).expect_err("accepted");
             assert!(matches!(e, Error::InvalidArgument(_)), "{m:?}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn listed_records_keep_what_the_agent_found() {
+        let listed = |status: pb::VerifyStatus, detail: &str| {
+            let mut r = record();
+            r.verify_status = status.into();
+            r.verify_detail = detail.into();
+            let result: JobResult = pb::JobResult {
+                job_id: ID.into(),
+                state: pb::JobState::Succeeded.into(),
+                result: Some(pb::job_result::Result::List(pb::ListResult {
+                    backups: vec![r],
+                })),
+                ..Default::default()
+            }
+            .try_into()
+            .expect("valid");
+            match result.payload {
+                Some(ResultPayload::List(mut b)) => b.remove(0),
+                other => panic!("not a listing: {other:?}"),
+            }
+        };
+        let b = listed(pb::VerifyStatus::Missing, "data is gone");
+        assert_eq!(b.verify_status, VerifyStatus::Missing);
+        assert_eq!(b.verify_detail, "data is gone");
+        assert_eq!(
+            listed(pb::VerifyStatus::Corrupt, "short").verify_status,
+            VerifyStatus::Corrupt
+        );
+        // A listing does not read the data: it never makes a backup ok.
+        let b = listed(pb::VerifyStatus::Ok, "claimed");
+        assert_eq!(b.verify_status, VerifyStatus::Unverified);
+        assert!(b.verify_detail.is_empty());
+    }
+
+    #[test]
+    fn rebuild_requests_are_validated() {
+        let scope = rebuild_request(&pb::RebuildCatalogRequest {
+            agent: "prod-1".into(),
+            repository: String::new(),
+            dry_run: true,
+        })
+        .expect("valid");
+        assert_eq!(scope.agent.as_deref(), Some("prod-1"));
+        assert_eq!(scope.repository, None);
+        assert!(scope.dry_run);
+        for (agent, repository) in [("../x", ""), ("", "a/b"), ("Prod", "")] {
+            let e = rebuild_request(&pb::RebuildCatalogRequest {
+                agent: agent.into(),
+                repository: repository.into(),
+                dry_run: false,
+            })
+            .expect_err("accepted");
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
         }
     }
 

@@ -87,6 +87,28 @@ pub enum Command {
     Schedule(ScheduleCommand),
     /// Apply the retention policies: show (--dry-run) or delete the backups they expire
     Prune(PruneArgs),
+    /// Rebuild the catalog from the backups in the repositories
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Ask connected agents to list their repositories and record every backup found
+    Rebuild(CatalogRebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogRebuildArgs {
+    /// Only this agent's repositories (default: every connected agent)
+    #[arg(long, value_name = "AGENT", value_parser = parse_agent)]
+    pub agent: Option<String>,
+    /// Only repositories with this name, as the agents call them (default: all)
+    #[arg(long, value_name = "NAME", value_parser = parse_repository)]
+    pub repository: Option<String>,
+    /// Report what would be added, updated and marked missing; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +372,16 @@ pub struct LimitArg {
 
 fn parse_target(s: &str) -> Result<TargetName, String> {
     TargetName::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_agent(s: &str) -> Result<String, String> {
+    lifeboat_common::names::validate_simple("agent name", s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_repository(s: &str) -> Result<String, String> {
+    lifeboat_common::names::validate_simple("repository name", s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
 }
 
 fn parse_backup_id(s: &str) -> Result<String, String> {
@@ -688,6 +720,24 @@ mod tests {
         };
         assert!(args.dry_run);
         parse_err(&["prune", "--target", "orders"]);
+        let cli = parse(&[
+            "catalog",
+            "rebuild",
+            "--agent",
+            "prod-1",
+            "--repository",
+            "offsite",
+            "--dry-run",
+        ])
+        .expect("valid");
+        let Command::Catalog(CatalogCommand::Rebuild(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.agent.as_deref(), Some("prod-1"));
+        assert_eq!(args.repository.as_deref(), Some("offsite"));
+        assert!(args.dry_run);
+        parse_err(&["catalog", "rebuild", "--agent", "../etc"]);
+        parse_err(&["catalog", "rebuild", "--repository", "a/b"]);
         parse(&[
             "backup",
             "pin",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Backup throughput and agent memory, against the physical limits of this machine.
 #
-#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--s3] [--keep]
+#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--s3] [--no-build] [--keep]
 #
 # Loads ../shared/bench/mixed.sql (or $LIFEBOAT_BENCH_SQL) with N rows (default 1,000,000;
 # with --scale4 also 4×N) into a throwaway PostgreSQL 15, builds lifeboat in release mode, and
@@ -27,6 +27,7 @@ ROUNDS=5
 SCALE4=0
 KEEP=0
 S3=0
+BUILD=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --rows)
@@ -49,12 +50,17 @@ while [ $# -gt 0 ]; do
         S3=1
         shift
         ;;
+    --no-build)
+        # Use the release binaries already built (e.g. while the tree is being edited).
+        BUILD=0
+        shift
+        ;;
     -h | --help)
         awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
         exit 0
         ;;
     *)
-        echo "usage: $0 [--rows N] [--scale4] [--rounds R] [--s3] [--keep]" >&2
+        echo "usage: $0 [--rows N] [--scale4] [--rounds R] [--s3] [--no-build] [--keep]" >&2
         exit 2
         ;;
     esac
@@ -106,10 +112,14 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+# User + system CPU seconds a process has used so far (its children not included).
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
-echo "==> building lifeboat (release)"
-(cd "$ROOT" && cargo build --release -p lifeboat -p lifeboat-coordinator -p lifeboat-agent)
+if [ "$BUILD" -eq 1 ]; then
+    echo "==> building lifeboat (release)"
+    (cd "$ROOT" && cargo build --release -p lifeboat -p lifeboat-coordinator -p lifeboat-agent)
+fi
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 BIN=$BIN/release
@@ -322,6 +332,7 @@ for r in $(seq 1 "$ROUNDS"); do
         out=$(lifeboat --output json backup run "bench/rows-$rows" --wait)
         c=$(elapsed "$t0" "$(now)")
         hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+        fcpu=$(cpu_secs "$AGENT_PID")
         stop_agent
         id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
         # The job's own duration, as the coordinator recorded it (without CLI and dispatch).
@@ -336,14 +347,17 @@ for r in $(seq 1 "$ROUNDS"); do
         agent_t[$rows]+=" $c"
         job_t[$rows]+=" $j"
         agent_rss[$rows]+=" $hwm"
-        printf '    raw %ss  shell %ss  agent %ss (job %ss)  agent VmHWM %s\n' "$a" "$b" "$c" "$j" "$(mib "$hwm")"
+        printf '    raw %ss  shell %ss  agent %ss (job %ss)  agent VmHWM %s  agent CPU %ss\n' "$a" "$b" "$c" "$j" "$(mib "$hwm")" "$fcpu"
         if [ "$S3" -eq 1 ]; then
             # (d) the same backup into S3, with a fresh agent
             start_agent
+            s3_cpu0=$(cpu_secs "$S3_PID")
             t0=$(now)
             out=$(lifeboat --output json backup run "bench/s3-rows-$rows" --wait)
             d=$(elapsed "$t0" "$(now)")
             hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+            acpu=$(cpu_secs "$AGENT_PID")
+            scpu=$(awk -v a="$(cpu_secs "$S3_PID")" -v b="$s3_cpu0" 'BEGIN { printf "%.2f", a - b }')
             stop_agent
             grep -q '"succeeded"' <<<"$out" || {
                 echo "error: the S3 backup failed: $out" >&2
@@ -353,7 +367,10 @@ for r in $(seq 1 "$ROUNDS"); do
             rm -rf "${WORK:?}/s3/bench/bench/s3-rows-$rows/$id"
             s3_t[$rows]+=" $d"
             s3_rss[$rows]+=" $hwm"
-            printf '    s3 %ss  agent VmHWM %s\n' "$d" "$(mib "$hwm")"
+            complete=$(grep 'multipart upload completed' "$WORK/agent.log" | tail -n 1 |
+                sed -n 's/.*complete_ms=\([0-9]*\).*/\1/p')
+            printf '    s3 %ss  agent VmHWM %s  agent CPU %ss  s3s-fs CPU %ss  complete+HEAD %sms\n' \
+                "$d" "$(mib "$hwm")" "$acpu" "$scpu" "${complete:-?}"
         fi
     done
 done

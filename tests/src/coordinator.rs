@@ -287,4 +287,33 @@ impl Coordinator {
         );
         self.http = http;
     }
+
+    /// Appends `text` (TOML, e.g. `[[retention]]` tables) to the config file; it takes effect
+    /// at the next [`Coordinator::restart`].
+    pub fn append_config(&self, text: &str) {
+        let mut config = std::fs::read_to_string(&self.config_path).expect("read coordinator.toml");
+        config.push('\n');
+        config.push_str(text);
+        config.push('\n');
+        std::fs::write(&self.config_path, config).expect("write coordinator.toml");
+    }
+
+    /// [`Coordinator::restart`] with the catalog lost: the SQLite file and its `-wal` and
+    /// `-shm` files are deleted first, so it starts with an empty catalog.
+    pub fn restart_with_fresh_catalog(&mut self) {
+        assert!(
+            !self.proc.is_running(),
+            "the coordinator is still running; stop or kill it first"
+        );
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.catalog_path.clone().into_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("delete {}: {e}", PathBuf::from(path).display()),
+            }
+        }
+        self.restart();
+    }
 }

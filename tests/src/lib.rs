@@ -15,6 +15,7 @@ pub mod coordinator;
 pub mod ctl;
 pub mod fixtures;
 pub mod fsutil;
+pub mod http;
 pub mod mariadb;
 pub mod pg;
 pub mod pki;

@@ -158,6 +158,24 @@ impl S3Server {
         s
     }
 
+    /// Like [`S3Server::repository_toml`], with the credentials taken from the agent's
+    /// environment (`credentials = "env"` or `"chain"`) instead of files.
+    pub fn repository_toml_without_files(
+        &self,
+        bucket: &str,
+        endpoint: &str,
+        extra: &[&str],
+    ) -> String {
+        let mut s = format!(
+            "bucket = {bucket:?}\nprefix = \"lifeboat\"\nregion = \"us-east-1\"\nendpoint = {endpoint:?}\npath_style = true\n"
+        );
+        for l in extra {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
     pub fn logs(&self) -> String {
         self.proc.logs()
     }

@@ -99,6 +99,7 @@ pub struct SandboxBuilder {
     s3: Vec<String>,
     env: Vec<(String, String)>,
     agent_env: Vec<(String, String)>,
+    s3_env_credentials: bool,
     dir: Option<TestDir>,
 }
 
@@ -149,6 +150,7 @@ impl SandboxBuilder {
             s3: Vec::new(),
             env: Vec::new(),
             agent_env: Vec::new(),
+            s3_env_credentials: false,
             dir: None,
         }
     }
@@ -198,6 +200,13 @@ impl SandboxBuilder {
     /// Where the fs repository lives (default: `<test dir>/repo`).
     pub fn repo_path(mut self, path: &Path) -> Self {
         self.repo_path = Some(path.to_owned());
+        self
+    }
+
+    /// The S3 server's keys go into the agent's environment (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`), for `credentials = "env"` or `"chain"`.
+    pub fn agent_env_from_s3(mut self) -> Self {
+        self.s3_env_credentials = true;
         self
     }
 
@@ -254,8 +263,20 @@ impl SandboxBuilder {
             server.create_bucket("backups");
             let proxy = crate::s3proxy::S3Proxy::start(([127, 0, 0, 1], server.port()).into());
             let extra: Vec<&str> = self.s3.iter().map(String::as_str).collect();
-            let body = server.repository_toml(&secrets, "backups", &proxy.endpoint(), &extra);
+            // With `credentials = ...` in the extra keys the test supplies them itself.
+            let body = if extra.iter().any(|l| l.starts_with("credentials")) {
+                server.repository_toml_without_files("backups", &proxy.endpoint(), &extra)
+            } else {
+                server.repository_toml(&secrets, "backups", &proxy.endpoint(), &extra)
+            };
             ab = ab.s3_repository("offsite", &body);
+            if self.s3_env_credentials {
+                ab = ab
+                    .env("AWS_ACCESS_KEY_ID", server.access_key())
+                    .env("AWS_SECRET_ACCESS_KEY", server.secret_key())
+                    // No instance metadata service here: do not wait for one.
+                    .env("AWS_EC2_METADATA_DISABLED", "true");
+            }
             Some(S3Env {
                 proxy,
                 server,

@@ -10,6 +10,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use lifeboat_e2e::http::http_get;
 use lifeboat_e2e::{Sandbox, SandboxTarget, eventually_default};
 use serde_json::Value;
 
@@ -75,24 +76,6 @@ fn read_request(stream: &TcpStream) -> Option<(String, Vec<u8>)> {
 }
 
 /// `GET path` on the coordinator's HTTP address: (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect HTTP");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
 fn events(seen: &Seen, status: u16) -> Vec<Value> {
     seen.lock()
         .expect("lock")

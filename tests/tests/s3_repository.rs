@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use lifeboat_e2e::fixtures::{load_awkward, load_bulk, load_noise};
+use lifeboat_e2e::http::http_get;
 use lifeboat_e2e::s3proxy::{Action, Rule};
 use lifeboat_e2e::sandbox::{S3Env, find_str};
 use lifeboat_e2e::{Sandbox, SandboxTarget, assert_row_counts_match, assert_same_data, eventually};
@@ -264,6 +265,20 @@ fn killed_agent_upload_is_aborted_by_the_janitor() {
     let j = s.wait_job_done(&job_id, Duration::from_secs(60));
     assert_eq!(find_str(&j, "state").as_deref(), Some("failed"), "{j}");
     assert!(s.backup_list("app").is_empty());
+    // The count reaches the coordinator's metrics with the agent's heartbeats.
+    let want = "lifeboat_repository_stale_uploads_aborted_total{agent=\"agent-1\",repository=\"offsite\"} 1";
+    eventually(
+        "the janitor count in /metrics",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = http_get(s.coordinator.http_addr(), "/metrics");
+            if status == 200 && body.lines().any(|l| l == want) {
+                Ok(())
+            } else {
+                anyhow::bail!("{status}: no {want:?} in\n{body}")
+            }
+        },
+    );
     s.shutdown();
 }
 
@@ -311,6 +326,40 @@ fn clock_skew_is_survived_and_named() {
         "no clock skew warning: {logs}"
     );
     s.shutdown();
+}
+
+/// Credentials from the agent's environment, directly and through the standard AWS chain; the
+/// secret never shows in the agent's debug logs, the coordinator's logs or the CLI's output.
+#[test]
+fn environment_and_chain_credentials() {
+    for source in ["env", "chain"] {
+        let name = format!("s3-creds-{source}");
+        let s = Sandbox::builder(&name)
+            .s3(&[&format!("credentials = \"{source}\"")])
+            .agent_env_from_s3()
+            .agent_env("RUST_LOG", "debug")
+            .env("RUST_LOG", "debug")
+            .target(SandboxTarget::new("app"))
+            .build();
+        load_bulk(&s.pg, "app", "rows", 500);
+        let rec = s.backup_ok("app");
+        let id = find_str(&rec, "backup_id").expect("backup_id");
+        s.restore(&id, "app_copy", &[]).assert_ok();
+        assert_same_data(&s.pg, "app", "app_copy", s.dir.path());
+        let secret = s3(&s).server.secret_key().to_owned();
+        let show = s.admin.run_json(&["backup", "show", &id]).to_string();
+        for (what, text) in [
+            ("agent log", s.agent.logs()),
+            ("coordinator log", s.coordinator.logs()),
+            ("backup show", show),
+        ] {
+            assert!(
+                !text.contains(&secret),
+                "{source}: the S3 secret is in the {what}"
+            );
+        }
+        s.shutdown();
+    }
 }
 
 const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";

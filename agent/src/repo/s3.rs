@@ -6,7 +6,8 @@
 //!   if the estimate was wrong), at most `parts_in_flight` at once: memory stays near
 //!   `part_size × (parts_in_flight + 1)` whatever the dump size. Each part carries its MD5
 //!   (`Content-MD5`, checked by the server) and the ETag the server returns is compared with
-//!   it. Objects smaller than one part go up in one `PutObject`.
+//!   it; part payloads are not signed (that would hash every byte a second time). Objects
+//!   smaller than one part go up in one `PutObject`.
 //! - **Create-only** (S12): a HEAD before starting and `If-None-Match: *` on the request that
 //!   makes the object visible.
 //! - **Post-upload check** (S6): a HEAD after completion compares the size, and the multipart
@@ -540,15 +541,21 @@ impl S3Repository {
         base: u64,
         cancel: &CancellationToken,
     ) -> StorageResult<Head> {
-        let mut inflight: JoinSet<StorageResult<(CompletedPart, [u8; 16])>> = JoinSet::new();
+        let mut inflight: JoinSet<StorageResult<PartDone>> = JoinSet::new();
         let mut done: Vec<(CompletedPart, [u8; 16])> = Vec::new();
+        // Buffers of parts already uploaded, filled again: a long upload allocates at most
+        // `parts_in_flight + 1` part buffers instead of one per part.
+        let mut pool: Vec<BytesMut> = Vec::new();
         let mut total = 0u64;
         let mut part_number: u32 = 1;
         let mut data = first;
+        let mut last = false;
         loop {
             // At most `parts_in_flight` parts are uploading; the next one fills meanwhile.
             while inflight.len() >= self.cfg.parts_in_flight {
-                done.push(self.join_part(&mut inflight, cancel).await?);
+                let d = self.join_part(&mut inflight, cancel).await?;
+                pool.extend(d.buf);
+                done.push((d.part, d.md5));
             }
             total += data.len() as u64;
             let this = self.clone();
@@ -556,12 +563,15 @@ impl S3Repository {
             let id = upload_id.to_owned();
             inflight
                 .spawn(async move { this.upload_part(&full_key, &id, part_number, data).await });
+            if last {
+                break;
+            }
             if part_number == MAX_PARTS {
                 // Refuse rather than lose the tail: nothing may remain.
-                let rest = read_part(body, 1, cancel).await?;
+                let rest = read_part(body, 1, cancel, None).await?;
                 if !rest.0.is_empty() {
                     return Err(StorageError::Other(anyhow!(
-                        "{} needs more than {MAX_PARTS} parts; raise part_size of repository {:?}",
+                        "{} needs more than {MAX_PARTS} parts; raise part_size_mib of repository {:?}",
                         self.loc(full),
                         self.name
                     )));
@@ -569,28 +579,19 @@ impl S3Repository {
                 break;
             }
             part_number += 1;
-            let (next, ended) = read_part(body, part_size_for(base, part_number), cancel).await?;
+            let (next, ended) =
+                read_part(body, part_size_for(base, part_number), cancel, pool.pop()).await?;
             if next.is_empty() {
                 break;
             }
             data = next;
-            if ended {
-                while inflight.len() >= self.cfg.parts_in_flight {
-                    done.push(self.join_part(&mut inflight, cancel).await?);
-                }
-                total += data.len() as u64;
-                let this = self.clone();
-                let full_key = full.to_owned();
-                let id = upload_id.to_owned();
-                inflight.spawn(
-                    async move { this.upload_part(&full_key, &id, part_number, data).await },
-                );
-                break;
-            }
+            last = ended;
         }
         while !inflight.is_empty() {
-            done.push(self.join_part(&mut inflight, cancel).await?);
+            let d = self.join_part(&mut inflight, cancel).await?;
+            done.push((d.part, d.md5));
         }
+        drop(pool);
         done.sort_by_key(|(p, _)| p.part_number());
         let mut md5s = Md5::new();
         for (_, d) in &done {
@@ -598,6 +599,8 @@ impl S3Repository {
         }
         let multipart_etag = format!("{}-{}", hex::encode(md5s.finalize()), done.len());
         let parts: Vec<CompletedPart> = done.into_iter().map(|(p, _)| p).collect();
+        let part_count = parts.len();
+        let completing = std::time::Instant::now();
         let complete = self
             .client
             .complete_multipart_upload()
@@ -620,21 +623,30 @@ impl S3Repository {
             Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
             Err(e) => return Err(self.error("complete multipart upload of", full, &e)),
         }
-        self.check_stored(
-            full,
-            &Expected {
-                size: total,
-                etag: Some(multipart_etag),
-            },
-        )
-        .await
+        let head = self
+            .check_stored(
+                full,
+                &Expected {
+                    size: total,
+                    etag: Some(multipart_etag),
+                },
+            )
+            .await?;
+        tracing::info!(
+            object = %self.loc(full),
+            parts = part_count,
+            bytes = total,
+            complete_ms = completing.elapsed().as_millis(),
+            "multipart upload completed and checked"
+        );
+        Ok(head)
     }
 
     async fn join_part(
         &self,
-        inflight: &mut JoinSet<StorageResult<(CompletedPart, [u8; 16])>>,
+        inflight: &mut JoinSet<StorageResult<PartDone>>,
         cancel: &CancellationToken,
-    ) -> StorageResult<(CompletedPart, [u8; 16])> {
+    ) -> StorageResult<PartDone> {
         let joined = tokio::select! {
             j = inflight.join_next() => j,
             () = cancel.cancelled() => {
@@ -662,7 +674,7 @@ impl S3Repository {
         upload_id: &str,
         part_number: u32,
         data: Bytes,
-    ) -> StorageResult<(CompletedPart, [u8; 16])> {
+    ) -> StorageResult<PartDone> {
         let hashed = data.clone();
         let md5: [u8; 16] = tokio::task::spawn_blocking(move || Md5::digest(&hashed).into())
             .await
@@ -677,7 +689,12 @@ impl S3Repository {
             .part_number(i32::try_from(part_number).unwrap_or(i32::MAX))
             .content_length(i64::try_from(len).unwrap_or(i64::MAX))
             .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
-            .body(ByteStream::from(data))
+            .body(ByteStream::from(data.clone()))
+            // The part's integrity is its Content-MD5 (checked by the server) and the ETag
+            // comparison below; a SHA-256 of every part for the signature would be a second
+            // pass over the data for the same guarantee.
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| self.error(&format!("upload part {part_number} of"), full, &e))?;
@@ -687,6 +704,7 @@ impl S3Repository {
                 self.loc(full)
             ))
         })?;
+        drop(resp);
         let want = hex::encode(md5);
         let got = clean_etag(&etag);
         if etag_comparable(got, &want) && got != want {
@@ -695,13 +713,15 @@ impl S3Repository {
                 self.loc(full)
             )));
         }
-        Ok((
-            CompletedPart::builder()
+        Ok(PartDone {
+            part: CompletedPart::builder()
                 .part_number(i32::try_from(part_number).unwrap_or(i32::MAX))
                 .e_tag(etag)
                 .build(),
             md5,
-        ))
+            // The request is done with the bytes: take the buffer back if nothing else holds it.
+            buf: data.try_into_mut().ok(),
+        })
     }
 
     async fn list_full(&self, full_prefix: &str) -> StorageResult<Vec<aws_sdk_s3::types::Object>> {
@@ -804,7 +824,7 @@ impl Storage for S3Repository {
             return Err(self.exists(&full));
         }
         let base = initial_part_size(self.cfg.part_size, size_hint);
-        let (first, ended) = read_part(&mut body, base, cancel).await?;
+        let (first, ended) = read_part(&mut body, base, cancel, None).await?;
         let head = if ended {
             self.put_single(&full, first, cancel).await?
         } else {
@@ -921,6 +941,14 @@ impl Storage for S3Repository {
     }
 }
 
+/// A part the server accepted.
+struct PartDone {
+    part: CompletedPart,
+    md5: [u8; 16],
+    /// Its buffer, for the next part, if the request let go of it.
+    buf: Option<BytesMut>,
+}
+
 #[derive(Debug, Default, Clone)]
 struct Head {
     size: u64,
@@ -990,11 +1018,16 @@ impl ResumingRead {
                     self.pos += b.len() as u64;
                     return Some(Ok(b));
                 }
-                None => {
+                None if self.pos >= self.end => {
                     self.body = None;
                     return None;
                 }
-                Some(Err(e)) => {
+                // The body ended early without an error: as good as a dropped connection.
+                next => {
+                    let e = match next {
+                        Some(Err(e)) => e.to_string(),
+                        _ => format!("the response ended at byte {}", self.pos),
+                    };
                     self.body = None;
                     if self.pos >= self.end {
                         return None;
@@ -1041,9 +1074,12 @@ async fn read_part(
     body: &mut Body,
     size: u64,
     cancel: &CancellationToken,
+    reuse: Option<BytesMut>,
 ) -> StorageResult<(Bytes, bool)> {
     let cap = usize::try_from(size).unwrap_or(usize::MAX);
-    let mut buf = BytesMut::with_capacity(cap);
+    let mut buf = reuse.unwrap_or_default();
+    buf.clear();
+    buf.reserve(cap);
     loop {
         let chunk = tokio::select! {
             c = body.next() => c?,

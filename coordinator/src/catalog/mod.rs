@@ -12,6 +12,7 @@ pub mod health;
 mod jobs;
 #[cfg(test)]
 mod monitoring_tests;
+mod rebuild;
 mod retention;
 mod schedules;
 #[cfg(test)]

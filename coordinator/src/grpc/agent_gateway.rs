@@ -212,6 +212,8 @@ async fn admit(
     let cancels = reconcile(hub, &hello.agent, &hello.running_jobs)
         .await
         .map_err(Error::from)?;
+    hub.listings
+        .set_repositories(&hello.agent, &hello.repositories);
     let handle = hub.register_session(&hello.agent, hello.max_concurrent_jobs, tx);
     for job_id in cancels {
         handle.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {

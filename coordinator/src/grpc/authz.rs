@@ -39,6 +39,10 @@ pub enum Action {
     Prune {
         dry_run: bool,
     },
+    /// Runs list jobs on agents and (unless a dry run) writes backups into the catalog.
+    RebuildCatalog {
+        dry_run: bool,
+    },
 }
 
 impl Action {
@@ -68,7 +72,8 @@ impl Action {
             | Action::PinBackup => Role::Operator,
             Action::Restore { clean: true }
             | Action::UnpinBackup
-            | Action::Prune { dry_run: false } => Role::Admin,
+            | Action::Prune { dry_run: false }
+            | Action::RebuildCatalog { .. } => Role::Admin,
         }
     }
 
@@ -98,6 +103,8 @@ impl Action {
             Action::UnpinBackup => "unpin_backup",
             Action::Prune { dry_run: true } => "prune_dry_run",
             Action::Prune { dry_run: false } => "prune",
+            Action::RebuildCatalog { dry_run: true } => "rebuild_catalog_dry_run",
+            Action::RebuildCatalog { dry_run: false } => "rebuild_catalog",
         }
     }
 }
@@ -133,6 +140,7 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             Action::Restore { clean: true } => "restore with --clean over an existing database",
             Action::Prune { dry_run: false } => "prune (deleting backups)",
             Action::UnpinBackup => "unpin (making a backup deletable)",
+            Action::RebuildCatalog { .. } => "catalog rebuild",
             _ => action.name(),
         };
         return Err(Error::PermissionDenied(format!(
@@ -161,7 +169,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 24] = [
+    const ALL: [Action; 26] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -186,6 +194,8 @@ mod tests {
         Action::PinBackup,
         Action::UnpinBackup,
         Action::Prune { dry_run: false },
+        Action::RebuildCatalog { dry_run: true },
+        Action::RebuildCatalog { dry_run: false },
     ];
 
     #[test]

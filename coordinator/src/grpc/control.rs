@@ -22,6 +22,7 @@ use crate::{
     wire,
 };
 
+mod rebuild;
 mod schedules;
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -38,28 +39,6 @@ fn limit(requested: u32) -> u32 {
     }
 }
 
-fn audit<T>(operator: &str, action: Action, object: &str, result: &Result<T>) {
-    match result {
-        Ok(_) => tracing::info!(
-            target: "audit",
-            operator,
-            action = action.name(),
-            object,
-            outcome = "ok",
-            "operator action"
-        ),
-        Err(e) => tracing::info!(
-            target: "audit",
-            operator,
-            action = action.name(),
-            object,
-            outcome = "refused",
-            reason = %e,
-            "operator action"
-        ),
-    }
-}
-
 fn parse_target(value: &str) -> Result<TargetName> {
     TargetName::parse(value).map_err(Error::from)
 }
@@ -73,8 +52,8 @@ impl Control {
         Self { hub }
     }
 
-    /// Checks the caller may perform `action`; refusals are audited and logged with the
-    /// certificate identity.
+    /// Checks the caller may perform `action`; refusals are audited (logged and stored in the
+    /// catalog) with the certificate identity.
     fn authorize<T>(&self, request: &Request<T>, action: Action, object: &str) -> Result<Operator> {
         let identity = super::identity(request)?;
         authorize(&self.hub.config, &identity, action).inspect_err(|e| {
@@ -87,7 +66,47 @@ impl Control {
                 reason = %e,
                 "operator action"
             );
+            let catalog = self.hub.catalog.clone();
+            let who = identity.to_string();
+            let object = object.to_owned();
+            let reason = Error::PermissionDenied(e.public_message());
+            tokio::spawn(async move {
+                crate::audit::record_denied(&catalog, &who, action.name(), &object, &reason).await;
+            });
         })
+    }
+
+    /// Logs an operator action and how it ended (target `audit`), and stores it in the
+    /// catalog for `lifeboat audit list`.
+    async fn audit<T>(&self, op: &Operator, action: Action, object: &str, result: &Result<T>) {
+        match result {
+            Ok(_) => tracing::info!(
+                target: "audit",
+                operator = %op.name,
+                action = action.name(),
+                object,
+                outcome = "ok",
+                "operator action"
+            ),
+            Err(e) => tracing::info!(
+                target: "audit",
+                operator = %op.name,
+                action = action.name(),
+                object,
+                outcome = "refused",
+                reason = %e,
+                "operator action"
+            ),
+        }
+        crate::audit::record_result(
+            &self.hub.catalog,
+            &op.name,
+            op.role,
+            action.name(),
+            object,
+            result,
+        )
+        .await;
     }
 
     async fn target(&self, name: &TargetName) -> Result<TargetRecord> {
@@ -358,7 +377,7 @@ impl pb::control_server::Control for Control {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::StartBackup, &target)?;
         let result = self.start_backup(&op, &target).await;
-        audit(&op.name, Action::StartBackup, &target, &result);
+        self.audit(&op, Action::StartBackup, &target, &result).await;
         Ok(Response::new(pb::Job::from(&result?)))
     }
 
@@ -400,7 +419,7 @@ impl pb::control_server::Control for Control {
         let id = request.get_ref().backup_id.clone();
         let op = self.authorize(&request, Action::VerifyBackup, &id)?;
         let result = self.verify_backup(&op, &id).await;
-        audit(&op.name, Action::VerifyBackup, &id, &result);
+        self.audit(&op, Action::VerifyBackup, &id, &result).await;
         Ok(Response::new(pb::Job::from(&result?)))
     }
 
@@ -418,7 +437,7 @@ impl pb::control_server::Control for Control {
         );
         let op = self.authorize(&request, action, &object)?;
         let result = self.restore(&op, request.get_ref()).await;
-        audit(&op.name, action, &object, &result);
+        self.audit(&op, action, &object, &result).await;
         Ok(Response::new(pb::Job::from(&result?)))
     }
 
@@ -460,7 +479,7 @@ impl pb::control_server::Control for Control {
         let id = request.get_ref().job_id.clone();
         let op = self.authorize(&request, Action::CancelJob, &id)?;
         let result = self.cancel(&op, &id).await;
-        audit(&op.name, Action::CancelJob, &id, &result);
+        self.audit(&op, Action::CancelJob, &id, &result).await;
         Ok(Response::new(pb::Job::from(&result?)))
     }
 
@@ -471,7 +490,7 @@ impl pb::control_server::Control for Control {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::SetSchedule, &target)?;
         let result = self.set_schedule_impl(&op, request.get_ref()).await;
-        audit(&op.name, Action::SetSchedule, &target, &result);
+        self.audit(&op, Action::SetSchedule, &target, &result).await;
         Ok(Response::new(result?))
     }
 
@@ -492,7 +511,8 @@ impl pb::control_server::Control for Control {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::PauseSchedule, &target)?;
         let result = self.pause_impl(&op, &target, true).await;
-        audit(&op.name, Action::PauseSchedule, &target, &result);
+        self.audit(&op, Action::PauseSchedule, &target, &result)
+            .await;
         Ok(Response::new(result?))
     }
 
@@ -503,7 +523,8 @@ impl pb::control_server::Control for Control {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::ResumeSchedule, &target)?;
         let result = self.pause_impl(&op, &target, false).await;
-        audit(&op.name, Action::ResumeSchedule, &target, &result);
+        self.audit(&op, Action::ResumeSchedule, &target, &result)
+            .await;
         Ok(Response::new(result?))
     }
 
@@ -514,7 +535,8 @@ impl pb::control_server::Control for Control {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::DeleteSchedule, &target)?;
         let result = self.delete_schedule_impl(&target).await;
-        audit(&op.name, Action::DeleteSchedule, &target, &result);
+        self.audit(&op, Action::DeleteSchedule, &target, &result)
+            .await;
         Ok(Response::new(result?))
     }
 
@@ -555,7 +577,7 @@ impl pb::control_server::Control for Control {
         let id = request.get_ref().backup_id.clone();
         let op = self.authorize(&request, Action::PinBackup, &id)?;
         let result = self.pin_impl(&op, request.get_ref()).await;
-        audit(&op.name, Action::PinBackup, &id, &result);
+        self.audit(&op, Action::PinBackup, &id, &result).await;
         Ok(Response::new(result?))
     }
 
@@ -566,7 +588,7 @@ impl pb::control_server::Control for Control {
         let id = request.get_ref().backup_id.clone();
         let op = self.authorize(&request, Action::UnpinBackup, &id)?;
         let result = self.unpin_impl(&id).await;
-        audit(&op.name, Action::UnpinBackup, &id, &result);
+        self.audit(&op, Action::UnpinBackup, &id, &result).await;
         Ok(Response::new(result?))
     }
 
@@ -581,8 +603,28 @@ impl pb::control_server::Control for Control {
         let op = self.authorize(&request, action, &object)?;
         let result = self.prune_impl(&op, request.get_ref()).await;
         if !request.get_ref().dry_run {
-            audit(&op.name, action, &object, &result);
+            self.audit(&op, action, &object, &result).await;
         }
+        Ok(Response::new(result?))
+    }
+
+    async fn rebuild_catalog(
+        &self,
+        request: Request<pb::RebuildCatalogRequest>,
+    ) -> Result<Response<pb::RebuildCatalogResponse>, Status> {
+        let req = request.get_ref();
+        let action = Action::RebuildCatalog {
+            dry_run: req.dry_run,
+        };
+        let object = match (req.agent.as_str(), req.repository.as_str()) {
+            ("", "") => "all repositories".to_owned(),
+            (a, "") => format!("agent {a}"),
+            ("", r) => format!("repository {r}"),
+            (a, r) => format!("agent {a} repository {r}"),
+        };
+        let op = self.authorize(&request, action, &object)?;
+        let result = self.rebuild_impl(&op, request.get_ref()).await;
+        self.audit(&op, action, &object, &result).await;
         Ok(Response::new(result?))
     }
 

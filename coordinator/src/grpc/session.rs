@@ -393,6 +393,9 @@ impl Session {
             (JobKind::List, Some(ResultPayload::List(backups))) => {
                 let mut f = finish(JobState::Succeeded, String::new());
                 f.detail = format!("{} manifest(s)", backups.len());
+                // The rebuild that asked for it takes the manifests (before the job ends, so
+                // it finds them when it sees the job succeeded).
+                self.hub.listings.deliver(&job.id, backups);
                 Ok(catalog.finish_job(&job.id, &f).await?)
             }
             (JobKind::Verify, None) if result.state != JobState::Succeeded => Ok(catalog

@@ -9,6 +9,7 @@ use crate::cli::{Cli, Command};
 
 pub mod agents;
 pub mod backup;
+pub mod catalog;
 pub mod jobs;
 pub mod pki;
 pub mod prune;
@@ -29,5 +30,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Jobs(cmd) => jobs::run(cmd, global, out).await,
         Command::Schedule(cmd) => schedule::run(cmd, global, out).await,
         Command::Prune(args) => prune::run(args, global, out).await,
+        Command::Catalog(cmd) => catalog::run(cmd, global, out).await,
     }
 }

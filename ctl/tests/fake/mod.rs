@@ -396,6 +396,13 @@ impl pb::control_server::Control for Fake {
         }))
     }
 
+    async fn rebuild_catalog(
+        &self,
+        _req: Request<pb::RebuildCatalogRequest>,
+    ) -> Result<Response<pb::RebuildCatalogResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     type WatchJobStream = JobStream;
 
     async fn watch_job(

@@ -1,0 +1,135 @@
+//! Applying a catalog rebuild: the catalog is read and written in one `BEGIN IMMEDIATE`
+//! transaction, so a backup job that ends meanwhile waits for it and the plan is made on what
+//! is really there. A dry run rolls the transaction back.
+
+use std::collections::HashSet;
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Catalog, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
+use crate::{
+    model::VerifyStatus,
+    rebuild::{CatalogRow, CatalogView, Change, Listed, Outcome, plan},
+};
+
+impl Catalog {
+    /// Plans a rebuild from `listed` against the catalog and, unless `dry_run`, writes it.
+    /// Rows are added and their verify status changed; nothing is deleted, pins are untouched.
+    pub async fn rebuild(
+        &self,
+        listed: &[Listed],
+        listing_started_ms: i64,
+        now_ms: i64,
+        by: &str,
+        dry_run: bool,
+    ) -> Result<Vec<Outcome>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let view = read_view(&mut tx).await?;
+        let outcomes = plan(listed, &view, listing_started_ms);
+        if dry_run {
+            tx.rollback().await?;
+            return Ok(outcomes);
+        }
+        for o in &outcomes {
+            match &o.change {
+                Change::None => {}
+                Change::Insert(b) => {
+                    let job_id = lifeboat_common::ids::new_id(
+                        time::OffsetDateTime::from_unix_timestamp_nanos(
+                            i128::from(b.finished_at_ms) * 1_000_000,
+                        )
+                        .unwrap_or_else(|_| time::OffsetDateTime::now_utc()),
+                    );
+                    // The job that produced it is not known: a succeeded backup job with the
+                    // manifest's times stands for it (retention counts time from it).
+                    sqlx::query(
+                        "INSERT INTO jobs (id, kind, state, target, agent, backup_id, \
+                         requested_by, created_at_ms, dispatched_at_ms, started_at_ms, \
+                         finished_at_ms, progress_raw_bytes, progress_stored_bytes, detail) \
+                         VALUES (?, 'backup', 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(&job_id)
+                    .bind(&b.target)
+                    .bind(&b.agent)
+                    .bind(&b.backup_id)
+                    .bind(by)
+                    .bind(b.started_at_ms)
+                    .bind(b.started_at_ms)
+                    .bind(b.started_at_ms)
+                    .bind(b.finished_at_ms)
+                    .bind(to_i64("raw size", b.raw_size)?)
+                    .bind(to_i64("stored size", b.stored_size)?)
+                    .bind(format!(
+                        "recorded by catalog rebuild from repository {}",
+                        b.repository
+                    ))
+                    .execute(&mut *tx)
+                    .await?;
+                    let mut row = (**b).clone();
+                    row.job_id = job_id;
+                    if row.verify_status != VerifyStatus::Unverified {
+                        row.verified_at_ms = Some(now_ms);
+                    }
+                    insert_backup(&mut tx, &row).await?;
+                }
+                Change::SetStatus { status, detail } => {
+                    sqlx::query(
+                        "UPDATE backups SET verify_status = ?, verified_at_ms = ?, \
+                         verify_detail = ? WHERE backup_id = ?",
+                    )
+                    .bind(status.as_str())
+                    .bind(now_ms)
+                    .bind(detail)
+                    .bind(&o.backup_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+async fn read_view(tx: &mut Transaction<'static, Sqlite>) -> Result<CatalogView> {
+    let rows = sqlx::query(
+        "SELECT b.backup_id, b.target, b.agent, b.repository, b.raw_size, b.stored_size, \
+         b.raw_sha256, b.stored_sha256, b.finished_at_ms, b.verify_status, \
+         j.finished_at_ms AS recorded_at_ms \
+         FROM backups b LEFT JOIN jobs j ON j.id = b.job_id",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let backups = rows
+        .iter()
+        .map(|r| {
+            let verify: String = r.try_get("verify_status")?;
+            Ok(CatalogRow {
+                backup_id: r.try_get("backup_id")?,
+                target: r.try_get("target")?,
+                agent: r.try_get("agent")?,
+                repository: r.try_get("repository")?,
+                raw_size: to_u64("backups.raw_size", r.try_get("raw_size")?)?,
+                stored_size: to_u64("backups.stored_size", r.try_get("stored_size")?)?,
+                raw_sha256: r.try_get("raw_sha256")?,
+                stored_sha256: r.try_get("stored_sha256")?,
+                finished_at_ms: r.try_get("finished_at_ms")?,
+                verify_status: parse_enum("backups.verify_status", &verify, VerifyStatus::parse)?,
+                recorded_at_ms: r.try_get("recorded_at_ms")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let targets: Vec<String> = sqlx::query_scalar("SELECT full_name FROM targets")
+        .fetch_all(&mut **tx)
+        .await?;
+    let active: Vec<String> = sqlx::query_scalar(
+        "SELECT backup_id FROM jobs WHERE kind = 'backup' AND state IN ('queued', 'running')",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(CatalogView {
+        backups,
+        targets: targets.into_iter().collect::<HashSet<_>>(),
+        active_backups: active.into_iter().collect::<HashSet<_>>(),
+    })
+}

@@ -1,0 +1,33 @@
+//! `RebuildCatalog`: record the backups the repositories hold (see [`crate::rebuild`]).
+
+use lifeboat_proto::v1 as pb;
+
+use super::Control;
+use crate::{error::Result, grpc::authz::Operator, wire};
+
+impl Control {
+    pub(super) async fn rebuild_impl(
+        &self,
+        op: &Operator,
+        req: &pb::RebuildCatalogRequest,
+    ) -> Result<pb::RebuildCatalogResponse> {
+        let scope = wire::rebuild_request(req)?;
+        let report = crate::rebuild::run(&self.hub, &op.name, &scope).await?;
+        let resp = wire::rebuild_to_pb(&report);
+        tracing::info!(
+            target: "audit",
+            operator = %op.name,
+            action = if scope.dry_run { "rebuild_catalog_dry_run" } else { "rebuild_catalog" },
+            added = resp.added,
+            updated = resp.updated,
+            unchanged = resp.unchanged,
+            conflicts = resp.conflicts,
+            missing = resp.missing,
+            skipped = resp.skipped,
+            damaged = resp.damaged,
+            failed_listings = resp.listings.iter().filter(|l| !l.error.is_empty()).count(),
+            "catalog rebuild"
+        );
+        Ok(resp)
+    }
+}

@@ -1,0 +1,689 @@
+//! Rebuilding the catalog from the repositories. The coordinator asks connected agents to list
+//! the manifests in their repositories (one `list` job per agent and repository), then records
+//! every backup found, in one catalog transaction:
+//!
+//! - a backup the catalog does not know is added (its target must be registered);
+//! - a backup the catalog knows with the same sizes and hashes keeps its row, pin and verify
+//!   result; only what the listing found about its data (gone, wrong size) changes its status;
+//! - a backup the catalog knows with other sizes or hashes is a conflict: reported, not
+//!   overwritten;
+//! - a catalog row of a listed repository whose manifest was not found is marked missing; rows
+//!   are never deleted.
+//!
+//! Which outcome each backup gets is [`plan`], a pure function of the listings and the catalog.
+//! Backups are attributed to the environment, target and agent in their manifest, not to the
+//! agent that listed them (several agents may share a bucket).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+use lifeboat_proto::v1 as pb;
+use tokio::sync::oneshot;
+
+use crate::{
+    catalog::InsertJob,
+    error::{Error, Result},
+    hub::Hub,
+    model::{Backup, Finish, JobKind, JobState, NewJob, VerifyStatus},
+};
+
+/// How long a rebuild waits for one repository listing.
+const LIST_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often a waiting rebuild checks whether a listing job ended without a result.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What to rebuild, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub agent: Option<String>,
+    pub repository: Option<String>,
+    pub dry_run: bool,
+}
+
+/// The agents' repositories (from their `Hello`) and the list jobs a rebuild waits for. Lost
+/// on restart: a list job queued before a restart fails when it would be handed out.
+#[derive(Debug, Default)]
+pub struct Listings {
+    repositories: Mutex<HashMap<String, Vec<String>>>,
+    pending: Mutex<HashMap<String, Pending>>,
+    /// One rebuild at a time.
+    running: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    repository: String,
+    reply: Option<oneshot::Sender<Vec<Backup>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Single inserts and removes: a panic cannot leave the map inconsistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Listings {
+    /// Records the repositories an agent declared in its `Hello`.
+    pub fn set_repositories(&self, agent: &str, repositories: &[String]) {
+        lock(&self.repositories).insert(agent.to_owned(), repositories.to_vec());
+    }
+
+    fn repositories_of(&self, agent: &str) -> Vec<String> {
+        lock(&self.repositories)
+            .get(agent)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The repository a list job lists; None if no rebuild is waiting for it.
+    pub fn repository_of(&self, job_id: &str) -> Option<String> {
+        lock(&self.pending)
+            .get(job_id)
+            .map(|p| p.repository.clone())
+    }
+
+    /// Hands a list job's manifests to the rebuild waiting for them (if it still waits).
+    pub fn deliver(&self, job_id: &str, backups: Vec<Backup>) {
+        let reply = lock(&self.pending)
+            .get_mut(job_id)
+            .and_then(|p| p.reply.take());
+        if let Some(reply) = reply {
+            let _ = reply.send(backups);
+        }
+    }
+
+    fn expect(&self, job_id: &str, repository: &str) -> oneshot::Receiver<Vec<Backup>> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(
+            job_id.to_owned(),
+            Pending {
+                repository: repository.to_owned(),
+                reply: Some(tx),
+            },
+        );
+        rx
+    }
+
+    fn forget(&self, job_ids: &[String]) {
+        let mut pending = lock(&self.pending);
+        for id in job_ids {
+            pending.remove(id);
+        }
+    }
+}
+
+/// Forgets a rebuild's list jobs however it ends (also when the operator goes away).
+struct PendingGuard<'a> {
+    listings: &'a Listings,
+    jobs: Vec<String>,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.listings.forget(&self.jobs);
+    }
+}
+
+/// One repository listing that succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The agent that listed it.
+    pub agent: String,
+    pub repository: String,
+    pub backups: Vec<Backup>,
+}
+
+/// What the catalog holds about one backup, as far as a rebuild cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogRow {
+    pub backup_id: String,
+    pub target: String,
+    pub agent: String,
+    pub repository: String,
+    pub raw_size: u64,
+    pub stored_size: u64,
+    pub raw_sha256: String,
+    pub stored_sha256: String,
+    pub finished_at_ms: i64,
+    pub verify_status: VerifyStatus,
+    /// When the coordinator recorded it (its job's end).
+    pub recorded_at_ms: Option<i64>,
+}
+
+/// The catalog as a rebuild sees it, read in the transaction that applies the plan.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogView {
+    pub backups: Vec<CatalogRow>,
+    /// Registered targets, `ENV/NAME`.
+    pub targets: HashSet<String>,
+    /// Backup ids of backup jobs still queued or running.
+    pub active_backups: HashSet<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Added,
+    Updated,
+    Unchanged,
+    Conflict,
+    Missing,
+    Skipped,
+}
+
+/// What to write for one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    None,
+    /// A new row (its job is made when it is written).
+    Insert(Box<Backup>),
+    SetStatus {
+        status: VerifyStatus,
+        detail: String,
+    },
+}
+
+/// The outcome for one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub backup_id: String,
+    pub target: String,
+    pub agent: String,
+    pub repository: String,
+    pub kind: OutcomeKind,
+    /// The status the catalog holds afterwards.
+    pub verify_status: VerifyStatus,
+    pub detail: String,
+    pub stored_size: u64,
+    pub finished_at_ms: i64,
+    /// The listing found its data object absent or of the wrong size.
+    pub damaged: bool,
+    pub change: Change,
+}
+
+/// One listing as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingReport {
+    pub agent: String,
+    pub repository: String,
+    pub job_id: Option<String>,
+    pub backups: usize,
+    pub error: Option<String>,
+}
+
+/// What a rebuild did (or would do, on a dry run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub dry_run: bool,
+    pub listings: Vec<ListingReport>,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// How a listed backup differs from the catalog's row; empty if it does not.
+fn differences(listed: &Backup, row: &CatalogRow) -> Vec<String> {
+    let mut out = Vec::new();
+    if listed.stored_size != row.stored_size {
+        out.push(format!(
+            "stored size {} in the repository, {} in the catalog",
+            listed.stored_size, row.stored_size
+        ));
+    }
+    if listed.raw_size != row.raw_size {
+        out.push(format!(
+            "raw size {} in the repository, {} in the catalog",
+            listed.raw_size, row.raw_size
+        ));
+    }
+    if listed.stored_sha256 != row.stored_sha256 {
+        out.push(format!(
+            "stored SHA-256 {} in the repository, {} in the catalog",
+            listed.stored_sha256, row.stored_sha256
+        ));
+    }
+    if listed.raw_sha256 != row.raw_sha256 {
+        out.push(format!(
+            "raw SHA-256 {} in the repository, {} in the catalog",
+            listed.raw_sha256, row.raw_sha256
+        ));
+    }
+    out
+}
+
+fn same_content(a: &Backup, b: &Backup) -> bool {
+    a.stored_size == b.stored_size
+        && a.raw_size == b.raw_size
+        && a.stored_sha256 == b.stored_sha256
+        && a.raw_sha256 == b.raw_sha256
+}
+
+fn damaged(status: VerifyStatus) -> bool {
+    matches!(status, VerifyStatus::Missing | VerifyStatus::Corrupt)
+}
+
+/// Decides every backup's outcome. `listed` are the listings that succeeded;
+/// `listing_started_ms` is when the first of them was requested: catalog rows recorded after
+/// it may be newer than the listing and are never called missing.
+pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> Vec<Outcome> {
+    // One entry per backup id; a backup seen by several agents (a shared bucket) is taken from
+    // the listing of the agent that wrote it, if that agent listed it.
+    let mut found: BTreeMap<&str, (&Backup, &Listed)> = BTreeMap::new();
+    let mut clashes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for l in listed {
+        for b in &l.backups {
+            match found.get(b.backup_id.as_str()) {
+                None => {
+                    found.insert(&b.backup_id, (b, l));
+                }
+                Some((seen, by)) if same_content(seen, b) => {
+                    if by.agent != seen.agent && l.agent == b.agent {
+                        found.insert(&b.backup_id, (b, l));
+                    }
+                }
+                Some((_, by)) => {
+                    clashes.entry(&b.backup_id).or_default().push(format!(
+                        "repository {} of agent {} and repository {} of agent {} hold \
+                         different backups under this id",
+                        by.repository, by.agent, l.repository, l.agent
+                    ));
+                }
+            }
+        }
+    }
+    let rows: HashMap<&str, &CatalogRow> = view
+        .backups
+        .iter()
+        .map(|r| (r.backup_id.as_str(), r))
+        .collect();
+    let mut out = Vec::new();
+    for (id, (b, l)) in &found {
+        let base =
+            |kind: OutcomeKind, status: VerifyStatus, detail: String, change: Change| Outcome {
+                backup_id: b.backup_id.clone(),
+                target: b.target.clone(),
+                agent: b.agent.clone(),
+                repository: l.repository.clone(),
+                kind,
+                verify_status: status,
+                detail,
+                stored_size: b.stored_size,
+                finished_at_ms: b.finished_at_ms,
+                damaged: damaged(b.verify_status),
+                change,
+            };
+        if let Some(why) = clashes.get(id) {
+            let status = rows.get(id).map_or(b.verify_status, |r| r.verify_status);
+            out.push(base(
+                OutcomeKind::Conflict,
+                status,
+                why.join("; "),
+                Change::None,
+            ));
+            continue;
+        }
+        match rows.get(id) {
+            Some(row) => {
+                let diff = differences(b, row);
+                if !diff.is_empty() {
+                    let mut o = base(
+                        OutcomeKind::Conflict,
+                        row.verify_status,
+                        format!(
+                            "{}; the catalog's row is kept (check which copy is right)",
+                            diff.join("; ")
+                        ),
+                        Change::None,
+                    );
+                    o.target.clone_from(&row.target);
+                    o.agent.clone_from(&row.agent);
+                    out.push(o);
+                    continue;
+                }
+                // The listing checks presence and size: it can find damage, and can find a
+                // backup again that was missing, but cannot clear a hash mismatch.
+                let status = match (b.verify_status, row.verify_status) {
+                    (VerifyStatus::Missing | VerifyStatus::Corrupt, _) => b.verify_status,
+                    (_, VerifyStatus::Missing) => VerifyStatus::Unverified,
+                    (_, kept) => kept,
+                };
+                let mut o = if status == row.verify_status {
+                    base(
+                        OutcomeKind::Unchanged,
+                        status,
+                        if damaged(b.verify_status) {
+                            b.verify_detail.clone()
+                        } else {
+                            String::new()
+                        },
+                        Change::None,
+                    )
+                } else {
+                    let detail = if damaged(status) {
+                        b.verify_detail.clone()
+                    } else {
+                        format!("found again in repository {}; verify it", l.repository)
+                    };
+                    base(
+                        OutcomeKind::Updated,
+                        status,
+                        detail.clone(),
+                        Change::SetStatus { status, detail },
+                    )
+                };
+                o.target.clone_from(&row.target);
+                o.agent.clone_from(&row.agent);
+                o.repository.clone_from(&row.repository);
+                out.push(o);
+            }
+            None if !view.targets.contains(&b.target) => out.push(base(
+                OutcomeKind::Skipped,
+                b.verify_status,
+                format!(
+                    "target {} is not registered: start the agent that backs it up (it \
+                     declares its targets when it connects), then rebuild again",
+                    b.target
+                ),
+                Change::None,
+            )),
+            None if view.active_backups.contains(*id) => out.push(base(
+                OutcomeKind::Skipped,
+                b.verify_status,
+                "its backup job is still running; it is recorded when the job ends".into(),
+                Change::None,
+            )),
+            None => {
+                let mut new = (*b).clone();
+                new.repository.clone_from(&l.repository);
+                out.push(base(
+                    OutcomeKind::Added,
+                    b.verify_status,
+                    b.verify_detail.clone(),
+                    Change::Insert(Box::new(new)),
+                ));
+            }
+        }
+    }
+    let covered: HashSet<(&str, &str)> = listed
+        .iter()
+        .map(|l| (l.agent.as_str(), l.repository.as_str()))
+        .collect();
+    for row in &view.backups {
+        if found.contains_key(row.backup_id.as_str())
+            || !covered.contains(&(row.agent.as_str(), row.repository.as_str()))
+            || row
+                .recorded_at_ms
+                .is_some_and(|at| at >= listing_started_ms)
+        {
+            continue;
+        }
+        let detail = format!(
+            "no manifest in repository {} of agent {}; the backup is gone from storage",
+            row.repository, row.agent
+        );
+        out.push(Outcome {
+            backup_id: row.backup_id.clone(),
+            target: row.target.clone(),
+            agent: row.agent.clone(),
+            repository: row.repository.clone(),
+            kind: OutcomeKind::Missing,
+            verify_status: VerifyStatus::Missing,
+            detail: detail.clone(),
+            stored_size: row.stored_size,
+            finished_at_ms: row.finished_at_ms,
+            damaged: false,
+            change: if row.verify_status == VerifyStatus::Missing {
+                Change::None
+            } else {
+                Change::SetStatus {
+                    status: VerifyStatus::Missing,
+                    detail,
+                }
+            },
+        });
+    }
+    out.sort_by(|a, b| {
+        (&a.target, a.finished_at_ms, &a.backup_id).cmp(&(
+            &b.target,
+            b.finished_at_ms,
+            &b.backup_id,
+        ))
+    });
+    out
+}
+
+/// One listing to run: an agent, one of its repositories, and the registered target its job
+/// is filed under (None: the agent declares no target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wanted {
+    agent: String,
+    repository: String,
+    target: Option<String>,
+}
+
+/// The listings a rebuild runs, from the connected agents' repositories.
+async fn wanted(hub: &Hub, scope: &Scope) -> Result<Vec<Wanted>> {
+    let mut agents: Vec<String> = hub.connected_agents().into_keys().collect();
+    agents.sort();
+    if let Some(a) = &scope.agent {
+        if !agents.contains(a) {
+            return Err(Error::FailedPrecondition(format!(
+                "agent {a} is not connected; start it (or check `lifeboat agents list`) and \
+                 rebuild again"
+            )));
+        }
+        agents.retain(|x| x == a);
+    }
+    if agents.is_empty() {
+        return Err(Error::FailedPrecondition(
+            "no agent is connected; start the agents (they list their repositories for the \
+             rebuild) and run it again"
+                .into(),
+        ));
+    }
+    let targets = hub.catalog.list_targets().await?;
+    let mut out = Vec::new();
+    for agent in agents {
+        let own: Vec<_> = targets.iter().filter(|t| t.target.agent == agent).collect();
+        for repository in hub.listings.repositories_of(&agent) {
+            if scope.repository.as_ref().is_some_and(|r| *r != repository) {
+                continue;
+            }
+            let target = own
+                .iter()
+                .find(|t| t.target.repository == repository)
+                .or_else(|| own.first())
+                .map(|t| t.target.name.to_string());
+            out.push(Wanted {
+                agent: agent.clone(),
+                repository,
+                target,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::FailedPrecondition(match &scope.repository {
+            Some(r) => format!(
+                "no connected agent has a repository named {r}; check the name in the agents' \
+                 configs"
+            ),
+            None => "the connected agents declare no repositories".into(),
+        }));
+    }
+    Ok(out)
+}
+
+/// Runs a rebuild for operator `by`.
+pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
+    let Ok(_running) = hub.listings.running.try_lock() else {
+        return Err(Error::AlreadyExists(
+            "a catalog rebuild is already running; wait for it to finish".into(),
+        ));
+    };
+    let wanted = wanted(hub, scope).await?;
+    let started = lifeboat_proto::now_ms();
+    let mut guard = PendingGuard {
+        listings: &hub.listings,
+        jobs: Vec::new(),
+    };
+    let mut waits = Vec::new();
+    let mut reports = Vec::new();
+    for w in &wanted {
+        let mut report = ListingReport {
+            agent: w.agent.clone(),
+            repository: w.repository.clone(),
+            job_id: None,
+            backups: 0,
+            error: None,
+        };
+        let Some(target) = &w.target else {
+            report.error = Some(format!(
+                "agent {} declares no target, and a list job is filed under one of its \
+                 targets; list the repository through another agent that has it",
+                w.agent
+            ));
+            reports.push(report);
+            continue;
+        };
+        let job = NewJob {
+            id: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
+            kind: JobKind::List,
+            target: target.clone(),
+            agent: w.agent.clone(),
+            backup_id: String::new(),
+            requested_by: by.to_owned(),
+            created_at_ms: lifeboat_proto::now_ms(),
+            database: String::new(),
+            clean: false,
+        };
+        // Registered before the job exists, so the dispatcher finds its repository.
+        let rx = hub.listings.expect(&job.id, &w.repository);
+        guard.jobs.push(job.id.clone());
+        match hub.catalog.insert_job(&job).await? {
+            InsertJob::Inserted(created) => {
+                tracing::info!(
+                    job_id = %created.id,
+                    target = %created.target,
+                    agent = %created.agent,
+                    repository = %w.repository,
+                    kind = %created.kind,
+                    requested_by = %created.requested_by,
+                    "job queued"
+                );
+                hub.publish(&created);
+                report.job_id = Some(created.id.clone());
+                waits.push((reports.len(), created.id, rx));
+            }
+            InsertJob::ActiveBackupExists(_) => {
+                report.error = Some("the list job could not be queued".into());
+            }
+        }
+        reports.push(report);
+    }
+    hub.request_dispatch();
+
+    let deadline = tokio::time::Instant::now() + LIST_TIMEOUT;
+    let mut listed = Vec::new();
+    for (i, job_id, rx) in waits {
+        match wait(hub, &job_id, rx, deadline).await? {
+            Ok(backups) => {
+                reports[i].backups = backups.len();
+                listed.push(Listed {
+                    agent: reports[i].agent.clone(),
+                    repository: reports[i].repository.clone(),
+                    backups,
+                });
+            }
+            Err(why) => reports[i].error = Some(why),
+        }
+    }
+    drop(guard);
+
+    let now = lifeboat_proto::now_ms();
+    let outcomes = hub
+        .catalog
+        .rebuild(&listed, started, now, by, scope.dry_run)
+        .await?;
+    for o in outcomes.iter().filter(|o| o.change != Change::None) {
+        tracing::info!(
+            backup_id = %o.backup_id,
+            target = %o.target,
+            outcome = ?o.kind,
+            verify_status = %o.verify_status,
+            dry_run = scope.dry_run,
+            "catalog rebuild: {}",
+            o.detail
+        );
+    }
+    Ok(Report {
+        dry_run: scope.dry_run,
+        listings: reports,
+        outcomes,
+    })
+}
+
+/// Waits for one list job's manifests. The outer error is the catalog's; the inner one says
+/// why the listing gave nothing.
+async fn wait(
+    hub: &Hub,
+    job_id: &str,
+    mut rx: oneshot::Receiver<Vec<Backup>>,
+    deadline: tokio::time::Instant,
+) -> Result<std::result::Result<Vec<Backup>, String>> {
+    loop {
+        tokio::select! {
+            got = &mut rx => {
+                return Ok(got.map_err(|_| "the listing's result was lost".to_owned()));
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                give_up(hub, job_id).await?;
+                return Ok(Err(format!(
+                    "no result within {} s; the list job was cancelled",
+                    LIST_TIMEOUT.as_secs()
+                )));
+            }
+            () = tokio::time::sleep(POLL) => {
+                let Some(job) = hub.catalog.get_job(job_id).await? else {
+                    return Ok(Err("the list job disappeared".into()));
+                };
+                if job.state.is_terminal() {
+                    // A result delivered just before the job ended.
+                    if let Ok(backups) = rx.try_recv() {
+                        return Ok(Ok(backups));
+                    }
+                    return Ok(Err(if job.error.is_empty() {
+                        format!("the list job ended {}", job.state)
+                    } else {
+                        format!("the list job {}: {}", job.state, job.error)
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Cancels a list job the rebuild no longer waits for.
+async fn give_up(hub: &Hub, job_id: &str) -> Result<()> {
+    let Some(job) = hub.catalog.get_job(job_id).await? else {
+        return Ok(());
+    };
+    if let Some(session) = hub.session(&job.agent) {
+        session.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {
+            job_id: job.id.clone(),
+        }));
+    }
+    let finish = Finish {
+        state: JobState::Cancelled,
+        finished_at_ms: lifeboat_proto::now_ms(),
+        error: "the catalog rebuild stopped waiting for the listing".into(),
+        detail: String::new(),
+        database: None,
+    };
+    if let Some(done) = hub.catalog.finish_job(&job.id, &finish).await? {
+        hub.job_finished(&done);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "rebuild_tests.rs"]
+mod tests;
