@@ -1,5 +1,8 @@
 //! The backup job: pg_dump in a snapshot exported by the agent, streamed through the pipeline
-//! into the repository, manifest last.
+//! into the repository, manifest last. MySQL/MariaDB targets: see [`mysql`].
+
+mod mysql;
+pub(crate) use mysql::init_session as init_mysql_session;
 
 use std::process::Stdio;
 
@@ -8,7 +11,7 @@ use lifeboat_common::ids::validate_id;
 use lifeboat_proto as pb;
 
 use crate::{
-    config::RowCounts,
+    config::{Engine, RowCounts},
     engine::postgres as pg,
     job::{JobCtx, rfc3339_ms},
     manifest::{self, Manifest},
@@ -34,6 +37,9 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     })?;
     let repo = repo::open(config, &target.repository)?;
     let started_at_ms = lifeboat_proto::now_ms();
+    if target.engine == Engine::Mysql {
+        return mysql::run(ctx, spec, target, repo, started_at_ms).await;
+    }
 
     // Pre-flight: everything that can fail before a byte is written (D16).
     ctx.set_phase("connecting");
@@ -253,8 +259,20 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
         row_counts,
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
     };
+    write_manifest(ctx, &repo, &dir_key, &data_key, &m).await?;
+    Ok(record_from_manifest(&m, &dir_key, ctx.job_id.clone()))
+}
+
+/// Writes the manifest, last: once it exists, the backup exists. If it cannot be written, the
+/// data object is removed.
+async fn write_manifest(
+    ctx: &JobCtx,
+    repo: &Repository,
+    dir_key: &str,
+    data_key: &str,
+    m: &Manifest,
+) -> Result<()> {
     let json = m.to_json();
-    // The manifest goes last: once it exists, the backup exists.
     if let Err(e) = repo
         .put_bytes(
             &format!("{dir_key}/{MANIFEST_FILE}"),
@@ -263,14 +281,13 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
         )
         .await
     {
-        if let Err(d) = repo.delete(&data_key).await {
+        if let Err(d) = repo.delete(data_key).await {
             tracing::warn!(key = %data_key, "could not remove the data of a backup whose manifest failed: {d}");
         }
         return Err(anyhow::Error::new(e))
             .with_context(|| format!("write the manifest to {}", repo.describe()));
     }
-
-    Ok(record_from_manifest(&m, &dir_key, ctx.job_id.clone()))
+    Ok(())
 }
 
 /// The data object's upload, running beside the dump.
@@ -328,7 +345,8 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> pb::
         environment: m.environment.clone(),
         agent: m.agent.clone(),
         repository: m.repository.clone(),
-        engine: pb::Engine::Postgres as i32,
+        engine: Engine::from_manifest(&m.engine).map_or(pb::Engine::Unspecified, Engine::to_proto)
+            as i32,
         provider: m.provider.clone(),
         database: m.database.clone(),
         server_version: m.server.version.clone(),

@@ -9,8 +9,6 @@ pub mod maintenance;
 pub mod manifest;
 pub mod pipeline;
 pub mod process;
-// Provider profiles: not wired into config/backup/restore yet.
-#[allow(dead_code)]
 pub mod provider;
 pub mod repo;
 pub mod restore;
@@ -83,13 +81,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// How long shutdown waits for the coordinator to acknowledge the final job results.
 const RESULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Password files left by a crash (they are removed after every child in normal operation).
+/// Password and option files left by a crash (they are removed after every child in normal
+/// operation).
 fn remove_stale_passfiles(state_dir: &std::path::Path) {
     if let Ok(entries) = std::fs::read_dir(state_dir) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".pgpass-") {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".pgpass-") || name.starts_with(engine::mysql::DEFAULTS_FILE_PREFIX)
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stale_password_and_option_files_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stale = [
+            ".pgpass-abc".to_owned(),
+            format!("{}xyz.cnf", crate::engine::mysql::DEFAULTS_FILE_PREFIX),
+        ];
+        for f in stale.iter().map(String::as_str).chain(["keep.txt"]) {
+            std::fs::write(dir.path().join(f), "x").expect("write");
+        }
+        super::remove_stale_passfiles(dir.path());
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec!["keep.txt".to_owned()]);
     }
 }

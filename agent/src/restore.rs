@@ -3,6 +3,9 @@
 //! recorded hashes, pg_restore succeeded and the row counts agree with the manifest is the
 //! scratch database renamed to its final name. A corrupt archive, a failed or cancelled restore
 //! therefore never leaves a half-restored database under the name the operator asked for.
+//! MySQL/MariaDB targets: see [`mysql`].
+
+mod mysql;
 
 use std::{io::BufWriter, process::Stdio};
 
@@ -15,7 +18,7 @@ use lifeboat_proto as pb;
 use sqlx::postgres::PgConnection;
 
 use crate::{
-    config::TargetConfig,
+    config::{Engine, TargetConfig},
     engine::postgres as pg,
     job::JobCtx,
     manifest::{Manifest, TableRows},
@@ -26,6 +29,8 @@ use crate::{
 
 /// Where a backup's files are, checked against the catalog's record.
 pub struct Located {
+    /// The engine the catalog recorded for the backup.
+    pub engine: Engine,
     pub repo: Repository,
     pub data_key: String,
     pub manifest_key: String,
@@ -60,7 +65,15 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
         );
     }
     let dir_key = backup_dir_key(&target.environment, &target.name, &rec.backup_id);
-    let data_key = format!("{dir_key}/{PG_DATA_FILE}");
+    let data_file = match pb::Engine::try_from(rec.engine) {
+        Ok(pb::Engine::Postgres) => PG_DATA_FILE,
+        Ok(pb::Engine::Mysql) => crate::engine::mysql::DATA_FILE,
+        _ => bail!(
+            "backup record {} names no engine this agent knows",
+            rec.backup_id
+        ),
+    };
+    let data_key = format!("{dir_key}/{data_file}");
     let manifest_key = format!("{dir_key}/{MANIFEST_FILE}");
     if !rec.data_key.is_empty() && rec.data_key != data_key {
         bail!(
@@ -68,7 +81,12 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
             rec.data_key
         );
     }
+    let engine = match pb::Engine::try_from(rec.engine) {
+        Ok(pb::Engine::Mysql) => Engine::Mysql,
+        _ => Engine::Postgres,
+    };
     Ok(Located {
+        engine,
         repo: repo::open(&ctx.config, &rec.repository)?,
         data_key,
         manifest_key,
@@ -127,6 +145,17 @@ pub fn check_manifest(loc: &Located, bytes: &[u8]) -> Result<Manifest> {
             "manifest.json disagrees with the catalog about sizes or hashes; the backup was changed after it was written"
         );
     }
+    if Engine::from_manifest(&m.engine) != Some(loc.engine)
+        || !loc.data_key.ends_with(&format!("/{}", m.data_file))
+    {
+        bail!(
+            "manifest.json disagrees with the catalog about the engine or data file (manifest: engine {:?}, {:?}; catalog: {}, {})",
+            m.engine,
+            m.data_file,
+            loc.engine.as_str(),
+            loc.data_key
+        );
+    }
     Ok(m)
 }
 
@@ -143,17 +172,12 @@ pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResu
         .backup
         .as_ref()
         .context("restore job without a backup record")?;
-    if rec.engine != pb::Engine::Postgres as i32 {
-        bail!(
-            "backup {} is not a PostgreSQL backup; it cannot be restored into a PostgreSQL target",
-            rec.backup_id
-        );
-    }
     let target = ctx
         .config
         .targets
         .get(&spec.target)
         .with_context(|| format!("this agent has no target {:?}", spec.target))?;
+    check_engine(rec, target)?;
     if spec.clean && !target.allow_clean_restore {
         bail!(
             "target {} does not allow restores that replace a database (--clean); set allow_clean_restore = true in its [[target]] in the agent's config to permit it",
@@ -169,6 +193,10 @@ pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResu
             loc.repo.describe()
         )
     })?;
+    let source_provider = check_source_provider(&manifest, target)?;
+    if target.engine == Engine::Mysql {
+        return mysql::run(ctx, spec, rec, target, &loc, &manifest, source_provider).await;
+    }
 
     let database = if spec.database.is_empty() {
         default_database_name(&manifest.database, &rec.backup_id)
@@ -272,6 +300,59 @@ pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResu
     })
 }
 
+/// Refuses a backup of one engine for a target of the other.
+fn check_engine(rec: &pb::BackupRecord, target: &TargetConfig) -> Result<()> {
+    let backup_engine = match pb::Engine::try_from(rec.engine) {
+        Ok(pb::Engine::Postgres) => Engine::Postgres,
+        Ok(pb::Engine::Mysql) => Engine::Mysql,
+        _ => bail!(
+            "backup {} names no engine this agent knows; it cannot be restored",
+            rec.backup_id
+        ),
+    };
+    if backup_engine != target.engine {
+        bail!(
+            "backup {} is a {} backup; it cannot be restored into the {} target {}: restore it into a target with engine = \"{}\"",
+            rec.backup_id,
+            engine_product(backup_engine),
+            engine_product(target.engine),
+            target.name,
+            backup_engine.as_str()
+        );
+    }
+    Ok(())
+}
+
+fn engine_product(e: Engine) -> &'static str {
+    match e {
+        Engine::Postgres => "PostgreSQL",
+        Engine::Mysql => "MySQL/MariaDB",
+    }
+}
+
+/// The provider the backup was taken on, checked to be of the target's engine.
+fn check_source_provider(
+    manifest: &Manifest,
+    target: &TargetConfig,
+) -> Result<crate::provider::Provider> {
+    let from = crate::provider::Provider::parse(&manifest.provider).with_context(|| {
+        format!(
+            "the backup's manifest names an unknown provider {:?}",
+            manifest.provider
+        )
+    })?;
+    if Engine::from_manifest(&manifest.engine) != Some(target.engine) {
+        bail!(
+            "the backup is a {} backup and cannot be restored into the {} target {}",
+            manifest.engine,
+            target.engine.as_str(),
+            target.name
+        );
+    }
+    crate::provider::check_restore_pair(from, target.profile).map_err(anyhow::Error::msg)?;
+    Ok(from)
+}
+
 /// `orders_20261127t233000z_7f3a9c`, within PostgreSQL's 63-byte limit.
 pub fn default_database_name(source: &str, backup_id: &str) -> String {
     let suffix = backup_id.to_ascii_lowercase().replace('-', "_");
@@ -283,7 +364,7 @@ pub fn default_database_name(source: &str, backup_id: &str) -> String {
     format!("{base}_{suffix}")
 }
 
-fn scratch_name(prefix: &str, job_id: &str) -> String {
+pub(crate) fn scratch_name(prefix: &str, job_id: &str) -> String {
     format!("{prefix}_{}", job_id.to_ascii_lowercase().replace('-', "_"))
 }
 
@@ -298,6 +379,13 @@ async fn restore_into(
     scratch: &str,
     manifest: &Manifest,
 ) -> Result<Vec<TableRows>> {
+    // Owners, privileges and the source provider's own schemas (checked in `run`).
+    let source = crate::provider::Provider::parse(&manifest.provider).unwrap_or(target.profile);
+    let provider_args = &crate::provider::restore_args(
+        source,
+        target.profile,
+        &crate::provider::RestoreOptions::default(),
+    );
     let file = open_data(loc).await?.with_context(|| {
         format!(
             "data file {} is missing from {}",
@@ -313,6 +401,7 @@ async fn restore_into(
     let mut cmd = pg::child_command(pg_restore, passfile.as_ref());
     cmd.arg("--no-password")
         .arg("--exit-on-error")
+        .args(provider_args)
         .arg("--dbname")
         .arg(pg::url_for(target, scratch).as_str())
         .stdin(Stdio::piped())
@@ -365,16 +454,38 @@ async fn restore_into(
 
     ctx.set_phase("counting");
     let mut conn = pg::connect(target, password, scratch).await?;
+    // pg_restore's --exclude-schema leaves the objects out but still creates the schemas
+    // themselves: drop them while they are empty (RESTRICT keeps anything else that landed).
+    for schema in provider_args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--exclude-schema="))
+    {
+        let sql = format!("DROP SCHEMA IF EXISTS {} RESTRICT", pg::quote_ident(schema));
+        // The identifier is quoted with quote_ident.
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!("left the skipped schema {schema} in place: {e}");
+        }
+    }
     let counts = pg::row_counts(&mut conn, true).await?;
     let _ = sqlx::Connection::close(conn).await;
     if manifest.row_counts_kind == "exact" {
-        compare_counts(&manifest.row_counts, &counts)?;
+        // Tables of schemas the restore leaves out (a provider's own) are not expected back.
+        let expected: Vec<TableRows> = manifest
+            .row_counts
+            .iter()
+            .filter(|r| !provider_args.contains(&format!("--exclude-schema={}", r.schema)))
+            .cloned()
+            .collect();
+        compare_counts(&expected, &counts)?;
     }
     Ok(counts)
 }
 
 /// Every table in the manifest must be restored with the same number of rows.
-fn compare_counts(expected: &[TableRows], restored: &[TableRows]) -> Result<()> {
+pub(crate) fn compare_counts(expected: &[TableRows], restored: &[TableRows]) -> Result<()> {
     let got: std::collections::BTreeMap<(&str, &str), i64> = restored
         .iter()
         .map(|r| ((r.schema.as_str(), r.table.as_str()), r.rows))
@@ -451,6 +562,83 @@ mod tests {
         assert_eq!(long.len(), 63);
         validate_database(&long).expect("valid");
     }
+
+    fn target(engine: Engine, profile: crate::provider::Provider, url: &str) -> TargetConfig {
+        let url = url::Url::parse(url).expect("url");
+        TargetConfig {
+            name: "t".into(),
+            engine,
+            provider: profile.as_str().into(),
+            profile,
+            repository: "local".into(),
+            mysql: (engine == Engine::Mysql)
+                .then(|| crate::engine::mysql::ConnParams::from_url(&url).expect("params")),
+            url,
+            database: "db".into(),
+            password_file: None,
+            compression_level: 3,
+            compression_threads: 0,
+            row_counts: crate::config::RowCounts::Exact,
+            pg_bin_dir: None,
+            mysql_bin_dir: None,
+            maintenance_database: "postgres".into(),
+            allow_clean_restore: false,
+        }
+    }
+
+    #[test]
+    fn engines_must_match() {
+        use crate::provider::Provider;
+        let pg_target = target(Engine::Postgres, Provider::Postgres, "postgres://u@h/db");
+        let my_target = target(Engine::Mysql, Provider::Mariadb, "mysql://u@h/db");
+        let rec = |engine: pb::Engine| pb::BackupRecord {
+            backup_id: "20261127T233000Z-7f3a9c".into(),
+            engine: engine as i32,
+            ..Default::default()
+        };
+        check_engine(&rec(pb::Engine::Postgres), &pg_target).expect("same engine");
+        check_engine(&rec(pb::Engine::Mysql), &my_target).expect("same engine");
+        let e = check_engine(&rec(pb::Engine::Mysql), &pg_target)
+            .expect_err("mysql into postgres")
+            .to_string();
+        assert!(
+            e.contains("is a MySQL/MariaDB backup")
+                && e.contains("PostgreSQL target t")
+                && e.contains("engine = \"mysql\""),
+            "{e}"
+        );
+        let e = check_engine(&rec(pb::Engine::Postgres), &my_target)
+            .expect_err("postgres into mysql")
+            .to_string();
+        assert!(e.contains("is a PostgreSQL backup"), "{e}");
+        check_engine(&rec(pb::Engine::Unspecified), &pg_target).expect_err("no engine");
+
+        // The manifest's own engine and provider are checked as well.
+        let mut m: Manifest = serde_json::from_str(MANIFEST).expect("manifest");
+        check_source_provider(&m, &pg_target).expect("postgres into postgres");
+        m.provider = "supabase".into();
+        assert_eq!(
+            check_source_provider(&m, &pg_target).expect("supabase into postgres"),
+            Provider::Supabase
+        );
+        let e = check_source_provider(&m, &my_target).expect_err("into mysql");
+        assert!(format!("{e:#}").contains("cannot be restored"), "{e:#}");
+        m.provider = "oracle".into();
+        check_source_provider(&m, &pg_target).expect_err("unknown provider");
+    }
+
+    const MANIFEST: &str = r#"{
+  "schema_version": 1, "backup_id": "20261127T233000Z-7f3a9c", "environment": "prod",
+  "target": "orders", "agent": "a", "repository": "local", "engine": "postgres",
+  "provider": "postgres", "database": "orders",
+  "server": {"version": "15.19", "version_num": 150019, "system_identifier": "1",
+             "encoding": "UTF8", "collate": "C", "ctype": "C"},
+  "tool": {"name": "pg_dump", "version": "15.19"}, "format": "pg_dump-custom",
+  "compression": {"algorithm": "zstd", "level": 3}, "data_file": "data.pgdump.zst",
+  "raw_size": 1, "raw_sha256": "", "stored_size": 1, "stored_sha256": "",
+  "started_at": "", "finished_at": "", "started_at_ms": 1, "finished_at_ms": 2,
+  "row_counts_kind": "exact", "row_counts": [], "lifeboat_version": "0"
+}"#;
 
     #[test]
     fn count_comparison() {

@@ -97,7 +97,7 @@ async fn session(
             .values()
             .map(|t| pb::TargetInfo {
                 name: t.name.clone(),
-                engine: pb::Engine::Postgres as i32,
+                engine: t.engine.to_proto() as i32,
                 provider: t.provider.clone(),
                 repository: t.repository.clone(),
                 database: t.database.clone(),

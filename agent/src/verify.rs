@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use lifeboat_proto as pb;
 
 use crate::{
+    config::Engine,
     engine::postgres as pg,
     job::JobCtx,
     pipeline::{self, PipelineError},
@@ -54,19 +55,15 @@ pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult
             format!("{} is missing from {}", loc.data_key, loc.repo.describe()),
         ));
     };
+    let magic = match loc.engine {
+        Engine::Postgres => pg::PGDMP_MAGIC,
+        Engine::Mysql => crate::engine::mysql::MAGIC,
+    };
     let expected = loc.expected.clone();
     let counters = ctx.counters.clone();
     let cancel = ctx.cancel.clone();
     let result = tokio::task::spawn_blocking(move || {
-        pipeline::decompress(
-            file,
-            std::io::sink(),
-            pg::PGDMP_MAGIC,
-            &expected,
-            &counters,
-            &cancel,
-        )
-        .map(drop)
+        pipeline::decompress(file, std::io::sink(), magic, &expected, &counters, &cancel).map(drop)
     })
     .await
     .context("verify task panicked")?;

@@ -22,6 +22,9 @@ pub struct TargetConfig {
     pub compression_level: Option<i32>,
     /// Extra `key = value` lines appended to the table verbatim.
     pub extra: Vec<String>,
+    /// `engine` and `provider` of the target (`postgres`/`postgres` by default).
+    pub engine: String,
+    pub provider: String,
 }
 
 impl TargetConfig {
@@ -34,6 +37,17 @@ impl TargetConfig {
             pg_bin_dir: None,
             compression_level: None,
             extra: Vec::new(),
+            engine: "postgres".to_owned(),
+            provider: "postgres".to_owned(),
+        }
+    }
+
+    /// A MySQL-engine target (`mysql://USER@HOST:PORT/DB`) with `provider`.
+    pub fn mysql(name: &str, url: &str, password_file: &Path, provider: &str) -> Self {
+        Self {
+            engine: "mysql".to_owned(),
+            provider: provider.to_owned(),
+            ..Self::new(name, url, password_file)
         }
     }
 
@@ -41,12 +55,14 @@ impl TargetConfig {
         let mut s = format!(
             "\n[[target]]\n\
              name = {name:?}\n\
-             engine = \"postgres\"\n\
-             provider = \"postgres\"\n\
+             engine = {engine:?}\n\
+             provider = {provider:?}\n\
              repository = {repo:?}\n\
              url = {url:?}\n\
              password_file = {pw:?}\n",
             name = self.name,
+            engine = self.engine,
+            provider = self.provider,
             repo = self.repository,
             url = self.url,
             pw = self.password_file.display().to_string(),

@@ -31,6 +31,7 @@ pub struct SandboxTarget {
     compression_level: Option<i32>,
     create_db: bool,
     extra: Vec<String>,
+    provider: Option<String>,
 }
 
 impl SandboxTarget {
@@ -45,7 +46,14 @@ impl SandboxTarget {
             compression_level: None,
             create_db: true,
             extra: Vec::new(),
+            provider: None,
         }
+    }
+
+    /// The target's provider profile (default: the engine's plain one).
+    pub fn provider(mut self, provider: &str) -> Self {
+        self.provider = Some(provider.to_owned());
+        self
     }
 
     pub fn database(mut self, db: &str) -> Self {
@@ -101,6 +109,7 @@ pub struct SandboxBuilder {
     agent_env: Vec<(String, String)>,
     s3_env_credentials: bool,
     dir: Option<TestDir>,
+    mariadb_targets: Vec<SandboxTarget>,
 }
 
 /// The S3 side of a sandbox built with [`SandboxBuilder::s3`]: the server and the fault proxy
@@ -132,6 +141,8 @@ pub struct Sandbox {
     pub admin: Ctl,
     pub pki: Pki,
     pub pg: Pg,
+    /// Set when built with [`SandboxBuilder::mariadb_target`].
+    pub mariadb: Option<crate::mariadb::MariaDb>,
     /// The fs repository's root.
     pub repo: PathBuf,
     pub dir: TestDir,
@@ -151,6 +162,7 @@ impl SandboxBuilder {
             env: Vec::new(),
             agent_env: Vec::new(),
             s3_env_credentials: false,
+            mariadb_targets: Vec::new(),
             dir: None,
         }
     }
@@ -219,6 +231,14 @@ impl SandboxBuilder {
     /// An environment variable for both the coordinator and the agent (e.g. `RUST_LOG`).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A target (engine `mysql`, provider `mariadb`) on a throwaway MariaDB server, started
+    /// for the sandbox; its database is created unless [`SandboxTarget::no_create`]. A
+    /// [`SandboxTarget::pg_bin_dir`] becomes the target's `mysql_bin_dir`.
+    pub fn mariadb_target(mut self, t: SandboxTarget) -> Self {
+        self.mariadb_targets.push(t);
         self
     }
 
@@ -307,7 +327,40 @@ impl SandboxBuilder {
             tc.pg_bin_dir = t.pg_bin_dir.clone();
             tc.compression_level = t.compression_level;
             tc.extra = t.extra.clone();
+            if let Some(p) = &t.provider {
+                tc.provider = p.clone();
+            }
             ab = ab.target(tc);
+        }
+        let mariadb = (!self.mariadb_targets.is_empty()).then(crate::mariadb::MariaDb::start);
+        if let Some(my) = &mariadb {
+            for t in &self.mariadb_targets {
+                if t.create_db && !my.database_exists(&t.database) {
+                    my.create_db(&t.database);
+                }
+                let pw = secrets.join(format!("{}.pass", t.name));
+                if t.wrong_password {
+                    crate::pg::write_private(&pw, &format!("wrong-{}", crate::random_hex(8)));
+                } else {
+                    my.write_password_file(&pw);
+                }
+                let mut url = my.url(&t.database);
+                if let Some(port) = t.port {
+                    url = url.replace(&format!(":{}/", my.port()), &format!(":{port}/"));
+                }
+                let provider = t.provider.as_deref().unwrap_or("mariadb");
+                let mut tc = TargetConfig::mysql(&t.name, &url, &pw, provider);
+                if s3.is_some() {
+                    tc.repository = "offsite".into();
+                }
+                tc.compression_level = t.compression_level;
+                tc.extra = t.extra.clone();
+                if let Some(dir) = &t.pg_bin_dir {
+                    tc.extra
+                        .push(format!("mysql_bin_dir = {:?}", dir.display().to_string()));
+                }
+                ab = ab.target(tc);
+            }
         }
         for (k, v) in self.env.iter().chain(&self.agent_env) {
             ab = ab.env(k, v);
@@ -320,6 +373,7 @@ impl SandboxBuilder {
             admin,
             pki,
             pg,
+            mariadb,
             repo,
             dir,
         }

@@ -218,6 +218,9 @@ pub fn backup_origin(
     parse_server_version(&server.version, comment)
 }
 
+/// The data object of a MySQL/MariaDB backup: the plain SQL dump, zstd-compressed.
+pub const DATA_FILE: &str = "data.sql.zst";
+
 /// `format` in the manifest of a MySQL/MariaDB backup: plain SQL from mysqldump/mariadb-dump.
 pub const FORMAT: &str = "mysqldump-sql";
 /// The magic the pipeline checks at the start of the stream: none (a dump may start with

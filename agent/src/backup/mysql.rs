@@ -1,0 +1,253 @@
+//! The backup job for MySQL and MariaDB targets: `mariadb-dump`/`mysqldump` with a 0600 option
+//! file, its output checked (header, completion trailer, per-table rows) while it streams
+//! through the pipeline into the repository; the upload is committed only once the tool's exit
+//! status and the stream's verdict are good (D14, D15), the manifest last.
+
+use anyhow::{Context, Result, bail};
+use lifeboat_proto as pb;
+
+use super::{BODY_DEPTH, Upload, non_empty, record_from_manifest, write_manifest};
+use crate::{
+    config::{RowCounts, TargetConfig},
+    engine::mysql::{
+        self as my, ClientTool, DefaultsFile, DumpPlan, RowCountKind,
+        stream::{CheckedDumpReader, format_error},
+    },
+    job::{JobCtx, rfc3339_ms},
+    manifest::{self, Manifest},
+    pipeline::{self, Compression, PipelineError},
+    process::{stderr_tail, stdout_file},
+    provider,
+    repo::{
+        Repository, StorageError, backup_dir_key,
+        body::{BodyWriter, body_channel},
+    },
+};
+
+/// Runs the statement a provider wants at the start of each session the agent opens.
+pub(crate) async fn init_session(
+    conn: &mut sqlx::mysql::MySqlConnection,
+    profile: provider::Provider,
+) -> Result<()> {
+    if let Some(sql) = provider::session_init_sql(profile) {
+        sqlx::raw_sql(sql)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("run {sql:?} for provider {profile}"))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn run(
+    ctx: &JobCtx,
+    spec: &pb::BackupSpec,
+    target: &TargetConfig,
+    repo: Repository,
+    started_at_ms: i64,
+) -> Result<pb::BackupRecord> {
+    let config = &ctx.config;
+    let params = target
+        .mysql
+        .as_ref()
+        .context("target has no MySQL connection parameters")?;
+
+    // Pre-flight: everything that can fail before a byte is written (D16).
+    ctx.set_phase("connecting");
+    for note in provider::check_url(target.profile, &target.url)? {
+        tracing::info!("{note}");
+    }
+    let password = target.password()?;
+    let mut conn = my::connect(params, password.as_ref(), Some(&target.database)).await?;
+    init_session(&mut conn, target.profile).await?;
+    let facts = my::server_facts(&mut conn, &target.database).await?;
+    let tool_path = my::find_dump_tool(target.mysql_bin_dir.as_deref(), facts.flavor)?;
+    let tool = ClientTool::probe(&tool_path).await?;
+    for w in my::check_client(&tool, &facts)? {
+        tracing::warn!("{w}");
+    }
+    let non_tx = my::non_transactional_tables(&mut conn, &target.database).await?;
+    if !non_tx.is_empty() {
+        let list: Vec<String> = non_tx.iter().map(|(t, e)| format!("{t} ({e})")).collect();
+        tracing::warn!(
+            "tables without transactions are dumped as they are when read, not in the dump's snapshot: {}",
+            list.join(", ")
+        );
+    }
+    let estimates = match target.row_counts {
+        RowCounts::Estimate => Some(my::row_counts(&mut conn, &target.database, false).await?),
+        RowCounts::Exact | RowCounts::Off => None,
+    };
+    if target.profile == provider::Provider::Planetscale || facts.flavor == my::ServerFlavor::Vitess
+    {
+        let est = match &estimates {
+            Some(e) => e.clone(),
+            None => my::row_counts(&mut conn, &target.database, false).await?,
+        };
+        let largest = est.iter().max_by_key(|r| r.rows);
+        provider::check_row_limit(
+            target.profile,
+            &tool,
+            &facts,
+            largest.map(|r| (r.table.as_str(), r.rows)),
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    let _ = sqlx::Connection::close(conn).await;
+    let provider_args = provider::dump_args(target.profile, &tool, &facts);
+
+    let dir_key = backup_dir_key(&config.environment, &target.name, &spec.backup_id);
+    let data_key = format!("{dir_key}/{}", my::DATA_FILE);
+    let defaults = DefaultsFile::create(&config.state_dir, params, password.as_ref(), tool.flavor)?;
+    // The data object is written while the dump runs; it becomes visible only after `commit`,
+    // once the tool's exit status and the stream's verdict are good.
+    let (tx, body) = body_channel(BODY_DEPTH);
+    let upload = Upload::start(&repo, &data_key, body, facts.size_bytes, &ctx.cancel);
+
+    ctx.set_phase("dumping");
+    let plan = DumpPlan {
+        tool: &tool,
+        server: &facts,
+        database: &target.database,
+        provider_args: &provider_args,
+    };
+    let mut child = match my::dump_command(&plan, &defaults, &config.state_dir).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            drop(tx);
+            upload.abandon().await;
+            return Err(e).with_context(|| format!("start {}", tool.path.display()));
+        }
+    };
+    let stderr = stderr_tail(child.stderr.take().context("dump tool stderr")?);
+    let (source, inspect) = CheckedDumpReader::new(stdout_file(
+        child.stdout.take().context("dump tool stdout")?,
+    )?);
+    let sink = BodyWriter::new(tx);
+    let compression = Compression {
+        level: target.compression_level,
+        threads: target.compression_threads,
+    };
+    let counters = ctx.counters.clone();
+    let cancel = ctx.cancel.clone();
+    let mut pipeline = tokio::task::spawn_blocking(move || {
+        let c = pipeline::compress(source, sink, my::MAGIC, compression, &counters, &cancel)?;
+        Ok::<_, PipelineError>((c.raw, c.stored, c.sink))
+    });
+    let result = tokio::select! {
+        r = &mut pipeline => r,
+        () = ctx.cancel.cancelled() => {
+            let _ = child.start_kill();
+            (&mut pipeline).await
+        }
+    }
+    .context("pipeline task panicked")?;
+    if result.is_err() {
+        // The pipeline stopped reading: do not leave the tool blocked on a full pipe.
+        let _ = child.start_kill();
+    }
+    let status = child.wait().await.context("wait for the dump tool")?;
+    let stderr = stderr.await.unwrap_or_default();
+    drop(defaults);
+    if ctx.cancel.is_cancelled() {
+        drop(result);
+        upload.abandon().await;
+        bail!("cancelled");
+    }
+    let (raw, stored, writer, summary) = match result {
+        Err(e @ (PipelineError::Sink(_) | PipelineError::Compress(_))) => {
+            // The repository's own error says more than the broken pipe the compressor saw.
+            let stored = upload.abandon().await;
+            return Err(match stored {
+                Some(Err(se))
+                    if !matches!(se, StorageError::Abandoned(_) | StorageError::Cancelled) =>
+                {
+                    anyhow::Error::new(se)
+                }
+                _ => anyhow::Error::new(e),
+            })
+            .with_context(|| format!("write backup to {}", repo.describe()));
+        }
+        Err(e) => {
+            upload.abandon().await;
+            // The stream check's own verdict (no header, no trailer) when the reader failed.
+            let inspected = inspect.take().or_else(|| match &e {
+                PipelineError::Source(io) => format_error(io).cloned().map(Err),
+                _ => None,
+            });
+            my::dump_verdict(&tool.name, &status, &stderr, inspected)?;
+            bail!("{e}; {} exited 0", tool.name);
+        }
+        Ok((raw, stored, writer)) => {
+            match my::dump_verdict(&tool.name, &status, &stderr, inspect.take()) {
+                Ok(summary) => (raw, stored, writer, summary),
+                Err(e) => {
+                    // Dropping the writer ends the body unfinished: the upload aborts.
+                    drop(writer);
+                    upload.abandon().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    if !stderr.is_empty() {
+        tracing::info!("{} said: {}", tool.name, non_empty(&stderr));
+    }
+    let (row_counts_kind, row_counts) = match (target.row_counts, estimates) {
+        (RowCounts::Exact, _) => (RowCountKind::Exact, summary.table_rows()),
+        (RowCounts::Estimate, Some(e)) => (RowCountKind::Estimate, e),
+        (RowCounts::Estimate, None) | (RowCounts::Off, _) => (RowCountKind::Off, Vec::new()),
+    };
+
+    ctx.set_phase("committing");
+    let data = upload
+        .commit(writer)
+        .await
+        .with_context(|| format!("write backup to {}", repo.describe()))?;
+    if data.size != stored.size {
+        let _ = repo.delete(&data_key).await;
+        bail!(
+            "{} reports {} bytes stored for {data_key}, but {} were written; the backup was discarded",
+            repo.describe(),
+            data.size,
+            stored.size
+        );
+    }
+
+    let finished_at_ms = lifeboat_proto::now_ms();
+    let m = Manifest {
+        schema_version: manifest::SCHEMA_VERSION,
+        backup_id: spec.backup_id.clone(),
+        environment: config.environment.clone(),
+        target: target.name.clone(),
+        agent: config.name.clone(),
+        repository: target.repository.clone(),
+        engine: target.engine.as_str().into(),
+        provider: target.provider.clone(),
+        database: target.database.clone(),
+        server: facts.server_info(),
+        tool: manifest::ToolInfo {
+            name: tool.name.clone(),
+            version: tool.version.to_string(),
+        },
+        format: my::FORMAT.into(),
+        compression: manifest::CompressionInfo {
+            algorithm: "zstd".into(),
+            level: target.compression_level,
+        },
+        encryption_recipients: Vec::new(),
+        data_file: my::DATA_FILE.into(),
+        raw_size: raw.size,
+        raw_sha256: raw.sha256.clone(),
+        stored_size: stored.size,
+        stored_sha256: stored.sha256.clone(),
+        started_at: rfc3339_ms(started_at_ms),
+        finished_at: rfc3339_ms(finished_at_ms),
+        started_at_ms,
+        finished_at_ms,
+        row_counts_kind: row_counts_kind.as_str().into(),
+        row_counts,
+        lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    write_manifest(ctx, &repo, &dir_key, &data_key, &m).await?;
+    Ok(record_from_manifest(&m, &dir_key, ctx.job_id.clone()))
+}

@@ -1,0 +1,437 @@
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for f in ["ca.pem", "a.pem"] {
+            std::fs::write(dir.path().join(f), "x").expect("write");
+        }
+        for f in ["a.key", "pw"] {
+            let p = dir.path().join(f);
+            std::fs::write(&p, "secret").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        Self { dir }
+    }
+
+    fn parse(&self, extra_top: &str, target: &str) -> Result<Config> {
+        self.parse_with_url(extra_top, "postgres://backup@127.0.0.1:5432/orders", target)
+    }
+
+    fn parse_with_url(&self, extra_top: &str, url: &str, target: &str) -> Result<Config> {
+        self.parse_engine(extra_top, "postgres", url, target)
+    }
+
+    fn parse_engine(
+        &self,
+        extra_top: &str,
+        engine: &str,
+        url: &str,
+        target: &str,
+    ) -> Result<Config> {
+        let text = format!(
+            r#"name = "a"
+environment = "dev"
+coordinator = "https://127.0.0.1:7443"
+state_dir = "state"
+{extra_top}
+[tls]
+ca = "ca.pem"
+cert = "a.pem"
+key = "a.key"
+
+[[repository]]
+name = "local"
+kind = "fs"
+path = "repo"
+
+[[target]]
+name = "orders"
+engine = "{engine}"
+repository = "local"
+url = "{url}"
+password_file = "pw"
+{target}
+"#
+        );
+        parse(&self.dir.path().join("agent.toml"), &text)
+    }
+}
+
+#[test]
+fn valid_config() {
+    let f = Fixture::new();
+    let c = f.parse("", "").expect("valid");
+    let t = &c.targets["orders"];
+    assert_eq!(t.database, "orders");
+    assert_eq!(t.compression_level, 3);
+    assert_eq!(t.row_counts, RowCounts::Exact);
+    assert!(!t.allow_clean_restore, "replacing databases must be opt-in");
+    assert_eq!(c.max_concurrent_jobs, 2);
+    assert_eq!(c.state_dir, f.dir.path().join("state"));
+    assert_eq!(t.password().expect("pw").expect("some").expose(), "secret");
+}
+
+fn refused(extra_top: &str, target: &str, needle: &str) {
+    let f = Fixture::new();
+    let e = format!(
+        "{:#}",
+        f.parse(extra_top, target).expect_err("bad config accepted")
+    );
+    assert!(e.contains(needle), "{e:?} does not mention {needle:?}");
+    assert!(e.contains("agent.toml"), "{e:?} does not name the file");
+}
+
+/// An extra `[[repository]]` of kind s3 with `body` (appended after the target).
+fn s3_repo(f: &Fixture, body: &str) -> Result<Config> {
+    let secret = f.dir.path().join("s3.secret");
+    if !secret.exists() {
+        std::fs::write(&secret, "s3-secret").expect("write");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::write(f.dir.path().join("s3.id"), "AKIDEXAMPLE").expect("write");
+    }
+    f.parse(
+        "",
+        &format!("\n[[repository]]\nname = \"offsite\"\nkind = \"s3\"\n{body}\n"),
+    )
+}
+
+const S3_OK: &str = "bucket = \"acme-backups\"\nprefix = \"/lifeboat/\"\naccess_key_id_file = \"s3.id\"\nsecret_access_key_file = \"s3.secret\"";
+
+#[test]
+fn s3_repository_defaults() {
+    let f = Fixture::new();
+    let c = s3_repo(&f, S3_OK).expect("valid");
+    let RepositoryConfig::S3(s3) = &c.repositories["offsite"] else {
+        panic!("not s3");
+    };
+    assert_eq!(s3.prefix, "lifeboat/");
+    assert_eq!(s3.region, "us-east-1");
+    assert_eq!(s3.part_size, 16 * 1024 * 1024);
+    assert_eq!(s3.parts_in_flight, 4);
+    assert_eq!(
+        s3.stale_upload_age,
+        std::time::Duration::from_secs(24 * 3600)
+    );
+    // The secret is not in the Debug output.
+    assert!(!format!("{c:?}").contains("s3-secret"));
+    let c = s3_repo(&f, "bucket = \"b-1.x\"\ncredentials = \"chain\"\nendpoint = \"http://127.0.0.1:9000/\"\npath_style = true\nstorage_class = \"STANDARD_IA\"\nsse = \"aws:kms\"\nsse_kms_key_id = \"alias/backups\"\npart_size_mib = 64\nstale_upload_age = \"2h\"").expect("valid");
+    let RepositoryConfig::S3(s3) = &c.repositories["offsite"] else {
+        panic!("not s3");
+    };
+    assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(s3.part_size, 64 * 1024 * 1024);
+}
+
+#[test]
+fn bad_s3_repositories_are_refused_with_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("bucket = \"Bad_Bucket\"\ncredentials = \"env\"", "bucket"),
+        ("bucket = \"b12\"", "credentials"),
+        ("bucket = \"b12\"\ncredentials = \"magic\"", "credentials"),
+        (
+            "bucket = \"b12\"\naccess_key_id_file = \"s3.id\"",
+            "secret_access_key_file",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nsecret_access_key_file = \"s3.secret\"",
+            "credentials",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nendpoint = \"http://s3.example.com\"",
+            "unencrypted",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nendpoint = \"https://k:s@s3.example.com\"",
+            "credentials",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nendpoint = \"https://s3.example.com/bucket\"",
+            "without a path",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nstorage_class = \"DEEP_ARCHIVE\"",
+            "GLACIER_IR",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nsse = \"rot13\"",
+            "sse",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nsse_kms_key_id = \"k\"",
+            "aws:kms",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\npart_size_mib = 1",
+            "part_size_mib",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nparts_in_flight = 0",
+            "parts_in_flight",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nstale_upload_age = \"soon\"",
+            "stale_upload_age",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nprefix = \"a/../b\"",
+            "prefix",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\npath = \"/x\"",
+            "path",
+        ),
+        (
+            "bucket = \"b12\"\ncredentials = \"env\"\nbucketz = 1",
+            "bucketz",
+        ),
+    ];
+    for (body, needle) in cases {
+        let f = Fixture::new();
+        let e = format!("{:#}", s3_repo(&f, body).expect_err(body));
+        assert!(
+            e.contains(needle),
+            "{body}: {e:?} does not mention {needle:?}"
+        );
+        assert!(
+            e.contains("repository[1]"),
+            "{body}: {e:?} does not name the table"
+        );
+    }
+    // A world-readable secret is refused.
+    let f = Fixture::new();
+    s3_repo(&f, S3_OK).expect("valid");
+    std::fs::set_permissions(
+        f.dir.path().join("s3.secret"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let e = format!(
+        "{:#}",
+        s3_repo(&f, S3_OK).expect_err("world-readable secret")
+    );
+    assert!(e.contains("secret_access_key_file"), "{e}");
+    // fs repositories take only a path.
+    let f = Fixture::new();
+    let e = format!(
+        "{:#}",
+        f.parse(
+            "",
+            "\n[[repository]]\nname = \"x\"\nkind = \"fs\"\npath = \"/x\"\nbucket = \"b\"\n"
+        )
+        .expect_err("fs with a bucket")
+    );
+    assert!(e.contains("bucket"), "{e}");
+}
+
+#[test]
+fn bad_configs_are_refused_with_file_and_key() {
+    refused("bogus = 1", "", "bogus");
+    refused("max_concurrent_jobs = 0", "", "max_concurrent_jobs");
+    refused("", "compression_level = 0", "compression_level");
+    refused("", "compression_level = 23", "compression_level");
+    refused("", "row_counts = \"maybe\"", "row_counts");
+    refused("", "pg_bin_dir = \"/usr/../bin\"", "'..'");
+    refused("", "engine2 = \"x\"", "engine2");
+}
+
+#[test]
+fn password_in_url_is_refused_without_echoing_it() {
+    let f = Fixture::new();
+    let r = f.parse_with_url(
+        "",
+        "postgres://backup:SENTINEL-9f2c@127.0.0.1:5432/orders",
+        "",
+    );
+    let e = format!("{:#}", r.expect_err("accepted"));
+    assert!(e.contains("password"), "{e}");
+    assert!(!e.contains("SENTINEL-9f2c"), "secret echoed: {e}");
+}
+
+#[test]
+fn url_parameters_that_redirect_the_connection_are_refused() {
+    let f = Fixture::new();
+    for (param, ok) in [
+        ("sslmode=require", true),
+        ("dbname=other", false),
+        ("host=elsewhere", false),
+        ("sslpassword=x", false),
+    ] {
+        let url = format!("postgres://backup@127.0.0.1:5432/orders?{param}");
+        let r = f.parse_with_url("", &url, "");
+        assert_eq!(r.is_ok(), ok, "{param}: {r:?}");
+    }
+}
+
+#[test]
+fn world_readable_password_file_is_refused() {
+    let f = Fixture::new();
+    std::fs::set_permissions(
+        f.dir.path().join("pw"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let e = format!("{:#}", f.parse("", "").expect_err("accepted"));
+    assert!(
+        e.contains("password_file") && e.contains("chmod 600"),
+        "{e}"
+    );
+}
+
+#[test]
+fn example_config_shape_parses() {
+    // deploy/agent.example.toml, with paths pointed at the fixture.
+    let f = Fixture::new();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/agent.example.toml"
+    ))
+    .expect("read example");
+    let text = example
+        .replace("/etc/lifeboat/ca.pem", "ca.pem")
+        .replace("/etc/lifeboat/prod-1.pem", "a.pem")
+        .replace("/etc/lifeboat/prod-1.key", "a.key")
+        .replace("/etc/lifeboat/orders.pass", "pw");
+    let c = parse(&f.dir.path().join("agent.toml"), &text).expect("example parses");
+    assert_eq!(c.name, "prod-1");
+    assert!(c.targets.contains_key("orders"));
+}
+
+fn refusal(r: Result<Config>) -> String {
+    format!("{:#}", r.expect_err("accepted"))
+}
+
+#[test]
+fn mysql_targets() {
+    let f = Fixture::new();
+    let c = f
+        .parse_engine(
+            "",
+            "mysql",
+            "mysql://backup@127.0.0.1:3306/shop",
+            "provider = \"mariadb\"",
+        )
+        .expect("valid");
+    let t = &c.targets["orders"];
+    assert_eq!(t.engine, Engine::Mysql);
+    assert_eq!(t.profile, crate::provider::Provider::Mariadb);
+    assert_eq!(t.database, "shop");
+    assert_eq!(t.mysql.as_ref().expect("params").port, 3306);
+    // The default profile of the engine.
+    let c = f
+        .parse_engine("", "mysql", "mysql://backup@db/shop", "")
+        .expect("valid");
+    assert_eq!(c.targets["orders"].provider, "mysql");
+    std::fs::create_dir(f.dir.path().join("mybin")).expect("mkdir");
+    let c = f
+        .parse_engine(
+            "",
+            "mysql",
+            "mysql://backup@db/shop",
+            "mysql_bin_dir = \"mybin\"",
+        )
+        .expect("valid");
+    assert!(c.targets["orders"].mysql_bin_dir.is_some());
+}
+
+#[test]
+fn engine_provider_and_url_refusals() {
+    let f = Fixture::new();
+    let e = refusal(f.parse_engine("", "oracle", "postgres://u@h/db", ""));
+    assert!(e.contains("engine") && e.contains("\"mysql\""), "{e}");
+    let e = refusal(f.parse_engine("", "mysql", "mysql://u@h/db", "provider = \"supabase\""));
+    assert!(
+        e.contains("provider") && e.contains("postgres engine"),
+        "{e}"
+    );
+    let e = refusal(f.parse_engine(
+        "",
+        "postgres",
+        "postgres://u@h/db",
+        "provider = \"planetscale\"",
+    ));
+    assert!(e.contains("mysql engine"), "{e}");
+    let e = refusal(f.parse_engine("", "postgres", "postgres://u@h/db", "provider = \"oracle\""));
+    assert!(e.contains("unknown provider"), "{e}");
+    // A postgres URL on a mysql target and back.
+    let e = refusal(f.parse_engine("", "mysql", "postgres://u@h/db", ""));
+    assert!(e.contains("mysql://"), "{e}");
+    let e = refusal(f.parse_engine("", "postgres", "mysql://u@h/db", ""));
+    assert!(e.contains("postgres://"), "{e}");
+    // Secrets and unknown parameters in a MySQL URL.
+    let e = refusal(f.parse_engine("", "mysql", "mysql://u:hunter2@h/db", ""));
+    assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
+    let e = refusal(f.parse_engine("", "mysql", "mysql://u@h/db?host=evil", ""));
+    assert!(e.contains("not supported"), "{e}");
+    let e = refusal(f.parse_engine("", "mysql", "mysql://u@h/mysql", ""));
+    assert!(e.contains("system database"), "{e}");
+    let e = refusal(f.parse_engine("", "mysql", "mysql://h/db", ""));
+    assert!(e.contains("no user"), "{e}");
+    // Options of the other engine.
+    let e = refusal(f.parse_engine(
+        "",
+        "postgres",
+        "postgres://u@h/db",
+        "mysql_bin_dir = \"/usr/bin\"",
+    ));
+    assert!(e.contains("mysql_bin_dir"), "{e}");
+    let e = refusal(f.parse_engine("", "mysql", "mysql://u@h/db", "pg_bin_dir = \"/usr/bin\""));
+    assert!(e.contains("pg_bin_dir"), "{e}");
+    let e = refusal(f.parse_engine("", "mysql", "mysql://u@h/db", "mysql_bin_dir = \"nope\""));
+    assert!(e.contains("not a directory"), "{e}");
+}
+
+#[test]
+fn provider_checks_run_when_the_config_is_loaded() {
+    let f = Fixture::new();
+    let e = refusal(f.parse_engine(
+        "",
+        "postgres",
+        "postgres://postgres.abc@aws-0-eu-west-1.pooler.supabase.com:6543/postgres",
+        "provider = \"supabase\"",
+    ));
+    assert!(
+        e.contains("transaction pooler") && e.contains("5432"),
+        "{e}"
+    );
+    let e = refusal(f.parse_engine(
+        "",
+        "postgres",
+        "postgres://u@ep-cool-123-pooler.eu-central-1.aws.neon.tech/db?sslmode=require",
+        "provider = \"neon\"",
+    ));
+    assert!(e.contains("-pooler"), "{e}");
+    let e = refusal(f.parse_engine(
+        "",
+        "postgres",
+        "postgres://u@ep-cool-123.eu-central-1.aws.neon.tech/db",
+        "provider = \"neon\"",
+    ));
+    assert!(e.contains("TLS"), "{e}");
+    let e = refusal(f.parse_engine(
+        "",
+        "mysql",
+        "mysql://u@aws.connect.psdb.cloud/db?ssl-mode=disabled",
+        "provider = \"planetscale\"",
+    ));
+    assert!(e.contains("TLS"), "{e}");
+    f.parse_engine(
+        "",
+        "postgres",
+        "postgres://postgres@db.abc.supabase.co:5432/postgres?sslmode=require",
+        "provider = \"supabase\"",
+    )
+    .expect("the direct connection is fine");
+    f.parse_engine(
+        "",
+        "mysql",
+        "mysql://u@aws.connect.psdb.cloud/db?ssl-mode=verify_identity",
+        "provider = \"planetscale\"",
+    )
+    .expect("planetscale over TLS is fine");
+}
