@@ -46,9 +46,10 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     let password = target.password()?;
     let mut conn = pg::connect(target, password.as_ref(), &target.database).await?;
     let facts = pg::server_facts(&mut conn).await?;
-    let pg_dump = pg::tool(target, "pg_dump");
+    let pg_dump = pg::tool(target, "pg_dump", facts.major);
     let (tool_version, tool_major) = pg::tool_version(&pg_dump).await?;
     pg::check_tool_major("pg_dump", &tool_version, tool_major, &facts)?;
+    let objects = recorded_objects(pg::objects::dump_objects(&mut conn).await);
     let snapshot = pg::export_snapshot(&mut conn).await?;
 
     let dir_key = backup_dir_key(&config.environment, &target.name, &spec.backup_id);
@@ -258,9 +259,23 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
         .into(),
         row_counts,
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+        objects,
     };
     write_manifest(ctx, &repo, &dir_key, &data_key, &m).await?;
     Ok(record_from_manifest(&m, &dir_key, ctx.job_id.clone()))
+}
+
+/// The manifest's `objects` (for restore pre-flights); a backup does not fail for want of them.
+fn recorded_objects(listed: Result<manifest::DumpObjects>) -> Option<manifest::DumpObjects> {
+    match listed {
+        Ok(o) => Some(o),
+        Err(e) => {
+            tracing::warn!(
+                "failed to list the schemas, extensions and roles for the manifest: {e:#}; restores of this backup check less before they start"
+            );
+            None
+        }
+    }
 }
 
 /// Writes the manifest, last: once it exists, the backup exists. If it cannot be written, the

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, pipeline::Counters};
+use crate::{config::Config, pipeline::Counters, report::Reporter};
 
 #[derive(Debug, Clone)]
 pub struct JobCtx {
@@ -14,6 +14,8 @@ pub struct JobCtx {
     pub counters: Arc<Counters>,
     pub phase: Arc<Mutex<String>>,
     pub cancel: CancellationToken,
+    /// Findings and plan for the operator, sent with the result.
+    pub report: Reporter,
 }
 
 impl JobCtx {
@@ -24,6 +26,7 @@ impl JobCtx {
             counters: Arc::default(),
             phase: Arc::new(Mutex::new("starting".into())),
             cancel,
+            report: Reporter::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! credentials, and runs the dumps, restores and verifications the coordinator asks for.
 
 pub mod backup;
+pub mod check;
 pub mod config;
 pub mod engine;
 pub mod job;
@@ -11,6 +12,7 @@ pub mod pipeline;
 pub mod process;
 pub mod provider;
 pub mod repo;
+pub mod report;
 pub mod restore;
 pub mod runner;
 pub mod session;

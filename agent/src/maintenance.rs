@@ -1,5 +1,6 @@
-//! Repository housekeeping jobs: deleting a backup (for retention) and listing the manifests in
-//! a repository (for rebuilding the catalog).
+//! Repository housekeeping jobs: deleting a backup (for retention), listing the manifests in a
+//! repository (for rebuilding the catalog), and writing the pin markers that let a rebuild find
+//! pins again.
 
 use anyhow::{Context, Result, bail};
 use lifeboat_proto as pb;
@@ -8,9 +9,23 @@ use crate::{
     backup::record_from_manifest,
     job::JobCtx,
     manifest::{MAX_MANIFEST_BYTES, Manifest},
-    repo::{self, MANIFEST_FILE},
+    repo::{self, MANIFEST_FILE, Repository},
     restore::locate,
 };
+
+/// The pin marker beside a pinned backup's manifest: who pinned it, when and why.
+pub const PIN_FILE: &str = "pin.json";
+/// A pin marker larger than this is not one lifeboat wrote.
+const MAX_PIN_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinMarker {
+    backup_id: String,
+    pinned_by: String,
+    pinned_at_ms: i64,
+    reason: String,
+}
 
 /// Deletes a backup: the manifest first (from then on it is no longer a backup), then the data.
 /// Deleting a backup that is already gone succeeds, so an interrupted delete can be resumed.
@@ -29,6 +44,8 @@ pub async fn delete(ctx: &JobCtx, spec: &pb::DeleteSpec) -> Result<pb::DeleteRes
     if let Some(d) = &data {
         loc.repo.delete(&d.key).await?;
     }
+    // A marker left from an earlier pin (retention never deletes a pinned backup).
+    loc.repo.delete(&pin_key(&loc.manifest_key)).await?;
     tracing::info!(
         backup_id = %rec.backup_id,
         repository = %loc.repo.describe(),
@@ -76,6 +93,7 @@ pub async fn list(ctx: &JobCtx, spec: &pb::ListSpec) -> Result<pb::ListResult> {
         };
         let mut rec = record_from_manifest(&m, dir_key, String::new());
         rec.repository.clone_from(&spec.repository);
+        rec.pin = read_pin(&repo, dir_key, &m.backup_id).await;
         match repo.head(&format!("{dir_key}/{}", m.data_file)).await? {
             None => {
                 rec.verify_status = pb::VerifyStatus::Missing as i32;
@@ -98,4 +116,76 @@ pub async fn list(ctx: &JobCtx, spec: &pb::ListSpec) -> Result<pb::ListResult> {
         "listed the repository's manifests"
     );
     Ok(pb::ListResult { backups })
+}
+
+/// `env/target/id/pin.json` for `env/target/id/manifest.json`.
+fn pin_key(manifest_key: &str) -> String {
+    match manifest_key.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{PIN_FILE}"),
+        None => PIN_FILE.to_owned(),
+    }
+}
+
+/// The pin marker beside a manifest, if there is a valid one (an unreadable one is logged and
+/// ignored: the catalog's pins are what retention obeys).
+async fn read_pin(repo: &Repository, dir_key: &str, backup_id: &str) -> Option<pb::BackupPin> {
+    let key = format!("{dir_key}/{PIN_FILE}");
+    let bytes = match repo.get_bytes(&key, MAX_PIN_BYTES).await {
+        Ok(b) => b?,
+        Err(e) => {
+            tracing::warn!(key = %key, "cannot read the pin marker: {e}");
+            return None;
+        }
+    };
+    match serde_json::from_slice::<PinMarker>(&bytes) {
+        Ok(p) if p.backup_id == backup_id => Some(pb::BackupPin {
+            pinned_by: p.pinned_by,
+            pinned_at_ms: p.pinned_at_ms,
+            reason: p.reason,
+        }),
+        Ok(_) => {
+            tracing::warn!(key = %key, "ignoring a pin marker of another backup");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(key = %key, "ignoring a pin marker that is not valid: {e}");
+            None
+        }
+    }
+}
+
+/// Writes the backup's pin marker (the pin as the catalog holds it now), or removes it when
+/// the backup is no longer pinned. A backup that is gone from the repository is left alone.
+pub async fn pin(ctx: &JobCtx, spec: &pb::PinSpec) -> Result<()> {
+    let rec = spec
+        .backup
+        .as_ref()
+        .context("pin job without a backup record")?;
+    let loc = locate(ctx, rec)?;
+    ctx.set_phase("pinning");
+    let key = pin_key(&loc.manifest_key);
+    if loc.repo.head(&loc.manifest_key).await?.is_none() {
+        tracing::info!(backup_id = %rec.backup_id, "the backup is gone from the repository; no pin marker written");
+        return Ok(());
+    }
+    // Markers are replaced, not appended: remove the old one first (writes are create-only).
+    loc.repo.delete(&key).await?;
+    let Some(p) = &spec.pin else {
+        tracing::info!(backup_id = %rec.backup_id, "pin marker removed");
+        return Ok(());
+    };
+    let marker = PinMarker {
+        backup_id: rec.backup_id.clone(),
+        pinned_by: p.pinned_by.clone(),
+        pinned_at_ms: p.pinned_at_ms,
+        reason: p.reason.clone(),
+    };
+    let mut json = serde_json::to_vec_pretty(&marker).context("encode the pin marker")?;
+    json.push(b'\n');
+    loc.repo
+        .put_bytes(&key, json.into(), &ctx.cancel)
+        .await
+        .with_context(|| format!("write the pin marker to {}", loc.repo.describe()))?;
+    tracing::info!(backup_id = %rec.backup_id, "pin marker written");
+    Ok(())
 }

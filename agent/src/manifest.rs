@@ -42,6 +42,34 @@ pub struct Manifest {
     pub row_counts_kind: String,
     pub row_counts: Vec<TableRows>,
     pub lifeboat_version: String,
+    /// What the dump holds beyond rows, for a restore's pre-flight (missing roles and
+    /// extensions, reserved schemas). Absent from manifests of older lifeboat versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<DumpObjects>,
+}
+
+/// The schemas, extensions and roles a dump refers to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpObjects {
+    /// PostgreSQL: the dumped schemas. MySQL: the database.
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    /// PostgreSQL extensions, with the schema each is installed in.
+    #[serde(default)]
+    pub extensions: Vec<ExtensionInfo>,
+    /// PostgreSQL: roles that own objects or are granted privileges on them. MySQL: the
+    /// definers (`user@host`) of views, routines, triggers and events.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionInfo {
+    pub name: String,
+    pub version: String,
+    pub schema: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,12 +175,25 @@ mod tests {
                 rows: 3,
             }],
             lifeboat_version: "0.1.0".into(),
+            objects: None,
         }
     }
 
     #[test]
     fn round_trip() {
-        let m = sample();
+        let mut m = sample();
+        assert_eq!(Manifest::from_json(&m.to_json()).expect("parse"), m);
+        // Older manifests have no objects section, and none is written when unknown.
+        assert!(!String::from_utf8_lossy(&m.to_json()).contains("objects"));
+        m.objects = Some(DumpObjects {
+            schemas: vec!["public".into()],
+            extensions: vec![ExtensionInfo {
+                name: "pgcrypto".into(),
+                version: "1.3".into(),
+                schema: "public".into(),
+            }],
+            roles: vec!["app".into()],
+        });
         assert_eq!(Manifest::from_json(&m.to_json()).expect("parse"), m);
     }
 

@@ -3,27 +3,23 @@
 //! recorded hashes, pg_restore succeeded and the row counts agree with the manifest is the
 //! scratch database renamed to its final name. A corrupt archive, a failed or cancelled restore
 //! therefore never leaves a half-restored database under the name the operator asked for.
-//! MySQL/MariaDB targets: see [`mysql`].
+//! Engines: [`postgres`], [`mysql`]. Before anything is written, [`prepare`] and the engine's
+//! plan check everything they can (the backup, the destination server, tools, names, roles,
+//! extensions) and record it in the job's report; `restore --dry-run` stops there.
 
 mod mysql;
-
-use std::{io::BufWriter, process::Stdio};
+mod postgres;
 
 use anyhow::{Context, Result, bail};
-use lifeboat_common::{
-    ids::validate_id,
-    names::{TargetName, validate_database},
-};
+use lifeboat_common::{ids::validate_id, names::TargetName};
 use lifeboat_proto as pb;
-use sqlx::postgres::PgConnection;
 
 use crate::{
     config::{Engine, TargetConfig},
-    engine::postgres as pg,
     job::JobCtx,
     manifest::{Manifest, TableRows},
-    pipeline::{self, Digest, Expected, PipelineError},
-    process::{describe_status, stderr_tail, stdin_file},
+    pipeline::{Digest, Expected, PipelineError},
+    provider::Provider,
     repo::{self, MANIFEST_FILE, PG_DATA_FILE, Repository, backup_dir_key, body::StreamReader},
 };
 
@@ -167,7 +163,21 @@ pub async fn read_manifest(loc: &Located) -> Result<Option<Manifest>> {
     }
 }
 
-pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResult> {
+/// Everything a restore (or its dry run) has checked before it looks at the destination.
+pub(crate) struct Prepared<'a> {
+    pub rec: &'a pb::BackupRecord,
+    pub target: &'a TargetConfig,
+    pub loc: Located,
+    pub manifest: Manifest,
+    /// The provider the backup was taken on.
+    pub source: Provider,
+}
+
+/// Checks the request and the backup: the engines match, `--clean` is allowed on the
+/// target, the manifest agrees with the catalog, the data object is there with the recorded
+/// size. Findings go to the job's report; `None` when nothing further can be checked.
+async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a pb::RestoreSpec) -> Result<Option<Prepared<'a>>> {
+    let report = &ctx.report;
     let rec = spec
         .backup
         .as_ref()
@@ -177,127 +187,129 @@ pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResu
         .targets
         .get(&spec.target)
         .with_context(|| format!("this agent has no target {:?}", spec.target))?;
-    check_engine(rec, target)?;
+    if report.check("backup", check_engine(rec, target)).is_none() {
+        return Ok(None);
+    }
     if spec.clean && !target.allow_clean_restore {
-        bail!(
-            "target {} does not allow restores that replace a database (--clean); set allow_clean_restore = true in its [[target]] in the agent's config to permit it",
-            target.name
+        report.error(
+            "destination",
+            format!(
+                "target {} does not allow restores that replace a database (--clean); set allow_clean_restore = true in its [[target]] in the agent's config to permit it",
+                target.name
+            ),
         );
     }
-    let loc = locate(ctx, rec)?;
+    let Some(loc) = report.check("backup", locate(ctx, rec)) else {
+        return Ok(None);
+    };
     ctx.set_phase("checking");
-    let manifest = read_manifest(&loc).await?.with_context(|| {
-        format!(
-            "backup {} has no manifest in {}; it is incomplete or was deleted",
-            rec.backup_id,
-            loc.repo.describe()
-        )
-    })?;
-    let source_provider = check_source_provider(&manifest, target)?;
-    if target.engine == Engine::Mysql {
-        return mysql::run(ctx, spec, rec, target, &loc, &manifest, source_provider).await;
-    }
-
-    let database = if spec.database.is_empty() {
-        default_database_name(&manifest.database, &rec.backup_id)
-    } else {
-        spec.database.clone()
-    };
-    validate_database(&database)?;
-    if database == target.maintenance_database {
-        bail!(
-            "refusing to restore over the maintenance database {database}; pick another --database"
-        );
-    }
-
-    ctx.set_phase("connecting");
-    let password = target.password()?;
-    let mut admin = pg::connect(target, password.as_ref(), &target.maintenance_database).await?;
-    let facts = pg::server_facts(&mut admin).await?;
-    let backup_major = manifest.server.version_num / 10000;
-    if backup_major > facts.major {
-        bail!(
-            "backup {} comes from PostgreSQL {} and cannot be restored into the older PostgreSQL {} at {}",
-            rec.backup_id,
-            manifest.server.version,
-            facts.version,
-            pg::describe(target, &database)
-        );
-    }
-    let pg_restore = pg::tool(target, "pg_restore");
-    let (tool_version, tool_major) = pg::tool_version(&pg_restore).await?;
-    let dump_major =
-        pg::parse_tool_version(&format!("x (x) {}", manifest.tool.version)).map_or(0, |v| v.1);
-    if tool_major < dump_major.max(facts.major) {
-        bail!(
-            "pg_restore {tool_version} is older than the archive (pg_dump {}) or the server (PostgreSQL {}); install newer client tools or set pg_bin_dir",
-            manifest.tool.version,
-            facts.version
-        );
-    }
-
-    let exists = pg::database_exists(&mut admin, &database).await?;
-    if pg::is_template(&mut admin, &database).await? {
-        bail!("{database} is a template database; lifeboat never restores over one");
-    }
-    if exists && !spec.clean {
-        // Any existing database, even an empty-looking one, is only replaced on an explicit
-        // --clean (which the coordinator allows only to admins).
-        let mut existing = pg::connect(target, password.as_ref(), &database).await?;
-        let empty = pg::database_is_empty(&mut existing).await?;
-        let _ = sqlx::Connection::close(existing).await;
-        bail!(
-            "database {database} already exists{}; restore into a new database with --database NAME, or replace it with --clean (admin role)",
-            if empty { "" } else { " and is not empty" }
-        );
-    }
-
-    let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
-    pg::create_database(&mut admin, &scratch, &manifest.server).await?;
-    let restored = restore_into(
-        ctx,
-        target,
-        password.as_ref(),
-        &loc,
-        &pg_restore,
-        &scratch,
-        &manifest,
-    )
-    .await;
-    let counts = match restored {
-        Ok(c) => c,
+    let manifest = match read_manifest(&loc).await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            report.error(
+                "backup",
+                format!(
+                    "backup {} has no manifest in {}; it is incomplete or was deleted",
+                    rec.backup_id,
+                    loc.repo.describe()
+                ),
+            );
+            return Ok(None);
+        }
         Err(e) => {
-            if let Err(drop_err) = pg::drop_database(&mut admin, &scratch).await {
-                tracing::warn!("failed to drop scratch database {scratch}: {drop_err:#}");
-            }
-            return Err(e);
+            report.error(
+                "backup",
+                format!("cannot use the manifest in {}: {e:#}", loc.repo.describe()),
+            );
+            return Ok(None);
         }
     };
-
-    ctx.set_phase("swapping");
-    if let Err(e) = swap_in(&mut admin, &scratch, &database, exists, &ctx.job_id).await {
-        // Keep the restored copy when the original could not be put back under its name.
-        if pg::database_exists(&mut admin, &database)
-            .await
-            .unwrap_or(false)
-        {
-            let _ = pg::drop_database(&mut admin, &scratch).await;
-        }
-        return Err(e);
+    match loc.repo.head(&loc.data_key).await {
+        Ok(Some(h)) if h.size == loc.expected.stored.size => report.ok(
+            "backup",
+            format!(
+                "{} in {}: manifest and data ({}) as the catalog recorded them",
+                rec.backup_id,
+                loc.repo.describe(),
+                human_bytes(h.size)
+            ),
+        ),
+        Ok(Some(h)) => report.error(
+            "backup",
+            PipelineError::Mismatch {
+                what: format!(
+                    "{} holds {} bytes, the catalog recorded {}",
+                    loc.data_key, h.size, loc.expected.stored.size
+                ),
+            }
+            .to_string(),
+        ),
+        Ok(None) => report.error(
+            "backup",
+            format!(
+                "data file {} is missing from {}",
+                loc.data_key,
+                loc.repo.describe()
+            ),
+        ),
+        Err(e) => report.error(
+            "backup",
+            format!(
+                "cannot read {} from {}: {e}",
+                loc.data_key,
+                loc.repo.describe()
+            ),
+        ),
     }
-    let _ = sqlx::Connection::close(admin).await;
-    Ok(pb::RestoreResult {
-        database,
-        row_counts: counts
-            .into_iter()
-            .map(|r| pb::RowCount {
-                schema: r.schema,
-                table: r.table,
-                rows: r.rows,
-            })
-            .collect(),
-        raw_bytes: loc.expected.raw.size,
-    })
+    let Some(source) = report.check("backup", check_source_provider(&manifest, target)) else {
+        return Ok(None);
+    };
+    Ok(Some(Prepared {
+        rec,
+        target,
+        loc,
+        manifest,
+        source,
+    }))
+}
+
+pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResult> {
+    let prepared = prepare(ctx, spec).await?;
+    ctx.report.bail_on_errors("restore refused")?;
+    let p = prepared.context("restore could not be prepared")?;
+    match p.target.engine {
+        Engine::Postgres => postgres::run(ctx, spec, &p).await,
+        Engine::Mysql => mysql::run(ctx, spec, &p).await,
+    }
+}
+
+/// `restore --dry-run`: the checks a restore makes and the steps it would take, in the job's
+/// report. Reads the repository and the destination server; writes nothing anywhere. Fails
+/// (with the report) when the restore would be refused.
+pub async fn dry_run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<()> {
+    if let Some(p) = prepare(ctx, spec).await? {
+        match p.target.engine {
+            Engine::Postgres => postgres::plan_only(ctx, spec, &p).await?,
+            Engine::Mysql => mysql::plan_only(ctx, spec, &p).await?,
+        }
+    }
+    ctx.report.bail_on_errors("the restore would fail")
+}
+
+/// `1.2 GiB`, for messages.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// Refuses a backup of one engine for a target of the other.
@@ -331,11 +343,8 @@ fn engine_product(e: Engine) -> &'static str {
 }
 
 /// The provider the backup was taken on, checked to be of the target's engine.
-fn check_source_provider(
-    manifest: &Manifest,
-    target: &TargetConfig,
-) -> Result<crate::provider::Provider> {
-    let from = crate::provider::Provider::parse(&manifest.provider).with_context(|| {
+fn check_source_provider(manifest: &Manifest, target: &TargetConfig) -> Result<Provider> {
+    let from = Provider::parse(&manifest.provider).with_context(|| {
         format!(
             "the backup's manifest names an unknown provider {:?}",
             manifest.provider
@@ -368,122 +377,6 @@ pub(crate) fn scratch_name(prefix: &str, job_id: &str) -> String {
     format!("{prefix}_{}", job_id.to_ascii_lowercase().replace('-', "_"))
 }
 
-/// Streams the archive into pg_restore against `scratch`, then counts rows there and compares
-/// them with the manifest.
-async fn restore_into(
-    ctx: &JobCtx,
-    target: &TargetConfig,
-    password: Option<&lifeboat_common::secret::Secret<String>>,
-    loc: &Located,
-    pg_restore: &std::path::Path,
-    scratch: &str,
-    manifest: &Manifest,
-) -> Result<Vec<TableRows>> {
-    // Owners, privileges and the source provider's own schemas (checked in `run`).
-    let source = crate::provider::Provider::parse(&manifest.provider).unwrap_or(target.profile);
-    let provider_args = &crate::provider::restore_args(
-        source,
-        target.profile,
-        &crate::provider::RestoreOptions::default(),
-    );
-    let file = open_data(loc).await?.with_context(|| {
-        format!(
-            "data file {} is missing from {}",
-            loc.data_key,
-            loc.repo.describe()
-        )
-    })?;
-
-    let passfile = password
-        .map(|p| pg::PassFile::create(&ctx.config.state_dir, p))
-        .transpose()?;
-    ctx.set_phase("restoring");
-    let mut cmd = pg::child_command(pg_restore, passfile.as_ref());
-    cmd.arg("--no-password")
-        .arg("--exit-on-error")
-        .args(provider_args)
-        .arg("--dbname")
-        .arg(pg::url_for(target, scratch).as_str())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("start {}", pg_restore.display()))?;
-    let stderr = stderr_tail(child.stderr.take().context("pg_restore stderr")?);
-    let stdin = stdin_file(child.stdin.take().context("pg_restore stdin")?)?;
-    let expected = loc.expected.clone();
-    let counters = ctx.counters.clone();
-    let cancel = ctx.cancel.clone();
-    let mut pipeline = tokio::task::spawn_blocking(move || {
-        let out = BufWriter::with_capacity(256 * 1024, stdin);
-        // Dropping the returned writer closes pg_restore's stdin.
-        pipeline::decompress(file, out, pg::PGDMP_MAGIC, &expected, &counters, &cancel).map(drop)
-    });
-    let result = tokio::select! {
-        r = &mut pipeline => r,
-        () = ctx.cancel.cancelled() => {
-            let _ = child.start_kill();
-            (&mut pipeline).await
-        }
-    }
-    .context("pipeline task panicked")?;
-    if result.is_err() {
-        // Never let pg_restore commit the rest of a stream we have rejected.
-        let _ = child.start_kill();
-    }
-    let status = child.wait().await.context("wait for pg_restore")?;
-    let stderr = stderr.await.unwrap_or_default();
-    drop(passfile);
-    if ctx.cancel.is_cancelled() {
-        bail!("cancelled");
-    }
-    match result {
-        Err(PipelineError::Output(_)) | Ok(()) if !status.success() => bail!(
-            "pg_restore failed ({}): {}",
-            describe_status(&status),
-            if stderr.is_empty() {
-                "no error output"
-            } else {
-                &stderr
-            }
-        ),
-        Err(e) => return Err(e).with_context(|| format!("restore backup from {}", loc.data_key)),
-        Ok(()) => {}
-    }
-
-    ctx.set_phase("counting");
-    let mut conn = pg::connect(target, password, scratch).await?;
-    // pg_restore's --exclude-schema leaves the objects out but still creates the schemas
-    // themselves: drop them while they are empty (RESTRICT keeps anything else that landed).
-    for schema in provider_args
-        .iter()
-        .filter_map(|a| a.strip_prefix("--exclude-schema="))
-    {
-        let sql = format!("DROP SCHEMA IF EXISTS {} RESTRICT", pg::quote_ident(schema));
-        // The identifier is quoted with quote_ident.
-        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-        {
-            tracing::warn!("left the skipped schema {schema} in place: {e}");
-        }
-    }
-    let counts = pg::row_counts(&mut conn, true).await?;
-    let _ = sqlx::Connection::close(conn).await;
-    if manifest.row_counts_kind == "exact" {
-        // Tables of schemas the restore leaves out (a provider's own) are not expected back.
-        let expected: Vec<TableRows> = manifest
-            .row_counts
-            .iter()
-            .filter(|r| !provider_args.contains(&format!("--exclude-schema={}", r.schema)))
-            .cloned()
-            .collect();
-        compare_counts(&expected, &counts)?;
-    }
-    Ok(counts)
-}
-
 /// Every table in the manifest must be restored with the same number of rows.
 pub(crate) fn compare_counts(expected: &[TableRows], restored: &[TableRows]) -> Result<()> {
     let got: std::collections::BTreeMap<(&str, &str), i64> = restored
@@ -512,42 +405,6 @@ pub(crate) fn compare_counts(expected: &[TableRows], restored: &[TableRows]) -> 
     Ok(())
 }
 
-/// Renames the scratch database into place; an existing database is renamed away first and
-/// dropped after, and put back if the second rename fails.
-async fn swap_in(
-    admin: &mut PgConnection,
-    scratch: &str,
-    database: &str,
-    exists: bool,
-    job_id: &str,
-) -> Result<()> {
-    if !exists {
-        return pg::rename_database(admin, scratch, database).await;
-    }
-    let open = pg::connection_count(admin, database).await?;
-    if open > 0 {
-        bail!(
-            "database {database} has {open} open connection(s); stop the applications using it and run the restore again (the restored copy was discarded)"
-        );
-    }
-    let old = scratch_name("lifeboat_old", job_id);
-    pg::rename_database(admin, database, &old).await?;
-    if let Err(e) = pg::rename_database(admin, scratch, database).await {
-        if let Err(back) = pg::rename_database(admin, &old, database).await {
-            bail!(
-                "{e:#}; renaming the original back failed too ({back:#}): the original database is now named {old} and the restored copy {scratch}; rename them by hand"
-            );
-        }
-        return Err(e);
-    }
-    if let Err(e) = pg::drop_database(admin, &old).await {
-        tracing::warn!(
-            "restored {database}, but could not drop the replaced copy {old}: {e:#}; drop it by hand"
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,7 +417,7 @@ mod tests {
         );
         let long = default_database_name(&"x".repeat(63), "20261127T233000Z-7f3a9c");
         assert_eq!(long.len(), 63);
-        validate_database(&long).expect("valid");
+        lifeboat_common::names::validate_database(&long).expect("valid");
     }
 
     fn target(engine: Engine, profile: crate::provider::Provider, url: &str) -> TargetConfig {

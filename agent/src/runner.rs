@@ -178,6 +178,7 @@ impl Runner {
             error,
             result: None,
             finished_at_ms: pb::now_ms(),
+            report: None,
         };
         self.state().unacked.insert(job_id.to_owned(), r.clone());
         let _ = self.events.send(Event::Finished(Box::new(r)));
@@ -204,7 +205,7 @@ impl Runner {
                 tracing::info!("backup started");
                 crate::backup::run(ctx, &b)
                     .await
-                    .map(pb::job_result::Result::Backup)
+                    .map(|r| Some(pb::job_result::Result::Backup(r)))
             }
             Some(pb::job_spec::Spec::Restore(r)) => {
                 span.record("target", r.target.as_str());
@@ -214,7 +215,7 @@ impl Runner {
                 tracing::info!("restore started");
                 crate::restore::run(ctx, &r)
                     .await
-                    .map(pb::job_result::Result::Restore)
+                    .map(|r| Some(pb::job_result::Result::Restore(r)))
             }
             Some(pb::job_spec::Spec::Verify(v)) => {
                 if let Some(b) = &v.backup {
@@ -224,7 +225,7 @@ impl Runner {
                 tracing::info!("verify started");
                 crate::verify::run(ctx, &v)
                     .await
-                    .map(pb::job_result::Result::Verify)
+                    .map(|r| Some(pb::job_result::Result::Verify(r)))
             }
             Some(pb::job_spec::Spec::Delete(d)) => {
                 if let Some(b) = &d.backup {
@@ -234,13 +235,29 @@ impl Runner {
                 tracing::info!("delete started");
                 crate::maintenance::delete(ctx, &d)
                     .await
-                    .map(pb::job_result::Result::Delete)
+                    .map(|r| Some(pb::job_result::Result::Delete(r)))
             }
             Some(pb::job_spec::Spec::List(l)) => {
                 tracing::info!(repository = %l.repository, "list started");
                 crate::maintenance::list(ctx, &l)
                     .await
-                    .map(pb::job_result::Result::List)
+                    .map(|r| Some(pb::job_result::Result::List(r)))
+            }
+            Some(pb::job_spec::Spec::Check(c)) => {
+                span.record("target", c.target.as_str());
+                if let Some(b) = c.restore.as_ref().and_then(|r| r.backup.as_ref()) {
+                    span.record("backup_id", b.backup_id.as_str());
+                }
+                tracing::info!(dry_run = c.restore.is_some(), "check started");
+                crate::check::run(ctx, &c).await.map(|()| None)
+            }
+            Some(pb::job_spec::Spec::Pin(pin)) => {
+                if let Some(b) = &pin.backup {
+                    span.record("target", b.target.as_str());
+                    span.record("backup_id", b.backup_id.as_str());
+                }
+                tracing::info!(pinned = pin.pin.is_some(), "pin marker started");
+                crate::maintenance::pin(ctx, &pin).await.map(|()| None)
             }
             None => Err(anyhow::anyhow!("job has no spec")),
         };
@@ -251,7 +268,7 @@ impl Runner {
         let (state, error, result) = match outcome {
             Ok(r) => {
                 tracing::info!("job succeeded");
-                (pb::JobState::Succeeded, String::new(), Some(r))
+                (pb::JobState::Succeeded, String::new(), r)
             }
             Err(_) if ctx.cancel.is_cancelled() => {
                 let why = if self.shutdown.is_cancelled() {
@@ -274,6 +291,7 @@ impl Runner {
             error,
             result,
             finished_at_ms: pb::now_ms(),
+            report: ctx.report.to_pb(),
         }
     }
 
@@ -291,6 +309,8 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(pb::JobKind::Verify) => "verify",
         Ok(pb::JobKind::Delete) => "delete",
         Ok(pb::JobKind::List) => "list",
+        Ok(pb::JobKind::Check) => "check",
+        Ok(pb::JobKind::Pin) => "pin",
         _ => "unknown",
     }
 }
@@ -312,7 +332,11 @@ fn lock_key(spec: &pb::JobSpec) -> Result<String, String> {
             .as_ref()
             .map(|b| format!("backup {}", b.backup_id))
             .ok_or_else(|| "delete job without a backup record".to_owned()),
-        Some(pb::job_spec::Spec::List(_)) => Ok(format!("list {}", spec.job_id)),
+        // Listings and checks only read, and a pin marker touches one small object beside a
+        // manifest: they run beside anything.
+        Some(
+            pb::job_spec::Spec::List(_) | pb::job_spec::Spec::Check(_) | pb::job_spec::Spec::Pin(_),
+        ) => Ok(format!("{} {}", kind_name(spec.kind), spec.job_id)),
         None => Err("job has no spec; upgrade lifeboat-agent to match the coordinator".to_owned()),
     }
 }

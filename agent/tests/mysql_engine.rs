@@ -119,7 +119,7 @@ async fn dump(
 ) -> Result<Dumped> {
     let params = w.params(database);
     let mut conn = mysql::connect(&params, Some(password), Some(database)).await?;
-    let facts = mysql::server_facts(&mut conn, database).await?;
+    let facts = mysql::server_facts(&mut conn, Some(database)).await?;
     let path = mysql::find_dump_tool(bin_dir, facts.flavor)?;
     let tool = ClientTool::probe(&path).await?;
     mysql::check_client(&tool, &facts)?;
@@ -588,10 +588,12 @@ async fn estimates_and_snapshot_counts_are_labelled() {
             .expect("engines"),
         vec![("legacy".to_owned(), "MyISAM".to_owned())]
     );
-    let facts = mysql::server_facts(&mut conn, "src").await.expect("facts");
+    let facts = mysql::server_facts(&mut conn, Some("src"))
+        .await
+        .expect("facts");
     assert!(facts.size_bytes > 0, "{facts:?}");
     assert!(facts.version_string.contains("MariaDB"), "{facts:?}");
-    let e = mysql::server_facts(&mut conn, "nope")
+    let e = mysql::server_facts(&mut conn, Some("nope"))
         .await
         .expect_err("missing db");
     assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
@@ -716,7 +718,9 @@ async fn tls_settings_reach_both_the_agent_and_the_dump_tool() {
         .await
         .expect("cipher");
     assert!(!cipher.is_empty(), "the agent's session is not encrypted");
-    let facts = mysql::server_facts(&mut conn, "src").await.expect("facts");
+    let facts = mysql::server_facts(&mut conn, Some("src"))
+        .await
+        .expect("facts");
     let tool = ClientTool::probe(&mysql::find_dump_tool(None, facts.flavor).expect("tool"))
         .await
         .expect("probe");

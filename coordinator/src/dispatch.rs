@@ -16,19 +16,19 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     hub::Hub,
     model::{Finish, Job, JobKind, JobState},
-    wire::kind_to_pb,
+    wire::{kind_to_pb, owners_to_pb},
 };
 
 /// The queued jobs to start now, oldest first. `capacity` maps each connected agent to its
 /// `max_concurrent_jobs`. A delete does not occupy its target (it touches one finished
 /// backup, not the database), but never starts while a restore or verify of the same backup
-/// is queued or running. A list (catalog rebuild) only reads its repository: it occupies no
-/// target either.
+/// is queued or running. A list (catalog rebuild), a check (read-only) and a pin marker occupy
+/// no target either.
 pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job> {
     let mut busy_targets: HashSet<&str> = HashSet::new();
     let mut used: HashMap<&str, u32> = HashMap::new();
     for j in jobs.iter().filter(|j| j.is_assigned()) {
-        if !matches!(j.kind, JobKind::Delete | JobKind::List) {
+        if j.kind.occupies_target() {
             busy_targets.insert(&j.target);
         }
         *used.entry(&j.agent).or_default() += 1;
@@ -56,8 +56,8 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
             if backups_in_use.contains(j.backup_id.as_str()) {
                 continue;
             }
-        } else if j.kind == JobKind::List {
-            // A listing reads the repository only: it does not occupy its target.
+        } else if !j.kind.occupies_target() {
+            // Listings, checks and pin markers do not occupy their target.
         } else if busy_targets.contains(j.target.as_str()) {
             continue;
         } else {
@@ -172,7 +172,11 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
                 ));
             }
         },
-        JobKind::Restore | JobKind::Verify | JobKind::Delete => {
+        JobKind::Check if job.backup_id.is_empty() => Spec::Check(pb::CheckSpec {
+            target: target.name,
+            restore: None,
+        }),
+        JobKind::Restore | JobKind::Verify | JobKind::Delete | JobKind::Check | JobKind::Pin => {
             let Some(backup) = hub
                 .catalog
                 .get_backup(&job.backup_id)
@@ -185,13 +189,34 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
                 )));
             };
             let record = pb::BackupRecord::from(&backup);
+            let restore = |record| pb::RestoreSpec {
+                backup: Some(record),
+                target: target.name.clone(),
+                database: job.database.clone(),
+                clean: job.clean,
+                owners: owners_to_pb(job.options.owners).into(),
+                include_provider_schemas: job.options.include_provider_schemas,
+            };
             match job.kind {
-                JobKind::Restore => Spec::Restore(pb::RestoreSpec {
-                    backup: Some(record),
-                    target: target.name,
-                    database: job.database.clone(),
-                    clean: job.clean,
+                JobKind::Restore => Spec::Restore(restore(record)),
+                // A restore's dry run.
+                JobKind::Check => Spec::Check(pb::CheckSpec {
+                    target: target.name.clone(),
+                    restore: Some(restore(record)),
                 }),
+                JobKind::Pin => {
+                    // The pin as it is now: a pin and an unpin queued in a row both write
+                    // the latest state.
+                    let pin = hub
+                        .catalog
+                        .pin_of(&job.backup_id)
+                        .await
+                        .context("read pin")?;
+                    Spec::Pin(pb::PinSpec {
+                        backup: Some(record),
+                        pin: pin.as_ref().map(crate::wire::pin_to_pb),
+                    })
+                }
                 JobKind::Delete => Spec::Delete(pb::DeleteSpec {
                     backup: Some(record),
                 }),
@@ -216,6 +241,7 @@ pub async fn fail(hub: &Hub, job: &Job, reason: String) -> Result<()> {
         error: reason,
         detail: String::new(),
         database: None,
+        report: Default::default(),
     };
     if let Some(done) = hub
         .catalog
@@ -251,6 +277,8 @@ mod tests {
             detail: String::new(),
             database: String::new(),
             clean: false,
+            options: Default::default(),
+            report: Default::default(),
         }
     }
 

@@ -136,6 +136,8 @@ mod tests {
             detail: String::new(),
             database: String::new(),
             clean: false,
+            options: Default::default(),
+            report: Default::default(),
         }
     }
 

@@ -554,6 +554,8 @@ mod tests {
             detail: String::new(),
             database: String::new(),
             clean: false,
+            options: Default::default(),
+            report: Default::default(),
         }
     }
 

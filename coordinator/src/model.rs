@@ -22,6 +22,10 @@ pub enum JobKind {
     Delete,
     /// Read a repository's manifests.
     List,
+    /// Pre-flight of a target, or the plan of a restore (`restore --dry-run`). Read-only.
+    Check,
+    /// Write or remove a backup's pin marker in its repository.
+    Pin,
 }
 
 /// Where a job is in its life: `queued → running → succeeded | failed | cancelled`.
@@ -78,6 +82,19 @@ string_forms!(JobKind {
     Verify => "verify",
     Delete => "delete",
     List => "list",
+    Check => "check",
+    Pin => "pin",
+});
+string_forms!(Severity {
+    Ok => "ok",
+    Info => "info",
+    Warning => "warning",
+    Error => "error",
+});
+string_forms!(OwnerPolicy {
+    Auto => "auto",
+    Keep => "keep",
+    Drop => "drop",
 });
 string_forms!(JobState {
     Queued => "queued",
@@ -100,6 +117,71 @@ impl JobState {
             JobState::Succeeded | JobState::Failed | JobState::Cancelled => true,
         }
     }
+}
+
+impl JobKind {
+    /// Whether the job works on its target's database, so no other such job of the target
+    /// may run beside it. Deletes, listings and pin markers touch only the repository;
+    /// checks only read.
+    pub fn occupies_target(self) -> bool {
+        match self {
+            JobKind::Backup | JobKind::Restore | JobKind::Verify => true,
+            JobKind::Delete | JobKind::List | JobKind::Check | JobKind::Pin => false,
+        }
+    }
+}
+
+/// How sure a finding is that something will go wrong; ordered, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    Ok,
+    Info,
+    Warning,
+    Error,
+}
+
+/// One thing a check (or a restore) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub check: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// What an agent found while running a job, for the operator: a check's findings, a dry
+/// run's plan, a restore's notes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub plan: Vec<String>,
+}
+
+impl Report {
+    pub fn is_empty(&self) -> bool {
+        self.findings.is_empty() && self.plan.is_empty()
+    }
+
+    /// The worst finding (the first of the worst severity), if any.
+    pub fn worst(&self) -> Option<&Finding> {
+        self.findings.iter().rev().max_by_key(|f| f.severity)
+    }
+}
+
+/// Whose objects a restore keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OwnerPolicy {
+    /// Owners and privileges kept within one provider, dropped across providers.
+    #[default]
+    Auto,
+    Keep,
+    Drop,
+}
+
+/// How a restore (or its dry run) treats owners and the source provider's own schemas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    pub owners: OwnerPolicy,
+    pub include_provider_schemas: bool,
 }
 
 /// An agent as the catalog knows it.
@@ -140,6 +222,18 @@ pub struct TargetRecord {
 pub struct TargetSummary {
     pub target: TargetRecord,
     pub last_backup: Option<(String, i64)>,
+    pub last_check: Option<CheckSummary>,
+}
+
+/// The latest finished check of a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSummary {
+    pub job_id: String,
+    pub finished_at_ms: i64,
+    /// The worst finding's severity; `Error` for a check that could not run at all.
+    pub severity: Severity,
+    /// What the worst finding says (or why the check failed); empty when all is ok.
+    pub summary: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -169,6 +263,8 @@ pub struct Job {
     pub detail: String,
     pub database: String,
     pub clean: bool,
+    pub options: RestoreOptions,
+    pub report: Report,
 }
 
 impl Job {
@@ -191,6 +287,7 @@ pub struct NewJob {
     pub created_at_ms: i64,
     pub database: String,
     pub clean: bool,
+    pub options: RestoreOptions,
 }
 
 /// How a job ended.
@@ -202,6 +299,7 @@ pub struct Finish {
     pub detail: String,
     /// Restore: the database restored into.
     pub database: Option<String>,
+    pub report: Report,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,7 +381,33 @@ mod tests {
         for v in VerifyStatus::ALL {
             assert_eq!(VerifyStatus::parse(v.as_str()), Some(*v));
         }
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(*s));
+        }
+        for o in OwnerPolicy::ALL {
+            assert_eq!(OwnerPolicy::parse(o.as_str()), Some(*o));
+        }
         assert_eq!(JobState::parse("QUEUED"), None);
+    }
+
+    #[test]
+    fn worst_finding_is_the_first_of_the_highest_severity() {
+        let f = |check: &str, severity| Finding {
+            check: check.into(),
+            severity,
+            message: String::new(),
+        };
+        let r = Report {
+            findings: vec![
+                f("a", Severity::Ok),
+                f("b", Severity::Warning),
+                f("c", Severity::Info),
+                f("d", Severity::Warning),
+            ],
+            plan: Vec::new(),
+        };
+        assert_eq!(r.worst().map(|w| w.check.as_str()), Some("b"));
+        assert!(Report::default().worst().is_none());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use lifeboat_proto::v1 as pb;
 use tokio::sync::oneshot;
 
 use crate::{
-    catalog::InsertJob,
+    catalog::{InsertJob, Pin},
     error::{Error, Result},
     hub::Hub,
     model::{Backup, Finish, JobKind, JobState, NewJob, VerifyStatus},
@@ -53,10 +53,13 @@ pub struct Listings {
     running: tokio::sync::Mutex<()>,
 }
 
+/// What one listing found: every backup, with the pin its marker records.
+pub type ListedBackups = Vec<(Backup, Option<Pin>)>;
+
 #[derive(Debug)]
 struct Pending {
     repository: String,
-    reply: Option<oneshot::Sender<Vec<Backup>>>,
+    reply: Option<oneshot::Sender<ListedBackups>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,7 +88,7 @@ impl Listings {
     }
 
     /// Hands a list job's manifests to the rebuild waiting for them (if it still waits).
-    pub fn deliver(&self, job_id: &str, backups: Vec<Backup>) {
+    pub fn deliver(&self, job_id: &str, backups: ListedBackups) {
         let reply = lock(&self.pending)
             .get_mut(job_id)
             .and_then(|p| p.reply.take());
@@ -94,7 +97,7 @@ impl Listings {
         }
     }
 
-    fn expect(&self, job_id: &str, repository: &str) -> oneshot::Receiver<Vec<Backup>> {
+    fn expect(&self, job_id: &str, repository: &str) -> oneshot::Receiver<ListedBackups> {
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(
             job_id.to_owned(),
@@ -133,6 +136,8 @@ pub struct Listed {
     pub agent: String,
     pub repository: String,
     pub backups: Vec<Backup>,
+    /// Pin markers found beside the manifests, by backup id.
+    pub pins: HashMap<String, Pin>,
 }
 
 /// What the catalog holds about one backup, as far as a rebuild cares.
@@ -160,6 +165,8 @@ pub struct CatalogView {
     pub targets: HashSet<String>,
     /// Backup ids of backup jobs still queued or running.
     pub active_backups: HashSet<String>,
+    /// Backup ids the catalog holds a pin for.
+    pub pinned: HashSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +207,8 @@ pub struct Outcome {
     /// The listing found its data object absent or of the wrong size.
     pub damaged: bool,
     pub change: Change,
+    /// A pin marker in the repository the catalog has no pin for: recorded again.
+    pub restore_pin: Option<Pin>,
 }
 
 /// One listing as reported.
@@ -310,6 +319,7 @@ pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> V
                 finished_at_ms: b.finished_at_ms,
                 damaged: damaged(b.verify_status),
                 change,
+                restore_pin: None,
             };
         if let Some(why) = clashes.get(id) {
             let status = rows.get(id).map_or(b.verify_status, |r| r.verify_status);
@@ -431,6 +441,7 @@ pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> V
             stored_size: row.stored_size,
             finished_at_ms: row.finished_at_ms,
             damaged: false,
+            restore_pin: None,
             change: if row.verify_status == VerifyStatus::Missing {
                 Change::None
             } else {
@@ -440,6 +451,17 @@ pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> V
                 }
             },
         });
+    }
+    // Pins live in the catalog; their markers let a rebuild find them again.
+    for o in &mut out {
+        if matches!(
+            o.kind,
+            OutcomeKind::Added | OutcomeKind::Updated | OutcomeKind::Unchanged
+        ) && !view.pinned.contains(&o.backup_id)
+            && let Some((_, l)) = found.get(o.backup_id.as_str())
+        {
+            o.restore_pin = l.pins.get(&o.backup_id).cloned();
+        }
     }
     out.sort_by(|a, b| {
         (&a.target, a.finished_at_ms, &a.backup_id).cmp(&(
@@ -554,6 +576,7 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
             created_at_ms: lifeboat_proto::now_ms(),
             database: String::new(),
             clean: false,
+            options: Default::default(),
         };
         // Registered before the job exists, so the dispatcher finds its repository.
         let rx = hub.listings.expect(&job.id, &w.repository);
@@ -585,12 +608,21 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
     let mut listed = Vec::new();
     for (i, job_id, rx) in waits {
         match wait(hub, &job_id, rx, deadline).await? {
-            Ok(backups) => {
-                reports[i].backups = backups.len();
+            Ok(found) => {
+                reports[i].backups = found.len();
+                let mut backups = Vec::with_capacity(found.len());
+                let mut pins = HashMap::new();
+                for (b, pin) in found {
+                    if let Some(p) = pin {
+                        pins.insert(b.backup_id.clone(), p);
+                    }
+                    backups.push(b);
+                }
                 listed.push(Listed {
                     agent: reports[i].agent.clone(),
                     repository: reports[i].repository.clone(),
                     backups,
+                    pins,
                 });
             }
             Err(why) => reports[i].error = Some(why),
@@ -603,7 +635,10 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
         .catalog
         .rebuild(&listed, started, now, by, scope.dry_run)
         .await?;
-    for o in outcomes.iter().filter(|o| o.change != Change::None) {
+    for o in outcomes
+        .iter()
+        .filter(|o| o.change != Change::None || o.restore_pin.is_some())
+    {
         tracing::info!(
             backup_id = %o.backup_id,
             target = %o.target,
@@ -626,9 +661,9 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
 async fn wait(
     hub: &Hub,
     job_id: &str,
-    mut rx: oneshot::Receiver<Vec<Backup>>,
+    mut rx: oneshot::Receiver<ListedBackups>,
     deadline: tokio::time::Instant,
-) -> Result<std::result::Result<Vec<Backup>, String>> {
+) -> Result<std::result::Result<ListedBackups, String>> {
     loop {
         tokio::select! {
             got = &mut rx => {
@@ -677,6 +712,7 @@ async fn give_up(hub: &Hub, job_id: &str) -> Result<()> {
         error: "the catalog rebuild stopped waiting for the listing".into(),
         detail: String::new(),
         database: None,
+        report: Default::default(),
     };
     if let Some(done) = hub.catalog.finish_job(&job.id, &finish).await? {
         hub.job_finished(&done);

@@ -60,6 +60,7 @@ fn view(rows: Vec<CatalogRow>, targets: &[&str]) -> CatalogView {
         backups: rows,
         targets: targets.iter().map(|t| (*t).to_owned()).collect(),
         active_backups: HashSet::new(),
+        pinned: HashSet::new(),
     }
 }
 
@@ -68,6 +69,7 @@ fn listed(agent: &str, backups: Vec<Backup>) -> Listed {
         agent: agent.into(),
         repository: "shared".into(),
         backups,
+        pins: HashMap::new(),
     }
 }
 
@@ -242,4 +244,39 @@ fn a_backup_whose_job_still_runs_is_left_to_the_job() {
     v.active_backups.insert(A.into());
     let out = plan(&[listed("p1", vec![a])], &v, 10_000);
     assert_eq!(kinds(&out), [(A, OutcomeKind::Skipped)]);
+}
+
+#[test]
+fn pin_markers_restore_pins_the_catalog_lacks() {
+    let pin = |reason: &str| Pin {
+        pinned_by: "alice".into(),
+        pinned_at_ms: 5,
+        reason: reason.into(),
+    };
+    let mut l = listed(
+        "a1",
+        vec![
+            backup(A, "a1", "prod/orders"),
+            backup(B, "a1", "prod/orders"),
+            backup(C, "a1", "prod/orders"),
+        ],
+    );
+    l.pins.insert(A.into(), pin("audit"));
+    l.pins.insert(B.into(), pin("kept"));
+    // B is pinned already; C has no marker.
+    let mut v = view(
+        vec![row(&backup(B, "a1", "prod/orders"), VerifyStatus::Ok, 1)],
+        &["prod/orders"],
+    );
+    v.pinned.insert(B.into());
+    let out = plan(&[l], &v, 100);
+    let restored: Vec<(&str, &str)> = out
+        .iter()
+        .filter_map(|o| {
+            o.restore_pin
+                .as_ref()
+                .map(|p| (o.backup_id.as_str(), p.reason.as_str()))
+        })
+        .collect();
+    assert_eq!(restored, vec![(A, "audit")]);
 }

@@ -340,6 +340,7 @@ fn new_job(target: &TargetRecord, now_ms: i64) -> NewJob {
         created_at_ms: now_ms,
         database: String::new(),
         clean: false,
+        options: Default::default(),
     }
 }
 

@@ -187,6 +187,7 @@ async fn health_endpoints_and_metrics() {
             to_target: String::new(),
             database: "orders_copy".into(),
             clean: false,
+            ..Default::default()
         })
         .await
         .expect("restore");

@@ -90,6 +90,33 @@ pub enum Command {
     /// Rebuild the catalog from the backups in the repositories
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// The audit trail: who did what, on what, and how it ended
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Operator actions and refusals, newest first
+    List(AuditListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    /// Only this operator's actions (certificate name, e.g. alice)
+    #[arg(long, value_name = "NAME", value_parser = parse_actor)]
+    pub actor: Option<String>,
+    /// Only this action, e.g. restore, restore_clean, prune, pin_backup, start_backup
+    #[arg(long, value_name = "ACTION", value_parser = parse_action)]
+    pub action: Option<String>,
+    /// Only entries whose object (target, backup or job id) contains this text
+    #[arg(long, value_name = "TEXT")]
+    pub object: Option<String>,
+    /// Only entries of the last DURATION (e.g. 24h, 7d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+    pub since: Option<u64>,
+    #[command(flatten)]
+    pub limit: LimitArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,8 +270,19 @@ pub enum AgentsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TargetsCommand {
-    /// List targets and their last backup
+    /// List targets, their last backup and their last check
     List,
+    /// Check TARGET on its agent: connection, versions, tools, privileges, size, repository.
+    /// Reads only (one small probe object is written to the repository and removed); exits 1
+    /// if anything would make a backup fail
+    Check(TargetArg),
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArg {
+    /// Target, ENV/NAME (e.g. prod/orders)
+    #[arg(value_parser = parse_target)]
+    pub target: TargetName,
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,8 +359,27 @@ pub struct RestoreArgs {
     /// Replace --database if it exists and is not empty (needs the admin role)
     #[arg(long, requires = "database")]
     pub clean: bool,
+    /// Check everything and print what the restore would do; change nothing (operator role,
+    /// also with --clean). Waits for the checks; exits 1 if the restore would be refused
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Owners and privileges: keep them, drop them (the restoring user owns everything), or
+    /// auto (keep within one provider, drop across providers)
+    #[arg(long, value_enum, default_value_t = Owners::Auto)]
+    pub owners: Owners,
+    /// Also restore the source provider's own schemas (e.g. Supabase's auth and storage),
+    /// which a restore into another provider leaves out
+    #[arg(long)]
+    pub include_provider_schemas: bool,
     #[command(flatten)]
     pub wait: WaitArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Owners {
+    Auto,
+    Keep,
+    Drop,
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +449,34 @@ fn parse_backup_id(s: &str) -> Result<String, String> {
 fn parse_job_id(s: &str) -> Result<String, String> {
     lifeboat_common::ids::validate_id("job id", s).map_err(|e| e.to_string())?;
     Ok(s.to_owned())
+}
+
+fn parse_actor(s: &str) -> Result<String, String> {
+    let name = s.strip_prefix("operator/").unwrap_or(s);
+    if let Some(agent) = s.strip_prefix("agent/") {
+        lifeboat_common::names::validate_simple("agent name", agent).map_err(|e| e.to_string())?;
+        return Ok(s.to_owned());
+    }
+    lifeboat_common::names::validate_simple("operator name", name).map_err(|e| e.to_string())?;
+    Ok(name.to_owned())
+}
+
+fn parse_action(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return Err(format!(
+            "{s:?} is not an action name; actions are lowercase words joined by _, e.g. restore_clean"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// `24h` → seconds.
+fn parse_since(s: &str) -> Result<u64, String> {
+    let d = lifeboat_common::duration::parse_duration(s)?;
+    if d.as_secs() == 0 {
+        return Err(format!("{s:?} is no time at all; give e.g. 24h or 7d"));
+    }
+    Ok(d.as_secs())
 }
 
 fn parse_database(s: &str) -> Result<String, String> {

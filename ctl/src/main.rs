@@ -8,6 +8,7 @@ mod commands;
 mod error;
 mod output;
 mod progress;
+mod report_views;
 mod schedule_views;
 mod views;
 

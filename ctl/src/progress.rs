@@ -17,6 +17,7 @@ use crate::{
     client::Conn,
     error,
     output::{self, human_duration_ms, human_rate, human_ratio, human_size, key_values, or_none},
+    report_views::ReportView,
     views::{JobView, is_terminal, kind_word, state_word, verify_word},
 };
 
@@ -285,14 +286,42 @@ pub async fn report_final(
     } else {
         None
     };
+    let report = job.report.as_ref().map(ReportView::from);
     match format {
         OutputFormat::Json => output::emit(out, format, &JobView::from(job))?,
-        OutputFormat::Table if succeeded => {
-            let text = summary(job, backup.as_ref());
+        OutputFormat::Table => {
+            let mut text = if succeeded && kind != pb::JobKind::Check {
+                summary(job, backup.as_ref())
+            } else {
+                String::new()
+            };
+            if let Some(r) = &report {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&r.text());
+            }
+            if succeeded && kind == pb::JobKind::Check {
+                let warnings = report.as_ref().map_or(0, |r| r.count("warning"));
+                text.push_str(&format!(
+                    "\n{} passed{}\n",
+                    if job.backup_id.is_empty() {
+                        format!("check of {}", job.target)
+                    } else {
+                        format!(
+                            "dry run of the restore of {} into {}",
+                            job.backup_id, job.target
+                        )
+                    },
+                    match warnings {
+                        0 => String::new(),
+                        n => format!(" with {n} warning(s)"),
+                    }
+                ));
+            }
             out.write_all(text.as_bytes()).context("write output")?;
             out.flush().context("write output")?;
         }
-        OutputFormat::Table => {}
     }
     if !succeeded {
         let what = format!("{} job {}", kind_word(job.kind), job.job_id);

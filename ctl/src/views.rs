@@ -6,9 +6,12 @@
 use lifeboat_proto as pb;
 use serde::Serialize;
 
-use crate::output::{
-    self, Render, Row, human_duration_ms, human_ratio, human_size, json_time, key_values,
-    non_empty, or_none, rfc3339_text,
+use crate::{
+    output::{
+        self, Render, Row, human_duration_ms, human_ratio, human_size, json_time, key_values,
+        non_empty, or_none, rfc3339_text,
+    },
+    report_views::{ReportView, owners_word, severity_word},
 };
 
 pub fn engine_word(v: i32) -> &'static str {
@@ -27,6 +30,8 @@ pub fn kind_word(v: i32) -> &'static str {
         Ok(pb::JobKind::Verify) => "verify",
         Ok(pb::JobKind::Delete) => "delete",
         Ok(pb::JobKind::List) => "list",
+        Ok(pb::JobKind::Check) => "check",
+        Ok(pb::JobKind::Pin) => "pin",
         Ok(pb::JobKind::Unspecified) => "unspecified",
         Err(_) => "unknown",
     }
@@ -153,12 +158,24 @@ pub struct TargetView {
     pub last_backup: Option<String>,
     pub last_backup_ms: Option<i64>,
     pub last_backup_id: Option<String>,
+    /// The latest `targets check`: when, its job, its worst finding's severity and message.
+    pub last_check: Option<String>,
+    pub last_check_ms: Option<i64>,
+    pub last_check_job_id: Option<String>,
+    pub last_check_result: Option<&'static str>,
+    pub last_check_summary: Option<String>,
 }
 
 impl From<pb::Target> for TargetView {
     fn from(t: pb::Target) -> Self {
         let (last_backup, last_backup_ms) = json_time(t.last_backup_ms);
+        let (last_check, last_check_ms) = json_time(t.last_check_ms);
         Self {
+            last_check,
+            last_check_ms,
+            last_check_job_id: non_empty(&t.last_check_job_id),
+            last_check_result: (t.last_check_ms > 0).then(|| severity_word(t.last_check_severity)),
+            last_check_summary: non_empty(&t.last_check_summary),
             engine: engine_word(t.engine),
             database: non_empty(&t.database),
             last_backup_id: non_empty(&t.last_backup_id),
@@ -184,6 +201,7 @@ impl Row for TargetView {
         "DATABASE",
         "LAST BACKUP",
         "LAST BACKUP ID",
+        "CHECK",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -196,6 +214,11 @@ impl Row for TargetView {
             or_none(self.database.as_deref().unwrap_or_default()),
             rfc3339_text(self.last_backup_ms.unwrap_or(0)),
             or_none(self.last_backup_id.as_deref().unwrap_or_default()),
+            match (self.last_check_result, &self.last_check_summary) {
+                (None, _) => "never".to_owned(),
+                (Some(r), None) => r.to_owned(),
+                (Some(r), Some(s)) => format!("{r}: {}", first_line(s, 50)),
+            },
         ]
     }
 }
@@ -228,6 +251,11 @@ pub struct JobView {
     pub detail: Option<String>,
     pub database: Option<String>,
     pub clean: bool,
+    /// Restore and its dry run: whose objects are kept (`auto`, `keep`, `drop`).
+    pub owners: &'static str,
+    pub include_provider_schemas: bool,
+    /// What the agent found (checks, dry runs, restores); `null` when nothing.
+    pub report: Option<ReportView>,
 }
 
 impl From<&pb::Job> for JobView {
@@ -259,6 +287,9 @@ impl From<&pb::Job> for JobView {
             detail: non_empty(&j.detail),
             database: non_empty(&j.database),
             clean: j.clean,
+            owners: owners_word(j.owners),
+            include_provider_schemas: j.include_provider_schemas,
+            report: j.report.as_ref().map(ReportView::from),
         }
     }
 }
@@ -333,13 +364,28 @@ impl Render for JobView {
             pairs.push(("raw bytes", human_size(p.raw_bytes)));
             pairs.push(("stored bytes", human_size(p.stored_bytes)));
         }
-        if self.kind == "restore" {
+        if self.kind == "restore" || (self.kind == "check" && self.backup_id.is_some()) {
             pairs.push(("database", opt(&self.database)));
             pairs.push(("clean", yes_no(self.clean)));
+            pairs.push(("owners", self.owners.to_owned()));
+            pairs.push((
+                "provider schemas",
+                if self.include_provider_schemas {
+                    "included"
+                } else {
+                    "left out across providers"
+                }
+                .to_owned(),
+            ));
         }
         pairs.push(("detail", opt(&self.detail)));
         pairs.push(("error", opt(&self.error)));
-        key_values(&pairs)
+        let mut s = key_values(&pairs);
+        if let Some(r) = &self.report {
+            s.push('\n');
+            s.push_str(&r.text());
+        }
+        s
     }
 }
 

@@ -44,6 +44,7 @@ pub fn sample_job() -> pb::Job {
         detail: String::new(),
         database: String::new(),
         clean: false,
+        ..Default::default()
     }
 }
 
@@ -124,8 +125,13 @@ fn job_json_shape() {
             "detail",
             "database",
             "clean",
+            "owners",
+            "include_provider_schemas",
+            "report",
         ])
     );
+    assert_eq!(v["report"], Value::Null);
+    assert_eq!(v["owners"], "auto");
     assert_eq!(v["kind"], "backup");
     assert_eq!(v["state"], "running");
     assert_eq!(v["created_at"], "2026-11-27T23:30:00.123Z");
@@ -257,6 +263,7 @@ fn agent_and_target_json_shapes() {
         agent_connected: false,
         last_backup_ms: 0,
         last_backup_id: String::new(),
+        ..Default::default()
     }));
     assert_eq!(
         keys(&t),
@@ -271,8 +278,14 @@ fn agent_and_target_json_shapes() {
             "last_backup",
             "last_backup_ms",
             "last_backup_id",
+            "last_check",
+            "last_check_ms",
+            "last_check_job_id",
+            "last_check_result",
+            "last_check_summary",
         ])
     );
+    assert_eq!(t["last_check_result"], Value::Null);
     assert_eq!(t["engine"], "postgres");
     assert_eq!(t["last_backup"], Value::Null);
     assert_eq!(t["last_backup_id"], Value::Null);

@@ -182,6 +182,7 @@ async fn restore_sends_the_options_and_names_the_database() {
             to_target: "staging/orders".into(),
             database: "orders_copy".into(),
             clean: true,
+            ..Default::default()
         }]
     );
 }

@@ -45,7 +45,14 @@ fn assert_restore_refused(s: &Sandbox, id: &str, db: &str, what: &str, dbs_befor
         r.code, 1,
         "{what}: restoring a corrupt archive must fail: {r}"
     );
-    let text = r.text_lower();
+    // The job's reason and what the CLI printed about it; the job's report lists the checks
+    // made before (the tools found, the manifest read), which are not the reason.
+    let reason = r
+        .try_json()
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    let text = format!("{reason}\n{}", r.stderr).to_lowercase();
     let names_check = ["sha256", "sha-256", "hash", "size", "bytes"]
         .iter()
         .any(|w| text.contains(w));

@@ -6,7 +6,9 @@
 use anyhow::{Context, Result, bail};
 use lifeboat_proto as pb;
 
-use super::{BODY_DEPTH, Upload, non_empty, record_from_manifest, write_manifest};
+use super::{
+    BODY_DEPTH, Upload, non_empty, record_from_manifest, recorded_objects, write_manifest,
+};
 use crate::{
     config::{RowCounts, TargetConfig},
     engine::mysql::{
@@ -59,7 +61,7 @@ pub(super) async fn run(
     let password = target.password()?;
     let mut conn = my::connect(params, password.as_ref(), Some(&target.database)).await?;
     init_session(&mut conn, target.profile).await?;
-    let facts = my::server_facts(&mut conn, &target.database).await?;
+    let facts = my::server_facts(&mut conn, Some(&target.database)).await?;
     let tool_path = my::find_dump_tool(target.mysql_bin_dir.as_deref(), facts.flavor)?;
     let tool = ClientTool::probe(&tool_path).await?;
     for w in my::check_client(&tool, &facts)? {
@@ -92,6 +94,7 @@ pub(super) async fn run(
         )
         .map_err(anyhow::Error::msg)?;
     }
+    let objects = recorded_objects(my::objects::dump_objects(&mut conn, &target.database).await);
     let _ = sqlx::Connection::close(conn).await;
     let provider_args = provider::dump_args(target.profile, &tool, &facts);
 
@@ -247,6 +250,7 @@ pub(super) async fn run(
         row_counts_kind: row_counts_kind.as_str().into(),
         row_counts,
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+        objects,
     };
     write_manifest(ctx, &repo, &dir_key, &data_key, &m).await?;
     Ok(record_from_manifest(&m, &dir_key, ctx.job_id.clone()))

@@ -37,6 +37,7 @@
 //! - start-up: remove stale option files ([`DEFAULTS_FILE_PREFIX`]) like stale passfiles.
 
 mod conn;
+pub mod objects;
 pub mod stream;
 pub mod swap;
 mod tools;
@@ -95,7 +96,7 @@ impl ServerFlavor {
         matches!(self, Self::MySql | Self::Vitess)
     }
 
-    fn product(self) -> &'static str {
+    pub(crate) fn product(self) -> &'static str {
         match self {
             Self::MariaDb => "MariaDB",
             Self::MySql => "MySQL",
@@ -241,7 +242,13 @@ pub(crate) fn text_at(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<String> {
     Ok(String::from_utf8_lossy(&b.unwrap_or_default()).into_owned())
 }
 
-pub async fn server_facts(conn: &mut MySqlConnection, database: &str) -> Result<ServerFacts> {
+/// What the server is, and, with `database`, that database's character set, collation and
+/// size (the database must exist then). A restore passes `None`: its destination may not exist
+/// yet, and the backup's manifest says what character set to create.
+pub async fn server_facts(
+    conn: &mut MySqlConnection,
+    database: Option<&str>,
+) -> Result<ServerFacts> {
     let row = sqlx::query("SELECT VERSION(), CAST(@@version_comment AS CHAR)")
         .fetch_one(&mut *conn)
         .await
@@ -250,29 +257,35 @@ pub async fn server_facts(conn: &mut MySqlConnection, database: &str) -> Result<
     let version_comment = text_at(&row, 1)?;
     let (flavor, version) = parse_server_version(&version_string, &version_comment)
         .with_context(|| format!("cannot read the server version from {version_string:?}"))?;
-    let cs = sqlx::query(
-        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME
-         FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-    )
-    .bind(database)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("read the database's character set")?;
-    let (character_set, collation) = match cs {
-        Some(r) => (text_at(&r, 0)?, text_at(&r, 1)?),
-        None => bail!(
-            "database {database} does not exist on {} (or this user cannot see it)",
-            version_string
-        ),
+    let (character_set, collation, size_bytes) = match database {
+        Some(database) => {
+            let cs = sqlx::query(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME
+                 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            )
+            .bind(database)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("read the database's character set")?;
+            let (character_set, collation) = match cs {
+                Some(r) => (text_at(&r, 0)?, text_at(&r, 1)?),
+                None => bail!(
+                    "database {database} does not exist on {} (or this user cannot see it)",
+                    version_string
+                ),
+            };
+            let size_bytes: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS SIGNED)
+                 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            )
+            .bind(database)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or(0);
+            (character_set, collation, size_bytes)
+        }
+        None => (String::new(), String::new(), 0),
     };
-    let size_bytes: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS SIGNED)
-         FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
-    )
-    .bind(database)
-    .fetch_one(&mut *conn)
-    .await
-    .unwrap_or(0);
     let (server_identity, gtid_mode) = if flavor == ServerFlavor::MySql {
         (
             text_scalar(conn, "SELECT CAST(@@server_uuid AS CHAR)")

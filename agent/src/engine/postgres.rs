@@ -14,6 +14,8 @@ use sqlx::{AssertSqlSafe, Connection, Row, postgres::PgConnectOptions, postgres:
 
 use crate::{config::TargetConfig, manifest::TableRows};
 
+pub mod objects;
+
 /// The custom-format archive magic.
 pub const PGDMP_MAGIC: &[u8] = b"PGDMP";
 
@@ -111,30 +113,46 @@ pub async fn server_facts(conn: &mut PgConnection) -> Result<ServerFacts> {
     })
 }
 
-/// Directory of the PostgreSQL client tools: the configured one, else the newest
-/// `/usr/lib/postgresql/N/bin`, else `None` (use PATH).
-pub fn bin_dir(cfg: &TargetConfig) -> Option<PathBuf> {
+/// Where a client tool comes from for a server of major version `server_major`: the
+/// configured `pg_bin_dir`; else, of the installed `/usr/lib/postgresql/N/bin` that have the
+/// tool, the one of the server's major, else the oldest newer one, else the newest (which is
+/// then older than the server, and refused by [`check_tool_major`] naming both versions); else
+/// PATH.
+pub fn tool(cfg: &TargetConfig, name: &str, server_major: i64) -> PathBuf {
     if let Some(d) = &cfg.pg_bin_dir {
-        return Some(d.clone());
+        return d.join(name);
     }
-    let mut best: Option<(u32, PathBuf)> = None;
-    for e in std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten() {
-        let Some(major) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let bin = e.path().join("bin");
-        if bin.join("pg_dump").is_file() && best.as_ref().is_none_or(|(m, _)| major > *m) {
-            best = Some((major, bin));
-        }
-    }
-    best.map(|(_, p)| p)
-}
-
-pub fn tool(cfg: &TargetConfig, name: &str) -> PathBuf {
-    match bin_dir(cfg) {
+    let installed = installed_bin_dirs(Path::new("/usr/lib/postgresql"), name);
+    match pick_bin_dir(&installed, server_major) {
         Some(d) => d.join(name),
         None => PathBuf::from(name),
     }
+}
+
+/// `(major, ROOT/major/bin)` for every `ROOT/N/bin` holding `tool`.
+fn installed_bin_dirs(root: &Path, tool: &str) -> Vec<(i64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(i64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse::<i64>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join(tool).is_file().then_some((major, bin))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn pick_bin_dir(installed: &[(i64, PathBuf)], server_major: i64) -> Option<PathBuf> {
+    installed
+        .iter()
+        .find(|(m, _)| *m == server_major)
+        .or_else(|| installed.iter().find(|(m, _)| *m > server_major))
+        .or_else(|| installed.last())
+        .map(|(_, p)| p.clone())
 }
 
 /// Runs `TOOL --version` and returns ("15.19", 15).
@@ -455,6 +473,35 @@ mod tests {
         let path = p.path().to_owned();
         drop(p);
         assert!(!path.exists(), "passfile left behind");
+    }
+
+    #[test]
+    fn the_tools_of_the_servers_major_are_picked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (major, tool) in [
+            ("13", "pg_dump"),
+            ("15", "pg_dump"),
+            ("17", "pg_dump"),
+            ("16", "psql"),
+        ] {
+            let bin = dir.path().join(major).join("bin");
+            std::fs::create_dir_all(&bin).expect("mkdir");
+            std::fs::write(bin.join(tool), "").expect("write");
+        }
+        std::fs::create_dir_all(dir.path().join("notaversion/bin")).expect("mkdir");
+        let installed = installed_bin_dirs(dir.path(), "pg_dump");
+        let majors: Vec<i64> = installed.iter().map(|(m, _)| *m).collect();
+        assert_eq!(majors, [13, 15, 17]);
+        let pick = |server| {
+            pick_bin_dir(&installed, server)
+                .and_then(|p| p.parent()?.file_name()?.to_str().map(str::to_owned))
+        };
+        assert_eq!(pick(15).as_deref(), Some("15"), "the server's own major");
+        assert_eq!(pick(16).as_deref(), Some("17"), "the oldest newer one");
+        assert_eq!(pick(12).as_deref(), Some("13"));
+        // Only older tools: the newest, which check_tool_major then refuses by name.
+        assert_eq!(pick(18).as_deref(), Some("17"));
+        assert_eq!(pick_bin_dir(&[], 15), None);
     }
 
     #[test]

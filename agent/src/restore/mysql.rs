@@ -12,11 +12,10 @@ use lifeboat_proto as pb;
 use sqlx::mysql::MySqlConnection;
 
 use super::{
-    Located, compare_counts, default_database_name, describe_status, open_data, scratch_name,
+    Located, Prepared, compare_counts, default_database_name, human_bytes, open_data, scratch_name,
 };
 use crate::{
     backup::init_mysql_session,
-    config::TargetConfig,
     engine::mysql::{
         self as my, ClientTool, ConnParams, DefaultsFile, RowCountKind, stream::SandboxLineFilter,
         swap::SwapPlan,
@@ -24,52 +23,149 @@ use crate::{
     job::JobCtx,
     manifest::{Manifest, TableRows},
     pipeline::{self, PipelineError},
-    process::{stderr_tail, stdin_file},
+    process::{describe_status, stderr_tail, stdin_file},
     provider::Provider,
 };
+
+/// What the restore will do, decided by [`plan`].
+struct Plan {
+    admin: MySqlConnection,
+    client: ClientTool,
+    database: String,
+    exists: bool,
+    empty: bool,
+}
 
 pub(super) async fn run(
     ctx: &JobCtx,
     spec: &pb::RestoreSpec,
-    rec: &pb::BackupRecord,
-    target: &TargetConfig,
-    loc: &Located,
-    manifest: &Manifest,
-    source_provider: Provider,
+    p: &Prepared<'_>,
 ) -> Result<pb::RestoreResult> {
-    let params = target
+    let params = p
+        .target
         .mysql
         .as_ref()
         .context("target has no MySQL connection parameters")?;
+    let password = p.target.password()?;
+    let plan = plan(ctx, spec, p, params, password.as_ref()).await?;
+    ctx.report.bail_on_errors("restore refused")?;
+    let plan = plan.context("restore could not be planned")?;
+    execute(ctx, spec, p, plan, params, password.as_ref()).await
+}
+
+/// The dry run: the checks and the steps, nothing written.
+pub(super) async fn plan_only(
+    ctx: &JobCtx,
+    spec: &pb::RestoreSpec,
+    p: &Prepared<'_>,
+) -> Result<()> {
+    let params = p
+        .target
+        .mysql
+        .as_ref()
+        .context("target has no MySQL connection parameters")?;
+    let Some(password) = ctx.report.check("connection", p.target.password()) else {
+        return Ok(());
+    };
+    if let Some(plan) = plan(ctx, spec, p, params, password.as_ref()).await? {
+        describe(ctx, spec, p, &plan);
+        let _ = sqlx::Connection::close(plan.admin).await;
+    }
+    Ok(())
+}
+
+/// Checks the destination and decides the restore; findings go to the job's report.
+async fn plan(
+    ctx: &JobCtx,
+    spec: &pb::RestoreSpec,
+    p: &Prepared<'_>,
+    params: &ConnParams,
+    password: Option<&Secret<String>>,
+) -> Result<Option<Plan>> {
+    let report = &ctx.report;
+    let (target, manifest) = (p.target, &p.manifest);
     let database = if spec.database.is_empty() {
-        default_database_name(&manifest.database, &rec.backup_id)
+        default_database_name(&manifest.database, &p.rec.backup_id)
     } else {
         spec.database.clone()
     };
-    validate_database(&database)?;
+    if report
+        .check(
+            "destination",
+            validate_database(&database).map_err(Into::into),
+        )
+        .is_none()
+    {
+        return Ok(None);
+    }
     if my::SYSTEM_DATABASES.contains(&database.to_ascii_lowercase().as_str()) {
-        bail!("refusing to restore over the system database {database}; pick another --database");
+        report.error(
+            "destination",
+            format!(
+                "refusing to restore over the system database {database}; pick another --database"
+            ),
+        );
+        return Ok(None);
     }
 
     ctx.set_phase("connecting");
-    let password = target.password()?;
-    let mut admin = my::connect(params, password.as_ref(), None).await?;
-    init_mysql_session(&mut admin, target.profile).await?;
-    let facts = my::server_facts(&mut admin, &target.database).await?;
-    let (flavor, version) = my::backup_origin(&manifest.server, source_provider.as_str())
-        .with_context(|| {
+    let Some(mut admin) = report.check("connection", my::connect(params, password, None).await)
+    else {
+        return Ok(None);
+    };
+    if report
+        .check(
+            "connection",
+            init_mysql_session(&mut admin, target.profile).await,
+        )
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let Some(facts) = report.check("server", my::server_facts(&mut admin, None).await) else {
+        return Ok(None);
+    };
+    match my::backup_origin(&manifest.server, p.source.as_str()) {
+        None => report.error(
+            "version",
             format!(
                 "cannot read the server version {:?} from the backup's manifest",
                 manifest.server.version
-            )
-        })?;
-    for w in my::check_restore_source(flavor, version, &facts)? {
-        tracing::warn!("{w}");
+            ),
+        ),
+        Some((flavor, version)) => match my::check_restore_source(flavor, version, &facts) {
+            Ok(warnings) if warnings.is_empty() => report.ok(
+                "version",
+                format!(
+                    "{} {version} backup into {} ({})",
+                    flavor.product(),
+                    facts.describe(),
+                    params.describe("")
+                ),
+            ),
+            Ok(warnings) => warnings.into_iter().for_each(|w| report.warn("version", w)),
+            Err(e) => report.error("version", format!("{e:#}")),
+        },
     }
-    let client_path = my::find_client_tool(target.mysql_bin_dir.as_deref(), facts.flavor)?;
-    let client = ClientTool::probe(&client_path).await?;
-    for w in my::check_client(&client, &facts)? {
-        tracing::warn!("{w}");
+    let client = match my::find_client_tool(target.mysql_bin_dir.as_deref(), facts.flavor) {
+        Ok(path) => match ClientTool::probe(&path).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                report.error("restore_tool", format!("{e:#}"));
+                None
+            }
+        },
+        Err(e) => {
+            report.error("restore_tool", format!("{e:#}"));
+            None
+        }
+    };
+    if let Some(c) = &client {
+        match my::check_client(c, &facts) {
+            Ok(w) if w.is_empty() => report.ok("restore_tool", c.describe()),
+            Ok(w) => w.into_iter().for_each(|w| report.warn("restore_tool", w)),
+            Err(e) => report.error("restore_tool", format!("{e:#}")),
+        }
     }
 
     let exists = my::database_exists(&mut admin, &database).await?;
@@ -78,51 +174,203 @@ pub(super) async fn run(
     } else {
         true
     };
-    if exists && !spec.clean && (target.profile.can_create_databases() || !empty) {
+    let creates = target.profile.can_create_databases();
+    if exists && !spec.clean && (creates || !empty) {
         // Any existing database is only replaced on an explicit --clean (admin role); on
         // PlanetScale an existing empty database is the destination itself.
-        bail!(
-            "database {database} already exists{}; restore into a new database with --database NAME, or replace it with --clean (admin role)",
-            if empty { "" } else { " and is not empty" }
+        report.error(
+            "destination",
+            format!(
+                "database {database} already exists{}; restore into a new database with --database NAME, or replace it with --clean (admin role)",
+                if empty { "" } else { " and is not empty" }
+            ),
         );
-    }
-    if exists && spec.clean {
+    } else if !creates && !exists {
+        report.error(
+            "destination",
+            format!(
+                "database {database} does not exist and {} databases cannot be created by the agent; create it with the provider's tools first",
+                target.profile
+            ),
+        );
+    } else if exists && spec.clean {
         let open = my::connection_count(&mut admin, &database).await?;
         if open > 0 {
-            bail!(
-                "database {database} has {open} open connection(s); stop the applications using it and run the restore again"
+            report.error(
+                "destination",
+                format!(
+                    "database {database} has {open} open connection(s); stop the applications using it and run the restore again"
+                ),
+            );
+        } else {
+            report.info(
+                "destination",
+                format!("database {database} exists and is replaced (--clean)"),
             );
         }
+    } else if exists {
+        report.ok(
+            "destination",
+            format!("database {database} exists and is empty: the backup is loaded into it"),
+        );
+    } else {
+        report.ok(
+            "destination",
+            format!("database {database} does not exist yet and is created"),
+        );
     }
+    definers(ctx, &mut admin, p).await;
+    match client {
+        Some(client) => Ok(Some(Plan {
+            admin,
+            client,
+            database,
+            exists,
+            empty,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Stored objects are created with their `DEFINER`: say which accounts the backup names that
+/// the destination lacks (the objects are created, but fail when used).
+async fn definers(ctx: &JobCtx, admin: &mut MySqlConnection, p: &Prepared<'_>) {
+    let Some(objs) = &p.manifest.objects else {
+        return;
+    };
+    if objs.roles.is_empty() {
+        return;
+    }
+    match my::objects::accounts(admin).await {
+        Some(have) => {
+            let missing: Vec<&str> = objs
+                .roles
+                .iter()
+                .map(String::as_str)
+                .filter(|d| !have.contains(*d))
+                .collect();
+            if missing.is_empty() {
+                ctx.report.ok(
+                    "definers",
+                    format!(
+                        "the definers of the backup's views, routines, triggers and events exist: {}",
+                        objs.roles.join(", ")
+                    ),
+                );
+            } else {
+                ctx.report.warn(
+                    "definers",
+                    format!(
+                        "views, routines, triggers or events in the backup are defined by {}, which do not exist on the destination; they are created, but fail when used until those accounts exist",
+                        missing.join(", ")
+                    ),
+                );
+            }
+        }
+        None => ctx.report.info(
+            "definers",
+            format!(
+                "the backup's stored objects are defined by {}; this user cannot read mysql.user to check they exist, and creating them as another user needs the privilege to set a definer",
+                objs.roles.join(", ")
+            ),
+        ),
+    }
+}
+
+/// The dry run's plan.
+fn describe(ctx: &JobCtx, spec: &pb::RestoreSpec, p: &Prepared<'_>, plan: &Plan) {
+    let r = &ctx.report;
+    let stream = format!(
+        "stream {} ({} stored, {} of SQL) from {}, checking its size and both SHA-256 hashes, into {}",
+        p.loc.data_key,
+        human_bytes(p.loc.expected.stored.size),
+        human_bytes(p.loc.expected.raw.size),
+        p.loc.repo.describe(),
+        plan.client.name
+    );
+    let count = if RowCountKind::parse(&p.manifest.row_counts_kind)
+        .is_some_and(RowCountKind::restore_must_match)
+    {
+        format!(
+            "count the rows of every table and compare them with the manifest's exact counts ({} tables)",
+            p.manifest.row_counts.len()
+        )
+    } else {
+        format!(
+            "count the rows of every table (the manifest's counts are {}: not compared)",
+            p.manifest.row_counts_kind
+        )
+    };
+    if !p.target.profile.can_create_databases() {
+        if spec.clean && !plan.empty {
+            r.step(format!(
+                "empty {} (views, triggers, routines, events, tables)",
+                plan.database
+            ));
+        }
+        r.step(format!("{stream} {}", plan.database));
+        r.step(count);
+        return;
+    }
+    let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
+    r.step(format!(
+        "create the scratch database {scratch} (character set {}, collation {})",
+        p.manifest.server.encoding, p.manifest.server.collate
+    ));
+    r.step(format!("{stream} {scratch}"));
+    r.step(count);
+    r.step(if plan.exists {
+        format!(
+            "move {db}'s tables aside into {old} and {scratch}'s into {db} in one RENAME TABLE, recreate views, triggers, routines and events in {db}, then drop {old} and {scratch}",
+            db = plan.database,
+            old = scratch_name("lifeboat_old", &ctx.job_id)
+        )
+    } else {
+        format!(
+            "create {db}, move {scratch}'s tables into it in one RENAME TABLE, recreate views, triggers, routines and events, drop {scratch}",
+            db = plan.database
+        )
+    });
+    r.step(format!(
+        "on any failure: drop {scratch}; {} is left as it was",
+        plan.database
+    ));
+}
+
+async fn execute(
+    ctx: &JobCtx,
+    spec: &pb::RestoreSpec,
+    p: &Prepared<'_>,
+    mut plan: Plan,
+    params: &ConnParams,
+    password: Option<&Secret<String>>,
+) -> Result<pb::RestoreResult> {
+    let (target, loc, manifest) = (p.target, &p.loc, &p.manifest);
+    let database = plan.database.clone();
     let load = Load {
         ctx,
         params,
-        password: password.as_ref(),
+        password,
         loc,
-        client: &client,
+        client: &plan.client,
         manifest,
         profile: target.profile,
     };
+    let admin = &mut plan.admin;
 
     if !target.profile.can_create_databases() {
         // No CREATE DATABASE: load into the (emptied) destination itself.
-        if !exists {
-            bail!(
-                "database {database} does not exist and {} databases cannot be created by the agent; create it with the provider's tools first",
-                target.profile
-            );
-        }
-        if spec.clean && !empty {
-            my::swap::empty_database(&mut admin, &database).await?;
+        if spec.clean && !plan.empty {
+            my::swap::empty_database(admin, &database).await?;
         }
         let counts = load.load_into(&database).await?;
-        let _ = sqlx::Connection::close(admin).await;
-        return Ok(result(database, counts, loc));
+        let _ = sqlx::Connection::close(plan.admin).await;
+        return Ok(result(ctx, database, counts, loc));
     }
 
     let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
     my::create_database(
-        &mut admin,
+        admin,
         &scratch,
         &manifest.server.encoding,
         &manifest.server.collate,
@@ -131,7 +379,7 @@ pub(super) async fn run(
     let counts = match load.load_into(&scratch).await {
         Ok(c) => c,
         Err(e) => {
-            drop_quietly(&mut admin, &scratch).await;
+            drop_quietly(admin, &scratch).await;
             return Err(e);
         }
     };
@@ -139,11 +387,11 @@ pub(super) async fn run(
     ctx.set_phase("swapping");
     let old = scratch_name("lifeboat_old", &ctx.job_id);
     let swapped = my::swap::swap_in(
-        &mut admin,
+        admin,
         &SwapPlan {
             scratch: &scratch,
             dest: &database,
-            old: exists.then_some(old.as_str()),
+            old: plan.exists.then_some(old.as_str()),
             character_set: &manifest.server.encoding,
             collation: &manifest.server.collate,
         },
@@ -152,18 +400,28 @@ pub(super) async fn run(
     if let Err(e) = swapped {
         // The scratch copy holds only restored data (the backup still has it); the replaced
         // database's tables, if any were moved, stay where the error says.
-        drop_quietly(&mut admin, &scratch).await;
+        drop_quietly(admin, &scratch).await;
         return Err(e);
     }
-    drop_quietly(&mut admin, &scratch).await;
-    if exists {
-        drop_quietly(&mut admin, &old).await;
+    drop_quietly(admin, &scratch).await;
+    if plan.exists {
+        drop_quietly(admin, &old).await;
     }
-    let _ = sqlx::Connection::close(admin).await;
-    Ok(result(database, counts, loc))
+    let _ = sqlx::Connection::close(plan.admin).await;
+    Ok(result(ctx, database, counts, loc))
 }
 
-fn result(database: String, counts: Vec<TableRows>, loc: &Located) -> pb::RestoreResult {
+fn result(
+    ctx: &JobCtx,
+    database: String,
+    counts: Vec<TableRows>,
+    loc: &Located,
+) -> pb::RestoreResult {
+    let rows: i64 = counts.iter().map(|c| c.rows).sum();
+    ctx.report.ok(
+        "restored",
+        format!("{database}: {} tables, {rows} rows", counts.len()),
+    );
     pb::RestoreResult {
         database,
         row_counts: counts

@@ -4,7 +4,9 @@ use lifeboat_common::names::TargetName;
 use sqlx::{Row, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, parse_enum};
-use crate::model::{AgentRecord, Engine, TargetDecl, TargetRecord, TargetSummary};
+use crate::model::{
+    AgentRecord, CheckSummary, Engine, JobState, Severity, TargetDecl, TargetRecord, TargetSummary,
+};
 
 /// A target an agent declared that another agent already owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +141,7 @@ impl Catalog {
         row.as_ref().map(target_from_row).transpose()
     }
 
-    /// Every target with its most recent backup.
+    /// Every target with its most recent backup and its latest finished check.
     pub async fn list_targets(&self) -> Result<Vec<TargetSummary>> {
         let rows = sqlx::query(
             "SELECT t.environment, t.name, t.agent, t.engine, t.provider, t.repository, \
@@ -147,8 +149,14 @@ impl Catalog {
              (SELECT b.backup_id FROM backups b WHERE b.target = t.full_name \
               ORDER BY b.finished_at_ms DESC, b.backup_id DESC LIMIT 1) AS last_backup_id, \
              (SELECT MAX(b.finished_at_ms) FROM backups b WHERE b.target = t.full_name) \
-              AS last_backup_ms \
-             FROM targets t ORDER BY t.full_name",
+              AS last_backup_ms, \
+             c.id AS check_id, c.state AS check_state, c.finished_at_ms AS check_at, \
+             c.error AS check_error, c.report AS check_report \
+             FROM targets t LEFT JOIN jobs c ON c.id = \
+             (SELECT j.id FROM jobs j WHERE j.target = t.full_name AND j.kind = 'check' \
+              AND j.backup_id = '' AND j.state IN ('succeeded', 'failed') \
+              ORDER BY j.finished_at_ms DESC, j.id DESC LIMIT 1) \
+             ORDER BY t.full_name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -159,10 +167,37 @@ impl Catalog {
                 Ok(TargetSummary {
                     target: target_from_row(row)?,
                     last_backup: id.zip(at),
+                    last_check: check_summary(row)?,
                 })
             })
             .collect()
     }
+}
+
+/// The latest check's verdict: its worst finding, or the job's own error when it failed
+/// without one.
+fn check_summary(row: &SqliteRow) -> Result<Option<CheckSummary>> {
+    let Some(job_id) = row.try_get::<Option<String>, _>("check_id")? else {
+        return Ok(None);
+    };
+    let state: String = row.try_get("check_state")?;
+    let error: String = row.try_get("check_error")?;
+    let report = super::jobs::report_from_json(&row.try_get::<String, _>("check_report")?)?;
+    let (mut severity, mut summary) = match report.worst() {
+        Some(f) if f.severity >= Severity::Warning => (f.severity, f.message.clone()),
+        Some(f) => (f.severity, String::new()),
+        None => (Severity::Ok, String::new()),
+    };
+    if state == JobState::Failed.as_str() && severity < Severity::Error {
+        severity = Severity::Error;
+        summary = error;
+    }
+    Ok(Some(CheckSummary {
+        job_id,
+        finished_at_ms: row.try_get::<Option<i64>, _>("check_at")?.unwrap_or(0),
+        severity,
+        summary,
+    }))
 }
 
 fn target_from_row(row: &SqliteRow) -> Result<TargetRecord> {

@@ -4,14 +4,18 @@
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
-use crate::model::{Backup, Finish, Job, JobKind, JobState, NewJob, Progress, VerifyOutcome};
+use crate::model::{
+    Backup, Finding, Finish, Job, JobKind, JobState, NewJob, OwnerPolicy, Progress, Report,
+    RestoreOptions, Severity, VerifyOutcome,
+};
 
 /// The columns `job_from_row` reads, as a literal so queries stay `&'static str`.
 macro_rules! job_columns {
     () => {
         "id, kind, state, target, agent, backup_id, requested_by, created_at_ms, \
          dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
-         progress_stored_bytes, progress_phase, detail, database_name, clean"
+         progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
+         include_provider_schemas, report"
     };
 }
 
@@ -244,7 +248,8 @@ fn insert_job_query(
 ) -> sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
-         created_at_ms, database_name, clean) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+         created_at_ms, database_name, clean, owners, include_provider_schemas) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -255,6 +260,8 @@ fn insert_job_query(
     .bind(job.created_at_ms)
     .bind(&job.database)
     .bind(job.clean)
+    .bind(job.options.owners.as_str())
+    .bind(job.options.include_provider_schemas)
 }
 
 /// Creates a queued job inside a transaction.
@@ -273,7 +280,7 @@ pub(super) async fn finish_in(
 ) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE jobs SET state = ?, finished_at_ms = ?, error = ?, detail = ?, \
-         database_name = COALESCE(?, database_name) \
+         database_name = COALESCE(?, database_name), report = ? \
          WHERE id = ? AND state IN ('queued', 'running')",
     )
     .bind(f.state.as_str())
@@ -281,15 +288,76 @@ pub(super) async fn finish_in(
     .bind(&f.error)
     .bind(&f.detail)
     .bind(f.database.as_deref())
+    .bind(report_to_json(&f.report))
     .bind(id)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
 }
 
+/// A job's report as stored: JSON, or '' when there is none.
+fn report_to_json(r: &Report) -> String {
+    if r.is_empty() {
+        return String::new();
+    }
+    let findings: Vec<serde_json::Value> = r
+        .findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "check": f.check,
+                "severity": f.severity.as_str(),
+                "message": f.message,
+            })
+        })
+        .collect();
+    serde_json::json!({ "findings": findings, "plan": r.plan }).to_string()
+}
+
+pub(super) fn report_from_json(text: &str) -> Result<Report> {
+    if text.is_empty() {
+        return Ok(Report::default());
+    }
+    let bad = |what: &str| CatalogError::Corrupt(format!("jobs.report: {what}"));
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+    let text_of = |v: &serde_json::Value, key: &str| {
+        v.get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| bad(&format!("{key} is not text")))
+    };
+    let mut report = Report::default();
+    for f in v
+        .get("findings")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| bad("no findings list"))?
+    {
+        let severity = text_of(f, "severity")?;
+        report.findings.push(Finding {
+            check: text_of(f, "check")?,
+            severity: parse_enum("jobs.report severity", &severity, Severity::parse)?,
+            message: text_of(f, "message")?,
+        });
+    }
+    for step in v
+        .get("plan")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| bad("no plan list"))?
+    {
+        report.plan.push(
+            step.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| bad("a plan step is not text"))?,
+        );
+    }
+    Ok(report)
+}
+
 fn job_from_row(row: &SqliteRow) -> Result<Job> {
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
+    let owners: String = row.try_get("owners")?;
+    let report: String = row.try_get("report")?;
     Ok(Job {
         id: row.try_get("id")?,
         kind: parse_enum("jobs.kind", &kind, JobKind::parse)?,
@@ -317,5 +385,10 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
         detail: row.try_get("detail")?,
         database: row.try_get("database_name")?,
         clean: row.try_get("clean")?,
+        options: RestoreOptions {
+            owners: parse_enum("jobs.owners", &owners, OwnerPolicy::parse)?,
+            include_provider_schemas: row.try_get("include_provider_schemas")?,
+        },
+        report: report_from_json(&report)?,
     })
 }

@@ -100,6 +100,14 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0003_alerts.sql").into_sql_str(),
             false,
         ),
+        // Outside sqlx's transaction, like 2: it rebuilds the jobs table.
+        Migration::new(
+            4,
+            "checks pins".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0004_checks_pins.sql").into_sql_str(),
+            true,
+        ),
     ])
 }
 

@@ -14,7 +14,8 @@ use crate::{
 
 impl Catalog {
     /// Plans a rebuild from `listed` against the catalog and, unless `dry_run`, writes it.
-    /// Rows are added and their verify status changed; nothing is deleted, pins are untouched.
+    /// Rows are added and their verify status changed, pins found in markers recorded again;
+    /// nothing is deleted and no pin is removed.
     pub async fn rebuild(
         &self,
         listed: &[Listed],
@@ -85,6 +86,18 @@ impl Catalog {
                     .await?;
                 }
             }
+            if let Some(pin) = &o.restore_pin {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO backup_pins (backup_id, pinned_by, pinned_at_ms, \
+                     reason) VALUES (?, ?, ?, ?)",
+                )
+                .bind(&o.backup_id)
+                .bind(&pin.pinned_by)
+                .bind(pin.pinned_at_ms)
+                .bind(&pin.reason)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -127,9 +140,13 @@ async fn read_view(tx: &mut Transaction<'static, Sqlite>) -> Result<CatalogView>
     )
     .fetch_all(&mut **tx)
     .await?;
+    let pinned: Vec<String> = sqlx::query_scalar("SELECT backup_id FROM backup_pins")
+        .fetch_all(&mut **tx)
+        .await?;
     Ok(CatalogView {
         backups,
         targets: targets.into_iter().collect::<HashSet<_>>(),
         active_backups: active.into_iter().collect::<HashSet<_>>(),
+        pinned: pinned.into_iter().collect::<HashSet<_>>(),
     })
 }

@@ -90,6 +90,24 @@ impl Catalog {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The pin of one backup, if it is pinned.
+    pub async fn pin_of(&self, backup_id: &str) -> Result<Option<Pin>> {
+        let row = sqlx::query(
+            "SELECT pinned_by, pinned_at_ms, reason FROM backup_pins WHERE backup_id = ?",
+        )
+        .bind(backup_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Pin {
+                pinned_by: r.try_get("pinned_by")?,
+                pinned_at_ms: r.try_get("pinned_at_ms")?,
+                reason: r.try_get("reason")?,
+            })
+        })
+        .transpose()
+    }
+
     /// Every pin, by backup id.
     pub async fn pins(&self) -> Result<HashMap<String, Pin>> {
         let rows =

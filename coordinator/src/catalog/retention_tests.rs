@@ -59,6 +59,7 @@ fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
         created_at_ms: 1_000,
         database: String::new(),
         clean: false,
+        options: Default::default(),
     }
 }
 
@@ -276,6 +277,7 @@ async fn two_phase_delete() {
         error: "storage down".into(),
         detail: String::new(),
         database: None,
+        report: Default::default(),
     };
     c.finish_job("jd1", &failed).await.expect("fail");
     assert!(c.get_backup("b1").await.expect("get").is_some());
@@ -290,6 +292,7 @@ async fn two_phase_delete() {
         error: String::new(),
         detail: "deleted".into(),
         database: None,
+        report: Default::default(),
     };
     let done = c
         .finish_delete_job("jd2", &ok, "b1")

@@ -43,6 +43,7 @@ fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
         created_at_ms: 2_000,
         database: String::new(),
         clean: false,
+        options: Default::default(),
     }
 }
 
@@ -90,6 +91,7 @@ fn success(at: i64) -> Finish {
         error: String::new(),
         detail: String::new(),
         database: None,
+        report: Default::default(),
     }
 }
 
@@ -239,6 +241,7 @@ async fn one_active_backup_per_target() {
             error: "boom".into(),
             detail: String::new(),
             database: None,
+            report: Default::default(),
         },
     )
     .await
@@ -455,6 +458,7 @@ async fn verify_result_updates_backup_in_the_same_transaction() {
         error: "backup is corrupt".into(),
         detail: "corrupt".into(),
         database: None,
+        report: Default::default(),
     };
     let job = c
         .finish_verify_job(J2, &finish, B1, &outcome)

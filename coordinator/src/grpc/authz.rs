@@ -43,6 +43,11 @@ pub enum Action {
     RebuildCatalog {
         dry_run: bool,
     },
+    /// Runs a read-only check job on the target's agent (it connects to the database).
+    CheckTarget,
+    /// Plans a restore (a read-only check job), with or without `--clean`.
+    RestoreDryRun,
+    ListAudit,
 }
 
 impl Action {
@@ -69,7 +74,10 @@ impl Action {
             | Action::PauseSchedule
             | Action::ResumeSchedule
             | Action::DeleteSchedule
-            | Action::PinBackup => Role::Operator,
+            | Action::PinBackup
+            | Action::CheckTarget
+            | Action::RestoreDryRun
+            | Action::ListAudit => Role::Operator,
             Action::Restore { clean: true }
             | Action::UnpinBackup
             | Action::Prune { dry_run: false }
@@ -105,6 +113,9 @@ impl Action {
             Action::Prune { dry_run: false } => "prune",
             Action::RebuildCatalog { dry_run: true } => "rebuild_catalog_dry_run",
             Action::RebuildCatalog { dry_run: false } => "rebuild_catalog",
+            Action::CheckTarget => "check_target",
+            Action::RestoreDryRun => "restore_dry_run",
+            Action::ListAudit => "list_audit",
         }
     }
 }
@@ -169,7 +180,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 26] = [
+    const ALL: [Action; 29] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -196,6 +207,9 @@ mod tests {
         Action::Prune { dry_run: false },
         Action::RebuildCatalog { dry_run: true },
         Action::RebuildCatalog { dry_run: false },
+        Action::CheckTarget,
+        Action::RestoreDryRun,
+        Action::ListAudit,
     ];
 
     #[test]
@@ -233,6 +247,9 @@ mod tests {
             "resume_schedule",
             "delete_schedule",
             "pin_backup",
+            "check_target",
+            "restore_dry_run",
+            "list_audit",
         ]);
         assert_eq!(allowed("olga"), ops);
         assert_eq!(allowed("alice").len(), ALL.len());

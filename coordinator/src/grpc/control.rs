@@ -22,6 +22,8 @@ use crate::{
     wire,
 };
 
+mod audit;
+mod checks;
 mod rebuild;
 mod schedules;
 
@@ -57,15 +59,6 @@ impl Control {
     fn authorize<T>(&self, request: &Request<T>, action: Action, object: &str) -> Result<Operator> {
         let identity = super::identity(request)?;
         authorize(&self.hub.config, &identity, action).inspect_err(|e| {
-            tracing::warn!(
-                target: "audit",
-                identity = %identity,
-                action = action.name(),
-                object,
-                outcome = "denied",
-                reason = %e,
-                "operator action"
-            );
             let catalog = self.hub.catalog.clone();
             let who = identity.to_string();
             let object = object.to_owned();
@@ -76,28 +69,9 @@ impl Control {
         })
     }
 
-    /// Logs an operator action and how it ended (target `audit`), and stores it in the
+    /// Logs an operator action and how it ended (once, target `audit`), and stores it in the
     /// catalog for `lifeboat audit list`.
     async fn audit<T>(&self, op: &Operator, action: Action, object: &str, result: &Result<T>) {
-        match result {
-            Ok(_) => tracing::info!(
-                target: "audit",
-                operator = %op.name,
-                action = action.name(),
-                object,
-                outcome = "ok",
-                "operator action"
-            ),
-            Err(e) => tracing::info!(
-                target: "audit",
-                operator = %op.name,
-                action = action.name(),
-                object,
-                outcome = "refused",
-                reason = %e,
-                "operator action"
-            ),
-        }
         crate::audit::record_result(
             &self.hub.catalog,
             &op.name,
@@ -175,6 +149,7 @@ impl Control {
             created_at_ms: lifeboat_proto::now_ms(),
             database: String::new(),
             clean: false,
+            options: Default::default(),
         }
     }
 
@@ -213,10 +188,16 @@ impl Control {
         if !req.database.is_empty() {
             validate_database(&req.database)?;
         }
-        let mut job = self.new_job(op, JobKind::Restore, &target);
+        let kind = if req.dry_run {
+            JobKind::Check
+        } else {
+            JobKind::Restore
+        };
+        let mut job = self.new_job(op, kind, &target);
         job.backup_id = backup.backup_id;
         job.database.clone_from(&req.database);
         job.clean = req.clean;
+        job.options = wire::restore_options(req.owners, req.include_provider_schemas)?;
         self.create(job).await
     }
 
@@ -253,6 +234,7 @@ impl Control {
             error: format!("cancelled by {}", op.name),
             detail: String::new(),
             database: None,
+            report: Default::default(),
         };
         match self.hub.catalog.finish_job(&job.id, &finish).await? {
             Some(done) => {
@@ -427,8 +409,12 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::RestoreRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let action = Action::Restore {
-            clean: request.get_ref().clean,
+        let action = if request.get_ref().dry_run {
+            Action::RestoreDryRun
+        } else {
+            Action::Restore {
+                clean: request.get_ref().clean,
+            }
         };
         let object = format!(
             "{} -> {}",
@@ -587,7 +573,7 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::BackupRecord>, Status> {
         let id = request.get_ref().backup_id.clone();
         let op = self.authorize(&request, Action::UnpinBackup, &id)?;
-        let result = self.unpin_impl(&id).await;
+        let result = self.unpin_impl(&op, &id).await;
         self.audit(&op, Action::UnpinBackup, &id, &result).await;
         Ok(Response::new(result?))
     }
@@ -626,6 +612,27 @@ impl pb::control_server::Control for Control {
         let result = self.rebuild_impl(&op, request.get_ref()).await;
         self.audit(&op, action, &object, &result).await;
         Ok(Response::new(result?))
+    }
+
+    async fn check_target(
+        &self,
+        request: Request<pb::CheckTargetRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let target = request.get_ref().target.clone();
+        let op = self.authorize(&request, Action::CheckTarget, &target)?;
+        let result = self.check_target_impl(&op, &target).await;
+        self.audit(&op, Action::CheckTarget, &target, &result).await;
+        Ok(Response::new(pb::Job::from(&result?)))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        self.authorize(&request, Action::ListAudit, "")?;
+        Ok(Response::new(
+            self.list_audit_impl(request.get_ref()).await?,
+        ))
     }
 
     type WatchJobStream = ReceiverStream<Result<pb::Job, Status>>;

@@ -269,6 +269,7 @@ impl Session {
                 error: format!("the coordinator could not accept the agent's result: {why}"),
                 detail: String::new(),
                 database: None,
+                report: Default::default(),
             };
             if let Some(j) = self.hub.catalog.finish_job(&job.id, &finish).await? {
                 self.hub.job_finished(&j);
@@ -285,12 +286,14 @@ impl Session {
     async fn record(&self, job: &Job, result: JobResult) -> Result<Option<Job>, Error> {
         let now = lifeboat_proto::now_ms();
         let catalog = &self.hub.catalog;
+        let report = result.report.clone();
         let finish = |state: JobState, error: String| Finish {
             state,
             finished_at_ms: now,
             error,
             detail: String::new(),
             database: None,
+            report: report.clone(),
         };
         let reason = || {
             if !result.error.is_empty() {
@@ -309,9 +312,11 @@ impl Session {
         };
 
         if result.state != JobState::Succeeded && job.kind != JobKind::Verify {
-            return Ok(catalog
-                .finish_job(&job.id, &finish(result.state, reason()))
-                .await?);
+            let mut f = finish(result.state, reason());
+            if job.kind == JobKind::Check {
+                f.detail = check_detail(&f.report);
+            }
+            return Ok(catalog.finish_job(&job.id, &f).await?);
         }
         match (job.kind, result.payload) {
             (JobKind::Backup, Some(ResultPayload::Backup(mut backup))) => {
@@ -390,6 +395,14 @@ impl Session {
                     .finish_delete_job(&job.id, &f, &job.backup_id)
                     .await?)
             }
+            (JobKind::Check, None) => {
+                let mut f = finish(JobState::Succeeded, String::new());
+                f.detail = check_detail(&f.report);
+                Ok(catalog.finish_job(&job.id, &f).await?)
+            }
+            (JobKind::Pin, None) => Ok(catalog
+                .finish_job(&job.id, &finish(JobState::Succeeded, String::new()))
+                .await?),
             (JobKind::List, Some(ResultPayload::List(backups))) => {
                 let mut f = finish(JobState::Succeeded, String::new());
                 f.detail = format!("{} manifest(s)", backups.len());
@@ -404,5 +417,20 @@ impl Session {
             (_, None) => Err(mismatch("no result")),
             (_, Some(_)) => Err(mismatch("the result of another kind of job")),
         }
+    }
+}
+
+/// A check job's one-line verdict: its worst finding.
+fn check_detail(report: &crate::model::Report) -> String {
+    use crate::model::Severity;
+    let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
+    match report.worst() {
+        None => "no findings".to_owned(),
+        Some(w) if w.severity < Severity::Warning => "ok".to_owned(),
+        Some(_) => format!(
+            "{} error(s), {} warning(s)",
+            count(Severity::Error),
+            count(Severity::Warning)
+        ),
     }
 }

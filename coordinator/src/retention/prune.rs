@@ -145,6 +145,7 @@ async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Ap
         created_at_ms: now_ms,
         database: String::new(),
         clean: false,
+        options: Default::default(),
     };
     Ok(
         match hub

@@ -209,6 +209,7 @@ async fn restore_checks_engine_and_database_and_reports_the_restored_database() 
         to_target: to.into(),
         database: db.into(),
         clean: false,
+        ..Default::default()
     };
     let e = control
         .restore(restore("prod/shop", ""))
@@ -272,6 +273,7 @@ async fn restore_checks_engine_and_database_and_reports_the_restored_database() 
             to_target: String::new(),
             database: "orders".into(),
             clean: true,
+            ..Default::default()
         })
         .await
         .expect("clean restore by admin")

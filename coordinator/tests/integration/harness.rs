@@ -394,6 +394,7 @@ pub fn result(
         },
         result: r,
         finished_at_ms: lifeboat_proto::now_ms(),
+        ..Default::default()
     }))
 }
 

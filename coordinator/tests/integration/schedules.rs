@@ -320,6 +320,24 @@ async fn prune_deletes_in_two_phases_and_keeps_pins() {
     })
     .await
     .expect("pin");
+    // The pin goes to the agent too, as a marker beside the backup's manifest (so a catalog
+    // rebuild finds it again), carrying the pin as the catalog holds it.
+    let marker = agent.expect_start().await;
+    assert_eq!(marker.kind, i32::from(pb::JobKind::Pin));
+    let Some(pb::job_spec::Spec::Pin(p)) = &marker.spec else {
+        panic!("expected a pin marker job: {marker:?}")
+    };
+    assert_eq!(p.backup.as_ref().expect("record").backup_id, ids[0]);
+    let pin = p.pin.as_ref().expect("the pin");
+    assert_eq!(
+        (pin.pinned_by.as_str(), pin.reason.as_str()),
+        ("olga", "quarter-end audit")
+    );
+    agent.send(accepted(&marker.job_id)).await;
+    agent
+        .send(result(&marker.job_id, pb::JobState::Succeeded, None))
+        .await;
+    agent.expect_ack(&marker.job_id).await;
     let e = olga
         .pin_backup(pb::PinBackupRequest {
             backup_id: ids[1].clone(),

@@ -251,6 +251,7 @@ async fn x35_roles_are_enforced_before_any_work() {
             to_target: "prod/orders".into(),
             database: "orders".into(),
             clean: true,
+            ..Default::default()
         })
         .await
         .expect_err("operator restored with clean");
@@ -263,6 +264,7 @@ async fn x35_roles_are_enforced_before_any_work() {
             to_target: "prod/orders".into(),
             database: "orders".into(),
             clean: false,
+            ..Default::default()
         })
         .await
         .expect_err("restore of a missing backup");
@@ -275,6 +277,7 @@ async fn x35_roles_are_enforced_before_any_work() {
             to_target: String::new(),
             database: String::new(),
             clean: true,
+            ..Default::default()
         })
         .await
         .expect_err("restore of a missing backup");

@@ -91,6 +91,8 @@ pub struct RebuildBackupView {
     pub stored_size: u64,
     pub finished_at: Option<String>,
     pub finished_at_ms: Option<i64>,
+    /// Its pin was found in the repository (`pin.json`) and recorded again.
+    pub pin_restored: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +105,7 @@ pub struct RebuildView {
     pub missing: u32,
     pub skipped: u32,
     pub damaged: u32,
+    pub pins_restored: u32,
     pub listings: Vec<RebuildListingView>,
     pub backups: Vec<RebuildBackupView>,
 }
@@ -118,6 +121,7 @@ impl From<&pb::RebuildCatalogResponse> for RebuildView {
             missing: r.missing,
             skipped: r.skipped,
             damaged: r.damaged,
+            pins_restored: r.pins_restored,
             listings: r
                 .listings
                 .iter()
@@ -145,6 +149,7 @@ impl From<&pb::RebuildCatalogResponse> for RebuildView {
                         stored_size: b.stored_size,
                         finished_at,
                         finished_at_ms,
+                        pin_restored: b.pin_restored,
                     }
                 })
                 .collect(),
@@ -180,7 +185,11 @@ impl Render for RebuildView {
                     human_size(b.stored_size),
                     b.outcome.to_owned(),
                     b.verify_status.to_owned(),
-                    or_none(b.detail.as_deref().unwrap_or_default()),
+                    match (b.pin_restored, b.detail.as_deref()) {
+                        (true, Some(d)) => format!("pin restored; {d}"),
+                        (true, None) => "pin restored".to_owned(),
+                        (false, d) => or_none(d.unwrap_or_default()),
+                    },
                 ]);
             }
             s.push_str(&t.render());
@@ -196,6 +205,13 @@ impl Render for RebuildView {
         } else {
             "\n"
         });
+        if self.pins_restored > 0 {
+            s.push_str(&format!(
+                "{} pin(s) recorded again from the pin markers in the repositories{}\n",
+                self.pins_restored,
+                if self.dry_run { " (on a real run)" } else { "" }
+            ));
+        }
         if self.damaged > 0 {
             s.push_str(&format!(
                 "{} backup(s) have data that is gone or of the wrong size (verify status \
@@ -249,6 +265,7 @@ mod tests {
                     detail: String::new(),
                     stored_size: 2048,
                     finished_at_ms: 1_794_969_000_000,
+                    ..Default::default()
                 },
                 pb::RebuildBackup {
                     backup_id: "20261127T023000Z-00000b".into(),
@@ -260,6 +277,7 @@ mod tests {
                     detail: "data is missing".into(),
                     stored_size: 4096,
                     finished_at_ms: 1_794_972_600_000,
+                    ..Default::default()
                 },
             ],
             added: 1,

@@ -8,6 +8,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 
 pub mod agents;
+pub mod audit;
 pub mod backup;
 pub mod catalog;
 pub mod jobs;
@@ -31,5 +32,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Schedule(cmd) => schedule::run(cmd, global, out).await,
         Command::Prune(args) => prune::run(args, global, out).await,
         Command::Catalog(cmd) => catalog::run(cmd, global, out).await,
+        Command::Audit(cmd) => audit::run(cmd, global, out).await,
     }
 }

@@ -1,4 +1,5 @@
-//! `lifeboat restore ID [--to TARGET] [--database NAME] [--clean] [--wait]`.
+//! `lifeboat restore ID [--to TARGET] [--database NAME] [--clean] [--owners auto|keep|drop]
+//! [--include-provider-schemas] [--dry-run] [--wait]`.
 
 use std::io::Write;
 
@@ -6,7 +7,7 @@ use anyhow::Result;
 use lifeboat_proto as pb;
 
 use crate::{
-    cli::{GlobalArgs, RestoreArgs},
+    cli::{GlobalArgs, Owners, RestoreArgs},
     client::Conn,
     commands::jobs::print_started,
     progress,
@@ -19,11 +20,19 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         to_target: args.to.map(|t| t.to_string()).unwrap_or_default(),
         database: args.database.unwrap_or_default(),
         clean: args.clean,
+        dry_run: args.dry_run,
+        owners: match args.owners {
+            Owners::Auto => pb::OwnerPolicy::Auto,
+            Owners::Keep => pb::OwnerPolicy::Keep,
+            Owners::Drop => pb::OwnerPolicy::Drop,
+        }
+        .into(),
+        include_provider_schemas: args.include_provider_schemas,
     });
     let job = conn
         .unary("start restore", |mut c| async move { c.restore(req).await })
         .await?;
-    if args.wait.wait {
+    if args.wait.wait || args.dry_run {
         progress::wait_and_report(&conn, &job.job_id, out, global.output).await
     } else {
         print_started(out, global.output, &job)

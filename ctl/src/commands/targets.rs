@@ -1,4 +1,4 @@
-//! `lifeboat targets list`.
+//! `lifeboat targets list` and `lifeboat targets check TARGET`.
 
 use std::io::Write;
 
@@ -6,16 +6,32 @@ use anyhow::Result;
 use lifeboat_proto as pb;
 
 use crate::{
-    cli::{GlobalArgs, TargetsCommand},
+    cli::{GlobalArgs, TargetArg, TargetsCommand},
     client::Conn,
-    output,
+    output, progress,
     views::TargetView,
 };
 
 pub async fn run(cmd: TargetsCommand, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     match cmd {
         TargetsCommand::List => list(global, out).await,
+        TargetsCommand::Check(args) => check(args, global, out).await,
     }
+}
+
+/// Runs a check job and waits for its findings.
+async fn check(args: TargetArg, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::CheckTargetRequest {
+        target: args.target.to_string(),
+    });
+    let job = conn
+        .unary(
+            "check target",
+            |mut c| async move { c.check_target(req).await },
+        )
+        .await?;
+    progress::wait_and_report(&conn, &job.job_id, out, global.output).await
 }
 
 async fn list(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {

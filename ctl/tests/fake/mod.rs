@@ -60,6 +60,7 @@ fn job(id: &str, kind: pb::JobKind, state: pb::JobState, phase: &str) -> pb::Job
         detail: String::new(),
         database: String::new(),
         clean: false,
+        ..Default::default()
     }
 }
 
@@ -400,6 +401,20 @@ impl pb::control_server::Control for Fake {
         &self,
         _req: Request<pb::RebuildCatalogRequest>,
     ) -> Result<Response<pb::RebuildCatalogResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn check_target(
+        &self,
+        _req: Request<pb::CheckTargetRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn list_audit(
+        &self,
+        _req: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }
 

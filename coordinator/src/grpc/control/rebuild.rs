@@ -15,7 +15,6 @@ impl Control {
         let report = crate::rebuild::run(&self.hub, &op.name, &scope).await?;
         let resp = wire::rebuild_to_pb(&report);
         tracing::info!(
-            target: "audit",
             operator = %op.name,
             action = if scope.dry_run { "rebuild_catalog_dry_run" } else { "rebuild_catalog" },
             added = resp.added,

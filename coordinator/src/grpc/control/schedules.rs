@@ -254,7 +254,10 @@ impl Control {
             reason: wire::pin_reason(&req.reason)?,
         };
         match self.hub.catalog.pin_backup(&backup.backup_id, &pin).await? {
-            PinOutcome::Pinned => self.backup_pb(&backup).await,
+            PinOutcome::Pinned => {
+                self.queue_pin_marker(op, &backup).await;
+                self.backup_pb(&backup).await
+            }
             PinOutcome::NotFound => Err(Error::NotFound(format!(
                 "backup {} is no longer in the catalog",
                 backup.backup_id
@@ -266,7 +269,11 @@ impl Control {
         }
     }
 
-    pub(super) async fn unpin_impl(&self, backup_id: &str) -> Result<pb::BackupRecord> {
+    pub(super) async fn unpin_impl(
+        &self,
+        op: &Operator,
+        backup_id: &str,
+    ) -> Result<pb::BackupRecord> {
         let backup = self.backup(backup_id).await?;
         if !self.hub.catalog.unpin_backup(&backup.backup_id).await? {
             return Err(Error::FailedPrecondition(format!(
@@ -274,6 +281,7 @@ impl Control {
                 backup.backup_id
             )));
         }
+        self.queue_pin_marker(op, &backup).await;
         self.backup_pb(&backup).await
     }
 

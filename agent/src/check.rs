@@ -1,0 +1,103 @@
+//! The check job: `lifeboat targets check TARGET` (the pre-flight of a backup, run on its own:
+//! connection, server and tool versions, privileges, size, repository) and `lifeboat restore
+//! --dry-run` (the restore's own checks and plan, see [`crate::restore::dry_run`]). Every
+//! finding goes to the job's report; the job fails if any is an error. Nothing is written to a
+//! database; a target check writes one small probe object into the repository and removes it.
+
+mod mysql;
+mod postgres;
+
+use anyhow::{Context, Result};
+use lifeboat_proto as pb;
+
+use crate::{
+    config::{Engine, TargetConfig},
+    job::JobCtx,
+    provider,
+    repo::{self, backup_dir_key},
+};
+
+pub async fn run(ctx: &JobCtx, spec: &pb::CheckSpec) -> Result<()> {
+    if let Some(restore) = &spec.restore {
+        return crate::restore::dry_run(ctx, restore).await;
+    }
+    let target = ctx.config.targets.get(&spec.target).with_context(|| {
+        format!(
+            "this agent has no target {:?}; check the agent's [[target]] list",
+            spec.target
+        )
+    })?;
+    ctx.set_phase("checking");
+    let report = &ctx.report;
+    match provider::check_url(target.profile, &target.url) {
+        Ok(notes) => {
+            report.ok(
+                "provider",
+                format!(
+                    "{} profile, engine {}",
+                    target.profile,
+                    target.engine.as_str()
+                ),
+            );
+            for n in notes {
+                report.info("provider", n);
+            }
+        }
+        Err(e) => report.error("provider", e.to_string()),
+    }
+    match target.password() {
+        Ok(password) => match target.engine {
+            Engine::Postgres => postgres::check(ctx, target, password.as_ref()).await,
+            Engine::Mysql => mysql::check(ctx, target, password.as_ref()).await,
+        },
+        Err(e) => report.error("connection", format!("{e:#}")),
+    }
+    repository(ctx, target).await;
+    report.bail_on_errors("check failed")
+}
+
+/// The target's repository: reachable, writable, and deletable (retention deletes), proven
+/// with one small probe object that is removed at once.
+async fn repository(ctx: &JobCtx, target: &TargetConfig) {
+    let report = &ctx.report;
+    let repo = match repo::open(&ctx.config, &target.repository) {
+        Ok(r) => r,
+        Err(e) => return report.error("repository", format!("{e:#}")),
+    };
+    let probe = backup_dir_key(
+        &ctx.config.environment,
+        &target.name,
+        &format!("lifeboat-check-{}", ctx.job_id.to_ascii_lowercase()),
+    );
+    let body = bytes::Bytes::from_static(b"lifeboat check probe; safe to delete\n");
+    match repo.put_bytes(&probe, body, &ctx.cancel).await {
+        Ok(_) => match repo.delete(&probe).await {
+            Ok(()) => report.ok(
+                "repository",
+                format!("{}: writable, and objects can be deleted", repo.describe()),
+            ),
+            Err(e) => report.warn(
+                "repository",
+                format!(
+                    "{}: writable, but the probe {probe} could not be deleted ({e}); retention needs to delete backups, grant it (and remove the probe)",
+                    repo.describe()
+                ),
+            ),
+        },
+        Err(e) => report.error(
+            "repository",
+            format!("cannot write to {}: {e}", repo.describe()),
+        ),
+    }
+}
+
+/// `1.2 GiB` for a size finding.
+fn size_finding(ctx: &JobCtx, bytes: u64) {
+    ctx.report.info(
+        "size",
+        format!(
+            "database size {} (data and indexes; the dump is usually smaller)",
+            crate::restore::human_bytes(bytes)
+        ),
+    );
+}

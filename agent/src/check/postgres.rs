@@ -1,0 +1,250 @@
+//! `targets check` for a PostgreSQL target.
+
+use std::{process::Stdio, time::Duration};
+
+use lifeboat_common::secret::Secret;
+use sqlx::postgres::PgConnection;
+
+use super::size_finding;
+use crate::{
+    config::TargetConfig,
+    engine::postgres as pg,
+    job::JobCtx,
+    process::{describe_status, stderr_tail},
+};
+
+/// How long the schema-only dump may take.
+const SCHEMA_DUMP_TIMEOUT: Duration = Duration::from_secs(300);
+/// Unreadable objects named in a finding.
+const SHOWN: usize = 10;
+
+pub(super) async fn check(ctx: &JobCtx, target: &TargetConfig, password: Option<&Secret<String>>) {
+    let report = &ctx.report;
+    let Some(mut conn) = report.check(
+        "connection",
+        pg::connect(target, password, &target.database).await,
+    ) else {
+        return;
+    };
+    report.ok(
+        "connection",
+        format!("connected to {}", pg::describe(target, &target.database)),
+    );
+    let Some(facts) = report.check("server", pg::server_facts(&mut conn).await) else {
+        return;
+    };
+    report.ok("server", format!("PostgreSQL {}", facts.version));
+    standby(ctx, &mut conn).await;
+
+    let pg_dump = pg::tool(target, "pg_dump", facts.major);
+    let dump_ok = match pg::tool_version(&pg_dump).await {
+        Ok((version, major)) => match pg::check_tool_major("pg_dump", &version, major, &facts) {
+            Ok(()) => {
+                report.ok(
+                    "dump_tool",
+                    format!("pg_dump {version} ({})", pg_dump.display()),
+                );
+                true
+            }
+            Err(e) => {
+                report.error("dump_tool", format!("{e:#}"));
+                false
+            }
+        },
+        Err(e) => {
+            report.error("dump_tool", format!("{e:#}"));
+            false
+        }
+    };
+    let pg_restore = pg::tool(target, "pg_restore", facts.major);
+    match pg::tool_version(&pg_restore).await {
+        Ok((version, major)) if major >= facts.major => report.ok(
+            "restore_tool",
+            format!("pg_restore {version} ({})", pg_restore.display()),
+        ),
+        Ok((version, _)) => report.warn(
+            "restore_tool",
+            format!(
+                "pg_restore {version} is older than the server (PostgreSQL {}); restores into this target will be refused until newer client tools are installed",
+                facts.version
+            ),
+        ),
+        Err(e) => report.warn(
+            "restore_tool",
+            format!("{e:#}; restores into this target need pg_restore"),
+        ),
+    }
+    let readable = privileges(ctx, &mut conn).await;
+    size_finding(ctx, facts.size_bytes);
+    let _ = sqlx::Connection::close(conn).await;
+    if dump_ok && readable {
+        schema_dump(ctx, target, password, &pg_dump).await;
+    }
+}
+
+/// A standby serves dumps, but recovery may cancel a long one.
+async fn standby(ctx: &JobCtx, conn: &mut PgConnection) {
+    let row: Result<(bool, String, String), sqlx::Error> = sqlx::query_as(
+        "SELECT pg_is_in_recovery(), current_setting('hot_standby_feedback'), \
+         current_setting('max_standby_streaming_delay')",
+    )
+    .fetch_one(&mut *conn)
+    .await;
+    match row {
+        Ok((true, feedback, delay)) => {
+            if feedback == "off" && delay != "-1" {
+                ctx.report.warn(
+                    "server",
+                    format!(
+                        "the server is a standby with hot_standby_feedback = off and max_standby_streaming_delay = {delay}: recovery may cancel a long dump; set hot_standby_feedback = on, or dump from the primary"
+                    ),
+                );
+            } else {
+                ctx.report
+                    .info("server", "the server is a standby (in recovery)");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => ctx.report.info(
+            "server",
+            format!("cannot tell whether the server is a standby: {e}"),
+        ),
+    }
+}
+
+/// Everything pg_dump reads must be readable by the backup user; restores need CREATEDB.
+/// Returns whether every schema, table and sequence is readable.
+async fn privileges(ctx: &JobCtx, conn: &mut PgConnection) -> bool {
+    let report = &ctx.report;
+    let unreadable: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+        "SELECT 'schema ' || quote_ident(n.nspname) FROM pg_namespace n
+          WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+            AND NOT has_schema_privilege(n.oid, 'USAGE')
+         UNION ALL
+         SELECT CASE c.relkind WHEN 'S' THEN 'sequence ' ELSE 'table ' END
+                || format('%I.%I', n.nspname, c.relname)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p', 'm', 'S', 'f')
+            AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                              AND d.objid = c.oid AND d.deptype = 'e')
+            AND NOT CASE c.relkind WHEN 'S' THEN has_sequence_privilege(c.oid, 'SELECT')
+                                   ELSE has_table_privilege(c.oid, 'SELECT') END
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await;
+    let readable = match unreadable {
+        Ok(list) if list.is_empty() => {
+            report.ok(
+                "privileges",
+                "every schema, table and sequence is readable by the backup user",
+            );
+            true
+        }
+        Ok(list) => {
+            let more = list.len().saturating_sub(SHOWN);
+            report.error(
+                "privileges",
+                format!(
+                    "the backup user cannot read {} object(s): {}{}; grant pg_read_all_data (PostgreSQL 14+) or SELECT/USAGE on them",
+                    list.len(),
+                    list.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", "),
+                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                ),
+            );
+            false
+        }
+        Err(e) => {
+            report.warn("privileges", format!("cannot check privileges: {e}"));
+            true
+        }
+    };
+    let createdb: Result<(String, bool), sqlx::Error> = sqlx::query_as(
+        "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *conn)
+    .await;
+    if let Ok((user, false)) = createdb {
+        report.warn(
+            "privileges",
+            format!(
+                "{user} may not create databases: backups work, but restores into this target need CREATEDB (a restore goes into a new scratch database first)"
+            ),
+        );
+    }
+    readable
+}
+
+/// `pg_dump --schema-only` to nowhere: the dump tool runs against this server with these
+/// credentials and privileges, without reading any rows.
+async fn schema_dump(
+    ctx: &JobCtx,
+    target: &TargetConfig,
+    password: Option<&Secret<String>>,
+    pg_dump: &std::path::Path,
+) {
+    let report = &ctx.report;
+    let passfile = match password
+        .map(|p| pg::PassFile::create(&ctx.config.state_dir, p))
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => return report.error("dump", format!("{e:#}")),
+    };
+    let mut cmd = pg::child_command(pg_dump, passfile.as_ref());
+    cmd.arg("--schema-only")
+        .arg("--no-password")
+        .arg("--file=/dev/null")
+        .arg("--dbname")
+        .arg(pg::url_for(target, &target.database).as_str())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return report.error("dump", format!("start {}: {e}", pg_dump.display())),
+    };
+    let Some(stderr) = child.stderr.take() else {
+        return report.error("dump", "pg_dump has no stderr");
+    };
+    let stderr = stderr_tail(stderr);
+    let waited = tokio::select! {
+        w = tokio::time::timeout(SCHEMA_DUMP_TIMEOUT, child.wait()) => w,
+        () = ctx.cancel.cancelled() => {
+            let _ = child.start_kill();
+            return;
+        }
+    };
+    let text = match waited {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(format!("wait for pg_dump: {e}")),
+        Err(_) => {
+            let _ = child.start_kill();
+            Err(format!(
+                "pg_dump --schema-only did not finish within {} s",
+                SCHEMA_DUMP_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    let stderr = stderr.await.unwrap_or_default();
+    drop(passfile);
+    match text {
+        Ok(status) if status.success() => report.ok(
+            "dump",
+            "pg_dump --schema-only ran to its end with these credentials",
+        ),
+        Ok(status) => report.error(
+            "dump",
+            format!(
+                "pg_dump --schema-only failed ({}): {}",
+                describe_status(&status),
+                if stderr.is_empty() {
+                    "no error output"
+                } else {
+                    &stderr
+                }
+            ),
+        ),
+        Err(e) => report.error("dump", e),
+    }
+}

@@ -1,0 +1,126 @@
+//! What a PostgreSQL database holds beyond rows, for the manifest (at backup) and a restore's
+//! pre-flight (at the destination): schemas, extensions, and the roles objects belong to.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use sqlx::{Row, postgres::PgConnection};
+
+use crate::manifest::{DumpObjects, ExtensionInfo};
+
+/// User schemas: what pg_dump dumps (not the system's, not TOAST or temp schemas).
+const USER_SCHEMA: &str =
+    "n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)' AND n.nspname <> 'information_schema'";
+
+/// The dump's schemas, extensions, and the roles that own its objects or hold privileges on
+/// them (what `ALTER … OWNER TO` and `GRANT` in the dump name). Extension members are left
+/// out: pg_dump does not dump them.
+pub async fn dump_objects(conn: &mut PgConnection) -> Result<DumpObjects> {
+    let schemas: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT n.nspname::text FROM pg_namespace n WHERE {USER_SCHEMA} ORDER BY 1"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .context("list schemas")?;
+    let extensions = sqlx::query(
+        "SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema \
+         FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("list extensions")?
+    .iter()
+    .map(|r| {
+        Ok(ExtensionInfo {
+            name: r.try_get("name")?,
+            version: r.try_get("version")?,
+            schema: r.try_get("schema")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // The constant parts are fixed text; no value is interpolated.
+    let roles: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "WITH objs AS (
+           SELECT c.relowner AS owner, c.relacl AS acl
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE {USER_SCHEMA} AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+           UNION ALL
+           SELECT p.proowner, p.proacl
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE {USER_SCHEMA} AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+           UNION ALL
+           SELECT t.typowner, t.typacl
+             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+            WHERE {USER_SCHEMA} AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+           UNION ALL
+           SELECT n.nspowner, n.nspacl FROM pg_namespace n WHERE {USER_SCHEMA}
+         ),
+         oids AS (
+           SELECT owner AS oid FROM objs
+           UNION SELECT (aclexplode(acl)).grantee FROM objs WHERE acl IS NOT NULL
+         )
+         SELECT DISTINCT r.rolname::text FROM oids JOIN pg_roles r ON r.oid = oids.oid ORDER BY 1"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .context("list the roles that own objects")?;
+    Ok(DumpObjects {
+        schemas,
+        extensions,
+        roles,
+    })
+}
+
+/// The roles that exist on the server.
+pub async fn roles(conn: &mut PgConnection) -> Result<HashSet<String>> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT rolname::text FROM pg_roles")
+        .fetch_all(&mut *conn)
+        .await
+        .context("list roles")?;
+    Ok(names.into_iter().collect())
+}
+
+/// Extensions the server can create (`pg_available_extensions`), with their default version.
+pub async fn available_extensions(conn: &mut PgConnection) -> Result<HashMap<String, String>> {
+    let rows = sqlx::query(
+        "SELECT name::text AS name, coalesce(default_version, '') AS version \
+         FROM pg_available_extensions",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("list available extensions")?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("version")?)))
+        .collect::<Result<HashMap<_, _>, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+/// The roles of `wanted` the server lacks, sorted.
+pub fn missing<'a>(wanted: &'a [String], have: &HashSet<String>) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .filter(|r| !have.contains(r.as_str()))
+        .map(String::as_str)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_roles_are_listed_once_in_order() {
+        let have: HashSet<String> = ["postgres", "app"].iter().map(|s| (*s).into()).collect();
+        let wanted: Vec<String> = ["reporting", "app", "auditor", "reporting"]
+            .iter()
+            .map(|s| (*s).into())
+            .collect();
+        assert_eq!(missing(&wanted, &have), ["auditor", "reporting"]);
+        assert!(missing(&[], &have).is_empty());
+    }
+}

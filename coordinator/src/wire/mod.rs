@@ -1,0 +1,621 @@
+//! The boundary between the wire (prost types) and the domain. Everything an agent sends is
+//! validated here on the way in (`TryFrom`, INVALID_ARGUMENT on failure); domain values
+//! convert infallibly on the way out. Prost types do not travel past the gRPC handlers.
+
+use lifeboat_common::{
+    ids::validate_id,
+    names::{TargetName, validate_simple},
+};
+use lifeboat_proto::v1 as pb;
+
+use crate::{
+    catalog::Pin,
+    error::Error,
+    model::{
+        Backup, Engine, Finding, JobState, OwnerPolicy, Progress, Report, RepositoryStats,
+        RestoreOptions, RowCount, Severity, TargetDecl, VerifyStatus,
+    },
+};
+
+mod out;
+mod schedules;
+#[cfg(test)]
+mod tests;
+
+pub use out::*;
+pub use schedules::*;
+
+/// Longest free-text field accepted (versions, providers, tool names).
+const MAX_SHORT_TEXT: usize = 256;
+/// Longest error or detail text kept; longer text is cut, not refused.
+const MAX_LONG_TEXT: usize = 4096;
+/// Longest object key.
+const MAX_KEY: usize = 1024;
+/// Most targets, repositories or job ids in one message.
+const MAX_LIST: usize = 10_000;
+
+fn invalid(msg: String) -> Error {
+    Error::InvalidArgument(msg)
+}
+
+/// Refuses control characters and overlong text in a short field.
+fn short_text(what: &str, value: String) -> Result<String, Error> {
+    if value.len() > MAX_SHORT_TEXT {
+        return Err(invalid(format!(
+            "{what} is {} bytes long; at most {MAX_SHORT_TEXT} are accepted",
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{what} contains control characters")));
+    }
+    Ok(value)
+}
+
+/// Cuts long text (error messages, details) to a bounded size on a char boundary.
+pub fn bounded_text(mut value: String) -> String {
+    if value.len() > MAX_LONG_TEXT {
+        let mut cut = MAX_LONG_TEXT;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        value.truncate(cut);
+        value.push('…');
+    }
+    value
+}
+
+fn list_len(what: &str, n: usize) -> Result<(), Error> {
+    if n > MAX_LIST {
+        return Err(invalid(format!(
+            "{what} has {n} entries; at most {MAX_LIST} are accepted"
+        )));
+    }
+    Ok(())
+}
+
+pub fn job_id(value: &str) -> Result<(), Error> {
+    validate_id("job id", value).map_err(Error::from)
+}
+
+fn sha256(what: &str, value: String) -> Result<String, Error> {
+    if value.len() != 64
+        || !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(invalid(format!(
+            "{what} must be 64 lowercase hex digits, got {:?}",
+            value.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(value)
+}
+
+/// A relative object key / path inside a repository: no `..`, no absolute path, no empty or
+/// `.` segments, no backslashes or control characters.
+fn object_key(what: &str, value: String) -> Result<String, Error> {
+    let bad = |why: &str| {
+        invalid(format!(
+            "{what} {:?} {why}",
+            value.chars().take(80).collect::<String>()
+        ))
+    };
+    if value.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if value.len() > MAX_KEY {
+        return Err(bad("is too long"));
+    }
+    if value.starts_with('/') {
+        return Err(bad("must be relative to the repository"));
+    }
+    if value.contains('\\') || value.chars().any(char::is_control) {
+        return Err(bad("contains a backslash or a control character"));
+    }
+    if value
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(bad("has an empty, '.' or '..' segment"));
+    }
+    Ok(value)
+}
+
+fn engine(value: i32) -> Result<Engine, Error> {
+    match pb::Engine::try_from(value) {
+        Ok(pb::Engine::Postgres) => Ok(Engine::Postgres),
+        Ok(pb::Engine::Mysql) => Ok(Engine::Mysql),
+        Ok(pb::Engine::Unspecified) => Err(invalid("engine must be set".into())),
+        Err(_) => Err(invalid(format!("unknown engine value {value}"))),
+    }
+}
+
+fn non_negative(what: &str, v: u64) -> Result<u64, Error> {
+    if i64::try_from(v).is_err() {
+        return Err(invalid(format!("{what} {v} is out of range")));
+    }
+    Ok(v)
+}
+
+/// A database may have far more tables than any other list has entries; the message size
+/// limit bounds it anyway.
+const MAX_ROW_COUNTS: usize = 500_000;
+
+/// Schema and table names may hold any character but NUL (quoted identifiers).
+fn identifier(what: &str, value: String) -> Result<String, Error> {
+    if value.len() > MAX_SHORT_TEXT {
+        return Err(invalid(format!(
+            "{what} is {} bytes long; at most {MAX_SHORT_TEXT} are accepted",
+            value.len()
+        )));
+    }
+    if value.contains('\0') {
+        return Err(invalid(format!("{what} contains a NUL character")));
+    }
+    Ok(value)
+}
+
+fn row_counts(rows: Vec<pb::RowCount>) -> Result<Vec<RowCount>, Error> {
+    if rows.len() > MAX_ROW_COUNTS {
+        return Err(invalid(format!(
+            "row_counts has {} entries; at most {MAX_ROW_COUNTS} are accepted",
+            rows.len()
+        )));
+    }
+    rows.into_iter()
+        .map(|r| {
+            if r.rows < 0 {
+                return Err(invalid(format!(
+                    "row count of {}.{} is negative",
+                    r.schema, r.table
+                )));
+            }
+            Ok(RowCount {
+                schema: identifier("row count schema", r.schema)?,
+                table: identifier("row count table", r.table)?,
+                rows: r.rows,
+            })
+        })
+        .collect()
+}
+
+/// A repository's housekeeping counters from a heartbeat, validated.
+fn repository_stats(r: pb::RepositoryStats) -> Result<RepositoryStats, Error> {
+    validate_simple("repository name", &r.name)?;
+    if !matches!(r.kind.as_str(), "fs" | "s3") {
+        return Err(invalid(format!(
+            "repository {} has kind {:?}; expected \"fs\" or \"s3\"",
+            r.name,
+            r.kind.chars().take(40).collect::<String>()
+        )));
+    }
+    if r.janitor_last_success_ms < 0 {
+        return Err(invalid(format!(
+            "repository {} reports a negative janitor_last_success_ms",
+            r.name
+        )));
+    }
+    Ok(RepositoryStats {
+        stale_uploads_aborted: non_negative("stale_uploads_aborted", r.stale_uploads_aborted)?,
+        janitor_errors: non_negative("janitor_errors", r.janitor_errors)?,
+        janitor_last_success_ms: (r.janitor_last_success_ms > 0)
+            .then_some(r.janitor_last_success_ms),
+        name: r.name,
+        kind: r.kind,
+    })
+}
+
+/// `Hello`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub agent: String,
+    pub environment: String,
+    pub version: String,
+    pub targets: Vec<TargetDecl>,
+    /// Repositories configured on the agent, by name.
+    pub repositories: Vec<String>,
+    pub clock_unix_ms: i64,
+    pub running_jobs: Vec<String>,
+    pub max_concurrent_jobs: u32,
+}
+
+/// Most jobs one agent may run at once; larger requests are capped.
+pub const MAX_CONCURRENT_JOBS: u32 = 64;
+
+impl TryFrom<pb::Hello> for Hello {
+    type Error = Error;
+
+    fn try_from(h: pb::Hello) -> Result<Self, Error> {
+        validate_simple("agent name", &h.agent)?;
+        validate_simple("environment", &h.environment)?;
+        list_len("targets", h.targets.len())?;
+        list_len("repositories", h.repositories.len())?;
+        list_len("running_jobs", h.running_jobs.len())?;
+        for r in &h.repositories {
+            validate_simple("repository name", r)?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let targets = h
+            .targets
+            .into_iter()
+            .map(|t| {
+                validate_simple("target name", &t.name)?;
+                if !seen.insert(t.name.clone()) {
+                    return Err(invalid(format!("target {:?} is declared twice", t.name)));
+                }
+                validate_simple("provider", &t.provider)?;
+                validate_simple("repository name", &t.repository)?;
+                Ok(TargetDecl {
+                    engine: engine(t.engine)?,
+                    database: short_text("target database", t.database)?,
+                    name: t.name,
+                    provider: t.provider,
+                    repository: t.repository,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        for id in &h.running_jobs {
+            job_id(id)?;
+        }
+        Ok(Hello {
+            agent: h.agent,
+            environment: h.environment,
+            version: short_text("agent version", h.version)?,
+            targets,
+            repositories: h.repositories,
+            clock_unix_ms: h.clock_unix_ms,
+            running_jobs: h.running_jobs,
+            max_concurrent_jobs: h.max_concurrent_jobs.clamp(1, MAX_CONCURRENT_JOBS),
+        })
+    }
+}
+
+/// What an agent reports in a finished job's result, validated for shape. Whether it fits
+/// the job (kind, backup id, target) is checked against the catalog by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultPayload {
+    Backup(Box<Backup>),
+    Restore {
+        database: String,
+    },
+    Verify {
+        status: VerifyStatus,
+        detail: String,
+    },
+    Delete {
+        existed: bool,
+    },
+    /// The manifests found in a repository, checked for shape like any backup record. Each
+    /// keeps the agent's finding about its data object (`missing`, `corrupt` for a wrong size,
+    /// else `unverified`), and the pin its marker records, if any.
+    List(Vec<(Backup, Option<Pin>)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobResult {
+    pub job_id: String,
+    /// Succeeded, failed or cancelled.
+    pub state: JobState,
+    pub error: String,
+    pub payload: Option<ResultPayload>,
+    pub report: Report,
+}
+
+/// One message from an agent, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentMessage {
+    Hello(Hello),
+    Heartbeat {
+        clock_unix_ms: i64,
+        repositories: Vec<RepositoryStats>,
+    },
+    Accepted {
+        job_id: String,
+    },
+    Progress {
+        job_id: String,
+        progress: Progress,
+    },
+    Result(JobResult),
+}
+
+impl TryFrom<pb::AgentMessage> for AgentMessage {
+    type Error = Error;
+
+    fn try_from(m: pb::AgentMessage) -> Result<Self, Error> {
+        use pb::agent_message::Msg;
+        match m.msg {
+            None => Err(invalid(
+                "empty agent message (unknown or missing variant)".into(),
+            )),
+            Some(Msg::Hello(h)) => Ok(AgentMessage::Hello(h.try_into()?)),
+            Some(Msg::Heartbeat(h)) => {
+                list_len("running_jobs", h.running_jobs.len())?;
+                for id in &h.running_jobs {
+                    job_id(id)?;
+                }
+                list_len("repositories", h.repositories.len())?;
+                let mut seen = std::collections::HashSet::new();
+                let repositories = h
+                    .repositories
+                    .into_iter()
+                    .map(|r| {
+                        if !seen.insert(r.name.clone()) {
+                            return Err(invalid(format!(
+                                "repository {:?} is reported twice in one heartbeat",
+                                r.name
+                            )));
+                        }
+                        repository_stats(r)
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?;
+                Ok(AgentMessage::Heartbeat {
+                    clock_unix_ms: h.clock_unix_ms,
+                    repositories,
+                })
+            }
+            Some(Msg::Accepted(a)) => {
+                job_id(&a.job_id)?;
+                Ok(AgentMessage::Accepted { job_id: a.job_id })
+            }
+            Some(Msg::Progress(p)) => {
+                job_id(&p.job_id)?;
+                let progress = p.progress.unwrap_or_default();
+                Ok(AgentMessage::Progress {
+                    job_id: p.job_id,
+                    progress: Progress {
+                        raw_bytes: non_negative("progress raw_bytes", progress.raw_bytes)?,
+                        stored_bytes: non_negative("progress stored_bytes", progress.stored_bytes)?,
+                        phase: short_text("progress phase", progress.phase)?,
+                    },
+                })
+            }
+            Some(Msg::Result(r)) => Ok(AgentMessage::Result(r.try_into()?)),
+        }
+    }
+}
+
+impl TryFrom<pb::JobResult> for JobResult {
+    type Error = Error;
+
+    fn try_from(r: pb::JobResult) -> Result<Self, Error> {
+        use pb::job_result::Result as R;
+        job_id(&r.job_id)?;
+        let state = match pb::JobState::try_from(r.state) {
+            Ok(pb::JobState::Succeeded) => JobState::Succeeded,
+            Ok(pb::JobState::Failed) => JobState::Failed,
+            Ok(pb::JobState::Cancelled) => JobState::Cancelled,
+            Ok(other) => {
+                return Err(invalid(format!(
+                    "a job result must be succeeded, failed or cancelled, not {}",
+                    other.as_str_name()
+                )));
+            }
+            Err(_) => return Err(invalid(format!("unknown job state value {}", r.state))),
+        };
+        let payload = match r.result {
+            None => None,
+            Some(R::Backup(b)) => Some(ResultPayload::Backup(Box::new(backup_record(b)?))),
+            Some(R::Restore(rr)) => {
+                if !rr.database.is_empty() {
+                    lifeboat_common::names::validate_database(&rr.database)?;
+                }
+                row_counts(rr.row_counts)?;
+                Some(ResultPayload::Restore {
+                    database: rr.database,
+                })
+            }
+            Some(R::Delete(d)) => {
+                non_negative("deleted_bytes", d.deleted_bytes)?;
+                Some(ResultPayload::Delete { existed: d.existed })
+            }
+            Some(R::List(l)) => {
+                list_len("list backups", l.backups.len())?;
+                Some(ResultPayload::List(
+                    l.backups
+                        .into_iter()
+                        .map(|b| {
+                            let pin = b.pin.clone().map(listed_pin).transpose()?;
+                            Ok((listed_record(b)?, pin))
+                        })
+                        .collect::<Result<Vec<_>, Error>>()?,
+                ))
+            }
+            Some(R::Verify(v)) => {
+                let status = match pb::VerifyStatus::try_from(v.status) {
+                    Ok(pb::VerifyStatus::Ok) => VerifyStatus::Ok,
+                    Ok(pb::VerifyStatus::Corrupt) => VerifyStatus::Corrupt,
+                    Ok(pb::VerifyStatus::Missing) => VerifyStatus::Missing,
+                    Ok(pb::VerifyStatus::Unverified | pb::VerifyStatus::Unspecified) => {
+                        return Err(invalid(
+                            "a verify result must be OK, CORRUPT or MISSING".into(),
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(invalid(format!("unknown verify status value {}", v.status)));
+                    }
+                };
+                Some(ResultPayload::Verify {
+                    status,
+                    detail: bounded_text(v.detail),
+                })
+            }
+        };
+        Ok(JobResult {
+            job_id: r.job_id,
+            state,
+            error: bounded_text(r.error),
+            payload,
+            report: r.report.map(report).transpose()?.unwrap_or_default(),
+        })
+    }
+}
+
+/// Most findings or plan steps in one report.
+const MAX_REPORT_ITEMS: usize = 1000;
+
+/// A job's report from an agent: bounded, every severity known.
+fn report(r: pb::JobReport) -> Result<Report, Error> {
+    if r.findings.len() > MAX_REPORT_ITEMS || r.plan.len() > MAX_REPORT_ITEMS {
+        return Err(invalid(format!(
+            "a job report holds at most {MAX_REPORT_ITEMS} findings and {MAX_REPORT_ITEMS} plan steps"
+        )));
+    }
+    let findings = r
+        .findings
+        .into_iter()
+        .map(|f| {
+            let severity = match pb::Severity::try_from(f.severity) {
+                Ok(pb::Severity::Ok) => Severity::Ok,
+                Ok(pb::Severity::Info) => Severity::Info,
+                Ok(pb::Severity::Warning) => Severity::Warning,
+                Ok(pb::Severity::Error) => Severity::Error,
+                Ok(pb::Severity::Unspecified) | Err(_) => {
+                    return Err(invalid(format!(
+                        "finding {:?} has no known severity (value {})",
+                        f.check, f.severity
+                    )));
+                }
+            };
+            Ok(Finding {
+                check: short_text("finding check", f.check)?,
+                severity,
+                message: bounded_text(f.message),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Report {
+        findings,
+        plan: r.plan.into_iter().map(bounded_text).collect(),
+    })
+}
+
+/// A pin marker found beside a manifest.
+fn listed_pin(p: pb::BackupPin) -> Result<Pin, Error> {
+    Ok(Pin {
+        pinned_by: short_text("pinned_by", p.pinned_by)?,
+        pinned_at_ms: p.pinned_at_ms,
+        reason: pin_reason(&p.reason)?,
+    })
+}
+
+/// A restore's options from an operator request.
+pub fn restore_options(
+    owners: i32,
+    include_provider_schemas: bool,
+) -> Result<RestoreOptions, Error> {
+    let owners = match pb::OwnerPolicy::try_from(owners) {
+        Ok(pb::OwnerPolicy::Auto) => OwnerPolicy::Auto,
+        Ok(pb::OwnerPolicy::Keep) => OwnerPolicy::Keep,
+        Ok(pb::OwnerPolicy::Drop) => OwnerPolicy::Drop,
+        Err(_) => return Err(invalid(format!("unknown owner policy value {owners}"))),
+    };
+    Ok(RestoreOptions {
+        owners,
+        include_provider_schemas,
+    })
+}
+
+/// A backup record from an agent, checked for shape. `job_id` and the verification fields
+/// are the coordinator's: they are reset here.
+fn backup_record(b: pb::BackupRecord) -> Result<Backup, Error> {
+    validate_id("backup id", &b.backup_id)?;
+    let target = TargetName::parse(&b.target)?;
+    validate_simple("environment", &b.environment)?;
+    if b.environment != target.environment {
+        return Err(invalid(format!(
+            "backup environment {:?} does not match its target {}",
+            b.environment, target
+        )));
+    }
+    validate_simple("agent name", &b.agent)?;
+    validate_simple("repository name", &b.repository)?;
+    validate_simple("provider", &b.provider)?;
+    if b.raw_size == 0 || b.stored_size == 0 {
+        return Err(invalid(format!(
+            "backup {} has a zero size (raw {}, stored {}); an empty backup is not a backup",
+            b.backup_id, b.raw_size, b.stored_size
+        )));
+    }
+    // The agent's wall clock may step back during a long dump: keep finished >= started.
+    let finished_at_ms = b.finished_at_ms.max(b.started_at_ms);
+    if b.started_at_ms <= 0 {
+        return Err(invalid(format!(
+            "backup {} has invalid times (started {}, finished {})",
+            b.backup_id, b.started_at_ms, b.finished_at_ms
+        )));
+    }
+    Ok(Backup {
+        engine: engine(b.engine)?,
+        raw_size: non_negative("raw_size", b.raw_size)?,
+        stored_size: non_negative("stored_size", b.stored_size)?,
+        raw_sha256: sha256("raw_sha256", b.raw_sha256)?,
+        stored_sha256: sha256("stored_sha256", b.stored_sha256)?,
+        data_key: object_key("data_key", b.data_key)?,
+        manifest_key: object_key("manifest_key", b.manifest_key)?,
+        database: short_text("database", b.database)?,
+        server_version: short_text("server_version", b.server_version)?,
+        system_identifier: short_text("system_identifier", b.system_identifier)?,
+        dump_tool: short_text("dump_tool", b.dump_tool)?,
+        dump_tool_version: short_text("dump_tool_version", b.dump_tool_version)?,
+        format: short_text("format", b.format)?,
+        compression: short_text("compression", b.compression)?,
+        compression_level: b.compression_level,
+        row_counts: row_counts(b.row_counts)?,
+        started_at_ms: b.started_at_ms,
+        finished_at_ms,
+        backup_id: b.backup_id,
+        target: target.to_string(),
+        environment: b.environment,
+        agent: b.agent,
+        repository: b.repository,
+        provider: b.provider,
+        verify_status: VerifyStatus::Unverified,
+        verified_at_ms: None,
+        verify_detail: String::new(),
+        job_id: String::new(),
+    })
+}
+
+/// A backup record from a repository listing: like [`backup_record`], but it keeps what the
+/// agent found about the data object. A listing checks presence and size, not hashes, so it
+/// never reports a backup `ok`.
+fn listed_record(b: pb::BackupRecord) -> Result<Backup, Error> {
+    let status = match pb::VerifyStatus::try_from(b.verify_status) {
+        Ok(pb::VerifyStatus::Missing) => VerifyStatus::Missing,
+        Ok(pb::VerifyStatus::Corrupt) => VerifyStatus::Corrupt,
+        Ok(pb::VerifyStatus::Unverified | pb::VerifyStatus::Unspecified | pb::VerifyStatus::Ok) => {
+            VerifyStatus::Unverified
+        }
+        Err(_) => {
+            return Err(invalid(format!(
+                "unknown verify status value {}",
+                b.verify_status
+            )));
+        }
+    };
+    let detail = bounded_text(b.verify_detail.clone());
+    let mut backup = backup_record(b)?;
+    backup.verify_status = status;
+    if status != VerifyStatus::Unverified {
+        backup.verify_detail = detail;
+    }
+    Ok(backup)
+}
+
+/// `RebuildCatalogRequest`, validated: the optional agent and repository names.
+pub fn rebuild_request(r: &pb::RebuildCatalogRequest) -> Result<crate::rebuild::Scope, Error> {
+    let optional = |what: &'static str, v: &str| -> Result<Option<String>, Error> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        validate_simple(what, v)?;
+        Ok(Some(v.to_owned()))
+    };
+    Ok(crate::rebuild::Scope {
+        agent: optional("agent name", &r.agent)?,
+        repository: optional("repository name", &r.repository)?,
+        dry_run: r.dry_run,
+    })
+}

@@ -1,0 +1,266 @@
+use super::*;
+
+const ID: &str = "20261127T233000Z-7f3a9c";
+
+fn record() -> pb::BackupRecord {
+    pb::BackupRecord {
+        backup_id: ID.into(),
+        target: "prod/orders".into(),
+        environment: "prod".into(),
+        agent: "prod-1".into(),
+        repository: "local".into(),
+        engine: pb::Engine::Postgres.into(),
+        provider: "postgres".into(),
+        database: "orders".into(),
+        raw_size: 10,
+        stored_size: 5,
+        raw_sha256: "0".repeat(64),
+        stored_sha256: "f".repeat(64),
+        started_at_ms: 1,
+        finished_at_ms: 2,
+        data_key: format!("prod/orders/{ID}/data.pgdump.zst"),
+        manifest_key: format!("prod/orders/{ID}/manifest.json"),
+        ..Default::default()
+    }
+}
+
+fn result(r: pb::BackupRecord) -> Result<JobResult, Error> {
+    pb::JobResult {
+        job_id: ID.into(),
+        state: pb::JobState::Succeeded.into(),
+        result: Some(pb::job_result::Result::Backup(r)),
+        ..Default::default()
+    }
+    .try_into()
+}
+
+#[test]
+fn valid_backup_record() {
+    let r = result(record()).expect("valid");
+    let Some(ResultPayload::Backup(b)) = r.payload else {
+        panic!("no backup")
+    };
+    assert_eq!(b.target, "prod/orders");
+    assert_eq!(b.verify_status, VerifyStatus::Unverified);
+}
+
+#[test]
+fn hostile_backup_records_refused() {
+    type Edit = fn(&mut pb::BackupRecord);
+    let cases: &[(&str, Edit)] = &[
+        ("uppercase sha", |r| r.raw_sha256 = "A".repeat(64)),
+        ("short sha", |r| r.stored_sha256 = "a".repeat(63)),
+        ("zero size", |r| r.stored_size = 0),
+        ("huge size", |r| r.raw_size = u64::MAX),
+        ("dotdot key", |r| {
+            r.data_key = "prod/../../etc/passwd".into()
+        }),
+        ("absolute key", |r| r.manifest_key = "/etc/passwd".into()),
+        ("empty key", |r| r.data_key = String::new()),
+        ("bad target", |r| r.target = "../orders".into()),
+        ("env mismatch", |r| r.environment = "dev".into()),
+        ("bad id", |r| r.backup_id = "x".repeat(5000)),
+        ("unknown engine", |r| r.engine = 99),
+        ("unspecified engine", |r| r.engine = 0),
+        ("control chars", |r| r.server_version = "15\u{0}".into()),
+        ("negative rows", |r| {
+            r.row_counts = vec![pb::RowCount {
+                schema: "s".into(),
+                table: "t".into(),
+                rows: -1,
+            }]
+        }),
+    ];
+    for (what, edit) in cases {
+        let mut r = record();
+        edit(&mut r);
+        let e = result(r).expect_err(what);
+        assert!(matches!(e, Error::InvalidArgument(_)), "{what}: {e:?}");
+    }
+}
+
+#[test]
+fn hostile_messages_refused() {
+    use pb::agent_message::Msg;
+    let cases = [
+        pb::AgentMessage { msg: None },
+        pb::AgentMessage {
+            msg: Some(Msg::Accepted(pb::JobAccepted {
+                job_id: String::new(),
+            })),
+        },
+        pb::AgentMessage {
+            msg: Some(Msg::Accepted(pb::JobAccepted {
+                job_id: "9".repeat(100_000),
+            })),
+        },
+        pb::AgentMessage {
+            msg: Some(Msg::Result(pb::JobResult {
+                job_id: ID.into(),
+                state: 42,
+                ..Default::default()
+            })),
+        },
+        pb::AgentMessage {
+            msg: Some(Msg::Result(pb::JobResult {
+                job_id: ID.into(),
+                state: pb::JobState::Running.into(),
+                ..Default::default()
+            })),
+        },
+        pb::AgentMessage {
+            msg: Some(Msg::Hello(pb::Hello {
+                agent: "a".into(),
+                environment: "prod".into(),
+                targets: vec![pb::TargetInfo {
+                    name: "../etc".into(),
+                    engine: 1,
+                    provider: "postgres".into(),
+                    repository: "local".into(),
+                    database: "x".into(),
+                }],
+                ..Default::default()
+            })),
+        },
+        pb::AgentMessage {
+            msg: Some(Msg::Hello(pb::Hello {
+                agent: "a".into(),
+                environment: "Prod".into(),
+                ..Default::default()
+            })),
+        },
+    ];
+    for m in cases {
+        let e = AgentMessage::try_from(m.clone()).expect_err("accepted");
+        assert!(matches!(e, Error::InvalidArgument(_)), "{m:?}: {e:?}");
+    }
+}
+
+#[test]
+fn listed_records_keep_what_the_agent_found() {
+    let listed = |status: pb::VerifyStatus, detail: &str| {
+        let mut r = record();
+        r.verify_status = status.into();
+        r.verify_detail = detail.into();
+        let result: JobResult = pb::JobResult {
+            job_id: ID.into(),
+            state: pb::JobState::Succeeded.into(),
+            result: Some(pb::job_result::Result::List(pb::ListResult {
+                backups: vec![r],
+            })),
+            ..Default::default()
+        }
+        .try_into()
+        .expect("valid");
+        match result.payload {
+            Some(ResultPayload::List(mut b)) => b.remove(0).0,
+            other => panic!("not a listing: {other:?}"),
+        }
+    };
+    let b = listed(pb::VerifyStatus::Missing, "data is gone");
+    assert_eq!(b.verify_status, VerifyStatus::Missing);
+    assert_eq!(b.verify_detail, "data is gone");
+    assert_eq!(
+        listed(pb::VerifyStatus::Corrupt, "short").verify_status,
+        VerifyStatus::Corrupt
+    );
+    // A listing does not read the data: it never makes a backup ok.
+    let b = listed(pb::VerifyStatus::Ok, "claimed");
+    assert_eq!(b.verify_status, VerifyStatus::Unverified);
+    assert!(b.verify_detail.is_empty());
+}
+
+#[test]
+fn rebuild_requests_are_validated() {
+    let scope = rebuild_request(&pb::RebuildCatalogRequest {
+        agent: "prod-1".into(),
+        repository: String::new(),
+        dry_run: true,
+    })
+    .expect("valid");
+    assert_eq!(scope.agent.as_deref(), Some("prod-1"));
+    assert_eq!(scope.repository, None);
+    assert!(scope.dry_run);
+    for (agent, repository) in [("../x", ""), ("", "a/b"), ("Prod", "")] {
+        let e = rebuild_request(&pb::RebuildCatalogRequest {
+            agent: agent.into(),
+            repository: repository.into(),
+            dry_run: false,
+        })
+        .expect_err("accepted");
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    }
+}
+
+#[test]
+fn hello_concurrency_is_bounded() {
+    let h: Hello = pb::Hello {
+        agent: "a".into(),
+        environment: "prod".into(),
+        max_concurrent_jobs: 0,
+        ..Default::default()
+    }
+    .try_into()
+    .expect("valid");
+    assert_eq!(h.max_concurrent_jobs, 1);
+    let h: Hello = pb::Hello {
+        agent: "a".into(),
+        environment: "prod".into(),
+        max_concurrent_jobs: 1_000_000,
+        ..Default::default()
+    }
+    .try_into()
+    .expect("valid");
+    assert_eq!(h.max_concurrent_jobs, MAX_CONCURRENT_JOBS);
+}
+
+#[test]
+fn long_errors_are_cut() {
+    let cut = bounded_text("é".repeat(10_000));
+    assert!(cut.len() <= MAX_LONG_TEXT + '…'.len_utf8());
+}
+
+#[test]
+fn heartbeat_repository_stats_are_validated() {
+    let hb = |repos: Vec<pb::RepositoryStats>| {
+        AgentMessage::try_from(pb::AgentMessage {
+            msg: Some(pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
+                clock_unix_ms: 5,
+                running_jobs: vec![],
+                repositories: repos,
+            })),
+        })
+    };
+    let stats = |name: &str, kind: &str, last: i64| pb::RepositoryStats {
+        name: name.into(),
+        kind: kind.into(),
+        stale_uploads_aborted: 3,
+        janitor_errors: 1,
+        janitor_last_success_ms: last,
+    };
+    match hb(vec![stats("s3", "s3", 0), stats("local", "fs", 7)]).expect("valid") {
+        AgentMessage::Heartbeat {
+            clock_unix_ms,
+            repositories,
+        } => {
+            assert_eq!(clock_unix_ms, 5);
+            assert_eq!(repositories[0].janitor_last_success_ms, None);
+            assert_eq!(repositories[1].janitor_last_success_ms, Some(7));
+            assert_eq!(repositories[0].stale_uploads_aborted, 3);
+        }
+        other => panic!("not a heartbeat: {other:?}"),
+    }
+    for bad in [
+        vec![stats("../x", "fs", 0)],
+        vec![stats("a", "ftp", 0)],
+        vec![stats("a", "fs", -1)],
+        vec![stats("a", "fs", 0), stats("a", "s3", 0)],
+        vec![pb::RepositoryStats {
+            stale_uploads_aborted: u64::MAX,
+            ..stats("a", "fs", 0)
+        }],
+    ] {
+        let e = hb(bad).expect_err("accepted");
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    }
+}
