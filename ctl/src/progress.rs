@@ -75,10 +75,17 @@ impl RateMeter {
 /// `backup running (dumping) · raw 10.0 MiB · stored 2.0 MiB · 1.0 MiB/s`.
 pub fn progress_message(job: &pb::Job, rate: Option<f64>) -> String {
     let mut s = format!("{} {}", kind_word(job.kind), state_word(job.state));
-    if let Some(p) = &job.progress {
-        if !p.phase.is_empty() {
-            s.push_str(&format!(" ({})", p.phase));
-        }
+    // Checks and pin markers move no data: their byte counters say nothing.
+    let moves_data = !matches!(
+        pb::JobKind::try_from(job.kind),
+        Ok(pb::JobKind::Check | pb::JobKind::Pin)
+    );
+    if let Some(p) = &job.progress
+        && !p.phase.is_empty()
+    {
+        s.push_str(&format!(" ({})", p.phase));
+    }
+    if let Some(p) = job.progress.as_ref().filter(|_| moves_data) {
         s.push_str(&format!(
             " · raw {} · stored {}",
             human_size(p.raw_bytes),

@@ -32,6 +32,8 @@ pub struct SandboxTarget {
     create_db: bool,
     extra: Vec<String>,
     provider: Option<String>,
+    /// Connect as this user with this password instead of the server's admin role.
+    user: Option<(String, String)>,
 }
 
 impl SandboxTarget {
@@ -47,7 +49,14 @@ impl SandboxTarget {
             create_db: true,
             extra: Vec::new(),
             provider: None,
+            user: None,
         }
+    }
+
+    /// Connects as `user` with `password` (the test creates the user and its grants).
+    pub fn user(mut self, user: &str, password: &str) -> Self {
+        self.user = Some((user.to_owned(), password.to_owned()));
+        self
     }
 
     /// The target's provider profile (default: the engine's plain one).
@@ -110,6 +119,7 @@ pub struct SandboxBuilder {
     s3_env_credentials: bool,
     dir: Option<TestDir>,
     mariadb_targets: Vec<SandboxTarget>,
+    log_format: Option<String>,
 }
 
 /// The S3 side of a sandbox built with [`SandboxBuilder::s3`]: the server and the fault proxy
@@ -164,6 +174,7 @@ impl SandboxBuilder {
             s3_env_credentials: false,
             mariadb_targets: Vec::new(),
             dir: None,
+            log_format: None,
         }
     }
 
@@ -242,6 +253,12 @@ impl SandboxBuilder {
         self
     }
 
+    /// `--log-format` of the coordinator and the agent (`json` or `human`).
+    pub fn log_format(mut self, format: &str) -> Self {
+        self.log_format = Some(format.to_owned());
+        self
+    }
+
     pub fn build(mut self) -> Sandbox {
         let dir = self
             .dir
@@ -268,6 +285,9 @@ impl SandboxBuilder {
         }
         for (k, v) in &self.env {
             cb = cb.env(k, v);
+        }
+        if let Some(f) = &self.log_format {
+            cb = cb.log_format(f);
         }
         let coordinator = cb.start();
         let admin = Ctl::new(&coordinator.url(), pki.ca(), admin_cert);
@@ -311,12 +331,14 @@ impl SandboxBuilder {
             let pw = secrets.join(format!("{}.pass", t.name));
             if t.wrong_password {
                 crate::pg::write_private(&pw, &format!("wrong-{}", crate::random_hex(8)));
+            } else if let Some((_, password)) = &t.user {
+                crate::pg::write_private(&pw, password);
             } else {
                 pg.write_password_file(&pw);
             }
             let url = format!(
                 "postgres://{}@127.0.0.1:{}/{}",
-                crate::pg::ROLE,
+                t.user.as_ref().map_or(crate::pg::ROLE, |(u, _)| u.as_str()),
                 t.port.unwrap_or(pg.port()),
                 t.database
             );
@@ -341,10 +363,19 @@ impl SandboxBuilder {
                 let pw = secrets.join(format!("{}.pass", t.name));
                 if t.wrong_password {
                     crate::pg::write_private(&pw, &format!("wrong-{}", crate::random_hex(8)));
+                } else if let Some((_, password)) = &t.user {
+                    crate::pg::write_private(&pw, password);
                 } else {
                     my.write_password_file(&pw);
                 }
                 let mut url = my.url(&t.database);
+                if let Some((user, _)) = &t.user {
+                    url = url.replacen(
+                        &format!("://{}@", crate::mariadb::USER),
+                        &format!("://{user}@"),
+                        1,
+                    );
+                }
                 if let Some(port) = t.port {
                     url = url.replace(&format!(":{}/", my.port()), &format!(":{port}/"));
                 }
@@ -364,6 +395,9 @@ impl SandboxBuilder {
         }
         for (k, v) in self.env.iter().chain(&self.agent_env) {
             ab = ab.env(k, v);
+        }
+        if let Some(f) = &self.log_format {
+            ab = ab.log_format(f);
         }
         let agent = ab.start(&admin);
         Sandbox {

@@ -129,6 +129,17 @@ fn rebuild_after_losing_the_catalog(mut s: Sandbox) {
     s.admin
         .run_json(&["backup", "pin", ids[0], "--reason", "before the migration"])
         .assert_ok();
+    // The pin also goes into the repository, as a marker beside the manifest.
+    lifeboat_e2e::eventually_default("the pin marker job succeeds", || {
+        let jobs = s
+            .admin
+            .json_list(&["jobs", "list", "--target", &s.target(DB)], "jobs")?;
+        match jobs.iter().find(|j| j["kind"] == "pin") {
+            Some(j) if j["state"] == "succeeded" && j["backup_id"] == ids[0] => Ok(()),
+            Some(j) if j["state"] == "failed" => panic!("the pin marker job failed: {j}"),
+            other => anyhow::bail!("not yet: {other:?}"),
+        }
+    });
     s.admin
         .run_json(&["backup", "verify", ids[1], "--wait"])
         .assert_ok();
@@ -168,10 +179,34 @@ fn rebuild_after_losing_the_catalog(mut s: Sandbox) {
     let report = rebuild(&s, &["--dry-run"]);
     assert_eq!(report["dry_run"], Value::Bool(true));
     assert_eq!(counts(&report), [3, 0, 0, 0, 0, 0], "{report}");
+    assert_eq!(report["pins_restored"], 1, "{report}");
     assert!(s.backup_list(DB).is_empty(), "a dry run wrote backups");
 
     let report = rebuild(&s, &[]);
     assert_eq!(counts(&report), [3, 0, 0, 0, 0, 0], "{report}");
+    // The pin is found again in its marker; nothing else was pinned.
+    assert_eq!(report["pins_restored"], 1, "{report}");
+    assert_eq!(
+        outcome_of(&report, ids[0])["pin_restored"],
+        true,
+        "{report}"
+    );
+    let first = s.backup_show(ids[0]);
+    assert_eq!(
+        find_val(&first, "pinned"),
+        Some(&Value::Bool(true)),
+        "{first}"
+    );
+    assert_eq!(
+        str_of(&first, "pin_reason"),
+        "before the migration",
+        "{first}"
+    );
+    assert_eq!(str_of(&first, "pinned_by"), "admin", "{first}");
+    for id in &ids[1..] {
+        let b = s.backup_show(id);
+        assert_eq!(find_val(&b, "pinned"), Some(&Value::Bool(false)), "{b}");
+    }
     for t in &taken {
         let o = outcome_of(&report, &t.id);
         assert_eq!(o["outcome"], "added", "{o}");

@@ -1,7 +1,8 @@
-//! A backup of a Supabase-shaped PostgreSQL database (Supabase's own `auth` and `storage`
-//! schemas beside the application's `public` tables) restored into a plain PostgreSQL target:
-//! Supabase's schemas are left out, owners and privileges are not restored, and the user data
-//! comes back equal.
+//! A backup of a Supabase-shaped PostgreSQL database (Supabase's own `auth`, `storage` and
+//! `graphql` schemas, an extension installed in one of them, beside the application's `public`
+//! tables) restored into a plain PostgreSQL target: Supabase's schemas and the extension are
+//! left out, owners and privileges are not restored, and the user data comes back equal. With
+//! `--include-provider-schemas` they come along.
 
 use lifeboat_e2e::pg::Pg;
 use lifeboat_e2e::sandbox::find_str;
@@ -11,6 +12,8 @@ const SUPABASE_SHAPED: &str = r#"
 CREATE SCHEMA auth;
 CREATE SCHEMA storage;
 CREATE SCHEMA extensions;
+CREATE SCHEMA graphql;
+CREATE EXTENSION pgcrypto WITH SCHEMA graphql;
 CREATE TABLE auth.users (id uuid PRIMARY KEY, email text UNIQUE, created_at timestamptz DEFAULT now());
 CREATE TABLE auth.sessions (id bigserial PRIMARY KEY, user_id uuid REFERENCES auth.users (id));
 CREATE TABLE storage.buckets (id text PRIMARY KEY, name text NOT NULL);
@@ -111,12 +114,47 @@ fn supabase_backup_restores_into_plain_postgres_without_supabase_schemas() {
     let (a, b) = (public_dump(&s.pg, "supa"), public_dump(&s.pg, "supa_copy"));
     assert!(a.contains("alice") && a.len() > 2000, "source dump: {a}");
     lifeboat_e2e::compare::assert_same_dump(&a, &b, "public schema", s.dir.path());
+    let ext = |db: &str| {
+        s.pg.query_one(
+            db,
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto';",
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(ext("supa"), "1");
+    assert_eq!(
+        ext("supa_copy"),
+        "0",
+        "the extension in graphql was restored"
+    );
     // Privileges from the source are not restored.
     let acl = s.pg.query_one(
         "supa_copy",
         "SELECT coalesce(relacl::text, '') FROM pg_class WHERE oid = 'public.profiles'::regclass;",
     );
     assert!(!acl.contains("=r/"), "privileges were restored: {acl}");
+
+    // Asked for, Supabase's schemas and their extension come along, with their rows.
+    let r = s.restore(
+        &id,
+        "supa_all",
+        &["--to", &s.target("plain"), "--include-provider-schemas"],
+    );
+    r.assert_ok();
+    assert_eq!(
+        s.pg.query_one("supa_all", "SELECT count(*) FROM auth.users;")
+            .trim(),
+        "2"
+    );
+    assert_eq!(
+        s.pg.query_one("supa_all", "SELECT count(*) FROM storage.objects;")
+            .trim(),
+        "1"
+    );
+    assert_eq!(ext("supa_all"), "1");
+    let (a, b) = (public_dump(&s.pg, "supa"), public_dump(&s.pg, "supa_all"));
+    lifeboat_e2e::compare::assert_same_dump(&a, &b, "public schema, all schemas", s.dir.path());
 
     s.shutdown();
 }

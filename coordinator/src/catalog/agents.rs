@@ -183,10 +183,10 @@ fn check_summary(row: &SqliteRow) -> Result<Option<CheckSummary>> {
     let state: String = row.try_get("check_state")?;
     let error: String = row.try_get("check_error")?;
     let report = super::jobs::report_from_json(&row.try_get::<String, _>("check_report")?)?;
+    // Notes (info) do not make a verdict worse than ok.
     let (mut severity, mut summary) = match report.worst() {
         Some(f) if f.severity >= Severity::Warning => (f.severity, f.message.clone()),
-        Some(f) => (f.severity, String::new()),
-        None => (Severity::Ok, String::new()),
+        Some(_) | None => (Severity::Ok, String::new()),
     };
     if state == JobState::Failed.as_str() && severity < Severity::Error {
         severity = Severity::Error;

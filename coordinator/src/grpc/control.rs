@@ -60,7 +60,8 @@ impl Control {
         let identity = super::identity(request)?;
         authorize(&self.hub.config, &identity, action).inspect_err(|e| {
             let catalog = self.hub.catalog.clone();
-            let who = identity.to_string();
+            // The same form as the allowed actions' actors (`operator/alice`).
+            let who = identity.uri().trim_start_matches("lifeboat://").to_owned();
             let object = object.to_owned();
             let reason = Error::PermissionDenied(e.public_message());
             tokio::spawn(async move {
