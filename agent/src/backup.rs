@@ -53,6 +53,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     let snapshot = pg::export_snapshot(&mut conn).await?;
 
     let dir_key = backup_dir_key(&config.environment, &target.name, &spec.backup_id);
+    let _writing = ctx.writes.hold(&dir_key);
     let data_key = format!("{dir_key}/{PG_DATA_FILE}");
     // The data object is written while pg_dump runs; it becomes visible only after `finish`,
     // which happens once pg_dump's exit status, the format check and the row counts are good.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, pipeline::Counters, report::Reporter};
+use crate::{config::Config, pipeline::Counters, repo::ActiveWrites, report::Reporter};
 
 #[derive(Debug, Clone)]
 pub struct JobCtx {
@@ -16,6 +16,8 @@ pub struct JobCtx {
     pub cancel: CancellationToken,
     /// Findings and plan for the operator, sent with the result.
     pub report: Reporter,
+    /// The agent's backups being written (the janitor leaves them alone).
+    pub writes: ActiveWrites,
 }
 
 impl JobCtx {
@@ -27,6 +29,7 @@ impl JobCtx {
             phase: Arc::new(Mutex::new("starting".into())),
             cancel,
             report: Reporter::default(),
+            writes: ActiveWrites::default(),
         }
     }
 

@@ -42,14 +42,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // are cleaned in the background.
     let stats = repo::janitor::JanitorStats::new(&config);
     repo::janitor::startup(&config, &stats).await;
+    // What backups are writing now: the periodic janitor leaves it alone.
+    let writes = repo::ActiveWrites::default();
     let janitor_shutdown = CancellationToken::new();
     let janitor = tokio::spawn(repo::janitor::run(
         config.clone(),
         stats.clone(),
+        writes.clone(),
         janitor_shutdown.clone(),
     ));
     let jobs_shutdown = CancellationToken::new();
-    let (runner, events) = runner::Runner::new(config.clone(), jobs_shutdown.clone());
+    let (runner, events) = runner::Runner::new(config.clone(), writes, jobs_shutdown.clone());
     // The session outlives the jobs on shutdown, so their final results reach the coordinator.
     let session_shutdown = CancellationToken::new();
     let session = tokio::spawn(session::run_forever(

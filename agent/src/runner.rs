@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
-use crate::{config::Config, job::JobCtx};
+use crate::{config::Config, job::JobCtx, repo::ActiveWrites};
 
 /// How often a running job reports progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -42,6 +42,7 @@ struct State {
 #[derive(Clone)]
 pub struct Runner {
     config: Arc<Config>,
+    writes: ActiveWrites,
     state: Arc<Mutex<State>>,
     events: mpsc::UnboundedSender<Event>,
     tracker: TaskTracker,
@@ -51,12 +52,14 @@ pub struct Runner {
 impl Runner {
     pub fn new(
         config: Arc<Config>,
+        writes: ActiveWrites,
         shutdown: CancellationToken,
     ) -> (Self, mpsc::UnboundedReceiver<Event>) {
         let (events, rx) = mpsc::unbounded_channel();
         (
             Self {
                 config,
+                writes,
                 state: Arc::default(),
                 events,
                 tracker: TaskTracker::new(),
@@ -151,7 +154,8 @@ impl Runner {
             );
             cancel
         };
-        let ctx = JobCtx::new(job_id.clone(), self.config.clone(), cancel);
+        let mut ctx = JobCtx::new(job_id.clone(), self.config.clone(), cancel);
+        ctx.writes = self.writes.clone();
         let runner = self.clone();
         let span = tracing::info_span!("job", job_id = %job_id, kind = kind_name(spec.kind),
             target = tracing::field::Empty, backup_id = tracing::field::Empty);

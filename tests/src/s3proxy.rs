@@ -27,6 +27,9 @@ pub enum Action {
     FakeOk,
     /// Never answer (until the client goes away).
     Hang,
+    /// Forward, then replace the response's ETag with one of the same form that is not the
+    /// data's MD5 (what AWS answers for SSE-KMS objects).
+    OpaqueEtag,
 }
 
 /// Which requests a rule applies to, and how often.
@@ -192,6 +195,21 @@ async fn handle(
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    // The request headers a test may want to see (encryption, storage class, conditions).
+    let noted: Vec<String> = [
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        "x-amz-storage-class",
+        "if-none-match",
+    ]
+    .iter()
+    .filter_map(|h| {
+        req.headers()
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| format!("{h}={v}"))
+    })
+    .collect();
     let action = {
         let mut st = state.lock().expect("proxy state");
         let mut chosen = None;
@@ -209,10 +227,15 @@ async fn handle(
             }
         }
         st.log.push(format!(
-            "{method} {path}?{query} -> {}",
+            "{method} {path}?{query} -> {}{}",
             chosen
                 .as_ref()
-                .map_or("forward".to_owned(), |a| format!("{a:?}"))
+                .map_or("forward".to_owned(), |a| format!("{a:?}")),
+            if noted.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", noted.join(" "))
+            }
         ));
         chosen
     };
@@ -249,6 +272,19 @@ async fn handle(
             let resp = forward(req, upstream, &client).await?;
             match other {
                 Some(Action::CutResponseAfter(n)) => Ok(cut(resp, n)),
+                Some(Action::OpaqueEtag) => {
+                    let (mut parts, body) = resp.into_parts();
+                    if parts.headers.contains_key("etag") {
+                        let fake = format!("\"{}\"", crate::random_hex(16));
+                        parts
+                            .headers
+                            .insert("etag", fake.parse().map_err(std::io::Error::other)?);
+                    }
+                    Ok(Response::from_parts(
+                        parts,
+                        body.map_err(std::io::Error::other).boxed(),
+                    ))
+                }
                 _ => Ok(resp.map(|b| b.map_err(std::io::Error::other).boxed())),
             }
         }

@@ -3,7 +3,7 @@
 //! backends, and for S3 a fault-injecting HTTP proxy in front of the real server (503 storms,
 //! dropped connections, cut downloads, acknowledged-but-lost uploads).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -13,7 +13,7 @@ use lifeboat_agent::{
         self, Repository, Storage, StorageError,
         body::{BodyWriter, StreamReader, body_channel},
         faulty::{Fault, Faulty, Op},
-        s3::{S3Config, S3Credentials, S3Repository},
+        s3::{S3Config, S3Credentials, S3Repository, Sse},
     },
 };
 use lifeboat_e2e::{
@@ -59,17 +59,21 @@ impl World {
 
     /// S3 through the fault proxy (which forwards everything until told otherwise).
     fn s3() -> World {
+        Self::s3_with(|_| {})
+    }
+
+    /// [`World::s3`] with the repository's configuration changed by `adjust`.
+    fn s3_with(adjust: impl FnOnce(&mut S3Config)) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let server = S3Server::start(dir.path());
         server.create_bucket("backups");
         let proxy = S3Proxy::start(([127, 0, 0, 1], server.port()).into());
+        let mut cfg = s3_config(&server, dir.path(), &proxy.endpoint());
+        adjust(&mut cfg);
         let repo: Repository = Arc::new(
-            S3Repository::new(
-                "offsite",
-                &s3_config(&server, dir.path(), &proxy.endpoint()),
-            )
-            .expect("s3 repository")
-            .with_journal(dir.path().join("journal")),
+            S3Repository::new("offsite", &cfg)
+                .expect("s3 repository")
+                .with_journal(dir.path().join("journal")),
         );
         World {
             _dir: dir,
@@ -145,6 +149,11 @@ async fn get_all(repo: &Repository, key: &str, offset: u64) -> Option<Vec<u8>> {
 }
 
 const KEY: &str = "dev/orders/20261128T010000Z-000001/data.pgdump.zst";
+
+/// No backup being written.
+fn none() -> BTreeSet<String> {
+    BTreeSet::new()
+}
 
 async fn roundtrip(w: World) {
     let bytes = data(13 * MIB + 12345, 1);
@@ -549,16 +558,29 @@ async fn s2_janitor_aborts_stale_uploads() {
     // Younger than the threshold: left alone (it could be a running backup).
     assert_eq!(
         w.repo
-            .janitor("dev/orders", Duration::from_secs(3600))
+            .janitor("dev/orders", Duration::from_secs(3600), &none())
             .await
             .expect("janitor"),
         0
     );
     assert_eq!(w.server().open_multipart_uploads().len(), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Old, but its backup is being written by this agent right now: left alone.
+    let writing: BTreeSet<String> = [lifeboat_agent::repo::dir_of(KEY)
+        .expect("a backup key")
+        .to_owned()]
+    .into();
     assert_eq!(
         w.repo
-            .janitor("dev/orders", Duration::from_secs(1))
+            .janitor("dev/orders", Duration::from_secs(1), &writing)
+            .await
+            .expect("janitor"),
+        0
+    );
+    assert_eq!(w.server().open_multipart_uploads().len(), 1);
+    assert_eq!(
+        w.repo
+            .janitor("dev/orders", Duration::from_secs(1), &none())
             .await
             .expect("janitor"),
         1
@@ -567,11 +589,71 @@ async fn s2_janitor_aborts_stale_uploads() {
     // Other targets' uploads are not this prefix's business.
     assert_eq!(
         w.repo
-            .janitor("dev/other", Duration::ZERO)
+            .janitor("dev/other", Duration::ZERO, &none())
             .await
             .expect("janitor"),
         0
     );
+}
+
+/// Server-side encryption and the storage class go with every write; under SSE-KMS the
+/// server's ETags are not MD5s of the data (AWS answers so), and are not taken for a
+/// corruption. Without SSE-KMS the same ETags fail the upload's check (S6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_and_storage_class_are_sent_and_kms_etags_are_not_md5s() {
+    let w = World::s3_with(|c| {
+        c.sse = Some(Sse::Kms {
+            key_id: Some("alias/lifeboat".into()),
+        });
+        // s3s-fs keeps only STANDARD (AWS takes STANDARD_IA, GLACIER_IR, ...).
+        c.storage_class = Some("STANDARD".into());
+    });
+    w.proxy().add(Rule::new(Action::OpaqueEtag).method("PUT"));
+    w.proxy().add(Rule::new(Action::OpaqueEtag).method("HEAD"));
+    let big = data(12 * MIB, 21);
+    let small = data(1000, 22);
+    let big_key = "dev/orders/20261128T060000Z-000021/data.pgdump.zst";
+    let small_key = "dev/orders/20261128T060000Z-000022/manifest.json";
+    put(&w.repo, big_key, &big)
+        .await
+        .expect("multipart put under SSE-KMS");
+    put(&w.repo, small_key, &small)
+        .await
+        .expect("single put under SSE-KMS");
+    assert_eq!(get_all(&w.repo, big_key, 0).await.expect("present"), big);
+    assert_eq!(
+        get_all(&w.repo, small_key, 0).await.expect("present"),
+        small
+    );
+    let log = w.proxy().log();
+    let with = |line: &&String| {
+        line.contains("x-amz-server-side-encryption=aws:kms")
+            && line.contains("x-amz-server-side-encryption-aws-kms-key-id=alias/lifeboat")
+            && line.contains("x-amz-storage-class=STANDARD")
+    };
+    assert!(
+        log.iter()
+            .filter(|l| l.starts_with("POST") && l.contains("uploads"))
+            .any(|l| with(&l)),
+        "CreateMultipartUpload without the SSE and storage class headers: {log:#?}"
+    );
+    assert!(
+        log.iter()
+            .filter(|l| l.starts_with("PUT") && !l.contains("partNumber"))
+            .any(|l| with(&l)),
+        "PutObject without the SSE and storage class headers: {log:#?}"
+    );
+
+    // The same ETags without SSE-KMS: the post-upload check catches them.
+    let plain = World::s3();
+    plain
+        .proxy()
+        .add(Rule::new(Action::OpaqueEtag).method("PUT"));
+    let e = put(&plain.repo, big_key, &big)
+        .await
+        .expect_err("opaque ETags accepted without SSE-KMS");
+    assert!(matches!(e, StorageError::Verification(_)), "{e}");
+    plain.assert_no_open_uploads();
 }
 
 /// A download cut mid-body resumes with a ranged GET from the last byte received.

@@ -99,6 +99,7 @@ pub(super) async fn run(
     let provider_args = provider::dump_args(target.profile, &tool, &facts);
 
     let dir_key = backup_dir_key(&config.environment, &target.name, &spec.backup_id);
+    let _writing = ctx.writes.hold(&dir_key);
     let data_key = format!("{dir_key}/{}", my::DATA_FILE);
     let defaults = DefaultsFile::create(&config.state_dir, params, password.as_ref(), tool.flavor)?;
     // The data object is written while the dump runs; it becomes visible only after `commit`,

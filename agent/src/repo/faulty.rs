@@ -241,8 +241,13 @@ impl Storage for Faulty {
         self.inner.delete(key).await
     }
 
-    async fn janitor(&self, prefix: &str, older_than: Duration) -> StorageResult<u64> {
+    async fn janitor(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+        busy: &std::collections::BTreeSet<String>,
+    ) -> StorageResult<u64> {
         self.enter(Op::Janitor, None).await?;
-        self.inner.janitor(prefix, older_than).await
+        self.inner.janitor(prefix, older_than, busy).await
     }
 }

@@ -255,7 +255,12 @@ impl FsRepository {
     /// were last touched before `cutoff`: what a crashed backup leaves. Only the files lifeboat
     /// writes (data files and temporaries) are removed; a directory holding anything else is
     /// left alone. Returns how many directories were removed.
-    fn janitor_blocking(&self, prefix: &str, cutoff: SystemTime) -> anyhow::Result<u64> {
+    fn janitor_blocking(
+        &self,
+        prefix: &str,
+        cutoff: SystemTime,
+        busy: &std::collections::BTreeSet<String>,
+    ) -> anyhow::Result<u64> {
         let dir = self.path_of(prefix)?;
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -272,7 +277,7 @@ impl FsRepository {
                 continue;
             }
             let backup = entry.path();
-            if backup.join(MANIFEST_FILE).exists() {
+            if backup.join(MANIFEST_FILE).exists() || busy.contains(&format!("{prefix}/{name}")) {
                 continue;
             }
             let files: Vec<_> = fs::read_dir(&backup)
@@ -381,13 +386,19 @@ impl Storage for FsRepository {
         Ok(blocking(move || this.delete_blocking(&key)).await?)
     }
 
-    async fn janitor(&self, prefix: &str, older_than: Duration) -> StorageResult<u64> {
+    async fn janitor(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+        busy: &std::collections::BTreeSet<String>,
+    ) -> StorageResult<u64> {
         let this = self.clone();
         let prefix = prefix.to_owned();
+        let busy = busy.clone();
         let cutoff = SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(UNIX_EPOCH);
-        Ok(blocking(move || this.janitor_blocking(&prefix, cutoff)).await?)
+        Ok(blocking(move || this.janitor_blocking(&prefix, cutoff, &busy)).await?)
     }
 }
 
@@ -503,15 +514,24 @@ mod tests {
         fs::write(foreign.join("notes.txt"), b"not ours").expect("write");
 
         // Too young: left alone (it may be a backup in progress).
+        let none = std::collections::BTreeSet::new();
         let n = repo
-            .janitor("dev/orders", Duration::from_secs(3600))
+            .janitor("dev/orders", Duration::from_secs(3600), &none)
+            .await
+            .expect("janitor");
+        assert_eq!(n, 0);
+        assert!(crashed.exists());
+        // Being written by this agent: left alone however old.
+        let busy = ["dev/orders/20261127T233001Z-000004".to_owned()].into();
+        let n = repo
+            .janitor("dev/orders", Duration::ZERO, &busy)
             .await
             .expect("janitor");
         assert_eq!(n, 0);
         assert!(crashed.exists());
 
         let n = repo
-            .janitor("dev/orders", Duration::ZERO)
+            .janitor("dev/orders", Duration::ZERO, &none)
             .await
             .expect("janitor");
         assert_eq!(n, 1);
@@ -524,7 +544,7 @@ mod tests {
             Some(b"d".to_vec())
         );
         assert_eq!(
-            repo.janitor("dev/none", Duration::ZERO)
+            repo.janitor("dev/none", Duration::ZERO, &none)
                 .await
                 .expect("missing prefix"),
             0

@@ -12,6 +12,7 @@ use std::{
 use lifeboat_proto as pb;
 use tokio_util::sync::CancellationToken;
 
+use super::ActiveWrites;
 use crate::config::{Config, RepositoryConfig};
 
 /// Counters per repository, shared with the session (sent with each heartbeat).
@@ -69,7 +70,13 @@ impl JanitorStats {
 /// One pass over every target of this agent stored in `repo_name`. `startup` passes on the
 /// file system remove any incomplete backup (no job of this agent runs yet, and a target has
 /// exactly one agent); everything else waits for the configured age.
-pub async fn pass(config: &Config, stats: &JanitorStats, repo_name: &str, startup: bool) {
+pub async fn pass(
+    config: &Config,
+    stats: &JanitorStats,
+    writes: &ActiveWrites,
+    repo_name: &str,
+    startup: bool,
+) {
     let Some(cfg) = config.repositories.get(repo_name) else {
         return;
     };
@@ -96,7 +103,7 @@ pub async fn pass(config: &Config, stats: &JanitorStats, repo_name: &str, startu
         .filter(|t| t.repository == repo_name)
     {
         let prefix = format!("{}/{}", config.environment, target.name);
-        match repo.janitor(&prefix, age).await {
+        match repo.janitor(&prefix, age, &writes.snapshot()).await {
             Ok(n) => removed += n,
             Err(e) => {
                 ok = false;
@@ -121,9 +128,10 @@ pub async fn pass(config: &Config, stats: &JanitorStats, repo_name: &str, startu
 /// The start-up pass over the file system repositories; awaited before the agent takes jobs,
 /// so it can remove every incomplete backup regardless of age.
 pub async fn startup(config: &Config, stats: &JanitorStats) {
+    let none = ActiveWrites::default();
     for (name, cfg) in &config.repositories {
         if matches!(cfg, RepositoryConfig::Fs { .. }) {
-            pass(config, stats, name, true).await;
+            pass(config, stats, &none, name, true).await;
         }
     }
 }
@@ -131,19 +139,25 @@ pub async fn startup(config: &Config, stats: &JanitorStats) {
 /// Runs the janitor until `shutdown`: object stores get a pass right away (it may be slow, so
 /// it does not hold up the agent's start), then every repository one every
 /// `janitor_interval`.
-pub async fn run(config: Arc<Config>, stats: JanitorStats, shutdown: CancellationToken) {
+pub async fn run(
+    config: Arc<Config>,
+    stats: JanitorStats,
+    writes: ActiveWrites,
+    shutdown: CancellationToken,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for (name, cfg) in &config.repositories {
         let (_, interval) = cfg.janitor_schedule();
         let first_now = !matches!(cfg, RepositoryConfig::Fs { .. });
         let config = config.clone();
         let stats = stats.clone();
+        let writes = writes.clone();
         let name = name.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             if first_now {
                 tokio::select! {
-                    () = pass(&config, &stats, &name, false) => {}
+                    () = pass(&config, &stats, &writes, &name, false) => {}
                     () = shutdown.cancelled() => return,
                 }
             }
@@ -153,7 +167,7 @@ pub async fn run(config: Arc<Config>, stats: JanitorStats, shutdown: Cancellatio
                     () = shutdown.cancelled() => return,
                 }
                 tokio::select! {
-                    () = pass(&config, &stats, &name, false) => {}
+                    () = pass(&config, &stats, &writes, &name, false) => {}
                     () = shutdown.cancelled() => return,
                 }
             }

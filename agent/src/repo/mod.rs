@@ -15,6 +15,7 @@ pub mod s3;
 pub mod s3_config;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fmt,
     sync::{Arc, Mutex},
     time::Duration,
@@ -95,8 +96,15 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn delete(&self, key: &str) -> StorageResult<()>;
     /// Removes what interrupted writes left under `prefix` (`env/target`) that is older than
     /// `older_than`: incomplete multipart uploads on S3, temporary files and backup directories
-    /// without a manifest on disk. Returns how many it removed.
-    async fn janitor(&self, prefix: &str, older_than: Duration) -> StorageResult<u64>;
+    /// without a manifest on disk. Backup directories in `busy` (keys like
+    /// `env/target/backup-id`, being written by this agent now) are left alone however old.
+    /// Returns how many it removed.
+    async fn janitor(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+        busy: &BTreeSet<String>,
+    ) -> StorageResult<u64>;
 
     /// Writes a small object (a manifest), create-only.
     async fn put_bytes(
@@ -164,6 +172,60 @@ pub fn open(config: &Config, name: &str) -> anyhow::Result<Repository> {
     })
 }
 
+/// The backup directories this agent's jobs are writing now. A backup holds its directory
+/// from before its upload starts until its manifest is written (or it failed), so the janitor
+/// never takes a long upload, or a finished data object waiting for its manifest, for an
+/// interrupted one.
+#[derive(Debug, Clone, Default)]
+pub struct ActiveWrites(Arc<Mutex<BTreeMap<String, usize>>>);
+
+/// Releases its directory when dropped.
+#[derive(Debug)]
+pub struct WriteHold {
+    writes: ActiveWrites,
+    key: String,
+}
+
+impl ActiveWrites {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn hold(&self, dir_key: &str) -> WriteHold {
+        *self.lock().entry(dir_key.to_owned()).or_default() += 1;
+        WriteHold {
+            writes: self.clone(),
+            key: dir_key.to_owned(),
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeSet<String> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+impl Drop for WriteHold {
+    fn drop(&mut self) {
+        let mut m = self.writes.lock();
+        if let Some(n) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The backup directory (`env/target/id`) a key lies in, if it lies in one.
+pub fn dir_of(key: &str) -> Option<&str> {
+    let mut parts = key.splitn(4, '/');
+    let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()?;
+    Some(&key[..a.len() + b.len() + c.len() + 2])
+}
+
 /// `env/target/backup-id`
 pub fn backup_dir_key(environment: &str, target: &str, backup_id: &str) -> String {
     format!("{environment}/{target}/{backup_id}")
@@ -186,4 +248,31 @@ pub fn check_key(key: &str) -> anyhow::Result<()> {
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
     lifeboat_proto::now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_held_until_the_last_hold_goes() {
+        let w = ActiveWrites::default();
+        let a = w.hold("prod/orders/20261127T233000Z-7f3a9c");
+        let b = w.hold("prod/orders/20261127T233000Z-7f3a9c");
+        assert_eq!(w.snapshot().len(), 1);
+        drop(a);
+        assert_eq!(w.snapshot().len(), 1);
+        drop(b);
+        assert!(w.snapshot().is_empty());
+    }
+
+    #[test]
+    fn keys_lie_in_backup_directories() {
+        assert_eq!(
+            dir_of("prod/orders/20261127T233000Z-7f3a9c/data.pgdump.zst"),
+            Some("prod/orders/20261127T233000Z-7f3a9c")
+        );
+        assert_eq!(dir_of("prod/orders/20261127T233000Z-7f3a9c"), None);
+        assert_eq!(dir_of("prod/orders"), None);
+    }
 }

@@ -21,6 +21,7 @@
 //!   spliced.
 
 use std::{
+    collections::BTreeSet,
     fmt,
     path::PathBuf,
     sync::Arc,
@@ -270,6 +271,13 @@ impl S3Repository {
         Ok(format!("{}{key}", self.cfg.prefix))
     }
 
+    /// Whether the server's ETags are MD5s of the data (so they prove what it stored). With
+    /// SSE-KMS they are not, though they have the same form; Content-MD5 still makes the
+    /// server check every part on receipt.
+    fn etags_are_md5(&self) -> bool {
+        !matches!(self.cfg.sse, Some(Sse::Kms { .. }))
+    }
+
     fn relative<'k>(&self, full: &'k str) -> Option<&'k str> {
         full.strip_prefix(self.cfg.prefix.as_str())
     }
@@ -445,9 +453,13 @@ impl S3Repository {
                 h.size, expect.size
             )),
             Some(h) => match (&expect.etag, h.etag.as_deref().map(clean_etag)) {
-                (Some(want), Some(got)) if etag_comparable(got, want) && got != want => Some(
-                    format!("the server's ETag {got} does not match the uploaded data ({want})"),
-                ),
+                (Some(want), Some(got))
+                    if self.etags_are_md5() && etag_comparable(got, want) && got != want =>
+                {
+                    Some(format!(
+                        "the server's ETag {got} does not match the uploaded data ({want})"
+                    ))
+                }
                 _ => None,
             },
         };
@@ -707,7 +719,7 @@ impl S3Repository {
         drop(resp);
         let want = hex::encode(md5);
         let got = clean_etag(&etag);
-        if etag_comparable(got, &want) && got != want {
+        if self.etags_are_md5() && etag_comparable(got, &want) && got != want {
             return Err(StorageError::Verification(format!(
                 "part {part_number} of {}: the server's ETag {got} is not the MD5 of the {len} bytes sent ({want}); the storage did not keep what was sent",
                 self.loc(full)
@@ -740,13 +752,30 @@ impl S3Repository {
         Ok(out)
     }
 
-    /// Aborts multipart uploads under `full_prefix` started before `cutoff_ms`.
-    async fn abort_stale_uploads(&self, full_prefix: &str, cutoff_ms: i64) -> StorageResult<u64> {
+    /// Whether an object key (full, with the repository prefix) lies in a backup directory
+    /// this agent is writing now.
+    fn is_busy(&self, full: &str, busy: &BTreeSet<String>) -> bool {
+        self.relative(full)
+            .and_then(super::dir_of)
+            .is_some_and(|d| busy.contains(d))
+    }
+
+    /// Aborts multipart uploads under `full_prefix` started before `cutoff_ms`, except those
+    /// of backups in `busy`.
+    async fn abort_stale_uploads(
+        &self,
+        full_prefix: &str,
+        cutoff_ms: i64,
+        busy: &BTreeSet<String>,
+    ) -> StorageResult<u64> {
         let mut aborted = 0;
-        let mut done = std::collections::BTreeSet::new();
+        let mut done = BTreeSet::new();
         if let Some(j) = &self.journal {
             for e in j.entries() {
-                if e.key.starts_with(full_prefix) && e.started_ms < cutoff_ms {
+                if e.key.starts_with(full_prefix)
+                    && e.started_ms < cutoff_ms
+                    && !self.is_busy(&e.key, busy)
+                {
                     self.abort(&e.key, &e.upload_id).await?;
                     j.forget(&e.upload_id);
                     tracing::info!(object = %self.loc(&e.key), upload_id = %e.upload_id, "aborted a multipart upload an earlier run left open");
@@ -783,7 +812,10 @@ impl S3Repository {
                     continue;
                 };
                 let started = u.initiated().and_then(|t| t.to_millis().ok());
-                if started.is_some_and(|s| s < cutoff_ms) && !done.contains(id) {
+                if started.is_some_and(|s| s < cutoff_ms)
+                    && !done.contains(id)
+                    && !self.is_busy(key, busy)
+                {
                     self.abort(key, id).await?;
                     tracing::info!(object = %self.loc(key), upload_id = id, "aborted a stale multipart upload");
                     aborted += 1;
@@ -910,13 +942,18 @@ impl Storage for S3Repository {
         }
     }
 
-    async fn janitor(&self, prefix: &str, older_than: Duration) -> StorageResult<u64> {
+    async fn janitor(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+        busy: &BTreeSet<String>,
+    ) -> StorageResult<u64> {
         let full = format!("{}/", self.full(prefix)?);
         let cutoff_ms = SystemTime::now()
             .checked_sub(older_than)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let mut removed = self.abort_stale_uploads(&full, cutoff_ms).await?;
+        let mut removed = self.abort_stale_uploads(&full, cutoff_ms, busy).await?;
         // Data objects whose backup never got a manifest (the agent died between the two).
         let objects = self.list(prefix).await?;
         let with_manifest: std::collections::BTreeSet<&str> = objects
@@ -929,6 +966,7 @@ impl Storage for S3Repository {
             };
             if file.starts_with("data.")
                 && !with_manifest.contains(dir)
+                && !busy.contains(dir)
                 && o.modified_ms > 0
                 && o.modified_ms < cutoff_ms
             {
