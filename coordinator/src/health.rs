@@ -34,6 +34,39 @@ impl Status {
     }
 }
 
+/// The scheduler's health: critical when no pass has completed for
+/// [`crate::scheduler::STALL_AFTER`] (schedules are not being run), warning when the last pass
+/// failed but an earlier one is recent.
+pub fn assess_scheduler(
+    h: &crate::scheduler::SchedulerHealth,
+    now_ms: i64,
+    started_at_ms: i64,
+) -> (Status, Vec<String>) {
+    let stall = i64::try_from(crate::scheduler::STALL_AFTER.as_millis()).unwrap_or(i64::MAX);
+    let since = h.last_ok_ms.unwrap_or(started_at_ms);
+    let error = h
+        .last_error
+        .as_ref()
+        .filter(|(at, _)| h.last_ok_ms.is_none_or(|ok| *at > ok));
+    if now_ms.saturating_sub(since) > stall {
+        let mut why = format!(
+            "the scheduler has not completed a pass for {} s; scheduled backups are not being started",
+            now_ms.saturating_sub(since) / 1000
+        );
+        if let Some((_, e)) = error {
+            why.push_str(&format!(" (last error: {e})"));
+        }
+        return (Status::Critical, vec![why]);
+    }
+    match error {
+        Some((_, e)) => (
+            Status::Warning,
+            vec![format!("the scheduler's last pass failed: {e}")],
+        ),
+        None => (Status::Ok, Vec::new()),
+    }
+}
+
 /// The health of one target's backups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetHealth {
@@ -593,5 +626,40 @@ mod tests {
         assert_eq!(median(&[5]), Some(5.0));
         assert_eq!(median(&[9, 1, 5]), Some(5.0));
         assert_eq!(median(&[1, 2, 3, 10]), Some(2.5));
+    }
+
+    #[test]
+    fn a_stalled_or_failing_scheduler_is_reported() {
+        use crate::scheduler::SchedulerHealth;
+        let t0 = 1_000_000;
+        let fresh = SchedulerHealth::default();
+        // Just started, no pass yet: fine for a while.
+        assert_eq!(assess_scheduler(&fresh, t0 + 5_000, t0).0, Status::Ok);
+        let (s, why) = assess_scheduler(&fresh, t0 + 40_000, t0);
+        assert_eq!(s, Status::Critical);
+        assert!(why[0].contains("40 s"), "{why:?}");
+        let ok = SchedulerHealth {
+            last_ok_ms: Some(t0 + 39_000),
+            ..SchedulerHealth::default()
+        };
+        assert_eq!(assess_scheduler(&ok, t0 + 40_000, t0), (Status::Ok, vec![]));
+        // An error after the last good pass: a warning while that pass is recent...
+        let failing = SchedulerHealth {
+            last_error: Some((t0 + 39_500, "catalog query: database is locked".into())),
+            ..ok.clone()
+        };
+        let (s, why) = assess_scheduler(&failing, t0 + 40_000, t0);
+        assert_eq!(s, Status::Warning);
+        assert!(why[0].contains("database is locked"), "{why:?}");
+        // ...critical, with the error, once passes have failed for too long.
+        let (s, why) = assess_scheduler(&failing, t0 + 80_000, t0);
+        assert_eq!(s, Status::Critical);
+        assert!(why[0].contains("database is locked"), "{why:?}");
+        // An old error before a newer good pass is over.
+        let recovered = SchedulerHealth {
+            last_error: Some((t0 + 1_000, "boom".into())),
+            ..ok
+        };
+        assert_eq!(assess_scheduler(&recovered, t0 + 40_000, t0).0, Status::Ok);
     }
 }

@@ -250,7 +250,10 @@ async fn detailed(State(hub): State<Arc<Hub>>) -> Response {
     } else {
         Status::Critical
     };
-    let status = report.status().max(catalog_status);
+    let sched = hub.scheduler.get();
+    let (sched_status, sched_reasons) =
+        crate::health::assess_scheduler(&sched, now, hub.started_at_ms());
+    let status = report.status().max(catalog_status).max(sched_status);
     let agents: Vec<Value> = report
         .agents
         .iter()
@@ -316,6 +319,15 @@ async fn detailed(State(hub): State<Arc<Hub>>) -> Response {
             "age_seconds": t.recovery_point_age_ms.map(secs),
             "rpo_seconds": t.objective.rpo.as_secs(),
         })).collect::<Vec<_>>(),
+        "scheduler": {
+            "status": sched_status,
+            "reasons": sched_reasons,
+            "last_pass_at": sched.last_ok_ms.map(ts),
+            "last_error": sched.last_error.as_ref().map(|(at, e)| json!({"at": ts(*at), "error": e})),
+            "schedules": sched.schedules,
+            "paused": sched.paused,
+            "next_run": sched.next_run.as_ref().map(|(t, at)| json!({"target": t, "at": ts(*at)})),
+        },
         "jobs": { "running": running },
         "incidents": incidents.iter().map(|i| json!({
             "id": i.id,

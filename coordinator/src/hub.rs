@@ -63,6 +63,8 @@ pub struct Hub {
     pub tasks: TaskTracker,
     /// Agents' repositories and the list jobs a catalog rebuild waits for.
     pub listings: crate::rebuild::Listings,
+    /// What the scheduler's last passes found (`/health/detailed`).
+    pub scheduler: crate::scheduler::HealthCell,
 }
 
 impl std::fmt::Debug for Hub {
@@ -87,6 +89,7 @@ impl Hub {
             streams: CancellationToken::new(),
             tasks: TaskTracker::new(),
             listings: crate::rebuild::Listings::default(),
+            scheduler: crate::scheduler::HealthCell::default(),
         }
     }
 
@@ -155,6 +158,11 @@ impl Hub {
 
     pub fn connected_agents(&self) -> HashMap<String, SessionHandle> {
         self.sessions().live.clone()
+    }
+
+    /// When this coordinator started (Unix ms).
+    pub fn started_at_ms(&self) -> i64 {
+        self.started_at_ms
     }
 
     /// Since when `agent` has had no session: when its last one ended, or when this

@@ -17,7 +17,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -195,6 +195,45 @@ pub fn stored_def(s: &StoredSchedule) -> Result<ScheduleDef, String> {
     })
 }
 
+/// What the scheduler's last passes found, for `/health/detailed`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchedulerHealth {
+    /// When the last pass completed.
+    pub last_ok_ms: Option<i64>,
+    /// The last failed pass, if it came after the last good one.
+    pub last_error: Option<(i64, String)>,
+    /// Schedules in effect (own and environment defaults), at the last good pass.
+    pub schedules: usize,
+    /// Targets whose schedule is paused.
+    pub paused: Vec<String>,
+    /// The soonest next start among the schedules not paused: (target, Unix ms).
+    pub next_run: Option<(String, i64)>,
+}
+
+/// Shared between the scheduler task and the HTTP handlers.
+#[derive(Debug, Default)]
+pub struct HealthCell(Mutex<SchedulerHealth>);
+
+impl HealthCell {
+    fn update(&self, f: impl FnOnce(&mut SchedulerHealth)) {
+        f(&mut self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    pub fn get(&self) -> SchedulerHealth {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// How long without a completed pass before the scheduler is reported critical (it passes
+/// every second).
+pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
 /// The scheduler task.
 pub async fn run(hub: Arc<Hub>, clock: Clock, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(TICK);
@@ -204,8 +243,11 @@ pub async fn run(hub: Arc<Hub>, clock: Clock, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
-        if let Err(e) = tick(&hub, clock()).await {
+        let now = clock();
+        if let Err(e) = tick(&hub, now).await {
             tracing::warn!("failed to run schedules: {e:#}; trying again in a second");
+            hub.scheduler
+                .update(|h| h.last_error = Some((now, format!("{e:#}"))));
         }
     }
 }
@@ -216,6 +258,12 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
     let stored = catalog.list_schedules().await.context("read schedules")?;
     let config = &hub.config.scheduler;
     if stored.is_empty() && config.defaults.is_empty() {
+        hub.scheduler.update(|h| {
+            *h = SchedulerHealth {
+                last_ok_ms: Some(now_ms),
+                ..SchedulerHealth::default()
+            };
+        });
         return Ok(Vec::new());
     }
     let targets: Vec<TargetRecord> = catalog
@@ -233,6 +281,24 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         .map(|s| (s.target.clone(), s))
         .collect();
     let schedules = effective(&stored, &targets, &states, config);
+    let summary = SchedulerHealth {
+        last_ok_ms: None,
+        last_error: None,
+        schedules: schedules.len(),
+        paused: schedules
+            .iter()
+            .filter(|s| s.paused)
+            .map(|s| s.target.clone())
+            .collect(),
+        next_run: schedules
+            .iter()
+            .filter(|s| !s.paused)
+            .filter_map(|s| {
+                let at = *s.def.upcoming(&s.target, now_ms, 1).first()?;
+                Some((s.target.clone(), at))
+            })
+            .min_by_key(|(t, at)| (*at, t.clone())),
+    };
     let mut with_cursor = Vec::with_capacity(schedules.len());
     for s in schedules {
         match states.get(&s.target) {
@@ -325,6 +391,12 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
             }
         }
     }
+    hub.scheduler.update(|h| {
+        *h = SchedulerHealth {
+            last_ok_ms: Some(now_ms),
+            ..summary
+        };
+    });
     Ok(recorded)
 }
 

@@ -724,3 +724,59 @@ async fn a_failing_webhook_backs_off_and_does_not_hold_up_the_others() {
     assert_eq!(rx.attempts("/down"), 3, "retried before its backoff");
     assert_eq!(rx.accepted("/up").len(), 1);
 }
+
+/// `/health/detailed` shows the scheduler: when it last completed a pass, how many schedules
+/// are in effect, which are paused, and the soonest next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_state_is_in_detailed_health() {
+    let c = Coordinator::start().await;
+    let cr = &c;
+    let first = eventually("a first scheduler pass", || async move {
+        let (_, v) = get_json(cr, "/health/detailed").await;
+        (!v["scheduler"]["last_pass_at"].is_null()).then_some(v)
+    })
+    .await;
+    assert_eq!(first["scheduler"]["status"], "ok", "{first}");
+    assert_eq!(first["scheduler"]["schedules"], 0, "{first}");
+    assert!(first["scheduler"]["next_run"].is_null(), "{first}");
+
+    let mut control = c.control("olga");
+    let _agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
+    control
+        .set_schedule(pb::SetScheduleRequest {
+            target: "prod/orders".into(),
+            cron: "30 2 * * *".into(),
+            timezone: "Europe/Berlin".into(),
+            jitter_secs: 0,
+            kind: pb::ScheduleKind::Backup.into(),
+        })
+        .await
+        .expect("set schedule");
+    let v = eventually("the schedule in /health/detailed", || async move {
+        let (_, v) = get_json(cr, "/health/detailed").await;
+        (v["scheduler"]["schedules"] == 1).then_some(v)
+    })
+    .await;
+    let next = &v["scheduler"]["next_run"];
+    assert_eq!(next["target"], "prod/orders", "{v}");
+    let at = next["at"].as_str().expect("next run time");
+    assert!(
+        at.ends_with(":30:00Z") && (at.contains("T00:") || at.contains("T01:")),
+        "02:30 in Berlin is 00:30 or 01:30 UTC: {at}"
+    );
+    assert_eq!(v["scheduler"]["paused"], serde_json::json!([]), "{v}");
+
+    control
+        .pause_schedule(pb::ScheduleTargetRequest {
+            target: "prod/orders".into(),
+        })
+        .await
+        .expect("pause");
+    let v = eventually("the pause in /health/detailed", || async move {
+        let (_, v) = get_json(cr, "/health/detailed").await;
+        (v["scheduler"]["paused"] == serde_json::json!(["prod/orders"])).then_some(v)
+    })
+    .await;
+    assert!(v["scheduler"]["next_run"].is_null(), "{v}");
+    assert_eq!(v["scheduler"]["status"], "ok", "{v}");
+}
