@@ -22,6 +22,8 @@ pub struct MariaDb {
     password: String,
     server: Option<Child>,
     tls: Option<PathBuf>,
+    /// Extra server options (TLS).
+    server_args: Vec<String>,
 }
 
 /// Where the MariaDB server and client programs are.
@@ -114,40 +116,14 @@ impl MariaDb {
             port: 0,
             password: password.to_owned(),
             server: None,
+            server_args: tls_args,
         };
         // A free port can be taken between our probe and the server's bind: retry.
         let mut last = String::new();
         for _ in 0..5 {
             db.port = free_port();
             let _ = std::fs::remove_file(db.log_path());
-            let child = Command::new(MARIADBD)
-                .arg("--no-defaults")
-                .arg(format!("--user={}", current_user()))
-                .arg(format!("--datadir={}", data.display()))
-                .arg(format!("--tmpdir={}", tmp.display()))
-                .arg(format!("--socket={}", db.socket().display()))
-                .arg(format!("--port={}", db.port))
-                .arg("--bind-address=127.0.0.1")
-                .arg(format!(
-                    "--pid-file={}",
-                    db.root.join("mysqld.pid").display()
-                ))
-                .arg(format!("--log-error={}", db.log_path().display()))
-                .args([
-                    "--skip-name-resolve",
-                    "--innodb-buffer-pool-size=32M",
-                    "--innodb-log-file-size=16M",
-                    "--innodb-flush-log-at-trx-commit=0",
-                    "--sync-binlog=0",
-                    "--max-connections=60",
-                ])
-                .args(&tls_args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start mariadbd");
-            db.server = Some(child);
+            db.spawn_server();
             match db.wait_ready() {
                 Ok(()) => {
                     last.clear();
@@ -174,6 +150,50 @@ impl MariaDb {
             ),
         );
         db
+    }
+
+    /// Starts mariadbd on this instance's data directory and port.
+    fn spawn_server(&mut self) {
+        let data = self.root.join("data");
+        let tmp = self.root.join("tmp");
+        let child = Command::new(MARIADBD)
+            .arg("--no-defaults")
+            .arg(format!("--user={}", current_user()))
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!(
+                "--pid-file={}",
+                self.root.join("mysqld.pid").display()
+            ))
+            .arg(format!("--log-error={}", self.log_path().display()))
+            .args([
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=16M",
+                "--innodb-flush-log-at-trx-commit=0",
+                "--sync-binlog=0",
+                "--max-connections=60",
+            ])
+            .args(&self.server_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        self.server = Some(child);
+    }
+
+    /// Kills mariadbd (SIGKILL: every session dies at once, as in a crash or a failover) and
+    /// starts it again on the same port, after crash recovery (D17).
+    pub fn crash_and_restart(&mut self) {
+        self.kill_server();
+        self.spawn_server();
+        if let Err(e) = self.wait_ready() {
+            panic!("mariadbd did not come back: {e}\n{}", self.log());
+        }
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {

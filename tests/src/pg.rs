@@ -110,13 +110,7 @@ impl Pg {
         let mut last = String::new();
         for _ in 0..5 {
             pg.port = free_port();
-            let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB \
-                 -c max_connections=60 -c max_wal_size=256MB",
-                pg.port,
-                pg.sock_dir().display()
-            );
+            let opts = pg.server_options();
             let log = pg.root.join("postgres.log");
             let out = run_as_postgres(
                 &pg.root,
@@ -293,6 +287,45 @@ impl Pg {
     /// The server's log (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("postgres.log")).unwrap_or_default()
+    }
+
+    /// The server's command-line options (`pg_ctl -o`).
+    fn server_options(&self) -> String {
+        format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB \
+             -c max_connections=60 -c max_wal_size=256MB",
+            self.port,
+            self.sock_dir().display()
+        )
+    }
+
+    /// `pg_ctl restart -m immediate`: every session dies at once, as in a crash or a
+    /// failover, and the server comes back on the same port (D17).
+    pub fn restart_immediate(&mut self) {
+        let data = self.root.join("data");
+        let log = self.root.join("postgres.log");
+        let opts = self.server_options();
+        let out = run_as_postgres(
+            &self.root,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf-8 path"),
+                "-l",
+                log.to_str().expect("utf-8 path"),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "120",
+                "-o",
+                &opts,
+                "restart",
+            ],
+        );
+        check("pg_ctl restart", &out);
+        self.stopped = false;
     }
 
     /// `pg_ctl stop -m fast`.
