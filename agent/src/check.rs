@@ -91,6 +91,68 @@ async fn repository(ctx: &JobCtx, target: &TargetConfig) {
     }
 }
 
+/// How long a probe dump (schema only, no rows) may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs a dump tool that reads every definition but no rows (`cmd`, with its output sent
+/// nowhere and stderr piped) and records how it went under `dump`. A tool that does not finish
+/// within [`PROBE_TIMEOUT`], or a cancelled check, is killed.
+async fn probe_dump(ctx: &JobCtx, mut cmd: tokio::process::Command, what: &str) {
+    use crate::process::{describe_status, stderr_tail};
+    let report = &ctx.report;
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return report.error("dump", format!("start {what}: {e}")),
+    };
+    let Some(stderr) = child.stderr.take() else {
+        return report.error("dump", format!("{what} has no stderr"));
+    };
+    let stderr = stderr_tail(stderr);
+    let waited = tokio::select! {
+        w = tokio::time::timeout(PROBE_TIMEOUT, child.wait()) => w,
+        () = ctx.cancel.cancelled() => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return;
+        }
+    };
+    let outcome = match waited {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(format!("wait for {what}: {e}")),
+        Err(_) => {
+            // Killed first: its stderr ends only when it does.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            Err(format!(
+                "{what} did not finish within {} s",
+                PROBE_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    let stderr = stderr.await.unwrap_or_default();
+    match outcome {
+        Ok(status) if status.success() => report.ok(
+            "dump",
+            format!("{what} ran to its end with these credentials"),
+        ),
+        Ok(status) => report.error(
+            "dump",
+            format!(
+                "{what} failed ({}): {}",
+                describe_status(&status),
+                if stderr.is_empty() {
+                    "no error output"
+                } else {
+                    &stderr
+                }
+            ),
+        ),
+        Err(e) => report.error("dump", e),
+    }
+}
+
 /// `1.2 GiB` for a size finding.
 fn size_finding(ctx: &JobCtx, bytes: u64) {
     ctx.report.info(

@@ -3,7 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// The manifest format this agent writes. 2 added `objects`; version 1 manifests (no
+/// `objects`) are read as well. A newer version is refused with "upgrade", before its fields
+/// are looked at.
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest format this agent reads.
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 /// A manifest larger than this is not one lifeboat wrote (it is refused, not read whole).
 pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -113,16 +118,20 @@ impl Manifest {
     }
 
     pub fn from_json(bytes: &[u8]) -> anyhow::Result<Self> {
-        let m: Manifest = serde_json::from_slice(bytes)
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: u32,
+        }
+        let v: Version = serde_json::from_slice(bytes)
             .map_err(|e| anyhow::anyhow!("manifest.json is not valid: {e}"))?;
-        if m.schema_version != SCHEMA_VERSION {
+        if !(OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&v.schema_version) {
             anyhow::bail!(
-                "manifest.json has schema version {}, this agent reads {}; upgrade lifeboat-agent",
-                m.schema_version,
-                SCHEMA_VERSION
+                "manifest.json has schema version {}, this agent reads {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION}; upgrade lifeboat-agent",
+                v.schema_version
             );
         }
-        Ok(m)
+        serde_json::from_slice(bytes)
+            .map_err(|e| anyhow::anyhow!("manifest.json is not valid: {e}"))
     }
 }
 
@@ -203,6 +212,14 @@ mod tests {
         m.schema_version = 99;
         let e = Manifest::from_json(&m.to_json()).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
+        // A newer version is refused for its version, not for fields this agent does not know.
+        let newer = br#"{"schema_version": 3, "something_new": true}"#;
+        let e = Manifest::from_json(newer).expect_err("accepted");
+        assert!(e.to_string().contains("upgrade"), "{e}");
+        // Version 1 (no objects) is still read.
+        let mut old = sample();
+        old.schema_version = 1;
+        assert_eq!(Manifest::from_json(&old.to_json()).expect("version 1"), old);
         assert!(Manifest::from_json(b"{not json").is_err());
     }
 }

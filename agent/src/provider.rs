@@ -471,8 +471,8 @@ pub struct RestoreOptions {
     /// Restore the source provider's managed schemas too (off by default when the target is
     /// another provider).
     pub include_managed_schemas: bool,
-    /// Keep owners and privileges (`ALTER … OWNER`, `GRANT`) from the backup. Off by default:
-    /// the roles of one provider rarely exist on another.
+    /// Keep owners and privileges (`ALTER … OWNER`, `GRANT`) from the backup (the restore's
+    /// `--owners` policy decides; across providers they are dropped by default).
     pub keep_owners_and_privileges: bool,
 }
 
@@ -489,9 +489,10 @@ pub fn skipped_schemas(from: Provider, to: Provider, opts: &RestoreOptions) -> V
 
 /// Extra options for the restore tool when restoring a backup taken on `from` into `to`.
 ///
-/// PostgreSQL (`pg_restore`): `--no-owner --no-privileges` unless asked to keep them (managed
-/// providers have their own role sets; even between two self-hosted servers the owners rarely
-/// match), then `--exclude-schema=S` for each of [`skipped_schemas`].
+/// PostgreSQL (`pg_restore`): `--no-owner --no-privileges` unless owners are kept (the
+/// restore's owner policy decides: kept within one provider by default, dropped across
+/// providers, whose role sets differ), then `--exclude-schema=S` for each of
+/// [`skipped_schemas`].
 /// MySQL: nothing; DEFINER clauses are kept (see docs/providers/mysql.md).
 pub fn restore_args(from: Provider, to: Provider, opts: &RestoreOptions) -> Vec<String> {
     let mut a = Vec::new();

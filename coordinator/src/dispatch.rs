@@ -23,7 +23,7 @@ use crate::{
 /// `max_concurrent_jobs`. A delete does not occupy its target (it touches one finished
 /// backup, not the database), but never starts while a restore or verify of the same backup
 /// is queued or running. A list (catalog rebuild), a check (read-only) and a pin marker occupy
-/// no target either.
+/// no target either; a backup's delete and pin markers run one at a time, oldest first.
 pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job> {
     let mut busy_targets: HashSet<&str> = HashSet::new();
     let mut used: HashMap<&str, u32> = HashMap::new();
@@ -36,6 +36,13 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
     let backups_in_use: HashSet<&str> = jobs
         .iter()
         .filter(|j| matches!(j.kind, JobKind::Restore | JobKind::Verify) && !j.state.is_terminal())
+        .map(|j| j.backup_id.as_str())
+        .collect();
+    // A backup's delete and its pin markers run one at a time, in order: a marker written
+    // beside a backup being deleted, or two markers racing, would leave the wrong pin behind.
+    let mut markers_busy: HashSet<&str> = jobs
+        .iter()
+        .filter(|j| matches!(j.kind, JobKind::Delete | JobKind::Pin) && j.is_assigned())
         .map(|j| j.backup_id.as_str())
         .collect();
     let mut out = Vec::new();
@@ -52,8 +59,10 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
         if *n >= cap {
             continue;
         }
-        if j.kind == JobKind::Delete {
-            if backups_in_use.contains(j.backup_id.as_str()) {
+        if matches!(j.kind, JobKind::Delete | JobKind::Pin) {
+            if (j.kind == JobKind::Delete && backups_in_use.contains(j.backup_id.as_str()))
+                || !markers_busy.insert(j.backup_id.as_str())
+            {
                 continue;
             }
         } else if !j.kind.occupies_target() {
@@ -353,6 +362,43 @@ mod tests {
             .chain(std::iter::once(done))
             .collect();
         assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["d1", "d22", "d333"]);
+    }
+
+    #[test]
+    fn a_backups_delete_and_pin_markers_go_one_at_a_time() {
+        let with = |id: &str, kind: JobKind, backup: &str, state: JobState, sent: bool| {
+            let mut j = job(id, "prod/orders", "p1", state, sent);
+            j.kind = kind;
+            j.backup_id = backup.into();
+            j
+        };
+        let pin = with("p", JobKind::Pin, "B1", JobState::Queued, false);
+        let unpin = with("pp", JobKind::Pin, "B1", JobState::Queued, false);
+        let other = with("ppp", JobKind::Pin, "B2", JobState::Queued, false);
+        let delete = with("dddd", JobKind::Delete, "B1", JobState::Queued, false);
+        let verify = with("v", JobKind::Verify, "B2", JobState::Running, true);
+        let jobs = vec![pin.clone(), unpin.clone(), other, delete.clone(), verify];
+        // The oldest marker of B1 goes; B2's marker does not wait for B2's verify.
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["p", "ppp"]);
+        // While B1's first marker runs, its second marker and its delete wait.
+        let mut running = pin;
+        running.state = JobState::Running;
+        let jobs = vec![running, unpin, delete.clone()];
+        assert!(plan(&jobs, &cap(&[("p1", 10)])).is_empty());
+        // And a marker waits for a running delete.
+        let mut deleting = delete;
+        deleting.state = JobState::Running;
+        let late = with("ppppp", JobKind::Pin, "B1", JobState::Queued, false);
+        assert!(plan(&[deleting, late], &cap(&[("p1", 10)])).is_empty());
+    }
+
+    #[test]
+    fn checks_run_beside_a_backup_of_their_target() {
+        let running = job("r", "prod/orders", "p1", JobState::Running, true);
+        let mut check = job("c1", "prod/orders", "p1", JobState::Queued, false);
+        check.kind = JobKind::Check;
+        let jobs = vec![running, check];
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["c1"]);
     }
 
     #[test]

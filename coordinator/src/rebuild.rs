@@ -452,12 +452,12 @@ pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> V
             },
         });
     }
-    // Pins live in the catalog; their markers let a rebuild find them again.
+    // Pins live in the catalog; their markers let a rebuild find them again for the backups it
+    // records anew (a lost catalog). For a backup the catalog holds, the catalog's pin state
+    // stands: a marker left behind by an unpin must not pin it again.
     for o in &mut out {
-        if matches!(
-            o.kind,
-            OutcomeKind::Added | OutcomeKind::Updated | OutcomeKind::Unchanged
-        ) && !view.pinned.contains(&o.backup_id)
+        if o.kind == OutcomeKind::Added
+            && !view.pinned.contains(&o.backup_id)
             && let Some((_, l)) = found.get(o.backup_id.as_str())
         {
             o.restore_pin = l.pins.get(&o.backup_id).cloned();

@@ -263,9 +263,13 @@ fn pin_markers_restore_pins_the_catalog_lacks() {
     );
     l.pins.insert(A.into(), pin("audit"));
     l.pins.insert(B.into(), pin("kept"));
-    // B is pinned already; C has no marker.
+    l.pins.insert(C.into(), pin("left by an unpin"));
+    // B is pinned already; C is in the catalog, unpinned: its stale marker does not pin it.
     let mut v = view(
-        vec![row(&backup(B, "a1", "prod/orders"), VerifyStatus::Ok, 1)],
+        vec![
+            row(&backup(B, "a1", "prod/orders"), VerifyStatus::Ok, 1),
+            row(&backup(C, "a1", "prod/orders"), VerifyStatus::Ok, 1),
+        ],
         &["prod/orders"],
     );
     v.pinned.insert(B.into());

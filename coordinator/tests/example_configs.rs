@@ -222,7 +222,11 @@ fn the_annotated_example_declares_objectives() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(
         c.objectives.for_target("prod/orders").rpo,
-        Duration::from_secs(2 * 3600)
+        Duration::from_secs(90 * 60)
+    );
+    assert_eq!(
+        c.objectives.for_target("prod/orders").rto,
+        Duration::from_secs(3600)
     );
     assert_eq!(
         c.objectives.for_target("prod/users").rpo,

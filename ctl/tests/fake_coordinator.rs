@@ -187,6 +187,28 @@ async fn restore_sends_the_options_and_names_the_database() {
     );
 }
 
+/// A coordinator without the dry run refuses it: no real restore is started instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_is_never_a_restore() {
+    let srv = default_server().await;
+    let r = srv
+        .run(&[
+            "restore",
+            B_OK,
+            "--database",
+            "orders_copy",
+            "--clean",
+            "--dry-run",
+        ])
+        .await;
+    r.expect_code(1);
+    assert!(r.stderr.contains("plan restore"), "{r:#?}");
+    assert!(
+        srv.fake.restores.lock().expect("lock").is_empty(),
+        "a dry run started a restore"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_and_cancel() {
     let srv = default_server().await;

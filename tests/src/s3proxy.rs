@@ -246,11 +246,18 @@ async fn handle(
             let body = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{s3_code}</Code><Message>injected by the test proxy</Message></Error>"
             );
-            Ok(Response::builder()
+            let mut resp = Response::builder()
                 .status(code)
-                .header("content-type", "application/xml")
-                .body(full(body.into()))
-                .expect("response"))
+                .header("content-type", "application/xml");
+            if s3_code == "RequestTimeTooSkewed" {
+                // A server whose clock is an hour off ours: its Date says so, also on HEAD
+                // answers, which carry no error document.
+                resp = resp.header(
+                    "date",
+                    http_date(time::OffsetDateTime::now_utc() + time::Duration::hours(1)),
+                );
+            }
+            Ok(resp.body(full(body.into())).expect("response"))
         }
         Some(Action::Hang) => {
             std::future::pending::<()>().await;
@@ -274,8 +281,14 @@ async fn handle(
                 Some(Action::CutResponseAfter(n)) => Ok(cut(resp, n)),
                 Some(Action::OpaqueEtag) => {
                     let (mut parts, body) = resp.into_parts();
-                    if parts.headers.contains_key("etag") {
-                        let fake = format!("\"{}\"", crate::random_hex(16));
+                    if let Some(old) = parts.headers.get("etag").and_then(|v| v.to_str().ok()) {
+                        // Keep a multipart ETag's `-N` suffix: the same form, other bytes.
+                        let suffix = old
+                            .trim_matches('"')
+                            .split_once('-')
+                            .map(|(_, n)| format!("-{n}"))
+                            .unwrap_or_default();
+                        let fake = format!("\"{}{suffix}\"", crate::random_hex(16));
                         parts
                             .headers
                             .insert("etag", fake.parse().map_err(std::io::Error::other)?);
@@ -289,6 +302,16 @@ async fn handle(
             }
         }
     }
+}
+
+/// RFC 9110's IMF-fixdate, as servers write `Date`.
+fn http_date(t: time::OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_default()
 }
 
 fn full(b: Bytes) -> ProxyBody {

@@ -712,6 +712,81 @@ async fn s6_acknowledged_but_not_stored() {
     w.assert_no_open_uploads();
 }
 
+/// S6 on a multipart upload: the server acknowledges CompleteMultipartUpload, but the object's
+/// HEAD shows other bytes (an ETag of the same form that is not the parts' MD5s). The upload
+/// fails its post-upload check and the object is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s6_completed_multipart_upload_is_checked() {
+    let w = World::s3();
+    w.proxy().add(Rule::new(Action::OpaqueEtag).method("HEAD"));
+    let e = put(&w.repo, KEY, &data(12 * MIB, 15))
+        .await
+        .expect_err("another object accepted");
+    assert!(matches!(e, StorageError::Verification(_)), "{e}");
+    assert!(e.to_string().contains("ETag"), "{e}");
+    w.proxy().clear();
+    assert!(
+        w.repo.head(KEY).await.expect("head").is_none(),
+        "the object was left"
+    );
+    w.assert_no_open_uploads();
+}
+
+/// S12, the race: another writer creates the key between lifeboat's HEAD and its write. The
+/// conditional write (`If-None-Match: *`) is refused with 412, and the write fails as
+/// "already exists", single PUT and multipart alike, leaving no upload open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_conditional_writes_lose_to_another_writer() {
+    let w = World::s3();
+    let small = "dev/orders/20261128T070000Z-000031/manifest.json";
+    w.proxy().add(
+        Rule::new(Action::Status(412, "PreconditionFailed"))
+            .method("PUT")
+            .path("manifest.json")
+            .times(1),
+    );
+    let e = w
+        .repo
+        .put_bytes(small, Bytes::from_static(b"{}"), &CancellationToken::new())
+        .await
+        .expect_err("a lost race accepted");
+    assert!(matches!(e, StorageError::AlreadyExists(_)), "{e}");
+    assert!(
+        w.proxy()
+            .log()
+            .iter()
+            .any(|l| l.starts_with("PUT") && l.contains("if-none-match=*")),
+        "the write was not conditional: {:#?}",
+        w.proxy().log()
+    );
+    w.proxy().add(
+        Rule::new(Action::Status(412, "PreconditionFailed"))
+            .method("POST")
+            .query("uploadId")
+            .times(1),
+    );
+    let e = put(&w.repo, KEY, &data(12 * MIB, 16))
+        .await
+        .expect_err("a lost race accepted");
+    assert!(matches!(e, StorageError::AlreadyExists(_)), "{e}");
+    w.assert_no_open_uploads();
+}
+
+/// S8: the server refuses every request because the clock is off; the error says so and what
+/// to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_clock_skew_is_named() {
+    let w = World::s3();
+    w.proxy()
+        .add(Rule::new(Action::Status(403, "RequestTimeTooSkewed")));
+    let e = put(&w.repo, KEY, b"x").await.expect_err("accepted");
+    let text = e.to_string();
+    assert!(
+        text.contains("clock skew") && text.contains("NTP"),
+        "the error must name the clock and the fix: {text}"
+    );
+}
+
 /// Wrong credentials and a missing bucket give errors that say what to fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_configuration_errors_are_clear() {

@@ -1,7 +1,5 @@
 //! `targets check` for a MySQL/MariaDB target.
 
-use std::{process::Stdio, time::Duration};
-
 use lifeboat_common::secret::Secret;
 use sqlx::mysql::MySqlConnection;
 
@@ -11,12 +9,8 @@ use crate::{
     config::TargetConfig,
     engine::mysql::{self as my, ClientTool, DefaultsFile, DumpPlan, ServerFacts, objects},
     job::JobCtx,
-    process::{describe_status, stderr_tail},
     provider::{self, Provider},
 };
-
-/// How long the no-data dump may take.
-const SCHEMA_DUMP_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(super) async fn check(ctx: &JobCtx, target: &TargetConfig, password: Option<&Secret<String>>) {
     let report = &ctx.report;
@@ -222,14 +216,13 @@ async fn schema_dump(
     tool: &ClientTool,
     facts: &ServerFacts,
 ) {
-    let report = &ctx.report;
     let Some(params) = target.mysql.as_ref() else {
         return;
     };
     let defaults = match DefaultsFile::create(&ctx.config.state_dir, params, password, tool.flavor)
     {
         Ok(d) => d,
-        Err(e) => return report.error("dump", format!("{e:#}")),
+        Err(e) => return ctx.report.error("dump", format!("{e:#}")),
     };
     let mut extra = provider::dump_args(target.profile, tool, facts);
     extra.push("--no-data".into());
@@ -239,57 +232,7 @@ async fn schema_dump(
         database: &target.database,
         provider_args: &extra,
     };
-    let mut cmd = my::dump_command(&plan, &defaults, &ctx.config.state_dir);
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return report.error("dump", format!("start {}: {e}", tool.path.display())),
-    };
-    let Some(stderr) = child.stderr.take() else {
-        return report.error("dump", "the dump tool has no stderr");
-    };
-    let stderr = stderr_tail(stderr);
-    let waited = tokio::select! {
-        w = tokio::time::timeout(SCHEMA_DUMP_TIMEOUT, child.wait()) => w,
-        () = ctx.cancel.cancelled() => {
-            let _ = child.start_kill();
-            return;
-        }
-    };
-    let stderr = stderr.await.unwrap_or_default();
+    let cmd = my::dump_command(&plan, &defaults, &ctx.config.state_dir);
+    super::probe_dump(ctx, cmd, &format!("{} --no-data", tool.name)).await;
     drop(defaults);
-    match waited {
-        Ok(Ok(status)) if status.success() => report.ok(
-            "dump",
-            format!(
-                "{} --no-data ran to its end with these credentials",
-                tool.name
-            ),
-        ),
-        Ok(Ok(status)) => report.error(
-            "dump",
-            format!(
-                "{} --no-data failed ({}): {}",
-                tool.name,
-                describe_status(&status),
-                if stderr.is_empty() {
-                    "no error output"
-                } else {
-                    &stderr
-                }
-            ),
-        ),
-        Ok(Err(e)) => report.error("dump", format!("wait for {}: {e}", tool.name)),
-        Err(_) => {
-            let _ = child.start_kill();
-            report.error(
-                "dump",
-                format!(
-                    "{} --no-data did not finish within {} s",
-                    tool.name,
-                    SCHEMA_DUMP_TIMEOUT.as_secs()
-                ),
-            );
-        }
-    }
 }

@@ -1,20 +1,11 @@
 //! `targets check` for a PostgreSQL target.
 
-use std::{process::Stdio, time::Duration};
-
 use lifeboat_common::secret::Secret;
 use sqlx::postgres::PgConnection;
 
 use super::size_finding;
-use crate::{
-    config::TargetConfig,
-    engine::postgres as pg,
-    job::JobCtx,
-    process::{describe_status, stderr_tail},
-};
+use crate::{config::TargetConfig, engine::postgres as pg, job::JobCtx};
 
-/// How long the schema-only dump may take.
-const SCHEMA_DUMP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Unreadable objects named in a finding.
 const SHOWN: usize = 10;
 
@@ -160,12 +151,7 @@ async fn privileges(ctx: &JobCtx, conn: &mut PgConnection) -> bool {
             true
         }
     };
-    let createdb: Result<(String, bool), sqlx::Error> = sqlx::query_as(
-        "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
-    )
-    .fetch_one(&mut *conn)
-    .await;
-    if let Ok((user, false)) = createdb {
+    if let Ok((user, false)) = pg::can_create_databases(conn).await {
         report.warn(
             "privileges",
             format!(
@@ -184,67 +170,19 @@ async fn schema_dump(
     password: Option<&Secret<String>>,
     pg_dump: &std::path::Path,
 ) {
-    let report = &ctx.report;
     let passfile = match password
         .map(|p| pg::PassFile::create(&ctx.config.state_dir, p))
         .transpose()
     {
         Ok(p) => p,
-        Err(e) => return report.error("dump", format!("{e:#}")),
+        Err(e) => return ctx.report.error("dump", format!("{e:#}")),
     };
     let mut cmd = pg::child_command(pg_dump, passfile.as_ref());
     cmd.arg("--schema-only")
         .arg("--no-password")
         .arg("--file=/dev/null")
         .arg("--dbname")
-        .arg(pg::url_for(target, &target.database).as_str())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return report.error("dump", format!("start {}: {e}", pg_dump.display())),
-    };
-    let Some(stderr) = child.stderr.take() else {
-        return report.error("dump", "pg_dump has no stderr");
-    };
-    let stderr = stderr_tail(stderr);
-    let waited = tokio::select! {
-        w = tokio::time::timeout(SCHEMA_DUMP_TIMEOUT, child.wait()) => w,
-        () = ctx.cancel.cancelled() => {
-            let _ = child.start_kill();
-            return;
-        }
-    };
-    let text = match waited {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(e)) => Err(format!("wait for pg_dump: {e}")),
-        Err(_) => {
-            let _ = child.start_kill();
-            Err(format!(
-                "pg_dump --schema-only did not finish within {} s",
-                SCHEMA_DUMP_TIMEOUT.as_secs()
-            ))
-        }
-    };
-    let stderr = stderr.await.unwrap_or_default();
+        .arg(pg::url_for(target, &target.database).as_str());
+    super::probe_dump(ctx, cmd, "pg_dump --schema-only").await;
     drop(passfile);
-    match text {
-        Ok(status) if status.success() => report.ok(
-            "dump",
-            "pg_dump --schema-only ran to its end with these credentials",
-        ),
-        Ok(status) => report.error(
-            "dump",
-            format!(
-                "pg_dump --schema-only failed ({}): {}",
-                describe_status(&status),
-                if stderr.is_empty() {
-                    "no error output"
-                } else {
-                    &stderr
-                }
-            ),
-        ),
-        Err(e) => report.error("dump", e),
-    }
 }

@@ -113,17 +113,17 @@ pub async fn server_facts(conn: &mut PgConnection) -> Result<ServerFacts> {
     })
 }
 
-/// Where a client tool comes from for a server of major version `server_major`: the
-/// configured `pg_bin_dir`; else, of the installed `/usr/lib/postgresql/N/bin` that have the
-/// tool, the one of the server's major, else the oldest newer one, else the newest (which is
-/// then older than the server, and refused by [`check_tool_major`] naming both versions); else
-/// PATH.
-pub fn tool(cfg: &TargetConfig, name: &str, server_major: i64) -> PathBuf {
+/// Where a client tool comes from when it must be at least major version `min_major` (the
+/// server's for pg_dump; the server's and the archive's for pg_restore): the configured
+/// `pg_bin_dir`; else, of the installed `/usr/lib/postgresql/N/bin` that have the tool, the one
+/// of that major, else the oldest newer one, else the newest (which is then too old, and
+/// refused naming both versions); else PATH.
+pub fn tool(cfg: &TargetConfig, name: &str, min_major: i64) -> PathBuf {
     if let Some(d) = &cfg.pg_bin_dir {
         return d.join(name);
     }
     let installed = installed_bin_dirs(Path::new("/usr/lib/postgresql"), name);
-    match pick_bin_dir(&installed, server_major) {
+    match pick_bin_dir(&installed, min_major) {
         Some(d) => d.join(name),
         None => PathBuf::from(name),
     }
@@ -407,6 +407,16 @@ pub async fn rename_database(conn: &mut PgConnection, from: &str, to: &str) -> R
     .await
     .with_context(|| format!("rename database {from} to {to}"))?;
     Ok(())
+}
+
+/// The connected user, and whether it may create databases (CREATEDB or superuser).
+pub async fn can_create_databases(conn: &mut PgConnection) -> Result<(String, bool)> {
+    sqlx::query_as(
+        "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .context("read this user's privileges")
 }
 
 pub async fn connection_count(conn: &mut PgConnection, database: &str) -> Result<i64> {

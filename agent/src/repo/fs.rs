@@ -294,7 +294,9 @@ impl FsRepository {
             for f in &files {
                 let n = f.file_name();
                 let n = n.to_string_lossy();
-                let ours = (n.starts_with('.') && n.ends_with(".tmp")) || n.starts_with("data.");
+                let ours = (n.starts_with('.') && n.ends_with(".tmp"))
+                    || n.starts_with("data.")
+                    || n == "pin.json";
                 if ours {
                     let _ = fs::remove_file(f.path());
                 }

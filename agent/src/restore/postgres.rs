@@ -50,6 +50,8 @@ struct Plan {
     /// contents (the manifest lists the extensions' schemas); otherwise the empty schemas are
     /// dropped after the restore.
     filter_toc: bool,
+    /// The archive's table of contents without them, for `pg_restore --use-list`.
+    toc: Option<String>,
 }
 
 pub(super) async fn run(
@@ -148,11 +150,13 @@ async fn plan(
         );
     }
 
-    let pg_restore = pg::tool(target, "pg_restore", facts.major);
+    // pg_restore must read the archive (as new as the pg_dump that wrote it) and speak to the
+    // server: the oldest installed tools that are as new as both.
+    let dump_major =
+        pg::parse_tool_version(&format!("x (x) {}", manifest.tool.version)).map_or(0, |v| v.1);
+    let pg_restore = pg::tool(target, "pg_restore", dump_major.max(facts.major));
     match pg::tool_version(&pg_restore).await {
         Ok((tool_version, tool_major)) => {
-            let dump_major = pg::parse_tool_version(&format!("x (x) {}", manifest.tool.version))
-                .map_or(0, |v| v.1);
             if tool_major < dump_major.max(facts.major) {
                 report.error(
                     "restore_tool",
@@ -206,6 +210,30 @@ async fn plan(
         .collect();
     let (skip_extensions, filter_toc) =
         schemas_and_extensions(ctx, &mut admin, p, &skip_schemas).await;
+    // Read here, not after the scratch database exists: an archive whose contents cannot be
+    // listed is found by the dry run too.
+    let toc = if filter_toc && !skip_schemas.is_empty() {
+        ctx.set_phase("reading the archive's contents");
+        match read_toc(ctx, p, &pg_restore).await {
+            Ok(listing) => {
+                let (kept, removed) = filter_toc_listing(&listing, &skip_schemas, &skip_extensions);
+                report.ok(
+                    "contents",
+                    format!(
+                        "the archive lists {} entries; {removed} that create the left-out schemas and extensions are left out",
+                        listing.lines().filter(|l| !l.starts_with(';')).count()
+                    ),
+                );
+                Some(kept)
+            }
+            Err(e) => {
+                report.error("contents", format!("{e:#}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     Ok(Some(Plan {
         admin,
         pg_restore,
@@ -215,6 +243,7 @@ async fn plan(
         skip_schemas,
         skip_extensions,
         filter_toc,
+        toc,
     }))
 }
 
@@ -277,12 +306,7 @@ async fn destination(
 
 /// The restoring user must be able to create the scratch database.
 async fn privileges(ctx: &JobCtx, admin: &mut PgConnection) {
-    let can: Result<(String, bool), sqlx::Error> = sqlx::query_as(
-        "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
-    )
-    .fetch_one(&mut *admin)
-    .await;
-    match can {
+    match pg::can_create_databases(admin).await {
         Ok((user, true)) => ctx
             .report
             .ok("privileges", format!("{user} may create databases")),
@@ -337,13 +361,25 @@ async fn owners(ctx: &JobCtx, admin: &mut PgConnection, p: &Prepared<'_>) {
         Ok(have) => {
             let missing = objects::missing(&objs.roles, &have);
             if missing.is_empty() {
-                report.ok(
-                    "owners",
-                    format!(
-                        "owners and privileges are restored; the {} role(s) they name exist",
-                        objs.roles.len()
+                match objects::not_member_of(admin, &objs.roles).await {
+                    Ok(cannot) if cannot.is_empty() => report.ok(
+                        "owners",
+                        format!(
+                            "owners and privileges are restored; the {} role(s) they name exist",
+                            objs.roles.len()
+                        ),
                     ),
-                );
+                    Ok(cannot) => report.error(
+                        "owners",
+                        format!(
+                            "the restoring user {} may not give objects to role(s) {} (ALTER … OWNER needs superuser or membership in the role); restore as a superuser, GRANT those roles to {}, or restore with --owners drop",
+                            p.target.url.username(),
+                            cannot.join(", "),
+                            p.target.url.username()
+                        ),
+                    ),
+                    Err(e) => report.warn("owners", format!("{e:#}")),
+                }
             } else {
                 report.error(
                     "owners",
@@ -624,17 +660,9 @@ async fn restore_into(
     scratch: &str,
 ) -> Result<Vec<TableRows>> {
     let (target, loc) = (p.target, &p.loc);
-    let list_file = if plan.filter_toc && !plan.skip_schemas.is_empty() {
-        ctx.set_phase("reading the archive's contents");
-        let toc = read_toc(ctx, p, &plan.pg_restore).await?;
-        let (kept, removed) = filter_toc(&toc, &plan.skip_schemas, &plan.skip_extensions);
-        tracing::info!(
-            removed,
-            "left the source provider's schemas and extensions out of the archive's contents"
-        );
-        Some(write_private(&ctx.config.state_dir, kept.as_bytes())?)
-    } else {
-        None
+    let list_file = match &plan.toc {
+        Some(kept) => Some(write_private(&ctx.config.state_dir, kept.as_bytes())?),
+        None => None,
     };
     let file = open_data(loc).await?.with_context(|| {
         format!(
@@ -784,7 +812,7 @@ async fn read_toc(ctx: &JobCtx, p: &Prepared<'_>, pg_restore: &Path) -> Result<S
 /// and extensions, with their comments and privileges. (`--exclude-schema` leaves out the
 /// objects in a schema, but still creates the schema and the extensions installed in it.)
 /// Returns the listing to restore and how many entries were removed.
-fn filter_toc(listing: &str, schemas: &[String], extensions: &[String]) -> (String, usize) {
+fn filter_toc_listing(listing: &str, schemas: &[String], extensions: &[String]) -> (String, usize) {
     let is = |list: &[String], name: &str| list.iter().any(|x| x == name);
     let mut out = String::with_capacity(listing.len());
     let mut removed = 0;
@@ -885,7 +913,7 @@ mod tests {
             "storage".to_owned(),
             "graphql".to_owned(),
         ];
-        let (kept, removed) = filter_toc(listing, &schemas, &["pg_graphql".to_owned()]);
+        let (kept, removed) = filter_toc_listing(listing, &schemas, &["pg_graphql".to_owned()]);
         assert_eq!(removed, 6, "{kept}");
         assert!(kept.contains("SCHEMA - extensions postgres"));
         assert!(kept.contains("EXTENSION - pgcrypto"));
@@ -895,7 +923,7 @@ mod tests {
         assert!(!kept.contains("SCHEMA - auth"));
         assert!(!kept.contains("pg_graphql"));
         assert!(kept.starts_with(";\n; Archive created"));
-        let (same, none) = filter_toc(listing, &[], &[]);
+        let (same, none) = filter_toc_listing(listing, &[], &[]);
         assert_eq!((same.as_str(), none), (listing, 0));
     }
 

@@ -171,7 +171,8 @@ impl Control {
         self.create(job).await
     }
 
-    async fn restore(&self, op: &Operator, req: &pb::RestoreRequest) -> Result<Job> {
+    /// A restore (`dry_run: false`) or its dry run (a check job, `dry_run: true`).
+    async fn restore(&self, op: &Operator, req: &pb::RestoreRequest, dry_run: bool) -> Result<Job> {
         let backup = self.backup(&req.backup_id).await?;
         self.check_not_deleting(&backup).await?;
         let to = if req.to_target.is_empty() {
@@ -189,7 +190,7 @@ impl Control {
         if !req.database.is_empty() {
             validate_database(&req.database)?;
         }
-        let kind = if req.dry_run {
+        let kind = if dry_run {
             JobKind::Check
         } else {
             JobKind::Restore
@@ -410,12 +411,8 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::RestoreRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let action = if request.get_ref().dry_run {
-            Action::RestoreDryRun
-        } else {
-            Action::Restore {
-                clean: request.get_ref().clean,
-            }
+        let action = Action::Restore {
+            clean: request.get_ref().clean,
         };
         let object = format!(
             "{} -> {}",
@@ -423,8 +420,24 @@ impl pb::control_server::Control for Control {
             request.get_ref().to_target
         );
         let op = self.authorize(&request, action, &object)?;
-        let result = self.restore(&op, request.get_ref()).await;
+        let result = self.restore(&op, request.get_ref(), false).await;
         self.audit(&op, action, &object, &result).await;
+        Ok(Response::new(pb::Job::from(&result?)))
+    }
+
+    async fn plan_restore(
+        &self,
+        request: Request<pb::RestoreRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let object = format!(
+            "{} -> {}",
+            request.get_ref().backup_id,
+            request.get_ref().to_target
+        );
+        let op = self.authorize(&request, Action::RestoreDryRun, &object)?;
+        let result = self.restore(&op, request.get_ref(), true).await;
+        self.audit(&op, Action::RestoreDryRun, &object, &result)
+            .await;
         Ok(Response::new(pb::Job::from(&result?)))
     }
 
@@ -446,7 +459,14 @@ impl pb::control_server::Control for Control {
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(pb::Job::from).collect(),
+            // Reports can be long; `jobs show` and `jobs watch` carry them.
+            jobs: jobs
+                .iter()
+                .map(|j| pb::Job {
+                    report: None,
+                    ..pb::Job::from(j)
+                })
+                .collect(),
         }))
     }
 

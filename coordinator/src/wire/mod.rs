@@ -416,7 +416,16 @@ impl TryFrom<pb::JobResult> for JobResult {
                     l.backups
                         .into_iter()
                         .map(|b| {
-                            let pin = b.pin.clone().map(listed_pin).transpose()?;
+                            let id = b.backup_id.clone();
+                            // A pin marker is repository content: one that does not parse is
+                            // left out, not a reason to refuse the whole listing.
+                            let pin = b.pin.clone().and_then(|p| {
+                                listed_pin(p)
+                                    .inspect_err(|e| {
+                                        tracing::warn!(backup_id = %id, "ignoring a pin marker: {e}");
+                                    })
+                                    .ok()
+                            });
                             Ok((listed_record(b)?, pin))
                         })
                         .collect::<Result<Vec<_>, Error>>()?,
@@ -447,48 +456,62 @@ impl TryFrom<pb::JobResult> for JobResult {
             state,
             error: bounded_text(r.error),
             payload,
-            report: r.report.map(report).transpose()?.unwrap_or_default(),
+            report: r.report.map(report).unwrap_or_default(),
         })
     }
 }
 
-/// Most findings or plan steps in one report.
-const MAX_REPORT_ITEMS: usize = 1000;
+/// Most findings or plan steps kept of one report; the rest is cut (with a note).
+const MAX_REPORT_ITEMS: usize = 200;
 
-/// A job's report from an agent: bounded, every severity known.
-fn report(r: pb::JobReport) -> Result<Report, Error> {
-    if r.findings.len() > MAX_REPORT_ITEMS || r.plan.len() > MAX_REPORT_ITEMS {
-        return Err(invalid(format!(
-            "a job report holds at most {MAX_REPORT_ITEMS} findings and {MAX_REPORT_ITEMS} plan steps"
-        )));
-    }
-    let findings = r
+/// A job's report from an agent, bounded. It is information for the operator: nothing in it
+/// is a reason to refuse the result it came with (a restore already swapped in, a backup
+/// already stored). Unknown severities (a newer agent) count as warnings.
+fn report(r: pb::JobReport) -> Report {
+    let cut = r.findings.len().saturating_sub(MAX_REPORT_ITEMS);
+    let mut findings: Vec<Finding> = r
         .findings
         .into_iter()
+        .take(MAX_REPORT_ITEMS)
         .map(|f| {
             let severity = match pb::Severity::try_from(f.severity) {
                 Ok(pb::Severity::Ok) => Severity::Ok,
                 Ok(pb::Severity::Info) => Severity::Info,
-                Ok(pb::Severity::Warning) => Severity::Warning,
+                Ok(pb::Severity::Warning | pb::Severity::Unspecified) | Err(_) => Severity::Warning,
                 Ok(pb::Severity::Error) => Severity::Error,
-                Ok(pb::Severity::Unspecified) | Err(_) => {
-                    return Err(invalid(format!(
-                        "finding {:?} has no known severity (value {})",
-                        f.check, f.severity
-                    )));
-                }
             };
-            Ok(Finding {
-                check: short_text("finding check", f.check)?,
+            let mut check: String = f
+                .check
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect();
+            if check.is_empty() {
+                check = "agent".into();
+            }
+            Finding {
+                check,
                 severity,
                 message: bounded_text(f.message),
-            })
+            }
         })
-        .collect::<Result<Vec<_>, Error>>()?;
-    Ok(Report {
+        .collect();
+    if cut > 0 {
+        findings.push(Finding {
+            check: "report".into(),
+            severity: Severity::Info,
+            message: format!("{cut} more finding(s) left out"),
+        });
+    }
+    Report {
         findings,
-        plan: r.plan.into_iter().map(bounded_text).collect(),
-    })
+        plan: r
+            .plan
+            .into_iter()
+            .take(MAX_REPORT_ITEMS)
+            .map(bounded_text)
+            .collect(),
+    }
 }
 
 /// A pin marker found beside a manifest.

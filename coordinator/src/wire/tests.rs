@@ -264,3 +264,64 @@ fn heartbeat_repository_stats_are_validated() {
         assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
     }
 }
+
+#[test]
+fn reports_are_bounded_but_never_refuse_a_result() {
+    let finding = |severity: i32| pb::Finding {
+        check: "privileges\n".into(),
+        severity,
+        message: "x".repeat(10_000),
+    };
+    let mut findings: Vec<pb::Finding> =
+        (0..300).map(|_| finding(pb::Severity::Ok.into())).collect();
+    findings[0] = finding(42);
+    let r: JobResult = pb::JobResult {
+        job_id: ID.into(),
+        state: pb::JobState::Succeeded.into(),
+        report: Some(pb::JobReport {
+            findings,
+            plan: vec!["step".into(); 500],
+        }),
+        ..Default::default()
+    }
+    .try_into()
+    .expect("a big report does not refuse the result");
+    assert_eq!(r.report.findings.len(), MAX_REPORT_ITEMS + 1);
+    assert_eq!(
+        r.report.findings[0].severity,
+        Severity::Warning,
+        "unknown severity"
+    );
+    assert_eq!(r.report.findings[0].check, "privileges");
+    assert!(r.report.findings[0].message.len() <= 4100);
+    assert!(
+        r.report.findings[MAX_REPORT_ITEMS]
+            .message
+            .contains("100 more")
+    );
+    assert_eq!(r.report.plan.len(), MAX_REPORT_ITEMS);
+}
+
+#[test]
+fn a_bad_pin_marker_is_left_out_of_a_listing() {
+    let mut rec = record();
+    rec.pin = Some(pb::BackupPin {
+        pinned_by: "alice".into(),
+        pinned_at_ms: 1,
+        reason: "   ".into(),
+    });
+    let r: JobResult = pb::JobResult {
+        job_id: ID.into(),
+        state: pb::JobState::Succeeded.into(),
+        result: Some(pb::job_result::Result::List(pb::ListResult {
+            backups: vec![rec],
+        })),
+        ..Default::default()
+    }
+    .try_into()
+    .expect("the listing is kept");
+    match r.payload {
+        Some(ResultPayload::List(b)) => assert!(b[0].1.is_none(), "{b:?}"),
+        other => panic!("not a listing: {other:?}"),
+    }
+}

@@ -20,7 +20,6 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         to_target: args.to.map(|t| t.to_string()).unwrap_or_default(),
         database: args.database.unwrap_or_default(),
         clean: args.clean,
-        dry_run: args.dry_run,
         owners: match args.owners {
             Owners::Auto => pb::OwnerPolicy::Auto,
             Owners::Keep => pb::OwnerPolicy::Keep,
@@ -29,9 +28,18 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         .into(),
         include_provider_schemas: args.include_provider_schemas,
     });
-    let job = conn
-        .unary("start restore", |mut c| async move { c.restore(req).await })
-        .await?;
+    // A dry run is its own call: a coordinator without it refuses it (UNIMPLEMENTED) rather
+    // than running a real restore.
+    let job = if args.dry_run {
+        conn.unary(
+            "plan restore",
+            |mut c| async move { c.plan_restore(req).await },
+        )
+        .await?
+    } else {
+        conn.unary("start restore", |mut c| async move { c.restore(req).await })
+            .await?
+    };
     if args.wait.wait || args.dry_run {
         progress::wait_and_report(&conn, &job.job_id, out, global.output).await
     } else {

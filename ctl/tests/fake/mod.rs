@@ -411,6 +411,13 @@ impl pb::control_server::Control for Fake {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn plan_restore(
+        &self,
+        _req: Request<pb::RestoreRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     async fn list_audit(
         &self,
         _req: Request<pb::ListAuditRequest>,

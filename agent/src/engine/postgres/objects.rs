@@ -57,10 +57,24 @@ pub async fn dump_objects(conn: &mut PgConnection) -> Result<DumpObjects> {
                   WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
            UNION ALL
            SELECT n.nspowner, n.nspacl FROM pg_namespace n WHERE {USER_SCHEMA}
+           UNION ALL
+           SELECT lomowner, lomacl FROM pg_largeobject_metadata
+           UNION ALL
+           SELECT defaclrole, defaclacl FROM pg_default_acl
+           UNION ALL
+           SELECT pubowner, NULL FROM pg_publication
+           UNION ALL
+           SELECT srvowner, srvacl FROM pg_foreign_server
+           UNION ALL
+           SELECT evtowner, NULL FROM pg_event_trigger
          ),
          oids AS (
            SELECT owner AS oid FROM objs
            UNION SELECT (aclexplode(acl)).grantee FROM objs WHERE acl IS NOT NULL
+           UNION SELECT (aclexplode(a.attacl)).grantee
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE a.attacl IS NOT NULL AND {USER_SCHEMA}
          )
          SELECT DISTINCT r.rolname::text FROM oids JOIN pg_roles r ON r.oid = oids.oid ORDER BY 1"
     )))
@@ -72,6 +86,23 @@ pub async fn dump_objects(conn: &mut PgConnection) -> Result<DumpObjects> {
         extensions,
         roles,
     })
+}
+
+/// Of `roles`, those the connected user cannot give objects to (`ALTER … OWNER TO` needs
+/// superuser or membership in the new owner), sorted; empty for a superuser.
+pub async fn not_member_of(conn: &mut PgConnection, roles: &[String]) -> Result<Vec<String>> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT r FROM unnest($1::text[]) AS r
+          WHERE NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+            AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)
+            AND NOT pg_has_role(current_user, r, 'MEMBER')
+          ORDER BY 1",
+    )
+    .bind(roles)
+    .fetch_all(&mut *conn)
+    .await
+    .context("check role memberships")?;
+    Ok(names)
 }
 
 /// The roles that exist on the server.

@@ -1,0 +1,483 @@
+//! Writing objects: one PUT or a streaming multipart upload, with the post-upload check.
+
+use super::*;
+
+impl S3Repository {
+    /// Aborts a multipart upload, retried with backoff; an upload that is already gone counts
+    /// as aborted (the call is idempotent).
+    pub(super) async fn abort(&self, full: &str, upload_id: &str) -> StorageResult<()> {
+        let call = || async {
+            match self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.cfg.bucket)
+                .key(full)
+                .upload_id(upload_id)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if http_status(&e) == Some(404) || e.code() == Some("NoSuchUpload") => {
+                    Ok(())
+                }
+                Err(e) => Err(self.error("abort multipart upload of", full, &e)),
+            }
+        };
+        call.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(5)
+                .with_jitter(),
+        )
+        .await
+    }
+
+    pub(super) async fn put_single(
+        &self,
+        full: &str,
+        data: Bytes,
+        cancel: &CancellationToken,
+    ) -> StorageResult<Head> {
+        let md5 = Md5::digest(&data);
+        let size = data.len() as u64;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.cfg.bucket)
+            .key(full)
+            .if_none_match("*")
+            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+            .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
+            .body(ByteStream::from(data));
+        if let Some(sc) = &self.cfg.storage_class {
+            req = req.storage_class(StorageClass::from(sc.as_str()));
+        }
+        req = match &self.cfg.sse {
+            None => req,
+            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms { key_id }) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(key_id.clone()),
+        };
+        let sent = tokio::select! {
+            r = req.send() => r,
+            () = cancel.cancelled() => return Err(StorageError::Cancelled),
+        };
+        match sent {
+            Ok(_) => {}
+            Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
+            Err(e) => return Err(self.error("PUT", full, &e)),
+        }
+        let expect = Expected {
+            size,
+            etag: Some(hex::encode(md5)),
+        };
+        self.check_stored(full, &expect).await
+    }
+
+    pub(super) fn exists(&self, full: &str) -> StorageError {
+        StorageError::AlreadyExists(format!(
+            "{} already exists; lifeboat never overwrites a stored object (is another agent writing to the same bucket and prefix?)",
+            self.loc(full)
+        ))
+    }
+
+    /// The post-upload check (S6): the object must be there with the size sent, and the ETag
+    /// the server computed must match where its form allows a comparison. A mismatching
+    /// object is deleted: it is not what lifeboat wrote.
+    pub(super) async fn check_stored(&self, full: &str, expect: &Expected) -> StorageResult<Head> {
+        let head = self.head_full(full).await?;
+        let problem = match &head {
+            None => Some("the object is missing right after a successful upload".to_owned()),
+            Some(h) if h.size != expect.size => Some(format!(
+                "the server holds {} bytes but {} were sent",
+                h.size, expect.size
+            )),
+            Some(h) => match (&expect.etag, h.etag.as_deref().map(clean_etag)) {
+                (Some(want), Some(got))
+                    if self.etags_are_md5()
+                        && !h.kms
+                        && etag_comparable(got, want)
+                        && got != want =>
+                {
+                    Some(format!(
+                        "the server's ETag {got} does not match the uploaded data ({want})"
+                    ))
+                }
+                _ => None,
+            },
+        };
+        if let Some(p) = problem {
+            if head.is_some() {
+                let _ = self
+                    .client
+                    .delete_object()
+                    .bucket(&self.cfg.bucket)
+                    .key(full)
+                    .send()
+                    .await;
+            }
+            return Err(StorageError::Verification(format!(
+                "upload of {} failed its post-upload check: {p}; the storage did not keep what was sent (the object was removed; check the storage service)",
+                self.loc(full)
+            )));
+        }
+        Ok(head.unwrap_or_default())
+    }
+
+    pub(super) async fn put_multipart(
+        &self,
+        full: &str,
+        first: Bytes,
+        mut body: Body,
+        base: u64,
+        cancel: &CancellationToken,
+    ) -> StorageResult<Head> {
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.cfg.bucket)
+            .key(full)
+            .content_type("application/zstd");
+        if let Some(sc) = &self.cfg.storage_class {
+            req = req.storage_class(StorageClass::from(sc.as_str()));
+        }
+        req = match &self.cfg.sse {
+            None => req,
+            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms { key_id }) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(key_id.clone()),
+        };
+        let created = tokio::select! {
+            r = req.send() => r.map_err(|e| self.error("start multipart upload of", full, &e))?,
+            () = cancel.cancelled() => return Err(StorageError::Cancelled),
+        };
+        let upload_id = created
+            .upload_id()
+            .context("the server started a multipart upload without an upload id")?
+            .to_owned();
+        if let Some(j) = &self.journal
+            && let Err(e) = j.record(full, &upload_id)
+        {
+            tracing::warn!(
+                object = %self.loc(full),
+                "could not journal the multipart upload ({e}); after a crash only a server that lists multipart uploads lets the janitor find it"
+            );
+        }
+        let result = self
+            .upload_parts(full, &upload_id, first, &mut body, base, cancel)
+            .await;
+        let settled = match &result {
+            Ok(_) => true,
+            Err(_) => match self.abort(full, &upload_id).await {
+                Ok(()) => true,
+                Err(abort) => {
+                    tracing::warn!(
+                        object = %self.loc(full),
+                        error = %abort,
+                        "could not abort the multipart upload; the janitor will retry"
+                    );
+                    false
+                }
+            },
+        };
+        if settled && let Some(j) = &self.journal {
+            j.forget(&upload_id);
+        }
+        result
+    }
+
+    pub(super) async fn upload_parts(
+        &self,
+        full: &str,
+        upload_id: &str,
+        first: Bytes,
+        body: &mut Body,
+        base: u64,
+        cancel: &CancellationToken,
+    ) -> StorageResult<Head> {
+        let mut inflight: JoinSet<StorageResult<PartDone>> = JoinSet::new();
+        let mut done: Vec<(CompletedPart, [u8; 16])> = Vec::new();
+        // Buffers of parts already uploaded, filled again: a long upload allocates at most
+        // `parts_in_flight + 1` part buffers instead of one per part.
+        let mut pool: Vec<BytesMut> = Vec::new();
+        let mut total = 0u64;
+        let mut part_number: u32 = 1;
+        let mut data = first;
+        let mut last = false;
+        loop {
+            // At most `parts_in_flight` parts are uploading; the next one fills meanwhile.
+            while inflight.len() >= self.cfg.parts_in_flight {
+                let d = self.join_part(&mut inflight, cancel).await?;
+                pool.extend(d.buf);
+                done.push((d.part, d.md5));
+            }
+            total += data.len() as u64;
+            let this = self.clone();
+            let full_key = full.to_owned();
+            let id = upload_id.to_owned();
+            inflight
+                .spawn(async move { this.upload_part(&full_key, &id, part_number, data).await });
+            if last {
+                break;
+            }
+            if part_number == MAX_PARTS {
+                // Refuse rather than lose the tail: nothing may remain.
+                let rest = read_part(body, 1, cancel, None).await?;
+                if !rest.0.is_empty() {
+                    return Err(StorageError::Other(anyhow!(
+                        "{} needs more than {MAX_PARTS} parts; raise part_size_mib of repository {:?}",
+                        self.loc(full),
+                        self.name
+                    )));
+                }
+                break;
+            }
+            part_number += 1;
+            let (next, ended) =
+                read_part(body, part_size_for(base, part_number), cancel, pool.pop()).await?;
+            if next.is_empty() {
+                break;
+            }
+            data = next;
+            last = ended;
+        }
+        while !inflight.is_empty() {
+            let d = self.join_part(&mut inflight, cancel).await?;
+            done.push((d.part, d.md5));
+        }
+        drop(pool);
+        done.sort_by_key(|(p, _)| p.part_number());
+        let mut md5s = Md5::new();
+        for (_, d) in &done {
+            md5s.update(d);
+        }
+        let multipart_etag = format!("{}-{}", hex::encode(md5s.finalize()), done.len());
+        let parts: Vec<CompletedPart> = done.into_iter().map(|(p, _)| p).collect();
+        let part_count = parts.len();
+        let completing = std::time::Instant::now();
+        let complete = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.cfg.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send();
+        let completed = tokio::select! {
+            r = complete => r,
+            () = cancel.cancelled() => return Err(StorageError::Cancelled),
+        };
+        match completed {
+            Ok(_) => {}
+            Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
+            Err(e) => return Err(self.error("complete multipart upload of", full, &e)),
+        }
+        let head = self
+            .check_stored(
+                full,
+                &Expected {
+                    size: total,
+                    etag: Some(multipart_etag),
+                },
+            )
+            .await?;
+        tracing::info!(
+            object = %self.loc(full),
+            parts = part_count,
+            bytes = total,
+            complete_ms = completing.elapsed().as_millis(),
+            "multipart upload completed and checked"
+        );
+        Ok(head)
+    }
+
+    pub(super) async fn join_part(
+        &self,
+        inflight: &mut JoinSet<StorageResult<PartDone>>,
+        cancel: &CancellationToken,
+    ) -> StorageResult<PartDone> {
+        let joined = tokio::select! {
+            j = inflight.join_next() => j,
+            () = cancel.cancelled() => {
+                inflight.abort_all();
+                return Err(StorageError::Cancelled);
+            }
+        };
+        match joined {
+            Some(Ok(Ok(p))) => Ok(p),
+            Some(Ok(Err(e))) => {
+                inflight.abort_all();
+                Err(e)
+            }
+            Some(Err(e)) => {
+                inflight.abort_all();
+                Err(StorageError::Other(anyhow!("part upload task failed: {e}")))
+            }
+            None => Err(StorageError::Other(anyhow!("no part upload in flight"))),
+        }
+    }
+
+    pub(super) async fn upload_part(
+        &self,
+        full: &str,
+        upload_id: &str,
+        part_number: u32,
+        data: Bytes,
+    ) -> StorageResult<PartDone> {
+        let hashed = data.clone();
+        let md5: [u8; 16] = tokio::task::spawn_blocking(move || Md5::digest(&hashed).into())
+            .await
+            .map_err(|e| anyhow!("hash task failed: {e}"))?;
+        let len = data.len();
+        let resp = self
+            .client
+            .upload_part()
+            .bucket(&self.cfg.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .part_number(i32::try_from(part_number).unwrap_or(i32::MAX))
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
+            .body(ByteStream::from(data.clone()))
+            // The part's integrity is its Content-MD5 (checked by the server) and the ETag
+            // comparison below; a SHA-256 of every part for the signature would be a second
+            // pass over the data for the same guarantee.
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("upload part {part_number} of"), full, &e))?;
+        let etag = resp.e_tag().map(str::to_owned).ok_or_else(|| {
+            StorageError::Other(anyhow!(
+                "the server accepted part {part_number} of {} without an ETag",
+                self.loc(full)
+            ))
+        })?;
+        // A bucket may encrypt with KMS by default, whatever this repository asks for.
+        let kms = is_kms(resp.server_side_encryption());
+        drop(resp);
+        let want = hex::encode(md5);
+        let got = clean_etag(&etag);
+        if self.etags_are_md5() && !kms && etag_comparable(got, &want) && got != want {
+            return Err(StorageError::Verification(format!(
+                "part {part_number} of {}: the server's ETag {got} is not the MD5 of the {len} bytes sent ({want}); the storage did not keep what was sent",
+                self.loc(full)
+            )));
+        }
+        Ok(PartDone {
+            part: CompletedPart::builder()
+                .part_number(i32::try_from(part_number).unwrap_or(i32::MAX))
+                .e_tag(etag)
+                .build(),
+            md5,
+            // The request is done with the bytes: take the buffer back if nothing else holds it.
+            buf: data.try_into_mut().ok(),
+        })
+    }
+}
+
+/// A part the server accepted.
+pub(super) struct PartDone {
+    pub(super) part: CompletedPart,
+    pub(super) md5: [u8; 16],
+    /// Its buffer, for the next part, if the request let go of it.
+    pub(super) buf: Option<BytesMut>,
+}
+
+/// Reads up to `size` bytes of `body` into one buffer. Returns the bytes and whether the body
+/// ended (finished) within them.
+pub(super) async fn read_part(
+    body: &mut Body,
+    size: u64,
+    cancel: &CancellationToken,
+    reuse: Option<BytesMut>,
+) -> StorageResult<(Bytes, bool)> {
+    let cap = usize::try_from(size).unwrap_or(usize::MAX);
+    let mut buf = reuse.unwrap_or_default();
+    buf.clear();
+    buf.reserve(cap);
+    loop {
+        let chunk = tokio::select! {
+            c = body.next() => c?,
+            () = cancel.cancelled() => return Err(StorageError::Cancelled),
+        };
+        let Some(mut chunk) = chunk else {
+            return Ok((buf.freeze(), true));
+        };
+        let room = cap - buf.len();
+        if chunk.len() > room {
+            let rest = chunk.split_off(room);
+            buf.extend_from_slice(&chunk);
+            body.push_back(rest);
+            return Ok((buf.freeze(), false));
+        }
+        buf.extend_from_slice(&chunk);
+        if buf.len() == cap {
+            // Full: the body may end right here; look ahead so a body that is an exact
+            // multiple of the part size does not produce an empty last part.
+            let next = tokio::select! {
+                c = body.next() => c?,
+                () = cancel.cancelled() => return Err(StorageError::Cancelled),
+            };
+            let ended = match next {
+                None => true,
+                Some(n) => {
+                    body.push_back(n);
+                    false
+                }
+            };
+            return Ok((buf.freeze(), ended));
+        }
+    }
+}
+
+/// The first part size: the configured one, raised so that 1.5× the expected size fits in
+/// 9,000 parts (rounded up to whole MiB).
+pub fn initial_part_size(configured: u64, size_hint: Option<u64>) -> u64 {
+    let needed = size_hint
+        .map(|h| (h.saturating_mul(3) / 2).div_ceil(9_000).div_ceil(MIB) * MIB)
+        .unwrap_or(0);
+    configured
+        .max(needed)
+        .clamp(MIN_PART_SIZE.min(configured), MAX_PART_SIZE)
+}
+
+/// Size of part `n` (1-based): `base` up to part 5,000, then doubling every 400 parts, capped
+/// at S3's 5 GiB. From the smallest base this still reaches S3's 5 TiB object limit within
+/// 10,000 parts.
+pub fn part_size_for(base: u64, n: u32) -> u64 {
+    let doublings = n.saturating_sub(GROWTH_START + 1) / GROWTH_STEP + u32::from(n > GROWTH_START);
+    base.saturating_mul(1u64 << doublings.min(20))
+        .min(MAX_PART_SIZE)
+}
+
+pub(super) fn clean_etag(e: &str) -> &str {
+    e.trim().trim_start_matches("W/").trim_matches('"')
+}
+
+/// `Some(true)` for `hex-N` (multipart), `Some(false)` for plain MD5 hex, `None` otherwise.
+pub(super) fn etag_shape(s: &str) -> Option<bool> {
+    let (h, n) = s.split_once('-').map_or((s, None), |(h, n)| (h, Some(n)));
+    let hex_ok = h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    let n_ok = n.is_none_or(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    (hex_ok && n_ok).then_some(n.is_some())
+}
+
+/// Whether the server's ETag has the form of `want` (plain MD5 hex, or `hex-N`) so the two
+/// can be compared. Encrypted objects (SSE-KMS, SSE-C) and some servers use other forms.
+pub(super) fn etag_comparable(got: &str, want: &str) -> bool {
+    etag_shape(got).is_some() && etag_shape(got) == etag_shape(want)
+}
+
+/// `aws:kms` or `aws:kms:dsse`: ETags of such objects are not MD5s of their data.
+pub(super) fn is_kms(sse: Option<&ServerSideEncryption>) -> bool {
+    sse.is_some_and(|s| s.as_str().starts_with("aws:kms"))
+}

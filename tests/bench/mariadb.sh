@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# MariaDB backup and restore throughput against the physical limits of this machine.
+#
+#   tests/bench/mariadb.sh [--tables T] [--table-size N] [--rounds R] [--no-build] [--keep]
+#
+# Starts a throwaway MariaDB (mariadb-install-db + mariadbd on a free port), loads it with
+# sysbench's oltp_read_write tables (default 8 × 625,000 rows, about 1.2 GB), builds lifeboat
+# in release mode, starts a coordinator and an agent, and then, interleaved over R rounds
+# (default 3), times
+#   (a) raw dump      mariadb-dump (the agent's own options) > /dev/null
+#   (b) agent backup  lifeboat backup run bench/sbtest --wait   (zstd level 3, SHA-256, fs)
+#   (c) raw restore   mariadb DB < dump.sql                     (the same dump, uncompressed)
+#   (d) agent restore lifeboat restore ID --database DB --wait  (hash checks, scratch database,
+#                     row counts, swap)
+# with the CPU seconds of the tools, the agent and mariadbd in each. The backup's lower bound is
+# max(raw dump time, CPU seconds of the whole backup ÷ cores): on 2 cores the dump tool, the
+# server and compression compete for the same CPUs. It prints the medians and the ratios
+#   backup / max(raw dump, CPU ÷ cores)    and    restore / raw restore.
+# A benchmark prints figures; it asserts nothing.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TABLES=8
+TABLE_SIZE=625000
+ROUNDS=3
+KEEP=0
+BUILD=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --tables)
+        TABLES=$2
+        shift 2
+        ;;
+    --table-size)
+        TABLE_SIZE=$2
+        shift 2
+        ;;
+    --rounds)
+        ROUNDS=$2
+        shift 2
+        ;;
+    --keep)
+        KEEP=1
+        shift
+        ;;
+    --no-build)
+        BUILD=0
+        shift
+        ;;
+    -h | --help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        exit 0
+        ;;
+    *)
+        echo "usage: $0 [--tables T] [--table-size N] [--rounds R] [--no-build] [--keep]" >&2
+        exit 2
+        ;;
+    esac
+done
+for v in "$TABLES" "$TABLE_SIZE" "$ROUNDS"; do
+    [[ $v =~ ^[0-9]+$ && $v -ge 1 ]] || {
+        echo "--tables, --table-size and --rounds take positive integers" >&2
+        exit 2
+    }
+done
+[ "$(id -u)" -eq 0 ] || {
+    echo "error: run as root (the private mariadbd runs as the invoking user, sysbench logs in as root over its socket)" >&2
+    exit 2
+}
+missing=()
+[ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
+command -v mariadb-dump >/dev/null 2>&1 || missing+=(mariadb-client)
+command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q "${missing[@]}"
+fi
+
+WORK=$(mktemp -d /tmp/lifeboat-bench-my.XXXXXX)
+chmod 755 "$WORK"
+COORD_PID=""
+AGENT_PID=""
+MY_PID=""
+# shellcheck disable=SC2317 # runs from the EXIT trap
+cleanup() {
+    set +e
+    [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID"
+    [ -n "$COORD_PID" ] && kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID"
+    if [ -n "$MY_PID" ]; then
+        mariadb-admin --no-defaults --socket="$WORK/my/sock" -uroot shutdown >/dev/null 2>&1
+        wait "$MY_PID"
+    fi
+    if [ "$KEEP" -eq 1 ]; then
+        echo "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a + b }'; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (a > b) ? a : b }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+# User + system CPU seconds of a process, with (all) or without (self) its waited-for children.
+cpu_self() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+cpu_all() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+CORES=$(nproc)
+
+if [ "$BUILD" -eq 1 ]; then
+    echo "==> building lifeboat (release)"
+    (cd "$ROOT" && cargo build --release -p lifeboat -p lifeboat-coordinator -p lifeboat-agent)
+fi
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+BIN=$BIN/release
+
+echo "==> starting MariaDB"
+mkdir -p "$WORK/my/tmp"
+mariadb-install-db --no-defaults --user=root --datadir="$WORK/my/data" --tmpdir="$WORK/my/tmp" \
+    --auth-root-authentication-method=socket --skip-test-db >/dev/null
+for _ in $(seq 1 50); do
+    PORT=$((20000 + RANDOM % 20000))
+    (: </dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || break
+done
+/usr/sbin/mariadbd --no-defaults --user=root --datadir="$WORK/my/data" --tmpdir="$WORK/my/tmp" \
+    --socket="$WORK/my/sock" --port="$PORT" --bind-address=127.0.0.1 \
+    --pid-file="$WORK/my/pid" --log-error="$WORK/my/err.log" --skip-name-resolve \
+    --innodb-buffer-pool-size=2G --innodb-log-file-size=512M \
+    --innodb-flush-log-at-trx-commit=2 --max-allowed-packet=1G &
+MY_PID=$!
+for _ in $(seq 1 300); do
+    mariadb-admin --no-defaults --socket="$WORK/my/sock" -uroot ping >/dev/null 2>&1 && break
+    sleep 0.1
+done
+myroot() { mariadb --no-defaults --socket="$WORK/my/sock" -uroot "$@"; }
+PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+printf "CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY '%s';\nGRANT ALL ON *.* TO 'bench'@'127.0.0.1';\nCREATE DATABASE sbtest;\n" \
+    "$PASSWORD" | myroot
+mkdir -p "$WORK/secrets"
+chmod 700 "$WORK/secrets"
+(
+    umask 077
+    printf '%s' "$PASSWORD" >"$WORK/secrets/db.pass"
+    printf '[client]\nhost=127.0.0.1\nport=%s\nuser=bench\npassword=%s\n' "$PORT" "$PASSWORD" >"$WORK/secrets/my.cnf"
+)
+
+echo "==> loading sysbench oltp_read_write: $TABLES tables × $TABLE_SIZE rows"
+t0=$(now)
+sysbench oltp_read_write --db-driver=mysql --mysql-socket="$WORK/my/sock" --mysql-user=root \
+    --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" --threads="$CORES" prepare >"$WORK/sysbench.log"
+size=$(myroot -N -e "SELECT ROUND(SUM(data_length + index_length) / 1048576) FROM information_schema.tables WHERE table_schema = 'sbtest'")
+echo "    loaded in $(elapsed "$t0" "$(now)") s, $size MiB of data and indexes"
+
+echo "==> starting the coordinator and the agent"
+"$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
+"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind coordinator --name coordinator --san 127.0.0.1 >/dev/null
+"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind agent --name bench-agent >/dev/null
+"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind operator --name admin >/dev/null
+cat >"$WORK/coordinator.toml" <<EOF
+[server]
+grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+[tls]
+ca = "$WORK/pki/ca.pem"
+cert = "$WORK/pki/coordinator.pem"
+key = "$WORK/pki/coordinator.key"
+[catalog]
+url = "sqlite://$WORK/catalog.db"
+[jobs]
+heartbeat_interval_secs = 1
+[[operator]]
+name = "admin"
+role = "admin"
+EOF
+"$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
+    >"$WORK/coordinator.log" 2>&1 &
+COORD_PID=$!
+for _ in $(seq 1 300); do
+    [ -s "$WORK/ready.json" ] && break
+    sleep 0.1
+done
+GRPC=$(sed -n 's/.*"grpc" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json")
+[ -n "$GRPC" ] || {
+    cat "$WORK/coordinator.log" >&2
+    exit 1
+}
+cat >"$WORK/agent.toml" <<EOF
+name = "bench-agent"
+environment = "bench"
+coordinator = "https://$GRPC"
+max_concurrent_jobs = 1
+state_dir = "$WORK/agent-state"
+[tls]
+ca = "$WORK/pki/ca.pem"
+cert = "$WORK/pki/bench-agent.pem"
+key = "$WORK/pki/bench-agent.key"
+[[repository]]
+name = "local"
+kind = "fs"
+path = "$WORK/repo"
+[[target]]
+name = "sbtest"
+engine = "mysql"
+provider = "mariadb"
+repository = "local"
+url = "mysql://bench@127.0.0.1:$PORT/sbtest"
+password_file = "$WORK/secrets/db.pass"
+compression_level = 3
+compression_threads = 0
+EOF
+lifeboat() {
+    "$BIN/lifeboat" --coordinator "https://$GRPC" --ca "$WORK/pki/ca.pem" \
+        --cert "$WORK/pki/admin.pem" --key "$WORK/pki/admin.key" --timeout 3600 "$@"
+}
+"$BIN/lifeboat-agent" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
+AGENT_PID=$!
+for _ in $(seq 1 300); do
+    lifeboat --output json agents list 2>/dev/null | grep -q '"connected": *true' && break
+    sleep 0.1
+done
+
+# The agent's dump options (engine/mysql.rs dump_args, MariaDB tool on a MariaDB server).
+DUMP_ARGS=(--single-transaction --skip-lock-tables --skip-add-locks --quick --routines --events
+    --triggers --hex-blob --no-tablespaces --default-character-set=utf8mb4 --comments --dump-date
+    --skip-add-drop-database --max-allowed-packet=1G)
+echo "==> the plain dump for the raw restores"
+mariadb-dump --defaults-extra-file="$WORK/secrets/my.cnf" "${DUMP_ARGS[@]}" -- sbtest >"$WORK/dump.sql"
+echo "    $(du -m "$WORK/dump.sql" | cut -f1) MiB"
+
+declare -a raw_t agent_t bound_t rraw_t ragent_t rss_b rss_r
+for r in $(seq 1 "$ROUNDS"); do
+    echo "==> round $r/$ROUNDS"
+    # (a) the raw dump, with its own CPU and the server's.
+    s0=$(cpu_self "$MY_PID")
+    t0=$(now)
+    dcpu=$(
+        mariadb-dump --defaults-extra-file="$WORK/secrets/my.cnf" "${DUMP_ARGS[@]}" -- sbtest >/dev/null
+        awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($16 + $17) / hz }' "/proc/$BASHPID/stat"
+    )
+    a=$(elapsed "$t0" "$(now)")
+    scpu=$(sub "$(cpu_self "$MY_PID")" "$s0")
+    # (b) the agent's backup: the agent with its child (the dump tool), and the server.
+    a0=$(cpu_all "$AGENT_PID")
+    s0=$(cpu_self "$MY_PID")
+    t0=$(now)
+    out=$(lifeboat --output json backup run bench/sbtest --wait)
+    b=$(elapsed "$t0" "$(now)")
+    acpu=$(sub "$(cpu_all "$AGENT_PID")" "$a0")
+    bscpu=$(sub "$(cpu_self "$MY_PID")" "$s0")
+    grep -q '"succeeded"' <<<"$out" || {
+        echo "error: the backup failed: $out" >&2
+        exit 1
+    }
+    id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
+    hwm_b=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+    bound=$(max "$a" "$(div "$(add "$acpu" "$bscpu")" "$CORES")")
+    # (c) the raw restore of the same dump.
+    myroot -e "DROP DATABASE IF EXISTS raw_copy; CREATE DATABASE raw_copy"
+    t0=$(now)
+    mariadb --defaults-extra-file="$WORK/secrets/my.cnf" --max-allowed-packet=1G raw_copy <"$WORK/dump.sql"
+    c=$(elapsed "$t0" "$(now)")
+    myroot -e "DROP DATABASE raw_copy"
+    # (d) the agent's restore of the backup.
+    t0=$(now)
+    out=$(lifeboat --output json restore "$id" --database agent_copy --wait)
+    d=$(elapsed "$t0" "$(now)")
+    grep -q '"succeeded"' <<<"$out" || {
+        echo "error: the restore failed: $out" >&2
+        exit 1
+    }
+    hwm_r=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+    myroot -e "DROP DATABASE agent_copy"
+    rm -rf "${WORK:?}/repo/bench/sbtest/$id"
+    raw_t+=("$a")
+    agent_t+=("$b")
+    bound_t+=("$bound")
+    rraw_t+=("$c")
+    ragent_t+=("$d")
+    rss_b+=("$hwm_b")
+    rss_r+=("$hwm_r")
+    printf '    dump %ss (tool CPU %ss, server CPU %ss)  backup %ss (agent+tool CPU %ss, server CPU %ss, bound %ss)  restore raw %ss agent %ss\n' \
+        "$a" "$dcpu" "$scpu" "$b" "$acpu" "$bscpu" "$bound" "$c" "$d"
+done
+
+ma=$(median <<<"${raw_t[*]}")
+mb=$(median <<<"${agent_t[*]}")
+mbound=$(median <<<"${bound_t[*]}")
+mc=$(median <<<"${rraw_t[*]}")
+md=$(median <<<"${ragent_t[*]}")
+# The backup's ratio per round (each against its own bound), then the median.
+ratios=""
+for i in "${!agent_t[@]}"; do
+    ratios+=" $(awk -v a="${agent_t[$i]}" -v b="${bound_t[$i]}" 'BEGIN { printf "%.3f", a / b }')"
+done
+mratio=$(median <<<"$ratios")
+echo
+echo "Medians over $ROUNDS interleaved rounds ($CORES CPUs), sysbench $TABLES × $TABLE_SIZE rows, $(du -m "$WORK/dump.sql" | cut -f1) MiB dump:"
+printf '  raw dump          %8ss\n' "$ma"
+printf '  agent backup      %8ss   bound max(dump, CPU ÷ cores) %ss   backup/bound %sx (per-round median)\n' "$mb" "$mbound" "$mratio"
+printf '  raw restore       %8ss\n' "$mc"
+printf '  agent restore     %8ss   restore/raw %s\n' "$md" "$(ratio "$md" "$mc")"
+printf '  agent peak RSS    %s (after the backups), %s (after the restores)\n' \
+    "$(mib "$(median <<<"${rss_b[*]}")")" "$(mib "$(median <<<"${rss_r[*]}")")"
