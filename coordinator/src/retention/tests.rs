@@ -278,6 +278,147 @@ fn marked_backups_stay_deleting() {
 }
 
 #[test]
+fn iso_weeks_cross_the_new_year() {
+    // 2026-12-28 is the Monday of ISO week 53 of 2026, which ends on Sunday 2027-01-03;
+    // 2027-01-04 starts week 1 of 2027.
+    let p = Policy {
+        keep_weekly: 2,
+        ..Policy::default()
+    };
+    let backups = [
+        ok("w1-mon", at(2027, 1, 4, 2)),
+        ok("w53-sun", at(2027, 1, 3, 2)),
+        ok("w53-thu", at(2026, 12, 31, 2)),
+        ok("w53-mon", at(2026, 12, 28, 2)),
+        ok("w52-sun", at(2026, 12, 27, 2)),
+    ];
+    assert_eq!(
+        show(&plan(&backups, &p, at(2027, 1, 5, 0))),
+        [
+            "w1-mon: keep newest,weekly",
+            "w53-sun: keep weekly",
+            "w53-thu: delete expired",
+            "w53-mon: delete expired",
+            "w52-sun: delete expired",
+        ]
+    );
+}
+
+#[test]
+fn months_take_the_newest_of_each_month_with_a_backup() {
+    // Across a leap day, with an empty month (April) that counts for nothing.
+    let p = Policy {
+        keep_last: 1,
+        keep_monthly: 3,
+        ..Policy::default()
+    };
+    let backups = [
+        ok("may-02", at(2028, 5, 2, 2)),
+        ok("may-01", at(2028, 5, 1, 2)),
+        ok("mar-31", at(2028, 3, 31, 2)),
+        ok("feb-29", at(2028, 2, 29, 23)),
+        ok("feb-01", at(2028, 2, 1, 2)),
+        ok("jan-31", at(2028, 1, 31, 2)),
+    ];
+    assert_eq!(
+        show(&plan(&backups, &p, at(2028, 5, 3, 0))),
+        [
+            "may-02: keep newest,last,monthly",
+            "may-01: delete expired",
+            "mar-31: keep monthly",
+            "feb-29: keep monthly",
+            "feb-01: delete expired",
+            "jan-31: delete expired",
+        ]
+    );
+}
+
+#[test]
+fn years_turn_at_midnight_utc() {
+    let p = Policy {
+        keep_yearly: 2,
+        ..Policy::default()
+    };
+    let t = |y, mo, d, h, mi| {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .expect("valid time")
+            .timestamp_millis()
+    };
+    let backups = [
+        ok("2027-first", t(2027, 1, 1, 0, 30)),
+        ok("2026-last", t(2026, 12, 31, 23, 30)),
+        ok("2026-june", t(2026, 6, 1, 2, 0)),
+        ok("2025-last", t(2025, 12, 31, 2, 0)),
+    ];
+    assert_eq!(
+        show(&plan(&backups, &p, t(2027, 1, 2, 0, 0))),
+        [
+            "2027-first: keep newest,yearly",
+            "2026-last: keep yearly",
+            "2026-june: delete expired",
+            "2025-last: delete expired",
+        ]
+    );
+}
+
+#[test]
+fn daily_counts_days_that_have_a_backup() {
+    let p = Policy {
+        keep_daily: 3,
+        ..Policy::default()
+    };
+    let backups = [
+        ok("d30", at(2026, 6, 30, 2)),
+        ok("d28", at(2026, 6, 28, 2)),
+        ok("d25-late", at(2026, 6, 25, 23)),
+        ok("d25-early", at(2026, 6, 25, 1)),
+        ok("d20", at(2026, 6, 20, 2)),
+    ];
+    assert_eq!(
+        show(&plan(&backups, &p, at(2026, 7, 1, 0))),
+        [
+            "d30: keep newest,daily",
+            "d28: keep daily",
+            "d25-late: keep daily",
+            "d25-early: delete expired",
+            "d20: delete expired",
+        ]
+    );
+}
+
+#[test]
+fn rules_add_up_and_ties_break_by_id() {
+    // Two backups finished in the same millisecond: the id orders them, the same way each
+    // time. keep_last, keep_within and keep_daily each keep their own, and reasons add up.
+    let now = at(2026, 7, 1, 0);
+    let p = Policy {
+        keep_last: 1,
+        keep_daily: 2,
+        keep_within: Some(Duration::from_secs(6 * 3600)),
+        ..Policy::default()
+    };
+    let same = now - 2 * HOUR;
+    let backups = [
+        ok("tie-a", same),
+        ok("tie-b", same),
+        ok("early", now - 5 * HOUR),
+        ok("yesterday", now - 30 * HOUR),
+        ok("older", now - 60 * HOUR),
+    ];
+    assert_eq!(
+        show(&plan(&backups, &p, now)),
+        [
+            "tie-b: keep newest,last,daily,within",
+            "tie-a: keep within",
+            "early: keep within",
+            "yesterday: keep daily",
+            "older: delete expired",
+        ]
+    );
+}
+
+#[test]
 fn no_backups_no_decisions() {
     assert!(plan(&[], &Policy::default(), 0).is_empty());
 }
@@ -301,19 +442,23 @@ fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
             0_i64..3_600_000,
             status(),
             prop::bool::weighted(0.1),
+            prop::bool::weighted(0.05),
         ),
         0..60,
     )
     .prop_map(|v| {
         v.into_iter()
             .enumerate()
-            .map(|(i, (hours, ms, verify_status, pinned))| Candidate {
-                backup_id: format!("b{i:03}"),
-                finished_at_ms: at(2025, 1, 1, 0) + hours * HOUR + ms,
-                verify_status,
-                pinned,
-                deleting: false,
-            })
+            .map(
+                |(i, (hours, ms, verify_status, pinned, deleting))| Candidate {
+                    backup_id: format!("b{i:03}"),
+                    finished_at_ms: at(2025, 1, 1, 0) + hours * HOUR + ms,
+                    verify_status,
+                    // A backup marked for deletion cannot be pinned (the catalog refuses it).
+                    pinned: pinned && !deleting,
+                    deleting,
+                },
+            )
             .collect()
     })
 }
@@ -364,8 +509,13 @@ proptest! {
         for c in backups.iter().filter(|c| c.pinned) {
             prop_assert_eq!(by_id[c.backup_id.as_str()].action, Action::Keep);
         }
-        // Never the newest good one.
-        let good: Vec<&Candidate> = backups.iter().filter(|c| c.is_good()).collect();
+        // A backup already marked for deletion stays on its way out.
+        for c in backups.iter().filter(|c| c.deleting) {
+            prop_assert_eq!(by_id[c.backup_id.as_str()].action, Action::Delete);
+        }
+        // Never the newest good one (of those not already being deleted).
+        let good: Vec<&Candidate> =
+            backups.iter().filter(|c| c.is_good() && !c.deleting).collect();
         if let Some(newest) = good
             .iter()
             .max_by_key(|c| (c.finished_at_ms, c.backup_id.clone()))
@@ -389,7 +539,7 @@ proptest! {
             .count();
         prop_assert!(kept_verified >= min.min(verified.len()));
         // Bad backups are only kept when pinned.
-        for c in backups.iter().filter(|c| !c.is_good() && !c.pinned) {
+        for c in backups.iter().filter(|c| !c.is_good() && !c.pinned && !c.deleting) {
             prop_assert_eq!(by_id[c.backup_id.as_str()].action, Action::Delete);
         }
     }
