@@ -6,9 +6,9 @@
 #
 # It builds lifeboat, starts a throwaway PostgreSQL 15 with a small demo database (or uses
 # DATABASE_URL), creates a development CA and certificates with `lifeboat pki`, writes the
-# coordinator and agent configs, starts both, then backs up, lists, shows, verifies and restores
-# the database into a new one, and proves the restore by comparing the data (plain pg_dump diff
-# and per-table row counts). Everything it starts is stopped when it ends; the work directory
+# coordinator and agent configs, starts both, then checks the target, backs up, lists, shows,
+# verifies, dry-runs and restores the database into a new one, and proves the restore by
+# comparing the data (plain pg_dump diff and per-table row counts). Everything it starts is stopped when it ends; the work directory
 # (configs, certificates, repository, catalog, logs) is kept for you to look at.
 #
 # Environment:
@@ -308,6 +308,8 @@ done
 
 say "lifeboat agents list"
 lifeboat agents list
+say "lifeboat targets check $ENVIRONMENT/$TARGET"
+lifeboat targets check "$ENVIRONMENT/$TARGET"
 say "lifeboat targets list"
 lifeboat targets list
 
@@ -324,6 +326,8 @@ say "lifeboat backup show $BACKUP_ID"
 lifeboat backup show "$BACKUP_ID"
 say "lifeboat backup verify $BACKUP_ID --wait"
 lifeboat backup verify "$BACKUP_ID" --wait
+say "lifeboat restore $BACKUP_ID --database $RESTORED --dry-run"
+lifeboat restore "$BACKUP_ID" --database "$RESTORED" --dry-run
 say "lifeboat restore $BACKUP_ID --database $RESTORED --wait"
 lifeboat restore "$BACKUP_ID" --database "$RESTORED" --wait
 

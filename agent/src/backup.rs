@@ -199,32 +199,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
     let _ = sqlx::Connection::close(conn).await;
 
-    ctx.set_phase("committing");
-    let data = upload
-        .commit(writer)
-        .await
-        .with_context(|| format!("write backup to {}", repo.describe()))?;
-    if data.size != stored.size {
-        let _ = repo.delete(&data_key).await;
-        bail!(
-            "{} reports {} bytes stored for {data_key}, but {} were written; the backup was discarded",
-            repo.describe(),
-            data.size,
-            stored.size
-        );
-    }
-
-    let finished_at_ms = lifeboat_proto::now_ms();
-    let m = Manifest {
-        schema_version: manifest::SCHEMA_VERSION,
-        backup_id: spec.backup_id.clone(),
-        environment: config.environment.clone(),
-        target: target.name.clone(),
-        agent: config.name.clone(),
-        repository: target.repository.clone(),
-        engine: target.engine.as_str().into(),
-        provider: target.provider.clone(),
-        database: target.database.clone(),
+    let dumped = Dumped {
         server: manifest::ServerInfo {
             version: facts.version.clone(),
             version_num: facts.version_num,
@@ -237,33 +212,110 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
             name: "pg_dump".into(),
             version: tool_version.clone(),
         },
-        format: "pg_dump-custom".into(),
+        format: "pg_dump-custom",
+        data_file: PG_DATA_FILE,
+        raw,
+        stored,
+        row_counts_kind: match target.row_counts {
+            RowCounts::Exact => "exact",
+            RowCounts::Estimate => "estimate",
+            RowCounts::Off => "off",
+        },
+        row_counts,
+        objects,
+    };
+    let at = Written {
+        repo: &repo,
+        dir_key: &dir_key,
+        data_key: &data_key,
+        started_at_ms,
+    };
+    finish(ctx, spec, target, upload, writer, &at, dumped).await
+}
+
+/// What an engine's dump produced, for the end every backup shares.
+pub(crate) struct Dumped {
+    pub server: manifest::ServerInfo,
+    pub tool: manifest::ToolInfo,
+    pub format: &'static str,
+    pub data_file: &'static str,
+    pub raw: pipeline::Digest,
+    pub stored: pipeline::Digest,
+    pub row_counts_kind: &'static str,
+    pub row_counts: Vec<manifest::TableRows>,
+    pub objects: Option<manifest::DumpObjects>,
+}
+
+/// Where a backup is being written.
+pub(crate) struct Written<'a> {
+    pub repo: &'a Repository,
+    pub dir_key: &'a str,
+    pub data_key: &'a str,
+    pub started_at_ms: i64,
+}
+
+/// Commits the data object (its stored size checked against what was written), then writes
+/// the manifest, last, and returns the backup's record.
+pub(crate) async fn finish(
+    ctx: &JobCtx,
+    spec: &pb::BackupSpec,
+    target: &crate::config::TargetConfig,
+    upload: Upload,
+    writer: BodyWriter,
+    at: &Written<'_>,
+    d: Dumped,
+) -> Result<pb::BackupRecord> {
+    let (repo, data_key) = (at.repo, at.data_key);
+    ctx.set_phase("committing");
+    let data = upload
+        .commit(writer)
+        .await
+        .with_context(|| format!("write backup to {}", repo.describe()))?;
+    if data.size != d.stored.size {
+        let _ = repo.delete(data_key).await;
+        bail!(
+            "{} reports {} bytes stored for {data_key}, but {} were written; the backup was discarded",
+            repo.describe(),
+            data.size,
+            d.stored.size
+        );
+    }
+    let config = &ctx.config;
+    let finished_at_ms = lifeboat_proto::now_ms();
+    let m = Manifest {
+        schema_version: manifest::SCHEMA_VERSION,
+        backup_id: spec.backup_id.clone(),
+        environment: config.environment.clone(),
+        target: target.name.clone(),
+        agent: config.name.clone(),
+        repository: target.repository.clone(),
+        engine: target.engine.as_str().into(),
+        provider: target.provider.clone(),
+        database: target.database.clone(),
+        server: d.server,
+        tool: d.tool,
+        format: d.format.into(),
         compression: manifest::CompressionInfo {
             algorithm: "zstd".into(),
             level: target.compression_level,
         },
         encryption_recipients: Vec::new(),
-        data_file: PG_DATA_FILE.into(),
-        raw_size: raw.size,
-        raw_sha256: raw.sha256.clone(),
-        stored_size: stored.size,
-        stored_sha256: stored.sha256.clone(),
-        started_at: rfc3339_ms(started_at_ms),
+        data_file: d.data_file.into(),
+        raw_size: d.raw.size,
+        raw_sha256: d.raw.sha256,
+        stored_size: d.stored.size,
+        stored_sha256: d.stored.sha256,
+        started_at: rfc3339_ms(at.started_at_ms),
         finished_at: rfc3339_ms(finished_at_ms),
-        started_at_ms,
+        started_at_ms: at.started_at_ms,
         finished_at_ms,
-        row_counts_kind: match target.row_counts {
-            RowCounts::Exact => "exact",
-            RowCounts::Estimate => "estimate",
-            RowCounts::Off => "off",
-        }
-        .into(),
-        row_counts,
+        row_counts_kind: d.row_counts_kind.into(),
+        row_counts: d.row_counts,
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
-        objects,
+        objects: d.objects,
     };
-    write_manifest(ctx, &repo, &dir_key, &data_key, &m).await?;
-    Ok(record_from_manifest(&m, &dir_key, ctx.job_id.clone()))
+    write_manifest(ctx, repo, at.dir_key, data_key, &m).await?;
+    Ok(record_from_manifest(&m, at.dir_key, ctx.job_id.clone()))
 }
 
 /// The manifest's `objects` (for restore pre-flights); a backup does not fail for want of them.
@@ -307,7 +359,7 @@ async fn write_manifest(
 }
 
 /// The data object's upload, running beside the dump.
-struct Upload {
+pub(crate) struct Upload {
     task: tokio::task::JoinHandle<Result<ObjectInfo, StorageError>>,
     /// Stops the upload whatever its body is doing (see [`Upload::abandon`]).
     stop: tokio_util::sync::CancellationToken,

@@ -58,6 +58,34 @@ where
         .context("blocking task panicked")?
 }
 
+/// Waits for the blocking `pipeline` task that feeds or drains `child`. On cancel the child is
+/// killed at once; when the pipeline fails it is killed too: it must never go on with a
+/// stream that was rejected, nor wait on a pipe nobody reads. Returns the pipeline's result
+/// and the child's exit status (`what` names the child in errors).
+pub async fn join_with_child<T, E>(
+    child: &mut tokio::process::Child,
+    mut pipeline: JoinHandle<Result<T, E>>,
+    cancel: &tokio_util::sync::CancellationToken,
+    what: &str,
+) -> Result<(Result<T, E>, std::process::ExitStatus)> {
+    let result = tokio::select! {
+        r = &mut pipeline => r,
+        () = cancel.cancelled() => {
+            let _ = child.start_kill();
+            (&mut pipeline).await
+        }
+    }
+    .context("pipeline task panicked")?;
+    if result.is_err() {
+        let _ = child.start_kill();
+    }
+    let status = child
+        .wait()
+        .await
+        .with_context(|| format!("wait for {what}"))?;
+    Ok((result, status))
+}
+
 /// "exit status 1" / "killed by signal 9"
 pub fn describe_status(status: &std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;

@@ -296,6 +296,31 @@ pub async fn dry_run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<()> {
     ctx.report.bail_on_errors("the restore would fail")
 }
 
+/// The verdict on a stream loaded into a restore tool (`pg_restore`, `mariadb`): a tool that
+/// failed speaks for itself (its stderr), a stream the pipeline rejected (a hash or size
+/// mismatch) for the data.
+pub(crate) fn load_verdict(
+    tool: &str,
+    result: Result<(), PipelineError>,
+    status: &std::process::ExitStatus,
+    stderr: &str,
+    data_key: &str,
+) -> Result<()> {
+    match result {
+        Err(PipelineError::Output(_)) | Ok(()) if !status.success() => bail!(
+            "{tool} failed ({}): {}",
+            crate::process::describe_status(status),
+            if stderr.is_empty() {
+                "no error output"
+            } else {
+                stderr
+            }
+        ),
+        Err(e) => Err(e).with_context(|| format!("restore backup from {data_key}")),
+        Ok(()) => Ok(()),
+    }
+}
+
 /// `1.2 GiB`, for messages.
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

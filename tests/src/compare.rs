@@ -12,7 +12,14 @@ use crate::pg::Pg;
 /// dumps of identical databases differ anyway: the random `\restrict` key of newer pg_dump
 /// versions.
 pub fn dump_sql(pg: &Pg, db: &str) -> String {
-    let out = pg.client("pg_dump", &["-d", db, "-Fp", "--no-password"], b"");
+    dump_sql_with(pg, db, &[])
+}
+
+/// [`dump_sql`] with more pg_dump options (e.g. `--no-owner`, `--schema=public`).
+pub fn dump_sql_with(pg: &Pg, db: &str, extra: &[&str]) -> String {
+    let mut args = vec!["-d", db, "-Fp", "--no-password"];
+    args.extend_from_slice(extra);
+    let out = pg.client("pg_dump", &args, b"");
     assert!(
         out.status.success(),
         "pg_dump {db} failed: {}",

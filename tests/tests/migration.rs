@@ -30,29 +30,7 @@ GRANT SELECT ON items, expensive TO reporting;
 
 /// A plain dump without owners and privileges: what must be equal whoever owns the copy.
 fn data_dump(pg: &Pg, db: &str) -> String {
-    let out = pg.client(
-        "pg_dump",
-        &[
-            "-d",
-            db,
-            "-Fp",
-            "--no-password",
-            "--no-owner",
-            "--no-privileges",
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "pg_dump {db}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("UTF-8")
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    lifeboat_e2e::compare::dump_sql_with(pg, db, &["--no-owner", "--no-privileges"])
 }
 
 fn findings(job: &Value, check: &str) -> Vec<(String, String)> {

@@ -44,30 +44,11 @@ GRANT SELECT ON public.profiles TO PUBLIC;
 
 /// The `public` schema's definitions and data, without owners and privileges.
 fn public_dump(pg: &Pg, db: &str) -> String {
-    let out = pg.client(
-        "pg_dump",
-        &[
-            "-d",
-            db,
-            "-Fp",
-            "--no-password",
-            "--schema=public",
-            "--no-owner",
-            "--no-privileges",
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "pg_dump {db}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("UTF-8")
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    lifeboat_e2e::compare::dump_sql_with(
+        pg,
+        db,
+        &["--schema=public", "--no-owner", "--no-privileges"],
+    )
 }
 
 #[test]

@@ -6,19 +6,17 @@
 use anyhow::{Context, Result, bail};
 use lifeboat_proto as pb;
 
-use super::{
-    BODY_DEPTH, Upload, non_empty, record_from_manifest, recorded_objects, write_manifest,
-};
+use super::{BODY_DEPTH, Dumped, Upload, Written, finish, non_empty, recorded_objects};
 use crate::{
     config::{RowCounts, TargetConfig},
     engine::mysql::{
         self as my, ClientTool, DefaultsFile, DumpPlan, RowCountKind,
         stream::{CheckedDumpReader, format_error},
     },
-    job::{JobCtx, rfc3339_ms},
-    manifest::{self, Manifest},
+    job::JobCtx,
+    manifest,
     pipeline::{self, Compression, PipelineError},
-    process::{stderr_tail, stdout_file},
+    process::{join_with_child, stderr_tail, stdout_file},
     provider,
     repo::{
         Repository, StorageError, backup_dir_key,
@@ -133,23 +131,12 @@ pub(super) async fn run(
     };
     let counters = ctx.counters.clone();
     let cancel = ctx.cancel.clone();
-    let mut pipeline = tokio::task::spawn_blocking(move || {
+    let pipeline = tokio::task::spawn_blocking(move || {
         let c = pipeline::compress(source, sink, my::MAGIC, compression, &counters, &cancel)?;
         Ok::<_, PipelineError>((c.raw, c.stored, c.sink))
     });
-    let result = tokio::select! {
-        r = &mut pipeline => r,
-        () = ctx.cancel.cancelled() => {
-            let _ = child.start_kill();
-            (&mut pipeline).await
-        }
-    }
-    .context("pipeline task panicked")?;
-    if result.is_err() {
-        // The pipeline stopped reading: do not leave the tool blocked on a full pipe.
-        let _ = child.start_kill();
-    }
-    let status = child.wait().await.context("wait for the dump tool")?;
+    // The pipeline stopped reading: the tool is killed rather than left blocked on a full pipe.
+    let (result, status) = join_with_child(&mut child, pipeline, &ctx.cancel, &tool.name).await?;
     let stderr = stderr.await.unwrap_or_default();
     drop(defaults);
     if ctx.cancel.is_cancelled() {
@@ -202,57 +189,25 @@ pub(super) async fn run(
         (RowCounts::Estimate, None) | (RowCounts::Off, _) => (RowCountKind::Off, Vec::new()),
     };
 
-    ctx.set_phase("committing");
-    let data = upload
-        .commit(writer)
-        .await
-        .with_context(|| format!("write backup to {}", repo.describe()))?;
-    if data.size != stored.size {
-        let _ = repo.delete(&data_key).await;
-        bail!(
-            "{} reports {} bytes stored for {data_key}, but {} were written; the backup was discarded",
-            repo.describe(),
-            data.size,
-            stored.size
-        );
-    }
-
-    let finished_at_ms = lifeboat_proto::now_ms();
-    let m = Manifest {
-        schema_version: manifest::SCHEMA_VERSION,
-        backup_id: spec.backup_id.clone(),
-        environment: config.environment.clone(),
-        target: target.name.clone(),
-        agent: config.name.clone(),
-        repository: target.repository.clone(),
-        engine: target.engine.as_str().into(),
-        provider: target.provider.clone(),
-        database: target.database.clone(),
+    let dumped = Dumped {
         server: facts.server_info(),
         tool: manifest::ToolInfo {
             name: tool.name.clone(),
             version: tool.version.to_string(),
         },
-        format: my::FORMAT.into(),
-        compression: manifest::CompressionInfo {
-            algorithm: "zstd".into(),
-            level: target.compression_level,
-        },
-        encryption_recipients: Vec::new(),
-        data_file: my::DATA_FILE.into(),
-        raw_size: raw.size,
-        raw_sha256: raw.sha256.clone(),
-        stored_size: stored.size,
-        stored_sha256: stored.sha256.clone(),
-        started_at: rfc3339_ms(started_at_ms),
-        finished_at: rfc3339_ms(finished_at_ms),
-        started_at_ms,
-        finished_at_ms,
-        row_counts_kind: row_counts_kind.as_str().into(),
+        format: my::FORMAT,
+        data_file: my::DATA_FILE,
+        raw,
+        stored,
+        row_counts_kind: row_counts_kind.as_str(),
         row_counts,
-        lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         objects,
     };
-    write_manifest(ctx, &repo, &dir_key, &data_key, &m).await?;
-    Ok(record_from_manifest(&m, &dir_key, ctx.job_id.clone()))
+    let at = Written {
+        repo: &repo,
+        dir_key: &dir_key,
+        data_key: &data_key,
+        started_at_ms,
+    };
+    finish(ctx, spec, target, upload, writer, &at, dumped).await
 }

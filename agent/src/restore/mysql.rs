@@ -12,7 +12,8 @@ use lifeboat_proto as pb;
 use sqlx::mysql::MySqlConnection;
 
 use super::{
-    Located, Prepared, compare_counts, default_database_name, human_bytes, open_data, scratch_name,
+    Located, Prepared, compare_counts, default_database_name, human_bytes, load_verdict, open_data,
+    scratch_name,
 };
 use crate::{
     backup::init_mysql_session,
@@ -23,7 +24,7 @@ use crate::{
     job::JobCtx,
     manifest::{Manifest, TableRows},
     pipeline::{self, PipelineError},
-    process::{describe_status, stderr_tail, stdin_file},
+    process::{join_with_child, stderr_tail, stdin_file},
     provider::Provider,
 };
 
@@ -480,7 +481,7 @@ impl Load<'_> {
         let counters = ctx.counters.clone();
         let cancel = ctx.cancel.clone();
         let filter = self.client.needs_sandbox_filter();
-        let mut pipeline = tokio::task::spawn_blocking(move || {
+        let pipeline = tokio::task::spawn_blocking(move || {
             let out = BufWriter::with_capacity(256 * 1024, stdin);
             // Dropping the returned writer closes the client's stdin.
             if filter {
@@ -498,39 +499,14 @@ impl Load<'_> {
                 pipeline::decompress(file, out, my::MAGIC, &expected, &counters, &cancel).map(drop)
             }
         });
-        let result = tokio::select! {
-            r = &mut pipeline => r,
-            () = ctx.cancel.cancelled() => {
-                let _ = child.start_kill();
-                (&mut pipeline).await
-            }
-        }
-        .context("pipeline task panicked")?;
-        if result.is_err() {
-            // Never let the client commit the rest of a stream we have rejected.
-            let _ = child.start_kill();
-        }
-        let status = child.wait().await.context("wait for the SQL client")?;
+        // A rejected stream is never committed: the client is killed first.
+        let (result, status) = join_with_child(&mut child, pipeline, &ctx.cancel, &name).await?;
         let stderr = stderr.await.unwrap_or_default();
         drop(defaults);
         if ctx.cancel.is_cancelled() {
             bail!("cancelled");
         }
-        match result {
-            Err(PipelineError::Output(_)) | Ok(()) if !status.success() => bail!(
-                "{name} failed ({}): {}",
-                describe_status(&status),
-                if stderr.is_empty() {
-                    "no error output"
-                } else {
-                    &stderr
-                }
-            ),
-            Err(e) => {
-                return Err(e).with_context(|| format!("restore backup from {}", loc.data_key));
-            }
-            Ok(()) => {}
-        }
+        load_verdict(&name, result, &status, &stderr, &loc.data_key)?;
 
         ctx.set_phase("counting");
         let kind = RowCountKind::parse(&self.manifest.row_counts_kind).unwrap_or(RowCountKind::Off);

@@ -23,7 +23,8 @@ use sqlx::postgres::PgConnection;
 use tokio::io::AsyncReadExt;
 
 use super::{
-    Prepared, compare_counts, default_database_name, human_bytes, open_data, scratch_name,
+    Prepared, compare_counts, default_database_name, human_bytes, load_verdict, open_data,
+    scratch_name,
 };
 use crate::{
     config::TargetConfig,
@@ -31,7 +32,7 @@ use crate::{
     job::JobCtx,
     manifest::TableRows,
     pipeline::{self, Counters, PipelineError},
-    process::{describe_status, stderr_tail, stdin_file, stdout_file},
+    process::{describe_status, join_with_child, stderr_tail, stdin_file, stdout_file},
     provider::{self, Provider, RestoreOptions},
 };
 
@@ -696,43 +697,20 @@ async fn restore_into(
     let expected = loc.expected.clone();
     let counters = ctx.counters.clone();
     let cancel = ctx.cancel.clone();
-    let mut pipeline = tokio::task::spawn_blocking(move || {
+    let pipeline = tokio::task::spawn_blocking(move || {
         let out = BufWriter::with_capacity(256 * 1024, stdin);
         // Dropping the returned writer closes pg_restore's stdin.
         pipeline::decompress(file, out, pg::PGDMP_MAGIC, &expected, &counters, &cancel).map(drop)
     });
-    let result = tokio::select! {
-        r = &mut pipeline => r,
-        () = ctx.cancel.cancelled() => {
-            let _ = child.start_kill();
-            (&mut pipeline).await
-        }
-    }
-    .context("pipeline task panicked")?;
-    if result.is_err() {
-        // Never let pg_restore commit the rest of a stream we have rejected.
-        let _ = child.start_kill();
-    }
-    let status = child.wait().await.context("wait for pg_restore")?;
+    // A rejected stream is never committed: pg_restore is killed first.
+    let (result, status) = join_with_child(&mut child, pipeline, &ctx.cancel, "pg_restore").await?;
     let stderr = stderr.await.unwrap_or_default();
     drop(passfile);
     drop(list_file);
     if ctx.cancel.is_cancelled() {
         bail!("cancelled");
     }
-    match result {
-        Err(PipelineError::Output(_)) | Ok(()) if !status.success() => bail!(
-            "pg_restore failed ({}): {}",
-            describe_status(&status),
-            if stderr.is_empty() {
-                "no error output"
-            } else {
-                &stderr
-            }
-        ),
-        Err(e) => return Err(e).with_context(|| format!("restore backup from {}", loc.data_key)),
-        Ok(()) => {}
-    }
+    load_verdict("pg_restore", result, &status, &stderr, &loc.data_key)?;
 
     ctx.set_phase("counting");
     let mut conn = pg::connect(target, password, scratch).await?;
