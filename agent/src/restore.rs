@@ -387,6 +387,26 @@ fn check_source_provider(manifest: &Manifest, target: &TargetConfig) -> Result<P
     Ok(from)
 }
 
+/// The database a restore goes into: `--database`, or a new name from the backup's database
+/// and id; an invalid name is an error finding (`None`).
+pub(crate) fn destination_name(
+    ctx: &JobCtx,
+    spec: &pb::RestoreSpec,
+    p: &Prepared<'_>,
+) -> Option<String> {
+    let database = if spec.database.is_empty() {
+        default_database_name(&p.manifest.database, &p.rec.backup_id)
+    } else {
+        spec.database.clone()
+    };
+    ctx.report
+        .check(
+            "destination",
+            lifeboat_common::names::validate_database(&database).map_err(Into::into),
+        )
+        .map(|()| database)
+}
+
 /// `orders_20261127t233000z_7f3a9c`, within PostgreSQL's 63-byte limit.
 pub fn default_database_name(source: &str, backup_id: &str) -> String {
     let suffix = backup_id.to_ascii_lowercase().replace('-', "_");

@@ -7,12 +7,12 @@
 use std::io::BufWriter;
 
 use anyhow::{Context, Result, bail};
-use lifeboat_common::{names::validate_database, secret::Secret};
+use lifeboat_common::secret::Secret;
 use lifeboat_proto as pb;
 use sqlx::mysql::MySqlConnection;
 
 use super::{
-    Located, Prepared, compare_counts, default_database_name, human_bytes, load_verdict, open_data,
+    Located, Prepared, compare_counts, destination_name, human_bytes, load_verdict, open_data,
     scratch_name,
 };
 use crate::{
@@ -85,20 +85,9 @@ async fn plan(
 ) -> Result<Option<Plan>> {
     let report = &ctx.report;
     let (target, manifest) = (p.target, &p.manifest);
-    let database = if spec.database.is_empty() {
-        default_database_name(&manifest.database, &p.rec.backup_id)
-    } else {
-        spec.database.clone()
-    };
-    if report
-        .check(
-            "destination",
-            validate_database(&database).map_err(Into::into),
-        )
-        .is_none()
-    {
+    let Some(database) = destination_name(ctx, spec, p) else {
         return Ok(None);
-    }
+    };
     if my::SYSTEM_DATABASES.contains(&database.to_ascii_lowercase().as_str()) {
         report.error(
             "destination",

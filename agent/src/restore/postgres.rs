@@ -9,32 +9,30 @@
 //! database name, privileges, the roles that own the backup's objects (when owners are kept),
 //! the extensions it needs, and which of the source provider's schemas are left out.
 
-use std::{
-    collections::{BTreeSet, HashSet},
-    io::BufWriter,
-    path::{Path, PathBuf},
-    process::Stdio,
-};
+use std::{io::BufWriter, path::PathBuf, process::Stdio};
 
 use anyhow::{Context, Result, bail};
-use lifeboat_common::{names::validate_database, secret::Secret};
+use lifeboat_common::secret::Secret;
 use lifeboat_proto as pb;
 use sqlx::postgres::PgConnection;
-use tokio::io::AsyncReadExt;
 
 use super::{
-    Prepared, compare_counts, default_database_name, human_bytes, load_verdict, open_data,
-    scratch_name,
+    Prepared, compare_counts, destination_name, human_bytes, load_verdict, open_data, scratch_name,
 };
 use crate::{
-    config::TargetConfig,
-    engine::postgres::{self as pg, objects},
+    engine::postgres as pg,
     job::JobCtx,
     manifest::TableRows,
-    pipeline::{self, Counters, PipelineError},
-    process::{describe_status, join_with_child, stderr_tail, stdin_file, stdout_file},
-    provider::{self, Provider, RestoreOptions},
+    pipeline,
+    process::{join_with_child, stderr_tail, stdin_file},
+    provider::{self, RestoreOptions},
 };
+
+mod preflight;
+mod toc;
+
+use preflight::{destination, locale, owners, privileges, schemas_and_extensions};
+use toc::{filter_toc_listing, read_toc, write_private};
 
 /// What the restore will do, decided by [`plan`].
 struct Plan {
@@ -93,20 +91,9 @@ async fn plan(
 ) -> Result<Option<Plan>> {
     let report = &ctx.report;
     let (target, manifest) = (p.target, &p.manifest);
-    let database = if spec.database.is_empty() {
-        default_database_name(&manifest.database, &p.rec.backup_id)
-    } else {
-        spec.database.clone()
-    };
-    if report
-        .check(
-            "destination",
-            validate_database(&database).map_err(Into::into),
-        )
-        .is_none()
-    {
+    let Some(database) = destination_name(ctx, spec, p) else {
         return Ok(None);
-    }
+    };
     if database == target.maintenance_database {
         report.error(
             "destination",
@@ -246,270 +233,6 @@ async fn plan(
         filter_toc,
         toc,
     }))
-}
-
-/// Whether the destination exists, and whether it may be replaced.
-async fn destination(
-    ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
-    target: &TargetConfig,
-    password: Option<&Secret<String>>,
-    admin: &mut PgConnection,
-    database: &str,
-) -> Result<bool> {
-    let report = &ctx.report;
-    let exists = pg::database_exists(admin, database).await?;
-    if pg::is_template(admin, database).await? {
-        report.error(
-            "destination",
-            format!("{database} is a template database; lifeboat never restores over one"),
-        );
-    } else if exists && !spec.clean {
-        // Any existing database, even an empty-looking one, is only replaced on an explicit
-        // --clean (which the coordinator allows only to admins).
-        let empty = match pg::connect(target, password, database).await {
-            Ok(mut existing) => {
-                let empty = pg::database_is_empty(&mut existing).await.unwrap_or(false);
-                let _ = sqlx::Connection::close(existing).await;
-                empty
-            }
-            Err(_) => false,
-        };
-        report.error(
-            "destination",
-            format!(
-                "database {database} already exists{}; restore into a new database with --database NAME, or replace it with --clean (admin role)",
-                if empty { "" } else { " and is not empty" }
-            ),
-        );
-    } else if exists {
-        let open = pg::connection_count(admin, database).await?;
-        report.info(
-            "destination",
-            format!("database {database} exists and is replaced (--clean)"),
-        );
-        if open > 0 {
-            report.warn(
-                "destination",
-                format!(
-                    "database {database} has {open} open connection(s) now; the swap at the end fails unless they are closed by then"
-                ),
-            );
-        }
-    } else {
-        report.ok(
-            "destination",
-            format!("database {database} does not exist yet and is created"),
-        );
-    }
-    Ok(exists)
-}
-
-/// The restoring user must be able to create the scratch database.
-async fn privileges(ctx: &JobCtx, admin: &mut PgConnection) {
-    match pg::can_create_databases(admin).await {
-        Ok((user, true)) => ctx
-            .report
-            .ok("privileges", format!("{user} may create databases")),
-        Ok((user, false)) => ctx.report.error(
-            "privileges",
-            format!(
-                "{user} may not create databases, and a restore goes into a new scratch database first; ALTER ROLE {user} CREATEDB"
-            ),
-        ),
-        Err(e) => ctx
-            .report
-            .warn("privileges", format!("cannot read this user's privileges: {e}")),
-    }
-}
-
-/// The scratch database is created with the backup's locale: warn if the server may lack it.
-async fn locale(ctx: &JobCtx, admin: &mut PgConnection, like: &crate::manifest::ServerInfo) {
-    let collate = like.collate.as_str();
-    if collate.is_empty() || matches!(collate, "C" | "POSIX" | "C.UTF-8" | "C.utf8") {
-        return;
-    }
-    let known: Result<i64, sqlx::Error> = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_collation WHERE collcollate = $1 \
-         UNION ALL SELECT count(*) FROM pg_database WHERE datcollate = $1",
-    )
-    .bind(collate)
-    .fetch_all(&mut *admin)
-    .await
-    .map(|v: Vec<i64>| v.iter().sum());
-    if known.is_ok_and(|n| n == 0) {
-        ctx.report.warn(
-            "locale",
-            format!(
-                "the backup's databases use the locale {collate}, which this server shows no sign of; creating the scratch database fails if the operating system lacks it"
-            ),
-        );
-    }
-}
-
-/// With owners kept, every role that owns an object of the backup (or is granted one) must
-/// exist on the destination.
-async fn owners(ctx: &JobCtx, admin: &mut PgConnection, p: &Prepared<'_>) {
-    let report = &ctx.report;
-    let Some(objs) = &p.manifest.objects else {
-        report.warn(
-            "owners",
-            "owners and privileges are restored, but this backup does not list its roles (it was written by an older lifeboat): a role missing on the destination fails the restore; --owners drop restores without them",
-        );
-        return;
-    };
-    match objects::roles(admin).await {
-        Ok(have) => {
-            let missing = objects::missing(&objs.roles, &have);
-            if missing.is_empty() {
-                match objects::not_member_of(admin, &objs.roles).await {
-                    Ok(cannot) if cannot.is_empty() => report.ok(
-                        "owners",
-                        format!(
-                            "owners and privileges are restored; the {} role(s) they name exist",
-                            objs.roles.len()
-                        ),
-                    ),
-                    Ok(cannot) => report.error(
-                        "owners",
-                        format!(
-                            "the restoring user {} may not give objects to role(s) {} (ALTER … OWNER needs superuser or membership in the role); restore as a superuser, GRANT those roles to {}, or restore with --owners drop",
-                            p.target.url.username(),
-                            cannot.join(", "),
-                            p.target.url.username()
-                        ),
-                    ),
-                    Err(e) => report.warn("owners", format!("{e:#}")),
-                }
-            } else {
-                report.error(
-                    "owners",
-                    format!(
-                        "role(s) {} own objects in the backup or hold privileges on them but do not exist on the destination server; create them first, or restore with --owners drop",
-                        missing.join(", ")
-                    ),
-                );
-            }
-        }
-        Err(e) => report.warn("owners", format!("cannot list the server's roles: {e:#}")),
-    }
-}
-
-/// Reports the schemas left out and checks the extensions the restore creates; returns the
-/// extensions installed in left-out schemas, and whether the archive's table of contents can
-/// be filtered.
-async fn schemas_and_extensions(
-    ctx: &JobCtx,
-    admin: &mut PgConnection,
-    p: &Prepared<'_>,
-    skip: &[String],
-) -> (Vec<String>, bool) {
-    let report = &ctx.report;
-    let Some(objs) = &p.manifest.objects else {
-        if !skip.is_empty() {
-            report.info(
-                "schemas",
-                format!(
-                    "the {} provider's own schemas are left out (if the backup has them): {}",
-                    p.source,
-                    skip.join(", ")
-                ),
-            );
-        }
-        report.info(
-            "extensions",
-            "this backup does not list its extensions (written by an older lifeboat); one the destination lacks fails the restore",
-        );
-        return (Vec::new(), false);
-    };
-    let skipped: BTreeSet<&str> = skip.iter().map(String::as_str).collect();
-    let present: Vec<&str> = objs
-        .schemas
-        .iter()
-        .map(String::as_str)
-        .filter(|s| skipped.contains(s))
-        .collect();
-    if !present.is_empty() {
-        report.info(
-            "schemas",
-            format!(
-                "left out: {} ({}'s own; --include-provider-schemas restores them)",
-                present.join(", "),
-                p.source
-            ),
-        );
-    }
-    let reserved: HashSet<&str> = reserved_schemas(p.target.profile).iter().copied().collect();
-    let clash: Vec<&str> = objs
-        .schemas
-        .iter()
-        .map(String::as_str)
-        .filter(|s| reserved.contains(s) && !skipped.contains(s) && p.source != p.target.profile)
-        .collect();
-    if !clash.is_empty() {
-        report.warn(
-            "schemas",
-            format!(
-                "schema(s) {} have the names of {}'s own schemas; they are restored into the new database, not into {}'s",
-                clash.join(", "),
-                p.target.profile,
-                p.target.profile
-            ),
-        );
-    }
-    let (left_out, wanted): (Vec<_>, Vec<_>) = objs
-        .extensions
-        .iter()
-        .partition(|e| skipped.contains(e.schema.as_str()));
-    let left_out: Vec<String> = left_out.iter().map(|e| e.name.clone()).collect();
-    if !left_out.is_empty() {
-        report.info(
-            "extensions",
-            format!("left out with their schemas: {}", left_out.join(", ")),
-        );
-    }
-    match objects::available_extensions(admin).await {
-        Ok(available) => {
-            let missing: Vec<String> = wanted
-                .iter()
-                .filter(|e| !available.contains_key(&e.name))
-                .map(|e| format!("{} (schema {})", e.name, e.schema))
-                .collect();
-            if missing.is_empty() {
-                if !wanted.is_empty() {
-                    report.ok(
-                        "extensions",
-                        format!(
-                            "available on the destination: {}",
-                            wanted
-                                .iter()
-                                .map(|e| e.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    );
-                }
-            } else {
-                report.error(
-                    "extensions",
-                    format!(
-                        "the backup needs extension(s) {} that the destination server does not have; install them there first",
-                        missing.join(", ")
-                    ),
-                );
-            }
-        }
-        Err(e) => report.warn("extensions", format!("{e:#}")),
-    }
-    (left_out, true)
-}
-
-/// Schemas a provider keeps for its own services.
-fn reserved_schemas(p: Provider) -> &'static [&'static str] {
-    match p {
-        Provider::Supabase => &provider::SUPABASE_MANAGED_SCHEMAS,
-        _ => &[],
-    }
 }
 
 /// The dry run's plan.
@@ -736,99 +459,6 @@ async fn restore_into(
     Ok(counts)
 }
 
-/// The archive's table of contents (`pg_restore --list`), read from the start of the stream.
-/// pg_restore stops reading once it has the table of contents; the hashes are checked by the
-/// restore that follows, which reads everything.
-async fn read_toc(ctx: &JobCtx, p: &Prepared<'_>, pg_restore: &Path) -> Result<String> {
-    let loc = &p.loc;
-    let file = open_data(loc)
-        .await?
-        .with_context(|| format!("data file {} is missing", loc.data_key))?;
-    let mut child = pg::child_command(pg_restore, None)
-        .arg("--list")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("start {} --list", pg_restore.display()))?;
-    let stderr = stderr_tail(child.stderr.take().context("pg_restore stderr")?);
-    let mut stdout = tokio::fs::File::from_std(stdout_file(
-        child.stdout.take().context("pg_restore stdout")?,
-    )?);
-    let listing = tokio::spawn(async move {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).await.map(|_| s)
-    });
-    let stdin = stdin_file(child.stdin.take().context("pg_restore stdin")?)?;
-    let expected = loc.expected.clone();
-    let cancel = ctx.cancel.clone();
-    let pipeline = tokio::task::spawn_blocking(move || {
-        let counters = std::sync::Arc::new(Counters::default());
-        pipeline::decompress(file, stdin, pg::PGDMP_MAGIC, &expected, &counters, &cancel).map(drop)
-    });
-    let status = child.wait().await.context("wait for pg_restore --list")?;
-    let result = pipeline.await.context("pipeline task panicked")?;
-    let stderr = stderr.await.unwrap_or_default();
-    if !status.success() {
-        bail!(
-            "pg_restore --list failed ({}): {stderr}",
-            describe_status(&status)
-        );
-    }
-    match result {
-        // pg_restore closed its input once it had the table of contents.
-        Ok(()) | Err(PipelineError::Output(_)) => {}
-        Err(e) => return Err(e).with_context(|| format!("read {}", loc.data_key)),
-    }
-    listing
-        .await
-        .context("listing task panicked")?
-        .context("read pg_restore --list output")
-}
-
-/// Removes from a `pg_restore --list` listing the entries that create the left-out schemas
-/// and extensions, with their comments and privileges. (`--exclude-schema` leaves out the
-/// objects in a schema, but still creates the schema and the extensions installed in it.)
-/// Returns the listing to restore and how many entries were removed.
-fn filter_toc_listing(listing: &str, schemas: &[String], extensions: &[String]) -> (String, usize) {
-    let is = |list: &[String], name: &str| list.iter().any(|x| x == name);
-    let mut out = String::with_capacity(listing.len());
-    let mut removed = 0;
-    for line in listing.lines() {
-        let words: Vec<&str> = line
-            .split_once(';')
-            .filter(|(id, _)| id.trim().chars().all(|c| c.is_ascii_digit()) && !id.is_empty())
-            .map(|(_, rest)| rest.split_whitespace().skip(2).collect())
-            .unwrap_or_default();
-        let drop = match words.as_slice() {
-            ["SCHEMA", "-", s, ..] => is(schemas, s),
-            ["EXTENSION", "-", e, ..] => is(extensions, e),
-            ["COMMENT" | "ACL", "-", "SCHEMA", s, ..] => is(schemas, s),
-            ["COMMENT", "-", "EXTENSION", e, ..] => is(extensions, e),
-            _ => false,
-        };
-        if drop {
-            removed += 1;
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    (out, removed)
-}
-
-/// A 0600 file in `dir`, removed when dropped.
-fn write_private(dir: &Path, bytes: &[u8]) -> Result<tempfile::TempPath> {
-    use std::io::Write;
-    let mut f = tempfile::Builder::new()
-        .prefix(".lifeboat-toc-")
-        .tempfile_in(dir)
-        .with_context(|| format!("create a list file in {}", dir.display()))?;
-    f.write_all(bytes).context("write the list file")?;
-    f.flush().context("write the list file")?;
-    Ok(f.into_temp_path())
-}
-
 /// Renames the scratch database into place; an existing database is renamed away first and
 /// dropped after, and put back if the second rename fails.
 async fn swap_in(
@@ -868,42 +498,6 @@ async fn swap_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn left_out_schemas_and_extensions_leave_the_listing() {
-        let listing = "\
-;
-; Archive created at 2026-12-01 19:00:00 UTC
-;
-7; 2615 16388 SCHEMA - auth supabase_admin
-8; 2615 16390 SCHEMA - storage supabase_admin
-9; 2615 16391 SCHEMA - extensions postgres
-3390; 0 0 ACL - SCHEMA auth supabase_admin
-3391; 0 0 COMMENT - SCHEMA storage supabase_admin
-2; 3079 16389 EXTENSION - pg_graphql 
-3389; 0 0 COMMENT - EXTENSION pg_graphql 
-4; 3079 16392 EXTENSION - pgcrypto 
-217; 1259 16429 TABLE public profiles postgres
-216; 1259 16426 TABLE auth users supabase_admin
-";
-        let schemas = vec![
-            "auth".to_owned(),
-            "storage".to_owned(),
-            "graphql".to_owned(),
-        ];
-        let (kept, removed) = filter_toc_listing(listing, &schemas, &["pg_graphql".to_owned()]);
-        assert_eq!(removed, 6, "{kept}");
-        assert!(kept.contains("SCHEMA - extensions postgres"));
-        assert!(kept.contains("EXTENSION - pgcrypto"));
-        assert!(kept.contains("TABLE public profiles"));
-        // Objects inside left-out schemas are --exclude-schema's job.
-        assert!(kept.contains("TABLE auth users"));
-        assert!(!kept.contains("SCHEMA - auth"));
-        assert!(!kept.contains("pg_graphql"));
-        assert!(kept.starts_with(";\n; Archive created"));
-        let (same, none) = filter_toc_listing(listing, &[], &[]);
-        assert_eq!((same.as_str(), none), (listing, 0));
-    }
 
     #[test]
     fn sizes_read_as_people_write_them() {
