@@ -108,31 +108,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
-# User + system CPU seconds a process has used so far (its children not included).
-cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
 
-if [ "$BUILD" -eq 1 ]; then
-    echo "==> building lifeboat (release)"
-    (cd "$ROOT" && cargo build --release -p lifeboat -p lifeboat-coordinator -p lifeboat-agent)
-fi
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}
-case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
-BIN=$BIN/release
+build_release
 
 echo "==> starting PostgreSQL"
 mkdir -p "$WORK/pg/sock"
 chown -R postgres:postgres "$WORK/pg"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres --auth-local=trust \
     --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
-for _ in $(seq 1 50); do
-    PORT=$((20000 + RANDOM % 20000))
-    (: </dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || break
-done
+PORT=$(free_port)
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/postgres.log" -w -o \
     "-p $PORT -k $WORK/pg/sock -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=4GB -c fsync=off" \
     start >/dev/null
@@ -169,10 +155,7 @@ if [ "$S3" -eq 1 ]; then
     }
     echo "==> starting s3s-fs"
     mkdir -p "$WORK/s3/bench"
-    for _ in $(seq 1 50); do
-        S3_PORT=$((20000 + RANDOM % 20000))
-        (: </dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null || break
-    done
+        S3_PORT=$(free_port)
     S3_SECRET=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
     (
         umask 077
@@ -188,43 +171,7 @@ if [ "$S3" -eq 1 ]; then
     done
 fi
 
-echo "==> starting the coordinator"
-"$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
-"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind coordinator --name coordinator --san 127.0.0.1 >/dev/null
-"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind agent --name bench-agent >/dev/null
-"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind operator --name admin >/dev/null
-cat >"$WORK/coordinator.toml" <<EOF
-[server]
-grpc_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-[tls]
-ca = "$WORK/pki/ca.pem"
-cert = "$WORK/pki/coordinator.pem"
-key = "$WORK/pki/coordinator.key"
-[catalog]
-url = "sqlite://$WORK/catalog.db"
-[jobs]
-heartbeat_interval_secs = 1
-[[operator]]
-name = "admin"
-role = "admin"
-EOF
-"$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
-    >"$WORK/coordinator.log" 2>&1 &
-COORD_PID=$!
-for _ in $(seq 1 300); do
-    [ -s "$WORK/ready.json" ] && break
-    kill -0 "$COORD_PID" || {
-        cat "$WORK/coordinator.log"
-        exit 1
-    }
-    sleep 0.1
-done
-GRPC=$(sed -n 's/.*"grpc" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json")
-[ -n "$GRPC" ] || {
-    echo "coordinator not ready" >&2
-    exit 1
-}
+start_coordinator
 
 {
     cat <<EOF
@@ -284,11 +231,6 @@ EOF
     done
 } >"$WORK/agent.toml"
 
-lifeboat() {
-    "$BIN/lifeboat" --coordinator "https://$GRPC" --ca "$WORK/pki/ca.pem" \
-        --cert "$WORK/pki/admin.pem" --key "$WORK/pki/admin.key" "$@"
-}
-agent_connected() { lifeboat --output json agents list 2>/dev/null | grep -q '"connected": *true'; }
 start_agent() {
     "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
     AGENT_PID=$!
@@ -331,8 +273,8 @@ for r in $(seq 1 "$ROUNDS"); do
         t0=$(now)
         out=$(lifeboat --output json backup run "bench/rows-$rows" --wait)
         c=$(elapsed "$t0" "$(now)")
-        hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
-        fcpu=$(cpu_secs "$AGENT_PID")
+        hwm=$(peak_rss_kib "$AGENT_PID")
+        fcpu=$(cpu_self "$AGENT_PID")
         stop_agent
         id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
         # The job's own duration, as the coordinator recorded it (without CLI and dispatch).
@@ -351,13 +293,13 @@ for r in $(seq 1 "$ROUNDS"); do
         if [ "$S3" -eq 1 ]; then
             # (d) the same backup into S3, with a fresh agent
             start_agent
-            s3_cpu0=$(cpu_secs "$S3_PID")
+            s3_cpu0=$(cpu_self "$S3_PID")
             t0=$(now)
             out=$(lifeboat --output json backup run "bench/s3-rows-$rows" --wait)
             d=$(elapsed "$t0" "$(now)")
-            hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
-            acpu=$(cpu_secs "$AGENT_PID")
-            scpu=$(awk -v a="$(cpu_secs "$S3_PID")" -v b="$s3_cpu0" 'BEGIN { printf "%.2f", a - b }')
+            hwm=$(peak_rss_kib "$AGENT_PID")
+            acpu=$(cpu_self "$AGENT_PID")
+            scpu=$(awk -v a="$(cpu_self "$S3_PID")" -v b="$s3_cpu0" 'BEGIN { printf "%.2f", a - b }')
             stop_agent
             grep -q '"succeeded"' <<<"$out" || {
                 echo "error: the S3 backup failed: $out" >&2
@@ -367,8 +309,9 @@ for r in $(seq 1 "$ROUNDS"); do
             rm -rf "${WORK:?}/s3/bench/bench/s3-rows-$rows/$id"
             s3_t[$rows]+=" $d"
             s3_rss[$rows]+=" $hwm"
+            # Absent when the dump fitted in a single PUT.
             complete=$(grep 'multipart upload completed' "$WORK/agent.log" | tail -n 1 |
-                sed -n 's/.*complete_ms=\([0-9]*\).*/\1/p')
+                sed -n 's/.*complete_ms=\([0-9]*\).*/\1/p') || true
             printf '    s3 %ss  agent VmHWM %s  agent CPU %ss  s3s-fs CPU %ss  complete+HEAD %sms\n' \
                 "$d" "$(mib "$hwm")" "$acpu" "$scpu" "${complete:-?}"
         fi

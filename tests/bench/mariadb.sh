@@ -99,36 +99,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
-add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a + b }'; }
-sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (a > b) ? a : b }'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-# User + system CPU seconds of a process, with (all) or without (self) its waited-for children.
-cpu_self() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-cpu_all() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
 CORES=$(nproc)
 
-if [ "$BUILD" -eq 1 ]; then
-    echo "==> building lifeboat (release)"
-    (cd "$ROOT" && cargo build --release -p lifeboat -p lifeboat-coordinator -p lifeboat-agent)
-fi
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}
-case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
-BIN=$BIN/release
+build_release
 
 echo "==> starting MariaDB"
 mkdir -p "$WORK/my/tmp"
 mariadb-install-db --no-defaults --user=root --datadir="$WORK/my/data" --tmpdir="$WORK/my/tmp" \
     --auth-root-authentication-method=socket --skip-test-db >/dev/null
-for _ in $(seq 1 50); do
-    PORT=$((20000 + RANDOM % 20000))
-    (: </dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || break
-done
+PORT=$(free_port)
 /usr/sbin/mariadbd --no-defaults --user=root --datadir="$WORK/my/data" --tmpdir="$WORK/my/tmp" \
     --socket="$WORK/my/sock" --port="$PORT" --bind-address=127.0.0.1 \
     --pid-file="$WORK/my/pid" --log-error="$WORK/my/err.log" --skip-name-resolve \
@@ -158,39 +139,8 @@ sysbench oltp_read_write --db-driver=mysql --mysql-socket="$WORK/my/sock" --mysq
 size=$(myroot -N -e "SELECT ROUND(SUM(data_length + index_length) / 1048576) FROM information_schema.tables WHERE table_schema = 'sbtest'")
 echo "    loaded in $(elapsed "$t0" "$(now)") s, $size MiB of data and indexes"
 
-echo "==> starting the coordinator and the agent"
-"$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
-"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind coordinator --name coordinator --san 127.0.0.1 >/dev/null
-"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind agent --name bench-agent >/dev/null
-"$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind operator --name admin >/dev/null
-cat >"$WORK/coordinator.toml" <<EOF
-[server]
-grpc_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:0"
-[tls]
-ca = "$WORK/pki/ca.pem"
-cert = "$WORK/pki/coordinator.pem"
-key = "$WORK/pki/coordinator.key"
-[catalog]
-url = "sqlite://$WORK/catalog.db"
-[jobs]
-heartbeat_interval_secs = 1
-[[operator]]
-name = "admin"
-role = "admin"
-EOF
-"$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
-    >"$WORK/coordinator.log" 2>&1 &
-COORD_PID=$!
-for _ in $(seq 1 300); do
-    [ -s "$WORK/ready.json" ] && break
-    sleep 0.1
-done
-GRPC=$(sed -n 's/.*"grpc" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json")
-[ -n "$GRPC" ] || {
-    cat "$WORK/coordinator.log" >&2
-    exit 1
-}
+start_coordinator
+echo "==> starting the agent"
 cat >"$WORK/agent.toml" <<EOF
 name = "bench-agent"
 environment = "bench"
@@ -215,14 +165,10 @@ password_file = "$WORK/secrets/db.pass"
 compression_level = 3
 compression_threads = 0
 EOF
-lifeboat() {
-    "$BIN/lifeboat" --coordinator "https://$GRPC" --ca "$WORK/pki/ca.pem" \
-        --cert "$WORK/pki/admin.pem" --key "$WORK/pki/admin.key" --timeout 3600 "$@"
-}
 "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 1 300); do
-    lifeboat --output json agents list 2>/dev/null | grep -q '"connected": *true' && break
+    agent_connected && break
     sleep 0.1
 done
 
@@ -259,7 +205,7 @@ for r in $(seq 1 "$ROUNDS"); do
         exit 1
     }
     id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
-    hwm_b=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+    hwm_b=$(peak_rss_kib "$AGENT_PID")
     bound=$(max "$a" "$(div "$(add "$acpu" "$bscpu")" "$CORES")")
     # (c) the raw restore of the same dump.
     myroot -e "DROP DATABASE IF EXISTS raw_copy; CREATE DATABASE raw_copy"
@@ -275,7 +221,7 @@ for r in $(seq 1 "$ROUNDS"); do
         echo "error: the restore failed: $out" >&2
         exit 1
     }
-    hwm_r=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
+    hwm_r=$(peak_rss_kib "$AGENT_PID")
     myroot -e "DROP DATABASE agent_copy"
     rm -rf "${WORK:?}/repo/bench/sbtest/$id"
     raw_t+=("$a")

@@ -1,0 +1,88 @@
+# shellcheck shell=bash
+# What the benchmarks share: arithmetic on timings, CPU and memory readings from /proc, free
+# ports, the release build, and a coordinator with its certificates. Sourced, never run; the
+# caller sets ROOT, WORK and BUILD and owns the cleanup of COORD_PID.
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a + b }'; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (a > b) ? a : b }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+# User + system CPU seconds of a process so far, without (self) or with (all) the children it
+# has waited for.
+cpu_self() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+cpu_all() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"; }
+# Peak resident set size of a process, in KiB.
+peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+
+# A loopback port nobody listens on.
+free_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 20000))
+        (: </dev/tcp/127.0.0.1/"$p") 2>/dev/null || break
+    done
+    echo "$p"
+}
+
+# Builds the release binaries (unless BUILD=0) and sets BIN to where they are.
+build_release() {
+    if [ "$BUILD" -eq 1 ]; then
+        echo "==> building lifeboat (release)"
+        (cd "$ROOT" && cargo build --release -p lifeboat -p lifeboat-coordinator -p lifeboat-agent)
+    fi
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}
+    case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+    BIN=$BIN/release
+}
+
+# Certificates for a coordinator, the agent "bench-agent" and the operator "admin"; a
+# coordinator on a SQLite catalog in WORK. Sets COORD_PID and GRPC.
+start_coordinator() {
+    echo "==> starting the coordinator"
+    "$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
+    "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind coordinator --name coordinator --san 127.0.0.1 >/dev/null
+    "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind agent --name bench-agent >/dev/null
+    "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind operator --name admin >/dev/null
+    cat >"$WORK/coordinator.toml" <<EOT
+[server]
+grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+[tls]
+ca = "$WORK/pki/ca.pem"
+cert = "$WORK/pki/coordinator.pem"
+key = "$WORK/pki/coordinator.key"
+[catalog]
+url = "sqlite://$WORK/catalog.db"
+[jobs]
+heartbeat_interval_secs = 1
+[[operator]]
+name = "admin"
+role = "admin"
+EOT
+    "$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
+        >"$WORK/coordinator.log" 2>&1 &
+    COORD_PID=$!
+    for _ in $(seq 1 300); do
+        [ -s "$WORK/ready.json" ] && break
+        kill -0 "$COORD_PID" || break
+        sleep 0.1
+    done
+    GRPC=$(sed -n 's/.*"grpc" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json" 2>/dev/null)
+    [ -n "$GRPC" ] || {
+        cat "$WORK/coordinator.log" >&2
+        echo "error: the coordinator did not become ready" >&2
+        exit 1
+    }
+}
+
+# The operator CLI as "admin" against the coordinator started above.
+lifeboat() {
+    "$BIN/lifeboat" --coordinator "https://$GRPC" --ca "$WORK/pki/ca.pem" \
+        --cert "$WORK/pki/admin.pem" --key "$WORK/pki/admin.key" --timeout 3600 "$@"
+}
+agent_connected() { lifeboat --output json agents list 2>/dev/null | grep -q '"connected": *true'; }
