@@ -144,17 +144,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     }
     let (raw, stored, writer) = match result {
         Err(e @ (PipelineError::Sink(_) | PipelineError::Compress(_))) => {
-            // The repository's own error says more than the broken pipe the compressor saw.
-            let stored = upload.abandon().await;
-            return Err(match stored {
-                Some(Err(se))
-                    if !matches!(se, StorageError::Abandoned(_) | StorageError::Cancelled) =>
-                {
-                    anyhow::Error::new(se)
-                }
-                _ => anyhow::Error::new(e),
-            })
-            .with_context(|| format!("write backup to {}", repo.describe()));
+            return Err(upload.fail_write(e, &repo).await);
         }
         Err(e) if !status.success() => {
             upload.abandon().await;
@@ -403,6 +393,20 @@ impl Upload {
     async fn abandon(self) -> Option<Result<ObjectInfo, StorageError>> {
         self.stop.cancel();
         self.task.await.ok()
+    }
+
+    /// Abandons the upload after the pipeline failed writing to it (`e` is the broken pipe the
+    /// compressor saw): the repository's own error, when it has one, says more.
+    pub(crate) async fn fail_write(self, e: PipelineError, repo: &Repository) -> anyhow::Error {
+        let err = match self.abandon().await {
+            Some(Err(se))
+                if !matches!(se, StorageError::Abandoned(_) | StorageError::Cancelled) =>
+            {
+                anyhow::Error::new(se)
+            }
+            _ => anyhow::Error::new(e),
+        };
+        err.context(format!("write backup to {}", repo.describe()))
     }
 }
 

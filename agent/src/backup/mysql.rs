@@ -19,7 +19,7 @@ use crate::{
     process::{join_with_child, stderr_tail, stdout_file},
     provider,
     repo::{
-        Repository, StorageError, backup_dir_key,
+        Repository, backup_dir_key,
         body::{BodyWriter, body_channel},
     },
 };
@@ -146,17 +146,7 @@ pub(super) async fn run(
     }
     let (raw, stored, writer, summary) = match result {
         Err(e @ (PipelineError::Sink(_) | PipelineError::Compress(_))) => {
-            // The repository's own error says more than the broken pipe the compressor saw.
-            let stored = upload.abandon().await;
-            return Err(match stored {
-                Some(Err(se))
-                    if !matches!(se, StorageError::Abandoned(_) | StorageError::Cancelled) =>
-                {
-                    anyhow::Error::new(se)
-                }
-                _ => anyhow::Error::new(e),
-            })
-            .with_context(|| format!("write backup to {}", repo.describe()));
+            return Err(upload.fail_write(e, &repo).await);
         }
         Err(e) => {
             upload.abandon().await;
