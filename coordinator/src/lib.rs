@@ -82,6 +82,7 @@ pub async fn run_with_ready(
         background.clone(),
     ));
     workers.spawn(retention::prune::resume_deletes(hub.clone()));
+    workers.spawn(retention::markers::run(hub.clone(), background.clone()));
     workers.spawn(alerts::run(hub.clone(), background.clone()));
     workers.close();
 

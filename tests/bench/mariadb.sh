@@ -12,6 +12,8 @@
 #   (c) raw restore   mariadb DB < dump.sql                     (the same dump, uncompressed)
 #   (d) agent restore lifeboat restore ID --database DB --wait  (hash checks, scratch database,
 #                     row counts, swap)
+# (c) and (d) swap order every round, and each starts once InnoDB has written out the dirty
+# pages the previous load and DROP left, so that neither pays for the other's writes.
 # with the CPU seconds of the tools, the agent and mariadbd in each. The backup's lower bound is
 # max(raw dump time, CPU seconds of the whole backup ÷ cores): on 2 cores the dump tool, the
 # server and compression compete for the same CPUs. It prints the medians and the ratios
@@ -180,6 +182,43 @@ echo "==> the plain dump for the raw restores"
 mariadb-dump --defaults-extra-file="$WORK/secrets/my.cnf" "${DUMP_ARGS[@]}" -- sbtest >"$WORK/dump.sql"
 echo "    $(du -m "$WORK/dump.sql" | cut -f1) MiB"
 
+# Waits until InnoDB has written out its dirty pages (the last load's, the last DROP's), so that
+# a timed restore does not pay for the previous one's writes.
+settle() {
+    local dirty=0
+    myroot -e "SET GLOBAL innodb_max_dirty_pages_pct = 0"
+    for _ in $(seq 1 600); do
+        dirty=$(myroot -N -e "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_DIRTY'")
+        [ "$dirty" -lt 64 ] && break
+        sleep 0.5
+    done
+    myroot -e "SET GLOBAL innodb_max_dirty_pages_pct = 90"
+    sync
+}
+# (c) the raw restore of the plain dump; sets c.
+raw_restore() {
+    myroot -e "DROP DATABASE IF EXISTS raw_copy; CREATE DATABASE raw_copy"
+    settle
+    local t0
+    t0=$(now)
+    mariadb --defaults-extra-file="$WORK/secrets/my.cnf" --max-allowed-packet=1G raw_copy <"$WORK/dump.sql"
+    c=$(elapsed "$t0" "$(now)")
+    myroot -e "DROP DATABASE raw_copy"
+}
+# (d) the agent's restore of backup $1; sets d.
+agent_restore() {
+    settle
+    local t0 out
+    t0=$(now)
+    out=$(lifeboat --output json restore "$1" --database agent_copy --wait)
+    d=$(elapsed "$t0" "$(now)")
+    grep -q '"succeeded"' <<<"$out" || {
+        echo "error: the restore failed: $out" >&2
+        exit 1
+    }
+    myroot -e "DROP DATABASE agent_copy"
+}
+
 declare -a raw_t agent_t bound_t rraw_t ragent_t rss_b rss_r
 for r in $(seq 1 "$ROUNDS"); do
     echo "==> round $r/$ROUNDS"
@@ -207,22 +246,15 @@ for r in $(seq 1 "$ROUNDS"); do
     id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
     hwm_b=$(peak_rss_kib "$AGENT_PID")
     bound=$(max "$a" "$(div "$(add "$acpu" "$bscpu")" "$CORES")")
-    # (c) the raw restore of the same dump.
-    myroot -e "DROP DATABASE IF EXISTS raw_copy; CREATE DATABASE raw_copy"
-    t0=$(now)
-    mariadb --defaults-extra-file="$WORK/secrets/my.cnf" --max-allowed-packet=1G raw_copy <"$WORK/dump.sql"
-    c=$(elapsed "$t0" "$(now)")
-    myroot -e "DROP DATABASE raw_copy"
-    # (d) the agent's restore of the backup.
-    t0=$(now)
-    out=$(lifeboat --output json restore "$id" --database agent_copy --wait)
-    d=$(elapsed "$t0" "$(now)")
-    grep -q '"succeeded"' <<<"$out" || {
-        echo "error: the restore failed: $out" >&2
-        exit 1
-    }
+    # (c) and (d), in alternating order, each on a settled server.
+    if [ $((r % 2)) -eq 1 ]; then
+        raw_restore
+        agent_restore "$id"
+    else
+        agent_restore "$id"
+        raw_restore
+    fi
     hwm_r=$(peak_rss_kib "$AGENT_PID")
-    myroot -e "DROP DATABASE agent_copy"
     rm -rf "${WORK:?}/repo/bench/sbtest/$id"
     raw_t+=("$a")
     agent_t+=("$b")
@@ -240,17 +272,21 @@ mb=$(median <<<"${agent_t[*]}")
 mbound=$(median <<<"${bound_t[*]}")
 mc=$(median <<<"${rraw_t[*]}")
 md=$(median <<<"${ragent_t[*]}")
-# The backup's ratio per round (each against its own bound), then the median.
+# Each ratio per round (against the same round's baseline), then the median.
 ratios=""
+rratios=""
 for i in "${!agent_t[@]}"; do
     ratios+=" $(awk -v a="${agent_t[$i]}" -v b="${bound_t[$i]}" 'BEGIN { printf "%.3f", a / b }')"
+    rratios+=" $(awk -v a="${ragent_t[$i]}" -v b="${rraw_t[$i]}" 'BEGIN { printf "%.3f", a / b }')"
 done
 mratio=$(median <<<"$ratios")
+mrratio=$(median <<<"$rratios")
 echo
 echo "Medians over $ROUNDS interleaved rounds ($CORES CPUs), sysbench $TABLES × $TABLE_SIZE rows, $(du -m "$WORK/dump.sql" | cut -f1) MiB dump:"
 printf '  raw dump          %8ss\n' "$ma"
 printf '  agent backup      %8ss   bound max(dump, CPU ÷ cores) %ss   backup/bound %sx (per-round median)\n' "$mb" "$mbound" "$mratio"
 printf '  raw restore       %8ss\n' "$mc"
-printf '  agent restore     %8ss   restore/raw %s\n' "$md" "$(ratio "$md" "$mc")"
+printf '  agent restore     %8ss   restore/raw %sx (per-round median; ratio of the medians %s)\n' \
+    "$md" "$mrratio" "$(ratio "$md" "$mc")"
 printf '  agent peak RSS    %s (after the backups), %s (after the restores)\n' \
     "$(mib "$(median <<<"${rss_b[*]}")")" "$(mib "$(median <<<"${rss_r[*]}")")"

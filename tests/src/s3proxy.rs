@@ -40,6 +40,8 @@ pub struct Rule {
     pub query: Option<&'static str>,
     /// A substring of the path.
     pub path: Option<String>,
+    /// A request header that must be present (lower case).
+    pub header: Option<&'static str>,
     /// Requests matched before the rule retires (`usize::MAX`: forever). The first `skip`
     /// matching requests are forwarded untouched.
     pub times: usize,
@@ -53,6 +55,7 @@ impl Rule {
             method: None,
             query: None,
             path: None,
+            header: None,
             times: usize::MAX,
             skip: 0,
             action,
@@ -70,6 +73,10 @@ impl Rule {
         self.path = Some(p.to_owned());
         self
     }
+    pub fn header(mut self, h: &'static str) -> Rule {
+        self.header = Some(h);
+        self
+    }
     pub fn times(mut self, n: usize) -> Rule {
         self.times = n;
         self
@@ -78,8 +85,9 @@ impl Rule {
         self.skip = n;
         self
     }
-    fn matches(&self, method: &str, path: &str, query: &str) -> bool {
+    fn matches(&self, method: &str, path: &str, query: &str, headers: &hyper::HeaderMap) -> bool {
         self.method.is_none_or(|m| m == method)
+            && self.header.is_none_or(|h| headers.contains_key(h))
             && self.query.is_none_or(|q| query.contains(q))
             && self.path.as_deref().is_none_or(|p| path.contains(p))
     }
@@ -214,7 +222,7 @@ async fn handle(
         let mut st = state.lock().expect("proxy state");
         let mut chosen = None;
         for r in st.rules.iter_mut() {
-            if r.times > 0 && r.matches(&method, &path, &query) {
+            if r.times > 0 && r.matches(&method, &path, &query, req.headers()) {
                 if r.skip > 0 {
                     r.skip -= 1;
                     break;

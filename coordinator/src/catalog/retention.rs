@@ -246,6 +246,35 @@ impl Catalog {
             .collect()
     }
 
+    /// Backups whose pin marker in the repository may not match the catalog's pin, to queue a
+    /// pin job for (which writes the pin as it is then): pinned without any pin job (pinned
+    /// before markers existed), or whose latest pin job failed or was cancelled before
+    /// `retry_before_ms`. Leaves out backups with a pin job queued or running and those marked
+    /// for deletion.
+    pub async fn pin_markers_to_sync(&self, retry_before_ms: i64) -> Result<Vec<String>> {
+        let ids = sqlx::query_scalar(
+            "WITH latest AS ( \
+               SELECT backup_id, state, finished_at_ms FROM ( \
+                 SELECT backup_id, state, finished_at_ms, ROW_NUMBER() OVER ( \
+                   PARTITION BY backup_id ORDER BY created_at_ms DESC, rowid DESC) AS n \
+                 FROM jobs WHERE kind = 'pin') WHERE n = 1) \
+             SELECT b.backup_id FROM backups b \
+             LEFT JOIN latest l ON l.backup_id = b.backup_id \
+             WHERE b.backup_id NOT IN (SELECT backup_id FROM backup_deletions) \
+             AND b.backup_id NOT IN (SELECT backup_id FROM jobs WHERE kind = 'pin' \
+                                     AND state IN ('queued', 'running')) \
+             AND ((l.backup_id IS NULL \
+                   AND b.backup_id IN (SELECT backup_id FROM backup_pins)) \
+                  OR (l.state IN ('failed', 'cancelled') \
+                      AND COALESCE(l.finished_at_ms, 0) < ?)) \
+             ORDER BY b.backup_id",
+        )
+        .bind(retry_before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
     /// Whether any restore or verify of the backup is queued or running.
     pub async fn backup_in_use(&self, backup_id: &str) -> Result<Option<String>> {
         let id: Option<String> = sqlx::query_scalar(

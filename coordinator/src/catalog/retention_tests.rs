@@ -310,3 +310,101 @@ async fn two_phase_delete() {
             .is_none()
     );
 }
+
+/// Which backups get a new pin job so their marker matches the catalog: pinned without any
+/// pin job, or whose latest pin job failed long enough ago; never one with a pin job in
+/// flight, one marked for deletion, or one whose latest pin job succeeded.
+#[tokio::test]
+async fn pin_markers_to_sync() {
+    let (_dir, c) = open().await;
+    with_target(&c).await;
+    let ended = |state, at| Finish {
+        state,
+        finished_at_ms: at,
+        error: String::new(),
+        detail: String::new(),
+        database: None,
+        report: Default::default(),
+    };
+    for b in ["b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8"] {
+        let jb = format!("j{b}");
+        c.insert_job(&job(&jb, JobKind::Backup, b))
+            .await
+            .expect("backup job");
+        c.finish_job(&jb, &ended(JobState::Succeeded, 2))
+            .await
+            .expect("finish backup job");
+        sqlx::query(
+            "INSERT INTO backups VALUES (?, 'prod/orders', 'prod', 'prod-1', 'local', \
+             'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
+             10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', ?)",
+        )
+        .bind(b)
+        .bind(&jb)
+        .execute(&c.pool)
+        .await
+        .expect("backup");
+    }
+    let pin = Pin {
+        pinned_by: "olga".into(),
+        pinned_at_ms: 5,
+        reason: "audit".into(),
+    };
+    // A pin job of `b` created at `at`, ended as `state` at `at + 10` (None: still queued).
+    let pin_job = |id: &'static str, b: &'static str, at: i64, state: Option<JobState>| {
+        let c = c.clone();
+        async move {
+            let mut j = job(id, JobKind::Pin, b);
+            j.created_at_ms = at;
+            c.insert_job(&j).await.expect("pin job");
+            if let Some(s) = state {
+                c.finish_job(id, &ended(s, at + 10)).await.expect("finish");
+            }
+        }
+    };
+    // b1: pinned before markers existed (no pin job at all).
+    c.pin_backup("b1", &pin).await.expect("pin");
+    // b2: pinned, its marker written.
+    c.pin_backup("b2", &pin).await.expect("pin");
+    pin_job("p2", "b2", 100, Some(JobState::Succeeded)).await;
+    // b3: pinned, the marker job failed at 110.
+    c.pin_backup("b3", &pin).await.expect("pin");
+    pin_job("p3", "b3", 100, Some(JobState::Failed)).await;
+    // b4: pinned, a marker job queued.
+    c.pin_backup("b4", &pin).await.expect("pin");
+    pin_job("p4", "b4", 100, None).await;
+    // b5: unpinned, the job removing the marker was cancelled after the pin's succeeded.
+    pin_job("p5a", "b5", 100, Some(JobState::Succeeded)).await;
+    pin_job("p5b", "b5", 200, Some(JobState::Cancelled)).await;
+    // b6: a failed marker job, then a successful one.
+    c.pin_backup("b6", &pin).await.expect("pin");
+    pin_job("p6a", "b6", 100, Some(JobState::Failed)).await;
+    pin_job("p6b", "b6", 200, Some(JobState::Succeeded)).await;
+    // b7: never pinned. b8: its marker job failed, but it is being deleted.
+    pin_job("p8", "b8", 100, Some(JobState::Failed)).await;
+    let MarkDelete::Queued(_) = c
+        .mark_delete(&job("d8", JobKind::Delete, "b8"), "alice", 300)
+        .await
+        .expect("mark")
+    else {
+        panic!("not queued")
+    };
+
+    // Failures too recent to retry.
+    assert_eq!(c.pin_markers_to_sync(100).await.expect("sync"), ["b1"]);
+    // b3's failure (at 110) is old enough; b5's cancel (at 210) is not yet.
+    assert_eq!(
+        c.pin_markers_to_sync(200).await.expect("sync"),
+        ["b1", "b3"]
+    );
+    assert_eq!(
+        c.pin_markers_to_sync(1_000).await.expect("sync"),
+        ["b1", "b3", "b5"]
+    );
+    // Once a job is queued for it, a backup is left alone.
+    pin_job("p1", "b1", 400, None).await;
+    assert_eq!(
+        c.pin_markers_to_sync(1_000).await.expect("sync"),
+        ["b3", "b5"]
+    );
+}

@@ -20,6 +20,7 @@
 //!   "delete all".
 
 pub mod config;
+pub mod markers;
 pub mod prune;
 #[cfg(test)]
 mod tests;

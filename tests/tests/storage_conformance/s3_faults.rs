@@ -331,6 +331,45 @@ async fn s12_conditional_writes_lose_to_another_writer() {
     w.assert_no_open_uploads();
 }
 
+/// S12 on a server without conditional writes (it answers `If-None-Match` with 501 Not
+/// Implemented): the write goes again without the condition and lands, later writes do not
+/// send it, and the HEAD before each upload still refuses an existing key — single PUT and
+/// multipart alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_server_without_conditional_writes() {
+    for (len, kind) in [(MIB, "single PUT"), (12 * MIB, "multipart")] {
+        let w = World::s3();
+        w.proxy()
+            .add(Rule::new(Action::Status(501, "NotImplemented")).header("if-none-match"));
+        let first = data(len, 40);
+        put(&w.repo, KEY, &first)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: refused for the condition: {e}"));
+        assert_eq!(get_all(&w.repo, KEY, 0).await.expect("present"), first);
+        let other = "dev/orders/20261128T080000Z-000041/data.pgdump.zst";
+        put(&w.repo, other, &data(len, 41))
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: second write: {e}"));
+        let e = put(&w.repo, KEY, &data(len, 42))
+            .await
+            .expect_err("an existing key overwritten");
+        assert!(matches!(e, StorageError::AlreadyExists(_)), "{kind}: {e}");
+        assert_eq!(get_all(&w.repo, KEY, 0).await.expect("present"), first);
+        let log = w.proxy().log();
+        let refused = log
+            .iter()
+            .position(|l| l.contains("NotImplemented"))
+            .unwrap_or_else(|| panic!("{kind}: the condition was never sent: {log:#?}"));
+        assert!(
+            !log[refused + 1..]
+                .iter()
+                .any(|l| l.contains("if-none-match")),
+            "{kind}: the condition was sent again after the server refused it: {log:#?}"
+        );
+        w.assert_no_open_uploads();
+    }
+}
+
 /// S8: the server refuses every request because the clock is off; the error says so and what
 /// to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

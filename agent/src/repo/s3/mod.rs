@@ -9,7 +9,9 @@
 //!   it; part payloads are not signed (that would hash every byte a second time). Objects
 //!   smaller than one part go up in one `PutObject`.
 //! - **Create-only** (S12): a HEAD before starting and `If-None-Match: *` on the request that
-//!   makes the object visible.
+//!   makes the object visible. A server that answers that condition with 501 Not Implemented
+//!   gets the request again without it (and no more conditions): the HEAD is then the only
+//!   guard, which a writer racing for the same key could slip past.
 //! - **Post-upload check** (S6): a HEAD after completion compares the size, and the multipart
 //!   ETag (MD5 of the part MD5s) where the server gives one in that form.
 //! - **Failures**: the SDK's standard retry (exponential backoff with jitter, on 5xx,
@@ -24,7 +26,10 @@ use std::{
     collections::BTreeSet,
     fmt,
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -126,6 +131,10 @@ pub struct S3Repository {
     client: Client,
     cfg: Arc<S3Config>,
     journal: Option<Arc<Journal>>,
+    /// Whether the server takes `If-None-Match: *` on writes. Cleared the first time it
+    /// answers one with 501 Not Implemented (older MinIO, Ceph RGW and other servers); from
+    /// then on only the HEAD before each upload keeps writes create-only.
+    conditional_writes: Arc<AtomicBool>,
 }
 
 mod credentials;
@@ -223,6 +232,7 @@ impl S3Repository {
             client: Client::from_conf(b.build()),
             cfg: Arc::new(cfg.clone()),
             journal: None,
+            conditional_writes: Arc::new(AtomicBool::new(true)),
         })
     }
 

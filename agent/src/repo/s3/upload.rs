@@ -41,39 +41,57 @@ impl S3Repository {
     ) -> StorageResult<Head> {
         let md5 = Md5::digest(&data);
         let size = data.len() as u64;
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(&self.cfg.bucket)
-            .key(full)
-            .if_none_match("*")
-            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
-            .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
-            .body(ByteStream::from(data));
-        if let Some(sc) = &self.cfg.storage_class {
-            req = req.storage_class(StorageClass::from(sc.as_str()));
-        }
-        req = match &self.cfg.sse {
-            None => req,
-            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms { key_id }) => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .set_ssekms_key_id(key_id.clone()),
-        };
-        let sent = tokio::select! {
-            r = req.send() => r,
-            () = cancel.cancelled() => return Err(StorageError::Cancelled),
-        };
-        match sent {
-            Ok(_) => {}
-            Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
-            Err(e) => return Err(self.error("PUT", full, &e)),
+        let mut conditional = self.conditional_writes.load(Ordering::Relaxed);
+        loop {
+            let mut req = self
+                .client
+                .put_object()
+                .bucket(&self.cfg.bucket)
+                .key(full)
+                .set_if_none_match(conditional.then(|| "*".to_owned()))
+                .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+                .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
+                .body(ByteStream::from(data.clone()));
+            if let Some(sc) = &self.cfg.storage_class {
+                req = req.storage_class(StorageClass::from(sc.as_str()));
+            }
+            req = match &self.cfg.sse {
+                None => req,
+                Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
+                Some(Sse::Kms { key_id }) => req
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .set_ssekms_key_id(key_id.clone()),
+            };
+            let sent = tokio::select! {
+                r = req.send() => r,
+                () = cancel.cancelled() => return Err(StorageError::Cancelled),
+            };
+            match sent {
+                Ok(_) => break,
+                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
+                Err(e) if conditional && refuses_condition(&e) => {
+                    self.stop_conditional_writes(full);
+                    conditional = false;
+                }
+                Err(e) => return Err(self.error("PUT", full, &e)),
+            }
         }
         let expect = Expected {
             size,
             etag: Some(hex::encode(md5)),
         };
         self.check_stored(full, &expect).await
+    }
+
+    /// Stops sending `If-None-Match` to a server that refused it, saying so once.
+    fn stop_conditional_writes(&self, full: &str) {
+        if self.conditional_writes.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                repository = %self.name,
+                object = %self.loc(full),
+                "the S3 server does not support conditional writes (If-None-Match answered 501 Not Implemented); writes stay create-only through a HEAD before each upload, which two agents writing the same key at once could both pass: give every agent its own prefix"
+            );
+        }
     }
 
     pub(super) fn exists(&self, full: &str) -> StorageError {
@@ -258,27 +276,34 @@ impl S3Repository {
         let parts: Vec<CompletedPart> = done.into_iter().map(|(p, _)| p).collect();
         let part_count = parts.len();
         let completing = std::time::Instant::now();
-        let complete = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.cfg.bucket)
-            .key(full)
-            .upload_id(upload_id)
-            .if_none_match("*")
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send();
-        let completed = tokio::select! {
-            r = complete => r,
-            () = cancel.cancelled() => return Err(StorageError::Cancelled),
-        };
-        match completed {
-            Ok(_) => {}
-            Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
-            Err(e) => return Err(self.error("complete multipart upload of", full, &e)),
+        let mut conditional = self.conditional_writes.load(Ordering::Relaxed);
+        loop {
+            let complete = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.cfg.bucket)
+                .key(full)
+                .upload_id(upload_id)
+                .set_if_none_match(conditional.then(|| "*".to_owned()))
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts.clone()))
+                        .build(),
+                )
+                .send();
+            let completed = tokio::select! {
+                r = complete => r,
+                () = cancel.cancelled() => return Err(StorageError::Cancelled),
+            };
+            match completed {
+                Ok(_) => break,
+                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
+                Err(e) if conditional && refuses_condition(&e) => {
+                    self.stop_conditional_writes(full);
+                    conditional = false;
+                }
+                Err(e) => return Err(self.error("complete multipart upload of", full, &e)),
+            }
         }
         let head = self
             .check_stored(
@@ -480,4 +505,13 @@ pub(super) fn etag_comparable(got: &str, want: &str) -> bool {
 /// `aws:kms` or `aws:kms:dsse`: ETags of such objects are not MD5s of their data.
 pub(super) fn is_kms(sse: Option<&ServerSideEncryption>) -> bool {
     sse.is_some_and(|s| s.as_str().starts_with("aws:kms"))
+}
+
+/// Whether the server refused a request for its `If-None-Match` condition.
+fn refuses_condition<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+    R: errors::HttpStatus,
+{
+    http_status(e) == Some(501) || e.code() == Some("NotImplemented")
 }

@@ -29,8 +29,8 @@ impl Control {
             tracing::warn!(
                 backup_id = %backup.backup_id,
                 target = %backup.target,
-                "failed to queue the pin marker job: {e}; the pin holds in the catalog, but a \
-                 catalog rebuild will not find it"
+                "failed to queue the pin marker job: {e}; the pin holds in the catalog, and the \
+                 coordinator queues the marker again within minutes once the agent is connected"
             );
         }
     }

@@ -1,0 +1,101 @@
+//! Keeping pin markers in step with the catalog's pins. The catalog's pin is what retention
+//! obeys; the marker beside the manifest is what brings the pin back after a catalog rebuild,
+//! so a pinned backup whose marker is missing would be unpinned, and prunable, after one. A
+//! marker job that failed (agent offline past its deadline, storage down) or a pin made
+//! before markers existed gets a new pin job here, once the target's agent is connected.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    catalog::InsertJob,
+    hub::Hub,
+    model::{JobKind, NewJob},
+};
+
+/// How often the catalog is checked.
+const SWEEP_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How long after a failed marker job another is queued.
+const RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Who the queued jobs are requested by.
+pub const REQUESTED_BY: &str = "coordinator (pin marker sync)";
+
+pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(SWEEP_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        match sweep(&hub, lifeboat_proto::now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "queued pin marker jobs the repository lacks"),
+            Err(e) => tracing::warn!("failed to check pin markers: {e:#}; checking again later"),
+        }
+    }
+}
+
+/// Queues a pin job for every backup whose marker may be out of step and whose target's
+/// agent is connected (a job for an offline agent would only wait and fail). Returns how
+/// many were queued.
+pub async fn sweep(hub: &Hub, now_ms: i64) -> Result<usize> {
+    let retry_before = now_ms - i64::try_from(RETRY_AFTER.as_millis()).unwrap_or(i64::MAX);
+    let ids = hub
+        .catalog
+        .pin_markers_to_sync(retry_before)
+        .await
+        .context("read backups whose pin marker may be missing")?;
+    let mut queued = 0;
+    for id in ids {
+        let Some(backup) = hub.catalog.get_backup(&id).await.context("read backup")? else {
+            continue;
+        };
+        let Some(target) = hub
+            .catalog
+            .get_target(&backup.target)
+            .await
+            .context("read target")?
+        else {
+            continue;
+        };
+        if !hub.is_connected(&target.agent) {
+            continue;
+        }
+        let job = NewJob {
+            id: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
+            kind: JobKind::Pin,
+            target: backup.target.clone(),
+            agent: target.agent.clone(),
+            backup_id: backup.backup_id.clone(),
+            requested_by: REQUESTED_BY.into(),
+            created_at_ms: now_ms,
+            database: String::new(),
+            clean: false,
+            options: Default::default(),
+        };
+        if let InsertJob::Inserted(created) = hub
+            .catalog
+            .insert_job(&job)
+            .await
+            .context("queue pin job")?
+        {
+            tracing::info!(
+                job_id = %created.id,
+                target = %created.target,
+                backup_id = %created.backup_id,
+                kind = %created.kind,
+                requested_by = %created.requested_by,
+                "job queued"
+            );
+            hub.publish(&created);
+            queued += 1;
+        }
+    }
+    if queued > 0 {
+        hub.request_dispatch();
+    }
+    Ok(queued)
+}
