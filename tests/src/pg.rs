@@ -301,8 +301,12 @@ impl Pg {
     }
 
     /// `pg_ctl restart -m immediate`: every session dies at once, as in a crash or a
-    /// failover, and the server comes back on the same port (D17).
+    /// failover, and the server comes back on the same port (D17). What was committed before
+    /// survives: these servers run with `synchronous_commit=off`, whose last commits an
+    /// immediate stop would lose (they may still sit in WAL buffers), so a CHECKPOINT writes
+    /// them out first, as a durable server would have on commit.
     pub fn restart_immediate(&mut self) {
+        self.psql("postgres", "CHECKPOINT");
         let data = self.root.join("data");
         let log = self.root.join("postgres.log");
         let opts = self.server_options();

@@ -69,7 +69,10 @@ pub type ReadStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, s
 
 /// One backend. Keys are relative (`env/target/backup-id/file`), `/`-separated, and every
 /// segment is a plain name ([`check_key`]). Every method returns promptly once `cancel` fires
-/// where it takes one.
+/// where it takes one. The writes take a token because a cancelled write has server-side state
+/// to clean up (a multipart upload to abort, a temporary file to remove) before it returns;
+/// reads, listings and deletes are cancelled by dropping their future or stream, which leaves
+/// nothing behind.
 #[async_trait]
 pub trait Storage: Send + Sync + fmt::Debug {
     /// "fs" or "s3".
