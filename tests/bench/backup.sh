@@ -174,21 +174,7 @@ fi
 start_coordinator
 
 {
-    cat <<EOF
-name = "bench-agent"
-environment = "bench"
-coordinator = "https://$GRPC"
-max_concurrent_jobs = 1
-state_dir = "$WORK/agent-state"
-[tls]
-ca = "$WORK/pki/ca.pem"
-cert = "$WORK/pki/bench-agent.pem"
-key = "$WORK/pki/bench-agent.key"
-[[repository]]
-name = "local"
-kind = "fs"
-path = "$WORK/repo"
-EOF
+    agent_config_head
     if [ "$S3" -eq 1 ]; then
         cat <<EOF
 [[repository]]

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # What the benchmarks share: arithmetic on timings, CPU and memory readings from /proc, free
-# ports, the release build, and a coordinator with its certificates. Sourced, never run; the
+# ports, the release build, a coordinator with its certificates and the agent's configuration. Sourced, never run; the
 # caller sets ROOT, WORK and BUILD and owns the cleanup of COORD_PID.
 
 now() { date +%s.%N; }
@@ -84,5 +84,24 @@ EOT
 lifeboat() {
     "$BIN/lifeboat" --coordinator "https://$GRPC" --ca "$WORK/pki/ca.pem" \
         --cert "$WORK/pki/admin.pem" --key "$WORK/pki/admin.key" --timeout 3600 "$@"
+}
+# The start of the benchmark agent's configuration (identity, coordinator, TLS and the fs
+# repository "local"); the caller appends its repositories and targets.
+agent_config_head() {
+    cat <<EOF
+name = "bench-agent"
+environment = "bench"
+coordinator = "https://$GRPC"
+max_concurrent_jobs = 1
+state_dir = "$WORK/agent-state"
+[tls]
+ca = "$WORK/pki/ca.pem"
+cert = "$WORK/pki/bench-agent.pem"
+key = "$WORK/pki/bench-agent.key"
+[[repository]]
+name = "local"
+kind = "fs"
+path = "$WORK/repo"
+EOF
 }
 agent_connected() { lifeboat --output json agents list 2>/dev/null | grep -q '"connected": *true'; }

@@ -143,20 +143,9 @@ echo "    loaded in $(elapsed "$t0" "$(now)") s, $size MiB of data and indexes"
 
 start_coordinator
 echo "==> starting the agent"
-cat >"$WORK/agent.toml" <<EOF
-name = "bench-agent"
-environment = "bench"
-coordinator = "https://$GRPC"
-max_concurrent_jobs = 1
-state_dir = "$WORK/agent-state"
-[tls]
-ca = "$WORK/pki/ca.pem"
-cert = "$WORK/pki/bench-agent.pem"
-key = "$WORK/pki/bench-agent.key"
-[[repository]]
-name = "local"
-kind = "fs"
-path = "$WORK/repo"
+{
+    agent_config_head
+    cat <<EOF
 [[target]]
 name = "sbtest"
 engine = "mysql"
@@ -167,6 +156,7 @@ password_file = "$WORK/secrets/db.pass"
 compression_level = 3
 compression_threads = 0
 EOF
+} >"$WORK/agent.toml"
 "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 1 300); do

@@ -43,25 +43,19 @@ impl S3Repository {
         let size = data.len() as u64;
         let mut conditional = self.conditional_writes.load(Ordering::Relaxed);
         loop {
-            let mut req = self
+            let (class, sse, kms_key) = self.placement();
+            let req = self
                 .client
                 .put_object()
                 .bucket(&self.cfg.bucket)
                 .key(full)
                 .set_if_none_match(conditional.then(|| "*".to_owned()))
+                .set_storage_class(class)
+                .set_server_side_encryption(sse)
+                .set_ssekms_key_id(kms_key)
                 .content_length(i64::try_from(size).unwrap_or(i64::MAX))
                 .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
                 .body(ByteStream::from(data.clone()));
-            if let Some(sc) = &self.cfg.storage_class {
-                req = req.storage_class(StorageClass::from(sc.as_str()));
-            }
-            req = match &self.cfg.sse {
-                None => req,
-                Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
-                Some(Sse::Kms { key_id }) => req
-                    .server_side_encryption(ServerSideEncryption::AwsKms)
-                    .set_ssekms_key_id(key_id.clone()),
-            };
             let sent = tokio::select! {
                 r = req.send() => r,
                 () = cancel.cancelled() => return Err(StorageError::Cancelled),
@@ -81,6 +75,24 @@ impl S3Repository {
             etag: Some(hex::encode(md5)),
         };
         self.check_stored(full, &expect).await
+    }
+
+    /// The storage class, server-side encryption and KMS key id of new objects, as the
+    /// request builders' setters take them.
+    fn placement(
+        &self,
+    ) -> (
+        Option<StorageClass>,
+        Option<ServerSideEncryption>,
+        Option<String>,
+    ) {
+        let class = self.cfg.storage_class.as_deref().map(StorageClass::from);
+        let (sse, kms_key) = match &self.cfg.sse {
+            None => (None, None),
+            Some(Sse::Aes256) => (Some(ServerSideEncryption::Aes256), None),
+            Some(Sse::Kms { key_id }) => (Some(ServerSideEncryption::AwsKms), key_id.clone()),
+        };
+        (class, sse, kms_key)
     }
 
     /// Stops sending `If-None-Match` to a server that refused it, saying so once.
@@ -152,22 +164,16 @@ impl S3Repository {
         base: u64,
         cancel: &CancellationToken,
     ) -> StorageResult<Head> {
-        let mut req = self
+        let (class, sse, kms_key) = self.placement();
+        let req = self
             .client
             .create_multipart_upload()
             .bucket(&self.cfg.bucket)
             .key(full)
+            .set_storage_class(class)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
             .content_type("application/zstd");
-        if let Some(sc) = &self.cfg.storage_class {
-            req = req.storage_class(StorageClass::from(sc.as_str()));
-        }
-        req = match &self.cfg.sse {
-            None => req,
-            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms { key_id }) => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .set_ssekms_key_id(key_id.clone()),
-        };
         let created = tokio::select! {
             r = req.send() => r.map_err(|e| self.error("start multipart upload of", full, &e))?,
             () = cancel.cancelled() => return Err(StorageError::Cancelled),
