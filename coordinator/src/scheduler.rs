@@ -371,16 +371,7 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         {
             TickOutcome::Recorded(run, created) => {
                 if let Some(job) = created {
-                    tracing::info!(
-                        job_id = %job.id,
-                        target = %job.target,
-                        backup_id = %job.backup_id,
-                        kind = %job.kind,
-                        requested_by = %job.requested_by,
-                        "job queued"
-                    );
-                    hub.publish(&job);
-                    hub.request_dispatch();
+                    hub.job_queued(&job);
                 } else {
                     tracing::info!(target = %run.target, reason = %run.reason, "scheduled run skipped");
                 }

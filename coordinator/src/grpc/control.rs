@@ -119,16 +119,7 @@ impl Control {
     async fn create(&self, job: NewJob) -> Result<Job> {
         match self.hub.catalog.insert_job(&job).await? {
             InsertJob::Inserted(created) => {
-                tracing::info!(
-                    job_id = %created.id,
-                    target = %created.target,
-                    backup_id = %created.backup_id,
-                    kind = %created.kind,
-                    requested_by = %created.requested_by,
-                    "job queued"
-                );
-                self.hub.publish(&created);
-                self.hub.request_dispatch();
+                self.hub.job_queued(&created);
                 Ok(created)
             }
             InsertJob::ActiveBackupExists(active) => Err(Error::AlreadyExists(format!(

@@ -82,20 +82,9 @@ pub async fn sweep(hub: &Hub, now_ms: i64) -> Result<usize> {
             .await
             .context("queue pin job")?
         {
-            tracing::info!(
-                job_id = %created.id,
-                target = %created.target,
-                backup_id = %created.backup_id,
-                kind = %created.kind,
-                requested_by = %created.requested_by,
-                "job queued"
-            );
-            hub.publish(&created);
+            hub.job_queued(&created);
             queued += 1;
         }
-    }
-    if queued > 0 {
-        hub.request_dispatch();
     }
     Ok(queued)
 }

@@ -155,16 +155,7 @@ async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Ap
             .context("mark backup for deletion")?
         {
             MarkDelete::Queued(created) => {
-                tracing::info!(
-                    job_id = %created.id,
-                    target = %created.target,
-                    backup_id = %created.backup_id,
-                    kind = %created.kind,
-                    requested_by = %created.requested_by,
-                    "job queued"
-                );
-                hub.publish(&created);
-                hub.request_dispatch();
+                hub.job_queued(&created);
                 Applied::Queued(created.id)
             }
             MarkDelete::InProgress(job) => Applied::AlreadyDeleting(job),
