@@ -41,7 +41,8 @@ impl S3Repository {
     ) -> StorageResult<Head> {
         let md5 = Md5::digest(&data);
         let size = data.len() as u64;
-        let mut conditional = self.conditional_writes.load(Ordering::Relaxed);
+        let sends_condition = self.conditional_writes.load(Ordering::Relaxed);
+        let mut conditional = sends_condition;
         loop {
             let (class, sse, kms_key) = self.placement();
             let req = self
@@ -61,12 +62,15 @@ impl S3Repository {
                 () = cancel.cancelled() => return Err(StorageError::Cancelled),
             };
             match sent {
-                Ok(_) => break,
-                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
-                Err(e) if conditional && refuses_condition(&e) => {
-                    self.stop_conditional_writes(full);
-                    conditional = false;
+                Ok(_) => {
+                    if sends_condition && !conditional {
+                        self.stop_conditional_writes(full);
+                    }
+                    break;
                 }
+                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
+                // Sent again without it; only a success proves the condition was the problem.
+                Err(e) if conditional && refuses_condition(&e) => conditional = false,
                 Err(e) => return Err(self.error("PUT", full, &e)),
             }
         }
@@ -95,7 +99,8 @@ impl S3Repository {
         (class, sse, kms_key)
     }
 
-    /// Stops sending `If-None-Match` to a server that refused it, saying so once.
+    /// Stops sending `If-None-Match` to a server that refused it (and took the same request
+    /// without it), saying so once.
     fn stop_conditional_writes(&self, full: &str) {
         if self.conditional_writes.swap(false, Ordering::Relaxed) {
             tracing::warn!(
@@ -282,7 +287,8 @@ impl S3Repository {
         let parts: Vec<CompletedPart> = done.into_iter().map(|(p, _)| p).collect();
         let part_count = parts.len();
         let completing = std::time::Instant::now();
-        let mut conditional = self.conditional_writes.load(Ordering::Relaxed);
+        let sends_condition = self.conditional_writes.load(Ordering::Relaxed);
+        let mut conditional = sends_condition;
         loop {
             let complete = self
                 .client
@@ -302,12 +308,15 @@ impl S3Repository {
                 () = cancel.cancelled() => return Err(StorageError::Cancelled),
             };
             match completed {
-                Ok(_) => break,
-                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
-                Err(e) if conditional && refuses_condition(&e) => {
-                    self.stop_conditional_writes(full);
-                    conditional = false;
+                Ok(_) => {
+                    if sends_condition && !conditional {
+                        self.stop_conditional_writes(full);
+                    }
+                    break;
                 }
+                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
+                // Sent again without it; only a success proves the condition was the problem.
+                Err(e) if conditional && refuses_condition(&e) => conditional = false,
                 Err(e) => return Err(self.error("complete multipart upload of", full, &e)),
             }
         }
