@@ -41,39 +41,22 @@ impl S3Repository {
     ) -> StorageResult<Head> {
         let md5 = Md5::digest(&data);
         let size = data.len() as u64;
-        let sends_condition = self.conditional_writes.load(Ordering::Relaxed);
-        let mut conditional = sends_condition;
-        loop {
-            let (class, sse, kms_key) = self.placement();
-            let req = self
-                .client
+        let (class, sse, kms_key) = self.placement();
+        self.send_create_only("PUT", full, cancel, |conditional| {
+            self.client
                 .put_object()
                 .bucket(&self.cfg.bucket)
                 .key(full)
                 .set_if_none_match(conditional.then(|| "*".to_owned()))
-                .set_storage_class(class)
-                .set_server_side_encryption(sse)
-                .set_ssekms_key_id(kms_key)
+                .set_storage_class(class.clone())
+                .set_server_side_encryption(sse.clone())
+                .set_ssekms_key_id(kms_key.clone())
                 .content_length(i64::try_from(size).unwrap_or(i64::MAX))
                 .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
-                .body(ByteStream::from(data.clone()));
-            let sent = tokio::select! {
-                r = req.send() => r,
-                () = cancel.cancelled() => return Err(StorageError::Cancelled),
-            };
-            match sent {
-                Ok(_) => {
-                    if sends_condition && !conditional {
-                        self.stop_conditional_writes(full);
-                    }
-                    break;
-                }
-                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
-                // Sent again without it; only a success proves the condition was the problem.
-                Err(e) if conditional && refuses_condition(&e) => conditional = false,
-                Err(e) => return Err(self.error("PUT", full, &e)),
-            }
-        }
+                .body(ByteStream::from(data.clone()))
+                .send()
+        })
+        .await?;
         let expect = Expected {
             size,
             etag: Some(hex::encode(md5)),
@@ -97,6 +80,44 @@ impl S3Repository {
             Some(Sse::Kms { key_id }) => (Some(ServerSideEncryption::AwsKms), key_id.clone()),
         };
         (class, sse, kms_key)
+    }
+
+    /// Sends the request that makes an object visible, built by `send(conditional)`: with
+    /// `If-None-Match: *` while the server takes it, so an existing key answers 412 (already
+    /// exists). A 501 to the condition sends the request again without it; only when that
+    /// succeeds does the repository stop sending the condition.
+    async fn send_create_only<T, E, R, F, Fut>(
+        &self,
+        op: &str,
+        full: &str,
+        cancel: &CancellationToken,
+        mut send: F,
+    ) -> StorageResult<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: errors::HttpStatus + fmt::Debug,
+        F: FnMut(bool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    {
+        let sends_condition = self.conditional_writes.load(Ordering::Relaxed);
+        let mut conditional = sends_condition;
+        loop {
+            let sent = tokio::select! {
+                r = send(conditional) => r,
+                () = cancel.cancelled() => return Err(StorageError::Cancelled),
+            };
+            match sent {
+                Ok(out) => {
+                    if sends_condition && !conditional {
+                        self.stop_conditional_writes(full);
+                    }
+                    return Ok(out);
+                }
+                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
+                Err(e) if conditional && refuses_condition(&e) => conditional = false,
+                Err(e) => return Err(self.error(op, full, &e)),
+            }
+        }
     }
 
     /// Stops sending `If-None-Match` to a server that refused it (and took the same request
@@ -287,39 +308,26 @@ impl S3Repository {
         let parts: Vec<CompletedPart> = done.into_iter().map(|(p, _)| p).collect();
         let part_count = parts.len();
         let completing = std::time::Instant::now();
-        let sends_condition = self.conditional_writes.load(Ordering::Relaxed);
-        let mut conditional = sends_condition;
-        loop {
-            let complete = self
-                .client
-                .complete_multipart_upload()
-                .bucket(&self.cfg.bucket)
-                .key(full)
-                .upload_id(upload_id)
-                .set_if_none_match(conditional.then(|| "*".to_owned()))
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts.clone()))
-                        .build(),
-                )
-                .send();
-            let completed = tokio::select! {
-                r = complete => r,
-                () = cancel.cancelled() => return Err(StorageError::Cancelled),
-            };
-            match completed {
-                Ok(_) => {
-                    if sends_condition && !conditional {
-                        self.stop_conditional_writes(full);
-                    }
-                    break;
-                }
-                Err(e) if http_status(&e) == Some(412) => return Err(self.exists(full)),
-                // Sent again without it; only a success proves the condition was the problem.
-                Err(e) if conditional && refuses_condition(&e) => conditional = false,
-                Err(e) => return Err(self.error("complete multipart upload of", full, &e)),
-            }
-        }
+        self.send_create_only(
+            "complete multipart upload of",
+            full,
+            cancel,
+            |conditional| {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.cfg.bucket)
+                    .key(full)
+                    .upload_id(upload_id)
+                    .set_if_none_match(conditional.then(|| "*".to_owned()))
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts.clone()))
+                            .build(),
+                    )
+                    .send()
+            },
+        )
+        .await?;
         let head = self
             .check_stored(
                 full,
