@@ -41,6 +41,8 @@ pub struct Scope {
     pub agent: Option<String>,
     pub repository: Option<String>,
     pub dry_run: bool,
+    /// Record backups whose manifest names another environment than the listing agent's.
+    pub trust_cross_environment: bool,
 }
 
 /// The agents' repositories (from their `Hello`) and the list jobs a rebuild waits for. Lost
@@ -177,6 +179,8 @@ pub enum OutcomeKind {
     Conflict,
     Missing,
     Skipped,
+    /// Listed, but not trusted: not recorded, and its pin marker is ignored.
+    Refused,
 }
 
 /// What to write for one backup.

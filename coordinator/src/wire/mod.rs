@@ -640,5 +640,6 @@ pub fn rebuild_request(r: &pb::RebuildCatalogRequest) -> Result<crate::rebuild::
         agent: optional("agent name", &r.agent)?,
         repository: optional("repository name", &r.repository)?,
         dry_run: r.dry_run,
+        trust_cross_environment: r.trust_cross_environment,
     })
 }

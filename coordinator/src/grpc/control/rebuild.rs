@@ -23,6 +23,7 @@ impl Control {
             conflicts = resp.conflicts,
             missing = resp.missing,
             skipped = resp.skipped,
+            refused = resp.refused,
             damaged = resp.damaged,
             failed_listings = resp.listings.iter().filter(|l| !l.error.is_empty()).count(),
             "catalog rebuild"
