@@ -114,7 +114,11 @@ async fn h2_rebuild_refuses_another_environments_manifests_and_their_pins() {
 
     // The admin says the repository is shared across environments on purpose.
     let resp = rebuild_with(&c, &mut dev, "dev-1", true, vec![forged.clone()]).await;
-    assert_eq!(outcome(&resp.backups[0]), pb::RebuildOutcome::Added, "{resp:?}");
+    assert_eq!(
+        outcome(&resp.backups[0]),
+        pb::RebuildOutcome::Added,
+        "{resp:?}"
+    );
     assert_eq!(count_backups(&mut vera).await, 1);
     assert!(pin_of(&mut vera, &forged.backup_id).await);
 }
@@ -235,9 +239,19 @@ async fn h2_rebuilt_unverified_backups_do_not_expire_real_ones_until_verified() 
     agent.expect_ack(&spec.job_id).await;
     wait_state(&mut olga, &verify.job_id, pb::JobState::Succeeded).await;
     let plan = prune_plan(&mut olga).await;
-    assert_eq!(decision(&plan, &fakes[1].backup_id).0, pb::PruneAction::Keep);
-    assert!(decision(&plan, &fakes[1].backup_id).1.contains("last"), "{plan:?}");
-    assert_eq!(decision(&plan, &real[1]).0, pb::PruneAction::Keep, "{plan:?}");
+    assert_eq!(
+        decision(&plan, &fakes[1].backup_id).0,
+        pb::PruneAction::Keep
+    );
+    assert!(
+        decision(&plan, &fakes[1].backup_id).1.contains("last"),
+        "{plan:?}"
+    );
+    assert_eq!(
+        decision(&plan, &real[1]).0,
+        pb::PruneAction::Keep,
+        "{plan:?}"
+    );
     assert_eq!(
         decision(&plan, &real[0]),
         (pb::PruneAction::Delete, "expired".into()),
