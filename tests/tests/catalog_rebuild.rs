@@ -4,7 +4,8 @@
 //! intact catalog changes nothing (pins and verify results stay). A backup whose data object
 //! is deleted behind lifeboat's back is reported and marked missing; one whose manifest is gone
 //! too is reported missing from storage. Backups in a repository shared by two environments
-//! keep the environment and target of their manifest.
+//! are refused from the other environment's agent unless the admin trusts cross-environment
+//! listings (H2), and then keep the environment and target of their manifest.
 
 use std::path::PathBuf;
 
@@ -377,8 +378,28 @@ fn shared_repository_backups_keep_their_environment_and_target() {
     s.agent.wait_connected(&s.admin);
     staging.wait_connected(&s.admin);
 
-    // Only the staging agent lists: the backup is still test/shop's, written by agent-1.
+    // Only the staging agent lists. An agent is trusted with its own environment only (H2):
+    // the manifest of test/shop is refused, and nothing is recorded.
     let report = rebuild(&s, &["--agent", "agent-2"]);
+    assert_eq!(counts(&report), [0, 0, 0, 0, 0, 0], "{report}");
+    assert_eq!(report["refused"], 1, "{report}");
+    let o = outcome_of(&report, &id);
+    assert_eq!(o["outcome"], "refused", "{o}");
+    assert!(
+        str_of(o, "detail").contains("--trust-cross-environment"),
+        "{o}"
+    );
+    assert!(
+        s.admin
+            .json_list(&["backup", "list"], "backups")
+            .expect("backup list")
+            .is_empty(),
+        "a refused manifest was recorded"
+    );
+
+    // The admin says the repository is shared on purpose: the backup is still test/shop's,
+    // written by agent-1.
+    let report = rebuild(&s, &["--agent", "agent-2", "--trust-cross-environment"]);
     assert_eq!(counts(&report), [1, 0, 0, 0, 0, 0], "{report}");
     assert_eq!(report["listings"].as_array().map(Vec::len), Some(1));
     assert_eq!(report["listings"][0]["agent"], "agent-2", "{report}");
@@ -403,9 +424,11 @@ fn shared_repository_backups_keep_their_environment_and_target() {
         "attributed to the listing agent's target"
     );
 
-    // Both agents list it now: reported once, unchanged.
+    // Both agents list it now: reported once, unchanged (agent-1's listing is trusted, so
+    // agent-2's refusal of the same backup is not reported).
     let report = rebuild(&s, &[]);
     assert_eq!(counts(&report), [0, 0, 1, 0, 0, 0], "{report}");
+    assert_eq!(report["refused"], 0, "{report}");
     assert_eq!(report["listings"].as_array().map(Vec::len), Some(2));
 
     // It restores through its own target's agent.
