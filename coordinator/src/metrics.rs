@@ -700,4 +700,41 @@ mod tests {
         ));
         assert_eq!(m.repository_stats().len(), 1);
     }
+
+    #[test]
+    fn undeclared_repositories_are_dropped_and_counted() {
+        let m = Metrics::new().expect("metrics");
+        let stats = |name: &str| RepositoryStats {
+            name: name.into(),
+            kind: "fs".into(),
+            stale_uploads_aborted: 1,
+            janitor_errors: 0,
+            janitor_last_success_ms: None,
+        };
+        // Before any Hello nothing is declared.
+        m.set_repository_stats("prod-1", &[stats("local")]);
+        m.declare_repositories("prod-1", &["local".to_owned()]);
+        m.set_repository_stats(
+            "prod-1",
+            &[stats("local"), stats("made-up"), stats("other")],
+        );
+        let text = m.render().expect("render");
+        assert!(
+            text.contains(
+                "lifeboat_agent_reports_dropped_total{reason=\"undeclared_repository\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("made-up"), "{text}");
+        assert_eq!(m.repository_stats().len(), 1);
+        // A new Hello without the repository forgets it; a disconnected agent's series go.
+        m.declare_repositories("prod-1", &[]);
+        assert!(m.repository_stats().is_empty());
+        m.declare_repositories("prod-1", &["local".to_owned()]);
+        m.set_repository_stats("prod-1", &[stats("local")]);
+        m.evict_repositories(&HashSet::new());
+        assert!(m.repository_stats().is_empty());
+        let text = m.render().expect("render");
+        assert!(!text.contains("repository=\"local\""), "{text}");
+    }
 }

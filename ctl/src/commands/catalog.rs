@@ -312,7 +312,37 @@ mod tests {
         }
         let json = serde_json::to_value(RebuildView::from(&resp)).expect("json");
         assert_eq!(json["backups"][1]["outcome"], "updated");
+        assert_eq!(json["refused"], 0);
         assert_eq!(json["listings"][0]["error"], serde_json::Value::Null);
         assert_eq!(json["damaged"], 1);
+    }
+
+    #[test]
+    fn refused_backups_are_counted_and_explained() {
+        let resp = pb::RebuildCatalogResponse {
+            backups: vec![pb::RebuildBackup {
+                backup_id: "20261127T013000Z-00000a".into(),
+                target: "prod/orders".into(),
+                agent: "prod-1".into(),
+                repository: "shared".into(),
+                outcome: pb::RebuildOutcome::Refused.into(),
+                verify_status: pb::VerifyStatus::Unverified.into(),
+                detail: "not recorded: its manifest is of environment prod".into(),
+                ..Default::default()
+            }],
+            refused: 1,
+            ..Default::default()
+        };
+        let text = RebuildView::from(&resp).table();
+        for want in [
+            "refused",
+            "0 skipped, 1 refused",
+            "not recorded (nor their pins)",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        let json = serde_json::to_value(RebuildView::from(&resp)).expect("json");
+        assert_eq!(json["backups"][0]["outcome"], "refused");
+        assert_eq!(json["refused"], 1);
     }
 }

@@ -17,6 +17,7 @@ impl Control {
         tracing::info!(
             operator = %op.name,
             action = if scope.dry_run { "rebuild_catalog_dry_run" } else { "rebuild_catalog" },
+            trust_cross_environment = scope.trust_cross_environment,
             added = resp.added,
             updated = resp.updated,
             unchanged = resp.unchanged,
