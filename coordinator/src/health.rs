@@ -85,7 +85,7 @@ pub struct TargetHealth {
     pub first_seen_ms: i64,
     /// The newest complete backup.
     pub last_backup: Option<BackupFacts>,
-    /// Age of the newest complete backup (its end time); None without one.
+    /// Age of the newest complete backup (since the coordinator recorded it); None without one.
     pub recovery_point_age_ms: Option<i64>,
     /// The newest failed backup job.
     pub last_failure: Option<JobFacts>,
@@ -120,7 +120,9 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
 
     let (rpo_status, age_ms) = match &last_backup {
         Some(b) => {
-            let age_ms = now_ms.saturating_sub(b.finished_at_ms).max(0);
+            // The coordinator's clock (N26): an agent whose clock runs ahead must not make its
+            // backups look fresher than they are.
+            let age_ms = now_ms.saturating_sub(b.recorded_at_ms).max(0);
             let age = ms_to_duration(age_ms);
             let status = if age > objective.rpo {
                 reasons.push(format!(
@@ -486,6 +488,7 @@ mod tests {
                     stored_size: *size,
                     started_at_ms: at - 1000,
                     finished_at_ms: *at,
+                    recorded_at_ms: *at,
                     verify_status: VerifyStatus::Unverified,
                     verified_at_ms: None,
                 })

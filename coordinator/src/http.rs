@@ -146,7 +146,7 @@ fn target_json(t: &TargetHealth) -> Value {
         "reasons": t.reasons,
         "rpo_seconds": t.objective.rpo.as_secs(),
         "rto_seconds": t.objective.rto.as_secs(),
-        "last_success_at": b.map(|b| ts(b.finished_at_ms)),
+        "last_success_at": b.map(|b| ts(b.recorded_at_ms)),
         "age_seconds": t.recovery_point_age_ms.map(secs),
         "last_backup_id": b.map(|b| b.backup_id.clone()),
         "last_raw_size_bytes": b.map(|b| b.raw_size),

@@ -7,7 +7,7 @@
 //! events since this coordinator started.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Mutex,
 };
 
@@ -49,7 +49,12 @@ pub struct Metrics {
     repo_janitor_errors: IntCounterVec,
     repo_janitor_last_success: GaugeVec,
     /// The last reported counters per (agent, repository), to turn them into increments.
+    /// Only repositories the agent declared in its Hello (at most
+    /// [`crate::wire::MAX_REPOSITORIES`]), and only while the agent is connected (M11).
     repo_seen: Mutex<HashMap<(String, String), RepositoryStats>>,
+    /// The repositories each agent declared in its last Hello.
+    declared: Mutex<HashMap<String, HashSet<String>>>,
+    reports_dropped: IntCounterVec,
     incidents_open: IntGaugeVec,
     notifications_total: IntCounterVec,
     notifications_pending: IntGaugeVec,
@@ -65,6 +70,8 @@ const OUTCOMES: [JobState; 3] = [JobState::Succeeded, JobState::Failed, JobState
 const ENV_TARGET: &[&str] = &["environment", "target"];
 const AGENT_ENV: &[&str] = &["agent", "environment"];
 const AGENT_REPO: &[&str] = &["agent", "repository"];
+/// Why an agent's report was not turned into metrics (a closed set).
+const DROPPED_UNDECLARED: &str = "undeclared_repository";
 
 fn split_target(full: &str) -> (&str, &str) {
     full.split_once('/').unwrap_or(("", full))
@@ -142,7 +149,8 @@ impl Metrics {
             )?,
             backup_last_success: gauge(
                 "lifeboat_backup_last_success_timestamp_seconds",
-                "Unix time at which the most recent complete backup of a target finished.",
+                "Unix time at which the coordinator recorded the most recent complete backup of \
+                 a target.",
                 ENV_TARGET,
             )?,
             backup_last_duration: gauge(
@@ -204,6 +212,14 @@ impl Metrics {
                 AGENT_REPO,
             )?,
             repo_seen: Mutex::new(HashMap::new()),
+            declared: Mutex::new(HashMap::new()),
+            reports_dropped: counter(
+                "lifeboat_agent_reports_dropped_total",
+                "Entries of agents' reports left out of the metrics, by reason \
+                 (undeclared_repository: heartbeat stats of a repository the agent did not \
+                 declare in its Hello).",
+                &["reason"],
+            )?,
             incidents_open: int_gauge(
                 "lifeboat_incidents_open",
                 "Open alert incidents, by kind.",
@@ -267,6 +283,8 @@ impl Metrics {
             .register(Box::new(m.repo_janitor_errors.clone()))?;
         m.registry
             .register(Box::new(m.repo_janitor_last_success.clone()))?;
+        m.registry.register(Box::new(m.reports_dropped.clone()))?;
+        m.reports_dropped.with_label_values(&[DROPPED_UNDECLARED]);
         m.registry.register(Box::new(m.incidents_open.clone()))?;
         m.registry
             .register(Box::new(m.notifications_total.clone()))?;
@@ -327,13 +345,14 @@ impl Metrics {
         }
     }
 
-    /// Records a new complete backup at once (the scrape rebuilds it from the catalog too).
+    /// Records a new complete backup at once (the scrape rebuilds it from the catalog too),
+    /// as recorded now on the coordinator's clock, not the agent's (N26).
     #[allow(clippy::cast_precision_loss)]
     pub fn set_last_backup(&self, b: &crate::model::Backup) {
         let (env, target) = split_target(&b.target);
         self.backup_last_success
             .with_label_values(&[env, target])
-            .set(secs(b.finished_at_ms));
+            .set(secs(lifeboat_proto::now_ms()));
         self.backup_last_size
             .with_label_values(&[env, target, "raw"])
             .set(b.raw_size as f64);
@@ -342,13 +361,41 @@ impl Metrics {
             .set(b.stored_size as f64);
     }
 
-    /// Records the housekeeping counters an agent reported in a heartbeat.
+    /// Records the repositories an agent declared in its Hello: only their stats become
+    /// metrics. (The Hello's list is capped, see [`crate::wire::MAX_REPOSITORIES`].)
+    pub fn declare_repositories(&self, agent: &str, repositories: &[String]) {
+        let declared: HashSet<String> = repositories.iter().cloned().collect();
+        self.repo_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(a, r), _| a != agent || declared.contains(r));
+        self.declared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(agent.to_owned(), declared);
+    }
+
+    /// Records the housekeeping counters an agent reported in a heartbeat. Stats of
+    /// repositories it did not declare are dropped and counted, so an agent cannot grow the
+    /// coordinator's memory or `/metrics` with made-up names (M11).
     pub fn set_repository_stats(&self, agent: &str, stats: &[RepositoryStats]) {
+        let declared = self
+            .declared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(agent)
+            .cloned()
+            .unwrap_or_default();
         let mut seen = self
             .repo_seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut dropped = 0_u64;
         for s in stats {
+            if !declared.contains(&s.name) {
+                dropped += 1;
+                continue;
+            }
             let labels = [agent, s.name.as_str()];
             let prev = seen.insert((agent.to_owned(), s.name.clone()), s.clone());
             let advance = |c: &IntCounterVec, now: u64, before: Option<u64>| {
@@ -378,6 +425,36 @@ impl Metrics {
                     .set(secs(at));
             }
         }
+        if dropped > 0 {
+            self.reports_dropped
+                .with_label_values(&[DROPPED_UNDECLARED])
+                .inc_by(dropped);
+            tracing::debug!(
+                %agent,
+                dropped,
+                "ignored heartbeat stats of repositories the agent did not declare"
+            );
+        }
+    }
+
+    /// Drops the repository series of agents that are not connected (they come back with the
+    /// agent's next heartbeat), so agents that come and go do not pile up series.
+    fn evict_repositories(&self, connected: &HashSet<&str>) {
+        let mut seen = self
+            .repo_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|(agent, repo), _| {
+            if connected.contains(agent.as_str()) {
+                return true;
+            }
+            let labels = [agent.as_str(), repo.as_str()];
+            for c in [&self.repo_stale_uploads, &self.repo_janitor_errors] {
+                let _ = c.remove_label_values(&labels);
+            }
+            let _ = self.repo_janitor_last_success.remove_label_values(&labels);
+            false
+        });
     }
 
     /// The last housekeeping counters of every agent's repositories.
@@ -468,7 +545,7 @@ impl Metrics {
             if let Some(b) = &t.last_backup {
                 self.backup_last_success
                     .with_label_values(&l)
-                    .set(secs(b.finished_at_ms));
+                    .set(secs(b.recorded_at_ms));
                 self.backup_last_duration
                     .with_label_values(&l)
                     .set(secs((b.finished_at_ms - b.started_at_ms).max(0)));
@@ -498,6 +575,14 @@ impl Metrics {
                     .set(secs(d));
             }
         }
+        self.evict_repositories(
+            &report
+                .agents
+                .iter()
+                .filter(|a| a.state != AgentState::Offline)
+                .map(|a| a.name.as_str())
+                .collect(),
+        );
         for a in &report.agents {
             let l = [a.name.as_str(), a.environment.as_str()];
             self.agent_connected
@@ -594,6 +679,7 @@ mod tests {
             janitor_errors: errors,
             janitor_last_success_ms: Some(1_700_000_000_000),
         };
+        m.declare_repositories("prod-1", &["s3".to_owned()]);
         m.set_repository_stats("prod-1", &[stats(2, 0)]);
         m.set_repository_stats("prod-1", &[stats(5, 1)]);
         let text = m.render().expect("render");
@@ -613,5 +699,42 @@ mod tests {
             "lifeboat_repository_stale_uploads_aborted_total{agent=\"prod-1\",repository=\"s3\"} 1"
         ));
         assert_eq!(m.repository_stats().len(), 1);
+    }
+
+    #[test]
+    fn undeclared_repositories_are_dropped_and_counted() {
+        let m = Metrics::new().expect("metrics");
+        let stats = |name: &str| RepositoryStats {
+            name: name.into(),
+            kind: "fs".into(),
+            stale_uploads_aborted: 1,
+            janitor_errors: 0,
+            janitor_last_success_ms: None,
+        };
+        // Before any Hello nothing is declared.
+        m.set_repository_stats("prod-1", &[stats("local")]);
+        m.declare_repositories("prod-1", &["local".to_owned()]);
+        m.set_repository_stats(
+            "prod-1",
+            &[stats("local"), stats("made-up"), stats("other")],
+        );
+        let text = m.render().expect("render");
+        assert!(
+            text.contains(
+                "lifeboat_agent_reports_dropped_total{reason=\"undeclared_repository\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("made-up"), "{text}");
+        assert_eq!(m.repository_stats().len(), 1);
+        // A new Hello without the repository forgets it; a disconnected agent's series go.
+        m.declare_repositories("prod-1", &[]);
+        assert!(m.repository_stats().is_empty());
+        m.declare_repositories("prod-1", &["local".to_owned()]);
+        m.set_repository_stats("prod-1", &[stats("local")]);
+        m.evict_repositories(&HashSet::new());
+        assert!(m.repository_stats().is_empty());
+        let text = m.render().expect("render");
+        assert!(!text.contains("repository=\"local\""), "{text}");
     }
 }

@@ -10,9 +10,17 @@
 //! - a catalog row of a listed repository whose manifest was not found is marked missing; rows
 //!   are never deleted.
 //!
-//! Which outcome each backup gets is [`plan`], a pure function of the listings and the catalog.
-//! Backups are attributed to the environment, target and agent in their manifest, not to the
-//! agent that listed them (several agents may share a bucket).
+//! Which outcome each backup gets is [`plan`], a pure function of the listings, the catalog and
+//! [`Trust`]. Backups are attributed to the environment, target and agent in their manifest, not
+//! to the agent that listed them (several agents may share a bucket).
+//!
+//! A listing is what an agent says, and an agent is trusted with its own environment only (H2):
+//! - a manifest of another environment than the listing agent's, or naming an agent of another
+//!   environment, is refused unless the admin trusts cross-environment listings;
+//! - a manifest that finished in the future (beyond the allowed clock skew) is refused always;
+//! - a refused manifest's pin marker is ignored, and its catalog row (if any) is left alone;
+//! - a backup a rebuild adds is recorded as rebuilt: retention keeps it but does not count it
+//!   toward the keep rules until a verify of it passes (see [`crate::retention`]).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -30,6 +38,11 @@ use crate::{
     model::{Backup, Finish, JobKind, JobState, NewJob, VerifyStatus},
 };
 
+mod trust;
+
+pub use trust::Trust;
+use trust::refusal;
+
 /// How long a rebuild waits for one repository listing.
 const LIST_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often a waiting rebuild checks whether a listing job ended without a result.
@@ -41,6 +54,8 @@ pub struct Scope {
     pub agent: Option<String>,
     pub repository: Option<String>,
     pub dry_run: bool,
+    /// Record backups whose manifest names another environment than the listing agent's.
+    pub trust_cross_environment: bool,
 }
 
 /// The agents' repositories (from their `Hello`) and the list jobs a rebuild waits for. Lost
@@ -167,6 +182,8 @@ pub struct CatalogView {
     pub active_backups: HashSet<String>,
     /// Backup ids the catalog holds a pin for.
     pub pinned: HashSet<String>,
+    /// The environment of every known agent, by name.
+    pub agent_environments: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +194,8 @@ pub enum OutcomeKind {
     Conflict,
     Missing,
     Skipped,
+    /// Listed, but not trusted: not recorded, and its pin marker is ignored.
+    Refused,
 }
 
 /// What to write for one backup.
@@ -209,6 +228,8 @@ pub struct Outcome {
     pub change: Change,
     /// A pin marker in the repository the catalog has no pin for: recorded again.
     pub restore_pin: Option<Pin>,
+    /// The agent whose listing this outcome comes from (empty for a missing row).
+    pub listed_by: String,
 }
 
 /// One listing as reported.
@@ -273,13 +294,23 @@ fn damaged(status: VerifyStatus) -> bool {
 /// Decides every backup's outcome. `listed` are the listings that succeeded;
 /// `listing_started_ms` is when the first of them was requested: catalog rows recorded after
 /// it may be newer than the listing and are never called missing.
-pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> Vec<Outcome> {
+pub fn plan(
+    listed: &[Listed],
+    view: &CatalogView,
+    listing_started_ms: i64,
+    trust: &Trust,
+) -> Vec<Outcome> {
     // One entry per backup id; a backup seen by several agents (a shared bucket) is taken from
     // the listing of the agent that wrote it, if that agent listed it.
     let mut found: BTreeMap<&str, (&Backup, &Listed)> = BTreeMap::new();
     let mut clashes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut refused: BTreeMap<&str, (&Backup, &Listed, String)> = BTreeMap::new();
     for l in listed {
         for b in &l.backups {
+            if let Some(why) = refusal(b, l, view, trust) {
+                refused.entry(&b.backup_id).or_insert((b, l, why));
+                continue;
+            }
             match found.get(b.backup_id.as_str()) {
                 None => {
                     found.insert(&b.backup_id, (b, l));
@@ -320,6 +351,7 @@ pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> V
                 damaged: damaged(b.verify_status),
                 change,
                 restore_pin: None,
+                listed_by: l.agent.clone(),
             };
         if let Some(why) = clashes.get(id) {
             let status = rows.get(id).map_or(b.verify_status, |r| r.verify_status);
@@ -413,12 +445,35 @@ pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> V
             }
         }
     }
+    // Refused by every listing that had it: reported, nothing written.
+    for (id, (b, l, why)) in &refused {
+        if found.contains_key(id) {
+            continue;
+        }
+        let row = rows.get(id);
+        out.push(Outcome {
+            backup_id: b.backup_id.clone(),
+            target: b.target.clone(),
+            agent: b.agent.clone(),
+            repository: l.repository.clone(),
+            kind: OutcomeKind::Refused,
+            verify_status: row.map_or(b.verify_status, |r| r.verify_status),
+            detail: format!("not recorded: {why}"),
+            stored_size: b.stored_size,
+            finished_at_ms: b.finished_at_ms,
+            damaged: false,
+            change: Change::None,
+            restore_pin: None,
+            listed_by: l.agent.clone(),
+        });
+    }
     let covered: HashSet<(&str, &str)> = listed
         .iter()
         .map(|l| (l.agent.as_str(), l.repository.as_str()))
         .collect();
     for row in &view.backups {
         if found.contains_key(row.backup_id.as_str())
+            || refused.contains_key(row.backup_id.as_str())
             || !covered.contains(&(row.agent.as_str(), row.repository.as_str()))
             || row
                 .recorded_at_ms
@@ -442,6 +497,7 @@ pub fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> V
             finished_at_ms: row.finished_at_ms,
             damaged: false,
             restore_pin: None,
+            listed_by: String::new(),
             change: if row.verify_status == VerifyStatus::Missing {
                 Change::None
             } else {
@@ -630,11 +686,27 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
     }
     drop(guard);
 
-    let now = lifeboat_proto::now_ms();
+    let trust = Trust {
+        cross_environment: scope.trust_cross_environment,
+        now_ms: lifeboat_proto::now_ms(),
+        max_ahead_ms: i64::try_from(hub.config.health.max_clock_skew.as_millis())
+            .unwrap_or(i64::MAX),
+    };
     let outcomes = hub
         .catalog
-        .rebuild(&listed, started, now, by, scope.dry_run)
+        .rebuild(&listed, started, &trust, by, scope.dry_run)
         .await?;
+    for o in outcomes.iter().filter(|o| o.kind == OutcomeKind::Refused) {
+        tracing::warn!(
+            backup_id = %o.backup_id,
+            target = %o.target,
+            agent = %o.listed_by,
+            repository = %o.repository,
+            dry_run = scope.dry_run,
+            "catalog rebuild refused a listed backup: {}",
+            o.detail
+        );
+    }
     for o in outcomes
         .iter()
         .filter(|o| o.change != Change::None || o.restore_pin.is_some())

@@ -61,7 +61,23 @@ fn view(rows: Vec<CatalogRow>, targets: &[&str]) -> CatalogView {
         targets: targets.iter().map(|t| (*t).to_owned()).collect(),
         active_backups: HashSet::new(),
         pinned: HashSet::new(),
+        agent_environments: HashMap::new(),
     }
+}
+
+/// The plan with cross-environment listings trusted and no time limit in reach (the tests
+/// below are about the other rules; [`trust`] tests are about these).
+fn plan(listed: &[Listed], view: &CatalogView, listing_started_ms: i64) -> Vec<Outcome> {
+    super::plan(
+        listed,
+        view,
+        listing_started_ms,
+        &Trust {
+            cross_environment: true,
+            now_ms: 1_000_000,
+            max_ahead_ms: 30_000,
+        },
+    )
 }
 
 fn listed(agent: &str, backups: Vec<Backup>) -> Listed {
@@ -283,4 +299,105 @@ fn pin_markers_restore_pins_the_catalog_lacks() {
         })
         .collect();
     assert_eq!(restored, vec![(A, "audit")]);
+}
+
+mod trust {
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    fn strict() -> Trust {
+        Trust {
+            cross_environment: false,
+            now_ms: NOW,
+            max_ahead_ms: 30_000,
+        }
+    }
+
+    fn agents(v: &mut CatalogView) {
+        for (a, e) in [("prod-1", "prod"), ("prod-2", "prod"), ("dev-1", "dev")] {
+            v.agent_environments.insert(a.into(), e.into());
+        }
+    }
+
+    #[test]
+    fn another_environments_manifests_are_refused_with_their_pins() {
+        let mut v = view(vec![], &["prod/orders"]);
+        agents(&mut v);
+        let mut l = listed("dev-1", vec![backup(A, "prod-1", "prod/orders")]);
+        l.pins.insert(
+            A.into(),
+            Pin {
+                pinned_by: "mallory".into(),
+                pinned_at_ms: 1,
+                reason: "forever".into(),
+            },
+        );
+        let out = super::super::plan(std::slice::from_ref(&l), &v, 0, &strict());
+        assert_eq!(kinds(&out), [(A, OutcomeKind::Refused)]);
+        assert_eq!(out[0].change, Change::None);
+        assert_eq!(out[0].restore_pin, None);
+        assert!(
+            out[0].detail.contains("--trust-cross-environment"),
+            "{}",
+            out[0].detail
+        );
+        // Trusted on purpose: recorded, pin and all.
+        let trusting = Trust {
+            cross_environment: true,
+            ..strict()
+        };
+        let out = super::super::plan(&[l], &v, 0, &trusting);
+        assert_eq!(kinds(&out), [(A, OutcomeKind::Added)]);
+        assert!(out[0].restore_pin.is_some());
+    }
+
+    #[test]
+    fn a_manifest_naming_an_agent_of_another_environment_is_refused() {
+        let mut v = view(vec![], &["prod/orders"]);
+        agents(&mut v);
+        let out = super::super::plan(
+            &[listed("prod-1", vec![backup(A, "dev-1", "prod/orders")])],
+            &v,
+            0,
+            &strict(),
+        );
+        assert_eq!(kinds(&out), [(A, OutcomeKind::Refused)]);
+        assert!(out[0].detail.contains("agent dev-1"), "{}", out[0].detail);
+    }
+
+    #[test]
+    fn future_manifests_are_refused_even_when_trusted() {
+        let mut v = view(vec![], &["prod/orders"]);
+        agents(&mut v);
+        let mut ahead = backup(A, "prod-1", "prod/orders");
+        ahead.finished_at_ms = NOW + 30_001;
+        let mut skewed = backup(B, "prod-1", "prod/orders");
+        skewed.started_at_ms = NOW;
+        skewed.finished_at_ms = NOW + 30_000;
+        let trusting = Trust {
+            cross_environment: true,
+            ..strict()
+        };
+        let out = super::super::plan(&[listed("prod-1", vec![ahead, skewed])], &v, 0, &trusting);
+        assert_eq!(
+            kinds(&out),
+            [(B, OutcomeKind::Added), (A, OutcomeKind::Refused)]
+        );
+        assert!(out[1].detail.contains("in the future"), "{}", out[1].detail);
+    }
+
+    #[test]
+    fn a_refused_manifest_leaves_its_catalog_row_alone() {
+        let a = backup(A, "prod-1", "prod/orders");
+        let mut v = view(vec![row(&a, VerifyStatus::Ok, 1)], &["prod/orders"]);
+        agents(&mut v);
+        let mut forged = a.clone();
+        forged.finished_at_ms = NOW * 10;
+        let out = super::super::plan(&[listed("prod-1", vec![forged])], &v, 100, &strict());
+        // Neither changed nor called missing.
+        assert_eq!(kinds(&out), [(A, OutcomeKind::Refused)]);
+        assert_eq!(out[0].change, Change::None);
+        assert_eq!(out[0].verify_status, VerifyStatus::Ok);
+    }
 }

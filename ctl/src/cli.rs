@@ -139,6 +139,10 @@ pub struct CatalogRebuildArgs {
     /// Report what would be added, updated and marked missing; write nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Also record backups whose manifest names another environment than the agent that
+    /// listed it (a repository shared across environments); refused otherwise
+    #[arg(long)]
+    pub trust_cross_environment: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,8 @@
 //! intact catalog changes nothing (pins and verify results stay). A backup whose data object
 //! is deleted behind lifeboat's back is reported and marked missing; one whose manifest is gone
 //! too is reported missing from storage. Backups in a repository shared by two environments
-//! keep the environment and target of their manifest.
+//! are refused from the other environment's agent unless the admin trusts cross-environment
+//! listings (H2), and then keep the environment and target of their manifest.
 
 use std::path::PathBuf;
 
@@ -377,8 +378,28 @@ fn shared_repository_backups_keep_their_environment_and_target() {
     s.agent.wait_connected(&s.admin);
     staging.wait_connected(&s.admin);
 
-    // Only the staging agent lists: the backup is still test/shop's, written by agent-1.
+    // Only the staging agent lists. An agent is trusted with its own environment only (H2):
+    // the manifest of test/shop is refused, and nothing is recorded.
     let report = rebuild(&s, &["--agent", "agent-2"]);
+    assert_eq!(counts(&report), [0, 0, 0, 0, 0, 0], "{report}");
+    assert_eq!(report["refused"], 1, "{report}");
+    let o = outcome_of(&report, &id);
+    assert_eq!(o["outcome"], "refused", "{o}");
+    assert!(
+        str_of(o, "detail").contains("--trust-cross-environment"),
+        "{o}"
+    );
+    assert!(
+        s.admin
+            .json_list(&["backup", "list"], "backups")
+            .expect("backup list")
+            .is_empty(),
+        "a refused manifest was recorded"
+    );
+
+    // The admin says the repository is shared on purpose: the backup is still test/shop's,
+    // written by agent-1.
+    let report = rebuild(&s, &["--agent", "agent-2", "--trust-cross-environment"]);
     assert_eq!(counts(&report), [1, 0, 0, 0, 0, 0], "{report}");
     assert_eq!(report["listings"].as_array().map(Vec::len), Some(1));
     assert_eq!(report["listings"][0]["agent"], "agent-2", "{report}");
@@ -403,9 +424,11 @@ fn shared_repository_backups_keep_their_environment_and_target() {
         "attributed to the listing agent's target"
     );
 
-    // Both agents list it now: reported once, unchanged.
+    // Both agents list it now: reported once, unchanged (agent-1's listing is trusted, so
+    // agent-2's refusal of the same backup is not reported).
     let report = rebuild(&s, &[]);
     assert_eq!(counts(&report), [0, 0, 1, 0, 0, 0], "{report}");
+    assert_eq!(report["refused"], 0, "{report}");
     assert_eq!(report["listings"].as_array().map(Vec::len), Some(2));
 
     // It restores through its own target's agent.
@@ -420,5 +443,104 @@ fn shared_repository_backups_keep_their_environment_and_target() {
 
     let st = staging.stop();
     assert!(st.success(), "agent-2 stop: {st}");
+    s.shutdown();
+}
+
+/// H2: someone who can write the bucket copies a real backup under new ids with manifests that
+/// say they are newer. A rebuild records them (same environment, hashes that match), but until
+/// a verify passes they count toward no keep rule: the real prune that follows deletes nothing,
+/// and the real backups still restore to the data they were taken from.
+#[test]
+fn planted_manifests_do_not_make_retention_expire_real_backups() {
+    let mut s = Sandbox::builder("catalog-rebuild-planted")
+        .target(SandboxTarget::new(DB))
+        .build();
+    let status = s.coordinator.stop();
+    assert!(status.success(), "coordinator stop: {status}");
+    s.coordinator
+        .append_config("[[retention]]\nenvironment = \"test\"\nkeep_last = 2\n");
+    s.coordinator.restart();
+    s.agent.wait_connected(&s.admin);
+
+    let taken = take_three(&s);
+    let real: Vec<&str> = taken[1..].iter().map(|t| t.id.as_str()).collect();
+    // Keep two real backups: the oldest goes by a first prune, so the policy is at rest.
+    let applied = s.admin.json(&["prune"]);
+    for d in applied["decisions"].as_array().expect("decisions") {
+        if let Some(job) = d["job_id"].as_str().filter(|j| !j.is_empty()) {
+            let job = s.wait_job_done(job, s.timeout());
+            assert_eq!(
+                find_str(&job, "state").as_deref(),
+                Some("succeeded"),
+                "{job}"
+            );
+        }
+    }
+    assert_eq!(s.backup_list(DB).len(), 2);
+
+    // Two copies of the newest backup under new ids, finished "now" (newer than the real ones).
+    let now = time::OffsetDateTime::now_utc();
+    let mut planted = Vec::new();
+    for i in 0..2_i64 {
+        let id = lifeboat_common::ids::new_id(now);
+        let from = s.backup_dir(DB, real[1]);
+        let to = s.backup_dir(DB, &id);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for entry in std::fs::read_dir(&from).expect("read backup dir") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+        let path = to.join("manifest.json");
+        let mut m: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read manifest"))
+                .expect("manifest json");
+        let at_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).expect("ms") + i;
+        m["backup_id"] = Value::from(id.clone());
+        m["started_at_ms"] = Value::from(at_ms - 1000);
+        m["finished_at_ms"] = Value::from(at_ms);
+        std::fs::write(&path, serde_json::to_vec_pretty(&m).expect("json")).expect("write");
+        planted.push(id);
+    }
+
+    let report = rebuild(&s, &[]);
+    assert_eq!(counts(&report), [2, 0, 2, 0, 0, 0], "{report}");
+    for id in &planted {
+        assert_eq!(outcome_of(&report, id)["outcome"], "added", "{report}");
+    }
+
+    // A real prune: nothing is deleted; the planted copies are kept but count for nothing.
+    let applied = s.admin.json(&["prune"]);
+    let decisions = applied["decisions"].as_array().expect("decisions");
+    let decision = |id: &str| {
+        decisions
+            .iter()
+            .find(|d| d["backup_id"] == id)
+            .unwrap_or_else(|| panic!("no decision for {id}: {applied}"))
+    };
+    for id in &real {
+        assert_eq!(decision(id)["action"], "keep", "{applied}");
+    }
+    for id in &planted {
+        let d = decision(id);
+        assert_eq!(d["action"], "keep", "{d}");
+        assert_eq!(
+            d["reasons"],
+            serde_json::json!(["rebuilt_unverified"]),
+            "{d}"
+        );
+    }
+    assert_eq!(s.backup_list(DB).len(), 4);
+
+    // The real backups are intact: the older one restores to the data it was taken from.
+    let t = &taken[1];
+    let r = s.restore(&t.id, "shop_real", &[]);
+    r.assert_ok();
+    lifeboat_e2e::compare::assert_same_dump(
+        &sorted_lines(&t.dump),
+        &sorted_lines(&dump_sql(&s.pg, "shop_real")),
+        "a real backup restored after a rebuild with planted manifests",
+        s.dir.path(),
+    );
+    assert_row_counts_match(&s.pg, "shop_real", &t.record);
     s.shutdown();
 }

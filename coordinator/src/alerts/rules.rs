@@ -273,6 +273,7 @@ mod tests {
                 stored_size: sizes.first().copied().unwrap_or(100),
                 started_at_ms: now - a * H - 1,
                 finished_at_ms: now - a * H,
+                recorded_at_ms: now - a * H,
                 verify_status: VerifyStatus::Unverified,
                 verified_at_ms: None,
             }),

@@ -13,14 +13,19 @@ use crate::model::{AgentRecord, JobKind, JobState, TargetRecord, VerifyStatus};
 /// size-change check compares the newest with the median of the seven).
 pub const RECENT_BACKUPS: usize = 8;
 
-/// One complete backup, reduced to what health needs.
+/// One complete backup, reduced to what health needs. Backups are ordered by when the
+/// coordinator recorded them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupFacts {
     pub backup_id: String,
     pub raw_size: u64,
     pub stored_size: u64,
+    /// The agent's times (its clock): for the duration only.
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
+    /// When the coordinator recorded it (its job's end, on the coordinator's clock): the
+    /// recovery point's age counts from here, never from the agent's clock (N26).
+    pub recorded_at_ms: i64,
     pub verify_status: VerifyStatus,
     pub verified_at_ms: Option<i64>,
 }
@@ -147,8 +152,11 @@ impl Catalog {
         let mut backups: BTreeMap<String, Vec<BackupFacts>> = BTreeMap::new();
         let rows = sqlx::query(
             "SELECT target, backup_id, raw_size, stored_size, started_at_ms, finished_at_ms, \
-             verify_status, verified_at_ms FROM (SELECT b.*, ROW_NUMBER() OVER (PARTITION BY \
-             b.target ORDER BY b.finished_at_ms DESC, b.backup_id DESC) AS rn FROM backups b) \
+             recorded_at_ms, verify_status, verified_at_ms FROM (SELECT b.*, \
+             COALESCE(j.finished_at_ms, b.finished_at_ms) AS recorded_at_ms, \
+             ROW_NUMBER() OVER (PARTITION BY b.target ORDER BY \
+             COALESCE(j.finished_at_ms, b.finished_at_ms) DESC, b.backup_id DESC) AS rn \
+             FROM backups b LEFT JOIN jobs j ON j.id = b.job_id) \
              WHERE rn <= ? ORDER BY target, rn",
         )
         .bind(i64::try_from(RECENT_BACKUPS).unwrap_or(8))
@@ -165,6 +173,7 @@ impl Catalog {
                     stored_size: to_u64("backups.stored_size", row.try_get("stored_size")?)?,
                     started_at_ms: row.try_get("started_at_ms")?,
                     finished_at_ms: row.try_get("finished_at_ms")?,
+                    recorded_at_ms: row.try_get("recorded_at_ms")?,
                     verify_status: parse_enum(
                         "backups.verify_status",
                         &verify,

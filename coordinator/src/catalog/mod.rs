@@ -108,6 +108,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0004_checks_pins.sql").into_sql_str(),
             true,
         ),
+        Migration::new(
+            5,
+            "rebuilt backups".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0005_rebuilt_backups.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

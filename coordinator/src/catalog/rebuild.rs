@@ -2,31 +2,33 @@
 //! transaction, so a backup job that ends meanwhile waits for it and the plan is made on what
 //! is really there. A dry run rolls the transaction back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{Catalog, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
 use crate::{
     model::VerifyStatus,
-    rebuild::{CatalogRow, CatalogView, Change, Listed, Outcome, plan},
+    rebuild::{CatalogRow, CatalogView, Change, Listed, Outcome, Trust, plan},
 };
 
 impl Catalog {
     /// Plans a rebuild from `listed` against the catalog and, unless `dry_run`, writes it.
-    /// Rows are added and their verify status changed, pins found in markers recorded again;
-    /// nothing is deleted and no pin is removed.
+    /// Rows are added (and marked rebuilt) and their verify status changed, pins found in
+    /// markers recorded again; nothing is deleted and no pin is removed. `trust.now_ms` is
+    /// the coordinator's time.
     pub async fn rebuild(
         &self,
         listed: &[Listed],
         listing_started_ms: i64,
-        now_ms: i64,
+        trust: &Trust,
         by: &str,
         dry_run: bool,
     ) -> Result<Vec<Outcome>> {
+        let now_ms = trust.now_ms;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let view = read_view(&mut tx).await?;
-        let outcomes = plan(listed, &view, listing_started_ms);
+        let outcomes = plan(listed, &view, listing_started_ms, trust);
         if dry_run {
             tx.rollback().await?;
             return Ok(outcomes);
@@ -35,9 +37,12 @@ impl Catalog {
             match &o.change {
                 Change::None => {}
                 Change::Insert(b) => {
+                    // The coordinator did not see this backup happen: it counts as recorded
+                    // when the manifest says, but never later than now (N26).
+                    let recorded_ms = b.finished_at_ms.min(now_ms);
                     let job_id = lifeboat_common::ids::new_id(
                         time::OffsetDateTime::from_unix_timestamp_nanos(
-                            i128::from(b.finished_at_ms) * 1_000_000,
+                            i128::from(recorded_ms) * 1_000_000,
                         )
                         .unwrap_or_else(|_| time::OffsetDateTime::now_utc()),
                     );
@@ -54,10 +59,10 @@ impl Catalog {
                     .bind(&b.agent)
                     .bind(&b.backup_id)
                     .bind(by)
-                    .bind(b.started_at_ms)
-                    .bind(b.started_at_ms)
-                    .bind(b.started_at_ms)
-                    .bind(b.finished_at_ms)
+                    .bind(b.started_at_ms.min(recorded_ms))
+                    .bind(b.started_at_ms.min(recorded_ms))
+                    .bind(b.started_at_ms.min(recorded_ms))
+                    .bind(recorded_ms)
                     .bind(to_i64("raw size", b.raw_size)?)
                     .bind(to_i64("stored size", b.stored_size)?)
                     .bind(format!(
@@ -72,6 +77,16 @@ impl Catalog {
                         row.verified_at_ms = Some(now_ms);
                     }
                     insert_backup(&mut tx, &row).await?;
+                    sqlx::query(
+                        "INSERT INTO backup_rebuilt (backup_id, rebuilt_by, listed_by, \
+                         rebuilt_at_ms) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(&row.backup_id)
+                    .bind(by)
+                    .bind(&o.listed_by)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Change::SetStatus { status, detail } => {
                     sqlx::query(
@@ -143,10 +158,18 @@ async fn read_view(tx: &mut Transaction<'static, Sqlite>) -> Result<CatalogView>
     let pinned: Vec<String> = sqlx::query_scalar("SELECT backup_id FROM backup_pins")
         .fetch_all(&mut **tx)
         .await?;
+    let agents = sqlx::query("SELECT name, environment FROM agents")
+        .fetch_all(&mut **tx)
+        .await?;
+    let agent_environments = agents
+        .iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("environment")?)))
+        .collect::<Result<HashMap<String, String>>>()?;
     Ok(CatalogView {
         backups,
         targets: targets.into_iter().collect::<HashSet<_>>(),
         active_backups: active.into_iter().collect::<HashSet<_>>(),
         pinned: pinned.into_iter().collect::<HashSet<_>>(),
+        agent_environments,
     })
 }

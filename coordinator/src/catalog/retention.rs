@@ -142,6 +142,14 @@ impl Catalog {
             .collect()
     }
 
+    /// Ids of the backups a catalog rebuild recorded (from a repository listing).
+    pub async fn rebuilt_backups(&self) -> Result<HashSet<String>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT backup_id FROM backup_rebuilt")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// Ids of the backups marked for deletion.
     pub async fn deleting_backups(&self) -> Result<HashSet<String>> {
         let ids: Vec<String> = sqlx::query_scalar("SELECT backup_id FROM backup_deletions")
@@ -221,6 +229,10 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         if marked.rows_affected() == 1 {
+            sqlx::query("DELETE FROM backup_rebuilt WHERE backup_id = ?")
+                .bind(backup_id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("DELETE FROM backups WHERE backup_id = ?")
                 .bind(backup_id)
                 .execute(&mut *tx)

@@ -214,6 +214,8 @@ async fn admit(
         .map_err(Error::from)?;
     hub.listings
         .set_repositories(&hello.agent, &hello.repositories);
+    hub.metrics
+        .declare_repositories(&hello.agent, &hello.repositories);
     let handle = hub.register_session(&hello.agent, hello.max_concurrent_jobs, tx);
     for job_id in cancels {
         handle.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {

@@ -6,6 +6,9 @@
 //! The rules, in the spirit of restic's `forget`:
 //! - Only good backups (verify status `ok` or `unverified`) count toward the keep rules.
 //!   Corrupt and missing ones are deleted (unless pinned): they are not copies of anything.
+//! - A backup a catalog rebuild recorded (from an agent's listing, H2) counts only once a
+//!   verify of it passed (`ok`). Until then it is kept (`rebuilt_unverified`) but counts for
+//!   nothing, so newer forged manifests cannot push real backups out.
 //! - `keep_last N` keeps the N newest good backups. `keep_hourly|daily|weekly|monthly|yearly N`
 //!   keeps the newest good backup of each of the N most recent hours, days, ISO weeks, months,
 //!   years (UTC) that have one. `keep_within D` keeps every good backup finished within D of
@@ -66,14 +69,22 @@ pub struct Candidate {
     pub pinned: bool,
     /// Already marked for deletion by an earlier prune.
     pub deleting: bool,
+    /// Recorded by a catalog rebuild, not by a backup job this coordinator saw.
+    pub rebuilt: bool,
 }
 
 impl Candidate {
     fn is_good(&self) -> bool {
         match self.verify_status {
-            VerifyStatus::Ok | VerifyStatus::Unverified => true,
+            VerifyStatus::Ok => true,
+            VerifyStatus::Unverified => !self.rebuilt,
             VerifyStatus::Corrupt | VerifyStatus::Missing => false,
         }
+    }
+
+    /// Rebuilt and not verified yet: kept, counted for nothing.
+    fn is_rebuilt_unverified(&self) -> bool {
+        self.rebuilt && self.verify_status == VerifyStatus::Unverified
     }
 }
 
@@ -91,6 +102,8 @@ pub enum Reason {
     Within,
     MinKeep,
     NoPolicy,
+    /// Keep: recorded by a catalog rebuild and not verified yet (it counts once verified).
+    RebuiltUnverified,
     /// Delete: matched no keep rule.
     Expired,
     /// Delete: the backup failed verification (corrupt).
@@ -115,6 +128,7 @@ impl Reason {
             Reason::Within => "within",
             Reason::MinKeep => "min_keep",
             Reason::NoPolicy => "no_policy",
+            Reason::RebuiltUnverified => "rebuilt_unverified",
             Reason::Expired => "expired",
             Reason::Corrupt => "corrupt",
             Reason::Missing => "missing",
@@ -170,6 +184,9 @@ pub fn plan(backups: &[Candidate], policy: &Policy, now_ms: i64) -> Vec<Decision
     for (i, r) in reasons.iter_mut().enumerate() {
         if live(i) && order[i].pinned {
             r.insert(Reason::Pinned);
+        }
+        if live(i) && order[i].is_rebuilt_unverified() {
+            r.insert(Reason::RebuiltUnverified);
         }
     }
     if let Some(&newest) = good.first() {

@@ -64,6 +64,11 @@ pub async fn plan_targets(
         .deleting_backups()
         .await
         .context("read deletions")?;
+    let rebuilt = hub
+        .catalog
+        .rebuilt_backups()
+        .await
+        .context("read rebuilt backups")?;
     let mut by_target: BTreeMap<String, Vec<Backup>> = BTreeMap::new();
     for b in backups {
         by_target.entry(b.target.clone()).or_default().push(b);
@@ -87,6 +92,7 @@ pub async fn plan_targets(
                 verify_status: b.verify_status,
                 pinned: pins.contains_key(&b.backup_id),
                 deleting: deleting.contains(&b.backup_id),
+                rebuilt: rebuilt.contains(&b.backup_id),
             })
             .collect();
         let empty = Policy::default();

@@ -22,6 +22,7 @@ fn b(id: &str, finished_at_ms: i64, verify_status: VerifyStatus) -> Candidate {
         verify_status,
         pinned: false,
         deleting: false,
+        rebuilt: false,
     }
 }
 
@@ -218,6 +219,48 @@ fn min_keep_falls_back_to_unverified_copies() {
             "u2: keep min_keep",
             "u3: keep min_keep",
             "u4: delete expired",
+        ]
+    );
+}
+
+#[test]
+fn rebuilt_backups_count_only_once_verified() {
+    let now = at(2026, 7, 1, 0);
+    // Two real unverified backups, then two newer ones a catalog rebuild recorded (H2).
+    let rebuilt = |id: &str, t: i64, s: VerifyStatus| Candidate {
+        rebuilt: true,
+        ..b(id, t, s)
+    };
+    let mut backups = vec![
+        b("real1", now - 4 * HOUR, VerifyStatus::Unverified),
+        b("real2", now - 3 * HOUR, VerifyStatus::Unverified),
+        rebuilt("fake1", now - 2 * HOUR, VerifyStatus::Unverified),
+        rebuilt("fake2", now - HOUR, VerifyStatus::Unverified),
+    ];
+    let p = Policy {
+        keep_last: 2,
+        min_keep: 1,
+        ..Policy::default()
+    };
+    assert_eq!(
+        show(&plan(&backups, &p, now)),
+        [
+            "fake2: keep rebuilt_unverified",
+            "fake1: keep rebuilt_unverified",
+            "real2: keep newest,last",
+            "real1: keep last",
+        ]
+    );
+    // Verified: it counts like any verified backup; a corrupt one goes.
+    backups[3].verify_status = VerifyStatus::Ok;
+    backups[2].verify_status = VerifyStatus::Corrupt;
+    assert_eq!(
+        show(&plan(&backups, &p, now)),
+        [
+            "fake2: keep newest,last",
+            "fake1: delete corrupt",
+            "real2: keep last",
+            "real1: delete expired",
         ]
     );
 }
@@ -457,6 +500,7 @@ fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
                     // A backup marked for deletion cannot be pinned (the catalog refuses it).
                     pinned: pinned && !deleting,
                     deleting,
+                    rebuilt: false,
                 },
             )
             .collect()

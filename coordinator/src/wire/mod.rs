@@ -33,6 +33,14 @@ const MAX_LONG_TEXT: usize = 4096;
 const MAX_KEY: usize = 1024;
 /// Most targets, repositories or job ids in one message.
 const MAX_LIST: usize = 10_000;
+/// Most repositories one agent may declare (each may become metric series).
+pub const MAX_REPOSITORIES: usize = 64;
+/// Most targets one agent may declare.
+pub const MAX_TARGETS: usize = 1024;
+/// How far ahead of the coordinator's clock a backup result's times may be. Agents' clocks
+/// drift, and a backup is recorded at the coordinator's time anyway (N26); a result further
+/// ahead comes from a broken clock or a lying agent and is refused.
+pub const MAX_RESULT_AHEAD_MS: i64 = 24 * 3_600_000;
 
 fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
@@ -69,6 +77,34 @@ fn list_len(what: &str, n: usize) -> Result<(), Error> {
     if n > MAX_LIST {
         return Err(invalid(format!(
             "{what} has {n} entries; at most {MAX_LIST} are accepted"
+        )));
+    }
+    Ok(())
+}
+
+/// An agent's declared list, capped lower than [`MAX_LIST`]: what it declares is kept per
+/// agent (targets, metric series).
+fn cap(what: &str, n: usize, max: usize) -> Result<(), Error> {
+    if n > max {
+        return Err(invalid(format!(
+            "the agent declares {n} {what}; at most {max} are accepted per agent, split it \
+             across agents"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a backup result that finished further in the future than clocks can drift.
+fn not_from_the_future(b: &Backup, now_ms: i64) -> Result<(), Error> {
+    let limit = now_ms.saturating_add(MAX_RESULT_AHEAD_MS);
+    if b.finished_at_ms > limit || b.started_at_ms > limit {
+        return Err(invalid(format!(
+            "backup {} says it finished at {}, in the future by more than {} h on the \
+             coordinator's clock; fix the agent's clock (NTP) and back up again",
+            b.backup_id,
+            crate::health::rfc3339(b.finished_at_ms)
+                .unwrap_or_else(|| b.finished_at_ms.to_string()),
+            MAX_RESULT_AHEAD_MS / 3_600_000
         )));
     }
     Ok(())
@@ -229,8 +265,8 @@ impl TryFrom<pb::Hello> for Hello {
     fn try_from(h: pb::Hello) -> Result<Self, Error> {
         validate_simple("agent name", &h.agent)?;
         validate_simple("environment", &h.environment)?;
-        list_len("targets", h.targets.len())?;
-        list_len("repositories", h.repositories.len())?;
+        cap("targets", h.targets.len(), MAX_TARGETS)?;
+        cap("repositories", h.repositories.len(), MAX_REPOSITORIES)?;
         list_len("running_jobs", h.running_jobs.len())?;
         for r in &h.repositories {
             validate_simple("repository name", r)?;
@@ -396,7 +432,11 @@ impl TryFrom<pb::JobResult> for JobResult {
         };
         let payload = match r.result {
             None => None,
-            Some(R::Backup(b)) => Some(ResultPayload::Backup(Box::new(backup_record(b)?))),
+            Some(R::Backup(b)) => {
+                let b = backup_record(b)?;
+                not_from_the_future(&b, lifeboat_proto::now_ms())?;
+                Some(ResultPayload::Backup(Box::new(b)))
+            }
             Some(R::Restore(rr)) => {
                 if !rr.database.is_empty() {
                     lifeboat_common::names::validate_database(&rr.database)?;
@@ -640,5 +680,6 @@ pub fn rebuild_request(r: &pb::RebuildCatalogRequest) -> Result<crate::rebuild::
         agent: optional("agent name", &r.agent)?,
         repository: optional("repository name", &r.repository)?,
         dry_run: r.dry_run,
+        trust_cross_environment: r.trust_cross_environment,
     })
 }

@@ -115,6 +115,7 @@ pub fn rebuild_to_pb(r: &crate::rebuild::Report) -> pb::RebuildCatalogResponse {
                     OutcomeKind::Conflict => pb::RebuildOutcome::Conflict,
                     OutcomeKind::Missing => pb::RebuildOutcome::Missing,
                     OutcomeKind::Skipped => pb::RebuildOutcome::Skipped,
+                    OutcomeKind::Refused => pb::RebuildOutcome::Refused,
                 }
                 .into(),
                 verify_status: verify_to_pb(o.verify_status).into(),
@@ -130,6 +131,7 @@ pub fn rebuild_to_pb(r: &crate::rebuild::Report) -> pb::RebuildCatalogResponse {
         conflicts: count(OutcomeKind::Conflict),
         missing: count(OutcomeKind::Missing),
         skipped: count(OutcomeKind::Skipped),
+        refused: count(OutcomeKind::Refused),
         damaged: u32::try_from(r.outcomes.iter().filter(|o| o.damaged).count()).unwrap_or(u32::MAX),
         pins_restored: u32::try_from(
             r.outcomes

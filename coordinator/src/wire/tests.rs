@@ -176,6 +176,7 @@ fn rebuild_requests_are_validated() {
         agent: "prod-1".into(),
         repository: String::new(),
         dry_run: true,
+        trust_cross_environment: false,
     })
     .expect("valid");
     assert_eq!(scope.agent.as_deref(), Some("prod-1"));
@@ -186,6 +187,7 @@ fn rebuild_requests_are_validated() {
             agent: agent.into(),
             repository: repository.into(),
             dry_run: false,
+            trust_cross_environment: false,
         })
         .expect_err("accepted");
         assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");

@@ -7,3 +7,4 @@ mod hostile;
 mod schedules;
 mod security;
 mod sessions;
+mod trust;

@@ -28,6 +28,7 @@ async fn rebuild(args: CatalogRebuildArgs, global: &GlobalArgs, out: &mut dyn Wr
         agent: args.agent.unwrap_or_default(),
         repository: args.repository.unwrap_or_default(),
         dry_run: args.dry_run,
+        trust_cross_environment: args.trust_cross_environment,
     });
     let resp = conn
         .unary("rebuild the catalog", |mut c| async move {
@@ -64,6 +65,7 @@ fn outcome_word(v: i32) -> &'static str {
         Ok(pb::RebuildOutcome::Conflict) => "conflict",
         Ok(pb::RebuildOutcome::Missing) => "missing",
         Ok(pb::RebuildOutcome::Skipped) => "skipped",
+        Ok(pb::RebuildOutcome::Refused) => "refused",
         Ok(pb::RebuildOutcome::Unspecified) | Err(_) => "unknown",
     }
 }
@@ -84,7 +86,7 @@ pub struct RebuildBackupView {
     pub target: String,
     pub agent: String,
     pub repository: String,
-    /// `added`, `updated`, `unchanged`, `conflict`, `missing` or `skipped`.
+    /// `added`, `updated`, `unchanged`, `conflict`, `missing`, `skipped` or `refused`.
     pub outcome: &'static str,
     pub verify_status: &'static str,
     pub detail: Option<String>,
@@ -104,6 +106,7 @@ pub struct RebuildView {
     pub conflicts: u32,
     pub missing: u32,
     pub skipped: u32,
+    pub refused: u32,
     pub damaged: u32,
     pub pins_restored: u32,
     pub listings: Vec<RebuildListingView>,
@@ -120,6 +123,7 @@ impl From<&pb::RebuildCatalogResponse> for RebuildView {
             conflicts: r.conflicts,
             missing: r.missing,
             skipped: r.skipped,
+            refused: r.refused,
             damaged: r.damaged,
             pins_restored: r.pins_restored,
             listings: r
@@ -200,6 +204,9 @@ impl Render for RebuildView {
              skipped",
             self.added, self.updated, self.unchanged, self.conflicts, self.missing, self.skipped
         ));
+        if self.refused > 0 {
+            s.push_str(&format!(", {} refused", self.refused));
+        }
         s.push_str(if self.dry_run {
             "; dry run, nothing written\n"
         } else {
@@ -218,6 +225,13 @@ impl Render for RebuildView {
                  missing or corrupt); retention deletes them unless pinned\n",
                 self.damaged
             ));
+        }
+        if self.refused > 0 {
+            s.push_str(
+                "refused backups were not recorded (nor their pins): their manifest names \
+                 another environment than the agent that listed it, or a finish time in the \
+                 future; the DETAIL column says which\n",
+            );
         }
         if self.conflicts > 0 {
             s.push_str(
@@ -298,7 +312,37 @@ mod tests {
         }
         let json = serde_json::to_value(RebuildView::from(&resp)).expect("json");
         assert_eq!(json["backups"][1]["outcome"], "updated");
+        assert_eq!(json["refused"], 0);
         assert_eq!(json["listings"][0]["error"], serde_json::Value::Null);
         assert_eq!(json["damaged"], 1);
+    }
+
+    #[test]
+    fn refused_backups_are_counted_and_explained() {
+        let resp = pb::RebuildCatalogResponse {
+            backups: vec![pb::RebuildBackup {
+                backup_id: "20261127T013000Z-00000a".into(),
+                target: "prod/orders".into(),
+                agent: "prod-1".into(),
+                repository: "shared".into(),
+                outcome: pb::RebuildOutcome::Refused.into(),
+                verify_status: pb::VerifyStatus::Unverified.into(),
+                detail: "not recorded: its manifest is of environment prod".into(),
+                ..Default::default()
+            }],
+            refused: 1,
+            ..Default::default()
+        };
+        let text = RebuildView::from(&resp).table();
+        for want in [
+            "refused",
+            "0 skipped, 1 refused",
+            "not recorded (nor their pins)",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        let json = serde_json::to_value(RebuildView::from(&resp)).expect("json");
+        assert_eq!(json["backups"][0]["outcome"], "refused");
+        assert_eq!(json["refused"], 1);
     }
 }

@@ -17,12 +17,14 @@ impl Control {
         tracing::info!(
             operator = %op.name,
             action = if scope.dry_run { "rebuild_catalog_dry_run" } else { "rebuild_catalog" },
+            trust_cross_environment = scope.trust_cross_environment,
             added = resp.added,
             updated = resp.updated,
             unchanged = resp.unchanged,
             conflicts = resp.conflicts,
             missing = resp.missing,
             skipped = resp.skipped,
+            refused = resp.refused,
             damaged = resp.damaged,
             failed_listings = resp.listings.iter().filter(|l| !l.error.is_empty()).count(),
             "catalog rebuild"
