@@ -87,3 +87,24 @@ fn postgres_failures_read_without_server_source_lines() {
     );
     s.shutdown();
 }
+
+#[test]
+fn unreachable_s3_reads_as_one_sentence() {
+    if std::env::var_os("LIFEBOAT_S3S_FS").is_none() {
+        eprintln!("skipped: LIFEBOAT_S3S_FS is not set");
+        return;
+    }
+    let mut s = Sandbox::builder("error-text-s3-down")
+        .s3(&["max_attempts = 2"])
+        .target(SandboxTarget::new("app"))
+        .build();
+    // The S3 server and the proxy the agent talks through go away: connection refused.
+    drop(s.s3.take());
+    let out = s.backup_run("app");
+    let error = assert_readable(&s, "app", "S3 endpoint down", &out);
+    assert!(
+        error.contains("cannot reach") && error.contains("check"),
+        "the error must say the endpoint cannot be reached and what to check: {error}"
+    );
+    s.shutdown();
+}
