@@ -257,10 +257,26 @@ pub(crate) async fn finish(
 ) -> Result<pb::BackupRecord> {
     let (repo, data_key) = (at.repo, at.data_key);
     ctx.set_phase("committing");
-    let data = upload
-        .commit(writer)
-        .await
-        .with_context(|| format!("write backup to {}", repo.describe()))?;
+    let data = match upload.commit(writer).await {
+        Ok(d) => d,
+        Err(e) => {
+            // An upload can fail after the object became visible (its completion's answer
+            // lost, its check failing): remove it now rather than leave it for the janitor,
+            // unless another writer holds the key or a manifest exists.
+            let taken = e
+                .downcast_ref::<StorageError>()
+                .is_some_and(|s| matches!(s, StorageError::AlreadyExists(_)));
+            if !taken {
+                let manifest_key = format!("{}/{MANIFEST_FILE}", at.dir_key);
+                if let (Ok(Some(_)), Ok(None)) =
+                    (repo.head(data_key).await, repo.head(&manifest_key).await)
+                {
+                    remove_orphan_data(repo, data_key).await;
+                }
+            }
+            return Err(e.context(format!("write backup to {}", repo.describe())));
+        }
+    };
     if data.size != d.stored.size {
         let _ = repo.delete(data_key).await;
         bail!(
@@ -322,7 +338,8 @@ fn recorded_objects(listed: Result<manifest::DumpObjects>) -> Option<manifest::D
 }
 
 /// Writes the manifest, last: once it exists, the backup exists. If it cannot be written, the
-/// data object is removed.
+/// data object is removed, but only once the manifest is known to be absent: a write whose
+/// answer was lost may have stored it (M10), and a backup whose manifest exists keeps its data.
 async fn write_manifest(
     ctx: &JobCtx,
     repo: &Repository,
@@ -331,21 +348,62 @@ async fn write_manifest(
     m: &Manifest,
 ) -> Result<()> {
     let json = m.to_json();
-    if let Err(e) = repo
-        .put_bytes(
-            &format!("{dir_key}/{MANIFEST_FILE}"),
-            json.into(),
-            &ctx.cancel,
-        )
+    let manifest_key = format!("{dir_key}/{MANIFEST_FILE}");
+    let Err(e) = repo
+        .put_bytes(&manifest_key, json.clone().into(), &ctx.cancel)
+        .await
+    else {
+        return Ok(());
+    };
+    let err = |e: StorageError| {
+        Err(anyhow::Error::new(e))
+            .with_context(|| format!("write the manifest to {}", repo.describe()))
+    };
+    match repo
+        .get_bytes(&manifest_key, manifest::MAX_MANIFEST_BYTES)
         .await
     {
-        if let Err(d) = repo.delete(data_key).await {
-            tracing::warn!(key = %data_key, "could not remove the data of a backup whose manifest failed: {d}");
+        Ok(Some(stored)) if stored == json => {
+            tracing::info!(
+                key = %manifest_key,
+                "the manifest write reported a failure ({e}), but the manifest stored is the one sent: the backup is complete"
+            );
+            Ok(())
         }
-        return Err(anyhow::Error::new(e))
-            .with_context(|| format!("write the manifest to {}", repo.describe()));
+        Ok(Some(_)) => {
+            tracing::warn!(key = %manifest_key, "another manifest is stored for this backup; its data is left in place");
+            err(e)
+        }
+        Ok(None) => {
+            remove_orphan_data(repo, data_key).await;
+            err(e)
+        }
+        Err(check) => {
+            tracing::warn!(
+                key = %manifest_key,
+                "could not tell whether the manifest was stored ({check}); the data is left for the janitor"
+            );
+            err(e)
+        }
     }
-    Ok(())
+}
+
+/// Removes the data object of a backup that failed after its upload completed and whose
+/// manifest is known to be absent, so it does not wait for the janitor. Retried a few times.
+pub(crate) async fn remove_orphan_data(repo: &Repository, data_key: &str) {
+    let mut last = None;
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+        }
+        match repo.delete(data_key).await {
+            Ok(()) => return,
+            Err(d) => last = Some(d),
+        }
+    }
+    if let Some(d) = last {
+        tracing::warn!(key = %data_key, "could not remove the data of a failed backup ({d}); the janitor will");
+    }
 }
 
 /// The data object's upload, running beside the dump.

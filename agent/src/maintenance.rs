@@ -34,6 +34,7 @@ pub async fn delete(ctx: &JobCtx, spec: &pb::DeleteSpec) -> Result<pb::DeleteRes
         .backup
         .as_ref()
         .context("delete job without a backup record")?;
+    own_environment(ctx, rec, "delete")?;
     let loc = locate(ctx, rec)?;
     ctx.set_phase("deleting");
     let manifest = loc.repo.head(&loc.manifest_key).await?;
@@ -56,6 +57,22 @@ pub async fn delete(ctx: &JobCtx, spec: &pb::DeleteSpec) -> Result<pb::DeleteRes
         existed: manifest.is_some() || data.is_some(),
         deleted_bytes: manifest.map_or(0, |m| m.size) + data.map_or(0, |d| d.size),
     })
+}
+
+/// Changes to the repository (deletes, pin markers) are made only for backups of this agent's
+/// own environment (review L7): a coordinator that has been taken over cannot use an agent of
+/// one environment to remove another environment's backups from a shared bucket.
+fn own_environment(ctx: &JobCtx, rec: &pb::BackupRecord, what: &str) -> Result<()> {
+    let own = &ctx.config.environment;
+    let theirs = rec.target.split_once('/').map_or("", |(env, _)| env);
+    if rec.environment != *own || theirs != own {
+        bail!(
+            "refused to {what} backup {} of environment {:?}: this agent serves environment {own:?} and changes only its own environment's backups; run the job on an agent of that environment",
+            rec.backup_id,
+            rec.environment
+        );
+    }
+    Ok(())
 }
 
 /// Lists every backup in a repository by reading its manifests. Each record says whether its
@@ -161,6 +178,7 @@ pub async fn pin(ctx: &JobCtx, spec: &pb::PinSpec) -> Result<()> {
         .backup
         .as_ref()
         .context("pin job without a backup record")?;
+    own_environment(ctx, rec, "change the pin marker of")?;
     let loc = locate(ctx, rec)?;
     ctx.set_phase("pinning");
     let key = pin_key(&loc.manifest_key);
@@ -188,4 +206,103 @@ pub async fn pin(ctx: &JobCtx, spec: &pb::PinSpec) -> Result<()> {
         .with_context(|| format!("write the pin marker to {}", loc.repo.describe()))?;
     tracing::info!(backup_id = %rec.backup_id, "pin marker written");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, sync::Arc};
+
+    use lifeboat_common::secret::write_private_file;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    /// An agent of environment `dev` whose fs repository `shared` is at `repo`.
+    fn dev_agent(dir: &Path, repo: &Path) -> JobCtx {
+        for f in ["ca.pem", "dev-1.pem"] {
+            std::fs::write(dir.join(f), "unused").expect("write tls file");
+        }
+        write_private_file(&dir.join("dev-1.key"), b"unused").expect("write key");
+        let text = format!(
+            "name = \"dev-1\"\nenvironment = \"dev\"\ncoordinator = \"https://coord.test:7443\"\n\
+             state_dir = \"{state}\"\n[tls]\nca = \"{d}/ca.pem\"\ncert = \"{d}/dev-1.pem\"\nkey = \"{d}/dev-1.key\"\n\
+             [[repository]]\nname = \"shared\"\nkind = \"fs\"\npath = \"{repo}\"\n",
+            state = dir.join("state").display(),
+            d = dir.display(),
+            repo = repo.display(),
+        );
+        let config = crate::config::parse(&dir.join("agent.toml"), &text).expect("config");
+        JobCtx::new("job".into(), Arc::new(config), CancellationToken::new())
+    }
+
+    /// A backup of `env/orders` stored in `repo`, and its record.
+    fn stored_backup(repo: &Path, env: &str) -> pb::BackupRecord {
+        let id = "20261127T233000Z-7f3a9c";
+        let dir = repo.join(env).join("orders").join(id);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(MANIFEST_FILE), "{}").expect("manifest");
+        std::fs::write(dir.join(repo::PG_DATA_FILE), "data").expect("data");
+        pb::BackupRecord {
+            backup_id: id.into(),
+            target: format!("{env}/orders"),
+            environment: env.into(),
+            agent: format!("{env}-1"),
+            repository: "shared".into(),
+            engine: pb::Engine::Postgres as i32,
+            stored_sha256: "0".repeat(64),
+            raw_sha256: "0".repeat(64),
+            ..Default::default()
+        }
+    }
+
+    // Review L7: a delete (or pin) job for another environment's backup is refused and leaves
+    // the backup in place; the agent's own environment's backups are deleted as before.
+    #[tokio::test]
+    async fn deletes_only_backups_of_its_own_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        let ctx = dev_agent(dir.path(), &repo);
+
+        let prod = stored_backup(&repo, "prod");
+        let spec = pb::DeleteSpec {
+            backup: Some(prod.clone()),
+        };
+        let e = delete(&ctx, &spec)
+            .await
+            .expect_err("prod backup deleted by a dev agent");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("environment \"prod\""), "{msg}");
+        assert!(msg.contains("serves environment \"dev\""), "{msg}");
+        let prod_dir = repo.join("prod/orders").join(&prod.backup_id);
+        assert!(prod_dir.join(MANIFEST_FILE).is_file(), "manifest removed");
+        assert!(prod_dir.join(repo::PG_DATA_FILE).is_file(), "data removed");
+        // A record whose environment field was changed to the agent's, but whose target is
+        // still prod's, is refused too.
+        let mut forged = prod.clone();
+        forged.environment = "dev".into();
+        let spec = pb::DeleteSpec {
+            backup: Some(forged),
+        };
+        delete(&ctx, &spec)
+            .await
+            .expect_err("forged record accepted");
+        assert!(prod_dir.join(MANIFEST_FILE).is_file(), "manifest removed");
+        let pin_spec = pb::PinSpec {
+            backup: Some(prod.clone()),
+            pin: None,
+        };
+        pin(&ctx, &pin_spec)
+            .await
+            .expect_err("pin marker of prod changed");
+
+        let dev = stored_backup(&repo, "dev");
+        let spec = pb::DeleteSpec { backup: Some(dev) };
+        let r = delete(&ctx, &spec).await.expect("delete own backup");
+        assert!(r.existed);
+        assert!(
+            !repo
+                .join("dev/orders/20261127T233000Z-7f3a9c/manifest.json")
+                .exists()
+        );
+    }
 }

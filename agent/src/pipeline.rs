@@ -68,16 +68,45 @@ pub enum PipelineError {
     Output(io::Error),
 }
 
-/// Counts and hashes everything written through it.
+/// Counts and hashes everything written through it; with a `limit`, refuses (without passing
+/// anything on) a write that would take the total past it.
 struct HashingWriter<'c, W> {
     inner: W,
     hasher: Sha256,
     size: u64,
     counter: &'c AtomicU64,
+    limit: Option<u64>,
+}
+
+/// The decoded stream grew past the raw size the catalog records (a decompression bomb or a
+/// replaced object): reported as soon as it happens, not at the end of the stream.
+#[derive(Debug)]
+struct RawLimitExceeded(u64);
+
+impl std::fmt::Display for RawLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decoded data exceeds the recorded {} raw bytes", self.0)
+    }
+}
+
+impl std::error::Error for RawLimitExceeded {}
+
+fn raw_limit_exceeded(e: &io::Error) -> Option<u64> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<RawLimitExceeded>())
+        .map(|l| l.0)
 }
 
 impl<W: Write> Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(limit) = self.limit
+            && self.size.saturating_add(buf.len() as u64) > limit
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                RawLimitExceeded(limit),
+            ));
+        }
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
@@ -162,6 +191,7 @@ pub fn compress<R: Read, W: Write>(
         hasher: Sha256::new(),
         size: 0,
         counter: &counters.stored,
+        limit: None,
     };
     let mut encoder = zstd::stream::write::Encoder::new(stored, compression.level)
         .map_err(PipelineError::Compress)?;
@@ -264,6 +294,9 @@ pub fn decompress<R: Read, W: Write>(
         hasher: Sha256::new(),
         size: 0,
         counter: &counters.raw,
+        // Checked as bytes flow: a stream that decodes to more than the catalog records
+        // (M7: a zstd bomb) stops before the excess reaches the restore tool.
+        limit: Some(expected.raw.size),
     };
     let mut decoder = zstd::stream::write::Decoder::new(raw).map_err(PipelineError::Decode)?;
     decoder
@@ -304,6 +337,13 @@ pub fn decompress<R: Read, W: Write>(
             && output_error.is_none()
             && let Err(e) = decoder.write_all(chunk)
         {
+            if let Some(limit) = raw_limit_exceeded(&e) {
+                // Whatever the stored hash says, this archive is not the recorded one: stop now
+                // instead of reading (or decoding) the rest.
+                return Err(PipelineError::Mismatch {
+                    what: format!("it decodes to more than the recorded {limit} raw bytes"),
+                });
+            }
             if is_marked(&e) {
                 output_error = Some(unmark(e));
             } else {
@@ -334,15 +374,24 @@ pub fn decompress<R: Read, W: Write>(
     if let Some(e) = output_error {
         return Err(PipelineError::Output(e));
     }
+    let over_limit = |e: &io::Error| {
+        raw_limit_exceeded(e).map(|limit| PipelineError::Mismatch {
+            what: format!("it decodes to more than the recorded {limit} raw bytes"),
+        })
+    };
     decoder.flush().map_err(|e| {
-        if is_marked(&e) {
+        if let Some(m) = over_limit(&e) {
+            m
+        } else if is_marked(&e) {
             PipelineError::Output(unmark(e))
         } else {
             PipelineError::Decode(e)
         }
     })?;
     // `finish` reports an incomplete final frame.
-    let decoder_done = decoder.finish().map_err(PipelineError::Decode)?;
+    let decoder_done = decoder
+        .finish()
+        .map_err(|e| over_limit(&e).unwrap_or(PipelineError::Decode(e)))?;
     let (raw, check) = decoder_done.digest();
     if raw.size != expected.raw.size || raw.sha256 != expected.raw.sha256 {
         return Err(PipelineError::Mismatch {
@@ -646,6 +695,61 @@ mod tests {
         };
         let e = restore_err(&stored, &expected);
         assert!(matches!(e, PipelineError::Decode(_)), "{e}");
+    }
+
+    /// Counts what reaches the restore tool.
+    struct Counting(u64);
+
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // Item 12a (review M7): a stream that decodes to far more than the recorded raw size stops
+    // as soon as it passes that size, and no more than that size reaches the tool.
+    #[test]
+    fn decoded_size_is_bounded_as_bytes_flow() {
+        let mut bomb = b"PGDMP".to_vec();
+        bomb.resize(256 * 1024 * 1024, 0);
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        enc.write_all(&bomb).expect("write");
+        let stored = enc.finish().expect("finish");
+        drop(bomb);
+        let raw_size = 1024 * 1024;
+        let expected = Expected {
+            // The stored side matches, as after a rebuild from a forged manifest.
+            stored: Digest {
+                size: stored.len() as u64,
+                sha256: sha(&stored),
+            },
+            raw: Digest {
+                size: raw_size,
+                sha256: "0".repeat(64),
+            },
+        };
+        let counters = Arc::<Counters>::default();
+        let mut out = Counting(0);
+        let e = decompress(
+            stored.as_slice(),
+            &mut out,
+            b"PGDMP",
+            &expected,
+            &counters,
+            &CancellationToken::new(),
+        )
+        .map(drop)
+        .expect_err("bomb accepted");
+        assert!(
+            matches!(&e, PipelineError::Mismatch { what } if what.contains("decodes to more than the recorded 1048576 raw bytes")),
+            "{e}"
+        );
+        assert!(out.0 <= raw_size, "{} bytes reached the tool", out.0);
+        assert!(counters.raw.load(Ordering::Relaxed) <= raw_size);
     }
 
     #[test]

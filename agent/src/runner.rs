@@ -284,9 +284,8 @@ impl Runner {
                 (pb::JobState::Cancelled, why.to_owned(), None)
             }
             Err(e) => {
-                let msg = format!("{e:#}");
-                tracing::warn!("job failed: {msg}");
-                (pb::JobState::Failed, msg, None)
+                tracing::warn!("job failed: {e:#}");
+                (pb::JobState::Failed, crate::report::job_error(&e), None)
             }
         };
         pb::JobResult {

@@ -1,5 +1,12 @@
 //! Backup and job ids: they sort by creation time and read as one, e.g.
 //! `20261127T233000Z-7f3a9c`. Safe as a path segment and an object key segment.
+//!
+//! The 24-bit suffix is not random: its top 14 bits are the fraction of the second (about
+//! 61 µs steps) and its low 10 bits are random, and ids minted by one process within one
+//! second are strictly increasing. So ids sort in the order they were minted (scripts sort
+//! by id), stay unique, and every id minted before this scheme still parses.
+
+use std::sync::Mutex;
 
 use rand::Rng;
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
@@ -9,14 +16,71 @@ use crate::names::NameError;
 const STAMP: &[FormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
 
-/// A new id for `at` (UTC), with 24 random bits.
+const SUFFIX_MAX: u32 = 0xff_ffff;
+const RANDOM_BITS: u32 = 10;
+
+/// The minter behind [`new_id`].
+static MINTER: IdMinter = IdMinter::new();
+
+/// A new id for `at` (UTC). Within one second of `at`, ids minted by this process are
+/// strictly increasing; an `at` older than the newest id minted (a rebuild dating a job from
+/// its manifest) is minted from its own sub-second time without touching that order.
 pub fn new_id(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    let stamp = at
-        .format(STAMP)
-        .unwrap_or_else(|_| "19700101T000000Z".into());
-    let suffix: u32 = rand::rng().random_range(0..0x100_0000);
-    format!("{stamp}-{suffix:06x}")
+    MINTER.mint(at)
+}
+
+/// Mints ids; remembers the last one so ids of one second are strictly increasing.
+pub struct IdMinter {
+    /// The newest id minted: (unix second, suffix).
+    last: Mutex<Option<(i64, u32)>>,
+}
+
+impl Default for IdMinter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IdMinter {
+    pub const fn new() -> Self {
+        Self {
+            last: Mutex::new(None),
+        }
+    }
+
+    pub fn mint(&self, at: OffsetDateTime) -> String {
+        let at = at.to_offset(time::UtcOffset::UTC);
+        let mut second = at.unix_timestamp();
+        let fraction = (u64::from(at.nanosecond()) << (24 - RANDOM_BITS)) / 1_000_000_000;
+        let random: u32 = rand::rng().random_range(0..(1 << RANDOM_BITS));
+        // `fraction < 2^14`, so the suffix fits in 24 bits.
+        let mut suffix = (u32::try_from(fraction).unwrap_or(0) << RANDOM_BITS) | random;
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            match *last {
+                // An older time than the newest id: leave the live order alone.
+                Some((last_second, _)) if last_second > second => {}
+                Some((last_second, last_suffix))
+                    if last_second == second && suffix <= last_suffix =>
+                {
+                    if last_suffix < SUFFIX_MAX {
+                        suffix = last_suffix + 1;
+                    } else {
+                        // 16 million ids in one second: carry into the next second.
+                        second += 1;
+                        suffix = 0;
+                    }
+                    *last = Some((second, suffix));
+                }
+                _ => *last = Some((second, suffix)),
+            }
+        }
+        let stamp = OffsetDateTime::from_unix_timestamp(second)
+            .ok()
+            .and_then(|t| t.format(STAMP).ok())
+            .unwrap_or_else(|| "19700101T000000Z".into());
+        format!("{stamp}-{suffix:06x}")
+    }
 }
 
 /// Checks the shape of an id received from the network or the CLI.
@@ -92,6 +156,47 @@ mod tests {
             &"9".repeat(5000),
         ] {
             assert!(validate_id("id", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    // Friction item "ids minted in the same second sort in time order".
+    #[test]
+    fn ids_minted_in_a_tight_loop_sort_in_mint_order() {
+        let minted: Vec<String> = (0..1000)
+            .map(|_| new_id(OffsetDateTime::now_utc()))
+            .collect();
+        for id in &minted {
+            validate_id("backup id", id).expect("valid");
+        }
+        let mut sorted = minted.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, minted, "ids do not sort in mint order or repeat");
+    }
+
+    #[test]
+    fn ids_for_one_instant_are_increasing_and_unique() {
+        let minter = IdMinter::new();
+        let at = datetime!(2031-01-02 03:04:05.5 UTC);
+        let minted: Vec<String> = (0..1000).map(|_| minter.mint(at)).collect();
+        assert!(minted.windows(2).all(|w| w[0] < w[1]), "not increasing");
+        assert!(minted.iter().all(|id| id.starts_with("20310102T030405Z-")));
+        // An older time (a rebuild dating a job) does not disturb the order that follows.
+        let old = minter.mint(datetime!(2020-01-01 00:00:00 UTC));
+        assert!(old.starts_with("20200101T000000Z-"), "{old}");
+        let next = minter.mint(at);
+        assert!(next > minted[999], "{next} after {}", minted[999]);
+    }
+
+    #[test]
+    fn ids_minted_before_this_scheme_still_parse() {
+        for old in [
+            "20261127T233000Z-7f3a9c",
+            "20261127T233000Z-000000",
+            "20261127T233000Z-ffffff",
+        ] {
+            validate_id("backup id", old).expect("old id still valid");
+            assert_eq!(id_time(old), Some(datetime!(2026-11-27 23:30:00 UTC)));
         }
     }
 }

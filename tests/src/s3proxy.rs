@@ -1,7 +1,7 @@
 //! A fault-injecting HTTP proxy in front of the S3 test server. Requests are forwarded
 //! unchanged (SigV4 signatures stay valid) unless a [`Rule`] matches: then the proxy answers
 //! with an error status (503 SlowDown storms), drops the connection without an answer (a reset
-//! mid-upload), cuts a response body after some bytes (a reset mid-download), or answers 200
+//! mid-upload) or after the server carried the request out (a lost response), cuts a response body after some bytes (a reset mid-download), or answers 200
 //! without forwarding (storage that acknowledges and keeps nothing).
 
 use std::convert::Infallible;
@@ -21,6 +21,9 @@ pub enum Action {
     Status(u16, &'static str),
     /// Close the connection without answering, after reading the request head.
     Drop,
+    /// Forward (the server carries the request out), then close the connection without
+    /// passing the answer on: a response lost on the way back (N25, M10).
+    DropResponse,
     /// Forward, then end the response body abruptly after this many bytes.
     CutResponseAfter(u64),
     /// Answer 200 with a made-up ETag without forwarding.
@@ -275,6 +278,14 @@ async fn handle(
             std::io::ErrorKind::ConnectionReset,
             "connection dropped by the test proxy",
         )),
+        Some(Action::DropResponse) => {
+            let resp = forward(req, upstream, &client).await?;
+            let _ = resp.into_body().collect().await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "response dropped by the test proxy",
+            ))
+        }
         Some(Action::FakeOk) => {
             let _ = req.into_body().collect().await;
             Ok(Response::builder()

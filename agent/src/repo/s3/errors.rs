@@ -16,24 +16,27 @@ impl S3Repository {
             .endpoint
             .clone()
             .unwrap_or_else(|| format!("AWS S3 ({})", self.cfg.region));
+        // One sentence: the problem, the request (operation and object) in parentheses, then
+        // what to do. The SDK's own error chain is logged, never put in the message.
+        let req = format!("{op} {loc}");
         let what = match code {
             "RequestTimeTooSkewed" => format!(
-                "{op} {loc}: the S3 server rejected the request because this machine's clock differs from the server's by more than 15 minutes (clock skew); fix the clock (for example enable NTP: timedatectl set-ntp true) and run the job again"
+                "the S3 server refused {req} because this machine's clock differs from its clock by more than 15 minutes (clock skew); fix the clock (enable NTP: timedatectl set-ntp true) and run the job again"
             ),
             "InvalidAccessKeyId"
             | "SignatureDoesNotMatch"
             | "InvalidToken"
             | "ExpiredToken"
             | "TokenRefreshRequired" => format!(
-                "{op} {loc}: the S3 server rejected repository {:?}'s credentials ({code}); check the access key id and secret access key files (or the credential source) of this repository, and that the clock is right",
+                "the S3 server rejected the credentials of repository {:?} ({code}, {req}); check its access key id and secret access key files (or credential source) and this machine's clock",
                 self.name
             ),
             "AccessDenied" => format!(
-                "{op} {loc}: access denied; the credentials of repository {:?} need s3:GetObject, s3:PutObject, s3:DeleteObject, s3:ListBucket, s3:ListBucketMultipartUploads and s3:AbortMultipartUpload on this bucket and prefix",
+                "access denied ({req}); repository {:?}'s credentials need s3:GetObject, s3:PutObject, s3:DeleteObject, s3:ListBucket, s3:ListBucketMultipartUploads and s3:AbortMultipartUpload on this bucket and prefix",
                 self.name
             ),
             "NoSuchBucket" => format!(
-                "{op} {loc}: bucket {:?} does not exist at {endpoint}; create it or fix `bucket`/`region`/`endpoint` of repository {:?}",
+                "bucket {:?} does not exist at {endpoint} ({req}); create it or fix bucket, region or endpoint of repository {:?}",
                 self.cfg.bucket, self.name
             ),
             // HEAD answers carry no error document, only the status; the server's Date says
@@ -42,27 +45,56 @@ impl S3Repository {
                 && let Some(skew) = clock_skew_secs(e) =>
             {
                 format!(
-                    "{op} {loc}: the S3 server answered 403 Forbidden and its clock differs from this machine's by {} (clock skew); S3 refuses requests signed more than 15 minutes off: fix the clock (for example enable NTP: timedatectl set-ntp true) and run the job again",
+                    "the S3 server answered 403 Forbidden ({req}) and its clock differs from this machine's by {} (clock skew); fix the clock (enable NTP: timedatectl set-ntp true) and run the job again",
                     humantime::format_duration(Duration::from_secs(skew.unsigned_abs()))
                 )
             }
             "" if http_status(e) == Some(403) => format!(
-                "{op} {loc}: the S3 server answered 403 Forbidden: repository {:?}'s credentials were rejected or lack permission; check the access key id and secret access key files (or the credential source), the bucket policy, and that this machine's clock is right",
+                "the S3 server refused repository {:?}'s credentials or their rights (403 Forbidden, {req}); check its access key id and secret access key files (or credential source), the bucket policy and this machine's clock",
                 self.name
             ),
             _ => match e {
                 SdkError::TimeoutError(_) => format!(
-                    "{op} {loc}: timed out talking to {endpoint} (after {} attempts at most); check the network path to the endpoint",
+                    "timed out talking to {endpoint} ({req}, {} attempts at most); check the network path to the endpoint",
                     self.cfg.max_attempts
                 ),
                 SdkError::DispatchFailure(_) => format!(
-                    "{op} {loc}: cannot reach {endpoint}: {}; check `endpoint`, DNS and the network",
-                    DisplayErrorContext(e)
+                    "cannot reach {endpoint} ({req}); check `endpoint`, DNS and the network: {}",
+                    root_cause(e)
                 ),
-                _ => format!("{op} {loc}: {}", DisplayErrorContext(e)),
+                _ => match (http_status(e), e.message()) {
+                    (Some(status), Some(msg)) => {
+                        format!("{req} failed: {status} {code}: {}", short(msg))
+                    }
+                    (Some(status), None) => format!("{req} failed: {status} {code}"),
+                    _ => format!("{req} failed: {}", root_cause(e)),
+                },
             },
         };
+        tracing::debug!(object = %loc, "S3 error detail: {}", DisplayErrorContext(e));
         StorageError::Other(anyhow!(what))
+    }
+}
+
+/// The innermost error of a chain (what actually went wrong: "connection refused"), short.
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut next = e.source();
+    while let Some(n) = next {
+        msg = n.to_string();
+        next = n.source();
+    }
+    short(&msg)
+}
+
+/// At most 160 characters of `s`, on one line.
+fn short(s: &str) -> String {
+    let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= 160 {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(159).collect();
+        format!("{cut}…")
     }
 }
 

@@ -42,26 +42,60 @@ impl S3Repository {
         let md5 = Md5::digest(&data);
         let size = data.len() as u64;
         let (class, sse, kms_key) = self.placement();
-        self.send_create_only("PUT", full, cancel, |conditional| {
-            self.client
-                .put_object()
-                .bucket(&self.cfg.bucket)
-                .key(full)
-                .set_if_none_match(conditional.then(|| "*".to_owned()))
-                .set_storage_class(class.clone())
-                .set_server_side_encryption(sse.clone())
-                .set_ssekms_key_id(kms_key.clone())
-                .content_length(i64::try_from(size).unwrap_or(i64::MAX))
-                .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
-                .body(ByteStream::from(data.clone()))
-                .send()
-        })
-        .await?;
         let expect = Expected {
             size,
             etag: Some(hex::encode(md5)),
         };
+        let sent = self
+            .send_create_only("PUT", full, cancel, |conditional| {
+                self.client
+                    .put_object()
+                    .bucket(&self.cfg.bucket)
+                    .key(full)
+                    .set_if_none_match(conditional.then(|| "*".to_owned()))
+                    .set_storage_class(class.clone())
+                    .set_server_side_encryption(sse.clone())
+                    .set_ssekms_key_id(kms_key.clone())
+                    .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+                    .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
+                    .body(ByteStream::from(data.clone()))
+                    .send()
+            })
+            .await;
+        match sent {
+            Ok(_) => {}
+            // A 412 may answer the SDK's retry of a PUT that succeeded but whose response was
+            // lost (M10): the object is then ours, byte for byte.
+            Err(e @ StorageError::AlreadyExists(_)) => {
+                return self.ours(full, &expect).await?.ok_or(e);
+            }
+            Err(e) => return Err(e),
+        }
         self.check_stored(full, &expect).await
+    }
+
+    /// After a create-only write failed in a way that may hide its success (a 412 or an error
+    /// on the SDK's retry of a request whose response was lost): the object under `full` if it
+    /// is the one that was sent (same size, and an ETag that is the MD5 of what was sent).
+    /// `None` when it is missing, differs, or cannot be compared (SSE-KMS ETags).
+    pub(super) async fn ours(&self, full: &str, expect: &Expected) -> StorageResult<Option<Head>> {
+        let Some(head) = self.head_full(full).await? else {
+            return Ok(None);
+        };
+        let same = head.size == expect.size
+            && self.etags_are_md5()
+            && !head.kms
+            && match (&expect.etag, head.etag.as_deref().map(clean_etag)) {
+                (Some(want), Some(got)) => etag_comparable(got, want) && got == want,
+                _ => false,
+            };
+        if same {
+            tracing::info!(
+                object = %self.loc(full),
+                "a write whose answer was lost had succeeded: the stored object is the one sent"
+            );
+        }
+        Ok(same.then_some(head))
     }
 
     /// The storage class, server-side encryption and KMS key id of new objects, as the
@@ -308,35 +342,44 @@ impl S3Repository {
         let parts: Vec<CompletedPart> = done.into_iter().map(|(p, _)| p).collect();
         let part_count = parts.len();
         let completing = std::time::Instant::now();
-        self.send_create_only(
-            "complete multipart upload of",
-            full,
-            cancel,
-            |conditional| {
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.cfg.bucket)
-                    .key(full)
-                    .upload_id(upload_id)
-                    .set_if_none_match(conditional.then(|| "*".to_owned()))
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts.clone()))
-                            .build(),
-                    )
-                    .send()
-            },
-        )
-        .await?;
-        let head = self
-            .check_stored(
+        let expect = Expected {
+            size: total,
+            etag: Some(multipart_etag),
+        };
+        let completed = self
+            .send_create_only(
+                "complete multipart upload of",
                 full,
-                &Expected {
-                    size: total,
-                    etag: Some(multipart_etag),
+                cancel,
+                |conditional| {
+                    self.client
+                        .complete_multipart_upload()
+                        .bucket(&self.cfg.bucket)
+                        .key(full)
+                        .upload_id(upload_id)
+                        .set_if_none_match(conditional.then(|| "*".to_owned()))
+                        .multipart_upload(
+                            CompletedMultipartUpload::builder()
+                                .set_parts(Some(parts.clone()))
+                                .build(),
+                        )
+                        .send()
                 },
             )
-            .await?;
+            .await;
+        match completed {
+            Ok(_) => {}
+            Err(StorageError::Cancelled) => return Err(StorageError::Cancelled),
+            // The completion may have succeeded with its answer lost: the SDK's retry then
+            // meets a 412 or an upload that no longer exists. The object is ours if it is
+            // exactly what the parts make.
+            Err(e) => {
+                if self.ours(full, &expect).await.ok().flatten().is_none() {
+                    return Err(e);
+                }
+            }
+        }
+        let head = self.check_stored(full, &expect).await?;
         tracing::info!(
             object = %self.loc(full),
             parts = part_count,
