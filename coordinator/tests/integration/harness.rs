@@ -97,8 +97,14 @@ impl Builder {
             server.key_pem.expose().as_bytes(),
         )
         .expect("write key");
+        // Without [[agent]] entries the test admits every agent certificate (explicitly).
+        let open = if self.agents.is_empty() {
+            "allow_any_agent = true\n"
+        } else {
+            ""
+        };
         let mut toml = format!(
-            "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+            "{open}[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
              [tls]\nca = \"ca.pem\"\ncert = \"coordinator.pem\"\nkey = \"coordinator.key\"\n\
              [catalog]\nurl = \"sqlite://catalog.db\"\n\
              [jobs]\nagent_lease_secs = {}\nheartbeat_interval_secs = {}\nqueue_timeout_secs = {}\n",
