@@ -368,6 +368,14 @@ pub fn msg(m: pb::agent_message::Msg) -> pb::AgentMessage {
     pb::AgentMessage { msg: Some(m) }
 }
 
+/// A heartbeat with the current time and no repository stats.
+pub fn heartbeat() -> pb::AgentMessage {
+    msg(pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
+        clock_unix_ms: lifeboat_proto::now_ms(),
+        ..Default::default()
+    }))
+}
+
 pub fn accepted(job_id: &str) -> pb::AgentMessage {
     msg(pb::agent_message::Msg::Accepted(pb::JobAccepted {
         job_id: job_id.into(),
