@@ -157,6 +157,7 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             Action::Prune { dry_run: false } => "prune (deleting backups)",
             Action::UnpinBackup => "unpin (making a backup deletable)",
             Action::RebuildCatalog { .. } => "catalog rebuild",
+            Action::ReleaseTarget => "releasing a target to another agent",
             _ => action.name(),
         };
         return Err(Error::PermissionDenied(format!(
