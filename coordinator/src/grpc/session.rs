@@ -30,12 +30,18 @@ pub struct Session {
 
 /// How often a session logs that it drops updates the catalog cannot record.
 const DROPPED_LOG_EVERY: Duration = Duration::from_secs(60);
+/// After a failed write, heartbeats and progress updates are dropped without trying for this
+/// long, so a slow catalog does not queue up the session behind them (each write may wait
+/// the catalog's busy timeout).
+const DROP_WITHOUT_TRYING: Duration = Duration::from_secs(5);
 
 /// Updates dropped since the session last logged about it.
 #[derive(Debug, Default)]
 struct DroppedUpdates {
     logged_at: Option<Instant>,
     unlogged: u64,
+    /// Until when heartbeats and progress are dropped without a write.
+    backoff_until: Option<Instant>,
 }
 
 fn job_span(job: &Job) -> tracing::Span {
@@ -63,10 +69,8 @@ impl Session {
     fn drop_update(&self, kind: &'static str, e: &Error) {
         self.hub.metrics.agent_update_dropped(kind);
         let earlier = {
-            let mut d = self
-                .dropped
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut d = self.dropped();
+            d.backoff_until = Some(Instant::now() + DROP_WITHOUT_TRYING);
             if d.logged_at.is_some_and(|t| t.elapsed() < DROPPED_LOG_EVERY) {
                 d.unlogged += 1;
                 return;
@@ -82,13 +86,30 @@ impl Session {
         );
     }
 
+    fn dropped(&self) -> std::sync::MutexGuard<'_, DroppedUpdates> {
+        // Plain counters: a poisoned lock is still consistent.
+        self.dropped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Runs a heartbeat, acceptance or progress update; a catalog failure drops it (see
-    /// `drop_update`), a protocol violation still ends the session.
+    /// `drop_update`), a protocol violation still ends the session. Shortly after a failure,
+    /// heartbeats and progress (which the agent repeats anyway) are dropped without a write.
     async fn soft(
         &self,
         kind: &'static str,
         update: impl std::future::Future<Output = Result<(), Error>>,
     ) -> Result<(), Error> {
+        if kind != "accepted" {
+            let mut d = self.dropped();
+            if d.backoff_until.is_some_and(|t| Instant::now() < t) {
+                d.unlogged += 1;
+                drop(d);
+                self.hub.metrics.agent_update_dropped(kind);
+                return Ok(());
+            }
+        }
         match update.await {
             Err(e @ Error::Catalog(_)) => {
                 self.drop_update(kind, &e);
@@ -231,26 +252,24 @@ impl Session {
     }
 
     async fn on_accepted(&self, job_id: &str) -> Result<(), Error> {
-        {
-            let Some(job) = self.own_job(job_id, "an acceptance").await? else {
-                return Ok(());
-            };
-            if !job.is_assigned() {
-                tracing::warn!(job_id = %job.id, "ignored acceptance of a job that was not handed out");
-                return Ok(());
-            }
-            if job.state == JobState::Queued
-                && let Some(j) = self
-                    .hub
-                    .catalog
-                    .mark_running(&job.id, lifeboat_proto::now_ms())
-                    .await?
-            {
-                job_span(&j).in_scope(|| tracing::info!("job accepted by agent"));
-                self.hub.publish(&j);
-            }
-            Ok(())
+        let Some(job) = self.own_job(job_id, "an acceptance").await? else {
+            return Ok(());
+        };
+        if !job.is_assigned() {
+            tracing::warn!(job_id = %job.id, "ignored acceptance of a job that was not handed out");
+            return Ok(());
         }
+        if job.state == JobState::Queued
+            && let Some(j) = self
+                .hub
+                .catalog
+                .mark_running(&job.id, lifeboat_proto::now_ms())
+                .await?
+        {
+            job_span(&j).in_scope(|| tracing::info!("job accepted by agent"));
+            self.hub.publish(&j);
+        }
+        Ok(())
     }
 
     async fn on_progress(
@@ -258,21 +277,19 @@ impl Session {
         job_id: &str,
         progress: &crate::model::Progress,
     ) -> Result<(), Error> {
-        {
-            let Some(job) = self.own_job(job_id, "progress").await? else {
-                return Ok(());
-            };
-            if job.state == JobState::Queued && job.is_assigned() {
-                self.hub
-                    .catalog
-                    .mark_running(&job.id, lifeboat_proto::now_ms())
-                    .await?;
-            }
-            if let Some(j) = self.hub.catalog.set_progress(&job.id, progress).await? {
-                self.hub.publish(&j);
-            }
-            Ok(())
+        let Some(job) = self.own_job(job_id, "progress").await? else {
+            return Ok(());
+        };
+        if job.state == JobState::Queued && job.is_assigned() {
+            self.hub
+                .catalog
+                .mark_running(&job.id, lifeboat_proto::now_ms())
+                .await?;
         }
+        if let Some(j) = self.hub.catalog.set_progress(&job.id, progress).await? {
+            self.hub.publish(&j);
+        }
+        Ok(())
     }
 
     /// The job `id` if it exists and was given to this agent. Unknown jobs are logged and
