@@ -370,6 +370,20 @@ async fn m12_a_dev_scoped_operator_cannot_touch_prod() {
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert!(audit[0].reason.contains("environment prod"), "{audit:?}");
 
+    // Dana's own audit view has her entries and dev's, not alice's backup of prod/x.
+    let seen = dana
+        .list_audit(pb::ListAuditRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .entries;
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|e| e.actor == "operator/dana" || e.object.starts_with("dev/")),
+        "{seen:?}"
+    );
+
     // An unscoped operator may restore prod into dev, and sees prod.
     let mut olga = c.control("olga");
     let job = olga
