@@ -237,6 +237,11 @@ heartbeat_interval_secs = 5
 [[operator]]
 name = "admin"
 role = "admin"
+
+# The one agent admitted, and its environment.
+[[agent]]
+name = "agent-1"
+environment = "$ENVIRONMENT"
 EOF
 "$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/coordinator.ready" \
     >"$WORK/logs/coordinator.log" 2>&1 &

@@ -128,6 +128,13 @@ async fn session(
     };
     tracing::info!(coordinator = %config.coordinator, "connected to the coordinator");
     warn_on_clock_skew(welcome.clock_unix_ms, pb::now_ms());
+    for refused in &welcome.refused_targets {
+        tracing::warn!(
+            target_name = %refused.name,
+            "the coordinator did not register this target: {}",
+            refused.reason
+        );
+    }
     let heartbeat_every = match welcome.heartbeat_interval_secs {
         0 => DEFAULT_HEARTBEAT,
         n => Duration::from_secs(u64::from(n).clamp(1, 300)),

@@ -82,9 +82,14 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Operator name → role.
     pub operators: BTreeMap<String, Role>,
-    /// Agent name → the one environment it may serve. Empty: any agent certificate from the
-    /// CA may connect, for any environment.
+    /// Operator name → the environments its role applies to (`[[operator]] environments`).
+    /// An operator not listed here has its role in every environment.
+    pub operator_environments: BTreeMap<String, Vec<String>>,
+    /// Agent name → the one environment it may serve. Empty only with `allow_any_agent`: then
+    /// any agent certificate from the CA may connect, for any environment.
     pub agents: BTreeMap<String, String>,
+    /// `allow_any_agent = true`: an empty `[[agent]]` table admits every agent certificate.
+    pub allow_any_agent: bool,
     /// Declared RPO/RTO per target (`[objectives]`).
     pub objectives: crate::objectives::Objectives,
     /// How agents are judged (`[health]`).
@@ -115,6 +120,9 @@ struct FileConfig {
     operator: Vec<FileOperator>,
     #[serde(default)]
     agent: Vec<FileAgent>,
+    /// Admits agents not listed in `[[agent]]` (any environment). Off by default.
+    #[serde(default)]
+    allow_any_agent: bool,
     #[serde(default)]
     objectives: crate::objectives::FileObjectives,
     #[serde(default)]
@@ -170,6 +178,8 @@ struct FileJobs {
 struct FileOperator {
     name: Spanned<String>,
     role: Role,
+    /// The environments the role applies to; absent means all.
+    environments: Option<Spanned<Vec<String>>>,
 }
 
 /// Reads, parses and validates a config file, and checks the files it names.
@@ -181,6 +191,7 @@ pub fn load(path: &Path) -> Result<Config> {
         )
     })?;
     let config = parse(path, &text)?;
+    config.check_agents()?;
     config.check_files()?;
     Ok(config)
 }
@@ -280,10 +291,31 @@ impl FileConfig {
         }
 
         let mut operators = BTreeMap::new();
+        let mut operator_environments = BTreeMap::new();
         for (i, op) in self.operator.iter().enumerate() {
             let key = format!("operator[{i}].name");
             validate_simple("operator name", op.name.get_ref())
                 .map_err(|e| at.err(&key, &op.name, e.to_string()))?;
+            if let Some(envs) = &op.environments {
+                let key = format!("operator[{i}].environments");
+                if envs.get_ref().is_empty() {
+                    return Err(at.err(
+                        &key,
+                        envs,
+                        "is empty, which would allow nothing; name at least one environment, \
+                         or remove the key to allow all environments"
+                            .into(),
+                    ));
+                }
+                for env in envs.get_ref() {
+                    validate_simple("environment", env)
+                        .map_err(|e| at.err(&key, envs, e.to_string()))?;
+                }
+                let mut list = envs.get_ref().clone();
+                list.sort();
+                list.dedup();
+                operator_environments.insert(op.name.get_ref().clone(), list);
+            }
             if operators
                 .insert(op.name.get_ref().clone(), op.role)
                 .is_some()
@@ -341,7 +373,9 @@ impl FileConfig {
             catalog,
             jobs,
             operators,
+            operator_environments,
             agents,
+            allow_any_agent: self.allow_any_agent,
             objectives,
             health,
             alerts,
@@ -391,6 +425,22 @@ fn parse_catalog_url(at: &At<'_>, url: &Spanned<String>) -> Result<CatalogLocati
 }
 
 impl Config {
+    /// Refuses to start with environments open to any agent certificate, unless the file
+    /// says so explicitly (`allow_any_agent = true`).
+    pub fn check_agents(&self) -> Result<(), ConfigError> {
+        if self.agents.is_empty() && !self.allow_any_agent {
+            return Err(ConfigError::new(
+                &self.file,
+                "agent",
+                "no [[agent]] table, so any agent certificate could claim any environment; \
+                 list each agent with its environment ([[agent]] name = \"prod-1\" \
+                 environment = \"prod\"), or set allow_any_agent = true at the top of the file \
+                 to admit every agent of the CA",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks that the files the config names exist and are usable: TLS files present, the key
     /// private to this user, the catalog's directory present.
     pub fn check_files(&self) -> Result<(), ConfigError> {
@@ -454,6 +504,11 @@ impl Config {
 
     pub fn role_of(&self, operator: &str) -> Option<Role> {
         self.operators.get(operator).copied()
+    }
+
+    /// The environments `operator`'s role is limited to; None: all environments.
+    pub fn environments_of(&self, operator: &str) -> Option<&[String]> {
+        self.operator_environments.get(operator).map(Vec::as_slice)
     }
 }
 
@@ -613,7 +668,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("coordinator.toml");
-        std::fs::write(&path, minimal("")).expect("write config");
+        let open = |text: String| format!("allow_any_agent = true\n{text}");
+        std::fs::write(&path, open(minimal(""))).expect("write config");
         let e = format!("{:#}", load(&path).expect_err("missing files accepted"));
         assert!(
             e.contains("coordinator.toml") && e.contains("tls.ca"),
@@ -654,11 +710,65 @@ mod tests {
 
         std::fs::write(
             &path,
-            minimal("").replace("sqlite://catalog.db", "sqlite://nodir/catalog.db"),
+            open(minimal("").replace("sqlite://catalog.db", "sqlite://nodir/catalog.db")),
         )
         .expect("write config");
         let e = format!("{:#}", load(&path).expect_err("missing dir accepted"));
         assert!(e.contains("catalog.url") && e.contains("nodir"), "{e}");
+    }
+
+    /// Item 10 (M6): environments are closed unless the file opens them explicitly.
+    #[test]
+    fn agents_closed_by_default() {
+        let file = Path::new("/etc/lifeboat/coordinator.toml");
+        let c = parse(file, &minimal("")).expect("parses");
+        let e = c
+            .check_agents()
+            .expect_err("open environments accepted")
+            .to_string();
+        assert!(
+            e.contains("[[agent]]") && e.contains("allow_any_agent = true"),
+            "{e}"
+        );
+        let c = parse(file, &format!("allow_any_agent = true\n{}", minimal(""))).expect("parses");
+        assert!(c.allow_any_agent);
+        c.check_agents().expect("explicitly open");
+        let c = parse(
+            file,
+            &minimal("[[agent]]\nname = \"prod-1\"\nenvironment = \"prod\"\n"),
+        )
+        .expect("parses");
+        c.check_agents().expect("listed agents");
+    }
+
+    /// Item 11 (M12): `[[operator]] environments` scopes a role.
+    #[test]
+    fn operator_environments() {
+        let c = parse(
+            Path::new("/etc/lifeboat/coordinator.toml"),
+            &minimal(
+                "[[operator]]\nname = \"dana\"\nrole = \"operator\"\n\
+                 environments = [\"staging\", \"dev\"]\n\
+                 [[operator]]\nname = \"alice\"\nrole = \"admin\"\n",
+            ),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.environments_of("dana"),
+            Some(&["dev".to_owned(), "staging".to_owned()][..])
+        );
+        assert_eq!(c.environments_of("alice"), None);
+        let e = err(&minimal(
+            "[[operator]]\nname = \"dana\"\nrole = \"viewer\"\nenvironments = []\n",
+        ));
+        assert!(
+            e.contains("operator[0].environments") && e.contains("empty"),
+            "{e}"
+        );
+        let e = err(&minimal(
+            "[[operator]]\nname = \"dana\"\nrole = \"viewer\"\nenvironments = [\"a/b\"]\n",
+        ));
+        assert!(e.contains("operator[0].environments"), "{e}");
     }
 
     #[test]

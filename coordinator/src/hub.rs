@@ -65,6 +65,8 @@ pub struct Hub {
     pub listings: crate::rebuild::Listings,
     /// What the scheduler's last passes found (`/health/detailed`).
     pub scheduler: crate::scheduler::HealthCell,
+    /// Targets connected agents declared but another agent owns (`targets release`).
+    pub claims: crate::claims::TargetClaims,
 }
 
 impl std::fmt::Debug for Hub {
@@ -90,6 +92,7 @@ impl Hub {
             tasks: TaskTracker::new(),
             listings: crate::rebuild::Listings::default(),
             scheduler: crate::scheduler::HealthCell::default(),
+            claims: crate::claims::TargetClaims::default(),
         }
     }
 

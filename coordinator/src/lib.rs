@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod catalog;
+mod claims;
 pub mod config;
 mod dispatch;
 pub mod error;

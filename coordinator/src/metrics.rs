@@ -58,6 +58,7 @@ pub struct Metrics {
     incidents_open: IntGaugeVec,
     notifications_total: IntCounterVec,
     notifications_pending: IntGaugeVec,
+    agent_updates_dropped: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,6 +73,8 @@ const AGENT_ENV: &[&str] = &["agent", "environment"];
 const AGENT_REPO: &[&str] = &["agent", "repository"];
 /// Why an agent's report was not turned into metrics (a closed set).
 const DROPPED_UNDECLARED: &str = "undeclared_repository";
+/// The `kind` label of `lifeboat_agent_updates_dropped_total`.
+pub const AGENT_UPDATES: [&str; 3] = ["heartbeat", "accepted", "progress"];
 
 fn split_target(full: &str) -> (&str, &str) {
     full.split_once('/').unwrap_or(("", full))
@@ -236,6 +239,12 @@ impl Metrics {
                 "Notifications waiting for delivery, by webhook.",
                 &["webhook"],
             )?,
+            agent_updates_dropped: counter(
+                "lifeboat_agent_updates_dropped_total",
+                "Agent heartbeats, acceptances and progress updates the catalog could not \
+                 record (busy or failing), by kind; the agent's session stays open.",
+                &["kind"],
+            )?,
             scrape: Mutex::new(()),
             registry,
         };
@@ -290,6 +299,11 @@ impl Metrics {
             .register(Box::new(m.notifications_total.clone()))?;
         m.registry
             .register(Box::new(m.notifications_pending.clone()))?;
+        m.registry
+            .register(Box::new(m.agent_updates_dropped.clone()))?;
+        for kind in AGENT_UPDATES {
+            m.agent_updates_dropped.with_label_values(&[kind]);
+        }
         // Every kind and outcome is visible from the start, at zero.
         for kind in JobKind::ALL {
             m.jobs_running.with_label_values(&[kind.as_str()]).set(0);
@@ -474,6 +488,11 @@ impl Metrics {
                 .with_label_values(&[kind.as_str()])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Counts an agent update (one of [`AGENT_UPDATES`]) the catalog could not record.
+    pub fn agent_update_dropped(&self, kind: &'static str) {
+        self.agent_updates_dropped.with_label_values(&[kind]).inc();
     }
 
     pub fn notification_sent(&self, webhook: &str, delivered: bool) {

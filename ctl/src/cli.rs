@@ -283,6 +283,19 @@ pub enum TargetsCommand {
     /// Reads only (one small probe object is written to the repository and removed); exits 1
     /// if anything would make a backup fail
     Check(TargetArg),
+    /// Admin: hand TARGET from the agent that owns it to the connected agent that declared it
+    /// and was refused (e.g. after another agent took the name first). Audited
+    Release(TargetReleaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TargetReleaseArgs {
+    /// Target, ENV/NAME (e.g. prod/orders)
+    #[arg(value_parser = parse_target)]
+    pub target: TargetName,
+    /// The agent to hand it to (needed only when several connected agents wait for it)
+    #[arg(long = "to", value_name = "AGENT")]
+    pub to_agent: Option<String>,
 }
 
 #[derive(Debug, Args)]

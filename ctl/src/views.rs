@@ -72,6 +72,8 @@ pub fn is_terminal(state: i32) -> bool {
 pub struct WhoAmIView {
     pub name: String,
     pub role: String,
+    /// The environments the role applies to; null: all.
+    pub environments: Option<Vec<String>>,
 }
 
 impl From<pb::WhoAmIResponse> for WhoAmIView {
@@ -79,13 +81,22 @@ impl From<pb::WhoAmIResponse> for WhoAmIView {
         Self {
             name: r.name,
             role: r.role,
+            environments: (!r.environments.is_empty()).then_some(r.environments),
         }
     }
 }
 
 impl Render for WhoAmIView {
     fn table(&self) -> String {
-        key_values(&[("name", or_none(&self.name)), ("role", or_none(&self.role))])
+        let environments = self
+            .environments
+            .as_ref()
+            .map_or_else(|| "all".to_owned(), |e| e.join(", "));
+        key_values(&[
+            ("name", or_none(&self.name)),
+            ("role", or_none(&self.role)),
+            ("environments", environments),
+        ])
     }
 }
 

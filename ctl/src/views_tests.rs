@@ -293,8 +293,18 @@ fn agent_and_target_json_shapes() {
     let w = to_json(&WhoAmIView::from(pb::WhoAmIResponse {
         name: "alice".into(),
         role: "admin".into(),
+        environments: vec![],
     }));
-    assert_eq!(w, json!({"name": "alice", "role": "admin"}));
+    assert_eq!(
+        w,
+        json!({"name": "alice", "role": "admin", "environments": null})
+    );
+    let w = to_json(&WhoAmIView::from(pb::WhoAmIResponse {
+        name: "dana".into(),
+        role: "operator".into(),
+        environments: vec!["dev".into(), "staging".into()],
+    }));
+    assert_eq!(w["environments"], json!(["dev", "staging"]));
 }
 
 #[test]

@@ -14,12 +14,15 @@ async fn whoami_in_both_formats() {
     let srv = default_server().await;
     let r = srv.run(&["whoami"]).await;
     r.expect_code(0);
-    assert_eq!(r.stdout, "name  alice\nrole  operator\n");
+    assert_eq!(
+        r.stdout,
+        "name          alice\nrole          operator\nenvironments  all\n"
+    );
     let r = srv.run(&["whoami", "--output", "json"]).await;
     r.expect_code(0);
     assert_eq!(
         r.json(),
-        serde_json::json!({"name": "alice", "role": "operator"})
+        serde_json::json!({"name": "alice", "role": "operator", "environments": null})
     );
 }
 

@@ -63,6 +63,9 @@ heartbeat_interval_secs = 1
 [[operator]]
 name = "admin"
 role = "admin"
+[[agent]]
+name = "bench-agent"
+environment = "bench"
 EOT
     "$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
         >"$WORK/coordinator.log" 2>&1 &

@@ -89,8 +89,11 @@ impl CoordinatorBuilder {
 
     /// The config file text this builder writes.
     pub fn config_toml(&self) -> String {
+        // Test agents are issued per test and not listed; the harness admits them all.
         let mut s = format!(
-            "[server]\n\
+            "allow_any_agent = true\n\
+             \n\
+             [server]\n\
              grpc_listen = \"127.0.0.1:0\"\n\
              http_listen = \"127.0.0.1:0\"\n\
              \n\

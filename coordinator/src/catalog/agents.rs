@@ -77,8 +77,9 @@ impl Catalog {
             .collect()
     }
 
-    /// Registers or updates the targets an agent declares, all or nothing: if any of them is
-    /// owned by another agent, nothing is written and the conflicts are returned.
+    /// Registers or updates the targets an agent declares. A target another agent owns is
+    /// left alone and returned as a conflict; the others are written (M6: one squatted name
+    /// must not stop an agent's other targets from being backed up).
     pub async fn register_targets(
         &self,
         agent: &str,
@@ -122,12 +123,33 @@ impl Catalog {
                 });
             }
         }
-        if conflicts.is_empty() {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
+        tx.commit().await?;
         Ok(conflicts)
+    }
+
+    /// Hands target `full_name` from `from` to agent `to`, as `to` declares it. False if it
+    /// is no longer owned by `from` (someone else moved it meanwhile).
+    pub async fn move_target(
+        &self,
+        full_name: &str,
+        from: &str,
+        to: &str,
+        decl: &TargetDecl,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE targets SET agent = ?, engine = ?, provider = ?, repository = ?, \
+             database_name = ? WHERE full_name = ? AND agent = ?",
+        )
+        .bind(to)
+        .bind(decl.engine.as_str())
+        .bind(&decl.provider)
+        .bind(&decl.repository)
+        .bind(&decl.database)
+        .bind(full_name)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn get_target(&self, full_name: &str) -> Result<Option<TargetRecord>> {

@@ -164,7 +164,7 @@ async fn agents_upsert_and_touch() {
 }
 
 #[tokio::test]
-async fn targets_owned_by_another_agent_are_refused_all_or_nothing() {
+async fn targets_owned_by_another_agent_are_refused_alone() {
     let (_dir, c) = with_target().await;
     c.upsert_agent(&agent("prod-2")).await.expect("agent");
     let conflicts = c
@@ -178,8 +178,13 @@ async fn targets_owned_by_another_agent_are_refused_all_or_nothing() {
             owner: "prod-1".into()
         }]
     );
-    // Nothing written, not even the free target.
-    assert!(c.get_target("prod/billing").await.expect("get").is_none());
+    // The free target is registered; only the owned one is refused (M6).
+    let billing = c
+        .get_target("prod/billing")
+        .await
+        .expect("get")
+        .expect("registered");
+    assert_eq!(billing.agent, "prod-2");
     let orders = c
         .get_target("prod/orders")
         .await

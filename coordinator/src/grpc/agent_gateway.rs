@@ -33,6 +33,13 @@ pub struct AgentGateway {
 
 impl AgentGateway {
     pub fn new(hub: Arc<Hub>) -> Self {
+        if hub.config.allow_any_agent {
+            tracing::warn!(
+                "allow_any_agent = true: every agent certificate of the CA may connect and claim \
+                 targets in any environment; list the agents in [[agent]] tables to pin each to \
+                 its environment"
+            );
+        }
         Self { hub }
     }
 }
@@ -119,21 +126,25 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
             .into());
         }
 
-        if !self.hub.config.agents.is_empty() {
-            let refusal = match self.hub.config.agents.get(&name) {
-                None => Some(format!(
-                    "agent {name} is not listed in the coordinator's [[agent]] table; add it with its environment"
-                )),
-                Some(env) if *env != hello.environment => Some(format!(
-                    "agent {name} serves environment {env} in the coordinator's [[agent]] table, but its Hello says {}; fix the agent's config",
-                    hello.environment
-                )),
-                Some(_) => None,
-            };
-            if let Some(why) = refusal {
-                tracing::warn!(%identity, "refused agent session: {why}");
-                return Err(Error::PermissionDenied(why).into());
-            }
+        // Listed agents serve only their environment; unlisted ones are refused unless the
+        // config says allow_any_agent = true (M6). Refusals do not describe the config (L9).
+        let refusal = match self.hub.config.agents.get(&name) {
+            None if self.hub.config.allow_any_agent => None,
+            None => Some(format!(
+                "agent {name} is not admitted by this coordinator; ask an administrator to admit \
+                 agent {name} for environment {}",
+                hello.environment
+            )),
+            Some(env) if *env != hello.environment => Some(format!(
+                "agent {name} is admitted for environment {env} only, but its Hello says {}; fix \
+                 the agent's environment, or ask an administrator to admit it for {}",
+                hello.environment, hello.environment
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = refusal {
+            tracing::warn!(%identity, "refused agent session: {why}");
+            return Err(Error::PermissionDenied(why).into());
         }
 
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
@@ -176,22 +187,35 @@ async fn admit(
         .register_targets(&hello.agent, &hello.environment, &hello.targets)
         .await
         .map_err(Error::from)?;
-    if !conflicts.is_empty() {
-        let list = conflicts
+    // A target another agent owns is refused alone: the others are registered, the agent is
+    // told in Welcome, and the declaration waits for an admin's `targets release` (M6).
+    let mut refused = Vec::new();
+    let mut claims = Vec::new();
+    for c in &conflicts {
+        let Some(decl) = hello
+            .targets
             .iter()
-            .map(|c| format!("{} (owned by agent {})", c.target, c.owner))
-            .collect::<Vec<_>>()
-            .join(", ");
+            .find(|t| format!("{}/{}", hello.environment, t.name) == c.target)
+        else {
+            continue;
+        };
         tracing::warn!(
             agent = %hello.agent,
-            "refused agent session: it declares targets of other agents: {list}"
+            target = %c.target,
+            owner = %c.owner,
+            "refused a declared target: another agent owns it; `lifeboat targets release {}` \
+             hands it to this agent",
+            c.target
         );
-        return Err(Error::PermissionDenied(format!(
-            "agent {} declares targets registered to another agent: {list}; an agent may not \
-             take over another agent's target, remove them from this agent's config",
-            hello.agent
-        ))
-        .into());
+        refused.push(pb::RefusedTarget {
+            name: decl.name.clone(),
+            reason: format!(
+                "target {} is registered to agent {}; remove it from this agent's config, or \
+                 ask an administrator to run `lifeboat targets release {}` if it belongs here",
+                c.target, c.owner, c.target
+            ),
+        });
+        claims.push((c.target.clone(), decl.clone()));
     }
 
     let welcome = pb::CoordinatorMessage {
@@ -199,6 +223,7 @@ async fn admit(
             clock_unix_ms: now,
             heartbeat_interval_secs: u32::try_from(hub.config.jobs.heartbeat_interval.as_secs())
                 .unwrap_or(u32::MAX),
+            refused_targets: refused,
         })),
     };
     // The channel is new and empty: this cannot fail or wait.
@@ -217,6 +242,7 @@ async fn admit(
     hub.metrics
         .declare_repositories(&hello.agent, &hello.repositories);
     let handle = hub.register_session(&hello.agent, hello.max_concurrent_jobs, tx);
+    hub.claims.set(&hello.agent, claims);
     for job_id in cancels {
         handle.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {
             job_id,

@@ -48,6 +48,8 @@ pub enum Action {
     /// Plans a restore (a read-only check job), with or without `--clean`.
     RestoreDryRun,
     ListAudit,
+    /// Frees a target from its agent so another agent may claim it.
+    ReleaseTarget,
 }
 
 impl Action {
@@ -81,7 +83,8 @@ impl Action {
             Action::Restore { clean: true }
             | Action::UnpinBackup
             | Action::Prune { dry_run: false }
-            | Action::RebuildCatalog { .. } => Role::Admin,
+            | Action::RebuildCatalog { .. }
+            | Action::ReleaseTarget => Role::Admin,
         }
     }
 
@@ -116,6 +119,7 @@ impl Action {
             Action::CheckTarget => "check_target",
             Action::RestoreDryRun => "restore_dry_run",
             Action::ListAudit => "list_audit",
+            Action::ReleaseTarget => "release_target",
         }
     }
 }
@@ -138,11 +142,12 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             )));
         }
     };
+    // Refusals name the identity and the missing grant, never the coordinator's config file
+    // or its layout (L9).
     let Some(role) = config.role_of(name) else {
         return Err(Error::PermissionDenied(format!(
-            "operator {name} is not listed in the [[operator]] table of {}; add it there with a \
-             role (viewer, operator or admin) and restart the coordinator",
-            config.file.display()
+            "operator {name} has no role on this coordinator; ask an administrator to grant \
+             operator {name} a role (viewer, operator or admin)"
         )));
     };
     let needed = action.required_role();
@@ -152,18 +157,68 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             Action::Prune { dry_run: false } => "prune (deleting backups)",
             Action::UnpinBackup => "unpin (making a backup deletable)",
             Action::RebuildCatalog { .. } => "catalog rebuild",
+            Action::ReleaseTarget => "releasing a target to another agent",
             _ => action.name(),
         };
         return Err(Error::PermissionDenied(format!(
-            "operator {name} has role {role}; {what} needs role {needed} (change the role in \
-             the [[operator]] table of {})",
-            config.file.display()
+            "operator {name} has role {role}; {what} needs role {needed}; ask an administrator \
+             to grant operator {name} role {needed}"
         )));
     }
     Ok(Operator {
         name: name.clone(),
         role,
     })
+}
+
+/// Whether `operator`'s role applies in `environment` (`[[operator]] environments`; an
+/// operator without the key has its role everywhere).
+pub fn in_environment(config: &Config, operator: &str, environment: &str) -> bool {
+    config
+        .environments_of(operator)
+        .is_none_or(|envs| envs.iter().any(|e| e == environment))
+}
+
+/// Whether `operator`'s role applies in every environment.
+pub fn is_unscoped(config: &Config, operator: &str) -> bool {
+    config.environments_of(operator).is_none()
+}
+
+/// Refuses `what` in `environment` unless the operator's role applies there (M12).
+pub fn check_environment(
+    config: &Config,
+    op: &Operator,
+    environment: &str,
+    what: &str,
+) -> Result<(), Error> {
+    if in_environment(config, &op.name, environment) {
+        return Ok(());
+    }
+    let scope = config
+        .environments_of(&op.name)
+        .unwrap_or_default()
+        .join(", ");
+    Err(Error::PermissionDenied(format!(
+        "operator {} has role {} only in environment(s) {scope}; {what} is in environment \
+         {environment}; ask an administrator to grant operator {} environment {environment}",
+        op.name, op.role, op.name
+    )))
+}
+
+/// Refuses `what` (which spans every environment) unless the operator's role applies in all.
+pub fn check_unscoped(config: &Config, op: &Operator, what: &str) -> Result<(), Error> {
+    if is_unscoped(config, &op.name) {
+        return Ok(());
+    }
+    let scope = config
+        .environments_of(&op.name)
+        .unwrap_or_default()
+        .join(", ");
+    Err(Error::PermissionDenied(format!(
+        "operator {} has role {} only in environment(s) {scope}; {what} spans every \
+         environment; ask an administrator to grant operator {} all environments",
+        op.name, op.role, op.name
+    )))
 }
 
 #[cfg(test)]
@@ -180,7 +235,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 29] = [
+    const ALL: [Action; 30] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -210,6 +265,7 @@ mod tests {
         Action::CheckTarget,
         Action::RestoreDryRun,
         Action::ListAudit,
+        Action::ReleaseTarget,
     ];
 
     #[test]
@@ -256,6 +312,30 @@ mod tests {
         assert!(allowed("mallory").is_empty());
     }
 
+    /// Item 11 (M12): a scoped operator acts only in its environments.
+    #[test]
+    fn environment_scope() {
+        let mut c = config();
+        c.operator_environments
+            .insert("olga".into(), vec!["dev".into(), "staging".into()]);
+        let olga = authorize(&c, &Identity::Operator("olga".into()), Action::StartBackup)
+            .expect("operator");
+        check_environment(&c, &olga, "dev", "backup of dev/x").expect("in scope");
+        let e = check_environment(&c, &olga, "prod", "backup of prod/x")
+            .expect_err("out of scope")
+            .to_string();
+        assert!(
+            e.contains("operator olga") && e.contains("environment prod"),
+            "{e}"
+        );
+        assert!(e.contains("ask an administrator"), "{e}");
+        check_unscoped(&c, &olga, "a catalog rebuild").expect_err("scoped rebuild");
+        let alice =
+            authorize(&c, &Identity::Operator("alice".into()), Action::WhoAmI).expect("admin");
+        check_environment(&c, &alice, "prod", "anything").expect("unscoped");
+        check_unscoped(&c, &alice, "a catalog rebuild").expect("unscoped");
+    }
+
     #[test]
     fn refusals_say_why() {
         let c = config();
@@ -265,15 +345,28 @@ mod tests {
         let e = authorize(&c, &Identity::Operator("mallory".into()), Action::WhoAmI)
             .expect_err("unlisted allowed");
         let e = e.to_string();
-        assert!(e.contains("mallory") && e.contains("[[operator]]"), "{e}");
-        assert!(e.contains("/etc/lifeboat/coordinator.toml"), "{e}");
+        // L9: the identity and what to ask for; not the config file or its layout.
+        assert!(
+            e.contains("operator mallory") && e.contains("ask an administrator"),
+            "{e}"
+        );
+        assert!(!e.contains("coordinator.toml") && !e.contains("[["), "{e}");
         let e = authorize(
             &c,
             &Identity::Operator("olga".into()),
             Action::Restore { clean: true },
         )
         .expect_err("operator may clean");
-        assert!(e.to_string().contains("needs role admin"), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("needs role admin"), "{text}");
+        assert!(
+            text.contains("ask an administrator to grant operator olga role admin"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("coordinator.toml") && !text.contains("[["),
+            "{text}"
+        );
         assert!(matches!(e, Error::PermissionDenied(_)));
     }
 }

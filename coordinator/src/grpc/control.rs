@@ -25,7 +25,9 @@ use crate::{
 mod audit;
 mod checks;
 mod rebuild;
+mod release;
 mod schedules;
+mod scope;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
@@ -147,6 +149,7 @@ impl Control {
 
     async fn start_backup(&self, op: &Operator, target: &str) -> Result<Job> {
         let name = parse_target(target)?;
+        self.scope(op, &name.to_string(), &format!("a backup of {name}"))?;
         let target = self.target(&name).await?;
         let mut job = self.new_job(op, JobKind::Backup, &target);
         job.backup_id = new_id(time::OffsetDateTime::now_utc());
@@ -155,6 +158,11 @@ impl Control {
 
     async fn verify_backup(&self, op: &Operator, id: &str) -> Result<Job> {
         let backup = self.backup(id).await?;
+        self.scope(
+            op,
+            &backup.target,
+            &format!("verifying backup {id} of {}", backup.target),
+        )?;
         self.check_not_deleting(&backup).await?;
         let target = self.target(&parse_target(&backup.target)?).await?;
         let mut job = self.new_job(op, JobKind::Verify, &target);
@@ -165,13 +173,21 @@ impl Control {
     /// A restore (`dry_run: false`) or its dry run (a check job, `dry_run: true`).
     async fn restore(&self, op: &Operator, req: &pb::RestoreRequest, dry_run: bool) -> Result<Job> {
         let backup = self.backup(&req.backup_id).await?;
+        // Reading the backup needs the source's environment, writing the destination's.
+        self.scope(
+            op,
+            &backup.target,
+            &format!("reading backup {} of {}", backup.backup_id, backup.target),
+        )?;
         self.check_not_deleting(&backup).await?;
         let to = if req.to_target.is_empty() {
             backup.target.as_str()
         } else {
             req.to_target.as_str()
         };
-        let target = self.target(&parse_target(to)?).await?;
+        let to = parse_target(to)?;
+        self.scope(op, &to.to_string(), &format!("a restore into {to}"))?;
+        let target = self.target(&to).await?;
         if target.engine != backup.engine {
             return Err(Error::InvalidArgument(format!(
                 "backup {} is a {} backup but target {} is {}; restore into a {} target",
@@ -196,6 +212,11 @@ impl Control {
 
     async fn cancel(&self, op: &Operator, id: &str) -> Result<Job> {
         let job = self.job(id).await?;
+        self.scope(
+            op,
+            &job.target,
+            &format!("cancelling job {id} on {}", job.target),
+        )?;
         if job.state.is_terminal() {
             return Err(Error::FailedPrecondition(format!(
                 "job {id} already ended ({}); nothing to cancel",
@@ -298,9 +319,16 @@ impl pb::control_server::Control for Control {
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let op = self.authorize(&request, Action::WhoAmI, "")?;
+        let environments = self
+            .hub
+            .config
+            .environments_of(&op.name)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
         Ok(Response::new(pb::WhoAmIResponse {
             name: op.name,
             role: op.role.as_str().to_owned(),
+            environments,
         }))
     }
 
@@ -308,8 +336,9 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        self.authorize(&request, Action::ListAgents, "")?;
-        let agents = self.hub.catalog.list_agents().await.map_err(Error::from)?;
+        let op = self.authorize(&request, Action::ListAgents, "")?;
+        let mut agents = self.hub.catalog.list_agents().await.map_err(Error::from)?;
+        agents.retain(|a| super::authz::in_environment(&self.hub.config, &op.name, &a.environment));
         let jobs = self
             .hub
             .catalog
@@ -335,8 +364,9 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ListTargetsRequest>,
     ) -> Result<Response<pb::ListTargetsResponse>, Status> {
-        self.authorize(&request, Action::ListTargets, "")?;
-        let targets = self.hub.catalog.list_targets().await.map_err(Error::from)?;
+        let op = self.authorize(&request, Action::ListTargets, "")?;
+        let mut targets = self.hub.catalog.list_targets().await.map_err(Error::from)?;
+        targets.retain(|t| self.sees(&op, &t.target.name.to_string()));
         Ok(Response::new(pb::ListTargetsResponse {
             targets: targets
                 .iter()
@@ -360,19 +390,29 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
-        self.authorize(&request, Action::ListBackups, "")?;
+        let op = self.authorize(&request, Action::ListBackups, "")?;
         let req = request.into_inner();
         let target = if req.target.is_empty() {
             None
         } else {
-            Some(parse_target(&req.target)?.to_string())
+            let name = parse_target(&req.target)?.to_string();
+            self.scope(&op, &name, &format!("the backups of {name}"))?;
+            Some(name)
         };
-        let backups = self
+        // A scoped operator's list is filtered here, so read as many as may be shown.
+        let fetch = if target.is_none() && !self.unscoped(&op) {
+            MAX_LIMIT
+        } else {
+            limit(req.limit)
+        };
+        let mut backups = self
             .hub
             .catalog
-            .list_backups(target.as_deref(), limit(req.limit))
+            .list_backups(target.as_deref(), fetch)
             .await
             .map_err(Error::from)?;
+        backups.retain(|b| self.sees(&op, &b.target));
+        backups.truncate(limit(req.limit) as usize);
         Ok(Response::new(pb::ListBackupsResponse {
             backups: self.backups_pb(&backups).await?,
         }))
@@ -382,8 +422,13 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::BackupRecord>, Status> {
-        self.authorize(&request, Action::GetBackup, &request.get_ref().backup_id)?;
+        let op = self.authorize(&request, Action::GetBackup, &request.get_ref().backup_id)?;
         let backup = self.backup(&request.get_ref().backup_id).await?;
+        self.scope(
+            &op,
+            &backup.target,
+            &format!("backup {} of {}", backup.backup_id, backup.target),
+        )?;
         Ok(Response::new(self.backup_pb(&backup).await?))
     }
 
@@ -436,19 +481,28 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        self.authorize(&request, Action::ListJobs, "")?;
+        let op = self.authorize(&request, Action::ListJobs, "")?;
         let req = request.into_inner();
         let target = if req.target.is_empty() {
             None
         } else {
-            Some(parse_target(&req.target)?.to_string())
+            let name = parse_target(&req.target)?.to_string();
+            self.scope(&op, &name, &format!("the jobs of {name}"))?;
+            Some(name)
         };
-        let jobs = self
+        let fetch = if target.is_none() && !self.unscoped(&op) {
+            MAX_LIMIT
+        } else {
+            limit(req.limit)
+        };
+        let mut jobs = self
             .hub
             .catalog
-            .list_jobs(target.as_deref(), req.active_only, limit(req.limit))
+            .list_jobs(target.as_deref(), req.active_only, fetch)
             .await
             .map_err(Error::from)?;
+        jobs.retain(|j| self.sees(&op, &j.target));
+        jobs.truncate(limit(req.limit) as usize);
         Ok(Response::new(pb::ListJobsResponse {
             // Reports can be long; `jobs show` and `jobs watch` carry them.
             jobs: jobs
@@ -465,8 +519,13 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        self.authorize(&request, Action::GetJob, &request.get_ref().job_id)?;
+        let op = self.authorize(&request, Action::GetJob, &request.get_ref().job_id)?;
         let job = self.job(&request.get_ref().job_id).await?;
+        self.scope(
+            &op,
+            &job.target,
+            &format!("job {} on {}", job.id, job.target),
+        )?;
         Ok(Response::new(pb::Job::from(&job)))
     }
 
@@ -487,7 +546,10 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::Schedule>, Status> {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::SetSchedule, &target)?;
-        let result = self.set_schedule_impl(&op, request.get_ref()).await;
+        let result = match self.scope_named(&op, &target, &format!("the schedule of {target}")) {
+            Ok(()) => self.set_schedule_impl(&op, request.get_ref()).await,
+            Err(e) => Err(e),
+        };
         self.audit(&op, Action::SetSchedule, &target, &result).await;
         Ok(Response::new(result?))
     }
@@ -496,10 +558,12 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        self.authorize(&request, Action::ListSchedules, "")?;
-        Ok(Response::new(
-            self.list_schedules_impl(request.get_ref()).await?,
-        ))
+        let op = self.authorize(&request, Action::ListSchedules, "")?;
+        let target = &request.get_ref().target;
+        self.scope_named(&op, target, &format!("the schedule of {target}"))?;
+        let mut list = self.list_schedules_impl(request.get_ref()).await?;
+        list.schedules.retain(|s| self.sees(&op, &s.target));
+        Ok(Response::new(list))
     }
 
     async fn pause_schedule(
@@ -508,7 +572,10 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::Schedule>, Status> {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::PauseSchedule, &target)?;
-        let result = self.pause_impl(&op, &target, true).await;
+        let result = match self.scope_named(&op, &target, &format!("the schedule of {target}")) {
+            Ok(()) => self.pause_impl(&op, &target, true).await,
+            Err(e) => Err(e),
+        };
         self.audit(&op, Action::PauseSchedule, &target, &result)
             .await;
         Ok(Response::new(result?))
@@ -520,7 +587,10 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::Schedule>, Status> {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::ResumeSchedule, &target)?;
-        let result = self.pause_impl(&op, &target, false).await;
+        let result = match self.scope_named(&op, &target, &format!("the schedule of {target}")) {
+            Ok(()) => self.pause_impl(&op, &target, false).await,
+            Err(e) => Err(e),
+        };
         self.audit(&op, Action::ResumeSchedule, &target, &result)
             .await;
         Ok(Response::new(result?))
@@ -532,7 +602,10 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::DeleteScheduleResponse>, Status> {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::DeleteSchedule, &target)?;
-        let result = self.delete_schedule_impl(&target).await;
+        let result = match self.scope_named(&op, &target, &format!("the schedule of {target}")) {
+            Ok(()) => self.delete_schedule_impl(&target).await,
+            Err(e) => Err(e),
+        };
         self.audit(&op, Action::DeleteSchedule, &target, &result)
             .await;
         Ok(Response::new(result?))
@@ -542,7 +615,9 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::NextRunsRequest>,
     ) -> Result<Response<pb::NextRunsResponse>, Status> {
-        self.authorize(&request, Action::NextRuns, &request.get_ref().target)?;
+        let op = self.authorize(&request, Action::NextRuns, &request.get_ref().target)?;
+        let target = &request.get_ref().target;
+        self.scope_named(&op, target, &format!("the schedule of {target}"))?;
         Ok(Response::new(self.next_runs_impl(request.get_ref()).await?))
     }
 
@@ -550,13 +625,14 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ListScheduleRunsRequest>,
     ) -> Result<Response<pb::ListScheduleRunsResponse>, Status> {
-        self.authorize(
+        let op = self.authorize(
             &request,
             Action::ListScheduleRuns,
             &request.get_ref().target,
         )?;
         let req = request.get_ref();
         let target = parse_target(&req.target)?.to_string();
+        self.scope(&op, &target, &format!("the schedule runs of {target}"))?;
         let runs = self
             .hub
             .catalog
@@ -574,7 +650,10 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::BackupRecord>, Status> {
         let id = request.get_ref().backup_id.clone();
         let op = self.authorize(&request, Action::PinBackup, &id)?;
-        let result = self.pin_impl(&op, request.get_ref()).await;
+        let result = match self.scope_backup(&op, &id, "pinning backup").await {
+            Ok(()) => self.pin_impl(&op, request.get_ref()).await,
+            Err(e) => Err(e),
+        };
         self.audit(&op, Action::PinBackup, &id, &result).await;
         Ok(Response::new(result?))
     }
@@ -585,7 +664,10 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::BackupRecord>, Status> {
         let id = request.get_ref().backup_id.clone();
         let op = self.authorize(&request, Action::UnpinBackup, &id)?;
-        let result = self.unpin_impl(&op, &id).await;
+        let result = match self.scope_backup(&op, &id, "unpinning backup").await {
+            Ok(()) => self.unpin_impl(&op, &id).await,
+            Err(e) => Err(e),
+        };
         self.audit(&op, Action::UnpinBackup, &id, &result).await;
         Ok(Response::new(result?))
     }
@@ -599,7 +681,15 @@ impl pb::control_server::Control for Control {
         };
         let object = request.get_ref().target.clone();
         let op = self.authorize(&request, action, &object)?;
-        let result = self.prune_impl(&op, request.get_ref()).await;
+        let scoped = if object.is_empty() {
+            self.scope_all(&op, "a prune of every target (name a target)")
+        } else {
+            self.scope_named(&op, &object, &format!("a prune of {object}"))
+        };
+        let result = match scoped {
+            Ok(()) => self.prune_impl(&op, request.get_ref()).await,
+            Err(e) => Err(e),
+        };
         if !request.get_ref().dry_run {
             self.audit(&op, action, &object, &result).await;
         }
@@ -621,7 +711,10 @@ impl pb::control_server::Control for Control {
             (a, r) => format!("agent {a} repository {r}"),
         };
         let op = self.authorize(&request, action, &object)?;
-        let result = self.rebuild_impl(&op, request.get_ref()).await;
+        let result = match self.scope_all(&op, "a catalog rebuild") {
+            Ok(()) => self.rebuild_impl(&op, request.get_ref()).await,
+            Err(e) => Err(e),
+        };
         self.audit(&op, action, &object, &result).await;
         Ok(Response::new(result?))
     }
@@ -632,7 +725,10 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::Job>, Status> {
         let target = request.get_ref().target.clone();
         let op = self.authorize(&request, Action::CheckTarget, &target)?;
-        let result = self.check_target_impl(&op, &target).await;
+        let result = match self.scope_named(&op, &target, &format!("a check of {target}")) {
+            Ok(()) => self.check_target_impl(&op, &target).await,
+            Err(e) => Err(e),
+        };
         self.audit(&op, Action::CheckTarget, &target, &result).await;
         Ok(Response::new(pb::Job::from(&result?)))
     }
@@ -641,10 +737,22 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
-        self.authorize(&request, Action::ListAudit, "")?;
+        let op = self.authorize(&request, Action::ListAudit, "")?;
         Ok(Response::new(
-            self.list_audit_impl(request.get_ref()).await?,
+            self.list_audit_impl(&op, request.get_ref()).await?,
         ))
+    }
+
+    async fn release_target(
+        &self,
+        request: Request<pb::ReleaseTargetRequest>,
+    ) -> Result<Response<pb::Target>, Status> {
+        let target = request.get_ref().target.clone();
+        let op = self.authorize(&request, Action::ReleaseTarget, &target)?;
+        let result = self.release_impl(&op, request.get_ref()).await;
+        self.audit(&op, Action::ReleaseTarget, &target, &result)
+            .await;
+        Ok(Response::new(result?))
     }
 
     type WatchJobStream = ReceiverStream<Result<pb::Job, Status>>;
@@ -653,13 +761,18 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        self.authorize(&request, Action::WatchJob, &request.get_ref().job_id)?;
+        let op = self.authorize(&request, Action::WatchJob, &request.get_ref().job_id)?;
         if self.hub.streams.is_cancelled() {
             return Err(Error::Unavailable("the coordinator is shutting down".into()).into());
         }
         // Subscribe before reading, so no change between the two is missed.
         let events = self.hub.subscribe();
         let job = self.job(&request.get_ref().job_id).await?;
+        self.scope(
+            &op,
+            &job.target,
+            &format!("job {} on {}", job.id, job.target),
+        )?;
         let (tx, rx) = mpsc::channel(16);
         self.hub
             .tasks

@@ -1,8 +1,13 @@
 //! One agent's session after `Welcome`: heartbeats, job acceptance, progress and results.
 //! Any invalid message ends the session with INVALID_ARGUMENT; a message about another
 //! agent's job ends it with PERMISSION_DENIED. Results are recorded durably before the ack.
+//! A heartbeat, acceptance or progress update the catalog cannot record (busy, full disk) is
+//! dropped, counted and logged at most once a minute; it never ends the session (M3).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use lifeboat_proto::v1 as pb;
 use tonic::{Status, Streaming};
@@ -20,6 +25,23 @@ pub struct Session {
     hub: Arc<Hub>,
     agent: String,
     handle: SessionHandle,
+    dropped: Mutex<DroppedUpdates>,
+}
+
+/// How often a session logs that it drops updates the catalog cannot record.
+const DROPPED_LOG_EVERY: Duration = Duration::from_secs(60);
+/// After a failed write, heartbeats and progress updates are dropped without trying for this
+/// long, so a slow catalog does not queue up the session behind them (each write may wait
+/// the catalog's busy timeout).
+const DROP_WITHOUT_TRYING: Duration = Duration::from_secs(5);
+
+/// Updates dropped since the session last logged about it.
+#[derive(Debug, Default)]
+struct DroppedUpdates {
+    logged_at: Option<Instant>,
+    unlogged: u64,
+    /// Until when heartbeats and progress are dropped without a write.
+    backoff_until: Option<Instant>,
 }
 
 fn job_span(job: &Job) -> tracing::Span {
@@ -34,7 +56,67 @@ fn job_span(job: &Job) -> tracing::Span {
 
 impl Session {
     pub fn new(hub: Arc<Hub>, agent: String, handle: SessionHandle) -> Self {
-        Self { hub, agent, handle }
+        Self {
+            hub,
+            agent,
+            handle,
+            dropped: Mutex::new(DroppedUpdates::default()),
+        }
+    }
+
+    /// Drops an update (`kind`, one of `metrics::AGENT_UPDATES`) the catalog could not
+    /// record: counts it, and logs at most once per `DROPPED_LOG_EVERY`. The session stays.
+    fn drop_update(&self, kind: &'static str, e: &Error) {
+        self.hub.metrics.agent_update_dropped(kind);
+        let earlier = {
+            let mut d = self.dropped();
+            d.backoff_until = Some(Instant::now() + DROP_WITHOUT_TRYING);
+            if d.logged_at.is_some_and(|t| t.elapsed() < DROPPED_LOG_EVERY) {
+                d.unlogged += 1;
+                return;
+            }
+            d.logged_at = Some(Instant::now());
+            std::mem::take(&mut d.unlogged)
+        };
+        tracing::warn!(
+            kind,
+            dropped_since_last_log = earlier,
+            "failed to record an agent {kind} in the catalog, dropped it and kept the session: \
+             {e:#}"
+        );
+    }
+
+    fn dropped(&self) -> std::sync::MutexGuard<'_, DroppedUpdates> {
+        // Plain counters: a poisoned lock is still consistent.
+        self.dropped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs a heartbeat, acceptance or progress update; a catalog failure drops it (see
+    /// `drop_update`), a protocol violation still ends the session. Shortly after a failure,
+    /// heartbeats and progress (which the agent repeats anyway) are dropped without a write.
+    async fn soft(
+        &self,
+        kind: &'static str,
+        update: impl std::future::Future<Output = Result<(), Error>>,
+    ) -> Result<(), Error> {
+        if kind != "accepted" {
+            let mut d = self.dropped();
+            if d.backoff_until.is_some_and(|t| Instant::now() < t) {
+                d.unlogged += 1;
+                drop(d);
+                self.hub.metrics.agent_update_dropped(kind);
+                return Ok(());
+            }
+        }
+        match update.await {
+            Err(e @ Error::Catalog(_)) => {
+                self.drop_update(kind, &e);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// No message for this long (three missed heartbeats and some slack) ends the session.
@@ -102,6 +184,7 @@ impl Session {
                 }
             }
             if self.hub.end_session(&self.agent, self.handle.id) {
+                self.hub.claims.drop_agent(&self.agent);
                 tracing::info!("agent disconnected");
             }
         }
@@ -142,46 +225,21 @@ impl Session {
                     .metrics
                     .set_repository_stats(&self.agent, &repositories);
                 let now = lifeboat_proto::now_ms();
-                self.hub
-                    .catalog
-                    .touch_agent(&self.agent, now, clock_unix_ms.saturating_sub(now))
-                    .await?;
-                Ok(())
-            }
-            AgentMessage::Accepted { job_id } => {
-                let Some(job) = self.own_job(&job_id, "an acceptance").await? else {
-                    return Ok(());
-                };
-                if !job.is_assigned() {
-                    tracing::warn!(job_id = %job.id, "ignored acceptance of a job that was not handed out");
-                    return Ok(());
-                }
-                if job.state == JobState::Queued
-                    && let Some(j) = self
+                self.soft("heartbeat", async {
+                    Ok(self
                         .hub
                         .catalog
-                        .mark_running(&job.id, lifeboat_proto::now_ms())
-                        .await?
-                {
-                    job_span(&j).in_scope(|| tracing::info!("job accepted by agent"));
-                    self.hub.publish(&j);
-                }
-                Ok(())
+                        .touch_agent(&self.agent, now, clock_unix_ms.saturating_sub(now))
+                        .await?)
+                })
+                .await
+            }
+            AgentMessage::Accepted { job_id } => {
+                self.soft("accepted", self.on_accepted(&job_id)).await
             }
             AgentMessage::Progress { job_id, progress } => {
-                let Some(job) = self.own_job(&job_id, "progress").await? else {
-                    return Ok(());
-                };
-                if job.state == JobState::Queued && job.is_assigned() {
-                    self.hub
-                        .catalog
-                        .mark_running(&job.id, lifeboat_proto::now_ms())
-                        .await?;
-                }
-                if let Some(j) = self.hub.catalog.set_progress(&job.id, &progress).await? {
-                    self.hub.publish(&j);
-                }
-                Ok(())
+                self.soft("progress", self.on_progress(&job_id, &progress))
+                    .await
             }
             AgentMessage::Result(result) => {
                 let Some(job) = self.own_job(&result.job_id, "a result").await? else {
@@ -191,6 +249,47 @@ impl Session {
                 self.on_result(job, result).instrument(span).await
             }
         }
+    }
+
+    async fn on_accepted(&self, job_id: &str) -> Result<(), Error> {
+        let Some(job) = self.own_job(job_id, "an acceptance").await? else {
+            return Ok(());
+        };
+        if !job.is_assigned() {
+            tracing::warn!(job_id = %job.id, "ignored acceptance of a job that was not handed out");
+            return Ok(());
+        }
+        if job.state == JobState::Queued
+            && let Some(j) = self
+                .hub
+                .catalog
+                .mark_running(&job.id, lifeboat_proto::now_ms())
+                .await?
+        {
+            job_span(&j).in_scope(|| tracing::info!("job accepted by agent"));
+            self.hub.publish(&j);
+        }
+        Ok(())
+    }
+
+    async fn on_progress(
+        &self,
+        job_id: &str,
+        progress: &crate::model::Progress,
+    ) -> Result<(), Error> {
+        let Some(job) = self.own_job(job_id, "progress").await? else {
+            return Ok(());
+        };
+        if job.state == JobState::Queued && job.is_assigned() {
+            self.hub
+                .catalog
+                .mark_running(&job.id, lifeboat_proto::now_ms())
+                .await?;
+        }
+        if let Some(j) = self.hub.catalog.set_progress(&job.id, progress).await? {
+            self.hub.publish(&j);
+        }
+        Ok(())
     }
 
     /// The job `id` if it exists and was given to this agent. Unknown jobs are logged and

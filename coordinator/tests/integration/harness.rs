@@ -97,8 +97,14 @@ impl Builder {
             server.key_pem.expose().as_bytes(),
         )
         .expect("write key");
+        // Without [[agent]] entries the test admits every agent certificate (explicitly).
+        let open = if self.agents.is_empty() {
+            "allow_any_agent = true\n"
+        } else {
+            ""
+        };
         let mut toml = format!(
-            "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+            "{open}[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
              [tls]\nca = \"ca.pem\"\ncert = \"coordinator.pem\"\nkey = \"coordinator.key\"\n\
              [catalog]\nurl = \"sqlite://catalog.db\"\n\
              [jobs]\nagent_lease_secs = {}\nheartbeat_interval_secs = {}\nqueue_timeout_secs = {}\n",
@@ -360,6 +366,14 @@ pub fn record_for(spec: &pb::JobSpec, env: &str, agent: &str) -> pb::BackupRecor
 
 pub fn msg(m: pb::agent_message::Msg) -> pb::AgentMessage {
     pb::AgentMessage { msg: Some(m) }
+}
+
+/// A heartbeat with the current time and no repository stats.
+pub fn heartbeat() -> pb::AgentMessage {
+    msg(pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
+        clock_unix_ms: lifeboat_proto::now_ms(),
+        ..Default::default()
+    }))
 }
 
 pub fn accepted(job_id: &str) -> pb::AgentMessage {

@@ -2,6 +2,7 @@
 //! clients. One test binary, one module per area.
 
 mod control;
+mod environments;
 mod harness;
 mod hostile;
 mod schedules;

@@ -365,3 +365,91 @@ async fn shutdown_ends_sessions_and_watches_and_restart_keeps_running_jobs() {
     assert_eq!(count_backups(&mut control).await, 1);
     c.stop().await.expect("clean stop");
 }
+
+/// Item 7 (M3): a catalog that cannot take writes (another connection holds SQLite's write
+/// lock past the busy timeout) drops heartbeats and progress updates, counts them, and keeps
+/// the agent's session: the same stream carries the job to its end once the catalog is back.
+#[tokio::test]
+async fn m3_a_busy_catalog_does_not_end_agent_sessions() {
+    use sqlx::{ConnectOptions, Connection, sqlite::SqliteConnectOptions};
+
+    let c = Coordinator::start().await;
+    let mut control = c.control("olga");
+    let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
+    let job = start_backup(&mut control, "prod/orders").await;
+    let spec = agent.accept_next(&mut control, &job.job_id).await;
+
+    // Hold the write lock from another connection, as a long transaction would.
+    let mut lock = SqliteConnectOptions::new()
+        .filename(c.dir.path().join("catalog.db"))
+        .connect()
+        .await
+        .expect("open catalog");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .expect("take the write lock");
+
+    agent.send(heartbeat()).await;
+    agent.send(progress(&spec.job_id, 4096, "dumping")).await;
+    // Each write waits the catalog's busy timeout (10 s) before it fails.
+    let dropped = |m: &str, kind: &str| {
+        m.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "lifeboat_agent_updates_dropped_total{{kind=\"{kind}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let start = tokio::time::Instant::now();
+    loop {
+        let (_, m) = c.http_get("/metrics").await;
+        if dropped(&m, "heartbeat") >= 1 && dropped(&m, "progress") >= 1 {
+            break;
+        }
+        let agents = control
+            .list_agents(pb::ListAgentsRequest {})
+            .await
+            .expect("list agents while the catalog is locked")
+            .into_inner()
+            .agents;
+        assert!(
+            agents.iter().any(|a| a.name == "prod-1" && a.connected),
+            "the agent's session ended while the catalog was busy: {agents:?}"
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the failed writes were never counted:\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("release the write lock");
+    lock.close().await.expect("close");
+
+    // The same session works again: progress (which agents repeat, and the coordinator drops
+    // for a few seconds after a failure) is recorded and the result acknowledged.
+    let start = tokio::time::Instant::now();
+    loop {
+        agent.send(heartbeat()).await;
+        agent.send(progress(&spec.job_id, 8192, "uploading")).await;
+        let j = job_state(&mut control, &job.job_id).await;
+        if j.progress.is_some_and(|p| p.raw_bytes == 8192) {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "progress never recorded after the catalog recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    agent.send(backup_result(&spec, "prod", "prod-1")).await;
+    agent.expect_ack(&spec.job_id).await;
+    wait_state(&mut control, &job.job_id, pb::JobState::Succeeded).await;
+    assert_eq!(count_backups(&mut control).await, 1);
+}

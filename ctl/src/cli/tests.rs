@@ -30,6 +30,22 @@ fn backup_run_takes_a_valid_target() {
 }
 
 #[test]
+fn targets_release_takes_a_target_and_an_optional_agent() {
+    let cli = parse(&["targets", "release", "prod/orders"]).expect("valid");
+    let Command::Targets(TargetsCommand::Release(args)) = cli.command else {
+        panic!("wrong command: {cli:?}");
+    };
+    assert_eq!(args.target.to_string(), "prod/orders");
+    assert_eq!(args.to_agent, None);
+    let cli = parse(&["targets", "release", "prod/orders", "--to", "prod-1"]).expect("valid");
+    let Command::Targets(TargetsCommand::Release(args)) = cli.command else {
+        panic!("wrong command: {cli:?}");
+    };
+    assert_eq!(args.to_agent.as_deref(), Some("prod-1"));
+    parse_err(&["targets", "release", "orders"]);
+}
+
+#[test]
 fn bad_target_names_are_usage_errors() {
     for bad in [
         "orders",

@@ -1,4 +1,5 @@
-//! `lifeboat targets list` and `lifeboat targets check TARGET`.
+//! `lifeboat targets list`, `lifeboat targets check TARGET` and
+//! `lifeboat targets release TARGET`.
 
 use std::io::Write;
 
@@ -6,7 +7,7 @@ use anyhow::Result;
 use lifeboat_proto as pb;
 
 use crate::{
-    cli::{GlobalArgs, TargetArg, TargetsCommand},
+    cli::{GlobalArgs, TargetArg, TargetReleaseArgs, TargetsCommand},
     client::Conn,
     output, progress,
     views::TargetView,
@@ -16,7 +17,23 @@ pub async fn run(cmd: TargetsCommand, global: &GlobalArgs, out: &mut dyn Write) 
     match cmd {
         TargetsCommand::List => list(global, out).await,
         TargetsCommand::Check(args) => check(args, global, out).await,
+        TargetsCommand::Release(args) => release(args, global, out).await,
     }
+}
+
+/// Hands a target to the agent waiting for it; prints the target as now registered.
+async fn release(args: TargetReleaseArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::ReleaseTargetRequest {
+        target: args.target.to_string(),
+        to_agent: args.to_agent.unwrap_or_default(),
+    });
+    let target = conn
+        .unary("release target", |mut c| async move {
+            c.release_target(req).await
+        })
+        .await?;
+    output::emit(out, global.output, &vec![TargetView::from(target)])
 }
 
 /// Runs a check job and waits for its findings.

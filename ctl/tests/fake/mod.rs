@@ -130,6 +130,7 @@ impl pb::control_server::Control for Fake {
         Ok(Response::new(pb::WhoAmIResponse {
             name,
             role: "operator".into(),
+            environments: vec![],
         }))
     }
 
@@ -422,6 +423,13 @@ impl pb::control_server::Control for Fake {
         &self,
         _req: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn release_target(
+        &self,
+        _req: Request<pb::ReleaseTargetRequest>,
+    ) -> Result<Response<pb::Target>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }
 

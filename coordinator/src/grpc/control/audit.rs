@@ -1,4 +1,5 @@
-//! `ListAudit`: the stored audit trail, newest first.
+//! `ListAudit`: the stored audit trail, newest first. An operator scoped to some
+//! environments sees its own actions and those naming a target in its environments.
 
 use lifeboat_proto::v1 as pb;
 
@@ -6,12 +7,14 @@ use super::{Control, limit};
 use crate::{
     audit::AuditFilter,
     error::{Error, Result},
+    grpc::authz::Operator,
     wire,
 };
 
 impl Control {
     pub(super) async fn list_audit_impl(
         &self,
+        op: &Operator,
         req: &pb::ListAuditRequest,
     ) -> Result<pb::ListAuditResponse> {
         let text = |what: &str, v: &str| -> Result<Option<String>> {
@@ -40,7 +43,19 @@ impl Control {
             object: text("object", &req.object)?,
             limit: limit(req.limit),
         };
-        let entries = self.hub.catalog.list_audit(&filter).await?;
+        let mut entries = self.hub.catalog.list_audit(&filter).await?;
+        if !self.unscoped(op) {
+            // Objects name targets (`ENV/NAME`, `BACKUP -> ENV/NAME`) or bare ids.
+            let me = format!("operator/{}", op.name);
+            entries.retain(|e| {
+                e.entry.actor == me
+                    || e.entry
+                        .object
+                        .rsplit(' ')
+                        .next()
+                        .is_some_and(|t| t.contains('/') && self.sees(op, t))
+            });
+        }
         Ok(pb::ListAuditResponse {
             entries: entries.iter().map(wire::audit_to_pb).collect(),
         })
