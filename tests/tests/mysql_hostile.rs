@@ -142,6 +142,13 @@ fn client_commands_in_a_backup_stream_are_never_run() {
         );
         let job = s.job_of("dst", &r);
         assert_eq!(find_str(&job, "state").as_deref(), Some("failed"), "{job}");
+        // The client's own refusal is the reason the user reads.
+        let error = job
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or_default();
+        eprintln!("{what}: {error}");
+        assert!(error.contains("mariadb failed"), "{what}: {job}");
         assert!(
             !mark.exists(),
             "{what}: the client ran a command from the backup stream ({} exists)",

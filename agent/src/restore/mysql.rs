@@ -153,7 +153,18 @@ async fn plan(
             None
         }
     };
-    if let Some(c) = &client {
+    if let Some(c) = &client
+        && !c.supports("binary-mode")
+    {
+        // Without it the client runs its own commands (`\!` runs a shell) from the stream.
+        report.error(
+            "restore_tool",
+            format!(
+                "{} does not know --binary-mode, so it would run client commands found in the backup stream; install a newer client (MariaDB 10.x or MySQL 5.6.3 and later) or point mysql_bin_dir at one",
+                c.describe()
+            ),
+        );
+    } else if let Some(c) = &client {
         match my::check_client(c, &facts) {
             Ok(w) if w.is_empty() => report.ok("restore_tool", c.describe()),
             Ok(w) => w.into_iter().for_each(|w| report.warn("restore_tool", w)),
