@@ -7,7 +7,8 @@
 //! database behind. An honest backup taken the same way still restores, and its data is equal.
 //! The client's command line (recorded by a pass-through wrapper around the real client)
 //! carries `--binary-mode` and `--sandbox`, and a `--max-allowed-packet` bounded by the backup's
-//! size instead of 1 GiB (L11).
+//! size instead of 1 GiB (L11). A client that does not know `--binary-mode` is refused before
+//! anything is written.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,16 @@ set -o pipefail
     write_script(&dir.join("mariadb-dump"), &script);
 }
 
+/// A `mariadb` that hides `--binary-mode` from its `--help`, like clients older than it.
+fn old_client(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let script = format!(
+        "#!/bin/bash\ncase \"$*\" in *--help*) {real:?} \"$@\" | grep -v -- binary-mode; exit 0;; esac\nexec {real:?} \"$@\"\n",
+        real = which("mariadb").display().to_string(),
+    );
+    write_script(&dir.join("mariadb"), &script);
+}
+
 /// A `mariadb` that records its arguments in `argv` and runs the real client.
 fn recording_client(dir: &Path, argv: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -81,6 +92,8 @@ fn client_commands_in_a_backup_stream_are_never_run() {
     std::fs::write(&inject, "").expect("write");
     hostile_dump_tool(&evil_bin, &inject);
     recording_client(&client_bin, &argv);
+    let old_bin = dir.sub("old-bin");
+    old_client(&old_bin);
     let s = Sandbox::builder("mysql_hostile")
         .dir(dir)
         .mariadb_target(SandboxTarget::new("shop").pg_bin_dir(&evil_bin))
@@ -88,6 +101,11 @@ fn client_commands_in_a_backup_stream_are_never_run() {
             SandboxTarget::new("dst")
                 .database("dst_home")
                 .pg_bin_dir(&client_bin),
+        )
+        .mariadb_target(
+            SandboxTarget::new("old")
+                .database("old_home")
+                .pg_bin_dir(&old_bin),
         )
         .build();
     let my = s.mariadb.as_ref().expect("mariadb");
@@ -165,6 +183,17 @@ fn client_commands_in_a_backup_stream_are_never_run() {
         "files appeared in {}",
         marks.display()
     );
+    // A client that cannot be told so is refused before anything is written.
+    let dbs_before = my.databases();
+    let r = s.restore(&id, "old_copy", &["--to", &s.target("old")]);
+    assert!(!r.success(), "a client without --binary-mode was used: {r}");
+    assert!(r.to_string().contains("--binary-mode"), "{r}");
+    assert_eq!(
+        my.databases(),
+        dbs_before,
+        "a refused restore created a database"
+    );
+
     // The client was told to treat its input as data (L11: and with a bounded packet).
     let args = std::fs::read_to_string(&argv).expect("the client wrapper ran");
     let load = args
