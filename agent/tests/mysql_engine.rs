@@ -167,9 +167,10 @@ async fn load(w: &World, scratch: &str, sql: Vec<u8>, facts: &ServerFacts) -> Re
         client.describe()
     );
     let defaults = DefaultsFile::create(w.state(), &params, Some(&pw), client.flavor)?;
-    let mut child = mysql::restore_command(&client, &defaults, w.state(), scratch)
-        .spawn()
-        .context("start client")?;
+    let mut child =
+        mysql::restore_command(&client, &defaults, w.state(), scratch, sql.len() as u64)
+            .spawn()
+            .context("start client")?;
     let stderr = stderr_tail(child.stderr.take().context("stderr")?);
     let stdin = stdin_file(child.stdin.take().context("stdin")?)?;
     let wrote = tokio::task::spawn_blocking(move || {

@@ -119,6 +119,7 @@ pub struct SandboxBuilder {
     s3_env_credentials: bool,
     dir: Option<TestDir>,
     mariadb_targets: Vec<SandboxTarget>,
+    mariadb_tls: bool,
     log_format: Option<String>,
 }
 
@@ -173,6 +174,7 @@ impl SandboxBuilder {
             agent_env: Vec::new(),
             s3_env_credentials: false,
             mariadb_targets: Vec::new(),
+            mariadb_tls: false,
             dir: None,
             log_format: None,
         }
@@ -250,6 +252,13 @@ impl SandboxBuilder {
     /// [`SandboxTarget::pg_bin_dir`] becomes the target's `mysql_bin_dir`.
     pub fn mariadb_target(mut self, t: SandboxTarget) -> Self {
         self.mariadb_targets.push(t);
+        self
+    }
+
+    /// The MariaDB server accepts only TLS, and the MariaDB targets' URLs verify it
+    /// (`ssl-mode=verify_identity` with the server's CA): for profiles that require TLS.
+    pub fn mariadb_tls(mut self) -> Self {
+        self.mariadb_tls = true;
         self
     }
 
@@ -354,7 +363,13 @@ impl SandboxBuilder {
             }
             ab = ab.target(tc);
         }
-        let mariadb = (!self.mariadb_targets.is_empty()).then(crate::mariadb::MariaDb::start);
+        let mariadb = (!self.mariadb_targets.is_empty()).then(|| {
+            if self.mariadb_tls {
+                crate::mariadb::MariaDb::start_tls()
+            } else {
+                crate::mariadb::MariaDb::start()
+            }
+        });
         if let Some(my) = &mariadb {
             for t in &self.mariadb_targets {
                 if t.create_db && !my.database_exists(&t.database) {
@@ -378,6 +393,9 @@ impl SandboxBuilder {
                 }
                 if let Some(port) = t.port {
                     url = url.replace(&format!(":{}/", my.port()), &format!(":{port}/"));
+                }
+                if let Some(ca) = my.ca_file() {
+                    url = format!("{url}?ssl-mode=verify_identity&ssl-ca={}", ca.display());
                 }
                 let provider = t.provider.as_deref().unwrap_or("mariadb");
                 let mut tc = TargetConfig::mysql(&t.name, &url, &pw, provider);

@@ -29,11 +29,13 @@
 //!   Manifest: `server` from [`ServerFacts::server_info`], `format` [`FORMAT`], tool
 //!   `ClientTool::name` / `version`.
 //! - restore: [`backup_origin`] + [`check_restore_source`] → `create_database(scratch, …)` →
-//!   `restore_command` fed by `pipeline::decompress` (wrap its output in
-//!   [`stream::SandboxLineFilter`] when [`ClientTool::needs_sandbox_filter`]) → `row_counts(scratch, exact)`
-//!   compared with the manifest when [`RowCountKind::restore_must_match`] → [`swap::swap_in`]
-//!   → drop scratch and `old`. Without `CREATE DATABASE` (PlanetScale): load into the empty
-//!   destination, [`swap::empty_database`] for `--clean`.
+//!   `restore_command` (client commands off: [`restore_args`]) fed by `pipeline::decompress`
+//!   (wrap its output in [`stream::SandboxLineFilter`] when [`ClientTool::needs_sandbox_filter`])
+//!   → `row_counts(scratch, exact)` compared with the manifest when
+//!   [`RowCountKind::restore_must_match`] → [`swap::swap_in`] → drop scratch and `old`. Without
+//!   `CREATE DATABASE` (PlanetScale): load into the empty destination; for `--clean`, prove the
+//!   whole archive first ([`stream::InspectingWriter`] behind `pipeline::decompress`), then
+//!   [`swap::empty_database`].
 //! - start-up: remove stale option files ([`DEFAULTS_FILE_PREFIX`]) like stale passfiles.
 
 mod conn;
@@ -58,7 +60,7 @@ pub const DEFAULTS_FILE_PREFIX: &str = ".lifeboat-my-";
 /// The system CA bundle, used to verify managed providers' public certificates when no
 /// `ssl-ca` is configured.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// Largest statement the tools may send or receive (mysqldump's extended INSERTs, big BLOBs).
+/// Largest statement the dump tool may receive (mysqldump's extended INSERTs, big BLOBs).
 pub const MAX_ALLOWED_PACKET: &str = "1G";
 /// Databases that are never backed up or restored into.
 pub const SYSTEM_DATABASES: [&str; 4] =
@@ -446,19 +448,57 @@ pub fn dump_verdict(
     }
 }
 
-/// The SQL client's options for loading a dump from stdin into `database`:
-/// `--batch` (no prompts or tables), `--skip-reconnect` (a reconnect would carry on in a new
-/// session without the dump's `SET` state: a failed connection must fail the restore),
-/// `--default-character-set=utf8mb4`, a large packet limit, and no `--force` (the first error
-/// stops it).
-pub fn restore_args(database: &str) -> Vec<String> {
-    vec![
+/// The smallest `--max-allowed-packet` a restore client gets: the client's own default.
+pub const RESTORE_MIN_PACKET: u64 = 16 << 20;
+/// The largest: what the dump tool was allowed ([`MAX_ALLOWED_PACKET`], also the protocol's
+/// limit), so no statement a dump can hold is refused.
+pub const RESTORE_MAX_PACKET: u64 = 1 << 30;
+
+/// The restore client's packet limit for a dump of `dump_bytes` (the backup's recorded raw
+/// size): no statement is longer than the whole dump, so the client never needs more, and a
+/// small backup cannot make it reserve a 1 GiB buffer (L11). Rounded up to whole MiB, within
+/// [`RESTORE_MIN_PACKET`]..=[`RESTORE_MAX_PACKET`].
+pub fn restore_max_allowed_packet(dump_bytes: u64) -> u64 {
+    dump_bytes
+        .saturating_add((1 << 20) - 1)
+        .div_euclid(1 << 20)
+        .saturating_mul(1 << 20)
+        .clamp(RESTORE_MIN_PACKET, RESTORE_MAX_PACKET)
+}
+
+/// The SQL client's options for loading a dump of `dump_bytes` from stdin into `database`:
+///
+/// - `--binary-mode`: the input is data. The client runs none of its own commands from it
+///   (`\!`/`system`, `tee`, `source`, …): a backup stream is never a script for the agent host
+///   (H1). `DELIMITER` and `\C` still work, as dumps need.
+/// - `--sandbox` where the client knows it (MariaDB 10.5.25/10.6.18/10.11.8 and later): file
+///   and shell commands are refused even if one got through, whatever the stream's first line.
+/// - `--system-command=OFF` for MySQL clients that know it (8.0.40 and later): no shell.
+/// - `--batch` (no prompts or tables), `--skip-reconnect` (a reconnect would carry on in a new
+///   session without the dump's `SET` state: a failed connection must fail the restore),
+///   `--default-character-set=utf8mb4`, a packet limit from
+///   [`restore_max_allowed_packet`], and no `--force` (the first error stops it).
+pub fn restore_args(client: &ClientTool, database: &str, dump_bytes: u64) -> Vec<String> {
+    let mut a: Vec<String> = vec![
         "--batch".into(),
+        "--binary-mode".into(),
         "--skip-reconnect".into(),
+    ];
+    if client.supports("sandbox") {
+        a.push("--sandbox".into());
+    }
+    if client.flavor == ClientFlavor::MySql && client.supports("system-command") {
+        a.push("--system-command=OFF".into());
+    }
+    a.extend([
         "--default-character-set=utf8mb4".into(),
-        format!("--max-allowed-packet={MAX_ALLOWED_PACKET}"),
+        format!(
+            "--max-allowed-packet={}",
+            restore_max_allowed_packet(dump_bytes)
+        ),
         format!("--database={database}"),
-    ]
+    ]);
+    a
 }
 
 /// The full restore command: the option file first, then [`restore_args`]; SQL on stdin.
@@ -467,10 +507,11 @@ pub fn restore_command(
     defaults: &DefaultsFile,
     state_dir: &Path,
     database: &str,
+    dump_bytes: u64,
 ) -> tokio::process::Command {
     let mut cmd = child_command(&client.path, state_dir);
     cmd.arg(defaults.arg())
-        .args(restore_args(database))
+        .args(restore_args(client, database, dump_bytes))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

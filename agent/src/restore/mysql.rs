@@ -18,7 +18,8 @@ use super::{
 use crate::{
     backup::init_mysql_session,
     engine::mysql::{
-        self as my, ClientTool, ConnParams, DefaultsFile, RowCountKind, stream::SandboxLineFilter,
+        self as my, ClientTool, ConnParams, DefaultsFile, RowCountKind, ServerFlavor,
+        stream::{InspectingWriter, SandboxLineFilter},
         swap::SwapPlan,
     },
     job::JobCtx,
@@ -32,6 +33,8 @@ use crate::{
 struct Plan {
     admin: MySqlConnection,
     client: ClientTool,
+    /// What the destination server is (for its session settings).
+    server: ServerFlavor,
     database: String,
     exists: bool,
     empty: bool,
@@ -103,18 +106,18 @@ async fn plan(
     else {
         return Ok(None);
     };
+    let Some(facts) = report.check("server", my::server_facts(&mut admin, None).await) else {
+        return Ok(None);
+    };
     if report
         .check(
             "connection",
-            init_mysql_session(&mut admin, target.profile).await,
+            init_session(&mut admin, target.profile, facts.flavor).await,
         )
         .is_none()
     {
         return Ok(None);
     }
-    let Some(facts) = report.check("server", my::server_facts(&mut admin, None).await) else {
-        return Ok(None);
-    };
     match my::backup_origin(&manifest.server, p.source.as_str()) {
         None => report.error(
             "version",
@@ -150,7 +153,18 @@ async fn plan(
             None
         }
     };
-    if let Some(c) = &client {
+    if let Some(c) = &client
+        && !c.supports("binary-mode")
+    {
+        // Without it the client runs its own commands (`\!` runs a shell) from the stream.
+        report.error(
+            "restore_tool",
+            format!(
+                "{} does not know --binary-mode, so it would run client commands found in the backup stream; install a newer client (MariaDB 10.x or MySQL 5.6.3 and later) or point mysql_bin_dir at one",
+                c.describe()
+            ),
+        );
+    } else if let Some(c) = &client {
         match my::check_client(c, &facts) {
             Ok(w) if w.is_empty() => report.ok("restore_tool", c.describe()),
             Ok(w) => w.into_iter().for_each(|w| report.warn("restore_tool", w)),
@@ -214,12 +228,27 @@ async fn plan(
         Some(client) => Ok(Some(Plan {
             admin,
             client,
+            server: facts.flavor,
             database,
             exists,
             empty,
         })),
         None => Ok(None),
     }
+}
+
+/// The provider's session settings, where the server has them: PlanetScale's OLAP workload
+/// (which lifts Vitess's per-query row limit) exists on Vitess only; a MySQL or MariaDB server
+/// standing in for a PlanetScale database (a staging copy) has neither the limit nor the setting.
+async fn init_session(
+    conn: &mut MySqlConnection,
+    profile: Provider,
+    server: ServerFlavor,
+) -> Result<()> {
+    if profile == Provider::Planetscale && server != ServerFlavor::Vitess {
+        return Ok(());
+    }
+    init_mysql_session(conn, profile).await
 }
 
 /// Stored objects are created with their `DEFINER`: say which accounts the backup names that
@@ -294,9 +323,16 @@ fn describe(ctx: &JobCtx, spec: &pb::RestoreSpec, p: &Prepared<'_>, plan: &Plan)
     if !p.target.profile.can_create_databases() {
         if spec.clean && !plan.empty {
             r.step(format!(
+                "prove the archive before anything is emptied: read {} whole from {}, checking its size, both SHA-256 hashes, the size of the SQL and that it is a complete dump; on any mismatch stop, {} is left as it was",
+                p.loc.data_key,
+                p.loc.repo.describe(),
+                plan.database
+            ));
+            r.step(format!(
                 "empty {} (views, triggers, routines, events, tables)",
                 plan.database
             ));
+            r.warn("destination", clean_risk(&plan.database));
         }
         r.step(format!("{stream} {}", plan.database));
         r.step(count);
@@ -345,15 +381,33 @@ async fn execute(
         client: &plan.client,
         manifest,
         profile: target.profile,
+        server: plan.server,
     };
     let admin = &mut plan.admin;
 
     if !target.profile.can_create_databases() {
-        // No CREATE DATABASE: load into the (emptied) destination itself.
-        if spec.clean && !plan.empty {
-            my::swap::empty_database(admin, &database).await?;
+        // No CREATE DATABASE: load into the (emptied) destination itself. Nothing is emptied
+        // before the whole archive has been read and proven (H3).
+        let emptied = spec.clean && !plan.empty;
+        if emptied {
+            prove_archive(ctx, loc, &database).await?;
+            ctx.report.warn("destination", clean_risk(&database));
+            ctx.set_phase("emptying");
+            my::swap::empty_database(admin, &database).await.with_context(|| {
+                format!(
+                    "empty {database} (objects already dropped stay dropped; restore again to fill it)"
+                )
+            })?;
         }
-        let counts = load.load_into(&database).await?;
+        let counts = match load.load_into(&database).await {
+            Ok(c) => c,
+            Err(e) if emptied => {
+                return Err(e.context(format!(
+                    "{database} was emptied for this restore and is now empty or partly loaded; fix the cause and restore again"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         let _ = sqlx::Connection::close(plan.admin).await;
         return Ok(result(ctx, database, counts, loc));
     }
@@ -401,6 +455,56 @@ async fn execute(
     Ok(result(ctx, database, counts, loc))
 }
 
+/// What a `--clean` restore into a database it cannot replace by a swap still risks (H3).
+fn clean_risk(database: &str) -> String {
+    format!(
+        "{database} cannot be replaced by a swap on this provider (no CREATE DATABASE): it is emptied once the archive is proven, then loaded; if loading fails after that (the connection drops, the server refuses a statement), {database} is left empty or partly loaded: restore again (this backup or another)"
+    )
+}
+
+/// Reads the whole archive before a destination is emptied (H3): the stored size and SHA-256,
+/// every byte through the decompressor, the raw size and SHA-256 against the catalog, and the
+/// dump's header and completion trailer. Writes nothing anywhere.
+async fn prove_archive(ctx: &JobCtx, loc: &Located, database: &str) -> Result<()> {
+    ctx.set_phase("verifying");
+    let left = || format!("{database} was left as it was");
+    let file = open_data(loc).await.with_context(left)?.with_context(|| {
+        format!(
+            "{}: data file {} is missing from {}",
+            left(),
+            loc.data_key,
+            loc.repo.describe()
+        )
+    })?;
+    let expected = loc.expected.clone();
+    // Its own counters: the load that follows reports the job's progress.
+    let counters = std::sync::Arc::new(pipeline::Counters::default());
+    let cancel = ctx.cancel.clone();
+    let proof = tokio::task::spawn_blocking(move || {
+        pipeline::decompress(
+            file,
+            InspectingWriter::new(std::io::sink()),
+            my::MAGIC,
+            &expected,
+            &counters,
+            &cancel,
+        )
+    })
+    .await
+    .context("archive check panicked")?;
+    match proof {
+        Ok(w) => w.finish().1.map(drop).with_context(|| {
+            format!(
+                "{}: {} is not a complete dump; restore another backup",
+                left(),
+                loc.data_key
+            )
+        }),
+        Err(PipelineError::Cancelled) => bail!("cancelled; {} was left as it was", database),
+        Err(e) => Err(e).with_context(|| format!("{}: check {}", left(), loc.data_key)),
+    }
+}
+
 fn result(
     ctx: &JobCtx,
     database: String,
@@ -441,6 +545,7 @@ struct Load<'a> {
     client: &'a ClientTool,
     manifest: &'a Manifest,
     profile: Provider,
+    server: ServerFlavor,
 }
 
 impl Load<'_> {
@@ -460,9 +565,15 @@ impl Load<'_> {
         let defaults =
             DefaultsFile::create(state_dir, self.params, self.password, self.client.flavor)?;
         ctx.set_phase("restoring");
-        let mut child = my::restore_command(self.client, &defaults, state_dir, database)
-            .spawn()
-            .with_context(|| format!("start {}", self.client.path.display()))?;
+        let mut child = my::restore_command(
+            self.client,
+            &defaults,
+            state_dir,
+            database,
+            loc.expected.raw.size,
+        )
+        .spawn()
+        .with_context(|| format!("start {}", self.client.path.display()))?;
         let name = self.client.name.clone();
         let stderr = stderr_tail(child.stderr.take().context("client stderr")?);
         let stdin = stdin_file(child.stdin.take().context("client stdin")?)?;
@@ -500,7 +611,7 @@ impl Load<'_> {
         ctx.set_phase("counting");
         let kind = RowCountKind::parse(&self.manifest.row_counts_kind).unwrap_or(RowCountKind::Off);
         let mut conn = my::connect(self.params, self.password, Some(database)).await?;
-        init_mysql_session(&mut conn, self.profile).await?;
+        init_session(&mut conn, self.profile, self.server).await?;
         my::begin_consistent_snapshot(&mut conn).await?;
         let counts = my::row_counts(&mut conn, database, true).await?;
         let _ = sqlx::Connection::close(conn).await;

@@ -514,6 +514,40 @@ impl<R: Read> Read for CheckedDumpReader<R> {
     }
 }
 
+/// A `Write` end for the restore direction's proof pass (H3): passes everything to `inner`
+/// (a sink) and inspects it like [`CheckedDumpReader`], so a stream can be shown to be a whole
+/// dump (header, completion trailer) before anything is written to a database.
+pub struct InspectingWriter<W> {
+    inner: W,
+    inspector: DumpInspector,
+}
+
+impl<W: io::Write> InspectingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            inspector: DumpInspector::new(),
+        }
+    }
+
+    /// The inner writer and the verdict on everything written.
+    pub fn finish(self) -> (W, Result<DumpSummary, DumpFormatError>) {
+        (self.inner, self.inspector.finish())
+    }
+}
+
+impl<W: io::Write> io::Write for InspectingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.inspector.feed(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The [`DumpFormatError`] inside an I/O error from a [`CheckedDumpReader`], if that is what it is.
 pub fn format_error(e: &io::Error) -> Option<&DumpFormatError> {
     e.get_ref()
@@ -714,6 +748,23 @@ INSERT INTO `child` VALUES (3,3,'',NULL,6,4);\n\
         f.write_all(b"/*M").expect("write");
         f.flush().expect("flush");
         assert_eq!(f.into_inner().expect("inner"), b"/*M");
+    }
+
+    #[test]
+    fn inspecting_writer_judges_what_passed_through() {
+        use std::io::Write;
+        let text = sample();
+        let mut w = InspectingWriter::new(Vec::new());
+        for c in text.as_bytes().chunks(7) {
+            w.write_all(c).expect("write");
+        }
+        let (out, verdict) = w.finish();
+        assert_eq!(out, text.as_bytes());
+        assert_eq!(verdict.expect("whole dump").rows.get("child"), Some(&3));
+        let mut w = InspectingWriter::new(io::sink());
+        w.write_all(&text.as_bytes()[..text.len() / 2])
+            .expect("write");
+        assert!(matches!(w.finish().1, Err(DumpFormatError::NoTrailer(_))));
     }
 
     #[test]

@@ -383,11 +383,65 @@ fn option_file_tls_per_client_flavour() {
 
 #[test]
 fn restore_arguments() {
-    let a = restore_args("orders_restore");
+    let maria = ClientTool::from_outputs(
+        std::path::Path::new("/usr/bin/mariadb"),
+        "mariadb  Ver 15.1 Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64)",
+        "  --binary-mode       Binary mode\n  --sandbox           Disallow commands that access the file system\n",
+    )
+    .expect("tool");
+    let a = restore_args(&maria, "orders_restore", 10 << 20);
     assert!(a.contains(&"--database=orders_restore".to_owned()), "{a:?}");
     assert!(a.contains(&"--skip-reconnect".to_owned()), "{a:?}");
     assert!(a.contains(&"--batch".to_owned()), "{a:?}");
     assert!(!a.iter().any(|x| x == "--force" || x == "-f"), "{a:?}");
+    // H1: the stream is data, never client commands.
+    assert!(a.contains(&"--binary-mode".to_owned()), "{a:?}");
+    assert!(a.contains(&"--sandbox".to_owned()), "{a:?}");
+    assert!(
+        !a.iter().any(|x| x.starts_with("--system-command")),
+        "{a:?}"
+    );
+    // L11: the packet limit follows the dump's size, within bounds.
+    assert!(
+        a.contains(&"--max-allowed-packet=16777216".to_owned()),
+        "{a:?}"
+    );
+    let packet = |n: u64| restore_max_allowed_packet(n);
+    assert_eq!(packet(0), 16 << 20);
+    assert_eq!(packet((100 << 20) + 1), 101 << 20);
+    assert_eq!(packet(u64::MAX), 1 << 30);
+    assert!((0..40u32).all(|k| {
+        let n = 1u64 << k;
+        packet(n) <= 1 << 30 && packet(n) >= n.min(1 << 30)
+    }));
+
+    // MySQL 8.0.40 and later: no shell; an older MySQL client still gets --binary-mode.
+    let mysql = |help: &str| {
+        ClientTool::from_outputs(
+            std::path::Path::new("/usr/bin/mysql"),
+            "mysql  Ver 8.0.40 for Linux on x86_64 (MySQL Community Server - GPL)",
+            help,
+        )
+        .expect("tool")
+    };
+    let a = restore_args(
+        &mysql(
+            "  --binary-mode  x\n  --system-command  Enable (by default) or disable the system mysql command.\n",
+        ),
+        "db",
+        1,
+    );
+    assert!(
+        a.contains(&"--system-command=OFF".to_owned()) && a.contains(&"--binary-mode".to_owned()),
+        "{a:?}"
+    );
+    assert!(!a.contains(&"--sandbox".to_owned()), "{a:?}");
+    let a = restore_args(&mysql("  --binary-mode  x\n"), "db", 1);
+    assert!(a.contains(&"--binary-mode".to_owned()), "{a:?}");
+    assert!(
+        !a.iter().any(|x| x.starts_with("--system-command")),
+        "{a:?}"
+    );
 }
 
 #[test]
