@@ -29,8 +29,48 @@ pub enum Event {
 }
 
 struct Running {
-    lock_key: String,
+    locks: Vec<Lock>,
     cancel: CancellationToken,
+}
+
+/// What a job holds while it runs. Two jobs conflict when they name the same key and either
+/// holds it exclusively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lock {
+    key: String,
+    exclusive: bool,
+}
+
+impl Lock {
+    fn exclusive(key: String) -> Self {
+        Self {
+            key,
+            exclusive: true,
+        }
+    }
+
+    fn shared(key: String) -> Self {
+        Self {
+            key,
+            exclusive: false,
+        }
+    }
+
+    fn conflicts(&self, other: &Self) -> bool {
+        self.key == other.key && (self.exclusive || other.exclusive)
+    }
+}
+
+/// The first running job whose locks conflict with `wanted`, and the contested key.
+fn conflict<'a>(
+    running: impl IntoIterator<Item = (&'a String, &'a [Lock])>,
+    wanted: &[Lock],
+) -> Option<(String, String)> {
+    running.into_iter().find_map(|(job, held)| {
+        held.iter()
+            .find(|h| wanted.iter().any(|w| w.conflicts(h)))
+            .map(|h| (job.clone(), h.key.clone()))
+    })
 }
 
 #[derive(Default)]
@@ -108,7 +148,7 @@ impl Runner {
             tracing::warn!("refused a job with an invalid id");
             return;
         }
-        let lock_key = match lock_key(&spec) {
+        let locks = match locks(&spec) {
             Ok(k) => k,
             Err(e) => return self.finish_now(&job_id, pb::JobState::Failed, e),
         };
@@ -135,20 +175,18 @@ impl Runner {
                     ),
                 );
             }
-            if let Some((other, _)) = s.running.iter().find(|(_, r)| r.lock_key == lock_key) {
-                let other = other.clone();
+            if let Some((other, key)) = conflict(
+                s.running.iter().map(|(id, r)| (id, r.locks.as_slice())),
+                &locks,
+            ) {
                 drop(s);
-                return self.finish_now(
-                    &job_id,
-                    pb::JobState::Failed,
-                    format!("{lock_key} is busy with job {other}; one job per target at a time"),
-                );
+                return self.finish_now(&job_id, pb::JobState::Failed, busy_message(&key, &other));
             }
             let cancel = self.shutdown.child_token();
             s.running.insert(
                 job_id.clone(),
                 Running {
-                    lock_key,
+                    locks,
                     cancel: cancel.clone(),
                 },
             );
@@ -319,28 +357,61 @@ fn kind_name(kind: i32) -> &'static str {
     }
 }
 
-/// Jobs that may not run together share a key: backups and restores of one target; verifies of
-/// one backup.
-fn lock_key(spec: &pb::JobSpec) -> Result<String, String> {
+/// Why a job was refused because another holds what it needs.
+fn busy_message(key: &str, other: &str) -> String {
+    if key.starts_with("backup ") {
+        format!(
+            "{key} is in use by job {other} on this agent; run this job again once that one has finished"
+        )
+    } else {
+        format!("{key} is busy with job {other}; one job per target at a time")
+    }
+}
+
+/// Jobs that may not run together share a key: backups and restores of one target; a restore
+/// or verify reads its backup (shared), which a delete removes (exclusive); verifies of one
+/// backup one at a time.
+fn locks(spec: &pb::JobSpec) -> Result<Vec<Lock>, String> {
+    let backup = |b: Option<&pb::BackupRecord>, what: &str| {
+        b.map(|b| b.backup_id.clone())
+            .ok_or_else(|| format!("{what} job without a backup record"))
+    };
     match &spec.spec {
-        Some(pb::job_spec::Spec::Backup(b)) => Ok(format!("target {}", b.target)),
-        Some(pb::job_spec::Spec::Restore(r)) => Ok(format!("target {}", r.target)),
-        Some(pb::job_spec::Spec::Verify(v)) => v
-            .backup
-            .as_ref()
-            .map(|b| format!("backup {}", b.backup_id))
-            .ok_or_else(|| "verify job without a backup record".to_owned()),
-        // A delete waits for a verify of the same backup on this agent.
-        Some(pb::job_spec::Spec::Delete(d)) => d
-            .backup
-            .as_ref()
-            .map(|b| format!("backup {}", b.backup_id))
-            .ok_or_else(|| "delete job without a backup record".to_owned()),
+        Some(pb::job_spec::Spec::Backup(b)) => {
+            Ok(vec![Lock::exclusive(format!("target {}", b.target))])
+        }
+        // A restore reads its backup until the end: a delete of it on this agent must wait,
+        // even when the coordinator has given up on the restore (lease expired).
+        Some(pb::job_spec::Spec::Restore(r)) => {
+            let mut l = vec![Lock::exclusive(format!("target {}", r.target))];
+            if let Some(b) = &r.backup {
+                l.push(Lock::shared(format!("backup {}", b.backup_id)));
+            }
+            Ok(l)
+        }
+        Some(pb::job_spec::Spec::Verify(v)) => {
+            let id = backup(v.backup.as_ref(), "verify")?;
+            Ok(vec![
+                Lock::shared(format!("backup {id}")),
+                Lock::exclusive(format!("verify {id}")),
+            ])
+        }
+        Some(pb::job_spec::Spec::Delete(d)) => {
+            let id = backup(d.backup.as_ref(), "delete")?;
+            Ok(vec![Lock::exclusive(format!("backup {id}"))])
+        }
         // Listings and checks only read, and a pin marker touches one small object beside a
         // manifest: they run beside anything.
         Some(
             pb::job_spec::Spec::List(_) | pb::job_spec::Spec::Check(_) | pb::job_spec::Spec::Pin(_),
-        ) => Ok(format!("{} {}", kind_name(spec.kind), spec.job_id)),
+        ) => Ok(vec![Lock::exclusive(format!(
+            "{} {}",
+            kind_name(spec.kind),
+            spec.job_id
+        ))]),
         None => Err("job has no spec; upgrade lifeboat-agent to match the coordinator".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests;
