@@ -8,6 +8,7 @@ pub mod engine;
 pub mod job;
 pub mod maintenance;
 pub mod manifest;
+pub mod outbox;
 pub mod pipeline;
 pub mod process;
 pub mod provider;
@@ -52,7 +53,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         janitor_shutdown.clone(),
     ));
     let jobs_shutdown = CancellationToken::new();
-    let (runner, events) = runner::Runner::new(config.clone(), writes, jobs_shutdown.clone());
+    let (runner, events) = runner::Runner::new(config.clone(), writes, jobs_shutdown.clone())?;
     // The session outlives the jobs on shutdown, so their final results reach the coordinator.
     let session_shutdown = CancellationToken::new();
     let session = tokio::spawn(session::run_forever(
@@ -72,7 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
     if !runner.unacked().is_empty() {
         tracing::warn!(
-            "stopping with unacknowledged job results; the coordinator will fail those jobs when this agent reconnects"
+            "stopping with unacknowledged job results; they are kept in the state directory and sent when the agent starts again"
         );
     }
     session_shutdown.cancel();

@@ -1,6 +1,7 @@
 //! Runs the jobs the coordinator hands out: at most `max_concurrent_jobs` at once and one per
 //! target, each with its own cancellation token, keeping every result until the coordinator
-//! acknowledges it (results survive a dropped stream and are re-sent on reconnect).
+//! acknowledges it: in memory and in the on-disk [`Outbox`], so results survive a dropped
+//! stream and an agent restart and are re-sent after the next Hello.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
-use crate::{config::Config, job::JobCtx, repo::ActiveWrites};
+use crate::{config::Config, job::JobCtx, outbox::Outbox, repo::ActiveWrites};
 
 /// How often a running job reports progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -84,29 +85,38 @@ pub struct Runner {
     config: Arc<Config>,
     writes: ActiveWrites,
     state: Arc<Mutex<State>>,
+    outbox: Outbox,
     events: mpsc::UnboundedSender<Event>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl Runner {
+    /// A runner holding the results left unacknowledged by an earlier run of the agent (read
+    /// from the outbox in `state_dir`).
     pub fn new(
         config: Arc<Config>,
         writes: ActiveWrites,
         shutdown: CancellationToken,
-    ) -> (Self, mpsc::UnboundedReceiver<Event>) {
+    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Event>)> {
+        let (outbox, pending) = Outbox::open(&config.state_dir)?;
+        let state = State {
+            running: HashMap::new(),
+            unacked: pending.into_iter().map(|r| (r.job_id.clone(), r)).collect(),
+        };
         let (events, rx) = mpsc::unbounded_channel();
-        (
+        Ok((
             Self {
                 config,
                 writes,
-                state: Arc::default(),
+                state: Arc::new(Mutex::new(state)),
+                outbox,
                 events,
                 tracker: TaskTracker::new(),
                 shutdown,
             },
             rx,
-        )
+        ))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -131,6 +141,9 @@ impl Runner {
     pub fn ack(&self, job_id: &str) {
         if self.state().unacked.remove(job_id).is_some() {
             tracing::debug!(job_id, "result acknowledged");
+            let outbox = self.outbox.clone();
+            let job_id = job_id.to_owned();
+            drop(tokio::task::spawn_blocking(move || outbox.remove(&job_id)));
         }
     }
 
@@ -201,11 +214,23 @@ impl Runner {
             async move {
                 let _ = runner.events.send(Event::Accepted(job_id.clone()));
                 let result = runner.run(&ctx, spec).await;
-                runner.state().running.remove(&job_id);
-                runner
-                    .state()
-                    .unacked
-                    .insert(job_id.clone(), result.clone());
+                // On disk before anyone hears of it: a restart from here on re-sends it.
+                let stored = {
+                    let (outbox, r) = (runner.outbox.clone(), result.clone());
+                    tokio::task::spawn_blocking(move || outbox.put(&r)).await
+                };
+                match stored {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        "failed to {e:#}; the result is kept in memory only and is lost if the agent restarts before the coordinator acknowledges it"
+                    ),
+                    Err(e) => tracing::warn!("failed to store the job result: {e}"),
+                }
+                {
+                    let mut s = runner.state();
+                    s.unacked.insert(job_id.clone(), result.clone());
+                    s.running.remove(&job_id);
+                }
                 let _ = runner.events.send(Event::Finished(Box::new(result)));
             }
             .instrument(span),

@@ -72,7 +72,8 @@ async fn delete_of_a_backup_being_restored_is_refused_on_the_agent() {
     let record = crate::backup::record_from_manifest(&manifest, &dir_key, String::new());
 
     let shutdown = CancellationToken::new();
-    let (runner, mut events) = Runner::new(config, ActiveWrites::default(), shutdown.clone());
+    let (runner, mut events) =
+        Runner::new(config, ActiveWrites::default(), shutdown.clone()).expect("runner");
     let new_job = || lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc());
 
     std::fs::write(bin.marker("slow"), b"").expect("arm the stall");
