@@ -53,6 +53,9 @@ pub async fn run(ctx: &JobCtx, spec: &pb::CheckSpec) -> Result<()> {
         Err(e) => report.error("connection", format!("{e:#}")),
     }
     repository(ctx, target).await;
+    for leftover in crate::swap_journal::unresolved(&ctx.config.state_dir, &target.name) {
+        report.error("interrupted restore", leftover);
+    }
     report.bail_on_errors("check failed")
 }
 

@@ -17,6 +17,7 @@ pub mod report;
 pub mod restore;
 pub mod runner;
 pub mod session;
+pub mod swap_journal;
 pub mod verify;
 
 use std::{sync::Arc, time::Duration};
@@ -43,6 +44,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // are cleaned in the background.
     let stats = repo::janitor::JanitorStats::new(&config);
     repo::janitor::startup(&config, &stats).await;
+    // Restores a crash interrupted are finished or undone before any job can start.
+    swap_journal::recover(&config).await;
     // What backups are writing now: the periodic janitor leaves it alone.
     let writes = repo::ActiveWrites::default();
     let janitor_shutdown = CancellationToken::new();
