@@ -56,6 +56,15 @@ pub async fn run(ctx: &JobCtx, spec: &pb::CheckSpec) -> Result<()> {
     for leftover in crate::swap_journal::unresolved(&ctx.config.state_dir, &target.name) {
         report.error("interrupted restore", leftover);
     }
+    if let Ok(names) = crate::swap_journal::leftover_databases(&ctx.config.state_dir, target).await
+    {
+        for n in names {
+            report.warn(
+                "interrupted restore",
+                crate::swap_journal::describe_unknown_leftover(&n),
+            );
+        }
+    }
     report.bail_on_errors("check failed")
 }
 

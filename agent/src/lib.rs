@@ -46,6 +46,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     repo::janitor::startup(&config, &stats).await;
     // Restores a crash interrupted are finished or undone before any job can start.
     swap_journal::recover(&config).await;
+    let leftovers = tokio::spawn({
+        let config = config.clone();
+        async move { swap_journal::warn_about_leftovers(&config).await }
+    });
     // What backups are writing now: the periodic janitor leaves it alone.
     let writes = repo::ActiveWrites::default();
     let janitor_shutdown = CancellationToken::new();
@@ -83,6 +87,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     janitor_shutdown.cancel();
     let _ = session.await;
     let _ = janitor.await;
+    leftovers.abort();
     tracing::info!("lifeboat-agent stopped");
     Ok(())
 }

@@ -375,6 +375,83 @@ async fn recover_postgres(conn: &mut sqlx::PgConnection, e: &Entry) -> Result<St
     Ok(what)
 }
 
+/// Databases on `target`'s server named like a restore's scratch or replaced copy
+/// (`lifeboat_restore_*`, `lifeboat_old_*`) that no journal in `state_dir` names (those are
+/// running restores, or reported as unresolved on their own).
+pub async fn leftover_databases(state_dir: &Path, target: &TargetConfig) -> Result<Vec<String>> {
+    let journaled: Vec<String> = pending(state_dir)
+        .into_iter()
+        .filter_map(|(_, e)| e.ok())
+        .flat_map(|e| [Some(e.scratch), e.old])
+        .flatten()
+        .collect();
+    let mut names = server_leftovers(target).await?;
+    names.retain(|n| !journaled.contains(n));
+    Ok(names)
+}
+
+async fn server_leftovers(target: &TargetConfig) -> Result<Vec<String>> {
+    const PATTERN: &str = r"^lifeboat_(restore|old)_[0-9a-z_]+$";
+    let password = target.password()?;
+    match target.engine {
+        Engine::Postgres => {
+            let mut conn =
+                pg::connect(target, password.as_ref(), &target.maintenance_database).await?;
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname::text FROM pg_database WHERE datname ~ $1 ORDER BY 1",
+            )
+            .bind(PATTERN)
+            .fetch_all(&mut conn)
+            .await
+            .context("list databases")?;
+            let _ = sqlx::Connection::close(conn).await;
+            Ok(names)
+        }
+        Engine::Mysql => {
+            let params = target
+                .mysql
+                .as_ref()
+                .context("target has no MySQL connection parameters")?;
+            let mut conn = my::connect(params, password.as_ref(), None).await?;
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA
+                 WHERE SCHEMA_NAME REGEXP ? ORDER BY 1",
+            )
+            .bind(PATTERN)
+            .fetch_all(&mut conn)
+            .await
+            .context("list databases")?;
+            let _ = sqlx::Connection::close(conn).await;
+            Ok(names)
+        }
+    }
+}
+
+/// What an operator should do about a leftover database no journal of this agent names.
+pub fn describe_unknown_leftover(database: &str) -> String {
+    format!(
+        "database {database} looks like the scratch or replaced copy of an interrupted restore that this agent's journal does not know (another agent's restore, or one from before the journal existed); once no restore is running on this server, check it and drop it"
+    )
+}
+
+/// At agent start, after [`recover`]: logs leftover restore databases on every target's server
+/// (they are reported, not dropped: another agent sharing the server may be using them).
+pub async fn warn_about_leftovers(config: &Config) {
+    for target in config.targets.values() {
+        match leftover_databases(&config.state_dir, target).await {
+            Ok(names) => {
+                for n in names {
+                    tracing::warn!(target = %target.name, "{}", describe_unknown_leftover(&n));
+                }
+            }
+            Err(e) => tracing::debug!(
+                target = %target.name,
+                "failed to look for leftover restore databases: {e:#}"
+            ),
+        }
+    }
+}
+
 /// A place where an end-to-end test can hold a restore (debug builds only, so the shipped
 /// release binary has no such hook): when `LIFEBOAT_TEST_PAUSE_DIR` is set and holds a file
 /// `pause-<name>`, creates `paused-<name>` there and waits until `pause-<name>` is removed.

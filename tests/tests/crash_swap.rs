@@ -173,6 +173,18 @@ fn postgres_swap_survives_a_crash_at_every_step() {
     );
     let admin = s.admin.clone();
     s.agent.restart(&admin);
+
+    // A leftover no journal of this agent names (another agent's, or from an older version)
+    // is reported by `targets check`, not dropped.
+    let stray = "lifeboat_restore_20260101t000000z_abcdef";
+    s.pg.create_db(stray);
+    let out = s.admin.run(&["targets", "check", &s.target("app")]);
+    out.assert_ok();
+    assert!(
+        out.to_string().contains(stray),
+        "the check must name the leftover database: {out}"
+    );
+    assert!(s.pg.database_exists(stray));
     s.shutdown();
 }
 
