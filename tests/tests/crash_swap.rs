@@ -27,6 +27,17 @@ enum After {
 /// Starts `restore ID --database dest --clean`, waits until the agent pauses at `point`,
 /// kills the agent and starts it again; returns once the interrupted job has ended.
 fn kill_at(s: &mut Sandbox, pause: &Path, id: &str, point: &str) {
+    kill_at_then(s, pause, id, point, |_| {});
+}
+
+/// [`kill_at`], with `meanwhile` run while the agent is down.
+fn kill_at_then(
+    s: &mut Sandbox,
+    pause: &Path,
+    id: &str,
+    point: &str,
+    meanwhile: impl FnOnce(&Sandbox),
+) {
     let arm = pause.join(format!("pause-{point}"));
     let paused = pause.join(format!("paused-{point}"));
     std::fs::write(&arm, b"").expect("arm the pause point");
@@ -47,6 +58,7 @@ fn kill_at(s: &mut Sandbox, pause: &Path, id: &str, point: &str) {
     assert!(!s.agent.kill().success());
     std::fs::remove_file(&arm).expect("disarm");
     std::fs::remove_file(&paused).expect("reset");
+    meanwhile(s);
     let admin = s.admin.clone();
     s.agent.restart(&admin);
     let job = s.wait_job_done(&job_id, Duration::from_secs(60));
@@ -131,6 +143,38 @@ fn postgres_swap_survives_a_crash_at_every_step() {
         let got = dump_sql(&s.pg, "dest");
         check_outcome(&s, point, want, &got, &old, &new, &s.pg.databases());
     }
+
+    // A crash the agent cannot resolve at start (here the database password changed while it
+    // was down) is kept, and `targets check` says where the data is; once fixed, the next
+    // start finishes it.
+    if dump_sql(&s.pg, "dest") != old {
+        assert_eq!(make_old(&s), old);
+    }
+    let pw = s.dir.path().join("secrets").join("app.pass");
+    kill_at_then(&mut s, &pause, &id, "pg-after-rename-old", |_| {
+        lifeboat_e2e::pg::write_private(&pw, "not-the-password");
+    });
+    assert_eq!(journal_left(&s).len(), 1, "the unresolved journal is kept");
+    let out = s.admin.run(&["targets", "check", &s.target("app")]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.to_string().contains("was interrupted") && out.to_string().contains("lifeboat_old_"),
+        "the check must report the interrupted restore and where the data is: {out}"
+    );
+    s.pg.write_password_file(&pw);
+    assert!(s.agent.stop().success());
+    let admin = s.admin.clone();
+    s.agent.restart(&admin);
+    let got = dump_sql(&s.pg, "dest");
+    check_outcome(
+        &s,
+        "an unresolved start",
+        After::New,
+        &got,
+        &old,
+        &new,
+        &s.pg.databases(),
+    );
 
     // SIGTERM in the middle of the swap: the agent finishes the step before it exits.
     if dump_sql(&s.pg, "dest") != old {
