@@ -18,6 +18,9 @@ use prost::Message as _;
 /// A stored result larger than this is not one this agent wrote.
 const MAX_RESULT_BYTES: u64 = pb::MAX_MESSAGE_BYTES as u64;
 const SUFFIX: &str = ".pb";
+/// Results older than this are dropped at start: the coordinator has long since failed the job
+/// (its lease) and would only acknowledge and ignore them.
+const MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct Outbox {
@@ -46,6 +49,13 @@ impl Outbox {
                 continue;
             };
             match read_one(&path, job_id) {
+                Ok(r) if pb::now_ms().saturating_sub(r.finished_at_ms) > MAX_AGE_MS => {
+                    tracing::warn!(
+                        job_id,
+                        "dropped a job result older than 7 days that the coordinator never acknowledged"
+                    );
+                    let _ = fs::remove_file(&path);
+                }
                 Ok(r) => found.push(r),
                 Err(e) => {
                     tracing::warn!(
@@ -72,11 +82,17 @@ impl Outbox {
     /// Stores `result` durably (file and directory fsynced) before it is sent.
     pub fn put(&self, result: &pb::JobResult) -> Result<()> {
         validate_id("job id", &result.job_id)?;
+        let bytes = result.encode_to_vec();
+        anyhow::ensure!(
+            bytes.len() <= pb::MAX_MESSAGE_BYTES,
+            "store the job result: it is {} bytes, more than a message may carry",
+            bytes.len()
+        );
         let path = self.path(&result.job_id);
         let tmp = self.dir.join(format!(".{}.tmp", result.job_id));
         let write = || -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
-            f.write_all(&result.encode_to_vec())?;
+            f.write_all(&bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;
             fs::File::open(&self.dir)?.sync_all()
@@ -121,7 +137,7 @@ mod tests {
         let r = pb::JobResult {
             job_id: "20261203T084711Z-a273a2".into(),
             state: pb::JobState::Succeeded as i32,
-            finished_at_ms: 5,
+            finished_at_ms: pb::now_ms(),
             ..Default::default()
         };
         o.put(&r).expect("put");
@@ -133,7 +149,14 @@ mod tests {
         let (o, found) = Outbox::open(dir.path()).expect("reopen");
         assert_eq!(found, vec![r.clone()]);
         o.remove(&r.job_id);
-        let (_, found) = Outbox::open(dir.path()).expect("reopen");
+        let (o, found) = Outbox::open(dir.path()).expect("reopen");
         assert!(found.is_empty());
+        o.put(&pb::JobResult {
+            finished_at_ms: 5,
+            ..r
+        })
+        .expect("put");
+        let (_, found) = Outbox::open(dir.path()).expect("reopen");
+        assert!(found.is_empty(), "a week-old result is dropped");
     }
 }
