@@ -30,6 +30,17 @@ fn kill_at(s: &mut Sandbox, pause: &Path, id: &str, point: &str) {
     kill_at_then(s, pause, id, point, |_| {});
 }
 
+/// Kills the agent at `point` of a restore into the new database `fresh`.
+fn kill_at_new(s: &mut Sandbox, pause: &Path, id: &str, point: &str) {
+    run_and_kill(
+        s,
+        pause,
+        &["restore", id, "--database", "fresh"],
+        point,
+        |_| {},
+    );
+}
+
 /// [`kill_at`], with `meanwhile` run while the agent is down.
 fn kill_at_then(
     s: &mut Sandbox,
@@ -38,12 +49,21 @@ fn kill_at_then(
     point: &str,
     meanwhile: impl FnOnce(&Sandbox),
 ) {
+    let args = ["restore", id, "--database", "dest", "--clean"];
+    run_and_kill(s, pause, &args, point, meanwhile);
+}
+
+fn run_and_kill(
+    s: &mut Sandbox,
+    pause: &Path,
+    args: &[&str],
+    point: &str,
+    meanwhile: impl FnOnce(&Sandbox),
+) {
     let arm = pause.join(format!("pause-{point}"));
     let paused = pause.join(format!("paused-{point}"));
     std::fs::write(&arm, b"").expect("arm the pause point");
-    let started = s
-        .admin
-        .json(&["restore", id, "--database", "dest", "--clean"]);
+    let started = s.admin.json(args);
     let job_id = find_str(&started, "job_id").expect("job_id");
     eventually(
         &format!("the restore to reach {point}"),
@@ -142,6 +162,20 @@ fn postgres_swap_survives_a_crash_at_every_step() {
         assert!(s.pg.database_exists("dest"), "dest is gone after {point}");
         let got = dump_sql(&s.pg, "dest");
         check_outcome(&s, point, want, &got, &old, &new, &s.pg.databases());
+    }
+
+    // Into a new database: before the rename it does not exist afterwards, after it it is
+    // complete.
+    for (point, want) in [("pg-swap-begin", None), ("restore-finishing", Some(()))] {
+        if s.pg.database_exists("fresh") {
+            s.pg.psql("postgres", "DROP DATABASE fresh");
+        }
+        kill_at_new(&mut s, &pause, &id, point);
+        match want {
+            None => assert!(!s.pg.database_exists("fresh"), "fresh exists after {point}"),
+            Some(()) => assert_same_dump(&new, &dump_sql(&s.pg, "fresh"), point, s.dir.path()),
+        }
+        check_outcome(&s, point, After::New, &new, &old, &new, &s.pg.databases());
     }
 
     // A crash the agent cannot resolve at start (here the database password changed while it
@@ -289,6 +323,26 @@ fn mariadb_swap_survives_a_crash_at_every_step() {
         assert!(my.database_exists("dest"), "dest is gone after {point}");
         let got = my.dump_sql("dest");
         check_outcome(&s, point, want, &got, &old, &new, &my.databases());
+    }
+
+    // Into a new database: before the rename it does not exist afterwards (the swap had
+    // created it empty), after it it is complete with its objects.
+    for (point, want) in [
+        ("mysql-swap-begin", None),
+        ("mysql-before-rename", None),
+        ("mysql-after-rename", Some(())),
+    ] {
+        let my = s.mariadb.as_ref().expect("mariadb");
+        if my.database_exists("fresh") {
+            my.sql("", "DROP DATABASE fresh;");
+        }
+        kill_at_new(&mut s, &pause, &id, point);
+        let my = s.mariadb.as_ref().expect("mariadb");
+        match want {
+            None => assert!(!my.database_exists("fresh"), "fresh exists after {point}"),
+            Some(()) => assert_same_dump(&new, &my.dump_sql("fresh"), point, s.dir.path()),
+        }
+        check_outcome(&s, point, After::New, &new, &old, &new, &my.databases());
     }
     s.shutdown();
 }

@@ -490,7 +490,9 @@ async fn swap_in(
     if !exists {
         journal.step(Step::Swapping, None).await?;
         test_pause("pg-swap-begin").await;
-        return pg::rename_database(admin, scratch, database).await;
+        pg::rename_database(admin, scratch, database).await?;
+        test_pause("restore-finishing").await;
+        return Ok(());
     }
     let open = pg::connection_count(admin, database).await?;
     if open > 0 {
