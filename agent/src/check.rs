@@ -53,6 +53,18 @@ pub async fn run(ctx: &JobCtx, spec: &pb::CheckSpec) -> Result<()> {
         Err(e) => report.error("connection", format!("{e:#}")),
     }
     repository(ctx, target).await;
+    for leftover in crate::swap_journal::unresolved(&ctx.config.state_dir, &target.name) {
+        report.error("interrupted restore", leftover);
+    }
+    if let Ok(names) = crate::swap_journal::leftover_databases(&ctx.config.state_dir, target).await
+    {
+        for n in names {
+            report.warn(
+                "interrupted restore",
+                crate::swap_journal::describe_unknown_leftover(&n),
+            );
+        }
+    }
     report.bail_on_errors("check failed")
 }
 

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod job;
 pub mod maintenance;
 pub mod manifest;
+pub mod outbox;
 pub mod pipeline;
 pub mod process;
 pub mod provider;
@@ -16,6 +17,7 @@ pub mod report;
 pub mod restore;
 pub mod runner;
 pub mod session;
+pub mod swap_journal;
 pub mod verify;
 
 use std::{sync::Arc, time::Duration};
@@ -42,6 +44,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // are cleaned in the background.
     let stats = repo::janitor::JanitorStats::new(&config);
     repo::janitor::startup(&config, &stats).await;
+    // Restores a crash interrupted are finished or undone before any job can start.
+    swap_journal::recover(&config).await;
+    let leftovers = tokio::spawn({
+        let config = config.clone();
+        async move { swap_journal::warn_about_leftovers(&config).await }
+    });
     // What backups are writing now: the periodic janitor leaves it alone.
     let writes = repo::ActiveWrites::default();
     let janitor_shutdown = CancellationToken::new();
@@ -52,7 +60,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         janitor_shutdown.clone(),
     ));
     let jobs_shutdown = CancellationToken::new();
-    let (runner, events) = runner::Runner::new(config.clone(), writes, jobs_shutdown.clone());
+    let (runner, events) = runner::Runner::new(config.clone(), writes, jobs_shutdown.clone())?;
     // The session outlives the jobs on shutdown, so their final results reach the coordinator.
     let session_shutdown = CancellationToken::new();
     let session = tokio::spawn(session::run_forever(
@@ -72,13 +80,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
     if !runner.unacked().is_empty() {
         tracing::warn!(
-            "stopping with unacknowledged job results; the coordinator will fail those jobs when this agent reconnects"
+            "stopping with unacknowledged job results; they are kept in the state directory and sent when the agent starts again"
         );
     }
     session_shutdown.cancel();
     janitor_shutdown.cancel();
     let _ = session.await;
     let _ = janitor.await;
+    leftovers.abort();
     tracing::info!("lifeboat-agent stopped");
     Ok(())
 }

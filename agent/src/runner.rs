@@ -1,6 +1,7 @@
 //! Runs the jobs the coordinator hands out: at most `max_concurrent_jobs` at once and one per
 //! target, each with its own cancellation token, keeping every result until the coordinator
-//! acknowledges it (results survive a dropped stream and are re-sent on reconnect).
+//! acknowledges it: in memory and in the on-disk [`Outbox`], so results survive a dropped
+//! stream and an agent restart and are re-sent after the next Hello.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
-use crate::{config::Config, job::JobCtx, repo::ActiveWrites};
+use crate::{config::Config, job::JobCtx, outbox::Outbox, repo::ActiveWrites};
 
 /// How often a running job reports progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,8 +30,48 @@ pub enum Event {
 }
 
 struct Running {
-    lock_key: String,
+    locks: Vec<Lock>,
     cancel: CancellationToken,
+}
+
+/// What a job holds while it runs. Two jobs conflict when they name the same key and either
+/// holds it exclusively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lock {
+    key: String,
+    exclusive: bool,
+}
+
+impl Lock {
+    fn exclusive(key: String) -> Self {
+        Self {
+            key,
+            exclusive: true,
+        }
+    }
+
+    fn shared(key: String) -> Self {
+        Self {
+            key,
+            exclusive: false,
+        }
+    }
+
+    fn conflicts(&self, other: &Self) -> bool {
+        self.key == other.key && (self.exclusive || other.exclusive)
+    }
+}
+
+/// The first running job whose locks conflict with `wanted`, and the contested key.
+fn conflict<'a>(
+    running: impl IntoIterator<Item = (&'a String, &'a [Lock])>,
+    wanted: &[Lock],
+) -> Option<(String, String)> {
+    running.into_iter().find_map(|(job, held)| {
+        held.iter()
+            .find(|h| wanted.iter().any(|w| w.conflicts(h)))
+            .map(|h| (job.clone(), h.key.clone()))
+    })
 }
 
 #[derive(Default)]
@@ -44,29 +85,38 @@ pub struct Runner {
     config: Arc<Config>,
     writes: ActiveWrites,
     state: Arc<Mutex<State>>,
+    outbox: Outbox,
     events: mpsc::UnboundedSender<Event>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl Runner {
+    /// A runner holding the results left unacknowledged by an earlier run of the agent (read
+    /// from the outbox in `state_dir`).
     pub fn new(
         config: Arc<Config>,
         writes: ActiveWrites,
         shutdown: CancellationToken,
-    ) -> (Self, mpsc::UnboundedReceiver<Event>) {
+    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Event>)> {
+        let (outbox, pending) = Outbox::open(&config.state_dir)?;
+        let state = State {
+            running: HashMap::new(),
+            unacked: pending.into_iter().map(|r| (r.job_id.clone(), r)).collect(),
+        };
         let (events, rx) = mpsc::unbounded_channel();
-        (
+        Ok((
             Self {
                 config,
                 writes,
-                state: Arc::default(),
+                state: Arc::new(Mutex::new(state)),
+                outbox,
                 events,
                 tracker: TaskTracker::new(),
                 shutdown,
             },
             rx,
-        )
+        ))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -91,6 +141,9 @@ impl Runner {
     pub fn ack(&self, job_id: &str) {
         if self.state().unacked.remove(job_id).is_some() {
             tracing::debug!(job_id, "result acknowledged");
+            let outbox = self.outbox.clone();
+            let job_id = job_id.to_owned();
+            drop(tokio::task::spawn_blocking(move || outbox.remove(&job_id)));
         }
     }
 
@@ -108,7 +161,7 @@ impl Runner {
             tracing::warn!("refused a job with an invalid id");
             return;
         }
-        let lock_key = match lock_key(&spec) {
+        let locks = match locks(&spec) {
             Ok(k) => k,
             Err(e) => return self.finish_now(&job_id, pb::JobState::Failed, e),
         };
@@ -135,20 +188,18 @@ impl Runner {
                     ),
                 );
             }
-            if let Some((other, _)) = s.running.iter().find(|(_, r)| r.lock_key == lock_key) {
-                let other = other.clone();
+            if let Some((other, key)) = conflict(
+                s.running.iter().map(|(id, r)| (id, r.locks.as_slice())),
+                &locks,
+            ) {
                 drop(s);
-                return self.finish_now(
-                    &job_id,
-                    pb::JobState::Failed,
-                    format!("{lock_key} is busy with job {other}; one job per target at a time"),
-                );
+                return self.finish_now(&job_id, pb::JobState::Failed, busy_message(&key, &other));
             }
             let cancel = self.shutdown.child_token();
             s.running.insert(
                 job_id.clone(),
                 Running {
-                    lock_key,
+                    locks,
                     cancel: cancel.clone(),
                 },
             );
@@ -163,11 +214,23 @@ impl Runner {
             async move {
                 let _ = runner.events.send(Event::Accepted(job_id.clone()));
                 let result = runner.run(&ctx, spec).await;
-                runner.state().running.remove(&job_id);
-                runner
-                    .state()
-                    .unacked
-                    .insert(job_id.clone(), result.clone());
+                // On disk before anyone hears of it: a restart from here on re-sends it.
+                let stored = {
+                    let (outbox, r) = (runner.outbox.clone(), result.clone());
+                    tokio::task::spawn_blocking(move || outbox.put(&r)).await
+                };
+                match stored {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        "failed to {e:#}; the result is kept in memory only and is lost if the agent restarts before the coordinator acknowledges it"
+                    ),
+                    Err(e) => tracing::warn!("failed to store the job result: {e}"),
+                }
+                {
+                    let mut s = runner.state();
+                    s.unacked.insert(job_id.clone(), result.clone());
+                    s.running.remove(&job_id);
+                }
                 let _ = runner.events.send(Event::Finished(Box::new(result)));
             }
             .instrument(span),
@@ -318,28 +381,61 @@ fn kind_name(kind: i32) -> &'static str {
     }
 }
 
-/// Jobs that may not run together share a key: backups and restores of one target; verifies of
-/// one backup.
-fn lock_key(spec: &pb::JobSpec) -> Result<String, String> {
+/// Why a job was refused because another holds what it needs.
+fn busy_message(key: &str, other: &str) -> String {
+    if key.starts_with("backup ") {
+        format!(
+            "{key} is in use by job {other} on this agent; run this job again once that one has finished"
+        )
+    } else {
+        format!("{key} is busy with job {other}; one job per target at a time")
+    }
+}
+
+/// Jobs that may not run together share a key: backups and restores of one target; a restore
+/// or verify reads its backup (shared), which a delete removes (exclusive); verifies of one
+/// backup one at a time.
+fn locks(spec: &pb::JobSpec) -> Result<Vec<Lock>, String> {
+    let backup = |b: Option<&pb::BackupRecord>, what: &str| {
+        b.map(|b| b.backup_id.clone())
+            .ok_or_else(|| format!("{what} job without a backup record"))
+    };
     match &spec.spec {
-        Some(pb::job_spec::Spec::Backup(b)) => Ok(format!("target {}", b.target)),
-        Some(pb::job_spec::Spec::Restore(r)) => Ok(format!("target {}", r.target)),
-        Some(pb::job_spec::Spec::Verify(v)) => v
-            .backup
-            .as_ref()
-            .map(|b| format!("backup {}", b.backup_id))
-            .ok_or_else(|| "verify job without a backup record".to_owned()),
-        // A delete waits for a verify of the same backup on this agent.
-        Some(pb::job_spec::Spec::Delete(d)) => d
-            .backup
-            .as_ref()
-            .map(|b| format!("backup {}", b.backup_id))
-            .ok_or_else(|| "delete job without a backup record".to_owned()),
+        Some(pb::job_spec::Spec::Backup(b)) => {
+            Ok(vec![Lock::exclusive(format!("target {}", b.target))])
+        }
+        // A restore reads its backup until the end: a delete of it on this agent must wait,
+        // even when the coordinator has given up on the restore (lease expired).
+        Some(pb::job_spec::Spec::Restore(r)) => {
+            let mut l = vec![Lock::exclusive(format!("target {}", r.target))];
+            if let Some(b) = &r.backup {
+                l.push(Lock::shared(format!("backup {}", b.backup_id)));
+            }
+            Ok(l)
+        }
+        Some(pb::job_spec::Spec::Verify(v)) => {
+            let id = backup(v.backup.as_ref(), "verify")?;
+            Ok(vec![
+                Lock::shared(format!("backup {id}")),
+                Lock::exclusive(format!("verify {id}")),
+            ])
+        }
+        Some(pb::job_spec::Spec::Delete(d)) => {
+            let id = backup(d.backup.as_ref(), "delete")?;
+            Ok(vec![Lock::exclusive(format!("backup {id}"))])
+        }
         // Listings and checks only read, and a pin marker touches one small object beside a
         // manifest: they run beside anything.
         Some(
             pb::job_spec::Spec::List(_) | pb::job_spec::Spec::Check(_) | pb::job_spec::Spec::Pin(_),
-        ) => Ok(format!("{} {}", kind_name(spec.kind), spec.job_id)),
+        ) => Ok(vec![Lock::exclusive(format!(
+            "{} {}",
+            kind_name(spec.kind),
+            spec.job_id
+        ))]),
         None => Err("job has no spec; upgrade lifeboat-agent to match the coordinator".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests;

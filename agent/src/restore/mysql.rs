@@ -27,6 +27,7 @@ use crate::{
     pipeline::{self, PipelineError},
     process::{join_with_child, stderr_tail, stdin_file},
     provider::Provider,
+    swap_journal::{Journal, Step, test_pause},
 };
 
 /// What the restore will do, decided by [`plan`].
@@ -413,24 +414,39 @@ async fn execute(
     }
 
     let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
-    my::create_database(
+    // Every step from here on is journaled, so a crash is finished or undone at the next start.
+    let mut journal = Journal::begin(
+        &ctx.config.state_dir,
+        &ctx.job_id,
+        target,
+        &scratch,
+        &database,
+    )
+    .await?;
+    if let Err(e) = my::create_database(
         admin,
         &scratch,
         &manifest.server.encoding,
         &manifest.server.collate,
     )
-    .await?;
+    .await
+    {
+        journal.finish().await;
+        return Err(e);
+    }
+    test_pause("restore-loading").await;
     let counts = match load.load_into(&scratch).await {
         Ok(c) => c,
         Err(e) => {
             drop_quietly(admin, &scratch).await;
+            journal.finish().await;
             return Err(e);
         }
     };
 
     ctx.set_phase("swapping");
     let old = scratch_name("lifeboat_old", &ctx.job_id);
-    let swapped = my::swap::swap_in(
+    let swapped = my::swap::swap_in_journaled(
         admin,
         &SwapPlan {
             scratch: &scratch,
@@ -439,18 +455,28 @@ async fn execute(
             character_set: &manifest.server.encoding,
             collation: &manifest.server.collate,
         },
+        &mut journal,
     )
     .await;
     if let Err(e) = swapped {
         // The scratch copy holds only restored data (the backup still has it); the replaced
         // database's tables, if any were moved, stay where the error says.
         drop_quietly(admin, &scratch).await;
+        journal.finish().await;
         return Err(e);
     }
+    if let Err(e) = journal
+        .step(Step::Finishing, plan.exists.then_some(old.as_str()))
+        .await
+    {
+        tracing::warn!("failed to {e:#}");
+    }
+    test_pause("restore-finishing").await;
     drop_quietly(admin, &scratch).await;
     if plan.exists {
         drop_quietly(admin, &old).await;
     }
+    journal.finish().await;
     let _ = sqlx::Connection::close(plan.admin).await;
     Ok(result(ctx, database, counts, loc))
 }

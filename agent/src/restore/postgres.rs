@@ -26,6 +26,7 @@ use crate::{
     pipeline,
     process::{join_with_child, stderr_tail, stdin_file},
     provider::{self, RestoreOptions},
+    swap_journal::{Journal, Step, test_pause},
 };
 
 mod preflight;
@@ -315,13 +316,27 @@ async fn execute(
     password: Option<&Secret<String>>,
 ) -> Result<pb::RestoreResult> {
     let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
-    pg::create_database(&mut plan.admin, &scratch, &p.manifest.server).await?;
+    // Every step from here on is journaled, so a crash is finished or undone at the next start.
+    let mut journal = Journal::begin(
+        &ctx.config.state_dir,
+        &ctx.job_id,
+        p.target,
+        &scratch,
+        &plan.database,
+    )
+    .await?;
+    if let Err(e) = pg::create_database(&mut plan.admin, &scratch, &p.manifest.server).await {
+        journal.finish().await;
+        return Err(e);
+    }
+    test_pause("restore-loading").await;
     let counts = match restore_into(ctx, p, &plan, password, &scratch).await {
         Ok(c) => c,
         Err(e) => {
             if let Err(drop_err) = pg::drop_database(&mut plan.admin, &scratch).await {
                 tracing::warn!("failed to drop scratch database {scratch}: {drop_err:#}");
             }
+            journal.finish().await;
             return Err(e);
         }
     };
@@ -333,7 +348,7 @@ async fn execute(
         &scratch,
         &database,
         plan.exists,
-        &ctx.job_id,
+        &mut journal,
     )
     .await
     {
@@ -344,8 +359,10 @@ async fn execute(
         {
             let _ = pg::drop_database(&mut plan.admin, &scratch).await;
         }
+        journal.finish().await;
         return Err(e);
     }
+    journal.finish().await;
     let _ = sqlx::Connection::close(plan.admin).await;
     let rows: i64 = counts.iter().map(|c| c.rows).sum();
     ctx.report.ok(
@@ -460,16 +477,22 @@ async fn restore_into(
 }
 
 /// Renames the scratch database into place; an existing database is renamed away first and
-/// dropped after, and put back if the second rename fails.
+/// dropped after, and put back if the second rename fails. Each rename is journaled first: a
+/// crash before the original is renamed away is rolled back at the next start, a crash after
+/// it is rolled forward (see [`crate::swap_journal`]).
 async fn swap_in(
     admin: &mut PgConnection,
     scratch: &str,
     database: &str,
     exists: bool,
-    job_id: &str,
+    journal: &mut Journal,
 ) -> Result<()> {
     if !exists {
-        return pg::rename_database(admin, scratch, database).await;
+        journal.step(Step::Swapping, None).await?;
+        test_pause("pg-swap-begin").await;
+        pg::rename_database(admin, scratch, database).await?;
+        test_pause("restore-finishing").await;
+        return Ok(());
     }
     let open = pg::connection_count(admin, database).await?;
     if open > 0 {
@@ -477,8 +500,11 @@ async fn swap_in(
             "database {database} has {open} open connection(s); stop the applications using it and run the restore again (the restored copy was discarded)"
         );
     }
-    let old = scratch_name("lifeboat_old", job_id);
+    let old = scratch_name("lifeboat_old", &journal.entry().job_id);
+    journal.step(Step::Swapping, Some(&old)).await?;
+    test_pause("pg-swap-begin").await;
     pg::rename_database(admin, database, &old).await?;
+    test_pause("pg-after-rename-old").await;
     if let Err(e) = pg::rename_database(admin, scratch, database).await {
         if let Err(back) = pg::rename_database(admin, &old, database).await {
             bail!(
@@ -487,6 +513,10 @@ async fn swap_in(
         }
         return Err(e);
     }
+    if let Err(e) = journal.step(Step::Finishing, Some(&old)).await {
+        tracing::warn!("failed to {e:#}");
+    }
+    test_pause("restore-finishing").await;
     if let Err(e) = pg::drop_database(admin, &old).await {
         tracing::warn!(
             "restored {database}, but could not drop the replaced copy {old}: {e:#}; drop it by hand"

@@ -10,8 +10,9 @@ use anyhow::{Context, Result, bail};
 use sqlx::{AssertSqlSafe, mysql::MySqlConnection};
 
 use super::{list_tables_and_sequences, quote_ident, quote_literal, text_at};
+use crate::swap_journal::{Entry, Journal, MysqlSwap, Step, test_pause};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ObjectKind {
     View,
     Trigger,
@@ -33,7 +34,7 @@ impl ObjectKind {
 }
 
 /// One object's definition and the session settings it was created with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectDef {
     pub kind: ObjectKind,
     pub name: String,
@@ -47,7 +48,7 @@ pub struct ObjectDef {
 
 /// The non-table objects of a database, in creation order: routines (views and triggers may
 /// call them), views, triggers (in their firing order), events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Objects {
     pub routines: Vec<ObjectDef>,
     pub views: Vec<ObjectDef>,
@@ -444,27 +445,64 @@ pub struct SwapPlan<'a> {
 /// Moves the scratch database's contents to `dest` (see the module docs). On success `scratch`
 /// holds nothing the caller needs (drop it), and `old` (if any) holds the replaced tables
 /// (drop it). On failure everything is back where it was, or the error says where it is.
+/// Before anything changes, the captured definitions of both sides go into `journal`, so a
+/// crash at any step can be finished or undone at the next start ([`recover`]).
+pub async fn swap_in_journaled(
+    conn: &mut MySqlConnection,
+    plan: &SwapPlan<'_>,
+    journal: &mut Journal,
+) -> Result<()> {
+    swap(conn, plan, Some(journal)).await
+}
+
+/// [`swap_in_journaled`] without a journal (a crash in the middle is not recovered).
 pub async fn swap_in(conn: &mut MySqlConnection, plan: &SwapPlan<'_>) -> Result<()> {
+    swap(conn, plan, None).await
+}
+
+async fn swap(
+    conn: &mut MySqlConnection,
+    plan: &SwapPlan<'_>,
+    journal: Option<&mut Journal>,
+) -> Result<()> {
     let new_objects = capture_objects(conn, plan.scratch).await?;
     let new_tables = list_tables_and_sequences(conn, plan.scratch).await?;
     let exists = super::database_exists(conn, plan.dest).await?;
     let (old_objects, old_tables) = match (plan.old, exists) {
-        (Some(old), true) => {
+        (Some(_), true) => {
             let o = capture_objects(conn, plan.dest).await?;
             let t = list_tables_and_sequences(conn, plan.dest).await?;
-            super::create_database(conn, old, "", "").await?;
             (o, t)
         }
         (None, true) => bail!(
             "database {} already exists; restore into a new database or replace it with --clean",
             plan.dest
         ),
-        (_, false) => {
-            super::create_database(conn, plan.dest, plan.character_set, plan.collation).await?;
-            (Objects::default(), Vec::new())
-        }
+        (_, false) => (Objects::default(), Vec::new()),
     };
     let old = if exists { plan.old.unwrap_or("") } else { "" };
+    if let Some(journal) = journal {
+        journal
+            .mysql_swap(
+                (!old.is_empty()).then_some(old),
+                MysqlSwap {
+                    new_objects: new_objects.clone(),
+                    old_objects: old_objects.clone(),
+                    new_tables: new_tables.clone(),
+                    old_tables: old_tables.clone(),
+                    dest_existed: exists,
+                    character_set: plan.character_set.to_owned(),
+                    collation: plan.collation.to_owned(),
+                },
+            )
+            .await?;
+    }
+    test_pause("mysql-swap-begin").await;
+    if exists {
+        super::create_database(conn, old, "", "").await?;
+    } else {
+        super::create_database(conn, plan.dest, plan.character_set, plan.collation).await?;
+    }
     // Triggers keep a table from changing database; views and routines cannot move at all.
     if let Err(e) = drop_objects(conn, plan.scratch).await {
         undo_created_databases(conn, plan.dest, exists, old).await;
@@ -477,6 +515,7 @@ pub async fn swap_in(conn: &mut MySqlConnection, plan: &SwapPlan<'_>) -> Result<
         drop_objects(conn, plan.dest)
             .await
             .with_context(|| format!("clear {} for the swap", plan.dest))?;
+        test_pause("mysql-before-rename").await;
         rename(
             conn,
             &[
@@ -492,6 +531,7 @@ pub async fn swap_in(conn: &mut MySqlConnection, plan: &SwapPlan<'_>) -> Result<
         undo_created_databases(conn, plan.dest, exists, old).await;
         return Err(e);
     }
+    test_pause("mysql-after-rename").await;
     let finished = async {
         if exists && !plan.character_set.is_empty() {
             alter_database_charset(conn, plan.dest, plan.character_set, plan.collation).await?;
@@ -560,6 +600,113 @@ async fn rollback_objects(
         ));
     }
     e.context("move the restored tables into place (nothing was changed)")
+}
+
+/// Finishes or undoes a swap interrupted by a crash, from its journal (see
+/// [`crate::swap_journal`]). `RENAME TABLE` is atomic, so where the restored tables are tells
+/// which side of it the crash was: before it, the destination gets its captured views,
+/// triggers, routines and events back; after it, the restored ones are created.
+pub async fn recover(conn: &mut MySqlConnection, e: &Entry) -> Result<String> {
+    let scratch_exists = super::database_exists(conn, &e.scratch).await?;
+    let old = e.old.as_deref().unwrap_or("");
+    let old_exists = !old.is_empty() && super::database_exists(conn, old).await?;
+    match e.step {
+        Step::Loading => {
+            if scratch_exists {
+                super::drop_database(conn, &e.scratch).await?;
+            }
+            return Ok(format!(
+                "it stopped while loading; dropped the scratch database {}, {} is as it was",
+                e.scratch, e.dest
+            ));
+        }
+        Step::Finishing => {
+            if scratch_exists {
+                super::drop_database(conn, &e.scratch).await?;
+            }
+            if old_exists {
+                super::drop_database(conn, old).await?;
+            }
+            return Ok(format!(
+                "the swap had completed; {} holds the restored data, the leftovers were dropped",
+                e.dest
+            ));
+        }
+        Step::Swapping => {}
+    }
+    let s = e
+        .mysql
+        .as_ref()
+        .context("the journal of a MySQL swap has no record of the objects")?;
+    let dest_exists = super::database_exists(conn, &e.dest).await?;
+    let scratch_tables = if scratch_exists {
+        list_tables_and_sequences(conn, &e.scratch).await?
+    } else {
+        Vec::new()
+    };
+    let renamed = match (s.new_tables.first(), s.old_tables.first()) {
+        (Some(t), _) => !scratch_tables.contains(t),
+        (None, Some(t)) => old_exists && list_tables_and_sequences(conn, old).await?.contains(t),
+        (None, None) => false,
+    };
+    if renamed {
+        if !dest_exists {
+            bail!(
+                "the restored tables are neither in {} nor in {}",
+                e.scratch,
+                e.dest
+            );
+        }
+        drop_objects(conn, &e.dest).await?;
+        if s.dest_existed && !s.character_set.is_empty() {
+            alter_database_charset(conn, &e.dest, &s.character_set, &s.collation).await?;
+        }
+        create_objects(conn, &e.dest, &s.new_objects)
+            .await
+            .context("create the restored views, triggers, routines and events")?;
+        if scratch_exists {
+            super::drop_database(conn, &e.scratch).await?;
+        }
+        if old_exists {
+            super::drop_database(conn, old).await?;
+        }
+        return Ok(format!(
+            "finished the swap: {} holds the restored data and objects{}",
+            e.dest,
+            if old_exists {
+                ", the replaced tables were dropped"
+            } else {
+                ""
+            }
+        ));
+    }
+    // Before the rename: the destination gets back exactly what it had.
+    if dest_exists {
+        drop_objects(conn, &e.dest).await?;
+        if s.dest_existed {
+            create_objects(conn, &e.dest, &s.old_objects)
+                .await
+                .context("re-create the original views, triggers, routines and events")?;
+        } else if list_tables_and_sequences(conn, &e.dest).await?.is_empty() {
+            super::drop_database(conn, &e.dest).await?;
+        }
+    }
+    if scratch_exists {
+        super::drop_database(conn, &e.scratch).await?;
+    }
+    if old_exists {
+        if !list_tables_and_sequences(conn, old).await?.is_empty() {
+            bail!(
+                "{old} still holds tables; move them back to {} by hand",
+                e.dest
+            );
+        }
+        super::drop_database(conn, old).await?;
+    }
+    Ok(format!(
+        "it stopped before the tables were swapped; {} is as it was, the restored copy was dropped",
+        e.dest
+    ))
 }
 
 async fn alter_database_charset(
