@@ -66,6 +66,7 @@ pub(super) async fn check(ctx: &JobCtx, target: &TargetConfig, password: Option<
         ),
     }
     let readable = privileges(ctx, &mut conn).await;
+    owners(ctx, &mut conn).await;
     size_finding(ctx, facts.size_bytes);
     let _ = sqlx::Connection::close(conn).await;
     if dump_ok && readable {
@@ -160,6 +161,54 @@ async fn privileges(ctx: &JobCtx, conn: &mut PgConnection) -> bool {
         );
     }
     readable
+}
+
+/// What the default restore (owners kept) into a new database on this server will decide about
+/// roles: the same verdict the restore pre-flight reaches, so a refusal is known before the
+/// night it is needed. Backups work either way, hence warnings.
+async fn owners(ctx: &JobCtx, conn: &mut PgConnection) {
+    let report = &ctx.report;
+    let objects = match pg::objects::dump_objects(conn).await {
+        Ok(o) => o,
+        Err(e) => {
+            return report.warn(
+                "owners",
+                format!("cannot list the roles objects belong to: {e:#}"),
+            );
+        }
+    };
+    match pg::objects::owner_verdict(conn, &objects.roles).await {
+        Ok(pg::objects::OwnerVerdict::Fine) => report.ok(
+            "owners",
+            format!(
+                "a restore into this server keeps owners and privileges; the {} role(s) they name exist and may be given objects",
+                objects.roles.len()
+            ),
+        ),
+        Ok(pg::objects::OwnerVerdict::NotMember(cannot)) => report.warn(
+            "owners",
+            format!(
+                "restores into this server as {user} will be refused with owners kept: {user} may not give objects to role(s) {} (needs superuser or membership); GRANT those roles to {user}, or restore with --owners drop",
+                cannot.join(", "),
+                user = current_user(conn).await,
+            ),
+        ),
+        Ok(pg::objects::OwnerVerdict::Missing(missing)) => report.warn(
+            "owners",
+            format!(
+                "restores into this server will be refused with owners kept: role(s) {} are named by the database's objects but do not exist",
+                missing.join(", ")
+            ),
+        ),
+        Err(e) => report.warn("owners", format!("cannot check roles: {e:#}")),
+    }
+}
+
+async fn current_user(conn: &mut PgConnection) -> String {
+    sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or_else(|_| "the target's user".to_owned())
 }
 
 /// `pg_dump --schema-only` to nowhere: the dump tool runs against this server with these

@@ -88,9 +88,24 @@ pub async fn dump_objects(conn: &mut PgConnection) -> Result<DumpObjects> {
     })
 }
 
+/// Whether `role` is one of the server's built-in roles (`pg_database_owner`,
+/// `pg_read_all_data`, ...). The `pg_` prefix is reserved: no user can create such a role.
+/// pg_dump never gives objects to them with `ALTER … OWNER` (the `public` schema's owner
+/// `pg_database_owner` is the default it leaves out), only GRANTs, which the object's owner
+/// may make without being a member.
+pub fn is_builtin_role(role: &str) -> bool {
+    role.starts_with("pg_")
+}
+
 /// Of `roles`, those the connected user cannot give objects to (`ALTER … OWNER TO` needs
-/// superuser or membership in the new owner), sorted; empty for a superuser.
+/// superuser or membership in the new owner), sorted; empty for a superuser. Built-in
+/// `pg_*` roles are never listed (see [`is_builtin_role`]).
 pub async fn not_member_of(conn: &mut PgConnection, roles: &[String]) -> Result<Vec<String>> {
+    let roles: Vec<&str> = roles
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !is_builtin_role(r))
+        .collect();
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT r FROM unnest($1::text[]) AS r
           WHERE NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
@@ -129,6 +144,35 @@ pub async fn available_extensions(conn: &mut PgConnection) -> Result<HashMap<Str
         .map_err(Into::into)
 }
 
+/// What a restore with owners kept needs of the destination's roles.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OwnerVerdict {
+    /// Every role exists and the restoring user may give objects to each.
+    Fine,
+    /// These roles do not exist on the destination.
+    Missing(Vec<String>),
+    /// These roles exist, but the restoring user is neither superuser nor a member.
+    NotMember(Vec<String>),
+}
+
+/// The restore pre-flight's owner check, shared with `targets check` so that the check predicts
+/// what a restore will refuse. `conn` is connected as the restoring user.
+pub async fn owner_verdict(conn: &mut PgConnection, wanted: &[String]) -> Result<OwnerVerdict> {
+    let have = roles(conn).await?;
+    let missing = missing(wanted, &have);
+    if !missing.is_empty() {
+        return Ok(OwnerVerdict::Missing(
+            missing.into_iter().map(str::to_owned).collect(),
+        ));
+    }
+    let cannot = not_member_of(conn, wanted).await?;
+    if cannot.is_empty() {
+        Ok(OwnerVerdict::Fine)
+    } else {
+        Ok(OwnerVerdict::NotMember(cannot))
+    }
+}
+
 /// The roles of `wanted` the server lacks, sorted.
 pub fn missing<'a>(wanted: &'a [String], have: &HashSet<String>) -> Vec<&'a str> {
     wanted
@@ -143,6 +187,16 @@ pub fn missing<'a>(wanted: &'a [String], have: &HashSet<String>) -> Vec<&'a str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_roles_are_the_reserved_pg_prefix() {
+        for r in ["pg_database_owner", "pg_read_all_data", "pg_monitor"] {
+            assert!(is_builtin_role(r), "{r}");
+        }
+        for r in ["postgres", "app_owner", "PG_x", "xpg_"] {
+            assert!(!is_builtin_role(r), "{r}");
+        }
+    }
 
     #[test]
     fn missing_roles_are_listed_once_in_order() {

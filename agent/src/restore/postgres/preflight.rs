@@ -131,40 +131,30 @@ pub(super) async fn owners(ctx: &JobCtx, admin: &mut PgConnection, p: &Prepared<
         );
         return;
     };
-    match objects::roles(admin).await {
-        Ok(have) => {
-            let missing = objects::missing(&objs.roles, &have);
-            if missing.is_empty() {
-                match objects::not_member_of(admin, &objs.roles).await {
-                    Ok(cannot) if cannot.is_empty() => report.ok(
-                        "owners",
-                        format!(
-                            "owners and privileges are restored; the {} role(s) they name exist",
-                            objs.roles.len()
-                        ),
-                    ),
-                    Ok(cannot) => report.error(
-                        "owners",
-                        format!(
-                            "the restoring user {} may not give objects to role(s) {} (ALTER … OWNER needs superuser or membership in the role); restore as a superuser, GRANT those roles to {}, or restore with --owners drop",
-                            p.target.url.username(),
-                            cannot.join(", "),
-                            p.target.url.username()
-                        ),
-                    ),
-                    Err(e) => report.warn("owners", format!("{e:#}")),
-                }
-            } else {
-                report.error(
-                    "owners",
-                    format!(
-                        "role(s) {} own objects in the backup or hold privileges on them but do not exist on the destination server; create them first, or restore with --owners drop",
-                        missing.join(", ")
-                    ),
-                );
-            }
-        }
-        Err(e) => report.warn("owners", format!("cannot list the server's roles: {e:#}")),
+    let user = p.target.url.username();
+    match objects::owner_verdict(admin, &objs.roles).await {
+        Ok(objects::OwnerVerdict::Fine) => report.ok(
+            "owners",
+            format!(
+                "owners and privileges are restored; the {} role(s) they name exist",
+                objs.roles.len()
+            ),
+        ),
+        Ok(objects::OwnerVerdict::NotMember(cannot)) => report.error(
+            "owners",
+            format!(
+                "the restoring user {user} may not give objects to role(s) {} (ALTER … OWNER needs superuser or membership in the role); restore as a superuser, GRANT those roles to {user}, or restore with --owners drop",
+                cannot.join(", "),
+            ),
+        ),
+        Ok(objects::OwnerVerdict::Missing(missing)) => report.error(
+            "owners",
+            format!(
+                "role(s) {} own objects in the backup or hold privileges on them but do not exist on the destination server; create them first, or restore with --owners drop",
+                missing.join(", ")
+            ),
+        ),
+        Err(e) => report.warn("owners", format!("cannot check the server's roles: {e:#}")),
     }
 }
 
