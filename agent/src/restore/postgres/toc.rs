@@ -33,10 +33,7 @@ pub(super) async fn read_toc(ctx: &JobCtx, p: &Prepared<'_>, pg_restore: &Path) 
     let mut stdout = tokio::fs::File::from_std(stdout_file(
         child.stdout.take().context("pg_restore stdout")?,
     )?);
-    let listing = tokio::spawn(async move {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).await.map(|_| s)
-    });
+    let listing = tokio::spawn(async move { read_bounded(&mut stdout, MAX_TOC_BYTES).await });
     let stdin = stdin_file(child.stdin.take().context("pg_restore stdin")?)?;
     let expected = loc.expected.clone();
     let cancel = ctx.cancel.clone();
@@ -44,9 +41,21 @@ pub(super) async fn read_toc(ctx: &JobCtx, p: &Prepared<'_>, pg_restore: &Path) 
         let counters = std::sync::Arc::new(Counters::default());
         pipeline::decompress(file, stdin, pg::PGDMP_MAGIC, &expected, &counters, &cancel).map(drop)
     });
+    // The listing first: it ends at pg_restore's end of output, or at the bound, in which case
+    // pg_restore is stopped rather than left blocked on a full pipe.
+    let listing = listing.await.context("listing task panicked")?;
+    if listing.is_err() {
+        let _ = child.kill().await;
+    }
     let status = child.wait().await.context("wait for pg_restore --list")?;
     let result = pipeline.await.context("pipeline task panicked")?;
     let stderr = stderr.await.unwrap_or_default();
+    let listing = listing.with_context(|| {
+        format!(
+            "the archive's table of contents (pg_restore --list) is larger than {} MiB, far more than any real database's; the archive is not what lifeboat wrote — restore another backup, or restore without leaving schemas out",
+            MAX_TOC_BYTES >> 20
+        )
+    })?;
     if !status.success() {
         bail!(
             "pg_restore --list failed ({}): {stderr}",
@@ -58,10 +67,29 @@ pub(super) async fn read_toc(ctx: &JobCtx, p: &Prepared<'_>, pg_restore: &Path) 
         Ok(()) | Err(PipelineError::Output(_)) => {}
         Err(e) => return Err(e).with_context(|| format!("read {}", loc.data_key)),
     }
-    listing
+    Ok(listing)
+}
+
+/// The most `pg_restore --list` output read into memory: ~100 bytes per entry, so room for
+/// millions of tables, functions and grants.
+const MAX_TOC_BYTES: u64 = 256 << 20;
+
+/// Reads `reader` to its end as text, refusing more than `limit` bytes (without reading
+/// past `limit + 1`).
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: u64,
+) -> Result<String> {
+    let mut buf = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut buf)
         .await
-        .context("listing task panicked")?
-        .context("read pg_restore --list output")
+        .context("read pg_restore --list output")?;
+    if buf.len() as u64 > limit {
+        bail!("more than {limit} bytes of output");
+    }
+    String::from_utf8(buf).context("pg_restore --list printed text that is not UTF-8")
 }
 
 /// Removes from a `pg_restore --list` listing the entries that create the left-out schemas
@@ -114,6 +142,29 @@ pub(super) fn write_private(dir: &Path, bytes: &[u8]) -> Result<tempfile::TempPa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_endless_listing_is_cut_at_the_bound() {
+        // A real process that never stops writing, as a hostile archive could make pg_restore.
+        let mut child = tokio::process::Command::new("yes")
+            .arg("1; 2615 2200 SCHEMA - public postgres")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run yes");
+        let mut out = child.stdout.take().expect("stdout");
+        let err = read_bounded(&mut out, 1 << 20).await.expect_err("bounded");
+        assert!(
+            err.to_string().contains("more than 1048576 bytes"),
+            "{err:#}"
+        );
+        let _ = child.kill().await;
+        let mut small: &[u8] = b"; Archive created at ...\n1; 2615 2200 SCHEMA - public postgres\n";
+        let text = read_bounded(&mut small, 1 << 20)
+            .await
+            .expect("small listing");
+        assert!(text.contains("SCHEMA - public"));
+    }
 
     #[test]
     fn left_out_schemas_and_extensions_leave_the_listing() {
