@@ -82,6 +82,8 @@ struct FileTarget {
     maintenance_database: Option<String>,
     #[serde(default)]
     allow_clean_restore: bool,
+    #[serde(default)]
+    replaceable_databases: Option<Vec<String>>,
 }
 
 fn default_level() -> i32 {
@@ -158,6 +160,8 @@ pub struct TargetConfig {
     /// Whether restores may replace an existing database on this target (`--clean`). Off by
     /// default: the agent's own last line of defence, whatever the coordinator asks.
     pub allow_clean_restore: bool,
+    /// The databases a `--clean` restore may replace (default: the target's own database).
+    pub replaceable_databases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,6 +438,22 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         let maintenance_database = t.maintenance_database.unwrap_or_else(|| "postgres".into());
         validate_database(&maintenance_database)
             .map_err(|x| e(&key("maintenance_database"), x.to_string()))?;
+        let replaceable_databases = match t.replaceable_databases {
+            None => vec![database.clone()],
+            Some(_) if !t.allow_clean_restore => {
+                return Err(e(
+                    &key("replaceable_databases"),
+                    "has no effect without allow_clean_restore = true; set both to permit --clean restores, or remove it".into(),
+                ));
+            }
+            Some(list) => {
+                for db in &list {
+                    validate_database(db)
+                        .map_err(|x| e(&key("replaceable_databases"), x.to_string()))?;
+                }
+                list
+            }
+        };
         let tc = TargetConfig {
             name: t.name.clone(),
             engine,
@@ -451,6 +471,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             mysql,
             maintenance_database,
             allow_clean_restore: t.allow_clean_restore,
+            replaceable_databases,
         };
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(

@@ -399,12 +399,22 @@ pub(crate) fn destination_name(
     } else {
         spec.database.clone()
     };
-    ctx.report
-        .check(
+    ctx.report.check(
+        "destination",
+        lifeboat_common::names::validate_database(&database).map_err(Into::into),
+    )?;
+    if spec.clean && !p.target.replaceable_databases.contains(&database) {
+        ctx.report.error(
             "destination",
-            lifeboat_common::names::validate_database(&database).map_err(Into::into),
-        )
-        .map(|()| database)
+            format!(
+                "target {} may replace only database(s) {} with --clean, not {database}; add {database:?} to replaceable_databases in its [[target]] in the agent's config to permit it",
+                p.target.name,
+                p.target.replaceable_databases.join(", ")
+            ),
+        );
+        return None;
+    }
+    Some(database)
 }
 
 /// `orders_20261127t233000z_7f3a9c`, within PostgreSQL's 63-byte limit.
@@ -485,6 +495,7 @@ mod tests {
             mysql_bin_dir: None,
             maintenance_database: "postgres".into(),
             allow_clean_restore: false,
+            replaceable_databases: vec!["app".into()],
         }
     }
 

@@ -136,7 +136,10 @@ fn postgres_swap_survives_a_crash_at_every_step() {
     let mut s = Sandbox::builder("crash-swap-pg")
         .dir(dir)
         .agent_env("LIFEBOAT_TEST_PAUSE_DIR", &pause.display().to_string())
-        .target(SandboxTarget::new("app").extra("allow_clean_restore = true"))
+        .target(
+            SandboxTarget::new("app")
+                .extra("allow_clean_restore = true\nreplaceable_databases = [\"dest\"]"),
+        )
         .build();
     load_bulk(&s.pg, "app", "rows", 2_000);
     let id = find_str(&s.backup_ok("app"), "backup_id").expect("backup_id");
@@ -273,7 +276,10 @@ fn mariadb_swap_survives_a_crash_at_every_step() {
     let mut s = Sandbox::builder("crash-swap-my")
         .dir(dir)
         .agent_env("LIFEBOAT_TEST_PAUSE_DIR", &pause.display().to_string())
-        .mariadb_target(SandboxTarget::new("shop").extra("allow_clean_restore = true"))
+        .mariadb_target(
+            SandboxTarget::new("shop")
+                .extra("allow_clean_restore = true\nreplaceable_databases = [\"dest\"]"),
+        )
         .build();
     let my = s.mariadb.as_ref().expect("mariadb");
     my.sql(

@@ -10,8 +10,12 @@ use lifeboat_e2e::{Sandbox, SandboxTarget, assert_same_data};
 #[test]
 fn restore_over_existing_database_needs_clean_and_admin() {
     let s = Sandbox::builder("d18")
-        .target(SandboxTarget::new("app").extra("allow_clean_restore = true"))
+        .target(
+            SandboxTarget::new("app")
+                .extra("allow_clean_restore = true\nreplaceable_databases = [\"existing\"]"),
+        )
         .target(SandboxTarget::new("locked"))
+        .target(SandboxTarget::new("narrow").extra("allow_clean_restore = true"))
         .operator("ops", "operator")
         .build();
     load_awkward(&s.pg, "app");
@@ -98,6 +102,22 @@ fn restore_over_existing_database_needs_clean_and_admin() {
         &original,
         &dump_sql(&s.pg, "existing"),
         "d18 locked target",
+        s.dir.path(),
+    );
+
+    // --clean onto a target that allows replacing only its own database: refused by the
+    // agent for any other database, naming the setting; nothing changed.
+    let narrow = s.target("narrow");
+    let out = s.restore(&id, "existing", &["--clean", "--to", &narrow]);
+    assert_ne!(out.code, 0, "--clean replaced a database not listed: {out}");
+    assert!(
+        out.text_lower().contains("replaceable_databases"),
+        "the refusal must name the agent setting: {out}"
+    );
+    assert_same_dump(
+        &original,
+        &dump_sql(&s.pg, "existing"),
+        "d18 narrow target",
         s.dir.path(),
     );
 

@@ -79,7 +79,7 @@ fn interrupted_mariadb_restores_leave_nothing_half_done() {
         .mariadb_target(
             SandboxTarget::new("shop")
                 .pg_bin_dir(&bin)
-                .extra("allow_clean_restore = true"),
+                .extra("allow_clean_restore = true\nreplaceable_databases = [\"shop_copy\"]"),
         )
         .build();
     let my = s.mariadb.as_ref().expect("mariadb");

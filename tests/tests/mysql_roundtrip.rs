@@ -34,7 +34,10 @@ CREATE EVENT e1 ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DO DELETE F
 #[test]
 fn mariadb_database_survives_backup_and_restore_unchanged() {
     let s = Sandbox::builder("mysql_d20")
-        .mariadb_target(SandboxTarget::new("shop").extra("allow_clean_restore = true"))
+        .mariadb_target(
+            SandboxTarget::new("shop")
+                .extra("allow_clean_restore = true\nreplaceable_databases = [\"shop_copy\"]"),
+        )
         .mariadb_target(SandboxTarget::new("shop_strict").database("shop"))
         .target(SandboxTarget::new("orders"))
         .build();

@@ -72,9 +72,35 @@ fn valid_config() {
     assert_eq!(t.compression_level, 3);
     assert_eq!(t.row_counts, RowCounts::Exact);
     assert!(!t.allow_clean_restore, "replacing databases must be opt-in");
+    assert_eq!(t.replaceable_databases, ["orders"], "only its own database");
     assert_eq!(c.max_concurrent_jobs, 2);
     assert_eq!(c.state_dir, f.dir.path().join("state"));
     assert_eq!(t.password().expect("pw").expect("some").expose(), "secret");
+}
+
+#[test]
+fn replaceable_databases_need_clean_restores_allowed() {
+    let f = Fixture::new();
+    let c = f
+        .parse(
+            "",
+            "allow_clean_restore = true\nreplaceable_databases = [\"orders\", \"orders_staging\"]",
+        )
+        .expect("valid");
+    assert_eq!(
+        c.targets["orders"].replaceable_databases,
+        ["orders", "orders_staging"]
+    );
+    refused(
+        "",
+        "replaceable_databases = [\"orders\"]",
+        "has no effect without allow_clean_restore",
+    );
+    refused(
+        "",
+        "allow_clean_restore = true\nreplaceable_databases = [\"bad;name\"]",
+        "replaceable_databases",
+    );
 }
 
 fn refused(extra_top: &str, target: &str, needle: &str) {
