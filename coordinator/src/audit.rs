@@ -2,7 +2,144 @@
 //! on what (target, backup or job), and how it ended. Each action is logged once with
 //! `target: "audit"` and stored in the catalog, so it can be listed later.
 
-use crate::{catalog::Catalog, config::Role, error::Error, wire::bounded_text};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{catalog::Catalog, config::Role, error::Error, hub::Hub, wire::bounded_text};
+
+/// Text from a request or an error, made safe to store, log and print: control characters
+/// (newlines, carriage returns, terminal escapes, C1 codes) become visible escapes such as
+/// `\n` and `\u{1b}`, so a crafted name cannot forge log lines or recolour a terminal.
+pub fn clean_text(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Refused-call records waiting to be stored; a flood beyond this is counted, not queued.
+const DENIED_QUEUE: usize = 1024;
+
+/// The bounded queue refused calls are audited through: a refusal never waits for the catalog
+/// and never spawns a task, and identical refusals that queue up while a write is in progress
+/// are stored as one row with a count.
+#[derive(Debug)]
+pub struct DeniedQueue {
+    tx: mpsc::Sender<AuditEntry>,
+    rx: Mutex<Option<mpsc::Receiver<AuditEntry>>>,
+    dropped: AtomicU64,
+}
+
+impl Default for DeniedQueue {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(DENIED_QUEUE);
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl DeniedQueue {
+    /// Queues a refused call's record; when the queue is full it is counted instead.
+    pub fn push(&self, entry: AuditEntry, metrics: &crate::metrics::Metrics) {
+        if self.tx.try_send(entry).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics.audit_dropped(1);
+        }
+    }
+}
+
+/// Stores queued refusals until `cancel`, then what is left.
+pub async fn run_denied(hub: Arc<Hub>, cancel: CancellationToken) {
+    let rx = hub.denied.rx.lock().ok().and_then(|mut r| r.take());
+    let Some(mut rx) = rx else { return };
+    loop {
+        let first = tokio::select! {
+            () = cancel.cancelled() => None,
+            e = rx.recv() => e,
+        };
+        let Some(first) = first else { break };
+        // What arrived while the previous batch was being written is this batch: under a
+        // flood, identical refusals collapse into one row per write.
+        let mut batch = vec![first];
+        while let Ok(e) = rx.try_recv() {
+            batch.push(e);
+        }
+        store_batch(&hub, batch).await;
+    }
+    let mut rest = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        rest.push(e);
+    }
+    if !rest.is_empty() {
+        store_batch(&hub, rest).await;
+    }
+}
+
+async fn store_batch(hub: &Hub, batch: Vec<AuditEntry>) {
+    for entry in coalesce(batch) {
+        record(&hub.catalog, entry).await;
+    }
+    let dropped = hub.denied.dropped.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        tracing::warn!(
+            target: "audit",
+            dropped,
+            "refused calls arrived faster than they could be audited; {dropped} were counted (lifeboat_audit_dropped_total) but not recorded one by one"
+        );
+    }
+}
+
+/// Identical refusals (same caller, action, object and reason) become one entry, at the first
+/// one's time, whose reason says how many there were; order is kept.
+fn coalesce(batch: Vec<AuditEntry>) -> Vec<AuditEntry> {
+    let mut out: Vec<(AuditEntry, u64)> = Vec::new();
+    let mut index: HashMap<(String, String, String, String), usize> = HashMap::new();
+    for e in batch {
+        let key = (
+            e.actor.clone(),
+            e.action.clone(),
+            e.object.clone(),
+            e.reason.clone(),
+        );
+        match index.get(&key) {
+            Some(&i) => out[i].1 += 1,
+            None => {
+                index.insert(key, out.len());
+                out.push((e, 1));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(mut e, n)| {
+            if n > 1 {
+                e.reason = format!("{} ({n} identical refusals)", e.reason);
+            }
+            e
+        })
+        .collect()
+}
 
 /// How an operator action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,8 +223,10 @@ impl Default for AuditFilter {
 /// Logs an operator action (`target: "audit"`) and stores it in the catalog. A catalog
 /// failure is logged and does not fail the action: the log line remains the record.
 pub async fn record(catalog: &Catalog, mut entry: AuditEntry) {
-    entry.reason = bounded_text(entry.reason);
-    entry.object = bounded_text(entry.object);
+    entry.actor = clean_text(&entry.actor);
+    entry.action = clean_text(&entry.action);
+    entry.reason = bounded_text(clean_text(&entry.reason));
+    entry.object = bounded_text(clean_text(&entry.object));
     match entry.outcome {
         AuditOutcome::Ok => tracing::info!(
             target: "audit",
@@ -148,28 +287,22 @@ pub async fn record_result<T>(
     .await;
 }
 
-/// Records a request refused by authorization; `identity` is the certificate's
-/// (`operator/NAME`, `agent/NAME`).
-pub async fn record_denied(
-    catalog: &Catalog,
-    identity: &str,
-    action: &str,
-    object: &str,
-    reason: &Error,
-) {
-    record(
-        catalog,
+/// Queues the record of a request refused by authorization; `identity` is the certificate's
+/// (`operator/NAME`, `agent/NAME`). Never waits.
+pub fn record_denied(hub: &Hub, identity: &str, action: &str, object: &str, reason: &Error) {
+    hub.denied.push(
         AuditEntry {
             at_ms: lifeboat_proto::now_ms(),
             actor: identity.to_owned(),
             role: String::new(),
             action: action.to_owned(),
-            object: object.to_owned(),
+            // Bounded before it is queued: the queue holds at most DENIED_QUEUE of these.
+            object: bounded_text(object.to_owned()),
             outcome: AuditOutcome::Denied,
             reason: reason.public_message(),
         },
-    )
-    .await;
+        &hub.metrics,
+    );
 }
 
 #[cfg(test)]
@@ -200,12 +333,17 @@ mod tests {
             &Err(Error::NotFound("job j1 does not exist".into())),
         )
         .await;
-        record_denied(
+        crate::audit::record(
             &catalog,
-            "operator/vera",
-            "restore",
-            "b1 -> prod/orders",
-            &Error::PermissionDenied("viewer may not restore".into()),
+            AuditEntry {
+                at_ms: lifeboat_proto::now_ms(),
+                actor: "operator/vera".into(),
+                role: String::new(),
+                action: "restore".into(),
+                object: "b1 -> prod/orders".into(),
+                outcome: AuditOutcome::Denied,
+                reason: "viewer may not restore".into(),
+            },
         )
         .await;
         let all = catalog
@@ -243,5 +381,79 @@ mod tests {
         );
         assert_eq!(all[2].entry.role, "admin");
         assert_eq!(all[2].entry.object, "prod/orders");
+    }
+
+    #[test]
+    fn control_characters_become_visible() {
+        assert_eq!(clean_text("prod/orders"), "prod/orders");
+        assert_eq!(
+            clean_text("a\nINFO forged\r\x1b[31mred\u{9b}x\t"),
+            "a\\nINFO forged\\r\\u{1b}[31mred\\u{9b}x\\t"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_refusals_is_bounded_coalesced_and_cleaned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n\
+             [catalog]\nurl = \"sqlite://{}\"\n",
+            dir.path().join("c.db").display()
+        );
+        let config = crate::config::parse(&dir.path().join("c.toml"), &text).expect("config");
+        let catalog = Catalog::open_sqlite(&dir.path().join("c.db"))
+            .await
+            .expect("catalog");
+        let metrics = crate::metrics::Metrics::new().expect("metrics");
+        let hub = Arc::new(Hub::new(Arc::new(config), catalog, metrics));
+        let denied = Error::PermissionDenied("agents may not call Control".into());
+        // 5,000 refusals at once, without the writer running: the queue keeps 1,024.
+        for _ in 0..5_000 {
+            record_denied(
+                &hub,
+                "agent/rogue",
+                "start_backup",
+                "prod/x\n\x1b[2J",
+                &denied,
+            );
+        }
+        record_denied(&hub, "operator/vera", "restore", "b1", &denied);
+        let cancel = CancellationToken::new();
+        let writer = tokio::spawn(run_denied(hub.clone(), cancel.clone()));
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            rows = hub
+                .catalog
+                .list_audit(&AuditFilter::default())
+                .await
+                .expect("list");
+            if !rows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cancel.cancel();
+        writer.await.expect("writer");
+        let rows = if rows.len() < 2 {
+            hub.catalog
+                .list_audit(&AuditFilter::default())
+                .await
+                .expect("list")
+        } else {
+            rows
+        };
+        assert_eq!(rows.len(), 1, "identical refusals become one row: {rows:?}");
+        let e = &rows[0].entry;
+        assert_eq!(e.actor, "agent/rogue");
+        assert_eq!(e.object, "prod/x\\n\\u{1b}[2J");
+        assert!(
+            e.reason.contains("(1024 identical refusals)"),
+            "{}",
+            e.reason
+        );
+        // The refusal that did not fit is counted, not queued.
+        let text = hub.metrics.render().expect("render");
+        assert!(text.contains("lifeboat_audit_dropped_total 3977"), "{text}");
     }
 }

@@ -58,6 +58,11 @@ pub struct JobsConfig {
     pub heartbeat_interval: Duration,
     /// A queued job whose agent stays offline this long fails.
     pub queue_timeout: Duration,
+    /// Finished jobs and scheduler decisions older than this are removed (never a backup's
+    /// job, nor a target's latest job of each kind and outcome).
+    pub keep_finished: Duration,
+    /// Audit records older than this are removed.
+    pub audit_keep: Duration,
 }
 
 impl Default for JobsConfig {
@@ -66,6 +71,8 @@ impl Default for JobsConfig {
             agent_lease: Duration::from_secs(DEFAULT_LEASE_SECS),
             heartbeat_interval: Duration::from_secs(DEFAULT_HEARTBEAT_SECS),
             queue_timeout: Duration::from_secs(DEFAULT_QUEUE_TIMEOUT_SECS),
+            keep_finished: Duration::from_secs(DEFAULT_KEEP_FINISHED_DAYS * DAY_SECS),
+            audit_keep: Duration::from_secs(DEFAULT_AUDIT_KEEP_DAYS * DAY_SECS),
         }
     }
 }
@@ -171,6 +178,8 @@ struct FileJobs {
     agent_lease_secs: Option<Spanned<u64>>,
     heartbeat_interval_secs: Option<Spanned<u64>>,
     queue_timeout_secs: Option<Spanned<u64>>,
+    keep_finished_days: Option<Spanned<u64>>,
+    audit_keep_days: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +189,30 @@ struct FileOperator {
     role: Role,
     /// The environments the role applies to; absent means all.
     environments: Option<Spanned<Vec<String>>>,
+}
+
+const DAY_SECS: u64 = 86_400;
+const DEFAULT_KEEP_FINISHED_DAYS: u64 = 90;
+const DEFAULT_AUDIT_KEEP_DAYS: u64 = 400;
+/// A century: more is a typo.
+const MAX_KEEP_DAYS: u64 = 36_500;
+
+/// A history retention in days: at least 1, at most [`MAX_KEEP_DAYS`].
+fn days(
+    at: &At<'_>,
+    key: &str,
+    value: &Option<Spanned<u64>>,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(Duration::from_secs(default * DAY_SECS)),
+        Some(v) if *v.get_ref() == 0 || *v.get_ref() > MAX_KEEP_DAYS => Err(at.err(
+            key,
+            v,
+            format!("must be between 1 and {MAX_KEEP_DAYS} days"),
+        )),
+        Some(v) => Ok(Duration::from_secs(*v.get_ref() * DAY_SECS)),
+    }
 }
 
 /// Reads, parses and validates a config file, and checks the files it names.
@@ -279,6 +312,18 @@ impl FileConfig {
                 "jobs.queue_timeout_secs",
                 &self.jobs.queue_timeout_secs,
                 DEFAULT_QUEUE_TIMEOUT_SECS,
+            )?,
+            keep_finished: days(
+                &at,
+                "jobs.keep_finished_days",
+                &self.jobs.keep_finished_days,
+                DEFAULT_KEEP_FINISHED_DAYS,
+            )?,
+            audit_keep: days(
+                &at,
+                "jobs.audit_keep_days",
+                &self.jobs.audit_keep_days,
+                DEFAULT_AUDIT_KEEP_DAYS,
             )?,
         };
         if jobs.heartbeat_interval.as_secs() > u64::from(u32::MAX) {

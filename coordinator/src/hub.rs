@@ -67,6 +67,8 @@ pub struct Hub {
     pub scheduler: crate::scheduler::HealthCell,
     /// Targets connected agents declared but another agent owns (`targets release`).
     pub claims: crate::claims::TargetClaims,
+    /// Refused calls waiting to be audited.
+    pub denied: crate::audit::DeniedQueue,
 }
 
 impl std::fmt::Debug for Hub {
@@ -93,6 +95,7 @@ impl Hub {
             listings: crate::rebuild::Listings::default(),
             scheduler: crate::scheduler::HealthCell::default(),
             claims: crate::claims::TargetClaims::default(),
+            denied: crate::audit::DeniedQueue::default(),
         }
     }
 

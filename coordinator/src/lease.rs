@@ -146,6 +146,7 @@ mod tests {
             agent_lease: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
             queue_timeout: Duration::from_secs(100),
+            ..JobsConfig::default()
         }
     }
 

@@ -13,6 +13,7 @@ mod dispatch;
 pub mod error;
 mod grpc;
 pub mod health;
+mod history;
 mod http;
 mod hub;
 mod lease;
@@ -85,6 +86,8 @@ pub async fn run_with_ready(
     workers.spawn(retention::prune::resume_deletes(hub.clone()));
     workers.spawn(retention::markers::run(hub.clone(), background.clone()));
     workers.spawn(alerts::run(hub.clone(), background.clone()));
+    workers.spawn(history::run(hub.clone(), background.clone()));
+    workers.spawn(audit::run_denied(hub.clone(), background.clone()));
     workers.close();
 
     let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;

@@ -55,6 +55,7 @@ pub struct Metrics {
     /// The repositories each agent declared in its last Hello.
     declared: Mutex<HashMap<String, HashSet<String>>>,
     reports_dropped: IntCounterVec,
+    audit_dropped: IntCounterVec,
     incidents_open: IntGaugeVec,
     notifications_total: IntCounterVec,
     notifications_pending: IntGaugeVec,
@@ -98,6 +99,11 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
 }
 
 impl Metrics {
+    /// Counts refused-call audit records the full audit queue could not take.
+    pub fn audit_dropped(&self, n: u64) {
+        self.audit_dropped.with_label_values::<&str>(&[]).inc_by(n);
+    }
+
     pub fn new() -> Result<Self> {
         let registry = Registry::new();
         let m = Self {
@@ -223,6 +229,12 @@ impl Metrics {
                  declare in its Hello).",
                 &["reason"],
             )?,
+            audit_dropped: counter(
+                "lifeboat_audit_dropped_total",
+                "Refused-call audit records not stored because the audit queue was full (a \
+                 flood of refused calls); each was still logged.",
+                &[],
+            )?,
             incidents_open: int_gauge(
                 "lifeboat_incidents_open",
                 "Open alert incidents, by kind.",
@@ -293,6 +305,8 @@ impl Metrics {
         m.registry
             .register(Box::new(m.repo_janitor_last_success.clone()))?;
         m.registry.register(Box::new(m.reports_dropped.clone()))?;
+        m.registry.register(Box::new(m.audit_dropped.clone()))?;
+        m.audit_dropped.with_label_values::<&str>(&[]);
         m.reports_dropped.with_label_values(&[DROPPED_UNDECLARED]);
         m.registry.register(Box::new(m.incidents_open.clone()))?;
         m.registry

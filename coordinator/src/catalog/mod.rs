@@ -9,6 +9,7 @@ mod alerts;
 mod audit;
 mod backups;
 pub mod health;
+mod history;
 mod jobs;
 #[cfg(test)]
 mod monitoring_tests;
@@ -29,6 +30,7 @@ use sqlx::{
 };
 
 pub use agents::TargetConflict;
+pub use history::HistoryPruned;
 pub use jobs::InsertJob;
 pub use retention::{MarkDelete, Pin, PinOutcome};
 pub use schedules::TickOutcome;

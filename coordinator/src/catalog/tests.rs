@@ -516,3 +516,108 @@ async fn list_jobs_filters() {
     );
     assert_eq!(ids(c.list_jobs(None, false, 1).await.expect("list")), [J2]);
 }
+
+#[tokio::test]
+async fn old_history_goes_but_what_health_and_backups_need_stays() {
+    let (_dir, c) = with_target().await;
+    // A backup's job: kept whatever its age.
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert");
+    c.mark_running(J1, 20).await.expect("run");
+    c.finish_backup_job(J1, &success(30), &backup(B1, J1, 30))
+        .await
+        .expect("finish");
+    // Three old checks (two succeeded, one failed) and a recent one on another target.
+    let finish = |id: &'static str, kind, target: &'static str, state, at| {
+        let c = &c;
+        async move {
+            c.insert_job(&new_job(id, kind, target, ""))
+                .await
+                .expect("insert");
+            c.mark_running(id, at - 1).await.expect("run");
+            c.finish_job(
+                id,
+                &Finish {
+                    state,
+                    ..success(at)
+                },
+            )
+            .await
+            .expect("finish");
+        }
+    };
+    finish(
+        "c-old-1",
+        JobKind::Check,
+        "prod/orders",
+        JobState::Succeeded,
+        100,
+    )
+    .await;
+    finish(
+        "c-old-2",
+        JobKind::Check,
+        "prod/orders",
+        JobState::Succeeded,
+        200,
+    )
+    .await;
+    finish(
+        "c-old-3",
+        JobKind::Check,
+        "prod/orders",
+        JobState::Failed,
+        150,
+    )
+    .await;
+    finish(
+        "c-new-1",
+        JobKind::Check,
+        "prod/users",
+        JobState::Succeeded,
+        9_000,
+    )
+    .await;
+    finish(
+        "c-new-2",
+        JobKind::Check,
+        "prod/users",
+        JobState::Succeeded,
+        9_500,
+    )
+    .await;
+    for at in [50, 9_000] {
+        c.insert_audit(&crate::audit::AuditEntry {
+            at_ms: at,
+            actor: "operator/alice".into(),
+            role: "admin".into(),
+            action: "start_backup".into(),
+            object: "prod/orders".into(),
+            outcome: crate::audit::AuditOutcome::Ok,
+            reason: String::new(),
+        })
+        .await
+        .expect("audit");
+    }
+
+    let n = c.prune_history(5_000, 5_000).await.expect("prune");
+    assert_eq!((n.jobs, n.audit), (1, 1), "{n:?}");
+    for kept in [J1, "c-old-2", "c-old-3", "c-new-1", "c-new-2"] {
+        assert!(
+            c.get_job(kept).await.expect("get").is_some(),
+            "{kept} removed"
+        );
+    }
+    assert!(c.get_job("c-old-1").await.expect("get").is_none());
+    assert!(c.get_backup(B1).await.expect("get").is_some());
+    let audit = c
+        .list_audit(&crate::audit::AuditFilter::default())
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].entry.at_ms, 9_000);
+    // Idempotent.
+    let again = c.prune_history(5_000, 5_000).await.expect("prune");
+    assert_eq!(again, HistoryPruned::default());
+}

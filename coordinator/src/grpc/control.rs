@@ -61,14 +61,10 @@ impl Control {
     fn authorize<T>(&self, request: &Request<T>, action: Action, object: &str) -> Result<Operator> {
         let identity = super::identity(request)?;
         authorize(&self.hub.config, &identity, action).inspect_err(|e| {
-            let catalog = self.hub.catalog.clone();
             // The same form as the allowed actions' actors (`operator/alice`).
             let who = identity.uri().trim_start_matches("lifeboat://").to_owned();
-            let object = object.to_owned();
             let reason = Error::PermissionDenied(e.public_message());
-            tokio::spawn(async move {
-                crate::audit::record_denied(&catalog, &who, action.name(), &object, &reason).await;
-            });
+            crate::audit::record_denied(&self.hub, &who, action.name(), object, &reason);
         })
     }
 
