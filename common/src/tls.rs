@@ -173,15 +173,121 @@ fn has_client_auth_eku(der: &CertificateDer<'_>) -> bool {
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bounds on TLS handshakes in progress: a flood of connections that never finish their
+/// handshake (or never start one) costs at most this many tasks and sockets, and one source
+/// address cannot take all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeLimits {
+    /// Handshakes in progress at once, from all addresses.
+    pub global: usize,
+    /// Handshakes in progress at once from one IP address.
+    pub per_ip: usize,
+    pub timeout: Duration,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        Self {
+            global: 256,
+            per_ip: 32,
+            timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// Handshakes in progress per source address; an entry goes when its count reaches zero.
+#[derive(Debug, Default)]
+struct PerIp {
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl PerIp {
+    fn try_take(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<PerIpSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PerIpSlot {
+            map: self.clone(),
+            ip,
+        })
+    }
+}
+
+struct PerIpSlot {
+    map: Arc<PerIp>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.map.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Logs at most one line per reason per interval, with how many were left out: a flood of
+/// refused connections cannot flood the log.
+#[derive(Debug)]
+struct RateLimitedLog {
+    every: Duration,
+    state: std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, u64)>>,
+}
+
+impl RateLimitedLog {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            state: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Whether to log this event of `reason` now, and how many of its kind were suppressed
+    /// since the last line.
+    fn admit(&self, reason: &'static str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.get_mut(reason) {
+            Some((last, suppressed)) if now.duration_since(*last) < self.every => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                *last = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                state.insert(reason, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// How often each kind of refused connection is logged at most.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Accepts TCP connections and completes TLS handshakes concurrently (a slow or hostile client
-/// never blocks the accept loop). Ends when `shutdown` is cancelled.
+/// never blocks the accept loop), within `limits`: over the global or the per-address bound a
+/// new connection is closed at once. Ends when `shutdown` is cancelled.
 pub fn tls_incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
+    limits: HandshakeLimits,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let global = Arc::new(tokio::sync::Semaphore::new(limits.global));
+    let per_ip = Arc::new(PerIp::default());
+    let log = Arc::new(RateLimitedLog::new(REFUSAL_LOG_EVERY));
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -195,16 +301,52 @@ pub fn tls_incoming(
                     }
                 },
             };
+            let Ok(permit) = global.clone().try_acquire_owned() else {
+                if let Some(suppressed) = log.admit("global") {
+                    tracing::warn!(
+                        %peer,
+                        suppressed,
+                        "closed a connection: {} TLS handshakes are already in progress (a connection flood?)",
+                        limits.global
+                    );
+                }
+                drop(tcp);
+                continue;
+            };
+            let Some(slot) = per_ip.try_take(peer.ip(), limits.per_ip) else {
+                if let Some(suppressed) = log.admit("per_ip") {
+                    tracing::warn!(
+                        %peer,
+                        suppressed,
+                        "closed a connection: {} TLS handshakes from this address are already in progress",
+                        limits.per_ip
+                    );
+                }
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let log = log.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let result = tokio::time::timeout(limits.timeout, acceptor.accept(tcp)).await;
+                drop(slot);
+                drop(permit);
+                match result {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, "TLS handshake refused: {e}"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        if let Some(suppressed) = log.admit("refused") {
+                            tracing::info!(%peer, suppressed, "TLS handshake refused: {e}");
+                        }
+                    }
+                    Err(_) => {
+                        if let Some(suppressed) = log.admit("timeout") {
+                            tracing::info!(%peer, suppressed, "TLS handshake timed out");
+                        }
+                    }
                 }
             });
         }

@@ -8,7 +8,6 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use tokio::sync::mpsc;
@@ -307,6 +306,8 @@ pub fn record_denied(hub: &Hub, identity: &str, action: &str, object: &str, reas
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]

@@ -69,6 +69,52 @@ pub struct Hub {
     pub claims: crate::claims::TargetClaims,
     /// Refused calls waiting to be audited.
     pub denied: crate::audit::DeniedQueue,
+    /// Open `WatchJob` streams per operator.
+    pub watches: Arc<WatchSlots>,
+}
+
+/// Counts open job watches per caller, so one certificate cannot hold unbounded streams (each
+/// is a task and a subscription).
+#[derive(Debug, Default)]
+pub struct WatchSlots {
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// One open watch; dropping it frees the slot.
+#[derive(Debug)]
+pub struct WatchSlot {
+    slots: Arc<WatchSlots>,
+    who: String,
+}
+
+impl WatchSlots {
+    /// Open watches one caller may have at once.
+    pub const PER_CALLER: usize = 32;
+
+    pub fn try_open(self: &Arc<Self>, who: &str) -> Option<WatchSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(who.to_owned()).or_insert(0);
+        if *n >= Self::PER_CALLER {
+            return None;
+        }
+        *n += 1;
+        Some(WatchSlot {
+            slots: self.clone(),
+            who: who.to_owned(),
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.who) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.who);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -96,6 +142,7 @@ impl Hub {
             scheduler: crate::scheduler::HealthCell::default(),
             claims: crate::claims::TargetClaims::default(),
             denied: crate::audit::DeniedQueue::default(),
+            watches: Arc::new(WatchSlots::default()),
         }
     }
 

@@ -769,10 +769,20 @@ impl pb::control_server::Control for Control {
             &job.target,
             &format!("job {} on {}", job.id, job.target),
         )?;
+        let Some(slot) = self.hub.watches.try_open(&op.name) else {
+            return Err(Status::resource_exhausted(format!(
+                "operator {} already watches {} jobs at once; end some `--wait`/`jobs watch` \
+                 commands, or poll with `lifeboat jobs show`",
+                op.name,
+                crate::hub::WatchSlots::PER_CALLER
+            )));
+        };
         let (tx, rx) = mpsc::channel(16);
-        self.hub
-            .tasks
-            .spawn(watch(self.hub.clone(), job, events, tx));
+        let hub = self.hub.clone();
+        self.hub.tasks.spawn(async move {
+            let _slot = slot;
+            watch(hub, job, events, tx).await;
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -38,6 +38,50 @@ pub fn identity<T>(request: &tonic::Request<T>) -> Result<Identity, Error> {
     })
 }
 
+/// HTTP/2 streams one connection may have open.
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// Calls one connection may have in progress at once.
+const MAX_CALLS_PER_CONNECTION: usize = 64;
+
+/// Runs before a Control request's body is read: only an operator certificate with a role on
+/// this coordinator gets further (an agent's or an unknown operator's call is refused without
+/// decoding what it sent). The per-method role check follows in the handler.
+#[allow(clippy::result_large_err)] // tonic's interceptor signature
+fn operators_only(
+    hub: &Hub,
+    request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    let identity = identity(&request)?;
+    let refusal = match &identity {
+        Identity::Operator(name) if hub.config.role_of(name).is_some() => return Ok(request),
+        Identity::Operator(name) => format!(
+            "operator {name} has no role on this coordinator; ask an administrator to grant \
+             operator {name} a role (viewer, operator or admin)"
+        ),
+        Identity::Agent(name) => format!(
+            "agent certificate (agent {name}) may not call the Control API; agents may only \
+             open the agent session, operators need an operator certificate"
+        ),
+    };
+    let reason = Error::PermissionDenied(refusal);
+    let who = identity.uri().trim_start_matches("lifeboat://").to_owned();
+    crate::audit::record_denied(hub, &who, "control", "", &reason);
+    Err(reason.into())
+}
+
+/// Runs before an AgentGateway request's body is read: only agent certificates.
+#[allow(clippy::result_large_err)] // tonic's interceptor signature
+fn agents_only(request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    match identity(&request)? {
+        Identity::Agent(_) => Ok(request),
+        Identity::Operator(name) => Err(Error::PermissionDenied(format!(
+            "operator certificate (operator {name}) may not open an agent session; agents need \
+             a certificate issued with `lifeboat pki issue --kind agent`"
+        ))
+        .into()),
+    }
+}
+
 /// Serves both services on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve(
     hub: Arc<Hub>,
@@ -46,17 +90,30 @@ pub async fn serve(
 ) -> Result<()> {
     let tls = lifeboat_common::tls::server_config(&hub.config.tls)
         .context("load the coordinator's TLS certificate and key")?;
-    let incoming = lifeboat_common::tls::tls_incoming(listener, tls, shutdown.clone());
+    let incoming = lifeboat_common::tls::tls_incoming(
+        listener,
+        tls,
+        lifeboat_common::tls::HandshakeLimits::default(),
+        shutdown.clone(),
+    );
     let gateway = AgentGatewayServer::new(agent_gateway::AgentGateway::new(hub.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let control = ControlServer::new(control::Control::new(hub))
+    let gateway = tonic::service::interceptor::InterceptedService::new(gateway, agents_only);
+    let control = ControlServer::new(control::Control::new(hub.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let gate = hub.clone();
+    let control = tonic::service::interceptor::InterceptedService::new(control, move |r| {
+        operators_only(&gate, r)
+    });
     tonic::transport::Server::builder()
         // Finds dead peers (an agent whose network vanished) without waiting for TCP.
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // One connection cannot hold more than this many calls open, nor run more at once.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
         .add_service(gateway)
         .add_service(control)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -3,6 +3,7 @@
 
 mod control;
 mod environments;
+mod grpc_limits;
 mod harness;
 mod hostile;
 mod schedules;

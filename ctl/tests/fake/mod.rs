@@ -530,7 +530,12 @@ pub async fn start(fake: Fake, server_names: &[&str]) -> Server {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    let incoming = tls_incoming(listener, config, shutdown.clone());
+    let incoming = tls_incoming(
+        listener,
+        config,
+        lifeboat_common::tls::HandshakeLimits::default(),
+        shutdown.clone(),
+    );
     let fake = Arc::new(fake);
     let service = ControlServer::from_arc(fake.clone());
     let stop = shutdown.clone();

@@ -1,0 +1,151 @@
+//! Bounds on what one peer can hold on the gRPC port (security review M1): pending TLS
+//! handshakes per source address, job watches per operator, and calls refused before their
+//! body is read.
+
+use std::time::Duration;
+
+use lifeboat_common::pki::LeafSpec;
+use lifeboat_proto::v1 as pb;
+use tokio::io::AsyncReadExt;
+use tonic::Code;
+
+use crate::harness::*;
+
+/// Whether the coordinator closes `s` within `wait` (EOF or reset), without us sending a byte.
+async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(wait, s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn silent_connections_from_one_address_are_capped() {
+    let c = Coordinator::start().await;
+    // 32 connections that never start a TLS handshake: each holds a slot until the 10 s
+    // handshake timeout.
+    let mut silent = Vec::new();
+    for _ in 0..32 {
+        silent.push(
+            tokio::net::TcpStream::connect(c.grpc_addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // Let the accept loop take all of them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = tokio::net::TcpStream::connect(c.grpc_addr)
+        .await
+        .expect("connect");
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(3)).await,
+        "the 33rd pending handshake from one address was kept open"
+    );
+    // The held ones are still waiting (not closed early).
+    assert!(!closed_within(&mut silent[0], Duration::from_millis(200)).await);
+    // Once they go, a real operator gets through at once.
+    drop(silent);
+    let mut control = c.control("vera");
+    eventually("an operator call after the flood", || {
+        let mut control = control.clone();
+        async move { control.list_jobs(pb::ListJobsRequest::default()).await.ok() }
+    })
+    .await;
+    control
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .expect("list jobs");
+}
+
+#[tokio::test]
+async fn one_operator_cannot_hold_unbounded_job_watches() {
+    let c = Coordinator::start().await;
+    let _agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
+    let mut olga = c.control("olga");
+    let job = start_backup(&mut olga, "prod/orders").await;
+    let mut streams = Vec::new();
+    for i in 0..32 {
+        let s = olga
+            .watch_job(pb::GetJobRequest {
+                job_id: job.job_id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("watch {i}: {e:?}"))
+            .into_inner();
+        streams.push(s);
+    }
+    let e = olga
+        .watch_job(pb::GetJobRequest {
+            job_id: job.job_id.clone(),
+        })
+        .await
+        .expect_err("the 33rd watch");
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("jobs show"), "{e:?}");
+    // Another operator is not affected.
+    c.control("vera")
+        .watch_job(pb::GetJobRequest {
+            job_id: job.job_id.clone(),
+        })
+        .await
+        .expect("vera's watch");
+    // Closing watches frees their slots.
+    streams.truncate(20);
+    eventually("a freed watch slot", || {
+        let mut olga = olga.clone();
+        let id = job.job_id.clone();
+        async move { olga.watch_job(pb::GetJobRequest { job_id: id }).await.ok() }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn control_calls_without_an_operator_role_are_refused_before_the_body() {
+    let c = Coordinator::start().await;
+    // A body over the 8 MiB message limit: refused for who sent it, before it is read (a
+    // decoded body would be refused for its size instead).
+    let big = "x".repeat(9 << 20);
+    let agent_files = c.issue(&LeafSpec::agent("prod-1"));
+    let mut as_agent =
+        lifeboat_proto::v1::control_client::ControlClient::new(c.channel(&agent_files))
+            .max_encoding_message_size(usize::MAX);
+    let e = as_agent
+        .start_backup(pb::StartBackupRequest {
+            target: big.clone(),
+        })
+        .await
+        .expect_err("agent calling Control");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("agent certificate"), "{e:?}");
+    let e = c
+        .control("mallory")
+        .start_backup(pb::StartBackupRequest { target: big })
+        .await
+        .expect_err("unknown operator");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("has no role"), "{e:?}");
+    // Both refusals are in the audit log, under the caller's certificate identity.
+    let mut alice = c.control("alice");
+    let audit = eventually("denied calls audited", || {
+        let mut alice = alice.clone();
+        async move {
+            let entries = alice
+                .list_audit(pb::ListAuditRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .entries;
+            let denied: Vec<_> = entries
+                .into_iter()
+                .filter(|e| e.outcome == "denied")
+                .collect();
+            (denied.len() >= 2).then_some(denied)
+        }
+    })
+    .await;
+    let actors: Vec<&str> = audit.iter().map(|e| e.actor.as_str()).collect();
+    assert!(actors.contains(&"agent/prod-1"), "{actors:?}");
+    assert!(actors.contains(&"operator/mallory"), "{actors:?}");
+    let _ = alice.list_jobs(pb::ListJobsRequest::default()).await;
+}
