@@ -57,7 +57,7 @@ pub fn bin_dir() -> PathBuf {
         .parent()
         .expect("test executable has a parent")
         .to_owned();
-    if dir.ends_with("deps") {
+    if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.pop();
     }
     dir
