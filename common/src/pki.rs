@@ -180,3 +180,68 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
         .context("parse PEM certificate")?;
     Ok(cert.to_vec())
 }
+
+/// A certificate revoked by a CRL: its serial number and when it was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub serial: Vec<u8>,
+    pub at: OffsetDateTime,
+}
+
+/// The serial number of the first certificate in a PEM string.
+pub fn serial_of(cert_pem: &str) -> Result<Vec<u8>> {
+    use x509_parser::prelude::FromDer;
+    let der = pem_to_der(cert_pem)?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der)
+        .map_err(|e| anyhow::anyhow!("parse certificate: {e}"))?;
+    Ok(cert.raw_serial().to_vec())
+}
+
+/// The certificates a PEM CRL revokes.
+pub fn revoked_in(crl_pem: &str) -> Result<Vec<Revoked>> {
+    use x509_parser::prelude::FromDer;
+    let crls = rustls_pemfile::crls(&mut crl_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("parse CRL PEM")?;
+    let mut out = Vec::new();
+    for der in &crls {
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+            .map_err(|e| anyhow::anyhow!("parse CRL: {e}"))?;
+        for r in crl.iter_revoked_certificates() {
+            out.push(Revoked {
+                serial: r.raw_serial().to_vec(),
+                at: OffsetDateTime::from_unix_timestamp(r.revocation_date.timestamp())
+                    .context("revocation time")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl Ca {
+    /// A CRL signed by this CA that revokes `revoked`, valid for a year; `number` must grow
+    /// with each CRL the CA issues.
+    pub fn crl(&self, revoked: &[Revoked], number: u64) -> Result<String> {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(365),
+            crl_number: rcgen::SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|r| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(&r.serial),
+                    revocation_time: r.at,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let ca_key = KeyPair::from_pem(self.key_pem.expose()).context("parse CA key")?;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, ca_key).context("load CA")?;
+        let crl = params.signed_by(&issuer).context("sign CRL")?;
+        crl.pem().context("encode CRL")
+    }
+}

@@ -62,37 +62,212 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Server TLS for the coordinator: client certificates from `files.ca` are required.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>> {
+    Ok(ServerTls::load(files, None)?.config)
+}
+
+/// The coordinator's TLS material, reloadable without a restart: the certificate and key it
+/// serves, the CA bundle client certificates must chain to, and an optional CRL. New handshakes
+/// use what was loaded last; connections already open are not touched.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    files: TlsFiles,
+    crl: Option<PathBuf>,
+    verifier: Arc<LoggingClientVerifier>,
+    resolver: Arc<ReloadableCert>,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("files", &self.files)
+            .field("crl", &self.crl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one load of the files gives.
+struct Material {
+    verifier: Arc<dyn ClientCertVerifier>,
+    key: Arc<rustls::sign::CertifiedKey>,
+    revoked: usize,
+}
+
+fn load_material(files: &TlsFiles, crl: Option<&Path>) -> Result<Material> {
     let mut roots = RootCertStore::empty();
     for ca in load_certs(&files.ca)? {
         roots
             .add(ca)
             .with_context(|| format!("add CA certificate from {}", files.ca.display()))?;
     }
-    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let mut revoked = 0;
+    if let Some(path) = crl {
+        let pem = std::fs::read(path).with_context(|| format!("read CRL {}", path.display()))?;
+        let crls = rustls_pemfile::crls(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parse CRL {}", path.display()))?;
+        if crls.is_empty() {
+            bail!(
+                "{} holds no PEM CRL (-----BEGIN X509 CRL-----); write it with `lifeboat pki revoke`",
+                path.display()
+            );
+        }
+        for c in &crls {
+            use x509_parser::prelude::FromDer;
+            let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(c)
+                .map_err(|e| anyhow::anyhow!("parse CRL {}: {e}", path.display()))?;
+            revoked += parsed.iter_revoked_certificates().count();
+        }
+        builder = builder
+            .with_crls(crls)
+            // Leaves only (the CA is the trust anchor), and certificates of another CA in the
+            // bundle that this CRL does not cover are still accepted.
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
+    }
+    let verifier = builder
         .build()
-        .context("build client certificate verifier")?;
-    let verifier = Arc::new(LoggingClientVerifier { inner });
+        .context("build client certificate verifier (is the CRL signed by the CA?)")?;
     let certs = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .with_context(|| {
-            format!(
-                "{} and {} do not form a usable certificate and key pair",
-                files.cert.display(),
-                files.key.display()
-            )
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    let key = rustls::sign::CertifiedKey::from_der(certs, key, &provider()).with_context(|| {
+        format!(
+            "{} and {} do not form a usable certificate and key pair",
+            files.cert.display(),
+            files.key.display()
+        )
+    })?;
+    Ok(Material {
+        verifier,
+        key: Arc::new(key),
+        revoked,
+    })
+}
+
+/// Size and modification time of each file, to notice a change.
+fn fingerprint(paths: &[&Path]) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)))
+        })
+        .collect()
+}
+
+impl ServerTls {
+    /// Loads the files; `crl`, when set, is a PEM CRL (several may be concatenated).
+    pub fn load(files: &TlsFiles, crl: Option<&Path>) -> Result<Self> {
+        let m = load_material(files, crl)?;
+        let verifier = Arc::new(LoggingClientVerifier {
+            inner: std::sync::RwLock::new(m.verifier),
+        });
+        let resolver = Arc::new(ReloadableCert {
+            key: std::sync::RwLock::new(m.key),
+        });
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_client_cert_verifier(verifier.clone())
+            .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            files: files.clone(),
+            crl: crl.map(Path::to_owned),
+            verifier,
+            resolver,
+        })
+    }
+
+    /// Loads the files again. On any error the material in use stays as it was.
+    pub fn reload(&self) -> Result<()> {
+        let m = load_material(&self.files, self.crl.as_deref())?;
+        *self
+            .verifier
+            .inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = m.verifier;
+        *self.resolver.key.write().unwrap_or_else(|p| p.into_inner()) = m.key;
+        tracing::info!(
+            cert = %self.files.cert.display(),
+            ca = %self.files.ca.display(),
+            crl = ?self.crl,
+            revoked = m.revoked,
+            "reloaded the TLS certificate, key, CA bundle and CRL; new connections use them"
+        );
+        Ok(())
+    }
+
+    /// Reloads when a file changes (checked every `every`) or on SIGHUP, until `shutdown`.
+    pub fn watch(&self, every: Duration, shutdown: CancellationToken) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let paths = |t: &ServerTls| {
+                let mut v = vec![t.files.ca.clone(), t.files.cert.clone(), t.files.key.clone()];
+                v.extend(t.crl.clone());
+                v
+            };
+            let list = paths(&this);
+            let refs: Vec<&Path> = list.iter().map(PathBuf::as_path).collect();
+            let mut seen = fingerprint(&refs);
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                let hangup = async {
+                    match hup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                let forced = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(every) => false,
+                    () = hangup => true,
+                };
+                let now = fingerprint(&refs);
+                if !forced && now == seen {
+                    continue;
+                }
+                seen = now;
+                if let Err(e) = this.reload() {
+                    tracing::error!(
+                        "the TLS files changed but could not be loaded; still serving the previous certificate, CA bundle and CRL: {e:#}"
+                    );
+                }
+            }
+        });
+    }
+}
+
+/// The certificate and key served, swapped by [`ServerTls::reload`].
+#[derive(Debug)]
+struct ReloadableCert {
+    key: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.key.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
 }
 
 /// Wraps webpki's verifier to log every refusal with the identity the peer presented.
 struct LoggingClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+    inner: std::sync::RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl LoggingClientVerifier {
+    fn inner(&self) -> Arc<dyn ClientCertVerifier> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl fmt::Debug for LoggingClientVerifier {
@@ -103,7 +278,9 @@ impl fmt::Debug for LoggingClientVerifier {
 
 impl ClientCertVerifier for LoggingClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        // The CA bundle can be reloaded, so no borrowed hints; clients send their one
+        // certificate without them.
+        &[]
     }
 
     fn verify_client_cert(
@@ -112,7 +289,7 @@ impl ClientCertVerifier for LoggingClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
+        self.inner()
             .verify_client_cert(end_entity, intermediates, now)
             .and_then(|ok| {
                 // webpki accepts a certificate without any EKU extension; lifeboat requires
@@ -139,7 +316,7 @@ impl ClientCertVerifier for LoggingClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.inner().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -148,11 +325,11 @@ impl ClientCertVerifier for LoggingClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.inner().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.inner().supported_verify_schemes()
     }
 }
 

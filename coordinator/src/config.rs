@@ -85,6 +85,9 @@ pub struct Config {
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub tls: TlsFiles,
+    /// A PEM certificate revocation list checked on every client handshake (`tls.crl`),
+    /// reloaded when it changes.
+    pub tls_crl: Option<PathBuf>,
     pub catalog: CatalogLocation,
     pub jobs: JobsConfig,
     /// Operator name → role.
@@ -164,6 +167,7 @@ struct FileTls {
     ca: Spanned<PathBuf>,
     cert: Spanned<PathBuf>,
     key: Spanned<PathBuf>,
+    crl: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +284,12 @@ impl FileConfig {
             cert: path("tls.cert", &self.tls.cert)?,
             key: path("tls.key", &self.tls.key)?,
         };
+        let tls_crl = self
+            .tls
+            .crl
+            .as_ref()
+            .map(|c| path("tls.crl", c))
+            .transpose()?;
 
         let catalog = parse_catalog_url(&at, &self.catalog.url)?;
 
@@ -415,6 +425,7 @@ impl FileConfig {
             grpc_listen,
             http_listen,
             tls,
+            tls_crl,
             catalog,
             jobs,
             operators,
@@ -517,13 +528,27 @@ impl Config {
         }
         lifeboat_common::secret::check_private_file(&self.tls.key)
             .map_err(|e| ConfigError::new(file, "tls.key", format!("{e:#}")))?;
-        lifeboat_common::tls::server_config(&self.tls).map_err(|e| {
+        if let Some(crl) = &self.tls_crl
+            && !crl.is_file()
+        {
+            return Err(ConfigError::new(
+                file,
+                "tls.crl",
+                format!(
+                    "{} does not exist or is not a file; write it with `lifeboat pki revoke`, or \
+                     remove tls.crl",
+                    crl.display()
+                ),
+            ));
+        }
+        lifeboat_common::tls::ServerTls::load(&self.tls, self.tls_crl.as_deref()).map_err(|e| {
             ConfigError::new(
                 file,
                 "tls",
                 format!(
-                    "{e:#}; tls.ca must hold the CA certificate and tls.cert/tls.key the \
-                     coordinator's certificate and its key (PEM)"
+                    "{e:#}; tls.ca must hold the CA certificate, tls.cert/tls.key the \
+                     coordinator's certificate and its key (PEM), and tls.crl (if set) a CRL \
+                     signed by the CA"
                 ),
             )
         })?;

@@ -228,6 +228,22 @@ pub enum PkiCommand {
     Init(PkiInitArgs),
     /// Issue a certificate and key signed by the CA in --dir
     Issue(PkiIssueArgs),
+    /// Revoke a certificate: add it to the CA's revocation list (DIR/crl.pem), which the
+    /// coordinator checks on every connection when tls.crl points at it
+    Revoke(PkiRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PkiRevokeArgs {
+    /// Directory holding the CA (ca.pem, ca.key); the list is written to DIR/crl.pem
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Name of the certificate to revoke (reads DIR/NAME.pem unless --cert is given)
+    #[arg(long, value_parser = parse_simple_name)]
+    pub name: String,
+    /// The certificate file to revoke, when it is not DIR/NAME.pem
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

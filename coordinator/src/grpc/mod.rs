@@ -38,6 +38,9 @@ pub fn identity<T>(request: &tonic::Request<T>) -> Result<Identity, Error> {
     })
 }
 
+/// How often the TLS files are checked for changes (SIGHUP reloads at once).
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(5);
+
 /// HTTP/2 streams one connection may have open.
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Calls one connection may have in progress at once.
@@ -88,11 +91,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let tls = lifeboat_common::tls::server_config(&hub.config.tls)
+    let tls = lifeboat_common::tls::ServerTls::load(&hub.config.tls, hub.config.tls_crl.as_deref())
         .context("load the coordinator's TLS certificate and key")?;
+    // A renewed certificate, a changed CA bundle or a new CRL is picked up without a restart.
+    tls.watch(TLS_RELOAD_CHECK, shutdown.clone());
     let incoming = lifeboat_common::tls::tls_incoming(
         listener,
-        tls,
+        tls.config.clone(),
         lifeboat_common::tls::HandshakeLimits::default(),
         shutdown.clone(),
     );

@@ -16,7 +16,7 @@ use lifeboat_common::{
 use serde::Serialize;
 
 use crate::{
-    cli::{CertKind, OutputFormat, PkiCommand, PkiInitArgs, PkiIssueArgs},
+    cli::{CertKind, OutputFormat, PkiCommand, PkiInitArgs, PkiIssueArgs, PkiRevokeArgs},
     error::{usage, usage_msg},
     output::{self, Render, key_values},
 };
@@ -25,7 +25,103 @@ pub fn run(cmd: PkiCommand, format: OutputFormat, out: &mut dyn Write) -> Result
     match cmd {
         PkiCommand::Init(args) => output::emit(out, format, &init(&args)?),
         PkiCommand::Issue(args) => output::emit(out, format, &issue(&args)?),
+        PkiCommand::Revoke(args) => output::emit(out, format, &revoke(&args)?),
     }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RevokeReport {
+    pub name: String,
+    pub certificate: PathBuf,
+    /// The revoked certificate's serial number, hex.
+    pub serial: String,
+    pub crl: PathBuf,
+    /// Certificates the list now revokes (this one included).
+    pub revoked: usize,
+    /// False when the certificate was already on the list.
+    pub added: bool,
+}
+
+impl Render for RevokeReport {
+    fn table(&self) -> String {
+        let mut s = key_values(&[
+            ("certificate", self.certificate.display().to_string()),
+            ("serial", self.serial.clone()),
+            ("crl", self.crl.display().to_string()),
+            ("revoked", self.revoked.to_string()),
+        ]);
+        s.push_str(&format!(
+            "\n{} {}. The coordinator checks {} on every new connection once its config has \
+             tls.crl = \"{}\" (copy the file there if the coordinator runs elsewhere); it \
+             reloads the list within seconds, or at once on SIGHUP. Connections already open \
+             stay until they reconnect: restart the revoked agent's connection by restarting the \
+             coordinator if it must go now.\n",
+            if self.added { "revoked" } else { "already revoked:" },
+            self.name,
+            self.crl.display(),
+            self.crl.display()
+        ));
+        s
+    }
+}
+
+/// Adds a certificate to DIR/crl.pem (keeping what it revoked before), signed by the CA, and
+/// replaces the file atomically.
+pub fn revoke(args: &PkiRevokeArgs) -> Result<RevokeReport> {
+    let ca = load_ca(&args.dir)?;
+    let certificate = args
+        .cert
+        .clone()
+        .unwrap_or_else(|| args.dir.join(format!("{}.pem", args.name)));
+    let pem = std::fs::read_to_string(&certificate)
+        .with_context(|| {
+            format!(
+                "read {} (the certificate of {}; pass --cert FILE if it is elsewhere)",
+                certificate.display(),
+                args.name
+            )
+        })
+        .map_err(usage)?;
+    let serial = lifeboat_common::pki::serial_of(&pem)
+        .with_context(|| format!("{} is not a PEM certificate", certificate.display()))
+        .map_err(usage)?;
+    let crl = args.dir.join("crl.pem");
+    let mut revoked = match std::fs::read_to_string(&crl) {
+        Ok(text) => lifeboat_common::pki::revoked_in(&text)
+            .with_context(|| {
+                format!(
+                    "{} is not a readable CRL; move it away to start a new list",
+                    crl.display()
+                )
+            })
+            .map_err(usage)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(usage(anyhow::Error::new(e).context(format!("read {}", crl.display())))),
+    };
+    let added = !revoked.iter().any(|r| r.serial == serial);
+    if added {
+        revoked.push(lifeboat_common::pki::Revoked {
+            serial: serial.clone(),
+            at: time::OffsetDateTime::now_utc(),
+        });
+    }
+    // Grows with every list written: seconds since the epoch.
+    let number = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(1);
+    let text = ca.crl(&revoked, number).context("sign the revocation list")?;
+    let tmp = args.dir.join(".crl.pem.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_public_file(&tmp, text.as_bytes()).map_err(usage)?;
+    std::fs::rename(&tmp, &crl)
+        .with_context(|| format!("replace {}", crl.display()))
+        .map_err(usage)?;
+    Ok(RevokeReport {
+        name: args.name.clone(),
+        certificate,
+        serial: serial.iter().map(|b| format!("{b:02x}")).collect(),
+        crl,
+        revoked: revoked.len(),
+        added,
+    })
 }
 
 #[derive(Debug, Serialize)]
