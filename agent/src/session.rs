@@ -27,7 +27,7 @@ pub async fn run_forever(
     mut events: mpsc::UnboundedReceiver<Event>,
     shutdown: CancellationToken,
 ) {
-    let endpoint = match lifeboat_common::tls::client_endpoint(
+    let mut endpoint = match lifeboat_common::tls::client_endpoint(
         &config.coordinator,
         &config.tls,
         config.coordinator_server_name.as_deref(),
@@ -45,7 +45,24 @@ pub async fn run_forever(
         .with_max_delay(Duration::from_secs(30))
         .without_max_times();
     let mut backoff = backoff_builder.build();
+    let mut first = true;
     loop {
+        // Every reconnect reads the certificate, key and CA bundle again, so a renewed agent
+        // certificate or a rotated CA is used without a restart. Files caught mid-rotation keep
+        // the previous ones for this attempt.
+        if !first {
+            match lifeboat_common::tls::client_endpoint(
+                &config.coordinator,
+                &config.tls,
+                config.coordinator_server_name.as_deref(),
+            ) {
+                Ok(e) => endpoint = e,
+                Err(e) => tracing::error!(
+                    "cannot load the TLS files again; reconnecting with the ones loaded before: {e:#}"
+                ),
+            }
+        }
+        first = false;
         let started = tokio::time::Instant::now();
         match session(&config, &stats, &endpoint, &runner, &mut events, &shutdown).await {
             Ok(()) => return,

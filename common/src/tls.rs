@@ -206,7 +206,11 @@ impl ServerTls {
         let this = self.clone();
         tokio::spawn(async move {
             let paths = |t: &ServerTls| {
-                let mut v = vec![t.files.ca.clone(), t.files.cert.clone(), t.files.key.clone()];
+                let mut v = vec![
+                    t.files.ca.clone(),
+                    t.files.cert.clone(),
+                    t.files.key.clone(),
+                ];
                 v.extend(t.crl.clone());
                 v
             };

@@ -31,7 +31,10 @@ fn served_serial(addr: &str, pki: &Path, operator: &str) -> anyhow::Result<Strin
     );
     let out = Command::new("bash").args(["-c", &script]).output()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    ensure!(text.starts_with("serial="), "no server certificate: {text:?}");
+    ensure!(
+        text.starts_with("serial="),
+        "no server certificate: {text:?}"
+    );
     Ok(text)
 }
 
@@ -121,7 +124,10 @@ fn revoked_certificates_are_refused_and_renewed_ones_served_without_restart() {
     // An unknown name is a clear error.
     let out = lifeboat(&["pki", "revoke", "--dir", pki_arg, "--name", "nobody"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody.pem"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nobody.pem"),
+        "{out:?}"
+    );
 
     // Renew the coordinator's certificate in place (X36).
     let config = std::fs::read_to_string(&config_path).expect("config");
@@ -151,6 +157,55 @@ fn revoked_certificates_are_refused_and_renewed_ones_served_without_restart() {
         sessions_before,
         "the agent's session was interrupted by the renewal"
     );
+
+    // Renew the agent's certificate in place and revoke the old one: the agent's next
+    // connection reads the files again and gets in with the new certificate.
+    let agent_config = std::fs::read_to_string(s.agent.config_path()).expect("agent config");
+    let (agent_cert, agent_key) = (
+        tls_path(&agent_config, "cert"),
+        tls_path(&agent_config, "key"),
+    );
+    let old = pki.join("agent-1-old.pem");
+    std::fs::copy(&agent_cert, &old).expect("keep the old certificate");
+    let renewed_dir = pki.join("renewed");
+    let out = lifeboat(&[
+        "pki",
+        "issue",
+        "--dir",
+        pki_arg,
+        "--kind",
+        "agent",
+        "--name",
+        "agent-1",
+        "--out-dir",
+        renewed_dir.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    for (from, to) in [
+        (renewed_dir.join("agent-1.key"), &agent_key),
+        (renewed_dir.join("agent-1.pem"), &agent_cert),
+    ] {
+        let tmp = to.with_extension("new");
+        std::fs::copy(&from, &tmp).expect("copy");
+        std::fs::rename(&tmp, to).expect("rename");
+    }
+    let out = lifeboat(&[
+        "pki",
+        "revoke",
+        "--dir",
+        pki_arg,
+        "--name",
+        "agent-1",
+        "--cert",
+        old.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // Make the agent reconnect.
+    s.coordinator.stop();
+    s.coordinator.restart();
+    eventually_default("the agent back with its renewed certificate", || {
+        agent_connected(&s.admin, "agent-1")
+    });
     s.backup_ok("app");
     s.shutdown();
 }

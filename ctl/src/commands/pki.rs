@@ -56,7 +56,11 @@ impl Render for RevokeReport {
              reloads the list within seconds, or at once on SIGHUP. Connections already open \
              stay until they reconnect: restart the revoked agent's connection by restarting the \
              coordinator if it must go now.\n",
-            if self.added { "revoked" } else { "already revoked:" },
+            if self.added {
+                "revoked"
+            } else {
+                "already revoked:"
+            },
             self.name,
             self.crl.display(),
             self.crl.display()
@@ -96,7 +100,11 @@ pub fn revoke(args: &PkiRevokeArgs) -> Result<RevokeReport> {
             })
             .map_err(usage)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(usage(anyhow::Error::new(e).context(format!("read {}", crl.display())))),
+        Err(e) => {
+            return Err(usage(
+                anyhow::Error::new(e).context(format!("read {}", crl.display())),
+            ));
+        }
     };
     let added = !revoked.iter().any(|r| r.serial == serial);
     if added {
@@ -107,7 +115,9 @@ pub fn revoke(args: &PkiRevokeArgs) -> Result<RevokeReport> {
     }
     // Grows with every list written: seconds since the epoch.
     let number = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(1);
-    let text = ca.crl(&revoked, number).context("sign the revocation list")?;
+    let text = ca
+        .crl(&revoked, number)
+        .context("sign the revocation list")?;
     let tmp = args.dir.join(".crl.pem.tmp");
     let _ = std::fs::remove_file(&tmp);
     write_public_file(&tmp, text.as_bytes()).map_err(usage)?;
