@@ -95,3 +95,27 @@ pub fn describe_status(status: &std::process::ExitStatus) -> String {
         _ => "unknown exit status".into(),
     }
 }
+
+/// Variables a database tool inherits from the agent. Everything else — cloud credentials
+/// (`AWS_*`), tokens, `LD_PRELOAD`, the database clients' own redirecting variables — is left
+/// out; each engine sets what its tools need (passfile, option file) itself.
+const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "TZ", "TMPDIR", "USER", "LOGNAME"];
+
+/// Whether the agent's variable `key` is passed to a database tool.
+pub fn inherited(key: &str) -> bool {
+    INHERITED.contains(&key) || key.starts_with("LC_")
+}
+
+/// A command for a database tool (pg_dump, pg_restore, mariadb-dump, mariadb, ...) with an
+/// allow-listed environment ([`inherited`]), stdin closed and killed on drop.
+pub fn tool_command(program: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        if k.to_str().is_some_and(inherited) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    cmd
+}

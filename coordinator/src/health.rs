@@ -54,14 +54,17 @@ pub fn assess_scheduler(
             now_ms.saturating_sub(since) / 1000
         );
         if let Some((_, e)) = error {
-            why.push_str(&format!(" (last error: {e})"));
+            why.push_str(&format!(" (last error: {})", public_reason(e)));
         }
         return (Status::Critical, vec![why]);
     }
     match error {
         Some((_, e)) => (
             Status::Warning,
-            vec![format!("the scheduler's last pass failed: {e}")],
+            vec![format!(
+                "the scheduler's last pass failed: {}",
+                public_reason(e)
+            )],
         ),
         None => (Status::Ok, Vec::new()),
     }
@@ -167,7 +170,10 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
         .is_some_and(|j| j.state == JobState::Failed);
     let mut status = rpo_status;
     if failing && let Some(j) = &last_failure {
-        reasons.push(format!("the last backup failed: {}", one_line(&j.error)));
+        reasons.push(format!(
+            "the last backup failed: {}",
+            public_reason(&j.error)
+        ));
         status = status.max(Status::Warning);
     }
     if let Some(b) = &last_backup
@@ -238,6 +244,52 @@ pub fn rfc3339(ms: i64) -> Option<String> {
 /// First line of an error, for one-line reasons.
 pub fn one_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
+}
+
+/// Longest failure reason shown without authentication (`/health*`) or sent to webhooks.
+const PUBLIC_REASON_CHARS: usize = 200;
+
+/// A failure reason fit for the unauthenticated HTTP port and webhooks: the first line, with
+/// quoted text (row values, object names, tool output in quotes) replaced by `'…'`, `user@host`
+/// words by `…@…`, control characters dropped, at most 200 characters. The full text stays in
+/// `lifeboat jobs show` (mutual TLS) and the agent's log.
+pub fn public_reason(s: &str) -> String {
+    let line = one_line(s);
+    let mut out = String::with_capacity(line.len().min(PUBLIC_REASON_CHARS + 4));
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                // Skip to the matching quote (or the end of the line).
+                for d in chars.by_ref() {
+                    if d == c {
+                        break;
+                    }
+                }
+                out.push(c);
+                out.push('…');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    let words: Vec<String> = out
+        .split(' ')
+        .map(|w| {
+            let at = w.find('@');
+            match at {
+                Some(i) if i > 0 && i + 1 < w.len() => "…@…".to_owned(),
+                _ => w.to_owned(),
+            }
+        })
+        .collect();
+    let mut out = words.join(" ");
+    if out.chars().count() > PUBLIC_REASON_CHARS {
+        out = out.chars().take(PUBLIC_REASON_CHARS).collect();
+        out.push('…');
+    }
+    out
 }
 
 /// Whether an agent is connected and heard from.
@@ -664,5 +716,30 @@ mod tests {
             ..ok
         };
         assert_eq!(assess_scheduler(&recovered, t0 + 40_000, t0).0, Status::Ok);
+    }
+
+    #[test]
+    fn public_reasons_carry_no_row_values_users_or_hosts() {
+        let raw = "restore failed: pg_restore: ERROR: duplicate key value violates unique constraint \"users_pkey\" DETAIL: Key (email)=('alice@example.com') already exists; connection to app_owner@db.internal:5432 \x1b[31m\nsecond line with secret";
+        let r = public_reason(raw);
+        assert!(!r.contains("alice"), "{r}");
+        assert!(!r.contains("users_pkey"), "{r}");
+        assert!(!r.contains("app_owner"), "{r}");
+        assert!(!r.contains("db.internal"), "{r}");
+        assert!(!r.contains("second line"), "{r}");
+        assert!(!r.chars().any(char::is_control), "{r:?}");
+        assert!(
+            r.starts_with("restore failed: pg_restore: ERROR: duplicate key"),
+            "{r}"
+        );
+        let long = "x".repeat(1000);
+        assert_eq!(
+            public_reason(&long).chars().count(),
+            PUBLIC_REASON_CHARS + 1
+        );
+        assert_eq!(
+            public_reason("pg_dump exited with status 1"),
+            "pg_dump exited with status 1"
+        );
     }
 }

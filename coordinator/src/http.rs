@@ -130,7 +130,7 @@ fn job_json(j: &JobFacts) -> Value {
         "outcome": j.state.as_str(),
         "finished_at": ts(j.finished_at_ms),
         "duration_seconds": j.duration_ms().map(secs),
-        "reason": j.error,
+        "reason": crate::health::public_reason(&j.error),
     })
 }
 
@@ -156,7 +156,7 @@ fn target_json(t: &TargetHealth) -> Value {
         "last_failure": t.last_failure.as_ref().map(|j| json!({
             "job_id": j.job_id,
             "at": ts(j.finished_at_ms),
-            "reason": j.error,
+            "reason": crate::health::public_reason(&j.error),
         })),
         "last_verify": t.last_verify.as_ref().map(job_json),
         "last_restore": t.last_restore.as_ref().map(job_json),
@@ -323,7 +323,7 @@ async fn detailed(State(hub): State<Arc<Hub>>) -> Response {
             "status": sched_status,
             "reasons": sched_reasons,
             "last_pass_at": sched.last_ok_ms.map(ts),
-            "last_error": sched.last_error.as_ref().map(|(at, e)| json!({"at": ts(*at), "error": e})),
+            "last_error": sched.last_error.as_ref().map(|(at, e)| json!({"at": ts(*at), "error": crate::health::public_reason(e)})),
             "schedules": sched.schedules,
             "paused": sched.paused,
             "next_run": sched.next_run.as_ref().map(|(t, at)| json!({"target": t, "at": ts(*at)})),

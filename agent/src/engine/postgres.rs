@@ -159,11 +159,7 @@ fn pick_bin_dir(installed: &[(i64, PathBuf)], server_major: i64) -> Option<PathB
 pub async fn tool_version(path: &Path) -> Result<(String, i64)> {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio::process::Command::new(path)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
+        crate::process::tool_command(path).arg("--version").output(),
     )
     .await
     .with_context(|| format!("{} --version did not answer", path.display()))?
@@ -240,14 +236,11 @@ impl PassFile {
     }
 }
 
-/// Environment for a libpq child: no inherited PG* variables that could redirect it.
+/// Environment for a libpq child: only allow-listed variables
+/// ([`crate::process::tool_command`]), so no inherited `PG*` variable can redirect it and no
+/// cloud credential reaches it.
 pub fn child_command(program: &Path, passfile: Option<&PassFile>) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(program);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(&k);
-        }
-    }
+    let mut cmd = crate::process::tool_command(program);
     match passfile {
         Some(p) => cmd.env("PGPASSFILE", p.path()),
         None => cmd.env("PGPASSFILE", "/dev/null"),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::{
     AlertsConfig, Incident, IncidentKind, NewIncident, Severity, config::SIZE_MIN_HISTORY,
 };
-use crate::health::{self, AgentHealth, AgentState, Status, TargetHealth, one_line};
+use crate::health::{self, AgentHealth, AgentState, Status, TargetHealth, public_reason};
 
 fn human_ms(ms: i64) -> String {
     let secs = u64::try_from(ms / 1000).unwrap_or(0);
@@ -64,7 +64,7 @@ pub fn conditions(
                     format!(
                         "last failed backup job {}: {}",
                         j.job_id,
-                        one_line(&j.error)
+                        public_reason(&j.error)
                     )
                 })
                 .unwrap_or_default();
@@ -85,7 +85,7 @@ pub fn conditions(
                     "{}: backup job {} failed: {}",
                     t.target,
                     j.job_id,
-                    one_line(&j.error)
+                    public_reason(&j.error)
                 ),
                 j.error.clone(),
             ));
@@ -99,7 +99,7 @@ pub fn conditions(
                     t.target,
                     j.job_id,
                     j.backup_id,
-                    one_line(&j.error)
+                    public_reason(&j.error)
                 ),
                 j.error.clone(),
             ));
@@ -114,7 +114,7 @@ pub fn conditions(
                     "{}: verification of backup {} failed: {}",
                     t.target,
                     j.backup_id,
-                    one_line(&j.error)
+                    public_reason(&j.error)
                 ),
                 j.error.clone(),
             ));

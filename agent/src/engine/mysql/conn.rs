@@ -364,15 +364,12 @@ pub fn render_defaults(
 /// A command for a MySQL/MariaDB client program: no inherited `MYSQL_*`/`MARIADB_*` variables
 /// (`MYSQL_PWD`, `MYSQL_HOST` would redirect it), `HOME` pointed at the state dir so no
 /// `~/.my.cnf` or `~/.mylogin.cnf` overrides the option file, stdin closed, killed on drop.
+///
+/// Only allow-listed variables are inherited ([`crate::process::tool_command`]): no cloud
+/// credentials, and no `LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN` (which would send the password in
+/// clear).
 pub fn child_command(program: &Path, state_dir: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(program);
-    for (k, _) in std::env::vars_os() {
-        let k_s = k.to_string_lossy();
-        // LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN would let the client send the password in clear.
-        if k_s.starts_with("MYSQL") || k_s.starts_with("MARIADB") || k_s.starts_with("LIBMYSQL") {
-            cmd.env_remove(&k);
-        }
-    }
+    let mut cmd = crate::process::tool_command(program);
     cmd.env("HOME", state_dir)
         .env("MYSQL_HISTFILE", "/dev/null")
         .stdin(Stdio::null())

@@ -3,7 +3,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
     time::Duration,
 };
 
@@ -106,11 +105,9 @@ impl ClientTool {
 async fn run_quick(path: &Path, args: &[&str]) -> Result<String> {
     let out = tokio::time::timeout(
         Duration::from_secs(30),
-        tokio::process::Command::new(path)
+        crate::process::tool_command(path)
             .args(args)
             .env("HOME", "/nonexistent")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
             .output(),
     )
     .await
