@@ -84,6 +84,10 @@ pub struct Config {
     pub file: PathBuf,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// An HTTP connection that sends nothing for this long is closed.
+    pub http_idle_timeout: Duration,
+    /// HTTP connections served at once; more are closed when accepted.
+    pub http_max_connections: usize,
     pub tls: TlsFiles,
     /// A PEM certificate revocation list checked on every client handshake (`tls.crl`),
     /// reloaded when it changes.
@@ -159,6 +163,8 @@ struct FileAgent {
 struct FileServer {
     grpc_listen: Spanned<String>,
     http_listen: Spanned<String>,
+    http_idle_timeout_secs: Option<Spanned<u64>>,
+    http_max_connections: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +276,30 @@ impl FileConfig {
         };
         let grpc_listen = listen("server.grpc_listen", &self.server.grpc_listen)?;
         let http_listen = listen("server.http_listen", &self.server.http_listen)?;
+        let http_idle_timeout = match &self.server.http_idle_timeout_secs {
+            None => Duration::from_secs(30),
+            Some(v) if (1..=3600).contains(v.get_ref()) => Duration::from_secs(*v.get_ref()),
+            Some(v) => {
+                return Err(at.err(
+                    "server.http_idle_timeout_secs",
+                    v,
+                    "must be between 1 and 3600 seconds".into(),
+                ));
+            }
+        };
+        let http_max_connections = match &self.server.http_max_connections {
+            None => 256,
+            Some(v) if (1..=65_536).contains(v.get_ref()) => {
+                usize::try_from(*v.get_ref()).unwrap_or(256)
+            }
+            Some(v) => {
+                return Err(at.err(
+                    "server.http_max_connections",
+                    v,
+                    "must be between 1 and 65536".into(),
+                ));
+            }
+        };
 
         let path = |key: &str, value: &Spanned<PathBuf>| {
             let p = value.get_ref();
@@ -424,6 +454,8 @@ impl FileConfig {
             file: file.to_owned(),
             grpc_listen,
             http_listen,
+            http_idle_timeout,
+            http_max_connections,
             tls,
             tls_crl,
             catalog,

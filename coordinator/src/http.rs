@@ -371,3 +371,130 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         Err(e) => crate::error::Error::Internal(format!("render metrics: {e:#}")).into_response(),
     }
 }
+
+/// The HTTP listener with bounds: at most `max` connections at once (a new one over that is
+/// closed when accepted), and a connection that sends nothing for `idle` is closed, so slow or
+/// silent clients cannot pile up.
+pub struct Limited {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    idle: std::time::Duration,
+    last_refusal_log: Option<std::time::Instant>,
+}
+
+impl Limited {
+    pub fn new(inner: tokio::net::TcpListener, max: usize, idle: std::time::Duration) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            idle,
+            last_refusal_log: None,
+        }
+    }
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = LimitedIo;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    return (
+                        LimitedIo {
+                            inner: stream,
+                            idle: self.idle,
+                            deadline: Box::pin(tokio::time::sleep(self.idle)),
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                Err(_) => {
+                    let now = std::time::Instant::now();
+                    if self
+                        .last_refusal_log
+                        .is_none_or(|t| now.duration_since(t).as_secs() >= 10)
+                    {
+                        self.last_refusal_log = Some(now);
+                        tracing::warn!(
+                            peer = %addr,
+                            "closed an HTTP connection: {} are already open (server.http_max_connections)",
+                            self.max
+                        );
+                    }
+                    drop(stream);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection of [`Limited`]: reading fails with `TimedOut` once nothing has arrived for the
+/// idle time.
+pub struct LimitedIo {
+    inner: tokio::net::TcpStream,
+    idle: std::time::Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for LimitedIo {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    let next = tokio::time::Instant::now() + this.idle;
+                    this.deadline.as_mut().reset(next);
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "HTTP client sent nothing for too long",
+                ))),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            },
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for LimitedIo {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

@@ -93,6 +93,11 @@ pub async fn run_with_ready(
     let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
     let http_addr = http.local_addr().context("read HTTP listener address")?;
     let grpc_server = grpc::serve(hub.clone(), grpc, shutdown.clone());
+    let http = http::Limited::new(
+        http,
+        hub.config.http_max_connections,
+        hub.config.http_idle_timeout,
+    );
     let http_server = axum::serve(http, http::router(hub.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     on_ready()?;

@@ -56,6 +56,12 @@ for unit in "${units[@]}"; do
     esac
     printf '#!/bin/sh\nexit 0\n' >"$scratch/root$exe"
     chmod 755 "$scratch/root$exe"
+    # ExecReload= programs from the distribution (kill), as stand-ins in the scratch root.
+    for other in $(sed -n 's/^ExecReload=\([^ ]*\).*/\1/p' "$unit"); do
+        mkdir -p "$scratch/root$(dirname "$other")"
+        printf '#!/bin/sh\nexit 0\n' >"$scratch/root$other"
+        chmod 755 "$scratch/root$other"
+    done
 done
 
 for unit in "${units[@]}"; do

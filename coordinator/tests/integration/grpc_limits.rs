@@ -149,3 +149,54 @@ async fn control_calls_without_an_operator_role_are_refused_before_the_body() {
     assert!(actors.contains(&"operator/mallory"), "{actors:?}");
     let _ = alice.list_jobs(pb::ListJobsRequest::default()).await;
 }
+
+/// The HTTP port: a client that sends nothing (or stops half-way through its request) is
+/// disconnected after the idle time, connections over the limit are closed at once, and
+/// normal requests keep working.
+#[tokio::test]
+async fn http_port_bounds_silent_and_excess_connections() {
+    use tokio::io::AsyncWriteExt;
+    let c = Coordinator::builder()
+        .server("http_idle_timeout_secs = 1\nhttp_max_connections = 4\n")
+        .start()
+        .await;
+    let (code, _) = c.http_get("/health").await;
+    assert_eq!(code, 200);
+    // Half a request line, then silence: cut after about a second.
+    let mut slow = tokio::net::TcpStream::connect(c.http_addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /health/detailed HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)).await,
+        "a client that stopped sending was kept"
+    );
+    // Four silent connections take every slot; a fifth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tokio::net::TcpStream::connect(c.http_addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(c.http_addr)
+        .await
+        .expect("connect");
+    assert!(
+        closed_within(&mut extra, Duration::from_millis(500)).await,
+        "a connection over the limit was kept"
+    );
+    // The silent ones go after the idle time; then the port serves again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(held);
+    let (code, _) = eventually("HTTP after the flood", || async {
+        let r = c.http_get("/health").await;
+        (r.0 == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(code, 200);
+}

@@ -56,10 +56,17 @@ pub struct Builder {
     operators: Vec<(&'static str, &'static str)>,
     agents: Vec<(&'static str, &'static str)>,
     extra: String,
+    server: String,
 }
 
 impl Builder {
     /// Appends raw TOML (e.g. `[scheduler]`, `[[retention]]`) to the config.
+    /// More keys of the `[server]` table.
+    pub fn server(mut self, toml: &str) -> Self {
+        self.server.push_str(toml);
+        self
+    }
+
     pub fn config(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
         self
@@ -104,11 +111,14 @@ impl Builder {
             ""
         };
         let mut toml = format!(
-            "{open}[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+            "{open}[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{server}\
              [tls]\nca = \"ca.pem\"\ncert = \"coordinator.pem\"\nkey = \"coordinator.key\"\n\
              [catalog]\nurl = \"sqlite://catalog.db\"\n\
              [jobs]\nagent_lease_secs = {}\nheartbeat_interval_secs = {}\nqueue_timeout_secs = {}\n",
-            self.lease_secs, self.heartbeat_secs, self.queue_timeout_secs
+            self.lease_secs,
+            self.heartbeat_secs,
+            self.queue_timeout_secs,
+            server = self.server
         );
         for (name, role) in &self.operators {
             toml.push_str(&format!(
@@ -158,6 +168,7 @@ impl Coordinator {
             operators: vec![("alice", "admin"), ("olga", "operator"), ("vera", "viewer")],
             agents: Vec::new(),
             extra: String::new(),
+            server: String::new(),
         }
     }
 
