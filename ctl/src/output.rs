@@ -42,15 +42,42 @@ pub fn emit(out: &mut dyn Write, format: OutputFormat, value: &impl Render) -> R
             writeln!(out).context("write output")?;
         }
         OutputFormat::Table => out
-            .write_all(value.table().as_bytes())
+            .write_all(terminal_safe(&value.table()).as_bytes())
             .context("write output")?,
     }
     out.flush().context("write output")
 }
 
+/// Text made safe for a terminal: control characters other than newline and tab (terminal
+/// escapes, carriage returns, C1 codes, DEL) become visible escapes such as `\u{1b}`, so a name
+/// or an error from the server cannot recolour, move the cursor or overwrite what was printed.
+pub fn terminal_safe(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One table cell: also newlines and tabs become visible, so a value cannot break the row.
+fn cell_safe(s: String) -> String {
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.replace('\n', "\\n").replace('\t', "\\t")
+}
+
 /// Writes one line to stderr; a closed stderr is ignored (there is nowhere left to report it).
 pub fn stderr_line(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+    let _ = writeln!(std::io::stderr(), "{}", terminal_safe(line));
 }
 
 /// Shown for an empty value in text output.
@@ -70,7 +97,7 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.into_iter().map(cell_safe).collect());
     }
 
     pub fn render(&self) -> String {
@@ -220,6 +247,20 @@ pub fn json_time(ms: i64) -> (Option<String>, Option<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_text_cannot_drive_the_terminal() {
+        let mut t = Table::new(&["TARGET", "ERROR"]);
+        t.row(vec!["prod/\x1b[31mred".into(), "line one\nline two\rover".into()]);
+        let text = terminal_safe(&t.render());
+        assert!(!text.contains('\x1b'), "{text:?}");
+        assert!(!text.contains('\r'), "{text:?}");
+        assert_eq!(text.lines().count(), 2, "{text:?}");
+        assert!(text.contains("prod/\\u{1b}[31mred"), "{text:?}");
+        assert!(text.contains("line one\\nline two\\rover"), "{text:?}");
+        assert_eq!(terminal_safe("a\tb\nc"), "a\tb\nc");
+        assert_eq!(terminal_safe("\u{9b}2J\u{7f}"), "\\u{9b}2J\\u{7f}");
+    }
 
     #[test]
     fn sizes() {
