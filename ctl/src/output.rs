@@ -251,7 +251,10 @@ mod tests {
     #[test]
     fn server_text_cannot_drive_the_terminal() {
         let mut t = Table::new(&["TARGET", "ERROR"]);
-        t.row(vec!["prod/\x1b[31mred".into(), "line one\nline two\rover".into()]);
+        t.row(vec![
+            "prod/\x1b[31mred".into(),
+            "line one\nline two\rover".into(),
+        ]);
         let text = terminal_safe(&t.render());
         assert!(!text.contains('\x1b'), "{text:?}");
         assert!(!text.contains('\r'), "{text:?}");

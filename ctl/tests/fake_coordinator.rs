@@ -443,3 +443,40 @@ async fn schedule_commands() {
     r.expect_code(1);
     assert!(r.stderr.contains("has no schedule"), "{r:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_confirms_in_one_line() {
+    let srv = default_server().await;
+    let r = srv
+        .run(&[
+            "backup",
+            "pin",
+            "20261127T233000Z-7f3a9c",
+            "--reason",
+            "audit",
+        ])
+        .await;
+    r.expect_code(0);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("pinned 20261127T233000Z-7f3a9c (prod/orders, finished ")
+            && r.stdout.contains("backup unpin 20261127T233000Z-7f3a9c"),
+        "{}",
+        r.stdout
+    );
+    let r = srv
+        .run(&[
+            "backup",
+            "pin",
+            "20261127T233000Z-7f3a9c",
+            "--reason",
+            "audit",
+            "--output",
+            "json",
+        ])
+        .await;
+    r.expect_code(0);
+    assert_eq!(r.json()["pinned"], true, "{}", r.stdout);
+    assert_eq!(r.json()["backup_id"], "20261127T233000Z-7f3a9c");
+}

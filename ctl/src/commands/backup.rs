@@ -71,7 +71,7 @@ async fn show(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> 
             |mut c| async move { c.get_backup(req).await },
         )
         .await?;
-    output::emit(out, global.output, &BackupView::from(&backup))
+    output::emit(out, global.output, &PinView(BackupView::from(&backup)))
 }
 
 async fn verify(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
@@ -101,7 +101,33 @@ async fn pin(args: BackupPinArgs, global: &GlobalArgs, out: &mut dyn Write) -> R
     let backup = conn
         .unary("pin backup", |mut c| async move { c.pin_backup(req).await })
         .await?;
-    output::emit(out, global.output, &BackupView::from(&backup))
+    output::emit(out, global.output, &PinView(BackupView::from(&backup)))
+}
+
+/// `backup pin`/`unpin`: the backup record in JSON, one line of confirmation as text.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct PinView(BackupView);
+
+impl output::Render for PinView {
+    fn table(&self) -> String {
+        let b = &self.0;
+        let finished = b
+            .finished_at_ms
+            .map(output::rfc3339_text)
+            .unwrap_or_else(|| "unknown".to_owned());
+        if b.pinned {
+            format!(
+                "pinned {} ({}, finished {finished}): retention keeps it until `lifeboat backup unpin {}`\n",
+                b.backup_id, b.target, b.backup_id
+            )
+        } else {
+            format!(
+                "unpinned {} ({}, finished {finished}): retention policies apply to it again\n",
+                b.backup_id, b.target
+            )
+        }
+    }
 }
 
 async fn unpin(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {

@@ -343,9 +343,16 @@ impl pb::control_server::Control for Fake {
 
     async fn pin_backup(
         &self,
-        _req: Request<pb::PinBackupRequest>,
+        req: Request<pb::PinBackupRequest>,
     ) -> Result<Response<pb::BackupRecord>, Status> {
-        Err(Status::unimplemented("not in the fake"))
+        let req = req.into_inner();
+        let mut b = record(&req.backup_id, pb::VerifyStatus::Ok);
+        b.pin = Some(pb::BackupPin {
+            pinned_by: "alice".into(),
+            pinned_at_ms: T0 + 90_000,
+            reason: req.reason,
+        });
+        Ok(Response::new(b))
     }
 
     async fn unpin_backup(
