@@ -129,14 +129,37 @@ pub fn check_url(url: &str) -> Result<(), String> {
         .trim()
         .parse()
         .map_err(|_| "is not a valid URL".to_owned())?;
-    match uri.scheme_str() {
-        Some("https" | "http") => {}
-        _ => return Err("must start with https:// (or http:// on a private network)".into()),
-    }
-    if uri.host().is_none_or(str::is_empty) {
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
         return Err("names no host".into());
     }
-    Ok(())
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_private_host(host) => Ok(()),
+        Some("http") => Err(
+            "must use https://; plain http:// is accepted only to loopback or a private address \
+             (127.0.0.0/8, ::1, 10/8, 172.16/12, 192.168/16, fc00::/7) given as an IP address"
+                .into(),
+        ),
+        _ => Err("must start with https://".into()),
+    }
+}
+
+/// Whether a URL host is a loopback or private IP address (or `localhost`), where a plain
+/// http:// receiver cannot be reached through the internet.
+fn is_private_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+        Err(_) => false,
+    }
 }
 
 impl FileAlerts {
@@ -315,6 +338,31 @@ mod tests {
             !format!("{c:?}").contains("secret-token"),
             "the URL leaks through Debug"
         );
+    }
+
+    #[test]
+    fn plain_http_only_to_private_addresses() {
+        for ok in [
+            "https://hooks.slack.com/services/x",
+            "http://127.0.0.1:9000/hook",
+            "http://10.1.2.3/hook",
+            "http://192.168.0.5:8080/",
+            "http://[::1]:9000/",
+            "http://[fd00::5]/",
+            "http://localhost:9000/",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://hooks.example.com/secret",
+            "http://8.8.8.8/hook",
+            "http://[2001:db8::1]/",
+            "ftp://10.0.0.1/",
+        ] {
+            let e = check_url(bad).expect_err(bad);
+            assert!(e.contains("https://"), "{bad}: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 
     #[test]
