@@ -207,9 +207,13 @@ pub struct ScheduleNextArgs {
     /// Target, ENV/NAME (e.g. prod/orders)
     #[arg(value_parser = parse_target)]
     pub target: TargetName,
-    /// How many run times
+    /// How many run times (at most 100)
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub count: u32,
+    /// Run times after this moment instead of now: YYYY-MM-DD or YYYY-MM-DDTHH:MM in the
+    /// schedule's time zone, or RFC 3339 with an offset (e.g. to see next spring's DST change)
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Args)]

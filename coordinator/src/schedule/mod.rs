@@ -142,6 +142,41 @@ impl CronSpec {
     }
 
     /// The first occurrence strictly after `after_ms` (Unix ms), if there is one.
+    /// `text` as Unix ms: RFC 3339 with an offset, or a local `YYYY-MM-DD` /
+    /// `YYYY-MM-DDTHH:MM[:SS]` in this schedule's time zone (a local time that does not exist
+    /// or exists twice, at a DST change, takes the earlier instant).
+    pub fn parse_from(&self, text: &str) -> Result<i64, String> {
+        use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+        let text = text.trim();
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+            return Ok(t.timestamp_millis());
+        }
+        let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M"))
+            .or_else(|_| {
+                NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+            })
+            .map_err(|_| {
+                format!(
+                    "--from {text:?} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (in the schedule's time zone, {}) or RFC 3339 with an offset",
+                    self.tz.name()
+                )
+            })?;
+        let resolved = match self.tz.from_local_datetime(&local) {
+            chrono::LocalResult::Single(t) => t,
+            chrono::LocalResult::Ambiguous(a, _) => a,
+            // In a DST gap: the first valid instant an hour later.
+            chrono::LocalResult::None => self
+                .tz
+                .from_local_datetime(&(local + chrono::Duration::hours(1)))
+                .earliest()
+                .ok_or_else(|| format!("--from {text:?} does not exist in {}", self.tz.name()))?,
+        };
+        Ok(resolved.timestamp_millis())
+    }
+
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
         let after = self.tz.from_utc_datetime(&utc(after_ms)?.naive_utc());
         // croner works in whole seconds: never return an instant at or before `after`.

@@ -195,6 +195,7 @@ async fn schedule_commands_and_roles() {
         .next_runs(pb::NextRunsRequest {
             target: "prod/orders".into(),
             count: 3,
+            ..Default::default()
         })
         .await
         .expect("next")
@@ -204,6 +205,43 @@ async fn schedule_commands_and_roles() {
         next.run_at_local.iter().all(|l| l.contains(" 03:")),
         "{next:?}"
     );
+    // Next spring's DST change, previewed from a local date in the schedule's time zone: three
+    // runs at 03:00 Berlin time, the second only 23 hours after the first.
+    let spring = vera
+        .next_runs(pb::NextRunsRequest {
+            target: "prod/orders".into(),
+            count: 3,
+            from: "2027-03-27".into(),
+        })
+        .await
+        .expect("next from")
+        .into_inner();
+    for (local, day) in spring
+        .run_at_local
+        .iter()
+        .zip(["2027-03-27", "2027-03-28", "2027-03-29"])
+    {
+        assert!(
+            local.starts_with(day) && local.contains(" 03:"),
+            "{spring:?}"
+        );
+    }
+    let gap = spring.run_at_ms[1] - spring.run_at_ms[0];
+    let hour = 3_600_000;
+    assert!(
+        (23 * hour - 600_000..=23 * hour + 600_000).contains(&gap),
+        "{gap} ms: {spring:?}"
+    );
+    let e = vera
+        .next_runs(pb::NextRunsRequest {
+            target: "prod/orders".into(),
+            count: 3,
+            from: "next tuesday".into(),
+        })
+        .await
+        .expect_err("not a date");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("YYYY-MM-DD"), "{e:?}");
 
     // Viewers may not change schedules; bad input is refused with a hint.
     let e = vera

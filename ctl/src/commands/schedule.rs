@@ -101,6 +101,7 @@ async fn next(args: ScheduleNextArgs, global: &GlobalArgs, out: &mut dyn Write) 
     let req = conn.request(pb::NextRunsRequest {
         target: args.target.to_string(),
         count: args.count,
+        from: args.from.unwrap_or_default(),
     });
     let resp = conn
         .unary("compute next runs", |mut c| async move {

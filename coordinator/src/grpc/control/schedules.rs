@@ -196,8 +196,16 @@ impl Control {
         }
         let s = self.require_schedule(&name).await?;
         let now = lifeboat_proto::now_ms();
+        let from = if req.from.trim().is_empty() {
+            now
+        } else {
+            s.def
+                .spec
+                .parse_from(&req.from)
+                .map_err(Error::InvalidArgument)?
+        };
         let runs = self.last_runs().await?;
-        let run_at_ms = s.def.upcoming(&s.target, now, count as usize);
+        let run_at_ms = s.def.upcoming(&s.target, from, count as usize);
         Ok(pb::NextRunsResponse {
             schedule: Some(self.schedule_pb(&s, runs.get(&s.target), now)),
             run_at_local: run_at_ms
