@@ -498,7 +498,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
 /// A PostgreSQL target URL: `postgres://USER@HOST:PORT/DATABASE[?sslmode=…]`, no secret and
 /// nothing that would redirect the connection.
 fn validate_pg_url(text: &str) -> Result<(url::Url, String), String> {
-    let url = url::Url::parse(text)
+    let mut url = url::Url::parse(text)
         .map_err(|x| format!("not a valid URL ({x}); use postgres://USER@HOST:PORT/DATABASE"))?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         return Err("must start with postgres:// or postgresql:// (engine = \"postgres\")".into());
@@ -543,6 +543,7 @@ fn validate_pg_url(text: &str) -> Result<(url::Url, String), String> {
     if url.username().is_empty() {
         return Err("names no user; use postgres://USER@HOST:PORT/DATABASE".into());
     }
+    crate::provider::pg_tls_defaults(&mut url)?;
     Ok((url, database))
 }
 

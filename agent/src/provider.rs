@@ -186,6 +186,33 @@ pub struct Endpoint<'a> {
     pub host: &'a str,
     pub port: u16,
     pub tls: TlsLevel,
+    /// The certificate is checked against a CA file the user named (`sslrootcert`,
+    /// `ssl-ca`), not the system bundle.
+    pub own_ca: bool,
+}
+
+/// The CA bundle a verifying connection uses when the URL names none (Debian's
+/// `ca-certificates`).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Whether a target host is this machine: a Unix socket (no host, or a path), `localhost`
+/// or a loopback address. Only such connections may default to unverified TLS; the decision
+/// is made on the URL's text, never on what a name resolves to.
+pub fn is_local_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.is_empty() || h.starts_with('/') || h.to_ascii_lowercase().starts_with("%2f") {
+        return true;
+    }
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match h.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_loopback(),
+        Ok(std::net::IpAddr::V6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 /// What a connection check refused. Each message names the problem and what to use instead.
@@ -210,6 +237,14 @@ pub enum ProviderError {
     NeonPooler { host: String, direct: String },
     #[error("unknown TLS mode {0:?} in the target URL")]
     BadTlsMode(String),
+    #[error(
+        "Supabase signs its database certificates with its own CA, which is not in the system bundle, so {current} cannot succeed; download the CA certificate (dashboard: Database settings, SSL configuration) and add sslrootcert=/etc/lifeboat/supabase-ca.crt to the URL, or set sslmode=require to encrypt without checking the server's identity"
+    )]
+    SupabaseCa { current: &'static str },
+    #[error(
+        "Railway's database certificates are self-signed, so {current} against the system CA bundle cannot succeed; set sslmode=require in the URL (encrypted, identity not checked), or name the server's certificate with sslrootcert=/path and sslmode=verify-ca"
+    )]
+    RailwaySelfSigned { current: &'static str },
     #[error(
         "{provider} must be reached over TLS, but the connection uses {current}; set {wanted} or stronger in the target URL"
     )]
@@ -270,6 +305,11 @@ pub fn check_connection(
                     ep.host
                 ));
             }
+            if ep.tls >= TlsLevel::VerifyCa && !ep.own_ca {
+                return Err(ProviderError::SupabaseCa {
+                    current: ep.tls.describe(provider.engine()),
+                });
+            }
             if ep.tls < TlsLevel::Required {
                 notes.push(
                     "Supabase accepts TLS on every connection; set sslmode=require (or verify-full with Supabase's CA) so the connection cannot be downgraded".into(),
@@ -293,6 +333,11 @@ pub fn check_connection(
             }
         }
         Provider::Railway => {
+            if ep.tls >= TlsLevel::VerifyCa && !ep.own_ca {
+                return Err(ProviderError::RailwaySelfSigned {
+                    current: ep.tls.describe(provider.engine()),
+                });
+            }
             if host_is(ep.host, ".proxy.rlwy.net") {
                 require_tls(provider, ep, TlsLevel::Required)?;
                 notes.push(format!(
@@ -330,29 +375,101 @@ pub fn check_url(provider: Provider, url: &url::Url) -> Result<Vec<String>, Prov
             .find(|(k, _)| names.contains(&k.as_ref()))
             .map(|(_, v)| v.into_owned())
     };
-    let (tls, port) = match engine {
+    let host = url.host_str().unwrap_or("localhost");
+    let (tls, port, ca) = match engine {
         EngineKind::Postgres => {
             let mode = param(&["sslmode"]);
-            let tls = TlsLevel::from_pg_sslmode(mode.as_deref())
-                .ok_or_else(|| ProviderError::BadTlsMode(mode.unwrap_or_default()))?;
-            (tls, url.port().unwrap_or(5432))
+            let tls = match mode.as_deref() {
+                // What [`pg_tls_defaults`] writes into the URL; absent only when not applied.
+                None if !is_local_host(host) => TlsLevel::VerifyFull,
+                m => TlsLevel::from_pg_sslmode(m)
+                    .ok_or_else(|| ProviderError::BadTlsMode(mode.clone().unwrap_or_default()))?,
+            };
+            (tls, url.port().unwrap_or(5432), param(&["sslrootcert"]))
         }
         EngineKind::Mysql => {
+            let socket = param(&["socket"]).is_some();
             let tls = match param(&["ssl-mode", "sslmode"]) {
                 Some(m) => crate::engine::mysql::TlsMode::parse(&m)
                     .map(TlsLevel::from_mysql)
                     .ok_or(ProviderError::BadTlsMode(m))?,
-                None if param(&["ssl-ca"]).is_some() => TlsLevel::VerifyFull,
-                None => TlsLevel::Opportunistic,
+                None => TlsLevel::from_mysql(crate::engine::mysql::TlsMode::default_for(
+                    host,
+                    socket,
+                    param(&["ssl-ca"]).is_some(),
+                )),
             };
             (
                 tls,
                 url.port().unwrap_or(crate::engine::mysql::DEFAULT_PORT),
+                param(&["ssl-ca"]),
             )
         }
     };
-    let host = url.host_str().unwrap_or("localhost");
-    check_connection(provider, engine, &Endpoint { host, port, tls })
+    let own_ca = ca.is_some_and(|c| c != SYSTEM_CA_BUNDLE);
+    check_connection(
+        provider,
+        engine,
+        &Endpoint {
+            host,
+            port,
+            tls,
+            own_ca,
+        },
+    )
+}
+
+/// What to do about a failed connection whose cause is TLS (an error text from the driver or
+/// the client library), or `None` when the cause is something else.
+pub fn tls_hint(engine: EngineKind, error: &str) -> Option<&'static str> {
+    let e = error.to_ascii_lowercase();
+    let no_tls = (e.contains("not support") || e.contains("does not support"))
+        && (e.contains("tls") || e.contains("ssl"));
+    let bad_cert = e.contains("certificate")
+        || e.contains("unknownissuer")
+        || e.contains("notvalidforname")
+        || e.contains("unknown issuer");
+    match (engine, no_tls, bad_cert) {
+        (EngineKind::Postgres, true, _) => Some(
+            "the server offers no TLS and lifeboat verifies hosts other than this machine; enable ssl on the server, or add sslmode=prefer to the URL to allow plaintext",
+        ),
+        (EngineKind::Mysql, true, _) => Some(
+            "the server offers no TLS and lifeboat verifies hosts other than this machine; enable TLS on the server, or add ssl-mode=preferred to the URL to allow plaintext",
+        ),
+        (EngineKind::Postgres, false, true) => Some(
+            "the server's certificate is not trusted for this host; name its CA with sslrootcert=/path/ca.pem in the URL, or add sslmode=require to skip the identity check",
+        ),
+        (EngineKind::Mysql, false, true) => Some(
+            "the server's certificate is not trusted for this host; name its CA with ssl-ca=/path/ca.pem in the URL, or add ssl-mode=required to skip the identity check",
+        ),
+        (_, false, false) => None,
+    }
+}
+
+/// Secure defaults for a PostgreSQL target URL, written into it so that libpq (the tools)
+/// and the agent's own connections agree: a host that is not this machine gets
+/// `sslmode=verify-full` unless the URL names a mode, and a verifying mode without
+/// `sslrootcert` gets the system CA bundle (libpq would otherwise look in
+/// `~/.postgresql/root.crt`). Returns an error text when verification has no CA to use.
+pub fn pg_tls_defaults(url: &mut url::Url) -> Result<(), String> {
+    let has = |url: &url::Url, k: &str| url.query_pairs().any(|(n, _)| n == k);
+    let local = is_local_host(url.host_str().unwrap_or(""));
+    if !has(url, "sslmode") && !local {
+        url.query_pairs_mut().append_pair("sslmode", "verify-full");
+    }
+    let verifying = url
+        .query_pairs()
+        .any(|(k, v)| k == "sslmode" && matches!(v.as_ref(), "verify-ca" | "verify-full"));
+    if verifying && !has(url, "sslrootcert") {
+        if !std::path::Path::new(SYSTEM_CA_BUNDLE).is_file() {
+            return Err(format!(
+                "the connection verifies the server's certificate (sslmode=verify-full, the default for a host other than this machine) but there is no CA bundle at {SYSTEM_CA_BUNDLE}; install the ca-certificates package, or name the CA with sslrootcert=/path/ca.pem in the URL"
+            ));
+        }
+        url.query_pairs_mut()
+            .append_pair("sslrootcert", SYSTEM_CA_BUNDLE);
+    }
+    Ok(())
 }
 
 /// The provider's additions to the MySQL engine's dump options

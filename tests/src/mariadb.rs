@@ -186,6 +186,26 @@ impl MariaDb {
         self.server = Some(child);
     }
 
+    /// Makes the server also listen on `ip`, with [`USER`] allowed to log in from there (same
+    /// password), and restarts it.
+    pub fn serve_on(&mut self, ip: std::net::IpAddr) {
+        let pw = self.password.replace('\\', "\\\\").replace('\'', "\\'");
+        self.sql(
+            "mysql",
+            &format!(
+                "CREATE USER '{USER}'@'{ip}' IDENTIFIED BY '{pw}';\n\
+                 GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'{ip}' WITH GRANT OPTION;\n"
+            ),
+        );
+        self.server_args
+            .push(format!("--bind-address=127.0.0.1,{ip}"));
+        self.kill_server();
+        self.spawn_server();
+        if let Err(e) = self.wait_ready() {
+            panic!("mariadbd did not come back on {ip}: {e}\n{}", self.log());
+        }
+    }
+
     /// Kills mariadbd (SIGKILL: every session dies at once, as in a crash or a failover) and
     /// starts it again on the same port, after crash recovery (D17).
     pub fn crash_and_restart(&mut self) {

@@ -21,6 +21,23 @@ pub struct Pg {
     port: u16,
     password: String,
     stopped: bool,
+    /// Another address the server listens on besides 127.0.0.1 ([`Pg::serve_on`]).
+    also_listen: Option<std::net::IpAddr>,
+}
+
+/// An address of this machine that is not loopback (the first global IPv4 address of an
+/// interface), for tests of what lifeboat does with a remote host. Panics when the machine
+/// has none: such a test cannot run honestly without one.
+pub fn non_loopback_ip() -> std::net::IpAddr {
+    let out = Command::new("hostname")
+        .arg("-I")
+        .output()
+        .expect("run hostname -I");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.parse::<std::net::IpAddr>().ok())
+        .find(|a| a.is_ipv4() && !a.is_loopback())
+        .expect("this machine has no non-loopback IPv4 address (hostname -I)")
 }
 
 /// A port nobody listens on right now (bound and released; a race is retried by the caller).
@@ -105,6 +122,7 @@ impl Pg {
             port: 0,
             password: password.to_owned(),
             stopped: true,
+            also_listen: None,
         };
         // A free port can be taken between our probe and the server's bind: retry.
         let mut last = String::new();
@@ -291,13 +309,68 @@ impl Pg {
 
     /// The server's command-line options (`pg_ctl -o`).
     fn server_options(&self) -> String {
+        let listen = match self.also_listen {
+            Some(ip) => format!("127.0.0.1,{ip}"),
+            None => "127.0.0.1".to_owned(),
+        };
         format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+            "-p {} -k {} -c listen_addresses={listen} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB \
              -c max_connections=60 -c max_wal_size=256MB",
             self.port,
             self.sock_dir().display()
         )
+    }
+
+    /// Makes the server also listen on `ip` (password logins from that address), with TLS
+    /// when `tls` holds a PEM certificate and key (ssl=on; plain connections are still
+    /// accepted, as on a default server with ssl enabled), and restarts it.
+    pub fn serve_on(&mut self, ip: std::net::IpAddr, tls: Option<(&str, &str)>) {
+        let data = self.root.join("data");
+        let hba = data.join("pg_hba.conf");
+        let mut text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        text.push_str(&format!("host all all {ip}/32 scram-sha-256\n"));
+        std::fs::write(&hba, text).expect("write pg_hba.conf");
+        if let Some((cert, key)) = tls {
+            let c = data.join("server.crt");
+            let k = data.join("server.key");
+            std::fs::write(&c, cert).expect("write server.crt");
+            write_private(&k, key);
+            let chown = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&c)
+                .arg(&k)
+                .status()
+                .expect("run chown");
+            assert!(chown.success(), "chown server key");
+            self.psql(
+                "postgres",
+                "ALTER SYSTEM SET ssl = on; ALTER SYSTEM SET ssl_cert_file = 'server.crt'; ALTER SYSTEM SET ssl_key_file = 'server.key';",
+            );
+        }
+        self.also_listen = Some(ip);
+        let log = self.root.join("postgres.log");
+        let opts = self.server_options();
+        let out = run_as_postgres(
+            &self.root,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf-8 path"),
+                "-l",
+                log.to_str().expect("utf-8 path"),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "120",
+                "-o",
+                &opts,
+                "restart",
+            ],
+        );
+        check("pg_ctl restart", &out);
+        self.stopped = false;
     }
 
     /// `pg_ctl restart -m immediate`: every session dies at once, as in a crash or a

@@ -34,6 +34,10 @@ pub struct SandboxTarget {
     provider: Option<String>,
     /// Connect as this user with this password instead of the server's admin role.
     user: Option<(String, String)>,
+    /// Host in the URL instead of 127.0.0.1.
+    host: Option<String>,
+    /// Query string of the URL (`sslmode=…`).
+    query: Option<String>,
 }
 
 impl SandboxTarget {
@@ -50,7 +54,21 @@ impl SandboxTarget {
             extra: Vec::new(),
             provider: None,
             user: None,
+            host: None,
+            query: None,
         }
+    }
+
+    /// Connects to `host` instead of 127.0.0.1.
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = Some(host.to_owned());
+        self
+    }
+
+    /// Appends `query` to the URL's query string.
+    pub fn query(mut self, query: &str) -> Self {
+        self.query = Some(query.to_owned());
+        self
     }
 
     /// Connects as `user` with `password` (the test creates the user and its grants).
@@ -345,12 +363,16 @@ impl SandboxBuilder {
             } else {
                 pg.write_password_file(&pw);
             }
-            let url = format!(
-                "postgres://{}@127.0.0.1:{}/{}",
+            let mut url = format!(
+                "postgres://{}@{}:{}/{}",
                 t.user.as_ref().map_or(crate::pg::ROLE, |(u, _)| u.as_str()),
+                t.host.as_deref().unwrap_or("127.0.0.1"),
                 t.port.unwrap_or(pg.port()),
                 t.database
             );
+            if let Some(q) = &t.query {
+                url = format!("{url}?{q}");
+            }
             let mut tc = TargetConfig::new(&t.name, &url, &pw);
             if s3.is_some() {
                 tc.repository = "offsite".into();
@@ -394,8 +416,15 @@ impl SandboxBuilder {
                 if let Some(port) = t.port {
                     url = url.replace(&format!(":{}/", my.port()), &format!(":{port}/"));
                 }
+                if let Some(host) = &t.host {
+                    url = url.replacen("@127.0.0.1:", &format!("@{host}:"), 1);
+                }
                 if let Some(ca) = my.ca_file() {
                     url = format!("{url}?ssl-mode=verify_identity&ssl-ca={}", ca.display());
+                }
+                if let Some(q) = &t.query {
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    url = format!("{url}{sep}{q}");
                 }
                 let provider = t.provider.as_deref().unwrap_or("mariadb");
                 let mut tc = TargetConfig::mysql(&t.name, &url, &pw, provider);

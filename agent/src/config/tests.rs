@@ -435,7 +435,7 @@ fn provider_checks_run_when_the_config_is_loaded() {
     let e = refusal(f.parse_engine(
         "",
         "postgres",
-        "postgres://u@ep-cool-123.eu-central-1.aws.neon.tech/db",
+        "postgres://u@ep-cool-123.eu-central-1.aws.neon.tech/db?sslmode=prefer",
         "provider = \"neon\"",
     ));
     assert!(e.contains("TLS"), "{e}");

@@ -3,7 +3,12 @@ use crate::engine::mysql::{ClientTool, ServerFacts, Version};
 use std::path::Path;
 
 fn ep(host: &str, port: u16, tls: TlsLevel) -> Endpoint<'_> {
-    Endpoint { host, port, tls }
+    Endpoint {
+        host,
+        port,
+        tls,
+        own_ca: false,
+    }
 }
 
 fn check(p: Provider, host: &str, port: u16, tls: TlsLevel) -> Result<Vec<String>, ProviderError> {
@@ -103,13 +108,16 @@ fn supabase_refuses_the_transaction_pooler() {
             "{m}"
         );
     }
-    // Direct connection: fine. Session pooler: fine, with a note.
+    // Direct connection, verified with Supabase's CA: fine. Session pooler: fine, with a
+    // note.
     assert_eq!(
-        check(
+        check_connection(
             Provider::Supabase,
-            "db.abcdefgh.supabase.co",
-            5432,
-            TlsLevel::VerifyFull
+            EngineKind::Postgres,
+            &Endpoint {
+                own_ca: true,
+                ..ep("db.abcdefgh.supabase.co", 5432, TlsLevel::VerifyFull)
+            }
         ),
         Ok(vec![])
     );
@@ -417,10 +425,10 @@ fn urls_are_checked_with_their_tls_settings() {
     assert!(
         check_url(
             Provider::Neon,
-            &u("postgres://a@ep-x.eu-central-1.aws.neon.tech/app")
+            &u("postgres://a@ep-x.eu-central-1.aws.neon.tech/app?sslmode=prefer")
         )
         .is_err(),
-        "default sslmode=prefer"
+        "sslmode=prefer can be downgraded"
     );
     assert!(
         check_url(
@@ -438,7 +446,7 @@ fn urls_are_checked_with_their_tls_settings() {
     assert!(
         check_url(
             Provider::Planetscale,
-            &u("mysql://u@aws.connect.psdb.cloud/shop")
+            &u("mysql://u@aws.connect.psdb.cloud/shop?ssl-mode=preferred")
         )
         .is_err()
     );
@@ -465,5 +473,150 @@ fn urls_are_checked_with_their_tls_settings() {
     assert_eq!(
         check_url(Provider::Mariadb, &u("mariadb://u@10.0.0.1/app")),
         Ok(vec![])
+    );
+}
+
+#[test]
+fn only_this_machine_is_local() {
+    for h in [
+        "",
+        "localhost",
+        "LOCALHOST",
+        "127.0.0.1",
+        "127.3.2.1",
+        "[::1]",
+        "::1",
+        "%2Fvar%2Frun%2Fpostgresql",
+        "/run/mysqld",
+        "::ffff:127.0.0.1",
+    ] {
+        assert!(is_local_host(h), "{h:?} is this machine");
+    }
+    for h in [
+        "db",
+        "10.0.0.5",
+        "192.168.1.2",
+        "db.internal",
+        "localhost.evil.example",
+        "[2001:db8::1]",
+        "0.0.0.0",
+        "ep-x.neon.tech",
+    ] {
+        assert!(!is_local_host(h), "{h:?} is another machine");
+    }
+}
+
+fn pg_defaults(url: &str) -> String {
+    let mut u = url::Url::parse(url).expect("url");
+    pg_tls_defaults(&mut u).expect("defaults");
+    u.to_string()
+}
+
+#[test]
+fn postgres_urls_verify_remote_hosts_by_default() {
+    let bundle = format!("sslrootcert={}", SYSTEM_CA_BUNDLE.replace('/', "%2F"));
+    let remote = pg_defaults("postgres://u@db.example.com:5432/app");
+    assert!(remote.contains("sslmode=verify-full"), "{remote}");
+    assert!(remote.contains(&bundle), "{remote}");
+    // Loopback and sockets keep libpq's default.
+    for local in [
+        "postgres://u@127.0.0.1:5432/app",
+        "postgres://u@localhost/app",
+    ] {
+        assert_eq!(pg_defaults(local), local);
+    }
+    // A mode named in the URL is kept; its own CA is kept.
+    let explicit = "postgres://u@db/app?sslmode=prefer";
+    assert_eq!(pg_defaults(explicit), explicit);
+    let own = "postgres://u@db/app?sslmode=verify-ca&sslrootcert=/etc/lifeboat/ca.pem";
+    assert_eq!(pg_defaults(own), own);
+    // Verifying to loopback with no CA gets the bundle too (not ~/.postgresql/root.crt).
+    let v = pg_defaults("postgres://u@127.0.0.1/app?sslmode=verify-full");
+    assert!(v.contains(&bundle), "{v}");
+    // The profiles judge the defaulted URL: a remote host without a mode is verify-full.
+    let neon = url::Url::parse("postgres://a@ep-x.eu-central-1.aws.neon.tech/app").expect("url");
+    let notes = check_url(Provider::Neon, &neon).expect("verify-full by default is enough");
+    assert!(notes.is_empty(), "{notes:?}");
+}
+
+#[test]
+fn providers_with_a_private_ca_need_it_named_or_require() {
+    let u = |s: &str| url::Url::parse(s).expect("url");
+    for url in [
+        "postgres://postgres@db.abcd.supabase.co:5432/postgres",
+        "postgres://postgres@db.abcd.supabase.co:5432/postgres?sslmode=verify-full",
+    ] {
+        let e = check_url(Provider::Supabase, &u(url)).expect_err(url);
+        assert!(matches!(e, ProviderError::SupabaseCa { .. }), "{e}");
+        assert!(
+            e.to_string().contains("sslrootcert=") && e.to_string().contains("sslmode=require"),
+            "{e}"
+        );
+    }
+    check_url(
+        Provider::Supabase,
+        &u("postgres://postgres@db.abcd.supabase.co:5432/postgres?sslmode=verify-full&sslrootcert=/etc/lifeboat/supabase.crt"),
+    )
+    .expect("Supabase's own CA");
+    check_url(
+        Provider::Supabase,
+        &u("postgres://postgres@db.abcd.supabase.co:5432/postgres?sslmode=require"),
+    )
+    .expect("require");
+    let e = check_url(
+        Provider::Railway,
+        &u("postgres://postgres@x.proxy.rlwy.net:40000/railway"),
+    )
+    .expect_err("self-signed");
+    assert!(e.to_string().contains("sslmode=require"), "{e}");
+    check_url(
+        Provider::Railway,
+        &u("postgres://postgres@x.proxy.rlwy.net:40000/railway?sslmode=require"),
+    )
+    .expect("require");
+}
+
+#[test]
+fn mysql_urls_verify_remote_hosts_by_default() {
+    use crate::engine::mysql::{ConnParams, TlsMode};
+    let p = |s: &str| ConnParams::from_url(&url::Url::parse(s).expect("url")).expect("params");
+    assert_eq!(
+        p("mysql://u@db.example.com/app").tls,
+        TlsMode::VerifyIdentity
+    );
+    assert_eq!(p("mysql://u@127.0.0.1/app").tls, TlsMode::Preferred);
+    assert_eq!(
+        p("mysql://u@db/app?socket=/run/mysqld/mysqld.sock").tls,
+        TlsMode::Preferred
+    );
+    assert_eq!(
+        p("mysql://u@db/app?ssl-mode=preferred").tls,
+        TlsMode::Preferred
+    );
+    let remote = url::Url::parse("mysql://u@aws.connect.psdb.cloud/shop").expect("url");
+    assert!(
+        check_url(Provider::Planetscale, &remote)
+            .expect("verified")
+            .is_empty()
+    );
+}
+
+#[test]
+fn tls_failures_get_a_next_step() {
+    let h = tls_hint(
+        EngineKind::Postgres,
+        "error communicating with database: server does not support TLS",
+    )
+    .expect("no tls");
+    assert!(h.contains("sslmode=prefer"), "{h}");
+    let h = tls_hint(EngineKind::Mysql, "error occurred while attempting to establish a TLS connection: invalid peer certificate: UnknownIssuer")
+        .expect("cert");
+    assert!(h.contains("ssl-ca="), "{h}");
+    assert_eq!(
+        tls_hint(
+            EngineKind::Postgres,
+            "password authentication failed for user \"u\""
+        ),
+        None
     );
 }

@@ -51,6 +51,17 @@ impl TlsMode {
         }
     }
 
+    /// The mode when the URL names none: `VERIFY_IDENTITY` (against `ssl-ca` or the system
+    /// CA bundle) for any host that is not this machine, so that nobody in the path can
+    /// downgrade or impersonate the server; `PREFERRED` over a socket or to loopback.
+    pub fn default_for(host: &str, socket: bool, has_ca: bool) -> Self {
+        if has_ca || !(socket || crate::provider::is_local_host(host)) {
+            Self::VerifyIdentity
+        } else {
+            Self::Preferred
+        }
+    }
+
     /// Whether the connection fails rather than go unencrypted.
     pub fn requires_tls(self) -> bool {
         matches!(self, Self::Required | Self::VerifyCa | Self::VerifyIdentity)
@@ -138,11 +149,8 @@ impl ConnParams {
             .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".into());
-        let tls = tls.unwrap_or(if ssl_ca.is_some() {
-            TlsMode::VerifyIdentity
-        } else {
-            TlsMode::Preferred
-        });
+        let tls =
+            tls.unwrap_or_else(|| TlsMode::default_for(&host, socket.is_some(), ssl_ca.is_some()));
         Ok(Self {
             host,
             port: url.port().unwrap_or(DEFAULT_PORT),
@@ -211,7 +219,9 @@ pub async fn connect(
         Some(s) => opts.socket(s),
         None => opts.host(&params.host).port(params.port),
     };
-    if let Some(ca) = &params.ssl_ca {
+    if let Some(ca) = params.ca_file()
+        && params.tls.verifies_certificate()
+    {
         opts = opts.ssl_ca(ca);
     }
     if let Some(p) = password {
@@ -223,10 +233,18 @@ pub async fn connect(
     let where_ = params.describe(database.unwrap_or(""));
     match tokio::time::timeout(CONNECT_TIMEOUT, MySqlConnection::connect_with(&opts)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => bail!(
-            "cannot connect to MySQL/MariaDB at {where_} (ssl-mode {}): {e}; check that the server is up, the URL, the TLS settings and the password file",
-            params.tls.as_str()
-        ),
+        Ok(Err(e)) => {
+            match crate::provider::tls_hint(crate::provider::EngineKind::Mysql, &e.to_string()) {
+                Some(hint) => Err(anyhow::Error::new(e).context(format!(
+                    "cannot connect to MySQL/MariaDB at {where_} (ssl-mode {}): {hint}",
+                    params.tls.as_str()
+                ))),
+                None => bail!(
+                    "cannot connect to MySQL/MariaDB at {where_} (ssl-mode {}): {e}; check that the server is up, the URL, the TLS settings and the password file",
+                    params.tls.as_str()
+                ),
+            }
+        }
         Err(_) => bail!(
             "cannot connect to MySQL/MariaDB at {where_}: no answer within {}s; check the host, port and firewall",
             CONNECT_TIMEOUT.as_secs()

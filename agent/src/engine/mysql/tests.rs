@@ -46,7 +46,8 @@ fn urls() {
         ),
         ("db.example", 3307, "backup", "orders")
     );
-    assert_eq!(p.tls, TlsMode::Preferred);
+    // Another host and no ssl-mode: verified by default.
+    assert_eq!(p.tls, TlsMode::VerifyIdentity);
     assert_eq!(p.describe("orders"), "backup@db.example:3307/orders");
 
     let p = ConnParams::from_url(&url(
