@@ -88,6 +88,13 @@ pub struct Config {
     pub http_idle_timeout: Duration,
     /// HTTP connections served at once; more are closed when accepted.
     pub http_max_connections: usize,
+    /// The health endpoints and `/metrics` read the catalog at most once per this interval
+    /// (one read in flight; callers in between share it). Zero: every request reads, still
+    /// one at a time.
+    pub health_cache: Duration,
+    /// A file holding the bearer token `/health/detailed` and `/health/backups` require
+    /// (`server.http_token_file`); none: those endpoints are open like the others.
+    pub http_token_file: Option<PathBuf>,
     pub tls: TlsFiles,
     /// A PEM certificate revocation list checked on every client handshake (`tls.crl`),
     /// reloaded when it changes.
@@ -165,6 +172,8 @@ struct FileServer {
     http_listen: Spanned<String>,
     http_idle_timeout_secs: Option<Spanned<u64>>,
     http_max_connections: Option<Spanned<u64>>,
+    health_cache_ms: Option<Spanned<u64>>,
+    http_token_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +310,18 @@ impl FileConfig {
             }
         };
 
+        let health_cache = match &self.server.health_cache_ms {
+            None => Duration::from_millis(1000),
+            Some(v) if *v.get_ref() <= 60_000 => Duration::from_millis(*v.get_ref()),
+            Some(v) => {
+                return Err(at.err(
+                    "server.health_cache_ms",
+                    v,
+                    "must be between 0 and 60000 milliseconds".into(),
+                ));
+            }
+        };
+
         let path = |key: &str, value: &Spanned<PathBuf>| {
             let p = value.get_ref();
             if p.as_os_str().is_empty() {
@@ -319,6 +340,12 @@ impl FileConfig {
             .crl
             .as_ref()
             .map(|c| path("tls.crl", c))
+            .transpose()?;
+        let http_token_file = self
+            .server
+            .http_token_file
+            .as_ref()
+            .map(|c| path("server.http_token_file", c))
             .transpose()?;
 
         let catalog = parse_catalog_url(&at, &self.catalog.url)?;
@@ -456,6 +483,8 @@ impl FileConfig {
             http_listen,
             http_idle_timeout,
             http_max_connections,
+            health_cache,
+            http_token_file,
             tls,
             tls_crl,
             catalog,
@@ -531,6 +560,27 @@ impl Config {
 
     /// Checks that the files the config names exist and are usable: TLS files present, the key
     /// private to this user, the catalog's directory present.
+    /// The bearer token of the detail endpoints, read from `server.http_token_file` (mode
+    /// 0600, at least 16 characters). The error text names the problem and the fix.
+    pub fn http_token(&self) -> Result<Option<lifeboat_common::secret::Secret<String>>, String> {
+        let Some(path) = &self.http_token_file else {
+            return Ok(None);
+        };
+        let token = lifeboat_common::secret::read_secret_file(path).map_err(|e| {
+            format!(
+                "{e:#}; write a random token there (e.g. `openssl rand -hex 32 > FILE && chmod 600 FILE`)"
+            )
+        })?;
+        let t = token.expose();
+        if t.chars().count() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "{} must hold one token of at least 16 characters without spaces; write a random one (e.g. `openssl rand -hex 32`)",
+                path.display()
+            ));
+        }
+        Ok(Some(token))
+    }
+
     pub fn check_files(&self) -> Result<(), ConfigError> {
         let file = self.file.as_path();
         for (key, path, hint) in [
@@ -560,6 +610,8 @@ impl Config {
         }
         lifeboat_common::secret::check_private_file(&self.tls.key)
             .map_err(|e| ConfigError::new(file, "tls.key", format!("{e:#}")))?;
+        self.http_token()
+            .map_err(|e| ConfigError::new(file, "server.http_token_file", e))?;
         if let Some(crl) = &self.tls_crl
             && !crl.is_file()
         {
@@ -651,6 +703,56 @@ mod tests {
         assert_eq!(c.role_of("alice"), Some(Role::Admin));
         assert_eq!(c.role_of("grafana-bot"), Some(Role::Viewer));
         assert_eq!(c.role_of("mallory"), None);
+    }
+
+    #[test]
+    fn health_cache_and_http_token() {
+        let c = parse(Path::new("/srv/lb/coordinator.toml"), &minimal("")).expect("valid");
+        assert_eq!(c.health_cache, Duration::from_secs(1));
+        assert_eq!(c.http_token(), Ok(None));
+        let e = err(&minimal("").replace(
+            "http_listen = \"127.0.0.1:0\"\n",
+            "http_listen = \"127.0.0.1:0\"\nhealth_cache_ms = 60001\n",
+        ));
+        assert!(
+            e.contains("server.health_cache_ms") && e.contains("60000"),
+            "{e}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("http.token");
+        let with_token = |path: &Path| {
+            parse(
+                Path::new("/srv/lb/coordinator.toml"),
+                &minimal("").replace(
+                    "http_listen = \"127.0.0.1:0\"\n",
+                    &format!(
+                        "http_listen = \"127.0.0.1:0\"\nhttp_token_file = {:?}\n",
+                        path.display().to_string()
+                    ),
+                ),
+            )
+            .expect("valid")
+        };
+        let c = with_token(&token);
+        let e = c.http_token().expect_err("missing file");
+        assert!(e.contains("openssl rand"), "{e}");
+        std::fs::write(&token, "0123456789abcdef0123\n").expect("write");
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("chmod");
+        let e = c.http_token().expect_err("readable by others");
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        assert_eq!(
+            c.http_token().expect("ok").map(|t| t.expose().clone()),
+            Some("0123456789abcdef0123".to_owned())
+        );
+        std::fs::write(&token, "short\n").expect("write");
+        let e = c.http_token().expect_err("too short");
+        assert!(e.contains("at least 16"), "{e}");
+        // The token never appears in an error or in Debug.
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 
     #[test]

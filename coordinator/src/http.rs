@@ -8,19 +8,33 @@
 //! | `/health/detailed` | catalog answers (the body tells the rest) | catalog unreachable |
 //! | `/health/backups` | no selected target is critical | a target is critical, or catalog unreachable |
 //! | `/metrics` | always (`lifeboat_catalog_up` says whether the catalog answered) | never |
+//!
+//! Every endpoint but `/health` answers from one [`Reading`] of the catalog, taken at most
+//! once per `server.health_cache_ms` with one read in flight, so a flood of requests costs the
+//! catalog one read per interval. With `server.http_token_file`, `/health/detailed` and
+//! `/health/backups` need `Authorization: Bearer TOKEN` (401 otherwise).
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use axum::{
     Json, Router,
     extract::{RawQuery, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
+use lifeboat_common::secret::Secret;
 use serde_json::{Value, json};
 
 use crate::{
+    alerts::Incident,
     catalog::health::{JobFacts, SchemaStatus, Snapshot},
     health::{Report, Status, TargetHealth, rfc3339},
     hub::Hub,
@@ -30,14 +44,119 @@ use crate::{
 /// A probe must answer quickly even when the catalog hangs.
 const CATALOG_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn router(hub: Arc<Hub>) -> Router {
+/// What the HTTP handlers share.
+pub struct Http {
+    hub: Arc<Hub>,
+    cache: HealthCache,
+    token: Option<Secret<String>>,
+}
+
+pub fn router(hub: Arc<Hub>, token: Option<Secret<String>>) -> Router {
+    let cache = HealthCache::new(hub.config.health_cache);
+    let state = Arc::new(Http { hub, cache, token });
     Router::new()
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         .route("/health/detailed", get(detailed))
         .route("/health/backups", get(backups))
         .route("/metrics", get(metrics))
-        .with_state(hub)
+        .with_state(state)
+}
+
+/// One read of everything the endpoints report from the catalog. Errors are texts for the
+/// body (no SQL details; the log has them).
+#[derive(Debug)]
+pub struct Reading {
+    pub at_ms: i64,
+    pub catalog: Result<(), String>,
+    pub schema: Result<SchemaStatus, String>,
+    pub snapshot: Result<Snapshot, String>,
+    pub running: Result<Vec<(JobKind, i64)>, String>,
+    pub incidents: Vec<Incident>,
+}
+
+impl Reading {
+    async fn take(hub: &Hub) -> Self {
+        let at_ms = lifeboat_proto::now_ms();
+        let catalog = with_deadline("reach the catalog", hub.catalog.ping()).await;
+        if let Err(e) = &catalog {
+            return Self {
+                at_ms,
+                catalog: Err(e.clone()),
+                schema: Err(e.clone()),
+                snapshot: Err(e.clone()),
+                running: Err(e.clone()),
+                incidents: Vec::new(),
+            };
+        }
+        Self {
+            at_ms,
+            catalog,
+            schema: with_deadline("read the catalog schema", hub.catalog.schema_status()).await,
+            snapshot: with_deadline("read the catalog", hub.catalog.health_snapshot(at_ms)).await,
+            running: with_deadline("count running jobs", hub.catalog.running_counts()).await,
+            incidents: with_deadline("read open incidents", hub.catalog.open_incidents())
+                .await
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The latest [`Reading`], taken again when older than the interval. One read runs at a
+/// time; requests that waited for it use its result instead of reading again.
+pub struct HealthCache {
+    every: Duration,
+    latest: tokio::sync::Mutex<Option<(Instant, Arc<Reading>)>>,
+    /// Readings taken so far (a request that sees it change while waiting shares the new one).
+    taken: AtomicU64,
+}
+
+impl HealthCache {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            latest: tokio::sync::Mutex::new(None),
+            taken: AtomicU64::new(0),
+        }
+    }
+
+    pub async fn get(&self, hub: &Hub) -> Arc<Reading> {
+        let seen = self.taken.load(Ordering::Acquire);
+        let mut latest = self.latest.lock().await;
+        if let Some((at, r)) = &*latest
+            && (at.elapsed() < self.every || self.taken.load(Ordering::Acquire) != seen)
+        {
+            return r.clone();
+        }
+        let r = Arc::new(Reading::take(hub).await);
+        *latest = Some((Instant::now(), r.clone()));
+        self.taken.fetch_add(1, Ordering::AcqRel);
+        hub.metrics.health_reading_taken();
+        r
+    }
+}
+
+/// `None` when the request may see the detail endpoints, else the 401 to send.
+fn unauthorized(http: &Http, headers: &HeaderMap) -> Option<Response> {
+    let token = http.token.as_ref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok: bool =
+        subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.expose().as_bytes()).into();
+    (!ok).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({
+                "status": "unauthorized",
+                "error": "this endpoint needs the bearer token from server.http_token_file (Authorization: Bearer TOKEN)",
+            })),
+        )
+            .into_response()
+    })
 }
 
 fn ts(ms: i64) -> Value {
@@ -92,23 +211,21 @@ fn schema_json(s: &SchemaStatus) -> Value {
 }
 
 /// Readiness: the catalog answers and its schema is the one this binary expects.
-async fn ready(State(hub): State<Arc<Hub>>) -> Response {
-    let catalog = with_deadline("reach the catalog", hub.catalog.ping()).await;
-    let schema = match &catalog {
-        Ok(()) => with_deadline("read the catalog schema", hub.catalog.schema_status()).await,
-        Err(e) => Err(e.clone()),
-    };
-    let shutting_down = hub.streams.is_cancelled();
+async fn ready(State(http): State<Arc<Http>>) -> Response {
+    let reading = http.cache.get(&http.hub).await;
+    let catalog = &reading.catalog;
+    let schema = &reading.schema;
+    let shutting_down = http.hub.streams.is_cancelled();
     let ok =
         catalog.is_ok() && schema.as_ref().is_ok_and(SchemaStatus::is_current) && !shutting_down;
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
         "checks": {
-            "catalog": match &catalog {
+            "catalog": match catalog {
                 Ok(()) => json!({ "status": "ok" }),
                 Err(e) => json!({ "status": "critical", "error": e }),
             },
-            "migrations": match &schema {
+            "migrations": match schema {
                 Ok(s) => schema_json(s),
                 Err(e) => json!({ "status": "critical", "error": e }),
             },
@@ -164,10 +281,6 @@ fn target_json(t: &TargetHealth) -> Value {
     })
 }
 
-async fn snapshot(hub: &Hub, now_ms: i64) -> Result<Snapshot, String> {
-    with_deadline("read the catalog", hub.catalog.health_snapshot(now_ms)).await
-}
-
 /// `?environment=ENV`: only that environment's targets (names are plain, no decoding needed).
 fn environment_filter(query: Option<&str>) -> Option<String> {
     query?
@@ -178,10 +291,19 @@ fn environment_filter(query: Option<&str>) -> Option<String> {
 }
 
 /// Per-target backup health against the declared RPO.
-async fn backups(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery) -> Response {
+async fn backups(
+    State(http): State<Arc<Http>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(refused) = unauthorized(&http, &headers) {
+        return refused;
+    }
+    let hub = &http.hub;
     let environment = environment_filter(query.as_deref());
-    let now = lifeboat_proto::now_ms();
-    let snap = match snapshot(&hub, now).await {
+    let reading = http.cache.get(hub).await;
+    let now = reading.at_ms;
+    let snap = match &reading.snapshot {
         Ok(s) => s,
         Err(e) => {
             return respond(
@@ -190,7 +312,7 @@ async fn backups(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery) -> Resp
             );
         }
     };
-    let report = Report::build(&hub, &snap, now);
+    let report = Report::build(hub, snap, now);
     let targets: Vec<&TargetHealth> = report
         .targets
         .iter()
@@ -217,8 +339,13 @@ async fn backups(State(hub): State<Arc<Hub>>, RawQuery(query): RawQuery) -> Resp
 }
 
 /// Everything at once: catalog, agents, targets, running jobs, open incidents.
-async fn detailed(State(hub): State<Arc<Hub>>) -> Response {
-    let now = lifeboat_proto::now_ms();
+async fn detailed(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = unauthorized(&http, &headers) {
+        return refused;
+    }
+    let hub = &http.hub;
+    let reading = http.cache.get(hub).await;
+    let now = reading.at_ms;
     let unavailable = |e: String| {
         respond(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -229,21 +356,17 @@ async fn detailed(State(hub): State<Arc<Hub>>) -> Response {
             }),
         )
     };
-    let schema = match with_deadline("read the catalog schema", hub.catalog.schema_status()).await {
+    let schema = match &reading.schema {
         Ok(s) => s,
-        Err(e) => return unavailable(e),
+        Err(e) => return unavailable(e.clone()),
     };
-    let snap = match snapshot(&hub, now).await {
+    let snap = match &reading.snapshot {
         Ok(s) => s,
-        Err(e) => return unavailable(e),
+        Err(e) => return unavailable(e.clone()),
     };
-    let running = with_deadline("count running jobs", hub.catalog.running_counts())
-        .await
-        .unwrap_or_default();
-    let incidents = with_deadline("read open incidents", hub.catalog.open_incidents())
-        .await
-        .unwrap_or_default();
-    let report = Report::build(&hub, &snap, now);
+    let running = reading.running.as_deref().unwrap_or_default();
+    let incidents = &reading.incidents;
+    let report = Report::build(hub, snap, now);
     let repos = hub.metrics.repository_stats();
     let catalog_status = if schema.is_current() {
         Status::Ok
@@ -305,7 +428,7 @@ async fn detailed(State(hub): State<Arc<Hub>>) -> Response {
         "status": status,
         "checked_at": ts(now),
         "version": env!("CARGO_PKG_VERSION"),
-        "catalog": { "status": catalog_status, "migrations": schema_json(&schema) },
+        "catalog": { "status": catalog_status, "migrations": schema_json(schema) },
         "agents": {
             "connected": connected,
             "total": report.agents.len(),
@@ -342,21 +465,21 @@ async fn detailed(State(hub): State<Arc<Hub>>) -> Response {
 }
 
 /// Prometheus text format. Gauges that mirror the catalog are rebuilt from it on each scrape.
-async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
-    let now = lifeboat_proto::now_ms();
-    let read = async {
-        let snap = hub.catalog.health_snapshot(now).await?;
-        let running = hub.catalog.running_counts().await?;
-        Ok::<_, crate::catalog::CatalogError>((snap, running))
-    };
-    let (report, running, up) = match with_deadline("read the catalog", read).await {
-        Ok((snap, running)) => (Report::build(&hub, &snap, now), running, true),
-        Err(_) => (Report::default(), Vec::new(), false),
+async fn metrics(State(http): State<Arc<Http>>) -> Response {
+    let hub = &http.hub;
+    let reading = http.cache.get(hub).await;
+    let (report, running, up) = match (&reading.snapshot, &reading.running) {
+        (Ok(snap), Ok(running)) => (
+            Report::build(hub, snap, reading.at_ms),
+            running.as_slice(),
+            true,
+        ),
+        _ => (Report::default(), &[][..], false),
     };
     hub.metrics.set_catalog_up(up);
     match hub.metrics.render_with(
         &report,
-        &running,
+        running,
         hub.connected_agents().len(),
         &hub.config.alerts,
     ) {

@@ -98,7 +98,11 @@ pub async fn run_with_ready(
         hub.config.http_max_connections,
         hub.config.http_idle_timeout,
     );
-    let http_server = axum::serve(http, http::router(hub.clone()))
+    let token = hub
+        .config
+        .http_token()
+        .map_err(|e| anyhow::anyhow!("server.http_token_file: {e}"))?;
+    let http_server = axum::serve(http, http::router(hub.clone(), token))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     on_ready()?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "coordinator serving");

@@ -56,6 +56,7 @@ pub struct Metrics {
     declared: Mutex<HashMap<String, HashSet<String>>>,
     reports_dropped: IntCounterVec,
     audit_dropped: IntCounterVec,
+    health_readings: IntCounterVec,
     incidents_open: IntGaugeVec,
     notifications_total: IntCounterVec,
     notifications_pending: IntGaugeVec,
@@ -100,6 +101,10 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
 
 impl Metrics {
     /// Counts refused-call audit records the full audit queue could not take.
+    pub fn health_reading_taken(&self) {
+        self.health_readings.with_label_values::<&str>(&[]).inc();
+    }
+
     pub fn audit_dropped(&self, n: u64) {
         self.audit_dropped.with_label_values::<&str>(&[]).inc_by(n);
     }
@@ -235,6 +240,12 @@ impl Metrics {
                  flood of refused calls); each was still logged.",
                 &[],
             )?,
+            health_readings: counter(
+                "lifeboat_health_catalog_reads_total",
+                "Catalog reads taken for the HTTP endpoints (/health*, /metrics); at most one \
+                 per server.health_cache_ms, however many requests arrive.",
+                &[],
+            )?,
             incidents_open: int_gauge(
                 "lifeboat_incidents_open",
                 "Open alert incidents, by kind.",
@@ -307,6 +318,8 @@ impl Metrics {
         m.registry.register(Box::new(m.reports_dropped.clone()))?;
         m.registry.register(Box::new(m.audit_dropped.clone()))?;
         m.audit_dropped.with_label_values::<&str>(&[]);
+        m.registry.register(Box::new(m.health_readings.clone()))?;
+        m.health_readings.with_label_values::<&str>(&[]);
         m.reports_dropped.with_label_values(&[DROPPED_UNDECLARED]);
         m.registry.register(Box::new(m.incidents_open.clone()))?;
         m.registry

@@ -110,8 +110,15 @@ impl Builder {
         } else {
             ""
         };
+        // Each request reads the catalog afresh (the tests look right after a change), unless
+        // the test sets its own interval.
+        let cache = if self.server.contains("health_cache_ms") {
+            ""
+        } else {
+            "health_cache_ms = 0\n"
+        };
         let mut toml = format!(
-            "{open}[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{server}\
+            "{open}[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{cache}{server}\
              [tls]\nca = \"ca.pem\"\ncert = \"coordinator.pem\"\nkey = \"coordinator.key\"\n\
              [catalog]\nurl = \"sqlite://catalog.db\"\n\
              [jobs]\nagent_lease_secs = {}\nheartbeat_interval_secs = {}\nqueue_timeout_secs = {}\n",
@@ -246,12 +253,17 @@ impl Coordinator {
 
     /// `GET path` over plain HTTP: (status, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
+        self.http_get_with(path, "").await
+    }
+
+    /// [`Coordinator::http_get`] with more header lines (`"Name: value\r\n"` each).
+    pub async fn http_get_with(&self, path: &str, headers: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.http_addr)
             .await
             .expect("connect HTTP");
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n")
                 .as_bytes(),
         )
         .await
