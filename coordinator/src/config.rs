@@ -95,6 +95,9 @@ pub struct Config {
     /// A file holding the bearer token `/health/detailed` and `/health/backups` require
     /// (`server.http_token_file`); none: those endpoints are open like the others.
     pub http_token_file: Option<PathBuf>,
+    /// How long a unary gRPC call may run before it is ended with `DEADLINE_EXCEEDED`
+    /// (`server.grpc_call_timeout_secs`); streams have none, a catalog rebuild its own.
+    pub grpc_call_timeout: Duration,
     pub tls: TlsFiles,
     /// A PEM certificate revocation list checked on every client handshake (`tls.crl`),
     /// reloaded when it changes.
@@ -174,6 +177,7 @@ struct FileServer {
     http_max_connections: Option<Spanned<u64>>,
     health_cache_ms: Option<Spanned<u64>>,
     http_token_file: Option<Spanned<PathBuf>>,
+    grpc_call_timeout_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,6 +322,18 @@ impl FileConfig {
                     "server.health_cache_ms",
                     v,
                     "must be between 0 and 60000 milliseconds".into(),
+                ));
+            }
+        };
+
+        let grpc_call_timeout = match &self.server.grpc_call_timeout_secs {
+            None => Duration::from_secs(60),
+            Some(v) if (1..=3600).contains(v.get_ref()) => Duration::from_secs(*v.get_ref()),
+            Some(v) => {
+                return Err(at.err(
+                    "server.grpc_call_timeout_secs",
+                    v,
+                    "must be between 1 and 3600 seconds".into(),
                 ));
             }
         };
@@ -485,6 +501,7 @@ impl FileConfig {
             http_max_connections,
             health_cache,
             http_token_file,
+            grpc_call_timeout,
             tls,
             tls_crl,
             catalog,

@@ -44,7 +44,7 @@ pub use trust::Trust;
 use trust::refusal;
 
 /// How long a rebuild waits for one repository listing.
-const LIST_TIMEOUT: Duration = Duration::from_secs(600);
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often a waiting rebuild checks whether a listing job ended without a result.
 const POLL: Duration = Duration::from_millis(250);
 

@@ -46,6 +46,91 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Calls one connection may have in progress at once.
 const MAX_CALLS_PER_CONNECTION: usize = 64;
 
+/// The deadline of a call by its path: streams (the agent session, job watches) have none;
+/// a catalog rebuild waits for the agents' listings; every other (unary) call gets `unary`
+/// (`server.grpc_call_timeout_secs`), after which the coordinator answers `DEADLINE_EXCEEDED`
+/// and drops it, freeing its place among the connection's calls. A client's shorter
+/// `grpc-timeout` applies as well.
+fn deadline_for(path: &str, unary: Duration) -> Option<Duration> {
+    match path.rsplit_once('/').map_or(path, |(_, m)| m) {
+        "Session" | "WatchJob" => None,
+        "RebuildCatalog" => Some(crate::rebuild::LIST_TIMEOUT + Duration::from_secs(60)),
+        _ => Some(unary),
+    }
+}
+
+/// Applies [`deadline_for`] to every call.
+#[derive(Debug, Clone, Copy)]
+struct CallDeadlines {
+    unary: Duration,
+}
+
+impl<S> tower::Layer<S> for CallDeadlines {
+    type Service = Deadline<S>;
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline {
+            inner,
+            unary: self.unary,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Deadline<S> {
+    inner: S,
+    unary: Duration,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> tower::Service<tonic::codegen::http::Request<ReqBody>> for Deadline<S>
+where
+    S: tower::Service<
+            tonic::codegen::http::Request<ReqBody>,
+            Response = tonic::codegen::http::Response<ResBody>,
+        >,
+    S::Future: Send + 'static,
+    ResBody: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<ReqBody>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let limit = deadline_for(&path, self.unary);
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let Some(limit) = limit else {
+                return call.await;
+            };
+            match tokio::time::timeout(limit, call).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::warn!(
+                        method = %path,
+                        "a call ran longer than {} s and was ended",
+                        limit.as_secs()
+                    );
+                    Ok(tonic::Status::deadline_exceeded(format!(
+                        "the coordinator ended this call after {} s; the catalog may be busy or \
+                         unreachable (see /health/ready); retry later",
+                        limit.as_secs()
+                    ))
+                    .into_http())
+                }
+            }
+        })
+    }
+}
+
 /// Runs before a Control request's body is read: only an operator certificate with a role on
 /// this coordinator gets further (an agent's or an unknown operator's call is refused without
 /// decoding what it sent). The per-method role check follows in the handler.
@@ -119,6 +204,9 @@ pub async fn serve(
         // One connection cannot hold more than this many calls open, nor run more at once.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
+        .layer(CallDeadlines {
+            unary: hub.config.grpc_call_timeout,
+        })
         .add_service(gateway)
         .add_service(control)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -200,3 +200,67 @@ async fn http_port_bounds_silent_and_excess_connections() {
     .await;
     assert_eq!(code, 200);
 }
+
+/// A unary call that cannot finish (the catalog's write lock is held elsewhere, longer than
+/// the catalog's own busy timeout) is ended at `server.grpc_call_timeout_secs` with
+/// DEADLINE_EXCEEDED and a sentence saying why, instead of holding its place on the
+/// connection; calls that need no write keep working, and the same call works once the lock
+/// is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_calls_have_a_deadline() {
+    use sqlx::{ConnectOptions, Connection, sqlite::SqliteConnectOptions};
+    let c = Coordinator::builder()
+        .server("grpc_call_timeout_secs = 2\n")
+        .start()
+        .await;
+    let _agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
+    let mut alice = c.control("alice");
+    let schedule = || pb::SetScheduleRequest {
+        target: "prod/orders".into(),
+        cron: "0 3 * * *".into(),
+        timezone: "UTC".into(),
+        jitter_secs: 0,
+        kind: pb::ScheduleKind::Backup.into(),
+    };
+
+    let mut lock = SqliteConnectOptions::new()
+        .filename(c.dir.path().join("catalog.db"))
+        .connect()
+        .await
+        .expect("open catalog");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .expect("take the write lock");
+
+    let started = std::time::Instant::now();
+    let e = alice
+        .set_schedule(schedule())
+        .await
+        .expect_err("the write cannot finish");
+    let took = started.elapsed();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(
+        e.message().contains("after 2 s") && e.message().contains("retry"),
+        "{}",
+        e.message()
+    );
+    // Ended by the deadline, not by the catalog's 10 s busy timeout.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    alice
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect("a call without a write still works");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("release the write lock");
+    lock.close().await.expect("close");
+    let s = alice
+        .set_schedule(schedule())
+        .await
+        .expect("works once the lock is gone")
+        .into_inner();
+    assert_eq!(s.target, "prod/orders");
+}
