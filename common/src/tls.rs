@@ -75,6 +75,57 @@ pub struct ServerTls {
     crl: Option<PathBuf>,
     verifier: Arc<LoggingClientVerifier>,
     resolver: Arc<ReloadableCert>,
+    revocations: Revocations,
+}
+
+/// The serials the CRL in use revokes, for checks beyond the handshake: a connection opened
+/// before a revocation carries on at the TLS level, so the services check each call (and end
+/// long-lived sessions) against this set, which every reload replaces.
+#[derive(Debug, Clone)]
+pub struct Revocations {
+    serials: Arc<std::sync::RwLock<Arc<std::collections::HashSet<Vec<u8>>>>>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self {
+            serials: Arc::default(),
+            changed: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+}
+
+impl Revocations {
+    /// Whether the certificate (DER) has a serial the CRL revokes. An unparsable certificate
+    /// is not revoked here (the handshake already accepted it).
+    pub fn is_revoked(&self, cert_der: &[u8]) -> bool {
+        serial_of_der(cert_der).is_some_and(|s| self.is_revoked_serial(&s))
+    }
+
+    pub fn is_revoked_serial(&self, serial: &[u8]) -> bool {
+        self.serials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(serial)
+    }
+
+    /// Changes whenever a reload replaces the set.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn replace(&self, serials: std::collections::HashSet<Vec<u8>>) {
+        *self.serials.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(serials);
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// The serial number of a DER certificate.
+pub fn serial_of_der(cert_der: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der).ok()?;
+    Some(cert.raw_serial().to_vec())
 }
 
 impl fmt::Debug for ServerTls {
@@ -90,7 +141,7 @@ impl fmt::Debug for ServerTls {
 struct Material {
     verifier: Arc<dyn ClientCertVerifier>,
     key: Arc<rustls::sign::CertifiedKey>,
-    revoked: usize,
+    revoked: std::collections::HashSet<Vec<u8>>,
 }
 
 fn load_material(files: &TlsFiles, crl: Option<&Path>) -> Result<Material> {
@@ -101,7 +152,7 @@ fn load_material(files: &TlsFiles, crl: Option<&Path>) -> Result<Material> {
             .with_context(|| format!("add CA certificate from {}", files.ca.display()))?;
     }
     let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-    let mut revoked = 0;
+    let mut revoked = std::collections::HashSet::new();
     if let Some(path) = crl {
         let pem = std::fs::read(path).with_context(|| format!("read CRL {}", path.display()))?;
         let crls = rustls_pemfile::crls(&mut pem.as_slice())
@@ -117,7 +168,11 @@ fn load_material(files: &TlsFiles, crl: Option<&Path>) -> Result<Material> {
             use x509_parser::prelude::FromDer;
             let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(c)
                 .map_err(|e| anyhow::anyhow!("parse CRL {}: {e}", path.display()))?;
-            revoked += parsed.iter_revoked_certificates().count();
+            revoked.extend(
+                parsed
+                    .iter_revoked_certificates()
+                    .map(|r| r.raw_serial().to_vec()),
+            );
         }
         builder = builder
             .with_crls(crls)
@@ -161,6 +216,8 @@ impl ServerTls {
     /// Loads the files; `crl`, when set, is a PEM CRL (several may be concatenated).
     pub fn load(files: &TlsFiles, crl: Option<&Path>) -> Result<Self> {
         let m = load_material(files, crl)?;
+        let revocations = Revocations::default();
+        revocations.replace(m.revoked);
         let verifier = Arc::new(LoggingClientVerifier {
             inner: std::sync::RwLock::new(m.verifier),
         });
@@ -179,7 +236,13 @@ impl ServerTls {
             crl: crl.map(Path::to_owned),
             verifier,
             resolver,
+            revocations,
         })
+    }
+
+    /// The revoked serials of the CRL in use, updated by every reload.
+    pub fn revocations(&self) -> Revocations {
+        self.revocations.clone()
     }
 
     /// Loads the files again. On any error the material in use stays as it was.
@@ -191,11 +254,13 @@ impl ServerTls {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = m.verifier;
         *self.resolver.key.write().unwrap_or_else(|p| p.into_inner()) = m.key;
+        let revoked = m.revoked.len();
+        self.revocations.replace(m.revoked);
         tracing::info!(
             cert = %self.files.cert.display(),
             ca = %self.files.ca.display(),
             crl = ?self.crl,
-            revoked = m.revoked,
+            revoked,
             "reloaded the TLS certificate, key, CA bundle and CRL; new connections use them"
         );
         Ok(())

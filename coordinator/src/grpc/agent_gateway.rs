@@ -29,10 +29,11 @@ pub const AGENT_RESTARTED: &str =
 
 pub struct AgentGateway {
     hub: Arc<Hub>,
+    revocations: lifeboat_common::tls::Revocations,
 }
 
 impl AgentGateway {
-    pub fn new(hub: Arc<Hub>) -> Self {
+    pub fn new(hub: Arc<Hub>, revocations: lifeboat_common::tls::Revocations) -> Self {
         if hub.config.allow_any_agent {
             tracing::warn!(
                 "allow_any_agent = true: every agent certificate of the CA may connect and claim \
@@ -40,7 +41,7 @@ impl AgentGateway {
                  its environment"
             );
         }
-        Self { hub }
+        Self { hub, revocations }
     }
 }
 
@@ -67,6 +68,11 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let identity = super::identity(&request)?;
+        // The session ends if this certificate is revoked while it runs.
+        let serial = request.peer_certs().and_then(|c| {
+            c.first()
+                .and_then(|l| lifeboat_common::tls::serial_of_der(l))
+        });
         let name = match &identity {
             Identity::Agent(name) => name.clone(),
             Identity::Operator(_) => {
@@ -157,7 +163,8 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
             running_jobs = hello.running_jobs.len(),
             "agent connected"
         );
-        let session = Session::new(self.hub.clone(), name, handle);
+        let session = Session::new(self.hub.clone(), name, handle)
+            .ends_on_revocation(serial, self.revocations.clone());
         self.hub.tasks.spawn(session.run(inbound));
         Ok(Response::new(ReceiverStream::new(rx)))
     }

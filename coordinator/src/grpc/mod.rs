@@ -9,7 +9,10 @@ mod session;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use lifeboat_common::identity::{self, Identity};
+use lifeboat_common::{
+    identity::{self, Identity},
+    tls::Revocations,
+};
 use lifeboat_proto::{
     MAX_MESSAGE_BYTES,
     v1::{agent_gateway_server::AgentGatewayServer, control_server::ControlServer},
@@ -137,9 +140,18 @@ where
 #[allow(clippy::result_large_err)] // tonic's interceptor signature
 fn operators_only(
     hub: &Hub,
+    revocations: &Revocations,
     request: tonic::Request<()>,
 ) -> Result<tonic::Request<()>, tonic::Status> {
     let identity = identity(&request)?;
+    if revoked(revocations, &request) {
+        let reason = Error::Unauthenticated(format!(
+            "the certificate of {identity} has been revoked; ask an administrator for a new one"
+        ));
+        let who = identity.uri().trim_start_matches("lifeboat://").to_owned();
+        crate::audit::record_denied(hub, &who, "control", "", &reason);
+        return Err(reason.into());
+    }
     let refusal = match &identity {
         Identity::Operator(name) if hub.config.role_of(name).is_some() => return Ok(request),
         Identity::Operator(name) => format!(
@@ -157,9 +169,29 @@ fn operators_only(
     Err(reason.into())
 }
 
-/// Runs before an AgentGateway request's body is read: only agent certificates.
+/// Whether the caller's certificate is on the CRL loaded since its connection was opened
+/// (the handshake checked the CRL of its time).
+fn revoked(revocations: &Revocations, request: &tonic::Request<()>) -> bool {
+    request
+        .peer_certs()
+        .and_then(|c| c.first().map(|leaf| revocations.is_revoked(leaf)))
+        .unwrap_or(false)
+}
+
+/// Runs before an AgentGateway request's body is read: only agent certificates, not revoked.
 #[allow(clippy::result_large_err)] // tonic's interceptor signature
-fn agents_only(request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+fn agents_only(
+    revocations: &Revocations,
+    request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    if revoked(revocations, &request) {
+        return Err(Error::Unauthenticated(
+            "this agent's certificate has been revoked; issue it a new one with `lifeboat pki \
+             issue --kind agent`"
+                .into(),
+        )
+        .into());
+    }
     match identity(&request)? {
         Identity::Agent(_) => Ok(request),
         Identity::Operator(name) => Err(Error::PermissionDenied(format!(
@@ -186,16 +218,24 @@ pub async fn serve(
         lifeboat_common::tls::HandshakeLimits::default(),
         shutdown.clone(),
     );
-    let gateway = AgentGatewayServer::new(agent_gateway::AgentGateway::new(hub.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let gateway = tonic::service::interceptor::InterceptedService::new(gateway, agents_only);
+    // Connections opened before a revocation are checked per call and their sessions ended.
+    let revocations = tls.revocations();
+    let gateway = AgentGatewayServer::new(agent_gateway::AgentGateway::new(
+        hub.clone(),
+        revocations.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let agent_revocations = revocations.clone();
+    let gateway = tonic::service::interceptor::InterceptedService::new(gateway, move |r| {
+        agents_only(&agent_revocations, r)
+    });
     let control = ControlServer::new(control::Control::new(hub.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let gate = hub.clone();
     let control = tonic::service::interceptor::InterceptedService::new(control, move |r| {
-        operators_only(&gate, r)
+        operators_only(&gate, &revocations, r)
     });
     tonic::transport::Server::builder()
         // Finds dead peers (an agent whose network vanished) without waiting for TCP.

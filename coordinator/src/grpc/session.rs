@@ -26,6 +26,9 @@ pub struct Session {
     agent: String,
     handle: SessionHandle,
     dropped: Mutex<DroppedUpdates>,
+    /// The agent certificate's serial and the CRL's revocations: the session ends when a
+    /// reload revokes it.
+    revocation: Option<(Vec<u8>, lifeboat_common::tls::Revocations)>,
 }
 
 /// How often a session logs that it drops updates the catalog cannot record.
@@ -61,6 +64,33 @@ impl Session {
             agent,
             handle,
             dropped: Mutex::new(DroppedUpdates::default()),
+            revocation: None,
+        }
+    }
+
+    /// Ends the session when the certificate with `serial` is revoked.
+    pub fn ends_on_revocation(
+        mut self,
+        serial: Option<Vec<u8>>,
+        revocations: lifeboat_common::tls::Revocations,
+    ) -> Self {
+        self.revocation = serial.map(|s| (s, revocations));
+        self
+    }
+
+    /// Resolves when this session's certificate is revoked (never without a serial).
+    async fn revoked(&self) {
+        let Some((serial, revocations)) = &self.revocation else {
+            return std::future::pending().await;
+        };
+        let mut changes = revocations.subscribe();
+        loop {
+            if revocations.is_revoked_serial(serial) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
         }
     }
 
@@ -157,6 +187,14 @@ impl Session {
                         break;
                     }
                     () = self.handle.tx.closed() => break,
+                    () = self.revoked() => {
+                        tracing::warn!("ending agent session: its certificate has been revoked");
+                        self.close_with(Status::unauthenticated(
+                            "this agent's certificate has been revoked; issue it a new one with \
+                             `lifeboat pki issue --kind agent`",
+                        ));
+                        break;
+                    }
                     next = tokio::time::timeout(idle, inbound.message()) => next,
                 };
                 match next {

@@ -264,3 +264,59 @@ async fn unary_calls_have_a_deadline() {
         .into_inner();
     assert_eq!(s.target, "prod/orders");
 }
+
+/// A certificate revoked while its connection is open (the handshake checked the list of its
+/// time): the next call on that same connection is refused, the agent session opened with it
+/// is ended, and others carry on — all without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_connections_already_open() {
+    use lifeboat_proto::v1::{
+        agent_gateway_client::AgentGatewayClient, control_client::ControlClient,
+    };
+    let c = Coordinator::builder().crl().start().await;
+    let alice_files = c.issue(&LeafSpec::operator("alice"));
+    let mut alice = ControlClient::new(c.channel(&alice_files));
+    let mut olga = c.control("olga");
+    let agent_files = c.issue(&LeafSpec::agent("prod-1"));
+    let mut agent = FakeAgent::open(
+        AgentGatewayClient::new(c.channel(&agent_files)),
+        hello("prod-1", "prod", &["orders"]),
+    )
+    .await
+    .expect("session");
+    let other = c.agent(hello("prod-2", "prod", &["users"])).await;
+    alice
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect("alice before");
+
+    c.revoke(&[&alice_files, &agent_files]);
+    let status = within("the revoked session to end", agent.expect_end()).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("revoked"), "{}", status.message());
+    // The same channel (its connection predates the revocation) is refused per call.
+    let e = alice
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect_err("alice after revocation");
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("revoked"), "{}", e.message());
+    // Others keep working: an operator's calls, another agent's session.
+    olga.who_am_i(pb::WhoAmIRequest {}).await.expect("olga");
+    other.send(heartbeat()).await;
+    let agents = olga
+        .list_agents(pb::ListAgentsRequest {})
+        .await
+        .expect("list agents")
+        .into_inner()
+        .agents;
+    let state = |name: &str| {
+        agents
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.connected)
+            .unwrap_or_else(|| panic!("no agent {name}"))
+    };
+    assert!(state("prod-2"), "the other agent stays connected");
+    assert!(!state("prod-1"), "the revoked agent is gone");
+}

@@ -57,9 +57,17 @@ pub struct Builder {
     agents: Vec<(&'static str, &'static str)>,
     extra: String,
     server: String,
+    crl: bool,
 }
 
 impl Builder {
+    /// Configures `tls.crl` = `crl.pem` in the test dir, written now with no revocation;
+    /// write another list there (see [`Coordinator::revoke`]) to revoke while it runs.
+    pub fn crl(mut self) -> Self {
+        self.crl = true;
+        self
+    }
+
     /// Appends raw TOML (e.g. `[scheduler]`, `[[retention]]`) to the config.
     /// More keys of the `[server]` table.
     pub fn server(mut self, toml: &str) -> Self {
@@ -117,9 +125,19 @@ impl Builder {
         } else {
             "health_cache_ms = 0\n"
         };
+        let crl = if self.crl {
+            std::fs::write(
+                dir.path().join("crl.pem"),
+                ca.crl(&[], 1).expect("empty CRL"),
+            )
+            .expect("write CRL");
+            "crl = \"crl.pem\"\n"
+        } else {
+            ""
+        };
         let mut toml = format!(
             "{open}[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{cache}{server}\
-             [tls]\nca = \"ca.pem\"\ncert = \"coordinator.pem\"\nkey = \"coordinator.key\"\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"coordinator.pem\"\nkey = \"coordinator.key\"\n{crl}\
              [catalog]\nurl = \"sqlite://catalog.db\"\n\
              [jobs]\nagent_lease_secs = {}\nheartbeat_interval_secs = {}\nqueue_timeout_secs = {}\n",
             self.lease_secs,
@@ -176,6 +194,7 @@ impl Coordinator {
             agents: Vec::new(),
             extra: String::new(),
             server: String::new(),
+            crl: false,
         }
     }
 
@@ -216,6 +235,25 @@ impl Coordinator {
     pub async fn restart(&mut self) {
         self.stop().await.expect("clean shutdown");
         self.launch().await;
+    }
+
+    /// Writes a CRL revoking `certs` to the `crl.pem` of a [`Builder::crl`] coordinator (it
+    /// reloads within seconds).
+    pub fn revoke(&self, certs: &[&TlsFiles]) {
+        let revoked: Vec<_> = certs
+            .iter()
+            .map(|f| lifeboat_common::pki::Revoked {
+                serial: lifeboat_common::pki::serial_of(
+                    &std::fs::read_to_string(&f.cert).expect("read cert"),
+                )
+                .expect("serial"),
+                at: time::OffsetDateTime::now_utc(),
+            })
+            .collect();
+        let pem = self.ca.crl(&revoked, 2).expect("sign CRL");
+        let tmp = self.dir.path().join("crl.pem.new");
+        std::fs::write(&tmp, pem).expect("write CRL");
+        std::fs::rename(&tmp, self.dir.path().join("crl.pem")).expect("rename CRL");
     }
 
     /// Issues a certificate and writes it (key 0600) under the test dir.
