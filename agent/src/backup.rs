@@ -36,7 +36,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
         )
     })?;
     let repo = repo::open(config, &target.repository)?;
-    let started_at_ms = lifeboat_proto::now_ms();
+    let started_at_ms = lifeboat_common::time::now_ms();
     if target.engine == Engine::Mysql {
         return mysql::run(ctx, spec, target, repo, started_at_ms).await;
     }
@@ -287,7 +287,7 @@ pub(crate) async fn finish(
         );
     }
     let config = &ctx.config;
-    let finished_at_ms = lifeboat_proto::now_ms();
+    let finished_at_ms = lifeboat_common::time::now_ms();
     let m = Manifest {
         schema_version: manifest::SCHEMA_VERSION,
         backup_id: spec.backup_id.clone(),

@@ -56,11 +56,5 @@ impl JobCtx {
 
 /// RFC 3339 UTC for a Unix-milliseconds timestamp.
 pub fn rfc3339_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    lifeboat_common::time::rfc3339(ms).unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod check;
 pub mod config;
+pub mod dbhost;
 pub mod engine;
 pub mod job;
 pub mod maintenance;

@@ -49,7 +49,10 @@ impl Outbox {
                 continue;
             };
             match read_one(&path, job_id) {
-                Ok(r) if pb::now_ms().saturating_sub(r.finished_at_ms) > MAX_AGE_MS => {
+                Ok(r)
+                    if lifeboat_common::time::now_ms().saturating_sub(r.finished_at_ms)
+                        > MAX_AGE_MS =>
+                {
                     tracing::warn!(
                         job_id,
                         "dropped a job result older than 7 days that the coordinator never acknowledged"
@@ -137,7 +140,7 @@ mod tests {
         let r = pb::JobResult {
             job_id: "20261203T084711Z-a273a2".into(),
             state: pb::JobState::Succeeded as i32,
-            finished_at_ms: pb::now_ms(),
+            finished_at_ms: lifeboat_common::time::now_ms(),
             ..Default::default()
         };
         o.put(&r).expect("put");

@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+pub use crate::dbhost::{SYSTEM_CA_BUNDLE, is_local_host};
 use crate::engine::mysql::{ClientFlavor, ClientTool, ServerFacts, ServerFlavor};
 
 /// Which database engine a target runs.
@@ -189,30 +190,6 @@ pub struct Endpoint<'a> {
     /// The certificate is checked against a CA file the user named (`sslrootcert`,
     /// `ssl-ca`), not the system bundle.
     pub own_ca: bool,
-}
-
-/// The CA bundle a verifying connection uses when the URL names none (Debian's
-/// `ca-certificates`).
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// Whether a target host is this machine: a Unix socket (no host, or a path), `localhost`
-/// or a loopback address. Only such connections may default to unverified TLS; the decision
-/// is made on the URL's text, never on what a name resolves to.
-pub fn is_local_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    if h.is_empty() || h.starts_with('/') || h.to_ascii_lowercase().starts_with("%2f") {
-        return true;
-    }
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match h.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(a)) => a.is_loopback(),
-        Ok(std::net::IpAddr::V6(a)) => {
-            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
 }
 
 /// What a connection check refused. Each message names the problem and what to use instead.
@@ -417,33 +394,6 @@ pub fn check_url(provider: Provider, url: &url::Url) -> Result<Vec<String>, Prov
             own_ca,
         },
     )
-}
-
-/// What to do about a failed connection whose cause is TLS (an error text from the driver or
-/// the client library), or `None` when the cause is something else.
-pub fn tls_hint(engine: EngineKind, error: &str) -> Option<&'static str> {
-    let e = error.to_ascii_lowercase();
-    let no_tls = (e.contains("not support") || e.contains("does not support"))
-        && (e.contains("tls") || e.contains("ssl"));
-    let bad_cert = e.contains("certificate")
-        || e.contains("unknownissuer")
-        || e.contains("notvalidforname")
-        || e.contains("unknown issuer");
-    match (engine, no_tls, bad_cert) {
-        (EngineKind::Postgres, true, _) => Some(
-            "the server offers no TLS and lifeboat verifies hosts other than this machine; enable ssl on the server, or add sslmode=prefer to the URL to allow plaintext",
-        ),
-        (EngineKind::Mysql, true, _) => Some(
-            "the server offers no TLS and lifeboat verifies hosts other than this machine; enable TLS on the server, or add ssl-mode=preferred to the URL to allow plaintext",
-        ),
-        (EngineKind::Postgres, false, true) => Some(
-            "the server's certificate is not trusted for this host; name its CA with sslrootcert=/path/ca.pem in the URL, or add sslmode=require to skip the identity check",
-        ),
-        (EngineKind::Mysql, false, true) => Some(
-            "the server's certificate is not trusted for this host; name its CA with ssl-ca=/path/ca.pem in the URL, or add ssl-mode=required to skip the identity check",
-        ),
-        (_, false, false) => None,
-    }
 }
 
 /// Secure defaults for a PostgreSQL target URL, written into it so that libpq (the tools)

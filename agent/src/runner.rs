@@ -244,7 +244,7 @@ impl Runner {
             state: state as i32,
             error,
             result: None,
-            finished_at_ms: pb::now_ms(),
+            finished_at_ms: lifeboat_common::time::now_ms(),
             report: None,
         };
         self.state().unacked.insert(job_id.to_owned(), r.clone());
@@ -356,7 +356,7 @@ impl Runner {
             state: state as i32,
             error,
             result,
-            finished_at_ms: pb::now_ms(),
+            finished_at_ms: lifeboat_common::time::now_ms(),
             report: ctx.report.to_pb(),
         }
     }

@@ -121,7 +121,7 @@ async fn session(
             })
             .collect(),
         repositories: config.repositories.keys().cloned().collect(),
-        clock_unix_ms: pb::now_ms(),
+        clock_unix_ms: lifeboat_common::time::now_ms(),
         running_jobs: runner.known_jobs(),
         max_concurrent_jobs: config.max_concurrent_jobs,
     };
@@ -144,7 +144,7 @@ async fn session(
         Err(s) => bail!("{}", describe_status(&s)),
     };
     tracing::info!(coordinator = %config.coordinator, "connected to the coordinator");
-    warn_on_clock_skew(welcome.clock_unix_ms, pb::now_ms());
+    warn_on_clock_skew(welcome.clock_unix_ms, lifeboat_common::time::now_ms());
     for refused in &welcome.refused_targets {
         tracing::warn!(
             target_name = %refused.name,
@@ -182,7 +182,7 @@ async fn session(
             }
             _ = heartbeat.tick() => {
                 send(&tx, pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
-                    clock_unix_ms: pb::now_ms(),
+                    clock_unix_ms: lifeboat_common::time::now_ms(),
                     running_jobs: runner.running_jobs(),
                     repositories: stats.snapshot(),
                 })).await?;

@@ -1,6 +1,6 @@
 //! Code that more than one lifeboat program needs: TLS loading and the coordinator's TLS
 //! acceptor, certificate identities, names and ids, secrets, config error reporting, logging
-//! set-up and the development PKI.
+//! set-up, the clock and RFC 3339 times, and the development PKI.
 
 pub mod config;
 pub mod duration;
@@ -10,4 +10,5 @@ pub mod logging;
 pub mod names;
 pub mod pki;
 pub mod secret;
+pub mod time;
 pub mod tls;

@@ -2,16 +2,15 @@
 //! on what (target, backup or job), and how it ended. Each action is logged once with
 //! `target: "audit"` and stored in the catalog, so it can be listed later.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::{collections::HashMap, sync::Arc};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+pub mod model;
+pub mod queue;
+
+pub use model::{AuditEntry, AuditFilter, AuditOutcome, AuditRecord};
+pub use queue::DeniedQueue;
 
 use crate::{catalog::Catalog, config::Role, error::Error, hub::Hub, wire::bounded_text};
 
@@ -35,43 +34,9 @@ pub fn clean_text(s: &str) -> String {
     out
 }
 
-/// Refused-call records waiting to be stored; a flood beyond this is counted, not queued.
-const DENIED_QUEUE: usize = 1024;
-
-/// The bounded queue refused calls are audited through: a refusal never waits for the catalog
-/// and never spawns a task, and identical refusals that queue up while a write is in progress
-/// are stored as one row with a count.
-#[derive(Debug)]
-pub struct DeniedQueue {
-    tx: mpsc::Sender<AuditEntry>,
-    rx: Mutex<Option<mpsc::Receiver<AuditEntry>>>,
-    dropped: AtomicU64,
-}
-
-impl Default for DeniedQueue {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::channel(DENIED_QUEUE);
-        Self {
-            tx,
-            rx: Mutex::new(Some(rx)),
-            dropped: AtomicU64::new(0),
-        }
-    }
-}
-
-impl DeniedQueue {
-    /// Queues a refused call's record; when the queue is full it is counted instead.
-    pub fn push(&self, entry: AuditEntry, metrics: &crate::metrics::Metrics) {
-        if self.tx.try_send(entry).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics.audit_dropped(1);
-        }
-    }
-}
-
 /// Stores queued refusals until `cancel`, then what is left.
 pub async fn run_denied(hub: Arc<Hub>, cancel: CancellationToken) {
-    let rx = hub.denied.rx.lock().ok().and_then(|mut r| r.take());
+    let rx = hub.denied.take_receiver();
     let Some(mut rx) = rx else { return };
     loop {
         let first = tokio::select! {
@@ -100,7 +65,7 @@ async fn store_batch(hub: &Hub, batch: Vec<AuditEntry>) {
     for entry in coalesce(batch) {
         record(&hub.catalog, entry).await;
     }
-    let dropped = hub.denied.dropped.swap(0, Ordering::Relaxed);
+    let dropped = hub.denied.take_dropped();
     if dropped > 0 {
         tracing::warn!(
             target: "audit",
@@ -138,85 +103,6 @@ fn coalesce(batch: Vec<AuditEntry>) -> Vec<AuditEntry> {
             e
         })
         .collect()
-}
-
-/// How an operator action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AuditOutcome {
-    /// Done.
-    Ok,
-    /// Authorized, but refused or failed (not found, invalid, already running...).
-    Refused,
-    /// The caller's identity or role does not allow it.
-    Denied,
-}
-
-impl AuditOutcome {
-    pub const ALL: &'static [AuditOutcome] = &[
-        AuditOutcome::Ok,
-        AuditOutcome::Refused,
-        AuditOutcome::Denied,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditOutcome::Ok => "ok",
-            AuditOutcome::Refused => "refused",
-            AuditOutcome::Denied => "denied",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|o| o.as_str() == s)
-    }
-}
-
-/// One operator action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub at_ms: i64,
-    /// The certificate identity, e.g. `operator/alice`.
-    pub actor: String,
-    /// The role the coordinator gave it (empty when the identity has none).
-    pub role: String,
-    /// What was asked, e.g. `backup.start`.
-    pub action: String,
-    /// What it was asked on: a target, a backup id, a job id (may be empty).
-    pub object: String,
-    pub outcome: AuditOutcome,
-    /// Why it was refused or denied; empty when ok.
-    pub reason: String,
-}
-
-/// A stored audit entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub entry: AuditEntry,
-}
-
-/// What to list. `None` matches everything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditFilter {
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// Only entries at or after this time.
-    pub since_ms: Option<i64>,
-    /// Substring of the object.
-    pub object: Option<String>,
-    pub limit: u32,
-}
-
-impl Default for AuditFilter {
-    fn default() -> Self {
-        Self {
-            actor: None,
-            action: None,
-            since_ms: None,
-            object: None,
-            limit: 100,
-        }
-    }
 }
 
 /// Logs an operator action (`target: "audit"`) and stores it in the catalog. A catalog
@@ -274,7 +160,7 @@ pub async fn record_result<T>(
     record(
         catalog,
         AuditEntry {
-            at_ms: lifeboat_proto::now_ms(),
+            at_ms: lifeboat_common::time::now_ms(),
             actor: format!("operator/{operator}"),
             role: role.as_str().to_owned(),
             action: action.to_owned(),
@@ -291,7 +177,7 @@ pub async fn record_result<T>(
 pub fn record_denied(hub: &Hub, identity: &str, action: &str, object: &str, reason: &Error) {
     hub.denied.push(
         AuditEntry {
-            at_ms: lifeboat_proto::now_ms(),
+            at_ms: lifeboat_common::time::now_ms(),
             actor: identity.to_owned(),
             role: String::new(),
             action: action.to_owned(),
@@ -337,7 +223,7 @@ mod tests {
         crate::audit::record(
             &catalog,
             AuditEntry {
-                at_ms: lifeboat_proto::now_ms(),
+                at_ms: lifeboat_common::time::now_ms(),
                 actor: "operator/vera".into(),
                 role: String::new(),
                 action: "restore".into(),

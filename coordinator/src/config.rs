@@ -18,6 +18,10 @@ use lifeboat_common::{
 use serde::Deserialize;
 use toml::Spanned;
 
+pub(crate) use at::At;
+
+pub(crate) mod at;
+
 /// Operator roles, ordered: each role may do everything the ones before it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,7 +123,7 @@ pub struct Config {
     /// How agents are judged (`[health]`).
     pub health: crate::objectives::HealthConfig,
     /// Incident thresholds and webhooks (`[alerts]`).
-    pub alerts: crate::alerts::AlertsConfig,
+    pub alerts: crate::alerts::config::AlertsConfig,
     /// `[scheduler]` settings and the `[[schedule]]` environment defaults.
     pub scheduler: crate::schedule::config::SchedulerConfig,
     /// `[[retention]]` policies.
@@ -258,23 +262,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     Ok(file.validate(path, text)?)
 }
 
-/// Error helper: `FILE: KEY (line N): MESSAGE`.
-pub(crate) struct At<'a> {
-    pub(crate) file: &'a Path,
-    text: &'a str,
-}
-
-impl At<'_> {
-    pub(crate) fn err<T>(&self, key: &str, spanned: &Spanned<T>, message: String) -> ConfigError {
-        let start = spanned.span().start.min(self.text.len());
-        let line = self.text[..start].matches('\n').count() + 1;
-        ConfigError::new(self.file, format!("{key} (line {line})"), message)
-    }
-}
-
 impl FileConfig {
     fn validate(self, file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let at = At { file, text };
+        let at = At::new(file, text);
         let listen = |key: &str, value: &Spanned<String>| {
             value.get_ref().parse::<SocketAddr>().map_err(|_| {
                 at.err(

@@ -129,7 +129,7 @@ async fn dispatch_once(hub: &Hub) -> Result<bool> {
                 continue;
             }
         };
-        let now = lifeboat_proto::now_ms();
+        let now = lifeboat_common::time::now_ms();
         if !hub
             .catalog
             .mark_dispatched(&job.id, now)
@@ -246,7 +246,7 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
 pub async fn fail(hub: &Hub, job: &Job, reason: String) -> Result<()> {
     let finish = Finish {
         state: JobState::Failed,
-        finished_at_ms: lifeboat_proto::now_ms(),
+        finished_at_ms: lifeboat_common::time::now_ms(),
         error: reason,
         detail: String::new(),
         database: None,

@@ -8,7 +8,6 @@ use serde::Serialize;
 use crate::{
     catalog::health::{BackupFacts, JobFacts, Snapshot, TargetFacts},
     config::Config,
-    hub::Hub,
     model::{AgentRecord, JobKind, JobState, VerifyStatus},
     objectives::{HealthConfig, Objective, Objectives},
 };
@@ -35,14 +34,15 @@ impl Status {
 }
 
 /// The scheduler's health: critical when no pass has completed for
-/// [`crate::scheduler::STALL_AFTER`] (schedules are not being run), warning when the last pass
+/// [`crate::scheduler::health::STALL_AFTER`] (schedules are not being run), warning when the last pass
 /// failed but an earlier one is recent.
 pub fn assess_scheduler(
-    h: &crate::scheduler::SchedulerHealth,
+    h: &crate::scheduler::health::SchedulerHealth,
     now_ms: i64,
     started_at_ms: i64,
 ) -> (Status, Vec<String>) {
-    let stall = i64::try_from(crate::scheduler::STALL_AFTER.as_millis()).unwrap_or(i64::MAX);
+    let stall =
+        i64::try_from(crate::scheduler::health::STALL_AFTER.as_millis()).unwrap_or(i64::MAX);
     let since = h.last_ok_ms.unwrap_or(started_at_ms);
     let error = h
         .last_error
@@ -231,16 +231,6 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
     }
 }
 
-/// Unix milliseconds as RFC 3339 UTC (`2026-11-27T23:30:00Z`); None if out of range.
-pub fn rfc3339(ms: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-}
-
 /// First line of an error, for one-line reasons.
 pub fn one_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
@@ -408,18 +398,6 @@ pub struct Report {
 }
 
 impl Report {
-    /// Judges every target and agent of `snapshot`, with the hub's sessions.
-    pub fn build(hub: &Hub, snapshot: &Snapshot, now_ms: i64) -> Self {
-        let connected = hub.connected_agents();
-        Self::assess(
-            snapshot,
-            &hub.config,
-            &|a| connected.contains_key(a),
-            &|a| hub.away_since_ms(a),
-            now_ms,
-        )
-    }
-
     pub fn assess(
         snapshot: &Snapshot,
         config: &Config,
@@ -685,7 +663,7 @@ mod tests {
 
     #[test]
     fn a_stalled_or_failing_scheduler_is_reported() {
-        use crate::scheduler::SchedulerHealth;
+        use crate::scheduler::health::SchedulerHealth;
         let t0 = 1_000_000;
         let fresh = SchedulerHealth::default();
         // Just started, no pass yet: fine for a while.

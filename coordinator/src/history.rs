@@ -17,7 +17,7 @@ pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
-        prune_once(&hub, lifeboat_proto::now_ms()).await;
+        prune_once(&hub, lifeboat_common::time::now_ms()).await;
     }
 }
 

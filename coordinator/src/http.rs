@@ -34,9 +34,9 @@ use lifeboat_common::secret::Secret;
 use serde_json::{Value, json};
 
 use crate::{
-    alerts::Incident,
+    alerts::model::Incident,
     catalog::health::{JobFacts, SchemaStatus, Snapshot},
-    health::{Report, Status, TargetHealth, rfc3339},
+    health::{Report, Status, TargetHealth},
     hub::Hub,
     model::JobKind,
 };
@@ -77,7 +77,7 @@ pub struct Reading {
 
 impl Reading {
     async fn take(hub: &Hub) -> Self {
-        let at_ms = lifeboat_proto::now_ms();
+        let at_ms = lifeboat_common::time::now_ms();
         let catalog = with_deadline("reach the catalog", hub.catalog.ping()).await;
         if let Err(e) = &catalog {
             return Self {
@@ -160,7 +160,7 @@ fn unauthorized(http: &Http, headers: &HeaderMap) -> Option<Response> {
 }
 
 fn ts(ms: i64) -> Value {
-    rfc3339(ms).map_or(Value::Null, Value::String)
+    lifeboat_common::time::rfc3339(ms).map_or(Value::Null, Value::String)
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -312,7 +312,7 @@ async fn backups(
             );
         }
     };
-    let report = Report::build(hub, snap, now);
+    let report = hub.health_report(snap, now);
     let targets: Vec<&TargetHealth> = report
         .targets
         .iter()
@@ -366,7 +366,7 @@ async fn detailed(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response
     };
     let running = reading.running.as_deref().unwrap_or_default();
     let incidents = &reading.incidents;
-    let report = Report::build(hub, snap, now);
+    let report = hub.health_report(snap, now);
     let repos = hub.metrics.repository_stats();
     let catalog_status = if schema.is_current() {
         Status::Ok
@@ -470,7 +470,7 @@ async fn metrics(State(http): State<Arc<Http>>) -> Response {
     let reading = http.cache.get(hub).await;
     let (report, running, up) = match (&reading.snapshot, &reading.running) {
         (Ok(snap), Ok(running)) => (
-            Report::build(hub, snap, reading.at_ms),
+            hub.health_report(snap, reading.at_ms),
             running.as_slice(),
             true,
         ),

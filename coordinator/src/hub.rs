@@ -62,13 +62,13 @@ pub struct Hub {
     /// Session and watch tasks.
     pub tasks: TaskTracker,
     /// Agents' repositories and the list jobs a catalog rebuild waits for.
-    pub listings: crate::rebuild::Listings,
+    pub listings: crate::rebuild::listings::Listings,
     /// What the scheduler's last passes found (`/health/detailed`).
-    pub scheduler: crate::scheduler::HealthCell,
+    pub scheduler: crate::scheduler::health::HealthCell,
     /// Targets connected agents declared but another agent owns (`targets release`).
     pub claims: crate::claims::TargetClaims,
     /// Refused calls waiting to be audited.
-    pub denied: crate::audit::DeniedQueue,
+    pub denied: crate::audit::queue::DeniedQueue,
     /// Open `WatchJob` streams per operator.
     pub watches: Arc<WatchSlots>,
 }
@@ -135,13 +135,13 @@ impl Hub {
             dispatch_wanted: Notify::new(),
             dispatch_lock: tokio::sync::Mutex::new(()),
             next_session: AtomicU64::new(1),
-            started_at_ms: lifeboat_proto::now_ms(),
+            started_at_ms: lifeboat_common::time::now_ms(),
             streams: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            listings: crate::rebuild::Listings::default(),
-            scheduler: crate::scheduler::HealthCell::default(),
+            listings: crate::rebuild::listings::Listings::default(),
+            scheduler: crate::scheduler::health::HealthCell::default(),
             claims: crate::claims::TargetClaims::default(),
-            denied: crate::audit::DeniedQueue::default(),
+            denied: crate::audit::queue::DeniedQueue::default(),
             watches: Arc::new(WatchSlots::default()),
         }
     }
@@ -182,7 +182,7 @@ impl Hub {
         if let Some(old) = s.live.remove(agent) {
             old.cancel.cancel();
             s.away_since_ms
-                .insert(agent.to_owned(), lifeboat_proto::now_ms());
+                .insert(agent.to_owned(), lifeboat_common::time::now_ms());
             self.metrics.set_agents_connected(s.live.len());
         }
     }
@@ -193,7 +193,7 @@ impl Hub {
         if s.live.get(agent).is_some_and(|h| h.id == id) {
             s.live.remove(agent);
             s.away_since_ms
-                .insert(agent.to_owned(), lifeboat_proto::now_ms());
+                .insert(agent.to_owned(), lifeboat_common::time::now_ms());
             self.metrics.set_agents_connected(s.live.len());
             true
         } else {
@@ -211,6 +211,22 @@ impl Hub {
 
     pub fn connected_agents(&self) -> HashMap<String, SessionHandle> {
         self.sessions().live.clone()
+    }
+
+    /// Judges every target and agent of `snapshot`, with this coordinator's sessions.
+    pub fn health_report(
+        &self,
+        snapshot: &crate::catalog::health::Snapshot,
+        now_ms: i64,
+    ) -> crate::health::Report {
+        let connected = self.connected_agents();
+        crate::health::Report::assess(
+            snapshot,
+            &self.config,
+            &|a| connected.contains_key(a),
+            &|a| self.away_since_ms(a),
+            now_ms,
+        )
     }
 
     /// When this coordinator started (Unix ms).

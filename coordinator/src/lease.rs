@@ -99,7 +99,7 @@ async fn check_once(hub: &Hub) -> Result<()> {
         &jobs,
         &connected,
         &away,
-        lifeboat_proto::now_ms(),
+        lifeboat_common::time::now_ms(),
         &hub.config.jobs,
     ) {
         tracing::warn!(

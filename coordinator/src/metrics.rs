@@ -18,7 +18,10 @@ use prometheus::{
 };
 
 use crate::{
-    alerts::{AlertsConfig, Incident, IncidentKind},
+    alerts::{
+        config::AlertsConfig,
+        model::{Incident, IncidentKind},
+    },
     health::{AgentState, Report, Status},
     model::{Job, JobKind, JobState, RepositoryStats},
 };
@@ -283,7 +286,7 @@ impl Metrics {
             "lifeboat_coordinator_start_time_seconds",
             "Unix time at which the coordinator started.",
         )?;
-        start_time.set(secs(lifeboat_proto::now_ms()));
+        start_time.set(secs(lifeboat_common::time::now_ms()));
         m.registry.register(Box::new(build_info))?;
         m.registry.register(Box::new(start_time))?;
         m.registry.register(Box::new(m.catalog_up.clone()))?;
@@ -393,7 +396,7 @@ impl Metrics {
         let (env, target) = split_target(&b.target);
         self.backup_last_success
             .with_label_values(&[env, target])
-            .set(secs(lifeboat_proto::now_ms()));
+            .set(secs(lifeboat_common::time::now_ms()));
         self.backup_last_size
             .with_label_values(&[env, target, "raw"])
             .set(b.raw_size as f64);

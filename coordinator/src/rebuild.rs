@@ -24,7 +24,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::{Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -38,7 +37,10 @@ use crate::{
     model::{Backup, Finish, JobKind, JobState, NewJob, VerifyStatus},
 };
 
+pub mod listings;
 mod trust;
+
+pub use listings::{ListedBackups, Listings};
 
 pub use trust::Trust;
 use trust::refusal;
@@ -56,80 +58,6 @@ pub struct Scope {
     pub dry_run: bool,
     /// Record backups whose manifest names another environment than the listing agent's.
     pub trust_cross_environment: bool,
-}
-
-/// The agents' repositories (from their `Hello`) and the list jobs a rebuild waits for. Lost
-/// on restart: a list job queued before a restart fails when it would be handed out.
-#[derive(Debug, Default)]
-pub struct Listings {
-    repositories: Mutex<HashMap<String, Vec<String>>>,
-    pending: Mutex<HashMap<String, Pending>>,
-    /// One rebuild at a time.
-    running: tokio::sync::Mutex<()>,
-}
-
-/// What one listing found: every backup, with the pin its marker records.
-pub type ListedBackups = Vec<(Backup, Option<Pin>)>;
-
-#[derive(Debug)]
-struct Pending {
-    repository: String,
-    reply: Option<oneshot::Sender<ListedBackups>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Single inserts and removes: a panic cannot leave the map inconsistent.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Listings {
-    /// Records the repositories an agent declared in its `Hello`.
-    pub fn set_repositories(&self, agent: &str, repositories: &[String]) {
-        lock(&self.repositories).insert(agent.to_owned(), repositories.to_vec());
-    }
-
-    fn repositories_of(&self, agent: &str) -> Vec<String> {
-        lock(&self.repositories)
-            .get(agent)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The repository a list job lists; None if no rebuild is waiting for it.
-    pub fn repository_of(&self, job_id: &str) -> Option<String> {
-        lock(&self.pending)
-            .get(job_id)
-            .map(|p| p.repository.clone())
-    }
-
-    /// Hands a list job's manifests to the rebuild waiting for them (if it still waits).
-    pub fn deliver(&self, job_id: &str, backups: ListedBackups) {
-        let reply = lock(&self.pending)
-            .get_mut(job_id)
-            .and_then(|p| p.reply.take());
-        if let Some(reply) = reply {
-            let _ = reply.send(backups);
-        }
-    }
-
-    fn expect(&self, job_id: &str, repository: &str) -> oneshot::Receiver<ListedBackups> {
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(
-            job_id.to_owned(),
-            Pending {
-                repository: repository.to_owned(),
-                reply: Some(tx),
-            },
-        );
-        rx
-    }
-
-    fn forget(&self, job_ids: &[String]) {
-        let mut pending = lock(&self.pending);
-        for id in job_ids {
-            pending.remove(id);
-        }
-    }
 }
 
 /// Forgets a rebuild's list jobs however it ends (also when the operator goes away).
@@ -598,7 +526,7 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
         ));
     };
     let wanted = wanted(hub, scope).await?;
-    let started = lifeboat_proto::now_ms();
+    let started = lifeboat_common::time::now_ms();
     let mut guard = PendingGuard {
         listings: &hub.listings,
         jobs: Vec::new(),
@@ -629,7 +557,7 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
             agent: w.agent.clone(),
             backup_id: String::new(),
             requested_by: by.to_owned(),
-            created_at_ms: lifeboat_proto::now_ms(),
+            created_at_ms: lifeboat_common::time::now_ms(),
             database: String::new(),
             clean: false,
             options: Default::default(),
@@ -688,7 +616,7 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
 
     let trust = Trust {
         cross_environment: scope.trust_cross_environment,
-        now_ms: lifeboat_proto::now_ms(),
+        now_ms: lifeboat_common::time::now_ms(),
         max_ahead_ms: i64::try_from(hub.config.health.max_clock_skew.as_millis())
             .unwrap_or(i64::MAX),
     };
@@ -780,7 +708,7 @@ async fn give_up(hub: &Hub, job_id: &str) -> Result<()> {
     }
     let finish = Finish {
         state: JobState::Cancelled,
-        finished_at_ms: lifeboat_proto::now_ms(),
+        finished_at_ms: lifeboat_common::time::now_ms(),
         error: "the catalog rebuild stopped waiting for the listing".into(),
         detail: String::new(),
         database: None,

@@ -17,12 +17,16 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
+
+pub mod health;
+
+pub use health::{HealthCell, STALL_AFTER, SchedulerHealth};
 
 use crate::{
     catalog::TickOutcome,
@@ -47,7 +51,7 @@ const MAX_FOLD: u32 = 100_000;
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 pub fn system_clock() -> Clock {
-    Arc::new(lifeboat_proto::now_ms)
+    Arc::new(lifeboat_common::time::now_ms)
 }
 
 /// What to do about one due occurrence.
@@ -114,7 +118,7 @@ pub fn decide(
             Action::Skip(format!(
                 "missed: due at {} ({} occurrence{}) while the coordinator was not running; \
                  [scheduler] catch_up = \"skip\" waits for the next one",
-                rfc3339(fire_ms),
+                when(fire_ms),
                 count,
                 if count == 1 { "" } else { "s" }
             ))
@@ -133,10 +137,9 @@ pub fn decide(
     out
 }
 
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| ms.to_string())
+/// A schedule time for logs and messages: RFC 3339 to the second.
+fn when(ms: i64) -> String {
+    lifeboat_common::time::rfc3339_seconds(ms).unwrap_or_else(|| ms.to_string())
 }
 
 /// The schedule that applies to each registered target: its own (from the catalog), else its
@@ -194,45 +197,6 @@ pub fn stored_def(s: &StoredSchedule) -> Result<ScheduleDef, String> {
         kind: s.kind,
     })
 }
-
-/// What the scheduler's last passes found, for `/health/detailed`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SchedulerHealth {
-    /// When the last pass completed.
-    pub last_ok_ms: Option<i64>,
-    /// The last failed pass, if it came after the last good one.
-    pub last_error: Option<(i64, String)>,
-    /// Schedules in effect (own and environment defaults), at the last good pass.
-    pub schedules: usize,
-    /// Targets whose schedule is paused.
-    pub paused: Vec<String>,
-    /// The soonest next start among the schedules not paused: (target, Unix ms).
-    pub next_run: Option<(String, i64)>,
-}
-
-/// Shared between the scheduler task and the HTTP handlers.
-#[derive(Debug, Default)]
-pub struct HealthCell(Mutex<SchedulerHealth>);
-
-impl HealthCell {
-    fn update(&self, f: impl FnOnce(&mut SchedulerHealth)) {
-        f(&mut self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner));
-    }
-
-    pub fn get(&self) -> SchedulerHealth {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-/// How long without a completed pass before the scheduler is reported critical (it passes
-/// every second).
-pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
 /// The scheduler task.
 pub async fn run(hub: Arc<Hub>, clock: Clock, cancel: CancellationToken) {
@@ -351,7 +315,7 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
                 ),
                 Action::Start if due.late => format!(
                     "catch-up: due at {}{}",
-                    rfc3339(due.fire_ms),
+                    when(due.fire_ms),
                     if due.folded > 0 {
                         format!(", {} earlier occurrence(s) folded in", due.folded)
                     } else {

@@ -34,7 +34,7 @@ async fn get_json(c: &Coordinator, path: &str) -> (u16, Value) {
 
 fn heartbeat(clock_offset_ms: i64, repos: Vec<pb::RepositoryStats>) -> pb::AgentMessage {
     msg(pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
-        clock_unix_ms: lifeboat_proto::now_ms() + clock_offset_ms,
+        clock_unix_ms: lifeboat_common::time::now_ms() + clock_offset_ms,
         running_jobs: vec![],
         repositories: repos,
     }))
@@ -149,7 +149,7 @@ async fn health_endpoints_and_metrics() {
     let mut control = c.control("olga");
     let mut h = hello("prod-1", "prod", &["orders", "users"]);
     // The agent's clock runs a minute ahead.
-    h.clock_unix_ms = lifeboat_proto::now_ms() + 60_000;
+    h.clock_unix_ms = lifeboat_common::time::now_ms() + 60_000;
     let mut agent = c.agent(h).await;
     let job = start_backup(&mut control, "prod/orders").await;
     agent.run_backup("prod", "prod-1").await;

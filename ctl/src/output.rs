@@ -5,7 +5,6 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::cli::OutputFormat;
 
@@ -216,26 +215,18 @@ pub fn duration_ms(start_ms: i64, end_ms: i64) -> Option<i64> {
     (start_ms > 0 && end_ms >= start_ms).then(|| end_ms - start_ms)
 }
 
-fn datetime(ms: i64) -> Option<OffsetDateTime> {
-    if ms <= 0 {
-        return None;
-    }
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-}
-
 /// RFC 3339 UTC with milliseconds (`2026-11-27T23:30:00.123Z`) for JSON; `None` if unset (0).
 pub fn rfc3339_ms(ms: i64) -> Option<String> {
-    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    datetime(ms)?.format(FORMAT).ok()
+    (ms > 0)
+        .then(|| lifeboat_common::time::rfc3339_millis(ms))
+        .flatten()
 }
 
 /// RFC 3339 UTC to the second (`2026-11-27T23:30:00Z`) for text, "-" if unset.
 pub fn rfc3339_text(ms: i64) -> String {
-    datetime(ms)
-        .and_then(|t| t.replace_nanosecond(0).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
+    (ms > 0)
+        .then(|| lifeboat_common::time::rfc3339_seconds(ms))
+        .flatten()
         .unwrap_or_else(|| NONE.to_owned())
 }
 
@@ -326,7 +317,11 @@ mod tests {
         );
         assert_eq!(json_time(0), (None, None));
         // Parses back.
-        let parsed = OffsetDateTime::parse("2026-11-27T23:30:00.123Z", &Rfc3339).expect("parse");
+        let parsed = time::OffsetDateTime::parse(
+            "2026-11-27T23:30:00.123Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("parse");
         assert_eq!(parsed.unix_timestamp_nanos() / 1_000_000, i128::from(ms));
     }
 

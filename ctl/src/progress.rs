@@ -150,7 +150,7 @@ impl Reporter {
             Display::Quiet => {}
             Display::Lines => {
                 if changed {
-                    output::stderr_line(&change_line(job, lifeboat_proto::now_ms()));
+                    output::stderr_line(&change_line(job, lifeboat_common::time::now_ms()));
                 }
             }
             Display::Bar => {
@@ -161,7 +161,7 @@ impl Reporter {
                     .filter(|_| !is_terminal(job.state));
                 if let Some(bar) = &self.bar {
                     if !self.elapsed_set && job.started_at_ms > 0 {
-                        let ms = lifeboat_proto::now_ms().saturating_sub(job.started_at_ms);
+                        let ms = lifeboat_common::time::now_ms().saturating_sub(job.started_at_ms);
                         bar.set_elapsed(Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
                         self.elapsed_set = true;
                     }

@@ -59,7 +59,7 @@ pub const DEFAULT_PORT: u16 = 3306;
 pub const DEFAULTS_FILE_PREFIX: &str = ".lifeboat-my-";
 /// The system CA bundle, used to verify managed providers' public certificates when no
 /// `ssl-ca` is configured.
-pub use crate::provider::SYSTEM_CA_BUNDLE;
+pub use crate::dbhost::SYSTEM_CA_BUNDLE;
 /// Largest statement the dump tool may receive (mysqldump's extended INSERTs, big BLOBs).
 pub const MAX_ALLOWED_PACKET: &str = "1G";
 /// Databases that are never backed up or restored into.

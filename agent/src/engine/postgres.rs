@@ -53,15 +53,13 @@ pub async fn connect(
     let where_ = describe(cfg, database);
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => {
-            match crate::provider::tls_hint(crate::provider::EngineKind::Postgres, &e.to_string()) {
-                Some(hint) => Err(anyhow::Error::new(e)
-                    .context(format!("cannot connect to PostgreSQL at {where_}: {hint}"))),
-                None => bail!(
-                    "cannot connect to PostgreSQL at {where_}: {e}; check that the server is up, the URL and the password file"
-                ),
-            }
-        }
+        Ok(Err(e)) => match crate::dbhost::pg_tls_hint(&e.to_string()) {
+            Some(hint) => Err(anyhow::Error::new(e)
+                .context(format!("cannot connect to PostgreSQL at {where_}: {hint}"))),
+            None => bail!(
+                "cannot connect to PostgreSQL at {where_}: {e}; check that the server is up, the URL and the password file"
+            ),
+        },
         Err(_) => bail!(
             "cannot connect to PostgreSQL at {where_}: no answer within {}s; check the host, port and firewall",
             CONNECT_TIMEOUT.as_secs()

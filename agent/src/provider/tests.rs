@@ -603,20 +603,17 @@ fn mysql_urls_verify_remote_hosts_by_default() {
 
 #[test]
 fn tls_failures_get_a_next_step() {
-    let h = tls_hint(
-        EngineKind::Postgres,
-        "error communicating with database: server does not support TLS",
-    )
-    .expect("no tls");
+    use crate::dbhost::{mysql_tls_hint, pg_tls_hint};
+    let h = pg_tls_hint("error communicating with database: server does not support TLS")
+        .expect("no tls");
     assert!(h.contains("sslmode=prefer"), "{h}");
-    let h = tls_hint(EngineKind::Mysql, "error occurred while attempting to establish a TLS connection: invalid peer certificate: UnknownIssuer")
-        .expect("cert");
+    let h = mysql_tls_hint(
+        "error occurred while attempting to establish a TLS connection: invalid peer certificate: UnknownIssuer",
+    )
+    .expect("cert");
     assert!(h.contains("ssl-ca="), "{h}");
     assert_eq!(
-        tls_hint(
-            EngineKind::Postgres,
-            "password authentication failed for user \"u\""
-        ),
+        pg_tls_hint("password authentication failed for user \"u\""),
         None
     );
 }

@@ -183,7 +183,7 @@ impl FsRepository {
         Ok(ObjectInfo {
             key: key.to_owned(),
             size,
-            modified_ms: super::now_ms(),
+            modified_ms: lifeboat_common::time::now_ms(),
         })
     }
 

@@ -59,7 +59,7 @@ impl JanitorStats {
         {
             s.stale_uploads_aborted += removed;
             if ok {
-                s.janitor_last_success_ms = lifeboat_proto::now_ms();
+                s.janitor_last_success_ms = lifeboat_common::time::now_ms();
             } else {
                 s.janitor_errors += 1;
             }

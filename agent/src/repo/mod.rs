@@ -248,11 +248,6 @@ pub fn check_key(key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
-    lifeboat_proto::now_ms()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

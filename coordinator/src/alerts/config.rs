@@ -12,7 +12,7 @@ use lifeboat_common::{config::ConfigError, names::validate_simple, secret::Secre
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::IncidentKind;
+use super::model::IncidentKind;
 use crate::objectives::Located;
 
 pub const DEFAULT_EVALUATE_INTERVAL: Duration = Duration::from_secs(30);

@@ -6,6 +6,7 @@
 //! and the notifier (delivers due notifications, retrying with backoff).
 
 pub mod config;
+pub mod model;
 pub mod rules;
 pub mod webhook;
 
@@ -16,128 +17,9 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AlertsConfig, WebhookConfig, WebhookFormat, WebhookUrl};
+pub use model::{Event, Incident, IncidentKind, NewIncident, Notification, Severity};
 
-use crate::{health::Report, hub::Hub};
-
-/// What an incident is about. A closed set: it is a metric label and a webhook filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IncidentKind {
-    BackupFailed,
-    RestoreFailed,
-    VerifyFailed,
-    RpoBreach,
-    AgentOffline,
-    SizeAnomaly,
-}
-
-impl IncidentKind {
-    pub const ALL: &'static [IncidentKind] = &[
-        IncidentKind::BackupFailed,
-        IncidentKind::RestoreFailed,
-        IncidentKind::VerifyFailed,
-        IncidentKind::RpoBreach,
-        IncidentKind::AgentOffline,
-        IncidentKind::SizeAnomaly,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentKind::BackupFailed => "backup_failed",
-            IncidentKind::RestoreFailed => "restore_failed",
-            IncidentKind::VerifyFailed => "verify_failed",
-            IncidentKind::RpoBreach => "rpo_breach",
-            IncidentKind::AgentOffline => "agent_offline",
-            IncidentKind::SizeAnomaly => "size_anomaly",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.as_str() == s)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "warning" => Some(Severity::Warning),
-            "critical" => Some(Severity::Critical),
-            _ => None,
-        }
-    }
-}
-
-/// Which notification of an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
-    Firing,
-    Resolved,
-}
-
-impl Event {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Firing => "firing",
-            Event::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "firing" => Some(Event::Firing),
-            "resolved" => Some(Event::Resolved),
-            _ => None,
-        }
-    }
-}
-
-/// An incident to open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewIncident {
-    pub kind: IncidentKind,
-    /// A target (`ENV/NAME`) or an agent name.
-    pub subject: String,
-    pub environment: String,
-    pub severity: Severity,
-    pub summary: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incident {
-    pub id: i64,
-    pub kind: IncidentKind,
-    pub subject: String,
-    pub environment: String,
-    pub severity: Severity,
-    pub summary: String,
-    pub detail: String,
-    pub opened_at_ms: i64,
-    pub resolved_at_ms: Option<i64>,
-    pub resolve_summary: String,
-}
-
-/// One queued notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
-    pub incident_id: i64,
-    pub webhook: String,
-    pub event: Event,
-    /// Delivery passes that failed so far.
-    pub attempts: u32,
-}
+use crate::hub::Hub;
 
 /// The wait before a notification whose delivery pass failed is tried again: 30 s doubling
 /// per failed pass, at most an hour.
@@ -184,7 +66,7 @@ async fn evaluate_loop(hub: Arc<Hub>, wake: Arc<Notify>, cancel: CancellationTok
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
-        match evaluate_once(&hub, lifeboat_proto::now_ms()).await {
+        match evaluate_once(&hub, lifeboat_common::time::now_ms()).await {
             Ok(true) => wake.notify_one(),
             Ok(false) => {}
             Err(e) => tracing::warn!("failed to evaluate alerts: {e:#}; retrying at the next pass"),
@@ -199,7 +81,7 @@ pub async fn evaluate_once(hub: &Hub, now_ms: i64) -> Result<bool> {
         .health_snapshot(now_ms)
         .await
         .context("read the catalog")?;
-    let report = Report::build(hub, &snapshot, now_ms);
+    let report = hub.health_report(&snapshot, now_ms);
     let cfg = &hub.config.alerts;
     let conditions = rules::conditions(&report.targets, &report.agents, cfg, now_ms);
     let open = hub
@@ -289,7 +171,7 @@ pub async fn deliver_due(
 ) -> Result<()> {
     let due = hub
         .catalog
-        .due_notifications(lifeboat_proto::now_ms(), 100)
+        .due_notifications(lifeboat_common::time::now_ms(), 100)
         .await
         .context("read due notifications")?;
     let mut queues: BTreeMap<String, Vec<(Notification, Incident)>> = BTreeMap::new();
@@ -328,7 +210,7 @@ async fn deliver_queue(
         if cancel.is_cancelled() {
             break;
         }
-        let now = lifeboat_proto::now_ms();
+        let now = lifeboat_common::time::now_ms();
         if n.event == Event::Resolved && !w.send_resolved {
             hub.catalog
                 .notification_delivered(&n, now)
@@ -352,7 +234,7 @@ async fn deliver_queue(
                     "alert notification delivered"
                 );
                 hub.catalog
-                    .notification_delivered(&n, lifeboat_proto::now_ms())
+                    .notification_delivered(&n, lifeboat_common::time::now_ms())
                     .await
                     .context("record a delivered notification")?;
             }
@@ -366,7 +248,7 @@ async fn deliver_queue(
                     "failed to deliver an alert notification: {e}; trying again in {} s",
                     wait.as_secs()
                 );
-                let next = lifeboat_proto::now_ms()
+                let next = lifeboat_common::time::now_ms()
                     .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                 hub.catalog
                     .notification_failed(&n, &e.to_string(), next)

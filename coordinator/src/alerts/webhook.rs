@@ -56,7 +56,7 @@ impl DeliveryError {
 }
 
 fn rfc3339(ms: i64) -> Value {
-    crate::health::rfc3339(ms).map_or(Value::Null, Value::String)
+    lifeboat_common::time::rfc3339(ms).map_or(Value::Null, Value::String)
 }
 
 /// The generic document: stable field names, versioned.

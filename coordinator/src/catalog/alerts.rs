@@ -6,7 +6,7 @@
 use sqlx::{Row, sqlite::SqliteRow};
 
 use super::{Catalog, Result, parse_enum};
-use crate::alerts::{Event, Incident, IncidentKind, NewIncident, Notification, Severity};
+use crate::alerts::model::{Event, Incident, IncidentKind, NewIncident, Notification, Severity};
 
 macro_rules! incident_columns {
     () => {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::{
-    alerts::{Event, IncidentKind, NewIncident, Severity},
+    alerts::model::{Event, IncidentKind, NewIncident, Severity},
     audit::{AuditEntry, AuditFilter, AuditOutcome},
     model::{AgentRecord, Engine, JobKind, JobState, TargetDecl},
 };

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::session::Session;
+use super::session::{Session, inbound_error};
 use crate::{
     dispatch,
     error::Error,
@@ -42,20 +42,6 @@ impl AgentGateway {
             );
         }
         Self { hub, revocations }
-    }
-}
-
-/// Maps a failure to read from the agent's stream to the status that ends the session.
-pub fn inbound_error(status: Status) -> Status {
-    match status.code() {
-        // Oversize (OUT_OF_RANGE) and undecodable (INTERNAL from prost) messages.
-        tonic::Code::OutOfRange | tonic::Code::Internal | tonic::Code::InvalidArgument => {
-            Status::invalid_argument(format!(
-                "invalid message from the agent: {}",
-                status.message()
-            ))
-        }
-        _ => status,
     }
 }
 
@@ -177,7 +163,7 @@ async fn admit(
     hello: &wire::Hello,
     tx: mpsc::Sender<Outbound>,
 ) -> Result<crate::hub::SessionHandle, Status> {
-    let now = lifeboat_proto::now_ms();
+    let now = lifeboat_common::time::now_ms();
     hub.catalog
         .upsert_agent(&AgentRecord {
             name: hello.agent.clone(),
@@ -267,7 +253,7 @@ async fn reconcile(
     running: &[String],
 ) -> Result<Vec<String>, crate::catalog::CatalogError> {
     let known: HashSet<&str> = running.iter().map(String::as_str).collect();
-    let now = lifeboat_proto::now_ms();
+    let now = lifeboat_common::time::now_ms();
     let mut seen = HashSet::new();
     for job in hub.catalog.unfinished_jobs().await? {
         if job.agent != agent || !job.is_assigned() {

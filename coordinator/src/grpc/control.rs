@@ -136,7 +136,7 @@ impl Control {
             agent: target.agent.clone(),
             backup_id: String::new(),
             requested_by: operator.name.clone(),
-            created_at_ms: lifeboat_proto::now_ms(),
+            created_at_ms: lifeboat_common::time::now_ms(),
             database: String::new(),
             clean: false,
             options: Default::default(),
@@ -240,7 +240,7 @@ impl Control {
         }
         let finish = Finish {
             state: JobState::Cancelled,
-            finished_at_ms: lifeboat_proto::now_ms(),
+            finished_at_ms: lifeboat_common::time::now_ms(),
             error: format!("cancelled by {}", op.name),
             detail: String::new(),
             database: None,

@@ -13,7 +13,6 @@ use lifeboat_proto::v1 as pb;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::agent_gateway::inbound_error;
 use crate::{
     error::Error,
     hub::{Hub, SessionHandle},
@@ -55,6 +54,20 @@ fn job_span(job: &Job) -> tracing::Span {
         backup_id = %job.backup_id,
         kind = %job.kind
     )
+}
+
+/// Maps a failure to read from the agent's stream to the status that ends the session.
+pub fn inbound_error(status: Status) -> Status {
+    match status.code() {
+        // Oversize (OUT_OF_RANGE) and undecodable (INTERNAL from prost) messages.
+        tonic::Code::OutOfRange | tonic::Code::Internal | tonic::Code::InvalidArgument => {
+            Status::invalid_argument(format!(
+                "invalid message from the agent: {}",
+                status.message()
+            ))
+        }
+        _ => status,
+    }
 }
 
 impl Session {
@@ -262,7 +275,7 @@ impl Session {
                 self.hub
                     .metrics
                     .set_repository_stats(&self.agent, &repositories);
-                let now = lifeboat_proto::now_ms();
+                let now = lifeboat_common::time::now_ms();
                 self.soft("heartbeat", async {
                     Ok(self
                         .hub
@@ -301,7 +314,7 @@ impl Session {
             && let Some(j) = self
                 .hub
                 .catalog
-                .mark_running(&job.id, lifeboat_proto::now_ms())
+                .mark_running(&job.id, lifeboat_common::time::now_ms())
                 .await?
         {
             job_span(&j).in_scope(|| tracing::info!("job accepted by agent"));
@@ -321,7 +334,7 @@ impl Session {
         if job.state == JobState::Queued && job.is_assigned() {
             self.hub
                 .catalog
-                .mark_running(&job.id, lifeboat_proto::now_ms())
+                .mark_running(&job.id, lifeboat_common::time::now_ms())
                 .await?;
         }
         if let Some(j) = self.hub.catalog.set_progress(&job.id, progress).await? {
@@ -402,7 +415,7 @@ impl Session {
         if !job.state.is_terminal() {
             let finish = Finish {
                 state: JobState::Failed,
-                finished_at_ms: lifeboat_proto::now_ms(),
+                finished_at_ms: lifeboat_common::time::now_ms(),
                 error: format!("the coordinator could not accept the agent's result: {why}"),
                 detail: String::new(),
                 database: None,
@@ -421,7 +434,7 @@ impl Session {
 
     /// Records a result in one transaction. None if the job ended meanwhile.
     async fn record(&self, job: &Job, result: JobResult) -> Result<Option<Job>, Error> {
-        let now = lifeboat_proto::now_ms();
+        let now = lifeboat_common::time::now_ms();
         let catalog = &self.hub.catalog;
         let report = result.report.clone();
         let finish = |state: JobState, error: String| Finish {

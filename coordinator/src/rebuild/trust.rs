@@ -19,7 +19,7 @@ pub struct Trust {
 pub(super) fn refusal(b: &Backup, l: &Listed, view: &CatalogView, trust: &Trust) -> Option<String> {
     let limit = trust.now_ms.saturating_add(trust.max_ahead_ms);
     if b.finished_at_ms > limit || b.started_at_ms > limit {
-        let at = crate::health::rfc3339(b.finished_at_ms).unwrap_or_else(|| "?".into());
+        let at = lifeboat_common::time::rfc3339(b.finished_at_ms).unwrap_or_else(|| "?".into());
         return Some(format!(
             "its manifest says it finished at {at}, in the future by the coordinator's clock \
              (more than {} s ahead); check the clock of agent {} and of the host that wrote \

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Policy;
-use crate::{config::At, schedule::parse_duration};
+use crate::{config::at::At, schedule::parse_duration};
 
 /// Largest count accepted for any keep rule; larger values are typos.
 const MAX_KEEP: u32 = 100_000;

@@ -30,7 +30,7 @@ pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
-        match sweep(&hub, lifeboat_proto::now_ms()).await {
+        match sweep(&hub, lifeboat_common::time::now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "queued pin marker jobs the repository lacks"),
             Err(e) => tracing::warn!("failed to check pin markers: {e:#}; checking again later"),

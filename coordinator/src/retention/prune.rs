@@ -194,7 +194,7 @@ async fn resume_once(hub: &Hub) -> Result<()> {
         else {
             continue;
         };
-        let applied = queue_delete(hub, &backup, &by, lifeboat_proto::now_ms()).await?;
+        let applied = queue_delete(hub, &backup, &by, lifeboat_common::time::now_ms()).await?;
         tracing::info!(backup_id = %backup_id, "resumed marked delete: {applied:?}");
     }
     Ok(())

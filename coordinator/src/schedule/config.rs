@@ -19,7 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{CronSpec, MAX_JITTER, ScheduleDef, ScheduleKind, parse_duration};
-use crate::config::At;
+use crate::config::at::At;
 
 /// What to do with occurrences that were missed (the coordinator was stopped, or the run is
 /// later than the misfire grace for another reason).

@@ -102,7 +102,7 @@ fn not_from_the_future(b: &Backup, now_ms: i64) -> Result<(), Error> {
             "backup {} says it finished at {}, in the future by more than {} h on the \
              coordinator's clock; fix the agent's clock (NTP) and back up again",
             b.backup_id,
-            crate::health::rfc3339(b.finished_at_ms)
+            lifeboat_common::time::rfc3339(b.finished_at_ms)
                 .unwrap_or_else(|| b.finished_at_ms.to_string()),
             MAX_RESULT_AHEAD_MS / 3_600_000
         )));
@@ -434,7 +434,7 @@ impl TryFrom<pb::JobResult> for JobResult {
             None => None,
             Some(R::Backup(b)) => {
                 let b = backup_record(b)?;
-                not_from_the_future(&b, lifeboat_proto::now_ms())?;
+                not_from_the_future(&b, lifeboat_common::time::now_ms())?;
                 Some(ResultPayload::Backup(Box::new(b)))
             }
             Some(R::Restore(rr)) => {

@@ -380,7 +380,7 @@ pub fn hello(name: &str, env: &str, targets: &[&str]) -> pb::Hello {
             .map(|t| target(t, pb::Engine::Postgres))
             .collect(),
         repositories: vec!["local".into()],
-        clock_unix_ms: lifeboat_proto::now_ms(),
+        clock_unix_ms: lifeboat_common::time::now_ms(),
         running_jobs: vec![],
         max_concurrent_jobs: 4,
     }
@@ -391,7 +391,7 @@ pub fn record_for(spec: &pb::JobSpec, env: &str, agent: &str) -> pb::BackupRecor
     let Some(pb::job_spec::Spec::Backup(b)) = &spec.spec else {
         panic!("not a backup job: {spec:?}")
     };
-    let now = lifeboat_proto::now_ms();
+    let now = lifeboat_common::time::now_ms();
     pb::BackupRecord {
         backup_id: b.backup_id.clone(),
         target: format!("{env}/{}", b.target),
@@ -432,7 +432,7 @@ pub fn msg(m: pb::agent_message::Msg) -> pb::AgentMessage {
 /// A heartbeat with the current time and no repository stats.
 pub fn heartbeat() -> pb::AgentMessage {
     msg(pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
-        clock_unix_ms: lifeboat_proto::now_ms(),
+        clock_unix_ms: lifeboat_common::time::now_ms(),
         ..Default::default()
     }))
 }
@@ -468,7 +468,7 @@ pub fn result(
             "it broke".into()
         },
         result: r,
-        finished_at_ms: lifeboat_proto::now_ms(),
+        finished_at_ms: lifeboat_common::time::now_ms(),
         ..Default::default()
     }))
 }

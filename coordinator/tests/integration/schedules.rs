@@ -20,7 +20,7 @@ fn daily_cron_at(ago: Duration) -> String {
 async fn rewind_cursor(c: &Coordinator, target: &str, ago: Duration) {
     let url = format!("sqlite://{}", c.dir.path().join("catalog.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open catalog");
-    let ms = lifeboat_proto::now_ms() - i64::try_from(ago.as_millis()).expect("ms");
+    let ms = lifeboat_common::time::now_ms() - i64::try_from(ago.as_millis()).expect("ms");
     let done = sqlx::query("UPDATE schedule_state SET cursor_ms = ? WHERE target = ?")
         .bind(ms)
         .bind(target)
@@ -90,7 +90,7 @@ async fn restart_while_due_runs_exactly_once() {
     let s = set_daily(&mut alice, &daily_cron_at(Duration::from_secs(600))).await;
     assert_eq!(s.source, "target");
     assert!(
-        s.next_run_at_ms > lifeboat_proto::now_ms() + 23 * 3_600_000,
+        s.next_run_at_ms > lifeboat_common::time::now_ms() + 23 * 3_600_000,
         "{s:?}"
     );
     assert!(scheduled_jobs(&mut alice).await.is_empty());

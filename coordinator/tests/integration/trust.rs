@@ -33,7 +33,7 @@ fn manifest(env: &str, target: &str, agent: &str, finished_at_ms: i64) -> pb::Ba
 fn pinned(mut r: pb::BackupRecord) -> pb::BackupRecord {
     r.pin = Some(pb::BackupPin {
         pinned_by: "mallory".into(),
-        pinned_at_ms: lifeboat_proto::now_ms(),
+        pinned_at_ms: lifeboat_common::time::now_ms(),
         reason: "keep forever".into(),
     });
     r
@@ -97,7 +97,7 @@ async fn h2_rebuild_refuses_another_environments_manifests_and_their_pins() {
     let mut vera = c.control("vera");
     let _prod = c.agent(hello("prod-1", "prod", &["orders"])).await;
     let mut dev = c.agent(hello("dev-1", "dev", &["scratch"])).await;
-    let now = lifeboat_proto::now_ms();
+    let now = lifeboat_common::time::now_ms();
     let forged = pinned(manifest("prod", "orders", "prod-1", now - HOUR_MS));
 
     let resp = rebuild_with(&c, &mut dev, "dev-1", false, vec![forged.clone()]).await;
@@ -130,7 +130,7 @@ async fn h2_rebuild_refuses_future_dated_manifests() {
     let mut vera = c.control("vera");
     let mut prod = c.agent(hello("prod-1", "prod", &["orders"])).await;
     let year_2099 = 4_070_908_800_000;
-    let soon = lifeboat_proto::now_ms() + HOUR_MS;
+    let soon = lifeboat_common::time::now_ms() + HOUR_MS;
     let resp = rebuild_with(
         &c,
         &mut prod,
@@ -195,7 +195,7 @@ async fn h2_rebuilt_unverified_backups_do_not_expire_real_ones_until_verified() 
     }
     // Newer than the real backups, by the agent's and by the coordinator's clock.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let now = lifeboat_proto::now_ms();
+    let now = lifeboat_common::time::now_ms();
     let fakes = vec![
         manifest("prod", "orders", "prod-1", now - 2),
         manifest("prod", "orders", "prod-1", now - 1),
@@ -341,7 +341,7 @@ async fn m5_a_backup_result_from_the_future_is_refused() {
 
 fn heartbeat(names: impl IntoIterator<Item = String>) -> pb::AgentMessage {
     msg(Msg::Heartbeat(pb::Heartbeat {
-        clock_unix_ms: lifeboat_proto::now_ms(),
+        clock_unix_ms: lifeboat_common::time::now_ms(),
         running_jobs: Vec::new(),
         repositories: names
             .into_iter()

@@ -21,7 +21,7 @@ pub async fn run(cmd: AuditCommand, global: &GlobalArgs, out: &mut dyn Write) ->
 async fn list(args: AuditListArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
     let since_ms = args.since.map_or(0, |secs| {
-        lifeboat_proto::now_ms()
+        lifeboat_common::time::now_ms()
             .saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
     });
     let req = conn.request(pb::ListAuditRequest {

@@ -486,7 +486,7 @@ impl pb::control_server::Control for Fake {
                 tokio::spawn(async move {
                     for (state, phase) in [(Running, "dumping"), (Running, "uploading")] {
                         let mut j = backup_job(J_SLOW, state, phase);
-                        j.started_at_ms = lifeboat_proto::now_ms() - 5000;
+                        j.started_at_ms = lifeboat_common::time::now_ms() - 5000;
                         if tx.send(Ok(j)).await.is_err() {
                             return;
                         }

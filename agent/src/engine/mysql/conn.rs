@@ -55,7 +55,7 @@ impl TlsMode {
     /// CA bundle) for any host that is not this machine, so that nobody in the path can
     /// downgrade or impersonate the server; `PREFERRED` over a socket or to loopback.
     pub fn default_for(host: &str, socket: bool, has_ca: bool) -> Self {
-        if has_ca || !(socket || crate::provider::is_local_host(host)) {
+        if has_ca || !(socket || crate::dbhost::is_local_host(host)) {
             Self::VerifyIdentity
         } else {
             Self::Preferred
@@ -233,18 +233,16 @@ pub async fn connect(
     let where_ = params.describe(database.unwrap_or(""));
     match tokio::time::timeout(CONNECT_TIMEOUT, MySqlConnection::connect_with(&opts)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => {
-            match crate::provider::tls_hint(crate::provider::EngineKind::Mysql, &e.to_string()) {
-                Some(hint) => Err(anyhow::Error::new(e).context(format!(
-                    "cannot connect to MySQL/MariaDB at {where_} (ssl-mode {}): {hint}",
-                    params.tls.as_str()
-                ))),
-                None => bail!(
-                    "cannot connect to MySQL/MariaDB at {where_} (ssl-mode {}): {e}; check that the server is up, the URL, the TLS settings and the password file",
-                    params.tls.as_str()
-                ),
-            }
-        }
+        Ok(Err(e)) => match crate::dbhost::mysql_tls_hint(&e.to_string()) {
+            Some(hint) => Err(anyhow::Error::new(e).context(format!(
+                "cannot connect to MySQL/MariaDB at {where_} (ssl-mode {}): {hint}",
+                params.tls.as_str()
+            ))),
+            None => bail!(
+                "cannot connect to MySQL/MariaDB at {where_} (ssl-mode {}): {e}; check that the server is up, the URL, the TLS settings and the password file",
+                params.tls.as_str()
+            ),
+        },
         Err(_) => bail!(
             "cannot connect to MySQL/MariaDB at {where_}: no answer within {}s; check the host, port and firewall",
             CONNECT_TIMEOUT.as_secs()

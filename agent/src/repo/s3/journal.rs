@@ -30,7 +30,7 @@ impl Journal {
         let entry = JournalEntry {
             key: key.to_owned(),
             upload_id: upload_id.to_owned(),
-            started_ms: crate::repo::now_ms(),
+            started_ms: lifeboat_common::time::now_ms(),
         };
         let mut f = std::fs::File::create(self.path(upload_id))?;
         f.write_all(&serde_json::to_vec(&entry).map_err(std::io::Error::other)?)?;

@@ -100,7 +100,7 @@ impl ResumingRead {
                     self.resumed_at = self.pos;
                     // Backoff with jitter, so parallel readers do not retry in step.
                     let jitter =
-                        u64::try_from(lifeboat_proto::now_ms().rem_euclid(100)).unwrap_or(0);
+                        u64::try_from(lifeboat_common::time::now_ms().rem_euclid(100)).unwrap_or(0);
                     tokio::time::sleep(Duration::from_millis(
                         (200 << self.resumes.min(5)) + jitter,
                     ))

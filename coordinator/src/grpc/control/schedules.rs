@@ -82,7 +82,7 @@ impl Control {
             ))
         })?;
         let runs = self.last_runs().await?;
-        Ok(self.schedule_pb(&s, runs.get(target), lifeboat_proto::now_ms()))
+        Ok(self.schedule_pb(&s, runs.get(target), lifeboat_common::time::now_ms()))
     }
 
     pub(super) async fn set_schedule_impl(
@@ -93,7 +93,7 @@ impl Control {
         let name = parse_target(&req.target)?;
         let target = self.target(&name).await?;
         let def = wire::schedule_request(req)?;
-        let now = lifeboat_proto::now_ms();
+        let now = lifeboat_common::time::now_ms();
         let stored = StoredSchedule {
             target: target.name.to_string(),
             cron: def.spec.expr().to_owned(),
@@ -117,7 +117,7 @@ impl Control {
             Some(parse_target(&req.target)?.to_string())
         };
         let runs = self.last_runs().await?;
-        let now = lifeboat_proto::now_ms();
+        let now = lifeboat_common::time::now_ms();
         Ok(pb::ListSchedulesResponse {
             schedules: self
                 .effective_schedules()
@@ -151,7 +151,7 @@ impl Control {
         let s = self.require_schedule(&name).await?;
         self.hub
             .catalog
-            .set_schedule_paused(&s.target, paused, &op.name, lifeboat_proto::now_ms())
+            .set_schedule_paused(&s.target, paused, &op.name, lifeboat_common::time::now_ms())
             .await?;
         self.schedule_reply(&s.target).await
     }
@@ -176,7 +176,7 @@ impl Control {
         let effective = self
             .effective_schedule(&name)
             .await?
-            .map(|s| self.schedule_pb(&s, None, lifeboat_proto::now_ms()));
+            .map(|s| self.schedule_pb(&s, None, lifeboat_common::time::now_ms()));
         Ok(pb::DeleteScheduleResponse { effective })
     }
 
@@ -195,7 +195,7 @@ impl Control {
             )));
         }
         let s = self.require_schedule(&name).await?;
-        let now = lifeboat_proto::now_ms();
+        let now = lifeboat_common::time::now_ms();
         let from = if req.from.trim().is_empty() {
             now
         } else {
@@ -258,7 +258,7 @@ impl Control {
         let backup = self.backup(&req.backup_id).await?;
         let pin = Pin {
             pinned_by: op.name.clone(),
-            pinned_at_ms: lifeboat_proto::now_ms(),
+            pinned_at_ms: lifeboat_common::time::now_ms(),
             reason: wire::pin_reason(&req.reason)?,
         };
         match self.hub.catalog.pin_backup(&backup.backup_id, &pin).await? {
@@ -316,7 +316,7 @@ impl Control {
             }
             Some(name)
         };
-        let now = lifeboat_proto::now_ms();
+        let now = lifeboat_common::time::now_ms();
         let plans = prune::plan_targets(&self.hub, target.as_ref(), now)
             .await
             .map_err(|e| Error::Internal(format!("{e:#}")))?;
