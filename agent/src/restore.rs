@@ -38,7 +38,7 @@ pub struct Located {
 pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
     validate_id("backup id", &rec.backup_id)?;
     let target = TargetName::parse(&rec.target)?;
-    if target.environment != rec.environment {
+    if target.env() != rec.environment {
         bail!(
             "backup record is inconsistent: target {} is not in environment {}",
             rec.target,
@@ -60,7 +60,7 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
             rec.repository
         );
     }
-    let dir_key = backup_dir_key(&target.environment, &target.name, &rec.backup_id);
+    let dir_key = backup_dir_key(target.env(), target.name(), &rec.backup_id);
     let data_file = match pb::Engine::try_from(rec.engine) {
         Ok(pb::Engine::Postgres) => PG_DATA_FILE,
         Ok(pb::Engine::Mysql) => crate::engine::mysql::DATA_FILE,

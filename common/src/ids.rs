@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use rand::Rng;
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
 
-use crate::names::NameError;
+use std::fmt;
+
+use crate::names::{NameError, name_type};
 
 const STAMP: &[FormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
@@ -115,6 +117,48 @@ pub fn validate_id(what: &'static str, id: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// A backup id, validated: made only by [`BackupId::mint`] or [`BackupId::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackupId(String);
+
+impl BackupId {
+    /// A new id for a backup starting at `at`.
+    pub fn mint(at: OffsetDateTime) -> Self {
+        Self(new_id(at))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        validate_id("backup id", s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+name_type!(BackupId, BackupId::parse);
+
+/// A job id, validated: made only by [`JobId::mint`] or [`JobId::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(String);
+
+impl JobId {
+    /// A new id for a job queued at `at`.
+    pub fn mint(at: OffsetDateTime) -> Self {
+        Self(new_id(at))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        validate_id("job id", s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+name_type!(JobId, JobId::parse);
+
 /// The creation time encoded in an id.
 pub fn id_time(id: &str) -> Option<OffsetDateTime> {
     let stamp = id.get(..15)?;
@@ -129,6 +173,19 @@ pub fn id_time(id: &str) -> Option<OffsetDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_ids_are_valid_by_construction() {
+        let at = OffsetDateTime::now_utc();
+        let b = BackupId::mint(at);
+        assert_eq!(b.as_str().parse::<BackupId>().expect("parses"), b);
+        let j = JobId::try_from(b.as_str()).expect("same shape");
+        assert_eq!(j.to_string(), b.to_string());
+        assert!("20261127T233000Z-7F3A9C".parse::<BackupId>().is_err());
+        assert!(JobId::try_from("../../etc".to_owned()).is_err());
+        let e = "nope".parse::<BackupId>().expect_err("invalid");
+        assert!(e.to_string().contains("backup id"), "{e}");
+    }
     use time::macros::datetime;
 
     #[test]

@@ -56,11 +56,99 @@ pub fn validate_simple(what: &'static str, value: &str) -> Result<(), NameError>
     Ok(())
 }
 
-/// A full target name `ENV/NAME`.
+/// Implements the string-like traits of a validated name type: `Display`, `FromStr`,
+/// `TryFrom<String>`/`TryFrom<&str>`, `AsRef<str>`, and serde as the plain string (checked
+/// again on the way in).
+macro_rules! name_type {
+    ($ty:ident, $parse:path) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                $parse(s)
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = NameError;
+            fn try_from(s: &str) -> Result<Self, NameError> {
+                $parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = NameError;
+            fn try_from(s: String) -> Result<Self, NameError> {
+                $parse(&s)
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use name_type;
+
+/// An environment name (`prod`), validated as a simple name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvName(String);
+
+impl EnvName {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        validate_simple("environment", s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+name_type!(EnvName, EnvName::parse);
+
+/// An agent name (`prod-1`), validated as a simple name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgentName(String);
+
+impl AgentName {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        validate_simple("agent name", s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+name_type!(AgentName, AgentName::parse);
+
+/// A full target name `ENV/NAME`: the environment and the target's own name, each a simple
+/// name. Only [`TargetName::new`] and [`TargetName::parse`] make one, so a value of this type
+/// is always valid; `env()` and `name()` are its two parts, `Display` is `ENV/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetName {
-    pub environment: String,
-    pub name: String,
+    full: String,
+    slash: usize,
 }
 
 impl TargetName {
@@ -68,8 +156,8 @@ impl TargetName {
         validate_simple("environment", environment)?;
         validate_simple("target name", name)?;
         Ok(Self {
-            environment: environment.to_owned(),
-            name: name.to_owned(),
+            full: format!("{environment}/{name}"),
+            slash: environment.len(),
         })
     }
 
@@ -79,13 +167,23 @@ impl TargetName {
         };
         Self::new(env, name)
     }
-}
 
-impl fmt::Display for TargetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.environment, self.name)
+    /// The environment part (`prod` of `prod/orders`).
+    pub fn env(&self) -> &str {
+        &self.full[..self.slash]
+    }
+
+    /// The target's own name (`orders` of `prod/orders`): what an agent's config calls it.
+    pub fn name(&self) -> &str {
+        &self.full[self.slash + 1..]
+    }
+
+    /// `ENV/NAME`.
+    pub fn as_str(&self) -> &str {
+        &self.full
     }
 }
+name_type!(TargetName, TargetName::parse);
 
 /// A PostgreSQL or MySQL database name that lifeboat creates or restores into. Stricter than
 /// the servers allow, so it can be used unquoted-safe in messages and quoted in SQL.
@@ -142,9 +240,15 @@ mod tests {
     #[test]
     fn target_names() {
         let t = TargetName::parse("prod/orders").expect("valid");
-        assert_eq!(t.environment, "prod");
-        assert_eq!(t.name, "orders");
+        assert_eq!(t.env(), "prod");
+        assert_eq!(t.name(), "orders");
         assert_eq!(t.to_string(), "prod/orders");
+        assert_eq!(t, TargetName::new("prod", "orders").expect("valid"));
+        assert_eq!("prod/orders".parse::<TargetName>(), Ok(t.clone()));
+        let json = serde_json::to_string(&t).expect("json");
+        assert_eq!(json, "\"prod/orders\"");
+        assert_eq!(serde_json::from_str::<TargetName>(&json).expect("back"), t);
+        assert!(serde_json::from_str::<TargetName>("\"prod/../x\"").is_err());
         for bad in [
             "prod",
             "prod/",
@@ -155,6 +259,17 @@ mod tests {
         ] {
             assert!(TargetName::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn environment_and_agent_names() {
+        assert_eq!(EnvName::parse("prod").expect("valid").as_str(), "prod");
+        assert!("Prod".parse::<EnvName>().is_err());
+        assert_eq!(
+            AgentName::try_from("prod-1").expect("valid").to_string(),
+            "prod-1"
+        );
+        assert!(AgentName::try_from("prod/1".to_owned()).is_err());
     }
 
     #[test]

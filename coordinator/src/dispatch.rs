@@ -9,7 +9,6 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use lifeboat_common::names::TargetName;
 use lifeboat_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +28,7 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
     let mut used: HashMap<&str, u32> = HashMap::new();
     for j in jobs.iter().filter(|j| j.is_assigned()) {
         if j.kind.occupies_target() {
-            busy_targets.insert(&j.target);
+            busy_targets.insert(j.target.as_str());
         }
         *used.entry(&j.agent).or_default() += 1;
     }
@@ -70,7 +69,7 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
         } else if busy_targets.contains(j.target.as_str()) {
             continue;
         } else {
-            busy_targets.insert(&j.target);
+            busy_targets.insert(j.target.as_str());
         }
         *n += 1;
         out.push(j);
@@ -162,14 +161,11 @@ async fn dispatch_once(hub: &Hub) -> Result<bool> {
 /// The `StartJob` for a job, or why it cannot run.
 async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
     use pb::job_spec::Spec;
-    let target = match TargetName::parse(&job.target) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(format!("the job's target is invalid: {e}"))),
-    };
+    let target = &job.target;
     let spec = match job.kind {
         JobKind::Backup => Spec::Backup(pb::BackupSpec {
             backup_id: job.backup_id.clone(),
-            target: target.name,
+            target: target.name().to_owned(),
         }),
         JobKind::List => match hub.listings.repository_of(&job.id) {
             Some(repository) => Spec::List(pb::ListSpec { repository }),
@@ -182,7 +178,7 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
             }
         },
         JobKind::Check if job.backup_id.is_empty() => Spec::Check(pb::CheckSpec {
-            target: target.name,
+            target: target.name().to_owned(),
             restore: None,
         }),
         JobKind::Restore | JobKind::Verify | JobKind::Delete | JobKind::Check | JobKind::Pin => {
@@ -200,7 +196,7 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
             let record = pb::BackupRecord::from(&backup);
             let restore = |record| pb::RestoreSpec {
                 backup: Some(record),
-                target: target.name.clone(),
+                target: target.name().to_owned(),
                 database: job.database.clone(),
                 clean: job.clean,
                 owners: owners_to_pb(job.options.owners).into(),
@@ -210,7 +206,7 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
                 JobKind::Restore => Spec::Restore(restore(record)),
                 // A restore's dry run.
                 JobKind::Check => Spec::Check(pb::CheckSpec {
-                    target: target.name.clone(),
+                    target: target.name().to_owned(),
                     restore: Some(restore(record)),
                 }),
                 JobKind::Pin => {
@@ -273,7 +269,7 @@ mod tests {
             id: id.into(),
             kind: JobKind::Backup,
             state,
-            target: target.into(),
+            target: target.parse().expect("target"),
             agent: agent.into(),
             backup_id: String::new(),
             requested_by: "alice".into(),

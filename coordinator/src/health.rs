@@ -206,8 +206,8 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
         .cloned();
 
     TargetHealth {
-        environment: f.target.name.environment.clone(),
-        name: f.target.name.name.clone(),
+        environment: f.target.name.env().to_owned(),
+        name: f.target.name.name().to_owned(),
         agent: f.target.agent.clone(),
         target,
         status,

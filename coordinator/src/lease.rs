@@ -123,7 +123,7 @@ mod tests {
             id: id.into(),
             kind: JobKind::Backup,
             state,
-            target: format!("prod/{id}"),
+            target: format!("prod/{id}").parse().expect("target"),
             agent: agent.into(),
             backup_id: String::new(),
             requested_by: "alice".into(),

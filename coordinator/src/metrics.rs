@@ -81,10 +81,6 @@ const DROPPED_UNDECLARED: &str = "undeclared_repository";
 /// The `kind` label of `lifeboat_agent_updates_dropped_total`.
 pub const AGENT_UPDATES: [&str; 3] = ["heartbeat", "accepted", "progress"];
 
-fn split_target(full: &str) -> (&str, &str) {
-    full.split_once('/').unwrap_or(("", full))
-}
-
 #[allow(clippy::cast_precision_loss)]
 fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
@@ -357,7 +353,7 @@ impl Metrics {
             .with_label_values(&[job.kind.as_str(), job.state.as_str()])
             .inc();
         if job.kind == JobKind::Backup {
-            let (env, target) = split_target(&job.target);
+            let (env, target) = (job.target.env(), job.target.name());
             self.backups_total
                 .with_label_values(&[env, target, job.state.as_str()])
                 .inc();
@@ -393,7 +389,7 @@ impl Metrics {
     /// as recorded now on the coordinator's clock, not the agent's (N26).
     #[allow(clippy::cast_precision_loss)]
     pub fn set_last_backup(&self, b: &crate::model::Backup) {
-        let (env, target) = split_target(&b.target);
+        let (env, target) = (b.target.env(), b.target.name());
         self.backup_last_success
             .with_label_values(&[env, target])
             .set(secs(lifeboat_common::time::now_ms()));
@@ -675,7 +671,7 @@ mod tests {
             id: "20261127T233000Z-000001".into(),
             kind,
             state,
-            target: "prod/orders".into(),
+            target: "prod/orders".parse().expect("target"),
             agent: "prod-1".into(),
             backup_id: String::new(),
             requested_by: "alice".into(),

@@ -249,7 +249,7 @@ pub struct Job {
     pub kind: JobKind,
     pub state: JobState,
     /// `ENV/NAME` the job acts on (for a restore: the destination).
-    pub target: String,
+    pub target: TargetName,
     pub agent: String,
     pub backup_id: String,
     pub requested_by: String,
@@ -280,7 +280,7 @@ impl Job {
 pub struct NewJob {
     pub id: String,
     pub kind: JobKind,
-    pub target: String,
+    pub target: TargetName,
     pub agent: String,
     pub backup_id: String,
     pub requested_by: String,
@@ -313,7 +313,7 @@ pub struct RowCount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backup {
     pub backup_id: String,
-    pub target: String,
+    pub target: TargetName,
     pub environment: String,
     pub agent: String,
     pub repository: String,

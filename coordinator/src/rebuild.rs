@@ -27,6 +27,7 @@ use std::{
     time::Duration,
 };
 
+use lifeboat_common::names::TargetName;
 use lifeboat_proto::v1 as pb;
 use tokio::sync::oneshot;
 
@@ -87,7 +88,7 @@ pub struct Listed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogRow {
     pub backup_id: String,
-    pub target: String,
+    pub target: TargetName,
     pub agent: String,
     pub repository: String,
     pub raw_size: u64,
@@ -104,8 +105,8 @@ pub struct CatalogRow {
 #[derive(Debug, Clone, Default)]
 pub struct CatalogView {
     pub backups: Vec<CatalogRow>,
-    /// Registered targets, `ENV/NAME`.
-    pub targets: HashSet<String>,
+    /// Registered targets.
+    pub targets: HashSet<TargetName>,
     /// Backup ids of backup jobs still queued or running.
     pub active_backups: HashSet<String>,
     /// Backup ids the catalog holds a pin for.
@@ -142,7 +143,7 @@ pub enum Change {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub backup_id: String,
-    pub target: String,
+    pub target: TargetName,
     pub agent: String,
     pub repository: String,
     pub kind: OutcomeKind,
@@ -463,7 +464,7 @@ pub fn plan(
 struct Wanted {
     agent: String,
     repository: String,
-    target: Option<String>,
+    target: Option<TargetName>,
 }
 
 /// The listings a rebuild runs, from the connected agents' repositories.
@@ -498,7 +499,7 @@ async fn wanted(hub: &Hub, scope: &Scope) -> Result<Vec<Wanted>> {
                 .iter()
                 .find(|t| t.target.repository == repository)
                 .or_else(|| own.first())
-                .map(|t| t.target.name.to_string());
+                .map(|t| t.target.name.clone());
             out.push(Wanted {
                 agent: agent.clone(),
                 repository,

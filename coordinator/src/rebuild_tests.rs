@@ -9,7 +9,7 @@ fn backup(id: &str, agent: &str, target: &str) -> Backup {
     let env = target.split('/').next().unwrap_or_default();
     Backup {
         backup_id: id.into(),
-        target: target.into(),
+        target: target.parse().expect("target"),
         environment: env.into(),
         agent: agent.into(),
         repository: "shared".into(),
@@ -58,7 +58,7 @@ fn row(b: &Backup, status: VerifyStatus, recorded: i64) -> CatalogRow {
 fn view(rows: Vec<CatalogRow>, targets: &[&str]) -> CatalogView {
     CatalogView {
         backups: rows,
-        targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+        targets: targets.iter().map(|t| t.parse().expect("target")).collect(),
         active_backups: HashSet::new(),
         pinned: HashSet::new(),
         agent_environments: HashMap::new(),

@@ -174,7 +174,7 @@ pub fn effective(
         if own.contains_key(name.as_str()) || seen.contains(name.as_str()) {
             continue;
         }
-        if let Some(def) = config.defaults.get(&t.name.environment) {
+        if let Some(def) = config.defaults.get(t.name.env()) {
             out.push(Schedule {
                 paused: states.get(&name).is_some_and(|st| st.paused),
                 target: name,
@@ -282,7 +282,7 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         .context("read unfinished jobs")?
         .into_iter()
         .filter(|j| j.kind == JobKind::Backup && !j.state.is_terminal())
-        .map(|j| (j.target, j.id))
+        .map(|j| (j.target.to_string(), j.id))
         .collect();
     let by_target: HashMap<String, &TargetRecord> =
         targets.iter().map(|t| (t.name.to_string(), t)).collect();
@@ -360,7 +360,7 @@ fn new_job(target: &TargetRecord, now_ms: i64) -> NewJob {
     NewJob {
         id: lifeboat_common::ids::new_id(now),
         kind: JobKind::Backup,
-        target: target.name.to_string(),
+        target: target.name.clone(),
         agent: target.agent.clone(),
         backup_id: lifeboat_common::ids::new_id(now),
         requested_by: REQUESTED_BY.into(),

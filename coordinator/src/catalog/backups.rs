@@ -85,7 +85,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
          ?, ?)"
     ))
     .bind(&b.backup_id)
-    .bind(&b.target)
+    .bind(b.target.as_str())
     .bind(&b.environment)
     .bind(&b.agent)
     .bind(&b.repository)
@@ -125,7 +125,7 @@ fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
         .map_err(|e| CatalogError::Corrupt(format!("backups.row_counts: {e}")))?;
     Ok(Backup {
         backup_id: row.try_get("backup_id")?,
-        target: row.try_get("target")?,
+        target: super::target_column(row, "backups.target")?,
         environment: row.try_get("environment")?,
         agent: row.try_get("agent")?,
         repository: row.try_get("repository")?,

@@ -36,7 +36,7 @@ impl Catalog {
             Err(sqlx::Error::Database(e))
                 if e.is_unique_violation() && job.kind == JobKind::Backup =>
             {
-                if let Some(active) = self.active_backup_job(&job.target).await? {
+                if let Some(active) = self.active_backup_job(job.target.as_str()).await? {
                     return Ok(InsertJob::ActiveBackupExists(active));
                 }
                 return Err(CatalogError::Query(sqlx::Error::Database(e)));
@@ -253,7 +253,7 @@ fn insert_job_query(
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
-    .bind(&job.target)
+    .bind(job.target.as_str())
     .bind(&job.agent)
     .bind(&job.backup_id)
     .bind(&job.requested_by)
@@ -362,7 +362,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
         id: row.try_get("id")?,
         kind: parse_enum("jobs.kind", &kind, JobKind::parse)?,
         state: parse_enum("jobs.state", &state, JobState::parse)?,
-        target: row.try_get("target")?,
+        target: super::target_column(row, "jobs.target")?,
         agent: row.try_get("agent")?,
         backup_id: row.try_get("backup_id")?,
         requested_by: row.try_get("requested_by")?,

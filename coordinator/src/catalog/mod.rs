@@ -167,3 +167,14 @@ fn to_u64(what: &str, v: i64) -> Result<u64> {
 fn parse_enum<T>(what: &str, value: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(value).ok_or_else(|| CatalogError::Corrupt(format!("{what} {value:?}")))
 }
+
+/// A `target` column (`ENV/NAME`) as the typed name it was written from.
+fn target_column(
+    row: &sqlx::sqlite::SqliteRow,
+    what: &str,
+) -> Result<lifeboat_common::names::TargetName> {
+    use sqlx::Row;
+    let text: String = row.try_get("target")?;
+    text.parse()
+        .map_err(|e| CatalogError::Corrupt(format!("{what}: {e}")))
+}

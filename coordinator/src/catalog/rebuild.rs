@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Catalog, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
+use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
 use crate::{
     model::VerifyStatus,
     rebuild::{CatalogRow, CatalogView, Change, Listed, Outcome, Trust, plan},
@@ -55,7 +55,7 @@ impl Catalog {
                          VALUES (?, 'backup', 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(&job_id)
-                    .bind(&b.target)
+                    .bind(b.target.as_str())
                     .bind(&b.agent)
                     .bind(&b.backup_id)
                     .bind(by)
@@ -134,7 +134,7 @@ async fn read_view(tx: &mut Transaction<'static, Sqlite>) -> Result<CatalogView>
             let verify: String = r.try_get("verify_status")?;
             Ok(CatalogRow {
                 backup_id: r.try_get("backup_id")?,
-                target: r.try_get("target")?,
+                target: super::target_column(r, "backups.target")?,
                 agent: r.try_get("agent")?,
                 repository: r.try_get("repository")?,
                 raw_size: to_u64("backups.raw_size", r.try_get("raw_size")?)?,
@@ -167,7 +167,13 @@ async fn read_view(tx: &mut Transaction<'static, Sqlite>) -> Result<CatalogView>
         .collect::<Result<HashMap<String, String>>>()?;
     Ok(CatalogView {
         backups,
-        targets: targets.into_iter().collect::<HashSet<_>>(),
+        targets: targets
+            .iter()
+            .map(|t| {
+                t.parse()
+                    .map_err(|e| CatalogError::Corrupt(format!("targets.full_name: {e}")))
+            })
+            .collect::<Result<HashSet<_>>>()?,
         active_backups: active.into_iter().collect::<HashSet<_>>(),
         pinned: pinned.into_iter().collect::<HashSet<_>>(),
         agent_environments,

@@ -52,7 +52,7 @@ fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
     NewJob {
         id: id.into(),
         kind,
-        target: "prod/orders".into(),
+        target: "prod/orders".parse().expect("target"),
         agent: "prod-1".into(),
         backup_id: backup_id.into(),
         requested_by: "scheduler".into(),

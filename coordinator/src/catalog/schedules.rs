@@ -165,7 +165,7 @@ impl Catalog {
                 "SELECT id FROM jobs WHERE target = ? AND kind = 'backup' \
                  AND state IN ('queued', 'running')",
             )
-            .bind(&job.target)
+            .bind(job.target.as_str())
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(active) = active {

@@ -36,7 +36,7 @@ fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
     NewJob {
         id: id.into(),
         kind,
-        target: target.into(),
+        target: target.parse().expect("target"),
         agent: "prod-1".into(),
         backup_id: backup_id.into(),
         requested_by: "alice".into(),
@@ -50,7 +50,7 @@ fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
 fn backup(id: &str, job_id: &str, finished_at_ms: i64) -> Backup {
     Backup {
         backup_id: id.into(),
-        target: "prod/orders".into(),
+        target: "prod/orders".parse().expect("target"),
         environment: "prod".into(),
         agent: "prod-1".into(),
         repository: "local".into(),
@@ -402,7 +402,7 @@ async fn backups_listed_newest_first_with_filter_and_limit() {
             .expect("insert");
         c.mark_running(job, at - 1).await.expect("run");
         let mut b = backup(id, job, at);
-        b.target = target.into();
+        b.target = target.parse().expect("target");
         c.finish_backup_job(job, &success(at), &b)
             .await
             .expect("finish");

@@ -132,7 +132,7 @@ impl Control {
         NewJob {
             id: new_id(now),
             kind,
-            target: target.name.to_string(),
+            target: target.name.clone(),
             agent: target.agent.clone(),
             backup_id: String::new(),
             requested_by: operator.name.clone(),
@@ -145,7 +145,7 @@ impl Control {
 
     async fn start_backup(&self, op: &Operator, target: &str) -> Result<Job> {
         let name = parse_target(target)?;
-        self.scope(op, &name.to_string(), &format!("a backup of {name}"))?;
+        self.scope(op, &name, &format!("a backup of {name}"))?;
         let target = self.target(&name).await?;
         let mut job = self.new_job(op, JobKind::Backup, &target);
         job.backup_id = new_id(time::OffsetDateTime::now_utc());
@@ -160,7 +160,7 @@ impl Control {
             &format!("verifying backup {id} of {}", backup.target),
         )?;
         self.check_not_deleting(&backup).await?;
-        let target = self.target(&parse_target(&backup.target)?).await?;
+        let target = self.target(&backup.target).await?;
         let mut job = self.new_job(op, JobKind::Verify, &target);
         job.backup_id = backup.backup_id;
         self.create(job).await
@@ -177,12 +177,11 @@ impl Control {
         )?;
         self.check_not_deleting(&backup).await?;
         let to = if req.to_target.is_empty() {
-            backup.target.as_str()
+            backup.target.clone()
         } else {
-            req.to_target.as_str()
+            parse_target(&req.to_target)?
         };
-        let to = parse_target(to)?;
-        self.scope(op, &to.to_string(), &format!("a restore into {to}"))?;
+        self.scope(op, &to, &format!("a restore into {to}"))?;
         let target = self.target(&to).await?;
         if target.engine != backup.engine {
             return Err(Error::InvalidArgument(format!(
@@ -362,7 +361,7 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::ListTargetsResponse>, Status> {
         let op = self.authorize(&request, Action::ListTargets, "")?;
         let mut targets = self.hub.catalog.list_targets().await.map_err(Error::from)?;
-        targets.retain(|t| self.sees(&op, &t.target.name.to_string()));
+        targets.retain(|t| self.sees(&op, &t.target.name));
         Ok(Response::new(pb::ListTargetsResponse {
             targets: targets
                 .iter()
@@ -391,7 +390,7 @@ impl pb::control_server::Control for Control {
         let target = if req.target.is_empty() {
             None
         } else {
-            let name = parse_target(&req.target)?.to_string();
+            let name = parse_target(&req.target)?;
             self.scope(&op, &name, &format!("the backups of {name}"))?;
             Some(name)
         };
@@ -404,7 +403,7 @@ impl pb::control_server::Control for Control {
         let mut backups = self
             .hub
             .catalog
-            .list_backups(target.as_deref(), fetch)
+            .list_backups(target.as_ref().map(TargetName::as_str), fetch)
             .await
             .map_err(Error::from)?;
         backups.retain(|b| self.sees(&op, &b.target));
@@ -482,7 +481,7 @@ impl pb::control_server::Control for Control {
         let target = if req.target.is_empty() {
             None
         } else {
-            let name = parse_target(&req.target)?.to_string();
+            let name = parse_target(&req.target)?;
             self.scope(&op, &name, &format!("the jobs of {name}"))?;
             Some(name)
         };
@@ -494,7 +493,11 @@ impl pb::control_server::Control for Control {
         let mut jobs = self
             .hub
             .catalog
-            .list_jobs(target.as_deref(), req.active_only, fetch)
+            .list_jobs(
+                target.as_ref().map(TargetName::as_str),
+                req.active_only,
+                fetch,
+            )
             .await
             .map_err(Error::from)?;
         jobs.retain(|j| self.sees(&op, &j.target));
@@ -558,7 +561,8 @@ impl pb::control_server::Control for Control {
         let target = &request.get_ref().target;
         self.scope_named(&op, target, &format!("the schedule of {target}"))?;
         let mut list = self.list_schedules_impl(request.get_ref()).await?;
-        list.schedules.retain(|s| self.sees(&op, &s.target));
+        list.schedules
+            .retain(|s| s.target.parse().is_ok_and(|t| self.sees(&op, &t)));
         Ok(Response::new(list))
     }
 
@@ -627,12 +631,12 @@ impl pb::control_server::Control for Control {
             &request.get_ref().target,
         )?;
         let req = request.get_ref();
-        let target = parse_target(&req.target)?.to_string();
+        let target = parse_target(&req.target)?;
         self.scope(&op, &target, &format!("the schedule runs of {target}"))?;
         let runs = self
             .hub
             .catalog
-            .schedule_runs(&target, limit(req.limit))
+            .schedule_runs(target.as_str(), limit(req.limit))
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListScheduleRunsResponse {

@@ -54,7 +54,7 @@ impl RetentionConfig {
             return Some((p, PolicySource::Target));
         }
         self.environments
-            .get(&target.environment)
+            .get(target.env())
             .map(|p| (p, PolicySource::Environment))
     }
 }

@@ -55,7 +55,7 @@ pub async fn sweep(hub: &Hub, now_ms: i64) -> Result<usize> {
         };
         let Some(target) = hub
             .catalog
-            .get_target(&backup.target)
+            .get_target(backup.target.as_str())
             .await
             .context("read target")?
         else {

@@ -22,7 +22,7 @@ const MAX_BACKUPS: u32 = u32::MAX;
 /// The plan for one target.
 #[derive(Debug, Clone)]
 pub struct TargetPlan {
-    pub target: String,
+    pub target: TargetName,
     /// None: no policy applies, everything is kept.
     pub policy: Option<(Policy, PolicySource)>,
     pub decisions: Vec<(Decision, Backup)>,
@@ -69,18 +69,17 @@ pub async fn plan_targets(
         .rebuilt_backups()
         .await
         .context("read rebuilt backups")?;
-    let mut by_target: BTreeMap<String, Vec<Backup>> = BTreeMap::new();
+    let mut by_target: BTreeMap<TargetName, Vec<Backup>> = BTreeMap::new();
     for b in backups {
         by_target.entry(b.target.clone()).or_default().push(b);
     }
     let mut out = Vec::new();
     for (name, backups) in by_target {
-        let policy = TargetName::parse(&name).ok().and_then(|t| {
-            hub.config
-                .retention
-                .policy_for(&t)
-                .map(|(p, s)| (p.clone(), s))
-        });
+        let policy = hub
+            .config
+            .retention
+            .policy_for(&name)
+            .map(|(p, s)| (p.clone(), s));
         let candidates: Vec<Candidate> = backups
             .iter()
             .map(|b| Candidate {

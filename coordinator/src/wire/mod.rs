@@ -586,7 +586,7 @@ fn backup_record(b: pb::BackupRecord) -> Result<Backup, Error> {
     validate_id("backup id", &b.backup_id)?;
     let target = TargetName::parse(&b.target)?;
     validate_simple("environment", &b.environment)?;
-    if b.environment != target.environment {
+    if b.environment != target.env() {
         return Err(invalid(format!(
             "backup environment {:?} does not match its target {}",
             b.environment, target
@@ -629,7 +629,7 @@ fn backup_record(b: pb::BackupRecord) -> Result<Backup, Error> {
         started_at_ms: b.started_at_ms,
         finished_at_ms,
         backup_id: b.backup_id,
-        target: target.to_string(),
+        target,
         environment: b.environment,
         agent: b.agent,
         repository: b.repository,

@@ -86,7 +86,7 @@ impl From<&Job> for pb::Job {
             job_id: j.id.clone(),
             kind: kind_to_pb(j.kind).into(),
             state: state_to_pb(j.state).into(),
-            target: j.target.clone(),
+            target: j.target.to_string(),
             agent: j.agent.clone(),
             backup_id: j.backup_id.clone(),
             requested_by: j.requested_by.clone(),
@@ -113,7 +113,7 @@ impl From<&Backup> for pb::BackupRecord {
     fn from(b: &Backup) -> Self {
         pb::BackupRecord {
             backup_id: b.backup_id.clone(),
-            target: b.target.clone(),
+            target: b.target.to_string(),
             environment: b.environment.clone(),
             agent: b.agent.clone(),
             repository: b.repository.clone(),

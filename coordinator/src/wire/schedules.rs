@@ -105,7 +105,7 @@ pub fn rebuild_to_pb(r: &crate::rebuild::Report) -> pb::RebuildCatalogResponse {
             .iter()
             .map(|o| pb::RebuildBackup {
                 backup_id: o.backup_id.clone(),
-                target: o.target.clone(),
+                target: o.target.to_string(),
                 agent: o.agent.clone(),
                 repository: o.repository.clone(),
                 outcome: match o.kind {
@@ -150,7 +150,7 @@ pub fn prune_decision_to_pb(
 ) -> pb::PruneDecision {
     pb::PruneDecision {
         backup_id: b.backup_id.clone(),
-        target: b.target.clone(),
+        target: b.target.to_string(),
         finished_at_ms: b.finished_at_ms,
         verify_status: verify_to_pb(b.verify_status).into(),
         action: match d.action {

@@ -40,7 +40,7 @@ fn valid_backup_record() {
     let Some(ResultPayload::Backup(b)) = r.payload else {
         panic!("no backup")
     };
-    assert_eq!(b.target, "prod/orders");
+    assert_eq!(b.target.as_str(), "prod/orders");
     assert_eq!(b.verify_status, VerifyStatus::Unverified);
 }
 

@@ -49,11 +49,10 @@ impl Control {
             let me = format!("operator/{}", op.name);
             entries.retain(|e| {
                 e.entry.actor == me
-                    || e.entry
-                        .object
-                        .rsplit(' ')
-                        .next()
-                        .is_some_and(|t| t.contains('/') && self.sees(op, t))
+                    || e.entry.object.rsplit(' ').next().is_some_and(|t| {
+                        t.parse::<lifeboat_common::names::TargetName>()
+                            .is_ok_and(|t| self.sees(op, &t))
+                    })
             });
         }
         Ok(pb::ListAuditResponse {

@@ -20,7 +20,7 @@ impl Control {
     /// marker that cannot be queued now is logged, not an error of the pin itself.
     pub(super) async fn queue_pin_marker(&self, op: &Operator, backup: &Backup) {
         let queued = async {
-            let target = self.target(&parse_target(&backup.target)?).await?;
+            let target = self.target(&backup.target).await?;
             let mut job = self.new_job(op, JobKind::Pin, &target);
             job.backup_id.clone_from(&backup.backup_id);
             self.create(job).await

@@ -17,7 +17,7 @@ impl Control {
         req: &pb::ReleaseTargetRequest,
     ) -> Result<pb::Target> {
         let name = parse_target(&req.target)?;
-        self.scope(op, &name.to_string(), &format!("releasing {name}"))?;
+        self.scope(op, &name, &format!("releasing {name}"))?;
         let target = self.target(&name).await?;
         let full = name.to_string();
         let waiting: Vec<_> = self
@@ -64,7 +64,7 @@ impl Control {
             .unfinished_jobs()
             .await?
             .into_iter()
-            .filter(|j| j.target == full)
+            .filter(|j| j.target == name)
             .map(|j| j.id)
             .collect();
         if !active.is_empty() {

@@ -331,7 +331,7 @@ impl Control {
         let mut without_policy = Vec::new();
         for p in &plans {
             if p.policy.is_none() {
-                without_policy.push(p.target.clone());
+                without_policy.push(p.target.to_string());
             }
             for (d, b) in &p.decisions {
                 let (mut d, job) = (d.clone(), applied.get(&b.backup_id));

@@ -11,15 +11,10 @@ use crate::{
     grpc::authz::{self, Operator},
 };
 
-/// The environment of a full target name (`ENV/NAME`).
-pub(super) fn environment_of(full: &str) -> &str {
-    full.split_once('/').map_or(full, |(env, _)| env)
-}
-
 impl Control {
-    /// Whether `op` may see what belongs to target `full` (`ENV/NAME`).
-    pub(super) fn sees(&self, op: &Operator, full: &str) -> bool {
-        authz::in_environment(&self.hub.config, &op.name, environment_of(full))
+    /// Whether `op` may see what belongs to `target`.
+    pub(super) fn sees(&self, op: &Operator, target: &TargetName) -> bool {
+        authz::in_environment(&self.hub.config, &op.name, target.env())
     }
 
     /// Whether `op` sees everything (no environment scope).
@@ -27,16 +22,16 @@ impl Control {
         authz::is_unscoped(&self.hub.config, &op.name)
     }
 
-    /// Refuses `what` on target `full` outside `op`'s environments.
-    pub(super) fn scope(&self, op: &Operator, full: &str, what: &str) -> Result<()> {
-        authz::check_environment(&self.hub.config, op, environment_of(full), what)
+    /// Refuses `what` on `target` outside `op`'s environments.
+    pub(super) fn scope(&self, op: &Operator, target: &TargetName, what: &str) -> Result<()> {
+        authz::check_environment(&self.hub.config, op, target.env(), what)
     }
 
     /// [`Self::scope`] for a target named in a request. A malformed name passes: the call
     /// itself refuses it with a better message.
     pub(super) fn scope_named(&self, op: &Operator, target: &str, what: &str) -> Result<()> {
         match TargetName::parse(target) {
-            Ok(name) => authz::check_environment(&self.hub.config, op, &name.environment, what),
+            Ok(name) => authz::check_environment(&self.hub.config, op, name.env(), what),
             Err(_) => Ok(()),
         }
     }
