@@ -85,7 +85,7 @@ impl Control {
     async fn target(&self, name: &TargetName) -> Result<TargetRecord> {
         self.hub
             .catalog
-            .get_target(&name.to_string())
+            .get_target(name.as_str())
             .await?
             .ok_or_else(|| {
                 Error::NotFound(format!(

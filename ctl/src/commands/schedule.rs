@@ -16,9 +16,9 @@ pub async fn run(cmd: ScheduleCommand, global: &GlobalArgs, out: &mut dyn Write)
     match cmd {
         ScheduleCommand::Set(args) => set(args, global, out).await,
         ScheduleCommand::List(args) => list(args.target.map(|t| t.to_string()), global, out).await,
-        ScheduleCommand::Pause(args) => pause(&args.target.to_string(), true, global, out).await,
-        ScheduleCommand::Resume(args) => pause(&args.target.to_string(), false, global, out).await,
-        ScheduleCommand::Delete(args) => delete(&args.target.to_string(), global, out).await,
+        ScheduleCommand::Pause(args) => pause(args.target.as_str(), true, global, out).await,
+        ScheduleCommand::Resume(args) => pause(args.target.as_str(), false, global, out).await,
+        ScheduleCommand::Delete(args) => delete(args.target.as_str(), global, out).await,
         ScheduleCommand::Next(args) => next(args, global, out).await,
         ScheduleCommand::Runs(args) => runs(args, global, out).await,
     }

@@ -131,7 +131,7 @@ impl Control {
 
     /// The target's schedule, or NotFound saying how to set one.
     async fn require_schedule(&self, name: &TargetName) -> Result<Schedule> {
-        self.effective_schedule(&name.to_string())
+        self.effective_schedule(name.as_str())
             .await?
             .ok_or_else(|| {
                 Error::NotFound(format!(
@@ -303,13 +303,7 @@ impl Control {
         } else {
             let name = parse_target(&req.target)?;
             // A target that is gone may still have backups; only refuse unknown names.
-            if self
-                .hub
-                .catalog
-                .get_target(&name.to_string())
-                .await?
-                .is_none()
-            {
+            if self.hub.catalog.get_target(name.as_str()).await?.is_none() {
                 return Err(Error::NotFound(format!(
                     "target {name} is not registered; run `lifeboat targets list`"
                 )));
