@@ -248,14 +248,9 @@ pub async fn fail(hub: &Hub, job: &Job, reason: String) -> Result<()> {
         database: None,
         report: Default::default(),
     };
-    if let Some(done) = hub
-        .catalog
-        .finish_job(&job.id, &finish)
+    crate::jobs::finish(hub, &job.id, &finish)
         .await
-        .context("fail job")?
-    {
-        hub.job_finished(&done);
-    }
+        .context("fail job")?;
     Ok(())
 }
 

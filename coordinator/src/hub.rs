@@ -254,36 +254,6 @@ impl Hub {
         self.events.subscribe()
     }
 
-    /// A job was queued: log it, tell watchers, and wake the dispatcher.
-    pub fn job_queued(&self, job: &Job) {
-        tracing::info!(
-            job_id = %job.id,
-            target = %job.target,
-            backup_id = %job.backup_id,
-            kind = %job.kind,
-            requested_by = %job.requested_by,
-            "job queued"
-        );
-        self.publish(job);
-        self.request_dispatch();
-    }
-
-    /// A job reached a terminal state: tell watchers, count it, and let the dispatcher fill
-    /// the slot it freed.
-    pub fn job_finished(&self, job: &Job) {
-        tracing::info!(
-            job_id = %job.id,
-            target = %job.target,
-            backup_id = %job.backup_id,
-            state = %job.state,
-            error = %job.error,
-            "job finished"
-        );
-        self.publish(job);
-        self.metrics.job_finished(job);
-        self.request_dispatch();
-    }
-
     pub fn request_dispatch(&self) {
         self.dispatch_wanted.notify_one();
     }

@@ -16,6 +16,7 @@ pub mod health;
 mod history;
 mod http;
 mod hub;
+mod jobs;
 mod lease;
 pub mod metrics;
 pub mod model;

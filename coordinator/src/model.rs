@@ -290,6 +290,31 @@ pub struct NewJob {
     pub options: RestoreOptions,
 }
 
+impl NewJob {
+    /// A job of `kind` on `target`, run by `agent`, asked for by `requested_by` at `now_ms`,
+    /// with a fresh id; the kind-specific fields are empty for the caller to fill.
+    pub fn new(
+        kind: JobKind,
+        target: TargetName,
+        agent: &str,
+        requested_by: &str,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            id: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
+            kind,
+            target,
+            agent: agent.to_owned(),
+            backup_id: String::new(),
+            requested_by: requested_by.to_owned(),
+            created_at_ms: now_ms,
+            database: String::new(),
+            clean: false,
+            options: RestoreOptions::default(),
+        }
+    }
+}
+
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finish {

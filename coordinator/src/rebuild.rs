@@ -551,33 +551,23 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
             reports.push(report);
             continue;
         };
-        let job = NewJob {
-            id: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
-            kind: JobKind::List,
-            target: target.clone(),
-            agent: w.agent.clone(),
-            backup_id: String::new(),
-            requested_by: by.to_owned(),
-            created_at_ms: lifeboat_common::time::now_ms(),
-            database: String::new(),
-            clean: false,
-            options: Default::default(),
-        };
+        let job = NewJob::new(
+            JobKind::List,
+            target.clone(),
+            &w.agent,
+            by,
+            lifeboat_common::time::now_ms(),
+        );
         // Registered before the job exists, so the dispatcher finds its repository.
         let rx = hub.listings.expect(&job.id, &w.repository);
         guard.jobs.push(job.id.clone());
-        match hub.catalog.insert_job(&job).await? {
+        match crate::jobs::queue(hub, &job).await? {
             InsertJob::Inserted(created) => {
                 tracing::info!(
                     job_id = %created.id,
-                    target = %created.target,
-                    agent = %created.agent,
                     repository = %w.repository,
-                    kind = %created.kind,
-                    requested_by = %created.requested_by,
-                    "job queued"
+                    "catalog rebuild: listing the repository"
                 );
-                hub.publish(&created);
                 report.job_id = Some(created.id.clone());
                 waits.push((reports.len(), created.id, rx));
             }
@@ -587,7 +577,6 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
         }
         reports.push(report);
     }
-    hub.request_dispatch();
 
     let deadline = tokio::time::Instant::now() + LIST_TIMEOUT;
     let mut listed = Vec::new();
@@ -715,9 +704,7 @@ async fn give_up(hub: &Hub, job_id: &str) -> Result<()> {
         database: None,
         report: Default::default(),
     };
-    if let Some(done) = hub.catalog.finish_job(&job.id, &finish).await? {
-        hub.job_finished(&done);
-    }
+    crate::jobs::finish(hub, &job.id, &finish).await?;
     Ok(())
 }
 

@@ -335,7 +335,7 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         {
             TickOutcome::Recorded(run, created) => {
                 if let Some(job) = created {
-                    hub.job_queued(&job);
+                    crate::jobs::queued(hub, &job);
                 } else {
                     tracing::info!(target = %run.target, reason = %run.reason, "scheduled run skipped");
                 }
@@ -356,19 +356,15 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
 }
 
 fn new_job(target: &TargetRecord, now_ms: i64) -> NewJob {
-    let now = time::OffsetDateTime::now_utc();
-    NewJob {
-        id: lifeboat_common::ids::new_id(now),
-        kind: JobKind::Backup,
-        target: target.name.clone(),
-        agent: target.agent.clone(),
-        backup_id: lifeboat_common::ids::new_id(now),
-        requested_by: REQUESTED_BY.into(),
-        created_at_ms: now_ms,
-        database: String::new(),
-        clean: false,
-        options: Default::default(),
-    }
+    let mut job = NewJob::new(
+        JobKind::Backup,
+        target.name.clone(),
+        &target.agent,
+        REQUESTED_BY,
+        now_ms,
+    );
+    job.backup_id = lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc());
+    job
 }
 
 #[cfg(test)]

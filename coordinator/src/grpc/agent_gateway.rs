@@ -276,9 +276,7 @@ async fn reconcile(
             }
             (_, true) => {
                 // StartJob arrived but JobAccepted did not: the agent has it.
-                if let Some(j) = hub.catalog.mark_running(&job.id, now).await? {
-                    hub.publish(&j);
-                }
+                crate::jobs::start(hub, &job.id, now).await?;
             }
             (_, false) => {
                 // StartJob never arrived: hand it out again.

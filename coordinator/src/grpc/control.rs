@@ -115,11 +115,8 @@ impl Control {
 
     /// Queues a job and wakes the dispatcher.
     async fn create(&self, job: NewJob) -> Result<Job> {
-        match self.hub.catalog.insert_job(&job).await? {
-            InsertJob::Inserted(created) => {
-                self.hub.job_queued(&created);
-                Ok(created)
-            }
+        match crate::jobs::queue(&self.hub, &job).await? {
+            InsertJob::Inserted(created) => Ok(created),
             InsertJob::ActiveBackupExists(active) => Err(Error::AlreadyExists(format!(
                 "a backup of {} is already {} as job {}; watch it with `lifeboat jobs watch {}`",
                 active.target, active.state, active.id, active.id
@@ -128,19 +125,13 @@ impl Control {
     }
 
     fn new_job(&self, operator: &Operator, kind: JobKind, target: &TargetRecord) -> NewJob {
-        let now = time::OffsetDateTime::now_utc();
-        NewJob {
-            id: new_id(now),
+        NewJob::new(
             kind,
-            target: target.name.clone(),
-            agent: target.agent.clone(),
-            backup_id: String::new(),
-            requested_by: operator.name.clone(),
-            created_at_ms: lifeboat_common::time::now_ms(),
-            database: String::new(),
-            clean: false,
-            options: Default::default(),
-        }
+            target.name.clone(),
+            &target.agent,
+            &operator.name,
+            lifeboat_common::time::now_ms(),
+        )
     }
 
     async fn start_backup(&self, op: &Operator, target: &str) -> Result<Job> {
@@ -245,11 +236,8 @@ impl Control {
             database: None,
             report: Default::default(),
         };
-        match self.hub.catalog.finish_job(&job.id, &finish).await? {
-            Some(done) => {
-                self.hub.job_finished(&done);
-                Ok(done)
-            }
+        match crate::jobs::finish(&self.hub, &job.id, &finish).await? {
+            Some(done) => Ok(done),
             // Ended meanwhile: report how.
             None => self.job(id).await,
         }

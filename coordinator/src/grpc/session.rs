@@ -311,14 +311,10 @@ impl Session {
             return Ok(());
         }
         if job.state == JobState::Queued
-            && let Some(j) = self
-                .hub
-                .catalog
-                .mark_running(&job.id, lifeboat_common::time::now_ms())
-                .await?
+            && let Some(j) =
+                crate::jobs::start(&self.hub, &job.id, lifeboat_common::time::now_ms()).await?
         {
             job_span(&j).in_scope(|| tracing::info!("job accepted by agent"));
-            self.hub.publish(&j);
         }
         Ok(())
     }
@@ -332,14 +328,9 @@ impl Session {
             return Ok(());
         };
         if job.state == JobState::Queued && job.is_assigned() {
-            self.hub
-                .catalog
-                .mark_running(&job.id, lifeboat_common::time::now_ms())
-                .await?;
+            crate::jobs::start(&self.hub, &job.id, lifeboat_common::time::now_ms()).await?;
         }
-        if let Some(j) = self.hub.catalog.set_progress(&job.id, progress).await? {
-            self.hub.publish(&j);
-        }
+        crate::jobs::progress(&self.hub, &job.id, progress).await?;
         Ok(())
     }
 
@@ -393,7 +384,7 @@ impl Session {
             Err(e) => return Err(e),
         };
         match done {
-            Some(j) => self.hub.job_finished(&j),
+            Some(j) => crate::jobs::finished(&self.hub, &j),
             None => tracing::info!("job ended meanwhile; result acknowledged and ignored"),
         }
         self.send(ack).await;
@@ -421,9 +412,7 @@ impl Session {
                 database: None,
                 report: Default::default(),
             };
-            if let Some(j) = self.hub.catalog.finish_job(&job.id, &finish).await? {
-                self.hub.job_finished(&j);
-            }
+            crate::jobs::finish(&self.hub, &job.id, &finish).await?;
         }
         self.send(pb::coordinator_message::Msg::ResultAck(pb::ResultAck {
             job_id: job.id.clone(),

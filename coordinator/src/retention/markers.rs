@@ -64,25 +64,18 @@ pub async fn sweep(hub: &Hub, now_ms: i64) -> Result<usize> {
         if !hub.is_connected(&target.agent) {
             continue;
         }
-        let job = NewJob {
-            id: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
-            kind: JobKind::Pin,
-            target: backup.target.clone(),
-            agent: target.agent.clone(),
-            backup_id: backup.backup_id.clone(),
-            requested_by: REQUESTED_BY.into(),
-            created_at_ms: now_ms,
-            database: String::new(),
-            clean: false,
-            options: Default::default(),
-        };
-        if let InsertJob::Inserted(created) = hub
-            .catalog
-            .insert_job(&job)
+        let mut job = NewJob::new(
+            JobKind::Pin,
+            backup.target.clone(),
+            &target.agent,
+            REQUESTED_BY,
+            now_ms,
+        );
+        job.backup_id.clone_from(&backup.backup_id);
+        if let InsertJob::Inserted(_) = crate::jobs::queue(hub, &job)
             .await
             .context("queue pin job")?
         {
-            hub.job_queued(&created);
             queued += 1;
         }
     }

@@ -139,19 +139,9 @@ pub async fn apply(
 }
 
 async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Applied> {
-    let job = NewJob {
-        id: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
-        kind: JobKind::Delete,
-        target: b.target.clone(),
-        // The agent that wrote it holds the repository's credentials.
-        agent: b.agent.clone(),
-        backup_id: b.backup_id.clone(),
-        requested_by: by.to_owned(),
-        created_at_ms: now_ms,
-        database: String::new(),
-        clean: false,
-        options: Default::default(),
-    };
+    // The agent that wrote it holds the repository's credentials.
+    let mut job = NewJob::new(JobKind::Delete, b.target.clone(), &b.agent, by, now_ms);
+    job.backup_id.clone_from(&b.backup_id);
     Ok(
         match hub
             .catalog
@@ -160,7 +150,7 @@ async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Ap
             .context("mark backup for deletion")?
         {
             MarkDelete::Queued(created) => {
-                hub.job_queued(&created);
+                crate::jobs::queued(hub, &created);
                 Applied::Queued(created.id)
             }
             MarkDelete::InProgress(job) => Applied::AlreadyDeleting(job),
