@@ -68,6 +68,26 @@ impl Control {
         })
     }
 
+    /// The frame of every changing Control call: authorize `action` on `object` (a refusal is
+    /// audited as denied), run `act` as the operator, audit how it ended, and hand the outcome
+    /// back as the call's answer.
+    async fn audited<R, T, F, Fut>(
+        &self,
+        request: &Request<R>,
+        action: Action,
+        object: &str,
+        act: F,
+    ) -> Result<T, Status>
+    where
+        F: FnOnce(Operator) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let op = self.authorize(request, action, object)?;
+        let result = act(op.clone()).await;
+        self.audit(&op, action, object, &result).await;
+        Ok(result?)
+    }
+
     /// Logs an operator action and how it ended (once, target `audit`), and stores it in the
     /// catalog for `lifeboat audit list`.
     async fn audit<T>(&self, op: &Operator, action: Action, object: &str, result: &Result<T>) {
@@ -362,11 +382,13 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::StartBackupRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let target = request.get_ref().target.clone();
-        let op = self.authorize(&request, Action::StartBackup, &target)?;
-        let result = self.start_backup(&op, &target).await;
-        self.audit(&op, Action::StartBackup, &target, &result).await;
-        Ok(Response::new(pb::Job::from(&result?)))
+        let target = &request.get_ref().target;
+        let job = self
+            .audited(&request, Action::StartBackup, target, |op| async move {
+                self.start_backup(&op, target).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     async fn list_backups(
@@ -419,11 +441,13 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let id = request.get_ref().backup_id.clone();
-        let op = self.authorize(&request, Action::VerifyBackup, &id)?;
-        let result = self.verify_backup(&op, &id).await;
-        self.audit(&op, Action::VerifyBackup, &id, &result).await;
-        Ok(Response::new(pb::Job::from(&result?)))
+        let id = &request.get_ref().backup_id;
+        let job = self
+            .audited(&request, Action::VerifyBackup, id, |op| async move {
+                self.verify_backup(&op, id).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     async fn restore(
@@ -438,10 +462,13 @@ impl pb::control_server::Control for Control {
             request.get_ref().backup_id,
             request.get_ref().to_target
         );
-        let op = self.authorize(&request, action, &object)?;
-        let result = self.restore(&op, request.get_ref(), false).await;
-        self.audit(&op, action, &object, &result).await;
-        Ok(Response::new(pb::Job::from(&result?)))
+        let req = request.get_ref();
+        let job = self
+            .audited(&request, action, &object, |op| async move {
+                self.restore(&op, req, false).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     async fn plan_restore(
@@ -453,11 +480,13 @@ impl pb::control_server::Control for Control {
             request.get_ref().backup_id,
             request.get_ref().to_target
         );
-        let op = self.authorize(&request, Action::RestoreDryRun, &object)?;
-        let result = self.restore(&op, request.get_ref(), true).await;
-        self.audit(&op, Action::RestoreDryRun, &object, &result)
-            .await;
-        Ok(Response::new(pb::Job::from(&result?)))
+        let req = request.get_ref();
+        let job = self
+            .audited(&request, Action::RestoreDryRun, &object, |op| async move {
+                self.restore(&op, req, true).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     async fn list_jobs(
@@ -520,25 +549,28 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let id = request.get_ref().job_id.clone();
-        let op = self.authorize(&request, Action::CancelJob, &id)?;
-        let result = self.cancel(&op, &id).await;
-        self.audit(&op, Action::CancelJob, &id, &result).await;
-        Ok(Response::new(pb::Job::from(&result?)))
+        let id = &request.get_ref().job_id;
+        let job = self
+            .audited(&request, Action::CancelJob, id, |op| async move {
+                self.cancel(&op, id).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     async fn set_schedule(
         &self,
         request: Request<pb::SetScheduleRequest>,
     ) -> Result<Response<pb::Schedule>, Status> {
-        let target = request.get_ref().target.clone();
-        let op = self.authorize(&request, Action::SetSchedule, &target)?;
-        let result = match self.scope_named(&op, &target, &format!("the schedule of {target}")) {
-            Ok(()) => self.set_schedule_impl(&op, request.get_ref()).await,
-            Err(e) => Err(e),
-        };
-        self.audit(&op, Action::SetSchedule, &target, &result).await;
-        Ok(Response::new(result?))
+        let req = request.get_ref();
+        let target = &req.target;
+        let answer = self
+            .audited(&request, Action::SetSchedule, target, |op| async move {
+                self.scope_named(&op, target, &format!("the schedule of {target}"))?;
+                self.set_schedule_impl(&op, req).await
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn list_schedules(
@@ -558,45 +590,45 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ScheduleTargetRequest>,
     ) -> Result<Response<pb::Schedule>, Status> {
-        let target = request.get_ref().target.clone();
-        let op = self.authorize(&request, Action::PauseSchedule, &target)?;
-        let result = match self.scope_named(&op, &target, &format!("the schedule of {target}")) {
-            Ok(()) => self.pause_impl(&op, &target, true).await,
-            Err(e) => Err(e),
-        };
-        self.audit(&op, Action::PauseSchedule, &target, &result)
-            .await;
-        Ok(Response::new(result?))
+        let req = request.get_ref();
+        let target = &req.target;
+        let answer = self
+            .audited(&request, Action::PauseSchedule, target, |op| async move {
+                self.scope_named(&op, target, &format!("the schedule of {target}"))?;
+                self.pause_impl(&op, target, true).await
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn resume_schedule(
         &self,
         request: Request<pb::ScheduleTargetRequest>,
     ) -> Result<Response<pb::Schedule>, Status> {
-        let target = request.get_ref().target.clone();
-        let op = self.authorize(&request, Action::ResumeSchedule, &target)?;
-        let result = match self.scope_named(&op, &target, &format!("the schedule of {target}")) {
-            Ok(()) => self.pause_impl(&op, &target, false).await,
-            Err(e) => Err(e),
-        };
-        self.audit(&op, Action::ResumeSchedule, &target, &result)
-            .await;
-        Ok(Response::new(result?))
+        let req = request.get_ref();
+        let target = &req.target;
+        let answer = self
+            .audited(&request, Action::ResumeSchedule, target, |op| async move {
+                self.scope_named(&op, target, &format!("the schedule of {target}"))?;
+                self.pause_impl(&op, target, false).await
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn delete_schedule(
         &self,
         request: Request<pb::ScheduleTargetRequest>,
     ) -> Result<Response<pb::DeleteScheduleResponse>, Status> {
-        let target = request.get_ref().target.clone();
-        let op = self.authorize(&request, Action::DeleteSchedule, &target)?;
-        let result = match self.scope_named(&op, &target, &format!("the schedule of {target}")) {
-            Ok(()) => self.delete_schedule_impl(&target).await,
-            Err(e) => Err(e),
-        };
-        self.audit(&op, Action::DeleteSchedule, &target, &result)
-            .await;
-        Ok(Response::new(result?))
+        let req = request.get_ref();
+        let target = &req.target;
+        let answer = self
+            .audited(&request, Action::DeleteSchedule, target, |op| async move {
+                self.scope_named(&op, target, &format!("the schedule of {target}"))?;
+                self.delete_schedule_impl(target).await
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn next_runs(
@@ -636,28 +668,29 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::PinBackupRequest>,
     ) -> Result<Response<pb::BackupRecord>, Status> {
-        let id = request.get_ref().backup_id.clone();
-        let op = self.authorize(&request, Action::PinBackup, &id)?;
-        let result = match self.scope_backup(&op, &id, "pinning backup").await {
-            Ok(()) => self.pin_impl(&op, request.get_ref()).await,
-            Err(e) => Err(e),
-        };
-        self.audit(&op, Action::PinBackup, &id, &result).await;
-        Ok(Response::new(result?))
+        let req = request.get_ref();
+        let id = &req.backup_id;
+        let record = self
+            .audited(&request, Action::PinBackup, id, |op| async move {
+                self.scope_backup(&op, id, "pinning backup").await?;
+                self.pin_impl(&op, req).await
+            })
+            .await?;
+        Ok(Response::new(record))
     }
 
     async fn unpin_backup(
         &self,
         request: Request<pb::UnpinBackupRequest>,
     ) -> Result<Response<pb::BackupRecord>, Status> {
-        let id = request.get_ref().backup_id.clone();
-        let op = self.authorize(&request, Action::UnpinBackup, &id)?;
-        let result = match self.scope_backup(&op, &id, "unpinning backup").await {
-            Ok(()) => self.unpin_impl(&op, &id).await,
-            Err(e) => Err(e),
-        };
-        self.audit(&op, Action::UnpinBackup, &id, &result).await;
-        Ok(Response::new(result?))
+        let id = &request.get_ref().backup_id;
+        let record = self
+            .audited(&request, Action::UnpinBackup, id, |op| async move {
+                self.scope_backup(&op, id, "unpinning backup").await?;
+                self.unpin_impl(&op, id).await
+            })
+            .await?;
+        Ok(Response::new(record))
     }
 
     async fn prune(
@@ -698,27 +731,27 @@ impl pb::control_server::Control for Control {
             ("", r) => format!("repository {r}"),
             (a, r) => format!("agent {a} repository {r}"),
         };
-        let op = self.authorize(&request, action, &object)?;
-        let result = match self.scope_all(&op, "a catalog rebuild") {
-            Ok(()) => self.rebuild_impl(&op, request.get_ref()).await,
-            Err(e) => Err(e),
-        };
-        self.audit(&op, action, &object, &result).await;
-        Ok(Response::new(result?))
+        let answer = self
+            .audited(&request, action, &object, |op| async move {
+                self.scope_all(&op, "a catalog rebuild")?;
+                self.rebuild_impl(&op, req).await
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn check_target(
         &self,
         request: Request<pb::CheckTargetRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let target = request.get_ref().target.clone();
-        let op = self.authorize(&request, Action::CheckTarget, &target)?;
-        let result = match self.scope_named(&op, &target, &format!("a check of {target}")) {
-            Ok(()) => self.check_target_impl(&op, &target).await,
-            Err(e) => Err(e),
-        };
-        self.audit(&op, Action::CheckTarget, &target, &result).await;
-        Ok(Response::new(pb::Job::from(&result?)))
+        let target = &request.get_ref().target;
+        let job = self
+            .audited(&request, Action::CheckTarget, target, |op| async move {
+                self.scope_named(&op, target, &format!("a check of {target}"))?;
+                self.check_target_impl(&op, target).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
     }
 
     async fn list_audit(
@@ -735,12 +768,14 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::ReleaseTargetRequest>,
     ) -> Result<Response<pb::Target>, Status> {
-        let target = request.get_ref().target.clone();
-        let op = self.authorize(&request, Action::ReleaseTarget, &target)?;
-        let result = self.release_impl(&op, request.get_ref()).await;
-        self.audit(&op, Action::ReleaseTarget, &target, &result)
-            .await;
-        Ok(Response::new(result?))
+        let req = request.get_ref();
+        let target = &req.target;
+        let answer = self
+            .audited(&request, Action::ReleaseTarget, target, |op| async move {
+                self.release_impl(&op, req).await
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     type WatchJobStream = ReceiverStream<Result<pb::Job, Status>>;
