@@ -186,6 +186,16 @@ impl Engine {
         }
     }
 
+    /// The engine a wire value names; `None` for a value this agent does not know (never a
+    /// silent default).
+    pub fn from_proto(value: i32) -> Option<Self> {
+        match lifeboat_proto::Engine::try_from(value) {
+            Ok(lifeboat_proto::Engine::Postgres) => Some(Engine::Postgres),
+            Ok(lifeboat_proto::Engine::Mysql) => Some(Engine::Mysql),
+            _ => None,
+        }
+    }
+
     pub fn kind(self) -> crate::provider::EngineKind {
         match self {
             Engine::Postgres => crate::provider::EngineKind::Postgres,

@@ -61,13 +61,15 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
         );
     }
     let dir_key = backup_dir_key(target.env(), target.name(), &rec.backup_id);
-    let data_file = match pb::Engine::try_from(rec.engine) {
-        Ok(pb::Engine::Postgres) => PG_DATA_FILE,
-        Ok(pb::Engine::Mysql) => crate::engine::mysql::DATA_FILE,
-        _ => bail!(
+    let Some(engine) = Engine::from_proto(rec.engine) else {
+        bail!(
             "backup record {} names no engine this agent knows",
             rec.backup_id
-        ),
+        );
+    };
+    let data_file = match engine {
+        Engine::Postgres => PG_DATA_FILE,
+        Engine::Mysql => crate::engine::mysql::DATA_FILE,
     };
     let data_key = format!("{dir_key}/{data_file}");
     let manifest_key = format!("{dir_key}/{MANIFEST_FILE}");
@@ -77,10 +79,6 @@ pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
             rec.data_key
         );
     }
-    let engine = match pb::Engine::try_from(rec.engine) {
-        Ok(pb::Engine::Mysql) => Engine::Mysql,
-        _ => Engine::Postgres,
-    };
     Ok(Located {
         engine,
         repo: repo::open(&ctx.config, &rec.repository)?,
@@ -339,13 +337,11 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 /// Refuses a backup of one engine for a target of the other.
 fn check_engine(rec: &pb::BackupRecord, target: &TargetConfig) -> Result<()> {
-    let backup_engine = match pb::Engine::try_from(rec.engine) {
-        Ok(pb::Engine::Postgres) => Engine::Postgres,
-        Ok(pb::Engine::Mysql) => Engine::Mysql,
-        _ => bail!(
+    let Some(backup_engine) = Engine::from_proto(rec.engine) else {
+        bail!(
             "backup {} names no engine this agent knows; it cannot be restored",
             rec.backup_id
-        ),
+        );
     };
     if backup_engine != target.engine {
         bail!(

@@ -1,6 +1,6 @@
-//! Database engines. PostgreSQL now; MySQL/MariaDB joins here.
+//! Database engines: PostgreSQL (`pg_dump`/`pg_restore` custom format) and MySQL/MariaDB
+//! (`mysqldump`/`mariadb-dump` SQL streams). What differs per engine lives here; the backup
+//! and restore orchestration is shared.
 
-// MySQL/MariaDB: not wired into the backup/restore jobs yet (see the module docs).
-#[allow(dead_code)]
 pub mod mysql;
 pub mod postgres;
