@@ -9,13 +9,12 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use lifeboat_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     hub::Hub,
     model::{Finish, Job, JobKind, JobState},
-    wire::{kind_to_pb, owners_to_pb},
+    to_agent::{StartJob, ToAgent, Work},
 };
 
 /// The queued jobs to start now, oldest first. `capacity` maps each connected agent to its
@@ -121,8 +120,8 @@ async fn dispatch_once(hub: &Hub) -> Result<bool> {
         let Some(session) = sessions.get(&job.agent) else {
             continue;
         };
-        let spec = match job_spec(hub, job).await? {
-            Ok(spec) => spec,
+        let work = match work_of(hub, job).await? {
+            Ok(work) => work,
             Err(reason) => {
                 fail(hub, job, reason).await?;
                 continue;
@@ -137,7 +136,11 @@ async fn dispatch_once(hub: &Hub) -> Result<bool> {
         {
             continue;
         }
-        if session.try_send(pb::coordinator_message::Msg::StartJob(spec)) {
+        let start = ToAgent::Start(Box::new(StartJob {
+            job: job.clone(),
+            work,
+        }));
+        if session.try_send(start) {
             tracing::info!(
                 job_id = %job.id,
                 target = %job.target,
@@ -158,17 +161,12 @@ async fn dispatch_once(hub: &Hub) -> Result<bool> {
     Ok(retry)
 }
 
-/// The `StartJob` for a job, or why it cannot run.
-async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
-    use pb::job_spec::Spec;
-    let target = &job.target;
-    let spec = match job.kind {
-        JobKind::Backup => Spec::Backup(pb::BackupSpec {
-            backup_id: job.backup_id.clone(),
-            target: target.name().to_owned(),
-        }),
+/// What the agent needs to run `job` beyond the job row, or why it cannot run.
+async fn work_of(hub: &Hub, job: &Job) -> Result<Result<Work, String>> {
+    let work = match job.kind {
+        JobKind::Backup => Work::Backup,
         JobKind::List => match hub.listings.repository_of(&job.id) {
-            Some(repository) => Spec::List(pb::ListSpec { repository }),
+            Some(repository) => Work::List { repository },
             None => {
                 return Ok(Err(
                     "the catalog rebuild that asked for this listing is over (it timed out or \
@@ -177,10 +175,7 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
                 ));
             }
         },
-        JobKind::Check if job.backup_id.is_empty() => Spec::Check(pb::CheckSpec {
-            target: target.name().to_owned(),
-            restore: None,
-        }),
+        JobKind::Check if job.backup_id.is_empty() => Work::CheckTarget,
         JobKind::Restore | JobKind::Verify | JobKind::Delete | JobKind::Check | JobKind::Pin => {
             let Some(backup) = hub
                 .catalog
@@ -193,22 +188,17 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
                     job.backup_id
                 )));
             };
-            let record = pb::BackupRecord::from(&backup);
-            let restore = |record| pb::RestoreSpec {
-                backup: Some(record),
-                target: target.name().to_owned(),
-                database: job.database.clone(),
-                clean: job.clean,
-                owners: owners_to_pb(job.options.owners).into(),
-                include_provider_schemas: job.options.include_provider_schemas,
-            };
+            let backup = Box::new(backup);
             match job.kind {
-                JobKind::Restore => Spec::Restore(restore(record)),
+                JobKind::Restore => Work::Restore {
+                    backup,
+                    dry_run: false,
+                },
                 // A restore's dry run.
-                JobKind::Check => Spec::Check(pb::CheckSpec {
-                    target: target.name().to_owned(),
-                    restore: Some(restore(record)),
-                }),
+                JobKind::Check => Work::Restore {
+                    backup,
+                    dry_run: true,
+                },
                 JobKind::Pin => {
                     // The pin as it is now: a pin and an unpin queued in a row both write
                     // the latest state.
@@ -217,25 +207,14 @@ async fn job_spec(hub: &Hub, job: &Job) -> Result<Result<pb::JobSpec, String>> {
                         .pin_of(&job.backup_id)
                         .await
                         .context("read pin")?;
-                    Spec::Pin(pb::PinSpec {
-                        backup: Some(record),
-                        pin: pin.as_ref().map(crate::wire::pin_to_pb),
-                    })
+                    Work::Pin { backup, pin }
                 }
-                JobKind::Delete => Spec::Delete(pb::DeleteSpec {
-                    backup: Some(record),
-                }),
-                JobKind::Verify | JobKind::Backup | JobKind::List => Spec::Verify(pb::VerifySpec {
-                    backup: Some(record),
-                }),
+                JobKind::Delete => Work::Delete { backup },
+                JobKind::Verify | JobKind::Backup | JobKind::List => Work::Verify { backup },
             }
         }
     };
-    Ok(Ok(pb::JobSpec {
-        job_id: job.id.clone(),
-        kind: kind_to_pb(job.kind).into(),
-        spec: Some(spec),
-    }))
+    Ok(Ok(work))
 }
 
 /// Fails an unfinished job with `reason` and announces it.

@@ -10,14 +10,14 @@ use std::{
     },
 };
 
-use lifeboat_proto::v1 as pb;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{catalog::Catalog, config::Config, metrics::Metrics, model::Job};
+use crate::{catalog::Catalog, config::Config, metrics::Metrics, model::Job, to_agent::ToAgent};
 
-/// What the coordinator sends on an agent's session stream.
-pub type Outbound = Result<pb::CoordinatorMessage, tonic::Status>;
+/// What the coordinator sends on an agent's session stream: a message, or the status that
+/// ends the stream.
+pub type Outbound = Result<ToAgent, tonic::Status>;
 
 /// An open agent session.
 #[derive(Debug, Clone)]
@@ -32,10 +32,8 @@ pub struct SessionHandle {
 impl SessionHandle {
     /// Queues a message for the agent without waiting. False if the session is gone or its
     /// queue is full (the caller retries later or treats the agent as unreachable).
-    pub fn try_send(&self, msg: pb::coordinator_message::Msg) -> bool {
-        self.tx
-            .try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) }))
-            .is_ok()
+    pub fn try_send(&self, msg: ToAgent) -> bool {
+        self.tx.try_send(Ok(msg)).is_ok()
     }
 }
 

@@ -25,6 +25,7 @@ pub mod rebuild;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;
+mod to_agent;
 mod wire;
 
 use std::{path::Path, sync::Arc, time::Duration};

@@ -28,7 +28,6 @@ use std::{
 };
 
 use lifeboat_common::names::TargetName;
-use lifeboat_proto::v1 as pb;
 use tokio::sync::oneshot;
 
 use crate::{
@@ -692,9 +691,9 @@ async fn give_up(hub: &Hub, job_id: &str) -> Result<()> {
         return Ok(());
     };
     if let Some(session) = hub.session(&job.agent) {
-        session.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {
+        session.try_send(crate::to_agent::ToAgent::Cancel {
             job_id: job.id.clone(),
-        }));
+        });
     }
     let finish = Finish {
         state: JobState::Cancelled,

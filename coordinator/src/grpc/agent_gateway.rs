@@ -16,6 +16,7 @@ use crate::{
     error::Error,
     hub::{Hub, Outbound},
     model::{AgentRecord, JobState},
+    to_agent::{ToAgent, Welcome},
     wire::{self, AgentMessage},
 };
 
@@ -47,7 +48,9 @@ impl AgentGateway {
 
 #[tonic::async_trait]
 impl pb::agent_gateway_server::AgentGateway for AgentGateway {
-    type SessionStream = ReceiverStream<Outbound>;
+    type SessionStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>,
+    >;
 
     async fn session(
         &self,
@@ -152,7 +155,11 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
         let session = Session::new(self.hub.clone(), name, handle)
             .ends_on_revocation(serial, self.revocations.clone());
         self.hub.tasks.spawn(session.run(inbound));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        // The wire form is made here, where the stream leaves the coordinator.
+        let out = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |m: Outbound| {
+            m.map(|m| pb::CoordinatorMessage::from(&m))
+        });
+        Ok(Response::new(Box::pin(out)))
     }
 }
 
@@ -200,25 +207,23 @@ async fn admit(
              hands it to this agent",
             c.target
         );
-        refused.push(pb::RefusedTarget {
-            name: decl.name.clone(),
-            reason: format!(
+        refused.push((
+            decl.name.clone(),
+            format!(
                 "target {} is registered to agent {}; remove it from this agent's config, or \
                  ask an administrator to run `lifeboat targets release {}` if it belongs here",
                 c.target, c.owner, c.target
             ),
-        });
+        ));
         claims.push((c.target.clone(), decl.clone()));
     }
 
-    let welcome = pb::CoordinatorMessage {
-        msg: Some(pb::coordinator_message::Msg::Welcome(pb::Welcome {
-            clock_unix_ms: now,
-            heartbeat_interval_secs: u32::try_from(hub.config.jobs.heartbeat_interval.as_secs())
-                .unwrap_or(u32::MAX),
-            refused_targets: refused,
-        })),
-    };
+    let welcome = ToAgent::Welcome(Welcome {
+        clock_unix_ms: now,
+        heartbeat_interval_secs: u32::try_from(hub.config.jobs.heartbeat_interval.as_secs())
+            .unwrap_or(u32::MAX),
+        refused_targets: refused,
+    });
     // The channel is new and empty: this cannot fail or wait.
     if tx.try_send(Ok(welcome)).is_err() {
         return Err(Status::unavailable("the agent went away during Hello"));
@@ -237,9 +242,7 @@ async fn admit(
     let handle = hub.register_session(&hello.agent, hello.max_concurrent_jobs, tx);
     hub.claims.set(&hello.agent, claims);
     for job_id in cancels {
-        handle.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {
-            job_id,
-        }));
+        handle.try_send(ToAgent::Cancel { job_id });
     }
     hub.request_dispatch();
     Ok(handle)

@@ -231,9 +231,9 @@ impl Control {
         }
         let session = self.hub.session(&job.agent);
         let ask_agent = |session: &crate::hub::SessionHandle| {
-            session.try_send(pb::coordinator_message::Msg::CancelJob(pb::CancelJob {
+            session.try_send(crate::to_agent::ToAgent::Cancel {
                 job_id: job.id.clone(),
-            }))
+            })
         };
         if job.state == JobState::Running
             && let Some(session) = &session

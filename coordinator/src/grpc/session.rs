@@ -17,6 +17,7 @@ use crate::{
     error::Error,
     hub::{Hub, SessionHandle},
     model::{Finish, Job, JobKind, JobState, VerifyOutcome, VerifyStatus},
+    to_agent::ToAgent,
     wire::{AgentMessage, JobResult, ResultPayload},
 };
 
@@ -168,10 +169,9 @@ impl Session {
     }
 
     /// Sends to the agent, giving up if the session is being closed.
-    async fn send(&self, msg: pb::coordinator_message::Msg) -> bool {
-        let msg = Ok(pb::CoordinatorMessage { msg: Some(msg) });
+    async fn send(&self, msg: ToAgent) -> bool {
         tokio::select! {
-            sent = self.handle.tx.send(msg) => sent.is_ok(),
+            sent = self.handle.tx.send(Ok(msg)) => sent.is_ok(),
             () = self.handle.cancel.cancelled() => false,
         }
     }
@@ -359,9 +359,9 @@ impl Session {
     }
 
     async fn on_result(&self, job: Job, result: JobResult) -> Result<(), Error> {
-        let ack = pb::coordinator_message::Msg::ResultAck(pb::ResultAck {
+        let ack = ToAgent::ResultAck {
             job_id: job.id.clone(),
-        });
+        };
         if job.state.is_terminal() {
             tracing::info!(
                 state = %job.state,
@@ -414,9 +414,9 @@ impl Session {
             };
             crate::jobs::finish(&self.hub, &job.id, &finish).await?;
         }
-        self.send(pb::coordinator_message::Msg::ResultAck(pb::ResultAck {
+        self.send(ToAgent::ResultAck {
             job_id: job.id.clone(),
-        }))
+        })
         .await;
         Ok(true)
     }

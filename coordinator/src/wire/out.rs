@@ -211,3 +211,88 @@ pub fn audit_to_pb(r: &crate::audit::AuditRecord) -> pb::AuditEntry {
         reason: e.reason.clone(),
     }
 }
+
+impl From<&crate::to_agent::ToAgent> for pb::CoordinatorMessage {
+    fn from(m: &crate::to_agent::ToAgent) -> Self {
+        use crate::to_agent::ToAgent;
+        use pb::coordinator_message::Msg;
+        let msg = match m {
+            ToAgent::Welcome(w) => Msg::Welcome(pb::Welcome {
+                clock_unix_ms: w.clock_unix_ms,
+                heartbeat_interval_secs: w.heartbeat_interval_secs,
+                refused_targets: w
+                    .refused_targets
+                    .iter()
+                    .map(|(name, reason)| pb::RefusedTarget {
+                        name: name.clone(),
+                        reason: reason.clone(),
+                    })
+                    .collect(),
+            }),
+            ToAgent::Start(s) => Msg::StartJob(job_spec(s)),
+            ToAgent::Cancel { job_id } => Msg::CancelJob(pb::CancelJob {
+                job_id: job_id.clone(),
+            }),
+            ToAgent::ResultAck { job_id } => Msg::ResultAck(pb::ResultAck {
+                job_id: job_id.clone(),
+            }),
+        };
+        pb::CoordinatorMessage { msg: Some(msg) }
+    }
+}
+
+/// The `StartJob` spec: the job's own fields and its work. Agents address their targets by
+/// their own (short) names.
+fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
+    use crate::to_agent::Work;
+    use pb::job_spec::Spec;
+    let job = &s.job;
+    let name = job.target.name().to_owned();
+    let restore = |backup: &Backup| pb::RestoreSpec {
+        backup: Some(pb::BackupRecord::from(backup)),
+        target: name.clone(),
+        database: job.database.clone(),
+        clean: job.clean,
+        owners: owners_to_pb(job.options.owners).into(),
+        include_provider_schemas: job.options.include_provider_schemas,
+    };
+    let spec = match &s.work {
+        Work::Backup => Spec::Backup(pb::BackupSpec {
+            backup_id: job.backup_id.clone(),
+            target: name.clone(),
+        }),
+        Work::List { repository } => Spec::List(pb::ListSpec {
+            repository: repository.clone(),
+        }),
+        Work::CheckTarget => Spec::Check(pb::CheckSpec {
+            target: name.clone(),
+            restore: None,
+        }),
+        Work::Restore {
+            backup,
+            dry_run: false,
+        } => Spec::Restore(restore(backup)),
+        Work::Restore {
+            backup,
+            dry_run: true,
+        } => Spec::Check(pb::CheckSpec {
+            target: name.clone(),
+            restore: Some(restore(backup)),
+        }),
+        Work::Pin { backup, pin } => Spec::Pin(pb::PinSpec {
+            backup: Some(pb::BackupRecord::from(backup.as_ref())),
+            pin: pin.as_ref().map(super::pin_to_pb),
+        }),
+        Work::Delete { backup } => Spec::Delete(pb::DeleteSpec {
+            backup: Some(pb::BackupRecord::from(backup.as_ref())),
+        }),
+        Work::Verify { backup } => Spec::Verify(pb::VerifySpec {
+            backup: Some(pb::BackupRecord::from(backup.as_ref())),
+        }),
+    };
+    pb::JobSpec {
+        job_id: job.id.clone(),
+        kind: kind_to_pb(job.kind).into(),
+        spec: Some(spec),
+    }
+}
