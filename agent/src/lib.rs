@@ -20,6 +20,7 @@ pub mod runner;
 pub mod session;
 pub mod swap_journal;
 pub mod verify;
+pub mod work;
 
 use std::{sync::Arc, time::Duration};
 

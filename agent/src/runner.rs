@@ -9,13 +9,18 @@ use std::{
     time::Duration,
 };
 
-use lifeboat_common::ids::validate_id;
 use lifeboat_proto as pb;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
-use crate::{config::Config, job::JobCtx, outbox::Outbox, repo::ActiveWrites};
+use crate::{
+    config::Config,
+    job::JobCtx,
+    outbox::Outbox,
+    repo::ActiveWrites,
+    work::{Job, RefusedSpec, Work},
+};
 
 /// How often a running job reports progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -157,14 +162,15 @@ impl Runner {
     /// Starts a job. Refusals (invalid spec, limits) become a failed result right away.
     pub fn start(&self, spec: pb::JobSpec) {
         let job_id = spec.job_id.clone();
-        if validate_id("job id", &job_id).is_err() {
-            tracing::warn!("refused a job with an invalid id");
-            return;
-        }
-        let locks = match locks(&spec) {
-            Ok(k) => k,
-            Err(e) => return self.finish_now(&job_id, pb::JobState::Failed, e),
+        let job = match Job::try_from(spec) {
+            Ok(job) => job,
+            Err(RefusedSpec::BadId) => {
+                tracing::warn!("refused a job with an invalid id");
+                return;
+            }
+            Err(e) => return self.finish_now(&job_id, pb::JobState::Failed, e.to_string()),
         };
+        let locks = locks(&job);
         let cancel = {
             let mut s = self.state();
             if s.running.contains_key(&job_id) {
@@ -208,12 +214,18 @@ impl Runner {
         let mut ctx = JobCtx::new(job_id.clone(), self.config.clone(), cancel);
         ctx.writes = self.writes.clone();
         let runner = self.clone();
-        let span = tracing::info_span!("job", job_id = %job_id, kind = kind_name(spec.kind),
-            target = tracing::field::Empty, backup_id = tracing::field::Empty);
+        let work = job.work;
+        let span = tracing::info_span!(
+            "job",
+            job_id = %job_id,
+            kind = work.kind(),
+            target = work.target().or(work.record_target()),
+            backup_id = work.backup_id(),
+        );
         self.tracker.spawn(
             async move {
                 let _ = runner.events.send(Event::Accepted(job_id.clone()));
-                let result = runner.run(&ctx, spec).await;
+                let result = runner.run(&ctx, work).await;
                 // On disk before anyone hears of it: a restart from here on re-sends it.
                 let stored = {
                     let (outbox, r) = (runner.outbox.clone(), result.clone());
@@ -251,7 +263,7 @@ impl Runner {
         let _ = self.events.send(Event::Finished(Box::new(r)));
     }
 
-    async fn run(&self, ctx: &JobCtx, spec: pb::JobSpec) -> pb::JobResult {
+    async fn run(&self, ctx: &JobCtx, work: Work) -> pb::JobResult {
         let ticker = {
             let ctx = ctx.clone();
             let events = self.events.clone();
@@ -264,69 +276,34 @@ impl Runner {
                 }
             })
         };
-        let span = tracing::Span::current();
-        let outcome = match spec.spec {
-            Some(pb::job_spec::Spec::Backup(b)) => {
-                span.record("target", b.target.as_str());
-                span.record("backup_id", b.backup_id.as_str());
-                tracing::info!("backup started");
-                crate::backup::run(ctx, &b)
-                    .await
-                    .map(|r| Some(pb::job_result::Result::Backup(r)))
-            }
-            Some(pb::job_spec::Spec::Restore(r)) => {
-                span.record("target", r.target.as_str());
-                if let Some(b) = &r.backup {
-                    span.record("backup_id", b.backup_id.as_str());
-                }
-                tracing::info!("restore started");
-                crate::restore::run(ctx, &r)
-                    .await
-                    .map(|r| Some(pb::job_result::Result::Restore(r)))
-            }
-            Some(pb::job_spec::Spec::Verify(v)) => {
-                if let Some(b) = &v.backup {
-                    span.record("target", b.target.as_str());
-                    span.record("backup_id", b.backup_id.as_str());
-                }
-                tracing::info!("verify started");
-                crate::verify::run(ctx, &v)
-                    .await
-                    .map(|r| Some(pb::job_result::Result::Verify(r)))
-            }
-            Some(pb::job_spec::Spec::Delete(d)) => {
-                if let Some(b) = &d.backup {
-                    span.record("target", b.target.as_str());
-                    span.record("backup_id", b.backup_id.as_str());
-                }
-                tracing::info!("delete started");
-                crate::maintenance::delete(ctx, &d)
-                    .await
-                    .map(|r| Some(pb::job_result::Result::Delete(r)))
-            }
-            Some(pb::job_spec::Spec::List(l)) => {
-                tracing::info!(repository = %l.repository, "list started");
-                crate::maintenance::list(ctx, &l)
+        tracing::info!("{} started", work.kind());
+        let outcome = match &work {
+            Work::Backup(b) => crate::backup::run(ctx, b)
+                .await
+                .map(|r| Some(pb::job_result::Result::Backup(r))),
+            Work::Restore(r) => crate::restore::run(ctx, r)
+                .await
+                .map(|r| Some(pb::job_result::Result::Restore(r))),
+            Work::Verify(v) => crate::verify::run(ctx, v)
+                .await
+                .map(|r| Some(pb::job_result::Result::Verify(r))),
+            Work::Delete(d) => crate::maintenance::delete(ctx, d)
+                .await
+                .map(|r| Some(pb::job_result::Result::Delete(r))),
+            Work::List(l) => {
+                tracing::info!(repository = %l.repository, "listing");
+                crate::maintenance::list(ctx, l)
                     .await
                     .map(|r| Some(pb::job_result::Result::List(r)))
             }
-            Some(pb::job_spec::Spec::Check(c)) => {
-                span.record("target", c.target.as_str());
-                if let Some(b) = c.restore.as_ref().and_then(|r| r.backup.as_ref()) {
-                    span.record("backup_id", b.backup_id.as_str());
-                }
-                tracing::info!(dry_run = c.restore.is_some(), "check started");
-                crate::check::run(ctx, &c).await.map(|()| None)
+            Work::Check(c) => {
+                tracing::info!(dry_run = c.restore.is_some(), "checking");
+                crate::check::run(ctx, c).await.map(|()| None)
             }
-            Some(pb::job_spec::Spec::Pin(pin)) => {
-                if let Some(b) = &pin.backup {
-                    span.record("target", b.target.as_str());
-                    span.record("backup_id", b.backup_id.as_str());
-                }
-                tracing::info!(pinned = pin.pin.is_some(), "pin marker started");
-                crate::maintenance::pin(ctx, &pin).await.map(|()| None)
+            Work::Pin(pin) => {
+                tracing::info!(pinned = pin.pin.is_some(), "writing the pin marker");
+                crate::maintenance::pin(ctx, pin).await.map(|()| None)
             }
-            None => Err(anyhow::anyhow!("job has no spec")),
         };
         ticker.abort();
         let _ = self
@@ -368,19 +345,6 @@ impl Runner {
     }
 }
 
-fn kind_name(kind: i32) -> &'static str {
-    match pb::JobKind::try_from(kind) {
-        Ok(pb::JobKind::Backup) => "backup",
-        Ok(pb::JobKind::Restore) => "restore",
-        Ok(pb::JobKind::Verify) => "verify",
-        Ok(pb::JobKind::Delete) => "delete",
-        Ok(pb::JobKind::List) => "list",
-        Ok(pb::JobKind::Check) => "check",
-        Ok(pb::JobKind::Pin) => "pin",
-        _ => "unknown",
-    }
-}
-
 /// Why a job was refused because another holds what it needs.
 fn busy_message(key: &str, other: &str) -> String {
     if key.starts_with("backup ") {
@@ -395,45 +359,26 @@ fn busy_message(key: &str, other: &str) -> String {
 /// Jobs that may not run together share a key: backups and restores of one target; a restore
 /// or verify reads its backup (shared), which a delete removes (exclusive); verifies of one
 /// backup one at a time.
-fn locks(spec: &pb::JobSpec) -> Result<Vec<Lock>, String> {
-    let backup = |b: Option<&pb::BackupRecord>, what: &str| {
-        b.map(|b| b.backup_id.clone())
-            .ok_or_else(|| format!("{what} job without a backup record"))
-    };
-    match &spec.spec {
-        Some(pb::job_spec::Spec::Backup(b)) => {
-            Ok(vec![Lock::exclusive(format!("target {}", b.target))])
-        }
+fn locks(job: &Job) -> Vec<Lock> {
+    let backup = || job.work.backup_id().unwrap_or_default();
+    match &job.work {
+        Work::Backup(b) => vec![Lock::exclusive(format!("target {}", b.target))],
         // A restore reads its backup until the end: a delete of it on this agent must wait,
         // even when the coordinator has given up on the restore (lease expired).
-        Some(pb::job_spec::Spec::Restore(r)) => {
-            let mut l = vec![Lock::exclusive(format!("target {}", r.target))];
-            if let Some(b) = &r.backup {
-                l.push(Lock::shared(format!("backup {}", b.backup_id)));
-            }
-            Ok(l)
-        }
-        Some(pb::job_spec::Spec::Verify(v)) => {
-            let id = backup(v.backup.as_ref(), "verify")?;
-            Ok(vec![
-                Lock::shared(format!("backup {id}")),
-                Lock::exclusive(format!("verify {id}")),
-            ])
-        }
-        Some(pb::job_spec::Spec::Delete(d)) => {
-            let id = backup(d.backup.as_ref(), "delete")?;
-            Ok(vec![Lock::exclusive(format!("backup {id}"))])
-        }
+        Work::Restore(r) => vec![
+            Lock::exclusive(format!("target {}", r.target)),
+            Lock::shared(format!("backup {}", backup())),
+        ],
+        Work::Verify(_) => vec![
+            Lock::shared(format!("backup {}", backup())),
+            Lock::exclusive(format!("verify {}", backup())),
+        ],
+        Work::Delete(_) => vec![Lock::exclusive(format!("backup {}", backup()))],
         // Listings and checks only read, and a pin marker touches one small object beside a
         // manifest: they run beside anything.
-        Some(
-            pb::job_spec::Spec::List(_) | pb::job_spec::Spec::Check(_) | pb::job_spec::Spec::Pin(_),
-        ) => Ok(vec![Lock::exclusive(format!(
-            "{} {}",
-            kind_name(spec.kind),
-            spec.job_id
-        ))]),
-        None => Err("job has no spec; upgrade lifeboat-agent to match the coordinator".to_owned()),
+        Work::List(_) | Work::Check(_) | Work::Pin(_) => {
+            vec![Lock::exclusive(format!("{} {}", job.work.kind(), job.id))]
+        }
     }
 }
 
