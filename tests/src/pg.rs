@@ -349,28 +349,7 @@ impl Pg {
             );
         }
         self.also_listen = Some(ip);
-        let log = self.root.join("postgres.log");
-        let opts = self.server_options();
-        let out = run_as_postgres(
-            &self.root,
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().expect("utf-8 path"),
-                "-l",
-                log.to_str().expect("utf-8 path"),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                "120",
-                "-o",
-                &opts,
-                "restart",
-            ],
-        );
-        check("pg_ctl restart", &out);
-        self.stopped = false;
+        self.restart("fast");
     }
 
     /// `pg_ctl restart -m immediate`: every session dies at once, as in a crash or a
@@ -380,6 +359,11 @@ impl Pg {
     /// them out first, as a durable server would have on commit.
     pub fn restart_immediate(&mut self) {
         self.psql("postgres", "CHECKPOINT");
+        self.restart("immediate");
+    }
+
+    /// `pg_ctl restart -m MODE` with this instance's options.
+    fn restart(&mut self, mode: &str) {
         let data = self.root.join("data");
         let log = self.root.join("postgres.log");
         let opts = self.server_options();
@@ -392,7 +376,7 @@ impl Pg {
                 "-l",
                 log.to_str().expect("utf-8 path"),
                 "-m",
-                "immediate",
+                mode,
                 "-w",
                 "-t",
                 "120",

@@ -208,7 +208,6 @@ async fn http_port_bounds_silent_and_excess_connections() {
 /// is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unary_calls_have_a_deadline() {
-    use sqlx::{ConnectOptions, Connection, sqlite::SqliteConnectOptions};
     let c = Coordinator::builder()
         .server("grpc_call_timeout_secs = 2\n")
         .start()
@@ -223,15 +222,7 @@ async fn unary_calls_have_a_deadline() {
         kind: pb::ScheduleKind::Backup.into(),
     };
 
-    let mut lock = SqliteConnectOptions::new()
-        .filename(c.dir.path().join("catalog.db"))
-        .connect()
-        .await
-        .expect("open catalog");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .expect("take the write lock");
+    let lock = c.lock_catalog().await;
 
     let started = std::time::Instant::now();
     let e = alice
@@ -252,11 +243,7 @@ async fn unary_calls_have_a_deadline() {
         .await
         .expect("a call without a write still works");
 
-    sqlx::query("ROLLBACK")
-        .execute(&mut lock)
-        .await
-        .expect("release the write lock");
-    lock.close().await.expect("close");
+    lock.release().await;
     let s = alice
         .set_schedule(schedule())
         .await

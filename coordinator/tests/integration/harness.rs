@@ -256,6 +256,22 @@ impl Coordinator {
         std::fs::rename(&tmp, self.dir.path().join("crl.pem")).expect("rename CRL");
     }
 
+    /// Takes the catalog's write lock from another connection, as a long transaction would,
+    /// until [`CatalogLock::release`].
+    pub async fn lock_catalog(&self) -> CatalogLock {
+        use sqlx::{ConnectOptions, sqlite::SqliteConnectOptions};
+        let mut conn = SqliteConnectOptions::new()
+            .filename(self.dir.path().join("catalog.db"))
+            .connect()
+            .await
+            .expect("open catalog");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .expect("take the write lock");
+        CatalogLock(conn)
+    }
+
     /// Issues a certificate and writes it (key 0600) under the test dir.
     pub fn issue(&self, spec: &LeafSpec) -> TlsFiles {
         issue_with(&self.ca, self.dir.path(), spec)
@@ -628,4 +644,18 @@ pub async fn wait_state(
     })
     .await;
     found.unwrap_or_else(|_| panic!("job {id} never reached {state:?}; last {last:?}"))
+}
+
+/// The catalog's write lock held from outside ([`Coordinator::lock_catalog`]).
+pub struct CatalogLock(sqlx::SqliteConnection);
+
+impl CatalogLock {
+    pub async fn release(mut self) {
+        use sqlx::Connection;
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("release the write lock");
+        self.0.close().await.expect("close");
+    }
 }

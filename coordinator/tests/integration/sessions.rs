@@ -371,8 +371,6 @@ async fn shutdown_ends_sessions_and_watches_and_restart_keeps_running_jobs() {
 /// the agent's session: the same stream carries the job to its end once the catalog is back.
 #[tokio::test]
 async fn m3_a_busy_catalog_does_not_end_agent_sessions() {
-    use sqlx::{ConnectOptions, Connection, sqlite::SqliteConnectOptions};
-
     let c = Coordinator::start().await;
     let mut control = c.control("olga");
     let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
@@ -380,15 +378,7 @@ async fn m3_a_busy_catalog_does_not_end_agent_sessions() {
     let spec = agent.accept_next(&mut control, &job.job_id).await;
 
     // Hold the write lock from another connection, as a long transaction would.
-    let mut lock = SqliteConnectOptions::new()
-        .filename(c.dir.path().join("catalog.db"))
-        .connect()
-        .await
-        .expect("open catalog");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .expect("take the write lock");
+    let lock = c.lock_catalog().await;
 
     agent.send(heartbeat()).await;
     agent.send(progress(&spec.job_id, 4096, "dumping")).await;
@@ -426,11 +416,7 @@ async fn m3_a_busy_catalog_does_not_end_agent_sessions() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    sqlx::query("ROLLBACK")
-        .execute(&mut lock)
-        .await
-        .expect("release the write lock");
-    lock.close().await.expect("close");
+    lock.release().await;
 
     // The same session works again: progress (which agents repeat, and the coordinator drops
     // for a few seconds after a failure) is recorded and the result acknowledged.
