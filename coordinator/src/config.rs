@@ -573,11 +573,16 @@ impl Config {
         let Some(path) = &self.http_token_file else {
             return Ok(None);
         };
-        let token = lifeboat_common::secret::read_secret_file(path).map_err(|e| {
-            format!(
-                "{e:#}; write a random token there (e.g. `openssl rand -hex 32 > FILE && chmod 600 FILE`)"
-            )
-        })?;
+        if !path.exists() {
+            return Err(format!(
+                "{} does not exist; write a random token there (`openssl rand -hex 32 > {} && chmod 600 {}`) or remove server.http_token_file",
+                path.display(),
+                path.display(),
+                path.display()
+            ));
+        }
+        let token =
+            lifeboat_common::secret::read_secret_file(path).map_err(|e| format!("{e:#}"))?;
         let t = token.expose();
         if t.chars().count() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!(
@@ -743,7 +748,10 @@ mod tests {
         };
         let c = with_token(&token);
         let e = c.http_token().expect_err("missing file");
-        assert!(e.contains("openssl rand"), "{e}");
+        assert!(
+            e.contains("does not exist") && e.contains("openssl rand"),
+            "{e}"
+        );
         std::fs::write(&token, "0123456789abcdef0123\n").expect("write");
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .expect("chmod");
