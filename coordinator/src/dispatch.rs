@@ -254,9 +254,7 @@ mod tests {
             error: String::new(),
             progress: Progress::default(),
             detail: String::new(),
-            database: String::new(),
-            clean: false,
-            options: Default::default(),
+            restore: None,
             report: Default::default(),
         }
     }

@@ -184,6 +184,17 @@ pub struct RestoreOptions {
     pub include_provider_schemas: bool,
 }
 
+/// What a restore, or its dry run, was asked for; after a restore, `database` is the
+/// database it restored into.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreParams {
+    /// Empty: a new database named after the backup.
+    pub database: String,
+    /// Replace an existing database (`--clean`).
+    pub clean: bool,
+    pub options: RestoreOptions,
+}
+
 /// An agent as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRecord {
@@ -261,9 +272,8 @@ pub struct Job {
     pub error: String,
     pub progress: Progress,
     pub detail: String,
-    pub database: String,
-    pub clean: bool,
-    pub options: RestoreOptions,
+    /// Set for restores and their dry runs, never for other kinds.
+    pub restore: Option<RestoreParams>,
     pub report: Report,
 }
 
@@ -285,9 +295,8 @@ pub struct NewJob {
     pub backup_id: String,
     pub requested_by: String,
     pub created_at_ms: i64,
-    pub database: String,
-    pub clean: bool,
-    pub options: RestoreOptions,
+    /// Set for restores and their dry runs.
+    pub restore: Option<RestoreParams>,
 }
 
 impl NewJob {
@@ -308,9 +317,7 @@ impl NewJob {
             backup_id: String::new(),
             requested_by: requested_by.to_owned(),
             created_at_ms: now_ms,
-            database: String::new(),
-            clean: false,
-            options: RestoreOptions::default(),
+            restore: None,
         }
     }
 }

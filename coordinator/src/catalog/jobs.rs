@@ -6,7 +6,7 @@ use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
 use crate::model::{
     Backup, Finding, Finish, Job, JobKind, JobState, NewJob, OwnerPolicy, Progress, Report,
-    RestoreOptions, Severity, VerifyOutcome,
+    RestoreOptions, RestoreParams, Severity, VerifyOutcome,
 };
 
 /// The columns `job_from_row` reads, as a literal so queries stay `&'static str`.
@@ -258,10 +258,19 @@ fn insert_job_query(
     .bind(&job.backup_id)
     .bind(&job.requested_by)
     .bind(job.created_at_ms)
-    .bind(&job.database)
-    .bind(job.clean)
-    .bind(job.options.owners.as_str())
-    .bind(job.options.include_provider_schemas)
+    .bind(job.restore.as_ref().map_or("", |r| r.database.as_str()))
+    .bind(job.restore.as_ref().is_some_and(|r| r.clean))
+    .bind(
+        job.restore
+            .as_ref()
+            .map_or(OwnerPolicy::default(), |r| r.options.owners)
+            .as_str(),
+    )
+    .bind(
+        job.restore
+            .as_ref()
+            .is_some_and(|r| r.options.include_provider_schemas),
+    )
 }
 
 /// Creates a queued job inside a transaction.
@@ -358,13 +367,17 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
     let state: String = row.try_get("state")?;
     let owners: String = row.try_get("owners")?;
     let report: String = row.try_get("report")?;
+    let kind = parse_enum("jobs.kind", &kind, JobKind::parse)?;
+    let backup_id: String = row.try_get("backup_id")?;
+    // A check with a backup is a restore's dry run.
+    let is_restore = kind == JobKind::Restore || (kind == JobKind::Check && !backup_id.is_empty());
     Ok(Job {
         id: row.try_get("id")?,
-        kind: parse_enum("jobs.kind", &kind, JobKind::parse)?,
+        kind,
         state: parse_enum("jobs.state", &state, JobState::parse)?,
         target: super::target_column(row, "jobs.target")?,
         agent: row.try_get("agent")?,
-        backup_id: row.try_get("backup_id")?,
+        backup_id,
         requested_by: row.try_get("requested_by")?,
         created_at_ms: row.try_get("created_at_ms")?,
         dispatched_at_ms: row.try_get("dispatched_at_ms")?,
@@ -383,12 +396,14 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
             phase: row.try_get("progress_phase")?,
         },
         detail: row.try_get("detail")?,
-        database: row.try_get("database_name")?,
-        clean: row.try_get("clean")?,
-        options: RestoreOptions {
-            owners: parse_enum("jobs.owners", &owners, OwnerPolicy::parse)?,
-            include_provider_schemas: row.try_get("include_provider_schemas")?,
-        },
+        restore: is_restore.then_some(RestoreParams {
+            database: row.try_get("database_name")?,
+            clean: row.try_get("clean")?,
+            options: RestoreOptions {
+                owners: parse_enum("jobs.owners", &owners, OwnerPolicy::parse)?,
+                include_provider_schemas: row.try_get("include_provider_schemas")?,
+            },
+        }),
         report: report_from_json(&report)?,
     })
 }

@@ -57,9 +57,7 @@ fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
         backup_id: backup_id.into(),
         requested_by: "scheduler".into(),
         created_at_ms: 1_000,
-        database: String::new(),
-        clean: false,
-        options: Default::default(),
+        restore: None,
     }
 }
 

@@ -41,9 +41,7 @@ fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
         backup_id: backup_id.into(),
         requested_by: "alice".into(),
         created_at_ms: 2_000,
-        database: String::new(),
-        clean: false,
-        options: Default::default(),
+        restore: None,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{
     catalog::InsertJob,
     error::{Error, Result},
     hub::Hub,
-    model::{Backup, Finish, Job, JobKind, JobState, NewJob, TargetRecord},
+    model::{Backup, Finish, Job, JobKind, JobState, NewJob, RestoreParams, TargetRecord},
     wire,
 };
 
@@ -210,9 +210,11 @@ impl Control {
         };
         let mut job = self.new_job(op, kind, &target);
         job.backup_id = backup.backup_id;
-        job.database.clone_from(&req.database);
-        job.clean = req.clean;
-        job.options = wire::restore_options(req.owners, req.include_provider_schemas)?;
+        job.restore = Some(RestoreParams {
+            database: req.database.clone(),
+            clean: req.clean,
+            options: wire::restore_options(req.owners, req.include_provider_schemas)?,
+        });
         self.create(job).await
     }
 

@@ -82,6 +82,7 @@ pub fn verify_to_pb(v: VerifyStatus) -> pb::VerifyStatus {
 
 impl From<&Job> for pb::Job {
     fn from(j: &Job) -> Self {
+        let restore = j.restore.clone().unwrap_or_default();
         pb::Job {
             job_id: j.id.clone(),
             kind: kind_to_pb(j.kind).into(),
@@ -100,11 +101,11 @@ impl From<&Job> for pb::Job {
                 phase: j.progress.phase.clone(),
             }),
             detail: j.detail.clone(),
-            database: j.database.clone(),
-            clean: j.clean,
+            database: restore.database,
+            clean: restore.clean,
             report: report_to_pb(&j.report),
-            owners: owners_to_pb(j.options.owners).into(),
-            include_provider_schemas: j.options.include_provider_schemas,
+            owners: owners_to_pb(restore.options.owners).into(),
+            include_provider_schemas: restore.options.include_provider_schemas,
         }
     }
 }
@@ -248,13 +249,14 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
     use pb::job_spec::Spec;
     let job = &s.job;
     let name = job.target.name().to_owned();
+    let params = job.restore.clone().unwrap_or_default();
     let restore = |backup: &Backup| pb::RestoreSpec {
         backup: Some(pb::BackupRecord::from(backup)),
         target: name.clone(),
-        database: job.database.clone(),
-        clean: job.clean,
-        owners: owners_to_pb(job.options.owners).into(),
-        include_provider_schemas: job.options.include_provider_schemas,
+        database: params.database.clone(),
+        clean: params.clean,
+        owners: owners_to_pb(params.options.owners).into(),
+        include_provider_schemas: params.options.include_provider_schemas,
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {
