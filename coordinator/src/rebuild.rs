@@ -34,7 +34,7 @@ use crate::{
     catalog::{InsertJob, Pin},
     error::{Error, Result},
     hub::Hub,
-    model::{Backup, Finish, JobKind, JobState, NewJob, VerifyStatus},
+    model::{Backup, Finish, Job, JobKind, JobState, NewJob, VerifyStatus},
 };
 
 pub mod listings;
@@ -47,8 +47,6 @@ use trust::refusal;
 
 /// How long a rebuild waits for one repository listing.
 pub const LIST_TIMEOUT: Duration = Duration::from_secs(600);
-/// How often a waiting rebuild checks whether a listing job ended without a result.
-const POLL: Duration = Duration::from_millis(250);
 
 /// What to rebuild, validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -527,6 +525,8 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
     };
     let wanted = wanted(hub, scope).await?;
     let started = lifeboat_common::time::now_ms();
+    // Before the first list job exists, so that no job's end can be missed.
+    let mut events = Ended::new(hub);
     let mut guard = PendingGuard {
         listings: &hub.listings,
         jobs: Vec::new(),
@@ -580,7 +580,7 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
     let deadline = tokio::time::Instant::now() + LIST_TIMEOUT;
     let mut listed = Vec::new();
     for (i, job_id, rx) in waits {
-        match wait(hub, &job_id, rx, deadline).await? {
+        match wait(hub, &job_id, rx, deadline, &mut events).await? {
             Ok(found) => {
                 reports[i].backups = found.len();
                 let mut backups = Vec::with_capacity(found.len());
@@ -645,6 +645,53 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
     })
 }
 
+/// The ends of jobs, from the hub's job events, kept until the rebuild asks for them (it waits
+/// for its list jobs one after the other, while they end in any order).
+struct Ended<'a> {
+    hub: &'a Hub,
+    events: tokio::sync::broadcast::Receiver<Job>,
+    seen: HashMap<String, Job>,
+}
+
+impl<'a> Ended<'a> {
+    fn new(hub: &'a Hub) -> Self {
+        Self {
+            hub,
+            events: hub.subscribe(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Job `job_id` if it has ended, from the events seen so far or, once, from the catalog
+    /// (events may have been missed when the channel overflowed).
+    async fn ended(&mut self, job_id: &str) -> Result<Option<Job>> {
+        if let Some(job) = self.seen.remove(job_id) {
+            return Ok(Some(job));
+        }
+        Ok(self
+            .hub
+            .catalog
+            .get_job(job_id)
+            .await?
+            .filter(|j| j.state.is_terminal()))
+    }
+
+    /// The next list job that ends; `None` when events were missed (check the catalog).
+    async fn next(&mut self) -> Option<Job> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.events.recv().await {
+                Ok(job) if job.state.is_terminal() && job.kind == JobKind::List => {
+                    return Some(job);
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return None,
+                Err(RecvError::Closed) => return std::future::pending().await,
+            }
+        }
+    }
+}
+
 /// Waits for one list job's manifests. The outer error is the catalog's; the inner one says
 /// why the listing gave nothing.
 async fn wait(
@@ -652,8 +699,24 @@ async fn wait(
     job_id: &str,
     mut rx: oneshot::Receiver<ListedBackups>,
     deadline: tokio::time::Instant,
+    ended: &mut Ended<'_>,
 ) -> Result<std::result::Result<ListedBackups, String>> {
+    let mut check_catalog = true;
     loop {
+        if check_catalog {
+            check_catalog = false;
+            if let Some(job) = ended.ended(job_id).await? {
+                // A result delivered just before the job ended.
+                if let Ok(backups) = rx.try_recv() {
+                    return Ok(Ok(backups));
+                }
+                return Ok(Err(if job.error.is_empty() {
+                    format!("the list job ended {}", job.state)
+                } else {
+                    format!("the list job {}: {}", job.state, job.error)
+                }));
+            }
+        }
         tokio::select! {
             got = &mut rx => {
                 return Ok(got.map_err(|_| "the listing's result was lost".to_owned()));
@@ -665,22 +728,16 @@ async fn wait(
                     LIST_TIMEOUT.as_secs()
                 )));
             }
-            () = tokio::time::sleep(POLL) => {
-                let Some(job) = hub.catalog.get_job(job_id).await? else {
-                    return Ok(Err("the list job disappeared".into()));
-                };
-                if job.state.is_terminal() {
-                    // A result delivered just before the job ended.
-                    if let Ok(backups) = rx.try_recv() {
-                        return Ok(Ok(backups));
-                    }
-                    return Ok(Err(if job.error.is_empty() {
-                        format!("the list job ended {}", job.state)
-                    } else {
-                        format!("the list job {}: {}", job.state, job.error)
-                    }));
+            job = ended.next() => match job {
+                Some(job) if job.id == job_id => {
+                    ended.seen.insert(job.id.clone(), job);
+                    check_catalog = true;
                 }
-            }
+                Some(job) => {
+                    ended.seen.insert(job.id.clone(), job);
+                }
+                None => check_catalog = true,
+            },
         }
     }
 }

@@ -418,3 +418,40 @@ async fn m11_agent_supplied_names_are_bounded() {
     assert!(e.message().contains("at most 1024"), "{e:?}");
     c.assert_healthy().await;
 }
+
+/// A list job that fails ends the rebuild's wait for it at once (the job's end arrives as an
+/// event, not by polling), and the rebuild reports why that listing gave nothing.
+#[tokio::test]
+async fn a_failed_listing_is_reported_without_waiting() {
+    let c = Coordinator::start().await;
+    let mut prod = c.agent(hello("prod-1", "prod", &["orders"])).await;
+    let mut alice = c.control("alice");
+    let req = pb::RebuildCatalogRequest {
+        agent: "prod-1".into(),
+        repository: String::new(),
+        dry_run: false,
+        trust_cross_environment: false,
+    };
+    let call = tokio::spawn(async move { alice.rebuild_catalog(req).await });
+    let spec = prod.expect_start().await;
+    assert_eq!(spec.kind, i32::from(pb::JobKind::List), "{spec:?}");
+    prod.send(accepted(&spec.job_id)).await;
+    prod.send(result(&spec.job_id, pb::JobState::Failed, None))
+        .await;
+    prod.expect_ack(&spec.job_id).await;
+    let resp = within("the rebuild", call)
+        .await
+        .expect("rebuild task")
+        .expect("rebuild")
+        .into_inner();
+    let listing = resp
+        .listings
+        .iter()
+        .find(|l| l.job_id == spec.job_id)
+        .unwrap_or_else(|| panic!("no listing for the job: {resp:?}"));
+    assert!(
+        listing.error.contains("failed") && listing.error.contains("it broke"),
+        "{listing:?}"
+    );
+    assert!(resp.backups.is_empty(), "{resp:?}");
+}
