@@ -7,7 +7,6 @@ pub(crate) use mysql::init_session as init_mysql_session;
 use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
-use lifeboat_common::ids::validate_id;
 use lifeboat_proto as pb;
 
 use crate::{
@@ -21,13 +20,13 @@ use crate::{
         self, MANIFEST_FILE, ObjectInfo, PG_DATA_FILE, Repository, StorageError, backup_dir_key,
         body::{BodyWriter, body_channel},
     },
+    work::BackupWork,
 };
 
 /// Chunks (of 1 MiB) queued between the compressor and the repository.
 const BODY_DEPTH: usize = 4;
 
-pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord> {
-    validate_id("backup id", &spec.backup_id)?;
+pub async fn run(ctx: &JobCtx, spec: &BackupWork) -> Result<pb::BackupRecord> {
     let config = &ctx.config;
     let target = config.targets.get(&spec.target).with_context(|| {
         format!(
@@ -52,7 +51,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::BackupSpec) -> Result<pb::BackupRecord
     let objects = recorded_objects(pg::objects::dump_objects(&mut conn).await);
     let snapshot = pg::export_snapshot(&mut conn).await?;
 
-    let dir_key = backup_dir_key(&config.environment, &target.name, &spec.backup_id);
+    let dir_key = backup_dir_key(&config.environment, &target.name, spec.backup_id.as_str());
     let _writing = ctx.writes.hold(&dir_key);
     let data_key = format!("{dir_key}/{PG_DATA_FILE}");
     // The data object is written while pg_dump runs; it becomes visible only after `finish`,
@@ -248,7 +247,7 @@ pub(crate) struct Written<'a> {
 /// the manifest, last, and returns the backup's record.
 pub(crate) async fn finish(
     ctx: &JobCtx,
-    spec: &pb::BackupSpec,
+    spec: &BackupWork,
     target: &crate::config::TargetConfig,
     upload: Upload,
     writer: BodyWriter,
@@ -290,7 +289,7 @@ pub(crate) async fn finish(
     let finished_at_ms = lifeboat_common::time::now_ms();
     let m = Manifest {
         schema_version: manifest::SCHEMA_VERSION,
-        backup_id: spec.backup_id.clone(),
+        backup_id: spec.backup_id.to_string(),
         environment: config.environment.clone(),
         target: target.name.clone(),
         agent: config.name.clone(),

@@ -77,8 +77,8 @@ fn own_environment(ctx: &JobCtx, rec: &pb::BackupRecord, what: &str) -> Result<(
 
 /// Lists every backup in a repository by reading its manifests. Each record says whether its
 /// data object is present with the recorded size; an unreadable manifest is logged and skipped.
-pub async fn list(ctx: &JobCtx, spec: &pb::ListSpec) -> Result<pb::ListResult> {
-    let repo = repo::open(&ctx.config, &spec.repository)?;
+pub async fn list(ctx: &JobCtx, repository: &str) -> Result<pb::ListResult> {
+    let repo = repo::open(&ctx.config, repository)?;
     ctx.set_phase("listing");
     let objects = repo.list("").await?;
     let mut backups = Vec::new();
@@ -109,7 +109,7 @@ pub async fn list(ctx: &JobCtx, spec: &pb::ListSpec) -> Result<pb::ListResult> {
             }
         };
         let mut rec = record_from_manifest(&m, dir_key, String::new());
-        rec.repository.clone_from(&spec.repository);
+        rec.repository = repository.to_owned();
         rec.pin = read_pin(&repo, dir_key, &m.backup_id).await;
         match repo.head(&format!("{dir_key}/{}", m.data_file)).await? {
             None => {
@@ -128,7 +128,7 @@ pub async fn list(ctx: &JobCtx, spec: &pb::ListSpec) -> Result<pb::ListResult> {
         backups.push(rec);
     }
     tracing::info!(
-        repository = %spec.repository,
+        %repository,
         backups = backups.len(),
         "listed the repository's manifests"
     );

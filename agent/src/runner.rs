@@ -290,9 +290,9 @@ impl Runner {
             Work::Delete(d) => crate::maintenance::delete(ctx, d)
                 .await
                 .map(|r| Some(pb::job_result::Result::Delete(r))),
-            Work::List(l) => {
-                tracing::info!(repository = %l.repository, "listing");
-                crate::maintenance::list(ctx, l)
+            Work::List { repository } => {
+                tracing::info!(%repository, "listing");
+                crate::maintenance::list(ctx, repository)
                     .await
                     .map(|r| Some(pb::job_result::Result::List(r)))
             }
@@ -376,7 +376,7 @@ fn locks(job: &Job) -> Vec<Lock> {
         Work::Delete(_) => vec![Lock::exclusive(format!("backup {}", backup()))],
         // Listings and checks only read, and a pin marker touches one small object beside a
         // manifest: they run beside anything.
-        Work::List(_) | Work::Check(_) | Work::Pin(_) => {
+        Work::List { .. } | Work::Check(_) | Work::Pin(_) => {
             vec![Lock::exclusive(format!("{} {}", job.work.kind(), job.id))]
         }
     }

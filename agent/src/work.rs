@@ -3,7 +3,7 @@
 //! specific: what the job locks, how its log span is labelled, which job function runs), and
 //! each kind's required parts are present. The job functions take the kind's own spec.
 
-use lifeboat_common::ids::JobId;
+use lifeboat_common::ids::{BackupId, JobId};
 use lifeboat_proto as pb;
 
 /// A job from the coordinator, checked.
@@ -16,14 +16,24 @@ pub struct Job {
 /// What a job does. The backup record a restore, verify, delete or pin needs is there.
 #[derive(Debug, Clone)]
 pub enum Work {
-    Backup(pb::BackupSpec),
+    Backup(BackupWork),
     Restore(pb::RestoreSpec),
     Verify(pb::VerifySpec),
     Delete(pb::DeleteSpec),
-    List(pb::ListSpec),
+    /// List a repository's backups (a catalog rebuild).
+    List {
+        repository: String,
+    },
     /// `targets check`, or a restore's dry run (`restore` set).
     Check(pb::CheckSpec),
     Pin(pb::PinSpec),
+}
+
+/// A backup to take: the id the coordinator minted, and the target by this agent's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupWork {
+    pub backup_id: BackupId,
+    pub target: String,
 }
 
 /// Why a `StartJob` could not be taken as a job.
@@ -35,6 +45,8 @@ pub enum RefusedSpec {
     NoSpec,
     #[error("{0} job without a backup record")]
     NoBackup(&'static str),
+    #[error("backup job with an invalid backup id")]
+    BadBackupId,
 }
 
 impl TryFrom<pb::JobSpec> for Job {
@@ -44,14 +56,19 @@ impl TryFrom<pb::JobSpec> for Job {
         use pb::job_spec::Spec;
         let id = JobId::parse(&spec.job_id).map_err(|_| RefusedSpec::BadId)?;
         let work = match spec.spec.ok_or(RefusedSpec::NoSpec)? {
-            Spec::Backup(b) => Work::Backup(b),
+            Spec::Backup(b) => Work::Backup(BackupWork {
+                backup_id: BackupId::parse(&b.backup_id).map_err(|_| RefusedSpec::BadBackupId)?,
+                target: b.target,
+            }),
             Spec::Restore(r) if r.backup.is_some() => Work::Restore(r),
             Spec::Restore(_) => return Err(RefusedSpec::NoBackup("restore")),
             Spec::Verify(v) if v.backup.is_some() => Work::Verify(v),
             Spec::Verify(_) => return Err(RefusedSpec::NoBackup("verify")),
             Spec::Delete(d) if d.backup.is_some() => Work::Delete(d),
             Spec::Delete(_) => return Err(RefusedSpec::NoBackup("delete")),
-            Spec::List(l) => Work::List(l),
+            Spec::List(l) => Work::List {
+                repository: l.repository,
+            },
             Spec::Check(c) => Work::Check(c),
             Spec::Pin(p) if p.backup.is_some() => Work::Pin(p),
             Spec::Pin(_) => return Err(RefusedSpec::NoBackup("pin")),
@@ -68,7 +85,7 @@ impl Work {
             Work::Restore(_) => "restore",
             Work::Verify(_) => "verify",
             Work::Delete(_) => "delete",
-            Work::List(_) => "list",
+            Work::List { .. } => "list",
             Work::Check(_) => "check",
             Work::Pin(_) => "pin",
         }
@@ -80,20 +97,20 @@ impl Work {
             Work::Backup(b) => Some(&b.target),
             Work::Restore(r) => Some(&r.target),
             Work::Check(c) => Some(&c.target),
-            Work::Verify(_) | Work::Delete(_) | Work::List(_) | Work::Pin(_) => None,
+            Work::Verify(_) | Work::Delete(_) | Work::List { .. } | Work::Pin(_) => None,
         }
     }
 
     /// The backup the job works on, if any.
     pub fn backup_id(&self) -> Option<&str> {
         let record = match self {
-            Work::Backup(b) => return Some(&b.backup_id),
+            Work::Backup(b) => return Some(b.backup_id.as_str()),
             Work::Restore(r) => r.backup.as_ref(),
             Work::Check(c) => c.restore.as_ref().and_then(|r| r.backup.as_ref()),
             Work::Verify(v) => v.backup.as_ref(),
             Work::Delete(d) => d.backup.as_ref(),
             Work::Pin(p) => p.backup.as_ref(),
-            Work::List(_) => None,
+            Work::List { .. } => None,
         };
         record.map(|b| b.backup_id.as_str())
     }
@@ -104,7 +121,7 @@ impl Work {
             Work::Verify(v) => v.backup.as_ref(),
             Work::Delete(d) => d.backup.as_ref(),
             Work::Pin(p) => p.backup.as_ref(),
-            Work::Backup(_) | Work::Restore(_) | Work::Check(_) | Work::List(_) => None,
+            Work::Backup(_) | Work::Restore(_) | Work::Check(_) | Work::List { .. } => None,
         };
         record.map(|b| b.target.as_str())
     }
@@ -147,5 +164,11 @@ mod tests {
         })));
         bad.job_id = "../x".into();
         assert_eq!(Job::try_from(bad).expect_err("bad id"), RefusedSpec::BadId);
+        let e = Job::try_from(spec(Some(Spec::Backup(pb::BackupSpec {
+            backup_id: "../../etc".into(),
+            target: "orders".into(),
+        }))))
+        .expect_err("bad backup id");
+        assert_eq!(e, RefusedSpec::BadBackupId);
     }
 }

@@ -40,7 +40,7 @@ pub(crate) async fn init_session(
 
 pub(super) async fn run(
     ctx: &JobCtx,
-    spec: &pb::BackupSpec,
+    spec: &crate::work::BackupWork,
     target: &TargetConfig,
     repo: Repository,
     started_at_ms: i64,
@@ -96,7 +96,7 @@ pub(super) async fn run(
     let _ = sqlx::Connection::close(conn).await;
     let provider_args = provider::dump_args(target.profile, &tool, &facts);
 
-    let dir_key = backup_dir_key(&config.environment, &target.name, &spec.backup_id);
+    let dir_key = backup_dir_key(&config.environment, &target.name, spec.backup_id.as_str());
     let _writing = ctx.writes.hold(&dir_key);
     let data_key = format!("{dir_key}/{}", my::DATA_FILE);
     let defaults = DefaultsFile::create(&config.state_dir, params, password.as_ref(), tool.flavor)?;
