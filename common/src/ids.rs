@@ -13,7 +13,7 @@ use time::{OffsetDateTime, format_description::FormatItem, macros::format_descri
 
 use std::fmt;
 
-use crate::names::{NameError, name_type};
+use crate::names::{NameError, checked_string, name_type};
 
 const STAMP: &[FormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
@@ -117,47 +117,32 @@ pub fn validate_id(what: &'static str, id: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// A backup id, validated: made only by [`BackupId::mint`] or [`BackupId::parse`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BackupId(String);
+checked_string!(
+    /// A backup id, validated: made only by [`BackupId::mint`] or [`BackupId::parse`].
+    BackupId,
+    "backup id",
+    validate_id
+);
+checked_string!(
+    /// A job id, validated: made only by [`JobId::mint`] or [`JobId::parse`].
+    JobId,
+    "job id",
+    validate_id
+);
 
 impl BackupId {
     /// A new id for a backup starting at `at`.
     pub fn mint(at: OffsetDateTime) -> Self {
         Self(new_id(at))
     }
-
-    pub fn parse(s: &str) -> Result<Self, NameError> {
-        validate_id("backup id", s)?;
-        Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-name_type!(BackupId, BackupId::parse);
-
-/// A job id, validated: made only by [`JobId::mint`] or [`JobId::parse`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobId(String);
 
 impl JobId {
     /// A new id for a job queued at `at`.
     pub fn mint(at: OffsetDateTime) -> Self {
         Self(new_id(at))
     }
-
-    pub fn parse(s: &str) -> Result<Self, NameError> {
-        validate_id("job id", s)?;
-        Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-name_type!(JobId, JobId::parse);
 
 /// The creation time encoded in an id.
 pub fn id_time(id: &str) -> Option<OffsetDateTime> {

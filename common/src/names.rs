@@ -110,37 +110,41 @@ macro_rules! name_type {
 }
 pub(crate) use name_type;
 
-/// An environment name (`prod`), validated as a simple name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EnvName(String);
+/// A string newtype checked by `$check(what, value)` when it is made: `parse`, `as_str`, and
+/// the traits of [`name_type!`].
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $ty:ident, $what:literal, $check:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $ty(String);
 
-impl EnvName {
-    pub fn parse(s: &str) -> Result<Self, NameError> {
-        validate_simple("environment", s)?;
-        Ok(Self(s.to_owned()))
-    }
+        impl $ty {
+            pub fn parse(s: &str) -> Result<Self, NameError> {
+                $check($what, s)?;
+                Ok(Self(s.to_owned()))
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        name_type!($ty, $ty::parse);
+    };
 }
-name_type!(EnvName, EnvName::parse);
+pub(crate) use checked_string;
 
-/// An agent name (`prod-1`), validated as a simple name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AgentName(String);
-
-impl AgentName {
-    pub fn parse(s: &str) -> Result<Self, NameError> {
-        validate_simple("agent name", s)?;
-        Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-name_type!(AgentName, AgentName::parse);
+checked_string!(
+    /// An environment name (`prod`), validated as a simple name.
+    EnvName,
+    "environment",
+    validate_simple
+);
+checked_string!(
+    /// An agent name (`prod-1`), validated as a simple name.
+    AgentName,
+    "agent name",
+    validate_simple
+);
 
 /// A full target name `ENV/NAME`: the environment and the target's own name, each a simple
 /// name. Only [`TargetName::new`] and [`TargetName::parse`] make one, so a value of this type
