@@ -69,3 +69,21 @@ pub fn sha256_file(path: &Path) -> String {
         .expect("hash")
         .to_owned()
 }
+
+/// Copies directory `from` to `to` (which must not exist) with owners, modes and times
+/// (`cp -a`).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .expect("run cp -a");
+    assert!(
+        out.status.success(),
+        "cp -a {} {} failed: {}",
+        from.display(),
+        to.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

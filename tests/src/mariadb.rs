@@ -39,6 +39,39 @@ fn check(what: &str, out: &Output) {
     );
 }
 
+/// A data directory fresh from `mariadb-install-db`, made once per machine and copied for
+/// every instance (a copy costs a fraction of an install). It is made beside its final name
+/// and renamed into place, so parallel tests never see half of one.
+fn template_data_dir() -> PathBuf {
+    let user = current_user();
+    let dir = PathBuf::from(format!("/tmp/lifeboat-mariadb-template-{user}"));
+    if dir.join("mysql").is_dir() {
+        return dir;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("lifeboat-mariadb-template-new-")
+        .tempdir_in("/tmp")
+        .expect("create template dir");
+    let data = work.path().join("data");
+    // Its own tmpdir: parallel bootstraps collide in a shared /tmp.
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("create MariaDB tmpdir");
+    let out = Command::new("mariadb-install-db")
+        .arg("--no-defaults")
+        .arg(format!("--user={user}"))
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
+        .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mariadb-install-db (install mariadb-server)");
+    check("mariadb-install-db", &out);
+    // Another test may have won the race: then its template stays and ours goes.
+    let _ = std::fs::rename(&data, &dir);
+    dir
+}
+
 impl MariaDb {
     /// Starts an instance whose [`USER`] has a random password.
     pub fn start() -> MariaDb {
@@ -75,17 +108,7 @@ impl MariaDb {
         // Each instance gets its own tmpdir: parallel bootstraps collide in a shared /tmp.
         let tmp = root.join("tmp");
         std::fs::create_dir(&tmp).expect("create MariaDB tmpdir");
-        let out = Command::new("mariadb-install-db")
-            .arg("--no-defaults")
-            .arg(format!("--user={}", current_user()))
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
-            .current_dir(&root)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run mariadb-install-db (install mariadb-server)");
-        check("mariadb-install-db", &out);
+        crate::fsutil::copy_tree(&template_data_dir(), &data);
 
         let tls_args = if tls {
             let ca = lifeboat_common::pki::Ca::generate("mariadb").expect("generate CA");
