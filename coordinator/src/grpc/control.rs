@@ -2,28 +2,25 @@
 //! authorized from the client certificate before any work; every change is audited
 //! (`target: "audit"`: who, what, on what, outcome).
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
-use lifeboat_common::{
-    ids::{new_id, validate_id},
-    names::{TargetName, validate_database},
-};
+use lifeboat_common::{ids::validate_id, names::TargetName};
 use lifeboat_proto::v1 as pb;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::authz::{Action, Operator, authorize};
+use super::authz::Action;
 use crate::{
-    catalog::InsertJob,
     error::{Error, Result},
     hub::Hub,
-    model::{Backup, Finish, Job, JobKind, JobState, NewJob, RestoreParams, TargetRecord},
     wire,
 };
 
 mod audit;
 mod checks;
+mod frame;
+mod jobs;
 mod rebuild;
 mod release;
 mod schedules;
@@ -54,266 +51,6 @@ fn backup_id(value: &str) -> Result<()> {
 impl Control {
     pub fn new(hub: Arc<Hub>) -> Self {
         Self { hub }
-    }
-
-    /// Checks the caller may perform `action`; refusals are audited (logged and stored in the
-    /// catalog) with the certificate identity.
-    fn authorize<T>(&self, request: &Request<T>, action: Action, object: &str) -> Result<Operator> {
-        let identity = super::identity(request)?;
-        authorize(&self.hub.config, &identity, action).inspect_err(|e| {
-            // The same form as the allowed actions' actors (`operator/alice`).
-            let who = identity.uri().trim_start_matches("lifeboat://").to_owned();
-            let reason = Error::PermissionDenied(e.public_message());
-            crate::audit::record_denied(&self.hub, &who, action.name(), object, &reason);
-        })
-    }
-
-    /// The frame of every changing Control call: authorize `action` on `object` (a refusal is
-    /// audited as denied), run `act` as the operator, audit how it ended, and hand the outcome
-    /// back as the call's answer.
-    async fn audited<R, T, F, Fut>(
-        &self,
-        request: &Request<R>,
-        action: Action,
-        object: &str,
-        act: F,
-    ) -> Result<T, Status>
-    where
-        F: FnOnce(Operator) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let op = self.authorize(request, action, object)?;
-        let result = act(op.clone()).await;
-        self.audit(&op, action, object, &result).await;
-        Ok(result?)
-    }
-
-    /// Logs an operator action and how it ended (once, target `audit`), and stores it in the
-    /// catalog for `lifeboat audit list`.
-    async fn audit<T>(&self, op: &Operator, action: Action, object: &str, result: &Result<T>) {
-        crate::audit::record_result(
-            &self.hub.catalog,
-            &op.name,
-            op.role,
-            action.name(),
-            object,
-            result,
-        )
-        .await;
-    }
-
-    async fn target(&self, name: &TargetName) -> Result<TargetRecord> {
-        self.hub
-            .catalog
-            .get_target(name.as_str())
-            .await?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "target {name} is not registered; run `lifeboat targets list` to see the \
-                     targets agents have declared"
-                ))
-            })
-    }
-
-    async fn backup(&self, id: &str) -> Result<Backup> {
-        backup_id(id)?;
-        self.hub.catalog.get_backup(id).await?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "backup {id} is not in the catalog; run `lifeboat backup list` to see backups"
-            ))
-        })
-    }
-
-    async fn job(&self, id: &str) -> Result<Job> {
-        wire::job_id(id)?;
-        self.hub.catalog.get_job(id).await?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "job {id} does not exist; run `lifeboat jobs list` to see jobs"
-            ))
-        })
-    }
-
-    /// Queues a job and wakes the dispatcher.
-    async fn create(&self, job: NewJob) -> Result<Job> {
-        match crate::jobs::queue(&self.hub, &job).await? {
-            InsertJob::Inserted(created) => Ok(created),
-            InsertJob::ActiveBackupExists(active) => Err(Error::AlreadyExists(format!(
-                "a backup of {} is already {} as job {}; watch it with `lifeboat jobs watch {}`",
-                active.target, active.state, active.id, active.id
-            ))),
-        }
-    }
-
-    fn new_job(&self, operator: &Operator, kind: JobKind, target: &TargetRecord) -> NewJob {
-        NewJob::new(
-            kind,
-            target.name.clone(),
-            &target.agent,
-            &operator.name,
-            lifeboat_common::time::now_ms(),
-        )
-    }
-
-    async fn start_backup(&self, op: &Operator, target: &str) -> Result<Job> {
-        let name = parse_target(target)?;
-        self.scope(op, &name, &format!("a backup of {name}"))?;
-        let target = self.target(&name).await?;
-        let mut job = self.new_job(op, JobKind::Backup, &target);
-        job.backup_id = new_id(time::OffsetDateTime::now_utc());
-        self.create(job).await
-    }
-
-    async fn verify_backup(&self, op: &Operator, id: &str) -> Result<Job> {
-        let backup = self.backup(id).await?;
-        self.scope(
-            op,
-            &backup.target,
-            &format!("verifying backup {id} of {}", backup.target),
-        )?;
-        self.check_not_deleting(&backup).await?;
-        let target = self.target(&backup.target).await?;
-        let mut job = self.new_job(op, JobKind::Verify, &target);
-        job.backup_id = backup.backup_id;
-        self.create(job).await
-    }
-
-    /// A restore (`dry_run: false`) or its dry run (a check job, `dry_run: true`).
-    async fn restore(&self, op: &Operator, req: &pb::RestoreRequest, dry_run: bool) -> Result<Job> {
-        let backup = self.backup(&req.backup_id).await?;
-        // Reading the backup needs the source's environment, writing the destination's.
-        self.scope(
-            op,
-            &backup.target,
-            &format!("reading backup {} of {}", backup.backup_id, backup.target),
-        )?;
-        self.check_not_deleting(&backup).await?;
-        let to = if req.to_target.is_empty() {
-            backup.target.clone()
-        } else {
-            parse_target(&req.to_target)?
-        };
-        self.scope(op, &to, &format!("a restore into {to}"))?;
-        let target = self.target(&to).await?;
-        if target.engine != backup.engine {
-            return Err(Error::InvalidArgument(format!(
-                "backup {} is a {} backup but target {} is {}; restore into a {} target",
-                backup.backup_id, backup.engine, target.name, target.engine, backup.engine
-            )));
-        }
-        if !req.database.is_empty() {
-            validate_database(&req.database)?;
-        }
-        let kind = if dry_run {
-            JobKind::Check
-        } else {
-            JobKind::Restore
-        };
-        let mut job = self.new_job(op, kind, &target);
-        job.backup_id = backup.backup_id;
-        job.restore = Some(RestoreParams {
-            database: req.database.clone(),
-            clean: req.clean,
-            options: wire::restore_options(req.owners, req.include_provider_schemas)?,
-        });
-        self.create(job).await
-    }
-
-    async fn cancel(&self, op: &Operator, id: &str) -> Result<Job> {
-        let job = self.job(id).await?;
-        self.scope(
-            op,
-            &job.target,
-            &format!("cancelling job {id} on {}", job.target),
-        )?;
-        if job.state.is_terminal() {
-            return Err(Error::FailedPrecondition(format!(
-                "job {id} already ended ({}); nothing to cancel",
-                job.state
-            )));
-        }
-        let session = self.hub.session(&job.agent);
-        let ask_agent = |session: &crate::hub::SessionHandle| {
-            session.try_send(crate::to_agent::ToAgent::Cancel {
-                job_id: job.id.clone(),
-            })
-        };
-        if job.state == JobState::Running
-            && let Some(session) = &session
-            && ask_agent(session)
-        {
-            // The agent stops the job and reports it cancelled.
-            return Ok(job);
-        }
-        if job.is_assigned()
-            && let Some(session) = &session
-        {
-            // Handed out but not accepted: stop it on the agent too.
-            ask_agent(session);
-        }
-        let finish = Finish {
-            state: JobState::Cancelled,
-            finished_at_ms: lifeboat_common::time::now_ms(),
-            error: format!("cancelled by {}", op.name),
-            detail: String::new(),
-            database: None,
-            report: Default::default(),
-        };
-        match crate::jobs::finish(&self.hub, &job.id, &finish).await? {
-            Some(done) => Ok(done),
-            // Ended meanwhile: report how.
-            None => self.job(id).await,
-        }
-    }
-
-    fn running_per_agent(jobs: &[Job]) -> HashMap<&str, u32> {
-        let mut out = HashMap::new();
-        for j in jobs.iter().filter(|j| j.state == JobState::Running) {
-            *out.entry(j.agent.as_str()).or_default() += 1;
-        }
-        out
-    }
-}
-
-/// Streams a job's changes to a watcher until it ends, the watcher goes away, or the
-/// coordinator shuts down.
-async fn watch(
-    hub: Arc<Hub>,
-    first: Job,
-    mut events: broadcast::Receiver<Job>,
-    tx: mpsc::Sender<Result<pb::Job, Status>>,
-) {
-    let id = first.id.clone();
-    if tx.send(Ok(pb::Job::from(&first))).await.is_err() || first.state.is_terminal() {
-        return;
-    }
-    loop {
-        let job = tokio::select! {
-            () = hub.streams.cancelled() => {
-                let _ = tx.try_send(Err(Status::unavailable(
-                    "the coordinator is shutting down; watch the job again in a moment",
-                )));
-                return;
-            }
-            () = tx.closed() => return,
-            event = events.recv() => match event {
-                Ok(job) if job.id == id => job,
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match hub.catalog.get_job(&id).await {
-                        Ok(Some(job)) => job,
-                        Ok(None) => return,
-                        Err(e) => {
-                            let _ = tx.try_send(Err(Error::from(e).into()));
-                            return;
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-        };
-        if tx.send(Ok(pb::Job::from(&job))).await.is_err() || job.state.is_terminal() {
-            return;
-        }
     }
 }
 
@@ -810,7 +547,7 @@ impl pb::control_server::Control for Control {
         let hub = self.hub.clone();
         self.hub.tasks.spawn(async move {
             let _slot = slot;
-            watch(hub, job, events, tx).await;
+            jobs::watch(hub, job, events, tx).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

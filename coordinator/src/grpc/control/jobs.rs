@@ -1,0 +1,214 @@
+//! The Control calls that make or end jobs (backup, verify, restore and its dry run, cancel),
+//! and job watches.
+
+use std::{collections::HashMap, sync::Arc};
+
+use lifeboat_common::{ids::new_id, names::validate_database};
+use lifeboat_proto::v1 as pb;
+use tokio::sync::{broadcast, mpsc};
+use tonic::Status;
+
+use super::{Control, parse_target};
+use crate::{
+    catalog::InsertJob,
+    error::{Error, Result},
+    grpc::authz::Operator,
+    hub::Hub,
+    model::{Finish, Job, JobKind, JobState, NewJob, RestoreParams, TargetRecord},
+    wire,
+};
+
+impl Control {
+    /// Queues a job and wakes the dispatcher.
+    pub(super) async fn create(&self, job: NewJob) -> Result<Job> {
+        match crate::jobs::queue(&self.hub, &job).await? {
+            InsertJob::Inserted(created) => Ok(created),
+            InsertJob::ActiveBackupExists(active) => Err(Error::AlreadyExists(format!(
+                "a backup of {} is already {} as job {}; watch it with `lifeboat jobs watch {}`",
+                active.target, active.state, active.id, active.id
+            ))),
+        }
+    }
+
+    pub(super) fn new_job(
+        &self,
+        operator: &Operator,
+        kind: JobKind,
+        target: &TargetRecord,
+    ) -> NewJob {
+        NewJob::new(
+            kind,
+            target.name.clone(),
+            &target.agent,
+            &operator.name,
+            lifeboat_common::time::now_ms(),
+        )
+    }
+
+    pub(super) async fn start_backup(&self, op: &Operator, target: &str) -> Result<Job> {
+        let name = parse_target(target)?;
+        self.scope(op, &name, &format!("a backup of {name}"))?;
+        let target = self.target(&name).await?;
+        let mut job = self.new_job(op, JobKind::Backup, &target);
+        job.backup_id = new_id(time::OffsetDateTime::now_utc());
+        self.create(job).await
+    }
+
+    pub(super) async fn verify_backup(&self, op: &Operator, id: &str) -> Result<Job> {
+        let backup = self.backup(id).await?;
+        self.scope(
+            op,
+            &backup.target,
+            &format!("verifying backup {id} of {}", backup.target),
+        )?;
+        self.check_not_deleting(&backup).await?;
+        let target = self.target(&backup.target).await?;
+        let mut job = self.new_job(op, JobKind::Verify, &target);
+        job.backup_id = backup.backup_id;
+        self.create(job).await
+    }
+
+    /// A restore (`dry_run: false`) or its dry run (a check job, `dry_run: true`).
+    pub(super) async fn restore(
+        &self,
+        op: &Operator,
+        req: &pb::RestoreRequest,
+        dry_run: bool,
+    ) -> Result<Job> {
+        let backup = self.backup(&req.backup_id).await?;
+        // Reading the backup needs the source's environment, writing the destination's.
+        self.scope(
+            op,
+            &backup.target,
+            &format!("reading backup {} of {}", backup.backup_id, backup.target),
+        )?;
+        self.check_not_deleting(&backup).await?;
+        let to = if req.to_target.is_empty() {
+            backup.target.clone()
+        } else {
+            parse_target(&req.to_target)?
+        };
+        self.scope(op, &to, &format!("a restore into {to}"))?;
+        let target = self.target(&to).await?;
+        if target.engine != backup.engine {
+            return Err(Error::InvalidArgument(format!(
+                "backup {} is a {} backup but target {} is {}; restore into a {} target",
+                backup.backup_id, backup.engine, target.name, target.engine, backup.engine
+            )));
+        }
+        if !req.database.is_empty() {
+            validate_database(&req.database)?;
+        }
+        let kind = if dry_run {
+            JobKind::Check
+        } else {
+            JobKind::Restore
+        };
+        let mut job = self.new_job(op, kind, &target);
+        job.backup_id = backup.backup_id;
+        job.restore = Some(RestoreParams {
+            database: req.database.clone(),
+            clean: req.clean,
+            options: wire::restore_options(req.owners, req.include_provider_schemas)?,
+        });
+        self.create(job).await
+    }
+
+    pub(super) async fn cancel(&self, op: &Operator, id: &str) -> Result<Job> {
+        let job = self.job(id).await?;
+        self.scope(
+            op,
+            &job.target,
+            &format!("cancelling job {id} on {}", job.target),
+        )?;
+        if job.state.is_terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {id} already ended ({}); nothing to cancel",
+                job.state
+            )));
+        }
+        let session = self.hub.session(&job.agent);
+        let ask_agent = |session: &crate::hub::SessionHandle| {
+            session.try_send(crate::to_agent::ToAgent::Cancel {
+                job_id: job.id.clone(),
+            })
+        };
+        if job.state == JobState::Running
+            && let Some(session) = &session
+            && ask_agent(session)
+        {
+            // The agent stops the job and reports it cancelled.
+            return Ok(job);
+        }
+        if job.is_assigned()
+            && let Some(session) = &session
+        {
+            // Handed out but not accepted: stop it on the agent too.
+            ask_agent(session);
+        }
+        let finish = Finish {
+            state: JobState::Cancelled,
+            finished_at_ms: lifeboat_common::time::now_ms(),
+            error: format!("cancelled by {}", op.name),
+            detail: String::new(),
+            database: None,
+            report: Default::default(),
+        };
+        match crate::jobs::finish(&self.hub, &job.id, &finish).await? {
+            Some(done) => Ok(done),
+            // Ended meanwhile: report how.
+            None => self.job(id).await,
+        }
+    }
+
+    pub(super) fn running_per_agent(jobs: &[Job]) -> HashMap<&str, u32> {
+        let mut out = HashMap::new();
+        for j in jobs.iter().filter(|j| j.state == JobState::Running) {
+            *out.entry(j.agent.as_str()).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// Streams a job's changes to a watcher until it ends, the watcher goes away, or the
+/// coordinator shuts down.
+pub(super) async fn watch(
+    hub: Arc<Hub>,
+    first: Job,
+    mut events: broadcast::Receiver<Job>,
+    tx: mpsc::Sender<Result<pb::Job, Status>>,
+) {
+    let id = first.id.clone();
+    if tx.send(Ok(pb::Job::from(&first))).await.is_err() || first.state.is_terminal() {
+        return;
+    }
+    loop {
+        let job = tokio::select! {
+            () = hub.streams.cancelled() => {
+                let _ = tx.try_send(Err(Status::unavailable(
+                    "the coordinator is shutting down; watch the job again in a moment",
+                )));
+                return;
+            }
+            () = tx.closed() => return,
+            event = events.recv() => match event {
+                Ok(job) if job.id == id => job,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match hub.catalog.get_job(&id).await {
+                        Ok(Some(job)) => job,
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = tx.try_send(Err(Error::from(e).into()));
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if tx.send(Ok(pb::Job::from(&job))).await.is_err() || job.state.is_terminal() {
+            return;
+        }
+    }
+}
