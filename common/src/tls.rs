@@ -100,6 +100,15 @@ impl Revocations {
     /// Whether the certificate (DER) has a serial the CRL revokes. An unparsable certificate
     /// is not revoked here (the handshake already accepted it).
     pub fn is_revoked(&self, cert_der: &[u8]) -> bool {
+        // Checked on every call: without revocations (the usual case) no certificate is parsed.
+        if self
+            .serials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            return false;
+        }
         serial_of_der(cert_der).is_some_and(|s| self.is_revoked_serial(&s))
     }
 
