@@ -7,7 +7,7 @@ pub(crate) use mysql::init_session as init_mysql_session;
 use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
-use lifeboat_proto as pb;
+use lifeboat_proto::{self as pb, domain::BackupRecord};
 
 use crate::{
     config::{Engine, RowCounts},
@@ -26,7 +26,7 @@ use crate::{
 /// Chunks (of 1 MiB) queued between the compressor and the repository.
 const BODY_DEPTH: usize = 4;
 
-pub async fn run(ctx: &JobCtx, spec: &BackupWork) -> Result<pb::BackupRecord> {
+pub async fn run(ctx: &JobCtx, spec: &BackupWork) -> Result<BackupRecord> {
     let config = &ctx.config;
     let target = config.targets.get(&spec.target).with_context(|| {
         format!(
@@ -253,7 +253,7 @@ pub(crate) async fn finish(
     writer: BodyWriter,
     at: &Written<'_>,
     d: Dumped,
-) -> Result<pb::BackupRecord> {
+) -> Result<BackupRecord> {
     let (repo, data_key) = (at.repo, at.data_key);
     ctx.set_phase("committing");
     let data = match upload.commit(writer).await {
@@ -320,7 +320,7 @@ pub(crate) async fn finish(
         objects: d.objects,
     };
     write_manifest(ctx, repo, at.dir_key, data_key, &m).await?;
-    Ok(record_from_manifest(&m, at.dir_key, ctx.job_id.clone()))
+    record_from_manifest(&m, at.dir_key, ctx.job_id.clone())
 }
 
 /// The manifest's `objects` (for restore pre-flights); a backup does not fail for want of them.
@@ -467,15 +467,18 @@ impl Upload {
     }
 }
 
-pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> pb::BackupRecord {
-    pb::BackupRecord {
+/// The record of the backup a manifest describes, checked like any record that crosses the
+/// wire (a manifest listed from a repository may have been written by anyone).
+pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Result<BackupRecord> {
+    let engine = Engine::parse(&m.engine)
+        .with_context(|| format!("the manifest names an unknown engine {:?}", m.engine))?;
+    let wire = pb::BackupRecord {
         backup_id: m.backup_id.clone(),
         target: format!("{}/{}", m.environment, m.target),
         environment: m.environment.clone(),
         agent: m.agent.clone(),
         repository: m.repository.clone(),
-        engine: Engine::from_manifest(&m.engine).map_or(pb::Engine::Unspecified, Engine::to_proto)
-            as i32,
+        engine: pb::Engine::from(engine).into(),
         provider: m.provider.clone(),
         database: m.database.clone(),
         server_version: m.server.version.clone(),
@@ -508,7 +511,9 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> pb::
         job_id,
         pin: None,
         deleting: false,
-    }
+    };
+    BackupRecord::try_from(wire)
+        .map_err(|e| anyhow::anyhow!("the manifest is not a valid record: {e}"))
 }
 
 fn non_empty(s: &str) -> &str {

@@ -8,24 +8,22 @@ mod mysql;
 mod postgres;
 
 use anyhow::{Context, Result};
-use lifeboat_proto as pb;
 
 use crate::{
     config::{Engine, TargetConfig},
     job::JobCtx,
     provider,
     repo::{self, backup_dir_key},
+    work::CheckWork,
 };
 
-pub async fn run(ctx: &JobCtx, spec: &pb::CheckSpec) -> Result<()> {
-    if let Some(restore) = &spec.restore {
-        return crate::restore::dry_run(ctx, restore).await;
-    }
-    let target = ctx.config.targets.get(&spec.target).with_context(|| {
-        format!(
-            "this agent has no target {:?}; check the agent's [[target]] list",
-            spec.target
-        )
+pub async fn run(ctx: &JobCtx, work: &CheckWork) -> Result<()> {
+    let name = match work {
+        CheckWork::DryRun(restore) => return crate::restore::dry_run(ctx, restore).await,
+        CheckWork::Target(name) => name,
+    };
+    let target = ctx.config.targets.get(name).with_context(|| {
+        format!("this agent has no target {name:?}; check the agent's [[target]] list")
     })?;
     ctx.set_phase("checking");
     let report = &ctx.report;

@@ -164,57 +164,8 @@ pub struct TargetConfig {
     pub replaceable_databases: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    Postgres,
-    Mysql,
-}
-
-impl Engine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Postgres => "postgres",
-            Engine::Mysql => "mysql",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "postgres" => Some(Engine::Postgres),
-            "mysql" => Some(Engine::Mysql),
-            _ => None,
-        }
-    }
-
-    /// The engine a wire value names; `None` for a value this agent does not know (never a
-    /// silent default).
-    pub fn from_proto(value: i32) -> Option<Self> {
-        match lifeboat_proto::Engine::try_from(value) {
-            Ok(lifeboat_proto::Engine::Postgres) => Some(Engine::Postgres),
-            Ok(lifeboat_proto::Engine::Mysql) => Some(Engine::Mysql),
-            _ => None,
-        }
-    }
-
-    pub fn kind(self) -> crate::provider::EngineKind {
-        match self {
-            Engine::Postgres => crate::provider::EngineKind::Postgres,
-            Engine::Mysql => crate::provider::EngineKind::Mysql,
-        }
-    }
-
-    pub fn to_proto(self) -> lifeboat_proto::Engine {
-        match self {
-            Engine::Postgres => lifeboat_proto::Engine::Postgres,
-            Engine::Mysql => lifeboat_proto::Engine::Mysql,
-        }
-    }
-
-    /// The engine named in a manifest (`postgres`, `mysql`).
-    pub fn from_manifest(s: &str) -> Option<Self> {
-        Self::parse(s)
-    }
-}
+/// Which database engine a target runs: the domain's own.
+pub use lifeboat_proto::domain::Engine;
 
 impl TargetConfig {
     /// Reads the password file (if any). Read at job time so rotation needs no restart.
@@ -336,7 +287,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 Engine::Postgres => "postgres",
                 Engine::Mysql => "mysql",
             }),
-            engine.kind(),
+            engine,
         )
         .map_err(|x| e(&key("provider"), x.to_string()))?;
         let provider = profile.as_str().to_owned();

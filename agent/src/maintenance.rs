@@ -3,7 +3,7 @@
 //! pins again.
 
 use anyhow::{Context, Result, bail};
-use lifeboat_proto as pb;
+use lifeboat_proto::domain::{BackupRecord, Deleted, Listed, Pin, VerifyStatus};
 
 use crate::{
     backup::record_from_manifest,
@@ -29,11 +29,7 @@ struct PinMarker {
 
 /// Deletes a backup: the manifest first (from then on it is no longer a backup), then the data.
 /// Deleting a backup that is already gone succeeds, so an interrupted delete can be resumed.
-pub async fn delete(ctx: &JobCtx, spec: &pb::DeleteSpec) -> Result<pb::DeleteResult> {
-    let rec = spec
-        .backup
-        .as_ref()
-        .context("delete job without a backup record")?;
+pub async fn delete(ctx: &JobCtx, rec: &BackupRecord) -> Result<Deleted> {
     own_environment(ctx, rec, "delete")?;
     let loc = locate(ctx, rec)?;
     ctx.set_phase("deleting");
@@ -53,7 +49,7 @@ pub async fn delete(ctx: &JobCtx, spec: &pb::DeleteSpec) -> Result<pb::DeleteRes
         existed = manifest.is_some() || data.is_some(),
         "backup deleted"
     );
-    Ok(pb::DeleteResult {
+    Ok(Deleted {
         existed: manifest.is_some() || data.is_some(),
         deleted_bytes: manifest.map_or(0, |m| m.size) + data.map_or(0, |d| d.size),
     })
@@ -62,14 +58,13 @@ pub async fn delete(ctx: &JobCtx, spec: &pb::DeleteSpec) -> Result<pb::DeleteRes
 /// Changes to the repository (deletes, pin markers) are made only for backups of this agent's
 /// own environment (review L7): a coordinator that has been taken over cannot use an agent of
 /// one environment to remove another environment's backups from a shared bucket.
-fn own_environment(ctx: &JobCtx, rec: &pb::BackupRecord, what: &str) -> Result<()> {
+fn own_environment(ctx: &JobCtx, rec: &BackupRecord, what: &str) -> Result<()> {
     let own = &ctx.config.environment;
-    let theirs = rec.target.split_once('/').map_or("", |(env, _)| env);
-    if rec.environment != *own || theirs != own {
+    if rec.environment() != own {
         bail!(
             "refused to {what} backup {} of environment {:?}: this agent serves environment {own:?} and changes only its own environment's backups; run the job on an agent of that environment",
             rec.backup_id,
-            rec.environment
+            rec.environment()
         );
     }
     Ok(())
@@ -77,7 +72,7 @@ fn own_environment(ctx: &JobCtx, rec: &pb::BackupRecord, what: &str) -> Result<(
 
 /// Lists every backup in a repository by reading its manifests. Each record says whether its
 /// data object is present with the recorded size; an unreadable manifest is logged and skipped.
-pub async fn list(ctx: &JobCtx, repository: &str) -> Result<pb::ListResult> {
+pub async fn list(ctx: &JobCtx, repository: &str) -> Result<Vec<Listed>> {
     let repo = repo::open(&ctx.config, repository)?;
     ctx.set_phase("listing");
     let objects = repo.list("").await?;
@@ -98,26 +93,26 @@ pub async fn list(ctx: &JobCtx, repository: &str) -> Result<pb::ListResult> {
             if dir_key != repo::backup_dir_key(&m.environment, &m.target, &m.backup_id) {
                 bail!("its environment, target and backup id do not match where it is stored");
             }
-            Ok::<_, anyhow::Error>(m)
+            let rec = record_from_manifest(&m, dir_key, String::new())?;
+            Ok::<_, anyhow::Error>((m, rec))
         }
         .await;
-        let m = match parsed {
+        let (m, mut rec) = match parsed {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(key = %o.key, "skipping a manifest that cannot be used: {e:#}");
                 continue;
             }
         };
-        let mut rec = record_from_manifest(&m, dir_key, String::new());
         rec.repository = repository.to_owned();
-        rec.pin = read_pin(&repo, dir_key, &m.backup_id).await;
+        let pin = read_pin(&repo, dir_key, &m.backup_id).await;
         match repo.head(&format!("{dir_key}/{}", m.data_file)).await? {
             None => {
-                rec.verify_status = pb::VerifyStatus::Missing as i32;
+                rec.verify_status = VerifyStatus::Missing;
                 rec.verify_detail = format!("{} is missing from {}", rec.data_key, repo.describe());
             }
             Some(d) if d.size != m.stored_size => {
-                rec.verify_status = pb::VerifyStatus::Corrupt as i32;
+                rec.verify_status = VerifyStatus::Corrupt;
                 rec.verify_detail = format!(
                     "{} holds {} bytes, the manifest recorded {}",
                     rec.data_key, d.size, m.stored_size
@@ -125,14 +120,14 @@ pub async fn list(ctx: &JobCtx, repository: &str) -> Result<pb::ListResult> {
             }
             Some(_) => {}
         }
-        backups.push(rec);
+        backups.push(Listed { backup: rec, pin });
     }
     tracing::info!(
         %repository,
         backups = backups.len(),
         "listed the repository's manifests"
     );
-    Ok(pb::ListResult { backups })
+    Ok(backups)
 }
 
 /// `env/target/id/pin.json` for `env/target/id/manifest.json`.
@@ -145,7 +140,7 @@ fn pin_key(manifest_key: &str) -> String {
 
 /// The pin marker beside a manifest, if there is a valid one (an unreadable one is logged and
 /// ignored: the catalog's pins are what retention obeys).
-async fn read_pin(repo: &Repository, dir_key: &str, backup_id: &str) -> Option<pb::BackupPin> {
+async fn read_pin(repo: &Repository, dir_key: &str, backup_id: &str) -> Option<Pin> {
     let key = format!("{dir_key}/{PIN_FILE}");
     let bytes = match repo.get_bytes(&key, MAX_PIN_BYTES).await {
         Ok(b) => b?,
@@ -155,7 +150,7 @@ async fn read_pin(repo: &Repository, dir_key: &str, backup_id: &str) -> Option<p
         }
     };
     match serde_json::from_slice::<PinMarker>(&bytes) {
-        Ok(p) if p.backup_id == backup_id => Some(pb::BackupPin {
+        Ok(p) if p.backup_id == backup_id => Some(Pin {
             pinned_by: p.pinned_by,
             pinned_at_ms: p.pinned_at_ms,
             reason: p.reason,
@@ -173,11 +168,7 @@ async fn read_pin(repo: &Repository, dir_key: &str, backup_id: &str) -> Option<p
 
 /// Writes the backup's pin marker (the pin as the catalog holds it now), or removes it when
 /// the backup is no longer pinned. A backup that is gone from the repository is left alone.
-pub async fn pin(ctx: &JobCtx, spec: &pb::PinSpec) -> Result<()> {
-    let rec = spec
-        .backup
-        .as_ref()
-        .context("pin job without a backup record")?;
+pub async fn pin(ctx: &JobCtx, rec: &BackupRecord, pin: Option<&Pin>) -> Result<()> {
     own_environment(ctx, rec, "change the pin marker of")?;
     let loc = locate(ctx, rec)?;
     ctx.set_phase("pinning");
@@ -188,12 +179,12 @@ pub async fn pin(ctx: &JobCtx, spec: &pb::PinSpec) -> Result<()> {
     }
     // Markers are replaced, not appended: remove the old one first (writes are create-only).
     loc.repo.delete(&key).await?;
-    let Some(p) = &spec.pin else {
+    let Some(p) = pin else {
         tracing::info!(backup_id = %rec.backup_id, "pin marker removed");
         return Ok(());
     };
     let marker = PinMarker {
-        backup_id: rec.backup_id.clone(),
+        backup_id: rec.backup_id.to_string(),
         pinned_by: p.pinned_by.clone(),
         pinned_at_ms: p.pinned_at_ms,
         reason: p.reason.clone(),
@@ -236,23 +227,15 @@ mod tests {
     }
 
     /// A backup of `env/orders` stored in `repo`, and its record.
-    fn stored_backup(repo: &Path, env: &str) -> pb::BackupRecord {
+    fn stored_backup(repo: &Path, env: &str) -> BackupRecord {
         let id = "20261127T233000Z-7f3a9c";
         let dir = repo.join(env).join("orders").join(id);
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join(MANIFEST_FILE), "{}").expect("manifest");
         std::fs::write(dir.join(repo::PG_DATA_FILE), "data").expect("data");
-        pb::BackupRecord {
-            backup_id: id.into(),
-            target: format!("{env}/orders"),
-            environment: env.into(),
-            agent: format!("{env}-1"),
-            repository: "shared".into(),
-            engine: pb::Engine::Postgres as i32,
-            stored_sha256: "0".repeat(64),
-            raw_sha256: "0".repeat(64),
-            ..Default::default()
-        }
+        let mut rec = crate::work::testing::record(env, crate::config::Engine::Postgres);
+        rec.repository = "shared".into();
+        rec
     }
 
     // Review L7: a delete (or pin) job for another environment's backup is refused and leaves
@@ -264,40 +247,27 @@ mod tests {
         let ctx = dev_agent(dir.path(), &repo);
 
         let prod = stored_backup(&repo, "prod");
-        let spec = pb::DeleteSpec {
-            backup: Some(prod.clone()),
-        };
-        let e = delete(&ctx, &spec)
+        let e = delete(&ctx, &prod)
             .await
             .expect_err("prod backup deleted by a dev agent");
         let msg = format!("{e:#}");
         assert!(msg.contains("environment \"prod\""), "{msg}");
         assert!(msg.contains("serves environment \"dev\""), "{msg}");
-        let prod_dir = repo.join("prod/orders").join(&prod.backup_id);
+        let prod_dir = repo.join("prod/orders").join(prod.backup_id.as_str());
         assert!(prod_dir.join(MANIFEST_FILE).is_file(), "manifest removed");
         assert!(prod_dir.join(repo::PG_DATA_FILE).is_file(), "data removed");
         // A record whose environment field was changed to the agent's, but whose target is
-        // still prod's, is refused too.
-        let mut forged = prod.clone();
+        // still prod's, does not even become a job.
+        let mut forged = lifeboat_proto::BackupRecord::from(&prod);
         forged.environment = "dev".into();
-        let spec = pb::DeleteSpec {
-            backup: Some(forged),
-        };
-        delete(&ctx, &spec)
-            .await
-            .expect_err("forged record accepted");
-        assert!(prod_dir.join(MANIFEST_FILE).is_file(), "manifest removed");
-        let pin_spec = pb::PinSpec {
-            backup: Some(prod.clone()),
-            pin: None,
-        };
-        pin(&ctx, &pin_spec)
+        BackupRecord::try_from(forged).expect_err("forged record accepted");
+        pin(&ctx, &prod, None)
             .await
             .expect_err("pin marker of prod changed");
+        assert!(prod_dir.join(MANIFEST_FILE).is_file(), "manifest removed");
 
         let dev = stored_backup(&repo, "dev");
-        let spec = pb::DeleteSpec { backup: Some(dev) };
-        let r = delete(&ctx, &spec).await.expect("delete own backup");
+        let r = delete(&ctx, &dev).await.expect("delete own backup");
         assert!(r.existed);
         assert!(
             !repo

@@ -15,21 +15,7 @@ use std::fmt;
 pub use crate::dbhost::{SYSTEM_CA_BUNDLE, is_local_host};
 use crate::engine::mysql::{ClientFlavor, ClientTool, ServerFacts, ServerFlavor};
 
-/// Which database engine a target runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineKind {
-    Postgres,
-    Mysql,
-}
-
-impl EngineKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres",
-            Self::Mysql => "mysql",
-        }
-    }
-}
+use lifeboat_proto::domain::Engine;
 
 /// A provider profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,18 +56,18 @@ impl Provider {
         }
     }
 
-    pub fn engine(self) -> EngineKind {
+    pub fn engine(self) -> Engine {
         match self {
-            Self::Postgres | Self::Supabase | Self::Neon | Self::Railway => EngineKind::Postgres,
-            Self::Mysql | Self::Mariadb | Self::Planetscale => EngineKind::Mysql,
+            Self::Postgres | Self::Supabase | Self::Neon | Self::Railway => Engine::Postgres,
+            Self::Mysql | Self::Mariadb | Self::Planetscale => Engine::Mysql,
         }
     }
 
     /// The plain profile of an engine (what a target gets when it names no provider).
-    pub fn default_for(engine: EngineKind) -> Self {
+    pub fn default_for(engine: Engine) -> Self {
         match engine {
-            EngineKind::Postgres => Self::Postgres,
-            EngineKind::Mysql => Self::Mysql,
+            Engine::Postgres => Self::Postgres,
+            Engine::Mysql => Self::Mysql,
         }
     }
 
@@ -113,7 +99,7 @@ impl fmt::Display for Provider {
 }
 
 /// Parses a provider name for an engine, with a message listing the valid ones.
-pub fn parse_for_engine(name: &str, engine: EngineKind) -> Result<Provider, ProviderError> {
+pub fn parse_for_engine(name: &str, engine: Engine) -> Result<Provider, ProviderError> {
     let p = Provider::parse(name).ok_or_else(|| ProviderError::Unknown(name.to_owned()))?;
     if p.engine() != engine {
         return Err(ProviderError::WrongEngine {
@@ -165,18 +151,18 @@ impl TlsLevel {
         }
     }
 
-    fn describe(self, engine: EngineKind) -> &'static str {
+    fn describe(self, engine: Engine) -> &'static str {
         match (engine, self) {
-            (EngineKind::Postgres, Self::Off) => "sslmode=disable",
-            (EngineKind::Postgres, Self::Opportunistic) => "sslmode=prefer (the default)",
-            (EngineKind::Postgres, Self::Required) => "sslmode=require",
-            (EngineKind::Postgres, Self::VerifyCa) => "sslmode=verify-ca",
-            (EngineKind::Postgres, Self::VerifyFull) => "sslmode=verify-full",
-            (EngineKind::Mysql, Self::Off) => "ssl-mode=disabled",
-            (EngineKind::Mysql, Self::Opportunistic) => "ssl-mode=preferred (the default)",
-            (EngineKind::Mysql, Self::Required) => "ssl-mode=required",
-            (EngineKind::Mysql, Self::VerifyCa) => "ssl-mode=verify_ca",
-            (EngineKind::Mysql, Self::VerifyFull) => "ssl-mode=verify_identity",
+            (Engine::Postgres, Self::Off) => "sslmode=disable",
+            (Engine::Postgres, Self::Opportunistic) => "sslmode=prefer (the default)",
+            (Engine::Postgres, Self::Required) => "sslmode=require",
+            (Engine::Postgres, Self::VerifyCa) => "sslmode=verify-ca",
+            (Engine::Postgres, Self::VerifyFull) => "sslmode=verify-full",
+            (Engine::Mysql, Self::Off) => "ssl-mode=disabled",
+            (Engine::Mysql, Self::Opportunistic) => "ssl-mode=preferred (the default)",
+            (Engine::Mysql, Self::Required) => "ssl-mode=required",
+            (Engine::Mysql, Self::VerifyCa) => "ssl-mode=verify_ca",
+            (Engine::Mysql, Self::VerifyFull) => "ssl-mode=verify_identity",
         }
     }
 }
@@ -200,10 +186,7 @@ pub enum ProviderError {
     )]
     Unknown(String),
     #[error("provider {provider} is for the {} engine, not {}", provider.engine().as_str(), engine.as_str())]
-    WrongEngine {
-        provider: Provider,
-        engine: EngineKind,
-    },
+    WrongEngine { provider: Provider, engine: Engine },
     #[error(
         "{host}:{port} is Supabase's transaction pooler, which cannot hold the session a consistent dump or restore needs (no exported snapshots, no session settings); use the direct connection db.<project-ref>.supabase.co:5432, or the session pooler (the same pooler host on port 5432) where the direct connection is not reachable over IPv6"
     )]
@@ -259,7 +242,7 @@ fn host_is(host: &str, suffix: &str) -> bool {
 /// (advice, not errors) for the job log.
 pub fn check_connection(
     provider: Provider,
-    engine: EngineKind,
+    engine: Engine,
     ep: &Endpoint<'_>,
 ) -> Result<Vec<String>, ProviderError> {
     if provider.engine() != engine {
@@ -344,8 +327,8 @@ pub fn check_connection(
 /// `mysql://…?ssl-mode=…`): host, port (default 5432 / 3306) and TLS level are read from it.
 pub fn check_url(provider: Provider, url: &url::Url) -> Result<Vec<String>, ProviderError> {
     let engine = match url.scheme() {
-        "postgres" | "postgresql" => EngineKind::Postgres,
-        _ => EngineKind::Mysql,
+        "postgres" | "postgresql" => Engine::Postgres,
+        _ => Engine::Mysql,
     };
     let param = |names: &[&str]| {
         url.query_pairs()
@@ -354,7 +337,7 @@ pub fn check_url(provider: Provider, url: &url::Url) -> Result<Vec<String>, Prov
     };
     let host = url.host_str().unwrap_or("localhost");
     let (tls, port, ca) = match engine {
-        EngineKind::Postgres => {
+        Engine::Postgres => {
             let mode = param(&["sslmode"]);
             let tls = match mode.as_deref() {
                 // What [`pg_tls_defaults`] writes into the URL; absent only when not applied.
@@ -364,7 +347,7 @@ pub fn check_url(provider: Provider, url: &url::Url) -> Result<Vec<String>, Prov
             };
             (tls, url.port().unwrap_or(5432), param(&["sslrootcert"]))
         }
-        EngineKind::Mysql => {
+        Engine::Mysql => {
             let socket = param(&["socket"]).is_some();
             let tls = match param(&["ssl-mode", "sslmode"]) {
                 Some(m) => crate::engine::mysql::TlsMode::parse(&m)
@@ -563,7 +546,7 @@ pub fn skipped_schemas(from: Provider, to: Provider, opts: &RestoreOptions) -> V
 /// MySQL: nothing; DEFINER clauses are kept (see docs/providers/mysql.md).
 pub fn restore_args(from: Provider, to: Provider, opts: &RestoreOptions) -> Vec<String> {
     let mut a = Vec::new();
-    if to.engine() == EngineKind::Postgres {
+    if to.engine() == Engine::Postgres {
         if !opts.keep_owners_and_privileges {
             a.push("--no-owner".into());
             a.push("--no-privileges".into());

@@ -4,47 +4,50 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lifeboat_proto as pb;
+use lifeboat_proto::{
+    self as pb,
+    domain::{Finding, Report, Severity},
+};
 
 #[derive(Debug, Clone, Default)]
-pub struct Reporter(Arc<Mutex<pb::JobReport>>);
+pub struct Reporter(Arc<Mutex<Report>>);
 
 impl Reporter {
-    fn lock(&self) -> MutexGuard<'_, pb::JobReport> {
+    fn lock(&self) -> MutexGuard<'_, Report> {
         // Pushes only: a panic elsewhere cannot leave it inconsistent.
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn add(&self, check: &str, severity: pb::Severity, message: impl Into<String>) {
+    fn add(&self, check: &str, severity: Severity, message: impl Into<String>) {
         let message = message.into();
         match severity {
-            pb::Severity::Error => tracing::warn!(check, "pre-flight: {message}"),
-            pb::Severity::Warning => tracing::warn!(check, "{message}"),
+            Severity::Error => tracing::warn!(check, "pre-flight: {message}"),
+            Severity::Warning => tracing::warn!(check, "{message}"),
             _ => tracing::debug!(check, "{message}"),
         }
-        self.lock().findings.push(pb::Finding {
+        self.lock().findings.push(Finding {
             check: check.to_owned(),
-            severity: severity.into(),
+            severity,
             message,
         });
     }
 
     pub fn ok(&self, check: &str, message: impl Into<String>) {
-        self.add(check, pb::Severity::Ok, message);
+        self.add(check, Severity::Ok, message);
     }
 
     pub fn info(&self, check: &str, message: impl Into<String>) {
-        self.add(check, pb::Severity::Info, message);
+        self.add(check, Severity::Info, message);
     }
 
     pub fn warn(&self, check: &str, message: impl Into<String>) {
-        self.add(check, pb::Severity::Warning, message);
+        self.add(check, Severity::Warning, message);
     }
 
     pub fn error(&self, check: &str, message: impl Into<String>) {
-        self.add(check, pb::Severity::Error, message);
+        self.add(check, Severity::Error, message);
     }
 
     /// Records `result`: its error as an error finding. Returns the value, if any.
@@ -68,7 +71,7 @@ impl Reporter {
         self.lock()
             .findings
             .iter()
-            .filter(|f| f.severity == pb::Severity::Error as i32)
+            .filter(|f| f.severity == Severity::Error)
             .map(|f| f.message.clone())
             .collect()
     }
@@ -84,8 +87,7 @@ impl Reporter {
     }
 
     pub fn to_pb(&self) -> Option<pb::JobReport> {
-        let r = self.lock();
-        (!r.findings.is_empty() || !r.plan.is_empty()).then(|| r.clone())
+        self.lock().to_wire()
     }
 }
 

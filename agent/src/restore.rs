@@ -11,8 +11,7 @@ mod mysql;
 mod postgres;
 
 use anyhow::{Context, Result, bail};
-use lifeboat_common::{ids::validate_id, names::TargetName};
-use lifeboat_proto as pb;
+use lifeboat_proto::domain::{BackupRecord, Restored};
 
 use crate::{
     config::{Engine, TargetConfig},
@@ -21,6 +20,7 @@ use crate::{
     pipeline::{Digest, Expected, PipelineError},
     provider::Provider,
     repo::{self, MANIFEST_FILE, PG_DATA_FILE, Repository, backup_dir_key, body::StreamReader},
+    work::RestoreWork,
 };
 
 /// Where a backup's files are, checked against the catalog's record.
@@ -33,54 +33,30 @@ pub struct Located {
     pub expected: Expected,
 }
 
-/// Validates a backup record received from the coordinator and finds its files in one of this
-/// agent's repositories. Keys are recomputed from validated names, never taken from the message.
-pub fn locate(ctx: &JobCtx, rec: &pb::BackupRecord) -> Result<Located> {
-    validate_id("backup id", &rec.backup_id)?;
-    let target = TargetName::parse(&rec.target)?;
-    if target.env() != rec.environment {
-        bail!(
-            "backup record is inconsistent: target {} is not in environment {}",
-            rec.target,
-            rec.environment
-        );
-    }
-    for (what, h) in [("stored", &rec.stored_sha256), ("raw", &rec.raw_sha256)] {
-        if h.len() != 64
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            bail!("backup record has an invalid {what} SHA-256");
-        }
-    }
+/// Finds a backup's files in one of this agent's repositories. The record was checked when the
+/// job arrived; keys are recomputed from its validated names, never taken from the message.
+pub fn locate(ctx: &JobCtx, rec: &BackupRecord) -> Result<Located> {
     if !ctx.config.repositories.contains_key(&rec.repository) {
         bail!(
             "this agent has no repository named {:?}; add it to the agent's config to restore backups stored there",
             rec.repository
         );
     }
-    let dir_key = backup_dir_key(target.env(), target.name(), &rec.backup_id);
-    let Some(engine) = Engine::from_proto(rec.engine) else {
-        bail!(
-            "backup record {} names no engine this agent knows",
-            rec.backup_id
-        );
-    };
-    let data_file = match engine {
+    let dir_key = backup_dir_key(rec.target.env(), rec.target.name(), rec.backup_id.as_str());
+    let data_file = match rec.engine {
         Engine::Postgres => PG_DATA_FILE,
         Engine::Mysql => crate::engine::mysql::DATA_FILE,
     };
     let data_key = format!("{dir_key}/{data_file}");
     let manifest_key = format!("{dir_key}/{MANIFEST_FILE}");
-    if !rec.data_key.is_empty() && rec.data_key != data_key {
+    if rec.data_key != data_key {
         bail!(
             "backup record names data file {:?}, expected {data_key:?}",
             rec.data_key
         );
     }
     Ok(Located {
-        engine,
+        engine: rec.engine,
         repo: repo::open(&ctx.config, &rec.repository)?,
         data_key,
         manifest_key,
@@ -139,7 +115,7 @@ pub fn check_manifest(loc: &Located, bytes: &[u8]) -> Result<Manifest> {
             "manifest.json disagrees with the catalog about sizes or hashes; the backup was changed after it was written"
         );
     }
-    if Engine::from_manifest(&m.engine) != Some(loc.engine)
+    if Engine::parse(&m.engine) != Some(loc.engine)
         || !loc.data_key.ends_with(&format!("/{}", m.data_file))
     {
         bail!(
@@ -163,7 +139,7 @@ pub async fn read_manifest(loc: &Located) -> Result<Option<Manifest>> {
 
 /// Everything a restore (or its dry run) has checked before it looks at the destination.
 pub(crate) struct Prepared<'a> {
-    pub rec: &'a pb::BackupRecord,
+    pub rec: &'a BackupRecord,
     pub target: &'a TargetConfig,
     pub loc: Located,
     pub manifest: Manifest,
@@ -174,12 +150,9 @@ pub(crate) struct Prepared<'a> {
 /// Checks the request and the backup: the engines match, `--clean` is allowed on the
 /// target, the manifest agrees with the catalog, the data object is there with the recorded
 /// size. Findings go to the job's report; `None` when nothing further can be checked.
-async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a pb::RestoreSpec) -> Result<Option<Prepared<'a>>> {
+async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Option<Prepared<'a>>> {
     let report = &ctx.report;
-    let rec = spec
-        .backup
-        .as_ref()
-        .context("restore job without a backup record")?;
+    let rec = &spec.backup;
     let target = ctx
         .config
         .targets
@@ -271,7 +244,7 @@ async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a pb::RestoreSpec) -> Result<Optio
     }))
 }
 
-pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResult> {
+pub async fn run(ctx: &JobCtx, spec: &RestoreWork) -> Result<Restored> {
     let prepared = prepare(ctx, spec).await?;
     ctx.report.bail_on_errors("restore refused")?;
     let p = prepared.context("restore could not be prepared")?;
@@ -284,7 +257,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<pb::RestoreResu
 /// `restore --dry-run`: the checks a restore makes and the steps it would take, in the job's
 /// report. Reads the repository and the destination server; writes nothing anywhere. Fails
 /// (with the report) when the restore would be refused.
-pub async fn dry_run(ctx: &JobCtx, spec: &pb::RestoreSpec) -> Result<()> {
+pub async fn dry_run(ctx: &JobCtx, spec: &RestoreWork) -> Result<()> {
     if let Some(p) = prepare(ctx, spec).await? {
         match p.target.engine {
             Engine::Postgres => postgres::plan_only(ctx, spec, &p).await?,
@@ -336,13 +309,8 @@ pub(crate) fn human_bytes(n: u64) -> String {
 }
 
 /// Refuses a backup of one engine for a target of the other.
-fn check_engine(rec: &pb::BackupRecord, target: &TargetConfig) -> Result<()> {
-    let Some(backup_engine) = Engine::from_proto(rec.engine) else {
-        bail!(
-            "backup {} names no engine this agent knows; it cannot be restored",
-            rec.backup_id
-        );
-    };
+fn check_engine(rec: &BackupRecord, target: &TargetConfig) -> Result<()> {
+    let backup_engine = rec.engine;
     if backup_engine != target.engine {
         bail!(
             "backup {} is a {} backup; it cannot be restored into the {} target {}: restore it into a target with engine = \"{}\"",
@@ -371,7 +339,7 @@ fn check_source_provider(manifest: &Manifest, target: &TargetConfig) -> Result<P
             manifest.provider
         )
     })?;
-    if Engine::from_manifest(&manifest.engine) != Some(target.engine) {
+    if Engine::parse(&manifest.engine) != Some(target.engine) {
         bail!(
             "the backup is a {} backup and cannot be restored into the {} target {}",
             manifest.engine,
@@ -387,13 +355,12 @@ fn check_source_provider(manifest: &Manifest, target: &TargetConfig) -> Result<P
 /// and id; an invalid name is an error finding (`None`).
 pub(crate) fn destination_name(
     ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
+    spec: &RestoreWork,
     p: &Prepared<'_>,
 ) -> Option<String> {
-    let database = if spec.database.is_empty() {
-        default_database_name(&p.manifest.database, &p.rec.backup_id)
-    } else {
-        spec.database.clone()
+    let database = match &spec.database {
+        Some(d) => d.clone(),
+        None => default_database_name(&p.manifest.database, p.rec.backup_id.as_str()),
     };
     ctx.report.check(
         "destination",
@@ -500,14 +467,10 @@ mod tests {
         use crate::provider::Provider;
         let pg_target = target(Engine::Postgres, Provider::Postgres, "postgres://u@h/db");
         let my_target = target(Engine::Mysql, Provider::Mariadb, "mysql://u@h/db");
-        let rec = |engine: pb::Engine| pb::BackupRecord {
-            backup_id: "20261127T233000Z-7f3a9c".into(),
-            engine: engine as i32,
-            ..Default::default()
-        };
-        check_engine(&rec(pb::Engine::Postgres), &pg_target).expect("same engine");
-        check_engine(&rec(pb::Engine::Mysql), &my_target).expect("same engine");
-        let e = check_engine(&rec(pb::Engine::Mysql), &pg_target)
+        let rec = |engine| crate::work::testing::record("prod", engine);
+        check_engine(&rec(Engine::Postgres), &pg_target).expect("same engine");
+        check_engine(&rec(Engine::Mysql), &my_target).expect("same engine");
+        let e = check_engine(&rec(Engine::Mysql), &pg_target)
             .expect_err("mysql into postgres")
             .to_string();
         assert!(
@@ -516,11 +479,10 @@ mod tests {
                 && e.contains("engine = \"mysql\""),
             "{e}"
         );
-        let e = check_engine(&rec(pb::Engine::Postgres), &my_target)
+        let e = check_engine(&rec(Engine::Postgres), &my_target)
             .expect_err("postgres into mysql")
             .to_string();
         assert!(e.contains("is a PostgreSQL backup"), "{e}");
-        check_engine(&rec(pb::Engine::Unspecified), &pg_target).expect_err("no engine");
 
         // The manifest's own engine and provider are checked as well.
         let mut m: Manifest = serde_json::from_str(MANIFEST).expect("manifest");

@@ -9,7 +9,8 @@ use std::{
     time::Duration,
 };
 
-use lifeboat_proto as pb;
+use lifeboat_common::ids::BackupId;
+use lifeboat_proto::{self as pb, domain::JobOutput};
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
@@ -19,7 +20,7 @@ use crate::{
     job::JobCtx,
     outbox::Outbox,
     repo::ActiveWrites,
-    work::{Job, RefusedSpec, Work},
+    work::{CheckWork, Job, RefusedSpec, Work},
 };
 
 /// How often a running job reports progress.
@@ -218,9 +219,9 @@ impl Runner {
         let span = tracing::info_span!(
             "job",
             job_id = %job_id,
-            kind = work.kind(),
+            kind = %work.kind(),
             target = work.target().or(work.record_target()),
-            backup_id = work.backup_id(),
+            backup_id = work.backup_id().map(BackupId::as_str),
         );
         self.tracker.spawn(
             async move {
@@ -280,29 +281,35 @@ impl Runner {
         let outcome = match &work {
             Work::Backup(b) => crate::backup::run(ctx, b)
                 .await
-                .map(|r| Some(pb::job_result::Result::Backup(r))),
+                .map(|r| Some(JobOutput::Backup(Box::new(r)))),
             Work::Restore(r) => crate::restore::run(ctx, r)
                 .await
-                .map(|r| Some(pb::job_result::Result::Restore(r))),
-            Work::Verify(v) => crate::verify::run(ctx, v)
+                .map(JobOutput::Restore)
+                .map(Some),
+            Work::Verify(b) => crate::verify::run(ctx, b)
                 .await
-                .map(|r| Some(pb::job_result::Result::Verify(r))),
-            Work::Delete(d) => crate::maintenance::delete(ctx, d)
+                .map(JobOutput::Verify)
+                .map(Some),
+            Work::Delete(b) => crate::maintenance::delete(ctx, b)
                 .await
-                .map(|r| Some(pb::job_result::Result::Delete(r))),
+                .map(JobOutput::Delete)
+                .map(Some),
             Work::List { repository } => {
                 tracing::info!(%repository, "listing");
                 crate::maintenance::list(ctx, repository)
                     .await
-                    .map(|r| Some(pb::job_result::Result::List(r)))
+                    .map(JobOutput::List)
+                    .map(Some)
             }
             Work::Check(c) => {
-                tracing::info!(dry_run = c.restore.is_some(), "checking");
+                tracing::info!(dry_run = matches!(c, CheckWork::DryRun(_)), "checking");
                 crate::check::run(ctx, c).await.map(|()| None)
             }
-            Work::Pin(pin) => {
-                tracing::info!(pinned = pin.pin.is_some(), "writing the pin marker");
-                crate::maintenance::pin(ctx, pin).await.map(|()| None)
+            Work::Pin { backup, pin } => {
+                tracing::info!(pinned = pin.is_some(), "writing the pin marker");
+                crate::maintenance::pin(ctx, backup, pin.as_ref())
+                    .await
+                    .map(|()| None)
             }
         };
         ticker.abort();
@@ -332,7 +339,7 @@ impl Runner {
             job_id: ctx.job_id.clone(),
             state: state as i32,
             error,
-            result,
+            result: result.as_ref().map(Into::into),
             finished_at_ms: lifeboat_common::time::now_ms(),
             report: ctx.report.to_pb(),
         }
@@ -360,7 +367,7 @@ fn busy_message(key: &str, other: &str) -> String {
 /// or verify reads its backup (shared), which a delete removes (exclusive); verifies of one
 /// backup one at a time.
 fn locks(job: &Job) -> Vec<Lock> {
-    let backup = || job.work.backup_id().unwrap_or_default();
+    let backup = || job.work.backup_id().map_or("", BackupId::as_str);
     match &job.work {
         Work::Backup(b) => vec![Lock::exclusive(format!("target {}", b.target))],
         // A restore reads its backup until the end: a delete of it on this agent must wait,
@@ -376,7 +383,7 @@ fn locks(job: &Job) -> Vec<Lock> {
         Work::Delete(_) => vec![Lock::exclusive(format!("backup {}", backup()))],
         // Listings and checks only read, and a pin marker touches one small object beside a
         // manifest: they run beside anything.
-        Work::List { .. } | Work::Check(_) | Work::Pin(_) => {
+        Work::List { .. } | Work::Check(_) | Work::Pin { .. } => {
             vec![Lock::exclusive(format!("{} {}", job.work.kind(), job.id))]
         }
     }

@@ -114,7 +114,7 @@ async fn session(
             .values()
             .map(|t| pb::TargetInfo {
                 name: t.name.clone(),
-                engine: t.engine.to_proto() as i32,
+                engine: lifeboat_proto::Engine::from(t.engine).into(),
                 provider: t.provider.clone(),
                 repository: t.repository.clone(),
                 database: t.database.clone(),

@@ -2,7 +2,7 @@
 //! check the manifest agrees, and decode the whole archive (without restoring it).
 
 use anyhow::{Context, Result, bail};
-use lifeboat_proto as pb;
+use lifeboat_proto::domain::{BackupRecord, Verified, VerifyStatus};
 
 use crate::{
     config::Engine,
@@ -12,15 +12,11 @@ use crate::{
     restore::{check_manifest, locate, open_data, read_manifest_bytes},
 };
 
-pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult> {
-    let rec = spec
-        .backup
-        .as_ref()
-        .context("verify job without a backup record")?;
+pub async fn run(ctx: &JobCtx, rec: &BackupRecord) -> Result<Verified> {
     let loc = locate(ctx, rec)?;
     ctx.set_phase("verifying");
-    let verdict = |status: pb::VerifyStatus, detail: String| pb::VerifyResult {
-        status: status as i32,
+    let verdict = |status: VerifyStatus, detail: String| Verified {
+        status,
         detail,
         stored_bytes: 0,
         raw_bytes: 0,
@@ -28,7 +24,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult
     // An I/O error reading the repository fails the job; only what was read is judged.
     let Some(bytes) = read_manifest_bytes(&loc).await? else {
         return Ok(verdict(
-            pb::VerifyStatus::Missing,
+            VerifyStatus::Missing,
             format!(
                 "{} is missing from {}",
                 loc.manifest_key,
@@ -37,13 +33,13 @@ pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult
         ));
     };
     if let Err(e) = check_manifest(&loc, &bytes) {
-        return Ok(verdict(pb::VerifyStatus::Corrupt, format!("{e:#}")));
+        return Ok(verdict(VerifyStatus::Corrupt, format!("{e:#}")));
     }
     let file = match open_data(&loc).await {
         Ok(f) => f,
         Err(e) => match e.downcast::<PipelineError>() {
             Ok(m @ PipelineError::Mismatch { .. }) => {
-                return Ok(verdict(pb::VerifyStatus::Corrupt, m.to_string()));
+                return Ok(verdict(VerifyStatus::Corrupt, m.to_string()));
             }
             Ok(other) => return Err(other.into()),
             Err(e) => return Err(e),
@@ -51,7 +47,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult
     };
     let Some(file) = file else {
         return Ok(verdict(
-            pb::VerifyStatus::Missing,
+            VerifyStatus::Missing,
             format!("{} is missing from {}", loc.data_key, loc.repo.describe()),
         ));
     };
@@ -68,8 +64,8 @@ pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult
     .await
     .context("verify task panicked")?;
     match result {
-        Ok(()) => Ok(pb::VerifyResult {
-            status: pb::VerifyStatus::Ok as i32,
+        Ok(()) => Ok(Verified {
+            status: VerifyStatus::Ok,
             detail: format!(
                 "{} stored bytes and {} raw bytes match their SHA-256",
                 loc.expected.stored.size, loc.expected.raw.size
@@ -79,7 +75,7 @@ pub async fn run(ctx: &JobCtx, spec: &pb::VerifySpec) -> Result<pb::VerifyResult
         }),
         Err(PipelineError::Cancelled) => bail!("cancelled"),
         Err(e @ (PipelineError::Mismatch { .. } | PipelineError::Decode(_))) => Ok(verdict(
-            pb::VerifyStatus::Corrupt,
+            VerifyStatus::Corrupt,
             format!("{}: {e}", loc.data_key),
         )),
         Err(e) => Err(e).with_context(|| format!("read {}", loc.data_key)),

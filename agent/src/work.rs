@@ -1,10 +1,14 @@
 //! A job as the agent runs it, read from the coordinator's `StartJob` once when it arrives:
 //! its id is checked, the kind is the `oneof` itself (one `match` decides everything kind
-//! specific: what the job locks, how its log span is labelled, which job function runs), and
-//! each kind's required parts are present. The job functions take the kind's own spec.
+//! specific: what the job locks, how its log span is labelled, which job function runs), each
+//! kind's required parts are present and its backup record is a checked
+//! [`BackupRecord`]. The job functions take these values, never the protobuf specs.
 
 use lifeboat_common::ids::{BackupId, JobId};
-use lifeboat_proto as pb;
+use lifeboat_proto::{
+    self as pb,
+    domain::{BackupRecord, JobKind, OwnerPolicy, Pin, RecordError},
+};
 
 /// A job from the coordinator, checked.
 #[derive(Debug, Clone)]
@@ -13,20 +17,26 @@ pub struct Job {
     pub work: Work,
 }
 
-/// What a job does. The backup record a restore, verify, delete or pin needs is there.
+/// What a job does.
 #[derive(Debug, Clone)]
 pub enum Work {
     Backup(BackupWork),
-    Restore(pb::RestoreSpec),
-    Verify(pb::VerifySpec),
-    Delete(pb::DeleteSpec),
+    Restore(RestoreWork),
+    /// Re-read a backup's stored bytes and check them against its record.
+    Verify(BackupRecord),
+    /// Remove a backup from its repository (retention).
+    Delete(BackupRecord),
     /// List a repository's backups (a catalog rebuild).
     List {
         repository: String,
     },
-    /// `targets check`, or a restore's dry run (`restore` set).
-    Check(pb::CheckSpec),
-    Pin(pb::PinSpec),
+    /// `targets check TARGET`, or a restore's dry run.
+    Check(CheckWork),
+    /// Write (`pin` set) or remove a backup's pin marker.
+    Pin {
+        backup: BackupRecord,
+        pin: Option<Pin>,
+    },
 }
 
 /// A backup to take: the id the coordinator minted, and the target by this agent's name.
@@ -34,6 +44,29 @@ pub enum Work {
 pub struct BackupWork {
     pub backup_id: BackupId,
     pub target: String,
+}
+
+/// A restore of `backup` into this agent's target `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreWork {
+    pub backup: BackupRecord,
+    /// The target by this agent's name.
+    pub target: String,
+    /// The database to create (or replace with `clean`); `None`: a new name from the backup.
+    pub database: Option<String>,
+    /// Replace an existing, non-empty database.
+    pub clean: bool,
+    pub owners: OwnerPolicy,
+    /// Restore the source provider's own schemas too.
+    pub include_provider_schemas: bool,
+}
+
+/// A check: of a target on its own, or the dry run of a restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one value per job
+pub enum CheckWork {
+    Target(String),
+    DryRun(RestoreWork),
 }
 
 /// Why a `StartJob` could not be taken as a job.
@@ -47,6 +80,31 @@ pub enum RefusedSpec {
     NoBackup(&'static str),
     #[error("backup job with an invalid backup id")]
     BadBackupId,
+    #[error("{0} job with an invalid backup record: {1}")]
+    BadRecord(&'static str, RecordError),
+    #[error("restore job with an unknown owner policy value {0}; upgrade lifeboat-agent")]
+    BadOwners(i32),
+}
+
+/// The backup record a job of kind `what` must carry, checked.
+fn record(what: &'static str, b: Option<pb::BackupRecord>) -> Result<BackupRecord, RefusedSpec> {
+    let b = b.ok_or(RefusedSpec::NoBackup(what))?;
+    BackupRecord::try_from(b).map_err(|e| RefusedSpec::BadRecord(what, e))
+}
+
+impl TryFrom<pb::RestoreSpec> for RestoreWork {
+    type Error = RefusedSpec;
+
+    fn try_from(r: pb::RestoreSpec) -> Result<Self, RefusedSpec> {
+        Ok(RestoreWork {
+            backup: record("restore", r.backup)?,
+            target: r.target,
+            database: Some(r.database).filter(|d| !d.is_empty()),
+            clean: r.clean,
+            owners: OwnerPolicy::from_wire(r.owners).ok_or(RefusedSpec::BadOwners(r.owners))?,
+            include_provider_schemas: r.include_provider_schemas,
+        })
+    }
 }
 
 impl TryFrom<pb::JobSpec> for Job {
@@ -60,34 +118,39 @@ impl TryFrom<pb::JobSpec> for Job {
                 backup_id: BackupId::parse(&b.backup_id).map_err(|_| RefusedSpec::BadBackupId)?,
                 target: b.target,
             }),
-            Spec::Restore(r) if r.backup.is_some() => Work::Restore(r),
-            Spec::Restore(_) => return Err(RefusedSpec::NoBackup("restore")),
-            Spec::Verify(v) if v.backup.is_some() => Work::Verify(v),
-            Spec::Verify(_) => return Err(RefusedSpec::NoBackup("verify")),
-            Spec::Delete(d) if d.backup.is_some() => Work::Delete(d),
-            Spec::Delete(_) => return Err(RefusedSpec::NoBackup("delete")),
+            Spec::Restore(r) => Work::Restore(r.try_into()?),
+            Spec::Verify(v) => Work::Verify(record("verify", v.backup)?),
+            Spec::Delete(d) => Work::Delete(record("delete", d.backup)?),
             Spec::List(l) => Work::List {
                 repository: l.repository,
             },
-            Spec::Check(c) => Work::Check(c),
-            Spec::Pin(p) if p.backup.is_some() => Work::Pin(p),
-            Spec::Pin(_) => return Err(RefusedSpec::NoBackup("pin")),
+            Spec::Check(c) => Work::Check(match c.restore {
+                Some(r) => CheckWork::DryRun(r.try_into()?),
+                None => CheckWork::Target(c.target),
+            }),
+            Spec::Pin(p) => Work::Pin {
+                backup: record("pin", p.backup)?,
+                pin: p
+                    .pin
+                    .map(Pin::try_from)
+                    .transpose()
+                    .map_err(|e| RefusedSpec::BadRecord("pin", e))?,
+            },
         };
         Ok(Job { id, work })
     }
 }
 
 impl Work {
-    /// The kind's word, as in logs and the coordinator's job kinds.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> JobKind {
         match self {
-            Work::Backup(_) => "backup",
-            Work::Restore(_) => "restore",
-            Work::Verify(_) => "verify",
-            Work::Delete(_) => "delete",
-            Work::List { .. } => "list",
-            Work::Check(_) => "check",
-            Work::Pin(_) => "pin",
+            Work::Backup(_) => JobKind::Backup,
+            Work::Restore(_) => JobKind::Restore,
+            Work::Verify(_) => JobKind::Verify,
+            Work::Delete(_) => JobKind::Delete,
+            Work::List { .. } => JobKind::List,
+            Work::Check(_) => JobKind::Check,
+            Work::Pin { .. } => JobKind::Pin,
         }
     }
 
@@ -95,35 +158,67 @@ impl Work {
     pub fn target(&self) -> Option<&str> {
         match self {
             Work::Backup(b) => Some(&b.target),
-            Work::Restore(r) => Some(&r.target),
-            Work::Check(c) => Some(&c.target),
-            Work::Verify(_) | Work::Delete(_) | Work::List { .. } | Work::Pin(_) => None,
+            Work::Restore(r) | Work::Check(CheckWork::DryRun(r)) => Some(&r.target),
+            Work::Check(CheckWork::Target(t)) => Some(t),
+            Work::Verify(_) | Work::Delete(_) | Work::List { .. } | Work::Pin { .. } => None,
         }
     }
 
     /// The backup the job works on, if any.
-    pub fn backup_id(&self) -> Option<&str> {
-        let record = match self {
-            Work::Backup(b) => return Some(b.backup_id.as_str()),
-            Work::Restore(r) => r.backup.as_ref(),
-            Work::Check(c) => c.restore.as_ref().and_then(|r| r.backup.as_ref()),
-            Work::Verify(v) => v.backup.as_ref(),
-            Work::Delete(d) => d.backup.as_ref(),
-            Work::Pin(p) => p.backup.as_ref(),
-            Work::List { .. } => None,
-        };
-        record.map(|b| b.backup_id.as_str())
+    pub fn backup_id(&self) -> Option<&BackupId> {
+        match self {
+            Work::Backup(b) => Some(&b.backup_id),
+            Work::Restore(r) | Work::Check(CheckWork::DryRun(r)) => Some(&r.backup.backup_id),
+            Work::Verify(b) | Work::Delete(b) | Work::Pin { backup: b, .. } => Some(&b.backup_id),
+            Work::Check(CheckWork::Target(_)) | Work::List { .. } => None,
+        }
     }
 
-    /// The full target name (`ENV/NAME`) in the backup record, for jobs that have only that.
+    /// The full target name (`ENV/NAME`) of the backup, for jobs that name no target of this
+    /// agent.
     pub fn record_target(&self) -> Option<&str> {
-        let record = match self {
-            Work::Verify(v) => v.backup.as_ref(),
-            Work::Delete(d) => d.backup.as_ref(),
-            Work::Pin(p) => p.backup.as_ref(),
+        match self {
+            Work::Verify(b) | Work::Delete(b) | Work::Pin { backup: b, .. } => {
+                Some(b.target.as_str())
+            }
             Work::Backup(_) | Work::Restore(_) | Work::Check(_) | Work::List { .. } => None,
+        }
+    }
+}
+
+/// Valid records for the agent's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use lifeboat_proto::{self as pb, domain::BackupRecord};
+
+    use crate::config::Engine;
+
+    /// A backup of `ENV/orders` in repository `local`, as the coordinator would send it.
+    pub fn record(env: &str, engine: Engine) -> BackupRecord {
+        let id = "20261127T233000Z-7f3a9c";
+        let dir = format!("{env}/orders/{id}");
+        let data = match engine {
+            Engine::Postgres => crate::repo::PG_DATA_FILE,
+            Engine::Mysql => crate::engine::mysql::DATA_FILE,
         };
-        record.map(|b| b.target.as_str())
+        BackupRecord::try_from(pb::BackupRecord {
+            backup_id: id.into(),
+            target: format!("{env}/orders"),
+            environment: env.into(),
+            agent: format!("{env}-1"),
+            repository: "local".into(),
+            engine: pb::Engine::from(engine).into(),
+            provider: "self-hosted".into(),
+            raw_size: 10,
+            stored_size: 5,
+            raw_sha256: "0".repeat(64),
+            stored_sha256: "0".repeat(64),
+            started_at_ms: 1,
+            data_key: format!("{dir}/{data}"),
+            manifest_key: format!("{dir}/manifest.json"),
+            ..Default::default()
+        })
+        .expect("a valid record")
     }
 }
 
@@ -139,6 +234,26 @@ mod tests {
         }
     }
 
+    fn wire_record() -> pb::BackupRecord {
+        pb::BackupRecord {
+            backup_id: "20261127T233000Z-7f3a9d".into(),
+            target: "prod/orders".into(),
+            environment: "prod".into(),
+            agent: "prod-1".into(),
+            repository: "local".into(),
+            engine: pb::Engine::Postgres as i32,
+            provider: "self-hosted".into(),
+            raw_size: 10,
+            stored_size: 5,
+            raw_sha256: "a".repeat(64),
+            stored_sha256: "b".repeat(64),
+            started_at_ms: 1,
+            data_key: "prod/orders/20261127T233000Z-7f3a9d/data.dump.zst".into(),
+            manifest_key: "prod/orders/20261127T233000Z-7f3a9d/manifest.json".into(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn start_job_is_checked_once() {
         use pb::job_spec::Spec;
@@ -147,9 +262,12 @@ mod tests {
             target: "orders".into(),
         }))))
         .expect("a backup");
-        assert_eq!(job.work.kind(), "backup");
+        assert_eq!(job.work.kind(), JobKind::Backup);
         assert_eq!(job.work.target(), Some("orders"));
-        assert_eq!(job.work.backup_id(), Some("20261127T233000Z-7f3a9d"));
+        assert_eq!(
+            job.work.backup_id().map(BackupId::as_str),
+            Some("20261127T233000Z-7f3a9d")
+        );
         assert_eq!(
             Job::try_from(spec(None)).expect_err("no spec"),
             RefusedSpec::NoSpec
@@ -170,5 +288,48 @@ mod tests {
         }))))
         .expect_err("bad backup id");
         assert_eq!(e, RefusedSpec::BadBackupId);
+    }
+
+    #[test]
+    fn records_and_restore_options_are_checked_on_arrival() {
+        use pb::job_spec::Spec;
+        let restore = |backup: pb::BackupRecord, owners: i32| pb::RestoreSpec {
+            backup: Some(backup),
+            target: "orders".into(),
+            database: String::new(),
+            clean: false,
+            owners,
+            include_provider_schemas: false,
+        };
+        let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
+            target: "orders".into(),
+            restore: Some(restore(wire_record(), pb::OwnerPolicy::Drop as i32)),
+        }))))
+        .expect("a dry run");
+        let Work::Check(CheckWork::DryRun(r)) = &job.work else {
+            panic!("a dry run, got {:?}", job.work);
+        };
+        assert_eq!(r.owners, OwnerPolicy::Drop);
+        assert_eq!(r.database, None, "empty database: the agent picks one");
+        assert_eq!(job.work.target(), Some("orders"));
+
+        let mut hostile = wire_record();
+        hostile.data_key = "../../etc/passwd".into();
+        let e = Job::try_from(spec(Some(Spec::Restore(restore(hostile, 0)))))
+            .expect_err("a hostile key");
+        assert!(
+            matches!(&e, RefusedSpec::BadRecord("restore", r) if r.0.contains("data_key")),
+            "{e}"
+        );
+        let mut other_env = wire_record();
+        other_env.environment = "dev".into();
+        let e = Job::try_from(spec(Some(Spec::Delete(pb::DeleteSpec {
+            backup: Some(other_env),
+        }))))
+        .expect_err("inconsistent environment");
+        assert!(e.to_string().contains("does not match"), "{e}");
+        let e = Job::try_from(spec(Some(Spec::Restore(restore(wire_record(), 9)))))
+            .expect_err("unknown owner policy");
+        assert_eq!(e, RefusedSpec::BadOwners(9));
     }
 }

@@ -64,7 +64,10 @@ async fn delete_of_a_backup_being_restored_is_refused_on_the_agent() {
         &std::fs::read(&manifest_path).expect("manifest"),
     )
     .expect("parse manifest");
-    let record = lifeboat_agent::backup::record_from_manifest(&manifest, &dir_key, String::new());
+    let record = pb::BackupRecord::from(
+        &lifeboat_agent::backup::record_from_manifest(&manifest, &dir_key, String::new())
+            .expect("a valid record"),
+    );
 
     let shutdown = CancellationToken::new();
     let (runner, mut events) =

@@ -129,6 +129,18 @@ macro_rules! checked_string {
             }
         }
         name_type!($ty, $ty::parse);
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
     };
 }
 pub(crate) use checked_string;

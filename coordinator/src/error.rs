@@ -118,6 +118,12 @@ impl Error {
     }
 }
 
+impl From<lifeboat_proto::domain::RecordError> for Error {
+    fn from(e: lifeboat_proto::domain::RecordError) -> Self {
+        Error::InvalidArgument(e.0)
+    }
+}
+
 impl From<lifeboat_common::names::NameError> for Error {
     fn from(e: lifeboat_common::names::NameError) -> Self {
         Error::InvalidArgument(e.to_string())

@@ -4,29 +4,10 @@
 use std::fmt;
 
 use lifeboat_common::names::TargetName;
-
-/// Database engine of a target or a backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Engine {
-    Postgres,
-    Mysql,
-}
-
-/// What a job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobKind {
-    Backup,
-    Restore,
-    Verify,
-    /// Remove a backup from its repository (retention).
-    Delete,
-    /// Read a repository's manifests.
-    List,
-    /// Pre-flight of a target, or the plan of a restore (`restore --dry-run`). Read-only.
-    Check,
-    /// Write or remove a backup's pin marker in its repository.
-    Pin,
-}
+pub use lifeboat_proto::domain::{
+    BackupRecord as Backup, Engine, Finding, JobKind, OwnerPolicy, Report, RowCount, Severity,
+    VerifyStatus,
+};
 
 /// Where a job is in its life: `queued → running → succeeded | failed | cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,15 +17,6 @@ pub enum JobState {
     Succeeded,
     Failed,
     Cancelled,
-}
-
-/// The result of the last verification of a backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VerifyStatus {
-    Unverified,
-    Ok,
-    Corrupt,
-    Missing,
 }
 
 /// A closed set of string forms, shared by the catalog columns, metric labels and logs.
@@ -75,39 +47,12 @@ macro_rules! string_forms {
     };
 }
 
-string_forms!(Engine { Postgres => "postgres", Mysql => "mysql" });
-string_forms!(JobKind {
-    Backup => "backup",
-    Restore => "restore",
-    Verify => "verify",
-    Delete => "delete",
-    List => "list",
-    Check => "check",
-    Pin => "pin",
-});
-string_forms!(Severity {
-    Ok => "ok",
-    Info => "info",
-    Warning => "warning",
-    Error => "error",
-});
-string_forms!(OwnerPolicy {
-    Auto => "auto",
-    Keep => "keep",
-    Drop => "drop",
-});
 string_forms!(JobState {
     Queued => "queued",
     Running => "running",
     Succeeded => "succeeded",
     Failed => "failed",
     Cancelled => "cancelled",
-});
-string_forms!(VerifyStatus {
-    Unverified => "unverified",
-    Ok => "ok",
-    Corrupt => "corrupt",
-    Missing => "missing",
 });
 
 impl JobState {
@@ -117,64 +62,6 @@ impl JobState {
             JobState::Succeeded | JobState::Failed | JobState::Cancelled => true,
         }
     }
-}
-
-impl JobKind {
-    /// Whether the job works on its target's database, so no other such job of the target
-    /// may run beside it. Deletes, listings and pin markers touch only the repository;
-    /// checks only read.
-    pub fn occupies_target(self) -> bool {
-        match self {
-            JobKind::Backup | JobKind::Restore | JobKind::Verify => true,
-            JobKind::Delete | JobKind::List | JobKind::Check | JobKind::Pin => false,
-        }
-    }
-}
-
-/// How sure a finding is that something will go wrong; ordered, worst last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Severity {
-    Ok,
-    Info,
-    Warning,
-    Error,
-}
-
-/// One thing a check (or a restore) found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub check: String,
-    pub severity: Severity,
-    pub message: String,
-}
-
-/// What an agent found while running a job, for the operator: a check's findings, a dry
-/// run's plan, a restore's notes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    pub findings: Vec<Finding>,
-    pub plan: Vec<String>,
-}
-
-impl Report {
-    pub fn is_empty(&self) -> bool {
-        self.findings.is_empty() && self.plan.is_empty()
-    }
-
-    /// The worst finding (the first of the worst severity), if any.
-    pub fn worst(&self) -> Option<&Finding> {
-        self.findings.iter().rev().max_by_key(|f| f.severity)
-    }
-}
-
-/// Whose objects a restore keeps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum OwnerPolicy {
-    /// Owners and privileges kept within one provider, dropped across providers.
-    #[default]
-    Auto,
-    Keep,
-    Drop,
 }
 
 /// How a restore (or its dry run) treats owners and the source provider's own schemas.
@@ -332,46 +219,6 @@ pub struct Finish {
     /// Restore: the database restored into.
     pub database: Option<String>,
     pub report: Report,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowCount {
-    pub schema: String,
-    pub table: String,
-    pub rows: i64,
-}
-
-/// One complete backup, as the catalog records it. Mirrors the manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backup {
-    pub backup_id: String,
-    pub target: TargetName,
-    pub environment: String,
-    pub agent: String,
-    pub repository: String,
-    pub engine: Engine,
-    pub provider: String,
-    pub database: String,
-    pub server_version: String,
-    pub system_identifier: String,
-    pub dump_tool: String,
-    pub dump_tool_version: String,
-    pub format: String,
-    pub compression: String,
-    pub compression_level: i32,
-    pub raw_size: u64,
-    pub stored_size: u64,
-    pub raw_sha256: String,
-    pub stored_sha256: String,
-    pub started_at_ms: i64,
-    pub finished_at_ms: i64,
-    pub row_counts: Vec<RowCount>,
-    pub data_key: String,
-    pub manifest_key: String,
-    pub verify_status: VerifyStatus,
-    pub verified_at_ms: Option<i64>,
-    pub verify_detail: String,
-    pub job_id: String,
 }
 
 /// The outcome of a verification, to record on a backup.

@@ -234,24 +234,27 @@ pub fn plan(
     for l in listed {
         for b in &l.backups {
             if let Some(why) = refusal(b, l, view, trust) {
-                refused.entry(&b.backup_id).or_insert((b, l, why));
+                refused.entry(b.backup_id.as_str()).or_insert((b, l, why));
                 continue;
             }
             match found.get(b.backup_id.as_str()) {
                 None => {
-                    found.insert(&b.backup_id, (b, l));
+                    found.insert(b.backup_id.as_str(), (b, l));
                 }
                 Some((seen, by)) if same_content(seen, b) => {
                     if by.agent != seen.agent && l.agent == b.agent {
-                        found.insert(&b.backup_id, (b, l));
+                        found.insert(b.backup_id.as_str(), (b, l));
                     }
                 }
                 Some((_, by)) => {
-                    clashes.entry(&b.backup_id).or_default().push(format!(
-                        "repository {} of agent {} and repository {} of agent {} hold \
+                    clashes
+                        .entry(b.backup_id.as_str())
+                        .or_default()
+                        .push(format!(
+                            "repository {} of agent {} and repository {} of agent {} hold \
                          different backups under this id",
-                        by.repository, by.agent, l.repository, l.agent
-                    ));
+                            by.repository, by.agent, l.repository, l.agent
+                        ));
                 }
             }
         }
@@ -265,7 +268,7 @@ pub fn plan(
     for (id, (b, l)) in &found {
         let base =
             |kind: OutcomeKind, status: VerifyStatus, detail: String, change: Change| Outcome {
-                backup_id: b.backup_id.clone(),
+                backup_id: b.backup_id.to_string(),
                 target: b.target.clone(),
                 agent: b.agent.clone(),
                 repository: l.repository.clone(),
@@ -378,7 +381,7 @@ pub fn plan(
         }
         let row = rows.get(id);
         out.push(Outcome {
-            backup_id: b.backup_id.clone(),
+            backup_id: b.backup_id.to_string(),
             target: b.target.clone(),
             agent: b.agent.clone(),
             repository: l.repository.clone(),
@@ -587,7 +590,7 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
                 let mut pins = HashMap::new();
                 for (b, pin) in found {
                     if let Some(p) = pin {
-                        pins.insert(b.backup_id.clone(), p);
+                        pins.insert(b.backup_id.to_string(), p);
                     }
                     backups.push(b);
                 }

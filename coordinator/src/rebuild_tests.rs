@@ -6,11 +6,9 @@ const B: &str = "20261127T020000Z-00000b";
 const C: &str = "20261127T030000Z-00000c";
 
 fn backup(id: &str, agent: &str, target: &str) -> Backup {
-    let env = target.split('/').next().unwrap_or_default();
     Backup {
-        backup_id: id.into(),
+        backup_id: id.parse().expect("a backup id"),
         target: target.parse().expect("target"),
-        environment: env.into(),
         agent: agent.into(),
         repository: "shared".into(),
         engine: Engine::Postgres,
@@ -41,7 +39,7 @@ fn backup(id: &str, agent: &str, target: &str) -> Backup {
 
 fn row(b: &Backup, status: VerifyStatus, recorded: i64) -> CatalogRow {
     CatalogRow {
-        backup_id: b.backup_id.clone(),
+        backup_id: b.backup_id.to_string(),
         target: b.target.clone(),
         agent: b.agent.clone(),
         repository: b.repository.clone(),
@@ -189,7 +187,7 @@ fn rows_not_listed_are_missing_only_within_the_listed_repositories() {
     let mut elsewhere = backup(C, "p2", "prod/users");
     elsewhere.repository = "local".into();
     let mut fresh = backup("20261127T040000Z-00000d", "p1", "prod/orders");
-    fresh.backup_id = "20261127T040000Z-00000d".into();
+    fresh.backup_id = "20261127T040000Z-00000d".parse().expect("id");
     let rows = vec![
         row(&a, VerifyStatus::Ok, 1),
         row(&b, VerifyStatus::Unverified, 1),

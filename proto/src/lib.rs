@@ -1,14 +1,15 @@
-//! The lifeboat.v1 wire protocol: generated code and the message size bound. Validation of
-//! what arrives happens in the receiving program's domain layer (see `lifeboat_common::names`);
-//! the clock is `lifeboat_common::time`.
+//! The lifeboat.v1 wire protocol: generated code, the message size bound, and beside them the
+//! [`domain`] values that cross it (checked once on the way in). Names and ids are
+//! `lifeboat_common`'s; the clock is `lifeboat_common::time`.
 
-#![allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
-
+#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used)]
 pub mod v1 {
     tonic::include_proto!("lifeboat.v1");
 }
 
 pub use v1::*;
+
+pub mod domain;
 
 /// Largest message either side accepts or sends. Job results carry per-table row counts, so
 /// this is generous, but bounded (B31).

@@ -4,7 +4,6 @@
 //! status and the stream's verdict are good (D14, D15), the manifest last.
 
 use anyhow::{Context, Result, bail};
-use lifeboat_proto as pb;
 
 use super::{BODY_DEPTH, Dumped, Upload, Written, finish, non_empty, recorded_objects};
 use crate::{
@@ -44,7 +43,7 @@ pub(super) async fn run(
     target: &TargetConfig,
     repo: Repository,
     started_at_ms: i64,
-) -> Result<pb::BackupRecord> {
+) -> Result<lifeboat_proto::domain::BackupRecord> {
     let config = &ctx.config;
     let params = target
         .mysql

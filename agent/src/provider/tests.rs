@@ -46,20 +46,20 @@ fn names_round_trip_and_engines() {
     }
     assert_eq!(Provider::parse("aurora"), None);
     assert_eq!(
-        parse_for_engine("neon", EngineKind::Postgres),
+        parse_for_engine("neon", Engine::Postgres),
         Ok(Provider::Neon)
     );
-    let e = parse_for_engine("planetscale", EngineKind::Postgres).expect_err("wrong engine");
+    let e = parse_for_engine("planetscale", Engine::Postgres).expect_err("wrong engine");
     assert!(e.to_string().contains("mysql engine"), "{e}");
-    let e = parse_for_engine("aurora", EngineKind::Mysql).expect_err("unknown");
+    let e = parse_for_engine("aurora", Engine::Mysql).expect_err("unknown");
     assert!(e.to_string().contains("planetscale"), "{e}");
-    assert_eq!(Provider::default_for(EngineKind::Mysql), Provider::Mysql);
+    assert_eq!(Provider::default_for(Engine::Mysql), Provider::Mysql);
     assert!(!Provider::Planetscale.can_create_databases());
     assert!(Provider::Mariadb.can_create_databases() && Provider::Supabase.can_create_databases());
     assert!(
         check_connection(
             Provider::Neon,
-            EngineKind::Mysql,
+            Engine::Mysql,
             &ep("h", 1, TlsLevel::VerifyFull)
         )
         .is_err()
@@ -113,7 +113,7 @@ fn supabase_refuses_the_transaction_pooler() {
     assert_eq!(
         check_connection(
             Provider::Supabase,
-            EngineKind::Postgres,
+            Engine::Postgres,
             &Endpoint {
                 own_ca: true,
                 ..ep("db.abcdefgh.supabase.co", 5432, TlsLevel::VerifyFull)

@@ -8,7 +8,7 @@ use std::io::BufWriter;
 
 use anyhow::{Context, Result, bail};
 use lifeboat_common::secret::Secret;
-use lifeboat_proto as pb;
+use lifeboat_proto::domain::{Restored, RowCount};
 use sqlx::mysql::MySqlConnection;
 
 use super::{
@@ -28,6 +28,7 @@ use crate::{
     process::{join_with_child, stderr_tail, stdin_file},
     provider::Provider,
     swap_journal::{Journal, Step, test_pause},
+    work::RestoreWork,
 };
 
 /// What the restore will do, decided by [`plan`].
@@ -41,11 +42,7 @@ struct Plan {
     empty: bool,
 }
 
-pub(super) async fn run(
-    ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
-    p: &Prepared<'_>,
-) -> Result<pb::RestoreResult> {
+pub(super) async fn run(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>) -> Result<Restored> {
     let params = p
         .target
         .mysql
@@ -59,11 +56,7 @@ pub(super) async fn run(
 }
 
 /// The dry run: the checks and the steps, nothing written.
-pub(super) async fn plan_only(
-    ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
-    p: &Prepared<'_>,
-) -> Result<()> {
+pub(super) async fn plan_only(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>) -> Result<()> {
     let params = p
         .target
         .mysql
@@ -82,7 +75,7 @@ pub(super) async fn plan_only(
 /// Checks the destination and decides the restore; findings go to the job's report.
 async fn plan(
     ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
+    spec: &RestoreWork,
     p: &Prepared<'_>,
     params: &ConnParams,
     password: Option<&Secret<String>>,
@@ -298,7 +291,7 @@ async fn definers(ctx: &JobCtx, admin: &mut MySqlConnection, p: &Prepared<'_>) {
 }
 
 /// The dry run's plan.
-fn describe(ctx: &JobCtx, spec: &pb::RestoreSpec, p: &Prepared<'_>, plan: &Plan) {
+fn describe(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>, plan: &Plan) {
     let r = &ctx.report;
     let stream = format!(
         "stream {} ({} stored, {} of SQL) from {}, checking its size and both SHA-256 hashes, into {}",
@@ -366,12 +359,12 @@ fn describe(ctx: &JobCtx, spec: &pb::RestoreSpec, p: &Prepared<'_>, plan: &Plan)
 
 async fn execute(
     ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
+    spec: &RestoreWork,
     p: &Prepared<'_>,
     mut plan: Plan,
     params: &ConnParams,
     password: Option<&Secret<String>>,
-) -> Result<pb::RestoreResult> {
+) -> Result<Restored> {
     let (target, loc, manifest) = (p.target, &p.loc, &p.manifest);
     let database = plan.database.clone();
     let load = Load {
@@ -531,22 +524,17 @@ async fn prove_archive(ctx: &JobCtx, loc: &Located, database: &str) -> Result<()
     }
 }
 
-fn result(
-    ctx: &JobCtx,
-    database: String,
-    counts: Vec<TableRows>,
-    loc: &Located,
-) -> pb::RestoreResult {
+fn result(ctx: &JobCtx, database: String, counts: Vec<TableRows>, loc: &Located) -> Restored {
     let rows: i64 = counts.iter().map(|c| c.rows).sum();
     ctx.report.ok(
         "restored",
         format!("{database}: {} tables, {rows} rows", counts.len()),
     );
-    pb::RestoreResult {
+    Restored {
         database,
         row_counts: counts
             .into_iter()
-            .map(|r| pb::RowCount {
+            .map(|r| RowCount {
                 schema: r.schema,
                 table: r.table,
                 rows: r.rows,

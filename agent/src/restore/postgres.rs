@@ -13,7 +13,7 @@ use std::{io::BufWriter, path::PathBuf, process::Stdio};
 
 use anyhow::{Context, Result, bail};
 use lifeboat_common::secret::Secret;
-use lifeboat_proto as pb;
+use lifeboat_proto::domain::{OwnerPolicy, Restored, RowCount};
 use sqlx::postgres::PgConnection;
 
 use super::{
@@ -27,6 +27,7 @@ use crate::{
     process::{join_with_child, stderr_tail, stdin_file},
     provider::{self, RestoreOptions},
     swap_journal::{Journal, Step, test_pause},
+    work::RestoreWork,
 };
 
 mod preflight;
@@ -54,11 +55,7 @@ struct Plan {
     toc: Option<String>,
 }
 
-pub(super) async fn run(
-    ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
-    p: &Prepared<'_>,
-) -> Result<pb::RestoreResult> {
+pub(super) async fn run(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>) -> Result<Restored> {
     let password = p.target.password()?;
     let plan = plan(ctx, spec, p, password.as_ref()).await?;
     ctx.report.bail_on_errors("restore refused")?;
@@ -67,11 +64,7 @@ pub(super) async fn run(
 }
 
 /// The dry run: the checks and the steps, nothing written.
-pub(super) async fn plan_only(
-    ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
-    p: &Prepared<'_>,
-) -> Result<()> {
+pub(super) async fn plan_only(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>) -> Result<()> {
     let Some(password) = ctx.report.check("connection", p.target.password()) else {
         return Ok(());
     };
@@ -86,7 +79,7 @@ pub(super) async fn plan_only(
 /// when the destination cannot be checked further (no connection, an invalid name).
 async fn plan(
     ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
+    spec: &RestoreWork,
     p: &Prepared<'_>,
     password: Option<&Secret<String>>,
 ) -> Result<Option<Plan>> {
@@ -168,10 +161,10 @@ async fn plan(
     privileges(ctx, &mut admin).await;
     locale(ctx, &mut admin, &manifest.server).await;
 
-    let keep_owners = match pb::OwnerPolicy::try_from(spec.owners) {
-        Ok(pb::OwnerPolicy::Keep) => true,
-        Ok(pb::OwnerPolicy::Drop) => false,
-        Ok(pb::OwnerPolicy::Auto) | Err(_) => p.source == target.profile,
+    let keep_owners = match spec.owners {
+        OwnerPolicy::Keep => true,
+        OwnerPolicy::Drop => false,
+        OwnerPolicy::Auto => p.source == target.profile,
     };
     let opts = RestoreOptions {
         include_managed_schemas: spec.include_provider_schemas,
@@ -314,7 +307,7 @@ async fn execute(
     p: &Prepared<'_>,
     mut plan: Plan,
     password: Option<&Secret<String>>,
-) -> Result<pb::RestoreResult> {
+) -> Result<Restored> {
     let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
     // Every step from here on is journaled, so a crash is finished or undone at the next start.
     let mut journal = Journal::begin(
@@ -377,11 +370,11 @@ async fn execute(
             }
         ),
     );
-    Ok(pb::RestoreResult {
+    Ok(Restored {
         database,
         row_counts: counts
             .into_iter()
-            .map(|r| pb::RowCount {
+            .map(|r| RowCount {
                 schema: r.schema,
                 table: r.table,
                 rows: r.rows,

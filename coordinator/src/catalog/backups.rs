@@ -84,9 +84,9 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
          ?, ?)"
     ))
-    .bind(&b.backup_id)
+    .bind(b.backup_id.as_str())
     .bind(b.target.as_str())
-    .bind(&b.environment)
+    .bind(b.environment())
     .bind(&b.agent)
     .bind(&b.repository)
     .bind(b.engine.as_str())
@@ -124,9 +124,8 @@ fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
     let row_counts: Vec<RowCountJson> = serde_json::from_str(&row_counts)
         .map_err(|e| CatalogError::Corrupt(format!("backups.row_counts: {e}")))?;
     Ok(Backup {
-        backup_id: row.try_get("backup_id")?,
+        backup_id: super::id_column(row, "backups.backup_id")?,
         target: super::target_column(row, "backups.target")?,
-        environment: row.try_get("environment")?,
         agent: row.try_get("agent")?,
         repository: row.try_get("repository")?,
         engine: parse_enum("backups.engine", &engine, Engine::parse)?,

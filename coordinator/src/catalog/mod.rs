@@ -178,3 +178,11 @@ fn target_column(
     text.parse()
         .map_err(|e| CatalogError::Corrupt(format!("{what}: {e}")))
 }
+
+/// A backup id column (`backup_id`), checked; a row that fails is corrupt.
+fn id_column(row: &sqlx::sqlite::SqliteRow, what: &str) -> Result<lifeboat_common::ids::BackupId> {
+    use sqlx::Row;
+    let text: String = row.try_get("backup_id")?;
+    text.parse()
+        .map_err(|e| CatalogError::Corrupt(format!("{what}: {e}")))
+}

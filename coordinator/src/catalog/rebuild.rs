@@ -57,7 +57,7 @@ impl Catalog {
                     .bind(&job_id)
                     .bind(b.target.as_str())
                     .bind(&b.agent)
-                    .bind(&b.backup_id)
+                    .bind(b.backup_id.as_str())
                     .bind(by)
                     .bind(b.started_at_ms.min(recorded_ms))
                     .bind(b.started_at_ms.min(recorded_ms))
@@ -81,7 +81,7 @@ impl Catalog {
                         "INSERT INTO backup_rebuilt (backup_id, rebuilt_by, listed_by, \
                          rebuilt_at_ms) VALUES (?, ?, ?, ?)",
                     )
-                    .bind(&row.backup_id)
+                    .bind(row.backup_id.as_str())
                     .bind(by)
                     .bind(&o.listed_by)
                     .bind(now_ms)

@@ -12,12 +12,7 @@ use super::{
 use crate::model::{Finish, Job, NewJob};
 
 /// Who pinned a backup, when and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pin {
-    pub pinned_by: String,
-    pub pinned_at_ms: i64,
-    pub reason: String,
-}
+pub use lifeboat_proto::domain::Pin;
 
 /// What `pin_backup` did.
 #[derive(Debug, Clone, PartialEq, Eq)]

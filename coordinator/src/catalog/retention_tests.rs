@@ -170,9 +170,9 @@ async fn migration_2_keeps_existing_jobs_and_backups() {
             "INSERT INTO targets VALUES ('prod/orders', 'prod', 'orders', 'prod-1', 'postgres', \
              'postgres', 'local', 'orders')",
             "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
-             created_at_ms) VALUES ('j1', 'backup', 'succeeded', 'prod/orders', 'prod-1', 'b1', \
-             'alice', 5), ('j2', 'backup', 'queued', 'prod/orders', 'prod-1', 'b2', 'alice', 6)",
-            "INSERT INTO backups VALUES ('b1', 'prod/orders', 'prod', 'prod-1', 'local', \
+             created_at_ms) VALUES ('j1', 'backup', 'succeeded', 'prod/orders', 'prod-1', '20261128T010001Z-0000b1', \
+             'alice', 5), ('j2', 'backup', 'queued', 'prod/orders', 'prod-1', '20261128T010002Z-0000b2', 'alice', 6)",
+            "INSERT INTO backups VALUES ('20261128T010001Z-0000b1', 'prod/orders', 'prod', 'prod-1', 'local', \
              'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
              10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', 'j1')",
         ] {
@@ -189,7 +189,7 @@ async fn migration_2_keeps_existing_jobs_and_backups() {
         JobState::Succeeded
     );
     assert_eq!(c.unfinished_jobs().await.expect("jobs").len(), 1);
-    assert!(c.get_backup("b1").await.expect("b1").is_some());
+    assert!(c.get_backup("20261128T010001Z-0000b1").await.expect("20261128T010001Z-0000b1").is_some());
     let problems = sqlx::query("PRAGMA foreign_key_check")
         .fetch_all(&c.pool)
         .await
@@ -204,12 +204,12 @@ async fn migration_2_keeps_existing_jobs_and_backups() {
     assert_eq!(fk, 1, "foreign keys are on again");
     // The one-active-backup rule survived the table rebuild.
     let dup = c
-        .insert_job(&job("j3", JobKind::Backup, "b3"))
+        .insert_job(&job("j3", JobKind::Backup, "20261128T010003Z-0000b3"))
         .await
         .expect("insert");
     assert!(matches!(dup, InsertJob::ActiveBackupExists(_)), "{dup:?}");
     // The new kinds are accepted.
-    c.insert_job(&job("j4", JobKind::Delete, "b1"))
+    c.insert_job(&job("j4", JobKind::Delete, "20261128T010001Z-0000b1"))
         .await
         .expect("delete job");
     c.close().await;
@@ -225,10 +225,10 @@ async fn migration_2_keeps_existing_jobs_and_backups() {
 async fn two_phase_delete() {
     let (_dir, c) = open().await;
     with_target(&c).await;
-    let bj = job("jb", JobKind::Backup, "b1");
+    let bj = job("jb", JobKind::Backup, "20261128T010001Z-0000b1");
     c.insert_job(&bj).await.expect("backup job");
     sqlx::query(
-        "INSERT INTO backups VALUES ('b1', 'prod/orders', 'prod', 'prod-1', 'local', \
+        "INSERT INTO backups VALUES ('20261128T010001Z-0000b1', 'prod/orders', 'prod', 'prod-1', 'local', \
          'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
          10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', 'jb')",
     )
@@ -243,27 +243,27 @@ async fn two_phase_delete() {
         reason: "audit".into(),
     };
     assert_eq!(
-        c.pin_backup("b1", &pin).await.expect("pin"),
+        c.pin_backup("20261128T010001Z-0000b1", &pin).await.expect("pin"),
         PinOutcome::Pinned
     );
-    let d1 = job("jd1", JobKind::Delete, "b1");
+    let d1 = job("jd1", JobKind::Delete, "20261128T010001Z-0000b1");
     assert_eq!(
         c.mark_delete(&d1, "alice", 10).await.expect("mark"),
         MarkDelete::Pinned
     );
-    assert!(c.unpin_backup("b1").await.expect("unpin"));
+    assert!(c.unpin_backup("20261128T010001Z-0000b1").await.expect("unpin"));
 
     let MarkDelete::Queued(q) = c.mark_delete(&d1, "alice", 10).await.expect("mark") else {
         panic!("not queued")
     };
     assert_eq!(q.kind, JobKind::Delete);
-    let d2 = job("jd2", JobKind::Delete, "b1");
+    let d2 = job("jd2", JobKind::Delete, "20261128T010001Z-0000b1");
     assert_eq!(
         c.mark_delete(&d2, "alice", 11).await.expect("mark"),
         MarkDelete::InProgress("jd1".into())
     );
     assert_eq!(
-        c.pin_backup("b1", &pin).await.expect("pin"),
+        c.pin_backup("20261128T010001Z-0000b1", &pin).await.expect("pin"),
         PinOutcome::Deleting
     );
     assert!(c.stalled_deletions().await.expect("stalled").is_empty());
@@ -278,7 +278,7 @@ async fn two_phase_delete() {
         report: Default::default(),
     };
     c.finish_job("jd1", &failed).await.expect("fail");
-    assert!(c.get_backup("b1").await.expect("get").is_some());
+    assert!(c.get_backup("20261128T010001Z-0000b1").await.expect("get").is_some());
     assert_eq!(c.stalled_deletions().await.expect("stalled").len(), 1);
 
     let MarkDelete::Queued(_) = c.mark_delete(&d2, "alice", 30).await.expect("resume") else {
@@ -293,16 +293,16 @@ async fn two_phase_delete() {
         report: Default::default(),
     };
     let done = c
-        .finish_delete_job("jd2", &ok, "b1")
+        .finish_delete_job("jd2", &ok, "20261128T010001Z-0000b1")
         .await
         .expect("finish")
         .expect("job");
     assert_eq!(done.state, JobState::Succeeded);
-    assert!(c.get_backup("b1").await.expect("get").is_none());
+    assert!(c.get_backup("20261128T010001Z-0000b1").await.expect("get").is_none());
     assert!(c.deleting_backups().await.expect("marks").is_empty());
     // A replayed result changes nothing.
     assert!(
-        c.finish_delete_job("jd2", &ok, "b1")
+        c.finish_delete_job("jd2", &ok, "20261128T010001Z-0000b1")
             .await
             .expect("again")
             .is_none()
@@ -324,7 +324,7 @@ async fn pin_markers_to_sync() {
         database: None,
         report: Default::default(),
     };
-    for b in ["b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8"] {
+    for b in ["20261128T010001Z-0000b1", "20261128T010002Z-0000b2", "20261128T010003Z-0000b3", "20261128T010004Z-0000b4", "20261128T010005Z-0000b5", "20261128T010006Z-0000b6", "20261128T010007Z-0000b7", "20261128T010008Z-0000b8"] {
         let jb = format!("j{b}");
         c.insert_job(&job(&jb, JobKind::Backup, b))
             .await
@@ -361,27 +361,27 @@ async fn pin_markers_to_sync() {
         }
     };
     // b1: pinned before markers existed (no pin job at all).
-    c.pin_backup("b1", &pin).await.expect("pin");
+    c.pin_backup("20261128T010001Z-0000b1", &pin).await.expect("pin");
     // b2: pinned, its marker written.
-    c.pin_backup("b2", &pin).await.expect("pin");
-    pin_job("p2", "b2", 100, Some(JobState::Succeeded)).await;
+    c.pin_backup("20261128T010002Z-0000b2", &pin).await.expect("pin");
+    pin_job("p2", "20261128T010002Z-0000b2", 100, Some(JobState::Succeeded)).await;
     // b3: pinned, the marker job failed at 110.
-    c.pin_backup("b3", &pin).await.expect("pin");
-    pin_job("p3", "b3", 100, Some(JobState::Failed)).await;
+    c.pin_backup("20261128T010003Z-0000b3", &pin).await.expect("pin");
+    pin_job("p3", "20261128T010003Z-0000b3", 100, Some(JobState::Failed)).await;
     // b4: pinned, a marker job queued.
-    c.pin_backup("b4", &pin).await.expect("pin");
-    pin_job("p4", "b4", 100, None).await;
+    c.pin_backup("20261128T010004Z-0000b4", &pin).await.expect("pin");
+    pin_job("p4", "20261128T010004Z-0000b4", 100, None).await;
     // b5: unpinned, the job removing the marker was cancelled after the pin's succeeded.
-    pin_job("p5a", "b5", 100, Some(JobState::Succeeded)).await;
-    pin_job("p5b", "b5", 200, Some(JobState::Cancelled)).await;
+    pin_job("p5a", "20261128T010005Z-0000b5", 100, Some(JobState::Succeeded)).await;
+    pin_job("p5b", "20261128T010005Z-0000b5", 200, Some(JobState::Cancelled)).await;
     // b6: a failed marker job, then a successful one.
-    c.pin_backup("b6", &pin).await.expect("pin");
-    pin_job("p6a", "b6", 100, Some(JobState::Failed)).await;
-    pin_job("p6b", "b6", 200, Some(JobState::Succeeded)).await;
+    c.pin_backup("20261128T010006Z-0000b6", &pin).await.expect("pin");
+    pin_job("p6a", "20261128T010006Z-0000b6", 100, Some(JobState::Failed)).await;
+    pin_job("p6b", "20261128T010006Z-0000b6", 200, Some(JobState::Succeeded)).await;
     // b7: never pinned. b8: its marker job failed, but it is being deleted.
-    pin_job("p8", "b8", 100, Some(JobState::Failed)).await;
+    pin_job("p8", "20261128T010008Z-0000b8", 100, Some(JobState::Failed)).await;
     let MarkDelete::Queued(_) = c
-        .mark_delete(&job("d8", JobKind::Delete, "b8"), "alice", 300)
+        .mark_delete(&job("d8", JobKind::Delete, "20261128T010008Z-0000b8"), "alice", 300)
         .await
         .expect("mark")
     else {
@@ -389,20 +389,20 @@ async fn pin_markers_to_sync() {
     };
 
     // Failures too recent to retry.
-    assert_eq!(c.pin_markers_to_sync(100).await.expect("sync"), ["b1"]);
+    assert_eq!(c.pin_markers_to_sync(100).await.expect("sync"), ["20261128T010001Z-0000b1"]);
     // b3's failure (at 110) is old enough; b5's cancel (at 210) is not yet.
     assert_eq!(
         c.pin_markers_to_sync(200).await.expect("sync"),
-        ["b1", "b3"]
+        ["20261128T010001Z-0000b1", "20261128T010003Z-0000b3"]
     );
     assert_eq!(
         c.pin_markers_to_sync(1_000).await.expect("sync"),
-        ["b1", "b3", "b5"]
+        ["20261128T010001Z-0000b1", "20261128T010003Z-0000b3", "20261128T010005Z-0000b5"]
     );
     // Once a job is queued for it, a backup is left alone.
-    pin_job("p1", "b1", 400, None).await;
+    pin_job("p1", "20261128T010001Z-0000b1", 400, None).await;
     assert_eq!(
         c.pin_markers_to_sync(1_000).await.expect("sync"),
-        ["b3", "b5"]
+        ["20261128T010003Z-0000b3", "20261128T010005Z-0000b5"]
     );
 }

@@ -47,9 +47,8 @@ fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
 
 fn backup(id: &str, job_id: &str, finished_at_ms: i64) -> Backup {
     Backup {
-        backup_id: id.into(),
+        backup_id: id.parse().expect("a backup id"),
         target: "prod/orders".parse().expect("target"),
-        environment: "prod".into(),
         agent: "prod-1".into(),
         repository: "local".into(),
         engine: Engine::Postgres,

@@ -459,7 +459,7 @@ impl Session {
         }
         match (job.kind, result.payload) {
             (JobKind::Backup, Some(ResultPayload::Backup(mut backup))) => {
-                if backup.backup_id != job.backup_id {
+                if backup.backup_id.as_str() != job.backup_id {
                     return Err(mismatch(&format!("backup id {}", backup.backup_id)));
                 }
                 if backup.target != job.target {

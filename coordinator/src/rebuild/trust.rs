@@ -40,20 +40,22 @@ pub(super) fn refusal(b: &Backup, l: &Listed, view: &CatalogView, trust: &Trust)
             l.agent
         ));
     };
-    if *listing_env != b.environment {
+    if *listing_env != b.environment() {
         return Some(format!(
             "its manifest is of environment {}, but agent {} that listed it serves \
              environment {listing_env}; {cross}",
-            b.environment, l.agent
+            b.environment(),
+            l.agent
         ));
     }
     if let Some(env) = view.agent_environments.get(&b.agent)
-        && *env != b.environment
+        && *env != b.environment()
     {
         return Some(format!(
             "its manifest is of environment {} but names agent {}, which serves environment \
              {env}; {cross}",
-            b.environment, b.agent
+            b.environment(),
+            b.agent
         ));
     }
     None

@@ -83,15 +83,15 @@ pub async fn plan_targets(
         let candidates: Vec<Candidate> = backups
             .iter()
             .map(|b| Candidate {
-                backup_id: b.backup_id.clone(),
+                backup_id: b.backup_id.to_string(),
                 finished_at_ms: recorded
-                    .get(&b.backup_id)
+                    .get(b.backup_id.as_str())
                     .copied()
                     .unwrap_or(b.finished_at_ms),
                 verify_status: b.verify_status,
-                pinned: pins.contains_key(&b.backup_id),
-                deleting: deleting.contains(&b.backup_id),
-                rebuilt: rebuilt.contains(&b.backup_id),
+                pinned: pins.contains_key(b.backup_id.as_str()),
+                deleting: deleting.contains(b.backup_id.as_str()),
+                rebuilt: rebuilt.contains(b.backup_id.as_str()),
             })
             .collect();
         let empty = Policy::default();
@@ -102,7 +102,7 @@ pub async fn plan_targets(
         );
         let mut by_id: BTreeMap<String, Backup> = backups
             .into_iter()
-            .map(|b| (b.backup_id.clone(), b))
+            .map(|b| (b.backup_id.to_string(), b))
             .collect();
         let decisions = decisions
             .into_iter()
@@ -132,7 +132,7 @@ pub async fn apply(
                 continue;
             }
             let applied = queue_delete(hub, b, by, now_ms).await?;
-            out.insert(b.backup_id.clone(), applied);
+            out.insert(b.backup_id.to_string(), applied);
         }
     }
     Ok(out)
@@ -141,7 +141,7 @@ pub async fn apply(
 async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Applied> {
     // The agent that wrote it holds the repository's credentials.
     let mut job = NewJob::new(JobKind::Delete, b.target.clone(), &b.agent, by, now_ms);
-    job.backup_id.clone_from(&b.backup_id);
+    job.backup_id = b.backup_id.to_string();
     Ok(
         match hub
             .catalog

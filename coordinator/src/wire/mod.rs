@@ -2,18 +2,19 @@
 //! validated here on the way in (`TryFrom`, INVALID_ARGUMENT on failure); domain values
 //! convert infallibly on the way out. Prost types do not travel past the gRPC handlers.
 
-use lifeboat_common::{
-    ids::validate_id,
-    names::{TargetName, validate_simple},
+use lifeboat_common::{ids::validate_id, names::validate_simple};
+pub use lifeboat_proto::domain::bounded_text;
+use lifeboat_proto::{
+    domain::{non_negative, row_counts, short_text},
+    v1 as pb,
 };
-use lifeboat_proto::v1 as pb;
 
 use crate::{
     catalog::Pin,
     error::Error,
     model::{
         Backup, Engine, Finding, JobState, OwnerPolicy, Progress, Report, RepositoryStats,
-        RestoreOptions, RowCount, Severity, TargetDecl, VerifyStatus,
+        RestoreOptions, Severity, TargetDecl, VerifyStatus,
     },
 };
 
@@ -25,12 +26,6 @@ mod tests;
 pub use out::*;
 pub use schedules::*;
 
-/// Longest free-text field accepted (versions, providers, tool names).
-const MAX_SHORT_TEXT: usize = 256;
-/// Longest error or detail text kept; longer text is cut, not refused.
-const MAX_LONG_TEXT: usize = 4096;
-/// Longest object key.
-const MAX_KEY: usize = 1024;
 /// Most targets, repositories or job ids in one message.
 const MAX_LIST: usize = 10_000;
 /// Most repositories one agent may declare (each may become metric series).
@@ -44,33 +39,6 @@ pub const MAX_RESULT_AHEAD_MS: i64 = 24 * 3_600_000;
 
 fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
-}
-
-/// Refuses control characters and overlong text in a short field.
-fn short_text(what: &str, value: String) -> Result<String, Error> {
-    if value.len() > MAX_SHORT_TEXT {
-        return Err(invalid(format!(
-            "{what} is {} bytes long; at most {MAX_SHORT_TEXT} are accepted",
-            value.len()
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(format!("{what} contains control characters")));
-    }
-    Ok(value)
-}
-
-/// Cuts long text (error messages, details) to a bounded size on a char boundary.
-pub fn bounded_text(mut value: String) -> String {
-    if value.len() > MAX_LONG_TEXT {
-        let mut cut = MAX_LONG_TEXT;
-        while !value.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        value.truncate(cut);
-        value.push('…');
-    }
-    value
 }
 
 fn list_len(what: &str, n: usize) -> Result<(), Error> {
@@ -114,50 +82,6 @@ pub fn job_id(value: &str) -> Result<(), Error> {
     validate_id("job id", value).map_err(Error::from)
 }
 
-fn sha256(what: &str, value: String) -> Result<String, Error> {
-    if value.len() != 64
-        || !value
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(invalid(format!(
-            "{what} must be 64 lowercase hex digits, got {:?}",
-            value.chars().take(80).collect::<String>()
-        )));
-    }
-    Ok(value)
-}
-
-/// A relative object key / path inside a repository: no `..`, no absolute path, no empty or
-/// `.` segments, no backslashes or control characters.
-fn object_key(what: &str, value: String) -> Result<String, Error> {
-    let bad = |why: &str| {
-        invalid(format!(
-            "{what} {:?} {why}",
-            value.chars().take(80).collect::<String>()
-        ))
-    };
-    if value.is_empty() {
-        return Err(bad("must not be empty"));
-    }
-    if value.len() > MAX_KEY {
-        return Err(bad("is too long"));
-    }
-    if value.starts_with('/') {
-        return Err(bad("must be relative to the repository"));
-    }
-    if value.contains('\\') || value.chars().any(char::is_control) {
-        return Err(bad("contains a backslash or a control character"));
-    }
-    if value
-        .split('/')
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
-        return Err(bad("has an empty, '.' or '..' segment"));
-    }
-    Ok(value)
-}
-
 fn engine(value: i32) -> Result<Engine, Error> {
     match pb::Engine::try_from(value) {
         Ok(pb::Engine::Postgres) => Ok(Engine::Postgres),
@@ -165,55 +89,6 @@ fn engine(value: i32) -> Result<Engine, Error> {
         Ok(pb::Engine::Unspecified) => Err(invalid("engine must be set".into())),
         Err(_) => Err(invalid(format!("unknown engine value {value}"))),
     }
-}
-
-fn non_negative(what: &str, v: u64) -> Result<u64, Error> {
-    if i64::try_from(v).is_err() {
-        return Err(invalid(format!("{what} {v} is out of range")));
-    }
-    Ok(v)
-}
-
-/// A database may have far more tables than any other list has entries; the message size
-/// limit bounds it anyway.
-const MAX_ROW_COUNTS: usize = 500_000;
-
-/// Schema and table names may hold any character but NUL (quoted identifiers).
-fn identifier(what: &str, value: String) -> Result<String, Error> {
-    if value.len() > MAX_SHORT_TEXT {
-        return Err(invalid(format!(
-            "{what} is {} bytes long; at most {MAX_SHORT_TEXT} are accepted",
-            value.len()
-        )));
-    }
-    if value.contains('\0') {
-        return Err(invalid(format!("{what} contains a NUL character")));
-    }
-    Ok(value)
-}
-
-fn row_counts(rows: Vec<pb::RowCount>) -> Result<Vec<RowCount>, Error> {
-    if rows.len() > MAX_ROW_COUNTS {
-        return Err(invalid(format!(
-            "row_counts has {} entries; at most {MAX_ROW_COUNTS} are accepted",
-            rows.len()
-        )));
-    }
-    rows.into_iter()
-        .map(|r| {
-            if r.rows < 0 {
-                return Err(invalid(format!(
-                    "row count of {}.{} is negative",
-                    r.schema, r.table
-                )));
-            }
-            Ok(RowCount {
-                schema: identifier("row count schema", r.schema)?,
-                table: identifier("row count table", r.table)?,
-                rows: r.rows,
-            })
-        })
-        .collect()
 }
 
 /// A repository's housekeeping counters from a heartbeat, validated.
@@ -583,86 +458,27 @@ pub fn restore_options(
 /// A backup record from an agent, checked for shape. `job_id` and the verification fields
 /// are the coordinator's: they are reset here.
 fn backup_record(b: pb::BackupRecord) -> Result<Backup, Error> {
-    validate_id("backup id", &b.backup_id)?;
-    let target = TargetName::parse(&b.target)?;
-    validate_simple("environment", &b.environment)?;
-    if b.environment != target.env() {
-        return Err(invalid(format!(
-            "backup environment {:?} does not match its target {}",
-            b.environment, target
-        )));
-    }
-    validate_simple("agent name", &b.agent)?;
-    validate_simple("repository name", &b.repository)?;
-    validate_simple("provider", &b.provider)?;
-    if b.raw_size == 0 || b.stored_size == 0 {
-        return Err(invalid(format!(
-            "backup {} has a zero size (raw {}, stored {}); an empty backup is not a backup",
-            b.backup_id, b.raw_size, b.stored_size
-        )));
-    }
-    // The agent's wall clock may step back during a long dump: keep finished >= started.
-    let finished_at_ms = b.finished_at_ms.max(b.started_at_ms);
-    if b.started_at_ms <= 0 {
-        return Err(invalid(format!(
-            "backup {} has invalid times (started {}, finished {})",
-            b.backup_id, b.started_at_ms, b.finished_at_ms
-        )));
-    }
-    Ok(Backup {
-        engine: engine(b.engine)?,
-        raw_size: non_negative("raw_size", b.raw_size)?,
-        stored_size: non_negative("stored_size", b.stored_size)?,
-        raw_sha256: sha256("raw_sha256", b.raw_sha256)?,
-        stored_sha256: sha256("stored_sha256", b.stored_sha256)?,
-        data_key: object_key("data_key", b.data_key)?,
-        manifest_key: object_key("manifest_key", b.manifest_key)?,
-        database: short_text("database", b.database)?,
-        server_version: short_text("server_version", b.server_version)?,
-        system_identifier: short_text("system_identifier", b.system_identifier)?,
-        dump_tool: short_text("dump_tool", b.dump_tool)?,
-        dump_tool_version: short_text("dump_tool_version", b.dump_tool_version)?,
-        format: short_text("format", b.format)?,
-        compression: short_text("compression", b.compression)?,
-        compression_level: b.compression_level,
-        row_counts: row_counts(b.row_counts)?,
-        started_at_ms: b.started_at_ms,
-        finished_at_ms,
-        backup_id: b.backup_id,
-        target,
-        environment: b.environment,
-        agent: b.agent,
-        repository: b.repository,
-        provider: b.provider,
-        verify_status: VerifyStatus::Unverified,
-        verified_at_ms: None,
-        verify_detail: String::new(),
-        job_id: String::new(),
-    })
+    let mut backup = Backup::try_from(b).map_err(|e| invalid(e.0))?;
+    backup.verify_status = VerifyStatus::Unverified;
+    backup.verified_at_ms = None;
+    backup.verify_detail.clear();
+    backup.job_id.clear();
+    Ok(backup)
 }
 
 /// A backup record from a repository listing: like [`backup_record`], but it keeps what the
 /// agent found about the data object. A listing checks presence and size, not hashes, so it
 /// never reports a backup `ok`.
 fn listed_record(b: pb::BackupRecord) -> Result<Backup, Error> {
-    let status = match pb::VerifyStatus::try_from(b.verify_status) {
-        Ok(pb::VerifyStatus::Missing) => VerifyStatus::Missing,
-        Ok(pb::VerifyStatus::Corrupt) => VerifyStatus::Corrupt,
-        Ok(pb::VerifyStatus::Unverified | pb::VerifyStatus::Unspecified | pb::VerifyStatus::Ok) => {
-            VerifyStatus::Unverified
+    let mut backup = Backup::try_from(b).map_err(|e| invalid(e.0))?;
+    backup.verified_at_ms = None;
+    backup.job_id.clear();
+    match backup.verify_status {
+        VerifyStatus::Missing | VerifyStatus::Corrupt => {}
+        VerifyStatus::Unverified | VerifyStatus::Ok => {
+            backup.verify_status = VerifyStatus::Unverified;
+            backup.verify_detail.clear();
         }
-        Err(_) => {
-            return Err(invalid(format!(
-                "unknown verify status value {}",
-                b.verify_status
-            )));
-        }
-    };
-    let detail = bounded_text(b.verify_detail.clone());
-    let mut backup = backup_record(b)?;
-    backup.verify_status = status;
-    if status != VerifyStatus::Unverified {
-        backup.verify_detail = detail;
     }
     Ok(backup)
 }

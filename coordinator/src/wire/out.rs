@@ -2,63 +2,10 @@
 
 use lifeboat_proto::v1 as pb;
 
-use crate::model::{
-    AgentRecord, Backup, Engine, Finding, Job, JobKind, JobState, OwnerPolicy, Report, Severity,
-    TargetSummary, VerifyStatus,
-};
-
-pub fn engine_to_pb(e: Engine) -> pb::Engine {
-    match e {
-        Engine::Postgres => pb::Engine::Postgres,
-        Engine::Mysql => pb::Engine::Mysql,
-    }
-}
-
-pub fn kind_to_pb(k: JobKind) -> pb::JobKind {
-    match k {
-        JobKind::Backup => pb::JobKind::Backup,
-        JobKind::Restore => pb::JobKind::Restore,
-        JobKind::Verify => pb::JobKind::Verify,
-        JobKind::Delete => pb::JobKind::Delete,
-        JobKind::List => pb::JobKind::List,
-        JobKind::Check => pb::JobKind::Check,
-        JobKind::Pin => pb::JobKind::Pin,
-    }
-}
-
-pub fn severity_to_pb(s: Severity) -> pb::Severity {
-    match s {
-        Severity::Ok => pb::Severity::Ok,
-        Severity::Info => pb::Severity::Info,
-        Severity::Warning => pb::Severity::Warning,
-        Severity::Error => pb::Severity::Error,
-    }
-}
-
-pub fn owners_to_pb(o: OwnerPolicy) -> pb::OwnerPolicy {
-    match o {
-        OwnerPolicy::Auto => pb::OwnerPolicy::Auto,
-        OwnerPolicy::Keep => pb::OwnerPolicy::Keep,
-        OwnerPolicy::Drop => pb::OwnerPolicy::Drop,
-    }
-}
+use crate::model::{AgentRecord, Backup, Job, JobState, Report, TargetSummary};
 
 pub fn report_to_pb(r: &Report) -> Option<pb::JobReport> {
-    if r.is_empty() {
-        return None;
-    }
-    Some(pb::JobReport {
-        findings: r
-            .findings
-            .iter()
-            .map(|f: &Finding| pb::Finding {
-                check: f.check.clone(),
-                severity: severity_to_pb(f.severity).into(),
-                message: f.message.clone(),
-            })
-            .collect(),
-        plan: r.plan.clone(),
-    })
+    r.to_wire()
 }
 
 pub fn state_to_pb(s: JobState) -> pb::JobState {
@@ -71,21 +18,12 @@ pub fn state_to_pb(s: JobState) -> pb::JobState {
     }
 }
 
-pub fn verify_to_pb(v: VerifyStatus) -> pb::VerifyStatus {
-    match v {
-        VerifyStatus::Unverified => pb::VerifyStatus::Unverified,
-        VerifyStatus::Ok => pb::VerifyStatus::Ok,
-        VerifyStatus::Corrupt => pb::VerifyStatus::Corrupt,
-        VerifyStatus::Missing => pb::VerifyStatus::Missing,
-    }
-}
-
 impl From<&Job> for pb::Job {
     fn from(j: &Job) -> Self {
         let restore = j.restore.clone().unwrap_or_default();
         pb::Job {
             job_id: j.id.clone(),
-            kind: kind_to_pb(j.kind).into(),
+            kind: pb::JobKind::from(j.kind).into(),
             state: state_to_pb(j.state).into(),
             target: j.target.to_string(),
             agent: j.agent.clone(),
@@ -104,54 +42,8 @@ impl From<&Job> for pb::Job {
             database: restore.database,
             clean: restore.clean,
             report: report_to_pb(&j.report),
-            owners: owners_to_pb(restore.options.owners).into(),
+            owners: pb::OwnerPolicy::from(restore.options.owners).into(),
             include_provider_schemas: restore.options.include_provider_schemas,
-        }
-    }
-}
-
-impl From<&Backup> for pb::BackupRecord {
-    fn from(b: &Backup) -> Self {
-        pb::BackupRecord {
-            backup_id: b.backup_id.clone(),
-            target: b.target.to_string(),
-            environment: b.environment.clone(),
-            agent: b.agent.clone(),
-            repository: b.repository.clone(),
-            engine: engine_to_pb(b.engine).into(),
-            provider: b.provider.clone(),
-            database: b.database.clone(),
-            server_version: b.server_version.clone(),
-            system_identifier: b.system_identifier.clone(),
-            dump_tool: b.dump_tool.clone(),
-            dump_tool_version: b.dump_tool_version.clone(),
-            format: b.format.clone(),
-            compression: b.compression.clone(),
-            compression_level: b.compression_level,
-            raw_size: b.raw_size,
-            stored_size: b.stored_size,
-            raw_sha256: b.raw_sha256.clone(),
-            stored_sha256: b.stored_sha256.clone(),
-            started_at_ms: b.started_at_ms,
-            finished_at_ms: b.finished_at_ms,
-            row_counts: b
-                .row_counts
-                .iter()
-                .map(|r| pb::RowCount {
-                    schema: r.schema.clone(),
-                    table: r.table.clone(),
-                    rows: r.rows,
-                })
-                .collect(),
-            data_key: b.data_key.clone(),
-            manifest_key: b.manifest_key.clone(),
-            verify_status: verify_to_pb(b.verify_status).into(),
-            verified_at_ms: b.verified_at_ms.unwrap_or(0),
-            verify_detail: b.verify_detail.clone(),
-            job_id: b.job_id.clone(),
-            // Filled in by the Control handlers, which know pins and deletions.
-            pin: None,
-            deleting: false,
         }
     }
 }
@@ -174,7 +66,7 @@ pub fn target_to_pb(t: &TargetSummary, agent_connected: bool) -> pb::Target {
     pb::Target {
         name: t.target.name.to_string(),
         agent: t.target.agent.clone(),
-        engine: engine_to_pb(t.target.engine).into(),
+        engine: pb::Engine::from(t.target.engine).into(),
         provider: t.target.provider.clone(),
         repository: t.target.repository.clone(),
         database: t.target.database.clone(),
@@ -190,7 +82,9 @@ pub fn target_to_pb(t: &TargetSummary, agent_connected: bool) -> pb::Target {
         last_check_severity: t
             .last_check
             .as_ref()
-            .map_or(pb::Severity::Unspecified, |c| severity_to_pb(c.severity))
+            .map_or(pb::Severity::Unspecified, |c| {
+                pb::Severity::from(c.severity)
+            })
             .into(),
         last_check_summary: t
             .last_check
@@ -255,7 +149,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         target: name.clone(),
         database: params.database.clone(),
         clean: params.clean,
-        owners: owners_to_pb(params.options.owners).into(),
+        owners: pb::OwnerPolicy::from(params.options.owners).into(),
         include_provider_schemas: params.options.include_provider_schemas,
     };
     let spec = match &s.work {
@@ -294,7 +188,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
     };
     pb::JobSpec {
         job_id: job.id.clone(),
-        kind: kind_to_pb(job.kind).into(),
+        kind: pb::JobKind::from(job.kind).into(),
         spec: Some(spec),
     }
 }

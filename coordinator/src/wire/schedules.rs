@@ -2,7 +2,7 @@
 
 use lifeboat_proto::v1 as pb;
 
-use super::{invalid, out::verify_to_pb, short_text};
+use super::{invalid, short_text};
 use crate::{error::Error, model::Backup};
 
 /// `SetScheduleRequest`, validated (the target is checked by the caller).
@@ -34,7 +34,7 @@ pub fn pin_reason(value: &str) -> Result<String, Error> {
             "a pin needs a reason (--reason \"kept for the audit of 2026-Q4\")".into(),
         ));
     }
-    short_text("pin reason", value.to_owned())
+    Ok(short_text("pin reason", value.to_owned())?)
 }
 
 pub fn schedule_kind_to_pb(k: crate::schedule::ScheduleKind) -> pb::ScheduleKind {
@@ -118,7 +118,7 @@ pub fn rebuild_to_pb(r: &crate::rebuild::Report) -> pb::RebuildCatalogResponse {
                     OutcomeKind::Refused => pb::RebuildOutcome::Refused,
                 }
                 .into(),
-                verify_status: verify_to_pb(o.verify_status).into(),
+                verify_status: pb::VerifyStatus::from(o.verify_status).into(),
                 detail: o.detail.clone(),
                 stored_size: o.stored_size,
                 finished_at_ms: o.finished_at_ms,
@@ -149,10 +149,10 @@ pub fn prune_decision_to_pb(
     job_id: Option<&str>,
 ) -> pb::PruneDecision {
     pb::PruneDecision {
-        backup_id: b.backup_id.clone(),
+        backup_id: b.backup_id.to_string(),
         target: b.target.to_string(),
         finished_at_ms: b.finished_at_ms,
-        verify_status: verify_to_pb(b.verify_status).into(),
+        verify_status: pb::VerifyStatus::from(b.verify_status).into(),
         action: match d.action {
             crate::retention::Action::Keep => pb::PruneAction::Keep,
             crate::retention::Action::Delete => pb::PruneAction::Delete,

@@ -1,4 +1,5 @@
 use super::*;
+use lifeboat_proto::domain::MAX_LONG_TEXT;
 
 const ID: &str = "20261127T233000Z-7f3a9c";
 

@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashSet};
 
 use anyhow::Result;
 use lifeboat_common::secret::Secret;
-use lifeboat_proto as pb;
 use sqlx::postgres::PgConnection;
 
 use super::super::Prepared;
@@ -15,12 +14,13 @@ use crate::{
     engine::postgres::{self as pg, objects},
     job::JobCtx,
     provider::{self, Provider},
+    work::RestoreWork,
 };
 
 /// Whether the destination exists, and whether it may be replaced.
 pub(super) async fn destination(
     ctx: &JobCtx,
-    spec: &pb::RestoreSpec,
+    spec: &RestoreWork,
     target: &TargetConfig,
     password: Option<&Secret<String>>,
     admin: &mut PgConnection,

@@ -64,7 +64,7 @@ impl Control {
         self.check_not_deleting(&backup).await?;
         let target = self.target(&backup.target).await?;
         let mut job = self.new_job(op, JobKind::Verify, &target);
-        job.backup_id = backup.backup_id;
+        job.backup_id = backup.backup_id.to_string();
         self.create(job).await
     }
 
@@ -105,7 +105,7 @@ impl Control {
             JobKind::Restore
         };
         let mut job = self.new_job(op, kind, &target);
-        job.backup_id = backup.backup_id;
+        job.backup_id = backup.backup_id.to_string();
         job.restore = Some(RestoreParams {
             database: req.database.clone(),
             clean: req.clean,

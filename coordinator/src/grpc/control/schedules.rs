@@ -239,7 +239,7 @@ impl Control {
             .catalog
             .deleting_backups()
             .await?
-            .contains(&b.backup_id)
+            .contains(b.backup_id.as_str())
         {
             return Err(Error::FailedPrecondition(format!(
                 "backup {} is being deleted by retention; pick another backup \
@@ -261,7 +261,12 @@ impl Control {
             pinned_at_ms: lifeboat_common::time::now_ms(),
             reason: wire::pin_reason(&req.reason)?,
         };
-        match self.hub.catalog.pin_backup(&backup.backup_id, &pin).await? {
+        match self
+            .hub
+            .catalog
+            .pin_backup(backup.backup_id.as_str(), &pin)
+            .await?
+        {
             PinOutcome::Pinned => {
                 self.queue_pin_marker(op, &backup).await;
                 self.backup_pb(&backup).await
@@ -283,7 +288,12 @@ impl Control {
         backup_id: &str,
     ) -> Result<pb::BackupRecord> {
         let backup = self.backup(backup_id).await?;
-        if !self.hub.catalog.unpin_backup(&backup.backup_id).await? {
+        if !self
+            .hub
+            .catalog
+            .unpin_backup(backup.backup_id.as_str())
+            .await?
+        {
             return Err(Error::FailedPrecondition(format!(
                 "backup {} is not pinned",
                 backup.backup_id
@@ -328,7 +338,7 @@ impl Control {
                 without_policy.push(p.target.to_string());
             }
             for (d, b) in &p.decisions {
-                let (mut d, job) = (d.clone(), applied.get(&b.backup_id));
+                let (mut d, job) = (d.clone(), applied.get(b.backup_id.as_str()));
                 let job_id = match job {
                     Some(Applied::Queued(id) | Applied::AlreadyDeleting(id)) => Some(id.as_str()),
                     Some(Applied::PinnedMeanwhile) => {
@@ -355,7 +365,7 @@ fn decorate(
     deleting: &std::collections::HashSet<String>,
 ) -> pb::BackupRecord {
     let mut r = pb::BackupRecord::from(b);
-    r.pin = pins.get(&b.backup_id).map(wire::pin_to_pb);
-    r.deleting = deleting.contains(&b.backup_id);
+    r.pin = pins.get(b.backup_id.as_str()).map(wire::pin_to_pb);
+    r.deleting = deleting.contains(b.backup_id.as_str());
     r
 }

@@ -1,0 +1,37 @@
+//! Domain values that cross the wire, beside the generated code: each is checked once where it
+//! arrives (`TryFrom<pb::…>`, an error that names the field) and converts back infallibly
+//! (`From<&…> for pb::…`). The coordinator, the agent and the CLI use these instead of the
+//! prost structs past their gRPC edges.
+
+mod record;
+mod report;
+mod results;
+mod words;
+
+pub use record::{BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, short_text};
+pub use report::{Finding, Report, Severity};
+pub use results::{Deleted, JobOutput, Listed, Restored, Verified};
+pub use words::{Engine, JobKind, OwnerPolicy, VerifyStatus};
+
+/// Longest free-text field accepted (versions, providers, tool names).
+pub const MAX_SHORT_TEXT: usize = 256;
+/// Longest object key.
+pub const MAX_KEY: usize = 1024;
+/// Longest error or detail text kept; longer text is cut, not refused.
+pub const MAX_LONG_TEXT: usize = 4096;
+/// A database may have far more tables than any other list has entries; the message size
+/// limit bounds it anyway.
+pub const MAX_ROW_COUNTS: usize = 500_000;
+
+/// Cuts long text (error messages, details) to a bounded size on a char boundary.
+pub fn bounded_text(mut value: String) -> String {
+    if value.len() > MAX_LONG_TEXT {
+        let mut cut = MAX_LONG_TEXT;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        value.truncate(cut);
+        value.push('…');
+    }
+    value
+}

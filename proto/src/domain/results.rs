@@ -1,0 +1,92 @@
+//! What an agent's jobs produce, as the agent reports them; converted to the wire where the
+//! result leaves the agent.
+
+use super::{BackupRecord, Pin, RowCount, VerifyStatus};
+use crate::v1 as pb;
+
+/// A restore that finished: the database it made and what is in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub database: String,
+    /// Per-table row counts found in the restored database.
+    pub row_counts: Vec<RowCount>,
+    pub raw_bytes: u64,
+}
+
+/// A verification's verdict on one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub status: VerifyStatus,
+    pub detail: String,
+    pub stored_bytes: u64,
+    pub raw_bytes: u64,
+}
+
+/// A delete that finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// False if neither data nor manifest was there any more.
+    pub existed: bool,
+    pub deleted_bytes: u64,
+}
+
+/// One backup found in a repository: its manifest's record (with `verify_status` `missing` or
+/// `corrupt` when the data object is absent or of another size) and its pin marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub backup: BackupRecord,
+    pub pin: Option<Pin>,
+}
+
+/// What a finished job hands back, by kind; checks and pins hand back only their report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutput {
+    Backup(Box<BackupRecord>),
+    Restore(Restored),
+    Verify(Verified),
+    Delete(Deleted),
+    List(Vec<Listed>),
+}
+
+fn rows_to_pb(rows: &[RowCount]) -> Vec<pb::RowCount> {
+    rows.iter()
+        .map(|r| pb::RowCount {
+            schema: r.schema.clone(),
+            table: r.table.clone(),
+            rows: r.rows,
+        })
+        .collect()
+}
+
+impl From<&JobOutput> for pb::job_result::Result {
+    fn from(o: &JobOutput) -> Self {
+        use pb::job_result::Result as R;
+        match o {
+            JobOutput::Backup(b) => R::Backup(b.as_ref().into()),
+            JobOutput::Restore(r) => R::Restore(pb::RestoreResult {
+                database: r.database.clone(),
+                row_counts: rows_to_pb(&r.row_counts),
+                raw_bytes: r.raw_bytes,
+            }),
+            JobOutput::Verify(v) => R::Verify(pb::VerifyResult {
+                status: pb::VerifyStatus::from(v.status).into(),
+                detail: v.detail.clone(),
+                stored_bytes: v.stored_bytes,
+                raw_bytes: v.raw_bytes,
+            }),
+            JobOutput::Delete(d) => R::Delete(pb::DeleteResult {
+                existed: d.existed,
+                deleted_bytes: d.deleted_bytes,
+            }),
+            JobOutput::List(listed) => R::List(pb::ListResult {
+                backups: listed
+                    .iter()
+                    .map(|l| pb::BackupRecord {
+                        pin: l.pin.as_ref().map(Into::into),
+                        ..(&l.backup).into()
+                    })
+                    .collect(),
+            }),
+        }
+    }
+}
