@@ -1,29 +1,23 @@
 //! What checks, dry runs and restores found (a job's report), and the audit trail, as the CLI
 //! shows them.
 
-use lifeboat_proto as pb;
+use lifeboat_proto::{
+    self as pb,
+    domain::{OwnerPolicy, Severity},
+};
 use serde::Serialize;
 
-use crate::output::{Row, Table, json_time, non_empty, or_none, rfc3339_text};
+use crate::{
+    output::{Row, Table, json_time, non_empty, or_none, rfc3339_text},
+    views::wire_word,
+};
 
 pub fn severity_word(v: i32) -> &'static str {
-    match pb::Severity::try_from(v) {
-        Ok(pb::Severity::Ok) => "ok",
-        Ok(pb::Severity::Info) => "info",
-        Ok(pb::Severity::Warning) => "warning",
-        Ok(pb::Severity::Error) => "error",
-        Ok(pb::Severity::Unspecified) => "unspecified",
-        Err(_) => "unknown",
-    }
+    wire_word(v, Severity::from_wire, Severity::as_str)
 }
 
 pub fn owners_word(v: i32) -> &'static str {
-    match pb::OwnerPolicy::try_from(v) {
-        Ok(pb::OwnerPolicy::Auto) => "auto",
-        Ok(pb::OwnerPolicy::Keep) => "keep",
-        Ok(pb::OwnerPolicy::Drop) => "drop",
-        Err(_) => "unknown",
-    }
+    wire_word(v, OwnerPolicy::from_wire, OwnerPolicy::as_str)
 }
 
 #[derive(Debug, Serialize)]

@@ -3,7 +3,10 @@
 //! RFC 3339 UTC string plus the raw milliseconds (`*_at`, `*_at_ms`), both `null` when unset;
 //! sizes are integers in bytes; empty strings become `null`.
 
-use lifeboat_proto as pb;
+use lifeboat_proto::{
+    self as pb,
+    domain::{Engine, JobKind, VerifyStatus},
+};
 use serde::Serialize;
 
 use crate::{
@@ -14,27 +17,26 @@ use crate::{
     report_views::{ReportView, owners_word, severity_word},
 };
 
-pub fn engine_word(v: i32) -> &'static str {
-    match pb::Engine::try_from(v) {
-        Ok(pb::Engine::Postgres) => "postgres",
-        Ok(pb::Engine::Mysql) => "mysql",
-        Ok(pb::Engine::Unspecified) => "unspecified",
-        Err(_) => "unknown",
+/// The word for a wire enum value: the domain's own, `unspecified` for 0, `unknown` for a
+/// value this build does not know.
+pub fn wire_word<T>(
+    v: i32,
+    from_wire: fn(i32) -> Option<T>,
+    word: fn(T) -> &'static str,
+) -> &'static str {
+    match from_wire(v) {
+        Some(t) => word(t),
+        None if v == 0 => "unspecified",
+        None => "unknown",
     }
 }
 
+pub fn engine_word(v: i32) -> &'static str {
+    wire_word(v, Engine::from_wire, Engine::as_str)
+}
+
 pub fn kind_word(v: i32) -> &'static str {
-    match pb::JobKind::try_from(v) {
-        Ok(pb::JobKind::Backup) => "backup",
-        Ok(pb::JobKind::Restore) => "restore",
-        Ok(pb::JobKind::Verify) => "verify",
-        Ok(pb::JobKind::Delete) => "delete",
-        Ok(pb::JobKind::List) => "list",
-        Ok(pb::JobKind::Check) => "check",
-        Ok(pb::JobKind::Pin) => "pin",
-        Ok(pb::JobKind::Unspecified) => "unspecified",
-        Err(_) => "unknown",
-    }
+    wire_word(v, JobKind::from_wire, JobKind::as_str)
 }
 
 pub fn state_word(v: i32) -> &'static str {
@@ -50,14 +52,7 @@ pub fn state_word(v: i32) -> &'static str {
 }
 
 pub fn verify_word(v: i32) -> &'static str {
-    match pb::VerifyStatus::try_from(v) {
-        Ok(pb::VerifyStatus::Unverified) => "unverified",
-        Ok(pb::VerifyStatus::Ok) => "ok",
-        Ok(pb::VerifyStatus::Corrupt) => "corrupt",
-        Ok(pb::VerifyStatus::Missing) => "missing",
-        Ok(pb::VerifyStatus::Unspecified) => "unspecified",
-        Err(_) => "unknown",
-    }
+    wire_word(v, VerifyStatus::from_wire, VerifyStatus::as_str)
 }
 
 /// Whether a job state is final.

@@ -189,7 +189,12 @@ async fn migration_2_keeps_existing_jobs_and_backups() {
         JobState::Succeeded
     );
     assert_eq!(c.unfinished_jobs().await.expect("jobs").len(), 1);
-    assert!(c.get_backup("20261128T010001Z-0000b1").await.expect("20261128T010001Z-0000b1").is_some());
+    assert!(
+        c.get_backup("20261128T010001Z-0000b1")
+            .await
+            .expect("20261128T010001Z-0000b1")
+            .is_some()
+    );
     let problems = sqlx::query("PRAGMA foreign_key_check")
         .fetch_all(&c.pool)
         .await
@@ -243,7 +248,9 @@ async fn two_phase_delete() {
         reason: "audit".into(),
     };
     assert_eq!(
-        c.pin_backup("20261128T010001Z-0000b1", &pin).await.expect("pin"),
+        c.pin_backup("20261128T010001Z-0000b1", &pin)
+            .await
+            .expect("pin"),
         PinOutcome::Pinned
     );
     let d1 = job("jd1", JobKind::Delete, "20261128T010001Z-0000b1");
@@ -251,7 +258,11 @@ async fn two_phase_delete() {
         c.mark_delete(&d1, "alice", 10).await.expect("mark"),
         MarkDelete::Pinned
     );
-    assert!(c.unpin_backup("20261128T010001Z-0000b1").await.expect("unpin"));
+    assert!(
+        c.unpin_backup("20261128T010001Z-0000b1")
+            .await
+            .expect("unpin")
+    );
 
     let MarkDelete::Queued(q) = c.mark_delete(&d1, "alice", 10).await.expect("mark") else {
         panic!("not queued")
@@ -263,7 +274,9 @@ async fn two_phase_delete() {
         MarkDelete::InProgress("jd1".into())
     );
     assert_eq!(
-        c.pin_backup("20261128T010001Z-0000b1", &pin).await.expect("pin"),
+        c.pin_backup("20261128T010001Z-0000b1", &pin)
+            .await
+            .expect("pin"),
         PinOutcome::Deleting
     );
     assert!(c.stalled_deletions().await.expect("stalled").is_empty());
@@ -278,7 +291,12 @@ async fn two_phase_delete() {
         report: Default::default(),
     };
     c.finish_job("jd1", &failed).await.expect("fail");
-    assert!(c.get_backup("20261128T010001Z-0000b1").await.expect("get").is_some());
+    assert!(
+        c.get_backup("20261128T010001Z-0000b1")
+            .await
+            .expect("get")
+            .is_some()
+    );
     assert_eq!(c.stalled_deletions().await.expect("stalled").len(), 1);
 
     let MarkDelete::Queued(_) = c.mark_delete(&d2, "alice", 30).await.expect("resume") else {
@@ -298,7 +316,12 @@ async fn two_phase_delete() {
         .expect("finish")
         .expect("job");
     assert_eq!(done.state, JobState::Succeeded);
-    assert!(c.get_backup("20261128T010001Z-0000b1").await.expect("get").is_none());
+    assert!(
+        c.get_backup("20261128T010001Z-0000b1")
+            .await
+            .expect("get")
+            .is_none()
+    );
     assert!(c.deleting_backups().await.expect("marks").is_empty());
     // A replayed result changes nothing.
     assert!(
@@ -324,7 +347,16 @@ async fn pin_markers_to_sync() {
         database: None,
         report: Default::default(),
     };
-    for b in ["20261128T010001Z-0000b1", "20261128T010002Z-0000b2", "20261128T010003Z-0000b3", "20261128T010004Z-0000b4", "20261128T010005Z-0000b5", "20261128T010006Z-0000b6", "20261128T010007Z-0000b7", "20261128T010008Z-0000b8"] {
+    for b in [
+        "20261128T010001Z-0000b1",
+        "20261128T010002Z-0000b2",
+        "20261128T010003Z-0000b3",
+        "20261128T010004Z-0000b4",
+        "20261128T010005Z-0000b5",
+        "20261128T010006Z-0000b6",
+        "20261128T010007Z-0000b7",
+        "20261128T010008Z-0000b8",
+    ] {
         let jb = format!("j{b}");
         c.insert_job(&job(&jb, JobKind::Backup, b))
             .await
@@ -361,27 +393,71 @@ async fn pin_markers_to_sync() {
         }
     };
     // b1: pinned before markers existed (no pin job at all).
-    c.pin_backup("20261128T010001Z-0000b1", &pin).await.expect("pin");
+    c.pin_backup("20261128T010001Z-0000b1", &pin)
+        .await
+        .expect("pin");
     // b2: pinned, its marker written.
-    c.pin_backup("20261128T010002Z-0000b2", &pin).await.expect("pin");
-    pin_job("p2", "20261128T010002Z-0000b2", 100, Some(JobState::Succeeded)).await;
+    c.pin_backup("20261128T010002Z-0000b2", &pin)
+        .await
+        .expect("pin");
+    pin_job(
+        "p2",
+        "20261128T010002Z-0000b2",
+        100,
+        Some(JobState::Succeeded),
+    )
+    .await;
     // b3: pinned, the marker job failed at 110.
-    c.pin_backup("20261128T010003Z-0000b3", &pin).await.expect("pin");
+    c.pin_backup("20261128T010003Z-0000b3", &pin)
+        .await
+        .expect("pin");
     pin_job("p3", "20261128T010003Z-0000b3", 100, Some(JobState::Failed)).await;
     // b4: pinned, a marker job queued.
-    c.pin_backup("20261128T010004Z-0000b4", &pin).await.expect("pin");
+    c.pin_backup("20261128T010004Z-0000b4", &pin)
+        .await
+        .expect("pin");
     pin_job("p4", "20261128T010004Z-0000b4", 100, None).await;
     // b5: unpinned, the job removing the marker was cancelled after the pin's succeeded.
-    pin_job("p5a", "20261128T010005Z-0000b5", 100, Some(JobState::Succeeded)).await;
-    pin_job("p5b", "20261128T010005Z-0000b5", 200, Some(JobState::Cancelled)).await;
+    pin_job(
+        "p5a",
+        "20261128T010005Z-0000b5",
+        100,
+        Some(JobState::Succeeded),
+    )
+    .await;
+    pin_job(
+        "p5b",
+        "20261128T010005Z-0000b5",
+        200,
+        Some(JobState::Cancelled),
+    )
+    .await;
     // b6: a failed marker job, then a successful one.
-    c.pin_backup("20261128T010006Z-0000b6", &pin).await.expect("pin");
-    pin_job("p6a", "20261128T010006Z-0000b6", 100, Some(JobState::Failed)).await;
-    pin_job("p6b", "20261128T010006Z-0000b6", 200, Some(JobState::Succeeded)).await;
+    c.pin_backup("20261128T010006Z-0000b6", &pin)
+        .await
+        .expect("pin");
+    pin_job(
+        "p6a",
+        "20261128T010006Z-0000b6",
+        100,
+        Some(JobState::Failed),
+    )
+    .await;
+    pin_job(
+        "p6b",
+        "20261128T010006Z-0000b6",
+        200,
+        Some(JobState::Succeeded),
+    )
+    .await;
     // b7: never pinned. b8: its marker job failed, but it is being deleted.
     pin_job("p8", "20261128T010008Z-0000b8", 100, Some(JobState::Failed)).await;
     let MarkDelete::Queued(_) = c
-        .mark_delete(&job("d8", JobKind::Delete, "20261128T010008Z-0000b8"), "alice", 300)
+        .mark_delete(
+            &job("d8", JobKind::Delete, "20261128T010008Z-0000b8"),
+            "alice",
+            300,
+        )
         .await
         .expect("mark")
     else {
@@ -389,7 +465,10 @@ async fn pin_markers_to_sync() {
     };
 
     // Failures too recent to retry.
-    assert_eq!(c.pin_markers_to_sync(100).await.expect("sync"), ["20261128T010001Z-0000b1"]);
+    assert_eq!(
+        c.pin_markers_to_sync(100).await.expect("sync"),
+        ["20261128T010001Z-0000b1"]
+    );
     // b3's failure (at 110) is old enough; b5's cancel (at 210) is not yet.
     assert_eq!(
         c.pin_markers_to_sync(200).await.expect("sync"),
@@ -397,7 +476,11 @@ async fn pin_markers_to_sync() {
     );
     assert_eq!(
         c.pin_markers_to_sync(1_000).await.expect("sync"),
-        ["20261128T010001Z-0000b1", "20261128T010003Z-0000b3", "20261128T010005Z-0000b5"]
+        [
+            "20261128T010001Z-0000b1",
+            "20261128T010003Z-0000b3",
+            "20261128T010005Z-0000b5"
+        ]
     );
     // Once a job is queued for it, a backup is left alone.
     pin_job("p1", "20261128T010001Z-0000b1", 400, None).await;

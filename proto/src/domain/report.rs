@@ -17,6 +17,19 @@ super::words::string_forms!(Severity {
     Error => "error",
 });
 
+impl Severity {
+    /// The severity a wire value names; `None` for unset or unknown.
+    pub fn from_wire(value: i32) -> Option<Self> {
+        Some(match pb::Severity::try_from(value).ok()? {
+            pb::Severity::Unspecified => return None,
+            pb::Severity::Ok => Severity::Ok,
+            pb::Severity::Info => Severity::Info,
+            pb::Severity::Warning => Severity::Warning,
+            pb::Severity::Error => Severity::Error,
+        })
+    }
+}
+
 impl From<Severity> for pb::Severity {
     fn from(s: Severity) -> Self {
         match s {
