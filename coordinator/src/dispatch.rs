@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use lifeboat_common::ids::BackupId;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -34,14 +35,14 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
     let backups_in_use: HashSet<&str> = jobs
         .iter()
         .filter(|j| matches!(j.kind, JobKind::Restore | JobKind::Verify) && !j.state.is_terminal())
-        .map(|j| j.backup_id.as_str())
+        .filter_map(|j| j.backup_id.as_ref().map(BackupId::as_str))
         .collect();
     // A backup's delete and its pin markers run one at a time, in order: a marker written
     // beside a backup being deleted, or two markers racing, would leave the wrong pin behind.
     let mut markers_busy: HashSet<&str> = jobs
         .iter()
         .filter(|j| matches!(j.kind, JobKind::Delete | JobKind::Pin) && j.is_assigned())
-        .map(|j| j.backup_id.as_str())
+        .filter_map(|j| j.backup_id.as_ref().map(BackupId::as_str))
         .collect();
     let mut out = Vec::new();
     let mut queued: Vec<&Job> = jobs
@@ -58,8 +59,9 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
             continue;
         }
         if matches!(j.kind, JobKind::Delete | JobKind::Pin) {
-            if (j.kind == JobKind::Delete && backups_in_use.contains(j.backup_id.as_str()))
-                || !markers_busy.insert(j.backup_id.as_str())
+            let backup = j.backup_id.as_ref().map_or("", BackupId::as_str);
+            if (j.kind == JobKind::Delete && backups_in_use.contains(backup))
+                || !markers_busy.insert(backup)
             {
                 continue;
             }
@@ -144,7 +146,7 @@ async fn dispatch_once(hub: &Hub) -> Result<bool> {
             tracing::info!(
                 job_id = %job.id,
                 target = %job.target,
-                backup_id = %job.backup_id,
+                backup_id = job.backup(),
                 agent = %job.agent,
                 kind = %job.kind,
                 "job sent to agent"
@@ -175,18 +177,18 @@ async fn work_of(hub: &Hub, job: &Job) -> Result<Result<Work, String>> {
                 ));
             }
         },
-        JobKind::Check if job.backup_id.is_empty() => Work::CheckTarget,
+        JobKind::Check if job.backup_id.is_none() => Work::CheckTarget,
         JobKind::Restore | JobKind::Verify | JobKind::Delete | JobKind::Check | JobKind::Pin => {
+            let Some(id) = &job.backup_id else {
+                return Ok(Err(format!("{} job {} names no backup", job.kind, job.id)));
+            };
             let Some(backup) = hub
                 .catalog
-                .get_backup(&job.backup_id)
+                .get_backup(id.as_str())
                 .await
                 .context("read backup")?
             else {
-                return Ok(Err(format!(
-                    "backup {} is no longer in the catalog",
-                    job.backup_id
-                )));
+                return Ok(Err(format!("backup {id} is no longer in the catalog")));
             };
             let backup = Box::new(backup);
             match job.kind {
@@ -202,11 +204,7 @@ async fn work_of(hub: &Hub, job: &Job) -> Result<Result<Work, String>> {
                 JobKind::Pin => {
                     // The pin as it is now: a pin and an unpin queued in a row both write
                     // the latest state.
-                    let pin = hub
-                        .catalog
-                        .pin_of(&job.backup_id)
-                        .await
-                        .context("read pin")?;
+                    let pin = hub.catalog.pin_of(id.as_str()).await.context("read pin")?;
                     Work::Pin { backup, pin }
                 }
                 JobKind::Delete => Work::Delete { backup },
@@ -245,7 +243,7 @@ mod tests {
             state,
             target: target.parse().expect("target"),
             agent: agent.into(),
-            backup_id: String::new(),
+            backup_id: None,
             requested_by: "alice".into(),
             created_at_ms: id.len() as i64,
             dispatched_at_ms: dispatched.then_some(1),
@@ -300,23 +298,30 @@ mod tests {
         assert_eq!(ids(plan(&jobs, &cap(&[("p1", 3)]))), ["t22"]);
     }
 
+    /// A backup id for `B1`, `B2`…
+    fn backup_id(short: &str) -> lifeboat_common::ids::BackupId {
+        format!("20261127T233000Z-0000{}", short.to_ascii_lowercase())
+            .parse()
+            .expect("a backup id")
+    }
+
     #[test]
     fn deletes_wait_for_restores_and_verifies_of_their_backup() {
         let mut restore = job("r", "prod/orders", "p1", JobState::Running, true);
         restore.kind = JobKind::Restore;
-        restore.backup_id = "B1".into();
+        restore.backup_id = Some(backup_id("B1"));
         let mut verify = job("v", "prod/users", "p1", JobState::Queued, false);
         verify.kind = JobKind::Verify;
-        verify.backup_id = "B2".into();
+        verify.backup_id = Some(backup_id("B2"));
         let mut d1 = job("d1", "prod/orders", "p1", JobState::Queued, false);
         d1.kind = JobKind::Delete;
-        d1.backup_id = "B1".into();
+        d1.backup_id = Some(backup_id("B1"));
         let mut d2 = job("d22", "prod/users", "p1", JobState::Queued, false);
         d2.kind = JobKind::Delete;
-        d2.backup_id = "B2".into();
+        d2.backup_id = Some(backup_id("B2"));
         let mut d3 = job("d333", "prod/orders", "p1", JobState::Queued, false);
         d3.kind = JobKind::Delete;
-        d3.backup_id = "B3".into();
+        d3.backup_id = Some(backup_id("B3"));
         let jobs = vec![restore.clone(), verify, d1, d2, d3];
         // B1 is being restored and B2 waits to be verified: only B3's delete goes, and a
         // delete does not wait for the target's restore.
@@ -337,7 +342,7 @@ mod tests {
         let with = |id: &str, kind: JobKind, backup: &str, state: JobState, sent: bool| {
             let mut j = job(id, "prod/orders", "p1", state, sent);
             j.kind = kind;
-            j.backup_id = backup.into();
+            j.backup_id = Some(backup_id(backup));
             j
         };
         let pin = with("p", JobKind::Pin, "B1", JobState::Queued, false);

@@ -52,7 +52,7 @@ pub fn queued(hub: &Hub, job: &Job) {
         job_id = %job.id,
         target = %job.target,
         agent = %job.agent,
-        backup_id = %job.backup_id,
+        backup_id = job.backup(),
         kind = %job.kind,
         requested_by = %job.requested_by,
         "job queued"
@@ -67,7 +67,7 @@ pub fn finished(hub: &Hub, job: &Job) {
     tracing::info!(
         job_id = %job.id,
         target = %job.target,
-        backup_id = %job.backup_id,
+        backup_id = job.backup(),
         state = %job.state,
         error = %job.error,
         "job finished"

@@ -105,7 +105,7 @@ async fn check_once(hub: &Hub) -> Result<()> {
         tracing::warn!(
             job_id = %job.id,
             target = %job.target,
-            backup_id = %job.backup_id,
+            backup_id = job.backup(),
             "{reason}"
         );
         dispatch::fail(hub, job, reason).await?;
@@ -125,7 +125,7 @@ mod tests {
             state,
             target: format!("prod/{id}").parse().expect("target"),
             agent: agent.into(),
-            backup_id: String::new(),
+            backup_id: None,
             requested_by: "alice".into(),
             created_at_ms: created,
             dispatched_at_ms: dispatched.then_some(created),

@@ -673,7 +673,7 @@ mod tests {
             state,
             target: "prod/orders".parse().expect("target"),
             agent: "prod-1".into(),
-            backup_id: String::new(),
+            backup_id: None,
             requested_by: "alice".into(),
             created_at_ms: 0,
             dispatched_at_ms: Some(0),

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use lifeboat_common::names::TargetName;
+use lifeboat_common::{ids::BackupId, names::TargetName};
 pub use lifeboat_proto::domain::{
     BackupRecord as Backup, Engine, Finding, JobKind, OwnerPolicy, Report, RowCount, Severity,
     VerifyStatus,
@@ -149,7 +149,9 @@ pub struct Job {
     /// `ENV/NAME` the job acts on (for a restore: the destination).
     pub target: TargetName,
     pub agent: String,
-    pub backup_id: String,
+    /// The backup the job makes (a backup), reads (restore, verify, a restore's dry run),
+    /// removes (delete) or marks (pin); `None` for listings and target checks.
+    pub backup_id: Option<BackupId>,
     pub requested_by: String,
     pub created_at_ms: i64,
     /// When `StartJob` was sent; a queued job with this set is waiting for `JobAccepted`.
@@ -165,6 +167,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// The backup id, for logs and messages.
+    pub fn backup(&self) -> Option<&str> {
+        self.backup_id.as_ref().map(BackupId::as_str)
+    }
+
     /// Running, or handed to the agent and not yet accepted: it occupies an agent slot.
     pub fn is_assigned(&self) -> bool {
         self.state == JobState::Running
@@ -179,7 +186,7 @@ pub struct NewJob {
     pub kind: JobKind,
     pub target: TargetName,
     pub agent: String,
-    pub backup_id: String,
+    pub backup_id: Option<BackupId>,
     pub requested_by: String,
     pub created_at_ms: i64,
     /// Set for restores and their dry runs.
@@ -201,7 +208,7 @@ impl NewJob {
             kind,
             target,
             agent: agent.to_owned(),
-            backup_id: String::new(),
+            backup_id: None,
             requested_by: requested_by.to_owned(),
             created_at_ms: now_ms,
             restore: None,

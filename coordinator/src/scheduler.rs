@@ -363,7 +363,9 @@ fn new_job(target: &TargetRecord, now_ms: i64) -> NewJob {
         REQUESTED_BY,
         now_ms,
     );
-    job.backup_id = lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc());
+    job.backup_id = Some(lifeboat_common::ids::BackupId::mint(
+        time::OffsetDateTime::now_utc(),
+    ));
     job
 }
 

@@ -1,6 +1,7 @@
 //! Jobs and their state transitions. Every transition is a compare-and-set on the state, so
 //! two racing writers (a result and a lease expiry, a replayed result) cannot both win.
 
+use lifeboat_common::ids::BackupId;
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
@@ -255,7 +256,7 @@ fn insert_job_query(
     .bind(job.kind.as_str())
     .bind(job.target.as_str())
     .bind(&job.agent)
-    .bind(&job.backup_id)
+    .bind(job.backup_id.as_ref().map_or("", BackupId::as_str))
     .bind(&job.requested_by)
     .bind(job.created_at_ms)
     .bind(job.restore.as_ref().map_or("", |r| r.database.as_str()))
@@ -369,8 +370,15 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
     let report: String = row.try_get("report")?;
     let kind = parse_enum("jobs.kind", &kind, JobKind::parse)?;
     let backup_id: String = row.try_get("backup_id")?;
+    let backup_id = match backup_id.as_str() {
+        "" => None,
+        id => Some(
+            id.parse()
+                .map_err(|e| CatalogError::Corrupt(format!("jobs.backup_id: {e}")))?,
+        ),
+    };
     // A check with a backup is a restore's dry run.
-    let is_restore = kind == JobKind::Restore || (kind == JobKind::Check && !backup_id.is_empty());
+    let is_restore = kind == JobKind::Restore || (kind == JobKind::Check && backup_id.is_some());
     Ok(Job {
         id: row.try_get("id")?,
         kind,

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use lifeboat_common::ids::BackupId;
 use sqlx::Row;
 
 use super::{
@@ -157,7 +158,12 @@ impl Catalog {
     /// Refuses pinned backups; a backup already marked gets a new job only if none is active
     /// (resuming a delete that failed or was lost).
     pub async fn mark_delete(&self, job: &NewJob, by: &str, now_ms: i64) -> Result<MarkDelete> {
-        let id = job.backup_id.as_str();
+        let Some(id) = job.backup_id.as_ref().map(BackupId::as_str) else {
+            return Err(CatalogError::Corrupt(format!(
+                "delete job {} names no backup",
+                job.id
+            )));
+        };
         let mut tx = self.pool.begin().await?;
         // Take the write lock first, so the checks below hold until commit.
         sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = ?")

@@ -54,7 +54,7 @@ fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
         kind,
         target: "prod/orders".parse().expect("target"),
         agent: "prod-1".into(),
-        backup_id: backup_id.into(),
+        backup_id: (!backup_id.is_empty()).then(|| backup_id.parse().expect("a backup id")),
         requested_by: "scheduler".into(),
         created_at_ms: 1_000,
         restore: None,

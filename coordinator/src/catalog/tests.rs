@@ -38,7 +38,7 @@ fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
         kind,
         target: target.parse().expect("target"),
         agent: "prod-1".into(),
-        backup_id: backup_id.into(),
+        backup_id: (!backup_id.is_empty()).then(|| backup_id.parse().expect("a backup id")),
         requested_by: "alice".into(),
         created_at_ms: 2_000,
         restore: None,

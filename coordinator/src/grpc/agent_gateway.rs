@@ -269,7 +269,7 @@ async fn reconcile(
                 tracing::warn!(
                     job_id = %job.id,
                     target = %job.target,
-                    backup_id = %job.backup_id,
+                    backup_id = job.backup(),
                     %agent,
                     "{AGENT_RESTARTED}"
                 );

@@ -52,7 +52,7 @@ fn job_span(job: &Job) -> tracing::Span {
         "job",
         job_id = %job.id,
         target = %job.target,
-        backup_id = %job.backup_id,
+        backup_id = job.backup(),
         kind = %job.kind
     )
 }
@@ -457,9 +457,13 @@ impl Session {
             }
             return Ok(catalog.finish_job(&job.id, &f).await?);
         }
+        let backup_id = || {
+            job.backup()
+                .ok_or_else(|| mismatch(&format!("{} job {} names no backup", job.kind, job.id)))
+        };
         match (job.kind, result.payload) {
             (JobKind::Backup, Some(ResultPayload::Backup(mut backup))) => {
-                if backup.backup_id.as_str() != job.backup_id {
+                if job.backup_id.as_ref() != Some(&backup.backup_id) {
                     return Err(mismatch(&format!("backup id {}", backup.backup_id)));
                 }
                 if backup.target != job.target {
@@ -512,7 +516,7 @@ impl Session {
                         };
                         finish(
                             JobState::Failed,
-                            format!("backup {} is {status}: {what}", job.backup_id),
+                            format!("backup {} is {status}: {what}", backup_id()?),
                         )
                     }
                 };
@@ -523,16 +527,14 @@ impl Session {
                     verified_at_ms: now,
                 };
                 Ok(catalog
-                    .finish_verify_job(&job.id, &f, &job.backup_id, &outcome)
+                    .finish_verify_job(&job.id, &f, backup_id()?, &outcome)
                     .await?)
             }
             (JobKind::Delete, Some(ResultPayload::Delete { existed })) => {
                 // Gone from the repository (or already gone): drop the catalog row too.
                 let mut f = finish(JobState::Succeeded, String::new());
                 f.detail = if existed { "deleted" } else { "already gone" }.to_owned();
-                Ok(catalog
-                    .finish_delete_job(&job.id, &f, &job.backup_id)
-                    .await?)
+                Ok(catalog.finish_delete_job(&job.id, &f, backup_id()?).await?)
             }
             (JobKind::Check, None) => {
                 let mut f = finish(JobState::Succeeded, String::new());

@@ -71,7 +71,7 @@ pub async fn sweep(hub: &Hub, now_ms: i64) -> Result<usize> {
             REQUESTED_BY,
             now_ms,
         );
-        job.backup_id = backup.backup_id.to_string();
+        job.backup_id = Some(backup.backup_id.clone());
         if let InsertJob::Inserted(_) = crate::jobs::queue(hub, &job)
             .await
             .context("queue pin job")?

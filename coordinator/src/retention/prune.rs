@@ -141,7 +141,7 @@ pub async fn apply(
 async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Applied> {
     // The agent that wrote it holds the repository's credentials.
     let mut job = NewJob::new(JobKind::Delete, b.target.clone(), &b.agent, by, now_ms);
-    job.backup_id = b.backup_id.to_string();
+    job.backup_id = Some(b.backup_id.clone());
     Ok(
         match hub
             .catalog

@@ -27,7 +27,7 @@ impl From<&Job> for pb::Job {
             state: state_to_pb(j.state).into(),
             target: j.target.to_string(),
             agent: j.agent.clone(),
-            backup_id: j.backup_id.clone(),
+            backup_id: j.backup().unwrap_or_default().to_owned(),
             requested_by: j.requested_by.clone(),
             created_at_ms: j.created_at_ms,
             started_at_ms: j.started_at_ms.unwrap_or(0),
@@ -154,7 +154,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {
-            backup_id: job.backup_id.clone(),
+            backup_id: job.backup().unwrap_or_default().to_owned(),
             target: name.clone(),
         }),
         Work::List { repository } => Spec::List(pb::ListSpec {

@@ -22,7 +22,7 @@ impl Control {
         let queued = async {
             let target = self.target(&backup.target).await?;
             let mut job = self.new_job(op, JobKind::Pin, &target);
-            job.backup_id = backup.backup_id.to_string();
+            job.backup_id = Some(backup.backup_id.clone());
             self.create(job).await
         };
         if let Err(e) = queued.await {

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use lifeboat_common::{ids::new_id, names::validate_database};
+use lifeboat_common::{ids::BackupId, names::validate_database};
 use lifeboat_proto::v1 as pb;
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
@@ -50,7 +50,7 @@ impl Control {
         self.scope(op, &name, &format!("a backup of {name}"))?;
         let target = self.target(&name).await?;
         let mut job = self.new_job(op, JobKind::Backup, &target);
-        job.backup_id = new_id(time::OffsetDateTime::now_utc());
+        job.backup_id = Some(BackupId::mint(time::OffsetDateTime::now_utc()));
         self.create(job).await
     }
 
@@ -64,7 +64,7 @@ impl Control {
         self.check_not_deleting(&backup).await?;
         let target = self.target(&backup.target).await?;
         let mut job = self.new_job(op, JobKind::Verify, &target);
-        job.backup_id = backup.backup_id.to_string();
+        job.backup_id = Some(backup.backup_id);
         self.create(job).await
     }
 
@@ -105,7 +105,7 @@ impl Control {
             JobKind::Restore
         };
         let mut job = self.new_job(op, kind, &target);
-        job.backup_id = backup.backup_id.to_string();
+        job.backup_id = Some(backup.backup_id);
         job.restore = Some(RestoreParams {
             database: req.database.clone(),
             clean: req.clean,
