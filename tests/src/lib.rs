@@ -40,7 +40,7 @@ pub use poll::{eventually, eventually_default};
 pub use process::Proc;
 pub use sandbox::{Sandbox, SandboxBuilder, SandboxTarget};
 pub use tmpfs::Tmpfs;
-pub use wrappers::PgBinDir;
+pub use wrappers::{MariaDbBinDir, PgBinDir};
 
 /// Where the real PostgreSQL 15 client and server programs live.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
