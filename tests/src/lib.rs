@@ -21,6 +21,7 @@ pub mod pg;
 pub mod pki;
 pub mod poll;
 pub mod process;
+pub mod promtool;
 pub mod s3;
 pub mod s3proxy;
 pub mod sandbox;
