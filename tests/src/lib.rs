@@ -21,6 +21,7 @@ pub mod pg;
 pub mod pki;
 pub mod poll;
 pub mod process;
+pub mod promtool;
 pub mod s3;
 pub mod s3proxy;
 pub mod sandbox;
@@ -40,7 +41,7 @@ pub use poll::{eventually, eventually_default};
 pub use process::Proc;
 pub use sandbox::{Sandbox, SandboxBuilder, SandboxTarget};
 pub use tmpfs::Tmpfs;
-pub use wrappers::PgBinDir;
+pub use wrappers::{MariaDbBinDir, PgBinDir};
 
 /// Where the real PostgreSQL 15 client and server programs live.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";

@@ -185,6 +185,40 @@ impl S3Server {
     }
 }
 
+/// Where an agent keeps the journal of its open multipart uploads to `repository`.
+pub fn agent_upload_journal(state_dir: &Path, repository: &str) -> PathBuf {
+    state_dir.join("s3-uploads").join(repository)
+}
+
+/// `Ok` once the upload journal in `dir` holds at least one open multipart upload and all of
+/// them started more than `age` ago: what the janitor compares with `stale_upload_age` (an
+/// upload is stale when its journal entry's `started_ms` is before now minus the age). The
+/// journal is one `<hash>.json` per open upload, `{"key", "upload_id", "started_ms"}`.
+pub fn journaled_uploads_older_than(dir: &Path, age: Duration) -> anyhow::Result<()> {
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    let age_ms = i64::try_from(age.as_millis())?;
+    let mut started = Vec::new();
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path())?)?;
+        let ms = v["started_ms"].as_i64().ok_or_else(|| {
+            anyhow::anyhow!("no started_ms in journal entry {}: {v}", e.path().display())
+        })?;
+        started.push(ms);
+    }
+    match started.iter().max() {
+        None => anyhow::bail!("no open upload in the journal {}", dir.display()),
+        Some(&youngest) if now_ms - youngest <= age_ms => anyhow::bail!(
+            "the youngest journaled upload is {} ms old, not older than {age:?}",
+            now_ms - youngest
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
 pub fn write_credentials(dir: &Path, id: &str, secret: &str) -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).expect("create credentials dir");

@@ -119,9 +119,23 @@ async fn webhooks_fire_once_per_incident_and_on_resolve() {
         (g == 1 && s == 3).then_some(())
     })
     .await;
-    // A restart while it is open neither resolves it nor notifies it again.
+    // A restart while it is open neither resolves it nor notifies it again. The restarted
+    // coordinator's gauge of open incidents starts at 0 and is set by its evaluator's passes:
+    // once it shows the incident, a pass has seen it open (a pass that resolved it would
+    // leave the gauge at 0, and its notification would come).
+    let before = generic_events(rx).len();
     c.restart().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cr = &c;
+    eventually(
+        "the restarted coordinator's first alert evaluation",
+        || async move {
+            let (_, m) = cr.http_get("/metrics").await;
+            let evaluated = m.contains("lifeboat_incidents_open{kind=\"agent_offline\"} 1\n");
+            let notified = generic_events(rx).len() > before;
+            (evaluated || notified).then_some(())
+        },
+    )
+    .await;
     let events = generic_events(rx);
     assert_eq!(
         has(&events, "agent_offline", "prod-1", "firing"),
@@ -160,6 +174,13 @@ async fn webhooks_fire_once_per_incident_and_on_resolve() {
     assert!(
         slack_texts[3].contains("[RESOLVED] agent_offline"),
         "{slack_texts:?}"
+    );
+    // The notifier's pass at the restart came before the one that sent the resolve.
+    let events = generic_events(rx);
+    assert_eq!(
+        has(&events, "agent_offline", "prod-1", "firing"),
+        1,
+        "{events:?}"
     );
 
     let (_, metrics) = c.http_get("/metrics").await;
@@ -257,7 +278,20 @@ async fn a_failing_webhook_backs_off_and_does_not_hold_up_the_others() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The next delivery pass must leave it to its backoff. The next regular pass is 5 s away;
+    // a restart runs one at once (the backoff is in the catalog), and the restarted
+    // coordinator's pending gauge, 0 until a pass sets it, shows when that pass has ended.
+    c.restart().await;
+    let cr = &c;
+    eventually(
+        "the restarted coordinator's first delivery pass",
+        || async move {
+            let (_, m) = cr.http_get("/metrics").await;
+            m.contains("lifeboat_alert_notifications_pending{webhook=\"down\"} 1\n")
+                .then_some(())
+        },
+    )
+    .await;
     assert_eq!(rx.attempts("/down"), 3, "retried before its backoff");
     assert_eq!(rx.accepted("/up").len(), 1);
 }

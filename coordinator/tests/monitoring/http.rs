@@ -89,10 +89,25 @@ async fn http_readings_expire_after_the_interval() {
             .unwrap_or_else(|| panic!("no read counter in {m}"))
     };
     let (_, first) = c.http_get("/metrics").await;
+    // The reading behind `first` was taken before its answer arrived: any request sent 200 ms
+    // after this point must find it expired.
+    let expired_by = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
     let (_, again) = c.http_get("/metrics").await;
     assert_eq!(reads(&again), reads(&first), "within the interval: shared");
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let (_, later) = c.http_get("/metrics").await;
+    let (c, reads, before) = (&c, &reads, reads(&first));
+    let later = eventually("a new reading after the interval", || async move {
+        let sent = tokio::time::Instant::now();
+        let (_, m) = c.http_get("/metrics").await;
+        if reads(&m) != before {
+            return Some(m);
+        }
+        assert!(
+            sent < expired_by,
+            "a request sent after the interval was served the old reading"
+        );
+        None
+    })
+    .await;
     assert_eq!(
         reads(&later),
         reads(&first) + 1,

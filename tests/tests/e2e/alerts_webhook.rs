@@ -85,30 +85,6 @@ fn events(seen: &Seen, status: u16) -> Vec<Value> {
         .collect()
 }
 
-fn promtool_check(text: &str) {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool (apt-get install prometheus)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn failed_backup_is_alerted_once_and_resolved() {
     let (addr, seen) = receiver(1);
@@ -185,7 +161,7 @@ fn failed_backup_is_alerted_once_and_resolved() {
         "{metrics}"
     );
     assert!(metrics.contains("lifeboat_incidents_open{kind=\"backup_failed\"} 1"));
-    promtool_check(&metrics);
+    lifeboat_e2e::promtool::check_metrics(&metrics);
 
     // The password is fixed (the agent reads it at every job): the next backup succeeds and
     // resolves the incident, once.

@@ -5,6 +5,8 @@ use lifeboat_e2e::fixtures::load_bulk;
 use lifeboat_e2e::wrappers::{PgBinDir, pg_dump};
 use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir};
 
+use crate::engine_faults::failed_backups_leave_nothing;
+
 #[test]
 fn dump_that_dies_midway_or_cannot_log_in_leaves_nothing() {
     let dir = TestDir::new("d14");
@@ -23,38 +25,27 @@ fn dump_that_dies_midway_or_cannot_log_in_leaves_nothing() {
     // ~2 MB of dump, so 128 KiB is a real part of it.
     load_bulk(&s.pg, "partial", "rows", 20_000);
 
-    // A good backup first: the failures must not touch it.
-    let good = s.backup_ok("good");
-
-    let out = s.backup_run("partial");
-    let (_job, error) = s.assert_backup_failed("partial", &out);
-    assert!(
-        error.contains("lifeboat-e2e injected failure after 131072 bytes"),
-        "pg_dump's stderr must be in the reason: {error}"
+    failed_backups_leave_nothing(
+        &s,
+        "good",
+        &[
+            ("partial", &|error| {
+                assert!(
+                    error.contains("lifeboat-e2e injected failure after 131072 bytes"),
+                    "pg_dump's stderr must be in the reason: {error}"
+                );
+                assert!(
+                    error.to_lowercase().contains("exit"),
+                    "the reason must say pg_dump exited non-zero: {error}"
+                );
+            }),
+            ("badpass", &|error| {
+                assert!(
+                    error.contains("password authentication failed"),
+                    "the reason must name the failed login: {error}"
+                );
+            }),
+        ],
     );
-    assert!(
-        error.to_lowercase().contains("exit"),
-        "the reason must say pg_dump exited non-zero: {error}"
-    );
-
-    let out = s.backup_run("badpass");
-    let (_job, error) = s.assert_backup_failed("badpass", &out);
-    assert!(
-        error.contains("password authentication failed"),
-        "the reason must name the failed login: {error}"
-    );
-
-    let listed = s.backup_list("good");
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["backup_id"], good["backup_id"]);
-    s.admin
-        .run_json(&[
-            "backup",
-            "verify",
-            good["backup_id"].as_str().expect("id"),
-            "--wait",
-        ])
-        .assert_ok();
-
     s.shutdown();
 }

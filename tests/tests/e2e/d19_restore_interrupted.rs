@@ -2,14 +2,13 @@
 //! cancelled or failed, and the database is not there under its name (nor a scratch copy);
 //! running the restore again succeeds and the data matches.
 
-use std::time::Duration;
-
 use anyhow::bail;
 use lifeboat_e2e::fixtures::{load_awkward, load_bulk};
-use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::sandbox::find_str;
 use lifeboat_e2e::wrappers::{PgBinDir, pg_restore};
 use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir, assert_same_data};
+
+use crate::engine_faults::interrupted_restore_leaves_nothing;
 
 #[test]
 fn cancelled_restore_leaves_no_database_and_rerun_succeeds() {
@@ -26,38 +25,11 @@ fn cancelled_restore_leaves_no_database_and_rerun_succeeds() {
     let id = find_str(&rec, "backup_id").expect("backup_id");
     let dbs_before = s.pg.databases();
 
-    std::fs::write(bin.marker("slow"), b"").expect("arm the slow pg_restore");
-    let started = s.admin.json(&["restore", &id, "--database", "d19_copy"]);
-    let job_id = find_str(&started, "job_id").unwrap_or_else(|| panic!("no job_id: {started}"));
-    eventually(
-        "pg_restore to stall midway",
-        Duration::from_secs(60),
-        || {
-            if bin.marker("stalled").exists() {
-                return Ok(());
-            }
-            let j = s.job(&job_id);
-            if matches!(
-                find_str(&j, "state").as_deref(),
-                Some("failed" | "succeeded" | "cancelled")
-            ) {
-                panic!("the restore ended before it could be interrupted: {j}");
-            }
-            bail!("not yet");
-        },
-    );
-    s.admin.run_json(&["jobs", "cancel", &job_id]).assert_ok();
-    let job = s.wait_job_done(&job_id, Duration::from_secs(60));
-    let state = find_str(&job, "state").expect("state");
-    assert!(
-        state == "cancelled" || state == "failed",
-        "an interrupted restore must not succeed: {job}"
-    );
-
     // Nothing half-restored under the requested name or a scratch name; pg_restore is gone.
-    eventually(
-        "the interrupted restore to clean up",
-        Duration::from_secs(30),
+    interrupted_restore_leaves_nothing(
+        &s,
+        bin.path(),
+        &["restore", &id, "--database", "d19_copy"],
         || {
             let dbs = s.pg.databases();
             if dbs != dbs_before {
@@ -73,11 +45,8 @@ fn cancelled_restore_leaves_no_database_and_rerun_succeeds() {
             Ok(())
         },
     );
-    let jobs = s.admin.json(&["jobs", "list", "--active"]);
-    assert_eq!(jobs.as_array().map(Vec::len), Some(0), "{jobs}");
 
     // Run it again, without the stall.
-    std::fs::remove_file(bin.marker("slow")).expect("disarm");
     let out = s.restore(&id, "d19_copy", &[]);
     out.assert_ok();
     assert_same_data(&s.pg, "app", "d19_copy", s.dir.path());

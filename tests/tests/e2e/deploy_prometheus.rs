@@ -1,9 +1,9 @@
 //! deploy/prometheus: the alert rules load (`promtool check rules`) and behave as their unit
 //! tests say (`promtool test rules`), and the Grafana dashboard is valid JSON whose queries
 //! use only lifeboat metrics (that they exist in the coordinator's exposition is checked by
-//! coordinator/tests/monitoring.rs).
+//! coordinator/tests/monitoring/health.rs).
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
 fn deploy() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -13,19 +13,7 @@ fn deploy() -> PathBuf {
 }
 
 fn promtool(args: &[&str]) -> (bool, String) {
-    let out = Command::new("promtool")
-        .args(args)
-        .current_dir(deploy().join("prometheus"))
-        .output()
-        .expect("run promtool (apt-get install prometheus; tests/run.sh installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    lifeboat_e2e::promtool::run(args, &deploy().join("prometheus"), "")
 }
 
 #[test]
@@ -59,12 +47,12 @@ fn rule_tests_catch_a_broken_rule() {
         dir.path().join("lifeboat-rules.test.yml"),
     )
     .expect("copy tests");
-    let out = Command::new("promtool")
-        .args(["test", "rules", "lifeboat-rules.test.yml"])
-        .current_dir(dir.path())
-        .output()
-        .expect("run promtool");
-    assert!(!out.status.success(), "a broken RPO rule passed its tests");
+    let (ok, out) = lifeboat_e2e::promtool::run(
+        &["test", "rules", "lifeboat-rules.test.yml"],
+        dir.path(),
+        "",
+    );
+    assert!(!ok, "a broken RPO rule passed its tests:\n{out}");
 }
 
 #[test]

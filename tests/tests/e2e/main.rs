@@ -21,6 +21,7 @@ mod d20_oracle;
 mod db_tls_default;
 mod deploy_prometheus;
 mod deploy_units;
+mod engine_faults;
 mod error_text;
 mod harness;
 mod job_control;

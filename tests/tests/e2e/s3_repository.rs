@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use lifeboat_e2e::fixtures::{load_awkward, load_bulk, load_noise};
 use lifeboat_e2e::http::http_get;
+use lifeboat_e2e::s3::{agent_upload_journal, journaled_uploads_older_than};
 use lifeboat_e2e::s3proxy::{Action, Rule};
 use lifeboat_e2e::sandbox::{S3Env, find_str};
 use lifeboat_e2e::{Sandbox, SandboxTarget, assert_row_counts_match, assert_same_data, eventually};
@@ -241,7 +242,14 @@ fn killed_agent_upload_is_aborted_by_the_janitor() {
     s.agent.kill();
     assert_eq!(s3(&s).server.open_multipart_uploads().len(), 1);
     s3(&s).proxy.clear();
-    std::thread::sleep(Duration::from_millis(1100));
+    // The janitor's first pass after the restart finds the upload in the agent's journal; it
+    // aborts it only once it is older than stale_upload_age.
+    let journal = agent_upload_journal(s.agent.state_dir(), "offsite");
+    eventually(
+        "the journaled upload to be older than stale_upload_age",
+        Duration::from_secs(30),
+        || journaled_uploads_older_than(&journal, Duration::from_secs(1)),
+    );
     s.agent.restart(&s.admin);
     eventually(
         "the janitor to abort the upload",
@@ -401,12 +409,38 @@ fn janitor_leaves_a_long_running_upload_alone() {
             anyhow::bail!("no hanging part yet")
         }
     });
-    // Several janitor passes over an upload older than stale_upload_age.
-    std::thread::sleep(Duration::from_millis(3500));
+    // Several janitor passes over an upload older than stale_upload_age. Each pass lists the
+    // open multipart uploads (one GET ?uploads per target), and a pass starts janitor_interval
+    // (1 s) after the previous one ended: the passes of the second and third listings after
+    // the hang started at least 1 s after it, so they saw the upload older than
+    // stale_upload_age (1 s); the fourth listing means both have ended.
+    let listings = || {
+        s3(&s)
+            .proxy
+            .log()
+            .iter()
+            .filter(|l| l.starts_with("GET ") && l.contains("uploads"))
+            .count()
+    };
+    let hung_at = listings();
+    eventually(
+        "four janitor listings after the hang",
+        Duration::from_secs(30),
+        || match listings() - hung_at {
+            n if n >= 4 => Ok(()),
+            n => anyhow::bail!("{n} janitor listings since the hang"),
+        },
+    );
     assert_eq!(
         s3(&s).server.open_multipart_uploads().len(),
         1,
         "the janitor aborted the running backup's upload"
+    );
+    let log = s3(&s).proxy.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("DELETE ") && l.contains("uploadId")),
+        "the running backup's upload was aborted: {log:#?}"
     );
     let j = s.wait_job_done(&job_id, Duration::from_secs(120));
     assert_eq!(find_str(&j, "state").as_deref(), Some("succeeded"), "{j}");

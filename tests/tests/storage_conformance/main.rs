@@ -39,7 +39,7 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 }
 
 struct World {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     server: Option<S3Server>,
     proxy: Option<S3Proxy>,
     repo: Repository,
@@ -50,7 +50,7 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo: Repository = Arc::new(repo::fs::FsRepository::new(dir.path().join("repo")));
         World {
-            _dir: dir,
+            dir,
             server: None,
             proxy: None,
             repo,
@@ -76,7 +76,7 @@ impl World {
                 .with_journal(dir.path().join("journal")),
         );
         World {
-            _dir: dir,
+            dir,
             server: Some(server),
             proxy: Some(proxy),
             repo,

@@ -1,6 +1,7 @@
 //! S3 over a misbehaving network or server: the fault proxy in front of a real s3s-fs.
 
 use super::*;
+use lifeboat_e2e::{poll::eventually, s3::journaled_uploads_older_than};
 
 /// S7: a 503 SlowDown storm shorter than the retry budget is ridden out; one that outlasts it
 /// fails the upload with the server's error, aborts it, and leaves nothing.
@@ -123,7 +124,16 @@ async fn s2_janitor_aborts_stale_uploads() {
         0
     );
     assert_eq!(w.server().open_multipart_uploads().len(), 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let journal = w.dir.path().join("journal");
+    tokio::task::spawn_blocking(move || {
+        eventually(
+            "the journaled upload to be older than the threshold",
+            Duration::from_secs(30),
+            || journaled_uploads_older_than(&journal, Duration::from_secs(1)),
+        )
+    })
+    .await
+    .expect("wait for the upload to age");
     // Old, but its backup is being written by this agent right now: left alone.
     let writing: BTreeSet<String> = [lifeboat_agent::repo::dir_of(KEY)
         .expect("a backup key")
