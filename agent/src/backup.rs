@@ -1,23 +1,29 @@
-//! The backup job: pg_dump in a snapshot exported by the agent, streamed through the pipeline
-//! into the repository, manifest last. MySQL/MariaDB targets: see [`mysql`].
+//! The backup job. One orchestrator ([`take`]) runs every engine's backup the same way: the
+//! engine's pre-flight (everything that can fail before a byte is written, D16), its dump tool
+//! streamed through the pipeline (zstd + both SHA-256) into the repository while the engine
+//! works beside it, the engine's verdict on the tool and its output, then the data object
+//! committed and the manifest written last. What differs per engine is behind [`Dump`]:
+//! [`postgres::PgDump`] (`pg_dump` in a snapshot the agent exports) and [`mysql::MyDump`]
+//! (`mariadb-dump`/`mysqldump`, its output checked as it flows).
 
 mod mysql;
+mod postgres;
 pub(crate) use mysql::init_session as init_mysql_session;
 
-use std::process::Stdio;
+use std::{io::Read, process::ExitStatus};
 
 use anyhow::{Context, Result, bail};
 use lifeboat_proto::{self as pb, domain::BackupRecord};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Engine, RowCounts},
-    engine::postgres as pg,
+    config::{Engine, TargetConfig},
     job::{JobCtx, rfc3339_ms},
     manifest::{self, Manifest},
     pipeline::{self, Compression, PipelineError},
-    process::{describe_status, stderr_tail, stdout_file},
+    process::{join_with_child, stderr_tail},
     repo::{
-        self, MANIFEST_FILE, ObjectInfo, PG_DATA_FILE, Repository, StorageError, backup_dir_key,
+        self, MANIFEST_FILE, ObjectInfo, Repository, StorageError, backup_dir_key,
         body::{BodyWriter, body_channel},
     },
     work::BackupWork,
@@ -26,58 +32,111 @@ use crate::{
 /// Chunks (of 1 MiB) queued between the compressor and the repository.
 const BODY_DEPTH: usize = 4;
 
+/// One engine's dump, as the orchestrator ([`take`]) drives it. A value is made by the
+/// engine's pre-flight, which has connected, read the server's facts and checked the tool.
+///
+/// A backup is one stream from one tool; an engine whose backup is a set of files (a
+/// physical base backup) streams them as one archive (`pg_basebackup -Ft -D -`) and records
+/// what else it needs (a WAL range) in its [`DumpFacts`].
+pub(crate) trait Dump {
+    /// The data object's file name in the backup's directory.
+    const DATA_FILE: &'static str;
+    /// The bytes the stream starts with; anything else is refused before it is stored.
+    const MAGIC: &'static [u8];
+
+    /// The dump's size as the server estimates it, a hint for the upload.
+    fn size_hint(&self) -> u64;
+
+    /// Starts the dump tool with stdout and stderr piped: the child, and the stream to store
+    /// (its stdout, checked as it flows where the engine can).
+    fn start(&mut self, ctx: &JobCtx) -> Result<(tokio::process::Child, Box<dyn Read + Send>)>;
+
+    /// Work beside the dump while it streams (row counts in the dump's snapshot). It must end
+    /// soon after `stop` is cancelled, which happens when the job is cancelled or the dump
+    /// failed. Its outcome is judged by [`Dump::verdict`].
+    async fn beside(&mut self, _stop: &CancellationToken) {}
+
+    /// Why a dump whose stream the pipeline rejected (no magic, a read error, an incomplete
+    /// dump) failed: the tool's own failure when it has one, else what was wrong with its
+    /// output.
+    fn rejected(&mut self, status: &ExitStatus, stderr: &str, e: &PipelineError) -> anyhow::Error;
+
+    /// The verdict on a dump whose stream was read whole: the tool's exit status, the stream's
+    /// own check, the work done beside it.
+    fn verdict(&mut self, status: &ExitStatus, stderr: &str) -> Result<()>;
+
+    /// What the manifest records about the dump, once it is judged good.
+    async fn facts(self) -> Result<DumpFacts>;
+}
+
+/// What an engine tells the manifest about its dump.
+pub(crate) struct DumpFacts {
+    pub server: manifest::ServerInfo,
+    pub tool: manifest::ToolInfo,
+    pub format: &'static str,
+    pub row_counts_kind: &'static str,
+    pub row_counts: Vec<manifest::TableRows>,
+    pub objects: Option<manifest::DumpObjects>,
+}
+
 pub async fn run(ctx: &JobCtx, spec: &BackupWork) -> Result<BackupRecord> {
-    let config = &ctx.config;
-    let target = config.targets.get(&spec.target).with_context(|| {
+    let target = ctx.config.targets.get(&spec.target).with_context(|| {
         format!(
             "this agent has no target {:?}; check the agent's [[target]] list",
             spec.target
         )
     })?;
-    let repo = repo::open(config, &target.repository)?;
+    let repo = repo::open(&ctx.config, &target.repository)?;
     let started_at_ms = lifeboat_common::time::now_ms();
-    if target.engine == Engine::Mysql {
-        return mysql::run(ctx, spec, target, repo, started_at_ms).await;
-    }
-
-    // Pre-flight: everything that can fail before a byte is written (D16).
     ctx.set_phase("connecting");
-    let password = target.password()?;
-    let mut conn = pg::connect(target, password.as_ref(), &target.database).await?;
-    let facts = pg::server_facts(&mut conn).await?;
-    let pg_dump = pg::tool(target, "pg_dump", facts.major);
-    let (tool_version, tool_major) = pg::tool_version(&pg_dump).await?;
-    pg::check_tool_major("pg_dump", &tool_version, tool_major, &facts)?;
-    let objects = recorded_objects(pg::objects::dump_objects(&mut conn).await);
-    let snapshot = pg::export_snapshot(&mut conn).await?;
+    let at = Start {
+        spec,
+        target,
+        repo: &repo,
+        started_at_ms,
+    };
+    match target.engine {
+        Engine::Postgres => take(ctx, &at, postgres::PgDump::preflight(target).await?).await,
+        Engine::Mysql => take(ctx, &at, mysql::MyDump::preflight(target).await?).await,
+    }
+}
 
-    let dir_key = backup_dir_key(&config.environment, &target.name, spec.backup_id.as_str());
+/// A backup about to be taken.
+struct Start<'a> {
+    spec: &'a BackupWork,
+    target: &'a TargetConfig,
+    repo: &'a Repository,
+    started_at_ms: i64,
+}
+
+/// Streams `dump` into the repository and, once the engine's verdict is good, commits it and
+/// writes the manifest. On any failure, cancellation included, nothing is left that looks
+/// like a backup: the upload is abandoned (a multipart upload aborted, a temporary file
+/// removed) before the error is returned.
+async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<BackupRecord> {
+    let (config, target, repo) = (&ctx.config, at.target, at.repo);
+    let dir_key = backup_dir_key(
+        &config.environment,
+        &target.name,
+        at.spec.backup_id.as_str(),
+    );
     let _writing = ctx.writes.hold(&dir_key);
-    let data_key = format!("{dir_key}/{PG_DATA_FILE}");
-    // The data object is written while pg_dump runs; it becomes visible only after `finish`,
-    // which happens once pg_dump's exit status, the format check and the row counts are good.
+    let data_key = format!("{dir_key}/{}", D::DATA_FILE);
+    // The data object is written while the dump runs; it becomes visible only after `commit`,
+    // once the tool's exit status and the stream's verdict are good.
     let (tx, body) = body_channel(BODY_DEPTH);
-    let upload = Upload::start(&repo, &data_key, body, facts.size_bytes, &ctx.cancel);
-    let passfile = password
-        .as_ref()
-        .map(|p| pg::PassFile::create(&config.state_dir, p))
-        .transpose()?;
+    let upload = Upload::start(repo, &data_key, body, dump.size_hint(), &ctx.cancel);
 
     ctx.set_phase("dumping");
-    let mut cmd = pg::child_command(&pg_dump, passfile.as_ref());
-    cmd.arg("--format=custom")
-        .arg("--compress=0")
-        .arg("--no-password")
-        .arg(format!("--snapshot={snapshot}"))
-        .arg("--dbname")
-        .arg(pg::url_for(target, &target.database).as_str())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("start {}", pg_dump.display()))?;
-    let stderr = stderr_tail(child.stderr.take().context("pg_dump stderr")?);
-    let source = stdout_file(child.stdout.take().context("pg_dump stdout")?)?;
+    let (mut child, source) = match dump.start(ctx) {
+        Ok(started) => started,
+        Err(e) => {
+            drop(tx);
+            upload.abandon().await;
+            return Err(e);
+        }
+    };
+    let stderr = child.stderr.take().map(stderr_tail);
     let sink = BodyWriter::new(tx);
     let compression = Compression {
         level: target.compression_level,
@@ -85,57 +144,25 @@ pub async fn run(ctx: &JobCtx, spec: &BackupWork) -> Result<BackupRecord> {
     };
     let counters = ctx.counters.clone();
     let cancel = ctx.cancel.clone();
-    let mut pipeline = tokio::task::spawn_blocking(move || {
-        let c = pipeline::compress(
-            source,
-            sink,
-            pg::PGDMP_MAGIC,
-            compression,
-            &counters,
-            &cancel,
-        )?;
+    let pipeline = tokio::task::spawn_blocking(move || {
+        let c = pipeline::compress(source, sink, D::MAGIC, compression, &counters, &cancel)?;
         Ok::<_, PipelineError>((c.raw, c.stored, c.sink))
     });
-
-    // Row counts run in the exported snapshot while pg_dump streams; they are abandoned as
-    // soon as the job is cancelled or the dump fails (the connection is then dropped).
-    let stop_counting = ctx.cancel.child_token();
-    let counts = async {
-        let counting = async {
-            match target.row_counts {
-                RowCounts::Exact => pg::row_counts(&mut conn, true).await,
-                RowCounts::Estimate => pg::row_counts(&mut conn, false).await,
-                RowCounts::Off => Ok(Vec::new()),
-            }
-        };
-        tokio::select! {
-            r = counting => Some(r),
-            () = stop_counting.cancelled() => None,
-        }
-    };
+    let stop_beside = ctx.cancel.child_token();
     let piped = async {
-        let r = tokio::select! {
-            r = &mut pipeline => r,
-            () = ctx.cancel.cancelled() => {
-                let _ = child.start_kill();
-                (&mut pipeline).await
-            }
-        };
-        let r = r.context("pipeline task panicked")?;
-        if r.is_err() {
-            // The pipeline stopped reading: do not leave pg_dump blocked on a full pipe.
-            let _ = child.start_kill();
+        // The pipeline stopped reading: the tool is killed rather than left on a full pipe.
+        let r = join_with_child(&mut child, pipeline, &ctx.cancel, "the dump tool").await;
+        if !matches!(&r, Ok((Ok(_), status)) if status.success()) {
+            stop_beside.cancel();
         }
-        let status = child.wait().await.context("wait for pg_dump");
-        if !status.as_ref().is_ok_and(|s| s.success()) || r.is_err() {
-            stop_counting.cancel();
-        }
-        Ok::<_, anyhow::Error>((r, status?))
+        r
     };
-    let (piped, counts) = tokio::join!(piped, counts);
+    let (piped, ()) = tokio::join!(piped, dump.beside(&stop_beside));
     let (result, status) = piped?;
-    let stderr = stderr.await.unwrap_or_default();
-    drop(passfile);
+    let stderr = match stderr {
+        Some(tail) => tail.await.unwrap_or_default(),
+        None => String::new(),
+    };
     if ctx.cancel.is_cancelled() {
         drop(result);
         upload.abandon().await;
@@ -143,112 +170,65 @@ pub async fn run(ctx: &JobCtx, spec: &BackupWork) -> Result<BackupRecord> {
     }
     let (raw, stored, writer) = match result {
         Err(e @ (PipelineError::Sink(_) | PipelineError::Compress(_))) => {
-            return Err(upload.fail_write(e, &repo).await);
-        }
-        Err(e) if !status.success() => {
-            upload.abandon().await;
-            bail!(
-                "pg_dump failed ({}): {}{}",
-                describe_status(&status),
-                non_empty(&stderr),
-                detail_suffix(&e)
-            )
+            return Err(upload.fail_write(e, repo).await);
         }
         Err(e) => {
             upload.abandon().await;
-            bail!(
-                "{e}; pg_dump exited 0 but its output is not a custom-format archive{}",
-                stderr_suffix(&stderr)
-            )
-        }
-        Ok((_, _, writer)) if !status.success() => {
-            // Dropping the writer ends the body unfinished: the upload aborts.
-            drop(writer);
-            upload.abandon().await;
-            bail!(
-                "pg_dump failed ({}): {}",
-                describe_status(&status),
-                non_empty(&stderr)
-            )
+            return Err(dump.rejected(&status, &stderr, &e));
         }
         Ok(v) => v,
     };
-    let row_counts = match counts
-        .context("row counting stopped")
-        .and_then(|c| c.context("count rows in the dump's snapshot"))
-    {
-        Ok(c) => c,
+    if let Err(e) = dump.verdict(&status, &stderr) {
+        // Dropping the writer ends the body unfinished: the upload aborts.
+        drop(writer);
+        upload.abandon().await;
+        return Err(e);
+    }
+    let facts = match dump.facts().await {
+        Ok(f) => f,
         Err(e) => {
             drop(writer);
             upload.abandon().await;
             return Err(e);
         }
     };
-    // The snapshot transaction is no longer needed.
-    let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-    let _ = sqlx::Connection::close(conn).await;
-
     let dumped = Dumped {
-        server: manifest::ServerInfo {
-            version: facts.version.clone(),
-            version_num: facts.version_num,
-            system_identifier: facts.system_identifier.clone(),
-            encoding: facts.encoding.clone(),
-            collate: facts.collate.clone(),
-            ctype: facts.ctype.clone(),
-        },
-        tool: manifest::ToolInfo {
-            name: "pg_dump".into(),
-            version: tool_version.clone(),
-        },
-        format: "pg_dump-custom",
-        data_file: PG_DATA_FILE,
+        facts,
+        data_file: D::DATA_FILE,
         raw,
         stored,
-        row_counts_kind: match target.row_counts {
-            RowCounts::Exact => "exact",
-            RowCounts::Estimate => "estimate",
-            RowCounts::Off => "off",
-        },
-        row_counts,
-        objects,
     };
-    let at = Written {
-        repo: &repo,
+    let written = Written {
+        repo,
         dir_key: &dir_key,
         data_key: &data_key,
-        started_at_ms,
+        started_at_ms: at.started_at_ms,
     };
-    finish(ctx, spec, target, upload, writer, &at, dumped).await
+    finish(ctx, at.spec, target, upload, writer, &written, dumped).await
 }
 
-/// What an engine's dump produced, for the end every backup shares.
-pub(crate) struct Dumped {
-    pub server: manifest::ServerInfo,
-    pub tool: manifest::ToolInfo,
-    pub format: &'static str,
-    pub data_file: &'static str,
-    pub raw: pipeline::Digest,
-    pub stored: pipeline::Digest,
-    pub row_counts_kind: &'static str,
-    pub row_counts: Vec<manifest::TableRows>,
-    pub objects: Option<manifest::DumpObjects>,
+/// What a dump produced, for the end every backup shares.
+struct Dumped {
+    facts: DumpFacts,
+    data_file: &'static str,
+    raw: pipeline::Digest,
+    stored: pipeline::Digest,
 }
 
 /// Where a backup is being written.
-pub(crate) struct Written<'a> {
-    pub repo: &'a Repository,
-    pub dir_key: &'a str,
-    pub data_key: &'a str,
-    pub started_at_ms: i64,
+struct Written<'a> {
+    repo: &'a Repository,
+    dir_key: &'a str,
+    data_key: &'a str,
+    started_at_ms: i64,
 }
 
 /// Commits the data object (its stored size checked against what was written), then writes
 /// the manifest, last, and returns the backup's record.
-pub(crate) async fn finish(
+async fn finish(
     ctx: &JobCtx,
     spec: &BackupWork,
-    target: &crate::config::TargetConfig,
+    target: &TargetConfig,
     upload: Upload,
     writer: BodyWriter,
     at: &Written<'_>,
@@ -297,9 +277,9 @@ pub(crate) async fn finish(
         engine: target.engine.as_str().into(),
         provider: target.provider.clone(),
         database: target.database.clone(),
-        server: d.server,
-        tool: d.tool,
-        format: d.format.into(),
+        server: d.facts.server,
+        tool: d.facts.tool,
+        format: d.facts.format.into(),
         compression: manifest::CompressionInfo {
             algorithm: "zstd".into(),
             level: target.compression_level,
@@ -314,17 +294,19 @@ pub(crate) async fn finish(
         finished_at: rfc3339_ms(finished_at_ms),
         started_at_ms: at.started_at_ms,
         finished_at_ms,
-        row_counts_kind: d.row_counts_kind.into(),
-        row_counts: d.row_counts,
+        row_counts_kind: d.facts.row_counts_kind.into(),
+        row_counts: d.facts.row_counts,
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
-        objects: d.objects,
+        objects: d.facts.objects,
     };
     write_manifest(ctx, repo, at.dir_key, data_key, &m).await?;
     record_from_manifest(&m, at.dir_key, ctx.job_id.clone())
 }
 
 /// The manifest's `objects` (for restore pre-flights); a backup does not fail for want of them.
-fn recorded_objects(listed: Result<manifest::DumpObjects>) -> Option<manifest::DumpObjects> {
+pub(crate) fn recorded_objects(
+    listed: Result<manifest::DumpObjects>,
+) -> Option<manifest::DumpObjects> {
     match listed {
         Ok(o) => Some(o),
         Err(e) => {
@@ -389,7 +371,7 @@ async fn write_manifest(
 
 /// Removes the data object of a backup that failed after its upload completed and whose
 /// manifest is known to be absent, so it does not wait for the janitor. Retried a few times.
-pub(crate) async fn remove_orphan_data(repo: &Repository, data_key: &str) {
+async fn remove_orphan_data(repo: &Repository, data_key: &str) {
     let mut last = None;
     for attempt in 0..3u32 {
         if attempt > 0 {
@@ -406,7 +388,7 @@ pub(crate) async fn remove_orphan_data(repo: &Repository, data_key: &str) {
 }
 
 /// The data object's upload, running beside the dump.
-pub(crate) struct Upload {
+struct Upload {
     task: tokio::task::JoinHandle<Result<ObjectInfo, StorageError>>,
     /// Stops the upload whatever its body is doing (see [`Upload::abandon`]).
     stop: tokio_util::sync::CancellationToken,
@@ -454,7 +436,7 @@ impl Upload {
 
     /// Abandons the upload after the pipeline failed writing to it (`e` is the broken pipe the
     /// compressor saw): the repository's own error, when it has one, says more.
-    pub(crate) async fn fail_write(self, e: PipelineError, repo: &Repository) -> anyhow::Error {
+    async fn fail_write(self, e: PipelineError, repo: &Repository) -> anyhow::Error {
         let err = match self.abandon().await {
             Some(Err(se))
                 if !matches!(se, StorageError::Abandoned(_) | StorageError::Cancelled) =>
@@ -514,23 +496,4 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Resu
     };
     BackupRecord::try_from(wire)
         .map_err(|e| anyhow::anyhow!("the manifest is not a valid record: {e}"))
-}
-
-fn non_empty(s: &str) -> &str {
-    if s.is_empty() { "no error output" } else { s }
-}
-
-fn stderr_suffix(s: &str) -> String {
-    if s.is_empty() {
-        String::new()
-    } else {
-        format!("; pg_dump said: {s}")
-    }
-}
-
-fn detail_suffix(e: &PipelineError) -> String {
-    match e {
-        PipelineError::Empty => String::new(),
-        other => format!(" ({other})"),
-    }
 }

@@ -13,7 +13,7 @@ use std::{io::BufWriter, path::PathBuf, process::Stdio};
 
 use anyhow::{Context, Result, bail};
 use lifeboat_common::secret::Secret;
-use lifeboat_proto::domain::{OwnerPolicy, Restored, RowCount};
+use lifeboat_proto::domain::OwnerPolicy;
 use sqlx::postgres::PgConnection;
 
 use super::{
@@ -37,7 +37,7 @@ use preflight::{destination, locale, owners, privileges, schemas_and_extensions}
 use toc::{filter_toc_listing, read_toc, write_private};
 
 /// What the restore will do, decided by [`plan`].
-struct Plan {
+pub(super) struct Plan {
     admin: PgConnection,
     pg_restore: PathBuf,
     database: String,
@@ -55,24 +55,82 @@ struct Plan {
     toc: Option<String>,
 }
 
-pub(super) async fn run(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>) -> Result<Restored> {
-    let password = p.target.password()?;
-    let plan = plan(ctx, spec, p, password.as_ref()).await?;
-    ctx.report.bail_on_errors("restore refused")?;
-    let plan = plan.context("restore could not be planned")?;
-    execute(ctx, p, plan, password.as_ref()).await
+/// PostgreSQL's side of a restore, for [`super::restore`].
+pub(super) struct PgRestore {
+    password: Option<Secret<String>>,
 }
 
-/// The dry run: the checks and the steps, nothing written.
-pub(super) async fn plan_only(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>) -> Result<()> {
-    let Some(password) = ctx.report.check("connection", p.target.password()) else {
-        return Ok(());
-    };
-    if let Some(plan) = plan(ctx, spec, p, password.as_ref()).await? {
-        describe(ctx, p, &plan);
+impl PgRestore {
+    pub(super) fn new(target: &crate::config::TargetConfig) -> Result<Self> {
+        Ok(Self {
+            password: target.password()?,
+        })
+    }
+}
+
+impl super::Restore for PgRestore {
+    type Plan = Plan;
+
+    async fn plan(
+        &self,
+        ctx: &JobCtx,
+        spec: &RestoreWork,
+        p: &Prepared<'_>,
+    ) -> Result<Option<Plan>> {
+        plan(ctx, spec, p, self.password.as_ref()).await
+    }
+
+    fn describe(&self, ctx: &JobCtx, _spec: &RestoreWork, p: &Prepared<'_>, plan: &Plan) {
+        describe(ctx, p, plan);
+    }
+
+    fn database(plan: &Plan) -> &str {
+        &plan.database
+    }
+
+    async fn close(plan: Plan) {
         let _ = sqlx::Connection::close(plan.admin).await;
     }
-    Ok(())
+
+    async fn create_scratch(&self, plan: &mut Plan, p: &Prepared<'_>, scratch: &str) -> Result<()> {
+        pg::create_database(&mut plan.admin, scratch, &p.manifest.server).await
+    }
+
+    async fn load(
+        &self,
+        ctx: &JobCtx,
+        p: &Prepared<'_>,
+        plan: &mut Plan,
+        into: &str,
+    ) -> Result<Vec<TableRows>> {
+        restore_into(ctx, p, plan, self.password.as_ref(), into).await
+    }
+
+    async fn drop_scratch(&self, plan: &mut Plan, scratch: &str) {
+        if let Err(e) = pg::drop_database(&mut plan.admin, scratch).await {
+            tracing::warn!("failed to drop scratch database {scratch}: {e:#}");
+        }
+    }
+
+    async fn swap_in(
+        &self,
+        _ctx: &JobCtx,
+        plan: &mut Plan,
+        scratch: &str,
+        journal: &mut Journal,
+    ) -> Result<()> {
+        let database = plan.database.clone();
+        let swapped = swap_in(&mut plan.admin, scratch, &database, plan.exists, journal).await;
+        if swapped.is_err()
+            && pg::database_exists(&mut plan.admin, &database)
+                .await
+                .unwrap_or(false)
+        {
+            // The original is back under its name: the restored copy goes.
+            let _ = pg::drop_database(&mut plan.admin, scratch).await;
+        }
+        swapped
+    }
 }
 
 /// Checks the destination and decides the restore; findings go to the job's report. `None`
@@ -300,88 +358,6 @@ fn expected_counts(p: &Prepared<'_>, plan: &Plan) -> Vec<TableRows> {
         .filter(|r| !plan.skip_schemas.contains(&r.schema))
         .cloned()
         .collect()
-}
-
-async fn execute(
-    ctx: &JobCtx,
-    p: &Prepared<'_>,
-    mut plan: Plan,
-    password: Option<&Secret<String>>,
-) -> Result<Restored> {
-    let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
-    // Every step from here on is journaled, so a crash is finished or undone at the next start.
-    let mut journal = Journal::begin(
-        &ctx.config.state_dir,
-        &ctx.job_id,
-        p.target,
-        &scratch,
-        &plan.database,
-    )
-    .await?;
-    if let Err(e) = pg::create_database(&mut plan.admin, &scratch, &p.manifest.server).await {
-        journal.finish().await;
-        return Err(e);
-    }
-    test_pause("restore-loading").await;
-    let counts = match restore_into(ctx, p, &plan, password, &scratch).await {
-        Ok(c) => c,
-        Err(e) => {
-            if let Err(drop_err) = pg::drop_database(&mut plan.admin, &scratch).await {
-                tracing::warn!("failed to drop scratch database {scratch}: {drop_err:#}");
-            }
-            journal.finish().await;
-            return Err(e);
-        }
-    };
-
-    ctx.set_phase("swapping");
-    let database = plan.database.clone();
-    if let Err(e) = swap_in(
-        &mut plan.admin,
-        &scratch,
-        &database,
-        plan.exists,
-        &mut journal,
-    )
-    .await
-    {
-        // Keep the restored copy when the original could not be put back under its name.
-        if pg::database_exists(&mut plan.admin, &database)
-            .await
-            .unwrap_or(false)
-        {
-            let _ = pg::drop_database(&mut plan.admin, &scratch).await;
-        }
-        journal.finish().await;
-        return Err(e);
-    }
-    journal.finish().await;
-    let _ = sqlx::Connection::close(plan.admin).await;
-    let rows: i64 = counts.iter().map(|c| c.rows).sum();
-    ctx.report.ok(
-        "restored",
-        format!(
-            "{database}: {} tables, {rows} rows{}",
-            counts.len(),
-            if p.manifest.row_counts_kind == "exact" {
-                ", every count as the manifest recorded it"
-            } else {
-                ""
-            }
-        ),
-    );
-    Ok(Restored {
-        database,
-        row_counts: counts
-            .into_iter()
-            .map(|r| RowCount {
-                schema: r.schema,
-                table: r.table,
-                rows: r.rows,
-            })
-            .collect(),
-        raw_bytes: p.loc.expected.raw.size,
-    })
 }
 
 /// Streams the archive into pg_restore against `scratch`, then counts rows there and compares
