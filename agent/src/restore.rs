@@ -11,7 +11,7 @@ mod mysql;
 mod postgres;
 
 use anyhow::{Context, Result, bail};
-use lifeboat_proto::domain::{BackupRecord, Restored};
+use lifeboat_proto::domain::{BackupRecord, Restored, RowCount};
 
 use crate::{
     config::{Engine, TargetConfig},
@@ -20,6 +20,7 @@ use crate::{
     pipeline::{Digest, Expected, PipelineError},
     provider::Provider,
     repo::{self, MANIFEST_FILE, PG_DATA_FILE, Repository, backup_dir_key, body::StreamReader},
+    swap_journal::{Journal, test_pause},
     work::RestoreWork,
 };
 
@@ -244,13 +245,86 @@ async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Option<Pr
     }))
 }
 
+/// One engine's side of a restore, as the orchestrator ([`restore`], [`plan_only`]) drives
+/// it: check the destination and decide (the plan), describe it (the dry run), and the steps
+/// of the restore itself. The orchestrator owns their order, the journal that makes a crash
+/// recoverable (ADR 0011) and the cleanup when a step fails.
+pub(crate) trait Restore {
+    /// The destination checked and the restore decided: its connection, tool and names.
+    type Plan;
+
+    /// Checks the destination (connection, server and tool versions, the name, privileges,
+    /// what the backup needs there); findings go to the job's report. `None` when nothing
+    /// further can be checked.
+    async fn plan(
+        &self,
+        ctx: &JobCtx,
+        spec: &RestoreWork,
+        p: &Prepared<'_>,
+    ) -> Result<Option<Self::Plan>>;
+
+    /// The steps the plan takes, in the job's report (the dry run).
+    fn describe(&self, ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>, plan: &Self::Plan);
+
+    /// The database the restore ends in.
+    fn database(plan: &Self::Plan) -> &str;
+
+    /// Gives back what the plan holds (its connection).
+    async fn close(plan: Self::Plan);
+
+    /// Restores without a scratch database, where the engine cannot make one (a provider
+    /// without CREATE DATABASE): `None` to take the scratch-and-swap path.
+    async fn in_place(
+        &self,
+        _ctx: &JobCtx,
+        _spec: &RestoreWork,
+        _p: &Prepared<'_>,
+        _plan: &mut Self::Plan,
+    ) -> Option<Result<Vec<TableRows>>> {
+        None
+    }
+
+    /// Creates the empty scratch database the backup is loaded into.
+    async fn create_scratch(
+        &self,
+        plan: &mut Self::Plan,
+        p: &Prepared<'_>,
+        scratch: &str,
+    ) -> Result<()>;
+
+    /// Streams the backup into `into` with the engine's client, through the hash checks, then
+    /// counts the rows there and compares them with the manifest's exact counts.
+    async fn load(
+        &self,
+        ctx: &JobCtx,
+        p: &Prepared<'_>,
+        plan: &mut Self::Plan,
+        into: &str,
+    ) -> Result<Vec<TableRows>>;
+
+    /// Drops the scratch database after a failed load; a failure is logged, not returned.
+    async fn drop_scratch(&self, plan: &mut Self::Plan, scratch: &str);
+
+    /// Puts the loaded scratch database in place of the destination, each step journaled
+    /// first, and removes what it replaced. On failure the destination is as it was (or the
+    /// error says where each copy is) and the scratch copy is gone unless it is the only one.
+    async fn swap_in(
+        &self,
+        ctx: &JobCtx,
+        p: &Prepared<'_>,
+        plan: &mut Self::Plan,
+        scratch: &str,
+        journal: &mut Journal,
+    ) -> Result<()>;
+}
+
 pub async fn run(ctx: &JobCtx, spec: &RestoreWork) -> Result<Restored> {
     let prepared = prepare(ctx, spec).await?;
     ctx.report.bail_on_errors("restore refused")?;
     let p = prepared.context("restore could not be prepared")?;
     match p.target.engine {
-        Engine::Postgres => postgres::run(ctx, spec, &p).await,
-        Engine::Mysql => mysql::run(ctx, spec, &p).await,
+        Engine::Postgres => restore(ctx, spec, &p, postgres::PgRestore::new(p.target)?).await,
+        Engine::Mysql => restore(ctx, spec, &p, mysql::MyRestore::new(p.target)?).await,
     }
 }
 
@@ -260,11 +334,111 @@ pub async fn run(ctx: &JobCtx, spec: &RestoreWork) -> Result<Restored> {
 pub async fn dry_run(ctx: &JobCtx, spec: &RestoreWork) -> Result<()> {
     if let Some(p) = prepare(ctx, spec).await? {
         match p.target.engine {
-            Engine::Postgres => postgres::plan_only(ctx, spec, &p).await?,
-            Engine::Mysql => mysql::plan_only(ctx, spec, &p).await?,
+            Engine::Postgres => {
+                plan_only(ctx, spec, &p, postgres::PgRestore::new(p.target)).await?
+            }
+            Engine::Mysql => plan_only(ctx, spec, &p, mysql::MyRestore::new(p.target)).await?,
         }
     }
     ctx.report.bail_on_errors("the restore would fail")
+}
+
+/// The dry run: the checks and the steps, nothing written.
+async fn plan_only<E: Restore>(
+    ctx: &JobCtx,
+    spec: &RestoreWork,
+    p: &Prepared<'_>,
+    engine: Result<E>,
+) -> Result<()> {
+    let Some(engine) = ctx.report.check("connection", engine) else {
+        return Ok(());
+    };
+    if let Some(plan) = engine.plan(ctx, spec, p).await? {
+        engine.describe(ctx, spec, p, &plan);
+        E::close(plan).await;
+    }
+    Ok(())
+}
+
+/// The restore: plan, then load into a fresh scratch database and swap it into place, or,
+/// where the engine cannot make a scratch database, load in place. A failed, cancelled or
+/// crashed restore never leaves a half-restored database under the destination's name.
+async fn restore<E: Restore>(
+    ctx: &JobCtx,
+    spec: &RestoreWork,
+    p: &Prepared<'_>,
+    engine: E,
+) -> Result<Restored> {
+    let plan = engine.plan(ctx, spec, p).await?;
+    ctx.report.bail_on_errors("restore refused")?;
+    let mut plan = plan.context("restore could not be planned")?;
+    let database = E::database(&plan).to_owned();
+    if let Some(loaded) = engine.in_place(ctx, spec, p, &mut plan).await {
+        let counts = loaded?;
+        E::close(plan).await;
+        return Ok(restored(ctx, p, database, counts));
+    }
+
+    let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
+    // Every step from here on is journaled, so a crash is finished or undone at the next start.
+    let mut journal = Journal::begin(
+        &ctx.config.state_dir,
+        &ctx.job_id,
+        p.target,
+        &scratch,
+        &database,
+    )
+    .await?;
+    if let Err(e) = engine.create_scratch(&mut plan, p, &scratch).await {
+        journal.finish().await;
+        return Err(e);
+    }
+    test_pause("restore-loading").await;
+    let counts = match engine.load(ctx, p, &mut plan, &scratch).await {
+        Ok(c) => c,
+        Err(e) => {
+            engine.drop_scratch(&mut plan, &scratch).await;
+            journal.finish().await;
+            return Err(e);
+        }
+    };
+    ctx.set_phase("swapping");
+    let swapped = engine
+        .swap_in(ctx, p, &mut plan, &scratch, &mut journal)
+        .await;
+    journal.finish().await;
+    swapped?;
+    E::close(plan).await;
+    Ok(restored(ctx, p, database, counts))
+}
+
+/// The restore's result, and its line in the report.
+fn restored(ctx: &JobCtx, p: &Prepared<'_>, database: String, counts: Vec<TableRows>) -> Restored {
+    let rows: i64 = counts.iter().map(|c| c.rows).sum();
+    ctx.report.ok(
+        "restored",
+        format!(
+            "{database}: {} tables, {rows} rows{}",
+            counts.len(),
+            if p.manifest.row_counts_kind == "exact" {
+                ", every count as the manifest recorded it"
+            } else {
+                ""
+            }
+        ),
+    );
+    Restored {
+        database,
+        row_counts: counts
+            .into_iter()
+            .map(|r| RowCount {
+                schema: r.schema,
+                table: r.table,
+                rows: r.rows,
+            })
+            .collect(),
+        raw_bytes: p.loc.expected.raw.size,
+    }
 }
 
 /// The verdict on a stream loaded into a restore tool (`pg_restore`, `mariadb`): a tool that

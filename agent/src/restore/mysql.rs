@@ -8,7 +8,6 @@ use std::io::BufWriter;
 
 use anyhow::{Context, Result, bail};
 use lifeboat_common::secret::Secret;
-use lifeboat_proto::domain::{Restored, RowCount};
 use sqlx::mysql::MySqlConnection;
 
 use super::{
@@ -32,7 +31,7 @@ use crate::{
 };
 
 /// What the restore will do, decided by [`plan`].
-struct Plan {
+pub(super) struct Plan {
     admin: MySqlConnection,
     client: ClientTool,
     /// What the destination server is (for its session settings).
@@ -42,34 +41,159 @@ struct Plan {
     empty: bool,
 }
 
-pub(super) async fn run(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>) -> Result<Restored> {
-    let params = p
-        .target
-        .mysql
-        .as_ref()
-        .context("target has no MySQL connection parameters")?;
-    let password = p.target.password()?;
-    let plan = plan(ctx, spec, p, params, password.as_ref()).await?;
-    ctx.report.bail_on_errors("restore refused")?;
-    let plan = plan.context("restore could not be planned")?;
-    execute(ctx, spec, p, plan, params, password.as_ref()).await
+/// MySQL's and MariaDB's side of a restore, for [`super::restore`].
+pub(super) struct MyRestore<'a> {
+    params: &'a ConnParams,
+    password: Option<Secret<String>>,
 }
 
-/// The dry run: the checks and the steps, nothing written.
-pub(super) async fn plan_only(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>) -> Result<()> {
-    let params = p
-        .target
-        .mysql
-        .as_ref()
-        .context("target has no MySQL connection parameters")?;
-    let Some(password) = ctx.report.check("connection", p.target.password()) else {
-        return Ok(());
-    };
-    if let Some(plan) = plan(ctx, spec, p, params, password.as_ref()).await? {
-        describe(ctx, spec, p, &plan);
+impl<'a> MyRestore<'a> {
+    pub(super) fn new(target: &'a crate::config::TargetConfig) -> Result<Self> {
+        Ok(Self {
+            params: target
+                .mysql
+                .as_ref()
+                .context("target has no MySQL connection parameters")?,
+            password: target.password()?,
+        })
+    }
+
+    /// Streaming the backup with the SQL client, per the plan.
+    fn loader<'p>(&'p self, ctx: &'p JobCtx, p: &'p Prepared<'_>, plan: &'p Plan) -> Load<'p> {
+        Load {
+            ctx,
+            params: self.params,
+            password: self.password.as_ref(),
+            loc: &p.loc,
+            client: &plan.client,
+            manifest: &p.manifest,
+            profile: p.target.profile,
+            server: plan.server,
+        }
+    }
+}
+
+impl super::Restore for MyRestore<'_> {
+    type Plan = Plan;
+
+    async fn plan(
+        &self,
+        ctx: &JobCtx,
+        spec: &RestoreWork,
+        p: &Prepared<'_>,
+    ) -> Result<Option<Plan>> {
+        plan(ctx, spec, p, self.params, self.password.as_ref()).await
+    }
+
+    fn describe(&self, ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>, plan: &Plan) {
+        describe(ctx, spec, p, plan);
+    }
+
+    fn database(plan: &Plan) -> &str {
+        &plan.database
+    }
+
+    async fn close(plan: Plan) {
         let _ = sqlx::Connection::close(plan.admin).await;
     }
-    Ok(())
+
+    /// Where the agent cannot create databases (PlanetScale), the backup is loaded into the
+    /// (emptied) destination itself. Nothing is emptied before the whole archive has been
+    /// read and proven (H3).
+    async fn in_place(
+        &self,
+        ctx: &JobCtx,
+        spec: &RestoreWork,
+        p: &Prepared<'_>,
+        plan: &mut Plan,
+    ) -> Option<Result<Vec<TableRows>>> {
+        if p.target.profile.can_create_databases() {
+            return None;
+        }
+        let database = plan.database.clone();
+        let emptied = spec.clean && !plan.empty;
+        if emptied {
+            if let Err(e) = prove_archive(ctx, &p.loc, &database).await {
+                return Some(Err(e));
+            }
+            ctx.report.warn("destination", clean_risk(&database));
+            ctx.set_phase("emptying");
+            if let Err(e) = my::swap::empty_database(&mut plan.admin, &database).await {
+                return Some(Err(e.context(format!(
+                    "empty {database} (objects already dropped stay dropped; restore again to fill it)"
+                ))));
+            }
+        }
+        Some(match self.loader(ctx, p, plan).load_into(&database).await {
+            Err(e) if emptied => Err(e.context(format!(
+                "{database} was emptied for this restore and is now empty or partly loaded; fix the cause and restore again"
+            ))),
+            loaded => loaded,
+        })
+    }
+
+    async fn create_scratch(&self, plan: &mut Plan, p: &Prepared<'_>, scratch: &str) -> Result<()> {
+        let server = &p.manifest.server;
+        my::create_database(&mut plan.admin, scratch, &server.encoding, &server.collate).await
+    }
+
+    async fn load(
+        &self,
+        ctx: &JobCtx,
+        p: &Prepared<'_>,
+        plan: &mut Plan,
+        into: &str,
+    ) -> Result<Vec<TableRows>> {
+        self.loader(ctx, p, plan).load_into(into).await
+    }
+
+    async fn drop_scratch(&self, plan: &mut Plan, scratch: &str) {
+        drop_quietly(&mut plan.admin, scratch).await;
+    }
+
+    /// Moves the scratch database's tables into the destination (ADR 0007), then drops the
+    /// scratch database and the replaced tables.
+    async fn swap_in(
+        &self,
+        ctx: &JobCtx,
+        p: &Prepared<'_>,
+        plan: &mut Plan,
+        scratch: &str,
+        journal: &mut Journal,
+    ) -> Result<()> {
+        let old = scratch_name("lifeboat_old", &ctx.job_id);
+        let server = &p.manifest.server;
+        let swapped = my::swap::swap_in_journaled(
+            &mut plan.admin,
+            &SwapPlan {
+                scratch,
+                dest: &plan.database,
+                old: plan.exists.then_some(old.as_str()),
+                character_set: &server.encoding,
+                collation: &server.collate,
+            },
+            journal,
+        )
+        .await;
+        if let Err(e) = swapped {
+            // The scratch copy holds only restored data (the backup still has it); the replaced
+            // database's tables, if any were moved, stay where the error says.
+            drop_quietly(&mut plan.admin, scratch).await;
+            return Err(e);
+        }
+        if let Err(e) = journal
+            .step(Step::Finishing, plan.exists.then_some(old.as_str()))
+            .await
+        {
+            tracing::warn!("failed to {e:#}");
+        }
+        test_pause("restore-finishing").await;
+        drop_quietly(&mut plan.admin, scratch).await;
+        if plan.exists {
+            drop_quietly(&mut plan.admin, &old).await;
+        }
+        Ok(())
+    }
 }
 
 /// Checks the destination and decides the restore; findings go to the job's report.
@@ -357,123 +481,6 @@ fn describe(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>, plan: &Plan) {
     ));
 }
 
-async fn execute(
-    ctx: &JobCtx,
-    spec: &RestoreWork,
-    p: &Prepared<'_>,
-    mut plan: Plan,
-    params: &ConnParams,
-    password: Option<&Secret<String>>,
-) -> Result<Restored> {
-    let (target, loc, manifest) = (p.target, &p.loc, &p.manifest);
-    let database = plan.database.clone();
-    let load = Load {
-        ctx,
-        params,
-        password,
-        loc,
-        client: &plan.client,
-        manifest,
-        profile: target.profile,
-        server: plan.server,
-    };
-    let admin = &mut plan.admin;
-
-    if !target.profile.can_create_databases() {
-        // No CREATE DATABASE: load into the (emptied) destination itself. Nothing is emptied
-        // before the whole archive has been read and proven (H3).
-        let emptied = spec.clean && !plan.empty;
-        if emptied {
-            prove_archive(ctx, loc, &database).await?;
-            ctx.report.warn("destination", clean_risk(&database));
-            ctx.set_phase("emptying");
-            my::swap::empty_database(admin, &database).await.with_context(|| {
-                format!(
-                    "empty {database} (objects already dropped stay dropped; restore again to fill it)"
-                )
-            })?;
-        }
-        let counts = match load.load_into(&database).await {
-            Ok(c) => c,
-            Err(e) if emptied => {
-                return Err(e.context(format!(
-                    "{database} was emptied for this restore and is now empty or partly loaded; fix the cause and restore again"
-                )));
-            }
-            Err(e) => return Err(e),
-        };
-        let _ = sqlx::Connection::close(plan.admin).await;
-        return Ok(result(ctx, database, counts, loc));
-    }
-
-    let scratch = scratch_name("lifeboat_restore", &ctx.job_id);
-    // Every step from here on is journaled, so a crash is finished or undone at the next start.
-    let mut journal = Journal::begin(
-        &ctx.config.state_dir,
-        &ctx.job_id,
-        target,
-        &scratch,
-        &database,
-    )
-    .await?;
-    if let Err(e) = my::create_database(
-        admin,
-        &scratch,
-        &manifest.server.encoding,
-        &manifest.server.collate,
-    )
-    .await
-    {
-        journal.finish().await;
-        return Err(e);
-    }
-    test_pause("restore-loading").await;
-    let counts = match load.load_into(&scratch).await {
-        Ok(c) => c,
-        Err(e) => {
-            drop_quietly(admin, &scratch).await;
-            journal.finish().await;
-            return Err(e);
-        }
-    };
-
-    ctx.set_phase("swapping");
-    let old = scratch_name("lifeboat_old", &ctx.job_id);
-    let swapped = my::swap::swap_in_journaled(
-        admin,
-        &SwapPlan {
-            scratch: &scratch,
-            dest: &database,
-            old: plan.exists.then_some(old.as_str()),
-            character_set: &manifest.server.encoding,
-            collation: &manifest.server.collate,
-        },
-        &mut journal,
-    )
-    .await;
-    if let Err(e) = swapped {
-        // The scratch copy holds only restored data (the backup still has it); the replaced
-        // database's tables, if any were moved, stay where the error says.
-        drop_quietly(admin, &scratch).await;
-        journal.finish().await;
-        return Err(e);
-    }
-    if let Err(e) = journal
-        .step(Step::Finishing, plan.exists.then_some(old.as_str()))
-        .await
-    {
-        tracing::warn!("failed to {e:#}");
-    }
-    test_pause("restore-finishing").await;
-    drop_quietly(admin, &scratch).await;
-    if plan.exists {
-        drop_quietly(admin, &old).await;
-    }
-    journal.finish().await;
-    let _ = sqlx::Connection::close(plan.admin).await;
-    Ok(result(ctx, database, counts, loc))
-}
-
 /// What a `--clean` restore into a database it cannot replace by a swap still risks (H3).
 fn clean_risk(database: &str) -> String {
     format!(
@@ -521,26 +528,6 @@ async fn prove_archive(ctx: &JobCtx, loc: &Located, database: &str) -> Result<()
         }),
         Err(PipelineError::Cancelled) => bail!("cancelled; {} was left as it was", database),
         Err(e) => Err(e).with_context(|| format!("{}: check {}", left(), loc.data_key)),
-    }
-}
-
-fn result(ctx: &JobCtx, database: String, counts: Vec<TableRows>, loc: &Located) -> Restored {
-    let rows: i64 = counts.iter().map(|c| c.rows).sum();
-    ctx.report.ok(
-        "restored",
-        format!("{database}: {} tables, {rows} rows", counts.len()),
-    );
-    Restored {
-        database,
-        row_counts: counts
-            .into_iter()
-            .map(|r| RowCount {
-                schema: r.schema,
-                table: r.table,
-                rows: r.rows,
-            })
-            .collect(),
-        raw_bytes: loc.expected.raw.size,
     }
 }
 

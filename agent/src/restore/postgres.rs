@@ -115,6 +115,7 @@ impl super::Restore for PgRestore {
     async fn swap_in(
         &self,
         _ctx: &JobCtx,
+        _p: &Prepared<'_>,
         plan: &mut Plan,
         scratch: &str,
         journal: &mut Journal,
