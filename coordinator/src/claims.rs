@@ -8,6 +8,8 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
+use lifeboat_common::names::TargetName;
+
 use crate::model::TargetDecl;
 
 /// A refused declaration: which agent wants the target, and how it declared it.
@@ -20,19 +22,19 @@ pub struct Claim {
 /// Full target name → the connected agents waiting for it.
 #[derive(Debug, Default)]
 pub struct TargetClaims {
-    waiting: Mutex<BTreeMap<String, Vec<Claim>>>,
+    waiting: Mutex<BTreeMap<TargetName, Vec<Claim>>>,
 }
 
 impl TargetClaims {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<Claim>>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<TargetName, Vec<Claim>>> {
         // Single inserts and removes: a poisoned map is still consistent.
         self.waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Replaces `agent`'s waiting claims with `claims` (full name, declaration).
-    pub fn set(&self, agent: &str, claims: Vec<(String, TargetDecl)>) {
+    /// Replaces `agent`'s waiting claims with `claims` (target, declaration).
+    pub fn set(&self, agent: &str, claims: Vec<(TargetName, TargetDecl)>) {
         let mut waiting = self.lock();
         remove_agent(&mut waiting, agent);
         for (full, decl) in claims {
@@ -48,25 +50,25 @@ impl TargetClaims {
         remove_agent(&mut self.lock(), agent);
     }
 
-    /// The agents waiting for `full_name`.
-    pub fn waiting(&self, full_name: &str) -> Vec<Claim> {
-        self.lock().get(full_name).cloned().unwrap_or_default()
+    /// The agents waiting for `target`.
+    pub fn waiting(&self, target: &TargetName) -> Vec<Claim> {
+        self.lock().get(target).cloned().unwrap_or_default()
     }
 
-    /// Removes and returns `agent`'s claim on `full_name`.
-    pub fn take(&self, full_name: &str, agent: &str) -> Option<Claim> {
+    /// Removes and returns `agent`'s claim on `target`.
+    pub fn take(&self, target: &TargetName, agent: &str) -> Option<Claim> {
         let mut waiting = self.lock();
-        let list = waiting.get_mut(full_name)?;
+        let list = waiting.get_mut(target)?;
         let at = list.iter().position(|c| c.agent == agent)?;
         let claim = list.remove(at);
         if list.is_empty() {
-            waiting.remove(full_name);
+            waiting.remove(target);
         }
         Some(claim)
     }
 }
 
-fn remove_agent(waiting: &mut BTreeMap<String, Vec<Claim>>, agent: &str) {
+fn remove_agent(waiting: &mut BTreeMap<TargetName, Vec<Claim>>, agent: &str) {
     waiting.retain(|_, list| {
         list.retain(|c| c.agent != agent);
         !list.is_empty()

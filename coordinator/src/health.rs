@@ -115,8 +115,8 @@ fn ms_to_duration(ms: i64) -> Duration {
 
 /// Judges one target at `now_ms`.
 pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> TargetHealth {
-    let target = f.full_name();
-    let objective = objectives.for_target(&target);
+    let target = &f.target.name;
+    let objective = objectives.for_target(target);
     let warning_age = objectives.warning_age(objective.rpo);
     let last_backup = f.last_backup().cloned();
     let mut reasons = Vec::new();
@@ -209,7 +209,7 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
         environment: f.target.name.env().to_owned(),
         name: f.target.name.name().to_owned(),
         agent: f.target.agent.clone(),
-        target,
+        target: target.to_string(),
         status,
         rpo_status,
         reasons,

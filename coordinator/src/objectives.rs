@@ -65,11 +65,18 @@ impl Default for Objectives {
 }
 
 impl Objectives {
-    /// The objectives of `target` (`ENV/NAME`).
-    pub fn for_target(&self, target: &str) -> Objective {
-        let env = target.split_once('/').map_or("", |(e, _)| e);
-        let t = self.targets.get(target).copied().unwrap_or_default();
-        let e = self.environments.get(env).copied().unwrap_or_default();
+    /// The objectives of `target`: its own, else its environment's, else the defaults.
+    pub fn for_target(&self, target: &TargetName) -> Objective {
+        let t = self
+            .targets
+            .get(target.as_str())
+            .copied()
+            .unwrap_or_default();
+        let e = self
+            .environments
+            .get(target.env())
+            .copied()
+            .unwrap_or_default();
         Objective {
             rpo: t.rpo.or(e.rpo).unwrap_or(self.default.rpo),
             rto: t.rto.or(e.rto).unwrap_or(self.default.rto),
@@ -282,12 +289,24 @@ mod tests {
         )
         .expect("valid");
         let h = |n: u64| Duration::from_secs(n * 3600);
-        assert_eq!(o.for_target("prod/users").rpo, h(26));
-        assert_eq!(o.for_target("prod/orders").rpo, h(1));
-        assert_eq!(o.for_target("prod/orders").rto, Duration::from_secs(1800));
-        assert_eq!(o.for_target("dev/x").rpo, h(7 * 24));
         assert_eq!(
-            o.for_target("dev/x").rto,
+            o.for_target(&"prod/users".parse().expect("target")).rpo,
+            h(26)
+        );
+        assert_eq!(
+            o.for_target(&"prod/orders".parse().expect("target")).rpo,
+            h(1)
+        );
+        assert_eq!(
+            o.for_target(&"prod/orders".parse().expect("target")).rto,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            o.for_target(&"dev/x".parse().expect("target")).rpo,
+            h(7 * 24)
+        );
+        assert_eq!(
+            o.for_target(&"dev/x".parse().expect("target")).rto,
             h(4),
             "rto falls back to the default"
         );
@@ -297,7 +316,10 @@ mod tests {
     #[test]
     fn defaults_without_a_section() {
         let o = parse("").expect("valid");
-        assert_eq!(o.for_target("a/b").rpo, DEFAULT_RPO);
+        assert_eq!(
+            o.for_target(&"a/b".parse().expect("target")).rpo,
+            DEFAULT_RPO
+        );
         assert_eq!(o.warning_percent, 80);
     }
 

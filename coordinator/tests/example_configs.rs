@@ -124,7 +124,12 @@ fn examples_mean_what_they_say() {
 
     let dev = parse("dev");
     assert_eq!(dev.http_listen.to_string(), "127.0.0.1:9187");
-    assert_eq!(dev.objectives.for_target("dev/app").rpo, h(26));
+    assert_eq!(
+        dev.objectives
+            .for_target(&"dev/app".parse().expect("target"))
+            .rpo,
+        h(26)
+    );
     assert!(dev.alerts.webhooks.is_empty());
     assert_eq!(dev.role_of("dev"), Some(Role::Admin));
 
@@ -139,13 +144,35 @@ fn examples_mean_what_they_say() {
 
     let prod = parse("prod");
     assert_eq!(
-        prod.objectives.for_target("prod/orders").rpo,
+        prod.objectives
+            .for_target(&"prod/orders".parse().expect("target"))
+            .rpo,
         Duration::from_secs(5400)
     );
-    assert_eq!(prod.objectives.for_target("prod/orders").rto, h(1));
-    assert_eq!(prod.objectives.for_target("prod/billing").rpo, h(25));
-    assert_eq!(prod.objectives.for_target("prod/billing").rto, h(2));
-    assert_eq!(prod.objectives.for_target("staging/x").rpo, h(26));
+    assert_eq!(
+        prod.objectives
+            .for_target(&"prod/orders".parse().expect("target"))
+            .rto,
+        h(1)
+    );
+    assert_eq!(
+        prod.objectives
+            .for_target(&"prod/billing".parse().expect("target"))
+            .rpo,
+        h(25)
+    );
+    assert_eq!(
+        prod.objectives
+            .for_target(&"prod/billing".parse().expect("target"))
+            .rto,
+        h(2)
+    );
+    assert_eq!(
+        prod.objectives
+            .for_target(&"staging/x".parse().expect("target"))
+            .rpo,
+        h(26)
+    );
     assert_eq!(prod.health.max_clock_skew, Duration::from_secs(15));
     assert_eq!(prod.alerts.size_change_percent, 40);
     let oncall = &prod.alerts.webhooks[0];
@@ -221,15 +248,21 @@ fn the_annotated_example_declares_objectives() {
     let c = config::parse(Path::new("/etc/lifeboat/coordinator.toml"), &text)
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(
-        c.objectives.for_target("prod/orders").rpo,
+        c.objectives
+            .for_target(&"prod/orders".parse().expect("target"))
+            .rpo,
         Duration::from_secs(90 * 60)
     );
     assert_eq!(
-        c.objectives.for_target("prod/orders").rto,
+        c.objectives
+            .for_target(&"prod/orders".parse().expect("target"))
+            .rto,
         Duration::from_secs(3600)
     );
     assert_eq!(
-        c.objectives.for_target("prod/users").rpo,
+        c.objectives
+            .for_target(&"prod/users".parse().expect("target"))
+            .rpo,
         Duration::from_secs(26 * 3600)
     );
     assert_eq!(c.alerts.size_change_percent, 50);

@@ -11,7 +11,7 @@ use crate::model::{
 /// A target an agent declared that another agent already owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConflict {
-    pub target: String,
+    pub target: TargetName,
     pub owner: String,
 }
 
@@ -89,7 +89,8 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         let mut conflicts = Vec::new();
         for t in targets {
-            let full = format!("{environment}/{}", t.name);
+            let full = TargetName::new(environment, &t.name)
+                .map_err(|e| CatalogError::OutOfRange(e.to_string()))?;
             // Insert, or update only if this agent owns it; no row changed means another
             // agent owns it (checked in the same statement, so two agents racing for a new
             // target cannot both win).
@@ -101,7 +102,7 @@ impl Catalog {
                  database_name = excluded.database_name \
                  WHERE targets.agent = excluded.agent",
             )
-            .bind(&full)
+            .bind(full.as_str())
             .bind(environment)
             .bind(&t.name)
             .bind(agent)
@@ -114,7 +115,7 @@ impl Catalog {
             if done.rows_affected() == 0 {
                 let owner: String =
                     sqlx::query_scalar("SELECT agent FROM targets WHERE full_name = ?")
-                        .bind(&full)
+                        .bind(full.as_str())
                         .fetch_one(&mut *tx)
                         .await?;
                 conflicts.push(TargetConflict {

@@ -62,10 +62,6 @@ pub struct TargetFacts {
 }
 
 impl TargetFacts {
-    pub fn full_name(&self) -> String {
-        self.target.name.to_string()
-    }
-
     pub fn last_backup(&self) -> Option<&BackupFacts> {
         self.recent_backups.first()
     }

@@ -159,7 +159,7 @@ async fn snapshot_reads_recent_backups_and_latest_jobs() {
     let snap = c.health_snapshot(50_000).await.expect("snapshot");
     assert_eq!(snap.agents.len(), 1);
     let orders = &snap.targets[0];
-    assert_eq!(orders.full_name(), "prod/orders");
+    assert_eq!(orders.target.name.as_str(), "prod/orders");
     assert_eq!(orders.recent_backups.len(), health::RECENT_BACKUPS);
     let sizes: Vec<u64> = orders
         .recent_backups

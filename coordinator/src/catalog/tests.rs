@@ -171,7 +171,7 @@ async fn targets_owned_by_another_agent_are_refused_alone() {
     assert_eq!(
         conflicts,
         vec![TargetConflict {
-            target: "prod/orders".into(),
+            target: "prod/orders".parse().expect("target"),
             owner: "prod-1".into()
         }]
     );

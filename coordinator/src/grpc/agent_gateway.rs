@@ -192,11 +192,7 @@ async fn admit(
     let mut refused = Vec::new();
     let mut claims = Vec::new();
     for c in &conflicts {
-        let Some(decl) = hello
-            .targets
-            .iter()
-            .find(|t| format!("{}/{}", hello.environment, t.name) == c.target)
-        else {
+        let Some(decl) = hello.targets.iter().find(|t| t.name == c.target.name()) else {
             continue;
         };
         tracing::warn!(

@@ -19,11 +19,10 @@ impl Control {
         let name = parse_target(&req.target)?;
         self.scope(op, &name, &format!("releasing {name}"))?;
         let target = self.target(&name).await?;
-        let full = name.to_string();
         let waiting: Vec<_> = self
             .hub
             .claims
-            .waiting(&full)
+            .waiting(&name)
             .into_iter()
             .filter(|c| self.hub.is_connected(&c.agent))
             .collect();
@@ -74,7 +73,7 @@ impl Control {
                 active.join(", ")
             )));
         }
-        let Some(claim) = self.hub.claims.take(&full, &to) else {
+        let Some(claim) = self.hub.claims.take(&name, &to) else {
             return Err(Error::FailedPrecondition(format!(
                 "agent {to} stopped waiting for {name} meanwhile; release again"
             )));
@@ -84,7 +83,7 @@ impl Control {
             let _guard = self.hub.dispatch_lock.lock().await;
             self.hub
                 .catalog
-                .move_target(&full, &target.agent, &to, &claim.decl)
+                .move_target(name.as_str(), &target.agent, &to, &claim.decl)
                 .await?
         };
         if !moved {
@@ -94,7 +93,7 @@ impl Control {
             )));
         }
         tracing::warn!(
-            target = %full,
+            target = %name,
             from = %target.agent,
             to = %to,
             operator = %op.name,
