@@ -588,7 +588,7 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
                 reports[i].backups = found.len();
                 let mut backups = Vec::with_capacity(found.len());
                 let mut pins = HashMap::new();
-                for (b, pin) in found {
+                for lifeboat_proto::domain::Listed { backup: b, pin } in found {
                     if let Some(p) = pin {
                         pins.insert(b.backup_id.to_string(), p);
                     }

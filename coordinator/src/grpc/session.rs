@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lifeboat_proto::v1 as pb;
+use lifeboat_proto::{
+    domain::{Deleted, JobOutput, Restored, Verified},
+    v1 as pb,
+};
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
@@ -18,7 +21,7 @@ use crate::{
     hub::{Hub, SessionHandle},
     model::{Finish, Job, JobKind, JobState, VerifyOutcome, VerifyStatus},
     to_agent::ToAgent,
-    wire::{AgentMessage, JobResult, ResultPayload},
+    wire::{AgentMessage, JobResult},
 };
 
 pub struct Session {
@@ -462,7 +465,7 @@ impl Session {
                 .ok_or_else(|| mismatch(&format!("{} job {} names no backup", job.kind, job.id)))
         };
         match (job.kind, result.payload) {
-            (JobKind::Backup, Some(ResultPayload::Backup(mut backup))) => {
+            (JobKind::Backup, Some(JobOutput::Backup(mut backup))) => {
                 if job.backup_id.as_ref() != Some(&backup.backup_id) {
                     return Err(mismatch(&format!("backup id {}", backup.backup_id)));
                 }
@@ -485,7 +488,7 @@ impl Session {
                 }
                 Ok(done)
             }
-            (JobKind::Restore, Some(ResultPayload::Restore { database })) => {
+            (JobKind::Restore, Some(JobOutput::Restore(Restored { database, .. }))) => {
                 if database.is_empty() {
                     return Err(mismatch("no restored database name"));
                 }
@@ -494,7 +497,7 @@ impl Session {
                 f.database = Some(database);
                 Ok(catalog.finish_job(&job.id, &f).await?)
             }
-            (JobKind::Verify, Some(ResultPayload::Verify { status, detail })) => {
+            (JobKind::Verify, Some(JobOutput::Verify(Verified { status, detail, .. }))) => {
                 if result.state == JobState::Cancelled {
                     return Ok(catalog
                         .finish_job(&job.id, &finish(result.state, reason()))
@@ -530,7 +533,7 @@ impl Session {
                     .finish_verify_job(&job.id, &f, backup_id()?, &outcome)
                     .await?)
             }
-            (JobKind::Delete, Some(ResultPayload::Delete { existed })) => {
+            (JobKind::Delete, Some(JobOutput::Delete(Deleted { existed, .. }))) => {
                 // Gone from the repository (or already gone): drop the catalog row too.
                 let mut f = finish(JobState::Succeeded, String::new());
                 f.detail = if existed { "deleted" } else { "already gone" }.to_owned();
@@ -544,7 +547,7 @@ impl Session {
             (JobKind::Pin, None) => Ok(catalog
                 .finish_job(&job.id, &finish(JobState::Succeeded, String::new()))
                 .await?),
-            (JobKind::List, Some(ResultPayload::List(backups))) => {
+            (JobKind::List, Some(JobOutput::List(backups))) => {
                 let mut f = finish(JobState::Succeeded, String::new());
                 f.detail = format!("{} manifest(s)", backups.len());
                 // The rebuild that asked for it takes the manifests (before the job ends, so

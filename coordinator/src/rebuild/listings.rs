@@ -8,8 +8,6 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use crate::{catalog::Pin, model::Backup};
-
 /// The agents' repositories (from their `Hello`) and the list jobs a rebuild waits for. Lost
 /// on restart: a list job queued before a restart fails when it would be handed out.
 #[derive(Debug, Default)]
@@ -21,7 +19,7 @@ pub struct Listings {
 }
 
 /// What one listing found: every backup, with the pin its marker records.
-pub type ListedBackups = Vec<(Backup, Option<Pin>)>;
+pub type ListedBackups = Vec<lifeboat_proto::domain::Listed>;
 
 #[derive(Debug)]
 struct Pending {

@@ -5,7 +5,9 @@
 use lifeboat_common::{ids::validate_id, names::validate_simple};
 pub use lifeboat_proto::domain::bounded_text;
 use lifeboat_proto::{
-    domain::{non_negative, row_counts, short_text},
+    domain::{
+        Deleted, JobOutput, Listed, Restored, Verified, non_negative, row_counts, short_text,
+    },
     v1 as pb,
 };
 
@@ -182,34 +184,17 @@ impl TryFrom<pb::Hello> for Hello {
     }
 }
 
-/// What an agent reports in a finished job's result, validated for shape. Whether it fits
-/// the job (kind, backup id, target) is checked against the catalog by the gateway.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResultPayload {
-    Backup(Box<Backup>),
-    Restore {
-        database: String,
-    },
-    Verify {
-        status: VerifyStatus,
-        detail: String,
-    },
-    Delete {
-        existed: bool,
-    },
-    /// The manifests found in a repository, checked for shape like any backup record. Each
-    /// keeps the agent's finding about its data object (`missing`, `corrupt` for a wrong size,
-    /// else `unverified`), and the pin its marker records, if any.
-    List(Vec<(Backup, Option<Pin>)>),
-}
-
+/// A finished job's result from an agent, validated for shape; its output is the domain's
+/// [`JobOutput`] (a listing's records keep the agent's finding about each data object and the
+/// pin its marker records). Whether it fits the job (kind, backup id, target) is checked
+/// against the catalog by the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobResult {
     pub job_id: String,
     /// Succeeded, failed or cancelled.
     pub state: JobState,
     pub error: String,
-    pub payload: Option<ResultPayload>,
+    pub payload: Option<JobOutput>,
     pub report: Report,
 }
 
@@ -310,24 +295,25 @@ impl TryFrom<pb::JobResult> for JobResult {
             Some(R::Backup(b)) => {
                 let b = backup_record(b)?;
                 not_from_the_future(&b, lifeboat_common::time::now_ms())?;
-                Some(ResultPayload::Backup(Box::new(b)))
+                Some(JobOutput::Backup(Box::new(b)))
             }
             Some(R::Restore(rr)) => {
                 if !rr.database.is_empty() {
                     lifeboat_common::names::validate_database(&rr.database)?;
                 }
-                row_counts(rr.row_counts)?;
-                Some(ResultPayload::Restore {
+                Some(JobOutput::Restore(Restored {
                     database: rr.database,
-                })
+                    row_counts: row_counts(rr.row_counts)?,
+                    raw_bytes: non_negative("raw_bytes", rr.raw_bytes)?,
+                }))
             }
-            Some(R::Delete(d)) => {
-                non_negative("deleted_bytes", d.deleted_bytes)?;
-                Some(ResultPayload::Delete { existed: d.existed })
-            }
+            Some(R::Delete(d)) => Some(JobOutput::Delete(Deleted {
+                existed: d.existed,
+                deleted_bytes: non_negative("deleted_bytes", d.deleted_bytes)?,
+            })),
             Some(R::List(l)) => {
                 list_len("list backups", l.backups.len())?;
-                Some(ResultPayload::List(
+                Some(JobOutput::List(
                     l.backups
                         .into_iter()
                         .map(|b| {
@@ -341,7 +327,10 @@ impl TryFrom<pb::JobResult> for JobResult {
                                     })
                                     .ok()
                             });
-                            Ok((listed_record(b)?, pin))
+                            Ok(Listed {
+                                backup: listed_record(b)?,
+                                pin,
+                            })
                         })
                         .collect::<Result<Vec<_>, Error>>()?,
                 ))
@@ -360,10 +349,12 @@ impl TryFrom<pb::JobResult> for JobResult {
                         return Err(invalid(format!("unknown verify status value {}", v.status)));
                     }
                 };
-                Some(ResultPayload::Verify {
+                Some(JobOutput::Verify(Verified {
                     status,
                     detail: bounded_text(v.detail),
-                })
+                    stored_bytes: non_negative("stored_bytes", v.stored_bytes)?,
+                    raw_bytes: non_negative("raw_bytes", v.raw_bytes)?,
+                }))
             }
         };
         Ok(JobResult {

@@ -38,7 +38,7 @@ fn result(r: pb::BackupRecord) -> Result<JobResult, Error> {
 #[test]
 fn valid_backup_record() {
     let r = result(record()).expect("valid");
-    let Some(ResultPayload::Backup(b)) = r.payload else {
+    let Some(JobOutput::Backup(b)) = r.payload else {
         panic!("no backup")
     };
     assert_eq!(b.target.as_str(), "prod/orders");
@@ -154,7 +154,7 @@ fn listed_records_keep_what_the_agent_found() {
         .try_into()
         .expect("valid");
         match result.payload {
-            Some(ResultPayload::List(mut b)) => b.remove(0).0,
+            Some(JobOutput::List(mut b)) => b.remove(0).backup,
             other => panic!("not a listing: {other:?}"),
         }
     };
@@ -324,7 +324,7 @@ fn a_bad_pin_marker_is_left_out_of_a_listing() {
     .try_into()
     .expect("the listing is kept");
     match r.payload {
-        Some(ResultPayload::List(b)) => assert!(b[0].1.is_none(), "{b:?}"),
+        Some(JobOutput::List(b)) => assert!(b[0].pin.is_none(), "{b:?}"),
         other => panic!("not a listing: {other:?}"),
     }
 }
