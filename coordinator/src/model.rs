@@ -1,13 +1,12 @@
 //! The coordinator's domain types. Wire (prost) types are converted to these on the way in
 //! (validated, see `wire.rs`) and from these on the way out; the catalog stores these.
 
-use std::fmt;
-
 use lifeboat_common::{ids::BackupId, names::TargetName};
 pub use lifeboat_proto::domain::{
     BackupRecord as Backup, Engine, Finding, JobKind, OwnerPolicy, Report, RowCount, Severity,
     VerifyStatus,
 };
+use lifeboat_proto::string_forms;
 
 /// Where a job is in its life: `queued → running → succeeded | failed | cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,34 +16,6 @@ pub enum JobState {
     Succeeded,
     Failed,
     Cancelled,
-}
-
-/// A closed set of string forms, shared by the catalog columns, metric labels and logs.
-macro_rules! string_forms {
-    ($ty:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
-        impl $ty {
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $s),+
-                }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                match s {
-                    $($s => Some($ty::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
 }
 
 string_forms!(JobState {

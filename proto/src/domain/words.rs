@@ -3,7 +3,9 @@
 
 use crate::v1 as pb;
 
-/// A closed set of string forms.
+/// A closed set of string forms (`ALL`, `as_str`, `parse`, `Display`): one table per set,
+/// shared by catalog columns, metric labels, manifests, logs and the CLI.
+#[macro_export]
 macro_rules! string_forms {
     ($ty:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
         impl $ty {
@@ -30,7 +32,7 @@ macro_rules! string_forms {
         }
     };
 }
-pub(super) use string_forms;
+pub(super) use crate::string_forms;
 
 /// Database engine of a target or a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
