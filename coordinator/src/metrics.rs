@@ -63,6 +63,8 @@ pub struct Metrics {
     incidents_open: IntGaugeVec,
     notifications_total: IntCounterVec,
     notifications_pending: IntGaugeVec,
+    alert_evaluations: IntCounterVec,
+    alert_delivery_passes: IntCounterVec,
     agent_updates_dropped: IntCounterVec,
 }
 
@@ -78,6 +80,8 @@ const AGENT_ENV: &[&str] = &["agent", "environment"];
 const AGENT_REPO: &[&str] = &["agent", "repository"];
 /// Why an agent's report was not turned into metrics (a closed set).
 const DROPPED_UNDECLARED: &str = "undeclared_repository";
+/// The `outcome` label of the alert pass counters.
+const PASS_OUTCOMES: [&str; 2] = ["ok", "error"];
 /// The `kind` label of `lifeboat_agent_updates_dropped_total`.
 pub const AGENT_UPDATES: [&str; 3] = ["heartbeat", "accepted", "progress"];
 
@@ -261,6 +265,19 @@ impl Metrics {
                 "Notifications waiting for delivery, by webhook.",
                 &["webhook"],
             )?,
+            alert_evaluations: counter(
+                "lifeboat_alert_evaluations_total",
+                "Finished passes of the alert evaluator, by outcome (ok; error: the catalog \
+                 could not be read or written, retried at the next pass).",
+                &["outcome"],
+            )?,
+            alert_delivery_passes: counter(
+                "lifeboat_alert_delivery_passes_total",
+                "Finished passes of the webhook notifier over the outbox, by outcome (ok; \
+                 error: the catalog could not be read or written). Refused deliveries are \
+                 counted in lifeboat_alert_notifications_total, not here.",
+                &["outcome"],
+            )?,
             agent_updates_dropped: counter(
                 "lifeboat_agent_updates_dropped_total",
                 "Agent heartbeats, acceptances and progress updates the catalog could not \
@@ -325,6 +342,13 @@ impl Metrics {
             .register(Box::new(m.notifications_total.clone()))?;
         m.registry
             .register(Box::new(m.notifications_pending.clone()))?;
+        m.registry.register(Box::new(m.alert_evaluations.clone()))?;
+        m.registry
+            .register(Box::new(m.alert_delivery_passes.clone()))?;
+        for outcome in PASS_OUTCOMES {
+            m.alert_evaluations.with_label_values(&[outcome]);
+            m.alert_delivery_passes.with_label_values(&[outcome]);
+        }
         m.registry
             .register(Box::new(m.agent_updates_dropped.clone()))?;
         for kind in AGENT_UPDATES {
@@ -528,6 +552,20 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a finished pass of the alert evaluator.
+    pub fn alert_evaluated(&self, ok: bool) {
+        self.alert_evaluations
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// Counts a finished pass of the webhook notifier.
+    pub fn alert_delivery_pass(&self, ok: bool) {
+        self.alert_delivery_passes
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
     pub fn set_pending_notifications(&self, cfg: &AlertsConfig, pending: &[(String, i64)]) {
         for w in &cfg.webhooks {
             let n = pending
@@ -706,6 +744,8 @@ mod tests {
             "lifeboat_job_duration_seconds_count{kind=\"backup\"} 2",
             "lifeboat_job_duration_seconds_bucket{kind=\"backup\",le=\"60\"} 2",
             "lifeboat_incidents_open{kind=\"rpo_breach\"} 0",
+            "lifeboat_alert_evaluations_total{outcome=\"error\"} 0",
+            "lifeboat_alert_delivery_passes_total{outcome=\"ok\"} 0",
             "lifeboat_build_info{version=",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

@@ -3,7 +3,9 @@
 //! "resolved" notification per incident (see docs/adr/0006-alert-incidents-in-the-catalog.md).
 //!
 //! Two tasks: the evaluator (every `alerts.evaluate_interval`, and after every finished job)
-//! and the notifier (delivers due notifications, retrying with backoff).
+//! and the notifier (delivers due notifications, retrying with backoff). Each counts its
+//! finished passes, failed ones included (`lifeboat_alert_evaluations_total`,
+//! `lifeboat_alert_delivery_passes_total`).
 
 pub mod config;
 pub mod model;
@@ -66,11 +68,21 @@ async fn evaluate_loop(hub: Arc<Hub>, wake: Arc<Notify>, cancel: CancellationTok
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
-        match evaluate_once(&hub, lifeboat_common::time::now_ms()).await {
-            Ok(true) => wake.notify_one(),
-            Ok(false) => {}
-            Err(e) => tracing::warn!("failed to evaluate alerts: {e:#}; retrying at the next pass"),
-        }
+        let ok = match evaluate_once(&hub, lifeboat_common::time::now_ms()).await {
+            Ok(changed) => {
+                if changed {
+                    wake.notify_one();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!("failed to evaluate alerts: {e:#}; retrying at the next pass");
+                false
+            }
+        };
+        // Counted after the wake-up: once a pass shows here, whatever it queued is on its
+        // way to the notifier (tests rely on this to wait for passes instead of sleeping).
+        hub.metrics.alert_evaluated(ok);
     }
 }
 
@@ -150,9 +162,11 @@ async fn notify_loop(
         return;
     }
     loop {
-        if let Err(e) = deliver_due(&hub, &client, &cancel).await {
+        let result = deliver_due(&hub, &client, &cancel).await;
+        if let Err(e) = &result {
             tracing::warn!("failed to deliver alert notifications: {e:#}");
         }
+        hub.metrics.alert_delivery_pass(result.is_ok());
         tokio::select! {
             () = cancel.cancelled() => return,
             () = wake.notified() => {}

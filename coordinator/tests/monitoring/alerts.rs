@@ -67,8 +67,21 @@ async fn webhooks_fire_once_per_incident_and_on_resolve() {
         "{slack}"
     );
 
-    // Many evaluations later, still one notification per webhook.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // More evaluations do not open it again. Two more passes: at least one began after the
+    // notifications above, and a pass is counted after its catalog writes, so a second
+    // incident (the evaluator's only way to a second "firing": the outbox holds one per
+    // incident, webhook and event) would be in the catalog by now. `/health/detailed` reads
+    // the catalog afresh (the harness sets health_cache_ms = 0). A re-send by the outbox
+    // would wait for the notifier's next idle pass, 5 s away: the e2e test covers that.
+    let (_, detailed) = get_json(&c, "/health/detailed").await;
+    let incidents = detailed["incidents"].clone();
+    assert_eq!(incidents.as_array().map(Vec::len), Some(1), "{incidents}");
+    await_passes(&c, EVALUATIONS, 2).await;
+    let (_, detailed) = get_json(&c, "/health/detailed").await;
+    assert_eq!(
+        detailed["incidents"], incidents,
+        "the same incident, still open"
+    );
     assert_eq!(
         has(
             &generic_events(rx),
@@ -209,7 +222,9 @@ async fn backup_size_far_from_the_median_opens_an_incident() {
         start_backup(&mut control, "prod/orders").await;
         backup_with_size(&mut agent, size).await;
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The last backup was recorded before its acknowledgement: of two more evaluations, at
+    // least one began after it, and it opened nothing.
+    await_passes(cr, EVALUATIONS, 2).await;
     assert!(
         open_incident_kinds(cr).await.is_empty(),
         "normal sizes open nothing"
@@ -294,4 +309,62 @@ async fn a_failing_webhook_backs_off_and_does_not_hold_up_the_others() {
     .await;
     assert_eq!(rx.attempts("/down"), 3, "retried before its backoff");
     assert_eq!(rx.accepted("/up").len(), 1);
+}
+
+#[tokio::test]
+async fn alert_passes_are_counted_with_their_outcome() {
+    // Without a webhook only the evaluator runs: its first pass comes at once.
+    let mut c = Coordinator::start().await;
+    await_sample(&c, EVALUATIONS, 1).await;
+    assert_eq!(
+        sample(&c, DELIVERY_PASSES).await,
+        0,
+        "no webhook, no notifier"
+    );
+
+    let (_rx, addr) = Receiver::start(&[]).await;
+    reconfigure(
+        &mut c,
+        &format!(
+            "[alerts]\nevaluate_interval = \"200ms\"\n\
+             [[alerts.webhook]]\nname = \"ops\"\nurl = \"http://{addr}/ops\"\n"
+        ),
+    )
+    .await;
+    // The notifier's first pass comes at once too (then one every 5 s), and evaluations
+    // follow the interval: five more take at least four intervals.
+    await_sample(&c, DELIVERY_PASSES, 1).await;
+    let started = tokio::time::Instant::now();
+    await_passes(&c, EVALUATIONS, 5).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(4 * 200 - 50),
+        "five evaluations in {:?}",
+        started.elapsed()
+    );
+
+    // A catalog that cannot answer: failed passes count as errors, not as ok. (Restarted,
+    // so that the notifier's first pass comes at once; the counters begin again at 0.)
+    tamper(
+        &c,
+        "ALTER TABLE alert_incidents RENAME TO alert_incidents_gone",
+    )
+    .await;
+    c.restart().await;
+    await_sample(&c, "lifeboat_alert_evaluations_total{outcome=\"error\"}", 2).await;
+    await_sample(
+        &c,
+        "lifeboat_alert_delivery_passes_total{outcome=\"error\"}",
+        1,
+    )
+    .await;
+    assert_eq!(
+        sample(&c, EVALUATIONS).await,
+        0,
+        "failed evaluations counted as ok"
+    );
+    assert_eq!(
+        sample(&c, DELIVERY_PASSES).await,
+        0,
+        "a failed delivery counted as ok"
+    );
 }

@@ -148,6 +148,34 @@ async fn open_incident_kinds(c: &Coordinator) -> Vec<String> {
         .collect()
 }
 
+/// Finished alert evaluations that succeeded (the series in `/metrics`).
+const EVALUATIONS: &str = "lifeboat_alert_evaluations_total{outcome=\"ok\"}";
+/// Finished webhook delivery passes that succeeded.
+const DELIVERY_PASSES: &str = "lifeboat_alert_delivery_passes_total{outcome=\"ok\"}";
+
+/// The value of the integer sample `series` (name and labels as rendered) in `/metrics`.
+async fn sample(c: &Coordinator, series: &str) -> u64 {
+    let (_, text) = c.http_get("/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+}
+
+/// Waits until the pass counter `series` has grown by `n` since the call. A pass is counted
+/// when it has ended, so of `n` more passes at least the last `n - 1` began after the call.
+async fn await_passes(c: &Coordinator, series: &str, n: u64) {
+    let start = sample(c, series).await;
+    await_sample(c, series, start + n).await;
+}
+
+/// Waits until the counter `series` is at least `n`.
+async fn await_sample(c: &Coordinator, series: &str, n: u64) {
+    eventually(&format!("{series} >= {n}"), || async move {
+        (sample(c, series).await >= n).then_some(())
+    })
+    .await;
+}
+
 /// Runs one statement on the coordinator's catalog file, as an operator with `sqlite3` would.
 async fn tamper(c: &Coordinator, sql: &str) {
     use sqlx::{ConnectOptions, Connection, sqlite::SqliteConnectOptions};

@@ -85,6 +85,29 @@ fn events(seen: &Seen, status: u16) -> Vec<Value> {
         .collect()
 }
 
+/// The integer sample `series` (name and labels as rendered) in the coordinator's `/metrics`.
+fn sample(http: &str, series: &str) -> anyhow::Result<u64> {
+    let (status, text) = http_get(http, "/metrics");
+    anyhow::ensure!(status == 200, "/metrics answered {status}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no sample {series} in\n{text}"))
+}
+
+/// Waits until the counter `series` has grown by `n` since the call.
+fn await_passes(http: &str, series: &str, n: u64) {
+    let start = sample(http, series).expect("read the pass counter");
+    eventually_default(&format!("{n} more of {series}"), || {
+        let now = sample(http, series)?;
+        anyhow::ensure!(
+            now >= start + n,
+            "{series} is {now}, waiting for {}",
+            start + n
+        );
+        Ok(())
+    });
+}
+
 #[test]
 fn failed_backup_is_alerted_once_and_resolved() {
     let (addr, seen) = receiver(1);
@@ -176,7 +199,16 @@ fn failed_backup_is_alerted_once_and_resolved() {
             .ok_or_else(|| anyhow::anyhow!("not yet"))
     });
     assert_eq!(resolved["incident"]["id"], fired["incident"]["id"]);
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // No second "firing" follows. Passes are counted when they end, so of two more passes at
+    // least one began after the previous step: two more evaluations would have opened the
+    // incident again (and woken the notifier), then two more delivery passes would have sent
+    // it, or sent the old one again. (The notifier's idle pass comes every 5 s.)
+    await_passes(&http, "lifeboat_alert_evaluations_total{outcome=\"ok\"}", 2);
+    await_passes(
+        &http,
+        "lifeboat_alert_delivery_passes_total{outcome=\"ok\"}",
+        2,
+    );
     let firing = events(&seen, 200)
         .into_iter()
         .filter(|v| v["incident"]["kind"] == "backup_failed" && v["status"] == "firing")
