@@ -724,6 +724,12 @@ async fn wait(
             got = &mut rx => {
                 return Ok(got.map_err(|_| "the listing's result was lost".to_owned()));
             }
+            () = hub.streams.cancelled() => {
+                return Ok(Err(
+                    "the coordinator is shutting down; run the rebuild again once it is back"
+                        .to_owned(),
+                ));
+            }
             () = tokio::time::sleep_until(deadline) => {
                 give_up(hub, job_id).await?;
                 return Ok(Err(format!(

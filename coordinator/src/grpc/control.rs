@@ -470,13 +470,26 @@ impl pb::control_server::Control for Control {
             ("", r) => format!("repository {r}"),
             (a, r) => format!("agent {a} repository {r}"),
         };
-        let answer = self
-            .audited(&request, action, &object, |op| async move {
-                self.scope_all(&op, "a catalog rebuild")?;
-                self.rebuild_impl(&op, req).await
-            })
-            .await?;
-        Ok(Response::new(answer))
+        // The rebuild runs in a task of its own: an operator whose connection drops while the
+        // repositories are listed does not abandon it; it records what it finds and is audited.
+        let op = self.authorize(&request, action, &object)?;
+        let this = Control {
+            hub: self.hub.clone(),
+        };
+        let req = req.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.hub.tasks.spawn(async move {
+            let result = match this.scope_all(&op, "a catalog rebuild") {
+                Ok(()) => this.rebuild_impl(&op, &req).await,
+                Err(e) => Err(e),
+            };
+            this.audit(&op, action, &object, &result).await;
+            let _ = tx.send(result);
+        });
+        let answer = rx
+            .await
+            .map_err(|_| Status::unavailable("the catalog rebuild was stopped; run it again"))?;
+        Ok(Response::new(answer?))
     }
 
     async fn check_target(

@@ -455,3 +455,72 @@ async fn a_failed_listing_is_reported_without_waiting() {
     );
     assert!(resp.backups.is_empty(), "{resp:?}");
 }
+
+// An operator whose connection drops while the repositories are listed (a laptop closed, a
+// `lifeboat catalog rebuild` interrupted) does not waste the rebuild: it runs to the end in
+// the coordinator and records what the listings found.
+#[tokio::test]
+async fn a_rebuild_outlives_the_call_that_started_it() {
+    let c = Coordinator::start().await;
+    let mut prod = c.agent(hello("prod-1", "prod", &["orders"])).await;
+    let mut alice = c.control("alice");
+    let req = pb::RebuildCatalogRequest {
+        agent: "prod-1".into(),
+        repository: String::new(),
+        dry_run: false,
+        trust_cross_environment: false,
+    };
+    let call = tokio::spawn(async move { alice.rebuild_catalog(req).await });
+    let spec = prod.expect_start().await;
+    assert_eq!(spec.kind, i32::from(pb::JobKind::List), "{spec:?}");
+    // The operator goes away: the call (and its HTTP/2 stream) is dropped.
+    call.abort();
+    let _ = call.await;
+    let listed = manifest(
+        "prod",
+        "orders",
+        "prod-1",
+        lifeboat_common::time::now_ms() - 1000,
+    );
+    let id = listed.backup_id.clone();
+    prod.send(accepted(&spec.job_id)).await;
+    prod.send(result(
+        &spec.job_id,
+        pb::JobState::Succeeded,
+        Some(pb::job_result::Result::List(pb::ListResult {
+            backups: vec![listed],
+        })),
+    ))
+    .await;
+    prod.expect_ack(&spec.job_id).await;
+    let bob = c.control("alice");
+    let found = eventually("the listed backup to be recorded", || {
+        let mut bob = bob.clone();
+        let id = id.clone();
+        async move {
+            bob.get_backup(pb::GetBackupRequest { backup_id: id })
+                .await
+                .ok()
+                .map(tonic::Response::into_inner)
+        }
+    })
+    .await;
+    assert_eq!(found.target, "prod/orders", "{found:?}");
+    // A new rebuild may start once that one is over.
+    eventually("the rebuild to release its lock", || {
+        let mut bob = bob.clone();
+        async move {
+            let again = bob
+                .rebuild_catalog(pb::RebuildCatalogRequest {
+                    agent: "nobody".into(),
+                    ..Default::default()
+                })
+                .await;
+            (!again
+                .as_ref()
+                .is_err_and(|s| s.message().contains("already running")))
+            .then_some(())
+        }
+    })
+    .await;
+}
