@@ -605,6 +605,13 @@ pub async fn run(hub: &Hub, by: &str, scope: &Scope) -> Result<Report> {
         }
     }
     drop(guard);
+    if hub.streams.is_cancelled() {
+        return Err(Error::Unavailable(
+            "the coordinator is shutting down; nothing was recorded; run the rebuild again once \
+             it is back"
+                .into(),
+        ));
+    }
 
     let trust = Trust {
         cross_environment: scope.trust_cross_environment,
