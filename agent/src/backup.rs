@@ -34,10 +34,7 @@ const BODY_DEPTH: usize = 4;
 
 /// One engine's dump, as the orchestrator ([`take`]) drives it. A value is made by the
 /// engine's pre-flight, which has connected, read the server's facts and checked the tool.
-///
-/// A backup is one stream from one tool; an engine whose backup is a set of files (a
-/// physical base backup) streams them as one archive (`pg_basebackup -Ft -D -`) and records
-/// what else it needs (a WAL range) in its [`DumpFacts`].
+/// A backup is one stream from one tool (ADR 0014 says how a physical backup fits).
 pub(crate) trait Dump {
     /// The data object's file name in the backup's directory.
     const DATA_FILE: &'static str;
@@ -46,6 +43,9 @@ pub(crate) trait Dump {
 
     /// The dump's size as the server estimates it, a hint for the upload.
     fn size_hint(&self) -> u64;
+
+    /// The dump tool's name, for messages.
+    fn tool_name(&self) -> &str;
 
     /// Starts the dump tool with stdout and stderr piped: the child, and the stream to store
     /// (its stdout, checked as it flows where the engine can).
@@ -148,17 +148,24 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
         let c = pipeline::compress(source, sink, D::MAGIC, compression, &counters, &cancel)?;
         Ok::<_, PipelineError>((c.raw, c.stored, c.sink))
     });
+    let tool = dump.tool_name().to_owned();
     let stop_beside = ctx.cancel.child_token();
     let piped = async {
         // The pipeline stopped reading: the tool is killed rather than left on a full pipe.
-        let r = join_with_child(&mut child, pipeline, &ctx.cancel, "the dump tool").await;
+        let r = join_with_child(&mut child, pipeline, &ctx.cancel, &tool).await;
         if !matches!(&r, Ok((Ok(_), status)) if status.success()) {
             stop_beside.cancel();
         }
         r
     };
     let (piped, ()) = tokio::join!(piped, dump.beside(&stop_beside));
-    let (result, status) = piped?;
+    let (result, status) = match piped {
+        Ok(r) => r,
+        Err(e) => {
+            upload.abandon().await;
+            return Err(e);
+        }
+    };
     let stderr = match stderr {
         Some(tail) => tail.await.unwrap_or_default(),
         None => String::new(),
@@ -299,8 +306,17 @@ async fn finish(
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         objects: d.facts.objects,
     };
+    // The record the coordinator will check, checked before the manifest makes this a
+    // backup: a backup the catalog cannot take is not left behind in the repository.
+    let record = match record_from_manifest(&m, at.dir_key, ctx.job_id.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            remove_orphan_data(repo, data_key).await;
+            return Err(e);
+        }
+    };
     write_manifest(ctx, repo, at.dir_key, data_key, &m).await?;
-    record_from_manifest(&m, at.dir_key, ctx.job_id.clone())
+    Ok(record)
 }
 
 /// The manifest's `objects` (for restore pre-flights); a backup does not fail for want of them.

@@ -93,17 +93,25 @@ pub async fn list(ctx: &JobCtx, repository: &str) -> Result<Vec<Listed>> {
             if dir_key != repo::backup_dir_key(&m.environment, &m.target, &m.backup_id) {
                 bail!("its environment, target and backup id do not match where it is stored");
             }
-            let rec = record_from_manifest(&m, dir_key, String::new())?;
-            Ok::<_, anyhow::Error>((m, rec))
+            Ok::<_, anyhow::Error>(m)
         }
         .await;
-        let (m, mut rec) = match parsed {
+        let m = match parsed {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(key = %o.key, "skipping a manifest that cannot be used: {e:#}");
                 continue;
             }
         };
+        // A manifest lifeboat could read but the catalog could not take fails the listing
+        // rather than being left out: left out, its backup would be recorded as missing.
+        let mut rec = record_from_manifest(&m, dir_key, String::new()).with_context(|| {
+            format!(
+                "{} in {} is not a backup record the catalog can take; move it aside, then list again",
+                o.key,
+                repo.describe()
+            )
+        })?;
         rec.repository = repository.to_owned();
         let pin = read_pin(&repo, dir_key, &m.backup_id).await;
         match repo.head(&format!("{dir_key}/{}", m.data_file)).await? {
@@ -273,6 +281,51 @@ mod tests {
             !repo
                 .join("dev/orders/20261127T233000Z-7f3a9c/manifest.json")
                 .exists()
+        );
+    }
+
+    /// A manifest for `dev/orders` in `repo`, with `sha` as both digests.
+    fn write_manifest(repo: &Path, sha: &str) {
+        let id = "20261127T233000Z-7f3a9c";
+        let dir = repo.join("dev/orders").join(id);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let json = format!(
+            r#"{{
+  "schema_version": 1, "backup_id": "{id}", "environment": "dev",
+  "target": "orders", "agent": "dev-1", "repository": "shared", "engine": "postgres",
+  "provider": "postgres", "database": "orders",
+  "server": {{"version": "15.19", "version_num": 150019, "system_identifier": "1",
+             "encoding": "UTF8", "collate": "C", "ctype": "C"}},
+  "tool": {{"name": "pg_dump", "version": "15.19"}}, "format": "pg_dump-custom",
+  "compression": {{"algorithm": "zstd", "level": 3}}, "data_file": "{data}",
+  "raw_size": 4, "raw_sha256": "{sha}", "stored_size": 4, "stored_sha256": "{sha}",
+  "started_at": "", "finished_at": "", "started_at_ms": 1, "finished_at_ms": 2,
+  "row_counts_kind": "exact", "row_counts": [], "lifeboat_version": "0"
+}}"#,
+            data = repo::PG_DATA_FILE,
+        );
+        std::fs::write(dir.join(MANIFEST_FILE), json).expect("manifest");
+        std::fs::write(dir.join(repo::PG_DATA_FILE), "data").expect("data");
+    }
+
+    // A manifest that reads but that the catalog could not take fails the listing: left out,
+    // a rebuild would mark its backup missing.
+    #[tokio::test]
+    async fn a_manifest_the_catalog_cannot_take_fails_the_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        let ctx = dev_agent(dir.path(), &repo);
+        write_manifest(&repo, &"a".repeat(64));
+        let listed = list(&ctx, "shared").await.expect("a good listing");
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].backup.repository, "shared");
+
+        write_manifest(&repo, &"A".repeat(64));
+        let e = list(&ctx, "shared").await.expect_err("a bad record listed");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("not a backup record the catalog can take") && msg.contains("raw_sha256"),
+            "{msg}"
         );
     }
 }

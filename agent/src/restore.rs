@@ -1,9 +1,11 @@
-//! The restore job. The archive streams from the repository through hash checks into
-//! `pg_restore`, always into a fresh scratch database; only when the stream matched both
-//! recorded hashes, pg_restore succeeded and the row counts agree with the manifest is the
-//! scratch database renamed to its final name. A corrupt archive, a failed or cancelled restore
-//! therefore never leaves a half-restored database under the name the operator asked for.
-//! Engines: [`postgres`], [`mysql`]. Before anything is written, [`prepare`] and the engine's
+//! The restore job. The archive streams from the repository through hash checks into the
+//! engine's client (`pg_restore`, `mariadb`), into a fresh scratch database; only when the
+//! stream matched both recorded hashes, the client succeeded and the row counts agree with the
+//! manifest is the scratch database swapped into place. A corrupt archive, a failed or
+//! cancelled restore therefore never leaves a half-restored database under the name the
+//! operator asked for (except where the provider allows no scratch database and the operator
+//! asked for `--clean`: see [`Restore::in_place`]). The orchestrator is [`restore`] over the
+//! engines' [`Restore`] steps: [`postgres`], [`mysql`]. Before anything is written, [`prepare`] and the engine's
 //! plan check everything they can (the backup, the destination server, tools, names, roles,
 //! extensions) and record it in the job's report; `restore --dry-run` stops there.
 
@@ -361,8 +363,9 @@ async fn plan_only<E: Restore>(
 }
 
 /// The restore: plan, then load into a fresh scratch database and swap it into place, or,
-/// where the engine cannot make a scratch database, load in place. A failed, cancelled or
-/// crashed restore never leaves a half-restored database under the destination's name.
+/// where the engine cannot make a scratch database, load in place. On the scratch path a
+/// failed, cancelled or crashed restore never leaves a half-restored database under the
+/// destination's name.
 async fn restore<E: Restore>(
     ctx: &JobCtx,
     spec: &RestoreWork,

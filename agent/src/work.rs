@@ -82,6 +82,8 @@ pub enum RefusedSpec {
     BadBackupId,
     #[error("{0} job with an invalid backup record: {1}")]
     BadRecord(&'static str, RecordError),
+    #[error("pin job with an invalid pin: {0}")]
+    BadPin(RecordError),
     #[error("restore job with an unknown owner policy value {0}; upgrade lifeboat-agent")]
     BadOwners(i32),
 }
@@ -134,7 +136,7 @@ impl TryFrom<pb::JobSpec> for Job {
                     .pin
                     .map(Pin::try_from)
                     .transpose()
-                    .map_err(|e| RefusedSpec::BadRecord("pin", e))?,
+                    .map_err(RefusedSpec::BadPin)?,
             },
         };
         Ok(Job { id, work })

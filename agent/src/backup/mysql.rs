@@ -129,6 +129,10 @@ impl Dump for MyDump<'_> {
         self.facts.size_bytes
     }
 
+    fn tool_name(&self) -> &str {
+        &self.tool.name
+    }
+
     fn start(&mut self, ctx: &JobCtx) -> Result<(tokio::process::Child, Box<dyn Read + Send>)> {
         let state_dir = &ctx.config.state_dir;
         let defaults = DefaultsFile::create(

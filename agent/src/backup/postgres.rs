@@ -73,6 +73,10 @@ impl Dump for PgDump<'_> {
         self.facts.size_bytes
     }
 
+    fn tool_name(&self) -> &str {
+        "pg_dump"
+    }
+
     fn start(&mut self, ctx: &JobCtx) -> Result<(tokio::process::Child, Box<dyn Read + Send>)> {
         self.passfile = self
             .password

@@ -159,7 +159,7 @@ impl Catalog {
     /// (resuming a delete that failed or was lost).
     pub async fn mark_delete(&self, job: &NewJob, by: &str, now_ms: i64) -> Result<MarkDelete> {
         let Some(id) = job.backup_id.as_ref().map(BackupId::as_str) else {
-            return Err(CatalogError::Corrupt(format!(
+            return Err(CatalogError::OutOfRange(format!(
                 "delete job {} names no backup",
                 job.id
             )));

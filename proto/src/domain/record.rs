@@ -60,9 +60,10 @@ impl From<&Pin> for pb::BackupPin {
     }
 }
 
-/// One complete backup. A value made by `TryFrom<pb::BackupRecord>` has a valid id and target,
-/// simple agent/repository/provider names, lowercase SHA-256 digests, relative object keys,
-/// non-zero sizes that fit an `i64`, a start time and `finished_at_ms >= started_at_ms`.
+/// One complete backup. Its id and target are valid by their types; a record that arrives
+/// over the wire is checked by `TryFrom<pb::BackupRecord>`: simple agent/repository/provider
+/// names, lowercase SHA-256 digests, relative object keys, non-zero sizes that fit an `i64`, a
+/// start time and `finished_at_ms >= started_at_ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupRecord {
     pub backup_id: BackupId,
