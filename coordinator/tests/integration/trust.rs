@@ -39,14 +39,17 @@ fn pinned(mut r: pb::BackupRecord) -> pb::BackupRecord {
     r
 }
 
-/// Runs a rebuild by alice while `agent` answers its list job with `backups`.
-async fn rebuild_with(
+type RebuildCall =
+    tokio::task::JoinHandle<Result<tonic::Response<pb::RebuildCatalogResponse>, tonic::Status>>;
+
+/// Alice starts a rebuild of `listing_agent`'s repositories: the call, and the list job
+/// `agent` was sent.
+async fn start_rebuild(
     c: &Coordinator,
     agent: &mut FakeAgent,
     listing_agent: &str,
     trust_cross_environment: bool,
-    backups: Vec<pb::BackupRecord>,
-) -> pb::RebuildCatalogResponse {
+) -> (RebuildCall, pb::JobSpec) {
     let mut alice = c.control("alice");
     let req = pb::RebuildCatalogRequest {
         agent: listing_agent.into(),
@@ -57,6 +60,18 @@ async fn rebuild_with(
     let call = tokio::spawn(async move { alice.rebuild_catalog(req).await });
     let spec = agent.expect_start().await;
     assert_eq!(spec.kind, i32::from(pb::JobKind::List), "{spec:?}");
+    (call, spec)
+}
+
+/// Runs a rebuild by alice while `agent` answers its list job with `backups`.
+async fn rebuild_with(
+    c: &Coordinator,
+    agent: &mut FakeAgent,
+    listing_agent: &str,
+    trust_cross_environment: bool,
+    backups: Vec<pb::BackupRecord>,
+) -> pb::RebuildCatalogResponse {
+    let (call, spec) = start_rebuild(c, agent, listing_agent, trust_cross_environment).await;
     agent.send(accepted(&spec.job_id)).await;
     agent
         .send(result(
@@ -425,16 +440,7 @@ async fn m11_agent_supplied_names_are_bounded() {
 async fn a_failed_listing_is_reported_without_waiting() {
     let c = Coordinator::start().await;
     let mut prod = c.agent(hello("prod-1", "prod", &["orders"])).await;
-    let mut alice = c.control("alice");
-    let req = pb::RebuildCatalogRequest {
-        agent: "prod-1".into(),
-        repository: String::new(),
-        dry_run: false,
-        trust_cross_environment: false,
-    };
-    let call = tokio::spawn(async move { alice.rebuild_catalog(req).await });
-    let spec = prod.expect_start().await;
-    assert_eq!(spec.kind, i32::from(pb::JobKind::List), "{spec:?}");
+    let (call, spec) = start_rebuild(&c, &mut prod, "prod-1", false).await;
     prod.send(accepted(&spec.job_id)).await;
     prod.send(result(&spec.job_id, pb::JobState::Failed, None))
         .await;
@@ -463,16 +469,7 @@ async fn a_failed_listing_is_reported_without_waiting() {
 async fn a_rebuild_outlives_the_call_that_started_it() {
     let c = Coordinator::start().await;
     let mut prod = c.agent(hello("prod-1", "prod", &["orders"])).await;
-    let mut alice = c.control("alice");
-    let req = pb::RebuildCatalogRequest {
-        agent: "prod-1".into(),
-        repository: String::new(),
-        dry_run: false,
-        trust_cross_environment: false,
-    };
-    let call = tokio::spawn(async move { alice.rebuild_catalog(req).await });
-    let spec = prod.expect_start().await;
-    assert_eq!(spec.kind, i32::from(pb::JobKind::List), "{spec:?}");
+    let (call, spec) = start_rebuild(&c, &mut prod, "prod-1", false).await;
     // The operator goes away: the call (and its HTTP/2 stream) is dropped.
     call.abort();
     let _ = call.await;
