@@ -1,0 +1,216 @@
+//! What the coordinator's parts tell the metrics as things happen: jobs ending, sessions,
+//! agents' repository reports, alert passes and deliveries.
+
+use super::*;
+
+impl Metrics {
+    /// Counts a job that reached a terminal state.
+    pub fn job_finished(&self, job: &Job) {
+        if !job.state.is_terminal() {
+            return;
+        }
+        self.jobs_total
+            .with_label_values(&[job.kind.as_str(), job.state.as_str()])
+            .inc();
+        if job.kind == JobKind::Backup {
+            let (env, target) = (job.target.env(), job.target.name());
+            self.backups_total
+                .with_label_values(&[env, target, job.state.as_str()])
+                .inc();
+        }
+        if let (Some(start), Some(end)) = (job.started_at_ms, job.finished_at_ms) {
+            self.job_duration
+                .with_label_values(&[job.kind.as_str()])
+                .observe(secs((end - start).max(0)));
+        }
+    }
+
+    pub fn set_catalog_up(&self, up: bool) {
+        self.catalog_up.set(i64::from(up));
+    }
+
+    pub fn set_agents_connected(&self, n: usize) {
+        self.agents_connected
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the running-jobs gauge of every kind (kinds not listed are zero).
+    pub fn set_running(&self, counts: &[(JobKind, i64)]) {
+        for kind in JobKind::ALL {
+            let n = counts
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map_or(0, |(_, n)| *n);
+            self.jobs_running.with_label_values(&[kind.as_str()]).set(n);
+        }
+    }
+
+    /// Records a new complete backup at once (the scrape rebuilds it from the catalog too),
+    /// as recorded now on the coordinator's clock, not the agent's (N26).
+    #[allow(clippy::cast_precision_loss)]
+    pub fn set_last_backup(&self, b: &crate::model::Backup) {
+        let (env, target) = (b.target.env(), b.target.name());
+        self.backup_last_success
+            .with_label_values(&[env, target])
+            .set(secs(lifeboat_common::time::now_ms()));
+        self.backup_last_size
+            .with_label_values(&[env, target, "raw"])
+            .set(b.raw_size as f64);
+        self.backup_last_size
+            .with_label_values(&[env, target, "stored"])
+            .set(b.stored_size as f64);
+    }
+
+    /// Records the repositories an agent declared in its Hello: only their stats become
+    /// metrics. (The Hello's list is capped, see [`crate::wire::MAX_REPOSITORIES`].)
+    pub fn declare_repositories(&self, agent: &str, repositories: &[String]) {
+        let declared: HashSet<String> = repositories.iter().cloned().collect();
+        self.repo_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(a, r), _| a != agent || declared.contains(r));
+        self.declared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(agent.to_owned(), declared);
+    }
+
+    /// Records the housekeeping counters an agent reported in a heartbeat. Stats of
+    /// repositories it did not declare are dropped and counted, so an agent cannot grow the
+    /// coordinator's memory or `/metrics` with made-up names (M11).
+    pub fn set_repository_stats(&self, agent: &str, stats: &[RepositoryStats]) {
+        let declared = self
+            .declared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(agent)
+            .cloned()
+            .unwrap_or_default();
+        let mut seen = self
+            .repo_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut dropped = 0_u64;
+        for s in stats {
+            if !declared.contains(&s.name) {
+                dropped += 1;
+                continue;
+            }
+            let labels = [agent, s.name.as_str()];
+            let prev = seen.insert((agent.to_owned(), s.name.clone()), s.clone());
+            let advance = |c: &IntCounterVec, now: u64, before: Option<u64>| {
+                let child = c.with_label_values(&labels);
+                match before {
+                    Some(b) if now >= b => child.inc_by(now - b),
+                    // First report, or the agent restarted and its counter began again.
+                    _ => {
+                        child.reset();
+                        child.inc_by(now);
+                    }
+                }
+            };
+            advance(
+                &self.repo_stale_uploads,
+                s.stale_uploads_aborted,
+                prev.as_ref().map(|p| p.stale_uploads_aborted),
+            );
+            advance(
+                &self.repo_janitor_errors,
+                s.janitor_errors,
+                prev.as_ref().map(|p| p.janitor_errors),
+            );
+            if let Some(at) = s.janitor_last_success_ms {
+                self.repo_janitor_last_success
+                    .with_label_values(&labels)
+                    .set(secs(at));
+            }
+        }
+        if dropped > 0 {
+            self.reports_dropped
+                .with_label_values(&[DROPPED_UNDECLARED])
+                .inc_by(dropped);
+            tracing::debug!(
+                %agent,
+                dropped,
+                "ignored heartbeat stats of repositories the agent did not declare"
+            );
+        }
+    }
+
+    /// Drops the repository series of agents that are not connected (they come back with the
+    /// agent's next heartbeat), so agents that come and go do not pile up series.
+    pub(super) fn evict_repositories(&self, connected: &HashSet<&str>) {
+        let mut seen = self
+            .repo_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|(agent, repo), _| {
+            if connected.contains(agent.as_str()) {
+                return true;
+            }
+            let labels = [agent.as_str(), repo.as_str()];
+            for c in [&self.repo_stale_uploads, &self.repo_janitor_errors] {
+                let _ = c.remove_label_values(&labels);
+            }
+            let _ = self.repo_janitor_last_success.remove_label_values(&labels);
+            false
+        });
+    }
+
+    /// The last housekeeping counters of every agent's repositories.
+    pub fn repository_stats(&self) -> BTreeMap<(String, String), RepositoryStats> {
+        self.repo_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn set_open_incidents(&self, open: &[Incident]) {
+        for kind in IncidentKind::ALL {
+            let n = open.iter().filter(|i| i.kind == *kind).count();
+            self.incidents_open
+                .with_label_values(&[kind.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts an agent update (one of [`AGENT_UPDATES`]) the catalog could not record.
+    pub fn agent_update_dropped(&self, kind: &'static str) {
+        self.agent_updates_dropped.with_label_values(&[kind]).inc();
+    }
+
+    pub fn notification_sent(&self, webhook: &str, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.notifications_total
+            .with_label_values(&[webhook, outcome])
+            .inc();
+    }
+
+    /// Counts a finished pass of the alert evaluator.
+    pub fn alert_evaluated(&self, ok: bool) {
+        self.alert_evaluations
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// Counts a finished pass of the webhook notifier.
+    pub fn alert_delivery_pass(&self, ok: bool) {
+        self.alert_delivery_passes
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    pub fn set_pending_notifications(&self, cfg: &AlertsConfig, pending: &[(String, i64)]) {
+        for w in &cfg.webhooks {
+            let n = pending
+                .iter()
+                .find(|(name, _)| *name == w.name)
+                .map_or(0, |(_, n)| *n);
+            self.notifications_pending
+                .with_label_values(&[w.name.as_str()])
+                .set(n);
+        }
+    }
+}
