@@ -27,14 +27,7 @@ async fn webhooks_fire_once_per_incident_and_on_resolve() {
 
     // A failed backup: one incident, delivered to both webhooks (the generic one after a 500
     // and a retry).
-    let job = start_backup(&mut control, "prod/orders").await;
-    let spec = agent.expect_start().await;
-    agent.send(accepted(&spec.job_id)).await;
-    agent
-        .send(result(&spec.job_id, pb::JobState::Failed, None))
-        .await;
-    agent.expect_ack(&spec.job_id).await;
-    wait_state(&mut control, &job.job_id, pb::JobState::Failed).await;
+    fail_a_backup(&mut control, &mut agent).await;
     let rx = &rx;
     eventually("backup_failed on both webhooks", || async move {
         let g = has(
@@ -261,14 +254,7 @@ async fn a_failing_webhook_backs_off_and_does_not_hold_up_the_others() {
     .await;
     let mut control = c.control("olga");
     let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
-    let job = start_backup(&mut control, "prod/orders").await;
-    let spec = agent.expect_start().await;
-    agent.send(accepted(&spec.job_id)).await;
-    agent
-        .send(result(&spec.job_id, pb::JobState::Failed, None))
-        .await;
-    agent.expect_ack(&spec.job_id).await;
-    wait_state(&mut control, &job.job_id, pb::JobState::Failed).await;
+    fail_a_backup(&mut control, &mut agent).await;
 
     let rx = &rx;
     eventually("delivery to the working webhook", || async move {
@@ -367,4 +353,19 @@ async fn alert_passes_are_counted_with_their_outcome() {
         0,
         "a failed delivery counted as ok"
     );
+}
+
+/// Olga starts a backup of prod/orders; the agent fails it; returns once the job is failed.
+async fn fail_a_backup(
+    control: &mut pb::control_client::ControlClient<tonic::transport::Channel>,
+    agent: &mut FakeAgent,
+) {
+    let job = start_backup(control, "prod/orders").await;
+    let spec = agent.expect_start().await;
+    agent.send(accepted(&spec.job_id)).await;
+    agent
+        .send(result(&spec.job_id, pb::JobState::Failed, None))
+        .await;
+    agent.expect_ack(&spec.job_id).await;
+    wait_state(control, &job.job_id, pb::JobState::Failed).await;
 }

@@ -227,18 +227,7 @@ fn killed_agent_upload_is_aborted_by_the_janitor() {
         .add(Rule::new(Action::Hang).method("PUT").query("partNumber"));
     let started = s.admin.json(&["backup", "run", &s.target("app")]);
     let job_id = find_str(&started, "job_id").expect("job_id");
-    eventually("a part upload in flight", Duration::from_secs(60), || {
-        if s3(&s)
-            .proxy
-            .log()
-            .iter()
-            .any(|l| l.contains("partNumber=") && l.contains("Hang"))
-        {
-            Ok(())
-        } else {
-            anyhow::bail!("no part upload yet")
-        }
-    });
+    wait_for_a_hanging_part(&s);
     s.agent.kill();
     assert_eq!(s3(&s).server.open_multipart_uploads().len(), 1);
     s3(&s).proxy.clear();
@@ -397,18 +386,7 @@ fn janitor_leaves_a_long_running_upload_alone() {
     );
     let started = s.admin.json(&["backup", "run", &s.target("app")]);
     let job_id = find_str(&started, "job_id").expect("job_id");
-    eventually("a part upload hanging", Duration::from_secs(60), || {
-        if s3(&s)
-            .proxy
-            .log()
-            .iter()
-            .any(|l| l.contains("partNumber=") && l.contains("Hang"))
-        {
-            Ok(())
-        } else {
-            anyhow::bail!("no hanging part yet")
-        }
-    });
+    wait_for_a_hanging_part(&s);
     // Several janitor passes over an upload older than stale_upload_age. Each pass lists the
     // open multipart uploads (one GET ?uploads per target), and a pass starts janitor_interval
     // (1 s) after the previous one ended: the passes of the second and third listings after
@@ -451,4 +429,20 @@ fn janitor_leaves_a_long_running_upload_alone() {
         .assert_ok();
     assert!(s3(&s).server.open_multipart_uploads().is_empty());
     s.shutdown();
+}
+
+/// Waits until the proxy holds a part upload (a `Hang` rule matched a `PUT …partNumber=`).
+fn wait_for_a_hanging_part(s: &Sandbox) {
+    eventually("a part upload hanging", Duration::from_secs(60), || {
+        if s3(s)
+            .proxy
+            .log()
+            .iter()
+            .any(|l| l.contains("partNumber=") && l.contains("Hang"))
+        {
+            Ok(())
+        } else {
+            anyhow::bail!("no hanging part yet")
+        }
+    });
 }
