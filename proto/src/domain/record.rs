@@ -60,6 +60,16 @@ impl From<&Pin> for pb::BackupPin {
     }
 }
 
+impl From<&RowCount> for pb::RowCount {
+    fn from(r: &RowCount) -> Self {
+        pb::RowCount {
+            schema: r.schema.clone(),
+            table: r.table.clone(),
+            rows: r.rows,
+        }
+    }
+}
+
 /// One complete backup. Its id and target are valid by their types; a record that arrives
 /// over the wire is checked by `TryFrom<pb::BackupRecord>`: simple agent/repository/provider
 /// names, lowercase SHA-256 digests, relative object keys, non-zero sizes that fit an `i64`, a
@@ -311,15 +321,7 @@ impl From<&BackupRecord> for pb::BackupRecord {
             stored_sha256: b.stored_sha256.clone(),
             started_at_ms: b.started_at_ms,
             finished_at_ms: b.finished_at_ms,
-            row_counts: b
-                .row_counts
-                .iter()
-                .map(|r| pb::RowCount {
-                    schema: r.schema.clone(),
-                    table: r.table.clone(),
-                    rows: r.rows,
-                })
-                .collect(),
+            row_counts: b.row_counts.iter().map(Into::into).collect(),
             data_key: b.data_key.clone(),
             manifest_key: b.manifest_key.clone(),
             verify_status: pb::VerifyStatus::from(b.verify_status).into(),

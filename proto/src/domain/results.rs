@@ -49,13 +49,7 @@ pub enum JobOutput {
 }
 
 fn rows_to_pb(rows: &[RowCount]) -> Vec<pb::RowCount> {
-    rows.iter()
-        .map(|r| pb::RowCount {
-            schema: r.schema.clone(),
-            table: r.table.clone(),
-            rows: r.rows,
-        })
-        .collect()
+    rows.iter().map(Into::into).collect()
 }
 
 impl From<&JobOutput> for pb::job_result::Result {
