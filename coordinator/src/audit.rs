@@ -12,7 +12,7 @@ pub mod queue;
 pub use model::{AuditEntry, AuditFilter, AuditOutcome, AuditRecord};
 pub use queue::DeniedQueue;
 
-use crate::{catalog::Catalog, config::Role, error::Error, hub::Hub, wire::bounded_text};
+use crate::{catalog::Catalog, config::Role, error::Error, metrics::Metrics, wire::bounded_text};
 
 /// Text from a request or an error, made safe to store, log and print: control characters
 /// (newlines, carriage returns, terminal escapes, C1 codes) become visible escapes such as
@@ -35,8 +35,8 @@ pub fn clean_text(s: &str) -> String {
 }
 
 /// Stores queued refusals until `cancel`, then what is left.
-pub async fn run_denied(hub: Arc<Hub>, cancel: CancellationToken) {
-    let rx = hub.denied.take_receiver();
+pub async fn run_denied(catalog: Catalog, denied: Arc<DeniedQueue>, cancel: CancellationToken) {
+    let rx = denied.take_receiver();
     let Some(mut rx) = rx else { return };
     loop {
         let first = tokio::select! {
@@ -50,22 +50,22 @@ pub async fn run_denied(hub: Arc<Hub>, cancel: CancellationToken) {
         while let Ok(e) = rx.try_recv() {
             batch.push(e);
         }
-        store_batch(&hub, batch).await;
+        store_batch(&catalog, &denied, batch).await;
     }
     let mut rest = Vec::new();
     while let Ok(e) = rx.try_recv() {
         rest.push(e);
     }
     if !rest.is_empty() {
-        store_batch(&hub, rest).await;
+        store_batch(&catalog, &denied, rest).await;
     }
 }
 
-async fn store_batch(hub: &Hub, batch: Vec<AuditEntry>) {
+async fn store_batch(catalog: &Catalog, denied: &DeniedQueue, batch: Vec<AuditEntry>) {
     for entry in coalesce(batch) {
-        record(&hub.catalog, entry).await;
+        record(catalog, entry).await;
     }
-    let dropped = hub.denied.take_dropped();
+    let dropped = denied.take_dropped();
     if dropped > 0 {
         tracing::warn!(
             target: "audit",
@@ -174,8 +174,15 @@ pub async fn record_result<T>(
 
 /// Queues the record of a request refused by authorization; `identity` is the certificate's
 /// (`operator/NAME`, `agent/NAME`). Never waits.
-pub fn record_denied(hub: &Hub, identity: &str, action: &str, object: &str, reason: &Error) {
-    hub.denied.push(
+pub fn record_denied(
+    denied: &DeniedQueue,
+    metrics: &Metrics,
+    identity: &str,
+    action: &str,
+    object: &str,
+    reason: &Error,
+) {
+    denied.push(
         AuditEntry {
             at_ms: lifeboat_common::time::now_ms(),
             actor: identity.to_owned(),
@@ -186,7 +193,7 @@ pub fn record_denied(hub: &Hub, identity: &str, action: &str, object: &str, reas
             outcome: AuditOutcome::Denied,
             reason: reason.public_message(),
         },
-        &hub.metrics,
+        metrics,
     );
 }
 
@@ -282,36 +289,29 @@ mod tests {
     #[tokio::test]
     async fn a_flood_of_refusals_is_bounded_coalesced_and_cleaned() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let text = format!(
-            "[server]\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-             [tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n\
-             [catalog]\nurl = \"sqlite://{}\"\n",
-            dir.path().join("c.db").display()
-        );
-        let config = crate::config::parse(&dir.path().join("c.toml"), &text).expect("config");
         let catalog = Catalog::open_sqlite(&dir.path().join("c.db"))
             .await
             .expect("catalog");
         let metrics = crate::metrics::Metrics::new().expect("metrics");
-        let hub = Arc::new(Hub::new(Arc::new(config), catalog, metrics));
+        let queue = Arc::new(DeniedQueue::default());
         let denied = Error::PermissionDenied("agents may not call Control".into());
         // 5,000 refusals at once, without the writer running: the queue keeps 1,024.
         for _ in 0..5_000 {
             record_denied(
-                &hub,
+                &queue,
+                &metrics,
                 "agent/rogue",
                 "start_backup",
                 "prod/x\n\x1b[2J",
                 &denied,
             );
         }
-        record_denied(&hub, "operator/vera", "restore", "b1", &denied);
+        record_denied(&queue, &metrics, "operator/vera", "restore", "b1", &denied);
         let cancel = CancellationToken::new();
-        let writer = tokio::spawn(run_denied(hub.clone(), cancel.clone()));
+        let writer = tokio::spawn(run_denied(catalog.clone(), queue.clone(), cancel.clone()));
         let mut rows = Vec::new();
         for _ in 0..100 {
-            rows = hub
-                .catalog
+            rows = catalog
                 .list_audit(&AuditFilter::default())
                 .await
                 .expect("list");
@@ -323,7 +323,7 @@ mod tests {
         cancel.cancel();
         writer.await.expect("writer");
         let rows = if rows.len() < 2 {
-            hub.catalog
+            catalog
                 .list_audit(&AuditFilter::default())
                 .await
                 .expect("list")
@@ -340,7 +340,7 @@ mod tests {
             e.reason
         );
         // The refusal that did not fit is counted, not queued.
-        let text = hub.metrics.render().expect("render");
+        let text = metrics.render().expect("render");
         assert!(text.contains("lifeboat_audit_dropped_total 3977"), "{text}");
     }
 }

@@ -13,10 +13,23 @@ use lifeboat_common::ids::BackupId;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    catalog::Catalog,
     hub::Hub,
+    jobs::Jobs,
     model::{Finish, Job, JobKind, JobState},
+    rebuild::listings::Listings,
     to_agent::{StartJob, ToAgent, Work},
 };
+
+/// What the dispatcher reads and writes: the sessions, the unfinished jobs, the listings a
+/// catalog rebuild asked for.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    pub hub: Arc<Hub>,
+    pub catalog: Catalog,
+    pub jobs: Jobs,
+    pub listings: Arc<Listings>,
+}
 
 /// The queued jobs to start now, oldest first. `capacity` maps each connected agent to its
 /// `max_concurrent_jobs`. A delete does not occupy its target (it touches one finished
@@ -79,13 +92,14 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
 }
 
 /// The dispatcher task: waits to be woken, then hands out what it can.
-pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
+pub async fn run(d: Dispatcher, cancel: CancellationToken) {
+    let hub = &d.hub;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = hub.dispatch_requested() => {}
         }
-        let pause = match dispatch_once(&hub).await {
+        let pause = match d.dispatch_once().await {
             Ok(false) => continue,
             // An agent's queue was full: give it a moment.
             Ok(true) => Duration::from_millis(200),
@@ -101,122 +115,128 @@ pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
     }
 }
 
-/// Hands out what it can. True if some job could not be sent and should be retried.
-async fn dispatch_once(hub: &Hub) -> Result<bool> {
-    let _guard = hub.dispatch_lock.lock().await;
-    let sessions = hub.connected_agents();
-    if sessions.is_empty() {
-        return Ok(false);
-    }
-    let jobs = hub
-        .catalog
-        .unfinished_jobs()
-        .await
-        .context("read unfinished jobs")?;
-    let capacity = sessions
-        .iter()
-        .map(|(name, s)| (name.clone(), s.max_concurrent_jobs))
-        .collect();
-    let mut retry = false;
-    for job in plan(&jobs, &capacity) {
-        let Some(session) = sessions.get(&job.agent) else {
-            continue;
-        };
-        let work = match work_of(hub, job).await? {
-            Ok(work) => work,
-            Err(reason) => {
-                fail(hub, job, reason).await?;
+impl Dispatcher {
+    /// Hands out what it can. True if some job could not be sent and should be retried.
+    async fn dispatch_once(&self) -> Result<bool> {
+        let _guard = self.hub.dispatch_lock.lock().await;
+        let sessions = self.hub.connected_agents();
+        if sessions.is_empty() {
+            return Ok(false);
+        }
+        let jobs = self
+            .catalog
+            .unfinished_jobs()
+            .await
+            .context("read unfinished jobs")?;
+        let capacity = sessions
+            .iter()
+            .map(|(name, s)| (name.clone(), s.max_concurrent_jobs))
+            .collect();
+        let mut retry = false;
+        for job in plan(&jobs, &capacity) {
+            let Some(session) = sessions.get(&job.agent) else {
+                continue;
+            };
+            let work = match self.work_of(job).await? {
+                Ok(work) => work,
+                Err(reason) => {
+                    fail(&self.jobs, job, reason).await?;
+                    continue;
+                }
+            };
+            let now = lifeboat_common::time::now_ms();
+            if !self
+                .catalog
+                .mark_dispatched(&job.id, now)
+                .await
+                .context("mark job dispatched")?
+            {
                 continue;
             }
-        };
-        let now = lifeboat_common::time::now_ms();
-        if !hub
-            .catalog
-            .mark_dispatched(&job.id, now)
-            .await
-            .context("mark job dispatched")?
-        {
-            continue;
+            let start = ToAgent::Start(Box::new(StartJob {
+                job: job.clone(),
+                work,
+            }));
+            if session.try_send(start) {
+                tracing::info!(
+                    job_id = %job.id,
+                    target = %job.target,
+                    backup_id = job.backup(),
+                    agent = %job.agent,
+                    kind = %job.kind,
+                    "job sent to agent"
+                );
+            } else {
+                // The session ended or its queue is full: back in the queue, try again later.
+                self.catalog
+                    .undo_dispatch(&job.id)
+                    .await
+                    .context("requeue job")?;
+                retry = true;
+            }
         }
-        let start = ToAgent::Start(Box::new(StartJob {
-            job: job.clone(),
-            work,
-        }));
-        if session.try_send(start) {
-            tracing::info!(
-                job_id = %job.id,
-                target = %job.target,
-                backup_id = job.backup(),
-                agent = %job.agent,
-                kind = %job.kind,
-                "job sent to agent"
-            );
-        } else {
-            // The session ended or its queue is full: back in the queue, try again later.
-            hub.catalog
-                .undo_dispatch(&job.id)
-                .await
-                .context("requeue job")?;
-            retry = true;
-        }
+        Ok(retry)
     }
-    Ok(retry)
-}
 
-/// What the agent needs to run `job` beyond the job row, or why it cannot run.
-async fn work_of(hub: &Hub, job: &Job) -> Result<Result<Work, String>> {
-    let work = match job.kind {
-        JobKind::Backup => Work::Backup,
-        JobKind::List => match hub.listings.repository_of(&job.id) {
-            Some(repository) => Work::List { repository },
-            None => {
-                return Ok(Err(
-                    "the catalog rebuild that asked for this listing is over (it timed out or \
+    /// What the agent needs to run `job` beyond the job row, or why it cannot run.
+    async fn work_of(&self, job: &Job) -> Result<Result<Work, String>> {
+        let work = match job.kind {
+            JobKind::Backup => Work::Backup,
+            JobKind::List => match self.listings.repository_of(&job.id) {
+                Some(repository) => Work::List { repository },
+                None => {
+                    return Ok(Err(
+                        "the catalog rebuild that asked for this listing is over (it timed out or \
                      the coordinator restarted); run `lifeboat catalog rebuild` again"
-                        .to_owned(),
-                ));
-            }
-        },
-        JobKind::Check if job.backup_id.is_none() => Work::CheckTarget,
-        JobKind::Restore | JobKind::Verify | JobKind::Delete | JobKind::Check | JobKind::Pin => {
-            let Some(id) = &job.backup_id else {
-                return Ok(Err(format!("{} job {} names no backup", job.kind, job.id)));
-            };
-            let Some(backup) = hub
-                .catalog
-                .get_backup(id.as_str())
-                .await
-                .context("read backup")?
-            else {
-                return Ok(Err(format!("backup {id} is no longer in the catalog")));
-            };
-            let backup = Box::new(backup);
-            match job.kind {
-                JobKind::Restore => Work::Restore {
-                    backup,
-                    dry_run: false,
-                },
-                // A restore's dry run.
-                JobKind::Check => Work::Restore {
-                    backup,
-                    dry_run: true,
-                },
-                JobKind::Pin => {
-                    // The pin as it is now: a pin and an unpin queued in a row both write
-                    // the latest state.
-                    let pin = hub.catalog.pin_of(id.as_str()).await.context("read pin")?;
-                    Work::Pin { backup, pin }
+                            .to_owned(),
+                    ));
                 }
-                JobKind::Delete => Work::Delete { backup },
-                JobKind::Verify | JobKind::Backup | JobKind::List => Work::Verify { backup },
+            },
+            JobKind::Check if job.backup_id.is_none() => Work::CheckTarget,
+            JobKind::Restore
+            | JobKind::Verify
+            | JobKind::Delete
+            | JobKind::Check
+            | JobKind::Pin => {
+                let Some(id) = &job.backup_id else {
+                    return Ok(Err(format!("{} job {} names no backup", job.kind, job.id)));
+                };
+                let Some(backup) = self
+                    .catalog
+                    .get_backup(id.as_str())
+                    .await
+                    .context("read backup")?
+                else {
+                    return Ok(Err(format!("backup {id} is no longer in the catalog")));
+                };
+                let backup = Box::new(backup);
+                match job.kind {
+                    JobKind::Restore => Work::Restore {
+                        backup,
+                        dry_run: false,
+                    },
+                    // A restore's dry run.
+                    JobKind::Check => Work::Restore {
+                        backup,
+                        dry_run: true,
+                    },
+                    JobKind::Pin => {
+                        // The pin as it is now: a pin and an unpin queued in a row both write
+                        // the latest state.
+                        let pin = self.catalog.pin_of(id.as_str()).await.context("read pin")?;
+                        Work::Pin { backup, pin }
+                    }
+                    JobKind::Delete => Work::Delete { backup },
+                    JobKind::Verify | JobKind::Backup | JobKind::List => Work::Verify { backup },
+                }
             }
-        }
-    };
-    Ok(Ok(work))
+        };
+        Ok(Ok(work))
+    }
 }
 
 /// Fails an unfinished job with `reason` and announces it.
-pub async fn fail(hub: &Hub, job: &Job, reason: String) -> Result<()> {
+pub async fn fail(jobs: &Jobs, job: &Job, reason: String) -> Result<()> {
     let finish = Finish {
         state: JobState::Failed,
         finished_at_ms: lifeboat_common::time::now_ms(),
@@ -225,9 +245,7 @@ pub async fn fail(hub: &Hub, job: &Job, reason: String) -> Result<()> {
         database: None,
         report: Default::default(),
     };
-    crate::jobs::finish(hub, &job.id, &finish)
-        .await
-        .context("fail job")?;
+    jobs.finish(&job.id, &finish).await.context("fail job")?;
     Ok(())
 }
 

@@ -1,15 +1,15 @@
 //! Hourly (and at start-up): removes finished jobs, scheduler decisions and audit records older
 //! than `[jobs] keep_finished_days` and `audit_keep_days`, so the catalog does not grow forever.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Hub;
+use crate::{catalog::Catalog, config::JobsConfig};
 
 const PERIOD: Duration = Duration::from_secs(3600);
 
-pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
+pub async fn run(catalog: Catalog, keep: JobsConfig, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -17,19 +17,17 @@ pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
-        prune_once(&hub, lifeboat_common::time::now_ms()).await;
+        prune_once(&catalog, &keep, lifeboat_common::time::now_ms()).await;
     }
 }
 
 /// One pass at `now_ms`; failures are logged and retried at the next pass.
-pub async fn prune_once(hub: &Hub, now_ms: i64) {
+pub async fn prune_once(catalog: &Catalog, keep: &JobsConfig, now_ms: i64) {
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let jobs = &hub.config.jobs;
-    match hub
-        .catalog
+    match catalog
         .prune_history(
-            now_ms.saturating_sub(ms(jobs.keep_finished)),
-            now_ms.saturating_sub(ms(jobs.audit_keep)),
+            now_ms.saturating_sub(ms(keep.keep_finished)),
+            now_ms.saturating_sub(ms(keep.audit_keep)),
         )
         .await
     {

@@ -37,8 +37,8 @@ use crate::{
     alerts::model::Incident,
     catalog::health::{JobFacts, SchemaStatus, Snapshot},
     health::{Report, Status, TargetHealth},
-    hub::Hub,
     model::JobKind,
+    parts::Parts,
 };
 
 /// A probe must answer quickly even when the catalog hangs.
@@ -46,14 +46,18 @@ const CATALOG_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the HTTP handlers share.
 pub struct Http {
-    hub: Arc<Hub>,
+    parts: Parts,
     cache: HealthCache,
     token: Option<Secret<String>>,
 }
 
-pub fn router(hub: Arc<Hub>, token: Option<Secret<String>>) -> Router {
-    let cache = HealthCache::new(hub.config.health_cache);
-    let state = Arc::new(Http { hub, cache, token });
+pub fn router(parts: Parts, token: Option<Secret<String>>) -> Router {
+    let cache = HealthCache::new(parts.config.health_cache);
+    let state = Arc::new(Http {
+        parts,
+        cache,
+        token,
+    });
     Router::new()
         .route("/health", get(health))
         .route("/health/ready", get(ready))
@@ -76,9 +80,9 @@ pub struct Reading {
 }
 
 impl Reading {
-    async fn take(hub: &Hub) -> Self {
+    async fn take(parts: &Parts) -> Self {
         let at_ms = lifeboat_common::time::now_ms();
-        let catalog = with_deadline("reach the catalog", hub.catalog.ping()).await;
+        let catalog = with_deadline("reach the catalog", parts.catalog.ping()).await;
         if let Err(e) = &catalog {
             return Self {
                 at_ms,
@@ -92,10 +96,10 @@ impl Reading {
         Self {
             at_ms,
             catalog,
-            schema: with_deadline("read the catalog schema", hub.catalog.schema_status()).await,
-            snapshot: with_deadline("read the catalog", hub.catalog.health_snapshot(at_ms)).await,
-            running: with_deadline("count running jobs", hub.catalog.running_counts()).await,
-            incidents: with_deadline("read open incidents", hub.catalog.open_incidents())
+            schema: with_deadline("read the catalog schema", parts.catalog.schema_status()).await,
+            snapshot: with_deadline("read the catalog", parts.catalog.health_snapshot(at_ms)).await,
+            running: with_deadline("count running jobs", parts.catalog.running_counts()).await,
+            incidents: with_deadline("read open incidents", parts.catalog.open_incidents())
                 .await
                 .unwrap_or_default(),
         }
@@ -120,7 +124,7 @@ impl HealthCache {
         }
     }
 
-    pub async fn get(&self, hub: &Hub) -> Arc<Reading> {
+    pub async fn get(&self, parts: &Parts) -> Arc<Reading> {
         let seen = self.taken.load(Ordering::Acquire);
         let mut latest = self.latest.lock().await;
         if let Some((at, r)) = &*latest
@@ -128,10 +132,10 @@ impl HealthCache {
         {
             return r.clone();
         }
-        let r = Arc::new(Reading::take(hub).await);
+        let r = Arc::new(Reading::take(parts).await);
         *latest = Some((Instant::now(), r.clone()));
         self.taken.fetch_add(1, Ordering::AcqRel);
-        hub.metrics.health_reading_taken();
+        parts.metrics.health_reading_taken();
         r
     }
 }
@@ -212,10 +216,10 @@ fn schema_json(s: &SchemaStatus) -> Value {
 
 /// Readiness: the catalog answers and its schema is the one this binary expects.
 async fn ready(State(http): State<Arc<Http>>) -> Response {
-    let reading = http.cache.get(&http.hub).await;
+    let reading = http.cache.get(&http.parts).await;
     let catalog = &reading.catalog;
     let schema = &reading.schema;
-    let shutting_down = http.hub.streams.is_cancelled();
+    let shutting_down = http.parts.hub.streams.is_cancelled();
     let ok =
         catalog.is_ok() && schema.as_ref().is_ok_and(SchemaStatus::is_current) && !shutting_down;
     let body = json!({
@@ -299,9 +303,9 @@ async fn backups(
     if let Some(refused) = unauthorized(&http, &headers) {
         return refused;
     }
-    let hub = &http.hub;
+    let parts = &http.parts;
     let environment = environment_filter(query.as_deref());
-    let reading = http.cache.get(hub).await;
+    let reading = http.cache.get(parts).await;
     let now = reading.at_ms;
     let snap = match &reading.snapshot {
         Ok(s) => s,
@@ -312,7 +316,7 @@ async fn backups(
             );
         }
     };
-    let report = hub.health_report(snap, now);
+    let report = parts.hub.health_report(snap, &parts.config, now);
     let targets: Vec<&TargetHealth> = report
         .targets
         .iter()
@@ -326,7 +330,7 @@ async fn backups(
     let body = json!({
         "status": status,
         "checked_at": ts(now),
-        "warning_percent": hub.config.objectives.warning_percent,
+        "warning_percent": parts.config.objectives.warning_percent,
         "counts": counts,
         "targets": targets.iter().map(|t| target_json(t)).collect::<Vec<_>>(),
     });
@@ -343,8 +347,8 @@ async fn detailed(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response
     if let Some(refused) = unauthorized(&http, &headers) {
         return refused;
     }
-    let hub = &http.hub;
-    let reading = http.cache.get(hub).await;
+    let parts = &http.parts;
+    let reading = http.cache.get(parts).await;
     let now = reading.at_ms;
     let unavailable = |e: String| {
         respond(
@@ -366,16 +370,16 @@ async fn detailed(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response
     };
     let running = reading.running.as_deref().unwrap_or_default();
     let incidents = &reading.incidents;
-    let report = hub.health_report(snap, now);
-    let repos = hub.metrics.repository_stats();
+    let report = parts.hub.health_report(snap, &parts.config, now);
+    let repos = parts.metrics.repository_stats();
     let catalog_status = if schema.is_current() {
         Status::Ok
     } else {
         Status::Critical
     };
-    let sched = hub.scheduler.get();
+    let sched = parts.scheduler.get();
     let (sched_status, sched_reasons) =
-        crate::health::assess_scheduler(&sched, now, hub.started_at_ms());
+        crate::health::assess_scheduler(&sched, now, parts.hub.started_at_ms());
     let status = report.status().max(catalog_status).max(sched_status);
     let agents: Vec<Value> = report
         .agents
@@ -466,22 +470,22 @@ async fn detailed(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response
 
 /// Prometheus text format. Gauges that mirror the catalog are rebuilt from it on each scrape.
 async fn metrics(State(http): State<Arc<Http>>) -> Response {
-    let hub = &http.hub;
-    let reading = http.cache.get(hub).await;
+    let parts = &http.parts;
+    let reading = http.cache.get(parts).await;
     let (report, running, up) = match (&reading.snapshot, &reading.running) {
         (Ok(snap), Ok(running)) => (
-            hub.health_report(snap, reading.at_ms),
+            parts.hub.health_report(snap, &parts.config, reading.at_ms),
             running.as_slice(),
             true,
         ),
         _ => (Report::default(), &[][..], false),
     };
-    hub.metrics.set_catalog_up(up);
-    match hub.metrics.render_with(
+    parts.metrics.set_catalog_up(up);
+    match parts.metrics.render_with(
         &report,
         running,
-        hub.connected_agents().len(),
-        &hub.config.alerts,
+        parts.hub.connected_agents().len(),
+        &parts.config.alerts,
     ) {
         Ok(body) => (
             [(

@@ -1,6 +1,7 @@
-//! The state the coordinator's parts share at run time: the catalog, the open agent sessions,
-//! job change events for watchers, the dispatcher's wake-up, and the metrics. Durable state is
-//! in the catalog; what lives here is lost (and rebuilt) on restart.
+//! The open agent sessions and the job change events: who is connected, the streams to them,
+//! the events `WatchJob` watchers and waiters subscribe to, and the dispatcher's wake-up. It
+//! holds nothing else; the catalog, the config and the metrics are handed to each part that
+//! uses them ([`crate::parts::Parts`]). What lives here is lost (and rebuilt) on restart.
 
 use std::{
     collections::HashMap,
@@ -13,7 +14,7 @@ use std::{
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{catalog::Catalog, config::Config, metrics::Metrics, model::Job, to_agent::ToAgent};
+use crate::{config::Config, metrics::Metrics, model::Job, to_agent::ToAgent};
 
 /// What the coordinator sends on an agent's session stream: a message, or the status that
 /// ends the stream.
@@ -45,9 +46,8 @@ struct Sessions {
 }
 
 pub struct Hub {
-    pub config: Arc<Config>,
-    pub catalog: Catalog,
-    pub metrics: Metrics,
+    /// Only for the connected-agents gauge, kept in step with `sessions`.
+    metrics: Arc<Metrics>,
     sessions: Mutex<Sessions>,
     events: broadcast::Sender<Job>,
     dispatch_wanted: Notify,
@@ -59,16 +59,6 @@ pub struct Hub {
     pub streams: CancellationToken,
     /// Session and watch tasks.
     pub tasks: TaskTracker,
-    /// Agents' repositories and the list jobs a catalog rebuild waits for.
-    pub listings: crate::rebuild::listings::Listings,
-    /// What the scheduler's last passes found (`/health/detailed`).
-    pub scheduler: crate::scheduler::health::HealthCell,
-    /// Targets connected agents declared but another agent owns (`targets release`).
-    pub claims: crate::claims::TargetClaims,
-    /// Refused calls waiting to be audited.
-    pub denied: crate::audit::queue::DeniedQueue,
-    /// Open `WatchJob` streams per operator.
-    pub watches: Arc<WatchSlots>,
 }
 
 /// Counts open job watches per caller, so one certificate cannot hold unbounded streams (each
@@ -122,11 +112,9 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub fn new(config: Arc<Config>, catalog: Catalog, metrics: Metrics) -> Self {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
-            config,
-            catalog,
             metrics,
             sessions: Mutex::new(Sessions::default()),
             events,
@@ -136,11 +124,6 @@ impl Hub {
             started_at_ms: lifeboat_common::time::now_ms(),
             streams: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            listings: crate::rebuild::listings::Listings::default(),
-            scheduler: crate::scheduler::health::HealthCell::default(),
-            claims: crate::claims::TargetClaims::default(),
-            denied: crate::audit::queue::DeniedQueue::default(),
-            watches: Arc::new(WatchSlots::default()),
         }
     }
 
@@ -211,16 +194,18 @@ impl Hub {
         self.sessions().live.clone()
     }
 
-    /// Judges every target and agent of `snapshot`, with this coordinator's sessions.
+    /// Judges every target and agent of `snapshot` under `config`, with this coordinator's
+    /// sessions.
     pub fn health_report(
         &self,
         snapshot: &crate::catalog::health::Snapshot,
+        config: &Config,
         now_ms: i64,
     ) -> crate::health::Report {
         let connected = self.connected_agents();
         crate::health::Report::assess(
             snapshot,
-            &self.config,
+            config,
             &|a| connected.contains_key(a),
             &|a| self.away_since_ms(a),
             now_ms,

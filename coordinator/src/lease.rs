@@ -8,9 +8,11 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    catalog::Catalog,
     config::JobsConfig,
     dispatch,
     hub::Hub,
+    jobs::Jobs,
     model::{Job, JobState},
 };
 
@@ -67,8 +69,15 @@ fn tick(limits: &JobsConfig) -> Duration {
         .clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
-pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
-    let period = tick(&hub.config.jobs);
+/// Fails the jobs `expired` picks, every [`tick`], until `cancel`.
+pub async fn run(
+    hub: Arc<Hub>,
+    catalog: Catalog,
+    jobs: Jobs,
+    limits: JobsConfig,
+    cancel: CancellationToken,
+) {
+    let period = tick(&limits);
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -76,17 +85,21 @@ pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
-        if let Err(e) = check_once(&hub).await {
+        if let Err(e) = check_once(&hub, &catalog, &jobs, &limits).await {
             tracing::warn!("failed to check job leases: {e:#}");
         }
     }
 }
 
-async fn check_once(hub: &Hub) -> Result<()> {
+async fn check_once(
+    hub: &Hub,
+    catalog: &Catalog,
+    service: &Jobs,
+    limits: &JobsConfig,
+) -> Result<()> {
     // Not while an agent is being admitted and its jobs reconciled.
     let _guard = hub.dispatch_lock.lock().await;
-    let jobs = hub
-        .catalog
+    let jobs = catalog
         .unfinished_jobs()
         .await
         .context("read unfinished jobs")?;
@@ -100,7 +113,7 @@ async fn check_once(hub: &Hub) -> Result<()> {
         &connected,
         &away,
         lifeboat_common::time::now_ms(),
-        &hub.config.jobs,
+        limits,
     ) {
         tracing::warn!(
             job_id = %job.id,
@@ -108,7 +121,7 @@ async fn check_once(hub: &Hub) -> Result<()> {
             backup_id = job.backup(),
             "{reason}"
         );
-        dispatch::fail(hub, job, reason).await?;
+        dispatch::fail(service, job, reason).await?;
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ mod lease;
 pub mod metrics;
 pub mod model;
 pub mod objectives;
+mod parts;
 pub mod rebuild;
 pub mod retention;
 pub mod schedule;
@@ -73,38 +74,83 @@ pub async fn run_with_ready(
             .await
             .with_context(|| format!("open the catalog ({})", config.file.display()))?,
     };
-    let metrics = metrics::Metrics::new().context("register metrics")?;
-    let hub = Arc::new(hub::Hub::new(Arc::new(config), catalog, metrics));
+    let metrics = Arc::new(metrics::Metrics::new().context("register metrics")?);
+    let parts = parts::Parts::new(Arc::new(config), catalog, metrics);
+    let hub = parts.hub.clone();
 
+    // The loops below the edges, each with the parts it uses.
     let background = CancellationToken::new();
     let workers = TaskTracker::new();
-    workers.spawn(dispatch::run(hub.clone(), background.clone()));
-    workers.spawn(lease::run(hub.clone(), background.clone()));
-    workers.spawn(scheduler::run(
+    workers.spawn(dispatch::run(
+        dispatch::Dispatcher {
+            hub: hub.clone(),
+            catalog: parts.catalog.clone(),
+            jobs: parts.jobs.clone(),
+            listings: parts.listings.clone(),
+        },
+        background.clone(),
+    ));
+    workers.spawn(lease::run(
         hub.clone(),
+        parts.catalog.clone(),
+        parts.jobs.clone(),
+        parts.config.jobs.clone(),
+        background.clone(),
+    ));
+    workers.spawn(scheduler::run(
+        scheduler::Scheduler {
+            catalog: parts.catalog.clone(),
+            jobs: parts.jobs.clone(),
+            config: Arc::new(parts.config.scheduler.clone()),
+            health: parts.scheduler.clone(),
+        },
         scheduler::system_clock(),
         background.clone(),
     ));
-    workers.spawn(retention::prune::resume_deletes(hub.clone()));
-    workers.spawn(retention::markers::run(hub.clone(), background.clone()));
-    workers.spawn(alerts::run(hub.clone(), background.clone()));
-    workers.spawn(history::run(hub.clone(), background.clone()));
-    workers.spawn(audit::run_denied(hub.clone(), background.clone()));
+    workers.spawn(retention::prune::resume_deletes(
+        parts.catalog.clone(),
+        parts.jobs.clone(),
+    ));
+    workers.spawn(retention::markers::run(
+        hub.clone(),
+        parts.catalog.clone(),
+        parts.jobs.clone(),
+        background.clone(),
+    ));
+    workers.spawn(alerts::run(
+        alerts::Alerts {
+            hub: hub.clone(),
+            catalog: parts.catalog.clone(),
+            config: parts.config.clone(),
+            metrics: parts.metrics.clone(),
+        },
+        background.clone(),
+    ));
+    workers.spawn(history::run(
+        parts.catalog.clone(),
+        parts.config.jobs.clone(),
+        background.clone(),
+    ));
+    workers.spawn(audit::run_denied(
+        parts.catalog.clone(),
+        parts.denied.clone(),
+        background.clone(),
+    ));
     workers.close();
 
     let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
     let http_addr = http.local_addr().context("read HTTP listener address")?;
-    let grpc_server = grpc::serve(hub.clone(), grpc, shutdown.clone());
+    let grpc_server = grpc::serve(parts.clone(), grpc, shutdown.clone());
     let http = http::Limited::new(
         http,
-        hub.config.http_max_connections,
-        hub.config.http_idle_timeout,
+        parts.config.http_max_connections,
+        parts.config.http_idle_timeout,
     );
-    let token = hub
+    let token = parts
         .config
         .http_token()
         .map_err(|e| anyhow::anyhow!("server.http_token_file: {e}"))?;
-    let http_server = axum::serve(http, http::router(hub.clone(), token))
+    let http_server = axum::serve(http, http::router(parts.clone(), token))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     on_ready()?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "coordinator serving");
@@ -151,7 +197,7 @@ pub async fn run_with_ready(
     }
     background.cancel();
     workers.wait().await;
-    hub.catalog.close().await;
+    parts.catalog.close().await;
     tracing::info!("coordinator stopped");
     grpc_result.and(http_result)
 }

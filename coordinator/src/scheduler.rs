@@ -29,8 +29,8 @@ pub mod health;
 pub use health::{HealthCell, STALL_AFTER, SchedulerHealth};
 
 use crate::{
-    catalog::TickOutcome,
-    hub::Hub,
+    catalog::{Catalog, TickOutcome},
+    jobs::Jobs,
     model::{JobKind, NewJob, TargetRecord},
     schedule::{
         CronSpec, RunOutcome, Schedule, ScheduleDef, ScheduleRun, ScheduleState, Source,
@@ -198,8 +198,18 @@ pub fn stored_def(s: &StoredSchedule) -> Result<ScheduleDef, String> {
     })
 }
 
+/// What the scheduler reads and writes: the schedules and their runs in the catalog, the jobs
+/// it queues, the defaults from the config file, and what its passes found (for `/health`).
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    pub catalog: Catalog,
+    pub jobs: Jobs,
+    pub config: Arc<SchedulerConfig>,
+    pub health: Arc<HealthCell>,
+}
+
 /// The scheduler task.
-pub async fn run(hub: Arc<Hub>, clock: Clock, cancel: CancellationToken) {
+pub async fn run(sched: Scheduler, clock: Clock, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -208,21 +218,22 @@ pub async fn run(hub: Arc<Hub>, clock: Clock, cancel: CancellationToken) {
             _ = interval.tick() => {}
         }
         let now = clock();
-        if let Err(e) = tick(&hub, now).await {
+        if let Err(e) = tick(&sched, now).await {
             tracing::warn!("failed to run schedules: {e:#}; trying again in a second");
-            hub.scheduler
+            sched
+                .health
                 .update(|h| h.last_error = Some((now, format!("{e:#}"))));
         }
     }
 }
 
 /// One pass: decide and record. Public to the crate so tests can drive it with their clock.
-pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
-    let catalog = &hub.catalog;
+pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
+    let catalog = &sched.catalog;
     let stored = catalog.list_schedules().await.context("read schedules")?;
-    let config = &hub.config.scheduler;
+    let config = &*sched.config;
     if stored.is_empty() && config.defaults.is_empty() {
-        hub.scheduler.update(|h| {
+        sched.health.update(|h| {
             *h = SchedulerHealth {
                 last_ok_ms: Some(now_ms),
                 ..SchedulerHealth::default()
@@ -335,7 +346,7 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         {
             TickOutcome::Recorded(run, created) => {
                 if let Some(job) = created {
-                    crate::jobs::queued(hub, &job);
+                    sched.jobs.queued(&job);
                 } else {
                     tracing::info!(target = %run.target, reason = %run.reason, "scheduled run skipped");
                 }
@@ -346,7 +357,7 @@ pub async fn tick(hub: &Hub, now_ms: i64) -> Result<Vec<ScheduleRun>> {
             }
         }
     }
-    hub.scheduler.update(|h| {
+    sched.health.update(|h| {
         *h = SchedulerHealth {
             last_ok_ms: Some(now_ms),
             ..summary

@@ -21,7 +21,18 @@ use tokio_util::sync::CancellationToken;
 pub use config::{AlertsConfig, WebhookConfig, WebhookFormat, WebhookUrl};
 pub use model::{Event, Incident, IncidentKind, NewIncident, Notification, Severity};
 
-use crate::hub::Hub;
+use crate::{catalog::Catalog, config::Config, hub::Hub, metrics::Metrics};
+
+/// What the alert tasks read and write: the health verdicts' inputs (catalog, config,
+/// sessions), job events (an evaluation after each finished job), incidents and the outbox
+/// in the catalog, and the alert metrics.
+#[derive(Clone)]
+pub struct Alerts {
+    pub hub: Arc<Hub>,
+    pub catalog: Catalog,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// The wait before a notification whose delivery pass failed is tried again: 30 s doubling
 /// per failed pass, at most an hour.
@@ -32,7 +43,7 @@ pub fn outbox_backoff(failed_passes: u32) -> Duration {
 }
 
 /// Runs the evaluator and the notifier until `cancel`.
-pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
+pub async fn run(a: Alerts, cancel: CancellationToken) {
     let client = match webhook::client() {
         Ok(c) => Some(c),
         Err(e) => {
@@ -43,19 +54,14 @@ pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
         }
     };
     let wake = Arc::new(Notify::new());
-    let notifier = tokio::spawn(notify_loop(
-        hub.clone(),
-        client,
-        wake.clone(),
-        cancel.clone(),
-    ));
-    evaluate_loop(hub, wake, cancel).await;
+    let notifier = tokio::spawn(notify_loop(a.clone(), client, wake.clone(), cancel.clone()));
+    evaluate_loop(a, wake, cancel).await;
     let _ = notifier.await;
 }
 
-async fn evaluate_loop(hub: Arc<Hub>, wake: Arc<Notify>, cancel: CancellationToken) {
-    let mut events = hub.subscribe();
-    let mut interval = tokio::time::interval(hub.config.alerts.evaluate_interval);
+async fn evaluate_loop(a: Alerts, wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut events = a.hub.subscribe();
+    let mut interval = tokio::time::interval(a.config.alerts.evaluate_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -68,7 +74,7 @@ async fn evaluate_loop(hub: Arc<Hub>, wake: Arc<Notify>, cancel: CancellationTok
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
-        let ok = match evaluate_once(&hub, lifeboat_common::time::now_ms()).await {
+        let ok = match evaluate_once(&a, lifeboat_common::time::now_ms()).await {
             Ok(changed) => {
                 if changed {
                     wake.notify_one();
@@ -82,21 +88,21 @@ async fn evaluate_loop(hub: Arc<Hub>, wake: Arc<Notify>, cancel: CancellationTok
         };
         // Counted after the wake-up: once a pass shows here, whatever it queued is on its
         // way to the notifier (tests rely on this to wait for passes instead of sleeping).
-        hub.metrics.alert_evaluated(ok);
+        a.metrics.alert_evaluated(ok);
     }
 }
 
 /// One evaluation: opens and resolves incidents. True if anything changed.
-pub async fn evaluate_once(hub: &Hub, now_ms: i64) -> Result<bool> {
-    let snapshot = hub
+pub async fn evaluate_once(a: &Alerts, now_ms: i64) -> Result<bool> {
+    let snapshot = a
         .catalog
         .health_snapshot(now_ms)
         .await
         .context("read the catalog")?;
-    let report = hub.health_report(&snapshot, now_ms);
-    let cfg = &hub.config.alerts;
+    let report = a.hub.health_report(&snapshot, &a.config, now_ms);
+    let cfg = &a.config.alerts;
     let conditions = rules::conditions(&report.targets, &report.agents, cfg, now_ms);
-    let open = hub
+    let open = a
         .catalog
         .open_incidents()
         .await
@@ -110,7 +116,7 @@ pub async fn evaluate_once(hub: &Hub, now_ms: i64) -> Result<bool> {
             .filter(|w| w.wants(new.kind))
             .map(|w| w.name.clone())
             .collect();
-        if let Some(i) = hub
+        if let Some(i) = a
             .catalog
             .open_incident(&new, &webhooks, now_ms)
             .await
@@ -128,8 +134,7 @@ pub async fn evaluate_once(hub: &Hub, now_ms: i64) -> Result<bool> {
         }
     }
     for (id, summary) in plan.resolve {
-        if hub
-            .catalog
+        if a.catalog
             .resolve_incident(id, &summary, now_ms)
             .await
             .context("resolve an incident")?
@@ -139,34 +144,34 @@ pub async fn evaluate_once(hub: &Hub, now_ms: i64) -> Result<bool> {
         }
     }
     if changed {
-        let open = hub
+        let open = a
             .catalog
             .open_incidents()
             .await
             .context("read open incidents")?;
-        hub.metrics.set_open_incidents(&open);
+        a.metrics.set_open_incidents(&open);
     } else {
-        hub.metrics.set_open_incidents(&open);
+        a.metrics.set_open_incidents(&open);
     }
     Ok(changed)
 }
 
 async fn notify_loop(
-    hub: Arc<Hub>,
+    a: Alerts,
     client: Option<webhook::HttpClient>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
 ) {
     let Some(client) = client else { return };
-    if hub.config.alerts.webhooks.is_empty() {
+    if a.config.alerts.webhooks.is_empty() {
         return;
     }
     loop {
-        let result = deliver_due(&hub, &client, &cancel).await;
+        let result = deliver_due(&a, &client, &cancel).await;
         if let Err(e) = &result {
             tracing::warn!("failed to deliver alert notifications: {e:#}");
         }
-        hub.metrics.alert_delivery_pass(result.is_ok());
+        a.metrics.alert_delivery_pass(result.is_ok());
         tokio::select! {
             () = cancel.cancelled() => return,
             () = wake.notified() => {}
@@ -179,11 +184,11 @@ async fn notify_loop(
 /// webhook whose delivery fails is left alone for the rest of the pass (its receiver is
 /// probably down); the failed notification waits for its backoff.
 pub async fn deliver_due(
-    hub: &Hub,
+    a: &Alerts,
     client: &webhook::HttpClient,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    let due = hub
+    let due = a
         .catalog
         .due_notifications(lifeboat_common::time::now_ms(), 100)
         .await
@@ -197,24 +202,24 @@ pub async fn deliver_due(
     }
     let passes = queues.into_iter().filter_map(|(name, queue)| {
         // A webhook removed from the config: its queue is left alone.
-        let w = hub.config.alerts.webhooks.iter().find(|w| w.name == name)?;
-        Some(deliver_queue(hub, client, w, queue, cancel))
+        let w = a.config.alerts.webhooks.iter().find(|w| w.name == name)?;
+        Some(deliver_queue(a, client, w, queue, cancel))
     });
     for result in futures::future::join_all(passes).await {
         result?;
     }
-    let pending = hub
+    let pending = a
         .catalog
         .pending_notifications()
         .await
         .context("count pending notifications")?;
-    hub.metrics
-        .set_pending_notifications(&hub.config.alerts, &pending);
+    a.metrics
+        .set_pending_notifications(&a.config.alerts, &pending);
     Ok(())
 }
 
 async fn deliver_queue(
-    hub: &Hub,
+    a: &Alerts,
     client: &webhook::HttpClient,
     w: &WebhookConfig,
     queue: Vec<(Notification, Incident)>,
@@ -226,7 +231,7 @@ async fn deliver_queue(
         }
         let now = lifeboat_common::time::now_ms();
         if n.event == Event::Resolved && !w.send_resolved {
-            hub.catalog
+            a.catalog
                 .notification_delivered(&n, now)
                 .await
                 .context("record a skipped notification")?;
@@ -239,7 +244,7 @@ async fn deliver_queue(
         };
         match outcome {
             Ok(_) => {
-                hub.metrics.notification_sent(&w.name, true);
+                a.metrics.notification_sent(&w.name, true);
                 tracing::info!(
                     webhook = %w.name,
                     incident = incident.id,
@@ -247,13 +252,13 @@ async fn deliver_queue(
                     event = n.event.as_str(),
                     "alert notification delivered"
                 );
-                hub.catalog
+                a.catalog
                     .notification_delivered(&n, lifeboat_common::time::now_ms())
                     .await
                     .context("record a delivered notification")?;
             }
             Err(e) => {
-                hub.metrics.notification_sent(&w.name, false);
+                a.metrics.notification_sent(&w.name, false);
                 let wait = outbox_backoff(n.attempts);
                 tracing::warn!(
                     webhook = %w.name,
@@ -264,7 +269,7 @@ async fn deliver_queue(
                 );
                 let next = lifeboat_common::time::now_ms()
                     .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-                hub.catalog
+                a.catalog
                     .notification_failed(&n, &e.to_string(), next)
                     .await
                     .context("record a failed notification")?;

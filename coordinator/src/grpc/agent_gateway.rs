@@ -2,7 +2,7 @@
 //! reconciliation of the jobs it was running). The conversation after `Welcome` is in
 //! `session.rs`.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use lifeboat_common::identity::Identity;
 use lifeboat_proto::v1 as pb;
@@ -14,8 +14,9 @@ use super::session::{Session, inbound_error};
 use crate::{
     dispatch,
     error::Error,
-    hub::{Hub, Outbound},
+    hub::Outbound,
     model::{AgentRecord, JobState},
+    parts::Parts,
     to_agent::{ToAgent, Welcome},
     wire::{self, AgentMessage},
 };
@@ -29,20 +30,20 @@ pub const AGENT_RESTARTED: &str =
     "agent restarted while the job was running; the job's outcome is unknown, run it again";
 
 pub struct AgentGateway {
-    hub: Arc<Hub>,
+    parts: Parts,
     revocations: lifeboat_common::tls::Revocations,
 }
 
 impl AgentGateway {
-    pub fn new(hub: Arc<Hub>, revocations: lifeboat_common::tls::Revocations) -> Self {
-        if hub.config.allow_any_agent {
+    pub fn new(parts: Parts, revocations: lifeboat_common::tls::Revocations) -> Self {
+        if parts.config.allow_any_agent {
             tracing::warn!(
                 "allow_any_agent = true: every agent certificate of the CA may connect and claim \
                  targets in any environment; list the agents in [[agent]] tables to pin each to \
                  its environment"
             );
         }
-        Self { hub, revocations }
+        Self { parts, revocations }
     }
 }
 
@@ -73,7 +74,7 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
                 .into());
             }
         };
-        if self.hub.streams.is_cancelled() {
+        if self.parts.hub.streams.is_cancelled() {
             return Err(Error::Unavailable(
                 "the coordinator is shutting down; reconnect in a moment".into(),
             )
@@ -123,8 +124,8 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
 
         // Listed agents serve only their environment; unlisted ones are refused unless the
         // config says allow_any_agent = true (M6). Refusals do not describe the config (L9).
-        let refusal = match self.hub.config.agents.get(&name) {
-            None if self.hub.config.allow_any_agent => None,
+        let refusal = match self.parts.config.agents.get(&name) {
+            None if self.parts.config.allow_any_agent => None,
             None => Some(format!(
                 "agent {name} is not admitted by this coordinator; ask an administrator to admit \
                  agent {name} for environment {}",
@@ -143,7 +144,7 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
         }
 
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let handle = admit(&self.hub, &hello, tx.clone()).await?;
+        let handle = admit(&self.parts, &hello, tx.clone()).await?;
         tracing::info!(
             agent = %name,
             environment = %hello.environment,
@@ -152,9 +153,9 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
             running_jobs = hello.running_jobs.len(),
             "agent connected"
         );
-        let session = Session::new(self.hub.clone(), name, handle)
+        let session = Session::new(self.parts.clone(), name, handle)
             .ends_on_revocation(serial, self.revocations.clone());
-        self.hub.tasks.spawn(session.run(inbound));
+        self.parts.hub.tasks.spawn(session.run(inbound));
         // The wire form is made here, where the stream leaves the coordinator.
         let out = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |m: Outbound| {
             m.map(|m| pb::CoordinatorMessage::from(&m))
@@ -166,12 +167,13 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
 /// Registers the agent and its targets, reconciles the jobs it was given, sends `Welcome`
 /// and opens its session for dispatch.
 async fn admit(
-    hub: &Arc<Hub>,
+    parts: &Parts,
     hello: &wire::Hello,
     tx: mpsc::Sender<Outbound>,
 ) -> Result<crate::hub::SessionHandle, Status> {
     let now = lifeboat_common::time::now_ms();
-    hub.catalog
+    parts
+        .catalog
         .upsert_agent(&AgentRecord {
             name: hello.agent.clone(),
             environment: hello.environment.clone(),
@@ -182,7 +184,7 @@ async fn admit(
         })
         .await
         .map_err(Error::from)?;
-    let conflicts = hub
+    let conflicts = parts
         .catalog
         .register_targets(&hello.agent, &hello.environment, &hello.targets)
         .await
@@ -216,7 +218,7 @@ async fn admit(
 
     let welcome = ToAgent::Welcome(Welcome {
         clock_unix_ms: now,
-        heartbeat_interval_secs: u32::try_from(hub.config.jobs.heartbeat_interval.as_secs())
+        heartbeat_interval_secs: u32::try_from(parts.config.jobs.heartbeat_interval.as_secs())
             .unwrap_or(u32::MAX),
         refused_targets: refused,
     });
@@ -226,35 +228,39 @@ async fn admit(
     }
 
     // No job may be handed out while the agent's jobs are reconciled.
-    let _guard = hub.dispatch_lock.lock().await;
-    hub.drop_session(&hello.agent);
-    let cancels = reconcile(hub, &hello.agent, &hello.running_jobs)
+    let _guard = parts.hub.dispatch_lock.lock().await;
+    parts.hub.drop_session(&hello.agent);
+    let cancels = reconcile(parts, &hello.agent, &hello.running_jobs)
         .await
         .map_err(Error::from)?;
-    hub.listings
+    parts
+        .listings
         .set_repositories(&hello.agent, &hello.repositories);
-    hub.metrics
+    parts
+        .metrics
         .declare_repositories(&hello.agent, &hello.repositories);
-    let handle = hub.register_session(&hello.agent, hello.max_concurrent_jobs, tx);
-    hub.claims.set(&hello.agent, claims);
+    let handle = parts
+        .hub
+        .register_session(&hello.agent, hello.max_concurrent_jobs, tx);
+    parts.claims.set(&hello.agent, claims);
     for job_id in cancels {
         handle.try_send(ToAgent::Cancel { job_id });
     }
-    hub.request_dispatch();
+    parts.hub.request_dispatch();
     Ok(handle)
 }
 
 /// Brings the catalog in line with the jobs a (re)connecting agent says it knows. Returns
 /// jobs the agent still runs that already ended here (it should stop them).
 async fn reconcile(
-    hub: &Hub,
+    parts: &Parts,
     agent: &str,
     running: &[String],
 ) -> Result<Vec<String>, crate::catalog::CatalogError> {
     let known: HashSet<&str> = running.iter().map(String::as_str).collect();
     let now = lifeboat_common::time::now_ms();
     let mut seen = HashSet::new();
-    for job in hub.catalog.unfinished_jobs().await? {
+    for job in parts.catalog.unfinished_jobs().await? {
         if job.agent != agent || !job.is_assigned() {
             continue;
         }
@@ -269,17 +275,17 @@ async fn reconcile(
                     %agent,
                     "{AGENT_RESTARTED}"
                 );
-                if let Err(e) = dispatch::fail(hub, &job, AGENT_RESTARTED.into()).await {
+                if let Err(e) = dispatch::fail(&parts.jobs, &job, AGENT_RESTARTED.into()).await {
                     tracing::warn!(job_id = %job.id, "failed to fail a lost job: {e:#}");
                 }
             }
             (_, true) => {
                 // StartJob arrived but JobAccepted did not: the agent has it.
-                crate::jobs::start(hub, &job.id, now).await?;
+                parts.jobs.start(&job.id, now).await?;
             }
             (_, false) => {
                 // StartJob never arrived: hand it out again.
-                hub.catalog.undo_dispatch(&job.id).await?;
+                parts.catalog.undo_dispatch(&job.id).await?;
             }
         }
     }
@@ -287,7 +293,7 @@ async fn reconcile(
     // them. (A succeeded job can only be listed because its result awaits an ack.)
     let mut cancels = Vec::new();
     for id in running.iter().filter(|id| !seen.contains(*id)) {
-        if let Some(job) = hub.catalog.get_job(id).await?
+        if let Some(job) = parts.catalog.get_job(id).await?
             && job.agent == agent
             && matches!(job.state, JobState::Failed | JobState::Cancelled)
         {

@@ -2,8 +2,6 @@
 //! authorized from the client certificate before any work; every change is audited
 //! (`target: "audit"`: who, what, on what, outcome).
 
-use std::sync::Arc;
-
 use lifeboat_common::{ids::validate_id, names::TargetName};
 use lifeboat_proto::v1 as pb;
 use tokio::sync::mpsc;
@@ -13,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::authz::Action;
 use crate::{
     error::{Error, Result},
-    hub::Hub,
+    parts::Parts,
     wire,
 };
 
@@ -30,7 +28,7 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
 pub struct Control {
-    hub: Arc<Hub>,
+    parts: Parts,
 }
 
 fn limit(requested: u32) -> u32 {
@@ -49,8 +47,8 @@ fn backup_id(value: &str) -> Result<()> {
 }
 
 impl Control {
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub }
+    pub fn new(parts: Parts) -> Self {
+        Self { parts }
     }
 }
 
@@ -62,7 +60,7 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let op = self.authorize(&request, Action::WhoAmI, "")?;
         let environments = self
-            .hub
+            .parts
             .config
             .environments_of(&op.name)
             .map(<[String]>::to_vec)
@@ -79,10 +77,16 @@ impl pb::control_server::Control for Control {
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         let op = self.authorize(&request, Action::ListAgents, "")?;
-        let mut agents = self.hub.catalog.list_agents().await.map_err(Error::from)?;
-        agents.retain(|a| super::authz::in_environment(&self.hub.config, &op.name, &a.environment));
+        let mut agents = self
+            .parts
+            .catalog
+            .list_agents()
+            .await
+            .map_err(Error::from)?;
+        agents
+            .retain(|a| super::authz::in_environment(&self.parts.config, &op.name, &a.environment));
         let jobs = self
-            .hub
+            .parts
             .catalog
             .unfinished_jobs()
             .await
@@ -94,7 +98,7 @@ impl pb::control_server::Control for Control {
                 .map(|a| {
                     wire::agent_to_pb(
                         a,
-                        self.hub.is_connected(&a.name),
+                        self.parts.hub.is_connected(&a.name),
                         running.get(a.name.as_str()).copied().unwrap_or(0),
                     )
                 })
@@ -107,12 +111,17 @@ impl pb::control_server::Control for Control {
         request: Request<pb::ListTargetsRequest>,
     ) -> Result<Response<pb::ListTargetsResponse>, Status> {
         let op = self.authorize(&request, Action::ListTargets, "")?;
-        let mut targets = self.hub.catalog.list_targets().await.map_err(Error::from)?;
+        let mut targets = self
+            .parts
+            .catalog
+            .list_targets()
+            .await
+            .map_err(Error::from)?;
         targets.retain(|t| self.sees(&op, &t.target.name));
         Ok(Response::new(pb::ListTargetsResponse {
             targets: targets
                 .iter()
-                .map(|t| wire::target_to_pb(t, self.hub.is_connected(&t.target.agent)))
+                .map(|t| wire::target_to_pb(t, self.parts.hub.is_connected(&t.target.agent)))
                 .collect(),
         }))
     }
@@ -150,7 +159,7 @@ impl pb::control_server::Control for Control {
             limit(req.limit)
         };
         let mut backups = self
-            .hub
+            .parts
             .catalog
             .list_backups(target.as_ref().map(TargetName::as_str), fetch)
             .await
@@ -247,7 +256,7 @@ impl pb::control_server::Control for Control {
             limit(req.limit)
         };
         let mut jobs = self
-            .hub
+            .parts
             .catalog
             .list_jobs(
                 target.as_ref().map(TargetName::as_str),
@@ -393,7 +402,7 @@ impl pb::control_server::Control for Control {
         let target = parse_target(&req.target)?;
         self.scope(&op, &target, &format!("the schedule runs of {target}"))?;
         let runs = self
-            .hub
+            .parts
             .catalog
             .schedule_runs(target.as_str(), limit(req.limit))
             .await
@@ -474,11 +483,11 @@ impl pb::control_server::Control for Control {
         // repositories are listed does not abandon it; it records what it finds and is audited.
         let op = self.authorize(&request, action, &object)?;
         let this = Control {
-            hub: self.hub.clone(),
+            parts: self.parts.clone(),
         };
         let req = req.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.hub.tasks.spawn(async move {
+        self.parts.hub.tasks.spawn(async move {
             let result = match this.scope_all(&op, "a catalog rebuild") {
                 Ok(()) => this.rebuild_impl(&op, &req).await,
                 Err(e) => Err(e),
@@ -537,18 +546,18 @@ impl pb::control_server::Control for Control {
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let op = self.authorize(&request, Action::WatchJob, &request.get_ref().job_id)?;
-        if self.hub.streams.is_cancelled() {
+        if self.parts.hub.streams.is_cancelled() {
             return Err(Error::Unavailable("the coordinator is shutting down".into()).into());
         }
         // Subscribe before reading, so no change between the two is missed.
-        let events = self.hub.subscribe();
+        let events = self.parts.hub.subscribe();
         let job = self.job(&request.get_ref().job_id).await?;
         self.scope(
             &op,
             &job.target,
             &format!("job {} on {}", job.id, job.target),
         )?;
-        let Some(slot) = self.hub.watches.try_open(&op.name) else {
+        let Some(slot) = self.parts.watches.try_open(&op.name) else {
             return Err(Status::resource_exhausted(format!(
                 "operator {} already watches {} jobs at once; end some `--wait`/`jobs watch` \
                  commands, or poll with `lifeboat jobs show`",
@@ -557,10 +566,10 @@ impl pb::control_server::Control for Control {
             )));
         };
         let (tx, rx) = mpsc::channel(16);
-        let hub = self.hub.clone();
-        self.hub.tasks.spawn(async move {
+        let parts = self.parts.clone();
+        self.parts.hub.tasks.spawn(async move {
             let _slot = slot;
-            jobs::watch(hub, job, events, tx).await;
+            jobs::watch(parts, job, events, tx).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -6,7 +6,7 @@ pub mod authz;
 mod control;
 mod session;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use lifeboat_common::{
@@ -20,7 +20,7 @@ use lifeboat_proto::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::Error, hub::Hub};
+use crate::{error::Error, parts::Parts};
 
 /// The identity in the caller's client certificate.
 pub fn identity<T>(request: &tonic::Request<T>) -> Result<Identity, Error> {
@@ -139,7 +139,7 @@ where
 /// decoding what it sent). The per-method role check follows in the handler.
 #[allow(clippy::result_large_err)] // tonic's interceptor signature
 fn operators_only(
-    hub: &Hub,
+    parts: &Parts,
     revocations: &Revocations,
     request: tonic::Request<()>,
 ) -> Result<tonic::Request<()>, tonic::Status> {
@@ -149,11 +149,11 @@ fn operators_only(
             "the certificate of {identity} has been revoked; ask an administrator for a new one"
         ));
         let who = identity.uri().trim_start_matches("lifeboat://").to_owned();
-        crate::audit::record_denied(hub, &who, "control", "", &reason);
+        crate::audit::record_denied(&parts.denied, &parts.metrics, &who, "control", "", &reason);
         return Err(reason.into());
     }
     let refusal = match &identity {
-        Identity::Operator(name) if hub.config.role_of(name).is_some() => return Ok(request),
+        Identity::Operator(name) if parts.config.role_of(name).is_some() => return Ok(request),
         Identity::Operator(name) => format!(
             "operator {name} has no role on this coordinator; ask an administrator to grant \
              operator {name} a role (viewer, operator or admin)"
@@ -165,7 +165,7 @@ fn operators_only(
     };
     let reason = Error::PermissionDenied(refusal);
     let who = identity.uri().trim_start_matches("lifeboat://").to_owned();
-    crate::audit::record_denied(hub, &who, "control", "", &reason);
+    crate::audit::record_denied(&parts.denied, &parts.metrics, &who, "control", "", &reason);
     Err(reason.into())
 }
 
@@ -203,13 +203,10 @@ fn agents_only(
 }
 
 /// Serves both services on `listener` until `shutdown` is cancelled, then drains.
-pub async fn serve(
-    hub: Arc<Hub>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let tls = lifeboat_common::tls::ServerTls::load(&hub.config.tls, hub.config.tls_crl.as_deref())
-        .context("load the coordinator's TLS certificate and key")?;
+pub async fn serve(parts: Parts, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+    let tls =
+        lifeboat_common::tls::ServerTls::load(&parts.config.tls, parts.config.tls_crl.as_deref())
+            .context("load the coordinator's TLS certificate and key")?;
     // A renewed certificate, a changed CA bundle or a new CRL is picked up without a restart.
     tls.watch(TLS_RELOAD_CHECK, shutdown.clone());
     let incoming = lifeboat_common::tls::tls_incoming(
@@ -221,7 +218,7 @@ pub async fn serve(
     // Connections opened before a revocation are checked per call and their sessions ended.
     let revocations = tls.revocations();
     let gateway = AgentGatewayServer::new(agent_gateway::AgentGateway::new(
-        hub.clone(),
+        parts.clone(),
         revocations.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -230,10 +227,10 @@ pub async fn serve(
     let gateway = tonic::service::interceptor::InterceptedService::new(gateway, move |r| {
         agents_only(&agent_revocations, r)
     });
-    let control = ControlServer::new(control::Control::new(hub.clone()))
+    let control = ControlServer::new(control::Control::new(parts.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let gate = hub.clone();
+    let gate = parts.clone();
     let control = tonic::service::interceptor::InterceptedService::new(control, move |r| {
         operators_only(&gate, &revocations, r)
     });
@@ -245,7 +242,7 @@ pub async fn serve(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
         .layer(CallDeadlines {
-            unary: hub.config.grpc_call_timeout,
+            unary: parts.config.grpc_call_timeout,
         })
         .add_service(gateway)
         .add_service(control)

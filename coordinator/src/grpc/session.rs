@@ -5,7 +5,7 @@
 //! dropped, counted and logged at most once a minute; it never ends the session (M3).
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -18,14 +18,15 @@ use tracing::Instrument;
 
 use crate::{
     error::Error,
-    hub::{Hub, SessionHandle},
+    hub::SessionHandle,
     model::{Finish, Job, JobKind, JobState, VerifyOutcome, VerifyStatus},
+    parts::Parts,
     to_agent::ToAgent,
     wire::{AgentMessage, JobResult},
 };
 
 pub struct Session {
-    hub: Arc<Hub>,
+    parts: Parts,
     agent: String,
     handle: SessionHandle,
     dropped: Mutex<DroppedUpdates>,
@@ -75,9 +76,9 @@ pub fn inbound_error(status: Status) -> Status {
 }
 
 impl Session {
-    pub fn new(hub: Arc<Hub>, agent: String, handle: SessionHandle) -> Self {
+    pub fn new(parts: Parts, agent: String, handle: SessionHandle) -> Self {
         Self {
-            hub,
+            parts,
             agent,
             handle,
             dropped: Mutex::new(DroppedUpdates::default()),
@@ -114,7 +115,7 @@ impl Session {
     /// Drops an update (`kind`, one of `metrics::AGENT_UPDATES`) the catalog could not
     /// record: counts it, and logs at most once per `DROPPED_LOG_EVERY`. The session stays.
     fn drop_update(&self, kind: &'static str, e: &Error) {
-        self.hub.metrics.agent_update_dropped(kind);
+        self.parts.metrics.agent_update_dropped(kind);
         let earlier = {
             let mut d = self.dropped();
             d.backoff_until = Some(Instant::now() + DROP_WITHOUT_TRYING);
@@ -153,7 +154,7 @@ impl Session {
             if d.backoff_until.is_some_and(|t| Instant::now() < t) {
                 d.unlogged += 1;
                 drop(d);
-                self.hub.metrics.agent_update_dropped(kind);
+                self.parts.metrics.agent_update_dropped(kind);
                 return Ok(());
             }
         }
@@ -168,7 +169,7 @@ impl Session {
 
     /// No message for this long (three missed heartbeats and some slack) ends the session.
     fn idle_limit(&self) -> Duration {
-        self.hub.config.jobs.heartbeat_interval * 3 + Duration::from_secs(10)
+        self.parts.config.jobs.heartbeat_interval * 3 + Duration::from_secs(10)
     }
 
     /// Sends to the agent, giving up if the session is being closed.
@@ -191,7 +192,7 @@ impl Session {
             loop {
                 let next = tokio::select! {
                     () = self.handle.cancel.cancelled() => {
-                        if self.hub.streams.is_cancelled() {
+                        if self.parts.hub.streams.is_cancelled() {
                             self.close_with(Status::unavailable(
                                 "the coordinator is shutting down; reconnect in a moment",
                             ));
@@ -237,8 +238,8 @@ impl Session {
                     }
                 }
             }
-            if self.hub.end_session(&self.agent, self.handle.id) {
-                self.hub.claims.drop_agent(&self.agent);
+            if self.parts.hub.end_session(&self.agent, self.handle.id) {
+                self.parts.claims.drop_agent(&self.agent);
                 tracing::info!("agent disconnected");
             }
         }
@@ -275,13 +276,13 @@ impl Session {
                 clock_unix_ms,
                 repositories,
             } => {
-                self.hub
+                self.parts
                     .metrics
                     .set_repository_stats(&self.agent, &repositories);
                 let now = lifeboat_common::time::now_ms();
                 self.soft("heartbeat", async {
                     Ok(self
-                        .hub
+                        .parts
                         .catalog
                         .touch_agent(&self.agent, now, clock_unix_ms.saturating_sub(now))
                         .await?)
@@ -314,8 +315,11 @@ impl Session {
             return Ok(());
         }
         if job.state == JobState::Queued
-            && let Some(j) =
-                crate::jobs::start(&self.hub, &job.id, lifeboat_common::time::now_ms()).await?
+            && let Some(j) = self
+                .parts
+                .jobs
+                .start(&job.id, lifeboat_common::time::now_ms())
+                .await?
         {
             job_span(&j).in_scope(|| tracing::info!("job accepted by agent"));
         }
@@ -331,16 +335,19 @@ impl Session {
             return Ok(());
         };
         if job.state == JobState::Queued && job.is_assigned() {
-            crate::jobs::start(&self.hub, &job.id, lifeboat_common::time::now_ms()).await?;
+            self.parts
+                .jobs
+                .start(&job.id, lifeboat_common::time::now_ms())
+                .await?;
         }
-        crate::jobs::progress(&self.hub, &job.id, progress).await?;
+        self.parts.jobs.progress(&job.id, progress).await?;
         Ok(())
     }
 
     /// The job `id` if it exists and was given to this agent. Unknown jobs are logged and
     /// ignored (None); another agent's job ends the session (X34).
     async fn own_job(&self, id: &str, what: &str) -> Result<Option<Job>, Error> {
-        match self.hub.catalog.get_job(id).await? {
+        match self.parts.catalog.get_job(id).await? {
             None => {
                 tracing::warn!(job_id = %id, "ignored {what} for a job this coordinator does not know");
                 Ok(None)
@@ -387,7 +394,7 @@ impl Session {
             Err(e) => return Err(e),
         };
         match done {
-            Some(j) => crate::jobs::finished(&self.hub, &j),
+            Some(j) => self.parts.jobs.finished(&j),
             None => tracing::info!("job ended meanwhile; result acknowledged and ignored"),
         }
         self.send(ack).await;
@@ -415,7 +422,7 @@ impl Session {
                 database: None,
                 report: Default::default(),
             };
-            crate::jobs::finish(&self.hub, &job.id, &finish).await?;
+            self.parts.jobs.finish(&job.id, &finish).await?;
         }
         self.send(ToAgent::ResultAck {
             job_id: job.id.clone(),
@@ -427,7 +434,7 @@ impl Session {
     /// Records a result in one transaction. None if the job ended meanwhile.
     async fn record(&self, job: &Job, result: JobResult) -> Result<Option<Job>, Error> {
         let now = lifeboat_common::time::now_ms();
-        let catalog = &self.hub.catalog;
+        let catalog = &self.parts.catalog;
         let report = result.report.clone();
         let finish = |state: JobState, error: String| Finish {
             state,
@@ -484,7 +491,7 @@ impl Session {
                     )
                     .await?;
                 if done.is_some() {
-                    self.hub.metrics.set_last_backup(&backup);
+                    self.parts.metrics.set_last_backup(&backup);
                 }
                 Ok(done)
             }
@@ -552,7 +559,7 @@ impl Session {
                 f.detail = format!("{} manifest(s)", backups.len());
                 // The rebuild that asked for it takes the manifests (before the job ends, so
                 // it finds them when it sees the job succeeded).
-                self.hub.listings.deliver(&job.id, backups);
+                self.parts.listings.deliver(&job.id, backups);
                 Ok(catalog.finish_job(&job.id, &f).await?)
             }
             (JobKind::Verify, None) if result.state != JobState::Succeeded => Ok(catalog

@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    catalog::InsertJob,
+    catalog::{Catalog, InsertJob},
     hub::Hub,
+    jobs::Jobs,
     model::{JobKind, NewJob},
 };
 
@@ -22,7 +23,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Who the queued jobs are requested by.
 pub const REQUESTED_BY: &str = "coordinator (pin marker sync)";
 
-pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
+pub async fn run(hub: Arc<Hub>, catalog: Catalog, jobs: Jobs, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(SWEEP_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -30,7 +31,7 @@ pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
-        match sweep(&hub, lifeboat_common::time::now_ms()).await {
+        match sweep(&hub, &catalog, &jobs, lifeboat_common::time::now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "queued pin marker jobs the repository lacks"),
             Err(e) => tracing::warn!("failed to check pin markers: {e:#}; checking again later"),
@@ -41,20 +42,18 @@ pub async fn run(hub: Arc<Hub>, cancel: CancellationToken) {
 /// Queues a pin job for every backup whose marker may be out of step and whose target's
 /// agent is connected (a job for an offline agent would only wait and fail). Returns how
 /// many were queued.
-pub async fn sweep(hub: &Hub, now_ms: i64) -> Result<usize> {
+pub async fn sweep(hub: &Hub, catalog: &Catalog, jobs: &Jobs, now_ms: i64) -> Result<usize> {
     let retry_before = now_ms - i64::try_from(RETRY_AFTER.as_millis()).unwrap_or(i64::MAX);
-    let ids = hub
-        .catalog
+    let ids = catalog
         .pin_markers_to_sync(retry_before)
         .await
         .context("read backups whose pin marker may be missing")?;
     let mut queued = 0;
     for id in ids {
-        let Some(backup) = hub.catalog.get_backup(&id).await.context("read backup")? else {
+        let Some(backup) = catalog.get_backup(&id).await.context("read backup")? else {
             continue;
         };
-        let Some(target) = hub
-            .catalog
+        let Some(target) = catalog
             .get_target(backup.target.as_str())
             .await
             .context("read target")?
@@ -72,10 +71,7 @@ pub async fn sweep(hub: &Hub, now_ms: i64) -> Result<usize> {
             now_ms,
         );
         job.backup_id = Some(backup.backup_id.clone());
-        if let InsertJob::Inserted(_) = crate::jobs::queue(hub, &job)
-            .await
-            .context("queue pin job")?
-        {
+        if let InsertJob::Inserted(_) = jobs.queue(&job).await.context("queue pin job")? {
             queued += 1;
         }
     }

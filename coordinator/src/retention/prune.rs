@@ -4,15 +4,19 @@
 //! marked deletes whose job was lost or failed are queued again at start-up and on the next
 //! prune.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use lifeboat_common::names::TargetName;
 
-use super::{Action, Candidate, Decision, Policy, config::PolicySource, plan};
+use super::{
+    Action, Candidate, Decision, Policy,
+    config::{PolicySource, RetentionConfig},
+    plan,
+};
 use crate::{
-    catalog::MarkDelete,
-    hub::Hub,
+    catalog::{Catalog, MarkDelete},
+    jobs::Jobs,
     model::{Backup, JobKind, NewJob},
 };
 
@@ -41,31 +45,25 @@ pub enum Applied {
 
 /// Plans retention for `target`, or for every target with backups.
 pub async fn plan_targets(
-    hub: &Hub,
+    catalog: &Catalog,
+    retention: &RetentionConfig,
     target: Option<&TargetName>,
     now_ms: i64,
 ) -> Result<Vec<TargetPlan>> {
     let filter = target.map(ToString::to_string);
-    let backups = hub
-        .catalog
+    let backups = catalog
         .list_backups(filter.as_deref(), MAX_BACKUPS)
         .await
         .context("read backups")?;
-    let pins = hub.catalog.pins().await.context("read pins")?;
+    let pins = catalog.pins().await.context("read pins")?;
     // Coordinator time (N26): an agent with a wrong clock must not make a backup look older
     // or newer than it is.
-    let recorded = hub
-        .catalog
+    let recorded = catalog
         .backups_recorded_at()
         .await
         .context("read backup times")?;
-    let deleting = hub
-        .catalog
-        .deleting_backups()
-        .await
-        .context("read deletions")?;
-    let rebuilt = hub
-        .catalog
+    let deleting = catalog.deleting_backups().await.context("read deletions")?;
+    let rebuilt = catalog
         .rebuilt_backups()
         .await
         .context("read rebuilt backups")?;
@@ -75,11 +73,7 @@ pub async fn plan_targets(
     }
     let mut out = Vec::new();
     for (name, backups) in by_target {
-        let policy = hub
-            .config
-            .retention
-            .policy_for(&name)
-            .map(|(p, s)| (p.clone(), s));
+        let policy = retention.policy_for(&name).map(|(p, s)| (p.clone(), s));
         let candidates: Vec<Candidate> = backups
             .iter()
             .map(|b| Candidate {
@@ -120,7 +114,8 @@ pub async fn plan_targets(
 /// Marks every backup the plans delete and queues its delete job. Returns, per backup id,
 /// what happened.
 pub async fn apply(
-    hub: &Hub,
+    catalog: &Catalog,
+    jobs: &Jobs,
     plans: &[TargetPlan],
     by: &str,
     now_ms: i64,
@@ -131,26 +126,31 @@ pub async fn apply(
             if d.action != Action::Delete {
                 continue;
             }
-            let applied = queue_delete(hub, b, by, now_ms).await?;
+            let applied = queue_delete(catalog, jobs, b, by, now_ms).await?;
             out.insert(b.backup_id.to_string(), applied);
         }
     }
     Ok(out)
 }
 
-async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Applied> {
+async fn queue_delete(
+    catalog: &Catalog,
+    jobs: &Jobs,
+    b: &Backup,
+    by: &str,
+    now_ms: i64,
+) -> Result<Applied> {
     // The agent that wrote it holds the repository's credentials.
     let mut job = NewJob::new(JobKind::Delete, b.target.clone(), &b.agent, by, now_ms);
     job.backup_id = Some(b.backup_id.clone());
     Ok(
-        match hub
-            .catalog
+        match catalog
             .mark_delete(&job, by, now_ms)
             .await
             .context("mark backup for deletion")?
         {
             MarkDelete::Queued(created) => {
-                crate::jobs::queued(hub, &created);
+                jobs.queued(&created);
                 Applied::Queued(created.id)
             }
             MarkDelete::InProgress(job) => Applied::AlreadyDeleting(job),
@@ -162,28 +162,27 @@ async fn queue_delete(hub: &Hub, b: &Backup, by: &str, now_ms: i64) -> Result<Ap
 
 /// At start-up: queues a delete job again for every backup marked for deletion whose job
 /// was lost (the coordinator stopped between the two phases).
-pub async fn resume_deletes(hub: Arc<Hub>) {
-    if let Err(e) = resume_once(&hub).await {
+pub async fn resume_deletes(catalog: Catalog, jobs: Jobs) {
+    if let Err(e) = resume_once(&catalog, &jobs).await {
         tracing::warn!("failed to resume marked deletes: {e:#}; the next prune resumes them");
     }
 }
 
-async fn resume_once(hub: &Hub) -> Result<()> {
-    let stalled = hub
-        .catalog
+async fn resume_once(catalog: &Catalog, jobs: &Jobs) -> Result<()> {
+    let stalled = catalog
         .stalled_deletions()
         .await
         .context("read marked deletes")?;
     for (backup_id, by) in stalled {
-        let Some(backup) = hub
-            .catalog
+        let Some(backup) = catalog
             .get_backup(&backup_id)
             .await
             .context("read backup")?
         else {
             continue;
         };
-        let applied = queue_delete(hub, &backup, &by, lifeboat_common::time::now_ms()).await?;
+        let applied =
+            queue_delete(catalog, jobs, &backup, &by, lifeboat_common::time::now_ms()).await?;
         tracing::info!(backup_id = %backup_id, "resumed marked delete: {applied:?}");
     }
     Ok(())

@@ -43,7 +43,7 @@ impl Control {
             object: text("object", &req.object)?,
             limit: limit(req.limit),
         };
-        let mut entries = self.hub.catalog.list_audit(&filter).await?;
+        let mut entries = self.parts.catalog.list_audit(&filter).await?;
         if !self.unscoped(op) {
             // Objects name targets (`ENV/NAME`, `BACKUP -> ENV/NAME`) or bare ids.
             let me = format!("operator/{}", op.name);

@@ -23,11 +23,18 @@ impl Control {
         object: &str,
     ) -> Result<Operator> {
         let identity = crate::grpc::identity(request)?;
-        authorize(&self.hub.config, &identity, action).inspect_err(|e| {
+        authorize(&self.parts.config, &identity, action).inspect_err(|e| {
             // The same form as the allowed actions' actors (`operator/alice`).
             let who = identity.uri().trim_start_matches("lifeboat://").to_owned();
             let reason = Error::PermissionDenied(e.public_message());
-            crate::audit::record_denied(&self.hub, &who, action.name(), object, &reason);
+            crate::audit::record_denied(
+                &self.parts.denied,
+                &self.parts.metrics,
+                &who,
+                action.name(),
+                object,
+                &reason,
+            );
         })
     }
 
@@ -61,7 +68,7 @@ impl Control {
         result: &Result<T>,
     ) {
         crate::audit::record_result(
-            &self.hub.catalog,
+            &self.parts.catalog,
             &op.name,
             op.role,
             action.name(),
@@ -72,7 +79,7 @@ impl Control {
     }
 
     pub(super) async fn target(&self, name: &TargetName) -> Result<TargetRecord> {
-        self.hub
+        self.parts
             .catalog
             .get_target(name.as_str())
             .await?
@@ -86,7 +93,7 @@ impl Control {
 
     pub(super) async fn backup(&self, id: &str) -> Result<Backup> {
         backup_id(id)?;
-        self.hub.catalog.get_backup(id).await?.ok_or_else(|| {
+        self.parts.catalog.get_backup(id).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "backup {id} is not in the catalog; run `lifeboat backup list` to see backups"
             ))
@@ -95,7 +102,7 @@ impl Control {
 
     pub(super) async fn job(&self, id: &str) -> Result<Job> {
         wire::job_id(id)?;
-        self.hub.catalog.get_job(id).await?.ok_or_else(|| {
+        self.parts.catalog.get_job(id).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "job {id} does not exist; run `lifeboat jobs list` to see jobs"
             ))

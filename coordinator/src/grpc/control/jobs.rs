@@ -1,7 +1,7 @@
 //! The Control calls that make or end jobs (backup, verify, restore and its dry run, cancel),
 //! and job watches.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use lifeboat_common::{ids::BackupId, names::validate_database};
 use lifeboat_proto::v1 as pb;
@@ -13,15 +13,15 @@ use crate::{
     catalog::InsertJob,
     error::{Error, Result},
     grpc::authz::Operator,
-    hub::Hub,
     model::{Finish, Job, JobKind, JobState, NewJob, RestoreParams, TargetRecord},
+    parts::Parts,
     wire,
 };
 
 impl Control {
     /// Queues a job and wakes the dispatcher.
     pub(super) async fn create(&self, job: NewJob) -> Result<Job> {
-        match crate::jobs::queue(&self.hub, &job).await? {
+        match self.parts.jobs.queue(&job).await? {
             InsertJob::Inserted(created) => Ok(created),
             InsertJob::ActiveBackupExists(active) => Err(Error::AlreadyExists(format!(
                 "a backup of {} is already {} as job {}; watch it with `lifeboat jobs watch {}`",
@@ -127,7 +127,7 @@ impl Control {
                 job.state
             )));
         }
-        let session = self.hub.session(&job.agent);
+        let session = self.parts.hub.session(&job.agent);
         let ask_agent = |session: &crate::hub::SessionHandle| {
             session.try_send(crate::to_agent::ToAgent::Cancel {
                 job_id: job.id.clone(),
@@ -154,7 +154,7 @@ impl Control {
             database: None,
             report: Default::default(),
         };
-        match crate::jobs::finish(&self.hub, &job.id, &finish).await? {
+        match self.parts.jobs.finish(&job.id, &finish).await? {
             Some(done) => Ok(done),
             // Ended meanwhile: report how.
             None => self.job(id).await,
@@ -173,7 +173,7 @@ impl Control {
 /// Streams a job's changes to a watcher until it ends, the watcher goes away, or the
 /// coordinator shuts down.
 pub(super) async fn watch(
-    hub: Arc<Hub>,
+    parts: Parts,
     first: Job,
     mut events: broadcast::Receiver<Job>,
     tx: mpsc::Sender<Result<pb::Job, Status>>,
@@ -184,7 +184,7 @@ pub(super) async fn watch(
     }
     loop {
         let job = tokio::select! {
-            () = hub.streams.cancelled() => {
+            () = parts.hub.streams.cancelled() => {
                 let _ = tx.try_send(Err(Status::unavailable(
                     "the coordinator is shutting down; watch the job again in a moment",
                 )));
@@ -195,7 +195,7 @@ pub(super) async fn watch(
                 Ok(job) if job.id == id => job,
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match hub.catalog.get_job(&id).await {
+                    match parts.catalog.get_job(&id).await {
                         Ok(Some(job)) => job,
                         Ok(None) => return,
                         Err(e) => {

@@ -12,7 +12,7 @@ impl Control {
         req: &pb::RebuildCatalogRequest,
     ) -> Result<pb::RebuildCatalogResponse> {
         let scope = wire::rebuild_request(req)?;
-        let report = crate::rebuild::run(&self.hub, &op.name, &scope).await?;
+        let report = crate::rebuild::run(&self.parts.rebuilder(), &op.name, &scope).await?;
         let resp = wire::rebuild_to_pb(&report);
         tracing::info!(
             operator = %op.name,

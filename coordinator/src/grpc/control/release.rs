@@ -20,11 +20,11 @@ impl Control {
         self.scope(op, &name, &format!("releasing {name}"))?;
         let target = self.target(&name).await?;
         let waiting: Vec<_> = self
-            .hub
+            .parts
             .claims
             .waiting(&name)
             .into_iter()
-            .filter(|c| self.hub.is_connected(&c.agent))
+            .filter(|c| self.parts.hub.is_connected(&c.agent))
             .collect();
         let to = match (req.to_agent.as_str(), waiting.as_slice()) {
             ("", []) => {
@@ -58,7 +58,7 @@ impl Control {
             )));
         }
         let active: Vec<_> = self
-            .hub
+            .parts
             .catalog
             .unfinished_jobs()
             .await?
@@ -73,15 +73,15 @@ impl Control {
                 active.join(", ")
             )));
         }
-        let Some(claim) = self.hub.claims.take(&name, &to) else {
+        let Some(claim) = self.parts.claims.take(&name, &to) else {
             return Err(Error::FailedPrecondition(format!(
                 "agent {to} stopped waiting for {name} meanwhile; release again"
             )));
         };
         // No job may be handed out for the target while it changes hands.
         let moved = {
-            let _guard = self.hub.dispatch_lock.lock().await;
-            self.hub
+            let _guard = self.parts.hub.dispatch_lock.lock().await;
+            self.parts
                 .catalog
                 .move_target(name.as_str(), &target.agent, &to, &claim.decl)
                 .await?
@@ -99,15 +99,18 @@ impl Control {
             operator = %op.name,
             "target released to another agent"
         );
-        self.hub.request_dispatch();
+        self.parts.hub.request_dispatch();
         let summary = self
-            .hub
+            .parts
             .catalog
             .list_targets()
             .await?
             .into_iter()
             .find(|t| t.target.name == name)
             .ok_or_else(|| Error::NotFound(format!("target {name} vanished after its release")))?;
-        Ok(wire::target_to_pb(&summary, self.hub.is_connected(&to)))
+        Ok(wire::target_to_pb(
+            &summary,
+            self.parts.hub.is_connected(&to),
+        ))
     }
 }

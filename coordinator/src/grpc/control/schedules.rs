@@ -33,7 +33,7 @@ impl Control {
     }
 
     async fn effective_schedules(&self) -> Result<Vec<Schedule>> {
-        let catalog = &self.hub.catalog;
+        let catalog = &self.parts.catalog;
         let stored = catalog.list_schedules().await?;
         let targets: Vec<_> = catalog
             .list_targets()
@@ -51,13 +51,13 @@ impl Control {
             &stored,
             &targets,
             &states,
-            &self.hub.config.scheduler,
+            &self.parts.config.scheduler,
         ))
     }
 
     async fn last_runs(&self) -> Result<HashMap<String, ScheduleRun>> {
         Ok(self
-            .hub
+            .parts
             .catalog
             .last_schedule_runs()
             .await?
@@ -103,7 +103,7 @@ impl Control {
             updated_by: op.name.clone(),
             updated_at_ms: now,
         };
-        self.hub.catalog.upsert_schedule(&stored, now).await?;
+        self.parts.catalog.upsert_schedule(&stored, now).await?;
         self.schedule_reply(&stored.target).await
     }
 
@@ -149,7 +149,7 @@ impl Control {
     ) -> Result<pb::Schedule> {
         let name = parse_target(target)?;
         let s = self.require_schedule(&name).await?;
-        self.hub
+        self.parts
             .catalog
             .set_schedule_paused(&s.target, paused, &op.name, lifeboat_common::time::now_ms())
             .await?;
@@ -161,7 +161,7 @@ impl Control {
         target: &str,
     ) -> Result<pb::DeleteScheduleResponse> {
         let name = parse_target(target)?.to_string();
-        if !self.hub.catalog.delete_schedule(&name).await? {
+        if !self.parts.catalog.delete_schedule(&name).await? {
             return Err(Error::NotFound(format!(
                 "target {name} has no schedule of its own{}; `lifeboat schedule list` shows \
                  the schedules",
@@ -218,14 +218,14 @@ impl Control {
 
     /// A backup record with its pin and deletion mark filled in.
     pub(super) async fn backup_pb(&self, b: &Backup) -> Result<pb::BackupRecord> {
-        let pins = self.hub.catalog.pins().await?;
-        let deleting = self.hub.catalog.deleting_backups().await?;
+        let pins = self.parts.catalog.pins().await?;
+        let deleting = self.parts.catalog.deleting_backups().await?;
         Ok(decorate(b, &pins, &deleting))
     }
 
     pub(super) async fn backups_pb(&self, backups: &[Backup]) -> Result<Vec<pb::BackupRecord>> {
-        let pins = self.hub.catalog.pins().await?;
-        let deleting = self.hub.catalog.deleting_backups().await?;
+        let pins = self.parts.catalog.pins().await?;
+        let deleting = self.parts.catalog.deleting_backups().await?;
         Ok(backups
             .iter()
             .map(|b| decorate(b, &pins, &deleting))
@@ -235,7 +235,7 @@ impl Control {
     /// Refuses new restores and verifies of a backup retention is deleting.
     pub(super) async fn check_not_deleting(&self, b: &Backup) -> Result<()> {
         if self
-            .hub
+            .parts
             .catalog
             .deleting_backups()
             .await?
@@ -262,7 +262,7 @@ impl Control {
             reason: wire::pin_reason(&req.reason)?,
         };
         match self
-            .hub
+            .parts
             .catalog
             .pin_backup(backup.backup_id.as_str(), &pin)
             .await?
@@ -289,7 +289,7 @@ impl Control {
     ) -> Result<pb::BackupRecord> {
         let backup = self.backup(backup_id).await?;
         if !self
-            .hub
+            .parts
             .catalog
             .unpin_backup(backup.backup_id.as_str())
             .await?
@@ -313,7 +313,13 @@ impl Control {
         } else {
             let name = parse_target(&req.target)?;
             // A target that is gone may still have backups; only refuse unknown names.
-            if self.hub.catalog.get_target(name.as_str()).await?.is_none() {
+            if self
+                .parts
+                .catalog
+                .get_target(name.as_str())
+                .await?
+                .is_none()
+            {
                 return Err(Error::NotFound(format!(
                     "target {name} is not registered; run `lifeboat targets list`"
                 )));
@@ -321,13 +327,18 @@ impl Control {
             Some(name)
         };
         let now = lifeboat_common::time::now_ms();
-        let plans = prune::plan_targets(&self.hub, target.as_ref(), now)
-            .await
-            .map_err(|e| Error::Internal(format!("{e:#}")))?;
+        let plans = prune::plan_targets(
+            &self.parts.catalog,
+            &self.parts.config.retention,
+            target.as_ref(),
+            now,
+        )
+        .await
+        .map_err(|e| Error::Internal(format!("{e:#}")))?;
         let applied = if req.dry_run {
             Default::default()
         } else {
-            prune::apply(&self.hub, &plans, &op.name, now)
+            prune::apply(&self.parts.catalog, &self.parts.jobs, &plans, &op.name, now)
                 .await
                 .map_err(|e| Error::Internal(format!("{e:#}")))?
         };

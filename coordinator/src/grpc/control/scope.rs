@@ -14,24 +14,24 @@ use crate::{
 impl Control {
     /// Whether `op` may see what belongs to `target`.
     pub(super) fn sees(&self, op: &Operator, target: &TargetName) -> bool {
-        authz::in_environment(&self.hub.config, &op.name, target.env())
+        authz::in_environment(&self.parts.config, &op.name, target.env())
     }
 
     /// Whether `op` sees everything (no environment scope).
     pub(super) fn unscoped(&self, op: &Operator) -> bool {
-        authz::is_unscoped(&self.hub.config, &op.name)
+        authz::is_unscoped(&self.parts.config, &op.name)
     }
 
     /// Refuses `what` on `target` outside `op`'s environments.
     pub(super) fn scope(&self, op: &Operator, target: &TargetName, what: &str) -> Result<()> {
-        authz::check_environment(&self.hub.config, op, target.env(), what)
+        authz::check_environment(&self.parts.config, op, target.env(), what)
     }
 
     /// [`Self::scope`] for a target named in a request. A malformed name passes: the call
     /// itself refuses it with a better message.
     pub(super) fn scope_named(&self, op: &Operator, target: &str, what: &str) -> Result<()> {
         match TargetName::parse(target) {
-            Ok(name) => authz::check_environment(&self.hub.config, op, name.env(), what),
+            Ok(name) => authz::check_environment(&self.parts.config, op, name.env(), what),
             Err(_) => Ok(()),
         }
     }
@@ -50,6 +50,6 @@ impl Control {
 
     /// Refuses `what`, which spans every environment, to a scoped operator.
     pub(super) fn scope_all(&self, op: &Operator, what: &str) -> Result<()> {
-        authz::check_unscoped(&self.hub.config, op, what)
+        authz::check_unscoped(&self.parts.config, op, what)
     }
 }
