@@ -84,6 +84,8 @@ struct FileTarget {
     allow_clean_restore: bool,
     #[serde(default)]
     replaceable_databases: Option<Vec<String>>,
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 fn default_level() -> i32 {
@@ -134,6 +136,23 @@ pub enum RowCounts {
     Off,
 }
 
+/// What a backup of a target is: a logical dump of its database, or (PostgreSQL) a physical
+/// base backup of the whole cluster (ADR 0015).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupMode {
+    Logical,
+    Physical,
+}
+
+impl BackupMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupMode::Logical => "logical",
+            BackupMode::Physical => "physical",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
     pub name: String,
@@ -162,6 +181,8 @@ pub struct TargetConfig {
     pub allow_clean_restore: bool,
     /// The databases a `--clean` restore may replace (default: the target's own database).
     pub replaceable_databases: Vec<String>,
+    /// What a backup of this target is (`mode`, default logical).
+    pub mode: BackupMode,
 }
 
 /// Which database engine a target runs: the domain's own.
@@ -415,6 +436,8 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 list
             }
         };
+        let mode = validate_mode(t.mode.as_deref(), engine, profile)
+            .map_err(|m| e(&key("mode"), m))?;
         let tc = TargetConfig {
             name: t.name.clone(),
             engine,
@@ -433,6 +456,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             maintenance_database,
             allow_clean_restore: t.allow_clean_restore,
             replaceable_databases,
+            mode,
         };
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(
@@ -454,6 +478,34 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         repositories,
         targets,
     })
+}
+
+/// A target's `mode`: physical base backups need a replication connection to a self-hosted
+/// PostgreSQL server, which MySQL targets and managed providers do not offer.
+fn validate_mode(
+    mode: Option<&str>,
+    engine: Engine,
+    profile: crate::provider::Provider,
+) -> Result<BackupMode, String> {
+    use crate::provider::Provider;
+    let mode = match mode.unwrap_or("logical") {
+        "logical" => return Ok(BackupMode::Logical),
+        "physical" => BackupMode::Physical,
+        other => {
+            return Err(format!(
+                "unknown mode {other:?}; use \"logical\" (a dump of the database) or \"physical\" (a base backup of a self-hosted PostgreSQL cluster)"
+            ));
+        }
+    };
+    match (engine, profile) {
+        (Engine::Mysql, _) => Err(
+            "\"physical\" is for engine = \"postgres\" targets only; remove mode (MySQL/MariaDB targets are backed up logically)".into(),
+        ),
+        (Engine::Postgres, Provider::Postgres) => Ok(mode),
+        (Engine::Postgres, p) => Err(format!(
+            "\"physical\" needs a replication connection to the server, which provider {p} does not give; remove mode (logical backups work with {p}) and use {p}'s own point-in-time recovery for physical restores"
+        )),
+    }
 }
 
 /// A PostgreSQL target URL: `postgres://USER@HOST:PORT/DATABASE[?sslmode=…]`, no secret and

@@ -636,6 +636,7 @@ mod tests {
             maintenance_database: "postgres".into(),
             allow_clean_restore: false,
             replaceable_databases: vec!["app".into()],
+            mode: crate::config::BackupMode::Logical,
         }
     }
 

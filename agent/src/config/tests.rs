@@ -461,3 +461,45 @@ fn provider_checks_run_when_the_config_is_loaded() {
     )
     .expect("planetscale over TLS is fine");
 }
+
+#[test]
+fn physical_mode_is_for_self_hosted_postgres_only() {
+    let f = Fixture::new();
+    let c = f.parse("", "").expect("valid");
+    assert_eq!(c.targets["orders"].mode, BackupMode::Logical, "default");
+    let c = f.parse("", "mode = \"physical\"").expect("valid");
+    assert_eq!(c.targets["orders"].mode, BackupMode::Physical);
+    let c = f.parse("", "mode = \"logical\"").expect("valid");
+    assert_eq!(c.targets["orders"].mode, BackupMode::Logical);
+    refused("", "mode = \"incremental\"", "target[0].mode");
+
+    let e = refusal(f.parse_engine(
+        "",
+        "mysql",
+        "mysql://u@h/db",
+        "mode = \"physical\"",
+    ));
+    assert!(
+        e.contains("target[0].mode") && e.contains("engine = \"postgres\" targets only"),
+        "{e}"
+    );
+    for (provider, url) in [
+        ("supabase", "postgres://u@db.abc.supabase.co:5432/db?sslmode=require"),
+        ("neon", "postgres://u@ep-x.eu-central-1.aws.neon.tech/db?sslmode=require"),
+        ("railway", "postgres://u@x.proxy.rlwy.net:5432/db?sslmode=require"),
+    ] {
+        let e = refusal(f.parse_engine(
+            "",
+            "postgres",
+            url,
+            &format!("provider = \"{provider}\"\nmode = \"physical\""),
+        ));
+        assert!(
+            e.contains("target[0].mode")
+                && e.contains("replication connection")
+                && e.contains(&format!("provider {provider}"))
+                && e.contains("logical"),
+            "{provider}: {e}"
+        );
+    }
+}
