@@ -30,6 +30,8 @@ struct FileConfig {
     repositories: Vec<FileRepository>,
     #[serde(default, rename = "target")]
     targets: Vec<FileTarget>,
+    #[serde(default)]
+    wal: crate::wal::config::FileWal,
 }
 
 fn default_max_jobs() -> u32 {
@@ -105,6 +107,8 @@ pub struct Config {
     pub tls: TlsFiles,
     pub repositories: BTreeMap<String, RepositoryConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
+    /// The WAL socket (`[wal]`), served when a target is physical.
+    pub wal: crate::wal::config::WalConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -436,8 +440,8 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 list
             }
         };
-        let mode = validate_mode(t.mode.as_deref(), engine, profile)
-            .map_err(|m| e(&key("mode"), m))?;
+        let mode =
+            validate_mode(t.mode.as_deref(), engine, profile).map_err(|m| e(&key("mode"), m))?;
         let tc = TargetConfig {
             name: t.name.clone(),
             engine,
@@ -466,6 +470,10 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    let wal = f
+        .wal
+        .validate(|p| resolve(path, p))
+        .map_err(|(k, m)| e(&k, m))?;
     Ok(Config {
         file: path.to_owned(),
         name: f.name,
@@ -477,6 +485,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         tls,
         repositories,
         targets,
+        wal,
     })
 }
 

@@ -20,6 +20,7 @@ pub mod runner;
 pub mod session;
 pub mod swap_journal;
 pub mod verify;
+pub mod wal;
 pub mod work;
 
 use std::{sync::Arc, time::Duration};
@@ -42,6 +43,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         targets = config.targets.len(),
         "lifeboat-agent starting"
     );
+    // The WAL socket first: PostgreSQL's archive_command needs it whether or not the
+    // coordinator is reachable, and a socket that cannot be served must stop the start.
+    let wal_listener = if wal::server::wanted(&config) {
+        Some(wal::server::bind(&config.wal)?)
+    } else {
+        None
+    };
+    let wal_shutdown = CancellationToken::new();
+    let wal_server = wal_listener
+        .map(|l| tokio::spawn(wal::server::serve(config.clone(), l, wal_shutdown.clone())));
     // Leftovers of a crash on local repositories go before any job can start; object stores
     // are cleaned in the background.
     let stats = repo::janitor::JanitorStats::new(&config);
@@ -87,8 +98,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
     session_shutdown.cancel();
     janitor_shutdown.cancel();
+    wal_shutdown.cancel();
     let _ = session.await;
     let _ = janitor.await;
+    if let Some(wal) = wal_server {
+        let _ = wal.await;
+    }
     leftovers.abort();
     tracing::info!("lifeboat-agent stopped");
     Ok(())

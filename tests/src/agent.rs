@@ -94,6 +94,9 @@ pub struct AgentBuilder {
     targets: Vec<TargetConfig>,
     env: Vec<(String, String)>,
     log_format: Option<String>,
+    /// `[wal] socket_group`; the socket itself is always `DIR/wal.sock`, so agents of
+    /// parallel tests never share one.
+    wal_socket_group: Option<String>,
 }
 
 /// A running (or stopped, restartable) agent.
@@ -131,7 +134,14 @@ impl AgentBuilder {
             targets: Vec::new(),
             env: Vec::new(),
             log_format: None,
+            wal_socket_group: None,
         }
+    }
+
+    /// `[wal] socket_group`: the group that may reach the WAL socket (mode 0660).
+    pub fn wal_socket_group(mut self, group: &str) -> Self {
+        self.wal_socket_group = Some(group.to_owned());
+        self
     }
 
     /// An `fs` repository at `path`.
@@ -203,6 +213,13 @@ impl AgentBuilder {
         }
         for t in &self.targets {
             s.push_str(&t.toml());
+        }
+        s.push_str(&format!(
+            "\n[wal]\nsocket = {:?}\n",
+            self.dir.join("wal.sock").display().to_string()
+        ));
+        if let Some(g) = &self.wal_socket_group {
+            s.push_str(&format!("socket_group = {g:?}\n"));
         }
         s
     }
@@ -316,6 +333,11 @@ impl Agent {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The agent's WAL socket (`[wal] socket`).
+    pub fn wal_socket(&self) -> PathBuf {
+        self.dir.join("wal.sock")
     }
 
     pub fn config_path(&self) -> &Path {

@@ -489,3 +489,23 @@ pub fn write_private(path: &Path, contents: &str) {
         .expect("write private file");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
+
+impl Pg {
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Turns WAL archiving on with `command` as `archive_command` (and `archive_timeout`
+    /// off), and restarts the server.
+    pub fn enable_archiving(&mut self, command: &str) {
+        self.psql(
+            "postgres",
+            &format!(
+                "ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '{}';",
+                command.replace('\'', "''")
+            ),
+        );
+        self.restart("fast");
+    }
+}

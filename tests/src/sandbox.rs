@@ -129,6 +129,7 @@ pub struct SandboxBuilder {
     operators: Vec<(String, String)>,
     agent_lease_secs: u64,
     agent_max_concurrent_jobs: Option<u32>,
+    agent_wal_socket_group: Option<String>,
     pg_password: Option<String>,
     repo_path: Option<PathBuf>,
     s3: Vec<String>,
@@ -185,6 +186,7 @@ impl SandboxBuilder {
             operators: Vec::new(),
             agent_lease_secs: 30,
             agent_max_concurrent_jobs: None,
+            agent_wal_socket_group: None,
             pg_password: None,
             repo_path: None,
             s3: Vec::new(),
@@ -231,6 +233,12 @@ impl SandboxBuilder {
     /// The agent's `max_concurrent_jobs` (default: the [`AgentBuilder`](crate::AgentBuilder)'s).
     pub fn agent_max_concurrent_jobs(mut self, n: u32) -> Self {
         self.agent_max_concurrent_jobs = Some(n);
+        self
+    }
+
+    /// The agent's `[wal] socket_group` (see [`AgentBuilder::wal_socket_group`](crate::AgentBuilder::wal_socket_group)).
+    pub fn agent_wal_socket_group(mut self, group: &str) -> Self {
+        self.agent_wal_socket_group = Some(group.to_owned());
         self
     }
 
@@ -351,6 +359,9 @@ impl SandboxBuilder {
                 prefix: "lifeboat".into(),
             })
         };
+        if let Some(g) = &self.agent_wal_socket_group {
+            ab = ab.wal_socket_group(g);
+        }
         if let Some(n) = self.agent_max_concurrent_jobs {
             ab = ab.max_concurrent_jobs(n);
         }
