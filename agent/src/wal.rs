@@ -3,6 +3,7 @@
 //! Unix socket; the agent hashes, compresses and stores it in the target's repository and
 //! answers once it is durable. `restore_command` runs `wal-fetch` the other way.
 
+pub mod chain;
 pub mod client;
 pub mod config;
 pub mod name;

@@ -4,11 +4,13 @@
 //! prost structs past their gRPC edges.
 
 mod record;
+mod recovery;
 mod report;
 mod results;
 mod words;
 
 pub use record::{BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, short_text};
+pub use recovery::{Lsn, RecoveryAction, RecoveryTarget};
 pub use report::{Finding, Report, Severity};
 pub use results::{Deleted, JobOutput, Listed, Restored, Verified};
 pub use words::{Engine, JobKind, OwnerPolicy, VerifyStatus};
