@@ -8,5 +8,6 @@ pub mod client;
 pub mod config;
 pub mod name;
 pub mod protocol;
+pub mod recovery;
 pub mod server;
 pub mod store;
