@@ -21,7 +21,10 @@ use crate::{
     manifest::{Manifest, TableRows},
     pipeline::{Digest, Expected, PipelineError},
     provider::Provider,
-    repo::{self, MANIFEST_FILE, PG_DATA_FILE, Repository, backup_dir_key, body::StreamReader},
+    repo::{
+        self, MANIFEST_FILE, PG_BASE_DATA_FILE, PG_DATA_FILE, Repository, backup_dir_key,
+        body::StreamReader,
+    },
     swap_journal::{Journal, test_pause},
     work::RestoreWork,
 };
@@ -47,6 +50,7 @@ pub fn locate(ctx: &JobCtx, rec: &BackupRecord) -> Result<Located> {
     }
     let dir_key = backup_dir_key(rec.target.env(), rec.target.name(), rec.backup_id.as_str());
     let data_file = match rec.engine {
+        Engine::Postgres if rec.is_physical() => PG_BASE_DATA_FILE,
         Engine::Postgres => PG_DATA_FILE,
         Engine::Mysql => crate::engine::mysql::DATA_FILE,
     };
@@ -432,6 +436,7 @@ fn restored(ctx: &JobCtx, p: &Prepared<'_>, database: String, counts: Vec<TableR
     );
     Restored {
         database,
+        data_dir: None,
         row_counts: counts
             .into_iter()
             .map(|r| RowCount {

@@ -151,6 +151,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         clean: params.clean,
         owners: pb::OwnerPolicy::from(params.options.owners).into(),
         include_provider_schemas: params.options.include_provider_schemas,
+        data_dir: params.data_dir.clone(),
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {

@@ -1,5 +1,5 @@
 //! `lifeboat restore ID [--to TARGET] [--database NAME] [--clean] [--owners auto|keep|drop]
-//! [--include-provider-schemas] [--dry-run] [--wait]`.
+//! [--include-provider-schemas] [--data-dir DIR] [--dry-run] [--wait]`.
 
 use std::io::Write;
 
@@ -27,6 +27,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         }
         .into(),
         include_provider_schemas: args.include_provider_schemas,
+        data_dir: args.data_dir.unwrap_or_default(),
     });
     // A dry run is its own call: a coordinator without it refuses it (UNIMPLEMENTED) rather
     // than running a real restore.
