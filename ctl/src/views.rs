@@ -606,7 +606,11 @@ impl Render for BackupView {
             ),
         ]);
         s.push('\n');
-        if self.row_counts.is_empty() {
+        if self.format.as_deref() == Some(lifeboat_proto::domain::PG_BASEBACKUP_FORMAT) {
+            s.push_str(
+                "row counts: none (a physical base backup of the whole cluster; restore it with --data-dir)\n",
+            );
+        } else if self.row_counts.is_empty() {
             s.push_str("row counts: none recorded\n");
         } else {
             let mut t = output::Table::new(&["SCHEMA", "TABLE", "ROWS"]);
