@@ -54,6 +54,24 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
     let root = Pg::empty_root();
     let data = root.path().join("data");
     let data_arg = data.display().to_string();
+    // The dry run, with the newest physical backup of the target picked by the CLI: checks,
+    // writes nothing.
+    let plan = s.admin.run_json(&[
+        "restore",
+        "--target",
+        &target,
+        "--data-dir",
+        &data_arg,
+        "--dry-run",
+    ]);
+    plan.assert_ok();
+    assert!(plan.stdout.contains("pg_verifybackup"), "{plan}");
+    assert!(plan.stdout.contains(&id), "the newest backup: {plan}");
+    assert_eq!(
+        std::fs::read_dir(&data).expect("list").count(),
+        0,
+        "a dry run wrote into {data_arg}"
+    );
     let out = s.admin.run_json(&[
         "restore",
         "--target",
@@ -81,7 +99,6 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
         "restore",
         "--target",
         &target,
-        &id,
         "--data-dir",
         &data_arg,
         "--wait",
