@@ -10,6 +10,7 @@ mod mysql;
 mod physical;
 mod postgres;
 pub(crate) use mysql::init_session as init_mysql_session;
+pub(crate) use physical::check_target as check_physical_target;
 
 use std::{io::Read, process::ExitStatus};
 

@@ -31,8 +31,15 @@ struct World {
 
 impl World {
     fn start(role: &str, role_sql: &str) -> World {
+        Self::start_with_hba(role, role_sql, true)
+    }
+
+    /// With `replication_hba` false, pg_hba.conf allows the role no replication connection.
+    fn start_with_hba(role: &str, role_sql: &str, replication_hba: bool) -> World {
         let pg = Pg::start();
-        pg.allow_replication();
+        if replication_hba {
+            pg.allow_replication();
+        }
         let role_pw = format!("rp-{}", lifeboat_e2e::random_hex(8));
         pg.psql(
             "postgres",
@@ -337,4 +344,35 @@ async fn a_cluster_with_a_tablespace_is_refused_naming_it() {
             && e.contains("mode = \"logical\""),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_the_replication_connection_is_explained() {
+    let w = World::start_with_hba(REPLICATOR, "REPLICATION", false);
+    let e = format!("{:#}", w.backup("phys").await.expect_err("no replication in pg_hba"));
+    assert!(
+        e.contains("pg_basebackup failed")
+            && e.contains("no pg_hba.conf entry for replication connection")
+            && e.contains("host replication ROLE AGENT_ADDRESS/32"),
+        "{e}"
+    );
+    let stored: Vec<_> = walk(&w.dir.path().join("repo"));
+    assert!(stored.is_empty(), "a failed backup left {stored:?}");
+}
+
+/// Every file under `dir` (none if it does not exist).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

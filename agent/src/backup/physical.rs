@@ -98,6 +98,52 @@ impl<'a> PgBaseBackup<'a> {
     }
 }
 
+/// `targets check` of a physical target: what the backup's pre-flight checks, in the report.
+pub(crate) async fn check_target(
+    ctx: &JobCtx,
+    target: &TargetConfig,
+    conn: &mut PgConnection,
+    facts: &pg::ServerFacts,
+) {
+    let report = &ctx.report;
+    if let Some(c) = report.check("physical", check_cluster(conn, facts).await) {
+        report.ok(
+            "physical",
+            format!(
+                "the role may replicate, WAL level and senders allow a base backup, no tablespaces besides pg_default and pg_global; timeline {}, data checksums {}",
+                c.timeline,
+                if c.data_checksums { "on" } else { "off" }
+            ),
+        );
+        report.info(
+            "physical",
+            "pg_hba.conf must also allow the role a replication connection from this host (host replication ROLE ADDRESS/32 scram-sha-256); a backup reports it if not",
+        );
+    }
+    let tool = pg::tool(target, "pg_basebackup", facts.major);
+    match pg::tool_version(&tool).await {
+        Ok((version, major)) => match pg::check_tool_major("pg_basebackup", &version, major, facts) {
+            Ok(()) => report.ok(
+                "dump_tool",
+                format!("pg_basebackup {version} ({})", tool.display()),
+            ),
+            Err(e) => report.error("dump_tool", format!("{e:#}")),
+        },
+        Err(e) => report.error("dump_tool", format!("{e:#}")),
+    }
+    let verify = pg::tool(target, "pg_verifybackup", facts.major);
+    match pg::tool_version(&verify).await {
+        Ok((version, _)) => report.ok(
+            "restore_tool",
+            format!("pg_verifybackup {version} ({})", verify.display()),
+        ),
+        Err(e) => report.warn(
+            "restore_tool",
+            format!("{e:#}; restores of this target's backups into a data directory need pg_verifybackup"),
+        ),
+    }
+}
+
 /// The checks a base backup needs on the server, and the facts it records.
 async fn check_cluster(conn: &mut PgConnection, facts: &pg::ServerFacts) -> Result<ClusterFacts> {
     if facts.major < 13 {
@@ -218,13 +264,14 @@ impl Dump for PgBaseBackup<'_> {
             )
         } else {
             anyhow!(
-                "pg_basebackup failed ({}): {}{}",
+                "pg_basebackup failed ({}): {}{}{}",
                 describe_status(status),
                 last_lines(stderr),
                 match e {
                     PipelineError::Empty => String::new(),
                     other => format!(" ({other})"),
-                }
+                },
+                hba_hint(stderr)
             )
         }
     }
@@ -232,9 +279,10 @@ impl Dump for PgBaseBackup<'_> {
     fn verdict(&mut self, status: &ExitStatus, stderr: &str) -> Result<()> {
         if !status.success() {
             bail!(
-                "pg_basebackup failed ({}): {}",
+                "pg_basebackup failed ({}): {}{}",
                 describe_status(status),
-                last_lines(stderr)
+                last_lines(stderr),
+                hba_hint(stderr)
             );
         }
         let stream = self
@@ -333,6 +381,15 @@ fn parse_lsn(s: &str) -> Option<String> {
     let (hi, lo) = s.split_once('/')?;
     let ok = |h: &str| !h.is_empty() && h.len() <= 8 && h.chars().all(|c| c.is_ascii_hexdigit());
     (ok(hi) && ok(lo)).then(|| s.to_owned())
+}
+
+/// What to do when the server refused the replication connection itself.
+fn hba_hint(stderr: &str) -> &'static str {
+    if stderr.contains("pg_hba.conf") && stderr.contains("replication") {
+        "; allow the role a replication connection in the server's pg_hba.conf (host replication ROLE AGENT_ADDRESS/32 scram-sha-256) and reload PostgreSQL"
+    } else {
+        ""
+    }
 }
 
 fn said(stderr: &str) -> String {

@@ -20,6 +20,13 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
     let before = s.pg.psql("app", CONTENT);
     let target = s.target("app");
 
+    let check = s.admin.run(&["targets", "check", &target]);
+    check.assert_ok();
+    assert!(
+        check.stdout.contains("pg_basebackup 15") && check.stdout.contains("may replicate"),
+        "{check}"
+    );
+
     let rec = s.backup_ok("app");
     let id = find_str(&rec, "backup_id").expect("backup_id");
     assert_eq!(find_str(&rec, "format").as_deref(), Some("pg_basebackup-tar"), "{rec}");
