@@ -436,8 +436,8 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 list
             }
         };
-        let mode = validate_mode(t.mode.as_deref(), engine, profile)
-            .map_err(|m| e(&key("mode"), m))?;
+        let mode =
+            validate_mode(t.mode.as_deref(), engine, profile).map_err(|m| e(&key("mode"), m))?;
         let tc = TargetConfig {
             name: t.name.clone(),
             engine,

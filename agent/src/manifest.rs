@@ -262,7 +262,11 @@ mod tests {
 
     #[test]
     fn physical_manifests_are_version_3_and_logical_ones_stay_2() {
-        assert_eq!(Manifest::version_for(false), 2, "older agents read logical backups");
+        assert_eq!(
+            Manifest::version_for(false),
+            2,
+            "older agents read logical backups"
+        );
         assert_eq!(Manifest::version_for(true), 3);
         let mut m = sample();
         m.schema_version = Manifest::version_for(true);

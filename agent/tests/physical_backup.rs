@@ -140,7 +140,8 @@ fn new_id() -> String {
 }
 
 /// What the test compares: every row of every table, in order.
-const CONTENT: &str = "SELECT string_agg(format('%s|%s|%s', id, name, md5(blob::text)), ',' ORDER BY id) FROM items;
+const CONTENT: &str =
+    "SELECT string_agg(format('%s|%s|%s', id, name, md5(blob::text)), ',' ORDER BY id) FROM items;
 SELECT count(*) FROM wide;
 SELECT sum(hashtext(v))::text FROM wide;";
 
@@ -157,14 +158,20 @@ async fn base_backup_restores_into_an_empty_data_directory() {
     w.pg.psql("app", FIXTURE);
     // Data in another database of the cluster: a physical backup holds them all.
     w.pg.create_db("other");
-    w.pg.psql("other", "CREATE TABLE t (x int); INSERT INTO t VALUES (42);");
+    w.pg.psql(
+        "other",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (42);",
+    );
     let before = w.pg.psql("app", CONTENT);
 
     let rec = w.backup("phys").await.expect("base backup");
     assert!(rec.is_physical(), "format {}", rec.format);
     assert_eq!(rec.format, "pg_basebackup-tar");
     assert_eq!(rec.dump_tool, "pg_basebackup");
-    assert!(rec.row_counts.is_empty(), "a physical backup counts no rows");
+    assert!(
+        rec.row_counts.is_empty(),
+        "a physical backup counts no rows"
+    );
     assert!(rec.data_key.ends_with("/data.tar.zst"), "{}", rec.data_key);
     let manifest_path = w.repo_file(&rec, &rec.manifest_key);
     let m = Manifest::from_json(&std::fs::read(&manifest_path).expect("manifest")).expect("parse");
@@ -173,7 +180,10 @@ async fn base_backup_restores_into_an_empty_data_directory() {
     let phys = m.physical.clone().expect("physical section");
     assert_eq!(phys.timeline, 1);
     assert_eq!(phys.wal, "fetch");
-    assert!(phys.start_lsn.contains('/') && phys.stop_lsn.contains('/'), "{phys:?}");
+    assert!(
+        phys.start_lsn.contains('/') && phys.stop_lsn.contains('/'),
+        "{phys:?}"
+    );
     assert!(!phys.data_checksums, "initdb ran without checksums");
     assert_eq!(
         m.server.system_identifier,
@@ -188,10 +198,24 @@ async fn base_backup_restores_into_an_empty_data_directory() {
     let names: Vec<String> = tar::Archive::new(&tar[..])
         .entries()
         .expect("entries")
-        .map(|e| e.expect("entry").path().expect("path").display().to_string())
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
         .collect();
-    for want in ["backup_manifest", "PG_VERSION", "global/pg_control", "backup_label"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from the tar");
+    for want in [
+        "backup_manifest",
+        "PG_VERSION",
+        "global/pg_control",
+        "backup_label",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from the tar"
+        );
     }
     assert!(
         names.iter().any(|n| n.starts_with("pg_wal/0000000100")),
@@ -205,18 +229,34 @@ async fn base_backup_restores_into_an_empty_data_directory() {
     assert_eq!(verified.status, VerifyStatus::Ok, "{}", verified.detail);
 
     // Changed after the backup: not in the restored copy.
-    w.pg.psql("app", "INSERT INTO items VALUES (9999, 'after the backup', NULL);");
+    w.pg.psql(
+        "app",
+        "INSERT INTO items VALUES (9999, 'after the backup', NULL);",
+    );
 
     // Refusals first: without --data-dir, into a non-empty directory, over a data directory.
-    let e = format!("{:#}", w.restore(&rec, None).await.expect_err("no data dir"));
+    let e = format!(
+        "{:#}",
+        w.restore(&rec, None).await.expect_err("no data dir")
+    );
     assert!(e.contains("--data-dir"), "{e}");
     let busy = w.dir.path().join("busy");
     std::fs::create_dir(&busy).expect("mkdir");
     std::fs::write(busy.join("keep.txt"), "mine").expect("write");
-    let e = format!("{:#}", w.restore(&rec, Some(&busy)).await.expect_err("not empty"));
+    let e = format!(
+        "{:#}",
+        w.restore(&rec, Some(&busy)).await.expect_err("not empty")
+    );
     assert!(e.contains("not empty") && e.contains("keep.txt"), "{e}");
-    assert_eq!(std::fs::read_to_string(busy.join("keep.txt")).expect("kept"), "mine");
-    assert_eq!(std::fs::read_dir(&busy).expect("list").count(), 1, "nothing added");
+    assert_eq!(
+        std::fs::read_to_string(busy.join("keep.txt")).expect("kept"),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_dir(&busy).expect("list").count(),
+        1,
+        "nothing added"
+    );
     let source_data = w.pg.root().join("data");
     let e = format!(
         "{:#}",
@@ -224,13 +264,19 @@ async fn base_backup_restores_into_an_empty_data_directory() {
             .await
             .expect_err("a running cluster's directory")
     );
-    assert!(e.contains("postmaster.pid") && e.contains("never touches"), "{e}");
+    assert!(
+        e.contains("postmaster.pid") && e.contains("never touches"),
+        "{e}"
+    );
 
     // The restore, into an empty directory owned by postgres.
     let root = Pg::empty_root();
     let data = root.path().join("data");
     let restored = w.restore(&rec, Some(&data)).await.expect("restore");
-    assert_eq!(restored.data_dir.as_ref().map(DataDir::path), Some(data.as_path()));
+    assert_eq!(
+        restored.data_dir.as_ref().map(DataDir::path),
+        Some(data.as_path())
+    );
     assert!(restored.database.is_empty());
     for f in ["PG_VERSION", "backup_label", "base", "global/pg_control"] {
         let meta = std::fs::metadata(data.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
@@ -240,7 +286,11 @@ async fn base_backup_restores_into_an_empty_data_directory() {
     }
 
     let copy = Pg::start_existing(root, w.pg.password());
-    assert_eq!(copy.psql("app", CONTENT), before, "the restored rows differ");
+    assert_eq!(
+        copy.psql("app", CONTENT),
+        before,
+        "the restored rows differ"
+    );
     assert_eq!(copy.query_one("other", "SELECT x FROM t"), "42");
     assert_eq!(
         copy.query_one("app", "SELECT count(*) FROM items WHERE id = 9999"),
@@ -265,7 +315,10 @@ async fn base_backup_restores_into_an_empty_data_directory() {
             .await
             .expect_err("logical into a data dir")
     );
-    assert!(e.contains("logical dump") && e.contains("leave out --data-dir"), "{e}");
+    assert!(
+        e.contains("logical dump") && e.contains("leave out --data-dir"),
+        "{e}"
+    );
     assert!(!w.dir.path().join("fresh").exists());
 }
 
@@ -284,19 +337,33 @@ async fn a_corrupt_base_backup_leaves_no_data_directory_behind() {
     let verified = lifeboat_agent::verify::run(&w.ctx(), &rec)
         .await
         .expect("verify");
-    assert_eq!(verified.status, VerifyStatus::Corrupt, "{}", verified.detail);
+    assert_eq!(
+        verified.status,
+        VerifyStatus::Corrupt,
+        "{}",
+        verified.detail
+    );
 
     // Into a directory the restore creates: gone afterwards.
     let created = w.dir.path().join("created");
-    let e = format!("{:#}", w.restore(&rec, Some(&created)).await.expect_err("corrupt"));
+    let e = format!(
+        "{:#}",
+        w.restore(&rec, Some(&created)).await.expect_err("corrupt")
+    );
     assert!(e.contains("does not match the catalog"), "{e}");
     assert!(e.contains("was removed"), "{e}");
-    assert!(!created.exists(), "the directory the restore created is left");
+    assert!(
+        !created.exists(),
+        "the directory the restore created is left"
+    );
 
     // Into the operator's empty directory: kept, and empty.
     let root = Pg::empty_root();
     let data = root.path().join("data");
-    let e = format!("{:#}", w.restore(&rec, Some(&data)).await.expect_err("corrupt"));
+    let e = format!(
+        "{:#}",
+        w.restore(&rec, Some(&data)).await.expect_err("corrupt")
+    );
     assert!(e.contains("does not match the catalog"), "{e}");
     assert!(data.is_dir(), "the operator's directory is kept");
     let left: Vec<_> = std::fs::read_dir(&data)
@@ -349,7 +416,12 @@ async fn a_cluster_with_a_tablespace_is_refused_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_refusing_the_replication_connection_is_explained() {
     let w = World::start_with_hba(REPLICATOR, "REPLICATION", false);
-    let e = format!("{:#}", w.backup("phys").await.expect_err("no replication in pg_hba"));
+    let e = format!(
+        "{:#}",
+        w.backup("phys")
+            .await
+            .expect_err("no replication in pg_hba")
+    );
     assert!(
         e.contains("pg_basebackup failed")
             && e.contains("no pg_hba.conf entry for replication connection")

@@ -202,7 +202,11 @@ impl Pg {
             .arg(dir.path())
             .status()
             .expect("run chown");
-        assert!(chown.success(), "chown {} to postgres", dir.path().display());
+        assert!(
+            chown.success(),
+            "chown {} to postgres",
+            dir.path().display()
+        );
         dir
     }
 

@@ -122,7 +122,8 @@ pub(crate) async fn check_target(
     }
     let tool = pg::tool(target, "pg_basebackup", facts.major);
     match pg::tool_version(&tool).await {
-        Ok((version, major)) => match pg::check_tool_major("pg_basebackup", &version, major, facts) {
+        Ok((version, major)) => match pg::check_tool_major("pg_basebackup", &version, major, facts)
+        {
             Ok(()) => report.ok(
                 "dump_tool",
                 format!("pg_basebackup {version} ({})", tool.display()),
@@ -421,7 +422,7 @@ impl TarCheck {
     /// Two zero blocks at the end, on a 512-byte boundary.
     pub fn ends_with_trailer(&self) -> bool {
         self.bytes >= TAR_TRAILER as u64 * 2
-            && self.bytes % 512 == 0
+            && self.bytes.is_multiple_of(512)
             && self.tail.len() == TAR_TRAILER
             && self.tail.iter().all(|b| *b == 0)
     }
@@ -456,13 +457,13 @@ impl<R: Read> Read for TarStream<R> {
             let take = (need - self.head.len()).min(got.len());
             self.head.extend_from_slice(&got[..take]);
             let short_at_end = n == 0 && !self.head.is_empty();
-            if self.head.len() == need || short_at_end {
-                if self.head.get(TAR_MAGIC_OFFSET..need) != Some(TAR_MAGIC) {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "the stream is not a tar archive (no ustar magic at offset 257 of its first header)",
-                    ));
-                }
+            if (self.head.len() == need || short_at_end)
+                && self.head.get(TAR_MAGIC_OFFSET..need) != Some(TAR_MAGIC)
+            {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the stream is not a tar archive (no ustar magic at offset 257 of its first header)",
+                ));
             }
         }
         let mut check = self
@@ -486,7 +487,8 @@ impl<R: Read> Read for TarStream<R> {
 mod tests {
     use super::*;
 
-    const VERBOSE: &str = "pg_basebackup: initiating base backup, waiting for checkpoint to complete
+    const VERBOSE: &str =
+        "pg_basebackup: initiating base backup, waiting for checkpoint to complete
 pg_basebackup: checkpoint completed
 pg_basebackup: write-ahead log start point: 0/2000028 on timeline 1
 pg_basebackup: write-ahead log end point: 0/2000100
@@ -513,10 +515,7 @@ pg_basebackup: base backup completed
             parse_wal_range(&VERBOSE.replace("end point: 0/2000100", "")),
             None
         );
-        assert_eq!(
-            parse_wal_range(&VERBOSE.replace("0/2000028", "0/zz")),
-            None
-        );
+        assert_eq!(parse_wal_range(&VERBOSE.replace("0/2000028", "0/zz")), None);
     }
 
     fn read_all(data: &[u8], chunk: usize) -> (std::io::Result<Vec<u8>>, TarCheck) {

@@ -473,20 +473,24 @@ fn physical_mode_is_for_self_hosted_postgres_only() {
     assert_eq!(c.targets["orders"].mode, BackupMode::Logical);
     refused("", "mode = \"incremental\"", "target[0].mode");
 
-    let e = refusal(f.parse_engine(
-        "",
-        "mysql",
-        "mysql://u@h/db",
-        "mode = \"physical\"",
-    ));
+    let e = refusal(f.parse_engine("", "mysql", "mysql://u@h/db", "mode = \"physical\""));
     assert!(
         e.contains("target[0].mode") && e.contains("engine = \"postgres\" targets only"),
         "{e}"
     );
     for (provider, url) in [
-        ("supabase", "postgres://u@db.abc.supabase.co:5432/db?sslmode=require"),
-        ("neon", "postgres://u@ep-x.eu-central-1.aws.neon.tech/db?sslmode=require"),
-        ("railway", "postgres://u@x.proxy.rlwy.net:5432/db?sslmode=require"),
+        (
+            "supabase",
+            "postgres://u@db.abc.supabase.co:5432/db?sslmode=require",
+        ),
+        (
+            "neon",
+            "postgres://u@ep-x.eu-central-1.aws.neon.tech/db?sslmode=require",
+        ),
+        (
+            "railway",
+            "postgres://u@x.proxy.rlwy.net:5432/db?sslmode=require",
+        ),
     ] {
         let e = refusal(f.parse_engine(
             "",

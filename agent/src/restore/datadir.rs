@@ -100,7 +100,9 @@ pub(crate) async fn dry_run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> 
         ));
         r.step(match plan.dest {
             Destination::Missing => format!("create {} (mode 0700)", plan.dir),
-            Destination::Empty { .. } => format!("use the empty directory {} (mode 0700)", plan.dir),
+            Destination::Empty { .. } => {
+                format!("use the empty directory {} (mode 0700)", plan.dir)
+            }
         });
         r.step("extract the tar (plain files and directories only), syncing every file; PG_VERSION last");
         r.step(format!(
@@ -113,11 +115,7 @@ pub(crate) async fn dry_run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> 
 
 /// Checks the backup (a physical one, its manifest agreeing with the catalog, its data there
 /// with the recorded size), the directory and the tools; findings go to the job's report.
-async fn plan<'a>(
-    ctx: &'a JobCtx,
-    spec: &RestoreWork,
-    dir: &DataDir,
-) -> Result<Option<Plan<'a>>> {
+async fn plan<'a>(ctx: &'a JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<Plan<'a>>> {
     let report = &ctx.report;
     let rec = &spec.backup;
     let target = ctx
@@ -297,7 +295,12 @@ async fn extract_and_verify(ctx: &JobCtx, plan: &Plan<'_>, claimed: &Claimed) ->
     let owner = claimed.owner;
     let cancel = ctx.cancel.clone();
     let extractor = tokio::task::spawn_blocking(move || {
-        extract(BufReader::with_capacity(256 * 1024, reader), &root, owner, &cancel)
+        extract(
+            BufReader::with_capacity(256 * 1024, reader),
+            &root,
+            owner,
+            &cancel,
+        )
     });
     let (piped, extracted) = tokio::join!(pipeline, extractor);
     let piped = piped.context("restore pipeline panicked")?;
@@ -428,7 +431,11 @@ impl Destination {
                 dir.display(),
                 names.len(),
                 shown.join(", "),
-                if names.len() > shown.len() { ", …" } else { "" }
+                if names.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             );
         }
         Ok(Destination::Empty {
@@ -756,7 +763,11 @@ async fn run_verifybackup(tool: &Path, dir: &Path, cancel: &CancellationToken) -
         bail!(
             "pg_verifybackup found the restored files do not match the backup's backup_manifest ({}): {}",
             crate::process::describe_status(&out.status),
-            if shown.is_empty() { "no output" } else { &shown }
+            if shown.is_empty() {
+                "no output"
+            } else {
+                &shown
+            }
         );
     }
     Ok(lines.last().map_or("ok", |l| l.trim()).to_owned())
@@ -874,7 +885,11 @@ mod tests {
             let e = format!("{:#}", r.expect_err(needle));
             assert!(e.contains(needle), "{needle}: {e}");
             assert!(
-                !dir.path().parent().expect("parent").join("escaped").exists(),
+                !dir.path()
+                    .parent()
+                    .expect("parent")
+                    .join("escaped")
+                    .exists(),
                 "{needle}: escaped"
             );
         }
@@ -889,7 +904,10 @@ mod tests {
     fn only_an_empty_directory_is_taken() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().join("new");
-        assert_eq!(Destination::check(&d).expect("missing"), Destination::Missing);
+        assert_eq!(
+            Destination::check(&d).expect("missing"),
+            Destination::Missing
+        );
         let e = format!(
             "{:#}",
             Destination::check(&dir.path().join("no/such")).expect_err("no parent")

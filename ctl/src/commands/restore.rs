@@ -49,7 +49,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
     let conn = Conn::connect(global).await?;
     let backup_id = match (&args.id, &args.to) {
         (Some(id), _) => id.clone(),
-        (None, Some(target)) => newest(&conn, &target.to_string(), args.data_dir.is_some()).await?,
+        (None, Some(target)) => newest(&conn, target.as_ref(), args.data_dir.is_some()).await?,
         (None, None) => return Err(usage_msg("name a backup id, or a target with --target")),
     };
     let req = conn.request(pb::RestoreRequest {

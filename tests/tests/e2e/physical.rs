@@ -29,12 +29,22 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
 
     let rec = s.backup_ok("app");
     let id = find_str(&rec, "backup_id").expect("backup_id");
-    assert_eq!(find_str(&rec, "format").as_deref(), Some("pg_basebackup-tar"), "{rec}");
-    assert_eq!(find_str(&rec, "dump_tool").as_deref(), Some("pg_basebackup"), "{rec}");
+    assert_eq!(
+        find_str(&rec, "format").as_deref(),
+        Some("pg_basebackup-tar"),
+        "{rec}"
+    );
+    assert_eq!(
+        find_str(&rec, "dump_tool").as_deref(),
+        Some("pg_basebackup"),
+        "{rec}"
+    );
     let shown = s.admin.run(&["backup", "show", &id]);
     shown.assert_ok();
     assert!(
-        shown.stdout.contains("row counts: none (a physical base backup"),
+        shown
+            .stdout
+            .contains("row counts: none (a physical base backup"),
         "{shown}"
     );
     assert!(
@@ -90,12 +100,24 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
     ]);
     out.assert_ok();
     let job = s.job_of("app", &out);
-    assert_eq!(find_str(&job, "state").as_deref(), Some("succeeded"), "{job}");
-    assert_eq!(find_str(&job, "detail").as_deref(), Some(data_arg.as_str()), "{job}");
+    assert_eq!(
+        find_str(&job, "state").as_deref(),
+        Some("succeeded"),
+        "{job}"
+    );
+    assert_eq!(
+        find_str(&job, "detail").as_deref(),
+        Some(data_arg.as_str()),
+        "{job}"
+    );
     assert!(data.join("PG_VERSION").is_file(), "{out}");
 
     let copy = Pg::start_existing(root, s.pg.password());
-    assert_eq!(copy.psql("app", CONTENT), before, "the restored rows differ");
+    assert_eq!(
+        copy.psql("app", CONTENT),
+        before,
+        "the restored rows differ"
+    );
     assert_eq!(
         copy.query_one("app", "SELECT count(*) FROM bulk_orders WHERE id <= 10"),
         "10"
