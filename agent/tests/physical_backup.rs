@@ -129,8 +129,7 @@ password_file = "super.pass"
         r
     }
 
-    fn repo_file(&self, rec: &BackupRecord, key: &str) -> PathBuf {
-        let _ = rec;
+    fn repo_file(&self, key: &str) -> PathBuf {
         self.dir.path().join("repo").join(key)
     }
 }
@@ -173,7 +172,7 @@ async fn base_backup_restores_into_an_empty_data_directory() {
         "a physical backup counts no rows"
     );
     assert!(rec.data_key.ends_with("/data.tar.zst"), "{}", rec.data_key);
-    let manifest_path = w.repo_file(&rec, &rec.manifest_key);
+    let manifest_path = w.repo_file(&rec.manifest_key);
     let m = Manifest::from_json(&std::fs::read(&manifest_path).expect("manifest")).expect("parse");
     assert_eq!(m.schema_version, 3);
     assert_eq!(m.row_counts_kind, "none");
@@ -193,7 +192,7 @@ async fn base_backup_restores_into_an_empty_data_directory() {
         )
     );
     // The stored tar carries PostgreSQL's own backup_manifest.
-    let stored = std::fs::read(w.repo_file(&rec, &rec.data_key)).expect("data");
+    let stored = std::fs::read(w.repo_file(&rec.data_key)).expect("data");
     let tar = zstd::decode_all(&stored[..]).expect("zstd");
     let names: Vec<String> = tar::Archive::new(&tar[..])
         .entries()
@@ -328,7 +327,7 @@ async fn a_corrupt_base_backup_leaves_no_data_directory_behind() {
     w.pg.psql("app", FIXTURE);
     let rec = w.backup("phys").await.expect("base backup");
     // One byte flipped in the middle of the stored object (its size unchanged).
-    let path = w.repo_file(&rec, &rec.data_key);
+    let path = w.repo_file(&rec.data_key);
     let mut bytes = std::fs::read(&path).expect("read");
     let at = bytes.len() / 2;
     bytes[at] ^= 0x5a;

@@ -27,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Located, check_engine, human_bytes, locate, open_data, read_manifest};
 use crate::{
-    config::TargetConfig,
     engine::postgres as pg,
     job::JobCtx,
     manifest::{Manifest, PhysicalInfo},
@@ -44,8 +43,7 @@ const PG_VERSION_MAX: u64 = 64;
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// A physical backup and where it goes, checked; nothing written yet.
-struct Plan<'a> {
-    target: &'a TargetConfig,
+struct Plan {
     loc: Located,
     manifest: Manifest,
     physical: PhysicalInfo,
@@ -115,7 +113,7 @@ pub(crate) async fn dry_run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> 
 
 /// Checks the backup (a physical one, its manifest agreeing with the catalog, its data there
 /// with the recorded size), the directory and the tools; findings go to the job's report.
-async fn plan<'a>(ctx: &'a JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<Plan<'a>>> {
+async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<Plan>> {
     let report = &ctx.report;
     let rec = &spec.backup;
     let target = ctx
@@ -254,7 +252,6 @@ async fn plan<'a>(ctx: &'a JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<
         return Ok(None);
     };
     Ok(Some(Plan {
-        target,
         loc,
         manifest,
         physical,
@@ -272,7 +269,7 @@ struct Verified {
 
 /// Streams the archive through the hash checks into the extractor, writes `PG_VERSION`
 /// once the hashes matched, then runs `pg_verifybackup`.
-async fn extract_and_verify(ctx: &JobCtx, plan: &Plan<'_>, claimed: &Claimed) -> Result<Verified> {
+async fn extract_and_verify(ctx: &JobCtx, plan: &Plan, claimed: &Claimed) -> Result<Verified> {
     let loc = &plan.loc;
     let file = open_data(loc).await?.with_context(|| {
         format!(
@@ -336,7 +333,7 @@ async fn extract_and_verify(ctx: &JobCtx, plan: &Plan<'_>, claimed: &Claimed) ->
 }
 
 /// The restore's result, and its lines in the report.
-fn restored(ctx: &JobCtx, plan: &Plan<'_>, v: &Verified) -> Restored {
+fn restored(ctx: &JobCtx, plan: &Plan, v: &Verified) -> Restored {
     let m = &plan.manifest;
     ctx.report.ok(
         "restored",
@@ -358,7 +355,6 @@ fn restored(ctx: &JobCtx, plan: &Plan<'_>, v: &Verified) -> Restored {
             plan.dir, plan.manifest.server.version
         ),
     );
-    let _ = plan.target;
     Restored {
         database: String::new(),
         data_dir: Some(plan.dir.clone()),
