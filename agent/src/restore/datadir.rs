@@ -207,6 +207,11 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
             .await
             .context("directory check panicked")?
     };
+    let raw = loc.expected.raw.size;
+    let dest = dest.and_then(|d| {
+        check_space(dir.path(), raw)?;
+        Ok(d)
+    });
     let dest = match dest {
         Ok(d) => {
             report.ok(
@@ -377,6 +382,13 @@ impl Destination {
     /// Refuses anything but an empty directory, or a missing one whose parent exists; names
     /// what makes a directory a data directory.
     fn check(dir: &Path) -> Result<Self> {
+        if let Some(cluster) = enclosing_cluster(dir) {
+            bail!(
+                "{} is inside {}, the data directory of a PostgreSQL cluster, which a restore never touches; restore into a directory outside it",
+                dir.display(),
+                cluster.display()
+            );
+        }
         let meta = match std::fs::symlink_metadata(dir) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -420,6 +432,19 @@ impl Destination {
                 dir.display()
             );
         }
+        if names == ["lost+found"] {
+            bail!(
+                "{} holds only lost+found: it is the root of a file system, which PostgreSQL does not accept as a data directory; create a subdirectory (install -d -o postgres -m 0700 {}/pgdata) and restore into it",
+                dir.display(),
+                dir.display()
+            );
+        }
+        if names.iter().any(|n| n == "backup_label") {
+            bail!(
+                "{} holds backup_label but no PG_VERSION: an interrupted restore was left there; remove its contents and restore again",
+                dir.display()
+            );
+        }
         if !names.is_empty() {
             let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
             bail!(
@@ -439,6 +464,38 @@ impl Destination {
             gid: meta.gid(),
         })
     }
+}
+
+/// The nearest directory above `dir` (lexically) that is a PostgreSQL data directory
+/// (`PG_VERSION` and `global/pg_control`).
+fn enclosing_cluster(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .skip(1)
+        .find(|a| a.join(PG_VERSION).is_file() && a.join("global/pg_control").is_file())
+        .map(Path::to_owned)
+}
+
+/// Whether the file system that will hold `dir` has room for `bytes` (what the archive
+/// unpacks to) for the agent's user; `Ok(())` when it cannot tell.
+fn check_space(dir: &Path, bytes: u64) -> Result<()> {
+    let on = if dir.exists() {
+        dir
+    } else {
+        dir.parent().unwrap_or(Path::new("/"))
+    };
+    let Ok(st) = rustix::fs::statvfs(on) else {
+        return Ok(());
+    };
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if free < bytes {
+        bail!(
+            "the file system of {} has {} free, the backup unpacks to {}; free space or restore elsewhere",
+            on.display(),
+            human_bytes(free),
+            human_bytes(bytes)
+        );
+    }
+    Ok(())
 }
 
 /// The directory taken for the restore: emptied again (and removed if the restore created it)
@@ -917,9 +974,29 @@ mod tests {
         std::fs::write(d.join("notes.txt"), "x").expect("write");
         let e = format!("{:#}", Destination::check(&d).expect_err("not empty"));
         assert!(e.contains("not empty") && e.contains("notes.txt"), "{e}");
+        std::fs::remove_file(d.join("notes.txt")).expect("rm");
+        std::fs::create_dir(d.join("lost+found")).expect("mkdir");
+        let e = format!("{:#}", Destination::check(&d).expect_err("a mount point"));
+        assert!(
+            e.contains("lost+found") && e.contains("subdirectory"),
+            "{e}"
+        );
+        std::fs::write(d.join("backup_label"), "x").expect("write");
+        let e = format!("{:#}", Destination::check(&d).expect_err("interrupted"));
+        assert!(e.contains("interrupted restore"), "{e}");
         std::fs::write(d.join("PG_VERSION"), "15").expect("write");
         let e = format!("{:#}", Destination::check(&d).expect_err("a data dir"));
         assert!(e.contains("holds PG_VERSION"), "{e}");
+        // Anything inside a cluster's directory, existing or not.
+        std::fs::create_dir_all(d.join("global")).expect("mkdir");
+        std::fs::write(d.join("global/pg_control"), "x").expect("write");
+        for inside in [d.join("sub"), d.join("base/new")] {
+            let e = format!("{:#}", Destination::check(&inside).expect_err("inside"));
+            assert!(
+                e.contains("is inside") && e.contains("never touches"),
+                "{e}"
+            );
+        }
         std::fs::write(d.join("postmaster.pid"), "1").expect("write");
         let e = format!("{:#}", Destination::check(&d).expect_err("running"));
         assert!(e.contains("postmaster.pid") && e.contains("running"), "{e}");
@@ -927,6 +1004,17 @@ mod tests {
         std::os::unix::fs::symlink(&d, &link).expect("symlink");
         let e = format!("{:#}", Destination::check(&link).expect_err("a link"));
         assert!(e.contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn a_restore_that_cannot_fit_is_refused_before_it_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        check_space(&dir.path().join("new"), 1024).expect("a KiB fits");
+        let e = format!(
+            "{:#}",
+            check_space(dir.path(), u64::MAX / 2).expect_err("does not fit")
+        );
+        assert!(e.contains("free") && e.contains("unpacks to"), "{e}");
     }
 
     #[test]
