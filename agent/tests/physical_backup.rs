@@ -36,6 +36,11 @@ impl World {
 
     /// With `replication_hba` false, pg_hba.conf allows the role no replication connection.
     fn start_with_hba(role: &str, role_sql: &str, replication_hba: bool) -> World {
+        Self::start_with(role, role_sql, replication_hba, "")
+    }
+
+    /// `phys_extra`: more lines for the physical target (a `pg_bin_dir`).
+    fn start_with(role: &str, role_sql: &str, replication_hba: bool, phys_extra: &str) -> World {
         let pg = Pg::start();
         if replication_hba {
             pg.allow_replication();
@@ -76,6 +81,7 @@ mode = "physical"
 repository = "local"
 url = "postgres://{role}@127.0.0.1:{port}/app"
 password_file = "role.pass"
+{phys_extra}
 
 [[target]]
 name = "logical"
@@ -446,4 +452,45 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// pg_basebackup wrapped: its output cut short (failing, or claiming success), or run without
+/// its manifest. Each backup fails naming why, and nothing is left in the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_incomplete_pg_basebackup_is_refused() {
+    use lifeboat_e2e::wrappers::PgBinDir;
+    let bins = tempfile::tempdir().expect("tempdir");
+    let bin = PgBinDir::new(&bins.path().join("bin"));
+    let w = World::start_with(
+        REPLICATOR,
+        "REPLICATION",
+        true,
+        &format!("pg_bin_dir = {:?}", bin.path().display().to_string()),
+    );
+    w.pg.psql("app", FIXTURE);
+    let cases = [
+        (
+            "set -o pipefail; \"$REAL\" \"$@\" | head -c 300000; exit 3",
+            "pg_basebackup failed (exit status 3)",
+        ),
+        (
+            "\"$REAL\" \"$@\" | head -c 300000; exit 0",
+            "end-of-archive",
+        ),
+        (
+            "exec \"$REAL\" \"$@\" --no-manifest",
+            "holds no backup_manifest",
+        ),
+        ("echo not a tar; exit 0", "not a tar archive"),
+    ];
+    for (body, needle) in cases {
+        bin.wrap("pg_basebackup", body);
+        let e = format!("{:#}", w.backup("phys").await.expect_err(needle));
+        assert!(e.contains(needle), "{body}: {e}");
+        let stored = walk(&w.dir.path().join("repo"));
+        assert!(stored.is_empty(), "{body}: a failed backup left {stored:?}");
+    }
+    // The real tool through the same directory: a backup.
+    bin.wrap("pg_basebackup", "exec \"$REAL\" \"$@\"");
+    w.backup("phys").await.expect("the real pg_basebackup");
 }

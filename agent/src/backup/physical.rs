@@ -298,6 +298,17 @@ impl Dump for PgBaseBackup<'_> {
                 said(stderr)
             );
         }
+        if let Some(bad) = &stream.bad_header {
+            bail!(
+                "pg_basebackup's output is not a valid tar archive: {bad}; the backup was discarded"
+            );
+        }
+        if !stream.has_manifest {
+            bail!(
+                "pg_basebackup's tar holds no backup_manifest ({} entries); a base backup needs PostgreSQL 13 or newer and its manifest: check that no wrapper passes --no-manifest",
+                stream.entries
+            );
+        }
         let wal = parse_wal_range(stderr).with_context(|| {
             format!(
                 "pg_basebackup exited 0 but did not report the backup's WAL start and end points and its completion{}",
@@ -410,15 +421,69 @@ fn last_lines(stderr: &str) -> String {
     lines[lines.len().saturating_sub(5)..].join(" / ")
 }
 
-/// What a tar stream looked like: its size, its first header's magic, its last bytes.
+/// What a tar stream looked like: its size, its last bytes, and its entries' headers as they
+/// passed (each found from the previous one's size), enough to know PostgreSQL's
+/// `backup_manifest` is in it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TarCheck {
     pub bytes: u64,
     /// The last [`TAR_TRAILER`] bytes seen.
     tail: Vec<u8>,
+    /// Where the next header starts.
+    next_header: u64,
+    /// The header being gathered.
+    header: Vec<u8>,
+    /// A zero block where a header was due: the end of the archive.
+    ended: bool,
+    /// Entries seen.
+    pub entries: u64,
+    /// Whether a regular file `backup_manifest` was among them.
+    pub has_manifest: bool,
+    /// A header that did not parse.
+    pub bad_header: Option<String>,
 }
 
 impl TarCheck {
+    /// Follows the headers through `got`, the bytes after the first `self.bytes`.
+    fn observe(&mut self, mut got: &[u8]) {
+        let mut pos = self.bytes;
+        while !got.is_empty() && !self.ended && self.bad_header.is_none() {
+            if pos < self.next_header {
+                let skip = usize::try_from(self.next_header - pos)
+                    .unwrap_or(usize::MAX)
+                    .min(got.len());
+                got = &got[skip..];
+                pos += skip as u64;
+                continue;
+            }
+            let take = (512 - self.header.len()).min(got.len());
+            self.header.extend_from_slice(&got[..take]);
+            got = &got[take..];
+            pos += take as u64;
+            if self.header.len() < 512 {
+                continue;
+            }
+            let header = std::mem::take(&mut self.header);
+            if header.iter().all(|b| *b == 0) {
+                self.ended = true;
+                continue;
+            }
+            match parse_header(&header) {
+                Some((name, kind, size)) => {
+                    self.entries += 1;
+                    if name == b"backup_manifest" && matches!(kind, b'0' | 0) {
+                        self.has_manifest = true;
+                    }
+                    self.next_header = pos + size.div_ceil(512) * 512;
+                }
+                None => {
+                    self.bad_header =
+                        Some(format!("a tar header at byte {} does not parse", pos - 512));
+                }
+            }
+        }
+    }
+
     /// Two zero blocks at the end, on a 512-byte boundary.
     pub fn ends_with_trailer(&self) -> bool {
         self.bytes >= TAR_TRAILER as u64 * 2
@@ -426,6 +491,50 @@ impl TarCheck {
             && self.tail.len() == TAR_TRAILER
             && self.tail.iter().all(|b| *b == 0)
     }
+}
+
+/// A ustar header's name (without a prefix: PostgreSQL's names are short), type and size
+/// (octal, or base-256 for large files); `None` if its checksum or size is wrong.
+fn parse_header(h: &[u8]) -> Option<(&[u8], u8, u64)> {
+    let field = |r: std::ops::Range<usize>| {
+        let f = &h[r];
+        let end = f.iter().position(|b| *b == 0).unwrap_or(f.len());
+        &f[..end]
+    };
+    let octal = |f: &[u8]| -> Option<u64> {
+        let s = std::str::from_utf8(f)
+            .ok()?
+            .trim_matches(|c| c == ' ' || c == '\0');
+        if s.is_empty() {
+            return Some(0);
+        }
+        u64::from_str_radix(s, 8).ok()
+    };
+    // The checksum: the header's bytes summed with its own field read as spaces.
+    let stored = octal(field(148..156))?;
+    let sum: u64 = h
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(*b)
+            }
+        })
+        .sum();
+    if sum != stored {
+        return None;
+    }
+    let raw_size = &h[124..136];
+    let size = if raw_size[0] & 0x80 != 0 {
+        raw_size[1..].iter().try_fold(0u64, |acc, b| {
+            acc.checked_mul(256)?.checked_add(u64::from(*b))
+        })?
+    } else {
+        octal(field(124..136))?
+    };
+    Some((field(0..100), h[156], size))
 }
 
 /// The tool's stdout, checked as it flows: the first header must carry the ustar magic at its
@@ -470,6 +579,7 @@ impl<R: Read> Read for TarStream<R> {
             .check
             .lock()
             .map_err(|_| std::io::Error::other("tar check poisoned"))?;
+        check.observe(got);
         check.bytes += n as u64;
         if n >= TAR_TRAILER {
             check.tail.clear();
@@ -550,12 +660,30 @@ pg_basebackup: base backup completed
 
     #[test]
     fn a_tar_stream_is_checked_as_it_flows() {
-        let good = tar(&[("PG_VERSION", b"15\n"), ("backup_manifest", b"{}")]);
-        for chunk in [1, 7, 300, 1 << 20] {
+        let big = vec![7u8; 5000];
+        let good = tar(&[
+            ("PG_VERSION", b"15\n"),
+            ("base/1/112", &big),
+            ("empty", b""),
+            ("backup_manifest", b"{}"),
+        ]);
+        for chunk in [1, 7, 300, 513, 1 << 20] {
             let (r, c) = read_all(&good, chunk);
             assert_eq!(r.expect("a tar"), good, "chunk {chunk}");
             assert!(c.ends_with_trailer(), "chunk {chunk}");
+            assert_eq!(c.entries, 4, "chunk {chunk}");
+            assert!(c.has_manifest, "chunk {chunk}");
+            assert!(c.bad_header.is_none(), "chunk {chunk}");
         }
+        // No manifest.
+        let (r, c) = read_all(&tar(&[("PG_VERSION", b"15\n"), ("x", &big)]), 4096);
+        r.expect("a tar");
+        assert!(!c.has_manifest && c.entries == 2);
+        // A damaged second header (its size field).
+        let mut bad = good.clone();
+        bad[1024 + 124] = b'9';
+        let (_, c) = read_all(&bad, 4096);
+        assert!(c.bad_header.is_some(), "{c:?}");
         // Cut before its end-of-archive blocks: read, but judged incomplete.
         let (r, c) = read_all(&good[..good.len() - 1024], 4096);
         r.expect("readable");
