@@ -12,7 +12,7 @@ const CONTENT: &str = "SELECT count(*), md5(string_agg(format('%s|%s|%s|%s', id,
 
 #[test]
 fn physical_backup_restores_into_a_data_directory_through_the_cli() {
-    let s = Sandbox::builder("physical")
+    let mut s = Sandbox::builder("physical")
         .target(SandboxTarget::new("app").extra("mode = \"physical\""))
         .build();
     s.pg.allow_replication();
@@ -135,4 +135,37 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
     assert!(!again.success(), "{again}");
     assert!(again.text_lower().contains("postmaster.pid"), "{again}");
     assert_eq!(copy.psql("app", CONTENT), before);
+
+    // The catalog is lost: a rebuild from the repository finds the physical backup again, and
+    // it restores from the rebuilt catalog.
+    let status = s.coordinator.stop();
+    assert!(status.success(), "coordinator stop: {status}");
+    s.coordinator.restart_with_fresh_catalog();
+    s.agent.wait_connected(&s.admin);
+    let rebuilt = s.admin.run_json(&["catalog", "rebuild"]);
+    rebuilt.assert_ok();
+    let rec = s.backup_show(&id);
+    assert_eq!(
+        find_str(&rec, "format").as_deref(),
+        Some("pg_basebackup-tar"),
+        "{rec}"
+    );
+    let root2 = Pg::empty_root();
+    let data2 = root2.path().join("data").display().to_string();
+    s.admin
+        .run_json(&[
+            "restore",
+            "--target",
+            &target,
+            "--data-dir",
+            &data2,
+            "--wait",
+        ])
+        .assert_ok();
+    let copy2 = Pg::start_existing(root2, s.pg.password());
+    assert_eq!(
+        copy2.psql("app", CONTENT),
+        before,
+        "restored after a rebuild"
+    );
 }
