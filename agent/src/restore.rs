@@ -669,6 +669,7 @@ mod tests {
             allow_clean_restore: false,
             replaceable_databases: vec!["app".into()],
             mode: crate::config::BackupMode::Logical,
+            restore_data_dirs: Vec::new(),
         }
     }
 

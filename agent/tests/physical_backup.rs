@@ -81,6 +81,7 @@ mode = "physical"
 repository = "local"
 url = "postgres://{role}@127.0.0.1:{port}/app"
 password_file = "role.pass"
+restore_data_dirs = ["/tmp"]
 {phys_extra}
 
 [[target]]
@@ -262,6 +263,18 @@ async fn base_backup_restores_into_an_empty_data_directory() {
         1,
         "nothing added"
     );
+    // Outside the directories the target allows restores into.
+    let e = format!(
+        "{:#}",
+        w.restore(&rec, Some(Path::new("/var/tmp/lifeboat-not-allowed")))
+            .await
+            .expect_err("not allowed")
+    );
+    assert!(
+        e.contains("is not under") && e.contains("restore_data_dirs"),
+        "{e}"
+    );
+    assert!(!Path::new("/var/tmp/lifeboat-not-allowed").exists());
     let source_data = w.pg.root().join("data");
     let e = format!(
         "{:#}",

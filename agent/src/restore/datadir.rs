@@ -203,9 +203,14 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
     }
     let dest = {
         let path = dir.path().to_owned();
-        tokio::task::spawn_blocking(move || Destination::check(&path))
-            .await
-            .context("directory check panicked")?
+        let allowed = target.restore_data_dirs.clone();
+        let name = target.name.clone();
+        tokio::task::spawn_blocking(move || {
+            check_allowed(&allowed, &name, &path)?;
+            Destination::check(&path)
+        })
+        .await
+        .context("directory check panicked")?
     };
     let raw = loc.expected.raw.size;
     let dest = dest.and_then(|d| {
@@ -463,6 +468,56 @@ impl Destination {
             uid: meta.uid(),
             gid: meta.gid(),
         })
+    }
+}
+
+/// Whether the target's `restore_data_dirs` hold `dir`, symbolic links in what exists of its
+/// path resolved (a link under an allowed directory cannot lead elsewhere).
+fn check_allowed(allowed: &[PathBuf], target: &str, dir: &Path) -> Result<()> {
+    if allowed.is_empty() {
+        bail!(
+            "target {target} allows no restores into data directories; list the directories they may be made under in its [[target]] in the agent's config, e.g. restore_data_dirs = [\"/srv/pg\"]"
+        );
+    }
+    let real = resolve_existing(dir)?;
+    let inside = allowed.iter().any(|a| {
+        let a = std::fs::canonicalize(a).unwrap_or_else(|_| a.clone());
+        real.starts_with(&a)
+    });
+    if !inside {
+        let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
+        bail!(
+            "{} ({}) is not under the directories target {target} allows restores into ({}); restore under one of them or add it to restore_data_dirs in the agent's config",
+            dir.display(),
+            real.display(),
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `dir` with its longest existing prefix canonicalized (symbolic links resolved).
+fn resolve_existing(dir: &Path) -> Result<PathBuf> {
+    let mut rest = Vec::new();
+    let mut at = dir;
+    loop {
+        match std::fs::canonicalize(at) {
+            Ok(real) => {
+                let mut out = real;
+                for part in rest.iter().rev() {
+                    out.push(part);
+                }
+                return Ok(out);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (at.parent(), at.file_name()) else {
+                    return Err(e).with_context(|| format!("resolve {}", dir.display()));
+                };
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            Err(e) => return Err(e).with_context(|| format!("resolve {}", dir.display())),
+        }
     }
 }
 
@@ -1004,6 +1059,35 @@ mod tests {
         std::os::unix::fs::symlink(&d, &link).expect("symlink");
         let e = format!("{:#}", Destination::check(&link).expect_err("a link"));
         assert!(e.contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn only_the_allowed_directories_are_restored_into() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let allowed = dir.path().join("pg");
+        std::fs::create_dir(&allowed).expect("mkdir");
+        let other = dir.path().join("etc");
+        std::fs::create_dir(&other).expect("mkdir");
+        let ok = [allowed.clone()];
+        check_allowed(&ok, "t", &allowed.join("new")).expect("under it");
+        check_allowed(&ok, "t", &allowed.join("a/b")).expect("deeper, not yet made");
+        let e = format!("{:#}", check_allowed(&[], "t", &allowed).expect_err("none"));
+        assert!(
+            e.contains("allows no restores") && e.contains("restore_data_dirs"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            check_allowed(&ok, "t", &other.join("new")).expect_err("elsewhere")
+        );
+        assert!(e.contains("is not under"), "{e}");
+        // A link under the allowed directory does not lead out of it.
+        std::os::unix::fs::symlink(&other, allowed.join("link")).expect("symlink");
+        let e = format!(
+            "{:#}",
+            check_allowed(&ok, "t", &allowed.join("link/new")).expect_err("through a link")
+        );
+        assert!(e.contains("is not under"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,11 @@ const CONTENT: &str = "SELECT count(*), md5(string_agg(format('%s|%s|%s|%s', id,
 #[test]
 fn physical_backup_restores_into_a_data_directory_through_the_cli() {
     let mut s = Sandbox::builder("physical")
-        .target(SandboxTarget::new("app").extra("mode = \"physical\""))
+        .target(
+            SandboxTarget::new("app")
+                .extra("mode = \"physical\"")
+                .extra("restore_data_dirs = [\"/tmp\"]"),
+        )
         .build();
     s.pg.allow_replication();
     load_bulk(&s.pg, "app", "orders", 3000);
