@@ -507,3 +507,89 @@ async fn a_failed_or_incomplete_pg_basebackup_is_refused() {
     bin.wrap("pg_basebackup", "exec \"$REAL\" \"$@\"");
     w.backup("phys").await.expect("the real pg_basebackup");
 }
+
+/// The last step of a restore fails (pg_verifybackup finds a difference) or the job is
+/// cancelled while it runs: everything was extracted and PG_VERSION written by then, and all
+/// of it is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
+    use lifeboat_e2e::wrappers::PgBinDir;
+    let bins = tempfile::tempdir().expect("tempdir");
+    let bin = PgBinDir::new(&bins.path().join("bin"));
+    let w = World::start_with(
+        REPLICATOR,
+        "REPLICATION",
+        true,
+        &format!("pg_bin_dir = {:?}", bin.path().display().to_string()),
+    );
+    w.pg.psql("app", FIXTURE);
+    let rec = w.backup("phys").await.expect("base backup");
+
+    bin.wrap(
+        "pg_verifybackup",
+        "echo 'pg_verifybackup: error: \"base/1/112\" has size 1 on disk but size 8192 in the manifest' >&2; exit 1",
+    );
+    let root = Pg::empty_root();
+    let data = root.path().join("data");
+    let e = format!(
+        "{:#}",
+        w.restore(&rec, Some(&data))
+            .await
+            .expect_err("verify fails")
+    );
+    assert!(
+        e.contains("pg_verifybackup found") && e.contains("base/1/112"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&data).expect("list").count(),
+        0,
+        "left behind"
+    );
+
+    // Cancelled while pg_verifybackup runs.
+    bin.wrap(
+        "pg_verifybackup",
+        "touch \"$HERE/verifying\"; sleep 60; exec \"$REAL\" \"$@\"",
+    );
+    let ctx = w.ctx();
+    let work = RestoreWork {
+        backup: rec.clone(),
+        target: "phys".into(),
+        database: None,
+        clean: false,
+        owners: OwnerPolicy::Auto,
+        include_provider_schemas: false,
+        data_dir: Some(DataDir::parse(data.display().to_string()).expect("dir")),
+    };
+    let cancel = ctx.cancel.clone();
+    let marker = bin.marker("verifying");
+    let running = tokio::spawn(async move { lifeboat_agent::restore::run(&ctx, &work).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg_verifybackup never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        data.join("PG_VERSION").is_file(),
+        "extracted before the check"
+    );
+    cancel.cancel();
+    let e = format!(
+        "{:#}",
+        tokio::time::timeout(std::time::Duration::from_secs(30), running)
+            .await
+            .expect("the cancelled restore ends")
+            .expect("join")
+            .expect_err("cancelled")
+    );
+    assert!(e.contains("cancelled"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&data).expect("list").count(),
+        0,
+        "left behind"
+    );
+}
