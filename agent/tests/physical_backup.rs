@@ -199,9 +199,8 @@ async fn base_backup_restores_into_an_empty_data_directory() {
         )
     );
     // The stored tar carries PostgreSQL's own backup_manifest.
-    let stored = std::fs::read(w.repo_file(&rec.data_key)).expect("data");
-    let tar = zstd::decode_all(&stored[..]).expect("zstd");
-    let names: Vec<String> = tar::Archive::new(&tar[..])
+    let stored = std::fs::File::open(w.repo_file(&rec.data_key)).expect("data");
+    let names: Vec<String> = tar::Archive::new(zstd::Decoder::new(stored).expect("zstd"))
         .entries()
         .expect("entries")
         .map(|e| {
