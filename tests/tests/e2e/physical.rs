@@ -173,3 +173,51 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
         "restored after a rebuild"
     );
 }
+
+/// The same backup and restore through an S3 repository (multipart upload of the tar, ranged
+/// reads back).
+#[test]
+fn physical_backup_restores_through_s3() {
+    let s = Sandbox::builder("physical-s3")
+        .target(
+            SandboxTarget::new("app")
+                .extra("mode = \"physical\"")
+                .extra("restore_data_dirs = [\"/tmp\"]"),
+        )
+        .s3(&[])
+        .build();
+    s.pg.allow_replication();
+    load_bulk(&s.pg, "app", "orders", 3000);
+    let before = s.pg.psql("app", CONTENT);
+    let target = s.target("app");
+    let rec = s.backup_ok("app");
+    let id = find_str(&rec, "backup_id").expect("backup_id");
+    let s3 = s.s3.as_ref().expect("s3");
+    assert!(
+        s3.object_path(&format!("{target}/{id}/data.tar.zst"))
+            .is_file(),
+        "the data object in the bucket"
+    );
+    s.admin
+        .run_json(&["backup", "verify", &id, "--wait"])
+        .assert_ok();
+    let root = Pg::empty_root();
+    let data = root.path().join("data").display().to_string();
+    s.admin
+        .run_json(&[
+            "restore",
+            "--target",
+            &target,
+            &id,
+            "--data-dir",
+            &data,
+            "--wait",
+        ])
+        .assert_ok();
+    let copy = Pg::start_existing(root, s.pg.password());
+    assert_eq!(
+        copy.psql("app", CONTENT),
+        before,
+        "the restored rows differ"
+    );
+}
