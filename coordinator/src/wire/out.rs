@@ -44,6 +44,7 @@ impl From<&Job> for pb::Job {
             report: report_to_pb(&j.report),
             owners: pb::OwnerPolicy::from(restore.options.owners).into(),
             include_provider_schemas: restore.options.include_provider_schemas,
+            data_dir: restore.data_dir,
         }
     }
 }

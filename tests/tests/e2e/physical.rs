@@ -114,6 +114,11 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
         Some(data_arg.as_str()),
         "{job}"
     );
+    assert_eq!(
+        find_str(&job, "data_dir").as_deref(),
+        Some(data_arg.as_str()),
+        "{job}"
+    );
     assert!(data.join("PG_VERSION").is_file(), "{out}");
 
     let copy = Pg::start_existing(root, s.pg.password());
