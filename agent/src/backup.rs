@@ -7,8 +7,10 @@
 //! (`mariadb-dump`/`mysqldump`, its output checked as it flows).
 
 mod mysql;
+mod physical;
 mod postgres;
 pub(crate) use mysql::init_session as init_mysql_session;
+pub(crate) use physical::check_target as check_physical_target;
 
 use std::{io::Read, process::ExitStatus};
 
@@ -17,7 +19,7 @@ use lifeboat_proto::{self as pb, domain::BackupRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Engine, TargetConfig},
+    config::{BackupMode, Engine, TargetConfig},
     job::{JobCtx, rfc3339_ms},
     manifest::{self, Manifest},
     pipeline::{self, Compression, PipelineError},
@@ -77,6 +79,8 @@ pub(crate) struct DumpFacts {
     pub row_counts_kind: &'static str,
     pub row_counts: Vec<manifest::TableRows>,
     pub objects: Option<manifest::DumpObjects>,
+    /// A physical base backup's WAL range and cluster facts.
+    pub physical: Option<manifest::PhysicalInfo>,
 }
 
 pub async fn run(ctx: &JobCtx, spec: &BackupWork) -> Result<BackupRecord> {
@@ -95,9 +99,15 @@ pub async fn run(ctx: &JobCtx, spec: &BackupWork) -> Result<BackupRecord> {
         repo: &repo,
         started_at_ms,
     };
-    match target.engine {
-        Engine::Postgres => take(ctx, &at, postgres::PgDump::preflight(target).await?).await,
-        Engine::Mysql => take(ctx, &at, mysql::MyDump::preflight(target).await?).await,
+    match (target.engine, target.mode) {
+        (Engine::Postgres, BackupMode::Physical) => {
+            take(ctx, &at, physical::PgBaseBackup::preflight(target).await?).await
+        }
+        (Engine::Postgres, BackupMode::Logical) => {
+            take(ctx, &at, postgres::PgDump::preflight(target).await?).await
+        }
+        // The configuration refuses mode = "physical" on MySQL targets.
+        (Engine::Mysql, _) => take(ctx, &at, mysql::MyDump::preflight(target).await?).await,
     }
 }
 
@@ -275,7 +285,7 @@ async fn finish(
     let config = &ctx.config;
     let finished_at_ms = lifeboat_common::time::now_ms();
     let m = Manifest {
-        schema_version: manifest::SCHEMA_VERSION,
+        schema_version: Manifest::version_for(d.facts.physical.is_some()),
         backup_id: spec.backup_id.to_string(),
         environment: config.environment.clone(),
         target: target.name.clone(),
@@ -305,6 +315,7 @@ async fn finish(
         row_counts: d.facts.row_counts,
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         objects: d.facts.objects,
+        physical: d.facts.physical,
     };
     // The record the coordinator will check, checked before the manifest makes this a
     // backup: a backup the catalog cannot take is not left behind in the repository.

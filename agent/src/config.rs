@@ -88,6 +88,8 @@ struct FileTarget {
     replaceable_databases: Option<Vec<String>>,
     #[serde(default)]
     mode: Option<String>,
+    #[serde(default)]
+    restore_data_dirs: Option<Vec<PathBuf>>,
 }
 
 fn default_level() -> i32 {
@@ -187,6 +189,10 @@ pub struct TargetConfig {
     pub replaceable_databases: Vec<String>,
     /// What a backup of this target is (`mode`, default logical).
     pub mode: BackupMode,
+    /// The directories under which physical backups may be restored into a data directory
+    /// through this target (`restore --data-dir`); empty: none. The agent's own last line of
+    /// defence, whatever the coordinator asks.
+    pub restore_data_dirs: Vec<PathBuf>,
 }
 
 /// Which database engine a target runs: the domain's own.
@@ -442,6 +448,20 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         };
         let mode =
             validate_mode(t.mode.as_deref(), engine, profile).map_err(|m| e(&key("mode"), m))?;
+        let restore_data_dirs = match (engine, t.restore_data_dirs) {
+            (_, None) => Vec::new(),
+            (Engine::Mysql, Some(_)) => {
+                return Err(e(
+                    &key("restore_data_dirs"),
+                    "applies to engine = \"postgres\" targets only (physical restores)".into(),
+                ));
+            }
+            (Engine::Postgres, Some(dirs)) => dirs
+                .into_iter()
+                .map(|d| validate_restore_dir(&d))
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|m| e(&key("restore_data_dirs"), m))?,
+        };
         let tc = TargetConfig {
             name: t.name.clone(),
             engine,
@@ -461,6 +481,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             allow_clean_restore: t.allow_clean_restore,
             replaceable_databases,
             mode,
+            restore_data_dirs,
         };
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(
@@ -487,6 +508,28 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         targets,
         wal,
     })
+}
+
+/// One of `restore_data_dirs`: an absolute directory other than `/`, without `.` or `..`.
+fn validate_restore_dir(d: &Path) -> Result<PathBuf, String> {
+    use std::path::Component;
+    if !d.is_absolute() {
+        return Err(format!(
+            "{} is not an absolute path; name the directory from /",
+            d.display()
+        ));
+    }
+    if d.components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(format!("{} contains . or ..", d.display()));
+    }
+    if !d.components().any(|c| matches!(c, Component::Normal(_))) {
+        return Err(
+            "/ would let restores write anywhere; name the directories data directories may be restored under, e.g. \"/srv/pg\"".into(),
+        );
+    }
+    Ok(d.to_owned())
 }
 
 /// A target's `mode`: physical base backups need a replication connection to a self-hosted

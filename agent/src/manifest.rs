@@ -3,10 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The manifest format this agent writes. 2 added `objects`; version 1 manifests (no
-/// `objects`) are read as well. A newer version is refused with "upgrade", before its fields
-/// are looked at.
-pub const SCHEMA_VERSION: u32 = 2;
+/// The newest manifest format this agent reads and writes. 2 added `objects`, 3 `physical`;
+/// version 1 manifests (no `objects`) are read as well. A newer version is refused with
+/// "upgrade", before its fields are looked at. A manifest is written with the oldest version
+/// that holds it ([`Manifest::version_for`]), so older agents still read logical backups.
+pub const SCHEMA_VERSION: u32 = 3;
+/// The version of manifests without a `physical` section.
+pub const LOGICAL_SCHEMA_VERSION: u32 = 2;
 /// The oldest format this agent reads.
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 /// A manifest larger than this is not one lifeboat wrote (it is refused, not read whole).
@@ -51,6 +54,39 @@ pub struct Manifest {
     /// extensions, reserved schemas). Absent from manifests of older lifeboat versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<DumpObjects>,
+    /// A physical base backup's WAL range and cluster facts (schema version 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<PhysicalInfo>,
+}
+
+/// What a physical base backup is, for its restore (and, later, the WAL it needs for
+/// point-in-time recovery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhysicalInfo {
+    /// `0/2000028`: where replay must start (the backup's checkpoint redo point).
+    pub start_lsn: String,
+    /// Where the backup ends: replay must reach it for the copy to be consistent.
+    pub stop_lsn: String,
+    pub timeline: u32,
+    /// Whether the cluster has data checksums (`data_checksums`).
+    pub data_checksums: bool,
+    /// `fetch`: the WAL from start to stop is inside the archive, so the backup restores on
+    /// its own.
+    pub wal: String,
+    /// PostgreSQL's own `backup_manifest` is inside the archive (`pg_verifybackup` reads it).
+    pub backup_manifest: bool,
+}
+
+impl Manifest {
+    /// The schema version a manifest is written with: the oldest that holds its sections.
+    pub fn version_for(physical: bool) -> u32 {
+        if physical {
+            SCHEMA_VERSION
+        } else {
+            LOGICAL_SCHEMA_VERSION
+        }
+    }
 }
 
 /// The schemas, extensions and roles a dump refers to.
@@ -185,6 +221,7 @@ mod tests {
             }],
             lifeboat_version: "0.1.0".into(),
             objects: None,
+            physical: None,
         }
     }
 
@@ -213,7 +250,7 @@ mod tests {
         let e = Manifest::from_json(&m.to_json()).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // A newer version is refused for its version, not for fields this agent does not know.
-        let newer = br#"{"schema_version": 3, "something_new": true}"#;
+        let newer = br#"{"schema_version": 4, "something_new": true}"#;
         let e = Manifest::from_json(newer).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // Version 1 (no objects) is still read.
@@ -221,5 +258,32 @@ mod tests {
         old.schema_version = 1;
         assert_eq!(Manifest::from_json(&old.to_json()).expect("version 1"), old);
         assert!(Manifest::from_json(b"{not json").is_err());
+    }
+
+    #[test]
+    fn physical_manifests_are_version_3_and_logical_ones_stay_2() {
+        assert_eq!(
+            Manifest::version_for(false),
+            2,
+            "older agents read logical backups"
+        );
+        assert_eq!(Manifest::version_for(true), 3);
+        let mut m = sample();
+        m.schema_version = Manifest::version_for(true);
+        m.format = "pg_basebackup-tar".into();
+        m.row_counts_kind = "none".into();
+        m.row_counts.clear();
+        m.physical = Some(PhysicalInfo {
+            start_lsn: "0/2000028".into(),
+            stop_lsn: "0/2000100".into(),
+            timeline: 1,
+            data_checksums: true,
+            wal: "fetch".into(),
+            backup_manifest: true,
+        });
+        let json = String::from_utf8(m.to_json()).expect("utf-8");
+        assert!(json.contains("\"start_lsn\": \"0/2000028\""), "{json}");
+        assert_eq!(Manifest::from_json(json.as_bytes()).expect("parse"), m);
+        assert!(!String::from_utf8_lossy(&sample().to_json()).contains("physical"));
     }
 }

@@ -9,11 +9,12 @@
 //! plan check everything they can (the backup, the destination server, tools, names, roles,
 //! extensions) and record it in the job's report; `restore --dry-run` stops there.
 
+mod datadir;
 mod mysql;
 mod postgres;
 
 use anyhow::{Context, Result, bail};
-use lifeboat_proto::domain::{BackupRecord, Restored, RowCount};
+use lifeboat_proto::domain::{BackupRecord, DataDir, Restored, RowCount};
 
 use crate::{
     config::{Engine, TargetConfig},
@@ -21,7 +22,10 @@ use crate::{
     manifest::{Manifest, TableRows},
     pipeline::{Digest, Expected, PipelineError},
     provider::Provider,
-    repo::{self, MANIFEST_FILE, PG_DATA_FILE, Repository, backup_dir_key, body::StreamReader},
+    repo::{
+        self, MANIFEST_FILE, PG_BASE_DATA_FILE, PG_DATA_FILE, Repository, backup_dir_key,
+        body::StreamReader,
+    },
     swap_journal::{Journal, test_pause},
     work::RestoreWork,
 };
@@ -47,6 +51,7 @@ pub fn locate(ctx: &JobCtx, rec: &BackupRecord) -> Result<Located> {
     }
     let dir_key = backup_dir_key(rec.target.env(), rec.target.name(), rec.backup_id.as_str());
     let data_file = match rec.engine {
+        Engine::Postgres if rec.is_physical() => PG_BASE_DATA_FILE,
         Engine::Postgres => PG_DATA_FILE,
         Engine::Mysql => crate::engine::mysql::DATA_FILE,
     };
@@ -321,6 +326,9 @@ pub(crate) trait Restore {
 }
 
 pub async fn run(ctx: &JobCtx, spec: &RestoreWork) -> Result<Restored> {
+    if let Some(dir) = destination_kind(spec)? {
+        return datadir::run(ctx, spec, dir).await;
+    }
     let prepared = prepare(ctx, spec).await?;
     ctx.report.bail_on_errors("restore refused")?;
     let p = prepared.context("restore could not be prepared")?;
@@ -334,6 +342,9 @@ pub async fn run(ctx: &JobCtx, spec: &RestoreWork) -> Result<Restored> {
 /// report. Reads the repository and the destination server; writes nothing anywhere. Fails
 /// (with the report) when the restore would be refused.
 pub async fn dry_run(ctx: &JobCtx, spec: &RestoreWork) -> Result<()> {
+    if let Some(dir) = destination_kind(spec)? {
+        return datadir::dry_run(ctx, spec, dir).await;
+    }
     if let Some(p) = prepare(ctx, spec).await? {
         match p.target.engine {
             Engine::Postgres => {
@@ -343,6 +354,26 @@ pub async fn dry_run(ctx: &JobCtx, spec: &RestoreWork) -> Result<()> {
         }
     }
     ctx.report.bail_on_errors("the restore would fail")
+}
+
+/// Where the backup goes by its kind: a physical base backup into a data directory (its
+/// `Some`), a logical dump into a database (`None`); the other pairings are refused naming the
+/// flag to use.
+fn destination_kind(spec: &RestoreWork) -> Result<Option<&DataDir>> {
+    let rec = &spec.backup;
+    match (rec.is_physical(), &spec.data_dir) {
+        (true, Some(dir)) => Ok(Some(dir)),
+        (false, None) => Ok(None),
+        (true, None) => bail!(
+            "backup {} is a physical base backup of a whole PostgreSQL cluster; restore it into an empty directory with --data-dir /path/to/dir",
+            rec.backup_id
+        ),
+        (false, Some(_)) => bail!(
+            "backup {} is a logical dump ({}); it is restored into a database: leave out --data-dir",
+            rec.backup_id,
+            rec.format
+        ),
+    }
 }
 
 /// The dry run: the checks and the steps, nothing written.
@@ -432,6 +463,7 @@ fn restored(ctx: &JobCtx, p: &Prepared<'_>, database: String, counts: Vec<TableR
     );
     Restored {
         database,
+        data_dir: None,
         row_counts: counts
             .into_iter()
             .map(|r| RowCount {
@@ -637,6 +669,7 @@ mod tests {
             allow_clean_restore: false,
             replaceable_databases: vec!["app".into()],
             mode: crate::config::BackupMode::Logical,
+            restore_data_dirs: Vec::new(),
         }
     }
 

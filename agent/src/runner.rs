@@ -372,10 +372,17 @@ fn locks(job: &Job) -> Vec<Lock> {
         Work::Backup(b) => vec![Lock::exclusive(format!("target {}", b.target))],
         // A restore reads its backup until the end: a delete of it on this agent must wait,
         // even when the coordinator has given up on the restore (lease expired).
-        Work::Restore(r) => vec![
-            Lock::exclusive(format!("target {}", r.target)),
-            Lock::shared(format!("backup {}", backup())),
-        ],
+        // A data directory is written by one restore at a time, whatever its target.
+        Work::Restore(r) => {
+            let mut locks = vec![
+                Lock::exclusive(format!("target {}", r.target)),
+                Lock::shared(format!("backup {}", backup())),
+            ];
+            if let Some(dir) = &r.data_dir {
+                locks.push(Lock::exclusive(format!("data directory {dir}")));
+            }
+            locks
+        }
         Work::Verify(_) => vec![
             Lock::shared(format!("backup {}", backup())),
             Lock::exclusive(format!("verify {}", backup())),

@@ -7,7 +7,7 @@
 use lifeboat_common::ids::{BackupId, JobId};
 use lifeboat_proto::{
     self as pb,
-    domain::{BackupRecord, JobKind, OwnerPolicy, Pin, RecordError},
+    domain::{BackupRecord, DataDir, JobKind, OwnerPolicy, Pin, RecordError},
 };
 
 /// A job from the coordinator, checked.
@@ -59,6 +59,8 @@ pub struct RestoreWork {
     pub owners: OwnerPolicy,
     /// Restore the source provider's own schemas too.
     pub include_provider_schemas: bool,
+    /// A physical base backup: the empty directory it is restored into (`--data-dir`).
+    pub data_dir: Option<DataDir>,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -86,6 +88,8 @@ pub enum RefusedSpec {
     BadPin(RecordError),
     #[error("restore job with an unknown owner policy value {0}; upgrade lifeboat-agent")]
     BadOwners(i32),
+    #[error("restore job with an invalid data directory: {0}")]
+    BadDataDir(RecordError),
 }
 
 /// The backup record a job of kind `what` must carry, checked.
@@ -105,6 +109,11 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
             clean: r.clean,
             owners: OwnerPolicy::from_wire(r.owners).ok_or(RefusedSpec::BadOwners(r.owners))?,
             include_provider_schemas: r.include_provider_schemas,
+            data_dir: Some(r.data_dir)
+                .filter(|d| !d.is_empty())
+                .map(DataDir::parse)
+                .transpose()
+                .map_err(RefusedSpec::BadDataDir)?,
         })
     }
 }
@@ -302,6 +311,7 @@ mod tests {
             clean: false,
             owners,
             include_provider_schemas: false,
+            data_dir: String::new(),
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),
@@ -333,5 +343,18 @@ mod tests {
         let e = Job::try_from(spec(Some(Spec::Restore(restore(wire_record(), 9)))))
             .expect_err("unknown owner policy");
         assert_eq!(e, RefusedSpec::BadOwners(9));
+        let mut into_dir = restore(wire_record(), 0);
+        into_dir.data_dir = "/srv/pg/../etc".into();
+        let e = Job::try_from(spec(Some(Spec::Restore(into_dir.clone())))).expect_err("a ..");
+        assert!(matches!(e, RefusedSpec::BadDataDir(_)), "{e}");
+        into_dir.data_dir = "/srv/pg/recovered".into();
+        let job = Job::try_from(spec(Some(Spec::Restore(into_dir)))).expect("a data dir");
+        let Work::Restore(r) = &job.work else {
+            panic!("a restore, got {:?}", job.work);
+        };
+        assert_eq!(
+            r.data_dir.as_ref().map(DataDir::as_str),
+            Some("/srv/pg/recovered")
+        );
     }
 }

@@ -51,6 +51,9 @@ pub struct RestoreParams {
     /// Replace an existing database (`--clean`).
     pub clean: bool,
     pub options: RestoreOptions,
+    /// A physical backup: the empty directory on the agent's host it is restored into
+    /// (checked by [`crate::wire::restore_data_dir`]); empty for a logical backup.
+    pub data_dir: String,
 }
 
 /// An agent as the catalog knows it.

@@ -387,12 +387,17 @@ pub struct BackupVerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Backup id to restore, e.g. 20261127T233000Z-7f3a9c
-    #[arg(value_parser = parse_backup_id)]
-    pub id: String,
+    /// Backup id to restore, e.g. 20261127T233000Z-7f3a9c (default, with --target: the newest
+    /// backup of that target of the kind asked for: physical with --data-dir, else logical)
+    #[arg(value_parser = parse_backup_id, required_unless_present = "to")]
+    pub id: Option<String>,
     /// Target to restore into, ENV/NAME (default: the backup's own target)
-    #[arg(long, value_name = "TARGET", value_parser = parse_target)]
+    #[arg(long, visible_alias = "target", value_name = "TARGET", value_parser = parse_target)]
     pub to: Option<TargetName>,
+    /// A physical base backup: the empty directory on the destination agent's host to
+    /// restore the cluster into (absolute path). Logical backups are restored into a database
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["database", "clean"])]
+    pub data_dir: Option<String>,
     /// Database to create (default: the agent picks a new name)
     #[arg(long, value_name = "NAME", value_parser = parse_database)]
     pub database: Option<String>,

@@ -260,6 +260,8 @@ pub struct JobView {
     /// Restore and its dry run: whose objects are kept (`auto`, `keep`, `drop`).
     pub owners: &'static str,
     pub include_provider_schemas: bool,
+    /// A physical restore: the data directory on the agent's host.
+    pub data_dir: Option<String>,
     /// What the agent found (checks, dry runs, restores); `null` when nothing.
     pub report: Option<ReportView>,
 }
@@ -295,6 +297,7 @@ impl From<&pb::Job> for JobView {
             clean: j.clean,
             owners: owners_word(j.owners),
             include_provider_schemas: j.include_provider_schemas,
+            data_dir: non_empty(&j.data_dir),
             report: j.report.as_ref().map(ReportView::from),
         }
     }
@@ -370,7 +373,9 @@ impl Render for JobView {
             pairs.push(("raw bytes", human_size(p.raw_bytes)));
             pairs.push(("stored bytes", human_size(p.stored_bytes)));
         }
-        if self.kind == "restore" || (self.kind == "check" && self.backup_id.is_some()) {
+        if let Some(dir) = &self.data_dir {
+            pairs.push(("data directory", dir.clone()));
+        } else if self.kind == "restore" || (self.kind == "check" && self.backup_id.is_some()) {
             pairs.push(("database", opt(&self.database)));
             pairs.push(("clean", yes_no(self.clean)));
             pairs.push(("owners", self.owners.to_owned()));
@@ -606,7 +611,11 @@ impl Render for BackupView {
             ),
         ]);
         s.push('\n');
-        if self.row_counts.is_empty() {
+        if self.format.as_deref() == Some(lifeboat_proto::domain::PG_BASEBACKUP_FORMAT) {
+            s.push_str(
+                "row counts: none (a physical base backup of the whole cluster; restore it with --data-dir)\n",
+            );
+        } else if self.row_counts.is_empty() {
             s.push_str("row counts: none recorded\n");
         } else {
             let mut t = output::Table::new(&["SCHEMA", "TABLE", "ROWS"]);

@@ -127,10 +127,12 @@ fn job_json_shape() {
             "clean",
             "owners",
             "include_provider_schemas",
+            "data_dir",
             "report",
         ])
     );
     assert_eq!(v["report"], Value::Null);
+    assert_eq!(v["data_dir"], Value::Null, "not a physical restore");
     assert_eq!(v["owners"], "auto");
     assert_eq!(v["kind"], "backup");
     assert_eq!(v["state"], "running");

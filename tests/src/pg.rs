@@ -156,43 +156,7 @@ impl Pg {
             stopped: true,
             also_listen: None,
         };
-        // A free port can be taken between our probe and the server's bind: retry.
-        let mut last = String::new();
-        for _ in 0..5 {
-            pg.port = free_port();
-            let opts = pg.server_options();
-            let log = pg.root.join("postgres.log");
-            let out = run_as_postgres(
-                &pg.root,
-                "pg_ctl",
-                &[
-                    "-D",
-                    data.to_str().expect("utf-8 path"),
-                    "-l",
-                    log.to_str().expect("utf-8 path"),
-                    "-w",
-                    "-t",
-                    "120",
-                    "-o",
-                    &opts,
-                    "start",
-                ],
-            );
-            if out.status.success() {
-                pg.stopped = false;
-                break;
-            }
-            last = format!(
-                "{}{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            if !last.contains("could not bind") && !last.contains("already in use") {
-                break;
-            }
-        }
-        assert!(!pg.stopped, "pg_ctl start failed:\n{last}");
+        pg.launch();
 
         // The password goes through stdin, never argv (X37 scans every command line).
         let sql = format!(
@@ -216,6 +180,104 @@ impl Pg {
         );
         check("create role", &out);
         pg
+    }
+
+    /// A directory for a data directory made by someone else (a physical restore): `ROOT`
+    /// owned by the `postgres` OS user, with `ROOT/sock` and an empty `ROOT/data` (mode 0700,
+    /// owned by `postgres`). Start a server on it with [`Pg::start_existing`].
+    pub fn empty_root() -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-pg-restored-")
+            .tempdir_in("/tmp")
+            .expect("create PostgreSQL dir");
+        std::fs::create_dir(dir.path().join("sock")).expect("create socket dir");
+        std::fs::create_dir(dir.path().join("data")).expect("create data dir");
+        std::fs::set_permissions(
+            dir.path().join("data"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .expect("chmod data dir");
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .expect("run chown");
+        assert!(
+            chown.success(),
+            "chown {} to postgres",
+            dir.path().display()
+        );
+        dir
+    }
+
+    /// Starts a server on `ROOT/data` of a root from [`Pg::empty_root`] that something else
+    /// filled (a restored base backup), on a free port. Its `lifeboat` role keeps the
+    /// password it had on the source (`password`).
+    pub fn start_existing(dir: tempfile::TempDir, password: &str) -> Pg {
+        let root = dir.path().to_owned();
+        let mut pg = Pg {
+            dir: Some(dir),
+            root,
+            port: 0,
+            password: password.to_owned(),
+            stopped: true,
+            also_listen: None,
+        };
+        pg.launch();
+        pg
+    }
+
+    /// Lets password logins open replication connections (pg_basebackup) from loopback and
+    /// reloads the configuration.
+    pub fn allow_replication(&self) {
+        let hba = self.root.join("data").join("pg_hba.conf");
+        let mut text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        text.push_str("host replication all 127.0.0.1/32 scram-sha-256\n");
+        std::fs::write(&hba, text).expect("write pg_hba.conf");
+        self.psql("postgres", "SELECT pg_reload_conf();");
+    }
+
+    /// `pg_ctl start` on `ROOT/data` with this instance's options, on a free port (retried
+    /// when another process takes it first).
+    fn launch(&mut self) {
+        let data = self.root.join("data");
+        // A free port can be taken between our probe and the server's bind: retry.
+        let mut last = String::new();
+        for _ in 0..5 {
+            self.port = free_port();
+            let opts = self.server_options();
+            let log = self.root.join("postgres.log");
+            let out = run_as_postgres(
+                &self.root,
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().expect("utf-8 path"),
+                    "-l",
+                    log.to_str().expect("utf-8 path"),
+                    "-w",
+                    "-t",
+                    "120",
+                    "-o",
+                    &opts,
+                    "start",
+                ],
+            );
+            if out.status.success() {
+                self.stopped = false;
+                break;
+            }
+            last = format!(
+                "{}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            if !last.contains("could not bind") && !last.contains("already in use") {
+                break;
+            }
+        }
+        assert!(!self.stopped, "pg_ctl start failed:\n{last}");
     }
 
     pub fn port(&self) -> u16 {

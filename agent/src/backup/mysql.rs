@@ -205,6 +205,7 @@ impl Dump for MyDump<'_> {
             row_counts_kind: row_counts_kind.as_str(),
             row_counts,
             objects: self.objects,
+            physical: None,
         })
     }
 }

@@ -182,6 +182,7 @@ impl Dump for PgDump<'_> {
             },
             row_counts: self.counts.and_then(Result::ok).unwrap_or_default(),
             objects: self.objects,
+            physical: None,
         })
     }
 }

@@ -4,7 +4,11 @@ use lifeboat_common::secret::Secret;
 use sqlx::postgres::PgConnection;
 
 use super::size_finding;
-use crate::{config::TargetConfig, engine::postgres as pg, job::JobCtx};
+use crate::{
+    config::{BackupMode, TargetConfig},
+    engine::postgres as pg,
+    job::JobCtx,
+};
 
 /// Unreadable objects named in a finding.
 const SHOWN: usize = 10;
@@ -26,6 +30,12 @@ pub(super) async fn check(ctx: &JobCtx, target: &TargetConfig, password: Option<
     };
     report.ok("server", format!("PostgreSQL {}", facts.version));
     standby(ctx, &mut conn).await;
+    if target.mode == BackupMode::Physical {
+        crate::backup::check_physical_target(ctx, target, &mut conn, &facts).await;
+        size_finding(ctx, facts.size_bytes);
+        let _ = sqlx::Connection::close(conn).await;
+        return;
+    }
 
     let pg_dump = pg::tool(target, "pg_dump", facts.major);
     let dump_ok = match pg::tool_version(&pg_dump).await {

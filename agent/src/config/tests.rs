@@ -507,3 +507,36 @@ fn physical_mode_is_for_self_hosted_postgres_only() {
         );
     }
 }
+
+#[test]
+fn restore_data_dirs_are_absolute_directories() {
+    let f = Fixture::new();
+    let c = f.parse("", "").expect("valid");
+    assert!(
+        c.targets["orders"].restore_data_dirs.is_empty(),
+        "none by default"
+    );
+    let c = f
+        .parse(
+            "",
+            "restore_data_dirs = [\"/srv/pg\", \"/var/lib/postgresql/restored\"]",
+        )
+        .expect("valid");
+    assert_eq!(
+        c.targets["orders"].restore_data_dirs,
+        [
+            std::path::PathBuf::from("/srv/pg"),
+            "/var/lib/postgresql/restored".into()
+        ]
+    );
+    refused("", "restore_data_dirs = [\"srv/pg\"]", "absolute");
+    refused("", "restore_data_dirs = [\"/srv/../etc\"]", "..");
+    refused("", "restore_data_dirs = [\"/\"]", "write anywhere");
+    let e = refusal(f.parse_engine(
+        "",
+        "mysql",
+        "mysql://u@h/db",
+        "restore_data_dirs = [\"/srv\"]",
+    ));
+    assert!(e.contains("target[0].restore_data_dirs"), "{e}");
+}

@@ -32,6 +32,8 @@ use crate::config::{Config, RepositoryConfig};
 
 /// Name of the data file of a PostgreSQL custom-format backup.
 pub const PG_DATA_FILE: &str = "data.pgdump.zst";
+/// A physical base backup's data object: `pg_basebackup`'s tar, compressed.
+pub const PG_BASE_DATA_FILE: &str = "data.tar.zst";
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// What a repository knows about one stored object.

@@ -16,7 +16,7 @@ macro_rules! job_columns {
         "id, kind, state, target, agent, backup_id, requested_by, created_at_ms, \
          dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
-         include_provider_schemas, report"
+         include_provider_schemas, report, data_dir"
     };
 }
 
@@ -249,8 +249,8 @@ fn insert_job_query(
 ) -> sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
-         created_at_ms, database_name, clean, owners, include_provider_schemas) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -272,6 +272,7 @@ fn insert_job_query(
             .as_ref()
             .is_some_and(|r| r.options.include_provider_schemas),
     )
+    .bind(job.restore.as_ref().map_or("", |r| r.data_dir.as_str()))
 }
 
 /// Creates a queued job inside a transaction.
@@ -411,6 +412,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                 owners: parse_enum("jobs.owners", &owners, OwnerPolicy::parse)?,
                 include_provider_schemas: row.try_get("include_provider_schemas")?,
             },
+            data_dir: row.try_get("data_dir")?,
         }),
         report: report_from_json(&report)?,
     })

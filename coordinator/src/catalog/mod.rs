@@ -117,6 +117,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0005_rebuilt_backups.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            "restore data dir".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0006_restore_data_dir.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

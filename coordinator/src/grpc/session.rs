@@ -495,13 +495,24 @@ impl Session {
                 }
                 Ok(done)
             }
-            (JobKind::Restore, Some(JobOutput::Restore(Restored { database, .. }))) => {
-                if database.is_empty() {
-                    return Err(mismatch("no restored database name"));
-                }
+            (
+                JobKind::Restore,
+                Some(JobOutput::Restore(Restored {
+                    database, data_dir, ..
+                })),
+            ) => {
                 let mut f = finish(JobState::Succeeded, String::new());
-                f.detail.clone_from(&database);
-                f.database = Some(database);
+                match data_dir {
+                    // A physical backup restored into a data directory.
+                    Some(dir) if database.is_empty() => f.detail = dir.to_string(),
+                    _ if database.is_empty() => {
+                        return Err(mismatch("no restored database name"));
+                    }
+                    _ => {
+                        f.detail.clone_from(&database);
+                        f.database = Some(database);
+                    }
+                }
                 Ok(catalog.finish_job(&job.id, &f).await?)
             }
             (JobKind::Verify, Some(JobOutput::Verify(Verified { status, detail, .. }))) => {

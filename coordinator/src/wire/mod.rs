@@ -6,7 +6,8 @@ use lifeboat_common::{ids::validate_id, names::validate_simple};
 pub use lifeboat_proto::domain::bounded_text;
 use lifeboat_proto::{
     domain::{
-        Deleted, JobOutput, Listed, Restored, Verified, non_negative, row_counts, short_text,
+        DataDir, Deleted, JobOutput, Listed, Restored, Verified, non_negative, row_counts,
+        short_text,
     },
     v1 as pb,
 };
@@ -301,8 +302,14 @@ impl TryFrom<pb::JobResult> for JobResult {
                 if !rr.database.is_empty() {
                     lifeboat_common::names::validate_database(&rr.database)?;
                 }
+                let data_dir = Some(rr.data_dir)
+                    .filter(|d| !d.is_empty())
+                    .map(DataDir::parse)
+                    .transpose()
+                    .map_err(|e| invalid(e.0))?;
                 Some(JobOutput::Restore(Restored {
                     database: rr.database,
+                    data_dir,
                     row_counts: row_counts(rr.row_counts)?,
                     raw_bytes: non_negative("raw_bytes", rr.raw_bytes)?,
                 }))
@@ -427,6 +434,32 @@ fn listed_pin(p: pb::BackupPin) -> Result<Pin, Error> {
         pinned_at_ms: p.pinned_at_ms,
         reason: pin_reason(&p.reason)?,
     })
+}
+
+/// Where a restore goes, by the kind of backup: a physical base backup into an empty data
+/// directory (`--data-dir`, an absolute path), a logical dump into a database. Returns the
+/// data directory, empty for a logical restore.
+pub fn restore_data_dir(backup: &Backup, req: &pb::RestoreRequest) -> Result<String, Error> {
+    match (backup.is_physical(), req.data_dir.is_empty()) {
+        (true, true) => Err(invalid(format!(
+            "backup {} is a physical base backup of a whole PostgreSQL cluster; restore it into an empty directory with --data-dir /path/to/dir",
+            backup.backup_id
+        ))),
+        (false, false) => Err(invalid(format!(
+            "backup {} is a logical dump ({}); it is restored into a database: leave out --data-dir (use --database NAME to name the database)",
+            backup.backup_id, backup.format
+        ))),
+        (false, true) => Ok(String::new()),
+        (true, false) => {
+            if !req.database.is_empty() || req.clean {
+                return Err(invalid(
+                    "--database and --clean apply to logical restores; a physical backup is restored into --data-dir only".into(),
+                ));
+            }
+            let dir = DataDir::parse(req.data_dir.clone()).map_err(|e| invalid(e.0))?;
+            Ok(dir.as_str().to_owned())
+        }
+    }
 }
 
 /// A restore's options from an operator request.

@@ -44,6 +44,7 @@ impl From<&Job> for pb::Job {
             report: report_to_pb(&j.report),
             owners: pb::OwnerPolicy::from(restore.options.owners).into(),
             include_provider_schemas: restore.options.include_provider_schemas,
+            data_dir: restore.data_dir,
         }
     }
 }
@@ -151,6 +152,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         clean: params.clean,
         owners: pb::OwnerPolicy::from(params.options.owners).into(),
         include_provider_schemas: params.options.include_provider_schemas,
+        data_dir: params.data_dir.clone(),
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {

@@ -328,3 +328,75 @@ fn a_bad_pin_marker_is_left_out_of_a_listing() {
         other => panic!("not a listing: {other:?}"),
     }
 }
+
+#[test]
+fn a_restore_goes_where_its_backup_kind_goes() {
+    let logical = Backup::try_from(record()).expect("logical");
+    let mut wire = record();
+    wire.format = lifeboat_proto::domain::PG_BASEBACKUP_FORMAT.into();
+    wire.data_key = format!("prod/orders/{ID}/data.tar.zst");
+    let physical = Backup::try_from(wire).expect("physical");
+    let req = |data_dir: &str, database: &str, clean: bool| pb::RestoreRequest {
+        backup_id: ID.into(),
+        data_dir: data_dir.into(),
+        database: database.into(),
+        clean,
+        ..Default::default()
+    };
+    assert_eq!(
+        restore_data_dir(&logical, &req("", "", false)).expect("db"),
+        ""
+    );
+    assert_eq!(
+        restore_data_dir(&physical, &req("/srv/pg/new/", "", false)).expect("dir"),
+        "/srv/pg/new"
+    );
+    for (b, r, needle) in [
+        (&physical, req("", "", false), "--data-dir /path"),
+        (
+            &logical,
+            req("/srv/pg/new", "", false),
+            "leave out --data-dir",
+        ),
+        (&physical, req("srv/pg", "", false), "absolute"),
+        (&physical, req("/srv/../etc", "", false), ".."),
+        (
+            &physical,
+            req("/srv/pg/new", "orders", false),
+            "--database and --clean",
+        ),
+        (
+            &physical,
+            req("/srv/pg/new", "", true),
+            "--database and --clean",
+        ),
+    ] {
+        let e = restore_data_dir(b, &r).expect_err(needle).to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}
+
+#[test]
+fn a_restore_result_names_a_database_or_a_data_directory() {
+    let restored = |database: &str, data_dir: &str| {
+        JobResult::try_from(pb::JobResult {
+            job_id: ID.into(),
+            state: pb::JobState::Succeeded.into(),
+            result: Some(pb::job_result::Result::Restore(pb::RestoreResult {
+                database: database.into(),
+                data_dir: data_dir.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+    };
+    let r = restored("", "/srv/pg/new").expect("a data dir");
+    let Some(JobOutput::Restore(r)) = r.payload else {
+        panic!("no restore")
+    };
+    assert_eq!(
+        r.data_dir.as_ref().map(DataDir::as_str),
+        Some("/srv/pg/new")
+    );
+    restored("", "relative").expect_err("a relative data dir");
+}

@@ -257,6 +257,7 @@ async fn restore_checks_engine_and_database_and_reports_the_restored_database() 
                 database: "users_restored".into(),
                 row_counts: vec![],
                 raw_bytes: 4096,
+                data_dir: String::new(),
             })),
         ))
         .await;

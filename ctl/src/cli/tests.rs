@@ -309,3 +309,48 @@ fn san_values() {
     assert!(parse_san("a..b").is_err());
     assert!(parse_san("a_b.com").is_err());
 }
+
+#[test]
+fn restore_into_a_data_directory() {
+    let cli = parse(&[
+        "restore",
+        "--target",
+        "prod/orders",
+        "--data-dir",
+        "/srv/pg/recovered",
+        "--wait",
+    ])
+    .expect("valid");
+    let Command::Restore(args) = cli.command else {
+        panic!("wrong command: {cli:?}");
+    };
+    assert_eq!(args.id, None, "the newest backup of the target");
+    assert_eq!(
+        args.to.map(|t| t.to_string()).as_deref(),
+        Some("prod/orders")
+    );
+    assert_eq!(args.data_dir.as_deref(), Some("/srv/pg/recovered"));
+    let cli = parse(&[
+        "restore",
+        "20261127T233000Z-7f3a9c",
+        "--to",
+        "prod/orders",
+        "--data-dir",
+        "/srv/pg/recovered",
+    ])
+    .expect("an id and --to");
+    let Command::Restore(args) = cli.command else {
+        panic!("wrong command: {cli:?}");
+    };
+    assert_eq!(args.id.as_deref(), Some("20261127T233000Z-7f3a9c"));
+    // Neither an id nor a target; a data directory with database options.
+    parse_err(&["restore", "--data-dir", "/srv/pg/recovered"]);
+    parse_err(&[
+        "restore",
+        "20261127T233000Z-7f3a9c",
+        "--data-dir",
+        "/srv/pg/recovered",
+        "--database",
+        "orders",
+    ]);
+}

@@ -71,7 +71,7 @@ async fn show(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> 
             |mut c| async move { c.get_backup(req).await },
         )
         .await?;
-    output::emit(out, global.output, &PinView(BackupView::from(&backup)))
+    output::emit(out, global.output, &BackupView::from(&backup))
 }
 
 async fn verify(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {

@@ -1,22 +1,59 @@
-//! `lifeboat restore ID [--to TARGET] [--database NAME] [--clean] [--owners auto|keep|drop]
-//! [--include-provider-schemas] [--dry-run] [--wait]`.
+//! `lifeboat restore [ID] [--to|--target TARGET] [--database NAME] [--clean] [--owners auto|keep|drop]
+//! [--include-provider-schemas] [--data-dir DIR] [--dry-run] [--wait]`.
 
 use std::io::Write;
 
 use anyhow::Result;
-use lifeboat_proto as pb;
+use lifeboat_proto::{self as pb, domain::PG_BASEBACKUP_FORMAT};
 
 use crate::{
     cli::{GlobalArgs, Owners, RestoreArgs},
     client::Conn,
     commands::jobs::print_started,
+    error::usage_msg,
     progress,
 };
 
+/// The newest backup of `target` that a restore of the asked kind can use: a physical base
+/// backup for `--data-dir`, else a logical dump; none being deleted.
+async fn newest(conn: &Conn, target: &str, physical: bool) -> Result<String> {
+    let req = conn.request(pb::ListBackupsRequest {
+        target: target.to_owned(),
+        limit: 0,
+    });
+    let resp = conn
+        .unary(
+            "list backups",
+            |mut c| async move { c.list_backups(req).await },
+        )
+        .await?;
+    // Newest first.
+    resp.backups
+        .iter()
+        .find(|b| !b.deleting && (b.format == PG_BASEBACKUP_FORMAT) == physical)
+        .map(|b| b.backup_id.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{target} has no {} backup in the catalog; take one with `lifeboat backup run {target} --wait`{}",
+                if physical { "physical" } else { "logical" },
+                if physical {
+                    " (the target needs mode = \"physical\" in the agent's config)"
+                } else {
+                    ""
+                }
+            )
+        })
+}
+
 pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
+    let backup_id = match (&args.id, &args.to) {
+        (Some(id), _) => id.clone(),
+        (None, Some(target)) => newest(&conn, target.as_ref(), args.data_dir.is_some()).await?,
+        (None, None) => return Err(usage_msg("name a backup id, or a target with --target")),
+    };
     let req = conn.request(pb::RestoreRequest {
-        backup_id: args.id.clone(),
+        backup_id,
         to_target: args.to.map(|t| t.to_string()).unwrap_or_default(),
         database: args.database.unwrap_or_default(),
         clean: args.clean,
@@ -27,6 +64,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         }
         .into(),
         include_provider_schemas: args.include_provider_schemas,
+        data_dir: args.data_dir.unwrap_or_default(),
     });
     // A dry run is its own call: a coordinator without it refuses it (UNIMPLEMENTED) rather
     // than running a real restore.

@@ -3,12 +3,14 @@
 //! (`From<&…> for pb::…`). The coordinator, the agent and the CLI use these instead of the
 //! prost structs past their gRPC edges.
 
+mod physical;
 mod record;
 mod recovery;
 mod report;
 mod results;
 mod words;
 
+pub use physical::{DataDir, PG_BASEBACKUP_FORMAT};
 pub use record::{BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, short_text};
 pub use recovery::{Lsn, RecoveryAction, RecoveryTarget};
 pub use report::{Finding, Report, Severity};

@@ -4,10 +4,14 @@
 use super::{BackupRecord, Pin, RowCount, VerifyStatus};
 use crate::v1 as pb;
 
-/// A restore that finished: the database it made and what is in it.
+/// A restore that finished: the database it made and what is in it, or the data directory
+/// a physical backup was restored into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
+    /// Empty when `data_dir` is set.
     pub database: String,
+    /// Where a physical base backup was restored.
+    pub data_dir: Option<super::DataDir>,
     /// Per-table row counts found in the restored database.
     pub row_counts: Vec<RowCount>,
     pub raw_bytes: u64,
@@ -61,6 +65,11 @@ impl From<&JobOutput> for pb::job_result::Result {
                 database: r.database.clone(),
                 row_counts: rows_to_pb(&r.row_counts),
                 raw_bytes: r.raw_bytes,
+                data_dir: r
+                    .data_dir
+                    .as_ref()
+                    .map(|d| d.as_str().to_owned())
+                    .unwrap_or_default(),
             }),
             JobOutput::Verify(v) => R::Verify(pb::VerifyResult {
                 status: pb::VerifyStatus::from(v.status).into(),

@@ -34,6 +34,7 @@ mod mysql_roundtrip;
 mod n21_agent_killed;
 mod outbox;
 mod owner_restore;
+mod physical;
 mod planetscale_clean;
 mod provider_restore;
 mod prune_e2e;

@@ -99,6 +99,7 @@ impl Control {
         if !req.database.is_empty() {
             validate_database(&req.database)?;
         }
+        let data_dir = wire::restore_data_dir(&backup, req)?;
         let kind = if dry_run {
             JobKind::Check
         } else {
@@ -110,6 +111,7 @@ impl Control {
             database: req.database.clone(),
             clean: req.clean,
             options: wire::restore_options(req.owners, req.include_provider_schemas)?,
+            data_dir,
         });
         self.create(job).await
     }
