@@ -130,6 +130,14 @@ async fn connection(
         .context("read the client's credentials")?;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
+    // The request is read before the caller is judged, so a refused client gets the answer
+    // instead of a broken pipe while it is still writing.
+    let Some(req) = tokio::time::timeout(IDLE, protocol::read_line::<Request>(&mut r))
+        .await
+        .context("the client said nothing")??
+    else {
+        return Ok(());
+    };
     let uid = cred.uid();
     if uid != own_uid && uid != 0 && !config.wal.allowed_uids.contains(&uid) {
         let why = format!(
@@ -141,12 +149,6 @@ async fn connection(
         protocol::write_line(&mut w, &Reply::error(&why)).await.ok();
         bail!("refused a connection: {why}");
     }
-    let Some(req) = tokio::time::timeout(IDLE, protocol::read_line::<Request>(&mut r))
-        .await
-        .context("the client said nothing")??
-    else {
-        return Ok(());
-    };
     match req {
         Request::Push {
             target,
