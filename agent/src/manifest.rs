@@ -76,6 +76,15 @@ pub struct PhysicalInfo {
     pub wal: String,
     /// PostgreSQL's own `backup_manifest` is inside the archive (`pg_verifybackup` reads it).
     pub backup_manifest: bool,
+    /// The cluster's `wal_segment_size` in bytes (names the WAL files a point-in-time
+    /// recovery needs).
+    #[serde(default = "default_wal_segment_size")]
+    pub wal_segment_size: u64,
+}
+
+/// PostgreSQL's default `wal_segment_size`.
+fn default_wal_segment_size() -> u64 {
+    16 * 1024 * 1024
 }
 
 impl Manifest {
@@ -280,6 +289,7 @@ mod tests {
             data_checksums: true,
             wal: "fetch".into(),
             backup_manifest: true,
+            wal_segment_size: 16 * 1024 * 1024,
         });
         let json = String::from_utf8(m.to_json()).expect("utf-8");
         assert!(json.contains("\"start_lsn\": \"0/2000028\""), "{json}");

@@ -11,6 +11,7 @@
 
 mod datadir;
 mod mysql;
+mod pitr;
 mod postgres;
 
 use anyhow::{Context, Result, bail};

@@ -7,7 +7,7 @@
 use lifeboat_common::ids::{BackupId, JobId};
 use lifeboat_proto::{
     self as pb,
-    domain::{BackupRecord, DataDir, JobKind, OwnerPolicy, Pin, RecordError},
+    domain::{BackupRecord, DataDir, JobKind, OwnerPolicy, Pin, RecordError, Recovery},
 };
 
 /// A job from the coordinator, checked.
@@ -61,6 +61,8 @@ pub struct RestoreWork {
     pub include_provider_schemas: bool,
     /// A physical base backup: the empty directory it is restored into (`--data-dir`).
     pub data_dir: Option<DataDir>,
+    /// Point-in-time recovery of a physical backup: where WAL replay stops.
+    pub recovery: Option<Recovery>,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -90,6 +92,8 @@ pub enum RefusedSpec {
     BadOwners(i32),
     #[error("restore job with an invalid data directory: {0}")]
     BadDataDir(RecordError),
+    #[error("restore job with an invalid recovery target: {0}")]
+    BadRecovery(RecordError),
 }
 
 /// The backup record a job of kind `what` must carry, checked.
@@ -114,6 +118,8 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
                 .map(DataDir::parse)
                 .transpose()
                 .map_err(RefusedSpec::BadDataDir)?,
+            recovery: Recovery::from_wire(&r.recovery_target, &r.recovery_action)
+                .map_err(RefusedSpec::BadRecovery)?,
         })
     }
 }
@@ -312,6 +318,8 @@ mod tests {
             owners,
             include_provider_schemas: false,
             data_dir: String::new(),
+            recovery_target: String::new(),
+            recovery_action: String::new(),
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),
@@ -348,6 +356,11 @@ mod tests {
         let e = Job::try_from(spec(Some(Spec::Restore(into_dir.clone())))).expect_err("a ..");
         assert!(matches!(e, RefusedSpec::BadDataDir(_)), "{e}");
         into_dir.data_dir = "/srv/pg/recovered".into();
+        into_dir.recovery_target = "time:yesterday".into();
+        let e = Job::try_from(spec(Some(Spec::Restore(into_dir.clone())))).expect_err("a bad time");
+        assert!(matches!(e, RefusedSpec::BadRecovery(_)), "{e}");
+        into_dir.recovery_target = "lsn:0/5A000060".into();
+        into_dir.recovery_action = "pause".into();
         let job = Job::try_from(spec(Some(Spec::Restore(into_dir)))).expect("a data dir");
         let Work::Restore(r) = &job.work else {
             panic!("a restore, got {:?}", job.work);
@@ -355,6 +368,12 @@ mod tests {
         assert_eq!(
             r.data_dir.as_ref().map(DataDir::as_str),
             Some("/srv/pg/recovered")
+        );
+        assert_eq!(
+            r.recovery
+                .as_ref()
+                .map(|r| (r.target.to_text(), r.action.as_str())),
+            Some(("lsn:0/5A000060".to_owned(), "pause"))
         );
     }
 }

@@ -127,6 +127,7 @@ password_file = "super.pass"
             include_provider_schemas: false,
             data_dir: data_dir
                 .map(|d| DataDir::parse(d.display().to_string()).expect("a valid data dir")),
+            recovery: None,
         };
         let ctx = self.ctx();
         let r = lifeboat_agent::restore::run(&ctx, &work).await;
@@ -560,6 +561,7 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
         owners: OwnerPolicy::Auto,
         include_provider_schemas: false,
         data_dir: Some(DataDir::parse(data.display().to_string()).expect("dir")),
+        recovery: None,
     };
     let cancel = ctx.cancel.clone();
     let marker = bin.marker("verifying");

@@ -54,6 +54,9 @@ pub struct RestoreParams {
     /// A physical backup: the empty directory on the agent's host it is restored into
     /// (checked by [`crate::wire::restore_data_dir`]); empty for a logical backup.
     pub data_dir: String,
+    /// Point-in-time recovery of a physical backup (checked by
+    /// [`crate::wire::restore_recovery`]).
+    pub recovery: Option<lifeboat_proto::domain::Recovery>,
 }
 
 /// An agent as the catalog knows it.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lifeboat_common::names::TargetName;
+use lifeboat_proto::domain::{Recovery, RecoveryAction, RecoveryTarget};
 
 mod parse;
 use parse::*;
@@ -417,7 +418,65 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub include_provider_schemas: bool,
     #[command(flatten)]
+    pub recovery: RecoveryArgs,
+    /// What the server does at the recovery target: promote (open for writes on a new
+    /// timeline), pause (stay read-only to check the data first) or shutdown
+    #[arg(long, value_enum, requires = "RecoveryArgs")]
+    pub recovery_action: Option<RecoveryActionArg>,
+    #[command(flatten)]
     pub wait: WaitArg,
+}
+
+/// Point-in-time recovery of a physical backup (with --data-dir): one target at most.
+#[derive(Debug, Args)]
+#[group(multiple = false, requires = "data_dir")]
+pub struct RecoveryArgs {
+    /// Recover to this moment: the last transaction committed at or before it. A UTC offset
+    /// is required: '2026-12-03 14:03:27+01' or 2026-12-03T13:03:27Z. Without a backup id,
+    /// the newest physical backup that ended before it is used
+    #[arg(long, value_name = "TIME", value_parser = parse_recovery_time)]
+    pub to_time: Option<RecoveryTarget>,
+    /// Recover to this WAL location (X/Y)
+    #[arg(long, value_name = "LSN", value_parser = |s: &str| RecoveryTarget::lsn(s).map_err(|e| e.0))]
+    pub to_lsn: Option<RecoveryTarget>,
+    /// Recover to this transaction id (inclusive)
+    #[arg(long, value_name = "XID", value_parser = |s: &str| RecoveryTarget::xid(s).map_err(|e| e.0))]
+    pub to_xid: Option<RecoveryTarget>,
+    /// Recover to a restore point made with pg_create_restore_point(NAME)
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| RecoveryTarget::name(s).map_err(|e| e.0))]
+    pub to_name: Option<RecoveryTarget>,
+    /// Recover everything archived
+    #[arg(long)]
+    pub latest: bool,
+}
+
+impl RecoveryArgs {
+    /// The recovery asked for, if any, ending with `action`.
+    pub fn recovery(&self, action: Option<RecoveryActionArg>) -> Option<Recovery> {
+        let target = [&self.to_time, &self.to_lsn, &self.to_xid, &self.to_name]
+            .into_iter()
+            .find_map(|t| t.clone())
+            .or(self.latest.then_some(RecoveryTarget::Latest))?;
+        Some(Recovery {
+            target,
+            action: match action {
+                None | Some(RecoveryActionArg::Promote) => RecoveryAction::Promote,
+                Some(RecoveryActionArg::Pause) => RecoveryAction::Pause,
+                Some(RecoveryActionArg::Shutdown) => RecoveryAction::Shutdown,
+            },
+        })
+    }
+}
+
+fn parse_recovery_time(s: &str) -> Result<RecoveryTarget, String> {
+    RecoveryTarget::time(s).map_err(|e| e.0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecoveryActionArg {
+    Promote,
+    Pause,
+    Shutdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

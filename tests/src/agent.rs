@@ -97,6 +97,8 @@ pub struct AgentBuilder {
     /// `[wal] socket_group`; the socket itself is always `DIR/wal.sock`, so agents of
     /// parallel tests never share one.
     wal_socket_group: Option<String>,
+    /// `[wal] client`: the binary a restored cluster's restore_command runs.
+    wal_client: Option<PathBuf>,
 }
 
 /// A running (or stopped, restartable) agent.
@@ -135,7 +137,14 @@ impl AgentBuilder {
             env: Vec::new(),
             log_format: None,
             wal_socket_group: None,
+            wal_client: None,
         }
+    }
+
+    /// `[wal] client`.
+    pub fn wal_client(mut self, path: &Path) -> Self {
+        self.wal_client = Some(path.to_owned());
+        self
     }
 
     /// `[wal] socket_group`: the group that may reach the WAL socket (mode 0660).
@@ -220,6 +229,9 @@ impl AgentBuilder {
         ));
         if let Some(g) = &self.wal_socket_group {
             s.push_str(&format!("socket_group = {g:?}\n"));
+        }
+        if let Some(c) = &self.wal_client {
+            s.push_str(&format!("client = {:?}\n", c.display().to_string()));
         }
         s
     }

@@ -27,6 +27,7 @@ pub mod s3proxy;
 pub mod sandbox;
 pub mod stall;
 pub mod tmpfs;
+pub mod wal;
 pub mod wrappers;
 
 use std::path::{Path, PathBuf};

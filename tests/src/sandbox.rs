@@ -130,6 +130,7 @@ pub struct SandboxBuilder {
     agent_lease_secs: u64,
     agent_max_concurrent_jobs: Option<u32>,
     agent_wal_socket_group: Option<String>,
+    agent_wal_client: Option<PathBuf>,
     pg_password: Option<String>,
     repo_path: Option<PathBuf>,
     s3: Vec<String>,
@@ -187,6 +188,7 @@ impl SandboxBuilder {
             agent_lease_secs: 30,
             agent_max_concurrent_jobs: None,
             agent_wal_socket_group: None,
+            agent_wal_client: None,
             pg_password: None,
             repo_path: None,
             s3: Vec::new(),
@@ -239,6 +241,12 @@ impl SandboxBuilder {
     /// The agent's `[wal] socket_group` (see [`AgentBuilder::wal_socket_group`](crate::AgentBuilder::wal_socket_group)).
     pub fn agent_wal_socket_group(mut self, group: &str) -> Self {
         self.agent_wal_socket_group = Some(group.to_owned());
+        self
+    }
+
+    /// The agent's `[wal] client`.
+    pub fn agent_wal_client(mut self, path: &Path) -> Self {
+        self.agent_wal_client = Some(path.to_owned());
         self
     }
 
@@ -361,6 +369,9 @@ impl SandboxBuilder {
         };
         if let Some(g) = &self.agent_wal_socket_group {
             ab = ab.wal_socket_group(g);
+        }
+        if let Some(c) = &self.agent_wal_client {
+            ab = ab.wal_client(c);
         }
         if let Some(n) = self.agent_max_concurrent_jobs {
             ab = ab.max_concurrent_jobs(n);

@@ -57,6 +57,8 @@ pub(crate) struct ClusterFacts {
     pub timeline: u32,
     /// All databases together: the size hint of the upload.
     pub cluster_bytes: u64,
+    /// `wal_segment_size` in bytes.
+    pub wal_segment_size: u64,
 }
 
 impl<'a> PgBaseBackup<'a> {
@@ -158,7 +160,8 @@ async fn check_cluster(conn: &mut PgConnection, facts: &pg::ServerFacts) -> Resu
                 current_setting('wal_level') AS wal_level,
                 current_setting('max_wal_senders')::int AS senders,
                 current_setting('data_checksums') = 'on' AS checksums,
-                (SELECT timeline_id FROM pg_control_checkpoint())::int8 AS timeline
+                (SELECT timeline_id FROM pg_control_checkpoint())::int8 AS timeline,
+                (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size') AS seg_size
          FROM pg_roles r WHERE r.rolname = current_user",
     )
     .fetch_one(&mut *conn)
@@ -209,6 +212,7 @@ async fn check_cluster(conn: &mut PgConnection, facts: &pg::ServerFacts) -> Resu
         data_checksums: row.try_get("checksums")?,
         timeline: u32::try_from(row.try_get::<i64, _>("timeline")?).unwrap_or(0),
         cluster_bytes,
+        wal_segment_size: u64::try_from(row.try_get::<i64, _>("seg_size")?).unwrap_or(0),
     })
 }
 
@@ -347,6 +351,7 @@ impl Dump for PgBaseBackup<'_> {
                 data_checksums: self.cluster.data_checksums,
                 wal: "fetch".into(),
                 backup_manifest: true,
+                wal_segment_size: self.cluster.wal_segment_size,
             }),
         })
     }

@@ -50,6 +50,8 @@ struct Plan {
     dir: DataDir,
     dest: Destination,
     pg_verifybackup: PathBuf,
+    /// Point-in-time recovery: the settings written once the backup is whole.
+    pitr: Option<super::pitr::Pitr>,
 }
 
 /// The restore of a physical backup into `spec.data_dir`.
@@ -107,6 +109,13 @@ pub(crate) async fn dry_run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> 
             "check the files with {} against the backup's backup_manifest",
             plan.pg_verifybackup.display()
         ));
+        r.step(match &plan.pitr {
+            Some(p) => format!(
+                "write recovery.signal and the recovery settings into postgresql.auto.conf (archiving off): {}",
+                p.summary
+            ),
+            None => "turn archiving off in postgresql.auto.conf (a copy must not archive into the source's archive)".to_owned(),
+        });
     }
     ctx.report.bail_on_errors("the restore would fail")
 }
@@ -258,6 +267,24 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
             None
         }
     };
+    let pitr = match &spec.recovery {
+        None => Ok(None),
+        Some(r) => super::pitr::plan(ctx, &loc.repo, &manifest, &physical, r)
+            .await
+            .map(Some),
+    };
+    let pitr = match pitr {
+        Ok(p) => {
+            if let Some(p) = &p {
+                report.ok("recovery", &p.summary);
+            }
+            p
+        }
+        Err(e) => {
+            report.error("recovery", format!("{e:#}"));
+            return Ok(None);
+        }
+    };
     let (Some(dest), Some(pg_verifybackup)) = (dest, tool) else {
         return Ok(None);
     };
@@ -268,6 +295,7 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
         dir: dir.clone(),
         dest,
         pg_verifybackup,
+        pitr,
     }))
 }
 
@@ -336,6 +364,31 @@ async fn extract_and_verify(ctx: &JobCtx, plan: &Plan, claimed: &Claimed) -> Res
     }
     ctx.set_phase("verifying");
     let verifybackup = run_verifybackup(&plan.pg_verifybackup, &claimed.dir, &ctx.cancel).await?;
+    {
+        // A restored copy never archives into the source's archive (see `archive_off`); a
+        // point-in-time recovery also gets its recovery settings and recovery.signal.
+        let (root, settings, signal) = match &plan.pitr {
+            Some(p) => (claimed.dir.clone(), p.settings.clone(), true),
+            None => (
+                claimed.dir.clone(),
+                crate::wal::recovery::archive_off(&format!(
+                    "lifeboat restore of backup {}",
+                    plan.manifest.backup_id
+                )),
+                false,
+            ),
+        };
+        tokio::task::spawn_blocking(move || {
+            crate::wal::recovery::write(&root, &settings, signal)?;
+            let mut files = vec!["postgresql.auto.conf"];
+            if signal {
+                files.push("recovery.signal");
+            }
+            chown_like_root(&root, &files, owner)
+        })
+        .await
+        .context("write task panicked")??;
+    }
     Ok(Verified {
         files: extracted.files,
         verifybackup,
@@ -365,6 +418,15 @@ fn restored(ctx: &JobCtx, plan: &Plan, v: &Verified) -> Restored {
             plan.dir, plan.manifest.server.version
         ),
     );
+    if let Some(p) = &plan.pitr {
+        ctx.report.info(
+            "recovery",
+            format!(
+                "when it starts it replays the archived WAL: {}; the agent must be running for restore_command, and the server's log says where recovery stopped",
+                p.summary
+            ),
+        );
+    }
     Restored {
         database: String::new(),
         data_dir: Some(plan.dir.clone()),
@@ -841,6 +903,18 @@ fn write_pg_version(root: &Path, version: Option<&[u8]>, owner: Option<(u32, u32
     std::fs::File::open(root)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("sync {}", root.display()))
+}
+
+/// Gives the files `names` under `root` to the directory's owner, as the extraction did.
+fn chown_like_root(root: &Path, names: &[&str], owner: Option<(u32, u32)>) -> Result<()> {
+    if let Some((uid, gid)) = owner {
+        for n in names {
+            let p = root.join(n);
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+                .with_context(|| format!("give {} to uid {uid}", p.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `pg_verifybackup` on the directory (the `backup_manifest` in it, the WAL in its

@@ -100,7 +100,8 @@ impl Archive {
         0x1_0000_0000 / self.seg_size
     }
 
-    fn segno_of_name(&self, name: &str) -> u64 {
+    /// The segment number of a segment file name.
+    pub fn segno_of_name(&self, name: &str) -> u64 {
         let log = u64::from_str_radix(&name[8..16], 16).unwrap_or(0);
         let seg = u64::from_str_radix(&name[16..24], 16).unwrap_or(0);
         log * self.per_log() + seg

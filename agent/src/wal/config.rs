@@ -13,6 +13,7 @@ pub(crate) struct FileWal {
     socket: Option<PathBuf>,
     socket_group: Option<String>,
     allowed_users: Option<Vec<String>>,
+    client: Option<PathBuf>,
 }
 
 /// The WAL socket's settings, validated (user and group names resolved).
@@ -27,6 +28,9 @@ pub struct WalConfig {
     pub allowed_uids: BTreeSet<u32>,
     /// The names `allowed_uids` came from, for messages.
     pub allowed_users: Vec<String>,
+    /// The `lifeboat-agent` a restored cluster's `restore_command` runs (`client`; default:
+    /// this agent's own executable).
+    pub client: PathBuf,
 }
 
 impl FileWal {
@@ -97,11 +101,26 @@ impl FileWal {
                 }
             }
         }
+        let client = match self.client {
+            Some(p) if !p.is_absolute() => {
+                return Err((
+                    "wal.client".into(),
+                    format!(
+                        "{} must be an absolute path (restore_command runs in the restored data directory)",
+                        p.display()
+                    ),
+                ));
+            }
+            Some(p) => p,
+            None => std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("/usr/local/bin/lifeboat-agent")),
+        };
         Ok(WalConfig {
             socket,
             socket_group,
             allowed_uids,
             allowed_users,
+            client,
         })
     }
 }

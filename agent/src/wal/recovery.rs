@@ -36,17 +36,29 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// The lines appended to `postgresql.auto.conf`.
+/// What every restored data directory gets: no archiving. The copy's `archive_command` is
+/// the source's; left on, a restored cluster would archive its own WAL into the source
+/// target's archive (a new timeline after a promotion, which later recoveries would follow).
+/// A copy that takes over from the source turns it back on.
+pub fn archive_off(header: &str) -> String {
+    format!(
+        "\n# {header}\n# Archiving is off in a restored copy; to make this cluster the target's server, \
+         ALTER SYSTEM RESET archive_mode and restart.\narchive_mode = 'off'\n"
+    )
+}
+
+/// The lines appended to `postgresql.auto.conf` for a point-in-time recovery.
 pub fn settings(
     restore_command: &str,
     target: &RecoveryTarget,
     action: RecoveryAction,
     header: &str,
 ) -> String {
-    let mut s = format!(
-        "\n# {header}\nrestore_command = {}\nrecovery_target_timeline = 'latest'\n",
+    let mut s = archive_off(header);
+    s.push_str(&format!(
+        "restore_command = {}\nrecovery_target_timeline = 'latest'\n",
         quoted(restore_command)
-    );
+    ));
     match target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Time(us) => s.push_str(&format!(
@@ -68,9 +80,9 @@ pub fn settings(
     s
 }
 
-/// Appends `settings` to `DIR/postgresql.auto.conf` and creates `DIR/recovery.signal`, both
-/// synced, with the owner and mode of the files around them.
-pub fn write(dir: &Path, settings: &str) -> Result<()> {
+/// Appends `settings` to `DIR/postgresql.auto.conf` and, with `signal`, creates
+/// `DIR/recovery.signal`; everything synced.
+pub fn write(dir: &Path, settings: &str, signal: bool) -> Result<()> {
     let conf = dir.join("postgresql.auto.conf");
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -80,11 +92,13 @@ pub fn write(dir: &Path, settings: &str) -> Result<()> {
     f.write_all(settings.as_bytes())
         .and_then(|()| f.sync_all())
         .with_context(|| format!("write {}", conf.display()))?;
-    let signal = dir.join("recovery.signal");
-    let s =
-        std::fs::File::create(&signal).with_context(|| format!("create {}", signal.display()))?;
-    s.sync_all()
-        .with_context(|| format!("sync {}", signal.display()))?;
+    if signal {
+        let path = dir.join("recovery.signal");
+        let s =
+            std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+        s.sync_all()
+            .with_context(|| format!("sync {}", path.display()))?;
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("sync {}", dir.display()))
@@ -113,6 +127,7 @@ mod tests {
         );
         assert!(s.contains("recovery_target_action = 'pause'\n"), "{s}");
         assert!(s.contains("recovery_target_timeline = 'latest'\n"), "{s}");
+        assert!(s.contains("archive_mode = 'off'\n"), "{s}");
         assert!(s.contains("restore_command = '/usr/local/bin/lifeboat-agent wal-fetch --socket ''/run/lifeboat agent/wal.sock'' --target main %f %p'"), "{s}");
         let n = settings(
             &cmd,
@@ -139,9 +154,15 @@ mod tests {
             "work_mem = '4MB'\n",
         )
         .expect("conf");
-        write(dir.path(), "\nrestore_command = 'x'\n").expect("write");
+        write(dir.path(), "\nrestore_command = 'x'\n", true).expect("write");
         let conf = std::fs::read_to_string(dir.path().join("postgresql.auto.conf")).expect("read");
         assert_eq!(conf, "work_mem = '4MB'\n\nrestore_command = 'x'\n");
         assert!(dir.path().join("recovery.signal").is_file());
+        let plain = tempfile::tempdir().expect("tempdir");
+        write(plain.path(), &archive_off("h"), false).expect("write");
+        assert!(!plain.path().join("recovery.signal").exists());
+        let conf =
+            std::fs::read_to_string(plain.path().join("postgresql.auto.conf")).expect("read");
+        assert!(conf.contains("archive_mode = 'off'"), "{conf}");
     }
 }

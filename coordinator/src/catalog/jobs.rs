@@ -2,6 +2,7 @@
 //! two racing writers (a result and a lease expiry, a replayed result) cannot both win.
 
 use lifeboat_common::ids::BackupId;
+use lifeboat_proto::domain::Recovery;
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
@@ -16,7 +17,7 @@ macro_rules! job_columns {
         "id, kind, state, target, agent, backup_id, requested_by, created_at_ms, \
          dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
-         include_provider_schemas, report, data_dir"
+         include_provider_schemas, report, data_dir, recovery_target, recovery_action"
     };
 }
 
@@ -249,8 +250,9 @@ fn insert_job_query(
 ) -> sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
-         created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
+         recovery_target, recovery_action) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -273,6 +275,13 @@ fn insert_job_query(
             .is_some_and(|r| r.options.include_provider_schemas),
     )
     .bind(job.restore.as_ref().map_or("", |r| r.data_dir.as_str()))
+    .bind(recovery_text(job).0)
+    .bind(recovery_text(job).1)
+}
+
+/// A job's point-in-time recovery as the catalog stores it (empty: none).
+fn recovery_text(job: &NewJob) -> (String, String) {
+    Recovery::to_wire(job.restore.as_ref().and_then(|r| r.recovery.as_ref()))
 }
 
 /// Creates a queued job inside a transaction.
@@ -413,6 +422,11 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                 include_provider_schemas: row.try_get("include_provider_schemas")?,
             },
             data_dir: row.try_get("data_dir")?,
+            recovery: Recovery::from_wire(
+                &row.try_get::<String, _>("recovery_target")?,
+                &row.try_get::<String, _>("recovery_action")?,
+            )
+            .map_err(|e| CatalogError::Corrupt(format!("jobs.recovery_target: {}", e.0)))?,
         }),
         report: report_from_json(&report)?,
     })

@@ -124,6 +124,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0006_restore_data_dir.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            "restore recovery".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0007_restore_recovery.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -462,6 +462,22 @@ pub fn restore_data_dir(backup: &Backup, req: &pb::RestoreRequest) -> Result<Str
     }
 }
 
+/// A restore's point-in-time recovery: only for a physical base backup.
+pub fn restore_recovery(
+    backup: &Backup,
+    req: &pb::RestoreRequest,
+) -> Result<Option<lifeboat_proto::domain::Recovery>, Error> {
+    let r = lifeboat_proto::domain::Recovery::from_wire(&req.recovery_target, &req.recovery_action)
+        .map_err(|e| invalid(e.0))?;
+    if r.is_some() && !backup.is_physical() {
+        return Err(invalid(format!(
+            "backup {} is a logical dump; point-in-time recovery (--to-time, --to-lsn, --to-xid, --to-name, --latest) replays WAL onto a physical base backup of a target with mode = \"physical\"",
+            backup.backup_id
+        )));
+    }
+    Ok(r)
+}
+
 /// A restore's options from an operator request.
 pub fn restore_options(
     owners: i32,

@@ -1,6 +1,6 @@
 //! Domain → wire: infallible conversions for what the coordinator sends.
 
-use lifeboat_proto::v1 as pb;
+use lifeboat_proto::{domain::Recovery, v1 as pb};
 
 use crate::model::{AgentRecord, Backup, Job, JobState, Report, TargetSummary};
 
@@ -44,6 +44,8 @@ impl From<&Job> for pb::Job {
             report: report_to_pb(&j.report),
             owners: pb::OwnerPolicy::from(restore.options.owners).into(),
             include_provider_schemas: restore.options.include_provider_schemas,
+            recovery_target: Recovery::to_wire(restore.recovery.as_ref()).0,
+            recovery_action: Recovery::to_wire(restore.recovery.as_ref()).1,
             data_dir: restore.data_dir,
         }
     }
@@ -153,6 +155,8 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         owners: pb::OwnerPolicy::from(params.options.owners).into(),
         include_provider_schemas: params.options.include_provider_schemas,
         data_dir: params.data_dir.clone(),
+        recovery_target: Recovery::to_wire(params.recovery.as_ref()).0,
+        recovery_action: Recovery::to_wire(params.recovery.as_ref()).1,
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {

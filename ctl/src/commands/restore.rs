@@ -4,7 +4,10 @@
 use std::io::Write;
 
 use anyhow::Result;
-use lifeboat_proto::{self as pb, domain::PG_BASEBACKUP_FORMAT};
+use lifeboat_proto::{
+    self as pb,
+    domain::{PG_BASEBACKUP_FORMAT, Recovery, RecoveryTarget},
+};
 
 use crate::{
     cli::{GlobalArgs, Owners, RestoreArgs},
@@ -15,8 +18,14 @@ use crate::{
 };
 
 /// The newest backup of `target` that a restore of the asked kind can use: a physical base
-/// backup for `--data-dir`, else a logical dump; none being deleted.
-async fn newest(conn: &Conn, target: &str, physical: bool) -> Result<String> {
+/// backup for `--data-dir`, else a logical dump; none being deleted; for a recovery to a
+/// moment, one that ended before it.
+async fn newest(
+    conn: &Conn,
+    target: &str,
+    physical: bool,
+    before_ms: Option<i64>,
+) -> Result<String> {
     let req = conn.request(pb::ListBackupsRequest {
         target: target.to_owned(),
         limit: 0,
@@ -30,9 +39,19 @@ async fn newest(conn: &Conn, target: &str, physical: bool) -> Result<String> {
     // Newest first.
     resp.backups
         .iter()
-        .find(|b| !b.deleting && (b.format == PG_BASEBACKUP_FORMAT) == physical)
+        .find(|b| {
+            !b.deleting
+                && (b.format == PG_BASEBACKUP_FORMAT) == physical
+                && before_ms.is_none_or(|t| b.finished_at_ms <= t)
+        })
         .map(|b| b.backup_id.clone())
         .ok_or_else(|| {
+            if let Some(t) = before_ms {
+                return anyhow::anyhow!(
+                    "{target} has no physical backup that ended before {}; the window starts at its oldest base backup (lifeboat backup list --target {target})",
+                    lifeboat_common::time::rfc3339_seconds(t).unwrap_or_default()
+                );
+            }
             anyhow::anyhow!(
                 "{target} has no {} backup in the catalog; take one with `lifeboat backup run {target} --wait`{}",
                 if physical { "physical" } else { "logical" },
@@ -47,9 +66,16 @@ async fn newest(conn: &Conn, target: &str, physical: bool) -> Result<String> {
 
 pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
+    let recovery = args.recovery.recovery(args.recovery_action);
+    let before_ms = match recovery.as_ref().map(|r| &r.target) {
+        Some(RecoveryTarget::Time(us)) => Some(us / 1000),
+        _ => None,
+    };
     let backup_id = match (&args.id, &args.to) {
         (Some(id), _) => id.clone(),
-        (None, Some(target)) => newest(&conn, target.as_ref(), args.data_dir.is_some()).await?,
+        (None, Some(target)) => {
+            newest(&conn, target.as_ref(), args.data_dir.is_some(), before_ms).await?
+        }
         (None, None) => return Err(usage_msg("name a backup id, or a target with --target")),
     };
     let req = conn.request(pb::RestoreRequest {
@@ -65,6 +91,8 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         .into(),
         include_provider_schemas: args.include_provider_schemas,
         data_dir: args.data_dir.unwrap_or_default(),
+        recovery_target: Recovery::to_wire(recovery.as_ref()).0,
+        recovery_action: Recovery::to_wire(recovery.as_ref()).1,
     });
     // A dry run is its own call: a coordinator without it refuses it (UNIMPLEMENTED) rather
     // than running a real restore.

@@ -12,7 +12,7 @@ mod words;
 
 pub use physical::{DataDir, PG_BASEBACKUP_FORMAT};
 pub use record::{BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, short_text};
-pub use recovery::{Lsn, RecoveryAction, RecoveryTarget};
+pub use recovery::{Lsn, Recovery, RecoveryAction, RecoveryTarget};
 pub use report::{Finding, Report, Severity};
 pub use results::{Deleted, JobOutput, Listed, Restored, Verified};
 pub use words::{Engine, JobKind, OwnerPolicy, VerifyStatus};

@@ -177,6 +177,73 @@ impl RecoveryAction {
     }
 }
 
+/// A point-in-time recovery as asked for: the target and the action there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub target: RecoveryTarget,
+    pub action: RecoveryAction,
+}
+
+impl RecoveryTarget {
+    /// The form the wire and the catalog carry: `latest`, `time:MICROS`, `lsn:X/Y`,
+    /// `xid:N`, `name:NAME`.
+    pub fn to_text(&self) -> String {
+        match self {
+            Self::Latest => "latest".into(),
+            Self::Time(us) => format!("time:{us}"),
+            Self::Lsn(l) => format!("lsn:{l}"),
+            Self::Xid(x) => format!("xid:{x}"),
+            Self::Name(n) => format!("name:{n}"),
+        }
+    }
+
+    pub fn from_text(s: &str) -> Result<Self, RecordError> {
+        let bad = || {
+            RecordError(format!(
+                "recovery_target {s:?} is not latest, time:, lsn:, xid: or name:"
+            ))
+        };
+        if s == "latest" {
+            return Ok(Self::Latest);
+        }
+        let (kind, value) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "time" => value.parse().map(Self::Time).map_err(|_| bad()),
+            "lsn" => Self::lsn(value),
+            "xid" => Self::xid(value),
+            "name" => Self::name(value),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Recovery {
+    /// The wire's `recovery_target` and `recovery_action`.
+    pub fn to_wire(r: Option<&Self>) -> (String, String) {
+        r.map_or_else(Default::default, |r| {
+            (r.target.to_text(), r.action.as_str().to_owned())
+        })
+    }
+
+    /// From the wire: no target is no point-in-time recovery (an action alone is refused).
+    pub fn from_wire(target: &str, action: &str) -> Result<Option<Self>, RecordError> {
+        if target.is_empty() {
+            if !action.is_empty() {
+                return Err(RecordError(
+                    "recovery_action without a recovery target; name a point (--to-time, \
+                     --to-lsn, --to-xid, --to-name or --latest)"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            target: RecoveryTarget::from_text(target)?,
+            action: RecoveryAction::parse(action)?,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ mod n21_agent_killed;
 mod outbox;
 mod owner_restore;
 mod physical;
+mod pitr;
 mod planetscale_clean;
 mod provider_restore;
 mod prune_e2e;

@@ -5,77 +5,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::sandbox::ENV;
+use lifeboat_e2e::wal::{
+    AS_POSTGRES, Tools, archiver, chown_postgres, run_as, text, wait_archived,
+};
 use lifeboat_e2e::{Sandbox, SandboxTarget};
 use sha2::{Digest, Sha256};
-
-/// A copy of the agent binary the `postgres` OS user can run (the build directory may be
-/// under a home directory it cannot enter), in a directory it can read.
-struct Tools {
-    dir: tempfile::TempDir,
-}
-
-impl Tools {
-    fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("lifeboat-wal-tools-")
-            .tempdir_in("/tmp")
-            .expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-        let bin = dir.path().join("lifeboat-agent");
-        std::fs::copy(lifeboat_e2e::bin("lifeboat-agent"), &bin).expect("copy the agent");
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        Self { dir }
-    }
-
-    fn bin(&self) -> PathBuf {
-        self.dir.path().join("lifeboat-agent")
-    }
-
-    /// A directory `postgres` may write into.
-    fn scratch(&self, name: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::create_dir_all(&p).expect("mkdir");
-        chown_postgres(&p);
-        p
-    }
-}
-
-fn chown_postgres(p: &Path) {
-    let ok = Command::new("chown")
-        .arg("postgres:postgres")
-        .arg(p)
-        .status()
-        .expect("chown");
-    assert!(ok.success());
-}
-
-/// `wal-push`/`wal-fetch` run the way PostgreSQL runs them: as `user` (via runuser) or with
-/// an explicit uid/gid (via setpriv).
-fn run_as(prefix: &[&str], bin: &Path, args: &[&str]) -> Output {
-    Command::new(prefix[0])
-        .args(&prefix[1..])
-        .arg(bin)
-        .args(args)
-        .output()
-        .expect("run the WAL client")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-const AS_POSTGRES: &[&str] = &["runuser", "-u", "postgres", "--"];
 
 fn sha256(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
@@ -122,33 +61,6 @@ fn complete_a_segment(s: &Sandbox, round: u32) -> (String, Vec<u8>) {
     (name, bytes)
 }
 
-fn archiver(s: &Sandbox) -> (u64, String, u64, String) {
-    let row = s.pg.query_one(
-        "postgres",
-        "SELECT archived_count || '|' || coalesce(last_archived_wal, '') || '|' || \
-         failed_count || '|' || coalesce(last_failed_wal, '') FROM pg_stat_archiver;",
-    );
-    let f: Vec<&str> = row.split('|').collect();
-    (
-        f[0].parse().expect("count"),
-        f[1].to_owned(),
-        f[2].parse().expect("count"),
-        f[3].to_owned(),
-    )
-}
-
-fn wait_archived(s: &Sandbox, name: &str) {
-    eventually(
-        &format!("{name} to be archived"),
-        Duration::from_secs(60),
-        || {
-            let (_, last, _, _) = archiver(s);
-            anyhow::ensure!(last.as_str() >= name, "last archived: {last:?}");
-            Ok(())
-        },
-    );
-}
-
 /// The stored copy of `name` decompresses to exactly `bytes`, and its key carries their hash.
 fn assert_stored(s: &Sandbox, name: &str, bytes: &[u8]) {
     let found = stored(s, name);
@@ -182,7 +94,7 @@ fn segments_are_archived_durably_fetched_back_and_never_lost() {
     for round in 0..3 {
         segments.push(complete_a_segment(&s, round));
     }
-    wait_archived(&s, &segments[2].0);
+    wait_archived(&s.pg, &segments[2].0);
     for (name, bytes) in &segments {
         assert_stored(&s, name, bytes);
     }
@@ -301,12 +213,12 @@ fn segments_are_archived_durably_fetched_back_and_never_lost() {
     //    once the agent is back the archive catches up with no gap.
     s.agent.stop();
     let (failed_before, _) = {
-        let (_, _, f, l) = archiver(&s);
+        let (_, _, f, l) = archiver(&s.pg);
         (f, l)
     };
     let (down, down_bytes) = complete_a_segment(&s, 10);
     eventually("archive_command to fail", Duration::from_secs(60), || {
-        let (_, _, failed, last_failed) = archiver(&s);
+        let (_, _, failed, last_failed) = archiver(&s.pg);
         anyhow::ensure!(
             failed > failed_before && last_failed == down,
             "{failed} {last_failed}"
@@ -328,13 +240,13 @@ fn segments_are_archived_durably_fetched_back_and_never_lost() {
     // After three failures in a row the archiver sleeps up to a minute unless new WAL wakes
     // it, as it does on a busy server.
     let (after, after_bytes) = complete_a_segment(&s, 12);
-    wait_archived(&s, &after);
+    wait_archived(&s.pg, &after);
     assert_stored(&s, &down, &down_bytes);
     assert_stored(&s, &after, &after_bytes);
 
     // 6. The coordinator stopped: archiving does not need it.
     s.coordinator.proc().stop();
     let (later, later_bytes) = complete_a_segment(&s, 11);
-    wait_archived(&s, &later);
+    wait_archived(&s.pg, &later);
     assert_stored(&s, &later, &later_bytes);
 }

@@ -100,6 +100,7 @@ impl Control {
             validate_database(&req.database)?;
         }
         let data_dir = wire::restore_data_dir(&backup, req)?;
+        let recovery = wire::restore_recovery(&backup, req)?;
         let kind = if dry_run {
             JobKind::Check
         } else {
@@ -112,6 +113,7 @@ impl Control {
             clean: req.clean,
             options: wire::restore_options(req.owners, req.include_provider_schemas)?,
             data_dir,
+            recovery,
         });
         self.create(job).await
     }
