@@ -51,8 +51,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         None
     };
     let wal_shutdown = CancellationToken::new();
-    let wal_server = wal_listener
-        .map(|l| tokio::spawn(wal::server::serve(config.clone(), l, wal_shutdown.clone())));
+    let wal_board = wal::status::Board::default();
+    let wal_status = wal_listener.is_some().then(|| {
+        tokio::spawn(wal::status::run(
+            config.clone(),
+            wal_board.clone(),
+            wal_shutdown.clone(),
+        ))
+    });
+    let wal_server = wal_listener.map(|l| {
+        tokio::spawn(wal::server::serve(
+            config.clone(),
+            l,
+            wal_board.clone(),
+            wal_shutdown.clone(),
+        ))
+    });
     // Leftovers of a crash on local repositories go before any job can start; object stores
     // are cleaned in the background.
     let stats = repo::janitor::JanitorStats::new(&config);
@@ -79,6 +93,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let session = tokio::spawn(session::run_forever(
         config.clone(),
         stats,
+        wal_board,
         runner.clone(),
         events,
         session_shutdown.clone(),
@@ -101,8 +116,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     wal_shutdown.cancel();
     let _ = session.await;
     let _ = janitor.await;
-    if let Some(wal) = wal_server {
-        let _ = wal.await;
+    for task in [wal_server, wal_status].into_iter().flatten() {
+        let _ = task.await;
     }
     leftovers.abort();
     tracing::info!("lifeboat-agent stopped");

@@ -23,6 +23,7 @@ const STABLE_SESSION: Duration = Duration::from_secs(30);
 pub async fn run_forever(
     config: Arc<Config>,
     stats: JanitorStats,
+    wal: crate::wal::status::Board,
     runner: Runner,
     mut events: mpsc::UnboundedReceiver<Event>,
     shutdown: CancellationToken,
@@ -64,7 +65,17 @@ pub async fn run_forever(
         }
         first = false;
         let started = tokio::time::Instant::now();
-        match session(&config, &stats, &endpoint, &runner, &mut events, &shutdown).await {
+        match session(
+            &config,
+            &stats,
+            &wal,
+            &endpoint,
+            &runner,
+            &mut events,
+            &shutdown,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(coordinator = %config.coordinator, "coordinator session ended: {e:#}");
@@ -92,6 +103,7 @@ pub async fn run_forever(
 async fn session(
     config: &Config,
     stats: &JanitorStats,
+    wal: &crate::wal::status::Board,
     endpoint: &tonic::transport::Endpoint,
     runner: &Runner,
     events: &mut mpsc::UnboundedReceiver<Event>,
@@ -185,6 +197,7 @@ async fn session(
                     clock_unix_ms: lifeboat_common::time::now_ms(),
                     running_jobs: runner.running_jobs(),
                     repositories: stats.snapshot(),
+                    wal: wal.snapshot(),
                 })).await?;
             }
         }

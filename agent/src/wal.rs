@@ -10,4 +10,5 @@ pub mod name;
 pub mod protocol;
 pub mod recovery;
 pub mod server;
+pub mod status;
 pub mod store;

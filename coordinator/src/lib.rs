@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod model;
 pub mod objectives;
 mod parts;
+pub mod pitr;
 pub mod rebuild;
 pub mod retention;
 pub mod schedule;

@@ -51,6 +51,10 @@ pub struct Metrics {
     repo_stale_uploads: IntCounterVec,
     repo_janitor_errors: IntCounterVec,
     repo_janitor_last_success: GaugeVec,
+    pitr_last_archived: GaugeVec,
+    pitr_gaps: IntGaugeVec,
+    pitr_pending: IntGaugeVec,
+    pitr_failed: IntGaugeVec,
     /// The last reported counters per (agent, repository), to turn them into increments.
     /// Only repositories the agent declared in its Hello (at most
     /// [`crate::wire::MAX_REPOSITORIES`]), and only while the agent is connected (M11).
@@ -228,6 +232,28 @@ impl Metrics {
                  error.",
                 AGENT_REPO,
             )?,
+            pitr_last_archived: gauge(
+                "lifeboat_pitr_last_archived_timestamp_seconds",
+                "Unix time the newest WAL segment of a physical target was stored in its \
+                 repository, as its agent last reported.",
+                &["target"],
+            )?,
+            pitr_gaps: int_gauge(
+                "lifeboat_pitr_archive_gaps",
+                "WAL segments missing between archived ones of a physical target (at most 32 \
+                 counted).",
+                &["target"],
+            )?,
+            pitr_pending: int_gauge(
+                "lifeboat_pitr_archive_pending_segments",
+                "Finished WAL segments the server has not archived yet (-1: unknown).",
+                &["target"],
+            )?,
+            pitr_failed: int_gauge(
+                "lifeboat_pitr_archiver_failed_count",
+                "pg_stat_archiver.failed_count of a physical target's server.",
+                &["target"],
+            )?,
             repo_seen: Mutex::new(HashMap::new()),
             declared: Mutex::new(HashMap::new()),
             reports_dropped: counter(
@@ -331,6 +357,11 @@ impl Metrics {
             .register(Box::new(m.repo_janitor_errors.clone()))?;
         m.registry
             .register(Box::new(m.repo_janitor_last_success.clone()))?;
+        m.registry
+            .register(Box::new(m.pitr_last_archived.clone()))?;
+        m.registry.register(Box::new(m.pitr_gaps.clone()))?;
+        m.registry.register(Box::new(m.pitr_pending.clone()))?;
+        m.registry.register(Box::new(m.pitr_failed.clone()))?;
         m.registry.register(Box::new(m.reports_dropped.clone()))?;
         m.registry.register(Box::new(m.audit_dropped.clone()))?;
         m.audit_dropped.with_label_values::<&str>(&[]);

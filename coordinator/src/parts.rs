@@ -35,6 +35,8 @@ pub struct Parts {
     pub denied: Arc<DeniedQueue>,
     /// Open `WatchJob` streams per operator.
     pub watches: Arc<WatchSlots>,
+    /// Physical targets' WAL archives as their agents last reported them.
+    pub wal: Arc<crate::pitr::WalBoard>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -57,6 +59,7 @@ impl Parts {
             claims: Arc::default(),
             denied: Arc::default(),
             watches: Arc::default(),
+            wal: Arc::default(),
         }
     }
 

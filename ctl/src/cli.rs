@@ -97,6 +97,20 @@ pub enum Command {
     /// The audit trail: who did what, on what, and how it ended
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Point-in-time recovery of physical targets: the recoverable window
+    #[command(subcommand)]
+    Pitr(PitrCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PitrCommand {
+    /// The earliest and latest recoverable moment, the base backups, the WAL archive per
+    /// timeline and any gaps
+    Window {
+        /// ENV/NAME
+        #[arg(value_parser = parse_target)]
+        target: TargetName,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -121,6 +121,45 @@ impl Archive {
         )
     }
 
+    /// Per timeline: the segments held (first, last, how many, when the first and the last
+    /// were stored), and the segments missing between held ones (at most `max_gaps`).
+    pub fn summary(&self, max_gaps: usize) -> (Vec<lifeboat_proto::domain::WalRange>, Vec<String>) {
+        let mut ranges = Vec::new();
+        let mut gaps = Vec::new();
+        for (tli, segs) in &self.segments {
+            let (Some((&first, &first_at)), Some((&last, &last_at))) =
+                (segs.iter().next(), segs.iter().next_back())
+            else {
+                continue;
+            };
+            ranges.push(lifeboat_proto::domain::WalRange {
+                timeline: *tli,
+                first: self.name(*tli, first),
+                last: self.name(*tli, last),
+                segments: segs.len() as u64,
+                first_archived_at_ms: first_at,
+                last_archived_at_ms: last_at,
+            });
+            let mut prev = first;
+            for &n in segs.keys().skip(1) {
+                for missing in prev + 1..n {
+                    if gaps.len() < max_gaps {
+                        gaps.push(self.name(*tli, missing));
+                    }
+                }
+                prev = n;
+            }
+        }
+        (ranges, gaps)
+    }
+
+    /// The newest segment held (by timeline, then number) and when it was stored.
+    pub fn newest(&self) -> Option<(String, i64)> {
+        let (tli, segs) = self.segments.iter().next_back()?;
+        let (n, at) = segs.iter().next_back()?;
+        Some((self.name(*tli, *n), *at))
+    }
+
     /// The newest timeline with any archived file.
     pub fn latest_timeline(&self) -> Option<u32> {
         let seg = self.segments.keys().next_back().copied();
@@ -306,6 +345,35 @@ mod tests {
         ]);
         let r = b.reach(1, "0/2000100".parse().expect("lsn"), &history);
         assert_eq!(r.missing.as_deref(), Some("000000020000000000000004"));
+    }
+
+    #[test]
+    fn the_summary_lists_ranges_and_gaps() {
+        let a = archive(&[
+            "000000010000000000000002",
+            "000000010000000000000003",
+            "000000010000000000000006",
+            "000000020000000000000006",
+        ]);
+        let (ranges, gaps) = a.summary(10);
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(
+            (
+                ranges[0].first.as_str(),
+                ranges[0].last.as_str(),
+                ranges[0].segments
+            ),
+            ("000000010000000000000002", "000000010000000000000006", 3)
+        );
+        assert_eq!(
+            gaps,
+            vec!["000000010000000000000004", "000000010000000000000005"]
+        );
+        assert_eq!(
+            a.newest().map(|n| n.0).as_deref(),
+            Some("000000020000000000000006")
+        );
+        assert_eq!(a.summary(1).1.len(), 1, "gaps are capped");
     }
 
     #[test]

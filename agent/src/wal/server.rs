@@ -89,7 +89,12 @@ fn restrict(path: &Path, cfg: &WalConfig) -> Result<()> {
 }
 
 /// Serves `listener` until `cancel`; each connection in its own task.
-pub async fn serve(config: Arc<Config>, listener: UnixListener, cancel: CancellationToken) {
+pub async fn serve(
+    config: Arc<Config>,
+    listener: UnixListener,
+    board: super::status::Board,
+    cancel: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let own_uid = nix::unistd::getuid().as_raw();
     tracing::info!(socket = %config.wal.socket.display(), "serving the WAL socket");
@@ -108,10 +113,10 @@ pub async fn serve(config: Arc<Config>, listener: UnixListener, cancel: Cancella
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
-        let (config, cancel) = (config.clone(), cancel.clone());
+        let (config, cancel, board) = (config.clone(), cancel.clone(), board.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = connection(&config, stream, own_uid, &cancel).await {
+            if let Err(e) = connection(&config, stream, own_uid, &cancel, &board).await {
                 tracing::warn!("WAL socket: {e:#}");
             }
         });
@@ -124,6 +129,7 @@ async fn connection(
     stream: UnixStream,
     own_uid: u32,
     cancel: &CancellationToken,
+    board: &super::status::Board,
 ) -> Result<()> {
     let cred = stream
         .peer_cred()
@@ -161,7 +167,13 @@ async fn connection(
                 sha256: sha256.to_ascii_lowercase(),
             };
             match checked(config, &target, &name) {
-                Ok((t, name)) => push.run(config, t, &name, &mut r, &mut w, cancel).await,
+                Ok((t, name)) => {
+                    let pushed = push.run(config, t, &name, &mut r, &mut w, cancel).await;
+                    if pushed.is_ok() {
+                        board.changed();
+                    }
+                    pushed
+                }
                 Err(e) => refuse(&mut w, e).await,
             }
         }

@@ -153,7 +153,7 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
             running_jobs = hello.running_jobs.len(),
             "agent connected"
         );
-        let session = Session::new(self.parts.clone(), name, handle)
+        let session = Session::new(self.parts.clone(), name, hello.environment.clone(), handle)
             .ends_on_revocation(serial, self.revocations.clone());
         self.parts.hub.tasks.spawn(session.run(inbound));
         // The wire form is made here, where the stream leaves the coordinator.

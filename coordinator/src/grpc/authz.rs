@@ -16,6 +16,7 @@ pub enum Action {
     ListTargets,
     ListBackups,
     GetBackup,
+    PitrWindow,
     ListJobs,
     GetJob,
     WatchJob,
@@ -61,6 +62,7 @@ impl Action {
             | Action::ListTargets
             | Action::ListBackups
             | Action::GetBackup
+            | Action::PitrWindow
             | Action::ListJobs
             | Action::GetJob
             | Action::WatchJob
@@ -95,6 +97,7 @@ impl Action {
             Action::ListTargets => "list_targets",
             Action::ListBackups => "list_backups",
             Action::GetBackup => "get_backup",
+            Action::PitrWindow => "pitr_window",
             Action::ListJobs => "list_jobs",
             Action::GetJob => "get_job",
             Action::WatchJob => "watch_job",
@@ -235,12 +238,13 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 30] = [
+    const ALL: [Action; 31] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
         Action::ListBackups,
         Action::GetBackup,
+        Action::PitrWindow,
         Action::ListJobs,
         Action::GetJob,
         Action::WatchJob,

@@ -19,6 +19,7 @@ mod audit;
 mod checks;
 mod frame;
 mod jobs;
+mod pitr;
 mod rebuild;
 mod release;
 mod schedules;
@@ -183,6 +184,17 @@ impl pb::control_server::Control for Control {
             &format!("backup {} of {}", backup.backup_id, backup.target),
         )?;
         Ok(Response::new(self.backup_pb(&backup).await?))
+    }
+
+    async fn pitr_window(
+        &self,
+        request: Request<pb::PitrWindowRequest>,
+    ) -> Result<Response<pb::PitrWindowResponse>, Status> {
+        let req = request.get_ref();
+        let op = self.authorize(&request, Action::PitrWindow, &req.target)?;
+        let target = parse_target(&req.target)?;
+        self.scope(&op, &target, &format!("the recovery window of {target}"))?;
+        Ok(Response::new(self.pitr_window(&target).await?))
     }
 
     async fn verify_backup(

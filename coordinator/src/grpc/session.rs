@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lifeboat_common::names::TargetName;
 use lifeboat_proto::{
     domain::{Deleted, JobOutput, Restored, Verified},
     v1 as pb,
@@ -28,6 +29,8 @@ use crate::{
 pub struct Session {
     parts: Parts,
     agent: String,
+    /// The agent's environment (from its Hello): its targets are `ENVIRONMENT/NAME`.
+    environment: String,
     handle: SessionHandle,
     dropped: Mutex<DroppedUpdates>,
     /// The agent certificate's serial and the CRL's revocations: the session ends when a
@@ -76,10 +79,11 @@ pub fn inbound_error(status: Status) -> Status {
 }
 
 impl Session {
-    pub fn new(parts: Parts, agent: String, handle: SessionHandle) -> Self {
+    pub fn new(parts: Parts, agent: String, environment: String, handle: SessionHandle) -> Self {
         Self {
             parts,
             agent,
+            environment,
             handle,
             dropped: Mutex::new(DroppedUpdates::default()),
             revocation: None,
@@ -139,6 +143,32 @@ impl Session {
         self.dropped
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the WAL archive of each of this agent's physical targets (others are ignored).
+    async fn on_wal_status(&self, statuses: Vec<lifeboat_proto::domain::WalStatus>) {
+        if statuses.is_empty() {
+            return;
+        }
+        let Ok(targets) = self.parts.catalog.list_targets().await else {
+            return;
+        };
+        let now = lifeboat_common::time::now_ms();
+        for s in statuses {
+            let Ok(name) = format!("{}/{}", self.environment, s.target).parse::<TargetName>()
+            else {
+                continue;
+            };
+            if !targets
+                .iter()
+                .any(|t| t.target.name == name && t.target.agent == self.agent)
+            {
+                tracing::debug!(agent = %self.agent, target = %name, "WAL status of a target the agent does not own ignored");
+                continue;
+            }
+            self.parts.metrics.set_wal_status(name.as_str(), &s, now);
+            self.parts.wal.update(name, s, now);
+        }
     }
 
     /// Runs a heartbeat, acceptance or progress update; a catalog failure drops it (see
@@ -275,10 +305,12 @@ impl Session {
             AgentMessage::Heartbeat {
                 clock_unix_ms,
                 repositories,
+                wal,
             } => {
                 self.parts
                     .metrics
                     .set_repository_stats(&self.agent, &repositories);
+                self.on_wal_status(wal).await;
                 let now = lifeboat_common::time::now_ms();
                 self.soft("heartbeat", async {
                     Ok(self

@@ -78,6 +78,31 @@ impl Metrics {
     /// Records the housekeeping counters an agent reported in a heartbeat. Stats of
     /// repositories it did not declare are dropped and counted, so an agent cannot grow the
     /// coordinator's memory or `/metrics` with made-up names (M11).
+    /// A physical target's WAL archive as its agent reported it.
+    pub fn set_wal_status(
+        &self,
+        target: &str,
+        s: &lifeboat_proto::domain::WalStatus,
+        _now_ms: i64,
+    ) {
+        let labels = [target];
+        if let Some((_, at)) = &s.last_archived {
+            self.pitr_last_archived
+                .with_label_values(&labels)
+                .set(*at as f64 / 1000.0);
+        }
+        self.pitr_gaps
+            .with_label_values(&labels)
+            .set(i64::try_from(s.gaps.len()).unwrap_or(i64::MAX));
+        self.pitr_pending.with_label_values(&labels).set(
+            s.pending_segments
+                .map_or(-1, |p| i64::try_from(p).unwrap_or(i64::MAX)),
+        );
+        self.pitr_failed
+            .with_label_values(&labels)
+            .set(i64::try_from(s.failed_count).unwrap_or(i64::MAX));
+    }
+
     pub fn set_repository_stats(&self, agent: &str, stats: &[RepositoryStats]) {
         let declared = self
             .declared

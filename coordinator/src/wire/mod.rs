@@ -206,6 +206,8 @@ pub enum AgentMessage {
     Heartbeat {
         clock_unix_ms: i64,
         repositories: Vec<RepositoryStats>,
+        /// Physical targets' WAL archives.
+        wal: Vec<lifeboat_proto::domain::WalStatus>,
     },
     Accepted {
         job_id: String,
@@ -247,9 +249,18 @@ impl TryFrom<pb::AgentMessage> for AgentMessage {
                         repository_stats(r)
                     })
                     .collect::<Result<Vec<_>, Error>>()?;
+                cap("wal", h.wal.len(), MAX_REPOSITORIES)?;
+                let wal = h
+                    .wal
+                    .into_iter()
+                    .map(|w| {
+                        lifeboat_proto::domain::WalStatus::try_from(w).map_err(|e| invalid(e.0))
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?;
                 Ok(AgentMessage::Heartbeat {
                     clock_unix_ms: h.clock_unix_ms,
                     repositories,
+                    wal,
                 })
             }
             Some(Msg::Accepted(a)) => {

@@ -231,6 +231,7 @@ fn heartbeat_repository_stats_are_validated() {
                 clock_unix_ms: 5,
                 running_jobs: vec![],
                 repositories: repos,
+                wal: vec![],
             })),
         })
     };
@@ -245,8 +246,10 @@ fn heartbeat_repository_stats_are_validated() {
         AgentMessage::Heartbeat {
             clock_unix_ms,
             repositories,
+            wal,
         } => {
             assert_eq!(clock_unix_ms, 5);
+            assert!(wal.is_empty());
             assert_eq!(repositories[0].janitor_last_success_ms, None);
             assert_eq!(repositories[1].janitor_last_success_ms, Some(7));
             assert_eq!(repositories[0].stale_uploads_aborted, 3);

@@ -90,6 +90,7 @@ async fn b31_invalid_session_messages_end_the_stream_with_invalid_argument() {
                 clock_unix_ms: 0,
                 running_jobs: vec![String::new()],
                 repositories: Vec::new(),
+                wal: Vec::new(),
             })),
         ),
     ];

@@ -368,6 +368,7 @@ fn heartbeat(names: impl IntoIterator<Item = String>) -> pb::AgentMessage {
                 janitor_last_success_ms: 0,
             })
             .collect(),
+        wal: Vec::new(),
     }))
 }
 

@@ -40,6 +40,7 @@ fn heartbeat(clock_offset_ms: i64, repos: Vec<pb::RepositoryStats>) -> pb::Agent
         clock_unix_ms: lifeboat_common::time::now_ms() + clock_offset_ms,
         running_jobs: vec![],
         repositories: repos,
+        wal: vec![],
     }))
 }
 

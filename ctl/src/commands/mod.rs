@@ -12,7 +12,8 @@ pub mod audit;
 pub mod backup;
 pub mod catalog;
 pub mod jobs;
-pub mod pki;
+pub mod pitr;
+mod pki;
 pub mod prune;
 pub mod restore;
 pub mod schedule;
@@ -33,5 +34,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Prune(args) => prune::run(args, global, out).await,
         Command::Catalog(cmd) => catalog::run(cmd, global, out).await,
         Command::Audit(cmd) => audit::run(cmd, global, out).await,
+        Command::Pitr(cmd) => pitr::run(cmd, global, out).await,
     }
 }

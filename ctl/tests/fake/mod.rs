@@ -440,6 +440,13 @@ impl pb::control_server::Control for Fake {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn pitr_window(
+        &self,
+        _req: Request<pb::PitrWindowRequest>,
+    ) -> Result<Response<pb::PitrWindowResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     type WatchJobStream = JobStream;
 
     async fn watch_job(

@@ -8,6 +8,7 @@ mod record;
 mod recovery;
 mod report;
 mod results;
+pub mod wal;
 mod words;
 
 pub use physical::{DataDir, PG_BASEBACKUP_FORMAT};
@@ -15,6 +16,7 @@ pub use record::{BackupRecord, Pin, RecordError, RowCount, non_negative, row_cou
 pub use recovery::{Lsn, Recovery, RecoveryAction, RecoveryTarget};
 pub use report::{Finding, Report, Severity};
 pub use results::{Deleted, JobOutput, Listed, Restored, Verified};
+pub use wal::{WalRange, WalStatus, is_segment_name};
 pub use words::{Engine, JobKind, OwnerPolicy, VerifyStatus};
 
 /// Longest free-text field accepted (versions, providers, tool names).

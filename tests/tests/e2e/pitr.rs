@@ -140,6 +140,51 @@ fn restores_reach_exactly_the_point_asked_for() {
     }
     switch_and_wait(&s.pg);
 
+    // The window: from the end of the base backup to the newest archived segment, one
+    // timeline, no gap; the same in /metrics.
+    let newest = s.pg.query_one(
+        "postgres",
+        "SELECT last_archived_wal FROM pg_stat_archiver;",
+    );
+    let target = s.target("main");
+    let window = eventually(
+        "the agent to report the archive",
+        Duration::from_secs(30),
+        || {
+            let w = s.admin.json(&["pitr", "window", &target]);
+            anyhow::ensure!(
+                find_str(&w, "last_archived").as_deref() == Some(newest.as_str()),
+                "{w}"
+            );
+            Ok(w)
+        },
+    );
+    assert_eq!(window["gaps"].as_array().map(Vec::len), Some(0), "{window}");
+    assert_eq!(window["timelines"][0]["timeline"], 1, "{window}");
+    assert_eq!(
+        window["base_backups"][0][0].as_str(),
+        Some(id.as_str()),
+        "{window}"
+    );
+    assert_eq!(
+        window["earliest"].as_str(),
+        rec["finished_at"].as_str(),
+        "the window starts where the base backup ended: {window} {rec}"
+    );
+    let (_, metrics) = lifeboat_e2e::http::http_get(s.coordinator.http_addr(), "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "lifeboat_pitr_archive_gaps{{target=\"{target}\"}} 0"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "lifeboat_pitr_last_archived_timestamp_seconds{{target=\"{target}\"}}"
+        )),
+        "{metrics}"
+    );
+
     // A time between commits 5 and 6.
     let t5 = between(&s.pg, 5, 6);
     let copy = restore_and_start(&s, &["--to-time", &t5], false);
@@ -244,7 +289,6 @@ fn restores_reach_exactly_the_point_asked_for() {
     let root = Pg::empty_root();
     let data = root.path().join("data");
     let data_arg = data.display().to_string();
-    let target = s.target("main");
     let out = s.admin.run_json(&[
         "restore",
         "--target",
@@ -271,4 +315,17 @@ fn restores_reach_exactly_the_point_asked_for() {
         0,
         "nothing written"
     );
+    // The window shows the gap once the agent looks again (after the next archived file).
+    commit(&s.pg, 14);
+    switch_and_wait(&s.pg);
+    eventually("the gap to be reported", Duration::from_secs(90), || {
+        let w = s.admin.json(&["pitr", "window", &target]);
+        anyhow::ensure!(
+            w["gaps"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|x| x.as_str() == Some(lost.as_str()))),
+            "{w}"
+        );
+        Ok(())
+    });
 }

@@ -1,0 +1,38 @@
+//! `PitrWindow`: a physical target's recoverable window, its base backups and its WAL archive
+//! (see [`crate::pitr`]).
+
+use lifeboat_common::names::TargetName;
+use lifeboat_proto::v1 as pb;
+
+use super::Control;
+use crate::error::{Error, Result};
+
+impl Control {
+    pub(super) async fn pitr_window(&self, target: &TargetName) -> Result<pb::PitrWindowResponse> {
+        // The target must exist, so a typo is an error, not an empty window.
+        self.target(target).await?;
+        let backups: Vec<_> = self
+            .parts
+            .catalog
+            .list_backups(Some(target.as_str()), u32::MAX)
+            .await?
+            .into_iter()
+            .filter(|b| b.is_physical())
+            .collect();
+        let reported = self.parts.wal.get(target);
+        if backups.is_empty() && reported.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "{target} has no physical base backup and its agent reports no WAL archive; set mode = \"physical\" on the target and take a base backup (lifeboat backup run {target} --wait)"
+            )));
+        }
+        let window = crate::pitr::window(&backups, reported.as_ref().map(|r| &r.status));
+        Ok(pb::PitrWindowResponse {
+            target: target.to_string(),
+            earliest_ms: window.map_or(0, |w| w.0),
+            latest_ms: window.map_or(0, |w| w.1),
+            base_backups: self.backups_pb(&backups).await?,
+            wal: reported.as_ref().map(|r| pb::WalStatus::from(&r.status)),
+            reported_at_ms: reported.map_or(0, |r| r.received_ms),
+        })
+    }
+}
