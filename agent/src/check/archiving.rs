@@ -257,7 +257,7 @@ fn command_problem(command: &str, target: &str, socket: &Path) -> Option<String>
     match their_socket {
         None if socket != default => {
             return Some(format!(
-                "{shown} has no --socket, so wal-push looks for the agent at {DEFAULT_SOCKET}, but this agent's WAL socket is {} ([wal] socket in its config)",
+                "{shown} has no --socket, so wal-push looks for the agent at {DEFAULT_SOCKET} (unless PostgreSQL's environment sets LIFEBOAT_WAL_SOCKET), but this agent's WAL socket is {} ([wal] socket in its config)",
                 socket.display()
             ));
         }
