@@ -4,6 +4,7 @@
 //! finding goes to the job's report; the job fails if any is an error. Nothing is written to a
 //! database; a target check writes one small probe object into the repository and removes it.
 
+pub(crate) mod archiving;
 mod mysql;
 mod postgres;
 

@@ -12,7 +12,7 @@ use lifeboat_agent::{
     config::Config,
     job::JobCtx,
     manifest::Manifest,
-    work::{BackupWork, RestoreWork},
+    work::{BackupWork, CheckWork, RestoreWork},
 };
 use lifeboat_common::ids::BackupId;
 use lifeboat_e2e::pg::{Pg, ROLE, write_private};
@@ -448,6 +448,34 @@ async fn a_server_refusing_the_replication_connection_is_explained() {
     );
     let stored: Vec<_> = walk(&w.dir.path().join("repo"));
     assert!(stored.is_empty(), "a failed backup left {stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_check_warns_that_archiving_is_off_with_the_lines_to_add() {
+    let w = World::start(REPLICATOR, "REPLICATION");
+    let ctx = w.ctx();
+    let checked = lifeboat_agent::check::run(&ctx, &CheckWork::Target("phys".into())).await;
+    let report = ctx.report.to_pb().expect("a report");
+    assert!(
+        checked.is_ok(),
+        "archiving off is no error: {checked:?} {report:?}"
+    );
+    let archiving: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == "archiving")
+        .collect();
+    assert_eq!(archiving.len(), 1, "{report:?}");
+    let f = archiving[0];
+    assert_eq!(f.severity(), lifeboat_proto::Severity::Warning, "{f:?}");
+    assert!(
+        f.message.contains("archive_mode = on")
+            && f.message.contains("archive_command = '")
+            && f.message.contains("wal-push --target phys %p'")
+            && f.message.contains("restart"),
+        "{}",
+        f.message
+    );
 }
 
 /// Every file under `dir` (none if it does not exist).

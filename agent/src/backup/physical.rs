@@ -100,7 +100,8 @@ impl<'a> PgBaseBackup<'a> {
     }
 }
 
-/// `targets check` of a physical target: what the backup's pre-flight checks, in the report.
+/// `targets check` of a physical target: what the backup's pre-flight checks, and its WAL
+/// archiving ([`crate::check::archiving`]), in the report.
 pub(crate) async fn check_target(
     ctx: &JobCtx,
     target: &TargetConfig,
@@ -145,6 +146,7 @@ pub(crate) async fn check_target(
             format!("{e:#}; restores of this target's backups into a data directory need pg_verifybackup"),
         ),
     }
+    crate::check::archiving::check(ctx, target, conn).await;
 }
 
 /// The checks a base backup needs on the server, and the facts it records.

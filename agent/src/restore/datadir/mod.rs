@@ -1,0 +1,439 @@
+//! A physical base backup restored into an empty data directory (`restore --data-dir`): the
+//! tar streams from the repository through the same hash checks as every restore (stored
+//! size, stored and raw SHA-256) into an extractor that accepts only plain files and
+//! directories inside the directory, every file and directory synced; then PostgreSQL's own
+//! `pg_verifybackup` checks the files against the `backup_manifest` the archive carries. It is
+//! not the scratch-database [`super::Restore`]: a data directory has no swap, only "all or
+//! nothing".
+//!
+//! The guarantees: the directory must be empty (one holding `PG_VERSION` or `postmaster.pid`
+//! is refused by name: a running cluster's directory is never touched); `PG_VERSION` is
+//! written last, after the hashes matched, so the directory cannot be started by PostgreSQL
+//! until the backup is whole; on any failure (a hash, the archive, `pg_verifybackup`,
+//! cancellation) everything extracted is removed, and the directory itself if the restore
+//! created it. Point-in-time recovery will later write its recovery settings into the
+//! directory between the extraction and the verdict.
+//!
+//! This file plans and orchestrates; [`destination`] checks and claims the directory,
+//! [`extract`] unpacks the tar, [`verify`] writes `PG_VERSION` and runs `pg_verifybackup`.
+
+mod destination;
+mod extract;
+mod verify;
+
+use std::{
+    io::{self, BufReader, BufWriter},
+    path::PathBuf,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use lifeboat_proto::domain::{DataDir, Restored};
+
+use super::{Located, check_engine, human_bytes, locate, open_data, read_manifest};
+use crate::{
+    engine::postgres as pg,
+    job::JobCtx,
+    manifest::{Manifest, PhysicalInfo},
+    pipeline::{self, PipelineError},
+    work::RestoreWork,
+};
+use destination::{Claimed, Destination, check_allowed, check_space};
+use extract::extract;
+use verify::{chown_like_root, run_verifybackup, write_pg_version};
+
+/// The file PostgreSQL needs to accept a directory as a data directory: held back until the
+/// backup is whole.
+const PG_VERSION: &str = "PG_VERSION";
+
+/// A physical backup and where it goes, checked; nothing written yet.
+struct Plan {
+    loc: Located,
+    manifest: Manifest,
+    physical: PhysicalInfo,
+    dir: DataDir,
+    dest: Destination,
+    pg_verifybackup: PathBuf,
+    /// Point-in-time recovery: the settings written once the backup is whole.
+    pitr: Option<super::pitr::Pitr>,
+}
+
+/// The restore of a physical backup into `spec.data_dir`.
+pub(crate) async fn run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Restored> {
+    let plan = plan(ctx, spec, dir).await?;
+    ctx.report.bail_on_errors("restore refused")?;
+    let plan = plan.context("restore could not be planned")?;
+    ctx.set_phase("restoring");
+    let claimed = {
+        let (dir, dest) = (plan.dir.path().to_owned(), plan.dest.clone());
+        tokio::task::spawn_blocking(move || Claimed::claim(&dir, &dest))
+            .await
+            .context("claim task panicked")??
+    };
+    match extract_and_verify(ctx, &plan, &claimed).await {
+        Ok(verified) => {
+            claimed.keep();
+            Ok(restored(ctx, &plan, &verified))
+        }
+        Err(e) => {
+            let removed = tokio::task::spawn_blocking(move || claimed.remove())
+                .await
+                .map_err(|j| anyhow!("cleanup task panicked: {j}"))
+                .and_then(|r| r);
+            if let Err(c) = removed {
+                return Err(e.context(format!(
+                    "and removing what was extracted into {dir} failed too ({c:#}); remove its contents before using the directory"
+                )));
+            }
+            Err(e.context(format!(
+                "restore into {dir} failed; what was extracted there was removed"
+            )))
+        }
+    }
+}
+
+/// `restore --dry-run --data-dir`: the checks and the steps, nothing written.
+pub(crate) async fn dry_run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<()> {
+    if let Some(plan) = plan(ctx, spec, dir).await? {
+        let r = &ctx.report;
+        r.step(format!(
+            "stream {} ({} stored) from {} through the size and SHA-256 checks",
+            plan.loc.data_key,
+            human_bytes(plan.loc.expected.stored.size),
+            plan.loc.repo.describe()
+        ));
+        r.step(match plan.dest {
+            Destination::Missing => format!("create {} (mode 0700)", plan.dir),
+            Destination::Empty { .. } => {
+                format!("use the empty directory {} (mode 0700)", plan.dir)
+            }
+        });
+        r.step("extract the tar (plain files and directories only), syncing every file; PG_VERSION last");
+        r.step(format!(
+            "check the files with {} against the backup's backup_manifest",
+            plan.pg_verifybackup.display()
+        ));
+        r.step(match &plan.pitr {
+            Some(p) => format!(
+                "write recovery.signal and the recovery settings into postgresql.auto.conf (archiving off): {}",
+                p.summary
+            ),
+            None => "turn archiving off in postgresql.auto.conf (a copy must not archive into the source's archive)".to_owned(),
+        });
+    }
+    ctx.report.bail_on_errors("the restore would fail")
+}
+
+/// Checks the backup (a physical one, its manifest agreeing with the catalog, its data there
+/// with the recorded size), the directory and the tools; findings go to the job's report.
+async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<Plan>> {
+    let report = &ctx.report;
+    let rec = &spec.backup;
+    let target = ctx
+        .config
+        .targets
+        .get(&spec.target)
+        .with_context(|| format!("this agent has no target {:?}", spec.target))?;
+    if report.check("backup", check_engine(rec, target)).is_none() {
+        return Ok(None);
+    }
+    let Some(loc) = report.check("backup", locate(ctx, rec)) else {
+        return Ok(None);
+    };
+    ctx.set_phase("checking");
+    let manifest = match read_manifest(&loc).await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            report.error(
+                "backup",
+                format!(
+                    "backup {} has no manifest in {}; it is incomplete or was deleted",
+                    rec.backup_id,
+                    loc.repo.describe()
+                ),
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            report.error(
+                "backup",
+                format!("cannot use the manifest in {}: {e:#}", loc.repo.describe()),
+            );
+            return Ok(None);
+        }
+    };
+    let Some(physical) = manifest.physical.clone() else {
+        report.error(
+            "backup",
+            format!(
+                "the manifest of backup {} has no physical section although the catalog records a base backup; it cannot be restored into a data directory",
+                rec.backup_id
+            ),
+        );
+        return Ok(None);
+    };
+    match loc.repo.head(&loc.data_key).await {
+        Ok(Some(h)) if h.size == loc.expected.stored.size => report.ok(
+            "backup",
+            format!(
+                "{}: base backup of PostgreSQL {} (system identifier {}), timeline {}, WAL {} to {} inside; {} stored in {}",
+                rec.backup_id,
+                manifest.server.version,
+                manifest.server.system_identifier,
+                physical.timeline,
+                physical.start_lsn,
+                physical.stop_lsn,
+                human_bytes(h.size),
+                loc.repo.describe()
+            ),
+        ),
+        Ok(Some(h)) => report.error(
+            "backup",
+            PipelineError::Mismatch {
+                what: format!(
+                    "{} holds {} bytes, the catalog recorded {}",
+                    loc.data_key, h.size, loc.expected.stored.size
+                ),
+            }
+            .to_string(),
+        ),
+        Ok(None) => report.error(
+            "backup",
+            format!(
+                "data file {} is missing from {}",
+                loc.data_key,
+                loc.repo.describe()
+            ),
+        ),
+        Err(e) => report.error(
+            "backup",
+            format!(
+                "cannot read {} from {}: {e}",
+                loc.data_key,
+                loc.repo.describe()
+            ),
+        ),
+    }
+    let dest = {
+        let path = dir.path().to_owned();
+        let allowed = target.restore_data_dirs.clone();
+        let name = target.name.clone();
+        tokio::task::spawn_blocking(move || {
+            check_allowed(&allowed, &name, &path)?;
+            Destination::check(&path)
+        })
+        .await
+        .context("directory check panicked")?
+    };
+    let raw = loc.expected.raw.size;
+    let dest = dest.and_then(|d| {
+        check_space(dir.path(), raw)?;
+        Ok(d)
+    });
+    let dest = match dest {
+        Ok(d) => {
+            report.ok(
+                "destination",
+                match d {
+                    Destination::Missing => format!("{dir} does not exist; it will be created"),
+                    Destination::Empty { .. } => format!("{dir} is an empty directory"),
+                },
+            );
+            Some(d)
+        }
+        Err(e) => {
+            report.error("destination", format!("{e:#}"));
+            None
+        }
+    };
+    let major = manifest.server.version_num / 10000;
+    let pg_verifybackup = pg::tool(target, "pg_verifybackup", major);
+    let tool = match pg::tool_version(&pg_verifybackup).await {
+        Ok((version, tool_major)) if tool_major >= major => {
+            report.ok(
+                "tools",
+                format!("pg_verifybackup {version} ({})", pg_verifybackup.display()),
+            );
+            Some(pg_verifybackup)
+        }
+        Ok((version, _)) => {
+            report.error(
+                "tools",
+                format!(
+                    "pg_verifybackup {version} is older than the backup's PostgreSQL {}; install the PostgreSQL {major} server tools or set pg_bin_dir",
+                    manifest.server.version
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            report.error("tools", format!("{e:#}"));
+            None
+        }
+    };
+    let pitr = match &spec.recovery {
+        None => Ok(None),
+        Some(r) => super::pitr::plan(ctx, &loc.repo, &manifest, &physical, r)
+            .await
+            .map(Some),
+    };
+    let pitr = match pitr {
+        Ok(p) => {
+            if let Some(p) = &p {
+                report.ok("recovery", &p.summary);
+            }
+            p
+        }
+        Err(e) => {
+            report.error("recovery", format!("{e:#}"));
+            return Ok(None);
+        }
+    };
+    let (Some(dest), Some(pg_verifybackup)) = (dest, tool) else {
+        return Ok(None);
+    };
+    Ok(Some(Plan {
+        loc,
+        manifest,
+        physical,
+        dir: dir.clone(),
+        dest,
+        pg_verifybackup,
+        pitr,
+    }))
+}
+
+/// What `pg_verifybackup` said, and what was extracted.
+struct Verified {
+    files: u64,
+    verifybackup: String,
+}
+
+/// Streams the archive through the hash checks into the extractor, writes `PG_VERSION`
+/// once the hashes matched, then runs `pg_verifybackup`.
+async fn extract_and_verify(ctx: &JobCtx, plan: &Plan, claimed: &Claimed) -> Result<Verified> {
+    let loc = &plan.loc;
+    let file = open_data(loc).await?.with_context(|| {
+        format!(
+            "data file {} is missing from {}",
+            loc.data_key,
+            loc.repo.describe()
+        )
+    })?;
+    let (reader, writer) = io::pipe().context("create a pipe")?;
+    let expected = loc.expected.clone();
+    let counters = ctx.counters.clone();
+    let cancel = ctx.cancel.clone();
+    // A base backup's tar was checked as it streamed at backup time; here its hashes are.
+    let pipeline = tokio::task::spawn_blocking(move || {
+        let out = BufWriter::with_capacity(256 * 1024, writer);
+        // Dropping the returned writer ends the extractor's input.
+        pipeline::decompress(file, out, b"", &expected, &counters, &cancel).map(drop)
+    });
+    let root = claimed.dir.clone();
+    let owner = claimed.owner;
+    let cancel = ctx.cancel.clone();
+    let extractor = tokio::task::spawn_blocking(move || {
+        extract(
+            BufReader::with_capacity(256 * 1024, reader),
+            &root,
+            owner,
+            &cancel,
+        )
+    });
+    let (piped, extracted) = tokio::join!(pipeline, extractor);
+    let piped = piped.context("restore pipeline panicked")?;
+    let extracted = extracted.context("extractor panicked")?;
+    if ctx.cancel.is_cancelled() {
+        bail!("cancelled");
+    }
+    let extracted = match (piped, extracted) {
+        (Ok(()), Ok(x)) => x,
+        // The stored bytes are not the recorded ones: that is the verdict, whatever the
+        // extractor made of them.
+        (Err(e @ (PipelineError::Mismatch { .. } | PipelineError::Decode(_))), _) => {
+            return Err(e).with_context(|| format!("restore backup from {}", loc.data_key));
+        }
+        (_, Err(e)) => return Err(e.context(format!("extract {}", loc.data_key))),
+        (Err(e), Ok(_)) => {
+            return Err(e).with_context(|| format!("restore backup from {}", loc.data_key));
+        }
+    };
+    {
+        let root = claimed.dir.clone();
+        let version = extracted.pg_version.clone();
+        tokio::task::spawn_blocking(move || write_pg_version(&root, version.as_deref(), owner))
+            .await
+            .context("write task panicked")??;
+    }
+    ctx.set_phase("verifying");
+    let verifybackup = run_verifybackup(&plan.pg_verifybackup, &claimed.dir, &ctx.cancel).await?;
+    {
+        // A restored copy never archives into the source's archive (see `archive_off`); a
+        // point-in-time recovery also gets its recovery settings and recovery.signal.
+        let (root, settings, signal) = match &plan.pitr {
+            Some(p) => (claimed.dir.clone(), p.settings.clone(), true),
+            None => (
+                claimed.dir.clone(),
+                crate::wal::recovery::archive_off(&format!(
+                    "lifeboat restore of backup {}",
+                    plan.manifest.backup_id
+                )),
+                false,
+            ),
+        };
+        tokio::task::spawn_blocking(move || {
+            crate::wal::recovery::write(&root, &settings, signal)?;
+            let mut files = vec!["postgresql.auto.conf"];
+            if signal {
+                files.push("recovery.signal");
+            }
+            chown_like_root(&root, &files, owner)
+        })
+        .await
+        .context("write task panicked")??;
+    }
+    Ok(Verified {
+        files: extracted.files,
+        verifybackup,
+    })
+}
+
+/// The restore's result, and its lines in the report.
+fn restored(ctx: &JobCtx, plan: &Plan, v: &Verified) -> Restored {
+    let m = &plan.manifest;
+    ctx.report.ok(
+        "restored",
+        format!(
+            "{}: PostgreSQL {} cluster (system identifier {}), {} files, timeline {}, consistent at WAL {}; pg_verifybackup: {}",
+            plan.dir,
+            m.server.version,
+            m.server.system_identifier,
+            v.files,
+            plan.physical.timeline,
+            plan.physical.stop_lsn,
+            v.verifybackup
+        ),
+    );
+    ctx.report.info(
+        "next",
+        format!(
+            "start it as the directory's owner with pg_ctl -D {} start (PostgreSQL {} binaries); its postgresql.conf and postgresql.auto.conf are the source server's: check port and paths first",
+            plan.dir, plan.manifest.server.version
+        ),
+    );
+    if let Some(p) = &plan.pitr {
+        ctx.report.info(
+            "recovery",
+            format!(
+                "when it starts it replays the archived WAL: {}; the agent must be running for restore_command, and the server's log says where recovery stopped",
+                p.summary
+            ),
+        );
+    }
+    Restored {
+        database: String::new(),
+        data_dir: Some(plan.dir.clone()),
+        row_counts: Vec::new(),
+        raw_bytes: plan.loc.expected.raw.size,
+    }
+}
