@@ -12,7 +12,14 @@ use anyhow::{Context, Result};
 use lifeboat_proto::domain::{RecoveryTarget, Severity};
 use sqlx::{Row, postgres::PgConnection};
 
-use crate::{config::TargetConfig, job::JobCtx, wal::config::DEFAULT_SOCKET};
+use crate::{
+    config::TargetConfig,
+    job::JobCtx,
+    wal::{
+        config::DEFAULT_SOCKET,
+        recovery::{quoted, shell_word},
+    },
+};
 
 /// The report's check name.
 const CHECK: &str = "archiving";
@@ -109,14 +116,14 @@ pub(crate) fn findings(
 ) -> Vec<(Severity, String)> {
     let mut out = Vec::new();
     let wanted = archive_command(client, socket, target);
-    let command_line = format!("archive_command = {}", conf_quoted(&wanted));
+    let command_line = format!("archive_command = {}", quoted(&wanted));
     let on = matches!(a.mode.as_str(), "on" | "always");
     let problem = if a.library.is_empty() {
         command_problem(&a.command, target, socket)
     } else {
         Some(format!(
             "archive_library = {} is set, so PostgreSQL archives through it and ignores archive_command",
-            conf_quoted(&a.library)
+            quoted(&a.library)
         ))
     };
     let library_line = if a.library.is_empty() {
@@ -166,7 +173,7 @@ pub(crate) fn findings(
                 format!(
                     "WAL archiving through this agent (archive_mode = {}, archive_command = {}); {last}",
                     a.mode,
-                    conf_quoted(&a.command)
+                    quoted(&a.command)
                 ),
             ));
             if a.last_archived_wal.is_none() && a.failed_count == 0 {
@@ -215,7 +222,7 @@ fn command_problem(command: &str, target: &str, socket: &Path) -> Option<String>
     let shown = if command.trim().is_empty() {
         "archive_command is empty".to_owned()
     } else {
-        format!("archive_command = {}", conf_quoted(command))
+        format!("archive_command = {}", quoted(command))
     };
     let Some(words) = shell_words(command) else {
         return Some(format!("{shown} cannot be read (unbalanced quotes)"));
@@ -291,23 +298,6 @@ pub(crate) fn archive_command(client: &Path, socket: &Path, target: &str) -> Str
         shell_word(&client.display().to_string()),
         shell_word(target)
     )
-}
-
-/// A value in single quotes as `postgresql.conf` reads it.
-fn conf_quoted(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// `s` as one word for `/bin/sh` (PostgreSQL runs the command through it).
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// `command` split into words as `/bin/sh` would (quotes and backslashes; no expansion);

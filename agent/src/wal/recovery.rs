@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use lifeboat_proto::domain::{RecoveryAction, RecoveryTarget};
 
 /// A value in single quotes as `postgresql.conf` reads it.
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
@@ -25,7 +25,7 @@ pub fn restore_command(client: &Path, socket: &Path, target: &str) -> String {
 }
 
 /// `s` as one word for `/bin/sh` (PostgreSQL runs the command through it).
-fn shell_word(s: &str) -> String {
+pub(crate) fn shell_word(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b))
