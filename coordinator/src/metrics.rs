@@ -236,23 +236,23 @@ impl Metrics {
                 "lifeboat_pitr_last_archived_timestamp_seconds",
                 "Unix time the newest WAL segment of a physical target was stored in its \
                  repository, as its agent last reported.",
-                &["target"],
+                &["environment", "target"],
             )?,
             pitr_gaps: int_gauge(
                 "lifeboat_pitr_archive_gaps",
                 "WAL segments missing between archived ones of a physical target (at most 32 \
                  counted).",
-                &["target"],
+                &["environment", "target"],
             )?,
             pitr_pending: int_gauge(
                 "lifeboat_pitr_archive_pending_segments",
                 "Finished WAL segments the server has not archived yet (-1: unknown).",
-                &["target"],
+                &["environment", "target"],
             )?,
             pitr_failed: int_gauge(
                 "lifeboat_pitr_archiver_failed_count",
                 "pg_stat_archiver.failed_count of a physical target's server.",
-                &["target"],
+                &["environment", "target"],
             )?,
             repo_seen: Mutex::new(HashMap::new()),
             declared: Mutex::new(HashMap::new()),

@@ -166,7 +166,7 @@ impl Session {
                 tracing::debug!(agent = %self.agent, target = %name, "WAL status of a target the agent does not own ignored");
                 continue;
             }
-            self.parts.metrics.set_wal_status(name.as_str(), &s, now);
+            self.parts.metrics.set_wal_status(&name, &s);
             self.parts.wal.update(name, s, now);
         }
     }

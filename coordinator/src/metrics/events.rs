@@ -81,11 +81,10 @@ impl Metrics {
     /// A physical target's WAL archive as its agent reported it.
     pub fn set_wal_status(
         &self,
-        target: &str,
+        target: &lifeboat_common::names::TargetName,
         s: &lifeboat_proto::domain::WalStatus,
-        _now_ms: i64,
     ) {
-        let labels = [target];
+        let labels = [target.env(), target.name()];
         if let Some((_, at)) = &s.last_archived {
             self.pitr_last_archived
                 .with_label_values(&labels)

@@ -174,13 +174,13 @@ fn restores_reach_exactly_the_point_asked_for() {
     let (_, metrics) = lifeboat_e2e::http::http_get(s.coordinator.http_addr(), "/metrics");
     assert!(
         metrics.contains(&format!(
-            "lifeboat_pitr_archive_gaps{{target=\"{target}\"}} 0"
+            "lifeboat_pitr_archive_gaps{{environment=\"{ENV}\",target=\"main\"}} 0"
         )),
         "{metrics}"
     );
     assert!(
         metrics.contains(&format!(
-            "lifeboat_pitr_last_archived_timestamp_seconds{{target=\"{target}\"}}"
+            "lifeboat_pitr_last_archived_timestamp_seconds{{environment=\"{ENV}\",target=\"main\"}}"
         )),
         "{metrics}"
     );
