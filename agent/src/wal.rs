@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod client;
 pub mod config;
+pub mod expire;
 pub mod name;
 pub mod protocol;
 pub mod recovery;

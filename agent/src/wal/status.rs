@@ -1,7 +1,8 @@
 //! What the agent tells the coordinator about each physical target's WAL archive, with every
 //! heartbeat: the segments the repository holds per timeline, the gaps between them, the
 //! newest one, and what the server's archiver says (failures, segments still waiting). It is
-//! looked at once a minute, whether or not the coordinator is reachable.
+//! looked at once a minute, whether or not the coordinator is reachable; each look first
+//! removes the WAL no retained base backup needs ([`super::expire`]).
 
 use std::{
     collections::BTreeMap,
@@ -61,6 +62,7 @@ impl Board {
 /// Looks at every physical target every [`EVERY`], and soon after a file was archived,
 /// until `cancel`.
 pub async fn run(config: Arc<Config>, board: Board, cancel: CancellationToken) {
+    let mut starts: BTreeMap<String, super::expire::Starts> = BTreeMap::new();
     let mut interval = tokio::time::interval(EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -74,7 +76,8 @@ pub async fn run(config: Arc<Config>, board: Board, cancel: CancellationToken) {
             .values()
             .filter(|t| t.mode == BackupMode::Physical)
         {
-            board.set(observe(&config, t).await);
+            let starts = starts.entry(t.name.clone()).or_default();
+            board.set(observe(&config, t, starts).await);
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -84,7 +87,11 @@ pub async fn run(config: Arc<Config>, board: Board, cancel: CancellationToken) {
 }
 
 /// One look at `t`: the repository's archive, then the server's archiver.
-pub async fn observe(config: &Config, t: &TargetConfig) -> WalStatus {
+pub async fn observe(
+    config: &Config,
+    t: &TargetConfig,
+    starts: &mut super::expire::Starts,
+) -> WalStatus {
     let mut s = WalStatus {
         target: t.name.clone(),
         observed_at_ms: lifeboat_common::time::now_ms(),
@@ -102,9 +109,17 @@ pub async fn observe(config: &Config, t: &TargetConfig) -> WalStatus {
         }
     };
     let prefix = store::prefix(&config.environment, &t.name);
+    let dir = format!("{}/{}", config.environment, t.name);
     let listed = async {
         let repo = crate::repo::open(config, &t.repository)?;
-        repo.list(&prefix).await.map_err(anyhow::Error::from)
+        let mut objects = repo.list(&dir).await.map_err(anyhow::Error::from)?;
+        // WAL the base backups no longer need goes first, so the report shows what stays.
+        match super::expire::run(&repo, &config.environment, &t.name, &objects, starts).await {
+            Ok(e) if !e.removed.is_empty() => objects.retain(|o| !e.removed.contains(&o.key)),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(target = %t.name, "WAL retention pass failed: {e:#}"),
+        }
+        anyhow::Ok(objects)
     };
     match listed.await {
         Ok(objects) => {
@@ -132,7 +147,7 @@ pub async fn observe(config: &Config, t: &TargetConfig) -> WalStatus {
             if !s.error.is_empty() {
                 s.error.push_str("; ");
             }
-            s.error.push_str(&format!("cannot list {prefix}: {e:#}"));
+            s.error.push_str(&format!("cannot list {dir}: {e:#}"));
         }
     }
     s

@@ -126,6 +126,11 @@ fn restores_reach_exactly_the_point_asked_for() {
     );
     let rec = s.backup_ok("main");
     let id = find_str(&rec, "backup_id").expect("backup_id");
+    // The segment the base backup starts in (its WAL before is not needed).
+    let backup_start = s.pg.query_one(
+        "postgres",
+        "SELECT pg_walfile_name(redo_lsn) FROM pg_control_checkpoint();",
+    );
 
     // Twelve commits over three WAL segments, a restore point after the ninth.
     let mut commits = Vec::new();
@@ -156,8 +161,27 @@ fn restores_reach_exactly_the_point_asked_for() {
                 find_str(&w, "last_archived").as_deref() == Some(newest.as_str()),
                 "{w}"
             );
+            // WAL from before the base backup's start is not needed by it, and goes.
+            anyhow::ensure!(w["timelines"][0]["first"] == backup_start, "{w}");
             Ok(w)
         },
+    );
+    let before_backup = s.repo.join(ENV).join("main/wal/0000000100000000");
+    assert!(
+        !std::fs::read_dir(&before_backup)
+            .expect("wal dir")
+            .flatten()
+            .any(|e| e
+                .file_name()
+                .to_string_lossy()
+                .starts_with("000000010000000000000001-")),
+        "the segment before the base backup was kept"
+    );
+    assert!(
+        s.agent
+            .logs()
+            .contains("removed WAL older than the oldest base backup"),
+        "the agent archived and then removed the segment before the base backup"
     );
     assert_eq!(window["gaps"].as_array().map(Vec::len), Some(0), "{window}");
     assert_eq!(window["timelines"][0]["timeline"], 1, "{window}");
