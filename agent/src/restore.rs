@@ -147,6 +147,46 @@ pub async fn read_manifest(loc: &Located) -> Result<Option<Manifest>> {
 }
 
 /// Everything a restore (or its dry run) has checked before it looks at the destination.
+/// Checks that the backup's data object is in the repository with the size the catalog
+/// recorded; the finding goes to `report` (`ok` says what was found, given the size).
+pub(crate) async fn check_data_object(
+    report: &crate::report::Reporter,
+    loc: &Located,
+    ok: impl FnOnce(String) -> String,
+) {
+    match loc.repo.head(&loc.data_key).await {
+        Ok(Some(h)) if h.size == loc.expected.stored.size => {
+            report.ok("backup", ok(human_bytes(h.size)));
+        }
+        Ok(Some(h)) => report.error(
+            "backup",
+            PipelineError::Mismatch {
+                what: format!(
+                    "{} holds {} bytes, the catalog recorded {}",
+                    loc.data_key, h.size, loc.expected.stored.size
+                ),
+            }
+            .to_string(),
+        ),
+        Ok(None) => report.error(
+            "backup",
+            format!(
+                "data file {} is missing from {}",
+                loc.data_key,
+                loc.repo.describe()
+            ),
+        ),
+        Err(e) => report.error(
+            "backup",
+            format!(
+                "cannot read {} from {}: {e}",
+                loc.data_key,
+                loc.repo.describe()
+            ),
+        ),
+    }
+}
+
 pub(crate) struct Prepared<'a> {
     pub rec: &'a BackupRecord,
     pub target: &'a TargetConfig,
@@ -204,43 +244,14 @@ async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Option<Pr
             return Ok(None);
         }
     };
-    match loc.repo.head(&loc.data_key).await {
-        Ok(Some(h)) if h.size == loc.expected.stored.size => report.ok(
-            "backup",
-            format!(
-                "{} in {}: manifest and data ({}) as the catalog recorded them",
-                rec.backup_id,
-                loc.repo.describe(),
-                human_bytes(h.size)
-            ),
-        ),
-        Ok(Some(h)) => report.error(
-            "backup",
-            PipelineError::Mismatch {
-                what: format!(
-                    "{} holds {} bytes, the catalog recorded {}",
-                    loc.data_key, h.size, loc.expected.stored.size
-                ),
-            }
-            .to_string(),
-        ),
-        Ok(None) => report.error(
-            "backup",
-            format!(
-                "data file {} is missing from {}",
-                loc.data_key,
-                loc.repo.describe()
-            ),
-        ),
-        Err(e) => report.error(
-            "backup",
-            format!(
-                "cannot read {} from {}: {e}",
-                loc.data_key,
-                loc.repo.describe()
-            ),
-        ),
-    }
+    check_data_object(report, &loc, |size| {
+        format!(
+            "{} in {}: manifest and data ({size}) as the catalog recorded them",
+            rec.backup_id,
+            loc.repo.describe(),
+        )
+    })
+    .await;
     let Some(source) = report.check("backup", check_source_provider(&manifest, target)) else {
         return Ok(None);
     };

@@ -171,48 +171,19 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
         );
         return Ok(None);
     };
-    match loc.repo.head(&loc.data_key).await {
-        Ok(Some(h)) if h.size == loc.expected.stored.size => report.ok(
-            "backup",
-            format!(
-                "{}: base backup of PostgreSQL {} (system identifier {}), timeline {}, WAL {} to {} inside; {} stored in {}",
-                rec.backup_id,
-                manifest.server.version,
-                manifest.server.system_identifier,
-                physical.timeline,
-                physical.start_lsn,
-                physical.stop_lsn,
-                human_bytes(h.size),
-                loc.repo.describe()
-            ),
-        ),
-        Ok(Some(h)) => report.error(
-            "backup",
-            PipelineError::Mismatch {
-                what: format!(
-                    "{} holds {} bytes, the catalog recorded {}",
-                    loc.data_key, h.size, loc.expected.stored.size
-                ),
-            }
-            .to_string(),
-        ),
-        Ok(None) => report.error(
-            "backup",
-            format!(
-                "data file {} is missing from {}",
-                loc.data_key,
-                loc.repo.describe()
-            ),
-        ),
-        Err(e) => report.error(
-            "backup",
-            format!(
-                "cannot read {} from {}: {e}",
-                loc.data_key,
-                loc.repo.describe()
-            ),
-        ),
-    }
+    super::check_data_object(report, &loc, |size| {
+        format!(
+            "{}: base backup of PostgreSQL {} (system identifier {}), timeline {}, WAL {} to {} inside; {size} stored in {}",
+            rec.backup_id,
+            manifest.server.version,
+            manifest.server.system_identifier,
+            physical.timeline,
+            physical.start_lsn,
+            physical.stop_lsn,
+            loc.repo.describe()
+        )
+    })
+    .await;
     let dest = {
         let path = dir.path().to_owned();
         let allowed = target.restore_data_dirs.clone();
