@@ -250,7 +250,7 @@ impl Metrics {
                 &["environment", "target"],
             )?,
             pitr_failed: int_gauge(
-                "lifeboat_pitr_archiver_failed_count",
+                "lifeboat_pitr_archiver_failures",
                 "pg_stat_archiver.failed_count of a physical target's server.",
                 &["environment", "target"],
             )?,

@@ -115,23 +115,33 @@ pub async fn push(socket: &Path, target: &str, path: &Path) -> Result<Pushed> {
         let mut f = tokio::fs::File::open(path)
             .await
             .with_context(|| format!("open {}", path.display()))?;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            use tokio::io::AsyncReadExt as _;
-            let n = f
-                .read(&mut buf)
-                .await
-                .with_context(|| format!("read {}", path.display()))?;
-            if n == 0 {
-                break;
+        let sent = async {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                use tokio::io::AsyncReadExt as _;
+                let n = f
+                    .read(&mut buf)
+                    .await
+                    .with_context(|| format!("read {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                protocol::write_frame(&mut w, &buf[..n])
+                    .await
+                    .context("send to the agent")?;
             }
-            protocol::write_frame(&mut w, &buf[..n])
+            protocol::end_body(&mut w)
                 .await
-                .context("send to the agent")?;
+                .context("send to the agent")
         }
-        protocol::end_body(&mut w)
-            .await
-            .context("send to the agent")?;
+        .await;
+        if let Err(e) = sent {
+            // The agent stops reading when the store fails: its answer says why.
+            return Err(match answer(&mut r).await {
+                Err(refused) => refused,
+                Ok(_) => e,
+            });
+        }
         answer(&mut r).await?;
         Ok(Pushed::Stored)
     })

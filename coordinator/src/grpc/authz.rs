@@ -287,6 +287,7 @@ mod tests {
             "list_targets",
             "list_backups",
             "get_backup",
+            "pitr_window",
             "list_jobs",
             "get_job",
             "watch_job",
@@ -298,7 +299,7 @@ mod tests {
         assert_eq!(allowed("grafana-bot"), reads);
         let mut ops = reads.to_vec();
         ops.splice(
-            8..8,
+            9..9,
             ["start_backup", "verify_backup", "restore", "cancel_job"],
         );
         ops.extend([

@@ -42,7 +42,7 @@ async fn health_endpoints_and_metrics() {
     agent.run_backup("prod", "prod-1").await;
     wait_state(&mut control, &job.job_id, pb::JobState::Succeeded).await;
     agent
-        .send(heartbeat(
+        .send(heartbeat_with_wal(
             60_000,
             vec![pb::RepositoryStats {
                 name: "local".into(),
@@ -51,6 +51,24 @@ async fn health_endpoints_and_metrics() {
                 janitor_errors: 1,
                 janitor_last_success_ms: 1_700_000_000_000,
             }],
+            // Its WAL archive (a target of another agent's would be ignored).
+            vec![
+                pb::WalStatus {
+                    target: "orders".into(),
+                    observed_at_ms: 1_700_000_000_000,
+                    last_archived: "000000010000000000000007".into(),
+                    last_archived_at_ms: 1_700_000_000_000,
+                    gaps: vec!["000000010000000000000005".into()],
+                    pending_segments: 3,
+                    failed_count: 2,
+                    ..Default::default()
+                },
+                pb::WalStatus {
+                    target: "payments".into(),
+                    pending_segments: 9,
+                    ..Default::default()
+                },
+            ],
         ))
         .await;
     // A verification and a restore of that backup.
@@ -210,6 +228,18 @@ async fn health_endpoints_and_metrics() {
         .and_then(|v| v.parse().ok())
         .expect("clock skew sample");
     assert!((50.0..=61.0).contains(&skew), "{skew}");
+    for sample in [
+        "lifeboat_pitr_last_archived_timestamp_seconds{environment=\"prod\",target=\"orders\"} 1700000000",
+        "lifeboat_pitr_archive_gaps{environment=\"prod\",target=\"orders\"} 1",
+        "lifeboat_pitr_archive_pending_segments{environment=\"prod\",target=\"orders\"} 3",
+        "lifeboat_pitr_archiver_failures{environment=\"prod\",target=\"orders\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == sample), "no {sample} in\n{text}");
+    }
+    assert!(
+        !text.contains("target=\"payments\""),
+        "a target the agent does not own"
+    );
     promtool_check_metrics(&text);
 
     // The dashboard and the alert rules use only metrics that exist.

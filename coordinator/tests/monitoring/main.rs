@@ -35,12 +35,16 @@ async fn get_json(c: &Coordinator, path: &str) -> (u16, Value) {
     (status, v)
 }
 
-fn heartbeat(clock_offset_ms: i64, repos: Vec<pb::RepositoryStats>) -> pb::AgentMessage {
+fn heartbeat_with_wal(
+    clock_offset_ms: i64,
+    repos: Vec<pb::RepositoryStats>,
+    wal: Vec<pb::WalStatus>,
+) -> pb::AgentMessage {
     msg(pb::agent_message::Msg::Heartbeat(pb::Heartbeat {
         clock_unix_ms: lifeboat_common::time::now_ms() + clock_offset_ms,
         running_jobs: vec![],
         repositories: repos,
-        wal: vec![],
+        wal,
     }))
 }
 

@@ -50,8 +50,8 @@ fn between(pg: &Pg, a: u32, b: u32) -> String {
 }
 
 fn switch_and_wait(pg: &Pg) {
-    let name = pg.query_one("main", "SELECT pg_walfile_name(pg_current_wal_lsn());");
-    pg.psql("main", "SELECT pg_switch_wal();");
+    // pg_switch_wal() returns the end of the segment it completed; its file name is that one's.
+    let name = pg.query_one("main", "SELECT pg_walfile_name(pg_switch_wal());");
     wait_archived(pg, &name);
 }
 

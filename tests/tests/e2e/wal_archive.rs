@@ -54,9 +54,9 @@ fn complete_a_segment(s: &Sandbox, round: u32) -> (String, Vec<u8>) {
         "main",
         &format!("INSERT INTO events SELECT g, 'round {round}' FROM generate_series(1, 2000) g;"),
     );
+    // pg_switch_wal() returns the end of the segment it completed; its file name is that one's.
     let name =
-        s.pg.query_one("main", "SELECT pg_walfile_name(pg_current_wal_lsn());");
-    s.pg.psql("main", "SELECT pg_switch_wal();");
+        s.pg.query_one("main", "SELECT pg_walfile_name(pg_switch_wal());");
     let bytes = std::fs::read(s.pg.data_dir().join("pg_wal").join(&name)).expect("read segment");
     (name, bytes)
 }
@@ -249,4 +249,64 @@ fn segments_are_archived_durably_fetched_back_and_never_lost() {
     let (later, later_bytes) = complete_a_segment(&s, 11);
     wait_archived(&s.pg, &later);
     assert_stored(&s, &later, &later_bytes);
+}
+
+/// S9 for WAL: a repository with no room. The push fails (exit 1, the reason in PostgreSQL's
+/// log), PostgreSQL keeps the segment, and nothing that looks archived is left behind.
+#[test]
+fn a_full_repository_fails_the_push_and_stores_nothing() {
+    let tools = Tools::new();
+    let mount = tempfile::Builder::new()
+        .prefix("lifeboat-wal-full-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    // Room for the directories, not for the first segment (about 2 MB compressed).
+    let tmpfs = lifeboat_e2e::tmpfs::Tmpfs::mount(&mount.path().join("repo"), "512k");
+    let mut s = Sandbox::builder("wal-full")
+        .target(SandboxTarget::new("main").extra("mode = \"physical\""))
+        .agent_wal_socket_group("postgres")
+        .repo_path(tmpfs.path())
+        .build();
+    for d in [s.dir.path(), s.agent.dir()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    }
+    let socket = s.agent.wal_socket().display().to_string();
+    s.pg.enable_archiving(&format!(
+        "{} wal-push --socket {socket} --target main %p",
+        tools.bin().display()
+    ));
+    s.pg.psql("main", "CREATE TABLE events (id int, what text);");
+    let (name, _) = complete_a_segment(&s, 0);
+    eventually("archive_command to fail", Duration::from_secs(60), || {
+        let (_, _, failed, last_failed) = archiver(&s.pg);
+        anyhow::ensure!(failed > 0 && last_failed == name, "{failed} {last_failed}");
+        Ok(())
+    });
+    let log = s.pg.log();
+    assert!(log.contains("No space left on device"), "{log}");
+    assert!(
+        s.pg.data_dir()
+            .join("pg_wal/archive_status")
+            .join(format!("{name}.ready"))
+            .is_file(),
+        "PostgreSQL keeps the segment for a retry"
+    );
+    // Nothing under the repository but directories: no object, no temporary file.
+    let mut files = Vec::new();
+    let mut dirs = vec![tmpfs.path().to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            if e.file_type().expect("type").is_dir() {
+                dirs.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.is_empty(), "left in the full repository: {files:?}");
+    let (_, last, _, _) = archiver(&s.pg);
+    assert!(
+        last.is_empty() || last.as_str() < name.as_str(),
+        "{name} counted archived: {last}"
+    );
 }
