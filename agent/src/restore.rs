@@ -147,6 +147,36 @@ pub async fn read_manifest(loc: &Located) -> Result<Option<Manifest>> {
 }
 
 /// Everything a restore (or its dry run) has checked before it looks at the destination.
+/// The backup's manifest, checked against the catalog's record; a missing or unusable one is
+/// an error in `report` and `None`.
+pub(crate) async fn manifest_checked(
+    report: &crate::report::Reporter,
+    loc: &Located,
+    rec: &BackupRecord,
+) -> Option<Manifest> {
+    match read_manifest(loc).await {
+        Ok(Some(m)) => Some(m),
+        Ok(None) => {
+            report.error(
+                "backup",
+                format!(
+                    "backup {} has no manifest in {}; it is incomplete or was deleted",
+                    rec.backup_id,
+                    loc.repo.describe()
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            report.error(
+                "backup",
+                format!("cannot use the manifest in {}: {e:#}", loc.repo.describe()),
+            );
+            None
+        }
+    }
+}
+
 /// Checks that the backup's data object is in the repository with the size the catalog
 /// recorded; the finding goes to `report` (`ok` says what was found, given the size).
 pub(crate) async fn check_data_object(
@@ -223,26 +253,8 @@ async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Option<Pr
         return Ok(None);
     };
     ctx.set_phase("checking");
-    let manifest = match read_manifest(&loc).await {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            report.error(
-                "backup",
-                format!(
-                    "backup {} has no manifest in {}; it is incomplete or was deleted",
-                    rec.backup_id,
-                    loc.repo.describe()
-                ),
-            );
-            return Ok(None);
-        }
-        Err(e) => {
-            report.error(
-                "backup",
-                format!("cannot use the manifest in {}: {e:#}", loc.repo.describe()),
-            );
-            return Ok(None);
-        }
+    let Some(manifest) = manifest_checked(report, &loc, rec).await else {
+        return Ok(None);
     };
     check_data_object(report, &loc, |size| {
         format!(

@@ -29,7 +29,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use lifeboat_proto::domain::{DataDir, Restored};
 
-use super::{Located, check_engine, human_bytes, locate, open_data, read_manifest};
+use super::{Located, check_engine, human_bytes, locate, open_data};
 use crate::{
     engine::postgres as pg,
     job::JobCtx,
@@ -140,26 +140,8 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
         return Ok(None);
     };
     ctx.set_phase("checking");
-    let manifest = match read_manifest(&loc).await {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            report.error(
-                "backup",
-                format!(
-                    "backup {} has no manifest in {}; it is incomplete or was deleted",
-                    rec.backup_id,
-                    loc.repo.describe()
-                ),
-            );
-            return Ok(None);
-        }
-        Err(e) => {
-            report.error(
-                "backup",
-                format!("cannot use the manifest in {}: {e:#}", loc.repo.describe()),
-            );
-            return Ok(None);
-        }
+    let Some(manifest) = super::manifest_checked(report, &loc, rec).await else {
+        return Ok(None);
     };
     let Some(physical) = manifest.physical.clone() else {
         report.error(
