@@ -290,6 +290,10 @@ impl Runner {
                 .await
                 .map(JobOutput::Verify)
                 .map(Some),
+            Work::VerifyWal(t) => crate::wal::verify::run(ctx, t)
+                .await
+                .map(JobOutput::Verify)
+                .map(Some),
             Work::Delete(b) => crate::maintenance::delete(ctx, b)
                 .await
                 .map(JobOutput::Delete)
@@ -388,6 +392,8 @@ fn locks(job: &Job) -> Vec<Lock> {
             Lock::exclusive(format!("verify {}", backup())),
         ],
         Work::Delete(_) => vec![Lock::exclusive(format!("backup {}", backup()))],
+        // One read-back of a target's archive at a time; pushes and backups go on beside it.
+        Work::VerifyWal(t) => vec![Lock::exclusive(format!("WAL archive of {t}"))],
         // Listings and checks only read, and a pin marker touches one small object beside a
         // manifest: they run beside anything.
         Work::List { .. } | Work::Check(_) | Work::Pin { .. } => {

@@ -13,3 +13,4 @@ pub mod recovery;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod verify;

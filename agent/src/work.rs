@@ -24,6 +24,9 @@ pub enum Work {
     Restore(RestoreWork),
     /// Re-read a backup's stored bytes and check them against its record.
     Verify(BackupRecord),
+    /// Read a physical target's WAL archive back and check its chains (`pitr verify`); the
+    /// target by this agent's name.
+    VerifyWal(String),
     /// Remove a backup from its repository (retention).
     Delete(BackupRecord),
     /// List a repository's backups (a catalog rebuild).
@@ -137,6 +140,7 @@ impl TryFrom<pb::JobSpec> for Job {
             }),
             Spec::Restore(r) => Work::Restore(r.try_into()?),
             Spec::Verify(v) => Work::Verify(record("verify", v.backup)?),
+            Spec::WalVerify(w) => Work::VerifyWal(w.target),
             Spec::Delete(d) => Work::Delete(record("delete", d.backup)?),
             Spec::List(l) => Work::List {
                 repository: l.repository,
@@ -163,7 +167,7 @@ impl Work {
         match self {
             Work::Backup(_) => JobKind::Backup,
             Work::Restore(_) => JobKind::Restore,
-            Work::Verify(_) => JobKind::Verify,
+            Work::Verify(_) | Work::VerifyWal(_) => JobKind::Verify,
             Work::Delete(_) => JobKind::Delete,
             Work::List { .. } => JobKind::List,
             Work::Check(_) => JobKind::Check,
@@ -176,7 +180,7 @@ impl Work {
         match self {
             Work::Backup(b) => Some(&b.target),
             Work::Restore(r) | Work::Check(CheckWork::DryRun(r)) => Some(&r.target),
-            Work::Check(CheckWork::Target(t)) => Some(t),
+            Work::Check(CheckWork::Target(t)) | Work::VerifyWal(t) => Some(t),
             Work::Verify(_) | Work::Delete(_) | Work::List { .. } | Work::Pin { .. } => None,
         }
     }
@@ -187,7 +191,7 @@ impl Work {
             Work::Backup(b) => Some(&b.backup_id),
             Work::Restore(r) | Work::Check(CheckWork::DryRun(r)) => Some(&r.backup.backup_id),
             Work::Verify(b) | Work::Delete(b) | Work::Pin { backup: b, .. } => Some(&b.backup_id),
-            Work::Check(CheckWork::Target(_)) | Work::List { .. } => None,
+            Work::Check(CheckWork::Target(_)) | Work::List { .. } | Work::VerifyWal(_) => None,
         }
     }
 
@@ -198,7 +202,11 @@ impl Work {
             Work::Verify(b) | Work::Delete(b) | Work::Pin { backup: b, .. } => {
                 Some(b.target.as_str())
             }
-            Work::Backup(_) | Work::Restore(_) | Work::Check(_) | Work::List { .. } => None,
+            Work::Backup(_)
+            | Work::Restore(_)
+            | Work::Check(_)
+            | Work::List { .. }
+            | Work::VerifyWal(_) => None,
         }
     }
 }

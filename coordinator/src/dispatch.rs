@@ -193,6 +193,7 @@ impl Dispatcher {
                 }
             },
             JobKind::Check if job.backup_id.is_none() => Work::CheckTarget,
+            JobKind::Verify if job.backup_id.is_none() => Work::VerifyWal,
             JobKind::Restore
             | JobKind::Verify
             | JobKind::Delete

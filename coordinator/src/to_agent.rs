@@ -44,6 +44,8 @@ pub enum Work {
     },
     /// Check a target (`targets check`).
     CheckTarget,
+    /// Verify the target's WAL archive (`pitr verify`).
+    VerifyWal,
     /// Restore `backup`, or only plan it (a restore's dry run).
     Restore {
         backup: Box<Backup>,

@@ -97,7 +97,8 @@ pub enum Command {
     /// The audit trail: who did what, on what, and how it ended
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Point-in-time recovery of physical targets: the recoverable window
+    /// Point-in-time recovery of physical targets: the recoverable window, the archive's
+    /// verification
     #[command(subcommand)]
     Pitr(PitrCommand),
 }
@@ -110,6 +111,15 @@ pub enum PitrCommand {
         /// ENV/NAME
         #[arg(value_parser = parse_target)]
         target: TargetName,
+    },
+    /// Read the whole WAL archive back on the target's agent: every file against its SHA-256,
+    /// timeline history files, and the chain of segments from each base backup (gaps named)
+    Verify {
+        /// ENV/NAME
+        #[arg(value_parser = parse_target)]
+        target: TargetName,
+        #[command(flatten)]
+        wait: WaitArg,
     },
 }
 

@@ -12,8 +12,7 @@ use crate::{
     manifest::{Manifest, PhysicalInfo},
     repo::Repository,
     wal::{
-        chain::{self, Archive, Reach},
-        name::WalName,
+        chain::{Archive, Reach},
         recovery, store,
     },
 };
@@ -66,7 +65,9 @@ pub(crate) async fn plan(
         .with_context(|| format!("list the WAL archive {prefix} in {}", repo.describe()))?;
     let archive = Archive::from_listing(&prefix, &objects, physical.wal_segment_size);
     let switches = match archive.latest_timeline() {
-        Some(latest) if latest > physical.timeline => history(repo, &prefix, latest).await?,
+        Some(latest) if latest > physical.timeline => {
+            store::read_history(repo, &prefix, latest).await?
+        }
         _ => Vec::new(),
     };
     let reach = archive.reach(physical.timeline, stop, &switches);
@@ -164,24 +165,4 @@ pub(crate) async fn plan(
         up_to(&reach)
     );
     Ok(Pitr { settings, summary })
-}
-
-/// The switches recorded in timeline `tli`'s history file.
-async fn history(repo: &Repository, prefix: &str, tli: u32) -> Result<Vec<chain::Switch>> {
-    let name = WalName::parse(&format!("{tli:08X}.history")).map_err(anyhow::Error::msg)?;
-    let Some(a) = store::find(repo, prefix, &name).await?.into_iter().next() else {
-        bail!(
-            "timeline {tli} has WAL in the archive but its history file {name} is missing; recovery cannot follow it"
-        );
-    };
-    let mut rx = store::fetch(repo, &a).await?;
-    let mut bytes = Vec::new();
-    while let Some(item) = rx.recv().await {
-        match item? {
-            Some(chunk) => bytes.extend_from_slice(&chunk),
-            None => break,
-        }
-    }
-    chain::parse_history(&String::from_utf8_lossy(&bytes))
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }

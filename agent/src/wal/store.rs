@@ -244,6 +244,30 @@ pub async fn fetch(
     Ok(rx)
 }
 
+/// The switches recorded in timeline `tli`'s history file.
+pub async fn read_history(
+    repo: &Repository,
+    prefix: &str,
+    tli: u32,
+) -> Result<Vec<super::chain::Switch>> {
+    let name = WalName::parse(&format!("{tli:08X}.history")).map_err(anyhow::Error::msg)?;
+    let Some(a) = find(repo, prefix, &name).await?.into_iter().next() else {
+        bail!(
+            "timeline {tli} has WAL in the archive but its history file {name} is missing; recovery cannot follow it"
+        );
+    };
+    let mut rx = fetch(repo, &a).await?;
+    let mut bytes = Vec::new();
+    while let Some(item) = rx.recv().await {
+        match item? {
+            Some(chunk) => bytes.extend_from_slice(&chunk),
+            None => break,
+        }
+    }
+    super::chain::parse_history(&String::from_utf8_lossy(&bytes))
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
+
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {

@@ -22,6 +22,8 @@ pub enum Action {
     WatchJob,
     StartBackup,
     VerifyBackup,
+    /// Reads a physical target's whole WAL archive back (`lifeboat pitr verify`).
+    VerifyWal,
     Restore {
         clean: bool,
     },
@@ -72,6 +74,7 @@ impl Action {
             | Action::Prune { dry_run: true } => Role::Viewer,
             Action::StartBackup
             | Action::VerifyBackup
+            | Action::VerifyWal
             | Action::Restore { clean: false }
             | Action::CancelJob
             | Action::SetSchedule
@@ -103,6 +106,7 @@ impl Action {
             Action::WatchJob => "watch_job",
             Action::StartBackup => "start_backup",
             Action::VerifyBackup => "verify_backup",
+            Action::VerifyWal => "verify_wal",
             Action::Restore { clean: false } => "restore",
             Action::Restore { clean: true } => "restore_clean",
             Action::CancelJob => "cancel_job",
@@ -238,7 +242,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 31] = [
+    const ALL: [Action; 32] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -250,6 +254,7 @@ mod tests {
         Action::WatchJob,
         Action::StartBackup,
         Action::VerifyBackup,
+        Action::VerifyWal,
         Action::Restore { clean: false },
         Action::Restore { clean: true },
         Action::CancelJob,
@@ -300,7 +305,13 @@ mod tests {
         let mut ops = reads.to_vec();
         ops.splice(
             9..9,
-            ["start_backup", "verify_backup", "restore", "cancel_job"],
+            [
+                "start_backup",
+                "verify_backup",
+                "verify_wal",
+                "restore",
+                "cancel_job",
+            ],
         );
         ops.extend([
             "set_schedule",

@@ -197,6 +197,25 @@ impl pb::control_server::Control for Control {
         Ok(Response::new(self.pitr_window(&target).await?))
     }
 
+    async fn verify_wal(
+        &self,
+        request: Request<pb::VerifyWalRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let target = &request.get_ref().target;
+        let job = self
+            .audited(&request, Action::VerifyWal, target, |op| async move {
+                let target = parse_target(target)?;
+                self.scope(
+                    &op,
+                    &target,
+                    &format!("verifying the WAL archive of {target}"),
+                )?;
+                self.verify_wal(&op, &target).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
+    }
+
     async fn verify_backup(
         &self,
         request: Request<pb::VerifyBackupRequest>,

@@ -166,6 +166,9 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         Work::List { repository } => Spec::List(pb::ListSpec {
             repository: repository.clone(),
         }),
+        Work::VerifyWal => Spec::WalVerify(pb::WalVerifySpec {
+            target: name.clone(),
+        }),
         Work::CheckTarget => Spec::Check(pb::CheckSpec {
             target: name.clone(),
             restore: None,

@@ -1,5 +1,6 @@
 //! `lifeboat pitr window ENV/NAME`: how far back and how recently a physical target can be
 //! restored to a point in time, its base backups, and its WAL archive per timeline.
+//! `lifeboat pitr verify ENV/NAME`: a verify job reading that archive back on the agent.
 
 use std::io::Write;
 
@@ -12,11 +13,35 @@ use crate::{
     cli::{GlobalArgs, PitrCommand},
     client::Conn,
     output::{self, Render, key_values, rfc3339_ms},
+    progress,
 };
 
 pub async fn run(cmd: PitrCommand, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     match cmd {
         PitrCommand::Window { target } => window(&target, global, out).await,
+        PitrCommand::Verify { target, wait } => verify(&target, wait.wait, global, out).await,
+    }
+}
+
+async fn verify(
+    target: &TargetName,
+    wait: bool,
+    global: &GlobalArgs,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::VerifyWalRequest {
+        target: target.to_string(),
+    });
+    let job = conn
+        .unary("start the WAL archive's verify", |mut c| async move {
+            c.verify_wal(req).await
+        })
+        .await?;
+    if wait {
+        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
+    } else {
+        super::jobs::print_started(out, global.output, &job)
     }
 }
 

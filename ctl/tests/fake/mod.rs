@@ -447,6 +447,13 @@ impl pb::control_server::Control for Fake {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn verify_wal(
+        &self,
+        _req: Request<pb::VerifyWalRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     type WatchJobStream = JobStream;
 
     async fn watch_job(

@@ -1,14 +1,29 @@
 //! `PitrWindow`: a physical target's recoverable window, its base backups and its WAL archive
-//! (see [`crate::pitr`]).
+//! (see [`crate::pitr`]); `VerifyWal`: a verify job of that archive on the target's agent.
 
 use lifeboat_common::names::TargetName;
 use lifeboat_proto::v1 as pb;
 
 use super::Control;
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    grpc::authz::Operator,
+    model::{Job, JobKind},
+};
 
 impl Control {
-    pub(super) async fn pitr_window(&self, target: &TargetName) -> Result<pb::PitrWindowResponse> {
+    /// Queues a verify job naming no backup: the target's agent reads its whole WAL archive
+    /// back and checks the chain from each base backup.
+    pub(super) async fn verify_wal(&self, op: &Operator, target: &TargetName) -> Result<Job> {
+        self.physical_backups(target).await?;
+        let target = self.target(target).await?;
+        let job = self.new_job(op, JobKind::Verify, &target);
+        self.create(job).await
+    }
+
+    /// The target's physical base backups; an error if it has none and its agent reports no
+    /// WAL archive (not a physical target, or nothing taken yet).
+    async fn physical_backups(&self, target: &TargetName) -> Result<Vec<crate::model::Backup>> {
         // The target must exist, so a typo is an error, not an empty window.
         self.target(target).await?;
         let backups: Vec<_> = self
@@ -19,12 +34,17 @@ impl Control {
             .into_iter()
             .filter(|b| b.is_physical())
             .collect();
-        let reported = self.parts.wal.get(target);
-        if backups.is_empty() && reported.is_none() {
+        if backups.is_empty() && self.parts.wal.get(target).is_none() {
             return Err(Error::FailedPrecondition(format!(
                 "{target} has no physical base backup and its agent reports no WAL archive; set mode = \"physical\" on the target and take a base backup (lifeboat backup run {target} --wait)"
             )));
         }
+        Ok(backups)
+    }
+
+    pub(super) async fn pitr_window(&self, target: &TargetName) -> Result<pb::PitrWindowResponse> {
+        let backups = self.physical_backups(target).await?;
+        let reported = self.parts.wal.get(target);
         let window = crate::pitr::window(&backups, reported.as_ref().map(|r| &r.status));
         Ok(pb::PitrWindowResponse {
             target: target.to_string(),
