@@ -25,6 +25,9 @@ struct FileConfig {
     #[serde(default = "default_max_jobs")]
     max_concurrent_jobs: u32,
     state_dir: PathBuf,
+    /// Where `backup verify` unpacks a base backup for `pg_verifybackup` (default
+    /// `STATE_DIR/scratch`).
+    scratch_dir: Option<PathBuf>,
     tls: FileTls,
     #[serde(default, rename = "repository")]
     repositories: Vec<FileRepository>,
@@ -106,6 +109,9 @@ pub struct Config {
     pub coordinator_server_name: Option<String>,
     pub max_concurrent_jobs: u32,
     pub state_dir: PathBuf,
+    /// Where `backup verify` unpacks a base backup for `pg_verifybackup`, one private
+    /// directory per job, removed after it.
+    pub scratch_dir: PathBuf,
     pub tls: TlsFiles,
     pub repositories: BTreeMap<String, RepositoryConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
@@ -239,6 +245,13 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
     }
     check_no_parent(path, "state_dir", &f.state_dir)?;
     let state_dir = resolve(path, &f.state_dir);
+    let scratch_dir = match &f.scratch_dir {
+        Some(d) => {
+            check_no_parent(path, "scratch_dir", d)?;
+            resolve(path, d)
+        }
+        None => state_dir.join("scratch"),
+    };
 
     let mut tls = TlsFiles {
         ca: resolve(path, &f.tls.ca),
@@ -503,6 +516,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         coordinator_server_name: f.coordinator_server_name,
         max_concurrent_jobs: f.max_concurrent_jobs,
         state_dir,
+        scratch_dir,
         tls,
         repositories,
         targets,

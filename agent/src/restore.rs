@@ -9,7 +9,7 @@
 //! plan check everything they can (the backup, the destination server, tools, names, roles,
 //! extensions) and record it in the job's report; `restore --dry-run` stops there.
 
-mod datadir;
+pub(crate) mod datadir;
 mod mysql;
 mod pitr;
 mod postgres;

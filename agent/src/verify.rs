@@ -1,5 +1,7 @@
 //! The verify job: re-read the stored bytes, check size and both hashes against the catalog,
-//! check the manifest agrees, and decode the whole archive (without restoring it).
+//! check the manifest agrees, and decode the whole archive (without restoring it). A base
+//! backup is unpacked into the agent's scratch directory and checked by `pg_verifybackup`
+//! against its own `backup_manifest`, and the archived WAL it spans is read back too.
 
 use anyhow::{Context, Result, bail};
 use lifeboat_proto::domain::{BackupRecord, Verified, VerifyStatus};
@@ -8,8 +10,13 @@ use crate::{
     config::Engine,
     engine::postgres as pg,
     job::JobCtx,
+    manifest::Manifest,
     pipeline::{self, PipelineError},
-    restore::{check_manifest, locate, open_data, read_manifest_bytes},
+    restore::{
+        Located, check_manifest,
+        datadir::{self, Unpacked},
+        locate, open_data, read_manifest_bytes,
+    },
 };
 
 pub async fn run(ctx: &JobCtx, rec: &BackupRecord) -> Result<Verified> {
@@ -32,8 +39,12 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord) -> Result<Verified> {
             ),
         ));
     };
-    if let Err(e) = check_manifest(&loc, &bytes) {
-        return Ok(verdict(VerifyStatus::Corrupt, format!("{e:#}")));
+    let manifest = match check_manifest(&loc, &bytes) {
+        Ok(m) => m,
+        Err(e) => return Ok(verdict(VerifyStatus::Corrupt, format!("{e:#}"))),
+    };
+    if rec.is_physical() {
+        return physical(ctx, &loc, &manifest).await;
     }
     let file = match open_data(&loc).await {
         Ok(f) => f,
@@ -52,9 +63,6 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord) -> Result<Verified> {
         ));
     };
     let magic = match loc.engine {
-        // A base backup's tar was checked as it streamed (its ustar magic, its end); here its
-        // two hashes and sizes say it is still what was stored.
-        Engine::Postgres if rec.is_physical() => b"",
         Engine::Postgres => pg::PGDMP_MAGIC,
         Engine::Mysql => crate::engine::mysql::MAGIC,
     };
@@ -82,5 +90,63 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord) -> Result<Verified> {
             format!("{}: {e}", loc.data_key),
         )),
         Err(e) => Err(e).with_context(|| format!("read {}", loc.data_key)),
+    }
+}
+
+/// A base backup: its data there with the recorded size, unpacked through the hash checks
+/// and checked by `pg_verifybackup`, then the archived WAL it spans.
+async fn physical(ctx: &JobCtx, loc: &Located, m: &Manifest) -> Result<Verified> {
+    let verdict = |status: VerifyStatus, detail: String| Verified {
+        status,
+        detail,
+        stored_bytes: 0,
+        raw_bytes: 0,
+    };
+    match loc.repo.head(&loc.data_key).await? {
+        None => {
+            return Ok(verdict(
+                VerifyStatus::Missing,
+                format!("{} is missing from {}", loc.data_key, loc.repo.describe()),
+            ));
+        }
+        Some(h) if h.size != loc.expected.stored.size => {
+            return Ok(verdict(
+                VerifyStatus::Corrupt,
+                format!(
+                    "{} holds {} bytes, the catalog recorded {}",
+                    loc.data_key, h.size, loc.expected.stored.size
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    match datadir::verify_unpacked(ctx, loc, m, &ctx.config.scratch_dir).await? {
+        Unpacked::Damaged(why) => Ok(verdict(VerifyStatus::Corrupt, why)),
+        Unpacked::Sound {
+            files,
+            verifybackup,
+        } => {
+            ctx.report.ok(
+                "backup",
+                format!(
+                    "{} stored bytes and {} raw bytes match their SHA-256; {files} files unpacked; pg_verifybackup: {verifybackup}",
+                    loc.expected.stored.size, loc.expected.raw.size
+                ),
+            );
+            ctx.set_phase("reading the archived WAL");
+            if let Err(e) = crate::wal::verify::backup_range(ctx, &loc.repo, m).await {
+                ctx.report
+                    .warn("wal", format!("the archived WAL could not be read: {e:#}"));
+            }
+            Ok(Verified {
+                status: VerifyStatus::Ok,
+                detail: format!(
+                    "{} stored bytes and {} raw bytes match their SHA-256; pg_verifybackup: {verifybackup}",
+                    loc.expected.stored.size, loc.expected.raw.size
+                ),
+                stored_bytes: loc.expected.stored.size,
+                raw_bytes: loc.expected.raw.size,
+            })
+        }
     }
 }

@@ -56,8 +56,27 @@ fn physical_backup_restores_into_a_data_directory_through_the_cli() {
         "the data object"
     );
 
+    // Verify unpacks the backup into the agent's scratch directory and runs pg_verifybackup on
+    // it; nothing is left there afterwards.
     let verified = s.admin.run_json(&["backup", "verify", &id, "--wait"]);
     verified.assert_ok();
+    assert!(
+        verified
+            .stdout
+            .contains("pg_verifybackup: backup successfully verified"),
+        "{verified}"
+    );
+    assert!(
+        verified.stdout.contains("restores to its own end only"),
+        "no WAL is archived for this target: {verified}"
+    );
+    let scratch = s.agent.state_dir().join("scratch");
+    assert_eq!(
+        std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0),
+        0,
+        "{} is left empty",
+        scratch.display()
+    );
 
     // Rows written after the backup are not in the restored cluster.
     s.pg.psql("app", "DELETE FROM bulk_orders WHERE id <= 10;");

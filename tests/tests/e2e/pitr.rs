@@ -291,6 +291,15 @@ fn restores_reach_exactly_the_point_asked_for() {
     );
     drop(copy);
 
+    // The base backup's verify reads the archived WAL it spans back too.
+    let out = s.admin.run_json(&["backup", "verify", &id, "--wait"]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("archived WAL segment(s) from")
+            && out.stdout.contains("match their SHA-256"),
+        "{out}"
+    );
+
     // The whole archive read back on the agent: every file against its hash, both timelines'
     // history, the chain from the base backup unbroken.
     let out = s.admin.run_json(&["pitr", "verify", &target, "--wait"]);

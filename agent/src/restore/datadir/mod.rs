@@ -19,6 +19,7 @@
 
 mod destination;
 mod extract;
+mod scratch;
 mod verify;
 
 use std::{
@@ -40,6 +41,8 @@ use crate::{
 use destination::{Claimed, Destination, check_allowed, check_space};
 use extract::extract;
 use verify::{chown_like_root, run_verifybackup, write_pg_version};
+
+pub(crate) use scratch::{Unpacked, verify_unpacked};
 
 /// The file PostgreSQL needs to accept a directory as a data directory: held back until the
 /// backup is whole.
@@ -264,7 +267,46 @@ struct Verified {
 /// Streams the archive through the hash checks into the extractor, writes `PG_VERSION`
 /// once the hashes matched, then runs `pg_verifybackup`.
 async fn extract_and_verify(ctx: &JobCtx, plan: &Plan, claimed: &Claimed) -> Result<Verified> {
-    let loc = &plan.loc;
+    let extracted = stream_into(ctx, &plan.loc, claimed).await?;
+    let owner = claimed.owner;
+    ctx.set_phase("verifying");
+    let verifybackup = run_verifybackup(&plan.pg_verifybackup, &claimed.dir, &ctx.cancel).await?;
+    {
+        // A restored copy never archives into the source's archive (see `archive_off`); a
+        // point-in-time recovery also gets its recovery settings and recovery.signal.
+        let (root, settings, signal) = match &plan.pitr {
+            Some(p) => (claimed.dir.clone(), p.settings.clone(), true),
+            None => (
+                claimed.dir.clone(),
+                crate::wal::recovery::archive_off(&format!(
+                    "lifeboat restore of backup {}",
+                    plan.manifest.backup_id
+                )),
+                false,
+            ),
+        };
+        tokio::task::spawn_blocking(move || {
+            crate::wal::recovery::write(&root, &settings, signal)?;
+            let mut files = vec!["postgresql.auto.conf"];
+            if signal {
+                files.push("recovery.signal");
+            }
+            chown_like_root(&root, &files, owner)
+        })
+        .await
+        .context("write task panicked")??;
+    }
+    Ok(Verified {
+        files: extracted.files,
+        verifybackup,
+    })
+}
+
+/// Streams the backup's archive through the hash checks (stored size, stored and raw
+/// SHA-256) into the extractor, then writes the held-back `PG_VERSION`. A hash that does not
+/// match is the error (a [`PipelineError`] under its context), whatever the extractor made
+/// of the bytes.
+async fn stream_into(ctx: &JobCtx, loc: &Located, claimed: &Claimed) -> Result<extract::Extracted> {
     let file = open_data(loc).await?.with_context(|| {
         format!(
             "data file {} is missing from {}",
@@ -304,11 +346,11 @@ async fn extract_and_verify(ctx: &JobCtx, plan: &Plan, claimed: &Claimed) -> Res
         // The stored bytes are not the recorded ones: that is the verdict, whatever the
         // extractor made of them.
         (Err(e @ (PipelineError::Mismatch { .. } | PipelineError::Decode(_))), _) => {
-            return Err(e).with_context(|| format!("restore backup from {}", loc.data_key));
+            return Err(e).with_context(|| format!("read backup from {}", loc.data_key));
         }
         (_, Err(e)) => return Err(e.context(format!("extract {}", loc.data_key))),
         (Err(e), Ok(_)) => {
-            return Err(e).with_context(|| format!("restore backup from {}", loc.data_key));
+            return Err(e).with_context(|| format!("read backup from {}", loc.data_key));
         }
     };
     {
@@ -318,37 +360,7 @@ async fn extract_and_verify(ctx: &JobCtx, plan: &Plan, claimed: &Claimed) -> Res
             .await
             .context("write task panicked")??;
     }
-    ctx.set_phase("verifying");
-    let verifybackup = run_verifybackup(&plan.pg_verifybackup, &claimed.dir, &ctx.cancel).await?;
-    {
-        // A restored copy never archives into the source's archive (see `archive_off`); a
-        // point-in-time recovery also gets its recovery settings and recovery.signal.
-        let (root, settings, signal) = match &plan.pitr {
-            Some(p) => (claimed.dir.clone(), p.settings.clone(), true),
-            None => (
-                claimed.dir.clone(),
-                crate::wal::recovery::archive_off(&format!(
-                    "lifeboat restore of backup {}",
-                    plan.manifest.backup_id
-                )),
-                false,
-            ),
-        };
-        tokio::task::spawn_blocking(move || {
-            crate::wal::recovery::write(&root, &settings, signal)?;
-            let mut files = vec!["postgresql.auto.conf"];
-            if signal {
-                files.push("recovery.signal");
-            }
-            chown_like_root(&root, &files, owner)
-        })
-        .await
-        .context("write task panicked")??;
-    }
-    Ok(Verified {
-        files: extracted.files,
-        verifybackup,
-    })
+    Ok(extracted)
 }
 
 /// The restore's result, and its lines in the report.
