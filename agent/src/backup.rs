@@ -518,6 +518,14 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Resu
         verified_at_ms: 0,
         verify_detail: String::new(),
         job_id,
+        wal_start: match &m.physical {
+            Some(p) => p
+                .start_lsn
+                .parse::<lifeboat_proto::domain::Lsn>()
+                .map_err(|e| anyhow::anyhow!("the manifest's start_lsn: {}", e.0))?
+                .segment_file(p.timeline, p.wal_segment_size),
+            None => String::new(),
+        },
         pin: None,
         deleting: false,
     };

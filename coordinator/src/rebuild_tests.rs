@@ -34,6 +34,7 @@ fn backup(id: &str, agent: &str, target: &str) -> Backup {
         verified_at_ms: None,
         verify_detail: String::new(),
         job_id: String::new(),
+        wal_start: String::new(),
     }
 }
 

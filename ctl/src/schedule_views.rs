@@ -312,6 +312,37 @@ pub struct PruneView {
     pub delete_bytes: u64,
     pub targets_without_policy: Vec<String>,
     pub decisions: Vec<PruneDecisionView>,
+    /// Physical targets: the archived WAL that goes with the deletions, per timeline.
+    pub wal: Vec<PruneWalView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PruneWalView {
+    pub target: String,
+    pub timeline: u32,
+    pub first: String,
+    /// The last segment that goes, when the timeline's whole range goes.
+    pub last: Option<String>,
+    /// WAL from this segment position on stays (the start of `kept_backup`).
+    pub kept_from: String,
+    pub kept_backup: String,
+}
+
+impl PruneWalView {
+    fn line(&self, dry_run: bool) -> String {
+        let range = match &self.last {
+            Some(last) => format!("{} to {last}", self.first),
+            None => format!("{} up to {} (not included)", self.first, self.kept_from),
+        };
+        format!(
+            "{}: WAL of timeline {}, {range}, {} removed by the agent once the deletions are done; the oldest kept base backup {} starts at {}\n",
+            self.target,
+            self.timeline,
+            if dry_run { "would be" } else { "is" },
+            self.kept_backup,
+            self.kept_from
+        )
+    }
 }
 
 impl From<&pb::PruneResponse> for PruneView {
@@ -327,6 +358,18 @@ impl From<&pb::PruneResponse> for PruneView {
             delete_bytes: delete.iter().map(|d| d.stored_size).sum(),
             targets_without_policy: r.targets_without_policy.clone(),
             decisions,
+            wal: r
+                .wal
+                .iter()
+                .map(|w| PruneWalView {
+                    target: w.target.clone(),
+                    timeline: w.timeline,
+                    first: w.first.clone(),
+                    last: Some(w.last.clone()).filter(|l| !l.is_empty()),
+                    kept_from: w.kept_from.clone(),
+                    kept_backup: w.kept_backup.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -366,6 +409,9 @@ impl Render for PruneView {
         } else {
             "; follow the delete jobs with `lifeboat jobs list --active`\n"
         });
+        for w in &self.wal {
+            s.push_str(&w.line(self.dry_run));
+        }
         for t in &self.targets_without_policy {
             s.push_str(&format!(
                 "{t}: no retention policy applies; everything is kept (add a [[retention]] \

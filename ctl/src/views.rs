@@ -442,6 +442,8 @@ pub struct BackupView {
     pub verified_at_ms: Option<i64>,
     pub verify_detail: Option<String>,
     pub job_id: Option<String>,
+    /// Physical base backups: the WAL segment their replay starts in.
+    pub wal_start: Option<String>,
     /// Never deleted by retention while set.
     pub pinned: bool,
     pub pinned_by: Option<String>,
@@ -507,6 +509,7 @@ impl From<&pb::BackupRecord> for BackupView {
             verified_at_ms,
             verify_detail: non_empty(&b.verify_detail),
             job_id: non_empty(&b.job_id),
+            wal_start: non_empty(&b.wal_start),
         }
     }
 }
@@ -546,7 +549,7 @@ impl Render for BackupView {
             Some(c) => format!("{c} (level {})", self.compression_level),
             None => "-".into(),
         };
-        let mut s = key_values(&[
+        let mut pairs = vec![
             ("backup", self.backup_id.clone()),
             ("target", or_none(&self.target)),
             ("environment", or_none(&self.environment)),
@@ -609,7 +612,12 @@ impl Render for BackupView {
                     "-".into()
                 },
             ),
-        ]);
+        ];
+        if let Some(w) = &self.wal_start {
+            // After "compression": where replay of this base backup starts.
+            pairs.insert(13, ("WAL starts in", w.clone()));
+        }
+        let mut s = key_values(&pairs);
         s.push('\n');
         if self.format.as_deref() == Some(lifeboat_proto::domain::PG_BASEBACKUP_FORMAT) {
             s.push_str(

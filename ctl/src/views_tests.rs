@@ -84,6 +84,7 @@ pub fn sample_backup() -> pb::BackupRecord {
         job_id: "20261127T233000Z-aaaaaa".into(),
         pin: None,
         deleting: false,
+        wal_start: String::new(),
     }
 }
 
@@ -205,6 +206,7 @@ fn backup_json_shape() {
             "data_key",
             "manifest_key",
             "verify_status",
+            "wal_start",
             "verified_at",
             "verified_at_ms",
             "verify_detail",

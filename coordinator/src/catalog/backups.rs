@@ -12,7 +12,7 @@ macro_rules! backup_columns {
          server_version, system_identifier, dump_tool, dump_tool_version, format, compression, \
          compression_level, raw_size, stored_size, raw_sha256, stored_sha256, started_at_ms, \
          finished_at_ms, row_counts, data_key, manifest_key, verify_status, verified_at_ms, \
-         verify_detail, job_id"
+         verify_detail, job_id, wal_start"
     };
 }
 
@@ -82,7 +82,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
         "INSERT INTO backups (",
         backup_columns!(),
         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         ?, ?)"
+         ?, ?, ?)"
     ))
     .bind(b.backup_id.as_str())
     .bind(b.target.as_str())
@@ -112,6 +112,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
     .bind(b.verified_at_ms)
     .bind(&b.verify_detail)
     .bind(&b.job_id)
+    .bind(&b.wal_start)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -158,5 +159,6 @@ fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
         verified_at_ms: row.try_get("verified_at_ms")?,
         verify_detail: row.try_get("verify_detail")?,
         job_id: row.try_get("job_id")?,
+        wal_start: row.try_get("wal_start")?,
     })
 }

@@ -131,6 +131,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0007_restore_recovery.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            "backup wal start".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0008_backup_wal_start.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

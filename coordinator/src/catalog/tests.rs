@@ -78,6 +78,7 @@ fn backup(id: &str, job_id: &str, finished_at_ms: i64) -> Backup {
         verified_at_ms: None,
         verify_detail: String::new(),
         job_id: job_id.into(),
+        wal_start: String::new(),
     }
 }
 

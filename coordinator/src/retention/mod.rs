@@ -27,6 +27,7 @@ pub mod markers;
 pub mod prune;
 #[cfg(test)]
 mod tests;
+pub mod wal;
 
 use std::{collections::BTreeSet, fmt, time::Duration};
 

@@ -402,6 +402,7 @@ impl pb::control_server::Control for Fake {
             ],
             targets_without_policy: vec!["dev/scratch".into()],
             dry_run: r.dry_run,
+            wal: Vec::new(),
         }))
     }
 

@@ -106,6 +106,9 @@ pub struct BackupRecord {
     /// The coordinator's job that produced it; empty where no catalog is involved (a
     /// repository listing).
     pub job_id: String,
+    /// Physical base backups: the WAL segment file their replay starts in; empty for logical
+    /// backups (and base backups recorded before it was kept).
+    pub wal_start: String,
 }
 
 impl BackupRecord {
@@ -293,6 +296,14 @@ impl TryFrom<pb::BackupRecord> for BackupRecord {
             verified_at_ms: Some(b.verified_at_ms).filter(|t| *t > 0),
             verify_detail: bounded_text(b.verify_detail),
             job_id: short_text("job id", b.job_id)?,
+            wal_start: match b.wal_start {
+                w if w.is_empty() || super::is_segment_name(&w) => w,
+                w => {
+                    return Err(invalid(format!(
+                        "wal_start {w:?} is not a WAL segment file name"
+                    )));
+                }
+            },
         })
     }
 }
@@ -328,6 +339,7 @@ impl From<&BackupRecord> for pb::BackupRecord {
             verified_at_ms: b.verified_at_ms.unwrap_or(0),
             verify_detail: b.verify_detail.clone(),
             job_id: b.job_id.clone(),
+            wal_start: b.wal_start.clone(),
             // The coordinator's Control handlers fill these in; they know pins and deletions.
             pin: None,
             deleting: false,

@@ -32,6 +32,17 @@ impl std::str::FromStr for Lsn {
     }
 }
 
+impl Lsn {
+    /// The name of the WAL segment file holding this location on timeline `tli`, for a
+    /// cluster with segments of `seg_size` bytes (PostgreSQL's `pg_walfile_name`).
+    pub fn segment_file(self, tli: u32, seg_size: u64) -> String {
+        let seg_size = seg_size.max(1);
+        let per_log = (0x1_0000_0000 / seg_size).max(1);
+        let segno = self.0 / seg_size;
+        format!("{tli:08X}{:08X}{:08X}", segno / per_log, segno % per_log)
+    }
+}
+
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
@@ -247,6 +258,28 @@ impl Recovery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As `SELECT pg_walfile_name(lsn)` prints them on timeline 1 (16 MiB segments), and for
+    /// 64 MiB and 1 GiB segments.
+    #[test]
+    fn segment_files_are_named_like_pg_walfile_name() {
+        let lsn = |s: &str| s.parse::<Lsn>().expect(s);
+        const MIB: u64 = 1024 * 1024;
+        for (at, tli, size, name) in [
+            ("0/2000028", 1, 16 * MIB, "000000010000000000000002"),
+            ("0/5A000060", 1, 16 * MIB, "00000001000000000000005A"),
+            ("0/FFFFFFFF", 1, 16 * MIB, "0000000100000000000000FF"),
+            ("1/0", 2, 16 * MIB, "000000020000000100000000"),
+            ("A/7C000000", 3, 64 * MIB, "000000030000000A0000001F"),
+            ("2/40000000", 1, 1024 * MIB, "000000010000000200000001"),
+        ] {
+            assert_eq!(
+                lsn(at).segment_file(tli, size),
+                name,
+                "{at} tli {tli} {size}"
+            );
+        }
+    }
 
     #[test]
     fn times_need_an_offset_and_keep_microseconds() {

@@ -36,6 +36,7 @@ mod outbox;
 mod owner_restore;
 mod physical;
 mod pitr;
+mod pitr_retention;
 mod planetscale_clean;
 mod provider_restore;
 mod prune_e2e;

@@ -344,9 +344,21 @@ impl Control {
         };
         let mut decisions = Vec::new();
         let mut without_policy = Vec::new();
+        let mut wal = Vec::new();
         for p in &plans {
             if p.policy.is_none() {
                 without_policy.push(p.target.to_string());
+            }
+            let reported = self.parts.wal.get(&p.target);
+            for c in crate::retention::wal::cuts(p, reported.as_ref().map(|r| &r.status)) {
+                wal.push(pb::PruneWal {
+                    target: c.target.to_string(),
+                    timeline: c.timeline,
+                    first: c.first,
+                    last: c.last.unwrap_or_default(),
+                    kept_from: c.kept_from,
+                    kept_backup: c.kept_backup,
+                });
             }
             for (d, b) in &p.decisions {
                 let (mut d, job) = (d.clone(), applied.get(b.backup_id.as_str()));
@@ -366,6 +378,7 @@ impl Control {
             decisions,
             targets_without_policy: without_policy,
             dry_run: req.dry_run,
+            wal,
         })
     }
 }
