@@ -66,6 +66,9 @@ pub struct RestoreWork {
     pub data_dir: Option<DataDir>,
     /// Point-in-time recovery of a physical backup: where WAL replay stops.
     pub recovery: Option<Recovery>,
+    /// A data-directory restore: start the server on this port once the directory is ready
+    /// and wait for recovery to reach its target.
+    pub start_port: Option<u16>,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -97,6 +100,8 @@ pub enum RefusedSpec {
     BadDataDir(RecordError),
     #[error("restore job with an invalid recovery target: {0}")]
     BadRecovery(RecordError),
+    #[error("restore job with an invalid start port {0}")]
+    BadStartPort(u32),
 }
 
 /// The backup record a job of kind `what` must carry, checked.
@@ -123,6 +128,15 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
                 .map_err(RefusedSpec::BadDataDir)?,
             recovery: Recovery::from_wire(&r.recovery_target, &r.recovery_action)
                 .map_err(RefusedSpec::BadRecovery)?,
+            start_port: match r.start_port {
+                0 => None,
+                p => Some(
+                    u16::try_from(p)
+                        .ok()
+                        .filter(|p| *p >= 1024)
+                        .ok_or(RefusedSpec::BadStartPort(p))?,
+                ),
+            },
         })
     }
 }
@@ -328,6 +342,7 @@ mod tests {
             data_dir: String::new(),
             recovery_target: String::new(),
             recovery_action: String::new(),
+            start_port: 0,
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),

@@ -128,6 +128,7 @@ password_file = "super.pass"
             data_dir: data_dir
                 .map(|d| DataDir::parse(d.display().to_string()).expect("a valid data dir")),
             recovery: None,
+            start_port: None,
         };
         let ctx = self.ctx();
         let r = lifeboat_agent::restore::run(&ctx, &work).await;
@@ -590,6 +591,7 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
         include_provider_schemas: false,
         data_dir: Some(DataDir::parse(data.display().to_string()).expect("dir")),
         recovery: None,
+        start_port: None,
     };
     let cancel = ctx.cancel.clone();
     let marker = bin.marker("verifying");

@@ -57,6 +57,9 @@ pub struct RestoreParams {
     /// Point-in-time recovery of a physical backup (checked by
     /// [`crate::wire::restore_recovery`]).
     pub recovery: Option<lifeboat_proto::domain::Recovery>,
+    /// A data-directory restore: start the server on this port and wait for recovery to
+    /// reach its target (checked by [`crate::wire::restore_start_port`]).
+    pub start_port: Option<u16>,
 }
 
 /// An agent as the catalog knows it.

@@ -447,6 +447,11 @@ pub struct RestoreArgs {
     /// timeline), pause (stay read-only to check the data first) or shutdown
     #[arg(long, value_enum, requires = "RecoveryArgs")]
     pub recovery_action: Option<RecoveryActionArg>,
+    /// With --data-dir: start the restored server on this port (as the directory's owner,
+    /// listening where its postgresql.conf says) and wait until recovery reached its target;
+    /// the job then reports the WAL location and time reached. The server is left running
+    #[arg(long, value_name = "PORT", requires = "data_dir", value_parser = clap::value_parser!(u16).range(1024..))]
+    pub start_port: Option<u16>,
     #[command(flatten)]
     pub wait: WaitArg,
 }

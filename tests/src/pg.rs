@@ -21,6 +21,8 @@ pub struct Pg {
     port: u16,
     password: String,
     stopped: bool,
+    /// The socket directory of a server started by something else ([`Pg::attach_running`]).
+    sock: Option<PathBuf>,
     /// Another address the server listens on besides 127.0.0.1 ([`Pg::serve_on`]).
     also_listen: Option<std::net::IpAddr>,
 }
@@ -155,6 +157,7 @@ impl Pg {
             password: password.to_owned(),
             stopped: true,
             also_listen: None,
+            sock: None,
         };
         pg.launch();
 
@@ -222,9 +225,26 @@ impl Pg {
             password: password.to_owned(),
             stopped: true,
             also_listen: None,
+            sock: None,
         };
         pg.launch();
         pg
+    }
+
+    /// A server something else started (`lifeboat restore --start-port`) on `ROOT/data` of a
+    /// root from [`Pg::empty_root`], on `port` with its socket in `sock`; stopped on drop like
+    /// any other.
+    pub fn attach_running(dir: tempfile::TempDir, port: u16, password: &str, sock: &Path) -> Pg {
+        let root = dir.path().to_owned();
+        Pg {
+            dir: Some(dir),
+            root,
+            port,
+            password: password.to_owned(),
+            stopped: false,
+            also_listen: None,
+            sock: Some(sock.to_owned()),
+        }
     }
 
     /// Lets password logins open replication connections (pg_basebackup) from loopback and
@@ -289,7 +309,7 @@ impl Pg {
     }
 
     pub fn sock_dir(&self) -> PathBuf {
-        self.root.join("sock")
+        self.sock.clone().unwrap_or_else(|| self.root.join("sock"))
     }
 
     pub fn password(&self) -> &str {

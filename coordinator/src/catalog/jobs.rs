@@ -17,7 +17,8 @@ macro_rules! job_columns {
         "id, kind, state, target, agent, backup_id, requested_by, created_at_ms, \
          dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
-         include_provider_schemas, report, data_dir, recovery_target, recovery_action"
+         include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
+         start_port"
     };
 }
 
@@ -251,8 +252,8 @@ fn insert_job_query(
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
-         recovery_target, recovery_action) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         recovery_target, recovery_action, start_port) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -277,6 +278,12 @@ fn insert_job_query(
     .bind(job.restore.as_ref().map_or("", |r| r.data_dir.as_str()))
     .bind(recovery_text(job).0)
     .bind(recovery_text(job).1)
+    .bind(
+        job.restore
+            .as_ref()
+            .and_then(|r| r.start_port)
+            .map_or(0, i64::from),
+    )
 }
 
 /// A job's point-in-time recovery as the catalog stores it (empty: none).
@@ -427,6 +434,12 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                 &row.try_get::<String, _>("recovery_action")?,
             )
             .map_err(|e| CatalogError::Corrupt(format!("jobs.recovery_target: {}", e.0)))?,
+            start_port: match row.try_get::<i64, _>("start_port")? {
+                0 => None,
+                p => Some(u16::try_from(p).map_err(|_| {
+                    CatalogError::Corrupt(format!("jobs.start_port {p} is not a port"))
+                })?),
+            },
         }),
         report: report_from_json(&report)?,
     })

@@ -138,6 +138,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0008_backup_wal_start.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            "restore start port".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0009_restore_start_port.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -489,6 +489,20 @@ pub fn restore_recovery(
     Ok(r)
 }
 
+/// `--start-port`: only for a restore into a data directory, a port from 1024.
+pub fn restore_start_port(req: &pb::RestoreRequest) -> Result<Option<u16>, Error> {
+    match req.start_port {
+        0 => Ok(None),
+        _ if req.data_dir.is_empty() => Err(invalid(
+            "--start-port starts a restored data directory; it needs --data-dir".to_owned(),
+        )),
+        p @ 1024..=65535 => Ok(Some(p as u16)),
+        p => Err(invalid(format!(
+            "--start-port {p} is not a port from 1024 to 65535"
+        ))),
+    }
+}
+
 /// A restore's options from an operator request.
 pub fn restore_options(
     owners: i32,

@@ -46,6 +46,7 @@ impl From<&Job> for pb::Job {
             include_provider_schemas: restore.options.include_provider_schemas,
             recovery_target: Recovery::to_wire(restore.recovery.as_ref()).0,
             recovery_action: Recovery::to_wire(restore.recovery.as_ref()).1,
+            start_port: restore.start_port.map_or(0, u32::from),
             data_dir: restore.data_dir,
         }
     }
@@ -157,6 +158,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         data_dir: params.data_dir.clone(),
         recovery_target: Recovery::to_wire(params.recovery.as_ref()).0,
         recovery_action: Recovery::to_wire(params.recovery.as_ref()).1,
+        start_port: params.start_port.map_or(0, u32::from),
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {

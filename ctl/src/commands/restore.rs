@@ -93,6 +93,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         data_dir: args.data_dir.unwrap_or_default(),
         recovery_target: Recovery::to_wire(recovery.as_ref()).0,
         recovery_action: Recovery::to_wire(recovery.as_ref()).1,
+        start_port: args.start_port.map_or(0, u32::from),
     });
     // A dry run is its own call: a coordinator without it refuses it (UNIMPLEMENTED) rather
     // than running a real restore.

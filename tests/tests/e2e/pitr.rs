@@ -225,11 +225,47 @@ fn restores_reach_exactly_the_point_asked_for() {
     assert_eq!(keys(&copy), upto(3), "--to-xid {}", commits[2].xid);
     drop(copy);
 
-    // A restore point, paused there: read-only, still in recovery.
-    let copy = restore_and_start(
-        &s,
-        &["--to-name", "after_9", "--recovery-action", "pause"],
-        true,
+    // A restore point, paused there (read-only, still in recovery), the server started by
+    // the agent on a port asked for; the job reports where recovery stopped.
+    let root = Pg::empty_root();
+    let data = root.path().join("data").display().to_string();
+    let port = lifeboat_e2e::pg::free_port().to_string();
+    let out = s.admin.run_json(&[
+        "restore",
+        "--target",
+        &target,
+        "--data-dir",
+        &data,
+        "--to-name",
+        "after_9",
+        "--recovery-action",
+        "pause",
+        "--start-port",
+        &port,
+        "--wait",
+    ]);
+    out.assert_ok();
+    assert!(
+        out.stdout
+            .contains("recovery stopping at restore point \\\"after_9\\\""),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("pausing at the end of recovery"),
+        "{out}"
+    );
+    let copy = Pg::attach_running(
+        root,
+        port.parse().expect("port"),
+        s.pg.password(),
+        std::path::Path::new("/var/run/postgresql"),
+    );
+    assert_eq!(
+        copy.query_one(
+            "postgres",
+            "SELECT pg_is_in_recovery()::text || ' ' || pg_is_wal_replay_paused()::text;"
+        ),
+        "true true"
     );
     assert_eq!(keys(&copy), upto(9), "--to-name after_9");
     drop(copy);

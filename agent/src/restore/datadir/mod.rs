@@ -20,6 +20,7 @@
 mod destination;
 mod extract;
 mod scratch;
+mod start;
 mod verify;
 
 use std::{
@@ -40,7 +41,7 @@ use crate::{
 };
 use destination::{Claimed, Destination, check_allowed, check_space};
 use extract::extract;
-use verify::{chown_like_root, run_verifybackup, write_pg_version};
+use verify::{chown_like_root, run_verifybackup, write_missing_configs, write_pg_version};
 
 pub(crate) use scratch::{Unpacked, verify_unpacked};
 
@@ -58,6 +59,8 @@ struct Plan {
     pg_verifybackup: PathBuf,
     /// Point-in-time recovery: the settings written once the backup is whole.
     pitr: Option<super::pitr::Pitr>,
+    /// `--start-port`: the port, `pg_ctl`, and what recovery must reach.
+    start: Option<(u16, PathBuf, start::Until)>,
 }
 
 /// The restore of a physical backup into `spec.data_dir`.
@@ -72,10 +75,31 @@ pub(crate) async fn run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Resu
             .await
             .context("claim task panicked")??
     };
-    match extract_and_verify(ctx, &plan, &claimed).await {
-        Ok(verified) => {
+    let done = async {
+        let verified = extract_and_verify(ctx, &plan, &claimed).await?;
+        let started = match &plan.start {
+            Some((port, pg_ctl, until)) => {
+                ctx.set_phase("recovering");
+                Some(
+                    start::start_and_wait(
+                        pg_ctl,
+                        &claimed.dir,
+                        claimed.owner,
+                        *port,
+                        *until,
+                        &ctx.cancel,
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
+        anyhow::Ok((verified, started))
+    };
+    match done.await {
+        Ok((verified, started)) => {
             claimed.keep();
-            Ok(restored(ctx, &plan, &verified))
+            Ok(restored(ctx, &plan, &verified, started.as_ref()))
         }
         Err(e) => {
             let removed = tokio::task::spawn_blocking(move || claimed.remove())
@@ -122,6 +146,17 @@ pub(crate) async fn dry_run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> 
             ),
             None => "turn archiving off in postgresql.auto.conf (a copy must not archive into the source's archive)".to_owned(),
         });
+        if let Some((port, pg_ctl, until)) = &plan.start {
+            r.step(format!(
+                "start the server on port {port} with {} as the directory's owner and wait until {}; it is left running",
+                pg_ctl.display(),
+                match until {
+                    start::Until::Open => "recovery is over and it accepts connections",
+                    start::Until::Paused => "recovery has paused at the target",
+                    start::Until::ShutDown => "it shut down at the target",
+                }
+            ));
+        }
     }
     ctx.report.bail_on_errors("the restore would fail")
 }
@@ -244,6 +279,30 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
             return Ok(None);
         }
     };
+    let start = match (spec.start_port, &dest) {
+        (Some(port), Some(d)) => {
+            let pg_ctl = pg::tool(target, "pg_ctl", major);
+            match start::preflight(port, d) {
+                Ok(()) => {
+                    report.ok(
+                        "start",
+                        format!(
+                            "port {port} is free; the server starts with {} as the directory's owner",
+                            pg_ctl.display()
+                        ),
+                    );
+                    let until =
+                        start::Until::of(spec.recovery.as_ref().map(|r| (&r.target, r.action)));
+                    Some((port, pg_ctl, until))
+                }
+                Err(e) => {
+                    report.error("start", format!("{e:#}"));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let (Some(dest), Some(pg_verifybackup)) = (dest, tool) else {
         return Ok(None);
     };
@@ -255,13 +314,16 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
         dest,
         pg_verifybackup,
         pitr,
+        start,
     }))
 }
 
-/// What `pg_verifybackup` said, and what was extracted.
+/// What `pg_verifybackup` said, what was extracted, and which configuration files the
+/// backup lacked and were written.
 struct Verified {
     files: u64,
     verifybackup: String,
+    configs_written: Vec<&'static str>,
 }
 
 /// Streams the archive through the hash checks into the extractor, writes `PG_VERSION`
@@ -271,7 +333,7 @@ async fn extract_and_verify(ctx: &JobCtx, plan: &Plan, claimed: &Claimed) -> Res
     let owner = claimed.owner;
     ctx.set_phase("verifying");
     let verifybackup = run_verifybackup(&plan.pg_verifybackup, &claimed.dir, &ctx.cancel).await?;
-    {
+    let configs_written = {
         // A restored copy never archives into the source's archive (see `archive_off`); a
         // point-in-time recovery also gets its recovery settings and recovery.signal.
         let (root, settings, signal) = match &plan.pitr {
@@ -291,14 +353,16 @@ async fn extract_and_verify(ctx: &JobCtx, plan: &Plan, claimed: &Claimed) -> Res
             if signal {
                 files.push("recovery.signal");
             }
-            chown_like_root(&root, &files, owner)
+            chown_like_root(&root, &files, owner)?;
+            write_missing_configs(&root, owner)
         })
         .await
-        .context("write task panicked")??;
-    }
+        .context("write task panicked")??
+    };
     Ok(Verified {
         files: extracted.files,
         verifybackup,
+        configs_written,
     })
 }
 
@@ -364,7 +428,7 @@ async fn stream_into(ctx: &JobCtx, loc: &Located, claimed: &Claimed) -> Result<e
 }
 
 /// The restore's result, and its lines in the report.
-fn restored(ctx: &JobCtx, plan: &Plan, v: &Verified) -> Restored {
+fn restored(ctx: &JobCtx, plan: &Plan, v: &Verified, started: Option<&start::Started>) -> Restored {
     let m = &plan.manifest;
     ctx.report.ok(
         "restored",
@@ -379,6 +443,36 @@ fn restored(ctx: &JobCtx, plan: &Plan, v: &Verified) -> Restored {
             v.verifybackup
         ),
     );
+    if !v.configs_written.is_empty() {
+        ctx.report.warn(
+            "configuration",
+            format!(
+                "the backup holds no {} (the source keeps them outside its data directory, as Debian and Ubuntu do): minimal ones were written into {} (PostgreSQL's defaults; local peer and loopback password logins); copy the source server's settings there",
+                v.configs_written.join(", "),
+                plan.dir
+            ),
+        );
+    }
+    if let (Some(started), Some((port, ..))) = (started, &plan.start) {
+        for line in &started.lines {
+            ctx.report.ok("recovery", line.trim_start_matches("LOG:  "));
+        }
+        ctx.report.info(
+            "next",
+            format!(
+                "the server is running on port {port} (its log: {}/{}); stop it with pg_ctl -D {} stop as the directory's owner",
+                plan.dir,
+                start::LOG_FILE,
+                plan.dir
+            ),
+        );
+        return Restored {
+            database: String::new(),
+            data_dir: Some(plan.dir.clone()),
+            row_counts: Vec::new(),
+            raw_bytes: plan.loc.expected.raw.size,
+        };
+    }
     ctx.report.info(
         "next",
         format!(

@@ -56,6 +56,67 @@ pub(super) fn chown_like_root(
     Ok(())
 }
 
+/// The configuration files a server needs in its data directory, and what is written when
+/// the backup holds none (Debian and Ubuntu keep them in `/etc/postgresql/VERSION/CLUSTER`,
+/// outside the data directory, so their base backups lack them).
+const CONFIGS: [(&str, &str); 3] = [
+    (
+        "postgresql.conf",
+        "# Written by lifeboat restore: the backup held no postgresql.conf (the source keeps it\n\
+         # outside its data directory, as Debian and Ubuntu do). PostgreSQL's defaults apply, plus\n\
+         # postgresql.auto.conf; copy the source server's settings here before relying on this copy.\n",
+    ),
+    (
+        "pg_hba.conf",
+        "# Written by lifeboat restore: the backup held no pg_hba.conf. Local connections as the\n\
+         # matching operating system user, and password (SCRAM) connections over loopback only;\n\
+         # copy the source server's rules here if this copy takes over.\n\
+         local all all peer\n\
+         host all all 127.0.0.1/32 scram-sha-256\n\
+         host all all ::1/128 scram-sha-256\n",
+    ),
+    (
+        "pg_ident.conf",
+        "# Written by lifeboat restore: the backup held no pg_ident.conf.\n",
+    ),
+];
+
+/// Writes, after `pg_verifybackup` (it would call them extra files), the configuration files
+/// the backup does not hold, mode 0600 and given to the directory's owner; returns their
+/// names.
+pub(super) fn write_missing_configs(
+    root: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<Vec<&'static str>> {
+    let mut written = Vec::new();
+    for (name, text) in CONFIGS {
+        let path = root.join(name);
+        if path.exists() {
+            continue;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("write {}", path.display()))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                .with_context(|| format!("give {} to uid {uid}", path.display()))?;
+        }
+        written.push(name);
+    }
+    if !written.is_empty() {
+        std::fs::File::open(root)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("sync {}", root.display()))?;
+    }
+    Ok(written)
+}
+
 /// Runs `pg_verifybackup` on the directory (the `backup_manifest` in it, the WAL in its
 /// `pg_wal` parsed): its last line on success, its output in the error otherwise.
 pub(super) async fn run_verifybackup(
@@ -96,4 +157,28 @@ pub(super) async fn run_verifybackup(
         );
     }
     Ok(lines.last().map_or("ok", |l| l.trim()).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_configuration_files_are_written_and_present_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pg_hba.conf"), "local all all trust\n").expect("hba");
+        let written = write_missing_configs(dir.path(), None).expect("write");
+        assert_eq!(written, ["postgresql.conf", "pg_ident.conf"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("pg_hba.conf")).expect("read"),
+            "local all all trust\n"
+        );
+        let conf = std::fs::read_to_string(dir.path().join("postgresql.conf")).expect("read");
+        assert!(conf.lines().all(|l| l.starts_with('#')), "{conf}");
+        let empty = tempfile::tempdir().expect("tempdir");
+        write_missing_configs(empty.path(), None).expect("write");
+        let hba = std::fs::read_to_string(empty.path().join("pg_hba.conf")).expect("read");
+        assert!(hba.contains("\nlocal all all peer\n"), "{hba}");
+        assert!(!hba.contains("trust"), "{hba}");
+    }
 }

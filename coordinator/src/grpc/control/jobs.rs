@@ -101,6 +101,7 @@ impl Control {
         }
         let data_dir = wire::restore_data_dir(&backup, req)?;
         let recovery = wire::restore_recovery(&backup, req)?;
+        let start_port = wire::restore_start_port(req)?;
         let kind = if dry_run {
             JobKind::Check
         } else {
@@ -114,6 +115,7 @@ impl Control {
             options: wire::restore_options(req.owners, req.include_provider_schemas)?,
             data_dir,
             recovery,
+            start_port,
         });
         self.create(job).await
     }
