@@ -47,6 +47,7 @@ mod s9_disk_full;
 mod smoke;
 mod targets_check;
 mod wal_archive;
+mod wal_kill;
 mod x33_client_certs;
 mod x36_rotation_revocation;
 mod x37_secrets;

@@ -34,6 +34,16 @@
 //! | `$JOB_ID` | the job that took that backup |
 //! | `$SOURCE_DB` | the target's live database (exists, not empty) |
 //! | `$DB` | a database name that does not exist yet, new for every block |
+//! | `$PITR_TARGET` | a physical target on the same server (`test/cluster`), whose WAL PostgreSQL archives through the agent; it has a base backup and archived WAL after it |
+//! | `$DATA_DIR` | an empty directory the agent may restore a data directory into (under the target's `restore_data_dirs`, owned by `postgres`), new for every block |
+//! | `$PITR_TIME` | a moment inside `$PITR_TARGET`'s recoverable window (RFC 3339, UTC): after some rows were committed and before others |
+//!
+//! After a block that restored into `$DATA_DIR` (without `--dry-run`), the directory must be a
+//! data directory (`PG_VERSION`) with `recovery.signal`; when the restore went `--to-time
+//! $PITR_TIME`, a server is started on it and must hold exactly the rows committed before that
+//! moment (waiting at the target with `--recovery-action pause`, open once it is over
+//! otherwise). After a block whose restores into `$DATA_DIR` were all dry runs, the directory
+//! must still be empty.
 //!
 //! An unknown `$PLACEHOLDER` in a runnable command fails the test. Blocks run in document order,
 //! OPERATIONS.md first, against one sandbox. The test fails listing the document, the line and
@@ -44,10 +54,15 @@
 //! certificates, an S3 bucket) are still checked: each is parsed by the real CLI with `--help`
 //! appended, so a subcommand or flag that does not exist fails the test.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use lifeboat_e2e::fixtures::load_bulk;
+use lifeboat_e2e::pg::Pg;
+use lifeboat_e2e::poll::{eventually, scaled};
 use lifeboat_e2e::sandbox::{AGENT, ENV, find_str};
+use lifeboat_e2e::wal::{Tools, wait_archived};
 use lifeboat_e2e::{Sandbox, SandboxTarget};
 
 /// Fewer runnable blocks than this means the extraction broke or the documents lost them.
@@ -56,6 +71,9 @@ const MIN_BLOCKS: usize = 5;
 const DOCS: &[&str] = &["docs/OPERATIONS.md", "docs/DISASTER_RECOVERY.md"];
 
 const TARGET_NAME: &str = "orders";
+
+/// The physical target (and the database holding its rows).
+const PITR_NAME: &str = "cluster";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -297,6 +315,146 @@ fn substitute(word: &str, vars: &[(&str, String)]) -> Result<String, String> {
     Ok(out)
 }
 
+/// What the PITR blocks can rely on: `$PITR_TIME` and the rows committed before it.
+struct Pitr {
+    time: String,
+    rows_at_time: String,
+}
+
+const PITR_ROWS: &str = "SELECT string_agg(k::text, ',' ORDER BY k) FROM events;";
+
+/// Makes `$PITR_TARGET` usable: PostgreSQL archives through the agent, a base backup, ten
+/// rows, `$PITR_TIME`, ten more rows, and everything archived.
+fn set_up_pitr(s: &mut Sandbox, tools: &Tools) -> Pitr {
+    // The server's user reaches the agent's socket through the test's directories.
+    for d in [s.dir.path(), s.agent.dir()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    }
+    s.pg.allow_replication();
+    let socket = s.agent.wal_socket().display().to_string();
+    s.pg.enable_archiving(&format!(
+        "{} wal-push --socket {socket} --target {PITR_NAME} %p",
+        tools.bin().display()
+    ));
+    s.pg.psql(
+        PITR_NAME,
+        "CREATE TABLE events (k int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp());",
+    );
+    s.backup_ok(PITR_NAME);
+    s.pg.psql(
+        PITR_NAME,
+        "INSERT INTO events (k) SELECT generate_series(1, 10); SELECT pg_sleep(0.3);",
+    );
+    let time = s.pg.query_one(
+        PITR_NAME,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"');",
+    );
+    let rows_at_time = s.pg.query_one(PITR_NAME, PITR_ROWS);
+    s.pg.psql(
+        PITR_NAME,
+        "SELECT pg_sleep(0.3); INSERT INTO events (k) SELECT generate_series(11, 20);",
+    );
+    let name =
+        s.pg.query_one(PITR_NAME, "SELECT pg_walfile_name(pg_switch_wal());");
+    wait_archived(&s.pg, &name);
+    let target = s.target(PITR_NAME);
+    eventually(
+        "the agent to report the archive",
+        scaled(Duration::from_secs(60)),
+        || {
+            let w = s.admin.json(&["pitr", "window", &target]);
+            anyhow::ensure!(
+                find_str(&w, "last_archived").is_some_and(|l| l >= name),
+                "{w}"
+            );
+            Ok(())
+        },
+    );
+    Pitr { time, rows_at_time }
+}
+
+/// The value after `flag` in `args`.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let at = args.iter().position(|a| a == flag)?;
+    args.get(at + 1).map(String::as_str)
+}
+
+/// Judges what a block's restores (`restores`: their arguments) left in `$DATA_DIR` (`root`,
+/// with `data` inside): nothing after dry runs only; otherwise a data directory set up for
+/// recovery, which, restored to `$PITR_TIME`, starts and holds exactly the rows from before it.
+fn check_data_dir(
+    root: tempfile::TempDir,
+    restores: &[Vec<String>],
+    pitr: &Pitr,
+    password: &str,
+) -> Result<String, String> {
+    let data = root.path().join("data");
+    let Some(last) = restores
+        .iter()
+        .rfind(|a| !a.iter().any(|w| w == "--dry-run"))
+    else {
+        let left: Vec<_> = std::fs::read_dir(&data)
+            .map_err(|e| format!("list {}: {e}", data.display()))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        return if left.is_empty() {
+            Ok("the dry run wrote nothing".to_owned())
+        } else {
+            Err(format!("a dry run wrote into {}: {left:?}", data.display()))
+        };
+    };
+    for f in ["PG_VERSION", "recovery.signal"] {
+        if !data.join(f).is_file() {
+            return Err(format!("the restored {} has no {f}", data.display()));
+        }
+    }
+    if flag_value(last, "--to-time") != Some(pitr.time.as_str()) {
+        return Ok("a data directory with recovery.signal".to_owned());
+    }
+    let paused = match flag_value(last, "--recovery-action") {
+        Some("shutdown") => return Ok("a data directory with recovery.signal".to_owned()),
+        Some("pause") => true,
+        _ => false,
+    };
+    let pg = Pg::start_existing(root, password);
+    let want = if paused { "t t" } else { "f f" };
+    let deadline = Instant::now() + scaled(Duration::from_secs(90));
+    loop {
+        let out = pg.try_psql(
+            "postgres",
+            "SELECT CASE WHEN pg_is_in_recovery() THEN 't ' || \
+             CASE WHEN pg_is_wal_replay_paused() THEN 't' ELSE 'f' END ELSE 'f f' END;",
+        );
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if state == want {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the server on {} did not reach the recovery target (state {state:?}, want \
+                 {want:?}):\n{}",
+                data.display(),
+                pg.log()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rows = pg.query_one(PITR_NAME, PITR_ROWS);
+    if rows == pitr.rows_at_time {
+        Ok(format!(
+            "recovered to {}: rows {rows}{}",
+            pitr.time,
+            if paused { ", paused there" } else { "" }
+        ))
+    } else {
+        Err(format!(
+            "restored to {} the server holds rows {rows}, not {}",
+            pitr.time, pitr.rows_at_time
+        ))
+    }
+}
+
 #[test]
 fn runnable_blocks_in_the_runbooks_work() {
     // Read and parse the documents first: a broken document fails before a sandbox starts.
@@ -339,10 +497,20 @@ fn runnable_blocks_in_the_runbooks_work() {
         problems.join("\n")
     );
 
-    // The sandbox: one target with data and one backup.
-    let s = Sandbox::builder("runbooks")
+    // The sandbox: one target with data and one backup; a physical target on the same server
+    // archiving its WAL through the agent, with a base backup.
+    let tools = Tools::new();
+    let mut s = Sandbox::builder("runbooks")
         .target(SandboxTarget::new(TARGET_NAME).extra("allow_clean_restore = true"))
+        .target(
+            SandboxTarget::new(PITR_NAME)
+                .extra("mode = \"physical\"")
+                .extra("restore_data_dirs = [\"/tmp\"]"),
+        )
+        .agent_wal_socket_group("postgres")
+        .agent_wal_client(&tools.bin())
         .build();
+    let pitr = set_up_pitr(&mut s, &tools);
     load_bulk(&s.pg, TARGET_NAME, "orders", 1000);
     let run = s.backup_run(TARGET_NAME);
     run.assert_ok();
@@ -352,6 +520,17 @@ fn runnable_blocks_in_the_runbooks_work() {
     let mut failures = Vec::new();
     let mut ran = 0usize;
     for (n, block) in blocks.iter().enumerate() {
+        let data_root = block
+            .commands
+            .iter()
+            .any(|c| c.text.contains("$DATA_DIR"))
+            .then(Pg::empty_root);
+        let data_dir = data_root
+            .as_ref()
+            .map(|r| r.path().join("data").display().to_string())
+            .unwrap_or_default();
+        let mut restores = Vec::new();
+        let mut block_ok = true;
         let vars: Vec<(&str, String)> = vec![
             ("TARGET", s.target(TARGET_NAME)),
             ("ENV", ENV.to_owned()),
@@ -361,6 +540,9 @@ fn runnable_blocks_in_the_runbooks_work() {
             ("JOB_ID", job_id.clone()),
             ("SOURCE_DB", TARGET_NAME.to_owned()),
             ("DB", format!("runbook_{n}")),
+            ("PITR_TARGET", s.target(PITR_NAME)),
+            ("DATA_DIR", data_dir.clone()),
+            ("PITR_TIME", pitr.time.clone()),
         ];
         for (b, c, words) in parsed.iter().filter(|(b, _, _)| std::ptr::eq(*b, block)) {
             let args: Result<Vec<String>, String> =
@@ -379,6 +561,13 @@ fn runnable_blocks_in_the_runbooks_work() {
                 Expect::Success => out.code == 0,
                 Expect::Failure => out.code == 1,
             };
+            block_ok &= ok;
+            if args.first().map(String::as_str) == Some("restore")
+                && !data_dir.is_empty()
+                && flag_value(&args, "--data-dir") == Some(data_dir.as_str())
+            {
+                restores.push(args.clone());
+            }
             eprintln!(
                 "{}:{}: `lifeboat {}` exited {}",
                 c.doc,
@@ -401,6 +590,20 @@ fn runnable_blocks_in_the_runbooks_work() {
                     "{}:{} (block at {}:{}): wanted {wanted}\n{out}",
                     c.doc, c.line, b.doc, b.line
                 ));
+            }
+        }
+        // What the block's restores left in $DATA_DIR (when its commands did as documented).
+        if let Some(root) = data_root
+            && block_ok
+            && block.expect == Expect::Success
+            && !restores.is_empty()
+        {
+            match check_data_dir(root, &restores, &pitr, s.pg.password()) {
+                Ok(what) => eprintln!("  {}:{}: $DATA_DIR: {what}", block.doc, block.line),
+                Err(e) => failures.push(format!(
+                    "{}:{}: $DATA_DIR after the block: {e}",
+                    block.doc, block.line
+                )),
             }
         }
     }
@@ -429,6 +632,9 @@ fn every_documented_lifeboat_command_parses() {
         ("JOB_ID", "20261127T233000Z-7f3a9c".into()),
         ("SOURCE_DB", "orders".into()),
         ("DB", "orders_check".into()),
+        ("PITR_TARGET", "prod/main".into()),
+        ("DATA_DIR", "/srv/pg/recovered".into()),
+        ("PITR_TIME", "2026-12-03T13:03:27Z".into()),
     ];
     let mut checked = 0usize;
     let mut failures = Vec::new();
@@ -504,6 +710,23 @@ fn extraction_follows_the_convention() {
     let vars = vec![("TARGET", "test/orders".to_owned())];
     assert_eq!(substitute("$TARGET", &vars).as_deref(), Ok("test/orders"));
     assert!(substitute("$NOPE", &vars).is_err());
+    // A quoted placeholder is one word, substituted like a bare one.
+    let words = shell_words("lifeboat restore --to-time \"$PITR_TIME\" --data-dir $DATA_DIR")
+        .expect("words");
+    assert_eq!(words[3], "$PITR_TIME");
+    let vars = vec![
+        ("PITR_TIME", "2026-12-03T13:03:27Z".to_owned()),
+        ("DATA_DIR", "/srv/pg/recovered".to_owned()),
+    ];
+    assert_eq!(
+        substitute(&words[3], &vars).as_deref(),
+        Ok("2026-12-03T13:03:27Z")
+    );
+    assert_eq!(
+        flag_value(&words, "--data-dir"),
+        Some("$DATA_DIR"),
+        "the restores into $DATA_DIR are found by their flag"
+    );
     assert!(shell_words("lifeboat backup list | head").is_err());
     assert!(extract("doc.md", "<!-- runnable -->\ntext\n").is_err());
 }
