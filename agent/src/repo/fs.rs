@@ -310,7 +310,46 @@ impl FsRepository {
         if removed > 0 {
             fsync_dir(&dir).with_context(|| format!("fsync {}", dir.display()))?;
         }
-        Ok(removed)
+        Ok(removed + self.wal_temporaries(&dir.join("wal"), cutoff))
+    }
+
+    /// Removes the temporaries an interrupted WAL push left in `wal/*/` (a push killed between
+    /// its create and its rename): never younger than ten minutes, even at start-up, as the
+    /// WAL socket may already be taking pushes. Returns how many went.
+    fn wal_temporaries(&self, wal: &Path, cutoff: SystemTime) -> u64 {
+        let floor = SystemTime::now() - std::time::Duration::from_secs(600);
+        let cutoff = cutoff.min(floor);
+        let mut removed = 0;
+        let Ok(dirs) = fs::read_dir(wal) else {
+            return 0;
+        };
+        for d in dirs.flatten() {
+            let Ok(files) = fs::read_dir(d.path()) else {
+                continue;
+            };
+            let mut here = 0;
+            for f in files.flatten() {
+                let n = f.file_name();
+                let n = n.to_string_lossy();
+                let old = f
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .is_some_and(|t| t < cutoff);
+                if n.starts_with('.')
+                    && n.ends_with(".tmp")
+                    && old
+                    && fs::remove_file(f.path()).is_ok()
+                {
+                    here += 1;
+                }
+            }
+            if here > 0 {
+                let _ = fsync_dir(&d.path());
+                removed += here;
+            }
+        }
+        removed
     }
 }
 
@@ -588,6 +627,36 @@ mod tests {
                 .expect("missing prefix"),
             0
         );
+    }
+
+    /// A push killed between its create and its rename leaves a temporary in `wal/*/`: the
+    /// janitor removes it once it is ten minutes old, even at start-up; stored segments and
+    /// younger temporaries (a push in flight) stay.
+    #[tokio::test]
+    async fn janitor_removes_old_wal_temporaries_only() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let repo = FsRepository::new(root.path().to_owned());
+        let dir = root.path().join("dev/main/wal/0000000100000000");
+        fs::create_dir_all(&dir).expect("mkdir");
+        let seg = format!("000000010000000000000003-{}.zst", "a".repeat(64));
+        let old = format!(".{seg}.0badf00d.tmp");
+        let young = format!(".{seg}.0000beef.tmp");
+        for n in [&seg, &old, &young] {
+            fs::write(dir.join(n), b"x").expect("write");
+        }
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(dir.join(&old))
+            .and_then(|f| f.set_modified(hour_ago))
+            .expect("age the temporary");
+        let none = std::collections::BTreeSet::new();
+        let n = repo
+            .janitor("dev/main", Duration::ZERO, &none)
+            .await
+            .expect("janitor");
+        assert_eq!(n, 1);
+        assert_eq!(names(&dir), vec![young, seg]);
     }
 
     #[tokio::test]
