@@ -285,6 +285,31 @@ fn target_json(t: &TargetHealth) -> Value {
     })
 }
 
+/// A physical target's recoverable window and WAL archive as its agent last reported it
+/// (`lifeboat pitr window`); `None` for targets whose agent reports no archive.
+async fn pitr_json(parts: &Parts, target: &str) -> Option<Value> {
+    let name = target.parse::<lifeboat_common::names::TargetName>().ok()?;
+    let reported = parts.wal.get(&name)?;
+    let physical: Vec<_> = match parts.catalog.list_backups(Some(target), u32::MAX).await {
+        Ok(b) => b.into_iter().filter(|b| b.is_physical()).collect(),
+        Err(e) => return Some(json!({ "error": format!("read the base backups: {e}") })),
+    };
+    let w = &reported.status;
+    let window = crate::pitr::window(&physical, Some(w));
+    Some(json!({
+        "earliest": window.map(|w| ts(w.0)),
+        "latest": window.map(|w| ts(w.1)),
+        "base_backups": physical.len(),
+        "last_archived": w.last_archived.as_ref().map(|l| l.0.clone()),
+        "last_archived_at": w.last_archived.as_ref().map(|l| ts(l.1)),
+        "gaps": w.gaps,
+        "pending_segments": w.pending_segments,
+        "archiver_failures": w.failed_count,
+        "reported_at": ts(reported.received_ms),
+        "error": (!w.error.is_empty()).then(|| w.error.clone()),
+    }))
+}
+
 /// `?environment=ENV`: only that environment's targets (names are plain, no decoding needed).
 fn environment_filter(query: Option<&str>) -> Option<String> {
     query?
@@ -327,12 +352,20 @@ async fn backups(
     for t in &targets {
         *counts.entry(t.status.as_str()).or_default() += 1;
     }
+    let mut target_values = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let mut v = target_json(t);
+        if let Some(p) = pitr_json(parts, &t.target).await {
+            v["pitr"] = p;
+        }
+        target_values.push(v);
+    }
     let body = json!({
         "status": status,
         "checked_at": ts(now),
         "warning_percent": parts.config.objectives.warning_percent,
         "counts": counts,
-        "targets": targets.iter().map(|t| target_json(t)).collect::<Vec<_>>(),
+        "targets": target_values,
     });
     let code = if status == Status::Critical {
         StatusCode::SERVICE_UNAVAILABLE

@@ -195,6 +195,16 @@ fn restores_reach_exactly_the_point_asked_for() {
         rec["finished_at"].as_str(),
         "the window starts where the base backup ended: {window} {rec}"
     );
+    // /health/backups carries the same window for the physical target.
+    let (_, health) = lifeboat_e2e::http::http_get(s.coordinator.http_addr(), "/health/backups");
+    let health: serde_json::Value = serde_json::from_str(&health).expect("health JSON");
+    let entry = health["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["target"] == target.as_str()))
+        .unwrap_or_else(|| panic!("{target} in {health}"));
+    assert_eq!(entry["pitr"]["earliest"], window["earliest"], "{health}");
+    assert_eq!(entry["pitr"]["last_archived"], newest.as_str(), "{health}");
+    assert_eq!(entry["pitr"]["gaps"], serde_json::json!([]), "{health}");
     let (_, metrics) = lifeboat_e2e::http::http_get(s.coordinator.http_addr(), "/metrics");
     assert!(
         metrics.contains(&format!(
