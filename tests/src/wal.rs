@@ -105,3 +105,27 @@ pub fn wait_archived(pg: &Pg, name: &str) {
         },
     );
 }
+
+/// Archiving through the agent, for a sandbox built with `agent_wal_socket_group("postgres")`:
+/// the sandbox's directories made passable for the `postgres` user (so it reaches the agent's
+/// socket), replication connections allowed (base backups), and `archive_command` running
+/// `tools`' `wal-push` for `target`. Returns the socket's path.
+pub fn archive_through_agent(s: &mut crate::Sandbox, tools: &Tools, target: &str) -> String {
+    for d in [s.dir.path(), s.agent.dir()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    }
+    s.pg.allow_replication();
+    let socket = s.agent.wal_socket().display().to_string();
+    s.pg.enable_archiving(&format!(
+        "{} wal-push --socket {socket} --target {target} %p",
+        tools.bin().display()
+    ));
+    socket
+}
+
+/// A `mode = "physical"` target whose restores may go under `/tmp`.
+pub fn physical_target(name: &str) -> crate::SandboxTarget {
+    crate::SandboxTarget::new(name)
+        .extra("mode = \"physical\"")
+        .extra("restore_data_dirs = [\"/tmp\"]")
+}

@@ -7,11 +7,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use lifeboat_e2e::Sandbox;
 use lifeboat_e2e::pg::Pg;
 use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::sandbox::{ENV, find_str};
-use lifeboat_e2e::wal::{AS_POSTGRES, Tools, run_as, text, wait_archived};
-use lifeboat_e2e::{Sandbox, SandboxTarget};
+use lifeboat_e2e::wal::{
+    AS_POSTGRES, Tools, archive_through_agent, physical_target, run_as, text, wait_archived,
+};
 
 /// One committed transaction: its key, commit LSN and transaction id.
 struct Commit {
@@ -103,23 +105,11 @@ fn upto(k: u32) -> String {
 fn restores_reach_exactly_the_point_asked_for() {
     let tools = Tools::new();
     let mut s = Sandbox::builder("pitr")
-        .target(
-            SandboxTarget::new("main")
-                .extra("mode = \"physical\"")
-                .extra("restore_data_dirs = [\"/tmp\"]"),
-        )
+        .target(physical_target("main"))
         .agent_wal_socket_group("postgres")
         .agent_wal_client(&tools.bin())
         .build();
-    for d in [s.dir.path(), s.agent.dir()] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    }
-    s.pg.allow_replication();
-    let socket = s.agent.wal_socket().display().to_string();
-    s.pg.enable_archiving(&format!(
-        "{} wal-push --socket {socket} --target main %p",
-        tools.bin().display()
-    ));
+    let socket = archive_through_agent(&mut s, &tools, "main");
     s.pg.psql(
         "main",
         "CREATE TABLE t (k int PRIMARY KEY, at timestamptz NOT NULL);",

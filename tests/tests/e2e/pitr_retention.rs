@@ -3,14 +3,13 @@
 //! before the start of the base backup kept, and that backup still recovers to the latest
 //! commit (compared row for row).
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use lifeboat_e2e::Sandbox;
 use lifeboat_e2e::pg::Pg;
 use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::sandbox::{ENV, find_str};
-use lifeboat_e2e::wal::{Tools, wait_archived};
-use lifeboat_e2e::{Sandbox, SandboxTarget};
+use lifeboat_e2e::wal::{Tools, archive_through_agent, physical_target, wait_archived};
 
 fn switch_and_wait(pg: &Pg) {
     let name = pg.query_one("main", "SELECT pg_walfile_name(pg_switch_wal());");
@@ -45,29 +44,17 @@ fn position(seg: &str) -> &str {
 fn prune_names_and_removes_only_wal_no_kept_backup_needs() {
     let tools = Tools::new();
     let mut s = Sandbox::builder("pitr-retention")
-        .target(
-            SandboxTarget::new("main")
-                .extra("mode = \"physical\"")
-                .extra("restore_data_dirs = [\"/tmp\"]"),
-        )
+        .target(physical_target("main"))
         .agent_wal_socket_group("postgres")
         .agent_wal_client(&tools.bin())
         .build();
-    for d in [s.dir.path(), s.agent.dir()] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    }
     let status = s.coordinator.stop();
     assert!(status.success(), "coordinator stop: {status}");
     s.coordinator
         .append_config("[[retention]]\nenvironment = \"test\"\nkeep_last = 1\n");
     s.coordinator.restart();
     s.agent.wait_connected(&s.admin);
-    s.pg.allow_replication();
-    let socket = s.agent.wal_socket().display().to_string();
-    s.pg.enable_archiving(&format!(
-        "{} wal-push --socket {socket} --target main %p",
-        tools.bin().display()
-    ));
+    archive_through_agent(&mut s, &tools, "main");
     s.pg.psql(
         "main",
         "CREATE TABLE t (k int PRIMARY KEY, note text NOT NULL);\

@@ -54,7 +54,6 @@
 //! certificates, an S3 bucket) are still checked: each is parsed by the real CLI with `--help`
 //! appended, so a subcommand or flag that does not exist fails the test.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -62,7 +61,7 @@ use lifeboat_e2e::fixtures::load_bulk;
 use lifeboat_e2e::pg::Pg;
 use lifeboat_e2e::poll::{eventually, scaled};
 use lifeboat_e2e::sandbox::{AGENT, ENV, find_str};
-use lifeboat_e2e::wal::{Tools, wait_archived};
+use lifeboat_e2e::wal::{Tools, archive_through_agent, physical_target, wait_archived};
 use lifeboat_e2e::{Sandbox, SandboxTarget};
 
 /// Fewer runnable blocks than this means the extraction broke or the documents lost them.
@@ -326,16 +325,7 @@ const PITR_ROWS: &str = "SELECT string_agg(k::text, ',' ORDER BY k) FROM events;
 /// Makes `$PITR_TARGET` usable: PostgreSQL archives through the agent, a base backup, ten
 /// rows, `$PITR_TIME`, ten more rows, and everything archived.
 fn set_up_pitr(s: &mut Sandbox, tools: &Tools) -> Pitr {
-    // The server's user reaches the agent's socket through the test's directories.
-    for d in [s.dir.path(), s.agent.dir()] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    }
-    s.pg.allow_replication();
-    let socket = s.agent.wal_socket().display().to_string();
-    s.pg.enable_archiving(&format!(
-        "{} wal-push --socket {socket} --target {PITR_NAME} %p",
-        tools.bin().display()
-    ));
+    archive_through_agent(s, tools, PITR_NAME);
     s.pg.psql(
         PITR_NAME,
         "CREATE TABLE events (k int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp());",
@@ -502,11 +492,7 @@ fn runnable_blocks_in_the_runbooks_work() {
     let tools = Tools::new();
     let mut s = Sandbox::builder("runbooks")
         .target(SandboxTarget::new(TARGET_NAME).extra("allow_clean_restore = true"))
-        .target(
-            SandboxTarget::new(PITR_NAME)
-                .extra("mode = \"physical\"")
-                .extra("restore_data_dirs = [\"/tmp\"]"),
-        )
+        .target(physical_target(PITR_NAME))
         .agent_wal_socket_group("postgres")
         .agent_wal_client(&tools.bin())
         .build();

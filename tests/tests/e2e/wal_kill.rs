@@ -18,16 +18,15 @@
 //! - `restore --latest` recovers every row, those committed after each kill included.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use lifeboat_e2e::Sandbox;
 use lifeboat_e2e::pg::Pg;
 use lifeboat_e2e::poll::{eventually, scaled};
 use lifeboat_e2e::sandbox::{ENV, find_str};
-use lifeboat_e2e::wal::{Tools, archiver, wait_archived};
-use lifeboat_e2e::{Sandbox, SandboxTarget};
+use lifeboat_e2e::wal::{Tools, archive_through_agent, archiver, physical_target, wait_archived};
 use sha2::{Digest, Sha256};
 
 /// Row content of the whole table, to compare a source with a restored copy.
@@ -240,24 +239,11 @@ fn restore_latest_and_start(s: &Sandbox) -> Pg {
 fn agent_killed_mid_push_loses_nothing_and_stores_nothing_partial() {
     let tools = Tools::new();
     let mut s = Sandbox::builder("wal-kill")
-        .target(
-            SandboxTarget::new("main")
-                .extra("mode = \"physical\"")
-                .extra("restore_data_dirs = [\"/tmp\"]")
-                .compression_level(FAST),
-        )
+        .target(physical_target("main").compression_level(FAST))
         .agent_wal_socket_group("postgres")
         .agent_wal_client(&tools.bin())
         .build();
-    for d in [s.dir.path(), s.agent.dir()] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    }
-    s.pg.allow_replication();
-    let socket = s.agent.wal_socket().display().to_string();
-    s.pg.enable_archiving(&format!(
-        "{} wal-push --socket {socket} --target main %p",
-        tools.bin().display()
-    ));
+    archive_through_agent(&mut s, &tools, "main");
     s.pg.psql(
         "main",
         "CREATE TABLE t (k int PRIMARY KEY, note text NOT NULL, pad text NOT NULL);",
