@@ -37,7 +37,6 @@ pub(crate) fn extract<R: Read>(
     let mut files = 0u64;
     let mut pg_version = None;
     let mut dirs = vec![root.to_owned()];
-    let mut written: Vec<PathBuf> = Vec::new();
     for entry in archive.entries().context("read the archive")? {
         if cancel.is_cancelled() {
             bail!("cancelled");
@@ -88,11 +87,8 @@ pub(crate) fn extract<R: Read>(
                     std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
                         .with_context(|| format!("give {} to uid {uid}", path.display()))?;
                 }
-                // Start writing it back now (Linux starts writeback of the dirty pages on this
-                // advice, as PostgreSQL's own pre-sync does), and sync every file once the
-                // archive is read: the disk works while the next files are unpacked.
-                let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
-                written.push(path);
+                f.sync_all()
+                    .with_context(|| format!("sync {}", path.display()))?;
                 files += 1;
             }
             tar::EntryType::XGlobalHeader => {}
@@ -118,54 +114,12 @@ pub(crate) fn extract<R: Read>(
             bail!("the archive has data after its end");
         }
     }
-    sync_files(&written, cancel)?;
     for d in dirs.iter().rev() {
         std::fs::File::open(d)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("sync {}", d.display()))?;
     }
     Ok(Extracted { files, pg_version })
-}
-
-/// How many files are synced at once at the end of an extraction.
-const SYNC_THREADS: usize = 4;
-
-/// Syncs every file in `paths` (each reopened), [`SYNC_THREADS`] at a time; the first error
-/// wins.
-fn sync_files(paths: &[PathBuf], cancel: &CancellationToken) -> Result<()> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let chunk = paths.len().div_ceil(SYNC_THREADS);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || -> Result<()> {
-                    for p in part {
-                        if cancel.is_cancelled() {
-                            bail!("cancelled");
-                        }
-                        std::fs::OpenOptions::new()
-                            .read(true)
-                            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                            .open(p)
-                            .and_then(|f| f.sync_all())
-                            .with_context(|| format!("sync {}", p.display()))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a sync thread panicked")))
-            })
-            .collect::<Result<Vec<()>>>()
-            .map(drop)
-    })
 }
 
 /// `./base/1` → `base/1`; `.` → `None`; an absolute path, `..` or anything odd is refused.
