@@ -547,34 +547,18 @@ impl Session {
                 }
                 Ok(catalog.finish_job(&job.id, &f).await?)
             }
-            // A WAL archive's verify (`pitr verify`): no backup's status to record.
-            (JobKind::Verify, Some(JobOutput::Verify(Verified { status, detail, .. })))
-                if job.backup_id.is_none() =>
-            {
-                if result.state == JobState::Cancelled {
-                    return Ok(catalog
-                        .finish_job(&job.id, &finish(result.state, reason()))
-                        .await?);
-                }
-                let mut f = match (status, result.state) {
-                    (VerifyStatus::Ok, JobState::Succeeded) => {
-                        finish(JobState::Succeeded, String::new())
-                    }
-                    (VerifyStatus::Ok, _) => finish(JobState::Failed, reason()),
-                    _ => finish(
-                        JobState::Failed,
-                        format!("the WAL archive of {} is {status}: {detail}", job.target),
-                    ),
-                };
-                f.detail = status.as_str().to_owned();
-                Ok(catalog.finish_job(&job.id, &f).await?)
-            }
             (JobKind::Verify, Some(JobOutput::Verify(Verified { status, detail, .. }))) => {
                 if result.state == JobState::Cancelled {
                     return Ok(catalog
                         .finish_job(&job.id, &finish(result.state, reason()))
                         .await?);
                 }
+                // A verify naming no backup read a WAL archive (`pitr verify`): no backup's
+                // status to record.
+                let subject = match job.backup() {
+                    Some(id) => format!("backup {id}"),
+                    None => format!("the WAL archive of {}", job.target),
+                };
                 let mut f = match (status, result.state) {
                     (VerifyStatus::Ok, JobState::Succeeded) => {
                         finish(JobState::Succeeded, String::new())
@@ -589,13 +573,13 @@ impl Session {
                         } else {
                             detail.clone()
                         };
-                        finish(
-                            JobState::Failed,
-                            format!("backup {} is {status}: {what}", backup_id()?),
-                        )
+                        finish(JobState::Failed, format!("{subject} is {status}: {what}"))
                     }
                 };
                 f.detail = status.as_str().to_owned();
+                if job.backup_id.is_none() {
+                    return Ok(catalog.finish_job(&job.id, &f).await?);
+                }
                 let outcome = VerifyOutcome {
                     status,
                     detail,

@@ -93,6 +93,21 @@ fn restore_and_start(s: &Sandbox, extra: &[&str], paused: bool) -> Pg {
     pg
 }
 
+/// The repository file holding archived segment `name` of target `main`.
+fn archived_file(s: &Sandbox, name: &str) -> std::path::PathBuf {
+    let dir = s.repo.join(ENV).join("main/wal").join(&name[..16]);
+    std::fs::read_dir(&dir)
+        .expect("wal dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{name}-")))
+        })
+        .unwrap_or_else(|| panic!("{name} is archived in {}", dir.display()))
+}
+
 fn keys(pg: &Pg) -> String {
     pg.query_one("main", "SELECT string_agg(k::text, ',' ORDER BY k) FROM t;")
 }
@@ -352,17 +367,7 @@ fn restores_reach_exactly_the_point_asked_for() {
         "main",
         &format!("SELECT pg_walfile_name('{}');", commits[5].lsn),
     );
-    let dir = s.repo.join(ENV).join("main/wal").join(&lost[..16]);
-    let file = std::fs::read_dir(&dir)
-        .expect("wal dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{lost}-")))
-        })
-        .expect("the segment with commit 6 is archived");
+    let file = archived_file(&s, &lost);
     std::fs::remove_file(&file).expect("lose the segment");
     let t10 = between(&s.pg, 10, 11);
     let root = Pg::empty_root();
@@ -424,17 +429,7 @@ fn restores_reach_exactly_the_point_asked_for() {
         &format!("SELECT pg_walfile_name('{}');", commits[9].lsn),
     );
     assert_ne!(damaged, lost);
-    let dir = s.repo.join(ENV).join("main/wal").join(&damaged[..16]);
-    let file = std::fs::read_dir(&dir)
-        .expect("wal dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{damaged}-")))
-        })
-        .expect("the segment with commit 10 is archived");
+    let file = archived_file(&s, &damaged);
     let mut bytes = std::fs::read(&file).expect("read segment");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
