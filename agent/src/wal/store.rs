@@ -83,8 +83,20 @@ pub async fn before_push(
     sha256: &str,
 ) -> Result<Before> {
     let found = find(repo, prefix, name).await?;
-    if found.iter().any(|a| a.sha256 == sha256) {
-        return Ok(Before::Same);
+    if let Some(same) = found.iter().find(|a| a.sha256 == sha256) {
+        // PostgreSQL pushes a file again when it did not see the first push succeed: the
+        // stored copy is read back before it is trusted. A damaged one (the storage lost
+        // bytes since) is replaced with the good bytes the server still has.
+        match read_back(repo, same).await? {
+            Ok(_) => return Ok(Before::Same),
+            Err(why) => {
+                tracing::warn!(file = %name, "the archived copy is damaged ({why}); storing it again");
+                repo.delete(&same.key)
+                    .await
+                    .with_context(|| format!("remove the damaged {}", same.key))?;
+                return Ok(Before::Absent);
+            }
+        }
     }
     if let Some(other) = found.first() {
         bail!(
@@ -192,6 +204,21 @@ async fn stored_already(
         .into_iter()
         .find(|a| a.sha256 == sha256)
         .with_context(|| format!("{name} was reported stored, then not found"))
+}
+
+/// Reads `a` back whole: `Ok(Ok(size))` when its content hashes to the SHA-256 in its key,
+/// `Ok(Err(why))` when it is damaged; `Err` when it cannot be read at all (gone, I/O).
+pub async fn read_back(repo: &Repository, a: &Archived) -> Result<Result<u64, String>> {
+    let mut rx = fetch(repo, a).await?;
+    let mut bytes = 0u64;
+    while let Some(item) = rx.recv().await {
+        match item {
+            Ok(Some(chunk)) => bytes += chunk.len() as u64,
+            Ok(None) => return Ok(Ok(bytes)),
+            Err(e) => return Ok(Err(format!("{e:#}"))),
+        }
+    }
+    bail!("reading {} stopped without a verdict", a.key)
 }
 
 /// Reads `a` back: the file's bytes in chunks on the returned channel, then `Ok(None)` once
@@ -333,6 +360,38 @@ mod tests {
 
     fn segment() -> Vec<u8> {
         (0..2_000_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// A file pushed again is read back before it is trusted: a stored copy damaged since
+    /// (one byte flipped on disk) is replaced by the good bytes of the new push.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_damaged_copy_is_replaced_when_the_file_is_pushed_again() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let repo: Repository = Arc::new(FsRepository::new(root.path().to_owned()));
+        let name = WalName::parse("00000001000000000000002B").expect("name");
+        let data = segment();
+        let a = push_bytes(&repo, &name, &data, &sha(&data))
+            .await
+            .expect("push");
+        let path = root.path().join(&a.key);
+        let mut stored = std::fs::read(&path).expect("read");
+        let mid = stored.len() / 2;
+        stored[mid] ^= 0x10;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        std::fs::write(&path, &stored).expect("damage");
+        assert!(fetch_all(&repo, &a).await.is_err(), "the damage is seen");
+        assert_eq!(
+            before_push(&repo, "prod/main/wal", &name, &sha(&data))
+                .await
+                .expect("check"),
+            Before::Absent
+        );
+        let again = push_bytes(&repo, &name, &data, &sha(&data))
+            .await
+            .expect("push again");
+        assert_eq!(again.key, a.key);
+        assert_eq!(fetch_all(&repo, &again).await.expect("fetch"), data);
     }
 
     #[tokio::test(flavor = "multi_thread")]

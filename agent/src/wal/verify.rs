@@ -83,24 +83,14 @@ enum ReadBack {
 }
 
 async fn read_back(repo: &Repository, a: &Archived) -> Result<ReadBack> {
-    let mut rx = match store::fetch(repo, a).await {
-        Ok(rx) => rx,
-        Err(e) => {
-            return match repo.get_bytes(&a.key, 1).await {
-                Ok(None) => Ok(ReadBack::Gone),
-                _ => Err(e),
-            };
-        }
-    };
-    let mut bytes = 0u64;
-    while let Some(item) = rx.recv().await {
-        match item {
-            Ok(Some(chunk)) => bytes += chunk.len() as u64,
-            Ok(None) => return Ok(ReadBack::Ok(bytes)),
-            Err(e) => return Ok(ReadBack::Damaged(format!("{e:#}"))),
-        }
+    match store::read_back(repo, a).await {
+        Ok(Ok(n)) => Ok(ReadBack::Ok(n)),
+        Ok(Err(why)) => Ok(ReadBack::Damaged(why)),
+        Err(e) => match repo.get_bytes(&a.key, 1).await {
+            Ok(None) => Ok(ReadBack::Gone),
+            _ => Err(e),
+        },
     }
-    bail!("reading {} stopped without a verdict", a.key)
 }
 
 /// The archived files under `prefix` in `listing`, with their checked names.
