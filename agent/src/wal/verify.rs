@@ -40,9 +40,14 @@ pub(crate) struct Base {
     pub seg_size: u64,
 }
 
-/// The base backups whose manifests are in `listing` (a listing of `ENV/TARGET`).
-pub(crate) async fn base_backups(repo: &Repository, listing: &[ObjectInfo]) -> Result<Vec<Base>> {
+/// The base backups whose manifests are in `listing` (a listing of `ENV/TARGET`), and the
+/// manifests that could not be read as one (named, with why).
+pub(crate) async fn base_backups(
+    repo: &Repository,
+    listing: &[ObjectInfo],
+) -> Result<(Vec<Base>, Vec<String>)> {
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     for o in listing {
         if !o.key.ends_with(&format!("/{MANIFEST_FILE}")) {
             continue;
@@ -54,22 +59,27 @@ pub(crate) async fn base_backups(repo: &Repository, listing: &[ObjectInfo]) -> R
         else {
             continue;
         };
-        let m = Manifest::from_json(&bytes).with_context(|| format!("parse {}", o.key))?;
-        let Some(p) = m.physical else { continue };
-        let lsn = |s: &str| {
-            s.parse::<Lsn>()
-                .map_err(|e| anyhow::anyhow!("{}: {}", o.key, e.0))
+        let m = match Manifest::from_json(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                unreadable.push(format!("{}: {e:#}", o.key));
+                continue;
+            }
         };
-        out.push(Base {
-            backup_id: m.backup_id,
-            timeline: p.timeline,
-            start: lsn(&p.start_lsn)?,
-            stop: lsn(&p.stop_lsn)?,
-            seg_size: p.wal_segment_size,
-        });
+        let Some(p) = m.physical else { continue };
+        match (p.start_lsn.parse::<Lsn>(), p.stop_lsn.parse::<Lsn>()) {
+            (Ok(start), Ok(stop)) => out.push(Base {
+                backup_id: m.backup_id,
+                timeline: p.timeline,
+                start,
+                stop,
+                seg_size: p.wal_segment_size,
+            }),
+            (Err(e), _) | (_, Err(e)) => unreadable.push(format!("{}: {}", o.key, e.0)),
+        }
     }
     out.sort_by_key(|b| b.start);
-    Ok(out)
+    Ok((out, unreadable))
 }
 
 /// One archived file read back.
@@ -143,7 +153,13 @@ pub async fn run(ctx: &JobCtx, target: &str) -> Result<Verified> {
         .list(&dir)
         .await
         .with_context(|| format!("list {dir} in {}", repo.describe()))?;
-    let bases = base_backups(&repo, &listing).await?;
+    let (bases, unreadable) = base_backups(&repo, &listing).await?;
+    for u in &unreadable {
+        report.warn(
+            "chain",
+            format!("{u}; that backup's chain is not checked (lifeboat backup verify judges it)"),
+        );
+    }
     let (files, foreign) = archived(&prefix, &listing);
     if files.is_empty() {
         return Ok(Verified {
@@ -403,4 +419,30 @@ pub(crate) async fn backup_range(ctx: &JobCtx, repo: &Repository, m: &Manifest) 
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::repo::fs::FsRepository;
+
+    /// A manifest that does not parse is named, not an error of the whole verify.
+    #[tokio::test]
+    async fn an_unreadable_manifest_is_a_finding() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("prod/main/20261203T020000Z-1a2b3c");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(MANIFEST_FILE), b"{ not json").expect("write");
+        let repo: Repository = Arc::new(FsRepository::new(root.path().to_owned()));
+        let listing = repo.list("prod/main").await.expect("list");
+        let (bases, unreadable) = base_backups(&repo, &listing).await.expect("read");
+        assert!(bases.is_empty());
+        assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+        assert!(
+            unreadable[0].starts_with("prod/main/20261203T020000Z-1a2b3c/manifest.json: "),
+            "{unreadable:?}"
+        );
+    }
 }
