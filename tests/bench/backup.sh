@@ -217,27 +217,6 @@ EOF
     done
 } >"$WORK/agent.toml"
 
-start_agent() {
-    "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
-    AGENT_PID=$!
-    for _ in $(seq 1 300); do
-        agent_connected && return 0
-        kill -0 "$AGENT_PID" || break
-        sleep 0.05
-    done
-    tail -n 50 "$WORK/agent.log" >&2
-    echo "error: the agent did not connect" >&2
-    exit 1
-}
-stop_agent() {
-    kill -TERM "$AGENT_PID"
-    wait "$AGENT_PID" || true
-    AGENT_PID=""
-    for _ in $(seq 1 300); do
-        agent_connected || return 0
-        sleep 0.05
-    done
-}
 
 declare -A raw_t shell_t agent_t job_t agent_rss dump_size stored_size s3_t s3_rss
 for r in $(seq 1 "$ROUNDS"); do

@@ -108,3 +108,31 @@ path = "$WORK/repo"
 EOF
 }
 agent_connected() { lifeboat --output json agents list 2>/dev/null | grep -q '"connected": *true'; }
+
+# Starts the agent on WORK/agent.toml (its log: WORK/agent.log) and waits until it is connected
+# and, with AGENT_SOCKET set, until that socket exists (the WAL socket). Sets AGENT_PID.
+start_agent() {
+    "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    for _ in $(seq 1 300); do
+        if { [ -z "${AGENT_SOCKET:-}" ] || [ -S "$AGENT_SOCKET" ]; } && agent_connected; then
+            return 0
+        fi
+        kill -0 "$AGENT_PID" || break
+        sleep 0.05
+    done
+    tail -n 50 "$WORK/agent.log" >&2
+    echo "error: the agent did not connect" >&2
+    exit 1
+}
+
+# Stops the agent and waits until the coordinator sees it gone.
+stop_agent() {
+    kill -TERM "$AGENT_PID"
+    wait "$AGENT_PID" || true
+    AGENT_PID=""
+    for _ in $(seq 1 300); do
+        agent_connected || return 0
+        sleep 0.05
+    done
+}

@@ -174,27 +174,8 @@ client = "$WORK/bin/lifeboat-agent"
 EOT
 } >"$WORK/agent.toml"
 
-start_agent() {
-    "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
-    AGENT_PID=$!
-    for _ in $(seq 1 300); do
-        [ -S "$WORK/wal.sock" ] && agent_connected && return 0
-        kill -0 "$AGENT_PID" || break
-        sleep 0.05
-    done
-    tail -n 50 "$WORK/agent.log" >&2
-    echo "error: the agent did not connect" >&2
-    exit 1
-}
-stop_agent() {
-    kill -TERM "$AGENT_PID"
-    wait "$AGENT_PID" || true
-    AGENT_PID=""
-    for _ in $(seq 1 300); do
-        agent_connected || return 0
-        sleep 0.05
-    done
-}
+
+AGENT_SOCKET="$WORK/wal.sock"
 
 # Which archive_command the server uses: each tool archives the WAL of its own runs.
 LB_ARCHIVE="$WORK/bin/lifeboat-agent wal-push --socket $WORK/wal.sock --target main %p"
