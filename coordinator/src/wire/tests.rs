@@ -380,6 +380,29 @@ fn a_restore_goes_where_its_backup_kind_goes() {
 }
 
 #[test]
+fn a_start_port_needs_a_data_directory_and_a_real_port() {
+    let req = |data_dir: &str, port: u32| pb::RestoreRequest {
+        backup_id: ID.into(),
+        data_dir: data_dir.into(),
+        start_port: port,
+        ..Default::default()
+    };
+    assert_eq!(restore_start_port(&req("", 0)).expect("none"), None);
+    assert_eq!(
+        restore_start_port(&req("/srv/pg/new", 5499)).expect("port"),
+        Some(5499)
+    );
+    for (r, needle) in [
+        (req("", 5499), "needs --data-dir"),
+        (req("/srv/pg/new", 80), "from 1024 to 65535"),
+        (req("/srv/pg/new", 70_000), "from 1024 to 65535"),
+    ] {
+        let e = restore_start_port(&r).expect_err(needle).to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}
+
+#[test]
 fn a_restore_result_names_a_database_or_a_data_directory() {
     let restored = |database: &str, data_dir: &str| {
         JobResult::try_from(pb::JobResult {

@@ -343,6 +343,34 @@ fn restore_into_a_data_directory() {
         panic!("wrong command: {cli:?}");
     };
     assert_eq!(args.id.as_deref(), Some("20261127T233000Z-7f3a9c"));
+    // --start-port: with --data-dir only, a port from 1024.
+    let cli = parse(&[
+        "restore",
+        "--target",
+        "prod/main",
+        "--data-dir",
+        "/srv/pg/recovered",
+        "--to-time",
+        "2026-12-03 14:03:27+01",
+        "--start-port",
+        "5499",
+    ])
+    .expect("a start port");
+    let Command::Restore(args) = cli.command else {
+        panic!("wrong command: {cli:?}");
+    };
+    assert_eq!(args.start_port, Some(5499));
+    parse_err(&["restore", "20261127T233000Z-7f3a9c", "--start-port", "5499"]);
+    for bad in ["80", "0", "65536", "port"] {
+        parse_err(&[
+            "restore",
+            "20261127T233000Z-7f3a9c",
+            "--data-dir",
+            "/srv/pg/recovered",
+            "--start-port",
+            bad,
+        ]);
+    }
     // Neither an id nor a target; a data directory with database options.
     parse_err(&["restore", "--data-dir", "/srv/pg/recovered"]);
     parse_err(&[

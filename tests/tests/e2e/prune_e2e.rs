@@ -162,6 +162,22 @@ fn prune_deletes_exactly_what_its_dry_run_said() {
     // Nothing more to delete.
     let again = s.admin.json(&["prune", "--dry-run"]);
     assert!(ids_with(&again, "delete").is_empty(), "{again}");
+    // A logical target has no archived WAL: the plan lists none, and point-in-time commands
+    // say what a physical target needs.
+    assert_eq!(again["wal"], serde_json::json!([]), "{again}");
+    let target = s.target(DB);
+    for args in [
+        vec!["pitr", "window", target.as_str()],
+        vec!["pitr", "verify", target.as_str(), "--wait"],
+    ] {
+        let out = s.admin.run(&args);
+        assert!(!out.success(), "{args:?}: {out}");
+        assert!(
+            out.stderr.contains("no physical base backup")
+                && out.stderr.contains("mode = \"physical\""),
+            "{args:?}: {out}"
+        );
+    }
 
     s.shutdown();
 }
