@@ -175,8 +175,19 @@ impl Manifest {
                 v.schema_version
             );
         }
-        serde_json::from_slice(bytes)
-            .map_err(|e| anyhow::anyhow!("manifest.json is not valid: {e}"))
+        let m: Self = serde_json::from_slice(bytes)
+            .map_err(|e| anyhow::anyhow!("manifest.json is not valid: {e}"))?;
+        if let Some(p) = &m.physical {
+            let size = p.wal_segment_size;
+            // Every WAL file name and position is computed from it: PostgreSQL allows powers
+            // of two from 1 MiB to 1 GiB.
+            if !size.is_power_of_two() || !(1 << 20..=1 << 30).contains(&size) {
+                anyhow::bail!(
+                    "manifest.json is not valid: wal_segment_size {size} is not a power of two from 1 MiB to 1 GiB"
+                );
+            }
+        }
+        Ok(m)
     }
 }
 

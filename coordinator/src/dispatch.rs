@@ -36,11 +36,17 @@ pub struct Dispatcher {
 /// backup, not the database), but never starts while a restore or verify of the same backup
 /// is queued or running. A list (catalog rebuild), a check (read-only) and a pin marker occupy
 /// no target either; a backup's delete and pin markers run one at a time, oldest first.
+/// A verify that names no backup reads a WAL archive (`pitr verify`, possibly for hours):
+/// backups and restores of its target go on beside it, as WAL pushes do.
+fn occupies_target(j: &Job) -> bool {
+    j.kind.occupies_target() && !(j.kind == JobKind::Verify && j.backup_id.is_none())
+}
+
 pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job> {
     let mut busy_targets: HashSet<&str> = HashSet::new();
     let mut used: HashMap<&str, u32> = HashMap::new();
     for j in jobs.iter().filter(|j| j.is_assigned()) {
-        if j.kind.occupies_target() {
+        if occupies_target(j) {
             busy_targets.insert(j.target.as_str());
         }
         *used.entry(&j.agent).or_default() += 1;
@@ -78,8 +84,9 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
             {
                 continue;
             }
-        } else if !j.kind.occupies_target() {
-            // Listings, checks and pin markers do not occupy their target.
+        } else if !occupies_target(j) {
+            // Listings, checks, pin markers and WAL archive verifies do not occupy their
+            // target.
         } else if busy_targets.contains(j.target.as_str()) {
             continue;
         } else {

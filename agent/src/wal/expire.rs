@@ -90,6 +90,8 @@ pub async fn run(
                     .with_context(|| format!("read {}", o.key))?;
                 // A manifest that cannot be read keeps everything: it may be a base backup.
                 let Some(bytes) = bytes else { continue };
+                // A manifest that does not parse (or names an impossible segment size) stops
+                // the pass: it may be a base backup.
                 let m = Manifest::from_json(&bytes).with_context(|| format!("parse {}", o.key))?;
                 let s = m.physical.and_then(|p| {
                     p.start_lsn

@@ -85,17 +85,17 @@ pub async fn before_push(
     let found = find(repo, prefix, name).await?;
     if let Some(same) = found.iter().find(|a| a.sha256 == sha256) {
         // PostgreSQL pushes a file again when it did not see the first push succeed: the
-        // stored copy is read back before it is trusted. A damaged one (the storage lost
-        // bytes since) is replaced with the good bytes the server still has.
+        // stored copy is read back before it is trusted. A damaged one fails the push loudly
+        // (PostgreSQL keeps the file and retries); it is never removed here, where a slower
+        // push of the same file could race the removal.
         match read_back(repo, same).await? {
             Ok(_) => return Ok(Before::Same),
-            Err(why) => {
-                tracing::warn!(file = %name, "the archived copy is damaged ({why}); storing it again");
-                repo.delete(&same.key)
-                    .await
-                    .with_context(|| format!("remove the damaged {}", same.key))?;
-                return Ok(Before::Absent);
-            }
+            Err(why) => bail!(
+                "{name} is archived, but the stored copy does not read back right ({why}); \
+                 PostgreSQL keeps its copy and retries. If `lifeboat pitr verify` confirms the \
+                 damage, remove {} from the repository and the next push stores the server's copy",
+                same.key
+            ),
         }
     }
     if let Some(other) = found.first() {
@@ -363,9 +363,10 @@ mod tests {
     }
 
     /// A file pushed again is read back before it is trusted: a stored copy damaged since
-    /// (one byte flipped on disk) is replaced by the good bytes of the new push.
+    /// (one byte flipped on disk) fails the push, naming the copy; once it is removed, the
+    /// push stores the good bytes again.
     #[tokio::test(flavor = "multi_thread")]
-    async fn a_damaged_copy_is_replaced_when_the_file_is_pushed_again() {
+    async fn a_damaged_copy_fails_a_push_of_the_same_file() {
         let root = tempfile::tempdir().expect("tempdir");
         let repo: Repository = Arc::new(FsRepository::new(root.path().to_owned()));
         let name = WalName::parse("00000001000000000000002B").expect("name");
@@ -381,12 +382,12 @@ mod tests {
             .expect("chmod");
         std::fs::write(&path, &stored).expect("damage");
         assert!(fetch_all(&repo, &a).await.is_err(), "the damage is seen");
-        assert_eq!(
-            before_push(&repo, "prod/main/wal", &name, &sha(&data))
-                .await
-                .expect("check"),
-            Before::Absent
-        );
+        let e = before_push(&repo, "prod/main/wal", &name, &sha(&data))
+            .await
+            .expect_err("a damaged copy is not trusted");
+        assert!(format!("{e:#}").contains(&a.key), "{e:#}");
+        assert!(path.exists(), "the push removes nothing");
+        std::fs::remove_file(&path).expect("the operator removes it");
         let again = push_bytes(&repo, &name, &data, &sha(&data))
             .await
             .expect("push again");

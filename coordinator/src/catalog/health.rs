@@ -187,7 +187,8 @@ impl Catalog {
              FROM (SELECT j.*, ROW_NUMBER() OVER (PARTITION BY j.target, j.kind, j.state \
              ORDER BY j.finished_at_ms DESC, j.id DESC) AS rn FROM jobs j \
              WHERE j.state IN ('succeeded', 'failed') AND j.kind IN ('backup', 'restore', \
-             'verify') AND j.finished_at_ms IS NOT NULL) WHERE rn = 1",
+             'verify') AND j.finished_at_ms IS NOT NULL \
+             AND NOT (j.kind = 'verify' AND j.backup_id = '')) WHERE rn = 1",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -94,25 +94,22 @@ fn message(line: &str) -> &str {
         .trim()
 }
 
-/// What the log says so far.
+/// What the log says so far. A FATAL line is not a verdict: clients connecting during
+/// replay get FATALs too; a server that gives up exits, and that is seen.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Verdict {
     Waiting,
     Reached,
-    Failed(String),
 }
 
 pub(super) fn judge(log: &str, until: Until) -> Verdict {
-    if let Some(l) = log
-        .lines()
-        .find(|l| l.contains("FATAL:  ") || l.contains("PANIC:  "))
-    {
-        return Verdict::Failed(message(l).to_owned());
-    }
     let has = |m: &str| log.lines().any(|l| l.contains(m));
     let reached = match until {
         Until::Open => has("database system is ready to accept connections"),
-        Until::Paused => has("recovery has paused") || has("pausing at the end of recovery"),
+        // Without hot_standby PostgreSQL shuts down where it would pause.
+        Until::Paused => {
+            has("pausing at the end of recovery") || has("shutdown at recovery target")
+        }
         Until::ShutDown => has("shutdown at recovery target"),
     };
     if reached {
@@ -120,6 +117,19 @@ pub(super) fn judge(log: &str, until: Until) -> Verdict {
     } else {
         Verdict::Waiting
     }
+}
+
+/// Whether the postmaster of `postmaster.pid` in `dir` is alive (a pid file left by a killed
+/// server does not count).
+fn postmaster_alive(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("postmaster.pid")) else {
+        return false;
+    };
+    text.lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
 
 /// What the start found, for the report.
@@ -139,11 +149,23 @@ fn pg_ctl(tool: &Path, owner: Option<(u32, u32)>) -> tokio::process::Command {
     cmd
 }
 
+/// The server's log so far. Opened without following a link: the directory belongs to the
+/// server's user, and what is read here goes into the job's report.
 async fn read_log(path: &Path) -> String {
-    tokio::fs::read(path)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .and_then(|f| f.take(64 * 1024 * 1024).read_to_end(&mut bytes))
+            .map(|_| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// Stops the server (fast, then immediate) as the directory's owner; errors are logged.
@@ -177,6 +199,13 @@ pub(super) async fn start_and_wait(
     cancel: &CancellationToken,
 ) -> Result<Started> {
     let log = dir.join(LOG_FILE);
+    // A log copied in with the backup (its source was started this way) says nothing about
+    // this start; whatever is there (a link too) goes.
+    match std::fs::remove_file(&log) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove {}", log.display())),
+    }
     {
         let dir = dir.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -196,7 +225,10 @@ pub(super) async fn start_and_wait(
             .arg(dir)
             .arg("-l")
             .arg(&log)
-            .args(["-o", "-c logging_collector=off -c lc_messages=C"])
+            .args([
+                "-o",
+                "-c logging_collector=off -c log_destination=stderr -c log_min_messages=info -c lc_messages=C",
+            ])
             .output(),
     )
     .await
@@ -210,28 +242,22 @@ pub(super) async fn start_and_wait(
             tail(&read_log(&log).await)
         );
     }
-    let pid_file = dir.join("postmaster.pid");
     let launched_at = std::time::Instant::now();
     let mut seen_running = false;
     let outcome = loop {
-        let text = read_log(&log).await;
-        match judge(&text, until) {
-            Verdict::Reached => break Ok(text),
-            Verdict::Failed(why) => break Err(anyhow::anyhow!("{why}{}", tail(&text))),
-            Verdict::Waiting => {}
-        }
-        // A server that exited without saying why (or never came up).
-        let running = pid_file.exists();
+        let running = postmaster_alive(dir);
         seen_running |= running;
-        if !running && !seen_running && launched_at.elapsed() > LAUNCH_TIMEOUT {
-            break Err(anyhow::anyhow!("the server did not start{}", tail(&text)));
+        // Read after the liveness check: a server that reached the target and then exited
+        // (shutdown at the target) has said so by then.
+        let text = read_log(&log).await;
+        if judge(&text, until) == Verdict::Reached {
+            break Ok(text);
         }
-        if until != Until::ShutDown && !running && seen_running {
-            let text = read_log(&log).await;
-            if judge(&text, until) == Verdict::Reached {
-                break Ok(text);
-            }
+        if seen_running && !running {
             break Err(anyhow::anyhow!("the server exited{}", tail(&text)));
+        }
+        if !seen_running && launched_at.elapsed() > LAUNCH_TIMEOUT {
+            break Err(anyhow::anyhow!("the server did not start{}", tail(&text)));
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
@@ -247,7 +273,7 @@ pub(super) async fn start_and_wait(
                 .collect(),
         }),
         Err(e) => {
-            if until != Until::ShutDown || pid_file.exists() {
+            if postmaster_alive(dir) {
                 stop(tool, dir, owner).await;
             }
             Err(e.context(format!(
@@ -300,15 +326,19 @@ mod tests {
              2026-12-04 11:20:01.400 UTC [10] LOG:  pausing at the end of recovery\n"
         );
         assert_eq!(judge(&paused, Until::Paused), Verdict::Reached);
-        let short = format!(
-            "{partial}2026-12-04 11:20:02 UTC [10] FATAL:  recovery ended before configured recovery target was reached\n"
+        // A client's FATAL during replay is not the end of it.
+        let client = format!(
+            "{partial}2026-12-04 11:20:02 UTC [11] FATAL:  the database system is not yet accepting connections\n"
         );
-        assert_eq!(
-            judge(&short, Until::Open),
-            Verdict::Failed(
-                "FATAL:  recovery ended before configured recovery target was reached".into()
-            )
-        );
+        assert_eq!(judge(&client, Until::Open), Verdict::Waiting);
+        // A pause asked for by hand is not the target.
+        let by_hand = format!("{partial}2026-12-04 11:20:02 UTC [10] LOG:  recovery has paused\n");
+        assert_eq!(judge(&by_hand, Until::Paused), Verdict::Waiting);
+        // Without hot_standby a pause at the target is a shutdown there.
+        let down =
+            format!("{partial}2026-12-04 11:20:02 UTC [10] LOG:  shutdown at recovery target\n");
+        assert_eq!(judge(&down, Until::Paused), Verdict::Reached);
+        assert!(!postmaster_alive(Path::new("/nonexistent")));
         let lines: Vec<&str> = PROMOTED
             .lines()
             .filter(|l| interesting(l))
