@@ -25,16 +25,18 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 pub mod health;
+pub mod verify;
 
 pub use health::{HealthCell, STALL_AFTER, SchedulerHealth};
+pub use verify::verify_plan;
 
 use crate::{
     catalog::{Catalog, TickOutcome},
     jobs::Jobs,
     model::{JobKind, NewJob, TargetRecord},
     schedule::{
-        CronSpec, RunOutcome, Schedule, ScheduleDef, ScheduleRun, ScheduleState, Source,
-        StoredSchedule,
+        CronSpec, RunOutcome, Schedule, ScheduleDef, ScheduleKind, ScheduleRun, ScheduleState,
+        Source, StoredSchedule,
         config::{CatchUp, SchedulerConfig},
         millis,
     },
@@ -65,6 +67,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
     pub target: String,
+    pub kind: ScheduleKind,
     /// The occurrence acted on (the latest due one).
     pub slot_ms: i64,
     /// When it was due to start (jitter included).
@@ -76,11 +79,12 @@ pub struct Due {
     pub action: Action,
 }
 
-/// The decisions for every schedule with a due occurrence at `now_ms`. `active` maps a target
-/// to its queued or running backup job.
+/// The decisions for every schedule with a due occurrence at `now_ms`. `active` maps a
+/// schedule (target and kind) to a queued or running job it started earlier: a backup of the
+/// target, or a verify job of the previous verify run.
 pub fn decide(
     schedules: &[(Schedule, i64)],
-    active: &HashMap<String, String>,
+    active: &HashMap<(String, ScheduleKind), String>,
     now_ms: i64,
     config: &SchedulerConfig,
 ) -> Vec<Due> {
@@ -109,11 +113,8 @@ pub fn decide(
         };
         let late = now_ms.saturating_sub(fire_ms) > grace;
         let folded = count - 1;
-        let action = if let Some(job) = active.get(target) {
-            Action::Skip(format!(
-                "a backup of {target} is already queued or running (job {job}); this run is \
-                 folded into it"
-            ))
+        let action = if let Some(job) = active.get(&(target.to_owned(), def.kind)) {
+            Action::Skip(crate::schedule::active_reason(target, def.kind, job))
         } else if late && config.catch_up == CatchUp::Skip {
             Action::Skip(format!(
                 "missed: due at {} ({} occurrence{}) while the coordinator was not running; \
@@ -127,6 +128,7 @@ pub fn decide(
         };
         out.push(Due {
             target: target.to_owned(),
+            kind: def.kind,
             slot_ms,
             fire_ms,
             folded,
@@ -142,51 +144,60 @@ fn when(ms: i64) -> String {
     lifeboat_common::time::rfc3339_seconds(ms).unwrap_or_else(|| ms.to_string())
 }
 
-/// The schedule that applies to each registered target: its own (from the catalog), else its
-/// environment's default (from the config). Stored schedules that no longer parse (a time
-/// zone removed from the database, say) are reported and left out.
+/// A schedule's identity: its target and kind.
+pub type Key = (String, ScheduleKind);
+
+/// The schedules that apply to each registered target, one per kind: its own (from the
+/// catalog), else its environment's default of that kind (from the config). Stored schedules
+/// that no longer parse (a time zone removed from the database, say) are reported and left
+/// out.
 pub fn effective(
     stored: &[StoredSchedule],
     targets: &[TargetRecord],
-    states: &HashMap<String, ScheduleState>,
+    states: &HashMap<Key, ScheduleState>,
     config: &SchedulerConfig,
 ) -> Vec<Schedule> {
-    let own: HashMap<&str, &StoredSchedule> =
-        stored.iter().map(|s| (s.target.as_str(), s)).collect();
+    let paused = |target: &str, kind| {
+        states
+            .get(&(target.to_owned(), kind))
+            .is_some_and(|st| st.paused)
+    };
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<Key> = HashSet::new();
     for s in stored {
-        seen.insert(s.target.as_str());
+        seen.insert((s.target.clone(), s.kind));
         match stored_def(s) {
             Ok(def) => out.push(Schedule {
                 target: s.target.clone(),
                 def,
                 source: Source::Target,
-                paused: states.get(&s.target).is_some_and(|st| st.paused),
+                paused: paused(&s.target, s.kind),
                 updated_by: s.updated_by.clone(),
                 updated_at_ms: s.updated_at_ms,
             }),
-            Err(e) => tracing::warn!(target = %s.target, "schedule left out: {e}"),
+            Err(e) => tracing::warn!(target = %s.target, kind = %s.kind, "schedule left out: {e}"),
         }
     }
     for t in targets {
         let name = t.name.to_string();
-        if own.contains_key(name.as_str()) || seen.contains(name.as_str()) {
-            continue;
-        }
-        if let Some(def) = config.defaults.get(t.name.env()) {
-            out.push(Schedule {
-                paused: states.get(&name).is_some_and(|st| st.paused),
-                target: name,
-                def: def.clone(),
-                source: Source::Environment,
-                // From the config file: no operator, no time.
-                updated_by: String::new(),
-                updated_at_ms: 0,
-            });
+        for kind in ScheduleKind::ALL {
+            if seen.contains(&(name.clone(), kind)) {
+                continue;
+            }
+            if let Some(def) = config.defaults.get(&(t.name.env().to_owned(), kind)) {
+                out.push(Schedule {
+                    paused: paused(&name, kind),
+                    target: name.clone(),
+                    def: def.clone(),
+                    source: Source::Environment,
+                    // From the config file: no operator, no time.
+                    updated_by: String::new(),
+                    updated_at_ms: 0,
+                });
+            }
         }
     }
-    out.sort_by(|a, b| a.target.cmp(&b.target));
+    out.sort_by(|a, b| (&a.target, a.kind()).cmp(&(&b.target, b.kind())));
     out
 }
 
@@ -195,6 +206,7 @@ pub fn stored_def(s: &StoredSchedule) -> Result<ScheduleDef, String> {
         spec: CronSpec::parse(&s.cron, &s.timezone)?,
         jitter: Duration::from_secs(s.jitter_secs),
         kind: s.kind,
+        cover: Duration::from_secs(s.cover_secs),
     })
 }
 
@@ -248,12 +260,12 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         .into_iter()
         .map(|t| t.target)
         .collect();
-    let states: HashMap<String, ScheduleState> = catalog
+    let states: HashMap<Key, ScheduleState> = catalog
         .schedule_states()
         .await
         .context("read schedule state")?
         .into_iter()
-        .map(|s| (s.target.clone(), s))
+        .map(|s| ((s.target.clone(), s.kind), s))
         .collect();
     let schedules = effective(&stored, &targets, &states, config);
     let summary = SchedulerHealth {
@@ -263,97 +275,96 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         paused: schedules
             .iter()
             .filter(|s| s.paused)
-            .map(|s| s.target.clone())
+            .map(Schedule::label)
             .collect(),
         next_run: schedules
             .iter()
             .filter(|s| !s.paused)
             .filter_map(|s| {
                 let at = *s.def.upcoming(&s.target, now_ms, 1).first()?;
-                Some((s.target.clone(), at))
+                Some((s.label(), at))
             })
             .min_by_key(|(t, at)| (*at, t.clone())),
     };
     let mut with_cursor = Vec::with_capacity(schedules.len());
     for s in schedules {
-        match states.get(&s.target) {
+        match states.get(&(s.target.clone(), s.kind())) {
             Some(st) => with_cursor.push((s, st.cursor_ms)),
             // First sight (a new environment default): start counting from now.
             None => {
                 catalog
-                    .init_schedule_state(&s.target, now_ms)
+                    .init_schedule_state(&s.target, s.kind(), now_ms)
                     .await
                     .context("start schedule state")?;
             }
         }
     }
-    let active: HashMap<String, String> = catalog
+    let active: HashMap<Key, String> = catalog
         .unfinished_jobs()
         .await
         .context("read unfinished jobs")?
         .into_iter()
-        .filter(|j| j.kind == JobKind::Backup && !j.state.is_terminal())
-        .map(|j| (j.target.to_string(), j.id))
+        .filter(|j| !j.state.is_terminal())
+        .filter_map(|j| {
+            let kind = match j.kind {
+                JobKind::Backup => ScheduleKind::Backup,
+                JobKind::Verify if j.requested_by == REQUESTED_BY && j.backup_id.is_some() => {
+                    ScheduleKind::Verify
+                }
+                _ => return None,
+            };
+            Some(((j.target.to_string(), kind), j.id))
+        })
         .collect();
     let by_target: HashMap<String, &TargetRecord> =
         targets.iter().map(|t| (t.name.to_string(), t)).collect();
     let mut recorded = Vec::new();
     for due in decide(&with_cursor, &active, now_ms, config) {
-        let cursor = with_cursor
+        let Some((schedule, cursor)) = with_cursor
             .iter()
-            .find(|(s, _)| s.target == due.target)
-            .map(|(_, c)| *c)
-            .unwrap_or(now_ms);
-        let job = match (&due.action, by_target.get(&due.target)) {
-            (Action::Start, Some(t)) => Some(new_job(t, now_ms)),
-            _ => None,
+            .find(|(s, _)| s.target == due.target && s.kind() == due.kind)
+        else {
+            continue;
         };
+        let (jobs, why_none) = match (&due.action, by_target.get(&due.target)) {
+            (Action::Start, Some(t)) => match due.kind {
+                ScheduleKind::Backup => (vec![new_job(t, now_ms)], None),
+                ScheduleKind::Verify => {
+                    verify::jobs_for_run(catalog, t, schedule, now_ms, REQUESTED_BY).await?
+                }
+            },
+            _ => (Vec::new(), None),
+        };
+        let started = !jobs.is_empty();
         let run = ScheduleRun {
             target: due.target.clone(),
+            kind: due.kind,
             scheduled_at_ms: due.slot_ms,
             decided_at_ms: now_ms,
-            outcome: if job.is_some() {
+            outcome: if started {
                 RunOutcome::Started
             } else {
                 RunOutcome::Skipped
             },
-            job_id: job.as_ref().map(|j| j.id.clone()),
-            reason: match &due.action {
-                Action::Skip(why) => why.clone(),
-                Action::Start if job.is_none() => format!(
-                    "target {} is not registered; no agent has declared it",
-                    due.target
-                ),
-                Action::Start if due.late => format!(
-                    "catch-up: due at {}{}",
-                    when(due.fire_ms),
-                    if due.folded > 0 {
-                        format!(", {} earlier occurrence(s) folded in", due.folded)
-                    } else {
-                        String::new()
-                    }
-                ),
-                Action::Start if due.folded > 0 => {
-                    format!("{} earlier occurrence(s) folded in", due.folded)
-                }
-                Action::Start => String::new(),
-            },
+            job_id: jobs.first().map(|j| j.id.clone()),
+            reason: run_reason(&due, &jobs, why_none),
         };
         match catalog
-            .record_schedule_tick(cursor, &run, job.as_ref())
+            .record_schedule_tick(*cursor, &run, &jobs)
             .await
             .context("record schedule run")?
         {
             TickOutcome::Recorded(run, created) => {
-                if let Some(job) = created {
-                    sched.jobs.queued(&job);
-                } else {
-                    tracing::info!(target = %run.target, reason = %run.reason, "scheduled run skipped");
+                if created.is_empty() {
+                    tracing::info!(target = %run.target, kind = %run.kind, reason = %run.reason, "scheduled run skipped");
+                }
+                for job in &created {
+                    sched.jobs.queued(job);
                 }
                 recorded.push(*run);
             }
             TickOutcome::AlreadyHandled => {
-                tracing::debug!(target = %due.target, "occurrence already handled elsewhere");
+                tracing::debug!(target = %due.target, kind = %due.kind, "occurrence already handled elsewhere");
             }
         }
     }
@@ -364,6 +375,42 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         };
     });
     Ok(recorded)
+}
+
+/// What a run's record says: why it was skipped, or how it started.
+fn run_reason(due: &Due, jobs: &[NewJob], why_none: Option<String>) -> String {
+    let mut parts = Vec::new();
+    match &due.action {
+        Action::Skip(why) => return why.clone(),
+        Action::Start if jobs.is_empty() => {
+            return why_none.unwrap_or_else(|| {
+                format!(
+                    "target {} is not registered; no agent has declared it",
+                    due.target
+                )
+            });
+        }
+        Action::Start => {}
+    }
+    if due.late {
+        parts.push(format!("catch-up: due at {}", when(due.fire_ms)));
+    }
+    if due.folded > 0 {
+        parts.push(format!("{} earlier occurrence(s) folded in", due.folded));
+    }
+    if due.kind == ScheduleKind::Verify {
+        let ids: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| j.backup_id.as_ref().map(|b| b.as_str()))
+            .collect();
+        parts.push(format!(
+            "verifying {} backup{}: {}",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" },
+            ids.join(", ")
+        ));
+    }
+    parts.join("; ")
 }
 
 fn new_job(target: &TargetRecord, now_ms: i64) -> NewJob {

@@ -21,6 +21,7 @@ fn schedule(cron: &str, tz: &str, jitter_secs: u64) -> Schedule {
             spec: CronSpec::parse(cron, tz).expect("valid"),
             jitter: Duration::from_secs(jitter_secs),
             kind: ScheduleKind::Backup,
+            cover: Duration::ZERO,
         },
         source: Source::Target,
         paused: false,
@@ -56,7 +57,7 @@ fn simulate(
     while now <= to {
         let mut active = HashMap::new();
         if active_until.is_some_and(|t| now < t) {
-            active.insert(s.target.clone(), "job-1".to_owned());
+            active.insert((s.target.clone(), ScheduleKind::Backup), "job-1".to_owned());
         }
         for due in decide(&[(s.clone(), cursor)], &active, now, cfg) {
             cursor = due.slot_ms;
@@ -170,7 +171,10 @@ fn a_run_within_the_grace_is_on_time_even_with_skip() {
 #[test]
 fn a_due_run_while_a_backup_is_active_is_skipped_with_the_reason() {
     let s = schedule("0 * * * *", "UTC", 0);
-    let active = HashMap::from([("prod/orders".to_owned(), "J42".to_owned())]);
+    let active = HashMap::from([(
+        ("prod/orders".to_owned(), ScheduleKind::Backup),
+        "J42".to_owned(),
+    )]);
     let d = decide(
         &[(s, utc_ms(2026, 6, 1, 0, 30))],
         &active,
@@ -242,4 +246,48 @@ fn nothing_is_due_before_the_first_occurrence_after_the_cursor() {
         &config(CatchUp::RunOnce),
     );
     assert!(d.is_empty(), "{d:?}");
+}
+
+#[test]
+fn schedules_of_each_kind_on_one_target_are_decided_apart() {
+    let backup = schedule("0 * * * *", "UTC", 0);
+    let mut verify = schedule("0 * * * *", "UTC", 0);
+    verify.def.kind = ScheduleKind::Verify;
+    verify.def.cover = Duration::from_secs(7 * 86_400);
+    let cursor = utc_ms(2026, 6, 1, 0, 30);
+    // A backup is running: the backup schedule's run folds into it, the verify run starts.
+    let active = HashMap::from([(
+        ("prod/orders".to_owned(), ScheduleKind::Backup),
+        "J1".to_owned(),
+    )]);
+    let d = decide(
+        &[(backup.clone(), cursor), (verify.clone(), cursor)],
+        &active,
+        utc_ms(2026, 6, 1, 1, 0),
+        &config(CatchUp::RunOnce),
+    );
+    assert_eq!(d.len(), 2, "{d:?}");
+    let by_kind = |k| d.iter().find(|x| x.kind == k).expect("decided");
+    assert!(matches!(
+        by_kind(ScheduleKind::Backup).action,
+        Action::Skip(_)
+    ));
+    assert_eq!(by_kind(ScheduleKind::Verify).action, Action::Start);
+    // The previous verify run's jobs are still active: only the verify run is skipped.
+    let active = HashMap::from([(
+        ("prod/orders".to_owned(), ScheduleKind::Verify),
+        "J2".to_owned(),
+    )]);
+    let d = decide(
+        &[(backup, cursor), (verify, cursor)],
+        &active,
+        utc_ms(2026, 6, 1, 1, 0),
+        &config(CatchUp::RunOnce),
+    );
+    let by_kind = |k| d.iter().find(|x| x.kind == k).expect("decided");
+    assert_eq!(by_kind(ScheduleKind::Backup).action, Action::Start);
+    let Action::Skip(why) = &by_kind(ScheduleKind::Verify).action else {
+        panic!("{d:?}")
+    };
+    assert!(why.contains("J2") && why.contains("verify"), "{why}");
 }

@@ -193,8 +193,20 @@ pub struct ScheduleRunsArgs {
     /// Target, ENV/NAME (e.g. prod/orders)
     #[arg(value_parser = parse_target)]
     pub target: TargetName,
+    /// Only runs of this kind of schedule (default: every kind)
+    #[arg(long, value_enum)]
+    pub kind: Option<ScheduleKindArg>,
     #[command(flatten)]
     pub limit: LimitArg,
+}
+
+/// What a schedule starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleKindArg {
+    /// A backup of the target
+    Backup,
+    /// Verify jobs that read the target's kept backups back, each within --cover
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +223,14 @@ pub struct ScheduleSetArgs {
     /// Start each run up to this much later (fixed per target and run), e.g. 10m
     #[arg(long, value_name = "DURATION", value_parser = parse_jitter)]
     pub jitter: Option<u32>,
+    /// What the schedule starts: backups, or verify jobs for the kept backups (a target has
+    /// one schedule of each kind)
+    #[arg(long, value_enum, default_value = "backup")]
+    pub kind: ScheduleKindArg,
+    /// Verify schedules: read every kept backup back at least this often, e.g. 7d (the
+    /// default); the runs spread the work
+    #[arg(long, value_name = "DURATION", value_parser = parse_cover)]
+    pub cover: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +245,9 @@ pub struct ScheduleTargetArg {
     /// Target, ENV/NAME (e.g. prod/orders)
     #[arg(value_parser = parse_target)]
     pub target: TargetName,
+    /// Which of the target's schedules
+    #[arg(long, value_enum, default_value = "backup")]
+    pub kind: ScheduleKindArg,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +262,9 @@ pub struct ScheduleNextArgs {
     /// schedule's time zone, or RFC 3339 with an offset (e.g. to see next spring's DST change)
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
+    /// Which of the target's schedules
+    #[arg(long, value_enum, default_value = "backup")]
+    pub kind: ScheduleKindArg,
 }
 
 #[derive(Debug, Args)]

@@ -11,9 +11,10 @@ use crate::{
     views::verify_word,
 };
 
-fn schedule_kind_word(v: i32) -> &'static str {
+pub fn schedule_kind_word(v: i32) -> &'static str {
     match pb::ScheduleKind::try_from(v) {
         Ok(pb::ScheduleKind::Backup) => "backup",
+        Ok(pb::ScheduleKind::Verify) => "verify",
         Ok(pb::ScheduleKind::Unspecified) => "unspecified",
         Err(_) => "unknown",
     }
@@ -21,12 +22,19 @@ fn schedule_kind_word(v: i32) -> &'static str {
 
 /// Jitter in the form the CLI takes it (`10m`, `1h30m`).
 fn jitter_text(secs: u32) -> String {
-    lifeboat_common::duration::format_duration(std::time::Duration::from_secs(u64::from(secs)))
+    jitter_text_u64(u64::from(secs))
+}
+
+/// A duration in the form the CLI takes it (`7d`, `1h30m`).
+fn jitter_text_u64(secs: u64) -> String {
+    lifeboat_common::duration::format_duration(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, Serialize)]
 pub struct ScheduleRunView {
     pub target: Option<String>,
+    /// `backup` or `verify`.
+    pub kind: &'static str,
     pub scheduled_at: Option<String>,
     pub scheduled_at_ms: Option<i64>,
     pub decided_at: Option<String>,
@@ -43,6 +51,7 @@ impl From<&pb::ScheduleRun> for ScheduleRunView {
         let (decided_at, decided_at_ms) = json_time(r.decided_at_ms);
         Self {
             target: non_empty(&r.target),
+            kind: schedule_kind_word(r.kind),
             scheduled_at,
             scheduled_at_ms,
             decided_at,
@@ -55,9 +64,11 @@ impl From<&pb::ScheduleRun> for ScheduleRunView {
 }
 
 impl Row for ScheduleRunView {
-    const HEADER: &'static [&'static str] = &["SCHEDULED", "DECIDED", "OUTCOME", "JOB", "REASON"];
+    const HEADER: &'static [&'static str] =
+        &["KIND", "SCHEDULED", "DECIDED", "OUTCOME", "JOB", "REASON"];
     fn cells(&self) -> Vec<String> {
         vec![
+            self.kind.to_owned(),
             rfc3339_text(self.scheduled_at_ms.unwrap_or(0)),
             rfc3339_text(self.decided_at_ms.unwrap_or(0)),
             self.outcome.clone(),
@@ -74,6 +85,8 @@ pub struct ScheduleView {
     pub timezone: String,
     pub jitter_secs: u32,
     pub kind: &'static str,
+    /// Verify schedules: every kept backup is verified at least this often (seconds).
+    pub cover_secs: Option<u64>,
     pub paused: bool,
     /// `target` (set with `schedule set`) or `environment` (the config's default).
     pub source: String,
@@ -95,6 +108,7 @@ impl From<&pb::Schedule> for ScheduleView {
             timezone: s.timezone.clone(),
             jitter_secs: s.jitter_secs,
             kind: schedule_kind_word(s.kind),
+            cover_secs: (s.cover_secs > 0).then_some(s.cover_secs),
             paused: s.paused,
             source: s.source.clone(),
             updated_by: non_empty(&s.updated_by),
@@ -125,11 +139,15 @@ impl ScheduleView {
 
 impl Row for ScheduleView {
     const HEADER: &'static [&'static str] = &[
-        "TARGET", "CRON", "TIMEZONE", "JITTER", "STATE", "SOURCE", "NEXT RUN", "LAST RUN",
+        "TARGET", "KIND", "CRON", "TIMEZONE", "JITTER", "STATE", "SOURCE", "NEXT RUN", "LAST RUN",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
             self.target.clone(),
+            match self.cover_secs {
+                Some(c) => format!("{} (cover {})", self.kind, jitter_text_u64(c)),
+                None => self.kind.to_owned(),
+            },
             self.cron.clone(),
             self.timezone.clone(),
             jitter_text(self.jitter_secs),
@@ -153,6 +171,18 @@ impl Render for ScheduleView {
             ("timezone", self.timezone.clone()),
             ("jitter", jitter_text(self.jitter_secs)),
             ("kind", self.kind.to_owned()),
+            (
+                "cover",
+                self.cover_secs.map_or_else(
+                    || "-".into(),
+                    |c| {
+                        format!(
+                            "every kept backup verified at least every {}",
+                            jitter_text_u64(c)
+                        )
+                    },
+                ),
+            ),
             (
                 "state",
                 if self.paused { "paused" } else { "active" }.into(),
@@ -184,6 +214,7 @@ impl Render for ScheduleView {
 #[derive(Debug, Serialize)]
 pub struct ScheduleDeletedView {
     pub target: String,
+    pub kind: &'static str,
     pub deleted: bool,
     /// The environment default that applies now, if any.
     pub effective: Option<ScheduleView>,
@@ -193,12 +224,12 @@ impl Render for ScheduleDeletedView {
     fn table(&self) -> String {
         match &self.effective {
             None => format!(
-                "schedule of {} deleted; it has no schedule now\n",
-                self.target
+                "{} schedule of {} deleted; it has no {} schedule now\n",
+                self.kind, self.target, self.kind
             ),
             Some(s) => format!(
-                "schedule of {} deleted; its environment's default applies now: {} ({})\n",
-                self.target, s.cron, s.timezone
+                "{} schedule of {} deleted; its environment's default applies now: {} ({})\n",
+                self.kind, self.target, s.cron, s.timezone
             ),
         }
     }

@@ -145,6 +145,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0009_restore_start_port.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            10,
+            "schedule kinds".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0010_schedule_kinds.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

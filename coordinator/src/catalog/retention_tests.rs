@@ -64,6 +64,7 @@ fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
 fn run(slot: i64) -> ScheduleRun {
     ScheduleRun {
         target: "prod/orders".into(),
+        kind: ScheduleKind::Backup,
         scheduled_at_ms: slot,
         decided_at_ms: slot + 5,
         outcome: RunOutcome::Started,
@@ -83,6 +84,7 @@ async fn a_tick_is_recorded_once_whoever_races_for_it() {
             timezone: "UTC".into(),
             jitter_secs: 0,
             kind: ScheduleKind::Backup,
+            cover_secs: 0,
             updated_by: "alice".into(),
             updated_at_ms: 100,
         },
@@ -96,18 +98,18 @@ async fn a_tick_is_recorded_once_whoever_races_for_it() {
         "20261128T020000Z-0000b1",
     );
     let first = c
-        .record_schedule_tick(100, &run(1_000), Some(&j))
+        .record_schedule_tick(100, &run(1_000), std::slice::from_ref(&j))
         .await
         .expect("tick");
     assert!(
-        matches!(first, TickOutcome::Recorded(_, Some(_))),
+        matches!(first, TickOutcome::Recorded(_, ref jobs) if jobs.len() == 1),
         "{first:?}"
     );
     // A second pass (or coordinator) with the same view of the cursor does nothing.
     let mut j2 = j.clone();
     j2.id = "20261128T020000Z-000002".into();
     let second = c
-        .record_schedule_tick(100, &run(1_000), Some(&j2))
+        .record_schedule_tick(100, &run(1_000), std::slice::from_ref(&j2))
         .await
         .expect("tick");
     assert_eq!(second, TickOutcome::AlreadyHandled);
@@ -117,12 +119,13 @@ async fn a_tick_is_recorded_once_whoever_races_for_it() {
     let mut r = run(2_000);
     r.job_id = Some(j2.id.clone());
     let third = c
-        .record_schedule_tick(1_000, &r, Some(&j2))
+        .record_schedule_tick(1_000, &r, std::slice::from_ref(&j2))
         .await
         .expect("tick");
-    let TickOutcome::Recorded(rec, None) = third else {
+    let TickOutcome::Recorded(rec, created) = third else {
         panic!("{third:?}")
     };
+    assert!(created.is_empty(), "{created:?}");
     assert_eq!(rec.outcome, RunOutcome::Skipped);
     assert!(rec.reason.contains(&j.id), "{rec:?}");
     let last = c.last_schedule_runs().await.expect("runs");
@@ -130,16 +133,16 @@ async fn a_tick_is_recorded_once_whoever_races_for_it() {
     assert_eq!(last[0].scheduled_at_ms, 2_000);
 
     // Paused: the cursor does not move.
-    c.set_schedule_paused("prod/orders", true, "olga", 3_000)
+    c.set_schedule_paused("prod/orders", ScheduleKind::Backup, true, "olga", 3_000)
         .await
         .expect("pause");
     let paused = c
-        .record_schedule_tick(2_000, &run(3_000), None)
+        .record_schedule_tick(2_000, &run(3_000), &[])
         .await
         .expect("tick");
     assert_eq!(paused, TickOutcome::AlreadyHandled);
     // Resuming counts from now on.
-    c.set_schedule_paused("prod/orders", false, "olga", 9_000)
+    c.set_schedule_paused("prod/orders", ScheduleKind::Backup, false, "olga", 9_000)
         .await
         .expect("resume");
     let st = c.schedule_states().await.expect("state");
@@ -487,5 +490,103 @@ async fn pin_markers_to_sync() {
     assert_eq!(
         c.pin_markers_to_sync(1_000).await.expect("sync"),
         ["20261128T010003Z-0000b3", "20261128T010005Z-0000b5"]
+    );
+}
+
+#[tokio::test]
+async fn migration_10_keeps_backup_schedules_their_cursors_and_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("catalog.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    {
+        // A catalog written by the previous version: migrations 1 to 9.
+        let pool = SqlitePoolOptions::new().connect(&url).await.expect("open");
+        let old: Vec<Migration> = crate::catalog::migrator()
+            .migrations
+            .iter()
+            .take(9)
+            .cloned()
+            .collect();
+        Migrator::with_migrations(old)
+            .run(&pool)
+            .await
+            .expect("migrations 1-9");
+        for sql in [
+            "INSERT INTO agents (name, environment, version, last_seen_ms) \
+             VALUES ('prod-1', 'prod', '0.1', 1)",
+            "INSERT INTO targets (full_name, environment, name, agent, engine, provider, \
+             repository, database_name) VALUES ('prod/orders', 'prod', 'orders', 'prod-1', \
+             'postgres', 'postgres', 'local', 'orders')",
+            "INSERT INTO schedules (target, cron, timezone, jitter_secs, kind, updated_by, \
+             updated_at_ms) VALUES ('prod/orders', '30 2 * * *', 'Europe/Berlin', 600, 'backup', \
+             'alice', 7)",
+            "INSERT INTO schedule_state (target, cursor_ms, paused, paused_by, paused_at_ms) \
+             VALUES ('prod/orders', 1234, 1, 'olga', 99)",
+            "INSERT INTO schedule_runs (target, scheduled_at_ms, decided_at_ms, outcome, job_id, \
+             reason) VALUES ('prod/orders', 1000, 1005, 'started', 'j1', '')",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .expect(sql);
+        }
+        pool.close().await;
+    }
+    let c = Catalog::open_sqlite(&path).await.expect("migrate to 10");
+    let s = c.list_schedules().await.expect("schedules");
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        (
+            s[0].kind,
+            s[0].cron.as_str(),
+            s[0].jitter_secs,
+            s[0].cover_secs
+        ),
+        (ScheduleKind::Backup, "30 2 * * *", 600, 0)
+    );
+    let st = c.schedule_states().await.expect("state");
+    assert_eq!(
+        (
+            st[0].kind,
+            st[0].cursor_ms,
+            st[0].paused,
+            st[0].paused_by.as_str()
+        ),
+        (ScheduleKind::Backup, 1234, true, "olga")
+    );
+    let runs = c
+        .schedule_runs("prod/orders", None, 10)
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].kind, runs[0].job_id.as_deref()),
+        (ScheduleKind::Backup, Some("j1"))
+    );
+    // A verify schedule now sits beside it.
+    c.upsert_schedule(
+        &StoredSchedule {
+            target: "prod/orders".into(),
+            cron: "0 5 * * *".into(),
+            timezone: String::new(),
+            jitter_secs: 0,
+            kind: ScheduleKind::Verify,
+            cover_secs: 7 * 86_400,
+            updated_by: "alice".into(),
+            updated_at_ms: 8,
+        },
+        2_000,
+    )
+    .await
+    .expect("verify schedule");
+    assert_eq!(c.list_schedules().await.expect("schedules").len(), 2);
+    assert!(
+        c.delete_schedule("prod/orders", ScheduleKind::Verify)
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        c.list_schedules().await.expect("schedules")[0].kind,
+        ScheduleKind::Backup
     );
 }

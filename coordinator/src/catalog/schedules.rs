@@ -6,45 +6,49 @@ use super::{Catalog, CatalogError, Result, parse_enum, to_i64, to_u64};
 use crate::{
     catalog::jobs::insert_job_in,
     model::{Job, NewJob},
-    schedule::{RunOutcome, ScheduleKind, ScheduleRun, ScheduleState, StoredSchedule},
+    schedule::{
+        RunOutcome, ScheduleKind, ScheduleRun, ScheduleState, StoredSchedule, active_reason,
+    },
 };
 
 /// What `record_schedule_tick` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TickOutcome {
-    /// The run was recorded (and its job created, if it started one).
-    Recorded(Box<ScheduleRun>, Option<Box<Job>>),
+    /// The run was recorded (and its jobs created, if it started any).
+    Recorded(Box<ScheduleRun>, Vec<Job>),
     /// The cursor had moved: another pass (or coordinator) handled this occurrence.
     AlreadyHandled,
 }
 
 impl Catalog {
-    /// Sets a target's own schedule. The scheduler counts occurrences from `now_ms` on, so a
-    /// new or changed schedule never fires for times already past.
+    /// Sets a target's own schedule of one kind. The scheduler counts occurrences from
+    /// `now_ms` on, so a new or changed schedule never fires for times already past.
     pub async fn upsert_schedule(&self, s: &StoredSchedule, now_ms: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO schedules (target, cron, timezone, jitter_secs, kind, updated_by, \
-             updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (target) DO UPDATE SET cron = excluded.cron, \
+            "INSERT INTO schedules (target, kind, cron, timezone, jitter_secs, cover_secs, \
+             updated_by, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (target, kind) DO UPDATE SET cron = excluded.cron, \
              timezone = excluded.timezone, jitter_secs = excluded.jitter_secs, \
-             kind = excluded.kind, updated_by = excluded.updated_by, \
+             cover_secs = excluded.cover_secs, updated_by = excluded.updated_by, \
              updated_at_ms = excluded.updated_at_ms",
         )
         .bind(&s.target)
+        .bind(s.kind.as_str())
         .bind(&s.cron)
         .bind(&s.timezone)
         .bind(to_i64("jitter", s.jitter_secs)?)
-        .bind(s.kind.as_str())
+        .bind(to_i64("cover", s.cover_secs)?)
         .bind(&s.updated_by)
         .bind(s.updated_at_ms)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO schedule_state (target, cursor_ms) VALUES (?1, ?2) \
-             ON CONFLICT (target) DO UPDATE SET cursor_ms = MAX(cursor_ms, ?2)",
+            "INSERT INTO schedule_state (target, kind, cursor_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (target, kind) DO UPDATE SET cursor_ms = MAX(cursor_ms, ?3)",
         )
         .bind(&s.target)
+        .bind(s.kind.as_str())
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
@@ -54,23 +58,26 @@ impl Catalog {
 
     pub async fn list_schedules(&self) -> Result<Vec<StoredSchedule>> {
         let rows = sqlx::query(
-            "SELECT target, cron, timezone, jitter_secs, kind, updated_by, updated_at_ms \
-             FROM schedules ORDER BY target",
+            "SELECT target, cron, timezone, jitter_secs, kind, cover_secs, updated_by, \
+             updated_at_ms FROM schedules ORDER BY target, kind",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(schedule_from_row).collect()
     }
 
-    /// Removes a target's own schedule and the scheduler's memory of it. False if it had none.
-    pub async fn delete_schedule(&self, target: &str) -> Result<bool> {
+    /// Removes a target's own schedule of one kind and the scheduler's memory of it. False if
+    /// it had none.
+    pub async fn delete_schedule(&self, target: &str, kind: ScheduleKind) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM schedules WHERE target = ?")
+        let done = sqlx::query("DELETE FROM schedules WHERE target = ? AND kind = ?")
             .bind(target)
+            .bind(kind.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM schedule_state WHERE target = ?")
+        sqlx::query("DELETE FROM schedule_state WHERE target = ? AND kind = ?")
             .bind(target)
+            .bind(kind.as_str())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -79,14 +86,17 @@ impl Catalog {
 
     pub async fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
         let rows = sqlx::query(
-            "SELECT target, cursor_ms, paused, paused_by, paused_at_ms FROM schedule_state",
+            "SELECT target, kind, cursor_ms, paused, paused_by, paused_at_ms \
+             FROM schedule_state",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
+                let kind: String = r.try_get("kind")?;
                 Ok(ScheduleState {
                     target: r.try_get("target")?,
+                    kind: parse_enum("schedule_state.kind", &kind, ScheduleKind::parse)?,
                     cursor_ms: r.try_get("cursor_ms")?,
                     paused: r.try_get("paused")?,
                     paused_by: r.try_get("paused_by")?,
@@ -96,13 +106,21 @@ impl Catalog {
             .collect()
     }
 
-    /// Starts counting a target's occurrences from `cursor_ms`, unless already counting.
-    pub async fn init_schedule_state(&self, target: &str, cursor_ms: i64) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO schedule_state (target, cursor_ms) VALUES (?, ?)")
-            .bind(target)
-            .bind(cursor_ms)
-            .execute(&self.pool)
-            .await?;
+    /// Starts counting a schedule's occurrences from `cursor_ms`, unless already counting.
+    pub async fn init_schedule_state(
+        &self,
+        target: &str,
+        kind: ScheduleKind,
+        cursor_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO schedule_state (target, kind, cursor_ms) VALUES (?, ?, ?)",
+        )
+        .bind(target)
+        .bind(kind.as_str())
+        .bind(cursor_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -111,14 +129,15 @@ impl Catalog {
     pub async fn set_schedule_paused(
         &self,
         target: &str,
+        kind: ScheduleKind,
         paused: bool,
         by: &str,
         now_ms: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO schedule_state (target, cursor_ms, paused, paused_by, paused_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (target) DO UPDATE SET paused = ?3, paused_by = ?4, \
+            "INSERT INTO schedule_state (target, cursor_ms, paused, paused_by, paused_at_ms, \
+             kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (target, kind) DO UPDATE SET paused = ?3, paused_by = ?4, \
              paused_at_ms = ?5, cursor_ms = CASE WHEN ?3 THEN cursor_ms \
              ELSE MAX(cursor_ms, ?2) END",
         )
@@ -127,28 +146,30 @@ impl Catalog {
         .bind(paused)
         .bind(if paused { by } else { "" })
         .bind(paused.then_some(now_ms))
+        .bind(kind.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Records one scheduler decision, creates its job (if it starts one) and moves the
-    /// target's cursor to the occurrence, in one transaction, compare-and-set on the cursor.
-    /// A job refused because a backup of the target is already active is recorded as a
-    /// skipped run instead.
+    /// Records one scheduler decision, creates its jobs (if it starts any) and moves the
+    /// schedule's cursor to the occurrence, in one transaction, compare-and-set on the cursor.
+    /// Jobs refused because the schedule's earlier jobs are still active (a backup of the
+    /// target; the verify jobs of an earlier verify run) are recorded as a skipped run instead.
     pub async fn record_schedule_tick(
         &self,
         expected_cursor_ms: i64,
         run: &ScheduleRun,
-        job: Option<&NewJob>,
+        jobs: &[NewJob],
     ) -> Result<TickOutcome> {
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
-            "UPDATE schedule_state SET cursor_ms = ? WHERE target = ? AND cursor_ms = ? \
-             AND paused = 0",
+            "UPDATE schedule_state SET cursor_ms = ? WHERE target = ? AND kind = ? \
+             AND cursor_ms = ? AND paused = 0",
         )
         .bind(run.scheduled_at_ms)
         .bind(&run.target)
+        .bind(run.kind.as_str())
         .bind(expected_cursor_ms)
         .execute(&mut *tx)
         .await?;
@@ -157,35 +178,49 @@ impl Catalog {
             return Ok(TickOutcome::AlreadyHandled);
         }
         let mut run = run.clone();
-        let mut created = false;
-        if let Some(job) = job {
+        let mut created = Vec::new();
+        if let Some(first) = jobs.first() {
             // The UPDATE above holds SQLite's write lock: nothing can slip in between this
             // check and the insert.
-            let active: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE target = ? AND kind = 'backup' \
-                 AND state IN ('queued', 'running')",
-            )
-            .bind(job.target.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+            let active: Option<String> = match run.kind {
+                ScheduleKind::Backup => {
+                    sqlx::query_scalar(
+                        "SELECT id FROM jobs WHERE target = ? AND kind = 'backup' \
+                         AND state IN ('queued', 'running')",
+                    )
+                    .bind(first.target.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                ScheduleKind::Verify => {
+                    sqlx::query_scalar(
+                        "SELECT id FROM jobs WHERE target = ? AND kind = 'verify' \
+                         AND requested_by = ? AND backup_id != '' \
+                         AND state IN ('queued', 'running') LIMIT 1",
+                    )
+                    .bind(first.target.as_str())
+                    .bind(&first.requested_by)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
             if let Some(active) = active {
                 run.outcome = RunOutcome::Skipped;
                 run.job_id = None;
-                run.reason = format!(
-                    "a backup of {} is already queued or running (job {active}); this run is \
-                     folded into it",
-                    run.target
-                );
+                run.reason = active_reason(&run.target, run.kind, &active);
             } else {
-                insert_job_in(&mut tx, job).await?;
-                created = true;
+                for job in jobs {
+                    insert_job_in(&mut tx, job).await?;
+                    created.push(job.id.clone());
+                }
             }
         }
         let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO schedule_runs (target, scheduled_at_ms, decided_at_ms, \
-             outcome, job_id, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO schedule_runs (target, kind, scheduled_at_ms, decided_at_ms, \
+             outcome, job_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&run.target)
+        .bind(run.kind.as_str())
         .bind(run.scheduled_at_ms)
         .bind(run.decided_at_ms)
         .bind(run.outcome.as_str())
@@ -200,34 +235,43 @@ impl Catalog {
             return Ok(TickOutcome::AlreadyHandled);
         }
         tx.commit().await?;
-        let job = match (created, job) {
-            (true, Some(j)) => Some(self.get_job(&j.id).await?.ok_or_else(|| {
-                CatalogError::Corrupt(format!("job {} vanished after insert", j.id))
-            })?),
-            _ => None,
-        };
-        Ok(TickOutcome::Recorded(Box::new(run), job.map(Box::new)))
+        let mut out = Vec::with_capacity(created.len());
+        for id in created {
+            out.push(
+                self.get_job(&id).await?.ok_or_else(|| {
+                    CatalogError::Corrupt(format!("job {id} vanished after insert"))
+                })?,
+            );
+        }
+        Ok(TickOutcome::Recorded(Box::new(run), out))
     }
 
-    /// The latest recorded run of every target that has one.
+    /// The latest recorded run of every schedule (target and kind) that has one.
     pub async fn last_schedule_runs(&self) -> Result<Vec<ScheduleRun>> {
         let rows = sqlx::query(
-            "SELECT target, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
+            "SELECT target, kind, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
              FROM schedule_runs r WHERE r.id = (SELECT MAX(r2.id) FROM schedule_runs r2 \
-             WHERE r2.target = r.target) ORDER BY target",
+             WHERE r2.target = r.target AND r2.kind = r.kind) ORDER BY target, kind",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_from_row).collect()
     }
 
-    /// Recorded runs of one target, newest first.
-    pub async fn schedule_runs(&self, target: &str, limit: u32) -> Result<Vec<ScheduleRun>> {
+    /// Recorded runs of one target's schedules (of one kind, or all), newest first.
+    pub async fn schedule_runs(
+        &self,
+        target: &str,
+        kind: Option<ScheduleKind>,
+        limit: u32,
+    ) -> Result<Vec<ScheduleRun>> {
         let rows = sqlx::query(
-            "SELECT target, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
-             FROM schedule_runs WHERE target = ? ORDER BY id DESC LIMIT ?",
+            "SELECT target, kind, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
+             FROM schedule_runs WHERE target = ?1 AND (?2 IS NULL OR kind = ?2) \
+             ORDER BY id DESC LIMIT ?3",
         )
         .bind(target)
+        .bind(kind.map(ScheduleKind::as_str))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -243,6 +287,7 @@ fn schedule_from_row(row: &SqliteRow) -> Result<StoredSchedule> {
         timezone: row.try_get("timezone")?,
         jitter_secs: to_u64("schedules.jitter_secs", row.try_get("jitter_secs")?)?,
         kind: parse_enum("schedules.kind", &kind, ScheduleKind::parse)?,
+        cover_secs: to_u64("schedules.cover_secs", row.try_get("cover_secs")?)?,
         updated_by: row.try_get("updated_by")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -250,8 +295,10 @@ fn schedule_from_row(row: &SqliteRow) -> Result<StoredSchedule> {
 
 fn run_from_row(row: &SqliteRow) -> Result<ScheduleRun> {
     let outcome: String = row.try_get("outcome")?;
+    let kind: String = row.try_get("kind")?;
     Ok(ScheduleRun {
         target: row.try_get("target")?,
+        kind: parse_enum("schedule_runs.kind", &kind, ScheduleKind::parse)?,
         scheduled_at_ms: row.try_get("scheduled_at_ms")?,
         decided_at_ms: row.try_get("decided_at_ms")?,
         outcome: parse_enum("schedule_runs.outcome", &outcome, RunOutcome::parse)?,

@@ -374,7 +374,7 @@ impl pb::control_server::Control for Control {
         let answer = self
             .audited(&request, Action::PauseSchedule, target, |op| async move {
                 self.scope_named(&op, target, &format!("the schedule of {target}"))?;
-                self.pause_impl(&op, target, true).await
+                self.pause_impl(&op, req, true).await
             })
             .await?;
         Ok(Response::new(answer))
@@ -389,7 +389,7 @@ impl pb::control_server::Control for Control {
         let answer = self
             .audited(&request, Action::ResumeSchedule, target, |op| async move {
                 self.scope_named(&op, target, &format!("the schedule of {target}"))?;
-                self.pause_impl(&op, target, false).await
+                self.pause_impl(&op, req, false).await
             })
             .await?;
         Ok(Response::new(answer))
@@ -404,7 +404,7 @@ impl pb::control_server::Control for Control {
         let answer = self
             .audited(&request, Action::DeleteSchedule, target, |op| async move {
                 self.scope_named(&op, target, &format!("the schedule of {target}"))?;
-                self.delete_schedule_impl(target).await
+                self.delete_schedule_impl(req).await
             })
             .await?;
         Ok(Response::new(answer))
@@ -435,7 +435,11 @@ impl pb::control_server::Control for Control {
         let runs = self
             .parts
             .catalog
-            .schedule_runs(target.as_str(), limit(req.limit))
+            .schedule_runs(
+                target.as_str(),
+                wire::schedule_kind_filter(req.kind)?,
+                limit(req.limit),
+            )
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListScheduleRunsResponse {

@@ -10,6 +10,12 @@
 //! cron = "30 2 * * *"
 //! timezone = "Europe/Berlin"
 //! jitter = "10m"
+//!
+//! [[schedule]]                 # a verify schedule: every kept backup read back weekly
+//! environment = "prod"
+//! kind = "verify"
+//! cron = "0 5 * * *"
+//! cover = "7d"
 //! ```
 
 use std::{collections::BTreeMap, time::Duration};
@@ -18,7 +24,9 @@ use lifeboat_common::{config::ConfigError, names::validate_simple};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{CronSpec, MAX_JITTER, ScheduleDef, ScheduleKind, parse_duration};
+use super::{
+    CronSpec, DEFAULT_COVER, MAX_JITTER, ScheduleDef, ScheduleKind, parse_cover, parse_duration,
+};
 use crate::config::at::At;
 
 /// What to do with occurrences that were missed (the coordinator was stopped, or the run is
@@ -47,8 +55,9 @@ pub struct SchedulerConfig {
     pub catch_up: CatchUp,
     /// A run started at most this long after its time is on time, not a catch-up.
     pub misfire_grace: Duration,
-    /// Environment → its default schedule (for targets without their own).
-    pub defaults: BTreeMap<String, ScheduleDef>,
+    /// (environment, kind) → its default schedule (for targets without their own of that
+    /// kind).
+    pub defaults: BTreeMap<(String, ScheduleKind), ScheduleDef>,
 }
 
 pub const DEFAULT_MISFIRE_GRACE_SECS: u64 = 300;
@@ -81,6 +90,9 @@ pub struct FileSchedule {
     jitter: Option<Spanned<String>>,
     #[serde(default)]
     kind: Option<Spanned<String>>,
+    /// Verify schedules: each kept backup is verified at least once per this period.
+    #[serde(default)]
+    cover: Option<Spanned<String>>,
 }
 
 /// Validates `[scheduler]` and every `[[schedule]]`.
@@ -139,21 +151,47 @@ pub(crate) fn validate(
                 at.err(
                     &key("kind"),
                     k,
-                    format!("{:?} is not a schedule kind; write \"backup\"", k.get_ref()),
+                    format!(
+                        "{:?} is not a schedule kind; write \"backup\" or \"verify\"",
+                        k.get_ref()
+                    ),
                 )
             })?,
         };
-        let def = ScheduleDef { spec, jitter, kind };
+        let cover = match (&s.cover, kind) {
+            (None, ScheduleKind::Verify) => DEFAULT_COVER,
+            (None, _) => Duration::ZERO,
+            (Some(c), ScheduleKind::Verify) => {
+                parse_cover(c.get_ref()).map_err(|e| at.err(&key("cover"), c, e))?
+            }
+            (Some(c), other) => {
+                return Err(at.err(
+                    &key("cover"),
+                    c,
+                    format!(
+                        "cover applies to verify schedules only, and this one is a {other} \
+                         schedule; remove it, or set kind = \"verify\""
+                    ),
+                ));
+            }
+        };
+        let def = ScheduleDef {
+            spec,
+            jitter,
+            kind,
+            cover,
+        };
         if defaults
-            .insert(s.environment.get_ref().clone(), def)
+            .insert((s.environment.get_ref().clone(), kind), def)
             .is_some()
         {
             return Err(at.err(
                 &key("environment"),
                 &s.environment,
                 format!(
-                    "environment {:?} has two [[schedule]] entries; keep one per environment \
-                     (set per-target schedules with `lifeboat schedule set`)",
+                    "environment {:?} has two [[schedule]] entries of kind {kind}; keep one \
+                     per environment and kind (set per-target schedules with `lifeboat \
+                     schedule set`)",
                     s.environment.get_ref()
                 ),
             ));
@@ -207,6 +245,9 @@ mod tests {
                  [[schedule]]\nenvironment = \"prod\"\ncron = \"30 2 * * *\"\n\
                  timezone = \"Europe/Berlin\"\njitter = \"10m\"\n\
                  [[schedule]]\nenvironment = \"dev\"\ncron = \"@daily\"\n\
+                 [[schedule]]\nenvironment = \"prod\"\ncron = \"0 5 * * *\"\nkind = \"verify\"\n\
+                 cover = \"3d\"\n\
+                 [[schedule]]\nenvironment = \"dev\"\ncron = \"0 5 * * 0\"\nkind = \"verify\"\n\
                  [[retention]]\nenvironment = \"prod\"\nkeep_last = 7\nkeep_daily = 14\n\
                  keep_within = \"2d\"\nmin_keep = 3\n\
                  [[retention]]\ntarget = \"prod/orders\"\nkeep_monthly = 12\n",
@@ -215,10 +256,16 @@ mod tests {
         .expect("valid");
         assert_eq!(c.scheduler.catch_up, CatchUp::Skip);
         assert_eq!(c.scheduler.misfire_grace, Duration::from_secs(120));
-        let prod = &c.scheduler.defaults["prod"];
+        let d = |env: &str, kind| &c.scheduler.defaults[&(env.to_owned(), kind)];
+        let prod = d("prod", ScheduleKind::Backup);
         assert_eq!(prod.spec.timezone(), "Europe/Berlin");
         assert_eq!(prod.jitter, Duration::from_secs(600));
-        assert_eq!(c.scheduler.defaults["dev"].spec.timezone(), "UTC");
+        assert_eq!(prod.cover, Duration::ZERO);
+        assert_eq!(d("dev", ScheduleKind::Backup).spec.timezone(), "UTC");
+        let verify = d("prod", ScheduleKind::Verify);
+        assert_eq!(verify.spec.expr(), "0 5 * * *");
+        assert_eq!(verify.cover, Duration::from_secs(3 * 86_400));
+        assert_eq!(d("dev", ScheduleKind::Verify).cover, DEFAULT_COVER);
         assert_eq!(
             c.retention.environments["prod"],
             Policy {
@@ -282,8 +329,22 @@ mod tests {
                 "two [[schedule]]",
             ),
             (
-                "[[schedule]]\nenvironment = \"prod\"\ncron = \"0 3 * * *\"\nkind = \"verify\"\n",
+                "[[schedule]]\nenvironment = \"prod\"\ncron = \"0 3 * * *\"\nkind = \"restore\"\n",
                 "schedule kind",
+            ),
+            (
+                "[[schedule]]\nenvironment = \"prod\"\ncron = \"0 3 * * *\"\ncover = \"7d\"\n",
+                "cover applies to verify schedules only",
+            ),
+            (
+                "[[schedule]]\nenvironment = \"prod\"\ncron = \"0 3 * * *\"\nkind = \"verify\"\n\
+                 cover = \"5m\"\n",
+                "schedule[0].cover",
+            ),
+            (
+                "[[schedule]]\nenvironment = \"prod\"\ncron = \"0 3 * * *\"\nkind = \"verify\"\n\
+                 [[schedule]]\nenvironment = \"prod\"\ncron = \"0 4 * * *\"\nkind = \"verify\"\n",
+                "of kind verify",
             ),
             (
                 "[[retention]]\nenvironment = \"prod\"\nkeep_last = -1\n",

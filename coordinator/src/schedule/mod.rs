@@ -30,26 +30,47 @@ pub const MAX_PREVIEW: usize = 100;
 /// almost always a typo (`* * * * *`), and they would pile up behind each other.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
-/// What a schedule starts. Only backups today; verification runs are planned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a schedule starts. A target has at most one schedule of each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ScheduleKind {
+    /// A backup of the target.
     Backup,
+    /// Verify jobs for the target's kept backups, so each is read back within the schedule's
+    /// coverage period (see [`verify_plan`](crate::scheduler::verify_plan)).
+    Verify,
 }
 
 impl ScheduleKind {
+    pub const ALL: [ScheduleKind; 2] = [ScheduleKind::Backup, ScheduleKind::Verify];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ScheduleKind::Backup => "backup",
+            ScheduleKind::Verify => "verify",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "backup" => Some(ScheduleKind::Backup),
+            "verify" => Some(ScheduleKind::Verify),
             _ => None,
         }
     }
 }
+
+impl fmt::Display for ScheduleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Default coverage of a verify schedule: every kept backup read back at least weekly.
+pub const DEFAULT_COVER: Duration = Duration::from_secs(7 * 86_400);
+/// Shortest coverage accepted.
+pub const MIN_COVER: Duration = Duration::from_secs(3600);
+/// Longest coverage accepted (a year).
+pub const MAX_COVER: Duration = Duration::from_secs(366 * 86_400);
 
 /// A validated cron expression in a time zone.
 #[derive(Clone)]
@@ -239,6 +260,19 @@ impl CronSpec {
     }
 }
 
+/// A verify schedule's coverage period, e.g. `7d`: within [`MIN_COVER`, `MAX_COVER`].
+pub fn parse_cover(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text).map_err(|e| format!("cover {e}"))?;
+    if d < MIN_COVER || d > MAX_COVER {
+        return Err(format!(
+            "cover {} is out of range; each backup can be verified at most every hour and at \
+             least once a year (e.g. \"7d\")",
+            format_duration(d)
+        ));
+    }
+    Ok(d)
+}
+
 /// An IANA time zone name; empty means UTC.
 pub fn parse_timezone(name: &str) -> Result<Tz, String> {
     if name.is_empty() {
@@ -285,6 +319,9 @@ pub struct ScheduleDef {
     pub spec: CronSpec,
     pub jitter: Duration,
     pub kind: ScheduleKind,
+    /// Verify schedules: each kept backup is verified at least once per this period. Zero for
+    /// other kinds.
+    pub cover: Duration,
 }
 
 impl ScheduleDef {
@@ -334,7 +371,7 @@ pub fn jitter_offset_ms(target: &str, slot_ms: i64, jitter: Duration) -> i64 {
     i64::try_from(offset).unwrap_or(0) * 1000
 }
 
-/// The effective schedule of one target, with who set it.
+/// The effective schedule of one kind of one target, with who set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     /// `ENV/NAME`
@@ -346,6 +383,26 @@ pub struct Schedule {
     pub updated_at_ms: i64,
 }
 
+impl Schedule {
+    pub fn kind(&self) -> ScheduleKind {
+        self.def.kind
+    }
+
+    /// How messages name it: `prod/orders` for a backup schedule, `prod/orders (verify)`
+    /// otherwise.
+    pub fn label(&self) -> String {
+        label(&self.target, self.def.kind)
+    }
+}
+
+/// `target` for a backup schedule, `target (kind)` for the others.
+pub fn label(target: &str, kind: ScheduleKind) -> String {
+    match kind {
+        ScheduleKind::Backup => target.to_owned(),
+        other => format!("{target} ({other})"),
+    }
+}
+
 /// A schedule as stored for a target (the catalog's row).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSchedule {
@@ -354,15 +411,18 @@ pub struct StoredSchedule {
     pub timezone: String,
     pub jitter_secs: u64,
     pub kind: ScheduleKind,
+    /// Verify schedules' coverage period; 0 for other kinds.
+    pub cover_secs: u64,
     pub updated_by: String,
     pub updated_at_ms: i64,
 }
 
-/// The scheduler's memory of one target: the last occurrence it handled and whether the
-/// schedule is paused.
+/// The scheduler's memory of one schedule (target and kind): the last occurrence it handled
+/// and whether the schedule is paused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleState {
     pub target: String,
+    pub kind: ScheduleKind,
     /// Occurrences at or before this instant have been handled (run or skipped).
     pub cursor_ms: i64,
     pub paused: bool,
@@ -398,9 +458,24 @@ impl RunOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleRun {
     pub target: String,
+    pub kind: ScheduleKind,
     pub scheduled_at_ms: i64,
     pub decided_at_ms: i64,
     pub outcome: RunOutcome,
     pub job_id: Option<String>,
     pub reason: String,
+}
+
+/// Why a run was skipped: the schedule's earlier jobs are still active.
+pub fn active_reason(target: &str, kind: ScheduleKind, job: &str) -> String {
+    match kind {
+        ScheduleKind::Backup => format!(
+            "a backup of {target} is already queued or running (job {job}); this run is \
+             folded into it"
+        ),
+        ScheduleKind::Verify => format!(
+            "verify jobs of the previous verify run of {target} are still queued or running \
+             (job {job}); this run is folded into the next one"
+        ),
+    }
 }

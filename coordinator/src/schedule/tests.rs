@@ -27,6 +27,7 @@ fn daily_0230(tz: &str) -> ScheduleDef {
         spec: CronSpec::parse("30 2 * * *", tz).expect("valid"),
         jitter: Duration::ZERO,
         kind: ScheduleKind::Backup,
+        cover: Duration::ZERO,
     }
 }
 
@@ -200,6 +201,7 @@ fn upcoming_includes_jitter_and_stays_ordered() {
         spec: CronSpec::parse("0 * * * *", "UTC").expect("valid"),
         jitter: Duration::from_secs(1800),
         kind: ScheduleKind::Backup,
+        cover: Duration::ZERO,
     };
     let from = utc_ms(2026, 6, 1, 0, 0);
     // One second after the 00:00 occurrence: its jittered start is still ahead (unless the

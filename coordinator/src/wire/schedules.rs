@@ -7,10 +7,28 @@ use crate::{error::Error, model::Backup};
 
 /// `SetScheduleRequest`, validated (the target is checked by the caller).
 pub fn schedule_request(r: &pb::SetScheduleRequest) -> Result<crate::schedule::ScheduleDef, Error> {
-    use crate::schedule::{CronSpec, MAX_JITTER, ScheduleDef, ScheduleKind};
-    let kind = match pb::ScheduleKind::try_from(r.kind) {
-        Ok(pb::ScheduleKind::Backup | pb::ScheduleKind::Unspecified) => ScheduleKind::Backup,
-        Err(_) => return Err(invalid(format!("unknown schedule kind value {}", r.kind))),
+    use crate::schedule::{
+        CronSpec, DEFAULT_COVER, MAX_COVER, MAX_JITTER, MIN_COVER, ScheduleDef, ScheduleKind,
+    };
+    let kind = schedule_kind(r.kind)?;
+    let cover = match (kind, r.cover_secs) {
+        (ScheduleKind::Verify, 0) => DEFAULT_COVER,
+        (ScheduleKind::Verify, secs) => {
+            let d = std::time::Duration::from_secs(secs);
+            if d < MIN_COVER || d > MAX_COVER {
+                return Err(invalid(format!(
+                    "cover of {secs} s is out of range; each backup can be verified at most \
+                     every hour and at least once a year (e.g. --cover 7d)"
+                )));
+            }
+            d
+        }
+        (_, 0) => std::time::Duration::ZERO,
+        (other, _) => {
+            return Err(invalid(format!(
+                "a cover period applies to verify schedules only, not to a {other} schedule"
+            )));
+        }
     };
     let spec = CronSpec::parse(&r.cron, &r.timezone).map_err(Error::InvalidArgument)?;
     let jitter = std::time::Duration::from_secs(u64::from(r.jitter_secs));
@@ -23,7 +41,30 @@ pub fn schedule_request(r: &pb::SetScheduleRequest) -> Result<crate::schedule::S
         )));
     }
     spec.check_jitter(jitter).map_err(Error::InvalidArgument)?;
-    Ok(ScheduleDef { spec, jitter, kind })
+    Ok(ScheduleDef {
+        spec,
+        jitter,
+        kind,
+        cover,
+    })
+}
+
+/// A schedule kind in a request; unspecified means a backup schedule.
+pub fn schedule_kind(value: i32) -> Result<crate::schedule::ScheduleKind, Error> {
+    use crate::schedule::ScheduleKind;
+    match pb::ScheduleKind::try_from(value) {
+        Ok(pb::ScheduleKind::Backup | pb::ScheduleKind::Unspecified) => Ok(ScheduleKind::Backup),
+        Ok(pb::ScheduleKind::Verify) => Ok(ScheduleKind::Verify),
+        Err(_) => Err(invalid(format!("unknown schedule kind value {value}"))),
+    }
+}
+
+/// A schedule kind filter; unspecified means every kind.
+pub fn schedule_kind_filter(value: i32) -> Result<Option<crate::schedule::ScheduleKind>, Error> {
+    if value == pb::ScheduleKind::Unspecified as i32 {
+        return Ok(None);
+    }
+    schedule_kind(value).map(Some)
 }
 
 /// A pin reason: required, one line, bounded.
@@ -40,6 +81,7 @@ pub fn pin_reason(value: &str) -> Result<String, Error> {
 pub fn schedule_kind_to_pb(k: crate::schedule::ScheduleKind) -> pb::ScheduleKind {
     match k {
         crate::schedule::ScheduleKind::Backup => pb::ScheduleKind::Backup,
+        crate::schedule::ScheduleKind::Verify => pb::ScheduleKind::Verify,
     }
 }
 
@@ -51,6 +93,7 @@ pub fn schedule_run_to_pb(r: &crate::schedule::ScheduleRun) -> pb::ScheduleRun {
         job_id: r.job_id.clone().unwrap_or_default(),
         reason: r.reason.clone(),
         target: r.target.clone(),
+        kind: schedule_kind_to_pb(r.kind).into(),
     }
 }
 
@@ -71,6 +114,7 @@ pub fn schedule_to_pb(
         updated_at_ms: s.updated_at_ms,
         next_run_at_ms: next_run_at_ms.unwrap_or(0),
         last_run: last_run.map(schedule_run_to_pb),
+        cover_secs: s.def.cover.as_secs(),
     }
 }
 

@@ -220,6 +220,7 @@ async fn unary_calls_have_a_deadline() {
         timezone: "UTC".into(),
         jitter_secs: 0,
         kind: pb::ScheduleKind::Backup.into(),
+        ..Default::default()
     };
 
     let lock = c.lock_catalog().await;

@@ -15,15 +15,20 @@ fn daily_cron_at(ago: Duration) -> String {
     format!("{} {} * * *", t.minute(), t.hour())
 }
 
-/// Sets a target's scheduler cursor by hand, as if the coordinator had last looked at it
-/// `ago` ago. The coordinator must be stopped.
+/// Sets a target's backup scheduler cursor by hand, as if the coordinator had last looked at
+/// it `ago` ago. The coordinator must be stopped.
 async fn rewind_cursor(c: &Coordinator, target: &str, ago: Duration) {
+    rewind_cursor_of(c, target, "backup", ago).await;
+}
+
+async fn rewind_cursor_of(c: &Coordinator, target: &str, kind: &str, ago: Duration) {
     let url = format!("sqlite://{}", c.dir.path().join("catalog.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open catalog");
     let ms = lifeboat_common::time::now_ms() - i64::try_from(ago.as_millis()).expect("ms");
-    let done = sqlx::query("UPDATE schedule_state SET cursor_ms = ? WHERE target = ?")
+    let done = sqlx::query("UPDATE schedule_state SET cursor_ms = ? WHERE target = ? AND kind = ?")
         .bind(ms)
         .bind(target)
+        .bind(kind)
         .execute(&pool)
         .await
         .expect("rewind");
@@ -75,6 +80,7 @@ async fn set_daily(
             timezone: "UTC".into(),
             jitter_secs: 0,
             kind: pb::ScheduleKind::Backup.into(),
+            ..Default::default()
         })
         .await
         .expect("set schedule")
@@ -132,6 +138,7 @@ async fn restart_while_due_runs_exactly_once() {
         .list_schedule_runs(pb::ListScheduleRunsRequest {
             target: "prod/orders".into(),
             limit: 0,
+            ..Default::default()
         })
         .await
         .expect("runs")
@@ -212,6 +219,7 @@ async fn schedule_commands_and_roles() {
             target: "prod/orders".into(),
             count: 3,
             from: "2027-03-27".into(),
+            ..Default::default()
         })
         .await
         .expect("next from")
@@ -237,6 +245,7 @@ async fn schedule_commands_and_roles() {
             target: "prod/orders".into(),
             count: 3,
             from: "next tuesday".into(),
+            ..Default::default()
         })
         .await
         .expect_err("not a date");
@@ -278,6 +287,7 @@ async fn schedule_commands_and_roles() {
             timezone: "America/New_York".into(),
             jitter_secs: 0,
             kind: 0,
+            ..Default::default()
         })
         .await
         .expect("set")
@@ -290,6 +300,7 @@ async fn schedule_commands_and_roles() {
     let paused = alice
         .pause_schedule(pb::ScheduleTargetRequest {
             target: "prod/orders".into(),
+            ..Default::default()
         })
         .await
         .expect("pause")
@@ -299,6 +310,7 @@ async fn schedule_commands_and_roles() {
     let resumed = alice
         .resume_schedule(pb::ScheduleTargetRequest {
             target: "prod/orders".into(),
+            ..Default::default()
         })
         .await
         .expect("resume")
@@ -309,6 +321,7 @@ async fn schedule_commands_and_roles() {
     let deleted = alice
         .delete_schedule(pb::ScheduleTargetRequest {
             target: "prod/orders".into(),
+            ..Default::default()
         })
         .await
         .expect("delete")
@@ -317,6 +330,7 @@ async fn schedule_commands_and_roles() {
     let e = alice
         .delete_schedule(pb::ScheduleTargetRequest {
             target: "prod/orders".into(),
+            ..Default::default()
         })
         .await
         .expect_err("deleted twice");
@@ -629,4 +643,141 @@ async fn scheduled_run_with_the_agent_offline_fails_as_agent_offline() {
     .await;
     assert!(job.error.starts_with("agent offline"), "{job:?}");
     assert_eq!(scheduled_jobs(&mut alice).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_verify_schedule_queues_verify_jobs_beside_the_backup_schedule() {
+    let mut c = Coordinator::start().await;
+    let mut alice = c.control("alice");
+    let mut olga = c.control("olga");
+    let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
+    let ids = make_backups(&mut olga, &mut agent, 3).await;
+    // A backup schedule and a verify schedule: one of each kind on one target.
+    set_daily(&mut alice, &daily_cron_at(Duration::from_secs(7200))).await;
+    let cron = daily_cron_at(Duration::from_secs(600));
+    let bad = alice
+        .set_schedule(pb::SetScheduleRequest {
+            target: "prod/orders".into(),
+            cron: cron.clone(),
+            kind: pb::ScheduleKind::Backup.into(),
+            cover_secs: 86_400,
+            ..Default::default()
+        })
+        .await
+        .expect_err("cover on a backup schedule");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("verify schedules only"), "{bad:?}");
+    let v = alice
+        .set_schedule(pb::SetScheduleRequest {
+            target: "prod/orders".into(),
+            cron,
+            timezone: "UTC".into(),
+            kind: pb::ScheduleKind::Verify.into(),
+            cover_secs: 3600,
+            ..Default::default()
+        })
+        .await
+        .expect("set verify schedule")
+        .into_inner();
+    assert_eq!(
+        (v.kind, v.cover_secs),
+        (pb::ScheduleKind::Verify as i32, 3600)
+    );
+    let all = alice
+        .list_schedules(pb::ListSchedulesRequest {
+            target: "prod/orders".into(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .schedules;
+    assert_eq!(all.len(), 2, "{all:?}");
+
+    // The verify run fell due while the coordinator was down: it verifies every backup (each
+    // would go unchecked for longer than the hour's coverage before the next run).
+    c.stop().await.expect("stop");
+    drop(agent);
+    rewind_cursor_of(&c, "prod/orders", "verify", Duration::from_secs(3600)).await;
+    c.start_again().await;
+    let mut alice = c.control("alice");
+    let mut agent = c.agent(hello("prod-1", "prod", &["orders"])).await;
+    let mut verified = Vec::new();
+    for _ in 0..ids.len() {
+        let spec = agent.expect_start().await;
+        assert_eq!(spec.kind, i32::from(pb::JobKind::Verify), "{spec:?}");
+        let Some(pb::job_spec::Spec::Verify(v)) = &spec.spec else {
+            panic!("not a verify spec: {spec:?}")
+        };
+        verified.push(v.backup.as_ref().expect("record").backup_id.clone());
+        agent.send(accepted(&spec.job_id)).await;
+        agent
+            .send(result(
+                &spec.job_id,
+                pb::JobState::Succeeded,
+                Some(pb::job_result::Result::Verify(pb::VerifyResult {
+                    status: pb::VerifyStatus::Ok.into(),
+                    ..Default::default()
+                })),
+            ))
+            .await;
+        agent.expect_ack(&spec.job_id).await;
+    }
+    verified.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(verified, want);
+    let runs = alice
+        .list_schedule_runs(pb::ListScheduleRunsRequest {
+            target: "prod/orders".into(),
+            kind: pb::ScheduleKind::Verify.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("runs")
+        .into_inner()
+        .runs;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].outcome, "started");
+    assert!(runs[0].reason.contains("verifying 3 backups"), "{runs:?}");
+    assert_eq!(runs[0].kind, pb::ScheduleKind::Verify as i32);
+    // The backup schedule was not touched by the verify run.
+    let backup_runs = alice
+        .list_schedule_runs(pb::ListScheduleRunsRequest {
+            target: "prod/orders".into(),
+            kind: pb::ScheduleKind::Backup.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("runs")
+        .into_inner()
+        .runs;
+    assert!(backup_runs.is_empty(), "{backup_runs:?}");
+    // Pausing and deleting name the kind; the backup schedule stays.
+    let paused = alice
+        .pause_schedule(pb::ScheduleTargetRequest {
+            target: "prod/orders".into(),
+            kind: pb::ScheduleKind::Verify.into(),
+        })
+        .await
+        .expect("pause verify")
+        .into_inner();
+    assert!(paused.paused && paused.kind == pb::ScheduleKind::Verify as i32);
+    alice
+        .delete_schedule(pb::ScheduleTargetRequest {
+            target: "prod/orders".into(),
+            kind: pb::ScheduleKind::Verify.into(),
+        })
+        .await
+        .expect("delete verify");
+    let left = alice
+        .list_schedules(pb::ListSchedulesRequest {
+            target: "prod/orders".into(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .schedules;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].kind, pb::ScheduleKind::Backup as i32);
+    assert!(!left[0].paused);
 }

@@ -361,6 +361,7 @@ async fn scheduler_state_is_in_detailed_health() {
             timezone: "Europe/Berlin".into(),
             jitter_secs: 0,
             kind: pb::ScheduleKind::Backup.into(),
+            ..Default::default()
         })
         .await
         .expect("set schedule");
@@ -381,6 +382,7 @@ async fn scheduler_state_is_in_detailed_health() {
     control
         .pause_schedule(pb::ScheduleTargetRequest {
             target: "prod/orders".into(),
+            ..Default::default()
         })
         .await
         .expect("pause");

@@ -87,6 +87,14 @@ pub(super) fn parse_jitter(s: &str) -> Result<u32, String> {
     u32::try_from(d.as_secs()).map_err(|_| "jitter is too long".to_owned())
 }
 
+pub(super) fn parse_cover(s: &str) -> Result<u64, String> {
+    let d = lifeboat_common::duration::parse_duration(s)?;
+    if d.as_secs() < 3600 || d.as_secs() > 366 * 86_400 {
+        return Err("cover must be between 1h and 366d, e.g. 7d".into());
+    }
+    Ok(d.as_secs())
+}
+
 pub(super) fn parse_reason(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() {

@@ -6,19 +6,24 @@ use anyhow::Result;
 use lifeboat_proto as pb;
 
 use crate::{
-    cli::{GlobalArgs, ScheduleCommand, ScheduleNextArgs, ScheduleRunsArgs, ScheduleSetArgs},
+    cli::{
+        GlobalArgs, ScheduleCommand, ScheduleKindArg, ScheduleNextArgs, ScheduleRunsArgs,
+        ScheduleSetArgs, ScheduleTargetArg,
+    },
     client::Conn,
     output,
-    schedule_views::{NextRunsView, ScheduleDeletedView, ScheduleRunView, ScheduleView},
+    schedule_views::{
+        NextRunsView, ScheduleDeletedView, ScheduleRunView, ScheduleView, schedule_kind_word,
+    },
 };
 
 pub async fn run(cmd: ScheduleCommand, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     match cmd {
         ScheduleCommand::Set(args) => set(args, global, out).await,
         ScheduleCommand::List(args) => list(args.target.map(|t| t.to_string()), global, out).await,
-        ScheduleCommand::Pause(args) => pause(args.target.as_str(), true, global, out).await,
-        ScheduleCommand::Resume(args) => pause(args.target.as_str(), false, global, out).await,
-        ScheduleCommand::Delete(args) => delete(args.target.as_str(), global, out).await,
+        ScheduleCommand::Pause(args) => pause(args, true, global, out).await,
+        ScheduleCommand::Resume(args) => pause(args, false, global, out).await,
+        ScheduleCommand::Delete(args) => delete(args, global, out).await,
         ScheduleCommand::Next(args) => next(args, global, out).await,
         ScheduleCommand::Runs(args) => runs(args, global, out).await,
     }
@@ -31,7 +36,8 @@ async fn set(args: ScheduleSetArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         cron: args.cron,
         timezone: args.timezone,
         jitter_secs: args.jitter.unwrap_or(0),
-        kind: pb::ScheduleKind::Backup.into(),
+        kind: kind_pb(args.kind).into(),
+        cover_secs: args.cover.unwrap_or(0),
     });
     let schedule = conn
         .unary(
@@ -56,10 +62,24 @@ async fn list(target: Option<String>, global: &GlobalArgs, out: &mut dyn Write) 
     output::emit(out, global.output, &views)
 }
 
-async fn pause(target: &str, paused: bool, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+/// The wire value of a `--kind`.
+fn kind_pb(kind: ScheduleKindArg) -> pb::ScheduleKind {
+    match kind {
+        ScheduleKindArg::Backup => pb::ScheduleKind::Backup,
+        ScheduleKindArg::Verify => pb::ScheduleKind::Verify,
+    }
+}
+
+async fn pause(
+    args: ScheduleTargetArg,
+    paused: bool,
+    global: &GlobalArgs,
+    out: &mut dyn Write,
+) -> Result<()> {
     let conn = Conn::connect(global).await?;
     let req = conn.request(pb::ScheduleTargetRequest {
-        target: target.to_owned(),
+        target: args.target.to_string(),
+        kind: kind_pb(args.kind).into(),
     });
     let schedule = if paused {
         conn.unary("pause schedule", |mut c| async move {
@@ -75,10 +95,12 @@ async fn pause(target: &str, paused: bool, global: &GlobalArgs, out: &mut dyn Wr
     output::emit(out, global.output, &ScheduleView::from(&schedule))
 }
 
-async fn delete(target: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+async fn delete(args: ScheduleTargetArg, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
+    let target = args.target.to_string();
     let req = conn.request(pb::ScheduleTargetRequest {
-        target: target.to_owned(),
+        target: target.clone(),
+        kind: kind_pb(args.kind).into(),
     });
     let resp = conn
         .unary("delete schedule", |mut c| async move {
@@ -89,7 +111,8 @@ async fn delete(target: &str, global: &GlobalArgs, out: &mut dyn Write) -> Resul
         out,
         global.output,
         &ScheduleDeletedView {
-            target: target.to_owned(),
+            target,
+            kind: schedule_kind_word(kind_pb(args.kind).into()),
             deleted: true,
             effective: resp.effective.as_ref().map(ScheduleView::from),
         },
@@ -102,6 +125,7 @@ async fn next(args: ScheduleNextArgs, global: &GlobalArgs, out: &mut dyn Write) 
         target: args.target.to_string(),
         count: args.count,
         from: args.from.unwrap_or_default(),
+        kind: kind_pb(args.kind).into(),
     });
     let resp = conn
         .unary("compute next runs", |mut c| async move {
@@ -116,6 +140,10 @@ async fn runs(args: ScheduleRunsArgs, global: &GlobalArgs, out: &mut dyn Write) 
     let req = conn.request(pb::ListScheduleRunsRequest {
         target: args.target.to_string(),
         limit: args.limit.limit.unwrap_or(0),
+        kind: args
+            .kind
+            .map_or(pb::ScheduleKind::Unspecified, kind_pb)
+            .into(),
     });
     let resp = conn
         .unary("list schedule runs", |mut c| async move {

@@ -286,6 +286,7 @@ impl pb::control_server::Control for Fake {
                     job_id: String::new(),
                     reason: "a backup of prod/orders is already queued or running".into(),
                     target: "prod/orders".into(),
+                    kind: pb::ScheduleKind::Backup.into(),
                 }),
                 ..Default::default()
             }],

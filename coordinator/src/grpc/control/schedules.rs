@@ -16,20 +16,24 @@ use crate::{
         Action as PruneAction,
         prune::{self, Applied},
     },
-    schedule::{MAX_PREVIEW, Schedule, ScheduleRun, StoredSchedule},
+    schedule::{MAX_PREVIEW, Schedule, ScheduleKind, ScheduleRun, StoredSchedule},
     scheduler, wire,
 };
 
 const DEFAULT_PREVIEW: u32 = 5;
 
 impl Control {
-    /// The schedule that applies to `target` now, if any.
-    async fn effective_schedule(&self, target: &str) -> Result<Option<Schedule>> {
+    /// The schedule of `kind` that applies to `target` now, if any.
+    async fn effective_schedule(
+        &self,
+        target: &str,
+        kind: ScheduleKind,
+    ) -> Result<Option<Schedule>> {
         Ok(self
             .effective_schedules()
             .await?
             .into_iter()
-            .find(|s| s.target == target))
+            .find(|s| s.target == target && s.kind() == kind))
     }
 
     async fn effective_schedules(&self) -> Result<Vec<Schedule>> {
@@ -45,7 +49,7 @@ impl Control {
             .schedule_states()
             .await?
             .into_iter()
-            .map(|s| (s.target.clone(), s))
+            .map(|s| ((s.target.clone(), s.kind), s))
             .collect();
         Ok(scheduler::effective(
             &stored,
@@ -55,15 +59,22 @@ impl Control {
         ))
     }
 
-    async fn last_runs(&self) -> Result<HashMap<String, ScheduleRun>> {
+    async fn last_runs(&self) -> Result<HashMap<scheduler::Key, ScheduleRun>> {
         Ok(self
             .parts
             .catalog
             .last_schedule_runs()
             .await?
             .into_iter()
-            .map(|r| (r.target.clone(), r))
+            .map(|r| ((r.target.clone(), r.kind), r))
             .collect())
+    }
+
+    fn last_run<'a>(
+        runs: &'a HashMap<scheduler::Key, ScheduleRun>,
+        s: &Schedule,
+    ) -> Option<&'a ScheduleRun> {
+        runs.get(&(s.target.clone(), s.kind()))
     }
 
     fn schedule_pb(&self, s: &Schedule, last: Option<&ScheduleRun>, now_ms: i64) -> pb::Schedule {
@@ -75,14 +86,21 @@ impl Control {
         wire::schedule_to_pb(s, next, last)
     }
 
-    async fn schedule_reply(&self, target: &str) -> Result<pb::Schedule> {
-        let s = self.effective_schedule(target).await?.ok_or_else(|| {
-            Error::Internal(format!(
-                "schedule of {target} vanished after it was written"
-            ))
-        })?;
+    async fn schedule_reply(&self, target: &str, kind: ScheduleKind) -> Result<pb::Schedule> {
+        let s = self
+            .effective_schedule(target, kind)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "{kind} schedule of {target} vanished after it was written"
+                ))
+            })?;
         let runs = self.last_runs().await?;
-        Ok(self.schedule_pb(&s, runs.get(target), lifeboat_common::time::now_ms()))
+        Ok(self.schedule_pb(
+            &s,
+            Self::last_run(&runs, &s),
+            lifeboat_common::time::now_ms(),
+        ))
     }
 
     pub(super) async fn set_schedule_impl(
@@ -100,11 +118,12 @@ impl Control {
             timezone: req.timezone.clone(),
             jitter_secs: def.jitter.as_secs(),
             kind: def.kind,
+            cover_secs: def.cover.as_secs(),
             updated_by: op.name.clone(),
             updated_at_ms: now,
         };
         self.parts.catalog.upsert_schedule(&stored, now).await?;
-        self.schedule_reply(&stored.target).await
+        self.schedule_reply(&stored.target, stored.kind).await
     }
 
     pub(super) async fn list_schedules_impl(
@@ -124,19 +143,23 @@ impl Control {
                 .await?
                 .iter()
                 .filter(|s| filter.as_ref().is_none_or(|f| *f == s.target))
-                .map(|s| self.schedule_pb(s, runs.get(&s.target), now))
+                .map(|s| self.schedule_pb(s, Self::last_run(&runs, s), now))
                 .collect(),
         })
     }
 
-    /// The target's schedule, or NotFound saying how to set one.
-    async fn require_schedule(&self, name: &TargetName) -> Result<Schedule> {
-        self.effective_schedule(name.as_str())
+    /// The target's schedule of `kind`, or NotFound saying how to set one.
+    async fn require_schedule(&self, name: &TargetName, kind: ScheduleKind) -> Result<Schedule> {
+        self.effective_schedule(name.as_str(), kind)
             .await?
             .ok_or_else(|| {
+                let flag = match kind {
+                    ScheduleKind::Backup => "",
+                    ScheduleKind::Verify => " --kind verify",
+                };
                 Error::NotFound(format!(
-                    "target {name} has no schedule; set one with `lifeboat schedule set {name} \
-                     --cron \"30 2 * * *\" --tz Europe/Berlin`"
+                    "target {name} has no {kind} schedule; set one with `lifeboat schedule set \
+                     {name}{flag} --cron \"30 2 * * *\" --tz Europe/Berlin`"
                 ))
             })
     }
@@ -144,28 +167,36 @@ impl Control {
     pub(super) async fn pause_impl(
         &self,
         op: &Operator,
-        target: &str,
+        req: &pb::ScheduleTargetRequest,
         paused: bool,
     ) -> Result<pb::Schedule> {
-        let name = parse_target(target)?;
-        let s = self.require_schedule(&name).await?;
+        let name = parse_target(&req.target)?;
+        let kind = wire::schedule_kind(req.kind)?;
+        let s = self.require_schedule(&name, kind).await?;
         self.parts
             .catalog
-            .set_schedule_paused(&s.target, paused, &op.name, lifeboat_common::time::now_ms())
+            .set_schedule_paused(
+                &s.target,
+                kind,
+                paused,
+                &op.name,
+                lifeboat_common::time::now_ms(),
+            )
             .await?;
-        self.schedule_reply(&s.target).await
+        self.schedule_reply(&s.target, kind).await
     }
 
     pub(super) async fn delete_schedule_impl(
         &self,
-        target: &str,
+        req: &pb::ScheduleTargetRequest,
     ) -> Result<pb::DeleteScheduleResponse> {
-        let name = parse_target(target)?.to_string();
-        if !self.parts.catalog.delete_schedule(&name).await? {
+        let name = parse_target(&req.target)?.to_string();
+        let kind = wire::schedule_kind(req.kind)?;
+        if !self.parts.catalog.delete_schedule(&name, kind).await? {
             return Err(Error::NotFound(format!(
-                "target {name} has no schedule of its own{}; `lifeboat schedule list` shows \
-                 the schedules",
-                if self.effective_schedule(&name).await?.is_some() {
+                "target {name} has no {kind} schedule of its own{}; `lifeboat schedule list` \
+                 shows the schedules",
+                if self.effective_schedule(&name, kind).await?.is_some() {
                     " (it follows its environment's default from the coordinator config; \
                      pause it with `lifeboat schedule pause`)"
                 } else {
@@ -174,7 +205,7 @@ impl Control {
             )));
         }
         let effective = self
-            .effective_schedule(&name)
+            .effective_schedule(&name, kind)
             .await?
             .map(|s| self.schedule_pb(&s, None, lifeboat_common::time::now_ms()));
         Ok(pb::DeleteScheduleResponse { effective })
@@ -194,7 +225,9 @@ impl Control {
                 "count {count} is too large; at most {MAX_PREVIEW} run times are computed"
             )));
         }
-        let s = self.require_schedule(&name).await?;
+        let s = self
+            .require_schedule(&name, wire::schedule_kind(req.kind)?)
+            .await?;
         let now = lifeboat_common::time::now_ms();
         let from = if req.from.trim().is_empty() {
             now
@@ -207,7 +240,7 @@ impl Control {
         let runs = self.last_runs().await?;
         let run_at_ms = s.def.upcoming(&s.target, from, count as usize);
         Ok(pb::NextRunsResponse {
-            schedule: Some(self.schedule_pb(&s, runs.get(&s.target), now)),
+            schedule: Some(self.schedule_pb(&s, Self::last_run(&runs, &s), now)),
             run_at_local: run_at_ms
                 .iter()
                 .map(|ms| s.def.spec.local_text(*ms))
