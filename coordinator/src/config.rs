@@ -165,6 +165,8 @@ struct FileConfig {
     schedule: Vec<crate::schedule::config::FileSchedule>,
     #[serde(default)]
     retention: Vec<crate::retention::config::FileRetention>,
+    #[serde(default)]
+    prune: crate::retention::config::FilePrune,
 }
 
 #[derive(Debug, Deserialize)]
@@ -402,7 +404,8 @@ impl FileConfig {
         let health = self.health.validate(&located)?;
         let alerts = self.alerts.validate(&located)?;
         let scheduler = crate::schedule::config::validate(&at, &self.scheduler, &self.schedule)?;
-        let retention = crate::retention::config::validate(&at, &self.retention)?;
+        let mut retention = crate::retention::config::validate(&at, &self.retention)?;
+        retention.auto = crate::retention::config::validate_auto(&at, &self.prune)?;
 
         Ok(Config {
             file: file.to_owned(),

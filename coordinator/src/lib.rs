@@ -112,6 +112,16 @@ pub async fn run_with_ready(
         parts.catalog.clone(),
         parts.jobs.clone(),
     ));
+    workers.spawn(retention::auto::run(
+        retention::auto::AutoPrune {
+            hub: hub.clone(),
+            catalog: parts.catalog.clone(),
+            jobs: parts.jobs.clone(),
+            retention: Arc::new(parts.config.retention.clone()),
+        },
+        scheduler::system_clock(),
+        background.clone(),
+    ));
     workers.spawn(retention::markers::run(
         hub.clone(),
         parts.catalog.clone(),

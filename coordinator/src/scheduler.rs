@@ -44,6 +44,8 @@ use crate::{
 
 /// Who scheduled jobs are requested by.
 pub const REQUESTED_BY: &str = "scheduler";
+/// The actor of a verify schedule's jobs in the audit trail.
+pub const VERIFY_ACTOR: &str = "schedule/verify";
 /// How often the scheduler looks at the schedules.
 const TICK: Duration = Duration::from_secs(1);
 /// Most occurrences counted when folding missed ones together.
@@ -360,6 +362,9 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
                 }
                 for job in &created {
                     sched.jobs.queued(job);
+                    if run.kind == ScheduleKind::Verify {
+                        audit_verify(catalog, job, now_ms).await;
+                    }
                 }
                 recorded.push(*run);
             }
@@ -375,6 +380,22 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         };
     });
     Ok(recorded)
+}
+
+/// The audit row of a verify job a verify schedule started: the schedule is the actor.
+async fn audit_verify(catalog: &Catalog, job: &crate::model::Job, now_ms: i64) {
+    let entry = crate::audit::AuditEntry {
+        at_ms: now_ms,
+        actor: VERIFY_ACTOR.into(),
+        role: String::new(),
+        action: "verify_backup".into(),
+        object: job.backup().unwrap_or_default().to_owned(),
+        outcome: crate::audit::AuditOutcome::Ok,
+        reason: format!("verify schedule of {}; job {}", job.target, job.id),
+    };
+    if let Err(e) = catalog.insert_audit(&entry).await {
+        tracing::warn!(job_id = %job.id, "failed to audit a scheduled verify: {e}");
+    }
 }
 
 /// What a run's record says: why it was skipped, or how it started.

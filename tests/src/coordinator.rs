@@ -191,6 +191,10 @@ fn spawn(
 }
 
 /// Parses `{"grpc": "127.0.0.1:PORT", "http": "127.0.0.1:PORT"}`.
+/// Config that turns the coordinator's own retention runs off (`[prune]`), for tests of
+/// `lifeboat prune` run by hand. Append it once, with the `[[retention]]` tables.
+pub const MANUAL_PRUNE: &str = "[prune]\nafter_backup = false\ncron = \"\"\n";
+
 pub fn read_ready_file(path: &Path) -> anyhow::Result<(String, String)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).context("parse ready file")?;

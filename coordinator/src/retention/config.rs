@@ -27,7 +27,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Policy;
-use crate::{config::at::At, schedule::parse_duration};
+use crate::{
+    config::at::At,
+    schedule::{CronSpec, parse_duration},
+};
 
 /// Largest count accepted for any keep rule; larger values are typos.
 const MAX_KEEP: u32 = 100_000;
@@ -38,6 +41,72 @@ pub struct RetentionConfig {
     pub environments: BTreeMap<String, Policy>,
     /// `ENV/NAME` → its own policy (replaces the environment's).
     pub targets: BTreeMap<String, Policy>,
+    /// When the coordinator applies the policies itself (`[prune]`).
+    pub auto: AutoPrune,
+}
+
+/// `[prune]`: when the coordinator applies retention on its own, with the same plan, floor
+/// and two-phase delete as `lifeboat prune`.
+///
+/// ```toml
+/// [prune]
+/// after_backup = true          # a target's policy, after each of its backups succeeds
+/// cron = "15 4 * * *"          # every target's, daily ("" turns the daily run off)
+/// timezone = "UTC"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoPrune {
+    pub after_backup: bool,
+    /// The daily (or other) run over every target; None: off.
+    pub schedule: Option<CronSpec>,
+}
+
+/// The daily run's default time: 04:15 UTC, after the usual night's backups.
+pub const DEFAULT_PRUNE_CRON: &str = "15 4 * * *";
+
+impl Default for AutoPrune {
+    fn default() -> Self {
+        Self {
+            after_backup: true,
+            schedule: CronSpec::parse(DEFAULT_PRUNE_CRON, "").ok(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePrune {
+    after_backup: Option<bool>,
+    cron: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+}
+
+/// Validates `[prune]`.
+pub(crate) fn validate_auto(at: &At<'_>, f: &FilePrune) -> Result<AutoPrune, ConfigError> {
+    let tz = f
+        .timezone
+        .as_ref()
+        .map(|t| t.get_ref().as_str())
+        .unwrap_or("");
+    let schedule = match &f.cron {
+        None => CronSpec::parse(DEFAULT_PRUNE_CRON, tz)
+            .map(Some)
+            .map_err(|e| match &f.timezone {
+                Some(t) => at.err("prune.timezone", t, e),
+                None => ConfigError::new(at.file, "prune", e),
+            })?,
+        Some(c) if c.get_ref().trim().is_empty() => None,
+        Some(c) => Some(CronSpec::parse(c.get_ref(), tz).map_err(|e| {
+            match (&f.timezone, e.starts_with("time zone")) {
+                (Some(t), true) => at.err("prune.timezone", t, e),
+                _ => at.err("prune.cron", c, e),
+            }
+        })?),
+    };
+    Ok(AutoPrune {
+        after_backup: f.after_backup.unwrap_or(true),
+        schedule,
+    })
 }
 
 /// Where a target's policy comes from.

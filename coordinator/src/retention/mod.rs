@@ -22,6 +22,7 @@
 //! - A policy with no keep rule at all keeps everything: an empty policy is a mistake, not
 //!   "delete all".
 
+pub mod auto;
 pub mod config;
 pub mod markers;
 pub mod prune;

@@ -1,6 +1,7 @@
 //! Integration tests: a real coordinator (`run()`), real SQLite, real mutual TLS, real tonic
 //! clients. One test binary, one module per area.
 
+mod auto_prune;
 mod control;
 mod environments;
 mod grpc_limits;

@@ -357,7 +357,10 @@ async fn make_backups(
 #[tokio::test]
 async fn prune_deletes_in_two_phases_and_keeps_pins() {
     let mut c = Coordinator::builder()
-        .config("[[retention]]\nenvironment = \"prod\"\nkeep_last = 1\n")
+        .config(
+            "[[retention]]\nenvironment = \"prod\"\nkeep_last = 1\n\
+             [prune]\nafter_backup = false\ncron = \"\"\n",
+        )
         .start()
         .await;
     let mut alice = c.control("alice");

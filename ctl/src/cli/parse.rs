@@ -31,6 +31,11 @@ pub(super) fn parse_job_id(s: &str) -> Result<String, String> {
 
 pub(super) fn parse_actor(s: &str) -> Result<String, String> {
     let name = s.strip_prefix("operator/").unwrap_or(s);
+    if let Some(schedule) = s.strip_prefix("schedule/") {
+        lifeboat_common::names::validate_simple("schedule name", schedule)
+            .map_err(|e| e.to_string())?;
+        return Ok(s.to_owned());
+    }
     if let Some(agent) = s.strip_prefix("agent/") {
         lifeboat_common::names::validate_simple("agent name", agent).map_err(|e| e.to_string())?;
         return Ok(s.to_owned());

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use lifeboat_e2e::coordinator::MANUAL_PRUNE;
 use lifeboat_e2e::sandbox::{Sandbox, find_str};
 use lifeboat_e2e::{SandboxTarget, assert_row_counts_match, dump_sql};
 use serde_json::Value;
@@ -457,8 +458,9 @@ fn planted_manifests_do_not_make_retention_expire_real_backups() {
         .build();
     let status = s.coordinator.stop();
     assert!(status.success(), "coordinator stop: {status}");
-    s.coordinator
-        .append_config("[[retention]]\nenvironment = \"test\"\nkeep_last = 2\n");
+    s.coordinator.append_config(&format!(
+        "[[retention]]\nenvironment = \"test\"\nkeep_last = 2\n{MANUAL_PRUNE}"
+    ));
     s.coordinator.restart();
     s.agent.wait_connected(&s.admin);
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use lifeboat_e2e::Sandbox;
+use lifeboat_e2e::coordinator::MANUAL_PRUNE;
 use lifeboat_e2e::pg::Pg;
 use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::sandbox::{ENV, find_str};
@@ -50,8 +51,9 @@ fn prune_names_and_removes_only_wal_no_kept_backup_needs() {
         .build();
     let status = s.coordinator.stop();
     assert!(status.success(), "coordinator stop: {status}");
-    s.coordinator
-        .append_config("[[retention]]\nenvironment = \"test\"\nkeep_last = 1\n");
+    s.coordinator.append_config(&format!(
+        "[[retention]]\nenvironment = \"test\"\nkeep_last = 1\n{MANUAL_PRUNE}"
+    ));
     s.coordinator.restart();
     s.agent.wait_connected(&s.admin);
     archive_through_agent(&mut s, &tools, "main");

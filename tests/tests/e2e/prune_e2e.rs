@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use lifeboat_e2e::coordinator::MANUAL_PRUNE;
 use lifeboat_e2e::fsutil::{files_under, sha256_file};
 use lifeboat_e2e::sandbox::{Sandbox, find_str};
 use lifeboat_e2e::{SandboxTarget, assert_row_counts_match, dump_sql};
@@ -36,8 +37,9 @@ fn prune_deletes_exactly_what_its_dry_run_said() {
     // The policy: the two newest backups of the environment (pinned ones are kept anyway).
     let status = s.coordinator.stop();
     assert!(status.success(), "coordinator stop: {status}");
-    s.coordinator
-        .append_config("[[retention]]\nenvironment = \"test\"\nkeep_last = 2\n");
+    s.coordinator.append_config(&format!(
+        "[[retention]]\nenvironment = \"test\"\nkeep_last = 2\n{MANUAL_PRUNE}"
+    ));
     s.coordinator.restart();
     s.agent.wait_connected(&s.admin);
 
