@@ -77,7 +77,7 @@ async fn backup_ids(
 
 #[tokio::test]
 async fn after_each_backup_the_policy_is_applied_to_its_target() {
-    let mut c = Coordinator::builder()
+    let c = Coordinator::builder()
         .config(
             "[[retention]]\nenvironment = \"prod\"\nkeep_last = 2\n\
              [prune]\ncron = \"\"\n",
@@ -137,7 +137,7 @@ fn daily_cron_in(lead: Duration) -> (String, chrono::DateTime<Utc>) {
 #[tokio::test]
 async fn the_scheduled_run_deletes_exactly_the_dry_run_plan() {
     let (cron, at) = daily_cron_in(Duration::from_secs(15));
-    let mut c = Coordinator::builder()
+    let c = Coordinator::builder()
         .config(&format!(
             "[[retention]]\nenvironment = \"prod\"\nkeep_last = 2\n\
              [prune]\nafter_backup = false\ncron = \"{cron}\"\n"
