@@ -145,6 +145,14 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0009_restore_start_port.sql").into_sql_str(),
             false,
         ),
+        // Outside sqlx's transaction, like 2: it rebuilds the jobs table (the kind export).
+        Migration::new(
+            12,
+            "export jobs".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0012_export_jobs.sql").into_sql_str(),
+            true,
+        ),
     ])
 }
 
