@@ -28,6 +28,9 @@ struct FileConfig {
     /// Where `backup verify` unpacks a base backup for `pg_verifybackup` (default
     /// `STATE_DIR/scratch`).
     scratch_dir: Option<PathBuf>,
+    /// The directories `backup export` may write files into; unset: exports refused.
+    #[serde(default)]
+    export_dirs: Vec<PathBuf>,
     tls: FileTls,
     #[serde(default, rename = "repository")]
     repositories: Vec<FileRepository>,
@@ -112,6 +115,9 @@ pub struct Config {
     /// Where `backup verify` unpacks a base backup for `pg_verifybackup`, one private
     /// directory per job, removed after it.
     pub scratch_dir: PathBuf,
+    /// The directories `backup export` may write files into (symbolic links resolved when
+    /// an export is checked); empty: exports are refused.
+    pub export_dirs: Vec<PathBuf>,
     pub tls: TlsFiles,
     pub repositories: BTreeMap<String, RepositoryConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
@@ -252,6 +258,18 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         }
         None => state_dir.join("scratch"),
     };
+    let export_dirs = f
+        .export_dirs
+        .iter()
+        .map(|d| {
+            validate_dir(
+                d,
+                "exports write files anywhere",
+                "/var/backups/lifeboat-export",
+            )
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|m| e("export_dirs", m))?;
 
     let mut tls = TlsFiles {
         ca: resolve(path, &f.tls.ca),
@@ -471,7 +489,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             }
             (Engine::Postgres, Some(dirs)) => dirs
                 .into_iter()
-                .map(|d| validate_restore_dir(&d))
+                .map(|d| validate_dir(&d, "restores write anywhere", "/srv/pg"))
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|m| e(&key("restore_data_dirs"), m))?,
         };
@@ -517,6 +535,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         max_concurrent_jobs: f.max_concurrent_jobs,
         state_dir,
         scratch_dir,
+        export_dirs,
         tls,
         repositories,
         targets,
@@ -524,8 +543,9 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
     })
 }
 
-/// One of `restore_data_dirs`: an absolute directory other than `/`, without `.` or `..`.
-fn validate_restore_dir(d: &Path) -> Result<PathBuf, String> {
+/// One of `restore_data_dirs` or `export_dirs`: an absolute directory other than `/`,
+/// without `.` or `..`. `anywhere` says what `/` would allow, `example` is a good directory.
+fn validate_dir(d: &Path, anywhere: &str, example: &str) -> Result<PathBuf, String> {
     use std::path::Component;
     if !d.is_absolute() {
         return Err(format!(
@@ -539,9 +559,9 @@ fn validate_restore_dir(d: &Path) -> Result<PathBuf, String> {
         return Err(format!("{} contains . or ..", d.display()));
     }
     if !d.components().any(|c| matches!(c, Component::Normal(_))) {
-        return Err(
-            "/ would let restores write anywhere; name the directories data directories may be restored under, e.g. \"/srv/pg\"".into(),
-        );
+        return Err(format!(
+            "/ would let {anywhere}; name the directories they may go under, e.g. \"{example}\""
+        ));
     }
     Ok(d.to_owned())
 }

@@ -6,6 +6,7 @@ pub mod check;
 pub mod config;
 pub mod dbhost;
 pub mod engine;
+pub mod export;
 pub mod job;
 pub mod maintenance;
 pub mod manifest;

@@ -58,7 +58,7 @@ pub async fn delete(ctx: &JobCtx, rec: &BackupRecord) -> Result<Deleted> {
 /// Changes to the repository (deletes, pin markers) are made only for backups of this agent's
 /// own environment (review L7): a coordinator that has been taken over cannot use an agent of
 /// one environment to remove another environment's backups from a shared bucket.
-fn own_environment(ctx: &JobCtx, rec: &BackupRecord, what: &str) -> Result<()> {
+pub(crate) fn own_environment(ctx: &JobCtx, rec: &BackupRecord, what: &str) -> Result<()> {
     let own = &ctx.config.environment;
     if rec.environment() != own {
         bail!(

@@ -309,6 +309,10 @@ impl Runner {
                 tracing::info!(dry_run = matches!(c, CheckWork::DryRun(_)), "checking");
                 crate::check::run(ctx, c).await.map(|()| None)
             }
+            Work::Export(x) => crate::export::run(ctx, x)
+                .await
+                .map(JobOutput::Export)
+                .map(Some),
             Work::Pin { backup, pin } => {
                 tracing::info!(pinned = pin.is_some(), "writing the pin marker");
                 crate::maintenance::pin(ctx, backup, pin.as_ref())
@@ -392,6 +396,11 @@ fn locks(job: &Job) -> Vec<Lock> {
             Lock::exclusive(format!("verify {}", backup())),
         ],
         Work::Delete(_) => vec![Lock::exclusive(format!("backup {}", backup()))],
+        // An export reads its backup (a delete waits) and creates one file.
+        Work::Export(x) => vec![
+            Lock::shared(format!("backup {}", backup())),
+            Lock::exclusive(format!("export {}", x.path)),
+        ],
         // One read-back of a target's archive at a time; pushes and backups go on beside it.
         Work::VerifyWal(t) => vec![Lock::exclusive(format!("WAL archive of {t}"))],
         // Listings and checks only read, and a pin marker touches one small object beside a

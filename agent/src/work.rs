@@ -7,7 +7,7 @@
 use lifeboat_common::ids::{BackupId, JobId};
 use lifeboat_proto::{
     self as pb,
-    domain::{BackupRecord, DataDir, JobKind, OwnerPolicy, Pin, RecordError, Recovery},
+    domain::{BackupRecord, DataDir, ExportPath, JobKind, OwnerPolicy, Pin, RecordError, Recovery},
 };
 
 /// A job from the coordinator, checked.
@@ -40,6 +40,15 @@ pub enum Work {
         backup: BackupRecord,
         pin: Option<Pin>,
     },
+    /// Write a backup's decompressed dump to a file on this host (`backup export`).
+    Export(ExportWork),
+}
+
+/// An export of `backup` to the file `path` (checked against `export_dirs` when it runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportWork {
+    pub backup: BackupRecord,
+    pub path: ExportPath,
 }
 
 /// A backup to take: the id the coordinator minted, and the target by this agent's name.
@@ -102,6 +111,8 @@ pub enum RefusedSpec {
     BadRecovery(RecordError),
     #[error("restore job with an invalid start port {0}")]
     BadStartPort(u32),
+    #[error("export job with an invalid path: {0}")]
+    BadExportPath(RecordError),
 }
 
 /// The backup record a job of kind `what` must carry, checked.
@@ -163,6 +174,10 @@ impl TryFrom<pb::JobSpec> for Job {
                 Some(r) => CheckWork::DryRun(r.try_into()?),
                 None => CheckWork::Target(c.target),
             }),
+            Spec::Export(x) => Work::Export(ExportWork {
+                backup: record("export", x.backup)?,
+                path: ExportPath::parse(x.path).map_err(RefusedSpec::BadExportPath)?,
+            }),
             Spec::Pin(p) => Work::Pin {
                 backup: record("pin", p.backup)?,
                 pin: p
@@ -186,6 +201,7 @@ impl Work {
             Work::List { .. } => JobKind::List,
             Work::Check(_) => JobKind::Check,
             Work::Pin { .. } => JobKind::Pin,
+            Work::Export(_) => JobKind::Export,
         }
     }
 
@@ -195,7 +211,11 @@ impl Work {
             Work::Backup(b) => Some(&b.target),
             Work::Restore(r) | Work::Check(CheckWork::DryRun(r)) => Some(&r.target),
             Work::Check(CheckWork::Target(t)) | Work::VerifyWal(t) => Some(t),
-            Work::Verify(_) | Work::Delete(_) | Work::List { .. } | Work::Pin { .. } => None,
+            Work::Verify(_)
+            | Work::Delete(_)
+            | Work::List { .. }
+            | Work::Pin { .. }
+            | Work::Export(_) => None,
         }
     }
 
@@ -204,7 +224,10 @@ impl Work {
         match self {
             Work::Backup(b) => Some(&b.backup_id),
             Work::Restore(r) | Work::Check(CheckWork::DryRun(r)) => Some(&r.backup.backup_id),
-            Work::Verify(b) | Work::Delete(b) | Work::Pin { backup: b, .. } => Some(&b.backup_id),
+            Work::Verify(b)
+            | Work::Delete(b)
+            | Work::Pin { backup: b, .. }
+            | Work::Export(ExportWork { backup: b, .. }) => Some(&b.backup_id),
             Work::Check(CheckWork::Target(_)) | Work::List { .. } | Work::VerifyWal(_) => None,
         }
     }
@@ -213,9 +236,10 @@ impl Work {
     /// agent.
     pub fn record_target(&self) -> Option<&str> {
         match self {
-            Work::Verify(b) | Work::Delete(b) | Work::Pin { backup: b, .. } => {
-                Some(b.target.as_str())
-            }
+            Work::Verify(b)
+            | Work::Delete(b)
+            | Work::Pin { backup: b, .. }
+            | Work::Export(ExportWork { backup: b, .. }) => Some(b.target.as_str()),
             Work::Backup(_)
             | Work::Restore(_)
             | Work::Check(_)

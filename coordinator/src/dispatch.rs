@@ -34,8 +34,8 @@ pub struct Dispatcher {
 /// The queued jobs to start now, oldest first. `capacity` maps each connected agent to its
 /// `max_concurrent_jobs`. A delete does not occupy its target (it touches one finished
 /// backup, not the database), but never starts while a restore or verify of the same backup
-/// is queued or running. A list (catalog rebuild), a check (read-only) and a pin marker occupy
-/// no target either; a backup's delete and pin markers run one at a time, oldest first.
+/// (or export) is queued or running. A list (catalog rebuild), a check (read-only), a pin
+/// marker and an export (it reads the repository, not the database) occupy no target either; a backup's delete and pin markers run one at a time, oldest first.
 /// A verify that names no backup reads a WAL archive (`pitr verify`, possibly for hours):
 /// backups and restores of its target go on beside it, as WAL pushes do.
 fn occupies_target(j: &Job) -> bool {
@@ -53,7 +53,10 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
     }
     let backups_in_use: HashSet<&str> = jobs
         .iter()
-        .filter(|j| matches!(j.kind, JobKind::Restore | JobKind::Verify) && !j.state.is_terminal())
+        .filter(|j| {
+            matches!(j.kind, JobKind::Restore | JobKind::Verify | JobKind::Export)
+                && !j.state.is_terminal()
+        })
         .filter_map(|j| j.backup_id.as_ref().map(BackupId::as_str))
         .collect();
     // A backup's delete and its pin markers run one at a time, in order: a marker written
@@ -205,7 +208,8 @@ impl Dispatcher {
             | JobKind::Verify
             | JobKind::Delete
             | JobKind::Check
-            | JobKind::Pin => {
+            | JobKind::Pin
+            | JobKind::Export => {
                 let Some(id) = &job.backup_id else {
                     return Ok(Err(format!("{} job {} names no backup", job.kind, job.id)));
                 };
@@ -235,6 +239,7 @@ impl Dispatcher {
                         Work::Pin { backup, pin }
                     }
                     JobKind::Delete => Work::Delete { backup },
+                    JobKind::Export => Work::Export { backup },
                     JobKind::Verify | JobKind::Backup | JobKind::List => Work::Verify { backup },
                 }
             }
@@ -279,6 +284,7 @@ mod tests {
             progress: Progress::default(),
             detail: String::new(),
             restore: None,
+            export: None,
             report: Default::default(),
         }
     }

@@ -148,6 +148,7 @@ mod tests {
             progress: Progress::default(),
             detail: String::new(),
             restore: None,
+            export: None,
             report: Default::default(),
         }
     }

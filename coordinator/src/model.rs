@@ -3,8 +3,8 @@
 
 use lifeboat_common::{ids::BackupId, names::TargetName};
 pub use lifeboat_proto::domain::{
-    BackupRecord as Backup, Engine, Finding, JobKind, OwnerPolicy, Report, RowCount, Severity,
-    VerifyStatus,
+    BackupRecord as Backup, Engine, ExportPath, Finding, JobKind, OwnerPolicy, Report, RowCount,
+    Severity, VerifyStatus,
 };
 use lifeboat_proto::string_forms;
 
@@ -60,6 +60,22 @@ pub struct RestoreParams {
     /// A data-directory restore: start the server on this port and wait for recovery to
     /// reach its target (checked by [`crate::wire::restore_start_port`]).
     pub start_port: Option<u16>,
+}
+
+/// An export (`backup export ID --to PATH`): the file asked for on the agent's host and,
+/// once the export succeeded, what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportParams {
+    /// Asked for; after a success, the file written (its directory resolved by the agent).
+    pub path: ExportPath,
+    pub written: Option<ExportWritten>,
+}
+
+/// What a successful export wrote: the backup's raw dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportWritten {
+    pub raw_bytes: u64,
+    pub raw_sha256: String,
 }
 
 /// An agent as the catalog knows it.
@@ -143,6 +159,8 @@ pub struct Job {
     pub detail: String,
     /// Set for restores and their dry runs, never for other kinds.
     pub restore: Option<RestoreParams>,
+    /// Set for exports, never for other kinds.
+    pub export: Option<ExportParams>,
     pub report: Report,
 }
 
@@ -171,6 +189,8 @@ pub struct NewJob {
     pub created_at_ms: i64,
     /// Set for restores and their dry runs.
     pub restore: Option<RestoreParams>,
+    /// Set for exports: the file to create on the agent's host.
+    pub export_path: Option<ExportPath>,
 }
 
 impl NewJob {
@@ -192,6 +212,7 @@ impl NewJob {
             requested_by: requested_by.to_owned(),
             created_at_ms: now_ms,
             restore: None,
+            export_path: None,
         }
     }
 }

@@ -54,6 +54,10 @@ pub enum Work {
     Verify {
         backup: Box<Backup>,
     },
+    /// Write the backup's decompressed dump to the job's export path.
+    Export {
+        backup: Box<Backup>,
+    },
     Delete {
         backup: Box<Backup>,
     },

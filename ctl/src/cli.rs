@@ -386,6 +386,10 @@ pub enum BackupCommand {
     Show(BackupIdArg),
     /// Check a backup's stored bytes against its recorded sizes and hashes
     Verify(BackupVerifyArgs),
+    /// Write a backup's decompressed dump to a file on the host of the agent that holds it,
+    /// both SHA-256s checked, for a restore by hand with pg_restore or mariadb/mysql (needs
+    /// the admin role and export_dirs in the agent's config)
+    Export(BackupExportArgs),
     /// Keep a backup whatever the retention policy says
     Pin(BackupPinArgs),
     /// Let retention delete a pinned backup again (needs the admin role)
@@ -432,6 +436,19 @@ pub struct BackupVerifyArgs {
     /// Backup id, e.g. 20261127T233000Z-7f3a9c
     #[arg(value_parser = parse_backup_id)]
     pub id: String,
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupExportArgs {
+    /// Backup id, e.g. 20261127T233000Z-7f3a9c
+    #[arg(value_parser = parse_backup_id)]
+    pub id: String,
+    /// The file to create on the agent's host (absolute; its directory must exist and be
+    /// under the agent's export_dirs; never overwritten). PATH.manifest.json is written beside it
+    #[arg(long = "to", value_name = "PATH", value_parser = parse_export_path)]
+    pub to: String,
     #[command(flatten)]
     pub wait: WaitArg,
 }

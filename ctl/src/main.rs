@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod commands;
 mod error;
+mod export_hint;
 mod output;
 mod progress;
 mod report_views;

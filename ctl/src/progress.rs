@@ -287,8 +287,13 @@ pub async fn report_final(
 ) -> Result<()> {
     let succeeded = job.state == pb::JobState::Succeeded as i32;
     let kind = pb::JobKind::try_from(job.kind).unwrap_or(pb::JobKind::Unspecified);
-    // The catalog's record of the backup: sizes and hash after a backup, status after a verify.
-    let backup = if succeeded && matches!(kind, pb::JobKind::Backup | pb::JobKind::Verify) {
+    // The catalog's record of the backup: sizes and hash after a backup, status after a verify,
+    // the engine (how to restore the file by hand) after an export.
+    let backup = if succeeded
+        && matches!(
+            kind,
+            pb::JobKind::Backup | pb::JobKind::Verify | pb::JobKind::Export
+        ) {
         fetch_backup(conn, &job.backup_id).await
     } else {
         None
@@ -411,6 +416,30 @@ pub fn summary(job: &pb::Job, backup: Option<&pb::BackupRecord>) -> String {
             pairs.push(("verify status", verify_word(b.verify_status).to_owned()));
             pairs.push(("verify detail", or_none(&b.verify_detail)));
             pairs.push(("duration", duration));
+        }
+        (pb::JobKind::Export, _) => {
+            pairs.push(("exported to", or_none(&job.export_path)));
+            pairs.push((
+                "manifest",
+                format!(
+                    "{}{}",
+                    job.export_path,
+                    lifeboat_proto::domain::EXPORT_MANIFEST_SUFFIX
+                ),
+            ));
+            pairs.push((
+                "raw size",
+                format!(
+                    "{} ({} bytes)",
+                    human_size(job.export_raw_bytes),
+                    job.export_raw_bytes
+                ),
+            ));
+            pairs.push(("raw sha256", or_none(&job.export_raw_sha256)));
+            pairs.push(("duration", duration));
+            let mut text = key_values(&pairs);
+            text.push_str(&crate::export_hint::restore_by_hand(job, backup));
+            return text;
         }
         (pb::JobKind::Restore, _) => {
             let database = if job.detail.is_empty() {

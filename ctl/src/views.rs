@@ -236,6 +236,16 @@ pub struct ProgressView {
     pub stored_bytes: u64,
 }
 
+/// An export job's file (asked for; once written, the file written) and what it holds
+/// (`null` until the export succeeded).
+#[derive(Debug, Serialize)]
+pub struct ExportView {
+    pub path: String,
+    pub manifest_path: String,
+    pub raw_bytes: Option<u64>,
+    pub raw_sha256: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct JobView {
     pub job_id: String,
@@ -262,6 +272,8 @@ pub struct JobView {
     pub include_provider_schemas: bool,
     /// A physical restore: the data directory on the agent's host.
     pub data_dir: Option<String>,
+    /// An export: the file on the agent's host and, once written, what it holds.
+    pub export: Option<ExportView>,
     /// What the agent found (checks, dry runs, restores); `null` when nothing.
     pub report: Option<ReportView>,
 }
@@ -298,6 +310,12 @@ impl From<&pb::Job> for JobView {
             owners: owners_word(j.owners),
             include_provider_schemas: j.include_provider_schemas,
             data_dir: non_empty(&j.data_dir),
+            export: non_empty(&j.export_path).map(|path| ExportView {
+                manifest_path: format!("{path}{}", lifeboat_proto::domain::EXPORT_MANIFEST_SUFFIX),
+                path,
+                raw_bytes: (!j.export_raw_sha256.is_empty()).then_some(j.export_raw_bytes),
+                raw_sha256: non_empty(&j.export_raw_sha256),
+            }),
             report: j.report.as_ref().map(ReportView::from),
         }
     }
@@ -372,6 +390,13 @@ impl Render for JobView {
             pairs.push(("phase", opt(&p.phase)));
             pairs.push(("raw bytes", human_size(p.raw_bytes)));
             pairs.push(("stored bytes", human_size(p.stored_bytes)));
+        }
+        if let Some(x) = &self.export {
+            pairs.push(("export to", x.path.clone()));
+            if let (Some(bytes), Some(sha)) = (x.raw_bytes, &x.raw_sha256) {
+                pairs.push(("raw size", human_size(bytes)));
+                pairs.push(("raw sha256", sha.clone()));
+            }
         }
         if let Some(dir) = &self.data_dir {
             pairs.push(("data directory", dir.clone()));

@@ -129,6 +129,7 @@ fn job_json_shape() {
             "owners",
             "include_provider_schemas",
             "data_dir",
+            "export",
             "report",
         ])
     );

@@ -7,8 +7,8 @@ use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
 use crate::model::{
-    Backup, Finding, Finish, Job, JobKind, JobState, NewJob, OwnerPolicy, Progress, Report,
-    RestoreOptions, RestoreParams, Severity, VerifyOutcome,
+    Backup, ExportParams, ExportPath, ExportWritten, Finding, Finish, Job, JobKind, JobState,
+    NewJob, OwnerPolicy, Progress, Report, RestoreOptions, RestoreParams, Severity, VerifyOutcome,
 };
 
 /// The columns `job_from_row` reads, as a literal so queries stay `&'static str`.
@@ -18,7 +18,7 @@ macro_rules! job_columns {
          dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
-         start_port"
+         start_port, export_path, export_raw_bytes, export_raw_sha256"
     };
 }
 
@@ -238,6 +238,34 @@ impl Catalog {
         self.updated(id, 1).await
     }
 
+    /// Ends an export job successfully and records what it wrote, in one transaction. None
+    /// (and nothing written) if the job had already ended.
+    pub async fn finish_export_job(
+        &self,
+        id: &str,
+        finish: &Finish,
+        path: &ExportPath,
+        written: &ExportWritten,
+    ) -> Result<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        if finish_in(&mut tx, id, finish).await? == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE jobs SET export_path = ?, export_raw_bytes = ?, export_raw_sha256 = ? \
+             WHERE id = ?",
+        )
+        .bind(path.as_str())
+        .bind(to_i64("export_raw_bytes", written.raw_bytes)?)
+        .bind(&written.raw_sha256)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.updated(id, 1).await
+    }
+
     async fn updated(&self, id: &str, rows: u64) -> Result<Option<Job>> {
         if rows == 0 {
             return Ok(None);
@@ -252,8 +280,8 @@ fn insert_job_query(
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
-         recovery_target, recovery_action, start_port) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         recovery_target, recovery_action, start_port, export_path) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -284,6 +312,7 @@ fn insert_job_query(
             .and_then(|r| r.start_port)
             .map_or(0, i64::from),
     )
+    .bind(job.export_path.as_ref().map_or("", ExportPath::as_str))
 }
 
 /// A job's point-in-time recovery as the catalog stores it (empty: none).
@@ -441,6 +470,26 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                 })?),
             },
         }),
+        export: export_from_row(kind, row)?,
         report: report_from_json(&report)?,
     })
+}
+
+/// An export job's file and, once it succeeded, what it wrote; `None` for other kinds.
+fn export_from_row(kind: JobKind, row: &SqliteRow) -> Result<Option<ExportParams>> {
+    if kind != JobKind::Export {
+        return Ok(None);
+    }
+    let path = ExportPath::parse(row.try_get("export_path")?)
+        .map_err(|e| CatalogError::Corrupt(format!("jobs.export_path: {}", e.0)))?;
+    let raw_sha256: String = row.try_get("export_raw_sha256")?;
+    let written = (!raw_sha256.is_empty())
+        .then(|| {
+            Ok::<_, CatalogError>(ExportWritten {
+                raw_bytes: to_u64("jobs.export_raw_bytes", row.try_get("export_raw_bytes")?)?,
+                raw_sha256,
+            })
+        })
+        .transpose()?;
+    Ok(Some(ExportParams { path, written }))
 }

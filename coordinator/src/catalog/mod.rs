@@ -152,6 +152,14 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0010_schedule_kinds.sql").into_sql_str(),
             false,
         ),
+        // Outside sqlx's transaction, like 2: it rebuilds the jobs table (the kind export).
+        Migration::new(
+            11,
+            "export jobs".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0011_export_jobs.sql").into_sql_str(),
+            true,
+        ),
     ])
 }
 

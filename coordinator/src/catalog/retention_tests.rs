@@ -58,6 +58,7 @@ fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
         requested_by: "scheduler".into(),
         created_at_ms: 1_000,
         restore: None,
+        export_path: None,
     }
 }
 

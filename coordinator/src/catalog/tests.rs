@@ -42,6 +42,7 @@ fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
         requested_by: "alice".into(),
         created_at_ms: 2_000,
         restore: None,
+        export_path: None,
     }
 }
 

@@ -53,6 +53,9 @@ pub enum Action {
     ListAudit,
     /// Frees a target from its agent so another agent may claim it.
     ReleaseTarget,
+    /// Writes a backup's decompressed dump to a file on its agent's host
+    /// (`backup export`): a full copy of the data outside the database's access control.
+    ExportBackup,
 }
 
 impl Action {
@@ -89,7 +92,8 @@ impl Action {
             | Action::UnpinBackup
             | Action::Prune { dry_run: false }
             | Action::RebuildCatalog { .. }
-            | Action::ReleaseTarget => Role::Admin,
+            | Action::ReleaseTarget
+            | Action::ExportBackup => Role::Admin,
         }
     }
 
@@ -127,6 +131,7 @@ impl Action {
             Action::RestoreDryRun => "restore_dry_run",
             Action::ListAudit => "list_audit",
             Action::ReleaseTarget => "release_target",
+            Action::ExportBackup => "export_backup",
         }
     }
 }
@@ -165,6 +170,9 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             Action::UnpinBackup => "unpin (making a backup deletable)",
             Action::RebuildCatalog { .. } => "catalog rebuild",
             Action::ReleaseTarget => "releasing a target to another agent",
+            Action::ExportBackup => {
+                "export (a full copy of the data in a file on the agent's host)"
+            }
             _ => action.name(),
         };
         return Err(Error::PermissionDenied(format!(
@@ -242,7 +250,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 32] = [
+    const ALL: [Action; 33] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -275,6 +283,7 @@ mod tests {
         Action::RestoreDryRun,
         Action::ListAudit,
         Action::ReleaseTarget,
+        Action::ExportBackup,
     ];
 
     #[test]

@@ -229,6 +229,20 @@ impl pb::control_server::Control for Control {
         Ok(Response::new(pb::Job::from(&job)))
     }
 
+    async fn export_backup(
+        &self,
+        request: Request<pb::ExportBackupRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let req = request.get_ref();
+        let object = format!("{} -> {}", req.backup_id, req.path);
+        let job = self
+            .audited(&request, Action::ExportBackup, &object, |op| async move {
+                self.export_backup(&op, req).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
+    }
+
     async fn restore(
         &self,
         request: Request<pb::RestoreRequest>,

@@ -589,6 +589,27 @@ impl Session {
                     .finish_verify_job(&job.id, &f, backup_id()?, &outcome)
                     .await?)
             }
+            (JobKind::Export, Some(JobOutput::Export(x))) => {
+                // The agent checked both hashes against the record it was sent; the file
+                // must be that backup's raw dump.
+                if let Some(b) = catalog.get_backup(backup_id()?).await?
+                    && (b.raw_sha256 != x.raw_sha256 || b.raw_size != x.raw_bytes)
+                {
+                    return Err(mismatch(&format!(
+                        "an export of {} bytes with SHA-256 {}, not backup {}'s raw dump",
+                        x.raw_bytes, x.raw_sha256, b.backup_id
+                    )));
+                }
+                let mut f = finish(JobState::Succeeded, String::new());
+                f.detail = x.path.as_str().to_owned();
+                let written = crate::model::ExportWritten {
+                    raw_bytes: x.raw_bytes,
+                    raw_sha256: x.raw_sha256,
+                };
+                Ok(catalog
+                    .finish_export_job(&job.id, &f, &x.path, &written)
+                    .await?)
+            }
             (JobKind::Delete, Some(JobOutput::Delete(Deleted { existed, .. }))) => {
                 // Gone from the repository (or already gone): drop the catalog row too.
                 let mut f = finish(JobState::Succeeded, String::new());

@@ -18,6 +18,7 @@ fn job(kind: JobKind, state: JobState) -> Job {
         progress: Progress::default(),
         detail: String::new(),
         restore: None,
+        export: None,
         report: Default::default(),
     }
 }

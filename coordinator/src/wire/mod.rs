@@ -6,8 +6,8 @@ use lifeboat_common::{ids::validate_id, names::validate_simple};
 pub use lifeboat_proto::domain::bounded_text;
 use lifeboat_proto::{
     domain::{
-        DataDir, Deleted, JobOutput, Listed, Restored, Verified, non_negative, row_counts,
-        short_text,
+        DataDir, Deleted, ExportPath, Exported, JobOutput, Listed, Restored, Verified,
+        non_negative, row_counts, sha256, short_text,
     },
     v1 as pb,
 };
@@ -323,6 +323,15 @@ impl TryFrom<pb::JobResult> for JobResult {
                     data_dir,
                     row_counts: row_counts(rr.row_counts)?,
                     raw_bytes: non_negative("raw_bytes", rr.raw_bytes)?,
+                }))
+            }
+            Some(R::Export(x)) => {
+                let path = |v: String| ExportPath::parse(v).map_err(|e| invalid(e.0));
+                Some(JobOutput::Export(Exported {
+                    path: path(x.path)?,
+                    raw_bytes: non_negative("raw_bytes", x.raw_bytes)?,
+                    raw_sha256: sha256("raw_sha256", x.raw_sha256).map_err(|e| invalid(e.0))?,
+                    manifest_path: path(x.manifest_path)?,
                 }))
             }
             Some(R::Delete(d)) => Some(JobOutput::Delete(Deleted {

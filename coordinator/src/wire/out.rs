@@ -48,6 +48,22 @@ impl From<&Job> for pb::Job {
             recovery_action: Recovery::to_wire(restore.recovery.as_ref()).1,
             start_port: restore.start_port.map_or(0, u32::from),
             data_dir: restore.data_dir,
+            export_path: j
+                .export
+                .as_ref()
+                .map(|e| e.path.as_str().to_owned())
+                .unwrap_or_default(),
+            export_raw_bytes: j
+                .export
+                .as_ref()
+                .and_then(|e| e.written.as_ref())
+                .map_or(0, |w| w.raw_bytes),
+            export_raw_sha256: j
+                .export
+                .as_ref()
+                .and_then(|e| e.written.as_ref())
+                .map(|w| w.raw_sha256.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -195,6 +211,14 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         }),
         Work::Verify { backup } => Spec::Verify(pb::VerifySpec {
             backup: Some(pb::BackupRecord::from(backup.as_ref())),
+        }),
+        Work::Export { backup } => Spec::Export(pb::ExportSpec {
+            backup: Some(pb::BackupRecord::from(backup.as_ref())),
+            path: job
+                .export
+                .as_ref()
+                .map(|e| e.path.as_str().to_owned())
+                .unwrap_or_default(),
         }),
     };
     pb::JobSpec {

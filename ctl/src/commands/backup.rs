@@ -1,4 +1,4 @@
-//! `lifeboat backup run|list|show|verify`.
+//! `lifeboat backup run|list|show|verify|export|pin|unpin`.
 
 use std::io::Write;
 
@@ -7,7 +7,8 @@ use lifeboat_proto as pb;
 
 use crate::{
     cli::{
-        BackupCommand, BackupListArgs, BackupPinArgs, BackupRunArgs, BackupVerifyArgs, GlobalArgs,
+        BackupCommand, BackupExportArgs, BackupListArgs, BackupPinArgs, BackupRunArgs,
+        BackupVerifyArgs, GlobalArgs,
     },
     client::Conn,
     commands::jobs::print_started,
@@ -21,6 +22,7 @@ pub async fn run(cmd: BackupCommand, global: &GlobalArgs, out: &mut dyn Write) -
         BackupCommand::List(args) => list(args, global, out).await,
         BackupCommand::Show(args) => show(&args.id, global, out).await,
         BackupCommand::Verify(args) => verify(args, global, out).await,
+        BackupCommand::Export(args) => export(args, global, out).await,
         BackupCommand::Pin(args) => pin(args, global, out).await,
         BackupCommand::Unpin(args) => unpin(&args.id, global, out).await,
     }
@@ -83,6 +85,25 @@ async fn verify(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write
         .unary(
             "start verify",
             |mut c| async move { c.verify_backup(req).await },
+        )
+        .await?;
+    if args.wait.wait {
+        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
+    } else {
+        print_started(out, global.output, &job)
+    }
+}
+
+async fn export(args: BackupExportArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::ExportBackupRequest {
+        backup_id: args.id.clone(),
+        path: args.to.clone(),
+    });
+    let job = conn
+        .unary(
+            "start export",
+            |mut c| async move { c.export_backup(req).await },
         )
         .await?;
     if args.wait.wait {

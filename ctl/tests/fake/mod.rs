@@ -456,6 +456,13 @@ impl pb::control_server::Control for Fake {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn export_backup(
+        &self,
+        _req: Request<pb::ExportBackupRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     type WatchJobStream = JobStream;
 
     async fn watch_job(

@@ -3,6 +3,7 @@
 //! (`From<&…> for pb::…`). The coordinator, the agent and the CLI use these instead of the
 //! prost structs past their gRPC edges.
 
+mod export;
 mod physical;
 mod record;
 mod recovery;
@@ -11,8 +12,11 @@ mod results;
 pub mod wal;
 mod words;
 
+pub use export::{EXPORT_MANIFEST_SUFFIX, ExportPath, Exported};
 pub use physical::{DataDir, PG_BASEBACKUP_FORMAT};
-pub use record::{BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, short_text};
+pub use record::{
+    BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, sha256, short_text,
+};
 pub use recovery::{Lsn, Recovery, RecoveryAction, RecoveryTarget};
 pub use report::{Finding, Report, Severity};
 pub use results::{Deleted, JobOutput, Listed, Restored, Verified};

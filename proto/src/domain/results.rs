@@ -50,6 +50,7 @@ pub enum JobOutput {
     Verify(Verified),
     Delete(Deleted),
     List(Vec<Listed>),
+    Export(super::Exported),
 }
 
 fn rows_to_pb(rows: &[RowCount]) -> Vec<pb::RowCount> {
@@ -80,6 +81,12 @@ impl From<&JobOutput> for pb::job_result::Result {
             JobOutput::Delete(d) => R::Delete(pb::DeleteResult {
                 existed: d.existed,
                 deleted_bytes: d.deleted_bytes,
+            }),
+            JobOutput::Export(e) => R::Export(pb::ExportResult {
+                path: e.path.as_str().to_owned(),
+                raw_bytes: e.raw_bytes,
+                raw_sha256: e.raw_sha256.clone(),
+                manifest_path: e.manifest_path.as_str().to_owned(),
             }),
             JobOutput::List(listed) => R::List(pb::ListResult {
                 backups: listed

@@ -77,6 +77,8 @@ pub enum JobKind {
     Check,
     /// Write or remove a backup's pin marker in its repository.
     Pin,
+    /// Write a backup's decompressed dump to a file on the agent's host.
+    Export,
 }
 string_forms!(JobKind {
     Backup => "backup",
@@ -86,16 +88,20 @@ string_forms!(JobKind {
     List => "list",
     Check => "check",
     Pin => "pin",
+    Export => "export",
 });
 
 impl JobKind {
     /// Whether the job works on its target's database, so no other such job of the target
     /// may run beside it. Deletes, listings and pin markers touch only the repository;
-    /// checks only read.
+    /// checks only read; an export reads the repository and writes a file on the agent's
+    /// host.
     pub fn occupies_target(self) -> bool {
         match self {
             JobKind::Backup | JobKind::Restore | JobKind::Verify => true,
-            JobKind::Delete | JobKind::List | JobKind::Check | JobKind::Pin => false,
+            JobKind::Delete | JobKind::List | JobKind::Check | JobKind::Pin | JobKind::Export => {
+                false
+            }
         }
     }
 
@@ -110,6 +116,7 @@ impl JobKind {
             pb::JobKind::List => JobKind::List,
             pb::JobKind::Check => JobKind::Check,
             pb::JobKind::Pin => JobKind::Pin,
+            pb::JobKind::Export => JobKind::Export,
         })
     }
 }
@@ -124,6 +131,7 @@ impl From<JobKind> for pb::JobKind {
             JobKind::List => pb::JobKind::List,
             JobKind::Check => pb::JobKind::Check,
             JobKind::Pin => pb::JobKind::Pin,
+            JobKind::Export => pb::JobKind::Export,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     catalog::InsertJob,
     error::{Error, Result},
     grpc::authz::Operator,
-    model::{Finish, Job, JobKind, JobState, NewJob, RestoreParams, TargetRecord},
+    model::{ExportPath, Finish, Job, JobKind, JobState, NewJob, RestoreParams, TargetRecord},
     parts::Parts,
     wire,
 };
@@ -65,6 +65,28 @@ impl Control {
         let target = self.target(&backup.target).await?;
         let mut job = self.new_job(op, JobKind::Verify, &target);
         job.backup_id = Some(backup.backup_id);
+        self.create(job).await
+    }
+
+    /// An export of a backup to a file on the host of the agent that holds it. The agent
+    /// checks the path against its `export_dirs`; here only its form is.
+    pub(super) async fn export_backup(
+        &self,
+        op: &Operator,
+        req: &pb::ExportBackupRequest,
+    ) -> Result<Job> {
+        let path = ExportPath::parse(req.path.clone()).map_err(|e| Error::InvalidArgument(e.0))?;
+        let backup = self.backup(&req.backup_id).await?;
+        self.scope(
+            op,
+            &backup.target,
+            &format!("exporting backup {} of {}", backup.backup_id, backup.target),
+        )?;
+        self.check_not_deleting(&backup).await?;
+        let target = self.target(&backup.target).await?;
+        let mut job = self.new_job(op, JobKind::Export, &target);
+        job.backup_id = Some(backup.backup_id);
+        job.export_path = Some(path);
         self.create(job).await
     }
 
