@@ -394,6 +394,9 @@ pub enum BackupCommand {
     Pin(BackupPinArgs),
     /// Let retention delete a pinned backup again (needs the admin role)
     Unpin(BackupIdArg),
+    /// Delete one backup from its repository, manifest first (needs the admin role; refused
+    /// for a pinned backup and for the newest good backups its retention policy keeps)
+    Delete(BackupVerifyArgs),
 }
 
 #[derive(Debug, Args)]

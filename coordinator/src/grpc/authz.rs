@@ -56,6 +56,8 @@ pub enum Action {
     /// Writes a backup's decompressed dump to a file on its agent's host
     /// (`backup export`): a full copy of the data outside the database's access control.
     ExportBackup,
+    /// Deletes one backup (`backup delete`).
+    DeleteBackup,
 }
 
 impl Action {
@@ -93,7 +95,8 @@ impl Action {
             | Action::Prune { dry_run: false }
             | Action::RebuildCatalog { .. }
             | Action::ReleaseTarget
-            | Action::ExportBackup => Role::Admin,
+            | Action::ExportBackup
+            | Action::DeleteBackup => Role::Admin,
         }
     }
 
@@ -132,6 +135,7 @@ impl Action {
             Action::ListAudit => "list_audit",
             Action::ReleaseTarget => "release_target",
             Action::ExportBackup => "export_backup",
+            Action::DeleteBackup => "delete_backup",
         }
     }
 }
@@ -168,6 +172,7 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             Action::Restore { clean: true } => "restore with --clean over an existing database",
             Action::Prune { dry_run: false } => "prune (deleting backups)",
             Action::UnpinBackup => "unpin (making a backup deletable)",
+            Action::DeleteBackup => "deleting a backup",
             Action::RebuildCatalog { .. } => "catalog rebuild",
             Action::ReleaseTarget => "releasing a target to another agent",
             Action::ExportBackup => {
@@ -250,7 +255,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 33] = [
+    const ALL: [Action; 34] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -284,6 +289,7 @@ mod tests {
         Action::ListAudit,
         Action::ReleaseTarget,
         Action::ExportBackup,
+        Action::DeleteBackup,
     ];
 
     #[test]

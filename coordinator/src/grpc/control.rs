@@ -490,6 +490,20 @@ impl pb::control_server::Control for Control {
         Ok(Response::new(record))
     }
 
+    async fn delete_backup(
+        &self,
+        request: Request<pb::DeleteBackupRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let id = &request.get_ref().backup_id;
+        let job = self
+            .audited(&request, Action::DeleteBackup, id, |op| async move {
+                self.scope_backup(&op, id, "deleting backup").await?;
+                self.delete_backup_impl(&op, id).await
+            })
+            .await?;
+        Ok(Response::new(job))
+    }
+
     async fn prune(
         &self,
         request: Request<pb::PruneRequest>,

@@ -76,7 +76,7 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    fn is_good(&self) -> bool {
+    pub fn is_good(&self) -> bool {
         match self.verify_status {
             VerifyStatus::Ok => true,
             VerifyStatus::Unverified => !self.rebuilt,

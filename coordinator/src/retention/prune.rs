@@ -160,6 +160,97 @@ async fn queue_delete(
     )
 }
 
+/// What `delete_one` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOne {
+    /// Marked and its delete job queued (or already under way): the job id.
+    Queued(String),
+    /// Refused, and why (pinned; kept by the policy's floor).
+    Refused(String),
+    /// No longer in the catalog.
+    Gone,
+}
+
+/// `lifeboat backup delete`: the first phase of the two-phase delete for one backup, unless
+/// it is pinned or one of the newest good backups its target's policy keeps (`min_keep`, and
+/// always the newest good one, as retention does).
+pub async fn delete_one(
+    catalog: &Catalog,
+    jobs: &Jobs,
+    retention: &RetentionConfig,
+    backup: &Backup,
+    by: &str,
+    now_ms: i64,
+) -> Result<DeleteOne> {
+    let id = backup.backup_id.as_str();
+    let pins = catalog.pins().await.context("read pins")?;
+    if let Some(pin) = pins.get(id) {
+        return Ok(DeleteOne::Refused(format!(
+            "backup {id} is pinned (by {}: {}); unpin it first with `lifeboat backup unpin {id}`",
+            pin.pinned_by, pin.reason
+        )));
+    }
+    let target = backup.target.to_string();
+    let backups = catalog
+        .list_backups(Some(&target), MAX_BACKUPS)
+        .await
+        .context("read backups")?;
+    let recorded = catalog
+        .backups_recorded_at()
+        .await
+        .context("read backup times")?;
+    let deleting = catalog.deleting_backups().await.context("read deletions")?;
+    let rebuilt = catalog
+        .rebuilt_backups()
+        .await
+        .context("read rebuilt backups")?;
+    let mut good: Vec<Candidate> = backups
+        .iter()
+        .map(|b| Candidate {
+            backup_id: b.backup_id.to_string(),
+            finished_at_ms: recorded
+                .get(b.backup_id.as_str())
+                .copied()
+                .unwrap_or(b.finished_at_ms),
+            verify_status: b.verify_status,
+            pinned: pins.contains_key(b.backup_id.as_str()),
+            deleting: deleting.contains(b.backup_id.as_str()),
+            rebuilt: rebuilt.contains(b.backup_id.as_str()),
+        })
+        .filter(|c| c.is_good() && !c.deleting)
+        .collect();
+    good.sort_by(|a, b| (b.finished_at_ms, &b.backup_id).cmp(&(a.finished_at_ms, &a.backup_id)));
+    let min_keep = retention
+        .policy_for(&backup.target)
+        .map_or(0, |(p, _)| p.min_keep);
+    let floor = usize::try_from(min_keep.max(1)).unwrap_or(usize::MAX);
+    if let Some(rank) = good.iter().position(|c| c.backup_id == id)
+        && rank < floor
+    {
+        return Ok(DeleteOne::Refused(if floor == 1 {
+            format!(
+                "backup {id} is the newest good backup of {target}, which is always kept; take \
+                 a new backup first (`lifeboat backup run {target} --wait`), then delete it"
+            )
+        } else {
+            format!(
+                "backup {id} is one of the {floor} newest good backups of {target}, which its \
+                 retention policy keeps (min_keep = {min_keep}); take newer backups first, or \
+                 lower min_keep in the coordinator config"
+            )
+        }));
+    }
+    Ok(
+        match queue_delete(catalog, jobs, backup, by, now_ms).await? {
+            Applied::Queued(job) | Applied::AlreadyDeleting(job) => DeleteOne::Queued(job),
+            Applied::PinnedMeanwhile => DeleteOne::Refused(format!(
+                "backup {id} was pinned meanwhile; unpin it first with `lifeboat backup unpin {id}`"
+            )),
+            Applied::Gone | Applied::NotApplied => DeleteOne::Gone,
+        },
+    )
+}
+
 /// At start-up: queues a delete job again for every backup marked for deletion whose job
 /// was lost (the coordinator stopped between the two phases).
 pub async fn resume_deletes(catalog: Catalog, jobs: Jobs) {

@@ -3,6 +3,7 @@
 
 mod auto_prune;
 mod control;
+mod delete_backup;
 mod environments;
 mod grpc_limits;
 mod harness;

@@ -25,6 +25,7 @@ pub async fn run(cmd: BackupCommand, global: &GlobalArgs, out: &mut dyn Write) -
         BackupCommand::Export(args) => export(args, global, out).await,
         BackupCommand::Pin(args) => pin(args, global, out).await,
         BackupCommand::Unpin(args) => unpin(&args.id, global, out).await,
+        BackupCommand::Delete(args) => delete(args, global, out).await,
     }
 }
 
@@ -163,4 +164,21 @@ async fn unpin(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()>
         )
         .await?;
     output::emit(out, global.output, &BackupView::from(&backup))
+}
+
+async fn delete(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::DeleteBackupRequest {
+        backup_id: args.id.clone(),
+    });
+    let job = conn
+        .unary("delete backup", |mut c| async move {
+            c.delete_backup(req).await
+        })
+        .await?;
+    if args.wait.wait {
+        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
+    } else {
+        print_started(out, global.output, &job)
+    }
 }

@@ -456,6 +456,13 @@ impl pb::control_server::Control for Fake {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn delete_backup(
+        &self,
+        _req: Request<pb::DeleteBackupRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     async fn export_backup(
         &self,
         _req: Request<pb::ExportBackupRequest>,

@@ -336,6 +336,32 @@ impl Control {
         self.backup_pb(&backup).await
     }
 
+    pub(super) async fn delete_backup_impl(&self, op: &Operator, id: &str) -> Result<pb::Job> {
+        let backup = self.backup(id).await?;
+        let outcome = prune::delete_one(
+            &self.parts.catalog,
+            &self.parts.jobs,
+            &self.parts.config.retention,
+            &backup,
+            &op.name,
+            lifeboat_common::time::now_ms(),
+        )
+        .await
+        .map_err(|e| Error::Internal(format!("{e:#}")))?;
+        match outcome {
+            prune::DeleteOne::Queued(job) => {
+                let job = self.parts.catalog.get_job(&job).await?.ok_or_else(|| {
+                    Error::Internal(format!("delete job {job} vanished after it was queued"))
+                })?;
+                Ok(pb::Job::from(&job))
+            }
+            prune::DeleteOne::Refused(why) => Err(Error::FailedPrecondition(why)),
+            prune::DeleteOne::Gone => Err(Error::NotFound(format!(
+                "backup {id} is no longer in the catalog"
+            ))),
+        }
+    }
+
     pub(super) async fn prune_impl(
         &self,
         op: &Operator,
