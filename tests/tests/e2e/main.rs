@@ -11,6 +11,7 @@ mod b30_bad_config;
 mod by_hand_restore;
 mod catalog_rebuild;
 mod child_env;
+mod coordinator_runs;
 mod crash_swap;
 mod d14_dump_fails;
 mod d15_format_check;
