@@ -486,7 +486,7 @@ async fn detailed(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response
             "last_error": sched.last_error.as_ref().map(|(at, e)| json!({"at": ts(*at), "error": crate::health::public_reason(e)})),
             "schedules": sched.schedules,
             "paused": sched.paused,
-            "next_run": sched.next_run.as_ref().map(|(t, at)| json!({"target": t, "at": ts(*at)})),
+            "next_run": sched.next_run.as_ref().map(|(t, kind, at)| json!({"target": t, "kind": kind, "at": ts(*at)})),
         },
         "jobs": { "running": running },
         "incidents": incidents.iter().map(|i| json!({

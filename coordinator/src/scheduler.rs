@@ -284,9 +284,9 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
             .filter(|s| !s.paused)
             .filter_map(|s| {
                 let at = *s.def.upcoming(&s.target, now_ms, 1).first()?;
-                Some((s.label(), at))
+                Some((s.target.clone(), s.kind().as_str(), at))
             })
-            .min_by_key(|(t, at)| (*at, t.clone())),
+            .min_by_key(|(t, kind, at)| (*at, t.clone(), *kind)),
     };
     let mut with_cursor = Vec::with_capacity(schedules.len());
     for s in schedules {

@@ -12,10 +12,10 @@ pub struct SchedulerHealth {
     pub last_error: Option<(i64, String)>,
     /// Schedules in effect (own and environment defaults), at the last good pass.
     pub schedules: usize,
-    /// Targets whose schedule is paused.
+    /// Paused schedules: the target for a backup schedule, `target (kind)` for the others.
     pub paused: Vec<String>,
-    /// The soonest next start among the schedules not paused: (target, Unix ms).
-    pub next_run: Option<(String, i64)>,
+    /// The soonest next start among the schedules not paused: (target, kind, Unix ms).
+    pub next_run: Option<(String, &'static str, i64)>,
 }
 
 /// Shared between the scheduler task and the HTTP handlers.

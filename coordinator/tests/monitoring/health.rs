@@ -372,6 +372,7 @@ async fn scheduler_state_is_in_detailed_health() {
     .await;
     let next = &v["scheduler"]["next_run"];
     assert_eq!(next["target"], "prod/orders", "{v}");
+    assert_eq!(next["kind"], "backup", "{v}");
     let at = next["at"].as_str().expect("next run time");
     assert!(
         at.ends_with(":30:00Z") && (at.contains("T00:") || at.contains("T01:")),
