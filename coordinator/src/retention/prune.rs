@@ -4,7 +4,7 @@
 //! marked deletes whose job was lost or failed are queued again at start-up and on the next
 //! prune.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use lifeboat_common::names::TargetName;
@@ -15,7 +15,7 @@ use super::{
     plan,
 };
 use crate::{
-    catalog::{Catalog, MarkDelete},
+    catalog::{Catalog, MarkDelete, Pin},
     jobs::Jobs,
     model::{Backup, JobKind, NewJob},
 };
@@ -43,6 +43,45 @@ pub enum Applied {
     Gone,
 }
 
+/// What retention knows about backups beyond their records.
+pub(crate) struct Facts {
+    pub pins: HashMap<String, Pin>,
+    /// When the coordinator recorded each backup (N26: an agent with a wrong clock must not
+    /// make a backup look older or newer than it is).
+    pub recorded: HashMap<String, i64>,
+    pub deleting: HashSet<String>,
+    pub rebuilt: HashSet<String>,
+}
+
+impl Facts {
+    pub async fn read(catalog: &Catalog) -> Result<Self> {
+        Ok(Self {
+            pins: catalog.pins().await.context("read pins")?,
+            recorded: catalog
+                .backups_recorded_at()
+                .await
+                .context("read backup times")?,
+            deleting: catalog.deleting_backups().await.context("read deletions")?,
+            rebuilt: catalog
+                .rebuilt_backups()
+                .await
+                .context("read rebuilt backups")?,
+        })
+    }
+
+    pub fn candidate(&self, b: &Backup) -> Candidate {
+        let id = b.backup_id.as_str();
+        Candidate {
+            backup_id: id.to_owned(),
+            finished_at_ms: self.recorded.get(id).copied().unwrap_or(b.finished_at_ms),
+            verify_status: b.verify_status,
+            pinned: self.pins.contains_key(id),
+            deleting: self.deleting.contains(id),
+            rebuilt: self.rebuilt.contains(id),
+        }
+    }
+}
+
 /// Plans retention for `target`, or for every target with backups.
 pub async fn plan_targets(
     catalog: &Catalog,
@@ -55,18 +94,7 @@ pub async fn plan_targets(
         .list_backups(filter.as_deref(), MAX_BACKUPS)
         .await
         .context("read backups")?;
-    let pins = catalog.pins().await.context("read pins")?;
-    // Coordinator time (N26): an agent with a wrong clock must not make a backup look older
-    // or newer than it is.
-    let recorded = catalog
-        .backups_recorded_at()
-        .await
-        .context("read backup times")?;
-    let deleting = catalog.deleting_backups().await.context("read deletions")?;
-    let rebuilt = catalog
-        .rebuilt_backups()
-        .await
-        .context("read rebuilt backups")?;
+    let facts = Facts::read(catalog).await?;
     let mut by_target: BTreeMap<TargetName, Vec<Backup>> = BTreeMap::new();
     for b in backups {
         by_target.entry(b.target.clone()).or_default().push(b);
@@ -74,20 +102,7 @@ pub async fn plan_targets(
     let mut out = Vec::new();
     for (name, backups) in by_target {
         let policy = retention.policy_for(&name).map(|(p, s)| (p.clone(), s));
-        let candidates: Vec<Candidate> = backups
-            .iter()
-            .map(|b| Candidate {
-                backup_id: b.backup_id.to_string(),
-                finished_at_ms: recorded
-                    .get(b.backup_id.as_str())
-                    .copied()
-                    .unwrap_or(b.finished_at_ms),
-                verify_status: b.verify_status,
-                pinned: pins.contains_key(b.backup_id.as_str()),
-                deleting: deleting.contains(b.backup_id.as_str()),
-                rebuilt: rebuilt.contains(b.backup_id.as_str()),
-            })
-            .collect();
+        let candidates: Vec<Candidate> = backups.iter().map(|b| facts.candidate(b)).collect();
         let empty = Policy::default();
         let decisions = plan(
             &candidates,
@@ -183,8 +198,8 @@ pub async fn delete_one(
     now_ms: i64,
 ) -> Result<DeleteOne> {
     let id = backup.backup_id.as_str();
-    let pins = catalog.pins().await.context("read pins")?;
-    if let Some(pin) = pins.get(id) {
+    let facts = Facts::read(catalog).await?;
+    if let Some(pin) = facts.pins.get(id) {
         return Ok(DeleteOne::Refused(format!(
             "backup {id} is pinned (by {}: {}); unpin it first with `lifeboat backup unpin {id}`",
             pin.pinned_by, pin.reason
@@ -195,28 +210,9 @@ pub async fn delete_one(
         .list_backups(Some(&target), MAX_BACKUPS)
         .await
         .context("read backups")?;
-    let recorded = catalog
-        .backups_recorded_at()
-        .await
-        .context("read backup times")?;
-    let deleting = catalog.deleting_backups().await.context("read deletions")?;
-    let rebuilt = catalog
-        .rebuilt_backups()
-        .await
-        .context("read rebuilt backups")?;
     let mut good: Vec<Candidate> = backups
         .iter()
-        .map(|b| Candidate {
-            backup_id: b.backup_id.to_string(),
-            finished_at_ms: recorded
-                .get(b.backup_id.as_str())
-                .copied()
-                .unwrap_or(b.finished_at_ms),
-            verify_status: b.verify_status,
-            pinned: pins.contains_key(b.backup_id.as_str()),
-            deleting: deleting.contains(b.backup_id.as_str()),
-            rebuilt: rebuilt.contains(b.backup_id.as_str()),
-        })
+        .map(|b| facts.candidate(b))
         .filter(|c| c.is_good() && !c.deleting)
         .collect();
     good.sort_by(|a, b| (b.finished_at_ms, &b.backup_id).cmp(&(a.finished_at_ms, &a.backup_id)));

@@ -24,6 +24,7 @@ use anyhow::{Context, Result};
 use crate::{
     catalog::Catalog,
     model::{JobKind, NewJob, TargetRecord, VerifyStatus},
+    retention::prune::Facts,
     schedule::{Schedule, format_duration, millis},
 };
 
@@ -79,19 +80,12 @@ pub async fn jobs_for_run(
         .list_backups(Some(&name), u32::MAX)
         .await
         .context("read backups")?;
-    let recorded = catalog
-        .backups_recorded_at()
-        .await
-        .context("read backup times")?;
-    let deleting = catalog.deleting_backups().await.context("read deletions")?;
+    let facts = Facts::read(catalog).await?;
     let candidates: Vec<VerifyCandidate> = backups
         .iter()
-        .filter(|b| !deleting.contains(b.backup_id.as_str()))
+        .filter(|b| !facts.deleting.contains(b.backup_id.as_str()))
         .filter_map(|b| {
-            let written = recorded
-                .get(b.backup_id.as_str())
-                .copied()
-                .unwrap_or(b.finished_at_ms);
+            let written = facts.candidate(b).finished_at_ms;
             let checked_ms = match b.verify_status {
                 VerifyStatus::Ok => b.verified_at_ms.unwrap_or(written).max(written),
                 VerifyStatus::Unverified => written,
