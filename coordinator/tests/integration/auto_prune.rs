@@ -25,14 +25,7 @@ async fn run_deletes(agent: &mut FakeAgent, n: usize) -> BTreeSet<String> {
                 ids.insert(d.backup.as_ref().expect("record").backup_id.clone());
                 agent.send(accepted(&spec.job_id)).await;
                 agent
-                    .send(result(
-                        &spec.job_id,
-                        pb::JobState::Succeeded,
-                        Some(pb::job_result::Result::Delete(pb::DeleteResult {
-                            existed: true,
-                            deleted_bytes: 512,
-                        })),
-                    ))
+                    .send(result(&spec.job_id, pb::JobState::Succeeded, deleted()))
                     .await;
             }
             Ok(Msg::ResultAck(_)) => acked += 1,
@@ -154,19 +147,7 @@ async fn the_scheduled_run_deletes_exactly_the_dry_run_plan() {
         agent.run_backup("prod", "prod-1").await;
         ids.push(job.backup_id);
     }
-    olga.pin_backup(pb::PinBackupRequest {
-        backup_id: ids[1].clone(),
-        reason: "kept for the audit".into(),
-    })
-    .await
-    .expect("pin");
-    let marker = agent.expect_start().await;
-    assert_eq!(marker.kind, i32::from(pb::JobKind::Pin));
-    agent.send(accepted(&marker.job_id)).await;
-    agent
-        .send(result(&marker.job_id, pb::JobState::Succeeded, None))
-        .await;
-    agent.expect_ack(&marker.job_id).await;
+    agent.pin(&mut olga, &ids[1], "kept for the audit").await;
     // No backup is deleted after a backup: after_backup = false.
     assert_eq!(backup_ids(&mut vera).await.len(), 5);
 

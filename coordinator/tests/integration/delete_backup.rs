@@ -36,18 +36,7 @@ async fn delete_refuses_pins_and_the_kept_floor_and_deletes_in_two_phases() {
         agent.run_backup("prod", "prod-1").await;
         ids.push(job.backup_id);
     }
-    olga.pin_backup(pb::PinBackupRequest {
-        backup_id: ids[0].clone(),
-        reason: "legal hold".into(),
-    })
-    .await
-    .expect("pin");
-    let marker = agent.expect_start().await;
-    agent.send(accepted(&marker.job_id)).await;
-    agent
-        .send(result(&marker.job_id, pb::JobState::Succeeded, None))
-        .await;
-    agent.expect_ack(&marker.job_id).await;
+    agent.pin(&mut olga, &ids[0], "legal hold").await;
 
     // Operators may not delete.
     let e = delete(&mut olga, &ids[1])
@@ -92,18 +81,7 @@ async fn delete_refuses_pins_and_the_kept_floor_and_deletes_in_two_phases() {
     assert!(b.deleting, "{b:?}");
     let spec = agent.expect_start().await;
     assert_eq!(spec.job_id, job.job_id);
-    agent.send(accepted(&spec.job_id)).await;
-    agent
-        .send(result(
-            &spec.job_id,
-            pb::JobState::Succeeded,
-            Some(pb::job_result::Result::Delete(pb::DeleteResult {
-                existed: true,
-                deleted_bytes: 512,
-            })),
-        ))
-        .await;
-    agent.expect_ack(&spec.job_id).await;
+    agent.succeed(&spec, deleted()).await;
     let gone = alice
         .get_backup(pb::GetBackupRequest {
             backup_id: ids[1].clone(),

@@ -581,6 +581,33 @@ impl FakeAgent {
         spec
     }
 
+    /// Accepts `spec`, reports it succeeded with `r`, and waits for the coordinator's ack.
+    pub async fn succeed(&mut self, spec: &pb::JobSpec, r: Option<pb::job_result::Result>) {
+        self.send(accepted(&spec.job_id)).await;
+        self.send(result(&spec.job_id, pb::JobState::Succeeded, r))
+            .await;
+        self.expect_ack(&spec.job_id).await;
+    }
+
+    /// Pins `backup_id` as `control`'s operator and runs the pin marker job it queues.
+    pub async fn pin(
+        &mut self,
+        control: &mut ControlClient<Channel>,
+        backup_id: &str,
+        reason: &str,
+    ) {
+        control
+            .pin_backup(pb::PinBackupRequest {
+                backup_id: backup_id.into(),
+                reason: reason.into(),
+            })
+            .await
+            .expect("pin");
+        let marker = self.expect_start().await;
+        assert_eq!(marker.kind, i32::from(pb::JobKind::Pin), "{marker:?}");
+        self.succeed(&marker, None).await;
+    }
+
     pub async fn run_backup(&mut self, env: &str, agent: &str) -> pb::JobSpec {
         let spec = self.expect_start().await;
         self.send(accepted(&spec.job_id)).await;
@@ -658,4 +685,12 @@ impl CatalogLock {
             .expect("release the write lock");
         self.0.close().await.expect("close");
     }
+}
+
+/// A delete job's result: the backup was there and is gone.
+pub fn deleted() -> Option<pb::job_result::Result> {
+    Some(pb::job_result::Result::Delete(pb::DeleteResult {
+        existed: true,
+        deleted_bytes: 512,
+    }))
 }

@@ -712,18 +712,13 @@ async fn a_verify_schedule_queues_verify_jobs_beside_the_backup_schedule() {
             panic!("not a verify spec: {spec:?}")
         };
         verified.push(v.backup.as_ref().expect("record").backup_id.clone());
-        agent.send(accepted(&spec.job_id)).await;
+        let ok = pb::VerifyResult {
+            status: pb::VerifyStatus::Ok.into(),
+            ..Default::default()
+        };
         agent
-            .send(result(
-                &spec.job_id,
-                pb::JobState::Succeeded,
-                Some(pb::job_result::Result::Verify(pb::VerifyResult {
-                    status: pb::VerifyStatus::Ok.into(),
-                    ..Default::default()
-                })),
-            ))
+            .succeed(&spec, Some(pb::job_result::Result::Verify(ok)))
             .await;
-        agent.expect_ack(&spec.job_id).await;
     }
     verified.sort();
     let mut want = ids.clone();
