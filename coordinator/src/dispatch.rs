@@ -35,11 +35,21 @@ pub struct Dispatcher {
 /// `max_concurrent_jobs`. A delete does not occupy its target (it touches one finished
 /// backup, not the database), but never starts while a restore or verify of the same backup
 /// (or export) is queued or running. A list (catalog rebuild), a check (read-only), a pin
-/// marker and an export (it reads the repository, not the database) occupy no target either; a backup's delete and pin markers run one at a time, oldest first.
-/// A verify that names no backup reads a WAL archive (`pitr verify`, possibly for hours):
-/// backups and restores of its target go on beside it, as WAL pushes do.
+/// marker and an export (it reads the repository, not the database) occupy no target either;
+/// a backup's delete and pin markers run one at a time, oldest first. A verify that names no
+/// backup reads a WAL archive (`pitr verify`, possibly for hours): backups and restores of its
+/// target go on beside it, as WAL pushes do. Verify jobs a verify schedule queued go after
+/// every other queued job: a backup or a restore never waits behind a schedule's verify run
+/// that has not started yet.
 fn occupies_target(j: &Job) -> bool {
     j.kind.occupies_target() && !(j.kind == JobKind::Verify && j.backup_id.is_none())
+}
+
+/// A verify job a verify schedule queued: it yields to everything else.
+fn is_background(j: &Job) -> bool {
+    j.kind == JobKind::Verify
+        && j.backup_id.is_some()
+        && j.requested_by == crate::scheduler::REQUESTED_BY
 }
 
 pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job> {
@@ -71,7 +81,9 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
         .iter()
         .filter(|j| j.state == JobState::Queued && j.dispatched_at_ms.is_none())
         .collect();
-    queued.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    queued.sort_by(|a, b| {
+        (is_background(a), a.created_at_ms, &a.id).cmp(&(is_background(b), b.created_at_ms, &b.id))
+    });
     for j in queued {
         let Some(&cap) = capacity.get(&j.agent) else {
             continue;
@@ -335,6 +347,27 @@ mod tests {
         format!("20261127T233000Z-0000{}", short.to_ascii_lowercase())
             .parse()
             .expect("a backup id")
+    }
+
+    #[test]
+    fn scheduled_verifies_yield_to_a_later_backup_of_their_target() {
+        let mut queued = Vec::new();
+        for (i, id) in ["v1", "v2", "v3"].iter().enumerate() {
+            let mut v = job(id, "prod/orders", "p1", JobState::Queued, false);
+            v.kind = JobKind::Verify;
+            v.backup_id = Some(backup_id(&format!("B{i}")));
+            v.requested_by = crate::scheduler::REQUESTED_BY.into();
+            v.created_at_ms = 10 + i as i64;
+            queued.push(v);
+        }
+        let mut backup = job("b", "prod/orders", "p1", JobState::Queued, false);
+        backup.created_at_ms = 100;
+        queued.push(backup);
+        // The backup, queued last, goes first; the verifies wait for the target.
+        assert_eq!(ids(plan(&queued, &cap(&[("p1", 10)]))), ["b"]);
+        // An operator's own verify keeps its place in the queue.
+        queued[0].requested_by = "alice".into();
+        assert_eq!(ids(plan(&queued, &cap(&[("p1", 10)]))), ["v1"]);
     }
 
     #[test]
