@@ -188,6 +188,43 @@ fn partial_restores_bring_back_only_what_was_asked_for() {
     );
     assert_eq!(user_tables(&s.pg, "shop"), expected);
 
+    // A restored count that differs from the manifest's fails the restore and removes the
+    // new schema and the scratch database (the manifest is edited behind lifeboat's back; its
+    // sizes and hashes, which the catalog checks, are not touched).
+    let manifest_path = s.backup_dir("shop", &id).join("manifest.json");
+    let original = std::fs::read_to_string(&manifest_path).expect("manifest");
+    let mut m: Value = serde_json::from_str(&original).expect("manifest json");
+    for r in m["row_counts"].as_array_mut().expect("row_counts") {
+        if r["schema"] == "sales" && r["table"] == "orders" {
+            r["rows"] = Value::from(r["rows"].as_i64().expect("rows") + 1);
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&m).expect("json")).expect("write");
+    let bad = s.admin.run_json(&[
+        "restore",
+        &id,
+        "--table",
+        "sales.orders",
+        "--into-schema",
+        "restored_bad",
+        "--wait",
+    ]);
+    assert!(!bad.success(), "{bad}");
+    assert!(
+        bad.to_string()
+            .contains("sales.orders: restored 49, backup had 50"),
+        "{bad}"
+    );
+    assert_eq!(
+        s.pg.query_one(
+            "shop",
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'restored_bad';"
+        ),
+        "0"
+    );
+    assert!(lifeboat_databases(&s).is_empty(), "{:?}", s.pg.databases());
+    std::fs::write(&manifest_path, &original).expect("restore the manifest");
+
     // A whole schema into a new database.
     let r = s.admin.run_json(&[
         "restore",
@@ -237,6 +274,174 @@ fn partial_restores_bring_back_only_what_was_asked_for() {
     assert!(!s.pg.database_exists("nope_copy"));
     assert!(lifeboat_databases(&s).is_empty(), "{:?}", s.pg.databases());
     assert_eq!(user_tables(&s.pg, "shop"), expected);
+
+    s.shutdown();
+}
+
+const MARIADB_FIXTURE: &str = r"
+CREATE TABLE parent (id INT PRIMARY KEY, name VARCHAR(100)) ENGINE=InnoDB;
+CREATE TABLE parent2 (id INT PRIMARY KEY, note VARCHAR(20)) ENGINE=InnoDB;
+CREATE TABLE `we``ird` (id INT PRIMARY KEY) ENGINE=InnoDB;
+CREATE TABLE child (id INT AUTO_INCREMENT PRIMARY KEY, pid INT, FOREIGN KEY (pid) REFERENCES parent (id)) ENGINE=InnoDB;
+CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, what VARCHAR(100)) ENGINE=InnoDB;
+INSERT INTO parent SELECT seq, CONCAT('name ', seq) FROM seq_1_to_300;
+INSERT INTO parent VALUES (1000, '-- Table structure for table `child`');
+INSERT INTO parent2 SELECT seq, 'p2' FROM seq_1_to_50;
+INSERT INTO `we``ird` SELECT seq FROM seq_1_to_7;
+INSERT INTO child (pid) SELECT seq FROM seq_1_to_100;
+CREATE VIEW v AS SELECT p.name, c.id FROM parent p JOIN child c ON c.pid = p.id;
+CREATE TRIGGER trg AFTER INSERT ON parent FOR EACH ROW INSERT INTO audit (what) VALUES (NEW.name);
+CREATE PROCEDURE p1() SELECT COUNT(*) FROM parent;
+";
+
+fn my_checksum(my: &lifeboat_e2e::mariadb::MariaDb, db: &str, table: &str, cols: &str) -> String {
+    my.query_one(
+        db,
+        &format!(
+            "SELECT CONCAT(COUNT(*), ':', MD5(GROUP_CONCAT(CONCAT_WS(',', {cols}) ORDER BY id SEPARATOR '|'))) FROM {table};"
+        ),
+    )
+}
+
+fn my_tables(my: &lifeboat_e2e::mariadb::MariaDb, db: &str) -> Vec<String> {
+    my.sql(
+        "",
+        &format!(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' ORDER BY 1;"
+        ),
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[test]
+fn mariadb_tables_restore_into_a_side_database() {
+    let s = Sandbox::builder("partial_my")
+        .mariadb_target(SandboxTarget::new("shop"))
+        .build();
+    let my = s.mariadb.as_ref().expect("mariadb");
+    my.sql("shop", MARIADB_FIXTURE);
+    let parent_at_backup = my_checksum(my, "shop", "parent", "id, name");
+    let weird_at_backup = my_checksum(my, "shop", "`we``ird`", "id");
+    let rec = s.backup_ok("shop");
+    let id = find_str(&rec, "backup_id").expect("backup_id");
+
+    let c = s.admin.run_json(&["backup", "contents", &id]);
+    c.assert_ok();
+    let listed: Vec<String> = contents_tables(&c.json())
+        .into_iter()
+        .map(|(_, t, _)| t)
+        .collect();
+    assert_eq!(
+        listed,
+        ["audit", "child", "parent", "parent2", "we`ird"],
+        "{c}"
+    );
+
+    // The live table changes after the backup (its trigger writes to audit).
+    my.sql(
+        "shop",
+        "DELETE FROM child WHERE pid > 10; DELETE FROM parent WHERE id > 200; INSERT INTO parent VALUES (5000, 'new');",
+    );
+    let parent_live = my_checksum(my, "shop", "parent", "id, name");
+    let audit_live = my_checksum(my, "shop", "audit", "id, what");
+    let databases_before = my.databases();
+
+    let r = s.admin.run_json(&[
+        "restore",
+        &id,
+        "--table",
+        "shop.parent",
+        "--into-schema",
+        "parent_back",
+        "--wait",
+    ]);
+    r.assert_ok();
+    assert_eq!(
+        my_tables(my, "parent_back"),
+        ["parent"],
+        "only the one table"
+    );
+    assert_eq!(
+        my_checksum(my, "parent_back", "parent", "id, name"),
+        parent_at_backup
+    );
+    // Its trigger came along; the view and the procedure did not.
+    assert_eq!(
+        my.query_one(
+            "",
+            "SELECT GROUP_CONCAT(TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'parent_back';"
+        ),
+        "trg"
+    );
+    assert_eq!(
+        my.query_one(
+            "",
+            "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'parent_back';"
+        ),
+        "0"
+    );
+    // The live database is as it was.
+    assert_eq!(my_checksum(my, "shop", "parent", "id, name"), parent_live);
+    assert_eq!(my_checksum(my, "shop", "audit", "id, what"), audit_live);
+    let mut expected = databases_before.clone();
+    expected.push("parent_back".into());
+    expected.sort();
+    assert_eq!(my.databases(), expected, "no scratch database is left");
+
+    // A name with a backtick, into a new database named with --database.
+    let r = s.admin.run_json(&[
+        "restore",
+        &id,
+        "--table",
+        "we`ird",
+        "--database",
+        "weird_copy",
+        "--wait",
+    ]);
+    r.assert_ok();
+    assert_eq!(my_tables(my, "weird_copy"), ["we`ird"]);
+    assert_eq!(
+        my_checksum(my, "weird_copy", "`we``ird`", "id"),
+        weird_at_backup
+    );
+
+    // The side database exists now: refused. An unknown table: refused naming the tables.
+    let r = s.admin.run_json(&[
+        "restore",
+        &id,
+        "--table",
+        "parent",
+        "--into-schema",
+        "parent_back",
+        "--wait",
+    ]);
+    assert!(
+        !r.success() && r.to_string().contains("already exists"),
+        "{r}"
+    );
+    let r = s.admin.run_json(&[
+        "restore",
+        &id,
+        "--table",
+        "paren",
+        "--database",
+        "nothing_here",
+        "--wait",
+    ]);
+    assert!(!r.success(), "{r}");
+    assert!(
+        r.to_string().contains("table paren is not in the backup")
+            && r.to_string().contains("shop.parent2"),
+        "{r}"
+    );
+    assert!(!my.database_exists("nothing_here"));
+    assert!(
+        !my.databases().iter().any(|d| d.starts_with("lifeboat_")),
+        "{:?}",
+        my.databases()
+    );
 
     s.shutdown();
 }
