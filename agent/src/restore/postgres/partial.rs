@@ -3,7 +3,7 @@
 //! `--into-schema`, the new schema checked to be free. The load and its proof are the whole
 //! restore's; see [`super::side_schema`] for the copy into the live database.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use lifeboat_common::secret::Secret;
 use lifeboat_proto::domain::PartialRestore;
 
@@ -177,7 +177,7 @@ pub(super) async fn into_side_schema(
     let pp = plan
         .partial
         .as_ref()
-        .expect("into_side_schema is only called for a partial plan");
+        .context("a copy into a new schema without a partial restore plan")?;
     let pg_dump = plan.pg_restore.with_file_name("pg_dump");
     let copy = SideCopy {
         target: p.target,

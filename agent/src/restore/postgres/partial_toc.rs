@@ -25,6 +25,7 @@ struct Entry<'a> {
 const DESCS: &[&str] = &[
     "MATERIALIZED VIEW DATA",
     "SEQUENCE OWNED BY",
+    "TABLE ATTACH",
     "MATERIALIZED VIEW",
     "CHECK CONSTRAINT",
     "FOREIGN TABLE",
