@@ -13,6 +13,7 @@ pub(crate) mod datadir;
 mod mysql;
 mod pitr;
 mod postgres;
+pub(crate) mod selection;
 
 use anyhow::{Context, Result, bail};
 use lifeboat_proto::domain::{BackupRecord, DataDir, Restored, RowCount};

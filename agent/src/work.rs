@@ -7,7 +7,10 @@
 use lifeboat_common::ids::{BackupId, JobId};
 use lifeboat_proto::{
     self as pb,
-    domain::{BackupRecord, DataDir, ExportPath, JobKind, OwnerPolicy, Pin, RecordError, Recovery},
+    domain::{
+        BackupRecord, DataDir, ExportPath, JobKind, OwnerPolicy, PartialRestore, Pin, RecordError,
+        Recovery,
+    },
 };
 
 /// A job from the coordinator, checked.
@@ -78,6 +81,8 @@ pub struct RestoreWork {
     /// A data-directory restore: start the server on this port once the directory is ready
     /// and wait for recovery to reach its target.
     pub start_port: Option<u16>,
+    /// A partial restore: only some tables, into a new database or a new schema.
+    pub partial: Option<PartialRestore>,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -109,6 +114,8 @@ pub enum RefusedSpec {
     BadDataDir(RecordError),
     #[error("restore job with an invalid recovery target: {0}")]
     BadRecovery(RecordError),
+    #[error("restore job with an invalid partial restore: {0}")]
+    BadPartial(RecordError),
     #[error("restore job with an invalid start port {0}")]
     BadStartPort(u32),
     #[error("export job with an invalid path: {0}")]
@@ -148,6 +155,8 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
                         .ok_or(RefusedSpec::BadStartPort(p))?,
                 ),
             },
+            partial: PartialRestore::from_wire(&r.tables, &r.schemas, &r.into_schema)
+                .map_err(RefusedSpec::BadPartial)?,
         })
     }
 }
@@ -367,6 +376,9 @@ mod tests {
             recovery_target: String::new(),
             recovery_action: String::new(),
             start_port: 0,
+            tables: Vec::new(),
+            schemas: Vec::new(),
+            into_schema: String::new(),
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),

@@ -60,6 +60,9 @@ pub struct RestoreParams {
     /// A data-directory restore: start the server on this port and wait for recovery to
     /// reach its target (checked by [`crate::wire::restore_start_port`]).
     pub start_port: Option<u16>,
+    /// A partial restore: the tables and schemas asked for, and the side schema (checked by
+    /// [`crate::wire::restore_partial`]).
+    pub partial: Option<lifeboat_proto::domain::PartialRestore>,
 }
 
 /// An export (`backup export ID --to PATH`): the file asked for on the agent's host and,

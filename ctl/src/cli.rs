@@ -384,6 +384,9 @@ pub enum BackupCommand {
     List(BackupListArgs),
     /// Show everything recorded about one backup
     Show(BackupIdArg),
+    /// List the schemas and tables in a backup with their row counts (from its manifest), to
+    /// pick what `restore ID --table SCHEMA.TABLE` brings back
+    Contents(BackupIdArg),
     /// Check a backup's stored bytes against its recorded sizes and hashes
     Verify(BackupVerifyArgs),
     /// Write a backup's decompressed dump to a file on the host of the agent that holds it,
@@ -470,8 +473,21 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["database", "clean"])]
     pub data_dir: Option<String>,
     /// Database to create (default: the agent picks a new name)
-    #[arg(long, value_name = "NAME", value_parser = parse_database)]
+    #[arg(long, value_name = "NAME", value_parser = parse_database, conflicts_with = "into_schema")]
     pub database: Option<String>,
+    /// Restore only this table, SCHEMA.TABLE (MySQL/MariaDB: DATABASE.TABLE or TABLE), with
+    /// its indexes, constraints and owned sequences; repeat for more. Into a new database
+    /// (--database, or a new name), or a new schema with --into-schema
+    #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["data_dir", "clean"])]
+    pub tables: Vec<String>,
+    /// Restore every table of this schema; repeat for more
+    #[arg(long = "schema", value_name = "SCHEMA", conflicts_with_all = ["data_dir", "clean"])]
+    pub schemas: Vec<String>,
+    /// With --table/--schema: restore into this new schema of the target's own database
+    /// (it must not exist; nothing else there is touched). MySQL/MariaDB: a new database of
+    /// this name on the target's server
+    #[arg(long, value_name = "NAME")]
+    pub into_schema: Option<String>,
     /// Replace --database if it exists and is not empty (needs the admin role)
     #[arg(long, requires = "database")]
     pub clean: bool,

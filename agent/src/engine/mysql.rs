@@ -42,6 +42,7 @@ mod conn;
 pub mod objects;
 pub mod stream;
 pub mod swap;
+pub mod table_filter;
 mod tools;
 
 pub use conn::*;

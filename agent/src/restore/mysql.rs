@@ -20,6 +20,7 @@ use crate::{
         self as my, ClientTool, ConnParams, DefaultsFile, RowCountKind, ServerFlavor,
         stream::{InspectingWriter, SandboxLineFilter},
         swap::SwapPlan,
+        table_filter::TableFilter,
     },
     job::JobCtx,
     manifest::{Manifest, TableRows},
@@ -30,6 +31,8 @@ use crate::{
     work::RestoreWork,
 };
 
+mod partial;
+
 /// What the restore will do, decided by [`plan`].
 pub(super) struct Plan {
     admin: MySqlConnection,
@@ -39,6 +42,8 @@ pub(super) struct Plan {
     database: String,
     exists: bool,
     empty: bool,
+    /// A partial restore: the chosen tables.
+    partial: Option<partial::MyPartial>,
 }
 
 /// MySQL's and MariaDB's side of a restore, for [`super::restore`].
@@ -69,6 +74,7 @@ impl<'a> MyRestore<'a> {
             manifest: &p.manifest,
             profile: p.target.profile,
             server: plan.server,
+            partial: plan.partial.as_ref(),
         }
     }
 }
@@ -206,8 +212,31 @@ async fn plan(
 ) -> Result<Option<Plan>> {
     let report = &ctx.report;
     let (target, manifest) = (p.target, &p.manifest);
-    let Some(database) = destination_name(ctx, spec, p) else {
-        return Ok(None);
+    let into = spec.partial.as_ref().and_then(|x| x.into_schema.clone());
+    let database = match into {
+        // A MySQL schema is a database: --into-schema names the new database.
+        Some(name) => name,
+        None => match destination_name(ctx, spec, p) {
+            Some(d) => d,
+            None => return Ok(None),
+        },
+    };
+    let partial = match &spec.partial {
+        Some(_) if !target.profile.can_create_databases() => {
+            report.error(
+                "tables",
+                format!(
+                    "a partial restore goes into a new database, and {} databases cannot be created by the agent; restore the whole backup instead",
+                    target.profile
+                ),
+            );
+            return Ok(None);
+        }
+        Some(want) => match partial::plan(ctx, p, want) {
+            Some(pp) => Some(pp),
+            None => return Ok(None),
+        },
+        None => None,
     };
     if my::SYSTEM_DATABASES.contains(&database.to_ascii_lowercase().as_str()) {
         report.error(
@@ -350,6 +379,7 @@ async fn plan(
             database,
             exists,
             empty,
+            partial,
         })),
         None => Ok(None),
     }
@@ -425,6 +455,13 @@ fn describe(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>, plan: &Plan) {
         p.loc.repo.describe(),
         plan.client.name
     );
+    if let Some(pp) = &plan.partial {
+        r.step(format!(
+            "restore only the dump's sections of {} table(s) ({}): definitions, data and triggers; views, routines and events are left out",
+            pp.expected.len(),
+            pp.names().join(", ")
+        ));
+    }
     let count = if RowCountKind::parse(&p.manifest.row_counts_kind)
         .is_some_and(RowCountKind::restore_must_match)
     {
@@ -547,6 +584,7 @@ struct Load<'a> {
     manifest: &'a Manifest,
     profile: Provider,
     server: ServerFlavor,
+    partial: Option<&'a partial::MyPartial>,
 }
 
 impl Load<'_> {
@@ -582,8 +620,12 @@ impl Load<'_> {
         let counters = ctx.counters.clone();
         let cancel = ctx.cancel.clone();
         let filter = self.client.needs_sandbox_filter();
+        let tables = self.partial.map(partial::MyPartial::names);
         let pipeline = tokio::task::spawn_blocking(move || {
             let out = BufWriter::with_capacity(256 * 1024, stdin);
+            if let Some(tables) = tables {
+                return load_tables(file, out, tables, filter, &expected, &counters, &cancel);
+            }
             // Dropping the returned writer closes the client's stdin.
             if filter {
                 pipeline::decompress(
@@ -617,8 +659,51 @@ impl Load<'_> {
         let counts = my::row_counts(&mut conn, database, true).await?;
         let _ = sqlx::Connection::close(conn).await;
         if kind.restore_must_match() {
-            compare_counts(&self.manifest.row_counts, &counts)?;
+            match self.partial {
+                Some(pp) => compare_counts(&pp.expected, &counts)?,
+                None => compare_counts(&self.manifest.row_counts, &counts)?,
+            }
         }
         Ok(counts)
     }
+}
+
+/// The pipeline of a partial restore: the stream (checked whole against both hashes) cut down
+/// to the chosen tables' sections before it reaches the client. A chosen table without a
+/// section in the dump fails the load.
+fn load_tables<R: std::io::Read, W: std::io::Write>(
+    file: R,
+    out: W,
+    tables: Vec<String>,
+    sandbox_filter: bool,
+    expected: &pipeline::Expected,
+    counters: &std::sync::Arc<pipeline::Counters>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(), PipelineError> {
+    let wanted: std::collections::BTreeSet<String> = tables.iter().cloned().collect();
+    let cut = TableFilter::new(out, tables);
+    let cut = if sandbox_filter {
+        pipeline::decompress(
+            file,
+            SandboxLineFilter::new(cut),
+            my::MAGIC,
+            expected,
+            counters,
+            cancel,
+        )?
+        .into_inner()
+        .map_err(PipelineError::Output)?
+    } else {
+        pipeline::decompress(file, cut, my::MAGIC, expected, counters, cancel)?
+    };
+    let (_, seen) = cut.finish().map_err(PipelineError::Output)?;
+    let missing: Vec<&String> = wanted.difference(&seen).collect();
+    if !missing.is_empty() {
+        return Err(PipelineError::Mismatch {
+            what: format!(
+                "the dump has no section for table(s) {missing:?} that its manifest lists"
+            ),
+        });
+    }
+    Ok(())
 }

@@ -30,7 +30,10 @@ use crate::{
     work::RestoreWork,
 };
 
+mod partial;
+mod partial_toc;
 mod preflight;
+mod side_schema;
 mod toc;
 
 use preflight::{destination, locale, owners, privileges, schemas_and_extensions};
@@ -53,6 +56,8 @@ pub(super) struct Plan {
     filter_toc: bool,
     /// The archive's table of contents without them, for `pg_restore --use-list`.
     toc: Option<String>,
+    /// A partial restore: the chosen tables, and where they go.
+    partial: Option<partial::PartialPlan>,
 }
 
 /// PostgreSQL's side of a restore, for [`super::restore`].
@@ -114,12 +119,21 @@ impl super::Restore for PgRestore {
 
     async fn swap_in(
         &self,
-        _ctx: &JobCtx,
-        _p: &Prepared<'_>,
+        ctx: &JobCtx,
+        p: &Prepared<'_>,
         plan: &mut Plan,
         scratch: &str,
         journal: &mut Journal,
     ) -> Result<()> {
+        if let Some(side) = plan.partial.as_ref().and_then(|x| x.into_schema.clone()) {
+            // The live database is never renamed: the tables are copied into the new schema.
+            // The journal stays at its loading step, so a crash only drops the scratch copy.
+            let copied =
+                partial::into_side_schema(ctx, p, plan, self.password.as_ref(), scratch, &side)
+                    .await;
+            self.drop_scratch(plan, scratch).await;
+            return copied;
+        }
         let database = plan.database.clone();
         let swapped = swap_in(&mut plan.admin, scratch, &database, plan.exists, journal).await;
         if swapped.is_err()
@@ -144,8 +158,14 @@ async fn plan(
 ) -> Result<Option<Plan>> {
     let report = &ctx.report;
     let (target, manifest) = (p.target, &p.manifest);
-    let Some(database) = destination_name(ctx, spec, p) else {
-        return Ok(None);
+    let into_schema = spec.partial.as_ref().and_then(|x| x.into_schema.as_deref());
+    let database = match into_schema {
+        // Into a new schema of the target's own database.
+        Some(_) => target.database.clone(),
+        None => match destination_name(ctx, spec, p) {
+            Some(d) => d,
+            None => return Ok(None),
+        },
     };
     if database == target.maintenance_database {
         report.error(
@@ -216,7 +236,13 @@ async fn plan(
         Err(e) => report.error("restore_tool", format!("{e:#}")),
     }
 
-    let exists = destination(ctx, spec, target, password, &mut admin, &database).await?;
+    let exists = match into_schema {
+        Some(side) => {
+            partial::side_schema_free(ctx, target, password, &database, side).await;
+            false
+        }
+        None => destination(ctx, spec, target, password, &mut admin, &database).await?,
+    };
     privileges(ctx, &mut admin).await;
     locale(ctx, &mut admin, &manifest.server).await;
 
@@ -253,9 +279,15 @@ async fn plan(
         schemas_and_extensions(ctx, &mut admin, p, &skip_schemas).await;
     // Read here, not after the scratch database exists: an archive whose contents cannot be
     // listed is found by the dry run too.
-    let toc = if filter_toc && !skip_schemas.is_empty() {
+    let partial = match &spec.partial {
+        Some(want) => partial::plan(ctx, p, want, &pg_restore).await,
+        None => None,
+    };
+    let toc = if let Some(pp) = &partial {
+        Some(pp.listing.clone())
+    } else if filter_toc && !skip_schemas.is_empty() {
         ctx.set_phase("reading the archive's contents");
-        match read_toc(ctx, p, &pg_restore).await {
+        match read_toc(ctx, p, &pg_restore, false).await {
             Ok(listing) => {
                 let (kept, removed) = filter_toc_listing(&listing, &skip_schemas, &skip_extensions);
                 report.ok(
@@ -285,6 +317,7 @@ async fn plan(
         skip_extensions,
         filter_toc,
         toc,
+        partial,
     }))
 }
 
@@ -324,6 +357,10 @@ fn describe(ctx: &JobCtx, p: &Prepared<'_>, plan: &Plan) {
             )
         });
     }
+    if let Some(pp) = &plan.partial {
+        partial::describe(ctx, p, plan, pp, &scratch);
+        return;
+    }
     r.step(if p.manifest.row_counts_kind == "exact" {
         format!(
             "count the rows of every table and compare them with the manifest's exact counts ({} tables)",
@@ -353,6 +390,9 @@ fn describe(ctx: &JobCtx, p: &Prepared<'_>, plan: &Plan) {
 /// The manifest's row counts the restore must reproduce: the left-out schemas' tables are
 /// not expected back.
 fn expected_counts(p: &Prepared<'_>, plan: &Plan) -> Vec<TableRows> {
+    if let Some(pp) = &plan.partial {
+        return pp.tables.clone();
+    }
     p.manifest
         .row_counts
         .iter()

@@ -2,7 +2,7 @@
 //! two racing writers (a result and a lease expiry, a replayed result) cannot both win.
 
 use lifeboat_common::ids::BackupId;
-use lifeboat_proto::domain::Recovery;
+use lifeboat_proto::domain::{PartialRestore, Recovery};
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
@@ -18,7 +18,8 @@ macro_rules! job_columns {
          dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
-         start_port, export_path, export_raw_bytes, export_raw_sha256"
+         start_port, export_path, export_raw_bytes, export_raw_sha256, restore_tables, \
+         restore_schemas, into_schema"
     };
 }
 
@@ -280,8 +281,9 @@ fn insert_job_query(
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
-         recovery_target, recovery_action, start_port, export_path) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         recovery_target, recovery_action, start_port, export_path, restore_tables, \
+         restore_schemas, into_schema) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -313,6 +315,35 @@ fn insert_job_query(
             .map_or(0, i64::from),
     )
     .bind(job.export_path.as_ref().map_or("", ExportPath::as_str))
+    .bind(partial_text(job).0)
+    .bind(partial_text(job).1)
+    .bind(partial_text(job).2)
+}
+
+/// A job's partial restore as the catalog stores it: tables and schemas one per line (empty:
+/// a whole restore).
+fn partial_text(job: &NewJob) -> (String, String, String) {
+    let (tables, schemas, into) =
+        PartialRestore::to_wire(job.restore.as_ref().and_then(|r| r.partial.as_ref()));
+    (tables.join("\n"), schemas.join("\n"), into)
+}
+
+/// The partial restore stored by [`partial_text`].
+fn partial_from_row(row: &SqliteRow) -> Result<Option<PartialRestore>> {
+    let lines = |col: &str| -> Result<Vec<String>> {
+        let text: String = row.try_get(col)?;
+        Ok(text
+            .split('\n')
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    };
+    PartialRestore::from_wire(
+        &lines("restore_tables")?,
+        &lines("restore_schemas")?,
+        &row.try_get::<String, _>("into_schema")?,
+    )
+    .map_err(|e| CatalogError::Corrupt(format!("jobs.restore_tables: {}", e.0)))
 }
 
 /// A job's point-in-time recovery as the catalog stores it (empty: none).
@@ -469,6 +500,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                     CatalogError::Corrupt(format!("jobs.start_port {p} is not a port"))
                 })?),
             },
+            partial: partial_from_row(row)?,
         }),
         export: export_from_row(kind, row)?,
         report: report_from_json(&report)?,

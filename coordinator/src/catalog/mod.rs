@@ -160,6 +160,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0011_export_jobs.sql").into_sql_str(),
             true,
         ),
+        Migration::new(
+            14,
+            "partial restore".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0014_partial_restore.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

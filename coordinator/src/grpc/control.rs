@@ -250,11 +250,7 @@ impl pb::control_server::Control for Control {
         let action = Action::Restore {
             clean: request.get_ref().clean,
         };
-        let object = format!(
-            "{} -> {}",
-            request.get_ref().backup_id,
-            request.get_ref().to_target
-        );
+        let object = restore_object(request.get_ref());
         let req = request.get_ref();
         let job = self
             .audited(&request, action, &object, |op| async move {
@@ -268,11 +264,7 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::RestoreRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let object = format!(
-            "{} -> {}",
-            request.get_ref().backup_id,
-            request.get_ref().to_target
-        );
+        let object = restore_object(request.get_ref());
         let req = request.get_ref();
         let job = self
             .audited(&request, Action::RestoreDryRun, &object, |op| async move {
@@ -636,4 +628,23 @@ impl pb::control_server::Control for Control {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+/// What the audit trail names for a restore: the backup, the destination and, for a partial
+/// restore, how many tables and schemas and the new schema.
+fn restore_object(req: &pb::RestoreRequest) -> String {
+    let mut object = format!("{} -> {}", req.backup_id, req.to_target);
+    if !req.tables.is_empty() || !req.schemas.is_empty() {
+        object.push_str(&format!(
+            " (partial: {} table(s), {} schema(s){})",
+            req.tables.len(),
+            req.schemas.len(),
+            if req.into_schema.is_empty() {
+                String::new()
+            } else {
+                format!(", into schema {}", req.into_schema)
+            }
+        ));
+    }
+    object
 }

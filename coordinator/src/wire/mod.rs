@@ -512,6 +512,41 @@ pub fn restore_start_port(req: &pb::RestoreRequest) -> Result<Option<u16>, Error
     }
 }
 
+/// A partial restore (`--table`, `--schema`, `--into-schema`): only of a logical backup,
+/// never with `--clean` (it creates, it never replaces). Whether the tables exist is checked
+/// by the agent against the backup's manifest, before anything is created.
+pub fn restore_partial(
+    backup: &Backup,
+    req: &pb::RestoreRequest,
+) -> Result<Option<lifeboat_proto::domain::PartialRestore>, Error> {
+    let partial = lifeboat_proto::domain::PartialRestore::from_wire(
+        &req.tables,
+        &req.schemas,
+        &req.into_schema,
+    )
+    .map_err(|e| invalid(e.0))?;
+    let Some(p) = partial else {
+        return Ok(None);
+    };
+    if backup.is_physical() {
+        return Err(invalid(format!(
+            "backup {} is a physical base backup of a whole cluster; --table and --schema restore tables from a logical backup",
+            backup.backup_id
+        )));
+    }
+    if req.clean {
+        return Err(invalid(
+            "a partial restore (--table, --schema) never replaces anything: leave out --clean; it restores into a new database (--database) or a new schema (--into-schema)".to_owned(),
+        ));
+    }
+    if p.into_schema.is_some() && !req.database.is_empty() {
+        return Err(invalid(
+            "--into-schema restores into the target's own database; leave out --database, or leave out --into-schema to restore into a new database".to_owned(),
+        ));
+    }
+    Ok(Some(p))
+}
+
 /// A restore's options from an operator request.
 pub fn restore_options(
     owners: i32,

@@ -1,6 +1,9 @@
 //! Domain → wire: infallible conversions for what the coordinator sends.
 
-use lifeboat_proto::{domain::Recovery, v1 as pb};
+use lifeboat_proto::{
+    domain::{PartialRestore, Recovery},
+    v1 as pb,
+};
 
 use crate::model::{AgentRecord, Backup, Job, JobState, Report, TargetSummary};
 
@@ -47,6 +50,9 @@ impl From<&Job> for pb::Job {
             recovery_target: Recovery::to_wire(restore.recovery.as_ref()).0,
             recovery_action: Recovery::to_wire(restore.recovery.as_ref()).1,
             start_port: restore.start_port.map_or(0, u32::from),
+            restore_tables: PartialRestore::to_wire(restore.partial.as_ref()).0,
+            restore_schemas: PartialRestore::to_wire(restore.partial.as_ref()).1,
+            into_schema: PartialRestore::to_wire(restore.partial.as_ref()).2,
             data_dir: restore.data_dir,
             export_path: j
                 .export
@@ -175,6 +181,9 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         recovery_target: Recovery::to_wire(params.recovery.as_ref()).0,
         recovery_action: Recovery::to_wire(params.recovery.as_ref()).1,
         start_port: params.start_port.map_or(0, u32::from),
+        tables: PartialRestore::to_wire(params.partial.as_ref()).0,
+        schemas: PartialRestore::to_wire(params.partial.as_ref()).1,
+        into_schema: PartialRestore::to_wire(params.partial.as_ref()).2,
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {

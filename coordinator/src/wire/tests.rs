@@ -426,3 +426,52 @@ fn a_restore_result_names_a_database_or_a_data_directory() {
     );
     restored("", "relative").expect_err("a relative data dir");
 }
+
+#[test]
+fn a_partial_restore_only_creates_and_only_from_a_logical_backup() {
+    let logical = Backup::try_from(record()).expect("logical");
+    let mut wire = record();
+    wire.format = lifeboat_proto::domain::PG_BASEBACKUP_FORMAT.into();
+    wire.data_key = format!("prod/orders/{ID}/data.tar.zst");
+    let physical = Backup::try_from(wire).expect("physical");
+    let req = |tables: &[&str], into: &str, database: &str, clean: bool| pb::RestoreRequest {
+        backup_id: ID.into(),
+        tables: tables.iter().map(|t| (*t).to_owned()).collect(),
+        into_schema: into.into(),
+        database: database.into(),
+        clean,
+        ..Default::default()
+    };
+    assert_eq!(
+        restore_partial(&logical, &req(&[], "", "", false)).expect("whole"),
+        None
+    );
+    let p = restore_partial(&logical, &req(&["sales.orders"], "restored_1", "", false))
+        .expect("partial")
+        .expect("some");
+    assert_eq!(p.into_schema.as_deref(), Some("restored_1"));
+    assert_eq!(p.tables[0].to_string(), "sales.orders");
+    for (b, r, needle) in [
+        (
+            &physical,
+            req(&["t"], "", "", false),
+            "physical base backup",
+        ),
+        (&logical, req(&["t"], "", "copy", true), "leave out --clean"),
+        (
+            &logical,
+            req(&["t"], "side", "copy", false),
+            "leave out --database",
+        ),
+        (&logical, req(&[], "side", "", false), "--table"),
+        (&logical, req(&["s."], "", "", false), "empty table name"),
+        (
+            &logical,
+            req(&["t"], "Bad-Name", "", false),
+            "--into-schema",
+        ),
+    ] {
+        let e = restore_partial(b, &r).expect_err(needle).to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}

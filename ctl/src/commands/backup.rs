@@ -21,6 +21,7 @@ pub async fn run(cmd: BackupCommand, global: &GlobalArgs, out: &mut dyn Write) -
         BackupCommand::Run(args) => start(args, global, out).await,
         BackupCommand::List(args) => list(args, global, out).await,
         BackupCommand::Show(args) => show(&args.id, global, out).await,
+        BackupCommand::Contents(args) => contents(&args.id, global, out).await,
         BackupCommand::Verify(args) => verify(args, global, out).await,
         BackupCommand::Export(args) => export(args, global, out).await,
         BackupCommand::Pin(args) => pin(args, global, out).await,
@@ -75,6 +76,109 @@ async fn show(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> 
         )
         .await?;
     output::emit(out, global.output, &BackupView::from(&backup))
+}
+
+/// `backup contents ID`: the catalog's copy of the manifest's tables (viewer role; the
+/// archive is not read).
+async fn contents(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::GetBackupRequest {
+        backup_id: id.to_owned(),
+    });
+    let backup = conn
+        .unary(
+            "show backup",
+            |mut c| async move { c.get_backup(req).await },
+        )
+        .await?;
+    output::emit(out, global.output, &ContentsView::from(&backup))
+}
+
+/// What `backup contents` prints.
+#[derive(Debug, serde::Serialize)]
+struct ContentsView {
+    backup_id: String,
+    target: String,
+    database: String,
+    schemas: Vec<SchemaView>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SchemaView {
+    schema: String,
+    tables: Vec<TableView>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct TableView {
+    table: String,
+    rows: i64,
+}
+
+impl From<&pb::BackupRecord> for ContentsView {
+    fn from(b: &pb::BackupRecord) -> Self {
+        let mut schemas: Vec<SchemaView> = Vec::new();
+        for r in &b.row_counts {
+            let table = TableView {
+                table: r.table.clone(),
+                rows: r.rows,
+            };
+            match schemas.iter_mut().find(|s| s.schema == r.schema) {
+                Some(s) => s.tables.push(table),
+                None => schemas.push(SchemaView {
+                    schema: r.schema.clone(),
+                    tables: vec![table],
+                }),
+            }
+        }
+        ContentsView {
+            backup_id: b.backup_id.clone(),
+            target: b.target.clone(),
+            database: b.database.clone(),
+            schemas,
+        }
+    }
+}
+
+impl output::Render for ContentsView {
+    fn table(&self) -> String {
+        let tables: usize = self.schemas.iter().map(|s| s.tables.len()).sum();
+        let rows: i64 = self
+            .schemas
+            .iter()
+            .flat_map(|s| &s.tables)
+            .map(|t| t.rows)
+            .sum();
+        let mut s = format!(
+            "backup {} of {} (database {}): {} schema(s), {tables} table(s), {rows} rows\n",
+            self.backup_id,
+            self.target,
+            self.database,
+            self.schemas.len()
+        );
+        let width = self
+            .schemas
+            .iter()
+            .flat_map(|sc| {
+                sc.tables
+                    .iter()
+                    .map(move |t| sc.schema.len() + 1 + t.table.len())
+            })
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        s.push_str(&format!("{:<width$}  {:>12}\n", "TABLE", "ROWS"));
+        for sc in &self.schemas {
+            for t in &sc.tables {
+                let name = format!("{}.{}", sc.schema, t.table);
+                s.push_str(&format!("{name:<width$}  {:>12}\n", t.rows));
+            }
+        }
+        if tables == 0 {
+            s.push_str("(the manifest records no tables)\n");
+        }
+        s
+    }
 }
 
 async fn verify(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {

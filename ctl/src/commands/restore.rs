@@ -94,6 +94,9 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         recovery_target: Recovery::to_wire(recovery.as_ref()).0,
         recovery_action: Recovery::to_wire(recovery.as_ref()).1,
         start_port: args.start_port.map_or(0, u32::from),
+        tables: args.tables,
+        schemas: args.schemas,
+        into_schema: args.into_schema.unwrap_or_default(),
     });
     // A dry run is its own call: a coordinator without it refuses it (UNIMPLEMENTED) rather
     // than running a real restore.

@@ -4,6 +4,7 @@
 //! prost structs past their gRPC edges.
 
 mod export;
+mod partial;
 mod physical;
 mod record;
 mod recovery;
@@ -13,6 +14,7 @@ pub mod wal;
 mod words;
 
 pub use export::{EXPORT_MANIFEST_SUFFIX, ExportPath, Exported};
+pub use partial::{PartialRestore, TableRef};
 pub use physical::{DataDir, PG_BASEBACKUP_FORMAT};
 pub use record::{
     BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, sha256, short_text,

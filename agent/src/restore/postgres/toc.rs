@@ -17,13 +17,21 @@ use crate::{
 /// The archive's table of contents (`pg_restore --list`), read from the start of the stream.
 /// pg_restore stops reading once it has the table of contents; the hashes are checked by the
 /// restore that follows, which reads everything.
-pub(super) async fn read_toc(ctx: &JobCtx, p: &Prepared<'_>, pg_restore: &Path) -> Result<String> {
+/// With `verbose`, each entry is followed by the entries it depends on
+/// (`;\tdepends on: 12 34`).
+pub(super) async fn read_toc(
+    ctx: &JobCtx,
+    p: &Prepared<'_>,
+    pg_restore: &Path,
+    verbose: bool,
+) -> Result<String> {
     let loc = &p.loc;
     let file = open_data(loc)
         .await?
         .with_context(|| format!("data file {} is missing", loc.data_key))?;
     let mut child = pg::child_command(pg_restore, None)
         .arg("--list")
+        .args(verbose.then_some("--verbose"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

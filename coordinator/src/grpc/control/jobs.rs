@@ -124,6 +124,7 @@ impl Control {
         let data_dir = wire::restore_data_dir(&backup, req)?;
         let recovery = wire::restore_recovery(&backup, req)?;
         let start_port = wire::restore_start_port(req)?;
+        let partial = wire::restore_partial(&backup, req)?;
         let kind = if dry_run {
             JobKind::Check
         } else {
@@ -138,6 +139,7 @@ impl Control {
             data_dir,
             recovery,
             start_port,
+            partial,
         });
         self.create(job).await
     }
