@@ -161,10 +161,10 @@ fn migrator() -> Migrator {
             true,
         ),
         Migration::new(
-            14,
+            12,
             "partial restore".into(),
             MigrationType::Simple,
-            include_str!("../../migrations/0014_partial_restore.sql").into_sql_str(),
+            include_str!("../../migrations/0012_partial_restore.sql").into_sql_str(),
             false,
         ),
     ])
