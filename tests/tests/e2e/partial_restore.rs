@@ -225,6 +225,25 @@ fn partial_restores_bring_back_only_what_was_asked_for() {
     assert!(lifeboat_databases(&s).is_empty(), "{:?}", s.pg.databases());
     std::fs::write(&manifest_path, &original).expect("restore the manifest");
 
+    // A side schema whose name has capitals keeps them (PostgreSQL folds unquoted names).
+    let mixed = s.admin.run_json(&[
+        "restore",
+        &id,
+        "--table",
+        "sales.orders",
+        "--into-schema",
+        "Restored_Mixed",
+        "--wait",
+    ]);
+    mixed.assert_ok();
+    assert_eq!(
+        checksum(&s, "shop", "\"Restored_Mixed\".orders"),
+        orders_at_backup,
+        "{mixed}"
+    );
+    assert!(lifeboat_databases(&s).is_empty(), "{:?}", s.pg.databases());
+    s.pg.psql("shop", "DROP SCHEMA \"Restored_Mixed\" CASCADE;");
+
     // A whole schema into a new database.
     let r = s.admin.run_json(&[
         "restore",

@@ -121,7 +121,10 @@ async fn copy_schema(
     dump.arg("--no-password")
         .arg("--format=custom")
         .arg("--compress=0")
-        .arg(format!("--schema={side}"))
+        // A pattern: quoted so that its case is kept (`Restored` is not `restored`); the name
+        // holds only letters, digits and '_'. --strict-names: no match is an error.
+        .arg(format!("--schema=\"{side}\""))
+        .arg("--strict-names")
         .arg("--dbname")
         .arg(pg::url_for(c.target, scratch).as_str())
         .stdout(Stdio::piped())
