@@ -129,7 +129,7 @@ fn daily_cron_in(lead: Duration) -> (String, chrono::DateTime<Utc>) {
 
 #[tokio::test]
 async fn the_scheduled_run_deletes_exactly_the_dry_run_plan() {
-    let (cron, at) = daily_cron_in(Duration::from_secs(15));
+    let (cron, at) = daily_cron_in(Duration::from_secs(45));
     let c = Coordinator::builder()
         .config(&format!(
             "[[retention]]\nenvironment = \"prod\"\nkeep_last = 2\n\
