@@ -78,6 +78,8 @@ pub struct RestoreWork {
     /// A data-directory restore: start the server on this port once the directory is ready
     /// and wait for recovery to reach its target.
     pub start_port: Option<u16>,
+    /// A restore drill: check, time and drop the restored database ([`crate::drill`]).
+    pub drill: bool,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -148,6 +150,7 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
                         .ok_or(RefusedSpec::BadStartPort(p))?,
                 ),
             },
+            drill: r.drill,
         })
     }
 }
@@ -367,6 +370,7 @@ mod tests {
             recovery_target: String::new(),
             recovery_action: String::new(),
             start_port: 0,
+            drill: false,
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),

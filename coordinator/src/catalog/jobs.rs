@@ -1,7 +1,7 @@
 //! Jobs and their state transitions. Every transition is a compare-and-set on the state, so
 //! two racing writers (a result and a lease expiry, a replayed result) cannot both win.
 
-use lifeboat_common::ids::BackupId;
+use lifeboat_common::{ids::BackupId, names::TargetName};
 use lifeboat_proto::domain::Recovery;
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
@@ -18,7 +18,7 @@ macro_rules! job_columns {
          dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
-         start_port, export_path, export_raw_bytes, export_raw_sha256"
+         start_port, export_path, export_raw_bytes, export_raw_sha256, drill_of"
     };
 }
 
@@ -33,12 +33,17 @@ pub enum InsertJob {
 impl Catalog {
     /// Creates a queued job. At most one unfinished backup per target (a unique index).
     pub async fn insert_job(&self, job: &NewJob) -> Result<InsertJob> {
-        let inserted = insert_job_query(job).execute(&self.pool).await;
+        let mut tx = self.pool.begin().await?;
+        let inserted = insert_job_query(job).execute(&mut *tx).await;
         match inserted {
-            Ok(_) => {}
+            Ok(_) => {
+                super::drills::insert_drill_in(&mut tx, job).await?;
+                tx.commit().await?;
+            }
             Err(sqlx::Error::Database(e))
                 if e.is_unique_violation() && job.kind == JobKind::Backup =>
             {
+                tx.rollback().await?;
                 if let Some(active) = self.active_backup_job(job.target.as_str()).await? {
                     return Ok(InsertJob::ActiveBackupExists(active));
                 }
@@ -280,8 +285,8 @@ fn insert_job_query(
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
-         recovery_target, recovery_action, start_port, export_path) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         recovery_target, recovery_action, start_port, export_path, drill_of) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -313,6 +318,12 @@ fn insert_job_query(
             .map_or(0, i64::from),
     )
     .bind(job.export_path.as_ref().map_or("", ExportPath::as_str))
+    .bind(
+        job.restore
+            .as_ref()
+            .and_then(|r| r.drill_of.as_ref())
+            .map_or("", TargetName::as_str),
+    )
 }
 
 /// A job's point-in-time recovery as the catalog stores it (empty: none).
@@ -326,6 +337,7 @@ pub(super) async fn insert_job_in(
     job: &NewJob,
 ) -> Result<()> {
     insert_job_query(job).execute(&mut **tx).await?;
+    super::drills::insert_drill_in(tx, job).await?;
     Ok(())
 }
 
@@ -348,6 +360,9 @@ pub(super) async fn finish_in(
     .bind(id)
     .execute(&mut **tx)
     .await?;
+    if done.rows_affected() > 0 {
+        super::drills::finish_drill_in(tx, id, f).await?;
+    }
     Ok(done.rows_affected())
 }
 
@@ -468,6 +483,13 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                 p => Some(u16::try_from(p).map_err(|_| {
                     CatalogError::Corrupt(format!("jobs.start_port {p} is not a port"))
                 })?),
+            },
+            drill_of: match row.try_get::<String, _>("drill_of")?.as_str() {
+                "" => None,
+                t => Some(
+                    t.parse()
+                        .map_err(|e| CatalogError::Corrupt(format!("jobs.drill_of {t:?}: {e}")))?,
+                ),
             },
         }),
         export: export_from_row(kind, row)?,

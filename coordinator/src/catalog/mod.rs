@@ -8,6 +8,7 @@ mod agents;
 mod alerts;
 mod audit;
 mod backups;
+mod drills;
 pub mod health;
 mod history;
 mod jobs;
@@ -159,6 +160,13 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             include_str!("../../migrations/0011_export_jobs.sql").into_sql_str(),
             true,
+        ),
+        Migration::new(
+            13,
+            "restore drills".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0013_restore_drills.sql").into_sql_str(),
+            false,
         ),
     ])
 }

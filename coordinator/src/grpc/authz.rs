@@ -56,6 +56,11 @@ pub enum Action {
     /// Writes a backup's decompressed dump to a file on its agent's host
     /// (`backup export`): a full copy of the data outside the database's access control.
     ExportBackup,
+    /// Lists recorded restore drills.
+    ListDrills,
+    /// Queues a restore drill: a restore into a new scratch database, checked, timed and
+    /// dropped.
+    Drill,
 }
 
 impl Action {
@@ -74,7 +79,8 @@ impl Action {
             | Action::ListSchedules
             | Action::NextRuns
             | Action::ListScheduleRuns
-            | Action::Prune { dry_run: true } => Role::Viewer,
+            | Action::Prune { dry_run: true }
+            | Action::ListDrills => Role::Viewer,
             Action::StartBackup
             | Action::VerifyBackup
             | Action::VerifyWal
@@ -87,7 +93,8 @@ impl Action {
             | Action::PinBackup
             | Action::CheckTarget
             | Action::RestoreDryRun
-            | Action::ListAudit => Role::Operator,
+            | Action::ListAudit
+            | Action::Drill => Role::Operator,
             Action::Restore { clean: true }
             | Action::UnpinBackup
             | Action::Prune { dry_run: false }
@@ -132,6 +139,8 @@ impl Action {
             Action::ListAudit => "list_audit",
             Action::ReleaseTarget => "release_target",
             Action::ExportBackup => "export_backup",
+            Action::ListDrills => "list_drills",
+            Action::Drill => "drill",
         }
     }
 }
@@ -250,7 +259,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 33] = [
+    const ALL: [Action; 35] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -284,6 +293,8 @@ mod tests {
         Action::ListAudit,
         Action::ReleaseTarget,
         Action::ExportBackup,
+        Action::ListDrills,
+        Action::Drill,
     ];
 
     #[test]
@@ -310,7 +321,9 @@ mod tests {
             "list_schedule_runs",
             "prune_dry_run",
         ];
-        assert_eq!(allowed("grafana-bot"), reads);
+        let mut viewer = reads.to_vec();
+        viewer.push("list_drills");
+        assert_eq!(allowed("grafana-bot"), viewer);
         let mut ops = reads.to_vec();
         ops.splice(
             9..9,
@@ -331,6 +344,8 @@ mod tests {
             "check_target",
             "restore_dry_run",
             "list_audit",
+            "list_drills",
+            "drill",
         ]);
         assert_eq!(allowed("olga"), ops);
         assert_eq!(allowed("alice").len(), ALL.len());

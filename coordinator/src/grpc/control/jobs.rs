@@ -138,6 +138,7 @@ impl Control {
             data_dir,
             recovery,
             start_port,
+            drill_of: None,
         });
         self.create(job).await
     }
