@@ -244,6 +244,8 @@ pub enum ScheduleKindArg {
     Backup,
     /// Verify jobs that read the target's kept backups back, each within --cover
     Verify,
+    /// Restore drills of the target's newest good backup (into --into, or the target itself)
+    Drill,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +270,10 @@ pub struct ScheduleSetArgs {
     /// default); the runs spread the work
     #[arg(long, value_name = "DURATION", value_parser = parse_cover)]
     pub cover: Option<u64>,
+    /// Drill schedules: restore into a new scratch database on this target, ENV/NAME
+    /// (default: the target itself)
+    #[arg(long, value_parser = parse_target)]
+    pub into: Option<TargetName>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod auto_prune;
 mod control;
+mod drill_schedules;
 mod environments;
 mod grpc_limits;
 mod harness;

@@ -225,6 +225,39 @@ fn postgres_drill_passes_checks_and_drops_its_database() {
     // The audit trail names the action.
     let audit = s.admin.run_json(&["audit", "list"]);
     assert!(audit.stdout.contains("\"drill\""), "{audit}");
+
+    // A weekly drill schedule into the other target.
+    let set = s.admin.run_json(&[
+        "schedule",
+        "set",
+        &s.target("app"),
+        "--kind",
+        "drill",
+        "--cron",
+        "0 4 * * 0",
+        "--into",
+        &s.target("strict"),
+    ]);
+    let v = set.assert_ok().json();
+    assert_eq!(v["kind"], "drill", "{v}");
+    assert_eq!(v["drill_into"], s.target("strict").as_str(), "{v}");
+    let bad = s.admin.run_json(&[
+        "schedule",
+        "set",
+        &s.target("app"),
+        "--cron",
+        "0 4 * * 0",
+        "--into",
+        &s.target("strict"),
+    ]);
+    assert_eq!(bad.code, 1, "{bad}");
+    assert!(bad.text_lower().contains("drill schedules only"), "{bad}");
+    // /health/* serve a cached catalog reading: it shows up within the cache period.
+    eventually_default("drill_scheduled in /health/backups", || {
+        let h = health_of(&s, "app");
+        anyhow::ensure!(h["drill_scheduled"] == true, "{h}");
+        Ok(())
+    });
     s.shutdown();
 }
 
