@@ -96,6 +96,8 @@ struct FileTarget {
     mode: Option<String>,
     #[serde(default)]
     restore_data_dirs: Option<Vec<PathBuf>>,
+    #[serde(default)]
+    drill_checks: Vec<String>,
 }
 
 fn default_level() -> i32 {
@@ -205,6 +207,9 @@ pub struct TargetConfig {
     /// through this target (`restore --data-dir`); empty: none. The agent's own last line of
     /// defence, whatever the coordinator asks.
     pub restore_data_dirs: Vec<PathBuf>,
+    /// SQL assertions a restore drill runs in the restored copy; each must return one row
+    /// with one boolean `true`.
+    pub drill_checks: Vec<String>,
 }
 
 /// Which database engine a target runs: the domain's own.
@@ -493,6 +498,17 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|m| e(&key("restore_data_dirs"), m))?,
         };
+        for (i, check) in t.drill_checks.iter().enumerate() {
+            if check.trim().is_empty() {
+                return Err(e(
+                    &key("drill_checks"),
+                    format!(
+                        "entry {} is empty; write a query returning one boolean, e.g. \"SELECT count(*) > 0 FROM orders\"",
+                        i + 1
+                    ),
+                ));
+            }
+        }
         let tc = TargetConfig {
             name: t.name.clone(),
             engine,
@@ -513,6 +529,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             replaceable_databases,
             mode,
             restore_data_dirs,
+            drill_checks: t.drill_checks,
         };
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(

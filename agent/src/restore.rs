@@ -695,6 +695,7 @@ mod tests {
             replaceable_databases: vec!["app".into()],
             mode: crate::config::BackupMode::Logical,
             restore_data_dirs: Vec::new(),
+            drill_checks: Vec::new(),
         }
     }
 

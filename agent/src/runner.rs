@@ -282,6 +282,10 @@ impl Runner {
             Work::Backup(b) => crate::backup::run(ctx, b)
                 .await
                 .map(|r| Some(JobOutput::Backup(Box::new(r)))),
+            Work::Restore(r) if r.drill => crate::drill::run(ctx, r)
+                .await
+                .map(JobOutput::Drill)
+                .map(Some),
             Work::Restore(r) => crate::restore::run(ctx, r)
                 .await
                 .map(JobOutput::Restore)

@@ -83,6 +83,8 @@ pub struct RestoreWork {
     pub start_port: Option<u16>,
     /// A partial restore: only some tables, into a new database or a new schema.
     pub partial: Option<PartialRestore>,
+    /// A restore drill: check, time and drop the restored database ([`crate::drill`]).
+    pub drill: bool,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -157,6 +159,7 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
             },
             partial: PartialRestore::from_wire(&r.tables, &r.schemas, &r.into_schema)
                 .map_err(RefusedSpec::BadPartial)?,
+            drill: r.drill,
         })
     }
 }
@@ -379,6 +382,7 @@ mod tests {
             tables: Vec::new(),
             schemas: Vec::new(),
             into_schema: String::new(),
+            drill: false,
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),

@@ -130,6 +130,7 @@ password_file = "super.pass"
             recovery: None,
             start_port: None,
             partial: None,
+            drill: false,
         };
         let ctx = self.ctx();
         let r = lifeboat_agent::restore::run(&ctx, &work).await;
@@ -594,6 +595,7 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
         recovery: None,
         start_port: None,
         partial: None,
+        drill: false,
     };
     let cancel = ctx.cancel.clone();
     let marker = bin.marker("verifying");

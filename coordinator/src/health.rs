@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod drill;
+
 use crate::{
     catalog::health::{BackupFacts, JobFacts, Snapshot, TargetFacts},
     config::Config,
@@ -102,6 +104,8 @@ pub struct TargetHealth {
     pub restore_failing: Option<JobFacts>,
     /// Stored sizes of the backups before the newest (newest first), for the size check.
     pub previous_stored_sizes: Vec<u64>,
+    /// Its restore drills (of its backups, wherever they were restored).
+    pub drill: drill::DrillHealth,
 }
 
 fn human(d: Duration) -> String {
@@ -199,6 +203,8 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
         ));
         status = status.max(Status::Warning);
     }
+    let (drill, drill_status) = drill::assess(&f.drills, &objective, &mut reasons);
+    status = status.max(drill_status);
     let last_verify = f.last_finished(JobKind::Verify).cloned();
     let restore_failing = f
         .last_finished(JobKind::Restore)
@@ -228,6 +234,7 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
             .skip(1)
             .map(|b| b.stored_size)
             .collect(),
+        drill,
     }
 }
 
@@ -525,6 +532,7 @@ mod tests {
                 .collect(),
             last_succeeded,
             last_failed,
+            drills: Default::default(),
         }
     }
 

@@ -255,6 +255,18 @@ fn job_json(j: &JobFacts) -> Value {
     })
 }
 
+fn drill_json(d: &crate::model::Drill) -> Value {
+    json!({
+        "job_id": d.job_id,
+        "backup_id": d.backup_id,
+        "drill_target": d.drill_target.to_string(),
+        "outcome": d.outcome.as_str(),
+        "finished_at": d.finished_at_ms.map(ts),
+        "rto_seconds": d.rto_ms.map(|ms| ms as f64 / 1000.0),
+        "reason": crate::health::public_reason(&d.error),
+    })
+}
+
 fn target_json(t: &TargetHealth) -> Value {
     let b = t.last_backup.as_ref();
     json!({
@@ -281,6 +293,11 @@ fn target_json(t: &TargetHealth) -> Value {
         })),
         "last_verify": t.last_verify.as_ref().map(job_json),
         "last_restore": t.last_restore.as_ref().map(job_json),
+        "last_drill": t.drill.last.as_ref().map(drill_json),
+        "last_drill_success": t.drill.last_success.as_ref().map(drill_json),
+        "drill_scheduled": t.drill.scheduled,
+        "measured_rto_seconds": t.drill.measured_rto.map(|d| d.as_secs_f64()),
+        "rto_met": t.drill.rto_met,
         "registered_at": ts(t.first_seen_ms),
     })
 }

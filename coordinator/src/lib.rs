@@ -10,6 +10,7 @@ pub mod catalog;
 mod claims;
 pub mod config;
 mod dispatch;
+pub mod drills;
 pub mod error;
 mod grpc;
 pub mod health;

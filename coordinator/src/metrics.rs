@@ -48,6 +48,9 @@ pub struct Metrics {
     target_status: IntGaugeVec,
     verify_last_success: GaugeVec,
     restore_last_duration: GaugeVec,
+    drill_last_success: GaugeVec,
+    drill_duration: GaugeVec,
+    drills_total: IntCounterVec,
     repo_stale_uploads: IntCounterVec,
     repo_janitor_errors: IntCounterVec,
     repo_janitor_last_success: GaugeVec,
@@ -210,6 +213,23 @@ impl Metrics {
                  target finished.",
                 ENV_TARGET,
             )?,
+            drill_last_success: gauge(
+                "lifeboat_drill_last_success_timestamp_seconds",
+                "Unix time the target's last restore drill that passed ended.",
+                ENV_TARGET,
+            )?,
+            drill_duration: gauge(
+                "lifeboat_drill_duration_seconds",
+                "Measured RTO of the target's last restore drill that passed: job start to a \
+                 restored, checked database.",
+                ENV_TARGET,
+            )?,
+            drills_total: counter(
+                "lifeboat_drills_total",
+                "Restore drills of the target that ended, by outcome, since the coordinator \
+                 started.",
+                &["environment", "target", "outcome"],
+            )?,
             restore_last_duration: gauge(
                 "lifeboat_restore_last_duration_seconds",
                 "How long the most recent successful restore into a target took.",
@@ -351,6 +371,10 @@ impl Metrics {
             .register(Box::new(m.verify_last_success.clone()))?;
         m.registry
             .register(Box::new(m.restore_last_duration.clone()))?;
+        m.registry
+            .register(Box::new(m.drill_last_success.clone()))?;
+        m.registry.register(Box::new(m.drill_duration.clone()))?;
+        m.registry.register(Box::new(m.drills_total.clone()))?;
         m.registry
             .register(Box::new(m.repo_stale_uploads.clone()))?;
         m.registry

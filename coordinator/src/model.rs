@@ -63,6 +63,30 @@ pub struct RestoreParams {
     /// A partial restore: the tables and schemas asked for, and the side schema (checked by
     /// [`crate::wire::restore_partial`]).
     pub partial: Option<lifeboat_proto::domain::PartialRestore>,
+    /// A restore drill: the target whose backup is drilled (the job's own target is where it
+    /// is restored). The agent checks, times and drops the restored database.
+    pub drill_of: Option<TargetName>,
+}
+
+/// A restore drill as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drill {
+    pub job_id: String,
+    /// The target whose backup was drilled.
+    pub target: TargetName,
+    pub backup_id: String,
+    /// The target restored into.
+    pub drill_target: TargetName,
+    /// The scratch database (dropped after the drill).
+    pub database: String,
+    /// The job's state until it ends, then its outcome.
+    pub outcome: JobState,
+    /// Job start to a restored, checked database; only for a drill that succeeded.
+    pub rto_ms: Option<u64>,
+    pub requested_by: String,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub error: String,
 }
 
 /// An export (`backup export ID --to PATH`): the file asked for on the agent's host and,

@@ -46,6 +46,8 @@ use crate::{
 pub const REQUESTED_BY: &str = "scheduler";
 /// The actor of a verify schedule's jobs in the audit trail.
 pub const VERIFY_ACTOR: &str = "schedule/verify";
+/// The actor of a drill schedule's jobs in the audit trail.
+pub const DRILL_ACTOR: &str = "schedule/drill";
 /// How often the scheduler looks at the schedules.
 const TICK: Duration = Duration::from_secs(1);
 /// Most occurrences counted when folding missed ones together.
@@ -209,6 +211,10 @@ pub fn stored_def(s: &StoredSchedule) -> Result<ScheduleDef, String> {
         jitter: Duration::from_secs(s.jitter_secs),
         kind: s.kind,
         cover: Duration::from_secs(s.cover_secs),
+        drill_into: match s.drill_into.as_str() {
+            "" => None,
+            t => Some(t.parse().map_err(|e| format!("drill_into {t:?}: {e}"))?),
+        },
     })
 }
 
@@ -313,6 +319,11 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
                 JobKind::Verify if j.requested_by == REQUESTED_BY && j.backup_id.is_some() => {
                     ScheduleKind::Verify
                 }
+                // A drill counts against the target it drills, not the one it restores into.
+                JobKind::Restore => {
+                    let of = j.restore.as_ref()?.drill_of.as_ref()?;
+                    return Some(((of.to_string(), ScheduleKind::Drill), j.id));
+                }
                 _ => return None,
             };
             Some(((j.target.to_string(), kind), j.id))
@@ -333,6 +344,9 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
                 ScheduleKind::Backup => (vec![new_job(t, now_ms)], None),
                 ScheduleKind::Verify => {
                     verify::jobs_for_run(catalog, t, schedule, now_ms, REQUESTED_BY).await?
+                }
+                ScheduleKind::Drill => {
+                    drill_for_run(catalog, t, schedule, &by_target, now_ms).await
                 }
             },
             _ => (Vec::new(), None),
@@ -362,8 +376,10 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
                 }
                 for job in &created {
                     sched.jobs.queued(job);
-                    if run.kind == ScheduleKind::Verify {
-                        audit_verify(catalog, job, now_ms).await;
+                    match run.kind {
+                        ScheduleKind::Verify => audit_verify(catalog, job, now_ms).await,
+                        ScheduleKind::Drill => audit_drill(catalog, job, now_ms).await,
+                        ScheduleKind::Backup => {}
                     }
                 }
                 recorded.push(*run);
@@ -380,6 +396,69 @@ pub async fn tick(sched: &Scheduler, now_ms: i64) -> Result<Vec<ScheduleRun>> {
         };
     });
     Ok(recorded)
+}
+
+/// The drill job of a due drill run: the newest good backup of `t` restored into the
+/// schedule's drill target (or `t`); none, with the reason, when there is nothing to drill or
+/// the drill target is not registered.
+async fn drill_for_run(
+    catalog: &Catalog,
+    t: &TargetRecord,
+    schedule: &Schedule,
+    by_target: &HashMap<String, &TargetRecord>,
+    now_ms: i64,
+) -> (Vec<NewJob>, Option<String>) {
+    let into: &TargetRecord = match &schedule.def.drill_into {
+        None => t,
+        Some(name) => match by_target.get(name.as_str()) {
+            Some(into) => into,
+            None => {
+                return (
+                    Vec::new(),
+                    Some(format!(
+                        "drill target {name} is not registered; no agent has declared it"
+                    )),
+                );
+            }
+        },
+    };
+    let made = async {
+        let backup = crate::drills::pick_backup(catalog, &t.name, None).await?;
+        crate::drills::drill_job(&t.name, into, &backup, REQUESTED_BY, now_ms)
+    };
+    match made.await {
+        Ok(job) => (vec![job], None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    }
+}
+
+/// The audit row of a drill a drill schedule started: the schedule is the actor.
+async fn audit_drill(catalog: &Catalog, job: &crate::model::Job, now_ms: i64) {
+    let of = job
+        .restore
+        .as_ref()
+        .and_then(|r| r.drill_of.as_ref())
+        .map_or_else(|| job.target.to_string(), ToString::to_string);
+    let entry = crate::audit::AuditEntry {
+        at_ms: now_ms,
+        actor: DRILL_ACTOR.into(),
+        role: String::new(),
+        action: "drill".into(),
+        object: if of == job.target.as_str() {
+            of.clone()
+        } else {
+            format!("{of} -> {}", job.target)
+        },
+        outcome: crate::audit::AuditOutcome::Ok,
+        reason: format!(
+            "drill schedule of {of}; job {}, backup {}",
+            job.id,
+            job.backup().unwrap_or_default()
+        ),
+    };
+    if let Err(e) = catalog.insert_audit(&entry).await {
+        tracing::warn!(job_id = %job.id, "failed to audit a scheduled drill: {e}");
+    }
 }
 
 /// The audit row of a verify job a verify schedule started: the schedule is the actor.

@@ -22,6 +22,7 @@ fn schedule(cron: &str, tz: &str, jitter_secs: u64) -> Schedule {
             jitter: Duration::from_secs(jitter_secs),
             kind: ScheduleKind::Backup,
             cover: Duration::ZERO,
+            drill_into: None,
         },
         source: Source::Target,
         paused: false,

@@ -101,6 +101,43 @@ pub enum Command {
     /// verification
     #[command(subcommand)]
     Pitr(PitrCommand),
+    /// Restore drills: restore a backup into a throwaway database, check it, time it, drop it
+    #[command(subcommand)]
+    Drill(DrillCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Restore the newest good backup of TARGET (or --backup) into a new scratch database on
+    /// the drill target, check hashes, size, every table's row count and the target's
+    /// drill_checks, measure the time to a usable database (RTO), then drop the database
+    Run(DrillRunArgs),
+    /// Recorded drills, newest first: outcome, measured RTO, why one failed
+    List(DrillListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrillRunArgs {
+    /// Target whose backup is drilled, ENV/NAME (e.g. prod/orders)
+    #[arg(value_parser = parse_target)]
+    pub target: TargetName,
+    /// Restore into a new scratch database on this target, ENV/NAME (default: TARGET itself)
+    #[arg(long, value_parser = parse_target)]
+    pub into: Option<TargetName>,
+    /// The backup to drill (default: the newest good backup of TARGET)
+    #[arg(long, value_parser = parse_backup_id)]
+    pub backup: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillListArgs {
+    /// Only drills of this target (ENV/NAME)
+    #[arg(long, value_parser = parse_target)]
+    pub target: Option<TargetName>,
+    #[command(flatten)]
+    pub limit: LimitArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +244,8 @@ pub enum ScheduleKindArg {
     Backup,
     /// Verify jobs that read the target's kept backups back, each within --cover
     Verify,
+    /// Restore drills of the target's newest good backup (into --into, or the target itself)
+    Drill,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +270,10 @@ pub struct ScheduleSetArgs {
     /// default); the runs spread the work
     #[arg(long, value_name = "DURATION", value_parser = parse_cover)]
     pub cover: Option<u64>,
+    /// Drill schedules: restore into a new scratch database on this target, ENV/NAME
+    /// (default: the target itself)
+    #[arg(long, value_parser = parse_target)]
+    pub into: Option<TargetName>,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ pub fn schedule_kind_word(v: i32) -> &'static str {
     match pb::ScheduleKind::try_from(v) {
         Ok(pb::ScheduleKind::Backup) => "backup",
         Ok(pb::ScheduleKind::Verify) => "verify",
+        Ok(pb::ScheduleKind::Drill) => "drill",
         Ok(pb::ScheduleKind::Unspecified) => "unspecified",
         Err(_) => "unknown",
     }
@@ -87,6 +88,8 @@ pub struct ScheduleView {
     pub kind: &'static str,
     /// Verify schedules: every kept backup is verified at least this often (seconds).
     pub cover_secs: Option<u64>,
+    /// Drill schedules: the target the drills restore into (`null`: the target itself).
+    pub drill_into: Option<String>,
     pub paused: bool,
     /// `target` (set with `schedule set`) or `environment` (the config's default).
     pub source: String,
@@ -109,6 +112,7 @@ impl From<&pb::Schedule> for ScheduleView {
             jitter_secs: s.jitter_secs,
             kind: schedule_kind_word(s.kind),
             cover_secs: (s.cover_secs > 0).then_some(s.cover_secs),
+            drill_into: non_empty(&s.drill_into),
             paused: s.paused,
             source: s.source.clone(),
             updated_by: non_empty(&s.updated_by),
@@ -144,9 +148,10 @@ impl Row for ScheduleView {
     fn cells(&self) -> Vec<String> {
         vec![
             self.target.clone(),
-            match self.cover_secs {
-                Some(c) => format!("{} (cover {})", self.kind, jitter_text_u64(c)),
-                None => self.kind.to_owned(),
+            match (self.cover_secs, &self.drill_into) {
+                (Some(c), _) => format!("{} (cover {})", self.kind, jitter_text_u64(c)),
+                (None, Some(into)) => format!("{} (into {into})", self.kind),
+                (None, None) => self.kind.to_owned(),
             },
             self.cron.clone(),
             self.timezone.clone(),
@@ -182,6 +187,14 @@ impl Render for ScheduleView {
                         )
                     },
                 ),
+            ),
+            (
+                "drills into",
+                match (self.kind, &self.drill_into) {
+                    ("drill", Some(into)) => into.clone(),
+                    ("drill", None) => format!("{} (a new scratch database)", self.target),
+                    _ => "-".into(),
+                },
             ),
             (
                 "state",

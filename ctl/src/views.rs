@@ -274,6 +274,8 @@ pub struct JobView {
     pub data_dir: Option<String>,
     /// An export: the file on the agent's host and, once written, what it holds.
     pub export: Option<ExportView>,
+    /// A restore drill: the target whose backup is drilled (`target` is where it is restored).
+    pub drill_of: Option<String>,
     /// What the agent found (checks, dry runs, restores); `null` when nothing.
     pub report: Option<ReportView>,
 }
@@ -316,6 +318,7 @@ impl From<&pb::Job> for JobView {
                 raw_bytes: (!j.export_raw_sha256.is_empty()).then_some(j.export_raw_bytes),
                 raw_sha256: non_empty(&j.export_raw_sha256),
             }),
+            drill_of: non_empty(&j.drill_of),
             report: j.report.as_ref().map(ReportView::from),
         }
     }

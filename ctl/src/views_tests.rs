@@ -124,6 +124,7 @@ fn job_json_shape() {
             "error",
             "progress",
             "detail",
+            "drill_of",
             "database",
             "clean",
             "owners",

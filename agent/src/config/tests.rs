@@ -540,3 +540,28 @@ fn restore_data_dirs_are_absolute_directories() {
     ));
     assert!(e.contains("target[0].restore_data_dirs"), "{e}");
 }
+
+#[test]
+fn drill_checks_are_read_and_empty_ones_refused() {
+    let f = Fixture::new();
+    let c = f
+        .parse(
+            "",
+            "drill_checks = [\"SELECT count(*) > 0 FROM orders\", \"SELECT true\"]",
+        )
+        .expect("valid");
+    assert_eq!(
+        c.targets["orders"].drill_checks,
+        ["SELECT count(*) > 0 FROM orders", "SELECT true"]
+    );
+    assert!(
+        f.parse("", "").expect("valid").targets["orders"]
+            .drill_checks
+            .is_empty()
+    );
+    refused(
+        "",
+        "drill_checks = [\"SELECT true\", \"  \"]",
+        "entry 2 is empty",
+    );
+}

@@ -18,6 +18,9 @@ use crate::objectives::Located;
 pub const DEFAULT_EVALUATE_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_AGENT_OFFLINE_AFTER: Duration = Duration::from_secs(600);
 pub const DEFAULT_SIZE_CHANGE_PERCENT: u32 = 50;
+/// A target that has a drill schedule or had a drill, without a drill that passed for this
+/// long, is an incident: a weekly drill with a day of slack.
+pub const DEFAULT_DRILL_MAX_AGE: Duration = Duration::from_secs(8 * 24 * 3600);
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Fewest earlier backups the size check needs before it judges a new one.
 pub const SIZE_MIN_HISTORY: usize = 3;
@@ -75,6 +78,9 @@ pub struct AlertsConfig {
     /// A backup whose stored size differs from the median of the previous seven by more than
     /// this percentage (either way) is an incident.
     pub size_change_percent: u32,
+    /// A target with a drill schedule or an earlier drill, without a drill that passed for
+    /// this long, is an incident.
+    pub drill_max_age: Duration,
     pub webhooks: Vec<WebhookConfig>,
 }
 
@@ -84,6 +90,7 @@ impl Default for AlertsConfig {
             evaluate_interval: DEFAULT_EVALUATE_INTERVAL,
             agent_offline_after: DEFAULT_AGENT_OFFLINE_AFTER,
             size_change_percent: DEFAULT_SIZE_CHANGE_PERCENT,
+            drill_max_age: DEFAULT_DRILL_MAX_AGE,
             webhooks: Vec::new(),
         }
     }
@@ -95,6 +102,7 @@ pub(crate) struct FileAlerts {
     evaluate_interval: Option<Spanned<String>>,
     agent_offline_after: Option<Spanned<String>>,
     size_change_percent: Option<Spanned<i64>>,
+    drill_max_age: Option<Spanned<String>>,
     #[serde(default)]
     webhook: Vec<FileWebhook>,
 }
@@ -175,6 +183,9 @@ impl FileAlerts {
             self.agent_offline_after.as_ref(),
         )? {
             out.agent_offline_after = d;
+        }
+        if let Some(d) = at.opt_duration("alerts.drill_max_age", self.drill_max_age.as_ref())? {
+            out.drill_max_age = d;
         }
         if let Some(p) = &self.size_change_percent {
             let v = *p.get_ref();

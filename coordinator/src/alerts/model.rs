@@ -10,6 +10,12 @@ pub enum IncidentKind {
     RpoBreach,
     AgentOffline,
     SizeAnomaly,
+    /// The last restore drill of a target failed.
+    DrillFailed,
+    /// The last drill that passed took longer than the target's RTO.
+    DrillRtoExceeded,
+    /// No drill passed within `alerts.drill_max_age`.
+    DrillOverdue,
 }
 
 impl IncidentKind {
@@ -20,6 +26,9 @@ impl IncidentKind {
         IncidentKind::RpoBreach,
         IncidentKind::AgentOffline,
         IncidentKind::SizeAnomaly,
+        IncidentKind::DrillFailed,
+        IncidentKind::DrillRtoExceeded,
+        IncidentKind::DrillOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +39,9 @@ impl IncidentKind {
             IncidentKind::RpoBreach => "rpo_breach",
             IncidentKind::AgentOffline => "agent_offline",
             IncidentKind::SizeAnomaly => "size_anomaly",
+            IncidentKind::DrillFailed => "drill_failed",
+            IncidentKind::DrillRtoExceeded => "drill_rto_exceeded",
+            IncidentKind::DrillOverdue => "drill_overdue",
         }
     }
 

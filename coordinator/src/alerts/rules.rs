@@ -148,6 +148,9 @@ pub fn conditions(
             }
         }
     }
+    for t in targets {
+        out.extend(drill_conditions(t, cfg, now_ms));
+    }
     for a in agents {
         if a.state != AgentState::Offline {
             continue;
@@ -175,6 +178,88 @@ pub fn conditions(
                     .into(),
             },
         });
+    }
+    out
+}
+
+/// A target's restore drills: the last failed, the last that passed was slower than the
+/// RTO, or none passed within `alerts.drill_max_age` (only for targets with a drill schedule
+/// or an earlier drill).
+fn drill_conditions(t: &TargetHealth, cfg: &AlertsConfig, now_ms: i64) -> Vec<Condition> {
+    let new = |kind, severity, summary: String, detail: String| Condition {
+        incident: NewIncident {
+            kind,
+            subject: t.target.clone(),
+            environment: t.environment.clone(),
+            severity,
+            summary,
+            detail,
+        },
+        may_open: true,
+    };
+    let d = &t.drill;
+    let mut out = Vec::new();
+    if let Some(f) = d.failing() {
+        out.push(new(
+            IncidentKind::DrillFailed,
+            Severity::Critical,
+            format!(
+                "{}: restore drill {} of backup {} into {} failed: {}",
+                t.target,
+                f.job_id,
+                f.backup_id,
+                f.drill_target,
+                public_reason(&f.error)
+            ),
+            "the backup could not be restored and checked; see `lifeboat jobs show JOB` and \
+             `lifeboat drill list`"
+                .into(),
+        ));
+    }
+    if let (Some(m), Some(false), Some(s)) = (d.measured_rto, d.rto_met, &d.last_success) {
+        out.push(new(
+            IncidentKind::DrillRtoExceeded,
+            Severity::Warning,
+            format!(
+                "{}: restore drill {} took {}, beyond the RTO of {}",
+                t.target,
+                s.job_id,
+                human_ms(i64::try_from(m.as_millis()).unwrap_or(i64::MAX)),
+                human_ms(i64::try_from(t.objective.rto.as_millis()).unwrap_or(i64::MAX))
+            ),
+            "a restore would take longer than the declared recovery time objective; raise the \
+             RTO in [objectives] or make restores faster"
+                .into(),
+        ));
+    }
+    let max_age = i64::try_from(cfg.drill_max_age.as_millis()).unwrap_or(i64::MAX);
+    if d.expected() {
+        let last_ok = d.last_success.as_ref().and_then(|s| s.finished_at_ms);
+        let since = last_ok.unwrap_or(t.first_seen_ms);
+        if now_ms.saturating_sub(since) > max_age {
+            out.push(new(
+                IncidentKind::DrillOverdue,
+                Severity::Warning,
+                match last_ok {
+                    Some(at) => format!(
+                        "{}: no restore drill has passed for {} (alerts.drill_max_age {})",
+                        t.target,
+                        human_ms(now_ms.saturating_sub(at)),
+                        human_ms(max_age)
+                    ),
+                    None => format!(
+                        "{}: no restore drill has ever passed (alerts.drill_max_age {})",
+                        t.target,
+                        human_ms(max_age)
+                    ),
+                },
+                format!(
+                    "run one with `lifeboat drill run {}`, or schedule drills with \
+                     `lifeboat schedule set {} --kind drill --cron '0 4 * * 0'`",
+                    t.target, t.target
+                ),
+            ));
+        }
     }
     out
 }
@@ -232,6 +317,14 @@ fn resolution(i: &Incident) -> String {
             "{}: the newest backup's size is back within range of the median",
             i.subject
         ),
+        IncidentKind::DrillFailed => format!("{}: a later restore drill passed", i.subject),
+        IncidentKind::DrillRtoExceeded => format!(
+            "{}: the last restore drill was within the RTO (or the RTO was raised)",
+            i.subject
+        ),
+        IncidentKind::DrillOverdue => {
+            format!("{}: a restore drill passed within the interval", i.subject)
+        }
     }
 }
 
@@ -284,6 +377,7 @@ mod tests {
             last_restore: None,
             restore_failing: None,
             previous_stored_sizes: sizes.iter().skip(1).copied().collect(),
+            drill: Default::default(),
         }
     }
 
@@ -296,6 +390,71 @@ mod tests {
 
     fn cfg() -> AlertsConfig {
         AlertsConfig::default()
+    }
+
+    #[test]
+    fn drills_failed_slow_and_overdue() {
+        use crate::health::drill::DrillHealth;
+        use crate::model::Drill;
+        let now = 1000 * H;
+        let drill = |outcome, rto_ms, at| Drill {
+            job_id: "j1".into(),
+            target: "prod/orders".parse().expect("name"),
+            backup_id: "b1".into(),
+            drill_target: "prod/orders".parse().expect("name"),
+            database: "lifeboat_drill_j1".into(),
+            outcome,
+            rto_ms,
+            requested_by: "scheduler".into(),
+            created_at_ms: at,
+            finished_at_ms: Some(at),
+            error: "restored row counts differ".into(),
+        };
+        let with = |d: DrillHealth| {
+            let mut t = target(Some(2), &[]);
+            t.drill = d;
+            conditions(&[t], &[], &cfg(), now)
+        };
+        // Never drilled, not scheduled: nothing expected.
+        assert!(with(DrillHealth::default()).is_empty());
+        // Scheduled but never passed, for longer than drill_max_age since registration.
+        let c = with(DrillHealth {
+            scheduled: true,
+            ..Default::default()
+        });
+        assert_eq!(kinds(&c), ["drill_overdue"]);
+        // A recent good drill within the RTO: nothing.
+        let ok = drill(JobState::Succeeded, Some(1000), now - H);
+        assert!(
+            with(DrillHealth {
+                last: Some(ok.clone()),
+                last_success: Some(ok.clone()),
+                measured_rto: Some(Duration::from_secs(1)),
+                rto_met: Some(true),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+        // The last one failed, the last good one was slow and is old.
+        let old = drill(JobState::Succeeded, Some(7_200_000), now - 9 * 24 * H);
+        let c = with(DrillHealth {
+            last: Some(drill(JobState::Failed, None, now - H)),
+            last_success: Some(old),
+            measured_rto: Some(Duration::from_secs(7200)),
+            rto_met: Some(false),
+            ..Default::default()
+        });
+        assert_eq!(
+            kinds(&c),
+            ["drill_failed", "drill_rto_exceeded", "drill_overdue"]
+        );
+        assert!(c[0].incident.summary.contains("restored row counts differ"));
+        assert_eq!(c[0].incident.severity, Severity::Critical);
+        assert!(
+            c[2].incident
+                .detail
+                .contains("lifeboat drill run prod/orders")
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct TargetFacts {
     /// The latest succeeded and the latest failed job of each kind.
     pub last_succeeded: BTreeMap<&'static str, JobFacts>,
     pub last_failed: BTreeMap<&'static str, JobFacts>,
+    /// Its restore drills.
+    pub drills: crate::health::drill::DrillFacts,
 }
 
 impl TargetFacts {
@@ -188,7 +190,8 @@ impl Catalog {
              ORDER BY j.finished_at_ms DESC, j.id DESC) AS rn FROM jobs j \
              WHERE j.state IN ('succeeded', 'failed') AND j.kind IN ('backup', 'restore', \
              'verify') AND j.finished_at_ms IS NOT NULL \
-             AND NOT (j.kind = 'verify' AND j.backup_id = '')) WHERE rn = 1",
+             AND NOT (j.kind = 'verify' AND j.backup_id = '') AND j.drill_of = '') \
+             WHERE rn = 1",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -219,11 +222,24 @@ impl Catalog {
                 .insert(kind_str, facts);
         }
 
+        let mut drills = self.drill_facts().await?;
+        let drill_scheduled: HashSet<String> =
+            sqlx::query_scalar("SELECT DISTINCT target FROM schedules WHERE kind = 'drill'")
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
         let targets = targets
             .into_iter()
             .map(|t| {
                 let name = t.target.name.to_string();
+                let (last, last_success) = drills.remove(&name).unwrap_or_default();
                 TargetFacts {
+                    drills: crate::health::drill::DrillFacts {
+                        last,
+                        last_success,
+                        scheduled: drill_scheduled.contains(&name),
+                    },
                     first_seen_ms: first_seen.get(&name).copied().unwrap_or(now_ms),
                     recent_backups: backups.remove(&name).unwrap_or_default(),
                     last_succeeded: succeeded.remove(&name).unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! Jobs and their state transitions. Every transition is a compare-and-set on the state, so
 //! two racing writers (a result and a lease expiry, a replayed result) cannot both win.
 
-use lifeboat_common::ids::BackupId;
+use lifeboat_common::{ids::BackupId, names::TargetName};
 use lifeboat_proto::domain::{PartialRestore, Recovery};
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
@@ -19,7 +19,7 @@ macro_rules! job_columns {
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
          start_port, export_path, export_raw_bytes, export_raw_sha256, restore_tables, \
-         restore_schemas, into_schema"
+         restore_schemas, into_schema, drill_of"
     };
 }
 
@@ -34,12 +34,17 @@ pub enum InsertJob {
 impl Catalog {
     /// Creates a queued job. At most one unfinished backup per target (a unique index).
     pub async fn insert_job(&self, job: &NewJob) -> Result<InsertJob> {
-        let inserted = insert_job_query(job).execute(&self.pool).await;
+        let mut tx = self.pool.begin().await?;
+        let inserted = insert_job_query(job).execute(&mut *tx).await;
         match inserted {
-            Ok(_) => {}
+            Ok(_) => {
+                super::drills::insert_drill_in(&mut tx, job).await?;
+                tx.commit().await?;
+            }
             Err(sqlx::Error::Database(e))
                 if e.is_unique_violation() && job.kind == JobKind::Backup =>
             {
+                tx.rollback().await?;
                 if let Some(active) = self.active_backup_job(job.target.as_str()).await? {
                     return Ok(InsertJob::ActiveBackupExists(active));
                 }
@@ -282,8 +287,8 @@ fn insert_job_query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
          recovery_target, recovery_action, start_port, export_path, restore_tables, \
-         restore_schemas, into_schema) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         restore_schemas, into_schema, drill_of) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -318,6 +323,12 @@ fn insert_job_query(
     .bind(partial_text(job).0)
     .bind(partial_text(job).1)
     .bind(partial_text(job).2)
+    .bind(
+        job.restore
+            .as_ref()
+            .and_then(|r| r.drill_of.as_ref())
+            .map_or("", TargetName::as_str),
+    )
 }
 
 /// A job's partial restore as the catalog stores it: tables and schemas one per line (empty:
@@ -357,6 +368,7 @@ pub(super) async fn insert_job_in(
     job: &NewJob,
 ) -> Result<()> {
     insert_job_query(job).execute(&mut **tx).await?;
+    super::drills::insert_drill_in(tx, job).await?;
     Ok(())
 }
 
@@ -379,6 +391,9 @@ pub(super) async fn finish_in(
     .bind(id)
     .execute(&mut **tx)
     .await?;
+    if done.rows_affected() > 0 {
+        super::drills::finish_drill_in(tx, id, f).await?;
+    }
     Ok(done.rows_affected())
 }
 
@@ -501,6 +516,13 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                 })?),
             },
             partial: partial_from_row(row)?,
+            drill_of: match row.try_get::<String, _>("drill_of")?.as_str() {
+                "" => None,
+                t => Some(
+                    t.parse()
+                        .map_err(|e| CatalogError::Corrupt(format!("jobs.drill_of {t:?}: {e}")))?,
+                ),
+            },
         }),
         export: export_from_row(kind, row)?,
         report: report_from_json(&report)?,

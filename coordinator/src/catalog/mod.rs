@@ -8,6 +8,7 @@ mod agents;
 mod alerts;
 mod audit;
 mod backups;
+mod drills;
 pub mod health;
 mod history;
 mod jobs;
@@ -165,6 +166,13 @@ fn migrator() -> Migrator {
             "partial restore".into(),
             MigrationType::Simple,
             include_str!("../../migrations/0012_partial_restore.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            13,
+            "restore drills".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0013_restore_drills.sql").into_sql_str(),
             false,
         ),
     ])

@@ -27,11 +27,11 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO schedules (target, kind, cron, timezone, jitter_secs, cover_secs, \
-             updated_by, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             updated_by, updated_at_ms, drill_into) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (target, kind) DO UPDATE SET cron = excluded.cron, \
              timezone = excluded.timezone, jitter_secs = excluded.jitter_secs, \
              cover_secs = excluded.cover_secs, updated_by = excluded.updated_by, \
-             updated_at_ms = excluded.updated_at_ms",
+             updated_at_ms = excluded.updated_at_ms, drill_into = excluded.drill_into",
         )
         .bind(&s.target)
         .bind(s.kind.as_str())
@@ -41,6 +41,7 @@ impl Catalog {
         .bind(to_i64("cover", s.cover_secs)?)
         .bind(&s.updated_by)
         .bind(s.updated_at_ms)
+        .bind(&s.drill_into)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -59,7 +60,7 @@ impl Catalog {
     pub async fn list_schedules(&self) -> Result<Vec<StoredSchedule>> {
         let rows = sqlx::query(
             "SELECT target, cron, timezone, jitter_secs, kind, cover_secs, updated_by, \
-             updated_at_ms FROM schedules ORDER BY target, kind",
+             updated_at_ms, drill_into FROM schedules ORDER BY target, kind",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -203,6 +204,16 @@ impl Catalog {
                     .fetch_optional(&mut *tx)
                     .await?
                 }
+                // Skip while a drill of the target is active, wherever it restores.
+                ScheduleKind::Drill => {
+                    sqlx::query_scalar(
+                        "SELECT id FROM jobs WHERE drill_of = ? AND kind = 'restore' \
+                         AND state IN ('queued', 'running') LIMIT 1",
+                    )
+                    .bind(&run.target)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
             };
             if let Some(active) = active {
                 run.outcome = RunOutcome::Skipped;
@@ -288,6 +299,7 @@ fn schedule_from_row(row: &SqliteRow) -> Result<StoredSchedule> {
         jitter_secs: to_u64("schedules.jitter_secs", row.try_get("jitter_secs")?)?,
         kind: parse_enum("schedules.kind", &kind, ScheduleKind::parse)?,
         cover_secs: to_u64("schedules.cover_secs", row.try_get("cover_secs")?)?,
+        drill_into: row.try_get("drill_into")?,
         updated_by: row.try_get("updated_by")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })

@@ -58,6 +58,11 @@ pub enum Action {
     ExportBackup,
     /// Deletes one backup (`backup delete`).
     DeleteBackup,
+    /// Lists recorded restore drills.
+    ListDrills,
+    /// Queues a restore drill: a restore into a new scratch database, checked, timed and
+    /// dropped.
+    Drill,
 }
 
 impl Action {
@@ -76,7 +81,8 @@ impl Action {
             | Action::ListSchedules
             | Action::NextRuns
             | Action::ListScheduleRuns
-            | Action::Prune { dry_run: true } => Role::Viewer,
+            | Action::Prune { dry_run: true }
+            | Action::ListDrills => Role::Viewer,
             Action::StartBackup
             | Action::VerifyBackup
             | Action::VerifyWal
@@ -89,7 +95,8 @@ impl Action {
             | Action::PinBackup
             | Action::CheckTarget
             | Action::RestoreDryRun
-            | Action::ListAudit => Role::Operator,
+            | Action::ListAudit
+            | Action::Drill => Role::Operator,
             Action::Restore { clean: true }
             | Action::UnpinBackup
             | Action::Prune { dry_run: false }
@@ -136,6 +143,8 @@ impl Action {
             Action::ReleaseTarget => "release_target",
             Action::ExportBackup => "export_backup",
             Action::DeleteBackup => "delete_backup",
+            Action::ListDrills => "list_drills",
+            Action::Drill => "drill",
         }
     }
 }
@@ -255,7 +264,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 34] = [
+    const ALL: [Action; 36] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -290,6 +299,8 @@ mod tests {
         Action::ReleaseTarget,
         Action::ExportBackup,
         Action::DeleteBackup,
+        Action::ListDrills,
+        Action::Drill,
     ];
 
     #[test]
@@ -316,7 +327,9 @@ mod tests {
             "list_schedule_runs",
             "prune_dry_run",
         ];
-        assert_eq!(allowed("grafana-bot"), reads);
+        let mut viewer = reads.to_vec();
+        viewer.push("list_drills");
+        assert_eq!(allowed("grafana-bot"), viewer);
         let mut ops = reads.to_vec();
         ops.splice(
             9..9,
@@ -337,6 +350,8 @@ mod tests {
             "check_target",
             "restore_dry_run",
             "list_audit",
+            "list_drills",
+            "drill",
         ]);
         assert_eq!(allowed("olga"), ops);
         assert_eq!(allowed("alice").len(), ALL.len());

@@ -17,6 +17,7 @@ use crate::{
 
 mod audit;
 mod checks;
+mod drills;
 mod frame;
 mod jobs;
 mod pitr;
@@ -241,6 +242,33 @@ impl pb::control_server::Control for Control {
             })
             .await?;
         Ok(Response::new(pb::Job::from(&job)))
+    }
+
+    async fn start_drill(
+        &self,
+        request: Request<pb::StartDrillRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let req = request.get_ref();
+        let object = if req.into.is_empty() {
+            req.target.clone()
+        } else {
+            format!("{} -> {}", req.target, req.into)
+        };
+        let job = self
+            .audited(&request, Action::Drill, &object, |op| async move {
+                self.start_drill(&op, req).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
+    }
+
+    async fn list_drills(
+        &self,
+        request: Request<pb::ListDrillsRequest>,
+    ) -> Result<Response<pb::ListDrillsResponse>, Status> {
+        let op = self.authorize(&request, Action::ListDrills, "")?;
+        let drills = self.list_drills(&op, request.get_ref()).await?;
+        Ok(Response::new(pb::ListDrillsResponse { drills }))
     }
 
     async fn restore(

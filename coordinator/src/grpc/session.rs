@@ -503,7 +503,23 @@ impl Session {
             job.backup()
                 .ok_or_else(|| mismatch(&format!("{} job {} names no backup", job.kind, job.id)))
         };
+        let is_drill = job.restore.as_ref().is_some_and(|r| r.drill_of.is_some());
         match (job.kind, result.payload) {
+            (JobKind::Restore, Some(JobOutput::Drill(d))) if is_drill => {
+                let expected = job.restore.as_ref().map(|r| r.database.as_str());
+                if expected != Some(d.restored.database.as_str()) {
+                    return Err(mismatch(&format!(
+                        "a drill of database {}, not the one asked for",
+                        d.restored.database
+                    )));
+                }
+                let mut f = finish(JobState::Succeeded, String::new());
+                f.detail = crate::wire::drill_detail(&d);
+                Ok(catalog.finish_drill_job(&job.id, &f, d.rto_ms).await?)
+            }
+            (JobKind::Restore, Some(_)) if is_drill => {
+                Err(mismatch("the result of a restore, not of a drill"))
+            }
             (JobKind::Backup, Some(JobOutput::Backup(mut backup))) => {
                 if job.backup_id.as_ref() != Some(&backup.backup_id) {
                     return Err(mismatch(&format!("backup id {}", backup.backup_id)));

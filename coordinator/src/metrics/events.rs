@@ -18,6 +18,11 @@ impl Metrics {
                 .with_label_values(&[env, target, job.state.as_str()])
                 .inc();
         }
+        if let Some(of) = job.restore.as_ref().and_then(|r| r.drill_of.as_ref()) {
+            self.drills_total
+                .with_label_values(&[of.env(), of.name(), job.state.as_str()])
+                .inc();
+        }
         if let (Some(start), Some(end)) = (job.started_at_ms, job.finished_at_ms) {
             self.job_duration
                 .with_label_values(&[job.kind.as_str()])

@@ -27,6 +27,8 @@ impl Metrics {
             &self.rto,
             &self.verify_last_success,
             &self.restore_last_duration,
+            &self.drill_last_success,
+            &self.drill_duration,
             &self.agent_last_seen,
             &self.agent_clock_skew,
         ] {
@@ -77,6 +79,20 @@ impl Metrics {
                 self.verify_last_success
                     .with_label_values(&l)
                     .set(secs(v.finished_at_ms));
+            }
+            if t.drill.expected() {
+                for outcome in OUTCOMES {
+                    self.drills_total
+                        .with_label_values(&[l[0], l[1], outcome.as_str()]);
+                }
+            }
+            if let Some(at) = t.drill.last_success.as_ref().and_then(|s| s.finished_at_ms) {
+                self.drill_last_success.with_label_values(&l).set(secs(at));
+            }
+            if let Some(m) = t.drill.measured_rto {
+                self.drill_duration
+                    .with_label_values(&l)
+                    .set(m.as_secs_f64());
             }
             if let Some(d) = t.last_restore.as_ref().and_then(|r| r.duration_ms()) {
                 self.restore_last_duration

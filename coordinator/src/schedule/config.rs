@@ -152,7 +152,7 @@ pub(crate) fn validate(
                     &key("kind"),
                     k,
                     format!(
-                        "{:?} is not a schedule kind; write \"backup\" or \"verify\"",
+                        "{:?} is not a schedule kind; write \"backup\", \"verify\" or \"drill\"",
                         k.get_ref()
                     ),
                 )
@@ -180,6 +180,7 @@ pub(crate) fn validate(
             jitter,
             kind,
             cover,
+            drill_into: None,
         };
         if defaults
             .insert((s.environment.get_ref().clone(), kind), def)

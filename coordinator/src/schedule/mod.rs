@@ -38,15 +38,22 @@ pub enum ScheduleKind {
     /// Verify jobs for the target's kept backups, so each is read back within the schedule's
     /// coverage period (see [`verify_plan`](crate::scheduler::verify_plan)).
     Verify,
+    /// A restore drill of the target's newest good backup (see [`crate::drills`]).
+    Drill,
 }
 
 impl ScheduleKind {
-    pub const ALL: [ScheduleKind; 2] = [ScheduleKind::Backup, ScheduleKind::Verify];
+    pub const ALL: [ScheduleKind; 3] = [
+        ScheduleKind::Backup,
+        ScheduleKind::Verify,
+        ScheduleKind::Drill,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ScheduleKind::Backup => "backup",
             ScheduleKind::Verify => "verify",
+            ScheduleKind::Drill => "drill",
         }
     }
 
@@ -54,6 +61,7 @@ impl ScheduleKind {
         match s {
             "backup" => Some(ScheduleKind::Backup),
             "verify" => Some(ScheduleKind::Verify),
+            "drill" => Some(ScheduleKind::Drill),
             _ => None,
         }
     }
@@ -322,6 +330,9 @@ pub struct ScheduleDef {
     /// Verify schedules: each kept backup is verified at least once per this period. Zero for
     /// other kinds.
     pub cover: Duration,
+    /// Drill schedules: the target the drills restore into; `None`: the target itself (and
+    /// for other kinds).
+    pub drill_into: Option<lifeboat_common::names::TargetName>,
 }
 
 impl ScheduleDef {
@@ -413,6 +424,8 @@ pub struct StoredSchedule {
     pub kind: ScheduleKind,
     /// Verify schedules' coverage period; 0 for other kinds.
     pub cover_secs: u64,
+    /// Drill schedules: `ENV/NAME` the drills restore into; empty: the target itself.
+    pub drill_into: String,
     pub updated_by: String,
     pub updated_at_ms: i64,
 }
@@ -476,6 +489,10 @@ pub fn active_reason(target: &str, kind: ScheduleKind, job: &str) -> String {
         ScheduleKind::Verify => format!(
             "verify jobs of the previous verify run of {target} are still queued or running \
              (job {job}); this run is folded into the next one"
+        ),
+        ScheduleKind::Drill => format!(
+            "a drill of {target} is already queued or running (job {job}); this run is \
+             folded into it"
         ),
     }
 }

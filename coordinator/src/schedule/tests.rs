@@ -28,6 +28,7 @@ fn daily_0230(tz: &str) -> ScheduleDef {
         jitter: Duration::ZERO,
         kind: ScheduleKind::Backup,
         cover: Duration::ZERO,
+        drill_into: None,
     }
 }
 
@@ -202,6 +203,7 @@ fn upcoming_includes_jitter_and_stays_ordered() {
         jitter: Duration::from_secs(1800),
         kind: ScheduleKind::Backup,
         cover: Duration::ZERO,
+        drill_into: None,
     };
     let from = utc_ms(2026, 6, 1, 0, 0);
     // One second after the 00:00 occurrence: its jittered start is still ahead (unless the

@@ -6,7 +6,7 @@ use lifeboat_common::{ids::validate_id, names::validate_simple};
 pub use lifeboat_proto::domain::bounded_text;
 use lifeboat_proto::{
     domain::{
-        DataDir, Deleted, ExportPath, Exported, JobOutput, Listed, Restored, Verified,
+        DataDir, Deleted, Drilled, ExportPath, Exported, JobOutput, Listed, Restored, Verified,
         non_negative, row_counts, sha256, short_text,
     },
     v1 as pb,
@@ -323,6 +323,27 @@ impl TryFrom<pb::JobResult> for JobResult {
                     data_dir,
                     row_counts: row_counts(rr.row_counts)?,
                     raw_bytes: non_negative("raw_bytes", rr.raw_bytes)?,
+                }))
+            }
+            Some(R::Drill(d)) => {
+                let rr = d
+                    .restore
+                    .ok_or_else(|| invalid("a drill result without its restore".to_owned()))?;
+                lifeboat_common::names::validate_database(&rr.database)?;
+                if !rr.data_dir.is_empty() {
+                    return Err(invalid("a drill result with a data directory".to_owned()));
+                }
+                list_len("drill checks", d.checks.len())?;
+                Some(JobOutput::Drill(Drilled {
+                    restored: Restored {
+                        database: rr.database,
+                        data_dir: None,
+                        row_counts: row_counts(rr.row_counts)?,
+                        raw_bytes: non_negative("raw_bytes", rr.raw_bytes)?,
+                    },
+                    rto_ms: non_negative("rto_ms", d.rto_ms)?,
+                    checks: d.checks.into_iter().map(bounded_text).collect(),
+                    dropped: d.dropped,
                 }))
             }
             Some(R::Export(x)) => {

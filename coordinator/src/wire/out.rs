@@ -54,6 +54,11 @@ impl From<&Job> for pb::Job {
             restore_schemas: PartialRestore::to_wire(restore.partial.as_ref()).1,
             into_schema: PartialRestore::to_wire(restore.partial.as_ref()).2,
             data_dir: restore.data_dir,
+            drill_of: restore
+                .drill_of
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             export_path: j
                 .export
                 .as_ref()
@@ -184,6 +189,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         tables: PartialRestore::to_wire(params.partial.as_ref()).0,
         schemas: PartialRestore::to_wire(params.partial.as_ref()).1,
         into_schema: PartialRestore::to_wire(params.partial.as_ref()).2,
+        drill: params.drill_of.is_some(),
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {
@@ -235,4 +241,38 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         kind: pb::JobKind::from(job.kind).into(),
         spec: Some(spec),
     }
+}
+
+/// A recorded drill, for `drill list`.
+pub fn drill_to_pb(d: &crate::model::Drill) -> pb::Drill {
+    pb::Drill {
+        job_id: d.job_id.clone(),
+        target: d.target.to_string(),
+        backup_id: d.backup_id.clone(),
+        drill_target: d.drill_target.to_string(),
+        database: d.database.clone(),
+        outcome: d.outcome.as_str().to_owned(),
+        rto_ms: d.rto_ms.unwrap_or(0),
+        requested_by: d.requested_by.clone(),
+        created_at_ms: d.created_at_ms,
+        finished_at_ms: d.finished_at_ms.unwrap_or(0),
+        error: d.error.clone(),
+    }
+}
+
+/// A passed drill's one line in `jobs show` and `drill run --wait`.
+pub fn drill_detail(d: &lifeboat_proto::domain::Drilled) -> String {
+    let rows: i64 = d.restored.row_counts.iter().map(|r| r.rows).sum();
+    format!(
+        "drill passed: RTO {:.3} s; {} restored ({} tables, {rows} rows), {} check(s) true, {}",
+        std::time::Duration::from_millis(d.rto_ms).as_secs_f64(),
+        d.restored.database,
+        d.restored.row_counts.len(),
+        d.checks.len(),
+        if d.dropped {
+            "scratch database dropped"
+        } else {
+            "the scratch database could NOT be dropped: drop it by hand"
+        }
+    )
 }

@@ -41,11 +41,23 @@ pub fn schedule_request(r: &pb::SetScheduleRequest) -> Result<crate::schedule::S
         )));
     }
     spec.check_jitter(jitter).map_err(Error::InvalidArgument)?;
+    let drill_into = match (kind, r.drill_into.as_str()) {
+        (_, "") => None,
+        (ScheduleKind::Drill, t) => {
+            Some(lifeboat_common::names::TargetName::parse(t).map_err(Error::from)?)
+        }
+        (other, _) => {
+            return Err(invalid(format!(
+                "--into applies to drill schedules only, not to a {other} schedule"
+            )));
+        }
+    };
     Ok(ScheduleDef {
         spec,
         jitter,
         kind,
         cover,
+        drill_into,
     })
 }
 
@@ -55,6 +67,7 @@ pub fn schedule_kind(value: i32) -> Result<crate::schedule::ScheduleKind, Error>
     match pb::ScheduleKind::try_from(value) {
         Ok(pb::ScheduleKind::Backup | pb::ScheduleKind::Unspecified) => Ok(ScheduleKind::Backup),
         Ok(pb::ScheduleKind::Verify) => Ok(ScheduleKind::Verify),
+        Ok(pb::ScheduleKind::Drill) => Ok(ScheduleKind::Drill),
         Err(_) => Err(invalid(format!("unknown schedule kind value {value}"))),
     }
 }
@@ -82,6 +95,7 @@ pub fn schedule_kind_to_pb(k: crate::schedule::ScheduleKind) -> pb::ScheduleKind
     match k {
         crate::schedule::ScheduleKind::Backup => pb::ScheduleKind::Backup,
         crate::schedule::ScheduleKind::Verify => pb::ScheduleKind::Verify,
+        crate::schedule::ScheduleKind::Drill => pb::ScheduleKind::Drill,
     }
 }
 
@@ -115,6 +129,12 @@ pub fn schedule_to_pb(
         next_run_at_ms: next_run_at_ms.unwrap_or(0),
         last_run: last_run.map(schedule_run_to_pb),
         cover_secs: s.def.cover.as_secs(),
+        drill_into: s
+            .def
+            .drill_into
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     }
 }
 

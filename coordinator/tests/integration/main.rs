@@ -4,6 +4,7 @@
 mod auto_prune;
 mod control;
 mod delete_backup;
+mod drill_schedules;
 mod environments;
 mod grpc_limits;
 mod harness;

@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::harness::*;
 
 /// A daily cron expression (UTC) whose time of day was `ago` ago.
-fn daily_cron_at(ago: Duration) -> String {
+pub(crate) fn daily_cron_at(ago: Duration) -> String {
     let t = Utc::now() - chrono::Duration::from_std(ago).expect("duration");
     format!("{} {} * * *", t.minute(), t.hour())
 }
@@ -21,7 +21,7 @@ async fn rewind_cursor(c: &Coordinator, target: &str, ago: Duration) {
     rewind_cursor_of(c, target, "backup", ago).await;
 }
 
-async fn rewind_cursor_of(c: &Coordinator, target: &str, kind: &str, ago: Duration) {
+pub(crate) async fn rewind_cursor_of(c: &Coordinator, target: &str, kind: &str, ago: Duration) {
     let url = format!("sqlite://{}", c.dir.path().join("catalog.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open catalog");
     let ms = lifeboat_common::time::now_ms() - i64::try_from(ago.as_millis()).expect("ms");
@@ -339,7 +339,7 @@ async fn schedule_commands_and_roles() {
 }
 
 /// Runs `n` backups of prod/orders through the fake agent; returns their ids, oldest first.
-async fn make_backups(
+pub(crate) async fn make_backups(
     control: &mut pb::control_client::ControlClient<tonic::transport::Channel>,
     agent: &mut FakeAgent,
     n: usize,

@@ -104,6 +104,35 @@ async fn health_endpoints_and_metrics() {
         }),
     )
     .await;
+    // And a restore drill of it (its metrics appear once a target had one).
+    control
+        .start_drill(pb::StartDrillRequest {
+            target: "prod/orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("drill");
+    let spec = agent.expect_start().await;
+    let Some(pb::job_spec::Spec::Restore(drill)) = &spec.spec else {
+        panic!("a drill is a restore: {spec:?}");
+    };
+    agent.send(accepted(&spec.job_id)).await;
+    agent
+        .send(result(
+            &spec.job_id,
+            pb::JobState::Succeeded,
+            Some(pb::job_result::Result::Drill(pb::DrillResult {
+                restore: Some(pb::RestoreResult {
+                    database: drill.database.clone(),
+                    ..Default::default()
+                }),
+                rto_ms: 2_000,
+                checks: Vec::new(),
+                dropped: true,
+            })),
+        ))
+        .await;
+    agent.expect_ack(&spec.job_id).await;
 
     // prod/users has no backup and an RPO of a second: critical soon, and /health/backups
     // answers 503.
@@ -201,7 +230,10 @@ async fn health_endpoints_and_metrics() {
         "lifeboat_repository_janitor_errors_total{agent=\"prod-1\",repository=\"local\"} 1",
         "lifeboat_repository_janitor_last_success_timestamp_seconds{agent=\"prod-1\",repository=\"local\"} 1700000000",
         "lifeboat_incidents_open{kind=\"rpo_breach\"} 1",
-        "lifeboat_jobs_total{kind=\"restore\",outcome=\"succeeded\"} 1",
+        // The restore and the drill (a restore job marked as a drill).
+        "lifeboat_jobs_total{kind=\"restore\",outcome=\"succeeded\"} 2",
+        "lifeboat_drills_total{environment=\"prod\",outcome=\"succeeded\",target=\"orders\"} 1",
+        "lifeboat_drill_duration_seconds{environment=\"prod\",target=\"orders\"} 2",
         "lifeboat_restore_last_duration_seconds{environment=\"prod\",target=\"orders\"}",
         "lifeboat_verify_last_success_timestamp_seconds{environment=\"prod\",target=\"orders\"}",
         "lifeboat_alert_notifications_total{outcome=\"failed\",webhook=\"ops\"} 0",

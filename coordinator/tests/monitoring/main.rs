@@ -8,6 +8,7 @@ mod harness;
 mod receiver;
 
 mod alerts;
+mod drills;
 mod health;
 mod http;
 

@@ -11,6 +11,7 @@ pub mod agents;
 pub mod audit;
 pub mod backup;
 pub mod catalog;
+pub mod drill;
 pub mod jobs;
 pub mod pitr;
 mod pki;
@@ -35,5 +36,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Catalog(cmd) => catalog::run(cmd, global, out).await,
         Command::Audit(cmd) => audit::run(cmd, global, out).await,
         Command::Pitr(cmd) => pitr::run(cmd, global, out).await,
+        Command::Drill(cmd) => drill::run(cmd, global, out).await,
     }
 }

@@ -38,6 +38,7 @@ async fn set(args: ScheduleSetArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         jitter_secs: args.jitter.unwrap_or(0),
         kind: kind_pb(args.kind).into(),
         cover_secs: args.cover.unwrap_or(0),
+        drill_into: args.into.map(|t| t.to_string()).unwrap_or_default(),
     });
     let schedule = conn
         .unary(
@@ -67,6 +68,7 @@ fn kind_pb(kind: ScheduleKindArg) -> pb::ScheduleKind {
     match kind {
         ScheduleKindArg::Backup => pb::ScheduleKind::Backup,
         ScheduleKindArg::Verify => pb::ScheduleKind::Verify,
+        ScheduleKindArg::Drill => pb::ScheduleKind::Drill,
     }
 }
 

@@ -470,6 +470,20 @@ impl pb::control_server::Control for Fake {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn start_drill(
+        &self,
+        _req: Request<pb::StartDrillRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn list_drills(
+        &self,
+        _req: Request<pb::ListDrillsRequest>,
+    ) -> Result<Response<pb::ListDrillsResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     type WatchJobStream = JobStream;
 
     async fn watch_job(

@@ -17,6 +17,17 @@ pub struct Restored {
     pub raw_bytes: u64,
 }
 
+/// A restore drill that passed: its restore, the checks that returned true, and the measured
+/// time to a usable, checked database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drilled {
+    pub restored: Restored,
+    pub rto_ms: u64,
+    pub checks: Vec<String>,
+    /// False if the scratch database could not be dropped.
+    pub dropped: bool,
+}
+
 /// A verification's verdict on one backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -51,6 +62,20 @@ pub enum JobOutput {
     Delete(Deleted),
     List(Vec<Listed>),
     Export(super::Exported),
+    Drill(Drilled),
+}
+
+fn restore_to_pb(r: &Restored) -> pb::RestoreResult {
+    pb::RestoreResult {
+        database: r.database.clone(),
+        row_counts: rows_to_pb(&r.row_counts),
+        raw_bytes: r.raw_bytes,
+        data_dir: r
+            .data_dir
+            .as_ref()
+            .map(|d| d.as_str().to_owned())
+            .unwrap_or_default(),
+    }
 }
 
 fn rows_to_pb(rows: &[RowCount]) -> Vec<pb::RowCount> {
@@ -62,15 +87,12 @@ impl From<&JobOutput> for pb::job_result::Result {
         use pb::job_result::Result as R;
         match o {
             JobOutput::Backup(b) => R::Backup(b.as_ref().into()),
-            JobOutput::Restore(r) => R::Restore(pb::RestoreResult {
-                database: r.database.clone(),
-                row_counts: rows_to_pb(&r.row_counts),
-                raw_bytes: r.raw_bytes,
-                data_dir: r
-                    .data_dir
-                    .as_ref()
-                    .map(|d| d.as_str().to_owned())
-                    .unwrap_or_default(),
+            JobOutput::Restore(r) => R::Restore(restore_to_pb(r)),
+            JobOutput::Drill(d) => R::Drill(pb::DrillResult {
+                restore: Some(restore_to_pb(&d.restored)),
+                rto_ms: d.rto_ms,
+                checks: d.checks.clone(),
+                dropped: d.dropped,
             }),
             JobOutput::Verify(v) => R::Verify(pb::VerifyResult {
                 status: pb::VerifyStatus::from(v.status).into(),

@@ -23,6 +23,7 @@ mod d20_oracle;
 mod db_tls_default;
 mod deploy_prometheus;
 mod deploy_units;
+mod drill;
 mod engine_faults;
 mod error_text;
 mod export;

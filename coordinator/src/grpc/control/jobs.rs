@@ -140,6 +140,7 @@ impl Control {
             recovery,
             start_port,
             partial,
+            drill_of: None,
         });
         self.create(job).await
     }

@@ -111,6 +111,16 @@ impl Control {
         let name = parse_target(&req.target)?;
         let target = self.target(&name).await?;
         let def = wire::schedule_request(req)?;
+        if let Some(into) = &def.drill_into {
+            self.scope(op, into, &format!("drills into {into}"))?;
+            let into = self.target(into).await?;
+            if into.engine != target.engine {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is a {} target and {} is {}; drill into a {} target",
+                    target.name, target.engine, into.name, into.engine, target.engine
+                )));
+            }
+        }
         let now = lifeboat_common::time::now_ms();
         let stored = StoredSchedule {
             target: target.name.to_string(),
@@ -119,6 +129,11 @@ impl Control {
             jitter_secs: def.jitter.as_secs(),
             kind: def.kind,
             cover_secs: def.cover.as_secs(),
+            drill_into: def
+                .drill_into
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             updated_by: op.name.clone(),
             updated_at_ms: now,
         };
@@ -156,6 +171,7 @@ impl Control {
                 let flag = match kind {
                     ScheduleKind::Backup => "",
                     ScheduleKind::Verify => " --kind verify",
+                    ScheduleKind::Drill => " --kind drill",
                 };
                 Error::NotFound(format!(
                     "target {name} has no {kind} schedule; set one with `lifeboat schedule set \
