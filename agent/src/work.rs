@@ -7,7 +7,9 @@
 use lifeboat_common::ids::{BackupId, JobId};
 use lifeboat_proto::{
     self as pb,
-    domain::{BackupRecord, DataDir, JobKind, OwnerPolicy, Pin, RecordError, Recovery},
+    domain::{
+        BackupRecord, DataDir, GlobalsRestore, JobKind, OwnerPolicy, Pin, RecordError, Recovery,
+    },
 };
 
 /// A job from the coordinator, checked.
@@ -69,6 +71,10 @@ pub struct RestoreWork {
     /// A data-directory restore: start the server on this port once the directory is ready
     /// and wait for recovery to reach its target.
     pub start_port: Option<u16>,
+    /// The backup's globals: recreated first, alone, or not at all.
+    pub globals: GlobalsRestore,
+    /// Roles with SUPERUSER may be created from the globals.
+    pub allow_superuser: bool,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -102,6 +108,8 @@ pub enum RefusedSpec {
     BadRecovery(RecordError),
     #[error("restore job with an invalid start port {0}")]
     BadStartPort(u32),
+    #[error("restore job with invalid globals flags: {0}")]
+    BadGlobals(RecordError),
 }
 
 /// The backup record a job of kind `what` must carry, checked.
@@ -137,6 +145,9 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
                         .ok_or(RefusedSpec::BadStartPort(p))?,
                 ),
             },
+            globals: GlobalsRestore::from_flags(r.with_globals, r.globals_only)
+                .map_err(RefusedSpec::BadGlobals)?,
+            allow_superuser: r.allow_superuser,
         })
     }
 }
@@ -343,6 +354,9 @@ mod tests {
             recovery_target: String::new(),
             recovery_action: String::new(),
             start_port: 0,
+            with_globals: false,
+            globals_only: false,
+            allow_superuser: false,
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),

@@ -129,6 +129,8 @@ password_file = "super.pass"
                 .map(|d| DataDir::parse(d.display().to_string()).expect("a valid data dir")),
             recovery: None,
             start_port: None,
+            globals: Default::default(),
+            allow_superuser: false,
         };
         let ctx = self.ctx();
         let r = lifeboat_agent::restore::run(&ctx, &work).await;
@@ -592,6 +594,8 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
         data_dir: Some(DataDir::parse(data.display().to_string()).expect("dir")),
         recovery: None,
         start_port: None,
+        globals: Default::default(),
+        allow_superuser: false,
     };
     let cancel = ctx.cancel.clone();
     let marker = bin.marker("verifying");

@@ -60,6 +60,11 @@ pub struct RestoreParams {
     /// A data-directory restore: start the server on this port and wait for recovery to
     /// reach its target (checked by [`crate::wire::restore_start_port`]).
     pub start_port: Option<u16>,
+    /// The backup's globals: recreated first (`--with-globals`), alone (`globals restore`),
+    /// or left alone.
+    pub globals: lifeboat_proto::domain::GlobalsRestore,
+    /// Roles with SUPERUSER may be created from the globals (`--allow-superuser`).
+    pub allow_superuser: bool,
 }
 
 /// An agent as the catalog knows it.

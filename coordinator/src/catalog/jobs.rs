@@ -2,7 +2,7 @@
 //! two racing writers (a result and a lease expiry, a replayed result) cannot both win.
 
 use lifeboat_common::ids::BackupId;
-use lifeboat_proto::domain::Recovery;
+use lifeboat_proto::domain::{GlobalsRestore, Recovery};
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
@@ -18,7 +18,7 @@ macro_rules! job_columns {
          dispatched_at_ms, started_at_ms, finished_at_ms, error, progress_raw_bytes, \
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
-         start_port"
+         start_port, globals, allow_superuser"
     };
 }
 
@@ -252,8 +252,8 @@ fn insert_job_query(
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
-         recovery_target, recovery_action, start_port) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         recovery_target, recovery_action, start_port, globals, allow_superuser) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -284,6 +284,8 @@ fn insert_job_query(
             .and_then(|r| r.start_port)
             .map_or(0, i64::from),
     )
+    .bind(job.restore.as_ref().map_or("", |r| r.globals.as_str()))
+    .bind(job.restore.as_ref().is_some_and(|r| r.allow_superuser))
 }
 
 /// A job's point-in-time recovery as the catalog stores it (empty: none).
@@ -440,6 +442,12 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                     CatalogError::Corrupt(format!("jobs.start_port {p} is not a port"))
                 })?),
             },
+            globals: parse_enum(
+                "jobs.globals",
+                &row.try_get::<String, _>("globals")?,
+                GlobalsRestore::parse,
+            )?,
+            allow_superuser: row.try_get("allow_superuser")?,
         }),
         report: report_from_json(&report)?,
     })

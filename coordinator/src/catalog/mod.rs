@@ -145,6 +145,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0009_restore_start_port.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            11,
+            "globals".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0011_globals.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

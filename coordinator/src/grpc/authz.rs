@@ -53,6 +53,11 @@ pub enum Action {
     ListAudit,
     /// Frees a target from its agent so another agent may claim it.
     ReleaseTarget,
+    /// Recreates a backup's globals (roles, memberships) on a server, alone or before a
+    /// restore; `superuser`: roles with SUPERUSER may be created too.
+    RestoreGlobals {
+        superuser: bool,
+    },
 }
 
 impl Action {
@@ -84,8 +89,10 @@ impl Action {
             | Action::PinBackup
             | Action::CheckTarget
             | Action::RestoreDryRun
+            | Action::RestoreGlobals { superuser: false }
             | Action::ListAudit => Role::Operator,
             Action::Restore { clean: true }
+            | Action::RestoreGlobals { superuser: true }
             | Action::UnpinBackup
             | Action::Prune { dry_run: false }
             | Action::RebuildCatalog { .. }
@@ -127,6 +134,8 @@ impl Action {
             Action::RestoreDryRun => "restore_dry_run",
             Action::ListAudit => "list_audit",
             Action::ReleaseTarget => "release_target",
+            Action::RestoreGlobals { superuser: false } => "restore_globals",
+            Action::RestoreGlobals { superuser: true } => "restore_globals_superuser",
         }
     }
 }
@@ -165,6 +174,9 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             Action::UnpinBackup => "unpin (making a backup deletable)",
             Action::RebuildCatalog { .. } => "catalog rebuild",
             Action::ReleaseTarget => "releasing a target to another agent",
+            Action::RestoreGlobals { superuser: true } => {
+                "restoring globals with --allow-superuser (creating SUPERUSER roles)"
+            }
             _ => action.name(),
         };
         return Err(Error::PermissionDenied(format!(
@@ -242,7 +254,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 32] = [
+    const ALL: [Action; 34] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -275,6 +287,8 @@ mod tests {
         Action::RestoreDryRun,
         Action::ListAudit,
         Action::ReleaseTarget,
+        Action::RestoreGlobals { superuser: false },
+        Action::RestoreGlobals { superuser: true },
     ];
 
     #[test]
@@ -322,6 +336,7 @@ mod tests {
             "check_target",
             "restore_dry_run",
             "list_audit",
+            "restore_globals",
         ]);
         assert_eq!(allowed("olga"), ops);
         assert_eq!(allowed("alice").len(), ALL.len());

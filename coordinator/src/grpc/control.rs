@@ -233,13 +233,25 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::RestoreRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let action = Action::Restore {
-            clean: request.get_ref().clean,
+        let r = request.get_ref();
+        // A globals restore is audited as one; creating SUPERUSER roles needs an admin, and
+        // so does --clean.
+        let action = if r.globals_only || ((r.with_globals || r.allow_superuser) && !r.clean) {
+            Action::RestoreGlobals {
+                superuser: r.allow_superuser,
+            }
+        } else {
+            Action::Restore { clean: r.clean }
         };
         let object = format!(
-            "{} -> {}",
-            request.get_ref().backup_id,
-            request.get_ref().to_target
+            "{} -> {}{}",
+            r.backup_id,
+            r.to_target,
+            if r.with_globals {
+                " (with globals)"
+            } else {
+                ""
+            }
         );
         let req = request.get_ref();
         let job = self

@@ -48,6 +48,9 @@ impl From<&Job> for pb::Job {
             recovery_action: Recovery::to_wire(restore.recovery.as_ref()).1,
             start_port: restore.start_port.map_or(0, u32::from),
             data_dir: restore.data_dir,
+            with_globals: restore.globals.flags().0,
+            globals_only: restore.globals.flags().1,
+            allow_superuser: restore.allow_superuser,
         }
     }
 }
@@ -159,6 +162,9 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         recovery_target: Recovery::to_wire(params.recovery.as_ref()).0,
         recovery_action: Recovery::to_wire(params.recovery.as_ref()).1,
         start_port: params.start_port.map_or(0, u32::from),
+        with_globals: params.globals.flags().0,
+        globals_only: params.globals.flags().1,
+        allow_superuser: params.allow_superuser,
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {

@@ -35,5 +35,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Catalog(cmd) => catalog::run(cmd, global, out).await,
         Command::Audit(cmd) => audit::run(cmd, global, out).await,
         Command::Pitr(cmd) => pitr::run(cmd, global, out).await,
+        Command::Globals(crate::cli::GlobalsCommand::Restore(args)) => {
+            restore::globals(args, global, out).await
+        }
     }
 }

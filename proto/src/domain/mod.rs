@@ -3,6 +3,7 @@
 //! (`From<&…> for pb::…`). The coordinator, the agent and the CLI use these instead of the
 //! prost structs past their gRPC edges.
 
+mod globals;
 mod physical;
 mod record;
 mod recovery;
@@ -11,6 +12,7 @@ mod results;
 pub mod wal;
 mod words;
 
+pub use globals::{CAPTURED, Globals, GlobalsObject, GlobalsRestore, NOT_CAPTURED};
 pub use physical::{DataDir, PG_BASEBACKUP_FORMAT};
 pub use record::{BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, short_text};
 pub use recovery::{Lsn, Recovery, RecoveryAction, RecoveryTarget};

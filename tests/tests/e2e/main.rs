@@ -23,6 +23,7 @@ mod deploy_prometheus;
 mod deploy_units;
 mod engine_faults;
 mod error_text;
+mod globals;
 mod harness;
 mod job_control;
 mod m3_busy_catalog;

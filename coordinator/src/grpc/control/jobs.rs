@@ -102,6 +102,7 @@ impl Control {
         let data_dir = wire::restore_data_dir(&backup, req)?;
         let recovery = wire::restore_recovery(&backup, req)?;
         let start_port = wire::restore_start_port(req)?;
+        let globals = wire::restore_globals(&backup, req)?;
         let kind = if dry_run {
             JobKind::Check
         } else {
@@ -116,6 +117,8 @@ impl Control {
             data_dir,
             recovery,
             start_port,
+            globals,
+            allow_superuser: req.allow_superuser,
         });
         self.create(job).await
     }
