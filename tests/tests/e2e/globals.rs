@@ -29,6 +29,8 @@ ALTER TABLE orders OWNER TO app_owner;
 ALTER TABLE audit OWNER TO app_owner;
 GRANT SELECT ON orders TO readers;
 GRANT SELECT, INSERT ON audit TO reporting;
+ALTER DATABASE app SET work_mem = '8MB';
+GRANT CONNECT ON DATABASE app TO reporting;
 ";
 
 /// (severity, message) of the report's `globals` findings.
@@ -329,6 +331,47 @@ fn globals_are_captured_and_recreated_on_a_fresh_server() {
             "SELECT rolpassword FROM pg_authid WHERE rolname = 'pw_user'"
         ),
         hash
+    );
+
+    // restore --with-globals: roles first (all exist: skipped), then the database, then its
+    // own settings and grants on the database it restored into.
+    let out = s.admin.run_json(&[
+        "restore",
+        &id,
+        "--to",
+        "staging/fresh",
+        "--database",
+        "app_again",
+        "--with-globals",
+        "--wait",
+    ]);
+    assert!(out.success(), "{out}");
+    let job = out.json();
+    assert!(
+        said(&job, "info", "role app_owner: skipped (exists)"),
+        "{job}"
+    );
+    assert_eq!(
+        pg2.query_one(
+            "postgres",
+            "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+             WHERE d.datname = 'app_again' AND s.setrole = 0"
+        ),
+        "work_mem=8MB"
+    );
+    assert_eq!(
+        pg2.query_one(
+            "postgres",
+            "SELECT coalesce(datacl::text LIKE '%reporting=c/%', false) FROM pg_database WHERE datname = 'app_again'"
+        ),
+        "t"
+    );
+    assert_eq!(
+        pg2.query_one(
+            "app_again",
+            "SELECT relowner::regrole::text FROM pg_class WHERE relname = 'orders'"
+        ),
+        "app_owner"
     );
 
     // The hash is a secret: in no log, no job report, no CLI output.
