@@ -6,8 +6,10 @@
 //! [`postgres::PgDump`] (`pg_dump` in a snapshot the agent exports) and [`mysql::MyDump`]
 //! (`mariadb-dump`/`mysqldump`, its output checked as it flows).
 
+mod globals;
 mod mysql;
 mod physical;
+pub(crate) use globals::GLOBALS_FILE;
 mod postgres;
 pub(crate) use mysql::init_session as init_mysql_session;
 pub(crate) use physical::check_target as check_physical_target;
@@ -282,10 +284,18 @@ async fn finish(
             d.stored.size
         );
     }
+    let globals_key = format!("{}/{GLOBALS_FILE}", at.dir_key);
+    let globals = match globals::capture(ctx, target, repo, at.dir_key).await {
+        Ok(g) => g,
+        Err(e) => {
+            remove_orphan_data(repo, data_key).await;
+            return Err(e);
+        }
+    };
     let config = &ctx.config;
     let finished_at_ms = lifeboat_common::time::now_ms();
     let m = Manifest {
-        schema_version: Manifest::version_for(d.facts.physical.is_some()),
+        schema_version: Manifest::version_for(d.facts.physical.is_some(), globals.is_some()),
         backup_id: spec.backup_id.to_string(),
         environment: config.environment.clone(),
         target: target.name.clone(),
@@ -316,17 +326,35 @@ async fn finish(
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         objects: d.facts.objects,
         physical: d.facts.physical,
+        globals,
     };
     // The record the coordinator will check, checked before the manifest makes this a
     // backup: a backup the catalog cannot take is not left behind in the repository.
+    let captured = m
+        .globals
+        .as_ref()
+        .is_some_and(|g| g.status == lifeboat_proto::domain::CAPTURED);
     let record = match record_from_manifest(&m, at.dir_key, ctx.job_id.clone()) {
         Ok(r) => r,
         Err(e) => {
             remove_orphan_data(repo, data_key).await;
+            if captured {
+                remove_orphan_data(repo, &globals_key).await;
+            }
             return Err(e);
         }
     };
-    write_manifest(ctx, repo, at.dir_key, data_key, &m).await?;
+    if let Err(e) = write_manifest(ctx, repo, at.dir_key, data_key, &m).await {
+        if captured
+            && matches!(
+                repo.head(&format!("{}/{MANIFEST_FILE}", at.dir_key)).await,
+                Ok(None)
+            )
+        {
+            remove_orphan_data(repo, &globals_key).await;
+        }
+        return Err(e);
+    }
     Ok(record)
 }
 
@@ -528,6 +556,22 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Resu
         },
         pin: None,
         deleting: false,
+        globals: m.globals.as_ref().map(|g| pb::BackupGlobals {
+            status: g.status.clone(),
+            reason: g.reason.clone(),
+            key: if g.file.is_empty() {
+                String::new()
+            } else {
+                format!("{dir_key}/{}", g.file)
+            },
+            raw_size: g.raw_size,
+            raw_sha256: g.raw_sha256.clone(),
+            stored_size: g.stored_size,
+            stored_sha256: g.stored_sha256.clone(),
+            roles: g.roles,
+            memberships: g.memberships,
+            with_passwords: g.with_passwords,
+        }),
     };
     BackupRecord::try_from(wire)
         .map_err(|e| anyhow::anyhow!("the manifest is not a valid record: {e}"))

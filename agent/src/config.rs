@@ -98,6 +98,7 @@ struct FileTarget {
     restore_data_dirs: Option<Vec<PathBuf>>,
     #[serde(default)]
     drill_checks: Vec<String>,
+    globals: Option<String>,
 }
 
 fn default_level() -> i32 {
@@ -145,6 +146,27 @@ impl RepositoryConfig {
                 std::time::Duration::from_secs(3600),
             ),
             RepositoryConfig::S3(c) => (c.stale_upload_age, c.janitor_interval),
+        }
+    }
+}
+
+/// What a logical backup captures of the cluster's globals (`globals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalsCapture {
+    /// Nothing; the manifest says so.
+    Off,
+    /// Roles, memberships, role settings and tablespaces, without password hashes (default).
+    Roles,
+    /// The same with the roles' password hashes (secrets: see docs/security.md).
+    WithPasswords,
+}
+
+impl GlobalsCapture {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Roles => "roles",
+            Self::WithPasswords => "with-passwords",
         }
     }
 }
@@ -210,6 +232,8 @@ pub struct TargetConfig {
     /// SQL assertions a restore drill runs in the restored copy; each must return one row
     /// with one boolean `true`.
     pub drill_checks: Vec<String>,
+    /// What a logical backup captures of the cluster's globals (`globals`).
+    pub globals: GlobalsCapture,
 }
 
 /// Which database engine a target runs: the domain's own.
@@ -414,6 +438,19 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 ));
             }
         };
+        let globals = match t.globals.as_deref().unwrap_or("roles") {
+            "roles" => GlobalsCapture::Roles,
+            "with-passwords" => GlobalsCapture::WithPasswords,
+            "off" => GlobalsCapture::Off,
+            other => {
+                return Err(e(
+                    &key("globals"),
+                    format!(
+                        "unknown value {other:?}; use \"roles\" (default: roles and memberships without passwords), \"with-passwords\" or \"off\""
+                    ),
+                ));
+            }
+        };
         let pg_bin_dir = match t.pg_bin_dir {
             Some(p) => {
                 check_no_parent(path, &key("pg_bin_dir"), &p)?;
@@ -530,6 +567,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             mode,
             restore_data_dirs,
             drill_checks: t.drill_checks,
+            globals,
         };
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(

@@ -41,6 +41,12 @@ pub async fn delete(ctx: &JobCtx, rec: &BackupRecord) -> Result<Deleted> {
     if let Some(d) = &data {
         loc.repo.delete(&d.key).await?;
     }
+    // The globals captured beside the data, when there are any.
+    if let Some(dir) = crate::repo::dir_of(&loc.manifest_key) {
+        loc.repo
+            .delete(&format!("{dir}/{}", crate::backup::GLOBALS_FILE))
+            .await?;
+    }
     // A marker left from an earlier pin (retention never deletes a pinned backup).
     loc.repo.delete(&pin_key(&loc.manifest_key)).await?;
     tracing::info!(

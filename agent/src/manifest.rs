@@ -3,11 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The newest manifest format this agent reads and writes. 2 added `objects`, 3 `physical`;
+/// The newest manifest format this agent reads and writes. 2 added `objects`, 3 `physical`,
+/// 4 `globals`;
 /// version 1 manifests (no `objects`) are read as well. A newer version is refused with
 /// "upgrade", before its fields are looked at. A manifest is written with the oldest version
 /// that holds it ([`Manifest::version_for`]), so older agents still read logical backups.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
+/// The version of manifests with a `globals` section.
+pub const GLOBALS_SCHEMA_VERSION: u32 = 4;
+/// The version of manifests with a `physical` section.
+pub const PHYSICAL_SCHEMA_VERSION: u32 = 3;
 /// The version of manifests without a `physical` section.
 pub const LOGICAL_SCHEMA_VERSION: u32 = 2;
 /// The oldest format this agent reads.
@@ -57,6 +62,39 @@ pub struct Manifest {
     /// A physical base backup's WAL range and cluster facts (schema version 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub physical: Option<PhysicalInfo>,
+    /// The cluster's globals captured beside a logical backup, or why not (schema version
+    /// 4). Absent from manifests of older lifeboat versions and of physical base backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<GlobalsInfo>,
+}
+
+/// The globals object beside the data (`globals.sql.zst`), or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalsInfo {
+    /// `captured` or `not_captured`.
+    pub status: String,
+    /// Not captured: why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Captured: the object's file name in the backup's directory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub file: String,
+    #[serde(default)]
+    pub raw_size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub raw_sha256: String,
+    #[serde(default)]
+    pub stored_size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stored_sha256: String,
+    #[serde(default)]
+    pub roles: u32,
+    #[serde(default)]
+    pub memberships: u32,
+    /// Password hashes are in the object.
+    #[serde(default)]
+    pub with_passwords: bool,
 }
 
 /// What a physical base backup is, for its restore (and, later, the WAL it needs for
@@ -89,9 +127,11 @@ fn default_wal_segment_size() -> u64 {
 
 impl Manifest {
     /// The schema version a manifest is written with: the oldest that holds its sections.
-    pub fn version_for(physical: bool) -> u32 {
-        if physical {
-            SCHEMA_VERSION
+    pub fn version_for(physical: bool, globals: bool) -> u32 {
+        if globals {
+            GLOBALS_SCHEMA_VERSION
+        } else if physical {
+            PHYSICAL_SCHEMA_VERSION
         } else {
             LOGICAL_SCHEMA_VERSION
         }
@@ -242,6 +282,7 @@ mod tests {
             lifeboat_version: "0.1.0".into(),
             objects: None,
             physical: None,
+            globals: None,
         }
     }
 
@@ -270,7 +311,7 @@ mod tests {
         let e = Manifest::from_json(&m.to_json()).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // A newer version is refused for its version, not for fields this agent does not know.
-        let newer = br#"{"schema_version": 4, "something_new": true}"#;
+        let newer = br#"{"schema_version": 5, "something_new": true}"#;
         let e = Manifest::from_json(newer).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // Version 1 (no objects) is still read.
@@ -283,13 +324,13 @@ mod tests {
     #[test]
     fn physical_manifests_are_version_3_and_logical_ones_stay_2() {
         assert_eq!(
-            Manifest::version_for(false),
+            Manifest::version_for(false, false),
             2,
             "older agents read logical backups"
         );
-        assert_eq!(Manifest::version_for(true), 3);
+        assert_eq!(Manifest::version_for(true, false), 3);
         let mut m = sample();
-        m.schema_version = Manifest::version_for(true);
+        m.schema_version = Manifest::version_for(true, false);
         m.format = "pg_basebackup-tar".into();
         m.row_counts_kind = "none".into();
         m.row_counts.clear();
@@ -306,5 +347,45 @@ mod tests {
         assert!(json.contains("\"start_lsn\": \"0/2000028\""), "{json}");
         assert_eq!(Manifest::from_json(json.as_bytes()).expect("parse"), m);
         assert!(!String::from_utf8_lossy(&sample().to_json()).contains("physical"));
+    }
+
+    #[test]
+    fn globals_are_version_4_and_older_manifests_have_none() {
+        assert_eq!(Manifest::version_for(false, true), 4);
+        let mut m = sample();
+        m.schema_version = 4;
+        m.globals = Some(GlobalsInfo {
+            status: "captured".into(),
+            reason: String::new(),
+            file: "globals.sql.zst".into(),
+            raw_size: 100,
+            raw_sha256: "c".repeat(64),
+            stored_size: 60,
+            stored_sha256: "d".repeat(64),
+            roles: 3,
+            memberships: 1,
+            with_passwords: false,
+        });
+        assert_eq!(Manifest::from_json(&m.to_json()).expect("parse"), m);
+        m.globals = Some(GlobalsInfo {
+            status: "not_captured".into(),
+            reason: "permission denied".into(),
+            file: String::new(),
+            raw_size: 0,
+            raw_sha256: String::new(),
+            stored_size: 0,
+            stored_sha256: String::new(),
+            roles: 0,
+            memberships: 0,
+            with_passwords: false,
+        });
+        assert_eq!(Manifest::from_json(&m.to_json()).expect("parse"), m);
+        // A version 2 manifest, written before globals were captured, still reads.
+        let old = sample();
+        assert!(!String::from_utf8_lossy(&old.to_json()).contains("globals"));
+        assert_eq!(
+            Manifest::from_json(&old.to_json()).expect("v2").globals,
+            None
+        );
     }
 }

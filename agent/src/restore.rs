@@ -10,13 +10,14 @@
 //! extensions) and record it in the job's report; `restore --dry-run` stops there.
 
 pub(crate) mod datadir;
+mod globals;
 mod mysql;
 mod pitr;
 mod postgres;
 pub(crate) mod selection;
 
 use anyhow::{Context, Result, bail};
-use lifeboat_proto::domain::{BackupRecord, DataDir, Restored, RowCount};
+use lifeboat_proto::domain::{BackupRecord, DataDir, GlobalsRestore, Restored, RowCount};
 
 use crate::{
     config::{Engine, TargetConfig},
@@ -225,6 +226,8 @@ pub(crate) struct Prepared<'a> {
     pub manifest: Manifest,
     /// The provider the backup was taken on.
     pub source: Provider,
+    /// Roles a dry run `--with-globals` would create before the restore.
+    pub planned_roles: Vec<String>,
 }
 
 /// Checks the request and the backup: the engines match, `--clean` is allowed on the
@@ -274,6 +277,7 @@ async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Option<Pr
         loc,
         manifest,
         source,
+        planned_roles: Vec::new(),
     }))
 }
 
@@ -351,26 +355,53 @@ pub(crate) trait Restore {
 }
 
 pub async fn run(ctx: &JobCtx, spec: &RestoreWork) -> Result<Restored> {
+    if spec.globals == GlobalsRestore::Only {
+        return globals::run_only(ctx, spec).await;
+    }
     if let Some(dir) = destination_kind(spec)? {
         return datadir::run(ctx, spec, dir).await;
     }
+    // The roles first, so the restore can give objects to them; the database's own
+    // settings and grants once it exists.
+    let globals = match spec.globals {
+        GlobalsRestore::With => Some(globals::before_restore(ctx, spec, false).await?),
+        _ => None,
+    };
     let prepared = prepare(ctx, spec).await?;
     ctx.report.bail_on_errors("restore refused")?;
     let p = prepared.context("restore could not be prepared")?;
-    match p.target.engine {
+    let restored = match p.target.engine {
         Engine::Postgres => restore(ctx, spec, &p, postgres::PgRestore::new(p.target)?).await,
         Engine::Mysql => restore(ctx, spec, &p, mysql::MyRestore::new(p.target)?).await,
+    }?;
+    if let Some(g) = globals {
+        globals::apply_database(ctx, spec, g, &restored.database).await?;
     }
+    Ok(restored)
 }
 
 /// `restore --dry-run`: the checks a restore makes and the steps it would take, in the job's
 /// report. Reads the repository and the destination server; writes nothing anywhere. Fails
 /// (with the report) when the restore would be refused.
 pub async fn dry_run(ctx: &JobCtx, spec: &RestoreWork) -> Result<()> {
+    if spec.globals == GlobalsRestore::Only {
+        return globals::dry_run_only(ctx, spec).await;
+    }
     if let Some(dir) = destination_kind(spec)? {
         return datadir::dry_run(ctx, spec, dir).await;
     }
-    if let Some(p) = prepare(ctx, spec).await? {
+    let planned_roles = match spec.globals {
+        GlobalsRestore::With => match globals::before_restore(ctx, spec, true).await {
+            Ok(g) => g.plan.created_roles().map(str::to_owned).collect(),
+            Err(e) => {
+                ctx.report.error("globals", format!("{e:#}"));
+                Vec::new()
+            }
+        },
+        _ => Vec::new(),
+    };
+    if let Some(mut p) = prepare(ctx, spec).await? {
+        p.planned_roles = planned_roles;
         match p.target.engine {
             Engine::Postgres => {
                 plan_only(ctx, spec, &p, postgres::PgRestore::new(p.target)).await?
@@ -696,6 +727,7 @@ mod tests {
             mode: crate::config::BackupMode::Logical,
             restore_data_dirs: Vec::new(),
             drill_checks: Vec::new(),
+            globals: crate::config::GlobalsCapture::Roles,
         }
     }
 

@@ -8,8 +8,8 @@ use lifeboat_common::ids::{BackupId, JobId};
 use lifeboat_proto::{
     self as pb,
     domain::{
-        BackupRecord, DataDir, ExportPath, JobKind, OwnerPolicy, PartialRestore, Pin, RecordError,
-        Recovery,
+        BackupRecord, DataDir, ExportPath, GlobalsRestore, JobKind, OwnerPolicy, PartialRestore,
+        Pin, RecordError, Recovery,
     },
 };
 
@@ -85,6 +85,10 @@ pub struct RestoreWork {
     pub partial: Option<PartialRestore>,
     /// A restore drill: check, time and drop the restored database ([`crate::drill`]).
     pub drill: bool,
+    /// The backup's globals: recreated first, alone, or not at all.
+    pub globals: GlobalsRestore,
+    /// Roles with SUPERUSER may be created from the globals.
+    pub allow_superuser: bool,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -122,6 +126,8 @@ pub enum RefusedSpec {
     BadStartPort(u32),
     #[error("export job with an invalid path: {0}")]
     BadExportPath(RecordError),
+    #[error("restore job with invalid globals flags: {0}")]
+    BadGlobals(RecordError),
 }
 
 /// The backup record a job of kind `what` must carry, checked.
@@ -160,6 +166,9 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
             partial: PartialRestore::from_wire(&r.tables, &r.schemas, &r.into_schema)
                 .map_err(RefusedSpec::BadPartial)?,
             drill: r.drill,
+            globals: GlobalsRestore::from_flags(r.with_globals, r.globals_only)
+                .map_err(RefusedSpec::BadGlobals)?,
+            allow_superuser: r.allow_superuser,
         })
     }
 }
@@ -383,6 +392,9 @@ mod tests {
             schemas: Vec::new(),
             into_schema: String::new(),
             drill: false,
+            with_globals: false,
+            globals_only: false,
+            allow_superuser: false,
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),

@@ -131,6 +131,8 @@ password_file = "super.pass"
             start_port: None,
             partial: None,
             drill: false,
+            globals: Default::default(),
+            allow_superuser: false,
         };
         let ctx = self.ctx();
         let r = lifeboat_agent::restore::run(&ctx, &work).await;
@@ -596,6 +598,8 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
         start_port: None,
         partial: None,
         drill: false,
+        globals: Default::default(),
+        allow_superuser: false,
     };
     let cancel = ctx.cancel.clone();
     let marker = bin.marker("verifying");

@@ -66,6 +66,11 @@ pub struct RestoreParams {
     /// A restore drill: the target whose backup is drilled (the job's own target is where it
     /// is restored). The agent checks, times and drops the restored database.
     pub drill_of: Option<TargetName>,
+    /// The backup's globals: recreated first (`--with-globals`), alone (`globals restore`),
+    /// or left alone.
+    pub globals: lifeboat_proto::domain::GlobalsRestore,
+    /// Roles with SUPERUSER may be created from the globals (`--allow-superuser`).
+    pub allow_superuser: bool,
 }
 
 /// A restore drill as the catalog records it.

@@ -35,6 +35,7 @@ fn backup(id: &str, agent: &str, target: &str) -> Backup {
         verify_detail: String::new(),
         job_id: String::new(),
         wal_start: String::new(),
+        globals: Default::default(),
     }
 }
 

@@ -104,6 +104,9 @@ pub enum Command {
     /// Restore drills: restore a backup into a throwaway database, check it, time it, drop it
     #[command(subcommand)]
     Drill(DrillCommand),
+    /// A backup's globals (roles, memberships): recreate them on a server
+    #[command(subcommand)]
+    Globals(GlobalsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +141,33 @@ pub struct DrillListArgs {
     pub target: Option<TargetName>,
     #[command(flatten)]
     pub limit: LimitArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GlobalsCommand {
+    /// Recreate the roles and memberships captured with a logical backup on a target's server,
+    /// before restoring the database with its owners. Roles that exist are left as they are
+    /// (reported skipped); PostgreSQL's and the provider's reserved roles and SUPERUSER roles
+    /// are refused (reported by name)
+    Restore(GlobalsRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalsRestoreArgs {
+    /// Backup id whose globals to restore, e.g. 20261127T233000Z-7f3a9c
+    #[arg(value_parser = parse_backup_id)]
+    pub id: String,
+    /// Target whose server gets the roles, ENV/NAME (default: the backup's own target)
+    #[arg(long, visible_alias = "to", value_name = "TARGET", value_parser = parse_target)]
+    pub target: Option<TargetName>,
+    /// Also create roles with SUPERUSER (needs the admin role; never on a managed provider)
+    #[arg(long)]
+    pub allow_superuser: bool,
+    /// Print what would be created, skipped and refused; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub wait: WaitArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -557,6 +587,14 @@ pub struct RestoreArgs {
     /// the job then reports the WAL location and time reached. The server is left running
     #[arg(long, value_name = "PORT", requires = "data_dir", value_parser = clap::value_parser!(u16).range(1024..))]
     pub start_port: Option<u16>,
+    /// First recreate the roles and memberships captured with the backup on the destination
+    /// server (as `lifeboat globals restore` does), then restore the database, then apply the
+    /// database's own settings and grants to it
+    #[arg(long, conflicts_with = "data_dir")]
+    pub with_globals: bool,
+    /// With --with-globals: also create roles with SUPERUSER (needs the admin role)
+    #[arg(long, requires = "with_globals")]
+    pub allow_superuser: bool,
     #[command(flatten)]
     pub wait: WaitArg,
 }

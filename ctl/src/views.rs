@@ -480,6 +480,64 @@ pub struct BackupView {
     pub pin_reason: Option<String>,
     /// Retention is deleting it; no new restore or verify may start.
     pub deleting: bool,
+    /// The cluster's globals captured with the backup (roles, memberships), or why not.
+    pub globals: GlobalsView,
+}
+
+/// A backup's globals, as `backup show` gives them.
+#[derive(Debug, Clone, Serialize)]
+pub struct GlobalsView {
+    /// `captured`, `not_captured`, or `absent` (taken before lifeboat captured globals, or a
+    /// physical base backup).
+    pub status: &'static str,
+    /// One line: `12 roles, 3 memberships, without passwords` or why they were not captured.
+    pub summary: String,
+    pub key: Option<String>,
+    pub roles: u32,
+    pub memberships: u32,
+    pub with_passwords: bool,
+    pub raw_size: u64,
+    pub stored_size: u64,
+    pub raw_sha256: Option<String>,
+    pub stored_sha256: Option<String>,
+}
+
+impl GlobalsView {
+    fn of(b: &pb::BackupRecord) -> Self {
+        use lifeboat_proto::domain::Globals;
+        let g = b.globals.clone().unwrap_or_default();
+        let physical = b.format == lifeboat_proto::domain::PG_BASEBACKUP_FORMAT;
+        let (status, summary) = match g.status.as_str() {
+            lifeboat_proto::domain::CAPTURED => (
+                "captured",
+                Globals::from_wire(
+                    Some(g.clone()),
+                    b.manifest_key.rsplit_once('/').map_or("", |(d, _)| d),
+                )
+                .map_or_else(|e| format!("unreadable ({})", e.0), |g| g.summary()),
+            ),
+            lifeboat_proto::domain::NOT_CAPTURED => {
+                ("not_captured", format!("not captured ({})", g.reason))
+            }
+            _ if physical => (
+                "absent",
+                "in the base backup (a physical backup holds the whole cluster)".to_owned(),
+            ),
+            _ => ("absent", Globals::Absent.summary()),
+        };
+        Self {
+            status,
+            summary,
+            key: non_empty(&g.key),
+            roles: g.roles,
+            memberships: g.memberships,
+            with_passwords: g.with_passwords,
+            raw_size: g.raw_size,
+            stored_size: g.stored_size,
+            raw_sha256: non_empty(&g.raw_sha256),
+            stored_sha256: non_empty(&g.stored_sha256),
+        }
+    }
 }
 
 impl From<&pb::BackupRecord> for BackupView {
@@ -538,6 +596,7 @@ impl From<&pb::BackupRecord> for BackupView {
             verify_detail: non_empty(&b.verify_detail),
             job_id: non_empty(&b.job_id),
             wal_start: non_empty(&b.wal_start),
+            globals: GlobalsView::of(b),
         }
     }
 }
@@ -645,6 +704,7 @@ impl Render for BackupView {
             // After "compression": where replay of this base backup starts.
             pairs.insert(13, ("WAL starts in", w.clone()));
         }
+        pairs.push(("globals", self.globals.summary.clone()));
         let mut s = key_values(&pairs);
         s.push('\n');
         if self.format.as_deref() == Some(lifeboat_proto::domain::PG_BASEBACKUP_FORMAT) {

@@ -85,6 +85,7 @@ pub fn sample_backup() -> pb::BackupRecord {
         pin: None,
         deleting: false,
         wal_start: String::new(),
+        globals: None,
     }
 }
 
@@ -213,7 +214,19 @@ fn backup_json_shape() {
             "verified_at_ms",
             "verify_detail",
             "job_id",
+            "globals",
         ])
+    );
+    assert_eq!(
+        v["globals"]["status"], "absent",
+        "taken before globals were captured"
+    );
+    assert!(
+        v["globals"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("not captured (backup taken before")),
+        "{}",
+        v["globals"]
     );
     assert_eq!(v["engine"], "postgres");
     assert_eq!(v["verify_status"], "unverified");

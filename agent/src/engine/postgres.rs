@@ -14,6 +14,7 @@ use sqlx::{AssertSqlSafe, Connection, Row, postgres::PgConnectOptions, postgres:
 
 use crate::{config::TargetConfig, manifest::TableRows};
 
+pub mod globals;
 pub mod objects;
 
 /// The custom-format archive magic.

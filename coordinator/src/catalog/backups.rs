@@ -4,6 +4,8 @@
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, parse_enum, to_i64, to_u64};
+use lifeboat_proto::domain::Globals;
+
 use crate::model::{Backup, Engine, RowCount, VerifyStatus};
 
 macro_rules! backup_columns {
@@ -12,7 +14,7 @@ macro_rules! backup_columns {
          server_version, system_identifier, dump_tool, dump_tool_version, format, compression, \
          compression_level, raw_size, stored_size, raw_sha256, stored_sha256, started_at_ms, \
          finished_at_ms, row_counts, data_key, manifest_key, verify_status, verified_at_ms, \
-         verify_detail, job_id, wal_start"
+         verify_detail, job_id, wal_start, globals"
     };
 }
 
@@ -82,7 +84,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
         "INSERT INTO backups (",
         backup_columns!(),
         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         ?, ?, ?)"
+         ?, ?, ?, ?)"
     ))
     .bind(b.backup_id.as_str())
     .bind(b.target.as_str())
@@ -113,6 +115,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
     .bind(&b.verify_detail)
     .bind(&b.job_id)
     .bind(&b.wal_start)
+    .bind(globals_to_json(&b.globals)?)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -160,5 +163,74 @@ fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
         verify_detail: row.try_get("verify_detail")?,
         job_id: row.try_get("job_id")?,
         wal_start: row.try_get("wal_start")?,
+        globals: globals_from_json(&row.try_get::<String, _>("globals")?)?,
     })
+}
+
+/// A backup's globals as the catalog stores them: the wire form as JSON, empty when absent.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GlobalsJson {
+    status: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    raw_size: u64,
+    #[serde(default)]
+    raw_sha256: String,
+    #[serde(default)]
+    stored_size: u64,
+    #[serde(default)]
+    stored_sha256: String,
+    #[serde(default)]
+    roles: u32,
+    #[serde(default)]
+    memberships: u32,
+    #[serde(default)]
+    with_passwords: bool,
+}
+
+fn globals_to_json(g: &Globals) -> Result<String> {
+    let Some(w) = g.to_wire() else {
+        return Ok(String::new());
+    };
+    serde_json::to_string(&GlobalsJson {
+        status: w.status,
+        reason: w.reason,
+        key: w.key,
+        raw_size: w.raw_size,
+        raw_sha256: w.raw_sha256,
+        stored_size: w.stored_size,
+        stored_sha256: w.stored_sha256,
+        roles: w.roles,
+        memberships: w.memberships,
+        with_passwords: w.with_passwords,
+    })
+    .map_err(|e| CatalogError::OutOfRange(format!("globals: {e}")))
+}
+
+fn globals_from_json(text: &str) -> Result<Globals> {
+    if text.is_empty() {
+        return Ok(Globals::Absent);
+    }
+    let g: GlobalsJson = serde_json::from_str(text)
+        .map_err(|e| CatalogError::Corrupt(format!("backups.globals: {e}")))?;
+    let dir = g.key.rsplit_once('/').map_or("", |(d, _)| d).to_owned();
+    Globals::from_wire(
+        Some(lifeboat_proto::v1::BackupGlobals {
+            status: g.status,
+            reason: g.reason,
+            key: g.key,
+            raw_size: g.raw_size,
+            raw_sha256: g.raw_sha256,
+            stored_size: g.stored_size,
+            stored_sha256: g.stored_sha256,
+            roles: g.roles,
+            memberships: g.memberships,
+            with_passwords: g.with_passwords,
+        }),
+        &dir,
+    )
+    .map_err(|e| CatalogError::Corrupt(format!("backups.globals: {e}")))
 }

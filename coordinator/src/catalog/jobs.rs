@@ -2,7 +2,7 @@
 //! two racing writers (a result and a lease expiry, a replayed result) cannot both win.
 
 use lifeboat_common::{ids::BackupId, names::TargetName};
-use lifeboat_proto::domain::{PartialRestore, Recovery};
+use lifeboat_proto::domain::{GlobalsRestore, PartialRestore, Recovery};
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
@@ -19,7 +19,7 @@ macro_rules! job_columns {
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
          start_port, export_path, export_raw_bytes, export_raw_sha256, restore_tables, \
-         restore_schemas, into_schema, drill_of"
+         restore_schemas, into_schema, drill_of, globals, allow_superuser"
     };
 }
 
@@ -287,8 +287,8 @@ fn insert_job_query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
          recovery_target, recovery_action, start_port, export_path, restore_tables, \
-         restore_schemas, into_schema, drill_of) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         restore_schemas, into_schema, drill_of, globals, allow_superuser) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -329,6 +329,8 @@ fn insert_job_query(
             .and_then(|r| r.drill_of.as_ref())
             .map_or("", TargetName::as_str),
     )
+    .bind(job.restore.as_ref().map_or("", |r| r.globals.as_str()))
+    .bind(job.restore.as_ref().is_some_and(|r| r.allow_superuser))
 }
 
 /// A job's partial restore as the catalog stores it: tables and schemas one per line (empty:
@@ -523,6 +525,12 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                         .map_err(|e| CatalogError::Corrupt(format!("jobs.drill_of {t:?}: {e}")))?,
                 ),
             },
+            globals: parse_enum(
+                "jobs.globals",
+                &row.try_get::<String, _>("globals")?,
+                GlobalsRestore::parse,
+            )?,
+            allow_superuser: row.try_get("allow_superuser")?,
         }),
         export: export_from_row(kind, row)?,
         report: report_from_json(&report)?,

@@ -175,6 +175,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0013_restore_drills.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            14,
+            "globals".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0014_globals.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -80,6 +80,7 @@ fn backup(id: &str, job_id: &str, finished_at_ms: i64) -> Backup {
         verify_detail: String::new(),
         job_id: job_id.into(),
         wal_start: String::new(),
+        globals: Default::default(),
     }
 }
 

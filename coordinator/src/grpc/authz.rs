@@ -63,6 +63,11 @@ pub enum Action {
     /// Queues a restore drill: a restore into a new scratch database, checked, timed and
     /// dropped.
     Drill,
+    /// Recreates a backup's globals (roles, memberships) on a server, alone or before a
+    /// restore; `superuser`: roles with SUPERUSER may be created too.
+    RestoreGlobals {
+        superuser: bool,
+    },
 }
 
 impl Action {
@@ -95,9 +100,11 @@ impl Action {
             | Action::PinBackup
             | Action::CheckTarget
             | Action::RestoreDryRun
+            | Action::RestoreGlobals { superuser: false }
             | Action::ListAudit
             | Action::Drill => Role::Operator,
             Action::Restore { clean: true }
+            | Action::RestoreGlobals { superuser: true }
             | Action::UnpinBackup
             | Action::Prune { dry_run: false }
             | Action::RebuildCatalog { .. }
@@ -145,6 +152,8 @@ impl Action {
             Action::DeleteBackup => "delete_backup",
             Action::ListDrills => "list_drills",
             Action::Drill => "drill",
+            Action::RestoreGlobals { superuser: false } => "restore_globals",
+            Action::RestoreGlobals { superuser: true } => "restore_globals_superuser",
         }
     }
 }
@@ -184,6 +193,9 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             Action::DeleteBackup => "deleting a backup",
             Action::RebuildCatalog { .. } => "catalog rebuild",
             Action::ReleaseTarget => "releasing a target to another agent",
+            Action::RestoreGlobals { superuser: true } => {
+                "restoring globals with --allow-superuser (creating SUPERUSER roles)"
+            }
             Action::ExportBackup => {
                 "export (a full copy of the data in a file on the agent's host)"
             }
@@ -264,7 +276,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 36] = [
+    const ALL: [Action; 38] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -301,6 +313,8 @@ mod tests {
         Action::DeleteBackup,
         Action::ListDrills,
         Action::Drill,
+        Action::RestoreGlobals { superuser: false },
+        Action::RestoreGlobals { superuser: true },
     ];
 
     #[test]
@@ -352,6 +366,7 @@ mod tests {
             "list_audit",
             "list_drills",
             "drill",
+            "restore_globals",
         ]);
         assert_eq!(allowed("olga"), ops);
         assert_eq!(allowed("alice").len(), ALL.len());

@@ -275,8 +275,15 @@ impl pb::control_server::Control for Control {
         &self,
         request: Request<pb::RestoreRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let action = Action::Restore {
-            clean: request.get_ref().clean,
+        let r = request.get_ref();
+        // A globals restore is audited as one; creating SUPERUSER roles needs an admin, and
+        // so does --clean.
+        let action = if r.globals_only || ((r.with_globals || r.allow_superuser) && !r.clean) {
+            Action::RestoreGlobals {
+                superuser: r.allow_superuser,
+            }
+        } else {
+            Action::Restore { clean: r.clean }
         };
         let object = restore_object(request.get_ref());
         let req = request.get_ref();
@@ -673,6 +680,9 @@ fn restore_object(req: &pb::RestoreRequest) -> String {
                 format!(", into schema {}", req.into_schema)
             }
         ));
+    }
+    if req.with_globals {
+        object.push_str(" (with globals)");
     }
     object
 }

@@ -11,7 +11,7 @@ use std::{
 
 use lifeboat_common::names::TargetName;
 use lifeboat_proto::{
-    domain::{Deleted, JobOutput, Restored, Verified},
+    domain::{Deleted, GlobalsRestore, JobOutput, Restored, Verified},
     v1 as pb,
 };
 use tonic::{Status, Streaming};
@@ -550,7 +550,13 @@ impl Session {
                 })),
             ) => {
                 let mut f = finish(JobState::Succeeded, String::new());
+                let globals_only = job
+                    .restore
+                    .as_ref()
+                    .is_some_and(|r| r.globals == GlobalsRestore::Only);
                 match data_dir {
+                    // Only the globals: no database.
+                    None if globals_only && database.is_empty() => f.detail = "globals".into(),
                     // A physical backup restored into a data directory.
                     Some(dir) if database.is_empty() => f.detail = dir.to_string(),
                     _ if database.is_empty() => {

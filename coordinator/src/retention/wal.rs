@@ -111,6 +111,7 @@ mod tests {
             verify_detail: String::new(),
             job_id: String::new(),
             wal_start: wal_start.into(),
+            globals: Default::default(),
         }
     }
 

@@ -568,6 +568,47 @@ pub fn restore_partial(
     Ok(Some(p))
 }
 
+/// What a restore does with the backup's globals: recreated first (`with_globals`), alone
+/// (`globals_only`), or not at all. Only a logical backup that captured them has any.
+pub fn restore_globals(
+    backup: &Backup,
+    req: &pb::RestoreRequest,
+) -> Result<lifeboat_proto::domain::GlobalsRestore, Error> {
+    use lifeboat_proto::domain::{Globals, GlobalsRestore};
+    let g =
+        GlobalsRestore::from_flags(req.with_globals, req.globals_only).map_err(|e| invalid(e.0))?;
+    if g == GlobalsRestore::None {
+        if req.allow_superuser {
+            return Err(invalid(
+                "--allow-superuser applies to globals; use it with --with-globals or `lifeboat globals restore`".into(),
+            ));
+        }
+        return Ok(g);
+    }
+    if g == GlobalsRestore::Only
+        && (!req.database.is_empty() || req.clean || !req.data_dir.is_empty())
+    {
+        return Err(invalid(
+            "a globals restore recreates roles only; --database, --clean and --data-dir apply to `lifeboat restore`".into(),
+        ));
+    }
+    match &backup.globals {
+        Globals::Captured(_) => Ok(g),
+        Globals::NotCaptured(why) => Err(Error::FailedPrecondition(format!(
+            "backup {} has no globals: they were not captured ({why}); create the roles by hand, or restore with --owners drop",
+            backup.backup_id
+        ))),
+        Globals::Absent if backup.is_physical() => Err(invalid(format!(
+            "backup {} is a physical base backup: it holds the roles already; restore it with --data-dir",
+            backup.backup_id
+        ))),
+        Globals::Absent => Err(Error::FailedPrecondition(format!(
+            "backup {} has no globals: it was taken before lifeboat captured them; create the roles by hand, or restore with --owners drop",
+            backup.backup_id
+        ))),
+    }
+}
+
 /// A restore's options from an operator request.
 pub fn restore_options(
     owners: i32,

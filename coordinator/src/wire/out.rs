@@ -75,6 +75,9 @@ impl From<&Job> for pb::Job {
                 .and_then(|e| e.written.as_ref())
                 .map(|w| w.raw_sha256.clone())
                 .unwrap_or_default(),
+            with_globals: restore.globals.flags().0,
+            globals_only: restore.globals.flags().1,
+            allow_superuser: restore.allow_superuser,
         }
     }
 }
@@ -190,6 +193,9 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         schemas: PartialRestore::to_wire(params.partial.as_ref()).1,
         into_schema: PartialRestore::to_wire(params.partial.as_ref()).2,
         drill: params.drill_of.is_some(),
+        with_globals: params.globals.flags().0,
+        globals_only: params.globals.flags().1,
+        allow_superuser: params.allow_superuser,
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {

@@ -37,5 +37,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Audit(cmd) => audit::run(cmd, global, out).await,
         Command::Pitr(cmd) => pitr::run(cmd, global, out).await,
         Command::Drill(cmd) => drill::run(cmd, global, out).await,
+        Command::Globals(crate::cli::GlobalsCommand::Restore(args)) => {
+            restore::globals(args, global, out).await
+        }
     }
 }

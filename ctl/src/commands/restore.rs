@@ -64,6 +64,40 @@ async fn newest(
         })
 }
 
+/// `lifeboat globals restore ID [--target ENV/NAME] [--allow-superuser] [--dry-run] [--wait]`:
+/// a restore of the backup's globals only.
+pub async fn globals(
+    args: crate::cli::GlobalsRestoreArgs,
+    global: &GlobalArgs,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::RestoreRequest {
+        backup_id: args.id,
+        to_target: args.target.map(|t| t.to_string()).unwrap_or_default(),
+        owners: pb::OwnerPolicy::Auto.into(),
+        globals_only: true,
+        allow_superuser: args.allow_superuser,
+        ..Default::default()
+    });
+    let job = if args.dry_run {
+        conn.unary("plan globals restore", |mut c| async move {
+            c.plan_restore(req).await
+        })
+        .await?
+    } else {
+        conn.unary("start globals restore", |mut c| async move {
+            c.restore(req).await
+        })
+        .await?
+    };
+    if args.wait.wait || args.dry_run {
+        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
+    } else {
+        print_started(out, global.output, &job)
+    }
+}
+
 pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
     let recovery = args.recovery.recovery(args.recovery_action);
@@ -97,6 +131,9 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         tables: args.tables,
         schemas: args.schemas,
         into_schema: args.into_schema.unwrap_or_default(),
+        with_globals: args.with_globals,
+        globals_only: false,
+        allow_superuser: args.allow_superuser,
     });
     // A dry run is its own call: a coordinator without it refuses it (UNIMPLEMENTED) rather
     // than running a real restore.

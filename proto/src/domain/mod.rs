@@ -5,6 +5,7 @@
 
 mod export;
 mod partial;
+mod globals;
 mod physical;
 mod record;
 mod recovery;
@@ -15,6 +16,7 @@ mod words;
 
 pub use export::{EXPORT_MANIFEST_SUFFIX, ExportPath, Exported};
 pub use partial::{PartialRestore, TableRef};
+pub use globals::{CAPTURED, Globals, GlobalsObject, GlobalsRestore, NOT_CAPTURED};
 pub use physical::{DataDir, PG_BASEBACKUP_FORMAT};
 pub use record::{
     BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, sha256, short_text,

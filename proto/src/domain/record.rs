@@ -109,6 +109,8 @@ pub struct BackupRecord {
     /// Physical base backups: the WAL segment file their replay starts in; empty for logical
     /// backups (and base backups recorded before it was kept).
     pub wal_start: String,
+    /// The cluster's globals captured beside a logical backup, or why not.
+    pub globals: super::Globals,
 }
 
 impl BackupRecord {
@@ -179,6 +181,11 @@ pub fn object_key(what: &str, value: String) -> Result<String, RecordError> {
         return Err(bad("must not contain empty, '.' or '..' segments"));
     }
     Ok(value)
+}
+
+/// The directory part of an object key.
+pub(crate) fn dir_of(key: &str) -> Option<&str> {
+    key.rsplit_once('/').map(|(d, _)| d)
 }
 
 /// A size or counter that must fit the catalog's signed 64-bit integers.
@@ -267,6 +274,8 @@ impl TryFrom<pb::BackupRecord> for BackupRecord {
                 invalid(format!("unknown verify status value {}", b.verify_status))
             })?,
         };
+        let globals =
+            super::Globals::from_wire(b.globals, dir_of(&b.manifest_key).unwrap_or_default())?;
         Ok(BackupRecord {
             backup_id,
             target,
@@ -296,6 +305,7 @@ impl TryFrom<pb::BackupRecord> for BackupRecord {
             verified_at_ms: Some(b.verified_at_ms).filter(|t| *t > 0),
             verify_detail: bounded_text(b.verify_detail),
             job_id: short_text("job id", b.job_id)?,
+            globals,
             wal_start: match b.wal_start {
                 w if w.is_empty() || super::is_segment_name(&w) => w,
                 w => {
@@ -340,6 +350,7 @@ impl From<&BackupRecord> for pb::BackupRecord {
             verify_detail: b.verify_detail.clone(),
             job_id: b.job_id.clone(),
             wal_start: b.wal_start.clone(),
+            globals: b.globals.to_wire(),
             // The coordinator's Control handlers fill these in; they know pins and deletions.
             pin: None,
             deleting: false,

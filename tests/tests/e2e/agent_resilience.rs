@@ -33,8 +33,12 @@ fn assert_backup_proven(s: &Sandbox, target: &str, id: &str, copy: &str) {
     let data = dir.join("data.pgdump.zst");
     assert_eq!(
         files_under(&dir),
-        [Path::new("data.pgdump.zst"), Path::new("manifest.json")],
-        "exactly data and manifest in {}",
+        [
+            Path::new("data.pgdump.zst"),
+            Path::new("globals.sql.zst"),
+            Path::new("manifest.json")
+        ],
+        "exactly data, globals and manifest in {}",
         dir.display()
     );
     let size = std::fs::metadata(&data).expect("stat data").len();

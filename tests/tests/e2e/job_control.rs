@@ -30,8 +30,12 @@ fn assert_backup_proven(s: &Sandbox, target: &str, id: &str, copy: &str) {
     let dir = s.backup_dir(target, id);
     assert_eq!(
         files_under(&dir),
-        [Path::new("data.pgdump.zst"), Path::new("manifest.json")],
-        "exactly data and manifest in {}",
+        [
+            Path::new("data.pgdump.zst"),
+            Path::new("globals.sql.zst"),
+            Path::new("manifest.json")
+        ],
+        "exactly data, globals and manifest in {}",
         dir.display()
     );
     assert_eq!(

@@ -27,6 +27,7 @@ mod drill;
 mod engine_faults;
 mod error_text;
 mod export;
+mod globals;
 mod harness;
 mod job_control;
 mod m3_busy_catalog;

@@ -200,13 +200,13 @@ fn upload_failure_fails_the_backup_and_leaves_nothing() {
     assert!(s3(&s).server.open_multipart_uploads().is_empty());
     let listed = s.backup_list("app");
     assert_eq!(listed.len(), 1, "{listed:?}");
-    // Only the first backup's two objects are in the bucket.
+    // Only the first backup's three objects (data, globals, manifest) are in the bucket.
     let mut objects = Vec::new();
     let root = s3(&s).object_path("test/app");
     for e in walk(&root) {
         objects.push(e);
     }
-    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert_eq!(objects.len(), 3, "{objects:?}");
     s.restore(&first_id, "app_copy", &[]).assert_ok();
     assert_same_data(&s.pg, "app", "app_copy", s.dir.path());
     s.shutdown();

@@ -26,7 +26,11 @@ fn disk_full_fails_cleanly_and_keeps_the_earlier_backup() {
     let first = s.backup_ok("app");
     let first_id = find_str(&first, "backup_id").expect("backup_id");
     let files_before = files_under(&repo);
-    assert_eq!(files_before.len(), 2, "{files_before:?}");
+    assert_eq!(
+        files_before.len(),
+        3,
+        "data, globals, manifest: {files_before:?}"
+    );
 
     // 8 MiB of incompressible rows: more than the whole 4 MiB repository.
     load_noise(&s.pg, "app", "fill", 8 * 1024);

@@ -133,8 +133,8 @@ fn full_flow_through_the_cli() {
     assert!(manifest.is_file(), "{} missing", manifest.display());
     assert_eq!(
         lifeboat_e2e::fsutil::files_under(&dir).len(),
-        2,
-        "only data and manifest in {}",
+        3,
+        "only data, globals and manifest in {}",
         dir.display()
     );
     assert!(

@@ -147,6 +147,17 @@ pub(super) async fn owners(ctx: &JobCtx, admin: &mut PgConnection, p: &Prepared<
                 cannot.join(", "),
             ),
         ),
+        Ok(objects::OwnerVerdict::Missing(missing))
+            if missing.iter().all(|m| p.planned_roles.contains(m)) =>
+        {
+            report.ok(
+                "owners",
+                format!(
+                    "owners and privileges are restored; role(s) {} are created from the backup's globals first",
+                    missing.join(", ")
+                ),
+            );
+        }
         Ok(objects::OwnerVerdict::Missing(missing)) => report.error(
             "owners",
             format!(

@@ -125,6 +125,7 @@ impl Control {
         let recovery = wire::restore_recovery(&backup, req)?;
         let start_port = wire::restore_start_port(req)?;
         let partial = wire::restore_partial(&backup, req)?;
+        let globals = wire::restore_globals(&backup, req)?;
         let kind = if dry_run {
             JobKind::Check
         } else {
@@ -141,6 +142,8 @@ impl Control {
             start_port,
             partial,
             drill_of: None,
+            globals,
+            allow_superuser: req.allow_superuser,
         });
         self.create(job).await
     }
