@@ -4,8 +4,8 @@
 //! prost structs past their gRPC edges.
 
 mod export;
-mod partial;
 mod globals;
+mod partial;
 mod physical;
 mod record;
 mod recovery;
@@ -15,8 +15,8 @@ pub mod wal;
 mod words;
 
 pub use export::{EXPORT_MANIFEST_SUFFIX, ExportPath, Exported};
-pub use partial::{PartialRestore, TableRef};
 pub use globals::{CAPTURED, Globals, GlobalsObject, GlobalsRestore, NOT_CAPTURED};
+pub use partial::{PartialRestore, TableRef};
 pub use physical::{DataDir, PG_BASEBACKUP_FORMAT};
 pub use record::{
     BackupRecord, Pin, RecordError, RowCount, non_negative, row_counts, sha256, short_text,

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Restore drill RTO against a plain restore, on this machine.
+#
+#   tests/bench/drill.sh [--rows N] [--rounds R] [--no-build] [--keep]
+#
+# Loads ../shared/bench/mixed.sql (or $LIFEBOAT_BENCH_SQL) with N rows (default 1,000,000)
+# into a throwaway PostgreSQL 15, builds lifeboat in release mode, takes one backup through a
+# real coordinator and agent (fs repository, zstd level 3), and then, interleaved over R
+# rounds (default 3), times
+#   (a) raw    createdb + pg_restore --exit-on-error -d NEW FILE   (the same archive,
+#              decompressed, from a local file: the restore tool alone)
+#   (b) drill  lifeboat drill run ENV/NAME --wait   (the agent reads, checks both SHA-256s,
+#              decompresses, restores, compares every table's row count, runs one drill
+#              check, then drops the database)
+# It prints the medians of (a), of (b)'s measured RTO (the job's start to a checked database,
+# as the drill recorded it) and of (b)'s wall clock, and the ratio RTO/raw.
+# A benchmark prints figures; it asserts nothing.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+ROWS=1000000
+ROUNDS=3
+KEEP=0
+BUILD=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --rows)
+        ROWS=$2
+        shift 2
+        ;;
+    --rounds)
+        ROUNDS=$2
+        shift 2
+        ;;
+    --keep)
+        KEEP=1
+        shift
+        ;;
+    --no-build)
+        BUILD=0
+        shift
+        ;;
+    -h | --help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        exit 0
+        ;;
+    *)
+        echo "usage: $0 [--rows N] [--rounds R] [--no-build] [--keep]" >&2
+        exit 2
+        ;;
+    esac
+done
+[[ $ROWS =~ ^[0-9]+$ && $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || {
+    echo "--rows and --rounds take positive integers" >&2
+    exit 2
+}
+SQL=${LIFEBOAT_BENCH_SQL:-$ROOT/../shared/bench/mixed.sql}
+[ -f "$SQL" ] || {
+    echo "error: $SQL not found; set LIFEBOAT_BENCH_SQL" >&2
+    exit 2
+}
+[ "$(id -u)" -eq 0 ] || {
+    echo "error: run as root (initdb runs as the postgres user)" >&2
+    exit 2
+}
+missing=()
+[ -x "$PG_BIN/initdb" ] || missing+=(postgresql postgresql-contrib)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q "${missing[@]}"
+fi
+
+WORK=$(mktemp -d /tmp/lifeboat-bench.XXXXXX)
+chmod 755 "$WORK"
+COORD_PID=""
+AGENT_PID=""
+PG_STARTED=0
+# shellcheck disable=SC2317 # runs from the EXIT trap
+cleanup() {
+    set +e
+    [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID"
+    [ -n "$COORD_PID" ] && kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID"
+    [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
+    if [ "$KEEP" -eq 1 ]; then
+        echo "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
+
+build_release
+
+echo "==> starting PostgreSQL"
+mkdir -p "$WORK/pg/sock"
+chown -R postgres:postgres "$WORK/pg"
+runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres --auth-local=trust \
+    --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
+PORT=$(free_port)
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/postgres.log" -w -o \
+    "-p $PORT -k $WORK/pg/sock -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=4GB -c fsync=off" \
+    start >/dev/null
+PG_STARTED=1
+PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+psql_local() { runuser -u postgres -- "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/pg/sock" -p "$PORT" "$@"; }
+printf "CREATE ROLE bench LOGIN SUPERUSER PASSWORD '%s';\n" "$PASSWORD" | psql_local -U postgres -d postgres -f -
+mkdir -p "$WORK/secrets"
+chmod 700 "$WORK/secrets"
+(
+    umask 077
+    printf '%s' "$PASSWORD" >"$WORK/secrets/db.pass"
+    printf '127.0.0.1:%s:*:bench:%s\n' "$PORT" "$PASSWORD" >"$WORK/secrets/pgpass"
+)
+export PGPASSFILE=$WORK/secrets/pgpass
+
+DB=bench_$ROWS
+echo "==> loading mixed.sql with $ROWS rows into $DB"
+psql_local -U bench -d postgres -c "CREATE DATABASE $DB"
+runuser -u postgres -- "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/pg/sock" -p "$PORT" \
+    -U bench -d "$DB" -v rows="$ROWS" -f - <"$SQL"
+size=$(psql_local -U bench -d "$DB" -At -c "SELECT pg_size_pretty(pg_database_size(current_database()))")
+echo "    database size $size"
+
+start_coordinator
+{
+    agent_config_head
+    cat <<EOF
+[[target]]
+name = "drill"
+engine = "postgres"
+provider = "postgres"
+repository = "local"
+url = "postgres://bench@127.0.0.1:$PORT/$DB"
+password_file = "$WORK/secrets/db.pass"
+compression_level = 3
+drill_checks = ["SELECT count(*) > 0 FROM pg_class"]
+EOF
+} >"$WORK/agent.toml"
+chmod 600 "$WORK/agent.toml"
+start_agent
+
+echo "==> one backup"
+lifeboat --output json backup run bench/drill --wait >"$WORK/backup.json"
+data_key=$(sed -n 's/.*"data_key": *"\([^"]*\)".*/\1/p' "$WORK/backup.json" | head -n 1)
+[ -n "$data_key" ] || {
+    cat "$WORK/backup.json" >&2
+    echo "error: no data_key in the backup's record" >&2
+    exit 1
+}
+zstd -q -d "$WORK/repo/$data_key" -o "$WORK/raw.pgdump"
+chmod 644 "$WORK/raw.pgdump"
+echo "    archive $(du -h "$WORK/raw.pgdump" | cut -f1) raw"
+
+raw_runs=""
+rto_runs=""
+wall_runs=""
+for round in $(seq 1 "$ROUNDS"); do
+    target_db="raw_$round"
+    t0=$(now)
+    psql_local -U bench -d postgres -c "CREATE DATABASE $target_db"
+    runuser -u postgres -- "$PG_BIN/pg_restore" --exit-on-error --no-owner -h 127.0.0.1 -p "$PORT" \
+        -U bench -d "$target_db" "$WORK/raw.pgdump"
+    raw=$(elapsed "$t0" "$(now)")
+    psql_local -U bench -d postgres -c "DROP DATABASE $target_db"
+    raw_runs="$raw_runs $raw"
+
+    t0=$(now)
+    lifeboat --output json drill run bench/drill --wait >"$WORK/drill-$round.json"
+    wall=$(elapsed "$t0" "$(now)")
+    wall_runs="$wall_runs $wall"
+    rto_ms=$(lifeboat --output json drill list --target bench/drill --limit 1 |
+        sed -n 's/.*"rto_ms": *\([0-9]*\).*/\1/p' | head -n 1)
+    [ -n "$rto_ms" ] || {
+        lifeboat drill list --target bench/drill >&2
+        echo "error: the drill recorded no RTO" >&2
+        exit 1
+    }
+    rto=$(div "$rto_ms" 1000)
+    rto_runs="$rto_runs $rto"
+    echo "    round $round: raw restore $raw s, drill RTO $rto s (wall $wall s)"
+done
+
+raw_m=$(echo "$raw_runs" | median)
+rto_m=$(echo "$rto_runs" | median)
+wall_m=$(echo "$wall_runs" | median)
+echo
+echo "== drill, $ROWS rows ($size), medians of $ROUNDS rounds"
+echo "raw restore (createdb + pg_restore of the decompressed archive): $raw_m s"
+echo "drill measured RTO (hashes, decompress, restore, row counts, check): $rto_m s"
+echo "drill wall clock (CLI, dispatch, drop included):                    $wall_m s"
+echo "RTO / raw restore: $(ratio "$rto_m" "$raw_m")"
