@@ -97,27 +97,7 @@ source "$ROOT/tests/bench/lib.sh"
 
 build_release
 
-echo "==> starting PostgreSQL"
-mkdir -p "$WORK/pg/sock"
-chown -R postgres:postgres "$WORK/pg"
-runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres --auth-local=trust \
-    --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
-PORT=$(free_port)
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/postgres.log" -w -o \
-    "-p $PORT -k $WORK/pg/sock -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=4GB -c fsync=off" \
-    start >/dev/null
-PG_STARTED=1
-PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-psql_local() { runuser -u postgres -- "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/pg/sock" -p "$PORT" "$@"; }
-printf "CREATE ROLE bench LOGIN SUPERUSER PASSWORD '%s';\n" "$PASSWORD" | psql_local -U postgres -d postgres -f -
-mkdir -p "$WORK/secrets"
-chmod 700 "$WORK/secrets"
-(
-    umask 077
-    printf '%s' "$PASSWORD" >"$WORK/secrets/db.pass"
-    printf '127.0.0.1:%s:*:bench:%s\n' "$PORT" "$PASSWORD" >"$WORK/secrets/pgpass"
-)
-export PGPASSFILE=$WORK/secrets/pgpass
+start_bench_pg
 
 DB=bench_$ROWS
 echo "==> loading mixed.sql with $ROWS rows into $DB"
