@@ -8,7 +8,7 @@
 # real coordinator and agent (fs repository, zstd level 3), and then, interleaved over R
 # rounds (default 3), times
 #   (a) raw    createdb + pg_restore --exit-on-error -d NEW FILE   (the same archive,
-#              decompressed, from a local file: the restore tool alone)
+#              decompressed, from a local file, over the local socket: the restore tool alone)
 #   (b) drill  lifeboat drill run ENV/NAME --wait   (the agent reads, checks both SHA-256s,
 #              decompresses, restores, compares every table's row count, runs one drill
 #              check, then drops the database)
@@ -126,7 +126,9 @@ chmod 600 "$WORK/agent.toml"
 start_agent
 
 echo "==> one backup"
-lifeboat --output json backup run bench/drill --wait >"$WORK/backup.json"
+lifeboat --output json backup run bench/drill --wait >"$WORK/backup-job.json"
+backup_id=$(sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' "$WORK/backup-job.json" | head -n 1)
+lifeboat --output json backup show "$backup_id" >"$WORK/backup.json"
 data_key=$(sed -n 's/.*"data_key": *"\([^"]*\)".*/\1/p' "$WORK/backup.json" | head -n 1)
 [ -n "$data_key" ] || {
     cat "$WORK/backup.json" >&2
@@ -144,8 +146,8 @@ for round in $(seq 1 "$ROUNDS"); do
     target_db="raw_$round"
     t0=$(now)
     psql_local -U bench -d postgres -c "CREATE DATABASE $target_db"
-    runuser -u postgres -- "$PG_BIN/pg_restore" --exit-on-error --no-owner -h 127.0.0.1 -p "$PORT" \
-        -U bench -d "$target_db" "$WORK/raw.pgdump"
+    runuser -u postgres -- "$PG_BIN/pg_restore" --exit-on-error --no-owner -h "$WORK/pg/sock" \
+        -p "$PORT" -U postgres -d "$target_db" "$WORK/raw.pgdump"
     raw=$(elapsed "$t0" "$(now)")
     psql_local -U bench -d postgres -c "DROP DATABASE $target_db"
     raw_runs="$raw_runs $raw"
