@@ -180,22 +180,34 @@ fn one_value<R: Row>(rows: &[R], value: impl Fn(&R) -> Option<bool>) -> Result<b
     value(row).context("did not return a boolean (true or false); write it as a condition, e.g. SELECT count(*) > 0 FROM orders")
 }
 
+/// A connection to the drill target's server, outside any one database.
+enum Server {
+    Pg(sqlx::PgConnection),
+    My(sqlx::MySqlConnection),
+}
+
+impl Server {
+    async fn open(target: &TargetConfig) -> Result<Self> {
+        let password = target.password()?;
+        Ok(match target.engine {
+            Engine::Postgres => Server::Pg(
+                pg::connect(target, password.as_ref(), &target.maintenance_database).await?,
+            ),
+            Engine::Mysql => {
+                let params = target
+                    .mysql
+                    .as_ref()
+                    .context("MySQL target without connection parameters")?;
+                Server::My(my::connect(params, password.as_ref(), None).await?)
+            }
+        })
+    }
+}
+
 async fn exists(target: &TargetConfig, database: &str) -> Result<bool> {
-    let password = target.password()?;
-    match target.engine {
-        Engine::Postgres => {
-            let mut conn =
-                pg::connect(target, password.as_ref(), &target.maintenance_database).await?;
-            pg::database_exists(&mut conn, database).await
-        }
-        Engine::Mysql => {
-            let params = target
-                .mysql
-                .as_ref()
-                .context("MySQL target without connection parameters")?;
-            let mut conn = my::connect(params, password.as_ref(), None).await?;
-            my::database_exists(&mut conn, database).await
-        }
+    match Server::open(target).await? {
+        Server::Pg(mut c) => pg::database_exists(&mut c, database).await,
+        Server::My(mut c) => my::database_exists(&mut c, database).await,
     }
 }
 
@@ -203,20 +215,8 @@ async fn drop(target: &TargetConfig, database: &str) -> Result<()> {
     if !database.starts_with(DRILL_DATABASE_PREFIX) {
         bail!("refusing to drop {database}: not a drill database");
     }
-    let password = target.password()?;
-    match target.engine {
-        Engine::Postgres => {
-            let mut conn =
-                pg::connect(target, password.as_ref(), &target.maintenance_database).await?;
-            pg::drop_database(&mut conn, database).await
-        }
-        Engine::Mysql => {
-            let params = target
-                .mysql
-                .as_ref()
-                .context("MySQL target without connection parameters")?;
-            let mut conn = my::connect(params, password.as_ref(), None).await?;
-            my::drop_database(&mut conn, database).await
-        }
+    match Server::open(target).await? {
+        Server::Pg(mut c) => pg::drop_database(&mut c, database).await,
+        Server::My(mut c) => my::drop_database(&mut c, database).await,
     }
 }

@@ -278,6 +278,21 @@ pub async fn wait_and_report(
     report_final(conn, &job, out, format).await
 }
 
+/// A job just started: with `wait`, [`wait_and_report`]; without, print that it started.
+pub async fn follow(
+    conn: &Conn,
+    job: &pb::Job,
+    wait: bool,
+    out: &mut dyn Write,
+    format: OutputFormat,
+) -> Result<()> {
+    if wait {
+        wait_and_report(conn, &job.job_id, out, format).await
+    } else {
+        crate::commands::jobs::print_started(out, format, job)
+    }
+}
+
 /// Prints a finished job and turns its state into the result.
 pub async fn report_final(
     conn: &Conn,

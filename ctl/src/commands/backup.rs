@@ -11,7 +11,6 @@ use crate::{
         BackupVerifyArgs, GlobalArgs,
     },
     client::Conn,
-    commands::jobs::print_started,
     output, progress,
     views::BackupView,
 };
@@ -41,11 +40,7 @@ async fn start(args: BackupRunArgs, global: &GlobalArgs, out: &mut dyn Write) ->
             |mut c| async move { c.start_backup(req).await },
         )
         .await?;
-    if args.wait.wait {
-        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
-    } else {
-        print_started(out, global.output, &job)
-    }
+    progress::follow(&conn, &job, args.wait.wait, out, global.output).await
 }
 
 async fn list(args: BackupListArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
@@ -64,33 +59,28 @@ async fn list(args: BackupListArgs, global: &GlobalArgs, out: &mut dyn Write) ->
     output::emit(out, global.output, &backups)
 }
 
-async fn show(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+/// The catalog's record of backup `id`.
+async fn get(id: &str, global: &GlobalArgs) -> Result<pb::BackupRecord> {
     let conn = Conn::connect(global).await?;
     let req = conn.request(pb::GetBackupRequest {
         backup_id: id.to_owned(),
     });
-    let backup = conn
-        .unary(
-            "show backup",
-            |mut c| async move { c.get_backup(req).await },
-        )
-        .await?;
+    conn.unary(
+        "show backup",
+        |mut c| async move { c.get_backup(req).await },
+    )
+    .await
+}
+
+async fn show(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let backup = get(id, global).await?;
     output::emit(out, global.output, &BackupView::from(&backup))
 }
 
 /// `backup contents ID`: the catalog's copy of the manifest's tables (viewer role; the
 /// archive is not read).
 async fn contents(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
-    let conn = Conn::connect(global).await?;
-    let req = conn.request(pb::GetBackupRequest {
-        backup_id: id.to_owned(),
-    });
-    let backup = conn
-        .unary(
-            "show backup",
-            |mut c| async move { c.get_backup(req).await },
-        )
-        .await?;
+    let backup = get(id, global).await?;
     output::emit(out, global.output, &ContentsView::from(&backup))
 }
 
@@ -192,11 +182,7 @@ async fn verify(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write
             |mut c| async move { c.verify_backup(req).await },
         )
         .await?;
-    if args.wait.wait {
-        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
-    } else {
-        print_started(out, global.output, &job)
-    }
+    progress::follow(&conn, &job, args.wait.wait, out, global.output).await
 }
 
 async fn export(args: BackupExportArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
@@ -211,11 +197,7 @@ async fn export(args: BackupExportArgs, global: &GlobalArgs, out: &mut dyn Write
             |mut c| async move { c.export_backup(req).await },
         )
         .await?;
-    if args.wait.wait {
-        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
-    } else {
-        print_started(out, global.output, &job)
-    }
+    progress::follow(&conn, &job, args.wait.wait, out, global.output).await
 }
 
 async fn pin(args: BackupPinArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
@@ -280,9 +262,5 @@ async fn delete(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write
             c.delete_backup(req).await
         })
         .await?;
-    if args.wait.wait {
-        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
-    } else {
-        print_started(out, global.output, &job)
-    }
+    progress::follow(&conn, &job, args.wait.wait, out, global.output).await
 }

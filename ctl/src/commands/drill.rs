@@ -9,7 +9,6 @@ use serde::Serialize;
 use crate::{
     cli::{DrillCommand, DrillListArgs, DrillRunArgs, GlobalArgs},
     client::Conn,
-    commands::jobs::print_started,
     output::{self, Row},
     progress,
 };
@@ -34,11 +33,7 @@ async fn start(args: DrillRunArgs, global: &GlobalArgs, out: &mut dyn Write) -> 
             |mut c| async move { c.start_drill(req).await },
         )
         .await?;
-    if args.wait.wait {
-        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
-    } else {
-        print_started(out, global.output, &job)
-    }
+    progress::follow(&conn, &job, args.wait.wait, out, global.output).await
 }
 
 async fn list(args: DrillListArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {

@@ -38,11 +38,7 @@ async fn verify(
             c.verify_wal(req).await
         })
         .await?;
-    if wait {
-        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
-    } else {
-        super::jobs::print_started(out, global.output, &job)
-    }
+    progress::follow(&conn, &job, wait, out, global.output).await
 }
 
 async fn window(target: &TargetName, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {

@@ -12,7 +12,6 @@ use lifeboat_proto::{
 use crate::{
     cli::{GlobalArgs, Owners, RestoreArgs},
     client::Conn,
-    commands::jobs::print_started,
     error::usage_msg,
     progress,
 };
@@ -91,11 +90,14 @@ pub async fn globals(
         })
         .await?
     };
-    if args.wait.wait || args.dry_run {
-        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
-    } else {
-        print_started(out, global.output, &job)
-    }
+    progress::follow(
+        &conn,
+        &job,
+        args.wait.wait || args.dry_run,
+        out,
+        global.output,
+    )
+    .await
 }
 
 pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
@@ -147,9 +149,12 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         conn.unary("start restore", |mut c| async move { c.restore(req).await })
             .await?
     };
-    if args.wait.wait || args.dry_run {
-        progress::wait_and_report(&conn, &job.job_id, out, global.output).await
-    } else {
-        print_started(out, global.output, &job)
-    }
+    progress::follow(
+        &conn,
+        &job,
+        args.wait.wait || args.dry_run,
+        out,
+        global.output,
+    )
+    .await
 }
