@@ -556,6 +556,7 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Resu
         },
         pin: None,
         deleting: false,
+        copies: Vec::new(),
         globals: m.globals.as_ref().map(|g| pb::BackupGlobals {
             status: g.status.clone(),
             reason: g.reason.clone(),

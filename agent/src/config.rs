@@ -99,6 +99,8 @@ struct FileTarget {
     #[serde(default)]
     drill_checks: Vec<String>,
     globals: Option<String>,
+    #[serde(default)]
+    copy_to: Vec<String>,
 }
 
 fn default_level() -> i32 {
@@ -234,6 +236,9 @@ pub struct TargetConfig {
     pub drill_checks: Vec<String>,
     /// What a logical backup captures of the cluster's globals (`globals`).
     pub globals: GlobalsCapture,
+    /// Repositories each backup is copied to after it succeeds (`copy_to`; the coordinator
+    /// queues the copies).
+    pub copy_to: Vec<String>,
 }
 
 /// Which database engine a target runs: the domain's own.
@@ -546,6 +551,32 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 ));
             }
         }
+        for (i, r) in t.copy_to.iter().enumerate() {
+            let k = key("copy_to");
+            if !repositories.contains_key(r) {
+                return Err(e(
+                    &k,
+                    format!("no [[repository]] named {r:?}; define it or fix the name"),
+                ));
+            }
+            if *r == t.repository {
+                return Err(e(
+                    &k,
+                    format!(
+                        "{r:?} is the target's own repository; copy_to lists other repositories (e.g. an off-site bucket)"
+                    ),
+                ));
+            }
+            if t.copy_to[..i].contains(r) {
+                return Err(e(&k, format!("{r:?} is listed twice")));
+            }
+            if mode == BackupMode::Physical {
+                return Err(e(
+                    &k,
+                    "copies of physical base backups (and of the WAL they need) are not supported; remove copy_to from this target, or copy the repository with your storage's own replication".into(),
+                ));
+            }
+        }
         let tc = TargetConfig {
             name: t.name.clone(),
             engine,
@@ -568,6 +599,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             restore_data_dirs,
             drill_checks: t.drill_checks,
             globals,
+            copy_to: t.copy_to,
         };
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(

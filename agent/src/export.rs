@@ -24,7 +24,7 @@ use crate::{
     config::Engine,
     job::JobCtx,
     pipeline::{self, Counters, Expected, PipelineError},
-    restore::{check_manifest, human_bytes, locate, open_data, read_manifest_bytes},
+    restore::{check_manifest, human_bytes, locate_readable, open_data, read_manifest_bytes},
     work::ExportWork,
 };
 
@@ -34,7 +34,7 @@ const TEMP_PREFIX: &str = ".lifeboat-export-";
 pub async fn run(ctx: &JobCtx, work: &ExportWork) -> Result<Exported> {
     let rec = &work.backup;
     crate::maintenance::own_environment(ctx, rec, "export")?;
-    let loc = locate(ctx, rec)?;
+    let loc = locate_readable(ctx, rec, &work.fallbacks).await?;
     ctx.set_phase("checking the destination");
     let allowed = ctx.config.export_dirs.clone();
     let asked = work.path.path().to_owned();

@@ -317,6 +317,10 @@ impl Runner {
                 .await
                 .map(JobOutput::Export)
                 .map(Some),
+            Work::Copy(c) => crate::copy::run(ctx, c)
+                .await
+                .map(JobOutput::Copy)
+                .map(Some),
             Work::Pin { backup, pin } => {
                 tracing::info!(pinned = pin.is_some(), "writing the pin marker");
                 crate::maintenance::pin(ctx, backup, pin.as_ref())
@@ -404,6 +408,11 @@ fn locks(job: &Job) -> Vec<Lock> {
         Work::Export(x) => vec![
             Lock::shared(format!("backup {}", backup())),
             Lock::exclusive(format!("export {}", x.path)),
+        ],
+        // A copy reads its backup (a delete waits); one copy of it per repository at a time.
+        Work::Copy(c) => vec![
+            Lock::shared(format!("backup {}", backup())),
+            Lock::exclusive(format!("copy {} to {}", backup(), c.to)),
         ],
         // One read-back of a target's archive at a time; pushes and backups go on beside it.
         Work::VerifyWal(t) => vec![Lock::exclusive(format!("WAL archive of {t}"))],

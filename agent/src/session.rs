@@ -130,6 +130,7 @@ async fn session(
                 provider: t.provider.clone(),
                 repository: t.repository.clone(),
                 database: t.database.clone(),
+                copy_to: t.copy_to.clone(),
             })
             .collect(),
         repositories: config.repositories.keys().cloned().collect(),

@@ -45,6 +45,15 @@ pub enum Work {
     },
     /// Write a backup's decompressed dump to a file on this host (`backup export`).
     Export(ExportWork),
+    /// Copy a backup to another repository of this agent (off-site copies).
+    Copy(CopyWork),
+}
+
+/// A copy of `backup` (read from `backup.repository`) to repository `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyWork {
+    pub backup: BackupRecord,
+    pub to: String,
 }
 
 /// An export of `backup` to the file `path` (checked against `export_dirs` when it runs).
@@ -52,6 +61,8 @@ pub enum Work {
 pub struct ExportWork {
     pub backup: BackupRecord,
     pub path: ExportPath,
+    /// Repositories holding a copy, tried in order when `backup.repository` lacks it.
+    pub fallbacks: Vec<String>,
 }
 
 /// A backup to take: the id the coordinator minted, and the target by this agent's name.
@@ -89,6 +100,8 @@ pub struct RestoreWork {
     pub globals: GlobalsRestore,
     /// Roles with SUPERUSER may be created from the globals.
     pub allow_superuser: bool,
+    /// Repositories holding a copy, tried in order when `backup.repository` lacks it.
+    pub fallbacks: Vec<String>,
 }
 
 /// A check: of a target on its own, or the dry run of a restore.
@@ -128,6 +141,17 @@ pub enum RefusedSpec {
     BadExportPath(RecordError),
     #[error("restore job with invalid globals flags: {0}")]
     BadGlobals(RecordError),
+    #[error("{0} job with an invalid repository name: {1}")]
+    BadRepository(&'static str, String),
+}
+
+/// Repository names from the coordinator, checked.
+fn repositories(what: &'static str, names: Vec<String>) -> Result<Vec<String>, RefusedSpec> {
+    for n in &names {
+        lifeboat_common::names::validate_simple("repository", n)
+            .map_err(|e| RefusedSpec::BadRepository(what, e.to_string()))?;
+    }
+    Ok(names)
 }
 
 /// The backup record a job of kind `what` must carry, checked.
@@ -169,6 +193,7 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
             globals: GlobalsRestore::from_flags(r.with_globals, r.globals_only)
                 .map_err(RefusedSpec::BadGlobals)?,
             allow_superuser: r.allow_superuser,
+            fallbacks: repositories("restore", r.fallback_repositories)?,
         })
     }
 }
@@ -198,6 +223,11 @@ impl TryFrom<pb::JobSpec> for Job {
             Spec::Export(x) => Work::Export(ExportWork {
                 backup: record("export", x.backup)?,
                 path: ExportPath::parse(x.path).map_err(RefusedSpec::BadExportPath)?,
+                fallbacks: repositories("export", x.fallback_repositories)?,
+            }),
+            Spec::Copy(c) => Work::Copy(CopyWork {
+                backup: record("copy", c.backup)?,
+                to: repositories("copy", vec![c.to_repository])?.remove(0),
             }),
             Spec::Pin(p) => Work::Pin {
                 backup: record("pin", p.backup)?,
@@ -223,6 +253,7 @@ impl Work {
             Work::Check(_) => JobKind::Check,
             Work::Pin { .. } => JobKind::Pin,
             Work::Export(_) => JobKind::Export,
+            Work::Copy(_) => JobKind::Copy,
         }
     }
 
@@ -236,7 +267,8 @@ impl Work {
             | Work::Delete(_)
             | Work::List { .. }
             | Work::Pin { .. }
-            | Work::Export(_) => None,
+            | Work::Export(_)
+            | Work::Copy(_) => None,
         }
     }
 
@@ -248,7 +280,8 @@ impl Work {
             Work::Verify(b)
             | Work::Delete(b)
             | Work::Pin { backup: b, .. }
-            | Work::Export(ExportWork { backup: b, .. }) => Some(&b.backup_id),
+            | Work::Export(ExportWork { backup: b, .. })
+            | Work::Copy(CopyWork { backup: b, .. }) => Some(&b.backup_id),
             Work::Check(CheckWork::Target(_)) | Work::List { .. } | Work::VerifyWal(_) => None,
         }
     }
@@ -260,7 +293,8 @@ impl Work {
             Work::Verify(b)
             | Work::Delete(b)
             | Work::Pin { backup: b, .. }
-            | Work::Export(ExportWork { backup: b, .. }) => Some(b.target.as_str()),
+            | Work::Export(ExportWork { backup: b, .. })
+            | Work::Copy(CopyWork { backup: b, .. }) => Some(b.target.as_str()),
             Work::Backup(_)
             | Work::Restore(_)
             | Work::Check(_)
@@ -395,6 +429,7 @@ mod tests {
             with_globals: false,
             globals_only: false,
             allow_superuser: false,
+            fallback_repositories: Vec::new(),
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
             target: "orders".into(),

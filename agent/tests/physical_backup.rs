@@ -119,6 +119,7 @@ password_file = "super.pass"
         data_dir: Option<&Path>,
     ) -> anyhow::Result<lifeboat_proto::domain::Restored> {
         let work = RestoreWork {
+            fallbacks: Vec::new(),
             backup: backup.clone(),
             target: "phys".into(),
             database: None,
@@ -587,6 +588,7 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
     );
     let ctx = w.ctx();
     let work = RestoreWork {
+        fallbacks: Vec::new(),
         backup: rec.clone(),
         target: "phys".into(),
         database: None,

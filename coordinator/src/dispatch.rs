@@ -64,8 +64,10 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
     let backups_in_use: HashSet<&str> = jobs
         .iter()
         .filter(|j| {
-            matches!(j.kind, JobKind::Restore | JobKind::Verify | JobKind::Export)
-                && !j.state.is_terminal()
+            matches!(
+                j.kind,
+                JobKind::Restore | JobKind::Verify | JobKind::Export | JobKind::Copy
+            ) && !j.state.is_terminal()
         })
         .filter_map(|j| j.backup_id.as_ref().map(BackupId::as_str))
         .collect();
@@ -74,6 +76,13 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
     let mut markers_busy: HashSet<&str> = jobs
         .iter()
         .filter(|j| matches!(j.kind, JobKind::Delete | JobKind::Pin) && j.is_assigned())
+        .filter_map(|j| j.backup_id.as_ref().map(BackupId::as_str))
+        .collect();
+    // A backup's own objects go after its copies being deleted: once they are gone (and no
+    // copy is left to take their place) its record goes, and a copy's delete needs it.
+    let copies_going: HashSet<&str> = jobs
+        .iter()
+        .filter(|j| j.kind == JobKind::Delete && !j.repository.is_empty() && !j.state.is_terminal())
         .filter_map(|j| j.backup_id.as_ref().map(BackupId::as_str))
         .collect();
     let mut out = Vec::new();
@@ -94,7 +103,9 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
         }
         if matches!(j.kind, JobKind::Delete | JobKind::Pin) {
             let backup = j.backup_id.as_ref().map_or("", BackupId::as_str);
+            let own_delete = j.kind == JobKind::Delete && j.repository.is_empty();
             if (j.kind == JobKind::Delete && backups_in_use.contains(backup))
+                || (own_delete && copies_going.contains(backup))
                 || !markers_busy.insert(backup)
             {
                 continue;
@@ -221,7 +232,8 @@ impl Dispatcher {
             | JobKind::Delete
             | JobKind::Check
             | JobKind::Pin
-            | JobKind::Export => {
+            | JobKind::Export
+            | JobKind::Copy => {
                 let Some(id) = &job.backup_id else {
                     return Ok(Err(format!("{} job {} names no backup", job.kind, job.id)));
                 };
@@ -233,16 +245,32 @@ impl Dispatcher {
                 else {
                     return Ok(Err(format!("backup {id} is no longer in the catalog")));
                 };
-                let backup = Box::new(backup);
+                let copies = self
+                    .catalog
+                    .copies_of(id.as_str())
+                    .await
+                    .context("read copies")?;
+                let located = match crate::copies::locate(&backup, &copies, job) {
+                    Ok(l) => l,
+                    Err(why) => return Ok(Err(why)),
+                };
+                let fallbacks = located.fallbacks;
+                let backup = Box::new(located.backup);
                 match job.kind {
                     JobKind::Restore => Work::Restore {
                         backup,
                         dry_run: false,
+                        fallbacks,
                     },
                     // A restore's dry run.
                     JobKind::Check => Work::Restore {
                         backup,
                         dry_run: true,
+                        fallbacks,
+                    },
+                    JobKind::Copy => Work::Copy {
+                        backup,
+                        to: job.repository.clone(),
                     },
                     JobKind::Pin => {
                         // The pin as it is now: a pin and an unpin queued in a row both write
@@ -251,7 +279,7 @@ impl Dispatcher {
                         Work::Pin { backup, pin }
                     }
                     JobKind::Delete => Work::Delete { backup },
-                    JobKind::Export => Work::Export { backup },
+                    JobKind::Export => Work::Export { backup, fallbacks },
                     JobKind::Verify | JobKind::Backup | JobKind::List => Work::Verify { backup },
                 }
             }
@@ -281,6 +309,7 @@ mod tests {
 
     fn job(id: &str, target: &str, agent: &str, state: JobState, dispatched: bool) -> Job {
         Job {
+            repository: String::new(),
             id: id.into(),
             kind: JobKind::Backup,
             state,
@@ -400,6 +429,30 @@ mod tests {
             .chain(std::iter::once(done))
             .collect();
         assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["d1", "d22", "d333"]);
+    }
+
+    #[test]
+    fn a_backups_own_delete_waits_for_its_copies_deletes_and_copies() {
+        let delete = |id: &str, repository: &str| {
+            let mut d = job(id, "prod/orders", "p1", JobState::Queued, false);
+            d.kind = JobKind::Delete;
+            d.backup_id = Some(backup_id("B1"));
+            d.repository = repository.into();
+            d
+        };
+        // The own delete was queued first; the copy's goes first.
+        let own = delete("d1", "");
+        let copy = delete("d22", "offsite");
+        let jobs = vec![own.clone(), copy.clone()];
+        assert_eq!(ids(plan(&jobs, &cap(&[("p1", 10)]))), ["d22"]);
+        let mut done = copy;
+        done.state = JobState::Failed;
+        assert_eq!(ids(plan(&[own.clone(), done], &cap(&[("p1", 10)]))), ["d1"]);
+        // A copy being made reads the backup: its delete waits.
+        let mut copying = job("c", "prod/orders", "p1", JobState::Running, true);
+        copying.kind = JobKind::Copy;
+        copying.backup_id = Some(backup_id("B1"));
+        assert!(plan(&[own, copying], &cap(&[("p1", 10)])).is_empty());
     }
 
     #[test]

@@ -508,6 +508,7 @@ mod tests {
         }
         TargetFacts {
             target: TargetRecord {
+                copy_to: Vec::new(),
                 name: TargetName::new("prod", "orders").expect("name"),
                 agent: "prod-1".into(),
                 engine: Engine::Postgres,

@@ -133,6 +133,7 @@ mod tests {
 
     fn job(id: &str, agent: &str, state: JobState, dispatched: bool, created: i64) -> Job {
         Job {
+            repository: String::new(),
             id: id.into(),
             kind: JobKind::Backup,
             state,

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod catalog;
 mod claims;
 pub mod config;
+pub mod copies;
 mod dispatch;
 pub mod drills;
 pub mod error;
@@ -121,6 +122,14 @@ pub async fn run_with_ready(
             retention: Arc::new(parts.config.retention.clone()),
         },
         scheduler::system_clock(),
+        background.clone(),
+    ));
+    workers.spawn(copies::run(
+        copies::AutoCopy {
+            hub: hub.clone(),
+            catalog: parts.catalog.clone(),
+            jobs: parts.jobs.clone(),
+        },
         background.clone(),
     ));
     workers.spawn(retention::markers::run(

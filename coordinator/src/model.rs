@@ -130,6 +130,8 @@ pub struct TargetDecl {
     pub provider: String,
     pub repository: String,
     pub database: String,
+    /// Repositories each backup is copied to after it succeeds.
+    pub copy_to: Vec<String>,
 }
 
 /// A registered target.
@@ -141,6 +143,7 @@ pub struct TargetRecord {
     pub provider: String,
     pub repository: String,
     pub database: String,
+    pub copy_to: Vec<String>,
 }
 
 /// A target with its most recent backup, for listings.
@@ -193,6 +196,9 @@ pub struct Job {
     pub restore: Option<RestoreParams>,
     /// Set for exports, never for other kinds.
     pub export: Option<ExportParams>,
+    /// The repository the job reads or writes when it is not the backup's own: a copy's
+    /// destination; the copy a restore, verify, export or delete works on. Empty otherwise.
+    pub repository: String,
     pub report: Report,
 }
 
@@ -223,6 +229,8 @@ pub struct NewJob {
     pub restore: Option<RestoreParams>,
     /// Set for exports: the file to create on the agent's host.
     pub export_path: Option<ExportPath>,
+    /// As [`Job::repository`].
+    pub repository: String,
 }
 
 impl NewJob {
@@ -245,6 +253,7 @@ impl NewJob {
             created_at_ms: now_ms,
             restore: None,
             export_path: None,
+            repository: String::new(),
         }
     }
 }
@@ -340,5 +349,48 @@ mod tests {
             terminal,
             [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
         );
+    }
+}
+
+/// Where a copy of a backup in another repository is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CopyState {
+    /// Its copy job has not finished.
+    Copying,
+    /// Complete: every object, the manifest last.
+    Stored,
+    /// Retention or `backup delete` marked it; its delete job removes it.
+    Deleting,
+}
+
+string_forms!(CopyState {
+    Copying => "copying",
+    Stored => "stored",
+    Deleting => "deleting",
+});
+
+/// One copy of a backup in a repository other than the backup's own, with its own verify
+/// state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupCopy {
+    pub backup_id: String,
+    pub repository: String,
+    pub state: CopyState,
+    pub job_id: String,
+    pub created_at_ms: i64,
+    pub stored_at_ms: Option<i64>,
+    pub verify_status: VerifyStatus,
+    pub verified_at_ms: Option<i64>,
+    pub verify_detail: String,
+}
+
+impl BackupCopy {
+    /// Stored and not known to be damaged: a restore may read it.
+    pub fn is_readable(&self) -> bool {
+        self.state == CopyState::Stored
+            && matches!(
+                self.verify_status,
+                VerifyStatus::Ok | VerifyStatus::Unverified
+            )
     }
 }

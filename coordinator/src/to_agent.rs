@@ -50,6 +50,9 @@ pub enum Work {
     Restore {
         backup: Box<Backup>,
         dry_run: bool,
+        /// Repositories holding a copy, tried in order if the backup is missing from
+        /// `backup.repository`.
+        fallbacks: Vec<String>,
     },
     Verify {
         backup: Box<Backup>,
@@ -57,6 +60,12 @@ pub enum Work {
     /// Write the backup's decompressed dump to the job's export path.
     Export {
         backup: Box<Backup>,
+        fallbacks: Vec<String>,
+    },
+    /// Copy the backup from `backup.repository` to repository `to`.
+    Copy {
+        backup: Box<Backup>,
+        to: String,
     },
     Delete {
         backup: Box<Backup>,

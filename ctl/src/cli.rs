@@ -470,9 +470,25 @@ pub enum BackupCommand {
     Pin(BackupPinArgs),
     /// Let retention delete a pinned backup again (needs the admin role)
     Unpin(BackupIdArg),
-    /// Delete one backup from its repository, manifest first (needs the admin role; refused
-    /// for a pinned backup and for the newest good backups its retention policy keeps)
+    /// Delete one backup from its repository and every copy of it, manifest first (needs the
+    /// admin role; refused for a pinned backup and for the newest good backups its retention
+    /// policy keeps). With --repository, only its copy there
     Delete(BackupVerifyArgs),
+    /// Copy a backup to another repository of its agent (data, globals, pin marker, manifest
+    /// last; SHA-256 checked while reading), e.g. an off-site bucket
+    Copy(BackupCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupCopyArgs {
+    /// Backup id, e.g. 20261127T233000Z-7f3a9c
+    #[arg(value_parser = parse_backup_id)]
+    pub id: String,
+    /// The repository to copy it to (a [[repository]] of the backup's agent)
+    #[arg(long = "to", value_name = "REPOSITORY", value_parser = parse_repository)]
+    pub to: String,
+    #[command(flatten)]
+    pub wait: WaitArg,
 }
 
 #[derive(Debug, Args)]
@@ -515,6 +531,10 @@ pub struct BackupVerifyArgs {
     /// Backup id, e.g. 20261127T233000Z-7f3a9c
     #[arg(value_parser = parse_backup_id)]
     pub id: String,
+    /// Only the backup's copy in this repository (default: the backup in its own repository;
+    /// a delete without it removes every copy too)
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
+    pub repository: Option<String>,
     #[command(flatten)]
     pub wait: WaitArg,
 }
@@ -528,6 +548,10 @@ pub struct BackupExportArgs {
     /// under the agent's export_dirs; never overwritten). PATH.manifest.json is written beside it
     #[arg(long = "to", value_name = "PATH", value_parser = parse_export_path)]
     pub to: String,
+    /// Read the backup from this repository (its own, or one holding a copy; default: its
+    /// own unless known damaged, then a healthy copy)
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
+    pub from_repository: Option<String>,
     #[command(flatten)]
     pub wait: WaitArg,
 }
@@ -595,6 +619,11 @@ pub struct RestoreArgs {
     /// With --with-globals: also create roles with SUPERUSER (needs the admin role)
     #[arg(long, requires = "with_globals")]
     pub allow_superuser: bool,
+    /// Read the backup from this repository (its own, or one holding a copy). Default: its
+    /// own unless known damaged, then a healthy copy; a repository found lacking the backup
+    /// when the restore starts is skipped for the next copy
+    #[arg(long, value_name = "REPOSITORY", value_parser = parse_repository)]
+    pub from_repository: Option<String>,
     #[command(flatten)]
     pub wait: WaitArg,
 }

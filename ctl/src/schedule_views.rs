@@ -316,6 +316,9 @@ impl Render for NextRunsView {
 pub struct PruneDecisionView {
     pub backup_id: String,
     pub target: String,
+    /// The repository planned: the backup's own, or (`copy`) one holding a copy of it.
+    pub repository: String,
+    pub copy: bool,
     /// `keep` or `delete`.
     pub action: &'static str,
     pub reasons: Vec<String>,
@@ -332,6 +335,8 @@ impl From<&pb::PruneDecision> for PruneDecisionView {
         Self {
             backup_id: d.backup_id.clone(),
             target: d.target.clone(),
+            repository: d.repository.clone(),
+            copy: d.copy,
             action: match pb::PruneAction::try_from(d.action) {
                 Ok(pb::PruneAction::Keep) => "keep",
                 Ok(pb::PruneAction::Delete) => "delete",
@@ -421,12 +426,25 @@ impl From<&pb::PruneResponse> for PruneView {
 impl Render for PruneView {
     fn table(&self) -> String {
         let mut t = Table::new(&[
-            "TARGET", "BACKUP", "FINISHED", "VERIFY", "STORED", "ACTION", "REASONS", "JOB",
+            "TARGET",
+            "BACKUP",
+            "REPOSITORY",
+            "FINISHED",
+            "VERIFY",
+            "STORED",
+            "ACTION",
+            "REASONS",
+            "JOB",
         ]);
         for d in &self.decisions {
             t.row(vec![
                 d.target.clone(),
                 d.backup_id.clone(),
+                if d.copy {
+                    format!("{} (copy)", d.repository)
+                } else {
+                    or_none(&d.repository)
+                },
                 rfc3339_text(d.finished_at_ms.unwrap_or(0)),
                 d.verify_status.to_owned(),
                 human_size(d.stored_size),

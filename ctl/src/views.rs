@@ -482,6 +482,41 @@ pub struct BackupView {
     pub deleting: bool,
     /// The cluster's globals captured with the backup (roles, memberships), or why not.
     pub globals: GlobalsView,
+    /// Its copies in other repositories, each with its own verify state.
+    pub copies: Vec<CopyView>,
+}
+
+/// A backup's copy in another repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyView {
+    pub repository: String,
+    /// `copying`, `stored` or `deleting`.
+    pub state: String,
+    pub job_id: String,
+    pub stored_at_ms: Option<i64>,
+    pub verify_status: &'static str,
+    pub verified_at_ms: Option<i64>,
+    pub verify_detail: Option<String>,
+}
+
+impl CopyView {
+    /// `offsite: stored 2026-12-04T10:00:00Z, verify ok (2026-12-04T11:00:00Z)`
+    fn line(&self) -> String {
+        let mut s = format!("{}: {}", self.repository, self.state);
+        if let Some(at) = self.stored_at_ms {
+            s.push_str(&format!(" {}", rfc3339_text(at)));
+        }
+        s.push_str(&format!(", verify {}", self.verify_status));
+        if let Some(at) = self.verified_at_ms {
+            s.push_str(&format!(" ({})", rfc3339_text(at)));
+        }
+        if let Some(d) = &self.verify_detail
+            && self.verify_status != "ok"
+        {
+            s.push_str(&format!(": {d}"));
+        }
+        s
+    }
 }
 
 /// A backup's globals, as `backup show` gives them.
@@ -597,6 +632,19 @@ impl From<&pb::BackupRecord> for BackupView {
             job_id: non_empty(&b.job_id),
             wal_start: non_empty(&b.wal_start),
             globals: GlobalsView::of(b),
+            copies: b
+                .copies
+                .iter()
+                .map(|c| CopyView {
+                    repository: c.repository.clone(),
+                    state: c.state.clone(),
+                    job_id: c.job_id.clone(),
+                    stored_at_ms: json_time(c.stored_at_ms).1,
+                    verify_status: verify_word(c.verify_status),
+                    verified_at_ms: json_time(c.verified_at_ms).1,
+                    verify_detail: non_empty(&c.verify_detail),
+                })
+                .collect(),
         }
     }
 }
@@ -705,6 +753,15 @@ impl Render for BackupView {
             pairs.insert(13, ("WAL starts in", w.clone()));
         }
         pairs.push(("globals", self.globals.summary.clone()));
+        let copies: Vec<String> = self.copies.iter().map(CopyView::line).collect();
+        pairs.push((
+            "copies",
+            if copies.is_empty() {
+                "none".into()
+            } else {
+                copies.join("; ")
+            },
+        ));
         let mut s = key_values(&pairs);
         s.push('\n');
         if self.format.as_deref() == Some(lifeboat_proto::domain::PG_BASEBACKUP_FORMAT) {

@@ -50,6 +50,7 @@ pub fn sample_job() -> pb::Job {
 
 pub fn sample_backup() -> pb::BackupRecord {
     pb::BackupRecord {
+        copies: Vec::new(),
         backup_id: "20261127T233000Z-bbbbbb".into(),
         target: "prod/orders".into(),
         environment: "prod".into(),
@@ -215,8 +216,10 @@ fn backup_json_shape() {
             "verify_detail",
             "job_id",
             "globals",
+            "copies",
         ])
     );
+    assert_eq!(v["copies"], serde_json::json!([]));
     assert_eq!(
         v["globals"]["status"], "absent",
         "taken before globals were captured"

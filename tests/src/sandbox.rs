@@ -134,6 +134,7 @@ pub struct SandboxBuilder {
     pg_password: Option<String>,
     repo_path: Option<PathBuf>,
     s3: Vec<String>,
+    s3_copies: bool,
     env: Vec<(String, String)>,
     agent_env: Vec<(String, String)>,
     s3_env_credentials: bool,
@@ -192,6 +193,7 @@ impl SandboxBuilder {
             pg_password: None,
             repo_path: None,
             s3: Vec::new(),
+            s3_copies: false,
             env: Vec::new(),
             agent_env: Vec::new(),
             s3_env_credentials: false,
@@ -211,6 +213,13 @@ impl SandboxBuilder {
     }
 
     /// Use a test dir the test made first (to put wrapper scripts or data in it).
+    /// An S3 repository `offsite` as with [`Self::s3`], but the targets keep backing up to the
+    /// fs repository `local` and copy each backup to `offsite` (`copy_to`).
+    pub fn s3_copies(mut self) -> Self {
+        self.s3_copies = true;
+        self.s3(&[])
+    }
+
     pub fn dir(mut self, dir: TestDir) -> Self {
         self.dir = Some(dir);
         self
@@ -396,12 +405,15 @@ impl SandboxBuilder {
                 url = format!("{url}?{q}");
             }
             let mut tc = TargetConfig::new(&t.name, &url, &pw);
-            if s3.is_some() {
+            if s3.is_some() && !self.s3_copies {
                 tc.repository = "offsite".into();
             }
             tc.pg_bin_dir = t.pg_bin_dir.clone();
             tc.compression_level = t.compression_level;
             tc.extra = t.extra.clone();
+            if self.s3_copies {
+                tc.extra.push("copy_to = [\"offsite\"]".into());
+            }
             if let Some(p) = &t.provider {
                 tc.provider = p.clone();
             }
@@ -450,11 +462,14 @@ impl SandboxBuilder {
                 }
                 let provider = t.provider.as_deref().unwrap_or("mariadb");
                 let mut tc = TargetConfig::mysql(&t.name, &url, &pw, provider);
-                if s3.is_some() {
+                if s3.is_some() && !self.s3_copies {
                     tc.repository = "offsite".into();
                 }
                 tc.compression_level = t.compression_level;
                 tc.extra = t.extra.clone();
+                if self.s3_copies {
+                    tc.extra.push("copy_to = [\"offsite\"]".into());
+                }
                 if let Some(dir) = &t.pg_bin_dir {
                     tc.extra
                         .push(format!("mysql_bin_dir = {:?}", dir.display().to_string()));

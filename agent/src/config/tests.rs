@@ -565,3 +565,29 @@ fn drill_checks_are_read_and_empty_ones_refused() {
         "entry 2 is empty",
     );
 }
+
+#[test]
+fn copy_to_names_other_repositories_once() {
+    let f = Fixture::new();
+    let offsite = "[[repository]]\nname = \"offsite\"\nkind = \"fs\"\npath = \"off\"\n";
+    let c = f.parse(offsite, "copy_to = [\"offsite\"]").expect("valid");
+    assert_eq!(c.targets["orders"].copy_to, ["offsite"]);
+    assert!(
+        f.parse("", "").expect("valid").targets["orders"]
+            .copy_to
+            .is_empty()
+    );
+    for (target, want) in [
+        ("copy_to = [\"vault\"]", "no [[repository]] named \"vault\""),
+        ("copy_to = [\"local\"]", "is the target's own repository"),
+        ("copy_to = [\"offsite\", \"offsite\"]", "listed twice"),
+        (
+            "copy_to = [\"offsite\"]\nmode = \"physical\"",
+            "copies of physical base backups",
+        ),
+    ] {
+        let e = format!("{:#}", f.parse(offsite, target).expect_err(target));
+        assert!(e.contains(want), "{want:?} not in: {e}");
+        assert!(e.contains("copy_to"), "the key is named: {e}");
+    }
+}

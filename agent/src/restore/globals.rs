@@ -152,7 +152,7 @@ async fn load<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Loaded<'a>> 
         ),
     };
     ctx.set_phase("reading the globals");
-    let loc = super::locate(ctx, rec)?;
+    let loc = super::locate_readable(ctx, rec, &spec.fallbacks).await?;
     let manifest = super::read_manifest(&loc).await?.with_context(|| {
         format!(
             "backup {} has no manifest in {}; it is incomplete or was deleted",

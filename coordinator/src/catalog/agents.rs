@@ -96,10 +96,10 @@ impl Catalog {
             // target cannot both win).
             let done = sqlx::query(
                 "INSERT INTO targets (full_name, environment, name, agent, engine, provider, \
-                 repository, database_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 repository, database_name, copy_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (full_name) DO UPDATE SET engine = excluded.engine, \
                  provider = excluded.provider, repository = excluded.repository, \
-                 database_name = excluded.database_name \
+                 database_name = excluded.database_name, copy_to = excluded.copy_to \
                  WHERE targets.agent = excluded.agent",
             )
             .bind(full.as_str())
@@ -110,6 +110,7 @@ impl Catalog {
             .bind(&t.provider)
             .bind(&t.repository)
             .bind(&t.database)
+            .bind(t.copy_to.join("\n"))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -139,13 +140,14 @@ impl Catalog {
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE targets SET agent = ?, engine = ?, provider = ?, repository = ?, \
-             database_name = ? WHERE full_name = ? AND agent = ?",
+             database_name = ?, copy_to = ? WHERE full_name = ? AND agent = ?",
         )
         .bind(to)
         .bind(decl.engine.as_str())
         .bind(&decl.provider)
         .bind(&decl.repository)
         .bind(&decl.database)
+        .bind(decl.copy_to.join("\n"))
         .bind(full_name)
         .bind(from)
         .execute(&self.pool)
@@ -155,8 +157,8 @@ impl Catalog {
 
     pub async fn get_target(&self, full_name: &str) -> Result<Option<TargetRecord>> {
         let row = sqlx::query(
-            "SELECT environment, name, agent, engine, provider, repository, database_name \
-             FROM targets WHERE full_name = ?",
+            "SELECT environment, name, agent, engine, provider, repository, database_name, \
+             copy_to FROM targets WHERE full_name = ?",
         )
         .bind(full_name)
         .fetch_optional(&self.pool)
@@ -168,7 +170,7 @@ impl Catalog {
     pub async fn list_targets(&self) -> Result<Vec<TargetSummary>> {
         let rows = sqlx::query(
             "SELECT t.environment, t.name, t.agent, t.engine, t.provider, t.repository, \
-             t.database_name, \
+             t.database_name, t.copy_to, \
              (SELECT b.backup_id FROM backups b WHERE b.target = t.full_name \
               ORDER BY b.finished_at_ms DESC, b.backup_id DESC LIMIT 1) AS last_backup_id, \
              (SELECT MAX(b.finished_at_ms) FROM backups b WHERE b.target = t.full_name) \
@@ -235,5 +237,11 @@ fn target_from_row(row: &SqliteRow) -> Result<TargetRecord> {
         provider: row.try_get("provider")?,
         repository: row.try_get("repository")?,
         database: row.try_get("database_name")?,
+        copy_to: row
+            .try_get::<String, _>("copy_to")?
+            .split('\n')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }

@@ -19,7 +19,7 @@ macro_rules! job_columns {
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
          start_port, export_path, export_raw_bytes, export_raw_sha256, restore_tables, \
-         restore_schemas, into_schema, drill_of, globals, allow_superuser"
+         restore_schemas, into_schema, drill_of, globals, allow_superuser, repository"
     };
 }
 
@@ -287,8 +287,8 @@ fn insert_job_query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
          recovery_target, recovery_action, start_port, export_path, restore_tables, \
-         restore_schemas, into_schema, drill_of, globals, allow_superuser) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         restore_schemas, into_schema, drill_of, globals, allow_superuser, repository) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -331,6 +331,7 @@ fn insert_job_query(
     )
     .bind(job.restore.as_ref().map_or("", |r| r.globals.as_str()))
     .bind(job.restore.as_ref().is_some_and(|r| r.allow_superuser))
+    .bind(&job.repository)
 }
 
 /// A job's partial restore as the catalog stores it: tables and schemas one per line (empty:
@@ -395,6 +396,13 @@ pub(super) async fn finish_in(
     .await?;
     if done.rows_affected() > 0 {
         super::drills::finish_drill_in(tx, id, f).await?;
+        if f.state != JobState::Succeeded {
+            // A copy that did not finish is no copy.
+            sqlx::query("DELETE FROM backup_copies WHERE job_id = ? AND state = 'copying'")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(done.rows_affected())
 }
@@ -533,6 +541,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
             allow_superuser: row.try_get("allow_superuser")?,
         }),
         export: export_from_row(kind, row)?,
+        repository: row.try_get("repository")?,
         report: report_from_json(&report)?,
     })
 }

@@ -8,6 +8,7 @@ mod agents;
 mod alerts;
 mod audit;
 mod backups;
+mod copies;
 mod drills;
 pub mod health;
 mod history;
@@ -31,6 +32,7 @@ use sqlx::{
 };
 
 pub use agents::TargetConflict;
+pub use copies::{InsertCopy, MarkCopyDelete};
 pub use history::HistoryPruned;
 pub use jobs::InsertJob;
 pub use retention::{MarkDelete, Pin, PinOutcome};
@@ -181,6 +183,14 @@ fn migrator() -> Migrator {
             MigrationType::Simple,
             include_str!("../../migrations/0014_globals.sql").into_sql_str(),
             false,
+        ),
+        // Outside sqlx's transaction, like 2: it rebuilds the jobs table.
+        Migration::new(
+            15,
+            "copies".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0015_copies.sql").into_sql_str(),
+            true,
         ),
     ])
 }

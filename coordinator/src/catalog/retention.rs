@@ -186,7 +186,7 @@ impl Catalog {
             return Ok(MarkDelete::Pinned);
         }
         let active: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE backup_id = ? AND kind = 'delete' \
+            "SELECT id FROM jobs WHERE backup_id = ? AND kind = 'delete' AND repository = '' \
              AND state IN ('queued', 'running')",
         )
         .bind(id)
@@ -229,7 +229,8 @@ impl Catalog {
             .bind(backup_id)
             .execute(&mut *tx)
             .await?;
-        if marked.rows_affected() == 1 {
+        // A copy outlives the backup's own objects: the first stored one takes their place.
+        if marked.rows_affected() == 1 && !super::copies::promote_in(&mut tx, backup_id).await? {
             sqlx::query("DELETE FROM backup_rebuilt WHERE backup_id = ?")
                 .bind(backup_id)
                 .execute(&mut *tx)
@@ -249,7 +250,7 @@ impl Catalog {
         let rows = sqlx::query(
             "SELECT d.backup_id, d.marked_by FROM backup_deletions d \
              WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.backup_id = d.backup_id \
-             AND j.kind = 'delete' AND j.state IN ('queued', 'running')) \
+             AND j.kind = 'delete' AND j.repository = '' AND j.state IN ('queued', 'running')) \
              ORDER BY d.marked_at_ms",
         )
         .fetch_all(&self.pool)

@@ -37,6 +37,7 @@ async fn with_target(c: &Catalog) {
         "prod-1",
         "prod",
         &[TargetDecl {
+            copy_to: Vec::new(),
             name: "orders".into(),
             engine: Engine::Postgres,
             provider: "postgres".into(),
@@ -50,6 +51,7 @@ async fn with_target(c: &Catalog) {
 
 fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
     NewJob {
+        repository: String::new(),
         id: id.into(),
         kind,
         target: "prod/orders".parse().expect("target"),

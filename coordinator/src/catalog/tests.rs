@@ -24,6 +24,7 @@ fn agent(name: &str) -> AgentRecord {
 
 fn decl(name: &str) -> TargetDecl {
     TargetDecl {
+        copy_to: Vec::new(),
         name: name.into(),
         engine: Engine::Postgres,
         provider: "postgres".into(),
@@ -34,6 +35,7 @@ fn decl(name: &str) -> TargetDecl {
 
 fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
     NewJob {
+        repository: String::new(),
         id: id.into(),
         kind,
         target: target.parse().expect("target"),
@@ -621,3 +623,6 @@ async fn old_history_goes_but_what_health_and_backups_need_stays() {
     let again = c.prune_history(5_000, 5_000).await.expect("prune");
     assert_eq!(again, HistoryPruned::default());
 }
+
+#[path = "copies_tests.rs"]
+mod copies;

@@ -68,6 +68,8 @@ pub enum Action {
     RestoreGlobals {
         superuser: bool,
     },
+    /// Copies a backup to another repository of its agent (`backup copy`).
+    CopyBackup,
 }
 
 impl Action {
@@ -102,7 +104,8 @@ impl Action {
             | Action::RestoreDryRun
             | Action::RestoreGlobals { superuser: false }
             | Action::ListAudit
-            | Action::Drill => Role::Operator,
+            | Action::Drill
+            | Action::CopyBackup => Role::Operator,
             Action::Restore { clean: true }
             | Action::RestoreGlobals { superuser: true }
             | Action::UnpinBackup
@@ -154,6 +157,7 @@ impl Action {
             Action::Drill => "drill",
             Action::RestoreGlobals { superuser: false } => "restore_globals",
             Action::RestoreGlobals { superuser: true } => "restore_globals_superuser",
+            Action::CopyBackup => "copy_backup",
         }
     }
 }
@@ -276,7 +280,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 38] = [
+    const ALL: [Action; 39] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -315,6 +319,7 @@ mod tests {
         Action::Drill,
         Action::RestoreGlobals { superuser: false },
         Action::RestoreGlobals { superuser: true },
+        Action::CopyBackup,
     ];
 
     #[test]
@@ -367,6 +372,7 @@ mod tests {
             "list_drills",
             "drill",
             "restore_globals",
+            "copy_backup",
         ]);
         assert_eq!(allowed("olga"), ops);
         assert_eq!(allowed("alice").len(), ALL.len());

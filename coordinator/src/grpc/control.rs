@@ -222,9 +222,15 @@ impl pb::control_server::Control for Control {
         request: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         let id = &request.get_ref().backup_id;
+        let repository = &request.get_ref().repository;
+        let object = if repository.is_empty() {
+            id.clone()
+        } else {
+            format!("{id} in {repository}")
+        };
         let job = self
-            .audited(&request, Action::VerifyBackup, id, |op| async move {
-                self.verify_backup(&op, id).await
+            .audited(&request, Action::VerifyBackup, &object, |op| async move {
+                self.verify_backup(&op, id, repository).await
             })
             .await?;
         Ok(Response::new(pb::Job::from(&job)))
@@ -239,6 +245,20 @@ impl pb::control_server::Control for Control {
         let job = self
             .audited(&request, Action::ExportBackup, &object, |op| async move {
                 self.export_backup(&op, req).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
+    }
+
+    async fn copy_backup(
+        &self,
+        request: Request<pb::CopyBackupRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let req = request.get_ref();
+        let object = format!("{} -> {}", req.backup_id, req.to_repository);
+        let job = self
+            .audited(&request, Action::CopyBackup, &object, |op| async move {
+                self.copy_backup(&op, req).await
             })
             .await?;
         Ok(Response::new(pb::Job::from(&job)))
@@ -522,10 +542,16 @@ impl pb::control_server::Control for Control {
         request: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         let id = &request.get_ref().backup_id;
+        let repository = &request.get_ref().repository;
+        let object = if repository.is_empty() {
+            id.clone()
+        } else {
+            format!("{id} in {repository}")
+        };
         let job = self
-            .audited(&request, Action::DeleteBackup, id, |op| async move {
+            .audited(&request, Action::DeleteBackup, &object, |op| async move {
                 self.scope_backup(&op, id, "deleting backup").await?;
-                self.delete_backup_impl(&op, id).await
+                self.delete_backup_impl(&op, id, repository).await
             })
             .await?;
         Ok(Response::new(job))

@@ -607,6 +607,18 @@ impl Session {
                     detail,
                     verified_at_ms: now,
                 };
+                if !job.repository.is_empty() {
+                    // A copy's verify: its verdict is the copy's, not the backup's.
+                    return Ok(catalog
+                        .finish_copy_verify_job(
+                            &job.id,
+                            &f,
+                            backup_id()?,
+                            &job.repository,
+                            &outcome,
+                        )
+                        .await?);
+                }
                 Ok(catalog
                     .finish_verify_job(&job.id, &f, backup_id()?, &outcome)
                     .await?)
@@ -636,7 +648,37 @@ impl Session {
                 // Gone from the repository (or already gone): drop the catalog row too.
                 let mut f = finish(JobState::Succeeded, String::new());
                 f.detail = if existed { "deleted" } else { "already gone" }.to_owned();
+                if !job.repository.is_empty() {
+                    return Ok(catalog
+                        .finish_copy_delete_job(&job.id, &f, backup_id()?, &job.repository)
+                        .await?);
+                }
                 Ok(catalog.finish_delete_job(&job.id, &f, backup_id()?).await?)
+            }
+            (JobKind::Copy, Some(JobOutput::Copy(c))) => {
+                if c.repository != job.repository {
+                    return Err(mismatch(&format!("a copy to repository {}", c.repository)));
+                }
+                // The agent checked what it read against the record it was sent; the data
+                // written must be this backup's.
+                if let Some(b) = catalog.get_backup(backup_id()?).await?
+                    && b.stored_sha256 != c.stored_sha256
+                {
+                    return Err(mismatch(&format!(
+                        "a copy with SHA-256 {}, not backup {}'s stored data",
+                        c.stored_sha256, b.backup_id
+                    )));
+                }
+                let mut f = finish(JobState::Succeeded, String::new());
+                f.detail = if c.already_there {
+                    format!("already in {}", c.repository)
+                } else {
+                    format!(
+                        "{} object(s), {} bytes copied to {}",
+                        c.objects, c.stored_bytes, c.repository
+                    )
+                };
+                Ok(catalog.finish_copy_job(&job.id, &f).await?)
             }
             (JobKind::Check, None) => {
                 let mut f = finish(JobState::Succeeded, String::new());

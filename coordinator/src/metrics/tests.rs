@@ -3,6 +3,7 @@ use crate::model::Progress;
 
 fn job(kind: JobKind, state: JobState) -> Job {
     Job {
+        repository: String::new(),
         id: "20261127T233000Z-000001".into(),
         kind,
         state,

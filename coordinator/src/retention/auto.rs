@@ -101,8 +101,14 @@ pub async fn apply(
     let mut marked = Vec::new();
     for plan in &plans {
         for (decision, backup) in &plan.decisions {
-            let Some(Applied::Queued(job)) = applied.get(backup.backup_id.as_str()) else {
+            let key = prune::applied_key(backup.backup_id.as_str(), &plan.repository);
+            let Some(Applied::Queued(job)) = applied.get(&key) else {
                 continue;
+            };
+            let copy = if plan.copies.contains(backup.backup_id.as_str()) {
+                format!("its copy in {}", plan.repository)
+            } else {
+                format!("it (in {})", plan.repository)
             };
             marked.push(backup.backup_id.to_string());
             let reasons: Vec<&str> = decision.reasons.iter().map(|r| r.as_str()).collect();
@@ -114,7 +120,7 @@ pub async fn apply(
                 object: backup.backup_id.to_string(),
                 outcome: AuditOutcome::Ok,
                 reason: format!(
-                    "retention of {} deletes it ({}); delete job {job}",
+                    "retention of {} deletes {copy} ({}); delete job {job}",
                     plan.target,
                     reasons.join(", ")
                 ),

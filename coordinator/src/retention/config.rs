@@ -15,7 +15,17 @@
 //! target = "prod/orders"
 //! keep_daily = 30
 //! min_keep = 5
+//!
+//! [[retention]]                # backups and copies in repository "offsite" of prod
+//! environment = "prod"
+//! repository = "offsite"
+//! keep_monthly = 24
+//! min_keep = 3
 //! ```
+//!
+//! Each repository's backups and copies of a target are planned on their own, with the most
+//! specific policy: the target's for that repository, the environment's for that repository,
+//! the target's, then the environment's.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +51,11 @@ pub struct RetentionConfig {
     pub environments: BTreeMap<String, Policy>,
     /// `ENV/NAME` → its own policy (replaces the environment's).
     pub targets: BTreeMap<String, Policy>,
+    /// (environment, repository) → the policy of that environment's backups and copies in
+    /// that repository.
+    pub environment_repositories: BTreeMap<(String, String), Policy>,
+    /// (`ENV/NAME`, repository) → the target's policy in that repository.
+    pub target_repositories: BTreeMap<(String, String), Policy>,
     /// When the coordinator applies the policies itself (`[prune]`).
     pub auto: AutoPrune,
 }
@@ -114,6 +129,8 @@ pub(crate) fn validate_auto(at: &At<'_>, f: &FilePrune) -> Result<AutoPrune, Con
 pub enum PolicySource {
     Target,
     Environment,
+    TargetRepository,
+    EnvironmentRepository,
 }
 
 impl RetentionConfig {
@@ -126,6 +143,23 @@ impl RetentionConfig {
             .get(target.env())
             .map(|p| (p, PolicySource::Environment))
     }
+
+    /// The policy for `target`'s backups and copies in `repository`: the target's for that
+    /// repository, the environment's for that repository, then [`Self::policy_for`].
+    pub fn policy_for_repository(
+        &self,
+        target: &TargetName,
+        repository: &str,
+    ) -> Option<(&Policy, PolicySource)> {
+        let key = |scope: &str| (scope.to_owned(), repository.to_owned());
+        if let Some(p) = self.target_repositories.get(&key(target.as_str())) {
+            return Some((p, PolicySource::TargetRepository));
+        }
+        if let Some(p) = self.environment_repositories.get(&key(target.env())) {
+            return Some((p, PolicySource::EnvironmentRepository));
+        }
+        self.policy_for(target)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +167,8 @@ impl RetentionConfig {
 pub struct FileRetention {
     environment: Option<Spanned<String>>,
     target: Option<Spanned<String>>,
+    /// Only the backups and copies in this repository (an agent's repository name).
+    repository: Option<Spanned<String>>,
     keep_last: Option<Spanned<i64>>,
     keep_hourly: Option<Spanned<i64>>,
     keep_daily: Option<Spanned<i64>>,
@@ -210,7 +246,52 @@ pub(crate) fn validate(
                     .into(),
             ));
         }
+        let repository = match &r.repository {
+            None => None,
+            Some(repo) => {
+                validate_simple("repository", repo.get_ref())
+                    .map_err(|e| at.err(&key("repository"), repo, e.to_string()))?;
+                Some(repo)
+            }
+        };
         match (&r.environment, &r.target) {
+            (Some(env), None) if repository.is_some() => {
+                validate_simple("environment", env.get_ref())
+                    .map_err(|e| at.err(&key("environment"), env, e.to_string()))?;
+                let repo = repository.map(|r| r.get_ref().clone()).unwrap_or_default();
+                if out
+                    .environment_repositories
+                    .insert((env.get_ref().clone(), repo.clone()), policy)
+                    .is_some()
+                {
+                    return Err(at.err(
+                        &key("environment"),
+                        env,
+                        format!(
+                            "environment {:?} has two [[retention]] entries for repository {repo:?}; keep one",
+                            env.get_ref()
+                        ),
+                    ));
+                }
+            }
+            (None, Some(t)) if repository.is_some() => {
+                let name = TargetName::parse(t.get_ref())
+                    .map_err(|e| at.err(&key("target"), t, e.to_string()))?;
+                let repo = repository.map(|r| r.get_ref().clone()).unwrap_or_default();
+                if out
+                    .target_repositories
+                    .insert((name.to_string(), repo.clone()), policy)
+                    .is_some()
+                {
+                    return Err(at.err(
+                        &key("target"),
+                        t,
+                        format!(
+                            "target {name} has two [[retention]] entries for repository {repo:?}; keep one"
+                        ),
+                    ));
+                }
+            }
             (Some(env), None) => {
                 validate_simple("environment", env.get_ref())
                     .map_err(|e| at.err(&key("environment"), env, e.to_string()))?;

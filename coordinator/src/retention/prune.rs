@@ -1,10 +1,15 @@
-//! Applying retention: plan per target from the catalog, then (unless a dry run) the first
-//! phase of the two-phase delete: mark each backup to delete and queue a delete job for the
-//! agent that wrote it. The backup's row goes only when the agent reports the delete done;
-//! marked deletes whose job was lost or failed are queued again at start-up and on the next
-//! prune.
+//! Applying retention: plan per target and repository from the catalog, then (unless a dry
+//! run) the first phase of the two-phase delete: mark each backup (or copy) to delete and queue
+//! a delete job for the target's agent. The backup's row goes only when the agent reports the
+//! delete done; marked deletes whose job was lost or failed are queued again at start-up and on
+//! the next prune.
+//!
+//! A target's backups and their copies are planned per repository: the backups stored in a
+//! repository and the copies there are one set, with the policy for that repository. A backup
+//! whose own objects are deleted while a copy of it is kept lives on as that copy (the catalog
+//! promotes it).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use lifeboat_common::names::TargetName;
@@ -15,18 +20,23 @@ use super::{
     plan,
 };
 use crate::{
-    catalog::{Catalog, MarkDelete, Pin},
+    catalog::{Catalog, MarkCopyDelete, MarkDelete, Pin},
     jobs::Jobs,
-    model::{Backup, JobKind, NewJob},
+    model::{Backup, CopyState, JobKind, NewJob},
 };
 
 /// Most backups read per target for one plan.
 const MAX_BACKUPS: u32 = u32::MAX;
 
-/// The plan for one target.
+/// The plan for one target's backups and copies in one repository.
 #[derive(Debug, Clone)]
 pub struct TargetPlan {
     pub target: TargetName,
+    /// The repository planned. Each decision's backup names it as its repository.
+    pub repository: String,
+    /// The backups whose decision is about their copy in `repository` (the others are
+    /// stored there themselves).
+    pub copies: BTreeSet<String>,
     /// None: no policy applies, everything is kept.
     pub policy: Option<(Policy, PolicySource)>,
     pub decisions: Vec<(Decision, Backup)>,
@@ -95,14 +105,42 @@ pub async fn plan_targets(
         .await
         .context("read backups")?;
     let facts = Facts::read(catalog).await?;
-    let mut by_target: BTreeMap<TargetName, Vec<Backup>> = BTreeMap::new();
+    let copies = catalog
+        .copies_by_backup(filter.as_deref())
+        .await
+        .context("read copies")?;
+    // (target, repository) → its backups and copies there, each as a candidate.
+    let mut groups: BTreeMap<(TargetName, String), Group> = BTreeMap::new();
     for b in backups {
-        by_target.entry(b.target.clone()).or_default().push(b);
+        for c in copies.get(b.backup_id.as_str()).into_iter().flatten() {
+            if c.state == CopyState::Copying {
+                continue;
+            }
+            let mut candidate = facts.candidate(&b);
+            candidate.verify_status = c.verify_status;
+            candidate.deleting = c.state == CopyState::Deleting;
+            let mut at = b.clone();
+            at.repository.clone_from(&c.repository);
+            let g = groups
+                .entry((b.target.clone(), c.repository.clone()))
+                .or_default();
+            g.copies.insert(b.backup_id.to_string());
+            g.members.push((candidate, at));
+        }
+        let candidate = facts.candidate(&b);
+        groups
+            .entry((b.target.clone(), b.repository.clone()))
+            .or_default()
+            .members
+            .push((candidate, b));
     }
     let mut out = Vec::new();
-    for (name, backups) in by_target {
-        let policy = retention.policy_for(&name).map(|(p, s)| (p.clone(), s));
-        let candidates: Vec<Candidate> = backups.iter().map(|b| facts.candidate(b)).collect();
+    for ((name, repository), group) in groups {
+        let policy = retention
+            .policy_for_repository(&name, &repository)
+            .map(|(p, s)| (p.clone(), s));
+        let (candidates, backups): (Vec<Candidate>, Vec<Backup>) =
+            group.members.into_iter().unzip();
         let empty = Policy::default();
         let decisions = plan(
             &candidates,
@@ -119,6 +157,8 @@ pub async fn plan_targets(
             .collect();
         out.push(TargetPlan {
             target: name,
+            repository,
+            copies: group.copies,
             policy,
             decisions,
         });
@@ -126,26 +166,77 @@ pub async fn plan_targets(
     Ok(out)
 }
 
-/// Marks every backup the plans delete and queues its delete job. Returns, per backup id,
-/// what happened.
+/// One target's backups and copies in one repository.
+#[derive(Default)]
+struct Group {
+    members: Vec<(Candidate, Backup)>,
+    copies: BTreeSet<String>,
+}
+
+/// The key of a decision in [`apply`]'s answer: the backup and the repository planned.
+pub fn applied_key(backup_id: &str, repository: &str) -> (String, String) {
+    (backup_id.to_owned(), repository.to_owned())
+}
+
+/// Marks every backup and copy the plans delete and queues its delete job. Returns, per
+/// [`applied_key`], what happened.
 pub async fn apply(
     catalog: &Catalog,
     jobs: &Jobs,
     plans: &[TargetPlan],
     by: &str,
     now_ms: i64,
-) -> Result<BTreeMap<String, Applied>> {
+) -> Result<BTreeMap<(String, String), Applied>> {
     let mut out = BTreeMap::new();
     for p in plans {
         for (d, b) in &p.decisions {
             if d.action != Action::Delete {
                 continue;
             }
-            let applied = queue_delete(catalog, jobs, b, by, now_ms).await?;
-            out.insert(b.backup_id.to_string(), applied);
+            let applied = if p.copies.contains(b.backup_id.as_str()) {
+                queue_copy_delete(catalog, jobs, b, &p.repository, by, now_ms).await?
+            } else {
+                queue_delete(catalog, jobs, b, by, now_ms).await?
+            };
+            out.insert(applied_key(b.backup_id.as_str(), &p.repository), applied);
         }
     }
     Ok(out)
+}
+
+/// Marks `b`'s copy in `repository` for deletion and queues its delete job on the agent of
+/// the backup's target.
+async fn queue_copy_delete(
+    catalog: &Catalog,
+    jobs: &Jobs,
+    b: &Backup,
+    repository: &str,
+    by: &str,
+    now_ms: i64,
+) -> Result<Applied> {
+    let agent = catalog
+        .get_target(b.target.as_str())
+        .await
+        .context("read target")?
+        .map_or_else(|| b.agent.clone(), |t| t.agent);
+    let mut job = NewJob::new(JobKind::Delete, b.target.clone(), &agent, by, now_ms);
+    job.backup_id = Some(b.backup_id.clone());
+    job.repository = repository.to_owned();
+    Ok(
+        match catalog
+            .mark_copy_delete(&job)
+            .await
+            .context("mark copy for deletion")?
+        {
+            MarkCopyDelete::Queued(created) => {
+                jobs.queued(&created);
+                Applied::Queued(created.id)
+            }
+            MarkCopyDelete::InProgress(job) => Applied::AlreadyDeleting(job),
+            MarkCopyDelete::Pinned => Applied::PinnedMeanwhile,
+            MarkCopyDelete::Gone => Applied::Gone,
+        },
+    )
 }
 
 async fn queue_delete(
@@ -186,14 +277,16 @@ pub enum DeleteOne {
     Gone,
 }
 
-/// `lifeboat backup delete`: the first phase of the two-phase delete for one backup, unless
-/// it is pinned or one of the newest good backups its target's policy keeps (`min_keep`, and
-/// always the newest good one, as retention does).
+/// `lifeboat backup delete`: the first phase of the two-phase delete for one backup and
+/// every copy of it, unless it is pinned or one of the newest good backups its target's
+/// policy keeps (`min_keep`, and always the newest good one, as retention does). With
+/// `repository` set, only the backup's copy there (the backup itself stays).
 pub async fn delete_one(
     catalog: &Catalog,
     jobs: &Jobs,
     retention: &RetentionConfig,
     backup: &Backup,
+    repository: &str,
     by: &str,
     now_ms: i64,
 ) -> Result<DeleteOne> {
@@ -204,6 +297,19 @@ pub async fn delete_one(
             "backup {id} is pinned (by {}: {}); unpin it first with `lifeboat backup unpin {id}`",
             pin.pinned_by, pin.reason
         )));
+    }
+    if !repository.is_empty() {
+        return Ok(
+            match queue_copy_delete(catalog, jobs, backup, repository, by, now_ms).await? {
+                Applied::Queued(job) | Applied::AlreadyDeleting(job) => DeleteOne::Queued(job),
+                Applied::PinnedMeanwhile => DeleteOne::Refused(format!(
+                    "backup {id} was pinned meanwhile; unpin it first with `lifeboat backup unpin {id}`"
+                )),
+                Applied::Gone | Applied::NotApplied => DeleteOne::Refused(format!(
+                    "backup {id} has no complete copy in repository {repository}; see `lifeboat backup show {id}`"
+                )),
+            },
+        );
     }
     let target = backup.target.to_string();
     let backups = catalog
@@ -235,6 +341,13 @@ pub async fn delete_one(
                  lower min_keep in the coordinator config"
             )
         }));
+    }
+    // The copies first: once the backup's own objects are gone, a copy not marked would take
+    // their place.
+    for c in catalog.copies_of(id).await.context("read copies")? {
+        if c.state == CopyState::Stored {
+            queue_copy_delete(catalog, jobs, backup, &c.repository, by, now_ms).await?;
+        }
     }
     Ok(
         match queue_delete(catalog, jobs, backup, by, now_ms).await? {
@@ -271,6 +384,29 @@ async fn resume_once(catalog: &Catalog, jobs: &Jobs) -> Result<()> {
         let applied =
             queue_delete(catalog, jobs, &backup, &by, lifeboat_common::time::now_ms()).await?;
         tracing::info!(backup_id = %backup_id, "resumed marked delete: {applied:?}");
+    }
+    let stalled = catalog
+        .stalled_copy_deletions()
+        .await
+        .context("read marked copy deletes")?;
+    for (backup_id, repository) in stalled {
+        let Some(backup) = catalog
+            .get_backup(&backup_id)
+            .await
+            .context("read backup")?
+        else {
+            continue;
+        };
+        let applied = queue_copy_delete(
+            catalog,
+            jobs,
+            &backup,
+            &repository,
+            "retention",
+            lifeboat_common::time::now_ms(),
+        )
+        .await?;
+        tracing::info!(backup_id = %backup_id, repository = %repository, "resumed marked copy delete: {applied:?}");
     }
     Ok(())
 }

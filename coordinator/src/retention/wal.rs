@@ -36,6 +36,19 @@ fn position(segment: &str) -> Option<(u32, u32)> {
 }
 
 /// What of `wal` (the target's archive as last reported) goes once `plan` is applied.
+/// The plans of each target merged into one (a target's backups may lie in several
+/// repositories; the WAL is cut by what all of them keep).
+pub fn by_target(plans: &[TargetPlan]) -> Vec<TargetPlan> {
+    let mut out: Vec<TargetPlan> = Vec::new();
+    for p in plans {
+        match out.iter_mut().find(|o| o.target == p.target) {
+            Some(o) => o.decisions.extend(p.decisions.iter().cloned()),
+            None => out.push(p.clone()),
+        }
+    }
+    out
+}
+
 pub fn cuts(plan: &TargetPlan, wal: Option<&WalStatus>) -> Vec<WalCut> {
     let Some(wal) = wal else { return Vec::new() };
     let mut oldest: Option<((u32, u32), &str, &str)> = None;
@@ -117,6 +130,8 @@ mod tests {
 
     fn plan(backups: &[(&str, &str, Action)]) -> TargetPlan {
         TargetPlan {
+            copies: Default::default(),
+            repository: String::new(),
             target: "prod/main".parse().expect("target"),
             policy: None,
             decisions: backups

@@ -292,6 +292,55 @@ mod tests {
     }
 
     #[test]
+    fn retention_per_repository_takes_the_most_specific_policy() {
+        let c = parse(
+            Path::new("/c.toml"),
+            &minimal(
+                "[[retention]]\nenvironment = \"prod\"\nkeep_last = 7\n\
+                 [[retention]]\nenvironment = \"prod\"\nrepository = \"offsite\"\n\
+                 keep_monthly = 24\n\
+                 [[retention]]\ntarget = \"prod/orders\"\nkeep_daily = 30\n\
+                 [[retention]]\ntarget = \"prod/orders\"\nrepository = \"vault\"\n\
+                 keep_yearly = 5\n",
+            ),
+        )
+        .expect("valid");
+        let name = |t: &str| lifeboat_common::names::TargetName::parse(t).expect("name");
+        let policy = |t: &str, repo: &str| {
+            let (p, _) = c
+                .retention
+                .policy_for_repository(&name(t), repo)
+                .expect("a policy");
+            (p.keep_last, p.keep_daily, p.keep_monthly, p.keep_yearly)
+        };
+        assert_eq!(policy("prod/users", "local"), (7, 0, 0, 0));
+        assert_eq!(policy("prod/users", "offsite"), (0, 0, 24, 0));
+        assert_eq!(policy("prod/orders", "local"), (0, 30, 0, 0));
+        assert_eq!(
+            policy("prod/orders", "offsite"),
+            (0, 0, 24, 0),
+            "the environment's off-site policy before the target's general one"
+        );
+        assert_eq!(policy("prod/orders", "vault"), (0, 0, 0, 5));
+        for (extra, want) in [
+            (
+                "[[retention]]\nenvironment = \"prod\"\nrepository = \"off site\"\nkeep_last = 1\n",
+                "repository",
+            ),
+            (
+                "[[retention]]\nenvironment = \"prod\"\nrepository = \"offsite\"\nkeep_last = 1\n\
+                 [[retention]]\nenvironment = \"prod\"\nrepository = \"offsite\"\nkeep_last = 2\n",
+                "two [[retention]] entries for repository \"offsite\"",
+            ),
+        ] {
+            let e = parse(Path::new("/c.toml"), &minimal(extra))
+                .expect_err(extra)
+                .to_string();
+            assert!(e.contains(want), "{want:?} not in: {e}");
+        }
+    }
+
+    #[test]
     fn hostile_values_are_refused_with_key_and_line() {
         for (extra, want) in [
             ("[scheduler]\ncatch_up = \"twice\"\n", "twice"),

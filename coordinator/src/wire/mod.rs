@@ -6,8 +6,8 @@ use lifeboat_common::{ids::validate_id, names::validate_simple};
 pub use lifeboat_proto::domain::bounded_text;
 use lifeboat_proto::{
     domain::{
-        DataDir, Deleted, Drilled, ExportPath, Exported, JobOutput, Listed, Restored, Verified,
-        non_negative, row_counts, sha256, short_text,
+        Copied, DataDir, Deleted, Drilled, ExportPath, Exported, JobOutput, Listed, Restored,
+        Verified, non_negative, row_counts, sha256, short_text,
     },
     v1 as pb,
 };
@@ -160,12 +160,23 @@ impl TryFrom<pb::Hello> for Hello {
                 }
                 validate_simple("provider", &t.provider)?;
                 validate_simple("repository name", &t.repository)?;
+                cap("copy_to", t.copy_to.len(), MAX_REPOSITORIES)?;
+                for r in &t.copy_to {
+                    validate_simple("copy_to repository name", r)?;
+                    if *r == t.repository {
+                        return Err(invalid(format!(
+                            "target {:?} copies to its own repository {r:?}",
+                            t.name
+                        )));
+                    }
+                }
                 Ok(TargetDecl {
                     engine: engine(t.engine)?,
                     database: short_text("target database", t.database)?,
                     name: t.name,
                     provider: t.provider,
                     repository: t.repository,
+                    copy_to: t.copy_to,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -355,6 +366,14 @@ impl TryFrom<pb::JobResult> for JobResult {
                     manifest_path: path(x.manifest_path)?,
                 }))
             }
+            Some(R::Copy(c)) => Some(JobOutput::Copy(Copied {
+                repository: short_text("repository", c.repository).map_err(|e| invalid(e.0))?,
+                objects: c.objects,
+                stored_bytes: non_negative("stored_bytes", c.stored_bytes)?,
+                stored_sha256: sha256("stored_sha256", c.stored_sha256)
+                    .map_err(|e| invalid(e.0))?,
+                already_there: c.already_there,
+            })),
             Some(R::Delete(d)) => Some(JobOutput::Delete(Deleted {
                 existed: d.existed,
                 deleted_bytes: non_negative("deleted_bytes", d.deleted_bytes)?,

@@ -78,7 +78,21 @@ impl From<&Job> for pb::Job {
             with_globals: restore.globals.flags().0,
             globals_only: restore.globals.flags().1,
             allow_superuser: restore.allow_superuser,
+            repository: j.repository.clone(),
         }
+    }
+}
+
+/// A backup's copy, for `backup show` and `backup list`.
+pub fn copy_to_pb(c: &crate::model::BackupCopy) -> pb::BackupCopy {
+    pb::BackupCopy {
+        repository: c.repository.clone(),
+        state: c.state.as_str().to_owned(),
+        job_id: c.job_id.clone(),
+        stored_at_ms: c.stored_at_ms.unwrap_or(0),
+        verify_status: pb::VerifyStatus::from(c.verify_status).into(),
+        verified_at_ms: c.verified_at_ms.unwrap_or(0),
+        verify_detail: c.verify_detail.clone(),
     }
 }
 
@@ -104,6 +118,7 @@ pub fn target_to_pb(t: &TargetSummary, agent_connected: bool) -> pb::Target {
         provider: t.target.provider.clone(),
         repository: t.target.repository.clone(),
         database: t.target.database.clone(),
+        copy_to: t.target.copy_to.clone(),
         agent_connected,
         last_backup_ms,
         last_backup_id,
@@ -178,7 +193,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
     let job = &s.job;
     let name = job.target.name().to_owned();
     let params = job.restore.clone().unwrap_or_default();
-    let restore = |backup: &Backup| pb::RestoreSpec {
+    let restore = |backup: &Backup, fallbacks: &Vec<String>| pb::RestoreSpec {
         backup: Some(pb::BackupRecord::from(backup)),
         target: name.clone(),
         database: params.database.clone(),
@@ -196,6 +211,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         with_globals: params.globals.flags().0,
         globals_only: params.globals.flags().1,
         allow_superuser: params.allow_superuser,
+        fallback_repositories: fallbacks.clone(),
     };
     let spec = match &s.work {
         Work::Backup => Spec::Backup(pb::BackupSpec {
@@ -215,13 +231,19 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         Work::Restore {
             backup,
             dry_run: false,
-        } => Spec::Restore(restore(backup)),
+            fallbacks,
+        } => Spec::Restore(restore(backup, fallbacks)),
         Work::Restore {
             backup,
             dry_run: true,
+            fallbacks,
         } => Spec::Check(pb::CheckSpec {
             target: name.clone(),
-            restore: Some(restore(backup)),
+            restore: Some(restore(backup, fallbacks)),
+        }),
+        Work::Copy { backup, to } => Spec::Copy(pb::CopySpec {
+            backup: Some(pb::BackupRecord::from(backup.as_ref())),
+            to_repository: to.clone(),
         }),
         Work::Pin { backup, pin } => Spec::Pin(pb::PinSpec {
             backup: Some(pb::BackupRecord::from(backup.as_ref())),
@@ -233,8 +255,9 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         Work::Verify { backup } => Spec::Verify(pb::VerifySpec {
             backup: Some(pb::BackupRecord::from(backup.as_ref())),
         }),
-        Work::Export { backup } => Spec::Export(pb::ExportSpec {
+        Work::Export { backup, fallbacks } => Spec::Export(pb::ExportSpec {
             backup: Some(pb::BackupRecord::from(backup.as_ref())),
+            fallback_repositories: fallbacks.clone(),
             path: job
                 .export
                 .as_ref()

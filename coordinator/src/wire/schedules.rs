@@ -211,8 +211,11 @@ pub fn prune_decision_to_pb(
     d: &crate::retention::Decision,
     b: &Backup,
     job_id: Option<&str>,
+    copy: bool,
 ) -> pb::PruneDecision {
     pb::PruneDecision {
+        repository: b.repository.clone(),
+        copy,
         backup_id: b.backup_id.to_string(),
         target: b.target.to_string(),
         finished_at_ms: b.finished_at_ms,

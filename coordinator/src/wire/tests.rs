@@ -114,6 +114,7 @@ fn hostile_messages_refused() {
                 agent: "a".into(),
                 environment: "prod".into(),
                 targets: vec![pb::TargetInfo {
+                    copy_to: Vec::new(),
                     name: "../etc".into(),
                     engine: 1,
                     provider: "postgres".into(),

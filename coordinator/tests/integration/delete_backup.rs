@@ -12,6 +12,7 @@ async fn delete(
 ) -> Result<pb::Job, tonic::Status> {
     control
         .delete_backup(pb::DeleteBackupRequest {
+            repository: String::new(),
             backup_id: id.into(),
         })
         .await

@@ -74,6 +74,7 @@ async fn health_endpoints_and_metrics() {
     // A verification and a restore of that backup.
     control
         .verify_backup(pb::VerifyBackupRequest {
+            repository: String::new(),
             backup_id: job.backup_id.clone(),
         })
         .await

@@ -14,11 +14,6 @@ pub(super) fn parse_agent(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-pub(super) fn parse_repository(s: &str) -> Result<String, String> {
-    lifeboat_common::names::validate_simple("repository name", s).map_err(|e| e.to_string())?;
-    Ok(s.to_owned())
-}
-
 pub(super) fn parse_backup_id(s: &str) -> Result<String, String> {
     lifeboat_common::ids::validate_id("backup id", s).map_err(|e| e.to_string())?;
     Ok(s.to_owned())
@@ -26,6 +21,11 @@ pub(super) fn parse_backup_id(s: &str) -> Result<String, String> {
 
 pub(super) fn parse_export_path(s: &str) -> Result<String, String> {
     lifeboat_proto::domain::ExportPath::parse(s.to_owned()).map_err(|e| e.0)?;
+    Ok(s.to_owned())
+}
+
+pub(super) fn parse_repository(s: &str) -> Result<String, String> {
+    lifeboat_common::names::validate_simple("repository name", s).map_err(|e| e.to_string())?;
     Ok(s.to_owned())
 }
 

@@ -1,4 +1,4 @@
-//! `lifeboat backup run|list|show|verify|export|pin|unpin`.
+//! `lifeboat backup run|list|show|contents|verify|export|pin|unpin|delete|copy`.
 
 use std::io::Write;
 
@@ -7,8 +7,8 @@ use lifeboat_proto as pb;
 
 use crate::{
     cli::{
-        BackupCommand, BackupExportArgs, BackupListArgs, BackupPinArgs, BackupRunArgs,
-        BackupVerifyArgs, GlobalArgs,
+        BackupCommand, BackupCopyArgs, BackupExportArgs, BackupListArgs, BackupPinArgs,
+        BackupRunArgs, BackupVerifyArgs, GlobalArgs,
     },
     client::Conn,
     output, progress,
@@ -26,6 +26,7 @@ pub async fn run(cmd: BackupCommand, global: &GlobalArgs, out: &mut dyn Write) -
         BackupCommand::Pin(args) => pin(args, global, out).await,
         BackupCommand::Unpin(args) => unpin(&args.id, global, out).await,
         BackupCommand::Delete(args) => delete(args, global, out).await,
+        BackupCommand::Copy(args) => copy(args, global, out).await,
     }
 }
 
@@ -175,6 +176,7 @@ async fn verify(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write
     let conn = Conn::connect(global).await?;
     let req = conn.request(pb::VerifyBackupRequest {
         backup_id: args.id.clone(),
+        repository: args.repository.clone().unwrap_or_default(),
     });
     let job = conn
         .unary(
@@ -190,6 +192,7 @@ async fn export(args: BackupExportArgs, global: &GlobalArgs, out: &mut dyn Write
     let req = conn.request(pb::ExportBackupRequest {
         backup_id: args.id.clone(),
         path: args.to.clone(),
+        from_repository: args.from_repository.clone().unwrap_or_default(),
     });
     let job = conn
         .unary(
@@ -256,11 +259,27 @@ async fn delete(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write
     let conn = Conn::connect(global).await?;
     let req = conn.request(pb::DeleteBackupRequest {
         backup_id: args.id.clone(),
+        repository: args.repository.clone().unwrap_or_default(),
     });
     let job = conn
         .unary("delete backup", |mut c| async move {
             c.delete_backup(req).await
         })
+        .await?;
+    progress::follow(&conn, &job, args.wait.wait, out, global.output).await
+}
+
+async fn copy(args: BackupCopyArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let conn = Conn::connect(global).await?;
+    let req = conn.request(pb::CopyBackupRequest {
+        backup_id: args.id.clone(),
+        to_repository: args.to.clone(),
+    });
+    let job = conn
+        .unary(
+            "copy backup",
+            |mut c| async move { c.copy_backup(req).await },
+        )
         .await?;
     progress::follow(&conn, &job, args.wait.wait, out, global.output).await
 }

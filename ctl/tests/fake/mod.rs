@@ -372,6 +372,8 @@ impl pb::control_server::Control for Fake {
         let r = req.into_inner();
         let decision =
             |id: &str, action: pb::PruneAction, reasons: &[&str], job: &str| pb::PruneDecision {
+                copy: false,
+                repository: String::new(),
                 backup_id: id.into(),
                 target: "prod/orders".into(),
                 finished_at_ms: 1_794_969_000_000,
@@ -459,6 +461,13 @@ impl pb::control_server::Control for Fake {
     async fn delete_backup(
         &self,
         _req: Request<pb::DeleteBackupRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn copy_backup(
+        &self,
+        _req: Request<pb::CopyBackupRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }

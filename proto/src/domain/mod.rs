@@ -23,7 +23,7 @@ pub use record::{
 };
 pub use recovery::{Lsn, Recovery, RecoveryAction, RecoveryTarget};
 pub use report::{Finding, Report, Severity};
-pub use results::{Deleted, Drilled, JobOutput, Listed, Restored, Verified};
+pub use results::{Copied, Deleted, Drilled, JobOutput, Listed, Restored, Verified};
 pub use wal::{WalRange, WalStatus, is_segment_name};
 pub use words::{Engine, JobKind, OwnerPolicy, VerifyStatus};
 

@@ -354,6 +354,7 @@ impl From<&BackupRecord> for pb::BackupRecord {
             // The coordinator's Control handlers fill these in; they know pins and deletions.
             pin: None,
             deleting: false,
+            copies: Vec::new(),
         }
     }
 }

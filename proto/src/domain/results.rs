@@ -37,6 +37,18 @@ pub struct Verified {
     pub raw_bytes: u64,
 }
 
+/// A copy that finished: every object of the backup is in `repository`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub repository: String,
+    pub objects: u32,
+    pub stored_bytes: u64,
+    /// The data object's stored SHA-256, as read and written.
+    pub stored_sha256: String,
+    /// It was all there already (a retried copy); nothing was written.
+    pub already_there: bool,
+}
+
 /// A delete that finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deleted {
@@ -63,6 +75,7 @@ pub enum JobOutput {
     List(Vec<Listed>),
     Export(super::Exported),
     Drill(Drilled),
+    Copy(Copied),
 }
 
 fn restore_to_pb(r: &Restored) -> pb::RestoreResult {
@@ -109,6 +122,13 @@ impl From<&JobOutput> for pb::job_result::Result {
                 raw_bytes: e.raw_bytes,
                 raw_sha256: e.raw_sha256.clone(),
                 manifest_path: e.manifest_path.as_str().to_owned(),
+            }),
+            JobOutput::Copy(c) => R::Copy(pb::CopyResult {
+                repository: c.repository.clone(),
+                objects: c.objects,
+                stored_bytes: c.stored_bytes,
+                stored_sha256: c.stored_sha256.clone(),
+                already_there: c.already_there,
             }),
             JobOutput::List(listed) => R::List(pb::ListResult {
                 backups: listed

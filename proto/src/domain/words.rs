@@ -79,6 +79,8 @@ pub enum JobKind {
     Pin,
     /// Write a backup's decompressed dump to a file on the agent's host.
     Export,
+    /// Copy a backup to another repository of its agent (off-site copies).
+    Copy,
 }
 string_forms!(JobKind {
     Backup => "backup",
@@ -89,6 +91,7 @@ string_forms!(JobKind {
     Check => "check",
     Pin => "pin",
     Export => "export",
+    Copy => "copy",
 });
 
 impl JobKind {
@@ -99,9 +102,12 @@ impl JobKind {
     pub fn occupies_target(self) -> bool {
         match self {
             JobKind::Backup | JobKind::Restore | JobKind::Verify => true,
-            JobKind::Delete | JobKind::List | JobKind::Check | JobKind::Pin | JobKind::Export => {
-                false
-            }
+            JobKind::Delete
+            | JobKind::List
+            | JobKind::Check
+            | JobKind::Pin
+            | JobKind::Export
+            | JobKind::Copy => false,
         }
     }
 
@@ -117,6 +123,7 @@ impl JobKind {
             pb::JobKind::Check => JobKind::Check,
             pb::JobKind::Pin => JobKind::Pin,
             pb::JobKind::Export => JobKind::Export,
+            pb::JobKind::Copy => JobKind::Copy,
         })
     }
 }
@@ -132,6 +139,7 @@ impl From<JobKind> for pb::JobKind {
             JobKind::Check => pb::JobKind::Check,
             JobKind::Pin => pb::JobKind::Pin,
             JobKind::Export => pb::JobKind::Export,
+            JobKind::Copy => pb::JobKind::Copy,
         }
     }
 }

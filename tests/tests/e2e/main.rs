@@ -12,6 +12,7 @@ mod by_hand_restore;
 mod catalog_rebuild;
 mod child_env;
 mod coordinator_runs;
+mod copies;
 mod crash_swap;
 mod d14_dump_fails;
 mod d15_format_check;

@@ -54,7 +54,13 @@ impl Control {
         self.create(job).await
     }
 
-    pub(super) async fn verify_backup(&self, op: &Operator, id: &str) -> Result<Job> {
+    /// A verify of the backup in its own repository, or (`repository` set) of its copy there.
+    pub(super) async fn verify_backup(
+        &self,
+        op: &Operator,
+        id: &str,
+        repository: &str,
+    ) -> Result<Job> {
         let backup = self.backup(id).await?;
         self.scope(
             op,
@@ -62,10 +68,115 @@ impl Control {
             &format!("verifying backup {id} of {}", backup.target),
         )?;
         self.check_not_deleting(&backup).await?;
+        let mut repository = self.copy_repository(&backup, repository, true).await?;
+        if repository == backup.repository {
+            // The backup's own objects: its own verify.
+            repository.clear();
+        }
         let target = self.target(&backup.target).await?;
         let mut job = self.new_job(op, JobKind::Verify, &target);
         job.backup_id = Some(backup.backup_id);
+        job.repository = repository;
         self.create(job).await
+    }
+
+    /// The repository a job that names one works on: '' when none is named, the backup's
+    /// own, or the repository of one of its copies (`stored_only`: a complete one).
+    pub(super) async fn copy_repository(
+        &self,
+        backup: &crate::model::Backup,
+        repository: &str,
+        stored_only: bool,
+    ) -> Result<String> {
+        if repository.is_empty() || repository == backup.repository {
+            return Ok(repository.to_owned());
+        }
+        lifeboat_common::names::validate_simple("repository", repository)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let copies = self
+            .parts
+            .catalog
+            .copies_of(backup.backup_id.as_str())
+            .await?;
+        match copies.iter().find(|c| c.repository == repository) {
+            Some(c) if !stored_only || c.state == crate::model::CopyState::Stored => {
+                Ok(repository.to_owned())
+            }
+            Some(c) => Err(Error::FailedPrecondition(format!(
+                "the copy of backup {} in repository {repository} is {}; wait for it (`lifeboat backup show {}`)",
+                backup.backup_id,
+                c.state.as_str(),
+                backup.backup_id
+            ))),
+            None => {
+                let mut have = vec![format!("{} (its own)", backup.repository)];
+                have.extend(copies.iter().map(|c| c.repository.clone()));
+                Err(Error::NotFound(format!(
+                    "backup {} has no copy in repository {repository}; it is in: {}",
+                    backup.backup_id,
+                    have.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// A one-off copy of a backup to another repository of its target's agent.
+    pub(super) async fn copy_backup(
+        &self,
+        op: &Operator,
+        req: &pb::CopyBackupRequest,
+    ) -> Result<Job> {
+        let to = req.to_repository.as_str();
+        lifeboat_common::names::validate_simple("repository", to)
+            .map_err(|e| Error::InvalidArgument(format!("--to: {e}")))?;
+        let backup = self.backup(&req.backup_id).await?;
+        self.scope(
+            op,
+            &backup.target,
+            &format!("copying backup {} of {}", backup.backup_id, backup.target),
+        )?;
+        self.check_not_deleting(&backup).await?;
+        if backup.repository == to {
+            return Err(Error::InvalidArgument(format!(
+                "backup {} is stored in repository {to} itself; copy it to another repository",
+                backup.backup_id
+            )));
+        }
+        if backup.is_physical() {
+            return Err(Error::FailedPrecondition(format!(
+                "backup {} is a physical base backup; copies of base backups (and of the WAL \
+                 they need) are not supported; copy logical backups",
+                backup.backup_id
+            )));
+        }
+        let target = self.target(&backup.target).await?;
+        let queued = crate::copies::queue(
+            &self.parts.catalog,
+            &self.parts.jobs,
+            &backup,
+            &target.agent,
+            to,
+            &op.name,
+            lifeboat_common::time::now_ms(),
+        )
+        .await
+        .map_err(|e| Error::Internal(format!("{e:#}")))?;
+        let id = &backup.backup_id;
+        match queued {
+            crate::copies::Queued::Job(job) => Ok(*job),
+            crate::copies::Queued::InProgress(job) => Err(Error::AlreadyExists(format!(
+                "backup {id} is already being copied to {to} by job {job}; watch it with `lifeboat jobs watch {job}`"
+            ))),
+            crate::copies::Queued::AlreadyStored => Err(Error::AlreadyExists(format!(
+                "backup {id} already has a copy in {to}; verify it with `lifeboat backup verify {id} --repository {to}`"
+            ))),
+            crate::copies::Queued::Deleting => Err(Error::FailedPrecondition(format!(
+                "the copy of backup {id} in {to} is being deleted; copy it again once that is done"
+            ))),
+            crate::copies::Queued::Gone => Err(Error::NotFound(format!(
+                "backup {id} is no longer in the catalog, or is being deleted"
+            ))),
+        }
     }
 
     /// An export of a backup to a file on the host of the agent that holds it. The agent
@@ -83,10 +194,14 @@ impl Control {
             &format!("exporting backup {} of {}", backup.backup_id, backup.target),
         )?;
         self.check_not_deleting(&backup).await?;
+        let repository = self
+            .copy_repository(&backup, &req.from_repository, true)
+            .await?;
         let target = self.target(&backup.target).await?;
         let mut job = self.new_job(op, JobKind::Export, &target);
         job.backup_id = Some(backup.backup_id);
         job.export_path = Some(path);
+        job.repository = repository;
         self.create(job).await
     }
 
@@ -126,6 +241,9 @@ impl Control {
         let start_port = wire::restore_start_port(req)?;
         let partial = wire::restore_partial(&backup, req)?;
         let globals = wire::restore_globals(&backup, req)?;
+        let repository = self
+            .copy_repository(&backup, &req.from_repository, true)
+            .await?;
         let kind = if dry_run {
             JobKind::Check
         } else {
@@ -145,6 +263,7 @@ impl Control {
             globals,
             allow_superuser: req.allow_superuser,
         });
+        job.repository = repository;
         self.create(job).await
     }
 

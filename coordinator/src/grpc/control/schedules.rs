@@ -265,19 +265,38 @@ impl Control {
         })
     }
 
-    /// A backup record with its pin and deletion mark filled in.
+    /// A backup record with its pin, deletion mark and copies filled in.
     pub(super) async fn backup_pb(&self, b: &Backup) -> Result<pb::BackupRecord> {
         let pins = self.parts.catalog.pins().await?;
         let deleting = self.parts.catalog.deleting_backups().await?;
-        Ok(decorate(b, &pins, &deleting))
+        let mut r = decorate(b, &pins, &deleting);
+        r.copies = self
+            .parts
+            .catalog
+            .copies_of(b.backup_id.as_str())
+            .await?
+            .iter()
+            .map(wire::copy_to_pb)
+            .collect();
+        Ok(r)
     }
 
     pub(super) async fn backups_pb(&self, backups: &[Backup]) -> Result<Vec<pb::BackupRecord>> {
         let pins = self.parts.catalog.pins().await?;
         let deleting = self.parts.catalog.deleting_backups().await?;
+        let copies = self.parts.catalog.copies_by_backup(None).await?;
         Ok(backups
             .iter()
-            .map(|b| decorate(b, &pins, &deleting))
+            .map(|b| {
+                let mut r = decorate(b, &pins, &deleting);
+                r.copies = copies
+                    .get(b.backup_id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .map(wire::copy_to_pb)
+                    .collect();
+                r
+            })
             .collect())
     }
 
@@ -352,13 +371,25 @@ impl Control {
         self.backup_pb(&backup).await
     }
 
-    pub(super) async fn delete_backup_impl(&self, op: &Operator, id: &str) -> Result<pb::Job> {
+    pub(super) async fn delete_backup_impl(
+        &self,
+        op: &Operator,
+        id: &str,
+        repository: &str,
+    ) -> Result<pb::Job> {
         let backup = self.backup(id).await?;
+        let repository = self.copy_repository(&backup, repository, false).await?;
+        if !repository.is_empty() && repository == backup.repository {
+            return Err(Error::InvalidArgument(format!(
+                "repository {repository} holds backup {id} itself, not a copy; `lifeboat backup delete {id}` deletes the backup and every copy"
+            )));
+        }
         let outcome = prune::delete_one(
             &self.parts.catalog,
             &self.parts.jobs,
             &self.parts.config.retention,
             &backup,
+            &repository,
             &op.name,
             lifeboat_common::time::now_ms(),
         )
@@ -420,12 +451,9 @@ impl Control {
         let mut decisions = Vec::new();
         let mut without_policy = Vec::new();
         let mut wal = Vec::new();
-        for p in &plans {
-            if p.policy.is_none() {
-                without_policy.push(p.target.to_string());
-            }
+        for p in crate::retention::wal::by_target(&plans) {
             let reported = self.parts.wal.get(&p.target);
-            for c in crate::retention::wal::cuts(p, reported.as_ref().map(|r| &r.status)) {
+            for c in crate::retention::wal::cuts(&p, reported.as_ref().map(|r| &r.status)) {
                 wal.push(pb::PruneWal {
                     target: c.target.to_string(),
                     timeline: c.timeline,
@@ -435,8 +463,14 @@ impl Control {
                     kept_backup: c.kept_backup,
                 });
             }
+        }
+        for p in &plans {
+            if p.policy.is_none() && !without_policy.contains(&p.target.to_string()) {
+                without_policy.push(p.target.to_string());
+            }
             for (d, b) in &p.decisions {
-                let (mut d, job) = (d.clone(), applied.get(b.backup_id.as_str()));
+                let key = prune::applied_key(b.backup_id.as_str(), &p.repository);
+                let (mut d, job) = (d.clone(), applied.get(&key));
                 let job_id = match job {
                     Some(Applied::Queued(id) | Applied::AlreadyDeleting(id)) => Some(id.as_str()),
                     Some(Applied::PinnedMeanwhile) => {
@@ -446,7 +480,8 @@ impl Control {
                     }
                     Some(Applied::Gone | Applied::NotApplied) | None => None,
                 };
-                decisions.push(wire::prune_decision_to_pb(&d, b, job_id));
+                let copy = p.copies.contains(b.backup_id.as_str());
+                decisions.push(wire::prune_decision_to_pb(&d, b, job_id, copy));
             }
         }
         Ok(pb::PruneResponse {
