@@ -8,7 +8,10 @@
 //! - a backup the catalog knows with other sizes or hashes is a conflict: reported, not
 //!   overwritten;
 //! - a catalog row of a listed repository whose manifest was not found is marked missing; rows
-//!   are never deleted.
+//!   are never deleted;
+//! - a backup found with the same content in more than one repository is one backup: the
+//!   repository its row names (or, for a new row, the first listing) holds it, and each of
+//!   the others holds a copy of it, recorded as one (off-site copies).
 //!
 //! Which outcome each backup gets is [`plan`], a pure function of the listings, the catalog and
 //! [`Trust`]. Backups are attributed to the environment, target and agent in their manifest, not
@@ -143,6 +146,17 @@ pub struct Outcome {
     pub restore_pin: Option<Pin>,
     /// The agent whose listing this outcome comes from (empty for a missing row).
     pub listed_by: String,
+    /// Other repositories the listings found the same backup in: its copies, to record.
+    pub copies: Vec<FoundCopy>,
+}
+
+/// A copy of a backup a listing found in another repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundCopy {
+    pub repository: String,
+    /// `missing` or `corrupt` when the listing found its data absent or of another size.
+    pub verify_status: VerifyStatus,
+    pub detail: String,
 }
 
 /// One listing as reported.
@@ -246,6 +260,45 @@ pub fn plan(
             }
         }
     }
+    // Every trusted listing of each found backup with its content: its own repository and
+    // its copies.
+    let mut same: BTreeMap<&str, Vec<(&Backup, &Listed)>> = BTreeMap::new();
+    for l in listed {
+        for b in &l.backups {
+            let id = b.backup_id.as_str();
+            if let Some((seen, _)) = found.get(id)
+                && same_content(seen, b)
+                && refusal(b, l, view, trust).is_none()
+            {
+                let list = same.entry(id).or_default();
+                if !list.iter().any(|(_, x)| x.repository == l.repository) {
+                    list.push((b, l));
+                }
+            }
+        }
+    }
+    // Copies are made by one agent between its own repositories: only its listings count
+    // (another agent's name for a shared bucket is the same storage, not a copy).
+    let copies_of = |id: &str, own: &str, agent: &str| -> Vec<FoundCopy> {
+        same.get(id)
+            .into_iter()
+            .flatten()
+            .filter(|(_, l)| l.repository != own && l.agent == agent)
+            .map(|(b, l)| FoundCopy {
+                repository: l.repository.clone(),
+                verify_status: if damaged(b.verify_status) {
+                    b.verify_status
+                } else {
+                    VerifyStatus::Unverified
+                },
+                detail: b.verify_detail.clone(),
+            })
+            .collect()
+    };
+    let covered: HashSet<(&str, &str)> = listed
+        .iter()
+        .map(|l| (l.agent.as_str(), l.repository.as_str()))
+        .collect();
     let rows: HashMap<&str, &CatalogRow> = view
         .backups
         .iter()
@@ -253,6 +306,15 @@ pub fn plan(
         .collect();
     let mut out = Vec::new();
     for (id, (b, l)) in &found {
+        // A backup the catalog holds is judged by the listing of its own repository.
+        let (b, l) = match rows.get(id).and_then(|row| {
+            same.get(id)?
+                .iter()
+                .find(|(_, l)| l.repository == row.repository)
+        }) {
+            Some((b, l)) => (*b, *l),
+            None => (*b, *l),
+        };
         let base =
             |kind: OutcomeKind, status: VerifyStatus, detail: String, change: Change| Outcome {
                 backup_id: b.backup_id.to_string(),
@@ -268,6 +330,7 @@ pub fn plan(
                 change,
                 restore_pin: None,
                 listed_by: l.agent.clone(),
+                copies: Vec::new(),
             };
         if let Some(why) = clashes.get(id) {
             let status = rows.get(id).map_or(b.verify_status, |r| r.verify_status);
@@ -280,6 +343,39 @@ pub fn plan(
             continue;
         }
         match rows.get(id) {
+            Some(row) if l.repository != row.repository => {
+                // Found only as copies: the backup's own repository lacks it if that was
+                // listed (and the row is older than the listing).
+                let gone = covered.contains(&(row.agent.as_str(), row.repository.as_str()))
+                    && row.recorded_at_ms.is_none_or(|at| at < listing_started_ms);
+                let mut o = if gone && row.verify_status != VerifyStatus::Missing {
+                    let detail = format!(
+                        "no manifest in repository {} of agent {}; its copies remain",
+                        row.repository, row.agent
+                    );
+                    base(
+                        OutcomeKind::Updated,
+                        VerifyStatus::Missing,
+                        detail.clone(),
+                        Change::SetStatus {
+                            status: VerifyStatus::Missing,
+                            detail,
+                        },
+                    )
+                } else {
+                    base(
+                        OutcomeKind::Unchanged,
+                        row.verify_status,
+                        String::new(),
+                        Change::None,
+                    )
+                };
+                o.target.clone_from(&row.target);
+                o.agent.clone_from(&row.agent);
+                o.repository.clone_from(&row.repository);
+                o.copies = copies_of(id, &row.repository, &l.agent);
+                out.push(o);
+            }
             Some(row) => {
                 let diff = differences(b, row);
                 if !diff.is_empty() {
@@ -331,6 +427,7 @@ pub fn plan(
                 o.target.clone_from(&row.target);
                 o.agent.clone_from(&row.agent);
                 o.repository.clone_from(&row.repository);
+                o.copies = copies_of(id, &row.repository, &l.agent);
                 out.push(o);
             }
             None if !view.targets.contains(&b.target) => out.push(base(
@@ -352,12 +449,14 @@ pub fn plan(
             None => {
                 let mut new = (*b).clone();
                 new.repository.clone_from(&l.repository);
-                out.push(base(
+                let mut o = base(
                     OutcomeKind::Added,
                     b.verify_status,
                     b.verify_detail.clone(),
                     Change::Insert(Box::new(new)),
-                ));
+                );
+                o.copies = copies_of(id, &l.repository, &l.agent);
+                out.push(o);
             }
         }
     }
@@ -381,12 +480,9 @@ pub fn plan(
             change: Change::None,
             restore_pin: None,
             listed_by: l.agent.clone(),
+            copies: Vec::new(),
         });
     }
-    let covered: HashSet<(&str, &str)> = listed
-        .iter()
-        .map(|l| (l.agent.as_str(), l.repository.as_str()))
-        .collect();
     for row in &view.backups {
         if found.contains_key(row.backup_id.as_str())
             || refused.contains_key(row.backup_id.as_str())
@@ -414,6 +510,7 @@ pub fn plan(
             damaged: false,
             restore_pin: None,
             listed_by: String::new(),
+            copies: Vec::new(),
             change: if row.verify_status == VerifyStatus::Missing {
                 Change::None
             } else {

@@ -401,3 +401,83 @@ mod trust {
         assert_eq!(out[0].verify_status, VerifyStatus::Ok);
     }
 }
+
+fn listed_in(agent: &str, repository: &str, backups: Vec<Backup>) -> Listed {
+    Listed {
+        repository: repository.into(),
+        ..listed(agent, backups)
+    }
+}
+
+#[test]
+fn a_backup_in_two_repositories_of_its_agent_is_one_backup_and_a_copy() {
+    let a = backup(A, "p1", "prod/orders");
+    // A lost catalog: the first listing holds it, the other a copy of it.
+    let out = plan(
+        &[
+            listed_in("p1", "local", vec![a.clone()]),
+            listed_in("p1", "offsite", vec![a.clone()]),
+        ],
+        &view(vec![], &["prod/orders"]),
+        10_000,
+    );
+    assert_eq!(kinds(&out), [(A, OutcomeKind::Added)]);
+    assert_eq!(out[0].repository, "local");
+    let copies: Vec<&str> = out[0]
+        .copies
+        .iter()
+        .map(|c| c.repository.as_str())
+        .collect();
+    assert_eq!(copies, ["offsite"]);
+
+    // The catalog holds it in local, and local was listed without it: local lost it; the copy
+    // is recorded.
+    let mut known = a.clone();
+    known.repository = "local".into();
+    let rows = vec![row(&known, VerifyStatus::Ok, 1_000)];
+    let out = plan(
+        &[
+            listed_in("p1", "local", vec![]),
+            listed_in("p1", "offsite", vec![a.clone()]),
+        ],
+        &view(rows.clone(), &["prod/orders"]),
+        10_000,
+    );
+    assert_eq!(kinds(&out), [(A, OutcomeKind::Updated)]);
+    assert_eq!(out[0].verify_status, VerifyStatus::Missing);
+    assert_eq!(out[0].repository, "local");
+    assert_eq!(out[0].copies.len(), 1);
+    // Local not listed: nothing known about it; the copy is still recorded.
+    let out = plan(
+        &[listed_in("p1", "offsite", vec![a.clone()])],
+        &view(rows.clone(), &["prod/orders"]),
+        10_000,
+    );
+    assert_eq!(kinds(&out), [(A, OutcomeKind::Unchanged)]);
+    assert_eq!(out[0].verify_status, VerifyStatus::Ok);
+    assert_eq!(out[0].copies[0].repository, "offsite");
+    // Both listed: judged by its own repository's listing; a damaged copy is recorded so.
+    let mut damaged_copy = a.clone();
+    damaged_copy.verify_status = VerifyStatus::Missing;
+    let out = plan(
+        &[
+            listed_in("p1", "offsite", vec![damaged_copy]),
+            listed_in("p1", "local", vec![a.clone()]),
+        ],
+        &view(rows, &["prod/orders"]),
+        10_000,
+    );
+    assert_eq!(kinds(&out), [(A, OutcomeKind::Unchanged)]);
+    assert_eq!(out[0].verify_status, VerifyStatus::Ok);
+    assert_eq!(out[0].copies[0].verify_status, VerifyStatus::Missing);
+    // Another agent's listing of the same content is not a copy.
+    let out = plan(
+        &[
+            listed_in("p1", "local", vec![a.clone()]),
+            listed_in("p2", "theirs", vec![a]),
+        ],
+        &view(vec![], &["prod/orders"]),
+        10_000,
+    );
+    assert!(out[0].copies.is_empty(), "{:?}", out[0].copies);
+}

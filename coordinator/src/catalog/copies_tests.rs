@@ -309,7 +309,10 @@ async fn version_15_keeps_every_job_column_of_version_14() {
         .expect("get")
         .expect("kept");
     let written = export.export.expect("export").written.expect("written");
-    assert_eq!((written.raw_bytes, written.raw_sha256.as_str()), (42, "cccc"));
+    assert_eq!(
+        (written.raw_bytes, written.raw_sha256.as_str()),
+        (42, "cccc")
+    );
     assert_eq!(export.repository, "");
     let restore = c
         .get_job("20261127T233001Z-000002")
@@ -318,10 +321,20 @@ async fn version_15_keeps_every_job_column_of_version_14() {
         .expect("kept")
         .restore
         .expect("a restore");
-    assert_eq!(restore.drill_of.map(|t| t.to_string()).as_deref(), Some("prod/orders"));
+    assert_eq!(
+        restore.drill_of.map(|t| t.to_string()).as_deref(),
+        Some("prod/orders")
+    );
     assert!(restore.allow_superuser);
-    assert_eq!(restore.globals, lifeboat_proto::domain::GlobalsRestore::With);
+    assert_eq!(
+        restore.globals,
+        lifeboat_proto::domain::GlobalsRestore::With
+    );
     assert!(restore.partial.is_some(), "the partial restore is kept");
-    let t = c.get_target("prod/orders").await.expect("get").expect("kept");
+    let t = c
+        .get_target("prod/orders")
+        .await
+        .expect("get")
+        .expect("kept");
     assert!(t.copy_to.is_empty());
 }

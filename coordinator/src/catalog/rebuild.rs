@@ -9,7 +9,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
 use crate::{
     model::VerifyStatus,
-    rebuild::{CatalogRow, CatalogView, Change, Listed, Outcome, Trust, plan},
+    rebuild::{CatalogRow, CatalogView, Change, Listed, Outcome, OutcomeKind, Trust, plan},
 };
 
 impl Catalog {
@@ -97,6 +97,30 @@ impl Catalog {
                     .bind(now_ms)
                     .bind(detail)
                     .bind(&o.backup_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            if matches!(
+                o.kind,
+                OutcomeKind::Added | OutcomeKind::Updated | OutcomeKind::Unchanged
+            ) {
+                // The same backup in other repositories: its copies (a copy the catalog
+                // knows keeps its own state).
+                for c in &o.copies {
+                    sqlx::query(
+                        "INSERT INTO backup_copies (backup_id, repository, state, job_id, \
+                         created_at_ms, stored_at_ms, verify_status, verified_at_ms, \
+                         verify_detail) VALUES (?, ?, 'stored', '', ?, ?, ?, ?, ?) \
+                         ON CONFLICT (backup_id, repository) DO NOTHING",
+                    )
+                    .bind(&o.backup_id)
+                    .bind(&c.repository)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(c.verify_status.as_str())
+                    .bind((c.verify_status != VerifyStatus::Unverified).then_some(now_ms))
+                    .bind(&c.detail)
                     .execute(&mut *tx)
                     .await?;
                 }

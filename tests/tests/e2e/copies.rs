@@ -284,6 +284,24 @@ fn copies_survive_the_loss_of_the_local_repository() {
     let rows =
         s.pg.query_one("from_copy2", "SELECT count(*) FROM bulk_lines");
     assert_eq!(rows, "20500", "backup 2's rows");
+
+    // 6. The catalog is lost too: a rebuild from both repositories finds every backup once,
+    // in the repository that still holds it, with its copy.
+    let mut s = s;
+    let status = s.coordinator.stop();
+    assert!(status.success(), "coordinator stop: {status}");
+    s.coordinator.restart_with_fresh_catalog();
+    s.agent.wait_connected(&s.admin);
+    s.admin.run_json(&["catalog", "rebuild"]).assert_ok();
+    let listed: Vec<String> = s.backup_list(DB).iter().map(id_of).collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let b3 = s.backup_show(&id3);
+    assert_eq!(
+        b3["repository"], "offsite",
+        "only off-site holds it now: {b3}"
+    );
+    s.restore(&id3, "after_rebuild", &[]).assert_ok();
+    assert_same_data(&s.pg, DB, "after_rebuild", &source);
 }
 
 #[test]
