@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod copies;
 pub mod drill;
 
 use crate::{
@@ -106,6 +107,8 @@ pub struct TargetHealth {
     pub previous_stored_sizes: Vec<u64>,
     /// Its restore drills (of its backups, wherever they were restored).
     pub drill: drill::DrillHealth,
+    /// Its copies, per repository.
+    pub copies: Vec<copies::CopyHealth>,
 }
 
 fn human(d: Duration) -> String {
@@ -205,6 +208,9 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
     }
     let (drill, drill_status) = drill::assess(&f.drills, &objective, &mut reasons);
     status = status.max(drill_status);
+    let (copies, copies_status) =
+        copies::assess(&f.copies, last_backup.as_ref(), now_ms, &mut reasons);
+    status = status.max(copies_status);
     let last_verify = f.last_finished(JobKind::Verify).cloned();
     let restore_failing = f
         .last_finished(JobKind::Restore)
@@ -235,6 +241,7 @@ pub fn assess_target(f: &TargetFacts, objectives: &Objectives, now_ms: i64) -> T
             .map(|b| b.stored_size)
             .collect(),
         drill,
+        copies,
     }
 }
 
@@ -507,6 +514,7 @@ mod tests {
             );
         }
         TargetFacts {
+            copies: Vec::new(),
             target: TargetRecord {
                 copy_to: Vec::new(),
                 name: TargetName::new("prod", "orders").expect("name"),

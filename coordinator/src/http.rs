@@ -298,6 +298,18 @@ fn target_json(t: &TargetHealth) -> Value {
         "drill_scheduled": t.drill.scheduled,
         "measured_rto_seconds": t.drill.measured_rto.map(|d| d.as_secs_f64()),
         "rto_met": t.drill.rto_met,
+        "copies": t.copies.iter().map(|c| json!({
+            "repository": c.repository,
+            "newest_backup_id": c.newest.as_ref().map(|(id, _)| id.clone()),
+            "newest_backup_at": c.newest.as_ref().map(|(_, at)| ts(*at)),
+            "behind": c.behind,
+            "last_failure": c.last_failure.as_ref().map(|j| json!({
+                "job_id": j.job_id,
+                "backup_id": j.backup_id,
+                "at": ts(j.finished_at_ms),
+                "reason": crate::health::public_reason(&j.error),
+            })),
+        })).collect::<Vec<_>>(),
         "registered_at": ts(t.first_seen_ms),
     })
 }

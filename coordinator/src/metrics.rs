@@ -49,6 +49,7 @@ pub struct Metrics {
     verify_last_success: GaugeVec,
     restore_last_duration: GaugeVec,
     drill_last_success: GaugeVec,
+    copy_last_success: GaugeVec,
     drill_duration: GaugeVec,
     drills_total: IntCounterVec,
     repo_stale_uploads: IntCounterVec,
@@ -218,6 +219,12 @@ impl Metrics {
                 "Unix time the target's last restore drill that passed ended.",
                 ENV_TARGET,
             )?,
+            copy_last_success: gauge(
+                "lifeboat_copy_last_success_timestamp_seconds",
+                "Unix time the coordinator recorded the newest backup of the target that has a \
+                 copy in the repository (0: none yet), for each repository it copies to.",
+                &["environment", "target", "repository"],
+            )?,
             drill_duration: gauge(
                 "lifeboat_drill_duration_seconds",
                 "Measured RTO of the target's last restore drill that passed: job start to a \
@@ -373,6 +380,7 @@ impl Metrics {
             .register(Box::new(m.restore_last_duration.clone()))?;
         m.registry
             .register(Box::new(m.drill_last_success.clone()))?;
+        m.registry.register(Box::new(m.copy_last_success.clone()))?;
         m.registry.register(Box::new(m.drill_duration.clone()))?;
         m.registry.register(Box::new(m.drills_total.clone()))?;
         m.registry

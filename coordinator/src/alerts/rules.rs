@@ -344,6 +344,7 @@ mod tests {
     fn target(age_h: Option<i64>, sizes: &[u64]) -> TargetHealth {
         let now = 1000 * H;
         TargetHealth {
+            copies: Vec::new(),
             target: "prod/orders".into(),
             environment: "prod".into(),
             name: "orders".into(),

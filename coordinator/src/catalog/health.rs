@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashSet};
 use sqlx::Row;
 
 use super::{Catalog, Result, parse_enum, to_u64};
-use crate::model::{AgentRecord, JobKind, JobState, TargetRecord, VerifyStatus};
+use crate::{
+    health::copies::CopyFacts,
+    model::{AgentRecord, JobKind, JobState, TargetRecord, VerifyStatus},
+};
 
 /// How many recent backups per target are read: the newest and the seven before it (the
 /// size-change check compares the newest with the median of the seven).
@@ -61,6 +64,8 @@ pub struct TargetFacts {
     pub last_failed: BTreeMap<&'static str, JobFacts>,
     /// Its restore drills.
     pub drills: crate::health::drill::DrillFacts,
+    /// Each repository its backups are copied to.
+    pub copies: Vec<crate::health::copies::CopyFacts>,
 }
 
 impl TargetFacts {
@@ -229,12 +234,21 @@ impl Catalog {
                 .await?
                 .into_iter()
                 .collect();
+        let mut copies = self.copy_facts().await?;
         let targets = targets
             .into_iter()
             .map(|t| {
                 let name = t.target.name.to_string();
                 let (last, last_success) = drills.remove(&name).unwrap_or_default();
+                let mut repos = copies.remove(&name).unwrap_or_default();
+                for r in &t.target.copy_to {
+                    repos.entry(r.clone()).or_insert_with(|| CopyFacts {
+                        repository: r.clone(),
+                        ..CopyFacts::default()
+                    });
+                }
                 TargetFacts {
+                    copies: repos.into_values().collect(),
                     drills: crate::health::drill::DrillFacts {
                         last,
                         last_success,
@@ -252,6 +266,72 @@ impl Catalog {
             targets,
             agents: self.list_agents().await?,
         })
+    }
+
+    /// Per target and repository other than the target's own: the newest backup held there
+    /// (a stored copy, or a backup that lives on as its copy) and the newest failed copy job.
+    async fn copy_facts(&self) -> Result<BTreeMap<String, BTreeMap<String, CopyFacts>>> {
+        let mut out: BTreeMap<String, BTreeMap<String, CopyFacts>> = BTreeMap::new();
+        let rows = sqlx::query(
+            "SELECT b.target, h.repository, b.backup_id, \
+             COALESCE(j.finished_at_ms, b.finished_at_ms) AS recorded_at_ms \
+             FROM (SELECT backup_id, repository FROM backup_copies WHERE state = 'stored' \
+                   UNION SELECT backup_id, repository FROM backups) h \
+             JOIN backups b ON b.backup_id = h.backup_id \
+             JOIN targets t ON t.full_name = b.target AND t.repository <> h.repository \
+             LEFT JOIN jobs j ON j.id = b.job_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let repository: String = row.try_get("repository")?;
+            let id: String = row.try_get("backup_id")?;
+            let at: i64 = row.try_get("recorded_at_ms")?;
+            let f = out
+                .entry(row.try_get("target")?)
+                .or_default()
+                .entry(repository.clone())
+                .or_insert_with(|| CopyFacts {
+                    repository,
+                    ..CopyFacts::default()
+                });
+            if f.newest
+                .as_ref()
+                .is_none_or(|(n_id, n_at)| (at, &id) > (*n_at, n_id))
+            {
+                f.newest = Some((id, at));
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT id, target, repository, backup_id, error, started_at_ms, finished_at_ms \
+             FROM (SELECT j.*, ROW_NUMBER() OVER (PARTITION BY j.target, j.repository \
+             ORDER BY j.finished_at_ms DESC, j.id DESC) AS rn FROM jobs j \
+             WHERE j.kind = 'copy' AND j.state = 'failed' AND j.finished_at_ms IS NOT NULL) \
+             WHERE rn = 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let repository: String = row.try_get("repository")?;
+            let f = out
+                .entry(row.try_get("target")?)
+                .or_default()
+                .entry(repository.clone())
+                .or_insert_with(|| CopyFacts {
+                    repository,
+                    ..CopyFacts::default()
+                });
+            f.last_failure = Some(JobFacts {
+                job_id: row.try_get("id")?,
+                kind: JobKind::Copy,
+                state: JobState::Failed,
+                backup_id: row.try_get("backup_id")?,
+                error: row.try_get("error")?,
+                started_at_ms: row.try_get("started_at_ms")?,
+                finished_at_ms: row.try_get("finished_at_ms")?,
+            });
+        }
+        Ok(out)
     }
 
     /// When each target was first seen; records `now_ms` for new ones (a write only when

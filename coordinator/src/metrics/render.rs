@@ -28,6 +28,7 @@ impl Metrics {
             &self.verify_last_success,
             &self.restore_last_duration,
             &self.drill_last_success,
+            &self.copy_last_success,
             &self.drill_duration,
             &self.agent_last_seen,
             &self.agent_clock_skew,
@@ -85,6 +86,11 @@ impl Metrics {
                     self.drills_total
                         .with_label_values(&[l[0], l[1], outcome.as_str()]);
                 }
+            }
+            for c in &t.copies {
+                self.copy_last_success
+                    .with_label_values(&[l[0], l[1], c.repository.as_str()])
+                    .set(c.newest.as_ref().map_or(0.0, |(_, at)| secs(*at)));
             }
             if let Some(at) = t.drill.last_success.as_ref().and_then(|s| s.finished_at_ms) {
                 self.drill_last_success.with_label_values(&l).set(secs(at));

@@ -35,6 +35,8 @@ async fn health_endpoints_and_metrics() {
 
     let mut control = c.control("olga");
     let mut h = hello("prod-1", "prod", &["orders", "users"]);
+    // users copies its backups off-site (it has none yet).
+    h.targets[1].copy_to = vec!["offsite".into()];
     // The agent's clock runs a minute ahead.
     h.clock_unix_ms = lifeboat_common::time::now_ms() + 60_000;
     let mut agent = c.agent(h).await;
@@ -272,6 +274,15 @@ async fn health_endpoints_and_metrics() {
     assert!(
         !text.contains("target=\"payments\""),
         "a target the agent does not own"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("lifeboat_copy_last_success_timestamp_seconds{")
+                && l.contains("target=\"users\"")
+                && l.contains("repository=\"offsite\"")
+                && l.ends_with(" 0")
+        ),
+        "a target copying off-site without a copy yet: 0\n{text}"
     );
     promtool_check_metrics(&text);
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use lifeboat_e2e::compare::assert_same_data;
 use lifeboat_e2e::coordinator::MANUAL_PRUNE;
 use lifeboat_e2e::fixtures::{load_awkward, load_bulk};
+use lifeboat_e2e::http::http_get;
 use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::s3proxy::{Action, Rule};
 use lifeboat_e2e::sandbox::find_str;
@@ -189,6 +190,33 @@ fn copies_survive_the_loss_of_the_local_repository() {
     stored_copy(&s, &id3);
     stored_copy(&s, &id2);
     assert!(s3_objects(&s, &id2).contains(&"manifest.json".to_owned()));
+    // /health/backups and /metrics: the newest backup held off-site, the last copy failure.
+    let (status, body) = http_get(s.coordinator.http_addr(), "/health/backups");
+    assert!(status == 200 || status == 503, "{status} {body}");
+    let health: Value = serde_json::from_str(&body).expect("json");
+    let copies = &health["targets"][0]["copies"][0];
+    assert_eq!(copies["repository"], "offsite", "{health}");
+    assert_eq!(copies["newest_backup_id"], id3.as_str(), "{health}");
+    assert_eq!(copies["behind"], false, "{health}");
+    assert_eq!(
+        copies["last_failure"]["backup_id"],
+        id2.as_str(),
+        "{health}"
+    );
+    let (_, metrics) = http_get(s.coordinator.http_addr(), "/metrics");
+    let sample = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("lifeboat_copy_last_success_timestamp_seconds{")
+                && l.contains("repository=\"offsite\"")
+        })
+        .unwrap_or_else(|| panic!("no copy metric in\n{metrics}"));
+    let at: f64 = sample
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a value");
+    assert!(at > 1.7e9, "{sample}");
 
     // 3. One-off copies and deleting one copy.
     let out = s.admin.run(&["backup", "copy", &id1, "--to", "offsite"]);
