@@ -419,3 +419,40 @@ fn retention_differs_per_repository_and_copies_outlive_their_backup() {
     settle(&s);
     assert_eq!(s.backup_list(DB).len(), 3);
 }
+
+#[test]
+fn a_mariadb_backup_restores_from_its_copy_when_the_local_repository_is_lost() {
+    let s = Sandbox::builder("copies-mariadb")
+        .mariadb_target(SandboxTarget::new("shop"))
+        .s3_copies()
+        .build();
+    let my = s.mariadb.as_ref().expect("mariadb");
+    my.sql(
+        "shop",
+        "CREATE TABLE items (id INT PRIMARY KEY, note VARCHAR(64), b VARBINARY(32));\
+         INSERT INTO items SELECT seq, CONCAT('item ', seq, ' ✓'), RANDOM_BYTES(16) \
+         FROM seq_1_to_5000;",
+    );
+    let id = id_of(&s.backup_ok("shop"));
+    let copy = eventually(
+        "the copy is stored",
+        Duration::from_secs(90),
+        || match copy_of(&s, &id, "offsite") {
+            Some(c) if c["state"] == "stored" => Ok(c),
+            other => anyhow::bail!("copy of {id}: {other:?}"),
+        },
+    );
+    assert_eq!(copy["verify_status"], "unverified");
+    s.admin
+        .run(&["backup", "verify", &id, "--repository", "offsite", "--wait"])
+        .assert_ok();
+
+    std::fs::remove_dir_all(&s.repo).expect("remove the local repository");
+    std::fs::create_dir_all(&s.repo).expect("recreate it empty");
+    s.restore(&id, "shop_copy", &[]).assert_ok();
+    assert_eq!(
+        my.dump_sql("shop"),
+        my.dump_sql("shop_copy"),
+        "restored data"
+    );
+}
