@@ -338,3 +338,58 @@ async fn version_15_keeps_every_job_column_of_version_14() {
         .expect("kept");
     assert!(t.copy_to.is_empty());
 }
+
+/// A verify schedule's run covers each stored copy like a backup of its own.
+#[tokio::test]
+async fn verify_runs_cover_copies_too() {
+    use crate::schedule::{CronSpec, Schedule, ScheduleDef, ScheduleKind, Source};
+    let (_dir, c) = with_target().await;
+    with_backup(&c, J1, B1).await;
+    let copy = "20261127T233030Z-000030";
+    c.insert_copy_job(&copy_job(copy, JobKind::Copy, B1, "offsite"), 40)
+        .await
+        .expect("copy");
+    c.finish_copy_job(copy, &success(45)).await.expect("stored");
+    let target = c.get_target("prod/orders").await.expect("get").expect("t");
+    let schedule = Schedule {
+        target: "prod/orders".into(),
+        def: ScheduleDef {
+            spec: CronSpec::parse("0 5 * * *", "UTC").expect("valid"),
+            jitter: std::time::Duration::ZERO,
+            kind: ScheduleKind::Verify,
+            cover: std::time::Duration::from_secs(86_400),
+            drill_into: None,
+        },
+        source: Source::Target,
+        paused: false,
+        updated_by: "alice".into(),
+        updated_at_ms: 0,
+    };
+    // Days later: both the backup and its copy are due.
+    let now = 10 * 86_400_000;
+    let (jobs, why) =
+        crate::scheduler::verify::jobs_for_run(&c, &target, &schedule, now, "schedule/verify")
+            .await
+            .expect("plan");
+    assert_eq!(why, None);
+    let mut planned: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.backup_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                j.repository.clone(),
+            )
+        })
+        .collect();
+    planned.sort();
+    assert_eq!(
+        planned,
+        [
+            (B1.to_owned(), String::new()),
+            (B1.to_owned(), "offsite".to_owned())
+        ]
+    );
+}

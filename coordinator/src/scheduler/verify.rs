@@ -16,6 +16,8 @@
 //!   share, so no backup is verified twice as often as the period asks.
 //!
 //! Backups being deleted, and ones already found corrupt or missing, are not verified again.
+//! Each stored copy of a backup in another repository (off-site copies) is a candidate of its
+//! own, checked when its own verify last passed or, never verified, when it was copied.
 
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     catalog::Catalog,
-    model::{JobKind, NewJob, TargetRecord, VerifyStatus},
+    model::{CopyState, JobKind, NewJob, TargetRecord, VerifyStatus},
     retention::prune::Facts,
     schedule::{Schedule, format_duration, millis},
 };
@@ -81,22 +83,44 @@ pub async fn jobs_for_run(
         .await
         .context("read backups")?;
     let facts = Facts::read(catalog).await?;
-    let candidates: Vec<VerifyCandidate> = backups
+    let copies = catalog
+        .copies_by_backup(Some(&name))
+        .await
+        .context("read copies")?;
+    let checked = |status: VerifyStatus, verified: Option<i64>, written: i64| match status {
+        VerifyStatus::Ok => Some(verified.unwrap_or(written).max(written)),
+        VerifyStatus::Unverified => Some(written),
+        VerifyStatus::Corrupt | VerifyStatus::Missing => None,
+    };
+    // Each candidate's key, the backup and the repository to verify ('' for its own).
+    let mut keyed: Vec<(String, &crate::model::Backup, String)> = Vec::new();
+    let mut candidates: Vec<VerifyCandidate> = Vec::new();
+    for b in backups
         .iter()
         .filter(|b| !facts.deleting.contains(b.backup_id.as_str()))
-        .filter_map(|b| {
-            let written = facts.candidate(b).finished_at_ms;
-            let checked_ms = match b.verify_status {
-                VerifyStatus::Ok => b.verified_at_ms.unwrap_or(written).max(written),
-                VerifyStatus::Unverified => written,
-                VerifyStatus::Corrupt | VerifyStatus::Missing => return None,
-            };
-            Some(VerifyCandidate {
+    {
+        let written = facts.candidate(b).finished_at_ms;
+        if let Some(checked_ms) = checked(b.verify_status, b.verified_at_ms, written) {
+            keyed.push((b.backup_id.to_string(), b, String::new()));
+            candidates.push(VerifyCandidate {
                 backup_id: b.backup_id.to_string(),
                 checked_ms,
-            })
-        })
-        .collect();
+            });
+        }
+        for c in copies.get(b.backup_id.as_str()).into_iter().flatten() {
+            let Some(stored) = c.stored_at_ms.filter(|_| c.state == CopyState::Stored) else {
+                continue;
+            };
+            if let Some(checked_ms) = checked(c.verify_status, c.verified_at_ms, stored) {
+                let key = format!("{} in {}", b.backup_id, c.repository);
+                keyed.push((key.clone(), b, c.repository.clone()));
+                candidates.push(VerifyCandidate {
+                    backup_id: key,
+                    checked_ms,
+                });
+            }
+        }
+    }
     let next = schedule
         .def
         .upcoming(&schedule.target, now_ms, 1)
@@ -108,7 +132,7 @@ pub async fn jobs_for_run(
             format!("{name} has no kept backup to verify")
         } else {
             format!(
-                "nothing due: each of the {} kept backup(s) of {name} was checked within the \
+                "nothing due: each of the {} kept backup(s) and copies of {name} was checked within the \
                  last {} and the next run comes in time",
                 candidates.len(),
                 format_duration(schedule.def.cover)
@@ -116,10 +140,10 @@ pub async fn jobs_for_run(
         };
         return Ok((Vec::new(), Some(why)));
     }
-    let jobs = backups
+    let jobs = keyed
         .iter()
-        .filter(|b| ids.iter().any(|id| id == b.backup_id.as_str()))
-        .map(|b| {
+        .filter(|(key, _, _)| ids.contains(key))
+        .map(|(_, b, repository)| {
             let mut job = NewJob::new(
                 JobKind::Verify,
                 target.name.clone(),
@@ -128,6 +152,7 @@ pub async fn jobs_for_run(
                 now_ms,
             );
             job.backup_id = Some(b.backup_id.clone());
+            job.repository.clone_from(repository);
             job
         })
         .collect();
