@@ -93,6 +93,8 @@ pub async fn run(ctx: &JobCtx, work: &CopyWork) -> Result<Copied> {
         );
     }
 
+    // The janitor leaves a directory being written alone, in every repository.
+    let _writing = repo::dir_of(&loc.manifest_key).map(|dir| ctx.writes.hold(dir));
     let mut written = Written::new(&dst);
     let result = copy_all(ctx, rec, &loc, &dst, &manifest, &mut written).await;
     if let Err(e) = result {

@@ -1,6 +1,7 @@
 //! The repository janitor: on start and then periodically, removes what interrupted writes
-//! left under this agent's targets (incomplete multipart uploads, temporary files, backup
-//! directories or data objects without a manifest) once they are older than the repository's
+//! (backups, and copies after a kill) left under this agent's targets, in their repositories
+//! and those they copy to (incomplete multipart uploads, temporary files, backup directories
+//! or data objects without a manifest) once they are older than the repository's
 //! `stale_upload_age`, and counts them for the coordinator's metrics (S2).
 
 use std::{
@@ -100,7 +101,7 @@ pub async fn pass(
     for target in config
         .targets
         .values()
-        .filter(|t| t.repository == repo_name)
+        .filter(|t| t.repository == repo_name || t.copy_to.iter().any(|r| r == repo_name))
     {
         let prefix = format!("{}/{}", config.environment, target.name);
         match repo.janitor(&prefix, age, &writes.snapshot()).await {

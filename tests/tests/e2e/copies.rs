@@ -456,3 +456,56 @@ fn a_mariadb_backup_restores_from_its_copy_when_the_local_repository_is_lost() {
         "restored data"
     );
 }
+
+#[test]
+fn a_copy_cut_short_by_a_killed_agent_leaves_no_copy_and_is_made_again() {
+    let mut s = Sandbox::builder("copies-killed")
+        .target(SandboxTarget::new(DB))
+        .s3_copies()
+        .build();
+    load_bulk(&s.pg, DB, "lines", 5_000);
+    // The off-site store stops answering the data upload: the copy hangs there.
+    s.s3.as_ref().expect("s3").proxy.add(
+        Rule::new(Action::Hang)
+            .method("PUT")
+            .path("data.pgdump.zst"),
+    );
+    let id1 = id_of(&s.backup_ok(DB));
+    eventually("the copy is under way", Duration::from_secs(60), || {
+        let jobs = s.admin.json_list(&["jobs", "list", "--active"], "jobs")?;
+        anyhow::ensure!(
+            jobs.iter()
+                .any(|j| j["kind"] == "copy" && j["state"] == "running"),
+            "{jobs:?}"
+        );
+        Ok(())
+    });
+    let status = s.agent.kill();
+    assert!(!status.success(), "the agent was killed: {status}");
+    s.s3.as_ref().expect("s3").proxy.clear();
+    s.agent.restart(&s.admin);
+
+    // The lost copy job fails; nothing of it looks like a copy.
+    let job = ended_copy_job(&s, &id1);
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(copy_of(&s, &id1, "offsite").is_none());
+    assert!(
+        !s3_objects(&s, &id1).contains(&"manifest.json".to_owned()),
+        "{:?}",
+        s3_objects(&s, &id1)
+    );
+    // The next backup brings both copies.
+    let id2 = id_of(&s.backup_ok(DB));
+    stored_copy(&s, &id2);
+    stored_copy(&s, &id1);
+    s.admin
+        .run(&[
+            "backup",
+            "verify",
+            &id1,
+            "--repository",
+            "offsite",
+            "--wait",
+        ])
+        .assert_ok();
+}
