@@ -1,17 +1,20 @@
 //! The verify job: re-read the stored bytes, check size and both hashes against the catalog,
-//! check the manifest agrees, and decode the whole archive (without restoring it). A base
+//! check the manifest agrees, and decode the whole archive (without restoring it). The globals
+//! object beside a logical backup is read back and checked too; a damaged one is reported (a
+//! warning, and in the verdict's detail) but does not make the data corrupt: the database
+//! restores without it. A base
 //! backup is unpacked into the agent's scratch directory and checked by `pg_verifybackup`
 //! against its own `backup_manifest`, and the archived WAL it spans is read back too.
 
 use anyhow::{Context, Result, bail};
-use lifeboat_proto::domain::{BackupRecord, Verified, VerifyStatus};
+use lifeboat_proto::domain::{BackupRecord, Globals, Verified, VerifyStatus};
 
 use crate::{
     config::Engine,
     engine::postgres as pg,
     job::JobCtx,
     manifest::Manifest,
-    pipeline::{self, PipelineError},
+    pipeline::{self, Digest, Expected, PipelineError},
     restore::{
         Located, check_manifest,
         datadir::{self, Unpacked},
@@ -78,8 +81,10 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord) -> Result<Verified> {
         Ok(()) => Ok(Verified {
             status: VerifyStatus::Ok,
             detail: format!(
-                "{} stored bytes and {} raw bytes match their SHA-256",
-                loc.expected.stored.size, loc.expected.raw.size
+                "{} stored bytes and {} raw bytes match their SHA-256{}",
+                loc.expected.stored.size,
+                loc.expected.raw.size,
+                globals(ctx, &loc, rec).await?
             ),
             stored_bytes: loc.expected.stored.size,
             raw_bytes: loc.expected.raw.size,
@@ -149,4 +154,60 @@ async fn physical(ctx: &JobCtx, loc: &Located, m: &Manifest) -> Result<Verified>
             })
         }
     }
+}
+
+/// Reads the backup's globals object back through both hash checks: `""` when there is none,
+/// `"; globals …"` saying how it went otherwise (a damaged one also warns in the job's report).
+async fn globals(ctx: &JobCtx, loc: &Located, rec: &BackupRecord) -> Result<String> {
+    let Globals::Captured(obj) = &rec.globals else {
+        return Ok(String::new());
+    };
+    ctx.set_phase("verifying the globals");
+    let problem = match loc.repo.get_bytes(&obj.key, obj.stored_size).await {
+        Ok(None) => Some(format!("{} is missing", obj.key)),
+        Err(e) => Some(format!("{}: {e}", obj.key)),
+        Ok(Some(stored)) => {
+            let expected = Expected {
+                stored: Digest {
+                    size: obj.stored_size,
+                    sha256: obj.stored_sha256.clone(),
+                },
+                raw: Digest {
+                    size: obj.raw_size,
+                    sha256: obj.raw_sha256.clone(),
+                },
+            };
+            let cancel = ctx.cancel.clone();
+            let decoded = tokio::task::spawn_blocking(move || {
+                pipeline::decompress(
+                    std::io::Cursor::new(stored),
+                    std::io::sink(),
+                    b"",
+                    &expected,
+                    &std::sync::Arc::new(pipeline::Counters::default()),
+                    &cancel,
+                )
+                .map(drop)
+            })
+            .await
+            .context("verify task panicked")?;
+            match decoded {
+                Ok(()) => None,
+                Err(PipelineError::Cancelled) => bail!("cancelled"),
+                Err(e) => Some(format!("{}: {e}", obj.key)),
+            }
+        }
+    };
+    Ok(match problem {
+        None => "; the globals object matches too".to_owned(),
+        Some(why) => {
+            ctx.report.warn(
+                "globals",
+                format!(
+                    "the globals object is damaged ({why}); the database restores without it, but `restore --with-globals` and `globals restore` of this backup will fail"
+                ),
+            );
+            format!("; the globals object is damaged: {why}")
+        }
+    })
 }

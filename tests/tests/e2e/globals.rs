@@ -310,6 +310,23 @@ fn globals_are_captured_and_recreated_on_a_fresh_server() {
         !roles(&pg2).contains("pw_user"),
         "a damaged object created a role"
     );
+    // A verify reads the globals back too: it reports the damage; the data stays good.
+    let out = s.admin.run_json(&["backup", "verify", &damaged, "--wait"]);
+    out.assert_ok();
+    assert!(
+        out.to_string()
+            .contains("`restore --with-globals` and `globals restore`"),
+        "the report warns: {out}"
+    );
+    let shown = s.backup_show(&damaged);
+    assert_eq!(shown["verify_status"], "ok", "{shown}");
+    assert!(
+        shown["verify_detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the globals object is damaged: "),
+        "{shown}"
+    );
 
     // With passwords: the hash comes back only from a with-passwords backup.
     let rec = s.backup_ok("app_pw");
