@@ -276,6 +276,9 @@ pub struct JobView {
     pub export: Option<ExportView>,
     /// A restore drill: the target whose backup is drilled (`target` is where it is restored).
     pub drill_of: Option<String>,
+    /// The repository the job reads or writes when not the backup's own: a copy's
+    /// destination; the copy a restore, verify, export or delete works on.
+    pub repository: Option<String>,
     /// What the agent found (checks, dry runs, restores); `null` when nothing.
     pub report: Option<ReportView>,
 }
@@ -319,6 +322,7 @@ impl From<&pb::Job> for JobView {
                 raw_sha256: non_empty(&j.export_raw_sha256),
             }),
             drill_of: non_empty(&j.drill_of),
+            repository: non_empty(&j.repository),
             report: j.report.as_ref().map(ReportView::from),
         }
     }
@@ -393,6 +397,16 @@ impl Render for JobView {
             pairs.push(("phase", opt(&p.phase)));
             pairs.push(("raw bytes", human_size(p.raw_bytes)));
             pairs.push(("stored bytes", human_size(p.stored_bytes)));
+        }
+        if let Some(r) = &self.repository {
+            pairs.push((
+                if self.kind == "copy" {
+                    "copy to"
+                } else {
+                    "repository"
+                },
+                r.clone(),
+            ));
         }
         if let Some(x) = &self.export {
             pairs.push(("export to", x.path.clone()));
@@ -484,39 +498,6 @@ pub struct BackupView {
     pub globals: GlobalsView,
     /// Its copies in other repositories, each with its own verify state.
     pub copies: Vec<CopyView>,
-}
-
-/// A backup's copy in another repository.
-#[derive(Debug, Clone, Serialize)]
-pub struct CopyView {
-    pub repository: String,
-    /// `copying`, `stored` or `deleting`.
-    pub state: String,
-    pub job_id: String,
-    pub stored_at_ms: Option<i64>,
-    pub verify_status: &'static str,
-    pub verified_at_ms: Option<i64>,
-    pub verify_detail: Option<String>,
-}
-
-impl CopyView {
-    /// `offsite: stored 2026-12-04T10:00:00Z, verify ok (2026-12-04T11:00:00Z)`
-    fn line(&self) -> String {
-        let mut s = format!("{}: {}", self.repository, self.state);
-        if let Some(at) = self.stored_at_ms {
-            s.push_str(&format!(" {}", rfc3339_text(at)));
-        }
-        s.push_str(&format!(", verify {}", self.verify_status));
-        if let Some(at) = self.verified_at_ms {
-            s.push_str(&format!(" ({})", rfc3339_text(at)));
-        }
-        if let Some(d) = &self.verify_detail
-            && self.verify_status != "ok"
-        {
-            s.push_str(&format!(": {d}"));
-        }
-        s
-    }
 }
 
 /// A backup's globals, as `backup show` gives them.
@@ -780,6 +761,10 @@ impl Render for BackupView {
         s
     }
 }
+
+#[path = "copy_view.rs"]
+mod copy_view;
+pub use copy_view::CopyView;
 
 #[cfg(test)]
 #[path = "views_tests.rs"]

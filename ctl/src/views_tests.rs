@@ -133,10 +133,12 @@ fn job_json_shape() {
             "include_provider_schemas",
             "data_dir",
             "export",
+            "repository",
             "report",
         ])
     );
     assert_eq!(v["report"], Value::Null);
+    assert_eq!(v["repository"], Value::Null, "the backup's own repository");
     assert_eq!(v["data_dir"], Value::Null, "not a physical restore");
     assert_eq!(v["owners"], "auto");
     assert_eq!(v["kind"], "backup");
