@@ -191,7 +191,7 @@ async fn load<'a>(
 ) -> Result<Loaded<'a>> {
     let checked = read_checked(ctx, spec).await?;
     if checked.target.engine == Engine::Mysql {
-        let deferred = with_database.then(|| spec.backup.database.as_str());
+        let deferred = with_database.then_some(spec.backup.database.as_str());
         return Ok(Loaded::My(
             mysql::load(ctx, spec, checked.target, &checked.text, deferred).await?,
         ));
