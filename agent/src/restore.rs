@@ -395,7 +395,7 @@ pub async fn dry_run(ctx: &JobCtx, spec: &RestoreWork) -> Result<()> {
     }
     let planned_roles = match spec.globals {
         GlobalsRestore::With => match globals::before_restore(ctx, spec, true).await {
-            Ok(g) => g.plan.created_roles().map(str::to_owned).collect(),
+            Ok(g) => g.created_roles(),
             Err(e) => {
                 ctx.report.error("globals", format!("{e:#}"));
                 Vec::new()

@@ -104,7 +104,8 @@ pub enum Command {
     /// Restore drills: restore a backup into a throwaway database, check it, time it, drop it
     #[command(subcommand)]
     Drill(DrillCommand),
-    /// A backup's globals (roles, memberships): recreate them on a server
+    /// A backup's globals (roles, memberships; MySQL/MariaDB accounts, grants): recreate them
+    /// on a server
     #[command(subcommand)]
     Globals(GlobalsCommand),
 }
@@ -145,9 +146,10 @@ pub struct DrillListArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum GlobalsCommand {
-    /// Recreate the roles and memberships captured with a logical backup on a target's server,
-    /// before restoring the database with its owners. Roles that exist are left as they are
-    /// (reported skipped); PostgreSQL's and the provider's reserved roles and SUPERUSER roles
+    /// Recreate the roles and memberships (MySQL/MariaDB: accounts, roles and their grants)
+    /// captured with a logical backup on a target's server, before restoring the database with
+    /// its owners. Roles and accounts that exist are left as they are (reported skipped); the
+    /// engine's and the provider's reserved ones, SUPERUSER roles and administrator accounts
     /// are refused (reported by name)
     Restore(GlobalsRestoreArgs),
 }
@@ -160,7 +162,8 @@ pub struct GlobalsRestoreArgs {
     /// Target whose server gets the roles, ENV/NAME (default: the backup's own target)
     #[arg(long, visible_alias = "to", value_name = "TARGET", value_parser = parse_target)]
     pub target: Option<TargetName>,
-    /// Also create roles with SUPERUSER (needs the admin role; never on a managed provider)
+    /// Also create roles with SUPERUSER and MySQL/MariaDB accounts with administrator
+    /// privileges (needs the admin role; never on a managed provider)
     #[arg(long)]
     pub allow_superuser: bool,
     /// Print what would be created, skipped and refused; change nothing
@@ -611,12 +614,13 @@ pub struct RestoreArgs {
     /// the job then reports the WAL location and time reached. The server is left running
     #[arg(long, value_name = "PORT", requires = "data_dir", value_parser = clap::value_parser!(u16).range(1024..))]
     pub start_port: Option<u16>,
-    /// First recreate the roles and memberships captured with the backup on the destination
-    /// server (as `lifeboat globals restore` does), then restore the database, then apply the
-    /// database's own settings and grants to it
+    /// First recreate the roles and memberships (MySQL/MariaDB: accounts) captured with the
+    /// backup on the destination server (as `lifeboat globals restore` does), then restore the
+    /// database, then apply the database's own settings and grants to it
     #[arg(long, conflicts_with = "data_dir")]
     pub with_globals: bool,
-    /// With --with-globals: also create roles with SUPERUSER (needs the admin role)
+    /// With --with-globals: also create roles with SUPERUSER, MySQL/MariaDB accounts with
+    /// administrator privileges (needs the admin role)
     #[arg(long, requires = "with_globals")]
     pub allow_superuser: bool,
     /// Read the backup from this repository (its own, or one holding a copy). Default: its

@@ -1,7 +1,8 @@
 //! The cluster's globals, captured with each logical backup as their own object beside the
 //! data (`globals.sql.zst`), through the same zstd + SHA-256 pipeline. PostgreSQL:
 //! `pg_dumpall --globals-only` (without password hashes unless the target says
-//! `globals = "with-passwords"`), then the backed-up database's settings, owner and grants. A
+//! `globals = "with-passwords"`), then the backed-up database's settings, owner and grants.
+//! MySQL/MariaDB: each account's `CREATE USER`/`CREATE ROLE` and grants ([`mysql`]). A
 //! server that does not let the backup user read them fails the capture, not the backup: the
 //! manifest then says why, and the job's report warns. The object's text is never logged: it
 //! may hold password hashes.
@@ -14,13 +15,18 @@ use tokio::io::AsyncReadExt;
 
 use crate::{
     config::{BackupMode, Engine, GlobalsCapture, TargetConfig},
-    engine::postgres::{self as pg, globals as pgg},
+    engine::{
+        mysql::globals as myg,
+        postgres::{self as pg, globals as pgg},
+    },
     job::JobCtx,
     manifest::GlobalsInfo,
     pipeline::{self, Compression},
     process::{describe_status, stderr_tail},
     repo::Repository,
 };
+
+mod mysql;
 
 /// The globals object's file name in a backup's directory.
 pub const GLOBALS_FILE: &str = "globals.sql.zst";
@@ -57,43 +63,58 @@ pub(super) async fn capture(
     if target.globals == GlobalsCapture::Off {
         return not("globals = \"off\" in the target's config".into());
     }
-    if target.engine == Engine::Mysql {
-        let why = "capturing MySQL/MariaDB accounts is not supported yet; create the accounts and grants on a new server by hand".to_owned();
-        ctx.report.warn("globals", format!("not captured: {why}"));
-        return not(why);
-    }
     ctx.set_phase("capturing globals");
-    let text = match pg_globals(ctx, target).await {
+    let captured = match target.engine {
+        Engine::Postgres => pg_globals(ctx, target).await.map(|t| (t, 0)),
+        Engine::Mysql => {
+            tokio::select! {
+                r = mysql::capture(target, MAX_GLOBALS_BYTES) => r,
+                () = ctx.cancel.cancelled() => Err(anyhow::anyhow!("cancelled")),
+            }
+        }
+    };
+    let (text, system) = match captured {
         Ok(t) => t,
         Err(e) => {
             let why = format!("{e:#}");
+            let what = match target.engine {
+                Engine::Postgres => "roles and memberships",
+                Engine::Mysql => "accounts and grants",
+            };
             ctx.report.warn(
                 "globals",
                 format!(
-                    "roles and memberships were not captured with this backup: {why}; the backup itself is complete"
+                    "{what} were not captured with this backup: {why}; the backup itself is complete"
                 ),
             );
             return not(why);
         }
     };
-    let stmts = pgg::parse(&text);
-    let (roles, memberships) = pgg::counts(&stmts);
+    let (roles, memberships) = match target.engine {
+        Engine::Postgres => pgg::counts(&pgg::parse(&text)),
+        Engine::Mysql => myg::counts(&myg::parse(&text)),
+    };
     let with_passwords = target.globals == GlobalsCapture::WithPasswords;
     let (raw, stored, bytes) = compress(ctx, target, text.into_bytes()).await?;
     let key = format!("{dir_key}/{GLOBALS_FILE}");
     repo.put_bytes(&key, bytes.into(), &ctx.cancel)
         .await
         .with_context(|| format!("write the globals to {}", repo.describe()))?;
+    let passwords = if with_passwords {
+        " with their password hashes"
+    } else {
+        ", without passwords"
+    };
     ctx.report.ok(
         "globals",
-        format!(
-            "captured {roles} role(s) and {memberships} membership(s){}",
-            if with_passwords {
-                " with their password hashes"
-            } else {
-                ", without passwords"
+        match target.engine {
+            Engine::Postgres => {
+                format!("captured {roles} role(s) and {memberships} membership(s){passwords}")
             }
-        ),
+            Engine::Mysql => format!(
+                "captured {roles} account(s) and role(s) with their grants, {memberships} role grant(s){passwords}; {system} system account(s) left out"
+            ),
+        },
     );
     Ok(Some(GlobalsInfo {
         status: lifeboat_proto::domain::CAPTURED.into(),

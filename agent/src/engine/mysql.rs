@@ -38,7 +38,9 @@
 //!   [`swap::empty_database`].
 //! - start-up: remove stale option files ([`DEFAULTS_FILE_PREFIX`]) like stale passfiles.
 
+pub mod accounts;
 mod conn;
+pub mod globals;
 pub mod objects;
 pub mod stream;
 pub mod swap;

@@ -1,10 +1,12 @@
 //! Restoring a backup's globals onto a destination server: `lifeboat globals restore` (only
 //! them) and `lifeboat restore --with-globals` (them first, the database next, then the
 //! database's own settings and grants). The object is read whole and checked against both
-//! hashes the catalog recorded before anything is applied; roles that exist are left as they
-//! are, reserved and SUPERUSER roles are refused ([`pgg::plan`]), and everything that is
-//! created is created in one transaction. Statements are never logged or reported as text:
-//! they may hold password hashes.
+//! hashes the catalog recorded before anything is applied. PostgreSQL: roles that exist are
+//! left as they are, reserved and SUPERUSER roles are refused ([`pgg::plan`]), and everything
+//! that is created is created in one transaction. MySQL/MariaDB: see [`mysql`]. Statements are
+//! never logged or reported as text: they may hold password hashes.
+
+mod mysql;
 
 use std::{collections::BTreeSet, io::Cursor, sync::Arc};
 
@@ -21,25 +23,55 @@ use crate::{
 };
 
 /// The backup's globals, read and checked, with the destination's connection and the plan.
-pub(crate) struct Loaded<'a> {
+pub(crate) enum Loaded<'a> {
+    Pg(PgLoaded<'a>),
+    My(mysql::Loaded),
+}
+
+impl Loaded<'_> {
+    /// Roles (accounts) the plan creates.
+    pub fn created_roles(&self) -> Vec<String> {
+        match self {
+            Loaded::Pg(l) => l.plan.created_roles().map(str::to_owned).collect(),
+            Loaded::My(l) => l.created(),
+        }
+    }
+}
+
+pub(crate) struct PgLoaded<'a> {
     target: &'a TargetConfig,
     stmts: Vec<pgg::Stmt>,
     conn: PgConnection,
-    pub plan: pgg::Plan,
+    plan: pgg::Plan,
     /// The source's provider (from the manifest), for `--owners auto`.
+    source_provider: String,
+}
+
+/// The globals object's text, read and checked, and the target it is restored onto.
+struct Checked<'a> {
+    target: &'a TargetConfig,
+    text: String,
     source_provider: String,
 }
 
 /// `lifeboat globals restore`: recreates the globals and reports each role and membership.
 pub(crate) async fn run_only(ctx: &JobCtx, spec: &RestoreWork) -> Result<Restored> {
-    let mut loaded = load(ctx, spec).await?;
-    report(ctx, &loaded.plan, false);
-    apply(ctx, &mut loaded).await?;
+    match load(ctx, spec, false).await? {
+        Loaded::Pg(mut loaded) => {
+            report(ctx, &loaded.plan, false);
+            apply(ctx, &mut loaded).await?;
+            close(loaded).await;
+        }
+        Loaded::My(mut loaded) => {
+            mysql::report(ctx, &loaded, false);
+            mysql::apply(ctx, &mut loaded).await?;
+            mysql::close(loaded).await;
+        }
+    }
     let raw = match &spec.backup.globals {
         Globals::Captured(o) => o.raw_size,
         _ => 0,
     };
-    close(loaded).await;
     Ok(Restored {
         database: String::new(),
         data_dir: None,
@@ -50,9 +82,16 @@ pub(crate) async fn run_only(ctx: &JobCtx, spec: &RestoreWork) -> Result<Restore
 
 /// The dry run of a globals restore: what would be created, skipped and refused.
 pub(crate) async fn dry_run_only(ctx: &JobCtx, spec: &RestoreWork) -> Result<()> {
-    let loaded = load(ctx, spec).await?;
-    report(ctx, &loaded.plan, true);
-    close(loaded).await;
+    match load(ctx, spec, false).await? {
+        Loaded::Pg(loaded) => {
+            report(ctx, &loaded.plan, true);
+            close(loaded).await;
+        }
+        Loaded::My(loaded) => {
+            mysql::report(ctx, &loaded, true);
+            mysql::close(loaded).await;
+        }
+    }
     ctx.report.bail_on_errors("the globals restore would fail")
 }
 
@@ -64,22 +103,38 @@ pub(crate) async fn before_restore<'a>(
     spec: &'a RestoreWork,
     dry_run: bool,
 ) -> Result<Loaded<'a>> {
-    let mut loaded = load(ctx, spec).await?;
-    report(ctx, &loaded.plan, dry_run);
-    if !dry_run {
-        apply(ctx, &mut loaded).await?;
+    let mut loaded = load(ctx, spec, true).await?;
+    match &mut loaded {
+        Loaded::Pg(l) => {
+            report(ctx, &l.plan, dry_run);
+            if !dry_run {
+                apply(ctx, l).await?;
+            }
+        }
+        Loaded::My(l) => {
+            mysql::report(ctx, l, dry_run);
+            if !dry_run {
+                mysql::apply(ctx, l).await?;
+            }
+        }
     }
     Ok(loaded)
 }
 
-/// After a restore `--with-globals`: the backed-up database's settings (always) and its owner
-/// and grants (when owners are kept), applied to `database`, in one transaction.
+/// After a restore `--with-globals`: PostgreSQL, the backed-up database's settings (always)
+/// and its owner and grants (when owners are kept), applied to `database`, in one
+/// transaction; MySQL/MariaDB, the accounts' grants on the backed-up database and its
+/// objects, applied to `database`.
 pub(crate) async fn apply_database(
     ctx: &JobCtx,
     spec: &RestoreWork,
-    mut loaded: Loaded<'_>,
+    loaded: Loaded<'_>,
     database: &str,
 ) -> Result<()> {
+    let mut loaded = match loaded {
+        Loaded::Pg(l) => l,
+        Loaded::My(l) => return mysql::apply_database(ctx, l, database).await,
+    };
     let keep = match spec.owners {
         OwnerPolicy::Keep => true,
         OwnerPolicy::Drop => false,
@@ -127,17 +182,76 @@ pub(crate) async fn apply_database(
 }
 
 /// Reads the globals object, checks it against the catalog and the manifest, connects to the
-/// destination and decides what to do there.
-async fn load<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Loaded<'a>> {
+/// destination and decides what to do there. `with_database`: a restore `--with-globals`
+/// (the database's own grants wait for it).
+async fn load<'a>(
+    ctx: &'a JobCtx,
+    spec: &'a RestoreWork,
+    with_database: bool,
+) -> Result<Loaded<'a>> {
+    let checked = read_checked(ctx, spec).await?;
+    if checked.target.engine == Engine::Mysql {
+        let deferred = with_database.then_some(spec.backup.database.as_str());
+        return Ok(Loaded::My(
+            mysql::load(ctx, spec, checked.target, &checked.text, deferred).await?,
+        ));
+    }
+    let Checked {
+        target,
+        text,
+        source_provider,
+    } = checked;
+    let stmts = pgg::parse(&text);
+    drop(text);
+    ctx.set_phase("checking the destination's roles");
+    let password = target.password()?;
+    let mut conn = pg::connect(target, password.as_ref(), &target.maintenance_database).await?;
+    let server = pgg::Server {
+        provider: Some(target.profile),
+        roles: server_roles(&mut conn).await?,
+        memberships: server_memberships(&mut conn).await?,
+        allow_superuser: spec.allow_superuser && !target.profile.is_managed(),
+    };
+    let plan = pgg::plan(&stmts, &server);
+    warn_managed_superuser(ctx, spec, target);
+    Ok(Loaded::Pg(PgLoaded {
+        target,
+        stmts,
+        conn,
+        plan,
+        source_provider,
+    }))
+}
+
+/// `--allow-superuser` on a managed provider: said once, not applied.
+fn warn_managed_superuser(ctx: &JobCtx, spec: &RestoreWork, target: &TargetConfig) {
+    if spec.allow_superuser && target.profile.is_managed() {
+        ctx.report.warn(
+            "globals",
+            format!(
+                "--allow-superuser does not apply to {}: the provider allows no SUPERUSER or administrator account",
+                target.profile
+            ),
+        );
+    }
+}
+
+/// The globals object of the backup, read whole and checked against the catalog's and the
+/// manifest's sizes and hashes, and the target it goes to (of the backup's engine).
+async fn read_checked<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Checked<'a>> {
     let rec = &spec.backup;
     let target = ctx
         .config
         .targets
         .get(&spec.target)
         .with_context(|| format!("this agent has no target {:?}", spec.target))?;
-    if target.engine != Engine::Postgres || rec.engine != Engine::Postgres {
+    if target.engine != rec.engine {
         bail!(
-            "restoring globals is supported for PostgreSQL backups and targets only; create the accounts and grants by hand"
+            "backup {} is a {} backup and target {} is {}: globals are restored onto a server of the same engine",
+            rec.backup_id,
+            rec.engine.as_str(),
+            target.name,
+            target.engine.as_str()
         );
     }
     let obj = match &rec.globals {
@@ -177,32 +291,9 @@ async fn load<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Loaded<'a>> 
         );
     }
     let text = read_object(ctx, &loc.repo, obj).await?;
-    let stmts = pgg::parse(&text);
-    drop(text);
-    ctx.set_phase("checking the destination's roles");
-    let password = target.password()?;
-    let mut conn = pg::connect(target, password.as_ref(), &target.maintenance_database).await?;
-    let server = pgg::Server {
-        provider: Some(target.profile),
-        roles: server_roles(&mut conn).await?,
-        memberships: server_memberships(&mut conn).await?,
-        allow_superuser: spec.allow_superuser && !target.profile.is_managed(),
-    };
-    let plan = pgg::plan(&stmts, &server);
-    if spec.allow_superuser && target.profile.is_managed() {
-        ctx.report.warn(
-            "globals",
-            format!(
-                "--allow-superuser does not apply to {}: the provider allows no SUPERUSER role",
-                target.profile
-            ),
-        );
-    }
-    Ok(Loaded {
+    Ok(Checked {
         target,
-        stmts,
-        conn,
-        plan,
+        text,
         source_provider: manifest.provider,
     })
 }
@@ -325,7 +416,7 @@ fn report(ctx: &JobCtx, plan: &pgg::Plan, dry_run: bool) {
 }
 
 /// Runs the plan's statements in one transaction.
-async fn apply(ctx: &JobCtx, loaded: &mut Loaded<'_>) -> Result<()> {
+async fn apply(ctx: &JobCtx, loaded: &mut PgLoaded<'_>) -> Result<()> {
     if loaded.plan.created_roles().next().is_none()
         && !loaded
             .plan
@@ -364,7 +455,7 @@ async fn run_in_transaction(conn: &mut PgConnection, statements: &[String]) -> R
 }
 
 /// A statement for people: its first words up to the object it acts on, no values.
-fn describe(s: &str) -> String {
+pub(super) fn describe(s: &str) -> String {
     let words: Vec<&str> = s.split_whitespace().take(4).collect();
     let head = words.join(" ");
     let head = head.trim_end_matches(';');
@@ -408,7 +499,7 @@ async fn server_memberships(conn: &mut PgConnection) -> Result<BTreeSet<(String,
         .collect()
 }
 
-async fn close(loaded: Loaded<'_>) {
+async fn close(loaded: PgLoaded<'_>) {
     let _ = sqlx::Connection::close(loaded.conn).await;
 }
 

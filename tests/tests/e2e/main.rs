@@ -29,6 +29,7 @@ mod engine_faults;
 mod error_text;
 mod export;
 mod globals;
+mod globals_mysql;
 mod harness;
 mod job_control;
 mod m3_busy_catalog;
