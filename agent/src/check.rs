@@ -51,7 +51,10 @@ pub async fn run(ctx: &JobCtx, work: &CheckWork) -> Result<()> {
         },
         Err(e) => report.error("connection", format!("{e:#}")),
     }
-    repository(ctx, target).await;
+    repository(ctx, target, &target.repository, "repository").await;
+    for r in &target.copy_to {
+        repository(ctx, target, r, "copies").await;
+    }
     for leftover in crate::swap_journal::unresolved(&ctx.config.state_dir, &target.name) {
         report.error("interrupted restore", leftover);
     }
@@ -67,13 +70,14 @@ pub async fn run(ctx: &JobCtx, work: &CheckWork) -> Result<()> {
     report.bail_on_errors("check failed")
 }
 
-/// The target's repository: reachable, writable, and deletable (retention deletes), proven
-/// with one small probe object that is removed at once.
-async fn repository(ctx: &JobCtx, target: &TargetConfig) {
+/// A repository of the target (its own, or one it copies to): reachable, writable, and
+/// deletable (retention deletes), proven with one small probe object that is removed at once.
+/// Findings go under `check`.
+async fn repository(ctx: &JobCtx, target: &TargetConfig, name: &str, check: &str) {
     let report = &ctx.report;
-    let repo = match repo::open(&ctx.config, &target.repository) {
+    let repo = match repo::open(&ctx.config, name) {
         Ok(r) => r,
-        Err(e) => return report.error("repository", format!("{e:#}")),
+        Err(e) => return report.error(check, format!("{e:#}")),
     };
     let probe = backup_dir_key(
         &ctx.config.environment,
@@ -84,21 +88,18 @@ async fn repository(ctx: &JobCtx, target: &TargetConfig) {
     match repo.put_bytes(&probe, body, &ctx.cancel).await {
         Ok(_) => match repo.delete(&probe).await {
             Ok(()) => report.ok(
-                "repository",
+                check,
                 format!("{}: writable, and objects can be deleted", repo.describe()),
             ),
             Err(e) => report.warn(
-                "repository",
+                check,
                 format!(
                     "{}: writable, but the probe {probe} could not be deleted ({e}); retention needs to delete backups, grant it (and remove the probe)",
                     repo.describe()
                 ),
             ),
         },
-        Err(e) => report.error(
-            "repository",
-            format!("cannot write to {}: {e}", repo.describe()),
-        ),
+        Err(e) => report.error(check, format!("cannot write to {}: {e}", repo.describe())),
     }
 }
 

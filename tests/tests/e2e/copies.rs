@@ -123,6 +123,19 @@ fn copies_survive_the_loss_of_the_local_repository() {
         .build();
     load_awkward(&s.pg, DB);
     load_bulk(&s.pg, DB, "lines", 20_000);
+    // `targets check` probes the repository the target copies to as well.
+    let out = s.admin.run_json(&["targets", "check", &s.target(DB)]);
+    out.assert_ok();
+    assert!(
+        out.to_string().contains("\"copies\"") && out.to_string().contains("s3://"),
+        "{out}"
+    );
+    let proxy = &s.s3.as_ref().expect("s3").proxy;
+    proxy.add(Rule::new(Action::Status(403, "AccessDenied")).method("PUT"));
+    let out = s.admin.run_json(&["targets", "check", &s.target(DB)]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.to_string().contains("cannot write to s3://"), "{out}");
+    proxy.clear();
 
     // 1. A backup is copied off-site after it succeeds: every object, the manifest last.
     let first = s.backup_ok(DB);
@@ -158,7 +171,6 @@ fn copies_survive_the_loss_of_the_local_repository() {
 
     // 2. A copy that fails at its manifest leaves nothing behind, and is made again after
     // the next backup.
-    let proxy = &s.s3.as_ref().expect("s3").proxy;
     proxy.add(
         Rule::new(Action::Status(403, "AccessDenied"))
             .method("PUT")
