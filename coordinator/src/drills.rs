@@ -206,6 +206,62 @@ mod tests {
     }
 
     #[test]
+    fn a_physical_backup_is_drilled_to_the_latest_archived_wal() {
+        let id = "20261127T233000Z-7f3a9c";
+        let wire = |format: &str, data: &str| lifeboat_proto::v1::BackupRecord {
+            backup_id: id.into(),
+            target: "prod/orders".into(),
+            environment: "prod".into(),
+            agent: "prod-1".into(),
+            repository: "local".into(),
+            engine: lifeboat_proto::v1::Engine::Postgres.into(),
+            provider: "postgres".into(),
+            database: "orders".into(),
+            raw_size: 10,
+            stored_size: 5,
+            raw_sha256: "0".repeat(64),
+            stored_sha256: "f".repeat(64),
+            started_at_ms: 1,
+            finished_at_ms: 2,
+            format: format.into(),
+            data_key: format!("prod/orders/{id}/{data}"),
+            manifest_key: format!("prod/orders/{id}/manifest.json"),
+            ..Default::default()
+        };
+        let physical = Backup::try_from(wire(
+            lifeboat_proto::domain::PG_BASEBACKUP_FORMAT,
+            "data.tar.zst",
+        ))
+        .expect("physical");
+        let logical = Backup::try_from(wire("", "data.pgdump.zst")).expect("logical");
+        assert!(physical.is_physical() && !logical.is_physical());
+        let of: TargetName = "prod/orders".parse().expect("name");
+        let into = TargetRecord {
+            name: of.clone(),
+            agent: "prod-1".into(),
+            engine: physical.engine,
+            provider: "postgres".into(),
+            repository: "local".into(),
+            database: "orders".into(),
+            copy_to: Vec::new(),
+        };
+        let job = drill_job(&of, &into, &physical, "op", 1).expect("job");
+        let p = job.restore.expect("restore params");
+        assert_eq!(p.database, scratch_database(&job.id));
+        assert!(p.data_dir.is_empty(), "the agent places the directory");
+        assert_eq!(
+            p.recovery,
+            Some(Recovery {
+                target: RecoveryTarget::Latest,
+                action: RecoveryAction::Promote
+            })
+        );
+        assert_eq!(p.drill_of.as_ref(), Some(&of));
+        let job = drill_job(&of, &into, &logical, "op", 1).expect("job");
+        assert_eq!(job.restore.expect("restore params").recovery, None);
+    }
+
+    #[test]
     fn scratch_names_are_valid_and_marked() {
         let n = scratch_database("20261127T233000Z-7f3a9c");
         assert_eq!(n, "lifeboat_drill_20261127t233000z_7f3a9c");
