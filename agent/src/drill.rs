@@ -1,7 +1,11 @@
 //! A restore drill: a restore into a new scratch database (both SHA-256s, the size and every
 //! table's row count checked against the manifest, as every restore does), then the target's
 //! `drill_checks` run against the restored copy, the time to that usable, checked database
-//! measured, and the scratch database dropped: always, also when the drill failed.
+//! measured, and the scratch database dropped: always, also when the drill failed. A physical
+//! base backup is drilled as a point-in-time restore into a new data directory instead
+//! ([`physical`]).
+
+mod physical;
 
 use std::time::Instant;
 
@@ -28,11 +32,13 @@ pub async fn run(ctx: &JobCtx, spec: &RestoreWork) -> Result<Drilled> {
         .targets
         .get(&spec.target)
         .with_context(|| format!("this agent has no target {:?}", spec.target))?;
-    if spec.backup.is_physical() || spec.data_dir.is_some() {
+    if spec.data_dir.is_some() {
         bail!(
-            "backup {} is a physical base backup; restore drills of physical targets are not supported yet: restore it with `lifeboat restore --data-dir` and check the copy by hand",
-            spec.backup.backup_id
+            "a drill names no data directory: the agent makes a new {DRILL_DATABASE_PREFIX}… directory under the target's restore_data_dirs; upgrade the coordinator"
         );
+    }
+    if spec.backup.is_physical() {
+        return physical::run(ctx, spec, target, started).await;
     }
     let database = match &spec.database {
         Some(d) if d.starts_with(DRILL_DATABASE_PREFIX) && !spec.clean => d.clone(),

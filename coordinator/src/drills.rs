@@ -1,10 +1,14 @@
 //! Restore drills: which backup a drill restores and the restore job that does it. The
 //! agent restores into a new scratch database (`lifeboat_drill_…`) on the drill target,
 //! checks it (hashes, size, every table's row count, the target's `drill_checks`), measures
-//! the time to that usable database and drops it. The Control call and the drill schedules
-//! both queue drills through here.
+//! the time to that usable database and drops it. A physical base backup is drilled as a
+//! point-in-time restore to the latest archived WAL into a new data directory of that name
+//! under the drill target's first `restore_data_dirs` entry (the agent knows its directories,
+//! the coordinator does not), started, checked, stopped and removed. The Control call and the
+//! drill schedules both queue drills through here.
 
 use lifeboat_common::names::TargetName;
+use lifeboat_proto::domain::{Recovery, RecoveryAction, RecoveryTarget, Restored};
 
 use crate::{
     catalog::Catalog,
@@ -12,7 +16,8 @@ use crate::{
     model::{Backup, JobKind, NewJob, RestoreParams, TargetRecord, VerifyStatus},
 };
 
-/// Every drill's scratch database starts with this (the agent drops no other name).
+/// Every drill's scratch database (or data directory) starts with this (the agent drops or
+/// removes no other name).
 pub const DRILL_DATABASE_PREFIX: &str = "lifeboat_drill_";
 
 /// How many of a target's newest backups are looked at for a good one.
@@ -20,7 +25,6 @@ const CANDIDATES: u32 = 50;
 
 /// The backup a drill of `target` restores: `backup_id` (which must be one of `target`'s), or
 /// the newest backup of `target` not known to be corrupt or missing and not being deleted.
-/// Physical base backups are refused.
 pub async fn pick_backup(
     catalog: &Catalog,
     target: &TargetName,
@@ -61,16 +65,13 @@ pub async fn pick_backup(
                 ))
             })?,
     };
-    if backup.is_physical() {
-        return Err(Error::FailedPrecondition(format!(
-            "backup {} of {target} is a physical base backup; restore drills of physical targets are not supported yet: restore one with `lifeboat restore {} --data-dir DIR` and check it by hand",
-            backup.backup_id, backup.backup_id
-        )));
-    }
     Ok(backup)
 }
 
-/// The restore job of a drill of `of` (its `backup`) into a new scratch database on `into`.
+/// The restore job of a drill of `of` (its `backup`) into a new scratch database on `into`;
+/// of a physical base backup, a point-in-time restore to the latest archived WAL into a new
+/// data directory of that name, which the agent makes under `into`'s first
+/// `restore_data_dirs` entry.
 pub fn drill_job(
     of: &TargetName,
     into: &TargetRecord,
@@ -94,8 +95,13 @@ pub fn drill_job(
     job.backup_id = Some(backup.backup_id.clone());
     let database = scratch_database(&job.id);
     lifeboat_common::names::validate_database(&database)?;
+    let recovery = backup.is_physical().then_some(Recovery {
+        target: RecoveryTarget::Latest,
+        action: RecoveryAction::Promote,
+    });
     job.restore = Some(RestoreParams {
         database,
+        recovery,
         drill_of: Some(of.clone()),
         ..RestoreParams::default()
     });
@@ -112,9 +118,148 @@ pub fn scratch_database(job_id: &str) -> String {
     name
 }
 
+/// What is wrong with a drill's result for the drill asked for (`params`), if anything: a
+/// logical drill reports the scratch database asked for and no data directory; a physical one
+/// (a point-in-time recovery asked for) no database and a data directory named as asked.
+pub fn drill_mismatch(params: Option<&RestoreParams>, restored: &Restored) -> Option<String> {
+    let Some(params) = params else {
+        return Some("a drill result for a job that asked for no restore".to_owned());
+    };
+    let expected = params.database.as_str();
+    match (&params.recovery, &restored.data_dir) {
+        (None, None) if restored.database == expected => None,
+        (None, None) => Some(format!(
+            "a drill of database {}, not the one asked for",
+            restored.database
+        )),
+        (None, Some(dir)) => Some(format!(
+            "a drill into data directory {dir}, but a drill into database {expected} was asked for"
+        )),
+        (Some(_), Some(dir))
+            if restored.database.is_empty()
+                && dir.path().file_name().and_then(|n| n.to_str()) == Some(expected) =>
+        {
+            None
+        }
+        (Some(_), Some(dir)) => Some(format!(
+            "a drill into data directory {dir}, not a new directory named {expected}"
+        )),
+        (Some(_), None) => Some(format!(
+            "a drill of database {:?}, but a drill into a data directory named {expected} was asked for",
+            restored.database
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lifeboat_proto::domain::DataDir;
+
+    fn restored(database: &str, dir: Option<&str>) -> Restored {
+        Restored {
+            database: database.to_owned(),
+            data_dir: dir.map(|d| DataDir::parse(d.to_owned()).expect("dir")),
+            row_counts: Vec::new(),
+            raw_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_drill_result_must_match_the_drill_asked_for() {
+        let name = "lifeboat_drill_20261127t233000z_7f3a9c";
+        let logical = RestoreParams {
+            database: name.to_owned(),
+            ..RestoreParams::default()
+        };
+        let physical = RestoreParams {
+            database: name.to_owned(),
+            recovery: Some(Recovery {
+                target: RecoveryTarget::Latest,
+                action: RecoveryAction::Promote,
+            }),
+            ..RestoreParams::default()
+        };
+        let dir = format!("/srv/pg/{name}");
+        assert_eq!(drill_mismatch(Some(&logical), &restored(name, None)), None);
+        assert_eq!(
+            drill_mismatch(Some(&physical), &restored("", Some(&dir))),
+            None
+        );
+        for (params, result) in [
+            (&logical, restored("app", None)),
+            (&logical, restored("", Some(&dir))),
+            (&physical, restored(name, None)),
+            (
+                &physical,
+                restored("", Some("/srv/pg/lifeboat_drill_other")),
+            ),
+            (&physical, restored("", Some("/srv/pg/data"))),
+            (&physical, restored(name, Some(&dir))),
+        ] {
+            assert!(
+                drill_mismatch(Some(params), &result).is_some(),
+                "{result:?} accepted for {params:?}"
+            );
+        }
+        assert!(drill_mismatch(None, &restored(name, None)).is_some());
+    }
+
+    #[test]
+    fn a_physical_backup_is_drilled_to_the_latest_archived_wal() {
+        let id = "20261127T233000Z-7f3a9c";
+        let wire = |format: &str, data: &str| lifeboat_proto::v1::BackupRecord {
+            backup_id: id.into(),
+            target: "prod/orders".into(),
+            environment: "prod".into(),
+            agent: "prod-1".into(),
+            repository: "local".into(),
+            engine: lifeboat_proto::v1::Engine::Postgres.into(),
+            provider: "postgres".into(),
+            database: "orders".into(),
+            raw_size: 10,
+            stored_size: 5,
+            raw_sha256: "0".repeat(64),
+            stored_sha256: "f".repeat(64),
+            started_at_ms: 1,
+            finished_at_ms: 2,
+            format: format.into(),
+            data_key: format!("prod/orders/{id}/{data}"),
+            manifest_key: format!("prod/orders/{id}/manifest.json"),
+            ..Default::default()
+        };
+        let physical = Backup::try_from(wire(
+            lifeboat_proto::domain::PG_BASEBACKUP_FORMAT,
+            "data.tar.zst",
+        ))
+        .expect("physical");
+        let logical = Backup::try_from(wire("", "data.pgdump.zst")).expect("logical");
+        assert!(physical.is_physical() && !logical.is_physical());
+        let of: TargetName = "prod/orders".parse().expect("name");
+        let into = TargetRecord {
+            name: of.clone(),
+            agent: "prod-1".into(),
+            engine: physical.engine,
+            provider: "postgres".into(),
+            repository: "local".into(),
+            database: "orders".into(),
+            copy_to: Vec::new(),
+        };
+        let job = drill_job(&of, &into, &physical, "op", 1).expect("job");
+        let p = job.restore.expect("restore params");
+        assert_eq!(p.database, scratch_database(&job.id));
+        assert!(p.data_dir.is_empty(), "the agent places the directory");
+        assert_eq!(
+            p.recovery,
+            Some(Recovery {
+                target: RecoveryTarget::Latest,
+                action: RecoveryAction::Promote
+            })
+        );
+        assert_eq!(p.drill_of.as_ref(), Some(&of));
+        let job = drill_job(&of, &into, &logical, "op", 1).expect("job");
+        assert_eq!(job.restore.expect("restore params").recovery, None);
+    }
 
     #[test]
     fn scratch_names_are_valid_and_marked() {

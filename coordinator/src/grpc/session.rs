@@ -506,12 +506,9 @@ impl Session {
         let is_drill = job.restore.as_ref().is_some_and(|r| r.drill_of.is_some());
         match (job.kind, result.payload) {
             (JobKind::Restore, Some(JobOutput::Drill(d))) if is_drill => {
-                let expected = job.restore.as_ref().map(|r| r.database.as_str());
-                if expected != Some(d.restored.database.as_str()) {
-                    return Err(mismatch(&format!(
-                        "a drill of database {}, not the one asked for",
-                        d.restored.database
-                    )));
+                if let Some(what) = crate::drills::drill_mismatch(job.restore.as_ref(), &d.restored)
+                {
+                    return Err(mismatch(&what));
                 }
                 let mut f = finish(JobState::Succeeded, String::new());
                 f.detail = crate::wire::drill_detail(&d);

@@ -340,15 +340,31 @@ impl TryFrom<pb::JobResult> for JobResult {
                 let rr = d
                     .restore
                     .ok_or_else(|| invalid("a drill result without its restore".to_owned()))?;
-                lifeboat_common::names::validate_database(&rr.database)?;
-                if !rr.data_dir.is_empty() {
-                    return Err(invalid("a drill result with a data directory".to_owned()));
-                }
+                // A logical drill restored a database, a physical one a data directory: one
+                // of the two, never both (which one was asked for is checked with the job).
+                let data_dir = match (rr.database.is_empty(), rr.data_dir.is_empty()) {
+                    (false, true) => {
+                        lifeboat_common::names::validate_database(&rr.database)?;
+                        None
+                    }
+                    (true, false) => Some(DataDir::parse(rr.data_dir).map_err(|e| invalid(e.0))?),
+                    (false, false) => {
+                        return Err(invalid(
+                            "a drill result with both a database and a data directory".to_owned(),
+                        ));
+                    }
+                    (true, true) => {
+                        return Err(invalid(
+                            "a drill result with neither a database nor a data directory"
+                                .to_owned(),
+                        ));
+                    }
+                };
                 list_len("drill checks", d.checks.len())?;
                 Some(JobOutput::Drill(Drilled {
                     restored: Restored {
                         database: rr.database,
-                        data_dir: None,
+                        data_dir,
                         row_counts: row_counts(rr.row_counts)?,
                         raw_bytes: non_negative("raw_bytes", rr.raw_bytes)?,
                     },

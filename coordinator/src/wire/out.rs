@@ -291,6 +291,18 @@ pub fn drill_to_pb(d: &crate::model::Drill) -> pb::Drill {
 
 /// A passed drill's one line in `jobs show` and `drill run --wait`.
 pub fn drill_detail(d: &lifeboat_proto::domain::Drilled) -> String {
+    if let Some(dir) = &d.restored.data_dir {
+        return format!(
+            "drill passed: RTO {:.3} s; {dir} recovered to the latest archived WAL and started, {} check(s) true, {}",
+            std::time::Duration::from_millis(d.rto_ms).as_secs_f64(),
+            d.checks.len(),
+            if d.dropped {
+                "server stopped and data directory removed"
+            } else {
+                "the server or its data directory could NOT be cleaned up: stop it and remove the directory by hand"
+            }
+        );
+    }
     let rows: i64 = d.restored.row_counts.iter().map(|r| r.rows).sum();
     format!(
         "drill passed: RTO {:.3} s; {} restored ({} tables, {rows} rows), {} check(s) true, {}",

@@ -429,6 +429,49 @@ fn a_restore_result_names_a_database_or_a_data_directory() {
 }
 
 #[test]
+fn a_drill_result_names_a_database_or_a_data_directory_never_both() {
+    let drilled = |database: &str, data_dir: &str| {
+        JobResult::try_from(pb::JobResult {
+            job_id: ID.into(),
+            state: pb::JobState::Succeeded.into(),
+            result: Some(pb::job_result::Result::Drill(pb::DrillResult {
+                restore: Some(pb::RestoreResult {
+                    database: database.into(),
+                    data_dir: data_dir.into(),
+                    ..Default::default()
+                }),
+                rto_ms: 1200,
+                dropped: true,
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+    };
+    let r = drilled("lifeboat_drill_x", "").expect("a database");
+    let Some(JobOutput::Drill(d)) = r.payload else {
+        panic!("no drill")
+    };
+    assert_eq!(d.restored.database, "lifeboat_drill_x");
+    assert_eq!(d.restored.data_dir, None);
+    let r = drilled("", "/srv/pg/lifeboat_drill_x").expect("a data dir");
+    let Some(JobOutput::Drill(d)) = r.payload else {
+        panic!("no drill")
+    };
+    assert_eq!(
+        d.restored.data_dir.as_ref().map(DataDir::as_str),
+        Some("/srv/pg/lifeboat_drill_x")
+    );
+    for (database, dir, needle) in [
+        ("lifeboat_drill_x", "/srv/pg/lifeboat_drill_x", "both"),
+        ("", "", "neither"),
+        ("", "relative", ""),
+    ] {
+        let e = drilled(database, dir).expect_err(needle).to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}
+
+#[test]
 fn a_partial_restore_only_creates_and_only_from_a_logical_backup() {
     let logical = Backup::try_from(record()).expect("logical");
     let mut wire = record();

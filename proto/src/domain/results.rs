@@ -24,7 +24,8 @@ pub struct Drilled {
     pub restored: Restored,
     pub rto_ms: u64,
     pub checks: Vec<String>,
-    /// False if the scratch database could not be dropped.
+    /// False if the scratch database could not be dropped (a physical drill: its server
+    /// stopped and its data directory removed).
     pub dropped: bool,
 }
 

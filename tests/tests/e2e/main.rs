@@ -25,6 +25,7 @@ mod db_tls_default;
 mod deploy_prometheus;
 mod deploy_units;
 mod drill;
+mod drill_pitr;
 mod engine_faults;
 mod error_text;
 mod export;

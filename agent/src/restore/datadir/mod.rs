@@ -25,7 +25,7 @@ mod verify;
 
 use std::{
     io::{self, BufReader, BufWriter},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -33,6 +33,7 @@ use lifeboat_proto::domain::{DataDir, Restored};
 
 use super::{Located, check_engine, human_bytes, locate, open_data};
 use crate::{
+    config::TargetConfig,
     engine::postgres as pg,
     job::JobCtx,
     manifest::{Manifest, PhysicalInfo},
@@ -99,7 +100,13 @@ pub(crate) async fn run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Resu
     match done.await {
         Ok((verified, started)) => {
             claimed.keep();
-            Ok(restored(ctx, &plan, &verified, started.as_ref()))
+            Ok(restored(
+                ctx,
+                &plan,
+                &verified,
+                started.as_ref(),
+                spec.drill,
+            ))
         }
         Err(e) => {
             let removed = tokio::task::spawn_blocking(move || claimed.remove())
@@ -116,6 +123,44 @@ pub(crate) async fn run(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Resu
             )))
         }
     }
+}
+
+/// Stops the server a restore started on `dir` (`pg_ctl stop`, fast then immediate, as the
+/// directory's owner, the `pg_ctl` of the directory's `PG_VERSION`); nothing when no live
+/// postmaster holds it. An error if one still does afterwards.
+pub(crate) async fn stop_started(target: &TargetConfig, dir: &Path) -> Result<()> {
+    if !start::postmaster_alive(dir) {
+        return Ok(());
+    }
+    let (major, owner) = {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || -> Result<(i64, Option<(u32, u32)>)> {
+            use std::os::unix::fs::MetadataExt;
+            let version = std::fs::read_to_string(dir.join(PG_VERSION))
+                .with_context(|| format!("read {}", dir.join(PG_VERSION).display()))?;
+            let major = version.trim().parse::<i64>().with_context(|| {
+                format!("{} holds {version:?}, not a major version", PG_VERSION)
+            })?;
+            let meta =
+                std::fs::metadata(&dir).with_context(|| format!("inspect {}", dir.display()))?;
+            let euid = rustix::process::geteuid().as_raw();
+            Ok((
+                major,
+                (euid == 0 && meta.uid() != 0).then_some((meta.uid(), meta.gid())),
+            ))
+        })
+        .await
+        .context("inspect task panicked")??
+    };
+    start::stop(&pg::tool(target, "pg_ctl", major), dir, owner).await;
+    if start::postmaster_alive(dir) {
+        bail!(
+            "the server on {} is still running after pg_ctl stop; stop it as the directory's owner with pg_ctl -D {} stop -m immediate",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// `restore --dry-run --data-dir`: the checks and the steps, nothing written.
@@ -427,8 +472,15 @@ async fn stream_into(ctx: &JobCtx, loc: &Located, claimed: &Claimed) -> Result<e
     Ok(extracted)
 }
 
-/// The restore's result, and its lines in the report.
-fn restored(ctx: &JobCtx, plan: &Plan, v: &Verified, started: Option<&start::Started>) -> Restored {
+/// The restore's result, and its lines in the report (a drill's server is the drill's to stop:
+/// no advice to the operator about it).
+fn restored(
+    ctx: &JobCtx,
+    plan: &Plan,
+    v: &Verified,
+    started: Option<&start::Started>,
+    drill: bool,
+) -> Restored {
     let m = &plan.manifest;
     ctx.report.ok(
         "restored",
@@ -457,15 +509,26 @@ fn restored(ctx: &JobCtx, plan: &Plan, v: &Verified, started: Option<&start::Sta
         for line in &started.lines {
             ctx.report.ok("recovery", line.trim_start_matches("LOG:  "));
         }
-        ctx.report.info(
-            "next",
-            format!(
-                "the server is running on port {port} (its log: {}/{}); stop it with pg_ctl -D {} stop as the directory's owner",
-                plan.dir,
-                start::LOG_FILE,
-                plan.dir
-            ),
-        );
+        if drill {
+            ctx.report.ok(
+                "drill",
+                format!(
+                    "the restored server runs on 127.0.0.1:{port} (its log: {}/{})",
+                    plan.dir,
+                    start::LOG_FILE
+                ),
+            );
+        } else {
+            ctx.report.info(
+                "next",
+                format!(
+                    "the server is running on port {port} (its log: {}/{}); stop it with pg_ctl -D {} stop as the directory's owner",
+                    plan.dir,
+                    start::LOG_FILE,
+                    plan.dir
+                ),
+            );
+        }
         return Restored {
             database: String::new(),
             data_dir: Some(plan.dir.clone()),

@@ -121,7 +121,7 @@ pub(super) fn judge(log: &str, until: Until) -> Verdict {
 
 /// Whether the postmaster of `postmaster.pid` in `dir` is alive (a pid file left by a killed
 /// server does not count).
-fn postmaster_alive(dir: &Path) -> bool {
+pub(super) fn postmaster_alive(dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(dir.join("postmaster.pid")) else {
         return false;
     };
