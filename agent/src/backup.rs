@@ -295,7 +295,11 @@ async fn finish(
     let config = &ctx.config;
     let finished_at_ms = lifeboat_common::time::now_ms();
     let m = Manifest {
-        schema_version: Manifest::version_for(d.facts.physical.is_some(), globals.is_some()),
+        schema_version: Manifest::version_for(
+            d.facts.physical.is_some(),
+            globals.is_some(),
+            d.facts.row_counts.iter().any(|r| r.bytes.is_some()),
+        ),
         backup_id: spec.backup_id.to_string(),
         environment: config.environment.clone(),
         target: target.name.clone(),
@@ -538,6 +542,7 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Resu
                 schema: r.schema.clone(),
                 table: r.table.clone(),
                 rows: r.rows,
+                bytes: r.bytes,
             })
             .collect(),
         data_key: format!("{dir_key}/{}", m.data_file),

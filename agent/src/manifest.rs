@@ -4,11 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 /// The newest manifest format this agent reads and writes. 2 added `objects`, 3 `physical`,
-/// 4 `globals`;
+/// 4 `globals`, 5 table sizes (`row_counts[].bytes`);
 /// version 1 manifests (no `objects`) are read as well. A newer version is refused with
 /// "upgrade", before its fields are looked at. A manifest is written with the oldest version
 /// that holds it ([`Manifest::version_for`]), so older agents still read logical backups.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
+/// The version of manifests whose row counts carry table sizes.
+pub const SIZES_SCHEMA_VERSION: u32 = 5;
 /// The version of manifests with a `globals` section.
 pub const GLOBALS_SCHEMA_VERSION: u32 = 4;
 /// The version of manifests with a `physical` section.
@@ -127,8 +129,10 @@ fn default_wal_segment_size() -> u64 {
 
 impl Manifest {
     /// The schema version a manifest is written with: the oldest that holds its sections.
-    pub fn version_for(physical: bool, globals: bool) -> u32 {
-        if globals {
+    pub fn version_for(physical: bool, globals: bool, sizes: bool) -> u32 {
+        if sizes {
+            SIZES_SCHEMA_VERSION
+        } else if globals {
             GLOBALS_SCHEMA_VERSION
         } else if physical {
             PHYSICAL_SCHEMA_VERSION
@@ -193,6 +197,9 @@ pub struct TableRows {
     pub schema: String,
     pub table: String,
     pub rows: i64,
+    /// The table's size on the server (schema version 5), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 impl Manifest {
@@ -275,6 +282,7 @@ mod tests {
             finished_at_ms: 2,
             row_counts_kind: "exact".into(),
             row_counts: vec![TableRows {
+                bytes: None,
                 schema: "public".into(),
                 table: "t".into(),
                 rows: 3,
@@ -305,13 +313,28 @@ mod tests {
     }
 
     #[test]
+    fn table_sizes_make_version_5_and_older_row_counts_still_read() {
+        assert_eq!(Manifest::version_for(false, true, true), 5);
+        assert_eq!(Manifest::version_for(false, true, false), 4);
+        let mut m = sample();
+        m.schema_version = Manifest::version_for(false, false, true);
+        m.row_counts[0].bytes = Some(8192);
+        let json = String::from_utf8(m.to_json()).expect("utf-8");
+        assert!(json.contains("\"bytes\": 8192"), "{json}");
+        assert_eq!(Manifest::from_json(json.as_bytes()).expect("parse"), m);
+        // Without sizes the field is left out, as older agents wrote (and read) it.
+        let plain = String::from_utf8(sample().to_json()).expect("utf-8");
+        assert!(!plain.contains("\"bytes\""), "{plain}");
+    }
+
+    #[test]
     fn refuses_unknown_schema_and_garbage() {
         let mut m = sample();
         m.schema_version = 99;
         let e = Manifest::from_json(&m.to_json()).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // A newer version is refused for its version, not for fields this agent does not know.
-        let newer = br#"{"schema_version": 5, "something_new": true}"#;
+        let newer = br#"{"schema_version": 6, "something_new": true}"#;
         let e = Manifest::from_json(newer).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // Version 1 (no objects) is still read.
@@ -324,13 +347,13 @@ mod tests {
     #[test]
     fn physical_manifests_are_version_3_and_logical_ones_stay_2() {
         assert_eq!(
-            Manifest::version_for(false, false),
+            Manifest::version_for(false, false, false),
             2,
             "older agents read logical backups"
         );
-        assert_eq!(Manifest::version_for(true, false), 3);
+        assert_eq!(Manifest::version_for(true, false, false), 3);
         let mut m = sample();
-        m.schema_version = Manifest::version_for(true, false);
+        m.schema_version = Manifest::version_for(true, false, false);
         m.format = "pg_basebackup-tar".into();
         m.row_counts_kind = "none".into();
         m.row_counts.clear();
@@ -351,7 +374,7 @@ mod tests {
 
     #[test]
     fn globals_are_version_4_and_older_manifests_have_none() {
-        assert_eq!(Manifest::version_for(false, true), 4);
+        assert_eq!(Manifest::version_for(false, true, false), 4);
         let mut m = sample();
         m.schema_version = 4;
         m.globals = Some(GlobalsInfo {

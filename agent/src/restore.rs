@@ -526,6 +526,7 @@ fn restored(ctx: &JobCtx, p: &Prepared<'_>, database: String, counts: Vec<TableR
         row_counts: counts
             .into_iter()
             .map(|r| RowCount {
+                bytes: r.bytes,
                 schema: r.schema,
                 table: r.table,
                 rows: r.rows,
@@ -787,6 +788,7 @@ mod tests {
     #[test]
     fn count_comparison() {
         let t = |s: &str, n| TableRows {
+            bytes: None,
             schema: "public".into(),
             table: s.into(),
             rows: n,

@@ -447,6 +447,8 @@ pub struct RowCountView {
     pub schema: String,
     pub table: String,
     pub rows: i64,
+    /// The table's size on the server when the backup was taken, when recorded.
+    pub bytes: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -599,6 +601,7 @@ impl From<&pb::BackupRecord> for BackupView {
                 .row_counts
                 .iter()
                 .map(|r| RowCountView {
+                    bytes: r.bytes,
                     schema: r.schema.clone(),
                     table: r.table.clone(),
                     rows: r.rows,

@@ -73,6 +73,7 @@ pub fn sample_backup() -> pb::BackupRecord {
         started_at_ms: T0,
         finished_at_ms: T0 + 83_000,
         row_counts: vec![pb::RowCount {
+            bytes: None,
             schema: "public".into(),
             table: "orders".into(),
             rows: 12345,
@@ -243,7 +244,7 @@ fn backup_json_shape() {
     assert_eq!(v["verified_at"], Value::Null);
     assert_eq!(
         v["row_counts"],
-        json!([{"schema": "public", "table": "orders", "rows": 12345}])
+        json!([{"schema": "public", "table": "orders", "rows": 12345, "bytes": null}])
     );
 }
 

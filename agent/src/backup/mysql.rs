@@ -44,6 +44,8 @@ pub(crate) struct MyDump<'a> {
     tool: ClientTool,
     provider_args: Vec<String>,
     estimates: Option<Vec<TableRows>>,
+    /// Each table's size on the server before the dump, for the manifest.
+    sizes: std::collections::HashMap<String, u64>,
     objects: Option<manifest::DumpObjects>,
     /// Removed when the run is dropped, whatever happened.
     defaults: Option<DefaultsFile>,
@@ -81,6 +83,13 @@ impl<'a> MyDump<'a> {
                 list.join(", ")
             );
         }
+        // Sizes are for `backup contents`: a server that will not tell does not fail the backup.
+        let sizes = my::table_sizes(&mut conn, &target.database)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("table sizes not recorded: {e:#}");
+                Default::default()
+            });
         let estimates = match target.row_counts {
             RowCounts::Estimate => Some(my::row_counts(&mut conn, &target.database, false).await?),
             RowCounts::Exact | RowCounts::Off => None,
@@ -113,6 +122,7 @@ impl<'a> MyDump<'a> {
             tool,
             provider_args,
             estimates,
+            sizes,
             objects,
             defaults: None,
             inspect: None,
@@ -191,7 +201,13 @@ impl Dump for MyDump<'_> {
     async fn facts(self) -> Result<DumpFacts> {
         let summary = self.summary.context("the dump was not judged")?;
         let (row_counts_kind, row_counts) = match (self.target.row_counts, self.estimates) {
-            (RowCounts::Exact, _) => (RowCountKind::Exact, summary.table_rows()),
+            (RowCounts::Exact, _) => {
+                let mut rows = summary.table_rows();
+                for r in &mut rows {
+                    r.bytes = self.sizes.get(&r.table).copied();
+                }
+                (RowCountKind::Exact, rows)
+            }
             (RowCounts::Estimate, Some(e)) => (RowCountKind::Estimate, e),
             (RowCounts::Estimate, None) | (RowCounts::Off, _) => (RowCountKind::Off, Vec::new()),
         };

@@ -635,6 +635,7 @@ pub async fn row_counts(
     exact: bool,
 ) -> Result<Vec<TableRows>> {
     let mut out = Vec::new();
+    let sizes = table_sizes(conn, database).await?;
     if exact {
         for t in list_tables(conn, database).await? {
             let sql = format!(
@@ -649,6 +650,7 @@ pub async fn row_counts(
                 .with_context(|| format!("count rows of {t}"))?;
             out.push(TableRows {
                 schema: String::new(),
+                bytes: sizes.get(&t).copied(),
                 table: t,
                 rows: n,
             });
@@ -664,12 +666,36 @@ pub async fn row_counts(
         .await
         .context("read row estimates")?;
         for r in rows {
+            let table = text_at(&r, 0)?;
             out.push(TableRows {
                 schema: String::new(),
-                table: text_at(&r, 0)?,
+                bytes: sizes.get(&table).copied(),
+                table,
                 rows: r.try_get(1)?,
             });
         }
+    }
+    Ok(out)
+}
+
+/// Data and index length per table of `database` (InnoDB's figures, as `SHOW TABLE STATUS`
+/// gives them).
+pub async fn table_sizes(
+    conn: &mut MySqlConnection,
+    database: &str,
+) -> Result<std::collections::HashMap<String, u64>> {
+    let rows = sqlx::query(
+        "SELECT TABLE_NAME, CAST(COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) AS SIGNED) \
+         FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+    )
+    .bind(database)
+    .fetch_all(&mut *conn)
+    .await
+    .context("read table sizes")?;
+    let mut out = std::collections::HashMap::new();
+    for r in &rows {
+        let n: i64 = r.try_get(1)?;
+        out.insert(text_at(r, 0)?, u64::try_from(n).unwrap_or(0));
     }
     Ok(out)
 }

@@ -271,7 +271,7 @@ pub async fn export_snapshot(conn: &mut PgConnection) -> Result<String> {
 /// parents (their rows are their partitions'), not extension members, not temp tables.
 const TABLES_SQL: &str = "
     SELECT n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.relname) AS q,
-           greatest(c.reltuples, 0)::int8 AS est
+           greatest(c.reltuples, 0)::int8 AS est, pg_total_relation_size(c.oid) AS bytes
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r' AND c.relpersistence <> 't'
       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
@@ -300,10 +300,12 @@ pub async fn row_counts(conn: &mut PgConnection, exact: bool) -> Result<Vec<Tabl
         } else {
             t.try_get("est")?
         };
+        let bytes: i64 = t.try_get("bytes")?;
         out.push(TableRows {
             schema,
             table,
             rows,
+            bytes: u64::try_from(bytes).ok(),
         });
     }
     Ok(out)

@@ -99,6 +99,7 @@ mod tests {
     fn rows(list: &[(&str, &str, i64)]) -> Vec<TableRows> {
         list.iter()
             .map(|(s, t, n)| TableRows {
+                bytes: None,
                 schema: (*s).into(),
                 table: (*t).into(),
                 rows: *n,

@@ -23,6 +23,9 @@ struct RowCountJson {
     schema: String,
     table: String,
     rows: i64,
+    /// The table's size when the backup was taken; absent for backups recorded without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
 }
 
 impl Catalog {
@@ -76,6 +79,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
                 schema: r.schema.clone(),
                 table: r.table.clone(),
                 rows: r.rows,
+                bytes: r.bytes,
             })
             .collect::<Vec<_>>(),
     )
@@ -151,6 +155,7 @@ fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
         row_counts: row_counts
             .into_iter()
             .map(|r| RowCount {
+                bytes: r.bytes,
                 schema: r.schema,
                 table: r.table,
                 rows: r.rows,

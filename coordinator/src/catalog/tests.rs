@@ -71,6 +71,7 @@ fn backup(id: &str, job_id: &str, finished_at_ms: i64) -> Backup {
         started_at_ms: 3_000,
         finished_at_ms,
         row_counts: vec![RowCount {
+            bytes: None,
             schema: "public".into(),
             table: "orders".into(),
             rows: 42,

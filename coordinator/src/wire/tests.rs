@@ -66,6 +66,7 @@ fn hostile_backup_records_refused() {
         ("control chars", |r| r.server_version = "15\u{0}".into()),
         ("negative rows", |r| {
             r.row_counts = vec![pb::RowCount {
+                bytes: None,
                 schema: "s".into(),
                 table: "t".into(),
                 rows: -1,

@@ -432,6 +432,7 @@ pub fn record_for(spec: &pb::JobSpec, env: &str, agent: &str) -> pb::BackupRecor
         started_at_ms: now - 1000,
         finished_at_ms: now,
         row_counts: vec![pb::RowCount {
+            bytes: Default::default(),
             schema: "public".into(),
             table: b.target.clone(),
             rows: 7,

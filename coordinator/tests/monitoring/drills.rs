@@ -38,6 +38,7 @@ async fn answer_drill(
             restore: Some(pb::RestoreResult {
                 database: r.database.clone(),
                 row_counts: vec![pb::RowCount {
+                    bytes: Default::default(),
                     schema: "public".into(),
                     table: "orders".into(),
                     rows: 42,

@@ -104,6 +104,8 @@ struct SchemaView {
 struct TableView {
     table: String,
     rows: i64,
+    /// Its size on the server when the backup was taken (data, indexes, TOAST), when recorded.
+    bytes: Option<u64>,
 }
 
 impl From<&pb::BackupRecord> for ContentsView {
@@ -113,6 +115,7 @@ impl From<&pb::BackupRecord> for ContentsView {
             let table = TableView {
                 table: r.table.clone(),
                 rows: r.rows,
+                bytes: r.bytes,
             };
             match schemas.iter_mut().find(|s| s.schema == r.schema) {
                 Some(s) => s.tables.push(table),
@@ -158,11 +161,17 @@ impl output::Render for ContentsView {
             .max()
             .unwrap_or(5)
             .max(5);
-        s.push_str(&format!("{:<width$}  {:>12}\n", "TABLE", "ROWS"));
+        s.push_str(&format!(
+            "{:<width$}  {:>12}  {:>10}\n",
+            "TABLE", "ROWS", "SIZE"
+        ));
         for sc in &self.schemas {
             for t in &sc.tables {
                 let name = format!("{}.{}", sc.schema, t.table);
-                s.push_str(&format!("{name:<width$}  {:>12}\n", t.rows));
+                let size = t
+                    .bytes
+                    .map_or_else(|| "-".to_owned(), crate::output::human_size);
+                s.push_str(&format!("{name:<width$}  {:>12}  {size:>10}\n", t.rows));
             }
         }
         if tables == 0 {

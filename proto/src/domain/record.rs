@@ -27,6 +27,8 @@ pub struct RowCount {
     pub schema: String,
     pub table: String,
     pub rows: i64,
+    /// Its size on the server when the backup was taken, when known.
+    pub bytes: Option<u64>,
 }
 
 /// A backup's pin: kept whatever retention says, until unpinned.
@@ -66,6 +68,7 @@ impl From<&RowCount> for pb::RowCount {
             schema: r.schema.clone(),
             table: r.table.clone(),
             rows: r.rows,
+            bytes: r.bytes,
         }
     }
 }
@@ -230,6 +233,7 @@ pub fn row_counts(rows: Vec<pb::RowCount>) -> Result<Vec<RowCount>, RecordError>
                 schema: identifier("row count schema", r.schema)?,
                 table: identifier("row count table", r.table)?,
                 rows: r.rows,
+                bytes: r.bytes,
             })
         })
         .collect()
@@ -382,6 +386,7 @@ mod tests {
             data_key: "prod/orders/20261127T233000Z-7f3a9c/data.dump.zst".into(),
             manifest_key: "prod/orders/20261127T233000Z-7f3a9c/manifest.json".into(),
             row_counts: vec![pb::RowCount {
+                bytes: None,
                 schema: "public".into(),
                 table: "t".into(),
                 rows: 3,

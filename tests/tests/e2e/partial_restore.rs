@@ -100,10 +100,33 @@ fn partial_restores_bring_back_only_what_was_asked_for() {
         let real = lifeboat_e2e::compare::count_rows(&s.pg, "shop", schema, table);
         assert_eq!(*rows, real, "{schema}.{table} in {c}");
     }
+    // With each table's size on the server when the backup was taken.
+    let sized = &c.json()["schemas"];
+    let orders_bytes = sized
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .flat_map(|sc| {
+            sc["tables"]
+                .as_array()
+                .expect("tables")
+                .iter()
+                .map(move |t| (sc, t))
+        })
+        .find(|(sc, t)| sc["schema"] == "sales" && t["table"] == "orders")
+        .map(|(_, t)| t["bytes"].as_u64().expect("a size"))
+        .expect("sales.orders");
+    let real: u64 =
+        s.pg.query_one("shop", "SELECT pg_total_relation_size('sales.orders')")
+            .parse()
+            .expect("a number");
+    assert_eq!(orders_bytes, real, "{c}");
     let text = s.admin.run(&["backup", "contents", &id]);
     text.assert_ok();
     assert!(
-        text.stdout.contains("3 schema(s), 21 table(s)") && text.stdout.contains("sales.orders"),
+        text.stdout.contains("3 schema(s), 21 table(s)")
+            && text.stdout.contains("sales.orders")
+            && text.stdout.contains("SIZE"),
         "{text}"
     );
 
@@ -348,6 +371,14 @@ fn mariadb_tables_restore_into_a_side_database() {
 
     let c = s.admin.run_json(&["backup", "contents", &id]);
     c.assert_ok();
+    assert!(
+        c.json()["schemas"][0]["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .all(|t| t["bytes"].as_u64().is_some_and(|b| b > 0)),
+        "every MariaDB table has its size: {c}"
+    );
     let listed: Vec<String> = contents_tables(&c.json())
         .into_iter()
         .map(|(_, t, _)| t)

@@ -58,6 +58,7 @@ impl DumpSummary {
         self.rows
             .iter()
             .map(|(t, n)| TableRows {
+                bytes: None,
                 schema: String::new(),
                 table: t.clone(),
                 rows: *n,

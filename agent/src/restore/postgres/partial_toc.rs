@@ -308,6 +308,7 @@ mod tests {
 
     fn t(schema: &str, table: &str) -> TableRows {
         TableRows {
+            bytes: None,
             schema: schema.into(),
             table: table.into(),
             rows: 0,

@@ -203,6 +203,7 @@ async fn count_side(
             .await
             .with_context(|| format!("count rows of {q}"))?;
         out.push(TableRows {
+            bytes: None,
             schema: side.to_owned(),
             table: t.table.clone(),
             rows,
