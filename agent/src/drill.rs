@@ -86,23 +86,10 @@ async fn restore_and_check(
 ) -> Result<Drilled> {
     let restored = crate::restore::run(ctx, spec).await?;
     ctx.set_phase("checking");
-    let mut passed = Vec::new();
-    for check in &target.drill_checks {
-        let verdict = tokio::select! {
-            () = ctx.cancel.cancelled() => bail!("cancelled while running drill check {check:?}"),
-            v = run_check(target, database, check) => v,
-        };
-        match verdict {
-            Ok(()) => {
-                ctx.report.ok("drill check", format!("{check}: true"));
-                passed.push(check.clone());
-            }
-            Err(e) => {
-                ctx.report.error("drill check", format!("{check}: {e:#}"));
-                bail!("drill check {check:?} failed: {e:#}");
-            }
-        }
-    }
+    let passed = run_checks(ctx, &target.drill_checks, |check| async move {
+        run_check(target, database, &check).await
+    })
+    .await?;
     let rto_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     ctx.report.ok(
         "drill",
@@ -121,6 +108,37 @@ async fn restore_and_check(
 }
 
 /// Runs one check in the restored database: exactly one row with one boolean `true`.
+/// Runs each of `checks` with `run` (which connects to the restored copy), in order; the first
+/// that does not return true fails the drill. Each is reported; returns those that passed.
+pub(crate) async fn run_checks<F, Fut>(
+    ctx: &JobCtx,
+    checks: &[String],
+    run: F,
+) -> Result<Vec<String>>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut passed = Vec::new();
+    for check in checks {
+        let verdict = tokio::select! {
+            () = ctx.cancel.cancelled() => bail!("cancelled while running drill check {check:?}"),
+            v = run(check.clone()) => v,
+        };
+        match verdict {
+            Ok(()) => {
+                ctx.report.ok("drill check", format!("{check}: true"));
+                passed.push(check.clone());
+            }
+            Err(e) => {
+                ctx.report.error("drill check", format!("{check}: {e:#}"));
+                bail!("drill check {check:?} failed: {e:#}");
+            }
+        }
+    }
+    Ok(passed)
+}
+
 async fn run_check(target: &TargetConfig, database: &str, check: &str) -> Result<()> {
     let password = target.password()?;
     let value = match target.engine {

@@ -11,7 +11,7 @@
 
 pub(crate) mod datadir;
 mod fallback;
-mod globals;
+pub(crate) mod globals;
 mod mysql;
 mod pitr;
 mod postgres;

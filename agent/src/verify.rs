@@ -14,7 +14,7 @@ use crate::{
     engine::postgres as pg,
     job::JobCtx,
     manifest::Manifest,
-    pipeline::{self, Digest, Expected, PipelineError},
+    pipeline::{self, PipelineError},
     restore::{
         Located, check_manifest,
         datadir::{self, Unpacked},
@@ -163,40 +163,10 @@ async fn globals(ctx: &JobCtx, loc: &Located, rec: &BackupRecord) -> Result<Stri
         return Ok(String::new());
     };
     ctx.set_phase("verifying the globals");
-    let problem = match loc.repo.get_bytes(&obj.key, obj.stored_size).await {
-        Ok(None) => Some(format!("{} is missing", obj.key)),
-        Err(e) => Some(format!("{}: {e}", obj.key)),
-        Ok(Some(stored)) => {
-            let expected = Expected {
-                stored: Digest {
-                    size: obj.stored_size,
-                    sha256: obj.stored_sha256.clone(),
-                },
-                raw: Digest {
-                    size: obj.raw_size,
-                    sha256: obj.raw_sha256.clone(),
-                },
-            };
-            let cancel = ctx.cancel.clone();
-            let decoded = tokio::task::spawn_blocking(move || {
-                pipeline::decompress(
-                    std::io::Cursor::new(stored),
-                    std::io::sink(),
-                    b"",
-                    &expected,
-                    &std::sync::Arc::new(pipeline::Counters::default()),
-                    &cancel,
-                )
-                .map(drop)
-            })
-            .await
-            .context("verify task panicked")?;
-            match decoded {
-                Ok(()) => None,
-                Err(PipelineError::Cancelled) => bail!("cancelled"),
-                Err(e) => Some(format!("{}: {e}", obj.key)),
-            }
-        }
+    let problem = match crate::restore::globals::read_object(ctx, &loc.repo, obj).await {
+        Ok(_) => None,
+        Err(_) if ctx.cancel.is_cancelled() => bail!("cancelled"),
+        Err(e) => Some(format!("{e:#}")),
     };
     Ok(match problem {
         None => "; the globals object matches too".to_owned(),

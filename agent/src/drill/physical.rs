@@ -182,23 +182,10 @@ async fn restore_and_check(
     };
     let restored = crate::restore::run(ctx, &work).await?;
     ctx.set_phase("checking");
-    let mut passed = Vec::new();
-    for check in &target.drill_checks {
-        let verdict = tokio::select! {
-            () = ctx.cancel.cancelled() => bail!("cancelled while running drill check {check:?}"),
-            v = run_check(target, port, check) => v,
-        };
-        match verdict {
-            Ok(()) => {
-                ctx.report.ok("drill check", format!("{check}: true"));
-                passed.push(check.clone());
-            }
-            Err(e) => {
-                ctx.report.error("drill check", format!("{check}: {e:#}"));
-                bail!("drill check {check:?} failed: {e:#}");
-            }
-        }
-    }
+    let passed = super::run_checks(ctx, &target.drill_checks, |check| async move {
+        run_check(target, port, &check).await
+    })
+    .await?;
     let rto_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     ctx.report.ok(
         "drill",

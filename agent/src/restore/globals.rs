@@ -290,7 +290,9 @@ async fn read_checked<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Chec
             "manifest.json disagrees with the catalog about the globals object; the backup was changed after it was written"
         );
     }
-    let text = read_object(ctx, &loc.repo, obj).await?;
+    let text = read_object(ctx, &loc.repo, obj)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}; nothing was created"))?;
     Ok(Checked {
         target,
         text,
@@ -300,7 +302,7 @@ async fn read_checked<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Chec
 
 /// The object's bytes through the restore direction of the pipeline, checked against the
 /// catalog's sizes and hashes; a damaged object is a hash or size mismatch naming it.
-async fn read_object(
+pub(crate) async fn read_object(
     ctx: &JobCtx,
     repo: &crate::repo::Repository,
     obj: &GlobalsObject,
@@ -339,7 +341,7 @@ async fn read_object(
     })
     .await
     .context("read the globals")?
-    .map_err(|e| anyhow::anyhow!("globals object {key}: {e}; nothing was created"))?;
+    .map_err(|e| anyhow::anyhow!("globals object {key}: {e}"))?;
     String::from_utf8(raw).context("the globals object is not UTF-8 text")
 }
 

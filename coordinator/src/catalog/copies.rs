@@ -132,9 +132,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let created = self.get_job(&job.id).await?.ok_or_else(|| {
-            CatalogError::Corrupt(format!("job {} vanished after insert", job.id))
-        })?;
+        let created = self.inserted_job(&job.id).await?;
         Ok(InsertCopy::Queued(Box::new(created)))
     }
 
@@ -229,9 +227,7 @@ impl Catalog {
         }
         insert_job_in(&mut tx, job).await?;
         tx.commit().await?;
-        let created = self.get_job(&job.id).await?.ok_or_else(|| {
-            CatalogError::Corrupt(format!("job {} vanished after insert", job.id))
-        })?;
+        let created = self.inserted_job(&job.id).await?;
         Ok(MarkCopyDelete::Queued(Box::new(created)))
     }
 

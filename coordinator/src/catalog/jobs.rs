@@ -52,10 +52,14 @@ impl Catalog {
             }
             Err(e) => return Err(e.into()),
         }
-        let created = self.get_job(&job.id).await?.ok_or_else(|| {
-            CatalogError::Corrupt(format!("job {} vanished after insert", job.id))
-        })?;
-        Ok(InsertJob::Inserted(created))
+        Ok(InsertJob::Inserted(self.inserted_job(&job.id).await?))
+    }
+
+    /// A job this catalog has just inserted (and committed).
+    pub(super) async fn inserted_job(&self, id: &str) -> Result<Job> {
+        self.get_job(id)
+            .await?
+            .ok_or_else(|| CatalogError::Corrupt(format!("job {id} vanished after insert")))
     }
 
     async fn active_backup_job(&self, target: &str) -> Result<Option<Job>> {

@@ -206,9 +206,7 @@ impl Catalog {
         .await?;
         insert_job_in(&mut tx, job).await?;
         tx.commit().await?;
-        let created = self.get_job(&job.id).await?.ok_or_else(|| {
-            CatalogError::Corrupt(format!("job {} vanished after insert", job.id))
-        })?;
+        let created = self.inserted_job(&job.id).await?;
         Ok(MarkDelete::Queued(Box::new(created)))
     }
 

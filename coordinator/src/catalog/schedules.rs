@@ -2,7 +2,7 @@
 
 use sqlx::{Row, sqlite::SqliteRow};
 
-use super::{Catalog, CatalogError, Result, parse_enum, to_i64, to_u64};
+use super::{Catalog, Result, parse_enum, to_i64, to_u64};
 use crate::{
     catalog::jobs::insert_job_in,
     model::{Job, NewJob},
@@ -248,11 +248,7 @@ impl Catalog {
         tx.commit().await?;
         let mut out = Vec::with_capacity(created.len());
         for id in created {
-            out.push(
-                self.get_job(&id).await?.ok_or_else(|| {
-                    CatalogError::Corrupt(format!("job {id} vanished after insert"))
-                })?,
-            );
+            out.push(self.inserted_job(&id).await?);
         }
         Ok(TickOutcome::Recorded(Box::new(run), out))
     }

@@ -446,14 +446,7 @@ fn a_mariadb_backup_restores_from_its_copy_when_the_local_repository_is_lost() {
          FROM seq_1_to_5000;",
     );
     let id = id_of(&s.backup_ok("shop"));
-    let copy = eventually(
-        "the copy is stored",
-        Duration::from_secs(90),
-        || match copy_of(&s, &id, "offsite") {
-            Some(c) if c["state"] == "stored" => Ok(c),
-            other => anyhow::bail!("copy of {id}: {other:?}"),
-        },
-    );
+    let copy = stored_copy(&s, &id);
     assert_eq!(copy["verify_status"], "unverified");
     s.admin
         .run(&["backup", "verify", &id, "--repository", "offsite", "--wait"])
