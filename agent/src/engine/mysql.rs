@@ -40,12 +40,15 @@
 
 pub mod accounts;
 mod conn;
+mod counts;
 pub mod globals;
 pub mod objects;
 pub mod stream;
 pub mod swap;
 pub mod table_filter;
 mod tools;
+
+pub use counts::{row_counts, table_sizes};
 
 pub use conn::*;
 pub use tools::*;
@@ -54,8 +57,6 @@ use std::{path::Path, process::Stdio};
 
 use anyhow::{Context, Result, bail};
 use sqlx::{AssertSqlSafe, Row, mysql::MySqlConnection};
-
-use crate::manifest::TableRows;
 
 pub const DEFAULT_PORT: u16 = 3306;
 /// Prefix of the option files in the state dir (stale ones may be removed at start-up).
@@ -625,79 +626,6 @@ pub async fn non_transactional_tables(
     rows.iter()
         .map(|r| Ok((text_at(r, 0)?, text_at(r, 1)?)))
         .collect()
-}
-
-/// Per-table row counts of `database`: exact `COUNT(*)` in the connection's current
-/// transaction (open one with [`begin_consistent_snapshot`] first), or InnoDB's estimates.
-pub async fn row_counts(
-    conn: &mut MySqlConnection,
-    database: &str,
-    exact: bool,
-) -> Result<Vec<TableRows>> {
-    let mut out = Vec::new();
-    let sizes = table_sizes(conn, database).await?;
-    if exact {
-        for t in list_tables(conn, database).await? {
-            let sql = format!(
-                "SELECT COUNT(*) FROM {}.{}",
-                quote_ident(database),
-                quote_ident(&t)
-            );
-            // Identifiers quoted with quote_ident.
-            let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-                .fetch_one(&mut *conn)
-                .await
-                .with_context(|| format!("count rows of {t}"))?;
-            out.push(TableRows {
-                schema: String::new(),
-                bytes: sizes.get(&t).copied(),
-                table: t,
-                rows: n,
-            });
-        }
-    } else {
-        let rows = sqlx::query(
-            "SELECT TABLE_NAME, CAST(COALESCE(TABLE_ROWS, 0) AS SIGNED) FROM information_schema.TABLES
-             WHERE TABLE_SCHEMA = ? AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')
-             ORDER BY TABLE_NAME",
-        )
-        .bind(database)
-        .fetch_all(&mut *conn)
-        .await
-        .context("read row estimates")?;
-        for r in rows {
-            let table = text_at(&r, 0)?;
-            out.push(TableRows {
-                schema: String::new(),
-                bytes: sizes.get(&table).copied(),
-                table,
-                rows: r.try_get(1)?,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Data and index length per table of `database` (InnoDB's figures, as `SHOW TABLE STATUS`
-/// gives them).
-pub async fn table_sizes(
-    conn: &mut MySqlConnection,
-    database: &str,
-) -> Result<std::collections::HashMap<String, u64>> {
-    let rows = sqlx::query(
-        "SELECT TABLE_NAME, CAST(COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) AS SIGNED) \
-         FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
-    )
-    .bind(database)
-    .fetch_all(&mut *conn)
-    .await
-    .context("read table sizes")?;
-    let mut out = std::collections::HashMap::new();
-    for r in &rows {
-        let n: i64 = r.try_get(1)?;
-        out.insert(text_at(r, 0)?, u64::try_from(n).unwrap_or(0));
-    }
-    Ok(out)
 }
 
 /// Quotes an identifier with backticks.
