@@ -34,7 +34,7 @@ GRANT CONNECT ON DATABASE app TO reporting;
 ";
 
 /// (severity, message) of the report's `globals` findings.
-fn globals_findings(job: &Value) -> Vec<(String, String)> {
+pub(super) fn globals_findings(job: &Value) -> Vec<(String, String)> {
     job["report"]["findings"]
         .as_array()
         .into_iter()
@@ -49,7 +49,7 @@ fn globals_findings(job: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn said(job: &Value, severity: &str, text: &str) -> bool {
+pub(super) fn said(job: &Value, severity: &str, text: &str) -> bool {
     globals_findings(job)
         .iter()
         .any(|(s, m)| s == severity && m == text)

@@ -14,6 +14,8 @@ use lifeboat_e2e::sandbox::find_str;
 use lifeboat_e2e::{Agent, Sandbox, SandboxTarget, TargetConfig};
 use serde_json::Value;
 
+use super::globals::{globals_findings, said};
+
 const APP_PASSWORD: &str = "app-secret-pw-1";
 
 const SOURCE: &str = "
@@ -31,28 +33,6 @@ GRANT SELECT (id), INSERT ON shop.audit TO 'reporting'@'127.0.0.1';
 CREATE USER 'root_like'@'localhost';
 GRANT ALL PRIVILEGES ON *.* TO 'root_like'@'localhost' WITH GRANT OPTION;
 ";
-
-/// (severity, message) of the report's `globals` findings.
-fn globals_findings(job: &Value) -> Vec<(String, String)> {
-    job["report"]["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|f| f["check"] == "globals")
-        .map(|f| {
-            (
-                f["severity"].as_str().unwrap_or_default().to_owned(),
-                f["message"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn said(job: &Value, severity: &str, text: &str) -> bool {
-    globals_findings(job)
-        .iter()
-        .any(|(s, m)| s == severity && m == text)
-}
 
 fn said_prefix(job: &Value, severity: &str, prefix: &str) -> bool {
     globals_findings(job)
