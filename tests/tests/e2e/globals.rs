@@ -426,7 +426,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-fn zstd_decode(bytes: &[u8]) -> String {
+pub(super) fn zstd_decode(bytes: &[u8]) -> String {
     use std::io::Write;
     let mut child = std::process::Command::new("zstd")
         .args(["-dc"])

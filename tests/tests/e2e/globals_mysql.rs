@@ -14,7 +14,7 @@ use lifeboat_e2e::sandbox::find_str;
 use lifeboat_e2e::{Agent, Sandbox, SandboxTarget, TargetConfig};
 use serde_json::Value;
 
-use super::globals::{globals_findings, said};
+use super::globals::{globals_findings, said, zstd_decode};
 
 const APP_PASSWORD: &str = "app-secret-pw-1";
 
@@ -376,23 +376,4 @@ fn a_backup_user_that_may_not_read_accounts_still_backs_up() {
     assert!(!out.success(), "{out}");
     assert!(out.to_string().contains("not captured"), "{out}");
     s.shutdown();
-}
-
-fn zstd_decode(bytes: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("zstd")
-        .args(["-dc"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("zstd");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(bytes)
-        .expect("write to zstd");
-    let out = child.wait_with_output().expect("zstd");
-    assert!(out.status.success(), "zstd -d failed");
-    String::from_utf8(out.stdout).expect("utf-8")
 }
