@@ -65,51 +65,10 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
-[[ $ROWS =~ ^[0-9]+$ && $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || {
-    echo "--rows and --rounds take positive integers" >&2
-    exit 2
-}
-SQL=${LIFEBOAT_BENCH_SQL:-$ROOT/../shared/bench/mixed.sql}
-[ -f "$SQL" ] || {
-    echo "error: $SQL not found; set LIFEBOAT_BENCH_SQL" >&2
-    exit 2
-}
-[ "$(id -u)" -eq 0 ] || {
-    echo "error: run as root (initdb runs as the postgres user)" >&2
-    exit 2
-}
-missing=()
-[ -x "$PG_BIN/initdb" ] || missing+=(postgresql postgresql-contrib)
-command -v zstd >/dev/null 2>&1 || missing+=(zstd)
-if [ ${#missing[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q "${missing[@]}"
-fi
-
-WORK=$(mktemp -d /tmp/lifeboat-bench.XXXXXX)
-chmod 755 "$WORK"
-COORD_PID=""
-AGENT_PID=""
-S3_PID=""
-PG_STARTED=0
-# shellcheck disable=SC2317 # runs from the EXIT trap
-cleanup() {
-    set +e
-    [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID"
-    [ -n "$COORD_PID" ] && kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID"
-    [ -n "$S3_PID" ] && kill -TERM "$S3_PID" 2>/dev/null && wait "$S3_PID"
-    [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
-    if [ "$KEEP" -eq 1 ]; then
-        echo "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
 # shellcheck source=tests/bench/lib.sh
 source "$ROOT/tests/bench/lib.sh"
+
+pg_bench_setup
 
 build_release
 
@@ -226,8 +185,9 @@ for r in $(seq 1 "$ROUNDS"); do
         j=$(printf '%s\n' "$out" | sed -n 's/.*"duration_ms": *\([0-9]*\).*/\1/p' | head -n 1)
         j=$(awk -v ms="${j:-0}" 'BEGIN { printf "%.3f", ms / 1000 }')
         show=$(lifeboat --output json backup show "$id")
-        dump_size[$rows]=$(printf '%s\n' "$show" | sed -n 's/.*"raw_size": *\([0-9]*\).*/\1/p')
-        stored_size[$rows]=$(printf '%s\n' "$show" | sed -n 's/.*"stored_size": *\([0-9]*\).*/\1/p')
+        # The backup's own sizes come first; its globals object has sizes of its own.
+        dump_size[$rows]=$(printf '%s\n' "$show" | sed -n 's/.*"raw_size": *\([0-9]*\).*/\1/p' | head -n 1)
+        stored_size[$rows]=$(printf '%s\n' "$show" | sed -n 's/.*"stored_size": *\([0-9]*\).*/\1/p' | head -n 1)
         rm -rf "${WORK:?}/repo/bench/rows-$rows/$id"
         raw_t[$rows]+=" $a"
         shell_t[$rows]+=" $b"

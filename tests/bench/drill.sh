@@ -51,49 +51,10 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
-[[ $ROWS =~ ^[0-9]+$ && $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || {
-    echo "--rows and --rounds take positive integers" >&2
-    exit 2
-}
-SQL=${LIFEBOAT_BENCH_SQL:-$ROOT/../shared/bench/mixed.sql}
-[ -f "$SQL" ] || {
-    echo "error: $SQL not found; set LIFEBOAT_BENCH_SQL" >&2
-    exit 2
-}
-[ "$(id -u)" -eq 0 ] || {
-    echo "error: run as root (initdb runs as the postgres user)" >&2
-    exit 2
-}
-missing=()
-[ -x "$PG_BIN/initdb" ] || missing+=(postgresql postgresql-contrib)
-command -v zstd >/dev/null 2>&1 || missing+=(zstd)
-if [ ${#missing[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q "${missing[@]}"
-fi
-
-WORK=$(mktemp -d /tmp/lifeboat-bench.XXXXXX)
-chmod 755 "$WORK"
-COORD_PID=""
-AGENT_PID=""
-PG_STARTED=0
-# shellcheck disable=SC2317 # runs from the EXIT trap
-cleanup() {
-    set +e
-    [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID"
-    [ -n "$COORD_PID" ] && kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID"
-    [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
-    if [ "$KEEP" -eq 1 ]; then
-        echo "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
 # shellcheck source=tests/bench/lib.sh
 source "$ROOT/tests/bench/lib.sh"
+
+pg_bench_setup
 
 build_release
 

@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # What the benchmarks share: arithmetic on timings, CPU and memory readings from /proc, free
-# ports, the release build, a coordinator with its certificates and the agent's configuration. Sourced, never run; the
-# caller sets ROOT, WORK and BUILD and owns the cleanup of COORD_PID.
+# ports, the release build, a coordinator with its certificates and the agent's configuration,
+# and for the PostgreSQL benchmarks their checks, work directory and clean-up
+# ([pg_bench_setup]). Sourced, never run; the caller sets ROOT, WORK and BUILD (pg_bench_setup
+# sets WORK) and owns the cleanup of COORD_PID.
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
@@ -164,4 +166,53 @@ start_bench_pg() {
         printf '127.0.0.1:%s:*:bench:%s\n' "$PORT" "$PASSWORD" >"$WORK/secrets/pgpass"
     )
     export PGPASSFILE=$WORK/secrets/pgpass
+}
+
+# The PostgreSQL benchmarks' start (backup.sh, drill.sh): checks --rows/--rounds (ROWS,
+# ROUNDS), the data set (SQL) and root, installs PostgreSQL and zstd where missing, makes the
+# work directory (WORK) and stops at exit what was started (AGENT_PID, COORD_PID, S3_PID,
+# PG_STARTED), keeping WORK with --keep (KEEP=1).
+pg_bench_setup() {
+    [[ $ROWS =~ ^[0-9]+$ && $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || {
+        echo "--rows and --rounds take positive integers" >&2
+        exit 2
+    }
+    SQL=${LIFEBOAT_BENCH_SQL:-$ROOT/../shared/bench/mixed.sql}
+    [ -f "$SQL" ] || {
+        echo "error: $SQL not found; set LIFEBOAT_BENCH_SQL" >&2
+        exit 2
+    }
+    [ "$(id -u)" -eq 0 ] || {
+        echo "error: run as root (initdb runs as the postgres user)" >&2
+        exit 2
+    }
+    local missing=()
+    [ -x "$PG_BIN/initdb" ] || missing+=(postgresql postgresql-contrib)
+    command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+    if [ ${#missing[@]} -gt 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q "${missing[@]}"
+    fi
+    WORK=$(mktemp -d /tmp/lifeboat-bench.XXXXXX)
+    chmod 755 "$WORK"
+    COORD_PID=""
+    AGENT_PID=""
+    S3_PID=""
+    PG_STARTED=0
+    trap pg_bench_cleanup EXIT
+}
+
+# shellcheck disable=SC2317 # runs from the EXIT trap
+pg_bench_cleanup() {
+    set +e
+    [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID"
+    [ -n "$COORD_PID" ] && kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID"
+    [ -n "$S3_PID" ] && kill -TERM "$S3_PID" 2>/dev/null && wait "$S3_PID"
+    [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
+    if [ "$KEEP" -eq 1 ]; then
+        echo "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
 }
