@@ -514,6 +514,7 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Resu
     let engine = Engine::parse(&m.engine)
         .with_context(|| format!("the manifest names an unknown engine {:?}", m.engine))?;
     let wire = pb::BackupRecord {
+        encryption: None,
         backup_id: m.backup_id.clone(),
         target: format!("{}/{}", m.environment, m.target),
         environment: m.environment.clone(),

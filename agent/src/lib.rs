@@ -10,6 +10,7 @@ pub mod drill;
 pub mod engine;
 pub mod export;
 pub mod job;
+pub mod keys;
 pub mod maintenance;
 pub mod manifest;
 pub mod outbox;

@@ -290,7 +290,7 @@ impl Runner {
                 .await
                 .map(JobOutput::Restore)
                 .map(Some),
-            Work::Verify(b) => crate::verify::run(ctx, b)
+            Work::Verify { backup, decrypt } => crate::verify::run(ctx, backup, *decrypt)
                 .await
                 .map(JobOutput::Verify)
                 .map(Some),
@@ -320,6 +320,10 @@ impl Runner {
             Work::Copy(c) => crate::copy::run(ctx, c)
                 .await
                 .map(JobOutput::Copy)
+                .map(Some),
+            Work::RotateKeys(r) => crate::keys::rotate(ctx, r)
+                .await
+                .map(JobOutput::RotateKeys)
                 .map(Some),
             Work::Pin { backup, pin } => {
                 tracing::info!(pinned = pin.is_some(), "writing the pin marker");
@@ -399,7 +403,7 @@ fn locks(job: &Job) -> Vec<Lock> {
             }
             locks
         }
-        Work::Verify(_) => vec![
+        Work::Verify { .. } => vec![
             Lock::shared(format!("backup {}", backup())),
             Lock::exclusive(format!("verify {}", backup())),
         ],
@@ -414,6 +418,8 @@ fn locks(job: &Job) -> Vec<Lock> {
             Lock::shared(format!("backup {}", backup())),
             Lock::exclusive(format!("copy {} to {}", backup(), c.to)),
         ],
+        // One rotation of a target's keys at a time.
+        Work::RotateKeys(r) => vec![Lock::exclusive(format!("keys of {}", r.target))],
         // One read-back of a target's archive at a time; pushes and backups go on beside it.
         Work::VerifyWal(t) => vec![Lock::exclusive(format!("WAL archive of {t}"))],
         // Listings and checks only read, and a pin marker touches one small object beside a

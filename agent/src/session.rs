@@ -131,6 +131,7 @@ async fn session(
                 repository: t.repository.clone(),
                 database: t.database.clone(),
                 copy_to: t.copy_to.clone(),
+                encryption: None,
             })
             .collect(),
         repositories: config.repositories.keys().cloned().collect(),

@@ -22,7 +22,7 @@ use crate::{
     },
 };
 
-pub async fn run(ctx: &JobCtx, rec: &BackupRecord) -> Result<Verified> {
+pub async fn run(ctx: &JobCtx, rec: &BackupRecord, _decrypt: bool) -> Result<Verified> {
     let loc = locate(ctx, rec)?;
     ctx.set_phase("verifying");
     let verdict = |status: VerifyStatus, detail: String| Verified {

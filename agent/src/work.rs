@@ -25,8 +25,12 @@ pub struct Job {
 pub enum Work {
     Backup(BackupWork),
     Restore(RestoreWork),
-    /// Re-read a backup's stored bytes and check them against its record.
-    Verify(BackupRecord),
+    /// Re-read a backup's stored bytes and check them against its record; `decrypt`: an
+    /// encrypted backup must be decrypted and decoded too (no stored-bytes-only verdict).
+    Verify {
+        backup: BackupRecord,
+        decrypt: bool,
+    },
     /// Read a physical target's WAL archive back and check its chains (`pitr verify`); the
     /// target by this agent's name.
     VerifyWal(String),
@@ -47,6 +51,21 @@ pub enum Work {
     Export(ExportWork),
     /// Copy a backup to another repository of this agent (off-site copies).
     Copy(CopyWork),
+    /// Re-encrypt the key objects of a target's backups (`keys rotate`).
+    RotateKeys(RotateKeysWork),
+}
+
+/// A key rotation: each backup's key object, in each repository holding it, re-encrypted to
+/// (its recipients + `add` - `remove`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateKeysWork {
+    /// The target by this agent's name.
+    pub target: String,
+    /// Each backup with every repository holding it.
+    pub items: Vec<(BackupRecord, Vec<String>)>,
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+    pub dry_run: bool,
 }
 
 /// A copy of `backup` (read from `backup.repository`) to repository `to`.
@@ -210,7 +229,26 @@ impl TryFrom<pb::JobSpec> for Job {
                 target: b.target,
             }),
             Spec::Restore(r) => Work::Restore(r.try_into()?),
-            Spec::Verify(v) => Work::Verify(record("verify", v.backup)?),
+            Spec::Verify(v) => Work::Verify {
+                backup: record("verify", v.backup)?,
+                decrypt: v.decrypt,
+            },
+            Spec::RotateKeys(r) => Work::RotateKeys(RotateKeysWork {
+                target: r.target,
+                items: r
+                    .items
+                    .into_iter()
+                    .map(|i| {
+                        Ok((
+                            record("rotate_keys", i.backup)?,
+                            repositories("rotate_keys", i.repositories)?,
+                        ))
+                    })
+                    .collect::<Result<_, RefusedSpec>>()?,
+                add: r.add,
+                remove: r.remove,
+                dry_run: r.dry_run,
+            }),
             Spec::WalVerify(w) => Work::VerifyWal(w.target),
             Spec::Delete(d) => Work::Delete(record("delete", d.backup)?),
             Spec::List(l) => Work::List {
@@ -247,13 +285,14 @@ impl Work {
         match self {
             Work::Backup(_) => JobKind::Backup,
             Work::Restore(_) => JobKind::Restore,
-            Work::Verify(_) | Work::VerifyWal(_) => JobKind::Verify,
+            Work::Verify { .. } | Work::VerifyWal(_) => JobKind::Verify,
             Work::Delete(_) => JobKind::Delete,
             Work::List { .. } => JobKind::List,
             Work::Check(_) => JobKind::Check,
             Work::Pin { .. } => JobKind::Pin,
             Work::Export(_) => JobKind::Export,
             Work::Copy(_) => JobKind::Copy,
+            Work::RotateKeys(_) => JobKind::RotateKeys,
         }
     }
 
@@ -263,7 +302,8 @@ impl Work {
             Work::Backup(b) => Some(&b.target),
             Work::Restore(r) | Work::Check(CheckWork::DryRun(r)) => Some(&r.target),
             Work::Check(CheckWork::Target(t)) | Work::VerifyWal(t) => Some(t),
-            Work::Verify(_)
+            Work::RotateKeys(r) => Some(&r.target),
+            Work::Verify { .. }
             | Work::Delete(_)
             | Work::List { .. }
             | Work::Pin { .. }
@@ -277,12 +317,15 @@ impl Work {
         match self {
             Work::Backup(b) => Some(&b.backup_id),
             Work::Restore(r) | Work::Check(CheckWork::DryRun(r)) => Some(&r.backup.backup_id),
-            Work::Verify(b)
+            Work::Verify { backup: b, .. }
             | Work::Delete(b)
             | Work::Pin { backup: b, .. }
             | Work::Export(ExportWork { backup: b, .. })
             | Work::Copy(CopyWork { backup: b, .. }) => Some(&b.backup_id),
-            Work::Check(CheckWork::Target(_)) | Work::List { .. } | Work::VerifyWal(_) => None,
+            Work::Check(CheckWork::Target(_))
+            | Work::List { .. }
+            | Work::VerifyWal(_)
+            | Work::RotateKeys(_) => None,
         }
     }
 
@@ -290,7 +333,7 @@ impl Work {
     /// agent.
     pub fn record_target(&self) -> Option<&str> {
         match self {
-            Work::Verify(b)
+            Work::Verify { backup: b, .. }
             | Work::Delete(b)
             | Work::Pin { backup: b, .. }
             | Work::Export(ExportWork { backup: b, .. })
@@ -299,7 +342,8 @@ impl Work {
             | Work::Restore(_)
             | Work::Check(_)
             | Work::List { .. }
-            | Work::VerifyWal(_) => None,
+            | Work::VerifyWal(_)
+            | Work::RotateKeys(_) => None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! (`From<&…> for pb::…`). The coordinator, the agent and the CLI use these instead of the
 //! prost structs past their gRPC edges.
 
+mod encryption;
 mod export;
 mod globals;
 mod partial;
@@ -14,6 +15,7 @@ mod results;
 pub mod wal;
 mod words;
 
+pub use encryption::{Encryption, KEY_ID_LEN, MAX_RECIPIENTS, check_recipients, is_key_id};
 pub use export::{EXPORT_MANIFEST_SUFFIX, ExportPath, Exported};
 pub use globals::{CAPTURED, Globals, GlobalsObject, GlobalsRestore, NOT_CAPTURED};
 pub use partial::{PartialRestore, TableRef};
@@ -23,7 +25,9 @@ pub use record::{
 };
 pub use recovery::{Lsn, Recovery, RecoveryAction, RecoveryTarget};
 pub use report::{Finding, Report, Severity};
-pub use results::{Copied, Deleted, Drilled, JobOutput, Listed, Restored, Verified};
+pub use results::{
+    Copied, Deleted, Drilled, JobOutput, Listed, Restored, RotatedKey, Verified,
+};
 pub use wal::{WalRange, WalStatus, is_segment_name};
 pub use words::{Engine, JobKind, OwnerPolicy, VerifyStatus};
 

@@ -114,6 +114,8 @@ pub struct BackupRecord {
     pub wal_start: String,
     /// The cluster's globals captured beside a logical backup, or why not.
     pub globals: super::Globals,
+    /// Client-side encryption; `None`: stored in plaintext.
+    pub encryption: Option<super::Encryption>,
 }
 
 impl BackupRecord {
@@ -280,6 +282,10 @@ impl TryFrom<pb::BackupRecord> for BackupRecord {
         };
         let globals =
             super::Globals::from_wire(b.globals, dir_of(&b.manifest_key).unwrap_or_default())?;
+        let encryption = super::Encryption::from_wire(
+            b.encryption,
+            dir_of(&b.manifest_key).unwrap_or_default(),
+        )?;
         Ok(BackupRecord {
             backup_id,
             target,
@@ -310,6 +316,7 @@ impl TryFrom<pb::BackupRecord> for BackupRecord {
             verify_detail: bounded_text(b.verify_detail),
             job_id: short_text("job id", b.job_id)?,
             globals,
+            encryption,
             wal_start: match b.wal_start {
                 w if w.is_empty() || super::is_segment_name(&w) => w,
                 w => {
@@ -355,6 +362,7 @@ impl From<&BackupRecord> for pb::BackupRecord {
             job_id: b.job_id.clone(),
             wal_start: b.wal_start.clone(),
             globals: b.globals.to_wire(),
+            encryption: b.encryption.as_ref().map(super::Encryption::to_wire),
             // The coordinator's Control handlers fill these in; they know pins and deletions.
             pin: None,
             deleting: false,

@@ -50,6 +50,32 @@ pub struct Copied {
     pub already_there: bool,
 }
 
+/// One key object after a key rotation (as it would be, on a dry run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedKey {
+    pub backup_id: String,
+    pub repository: String,
+    pub recipients: Vec<String>,
+    pub key_ids: Vec<String>,
+    /// Rewritten (would be, on a dry run); false: it already had this set.
+    pub changed: bool,
+    /// Why it could not be rotated (it keeps its earlier recipients); empty: done.
+    pub error: String,
+}
+
+impl RotatedKey {
+    pub fn to_wire(&self) -> pb::RotatedKey {
+        pb::RotatedKey {
+            backup_id: self.backup_id.clone(),
+            repository: self.repository.clone(),
+            recipients: self.recipients.clone(),
+            key_ids: self.key_ids.clone(),
+            changed: self.changed,
+            error: self.error.clone(),
+        }
+    }
+}
+
 /// A delete that finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deleted {
@@ -77,6 +103,7 @@ pub enum JobOutput {
     Export(super::Exported),
     Drill(Drilled),
     Copy(Copied),
+    RotateKeys(Vec<RotatedKey>),
 }
 
 fn restore_to_pb(r: &Restored) -> pb::RestoreResult {
@@ -130,6 +157,9 @@ impl From<&JobOutput> for pb::job_result::Result {
                 stored_bytes: c.stored_bytes,
                 stored_sha256: c.stored_sha256.clone(),
                 already_there: c.already_there,
+            }),
+            JobOutput::RotateKeys(keys) => R::RotateKeys(pb::RotateKeysResult {
+                keys: keys.iter().map(RotatedKey::to_wire).collect(),
             }),
             JobOutput::List(listed) => R::List(pb::ListResult {
                 backups: listed

@@ -81,6 +81,8 @@ pub enum JobKind {
     Export,
     /// Copy a backup to another repository of its agent (off-site copies).
     Copy,
+    /// Re-encrypt the key objects of a target's encrypted backups (`keys rotate`).
+    RotateKeys,
 }
 string_forms!(JobKind {
     Backup => "backup",
@@ -92,6 +94,7 @@ string_forms!(JobKind {
     Pin => "pin",
     Export => "export",
     Copy => "copy",
+    RotateKeys => "rotate_keys",
 });
 
 impl JobKind {
@@ -107,7 +110,8 @@ impl JobKind {
             | JobKind::Check
             | JobKind::Pin
             | JobKind::Export
-            | JobKind::Copy => false,
+            | JobKind::Copy
+            | JobKind::RotateKeys => false,
         }
     }
 
@@ -124,6 +128,7 @@ impl JobKind {
             pb::JobKind::Pin => JobKind::Pin,
             pb::JobKind::Export => JobKind::Export,
             pb::JobKind::Copy => JobKind::Copy,
+            pb::JobKind::RotateKeys => JobKind::RotateKeys,
         })
     }
 }
@@ -140,6 +145,7 @@ impl From<JobKind> for pb::JobKind {
             JobKind::Pin => pb::JobKind::Pin,
             JobKind::Export => pb::JobKind::Export,
             JobKind::Copy => pb::JobKind::Copy,
+            JobKind::RotateKeys => pb::JobKind::RotateKeys,
         }
     }
 }
