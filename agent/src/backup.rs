@@ -133,7 +133,21 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
         at.spec.backup_id.as_str(),
     );
     let _writing = ctx.writes.hold(&dir_key);
-    let data_key = format!("{dir_key}/{}", D::DATA_FILE);
+    // An encrypted backup gets a key of its own, encrypted to the configured recipients
+    // (read now: a changed recipients file needs no restart). No recipient, no backup.
+    let sealing = match &target.encryption {
+        Some(enc) => Some((
+            crate::crypt::BackupKey::generate(),
+            enc.recipients()
+                .with_context(|| format!("encryption of target {}", target.name))?,
+        )),
+        None => None,
+    };
+    let data_file = match &sealing {
+        Some(_) => format!("{}{}", D::DATA_FILE, crate::crypt::AGE_SUFFIX),
+        None => D::DATA_FILE.to_owned(),
+    };
+    let data_key = format!("{dir_key}/{data_file}");
     // The data object is written while the dump runs; it becomes visible only after `commit`,
     // once the tool's exit status and the stream's verdict are good.
     let (tx, body) = body_channel(BODY_DEPTH);
@@ -153,6 +167,7 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
     let compression = Compression {
         level: target.compression_level,
         threads: target.compression_threads,
+        encrypt_to: sealing.as_ref().map(|(k, _)| k.recipient()),
     };
     let counters = ctx.counters.clone();
     let cancel = ctx.cancel.clone();
@@ -213,7 +228,7 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
     };
     let dumped = Dumped {
         facts,
-        data_file: D::DATA_FILE,
+        data_file,
         raw,
         stored,
     };
@@ -222,6 +237,7 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
         dir_key: &dir_key,
         data_key: &data_key,
         started_at_ms: at.started_at_ms,
+        sealing: sealing.as_ref(),
     };
     finish(ctx, at.spec, target, upload, writer, &written, dumped).await
 }
@@ -229,7 +245,7 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
 /// What a dump produced, for the end every backup shares.
 struct Dumped {
     facts: DumpFacts,
-    data_file: &'static str,
+    data_file: String,
     raw: pipeline::Digest,
     stored: pipeline::Digest,
 }
@@ -240,6 +256,8 @@ struct Written<'a> {
     dir_key: &'a str,
     data_key: &'a str,
     started_at_ms: i64,
+    /// An encrypted backup: its key and the recipients the key object is encrypted to.
+    sealing: Option<&'a (crate::crypt::BackupKey, crate::crypt::Recipients)>,
 }
 
 /// Commits the data object (its stored size checked against what was written), then writes
@@ -284,22 +302,49 @@ async fn finish(
             d.stored.size
         );
     }
-    let globals_key = format!("{}/{GLOBALS_FILE}", at.dir_key);
-    let globals = match globals::capture(ctx, target, repo, at.dir_key).await {
+    // The key object goes before anything else that needs it to be read.
+    let key_key = format!("{}/{}", at.dir_key, crate::crypt::KEY_FILE);
+    if let Some((key, recipients)) = at.sealing {
+        let written = match crate::crypt::seal_key(key, recipients, spec.backup_id.as_str()) {
+            Ok(object) => repo
+                .put_bytes(&key_key, object.into(), &ctx.cancel)
+                .await
+                .map_err(anyhow::Error::new),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            remove_orphan_data(repo, data_key).await;
+            return Err(e.context(format!("write the key object to {}", repo.describe())));
+        }
+    }
+    let encrypt_to = at.sealing.map(|(k, _)| k.recipient());
+    let globals = match globals::capture(ctx, target, repo, at.dir_key, encrypt_to.as_ref()).await {
         Ok(g) => g,
         Err(e) => {
             remove_orphan_data(repo, data_key).await;
+            if at.sealing.is_some() {
+                remove_orphan_data(repo, &key_key).await;
+            }
             return Err(e);
         }
     };
+    let globals_key = format!(
+        "{}/{}",
+        at.dir_key,
+        globals.as_ref().map(|g| g.file.clone()).unwrap_or_default()
+    );
     let config = &ctx.config;
     let finished_at_ms = lifeboat_common::time::now_ms();
-    let m = Manifest {
-        schema_version: Manifest::version_for(
-            d.facts.physical.is_some(),
-            globals.is_some(),
-            d.facts.row_counts.iter().any(|r| r.bytes.is_some()),
-        ),
+    let mut m = Manifest {
+        schema_version: if at.sealing.is_some() {
+            manifest::ENCRYPTED_SCHEMA_VERSION
+        } else {
+            Manifest::version_for(
+                d.facts.physical.is_some(),
+                globals.is_some(),
+                d.facts.row_counts.iter().any(|r| r.bytes.is_some()),
+            )
+        },
         backup_id: spec.backup_id.to_string(),
         environment: config.environment.clone(),
         target: target.name.clone(),
@@ -315,8 +360,8 @@ async fn finish(
             algorithm: "zstd".into(),
             level: target.compression_level,
         },
-        encryption_recipients: Vec::new(),
-        data_file: d.data_file.into(),
+        encryption_recipients: at.sealing.map(|(_, r)| r.strings()).unwrap_or_default(),
+        data_file: d.data_file,
         raw_size: d.raw.size,
         raw_sha256: d.raw.sha256,
         stored_size: d.stored.size,
@@ -331,6 +376,13 @@ async fn finish(
         objects: d.facts.objects,
         physical: d.facts.physical,
         globals,
+        encryption: at.sealing.map(|(_, r)| manifest::EncryptionInfo {
+            scheme: "age".into(),
+            key_file: crate::crypt::KEY_FILE.into(),
+            recipients: r.strings(),
+            key_ids: r.key_ids(),
+        }),
+        sealed: None,
     };
     // The record the coordinator will check, checked before the manifest makes this a
     // backup: a backup the catalog cannot take is not left behind in the repository.
@@ -338,24 +390,37 @@ async fn finish(
         .globals
         .as_ref()
         .is_some_and(|g| g.status == lifeboat_proto::domain::CAPTURED);
-    let record = match record_from_manifest(&m, at.dir_key, ctx.job_id.clone()) {
+    // The catalog keeps the names as reported now; the stored manifest keeps them sealed.
+    let record = record_from_manifest(&m, at.dir_key, ctx.job_id.clone()).and_then(|r| {
+        if let Some((key, _)) = at.sealing {
+            m.seal(&key.recipient())?;
+        }
+        Ok(r)
+    });
+    let record = match record {
         Ok(r) => r,
         Err(e) => {
             remove_orphan_data(repo, data_key).await;
             if captured {
                 remove_orphan_data(repo, &globals_key).await;
             }
+            if at.sealing.is_some() {
+                remove_orphan_data(repo, &key_key).await;
+            }
             return Err(e);
         }
     };
     if let Err(e) = write_manifest(ctx, repo, at.dir_key, data_key, &m).await {
-        if captured
-            && matches!(
-                repo.head(&format!("{}/{MANIFEST_FILE}", at.dir_key)).await,
-                Ok(None)
-            )
-        {
-            remove_orphan_data(repo, &globals_key).await;
+        if matches!(
+            repo.head(&format!("{}/{MANIFEST_FILE}", at.dir_key)).await,
+            Ok(None)
+        ) {
+            if captured {
+                remove_orphan_data(repo, &globals_key).await;
+            }
+            if at.sealing.is_some() {
+                remove_orphan_data(repo, &key_key).await;
+            }
         }
         return Err(e);
     }
@@ -514,7 +579,11 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Resu
     let engine = Engine::parse(&m.engine)
         .with_context(|| format!("the manifest names an unknown engine {:?}", m.engine))?;
     let wire = pb::BackupRecord {
-        encryption: None,
+        encryption: m.encryption.as_ref().map(|e| pb::BackupEncryption {
+            key_object: format!("{dir_key}/{}", e.key_file),
+            recipients: e.recipients.clone(),
+            key_ids: e.key_ids.clone(),
+        }),
         backup_id: m.backup_id.clone(),
         target: format!("{}/{}", m.environment, m.target),
         environment: m.environment.clone(),

@@ -55,6 +55,7 @@ pub async fn run(ctx: &JobCtx, work: &CheckWork) -> Result<()> {
     for r in &target.copy_to {
         repository(ctx, target, r, "copies").await;
     }
+    encryption(ctx, target);
     for leftover in crate::swap_journal::unresolved(&ctx.config.state_dir, &target.name) {
         report.error("interrupted restore", leftover);
     }
@@ -68,6 +69,49 @@ pub async fn run(ctx: &JobCtx, work: &CheckWork) -> Result<()> {
         }
     }
     report.bail_on_errors("check failed")
+}
+
+/// The target's encryption: its recipients readable now, and whether this agent can decrypt.
+fn encryption(ctx: &JobCtx, target: &TargetConfig) {
+    let report = &ctx.report;
+    let Some(enc) = &target.encryption else {
+        report.info(
+            "encryption",
+            "off: backups are stored as compressed plaintext (configure encryption = { recipients = [\"age1…\"] } on the target or its repository to encrypt them)",
+        );
+        return;
+    };
+    let recipients = match enc.recipients() {
+        Ok(r) => r,
+        Err(e) => {
+            report.error(
+                "encryption",
+                format!("{e:#}; backups will fail until it is fixed"),
+            );
+            return;
+        }
+    };
+    let state = crate::crypt::target_encryption(&ctx.config, enc);
+    let identities = crate::crypt::agent_identities(&ctx.config);
+    let can = match &identities {
+        Err(e) => {
+            report.error("encryption", format!("{e:#}"));
+            return;
+        }
+        Ok(_) if state.can_decrypt => {
+            "this agent holds a key for one of them: it can restore and fully verify".to_owned()
+        }
+        Ok(ids) if ids.is_empty() => "this agent holds no identity_file: it backs up and checks stored bytes, but cannot restore or decrypt (a backup-only agent)".to_owned(),
+        Ok(_) => "this agent's identity_file holds none of their keys: it cannot decrypt these backups".to_owned(),
+    };
+    report.ok(
+        "encryption",
+        format!(
+            "age, {} recipient(s), key ids {}; {can}",
+            recipients.strings().len(),
+            recipients.key_ids().join(", ")
+        ),
+    );
 }
 
 /// A repository of the target (its own, or one it copies to): reachable, writable, and

@@ -15,6 +15,8 @@ use lifeboat_common::{
 };
 use serde::Deserialize;
 
+mod encryption;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -101,6 +103,8 @@ struct FileTarget {
     globals: Option<String>,
     #[serde(default)]
     copy_to: Vec<String>,
+    /// Client-side encryption of this target's backups (replaces its repository's).
+    encryption: Option<encryption::FileEncryption>,
 }
 
 fn default_level() -> i32 {
@@ -128,6 +132,8 @@ pub struct Config {
     pub targets: BTreeMap<String, TargetConfig>,
     /// The WAL socket (`[wal]`), served when a target is physical.
     pub wal: crate::wal::config::WalConfig,
+    /// Repositories' own `encryption` tables (targets writing there inherit them).
+    pub repository_encryption: BTreeMap<String, crate::crypt::EncryptionConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +245,9 @@ pub struct TargetConfig {
     /// Repositories each backup is copied to after it succeeds (`copy_to`; the coordinator
     /// queues the copies).
     pub copy_to: Vec<String>,
+    /// Client-side encryption of its backups (its own table, else its repository's); `None`:
+    /// stored in plaintext.
+    pub encryption: Option<crate::crypt::EncryptionConfig>,
 }
 
 /// Which database engine a target runs: the domain's own.
@@ -326,9 +335,15 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
     check_private_file(&tls.key).map_err(|x| e("tls.key", format!("{x:#}")))?;
 
     let mut repositories = BTreeMap::new();
-    for (i, r) in f.repositories.into_iter().enumerate() {
+    let mut repository_encryption = BTreeMap::new();
+    for (i, mut r) in f.repositories.into_iter().enumerate() {
         let key = |k: &str| format!("repository[{i}].{k}");
         validate_simple("repository name", &r.name).map_err(|x| e(&key("name"), x.to_string()))?;
+        if let Some(enc) = encryption::from_repository_table(path, &key("encryption"), &mut r.rest)
+            .map_err(|(k, m)| e(&k, m))?
+        {
+            repository_encryption.insert(r.name.clone(), enc);
+        }
         let repo = match r.kind.as_str() {
             "fs" => {
                 let fs: FileFsRepository = toml::Value::Table(r.rest).try_into().map_err(|x| {
@@ -577,6 +592,32 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 ));
             }
         }
+        let encryption = match t.encryption {
+            Some(f) => {
+                Some(encryption::validate(path, &key("encryption"), f).map_err(|(k, m)| e(&k, m))?)
+            }
+            None => repository_encryption.get(&t.repository).cloned(),
+        };
+        if encryption.is_some() && mode == BackupMode::Physical {
+            return Err(e(
+                &key("encryption"),
+                "encryption of physical targets is not supported yet: their WAL archive would be stored in plaintext beside encrypted base backups; back this target up in mode = \"logical\", or use a repository without encryption for it".into(),
+            ));
+        }
+        if encryption.is_none()
+            && let Some(r) = t
+                .copy_to
+                .iter()
+                .find(|r| repository_encryption.contains_key(*r))
+        {
+            return Err(e(
+                &key("copy_to"),
+                format!(
+                    "repository {r:?} is encrypted, and this target's backups are not: an encrypted repository never receives a plaintext backup; configure encryption for the target (or its repository {:?})",
+                    t.repository
+                ),
+            ));
+        }
         let tc = TargetConfig {
             name: t.name.clone(),
             engine,
@@ -600,6 +641,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             drill_checks: t.drill_checks,
             globals,
             copy_to: t.copy_to,
+            encryption,
         };
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(
@@ -627,6 +669,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         repositories,
         targets,
         wal,
+        repository_encryption,
     })
 }
 

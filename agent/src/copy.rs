@@ -50,6 +50,13 @@ pub async fn run(ctx: &JobCtx, work: &CopyWork) -> Result<Copied> {
             work.to
         );
     }
+    if rec.encryption.is_none() && ctx.config.repository_encryption.contains_key(&work.to) {
+        bail!(
+            "backup {} is stored in plaintext and repository {} is encrypted: an encrypted repository never receives a plaintext backup; copy it to a repository without encryption, or take a new (encrypted) backup",
+            rec.backup_id,
+            work.to
+        );
+    }
     let loc = locate(ctx, rec)?;
     let dst = repo::open(&ctx.config, &work.to)
         .with_context(|| format!("copy backup {} to repository {:?}", rec.backup_id, work.to))?;
@@ -155,7 +162,7 @@ async fn copy_all(
         .context("the manifest lies in no backup directory")?
         .to_owned();
     if let Globals::Captured(g) = &rec.globals {
-        let key = format!("{dir}/{}", crate::backup::GLOBALS_FILE);
+        let key = g.key.clone();
         let want = Digest {
             size: g.stored_size,
             sha256: g.stored_sha256.clone(),
@@ -163,6 +170,29 @@ async fn copy_all(
         copy_object(ctx, &loc.repo, dst, &key, &want, written)
             .await
             .with_context(|| format!("copy {key}"))?;
+    }
+    // An encrypted backup's key object, as it is now (rotations rewrite it in every
+    // repository that holds the backup).
+    if let Some(key_key) = &loc.key_key {
+        let bytes = loc
+            .repo
+            .get_bytes(key_key, crate::crypt::MAX_KEY_OBJECT)
+            .await?
+            .with_context(|| {
+                format!(
+                    "the backup's key object {key_key} is missing from {}; without it no copy can be decrypted",
+                    loc.repo.describe()
+                )
+            })?;
+        match dst.get_bytes(key_key, crate::crypt::MAX_KEY_OBJECT).await? {
+            Some(there) if there == bytes => {}
+            Some(_) => bail!(
+                "{} holds another key object at {key_key}; it is left alone (rotate the keys of backup {}, or delete that copy, then copy again)",
+                dst.describe(),
+                rec.backup_id
+            ),
+            None => put_small(ctx, dst, key_key, bytes, written).await?,
+        }
     }
     // The pin marker, as it is now (a later pin or unpin writes the backup's own repository).
     let marker = format!("{dir}/{PIN_FILE}");

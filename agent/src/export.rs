@@ -324,6 +324,7 @@ mod tests {
         let expected = Expected {
             stored: digest(&stored),
             raw: digest(raw),
+            key: None,
         };
         (stored, expected)
     }

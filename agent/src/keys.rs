@@ -1,10 +1,163 @@
-//! Key rotation of encrypted backups (`lifeboat keys rotate`).
+//! Key rotation of encrypted backups (`lifeboat keys rotate`, ADR 0025): each backup's key
+//! object is opened with this agent's identity and replaced, in one atomic write, by the same
+//! backup key encrypted to (its recipients + add - remove). Data objects are never touched, so
+//! a rotation of any number of backups writes a few hundred bytes per backup, and a rotation
+//! cut short leaves each backup readable by its old set or its new one.
 
-use anyhow::{Result, bail};
-use lifeboat_proto::domain::RotatedKey;
+use anyhow::{Context, Result, bail};
+use lifeboat_proto::domain::{BackupRecord, RotatedKey};
 
-use crate::{job::JobCtx, work::RotateKeysWork};
+use crate::{
+    crypt::{self, Recipients},
+    job::JobCtx,
+    repo::{self, backup_dir_key},
+    work::RotateKeysWork,
+};
 
-pub async fn rotate(_ctx: &JobCtx, _work: &RotateKeysWork) -> Result<Vec<RotatedKey>> {
-    bail!("key rotation is not available in this build of lifeboat-agent")
+pub async fn rotate(ctx: &JobCtx, work: &RotateKeysWork) -> Result<Vec<RotatedKey>> {
+    let target = ctx.config.targets.get(&work.target).with_context(|| {
+        format!(
+            "this agent has no target {:?}; check the agent's [[target]] list",
+            work.target
+        )
+    })?;
+    for r in work.add.iter().chain(&work.remove) {
+        lifeboat_common::keys::parse_recipient(r)?;
+    }
+    if work.add.is_empty() && work.remove.is_empty() {
+        bail!("nothing to rotate: name recipients to --add or --remove");
+    }
+    let identities = crypt::agent_identities(&ctx.config)?;
+    if identities.is_empty() {
+        bail!(
+            "this agent holds no identity_file, so it cannot open the key objects it would rotate; run the rotation on an agent configured with identity_file for the current keys"
+        );
+    }
+    ctx.set_phase(if work.dry_run {
+        "planning the rotation"
+    } else {
+        "rotating keys"
+    });
+    let mut out = Vec::new();
+    let (mut changed, mut failed) = (0usize, 0usize);
+    for (rec, repositories) in &work.items {
+        for repository in repositories {
+            if ctx.cancel.is_cancelled() {
+                bail!(
+                    "cancelled after {changed} key object(s) were rotated; the rest keep their recipients"
+                );
+            }
+            let r = rotate_one(ctx, rec, repository, work, &identities).await;
+            let rotated = match r {
+                Ok(r) => r,
+                Err(e) => RotatedKey {
+                    backup_id: rec.backup_id.to_string(),
+                    repository: repository.clone(),
+                    recipients: Vec::new(),
+                    key_ids: Vec::new(),
+                    changed: false,
+                    error: format!("{e:#}"),
+                },
+            };
+            if !rotated.error.is_empty() {
+                failed += 1;
+                ctx.report.error(
+                    "rotation",
+                    format!(
+                        "backup {} in {}: {}",
+                        rotated.backup_id, rotated.repository, rotated.error
+                    ),
+                );
+            } else if rotated.changed {
+                changed += 1;
+            }
+            out.push(rotated);
+        }
+    }
+    let verb = if work.dry_run {
+        "would rotate"
+    } else {
+        "rotated"
+    };
+    ctx.report.ok(
+        "rotation",
+        format!(
+            "{verb} {changed} key object(s) of target {}; {} already had the new recipients; {failed} failed",
+            target.name,
+            out.len() - changed - failed
+        ),
+    );
+    if !work.dry_run && changed > 0 {
+        ctx.report.info(
+            "rotation",
+            "new backups use the recipients in the agent's config: change encryption.recipients there too (and restart the agent, or edit its recipients_file)",
+        );
+    }
+    Ok(out)
+}
+
+async fn rotate_one(
+    ctx: &JobCtx,
+    rec: &BackupRecord,
+    repository: &str,
+    work: &RotateKeysWork,
+    identities: &[age::x25519::Identity],
+) -> Result<RotatedKey> {
+    if rec.encryption.is_none() {
+        bail!("it is stored in plaintext; there is no key to rotate");
+    }
+    if !ctx.config.repositories.contains_key(repository) {
+        bail!("this agent has no repository {repository:?}");
+    }
+    let repo = repo::open(&ctx.config, repository)?;
+    let dir = backup_dir_key(rec.target.env(), rec.target.name(), rec.backup_id.as_str());
+    let key_key = format!("{dir}/{}", crypt::KEY_FILE);
+    let object = repo
+        .get_bytes(&key_key, crypt::MAX_KEY_OBJECT)
+        .await?
+        .with_context(|| format!("{key_key} is missing from {}", repo.describe()))?;
+    let (key, current) = crypt::open_key(&key_key, &object, identities)?;
+    let mut next: Vec<String> = current
+        .iter()
+        .filter(|r| !work.remove.contains(r))
+        .cloned()
+        .collect();
+    for r in &work.add {
+        if !next.contains(r) {
+            next.push(r.clone());
+        }
+    }
+    if next.is_empty() {
+        bail!(
+            "removing {} would leave no recipient: nobody could ever decrypt the backup again; add a recipient in the same rotation",
+            work.remove.join(", ")
+        );
+    }
+    let recipients = Recipients::parse(&next)?;
+    let unchanged = next == current;
+    let rotated = |changed: bool| RotatedKey {
+        backup_id: rec.backup_id.to_string(),
+        repository: repository.to_owned(),
+        recipients: recipients.strings(),
+        key_ids: recipients.key_ids(),
+        changed,
+        error: String::new(),
+    };
+    if unchanged || work.dry_run {
+        return Ok(rotated(!unchanged));
+    }
+    let sealed = crypt::seal_key(&key, &recipients, rec.backup_id.as_str())?;
+    repo.replace_bytes(&key_key, sealed.clone().into(), &ctx.cancel)
+        .await
+        .with_context(|| format!("replace {key_key} in {}", repo.describe()))?;
+    // Read back: the object now stored is the one written (the old one is gone).
+    let back = repo.get_bytes(&key_key, crypt::MAX_KEY_OBJECT).await?;
+    if back.as_deref() != Some(&sealed[..]) {
+        bail!(
+            "{key_key} in {} does not read back as written; rotate again",
+            repo.describe()
+        );
+    }
+    tracing::info!(backup_id = %rec.backup_id, repository, key_ids = %recipients.key_ids().join(","), "key object rotated");
+    Ok(rotated(true))
 }

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod check;
 pub mod config;
 pub mod copy;
+pub mod crypt;
 pub mod dbhost;
 pub mod drill;
 pub mod engine;

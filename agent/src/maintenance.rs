@@ -46,6 +46,17 @@ pub async fn delete(ctx: &JobCtx, rec: &BackupRecord) -> Result<Deleted> {
         loc.repo
             .delete(&format!("{dir}/{}", crate::backup::GLOBALS_FILE))
             .await?;
+        loc.repo
+            .delete(&format!(
+                "{dir}/{}{}",
+                crate::backup::GLOBALS_FILE,
+                crate::crypt::AGE_SUFFIX
+            ))
+            .await?;
+    }
+    // An encrypted backup's key object goes last: once the rest is gone it opens nothing.
+    if let Some(key_key) = &loc.key_key {
+        loc.repo.delete(key_key).await?;
     }
     // A marker left from an earlier pin (retention never deletes a pinned backup).
     loc.repo.delete(&pin_key(&loc.manifest_key)).await?;

@@ -4,11 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 /// The newest manifest format this agent reads and writes. 2 added `objects`, 3 `physical`,
-/// 4 `globals`, 5 table sizes (`row_counts[].bytes`);
+/// 4 `globals`, 5 table sizes (`row_counts[].bytes`), 6 `encryption` and `sealed`;
 /// version 1 manifests (no `objects`) are read as well. A newer version is refused with
 /// "upgrade", before its fields are looked at. A manifest is written with the oldest version
 /// that holds it ([`Manifest::version_for`]), so older agents still read logical backups.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
+/// The version of manifests of encrypted backups.
+pub const ENCRYPTED_SCHEMA_VERSION: u32 = 6;
 /// The version of manifests whose row counts carry table sizes.
 pub const SIZES_SCHEMA_VERSION: u32 = 5;
 /// The version of manifests with a `globals` section.
@@ -68,6 +70,39 @@ pub struct Manifest {
     /// 4). Absent from manifests of older lifeboat versions and of physical base backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<GlobalsInfo>,
+    /// An encrypted backup's key object and the keys it was encrypted to at backup time
+    /// (schema version 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
+    /// An encrypted backup: [`Sealed`] (table names and row counts, the dump's objects) as
+    /// age ciphertext to the backup's key, base64. `row_counts` and `objects` above are then
+    /// empty; [`Manifest::unseal`] fills them in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+/// The plaintext facts of an encrypted backup (ADR 0025).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionInfo {
+    /// `age`
+    pub scheme: String,
+    /// The key object's file name in the backup's directory (`key.age`).
+    pub key_file: String,
+    /// The recipients and their key ids the key object was encrypted to at backup time (a
+    /// rotation changes the key object, not this).
+    pub recipients: Vec<String>,
+    pub key_ids: Vec<String>,
+}
+
+/// What an encrypted backup's manifest keeps from storage: the names in the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sealed {
+    #[serde(default)]
+    pub row_counts: Vec<TableRows>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<DumpObjects>,
 }
 
 /// The globals object beside the data (`globals.sql.zst`), or why there is none.
@@ -128,6 +163,31 @@ fn default_wal_segment_size() -> u64 {
 }
 
 impl Manifest {
+    /// Moves the names (table names, row counts, the dump's objects) into the sealed section,
+    /// encrypted to the backup's key.
+    pub fn seal(&mut self, to: &age::x25519::Recipient) -> anyhow::Result<()> {
+        let sealed = Sealed {
+            row_counts: std::mem::take(&mut self.row_counts),
+            objects: self.objects.take(),
+        };
+        let json = serde_json::to_vec(&sealed)?;
+        self.sealed = Some(crate::crypt::seal(&json, to)?);
+        Ok(())
+    }
+
+    /// Opens the sealed section with the backup's key, filling `row_counts` and `objects`.
+    pub fn unseal(&mut self, key: &crate::crypt::BackupKey) -> anyhow::Result<()> {
+        let Some(sealed) = &self.sealed else {
+            return Ok(());
+        };
+        let json = crate::crypt::unseal(sealed, key, MAX_MANIFEST_BYTES)?;
+        let s: Sealed = serde_json::from_slice(&json)
+            .map_err(|e| anyhow::anyhow!("the manifest's sealed section is not valid: {e}"))?;
+        self.row_counts = s.row_counts;
+        self.objects = s.objects;
+        Ok(())
+    }
+
     /// The schema version a manifest is written with: the oldest that holds its sections.
     pub fn version_for(physical: bool, globals: bool, sizes: bool) -> u32 {
         if sizes {
@@ -291,6 +351,8 @@ mod tests {
             objects: None,
             physical: None,
             globals: None,
+            encryption: None,
+            sealed: None,
         }
     }
 
@@ -334,7 +396,7 @@ mod tests {
         let e = Manifest::from_json(&m.to_json()).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // A newer version is refused for its version, not for fields this agent does not know.
-        let newer = br#"{"schema_version": 6, "something_new": true}"#;
+        let newer = br#"{"schema_version": 7, "something_new": true}"#;
         let e = Manifest::from_json(newer).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // Version 1 (no objects) is still read.

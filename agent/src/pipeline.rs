@@ -1,8 +1,10 @@
 //! The data path, synchronous and bounded: it runs on a dedicated blocking thread, never on the
 //! async reactor.
 //!
-//! Backup:  `source → count + SHA-256 (raw) → zstd (multithreaded) → count + SHA-256 (stored) → sink`
-//! Restore/verify: `source → count + SHA-256 (stored) → zstd decode → count + SHA-256 (raw) → sink`
+//! Backup:  `source → count + SHA-256 (raw) → zstd (multithreaded) → [age] → count + SHA-256 (stored) → sink`
+//! Restore/verify: `source → count + SHA-256 (stored) → [age] → zstd decode → count + SHA-256 (raw) → sink`
+//!
+//! The age stage ([`sealing`]) is there for encrypted backups (ADR 0025).
 //!
 //! Memory is bounded by the chunk size, zstd's window and its worker buffers, whatever the
 //! size of the database.
@@ -17,6 +19,8 @@ use std::{
 
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
+
+mod sealing;
 
 /// Chunk handed to the hashers and the codec per iteration. The dump tool writes to its pipe
 /// in small pieces; gathering a whole chunk first keeps per-call overhead (zstd's worker
@@ -66,6 +70,10 @@ pub enum PipelineError {
     Decode(io::Error),
     #[error("write to the restore tool: {0}")]
     Output(io::Error),
+    #[error(
+        "stored data does not decrypt with the backup's key although its hash matches: {0} (its key object was replaced, or the object was written by something else)"
+    )]
+    Decrypt(io::Error),
 }
 
 /// Counts and hashes everything written through it; with a `limit`, refuses (without passing
@@ -147,18 +155,20 @@ fn read_full(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Input per zstd job (see [`compress`]).
 const ZSTD_JOB_SIZE: u32 = 4 << 20;
 
-/// Compression settings.
-#[derive(Debug, Clone, Copy)]
+/// Compression (and encryption) settings.
+#[derive(Debug, Clone)]
 pub struct Compression {
     pub level: i32,
     /// zstd worker threads; 0 = automatic.
     pub threads: u32,
+    /// An encrypted backup: its key's public half (the compressed stream is encrypted to it).
+    pub encrypt_to: Option<age::x25519::Recipient>,
 }
 
 impl Compression {
     /// Automatic: one worker per core. (Leaving a core to the dump tool was measured slower:
     /// a single zstd-3 worker, ~175 MB/s on this kind of data, then limits the backup.)
-    fn workers(self) -> u32 {
+    fn workers(&self) -> u32 {
         if self.threads > 0 {
             self.threads
         } else {
@@ -193,7 +203,9 @@ pub fn compress<R: Read, W: Write>(
         counter: &counters.stored,
         limit: None,
     };
-    let mut encoder = zstd::stream::write::Encoder::new(stored, compression.level)
+    let sealing =
+        sealing::Sealing::new(stored, compression.encrypt_to.as_ref()).map_err(sink_or_compress)?;
+    let mut encoder = zstd::stream::write::Encoder::new(sealing, compression.level)
         .map_err(PipelineError::Compress)?;
     encoder
         .include_checksum(true)
@@ -244,7 +256,8 @@ pub fn compress<R: Read, W: Write>(
             Err(e) => return Err(PipelineError::Source(e)),
         };
     }
-    let stored = encoder.finish().map_err(sink_or_compress)?;
+    let sealing = encoder.finish().map_err(sink_or_compress)?;
+    let stored = sealing.finish().map_err(sink_or_compress)?;
     let (stored, Marked(mut sink)) = stored.digest();
     sink.flush().map_err(PipelineError::Sink)?;
     Ok(Compressed {
@@ -255,6 +268,73 @@ pub fn compress<R: Read, W: Write>(
         stored,
         sink,
     })
+}
+
+/// Verify direction without the key: reads the stored bytes and checks their size and SHA-256
+/// against `expected` (nothing is decrypted or decoded).
+pub fn check_stored<R: Read>(
+    mut source: R,
+    expected: &Expected,
+    counters: &Arc<Counters>,
+    cancel: &CancellationToken,
+) -> Result<(), PipelineError> {
+    let mut tap = sealing::Tap::new(&mut source, expected.stored.size, counters);
+    if !tap.drain(cancel) {
+        return Err(PipelineError::Cancelled);
+    }
+    match tap.stopped.take() {
+        Some(sealing::TapStop::Source(e)) => return Err(PipelineError::ReadStored(e)),
+        Some(sealing::TapStop::TooLong) => {
+            return Err(PipelineError::Mismatch {
+                what: format!(
+                    "more than the recorded {} stored bytes",
+                    expected.stored.size
+                ),
+            });
+        }
+        None => {}
+    }
+    let got = tap.digest();
+    if got != expected.stored {
+        return Err(PipelineError::Mismatch {
+            what: format!(
+                "{} stored bytes with SHA-256 {}, the catalog records {} bytes with {}",
+                got.size, got.sha256, expected.stored.size, expected.stored.sha256
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Why [`pump`] stopped early.
+enum Pumped {
+    Cancelled,
+    /// age refused the stream (its header, or a chunk that does not authenticate).
+    Decrypt(io::Error),
+    /// zstd or the output failed (output errors are marked).
+    Decode(io::Error),
+}
+
+/// Copies the (decrypted) stored stream into the decoder, chunk by chunk.
+fn pump<R: Read, W: Write>(
+    src: &mut R,
+    decoder: &mut W,
+    cancel: &CancellationToken,
+) -> Result<(), Pumped> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Pumped::Cancelled);
+        }
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A stored-stream stop is in the tap; anything else here is age's verdict.
+            Err(e) => return Err(Pumped::Decrypt(e)),
+        };
+        decoder.write_all(&buf[..n]).map_err(Pumped::Decode)?;
+    }
 }
 
 /// Errors from the sink pass through zstd; the marker tells them from compression errors.
@@ -271,6 +351,8 @@ fn sink_or_compress(e: io::Error) -> PipelineError {
 pub struct Expected {
     pub stored: Digest,
     pub raw: Digest,
+    /// An encrypted backup: its key, opened from its key object (`None`: stored in plaintext).
+    pub key: Option<crate::crypt::BackupKey>,
 }
 
 /// Restore/verify direction: decode `source` into `output`, checking sizes and hashes against
@@ -302,44 +384,31 @@ pub fn decompress<R: Read, W: Write>(
     decoder
         .window_log_max(WINDOW_LOG_MAX)
         .map_err(PipelineError::Decode)?;
-    let mut stored_hasher = Sha256::new();
-    let mut stored_size = 0u64;
-    // Once decoding or the output fails, the rest of the stored bytes are still read and
-    // hashed: a corrupt archive must be reported as corrupt, whatever the restore tool or the
-    // decoder made of the damaged bytes (S4).
+    let mut tap = sealing::Tap::new(&mut source, expected.stored.size, counters);
+    // Once decrypting, decoding or the output fails, the rest of the stored bytes are still
+    // read and hashed: a corrupt archive must be reported as corrupt, whatever the restore
+    // tool, age or the decoder made of the damaged bytes (S4).
     let mut decode_error: Option<io::Error> = None;
+    let mut decrypt_error: Option<io::Error> = None;
     let mut output_error: Option<io::Error> = None;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        if cancel.is_cancelled() {
-            return Err(PipelineError::Cancelled);
-        }
-        let n = match source.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(PipelineError::ReadStored(e)),
-        };
-        let chunk = &buf[..n];
-        stored_hasher.update(chunk);
-        stored_size += n as u64;
-        counters.stored.fetch_add(n as u64, Ordering::Relaxed);
-        if stored_size > expected.stored.size {
-            // Longer than recorded: no need to read further to know it is wrong.
-            return Err(PipelineError::Mismatch {
-                what: format!(
-                    "more than the recorded {} stored bytes",
-                    expected.stored.size
-                ),
-            });
-        }
-        if decode_error.is_none()
-            && output_error.is_none()
-            && let Err(e) = decoder.write_all(chunk)
-        {
+    let pumped = match &expected.key {
+        None => pump(&mut tap, &mut decoder, cancel),
+        Some(key) => match age::Decryptor::new(&mut tap) {
+            Err(e) => Err(Pumped::Decrypt(io::Error::other(e))),
+            Ok(d) => match d.decrypt(std::iter::once(key.identity() as &dyn age::Identity)) {
+                Err(e) => Err(Pumped::Decrypt(io::Error::other(e))),
+                Ok(mut plain) => pump(&mut plain, &mut decoder, cancel),
+            },
+        },
+    };
+    match pumped {
+        Ok(()) => {}
+        Err(Pumped::Cancelled) => return Err(PipelineError::Cancelled),
+        Err(Pumped::Decrypt(e)) => decrypt_error = Some(e),
+        Err(Pumped::Decode(e)) => {
             if let Some(limit) = raw_limit_exceeded(&e) {
-                // Whatever the stored hash says, this archive is not the recorded one: stop now
-                // instead of reading (or decoding) the rest.
+                // Whatever the stored hash says, this archive is not the recorded one: stop
+                // now instead of reading (or decoding) the rest.
                 return Err(PipelineError::Mismatch {
                     what: format!("it decodes to more than the recorded {limit} raw bytes"),
                 });
@@ -351,7 +420,26 @@ pub fn decompress<R: Read, W: Write>(
             }
         }
     }
-    let stored_sha = hex::encode(stored_hasher.finalize());
+    if !tap.drain(cancel) {
+        return Err(PipelineError::Cancelled);
+    }
+    match tap.stopped.take() {
+        Some(sealing::TapStop::Source(e)) => return Err(PipelineError::ReadStored(e)),
+        Some(sealing::TapStop::TooLong) => {
+            // Longer than recorded: no need to read further to know it is wrong.
+            return Err(PipelineError::Mismatch {
+                what: format!(
+                    "more than the recorded {} stored bytes",
+                    expected.stored.size
+                ),
+            });
+        }
+        None => {}
+    }
+    let Digest {
+        size: stored_size,
+        sha256: stored_sha,
+    } = tap.digest();
     if stored_size != expected.stored.size {
         return Err(PipelineError::Mismatch {
             what: format!(
@@ -367,6 +455,9 @@ pub fn decompress<R: Read, W: Write>(
                 expected.stored.sha256
             ),
         });
+    }
+    if let Some(e) = decrypt_error {
+        return Err(PipelineError::Decrypt(e));
     }
     if let Some(e) = decode_error {
         return Err(PipelineError::Decode(e));
@@ -486,288 +577,4 @@ impl<W: Write> Write for MagicCheck<'_, W> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn data(n: usize) -> Vec<u8> {
-        let mut v = b"PGDMP".to_vec();
-        let mut x: u32 = 12345;
-        while v.len() < n {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            // Some entropy, some repetition.
-            v.extend_from_slice(format!("row {} {}\n", x % 1000, x).as_bytes());
-        }
-        v
-    }
-
-    fn run_compress(input: &[u8], threads: u32) -> Compressed<Vec<u8>> {
-        compress(
-            input,
-            Vec::new(),
-            b"PGDMP",
-            Compression { level: 3, threads },
-            &Arc::default(),
-            &CancellationToken::new(),
-        )
-        .expect("compress")
-    }
-
-    fn sha(b: &[u8]) -> String {
-        hex::encode(Sha256::digest(b))
-    }
-
-    #[test]
-    fn round_trip_with_hashes() {
-        for threads in [1, 2] {
-            let input = data(3 * 1024 * 1024);
-            let c = run_compress(&input, threads);
-            assert_eq!(c.raw.size, input.len() as u64);
-            assert_eq!(c.raw.sha256, sha(&input));
-            assert_eq!(c.stored.size, c.sink.len() as u64);
-            assert_eq!(c.stored.sha256, sha(&c.sink));
-            assert!(c.sink.len() < input.len() / 2, "not compressed");
-            let expected = Expected {
-                stored: c.stored.clone(),
-                raw: c.raw.clone(),
-            };
-            let counters = Arc::<Counters>::default();
-            let out = decompress(
-                c.sink.as_slice(),
-                Vec::new(),
-                b"PGDMP",
-                &expected,
-                &counters,
-                &CancellationToken::new(),
-            )
-            .expect("decompress");
-            assert_eq!(out, input);
-            assert_eq!(counters.raw.load(Ordering::Relaxed), input.len() as u64);
-        }
-    }
-
-    #[test]
-    fn empty_and_wrong_magic_are_refused() {
-        let run = |input: &[u8]| {
-            compress(
-                input,
-                Vec::new(),
-                b"PGDMP",
-                Compression {
-                    level: 3,
-                    threads: 1,
-                },
-                &Arc::default(),
-                &CancellationToken::new(),
-            )
-            .map(drop)
-        };
-        let r = run(b"");
-        assert!(matches!(r, Err(PipelineError::Empty)), "{r:?}");
-        let r = run(b"pg_dump: error: connection failed");
-        assert!(matches!(r, Err(PipelineError::BadMagic { .. })), "{r:?}");
-        let r = run(b"PG");
-        assert!(matches!(r, Err(PipelineError::BadMagic { .. })), "{r:?}");
-    }
-
-    fn restore_err(stored: &[u8], expected: &Expected) -> PipelineError {
-        decompress(
-            stored,
-            Vec::new(),
-            b"PGDMP",
-            expected,
-            &Arc::default(),
-            &CancellationToken::new(),
-        )
-        .expect_err("corrupt data accepted")
-    }
-
-    #[test]
-    fn corruption_reads_as_a_hash_mismatch() {
-        let input = data(1024 * 1024);
-        let c = run_compress(&input, 1);
-        let expected = Expected {
-            stored: c.stored.clone(),
-            raw: c.raw.clone(),
-        };
-        // One flipped byte in the middle (S4).
-        let mut flipped = c.sink.clone();
-        let mid = flipped.len() / 2;
-        flipped[mid] ^= 0x40;
-        let e = restore_err(&flipped, &expected);
-        assert!(
-            matches!(&e, PipelineError::Mismatch { what } if what.contains("SHA-256")),
-            "{e}"
-        );
-        // Truncated (S3).
-        let e = restore_err(&c.sink[..c.sink.len() - 100], &expected);
-        assert!(
-            matches!(&e, PipelineError::Mismatch { what } if what.contains("truncated")),
-            "{e}"
-        );
-        // Random bytes of the same length (B29).
-        let random: Vec<u8> = (0..c.sink.len()).map(|i| (i * 7 + 3) as u8).collect();
-        assert!(matches!(
-            restore_err(&random, &expected),
-            PipelineError::Mismatch { .. }
-        ));
-        // Valid zstd of other content (B29).
-        let other = run_compress(&data(2000), 1);
-        assert!(matches!(
-            restore_err(&other.sink, &expected),
-            PipelineError::Mismatch { .. }
-        ));
-        // Longer than recorded.
-        let mut longer = c.sink.clone();
-        longer.extend_from_slice(&[0; 10]);
-        assert!(matches!(
-            restore_err(&longer, &expected),
-            PipelineError::Mismatch { .. }
-        ));
-    }
-
-    /// A restore tool that gives up after `left` bytes, as pg_restore does on garbage.
-    struct Quitter {
-        left: usize,
-    }
-
-    impl Write for Quitter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.left == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "pg_restore exited",
-                ));
-            }
-            let n = buf.len().min(self.left);
-            self.left -= n;
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn hash_mismatch_wins_over_a_failing_restore_tool() {
-        let input = data(2 * 1024 * 1024);
-        let c = run_compress(&input, 1);
-        let expected = Expected {
-            stored: c.stored.clone(),
-            raw: c.raw.clone(),
-        };
-        let mut flipped = c.sink.clone();
-        flipped[100] ^= 0x01;
-        let run = |stored: &[u8]| {
-            decompress(
-                stored,
-                Quitter { left: 4096 },
-                b"PGDMP",
-                &expected,
-                &Arc::default(),
-                &CancellationToken::new(),
-            )
-            .map(drop)
-            .expect_err("accepted")
-        };
-        assert!(matches!(run(&flipped), PipelineError::Mismatch { .. }));
-        // Intact data: the tool's own failure is what is reported.
-        assert!(matches!(run(&c.sink), PipelineError::Output(_)));
-    }
-
-    #[test]
-    fn huge_window_header_is_refused_without_allocating() {
-        // A valid zstd frame compressed with a 2^30 window: the decoder must refuse it.
-        let input = data(64 * 1024);
-        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
-        enc.set_parameter(zstd::stream::raw::CParameter::WindowLog(30))
-            .expect("window");
-        enc.write_all(&input).expect("write");
-        let stored = enc.finish().expect("finish");
-        let expected = Expected {
-            stored: Digest {
-                size: stored.len() as u64,
-                sha256: sha(&stored),
-            },
-            raw: Digest {
-                size: input.len() as u64,
-                sha256: sha(&input),
-            },
-        };
-        let e = restore_err(&stored, &expected);
-        assert!(matches!(e, PipelineError::Decode(_)), "{e}");
-    }
-
-    /// Counts what reaches the restore tool.
-    struct Counting(u64);
-
-    impl Write for Counting {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0 += buf.len() as u64;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    // Item 12a (review M7): a stream that decodes to far more than the recorded raw size stops
-    // as soon as it passes that size, and no more than that size reaches the tool.
-    #[test]
-    fn decoded_size_is_bounded_as_bytes_flow() {
-        let mut bomb = b"PGDMP".to_vec();
-        bomb.resize(256 * 1024 * 1024, 0);
-        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
-        enc.write_all(&bomb).expect("write");
-        let stored = enc.finish().expect("finish");
-        drop(bomb);
-        let raw_size = 1024 * 1024;
-        let expected = Expected {
-            // The stored side matches, as after a rebuild from a forged manifest.
-            stored: Digest {
-                size: stored.len() as u64,
-                sha256: sha(&stored),
-            },
-            raw: Digest {
-                size: raw_size,
-                sha256: "0".repeat(64),
-            },
-        };
-        let counters = Arc::<Counters>::default();
-        let mut out = Counting(0);
-        let e = decompress(
-            stored.as_slice(),
-            &mut out,
-            b"PGDMP",
-            &expected,
-            &counters,
-            &CancellationToken::new(),
-        )
-        .map(drop)
-        .expect_err("bomb accepted");
-        assert!(
-            matches!(&e, PipelineError::Mismatch { what } if what.contains("decodes to more than the recorded 1048576 raw bytes")),
-            "{e}"
-        );
-        assert!(out.0 <= raw_size, "{} bytes reached the tool", out.0);
-        assert!(counters.raw.load(Ordering::Relaxed) <= raw_size);
-    }
-
-    #[test]
-    fn cancel_stops_the_pipeline() {
-        let input = data(1024 * 1024);
-        let cancel = CancellationToken::new();
-        cancel.cancel();
-        let r = compress(
-            input.as_slice(),
-            Vec::new(),
-            b"PGDMP",
-            Compression {
-                level: 3,
-                threads: 1,
-            },
-            &Arc::default(),
-            &cancel,
-        );
-        assert!(matches!(r, Err(PipelineError::Cancelled)), "{r:?}");
-    }
-}
+mod tests;

@@ -18,7 +18,8 @@ pub(crate) mod selection;
 mod source;
 
 pub use source::{
-    Located, check_manifest, locate, locate_readable, open_data, read_manifest, read_manifest_bytes,
+    KeyObjectMissing, Located, check_manifest, locate, locate_readable, open_data, read_manifest,
+    read_manifest_bytes, unlock,
 };
 pub(crate) use source::{check_data_object, manifest_checked};
 
@@ -73,6 +74,20 @@ async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Option<Pr
     let Some(loc) = report.check("backup", locate_readable(ctx, rec, &spec.fallbacks).await) else {
         return Ok(None);
     };
+    match (&rec.encryption, &target.encryption) {
+        (Some(e), _) => report.ok(
+            "encryption",
+            format!("encrypted (age); opened with this agent's key, key ids {}", e.key_id_list()),
+        ),
+        (None, Some(_)) => report.warn(
+            "encryption",
+            format!(
+                "backup {} is stored in plaintext, although target {} is configured to encrypt its backups (it was taken before encryption was configured, or by another target)",
+                rec.backup_id, target.name
+            ),
+        ),
+        (None, None) => {}
+    }
     ctx.set_phase("checking");
     let Some(manifest) = manifest_checked(report, &loc, rec).await else {
         return Ok(None);
@@ -525,6 +540,7 @@ mod tests {
         let url = url::Url::parse(url).expect("url");
         TargetConfig {
             copy_to: Vec::new(),
+            encryption: None,
             name: "t".into(),
             engine,
             provider: profile.as_str().into(),

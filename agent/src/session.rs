@@ -131,7 +131,10 @@ async fn session(
                 repository: t.repository.clone(),
                 database: t.database.clone(),
                 copy_to: t.copy_to.clone(),
-                encryption: None,
+                encryption: t
+                    .encryption
+                    .as_ref()
+                    .map(|e| crate::crypt::target_encryption(config, e)),
             })
             .collect(),
         repositories: config.repositories.keys().cloned().collect(),

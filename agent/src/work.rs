@@ -435,8 +435,11 @@ mod tests {
             RefusedSpec::NoSpec
         );
         assert_eq!(
-            Job::try_from(spec(Some(Spec::Verify(pb::VerifySpec { backup: None }))))
-                .expect_err("no record"),
+            Job::try_from(spec(Some(Spec::Verify(pb::VerifySpec {
+                backup: None,
+                decrypt: false,
+            }))))
+            .expect_err("no record"),
             RefusedSpec::NoBackup("verify")
         );
         let mut bad = spec(Some(Spec::List(pb::ListSpec {

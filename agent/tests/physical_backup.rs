@@ -235,7 +235,7 @@ async fn base_backup_restores_into_an_empty_data_directory() {
     );
 
     // `backup verify` re-reads and re-hashes it.
-    let verified = lifeboat_agent::verify::run(&w.ctx(), &rec)
+    let verified = lifeboat_agent::verify::run(&w.ctx(), &rec, false)
         .await
         .expect("verify");
     assert_eq!(verified.status, VerifyStatus::Ok, "{}", verified.detail);
@@ -358,7 +358,7 @@ async fn a_corrupt_base_backup_leaves_no_data_directory_behind() {
     bytes[at] ^= 0x5a;
     std::fs::write(&path, &bytes).expect("write");
 
-    let verified = lifeboat_agent::verify::run(&w.ctx(), &rec)
+    let verified = lifeboat_agent::verify::run(&w.ctx(), &rec, false)
         .await
         .expect("verify");
     assert_eq!(

@@ -42,6 +42,7 @@ pub(super) async fn capture(
     target: &TargetConfig,
     repo: &Repository,
     dir_key: &str,
+    encrypt_to: Option<&age::x25519::Recipient>,
 ) -> Result<Option<GlobalsInfo>> {
     if target.mode == BackupMode::Physical {
         return Ok(None);
@@ -95,8 +96,12 @@ pub(super) async fn capture(
         Engine::Mysql => myg::counts(&myg::parse(&text)),
     };
     let with_passwords = target.globals == GlobalsCapture::WithPasswords;
-    let (raw, stored, bytes) = compress(ctx, target, text.into_bytes()).await?;
-    let key = format!("{dir_key}/{GLOBALS_FILE}");
+    let (raw, stored, bytes) = compress(ctx, target, text.into_bytes(), encrypt_to).await?;
+    let file = match encrypt_to {
+        Some(_) => format!("{GLOBALS_FILE}{}", crate::crypt::AGE_SUFFIX),
+        None => GLOBALS_FILE.to_owned(),
+    };
+    let key = format!("{dir_key}/{file}");
     repo.put_bytes(&key, bytes.into(), &ctx.cancel)
         .await
         .with_context(|| format!("write the globals to {}", repo.describe()))?;
@@ -119,7 +124,7 @@ pub(super) async fn capture(
     Ok(Some(GlobalsInfo {
         status: lifeboat_proto::domain::CAPTURED.into(),
         reason: String::new(),
-        file: GLOBALS_FILE.into(),
+        file,
         raw_size: raw.size,
         raw_sha256: raw.sha256,
         stored_size: stored.size,
@@ -135,10 +140,12 @@ async fn compress(
     ctx: &JobCtx,
     target: &TargetConfig,
     text: Vec<u8>,
+    encrypt_to: Option<&age::x25519::Recipient>,
 ) -> Result<(pipeline::Digest, pipeline::Digest, Vec<u8>)> {
     let compression = Compression {
         level: target.compression_level,
         threads: 1,
+        encrypt_to: encrypt_to.cloned(),
     };
     let counters = Arc::new(pipeline::Counters::default());
     let cancel = ctx.cancel.clone();

@@ -591,3 +591,88 @@ fn copy_to_names_other_repositories_once() {
         assert!(e.contains("copy_to"), "the key is named: {e}");
     }
 }
+
+#[test]
+fn encryption_is_checked_at_start_up() {
+    let f = Fixture::new();
+    let ops = age::x25519::Identity::generate().to_public().to_string();
+    let key = f.dir.path().join("restore.key");
+    lifeboat_common::keys::generate_identity_file(&key).expect("key");
+    // On the target, with an identity: both kept; the key id is the recipient's.
+    let c = f
+        .parse(
+            "",
+            &format!(
+                "encryption = {{ recipients = [\"{ops}\"], identity_file = \"restore.key\" }}"
+            ),
+        )
+        .expect("valid");
+    let enc = c.targets["orders"].encryption.as_ref().expect("encrypted");
+    assert_eq!(
+        enc.recipients().expect("recipients").strings(),
+        vec![ops.clone()]
+    );
+    assert_eq!(enc.identity_file.as_deref(), Some(key.as_path()));
+    assert_eq!(
+        crate::crypt::agent_identities(&c)
+            .expect("identities")
+            .len(),
+        1
+    );
+
+    let refused = |target: &str, needle: &str| {
+        let err = refusal(f.parse("", target));
+        assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+    };
+    refused("encryption = { recipients = [] }", "no recipient");
+    refused("encryption = { }", "no recipient");
+    refused("encryption = { recipients = [\"age1nope\"] }", "age1nope");
+    refused(
+        &format!("encryption = {{ recipients = [\"{ops}\"], passphrase = \"x\" }}"),
+        "passphrase",
+    );
+    refused(
+        &format!("encryption = {{ recipients = [\"{ops}\"], identity_file = \"missing.key\" }}"),
+        "missing.key",
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    refused(
+        &format!("encryption = {{ recipients = [\"{ops}\"], identity_file = \"restore.key\" }}"),
+        "chmod 600",
+    );
+    std::fs::write(f.dir.path().join("empty.txt"), "# nobody\n").expect("write");
+    refused(
+        "encryption = { recipients_file = \"empty.txt\" }",
+        "empty.txt is empty",
+    );
+    refused(
+        &format!("mode = \"physical\"\nencryption = {{ recipients = [\"{ops}\"] }}"),
+        "physical targets is not supported yet",
+    );
+}
+
+#[test]
+fn encrypted_repositories_pass_encryption_on_and_take_no_plaintext() {
+    let f = Fixture::new();
+    let ops = age::x25519::Identity::generate().to_public().to_string();
+    let repo = |enc: &str| {
+        format!("[[repository]]\nname = \"offsite\"\nkind = \"fs\"\npath = \"offsite\"\n{enc}\n")
+    };
+    // A plaintext target may not copy into an encrypted repository.
+    let err = refusal(f.parse(
+        &repo(&format!("encryption = {{ recipients = [\"{ops}\"] }}")),
+        "copy_to = [\"offsite\"]",
+    ));
+    assert!(err.contains("never receives a plaintext backup"), "{err}");
+    // An encrypted target may.
+    let c = f
+        .parse(
+            &repo(&format!("encryption = {{ recipients = [\"{ops}\"] }}")),
+            &format!("copy_to = [\"offsite\"]\nencryption = {{ recipients = [\"{ops}\"] }}"),
+        )
+        .expect("valid");
+    assert!(c.repository_encryption.contains_key("offsite"));
+    // A bad table on a repository names the repository's key.
+    let err = refusal(f.parse(&repo("encryption = { recipients = [\"x\"] }"), ""));
+    assert!(err.contains("repository[0].encryption.recipients"), "{err}");
+}

@@ -226,6 +226,16 @@ impl Storage for Faulty {
         Ok(Some(s))
     }
 
+    async fn replace_bytes(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        cancel: &CancellationToken,
+    ) -> StorageResult<ObjectInfo> {
+        self.enter(Op::Put, Some(cancel)).await?;
+        self.inner.replace_bytes(key, bytes, cancel).await
+    }
+
     async fn head(&self, key: &str) -> StorageResult<Option<ObjectInfo>> {
         self.enter(Op::Head, None).await?;
         self.inner.head(key).await

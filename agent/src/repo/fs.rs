@@ -379,6 +379,43 @@ impl Storage for FsRepository {
             .map_err(|e| anyhow!("repository write task failed: {e}"))?
     }
 
+    async fn replace_bytes(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        _cancel: &CancellationToken,
+    ) -> StorageResult<ObjectInfo> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        let this = self.clone();
+        Ok(blocking(move || {
+            let dir = path.parent().context("key has no directory")?.to_owned();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("key has no file name")?
+                .to_owned();
+            this.create_dirs(&dir)?;
+            let tmp_path = dir.join(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
+            let mut tmp = TempFile::create(&tmp_path)?;
+            tmp.file
+                .write_all(&bytes)
+                .and_then(|()| tmp.file.sync_all())
+                .with_context(|| format!("write {}", tmp_path.display()))?;
+            // rename(2) replaces the target atomically.
+            fs::rename(&tmp_path, &path)
+                .with_context(|| format!("rename {} to {}", tmp_path.display(), path.display()))?;
+            drop(tmp);
+            fsync_dir(&dir).with_context(|| format!("fsync {}", dir.display()))?;
+            Ok(ObjectInfo {
+                key,
+                size: bytes.len() as u64,
+                modified_ms: lifeboat_common::time::now_ms(),
+            })
+        })
+        .await?)
+    }
+
     async fn get(&self, key: &str, offset: u64) -> StorageResult<Option<ReadStream>> {
         use futures::StreamExt as _;
         let path = self.path_of(key)?;

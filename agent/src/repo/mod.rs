@@ -111,6 +111,16 @@ pub trait Storage: Send + Sync + fmt::Debug {
         busy: &BTreeSet<String>,
     ) -> StorageResult<u64>;
 
+    /// Replaces a small object (an encrypted backup's key object, on key rotation) in one
+    /// atomic step: a reader sees the old bytes or the new, never a mix or nothing. The only
+    /// write in a repository that is not create-only.
+    async fn replace_bytes(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        cancel: &CancellationToken,
+    ) -> StorageResult<ObjectInfo>;
+
     /// Writes a small object (a manifest), create-only.
     async fn put_bytes(
         &self,

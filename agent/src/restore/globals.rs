@@ -290,7 +290,7 @@ async fn read_checked<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Chec
             "manifest.json disagrees with the catalog about the globals object; the backup was changed after it was written"
         );
     }
-    let text = read_object(ctx, &loc.repo, obj)
+    let text = read_object(ctx, &loc.repo, obj, loc.expected.key.as_ref())
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}; nothing was created"))?;
     Ok(Checked {
@@ -306,6 +306,7 @@ pub(crate) async fn read_object(
     ctx: &JobCtx,
     repo: &crate::repo::Repository,
     obj: &GlobalsObject,
+    key: Option<&crate::crypt::BackupKey>,
 ) -> Result<String> {
     let stored = repo
         .get_bytes(&obj.key, obj.stored_size)
@@ -326,6 +327,7 @@ pub(crate) async fn read_object(
             size: obj.raw_size,
             sha256: obj.raw_sha256.clone(),
         },
+        key: key.cloned(),
     };
     let cancel = ctx.cancel.clone();
     let key = obj.key.clone();

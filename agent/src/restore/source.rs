@@ -26,6 +26,11 @@ pub struct Located {
     pub repo: Repository,
     pub data_key: String,
     pub manifest_key: String,
+    /// An encrypted backup: its key object (`key.age`) in the same repository.
+    pub key_key: Option<String>,
+    /// The key ids the catalog records for it (for messages before its key object is read).
+    pub key_ids: Vec<String>,
+    /// Its key is in `expected.key` once [`unlock`] opened the key object.
     pub expected: Expected,
 }
 
@@ -44,8 +49,26 @@ pub fn locate(ctx: &JobCtx, rec: &BackupRecord) -> Result<Located> {
         Engine::Postgres => PG_DATA_FILE,
         Engine::Mysql => crate::engine::mysql::DATA_FILE,
     };
-    let data_key = format!("{dir_key}/{data_file}");
+    let suffix = if rec.encryption.is_some() {
+        crate::crypt::AGE_SUFFIX
+    } else {
+        ""
+    };
+    let data_key = format!("{dir_key}/{data_file}{suffix}");
     let manifest_key = format!("{dir_key}/{MANIFEST_FILE}");
+    let key_key = match &rec.encryption {
+        Some(e) => {
+            let key_key = format!("{dir_key}/{}", crate::crypt::KEY_FILE);
+            if e.key_object != key_key {
+                bail!(
+                    "backup record names key object {:?}, expected {key_key:?}",
+                    e.key_object
+                );
+            }
+            Some(key_key)
+        }
+        None => None,
+    };
     if rec.data_key != data_key {
         bail!(
             "backup record names data file {:?}, expected {data_key:?}",
@@ -57,7 +80,14 @@ pub fn locate(ctx: &JobCtx, rec: &BackupRecord) -> Result<Located> {
         repo: repo::open(&ctx.config, &rec.repository)?,
         data_key,
         manifest_key,
+        key_key,
+        key_ids: rec
+            .encryption
+            .as_ref()
+            .map(|e| e.key_ids.clone())
+            .unwrap_or_default(),
         expected: Expected {
+            key: None,
             stored: Digest {
                 size: rec.stored_size,
                 sha256: rec.stored_sha256.clone(),
@@ -126,12 +156,49 @@ pub fn check_manifest(loc: &Located, bytes: &[u8]) -> Result<Manifest> {
     Ok(m)
 }
 
-/// Reads the manifest and checks it agrees with the catalog.
+/// Reads the manifest and checks it agrees with the catalog; an encrypted backup's sealed
+/// section is opened when its key is known ([`unlock`]).
 pub async fn read_manifest(loc: &Located) -> Result<Option<Manifest>> {
     match read_manifest_bytes(loc).await? {
-        Some(bytes) => check_manifest(loc, &bytes).map(Some),
+        Some(bytes) => {
+            let mut m = check_manifest(loc, &bytes)?;
+            if let Some(key) = &loc.expected.key {
+                m.unseal(key)?;
+            }
+            Ok(Some(m))
+        }
         None => Ok(None),
     }
+}
+
+/// An encrypted backup whose key object is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyObjectMissing(pub String);
+
+/// Opens an encrypted backup's key object with this agent's identities and keeps the backup's
+/// key in `loc.expected.key`. Nothing to do for a backup stored in plaintext. The error names
+/// the key ids needed when this agent holds none of them.
+pub async fn unlock(ctx: &JobCtx, loc: &mut Located) -> Result<()> {
+    let Some(key_key) = &loc.key_key else {
+        return Ok(());
+    };
+    let Some(object) = loc
+        .repo
+        .get_bytes(key_key, crate::crypt::MAX_KEY_OBJECT)
+        .await?
+    else {
+        return Err(KeyObjectMissing(format!(
+            "the backup's key object {key_key} is missing from {}: its data cannot be decrypted by anyone; restore another backup, or a copy of this one from another repository",
+            loc.repo.describe()
+        ))
+        .into());
+    };
+    let identities = crate::crypt::agent_identities(&ctx.config)?;
+    let (key, _) = crate::crypt::open_key(key_key, &object, &identities)
+        .map_err(|e| anyhow::Error::new(e).context("cannot decrypt the backup"))?;
+    loc.expected.key = Some(key);
+    Ok(())
 }
 
 /// The backup's manifest, checked against the catalog's record; a missing or unusable one is
@@ -214,6 +281,12 @@ pub async fn locate_readable(
     rec: &BackupRecord,
     fallbacks: &[String],
 ) -> Result<Located> {
+    let mut loc = locate_whole(ctx, rec, fallbacks).await?;
+    unlock(ctx, &mut loc).await?;
+    Ok(loc)
+}
+
+async fn locate_whole(ctx: &JobCtx, rec: &BackupRecord, fallbacks: &[String]) -> Result<Located> {
     let own = locate(ctx, rec);
     if fallbacks.is_empty() {
         return own;
@@ -254,6 +327,13 @@ async fn whole(loc: &Located) -> Option<String> {
         Ok(Some(_)) => {}
         Ok(None) => return Some(format!("{} is missing", loc.manifest_key)),
         Err(e) => return Some(format!("{e}")),
+    }
+    if let Some(key_key) = &loc.key_key {
+        match loc.repo.head(key_key).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Some(format!("{key_key} is missing")),
+            Err(e) => return Some(format!("{e}")),
+        }
     }
     match loc.repo.head(&loc.data_key).await {
         Ok(Some(h)) if h.size == loc.expected.stored.size => None,

@@ -79,9 +79,7 @@ pub fn check_recipients(recipients: &[String], key_ids: &[String]) -> Result<(),
         )));
     }
     for r in recipients {
-        if !r.starts_with("age1")
-            || r.len() > 256
-            || !r.bytes().all(|b| b.is_ascii_alphanumeric())
+        if !r.starts_with("age1") || r.len() > 256 || !r.bytes().all(|b| b.is_ascii_alphanumeric())
         {
             return Err(RecordError(format!(
                 "recipient {r:?} is not an age public key (age1…)"
@@ -127,10 +125,14 @@ mod tests {
 
     #[test]
     fn bad_records_are_refused_with_the_field_named() {
-        let cases: Vec<(fn(&mut pb::BackupEncryption), &str)> = vec![
+        type Mutation = fn(&mut pb::BackupEncryption);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|e| e.key_object = "prod/db/B2/key.age".into(), "directory"),
             (|e| e.recipients.clear(), "at least one recipient"),
-            (|e| e.recipients = vec!["ssh-ed25519 AAAA".into()], "age public key"),
+            (
+                |e| e.recipients = vec!["ssh-ed25519 AAAA".into()],
+                "age public key",
+            ),
             (|e| e.key_ids = vec!["XYZ".into()], "hex digits"),
             (|e| e.key_ids.push("0123456789abcdef".into()), "key ids"),
         ];

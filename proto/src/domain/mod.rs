@@ -25,9 +25,7 @@ pub use record::{
 };
 pub use recovery::{Lsn, Recovery, RecoveryAction, RecoveryTarget};
 pub use report::{Finding, Report, Severity};
-pub use results::{
-    Copied, Deleted, Drilled, JobOutput, Listed, Restored, RotatedKey, Verified,
-};
+pub use results::{Copied, Deleted, Drilled, JobOutput, Listed, Restored, RotatedKey, Verified};
 pub use wal::{WalRange, WalStatus, is_segment_name};
 pub use words::{Engine, JobKind, OwnerPolicy, VerifyStatus};
 

@@ -337,6 +337,21 @@ impl Storage for S3Repository {
         })
     }
 
+    async fn replace_bytes(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        _cancel: &CancellationToken,
+    ) -> StorageResult<ObjectInfo> {
+        let full = self.full(key)?;
+        let head = self.put_replacing(&full, bytes).await?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: head.size,
+            modified_ms: head.modified_ms,
+        })
+    }
+
     async fn get(&self, key: &str, offset: u64) -> StorageResult<Option<ReadStream>> {
         let full = self.full(key)?;
         let Some(first) = self.get_from(&full, offset, None).await? else {

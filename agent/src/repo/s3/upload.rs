@@ -74,6 +74,41 @@ impl S3Repository {
         self.check_stored(full, &expect).await
     }
 
+    /// One PUT that replaces whatever is under `full` (S3 makes a single PUT visible whole or
+    /// not at all), checked afterwards like every write.
+    pub(super) async fn put_replacing(&self, full: &str, data: Bytes) -> StorageResult<Head> {
+        let md5 = Md5::digest(&data);
+        let size = data.len() as u64;
+        let (class, sse, kms_key) = self.placement();
+        self.client
+            .put_object()
+            .bucket(&self.cfg.bucket)
+            .key(full)
+            .set_storage_class(class)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+            .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "replace {}: {}",
+                    self.loc(full),
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                )
+            })?;
+        self.check_stored(
+            full,
+            &Expected {
+                size,
+                etag: Some(hex::encode(md5)),
+            },
+        )
+        .await
+    }
+
     /// After a create-only write failed in a way that may hide its success (a 412 or an error
     /// on the SDK's retry of a request whose response was lost): the object under `full` if it
     /// is the one that was sent (same size, and an ETag that is the MD5 of what was sent).
