@@ -32,6 +32,9 @@ command -v diff >/dev/null 2>&1 || missing+=(diffutils)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v mount >/dev/null 2>&1 || missing+=(mount)
 command -v sha256sum >/dev/null 2>&1 || missing+=(coreutils)
+# age decrypts encrypted backups in the by-hand procedure of docs/DISASTER_RECOVERY.md.
+command -v age >/dev/null 2>&1 || missing+=(age)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 # promtool checks the metrics exposition and deploy/prometheus; systemd-analyze the units.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)

@@ -26,6 +26,7 @@ mod deploy_prometheus;
 mod deploy_units;
 mod drill;
 mod drill_pitr;
+mod encryption;
 mod engine_faults;
 mod error_text;
 mod export;

@@ -215,6 +215,43 @@ async fn create_only(w: World) {
     w.assert_no_open_uploads();
 }
 
+/// The one overwrite (a key object on key rotation): the new bytes replace the old whole, a
+/// missing key is created, and nothing else is left beside it.
+async fn replace_small_objects(w: World) {
+    let key = "dev/orders/20261127T233000Z-000001/key.age";
+    let cancel = CancellationToken::new();
+    put(&w.repo, key, b"old key object").await.expect("first");
+    let info = w
+        .repo
+        .replace_bytes(key, Bytes::from_static(b"new key object, longer"), &cancel)
+        .await
+        .expect("replace");
+    assert_eq!(info.size, 22);
+    assert_eq!(
+        get_all(&w.repo, key, 0).await.expect("present"),
+        b"new key object, longer"
+    );
+    let other = "dev/orders/20261127T233000Z-000002/key.age";
+    w.repo
+        .replace_bytes(other, Bytes::from_static(b"created"), &cancel)
+        .await
+        .expect("create");
+    assert_eq!(
+        get_all(&w.repo, other, 0).await.expect("present"),
+        b"created"
+    );
+    let listed: Vec<String> = w
+        .repo
+        .list("dev/orders")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(listed, [key, other], "temporary files left behind");
+    w.assert_no_open_uploads();
+}
+
 async fn abandoned_and_cancelled_writes_leave_nothing(w: World) {
     // The writer goes away mid-stream (the dump failed): nothing is visible, nothing is open.
     let (tx, body) = body_channel(4);
@@ -314,6 +351,7 @@ async fn stored_backup(repo: &Repository) -> Expected {
             Compression {
                 level: 1,
                 threads: 1,
+                encrypt_to: None,
             },
             &Arc::new(Counters::default()),
             &CancellationToken::new(),
@@ -325,6 +363,7 @@ async fn stored_backup(repo: &Repository) -> Expected {
     compressed.sink.finish().await.expect("finish");
     task.await.expect("join").expect("put");
     Expected {
+        key: None,
         stored: Digest {
             size: compressed.stored.size,
             sha256: compressed.stored.sha256,
@@ -437,6 +476,7 @@ macro_rules! both {
 
 both!(roundtrip);
 both!(create_only);
+both!(replace_small_objects);
 both!(abandoned_and_cancelled_writes_leave_nothing);
 both!(list_and_delete);
 both!(faults_are_caught);
