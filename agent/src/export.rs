@@ -51,8 +51,18 @@ pub async fn run(ctx: &JobCtx, work: &ExportWork) -> Result<Exported> {
             loc.manifest_key
         );
     };
-    check_manifest(&loc, &manifest)
+    let mut checked = check_manifest(&loc, &manifest)
         .with_context(|| format!("check the manifest of backup {}", rec.backup_id))?;
+    // The export is the plaintext dump: its manifest copy has the sealed section opened, so
+    // the row counts to compare a restore with are beside it.
+    let manifest = match &loc.expected.key {
+        Some(key) => {
+            checked.unseal(key)?;
+            checked.sealed = None;
+            checked.to_json()
+        }
+        None => manifest,
+    };
     let need = rec.raw_size.saturating_add(manifest.len() as u64);
     let dir = dest.dir.clone();
     tokio::task::spawn_blocking(move || check_space(&dir, need))

@@ -477,3 +477,47 @@ fn backup_only_agent_then_rotation_rewrites_no_data() {
     assert_same_data(&s.pg, DB, "orders_new_key", &s.dir.sub("cmp"));
     s.agent.stop();
 }
+
+#[test]
+fn mariadb_encrypted_backup_round_trips() {
+    let dir = TestDir::new("encryption_mariadb");
+    let key = dir.sub("keys").join("ops.key");
+    let ops = keygen(&key);
+    let s = Sandbox::builder("encryption_mariadb")
+        .dir(dir)
+        .mariadb_target(SandboxTarget::new("shop").extra(&format!(
+            "encryption = {{ recipients = [\"{ops}\"], identity_file = \"{}\" }}",
+            key.display()
+        )))
+        .build();
+    let my = s.mariadb.as_ref().expect("mariadb");
+    my.sql(
+        "shop",
+        &format!(
+            "CREATE TABLE {SECRET_TABLE} (id INT PRIMARY KEY, card VARCHAR(100));
+             INSERT INTO {SECRET_TABLE} SELECT seq, CONCAT('{SENTINEL}-', seq) FROM seq_1_to_2000;
+             CREATE TABLE big (id INT PRIMARY KEY, v CHAR(32));
+             INSERT INTO big SELECT seq, MD5(seq) FROM seq_1_to_20000;"
+        ),
+    );
+    let rec = s.backup_ok("shop");
+    let id = id_of(&rec);
+    let bdir = s.backup_dir("shop", &id);
+    assert!(
+        bdir.join("data.sql.zst.age").is_file(),
+        "{}",
+        bdir.display()
+    );
+    assert!(bdir.join("key.age").is_file());
+    assert!(files_containing(&s.repo, SENTINEL.as_bytes()).is_empty());
+    assert!(files_containing(&s.repo, SECRET_TABLE.as_bytes()).is_empty());
+    s.admin
+        .run(&["backup", "verify", &id, "--decrypt", "--wait"])
+        .assert_ok();
+    s.restore(&id, "shop_copy", &[]).assert_ok();
+    assert_eq!(
+        my.dump_sql("shop"),
+        my.dump_sql("shop_copy"),
+        "the restored database differs from the source"
+    );
+}
