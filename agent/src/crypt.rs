@@ -4,9 +4,10 @@
 //! cryptography is the `age` crate's.
 //!
 //! `key.age` is a plain age file: `age -d -i restore.key key.age` prints the backup key as an
-//! identity file. Its header also carries one `lifeboat-key-id` stanza per recipient (age
+//! identity file. Its header also carries one `lifeboat-recipient` stanza per recipient (age
 //! ignores stanzas it does not know, and its header MAC covers them), so an agent holding no
-//! matching identity can still name the keys it would need.
+//! matching identity can still name the keys it would need, and a rotation can tell a key
+//! object it already rotated.
 
 use std::{
     collections::HashSet,
@@ -26,8 +27,8 @@ pub const KEY_FILE: &str = "key.age";
 pub const AGE_SUFFIX: &str = ".age";
 /// A key object larger than this is not one lifeboat wrote.
 pub const MAX_KEY_OBJECT: u64 = 64 * 1024;
-/// The tag of the key-id stanzas in a key object's header.
-const KEY_ID_TAG: &str = "lifeboat-key-id";
+/// The tag of the stanzas naming a key object's recipients in its header.
+const RECIPIENT_TAG: &str = "lifeboat-recipient";
 
 /// Encryption as configured for a target (its own table or its repository's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,17 +138,17 @@ impl BackupKey {
     }
 }
 
-/// Labels an age header with a key id; wraps nothing.
-struct KeyIdLabel(String);
+/// Names a recipient in an age header; wraps nothing.
+struct RecipientLabel(String);
 
-impl age::Recipient for KeyIdLabel {
+impl age::Recipient for RecipientLabel {
     fn wrap_file_key(
         &self,
         _file_key: &age_core::format::FileKey,
     ) -> Result<(Vec<age_core::format::Stanza>, HashSet<String>), age::EncryptError> {
         Ok((
             vec![age_core::format::Stanza {
-                tag: KEY_ID_TAG.into(),
+                tag: RECIPIENT_TAG.into(),
                 args: vec![self.0.clone()],
                 body: Vec::new(),
             }],
@@ -157,8 +158,7 @@ impl age::Recipient for KeyIdLabel {
 }
 
 /// The key object of a backup: its key as an age identity file (with the recipients as
-/// comments, which a rotation reads back), encrypted to `recipients`, its header labelled with
-/// their key ids.
+/// comments, which a rotation reads back), encrypted to `recipients`, its header naming them.
 pub fn seal_key(key: &BackupKey, recipients: &Recipients, backup_id: &str) -> Result<Vec<u8>> {
     let mut text = format!(
         "# lifeboat backup key of backup {backup_id}\n# decrypt its objects with: age -d -i THIS_FILE OBJECT.age\n"
@@ -168,7 +168,11 @@ pub fn seal_key(key: &BackupKey, recipients: &Recipients, backup_id: &str) -> Re
     }
     text.push_str(key.0.to_string().expose_secret());
     text.push('\n');
-    let labels: Vec<KeyIdLabel> = recipients.key_ids().into_iter().map(KeyIdLabel).collect();
+    let labels: Vec<RecipientLabel> = recipients
+        .strings()
+        .into_iter()
+        .map(RecipientLabel)
+        .collect();
     let all = recipients
         .list
         .iter()
@@ -185,22 +189,29 @@ pub fn seal_key(key: &BackupKey, recipients: &Recipients, backup_id: &str) -> Re
     Ok(out)
 }
 
-/// The key ids a key object's header names (empty if it names none or is not an age file).
-pub fn key_ids_of(object: &[u8]) -> Vec<String> {
+/// The recipients a key object's header names (empty if it names none or is not an age
+/// file). Unauthenticated until the object is decrypted: for messages, and to skip what a
+/// rotation already did.
+pub fn recipients_of(object: &[u8]) -> Vec<String> {
     let head = &object[..object.len().min(16 * 1024)];
     let text = String::from_utf8_lossy(head);
-    let mut ids = Vec::new();
+    let mut out = Vec::new();
     for line in text.lines() {
         if line.starts_with("---") {
             break;
         }
-        if let Some(rest) = line.strip_prefix(&format!("-> {KEY_ID_TAG} "))
-            && lifeboat_proto::domain::is_key_id(rest.trim())
+        if let Some(rest) = line.strip_prefix(&format!("-> {RECIPIENT_TAG} "))
+            && parse_recipient(rest).is_ok()
         {
-            ids.push(rest.trim().to_owned());
+            out.push(rest.trim().to_owned());
         }
     }
-    ids
+    out
+}
+
+/// The key ids of the recipients a key object's header names.
+pub fn key_ids_of(object: &[u8]) -> Vec<String> {
+    recipients_of(object).iter().map(|r| key_id(r)).collect()
 }
 
 /// Why a key object could not be opened.

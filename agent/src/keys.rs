@@ -96,6 +96,21 @@ pub async fn rotate(ctx: &JobCtx, work: &RotateKeysWork) -> Result<Vec<RotatedKe
     Ok(out)
 }
 
+/// `current` without the removed recipients, then the added ones not already there.
+fn next_recipients(current: &[String], work: &RotateKeysWork) -> Vec<String> {
+    let mut next: Vec<String> = current
+        .iter()
+        .filter(|r| !work.remove.contains(r))
+        .cloned()
+        .collect();
+    for r in &work.add {
+        if !next.contains(r) {
+            next.push(r.clone());
+        }
+    }
+    next
+}
+
 async fn rotate_one(
     ctx: &JobCtx,
     rec: &BackupRecord,
@@ -116,17 +131,28 @@ async fn rotate_one(
         .get_bytes(&key_key, crypt::MAX_KEY_OBJECT)
         .await?
         .with_context(|| format!("{key_key} is missing from {}", repo.describe()))?;
-    let (key, current) = crypt::open_key(&key_key, &object, identities)?;
-    let mut next: Vec<String> = current
-        .iter()
-        .filter(|r| !work.remove.contains(r))
-        .cloned()
-        .collect();
-    for r in &work.add {
-        if !next.contains(r) {
-            next.push(r.clone());
+    // Already rotated (a rotation cut short and run again), by its header: nothing to do, even
+    // where this agent's key no longer opens it. Otherwise it is opened and its own
+    // (authenticated) recipient list is the one rotated.
+    let listed = crypt::recipients_of(&object);
+    let (key, current) = match crypt::open_key(&key_key, &object, identities) {
+        Ok(opened) => opened,
+        Err(crypt::KeyError::NoIdentity { .. })
+            if !listed.is_empty() && next_recipients(&listed, work) == listed =>
+        {
+            let recipients = Recipients::parse(&listed)?;
+            return Ok(RotatedKey {
+                backup_id: rec.backup_id.to_string(),
+                repository: repository.to_owned(),
+                recipients: recipients.strings(),
+                key_ids: recipients.key_ids(),
+                changed: false,
+                error: String::new(),
+            });
         }
-    }
+        Err(e) => return Err(e.into()),
+    };
+    let next = next_recipients(&current, work);
     if next.is_empty() {
         bail!(
             "removing {} would leave no recipient: nobody could ever decrypt the backup again; add a recipient in the same rotation",

@@ -192,11 +192,25 @@ async fn encrypted_backup_restores_verifies_and_rotates() {
         "{rotated:?}"
     );
     assert_eq!(rotated[0].recipients, std::slice::from_ref(&next));
+    // Run again (as after a rotation cut short): its header shows it done, so it is left
+    // alone, although the agent's identity (`ops`) no longer opens it.
     let again = lifeboat_agent::keys::rotate(&w.ctx(), &work)
         .await
         .expect("rotate again");
-    // The agent's identity is `ops`, which no longer opens it.
-    assert!(!again[0].error.is_empty(), "{again:?}");
+    assert!(!again[0].changed && again[0].error.is_empty(), "{again:?}");
+    // Removing `next` as well would need to open it: refused, naming the key it needs.
+    let mut further = work.clone();
+    further.remove = vec![next.clone()];
+    further.add = vec![ops.clone()];
+    let refused = lifeboat_agent::keys::rotate(&w.ctx(), &further)
+        .await
+        .expect("rotate");
+    assert!(
+        refused[0]
+            .error
+            .contains(&lifeboat_common::keys::key_id(&next)),
+        "{refused:?}"
+    );
     let after = std::fs::metadata(w.repo_file(&rec.data_key)).expect("meta");
     assert_eq!(data_meta.modified().ok(), after.modified().ok());
     let key_object = std::fs::read(w.repo_file(&enc.key_object)).expect("key.age");

@@ -226,6 +226,27 @@ impl Dispatcher {
                 }
             },
             JobKind::Check if job.backup_id.is_none() => Work::CheckTarget,
+            JobKind::RotateKeys => {
+                let Some(rotation) = job.rotation.clone() else {
+                    return Ok(Err(format!(
+                        "key rotation job {} has no recipients",
+                        job.id
+                    )));
+                };
+                // Every encrypted backup kept now, in every repository holding it.
+                let items = self
+                    .catalog
+                    .encrypted_backups(job.target.as_str())
+                    .await
+                    .context("read encrypted backups")?;
+                if items.is_empty() {
+                    return Ok(Err(format!(
+                        "{} has no encrypted backup; there is nothing to rotate",
+                        job.target
+                    )));
+                }
+                Work::RotateKeys { items, rotation }
+            }
             JobKind::Verify if job.backup_id.is_none() => Work::VerifyWal,
             JobKind::Restore
             | JobKind::Verify
@@ -280,7 +301,12 @@ impl Dispatcher {
                     }
                     JobKind::Delete => Work::Delete { backup },
                     JobKind::Export => Work::Export { backup, fallbacks },
-                    JobKind::Verify | JobKind::Backup | JobKind::List => Work::Verify { backup },
+                    JobKind::Verify | JobKind::Backup | JobKind::List | JobKind::RotateKeys => {
+                        Work::Verify {
+                            backup,
+                            decrypt: job.decrypt,
+                        }
+                    }
                 }
             }
         };
@@ -309,6 +335,8 @@ mod tests {
 
     fn job(id: &str, target: &str, agent: &str, state: JobState, dispatched: bool) -> Job {
         Job {
+            decrypt: false,
+            rotation: None,
             repository: String::new(),
             id: id.into(),
             kind: JobKind::Backup,

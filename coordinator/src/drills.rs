@@ -237,6 +237,7 @@ mod tests {
         assert!(physical.is_physical() && !logical.is_physical());
         let of: TargetName = "prod/orders".parse().expect("name");
         let into = TargetRecord {
+            encryption: None,
             name: of.clone(),
             agent: "prod-1".into(),
             engine: physical.engine,

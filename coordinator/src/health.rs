@@ -516,6 +516,7 @@ mod tests {
         TargetFacts {
             copies: Vec::new(),
             target: TargetRecord {
+                encryption: None,
                 copy_to: Vec::new(),
                 name: TargetName::new("prod", "orders").expect("name"),
                 agent: "prod-1".into(),

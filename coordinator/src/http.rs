@@ -543,6 +543,10 @@ async fn metrics(State(http): State<Arc<Http>>) -> Response {
         _ => (Report::default(), &[][..], false),
     };
     parts.metrics.set_catalog_up(up);
+    match parts.catalog.key_usage(None).await {
+        Ok(usage) => parts.metrics.set_key_usage(&usage),
+        Err(e) => tracing::warn!("key usage for the metrics: {e}"),
+    }
     match parts.metrics.render_with(
         &report,
         running,

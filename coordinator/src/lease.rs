@@ -133,6 +133,8 @@ mod tests {
 
     fn job(id: &str, agent: &str, state: JobState, dispatched: bool, created: i64) -> Job {
         Job {
+            decrypt: false,
+            rotation: None,
             repository: String::new(),
             id: id.into(),
             kind: JobKind::Backup,

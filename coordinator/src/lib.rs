@@ -19,6 +19,7 @@ mod history;
 mod http;
 mod hub;
 mod jobs;
+mod keys;
 mod lease;
 pub mod metrics;
 pub mod model;

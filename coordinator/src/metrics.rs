@@ -50,6 +50,8 @@ pub struct Metrics {
     restore_last_duration: GaugeVec,
     drill_last_success: GaugeVec,
     copy_last_success: GaugeVec,
+    backups_by_key: IntGaugeVec,
+    backups_plaintext: IntGaugeVec,
     drill_duration: GaugeVec,
     drills_total: IntCounterVec,
     repo_stale_uploads: IntCounterVec,
@@ -225,6 +227,17 @@ impl Metrics {
                  copy in the repository (0: none yet), for each repository it copies to.",
                 &["environment", "target", "repository"],
             )?,
+            backups_by_key: int_gauge(
+                "lifeboat_backups_by_key",
+                "Kept backups whose key object is encrypted to the key id (a key that protects \
+                 none may be destroyed).",
+                &["key_id"],
+            )?,
+            backups_plaintext: int_gauge(
+                "lifeboat_backups_plaintext",
+                "Kept backups of the target stored without client-side encryption.",
+                &["target"],
+            )?,
             drill_duration: gauge(
                 "lifeboat_drill_duration_seconds",
                 "Measured RTO of the target's last restore drill that passed: job start to a \
@@ -381,6 +394,8 @@ impl Metrics {
         m.registry
             .register(Box::new(m.drill_last_success.clone()))?;
         m.registry.register(Box::new(m.copy_last_success.clone()))?;
+        m.registry.register(Box::new(m.backups_by_key.clone()))?;
+        m.registry.register(Box::new(m.backups_plaintext.clone()))?;
         m.registry.register(Box::new(m.drill_duration.clone()))?;
         m.registry.register(Box::new(m.drills_total.clone()))?;
         m.registry

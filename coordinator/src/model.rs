@@ -132,6 +132,17 @@ pub struct TargetDecl {
     pub database: String,
     /// Repositories each backup is copied to after it succeeds.
     pub copy_to: Vec<String>,
+    /// How its new backups are encrypted; `None`: they are not.
+    pub encryption: Option<TargetEncryption>,
+}
+
+/// A target's encryption as its agent declares it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TargetEncryption {
+    pub recipients: Vec<String>,
+    pub key_ids: Vec<String>,
+    /// The agent holds a key for one of the recipients (it can restore).
+    pub can_decrypt: bool,
 }
 
 /// A registered target.
@@ -144,6 +155,7 @@ pub struct TargetRecord {
     pub repository: String,
     pub database: String,
     pub copy_to: Vec<String>,
+    pub encryption: Option<TargetEncryption>,
 }
 
 /// A target with its most recent backup, for listings.
@@ -199,7 +211,19 @@ pub struct Job {
     /// The repository the job reads or writes when it is not the backup's own: a copy's
     /// destination; the copy a restore, verify, export or delete works on. Empty otherwise.
     pub repository: String,
+    /// Set for key rotations, never for other kinds.
+    pub rotation: Option<KeyRotation>,
+    /// A verify of an encrypted backup that must decrypt it (`backup verify --decrypt`).
+    pub decrypt: bool,
     pub report: Report,
+}
+
+/// What a key rotation does to each key object of its target: recipients added and removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRotation {
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+    pub dry_run: bool,
 }
 
 impl Job {
@@ -231,6 +255,10 @@ pub struct NewJob {
     pub export_path: Option<ExportPath>,
     /// As [`Job::repository`].
     pub repository: String,
+    /// As [`Job::rotation`].
+    pub rotation: Option<KeyRotation>,
+    /// As [`Job::decrypt`].
+    pub decrypt: bool,
 }
 
 impl NewJob {
@@ -254,6 +282,8 @@ impl NewJob {
             restore: None,
             export_path: None,
             repository: String::new(),
+            rotation: None,
+            decrypt: false,
         }
     }
 }

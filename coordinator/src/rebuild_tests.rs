@@ -7,6 +7,7 @@ const C: &str = "20261127T030000Z-00000c";
 
 fn backup(id: &str, agent: &str, target: &str) -> Backup {
     Backup {
+        encryption: None,
         backup_id: id.parse().expect("a backup id"),
         target: target.parse().expect("target"),
         agent: agent.into(),

@@ -56,6 +56,13 @@ pub enum Work {
     },
     Verify {
         backup: Box<Backup>,
+        /// An encrypted backup must be decrypted (no stored-bytes-only verdict).
+        decrypt: bool,
+    },
+    /// Re-encrypt the key objects of these backups, each in every repository holding it.
+    RotateKeys {
+        items: Vec<(Backup, Vec<String>)>,
+        rotation: crate::model::KeyRotation,
     },
     /// Write the backup's decompressed dump to the job's export path.
     Export {

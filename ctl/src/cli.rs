@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lifeboat_common::names::TargetName;
 use lifeboat_proto::domain::{Recovery, RecoveryAction, RecoveryTarget};
 
+mod keys;
 mod parse;
+pub use keys::*;
 use parse::*;
 
 #[derive(Debug, Parser)]
@@ -108,6 +110,10 @@ pub enum Command {
     /// on a server
     #[command(subcommand)]
     Globals(GlobalsCommand),
+    /// Encryption keys (age): generate one, list which keys protect which backups, rotate a
+    /// target's backups to other keys, print a recovery kit
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -464,7 +470,7 @@ pub enum BackupCommand {
     /// pick what `restore ID --table SCHEMA.TABLE` brings back
     Contents(BackupIdArg),
     /// Check a backup's stored bytes against its recorded sizes and hashes
-    Verify(BackupVerifyArgs),
+    Verify(BackupCheckArgs),
     /// Write a backup's decompressed dump to a file on the host of the agent that holds it,
     /// both SHA-256s checked, for a restore by hand with pg_restore or mariadb/mysql (needs
     /// the admin role and export_dirs in the agent's config)
@@ -540,6 +546,16 @@ pub struct BackupVerifyArgs {
     pub repository: Option<String>,
     #[command(flatten)]
     pub wait: WaitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupCheckArgs {
+    #[command(flatten)]
+    pub backup: BackupVerifyArgs,
+    /// An encrypted backup must be decrypted and decoded: fail if its agent holds no key
+    /// for it (without it, such an agent checks the stored bytes only, and says so)
+    #[arg(long)]
+    pub decrypt: bool,
 }
 
 #[derive(Debug, Args)]

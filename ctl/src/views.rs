@@ -170,6 +170,8 @@ pub struct TargetView {
     pub last_check_job_id: Option<String>,
     pub last_check_result: Option<&'static str>,
     pub last_check_summary: Option<String>,
+    /// How its new backups are encrypted; absent: not encrypted.
+    pub encryption: Option<TargetEncryptionView>,
 }
 
 impl From<pb::Target> for TargetView {
@@ -182,6 +184,7 @@ impl From<pb::Target> for TargetView {
             last_check_job_id: non_empty(&t.last_check_job_id),
             last_check_result: (t.last_check_ms > 0).then(|| severity_word(t.last_check_severity)),
             last_check_summary: non_empty(&t.last_check_summary),
+            encryption: TargetEncryptionView::of(t.encryption.as_ref()),
             engine: engine_word(t.engine),
             database: non_empty(&t.database),
             last_backup_id: non_empty(&t.last_backup_id),
@@ -500,6 +503,8 @@ pub struct BackupView {
     pub globals: GlobalsView,
     /// Its copies in other repositories, each with its own verify state.
     pub copies: Vec<CopyView>,
+    /// Client-side encryption; absent: stored in plaintext.
+    pub encryption: Option<EncryptionView>,
 }
 
 /// A backup's globals, as `backup show` gives them.
@@ -616,6 +621,7 @@ impl From<&pb::BackupRecord> for BackupView {
             job_id: non_empty(&b.job_id),
             wal_start: non_empty(&b.wal_start),
             globals: GlobalsView::of(b),
+            encryption: EncryptionView::of(b.encryption.as_ref()),
             copies: b
                 .copies
                 .iter()
@@ -737,6 +743,7 @@ impl Render for BackupView {
             pairs.insert(13, ("WAL starts in", w.clone()));
         }
         pairs.push(("globals", self.globals.summary.clone()));
+        pairs.push(("encryption", EncryptionView::line(self.encryption.as_ref())));
         let copies: Vec<String> = self.copies.iter().map(CopyView::line).collect();
         pairs.push((
             "copies",
@@ -768,6 +775,9 @@ impl Render for BackupView {
 #[path = "copy_view.rs"]
 mod copy_view;
 pub use copy_view::CopyView;
+#[path = "encryption_view.rs"]
+mod encryption_view;
+pub use encryption_view::{EncryptionView, TargetEncryptionView};
 
 #[cfg(test)]
 #[path = "views_tests.rs"]

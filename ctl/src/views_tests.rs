@@ -51,6 +51,7 @@ pub fn sample_job() -> pb::Job {
 pub fn sample_backup() -> pb::BackupRecord {
     pb::BackupRecord {
         copies: Vec::new(),
+        encryption: None,
         backup_id: "20261127T233000Z-bbbbbb".into(),
         target: "prod/orders".into(),
         environment: "prod".into(),
@@ -220,9 +221,27 @@ fn backup_json_shape() {
             "job_id",
             "globals",
             "copies",
+            "encryption",
         ])
     );
     assert_eq!(v["copies"], serde_json::json!([]));
+    assert_eq!(v["encryption"], Value::Null, "stored in plaintext");
+    let mut encrypted = sample_backup();
+    encrypted.encryption = Some(pb::BackupEncryption {
+        key_object: "prod/orders/20261127T233000Z-bbbbbb/key.age".into(),
+        recipients: vec!["age1xyz".into()],
+        key_ids: vec!["0123456789abcdef".into()],
+    });
+    let e = to_json(&BackupView::from(&encrypted));
+    assert_eq!(e["encryption"]["key_ids"][0], "0123456789abcdef");
+    assert!(
+        BackupView::from(&encrypted)
+            .table()
+            .lines()
+            .any(|l| l.starts_with("encryption") && l.ends_with("age, key ids 0123456789abcdef")),
+        "{}",
+        BackupView::from(&encrypted).table()
+    );
     assert_eq!(
         v["globals"]["status"], "absent",
         "taken before globals were captured"
@@ -308,9 +327,11 @@ fn agent_and_target_json_shapes() {
             "last_check_job_id",
             "last_check_result",
             "last_check_summary",
+            "encryption",
         ])
     );
     assert_eq!(t["last_check_result"], Value::Null);
+    assert_eq!(t["encryption"], Value::Null);
     assert_eq!(t["engine"], "postgres");
     assert_eq!(t["last_backup"], Value::Null);
     assert_eq!(t["last_backup_id"], Value::Null);

@@ -24,6 +24,7 @@ fn a_key_object_opens_with_any_recipient_and_names_its_key_ids() {
     let object = seal_key(&key, &to, "B1").expect("seal");
 
     assert_eq!(key_ids_of(&object), to.key_ids());
+    assert_eq!(recipients_of(&object), to.strings());
     for id in [&ops, &escrow] {
         let (opened, listed) =
             open_key("key.age", &object, std::slice::from_ref(id)).expect("open");

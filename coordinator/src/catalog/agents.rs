@@ -96,10 +96,12 @@ impl Catalog {
             // target cannot both win).
             let done = sqlx::query(
                 "INSERT INTO targets (full_name, environment, name, agent, engine, provider, \
-                 repository, database_name, copy_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 repository, database_name, copy_to, encryption) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (full_name) DO UPDATE SET engine = excluded.engine, \
                  provider = excluded.provider, repository = excluded.repository, \
-                 database_name = excluded.database_name, copy_to = excluded.copy_to \
+                 database_name = excluded.database_name, copy_to = excluded.copy_to, \
+                 encryption = excluded.encryption \
                  WHERE targets.agent = excluded.agent",
             )
             .bind(full.as_str())
@@ -111,6 +113,7 @@ impl Catalog {
             .bind(&t.repository)
             .bind(&t.database)
             .bind(t.copy_to.join("\n"))
+            .bind(encryption_text(t.encryption.as_ref()))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -140,7 +143,7 @@ impl Catalog {
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE targets SET agent = ?, engine = ?, provider = ?, repository = ?, \
-             database_name = ?, copy_to = ? WHERE full_name = ? AND agent = ?",
+             database_name = ?, copy_to = ?, encryption = ? WHERE full_name = ? AND agent = ?",
         )
         .bind(to)
         .bind(decl.engine.as_str())
@@ -148,6 +151,7 @@ impl Catalog {
         .bind(&decl.repository)
         .bind(&decl.database)
         .bind(decl.copy_to.join("\n"))
+        .bind(encryption_text(decl.encryption.as_ref()))
         .bind(full_name)
         .bind(from)
         .execute(&self.pool)
@@ -158,7 +162,7 @@ impl Catalog {
     pub async fn get_target(&self, full_name: &str) -> Result<Option<TargetRecord>> {
         let row = sqlx::query(
             "SELECT environment, name, agent, engine, provider, repository, database_name, \
-             copy_to FROM targets WHERE full_name = ?",
+             copy_to, encryption FROM targets WHERE full_name = ?",
         )
         .bind(full_name)
         .fetch_optional(&self.pool)
@@ -170,7 +174,7 @@ impl Catalog {
     pub async fn list_targets(&self) -> Result<Vec<TargetSummary>> {
         let rows = sqlx::query(
             "SELECT t.environment, t.name, t.agent, t.engine, t.provider, t.repository, \
-             t.database_name, t.copy_to, \
+             t.database_name, t.copy_to, t.encryption, \
              (SELECT b.backup_id FROM backups b WHERE b.target = t.full_name \
               ORDER BY b.finished_at_ms DESC, b.backup_id DESC LIMIT 1) AS last_backup_id, \
              (SELECT MAX(b.finished_at_ms) FROM backups b WHERE b.target = t.full_name) \
@@ -243,5 +247,18 @@ fn target_from_row(row: &SqliteRow) -> Result<TargetRecord> {
             .filter(|r| !r.is_empty())
             .map(str::to_owned)
             .collect(),
+        encryption: match row.try_get::<String, _>("encryption")?.as_str() {
+            "" => None,
+            text => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| CatalogError::Corrupt(format!("targets.encryption: {e}")))?,
+            ),
+        },
     })
+}
+
+/// A target's encryption as the catalog stores it: JSON, '' when not encrypted.
+fn encryption_text(e: Option<&crate::model::TargetEncryption>) -> String {
+    e.and_then(|e| serde_json::to_string(e).ok())
+        .unwrap_or_default()
 }

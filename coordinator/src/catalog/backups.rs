@@ -4,7 +4,7 @@
 use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
 
 use super::{Catalog, CatalogError, Result, parse_enum, to_i64, to_u64};
-use lifeboat_proto::domain::Globals;
+use lifeboat_proto::domain::{Encryption, Globals};
 
 use crate::model::{Backup, Engine, RowCount, VerifyStatus};
 
@@ -14,7 +14,7 @@ macro_rules! backup_columns {
          server_version, system_identifier, dump_tool, dump_tool_version, format, compression, \
          compression_level, raw_size, stored_size, raw_sha256, stored_sha256, started_at_ms, \
          finished_at_ms, row_counts, data_key, manifest_key, verify_status, verified_at_ms, \
-         verify_detail, job_id, wal_start, globals"
+         verify_detail, job_id, wal_start, globals, encryption"
     };
 }
 
@@ -88,7 +88,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
         "INSERT INTO backups (",
         backup_columns!(),
         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         ?, ?, ?, ?)"
+         ?, ?, ?, ?, ?)"
     ))
     .bind(b.backup_id.as_str())
     .bind(b.target.as_str())
@@ -120,6 +120,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
     .bind(&b.job_id)
     .bind(&b.wal_start)
     .bind(globals_to_json(&b.globals)?)
+    .bind(encryption_to_json(b.encryption.as_ref())?)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -169,7 +170,50 @@ fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
         job_id: row.try_get("job_id")?,
         wal_start: row.try_get("wal_start")?,
         globals: globals_from_json(&row.try_get::<String, _>("globals")?)?,
+        encryption: encryption_from_json(row.try_get::<Option<String>, _>("encryption")?)?,
     })
+}
+
+/// A backup's encryption as the catalog stores it (JSON; NULL: stored in plaintext).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct EncryptionJson {
+    pub key_object: String,
+    pub recipients: Vec<String>,
+    pub key_ids: Vec<String>,
+}
+
+pub(super) fn encryption_to_json(e: Option<&Encryption>) -> Result<Option<String>> {
+    e.map(|e| {
+        serde_json::to_string(&EncryptionJson {
+            key_object: e.key_object.clone(),
+            recipients: e.recipients.clone(),
+            key_ids: e.key_ids.clone(),
+        })
+        .map_err(|x| CatalogError::OutOfRange(format!("encryption: {x}")))
+    })
+    .transpose()
+}
+
+pub(super) fn encryption_from_json(text: Option<String>) -> Result<Option<Encryption>> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let e: EncryptionJson = serde_json::from_str(&text)
+        .map_err(|x| CatalogError::Corrupt(format!("backups.encryption: {x}")))?;
+    let dir = e
+        .key_object
+        .rsplit_once('/')
+        .map_or("", |(d, _)| d)
+        .to_owned();
+    Encryption::from_wire(
+        Some(lifeboat_proto::v1::BackupEncryption {
+            key_object: e.key_object,
+            recipients: e.recipients,
+            key_ids: e.key_ids,
+        }),
+        &dir,
+    )
+    .map_err(|x| CatalogError::Corrupt(format!("backups.encryption: {x}")))
 }
 
 /// A backup's globals as the catalog stores them: the wire form as JSON, empty when absent.

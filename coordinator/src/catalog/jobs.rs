@@ -19,7 +19,8 @@ macro_rules! job_columns {
          progress_stored_bytes, progress_phase, detail, database_name, clean, owners, \
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
          start_port, export_path, export_raw_bytes, export_raw_sha256, restore_tables, \
-         restore_schemas, into_schema, drill_of, globals, allow_superuser, repository"
+         restore_schemas, into_schema, drill_of, globals, allow_superuser, repository, \
+         key_rotation, decrypt"
     };
 }
 
@@ -291,8 +292,10 @@ fn insert_job_query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
          recovery_target, recovery_action, start_port, export_path, restore_tables, \
-         restore_schemas, into_schema, drill_of, globals, allow_superuser, repository) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         restore_schemas, into_schema, drill_of, globals, allow_superuser, repository, \
+         key_rotation, decrypt) \
+         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+         ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -336,6 +339,13 @@ fn insert_job_query(
     .bind(job.restore.as_ref().map_or("", |r| r.globals.as_str()))
     .bind(job.restore.as_ref().is_some_and(|r| r.allow_superuser))
     .bind(&job.repository)
+    .bind(
+        job.rotation
+            .as_ref()
+            .and_then(|r| serde_json::to_string(r).ok())
+            .unwrap_or_default(),
+    )
+    .bind(job.decrypt)
 }
 
 /// A job's partial restore as the catalog stores it: tables and schemas one per line (empty:
@@ -546,6 +556,14 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
         }),
         export: export_from_row(kind, row)?,
         repository: row.try_get("repository")?,
+        rotation: match row.try_get::<String, _>("key_rotation")?.as_str() {
+            "" => None,
+            text => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| CatalogError::Corrupt(format!("jobs.key_rotation: {e}")))?,
+            ),
+        },
+        decrypt: row.try_get("decrypt")?,
         report: report_from_json(&report)?,
     })
 }

@@ -13,6 +13,7 @@ mod drills;
 pub mod health;
 mod history;
 mod jobs;
+pub mod keys;
 #[cfg(test)]
 mod monitoring_tests;
 mod rebuild;
@@ -190,6 +191,14 @@ fn migrator() -> Migrator {
             "copies".into(),
             MigrationType::Simple,
             include_str!("../../migrations/0015_copies.sql").into_sql_str(),
+            true,
+        ),
+        // Outside sqlx's transaction, like 2: it rebuilds the jobs table (the kind rotate_keys).
+        Migration::new(
+            16,
+            "encryption".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0016_encryption.sql").into_sql_str(),
             true,
         ),
     ])

@@ -31,6 +31,7 @@ async fn with_targets(c: &Catalog, names: &[&str]) {
     let decls: Vec<TargetDecl> = names
         .iter()
         .map(|n| TargetDecl {
+            encryption: None,
             copy_to: Vec::new(),
             name: (*n).into(),
             engine: Engine::Postgres,

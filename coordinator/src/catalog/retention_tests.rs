@@ -37,6 +37,7 @@ async fn with_target(c: &Catalog) {
         "prod-1",
         "prod",
         &[TargetDecl {
+            encryption: None,
             copy_to: Vec::new(),
             name: "orders".into(),
             engine: Engine::Postgres,
@@ -51,6 +52,8 @@ async fn with_target(c: &Catalog) {
 
 fn job(id: &str, kind: JobKind, backup_id: &str) -> NewJob {
     NewJob {
+        decrypt: false,
+        rotation: None,
         repository: String::new(),
         id: id.into(),
         kind,
@@ -242,7 +245,7 @@ async fn two_phase_delete() {
     sqlx::query(
         "INSERT INTO backups VALUES ('20261128T010001Z-0000b1', 'prod/orders', 'prod', 'prod-1', 'local', \
          'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
-         10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', 'jb', '', '')",
+         10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', 'jb', '', '', NULL)",
     )
     .execute(&c.pool)
     .await
@@ -374,7 +377,7 @@ async fn pin_markers_to_sync() {
         sqlx::query(
             "INSERT INTO backups VALUES (?, 'prod/orders', 'prod', 'prod-1', 'local', \
              'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
-             10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', ?, '', '')",
+             10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', ?, '', '', NULL)",
         )
         .bind(b)
         .bind(&jb)

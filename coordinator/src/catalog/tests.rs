@@ -24,6 +24,7 @@ fn agent(name: &str) -> AgentRecord {
 
 fn decl(name: &str) -> TargetDecl {
     TargetDecl {
+        encryption: None,
         copy_to: Vec::new(),
         name: name.into(),
         engine: Engine::Postgres,
@@ -35,6 +36,8 @@ fn decl(name: &str) -> TargetDecl {
 
 fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
     NewJob {
+        decrypt: false,
+        rotation: None,
         repository: String::new(),
         id: id.into(),
         kind,
@@ -50,6 +53,7 @@ fn new_job(id: &str, kind: JobKind, target: &str, backup_id: &str) -> NewJob {
 
 fn backup(id: &str, job_id: &str, finished_at_ms: i64) -> Backup {
     Backup {
+        encryption: None,
         backup_id: id.parse().expect("a backup id"),
         target: "prod/orders".parse().expect("target"),
         agent: "prod-1".into(),
@@ -627,3 +631,5 @@ async fn old_history_goes_but_what_health_and_backups_need_stays() {
 
 #[path = "copies_tests.rs"]
 mod copies;
+#[path = "keys_tests.rs"]
+mod keys;

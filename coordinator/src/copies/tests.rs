@@ -6,6 +6,7 @@ use crate::model::{Progress, VerifyStatus};
 fn backup(status: VerifyStatus) -> Backup {
     let id = "20261127T233000Z-b00001";
     Backup {
+        encryption: None,
         backup_id: id.parse().expect("a backup id"),
         target: "prod/orders".parse().expect("target"),
         agent: "prod-1".into(),
@@ -54,6 +55,8 @@ fn copy(repository: &str, state: CopyState, status: VerifyStatus) -> BackupCopy 
 
 fn job(kind: JobKind, repository: &str) -> Job {
     Job {
+        decrypt: false,
+        rotation: None,
         id: "20261127T233000Z-000001".into(),
         kind,
         state: JobState::Queued,

@@ -70,6 +70,10 @@ pub enum Action {
     },
     /// Copies a backup to another repository of its agent (`backup copy`).
     CopyBackup,
+    ListKeys,
+    RotateKeys {
+        dry_run: bool,
+    },
 }
 
 impl Action {
@@ -89,7 +93,8 @@ impl Action {
             | Action::NextRuns
             | Action::ListScheduleRuns
             | Action::Prune { dry_run: true }
-            | Action::ListDrills => Role::Viewer,
+            | Action::ListDrills
+            | Action::ListKeys => Role::Viewer,
             Action::StartBackup
             | Action::VerifyBackup
             | Action::VerifyWal
@@ -105,7 +110,8 @@ impl Action {
             | Action::RestoreGlobals { superuser: false }
             | Action::ListAudit
             | Action::Drill
-            | Action::CopyBackup => Role::Operator,
+            | Action::CopyBackup
+            | Action::RotateKeys { dry_run: true } => Role::Operator,
             Action::Restore { clean: true }
             | Action::RestoreGlobals { superuser: true }
             | Action::UnpinBackup
@@ -113,7 +119,8 @@ impl Action {
             | Action::RebuildCatalog { .. }
             | Action::ReleaseTarget
             | Action::ExportBackup
-            | Action::DeleteBackup => Role::Admin,
+            | Action::DeleteBackup
+            | Action::RotateKeys { dry_run: false } => Role::Admin,
         }
     }
 
@@ -158,6 +165,9 @@ impl Action {
             Action::RestoreGlobals { superuser: false } => "restore_globals",
             Action::RestoreGlobals { superuser: true } => "restore_globals_superuser",
             Action::CopyBackup => "copy_backup",
+            Action::ListKeys => "list_keys",
+            Action::RotateKeys { dry_run: true } => "rotate_keys_dry_run",
+            Action::RotateKeys { dry_run: false } => "rotate_keys",
         }
     }
 }
@@ -195,6 +205,9 @@ pub fn authorize(config: &Config, identity: &Identity, action: Action) -> Result
             Action::Prune { dry_run: false } => "prune (deleting backups)",
             Action::UnpinBackup => "unpin (making a backup deletable)",
             Action::DeleteBackup => "deleting a backup",
+            Action::RotateKeys { dry_run: false } => {
+                "key rotation (changing who can decrypt backups)"
+            }
             Action::RebuildCatalog { .. } => "catalog rebuild",
             Action::ReleaseTarget => "releasing a target to another agent",
             Action::RestoreGlobals { superuser: true } => {
@@ -280,7 +293,7 @@ mod tests {
         c
     }
 
-    const ALL: [Action; 39] = [
+    const ALL: [Action; 42] = [
         Action::WhoAmI,
         Action::ListAgents,
         Action::ListTargets,
@@ -320,6 +333,9 @@ mod tests {
         Action::RestoreGlobals { superuser: false },
         Action::RestoreGlobals { superuser: true },
         Action::CopyBackup,
+        Action::ListKeys,
+        Action::RotateKeys { dry_run: true },
+        Action::RotateKeys { dry_run: false },
     ];
 
     #[test]
@@ -347,7 +363,7 @@ mod tests {
             "prune_dry_run",
         ];
         let mut viewer = reads.to_vec();
-        viewer.push("list_drills");
+        viewer.extend(["list_drills", "list_keys"]);
         assert_eq!(allowed("grafana-bot"), viewer);
         let mut ops = reads.to_vec();
         ops.splice(
@@ -373,6 +389,8 @@ mod tests {
             "drill",
             "restore_globals",
             "copy_backup",
+            "list_keys",
+            "rotate_keys_dry_run",
         ]);
         assert_eq!(allowed("olga"), ops);
         assert_eq!(allowed("alice").len(), ALL.len());

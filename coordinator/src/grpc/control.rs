@@ -20,6 +20,7 @@ mod checks;
 mod drills;
 mod frame;
 mod jobs;
+mod keys;
 mod pitr;
 mod rebuild;
 mod release;
@@ -223,6 +224,7 @@ impl pb::control_server::Control for Control {
     ) -> Result<Response<pb::Job>, Status> {
         let id = &request.get_ref().backup_id;
         let repository = &request.get_ref().repository;
+        let decrypt = request.get_ref().decrypt;
         let object = if repository.is_empty() {
             id.clone()
         } else {
@@ -230,7 +232,7 @@ impl pb::control_server::Control for Control {
         };
         let job = self
             .audited(&request, Action::VerifyBackup, &object, |op| async move {
-                self.verify_backup(&op, id, repository).await
+                self.verify_backup(&op, id, repository, decrypt).await
             })
             .await?;
         Ok(Response::new(pb::Job::from(&job)))
@@ -259,6 +261,36 @@ impl pb::control_server::Control for Control {
         let job = self
             .audited(&request, Action::CopyBackup, &object, |op| async move {
                 self.copy_backup(&op, req).await
+            })
+            .await?;
+        Ok(Response::new(pb::Job::from(&job)))
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let op = self.authorize(&request, Action::ListKeys, "")?;
+        Ok(Response::new(self.list_keys(&op, request.get_ref()).await?))
+    }
+
+    async fn rotate_keys(
+        &self,
+        request: Request<pb::RotateKeysRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let req = request.get_ref();
+        let object = format!(
+            "{} +[{}] -[{}]",
+            req.target,
+            req.add.join(" "),
+            req.remove.join(" ")
+        );
+        let action = Action::RotateKeys {
+            dry_run: req.dry_run,
+        };
+        let job = self
+            .audited(&request, action, &object, |op| async move {
+                self.rotate_keys(&op, req).await
             })
             .await?;
         Ok(Response::new(pb::Job::from(&job)))

@@ -677,6 +677,17 @@ impl Session {
                 };
                 Ok(catalog.finish_copy_job(&job.id, &f).await?)
             }
+            (JobKind::RotateKeys, Some(JobOutput::RotateKeys(keys))) => {
+                let dry_run = job.rotation.as_ref().is_some_and(|r| r.dry_run);
+                let (detail, failed) = crate::keys::apply_rotation(catalog, &keys, dry_run).await?;
+                let mut f = finish(JobState::Succeeded, String::new());
+                f.detail = detail;
+                if let Some(failed) = failed {
+                    f.state = JobState::Failed;
+                    f.error = failed;
+                }
+                Ok(catalog.finish_job(&job.id, &f).await?)
+            }
             (JobKind::Check, None) => {
                 let mut f = finish(JobState::Succeeded, String::new());
                 f.detail = check_detail(&f.report);

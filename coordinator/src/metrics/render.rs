@@ -4,6 +4,22 @@
 use super::*;
 
 impl Metrics {
+    /// Mirrors which keys protect how many kept backups (`keys list`).
+    pub fn set_key_usage(&self, usage: &crate::catalog::keys::KeyUsage) {
+        self.backups_by_key.reset();
+        self.backups_plaintext.reset();
+        for k in usage.keys.values() {
+            self.backups_by_key
+                .with_label_values(&[k.key_id.as_str()])
+                .set(i64::try_from(k.backups).unwrap_or(i64::MAX));
+        }
+        for (target, p) in &usage.plaintext {
+            self.backups_plaintext
+                .with_label_values(&[target.as_str()])
+                .set(i64::try_from(p.backups).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Rebuilds the catalog-mirroring gauges from a health report, then renders everything.
     pub fn render_with(
         &self,

@@ -3,6 +3,8 @@ use crate::model::Progress;
 
 fn job(kind: JobKind, state: JobState) -> Job {
     Job {
+        decrypt: false,
+        rotation: None,
         repository: String::new(),
         id: "20261127T233000Z-000001".into(),
         kind,

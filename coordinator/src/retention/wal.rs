@@ -96,6 +96,7 @@ mod tests {
 
     fn backup(id: &str, wal_start: &str) -> Backup {
         Backup {
+            encryption: None,
             backup_id: id.parse().expect("a backup id"),
             target: "prod/main".parse().expect("target"),
             agent: "prod-1".into(),

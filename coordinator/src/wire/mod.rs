@@ -7,7 +7,7 @@ pub use lifeboat_proto::domain::bounded_text;
 use lifeboat_proto::{
     domain::{
         Copied, DataDir, Deleted, Drilled, ExportPath, Exported, JobOutput, Listed, Restored,
-        Verified, non_negative, row_counts, sha256, short_text,
+        RotatedKey, Verified, non_negative, row_counts, sha256, short_text,
     },
     v1 as pb,
 };
@@ -170,6 +170,18 @@ impl TryFrom<pb::Hello> for Hello {
                         )));
                     }
                 }
+                let encryption = match t.encryption {
+                    Some(e) => {
+                        lifeboat_proto::domain::check_recipients(&e.recipients, &e.key_ids)
+                            .map_err(|x| invalid(format!("target {:?}: {}", t.name, x.0)))?;
+                        Some(crate::model::TargetEncryption {
+                            recipients: e.recipients,
+                            key_ids: e.key_ids,
+                            can_decrypt: e.can_decrypt,
+                        })
+                    }
+                    None => None,
+                };
                 Ok(TargetDecl {
                     engine: engine(t.engine)?,
                     database: short_text("target database", t.database)?,
@@ -177,6 +189,7 @@ impl TryFrom<pb::Hello> for Hello {
                     provider: t.provider,
                     repository: t.repository,
                     copy_to: t.copy_to,
+                    encryption,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -390,6 +403,30 @@ impl TryFrom<pb::JobResult> for JobResult {
                     .map_err(|e| invalid(e.0))?,
                 already_there: c.already_there,
             })),
+            Some(R::RotateKeys(k)) => {
+                list_len("rotated keys", k.keys.len())?;
+                Some(JobOutput::RotateKeys(
+                    k.keys
+                        .into_iter()
+                        .map(|k| {
+                            if k.error.is_empty() {
+                                lifeboat_proto::domain::check_recipients(&k.recipients, &k.key_ids)
+                                    .map_err(|e| invalid(e.0))?;
+                            }
+                            Ok(RotatedKey {
+                                backup_id: short_text("backup id", k.backup_id)
+                                    .map_err(|e| invalid(e.0))?,
+                                repository: short_text("repository", k.repository)
+                                    .map_err(|e| invalid(e.0))?,
+                                recipients: k.recipients,
+                                key_ids: k.key_ids,
+                                changed: k.changed,
+                                error: bounded_text(k.error),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, Error>>()?,
+                ))
+            }
             Some(R::Delete(d)) => Some(JobOutput::Delete(Deleted {
                 existed: d.existed,
                 deleted_bytes: non_negative("deleted_bytes", d.deleted_bytes)?,

@@ -119,6 +119,11 @@ pub fn target_to_pb(t: &TargetSummary, agent_connected: bool) -> pb::Target {
         repository: t.target.repository.clone(),
         database: t.target.database.clone(),
         copy_to: t.target.copy_to.clone(),
+        encryption: t.target.encryption.as_ref().map(|e| pb::TargetEncryption {
+            recipients: e.recipients.clone(),
+            key_ids: e.key_ids.clone(),
+            can_decrypt: e.can_decrypt,
+        }),
         agent_connected,
         last_backup_ms,
         last_backup_id,
@@ -252,8 +257,22 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         Work::Delete { backup } => Spec::Delete(pb::DeleteSpec {
             backup: Some(pb::BackupRecord::from(backup.as_ref())),
         }),
-        Work::Verify { backup } => Spec::Verify(pb::VerifySpec {
+        Work::Verify { backup, decrypt } => Spec::Verify(pb::VerifySpec {
             backup: Some(pb::BackupRecord::from(backup.as_ref())),
+            decrypt: *decrypt,
+        }),
+        Work::RotateKeys { items, rotation } => Spec::RotateKeys(pb::RotateKeysSpec {
+            target: name.clone(),
+            items: items
+                .iter()
+                .map(|(b, repositories)| pb::RotateKeysItem {
+                    backup: Some(pb::BackupRecord::from(b)),
+                    repositories: repositories.clone(),
+                })
+                .collect(),
+            add: rotation.add.clone(),
+            remove: rotation.remove.clone(),
+            dry_run: rotation.dry_run,
         }),
         Work::Export { backup, fallbacks } => Spec::Export(pb::ExportSpec {
             backup: Some(pb::BackupRecord::from(backup.as_ref())),

@@ -115,6 +115,7 @@ fn hostile_messages_refused() {
                 agent: "a".into(),
                 environment: "prod".into(),
                 targets: vec![pb::TargetInfo {
+                    encryption: None,
                     copy_to: Vec::new(),
                     name: "../etc".into(),
                     engine: 1,

@@ -117,6 +117,7 @@ async fn verify_sends_the_catalog_record_and_a_corrupt_result_fails_the_job() {
     let mut control = c.control("olga");
     let verify = control
         .verify_backup(pb::VerifyBackupRequest {
+            decrypt: false,
             repository: String::new(),
             backup_id: backup_job.backup_id.clone(),
         })
@@ -172,6 +173,7 @@ async fn verify_sends_the_catalog_record_and_a_corrupt_result_fails_the_job() {
     // A clean verify succeeds and marks the backup OK.
     let verify = control
         .verify_backup(pb::VerifyBackupRequest {
+            decrypt: false,
             repository: String::new(),
             backup_id: backup_job.backup_id.clone(),
         })

@@ -273,6 +273,7 @@ async fn m12_a_dev_scoped_operator_cannot_touch_prod() {
     );
     denied(
         dana.verify_backup(pb::VerifyBackupRequest {
+            decrypt: false,
             repository: String::new(),
             backup_id: backup_id.clone(),
         })

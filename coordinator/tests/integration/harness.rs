@@ -374,6 +374,7 @@ pub fn issue_with(ca: &Ca, dir: &Path, spec: &LeafSpec) -> TlsFiles {
 
 pub fn target(name: &str, engine: pb::Engine) -> pb::TargetInfo {
     pb::TargetInfo {
+        encryption: None,
         copy_to: Vec::new(),
         name: name.into(),
         engine: engine.into(),

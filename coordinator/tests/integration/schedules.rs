@@ -462,6 +462,7 @@ async fn prune_deletes_in_two_phases_and_keeps_pins() {
     // A verify of ids[1] is running: its delete waits for it.
     let verify = olga
         .verify_backup(pb::VerifyBackupRequest {
+            decrypt: false,
             repository: String::new(),
             backup_id: ids[1].clone(),
         })

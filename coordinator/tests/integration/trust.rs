@@ -235,6 +235,7 @@ async fn h2_rebuilt_unverified_backups_do_not_expire_real_ones_until_verified() 
     // are the last two, and the older real one expires.
     let verify = olga
         .verify_backup(pb::VerifyBackupRequest {
+            decrypt: false,
             repository: String::new(),
             backup_id: fakes[1].backup_id.clone(),
         })

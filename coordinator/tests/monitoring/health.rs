@@ -76,6 +76,7 @@ async fn health_endpoints_and_metrics() {
     // A verification and a restore of that backup.
     control
         .verify_backup(pb::VerifyBackupRequest {
+            decrypt: false,
             repository: String::new(),
             backup_id: job.backup_id.clone(),
         })

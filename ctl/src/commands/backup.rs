@@ -7,8 +7,8 @@ use lifeboat_proto as pb;
 
 use crate::{
     cli::{
-        BackupCommand, BackupCopyArgs, BackupExportArgs, BackupListArgs, BackupPinArgs,
-        BackupRunArgs, BackupVerifyArgs, GlobalArgs,
+        BackupCheckArgs, BackupCommand, BackupCopyArgs, BackupExportArgs, BackupListArgs,
+        BackupPinArgs, BackupRunArgs, BackupVerifyArgs, GlobalArgs,
     },
     client::Conn,
     output, progress,
@@ -181,11 +181,13 @@ impl output::Render for ContentsView {
     }
 }
 
-async fn verify(args: BackupVerifyArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+async fn verify(args: BackupCheckArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+    let (decrypt, args) = (args.decrypt, args.backup);
     let conn = Conn::connect(global).await?;
     let req = conn.request(pb::VerifyBackupRequest {
         backup_id: args.id.clone(),
         repository: args.repository.clone().unwrap_or_default(),
+        decrypt,
     });
     let job = conn
         .unary(

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod catalog;
 pub mod drill;
 pub mod jobs;
+pub mod keys;
 pub mod pitr;
 mod pki;
 pub mod prune;
@@ -40,5 +41,6 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Globals(crate::cli::GlobalsCommand::Restore(args)) => {
             restore::globals(args, global, out).await
         }
+        Command::Keys(cmd) => keys::run(cmd, global, out).await,
     }
 }

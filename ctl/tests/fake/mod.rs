@@ -472,6 +472,20 @@ impl pb::control_server::Control for Fake {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn list_keys(
+        &self,
+        _req: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn rotate_keys(
+        &self,
+        _req: Request<pb::RotateKeysRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     async fn export_backup(
         &self,
         _req: Request<pb::ExportBackupRequest>,

@@ -168,7 +168,7 @@ fn encrypted_backups_restore_verify_and_leak_nothing() {
         "a table name is readable in the repository"
     );
     assert!(
-        files_containing(&s.coordinator.dir().to_path_buf(), SENTINEL.as_bytes()).is_empty(),
+        files_containing(s.coordinator.dir(), SENTINEL.as_bytes()).is_empty(),
         "a row value reached the coordinator's catalog"
     );
     let manifest: Value =
@@ -230,7 +230,7 @@ fn encrypted_backups_restore_verify_and_leak_nothing() {
 
     // A missing key object: nothing restores, verify says missing.
     let key_obj = bdir.join("key.age");
-    let aside = s.dir.sub("key.age.aside");
+    let aside = s.dir.path().join("key.age.aside");
     std::fs::rename(&key_obj, &aside).expect("move key.age");
     let err = failed_job(&s.restore(&id, "orders_no_key", &[]));
     assert!(err.contains("key.age") && err.contains("missing"), "{err}");
@@ -386,6 +386,14 @@ fn backup_only_agent_then_rotation_rewrites_no_data() {
 
     // 4. Killed during a rotation: the 21st key object's write never returns.
     let proxy = &s.s3.as_ref().expect("s3").proxy;
+    let key_puts = || {
+        proxy
+            .log()
+            .iter()
+            .filter(|l| l.contains("PUT") && l.contains("key.age"))
+            .count()
+    };
+    let before_rotation = key_puts();
     proxy.add(
         Rule::new(Action::Hang)
             .method("PUT")
@@ -407,11 +415,7 @@ fn backup_only_agent_then_rotation_rewrites_no_data() {
         "the rotation reaches the hung write",
         Duration::from_secs(60),
         || {
-            let puts = proxy
-                .log()
-                .iter()
-                .filter(|l| l.contains("PUT") && l.contains("key.age"))
-                .count();
+            let puts = key_puts() - before_rotation;
             anyhow::ensure!(puts > 20, "{puts} key object writes so far");
             Ok(())
         },

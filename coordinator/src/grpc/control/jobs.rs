@@ -60,6 +60,7 @@ impl Control {
         op: &Operator,
         id: &str,
         repository: &str,
+        decrypt: bool,
     ) -> Result<Job> {
         let backup = self.backup(id).await?;
         self.scope(
@@ -77,6 +78,7 @@ impl Control {
         let mut job = self.new_job(op, JobKind::Verify, &target);
         job.backup_id = Some(backup.backup_id);
         job.repository = repository;
+        job.decrypt = decrypt;
         self.create(job).await
     }
 
