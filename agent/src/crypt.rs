@@ -103,15 +103,6 @@ impl Recipients {
     pub fn key_ids(&self) -> Vec<String> {
         self.list.iter().map(|(s, _)| key_id(s)).collect()
     }
-
-    /// The record of a backup key object encrypted to these recipients.
-    pub fn record(&self, key_object: String) -> lifeboat_proto::domain::Encryption {
-        lifeboat_proto::domain::Encryption {
-            key_object,
-            recipients: self.strings(),
-            key_ids: self.key_ids(),
-        }
-    }
 }
 
 /// A backup's own key; `Debug` never shows it.

@@ -130,6 +130,31 @@ pub async fn list(ctx: &JobCtx, repository: &str) -> Result<Vec<Listed>> {
             )
         })?;
         rec.repository = repository.to_owned();
+        // An encrypted backup's recipients now are those its key object names (a rotation
+        // changes them; the manifest keeps those of the backup's time). A missing key object
+        // leaves the backup unreadable by anyone.
+        if let Some(enc) = rec.encryption.as_mut() {
+            match repo
+                .get_bytes(&enc.key_object, crate::crypt::MAX_KEY_OBJECT)
+                .await?
+            {
+                Some(object) => {
+                    let listed = crate::crypt::recipients_of(&object);
+                    if let Ok(r) = crate::crypt::Recipients::parse(&listed) {
+                        enc.recipients = r.strings();
+                        enc.key_ids = r.key_ids();
+                    }
+                }
+                None => {
+                    rec.verify_status = VerifyStatus::Missing;
+                    rec.verify_detail = format!(
+                        "{} is missing from {}: the backup cannot be decrypted",
+                        enc.key_object,
+                        repo.describe()
+                    );
+                }
+            }
+        }
         let pin = read_pin(&repo, dir_key, &m.backup_id).await;
         match repo.head(&format!("{dir_key}/{}", m.data_file)).await? {
             None => {

@@ -178,6 +178,28 @@ fn encrypted_backups_restore_verify_and_leak_nothing() {
     assert!(manifest["sealed"].is_string(), "{manifest}");
     assert_eq!(manifest["row_counts"], Value::Array(vec![]));
 
+    // The keys in use, and a recovery kit naming them (no private key in it).
+    let listed = s.admin.run_json(&["keys", "list"]);
+    listed.assert_ok();
+    let keys = listed.json();
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(2), "{keys}");
+    assert!(listed.to_string().contains(&escrow), "{listed}");
+    let kit = s.dir.path().join("kit.txt");
+    s.admin
+        .run(&["keys", "escrow", "--out", &kit.display().to_string()])
+        .assert_ok();
+    let text = std::fs::read_to_string(&kit).expect("kit");
+    assert!(text.contains(&key_id(&ops)) && text.contains(&escrow), "{text}");
+    assert!(!text.contains("AGE-SECRET-KEY"), "{text}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&kit).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    s.admin
+        .run(&["keys", "escrow", "--out", &kit.display().to_string()])
+        .assert_code(2);
+
     // Restore: the data is the source's.
     s.restore(&id, "orders_back", &[]).assert_ok();
     assert_same_data(&s.pg, DB, "orders_back", &s.dir.sub("cmp1"));
