@@ -254,54 +254,31 @@ async fn a_copy_of_a_backup_being_deleted_is_refused() {
 /// through version 15's rebuild of the jobs table.
 #[tokio::test]
 async fn version_15_keeps_every_job_column_of_version_14() {
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("catalog.db");
-    {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(&path)
-                    .create_if_missing(true)
-                    .foreign_keys(true),
-            )
-            .await
-            .expect("open");
-        let mut old = migrator();
-        old.migrations = std::borrow::Cow::Owned(
-            old.migrations
-                .iter()
-                .filter(|m| m.version <= 14)
-                .cloned()
-                .collect(),
-        );
-        old.run(&pool).await.expect("migrate to 14");
-        for sql in [
+    catalog_of_version(
+        &path,
+        14,
+        &[
             "INSERT INTO agents (name, environment, version, last_seen_ms, clock_skew_ms, \
-             max_concurrent_jobs) VALUES ('prod-1', 'prod', '0.1.0', 1, 0, 2)",
+         max_concurrent_jobs) VALUES ('prod-1', 'prod', '0.1.0', 1, 0, 2)",
             "INSERT INTO targets (full_name, environment, name, agent, engine, provider, \
-             repository, database_name) VALUES ('prod/orders', 'prod', 'orders', 'prod-1', \
-             'postgres', 'postgres', 'local', 'orders')",
+         repository, database_name) VALUES ('prod/orders', 'prod', 'orders', 'prod-1', \
+         'postgres', 'postgres', 'local', 'orders')",
             "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
-             created_at_ms, export_path, export_raw_bytes, export_raw_sha256, restore_tables, \
-             into_schema, drill_of, globals, allow_superuser) VALUES \
-             ('20261127T233000Z-000001', 'export', 'succeeded', 'prod/orders', 'prod-1', \
-             '20261127T233000Z-b00001', 'alice', 5, '/var/backups/x/orders.pgdump', 42, \
-             'cccc', '', '', '', '', 0)",
+         created_at_ms, export_path, export_raw_bytes, export_raw_sha256, restore_tables, \
+         into_schema, drill_of, globals, allow_superuser) VALUES \
+         ('20261127T233000Z-000001', 'export', 'succeeded', 'prod/orders', 'prod-1', \
+         '20261127T233000Z-b00001', 'alice', 5, '/var/backups/x/orders.pgdump', 42, \
+         'cccc', '', '', '', '', 0)",
             "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
-             created_at_ms, restore_tables, restore_schemas, into_schema, drill_of, globals, \
-             allow_superuser) VALUES ('20261127T233001Z-000002', 'restore', 'queued', \
-             'prod/orders', 'prod-1', '20261127T233000Z-b00001', 'alice', 6, 'public.orders', \
-             '', 'restored_1', 'prod/orders', 'with', 1)",
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
-        pool.close().await;
-    }
+         created_at_ms, restore_tables, restore_schemas, into_schema, drill_of, globals, \
+         allow_superuser) VALUES ('20261127T233001Z-000002', 'restore', 'queued', \
+         'prod/orders', 'prod-1', '20261127T233000Z-b00001', 'alice', 6, 'public.orders', \
+         '', 'restored_1', 'prod/orders', 'with', 1)",
+        ],
+    )
+    .await;
     let c = Catalog::open_sqlite(&path).await.expect("migrate to 15");
     let export = c
         .get_job("20261127T233000Z-000001")

@@ -147,47 +147,24 @@ async fn encryption_is_kept_counted_and_rotated() {
 /// repository of a copy included) and backups through version 16's rebuild of the jobs table.
 #[tokio::test]
 async fn version_16_keeps_the_jobs_and_backups_of_version_15() {
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("catalog.db");
-    {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(&path)
-                    .create_if_missing(true)
-                    .foreign_keys(true),
-            )
-            .await
-            .expect("open");
-        let mut old = migrator();
-        old.migrations = std::borrow::Cow::Owned(
-            old.migrations
-                .iter()
-                .filter(|m| m.version <= 15)
-                .cloned()
-                .collect(),
-        );
-        old.run(&pool).await.expect("migrate to 15");
-        for sql in [
+    catalog_of_version(
+        &path,
+        15,
+        &[
             "INSERT INTO agents (name, environment, version, last_seen_ms, clock_skew_ms, \
-             max_concurrent_jobs) VALUES ('prod-1', 'prod', '0.1.0', 1, 0, 2)",
+         max_concurrent_jobs) VALUES ('prod-1', 'prod', '0.1.0', 1, 0, 2)",
             "INSERT INTO targets (full_name, environment, name, agent, engine, provider, \
-             repository, database_name, copy_to) VALUES ('prod/orders', 'prod', 'orders', \
-             'prod-1', 'postgres', 'postgres', 'local', 'orders', 'offsite')",
+         repository, database_name, copy_to) VALUES ('prod/orders', 'prod', 'orders', \
+         'prod-1', 'postgres', 'postgres', 'local', 'orders', 'offsite')",
             "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
-             created_at_ms, repository, allow_superuser) VALUES ('20261127T233000Z-000001', \
-             'copy', 'queued', 'prod/orders', 'prod-1', '20261127T233000Z-b00001', 'alice', 5, \
-             'offsite', 1)",
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
-        pool.close().await;
-    }
+         created_at_ms, repository, allow_superuser) VALUES ('20261127T233000Z-000001', \
+         'copy', 'queued', 'prod/orders', 'prod-1', '20261127T233000Z-b00001', 'alice', 5, \
+         'offsite', 1)",
+        ],
+    )
+    .await;
     let c = Catalog::open_sqlite(&path).await.expect("migrate to 16");
     let job = c.get_job(J1).await.expect("get").expect("kept");
     assert_eq!(

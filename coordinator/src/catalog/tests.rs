@@ -3,6 +3,38 @@
 use super::*;
 use crate::model::*;
 
+/// A catalog file at `path` as a version up to `version` left it (migrations 1..=version), and
+/// `sql` run in it; closed, for the current version to open and migrate.
+async fn catalog_of_version(path: &std::path::Path, version: i64, sql: &[&str]) {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .foreign_keys(true),
+        )
+        .await
+        .expect("open");
+    let mut old = migrator();
+    old.migrations = std::borrow::Cow::Owned(
+        old.migrations
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect(),
+    );
+    old.run(&pool).await.expect("migrate to the old version");
+    for sql in sql {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    pool.close().await;
+}
+
 async fn open() -> (tempfile::TempDir, Catalog) {
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))

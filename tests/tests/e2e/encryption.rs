@@ -181,16 +181,26 @@ fn encrypted_backups_restore_verify_and_leak_nothing() {
     // The keys in use, and a recovery kit naming them (no private key in it).
     let listed = s.admin.run_json(&["keys", "list"]);
     listed.assert_ok();
-    let keys = listed.json();
-    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(2), "{keys}");
+    let in_use = listed.json();
+    assert_eq!(in_use["keys"].as_array().map(Vec::len), Some(2), "{in_use}");
     assert!(listed.to_string().contains(&escrow), "{listed}");
     let kit = s.dir.path().join("kit.txt");
     s.admin
         .run(&["keys", "escrow", "--out", &kit.display().to_string()])
         .assert_ok();
     let text = std::fs::read_to_string(&kit).expect("kit");
-    assert!(text.contains(&key_id(&ops)) && text.contains(&escrow), "{text}");
-    assert!(!text.contains("AGE-SECRET-KEY"), "{text}");
+    assert!(
+        text.contains(&key_id(&ops)) && text.contains(&escrow),
+        "{text}"
+    );
+    for key in [&ops_key, &keys.join("escrow.key")] {
+        let secret = std::fs::read_to_string(key).expect("key");
+        let secret = secret
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+            .expect("a secret key line");
+        assert!(!text.contains(secret), "a private key is in the kit");
+    }
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&kit).expect("meta").permissions().mode() & 0o777,
