@@ -414,11 +414,14 @@ fn locks(job: &Job) -> Vec<Lock> {
             Lock::exclusive(format!("export {}", x.path)),
         ],
         // A copy reads its backup (a delete waits); one copy of it per repository at a time.
+        // It copies the key object as it is: never beside a rotation of its target's keys,
+        // which would miss the copy still being written.
         Work::Copy(c) => vec![
             Lock::shared(format!("backup {}", backup())),
             Lock::exclusive(format!("copy {} to {}", backup(), c.to)),
+            Lock::shared(format!("keys of {}", c.backup.target.name())),
         ],
-        // One rotation of a target's keys at a time.
+        // One rotation of a target's keys at a time, and none beside a copy of its backups.
         Work::RotateKeys(r) => vec![Lock::exclusive(format!("keys of {}", r.target))],
         // One read-back of a target's archive at a time; pushes and backups go on beside it.
         Work::VerifyWal(t) => vec![Lock::exclusive(format!("WAL archive of {t}"))],

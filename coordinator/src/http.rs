@@ -544,7 +544,20 @@ async fn metrics(State(http): State<Arc<Http>>) -> Response {
     };
     parts.metrics.set_catalog_up(up);
     match parts.catalog.key_usage(None).await {
-        Ok(usage) => parts.metrics.set_key_usage(&usage),
+        Ok(mut usage) => {
+            // Keys agents encrypt new backups to are listed even while they protect nothing.
+            for t in parts.catalog.list_targets().await.unwrap_or_default() {
+                for id in t.target.encryption.iter().flat_map(|e| &e.key_ids) {
+                    usage
+                        .keys
+                        .entry(id.clone())
+                        .or_default()
+                        .key_id
+                        .clone_from(id);
+                }
+            }
+            parts.metrics.set_key_usage(&usage);
+        }
         Err(e) => tracing::warn!("key usage for the metrics: {e}"),
     }
     match parts.metrics.render_with(

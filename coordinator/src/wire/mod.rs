@@ -174,6 +174,7 @@ impl TryFrom<pb::Hello> for Hello {
                     Some(e) => {
                         lifeboat_proto::domain::check_recipients(&e.recipients, &e.key_ids)
                             .map_err(|x| invalid(format!("target {:?}: {}", t.name, x.0)))?;
+                        key_ids_match(&e.recipients, &e.key_ids)?;
                         Some(crate::model::TargetEncryption {
                             recipients: e.recipients,
                             key_ids: e.key_ids,
@@ -308,6 +309,19 @@ impl TryFrom<pb::AgentMessage> for AgentMessage {
     }
 }
 
+/// Each key id is the one of its recipient: the catalog and the metrics count backups by key
+/// id, so an agent may not name a key it does not encrypt to.
+fn key_ids_match(recipients: &[String], key_ids: &[String]) -> Result<(), Error> {
+    for (r, id) in recipients.iter().zip(key_ids) {
+        if lifeboat_common::keys::key_id(r) != *id {
+            return Err(invalid(format!(
+                "key id {id} is not the id of recipient {r}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl TryFrom<pb::JobResult> for JobResult {
     type Error = Error;
 
@@ -412,6 +426,7 @@ impl TryFrom<pb::JobResult> for JobResult {
                             if k.error.is_empty() {
                                 lifeboat_proto::domain::check_recipients(&k.recipients, &k.key_ids)
                                     .map_err(|e| invalid(e.0))?;
+                                key_ids_match(&k.recipients, &k.key_ids)?;
                             }
                             Ok(RotatedKey {
                                 backup_id: short_text("backup id", k.backup_id)
@@ -702,6 +717,9 @@ pub fn restore_options(
 /// are the coordinator's: they are reset here.
 fn backup_record(b: pb::BackupRecord) -> Result<Backup, Error> {
     let mut backup = Backup::try_from(b).map_err(|e| invalid(e.0))?;
+    if let Some(e) = &backup.encryption {
+        key_ids_match(&e.recipients, &e.key_ids)?;
+    }
     backup.verify_status = VerifyStatus::Unverified;
     backup.verified_at_ms = None;
     backup.verify_detail.clear();

@@ -133,11 +133,64 @@ fn hostile_messages_refused() {
                 ..Default::default()
             })),
         },
+        // A key id that is not its recipient's.
+        pb::AgentMessage {
+            msg: Some(Msg::Hello(pb::Hello {
+                agent: "a".into(),
+                environment: "prod".into(),
+                targets: vec![pb::TargetInfo {
+                    encryption: Some(pb::TargetEncryption {
+                        recipients: vec![RECIPIENT.into()],
+                        key_ids: vec!["0123456789abcdef".into()],
+                        can_decrypt: true,
+                    }),
+                    copy_to: Vec::new(),
+                    name: "orders".into(),
+                    engine: 1,
+                    provider: "postgres".into(),
+                    repository: "local".into(),
+                    database: "x".into(),
+                }],
+                ..Default::default()
+            })),
+        },
     ];
     for m in cases {
         let e = AgentMessage::try_from(m.clone()).expect_err("accepted");
         assert!(matches!(e, Error::InvalidArgument(_)), "{m:?}: {e:?}");
     }
+}
+
+const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+#[test]
+fn a_hello_with_matching_key_ids_is_taken() {
+    use pb::agent_message::Msg;
+    let m = pb::AgentMessage {
+        msg: Some(Msg::Hello(pb::Hello {
+            agent: "a".into(),
+            environment: "prod".into(),
+            targets: vec![pb::TargetInfo {
+                encryption: Some(pb::TargetEncryption {
+                    recipients: vec![RECIPIENT.into()],
+                    key_ids: vec![lifeboat_common::keys::key_id(RECIPIENT)],
+                    can_decrypt: false,
+                }),
+                copy_to: Vec::new(),
+                name: "orders".into(),
+                engine: 1,
+                provider: "postgres".into(),
+                repository: "local".into(),
+                database: "x".into(),
+            }],
+            ..Default::default()
+        })),
+    };
+    let AgentMessage::Hello(h) = AgentMessage::try_from(m).expect("taken") else {
+        panic!("not a hello")
+    };
+    let e = h.targets[0].encryption.as_ref().expect("encryption");
+    assert!(!e.can_decrypt);
 }
 
 #[test]
