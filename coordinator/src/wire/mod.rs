@@ -172,9 +172,13 @@ impl TryFrom<pb::Hello> for Hello {
                 }
                 let encryption = match t.encryption {
                     Some(e) => {
-                        lifeboat_proto::domain::check_recipients(&e.recipients, &e.key_ids)
-                            .map_err(|x| invalid(format!("target {:?}: {}", t.name, x.0)))?;
-                        key_ids_match(&e.recipients, &e.key_ids)?;
+                        // No recipient: the agent could not read them just now (a broken
+                        // recipients file); its backups fail and say why, its session stays.
+                        if !(e.recipients.is_empty() && e.key_ids.is_empty()) {
+                            lifeboat_proto::domain::check_recipients(&e.recipients, &e.key_ids)
+                                .map_err(|x| invalid(format!("target {:?}: {}", t.name, x.0)))?;
+                            key_ids_match(&e.recipients, &e.key_ids)?;
+                        }
                         Some(crate::model::TargetEncryption {
                             recipients: e.recipients,
                             key_ids: e.key_ids,

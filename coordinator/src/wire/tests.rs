@@ -191,6 +191,32 @@ fn a_hello_with_matching_key_ids_is_taken() {
     };
     let e = h.targets[0].encryption.as_ref().expect("encryption");
     assert!(!e.can_decrypt);
+    // An agent whose recipients file is unreadable right now still connects.
+    let m = pb::AgentMessage {
+        msg: Some(Msg::Hello(pb::Hello {
+            agent: "a".into(),
+            environment: "prod".into(),
+            targets: vec![pb::TargetInfo {
+                encryption: Some(pb::TargetEncryption::default()),
+                name: "orders".into(),
+                engine: 1,
+                provider: "postgres".into(),
+                repository: "local".into(),
+                database: "x".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+    };
+    let AgentMessage::Hello(h) = AgentMessage::try_from(m).expect("taken") else {
+        panic!("not a hello")
+    };
+    assert!(
+        h.targets[0]
+            .encryption
+            .as_ref()
+            .is_some_and(|e| e.recipients.is_empty())
+    );
 }
 
 #[test]
