@@ -91,14 +91,17 @@ fn encryption(ctx: &JobCtx, target: &TargetConfig) {
             return;
         }
     };
-    let state = crate::crypt::target_encryption(&ctx.config, enc);
     let identities = crate::crypt::agent_identities(&ctx.config);
+    let can_decrypt = identities.as_ref().is_ok_and(|ids| {
+        ids.iter()
+            .any(|i| recipients.strings().contains(&i.to_public().to_string()))
+    });
     let can = match &identities {
         Err(e) => {
             report.error("encryption", format!("{e:#}"));
             return;
         }
-        Ok(_) if state.can_decrypt => {
+        Ok(_) if can_decrypt => {
             "this agent holds a key for one of them: it can restore and fully verify".to_owned()
         }
         Ok(ids) if ids.is_empty() => "this agent holds no identity_file: it backs up and checks stored bytes, but cannot restore or decrypt (a backup-only agent)".to_owned(),

@@ -318,19 +318,24 @@ pub fn agent_identities(config: &crate::config::Config) -> Result<Vec<age::x2551
     Ok(out)
 }
 
-/// What a target's encryption looks like to the coordinator: its recipients, their key ids,
-/// and whether this agent holds a key for one of them. A file that cannot be read now shows
-/// as no recipients (backups would fail and say why) or as no key.
-pub fn target_encryption(
-    config: &crate::config::Config,
-    enc: &EncryptionConfig,
-) -> lifeboat_proto::TargetEncryption {
-    let recipients = enc.recipients().map(|r| r.strings()).unwrap_or_default();
-    let held: HashSet<String> = agent_identities(config)
+/// The public keys of the identities this agent holds (none if a file cannot be read now).
+pub fn held_keys(config: &crate::config::Config) -> HashSet<String> {
+    agent_identities(config)
         .unwrap_or_default()
         .iter()
         .map(|i| i.to_public().to_string())
-        .collect();
+        .collect()
+}
+
+/// What a target's encryption looks like to the coordinator: its recipients, their key ids,
+/// and whether this agent holds a key for one of them (`held`, from [`held_keys`]). A
+/// recipients file that cannot be read now shows as no recipients (backups would fail and say
+/// why).
+pub fn target_encryption(
+    enc: &EncryptionConfig,
+    held: &HashSet<String>,
+) -> lifeboat_proto::TargetEncryption {
+    let recipients = enc.recipients().map(|r| r.strings()).unwrap_or_default();
     lifeboat_proto::TargetEncryption {
         key_ids: recipients.iter().map(|r| key_id(r)).collect(),
         can_decrypt: recipients.iter().any(|r| held.contains(r)),

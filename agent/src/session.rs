@@ -117,6 +117,8 @@ async fn session(
         .max_decoding_message_size(pb::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(pb::MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(256);
+    // The identity files, read once for all targets.
+    let held = crate::crypt::held_keys(config);
     let hello = pb::Hello {
         agent: config.name.clone(),
         environment: config.environment.clone(),
@@ -134,7 +136,7 @@ async fn session(
                 encryption: t
                     .encryption
                     .as_ref()
-                    .map(|e| crate::crypt::target_encryption(config, e)),
+                    .map(|e| crate::crypt::target_encryption(e, &held)),
             })
             .collect(),
         repositories: config.repositories.keys().cloned().collect(),

@@ -313,6 +313,14 @@ fn s3_files(s: &Sandbox, ids: &[String], file: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// `keys rotate ENV/orders --add NEW --remove OLD [extra…]` as admin.
+fn rotate(s: &Sandbox, new: &str, old: &str, extra: &[&str]) -> lifeboat_e2e::ctl::CtlOutput {
+    let target = s.target(DB);
+    let mut args = vec!["keys", "rotate", &target, "--add", new, "--remove", old];
+    args.extend_from_slice(extra);
+    s.admin.run(&args)
+}
+
 /// Size, modification time and content hash of each file.
 fn fingerprints(files: &[PathBuf]) -> Vec<(u64, std::time::SystemTime, String)> {
     use sha2::Digest as _;
@@ -401,19 +409,7 @@ fn backup_only_agent_then_rotation_rewrites_no_data() {
 
     // 3. A dry run changes nothing.
     let keys_before = fingerprints(&key_objects);
-    s.admin
-        .run(&[
-            "keys",
-            "rotate",
-            &s.target(DB),
-            "--add",
-            &new,
-            "--remove",
-            &old,
-            "--dry-run",
-            "--wait",
-        ])
-        .assert_ok();
+    rotate(&s, &new, &old, &["--dry-run", "--wait"]).assert_ok();
     assert_eq!(fingerprints(&key_objects), keys_before, "a dry run wrote");
 
     // 4. Killed during a rotation: the 21st key object's write never returns.
@@ -432,17 +428,7 @@ fn backup_only_agent_then_rotation_rewrites_no_data() {
             .path("key.age")
             .skip(20),
     );
-    s.admin
-        .run(&[
-            "keys",
-            "rotate",
-            &s.target(DB),
-            "--add",
-            &new,
-            "--remove",
-            &old,
-        ])
-        .assert_ok();
+    rotate(&s, &new, &old, &[]).assert_ok();
     eventually(
         "the rotation reaches the hung write",
         Duration::from_secs(60),
@@ -466,18 +452,7 @@ fn backup_only_agent_then_rotation_rewrites_no_data() {
     // 5. The rotation again, to the end: the new key opens every key object, the old none,
     // and no data object was rewritten.
     s.agent.restart(&s.admin);
-    s.admin
-        .run(&[
-            "keys",
-            "rotate",
-            &s.target(DB),
-            "--add",
-            &new,
-            "--remove",
-            &old,
-            "--wait",
-        ])
-        .assert_ok();
+    rotate(&s, &new, &old, &["--wait"]).assert_ok();
     for k in &key_objects {
         assert!(age_opens(&new_key, k), "{} not rotated", k.display());
         assert!(
