@@ -305,13 +305,14 @@ async fn finish(
     // The key object goes before anything else that needs it to be read.
     let key_key = format!("{}/{}", at.dir_key, crate::crypt::KEY_FILE);
     if let Some((key, recipients)) = at.sealing {
-        let written = match crate::crypt::seal_key(key, recipients, spec.backup_id.as_str()) {
-            Ok(object) => repo
-                .put_bytes(&key_key, object.into(), &ctx.cancel)
-                .await
-                .map_err(anyhow::Error::new),
-            Err(e) => Err(e),
-        };
+        let written =
+            match crate::crypt::seal_key(key, recipients, &format!("backup {}", spec.backup_id)) {
+                Ok(object) => repo
+                    .put_bytes(&key_key, object.into(), &ctx.cancel)
+                    .await
+                    .map_err(anyhow::Error::new),
+                Err(e) => Err(e),
+            };
         if let Err(e) = written {
             remove_orphan_data(repo, data_key).await;
             return Err(e.context(format!("write the key object to {}", repo.describe())));

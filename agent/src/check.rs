@@ -107,10 +107,15 @@ fn encryption(ctx: &JobCtx, target: &TargetConfig) {
         Ok(ids) if ids.is_empty() => "this agent holds no identity_file: it backs up and checks stored bytes, but cannot restore or decrypt (a backup-only agent)".to_owned(),
         Ok(_) => "this agent's identity_file holds none of their keys: it cannot decrypt these backups".to_owned(),
     };
+    let what = if target.mode == crate::config::BackupMode::Physical {
+        "base backups and the WAL archive"
+    } else {
+        "backups"
+    };
     report.ok(
         "encryption",
         format!(
-            "age, {} recipient(s), key ids {}; {can}",
+            "age ({what}), {} recipient(s), key ids {}; {can}",
             recipients.strings().len(),
             recipients.key_ids().join(", ")
         ),

@@ -598,12 +598,6 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             }
             None => repository_encryption.get(&t.repository).cloned(),
         };
-        if encryption.is_some() && mode == BackupMode::Physical {
-            return Err(e(
-                &key("encryption"),
-                "encryption of physical targets is not supported yet: their WAL archive would be stored in plaintext beside encrypted base backups; back this target up in mode = \"logical\", or use a repository without encryption for it".into(),
-            ));
-        }
         if encryption.is_none()
             && let Some(r) = t
                 .copy_to

@@ -129,18 +129,19 @@ impl BackupKey {
     }
 }
 
-/// Names a recipient in an age header; wraps nothing.
-struct RecipientLabel(String);
+/// A stanza `-> TAG ARG` in an age header, naming something (a recipient, a WAL key); it
+/// wraps nothing, age ignores it when decrypting and the header MAC covers it.
+pub(crate) struct Label(pub &'static str, pub String);
 
-impl age::Recipient for RecipientLabel {
+impl age::Recipient for Label {
     fn wrap_file_key(
         &self,
         _file_key: &age_core::format::FileKey,
     ) -> Result<(Vec<age_core::format::Stanza>, HashSet<String>), age::EncryptError> {
         Ok((
             vec![age_core::format::Stanza {
-                tag: RECIPIENT_TAG.into(),
-                args: vec![self.0.clone()],
+                tag: self.0.into(),
+                args: vec![self.1.clone()],
                 body: Vec::new(),
             }],
             HashSet::new(),
@@ -148,21 +149,40 @@ impl age::Recipient for RecipientLabel {
     }
 }
 
-/// The key object of a backup: its key as an age identity file (with the recipients as
-/// comments, which a rotation reads back), encrypted to `recipients`, its header naming them.
-pub fn seal_key(key: &BackupKey, recipients: &Recipients, backup_id: &str) -> Result<Vec<u8>> {
+/// The arguments of the `-> TAG ARG` stanzas in the header at the start of `object`.
+/// Unauthenticated until the object is decrypted.
+pub(crate) fn labels_of(object: &[u8], tag: &str) -> Vec<String> {
+    let head = &object[..object.len().min(16 * 1024)];
+    let text = String::from_utf8_lossy(head);
+    let stanza = format!("-> {tag} ");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("---") {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix(&stanza) {
+            out.push(rest.trim().to_owned());
+        }
+    }
+    out
+}
+
+/// A key object: `key` as an age identity file (with the recipients as comments, which a
+/// rotation reads back), encrypted to `recipients`, its header naming them. `of` says whose
+/// key it is ("backup B1", "the WAL of prod/main").
+pub fn seal_key(key: &BackupKey, recipients: &Recipients, of: &str) -> Result<Vec<u8>> {
     let mut text = format!(
-        "# lifeboat backup key of backup {backup_id}\n# decrypt its objects with: age -d -i THIS_FILE OBJECT.age\n"
+        "# lifeboat key of {of}\n# decrypt its objects with: age -d -i THIS_FILE OBJECT.age\n"
     );
     for r in recipients.strings() {
         text.push_str(&format!("# recipient: {r}\n"));
     }
     text.push_str(key.0.to_string().expose_secret());
     text.push('\n');
-    let labels: Vec<RecipientLabel> = recipients
+    let labels: Vec<Label> = recipients
         .strings()
         .into_iter()
-        .map(RecipientLabel)
+        .map(|r| Label(RECIPIENT_TAG, r))
         .collect();
     let all = recipients
         .list
@@ -184,20 +204,10 @@ pub fn seal_key(key: &BackupKey, recipients: &Recipients, backup_id: &str) -> Re
 /// file). Unauthenticated until the object is decrypted: for messages, and to skip what a
 /// rotation already did.
 pub fn recipients_of(object: &[u8]) -> Vec<String> {
-    let head = &object[..object.len().min(16 * 1024)];
-    let text = String::from_utf8_lossy(head);
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.starts_with("---") {
-            break;
-        }
-        if let Some(rest) = line.strip_prefix(&format!("-> {RECIPIENT_TAG} "))
-            && parse_recipient(rest).is_ok()
-        {
-            out.push(rest.trim().to_owned());
-        }
-    }
-    out
+    labels_of(object, RECIPIENT_TAG)
+        .into_iter()
+        .filter(|r| parse_recipient(r).is_ok())
+        .collect()
 }
 
 /// The key ids of the recipients a key object's header names.

@@ -87,6 +87,24 @@ pub async fn rotate(ctx: &JobCtx, work: &RotateKeysWork) -> Result<Vec<RotatedKe
             out.len() - changed - failed
         ),
     );
+    // A physical target's WAL archive has keys of its own, rotated with its backups'.
+    if target.mode == crate::config::BackupMode::Physical {
+        let (wal_changed, wal_same, wal_failed) =
+            rotate_wal_keys(ctx, target, work, &identities).await?;
+        ctx.report.ok(
+            "rotation",
+            format!(
+                "{verb} {wal_changed} WAL key object(s) of target {}; {wal_same} already had the new recipients; {wal_failed} failed",
+                target.name
+            ),
+        );
+        if wal_failed > 0 {
+            bail!(
+                "{wal_failed} WAL key object(s) of target {} could not be rotated (see the report); the backups' keys above were rotated: run the rotation again once the cause is fixed (it skips what is done)",
+                target.name
+            );
+        }
+    }
     if !work.dry_run && changed > 0 {
         ctx.report.info(
             "rotation",
@@ -127,63 +145,107 @@ async fn rotate_one(
     let repo = repo::open(&ctx.config, repository)?;
     let dir = backup_dir_key(rec.target.env(), rec.target.name(), rec.backup_id.as_str());
     let key_key = format!("{dir}/{}", crypt::KEY_FILE);
-    let object = repo
-        .get_bytes(&key_key, crypt::MAX_KEY_OBJECT)
-        .await?
-        .with_context(|| format!("{key_key} is missing from {}", repo.describe()))?;
-    // Already rotated (a rotation cut short and run again), by its header: nothing to do, even
-    // where this agent's key no longer opens it. Otherwise it is opened and its own
-    // (authenticated) recipient list is the one rotated.
-    let listed = crypt::recipients_of(&object);
-    let (key, current) = match crypt::open_key(&key_key, &object, identities) {
-        Ok(opened) => opened,
-        Err(crypt::KeyError::NoIdentity { .. })
-            if !listed.is_empty() && next_recipients(&listed, work) == listed =>
-        {
-            let recipients = Recipients::parse(&listed)?;
-            return Ok(RotatedKey {
-                backup_id: rec.backup_id.to_string(),
-                repository: repository.to_owned(),
-                recipients: recipients.strings(),
-                key_ids: recipients.key_ids(),
-                changed: false,
-                error: String::new(),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let next = next_recipients(&current, work);
-    if next.is_empty() {
-        bail!(
-            "removing {} would leave no recipient: nobody could ever decrypt the backup again; add a recipient in the same rotation",
-            work.remove.join(", ")
-        );
+    let of = format!("backup {}", rec.backup_id);
+    let (recipients, changed) = rotate_object(ctx, &repo, &key_key, &of, work, identities).await?;
+    if changed && !work.dry_run {
+        tracing::info!(backup_id = %rec.backup_id, repository, key_ids = %recipients.key_ids().join(","), "key object rotated");
     }
-    let recipients = Recipients::parse(&next)?;
-    let unchanged = next == current;
-    let rotated = |changed: bool| RotatedKey {
+    Ok(RotatedKey {
         backup_id: rec.backup_id.to_string(),
         repository: repository.to_owned(),
         recipients: recipients.strings(),
         key_ids: recipients.key_ids(),
         changed,
         error: String::new(),
+    })
+}
+
+/// Rotates the key object `key_key` (the key of `of`): its recipients after the rotation and
+/// whether they changed (or, in a dry run, would).
+async fn rotate_object(
+    ctx: &JobCtx,
+    repo: &repo::Repository,
+    key_key: &str,
+    of: &str,
+    work: &RotateKeysWork,
+    identities: &[age::x25519::Identity],
+) -> Result<(Recipients, bool)> {
+    let object = repo
+        .get_bytes(key_key, crypt::MAX_KEY_OBJECT)
+        .await?
+        .with_context(|| format!("{key_key} is missing from {}", repo.describe()))?;
+    // Already rotated (a rotation cut short and run again), by its header: nothing to do, even
+    // where this agent's key no longer opens it. Otherwise it is opened and its own
+    // (authenticated) recipient list is the one rotated.
+    let listed = crypt::recipients_of(&object);
+    let (key, current) = match crypt::open_key(key_key, &object, identities) {
+        Ok(opened) => opened,
+        Err(crypt::KeyError::NoIdentity { .. })
+            if !listed.is_empty() && next_recipients(&listed, work) == listed =>
+        {
+            return Ok((Recipients::parse(&listed)?, false));
+        }
+        Err(e) => return Err(e.into()),
     };
-    if unchanged || work.dry_run {
-        return Ok(rotated(!unchanged));
+    let next = next_recipients(&current, work);
+    if next.is_empty() {
+        bail!(
+            "removing {} would leave no recipient: nobody could ever decrypt {of} again; add a recipient in the same rotation",
+            work.remove.join(", ")
+        );
     }
-    let sealed = crypt::seal_key(&key, &recipients, rec.backup_id.as_str())?;
-    repo.replace_bytes(&key_key, sealed.clone().into(), &ctx.cancel)
+    let recipients = Recipients::parse(&next)?;
+    let unchanged = next == current;
+    if unchanged || work.dry_run {
+        return Ok((recipients, !unchanged));
+    }
+    let sealed = crypt::seal_key(&key, &recipients, of)?;
+    repo.replace_bytes(key_key, sealed.clone().into(), &ctx.cancel)
         .await
         .with_context(|| format!("replace {key_key} in {}", repo.describe()))?;
     // Read back: the object now stored is the one written (the old one is gone).
-    let back = repo.get_bytes(&key_key, crypt::MAX_KEY_OBJECT).await?;
+    let back = repo.get_bytes(key_key, crypt::MAX_KEY_OBJECT).await?;
     if back.as_deref() != Some(&sealed[..]) {
         bail!(
             "{key_key} in {} does not read back as written; rotate again",
             repo.describe()
         );
     }
-    tracing::info!(backup_id = %rec.backup_id, repository, key_ids = %recipients.key_ids().join(","), "key object rotated");
-    Ok(rotated(true))
+    Ok((recipients, true))
+}
+
+/// Rotates the WAL keys of physical target `target` (in its repository, where its WAL is
+/// archived): how many changed; each failure is in the report, and fails the job.
+async fn rotate_wal_keys(
+    ctx: &JobCtx,
+    target: &crate::config::TargetConfig,
+    work: &RotateKeysWork,
+    identities: &[age::x25519::Identity],
+) -> Result<(usize, usize, usize)> {
+    let repo = repo::open(&ctx.config, &target.repository)?;
+    let prefix = crate::wal::store::prefix(&ctx.config.environment, &target.name);
+    let dir = format!("{prefix}/{}", crate::wal::keys::KEYS_DIR);
+    let listing = repo
+        .list(&dir)
+        .await
+        .with_context(|| format!("list {dir} in {}", repo.describe()))?;
+    let of = format!("the WAL of {}", target.name);
+    let (mut changed, mut same, mut failed) = (0, 0, 0);
+    for o in crate::wal::keys::listed_keys(&prefix, &listing) {
+        if ctx.cancel.is_cancelled() {
+            bail!(
+                "cancelled after {changed} WAL key object(s) were rotated; the rest keep their recipients"
+            );
+        }
+        match rotate_object(ctx, &repo, &o.key, &of, work, identities).await {
+            Ok((_, true)) => changed += 1,
+            Ok((_, false)) => same += 1,
+            Err(e) => {
+                failed += 1;
+                ctx.report
+                    .error("rotation", format!("WAL key {}: {e:#}", o.key));
+            }
+        }
+    }
+    Ok((changed, same, failed))
 }

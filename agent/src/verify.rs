@@ -47,9 +47,6 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord, decrypt: bool) -> Result<Veri
         Ok(m) => m,
         Err(e) => return Ok(verdict(VerifyStatus::Corrupt, format!("{e:#}"))),
     };
-    if rec.is_physical() {
-        return physical(ctx, &loc, &manifest).await;
-    }
     // An encrypted backup is decrypted and decoded when this agent holds a key for it; a
     // backup-only agent checks the stored bytes, and says so, unless decryption was asked for.
     let mut stored_only = None;
@@ -73,6 +70,9 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord, decrypt: bool) -> Result<Veri
             return Err(e.context("verify of an encrypted backup"));
         }
         stored_only = Some(format!("{e:#}"));
+    }
+    if rec.is_physical() {
+        return physical(ctx, &loc, &manifest, stored_only).await;
     }
     let file = match open_data(&loc).await {
         Ok(f) => f,
@@ -153,8 +153,14 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord, decrypt: bool) -> Result<Veri
 }
 
 /// A base backup: its data there with the recorded size, unpacked through the hash checks
-/// and checked by `pg_verifybackup`, then the archived WAL it spans.
-async fn physical(ctx: &JobCtx, loc: &Located, m: &Manifest) -> Result<Verified> {
+/// and checked by `pg_verifybackup`, then the archived WAL it spans. `stored_only`: an
+/// encrypted one this agent cannot decrypt (why), whose stored bytes are checked instead.
+async fn physical(
+    ctx: &JobCtx,
+    loc: &Located,
+    m: &Manifest,
+    stored_only: Option<String>,
+) -> Result<Verified> {
     let verdict = |status: VerifyStatus, detail: String| Verified {
         status,
         detail,
@@ -178,6 +184,9 @@ async fn physical(ctx: &JobCtx, loc: &Located, m: &Manifest) -> Result<Verified>
             ));
         }
         Some(_) => {}
+    }
+    if let Some(why) = stored_only {
+        return physical_stored(ctx, loc, m, why).await;
     }
     match datadir::verify_unpacked(ctx, loc, m, &ctx.config.scratch_dir).await? {
         Unpacked::Damaged(why) => Ok(verdict(VerifyStatus::Corrupt, why)),
@@ -208,6 +217,61 @@ async fn physical(ctx: &JobCtx, loc: &Located, m: &Manifest) -> Result<Verified>
             })
         }
     }
+}
+
+/// A base backup this agent cannot decrypt: its stored bytes against their hash, then the
+/// archived WAL it spans (as far as this agent can read it).
+async fn physical_stored(
+    ctx: &JobCtx,
+    loc: &Located,
+    m: &Manifest,
+    why: String,
+) -> Result<Verified> {
+    let file = open_data(loc)
+        .await?
+        .with_context(|| format!("{} disappeared from {}", loc.data_key, loc.repo.describe()))?;
+    let (expected, counters, cancel) = (
+        loc.expected.clone(),
+        ctx.counters.clone(),
+        ctx.cancel.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        pipeline::check_stored(file, &expected, &counters, &cancel)
+    })
+    .await
+    .context("verify task panicked")?;
+    match result {
+        Ok(()) => {}
+        Err(PipelineError::Cancelled) => bail!("cancelled"),
+        Err(e @ PipelineError::Mismatch { .. }) => {
+            return Ok(Verified {
+                status: VerifyStatus::Corrupt,
+                detail: format!("{}: {e}", loc.data_key),
+                stored_bytes: 0,
+                raw_bytes: 0,
+            });
+        }
+        Err(e) => return Err(e).with_context(|| format!("read {}", loc.data_key)),
+    }
+    ctx.report.warn(
+        "encryption",
+        format!("checked the stored (encrypted) bytes only: {why}"),
+    );
+    ctx.set_phase("reading the archived WAL");
+    if let Err(e) = crate::wal::verify::backup_range(ctx, &loc.repo, m).await {
+        ctx.report
+            .warn("wal", format!("the archived WAL could not be read: {e:#}"));
+    }
+    Ok(Verified {
+        status: VerifyStatus::Ok,
+        detail: format!(
+            "{} stored bytes match their SHA-256; not decrypted (this agent holds no key for it: key ids {}), so neither the raw bytes nor pg_verifybackup were checked",
+            loc.expected.stored.size,
+            loc.key_ids.join(", ")
+        ),
+        stored_bytes: loc.expected.stored.size,
+        raw_bytes: 0,
+    })
 }
 
 /// Reads the backup's globals object back through both hash checks: `""` when there is none,

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod client;
 pub mod config;
 pub mod expire;
+pub mod keys;
 pub mod name;
 pub mod protocol;
 pub mod recovery;

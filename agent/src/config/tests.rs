@@ -645,10 +645,14 @@ fn encryption_is_checked_at_start_up() {
         "encryption = { recipients_file = \"empty.txt\" }",
         "empty.txt is empty",
     );
-    refused(
-        &format!("mode = \"physical\"\nencryption = {{ recipients = [\"{ops}\"] }}"),
-        "physical targets is not supported yet",
-    );
+    // A physical target encrypts its base backups and its WAL archive.
+    let c = f
+        .parse(
+            "",
+            &format!("mode = \"physical\"\nencryption = {{ recipients = [\"{ops}\"] }}"),
+        )
+        .expect("a physical target may be encrypted");
+    assert!(c.targets["orders"].encryption.is_some());
 }
 
 #[test]

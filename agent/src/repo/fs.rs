@@ -297,7 +297,7 @@ impl FsRepository {
                 let n = f.file_name();
                 let n = n.to_string_lossy();
                 let ours = (n.starts_with('.') && n.ends_with(".tmp"))
-                    || n.starts_with("data.")
+                    || super::is_backup_object(&n)
                     || n == "pin.json";
                 if ours {
                     let _ = fs::remove_file(f.path());
@@ -624,6 +624,9 @@ mod tests {
         fs::create_dir_all(&crashed).expect("mkdir");
         fs::write(crashed.join(".data.pgdump.zst.1234abcd.tmp"), b"partial").expect("write");
         fs::write(crashed.join(PG_DATA_FILE), b"no manifest").expect("write");
+        // An encrypted backup killed after its key object and globals, before its manifest.
+        fs::write(crashed.join("key.age"), b"key").expect("write");
+        fs::write(crashed.join("globals.sql.zst.age"), b"globals").expect("write");
         let foreign = root.path().join("dev/orders/20261127T233002Z-000005");
         fs::create_dir_all(&foreign).expect("mkdir");
         fs::write(foreign.join("notes.txt"), b"not ours").expect("write");

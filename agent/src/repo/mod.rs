@@ -242,6 +242,12 @@ pub fn dir_of(key: &str) -> Option<&str> {
 }
 
 /// `env/target/backup-id`
+/// Whether `file` (a name in a backup's directory) is one a backup writes before its manifest:
+/// what the janitor removes from a directory whose backup never completed.
+pub(crate) fn is_backup_object(file: &str) -> bool {
+    file.starts_with("data.") || file.starts_with("globals.") || file == crate::crypt::KEY_FILE
+}
+
 pub fn backup_dir_key(environment: &str, target: &str, backup_id: &str) -> String {
     format!("{environment}/{target}/{backup_id}")
 }

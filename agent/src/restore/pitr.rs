@@ -66,7 +66,13 @@ pub(crate) async fn plan(
     let archive = Archive::from_listing(&prefix, &objects, physical.wal_segment_size);
     let switches = match archive.latest_timeline() {
         Some(latest) if latest > physical.timeline => {
-            store::read_history(repo, &prefix, latest).await?
+            let reader = crate::wal::keys::Reader {
+                repo: repo.clone(),
+                prefix: prefix.clone(),
+                config: ctx.config.clone(),
+                ring: Default::default(),
+            };
+            store::read_history(&reader, latest).await?
         }
         _ => Vec::new(),
     };

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     config::WalConfig,
+    keys::{KeyRing, Reader},
     name::WalName,
     protocol::{self, Reply, Request},
     store::{self, Before},
@@ -96,6 +97,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let ring = KeyRing::default();
     let own_uid = nix::unistd::getuid().as_raw();
     tracing::info!(socket = %config.wal.socket.display(), "serving the WAL socket");
     loop {
@@ -114,9 +116,10 @@ pub async fn serve(
             break;
         };
         let (config, cancel, board) = (config.clone(), cancel.clone(), board.clone());
+        let ring = ring.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = connection(&config, stream, own_uid, &cancel, &board).await {
+            if let Err(e) = connection(&config, &ring, stream, own_uid, &cancel, &board).await {
                 tracing::warn!("WAL socket: {e:#}");
             }
         });
@@ -125,7 +128,8 @@ pub async fn serve(
 }
 
 async fn connection(
-    config: &Config,
+    config: &Arc<Config>,
+    ring: &KeyRing,
     stream: UnixStream,
     own_uid: u32,
     cancel: &CancellationToken,
@@ -168,7 +172,8 @@ async fn connection(
             };
             match checked(config, &target, &name) {
                 Ok((t, name)) => {
-                    let pushed = push.run(config, t, &name, &mut r, &mut w, cancel).await;
+                    let reader = reader_for(config, ring, t)?;
+                    let pushed = push.run(&reader, t, &name, &mut r, &mut w, cancel).await;
                     if pushed.is_ok() {
                         board.changed();
                     }
@@ -178,13 +183,13 @@ async fn connection(
             }
         }
         Request::Fetch { target, name } => match checked(config, &target, &name) {
-            Ok((t, name)) => fetch(config, t, &name, &mut w).await,
+            Ok((t, name)) => fetch(&reader_for(config, ring, t)?, t, &name, &mut w).await,
             Err(e) => refuse(&mut w, e).await,
         },
     }
 }
 
-type Reader = BufReader<tokio::net::unix::OwnedReadHalf>;
+type Conn = BufReader<tokio::net::unix::OwnedReadHalf>;
 type Writer = tokio::net::unix::OwnedWriteHalf;
 
 /// Tells the client why not, and returns the same error for the agent's log.
@@ -201,13 +206,23 @@ struct Push {
     sha256: String,
 }
 
+/// How this agent reads target `t`'s WAL archive.
+fn reader_for(config: &Arc<Config>, ring: &KeyRing, t: &TargetConfig) -> Result<Reader> {
+    Ok(Reader {
+        repo: crate::repo::open(config, &t.repository)?,
+        prefix: store::prefix(&config.environment, &t.name),
+        config: config.clone(),
+        ring: ring.clone(),
+    })
+}
+
 impl Push {
     async fn run(
         self,
-        config: &Config,
+        reader: &Reader,
         t: &TargetConfig,
         name: &WalName,
-        r: &mut Reader,
+        r: &mut Conn,
         w: &mut Writer,
         cancel: &CancellationToken,
     ) -> Result<()> {
@@ -220,9 +235,8 @@ impl Push {
             )
             .await;
         }
-        let repo = crate::repo::open(config, &t.repository)?;
-        let prefix = store::prefix(&config.environment, &t.name);
-        match store::before_push(&repo, &prefix, name, &self.sha256).await {
+        let (repo, prefix) = (&reader.repo, &reader.prefix);
+        match store::before_push(reader, name, &self.sha256).await {
             Ok(Before::Same) => {
                 tracing::info!(target = %t.name, file = %name, "WAL file already archived with the same content");
                 let reply = Reply {
@@ -234,6 +248,19 @@ impl Push {
             Ok(Before::Absent) => protocol::write_line(w, &Reply::ok()).await?,
             Err(e) => return refuse(w, e.context(what())).await,
         }
+        // An encrypted target's WAL is never stored in plaintext: without its key, the push
+        // fails and PostgreSQL keeps the file.
+        let seal = match &t.encryption {
+            None => None,
+            Some(enc) => match reader
+                .ring
+                .sealing(repo, &t.repository, prefix, &t.name, enc, cancel)
+                .await
+            {
+                Ok(s) => Some(s),
+                Err(e) => return refuse(w, e.context(what())).await,
+            },
+        };
         let (raw_tx, raw_rx) = mpsc::channel(4);
         let feed = async {
             loop {
@@ -247,12 +274,13 @@ impl Push {
             }
         };
         let pushing = store::push(
-            &repo,
-            &prefix,
+            repo,
+            prefix,
             name,
             &self.sha256,
             self.size,
             t.compression_level,
+            seal.as_ref(),
             raw_rx,
             cancel,
         );
@@ -282,10 +310,9 @@ impl Push {
 }
 
 /// Sends archived file `name` back: its hash, its bytes, then whether they checked out.
-async fn fetch(config: &Config, t: &TargetConfig, name: &WalName, w: &mut Writer) -> Result<()> {
-    let repo = crate::repo::open(config, &t.repository)?;
-    let prefix = store::prefix(&config.environment, &t.name);
-    let found = match store::find(&repo, &prefix, name).await {
+async fn fetch(reader: &Reader, t: &TargetConfig, name: &WalName, w: &mut Writer) -> Result<()> {
+    let (repo, prefix) = (&reader.repo, &reader.prefix);
+    let found = match store::find(repo, prefix, name).await {
         Ok(f) => f,
         Err(e) => return refuse(w, e).await,
     };
@@ -299,6 +326,8 @@ async fn fetch(config: &Config, t: &TargetConfig, name: &WalName, w: &mut Writer
             return Ok(protocol::write_line(w, &reply).await?);
         }
         [a] => a.clone(),
+        // The same content twice (archived before and after encryption was turned on).
+        [a, rest @ ..] if rest.iter().all(|b| b.sha256 == a.sha256) => a.clone(),
         [..] => {
             let why = anyhow::anyhow!(
                 "{name} is archived more than once with different content; move the wrong \
@@ -308,7 +337,7 @@ async fn fetch(config: &Config, t: &TargetConfig, name: &WalName, w: &mut Writer
             return refuse(w, why).await;
         }
     };
-    let mut rx = match store::fetch(&repo, &a).await {
+    let mut rx = match store::fetch(reader, &a).await {
         Ok(rx) => rx,
         Err(e) => return refuse(w, e).await,
     };

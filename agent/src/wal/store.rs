@@ -1,9 +1,10 @@
 //! WAL files in the repository: `ENV/TARGET/wal/DIR/NAME-SHA256.zst`, where DIR is the
 //! timeline and log of a segment (or `history`) and SHA256 that of the file as PostgreSQL
 //! wrote it. The hash in the key makes a push idempotent without a second object: the same
-//! file pushed again finds itself; a different file under the same name is a conflict.
+//! file pushed again finds itself; a different file under the same name is a conflict. A
+//! target with encryption stores `NAME-SHA256.zst.age` instead ([`super::keys`]).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -11,16 +12,22 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::name::WalName;
+use super::{
+    keys::{self, Reader, Sealing},
+    name::WalName,
+};
 use crate::repo::{
     Repository, StorageError,
-    body::{StreamReader, body_channel},
+    body::{BodySender, StreamReader, body_channel},
 };
 
 /// The largest WAL file accepted or handed back (PostgreSQL's `wal_segment_size` is at most
 /// 1 GiB).
 pub const MAX_FILE: u64 = 1024 * 1024 * 1024;
 const CHUNK: usize = 1024 * 1024;
+/// The suffix of a compressed WAL file, and of one also encrypted.
+const ZST: &str = ".zst";
+const ZST_AGE: &str = ".zst.age";
 
 /// `ENV/TARGET/wal`
 pub fn prefix(environment: &str, target: &str) -> String {
@@ -33,8 +40,10 @@ pub struct Archived {
     pub key: String,
     /// SHA-256 of the file as PostgreSQL wrote it (hex).
     pub sha256: String,
-    /// Bytes stored (compressed).
+    /// Bytes stored (compressed, and encrypted if `encrypted`).
     pub stored_size: u64,
+    /// Stored as `.zst.age`: encrypted to a WAL key.
+    pub encrypted: bool,
 }
 
 fn is_sha256(s: &str) -> bool {
@@ -43,25 +52,44 @@ fn is_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// The file an object under `prefix` holds, by its key `PREFIX/DIR/NAME-SHA256.zst[.age]`;
+/// `None` for anything else (WAL keys, foreign objects).
+pub fn parse_key(prefix: &str, o: &crate::repo::ObjectInfo) -> Option<(WalName, Archived)> {
+    let rest = o.key.strip_prefix(prefix)?.strip_prefix('/')?;
+    let (dir, file) = rest.split_once('/')?;
+    let (stem, encrypted) = match file.strip_suffix(ZST_AGE) {
+        Some(stem) => (stem, true),
+        None => (file.strip_suffix(ZST)?, false),
+    };
+    let (name, sha) = stem.rsplit_once('-')?;
+    let name = WalName::parse(name).ok()?;
+    (is_sha256(sha) && name.dir() == dir).then(|| {
+        (
+            name,
+            Archived {
+                key: o.key.clone(),
+                sha256: sha.to_owned(),
+                stored_size: o.size,
+                encrypted,
+            },
+        )
+    })
+}
+
 /// The archived copies of `name` under `prefix`: none, or one (several only if something
-/// other than lifeboat wrote there).
+/// other than lifeboat wrote there, or a file was archived both before and after encryption
+/// was turned on).
 pub async fn find(repo: &Repository, prefix: &str, name: &WalName) -> Result<Vec<Archived>> {
     let dir = format!("{prefix}/{}", name.dir());
     let objects = repo
         .list(&dir)
         .await
         .with_context(|| format!("list {dir} in {}", repo.describe()))?;
-    let start = format!("{dir}/{name}-");
     Ok(objects
-        .into_iter()
-        .filter_map(|o| {
-            let sha = o.key.strip_prefix(&start)?.strip_suffix(".zst")?;
-            is_sha256(sha).then(|| Archived {
-                sha256: sha.to_owned(),
-                key: o.key.clone(),
-                stored_size: o.size,
-            })
-        })
+        .iter()
+        .filter_map(|o| parse_key(prefix, o))
+        .filter(|(n, _)| n == name)
+        .map(|(_, a)| a)
         .collect())
 }
 
@@ -76,19 +104,27 @@ pub enum Before {
 
 /// Checks `name` with content `sha256` against what is archived: a different file under
 /// the same name is an error naming both hashes.
-pub async fn before_push(
-    repo: &Repository,
-    prefix: &str,
-    name: &WalName,
-    sha256: &str,
-) -> Result<Before> {
-    let found = find(repo, prefix, name).await?;
+pub async fn before_push(reader: &Reader, name: &WalName, sha256: &str) -> Result<Before> {
+    let found = find(&reader.repo, &reader.prefix, name).await?;
     if let Some(same) = found.iter().find(|a| a.sha256 == sha256) {
         // PostgreSQL pushes a file again when it did not see the first push succeed: the
         // stored copy is read back before it is trusted. A damaged one fails the push loudly
         // (PostgreSQL keeps the file and retries); it is never removed here, where a slower
         // push of the same file could race the removal.
-        match read_back(repo, same).await? {
+        let read = match read_back(reader, same).await {
+            // Encrypted by an earlier run of a backup-only agent, which holds no key to read
+            // it back: trusted by its name (`lifeboat pitr verify` on an agent holding a key
+            // reads it).
+            Err(e) if keys::unavailable(&e).is_some_and(|u| u.no_identity) => {
+                tracing::warn!(
+                    file = %name,
+                    "{name} is archived already, encrypted to a WAL key this agent cannot open; trusted without reading it back"
+                );
+                return Ok(Before::Same);
+            }
+            r => r?,
+        };
+        match read {
             Ok(_) => return Ok(Before::Same),
             Err(why) => bail!(
                 "{name} is archived, but the stored copy does not read back right ({why}); \
@@ -120,19 +156,29 @@ pub async fn push(
     sha256: &str,
     size: u64,
     level: i32,
+    seal: Option<&Sealing>,
     mut raw: mpsc::Receiver<Option<Bytes>>,
     cancel: &CancellationToken,
 ) -> Result<Archived> {
     if size > MAX_FILE {
         bail!("{name} is {size} bytes, more than a WAL file can be ({MAX_FILE})");
     }
-    let key = format!("{prefix}/{}/{name}-{sha256}.zst", name.dir());
+    let suffix = if seal.is_some() { ZST_AGE } else { ZST };
+    let key = format!("{prefix}/{}/{name}-{sha256}{suffix}", name.dir());
     let (tx, body) = body_channel(4);
+    let encryptor = seal.map(Sealing::encryptor).transpose()?;
     let compress = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut hash = Sha256::new();
         let mut total = 0u64;
-        let mut enc = zstd::stream::write::Encoder::new(Vec::with_capacity(CHUNK), level)
-            .context("start zstd")?;
+        let out = ToBody {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let out = match encryptor {
+            None => Out::Plain(out),
+            Some(e) => Out::Age(e.wrap_output(out).context("start age")?),
+        };
+        let mut enc = zstd::stream::write::Encoder::new(out, level).context("start zstd")?;
         enc.include_checksum(true).context("zstd checksum")?;
         loop {
             match raw.blocking_recv() {
@@ -143,19 +189,17 @@ pub async fn push(
                     }
                     hash.update(&chunk);
                     enc.write_all(&chunk).context("compress")?;
-                    let out = std::mem::take(enc.get_mut());
-                    if !out.is_empty() {
-                        tx.blocking_send(out.into())?;
-                    }
                 }
                 Some(None) => break,
                 None => bail!("the client went away in the middle of the file"),
             }
         }
-        let out = enc.finish().context("finish zstd")?;
-        if !out.is_empty() {
-            tx.blocking_send(out.into())?;
-        }
+        let tx = enc
+            .finish()
+            .context("finish zstd")?
+            .finish()
+            .context("finish age")?
+            .finish()?;
         let got = hex::encode(hash.finalize());
         Ok((got, total, tx))
     });
@@ -190,7 +234,73 @@ pub async fn push(
         key: key.clone(),
         sha256: got,
         stored_size: info.size,
+        encrypted: seal.is_some(),
     })
+}
+
+/// Where the compressed (and maybe encrypted) bytes go: the upload, in chunks of [`CHUNK`].
+struct ToBody {
+    tx: BodySender,
+    buf: Vec<u8>,
+}
+
+impl ToBody {
+    fn send(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let out = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+            self.tx.blocking_send(out.into())?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left; the sender, to end the upload once the file is judged.
+    fn finish(mut self) -> Result<BodySender> {
+        self.send().context("the upload stopped")?;
+        Ok(self.tx)
+    }
+}
+
+impl Write for ToBody {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// zstd writes into this: the upload, through age for an encrypted target.
+enum Out {
+    Plain(ToBody),
+    Age(age::stream::StreamWriter<ToBody>),
+}
+
+impl Out {
+    fn finish(self) -> std::io::Result<ToBody> {
+        match self {
+            Out::Plain(w) => Ok(w),
+            Out::Age(w) => w.finish(),
+        }
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Out::Plain(w) => w.write(b),
+            Out::Age(w) => w.write(b),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Plain(w) => w.flush(),
+            Out::Age(w) => w.flush(),
+        }
+    }
 }
 
 async fn stored_already(
@@ -207,14 +317,16 @@ async fn stored_already(
 }
 
 /// Reads `a` back whole: `Ok(Ok(size))` when its content hashes to the SHA-256 in its key,
-/// `Ok(Err(why))` when it is damaged; `Err` when it cannot be read at all (gone, I/O).
-pub async fn read_back(repo: &Repository, a: &Archived) -> Result<Result<u64, String>> {
-    let mut rx = fetch(repo, a).await?;
+/// `Ok(Err(why))` when it is damaged; `Err` when it cannot be read at all (gone, I/O, or its
+/// WAL key unavailable to this agent: see [`keys::unavailable`]).
+pub async fn read_back(reader: &Reader, a: &Archived) -> Result<Result<u64, String>> {
+    let mut rx = fetch(reader, a).await?;
     let mut bytes = 0u64;
     while let Some(item) = rx.recv().await {
         match item {
             Ok(Some(chunk)) => bytes += chunk.len() as u64,
             Ok(None) => return Ok(Ok(bytes)),
+            Err(e) if keys::unavailable(&e).is_some() => return Err(e),
             Err(e) => return Ok(Err(format!("{e:#}"))),
         }
     }
@@ -222,29 +334,36 @@ pub async fn read_back(repo: &Repository, a: &Archived) -> Result<Result<u64, St
 }
 
 /// Reads `a` back: the file's bytes in chunks on the returned channel, then `Ok(None)` once
-/// they are all sent and hashed right, or an error (corrupt, truncated, wrong hash).
-pub async fn fetch(
-    repo: &Repository,
-    a: &Archived,
-) -> Result<mpsc::Receiver<Result<Option<Bytes>>>> {
+/// they are all sent and hashed right, or an error (corrupt, truncated, wrong hash, its WAL
+/// key unavailable).
+pub async fn fetch(reader: &Reader, a: &Archived) -> Result<mpsc::Receiver<Result<Option<Bytes>>>> {
+    let repo = &reader.repo;
     let stream = repo
         .get(&a.key, 0)
         .await
         .with_context(|| format!("read {} from {}", a.key, repo.describe()))?
         .with_context(|| format!("{} disappeared from {}", a.key, repo.describe()))?;
-    let reader = StreamReader::new(stream, 4);
+    let stored = StreamReader::new(stream, 4);
     let (tx, rx) = mpsc::channel(4);
     let (key, expected) = (a.key.clone(), a.sha256.clone());
+    let encrypted = a
+        .encrypted
+        .then(|| (reader.clone(), tokio::runtime::Handle::current()));
     tokio::task::spawn_blocking(move || {
         let result = (|| -> Result<()> {
-            let dec = zstd::stream::read::Decoder::new(reader).context("start zstd")?;
+            let stored: Box<dyn Read> = match encrypted {
+                None => Box::new(stored),
+                Some((reader, rt)) => decrypting(stored, &key, |id| rt.block_on(reader.key(id)))?,
+            };
+            let dec = zstd::stream::read::Decoder::new(stored).context("start zstd")?;
             let mut dec = dec.take(MAX_FILE + 1);
             let mut hash = Sha256::new();
             let mut total = 0u64;
             let mut buf = vec![0u8; CHUNK];
             loop {
-                let n = read_full(&mut dec, &mut buf)
-                    .with_context(|| format!("{key} is damaged (decompressing it failed)"))?;
+                let n = read_full(&mut dec, &mut buf).with_context(|| {
+                    format!("{key} is damaged (decrypting or decompressing it failed)")
+                })?;
                 if n == 0 {
                     break;
                 }
@@ -271,19 +390,58 @@ pub async fn fetch(
     Ok(rx)
 }
 
+/// The largest age header read to find a WAL file's key.
+const MAX_HEADER: usize = 16 * 1024;
+
+/// `stored` decrypted: the WAL key its header names, from `open_key`, opens it.
+fn decrypting<'a>(
+    stored: impl Read + 'a,
+    key: &str,
+    open_key: impl FnOnce(&str) -> Result<crate::crypt::BackupKey>,
+) -> Result<Box<dyn Read + 'a>> {
+    let mut stored = std::io::BufReader::new(stored);
+    let mut header = Vec::new();
+    loop {
+        let before = header.len();
+        stored
+            .by_ref()
+            .take((MAX_HEADER - before) as u64)
+            .read_until(b'\n', &mut header)
+            .with_context(|| format!("read {key}"))?;
+        let line = &header[before..];
+        if line.starts_with(b"---") {
+            break;
+        }
+        if header.len() == before || header.len() >= MAX_HEADER {
+            bail!("{key} is damaged: it does not start with an age header");
+        }
+    }
+    let id = keys::key_id_in(&header)
+        .with_context(|| format!("{key} is damaged: its header names no WAL key"))?;
+    let wal_key = open_key(&id)?;
+    let decryptor = age::Decryptor::new(std::io::Cursor::new(header).chain(stored))
+        .with_context(|| format!("{key} is damaged (its age header)"))?;
+    let plain = decryptor
+        .decrypt(std::iter::once(wal_key.identity() as &dyn age::Identity))
+        .with_context(|| {
+            format!("{key} is damaged: it does not open with WAL key {id}, which its header names")
+        })?;
+    Ok(Box::new(plain))
+}
+
 /// The switches recorded in timeline `tli`'s history file.
-pub async fn read_history(
-    repo: &Repository,
-    prefix: &str,
-    tli: u32,
-) -> Result<Vec<super::chain::Switch>> {
+pub async fn read_history(reader: &Reader, tli: u32) -> Result<Vec<super::chain::Switch>> {
     let name = WalName::parse(&format!("{tli:08X}.history")).map_err(anyhow::Error::msg)?;
-    let Some(a) = find(repo, prefix, &name).await?.into_iter().next() else {
+    let Some(a) = find(&reader.repo, &reader.prefix, &name)
+        .await?
+        .into_iter()
+        .next()
+    else {
         bail!(
             "timeline {tli} has WAL in the archive but its history file {name} is missing; recovery cannot follow it"
         );
     };
-    let mut rx = fetch(repo, &a).await?;
+    let mut rx = fetch(reader, &a).await?;
     let mut bytes = Vec::new();
     while let Some(item) = rx.recv().await {
         match item? {
@@ -323,6 +481,16 @@ mod tests {
         data: &[u8],
         claimed: &str,
     ) -> Result<Archived> {
+        push_sealed(repo, name, data, claimed, None).await
+    }
+
+    async fn push_sealed(
+        repo: &Repository,
+        name: &WalName,
+        data: &[u8],
+        claimed: &str,
+        seal: Option<&Sealing>,
+    ) -> Result<Archived> {
         let (tx, rx) = mpsc::channel(4);
         let data_owned = data.to_vec();
         tokio::spawn(async move {
@@ -340,14 +508,29 @@ mod tests {
             claimed,
             data.len() as u64,
             3,
+            seal,
             rx,
             &CancellationToken::new(),
         )
         .await
     }
 
+    /// A reader of `prod/main/wal` for an agent whose config is `config` (its identity files).
+    fn reader(repo: &Repository, config: crate::config::Config) -> Reader {
+        Reader {
+            repo: repo.clone(),
+            prefix: "prod/main/wal".into(),
+            config: Arc::new(config),
+            ring: Default::default(),
+        }
+    }
+
     async fn fetch_all(repo: &Repository, a: &Archived) -> Result<Vec<u8>> {
-        let mut rx = fetch(repo, a).await?;
+        fetch_with(&reader(repo, plain_config()), a).await
+    }
+
+    async fn fetch_with(reader: &Reader, a: &Archived) -> Result<Vec<u8>> {
+        let mut rx = fetch(reader, a).await?;
         let mut out = Vec::new();
         while let Some(item) = rx.recv().await {
             match item? {
@@ -382,7 +565,8 @@ mod tests {
             .expect("chmod");
         std::fs::write(&path, &stored).expect("damage");
         assert!(fetch_all(&repo, &a).await.is_err(), "the damage is seen");
-        let e = before_push(&repo, "prod/main/wal", &name, &sha(&data))
+        let r = reader(&repo, plain_config());
+        let e = before_push(&r, &name, &sha(&data))
             .await
             .expect_err("a damaged copy is not trusted");
         assert!(format!("{e:#}").contains(&a.key), "{e:#}");
@@ -414,16 +598,13 @@ mod tests {
             a.stored_size
         );
         assert_eq!(fetch_all(&repo, &a).await.expect("fetch"), data);
+        let r = reader(&repo, plain_config());
         assert_eq!(
-            before_push(&repo, "prod/main/wal", &name, &sha(&data))
-                .await
-                .expect("check"),
+            before_push(&r, &name, &sha(&data)).await.expect("check"),
             Before::Same
         );
         let other = sha(b"something else");
-        let e = before_push(&repo, "prod/main/wal", &name, &other)
-            .await
-            .expect_err("conflict");
+        let e = before_push(&r, &name, &other).await.expect_err("conflict");
         assert!(format!("{e:#}").contains("different content"), "{e:#}");
         // A backup history file of the same segment is another name in the same directory.
         let backup = WalName::parse("00000001000000000000002A.00000028.backup").expect("name");
@@ -458,6 +639,7 @@ mod tests {
             &sha(&data),
             data.len() as u64,
             3,
+            None,
             rx,
             &CancellationToken::new(),
         )
@@ -493,6 +675,139 @@ mod tests {
         std::fs::write(&path, b"garbage garbage garbage").expect("replace");
         let e = fetch_all(&repo, &a).await.expect_err("garbage");
         assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+    }
+
+    /// An agent config without encryption (reading plaintext WAL never looks at it).
+    fn plain_config() -> crate::config::Config {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = agent(dir.path(), "", None);
+        (*r.config).clone()
+    }
+
+    /// An agent config whose repository encrypts to `recipient` (none if empty), holding `identity` if given.
+    fn agent(dir: &std::path::Path, recipient: &str, identity: Option<&std::path::Path>) -> Reader {
+        for f in ["ca.pem", "a.pem"] {
+            std::fs::write(dir.join(f), "unused").expect("write tls file");
+        }
+        if !dir.join("a.key").exists() {
+            lifeboat_common::secret::write_private_file(&dir.join("a.key"), b"unused")
+                .expect("key");
+        }
+        let identity = identity
+            .map(|p| format!(", identity_file = \"{}\"", p.display()))
+            .unwrap_or_default();
+        let encryption = if recipient.is_empty() {
+            String::new()
+        } else {
+            format!("encryption = {{ recipients = [\"{recipient}\"]{identity} }}\n")
+        };
+        let text = format!(
+            "name = \"a\"\nenvironment = \"prod\"\ncoordinator = \"https://c.test:7443\"\n\
+             state_dir = \"{d}/state\"\n[tls]\nca = \"{d}/ca.pem\"\ncert = \"{d}/a.pem\"\nkey = \"{d}/a.key\"\n\
+             [[repository]]\nname = \"r\"\nkind = \"fs\"\npath = \"{d}/repo\"\n{encryption}",
+            d = dir.display(),
+        );
+        let config = crate::config::parse(&dir.join("agent.toml"), &text).expect("config");
+        std::fs::create_dir_all(dir.join("repo")).expect("mkdir");
+        let repo: Repository = Arc::new(FsRepository::new(dir.join("repo")));
+        reader(&repo, config)
+    }
+
+    /// An encrypted target's WAL is stored encrypted to a WAL key whose object is encrypted to
+    /// the recipients: the pushing agent reads it back from memory, another agent only with an
+    /// identity, and a backup-only agent's error names the key ids it would need. A flipped
+    /// byte or a missing key object is an error, never other bytes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn encrypted_wal_opens_only_with_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ops_key = dir.path().join("ops.key");
+        lifeboat_common::keys::generate_identity_file(&ops_key).expect("identity");
+        let ops = lifeboat_common::keys::read_identity_file(&ops_key).expect("read")[0]
+            .to_public()
+            .to_string();
+        let pusher = agent(dir.path(), &ops, None);
+        let enc = pusher.config.repository_encryption["r"].clone();
+        let cancel = CancellationToken::new();
+        let seal = |r: &Reader| {
+            let (r, enc, cancel) = (r.clone(), enc.clone(), cancel.clone());
+            async move {
+                r.ring
+                    .sealing(&r.repo, "r", &r.prefix, "main", &enc, &cancel)
+                    .await
+                    .expect("sealing")
+            }
+        };
+        let s1 = seal(&pusher).await;
+        assert_eq!(seal(&pusher).await.id, s1.id, "one WAL key per process");
+        let name = WalName::parse("000000010000000000000007").expect("name");
+        let mut data = segment();
+        data[1000..1016].copy_from_slice(b"SECRET-ROW-VALUE");
+        let a = push_sealed(&pusher.repo, &name, &data, &sha(&data), Some(&s1))
+            .await
+            .expect("push");
+        assert!(a.encrypted && a.key.ends_with(".zst.age"), "{}", a.key);
+        let path = dir.path().join("repo").join(&a.key);
+        let stored = std::fs::read(&path).expect("read");
+        let plain_zst = zstd::encode_all(&data[..], 3).expect("zstd");
+        assert!(
+            !stored
+                .windows(64)
+                .any(|w| plain_zst.windows(64).next() == Some(w)),
+            "the stored bytes hold the plain zstd stream"
+        );
+        assert_eq!(
+            find(&pusher.repo, "prod/main/wal", &name)
+                .await
+                .expect("find"),
+            vec![a.clone()]
+        );
+        assert_eq!(fetch_with(&pusher, &a).await.expect("own key"), data);
+
+        // Another process, backup-only: the key object does not open, and says which key.
+        let later = reader(&pusher.repo, (*pusher.config).clone());
+        let e = fetch_with(&later, &a)
+            .await
+            .expect_err("opened without a key");
+        let u = keys::unavailable(&e).expect("key unavailable");
+        assert!(u.no_identity, "{e:#}");
+        assert!(
+            format!("{e:#}").contains(&lifeboat_common::keys::key_id(&ops)),
+            "{e:#}"
+        );
+        // It trusts a push of the same file by its name, and refuses other content.
+        assert_eq!(
+            before_push(&later, &name, &sha(&data)).await.expect("same"),
+            Before::Same
+        );
+        assert!(before_push(&later, &name, &sha(b"other")).await.is_err());
+        // A new process holding the identity reads it.
+        let restorer = agent(dir.path(), &ops, Some(&ops_key));
+        assert_eq!(fetch_with(&restorer, &a).await.expect("identity"), data);
+
+        // A flipped byte: damaged, not other bytes.
+        let mut bad = stored.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 1;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        std::fs::write(&path, &bad).expect("damage");
+        let restorer = agent(dir.path(), &ops, Some(&ops_key));
+        let e = fetch_with(&restorer, &a).await.expect_err("damage read");
+        assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+        assert!(keys::unavailable(&e).is_none(), "{e:#}");
+        std::fs::write(&path, &stored).expect("repair");
+
+        // The key object gone: nobody can read it, and the error says so.
+        std::fs::remove_file(
+            dir.path()
+                .join("repo")
+                .join(keys::key_object("prod/main/wal", &s1.id)),
+        )
+        .expect("rm key");
+        let restorer = agent(dir.path(), &ops, Some(&ops_key));
+        let e = fetch_with(&restorer, &a).await.expect_err("no key object");
+        let u = keys::unavailable(&e).expect("key unavailable");
+        assert!(!u.no_identity && u.why.contains("missing"), "{e:#}");
     }
 
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -14,6 +14,7 @@ use lifeboat_proto::domain::{Lsn, Verified, VerifyStatus};
 
 use super::{
     chain::Archive,
+    keys::{self, Reader},
     name::WalName,
     store::{self, Archived},
 };
@@ -90,42 +91,41 @@ enum ReadBack {
     Gone,
     /// Damaged: why.
     Damaged(String),
+    /// Encrypted to a WAL key this agent holds no identity for: not read.
+    Locked(String),
 }
 
-async fn read_back(repo: &Repository, a: &Archived) -> Result<ReadBack> {
-    match store::read_back(repo, a).await {
+async fn read_back(reader: &Reader, a: &Archived) -> Result<ReadBack> {
+    let repo = &reader.repo;
+    match store::read_back(reader, a).await {
         Ok(Ok(n)) => Ok(ReadBack::Ok(n)),
         Ok(Err(why)) => Ok(ReadBack::Damaged(why)),
-        Err(e) => match repo.get_bytes(&a.key, 1).await {
-            Ok(None) => Ok(ReadBack::Gone),
-            _ => Err(e),
+        Err(e) => match keys::unavailable(&e) {
+            Some(u) if u.no_identity => Ok(ReadBack::Locked(u.id.clone())),
+            // Its key object is missing or damaged: nobody can read the file.
+            Some(_) => Ok(ReadBack::Damaged(format!("{}: {e:#}", a.key))),
+            None => match repo.get_bytes(&a.key, 1).await {
+                Ok(None) => Ok(ReadBack::Gone),
+                _ => Err(e),
+            },
         },
     }
 }
 
-/// The archived files under `prefix` in `listing`, with their checked names.
+/// The archived files under `prefix` in `listing`, with their checked names, and the objects
+/// there that are neither one nor a WAL key.
 fn archived(prefix: &str, listing: &[ObjectInfo]) -> (Vec<(WalName, Archived)>, Vec<String>) {
     let mut files = Vec::new();
     let mut foreign = Vec::new();
+    let under = format!("{prefix}/");
+    let keys_dir = format!("{prefix}/{}/", keys::KEYS_DIR);
     for o in listing {
-        let Some(rest) = o.key.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else {
+        if !o.key.starts_with(&under) || o.key.starts_with(&keys_dir) {
             continue;
-        };
-        let parsed = rest
-            .split_once('/')
-            .and_then(|(_, file)| file.strip_suffix(".zst"))
-            .and_then(|f| f.rsplit_once('-'))
-            .and_then(|(name, sha)| Some((WalName::parse(name).ok()?, sha)));
-        match parsed {
-            Some((name, sha)) if sha.len() == 64 => files.push((
-                name,
-                Archived {
-                    key: o.key.clone(),
-                    sha256: sha.to_owned(),
-                    stored_size: o.size,
-                },
-            )),
-            _ => foreign.push(o.key.clone()),
+        }
+        match store::parse_key(prefix, o) {
+            Some(file) => files.push(file),
+            None => foreign.push(o.key.clone()),
         }
     }
     (files, foreign)
@@ -175,18 +175,25 @@ pub async fn run(ctx: &JobCtx, target: &str) -> Result<Verified> {
     for key in foreign.iter().take(MAX_NAMED) {
         report.warn(
             "archive",
-            format!("{key} is not a file lifeboat archived (its name is not NAME-SHA256.zst); it was not read"),
+            format!("{key} is not a file lifeboat archived (its name is not NAME-SHA256.zst or NAME-SHA256.zst.age); it was not read"),
         );
     }
 
     // Every file read back against its hash.
     ctx.set_phase("verifying");
     let (mut damaged, mut gone) = (Vec::new(), Vec::new());
+    let mut locked: std::collections::BTreeMap<String, usize> = Default::default();
     let (mut raw, mut stored) = (0u64, 0u64);
+    let reader = Reader {
+        repo: repo.clone(),
+        prefix: prefix.clone(),
+        config: ctx.config.clone(),
+        ring: Default::default(),
+    };
     let mut reads = stream::iter(files.iter().cloned().map(|(name, a)| {
-        let repo = repo.clone();
+        let reader = reader.clone();
         async move {
-            let result = read_back(&repo, &a).await;
+            let result = read_back(&reader, &a).await;
             (name, a, result)
         }
     }))
@@ -208,6 +215,7 @@ pub async fn run(ctx: &JobCtx, target: &str) -> Result<Verified> {
             }
             ReadBack::Gone => gone.push(name),
             ReadBack::Damaged(why) => damaged.push((name, why)),
+            ReadBack::Locked(id) => *locked.entry(id).or_default() += 1,
         }
     }
     drop(reads);
@@ -221,7 +229,18 @@ pub async fn run(ctx: &JobCtx, target: &str) -> Result<Verified> {
             format!("and {} more damaged files", damaged.len() - MAX_NAMED),
         );
     }
-    let read = files.len() - gone.len();
+    let not_read: usize = locked.values().sum();
+    if not_read > 0 {
+        report.warn(
+            "archive",
+            format!(
+                "{not_read} encrypted files were not read back: this agent holds no identity for their WAL key{} {} (a backup-only agent); they count as present in the chain. Run lifeboat pitr verify on an agent configured with identity_file to read them",
+                if locked.len() == 1 { "" } else { "s" },
+                locked.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    let read = files.len() - gone.len() - not_read;
     if damaged.is_empty() {
         report.ok(
             "archive",
@@ -260,7 +279,7 @@ pub async fn run(ctx: &JobCtx, target: &str) -> Result<Verified> {
     let archive = Archive::from_listing(&prefix, &sound, seg_size);
     let mut broken = false;
     let switches = match archive.latest_timeline() {
-        Some(latest) if latest > 1 => match store::read_history(&repo, &prefix, latest).await {
+        Some(latest) if latest > 1 => match store::read_history(&reader, latest).await {
             Ok(s) => s,
             Err(e) => {
                 report.error("timelines", format!("{e:#}"));
@@ -383,18 +402,34 @@ pub(crate) async fn backup_range(ctx: &JobCtx, repo: &Repository, m: &Manifest) 
         return Ok(());
     }
     let archive = Archive::from_listing(&prefix, &listing, p.wal_segment_size);
-    let (mut missing, mut damaged, mut sound) = (Vec::new(), Vec::new(), 0usize);
+    let reader = Reader {
+        repo: repo.clone(),
+        prefix: prefix.clone(),
+        config: ctx.config.clone(),
+        ring: Default::default(),
+    };
+    let (mut missing, mut damaged, mut sound, mut locked) =
+        (Vec::new(), Vec::new(), 0usize, 0usize);
     for segno in archive.segno(start)..=archive.segno(stop) {
         let name = archive.name(p.timeline, segno);
         let Some((_, a)) = files.iter().find(|(n, _)| n.as_str() == name) else {
             missing.push(name);
             continue;
         };
-        match read_back(repo, a).await? {
+        match read_back(&reader, a).await? {
             ReadBack::Ok(_) => sound += 1,
             ReadBack::Gone => missing.push(name),
             ReadBack::Damaged(why) => damaged.push(why),
+            ReadBack::Locked(_) => locked += 1,
         }
+    }
+    if locked > 0 {
+        report.info(
+            "wal",
+            format!(
+                "{locked} archived WAL segment(s) of this backup's range are encrypted to WAL keys this agent holds no identity for: present, not read back"
+            ),
+        );
     }
     for why in &damaged {
         report.warn("wal", why.clone());

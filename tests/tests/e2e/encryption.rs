@@ -36,7 +36,7 @@ const SENTINEL: &str = "sentinel-4111-1111-1111-1111-cvv-737";
 const SECRET_TABLE: &str = "payroll_ledger_q4";
 
 /// `lifeboat keys generate --out PATH`: the identity file and its recipient (public key).
-fn keygen(path: &Path) -> String {
+pub(crate) fn keygen(path: &Path) -> String {
     let out = Command::new(lifeboat_e2e::bin("lifeboat"))
         .args(["keys", "generate", "--out"])
         .arg(path)
@@ -56,7 +56,7 @@ fn keygen(path: &Path) -> String {
 }
 
 /// A recipient's key id, as docs/encryption.md says to compute it.
-fn key_id(recipient: &str) -> String {
+pub(crate) fn key_id(recipient: &str) -> String {
     lifeboat_common::keys::key_id(recipient)
 }
 
@@ -84,7 +84,7 @@ fn load_secrets(s: &Sandbox) {
 }
 
 /// `age -d -i IDENTITY FILE` succeeds.
-fn age_opens(identity: &Path, file: &Path) -> bool {
+pub(crate) fn age_opens(identity: &Path, file: &Path) -> bool {
     Command::new("age")
         .arg("-d")
         .arg("-i")

@@ -46,6 +46,7 @@ mod owner_restore;
 mod partial_restore;
 mod physical;
 mod pitr;
+mod pitr_encrypted;
 mod pitr_retention;
 mod planetscale_clean;
 mod provider_restore;

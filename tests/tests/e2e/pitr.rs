@@ -16,12 +16,12 @@ use lifeboat_e2e::wal::{
 };
 
 /// One committed transaction: its key, commit LSN and transaction id.
-struct Commit {
+pub(crate) struct Commit {
     lsn: String,
     xid: String,
 }
 
-fn commit(pg: &Pg, k: u32) -> Commit {
+pub(crate) fn commit(pg: &Pg, k: u32) -> Commit {
     let out = pg.psql(
         "main",
         &format!(
@@ -41,7 +41,7 @@ fn commit(pg: &Pg, k: u32) -> Commit {
 }
 
 /// A moment between commits `a` and `b` (RFC 3339, UTC, microseconds).
-fn between(pg: &Pg, a: u32, b: u32) -> String {
+pub(crate) fn between(pg: &Pg, a: u32, b: u32) -> String {
     pg.query_one(
         "main",
         &format!(
@@ -51,7 +51,7 @@ fn between(pg: &Pg, a: u32, b: u32) -> String {
     )
 }
 
-fn switch_and_wait(pg: &Pg) {
+pub(crate) fn switch_and_wait(pg: &Pg) {
     // pg_switch_wal() returns the end of the segment it completed; its file name is that one's.
     let name = pg.query_one("main", "SELECT pg_walfile_name(pg_switch_wal());");
     wait_archived(pg, &name);
@@ -59,7 +59,7 @@ fn switch_and_wait(pg: &Pg) {
 
 /// Restores into a new empty directory with `extra` arguments, starts a server on it and
 /// waits until recovery is over (or paused, with `paused`).
-fn restore_and_start(s: &Sandbox, extra: &[&str], paused: bool) -> Pg {
+pub(crate) fn restore_and_start(s: &Sandbox, extra: &[&str], paused: bool) -> Pg {
     let root = Pg::empty_root();
     let data = root.path().join("data").display().to_string();
     let target = s.target("main");
@@ -79,6 +79,12 @@ fn restore_and_start(s: &Sandbox, extra: &[&str], paused: bool) -> Pg {
         "recovery.signal: {out}"
     );
     let pg = Pg::start_existing(root, s.pg.password());
+    wait_recovered(&pg, paused);
+    pg
+}
+
+/// Waits until `pg`'s recovery is over (or paused, with `paused`).
+pub(crate) fn wait_recovered(pg: &Pg, paused: bool) {
     eventually("recovery to end", Duration::from_secs(90), || {
         let out = pg.try_psql(
             "postgres",
@@ -90,7 +96,6 @@ fn restore_and_start(s: &Sandbox, extra: &[&str], paused: bool) -> Pg {
         anyhow::ensure!(state == want, "{state}");
         Ok(())
     });
-    pg
 }
 
 /// The repository file holding archived segment `name` of target `main`.
@@ -108,11 +113,11 @@ fn archived_file(s: &Sandbox, name: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("{name} is archived in {}", dir.display()))
 }
 
-fn keys(pg: &Pg) -> String {
+pub(crate) fn keys(pg: &Pg) -> String {
     pg.query_one("main", "SELECT string_agg(k::text, ',' ORDER BY k) FROM t;")
 }
 
-fn upto(k: u32) -> String {
+pub(crate) fn upto(k: u32) -> String {
     (1..=k).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
 }
 

@@ -252,6 +252,50 @@ async fn replace_small_objects(w: World) {
     w.assert_no_open_uploads();
 }
 
+/// What a backup killed before its manifest leaves (its data, globals and key object) is swept
+/// by the janitor; complete backups and the WAL archive with its keys are left alone.
+async fn incomplete_backups_are_swept(w: World) {
+    let done = "dev/orders/20261127T233000Z-000001";
+    let killed = "dev/orders/20261127T233001Z-000002";
+    let keep = [
+        format!("{done}/data.pgdump.zst.age"),
+        format!("{done}/globals.sql.zst.age"),
+        format!("{done}/key.age"),
+        format!("{done}/manifest.json"),
+        format!(
+            "dev/orders/wal/0000000100000000/000000010000000000000003-{}.zst.age",
+            "a".repeat(64)
+        ),
+        "dev/orders/wal/keys/3f9a0c1d2e4b5a69.age".to_owned(),
+    ];
+    let swept = [
+        format!("{killed}/data.pgdump.zst.age"),
+        format!("{killed}/globals.sql.zst.age"),
+        format!("{killed}/key.age"),
+    ];
+    for k in keep.iter().chain(&swept) {
+        put(&w.repo, k, b"bytes").await.expect("put");
+    }
+    // Object times have a resolution of a second on S3.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.repo
+        .janitor("dev/orders", Duration::ZERO, &none())
+        .await
+        .expect("janitor");
+    let mut listed: Vec<String> = w
+        .repo
+        .list("dev/orders")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    listed.sort();
+    let mut want = keep.to_vec();
+    want.sort();
+    assert_eq!(listed, want);
+}
+
 async fn abandoned_and_cancelled_writes_leave_nothing(w: World) {
     // The writer goes away mid-stream (the dump failed): nothing is visible, nothing is open.
     let (tx, body) = body_channel(4);
@@ -477,6 +521,7 @@ macro_rules! both {
 both!(roundtrip);
 both!(create_only);
 both!(replace_small_objects);
+both!(incomplete_backups_are_swept);
 both!(abandoned_and_cancelled_writes_leave_nothing);
 both!(list_and_delete);
 both!(faults_are_caught);

@@ -448,14 +448,14 @@ impl Storage for S3Repository {
             let Some((dir, file)) = o.key.rsplit_once('/') else {
                 continue;
             };
-            if file.starts_with("data.")
+            if super::is_backup_object(file)
                 && !with_manifest.contains(dir)
                 && !busy.contains(dir)
                 && o.modified_ms > 0
                 && o.modified_ms < cutoff_ms
             {
                 self.delete(&o.key).await?;
-                tracing::info!(object = %o.key, "removed data of a backup that never completed");
+                tracing::info!(object = %o.key, "removed an object of a backup that never completed");
                 removed += 1;
             }
         }

@@ -219,10 +219,17 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
     if report.check("backup", check_engine(rec, target)).is_none() {
         return Ok(None);
     }
-    let Some(loc) = report.check("backup", locate(ctx, rec)) else {
+    let Some(mut loc) = report.check("backup", locate(ctx, rec)) else {
         return Ok(None);
     };
     ctx.set_phase("checking");
+    // An encrypted base backup: its key, before its manifest's sealed section is read.
+    if report
+        .check("backup", super::source::unlock(ctx, &mut loc).await)
+        .is_none()
+    {
+        return Ok(None);
+    }
     let Some(manifest) = super::manifest_checked(report, &loc, rec).await else {
         return Ok(None);
     };

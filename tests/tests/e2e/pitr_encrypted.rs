@@ -1,0 +1,294 @@
+//! Point-in-time recovery of an encrypted physical target (ADR 0026), through the real CLI,
+//! coordinator, agent and PostgreSQL archiving.
+//!
+//! A backup-only agent (recipients, no identity) takes an encrypted base backup and archives
+//! WAL encrypted to a WAL key of its own: nothing it stores is plaintext, its `pitr verify`
+//! says which files it could not read back, and a restore on it is refused naming the key id
+//! it lacks, writing nothing. Given the identity and restarted (a second WAL key), the agent
+//! restores to moments whose WAL lies under either key, compared row for row. The archive is
+//! read back whole; a flipped byte in an encrypted segment is named. The by-hand procedure of
+//! docs/DISASTER_RECOVERY.md recovers the cluster to a moment with only `age`, `zstd` and
+//! `tar`. A key rotation re-seals the WAL keys: afterwards the new key opens them and the old
+//! one none, and no segment was rewritten.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use lifeboat_e2e::fsutil::files_under;
+use lifeboat_e2e::pg::Pg;
+use lifeboat_e2e::sandbox::{ENV, find_str};
+use lifeboat_e2e::wal::{Tools, archive_through_agent, physical_target};
+use lifeboat_e2e::{Sandbox, TestDir};
+
+use crate::by_hand_restore::{block, run_bash, substitute};
+use crate::encryption::{age_opens, key_id, keygen};
+use crate::pitr::{
+    between, commit, keys, restore_and_start, switch_and_wait, upto, wait_recovered,
+};
+
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+/// Every object of the target's WAL archive: (WAL keys, archived files).
+fn wal_objects(s: &Sandbox) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let root = s.repo.join(ENV).join("main/wal");
+    let (mut keys, mut files) = (Vec::new(), Vec::new());
+    for rel in files_under(&root) {
+        let path = root.join(&rel);
+        if rel.starts_with("keys") {
+            keys.push(path);
+        } else {
+            files.push(path);
+        }
+    }
+    keys.sort();
+    files.sort();
+    (keys, files)
+}
+
+fn fingerprints(files: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
+    files
+        .iter()
+        .map(|f| (f.clone(), std::fs::read(f).expect("read")))
+        .collect()
+}
+
+fn set_identity(s: &mut Sandbox, recipient: &str, identity: &Path) {
+    s.agent.stop();
+    let config = std::fs::read_to_string(s.agent.config_path()).expect("config");
+    let needle = format!("recipients = [\"{recipient}\"] }}");
+    assert!(config.contains(&needle), "{config}");
+    let config = config.replace(
+        &needle,
+        &format!(
+            "recipients = [\"{recipient}\"], identity_file = \"{}\" }}",
+            identity.display()
+        ),
+    );
+    std::fs::write(s.agent.config_path(), config).expect("write config");
+    s.agent.restart(&s.admin);
+}
+
+#[test]
+fn an_encrypted_wal_archive_recovers_to_a_point_with_the_key_only() {
+    let dir = TestDir::new("pitr_encrypted");
+    let keys_dir = dir.sub("keys");
+    let ops_key = keys_dir.join("ops.key");
+    let ops = keygen(&ops_key);
+    let new_key = keys_dir.join("new.key");
+    let new = keygen(&new_key);
+    let tools = Tools::new();
+    let mut s = Sandbox::builder("pitr_encrypted")
+        .dir(dir)
+        .target(
+            physical_target("main").extra(&format!("encryption = {{ recipients = [\"{ops}\"] }}")),
+        )
+        .agent_wal_socket_group("postgres")
+        .agent_wal_client(&tools.bin())
+        .build();
+    archive_through_agent(&mut s, &tools, "main");
+    let target = s.target("main");
+    s.pg.psql(
+        "main",
+        "CREATE TABLE t (k int PRIMARY KEY, at timestamptz NOT NULL);",
+    );
+
+    // 1. A backup-only agent: an encrypted base backup, six commits over two segments.
+    let rec = s.backup_ok("main");
+    let id = find_str(&rec, "backup_id").expect("backup_id");
+    let shown = s.backup_show(&id);
+    assert_eq!(
+        shown["encryption"]["key_ids"][0].as_str(),
+        Some(key_id(&ops).as_str()),
+        "{shown}"
+    );
+    let bdir = s.repo.join(ENV).join("main").join(&id);
+    let data = bdir.join("data.tar.zst.age");
+    assert!(
+        std::fs::read(&data)
+            .expect("base backup")
+            .starts_with(AGE_MAGIC),
+        "the base backup is not an age file"
+    );
+    assert!(!bdir.join("data.tar.zst").exists());
+    for k in 1..=6 {
+        commit(&s.pg, k);
+        if k == 3 {
+            switch_and_wait(&s.pg);
+        }
+    }
+    switch_and_wait(&s.pg);
+    let t5 = between(&s.pg, 5, 6);
+    let (wal_keys, files) = wal_objects(&s);
+    assert_eq!(wal_keys.len(), 1, "one WAL key per agent run: {wal_keys:?}");
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        let name = f.display().to_string();
+        assert!(name.ends_with(".zst.age"), "{name} is not encrypted");
+        let bytes = std::fs::read(f).expect("read");
+        assert!(bytes.starts_with(AGE_MAGIC), "{name} is not an age file");
+    }
+    assert!(
+        age_opens(&ops_key, &wal_keys[0]),
+        "the WAL key opens with ops"
+    );
+    assert!(!age_opens(&new_key, &wal_keys[0]));
+
+    let check = s.admin.run_json(&["targets", "check", &target]);
+    check.assert_ok();
+    assert!(
+        check.stdout.contains("base backups and the WAL archive")
+            && check.stdout.contains("backup-only"),
+        "{check}"
+    );
+    // It verifies the base backup's stored bytes only; it cannot read its archive back (it
+    // says so), nor restore (refused, naming the key).
+    let out = s.admin.run_json(&["backup", "verify", &id, "--wait"]);
+    out.assert_ok();
+    assert!(
+        out.stdout
+            .contains("encrypted to WAL keys this agent holds no identity for"),
+        "{out}"
+    );
+    let out = s.admin.run_json(&["pitr", "verify", &target, "--wait"]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("were not read back") && out.stdout.contains("backup-only"),
+        "{out}"
+    );
+    let root = Pg::empty_root();
+    let refused_dir = root.path().join("data");
+    let out = s.admin.run_json(&[
+        "restore",
+        "--target",
+        &target,
+        "--data-dir",
+        &refused_dir.display().to_string(),
+        "--to-time",
+        &t5,
+        "--wait",
+    ]);
+    assert!(!out.success(), "a backup-only agent restored: {out}");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains(&key_id(&ops)) && all.contains("backup-only"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&refused_dir).expect("list").count(),
+        0,
+        "a refused restore wrote into the data directory"
+    );
+    drop(root);
+
+    // 2. The agent gets the identity (a new run: a second WAL key); three more commits.
+    set_identity(&mut s, &ops, &ops_key);
+    for k in 7..=9 {
+        commit(&s.pg, k);
+    }
+    switch_and_wait(&s.pg);
+    let t8 = between(&s.pg, 8, 9);
+    let (wal_keys, files) = wal_objects(&s);
+    assert_eq!(wal_keys.len(), 2, "{wal_keys:?}");
+
+    // Restores to a moment under the first WAL key, and to one past the second's start.
+    let copy = restore_and_start(&s, &["--to-time", &t5], false);
+    assert_eq!(keys(&copy), upto(5), "--to-time {t5}");
+    drop(copy);
+    let copy = restore_and_start(&s, &["--to-time", &t8], false);
+    assert_eq!(keys(&copy), upto(8), "--to-time {t8}");
+    drop(copy);
+
+    // The base backup verifies whole (decrypted, pg_verifybackup), with the WAL it spans.
+    let out = s
+        .admin
+        .run_json(&["backup", "verify", &id, "--decrypt", "--wait"]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("archived WAL segment(s) from")
+            && out.stdout.contains("match their SHA-256"),
+        "{out}"
+    );
+    // The whole archive reads back now; a flipped byte in a segment is named.
+    let out = s.admin.run_json(&["pitr", "verify", &target, "--wait"]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("each matching its SHA-256") && !out.stdout.contains("not read back"),
+        "{out}"
+    );
+    let victim = files
+        .iter()
+        .find(|f| !f.display().to_string().contains("/history/"))
+        .expect("a segment");
+    let good = std::fs::read(victim).expect("read");
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    std::fs::set_permissions(victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(victim, &bad).expect("damage");
+    let out = s.admin.run_json(&["pitr", "verify", &target, "--wait"]);
+    assert!(!out.success(), "{out}");
+    let victim_name = victim.file_name().and_then(|n| n.to_str()).expect("name");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains(victim_name) && all.contains("damaged"),
+        "{out}"
+    );
+    std::fs::write(victim, &good).expect("repair");
+
+    // 3. By hand, as docs/DISASTER_RECOVERY.md says: only age, zstd and tar.
+    let work = tempfile::Builder::new()
+        .prefix("lifeboat-by-hand-")
+        .tempdir_in("/tmp")
+        .expect("work dir");
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let root = Pg::empty_root();
+    // PostgreSQL's own spelling of the moment, as the procedure shows it.
+    let moment = t5.replacen('T', " ", 1).replace('Z', "+00");
+    let run = substitute(
+        &block("pg-wal-age"),
+        &[
+            ("B", &bdir.display().to_string()),
+            (
+                "A",
+                &s.repo.join(ENV).join("main/wal").display().to_string(),
+            ),
+            ("K", &ops_key.display().to_string()),
+            ("W", &work.path().join("w").display().to_string()),
+            ("D", &root.path().join("data").display().to_string()),
+            ("T", &moment),
+        ],
+    );
+    let out = run_bash(&run, &[], work.path());
+    assert!(
+        out.status.success(),
+        "the by-hand procedure failed:\n{run}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_hand = Pg::start_existing(root, s.pg.password());
+    wait_recovered(&by_hand, false);
+    assert_eq!(keys(&by_hand), upto(5), "by hand to {t5}");
+    drop(by_hand);
+
+    // 4. A rotation to a new key re-seals the WAL keys in place; no archived file changes.
+    let before = fingerprints(&files);
+    let out = s.admin.run_json(&[
+        "keys", "rotate", &target, "--add", &new, "--remove", &ops, "--wait",
+    ]);
+    out.assert_ok();
+    assert!(out.stdout.contains("2 WAL key object(s)"), "{out}");
+    for k in &wal_keys {
+        assert!(age_opens(&new_key, k), "{} not rotated", k.display());
+        assert!(
+            !age_opens(&ops_key, k),
+            "{} still opens with ops",
+            k.display()
+        );
+    }
+    assert!(age_opens(&new_key, &bdir.join("key.age")));
+    assert_eq!(
+        fingerprints(&files),
+        before,
+        "an archived file was rewritten"
+    );
+}
