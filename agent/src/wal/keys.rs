@@ -268,9 +268,14 @@ mod tests {
             let (ring, repo, cancel) = (ring.clone(), repo.clone(), cancel.clone());
             async move { ring.sealing(&repo, "r", prefix, "main", &e, &cancel).await }
         };
-        let first = seal(enc(&[a.clone()], None)).await.expect("first");
+        let first = seal(enc(std::slice::from_ref(&a), None))
+            .await
+            .expect("first");
         assert_eq!(
-            seal(enc(&[a.clone()], None)).await.expect("again").id,
+            seal(enc(std::slice::from_ref(&a), None))
+                .await
+                .expect("again")
+                .id,
             first.id
         );
         let stored = repo
