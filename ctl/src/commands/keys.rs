@@ -271,6 +271,11 @@ pub fn kit_text(coordinator: &str, now_ms: i64, keys: &pb::ListKeysResponse) -> 
          \x20 createdb NEW && pg_restore --exit-on-error --no-owner -d NEW $W/data.pgdump   # or: mariadb NEW < $W/data.sql\n\
          \x20 age -d -i $W/backup.key $B/globals.sql.zst.age | zstd -d                       # roles/accounts, if any\n\
          \x20 jq -r .sealed $B/manifest.json | base64 -d | age -d -i $W/backup.key           # table names, row counts\n\n\
+         A physical target's base backup is data.tar.zst.age (the same steps, then tar -x into an\n\
+         empty data directory). Its WAL archive, ROOT/ENV/TARGET/wal/, holds each file as\n\
+         NAME-SHA256.zst.age, encrypted to a WAL key in wal/keys/ID.age (encrypted to the keys above):\n\
+         \x20 for k in ROOT/ENV/TARGET/wal/keys/*.age; do age -d -i $K $k; done > $W/wal.keys\n\
+         \x20 age -d -i $W/wal.keys FILE.zst.age | zstd -d -o $W/wal/NAME    # restore_command = 'cp $W/wal/%f %p'\n\n\
          The full procedure: docs/DISASTER_RECOVERY.md, \"Encrypted backups without lifeboat\".\n\
          Destroying every identity file listed for a backup destroys the backup.\n",
     );
@@ -366,6 +371,7 @@ mod tests {
             "12 kept backup(s) of prod/orders",
             "dev/scratch: 3 backup(s)",
             "age -d -i $K -o $W/backup.key $B/key.age",
+            "wal/keys/ID.age",
             "https://coord:7443",
         ] {
             assert!(kit.contains(want), "{want:?} missing from:\n{kit}");

@@ -292,3 +292,93 @@ fn an_encrypted_wal_archive_recovers_to_a_point_with_the_key_only() {
         "an archived file was rewritten"
     );
 }
+
+/// Encryption turned on for a physical target that already archives: the plaintext base
+/// backup and WAL stay readable, new WAL is encrypted, and a restore from the plaintext backup
+/// replays both kinds to the moment asked for, warning that the backup is plaintext.
+#[test]
+fn encryption_turned_on_keeps_the_archive_recoverable() {
+    let dir = TestDir::new("pitr_encryption_on");
+    let ops_key = dir.sub("keys").join("ops.key");
+    let ops = keygen(&ops_key);
+    let tools = Tools::new();
+    let mut s = Sandbox::builder("pitr_encryption_on")
+        .dir(dir)
+        .target(physical_target("main"))
+        .agent_wal_socket_group("postgres")
+        .agent_wal_client(&tools.bin())
+        .build();
+    archive_through_agent(&mut s, &tools, "main");
+    s.pg.psql(
+        "main",
+        "CREATE TABLE t (k int PRIMARY KEY, at timestamptz NOT NULL);",
+    );
+    let rec = s.backup_ok("main");
+    let id = find_str(&rec, "backup_id").expect("backup_id");
+    for k in 1..=3 {
+        commit(&s.pg, k);
+    }
+    switch_and_wait(&s.pg);
+    let (_, plain) = wal_objects(&s);
+    assert!(
+        plain
+            .iter()
+            .all(|f| f.display().to_string().ends_with(".zst")),
+        "{plain:?}"
+    );
+
+    s.agent.stop();
+    let config = std::fs::read_to_string(s.agent.config_path()).expect("config");
+    let mode = "mode = \"physical\"";
+    assert_eq!(config.matches(mode).count(), 1, "{config}");
+    let config = config.replace(
+        mode,
+        &format!(
+            "{mode}\nencryption = {{ recipients = [\"{ops}\"], identity_file = \"{}\" }}",
+            ops_key.display()
+        ),
+    );
+    std::fs::write(s.agent.config_path(), config).expect("write config");
+    s.agent.restart(&s.admin);
+    for k in 4..=6 {
+        commit(&s.pg, k);
+    }
+    switch_and_wait(&s.pg);
+    let t5 = between(&s.pg, 5, 6);
+    let (wal_keys, files) = wal_objects(&s);
+    assert_eq!(wal_keys.len(), 1, "{wal_keys:?}");
+    let encrypted = files
+        .iter()
+        .filter(|f| f.display().to_string().ends_with(".zst.age"))
+        .count();
+    assert!(encrypted >= 1 && encrypted < files.len(), "{files:?}");
+
+    let root = Pg::empty_root();
+    let data = root.path().join("data").display().to_string();
+    let out = s.admin.run_json(&[
+        "restore",
+        "--target",
+        &s.target("main"),
+        &id,
+        "--data-dir",
+        &data,
+        "--to-time",
+        &t5,
+        "--wait",
+    ]);
+    out.assert_ok();
+    assert!(out.stdout.contains("is stored in plaintext"), "{out}");
+    let copy = Pg::start_existing(root, s.pg.password());
+    wait_recovered(&copy, false);
+    assert_eq!(
+        keys(&copy),
+        upto(5),
+        "--to-time {t5} across plaintext and encrypted WAL"
+    );
+    drop(copy);
+    let out = s
+        .admin
+        .run_json(&["pitr", "verify", &s.target("main"), "--wait"]);
+    out.assert_ok();
+    assert!(out.stdout.contains("each matching its SHA-256"), "{out}");
+}
