@@ -6,7 +6,7 @@
 //! stanza, so a reader opens only the key it needs.
 //!
 //! An agent process makes one WAL key per target and set of recipients, on the first push that
-//! needs it: a backup-only agent (no identity file) cannot reopen the keys of its earlier
+//! needs it (and a new one if its key object disappears): a backup-only agent (no identity file) cannot reopen the keys of its earlier
 //! runs, and never writes a private key to its disk.
 
 use std::{collections::HashMap, sync::Arc};
@@ -138,10 +138,20 @@ impl KeyRing {
         if let Some(c) = ring.current.get(&slot)
             && c.recipients == recipients.strings()
         {
-            return Ok(Sealing {
-                id: c.id.clone(),
-                recipient: c.key.recipient(),
-            });
+            // Its key object is still there (one HEAD per file): WAL is never encrypted to a
+            // key nobody could open.
+            let object = key_object(prefix, &c.id);
+            let present = repo
+                .head(&object)
+                .await
+                .with_context(|| format!("check the WAL key {object} in {}", repo.describe()))?;
+            if present.is_some() {
+                return Ok(Sealing {
+                    id: c.id.clone(),
+                    recipient: c.key.recipient(),
+                });
+            }
+            tracing::warn!(target, key = %c.id, "the WAL key object {object} is gone from the repository; new WAL goes to a new key");
         }
         let key = BackupKey::generate();
         let id = key_id(&key.recipient().to_string());
@@ -284,6 +294,13 @@ mod tests {
             .expect("read")
             .expect("the key object is stored");
         assert_eq!(crypt::recipients_of(&stored), vec![a.clone()]);
+
+        // Its key object removed behind the agent's back: a new key, stored.
+        std::fs::remove_file(root.path().join(key_object(prefix, &first.id))).expect("rm");
+        let first = seal(enc(std::slice::from_ref(&a), None))
+            .await
+            .expect("new");
+        assert!(root.path().join(key_object(prefix, &first.id)).is_file());
 
         let second = seal(enc(&[a.clone(), b.clone()], None))
             .await
