@@ -172,7 +172,10 @@ async fn connection(
             };
             match checked(config, &target, &name) {
                 Ok((t, name)) => {
-                    let reader = reader_for(config, ring, t)?;
+                    let reader = match reader_for(config, ring, t) {
+                        Ok(reader) => reader,
+                        Err(e) => return refuse(&mut w, e).await,
+                    };
                     let pushed = push.run(&reader, t, &name, &mut r, &mut w, cancel).await;
                     if pushed.is_ok() {
                         board.changed();
@@ -183,7 +186,10 @@ async fn connection(
             }
         }
         Request::Fetch { target, name } => match checked(config, &target, &name) {
-            Ok((t, name)) => fetch(&reader_for(config, ring, t)?, t, &name, &mut w).await,
+            Ok((t, name)) => match reader_for(config, ring, t) {
+                Ok(reader) => fetch(&reader, t, &name, &mut w).await,
+                Err(e) => refuse(&mut w, e).await,
+            },
             Err(e) => refuse(&mut w, e).await,
         },
     }
@@ -245,11 +251,11 @@ impl Push {
                 };
                 return Ok(protocol::write_line(w, &reply).await?);
             }
-            Ok(Before::Absent) => protocol::write_line(w, &Reply::ok()).await?,
+            Ok(Before::Absent) => {}
             Err(e) => return refuse(w, e.context(what())).await,
         }
         // An encrypted target's WAL is never stored in plaintext: without its key, the push
-        // fails and PostgreSQL keeps the file.
+        // fails (before the client sends the file) and PostgreSQL keeps the file.
         let seal = match &t.encryption {
             None => None,
             Some(enc) => match reader
@@ -261,6 +267,7 @@ impl Push {
                 Err(e) => return refuse(w, e.context(what())).await,
             },
         };
+        protocol::write_line(w, &Reply::ok()).await?;
         let (raw_tx, raw_rx) = mpsc::channel(4);
         let feed = async {
             loop {

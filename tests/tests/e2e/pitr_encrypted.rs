@@ -13,11 +13,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use lifeboat_e2e::fsutil::files_under;
 use lifeboat_e2e::pg::Pg;
+use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::sandbox::{ENV, find_str};
-use lifeboat_e2e::wal::{Tools, archive_through_agent, physical_target};
+use lifeboat_e2e::wal::{Tools, archive_through_agent, archiver, physical_target, wait_archived};
 use lifeboat_e2e::{Sandbox, TestDir};
 
 use crate::by_hand_restore::{block, run_bash, substitute};
@@ -331,10 +333,13 @@ fn encryption_turned_on_keeps_the_archive_recoverable() {
     let config = std::fs::read_to_string(s.agent.config_path()).expect("config");
     let mode = "mode = \"physical\"";
     assert_eq!(config.matches(mode).count(), 1, "{config}");
+    let recipients_file = s.dir.sub("keys").join("recipients.txt");
+    std::fs::write(&recipients_file, format!("{ops}\n")).expect("recipients file");
     let config = config.replace(
         mode,
         &format!(
-            "{mode}\nencryption = {{ recipients = [\"{ops}\"], identity_file = \"{}\" }}",
+            "{mode}\nencryption = {{ recipients_file = \"{}\", identity_file = \"{}\" }}",
+            recipients_file.display(),
             ops_key.display()
         ),
     );
@@ -345,6 +350,32 @@ fn encryption_turned_on_keeps_the_archive_recoverable() {
     }
     switch_and_wait(&s.pg);
     let t5 = between(&s.pg, 5, 6);
+    // The recipients file loses its recipient: pushes fail, PostgreSQL keeps the segment and
+    // nothing of it is stored; once the file is back, archiving catches up, encrypted.
+    std::fs::write(&recipients_file, "# nobody\n").expect("empty the recipients file");
+    let (_, _, failed_before, _) = archiver(&s.pg);
+    commit(&s.pg, 7);
+    let held =
+        s.pg.query_one("main", "SELECT pg_walfile_name(pg_switch_wal());");
+    eventually("the push to fail", Duration::from_secs(60), || {
+        let (_, _, failed, _) = archiver(&s.pg);
+        anyhow::ensure!(failed > failed_before, "failed_count {failed}");
+        Ok(())
+    });
+    let stored_held = || {
+        wal_objects(&s)
+            .1
+            .iter()
+            .any(|f| f.display().to_string().contains(&format!("/{held}-")))
+    };
+    assert!(!stored_held(), "{held} was stored without a recipient");
+    assert!(
+        s.agent.logs().contains("no recipient"),
+        "the agent's log says why the push failed"
+    );
+    std::fs::write(&recipients_file, format!("{ops}\n")).expect("restore the recipients file");
+    wait_archived(&s.pg, &held);
+    assert!(stored_held());
     let (wal_keys, files) = wal_objects(&s);
     assert_eq!(wal_keys.len(), 1, "{wal_keys:?}");
     let encrypted = files
