@@ -52,19 +52,11 @@ WORK=$(mktemp -d /tmp/lifeboat-bench-walenc.XXXXXX)
 chmod 755 "$WORK"
 COORD_PID=""
 AGENT_PID=""
+S3_PID=""
 PG_STARTED=0
-# shellcheck disable=SC2317 # runs from the EXIT trap
-cleanup() {
-    set +e
-    [ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID"
-    [ -n "$COORD_PID" ] && kill -TERM "$COORD_PID" 2>/dev/null && wait "$COORD_PID"
-    [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
-    if [ "$KEEP" -eq 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
 # shellcheck source=tests/bench/lib.sh
 source "$ROOT/tests/bench/lib.sh"
+trap pg_bench_cleanup EXIT
 build_release
 start_bench_pg
 

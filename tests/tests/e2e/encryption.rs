@@ -96,6 +96,23 @@ pub(crate) fn age_opens(identity: &Path, file: &Path) -> bool {
         .success()
 }
 
+/// Restarts the agent with `identity` added to its `encryption = { recipients = [recipient] }`.
+pub(crate) fn give_identity(s: &mut Sandbox, recipient: &str, identity: &Path) {
+    s.agent.stop();
+    let config = std::fs::read_to_string(s.agent.config_path()).expect("config");
+    let needle = format!("recipients = [\"{recipient}\"] }}");
+    assert!(config.contains(&needle), "{config}");
+    let config = config.replace(
+        &needle,
+        &format!(
+            "recipients = [\"{recipient}\"], identity_file = \"{}\" }}",
+            identity.display()
+        ),
+    );
+    std::fs::write(s.agent.config_path(), config).expect("write config");
+    s.agent.restart(&s.admin);
+}
+
 fn id_of(rec: &Value) -> String {
     find_str(rec, "backup_id").expect("backup_id")
 }
@@ -385,19 +402,7 @@ fn backup_only_agent_then_rotation_rewrites_no_data() {
     assert!(grep.is_empty(), "plaintext in the bucket: {grep:?}");
 
     // 2. The agent gets the old identity; 49 more backups.
-    s.agent.stop();
-    let config = std::fs::read_to_string(s.agent.config_path()).expect("config");
-    let needle = format!("recipients = [\"{old}\"] }}");
-    assert!(config.contains(&needle), "{config}");
-    let config = config.replace(
-        &needle,
-        &format!(
-            "recipients = [\"{old}\"], identity_file = \"{}\" }}",
-            old_key.display()
-        ),
-    );
-    std::fs::write(s.agent.config_path(), config).expect("write config");
-    s.agent.restart(&s.admin);
+    give_identity(&mut s, &old, &old_key);
     let mut ids = vec![first];
     for _ in 0..49 {
         ids.push(find_str(&s.backup_run(DB).assert_ok().json(), "backup_id").expect("backup_id"));

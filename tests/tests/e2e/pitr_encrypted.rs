@@ -12,7 +12,7 @@
 //! one none, and no segment was rewritten.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lifeboat_e2e::fsutil::files_under;
@@ -23,7 +23,7 @@ use lifeboat_e2e::wal::{Tools, archive_through_agent, archiver, physical_target,
 use lifeboat_e2e::{Sandbox, TestDir};
 
 use crate::by_hand_restore::{block, run_bash, substitute};
-use crate::encryption::{age_opens, key_id, keygen};
+use crate::encryption::{age_opens, give_identity, key_id, keygen};
 use crate::pitr::{
     between, commit, keys, restore_and_start, switch_and_wait, upto, wait_recovered,
 };
@@ -52,22 +52,6 @@ fn fingerprints(files: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
         .iter()
         .map(|f| (f.clone(), std::fs::read(f).expect("read")))
         .collect()
-}
-
-fn set_identity(s: &mut Sandbox, recipient: &str, identity: &Path) {
-    s.agent.stop();
-    let config = std::fs::read_to_string(s.agent.config_path()).expect("config");
-    let needle = format!("recipients = [\"{recipient}\"] }}");
-    assert!(config.contains(&needle), "{config}");
-    let config = config.replace(
-        &needle,
-        &format!(
-            "recipients = [\"{recipient}\"], identity_file = \"{}\" }}",
-            identity.display()
-        ),
-    );
-    std::fs::write(s.agent.config_path(), config).expect("write config");
-    s.agent.restart(&s.admin);
 }
 
 #[test]
@@ -183,7 +167,7 @@ fn an_encrypted_wal_archive_recovers_to_a_point_with_the_key_only() {
     drop(root);
 
     // 2. The agent gets the identity (a new run: a second WAL key); three more commits.
-    set_identity(&mut s, &ops, &ops_key);
+    give_identity(&mut s, &ops, &ops_key);
     for k in 7..=9 {
         commit(&s.pg, k);
     }
