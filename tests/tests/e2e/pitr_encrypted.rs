@@ -397,3 +397,71 @@ fn encryption_turned_on_keeps_the_archive_recoverable() {
     out.assert_ok();
     assert!(out.stdout.contains("each matching its SHA-256"), "{out}");
 }
+
+/// The same on S3: the base backup and every archived file in the bucket are age files, the
+/// WAL key is there, and a restore to a moment replays the encrypted archive from the bucket.
+#[test]
+fn an_encrypted_wal_archive_on_s3_recovers_to_a_point() {
+    let dir = TestDir::new("pitr_encrypted_s3");
+    let ops_key = dir.sub("keys").join("ops.key");
+    let ops = keygen(&ops_key);
+    let tools = Tools::new();
+    let mut s = Sandbox::builder("pitr_encrypted_s3")
+        .dir(dir)
+        .target(physical_target("main").extra(&format!(
+            "encryption = {{ recipients = [\"{ops}\"], identity_file = \"{}\" }}",
+            ops_key.display()
+        )))
+        .s3(&[])
+        .agent_wal_socket_group("postgres")
+        .agent_wal_client(&tools.bin())
+        .build();
+    archive_through_agent(&mut s, &tools, "main");
+    s.pg.psql(
+        "main",
+        "CREATE TABLE t (k int PRIMARY KEY, at timestamptz NOT NULL);",
+    );
+    let rec = s.backup_ok("main");
+    let id = find_str(&rec, "backup_id").expect("backup_id");
+    for k in 1..=4 {
+        commit(&s.pg, k);
+        if k == 2 {
+            switch_and_wait(&s.pg);
+        }
+    }
+    switch_and_wait(&s.pg);
+    let t3 = between(&s.pg, 3, 4);
+
+    let s3 = s.s3.as_ref().expect("s3");
+    let target = s.target("main");
+    let base = s3.object_path(&format!("{target}/{id}/data.tar.zst.age"));
+    assert!(
+        std::fs::read(&base)
+            .expect("base backup")
+            .starts_with(AGE_MAGIC),
+        "{}",
+        base.display()
+    );
+    let wal = s3.object_path(&format!("{target}/wal"));
+    let (mut keys_found, mut files) = (0, 0);
+    for rel in files_under(&wal) {
+        let name = rel.display().to_string();
+        if name.starts_with('.') || name.contains("/.") {
+            continue; // the server's own metadata
+        }
+        if name.starts_with("keys/") {
+            keys_found += 1;
+            assert!(age_opens(&ops_key, &wal.join(&rel)), "{name}");
+            continue;
+        }
+        assert!(name.ends_with(".zst.age"), "{name} is not encrypted");
+        let bytes = std::fs::read(wal.join(&rel)).expect("read");
+        assert!(bytes.starts_with(AGE_MAGIC), "{name} is not an age file");
+        files += 1;
+    }
+    assert_eq!(keys_found, 1, "one WAL key");
+    assert!(files >= 2, "{files} archived files");
+
+    let copy = restore_and_start(&s, &["--to-time", &t3], false);
+    assert_eq!(keys(&copy), upto(3), "--to-time {t3} from the bucket");
+}
