@@ -84,6 +84,8 @@ struct FileTarget {
     compression_level: i32,
     #[serde(default)]
     compression_threads: u32,
+    #[serde(default = "default_restore_jobs")]
+    restore_jobs: u32,
     #[serde(default)]
     row_counts: Option<String>,
     pg_bin_dir: Option<PathBuf>,
@@ -109,6 +111,10 @@ struct FileTarget {
 
 fn default_level() -> i32 {
     3
+}
+
+fn default_restore_jobs() -> u32 {
+    1
 }
 
 /// Runtime configuration, validated.
@@ -218,6 +224,9 @@ pub struct TargetConfig {
     pub password_file: Option<PathBuf>,
     pub compression_level: i32,
     pub compression_threads: u32,
+    /// pg_restore jobs of a logical PostgreSQL restore that does not say (`--jobs`); above 1
+    /// the archive is spooled to `scratch_dir` first.
+    pub restore_jobs: u32,
     pub row_counts: RowCounts,
     pub pg_bin_dir: Option<PathBuf>,
     /// Where `mariadb-dump`/`mysqldump` and `mariadb`/`mysql` are (default: PATH).
@@ -438,6 +447,16 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                 format!("{} is out of range; use 1 to 19", t.compression_level),
             ));
         }
+        if !(1..=crate::work::MAX_RESTORE_JOBS).contains(&t.restore_jobs) {
+            return Err(e(
+                &key("restore_jobs"),
+                format!(
+                    "{} is out of range; use 1 (streamed into pg_restore) to {}",
+                    t.restore_jobs,
+                    crate::work::MAX_RESTORE_JOBS
+                ),
+            ));
+        }
         if t.compression_threads > 256 {
             return Err(e(
                 &key("compression_threads"),
@@ -623,6 +642,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             password_file,
             compression_level: t.compression_level,
             compression_threads: t.compression_threads,
+            restore_jobs: t.restore_jobs,
             row_counts,
             pg_bin_dir,
             mysql_bin_dir,
@@ -637,6 +657,13 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             copy_to: t.copy_to,
             encryption,
         };
+        if tc.restore_jobs > 1 && (tc.engine != Engine::Postgres || tc.mode == BackupMode::Physical)
+        {
+            return Err(e(
+                &key("restore_jobs"),
+                "restore_jobs runs pg_restore in parallel: it applies to logical PostgreSQL targets only; remove it".into(),
+            ));
+        }
         if targets.insert(t.name.clone(), tc).is_some() {
             return Err(e(
                 &key("name"),

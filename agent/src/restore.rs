@@ -553,6 +553,7 @@ mod tests {
             password_file: None,
             compression_level: 3,
             compression_threads: 0,
+            restore_jobs: 1,
             row_counts: crate::config::RowCounts::Exact,
             pg_bin_dir: None,
             mysql_bin_dir: None,

@@ -121,7 +121,12 @@ pub struct RestoreWork {
     pub allow_superuser: bool,
     /// Repositories holding a copy, tried in order when `backup.repository` lacks it.
     pub fallbacks: Vec<String>,
+    /// pg_restore jobs (`--jobs`); `None`: the target's `restore_jobs`.
+    pub jobs: Option<u32>,
 }
+
+/// The most pg_restore jobs a restore takes (the coordinator checks the same bound).
+pub const MAX_RESTORE_JOBS: u32 = 64;
 
 /// A check: of a target on its own, or the dry run of a restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +161,8 @@ pub enum RefusedSpec {
     BadPartial(RecordError),
     #[error("restore job with an invalid start port {0}")]
     BadStartPort(u32),
+    #[error("restore job with {0} pg_restore jobs (at most 64)")]
+    BadJobs(u32),
     #[error("export job with an invalid path: {0}")]
     BadExportPath(RecordError),
     #[error("restore job with invalid globals flags: {0}")]
@@ -213,6 +220,11 @@ impl TryFrom<pb::RestoreSpec> for RestoreWork {
                 .map_err(RefusedSpec::BadGlobals)?,
             allow_superuser: r.allow_superuser,
             fallbacks: repositories("restore", r.fallback_repositories)?,
+            jobs: match r.jobs {
+                0 => None,
+                n if n <= MAX_RESTORE_JOBS => Some(n),
+                n => return Err(RefusedSpec::BadJobs(n)),
+            },
         })
     }
 }
@@ -476,6 +488,7 @@ mod tests {
             with_globals: false,
             globals_only: false,
             allow_superuser: false,
+            jobs: 0,
             fallback_repositories: Vec::new(),
         };
         let job = Job::try_from(spec(Some(Spec::Check(pb::CheckSpec {
@@ -508,6 +521,16 @@ mod tests {
         let e = Job::try_from(spec(Some(Spec::Restore(restore(wire_record(), 9)))))
             .expect_err("unknown owner policy");
         assert_eq!(e, RefusedSpec::BadOwners(9));
+        let mut jobs = restore(wire_record(), 0);
+        jobs.jobs = 65;
+        let e = Job::try_from(spec(Some(Spec::Restore(jobs.clone())))).expect_err("65 jobs");
+        assert_eq!(e, RefusedSpec::BadJobs(65));
+        jobs.jobs = 4;
+        let job = Job::try_from(spec(Some(Spec::Restore(jobs)))).expect("4 jobs");
+        let Work::Restore(r) = &job.work else {
+            panic!("a restore, got {:?}", job.work);
+        };
+        assert_eq!(r.jobs, Some(4));
         let mut into_dir = restore(wire_record(), 0);
         into_dir.data_dir = "/srv/pg/../etc".into();
         let e = Job::try_from(spec(Some(Spec::Restore(into_dir.clone())))).expect_err("a ..");

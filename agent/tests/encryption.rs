@@ -102,6 +102,7 @@ encryption = {{ recipients = [{recipients}]{identity} }}
     async fn restore(&self, backup: &BackupRecord, database: &str) -> anyhow::Result<()> {
         let work = RestoreWork {
             fallbacks: Vec::new(),
+            jobs: None,
             backup: backup.clone(),
             target: "app".into(),
             database: Some(database.into()),

@@ -120,6 +120,7 @@ password_file = "super.pass"
     ) -> anyhow::Result<lifeboat_proto::domain::Restored> {
         let work = RestoreWork {
             fallbacks: Vec::new(),
+            jobs: None,
             backup: backup.clone(),
             target: "phys".into(),
             database: None,
@@ -589,6 +590,7 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
     let ctx = w.ctx();
     let work = RestoreWork {
         fallbacks: Vec::new(),
+        jobs: None,
         backup: rec.clone(),
         target: "phys".into(),
         database: None,

@@ -71,6 +71,9 @@ pub struct RestoreParams {
     pub globals: lifeboat_proto::domain::GlobalsRestore,
     /// Roles with SUPERUSER may be created from the globals (`--allow-superuser`).
     pub allow_superuser: bool,
+    /// pg_restore jobs (`--jobs`, checked by [`crate::wire::restore_jobs`]); 0: the target's
+    /// default on the agent.
+    pub jobs: u32,
 }
 
 /// A restore drill as the catalog records it.

@@ -630,6 +630,11 @@ pub struct RestoreArgs {
     /// the job then reports the WAL location and time reached. The server is left running
     #[arg(long, value_name = "PORT", requires = "data_dir", value_parser = clap::value_parser!(u16).range(1024..))]
     pub start_port: Option<u16>,
+    /// PostgreSQL logical backups: run pg_restore with N parallel jobs. The agent first
+    /// decompresses the verified archive into its scratch_dir (it checks there is room) and
+    /// removes it after. Default: the target's restore_jobs (1: streamed, no spool)
+    #[arg(long, value_name = "N", conflicts_with = "data_dir", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
     /// First recreate the roles and memberships (MySQL/MariaDB: accounts) captured with the
     /// backup on the destination server (as `lifeboat globals restore` does), then restore the
     /// database, then apply the database's own settings and grants to it

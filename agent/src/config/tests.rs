@@ -680,3 +680,19 @@ fn encrypted_repositories_pass_encryption_on_and_take_no_plaintext() {
     let err = refusal(f.parse(&repo("encryption = { recipients = [\"x\"] }"), ""));
     assert!(err.contains("repository[0].encryption.recipients"), "{err}");
 }
+
+#[test]
+fn restore_jobs_are_bounded_and_for_logical_postgres_targets() {
+    let f = Fixture::new();
+    let c = f.parse("", "restore_jobs = 4").expect("four jobs");
+    assert_eq!(c.targets["orders"].restore_jobs, 4);
+    let c = f.parse("", "").expect("default");
+    assert_eq!(c.targets["orders"].restore_jobs, 1, "streamed by default");
+    refused("", "restore_jobs = 0", "out of range");
+    refused("", "restore_jobs = 65", "out of range");
+    refused(
+        "",
+        "mode = \"physical\"\nrestore_jobs = 2",
+        "logical PostgreSQL targets only",
+    );
+}

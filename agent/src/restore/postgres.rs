@@ -34,6 +34,7 @@ mod partial;
 mod partial_toc;
 mod preflight;
 mod side_schema;
+mod spool;
 mod toc;
 
 use preflight::{destination, locale, owners, privileges, schemas_and_extensions};
@@ -58,6 +59,8 @@ pub(super) struct Plan {
     toc: Option<String>,
     /// A partial restore: the chosen tables, and where they go.
     partial: Option<partial::PartialPlan>,
+    /// pg_restore jobs; above 1 the archive is spooled to the scratch directory first.
+    jobs: u32,
 }
 
 /// PostgreSQL's side of a restore, for [`super::restore`].
@@ -307,6 +310,21 @@ async fn plan(
     } else {
         None
     };
+    let jobs = spec.jobs.unwrap_or(target.restore_jobs).max(1);
+    if jobs > 1 {
+        let scratch = &ctx.config.scratch_dir;
+        match spool::check_room(scratch, p.loc.expected.raw.size) {
+            Ok(()) => report.ok(
+                "parallel",
+                format!(
+                    "pg_restore --jobs={jobs}: the {} archive is spooled to {} first (room checked) and removed after",
+                    human_bytes(p.loc.expected.raw.size),
+                    scratch.display()
+                ),
+            ),
+            Err(e) => report.error("parallel", format!("{e:#}")),
+        }
+    }
     Ok(Some(Plan {
         admin,
         pg_restore,
@@ -318,6 +336,7 @@ async fn plan(
         filter_toc,
         toc,
         partial,
+        jobs,
     }))
 }
 
@@ -331,14 +350,24 @@ fn describe(ctx: &JobCtx, p: &Prepared<'_>, plan: &Plan) {
     ));
     let mut args = vec!["--exit-on-error".to_owned()];
     args.extend(plan.restore_args.iter().cloned());
-    r.step(format!(
-        "stream {} ({} stored, {} of dump) from {}, checking its size and both SHA-256 hashes, into pg_restore {}",
+    let what = format!(
+        "{} ({} stored, {} of dump) from {}, checking its size and both SHA-256 hashes",
         p.loc.data_key,
         human_bytes(p.loc.expected.stored.size),
         human_bytes(p.loc.expected.raw.size),
         p.loc.repo.describe(),
-        args.join(" ")
-    ));
+    );
+    if plan.jobs > 1 {
+        let spooled = spool::dir_for(&ctx.config.scratch_dir, &ctx.job_id);
+        r.step(format!("decompress {what}, into {}", spooled.display()));
+        r.step(format!(
+            "run pg_restore --jobs={} {} on it, then remove it",
+            plan.jobs,
+            args.join(" ")
+        ));
+    } else {
+        r.step(format!("stream {what}, into pg_restore {}", args.join(" ")));
+    }
     if !plan.skip_schemas.is_empty() {
         r.step(if plan.filter_toc {
             format!(
@@ -415,13 +444,22 @@ async fn restore_into(
         Some(kept) => Some(write_private(&ctx.config.state_dir, kept.as_bytes())?),
         None => None,
     };
-    let file = open_data(loc).await?.with_context(|| {
-        format!(
-            "data file {} is missing from {}",
-            loc.data_key,
-            loc.repo.describe()
-        )
-    })?;
+    // In parallel, pg_restore starts only once the whole archive checked out on disk.
+    let spooled = if plan.jobs > 1 {
+        Some(spool::write(ctx, loc).await?)
+    } else {
+        None
+    };
+    let file = match &spooled {
+        Some(_) => None,
+        None => Some(open_data(loc).await?.with_context(|| {
+            format!(
+                "data file {} is missing from {}",
+                loc.data_key,
+                loc.repo.describe()
+            )
+        })?),
+    };
 
     let passfile = password
         .map(|pw| pg::PassFile::create(&ctx.config.state_dir, pw))
@@ -436,27 +474,51 @@ async fn restore_into(
     }
     cmd.arg("--dbname")
         .arg(pg::url_for(target, scratch).as_str())
-        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    match &spooled {
+        Some(sp) => {
+            cmd.arg(format!("--jobs={}", plan.jobs))
+                .arg(sp.file.as_os_str())
+                .stdin(Stdio::null());
+        }
+        None => {
+            cmd.stdin(Stdio::piped());
+        }
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("start {}", plan.pg_restore.display()))?;
     let stderr = stderr_tail(child.stderr.take().context("pg_restore stderr")?);
-    let stdin = stdin_file(child.stdin.take().context("pg_restore stdin")?)?;
-    let expected = loc.expected.clone();
-    let counters = ctx.counters.clone();
-    let cancel = ctx.cancel.clone();
-    let pipeline = tokio::task::spawn_blocking(move || {
-        let out = BufWriter::with_capacity(256 * 1024, stdin);
-        // Dropping the returned writer closes pg_restore's stdin.
-        pipeline::decompress(file, out, pg::PGDMP_MAGIC, &expected, &counters, &cancel).map(drop)
-    });
-    // A rejected stream is never committed: pg_restore is killed first.
-    let (result, status) = join_with_child(&mut child, pipeline, &ctx.cancel, "pg_restore").await?;
+    let (result, status) = match file {
+        Some(file) => {
+            let stdin = stdin_file(child.stdin.take().context("pg_restore stdin")?)?;
+            let expected = loc.expected.clone();
+            let counters = ctx.counters.clone();
+            let cancel = ctx.cancel.clone();
+            let pipeline = tokio::task::spawn_blocking(move || {
+                let out = BufWriter::with_capacity(256 * 1024, stdin);
+                // Dropping the returned writer closes pg_restore's stdin.
+                pipeline::decompress(file, out, pg::PGDMP_MAGIC, &expected, &counters, &cancel)
+                    .map(drop)
+            });
+            // A rejected stream is never committed: pg_restore is killed first.
+            join_with_child(&mut child, pipeline, &ctx.cancel, "pg_restore").await?
+        }
+        // The archive was checked while it was spooled.
+        None => tokio::select! {
+            s = child.wait() => (Ok(()), s.context("wait for pg_restore")?),
+            () = ctx.cancel.cancelled() => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                bail!("cancelled");
+            }
+        },
+    };
     let stderr = stderr.await.unwrap_or_default();
     drop(passfile);
     drop(list_file);
+    drop(spooled);
     if ctx.cancel.is_cancelled() {
         bail!("cancelled");
     }

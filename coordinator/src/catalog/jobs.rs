@@ -20,7 +20,7 @@ macro_rules! job_columns {
          include_provider_schemas, report, data_dir, recovery_target, recovery_action, \
          start_port, export_path, export_raw_bytes, export_raw_sha256, restore_tables, \
          restore_schemas, into_schema, drill_of, globals, allow_superuser, repository, \
-         key_rotation, decrypt"
+         key_rotation, decrypt, restore_jobs"
     };
 }
 
@@ -293,9 +293,9 @@ fn insert_job_query(
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
          recovery_target, recovery_action, start_port, export_path, restore_tables, \
          restore_schemas, into_schema, drill_of, globals, allow_superuser, repository, \
-         key_rotation, decrypt) \
+         key_rotation, decrypt, restore_jobs) \
          VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         ?)",
+         ?, ?)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -346,6 +346,7 @@ fn insert_job_query(
             .unwrap_or_default(),
     )
     .bind(job.decrypt)
+    .bind(job.restore.as_ref().map_or(0, |r| i64::from(r.jobs)))
 }
 
 /// A job's partial restore as the catalog stores it: tables and schemas one per line (empty:
@@ -553,6 +554,12 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                 GlobalsRestore::parse,
             )?,
             allow_superuser: row.try_get("allow_superuser")?,
+            jobs: {
+                let n = row.try_get::<i64, _>("restore_jobs")?;
+                u32::try_from(n).map_err(|_| {
+                    CatalogError::Corrupt(format!("jobs.restore_jobs {n} is not a job count"))
+                })?
+            },
         }),
         export: export_from_row(kind, row)?,
         repository: row.try_get("repository")?,

@@ -201,6 +201,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0016_encryption.sql").into_sql_str(),
             true,
         ),
+        Migration::new(
+            17,
+            "restore jobs".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0017_restore_jobs.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -216,6 +216,7 @@ fn job_spec(s: &crate::to_agent::StartJob) -> pb::JobSpec {
         with_globals: params.globals.flags().0,
         globals_only: params.globals.flags().1,
         allow_superuser: params.allow_superuser,
+        jobs: params.jobs,
         fallback_repositories: fallbacks.clone(),
     };
     let spec = match &s.work {

@@ -462,6 +462,30 @@ fn a_restore_goes_where_its_backup_kind_goes() {
 }
 
 #[test]
+fn restore_jobs_are_for_logical_postgres_restores_and_bounded() {
+    let logical = Backup::try_from(record()).expect("logical");
+    let mut wire = record();
+    wire.format = lifeboat_proto::domain::PG_BASEBACKUP_FORMAT.into();
+    wire.data_key = format!("prod/orders/{ID}/data.tar.zst");
+    let physical = Backup::try_from(wire).expect("physical");
+    let req = |jobs: u32| pb::RestoreRequest {
+        backup_id: ID.into(),
+        jobs,
+        ..Default::default()
+    };
+    assert_eq!(restore_jobs(&logical, &req(0)).expect("default"), 0);
+    assert_eq!(restore_jobs(&logical, &req(4)).expect("four"), 4);
+    assert_eq!(restore_jobs(&physical, &req(0)).expect("default"), 0);
+    for (b, n, needle) in [
+        (&logical, 65, "more than 64"),
+        (&physical, 2, "physical base backup"),
+    ] {
+        let e = restore_jobs(b, &req(n)).expect_err(needle).to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}
+
+#[test]
 fn a_start_port_needs_a_data_directory_and_a_real_port() {
     let req = |data_dir: &str, port: u32| pb::RestoreRequest {
         backup_id: ID.into(),

@@ -360,6 +360,23 @@ fn restore_into_a_data_directory() {
         panic!("wrong command: {cli:?}");
     };
     assert_eq!(args.start_port, Some(5499));
+    // --jobs: 1 to 64, not with --data-dir.
+    let cli = parse(&["restore", "20261127T233000Z-7f3a9c", "--jobs", "4"]).expect("jobs");
+    let Command::Restore(args) = cli.command else {
+        panic!("wrong command: {cli:?}");
+    };
+    assert_eq!(args.jobs, Some(4));
+    for bad in ["0", "65", "many"] {
+        parse_err(&["restore", "20261127T233000Z-7f3a9c", "--jobs", bad]);
+    }
+    parse_err(&[
+        "restore",
+        "20261127T233000Z-7f3a9c",
+        "--data-dir",
+        "/srv/pg/recovered",
+        "--jobs",
+        "2",
+    ]);
     parse_err(&["restore", "20261127T233000Z-7f3a9c", "--start-port", "5499"]);
     for bad in ["80", "0", "65536", "port"] {
         parse_err(&[

@@ -136,6 +136,7 @@ pub async fn run(args: RestoreArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         with_globals: args.with_globals,
         globals_only: false,
         allow_superuser: args.allow_superuser,
+        jobs: args.jobs.unwrap_or(0),
         from_repository: args.from_repository.unwrap_or_default(),
     });
     // A dry run is its own call: a coordinator without it refuses it (UNIMPLEMENTED) rather

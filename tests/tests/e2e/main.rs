@@ -43,6 +43,7 @@ mod mysql_roundtrip;
 mod n21_agent_killed;
 mod outbox;
 mod owner_restore;
+mod parallel_restore;
 mod partial_restore;
 mod physical;
 mod pitr;

@@ -241,6 +241,7 @@ impl Control {
         let data_dir = wire::restore_data_dir(&backup, req)?;
         let recovery = wire::restore_recovery(&backup, req)?;
         let start_port = wire::restore_start_port(req)?;
+        let jobs = wire::restore_jobs(&backup, req)?;
         let partial = wire::restore_partial(&backup, req)?;
         let globals = wire::restore_globals(&backup, req)?;
         let repository = self
@@ -264,6 +265,7 @@ impl Control {
             drill_of: None,
             globals,
             allow_superuser: req.allow_superuser,
+            jobs,
         });
         job.repository = repository;
         self.create(job).await
