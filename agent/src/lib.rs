@@ -22,6 +22,7 @@ pub mod repo;
 pub mod report;
 pub mod restore;
 pub mod runner;
+pub mod scratch;
 pub mod session;
 pub mod swap_journal;
 pub mod verify;
@@ -76,8 +77,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // are cleaned in the background.
     let stats = repo::janitor::JanitorStats::new(&config);
     repo::janitor::startup(&config, &stats).await;
-    // Restores a crash interrupted are finished or undone before any job can start.
+    // Restores a crash interrupted are finished or undone before any job can start, and what
+    // jobs left in scratch_dir goes.
     swap_journal::recover(&config).await;
+    scratch::sweep(&config.scratch_dir);
     let leftovers = tokio::spawn({
         let config = config.clone();
         async move { swap_journal::warn_about_leftovers(&config).await }
