@@ -54,6 +54,31 @@ fn fingerprints(files: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// A sandbox whose physical target `main` (with `extra` lines) archives through its agent
+/// (into S3 with `s3`), table `t` created; the WAL client's copy is kept with it.
+fn archiving(dir: TestDir, name: &str, extra: Option<String>, s3: bool) -> (Sandbox, Tools) {
+    let tools = Tools::new();
+    let mut target = physical_target("main");
+    if let Some(line) = &extra {
+        target = target.extra(line);
+    }
+    let mut b = Sandbox::builder(name)
+        .dir(dir)
+        .target(target)
+        .agent_wal_socket_group("postgres")
+        .agent_wal_client(&tools.bin());
+    if s3 {
+        b = b.s3(&[]);
+    }
+    let mut s = b.build();
+    archive_through_agent(&mut s, &tools, "main");
+    s.pg.psql(
+        "main",
+        "CREATE TABLE t (k int PRIMARY KEY, at timestamptz NOT NULL);",
+    );
+    (s, tools)
+}
+
 #[test]
 fn an_encrypted_wal_archive_recovers_to_a_point_with_the_key_only() {
     let dir = TestDir::new("pitr_encrypted");
@@ -62,21 +87,13 @@ fn an_encrypted_wal_archive_recovers_to_a_point_with_the_key_only() {
     let ops = keygen(&ops_key);
     let new_key = keys_dir.join("new.key");
     let new = keygen(&new_key);
-    let tools = Tools::new();
-    let mut s = Sandbox::builder("pitr_encrypted")
-        .dir(dir)
-        .target(
-            physical_target("main").extra(&format!("encryption = {{ recipients = [\"{ops}\"] }}")),
-        )
-        .agent_wal_socket_group("postgres")
-        .agent_wal_client(&tools.bin())
-        .build();
-    archive_through_agent(&mut s, &tools, "main");
-    let target = s.target("main");
-    s.pg.psql(
-        "main",
-        "CREATE TABLE t (k int PRIMARY KEY, at timestamptz NOT NULL);",
+    let (mut s, _tools) = archiving(
+        dir,
+        "pitr_encrypted",
+        Some(format!("encryption = {{ recipients = [\"{ops}\"] }}")),
+        false,
     );
+    let target = s.target("main");
 
     // 1. A backup-only agent: an encrypted base backup, six commits over two segments.
     let rec = s.backup_ok("main");
@@ -287,18 +304,7 @@ fn encryption_turned_on_keeps_the_archive_recoverable() {
     let dir = TestDir::new("pitr_encryption_on");
     let ops_key = dir.sub("keys").join("ops.key");
     let ops = keygen(&ops_key);
-    let tools = Tools::new();
-    let mut s = Sandbox::builder("pitr_encryption_on")
-        .dir(dir)
-        .target(physical_target("main"))
-        .agent_wal_socket_group("postgres")
-        .agent_wal_client(&tools.bin())
-        .build();
-    archive_through_agent(&mut s, &tools, "main");
-    s.pg.psql(
-        "main",
-        "CREATE TABLE t (k int PRIMARY KEY, at timestamptz NOT NULL);",
-    );
+    let (mut s, _tools) = archiving(dir, "pitr_encryption_on", None, false);
     let rec = s.backup_ok("main");
     let id = find_str(&rec, "backup_id").expect("backup_id");
     for k in 1..=3 {
@@ -405,21 +411,14 @@ fn an_encrypted_wal_archive_on_s3_recovers_to_a_point() {
     let dir = TestDir::new("pitr_encrypted_s3");
     let ops_key = dir.sub("keys").join("ops.key");
     let ops = keygen(&ops_key);
-    let tools = Tools::new();
-    let mut s = Sandbox::builder("pitr_encrypted_s3")
-        .dir(dir)
-        .target(physical_target("main").extra(&format!(
+    let (s, _tools) = archiving(
+        dir,
+        "pitr_encrypted_s3",
+        Some(format!(
             "encryption = {{ recipients = [\"{ops}\"], identity_file = \"{}\" }}",
             ops_key.display()
-        )))
-        .s3(&[])
-        .agent_wal_socket_group("postgres")
-        .agent_wal_client(&tools.bin())
-        .build();
-    archive_through_agent(&mut s, &tools, "main");
-    s.pg.psql(
-        "main",
-        "CREATE TABLE t (k int PRIMARY KEY, at timestamptz NOT NULL);",
+        )),
+        true,
     );
     let rec = s.backup_ok("main");
     let id = find_str(&rec, "backup_id").expect("backup_id");
