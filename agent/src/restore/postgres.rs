@@ -446,7 +446,9 @@ async fn restore_into(
     };
     // In parallel, pg_restore starts only once the whole archive checked out on disk.
     let spooled = if plan.jobs > 1 {
-        Some(spool::write(ctx, loc).await?)
+        let spooled = spool::write(ctx, loc).await?;
+        test_pause("restore-spooled").await;
+        Some(spooled)
     } else {
         None
     };

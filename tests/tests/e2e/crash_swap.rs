@@ -53,7 +53,7 @@ fn kill_at_then(
     run_and_kill(s, pause, &args, point, meanwhile);
 }
 
-fn run_and_kill(
+pub(crate) fn run_and_kill(
     s: &mut Sandbox,
     pause: &Path,
     args: &[&str],

@@ -12,6 +12,8 @@ use lifeboat_e2e::sandbox::find_str;
 use lifeboat_e2e::tmpfs::Tmpfs;
 use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir};
 
+use crate::crash_swap::run_and_kill;
+
 const DB: &str = "orders";
 
 /// The agent's scratch directory as its config sets it (default: `STATE_DIR/scratch`).
@@ -108,4 +110,40 @@ fn parallel_restores_match_the_source_and_leave_no_spool() {
     // --jobs is for logical PostgreSQL restores: out of range is refused by the CLI.
     let out = s.restore(&id, "orders_bad", &["--jobs", "65"]);
     assert!(!out.success(), "{out}");
+}
+
+/// Killed with the archive spooled: after the restart the spool and the scratch database are
+/// gone, the destination was never created, and the next restore goes through.
+#[test]
+fn a_crash_with_the_archive_spooled_leaves_nothing() {
+    let dir = TestDir::new("parallel-restore-crash");
+    let pause = dir.sub("pause");
+    let mut s = Sandbox::builder("parallel_restore_crash")
+        .dir(dir)
+        .agent_env("LIFEBOAT_TEST_PAUSE_DIR", &pause.display().to_string())
+        .target(SandboxTarget::new(DB).extra("restore_jobs = 2"))
+        .build();
+    load_bulk(&s.pg, DB, "lines", 5_000);
+    let id = find_str(&s.backup_ok(DB), "backup_id").expect("backup_id");
+    let scratch = scratch_dir(&s);
+    run_and_kill(
+        &mut s,
+        &pause,
+        &["restore", &id, "--database", "orders_crashed"],
+        "restore-spooled",
+        |s| {
+            let left = spools(&scratch_dir(s));
+            assert_eq!(left.len(), 1, "the spool while the agent is down: {left:?}");
+        },
+    );
+    assert!(spools(&scratch).is_empty(), "{:?}", spools(&scratch));
+    assert!(!s.pg.database_exists("orders_crashed"));
+    let leftovers: Vec<String> =
+        s.pg.databases()
+            .into_iter()
+            .filter(|d| d.starts_with("lifeboat_"))
+            .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    s.restore(&id, "orders_crashed", &[]).assert_ok();
+    assert_same_data(&s.pg, DB, "orders_crashed", &s.dir.sub("cmp"));
 }
