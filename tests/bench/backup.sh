@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Backup throughput and agent memory, against the physical limits of this machine.
 #
-#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--s3] [--no-build] [--keep]
+#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--s3] [--row-counts MODE]
+#                         [--no-build] [--keep]
 #
 # Loads ../shared/bench/mixed.sql (or $LIFEBOAT_BENCH_SQL) with N rows (default 1,000,000;
 # with --scale4 also 4×N) into a throwaway PostgreSQL 15, builds lifeboat in release mode, and
@@ -17,6 +18,8 @@
 # It prints the medians (for (c) also the job's own duration as the coordinator recorded it,
 # without CLI start-up and dispatch), the ratios agent/raw and agent/shell (wall clock of the
 # CLI), and the agent's peak RSS per scale; with --s3 also S3/fs and the S3 runs' peak RSS.
+# --row-counts sets the targets' row_counts (default exact: the agent counts every table in the
+# dump's snapshot while pg_dump runs; estimate or off to see what that costs).
 # A benchmark prints figures; it asserts nothing.
 set -euo pipefail
 
@@ -28,8 +31,13 @@ SCALE4=0
 KEEP=0
 S3=0
 BUILD=1
+ROW_COUNTS=exact
 while [ $# -gt 0 ]; do
     case "$1" in
+    --row-counts)
+        ROW_COUNTS=$2
+        shift 2
+        ;;
     --rows)
         ROWS=$2
         shift 2
@@ -60,7 +68,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     *)
-        echo "usage: $0 [--rows N] [--scale4] [--rounds R] [--s3] [--no-build] [--keep]" >&2
+        echo "usage: $0 [--rows N] [--scale4] [--rounds R] [--s3] [--row-counts MODE] [--no-build] [--keep]" >&2
         exit 2
         ;;
     esac
@@ -139,6 +147,7 @@ password_file = "$WORK/secrets/db.pass"
 compression_level = 3
 compression_threads = 0
 pg_bin_dir = "$PG_BIN"
+row_counts = "$ROW_COUNTS"
 EOF
         fi
         cat <<EOF
@@ -152,6 +161,7 @@ password_file = "$WORK/secrets/db.pass"
 compression_level = 3
 compression_threads = 0
 pg_bin_dir = "$PG_BIN"
+row_counts = "$ROW_COUNTS"
 EOF
     done
 } >"$WORK/agent.toml"
