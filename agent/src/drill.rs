@@ -5,7 +5,7 @@
 //! base backup is drilled as a point-in-time restore into a new data directory instead
 //! ([`physical`]).
 
-mod physical;
+pub mod physical;
 
 use std::time::Instant;
 

@@ -77,10 +77,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // are cleaned in the background.
     let stats = repo::janitor::JanitorStats::new(&config);
     repo::janitor::startup(&config, &stats).await;
-    // Restores a crash interrupted are finished or undone before any job can start, and what
-    // jobs left in scratch_dir goes.
+    // Restores a crash interrupted are finished or undone before any job can start; what jobs
+    // left in scratch_dir goes, and so do the servers and directories of interrupted drills.
     swap_journal::recover(&config).await;
     scratch::sweep(&config.scratch_dir);
+    drill::physical::sweep(&config).await;
     let leftovers = tokio::spawn({
         let config = config.clone();
         async move { swap_journal::warn_about_leftovers(&config).await }

@@ -4,7 +4,9 @@
 //! `pg_verifybackup`, recovery settings, the server started as the directory's owner on a free
 //! port and watched until it is promoted); then the target's `drill_checks` run against that
 //! server over 127.0.0.1, the time to there is measured, and the server is stopped and the
-//! directory removed: always, also when the drill failed or was cancelled.
+//! directory removed: always, also when the drill failed or was cancelled. A drill the agent
+//! did not live to clean up (a crash, kill -9) is cleaned up when the agent starts again
+//! ([`sweep`]).
 
 use std::{
     os::unix::fs::{DirBuilderExt, MetadataExt},
@@ -181,6 +183,7 @@ async fn restore_and_check(
         ..spec.clone()
     };
     let restored = crate::restore::run(ctx, &work).await?;
+    crate::swap_journal::test_pause("drill-started").await;
     ctx.set_phase("checking");
     let passed = super::run_checks(ctx, &target.drill_checks, |check| async move {
         run_check(target, port, &check).await
@@ -267,6 +270,45 @@ fn connect_error(where_: &str, e: &str) -> anyhow::Error {
             "cannot connect to the restored server at {where_}: {e}; check the drill target's user and password file"
         )
     }
+}
+
+/// At start-up, before any job runs: the `lifeboat_drill_…` directories an interrupted drill
+/// left under the first `restore_data_dirs` entry of each PostgreSQL target, their servers
+/// stopped and the directories removed. How many went.
+pub async fn sweep(config: &crate::config::Config) -> usize {
+    let mut removed = 0;
+    for target in config.targets.values() {
+        let Some(base) = target.restore_data_dirs.first() else {
+            continue;
+        };
+        if target.engine != Engine::Postgres {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(base) else {
+            continue;
+        };
+        let left: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(is_drill_name)
+                    && e.file_type().is_ok_and(|t| t.is_dir())
+            })
+            .map(|e| e.path())
+            .collect();
+        for dir in left {
+            match cleanup(target, base, &dir).await {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "stopped the server of an interrupted drill and removed its data directory");
+                    removed += 1;
+                }
+                Err(e) => tracing::warn!(
+                    "an interrupted drill left {}, which could not be cleaned up: {e:#}; stop its server and remove it by hand",
+                    dir.display()
+                ),
+            }
+        }
+    }
+    removed
 }
 
 /// Stops the drill's server and removes its directory: only a `lifeboat_drill_…` directory

@@ -188,3 +188,73 @@ fn drill_pitr_replays_archived_wal_checks_and_cleans_up() {
     assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));
     s.shutdown();
 }
+
+/// An agent killed (kill -9) while its drill's server runs: when it starts again it stops that
+/// server and removes the drill's directory, before it takes any job.
+#[test]
+fn a_drill_interrupted_by_a_crash_is_cleaned_up_at_the_next_start() {
+    let tools = Tools::new();
+    let parent = tools.scratch("drills");
+    let pause = tools.scratch("pause");
+    let mut s = Sandbox::builder("drill_pitr_crash")
+        .target(
+            SandboxTarget::new("main")
+                .extra("mode = \"physical\"")
+                .extra(&format!("restore_data_dirs = [\"{}\"]", parent.display())),
+        )
+        .agent_env("LIFEBOAT_TEST_PAUSE_DIR", &pause.display().to_string())
+        .agent_wal_socket_group("postgres")
+        .agent_wal_client(&tools.bin())
+        .build();
+    archive_through_agent(&mut s, &tools, "main");
+    s.pg.psql("main", "CREATE TABLE t (k int PRIMARY KEY);");
+    s.backup_ok("main");
+    let name =
+        s.pg.query_one("main", "SELECT pg_walfile_name(pg_switch_wal());");
+    wait_archived(&s.pg, &name);
+
+    let arm = pause.join("pause-drill-started");
+    std::fs::write(&arm, b"").expect("arm the pause point");
+    let started = s.admin.json(&["drill", "run", &s.target("main")]);
+    let job_id = find_str(&started, "job_id").expect("job_id");
+    lifeboat_e2e::poll::eventually(
+        "the drill's server to run",
+        Duration::from_secs(120),
+        || {
+            anyhow::ensure!(pause.join("paused-drill-started").exists(), "not yet");
+            Ok(())
+        },
+    );
+    let left = leftovers(&parent);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let pid_file = parent.join(&left[0]).join("postmaster.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("the drill's server runs");
+    let port: u16 = pid
+        .lines()
+        .nth(3)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("port");
+    assert!(!s.agent.kill().success());
+    std::fs::remove_file(&arm).expect("disarm");
+
+    let admin = s.admin.clone();
+    s.agent.restart(&admin);
+    assert!(
+        leftovers(&parent).is_empty(),
+        "the drill's directory is still there: {:?}",
+        leftovers(&parent)
+    );
+    assert_stopped(port, &parent);
+    assert!(
+        s.agent
+            .logs()
+            .contains("stopped the server of an interrupted drill"),
+        "the agent says what it cleaned up"
+    );
+    let job = s.wait_job_done(&job_id, Duration::from_secs(60));
+    assert_ne!(
+        find_str(&job, "state").as_deref(),
+        Some("succeeded"),
+        "{job}"
+    );
+}
