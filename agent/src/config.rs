@@ -13,109 +13,13 @@ use lifeboat_common::{
     secret::{Secret, check_private_file, read_secret_file},
     tls::TlsFiles,
 };
-use serde::Deserialize;
 
 mod encryption;
+mod file;
+mod urls;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    name: String,
-    environment: String,
-    coordinator: String,
-    coordinator_server_name: Option<String>,
-    #[serde(default = "default_max_jobs")]
-    max_concurrent_jobs: u32,
-    state_dir: PathBuf,
-    /// Where `backup verify` unpacks a base backup for `pg_verifybackup` (default
-    /// `STATE_DIR/scratch`).
-    scratch_dir: Option<PathBuf>,
-    /// The directories `backup export` may write files into; unset: exports refused.
-    #[serde(default)]
-    export_dirs: Vec<PathBuf>,
-    tls: FileTls,
-    #[serde(default, rename = "repository")]
-    repositories: Vec<FileRepository>,
-    #[serde(default, rename = "target")]
-    targets: Vec<FileTarget>,
-    #[serde(default)]
-    wal: crate::wal::config::FileWal,
-}
-
-fn default_max_jobs() -> u32 {
-    2
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileTls {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-/// `name` and `kind`; the other keys depend on the kind and are checked strictly once it is
-/// known (`FileFsRepository`, [`crate::repo::s3_config::FileS3`]).
-#[derive(Debug, Deserialize)]
-struct FileRepository {
-    name: String,
-    kind: String,
-    #[serde(flatten)]
-    rest: toml::Table,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileFsRepository {
-    path: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileTarget {
-    name: String,
-    engine: String,
-    #[serde(default)]
-    provider: Option<String>,
-    repository: String,
-    url: String,
-    password_file: Option<PathBuf>,
-    #[serde(default = "default_level")]
-    compression_level: i32,
-    #[serde(default)]
-    compression_threads: u32,
-    #[serde(default = "default_restore_jobs")]
-    restore_jobs: u32,
-    #[serde(default)]
-    row_counts: Option<String>,
-    pg_bin_dir: Option<PathBuf>,
-    mysql_bin_dir: Option<PathBuf>,
-    #[serde(default)]
-    maintenance_database: Option<String>,
-    #[serde(default)]
-    allow_clean_restore: bool,
-    #[serde(default)]
-    replaceable_databases: Option<Vec<String>>,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    restore_data_dirs: Option<Vec<PathBuf>>,
-    #[serde(default)]
-    drill_checks: Vec<String>,
-    globals: Option<String>,
-    #[serde(default)]
-    copy_to: Vec<String>,
-    /// Client-side encryption of this target's backups (replaces its repository's).
-    encryption: Option<encryption::FileEncryption>,
-}
-
-fn default_level() -> i32 {
-    3
-}
-
-fn default_restore_jobs() -> u32 {
-    1
-}
+use file::{FileConfig, FileFsRepository};
+use urls::{validate_mysql_url, validate_pg_url};
 
 /// Runtime configuration, validated.
 #[derive(Debug, Clone)]
@@ -743,78 +647,6 @@ fn validate_mode(
             "\"physical\" needs a replication connection to the server, which provider {p} does not give; remove mode (logical backups work with {p}) and use {p}'s own point-in-time recovery for physical restores"
         )),
     }
-}
-
-/// A PostgreSQL target URL: `postgres://USER@HOST:PORT/DATABASE[?sslmode=…]`, no secret and
-/// nothing that would redirect the connection.
-fn validate_pg_url(text: &str) -> Result<(url::Url, String), String> {
-    let mut url = url::Url::parse(text)
-        .map_err(|x| format!("not a valid URL ({x}); use postgres://USER@HOST:PORT/DATABASE"))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err("must start with postgres:// or postgresql:// (engine = \"postgres\")".into());
-    }
-    if url.password().is_some() {
-        // Do not echo the URL: it holds a secret.
-        return Err(
-            "contains a password; remove it from the URL and put it in password_file (chmod 600)"
-                .into(),
-        );
-    }
-    if url.query_pairs().any(|(k, _)| k == "password") {
-        return Err(
-            "contains a password parameter; put the password in password_file (chmod 600)".into(),
-        );
-    }
-    // Parameters that would override the host, user or database lifeboat connects to (the
-    // restore targets a scratch database by name), or put a secret on a command line.
-    const REFUSED_PARAMS: [&str; 8] = [
-        "dbname",
-        "host",
-        "hostaddr",
-        "port",
-        "user",
-        "service",
-        "passfile",
-        "sslpassword",
-    ];
-    if let Some((k, _)) = url
-        .query_pairs()
-        .find(|(k, _)| REFUSED_PARAMS.contains(&k.as_ref()))
-    {
-        return Err(format!(
-            "the query parameter {k:?} is not allowed; put host, port, user and database in the URL itself (and passwords in password_file)"
-        ));
-    }
-    let database = url.path().trim_start_matches('/').to_owned();
-    if database.is_empty() {
-        return Err("names no database; use postgres://USER@HOST:PORT/DATABASE".into());
-    }
-    validate_database(&database).map_err(|x| x.to_string())?;
-    if url.username().is_empty() {
-        return Err("names no user; use postgres://USER@HOST:PORT/DATABASE".into());
-    }
-    crate::provider::pg_tls_defaults(&mut url)?;
-    Ok((url, database))
-}
-
-/// A MySQL/MariaDB target URL: `mysql://USER@HOST:PORT/DATABASE[?ssl-mode=…&ssl-ca=…]`.
-fn validate_mysql_url(text: &str) -> Result<(url::Url, crate::engine::mysql::ConnParams), String> {
-    let url = url::Url::parse(text)
-        .map_err(|x| format!("not a valid URL ({x}); use mysql://USER@HOST:PORT/DATABASE"))?;
-    if !matches!(url.scheme(), "mysql" | "mariadb") {
-        return Err("must start with mysql:// or mariadb:// (engine = \"mysql\")".into());
-    }
-    let params = crate::engine::mysql::ConnParams::from_url(&url).map_err(|x| format!("{x:#}"))?;
-    validate_database(&params.database).map_err(|x| x.to_string())?;
-    if crate::engine::mysql::SYSTEM_DATABASES
-        .contains(&params.database.to_ascii_lowercase().as_str())
-    {
-        return Err(format!(
-            "names the system database {}; name the application database to back up",
-            params.database
-        ));
-    }
-    Ok((url, params))
 }
 
 #[cfg(test)]
