@@ -74,19 +74,15 @@ async fn prepare<'a>(ctx: &'a JobCtx, spec: &'a RestoreWork) -> Result<Option<Pr
     let Some(loc) = report.check("backup", locate_readable(ctx, rec, &spec.fallbacks).await) else {
         return Ok(None);
     };
-    match (&rec.encryption, &target.encryption) {
-        (Some(e), _) => report.ok(
-            "encryption",
-            format!("encrypted (age); opened with this agent's key, key ids {}", e.key_id_list()),
-        ),
-        (None, Some(_)) => report.warn(
+    match &rec.encryption {
+        Some(e) => report.ok(
             "encryption",
             format!(
-                "backup {} is stored in plaintext, although target {} is configured to encrypt its backups (it was taken before encryption was configured, or by another target)",
-                rec.backup_id, target.name
+                "encrypted (age); opened with this agent's key, key ids {}",
+                e.key_id_list()
             ),
         ),
-        (None, None) => {}
+        None => warn_if_plaintext(report, rec, target),
     }
     ctx.set_phase("checking");
     let Some(manifest) = manifest_checked(report, &loc, rec).await else {
@@ -388,6 +384,36 @@ pub(crate) fn load_verdict(
         Err(e) => Err(e).with_context(|| format!("restore backup from {data_key}")),
         Ok(()) => Ok(()),
     }
+}
+
+/// Warns when a plaintext backup is restored through a target configured to encrypt.
+pub(crate) fn warn_if_plaintext(
+    report: &crate::report::Reporter,
+    rec: &BackupRecord,
+    target: &TargetConfig,
+) {
+    if rec.encryption.is_none() && target.encryption.is_some() {
+        report.warn(
+            "encryption",
+            format!(
+                "backup {} is stored in plaintext, although target {} is configured to encrypt its backups (it was taken before encryption was configured, or by another target)",
+                rec.backup_id, target.name
+            ),
+        );
+    }
+}
+
+/// The file system that holds (or will hold) `dir`: the directory measured (`dir`, or its
+/// parent while it does not exist) and the bytes free there for the agent's user; `None` when
+/// it cannot be read.
+pub(crate) fn free_space(dir: &std::path::Path) -> Option<(&std::path::Path, u64)> {
+    let on = if dir.exists() {
+        dir
+    } else {
+        dir.parent().unwrap_or(std::path::Path::new("/"))
+    };
+    let st = rustix::fs::statvfs(on).ok()?;
+    Some((on, st.f_bavail.saturating_mul(st.f_frsize)))
 }
 
 /// `1.2 GiB`, for messages.

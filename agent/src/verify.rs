@@ -71,8 +71,9 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord, decrypt: bool) -> Result<Veri
         }
         stored_only = Some(format!("{e:#}"));
     }
-    if rec.is_physical() {
-        return physical(ctx, &loc, &manifest, stored_only).await;
+    // A base backup this agent cannot decrypt has its stored bytes checked like any other.
+    if rec.is_physical() && stored_only.is_none() {
+        return physical(ctx, &loc, &manifest).await;
     }
     let file = match open_data(&loc).await {
         Ok(f) => f,
@@ -117,12 +118,20 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord, decrypt: bool) -> Result<Veri
                     stored_only.unwrap_or_default()
                 ),
             );
+            if rec.is_physical() {
+                wal_range(ctx, &loc, &manifest).await;
+            }
             Ok(Verified {
                 status: VerifyStatus::Ok,
                 detail: format!(
-                    "{} stored bytes match their SHA-256; not decrypted (this agent holds no key for it: key ids {}), so the raw dump was not checked",
+                    "{} stored bytes match their SHA-256; not decrypted (this agent holds no key for it: key ids {}), so {} checked",
                     loc.expected.stored.size,
-                    loc.key_ids.join(", ")
+                    loc.key_ids.join(", "),
+                    if rec.is_physical() {
+                        "neither the raw bytes nor pg_verifybackup were"
+                    } else {
+                        "the raw dump was not"
+                    }
                 ),
                 stored_bytes: loc.expected.stored.size,
                 raw_bytes: 0,
@@ -153,14 +162,8 @@ pub async fn run(ctx: &JobCtx, rec: &BackupRecord, decrypt: bool) -> Result<Veri
 }
 
 /// A base backup: its data there with the recorded size, unpacked through the hash checks
-/// and checked by `pg_verifybackup`, then the archived WAL it spans. `stored_only`: an
-/// encrypted one this agent cannot decrypt (why), whose stored bytes are checked instead.
-async fn physical(
-    ctx: &JobCtx,
-    loc: &Located,
-    m: &Manifest,
-    stored_only: Option<String>,
-) -> Result<Verified> {
+/// and checked by `pg_verifybackup`, then the archived WAL it spans.
+async fn physical(ctx: &JobCtx, loc: &Located, m: &Manifest) -> Result<Verified> {
     let verdict = |status: VerifyStatus, detail: String| Verified {
         status,
         detail,
@@ -185,9 +188,6 @@ async fn physical(
         }
         Some(_) => {}
     }
-    if let Some(why) = stored_only {
-        return physical_stored(ctx, loc, m, why).await;
-    }
     match datadir::verify_unpacked(ctx, loc, m, &ctx.config.scratch_dir).await? {
         Unpacked::Damaged(why) => Ok(verdict(VerifyStatus::Corrupt, why)),
         Unpacked::Sound {
@@ -201,11 +201,7 @@ async fn physical(
                     loc.expected.stored.size, loc.expected.raw.size
                 ),
             );
-            ctx.set_phase("reading the archived WAL");
-            if let Err(e) = crate::wal::verify::backup_range(ctx, &loc.repo, m).await {
-                ctx.report
-                    .warn("wal", format!("the archived WAL could not be read: {e:#}"));
-            }
+            wal_range(ctx, loc, m).await;
             Ok(Verified {
                 status: VerifyStatus::Ok,
                 detail: format!(
@@ -219,59 +215,14 @@ async fn physical(
     }
 }
 
-/// A base backup this agent cannot decrypt: its stored bytes against their hash, then the
-/// archived WAL it spans (as far as this agent can read it).
-async fn physical_stored(
-    ctx: &JobCtx,
-    loc: &Located,
-    m: &Manifest,
-    why: String,
-) -> Result<Verified> {
-    let file = open_data(loc)
-        .await?
-        .with_context(|| format!("{} disappeared from {}", loc.data_key, loc.repo.describe()))?;
-    let (expected, counters, cancel) = (
-        loc.expected.clone(),
-        ctx.counters.clone(),
-        ctx.cancel.clone(),
-    );
-    let result = tokio::task::spawn_blocking(move || {
-        pipeline::check_stored(file, &expected, &counters, &cancel)
-    })
-    .await
-    .context("verify task panicked")?;
-    match result {
-        Ok(()) => {}
-        Err(PipelineError::Cancelled) => bail!("cancelled"),
-        Err(e @ PipelineError::Mismatch { .. }) => {
-            return Ok(Verified {
-                status: VerifyStatus::Corrupt,
-                detail: format!("{}: {e}", loc.data_key),
-                stored_bytes: 0,
-                raw_bytes: 0,
-            });
-        }
-        Err(e) => return Err(e).with_context(|| format!("read {}", loc.data_key)),
-    }
-    ctx.report.warn(
-        "encryption",
-        format!("checked the stored (encrypted) bytes only: {why}"),
-    );
+/// The archived WAL a base backup spans, read back ([`crate::wal::verify::backup_range`]);
+/// findings go to the job's report.
+async fn wal_range(ctx: &JobCtx, loc: &Located, m: &Manifest) {
     ctx.set_phase("reading the archived WAL");
     if let Err(e) = crate::wal::verify::backup_range(ctx, &loc.repo, m).await {
         ctx.report
             .warn("wal", format!("the archived WAL could not be read: {e:#}"));
     }
-    Ok(Verified {
-        status: VerifyStatus::Ok,
-        detail: format!(
-            "{} stored bytes match their SHA-256; not decrypted (this agent holds no key for it: key ids {}), so neither the raw bytes nor pg_verifybackup were checked",
-            loc.expected.stored.size,
-            loc.key_ids.join(", ")
-        ),
-        stored_bytes: loc.expected.stored.size,
-        raw_bytes: 0,
-    })
 }
 
 /// Reads the backup's globals object back through both hash checks: `""` when there is none,

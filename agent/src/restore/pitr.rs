@@ -66,12 +66,8 @@ pub(crate) async fn plan(
     let archive = Archive::from_listing(&prefix, &objects, physical.wal_segment_size);
     let switches = match archive.latest_timeline() {
         Some(latest) if latest > physical.timeline => {
-            let reader = crate::wal::keys::Reader {
-                repo: repo.clone(),
-                prefix: prefix.clone(),
-                config: ctx.config.clone(),
-                ring: Default::default(),
-            };
+            let reader =
+                crate::wal::keys::Reader::new(repo.clone(), prefix.clone(), ctx.config.clone());
             store::read_history(&reader, latest).await?
         }
         _ => Vec::new(),

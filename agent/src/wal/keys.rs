@@ -238,6 +238,16 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// A reader with no key opened yet (one per job; the WAL socket shares its own ring).
+    pub fn new(repo: Repository, prefix: String, config: Arc<Config>) -> Self {
+        Reader {
+            repo,
+            prefix,
+            config,
+            ring: KeyRing::default(),
+        }
+    }
+
     pub async fn key(&self, id: &str) -> Result<BackupKey> {
         self.ring
             .open(&self.repo, &self.prefix, id, &self.config)

@@ -215,10 +215,12 @@ struct Push {
 /// How this agent reads target `t`'s WAL archive.
 fn reader_for(config: &Arc<Config>, ring: &KeyRing, t: &TargetConfig) -> Result<Reader> {
     Ok(Reader {
-        repo: crate::repo::open(config, &t.repository)?,
-        prefix: store::prefix(&config.environment, &t.name),
-        config: config.clone(),
         ring: ring.clone(),
+        ..Reader::new(
+            crate::repo::open(config, &t.repository)?,
+            store::prefix(&config.environment, &t.name),
+            config.clone(),
+        )
     })
 }
 

@@ -184,12 +184,7 @@ pub async fn run(ctx: &JobCtx, target: &str) -> Result<Verified> {
     let (mut damaged, mut gone) = (Vec::new(), Vec::new());
     let mut locked: std::collections::BTreeMap<String, usize> = Default::default();
     let (mut raw, mut stored) = (0u64, 0u64);
-    let reader = Reader {
-        repo: repo.clone(),
-        prefix: prefix.clone(),
-        config: ctx.config.clone(),
-        ring: Default::default(),
-    };
+    let reader = Reader::new(repo.clone(), prefix.clone(), ctx.config.clone());
     let mut reads = stream::iter(files.iter().cloned().map(|(name, a)| {
         let reader = reader.clone();
         async move {
@@ -402,12 +397,7 @@ pub(crate) async fn backup_range(ctx: &JobCtx, repo: &Repository, m: &Manifest) 
         return Ok(());
     }
     let archive = Archive::from_listing(&prefix, &listing, p.wal_segment_size);
-    let reader = Reader {
-        repo: repo.clone(),
-        prefix: prefix.clone(),
-        config: ctx.config.clone(),
-        ring: Default::default(),
-    };
+    let reader = Reader::new(repo.clone(), prefix.clone(), ctx.config.clone());
     let (mut missing, mut damaged, mut sound, mut locked) =
         (Vec::new(), Vec::new(), 0usize, 0usize);
     for segno in archive.segno(start)..=archive.segno(stop) {

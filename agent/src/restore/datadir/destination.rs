@@ -174,15 +174,9 @@ fn enclosing_cluster(dir: &Path) -> Option<PathBuf> {
 /// Whether the file system that will hold `dir` has room for `bytes` (what the archive
 /// unpacks to) for the agent's user; `Ok(())` when it cannot tell.
 pub(super) fn check_space(dir: &Path, bytes: u64) -> Result<()> {
-    let on = if dir.exists() {
-        dir
-    } else {
-        dir.parent().unwrap_or(Path::new("/"))
-    };
-    let Ok(st) = rustix::fs::statvfs(on) else {
+    let Some((on, free)) = crate::restore::free_space(dir) else {
         return Ok(());
     };
-    let free = st.f_bavail.saturating_mul(st.f_frsize);
     if free < bytes {
         bail!(
             "the file system of {} has {} free, the backup unpacks to {}; free space or restore elsewhere",

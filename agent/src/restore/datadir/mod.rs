@@ -230,15 +230,7 @@ async fn plan(ctx: &JobCtx, spec: &RestoreWork, dir: &DataDir) -> Result<Option<
     {
         return Ok(None);
     }
-    if rec.encryption.is_none() && target.encryption.is_some() {
-        report.warn(
-            "encryption",
-            format!(
-                "backup {} is stored in plaintext, although target {} is configured to encrypt its backups (it was taken before encryption was configured)",
-                rec.backup_id, target.name
-            ),
-        );
-    }
+    super::warn_if_plaintext(report, rec, target);
     let Some(manifest) = super::manifest_checked(report, &loc, rec).await else {
         return Ok(None);
     };

@@ -48,14 +48,8 @@ pub(super) fn dir_for(scratch: &Path, job_id: &str) -> PathBuf {
 
 /// Checks that `scratch` has room for `bytes` and the headroom.
 pub(super) fn check_room(scratch: &Path, bytes: u64) -> Result<()> {
-    let on = if scratch.exists() {
-        scratch
-    } else {
-        scratch.parent().unwrap_or(Path::new("/"))
-    };
-    let st = rustix::fs::statvfs(on)
-        .with_context(|| format!("read the free space of {}", on.display()))?;
-    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let (on, free) = crate::restore::free_space(scratch)
+        .with_context(|| format!("cannot read the free space of {}", scratch.display()))?;
     anyhow::ensure!(
         free >= bytes.saturating_add(HEADROOM),
         "a parallel restore spools the {} archive to scratch_dir {}, whose file system has {} free; free space there, set scratch_dir to a file system with room, or restore with --jobs 1 (streamed, no spool)",

@@ -55,12 +55,7 @@ async fn push_sealed(
 
 /// A reader of `prod/main/wal` for an agent whose config is `config` (its identity files).
 fn reader(repo: &Repository, config: crate::config::Config) -> Reader {
-    Reader {
-        repo: repo.clone(),
-        prefix: "prod/main/wal".into(),
-        config: Arc::new(config),
-        ring: Default::default(),
-    }
+    Reader::new(repo.clone(), "prod/main/wal".into(), Arc::new(config))
 }
 
 async fn fetch_all(repo: &Repository, a: &Archived) -> Result<Vec<u8>> {
