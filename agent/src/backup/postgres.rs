@@ -1,6 +1,10 @@
 //! PostgreSQL's dump: `pg_dump --format=custom` (uncompressed: the pipeline compresses) in a
-//! snapshot the agent exports and holds, so the row counts it takes beside the dump see the
-//! same data; the password goes in a 0600 passfile, never in argv or the environment.
+//! snapshot the agent exports and holds, so what it reads beside the dump sees the same data;
+//! the password goes in a 0600 passfile, never in argv or the environment.
+//!
+//! Exact row counts are read from the archive as it streams by (the rows of each table's COPY
+//! data, [`pg::archive`]) instead of a second scan of every table with `count(*)`; a table the
+//! stream could not account for is counted with `count(*)` in the held snapshot after the dump.
 
 use std::{io::Read, path::PathBuf, process::ExitStatus, process::Stdio};
 
@@ -33,8 +37,11 @@ pub(crate) struct PgDump<'a> {
     snapshot: String,
     /// Removed when the run is dropped, whatever happened.
     passfile: Option<pg::PassFile>,
-    /// `None` until counted; the count is abandoned when the dump fails.
+    /// The tables (with the planner's estimates); `None` until listed, abandoned when the
+    /// dump fails.
     counts: Option<Result<Vec<TableRows>>>,
+    /// The rows counted in the stream, for exact counts.
+    streamed: Option<pg::archive::CountsHandle>,
 }
 
 impl<'a> PgDump<'a> {
@@ -61,6 +68,7 @@ impl<'a> PgDump<'a> {
             snapshot,
             passfile: None,
             counts: None,
+            streamed: None,
         })
     }
 }
@@ -96,21 +104,23 @@ impl Dump for PgDump<'_> {
             .spawn()
             .with_context(|| format!("start {}", self.pg_dump.display()))?;
         let stdout = stdout_file(child.stdout.take().context("pg_dump stdout")?)?;
+        if self.target.row_counts == RowCounts::Exact {
+            let (reader, handle) = pg::archive::CountingReader::new(stdout);
+            self.streamed = Some(handle);
+            return Ok((child, Box::new(reader)));
+        }
         Ok((child, Box::new(stdout)))
     }
 
-    /// Counts rows in the exported snapshot while pg_dump streams.
+    /// Lists the tables (and their estimated rows) in the exported snapshot while pg_dump
+    /// streams.
     async fn beside(&mut self, stop: &CancellationToken) {
-        let exact = match self.target.row_counts {
-            RowCounts::Exact => true,
-            RowCounts::Estimate => false,
-            RowCounts::Off => {
-                self.counts = Some(Ok(Vec::new()));
-                return;
-            }
-        };
+        if self.target.row_counts == RowCounts::Off {
+            self.counts = Some(Ok(Vec::new()));
+            return;
+        }
         tokio::select! {
-            r = pg::row_counts(&mut self.conn, exact) => self.counts = Some(r),
+            r = pg::table_list(&mut self.conn) => self.counts = Some(r),
             () = stop.cancelled() => {}
         }
     }
@@ -151,12 +161,17 @@ impl Dump for PgDump<'_> {
                 self.counts = Some(Ok(c));
                 Ok(())
             }
-            Some(Err(e)) => Err(e.context("count rows in the dump's snapshot")),
-            None => Err(anyhow!("row counting stopped")),
+            Some(Err(e)) => Err(e.context("list the tables in the dump's snapshot")),
+            None => Err(anyhow!("listing the tables stopped")),
         }
     }
 
     async fn facts(mut self) -> Result<DumpFacts> {
+        let mut tables = self.counts.take().and_then(Result::ok).unwrap_or_default();
+        if self.target.row_counts == RowCounts::Exact {
+            let streamed = self.streamed.as_ref().and_then(|h| h.take());
+            exact_counts(&mut self.conn, &mut tables, streamed).await?;
+        }
         // The snapshot transaction is no longer needed.
         let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
         let _ = sqlx::Connection::close(self.conn).await;
@@ -180,11 +195,40 @@ impl Dump for PgDump<'_> {
                 RowCounts::Estimate => "estimate",
                 RowCounts::Off => "off",
             },
-            row_counts: self.counts.and_then(Result::ok).unwrap_or_default(),
+            row_counts: tables,
             objects: self.objects,
             physical: None,
         })
     }
+}
+
+/// Puts the rows counted in the stream into `tables`; a table the stream did not account for
+/// (or all of them, when the archive could not be read) is counted with `count(*)` in the
+/// snapshot the dump used, which `conn` still holds.
+async fn exact_counts(
+    conn: &mut PgConnection,
+    tables: &mut [TableRows],
+    streamed: Option<Result<pg::archive::StreamCounts, pg::archive::Unreadable>>,
+) -> Result<()> {
+    let mut streamed = match streamed {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            tracing::info!(
+                "counting rows with count(*): the dump's rows could not be counted as it streamed ({e})"
+            );
+            Default::default()
+        }
+        None => Default::default(),
+    };
+    for t in tables {
+        t.rows = match streamed.remove(&(t.schema.clone(), t.table.clone())) {
+            Some(n) => n,
+            None => pg::count_rows(conn, &t.schema, &t.table)
+                .await
+                .context("count rows in the dump's snapshot")?,
+        };
+    }
+    Ok(())
 }
 
 fn non_empty(s: &str) -> &str {

@@ -14,6 +14,7 @@ use sqlx::{AssertSqlSafe, Connection, Row, postgres::PgConnectOptions, postgres:
 
 use crate::{config::TargetConfig, manifest::TableRows};
 
+pub mod archive;
 pub mod globals;
 pub mod objects;
 
@@ -270,7 +271,7 @@ pub async fn export_snapshot(conn: &mut PgConnection) -> Result<String> {
 /// The user tables whose rows pg_dump dumps: ordinary tables and partitions, not partitioned
 /// parents (their rows are their partitions'), not extension members, not temp tables.
 const TABLES_SQL: &str = "
-    SELECT n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.relname) AS q,
+    SELECT n.nspname AS schema, c.relname AS name,
            greatest(c.reltuples, 0)::int8 AS est, pg_total_relation_size(c.oid) AS bytes
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r' AND c.relpersistence <> 't'
@@ -282,33 +283,41 @@ const TABLES_SQL: &str = "
 /// Per-table row counts: exact (`count(*)`, in the connection's current snapshot) or the
 /// planner's estimate.
 pub async fn row_counts(conn: &mut PgConnection, exact: bool) -> Result<Vec<TableRows>> {
+    let mut tables = table_list(conn).await?;
+    if exact {
+        for t in &mut tables {
+            t.rows = count_rows(conn, &t.schema, &t.table).await?;
+        }
+    }
+    Ok(tables)
+}
+
+/// The tables whose rows a manifest records, with the planner's estimate as `rows`.
+pub async fn table_list(conn: &mut PgConnection) -> Result<Vec<TableRows>> {
     let tables = sqlx::query(TABLES_SQL)
         .fetch_all(&mut *conn)
         .await
         .context("list tables")?;
     let mut out = Vec::with_capacity(tables.len());
     for t in tables {
-        let schema: String = t.try_get("schema")?;
-        let table: String = t.try_get("name")?;
-        let rows = if exact {
-            let q: String = t.try_get("q")?;
-            // `q` was quoted by the server with format('%I.%I').
-            sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!("SELECT count(*) FROM {q}")))
-                .fetch_one(&mut *conn)
-                .await
-                .with_context(|| format!("count rows of {q}"))?
-        } else {
-            t.try_get("est")?
-        };
         let bytes: i64 = t.try_get("bytes")?;
         out.push(TableRows {
-            schema,
-            table,
-            rows,
+            schema: t.try_get("schema")?,
+            table: t.try_get("name")?,
+            rows: t.try_get("est")?,
             bytes: u64::try_from(bytes).ok(),
         });
     }
     Ok(out)
+}
+
+/// `count(*)` of one table, in the connection's current snapshot.
+pub async fn count_rows(conn: &mut PgConnection, schema: &str, table: &str) -> Result<i64> {
+    let q = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!("SELECT count(*) FROM {q}")))
+        .fetch_one(&mut *conn)
+        .await
+        .with_context(|| format!("count rows of {q}"))
 }
 
 /// Quotes an identifier for SQL.

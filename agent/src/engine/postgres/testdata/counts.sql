@@ -1,0 +1,18 @@
+CREATE TABLE plain (id int primary key, v text);
+INSERT INTO plain SELECT g, 'row ' || g FROM generate_series(1, 1000) g;
+CREATE TABLE tricky (id int, v text, b bytea);
+INSERT INTO tricky VALUES (1, E'line1\nline2\r\n\\.', '\x0a0d'), (2, NULL, NULL), (3, E'tab\there', '\x00');
+CREATE TABLE empty_t (id int);
+CREATE SCHEMA "we""ird.schema";
+CREATE TABLE "we""ird.schema"."Tab le" (x int);
+INSERT INTO "we""ird.schema"."Tab le" SELECT generate_series(1, 7);
+CREATE UNLOGGED TABLE unlogged_t (x int); INSERT INTO unlogged_t VALUES (1),(2);
+CREATE TABLE parted (k int, v text) PARTITION BY RANGE (k);
+CREATE TABLE parted_a PARTITION OF parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM (100) TO (200);
+INSERT INTO parted SELECT g, 'p' FROM generate_series(0, 149) g;
+CREATE MATERIALIZED VIEW mv AS SELECT * FROM plain WHERE id < 10;
+CREATE SEQUENCE s; SELECT setval('s', 42);
+SELECT lo_from_bytea(0, '\x0a0a0a0a');
+SELECT lo_from_bytea(0, 'hello');
+CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;
