@@ -166,6 +166,7 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
     let sink = BodyWriter::new(tx);
     let compression = Compression {
         level: target.compression_level,
+        adaptive: target.compression_auto,
         threads: target.compression_threads,
         encrypt_to: sealing.as_ref().map(|(k, _)| k.recipient()),
     };
@@ -173,7 +174,7 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
     let cancel = ctx.cancel.clone();
     let pipeline = tokio::task::spawn_blocking(move || {
         let c = pipeline::compress(source, sink, D::MAGIC, compression, &counters, &cancel)?;
-        Ok::<_, PipelineError>((c.raw, c.stored, c.sink))
+        Ok::<_, PipelineError>((c.raw, c.stored, c.sink, c.levels))
     });
     let tool = dump.tool_name().to_owned();
     let stop_beside = ctx.cancel.child_token();
@@ -202,7 +203,7 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
         upload.abandon().await;
         bail!("cancelled");
     }
-    let (raw, stored, writer) = match result {
+    let (raw, stored, writer, levels) = match result {
         Err(e @ (PipelineError::Sink(_) | PipelineError::Compress(_))) => {
             return Err(upload.fail_write(e, repo).await);
         }
@@ -231,6 +232,7 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
         data_file,
         raw,
         stored,
+        levels,
     };
     let written = Written {
         repo,
@@ -242,12 +244,33 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
     finish(ctx, at.spec, target, upload, writer, &written, dumped).await
 }
 
+/// The manifest's compression section: with adaptive compression, the level that compressed
+/// the most and the bytes each level compressed.
+fn compression_info(target: &TargetConfig, levels: &[(i32, u64)]) -> manifest::CompressionInfo {
+    let main = levels
+        .iter()
+        .max_by_key(|(l, n)| (*n, -*l))
+        .map_or(target.compression_level, |(l, _)| *l);
+    manifest::CompressionInfo {
+        algorithm: "zstd".into(),
+        level: main,
+        levels: target.compression_auto.then(|| {
+            levels
+                .iter()
+                .map(|&(level, raw_bytes)| manifest::LevelUse { level, raw_bytes })
+                .collect()
+        }),
+    }
+}
+
 /// What a dump produced, for the end every backup shares.
 struct Dumped {
     facts: DumpFacts,
     data_file: String,
     raw: pipeline::Digest,
     stored: pipeline::Digest,
+    /// Raw bytes per zstd level.
+    levels: Vec<(i32, u64)>,
 }
 
 /// Where a backup is being written.
@@ -337,7 +360,9 @@ async fn finish(
     let config = &ctx.config;
     let finished_at_ms = lifeboat_common::time::now_ms();
     let mut m = Manifest {
-        schema_version: if at.sealing.is_some() {
+        schema_version: if target.compression_auto {
+            manifest::ADAPTIVE_SCHEMA_VERSION
+        } else if at.sealing.is_some() {
             manifest::ENCRYPTED_SCHEMA_VERSION
         } else {
             Manifest::version_for(
@@ -357,10 +382,7 @@ async fn finish(
         server: d.facts.server,
         tool: d.facts.tool,
         format: d.facts.format.into(),
-        compression: manifest::CompressionInfo {
-            algorithm: "zstd".into(),
-            level: target.compression_level,
-        },
+        compression: compression_info(target, &d.levels),
         encryption_recipients: at.sealing.map(|(_, r)| r.strings()).unwrap_or_default(),
         data_file: d.data_file,
         raw_size: d.raw.size,

@@ -21,6 +21,9 @@ mod urls;
 use file::{FileConfig, FileFsRepository};
 use urls::{validate_mysql_url, validate_pg_url};
 
+/// The level an adaptive (`"auto"`) backup starts at: zstd's default.
+pub const AUTO_START_LEVEL: i32 = 3;
+
 /// Runtime configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -126,7 +129,11 @@ pub struct TargetConfig {
     /// The database named in `url`.
     pub database: String,
     pub password_file: Option<PathBuf>,
+    /// zstd level; with `compression_auto`, the level a backup starts at (and the level of
+    /// WAL files and globals, which are too small to adapt).
     pub compression_level: i32,
+    /// `compression_level = "auto"`: a backup's level follows the spare CPU (ADR 0029).
+    pub compression_auto: bool,
     pub compression_threads: u32,
     /// pg_restore jobs of a logical PostgreSQL restore that does not say (`--jobs`); above 1
     /// the archive is spooled to `scratch_dir` first.
@@ -345,12 +352,22 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             }
             None => None,
         };
-        if !(1..=19).contains(&t.compression_level) {
-            return Err(e(
-                &key("compression_level"),
-                format!("{} is out of range; use 1 to 19", t.compression_level),
-            ));
-        }
+        let (compression_level, compression_auto) = match &t.compression_level {
+            file::LevelSetting::Level(l) if (1..=19).contains(l) => (*l as i32, false),
+            file::LevelSetting::Level(l) => {
+                return Err(e(
+                    &key("compression_level"),
+                    format!("{l} is out of range; use 1 to 19, or \"auto\""),
+                ));
+            }
+            file::LevelSetting::Word(w) if w == "auto" => (AUTO_START_LEVEL, true),
+            file::LevelSetting::Word(w) => {
+                return Err(e(
+                    &key("compression_level"),
+                    format!("{w:?} is not a level; use 1 to 19, or \"auto\""),
+                ));
+            }
+        };
         if !(1..=crate::work::MAX_RESTORE_JOBS).contains(&t.restore_jobs) {
             return Err(e(
                 &key("restore_jobs"),
@@ -544,7 +561,8 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             url,
             database,
             password_file,
-            compression_level: t.compression_level,
+            compression_level,
+            compression_auto,
             compression_threads: t.compression_threads,
             restore_jobs: t.restore_jobs,
             row_counts,

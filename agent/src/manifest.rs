@@ -4,11 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 /// The newest manifest format this agent reads and writes. 2 added `objects`, 3 `physical`,
-/// 4 `globals`, 5 table sizes (`row_counts[].bytes`), 6 `encryption` and `sealed`;
+/// 4 `globals`, 5 table sizes (`row_counts[].bytes`), 6 `encryption` and `sealed`,
+/// 7 `compression.levels` (adaptive compression);
 /// version 1 manifests (no `objects`) are read as well. A newer version is refused with
 /// "upgrade", before its fields are looked at. A manifest is written with the oldest version
 /// that holds it ([`Manifest::version_for`]), so older agents still read logical backups.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
+/// The version of manifests of backups compressed at an adaptive level.
+pub const ADAPTIVE_SCHEMA_VERSION: u32 = 7;
 /// The version of manifests of encrypted backups.
 pub const ENCRYPTED_SCHEMA_VERSION: u32 = 6;
 /// The version of manifests whose row counts carry table sizes.
@@ -248,7 +251,19 @@ pub struct ToolInfo {
 #[serde(deny_unknown_fields)]
 pub struct CompressionInfo {
     pub algorithm: String,
+    /// The level (adaptive: the one that compressed the most bytes).
     pub level: i32,
+    /// Adaptive compression (schema version 7): the raw bytes each level compressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<LevelUse>>,
+}
+
+/// How much of the raw stream one zstd level compressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelUse {
+    pub level: i32,
+    pub raw_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,6 +344,7 @@ mod tests {
             compression: CompressionInfo {
                 algorithm: "zstd".into(),
                 level: 3,
+                levels: None,
             },
             encryption_recipients: vec![],
             data_file: "data.pgdump.zst".into(),

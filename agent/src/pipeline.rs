@@ -20,6 +20,7 @@ use std::{
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
+pub mod adapt;
 mod sealing;
 
 /// Chunk handed to the hashers and the codec per iteration. The dump tool writes to its pipe
@@ -158,7 +159,10 @@ const ZSTD_JOB_SIZE: u32 = 4 << 20;
 /// Compression (and encryption) settings.
 #[derive(Debug, Clone)]
 pub struct Compression {
+    /// The level, or with `adaptive` the level to start at.
     pub level: i32,
+    /// `compression_level = "auto"`: the level follows the spare CPU ([`adapt`]).
+    pub adaptive: bool,
     /// zstd worker threads; 0 = automatic.
     pub threads: u32,
     /// An encrypted backup: its key's public half (the compressed stream is encrypted to it).
@@ -185,6 +189,8 @@ pub struct Compressed<W> {
     pub raw: Digest,
     pub stored: Digest,
     pub sink: W,
+    /// Raw bytes compressed at each zstd level, lowest first (one entry unless adaptive).
+    pub levels: Vec<(i32, u64)>,
 }
 
 /// Backup direction. `magic` is what the raw stream must start with.
@@ -223,7 +229,6 @@ pub fn compress<R: Read, W: Write>(
     let mut raw_hasher = Sha256::new();
     let mut raw_size = 0u64;
     let mut buf = vec![0u8; CHUNK];
-
     // The first bytes must be the format's magic.
     let n =
         read_full(&mut source, &mut buf[..magic.len().max(1)]).map_err(PipelineError::Source)?;
@@ -237,6 +242,10 @@ pub fn compress<R: Read, W: Write>(
         });
     }
     let mut pending = n;
+    // Started once the dump tool has begun writing: its start-up is not a window's wait.
+    let mut adapt = compression
+        .adaptive
+        .then(|| adapt::Adapt::new(compression.level));
     loop {
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
@@ -249,8 +258,21 @@ pub fn compress<R: Read, W: Write>(
                 .raw
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             encoder.write_all(chunk).map_err(sink_or_compress)?;
+            if let Some(a) = adapt.as_mut() {
+                a.fed(chunk.len() as u64);
+                if let Some(level) = a.tick() {
+                    encoder
+                        .set_parameter(zstd::stream::raw::CParameter::CompressionLevel(level))
+                        .map_err(PipelineError::Compress)?;
+                }
+            }
         }
-        pending = match read_full(&mut source, &mut buf) {
+        let reading = adapt.is_some().then(std::time::Instant::now);
+        let read = read_full(&mut source, &mut buf);
+        if let (Some(a), Some(t)) = (adapt.as_mut(), reading) {
+            a.waited(t.elapsed());
+        }
+        pending = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => return Err(PipelineError::Source(e)),
@@ -260,6 +282,10 @@ pub fn compress<R: Read, W: Write>(
     let stored = sealing.finish().map_err(sink_or_compress)?;
     let (stored, Marked(mut sink)) = stored.digest();
     sink.flush().map_err(PipelineError::Sink)?;
+    let levels = match adapt {
+        Some(a) => a.used(),
+        None => vec![(compression.level, raw_size)],
+    };
     Ok(Compressed {
         raw: Digest {
             size: raw_size,
@@ -267,6 +293,7 @@ pub fn compress<R: Read, W: Write>(
         },
         stored,
         sink,
+        levels,
     })
 }
 

@@ -578,6 +578,7 @@ mod tests {
             database: "db".into(),
             password_file: None,
             compression_level: 3,
+            compression_auto: false,
             compression_threads: 0,
             restore_jobs: 1,
             row_counts: crate::config::RowCounts::Exact,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Backup throughput and agent memory, against the physical limits of this machine.
 #
-#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--s3] [--row-counts MODE]
-#                         [--no-build] [--keep]
+#   tests/bench/backup.sh [--rows N] [--scale4] [--rounds R] [--s3] [--auto]
+#                         [--row-counts MODE] [--no-build] [--keep]
 #
 # Loads ../shared/bench/mixed.sql (or $LIFEBOAT_BENCH_SQL) with N rows (default 1,000,000;
 # with --scale4 also 4×N) into a throwaway PostgreSQL 15, builds lifeboat in release mode, and
@@ -15,11 +15,14 @@
 #   (d) with --s3: the same backup into an S3 repository (s3s-fs on loopback, from
 #              tests/run.sh's tool cache or $LIFEBOAT_S3S_FS; default part size 16 MiB,
 #              4 parts in flight), again with a fresh agent per run.
+#   (e) with --auto: the same backup as (c) with compression_level = "auto" (adaptive), again
+#              with a fresh agent per run; it prints auto/raw, auto/shell, the stored size
+#              against level 3's and the levels the last run used (from its manifest).
 # It prints the medians (for (c) also the job's own duration as the coordinator recorded it,
 # without CLI start-up and dispatch), the ratios agent/raw and agent/shell (wall clock of the
 # CLI), and the agent's peak RSS per scale; with --s3 also S3/fs and the S3 runs' peak RSS.
-# --row-counts sets the targets' row_counts (default exact: the agent counts every table in the
-# dump's snapshot while pg_dump runs; estimate or off to see what that costs).
+# --row-counts sets the targets' row_counts (default exact: the agent counts each table's rows in
+# the dump stream; estimate or off to see what that costs).
 # A benchmark prints figures; it asserts nothing.
 set -euo pipefail
 
@@ -32,8 +35,13 @@ KEEP=0
 S3=0
 BUILD=1
 ROW_COUNTS=exact
+AUTO=0
 while [ $# -gt 0 ]; do
     case "$1" in
+    --auto)
+        AUTO=1
+        shift
+        ;;
     --row-counts)
         ROW_COUNTS=$2
         shift 2
@@ -150,6 +158,21 @@ pg_bin_dir = "$PG_BIN"
 row_counts = "$ROW_COUNTS"
 EOF
         fi
+        if [ "$AUTO" -eq 1 ]; then
+            cat <<EOF
+[[target]]
+name = "auto-rows-$rows"
+engine = "postgres"
+provider = "postgres"
+repository = "local"
+url = "postgres://bench@127.0.0.1:$PORT/bench_$rows"
+password_file = "$WORK/secrets/db.pass"
+compression_level = "auto"
+compression_threads = 0
+pg_bin_dir = "$PG_BIN"
+row_counts = "$ROW_COUNTS"
+EOF
+        fi
         cat <<EOF
 [[target]]
 name = "rows-$rows"
@@ -167,7 +190,7 @@ EOF
 } >"$WORK/agent.toml"
 
 
-declare -A raw_t shell_t agent_t job_t agent_rss dump_size stored_size s3_t s3_rss
+declare -A raw_t shell_t agent_t job_t agent_rss dump_size stored_size s3_t s3_rss auto_t auto_size auto_levels
 for r in $(seq 1 "$ROUNDS"); do
     for rows in "${scales[@]}"; do
         db=bench_$rows
@@ -205,6 +228,27 @@ for r in $(seq 1 "$ROUNDS"); do
         job_t[$rows]+=" $j"
         agent_rss[$rows]+=" $hwm"
         printf '    raw %ss  shell %ss  agent %ss (job %ss)  agent VmHWM %s  agent CPU %ss\n' "$a" "$b" "$c" "$j" "$(mib "$hwm")" "$fcpu"
+        if [ "$AUTO" -eq 1 ]; then
+            # (e) adaptive compression, with a fresh agent
+            start_agent
+            t0=$(now)
+            out=$(lifeboat --output json backup run "bench/auto-rows-$rows" --wait)
+            e=$(elapsed "$t0" "$(now)")
+            acpu=$(cpu_self "$AGENT_PID")
+            stop_agent
+            grep -q '"succeeded"' <<<"$out" || {
+                echo "error: the adaptive backup failed: $out" >&2
+                exit 1
+            }
+            id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
+            m="$WORK/repo/bench/auto-rows-$rows/$id/manifest.json"
+            auto_size[$rows]=$(jq -r .stored_size "$m")
+            auto_levels[$rows]=$(jq -r '[.compression.levels[] | "\(.level):\(.raw_bytes / 1048576 | floor)MiB"] | join(" ")' "$m")
+            rm -rf "${WORK:?}/repo/bench/auto-rows-$rows/$id"
+            auto_t[$rows]+=" $e"
+            printf '    auto %ss  agent CPU %ss  stored %s  levels %s\n' "$e" "$acpu" \
+                "$(mib $((${auto_size[$rows]} / 1024)))" "${auto_levels[$rows]}"
+        fi
         if [ "$S3" -eq 1 ]; then
             # (d) the same backup into S3, with a fresh agent
             start_agent
@@ -248,6 +292,23 @@ for rows in "${scales[@]}"; do
         "$(mib $((${dump_size[$rows]:-0} / 1024)))" "$(mib $((${stored_size[$rows]:-0} / 1024)))" \
         "$ma" "$mb" "$mc" "$mj" "$(ratio "$mc" "$ma")" "$(ratio "$mc" "$mb")" "$(mib "$mr")" "$(mib "$xr")"
 done
+
+if [ "$AUTO" -eq 1 ]; then
+    echo
+    echo "compression_level = \"auto\" against level 3 (c) and the baselines, same runs:"
+    printf '%-10s %10s %10s %10s %10s %12s %12s %12s  %s\n' \
+        rows raw level3 auto auto/raw auto/shell "stored L3" "stored auto" "levels (last run)"
+    for rows in "${scales[@]}"; do
+        ma=$(median <<<"${raw_t[$rows]}")
+        mb=$(median <<<"${shell_t[$rows]}")
+        mc=$(median <<<"${agent_t[$rows]}")
+        me=$(median <<<"${auto_t[$rows]}")
+        printf '%-10s %9ss %9ss %9ss %10s %10s %12s %12s  %s\n' "$rows" "$ma" "$mc" "$me" \
+            "$(ratio "$me" "$ma")" "$(ratio "$me" "$mb")" \
+            "$(mib $((${stored_size[$rows]:-0} / 1024)))" "$(mib $((${auto_size[$rows]:-0} / 1024)))" \
+            "${auto_levels[$rows]}"
+    done
+fi
 
 if [ "$S3" -eq 1 ]; then
     echo

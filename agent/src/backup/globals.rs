@@ -144,6 +144,7 @@ async fn compress(
 ) -> Result<(pipeline::Digest, pipeline::Digest, Vec<u8>)> {
     let compression = Compression {
         level: target.compression_level,
+        adaptive: false,
         threads: 1,
         encrypt_to: encrypt_to.cloned(),
     };

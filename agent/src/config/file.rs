@@ -69,7 +69,7 @@ pub(super) struct FileTarget {
     pub(super) url: String,
     pub(super) password_file: Option<PathBuf>,
     #[serde(default = "default_level")]
-    pub(super) compression_level: i32,
+    pub(super) compression_level: LevelSetting,
     #[serde(default)]
     pub(super) compression_threads: u32,
     #[serde(default = "default_restore_jobs")]
@@ -97,8 +97,16 @@ pub(super) struct FileTarget {
     pub(super) encryption: Option<super::encryption::FileEncryption>,
 }
 
-pub(super) fn default_level() -> i32 {
-    3
+pub(super) fn default_level() -> LevelSetting {
+    LevelSetting::Level(3)
+}
+
+/// `compression_level`: a zstd level, or a word (only `"auto"` is accepted).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum LevelSetting {
+    Level(i64),
+    Word(String),
 }
 
 pub(super) fn default_restore_jobs() -> u32 {

@@ -70,6 +70,7 @@ fn valid_config() {
     let t = &c.targets["orders"];
     assert_eq!(t.database, "orders");
     assert_eq!(t.compression_level, 3);
+    assert!(!t.compression_auto);
     assert_eq!(t.row_counts, RowCounts::Exact);
     assert!(!t.allow_clean_restore, "replacing databases must be opt-in");
     assert_eq!(t.replaceable_databases, ["orders"], "only its own database");
@@ -256,11 +257,29 @@ fn bad_s3_repositories_are_refused_with_the_key() {
 }
 
 #[test]
+fn compression_level_auto_adapts_from_zstds_default() {
+    let f = Fixture::new();
+    let c = f.parse("", "compression_level = \"auto\"").expect("valid");
+    let t = &c.targets["orders"];
+    assert!(t.compression_auto);
+    assert_eq!(t.compression_level, 3);
+    let c = f.parse("", "compression_level = 7").expect("valid");
+    assert!(!c.targets["orders"].compression_auto);
+    assert_eq!(c.targets["orders"].compression_level, 7);
+}
+
+#[test]
 fn bad_configs_are_refused_with_file_and_key() {
     refused("bogus = 1", "", "bogus");
     refused("max_concurrent_jobs = 0", "", "max_concurrent_jobs");
     refused("", "compression_level = 0", "compression_level");
     refused("", "compression_level = 23", "compression_level");
+    refused(
+        "",
+        "compression_level = \"fast\"",
+        "\"fast\" is not a level",
+    );
+    refused("", "compression_level = 3.5", "compression_level");
     refused("", "row_counts = \"maybe\"", "row_counts");
     refused("", "pg_bin_dir = \"/usr/../bin\"", "'..'");
     refused("", "engine2 = \"x\"", "engine2");

@@ -90,6 +90,7 @@ fn compress(input: &[u8], to: Option<&BackupKey>) -> pipeline::Compressed<Vec<u8
         b"PGDMP",
         Compression {
             level: 3,
+            adaptive: false,
             threads: 1,
             encrypt_to: to.map(BackupKey::recipient),
         },

@@ -18,6 +18,7 @@ fn run_compress(input: &[u8], threads: u32) -> Compressed<Vec<u8>> {
         b"PGDMP",
         Compression {
             level: 3,
+            adaptive: false,
             threads,
             encrypt_to: None,
         },
@@ -70,6 +71,7 @@ fn empty_and_wrong_magic_are_refused() {
             b"PGDMP",
             Compression {
                 level: 3,
+                adaptive: false,
                 threads: 1,
                 encrypt_to: None,
             },
@@ -284,6 +286,7 @@ fn cancel_stops_the_pipeline() {
         b"PGDMP",
         Compression {
             level: 3,
+            adaptive: false,
             threads: 1,
             encrypt_to: None,
         },
@@ -291,4 +294,64 @@ fn cancel_stops_the_pipeline() {
         &cancel,
     );
     assert!(matches!(r, Err(PipelineError::Cancelled)), "{r:?}");
+}
+
+#[test]
+fn zstd_takes_a_new_level_inside_a_frame() {
+    // Adaptive compression changes the level between writes of one frame; zstd allows that
+    // in multithreaded mode only, which is how the pipeline always runs it.
+    let input = data(24 * 1024 * 1024);
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("encoder");
+    enc.multithread(1).expect("workers");
+    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
+        .expect("job size");
+    for (i, piece) in input.chunks(CHUNK).enumerate() {
+        enc.write_all(piece).expect("write");
+        let level = [1, 9, 2, 6][i / 4 % 4];
+        enc.set_parameter(zstd::stream::raw::CParameter::CompressionLevel(level))
+            .expect("a level change mid-frame is refused");
+    }
+    let out = enc.finish().expect("finish");
+    assert_eq!(zstd::decode_all(out.as_slice()).expect("decode"), input);
+}
+
+#[test]
+fn an_adaptive_backup_books_every_byte_to_a_level_and_decodes() {
+    // A source slow enough for several windows to pass.
+    struct Slow<'a>(&'a [u8]);
+    impl Read for Slow<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_millis(40));
+            let n = self.0.len().min(buf.len()).min(256 * 1024);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let input = data(6 * 1024 * 1024);
+    let c = compress(
+        Slow(&input),
+        Vec::new(),
+        b"PGDMP",
+        Compression {
+            level: 3,
+            adaptive: true,
+            threads: 1,
+            encrypt_to: None,
+        },
+        &Arc::default(),
+        &CancellationToken::new(),
+    )
+    .expect("compress");
+    let booked: u64 = c.levels.iter().map(|(_, n)| n).sum();
+    assert_eq!(booked, input.len() as u64, "{:?}", c.levels);
+    assert!(
+        c.levels
+            .iter()
+            .all(|(l, _)| (adapt::MIN_LEVEL..=adapt::MAX_LEVEL).contains(l)),
+        "{:?}",
+        c.levels
+    );
+    assert_eq!(zstd::decode_all(c.sink.as_slice()).expect("decode"), input);
+    assert_eq!(c.raw.sha256, sha(&input));
 }

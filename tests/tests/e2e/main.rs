@@ -3,6 +3,7 @@
 //! under `cargo nextest`. Requirement codes in module and test names are listed in
 //! docs/testing.md.
 
+mod adaptive_compression;
 mod agent_resilience;
 mod alerts_webhook;
 mod audit_and_logs;

@@ -394,6 +394,7 @@ async fn stored_backup(repo: &Repository) -> Expected {
             b"PGDMP",
             Compression {
                 level: 1,
+                adaptive: false,
                 threads: 1,
                 encrypt_to: None,
             },
