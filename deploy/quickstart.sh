@@ -286,7 +286,7 @@ provider = "postgres"
 repository = "local"
 url = "postgres://$DB_USER@$DB_HOST:$DB_PORT/$DB_NAME"
 password_file = "$DB_PASSWORD_FILE"
-compression_level = 3
+compression_level = "auto"
 pg_bin_dir = "$PG_BIN"
 EOF
 "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >"$WORK/logs/agent.log" 2>&1 &

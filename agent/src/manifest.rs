@@ -406,13 +406,38 @@ mod tests {
     }
 
     #[test]
+    fn adaptive_levels_round_trip_and_plain_manifests_do_not_carry_them() {
+        let mut m = sample();
+        m.schema_version = ADAPTIVE_SCHEMA_VERSION;
+        m.compression.levels = Some(vec![
+            LevelUse {
+                level: 1,
+                raw_bytes: 10,
+            },
+            LevelUse {
+                level: 4,
+                raw_bytes: 20,
+            },
+        ]);
+        let json = m.to_json();
+        assert!(
+            String::from_utf8_lossy(&json).contains("\"raw_bytes\": 20"),
+            "{}",
+            String::from_utf8_lossy(&json)
+        );
+        assert_eq!(Manifest::from_json(&json).expect("read"), m);
+        let plain = String::from_utf8(sample().to_json()).expect("utf-8");
+        assert!(!plain.contains("levels"), "{plain}");
+    }
+
+    #[test]
     fn refuses_unknown_schema_and_garbage() {
         let mut m = sample();
         m.schema_version = 99;
         let e = Manifest::from_json(&m.to_json()).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // A newer version is refused for its version, not for fields this agent does not know.
-        let newer = br#"{"schema_version": 7, "something_new": true}"#;
+        let newer = br#"{"schema_version": 8, "something_new": true}"#;
         let e = Manifest::from_json(newer).expect_err("accepted");
         assert!(e.to_string().contains("upgrade"), "{e}");
         // Version 1 (no objects) is still read.

@@ -98,7 +98,7 @@ pub(super) struct FileTarget {
 }
 
 pub(super) fn default_level() -> LevelSetting {
-    LevelSetting::Level(3)
+    LevelSetting::Word("auto".into())
 }
 
 /// `compression_level`: a zstd level, or a word (only `"auto"` is accepted).

@@ -70,7 +70,7 @@ fn valid_config() {
     let t = &c.targets["orders"];
     assert_eq!(t.database, "orders");
     assert_eq!(t.compression_level, 3);
-    assert!(!t.compression_auto);
+    assert!(t.compression_auto, "adaptive by default");
     assert_eq!(t.row_counts, RowCounts::Exact);
     assert!(!t.allow_clean_restore, "replacing databases must be opt-in");
     assert_eq!(t.replaceable_databases, ["orders"], "only its own database");
