@@ -234,6 +234,7 @@ for r in $(seq 1 "$ROUNDS"); do
             t0=$(now)
             out=$(lifeboat --output json backup run "bench/auto-rows-$rows" --wait)
             e=$(elapsed "$t0" "$(now)")
+            hwm=$(peak_rss_kib "$AGENT_PID")
             acpu=$(cpu_self "$AGENT_PID")
             stop_agent
             grep -q '"succeeded"' <<<"$out" || {
@@ -246,7 +247,7 @@ for r in $(seq 1 "$ROUNDS"); do
             auto_levels[$rows]=$(jq -r '[.compression.levels[] | "\(.level):\(.raw_bytes / 1048576 | floor)MiB"] | join(" ")' "$m")
             rm -rf "${WORK:?}/repo/bench/auto-rows-$rows/$id"
             auto_t[$rows]+=" $e"
-            printf '    auto %ss  agent CPU %ss  stored %s  levels %s\n' "$e" "$acpu" \
+            printf '    auto %ss  agent VmHWM %s  agent CPU %ss  stored %s  levels %s\n' "$e" "$(mib "$hwm")" "$acpu" \
                 "$(mib $((${auto_size[$rows]} / 1024)))" "${auto_levels[$rows]}"
         fi
         if [ "$S3" -eq 1 ]; then
