@@ -21,8 +21,9 @@ mod urls;
 use file::{FileConfig, FileFsRepository};
 use urls::{validate_mysql_url, validate_pg_url};
 
-/// The level an adaptive (`"auto"`) backup starts at: zstd's default.
-pub const AUTO_START_LEVEL: i32 = 3;
+/// The fixed level of a target whose backups adapt (`"auto"`): its WAL files and globals,
+/// too small to adapt, use it. zstd's default.
+pub const AUTO_FIXED_LEVEL: i32 = 3;
 
 /// Runtime configuration, validated.
 #[derive(Debug, Clone)]
@@ -129,8 +130,8 @@ pub struct TargetConfig {
     /// The database named in `url`.
     pub database: String,
     pub password_file: Option<PathBuf>,
-    /// zstd level; with `compression_auto`, the level a backup starts at (and the level of
-    /// WAL files and globals, which are too small to adapt).
+    /// zstd level; with `compression_auto`, the level of WAL files and globals, which are too
+    /// small to adapt.
     pub compression_level: i32,
     /// `compression_level = "auto"`: a backup's level follows the spare CPU (ADR 0029).
     pub compression_auto: bool,
@@ -360,7 +361,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
                     format!("{l} is out of range; use 1 to 19, or \"auto\""),
                 ));
             }
-            file::LevelSetting::Word(w) if w == "auto" => (AUTO_START_LEVEL, true),
+            file::LevelSetting::Word(w) if w == "auto" => (AUTO_FIXED_LEVEL, true),
             file::LevelSetting::Word(w) => {
                 return Err(e(
                     &key("compression_level"),

@@ -159,7 +159,7 @@ const ZSTD_JOB_SIZE: u32 = 4 << 20;
 /// Compression (and encryption) settings.
 #[derive(Debug, Clone)]
 pub struct Compression {
-    /// The level, or with `adaptive` the level to start at.
+    /// The level (ignored when `adaptive`).
     pub level: i32,
     /// `compression_level = "auto"`: the level follows the spare CPU ([`adapt`]).
     pub adaptive: bool,
@@ -211,8 +211,13 @@ pub fn compress<R: Read, W: Write>(
     };
     let sealing =
         sealing::Sealing::new(stored, compression.encrypt_to.as_ref()).map_err(sink_or_compress)?;
-    let mut encoder = zstd::stream::write::Encoder::new(sealing, compression.level)
-        .map_err(PipelineError::Compress)?;
+    let level = if compression.adaptive {
+        adapt::START_LEVEL
+    } else {
+        compression.level
+    };
+    let mut encoder =
+        zstd::stream::write::Encoder::new(sealing, level).map_err(PipelineError::Compress)?;
     encoder
         .include_checksum(true)
         .map_err(PipelineError::Compress)?;
@@ -243,9 +248,7 @@ pub fn compress<R: Read, W: Write>(
     }
     let mut pending = n;
     // Started once the dump tool has begun writing: its start-up is not a window's wait.
-    let mut adapt = compression
-        .adaptive
-        .then(|| adapt::Adapt::new(compression.level));
+    let mut adapt = compression.adaptive.then(|| adapt::Adapt::new(level));
     loop {
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);

@@ -190,15 +190,17 @@ EOF
 } >"$WORK/agent.toml"
 
 
-declare -A raw_t shell_t agent_t job_t agent_rss dump_size stored_size s3_t s3_rss auto_t auto_size auto_levels
+declare -A raw_cpu raw_t shell_t agent_t job_t agent_rss dump_size stored_size s3_t s3_rss auto_t auto_size auto_levels
 for r in $(seq 1 "$ROUNDS"); do
     for rows in "${scales[@]}"; do
         db=bench_$rows
         echo "==> round $r/$ROUNDS, $rows rows"
-        # (a) the raw dump
+        # (a) the raw dump, and the CPU it keeps busy (pg_dump and the server, machine-wide)
+        busy0=$(cpu_busy)
         t0=$(now)
         "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$PORT" -U bench --no-password -Fc -Z0 -d "$db" >/dev/null
         a=$(elapsed "$t0" "$(now)")
+        raw_cpu[$rows]+=" $(sub "$(cpu_busy)" "$busy0")"
         # (b) the shell pipeline
         t0=$(now)
         "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$PORT" -U bench --no-password -Fc -Z0 -d "$db" |
@@ -278,6 +280,27 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# B1, the machine's limit: max(raw wall, (raw dump CPU + compression CPU + hashing CPU) / cores),
+# with the compression and hashing CPU measured on one dump file of each scale.
+declare -A limit3 limit1 cpu_z3 cpu_z1 cpu_sha
+for rows in "${scales[@]}"; do
+    f="$WORK/limit.pgdump"
+    "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$PORT" -U bench --no-password -Fc -Z0 -d "bench_$rows" >"$f"
+    cpu_z3[$rows]=$(cpu_of zstd -q -3 -T0 -c "$f")
+    cpu_z1[$rows]=$(cpu_of zstd -q -1 -T0 -c "$f")
+    zstd -q -3 -T0 -c "$f" >"$f.zst"
+    # SHA-256 of the raw and of the stored stream, by the fastest tool at hand (OpenSSL uses
+    # the CPU's SHA instructions, as the agent does; coreutils may not).
+    sha=(sha256sum)
+    command -v openssl >/dev/null 2>&1 && sha=(openssl dgst -sha256)
+    cpu_sha[$rows]=$(add "$(cpu_of "${sha[@]}" "$f")" "$(cpu_of "${sha[@]}" "$f.zst")")
+    rm -f "$f" "$f.zst"
+    ma=$(median <<<"${raw_t[$rows]}")
+    rc=$(median <<<"${raw_cpu[$rows]}")
+    limit3[$rows]=$(max "$ma" "$(div "$(add "$(add "$rc" "${cpu_z3[$rows]}")" "${cpu_sha[$rows]}")" "$(nproc)")")
+    limit1[$rows]=$(max "$ma" "$(div "$(add "$(add "$rc" "${cpu_z1[$rows]}")" "${cpu_sha[$rows]}")" "$(nproc)")")
+done
+
 echo
 echo "Medians over $ROUNDS interleaved rounds ($(nproc) CPUs):"
 printf '%-10s %10s %10s %10s %10s %10s %10s %11s %11s %14s %14s\n' \
@@ -292,6 +315,19 @@ for rows in "${scales[@]}"; do
     printf '%-10s %10s %10s %9ss %9ss %9ss %9ss %11s %11s %14s %14s\n' "$rows" \
         "$(mib $((${dump_size[$rows]:-0} / 1024)))" "$(mib $((${stored_size[$rows]:-0} / 1024)))" \
         "$ma" "$mb" "$mc" "$mj" "$(ratio "$mc" "$ma")" "$(ratio "$mc" "$mb")" "$(mib "$mr")" "$(mib "$xr")"
+done
+
+echo
+echo "B1, the machine's limit = max(raw wall, (raw dump CPU + zstd CPU + SHA-256 CPU) / $(nproc) cores):"
+printf '%-10s %10s %9s %9s %9s %11s %11s %12s %10s\n' \
+    rows "raw CPU" "zstd-3" "zstd-1" "sha256" "limit L3" "limit L1" "agent/limit" "auto/L1"
+for rows in "${scales[@]}"; do
+    mc=$(median <<<"${agent_t[$rows]}")
+    auto_ratio=-
+    [ "$AUTO" -eq 1 ] && auto_ratio=$(ratio "$(median <<<"${auto_t[$rows]}")" "${limit1[$rows]}")
+    printf '%-10s %9ss %8ss %8ss %8ss %10ss %10ss %12s %10s\n' "$rows" \
+        "$(median <<<"${raw_cpu[$rows]}")" "${cpu_z3[$rows]}" "${cpu_z1[$rows]}" "${cpu_sha[$rows]}" \
+        "${limit3[$rows]}" "${limit1[$rows]}" "$(ratio "$mc" "${limit3[$rows]}")" "$auto_ratio"
 done
 
 if [ "$AUTO" -eq 1 ]; then

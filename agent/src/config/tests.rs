@@ -257,7 +257,7 @@ fn bad_s3_repositories_are_refused_with_the_key() {
 }
 
 #[test]
-fn compression_level_auto_adapts_from_zstds_default() {
+fn compression_level_auto_adapts_and_keeps_level_3_for_wal_and_globals() {
     let f = Fixture::new();
     let c = f.parse("", "compression_level = \"auto\"").expect("valid");
     let t = &c.targets["orders"];

@@ -18,6 +18,9 @@ use std::{
 };
 
 pub const MIN_LEVEL: i32 = 1;
+/// Where a backup starts: the fastest level, so the first windows never hold the dump back;
+/// spare CPU raises it within a few windows.
+pub const START_LEVEL: i32 = 1;
 pub const MAX_LEVEL: i32 = 9;
 /// How often the level is reconsidered: a few of zstd's 4 MiB jobs at a few hundred MB/s.
 const WINDOW: Duration = Duration::from_millis(250);
