@@ -244,17 +244,18 @@ async fn take<D: Dump>(ctx: &JobCtx, at: &Start<'_>, mut dump: D) -> Result<Back
     finish(ctx, at.spec, target, upload, writer, &written, dumped).await
 }
 
-/// The manifest's compression section: with adaptive compression, the level that compressed
-/// the most and the bytes each level compressed.
-fn compression_info(target: &TargetConfig, levels: &[(i32, u64)]) -> manifest::CompressionInfo {
+/// The manifest's compression section: the level that compressed the most and, when an
+/// adaptive backup used more than one, the bytes each compressed. A backup at one level keeps
+/// the oldest manifest version that holds it, so older agents still read it.
+fn compression_info(fixed: i32, levels: &[(i32, u64)]) -> manifest::CompressionInfo {
     let main = levels
         .iter()
         .max_by_key(|(l, n)| (*n, -*l))
-        .map_or(target.compression_level, |(l, _)| *l);
+        .map_or(fixed, |(l, _)| *l);
     manifest::CompressionInfo {
         algorithm: "zstd".into(),
         level: main,
-        levels: target.compression_auto.then(|| {
+        levels: (levels.len() > 1).then(|| {
             levels
                 .iter()
                 .map(|&(level, raw_bytes)| manifest::LevelUse { level, raw_bytes })
@@ -359,8 +360,9 @@ async fn finish(
     );
     let config = &ctx.config;
     let finished_at_ms = lifeboat_common::time::now_ms();
+    let compression = compression_info(target.compression_level, &d.levels);
     let mut m = Manifest {
-        schema_version: if target.compression_auto {
+        schema_version: if compression.levels.is_some() {
             manifest::ADAPTIVE_SCHEMA_VERSION
         } else if at.sealing.is_some() {
             manifest::ENCRYPTED_SCHEMA_VERSION
@@ -382,7 +384,7 @@ async fn finish(
         server: d.facts.server,
         tool: d.facts.tool,
         format: d.facts.format.into(),
-        compression: compression_info(target, &d.levels),
+        compression,
         encryption_recipients: at.sealing.map(|(_, r)| r.strings()).unwrap_or_default(),
         data_file: d.data_file,
         raw_size: d.raw.size,
@@ -674,4 +676,27 @@ pub fn record_from_manifest(m: &Manifest, dir_key: &str, job_id: String) -> Resu
     };
     BackupRecord::try_from(wire)
         .map_err(|e| anyhow::anyhow!("the manifest is not a valid record: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_names_the_main_level_and_lists_levels_only_when_there_were_several() {
+        let one = compression_info(3, &[(1, 500)]);
+        assert_eq!((one.level, one.levels), (1, None));
+        let several = compression_info(3, &[(1, 100), (2, 300), (4, 300)]);
+        assert_eq!(
+            several.level, 2,
+            "most bytes; a tie goes to the lower level"
+        );
+        let listed: Vec<(i32, u64)> = several
+            .levels
+            .expect("listed")
+            .iter()
+            .map(|l| (l.level, l.raw_bytes))
+            .collect();
+        assert_eq!(listed, [(1, 100), (2, 300), (4, 300)]);
+    }
 }

@@ -246,7 +246,7 @@ for r in $(seq 1 "$ROUNDS"); do
             id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
             m="$WORK/repo/bench/auto-rows-$rows/$id/manifest.json"
             auto_size[$rows]=$(jq -r .stored_size "$m")
-            auto_levels[$rows]=$(jq -r '[.compression.levels[] | "\(.level):\(.raw_bytes / 1048576 | floor)MiB"] | join(" ")' "$m")
+            auto_levels[$rows]=$(jq -r '[(.compression.levels // [{level: .compression.level, raw_bytes: .raw_size}])[] | "\(.level):\(.raw_bytes / 1048576 | floor)MiB"] | join(" ")' "$m")
             rm -rf "${WORK:?}/repo/bench/auto-rows-$rows/$id"
             auto_t[$rows]+=" $e"
             printf '    auto %ss  agent VmHWM %s  agent CPU %ss  stored %s  levels %s\n' "$e" "$(mib "$hwm")" "$acpu" \

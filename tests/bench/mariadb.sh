@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # MariaDB backup and restore throughput against the physical limits of this machine.
 #
-#   tests/bench/mariadb.sh [--tables T] [--table-size N] [--rounds R] [--no-build] [--keep]
+#   tests/bench/mariadb.sh [--tables T] [--table-size N] [--rounds R] [--level L] [--no-build] [--keep]
 #
 # Starts a throwaway MariaDB (mariadb-install-db + mariadbd on a free port), loads it with
 # sysbench's oltp_read_write tables (default 8 × 625,000 rows, about 1.2 GB), builds lifeboat
 # in release mode, starts a coordinator and an agent, and then, interleaved over R rounds
 # (default 3), times
 #   (a) raw dump      mariadb-dump (the agent's own options) > /dev/null
-#   (b) agent backup  lifeboat backup run bench/sbtest --wait   (zstd level 3, SHA-256, fs)
+#   (b) agent backup  lifeboat backup run bench/sbtest --wait   (zstd, SHA-256, fs; --level sets
+#                     the target's compression_level: default auto, the agent's default)
 #   (c) raw restore   mariadb DB < dump.sql                     (the same dump, uncompressed)
 #   (d) agent restore lifeboat restore ID --database DB --wait  (hash checks, scratch database,
 #                     row counts, swap)
@@ -25,6 +26,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TABLES=8
 TABLE_SIZE=625000
 ROUNDS=3
+LEVEL=auto
 KEEP=0
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -39,6 +41,10 @@ while [ $# -gt 0 ]; do
         ;;
     --rounds)
         ROUNDS=$2
+        shift 2
+        ;;
+    --level)
+        LEVEL=$2
         shift 2
         ;;
     --keep)
@@ -69,6 +75,10 @@ done
     echo "error: run as root (the private mariadbd runs as the invoking user, sysbench logs in as root over its socket)" >&2
     exit 2
 }
+case "$LEVEL" in
+auto) LEVEL_TOML='"auto"' ;;
+*) LEVEL_TOML=$LEVEL ;;
+esac
 missing=()
 [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
 command -v mariadb-dump >/dev/null 2>&1 || missing+=(mariadb-client)
@@ -153,7 +163,7 @@ provider = "mariadb"
 repository = "local"
 url = "mysql://bench@127.0.0.1:$PORT/sbtest"
 password_file = "$WORK/secrets/db.pass"
-compression_level = 3
+compression_level = $LEVEL_TOML
 compression_threads = 0
 EOF
 } >"$WORK/agent.toml"
