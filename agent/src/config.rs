@@ -580,11 +580,10 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
             copy_to: t.copy_to,
             encryption,
         };
-        if tc.restore_jobs > 1 && (tc.engine != Engine::Postgres || tc.mode == BackupMode::Physical)
-        {
+        if tc.restore_jobs > 1 && tc.mode == BackupMode::Physical {
             return Err(e(
                 &key("restore_jobs"),
-                "restore_jobs runs pg_restore in parallel: it applies to logical PostgreSQL targets only; remove it".into(),
+                "restore_jobs loads a logical dump over several connections; a physical base backup is restored by unpacking it; remove it".into(),
             ));
         }
         if targets.insert(t.name.clone(), tc).is_some() {

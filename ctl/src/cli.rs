@@ -630,9 +630,10 @@ pub struct RestoreArgs {
     /// the job then reports the WAL location and time reached. The server is left running
     #[arg(long, value_name = "PORT", requires = "data_dir", value_parser = clap::value_parser!(u16).range(1024..))]
     pub start_port: Option<u16>,
-    /// PostgreSQL logical backups: run pg_restore with N parallel jobs. The agent first
-    /// decompresses the verified archive into its scratch_dir (it checks there is room) and
-    /// removes it after. Default: the target's restore_jobs (1: streamed, no spool)
+    /// Load a logical backup over N connections. PostgreSQL: pg_restore with N jobs; the agent
+    /// first decompresses the verified archive into its scratch_dir (it checks there is room)
+    /// and removes it after. MariaDB/MySQL: N client connections load the tables at once, each
+    /// streaming the archive. Default: the target's restore_jobs (1: one stream)
     #[arg(long, value_name = "N", conflicts_with = "data_dir", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,
     /// First recreate the roles and memberships (MySQL/MariaDB: accounts) captured with the

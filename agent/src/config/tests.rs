@@ -701,7 +701,7 @@ fn encrypted_repositories_pass_encryption_on_and_take_no_plaintext() {
 }
 
 #[test]
-fn restore_jobs_are_bounded_and_for_logical_postgres_targets() {
+fn restore_jobs_are_bounded_and_for_logical_targets() {
     let f = Fixture::new();
     let c = f.parse("", "restore_jobs = 4").expect("four jobs");
     assert_eq!(c.targets["orders"].restore_jobs, 4);
@@ -712,6 +712,6 @@ fn restore_jobs_are_bounded_and_for_logical_postgres_targets() {
     refused(
         "",
         "mode = \"physical\"\nrestore_jobs = 2",
-        "logical PostgreSQL targets only",
+        "physical base backup",
     );
 }

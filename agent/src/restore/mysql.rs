@@ -31,6 +31,7 @@ use crate::{
     work::RestoreWork,
 };
 
+mod parallel;
 mod partial;
 
 /// What the restore will do, decided by [`plan`].
@@ -44,6 +45,8 @@ pub(super) struct Plan {
     empty: bool,
     /// A partial restore: the chosen tables.
     partial: Option<partial::MyPartial>,
+    /// Client connections loading tables at once (`--jobs`, or the target's `restore_jobs`).
+    jobs: u32,
 }
 
 /// MySQL's and MariaDB's side of a restore, for [`super::restore`].
@@ -75,6 +78,7 @@ impl<'a> MyRestore<'a> {
             profile: p.target.profile,
             server: plan.server,
             partial: plan.partial.as_ref(),
+            jobs: plan.jobs,
         }
     }
 }
@@ -238,6 +242,17 @@ async fn plan(
         },
         None => None,
     };
+    let jobs = match (spec.jobs, &partial) {
+        (Some(n), Some(_)) if n > 1 => {
+            report.error(
+                "jobs",
+                "a partial restore loads its tables over one connection; leave out --jobs",
+            );
+            return Ok(None);
+        }
+        (_, Some(_)) => 1,
+        (asked, None) => asked.unwrap_or(target.restore_jobs).max(1),
+    };
     if my::SYSTEM_DATABASES.contains(&database.to_ascii_lowercase().as_str()) {
         report.error(
             "destination",
@@ -380,6 +395,7 @@ async fn plan(
             exists,
             empty,
             partial,
+            jobs,
         })),
         None => Ok(None),
     }
@@ -460,6 +476,14 @@ fn describe(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>, plan: &Plan) {
             "restore only the dump's sections of {} table(s) ({}): definitions, data and triggers; views, routines and events are left out",
             pp.expected.len(),
             pp.names().join(", ")
+        ));
+    } else if plan.jobs > 1 {
+        let n = parallel::groups(&p.manifest.row_counts, plan.jobs as usize)
+            .len()
+            .max(1);
+        r.step(format!(
+            "load the tables over {n} connection(s) at once (--jobs {}), each streaming the archive through the same checks and loading its share of the tables, largest first; then the views, routines and events over one",
+            plan.jobs
         ));
     }
     let count = if RowCountKind::parse(&p.manifest.row_counts_kind)
@@ -585,6 +609,18 @@ struct Load<'a> {
     profile: Provider,
     server: ServerFlavor,
     partial: Option<&'a partial::MyPartial>,
+    jobs: u32,
+}
+
+/// Which part of the dump one client stream loads.
+enum Cut {
+    Whole,
+    /// The sections of these tables (a partial restore, or one connection of a parallel load).
+    Tables(Vec<String>),
+    /// Every table's sections but these (the first connection of a parallel load).
+    TablesExcept(Vec<String>),
+    /// The views, routines and events, once every table is loaded.
+    Rest,
 }
 
 impl Load<'_> {
@@ -592,64 +628,19 @@ impl Load<'_> {
     /// manifest's when those were counted from the dump itself.
     async fn load_into(&self, database: &str) -> Result<Vec<TableRows>> {
         let ctx = self.ctx;
-        let loc = self.loc;
-        let state_dir = &ctx.config.state_dir;
-        let file = open_data(loc).await?.with_context(|| {
-            format!(
-                "data file {} is missing from {}",
-                loc.data_key,
-                loc.repo.describe()
-            )
-        })?;
-        let defaults =
-            DefaultsFile::create(state_dir, self.params, self.password, self.client.flavor)?;
         ctx.set_phase("restoring");
-        let mut child = my::restore_command(
-            self.client,
-            &defaults,
-            state_dir,
-            database,
-            loc.expected.raw.size,
-        )
-        .spawn()
-        .with_context(|| format!("start {}", self.client.path.display()))?;
-        let name = self.client.name.clone();
-        let stderr = stderr_tail(child.stderr.take().context("client stderr")?);
-        let stdin = stdin_file(child.stdin.take().context("client stdin")?)?;
-        let expected = loc.expected.clone();
-        let counters = ctx.counters.clone();
-        let cancel = ctx.cancel.clone();
-        let filter = self.client.needs_sandbox_filter();
-        let tables = self.partial.map(partial::MyPartial::names);
-        let pipeline = tokio::task::spawn_blocking(move || {
-            let out = BufWriter::with_capacity(256 * 1024, stdin);
-            if let Some(tables) = tables {
-                return load_tables(file, out, tables, filter, &expected, &counters, &cancel);
+        match self.partial {
+            Some(pp) => {
+                let cut = Cut::Tables(pp.names());
+                self.stream(database, cut, ctx.counters.clone(), &ctx.cancel)
+                    .await?;
             }
-            // Dropping the returned writer closes the client's stdin.
-            if filter {
-                pipeline::decompress(
-                    file,
-                    SandboxLineFilter::new(out),
-                    my::MAGIC,
-                    &expected,
-                    &counters,
-                    &cancel,
-                )
-                .and_then(|w| w.into_inner().map_err(PipelineError::Output))
-                .map(drop)
-            } else {
-                pipeline::decompress(file, out, my::MAGIC, &expected, &counters, &cancel).map(drop)
+            None if self.jobs > 1 => parallel::load(self, database).await?,
+            None => {
+                self.stream(database, Cut::Whole, ctx.counters.clone(), &ctx.cancel)
+                    .await?;
             }
-        });
-        // A rejected stream is never committed: the client is killed first.
-        let (result, status) = join_with_child(&mut child, pipeline, &ctx.cancel, &name).await?;
-        let stderr = stderr.await.unwrap_or_default();
-        drop(defaults);
-        if ctx.cancel.is_cancelled() {
-            bail!("cancelled");
         }
-        load_verdict(&name, result, &status, &stderr, &loc.data_key)?;
 
         ctx.set_phase("counting");
         let kind = RowCountKind::parse(&self.manifest.row_counts_kind).unwrap_or(RowCountKind::Off);
@@ -666,22 +657,92 @@ impl Load<'_> {
         }
         Ok(counts)
     }
+
+    /// One client connection: the stream from the repository, through both hash checks and
+    /// cut to `cut`, into the SQL client. `cancel` stops it (and kills the client).
+    async fn stream(
+        &self,
+        database: &str,
+        cut: Cut,
+        counters: std::sync::Arc<pipeline::Counters>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<()> {
+        let ctx = self.ctx;
+        let loc = self.loc;
+        let state_dir = &ctx.config.state_dir;
+        let file = open_data(loc).await?.with_context(|| {
+            format!(
+                "data file {} is missing from {}",
+                loc.data_key,
+                loc.repo.describe()
+            )
+        })?;
+        let defaults =
+            DefaultsFile::create(state_dir, self.params, self.password, self.client.flavor)?;
+        let mut child = my::restore_command(
+            self.client,
+            &defaults,
+            state_dir,
+            database,
+            loc.expected.raw.size,
+        )
+        .spawn()
+        .with_context(|| format!("start {}", self.client.path.display()))?;
+        let name = self.client.name.clone();
+        let stderr = stderr_tail(child.stderr.take().context("client stderr")?);
+        let stdin = stdin_file(child.stdin.take().context("client stdin")?)?;
+        let expected = loc.expected.clone();
+        let stop = cancel.clone();
+        let filter = self.client.needs_sandbox_filter();
+        let pipeline = tokio::task::spawn_blocking(move || {
+            let out = BufWriter::with_capacity(256 * 1024, stdin);
+            // Dropping the returned writer closes the client's stdin.
+            let (f, must_see) = match cut {
+                Cut::Whole if filter => {
+                    return pipeline::decompress(
+                        file,
+                        SandboxLineFilter::new(out),
+                        my::MAGIC,
+                        &expected,
+                        &counters,
+                        &stop,
+                    )
+                    .and_then(|w| w.into_inner().map_err(PipelineError::Output))
+                    .map(drop);
+                }
+                Cut::Whole => {
+                    return pipeline::decompress(file, out, my::MAGIC, &expected, &counters, &stop)
+                        .map(drop);
+                }
+                Cut::Tables(t) => (TableFilter::new(out, t.clone()), Some(t)),
+                Cut::TablesExcept(t) => (TableFilter::except(out, t), None),
+                Cut::Rest => (TableFilter::rest(out), None),
+            };
+            load_cut(file, f, must_see, filter, &expected, &counters, &stop)
+        });
+        // A rejected stream is never committed: the client is killed first.
+        let (result, status) = join_with_child(&mut child, pipeline, cancel, &name).await?;
+        let stderr = stderr.await.unwrap_or_default();
+        drop(defaults);
+        if cancel.is_cancelled() {
+            bail!("cancelled");
+        }
+        load_verdict(&name, result, &status, &stderr, &loc.data_key)
+    }
 }
 
-/// The pipeline of a partial restore: the stream (checked whole against both hashes) cut down
-/// to the chosen tables' sections before it reaches the client. A chosen table without a
-/// section in the dump fails the load.
-fn load_tables<R: std::io::Read, W: std::io::Write>(
+/// The pipeline of a cut stream (a partial restore, or one connection of a parallel load):
+/// the stream, checked whole against both hashes, cut down by `cut` before it reaches the
+/// client. With `must_see`, a listed table without a section in the dump fails the load.
+fn load_cut<R: std::io::Read, W: std::io::Write>(
     file: R,
-    out: W,
-    tables: Vec<String>,
+    cut: TableFilter<W>,
+    must_see: Option<Vec<String>>,
     sandbox_filter: bool,
     expected: &pipeline::Expected,
     counters: &std::sync::Arc<pipeline::Counters>,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(), PipelineError> {
-    let wanted: std::collections::BTreeSet<String> = tables.iter().cloned().collect();
-    let cut = TableFilter::new(out, tables);
     let cut = if sandbox_filter {
         pipeline::decompress(
             file,
@@ -697,6 +758,8 @@ fn load_tables<R: std::io::Read, W: std::io::Write>(
         pipeline::decompress(file, cut, my::MAGIC, expected, counters, cancel)?
     };
     let (_, seen) = cut.finish().map_err(PipelineError::Output)?;
+    let wanted: std::collections::BTreeSet<String> =
+        must_see.unwrap_or_default().into_iter().collect();
     let missing: Vec<&String> = wanted.difference(&seen).collect();
     if !missing.is_empty() {
         return Err(PipelineError::Mismatch {

@@ -627,20 +627,16 @@ pub fn restore_start_port(req: &pb::RestoreRequest) -> Result<Option<u16>, Error
 /// The most pg_restore jobs a restore may ask for.
 pub const MAX_RESTORE_JOBS: u32 = 64;
 
-/// `--jobs`: pg_restore jobs for a logical PostgreSQL restore, 1 to [`MAX_RESTORE_JOBS`]; 0:
-/// the target's default.
+/// `--jobs`: parallel loading of a logical restore (pg_restore jobs for PostgreSQL, client
+/// connections for MariaDB/MySQL), 1 to [`MAX_RESTORE_JOBS`]; 0: the target's default.
 pub fn restore_jobs(backup: &Backup, req: &pb::RestoreRequest) -> Result<u32, Error> {
     match req.jobs {
         0 => Ok(0),
         n if n > MAX_RESTORE_JOBS => Err(invalid(format!(
-            "--jobs {n} is more than {MAX_RESTORE_JOBS}; pg_restore gains nothing beyond the destination server's cores"
+            "--jobs {n} is more than {MAX_RESTORE_JOBS}; loading gains nothing beyond the destination server's cores"
         ))),
         _ if backup.is_physical() => Err(invalid(format!(
-            "--jobs runs pg_restore in parallel; backup {} is a physical base backup, restored by unpacking it",
-            backup.backup_id
-        ))),
-        _ if backup.engine != lifeboat_proto::domain::Engine::Postgres => Err(invalid(format!(
-            "--jobs runs pg_restore in parallel; backup {} is a MariaDB/MySQL dump, loaded over one connection",
+            "--jobs loads a logical dump in parallel; backup {} is a physical base backup, restored by unpacking it",
             backup.backup_id
         ))),
         n => Ok(n),

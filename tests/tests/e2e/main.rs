@@ -40,6 +40,7 @@ mod migration;
 mod mysql_failures;
 mod mysql_hostile;
 mod mysql_interrupted;
+mod mysql_parallel_restore;
 mod mysql_roundtrip;
 mod n21_agent_killed;
 mod outbox;

@@ -8,7 +8,7 @@ use lifeboat_e2e::{Sandbox, SandboxTarget};
 
 /// Awkward content: 4-byte UTF-8, quotes, backslashes, NUL, binary, JSON, generated columns, a
 /// foreign key, views, triggers, a procedure, a function, an event.
-const FIXTURE: &str = r#"
+pub(crate) const FIXTURE: &str = r#"
 CREATE TABLE parent (id INT PRIMARY KEY, name VARCHAR(100)) ENGINE=InnoDB;
 CREATE TABLE child (
   id INT AUTO_INCREMENT PRIMARY KEY, pid INT, note MEDIUMTEXT, b BLOB,

@@ -6,7 +6,8 @@
 //! `-- Dumping routines for database`. The filter keeps the settings before the first section
 //! and after the last (from `/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;` on), and the sections
 //! of the chosen tables; views, routines, events and every other table's sections are left
-//! out. Row data never starts a line with `-- ` (the dump escapes newlines in values), so only
+//! out. [`TableFilter::rest`] is its complement for a parallel load: the settings, the views,
+//! routines and events, and no table's section. Row data never starts a line with `-- ` (the dump escapes newlines in values), so only
 //! line starts are looked at, and at most [`HEAD_LIMIT`] bytes of a line are held.
 
 use std::{collections::BTreeSet, io};
@@ -26,10 +27,22 @@ enum Part {
     Skip,
 }
 
+/// Which sections a [`TableFilter`] keeps besides the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The chosen tables'.
+    Only,
+    /// Every other table's.
+    Except,
+    /// No table's: the views', routines' and events'.
+    Rest,
+}
+
 /// A `Write` that passes on only the chosen tables' sections of a dump.
 pub struct TableFilter<W> {
     inner: W,
     tables: BTreeSet<String>,
+    mode: Mode,
     part: Part,
     /// The start of the current line while it is still undecided (`None` once decided).
     head: Option<Vec<u8>>,
@@ -43,11 +56,29 @@ impl<W: io::Write> TableFilter<W> {
         Self {
             inner,
             tables: tables.into_iter().collect(),
+            mode: Mode::Only,
             part: Part::Settings,
             head: Some(Vec::with_capacity(HEAD_LIMIT)),
             writing: true,
             seen: BTreeSet::new(),
         }
+    }
+
+    /// What no table filter keeps: the settings with the views' (placeholders and final
+    /// definitions), the routines' and the events' sections, for after every table was loaded.
+    pub fn rest(inner: W) -> Self {
+        let mut f = Self::new(inner, []);
+        f.mode = Mode::Rest;
+        f
+    }
+
+    /// Every table's sections but those of `tables` (and no view, routine or event): with
+    /// filters for `tables` beside it, no table of the dump is left out, whatever the manifest
+    /// listed.
+    pub fn except(inner: W, tables: impl IntoIterator<Item = String>) -> Self {
+        let mut f = Self::new(inner, tables);
+        f.mode = Mode::Except;
+        f
     }
 
     /// Writes out an undecided last line; returns the writer and the chosen tables that had
@@ -91,7 +122,12 @@ impl<W: io::Write> TableFilter<W> {
         ];
         if let Some(rest) = TABLE.iter().find_map(|p| line.strip_prefix(*p)) {
             let name = quoted_name(rest)?;
-            return Some(if self.tables.contains(&name) {
+            let keep = match self.mode {
+                Mode::Only => self.tables.contains(&name),
+                Mode::Except => !self.tables.contains(&name),
+                Mode::Rest => false,
+            };
+            return Some(if keep {
                 self.seen.insert(name);
                 Part::Keep
             } else {
@@ -99,7 +135,11 @@ impl<W: io::Write> TableFilter<W> {
             });
         }
         if OTHER.iter().any(|p| line.starts_with(p)) {
-            return Some(Part::Skip);
+            return Some(if self.mode == Mode::Rest {
+                Part::Keep
+            } else {
+                Part::Skip
+            });
         }
         if SETTINGS_AGAIN.iter().any(|p| line.starts_with(p)) {
             return Some(Part::Settings);
@@ -230,6 +270,59 @@ mod tests {
                 assert!(!out.contains(absent), "{absent} in {out}");
             }
         }
+    }
+
+    #[test]
+    fn the_rest_is_everything_no_table_filter_keeps() {
+        for chunk in [1, 9, 1 << 20] {
+            let mut f = TableFilter::rest(Vec::new());
+            for c in DUMP.as_bytes().chunks(chunk) {
+                f.write_all(c).expect("write");
+            }
+            let (out, seen) = f.finish().expect("finish");
+            let out = String::from_utf8(out).expect("utf-8");
+            assert!(seen.is_empty());
+            assert!(out.contains("VIEW"), "{out}");
+            assert!(out.contains("PROCEDURE"), "{out}");
+            assert!(out.contains("/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;"));
+            for absent in ["CREATE TABLE `parent`", "INSERT INTO", "TRIGGER", "`child`"] {
+                assert!(!out.contains(absent), "{absent} in {out}");
+            }
+        }
+        // Every table's filter plus the rest hold each line of the dump once, in order.
+        let tables = ["parent", "child"];
+        let mut lines: Vec<&str> = Vec::new();
+        let outs: Vec<String> = tables
+            .iter()
+            .map(|t| filter(&[t], 64).0)
+            .chain(std::iter::once({
+                // The tables no one named: parent2 and we`ird.
+                let mut f = TableFilter::except(Vec::new(), tables.map(str::to_owned));
+                f.write_all(DUMP.as_bytes()).expect("write");
+                let (out, seen) = f.finish().expect("finish");
+                assert_eq!(
+                    seen,
+                    BTreeSet::from(["parent2".to_owned(), "we`ird".to_owned()])
+                );
+                String::from_utf8(out).expect("utf-8")
+            }))
+            .chain(std::iter::once({
+                let mut f = TableFilter::rest(Vec::new());
+                f.write_all(DUMP.as_bytes()).expect("write");
+                String::from_utf8(f.finish().expect("finish").0).expect("utf-8")
+            }))
+            .collect();
+        let settings = filter(&[], 64).0;
+        for o in &outs {
+            lines.extend(o.lines().filter(|l| !settings.lines().any(|s| s == *l)));
+        }
+        let mut from_dump: Vec<&str> = DUMP
+            .lines()
+            .filter(|l| !settings.lines().any(|s| s == *l))
+            .collect();
+        lines.sort_unstable();
+        from_dump.sort_unstable();
+        assert_eq!(lines, from_dump);
     }
 
     #[test]
