@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MariaDB backup and restore throughput against the physical limits of this machine.
 #
-#   tests/bench/mariadb.sh [--tables T] [--table-size N] [--rounds R] [--level L] [--no-build] [--keep]
+#   tests/bench/mariadb.sh [--tables T] [--table-size N] [--rounds R] [--level L] [--jobs N]
+#                          [--no-build] [--keep]
 #
 # Starts a throwaway MariaDB (mariadb-install-db + mariadbd on a free port), loads it with
 # sysbench's oltp_read_write tables (default 8 × 625,000 rows, about 1.2 GB), builds lifeboat
@@ -13,6 +14,7 @@
 #   (c) raw restore   mariadb DB < dump.sql                     (the same dump, uncompressed)
 #   (d) agent restore lifeboat restore ID --database DB --wait  (hash checks, scratch database,
 #                     row counts, swap)
+#   (e) with --jobs N: lifeboat restore ID --database DB --jobs N --wait  (N client connections)
 # (c) and (d) swap order every round, and each starts once InnoDB has written out the dirty
 # pages the previous load and DROP left, so that neither pays for the other's writes.
 # with the CPU seconds of the tools, the agent and mariadbd in each. The backup's lower bound is
@@ -27,6 +29,7 @@ TABLES=8
 TABLE_SIZE=625000
 ROUNDS=3
 LEVEL=auto
+JOBS=0
 KEEP=0
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -45,6 +48,10 @@ while [ $# -gt 0 ]; do
         ;;
     --level)
         LEVEL=$2
+        shift 2
+        ;;
+    --jobs)
+        JOBS=$2
         shift 2
         ;;
     --keep)
@@ -205,13 +212,13 @@ raw_restore() {
     c=$(elapsed "$t0" "$(now)")
     myroot -e "DROP DATABASE raw_copy"
 }
-# (d) the agent's restore of backup $1; sets d.
+# (d) the agent's restore of backup $1 (with $2: --jobs $2, timed into e); sets d.
 agent_restore() {
     settle
     local t0 out
     t0=$(now)
-    out=$(lifeboat --output json restore "$1" --database agent_copy --wait)
-    d=$(elapsed "$t0" "$(now)")
+    out=$(lifeboat --output json restore "$1" --database agent_copy ${2:+--jobs "$2"} --wait)
+    if [ -n "${2:-}" ]; then e=$(elapsed "$t0" "$(now)"); else d=$(elapsed "$t0" "$(now)"); fi
     grep -q '"succeeded"' <<<"$out" || {
         echo "error: the restore failed: $out" >&2
         exit 1
@@ -219,7 +226,7 @@ agent_restore() {
     myroot -e "DROP DATABASE agent_copy"
 }
 
-declare -a raw_t agent_t bound_t rraw_t ragent_t rss_b rss_r
+declare -a raw_t agent_t bound_t rraw_t ragent_t rjobs_t rss_b rss_r
 for r in $(seq 1 "$ROUNDS"); do
     echo "==> round $r/$ROUNDS"
     # (a) the raw dump, with its own CPU and the server's.
@@ -254,6 +261,10 @@ for r in $(seq 1 "$ROUNDS"); do
         agent_restore "$id"
         raw_restore
     fi
+    if [ "$JOBS" -gt 0 ]; then
+        agent_restore "$id" "$JOBS"
+        rjobs_t+=("$e")
+    fi
     hwm_r=$(peak_rss_kib "$AGENT_PID")
     rm -rf "${WORK:?}/repo/bench/sbtest/$id"
     raw_t+=("$a")
@@ -263,8 +274,8 @@ for r in $(seq 1 "$ROUNDS"); do
     ragent_t+=("$d")
     rss_b+=("$hwm_b")
     rss_r+=("$hwm_r")
-    printf '    dump %ss (tool CPU %ss, server CPU %ss)  backup %ss (agent+tool CPU %ss, server CPU %ss, bound %ss)  restore raw %ss agent %ss\n' \
-        "$a" "$dcpu" "$scpu" "$b" "$acpu" "$bscpu" "$bound" "$c" "$d"
+    printf '    dump %ss (tool CPU %ss, server CPU %ss)  backup %ss (agent+tool CPU %ss, server CPU %ss, bound %ss)  restore raw %ss agent %ss%s\n' \
+        "$a" "$dcpu" "$scpu" "$b" "$acpu" "$bscpu" "$bound" "$c" "$d" "${e:+  agent -j$JOBS ${e}s}"
 done
 
 ma=$(median <<<"${raw_t[*]}")
@@ -288,5 +299,10 @@ printf '  agent backup      %8ss   bound max(dump, CPU ÷ cores) %ss   backup/bo
 printf '  raw restore       %8ss\n' "$mc"
 printf '  agent restore     %8ss   restore/raw %sx (per-round median; ratio of the medians %s)\n' \
     "$md" "$mrratio" "$(ratio "$md" "$mc")"
+if [ "$JOBS" -gt 0 ]; then
+    me=$(median <<<"${rjobs_t[*]}")
+    printf '  agent restore -j%s %6ss   restore/raw %s, against one connection %s\n' \
+        "$JOBS" "$me" "$(ratio "$me" "$mc")" "$(ratio "$me" "$md")"
+fi
 printf '  agent peak RSS    %s (after the backups), %s (after the restores)\n' \
     "$(mib "$(median <<<"${rss_b[*]}")")" "$(mib "$(median <<<"${rss_r[*]}")")"
