@@ -409,6 +409,33 @@ impl MariaDb {
             .collect()
     }
 
+    /// Asserts that [`Self::dump_sql`] of `a` and of `b` are the same (and not near empty),
+    /// showing a unified diff (written under `work`) when they are not. Returns `a`'s dump.
+    pub fn assert_same_dumps(&self, a: &str, b: &str, work: &std::path::Path) -> String {
+        let (da, db) = (self.dump_sql(a), self.dump_sql(b));
+        assert!(da.len() > 10_000, "the dump of {a} is suspiciously small");
+        if da != db {
+            let (pa, pb) = (work.join(format!("{a}.sql")), work.join(format!("{b}.sql")));
+            std::fs::write(&pa, &da).expect("write dump");
+            std::fs::write(&pb, &db).expect("write dump");
+            let d = std::process::Command::new("diff")
+                .arg("-u")
+                .arg(&pa)
+                .arg(&pb)
+                .output()
+                .expect("diff");
+            panic!(
+                "dumps of {a} and {b} differ:\n{}",
+                String::from_utf8_lossy(&d.stdout)
+                    .lines()
+                    .take(80)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        da
+    }
+
     /// The server's error log (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

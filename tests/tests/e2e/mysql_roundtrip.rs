@@ -75,27 +75,7 @@ fn mariadb_database_survives_backup_and_restore_unchanged() {
         Some("succeeded"),
         "{r}"
     );
-    let (a, b) = (my.dump_sql("shop"), my.dump_sql("shop_copy"));
-    assert!(a.len() > 10_000, "source dump is suspiciously small");
-    if a != b {
-        let (pa, pb) = (s.dir.path().join("a.sql"), s.dir.path().join("b.sql"));
-        std::fs::write(&pa, &a).expect("write");
-        std::fs::write(&pb, &b).expect("write");
-        let d = std::process::Command::new("diff")
-            .arg("-u")
-            .arg(&pa)
-            .arg(&pb)
-            .output()
-            .expect("diff");
-        panic!(
-            "dumps differ:\n{}",
-            String::from_utf8_lossy(&d.stdout)
-                .lines()
-                .take(80)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
+    let a = my.assert_same_dumps("shop", "shop_copy", s.dir.path());
     // No scratch or replaced copies are left behind.
     let dbs = my.databases();
     assert!(
