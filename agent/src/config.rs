@@ -136,8 +136,9 @@ pub struct TargetConfig {
     /// `compression_level = "auto"`: a backup's level follows the spare CPU (ADR 0029).
     pub compression_auto: bool,
     pub compression_threads: u32,
-    /// pg_restore jobs of a logical PostgreSQL restore that does not say (`--jobs`); above 1
-    /// the archive is spooled to `scratch_dir` first.
+    /// Connections loading a logical restore that does not say (`--jobs`): pg_restore jobs
+    /// (above 1 the archive is spooled to `scratch_dir` first), or MariaDB/MySQL client
+    /// connections loading tables at once.
     pub restore_jobs: u32,
     pub row_counts: RowCounts,
     pub pg_bin_dir: Option<PathBuf>,

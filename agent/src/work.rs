@@ -121,7 +121,8 @@ pub struct RestoreWork {
     pub allow_superuser: bool,
     /// Repositories holding a copy, tried in order when `backup.repository` lacks it.
     pub fallbacks: Vec<String>,
-    /// pg_restore jobs (`--jobs`); `None`: the target's `restore_jobs`.
+    /// Loading connections (`--jobs`): pg_restore jobs, or MariaDB/MySQL clients; `None`: the
+    /// target's `restore_jobs`.
     pub jobs: Option<u32>,
 }
 

@@ -624,7 +624,7 @@ pub fn restore_start_port(req: &pb::RestoreRequest) -> Result<Option<u16>, Error
     }
 }
 
-/// The most pg_restore jobs a restore may ask for.
+/// The most loading connections (pg_restore jobs, MariaDB/MySQL clients) a restore may ask for.
 pub const MAX_RESTORE_JOBS: u32 = 64;
 
 /// `--jobs`: parallel loading of a logical restore (pg_restore jobs for PostgreSQL, client
