@@ -128,6 +128,23 @@ fi
 
 start_coordinator
 
+# A target NAME in repository REPO for the database of ROWS rows, at compression LEVEL.
+bench_target() {
+    cat <<EOF
+[[target]]
+name = "$1"
+engine = "postgres"
+provider = "postgres"
+repository = "$2"
+url = "postgres://bench@127.0.0.1:$PORT/bench_$3"
+password_file = "$WORK/secrets/db.pass"
+compression_level = $4
+compression_threads = 0
+pg_bin_dir = "$PG_BIN"
+row_counts = "$ROW_COUNTS"
+EOF
+}
+
 {
     agent_config_head
     if [ "$S3" -eq 1 ]; then
@@ -143,49 +160,9 @@ secret_access_key_file = "$WORK/secrets/s3.secret"
 EOF
     fi
     for rows in "${scales[@]}"; do
-        if [ "$S3" -eq 1 ]; then
-            cat <<EOF
-[[target]]
-name = "s3-rows-$rows"
-engine = "postgres"
-provider = "postgres"
-repository = "s3"
-url = "postgres://bench@127.0.0.1:$PORT/bench_$rows"
-password_file = "$WORK/secrets/db.pass"
-compression_level = 3
-compression_threads = 0
-pg_bin_dir = "$PG_BIN"
-row_counts = "$ROW_COUNTS"
-EOF
-        fi
-        if [ "$AUTO" -eq 1 ]; then
-            cat <<EOF
-[[target]]
-name = "auto-rows-$rows"
-engine = "postgres"
-provider = "postgres"
-repository = "local"
-url = "postgres://bench@127.0.0.1:$PORT/bench_$rows"
-password_file = "$WORK/secrets/db.pass"
-compression_level = "auto"
-compression_threads = 0
-pg_bin_dir = "$PG_BIN"
-row_counts = "$ROW_COUNTS"
-EOF
-        fi
-        cat <<EOF
-[[target]]
-name = "rows-$rows"
-engine = "postgres"
-provider = "postgres"
-repository = "local"
-url = "postgres://bench@127.0.0.1:$PORT/bench_$rows"
-password_file = "$WORK/secrets/db.pass"
-compression_level = 3
-compression_threads = 0
-pg_bin_dir = "$PG_BIN"
-row_counts = "$ROW_COUNTS"
-EOF
+        [ "$S3" -eq 1 ] && bench_target "s3-rows-$rows" s3 "$rows" 3
+        [ "$AUTO" -eq 1 ] && bench_target "auto-rows-$rows" local "$rows" '"auto"'
+        bench_target "rows-$rows" local "$rows" 3
     done
 } >"$WORK/agent.toml"
 

@@ -143,6 +143,29 @@ fn mariadb_database_survives_backup_and_restore_unchanged() {
     s.shutdown();
 }
 
+/// Restores the damaged backup `id` into `db` (with `extra` arguments): the restore fails
+/// naming the mismatch, and neither `db` nor a scratch database exists afterwards.
+pub(crate) fn assert_corrupt_restore_leaves_nothing(
+    s: &Sandbox,
+    id: &str,
+    db: &str,
+    extra: &[&str],
+) {
+    let my = s.mariadb.as_ref().expect("mariadb");
+    let r = s.restore(id, db, extra);
+    assert!(!r.success(), "restore of a corrupt backup succeeded: {r}");
+    let text = r.text_lower();
+    assert!(
+        text.contains("match") || text.contains("corrupt"),
+        "the reason must name the mismatch: {r}"
+    );
+    let dbs = my.databases();
+    assert!(
+        !dbs.iter().any(|d| d == db || d.starts_with("lifeboat_")),
+        "a corrupt restore left databases: {dbs:?}"
+    );
+}
+
 #[test]
 fn corrupt_mariadb_backup_is_caught_by_verify_and_restore() {
     let s = Sandbox::builder("mysql_corrupt")
@@ -166,19 +189,7 @@ fn corrupt_mariadb_backup_is_caught_by_verify_and_restore() {
         find_str(&s.backup_show(&id), "verify_status").as_deref(),
         Some("corrupt")
     );
-    let r = s.restore(&id, "shop_bad", &[]);
-    assert!(!r.success(), "restore of a corrupt backup succeeded: {r}");
-    let text = r.text_lower();
-    assert!(
-        text.contains("match") || text.contains("corrupt"),
-        "the reason must name the mismatch: {r}"
-    );
-    let dbs = my.databases();
-    assert!(
-        !dbs.iter()
-            .any(|d| d == "shop_bad" || d.starts_with("lifeboat_")),
-        "a corrupt restore left databases: {dbs:?}"
-    );
+    assert_corrupt_restore_leaves_nothing(&s, &id, "shop_bad", &[]);
 
     // Put back, it verifies and restores again.
     std::fs::write(&data, &good).expect("write");
