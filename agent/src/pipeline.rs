@@ -2,6 +2,7 @@
 //! async reactor.
 //!
 //! Backup:  `source → count + SHA-256 (raw) → zstd (multithreaded) → [age] → count + SHA-256 (stored) → sink`
+//! (the source is read and hashed on a thread of its own, a few chunks ahead: [`readahead`])
 //! Restore/verify: `source → count + SHA-256 (stored) → [age] → zstd decode → count + SHA-256 (raw) → sink`
 //!
 //! The age stage ([`sealing`]) is there for encrypted backups (ADR 0025).
@@ -21,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 pub mod adapt;
+mod readahead;
 mod sealing;
 
 /// Chunk handed to the hashers and the codec per iteration. The dump tool writes to its pipe
@@ -194,8 +196,8 @@ pub struct Compressed<W> {
 }
 
 /// Backup direction. `magic` is what the raw stream must start with.
-pub fn compress<R: Read, W: Write>(
-    mut source: R,
+pub fn compress<R: Read + Send + 'static, W: Write>(
+    source: R,
     sink: W,
     magic: &[u8],
     compression: Compression,
@@ -231,69 +233,61 @@ pub fn compress<R: Read, W: Write>(
     encoder
         .set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
         .map_err(PipelineError::Compress)?;
-    let mut raw_hasher = Sha256::new();
-    let mut raw_size = 0u64;
-    let mut buf = vec![0u8; CHUNK];
+    let ahead =
+        readahead::ReadAhead::start(source, magic.len().max(1)).map_err(PipelineError::Source)?;
     // The first bytes must be the format's magic.
-    let n =
-        read_full(&mut source, &mut buf[..magic.len().max(1)]).map_err(PipelineError::Source)?;
-    if n == 0 {
-        return Err(PipelineError::Empty);
-    }
-    if n < magic.len() || &buf[..magic.len()] != magic {
+    let first = match ahead.next() {
+        readahead::Ahead::Chunk(b) => b,
+        readahead::Ahead::End(_) => return Err(PipelineError::Empty),
+        readahead::Ahead::Failed(e) => return Err(PipelineError::Source(e)),
+    };
+    if first.len() < magic.len() || &first[..magic.len()] != magic {
         return Err(PipelineError::BadMagic {
             expected: String::from_utf8_lossy(magic).into_owned(),
-            got: String::from_utf8_lossy(&buf[..n.min(16)]).into_owned(),
+            got: String::from_utf8_lossy(&first[..first.len().min(16)]).into_owned(),
         });
     }
-    let mut pending = n;
+    let mut chunk = first;
     // Started once the dump tool has begun writing: its start-up is not a window's wait.
     let mut adapt = compression.adaptive.then(|| adapt::Adapt::new(level));
-    loop {
+    let raw = loop {
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        if pending > 0 {
-            let chunk = &buf[..pending];
-            raw_hasher.update(chunk);
-            raw_size += chunk.len() as u64;
-            counters
-                .raw
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            encoder.write_all(chunk).map_err(sink_or_compress)?;
-            if let Some(a) = adapt.as_mut() {
-                a.fed(chunk.len() as u64);
-                if let Some(level) = a.tick() {
-                    encoder
-                        .set_parameter(zstd::stream::raw::CParameter::CompressionLevel(level))
-                        .map_err(PipelineError::Compress)?;
-                }
+        counters
+            .raw
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        encoder.write_all(&chunk).map_err(sink_or_compress)?;
+        if let Some(a) = adapt.as_mut() {
+            a.fed(chunk.len() as u64);
+            if let Some(level) = a.tick() {
+                encoder
+                    .set_parameter(zstd::stream::raw::CParameter::CompressionLevel(level))
+                    .map_err(PipelineError::Compress)?;
             }
         }
-        let reading = adapt.is_some().then(std::time::Instant::now);
-        let read = read_full(&mut source, &mut buf);
-        if let (Some(a), Some(t)) = (adapt.as_mut(), reading) {
+        ahead.recycle(chunk);
+        let waiting = adapt.is_some().then(std::time::Instant::now);
+        let next = ahead.next();
+        if let (Some(a), Some(t)) = (adapt.as_mut(), waiting) {
             a.waited(t.elapsed());
         }
-        pending = match read {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => return Err(PipelineError::Source(e)),
+        chunk = match next {
+            readahead::Ahead::Chunk(b) => b,
+            readahead::Ahead::End(raw) => break raw,
+            readahead::Ahead::Failed(e) => return Err(PipelineError::Source(e)),
         };
-    }
+    };
     let sealing = encoder.finish().map_err(sink_or_compress)?;
     let stored = sealing.finish().map_err(sink_or_compress)?;
     let (stored, Marked(mut sink)) = stored.digest();
     sink.flush().map_err(PipelineError::Sink)?;
     let levels = match adapt {
         Some(a) => a.used(),
-        None => vec![(compression.level, raw_size)],
+        None => vec![(compression.level, raw.size)],
     };
     Ok(Compressed {
-        raw: Digest {
-            size: raw_size,
-            sha256: hex::encode(raw_hasher.finalize()),
-        },
+        raw,
         stored,
         sink,
         levels,

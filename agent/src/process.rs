@@ -33,18 +33,32 @@ pub fn stderr_tail(mut stderr: tokio::process::ChildStderr) -> JoinHandle<String
     })
 }
 
+/// What a pipe to or from a child holds: Linux's default of 64 KiB is 16 reads per pipeline
+/// chunk, and a dump tool (or a restore client) that stops whenever the other side is busy for
+/// a moment. 1 MiB is the default `fs.pipe-max-size` for unprivileged processes.
+const PIPE_BYTES: usize = 1 << 20;
+
+/// Asks for a [`PIPE_BYTES`] pipe; a system that allows less keeps its size (it only costs
+/// speed).
+fn widen(pipe: File) -> File {
+    if let Err(e) = rustix::pipe::fcntl_setpipe_size(&pipe, PIPE_BYTES) {
+        tracing::debug!("pipe stays at its default size: {e}");
+    }
+    pipe
+}
+
 /// The child's stdout as a blocking `File` for the pipeline thread.
 pub fn stdout_file(stdout: tokio::process::ChildStdout) -> Result<File> {
-    Ok(File::from(
+    Ok(widen(File::from(
         stdout.into_owned_fd().context("take child stdout")?,
-    ))
+    )))
 }
 
 /// The child's stdin as a blocking `File` for the pipeline thread.
 pub fn stdin_file(stdin: tokio::process::ChildStdin) -> Result<File> {
-    Ok(File::from(
+    Ok(widen(File::from(
         stdin.into_owned_fd().context("take child stdin")?,
-    ))
+    )))
 }
 
 /// Runs blocking work (filesystem, hashing) off the async reactor.
@@ -118,4 +132,29 @@ pub fn tool_command(program: &std::path::Path) -> tokio::process::Command {
     }
     cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn pipes_to_and_from_children_are_widened() {
+        let mut child = tokio::process::Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn cat");
+        let stdin = stdin_file(child.stdin.take().expect("stdin")).expect("stdin file");
+        let stdout = stdout_file(child.stdout.take().expect("stdout")).expect("stdout file");
+        for pipe in [&stdin, &stdout] {
+            let size = rustix::pipe::fcntl_getpipe_size(pipe).expect("pipe size");
+            assert_eq!(size, PIPE_BYTES, "a pipe kept {size} bytes");
+        }
+        drop(stdin);
+        drop(stdout);
+        let _ = child.wait().await;
+    }
 }

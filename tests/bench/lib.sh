@@ -17,7 +17,6 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 # has waited for.
 cpu_self() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 cpu_all() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"; }
-# Peak resident set size of a process, in KiB.
 # CPU seconds all CPUs spent busy since boot (everything but idle and iowait, /proc/stat).
 cpu_busy() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat; }
 # User + system CPU seconds of a command (its output discarded).
@@ -25,7 +24,10 @@ cpu_of() {
     local TIMEFORMAT='%U %S'
     { time "$@" >/dev/null 2>&1; } 2>&1 | awk '{ printf "%.2f", $1 + $2 }'
 }
+# Peak resident set size of a process, in KiB (since it started or since reset_peak_rss).
 peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+# Starts a new peak: the next peak_rss_kib covers only what runs from here (Linux clear_refs).
+reset_peak_rss() { echo 5 >"/proc/$1/clear_refs"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
 # A loopback port nobody listens on.

@@ -9,6 +9,8 @@
 # in release mode, starts a coordinator and an agent, and then, interleaved over R rounds
 # (default 3), times
 #   (a) raw dump      mariadb-dump (the agent's own options) > /dev/null
+#   (s) shell         mariadb-dump … | zstd -L -T0 | tee FILE | sha256sum   (L: --level, or 1,
+#                     auto's floor, with auto)
 #   (b) agent backup  lifeboat backup run bench/sbtest --wait   (zstd, SHA-256, fs; --level sets
 #                     the target's compression_level: default auto, the agent's default)
 #   (c) raw restore   mariadb DB < dump.sql                     (the same dump, uncompressed)
@@ -20,7 +22,8 @@
 # with the CPU seconds of the tools, the agent and mariadbd in each. The backup's lower bound is
 # max(raw dump time, CPU seconds of the whole backup ÷ cores): on 2 cores the dump tool, the
 # server and compression compete for the same CPUs. It prints the medians and the ratios
-#   backup / max(raw dump, CPU ÷ cores)    and    restore / raw restore.
+#   backup / max(raw dump, CPU ÷ cores), the same for the shell pipeline, backup / shell and
+#   restore / raw restore.
 # A benchmark prints figures; it asserts nothing.
 set -euo pipefail
 
@@ -226,7 +229,9 @@ agent_restore() {
     myroot -e "DROP DATABASE agent_copy"
 }
 
-declare -a raw_t agent_t bound_t rraw_t ragent_t rjobs_t rss_b rss_r
+SHELL_LEVEL=$LEVEL
+[ "$LEVEL" = auto ] && SHELL_LEVEL=1
+declare -a raw_t agent_t bound_t shell_t sbound_t rraw_t ragent_t rjobs_t rss_b rss_r
 for r in $(seq 1 "$ROUNDS"); do
     echo "==> round $r/$ROUNDS"
     # (a) the raw dump, with its own CPU and the server's.
@@ -238,9 +243,23 @@ for r in $(seq 1 "$ROUNDS"); do
     )
     a=$(elapsed "$t0" "$(now)")
     scpu=$(sub "$(cpu_self "$MY_PID")" "$s0")
+    # (s) the shell pipeline, with its CPU (the pipeline's children) and the server's.
+    s0=$(cpu_self "$MY_PID")
+    t0=$(now)
+    shcpu=$(
+        bash -c 'mariadb-dump --defaults-extra-file="$1" "${@:4}" -- sbtest |
+            zstd -q "-$2" -T0 | tee "$3" | sha256sum >/dev/null' _ \
+            "$WORK/secrets/my.cnf" "$SHELL_LEVEL" "$WORK/shell.zst" "${DUMP_ARGS[@]}"
+        awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($16 + $17) / hz }' "/proc/$BASHPID/stat"
+    )
+    sh=$(elapsed "$t0" "$(now)")
+    shscpu=$(sub "$(cpu_self "$MY_PID")" "$s0")
+    rm -f "$WORK/shell.zst"
+    sbound=$(max "$a" "$(div "$(add "$shcpu" "$shscpu")" "$CORES")")
     # (b) the agent's backup: the agent with its child (the dump tool), and the server.
     a0=$(cpu_all "$AGENT_PID")
     s0=$(cpu_self "$MY_PID")
+    reset_peak_rss "$AGENT_PID"
     t0=$(now)
     out=$(lifeboat --output json backup run bench/sbtest --wait)
     b=$(elapsed "$t0" "$(now)")
@@ -254,6 +273,7 @@ for r in $(seq 1 "$ROUNDS"); do
     hwm_b=$(peak_rss_kib "$AGENT_PID")
     bound=$(max "$a" "$(div "$(add "$acpu" "$bscpu")" "$CORES")")
     # (c) and (d), in alternating order, each on a settled server.
+    reset_peak_rss "$AGENT_PID"
     if [ $((r % 2)) -eq 1 ]; then
         raw_restore
         agent_restore "$id"
@@ -270,12 +290,14 @@ for r in $(seq 1 "$ROUNDS"); do
     raw_t+=("$a")
     agent_t+=("$b")
     bound_t+=("$bound")
+    shell_t+=("$sh")
+    sbound_t+=("$sbound")
     rraw_t+=("$c")
     ragent_t+=("$d")
     rss_b+=("$hwm_b")
     rss_r+=("$hwm_r")
-    printf '    dump %ss (tool CPU %ss, server CPU %ss)  backup %ss (agent+tool CPU %ss, server CPU %ss, bound %ss)  restore raw %ss agent %ss%s\n' \
-        "$a" "$dcpu" "$scpu" "$b" "$acpu" "$bscpu" "$bound" "$c" "$d" "${e:+  agent -j$JOBS ${e}s}"
+    printf '    dump %ss (tool CPU %ss, server CPU %ss)  shell %ss (CPU %ss + server %ss, bound %ss)  backup %ss (agent+tool CPU %ss, server CPU %ss, bound %ss)  restore raw %ss agent %ss%s\n' \
+        "$a" "$dcpu" "$scpu" "$sh" "$shcpu" "$shscpu" "$sbound" "$b" "$acpu" "$bscpu" "$bound" "$c" "$d" "${e:+  agent -j$JOBS ${e}s}"
 done
 
 ma=$(median <<<"${raw_t[*]}")
@@ -285,9 +307,13 @@ mc=$(median <<<"${rraw_t[*]}")
 md=$(median <<<"${ragent_t[*]}")
 # Each ratio per round (against the same round's baseline), then the median.
 ratios=""
+sratios=""
+shratios=""
 rratios=""
 for i in "${!agent_t[@]}"; do
     ratios+=" $(awk -v a="${agent_t[$i]}" -v b="${bound_t[$i]}" 'BEGIN { printf "%.3f", a / b }')"
+    sratios+=" $(awk -v a="${shell_t[$i]}" -v b="${sbound_t[$i]}" 'BEGIN { printf "%.3f", a / b }')"
+    shratios+=" $(awk -v a="${agent_t[$i]}" -v b="${shell_t[$i]}" 'BEGIN { printf "%.3f", a / b }')"
     rratios+=" $(awk -v a="${ragent_t[$i]}" -v b="${rraw_t[$i]}" 'BEGIN { printf "%.3f", a / b }')"
 done
 mratio=$(median <<<"$ratios")
@@ -295,7 +321,10 @@ mrratio=$(median <<<"$rratios")
 echo
 echo "Medians over $ROUNDS interleaved rounds ($CORES CPUs), sysbench $TABLES × $TABLE_SIZE rows, $(du -m "$WORK/dump.sql" | cut -f1) MiB dump:"
 printf '  raw dump          %8ss\n' "$ma"
-printf '  agent backup      %8ss   bound max(dump, CPU ÷ cores) %ss   backup/bound %sx (per-round median)\n' "$mb" "$mbound" "$mratio"
+printf '  shell (zstd -%s)   %8ss   bound %ss   shell/bound %sx (per-round median)\n' \
+    "$SHELL_LEVEL" "$(median <<<"${shell_t[*]}")" "$(median <<<"${sbound_t[*]}")" "$(median <<<"$sratios")"
+printf '  agent backup      %8ss   bound max(dump, CPU ÷ cores) %ss   backup/bound %sx, backup/shell %sx (per-round medians)\n' \
+    "$mb" "$mbound" "$mratio" "$(median <<<"$shratios")"
 printf '  raw restore       %8ss\n' "$mc"
 printf '  agent restore     %8ss   restore/raw %sx (per-round median; ratio of the medians %s)\n' \
     "$md" "$mrratio" "$(ratio "$md" "$mc")"
@@ -304,5 +333,5 @@ if [ "$JOBS" -gt 0 ]; then
     printf '  agent restore -j%s %6ss   restore/raw %s, against one connection %s\n' \
         "$JOBS" "$me" "$(ratio "$me" "$mc")" "$(ratio "$me" "$md")"
 fi
-printf '  agent peak RSS    %s (after the backups), %s (after the restores)\n' \
+printf '  agent peak RSS    %s (during a backup), %s (during the restores)\n' \
     "$(mib "$(median <<<"${rss_b[*]}")")" "$(mib "$(median <<<"${rss_r[*]}")")"

@@ -85,7 +85,7 @@ fn sealed_sections_open_only_with_their_key() {
 
 fn compress(input: &[u8], to: Option<&BackupKey>) -> pipeline::Compressed<Vec<u8>> {
     pipeline::compress(
-        input,
+        std::io::Cursor::new(input.to_vec()),
         Vec::new(),
         b"PGDMP",
         Compression {

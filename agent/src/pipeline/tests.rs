@@ -13,7 +13,7 @@ fn data(n: usize) -> Vec<u8> {
 
 fn run_compress(input: &[u8], threads: u32) -> Compressed<Vec<u8>> {
     compress(
-        input,
+        io::Cursor::new(input.to_vec()),
         Vec::new(),
         b"PGDMP",
         Compression {
@@ -66,7 +66,7 @@ fn round_trip_with_hashes() {
 fn empty_and_wrong_magic_are_refused() {
     let run = |input: &[u8]| {
         compress(
-            input,
+            io::Cursor::new(input.to_vec()),
             Vec::new(),
             b"PGDMP",
             Compression {
@@ -281,7 +281,7 @@ fn cancel_stops_the_pipeline() {
     let cancel = CancellationToken::new();
     cancel.cancel();
     let r = compress(
-        input.as_slice(),
+        io::Cursor::new(input),
         Vec::new(),
         b"PGDMP",
         Compression {
@@ -318,19 +318,17 @@ fn zstd_takes_a_new_level_inside_a_frame() {
 #[test]
 fn an_adaptive_backup_books_every_byte_to_a_level_and_decodes() {
     // A source slow enough for several windows to pass.
-    struct Slow<'a>(&'a [u8]);
-    impl Read for Slow<'_> {
+    struct Slow(io::Cursor<Vec<u8>>);
+    impl Read for Slow {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             std::thread::sleep(std::time::Duration::from_millis(40));
-            let n = self.0.len().min(buf.len()).min(256 * 1024);
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
+            let n = buf.len().min(256 * 1024);
+            self.0.read(&mut buf[..n])
         }
     }
     let input = data(6 * 1024 * 1024);
     let c = compress(
-        Slow(&input),
+        Slow(io::Cursor::new(input.clone())),
         Vec::new(),
         b"PGDMP",
         Compression {
@@ -354,4 +352,87 @@ fn an_adaptive_backup_books_every_byte_to_a_level_and_decodes() {
     );
     assert_eq!(zstd::decode_all(c.sink.as_slice()).expect("decode"), input);
     assert_eq!(c.raw.sha256, sha(&input));
+}
+
+#[test]
+fn a_read_error_mid_stream_fails_the_backup() {
+    // The source is read on its own thread: its error still reaches the caller as a source
+    // error, never as a short but good backup.
+    struct FailsAfter(io::Cursor<Vec<u8>>);
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(io::Error::new(io::ErrorKind::InvalidData, "no trailer")),
+                n => Ok(n),
+            }
+        }
+    }
+    let r = compress(
+        FailsAfter(io::Cursor::new(data(3 * CHUNK))),
+        Vec::new(),
+        b"PGDMP",
+        Compression {
+            level: 1,
+            adaptive: false,
+            threads: 1,
+            encrypt_to: None,
+        },
+        &Arc::default(),
+        &CancellationToken::new(),
+    );
+    match r {
+        Err(PipelineError::Source(e)) => assert_eq!(e.to_string(), "no trailer"),
+        other => panic!("expected the source's error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_reading_thread_stops_when_the_sink_fails() {
+    // An endless source and a sink that fails: the pipeline returns the sink's error, and the
+    // thread reading ahead stops instead of reading on.
+    struct Endless(Arc<AtomicU64>);
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = b"PGDMP"[i % 5];
+            }
+            self.0.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            Ok(buf.len())
+        }
+    }
+    #[derive(Debug)]
+    struct Broken;
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let read = Arc::new(AtomicU64::new(0));
+    let r = compress(
+        Endless(read.clone()),
+        Broken,
+        b"PGDMP",
+        Compression {
+            level: 1,
+            adaptive: false,
+            threads: 1,
+            encrypt_to: None,
+        },
+        &Arc::default(),
+        &CancellationToken::new(),
+    );
+    assert!(matches!(r, Err(PipelineError::Sink(_))), "{r:?}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let after = read.load(Ordering::Relaxed);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        read.load(Ordering::Relaxed),
+        after,
+        "the source is still being read"
+    );
+    // What zstd took before its first output failed (a 4 MiB job), plus the queue.
+    assert!(after <= (16 * CHUNK) as u64, "read {after} bytes");
 }
