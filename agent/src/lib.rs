@@ -14,6 +14,7 @@ pub mod job;
 pub mod keys;
 pub mod maintenance;
 pub mod manifest;
+pub mod memory;
 pub mod outbox;
 pub mod pipeline;
 pub mod process;

@@ -60,11 +60,18 @@ struct WalArgs {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (ADR 0032).
+    let allocator_tuned = lifeboat_agent::memory::keep_large_buffers_out_of_heaps();
     let args = Args::parse();
     if let Some(command) = args.command {
         return wal_client(command);
     }
     logging::init(args.log_format, "info");
+    if !allocator_tuned {
+        tracing::warn!(
+            "the C allocator refused a fixed mmap threshold: memory freed after a job may stay with the agent"
+        );
+    }
     let Some(config_path) = args.config else {
         eprintln!("error: --config (or LIFEBOAT_AGENT_CONFIG) is required to run the agent");
         return ExitCode::from(2);

@@ -93,6 +93,7 @@ missing=()
 [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
 command -v mariadb-dump >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
@@ -271,6 +272,8 @@ for r in $(seq 1 "$ROUNDS"); do
     }
     id=$(printf '%s\n' "$out" | sed -n 's/.*"backup_id": *"\([^"]*\)".*/\1/p' | head -n 1)
     hwm_b=$(peak_rss_kib "$AGENT_PID")
+    levels=$(jq -r '[(.compression.levels // [{level: .compression.level, raw_bytes: .raw_size}])[] | "\(.level):\(.raw_bytes / 1048576 | floor)MiB"] | join(" ")' \
+        "$WORK/repo/bench/sbtest/$id/manifest.json")
     bound=$(max "$a" "$(div "$(add "$acpu" "$bscpu")" "$CORES")")
     # (c) and (d), in alternating order, each on a settled server.
     reset_peak_rss "$AGENT_PID"
@@ -296,8 +299,8 @@ for r in $(seq 1 "$ROUNDS"); do
     ragent_t+=("$d")
     rss_b+=("$hwm_b")
     rss_r+=("$hwm_r")
-    printf '    dump %ss (tool CPU %ss, server CPU %ss)  shell %ss (CPU %ss + server %ss, bound %ss)  backup %ss (agent+tool CPU %ss, server CPU %ss, bound %ss)  restore raw %ss agent %ss%s\n' \
-        "$a" "$dcpu" "$scpu" "$sh" "$shcpu" "$shscpu" "$sbound" "$b" "$acpu" "$bscpu" "$bound" "$c" "$d" "${e:+  agent -j$JOBS ${e}s}"
+    printf '    dump %ss (tool CPU %ss, server CPU %ss)  shell %ss (CPU %ss + server %ss, bound %ss)  backup %ss (agent+tool CPU %ss, server CPU %ss, bound %ss, levels %s, peak RSS %s)  restore raw %ss agent %ss%s\n' \
+        "$a" "$dcpu" "$scpu" "$sh" "$shcpu" "$shscpu" "$sbound" "$b" "$acpu" "$bscpu" "$bound" "$levels" "$(mib "$hwm_b")" "$c" "$d" "${e:+  agent -j$JOBS ${e}s}"
 done
 
 ma=$(median <<<"${raw_t[*]}")
