@@ -367,19 +367,7 @@ fn a_read_error_mid_stream_fails_the_backup() {
             }
         }
     }
-    let r = compress(
-        FailsAfter(io::Cursor::new(data(3 * CHUNK))),
-        Vec::new(),
-        b"PGDMP",
-        Compression {
-            level: 1,
-            adaptive: false,
-            threads: 1,
-            encrypt_to: None,
-        },
-        &Arc::default(),
-        &CancellationToken::new(),
-    );
+    let r = compress_level1(FailsAfter(io::Cursor::new(data(3 * CHUNK))), Vec::new());
     match r {
         Err(PipelineError::Source(e)) => assert_eq!(e.to_string(), "no trailer"),
         other => panic!("expected the source's error, got {other:?}"),
@@ -411,19 +399,7 @@ fn the_reading_thread_stops_when_the_sink_fails() {
         }
     }
     let read = Arc::new(AtomicU64::new(0));
-    let r = compress(
-        Endless(read.clone()),
-        Broken,
-        b"PGDMP",
-        Compression {
-            level: 1,
-            adaptive: false,
-            threads: 1,
-            encrypt_to: None,
-        },
-        &Arc::default(),
-        &CancellationToken::new(),
-    );
+    let r = compress_level1(Endless(read.clone()), Broken);
     assert!(matches!(r, Err(PipelineError::Sink(_))), "{r:?}");
     std::thread::sleep(std::time::Duration::from_millis(200));
     let after = read.load(Ordering::Relaxed);
@@ -435,4 +411,25 @@ fn the_reading_thread_stops_when_the_sink_fails() {
     );
     // What zstd took before its first output failed (a 4 MiB job), plus the queue.
     assert!(after <= (16 * CHUNK) as u64, "read {after} bytes");
+}
+
+/// A level-1, single-worker backup of `source` into `sink`.
+fn compress_level1<R: Read + Send + 'static, W: Write>(
+    source: R,
+    sink: W,
+) -> Result<Compressed<W>, PipelineError> {
+    let compression = Compression {
+        level: 1,
+        adaptive: false,
+        threads: 1,
+        encrypt_to: None,
+    };
+    compress(
+        source,
+        sink,
+        b"PGDMP",
+        compression,
+        &Arc::default(),
+        &CancellationToken::new(),
+    )
 }
