@@ -4,6 +4,7 @@
 //! Backup:  `source → count + SHA-256 (raw) → zstd (multithreaded) → [age] → count + SHA-256 (stored) → sink`
 //! (the source is read and hashed on a thread of its own, a few chunks ahead: [`readahead`])
 //! Restore/verify: `source → count + SHA-256 (stored) → [age] → zstd decode → count + SHA-256 (raw) → sink`
+//! (the raw SHA-256 and the writes to the sink run on a thread of their own: [`hashahead`])
 //!
 //! The age stage ([`sealing`]) is there for encrypted backups (ADR 0025).
 //!
@@ -22,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 pub mod adapt;
+mod hashahead;
 mod readahead;
 mod sealing;
 
@@ -383,27 +385,40 @@ pub struct Expected {
 /// `expected`. A hash or size mismatch is reported in preference to a zstd error (a flipped byte
 /// must read as "corrupt", not as a decoder message): on a decode error the rest of the stored
 /// bytes are still read and hashed.
-pub fn decompress<R: Read, W: Write>(
-    mut source: R,
+pub fn decompress<R: Read, W: Write + Send>(
+    source: R,
     output: W,
     magic: &[u8],
     expected: &Expected,
     counters: &Arc<Counters>,
     cancel: &CancellationToken,
 ) -> Result<W, PipelineError> {
-    let raw = HashingWriter {
-        inner: MagicCheck {
+    // The raw SHA-256 runs on a scoped thread beside the decoder ([`hashahead`]).
+    std::thread::scope(|scope| decode_in(scope, source, output, magic, expected, counters, cancel))
+}
+
+fn decode_in<'scope, R: Read, W: Write + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut source: R,
+    output: W,
+    magic: &'scope [u8],
+    expected: &Expected,
+    counters: &'scope Arc<Counters>,
+    cancel: &CancellationToken,
+) -> Result<W, PipelineError> {
+    let raw = hashahead::HashAhead::start(
+        scope,
+        MagicCheck {
             inner: Marked(output),
             magic,
             seen: 0,
         },
-        hasher: Sha256::new(),
-        size: 0,
-        counter: &counters.raw,
+        &counters.raw,
         // Checked as bytes flow: a stream that decodes to more than the catalog records
         // (M7: a zstd bomb) stops before the excess reaches the restore tool.
-        limit: Some(expected.raw.size),
-    };
+        Some(expected.raw.size),
+    )
+    .map_err(PipelineError::Decode)?;
     let mut decoder = zstd::stream::write::Decoder::new(raw).map_err(PipelineError::Decode)?;
     decoder
         .window_log_max(WINDOW_LOG_MAX)
@@ -507,7 +522,15 @@ pub fn decompress<R: Read, W: Write>(
     let decoder_done = decoder
         .finish()
         .map_err(|e| over_limit(&e).unwrap_or(PipelineError::Decode(e)))?;
-    let (raw, check) = decoder_done.digest();
+    let (raw, check) = decoder_done.finish().map_err(|e| {
+        if let Some(m) = over_limit(&e) {
+            m
+        } else if is_marked(&e) {
+            PipelineError::Output(unmark(e))
+        } else {
+            PipelineError::Decode(e)
+        }
+    })?;
     if raw.size != expected.raw.size || raw.sha256 != expected.raw.sha256 {
         return Err(PipelineError::Mismatch {
             what: format!(

@@ -639,3 +639,99 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
         "left behind"
     );
 }
+
+/// Each restored file's CRC-32C is checked against PostgreSQL's `backup_manifest` as it is
+/// extracted, so `pg_verifybackup` runs without reading the files back; and a backup whose
+/// hashes match the catalog but whose files are not the ones its `backup_manifest` lists (a
+/// base backup damaged before it was hashed) is refused naming the file, nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_files_are_checked_against_backup_manifest_as_they_are_extracted() {
+    use lifeboat_e2e::wrappers::PgBinDir;
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let bins = tempfile::tempdir().expect("tempdir");
+    let bin = PgBinDir::new(&bins.path().join("bin"));
+    let w = World::start_with(
+        REPLICATOR,
+        "REPLICATION",
+        true,
+        &format!("pg_bin_dir = {:?}", bin.path().display().to_string()),
+    );
+    w.pg.psql("app", FIXTURE);
+    let before = w.pg.psql("app", CONTENT);
+    let rec = w.backup("phys").await.expect("base backup");
+    bin.wrap(
+        "pg_verifybackup",
+        "printf '%s\\n' \"$@\" > \"$HERE/args\"; exec \"$REAL\" \"$@\"",
+    );
+    let root = Pg::empty_root();
+    let data = root.path().join("data");
+    w.restore(&rec, Some(&data)).await.expect("restore");
+    let args = std::fs::read_to_string(bin.marker("args")).expect("pg_verifybackup ran");
+    assert!(
+        args.lines().any(|a| a == "--skip-checksums"),
+        "checksums were checked while extracting: {args}"
+    );
+    let copy = Pg::start_existing(root, w.pg.password());
+    assert_eq!(
+        copy.psql("app", CONTENT),
+        before,
+        "the restored rows differ"
+    );
+    drop(copy);
+
+    // The stored tar rewritten with one byte of a relation file changed (its size kept), and
+    // the sizes and hashes in the catalog record and manifest.json made to match it.
+    let data_path = w.repo_file(&rec.data_key);
+    let mut tar_bytes = Vec::new();
+    zstd::Decoder::new(std::fs::File::open(&data_path).expect("data"))
+        .expect("zstd")
+        .read_to_end(&mut tar_bytes)
+        .expect("decode");
+    let mut changed = None;
+    let mut offset = 0usize;
+    while offset + 512 <= tar_bytes.len() && tar_bytes[offset] != 0 {
+        let header = tar::Header::from_byte_slice(&tar_bytes[offset..offset + 512]);
+        let name = header.path().expect("name").display().to_string();
+        let size = usize::try_from(header.size().expect("size")).expect("size");
+        if changed.is_none() && name.starts_with("base/") && size >= 8192 {
+            tar_bytes[offset + 512 + 100] ^= 0x5a;
+            changed = Some(name);
+        }
+        offset += 512 + size.div_ceil(512) * 512;
+    }
+    let changed = changed.expect("a relation file in the tar");
+    let stored = zstd::encode_all(&tar_bytes[..], 3).expect("encode");
+    std::fs::write(&data_path, &stored).expect("rewrite");
+    let mut tampered = rec.clone();
+    tampered.raw_size = tar_bytes.len() as u64;
+    tampered.raw_sha256 = hex::encode(Sha256::digest(&tar_bytes));
+    tampered.stored_size = stored.len() as u64;
+    tampered.stored_sha256 = hex::encode(Sha256::digest(&stored));
+    let manifest_path = w.repo_file(&rec.manifest_key);
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("json");
+    m["raw_size"] = tampered.raw_size.into();
+    m["raw_sha256"] = tampered.raw_sha256.clone().into();
+    m["stored_size"] = tampered.stored_size.into();
+    m["stored_sha256"] = tampered.stored_sha256.clone().into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).expect("json")).expect("write");
+
+    let root = Pg::empty_root();
+    let data = root.path().join("data");
+    let e = format!(
+        "{:#}",
+        w.restore(&tampered, Some(&data))
+            .await
+            .expect_err("files differ from backup_manifest")
+    );
+    assert!(
+        e.contains(&changed) && e.contains("CRC-32C") && e.contains("backup_manifest"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&data).map_or(0, |d| d.count()),
+        0,
+        "left behind"
+    );
+}

@@ -123,7 +123,7 @@ agent_connected() { lifeboat --output json agents list 2>/dev/null | grep -q '"c
 # Starts the agent on WORK/agent.toml (its log: WORK/agent.log) and waits until it is connected
 # and, with AGENT_SOCKET set, until that socket exists (the WAL socket). Sets AGENT_PID.
 start_agent() {
-    "$BIN/lifeboat-agent" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
+    "${AGENT_BIN:-$BIN/lifeboat-agent}" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
     AGENT_PID=$!
     for _ in $(seq 1 300); do
         if { [ -z "${AGENT_SOCKET:-}" ] || [ -S "$AGENT_SOCKET" ]; } && agent_connected; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Physical base backup and data-directory restore, against pgBackRest.
 #
-#   tests/bench/pitr.sh [--scale N] [--rounds R] [--no-build] [--keep]
+#   tests/bench/pitr.sh [--scale N] [--rounds R] [--no-build] [--keep] [--baseline-agent PATH]
 #
 # Starts a throwaway PostgreSQL 15 (archive_mode = on) loaded by pgbench -i -s N (default 107:
 # about 1.6 GB of cluster; a small N such as 5 makes a quick check), a coordinator and an agent
@@ -23,8 +23,11 @@
 # files before a restore), so both tools read them from disk. After each round both restored
 # directories are started once (not timed) and their pgbench_accounts rows counted against the
 # source. The agent is restarted before each run so that its peak RSS (VmHWM) belongs to that run.
-# Prints each round, the medians, the ratios lifeboat/pgBackRest and lifeboat/raw, the stored
-# sizes and the agent's peak RSS. A benchmark: it asserts nothing. Run as root.
+# With --baseline-agent PATH (another build of lifeboat-agent, e.g. of an earlier commit), each
+# round also restores the same backup with that agent, right after lifeboat's own restore, and
+# the medians include this/baseline. Prints each round, the medians, the ratios
+# lifeboat/pgBackRest and lifeboat/raw, the stored sizes and the agent's peak RSS. A benchmark:
+# it asserts nothing. Run as root.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,8 +36,10 @@ SCALE=107
 ROUNDS=3
 KEEP=0
 BUILD=1
+BASELINE=""
 while [ $# -gt 0 ]; do
     case "$1" in
+    --baseline-agent) BASELINE=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
@@ -44,13 +49,17 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     *)
-        echo "usage: $0 [--scale N] [--rounds R] [--no-build] [--keep]" >&2
+        echo "usage: $0 [--scale N] [--rounds R] [--no-build] [--keep] [--baseline-agent PATH]" >&2
         exit 2
         ;;
     esac
 done
 [[ $SCALE =~ ^[0-9]+$ && $SCALE -ge 1 && $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || {
     echo "--scale and --rounds take positive integers" >&2
+    exit 2
+}
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || {
+    echo "--baseline-agent: $BASELINE is not an executable" >&2
     exit 2
 }
 [ "$(id -u)" -eq 0 ] || {
@@ -293,9 +302,9 @@ pgbr_backup() {
 }
 
 # (c) lifeboat's restore into a new directory: LBR_T, LBR_SYNC (the final fsync's share),
-# LBR_CPU (agent and pg_verifybackup), LBR_RSS.
+# LBR_CPU (agent and pg_verifybackup), LBR_RSS. Into $1 (default: restore/lifeboat).
 lb_restore() {
-    local dir=$WORK/restore/lifeboat t0 t1 out
+    local dir=${1:-$WORK/restore/lifeboat} t0 t1 out
     install -d -o postgres -g postgres -m 0700 "$dir"
     drop_cache "$WORK/repo/bench/main/$LB_ID"
     start_agent
@@ -334,7 +343,7 @@ pgbr_restore() {
 }
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-raw_t="" lbb_t="" lbj_t="" pbb_t="" lbr_t="" pbr_t="" bratio="" rratio="" lbb_rss="" lbr_rss=""
+blr_t="" bratio_base="" raw_t="" lbb_t="" lbj_t="" pbb_t="" lbr_t="" pbr_t="" bratio="" rratio="" lbb_rss="" lbr_rss=""
 for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) -eq 1 ]; then first=lifeboat; else first=pgBackRest; fi
     echo "==> round $r/$ROUNDS ($first first)"
@@ -350,6 +359,14 @@ for r in $(seq 1 "$ROUNDS"); do
         pgbr_restore
         lb_restore
     fi
+    if [ -n "$BASELINE" ]; then
+        # The same backup restored by the baseline agent, after this build's restore.
+        this=("$LBR_T" "$LBR_SYNC" "$LBR_CPU" "$LBR_RSS")
+        AGENT_BIN=$BASELINE lb_restore "$WORK/restore/baseline"
+        BLR_T=$LBR_T BLR_SYNC=$LBR_SYNC BLR_CPU=$LBR_CPU BLR_RSS=$LBR_RSS
+        LBR_T=${this[0]} LBR_SYNC=${this[1]} LBR_CPU=${this[2]} LBR_RSS=${this[3]}
+        rm -rf "${WORK:?}/restore/baseline"
+    fi
     printf '    raw pg_basebackup %7ss  CPU %ss (walsender %ss)\n' "$RAW_T" "$RAW_CPU" "$RAW_SRV"
     printf '    backup   lifeboat %7ss  (job %ss)  CPU %ss (walsender %ss)  agent VmHWM %s\n' \
         "$LBB_T" "$LBB_JOB" "$LBB_CPU" "$LBB_SRV" "$(mib "$LBB_RSS")"
@@ -359,6 +376,11 @@ for r in $(seq 1 "$ROUNDS"); do
         "$LBR_T" "$LBR_SYNC" "$LBR_CPU" "$(mib "$LBR_RSS")"
     printf '    restore  pgBackRest %5ss  (final fsync %ss)  CPU %ss   lifeboat/pgBackRest %s\n' \
         "$PBR_T" "$PBR_SYNC" "$PBR_CPU" "$(ratio "$LBR_T" "$PBR_T")"
+    if [ -n "$BASELINE" ]; then
+        printf '    restore  baseline %7ss  (final fsync %ss)  CPU %ss  agent VmHWM %s  this/baseline %s\n' \
+            "$BLR_T" "$BLR_SYNC" "$BLR_CPU" "$(mib "$BLR_RSS")" "$(ratio "$LBR_T" "$BLR_T")"
+        blr_t+=" $BLR_T" bratio_base+=" $(div "$LBR_T" "$BLR_T")"
+    fi
     check_restored "$WORK/restore/lifeboat"
     echo "    lifeboat's directory:   $CHECKED"
     check_restored "$WORK/restore/pgbackrest"
@@ -389,6 +411,10 @@ printf '%-10s %12s %12s %12s %20s %20s %14s\n' "" lifeboat pgBackRest "raw pg_bb
 printf '%-10s %11ss %11ss %11ss %20s %20s %14s\n' backup "$m_lbb" "$m_pbb" "$m_raw" "$(ratio "$m_lbb" "$m_pbb")" \
     "$(median <<<"$bratio")x" "$(ratio "$m_lbb" "$m_raw")"
 printf '%-10s %11ss %11ss %12s %20s %20s\n' restore "$m_lbr" "$m_pbr" "" "$(ratio "$m_lbr" "$m_pbr")" "$(median <<<"$rratio")x"
+if [ -n "$BASELINE" ]; then
+    m_blr=$(median <<<"$blr_t")
+    echo "restore with the baseline agent ($BASELINE): median ${m_blr}s; this/baseline $(ratio "$m_lbr" "$m_blr") (per-round median $(median <<<"$bratio_base")x)"
+fi
 echo "lifeboat backup job (coordinator's record, without CLI start-up): median $(median <<<"$lbj_t") s"
 echo "goals: backup lifeboat/pgBackRest <= 0.50x, restore <= 0.70x"
 echo "stored per backup: lifeboat $(mib "$lb_stored"), pgBackRest $(mib "$pb_stored")"

@@ -433,3 +433,47 @@ fn compress_level1<R: Read + Send + 'static, W: Write>(
         &CancellationToken::new(),
     )
 }
+
+/// The raw hash and the writes run on their own thread: a restore tool failing after several
+/// chunks is still reported as the tool's failure, and decoding stops a few chunks later
+/// instead of running to the end of the stream.
+#[test]
+fn a_restore_tool_failing_mid_stream_stops_the_decoder() {
+    let mut input = b"PGDMP".to_vec();
+    input.extend(data(64 * 1024 * 1024));
+    let c = run_compress(&input, 1);
+    let expected = Expected {
+        stored: c.stored.clone(),
+        raw: c.raw.clone(),
+        key: None,
+    };
+    let counters = Arc::<Counters>::default();
+    let e = decompress(
+        c.sink.as_slice(),
+        Quitter { left: 3 << 20 },
+        b"PGDMP",
+        &expected,
+        &counters,
+        &CancellationToken::new(),
+    )
+    .map(drop)
+    .expect_err("accepted");
+    assert!(matches!(e, PipelineError::Output(_)), "{e}");
+    let decoded = counters.raw.load(Ordering::Relaxed);
+    assert!(
+        decoded < 16 << 20,
+        "{decoded} bytes decoded after the tool failed at 3 MiB"
+    );
+    // And an intact stream reaches a working tool whole, with its hash checked.
+    let mut out = Counting(0);
+    decompress(
+        c.sink.as_slice(),
+        &mut out,
+        b"PGDMP",
+        &expected,
+        &Arc::default(),
+        &CancellationToken::new(),
+    )
+    .expect("restored");
+    assert_eq!(out.0, input.len() as u64);
+}

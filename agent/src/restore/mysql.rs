@@ -734,7 +734,7 @@ impl Load<'_> {
 /// The pipeline of a cut stream (a partial restore, or one connection of a parallel load):
 /// the stream, checked whole against both hashes, cut down by `cut` before it reaches the
 /// client. With `must_see`, a listed table without a section in the dump fails the load.
-fn load_cut<R: std::io::Read, W: std::io::Write>(
+fn load_cut<R: std::io::Read, W: std::io::Write + Send>(
     file: R,
     cut: TableFilter<W>,
     must_see: Option<Vec<String>>,

@@ -1,19 +1,33 @@
 //! The extractor of a base backup's tar: plain files and directories only, each inside the
-//! data directory and synced; `PG_VERSION` held back in memory.
+//! data directory and synced; `PG_VERSION` held back in memory; every file's CRC-32C taken as
+//! it is written, for the check against the backup's `backup_manifest`.
 
 use std::{
-    io::{self, Read},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    collections::HashMap,
+    io::{self, Read, Write},
+    os::unix::{
+        ffi::{OsStrExt, OsStringExt},
+        fs::{DirBuilderExt, OpenOptionsExt},
+    },
     path::{Component, Path, PathBuf},
 };
 
 use anyhow::{Context, Result, bail};
 use tokio_util::sync::CancellationToken;
 
-use super::PG_VERSION;
+use super::{
+    PG_VERSION,
+    durable::{Syncer, Writing},
+};
 
 /// Longest `PG_VERSION` accepted ("15\n").
 const PG_VERSION_MAX: u64 = 64;
+
+/// Threads syncing the extracted files.
+const SYNC_THREADS: usize = 4;
+
+/// Bytes copied from the archive into a file at a time.
+const COPY_BUFFER: usize = 1024 * 1024;
 
 /// What the extractor wrote.
 #[derive(Debug)]
@@ -21,12 +35,16 @@ pub(crate) struct Extracted {
     pub files: u64,
     /// `PG_VERSION`'s content, held back until the backup is known whole.
     pub pg_version: Option<Vec<u8>>,
+    /// Each regular file's size and CRC-32C, by its path inside the directory (`PG_VERSION`
+    /// included).
+    pub checksums: HashMap<Vec<u8>, (u64, u32)>,
 }
 
 /// Extracts a base backup's tar into `root` (empty): directories (mode 0700) and regular
 /// files (mode 0600, synced) only, each path relative and inside `root`; anything else (a
 /// link, a device, an absolute path, `..`, a duplicate file) is refused. `PG_VERSION` is kept
-/// in memory. The input is read to its end.
+/// in memory. The input is read to its end; every file written is synced before this
+/// returns.
 pub(crate) fn extract<R: Read>(
     input: R,
     root: &Path,
@@ -37,6 +55,9 @@ pub(crate) fn extract<R: Read>(
     let mut files = 0u64;
     let mut pg_version = None;
     let mut dirs = vec![root.to_owned()];
+    let mut checksums = HashMap::new();
+    let syncer = Syncer::new(SYNC_THREADS)?;
+    let mut buf = vec![0u8; COPY_BUFFER];
     for entry in archive.entries().context("read the archive")? {
         if cancel.is_cancelled() {
             bail!("cancelled");
@@ -62,13 +83,17 @@ pub(crate) fn extract<R: Read>(
                     if v.len() as u64 > PG_VERSION_MAX || pg_version.is_some() {
                         bail!("the archive's PG_VERSION is not PostgreSQL's");
                     }
+                    checksums.insert(
+                        rel.as_os_str().as_bytes().to_vec(),
+                        (v.len() as u64, crc32c(&v)),
+                    );
                     pg_version = Some(v);
                     continue;
                 }
                 if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
                     ensure_dir(root, parent, owner, &mut dirs)?;
                 }
-                let mut f = std::fs::OpenOptions::new()
+                let f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
@@ -81,14 +106,15 @@ pub(crate) fn extract<R: Read>(
                             rel.display()
                         )
                     })?;
-                io::copy(&mut entry, &mut f)
-                    .with_context(|| format!("write {}", path.display()))?;
                 if let Some((uid, gid)) = owner {
                     std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
                         .with_context(|| format!("give {} to uid {uid}", path.display()))?;
                 }
-                f.sync_all()
-                    .with_context(|| format!("sync {}", path.display()))?;
+                let mut out = Writing::new(f);
+                let sum = copy(&mut entry, &mut out, &mut buf)
+                    .with_context(|| format!("write {}", path.display()))?;
+                checksums.insert(rel.into_os_string().into_vec(), sum);
+                syncer.submit(out.into_file(), path)?;
                 files += 1;
             }
             tar::EntryType::XGlobalHeader => {}
@@ -114,12 +140,40 @@ pub(crate) fn extract<R: Read>(
             bail!("the archive has data after its end");
         }
     }
+    syncer.finish()?;
     for d in dirs.iter().rev() {
         std::fs::File::open(d)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("sync {}", d.display()))?;
     }
-    Ok(Extracted { files, pg_version })
+    Ok(Extracted {
+        files,
+        pg_version,
+        checksums,
+    })
+}
+
+/// CRC-32C (Castagnoli), the checksum `pg_basebackup` writes into `backup_manifest` by default.
+pub(super) fn crc32c(data: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
+}
+
+/// Copies `input` to its end into `out`; its size and CRC-32C.
+fn copy(input: &mut impl Read, out: &mut impl Write, buf: &mut [u8]) -> io::Result<(u64, u32)> {
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    let mut size = 0u64;
+    loop {
+        let n = match input.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        crc.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    Ok((size, crc.finalize() as u32))
 }
 
 /// `./base/1` → `base/1`; `.` → `None`; an absolute path, `..` or anything odd is refused.
@@ -238,6 +292,21 @@ mod tests {
         let x = r.expect("extracted");
         assert_eq!(x.files, 3);
         assert_eq!(x.pg_version.as_deref(), Some(&b"15\n"[..]));
+        // Every file's size and CRC-32C, PG_VERSION's too, by its path inside the directory.
+        let mut sums: Vec<_> = x.checksums.iter().map(|(p, s)| (p.clone(), *s)).collect();
+        sums.sort();
+        assert_eq!(
+            sums,
+            [
+                (b"PG_VERSION".to_vec(), (3, crc32c(b"15\n"))),
+                (b"backup_manifest".to_vec(), (2, crc32c(b"{}"))),
+                (b"base/1/112".to_vec(), (4, crc32c(b"page"))),
+                (
+                    b"pg_wal/000000010000000000000002".to_vec(),
+                    (3, crc32c(b"wal"))
+                ),
+            ]
+        );
         assert!(!dir.path().join("PG_VERSION").exists(), "held back");
         assert_eq!(
             std::fs::read(dir.path().join("base/1/112")).expect("read"),

@@ -1,13 +1,14 @@
 //! `backup verify` of a base backup: the archive unpacked into a private directory under the
-//! agent's `scratch_dir` through the same hash checks as a restore, checked file by file by
-//! PostgreSQL's `pg_verifybackup` against the `backup_manifest` it carries (and the WAL inside
-//! it parsed), then removed, whatever the verdict.
+//! agent's `scratch_dir` through the same hash checks as a restore, checked file by file
+//! against the `backup_manifest` it carries (each file's CRC-32C as it is unpacked, the rest by
+//! PostgreSQL's `pg_verifybackup`, which also parses the WAL inside), then removed, whatever the
+//! verdict.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{Claimed, Destination, check_space, run_verifybackup, stream_into};
+use super::{Claimed, Destination, check_space, stream_into, verify_extracted};
 use crate::{
     config::Engine, engine::postgres as pg, job::JobCtx, manifest::Manifest,
     pipeline::PipelineError, restore::Located,
@@ -85,7 +86,7 @@ pub(crate) async fn verify_unpacked(
         match stream_into(ctx, loc, &claimed).await {
             Ok(x) => {
                 ctx.set_phase("pg_verifybackup");
-                match run_verifybackup(&tool, &claimed.dir, &ctx.cancel).await {
+                match verify_extracted(&tool, &claimed.dir, x.checksums, &ctx.cancel).await {
                     Ok(line) => Ok(Unpacked::Sound {
                         files: x.files,
                         verifybackup: line,

@@ -118,15 +118,21 @@ pub(super) fn write_missing_configs(
 }
 
 /// Runs `pg_verifybackup` on the directory (the `backup_manifest` in it, the WAL in its
-/// `pg_wal` parsed): its last line on success, its output in the error otherwise.
+/// `pg_wal` parsed; with `skip_checksums`, the files' checksums not read back because they
+/// were checked as they were extracted): its last line on success, its output in the error
+/// otherwise.
 pub(super) async fn run_verifybackup(
     tool: &Path,
     dir: &Path,
+    skip_checksums: bool,
     cancel: &CancellationToken,
 ) -> Result<String> {
     let mut cmd = crate::process::tool_command(tool);
-    cmd.env("LC_ALL", "C")
-        .arg(dir)
+    cmd.env("LC_ALL", "C");
+    if skip_checksums {
+        cmd.arg("--skip-checksums");
+    }
+    cmd.arg(dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd
