@@ -526,6 +526,9 @@ pub struct BackupListArgs {
     pub target: Option<TargetName>,
     #[command(flatten)]
     pub limit: LimitArg,
+    /// The next page: the backups after this one (the last id of the previous page)
+    #[arg(long, value_name = "BACKUP_ID", value_parser = parse_backup_id)]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -735,6 +738,9 @@ pub struct JobsListArgs {
     pub active: bool,
     #[command(flatten)]
     pub limit: LimitArg,
+    /// The next page: the jobs after this one (the last id of the previous page)
+    #[arg(long, value_name = "JOB_ID", value_parser = parse_job_id)]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -79,6 +79,14 @@ pub fn stderr_line(line: &str) {
     let _ = writeln!(std::io::stderr(), "{}", terminal_safe(line));
 }
 
+/// A list cut at its limit: how to get the next page (on stderr, so JSON on stdout stays one
+/// array; a script pages with `--after` set to the last id it read).
+pub fn more_hint(what: &str, last_id: &str) {
+    stderr_line(&format!(
+        "more {what} follow; the next page: the same command with --after {last_id}"
+    ));
+}
+
 /// Shown for an empty value in text output.
 pub const NONE: &str = "-";
 

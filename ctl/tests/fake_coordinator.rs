@@ -222,6 +222,26 @@ async fn lists_and_cancel() {
     r.expect_code(0);
     assert!(r.stdout.starts_with("BACKUP "), "{r:#?}");
     assert!(r.stdout.contains("4.0x"), "{r:#?}");
+    assert!(!r.stderr.contains("more backups"), "{r:#?}");
+    // A full page says how to get the next one, on stderr (JSON stays one array).
+    let r = srv
+        .run(&["backup", "list", "--limit", "1", "--output", "json"])
+        .await;
+    r.expect_code(0);
+    assert_eq!(r.json()[0]["backup_id"], B_OK);
+    assert!(
+        r.stderr.contains(&format!(
+            "more backups follow; the next page: the same command with --after {B_OK}"
+        )),
+        "{r:#?}"
+    );
+    let r = srv
+        .run(&["backup", "list", "--after", B_OK, "--output", "json"])
+        .await;
+    r.expect_code(0);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(0), "{r:#?}");
+    let r = srv.run(&["backup", "list", "--after", "not-an-id"]).await;
+    r.expect_code(2);
     let r = srv.run(&["jobs", "cancel", J_OK]).await;
     r.expect_code(0);
     assert!(r.stdout.contains("asked the agent to cancel"), "{r:#?}");

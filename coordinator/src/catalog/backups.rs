@@ -43,16 +43,53 @@ impl Catalog {
 
     /// Backups newest first, optionally of one target.
     pub async fn list_backups(&self, target: Option<&str>, limit: u32) -> Result<Vec<Backup>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            backup_columns!(),
-            " FROM backups WHERE (?1 IS NULL OR target = ?1) \
-             ORDER BY finished_at_ms DESC, backup_id DESC LIMIT ?2"
-        ))
-        .bind(target)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        self.list_backups_after(target, None, limit).await
+    }
+
+    /// Backups newest first (`finished_at_ms`, then id, both descending), optionally of one
+    /// target, starting after backup `after` in that order (a page's last id: keyset
+    /// pagination, stable while backups are added). An `after` that is not in the catalog
+    /// gives no rows; the caller checks it first.
+    pub async fn list_backups_after(
+        &self,
+        target: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Backup>> {
+        // The cursor's position first, so that the list's query is a plain range over the
+        // index (`(target,) finished_at_ms, backup_id`) the planner can see.
+        let from: Option<(i64, String)> = match after {
+            None => None,
+            Some(id) => match sqlx::query_as(
+                "SELECT finished_at_ms, backup_id FROM backups WHERE backup_id = ?1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            {
+                Some(at) => Some(at),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let filter = match (target.is_some(), from.is_some()) {
+            (false, false) => "",
+            (true, false) => "WHERE target = ?1",
+            (false, true) => "WHERE (finished_at_ms, backup_id) < (?2, ?3)",
+            (true, true) => "WHERE target = ?1 AND (finished_at_ms, backup_id) < (?2, ?3)",
+        };
+        let sql = format!(
+            "SELECT {} FROM backups {filter} ORDER BY finished_at_ms DESC, backup_id DESC LIMIT ?4",
+            backup_columns!()
+        );
+        let (at, id) = from.unzip();
+        // Only constant fragments were assembled; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(target)
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(backup_from_row).collect()
     }
 

@@ -95,19 +95,61 @@ impl Catalog {
         active_only: bool,
         limit: u32,
     ) -> Result<Vec<Job>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs \
-             WHERE (?1 IS NULL OR target = ?1) \
-             AND (?2 = 0 OR state IN ('queued', 'running')) \
-             ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
-        ))
-        .bind(target)
-        .bind(active_only)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        self.list_jobs_after(target, active_only, None, limit).await
+    }
+
+    /// Jobs newest first (`created_at_ms`, then id, both descending), starting after job
+    /// `after` in that order (a page's last id: keyset pagination). An `after` that is not in
+    /// the catalog gives no rows; the caller checks it first.
+    pub async fn list_jobs_after(
+        &self,
+        target: Option<&str>,
+        active_only: bool,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        // As for backups: the cursor's position first, then a plain range the planner sees.
+        let from: Option<(i64, String)> = match after {
+            None => None,
+            Some(id) => {
+                match sqlx::query_as("SELECT created_at_ms, id FROM jobs WHERE id = ?1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                {
+                    Some(at) => Some(at),
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        let mut filter = Vec::new();
+        if target.is_some() {
+            filter.push("target = ?1");
+        }
+        if active_only {
+            filter.push("state IN ('queued', 'running')");
+        }
+        if from.is_some() {
+            filter.push("(created_at_ms, id) < (?2, ?3)");
+        }
+        let filter = if filter.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filter.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {} FROM jobs {filter} ORDER BY created_at_ms DESC, id DESC LIMIT ?4",
+            job_columns!()
+        );
+        let (at, id) = from.unzip();
+        // Only constant fragments were assembled; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(target)
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(job_from_row).collect()
     }
 

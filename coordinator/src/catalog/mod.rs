@@ -208,6 +208,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0017_restore_jobs.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            18,
+            "list pages".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0018_list_pages.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

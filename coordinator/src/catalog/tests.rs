@@ -665,3 +665,108 @@ async fn old_history_goes_but_what_health_and_backups_need_stays() {
 mod copies;
 #[path = "keys_tests.rs"]
 mod keys;
+
+/// `backup list` and `jobs list` page by the last id shown: walking the pages gives every row
+/// once, in the order of the whole list, ties on the time broken by id, and rows added while
+/// paging do not shift the pages still to come.
+#[tokio::test]
+async fn lists_page_by_the_last_id_without_gaps_or_repeats() {
+    let (_dir, c) = with_target().await;
+    let mut n = 0;
+    let mut add = |at: i64, target: &'static str| {
+        n += 1;
+        let (job, id) = (
+            format!("20261127T233000Z-0{n:05x}"),
+            format!("20261127T233000Z-b{n:05x}"),
+        );
+        (job, id, at, target)
+    };
+    // Three backups per finish time: the id decides among them.
+    let rows: Vec<_> = (0..25)
+        .map(|i| {
+            add(
+                1_000 + (i / 3) * 10,
+                if i % 2 == 0 {
+                    "prod/orders"
+                } else {
+                    "prod/users"
+                },
+            )
+        })
+        .collect();
+    for (job, id, at, target) in &rows {
+        let mut j = new_job(job, JobKind::Backup, target, id);
+        j.created_at_ms = 2_000 + at / 100; // equal creation times too
+        c.insert_job(&j).await.expect("insert");
+        c.mark_running(job, *at - 1).await.expect("run");
+        let mut b = backup(id, job, *at);
+        b.target = target.parse().expect("target");
+        c.finish_backup_job(job, &success(*at), &b)
+            .await
+            .expect("finish");
+    }
+    for target in [None, Some("prod/users")] {
+        let whole: Vec<String> = c
+            .list_backups(target, 1000)
+            .await
+            .expect("list")
+            .iter()
+            .map(|b| b.backup_id.to_string())
+            .collect();
+        // prod/users: its 12, and the one added while the first list was paged.
+        assert_eq!(whole.len(), if target.is_none() { 25 } else { 13 });
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = c
+                .list_backups_after(target, after.as_deref(), 4)
+                .await
+                .expect("page");
+            if paged.is_empty() {
+                // A newer backup arriving after the first page does not move the others.
+                let (job, id, at, t) = add(9_999, "prod/users");
+                c.insert_job(&new_job(&job, JobKind::Backup, t, &id))
+                    .await
+                    .expect("insert");
+                c.mark_running(&job, at - 1).await.expect("run");
+                let mut b = backup(&id, &job, at);
+                b.target = t.parse().expect("target");
+                c.finish_backup_job(&job, &success(at), &b)
+                    .await
+                    .expect("finish");
+            }
+            let Some(last) = page.last() else { break };
+            after = Some(last.backup_id.to_string());
+            paged.extend(page.iter().map(|b| b.backup_id.to_string()));
+        }
+        assert_eq!(paged, whole, "{target:?}");
+    }
+    // Jobs: all created at a handful of equal times; the id breaks the ties.
+    let whole: Vec<String> = c
+        .list_jobs(None, false, 1000)
+        .await
+        .expect("jobs")
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(whole.len(), 27);
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = c
+            .list_jobs_after(None, false, after.as_deref(), 5)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        paged.extend(page.into_iter().map(|j| j.id));
+    }
+    assert_eq!(paged, whole);
+    // An id that is not in the catalog gives nothing (the RPC refuses it first).
+    assert!(
+        c.list_backups_after(None, Some("20261127T233000Z-ffffff"), 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+}

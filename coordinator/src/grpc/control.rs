@@ -155,22 +155,42 @@ impl pb::control_server::Control for Control {
             self.scope(&op, &name, &format!("the backups of {name}"))?;
             Some(name)
         };
-        // A scoped operator's list is filtered here, so read as many as may be shown.
-        let fetch = if target.is_none() && !self.unscoped(&op) {
-            MAX_LIMIT
+        let after = if req.after.is_empty() {
+            None
         } else {
-            limit(req.limit)
+            let b = self.backup(&req.after).await?;
+            self.scope(&op, &b.target, &format!("the backups after {}", req.after))?;
+            Some(req.after.clone())
         };
-        let mut backups = self
-            .parts
-            .catalog
-            .list_backups(target.as_ref().map(TargetName::as_str), fetch)
-            .await
-            .map_err(Error::from)?;
-        backups.retain(|b| self.sees(&op, &b.target));
-        backups.truncate(limit(req.limit) as usize);
+        let want = limit(req.limit) as usize;
+        // A scoped operator's list is filtered here, so read in large pages until a page is
+        // full of what may be shown; one more than asked tells whether more follow.
+        let scoped = target.is_none() && !self.unscoped(&op);
+        let step = if scoped { MAX_LIMIT } else { want as u32 + 1 };
+        let (mut backups, mut cursor) = (Vec::new(), after);
+        loop {
+            let page = self
+                .parts
+                .catalog
+                .list_backups_after(
+                    target.as_ref().map(TargetName::as_str),
+                    cursor.as_deref(),
+                    step,
+                )
+                .await
+                .map_err(Error::from)?;
+            let full = page.len() == step as usize;
+            cursor = page.last().map(|b| b.backup_id.to_string());
+            backups.extend(page.into_iter().filter(|b| self.sees(&op, &b.target)));
+            if backups.len() > want || !full {
+                break;
+            }
+        }
+        let more = backups.len() > want;
+        backups.truncate(want);
         Ok(Response::new(pb::ListBackupsResponse {
             backups: self.backups_pb(&backups).await?,
+            more,
         }))
     }
 
@@ -374,23 +394,39 @@ impl pb::control_server::Control for Control {
             self.scope(&op, &name, &format!("the jobs of {name}"))?;
             Some(name)
         };
-        let fetch = if target.is_none() && !self.unscoped(&op) {
-            MAX_LIMIT
+        let after = if req.after.is_empty() {
+            None
         } else {
-            limit(req.limit)
+            let j = self.job(&req.after).await?;
+            self.scope(&op, &j.target, &format!("the jobs after {}", req.after))?;
+            Some(req.after.clone())
         };
-        let mut jobs = self
-            .parts
-            .catalog
-            .list_jobs(
-                target.as_ref().map(TargetName::as_str),
-                req.active_only,
-                fetch,
-            )
-            .await
-            .map_err(Error::from)?;
-        jobs.retain(|j| self.sees(&op, &j.target));
-        jobs.truncate(limit(req.limit) as usize);
+        let want = limit(req.limit) as usize;
+        // As for backups: a scoped operator's list is read in large pages and filtered here.
+        let scoped = target.is_none() && !self.unscoped(&op);
+        let step = if scoped { MAX_LIMIT } else { want as u32 + 1 };
+        let (mut jobs, mut cursor) = (Vec::new(), after);
+        loop {
+            let page = self
+                .parts
+                .catalog
+                .list_jobs_after(
+                    target.as_ref().map(TargetName::as_str),
+                    req.active_only,
+                    cursor.as_deref(),
+                    step,
+                )
+                .await
+                .map_err(Error::from)?;
+            let full = page.len() == step as usize;
+            cursor = page.last().map(|j| j.id.clone());
+            jobs.extend(page.into_iter().filter(|j| self.sees(&op, &j.target)));
+            if jobs.len() > want || !full {
+                break;
+            }
+        }
+        let more = jobs.len() > want;
+        jobs.truncate(want);
         Ok(Response::new(pb::ListJobsResponse {
             // Reports can be long; `jobs show` and `jobs watch` carry them.
             jobs: jobs
@@ -400,6 +436,7 @@ impl pb::control_server::Control for Control {
                     ..pb::Job::from(j)
                 })
                 .collect(),
+            more,
         }))
     }
 

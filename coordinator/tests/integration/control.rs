@@ -52,6 +52,7 @@ async fn job_and_backup_records_are_complete() {
         .list_backups(pb::ListBackupsRequest {
             target: "prod/orders".into(),
             limit: 0,
+            after: String::new(),
         })
         .await
         .expect("list")
@@ -67,6 +68,7 @@ async fn job_and_backup_records_are_complete() {
             .list_backups(pb::ListBackupsRequest {
                 target: "prod/users".into(),
                 limit: 0,
+                after: String::new(),
             })
             .await
             .expect("list")

@@ -294,6 +294,7 @@ async fn m12_a_dev_scoped_operator_cannot_touch_prod() {
         dana.list_backups(pb::ListBackupsRequest {
             target: "prod/x".into(),
             limit: 0,
+            after: String::new(),
         })
         .await
         .expect_err("prod backups listed"),

@@ -189,9 +189,32 @@ async fn b31_invalid_control_requests_are_refused() {
         .list_backups(pb::ListBackupsRequest {
             target: "../x".into(),
             limit: 0,
+            after: String::new(),
         })
         .await
         .expect_err("bad filter");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // A page cursor that is not a backup id, or names no backup.
+    for (after, code) in [
+        ("x' OR 1=1 --", Code::InvalidArgument),
+        ("20261127T233000Z-7f3a9c", Code::NotFound),
+    ] {
+        let e = alice
+            .list_backups(pb::ListBackupsRequest {
+                after: after.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("bad cursor");
+        assert_eq!(e.code(), code, "{after}: {e:?}");
+    }
+    let e = alice
+        .list_jobs(pb::ListJobsRequest {
+            after: "../../etc".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad job cursor");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     c.assert_healthy().await;
 }

@@ -49,6 +49,7 @@ async fn list(args: BackupListArgs, global: &GlobalArgs, out: &mut dyn Write) ->
     let req = conn.request(pb::ListBackupsRequest {
         target: args.target.map(|t| t.to_string()).unwrap_or_default(),
         limit: args.limit.limit.unwrap_or(0),
+        after: args.after.clone().unwrap_or_default(),
     });
     let resp = conn
         .unary(
@@ -57,7 +58,11 @@ async fn list(args: BackupListArgs, global: &GlobalArgs, out: &mut dyn Write) ->
         )
         .await?;
     let backups: Vec<BackupView> = resp.backups.iter().map(BackupView::from).collect();
-    output::emit(out, global.output, &backups)
+    output::emit(out, global.output, &backups)?;
+    if let (true, Some(last)) = (resp.more, resp.backups.last()) {
+        output::more_hint("backups", &last.backup_id);
+    }
+    Ok(())
 }
 
 /// The catalog's record of backup `id`.

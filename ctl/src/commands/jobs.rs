@@ -32,12 +32,17 @@ async fn list(args: JobsListArgs, global: &GlobalArgs, out: &mut dyn Write) -> R
         target: args.target.map(|t| t.to_string()).unwrap_or_default(),
         limit: args.limit.limit.unwrap_or(0),
         active_only: args.active,
+        after: args.after.clone().unwrap_or_default(),
     });
     let resp = conn
         .unary("list jobs", |mut c| async move { c.list_jobs(req).await })
         .await?;
     let jobs: Vec<JobView> = resp.jobs.iter().map(JobView::from).collect();
-    output::emit(out, global.output, &jobs)
+    output::emit(out, global.output, &jobs)?;
+    if let (true, Some(last)) = (resp.more, resp.jobs.last()) {
+        output::more_hint("jobs", &last.job_id);
+    }
+    Ok(())
 }
 
 async fn show(id: &str, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {

@@ -28,6 +28,7 @@ async fn newest(
     let req = conn.request(pb::ListBackupsRequest {
         target: target.to_owned(),
         limit: 0,
+        after: String::new(),
     });
     let resp = conn
         .unary(

@@ -183,8 +183,15 @@ impl pb::control_server::Control for Fake {
         req: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
         caller(&req)?;
+        let r = req.get_ref();
+        // One backup; "more" when asked for pages of one, none after it.
         Ok(Response::new(pb::ListBackupsResponse {
-            backups: vec![record(B_OK, pb::VerifyStatus::Ok)],
+            backups: if r.after == B_OK {
+                Vec::new()
+            } else {
+                vec![record(B_OK, pb::VerifyStatus::Ok)]
+            },
+            more: r.limit == 1 && r.after.is_empty(),
         }))
     }
 
@@ -221,6 +228,7 @@ impl pb::control_server::Control for Fake {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         Ok(Response::new(pb::ListJobsResponse {
             jobs: vec![backup_job(J_OK, pb::JobState::Running, "dumping")],
+            more: false,
         }))
     }
 
