@@ -130,7 +130,7 @@ INSERT INTO backups (backup_id, target, environment, agent, repository, engine, 
                      database_name, server_version, system_identifier, dump_tool,
                      dump_tool_version, format, compression, compression_level, raw_size,
                      stored_size, raw_sha256, stored_sha256, started_at_ms, finished_at_ms,
-                     row_counts, data_key, manifest_key, verify_status, job_id)
+                     row_counts, data_key, manifest_key, verify_status, job_id, recorded_at_ms)
     SELECT strftime('%Y%m%dT%H%M%SZ', 1600000000 + i, 'unixepoch') || '-b' || printf('%05x', i % 1048576),
            'bench/t' || (1 + i % $TARGETS), 'bench', 'bench-agent', 'local', 'postgres', 'postgres',
            'app', '15.8', '7300000000000000000', 'pg_dump', '15.8', 'pg_dump-custom', 'zstd', 3,
@@ -139,7 +139,8 @@ INSERT INTO backups (backup_id, target, environment, agent, repository, engine, 
            '[{"schema":"public","table":"orders","rows":' || i || '}]',
            'bench/t' || (1 + i % $TARGETS) || '/x/data.pgdump.zst', 'bench/t' || (1 + i % $TARGETS) || '/x/manifest.json',
            'ok',
-           strftime('%Y%m%dT%H%M%SZ', 1600000000 + i, 'unixepoch') || '-' || printf('%06x', i % 16777216)
+           strftime('%Y%m%dT%H%M%SZ', 1600000000 + i, 'unixepoch') || '-' || printf('%06x', i % 16777216),
+           (1600000000 + i) * 1000 + 900
     FROM n;
 COMMIT;
 ANALYZE;

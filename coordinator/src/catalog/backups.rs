@@ -160,6 +160,16 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
     .bind(encryption_to_json(b.encryption.as_ref())?)
     .execute(&mut **tx)
     .await?;
+    // When the coordinator recorded it: its job's end (the job is written first, in the same
+    // transaction), on the coordinator's clock.
+    sqlx::query(
+        "UPDATE backups SET recorded_at_ms = COALESCE(\
+         (SELECT j.finished_at_ms FROM jobs j WHERE j.id = backups.job_id), finished_at_ms) \
+         WHERE backup_id = ?",
+    )
+    .bind(b.backup_id.as_str())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -153,14 +153,15 @@ impl Catalog {
         let first_seen = self.first_seen(&targets, now_ms).await?;
 
         let mut backups: BTreeMap<String, Vec<BackupFacts>> = BTreeMap::new();
+        // Per target, an index lookup (target, recorded_at_ms, backup_id): the cost does not
+        // grow with the number of backups.
         let rows = sqlx::query(
-            "SELECT target, backup_id, raw_size, stored_size, started_at_ms, finished_at_ms, \
-             recorded_at_ms, verify_status, verified_at_ms FROM (SELECT b.*, \
-             COALESCE(j.finished_at_ms, b.finished_at_ms) AS recorded_at_ms, \
-             ROW_NUMBER() OVER (PARTITION BY b.target ORDER BY \
-             COALESCE(j.finished_at_ms, b.finished_at_ms) DESC, b.backup_id DESC) AS rn \
-             FROM backups b LEFT JOIN jobs j ON j.id = b.job_id) \
-             WHERE rn <= ? ORDER BY target, rn",
+            "SELECT b.target, b.backup_id, b.raw_size, b.stored_size, b.started_at_ms, \
+             b.finished_at_ms, b.recorded_at_ms, b.verify_status, b.verified_at_ms \
+             FROM targets t JOIN backups b ON b.backup_id IN \
+             (SELECT r.backup_id FROM backups r WHERE r.target = t.full_name \
+              ORDER BY r.recorded_at_ms DESC, r.backup_id DESC LIMIT ?1) \
+             ORDER BY b.target, b.recorded_at_ms DESC, b.backup_id DESC",
         )
         .bind(i64::try_from(RECENT_BACKUPS).unwrap_or(8))
         .fetch_all(&self.pool)
@@ -189,14 +190,17 @@ impl Catalog {
         type Latest = BTreeMap<String, BTreeMap<&'static str, JobFacts>>;
         let mut succeeded: Latest = BTreeMap::new();
         let mut failed: Latest = BTreeMap::new();
+        // Per target, kind and outcome, an index lookup (target, kind, state, finished_at_ms).
         let rows = sqlx::query(
-            "SELECT id, kind, state, target, backup_id, error, started_at_ms, finished_at_ms \
-             FROM (SELECT j.*, ROW_NUMBER() OVER (PARTITION BY j.target, j.kind, j.state \
-             ORDER BY j.finished_at_ms DESC, j.id DESC) AS rn FROM jobs j \
-             WHERE j.state IN ('succeeded', 'failed') AND j.kind IN ('backup', 'restore', \
-             'verify') AND j.finished_at_ms IS NOT NULL \
-             AND NOT (j.kind = 'verify' AND j.backup_id = '') AND j.drill_of = '') \
-             WHERE rn = 1",
+            "SELECT j.id, j.kind, j.state, j.target, j.backup_id, j.error, j.started_at_ms, \
+             j.finished_at_ms FROM targets t \
+             CROSS JOIN (SELECT 'backup' AS kind UNION ALL SELECT 'restore' \
+                         UNION ALL SELECT 'verify') k \
+             CROSS JOIN (SELECT 'succeeded' AS state UNION ALL SELECT 'failed') s \
+             JOIN jobs j ON j.id = (SELECT l.id FROM jobs l WHERE l.target = t.full_name \
+                 AND l.kind = k.kind AND l.state = s.state AND l.finished_at_ms IS NOT NULL \
+                 AND NOT (l.kind = 'verify' AND l.backup_id = '') AND l.drill_of = '' \
+                 ORDER BY l.finished_at_ms DESC, l.id DESC LIMIT 1)",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -273,13 +277,17 @@ impl Catalog {
     async fn copy_facts(&self) -> Result<BTreeMap<String, BTreeMap<String, CopyFacts>>> {
         let mut out: BTreeMap<String, BTreeMap<String, CopyFacts>> = BTreeMap::new();
         let rows = sqlx::query(
-            "SELECT b.target, h.repository, b.backup_id, \
-             COALESCE(j.finished_at_ms, b.finished_at_ms) AS recorded_at_ms \
-             FROM (SELECT backup_id, repository FROM backup_copies WHERE state = 'stored' \
-                   UNION SELECT backup_id, repository FROM backups) h \
-             JOIN backups b ON b.backup_id = h.backup_id \
-             JOIN targets t ON t.full_name = b.target AND t.repository <> h.repository \
-             LEFT JOIN jobs j ON j.id = b.job_id",
+            // The stored copies, and the backups that live on in another repository than
+            // their target's (an index range each side of the target's repository); the
+            // newest per repository is picked below, so a backup in both counts once.
+            "SELECT b.target, c.repository, b.backup_id, b.recorded_at_ms \
+             FROM backup_copies c JOIN backups b ON b.backup_id = c.backup_id \
+             JOIN targets t ON t.full_name = b.target AND t.repository <> c.repository \
+             WHERE c.state = 'stored' \
+             UNION ALL \
+             SELECT b.target, b.repository, b.backup_id, b.recorded_at_ms \
+             FROM targets t JOIN backups b ON b.target = t.full_name \
+             AND (b.repository < t.repository OR b.repository > t.repository)",
         )
         .fetch_all(&self.pool)
         .await?;

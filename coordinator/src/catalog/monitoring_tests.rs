@@ -92,6 +92,15 @@ async fn backup(c: &Catalog, job_id: &str, target: &str, at: i64, stored: i64) {
     .execute(&c.pool)
     .await
     .expect("insert backup");
+    // As `insert_backup` does: recorded when its job ended.
+    sqlx::query(
+        "UPDATE backups SET recorded_at_ms = COALESCE((SELECT j.finished_at_ms FROM jobs j \
+         WHERE j.id = backups.job_id), finished_at_ms) WHERE job_id = ?",
+    )
+    .bind(job_id)
+    .execute(&c.pool)
+    .await
+    .expect("record backup");
 }
 
 #[tokio::test]

@@ -245,7 +245,7 @@ async fn two_phase_delete() {
     sqlx::query(
         "INSERT INTO backups VALUES ('20261128T010001Z-0000b1', 'prod/orders', 'prod', 'prod-1', 'local', \
          'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
-         10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', 'jb', '', '', NULL)",
+         10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', 'jb', '', '', NULL, 2)",
     )
     .execute(&c.pool)
     .await
@@ -377,7 +377,7 @@ async fn pin_markers_to_sync() {
         sqlx::query(
             "INSERT INTO backups VALUES (?, 'prod/orders', 'prod', 'prod-1', 'local', \
              'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
-             10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', ?, '', '', NULL)",
+             10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', ?, '', '', NULL, 2)",
         )
         .bind(b)
         .bind(&jb)

@@ -770,3 +770,59 @@ async fn lists_page_by_the_last_id_without_gaps_or_repeats() {
             .is_empty()
     );
 }
+
+/// Health orders a target's backups by when the coordinator recorded them (its job's end, on
+/// its own clock), not by the agent's clock (N26), keeps the newest eight, and reads them per
+/// target by index whatever else the catalog holds.
+#[tokio::test]
+async fn health_reads_the_newest_recorded_backups_per_target() {
+    let (_dir, c) = with_target().await;
+    // Ten backups of prod/orders whose agent clock runs backwards: finished_at_ms falls while
+    // the jobs end later and later.
+    for i in 0..10i64 {
+        let (job, id) = (
+            format!("20261127T233000Z-0{i:05x}"),
+            format!("20261127T233000Z-b{i:05x}"),
+        );
+        c.insert_job(&new_job(&job, JobKind::Backup, "prod/orders", &id))
+            .await
+            .expect("insert");
+        c.mark_running(&job, 10_000 + i).await.expect("run");
+        c.finish_backup_job(
+            &job,
+            &success(20_000 + i * 100),
+            &backup(&id, &job, 9_000 - i),
+        )
+        .await
+        .expect("finish");
+    }
+    let snap = c.health_snapshot(50_000).await.expect("snapshot");
+    let orders = snap
+        .targets
+        .iter()
+        .find(|t| t.target.name.to_string() == "prod/orders")
+        .expect("orders");
+    let got: Vec<(String, i64)> = orders
+        .recent_backups
+        .iter()
+        .map(|b| (b.backup_id.clone(), b.recorded_at_ms))
+        .collect();
+    let want: Vec<(String, i64)> = (2..10i64)
+        .rev()
+        .map(|i| (format!("20261127T233000Z-b{i:05x}"), 20_000 + i * 100))
+        .collect();
+    assert_eq!(got, want);
+    let users = snap
+        .targets
+        .iter()
+        .find(|t| t.target.name.to_string() == "prod/users")
+        .expect("users");
+    assert!(users.recent_backups.is_empty());
+    assert_eq!(
+        orders
+            .last_succeeded
+            .get("backup")
+            .map(|j| j.job_id.clone()),
+        Some("20261127T233000Z-000009".to_owned())
+    );
+}
