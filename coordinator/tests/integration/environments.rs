@@ -401,3 +401,94 @@ async fn m12_a_dev_scoped_operator_cannot_touch_prod() {
     );
     assert_eq!(count_backups(&mut olga).await, 1);
 }
+
+/// `backup list` pages by the last id shown, also for an operator who sees one environment of
+/// several: dev backups interleaved with prod ones come one page at a time, `more` says when
+/// more follow, nothing is repeated or skipped, and a prod id as the cursor is refused.
+#[tokio::test]
+async fn a_scoped_operator_pages_through_only_its_environment() {
+    let (c, mut prod, mut dev, prod_backup) = two_environments().await;
+    let mut admin = c.control("alice");
+    let mut dev_ids = Vec::new();
+    for _ in 0..3 {
+        start_backup(&mut admin, "dev/y").await;
+        let spec = dev.run_backup("dev", "dev-1").await;
+        let Some(pb::job_spec::Spec::Backup(b)) = spec.spec else {
+            panic!("not a backup: {spec:?}")
+        };
+        dev_ids.push(b.backup_id);
+        start_backup(&mut admin, "prod/x").await;
+        prod.run_backup("prod", "prod-1").await;
+    }
+    // The order to expect: the whole list's (newest first, ties by id), dev's only.
+    let whole: Vec<String> = admin
+        .list_backups(pb::ListBackupsRequest::default())
+        .await
+        .expect("whole list")
+        .into_inner()
+        .backups
+        .into_iter()
+        .filter(|b| b.target == "dev/y")
+        .map(|b| b.backup_id)
+        .collect();
+    let mut sorted = whole.clone();
+    sorted.sort();
+    dev_ids.sort();
+    assert_eq!(sorted, dev_ids);
+    let dev_ids = whole;
+    let mut dana = c.control("dana");
+    let (mut seen, mut after) = (Vec::new(), String::new());
+    loop {
+        let page = dana
+            .list_backups(pb::ListBackupsRequest {
+                limit: 1,
+                after: after.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.backups.len() <= 1);
+        let Some(b) = page.backups.last() else {
+            assert!(!page.more, "an empty page with more");
+            break;
+        };
+        assert_eq!(b.target, "dev/y", "{b:?}");
+        seen.push(b.backup_id.clone());
+        after = b.backup_id.clone();
+        assert_eq!(page.more, seen.len() < dev_ids.len(), "after {seen:?}");
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(seen, dev_ids);
+    let e = dana
+        .list_backups(pb::ListBackupsRequest {
+            after: prod_backup,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a prod cursor");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    // The unscoped admin pages through all seven the same way.
+    let all = admin
+        .list_backups(pb::ListBackupsRequest {
+            limit: 4,
+            ..Default::default()
+        })
+        .await
+        .expect("first page")
+        .into_inner();
+    assert!(all.more);
+    let rest = admin
+        .list_backups(pb::ListBackupsRequest {
+            limit: 4,
+            after: all.backups[3].backup_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("second page")
+        .into_inner();
+    assert!(!rest.more);
+    assert_eq!(all.backups.len() + rest.backups.len(), 7);
+}
