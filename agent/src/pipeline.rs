@@ -110,16 +110,20 @@ fn raw_limit_exceeded(e: &io::Error) -> Option<u64> {
         .map(|l| l.0)
 }
 
+/// Refuses `more` bytes on top of `size` when that takes the total past `limit`.
+fn within_limit(limit: Option<u64>, size: u64, more: usize) -> io::Result<()> {
+    match limit {
+        Some(limit) if size.saturating_add(more as u64) > limit => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            RawLimitExceeded(limit),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl<W: Write> Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(limit) = self.limit
-            && self.size.saturating_add(buf.len() as u64) > limit
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                RawLimitExceeded(limit),
-            ));
-        }
+        within_limit(self.limit, self.size, buf.len())?;
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
@@ -509,7 +513,8 @@ fn decode_in<'scope, R: Read, W: Write + Send + 'scope>(
             what: format!("it decodes to more than the recorded {limit} raw bytes"),
         })
     };
-    decoder.flush().map_err(|e| {
+    // An error at the end: the size limit, the output's (marked), or the decoder's.
+    let at_end = |e: io::Error| {
         if let Some(m) = over_limit(&e) {
             m
         } else if is_marked(&e) {
@@ -517,20 +522,13 @@ fn decode_in<'scope, R: Read, W: Write + Send + 'scope>(
         } else {
             PipelineError::Decode(e)
         }
-    })?;
+    };
+    decoder.flush().map_err(at_end)?;
     // `finish` reports an incomplete final frame.
     let decoder_done = decoder
         .finish()
         .map_err(|e| over_limit(&e).unwrap_or(PipelineError::Decode(e)))?;
-    let (raw, check) = decoder_done.finish().map_err(|e| {
-        if let Some(m) = over_limit(&e) {
-            m
-        } else if is_marked(&e) {
-            PipelineError::Output(unmark(e))
-        } else {
-            PipelineError::Decode(e)
-        }
-    })?;
+    let (raw, check) = decoder_done.finish().map_err(at_end)?;
     if raw.size != expected.raw.size || raw.sha256 != expected.raw.sha256 {
         return Err(PipelineError::Mismatch {
             what: format!(

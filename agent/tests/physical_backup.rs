@@ -101,6 +101,21 @@ password_file = "super.pass"
         }
     }
 
+    /// [`World::start`] with the physical target's PostgreSQL programs in a directory of their
+    /// own (kept alive by the returned `TempDir`), so a test can wrap them; the fixture loaded.
+    fn with_wrappable_tools() -> (tempfile::TempDir, lifeboat_e2e::wrappers::PgBinDir, World) {
+        let bins = tempfile::tempdir().expect("tempdir");
+        let bin = lifeboat_e2e::wrappers::PgBinDir::new(&bins.path().join("bin"));
+        let w = World::start_with(
+            REPLICATOR,
+            "REPLICATION",
+            true,
+            &format!("pg_bin_dir = {:?}", bin.path().display().to_string()),
+        );
+        w.pg.psql("app", FIXTURE);
+        (bins, bin, w)
+    }
+
     fn ctx(&self) -> JobCtx {
         JobCtx::new(new_id(), Arc::clone(&self.config), CancellationToken::new())
     }
@@ -509,16 +524,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// its manifest. Each backup fails naming why, and nothing is left in the repository.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_or_incomplete_pg_basebackup_is_refused() {
-    use lifeboat_e2e::wrappers::PgBinDir;
-    let bins = tempfile::tempdir().expect("tempdir");
-    let bin = PgBinDir::new(&bins.path().join("bin"));
-    let w = World::start_with(
-        REPLICATOR,
-        "REPLICATION",
-        true,
-        &format!("pg_bin_dir = {:?}", bin.path().display().to_string()),
-    );
-    w.pg.psql("app", FIXTURE);
+    let (_bins, bin, w) = World::with_wrappable_tools();
     let cases = [
         (
             "set -o pipefail; \"$REAL\" \"$@\" | head -c 300000; exit 3",
@@ -551,16 +557,7 @@ async fn a_failed_or_incomplete_pg_basebackup_is_refused() {
 /// of it is removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
-    use lifeboat_e2e::wrappers::PgBinDir;
-    let bins = tempfile::tempdir().expect("tempdir");
-    let bin = PgBinDir::new(&bins.path().join("bin"));
-    let w = World::start_with(
-        REPLICATOR,
-        "REPLICATION",
-        true,
-        &format!("pg_bin_dir = {:?}", bin.path().display().to_string()),
-    );
-    w.pg.psql("app", FIXTURE);
+    let (_bins, bin, w) = World::with_wrappable_tools();
     let rec = w.backup("phys").await.expect("base backup");
 
     bin.wrap(
@@ -646,18 +643,9 @@ async fn a_restore_failing_or_cancelled_at_its_last_step_removes_everything() {
 /// base backup damaged before it was hashed) is refused naming the file, nothing left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restored_files_are_checked_against_backup_manifest_as_they_are_extracted() {
-    use lifeboat_e2e::wrappers::PgBinDir;
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let bins = tempfile::tempdir().expect("tempdir");
-    let bin = PgBinDir::new(&bins.path().join("bin"));
-    let w = World::start_with(
-        REPLICATOR,
-        "REPLICATION",
-        true,
-        &format!("pg_bin_dir = {:?}", bin.path().display().to_string()),
-    );
-    w.pg.psql("app", FIXTURE);
+    let (_bins, bin, w) = World::with_wrappable_tools();
     let before = w.pg.psql("app", CONTENT);
     let rec = w.backup("phys").await.expect("base backup");
     bin.wrap(

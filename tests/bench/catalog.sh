@@ -77,24 +77,9 @@ stop_coordinator() {
     COORD_PID=""
 }
 restart_coordinator() {
-    rm -f "$WORK/ready.json"
     local t0
     t0=$(now)
-    "$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
-        >>"$WORK/coordinator.log" 2>&1 &
-    COORD_PID=$!
-    for _ in $(seq 1 6000); do
-        [ -s "$WORK/ready.json" ] && break
-        kill -0 "$COORD_PID" || break
-        sleep 0.1
-    done
-    GRPC=$(sed -n 's/.*"grpc" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json" 2>/dev/null)
-    HTTP=$(sed -n 's/.*"http" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json" 2>/dev/null)
-    [ -n "$GRPC" ] || {
-        tail -n 20 "$WORK/coordinator.log" >&2
-        echo "error: the coordinator did not become ready" >&2
-        exit 1
-    }
+    launch_coordinator
     READY_T=$(elapsed "$t0" "$(now)")
 }
 

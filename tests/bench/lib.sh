@@ -78,17 +78,25 @@ role = "admin"
 name = "bench-agent"
 environment = "bench"
 EOT
+    launch_coordinator
+}
+
+# Starts the coordinator on WORK/coordinator.toml (its log appended to WORK/coordinator.log)
+# and waits until it is ready: sets COORD_PID, GRPC and HTTP (their addresses).
+launch_coordinator() {
+    rm -f "$WORK/ready.json"
     "$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
-        >"$WORK/coordinator.log" 2>&1 &
+        >>"$WORK/coordinator.log" 2>&1 &
     COORD_PID=$!
-    for _ in $(seq 1 300); do
+    for _ in $(seq 1 3000); do
         [ -s "$WORK/ready.json" ] && break
         kill -0 "$COORD_PID" || break
         sleep 0.1
     done
     GRPC=$(sed -n 's/.*"grpc" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json" 2>/dev/null)
+    HTTP=$(sed -n 's/.*"http" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json" 2>/dev/null)
     [ -n "$GRPC" ] || {
-        cat "$WORK/coordinator.log" >&2
+        tail -n 50 "$WORK/coordinator.log" >&2
         echo "error: the coordinator did not become ready" >&2
         exit 1
     }

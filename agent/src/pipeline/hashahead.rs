@@ -21,7 +21,7 @@ use std::{
 
 use sha2::{Digest as _, Sha256};
 
-use super::{CHUNK, Digest, RawLimitExceeded};
+use super::{CHUNK, Digest, within_limit};
 
 /// Chunks queued for the hashing thread.
 const DEPTH: usize = 4;
@@ -124,14 +124,7 @@ impl<'scope, W: Write + Send + 'scope> HashAhead<'scope, W> {
 
 impl<'scope, W: Write + Send + 'scope> Write for HashAhead<'scope, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(limit) = self.limit
-            && self.size.saturating_add(buf.len() as u64) > limit
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                RawLimitExceeded(limit),
-            ));
-        }
+        within_limit(self.limit, self.size, buf.len())?;
         if self.worker.is_none() {
             return Err(io::Error::other("the hashing thread failed earlier"));
         }

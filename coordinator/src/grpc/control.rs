@@ -8,9 +8,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::authz::Action;
+use super::authz::{Action, Operator};
 use crate::{
     error::{Error, Result},
+    model::{Backup, Job},
     parts::Parts,
     wire,
 };
@@ -38,6 +39,48 @@ fn limit(requested: u32) -> u32 {
     match requested {
         0 => DEFAULT_LIMIT,
         n => n.min(MAX_LIMIT),
+    }
+}
+
+/// A page read from the catalog (`page`'s source).
+type Fetch<T> = std::pin::Pin<
+    Box<dyn Future<Output = std::result::Result<Vec<T>, crate::catalog::CatalogError>> + Send>,
+>;
+
+impl Control {
+    /// One page of a list, newest first, after `after` (a page's last id): at most `limit`
+    /// items `op` may see, and whether more follow. An unscoped read (or one of a single
+    /// target, already checked) asks the catalog for one more than the page; an operator scoped
+    /// to some environments listing everything gets the list filtered here, read in pages of
+    /// [`MAX_LIMIT`] until it has one more than the page or the list ends.
+    async fn page<T>(
+        &self,
+        op: &Operator,
+        all_targets: bool,
+        limit_asked: u32,
+        after: Option<String>,
+        key: impl Fn(&T) -> (String, TargetName),
+        mut fetch: impl FnMut(Option<String>, u32) -> Fetch<T>,
+    ) -> Result<(Vec<T>, bool)> {
+        let want = limit(limit_asked) as usize;
+        let step = if all_targets && !self.unscoped(op) {
+            MAX_LIMIT
+        } else {
+            want as u32 + 1
+        };
+        let (mut items, mut cursor) = (Vec::new(), after);
+        loop {
+            let page = fetch(cursor.take(), step).await.map_err(Error::from)?;
+            let full = page.len() == step as usize;
+            cursor = page.last().map(|t| key(t).0);
+            items.extend(page.into_iter().filter(|t| self.sees(op, &key(t).1)));
+            if items.len() > want || !full {
+                break;
+            }
+        }
+        let more = items.len() > want;
+        items.truncate(want);
+        Ok((items, more))
     }
 }
 
@@ -162,32 +205,25 @@ impl pb::control_server::Control for Control {
             self.scope(&op, &b.target, &format!("the backups after {}", req.after))?;
             Some(req.after.clone())
         };
-        let want = limit(req.limit) as usize;
-        // A scoped operator's list is filtered here, so read in large pages until a page is
-        // full of what may be shown; one more than asked tells whether more follow.
-        let scoped = target.is_none() && !self.unscoped(&op);
-        let step = if scoped { MAX_LIMIT } else { want as u32 + 1 };
-        let (mut backups, mut cursor) = (Vec::new(), after);
-        loop {
-            let page = self
-                .parts
-                .catalog
-                .list_backups_after(
-                    target.as_ref().map(TargetName::as_str),
-                    cursor.as_deref(),
-                    step,
-                )
-                .await
-                .map_err(Error::from)?;
-            let full = page.len() == step as usize;
-            cursor = page.last().map(|b| b.backup_id.to_string());
-            backups.extend(page.into_iter().filter(|b| self.sees(&op, &b.target)));
-            if backups.len() > want || !full {
-                break;
-            }
-        }
-        let more = backups.len() > want;
-        backups.truncate(want);
+        let target = target.as_ref().map(TargetName::as_str);
+        let catalog = &self.parts.catalog;
+        let (backups, more) = self
+            .page(
+                &op,
+                target.is_none(),
+                req.limit,
+                after,
+                |b: &Backup| (b.backup_id.to_string(), b.target.clone()),
+                |cursor, step| {
+                    let (catalog, target) = (catalog.clone(), target.map(str::to_owned));
+                    Box::pin(async move {
+                        catalog
+                            .list_backups_after(target.as_deref(), cursor.as_deref(), step)
+                            .await
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(pb::ListBackupsResponse {
             backups: self.backups_pb(&backups).await?,
             more,
@@ -401,32 +437,26 @@ impl pb::control_server::Control for Control {
             self.scope(&op, &j.target, &format!("the jobs after {}", req.after))?;
             Some(req.after.clone())
         };
-        let want = limit(req.limit) as usize;
-        // As for backups: a scoped operator's list is read in large pages and filtered here.
-        let scoped = target.is_none() && !self.unscoped(&op);
-        let step = if scoped { MAX_LIMIT } else { want as u32 + 1 };
-        let (mut jobs, mut cursor) = (Vec::new(), after);
-        loop {
-            let page = self
-                .parts
-                .catalog
-                .list_jobs_after(
-                    target.as_ref().map(TargetName::as_str),
-                    req.active_only,
-                    cursor.as_deref(),
-                    step,
-                )
-                .await
-                .map_err(Error::from)?;
-            let full = page.len() == step as usize;
-            cursor = page.last().map(|j| j.id.clone());
-            jobs.extend(page.into_iter().filter(|j| self.sees(&op, &j.target)));
-            if jobs.len() > want || !full {
-                break;
-            }
-        }
-        let more = jobs.len() > want;
-        jobs.truncate(want);
+        let target = target.as_ref().map(TargetName::as_str);
+        let catalog = &self.parts.catalog;
+        let (jobs, more) = self
+            .page(
+                &op,
+                target.is_none(),
+                req.limit,
+                after,
+                |j: &Job| (j.id.clone(), j.target.clone()),
+                |cursor, step| {
+                    let (catalog, target) = (catalog.clone(), target.map(str::to_owned));
+                    let active = req.active_only;
+                    Box::pin(async move {
+                        catalog
+                            .list_jobs_after(target.as_deref(), active, cursor.as_deref(), step)
+                            .await
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(pb::ListJobsResponse {
             // Reports can be long; `jobs show` and `jobs watch` carry them.
             jobs: jobs
