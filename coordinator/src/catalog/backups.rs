@@ -56,40 +56,25 @@ impl Catalog {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Backup>> {
-        // The cursor's position first, so that the list's query is a plain range over the
-        // index (`(target,) finished_at_ms, backup_id`) the planner can see.
-        let from: Option<(i64, String)> = match after {
-            None => None,
-            Some(id) => match sqlx::query_as(
-                "SELECT finished_at_ms, backup_id FROM backups WHERE backup_id = ?1",
-            )
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            {
-                Some(at) => Some(at),
-                None => return Ok(Vec::new()),
+        // The cursor's position is read first, so that the list's query is a plain range over
+        // the index (`(target,) finished_at_ms, backup_id`) the planner can see.
+        let rows = super::keyset_page(
+            &self.pool,
+            &super::Keyset {
+                list: concat!(
+                    "SELECT ",
+                    backup_columns!(),
+                    " FROM backups {filter} ORDER BY finished_at_ms DESC, backup_id DESC LIMIT ?4"
+                ),
+                position: "SELECT finished_at_ms, backup_id FROM backups WHERE backup_id = ?1",
+                after: "(finished_at_ms, backup_id) < (?2, ?3)",
             },
-        };
-        let filter = match (target.is_some(), from.is_some()) {
-            (false, false) => "",
-            (true, false) => "WHERE target = ?1",
-            (false, true) => "WHERE (finished_at_ms, backup_id) < (?2, ?3)",
-            (true, true) => "WHERE target = ?1 AND (finished_at_ms, backup_id) < (?2, ?3)",
-        };
-        let sql = format!(
-            "SELECT {} FROM backups {filter} ORDER BY finished_at_ms DESC, backup_id DESC LIMIT ?4",
-            backup_columns!()
-        );
-        let (at, id) = from.unzip();
-        // Only constant fragments were assembled; every value is bound.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(target)
-            .bind(at)
-            .bind(id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+            target.map(|_| "target = ?1").into_iter().collect(),
+            target,
+            after,
+            limit,
+        )
+        .await?;
         rows.iter().map(backup_from_row).collect()
     }
 

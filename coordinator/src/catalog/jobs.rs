@@ -109,47 +109,30 @@ impl Catalog {
         limit: u32,
     ) -> Result<Vec<Job>> {
         // As for backups: the cursor's position first, then a plain range the planner sees.
-        let from: Option<(i64, String)> = match after {
-            None => None,
-            Some(id) => {
-                match sqlx::query_as("SELECT created_at_ms, id FROM jobs WHERE id = ?1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                {
-                    Some(at) => Some(at),
-                    None => return Ok(Vec::new()),
-                }
-            }
-        };
-        let mut filter = Vec::new();
+        let mut filters = Vec::new();
         if target.is_some() {
-            filter.push("target = ?1");
+            filters.push("target = ?1");
         }
         if active_only {
-            filter.push("state IN ('queued', 'running')");
+            filters.push("state IN ('queued', 'running')");
         }
-        if from.is_some() {
-            filter.push("(created_at_ms, id) < (?2, ?3)");
-        }
-        let filter = if filter.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", filter.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {} FROM jobs {filter} ORDER BY created_at_ms DESC, id DESC LIMIT ?4",
-            job_columns!()
-        );
-        let (at, id) = from.unzip();
-        // Only constant fragments were assembled; every value is bound.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(target)
-            .bind(at)
-            .bind(id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = super::keyset_page(
+            &self.pool,
+            &super::Keyset {
+                list: concat!(
+                    "SELECT ",
+                    job_columns!(),
+                    " FROM jobs {filter} ORDER BY created_at_ms DESC, id DESC LIMIT ?4"
+                ),
+                position: "SELECT created_at_ms, id FROM jobs WHERE id = ?1",
+                after: "(created_at_ms, id) < (?2, ?3)",
+            },
+            filters,
+            target,
+            after,
+            limit,
+        )
+        .await?;
         rows.iter().map(job_from_row).collect()
     }
 

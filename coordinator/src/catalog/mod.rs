@@ -218,6 +218,60 @@ fn migrator() -> Migrator {
     ])
 }
 
+/// A list ordered newest first by `(time, id)`, paged by keyset.
+struct Keyset {
+    /// Selects the rows, `{filter}` where the conditions go; binds `?1` to the target, `?2`
+    /// and `?3` to the cursor's position, `?4` to the limit.
+    list: &'static str,
+    /// Reads the cursor row's `(time, id)` (`?1`: its id).
+    position: &'static str,
+    /// The rows after the cursor's position.
+    after: &'static str,
+}
+
+/// One page of `keyset`'s list after row `after`, with `filters` (constant fragments only).
+/// A cursor that is not in the catalog gives no rows.
+async fn keyset_page(
+    pool: &SqlitePool,
+    keyset: &Keyset,
+    mut filters: Vec<&'static str>,
+    target: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+    let (sql, position, cursor_filter) = (keyset.list, keyset.position, keyset.after);
+    let from: Option<(i64, String)> = match after {
+        None => None,
+        Some(id) => match sqlx::query_as(position)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        {
+            Some(at) => Some(at),
+            None => return Ok(Vec::new()),
+        },
+    };
+    if from.is_some() {
+        filters.push(cursor_filter);
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    let (at, id) = from.unzip();
+    // Only constant fragments were assembled; every value is bound.
+    Ok(
+        sqlx::query(sqlx::AssertSqlSafe(sql.replace("{filter}", &filter)))
+            .bind(target)
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 /// A handle to the catalog; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Catalog {
