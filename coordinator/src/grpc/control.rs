@@ -8,10 +8,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::authz::{Action, Operator};
+use super::authz::Action;
 use crate::{
     error::{Error, Result},
-    model::{Backup, Job},
     parts::Parts,
     wire,
 };
@@ -22,6 +21,7 @@ mod drills;
 mod frame;
 mod jobs;
 mod keys;
+mod lists;
 mod pitr;
 mod rebuild;
 mod release;
@@ -39,48 +39,6 @@ fn limit(requested: u32) -> u32 {
     match requested {
         0 => DEFAULT_LIMIT,
         n => n.min(MAX_LIMIT),
-    }
-}
-
-/// A page read from the catalog (`page`'s source).
-type Fetch<T> = std::pin::Pin<
-    Box<dyn Future<Output = std::result::Result<Vec<T>, crate::catalog::CatalogError>> + Send>,
->;
-
-impl Control {
-    /// One page of a list, newest first, after `after` (a page's last id): at most `limit`
-    /// items `op` may see, and whether more follow. An unscoped read (or one of a single
-    /// target, already checked) asks the catalog for one more than the page; an operator scoped
-    /// to some environments listing everything gets the list filtered here, read in pages of
-    /// [`MAX_LIMIT`] until it has one more than the page or the list ends.
-    async fn page<T>(
-        &self,
-        op: &Operator,
-        all_targets: bool,
-        limit_asked: u32,
-        after: Option<String>,
-        key: impl Fn(&T) -> (String, TargetName),
-        mut fetch: impl FnMut(Option<String>, u32) -> Fetch<T>,
-    ) -> Result<(Vec<T>, bool)> {
-        let want = limit(limit_asked) as usize;
-        let step = if all_targets && !self.unscoped(op) {
-            MAX_LIMIT
-        } else {
-            want as u32 + 1
-        };
-        let (mut items, mut cursor) = (Vec::new(), after);
-        loop {
-            let page = fetch(cursor.take(), step).await.map_err(Error::from)?;
-            let full = page.len() == step as usize;
-            cursor = page.last().map(|t| key(t).0);
-            items.extend(page.into_iter().filter(|t| self.sees(op, &key(t).1)));
-            if items.len() > want || !full {
-                break;
-            }
-        }
-        let more = items.len() > want;
-        items.truncate(want);
-        Ok((items, more))
     }
 }
 
@@ -190,44 +148,9 @@ impl pb::control_server::Control for Control {
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
         let op = self.authorize(&request, Action::ListBackups, "")?;
-        let req = request.into_inner();
-        let target = if req.target.is_empty() {
-            None
-        } else {
-            let name = parse_target(&req.target)?;
-            self.scope(&op, &name, &format!("the backups of {name}"))?;
-            Some(name)
-        };
-        let after = if req.after.is_empty() {
-            None
-        } else {
-            let b = self.backup(&req.after).await?;
-            self.scope(&op, &b.target, &format!("the backups after {}", req.after))?;
-            Some(req.after.clone())
-        };
-        let target = target.as_ref().map(TargetName::as_str);
-        let catalog = &self.parts.catalog;
-        let (backups, more) = self
-            .page(
-                &op,
-                target.is_none(),
-                req.limit,
-                after,
-                |b: &Backup| (b.backup_id.to_string(), b.target.clone()),
-                |cursor, step| {
-                    let (catalog, target) = (catalog.clone(), target.map(str::to_owned));
-                    Box::pin(async move {
-                        catalog
-                            .list_backups_after(target.as_deref(), cursor.as_deref(), step)
-                            .await
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::ListBackupsResponse {
-            backups: self.backups_pb(&backups).await?,
-            more,
-        }))
+        Ok(Response::new(
+            self.list_backups_impl(&op, request.into_inner()).await?,
+        ))
     }
 
     async fn get_backup(
@@ -422,52 +345,9 @@ impl pb::control_server::Control for Control {
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let op = self.authorize(&request, Action::ListJobs, "")?;
-        let req = request.into_inner();
-        let target = if req.target.is_empty() {
-            None
-        } else {
-            let name = parse_target(&req.target)?;
-            self.scope(&op, &name, &format!("the jobs of {name}"))?;
-            Some(name)
-        };
-        let after = if req.after.is_empty() {
-            None
-        } else {
-            let j = self.job(&req.after).await?;
-            self.scope(&op, &j.target, &format!("the jobs after {}", req.after))?;
-            Some(req.after.clone())
-        };
-        let target = target.as_ref().map(TargetName::as_str);
-        let catalog = &self.parts.catalog;
-        let (jobs, more) = self
-            .page(
-                &op,
-                target.is_none(),
-                req.limit,
-                after,
-                |j: &Job| (j.id.clone(), j.target.clone()),
-                |cursor, step| {
-                    let (catalog, target) = (catalog.clone(), target.map(str::to_owned));
-                    let active = req.active_only;
-                    Box::pin(async move {
-                        catalog
-                            .list_jobs_after(target.as_deref(), active, cursor.as_deref(), step)
-                            .await
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::ListJobsResponse {
-            // Reports can be long; `jobs show` and `jobs watch` carry them.
-            jobs: jobs
-                .iter()
-                .map(|j| pb::Job {
-                    report: None,
-                    ..pb::Job::from(j)
-                })
-                .collect(),
-            more,
-        }))
+        Ok(Response::new(
+            self.list_jobs_impl(&op, request.into_inner()).await?,
+        ))
     }
 
     async fn get_job(

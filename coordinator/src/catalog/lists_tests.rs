@@ -1,0 +1,237 @@
+//! The backup and job lists (newest first, filtered, paged by the last id shown) and the
+//! recent backups health reads per target.
+
+use super::*;
+
+#[tokio::test]
+async fn backups_listed_newest_first_with_filter_and_limit() {
+    let (_dir, c) = with_target().await;
+    for (i, (job, id, at)) in [(J1, B1, 100), (J2, B2, 200)].into_iter().enumerate() {
+        let target = if i == 0 { "prod/orders" } else { "prod/users" };
+        c.insert_job(&new_job(job, JobKind::Backup, target, id))
+            .await
+            .expect("insert");
+        c.mark_running(job, at - 1).await.expect("run");
+        let mut b = backup(id, job, at);
+        b.target = target.parse().expect("target");
+        c.finish_backup_job(job, &success(at), &b)
+            .await
+            .expect("finish");
+    }
+    let all: Vec<_> = c
+        .list_backups(None, 100)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.backup_id)
+        .collect();
+    assert_eq!(all, [B2, B1]);
+    assert_eq!(c.list_backups(None, 1).await.expect("list").len(), 1);
+    let orders = c
+        .list_backups(Some("prod/orders"), 100)
+        .await
+        .expect("list");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].backup_id, B1);
+
+    let targets = c.list_targets().await.expect("targets");
+    let last: Vec<_> = targets
+        .iter()
+        .map(|t| (t.target.name.to_string(), t.last_backup.clone()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("prod/orders".to_string(), Some((B1.to_string(), 100))),
+            ("prod/users".to_string(), Some((B2.to_string(), 200)))
+        ]
+    );
+    assert_eq!(c.latest_backups().await.expect("latest").len(), 2);
+}
+
+#[tokio::test]
+async fn list_jobs_filters() {
+    let (_dir, c) = with_target().await;
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert");
+    let mut second = new_job(J2, JobKind::Backup, "prod/users", B2);
+    second.created_at_ms = 3_000;
+    c.insert_job(&second).await.expect("insert");
+    c.finish_job(J1, &success(5)).await.expect("finish");
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(c.list_jobs(None, false, 100).await.expect("list")),
+        [J2, J1]
+    );
+    assert_eq!(ids(c.list_jobs(None, true, 100).await.expect("list")), [J2]);
+    assert_eq!(
+        ids(c
+            .list_jobs(Some("prod/orders"), false, 100)
+            .await
+            .expect("list")),
+        [J1]
+    );
+    assert_eq!(ids(c.list_jobs(None, false, 1).await.expect("list")), [J2]);
+}
+
+/// `backup list` and `jobs list` page by the last id shown: walking the pages gives every row
+/// once, in the order of the whole list, ties on the time broken by id, and rows added while
+/// paging do not shift the pages still to come.
+#[tokio::test]
+async fn lists_page_by_the_last_id_without_gaps_or_repeats() {
+    let (_dir, c) = with_target().await;
+    let mut n = 0;
+    let mut add = |at: i64, target: &'static str| {
+        n += 1;
+        let (job, id) = (
+            format!("20261127T233000Z-0{n:05x}"),
+            format!("20261127T233000Z-b{n:05x}"),
+        );
+        (job, id, at, target)
+    };
+    // Three backups per finish time: the id decides among them.
+    let rows: Vec<_> = (0..25)
+        .map(|i| {
+            add(
+                1_000 + (i / 3) * 10,
+                if i % 2 == 0 {
+                    "prod/orders"
+                } else {
+                    "prod/users"
+                },
+            )
+        })
+        .collect();
+    for (job, id, at, target) in &rows {
+        let mut j = new_job(job, JobKind::Backup, target, id);
+        j.created_at_ms = 2_000 + at / 100; // equal creation times too
+        c.insert_job(&j).await.expect("insert");
+        c.mark_running(job, *at - 1).await.expect("run");
+        let mut b = backup(id, job, *at);
+        b.target = target.parse().expect("target");
+        c.finish_backup_job(job, &success(*at), &b)
+            .await
+            .expect("finish");
+    }
+    for target in [None, Some("prod/users")] {
+        let whole: Vec<String> = c
+            .list_backups(target, 1000)
+            .await
+            .expect("list")
+            .iter()
+            .map(|b| b.backup_id.to_string())
+            .collect();
+        // prod/users: its 12, and the one added while the first list was paged.
+        assert_eq!(whole.len(), if target.is_none() { 25 } else { 13 });
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = c
+                .list_backups_after(target, after.as_deref(), 4)
+                .await
+                .expect("page");
+            if paged.is_empty() {
+                // A newer backup arriving after the first page does not move the others.
+                let (job, id, at, t) = add(9_999, "prod/users");
+                c.insert_job(&new_job(&job, JobKind::Backup, t, &id))
+                    .await
+                    .expect("insert");
+                c.mark_running(&job, at - 1).await.expect("run");
+                let mut b = backup(&id, &job, at);
+                b.target = t.parse().expect("target");
+                c.finish_backup_job(&job, &success(at), &b)
+                    .await
+                    .expect("finish");
+            }
+            let Some(last) = page.last() else { break };
+            after = Some(last.backup_id.to_string());
+            paged.extend(page.iter().map(|b| b.backup_id.to_string()));
+        }
+        assert_eq!(paged, whole, "{target:?}");
+    }
+    // Jobs: all created at a handful of equal times; the id breaks the ties.
+    let whole: Vec<String> = c
+        .list_jobs(None, false, 1000)
+        .await
+        .expect("jobs")
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(whole.len(), 27);
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = c
+            .list_jobs_after(None, false, after.as_deref(), 5)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        paged.extend(page.into_iter().map(|j| j.id));
+    }
+    assert_eq!(paged, whole);
+    // An id that is not in the catalog gives nothing (the RPC refuses it first).
+    assert!(
+        c.list_backups_after(None, Some("20261127T233000Z-ffffff"), 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+}
+
+/// Health orders a target's backups by when the coordinator recorded them (its job's end, on
+/// its own clock), not by the agent's clock (N26), keeps the newest eight, and reads them per
+/// target by index whatever else the catalog holds.
+#[tokio::test]
+async fn health_reads_the_newest_recorded_backups_per_target() {
+    let (_dir, c) = with_target().await;
+    // Ten backups of prod/orders whose agent clock runs backwards: finished_at_ms falls while
+    // the jobs end later and later.
+    for i in 0..10i64 {
+        let (job, id) = (
+            format!("20261127T233000Z-0{i:05x}"),
+            format!("20261127T233000Z-b{i:05x}"),
+        );
+        c.insert_job(&new_job(&job, JobKind::Backup, "prod/orders", &id))
+            .await
+            .expect("insert");
+        c.mark_running(&job, 10_000 + i).await.expect("run");
+        c.finish_backup_job(
+            &job,
+            &success(20_000 + i * 100),
+            &backup(&id, &job, 9_000 - i),
+        )
+        .await
+        .expect("finish");
+    }
+    let snap = c.health_snapshot(50_000).await.expect("snapshot");
+    let orders = snap
+        .targets
+        .iter()
+        .find(|t| t.target.name.to_string() == "prod/orders")
+        .expect("orders");
+    let got: Vec<(String, i64)> = orders
+        .recent_backups
+        .iter()
+        .map(|b| (b.backup_id.clone(), b.recorded_at_ms))
+        .collect();
+    let want: Vec<(String, i64)> = (2..10i64)
+        .rev()
+        .map(|i| (format!("20261127T233000Z-b{i:05x}"), 20_000 + i * 100))
+        .collect();
+    assert_eq!(got, want);
+    let users = snap
+        .targets
+        .iter()
+        .find(|t| t.target.name.to_string() == "prod/users")
+        .expect("users");
+    assert!(users.recent_backups.is_empty());
+    assert_eq!(
+        orders
+            .last_succeeded
+            .get("backup")
+            .map(|j| j.job_id.clone()),
+        Some("20261127T233000Z-000009".to_owned())
+    );
+}
