@@ -4,7 +4,9 @@
 #      and client, zstd, ...),
 #   2. build the workspace (all targets), 3. rustfmt check, 4. clippy with -D warnings,
 #   5. all tests: unit tests and the end-to-end tests in tests/ (real PostgreSQL, real
-#      binaries; they need root: initdb runs as the postgres user, S9 mounts a tmpfs).
+#      binaries; they need root: initdb runs as the postgres user, S9 mounts a tmpfs),
+#   6. the coordinator's catalog tests again, on a throwaway PostgreSQL server (the same
+#      suite runs on SQLite in step 5).
 # Exits non-zero if any step fails; the last line is the test count summary.
 #
 # Environment:
@@ -68,7 +70,7 @@ locked=()
 [ -f Cargo.lock ] && locked=(--locked)
 
 declare -A result
-order=(build fmt clippy tests)
+order=(build fmt clippy tests catalog-pg)
 for s in "${order[@]}"; do result[$s]="skipped"; done
 failed=0
 step() { # step NAME COMMAND...
@@ -149,6 +151,59 @@ if [ $build_ok -eq 1 ]; then
         failed=1
         [ "$tfailed" -gt 0 ] || tfailed=1
     fi
+fi
+
+# --- 6. the catalog suite on PostgreSQL ---------------------------------------------------
+# One throwaway server (trust on loopback, fsync off) for the run; each test makes its own
+# database on it (coordinator/src/catalog/testing.rs).
+catalog_pg() {
+    local root port ok=1
+    root=$(mktemp -d /tmp/lifeboat-catalog-pg-XXXXXX)
+    chown postgres "$root"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$root/data" -U lifeboat -A trust >"$root/initdb.log" ||
+        { cat "$root/initdb.log"; return 1; }
+    for _ in 1 2 3 4 5; do
+        port=$(shuf -i 20000-60000 -n 1)
+        if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$root/data" -l "$root/log" -w -o \
+            "-p $port -k $root -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null; then
+            ok=0
+            break
+        fi
+    done
+    if [ $ok -ne 0 ]; then
+        cat "$root/log"
+        return 1
+    fi
+    local pg_log status
+    pg_log=$(mktemp)
+    set +e
+    if [ "${runner[1]}" = nextest ]; then
+        LIFEBOAT_TEST_CATALOG_POSTGRES="postgres://lifeboat@127.0.0.1:$port" \
+            "${runner[@]:0:3}" -p lifeboat-coordinator --lib "${locked[@]}" --no-fail-fast \
+            --failure-output final -E 'test(/^catalog::/)' 2>&1 | tee "$pg_log"
+        status=${PIPESTATUS[0]}
+        local summary
+        summary=$(grep -E '^ *Summary \[' "$pg_log" | tail -n 1 || true)
+        passed=$((passed + $(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)))
+        tfailed=$((tfailed + $(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)))
+    else
+        LIFEBOAT_TEST_CATALOG_POSTGRES="postgres://lifeboat@127.0.0.1:$port" \
+            cargo test -p lifeboat-coordinator --lib "${locked[@]}" catalog:: 2>&1 | tee "$pg_log"
+        status=${PIPESTATUS[0]}
+        read -r p f < <(grep -E '^test result:' "$pg_log" |
+            sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' |
+            awk '{p += $1; f += $2} END {print p + 0, f + 0}')
+        passed=$((passed + p))
+        tfailed=$((tfailed + f))
+    fi
+    set -e
+    rm -f "$pg_log"
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$root/data" -m immediate stop >/dev/null || true
+    rm -rf "$root"
+    [ "$status" -eq 0 ] || { [ "$tfailed" -gt 0 ] || tfailed=1; return 1; }
+}
+if [ $build_ok -eq 1 ]; then
+    step catalog-pg catalog_pg || true
 fi
 
 log "summary ($(($(date +%s) - start))s)"

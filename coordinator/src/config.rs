@@ -19,9 +19,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub(crate) use at::At;
+use catalog::FileCatalog;
+pub use catalog::{CatalogLocation, PostgresLocation};
 use server::FileServer;
 
 pub(crate) mod at;
+mod catalog;
 mod server;
 
 /// Operator roles, ordered: each role may do everything the ones before it may.
@@ -47,13 +50,6 @@ impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Where the catalog lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CatalogLocation {
-    /// A SQLite database file (created if missing).
-    Sqlite(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,12 +181,6 @@ struct FileTls {
     crl: Option<Spanned<PathBuf>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileCatalog {
-    url: Spanned<String>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileJobs {
@@ -277,7 +267,7 @@ impl FileConfig {
             .map(|c| path("tls.crl", c))
             .transpose()?;
         let server = self.server.validate(&at, &path)?;
-        let catalog = parse_catalog_url(&at, &self.catalog.url)?;
+        let catalog = self.catalog.validate(&at)?;
 
         let secs = |key: &str, value: &Option<Spanned<u64>>, default: u64| match value {
             None => Ok(Duration::from_secs(default)),
@@ -433,45 +423,6 @@ impl FileConfig {
     }
 }
 
-fn parse_catalog_url(at: &At<'_>, url: &Spanned<String>) -> Result<CatalogLocation, ConfigError> {
-    const KEY: &str = "catalog.url";
-    let value = url.get_ref();
-    if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        return Err(at.err(
-            KEY,
-            url,
-            "PostgreSQL catalogs are not supported yet; use sqlite:///PATH/catalog.db".into(),
-        ));
-    }
-    let Some(rest) = value.strip_prefix("sqlite://") else {
-        return Err(at.err(
-            KEY,
-            url,
-            format!(
-                "{value:?} is not a catalog URL; write sqlite:///ABSOLUTE/PATH.db or \
-                 sqlite://RELATIVE/PATH.db (relative to this file)"
-            ),
-        ));
-    };
-    if rest.is_empty() || rest.ends_with('/') {
-        return Err(at.err(
-            KEY,
-            url,
-            "names no database file; write e.g. sqlite:///var/lib/lifeboat/catalog.db".into(),
-        ));
-    }
-    if rest.contains('?') || rest.contains('#') {
-        return Err(at.err(
-            KEY,
-            url,
-            "must not carry options ('?…'); the coordinator sets the SQLite options itself".into(),
-        ));
-    }
-    let path = Path::new(rest);
-    check_no_parent(at.file, KEY, path).map_err(|e| at.err(KEY, url, e.message))?;
-    Ok(CatalogLocation::Sqlite(resolve(at.file, path)))
-}
-
 impl Config {
     /// Refuses to start with environments open to any agent certificate, unless the file
     /// says so explicitly (`allow_any_agent = true`).
@@ -546,22 +497,7 @@ impl Config {
                 ),
             )
         })?;
-        match &self.catalog {
-            CatalogLocation::Sqlite(path) => {
-                let dir = path.parent().unwrap_or_else(|| Path::new("."));
-                if !dir.as_os_str().is_empty() && !dir.is_dir() {
-                    return Err(ConfigError::new(
-                        file,
-                        "catalog.url",
-                        format!(
-                            "directory {} does not exist; create it (the database file is \
-                             created on first start)",
-                            dir.display()
-                        ),
-                    ));
-                }
-            }
-        }
+        self.catalog.check_files(file)?;
         self.alerts.check_files(file)?;
         Ok(())
     }

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod catalog;
+pub mod catalog_cli;
 mod claims;
 pub mod config;
 pub mod copies;
@@ -77,6 +78,21 @@ pub async fn run_with_ready(
         config::CatalogLocation::Sqlite(path) => catalog::Catalog::open_sqlite(path)
             .await
             .with_context(|| format!("open the catalog ({})", config.file.display()))?,
+        config::CatalogLocation::Postgres(pg) => {
+            let settings = pg
+                .connect_settings()
+                .context("read catalog.password_file")?;
+            if settings.tls == catalog::PostgresTls::Disable {
+                tracing::warn!(
+                    url = %settings.url,
+                    "catalog.tls = \"disable\": the catalog's traffic, password included, is \
+                     not encrypted"
+                );
+            }
+            catalog::Catalog::open_postgres(&settings)
+                .await
+                .with_context(|| format!("open the catalog ({})", config.file.display()))?
+        }
     };
     let metrics = Arc::new(metrics::Metrics::new().context("register metrics")?);
     let parts = parts::Parts::new(Arc::new(config), catalog, metrics);

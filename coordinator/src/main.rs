@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use lifeboat_common::logging;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "lifeboat-coordinator", version)]
 struct Args {
     /// Configuration file (see deploy/coordinator.example.toml).
-    #[arg(long, value_name = "PATH")]
-    config: PathBuf,
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
     /// Log format: human or json.
     #[arg(long, value_name = "FORMAT", default_value = "human")]
     log_format: logging::Format,
@@ -27,12 +27,38 @@ struct Args {
     /// configured port 0 learns the ports.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
+    /// Without a command: run the coordinator.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Catalog maintenance, with the coordinator stopped.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Copy a SQLite catalog into the PostgreSQL catalog that --config names (an empty
+    /// database). Every table's row count is checked before the copy is committed; on any
+    /// error nothing is written.
+    Migrate {
+        /// The SQLite catalog to copy: sqlite:///PATH/catalog.db
+        #[arg(long, value_name = "URL")]
+        from: String,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_format, "info");
-    let config = match lifeboat_coordinator::load_config(&args.config) {
+    let Some(config_path) = &args.config else {
+        eprintln!("error: --config PATH is required");
+        return ExitCode::from(2);
+    };
+    let config = match lifeboat_coordinator::load_config(config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -49,6 +75,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(Command::Catalog(CatalogCommand::Migrate { from })) = &args.command {
+        return match runtime.block_on(lifeboat_coordinator::catalog_cli::migrate(&config, from)) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match runtime.block_on(serve(config, args.ready_file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -127,4 +165,14 @@ fn write_ready_file(path: &Path, grpc: SocketAddr, http: SocketAddr) -> Result<(
         std::fs::rename(&tmp, path)
     };
     write().with_context(|| format!("write --ready-file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        super::Args::command().debug_assert();
+    }
 }

@@ -20,6 +20,8 @@ pub struct CoordinatorBuilder {
     queue_timeout_secs: u64,
     env: Vec<(String, String)>,
     log_format: Option<String>,
+    /// The `[catalog]` table, when not the default SQLite file in `dir`.
+    catalog: Option<String>,
 }
 
 /// A running coordinator.
@@ -48,7 +50,14 @@ impl CoordinatorBuilder {
             queue_timeout_secs: 600,
             env: Vec::new(),
             log_format: None,
+            catalog: None,
         }
+    }
+
+    /// The whole `[catalog]` table (e.g. a PostgreSQL catalog) instead of a SQLite file.
+    pub fn catalog_toml(mut self, table: &str) -> Self {
+        self.catalog = Some(table.to_owned());
+        self
     }
 
     /// Adds `[[operator]] name role`.
@@ -102,9 +111,7 @@ impl CoordinatorBuilder {
              cert = {cert:?}\n\
              key = {key:?}\n\
              \n\
-             [catalog]\n\
-             url = \"sqlite://{catalog}\"\n\
-             \n\
+             {catalog}\n\
              [jobs]\n\
              agent_lease_secs = {lease}\n\
              heartbeat_interval_secs = {hb}\n\
@@ -112,7 +119,10 @@ impl CoordinatorBuilder {
             ca = self.ca.display().to_string(),
             cert = self.cert.cert.display().to_string(),
             key = self.cert.key.display().to_string(),
-            catalog = self.catalog_path().display(),
+            catalog = self.catalog.clone().unwrap_or_else(|| format!(
+                "[catalog]\nurl = \"sqlite://{}\"\n",
+                self.catalog_path().display()
+            )),
             lease = self.agent_lease_secs,
             hb = self.heartbeat_interval_secs,
             qt = self.queue_timeout_secs,

@@ -142,6 +142,7 @@ pub struct SandboxBuilder {
     mariadb_targets: Vec<SandboxTarget>,
     mariadb_tls: bool,
     log_format: Option<String>,
+    coordinator_catalog: Option<String>,
 }
 
 /// The S3 side of a sandbox built with [`SandboxBuilder::s3`]: the server and the fault proxy
@@ -201,6 +202,7 @@ impl SandboxBuilder {
             mariadb_tls: false,
             dir: None,
             log_format: None,
+            coordinator_catalog: None,
         }
     }
 
@@ -305,6 +307,12 @@ impl SandboxBuilder {
         self
     }
 
+    /// The coordinator's whole `[catalog]` table (e.g. a PostgreSQL catalog).
+    pub fn coordinator_catalog(mut self, table: &str) -> Self {
+        self.coordinator_catalog = Some(table.to_owned());
+        self
+    }
+
     /// `--log-format` of the coordinator and the agent (`json` or `human`).
     pub fn log_format(mut self, format: &str) -> Self {
         self.log_format = Some(format.to_owned());
@@ -340,6 +348,9 @@ impl SandboxBuilder {
         }
         if let Some(f) = &self.log_format {
             cb = cb.log_format(f);
+        }
+        if let Some(table) = &self.coordinator_catalog {
+            cb = cb.catalog_toml(table);
         }
         let coordinator = cb.start();
         let admin = Ctl::new(&coordinator.url(), pki.ca(), admin_cert);

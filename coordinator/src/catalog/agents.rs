@@ -1,7 +1,7 @@
 //! Agents and the targets they declare.
 
 use lifeboat_common::names::TargetName;
-use sqlx::{Row, sqlite::SqliteRow};
+use sqlx::{Row, any::AnyRow};
 
 use super::{Catalog, CatalogError, Result, parse_enum};
 use crate::model::{
@@ -20,7 +20,7 @@ impl Catalog {
     pub async fn upsert_agent(&self, agent: &AgentRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO agents (name, environment, version, last_seen_ms, clock_skew_ms, \
-             max_concurrent_jobs) VALUES (?, ?, ?, ?, ?, ?) \
+             max_concurrent_jobs) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET environment = excluded.environment, \
              version = excluded.version, last_seen_ms = excluded.last_seen_ms, \
              clock_skew_ms = excluded.clock_skew_ms, \
@@ -44,7 +44,7 @@ impl Catalog {
         last_seen_ms: i64,
         clock_skew_ms: i64,
     ) -> Result<()> {
-        sqlx::query("UPDATE agents SET last_seen_ms = ?, clock_skew_ms = ? WHERE name = ?")
+        sqlx::query("UPDATE agents SET last_seen_ms = $1, clock_skew_ms = $2 WHERE name = $3")
             .bind(last_seen_ms)
             .bind(clock_skew_ms)
             .bind(name)
@@ -97,7 +97,7 @@ impl Catalog {
             let done = sqlx::query(
                 "INSERT INTO targets (full_name, environment, name, agent, engine, provider, \
                  repository, database_name, copy_to, encryption) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (full_name) DO UPDATE SET engine = excluded.engine, \
                  provider = excluded.provider, repository = excluded.repository, \
                  database_name = excluded.database_name, copy_to = excluded.copy_to, \
@@ -118,7 +118,7 @@ impl Catalog {
             .await?;
             if done.rows_affected() == 0 {
                 let owner: String =
-                    sqlx::query_scalar("SELECT agent FROM targets WHERE full_name = ?")
+                    sqlx::query_scalar("SELECT agent FROM targets WHERE full_name = $1")
                         .bind(full.as_str())
                         .fetch_one(&mut *tx)
                         .await?;
@@ -142,8 +142,8 @@ impl Catalog {
         decl: &TargetDecl,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE targets SET agent = ?, engine = ?, provider = ?, repository = ?, \
-             database_name = ?, copy_to = ?, encryption = ? WHERE full_name = ? AND agent = ?",
+            "UPDATE targets SET agent = $1, engine = $2, provider = $3, repository = $4, \
+             database_name = $5, copy_to = $6, encryption = $7 WHERE full_name = $8 AND agent = $9",
         )
         .bind(to)
         .bind(decl.engine.as_str())
@@ -162,7 +162,7 @@ impl Catalog {
     pub async fn get_target(&self, full_name: &str) -> Result<Option<TargetRecord>> {
         let row = sqlx::query(
             "SELECT environment, name, agent, engine, provider, repository, database_name, \
-             copy_to, encryption FROM targets WHERE full_name = ?",
+             copy_to, encryption FROM targets WHERE full_name = $1",
         )
         .bind(full_name)
         .fetch_optional(&self.pool)
@@ -205,7 +205,7 @@ impl Catalog {
 
 /// The latest check's verdict: its worst finding, or the job's own error when it failed
 /// without one.
-fn check_summary(row: &SqliteRow) -> Result<Option<CheckSummary>> {
+fn check_summary(row: &AnyRow) -> Result<Option<CheckSummary>> {
     let Some(job_id) = row.try_get::<Option<String>, _>("check_id")? else {
         return Ok(None);
     };
@@ -229,7 +229,7 @@ fn check_summary(row: &SqliteRow) -> Result<Option<CheckSummary>> {
     }))
 }
 
-fn target_from_row(row: &SqliteRow) -> Result<TargetRecord> {
+fn target_from_row(row: &AnyRow) -> Result<TargetRecord> {
     let environment: String = row.try_get("environment")?;
     let name: String = row.try_get("name")?;
     let engine: String = row.try_get("engine")?;

@@ -3,7 +3,7 @@
 //! in the same transaction and delivered afterwards, so a crash between the two only delays
 //! them.
 
-use sqlx::{Row, sqlite::SqliteRow};
+use sqlx::{Row, any::AnyRow};
 
 use super::{Catalog, Result, parse_enum};
 use crate::alerts::model::{Event, Incident, IncidentKind, NewIncident, Notification, Severity};
@@ -33,7 +33,7 @@ impl Catalog {
         let rows = sqlx::query(concat!(
             "SELECT ",
             incident_columns!(),
-            " FROM alert_incidents i ORDER BY i.id DESC LIMIT ?"
+            " FROM alert_incidents i ORDER BY i.id DESC LIMIT $1"
         ))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -50,9 +50,9 @@ impl Catalog {
         now_ms: i64,
     ) -> Result<Option<Incident>> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
+        let inserted = sqlx::query_scalar(
             "INSERT INTO alert_incidents (kind, subject, environment, severity, summary, detail, \
-             opened_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             opened_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(new.kind.as_str())
         .bind(&new.subject)
@@ -61,10 +61,10 @@ impl Catalog {
         .bind(&new.summary)
         .bind(&new.detail)
         .bind(now_ms)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await;
-        let id = match inserted {
-            Ok(done) => done.last_insert_rowid(),
+        let id: i64 = match inserted {
+            Ok(id) => id,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 tx.rollback().await?;
                 return Ok(None);
@@ -74,7 +74,7 @@ impl Catalog {
         for webhook in webhooks {
             sqlx::query(
                 "INSERT INTO alert_notifications (incident_id, webhook, event, created_at_ms, \
-                 next_attempt_ms) VALUES (?, ?, 'firing', ?, ?)",
+                 next_attempt_ms) VALUES ($1, $2, 'firing', $3, $4)",
             )
             .bind(id)
             .bind(webhook)
@@ -92,8 +92,8 @@ impl Catalog {
     pub async fn resolve_incident(&self, id: i64, summary: &str, now_ms: i64) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE alert_incidents SET resolved_at_ms = ?, resolve_summary = ? \
-             WHERE id = ? AND resolved_at_ms IS NULL",
+            "UPDATE alert_incidents SET resolved_at_ms = $1, resolve_summary = $2 \
+             WHERE id = $3 AND resolved_at_ms IS NULL",
         )
         .bind(now_ms)
         .bind(summary)
@@ -106,8 +106,8 @@ impl Catalog {
         }
         sqlx::query(
             "INSERT INTO alert_notifications (incident_id, webhook, event, created_at_ms, \
-             next_attempt_ms) SELECT incident_id, webhook, 'resolved', ?1, ?1 \
-             FROM alert_notifications WHERE incident_id = ?2 AND event = 'firing' \
+             next_attempt_ms) SELECT incident_id, webhook, 'resolved', $1, $1 \
+             FROM alert_notifications WHERE incident_id = $2 AND event = 'firing' \
              ON CONFLICT DO NOTHING",
         )
         .bind(now_ms)
@@ -122,7 +122,7 @@ impl Catalog {
         let row = sqlx::query(concat!(
             "SELECT ",
             incident_columns!(),
-            " FROM alert_incidents i WHERE i.id = ?"
+            " FROM alert_incidents i WHERE i.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -141,11 +141,11 @@ impl Catalog {
             "SELECT n.webhook, n.event, n.attempts, ",
             incident_columns!(),
             " FROM alert_notifications n JOIN alert_incidents i ON i.id = n.incident_id \
-             WHERE n.delivered_at_ms IS NULL AND n.next_attempt_ms <= ? \
+             WHERE n.delivered_at_ms IS NULL AND n.next_attempt_ms <= $1 \
              AND NOT (n.event = 'resolved' AND EXISTS (SELECT 1 FROM alert_notifications f \
                WHERE f.incident_id = n.incident_id AND f.webhook = n.webhook \
                AND f.event = 'firing' AND f.delivered_at_ms IS NULL)) \
-             ORDER BY n.incident_id, n.event LIMIT ?"
+             ORDER BY n.incident_id, n.event LIMIT $2"
         ))
         .bind(now_ms)
         .bind(i64::from(limit))
@@ -184,8 +184,8 @@ impl Catalog {
 
     pub async fn notification_delivered(&self, n: &Notification, now_ms: i64) -> Result<()> {
         sqlx::query(
-            "UPDATE alert_notifications SET delivered_at_ms = ?, attempts = attempts + 1, \
-             last_error = '' WHERE incident_id = ? AND webhook = ? AND event = ?",
+            "UPDATE alert_notifications SET delivered_at_ms = $1, attempts = attempts + 1, \
+             last_error = '' WHERE incident_id = $2 AND webhook = $3 AND event = $4",
         )
         .bind(now_ms)
         .bind(n.incident_id)
@@ -203,8 +203,8 @@ impl Catalog {
         next_attempt_ms: i64,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE alert_notifications SET attempts = attempts + 1, last_error = ?, \
-             next_attempt_ms = ? WHERE incident_id = ? AND webhook = ? AND event = ?",
+            "UPDATE alert_notifications SET attempts = attempts + 1, last_error = $1, \
+             next_attempt_ms = $2 WHERE incident_id = $3 AND webhook = $4 AND event = $5",
         )
         .bind(error)
         .bind(next_attempt_ms)
@@ -217,7 +217,7 @@ impl Catalog {
     }
 }
 
-fn incident_from_row(row: &SqliteRow) -> Result<Incident> {
+fn incident_from_row(row: &AnyRow) -> Result<Incident> {
     let kind: String = row.try_get("kind")?;
     let severity: String = row.try_get("severity")?;
     Ok(Incident {

@@ -7,9 +7,9 @@ use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, AuditRecord};
 
 impl Catalog {
     pub async fn insert_audit(&self, e: &AuditEntry) -> Result<i64> {
-        let done = sqlx::query(
+        let done = sqlx::query_scalar(
             "INSERT INTO audit_log (at_ms, actor, role, action, object, outcome, reason) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(e.at_ms)
         .bind(&e.actor)
@@ -18,18 +18,18 @@ impl Catalog {
         .bind(&e.object)
         .bind(e.outcome.as_str())
         .bind(&e.reason)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.last_insert_rowid())
+        Ok(done)
     }
 
     /// Audit records newest first, filtered.
     pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT id, at_ms, actor, role, action, object, outcome, reason FROM audit_log \
-             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) \
-             AND (?3 IS NULL OR at_ms >= ?3) AND (?4 IS NULL OR object LIKE ?4 ESCAPE '\\') \
-             ORDER BY at_ms DESC, id DESC LIMIT ?5",
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) \
+             AND ($3 IS NULL OR at_ms >= $3) AND ($4 IS NULL OR object LIKE $4 ESCAPE '\\') \
+             ORDER BY at_ms DESC, id DESC LIMIT $5",
         )
         .bind(f.actor.as_deref())
         .bind(f.action.as_deref())

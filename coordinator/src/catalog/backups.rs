@@ -1,7 +1,7 @@
 //! Complete backups. A row is only ever written together with the success of its job
 //! (`Catalog::finish_backup_job`).
 
-use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use super::{Catalog, CatalogError, Result, parse_enum, to_i64, to_u64};
 use lifeboat_proto::domain::{Encryption, Globals};
@@ -33,7 +33,7 @@ impl Catalog {
         let row = sqlx::query(concat!(
             "SELECT ",
             backup_columns!(),
-            " FROM backups WHERE backup_id = ?"
+            " FROM backups WHERE backup_id = $1"
         ))
         .bind(backup_id)
         .fetch_optional(&self.pool)
@@ -64,12 +64,12 @@ impl Catalog {
                 list: concat!(
                     "SELECT ",
                     backup_columns!(),
-                    " FROM backups {filter} ORDER BY finished_at_ms DESC, backup_id DESC LIMIT ?4"
+                    " FROM backups {filter} ORDER BY finished_at_ms DESC, backup_id DESC LIMIT $4"
                 ),
-                position: "SELECT finished_at_ms, backup_id FROM backups WHERE backup_id = ?1",
-                after: "(finished_at_ms, backup_id) < (?2, ?3)",
+                position: "SELECT finished_at_ms, backup_id FROM backups WHERE backup_id = $1",
+                after: "(finished_at_ms, backup_id) < ($2, $3)",
             },
-            target.map(|_| "target = ?1").into_iter().collect(),
+            target.map(|_| "target = $1").into_iter().collect(),
             target,
             after,
             limit,
@@ -93,7 +93,7 @@ impl Catalog {
     }
 }
 
-pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Backup) -> Result<()> {
+pub(super) async fn insert_backup(tx: &mut Transaction<'static, Any>, b: &Backup) -> Result<()> {
     let row_counts = serde_json::to_string(
         &b.row_counts
             .iter()
@@ -109,8 +109,8 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
     sqlx::query(concat!(
         "INSERT INTO backups (",
         backup_columns!(),
-        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         ?, ?, ?, ?, ?)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, \
+         $27, $28, $29, $30, $31)"
     ))
     .bind(b.backup_id.as_str())
     .bind(b.target.as_str())
@@ -150,7 +150,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
     sqlx::query(
         "UPDATE backups SET recorded_at_ms = COALESCE(\
          (SELECT j.finished_at_ms FROM jobs j WHERE j.id = backups.job_id), finished_at_ms) \
-         WHERE backup_id = ?",
+         WHERE backup_id = $1",
     )
     .bind(b.backup_id.as_str())
     .execute(&mut **tx)
@@ -158,7 +158,7 @@ pub(super) async fn insert_backup(tx: &mut Transaction<'static, Sqlite>, b: &Bac
     Ok(())
 }
 
-fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
+fn backup_from_row(row: &AnyRow) -> Result<Backup> {
     let engine: String = row.try_get("engine")?;
     let verify: String = row.try_get("verify_status")?;
     let row_counts: String = row.try_get("row_counts")?;

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use lifeboat_common::ids::BackupId;
-use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use super::{
     Catalog, CatalogError, Result,
@@ -57,7 +57,7 @@ impl Catalog {
         let rows = sqlx::query(concat!(
             "SELECT ",
             copy_columns!(),
-            " FROM backup_copies WHERE backup_id = ? ORDER BY repository"
+            " FROM backup_copies WHERE backup_id = $1 ORDER BY repository"
         ))
         .bind(backup_id)
         .fetch_all(&self.pool)
@@ -73,8 +73,8 @@ impl Catalog {
         let rows = sqlx::query(concat!(
             "SELECT ",
             copy_columns!(),
-            " FROM backup_copies c WHERE ?1 IS NULL OR EXISTS \
-             (SELECT 1 FROM backups b WHERE b.backup_id = c.backup_id AND b.target = ?1) \
+            " FROM backup_copies c WHERE $1 IS NULL OR EXISTS \
+             (SELECT 1 FROM backups b WHERE b.backup_id = c.backup_id AND b.target = $1) \
              ORDER BY backup_id, repository"
         ))
         .bind(target)
@@ -93,13 +93,13 @@ impl Catalog {
     pub async fn insert_copy_job(&self, job: &NewJob, now_ms: i64) -> Result<InsertCopy> {
         let id = backup_of(job)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = ?")
+        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM backups WHERE backup_id = ? \
-             AND NOT EXISTS (SELECT 1 FROM backup_deletions d WHERE d.backup_id = ?1)",
+            "SELECT 1 FROM backups WHERE backup_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM backup_deletions d WHERE d.backup_id = $1)",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -108,7 +108,7 @@ impl Catalog {
             return Ok(InsertCopy::Gone);
         }
         let current: Option<(String, String)> = sqlx::query_as(
-            "SELECT state, job_id FROM backup_copies WHERE backup_id = ? AND repository = ?",
+            "SELECT state, job_id FROM backup_copies WHERE backup_id = $1 AND repository = $2",
         )
         .bind(id)
         .bind(&job.repository)
@@ -123,7 +123,7 @@ impl Catalog {
         insert_job_in(&mut tx, job).await?;
         sqlx::query(
             "INSERT INTO backup_copies (backup_id, repository, state, job_id, created_at_ms) \
-             VALUES (?, ?, 'copying', ?, ?)",
+             VALUES ($1, $2, 'copying', $3, $4)",
         )
         .bind(id)
         .bind(&job.repository)
@@ -145,8 +145,8 @@ impl Catalog {
             return Ok(None);
         }
         sqlx::query(
-            "UPDATE backup_copies SET state = 'stored', stored_at_ms = ? \
-             WHERE job_id = ? AND state = 'copying'",
+            "UPDATE backup_copies SET state = 'stored', stored_at_ms = $1 \
+             WHERE job_id = $2 AND state = 'copying'",
         )
         .bind(finish.finished_at_ms)
         .bind(id)
@@ -171,8 +171,8 @@ impl Catalog {
             return Ok(None);
         }
         sqlx::query(
-            "UPDATE backup_copies SET verify_status = ?, verified_at_ms = ?, verify_detail = ? \
-             WHERE backup_id = ? AND repository = ?",
+            "UPDATE backup_copies SET verify_status = $1, verified_at_ms = $2, verify_detail = $3 \
+             WHERE backup_id = $4 AND repository = $5",
         )
         .bind(outcome.status.as_str())
         .bind(outcome.verified_at_ms)
@@ -191,12 +191,12 @@ impl Catalog {
     pub async fn mark_copy_delete(&self, job: &NewJob) -> Result<MarkCopyDelete> {
         let id = backup_of(job)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = ?")
+        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         let pinned: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM backup_pins WHERE backup_id = ?")
+            sqlx::query_scalar("SELECT 1 FROM backup_pins WHERE backup_id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -204,7 +204,7 @@ impl Catalog {
             return Ok(MarkCopyDelete::Pinned);
         }
         let active: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE backup_id = ? AND repository = ? AND kind = 'delete' \
+            "SELECT id FROM jobs WHERE backup_id = $1 AND repository = $2 AND kind = 'delete' \
              AND state IN ('queued', 'running')",
         )
         .bind(id)
@@ -216,7 +216,7 @@ impl Catalog {
         }
         let marked = sqlx::query(
             "UPDATE backup_copies SET state = 'deleting' \
-             WHERE backup_id = ? AND repository = ? AND state IN ('stored', 'deleting')",
+             WHERE backup_id = $1 AND repository = $2 AND state IN ('stored', 'deleting')",
         )
         .bind(id)
         .bind(&job.repository)
@@ -245,7 +245,7 @@ impl Catalog {
             return Ok(None);
         }
         sqlx::query(
-            "DELETE FROM backup_copies WHERE backup_id = ? AND repository = ? \
+            "DELETE FROM backup_copies WHERE backup_id = $1 AND repository = $2 \
              AND state = 'deleting'",
         )
         .bind(backup_id)
@@ -279,10 +279,10 @@ impl Catalog {
         repository: &str,
     ) -> Result<std::collections::HashSet<String>> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT j.backup_id FROM jobs j WHERE j.target = ?1 AND j.kind = 'copy' \
-             AND j.repository = ?2 AND j.state IN ('failed', 'cancelled') AND NOT EXISTS \
+            "SELECT DISTINCT j.backup_id FROM jobs j WHERE j.target = $1 AND j.kind = 'copy' \
+             AND j.repository = $2 AND j.state IN ('failed', 'cancelled') AND NOT EXISTS \
              (SELECT 1 FROM jobs k WHERE k.backup_id = j.backup_id AND k.kind = 'copy' \
-              AND k.repository = ?2 AND k.state = 'succeeded')",
+              AND k.repository = $2 AND k.state = 'succeeded')",
         )
         .bind(target)
         .bind(repository)
@@ -295,7 +295,7 @@ impl Catalog {
     pub async fn newest_copied(&self, target: &str, repository: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT MAX(b.finished_at_ms) FROM backups b JOIN backup_copies c \
-             ON c.backup_id = b.backup_id WHERE b.target = ? AND c.repository = ? \
+             ON c.backup_id = b.backup_id WHERE b.target = $1 AND c.repository = $2 \
              AND c.state = 'stored'",
         )
         .bind(target)
@@ -309,13 +309,13 @@ impl Catalog {
 /// one (by repository name; else the first stored one) takes their place — the backup's row
 /// names its repository and takes its verify state — and true is returned.
 pub(super) async fn promote_in(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     backup_id: &str,
 ) -> Result<bool> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         copy_columns!(),
-        " FROM backup_copies WHERE backup_id = ? AND state = 'stored' \
+        " FROM backup_copies WHERE backup_id = $1 AND state = 'stored' \
          ORDER BY repository"
     ))
     .bind(backup_id)
@@ -330,8 +330,8 @@ pub(super) async fn promote_in(
         return Ok(false);
     };
     sqlx::query(
-        "UPDATE backups SET repository = ?, verify_status = ?, verified_at_ms = ?, \
-         verify_detail = ? WHERE backup_id = ?",
+        "UPDATE backups SET repository = $1, verify_status = $2, verified_at_ms = $3, \
+         verify_detail = $4 WHERE backup_id = $5",
     )
     .bind(&copy.repository)
     .bind(copy.verify_status.as_str())
@@ -340,7 +340,7 @@ pub(super) async fn promote_in(
     .bind(backup_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM backup_copies WHERE backup_id = ? AND repository = ?")
+    sqlx::query("DELETE FROM backup_copies WHERE backup_id = $1 AND repository = $2")
         .bind(backup_id)
         .bind(&copy.repository)
         .execute(&mut **tx)
@@ -359,7 +359,7 @@ fn backup_of(job: &NewJob) -> Result<&str> {
     }
 }
 
-fn copy_from_row(row: &SqliteRow) -> Result<BackupCopy> {
+fn copy_from_row(row: &AnyRow) -> Result<BackupCopy> {
     let state: String = row.try_get("state")?;
     let verify: String = row.try_get("verify_status")?;
     Ok(BackupCopy {

@@ -1,7 +1,7 @@
 //! Restore drills: one row per drill job, written with the job (queued) and when it ends, so
 //! `drill list`, health, metrics and alerts read them after the job row is pruned.
 
-use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use super::{Catalog, CatalogError, Result, parse_enum, to_i64, to_u64};
 use crate::model::{Drill, Finish, Job, JobKind, JobState, NewJob};
@@ -12,7 +12,7 @@ const DRILL_COLUMNS: &str = "d.job_id, d.target, d.backup_id, d.drill_target, d.
 
 /// Records a drill beside its job, in the job's transaction; nothing for other jobs.
 pub(super) async fn insert_drill_in(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     job: &NewJob,
 ) -> Result<()> {
     let Some(restore) = job
@@ -27,7 +27,7 @@ pub(super) async fn insert_drill_in(
     };
     sqlx::query(
         "INSERT INTO drills (job_id, target, backup_id, drill_target, database_name, \
-         requested_by, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         requested_by, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&job.id)
     .bind(of.as_str())
@@ -43,13 +43,13 @@ pub(super) async fn insert_drill_in(
 
 /// Ends a drill's row with its job (any outcome); nothing for a job that is not a drill.
 pub(super) async fn finish_drill_in(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     job_id: &str,
     f: &Finish,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE drills SET outcome = ?, finished_at_ms = ?, error = ? \
-         WHERE job_id = ? AND outcome = ''",
+        "UPDATE drills SET outcome = $1, finished_at_ms = $2, error = $3 \
+         WHERE job_id = $4 AND outcome = ''",
     )
     .bind(f.state.as_str())
     .bind(f.finished_at_ms)
@@ -74,7 +74,7 @@ impl Catalog {
             tx.rollback().await?;
             return Ok(None);
         }
-        sqlx::query("UPDATE drills SET rto_ms = ? WHERE job_id = ?")
+        sqlx::query("UPDATE drills SET rto_ms = $1 WHERE job_id = $2")
             .bind(to_i64("rto_ms", rto_ms)?)
             .bind(id)
             .execute(&mut *tx)
@@ -87,8 +87,8 @@ impl Catalog {
     pub async fn list_drills(&self, target: Option<&str>, limit: u32) -> Result<Vec<Drill>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DRILL_COLUMNS} FROM drills d LEFT JOIN jobs j ON j.id = d.job_id \
-             WHERE (?1 IS NULL OR d.target = ?1) \
-             ORDER BY d.created_at_ms DESC, d.job_id DESC LIMIT ?2"
+             WHERE ($1 IS NULL OR d.target = $1) \
+             ORDER BY d.created_at_ms DESC, d.job_id DESC LIMIT $2"
         )))
         .bind(target)
         .bind(i64::from(limit))
@@ -130,7 +130,7 @@ impl Catalog {
     }
 }
 
-fn drill_from_row(row: &SqliteRow) -> Result<Drill> {
+fn drill_from_row(row: &AnyRow) -> Result<Drill> {
     let outcome: String = row.try_get("outcome")?;
     let target = |col: &str| -> Result<lifeboat_common::names::TargetName> {
         let t: String = row.try_get(col)?;

@@ -124,15 +124,18 @@ impl Catalog {
 
     /// Which migrations are applied, against the ones this binary carries.
     pub async fn schema_status(&self) -> Result<SchemaStatus> {
-        let expected: Vec<i64> = super::migrator().iter().map(|m| m.version).collect();
-        let rows = sqlx::query("SELECT version, success FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&self.pool)
-            .await?;
+        let expected: Vec<i64> = self.migrator().iter().map(|m| m.version).collect();
+        let rows = sqlx::query(
+            "SELECT version, CASE WHEN success THEN 1 ELSE 0 END AS success \
+             FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut applied = Vec::new();
         let mut dirty = Vec::new();
         for row in &rows {
             let version: i64 = row.try_get("version")?;
-            let success: bool = row.try_get("success")?;
+            let success = super::flag(row, "success")?;
             if success {
                 applied.push(version);
             } else {
@@ -160,7 +163,7 @@ impl Catalog {
              b.finished_at_ms, b.recorded_at_ms, b.verify_status, b.verified_at_ms \
              FROM targets t JOIN backups b ON b.backup_id IN \
              (SELECT r.backup_id FROM backups r WHERE r.target = t.full_name \
-              ORDER BY r.recorded_at_ms DESC, r.backup_id DESC LIMIT ?1) \
+              ORDER BY r.recorded_at_ms DESC, r.backup_id DESC LIMIT $1) \
              ORDER BY b.target, b.recorded_at_ms DESC, b.backup_id DESC",
         )
         .bind(i64::try_from(RECENT_BACKUPS).unwrap_or(8))
@@ -314,7 +317,7 @@ impl Catalog {
             "SELECT id, target, repository, backup_id, error, started_at_ms, finished_at_ms \
              FROM (SELECT j.*, ROW_NUMBER() OVER (PARTITION BY j.target, j.repository \
              ORDER BY j.finished_at_ms DESC, j.id DESC) AS rn FROM jobs j \
-             WHERE j.kind = 'copy' AND j.state = 'failed' AND j.finished_at_ms IS NOT NULL) \
+             WHERE j.kind = 'copy' AND j.state = 'failed' AND j.finished_at_ms IS NOT NULL) AS ranked \
              WHERE rn = 1",
         )
         .fetch_all(&self.pool)
@@ -363,7 +366,7 @@ impl Catalog {
             .collect();
         for name in new {
             sqlx::query(
-                "INSERT INTO target_first_seen (target, first_seen_ms) VALUES (?, ?) \
+                "INSERT INTO target_first_seen (target, first_seen_ms) VALUES ($1, $2) \
                  ON CONFLICT (target) DO NOTHING",
             )
             .bind(&name)
@@ -371,7 +374,7 @@ impl Catalog {
             .execute(&self.pool)
             .await?;
             let at: i64 =
-                sqlx::query_scalar("SELECT first_seen_ms FROM target_first_seen WHERE target = ?")
+                sqlx::query_scalar("SELECT first_seen_ms FROM target_first_seen WHERE target = $1")
                     .bind(&name)
                     .fetch_one(&self.pool)
                     .await?;

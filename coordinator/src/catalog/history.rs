@@ -25,7 +25,7 @@ impl Catalog {
         let jobs = sqlx::query(
             "DELETE FROM jobs
               WHERE state IN ('succeeded', 'failed', 'cancelled')
-                AND coalesce(finished_at_ms, created_at_ms) < ?1
+                AND coalesce(finished_at_ms, created_at_ms) < $1
                 AND id NOT IN (SELECT job_id FROM backups)
                 AND id NOT IN (
                     SELECT (SELECT j2.id FROM jobs j2
@@ -37,12 +37,12 @@ impl Catalog {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let schedule_runs = sqlx::query("DELETE FROM schedule_runs WHERE decided_at_ms < ?1")
+        let schedule_runs = sqlx::query("DELETE FROM schedule_runs WHERE decided_at_ms < $1")
             .bind(jobs_before_ms)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let audit = sqlx::query("DELETE FROM audit_log WHERE at_ms < ?1")
+        let audit = sqlx::query("DELETE FROM audit_log WHERE at_ms < $1")
             .bind(audit_before_ms)
             .execute(&mut *tx)
             .await?

@@ -3,7 +3,7 @@
 
 use lifeboat_common::{ids::BackupId, names::TargetName};
 use lifeboat_proto::domain::{GlobalsRestore, PartialRestore, Recovery};
-use sqlx::{Row, Sqlite, Transaction, sqlite::SqliteRow};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
 use crate::model::{
@@ -67,7 +67,7 @@ impl Catalog {
         let row = sqlx::query(concat!(
             "SELECT ",
             job_columns!(),
-            " FROM jobs WHERE target = ? AND kind = 'backup' \
+            " FROM jobs WHERE target = $1 AND kind = 'backup' \
              AND state IN ('queued', 'running')"
         ))
         .bind(target)
@@ -80,7 +80,7 @@ impl Catalog {
         let row = sqlx::query(concat!(
             "SELECT ",
             job_columns!(),
-            " FROM jobs WHERE id = ?"
+            " FROM jobs WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -111,7 +111,7 @@ impl Catalog {
         // As for backups: the cursor's position first, then a plain range the planner sees.
         let mut filters = Vec::new();
         if target.is_some() {
-            filters.push("target = ?1");
+            filters.push("target = $1");
         }
         if active_only {
             filters.push("state IN ('queued', 'running')");
@@ -122,10 +122,10 @@ impl Catalog {
                 list: concat!(
                     "SELECT ",
                     job_columns!(),
-                    " FROM jobs {filter} ORDER BY created_at_ms DESC, id DESC LIMIT ?4"
+                    " FROM jobs {filter} ORDER BY created_at_ms DESC, id DESC LIMIT $4"
                 ),
-                position: "SELECT created_at_ms, id FROM jobs WHERE id = ?1",
-                after: "(created_at_ms, id) < (?2, ?3)",
+                position: "SELECT created_at_ms, id FROM jobs WHERE id = $1",
+                after: "(created_at_ms, id) < ($2, $3)",
             },
             filters,
             target,
@@ -172,8 +172,8 @@ impl Catalog {
     /// Marks a queued job as handed to its agent. False if it was not queued and undispatched.
     pub async fn mark_dispatched(&self, id: &str, at_ms: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE jobs SET dispatched_at_ms = ? \
-             WHERE id = ? AND state = 'queued' AND dispatched_at_ms IS NULL",
+            "UPDATE jobs SET dispatched_at_ms = $1 \
+             WHERE id = $2 AND state = 'queued' AND dispatched_at_ms IS NULL",
         )
         .bind(at_ms)
         .bind(id)
@@ -185,7 +185,7 @@ impl Catalog {
     /// Puts a dispatched but not accepted job back in the queue.
     pub async fn undo_dispatch(&self, id: &str) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE jobs SET dispatched_at_ms = NULL WHERE id = ? AND state = 'queued'",
+            "UPDATE jobs SET dispatched_at_ms = NULL WHERE id = $1 AND state = 'queued'",
         )
         .bind(id)
         .execute(&self.pool)
@@ -196,9 +196,9 @@ impl Catalog {
     /// `queued → running`. None if the job was not queued.
     pub async fn mark_running(&self, id: &str, at_ms: i64) -> Result<Option<Job>> {
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, ?1), \
-             dispatched_at_ms = COALESCE(dispatched_at_ms, ?1) \
-             WHERE id = ?2 AND state = 'queued'",
+            "UPDATE jobs SET state = 'running', started_at_ms = COALESCE(started_at_ms, $1), \
+             dispatched_at_ms = COALESCE(dispatched_at_ms, $1) \
+             WHERE id = $2 AND state = 'queued'",
         )
         .bind(at_ms)
         .bind(id)
@@ -210,8 +210,8 @@ impl Catalog {
     /// Stores the progress of a running job. None if it is not running.
     pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<Option<Job>> {
         let done = sqlx::query(
-            "UPDATE jobs SET progress_raw_bytes = ?, progress_stored_bytes = ?, \
-             progress_phase = ? WHERE id = ? AND state = 'running'",
+            "UPDATE jobs SET progress_raw_bytes = $1, progress_stored_bytes = $2, \
+             progress_phase = $3 WHERE id = $4 AND state = 'running'",
         )
         .bind(to_i64("raw bytes", progress.raw_bytes)?)
         .bind(to_i64("stored bytes", progress.stored_bytes)?)
@@ -263,8 +263,8 @@ impl Catalog {
             return Ok(None);
         }
         sqlx::query(
-            "UPDATE backups SET verify_status = ?, verified_at_ms = ?, verify_detail = ? \
-             WHERE backup_id = ?",
+            "UPDATE backups SET verify_status = $1, verified_at_ms = $2, verify_detail = $3 \
+             WHERE backup_id = $4",
         )
         .bind(outcome.status.as_str())
         .bind(outcome.verified_at_ms)
@@ -291,8 +291,8 @@ impl Catalog {
             return Ok(None);
         }
         sqlx::query(
-            "UPDATE jobs SET export_path = ?, export_raw_bytes = ?, export_raw_sha256 = ? \
-             WHERE id = ?",
+            "UPDATE jobs SET export_path = $1, export_raw_bytes = $2, export_raw_sha256 = $3 \
+             WHERE id = $4",
         )
         .bind(path.as_str())
         .bind(to_i64("export_raw_bytes", written.raw_bytes)?)
@@ -314,15 +314,15 @@ impl Catalog {
 
 fn insert_job_query(
     job: &NewJob,
-) -> sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
+) -> sqlx::query::Query<'_, Any, <Any as sqlx::Database>::Arguments> {
     sqlx::query(
         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, \
          created_at_ms, database_name, clean, owners, include_provider_schemas, data_dir, \
          recovery_target, recovery_action, start_port, export_path, restore_tables, \
          restore_schemas, into_schema, drill_of, globals, allow_superuser, repository, \
          key_rotation, decrypt, restore_jobs) \
-         VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         ?, ?)",
+         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
+         $25, $26)",
     )
     .bind(&job.id)
     .bind(job.kind.as_str())
@@ -332,18 +332,18 @@ fn insert_job_query(
     .bind(&job.requested_by)
     .bind(job.created_at_ms)
     .bind(job.restore.as_ref().map_or("", |r| r.database.as_str()))
-    .bind(job.restore.as_ref().is_some_and(|r| r.clean))
+    .bind(i64::from(job.restore.as_ref().is_some_and(|r| r.clean)))
     .bind(
         job.restore
             .as_ref()
             .map_or(OwnerPolicy::default(), |r| r.options.owners)
             .as_str(),
     )
-    .bind(
+    .bind(i64::from(
         job.restore
             .as_ref()
             .is_some_and(|r| r.options.include_provider_schemas),
-    )
+    ))
     .bind(job.restore.as_ref().map_or("", |r| r.data_dir.as_str()))
     .bind(recovery_text(job).0)
     .bind(recovery_text(job).1)
@@ -364,7 +364,7 @@ fn insert_job_query(
             .map_or("", TargetName::as_str),
     )
     .bind(job.restore.as_ref().map_or("", |r| r.globals.as_str()))
-    .bind(job.restore.as_ref().is_some_and(|r| r.allow_superuser))
+    .bind(i64::from(job.restore.as_ref().is_some_and(|r| r.allow_superuser)))
     .bind(&job.repository)
     .bind(
         job.rotation
@@ -372,7 +372,7 @@ fn insert_job_query(
             .and_then(|r| serde_json::to_string(r).ok())
             .unwrap_or_default(),
     )
-    .bind(job.decrypt)
+    .bind(i64::from(job.decrypt))
     .bind(job.restore.as_ref().map_or(0, |r| i64::from(r.jobs)))
 }
 
@@ -385,7 +385,7 @@ fn partial_text(job: &NewJob) -> (String, String, String) {
 }
 
 /// The partial restore stored by [`partial_text`].
-fn partial_from_row(row: &SqliteRow) -> Result<Option<PartialRestore>> {
+fn partial_from_row(row: &AnyRow) -> Result<Option<PartialRestore>> {
     let lines = |col: &str| -> Result<Vec<String>> {
         let text: String = row.try_get(col)?;
         Ok(text
@@ -408,24 +408,21 @@ fn recovery_text(job: &NewJob) -> (String, String) {
 }
 
 /// Creates a queued job inside a transaction.
-pub(super) async fn insert_job_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    job: &NewJob,
-) -> Result<()> {
+pub(super) async fn insert_job_in(tx: &mut Transaction<'static, Any>, job: &NewJob) -> Result<()> {
     insert_job_query(job).execute(&mut **tx).await?;
     super::drills::insert_drill_in(tx, job).await?;
     Ok(())
 }
 
 pub(super) async fn finish_in(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     id: &str,
     f: &Finish,
 ) -> Result<u64> {
     let done = sqlx::query(
-        "UPDATE jobs SET state = ?, finished_at_ms = ?, error = ?, detail = ?, \
-         database_name = COALESCE(?, database_name), report = ? \
-         WHERE id = ? AND state IN ('queued', 'running')",
+        "UPDATE jobs SET state = $1, finished_at_ms = $2, error = $3, detail = $4, \
+         database_name = COALESCE($5, database_name), report = $6 \
+         WHERE id = $7 AND state IN ('queued', 'running')",
     )
     .bind(f.state.as_str())
     .bind(f.finished_at_ms)
@@ -440,7 +437,7 @@ pub(super) async fn finish_in(
         super::drills::finish_drill_in(tx, id, f).await?;
         if f.state != JobState::Succeeded {
             // A copy that did not finish is no copy.
-            sqlx::query("DELETE FROM backup_copies WHERE job_id = ? AND state = 'copying'")
+            sqlx::query("DELETE FROM backup_copies WHERE job_id = $1 AND state = 'copying'")
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
@@ -507,7 +504,7 @@ pub(super) fn report_from_json(text: &str) -> Result<Report> {
     Ok(report)
 }
 
-fn job_from_row(row: &SqliteRow) -> Result<Job> {
+fn job_from_row(row: &AnyRow) -> Result<Job> {
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
     let owners: String = row.try_get("owners")?;
@@ -550,10 +547,10 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
         detail: row.try_get("detail")?,
         restore: is_restore.then_some(RestoreParams {
             database: row.try_get("database_name")?,
-            clean: row.try_get("clean")?,
+            clean: super::flag(row, "clean")?,
             options: RestoreOptions {
                 owners: parse_enum("jobs.owners", &owners, OwnerPolicy::parse)?,
-                include_provider_schemas: row.try_get("include_provider_schemas")?,
+                include_provider_schemas: super::flag(row, "include_provider_schemas")?,
             },
             data_dir: row.try_get("data_dir")?,
             recovery: Recovery::from_wire(
@@ -580,7 +577,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                 &row.try_get::<String, _>("globals")?,
                 GlobalsRestore::parse,
             )?,
-            allow_superuser: row.try_get("allow_superuser")?,
+            allow_superuser: super::flag(row, "allow_superuser")?,
             jobs: {
                 let n = row.try_get::<i64, _>("restore_jobs")?;
                 u32::try_from(n).map_err(|_| {
@@ -597,13 +594,13 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
                     .map_err(|e| CatalogError::Corrupt(format!("jobs.key_rotation: {e}")))?,
             ),
         },
-        decrypt: row.try_get("decrypt")?,
+        decrypt: super::flag(row, "decrypt")?,
         report: report_from_json(&report)?,
     })
 }
 
 /// An export job's file and, once it succeeded, what it wrote; `None` for other kinds.
-fn export_from_row(kind: JobKind, row: &SqliteRow) -> Result<Option<ExportParams>> {
+fn export_from_row(kind: JobKind, row: &AnyRow) -> Result<Option<ExportParams>> {
     if kind != JobKind::Export {
         return Ok(None);
     }

@@ -63,7 +63,7 @@ impl Catalog {
         backup_id: &str,
         encryption: &Encryption,
     ) -> Result<bool> {
-        let done = sqlx::query("UPDATE backups SET encryption = ? WHERE backup_id = ?")
+        let done = sqlx::query("UPDATE backups SET encryption = $1 WHERE backup_id = $2")
             .bind(encryption_to_json(Some(encryption))?)
             .bind(backup_id)
             .execute(&self.pool)
@@ -76,7 +76,7 @@ impl Catalog {
     pub async fn key_usage(&self, target: Option<&str>) -> Result<KeyUsage> {
         let rows = sqlx::query(
             "SELECT target, finished_at_ms, encryption FROM backups \
-             WHERE (?1 IS NULL OR target = ?1)",
+             WHERE ($1 IS NULL OR target = $1)",
         )
         .bind(target)
         .fetch_all(&self.pool)

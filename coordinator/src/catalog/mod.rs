@@ -1,8 +1,9 @@
 //! The catalog: agents, targets, jobs and backups. The only module with SQL.
 //!
-//! SQLite today (one file, WAL, foreign keys, migrations applied at open). The API is small
-//! and speaks domain types only, so a PostgreSQL backend can be added behind it (turning
-//! `Catalog` into an enum over backends) and run through the same tests.
+//! Two backends behind one API that speaks domain types only: SQLite (one file, WAL, foreign
+//! keys) and PostgreSQL (ADR 0035). Both run the same SQL through sqlx's `Any` driver: `$N`
+//! placeholders, `ON CONFLICT`, `RETURNING`, integers as `BIGINT`, flags as 0/1 integers.
+//! Each backend has its own migrations, numbered alike; the same test suite runs on both.
 
 mod agents;
 mod alerts;
@@ -14,23 +15,27 @@ pub mod health;
 mod history;
 mod jobs;
 pub mod keys;
+mod migrate;
 #[cfg(test)]
 mod monitoring_tests;
 mod rebuild;
 mod retention;
 mod schedules;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
-use std::{path::Path, time::Duration};
+mod open;
 
 use sqlx::{
-    SqlSafeStr,
+    AnyPool, SqlSafeStr,
+    any::AnyRow,
     migrate::{Migration, MigrationType, Migrator},
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-    },
 };
+
+pub use migrate::TableCopied;
+pub use open::{Backend, PostgresCatalog, PostgresTls};
 
 pub use agents::TargetConflict;
 pub use copies::{InsertCopy, MarkCopyDelete};
@@ -42,8 +47,9 @@ pub use schedules::TickOutcome;
 /// A catalog failure. Callers branch on `is_retryable()`.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("open catalog {path}: {source}")]
-    Open { path: String, source: sqlx::Error },
+    /// The catalog could not be opened; `detail` says why and, where it can tell, what to do.
+    #[error("open catalog {path}: {detail}")]
+    Open { path: String, detail: String },
     #[error("apply catalog migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("catalog query: {0}")]
@@ -57,16 +63,26 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    /// Busy database or exhausted pool: the same operation may work a moment later.
+    /// Busy database, exhausted pool, a lost connection or (PostgreSQL) a transaction that
+    /// lost a serialization race: the same operation may work a moment later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CatalogError::Query(sqlx::Error::PoolTimedOut) => true,
+            CatalogError::Query(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
             CatalogError::Query(sqlx::Error::Database(db)) => {
+                let code = db.code();
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    // Serialization failure and deadlock (class 40), lock not available, too
+                    // many connections, the server shutting down or starting.
+                    return code.is_some_and(|c| {
+                        c.starts_with("40")
+                            || matches!(&*c, "55P03" | "53300" | "57P01" | "57P02" | "57P03")
+                    });
+                }
                 // SQLITE_BUSY (5) and SQLITE_LOCKED (6), including their extended codes.
-                let primary = db
-                    .code()
-                    .and_then(|c| c.parse::<i32>().ok())
-                    .map(|c| c & 0xff);
+                let primary = code.and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
                 matches!(primary, Some(5 | 6))
             }
             CatalogError::Query(_)
@@ -80,7 +96,7 @@ impl CatalogError {
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
-/// The catalog's schema, embedded in the binary.
+/// The SQLite catalog's schema, embedded in the binary.
 fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         Migration::new(
@@ -220,10 +236,10 @@ fn migrator() -> Migrator {
 
 /// A list ordered newest first by `(time, id)`, paged by keyset.
 struct Keyset {
-    /// Selects the rows, `{filter}` where the conditions go; binds `?1` to the target, `?2`
-    /// and `?3` to the cursor's position, `?4` to the limit.
+    /// Selects the rows, `{filter}` where the conditions go; binds `$1` to the target, `$2`
+    /// and `$3` to the cursor's position, `$4` to the limit.
     list: &'static str,
-    /// Reads the cursor row's `(time, id)` (`?1`: its id).
+    /// Reads the cursor row's `(time, id)` (`$1`: its id).
     position: &'static str,
     /// The rows after the cursor's position.
     after: &'static str,
@@ -232,13 +248,13 @@ struct Keyset {
 /// One page of `keyset`'s list after row `after`, with `filters` (constant fragments only).
 /// A cursor that is not in the catalog gives no rows.
 async fn keyset_page(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     keyset: &Keyset,
     mut filters: Vec<&'static str>,
     target: Option<&str>,
     after: Option<&str>,
     limit: u32,
-) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+) -> Result<Vec<AnyRow>> {
     let (sql, position, cursor_filter) = (keyset.list, keyset.position, keyset.after);
     let from: Option<(i64, String)> = match after {
         None => None,
@@ -275,31 +291,14 @@ async fn keyset_page(
 /// A handle to the catalog; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Catalog {
-    /// Opens (creating if missing) the SQLite catalog at `path` and applies migrations.
-    pub async fn open_sqlite(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // A job result is acknowledged only once it is durable.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(15))
-            .connect_with(options)
-            .await
-            .map_err(|source| CatalogError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        migrator().run(&pool).await?;
-        Ok(Self { pool })
+    /// Which database holds this catalog.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Waits for running queries and closes every connection.
@@ -316,15 +315,22 @@ fn to_u64(what: &str, v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| CatalogError::Corrupt(format!("{what} {v}")))
 }
 
+/// A 0/1 flag column (both backends store flags as integers).
+fn flag(row: &AnyRow, column: &str) -> Result<bool> {
+    use sqlx::Row;
+    match row.try_get::<i64, _>(column)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(CatalogError::Corrupt(format!("{column} {other}"))),
+    }
+}
+
 fn parse_enum<T>(what: &str, value: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(value).ok_or_else(|| CatalogError::Corrupt(format!("{what} {value:?}")))
 }
 
 /// A `target` column (`ENV/NAME`) as the typed name it was written from.
-fn target_column(
-    row: &sqlx::sqlite::SqliteRow,
-    what: &str,
-) -> Result<lifeboat_common::names::TargetName> {
+fn target_column(row: &AnyRow, what: &str) -> Result<lifeboat_common::names::TargetName> {
     use sqlx::Row;
     let text: String = row.try_get("target")?;
     text.parse()
@@ -332,7 +338,7 @@ fn target_column(
 }
 
 /// A backup id column (`backup_id`), checked; a row that fails is corrupt.
-fn id_column(row: &sqlx::sqlite::SqliteRow, what: &str) -> Result<lifeboat_common::ids::BackupId> {
+fn id_column(row: &AnyRow, what: &str) -> Result<lifeboat_common::ids::BackupId> {
     use sqlx::Row;
     let text: String = row.try_get("backup_id")?;
     text.parse()

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::{Catalog, CatalogError, Result, backups::insert_backup, parse_enum, to_i64, to_u64};
 use crate::{
@@ -52,7 +52,7 @@ impl Catalog {
                         "INSERT INTO jobs (id, kind, state, target, agent, backup_id, \
                          requested_by, created_at_ms, dispatched_at_ms, started_at_ms, \
                          finished_at_ms, progress_raw_bytes, progress_stored_bytes, detail) \
-                         VALUES (?, 'backup', 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         VALUES ($1, 'backup', 'succeeded', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     )
                     .bind(&job_id)
                     .bind(b.target.as_str())
@@ -79,7 +79,7 @@ impl Catalog {
                     insert_backup(&mut tx, &row).await?;
                     sqlx::query(
                         "INSERT INTO backup_rebuilt (backup_id, rebuilt_by, listed_by, \
-                         rebuilt_at_ms) VALUES (?, ?, ?, ?)",
+                         rebuilt_at_ms) VALUES ($1, $2, $3, $4)",
                     )
                     .bind(row.backup_id.as_str())
                     .bind(by)
@@ -90,8 +90,8 @@ impl Catalog {
                 }
                 Change::SetStatus { status, detail } => {
                     sqlx::query(
-                        "UPDATE backups SET verify_status = ?, verified_at_ms = ?, \
-                         verify_detail = ? WHERE backup_id = ?",
+                        "UPDATE backups SET verify_status = $1, verified_at_ms = $2, \
+                         verify_detail = $3 WHERE backup_id = $4",
                     )
                     .bind(status.as_str())
                     .bind(now_ms)
@@ -111,7 +111,7 @@ impl Catalog {
                     sqlx::query(
                         "INSERT INTO backup_copies (backup_id, repository, state, job_id, \
                          created_at_ms, stored_at_ms, verify_status, verified_at_ms, \
-                         verify_detail) VALUES (?, ?, 'stored', '', ?, ?, ?, ?, ?) \
+                         verify_detail) VALUES ($1, $2, 'stored', '', $3, $4, $5, $6, $7) \
                          ON CONFLICT (backup_id, repository) DO NOTHING",
                     )
                     .bind(&o.backup_id)
@@ -127,8 +127,8 @@ impl Catalog {
             }
             if let Some(pin) = &o.restore_pin {
                 sqlx::query(
-                    "INSERT OR IGNORE INTO backup_pins (backup_id, pinned_by, pinned_at_ms, \
-                     reason) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO backup_pins (backup_id, pinned_by, pinned_at_ms, \
+                     reason) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 )
                 .bind(&o.backup_id)
                 .bind(&pin.pinned_by)
@@ -143,7 +143,7 @@ impl Catalog {
     }
 }
 
-async fn read_view(tx: &mut Transaction<'static, Sqlite>) -> Result<CatalogView> {
+async fn read_view(tx: &mut Transaction<'static, Any>) -> Result<CatalogView> {
     let rows = sqlx::query(
         "SELECT b.backup_id, b.target, b.agent, b.repository, b.raw_size, b.stored_size, \
          b.raw_sha256, b.stored_sha256, b.finished_at_ms, b.verify_status, \

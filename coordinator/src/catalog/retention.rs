@@ -42,11 +42,11 @@ impl Catalog {
     pub async fn pin_backup(&self, backup_id: &str, pin: &Pin) -> Result<PinOutcome> {
         let mut tx = self.pool.begin().await?;
         // Take the write lock first, so a concurrent prune cannot mark it in between.
-        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = ?")
+        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = $1")
             .bind(backup_id)
             .execute(&mut *tx)
             .await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM backups WHERE backup_id = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM backups WHERE backup_id = $1")
             .bind(backup_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -54,7 +54,7 @@ impl Catalog {
             return Ok(PinOutcome::NotFound);
         }
         let deleting: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM backup_deletions WHERE backup_id = ?")
+            sqlx::query_scalar("SELECT 1 FROM backup_deletions WHERE backup_id = $1")
                 .bind(backup_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -63,7 +63,7 @@ impl Catalog {
         }
         sqlx::query(
             "INSERT INTO backup_pins (backup_id, pinned_by, pinned_at_ms, reason) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (backup_id) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (backup_id) DO UPDATE SET \
              pinned_by = excluded.pinned_by, pinned_at_ms = excluded.pinned_at_ms, \
              reason = excluded.reason",
         )
@@ -79,7 +79,7 @@ impl Catalog {
 
     /// Removes a pin. False if the backup was not pinned.
     pub async fn unpin_backup(&self, backup_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM backup_pins WHERE backup_id = ?")
+        let done = sqlx::query("DELETE FROM backup_pins WHERE backup_id = $1")
             .bind(backup_id)
             .execute(&self.pool)
             .await?;
@@ -89,7 +89,7 @@ impl Catalog {
     /// The pin of one backup, if it is pinned.
     pub async fn pin_of(&self, backup_id: &str) -> Result<Option<Pin>> {
         let row = sqlx::query(
-            "SELECT pinned_by, pinned_at_ms, reason FROM backup_pins WHERE backup_id = ?",
+            "SELECT pinned_by, pinned_at_ms, reason FROM backup_pins WHERE backup_id = $1",
         )
         .bind(backup_id)
         .fetch_optional(&self.pool)
@@ -166,11 +166,11 @@ impl Catalog {
         };
         let mut tx = self.pool.begin().await?;
         // Take the write lock first, so the checks below hold until commit.
-        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = ?")
+        sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM backups WHERE backup_id = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM backups WHERE backup_id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -178,7 +178,7 @@ impl Catalog {
             return Ok(MarkDelete::Gone);
         }
         let pinned: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM backup_pins WHERE backup_id = ?")
+            sqlx::query_scalar("SELECT 1 FROM backup_pins WHERE backup_id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -186,7 +186,7 @@ impl Catalog {
             return Ok(MarkDelete::Pinned);
         }
         let active: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE backup_id = ? AND kind = 'delete' AND repository = '' \
+            "SELECT id FROM jobs WHERE backup_id = $1 AND kind = 'delete' AND repository = '' \
              AND state IN ('queued', 'running')",
         )
         .bind(id)
@@ -196,8 +196,8 @@ impl Catalog {
             return Ok(MarkDelete::InProgress(active));
         }
         sqlx::query(
-            "INSERT OR IGNORE INTO backup_deletions (backup_id, marked_by, marked_at_ms) \
-             VALUES (?, ?, ?)",
+            "INSERT INTO backup_deletions (backup_id, marked_by, marked_at_ms) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(id)
         .bind(by)
@@ -223,17 +223,17 @@ impl Catalog {
             tx.rollback().await?;
             return Ok(None);
         }
-        let marked = sqlx::query("DELETE FROM backup_deletions WHERE backup_id = ?")
+        let marked = sqlx::query("DELETE FROM backup_deletions WHERE backup_id = $1")
             .bind(backup_id)
             .execute(&mut *tx)
             .await?;
         // A copy outlives the backup's own objects: the first stored one takes their place.
         if marked.rows_affected() == 1 && !super::copies::promote_in(&mut tx, backup_id).await? {
-            sqlx::query("DELETE FROM backup_rebuilt WHERE backup_id = ?")
+            sqlx::query("DELETE FROM backup_rebuilt WHERE backup_id = $1")
                 .bind(backup_id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM backups WHERE backup_id = ?")
+            sqlx::query("DELETE FROM backups WHERE backup_id = $1")
                 .bind(backup_id)
                 .execute(&mut *tx)
                 .await?;
@@ -268,8 +268,8 @@ impl Catalog {
             "WITH latest AS ( \
                SELECT backup_id, state, finished_at_ms FROM ( \
                  SELECT backup_id, state, finished_at_ms, ROW_NUMBER() OVER ( \
-                   PARTITION BY backup_id ORDER BY created_at_ms DESC, rowid DESC) AS n \
-                 FROM jobs WHERE kind = 'pin') WHERE n = 1) \
+                   PARTITION BY backup_id ORDER BY created_at_ms DESC, id DESC) AS n \
+                 FROM jobs WHERE kind = 'pin') AS ranked WHERE n = 1) \
              SELECT b.backup_id FROM backups b \
              LEFT JOIN latest l ON l.backup_id = b.backup_id \
              WHERE b.backup_id NOT IN (SELECT backup_id FROM backup_deletions) \
@@ -278,7 +278,7 @@ impl Catalog {
              AND ((l.backup_id IS NULL \
                    AND b.backup_id IN (SELECT backup_id FROM backup_pins)) \
                   OR (l.state IN ('failed', 'cancelled') \
-                      AND COALESCE(l.finished_at_ms, 0) < ?)) \
+                      AND COALESCE(l.finished_at_ms, 0) < $1)) \
              ORDER BY b.backup_id",
         )
         .bind(retry_before_ms)
@@ -290,7 +290,7 @@ impl Catalog {
     /// Whether any restore or verify of the backup is queued or running.
     pub async fn backup_in_use(&self, backup_id: &str) -> Result<Option<String>> {
         let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE backup_id = ? AND kind IN ('restore', 'verify') \
+            "SELECT id FROM jobs WHERE backup_id = $1 AND kind IN ('restore', 'verify') \
              AND state IN ('queued', 'running') LIMIT 1",
         )
         .bind(backup_id)

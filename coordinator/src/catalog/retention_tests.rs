@@ -14,13 +14,7 @@ use crate::{
     schedule::{RunOutcome, ScheduleKind, ScheduleRun, StoredSchedule},
 };
 
-async fn open() -> (tempfile::TempDir, Catalog) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
-        .await
-        .expect("open catalog");
-    (dir, catalog)
-}
+use crate::catalog::testing::open;
 
 async fn with_target(c: &Catalog) {
     c.upsert_agent(&AgentRecord {
@@ -375,9 +369,9 @@ async fn pin_markers_to_sync() {
             .await
             .expect("finish backup job");
         sqlx::query(
-            "INSERT INTO backups VALUES (?, 'prod/orders', 'prod', 'prod-1', 'local', \
+            "INSERT INTO backups VALUES ($1, 'prod/orders', 'prod', 'prod-1', 'local', \
              'postgres', 'postgres', 'orders', '15', 'x', 'pg_dump', '15', 'custom', 'zstd', 3, \
-             10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', ?, '', '', NULL, 2)",
+             10, 5, 'a', 'b', 1, 2, '[]', 'k', 'm', 'unverified', NULL, '', $2, '', '', NULL, 2)",
         )
         .bind(b)
         .bind(&jb)

@@ -1,6 +1,6 @@
 //! Schedules, the scheduler's cursors and the runs it recorded.
 
-use sqlx::{Row, sqlite::SqliteRow};
+use sqlx::{Row, any::AnyRow};
 
 use super::{Catalog, Result, parse_enum, to_i64, to_u64};
 use crate::{
@@ -27,7 +27,7 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO schedules (target, kind, cron, timezone, jitter_secs, cover_secs, \
-             updated_by, updated_at_ms, drill_into) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             updated_by, updated_at_ms, drill_into) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (target, kind) DO UPDATE SET cron = excluded.cron, \
              timezone = excluded.timezone, jitter_secs = excluded.jitter_secs, \
              cover_secs = excluded.cover_secs, updated_by = excluded.updated_by, \
@@ -45,8 +45,9 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO schedule_state (target, kind, cursor_ms) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (target, kind) DO UPDATE SET cursor_ms = MAX(cursor_ms, ?3)",
+            "INSERT INTO schedule_state (target, kind, cursor_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (target, kind) DO UPDATE SET cursor_ms = \
+             CASE WHEN schedule_state.cursor_ms > $3 THEN schedule_state.cursor_ms ELSE $3 END",
         )
         .bind(&s.target)
         .bind(s.kind.as_str())
@@ -71,12 +72,12 @@ impl Catalog {
     /// it had none.
     pub async fn delete_schedule(&self, target: &str, kind: ScheduleKind) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM schedules WHERE target = ? AND kind = ?")
+        let done = sqlx::query("DELETE FROM schedules WHERE target = $1 AND kind = $2")
             .bind(target)
             .bind(kind.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM schedule_state WHERE target = ? AND kind = ?")
+        sqlx::query("DELETE FROM schedule_state WHERE target = $1 AND kind = $2")
             .bind(target)
             .bind(kind.as_str())
             .execute(&mut *tx)
@@ -99,7 +100,7 @@ impl Catalog {
                     target: r.try_get("target")?,
                     kind: parse_enum("schedule_state.kind", &kind, ScheduleKind::parse)?,
                     cursor_ms: r.try_get("cursor_ms")?,
-                    paused: r.try_get("paused")?,
+                    paused: super::flag(r, "paused")?,
                     paused_by: r.try_get("paused_by")?,
                     paused_at_ms: r.try_get("paused_at_ms")?,
                 })
@@ -115,7 +116,8 @@ impl Catalog {
         cursor_ms: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT OR IGNORE INTO schedule_state (target, kind, cursor_ms) VALUES (?, ?, ?)",
+            "INSERT INTO schedule_state (target, kind, cursor_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(target)
         .bind(kind.as_str())
@@ -137,14 +139,14 @@ impl Catalog {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO schedule_state (target, cursor_ms, paused, paused_by, paused_at_ms, \
-             kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (target, kind) DO UPDATE SET paused = ?3, paused_by = ?4, \
-             paused_at_ms = ?5, cursor_ms = CASE WHEN ?3 THEN cursor_ms \
-             ELSE MAX(cursor_ms, ?2) END",
+             kind) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (target, kind) DO UPDATE SET paused = $3, paused_by = $4, \
+             paused_at_ms = $5, cursor_ms = CASE WHEN $3 <> 0 THEN schedule_state.cursor_ms \
+             ELSE CASE WHEN schedule_state.cursor_ms > $2 THEN schedule_state.cursor_ms ELSE $2 END END",
         )
         .bind(target)
         .bind(now_ms)
-        .bind(paused)
+        .bind(i64::from(paused))
         .bind(if paused { by } else { "" })
         .bind(paused.then_some(now_ms))
         .bind(kind.as_str())
@@ -165,8 +167,8 @@ impl Catalog {
     ) -> Result<TickOutcome> {
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
-            "UPDATE schedule_state SET cursor_ms = ? WHERE target = ? AND kind = ? \
-             AND cursor_ms = ? AND paused = 0",
+            "UPDATE schedule_state SET cursor_ms = $1 WHERE target = $2 AND kind = $3 \
+             AND cursor_ms = $4 AND paused = 0",
         )
         .bind(run.scheduled_at_ms)
         .bind(&run.target)
@@ -186,7 +188,7 @@ impl Catalog {
             let active: Option<String> = match run.kind {
                 ScheduleKind::Backup => {
                     sqlx::query_scalar(
-                        "SELECT id FROM jobs WHERE target = ? AND kind = 'backup' \
+                        "SELECT id FROM jobs WHERE target = $1 AND kind = 'backup' \
                          AND state IN ('queued', 'running')",
                     )
                     .bind(first.target.as_str())
@@ -195,8 +197,8 @@ impl Catalog {
                 }
                 ScheduleKind::Verify => {
                     sqlx::query_scalar(
-                        "SELECT id FROM jobs WHERE target = ? AND kind = 'verify' \
-                         AND requested_by = ? AND backup_id != '' \
+                        "SELECT id FROM jobs WHERE target = $1 AND kind = 'verify' \
+                         AND requested_by = $2 AND backup_id != '' \
                          AND state IN ('queued', 'running') LIMIT 1",
                     )
                     .bind(first.target.as_str())
@@ -207,7 +209,7 @@ impl Catalog {
                 // Skip while a drill of the target is active, wherever it restores.
                 ScheduleKind::Drill => {
                     sqlx::query_scalar(
-                        "SELECT id FROM jobs WHERE drill_of = ? AND kind = 'restore' \
+                        "SELECT id FROM jobs WHERE drill_of = $1 AND kind = 'restore' \
                          AND state IN ('queued', 'running') LIMIT 1",
                     )
                     .bind(&run.target)
@@ -227,8 +229,8 @@ impl Catalog {
             }
         }
         let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO schedule_runs (target, kind, scheduled_at_ms, decided_at_ms, \
-             outcome, job_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO schedule_runs (target, kind, scheduled_at_ms, decided_at_ms, \
+             outcome, job_id, reason) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .bind(&run.target)
         .bind(run.kind.as_str())
@@ -274,8 +276,8 @@ impl Catalog {
     ) -> Result<Vec<ScheduleRun>> {
         let rows = sqlx::query(
             "SELECT target, kind, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
-             FROM schedule_runs WHERE target = ?1 AND (?2 IS NULL OR kind = ?2) \
-             ORDER BY id DESC LIMIT ?3",
+             FROM schedule_runs WHERE target = $1 AND ($2 IS NULL OR kind = $2) \
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(target)
         .bind(kind.map(ScheduleKind::as_str))
@@ -286,7 +288,7 @@ impl Catalog {
     }
 }
 
-fn schedule_from_row(row: &SqliteRow) -> Result<StoredSchedule> {
+fn schedule_from_row(row: &AnyRow) -> Result<StoredSchedule> {
     let kind: String = row.try_get("kind")?;
     Ok(StoredSchedule {
         target: row.try_get("target")?,
@@ -301,7 +303,7 @@ fn schedule_from_row(row: &SqliteRow) -> Result<StoredSchedule> {
     })
 }
 
-fn run_from_row(row: &SqliteRow) -> Result<ScheduleRun> {
+fn run_from_row(row: &AnyRow) -> Result<ScheduleRun> {
     let outcome: String = row.try_get("outcome")?;
     let kind: String = row.try_get("kind")?;
     Ok(ScheduleRun {

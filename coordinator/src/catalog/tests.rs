@@ -35,13 +35,7 @@ async fn catalog_of_version(path: &std::path::Path, version: i64, sql: &[&str]) 
     pool.close().await;
 }
 
-async fn open() -> (tempfile::TempDir, Catalog) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
-        .await
-        .expect("open catalog");
-    (dir, catalog)
-}
+use super::testing::open;
 
 fn agent(name: &str) -> AgentRecord {
     AgentRecord {
@@ -165,7 +159,10 @@ async fn reopen_keeps_data_and_migrations_are_idempotent() {
 
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
-    let (_dir, c) = open().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Catalog::open_sqlite(&dir.path().join("catalog.db"))
+        .await
+        .expect("open");
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&c.pool)
         .await
@@ -185,6 +182,54 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
         applied, carried,
         "every migration the binary carries is applied"
     );
+}
+
+/// Each backend keeps the guarantees the catalog code relies on: on PostgreSQL, serializable
+/// transactions (as SQLite's are), a lost race reported as retryable; on SQLite, WAL and
+/// foreign keys (also checked for a file opened by path above).
+#[tokio::test]
+async fn sessions_hold_the_backends_guarantees() {
+    let (_dir, c) = open().await;
+    match c.backend() {
+        Backend::Sqlite => {
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&c.pool)
+                .await
+                .expect("foreign keys");
+            assert_eq!(fk, 1);
+        }
+        Backend::Postgres => {
+            let level: String = sqlx::query_scalar("SHOW default_transaction_isolation")
+                .fetch_one(&c.pool)
+                .await
+                .expect("isolation");
+            assert_eq!(level, "serializable");
+            // Two transactions each read the agents and add one: serializable lets only
+            // one commit; the other's error is retryable.
+            let mut t1 = c.pool.begin().await.expect("begin");
+            let mut t2 = c.pool.begin().await.expect("begin");
+            for tx in [&mut t1, &mut t2] {
+                let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents")
+                    .fetch_one(&mut **tx)
+                    .await
+                    .expect("read");
+            }
+            let insert = "INSERT INTO agents (name, environment, version, last_seen_ms) \
+                          VALUES ($1, 'prod', '1', 0)";
+            sqlx::query(insert)
+                .bind("a1")
+                .execute(&mut *t1)
+                .await
+                .expect("insert a1");
+            let second = async {
+                sqlx::query(insert).bind("a2").execute(&mut *t2).await?;
+                t1.commit().await?;
+                t2.commit().await
+            };
+            let err = CatalogError::Query(second.await.expect_err("both transactions committed"));
+            assert!(err.is_retryable(), "{err}");
+        }
+    }
 }
 
 #[tokio::test]

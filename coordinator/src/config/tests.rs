@@ -313,3 +313,6 @@ fn roles_are_ordered() {
     assert!(Role::Viewer < Role::Operator);
     assert!(Role::Operator < Role::Admin);
 }
+
+#[path = "catalog_tests.rs"]
+mod catalog;

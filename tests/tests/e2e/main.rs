@@ -10,6 +10,7 @@ mod audit_and_logs;
 mod b29_corrupt_archive;
 mod b30_bad_config;
 mod by_hand_restore;
+mod catalog_postgres;
 mod catalog_rebuild;
 mod child_env;
 mod coordinator_runs;

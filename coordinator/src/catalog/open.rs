@@ -1,0 +1,215 @@
+//! Opening the catalog on either backend and bringing its schema up to date.
+
+use std::{path::Path, path::PathBuf, time::Duration};
+
+use lifeboat_common::secret::Secret;
+use sqlx::{
+    ConnectOptions, Executor,
+    any::{AnyConnectOptions, AnyPoolOptions},
+    migrate::{Migration, MigrationType, Migrator},
+};
+
+use super::{Catalog, CatalogError, Result};
+
+/// Which database holds the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A PostgreSQL catalog: where it is and how to reach it. `Debug` never shows the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresCatalog {
+    /// `postgres://USER@HOST:PORT/DATABASE`, without a password or parameters (checked by the
+    /// configuration).
+    pub url: String,
+    pub password: Option<Secret<String>>,
+    pub tls: PostgresTls,
+}
+
+/// How the coordinator secures its connections to a PostgreSQL catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostgresTls {
+    /// TLS, the server's certificate checked against `ca` (or the public web roots when
+    /// none is given) and its name against the URL's host. The default.
+    VerifyFull { ca: Option<PathBuf> },
+    /// Plain TCP: only for a server on the same host or a network the operator trusts.
+    Disable,
+}
+
+/// Pool sizes: SQLite has one writer at a time anyway; PostgreSQL serves several at once.
+const SQLITE_CONNECTIONS: u32 = 4;
+const POSTGRES_CONNECTIONS: u32 = 10;
+
+fn pool_options() -> AnyPoolOptions {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new().acquire_timeout(Duration::from_secs(15))
+}
+
+impl Catalog {
+    /// Opens (creating if missing) the SQLite catalog at `path` and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self> {
+        let open_err = |source: sqlx::Error| CatalogError::Open {
+            path: path.display().to_string(),
+            detail: source.to_string(),
+        };
+        let Some(text) = path.to_str() else {
+            return Err(open_err(sqlx::Error::Configuration(
+                "the catalog path is not valid UTF-8".into(),
+            )));
+        };
+        // The path is percent-decoded by the driver: encode every byte that could be read as
+        // URL syntax.
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+                .replace("%2F", "/");
+        let options: AnyConnectOptions = format!("sqlite://{encoded}?mode=rwc")
+            .parse()
+            .map_err(open_err)?;
+        let pool = pool_options()
+            .max_connections(SQLITE_CONNECTIONS)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // A job result is acknowledged only once it is durable (synchronous=FULL).
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        super::migrator().run(&pool).await?;
+        Ok(Self {
+            pool,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// Connects to a PostgreSQL catalog and applies migrations (in a transaction each; a
+    /// second coordinator starting at the same time waits on sqlx's migration lock).
+    pub async fn open_postgres(pg: &PostgresCatalog) -> Result<Self> {
+        let open_err = |source: sqlx::Error| CatalogError::Open {
+            path: pg.url.clone(),
+            detail: postgres_hint(&pg.tls, &source),
+        };
+        let mut url: url::Url = pg
+            .url
+            .parse()
+            .map_err(|e: url::ParseError| open_err(sqlx::Error::Configuration(e.into())))?;
+        if let Some(password) = &pg.password {
+            url.set_password(Some(password.expose())).map_err(|()| {
+                open_err(sqlx::Error::Configuration(
+                    "the catalog URL cannot carry a password".into(),
+                ))
+            })?;
+        }
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("application_name", "lifeboat-coordinator");
+            // SQLite's transactions are serializable, and the catalog code relies on it (read,
+            // decide, write in one transaction). The same guarantee on PostgreSQL; a lost race
+            // is a serialization failure, retryable like SQLITE_BUSY.
+            query.append_pair("options", "-c default_transaction_isolation=serializable");
+            match &pg.tls {
+                PostgresTls::VerifyFull { ca } => {
+                    query.append_pair("sslmode", "verify-full");
+                    if let Some(ca) = ca {
+                        let Some(ca) = ca.to_str() else {
+                            return Err(open_err(sqlx::Error::Configuration(
+                                "the catalog CA path is not valid UTF-8".into(),
+                            )));
+                        };
+                        query.append_pair("sslrootcert", ca);
+                    }
+                }
+                PostgresTls::Disable => {
+                    query.append_pair("sslmode", "disable");
+                }
+            }
+        }
+        let options = AnyConnectOptions::from_url(&url).map_err(open_err)?;
+        let pool = pool_options()
+            .max_connections(POSTGRES_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        postgres_migrator().run(&pool).await?;
+        Ok(Self {
+            pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    /// The migrations this binary carries for this catalog's backend.
+    pub(super) fn migrator(&self) -> Migrator {
+        match self.backend {
+            Backend::Sqlite => super::migrator(),
+            Backend::Postgres => postgres_migrator(),
+        }
+    }
+}
+
+/// Why a PostgreSQL catalog could not be reached, and what to change. The error never holds
+/// the password: sqlx reports the server's message or the I/O failure, not the URL.
+fn postgres_hint(tls: &PostgresTls, e: &sqlx::Error) -> String {
+    let text = e.to_string();
+    let hint = if text.contains("certificate") || text.contains("CertificateRequired") {
+        match tls {
+            PostgresTls::VerifyFull { ca: Some(ca) } => format!(
+                "the server's TLS certificate did not verify against catalog.ca ({}) or does \
+                 not name the URL's host; point catalog.ca at the CA that signed it",
+                ca.display()
+            ),
+            _ => "the server's TLS certificate did not verify against the public CA roots or \
+                  does not name the URL's host; set catalog.ca to the CA that signed it"
+                .to_owned(),
+        }
+    } else if text.contains("password authentication failed")
+        || text.contains("no password was provided")
+    {
+        "the server refused the role's password; put the right one in catalog.password_file"
+            .to_owned()
+    } else if text.contains("does not exist") {
+        "create the role and the database first (CREATE DATABASE … OWNER …); the coordinator \
+         creates its tables"
+            .to_owned()
+    } else if text.contains("TLS") && text.contains("not supported") {
+        "the server does not offer TLS; enable ssl on it, or set catalog.tls = \"disable\" \
+         for a server on this host or a network you trust"
+            .to_owned()
+    } else if text.contains("Connection refused") || text.contains("timed out") {
+        "nothing answers at the URL's host and port; check that the server runs and listens \
+         there"
+            .to_owned()
+    } else {
+        return text;
+    };
+    format!("{text}; {hint}")
+}
+
+/// The PostgreSQL catalog's schema. It starts at version 18, the SQLite schema's version when
+/// the backend was added; later migrations are added to both with the same number.
+fn postgres_migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        18,
+        "schema".into(),
+        MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(include_str!("../../migrations/postgres/0018_schema.sql")),
+        false,
+    )])
+}
