@@ -239,3 +239,25 @@ pub async fn run_with_ready(
     tracing::info!("coordinator stopped");
     grpc_result.and(http_result)
 }
+
+/// With a PostgreSQL catalog: takes the catalog's lock, waiting (standby) while another
+/// coordinator holds it. `None` for SQLite (one process per file).
+pub async fn catalog_lock(config: &Config) -> Result<Option<catalog::CatalogLock>> {
+    let config::CatalogLocation::Postgres(pg) = &config.catalog else {
+        return Ok(None);
+    };
+    let settings = pg
+        .connect_settings()
+        .context("read catalog.password_file")?;
+    let lock = settings
+        .acquire_lock(|| {
+            tracing::info!(
+                catalog = %settings.url,
+                "another coordinator is active on this catalog; standing by until it stops"
+            )
+        })
+        .await
+        .with_context(|| format!("take the catalog's lock ({})", config.file.display()))?;
+    tracing::info!(catalog = %settings.url, "holding the catalog's lock: this coordinator is active");
+    Ok(Some(lock))
+}

@@ -97,13 +97,30 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    // A standby binds nothing until it is the active coordinator.
+    let lock = tokio::select! {
+        lock = lifeboat_coordinator::catalog_lock(&config) => lock?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    if let Some(lock) = lock {
+        // Fencing: without the lock another coordinator may be active at any moment, so this
+        // one stops at once, without draining. Agents resend what it did not acknowledge.
+        tokio::spawn(async move {
+            let why = lock.watch().await;
+            tracing::error!("{why}; exiting so that a standby coordinator can take over");
+            eprintln!(
+                "error: {why}; exited so that a standby coordinator can take over (start this \
+                 one again to stand by)"
+            );
+            std::process::exit(1);
+        });
+    }
     let grpc = bind(&config, "server.grpc_listen", config.grpc_listen).await?;
     let http = bind(&config, "server.http_listen", config.http_listen).await?;
     let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
     let http_addr = http.local_addr().context("read HTTP listener address")?;
-
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
 
     lifeboat_coordinator::run_with_ready(config, grpc, http, shutdown, move || match ready_file {
         Some(path) => write_ready_file(&path, grpc_addr, http_addr),

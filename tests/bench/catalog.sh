@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# List and health latency of the coordinator on a large SQLite catalog.
+# List and health latency of the coordinator on a large catalog, SQLite or PostgreSQL.
 #
-#   tests/bench/catalog.sh [--backups N] [--jobs N] [--targets T] [--calls C] [--no-build] [--keep]
+#   tests/bench/catalog.sh [--backend sqlite|postgres] [--backups N] [--jobs N] [--targets T]
+#                          [--calls C] [--no-build] [--keep]
 #
-# Starts a coordinator on a catalog it created, stops it, fills the catalog with sqlite3 (T
+# With --backend postgres the catalog is a database on a throwaway PostgreSQL 15 server
+# (initdb in the work directory, loopback, default settings but fsync=off for the fill).
+# Starts a coordinator on a catalog it created, stops it, fills the catalog with SQL (T
 # targets, default 50; N backups, default 1,000,000, spread over the targets, each with its
 # backup job; more finished jobs up to the jobs total, default 5,000,000), starts it again (the
 # time its migrations take on that catalog is printed) and times C calls (default 100) of each
@@ -23,8 +26,11 @@ TARGETS=50
 CALLS=100
 KEEP=0
 BUILD=1
+BACKEND=sqlite
+PG_BIN=/usr/lib/postgresql/15/bin
 while [ $# -gt 0 ]; do
     case "$1" in
+    --backend) BACKEND=$2; shift 2 ;;
     --backups) BACKUPS=$2; shift 2 ;;
     --jobs) JOBS=$2; shift 2 ;;
     --targets) TARGETS=$2; shift 2 ;;
@@ -36,7 +42,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     *)
-        echo "usage: $0 [--backups N] [--jobs N] [--targets T] [--calls C] [--no-build] [--keep]" >&2
+        echo "usage: $0 [--backend sqlite|postgres] [--backups N] [--jobs N] [--targets T] [--calls C] [--no-build] [--keep]" >&2
         exit 2
         ;;
     esac
@@ -47,6 +53,11 @@ for v in "$BACKUPS" "$JOBS" "$TARGETS" "$CALLS"; do
         exit 2
     }
 done
+case "$BACKEND" in sqlite | postgres) ;; *)
+    echo "--backend takes sqlite or postgres" >&2
+    exit 2
+    ;;
+esac
 [ "$JOBS" -ge "$BACKUPS" ] || {
     echo "--jobs must be at least --backups (every backup has its job)" >&2
     exit 2
@@ -61,8 +72,10 @@ fi
 
 WORK=$(mktemp -d /tmp/lifeboat-bench-catalog.XXXXXX)
 COORD_PID=""
+PG_STARTED=0
 cleanup() {
     [ -n "$COORD_PID" ] && kill "$COORD_PID" 2>/dev/null && wait "$COORD_PID" 2>/dev/null
+    [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null
     if [ "$KEEP" -eq 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -70,6 +83,30 @@ trap cleanup EXIT
 # shellcheck source=tests/bench/lib.sh
 source "$ROOT/tests/bench/lib.sh"
 build_release
+if [ "$BACKEND" = postgres ]; then
+    echo "==> starting PostgreSQL for the catalog"
+    mkdir "$WORK/pg"
+    chown postgres "$WORK/pg"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg/data" -U lifeboat -A trust >/dev/null
+    for _ in 1 2 3 4 5; do
+        PG_PORT=$(shuf -i 20000-60000 -n 1)
+        if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w -o \
+            "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null; then
+            PG_STARTED=1
+            break
+        fi
+    done
+    [ "$PG_STARTED" -eq 1 ] || { cat "$WORK/pg/log"; exit 1; }
+    psql -h "$WORK/pg" -p "$PG_PORT" -U lifeboat -d postgres -qc "CREATE DATABASE catalog"
+    CATALOG_TOML=$(printf '[catalog]\nurl = "postgres://lifeboat@127.0.0.1:%s/catalog"\ntls = "disable"' "$PG_PORT")
+fi
+sql() { # runs SQL from stdin (or $1) in the catalog
+    if [ "$BACKEND" = postgres ]; then
+        psql -h "$WORK/pg" -p "$PG_PORT" -U lifeboat -d catalog -X -q -A -t -v ON_ERROR_STOP=1 ${1:+-c "$1"}
+    else
+        sqlite3 "$WORK/catalog.db" ${1:+"$1"}
+    fi
+}
 start_coordinator
 stop_coordinator() {
     kill "$COORD_PID"
@@ -85,9 +122,9 @@ restart_coordinator() {
 
 # Fills the catalog with $1 backups (each with its succeeded backup job) and $2 jobs in all
 # (the rest finished verifies), over TARGETS targets, one second apart, newest last.
-fill() {
+fill_sqlite() {
     local backups=$1 jobs=$2
-    sqlite3 "$WORK/catalog.db" >/dev/null <<EOF
+    sql >/dev/null <<EOF
 PRAGMA journal_mode = OFF;
 PRAGMA synchronous = OFF;
 PRAGMA foreign_keys = OFF;
@@ -132,6 +169,56 @@ ANALYZE;
 EOF
 }
 
+# The same rows with PostgreSQL's functions.
+fill_postgres() {
+    local backups=$1 jobs=$2
+    sql >/dev/null <<EOF
+SET session_replication_role = replica;
+BEGIN;
+TRUNCATE backups, jobs, targets CASCADE;
+INSERT INTO agents (name, environment, version, last_seen_ms)
+    VALUES ('bench-agent', 'bench', 'bench', 0) ON CONFLICT (name) DO NOTHING;
+INSERT INTO targets (full_name, environment, name, agent, engine, provider, repository, database_name)
+    SELECT 'bench/t' || i, 'bench', 't' || i, 'bench-agent', 'postgres', 'postgres', 'local', 'app'
+    FROM generate_series(1, $TARGETS) i;
+INSERT INTO jobs (id, kind, state, target, agent, backup_id, requested_by, created_at_ms,
+                  started_at_ms, finished_at_ms)
+    SELECT to_char(to_timestamp(1600000000 + i) AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"') || '-' || lpad(to_hex(i % 16777216), 6, '0'),
+           CASE WHEN i <= $backups THEN 'backup' ELSE 'verify' END,
+           'succeeded',
+           'bench/t' || (1 + i % $TARGETS), 'bench-agent',
+           to_char(to_timestamp(1600000000 + (i - 1) % $backups + 1) AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"') || '-b' || lpad(to_hex(((i - 1) % $backups + 1) % 1048576), 5, '0'),
+           'admin', (1600000000::bigint + i) * 1000, (1600000000::bigint + i) * 1000 + 10, (1600000000::bigint + i) * 1000 + 900
+    FROM generate_series(1, $jobs) i;
+INSERT INTO backups (backup_id, target, environment, agent, repository, engine, provider,
+                     database_name, server_version, system_identifier, dump_tool,
+                     dump_tool_version, format, compression, compression_level, raw_size,
+                     stored_size, raw_sha256, stored_sha256, started_at_ms, finished_at_ms,
+                     row_counts, data_key, manifest_key, verify_status, job_id, recorded_at_ms)
+    SELECT to_char(to_timestamp(1600000000 + i) AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"') || '-b' || lpad(to_hex(i % 1048576), 5, '0'),
+           'bench/t' || (1 + i % $TARGETS), 'bench', 'bench-agent', 'local', 'postgres', 'postgres',
+           'app', '15.8', '7300000000000000000', 'pg_dump', '15.8', 'pg_dump-custom', 'zstd', 3,
+           1000000 + i, 200000 + i, lpad(to_hex(i), 64, '0'), lpad(to_hex(i + 1), 64, '0'),
+           (1600000000::bigint + i) * 1000, (1600000000::bigint + i) * 1000 + 900,
+           '[{"schema":"public","table":"orders","rows":' || i || '}]',
+           'bench/t' || (1 + i % $TARGETS) || '/x/data.pgdump.zst', 'bench/t' || (1 + i % $TARGETS) || '/x/manifest.json',
+           'ok',
+           to_char(to_timestamp(1600000000 + i) AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"') || '-' || lpad(to_hex(i % 16777216), 6, '0'),
+           (1600000000::bigint + i) * 1000 + 900
+    FROM generate_series(1, $backups) i;
+COMMIT;
+VACUUM ANALYZE;
+EOF
+}
+fill() { "fill_$BACKEND" "$@"; }
+size_on_disk() {
+    if [ "$BACKEND" = postgres ]; then
+        sql "SELECT pg_size_pretty(pg_database_size('catalog'))"
+    else
+        du -h "$WORK/catalog.db" | cut -f1
+    fi
+}
+
 # Times CALLS runs of the command (seconds each, one per line, into the named file).
 time_calls() {
     local out=$1 t0
@@ -163,11 +250,11 @@ measure() {
     echo "==> $phase: filling the catalog ($backups backups, $jobs jobs, $TARGETS targets)"
     t0=$(now)
     fill "$backups" "$jobs"
-    echo "    filled in $(elapsed "$t0" "$(now)") s; $(du -h "$WORK/catalog.db" | cut -f1) on disk"
+    echo "    filled in $(elapsed "$t0" "$(now)") s; $(size_on_disk) on disk"
     restart_coordinator
     echo "    coordinator ready in $READY_T s"
     # A cursor deep into bench/t7's list.
-    after=$(sqlite3 "$WORK/catalog.db" "SELECT backup_id FROM backups WHERE target = 'bench/t7' ORDER BY finished_at_ms DESC, backup_id DESC LIMIT 1 OFFSET $((backups / TARGETS / 2))")
+    after=$(sql "SELECT backup_id FROM backups WHERE target = 'bench/t7' ORDER BY finished_at_ms DESC, backup_id DESC LIMIT 1 OFFSET $((backups / TARGETS / 2))")
     local k
     for k in target all after jobs health; do
         case $k in
@@ -190,7 +277,7 @@ measure baseline "$small_b" "$small_j"
 measure large "$BACKUPS" "$JOBS"
 
 echo
-echo "p99 of $CALLS calls each, large catalog ($BACKUPS backups, $JOBS jobs) against the baseline ($small_b, $small_j); goal: <= 50 ms"
+echo "$BACKEND catalog: p99 of $CALLS calls each, large catalog ($BACKUPS backups, $JOBS jobs) against the baseline ($small_b, $small_j); goal: <= 50 ms"
 for k in target all after jobs health; do
     printf '  %-7s %7s ms  baseline %7s ms  ratio %s  (difference %s ms)\n' "$k" "$(pct "$WORK/large.$k" 99)" \
         "$(pct "$WORK/baseline.$k" 99)" "$(ratio "$(pct "$WORK/large.$k" 99)" "$(pct "$WORK/baseline.$k" 99)")" \

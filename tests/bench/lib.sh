@@ -52,13 +52,16 @@ build_release() {
 }
 
 # Certificates for a coordinator, the agent "bench-agent" and the operator "admin"; a
-# coordinator on a SQLite catalog in WORK. Sets COORD_PID and GRPC.
+# coordinator on a SQLite catalog in WORK (or the [catalog] table in CATALOG_TOML). Sets
+# COORD_PID and GRPC.
 start_coordinator() {
     echo "==> starting the coordinator"
     "$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
     "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind coordinator --name coordinator --san 127.0.0.1 >/dev/null
     "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind agent --name bench-agent >/dev/null
     "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind operator --name admin >/dev/null
+    local catalog_toml=${CATALOG_TOML:-}
+    [ -n "$catalog_toml" ] || catalog_toml=$(printf '[catalog]\nurl = "sqlite://%s/catalog.db"' "$WORK")
     cat >"$WORK/coordinator.toml" <<EOT
 [server]
 grpc_listen = "127.0.0.1:0"
@@ -67,8 +70,7 @@ http_listen = "127.0.0.1:0"
 ca = "$WORK/pki/ca.pem"
 cert = "$WORK/pki/coordinator.pem"
 key = "$WORK/pki/coordinator.key"
-[catalog]
-url = "sqlite://$WORK/catalog.db"
+$catalog_toml
 [jobs]
 heartbeat_interval_secs = 1
 [[operator]]

@@ -15,6 +15,7 @@ pub mod health;
 mod history;
 mod jobs;
 pub mod keys;
+mod leader;
 mod migrate;
 #[cfg(test)]
 mod monitoring_tests;
@@ -34,6 +35,7 @@ use sqlx::{
     migrate::{Migration, MigrationType, Migrator},
 };
 
+pub use leader::{CatalogLock, LockLost};
 pub use migrate::TableCopied;
 pub use open::{Backend, PostgresCatalog, PostgresTls};
 

@@ -107,41 +107,7 @@ impl Catalog {
             path: pg.url.clone(),
             detail: postgres_hint(&pg.tls, &source),
         };
-        let mut url: url::Url = pg
-            .url
-            .parse()
-            .map_err(|e: url::ParseError| open_err(sqlx::Error::Configuration(e.into())))?;
-        if let Some(password) = &pg.password {
-            url.set_password(Some(password.expose())).map_err(|()| {
-                open_err(sqlx::Error::Configuration(
-                    "the catalog URL cannot carry a password".into(),
-                ))
-            })?;
-        }
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair("application_name", "lifeboat-coordinator");
-            // SQLite's transactions are serializable, and the catalog code relies on it (read,
-            // decide, write in one transaction). The same guarantee on PostgreSQL; a lost race
-            // is a serialization failure, retryable like SQLITE_BUSY.
-            query.append_pair("options", "-c default_transaction_isolation=serializable");
-            match &pg.tls {
-                PostgresTls::VerifyFull { ca } => {
-                    query.append_pair("sslmode", "verify-full");
-                    if let Some(ca) = ca {
-                        let Some(ca) = ca.to_str() else {
-                            return Err(open_err(sqlx::Error::Configuration(
-                                "the catalog CA path is not valid UTF-8".into(),
-                            )));
-                        };
-                        query.append_pair("sslrootcert", ca);
-                    }
-                }
-                PostgresTls::Disable => {
-                    query.append_pair("sslmode", "disable");
-                }
-            }
-        }
+        let url = pg.connect_url().map_err(open_err)?;
         let options = AnyConnectOptions::from_url(&url).map_err(open_err)?;
         let pool = pool_options()
             .max_connections(POSTGRES_CONNECTIONS)
@@ -164,9 +130,47 @@ impl Catalog {
     }
 }
 
+impl PostgresCatalog {
+    /// The URL the driver connects with: password, TLS settings, application name and the
+    /// sessions' isolation level added. Never logged.
+    pub(super) fn connect_url(&self) -> std::result::Result<url::Url, sqlx::Error> {
+        let config = |e: &str| sqlx::Error::Configuration(e.to_owned().into());
+        let mut url: url::Url = self
+            .url
+            .parse()
+            .map_err(|e: url::ParseError| sqlx::Error::Configuration(e.into()))?;
+        if let Some(password) = &self.password {
+            url.set_password(Some(password.expose()))
+                .map_err(|()| config("the catalog URL cannot carry a password"))?;
+        }
+        let mut query = url.query_pairs_mut();
+        query.append_pair("application_name", "lifeboat-coordinator");
+        // SQLite's transactions are serializable, and the catalog code relies on it (read,
+        // decide, write in one transaction). The same guarantee on PostgreSQL; a lost race is
+        // a serialization failure, retryable like SQLITE_BUSY.
+        query.append_pair("options", "-c default_transaction_isolation=serializable");
+        match &self.tls {
+            PostgresTls::VerifyFull { ca } => {
+                query.append_pair("sslmode", "verify-full");
+                if let Some(ca) = ca {
+                    let ca = ca
+                        .to_str()
+                        .ok_or_else(|| config("the catalog CA path is not valid UTF-8"))?;
+                    query.append_pair("sslrootcert", ca);
+                }
+            }
+            PostgresTls::Disable => {
+                query.append_pair("sslmode", "disable");
+            }
+        }
+        drop(query);
+        Ok(url)
+    }
+}
+
 /// Why a PostgreSQL catalog could not be reached, and what to change. The error never holds
 /// the password: sqlx reports the server's message or the I/O failure, not the URL.
-fn postgres_hint(tls: &PostgresTls, e: &sqlx::Error) -> String {
+pub(super) fn postgres_hint(tls: &PostgresTls, e: &sqlx::Error) -> String {
     let text = e.to_string();
     let hint = if text.contains("certificate") || text.contains("CertificateRequired") {
         match tls {

@@ -314,3 +314,170 @@ fn a_sqlite_catalog_is_migrated_into_postgres_and_the_coordinator_carries_on() {
     );
     s.shutdown();
 }
+
+/// The config at `path` with gRPC pinned to `grpc` and HTTP on any free port.
+fn standby_config(path: &std::path::Path, grpc: &str) -> String {
+    std::fs::read_to_string(path)
+        .expect("read coordinator.toml")
+        .lines()
+        .map(|l| match l.trim_start() {
+            t if t.starts_with("grpc_listen") => format!("grpc_listen = {grpc:?}\n"),
+            t if t.starts_with("http_listen") => "http_listen = \"127.0.0.1:0\"\n".to_owned(),
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_standby_coordinator_takes_over_when_the_active_one_dies() {
+    use lifeboat_e2e::coordinator::read_ready_file;
+    use lifeboat_e2e::process::Proc;
+    use std::time::Instant;
+
+    let (catalog_pg, ip, ca_pem) = catalog_server();
+    let dir = TestDir::new("catalog-postgres-standby");
+    let secrets = dir.sub("secrets");
+    let password_file = secrets.join("catalog.password");
+    write_private(&password_file, CATALOG_PASSWORD);
+    let ca_file = secrets.join("catalog-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).expect("write CA");
+    let catalog = format!(
+        "[catalog]\nurl = \"postgres://lbcatalog@{ip}:{port}/lifeboat\"\n\
+         password_file = {password_file:?}\nca = {ca_file:?}\n",
+        port = catalog_pg.port(),
+    );
+    let mut s = Sandbox::builder("catalog-postgres-standby")
+        .dir(dir)
+        .target(SandboxTarget::new("app"))
+        .coordinator_catalog(&catalog)
+        .build();
+    load_bulk(&s.pg, "app", "orders", 1000);
+    let first = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+
+    // A second coordinator on the same catalog, configured for the same gRPC address (as a
+    // second host behind one name would be): it stands by and listens on nothing.
+    let standby_dir = s.dir.sub("standby");
+    let config = standby_dir.join("coordinator.toml");
+    std::fs::write(
+        &config,
+        standby_config(s.coordinator.config_path(), s.coordinator.grpc_addr()),
+    )
+    .expect("write standby config");
+    let ready = standby_dir.join("ready.json");
+    let mut cmd = Command::new(lifeboat_e2e::bin("lifeboat-coordinator"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--ready-file")
+        .arg(&ready)
+        .current_dir(&standby_dir);
+    let mut standby = Proc::spawn("standby", cmd, &standby_dir);
+    lifeboat_e2e::poll::eventually("the standby says so", Duration::from_secs(30), || {
+        if standby.logs().contains("standing by") {
+            Ok(())
+        } else {
+            anyhow::bail!("no 'standing by' in its log yet")
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        standby.is_running(),
+        "the standby exited: {}",
+        standby.logs()
+    );
+    assert!(
+        !ready.exists(),
+        "the standby serves while the active one runs"
+    );
+
+    // The active coordinator dies; the standby takes over its address and its catalog.
+    let killed_at = Instant::now();
+    s.coordinator.kill();
+    let (grpc, _http) =
+        lifeboat_e2e::poll::eventually("the standby takes over", Duration::from_secs(60), || {
+            if let Some(status) = standby.try_status() {
+                panic!("the standby exited ({status}): {}", standby.logs());
+            }
+            read_ready_file(&ready)
+        });
+    eprintln!(
+        "failover: the standby served {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert_eq!(grpc, s.coordinator.grpc_addr());
+
+    // The CLI and the agent find it at the same address: the first backup is listed, a new
+    // one is taken through it and restores the same data.
+    let listed = s.backup_list("app");
+    assert_eq!(
+        find_str(&listed[0], "backup_id").as_deref(),
+        Some(first.as_str())
+    );
+    s.pg.psql("app", "DELETE FROM bulk_orders WHERE id <= 100;");
+    let second = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+    s.restore(&second, "app_after_failover", &[]).assert_ok();
+    assert_same_data(&s.pg, "app", "app_after_failover", s.dir.path());
+    assert_eq!(
+        catalog_pg.query_one("lifeboat", "SELECT count(*) FROM backups"),
+        "2",
+        "one row per backup, none twice"
+    );
+
+    // The standby stops cleanly; the first coordinator comes back and is active again.
+    assert!(standby.stop().success(), "{}", standby.logs());
+    s.coordinator.restart();
+    assert_eq!(s.backup_list("app").len(), 2);
+    s.shutdown();
+}
+
+#[test]
+fn the_active_coordinator_exits_when_it_loses_its_catalog_lock() {
+    let (catalog_pg, ip, ca_pem) = catalog_server();
+    let dir = TestDir::new("catalog-postgres-fenced");
+    let secrets = dir.sub("secrets");
+    let password_file = secrets.join("catalog.password");
+    write_private(&password_file, CATALOG_PASSWORD);
+    let ca_file = secrets.join("catalog-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).expect("write CA");
+    let mut s = Sandbox::builder("catalog-postgres-fenced")
+        .dir(dir)
+        .target(SandboxTarget::new("app"))
+        .coordinator_catalog(&format!(
+            "[catalog]\nurl = \"postgres://lbcatalog@{ip}:{port}/lifeboat\"\n\
+             password_file = {password_file:?}\nca = {ca_file:?}\n",
+            port = catalog_pg.port(),
+        ))
+        .build();
+    load_bulk(&s.pg, "app", "orders", 200);
+    s.backup_ok("app");
+
+    // The lock's session ends (an administrator, a proxy or the network cut it): the
+    // coordinator must stop acting on the catalog at once.
+    let terminated = catalog_pg.query_one(
+        "lifeboat",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND database = \
+         (SELECT oid FROM pg_database WHERE datname = 'lifeboat')",
+    );
+    assert_eq!(
+        terminated, "1",
+        "exactly one session holds the catalog lock"
+    );
+    let status = s
+        .coordinator
+        .proc()
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("still running: {}", s.coordinator.logs()));
+    assert_eq!(status.code(), Some(1), "{}", s.coordinator.logs());
+    assert!(
+        s.coordinator
+            .logs()
+            .contains("standby coordinator can take over"),
+        "{}",
+        s.coordinator.logs()
+    );
+
+    // Started again, it takes the free lock and serves.
+    s.coordinator.restart();
+    assert_eq!(s.backup_list("app").len(), 1);
+    s.shutdown();
+}
