@@ -31,7 +31,8 @@ pub struct Config {
     pub file: PathBuf,
     pub name: String,
     pub environment: String,
-    pub coordinator: String,
+    /// The coordinators' URLs: one, or the coordinators sharing a catalog, tried in turn.
+    pub coordinators: Vec<String>,
     pub coordinator_server_name: Option<String>,
     pub max_concurrent_jobs: u32,
     pub state_dir: PathBuf,
@@ -195,18 +196,31 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     Ok(validate(path, file)?)
 }
 
-fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
+fn validate(path: &Path, mut f: FileConfig) -> Result<Config, ConfigError> {
     let e = |key: &str, msg: String| ConfigError::new(path, key, msg);
     validate_simple("agent name", &f.name).map_err(|x| e("name", x.to_string()))?;
     validate_simple("environment", &f.environment).map_err(|x| e("environment", x.to_string()))?;
-    if !f.coordinator.starts_with("https://") {
+    let coordinators =
+        std::mem::replace(&mut f.coordinator, file::Coordinators::Several(Vec::new())).into_vec();
+    if coordinators.is_empty() {
         return Err(e(
             "coordinator",
-            format!(
-                "{:?} must be an https:// URL (every connection uses mutual TLS)",
-                f.coordinator
-            ),
+            "lists no URL; give the coordinator's https:// URL (or a list of them)".into(),
         ));
+    }
+    if coordinators.len() > 16 {
+        return Err(e(
+            "coordinator",
+            format!("lists {} URLs; give at most 16", coordinators.len()),
+        ));
+    }
+    for url in &coordinators {
+        if !url.starts_with("https://") {
+            return Err(e(
+                "coordinator",
+                format!("{url:?} must be an https:// URL (every connection uses mutual TLS)"),
+            ));
+        }
     }
     if f.max_concurrent_jobs == 0 || f.max_concurrent_jobs > 64 {
         return Err(e(
@@ -603,7 +617,7 @@ fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigError> {
         file: path.to_owned(),
         name: f.name,
         environment: f.environment,
-        coordinator: f.coordinator,
+        coordinators,
         coordinator_server_name: f.coordinator_server_name,
         max_concurrent_jobs: f.max_concurrent_jobs,
         state_dir,

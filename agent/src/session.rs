@@ -17,6 +17,8 @@ use crate::{
 };
 
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// The pause before trying the next coordinator of the list after one failed.
+const NEXT_COORDINATOR: Duration = Duration::from_millis(200);
 /// A session that lasted this long resets the backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(30);
 
@@ -28,18 +30,22 @@ pub async fn run_forever(
     mut events: mpsc::UnboundedReceiver<Event>,
     shutdown: CancellationToken,
 ) {
-    let mut endpoint = match lifeboat_common::tls::client_endpoint(
-        &config.coordinator,
-        &config.tls,
-        config.coordinator_server_name.as_deref(),
-    ) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!("failed to configure the coordinator connection: {e:#}");
-            shutdown.cancel();
-            return;
+    // One endpoint per coordinator URL, loaded at start: a bad URL or TLS file stops here.
+    let mut endpoints = Vec::with_capacity(config.coordinators.len());
+    for url in &config.coordinators {
+        match lifeboat_common::tls::client_endpoint(
+            url,
+            &config.tls,
+            config.coordinator_server_name.as_deref(),
+        ) {
+            Ok(e) => endpoints.push(e),
+            Err(e) => {
+                tracing::error!("failed to configure the coordinator connection: {e:#}");
+                shutdown.cancel();
+                return;
+            }
         }
-    };
+    }
     let backoff_builder = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(500))
@@ -47,17 +53,22 @@ pub async fn run_forever(
         .without_max_times();
     let mut backoff = backoff_builder.build();
     let mut first = true;
+    // The coordinator tried next: the one that worked last, or after a failure the next in
+    // the list (the active coordinator of a catalog may be any of them).
+    let mut current = 0;
+    let mut failed_in_round = 0;
     loop {
+        let url = &config.coordinators[current];
         // Every reconnect reads the certificate, key and CA bundle again, so a renewed agent
         // certificate or a rotated CA is used without a restart. Files caught mid-rotation keep
         // the previous ones for this attempt.
         if !first {
             match lifeboat_common::tls::client_endpoint(
-                &config.coordinator,
+                url,
                 &config.tls,
                 config.coordinator_server_name.as_deref(),
             ) {
-                Ok(e) => endpoint = e,
+                Ok(e) => endpoints[current] = e,
                 Err(e) => tracing::error!(
                     "cannot load the TLS files again; reconnecting with the ones loaded before: {e:#}"
                 ),
@@ -67,9 +78,10 @@ pub async fn run_forever(
         let started = tokio::time::Instant::now();
         match session(
             &config,
+            url,
             &stats,
             &wal,
-            &endpoint,
+            &endpoints[current],
             &runner,
             &mut events,
             &shutdown,
@@ -78,13 +90,22 @@ pub async fn run_forever(
         {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(coordinator = %config.coordinator, "coordinator session ended: {e:#}");
+                tracing::warn!(coordinator = %url, "coordinator session ended: {e:#}");
+                current = (current + 1) % config.coordinators.len();
+                failed_in_round += 1;
             }
         }
         if started.elapsed() > STABLE_SESSION {
             backoff = backoff_builder.build();
         }
-        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        // The next coordinator of the list is tried at once; the backoff grows only when
+        // every one of them failed.
+        let delay = if failed_in_round < config.coordinators.len() {
+            NEXT_COORDINATOR
+        } else {
+            failed_in_round = 0;
+            backoff.next().unwrap_or(Duration::from_secs(30))
+        };
         tracing::info!("reconnecting in {:.1}s", delay.as_secs_f64());
         let sleep = tokio::time::sleep(delay);
         tokio::pin!(sleep);
@@ -100,8 +121,10 @@ pub async fn run_forever(
 }
 
 /// One connected session. Returns Ok on shutdown, Err when the stream breaks.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     config: &Config,
+    url: &str,
     stats: &JanitorStats,
     wal: &crate::wal::status::Board,
     endpoint: &tonic::transport::Endpoint,
@@ -110,7 +133,7 @@ async fn session(
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let channel = tokio::select! {
-        c = endpoint.connect() => c.with_context(|| format!("connect to {}", config.coordinator))?,
+        c = endpoint.connect() => c.with_context(|| format!("connect to {url}"))?,
         () = shutdown.cancelled() => return Ok(()),
     };
     let mut client = pb::agent_gateway_client::AgentGatewayClient::new(channel)
@@ -162,7 +185,7 @@ async fn session(
         Ok(None) => bail!("coordinator closed the stream"),
         Err(s) => bail!("{}", describe_status(&s)),
     };
-    tracing::info!(coordinator = %config.coordinator, "connected to the coordinator");
+    tracing::info!(coordinator = %url, "connected to the coordinator");
     warn_on_clock_skew(welcome.clock_unix_ms, lifeboat_common::time::now_ms());
     for refused in &welcome.refused_targets {
         tracing::warn!(

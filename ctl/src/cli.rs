@@ -32,7 +32,8 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Coordinator URL, e.g. https://coord.example:7443
+    /// Coordinator URL, e.g. https://coord.example:7443; several separated by commas (the
+    /// coordinators sharing one catalog) are tried in order
     #[arg(long, env = "LIFEBOAT_COORDINATOR", global = true, value_name = "URL")]
     pub coordinator: Option<String>,
     /// CA certificate (PEM) that signed the coordinator's certificate

@@ -58,24 +58,59 @@ pub fn settings(global: &GlobalArgs) -> Result<(String, TlsFiles)> {
 }
 
 impl Conn {
-    /// Checks the options and files, then connects (TCP, TLS, HTTP/2).
+    /// Checks the options and files, then connects (TCP, TLS, HTTP/2). `--coordinator` may
+    /// list several URLs separated by commas (the coordinators sharing one catalog): they are
+    /// tried in order and the first that answers is used.
     pub async fn connect(global: &GlobalArgs) -> Result<Self> {
-        let (url, files) = settings(global)?;
-        let endpoint = client_endpoint(&url, &files, global.server_name.as_deref())
-            .map_err(usage)
-            .context("set up the connection to the coordinator")?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| error::connect_error(&url, &e))?;
-        let client = ControlClient::new(channel)
-            .max_decoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES);
-        Ok(Self {
-            client,
-            url,
-            timeout: Duration::from_secs(global.timeout),
-        })
+        let (list, files) = settings(global)?;
+        let urls: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(error::usage_msg(
+                "--coordinator names no URL; give https://HOST:PORT (several separated by commas)",
+            ));
+        }
+        if let Some(bad) = urls.iter().find(|u| !u.starts_with("https://")) {
+            return Err(error::usage_msg(format!(
+                "--coordinator {bad:?} must be an https:// URL (every connection uses mutual TLS)"
+            )));
+        }
+        let mut endpoints = Vec::with_capacity(urls.len());
+        for url in &urls {
+            endpoints.push(
+                client_endpoint(url, &files, global.server_name.as_deref())
+                    .map_err(usage)
+                    .context("set up the connection to the coordinator")?,
+            );
+        }
+        let mut failures = Vec::new();
+        for (url, endpoint) in urls.iter().zip(endpoints) {
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    let client = ControlClient::new(channel)
+                        .max_decoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES);
+                    return Ok(Self {
+                        client,
+                        url: (*url).to_owned(),
+                        timeout: Duration::from_secs(global.timeout),
+                    });
+                }
+                Err(e) => failures.push(error::connect_error(url, &e)),
+            }
+        }
+        if failures.len() == 1 {
+            return Err(failures.remove(0));
+        }
+        let all: Vec<String> = failures.iter().map(|e| format!("{e:#}")).collect();
+        Err(anyhow::anyhow!(
+            "no coordinator answered ({} tried): {}",
+            all.len(),
+            all.join("; ")
+        ))
     }
 
     pub fn url(&self) -> &str {
@@ -175,5 +210,16 @@ mod tests {
         let e = Conn::connect(&g).await.expect_err("missing files accepted");
         assert_eq!(Outcome::of(&e), Outcome::Usage);
         assert!(format!("{e:#}").contains("/nonexistent/ca.pem"), "{e:#}");
+        // Every URL of a list is checked before any is tried.
+        g.coordinator = Some("https://a:7443, http://b:7443".into());
+        let e = Conn::connect(&g)
+            .await
+            .expect_err("http in a list accepted");
+        assert_eq!(Outcome::of(&e), Outcome::Usage);
+        assert!(format!("{e:#}").contains("https://"), "{e:#}");
+        g.coordinator = Some(" , ".into());
+        let e = Conn::connect(&g).await.expect_err("an empty list accepted");
+        assert_eq!(Outcome::of(&e), Outcome::Usage);
+        assert!(format!("{e:#}").contains("names no URL"), "{e:#}");
     }
 }

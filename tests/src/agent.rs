@@ -199,7 +199,7 @@ impl AgentBuilder {
         let mut s = format!(
             "name = {name:?}\n\
              environment = {env:?}\n\
-             coordinator = {url:?}\n\
+             coordinator = {url}\n\
              max_concurrent_jobs = {max}\n\
              state_dir = {state:?}\n\
              \n\
@@ -209,7 +209,12 @@ impl AgentBuilder {
              key = {key:?}\n",
             name = self.name,
             env = self.environment,
-            url = self.coordinator_url,
+            // Several URLs, separated by commas, are written as a list.
+            url = if self.coordinator_url.contains(',') {
+                format!("{:?}", self.coordinator_url.split(',').collect::<Vec<_>>())
+            } else {
+                format!("{:?}", self.coordinator_url)
+            },
             max = self.max_concurrent_jobs,
             state = self.state_dir().display().to_string(),
             ca = self.ca.display().to_string(),

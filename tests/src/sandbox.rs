@@ -143,6 +143,7 @@ pub struct SandboxBuilder {
     mariadb_tls: bool,
     log_format: Option<String>,
     coordinator_catalog: Option<String>,
+    standby_coordinator: Option<String>,
 }
 
 /// The S3 side of a sandbox built with [`SandboxBuilder::s3`]: the server and the fault proxy
@@ -203,6 +204,7 @@ impl SandboxBuilder {
             dir: None,
             log_format: None,
             coordinator_catalog: None,
+            standby_coordinator: None,
         }
     }
 
@@ -307,6 +309,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// Another coordinator's URL, listed after the sandbox's own for the agent and for
+    /// `admin` (`coordinator = [OWN, URL]`, `--coordinator OWN,URL`).
+    pub fn standby_coordinator(mut self, url: &str) -> Self {
+        self.standby_coordinator = Some(url.to_owned());
+        self
+    }
+
     /// The coordinator's whole `[catalog]` table (e.g. a PostgreSQL catalog).
     pub fn coordinator_catalog(mut self, table: &str) -> Self {
         self.coordinator_catalog = Some(table.to_owned());
@@ -353,11 +362,15 @@ impl SandboxBuilder {
             cb = cb.catalog_toml(table);
         }
         let coordinator = cb.start();
-        let admin = Ctl::new(&coordinator.url(), pki.ca(), admin_cert);
+        let coordinator_urls = match &self.standby_coordinator {
+            Some(other) => format!("{},{other}", coordinator.url()),
+            None => coordinator.url(),
+        };
+        let admin = Ctl::new(&coordinator_urls, pki.ca(), admin_cert);
 
         let repo = self.repo_path.clone().unwrap_or_else(|| dir.sub("repo"));
         let secrets = dir.sub("secrets");
-        let mut ab = Agent::builder(&dir.sub("agent"), &pki, &coordinator.url(), AGENT, ENV)
+        let mut ab = Agent::builder(&dir.sub("agent"), &pki, &coordinator_urls, AGENT, ENV)
             .fs_repository("local", &repo);
         let s3 = if self.s3.is_empty() {
             None

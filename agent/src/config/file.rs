@@ -5,12 +5,30 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// `coordinator = "https://…"`, or a list of the coordinators sharing one catalog (an active
+/// one and standbys), tried in turn.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Coordinators {
+    One(String),
+    Several(Vec<String>),
+}
+
+impl Coordinators {
+    pub(super) fn into_vec(self) -> Vec<String> {
+        match self {
+            Coordinators::One(u) => vec![u],
+            Coordinators::Several(v) => v,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
     pub(super) name: String,
     pub(super) environment: String,
-    pub(super) coordinator: String,
+    pub(super) coordinator: Coordinators,
     pub(super) coordinator_server_name: Option<String>,
     #[serde(default = "default_max_jobs")]
     pub(super) max_concurrent_jobs: u32,

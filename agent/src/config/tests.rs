@@ -715,3 +715,36 @@ fn restore_jobs_are_bounded_and_for_logical_targets() {
         "physical base backup",
     );
 }
+
+#[test]
+fn several_coordinators_are_tried_in_turn() {
+    let f = Fixture::new();
+    let c = f.parse("", "").expect("valid");
+    assert_eq!(c.coordinators, ["https://127.0.0.1:7443"]);
+    let with = |list: &str| {
+        parse(
+            &f.dir.path().join("agent.toml"),
+            &format!(
+                "name = \"a\"\nenvironment = \"dev\"\ncoordinator = {list}\nstate_dir = \"state\"\n\
+                 [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n"
+            ),
+        )
+    };
+    let c = with("[\"https://coord-a:7443\", \"https://coord-b:7443\"]").expect("a list");
+    assert_eq!(
+        c.coordinators,
+        ["https://coord-a:7443", "https://coord-b:7443"]
+    );
+    let e = refusal(with("[]"));
+    assert!(
+        e.contains("coordinator") && e.contains("lists no URL"),
+        "{e}"
+    );
+    let e = refusal(with("[\"https://coord-a:7443\", \"http://coord-b:7443\"]"));
+    assert!(
+        e.contains("coordinator") && e.contains("http://coord-b"),
+        "{e}"
+    );
+    let e = refusal(with("7443"));
+    assert!(e.contains("coordinator"), "{e}");
+}

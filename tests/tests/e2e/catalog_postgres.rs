@@ -481,3 +481,89 @@ fn the_active_coordinator_exits_when_it_loses_its_catalog_lock() {
     assert_eq!(s.backup_list("app").len(), 1);
     s.shutdown();
 }
+
+#[test]
+fn agents_and_the_cli_fail_over_to_a_standby_at_another_address() {
+    use lifeboat_e2e::coordinator::read_ready_file;
+    use lifeboat_e2e::process::Proc;
+
+    let (catalog_pg, ip, ca_pem) = catalog_server();
+    let dir = TestDir::new("catalog-postgres-failover");
+    let secrets = dir.sub("secrets");
+    let password_file = secrets.join("catalog.password");
+    write_private(&password_file, CATALOG_PASSWORD);
+    let ca_file = secrets.join("catalog-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).expect("write CA");
+    // The standby's address, known to the agent and the CLI before it listens.
+    let standby_addr = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
+    let mut s = Sandbox::builder("catalog-postgres-failover")
+        .dir(dir)
+        .target(SandboxTarget::new("app"))
+        .coordinator_catalog(&format!(
+            "[catalog]\nurl = \"postgres://lbcatalog@{ip}:{port}/lifeboat\"\n\
+             password_file = {password_file:?}\nca = {ca_file:?}\n",
+            port = catalog_pg.port(),
+        ))
+        .standby_coordinator(&format!("https://{standby_addr}"))
+        .build();
+    load_bulk(&s.pg, "app", "orders", 1000);
+    let first = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+
+    let standby_dir = s.dir.sub("standby");
+    let config = standby_dir.join("coordinator.toml");
+    std::fs::write(
+        &config,
+        standby_config(s.coordinator.config_path(), &standby_addr),
+    )
+    .expect("write standby config");
+    let ready = standby_dir.join("ready.json");
+    let mut cmd = Command::new(lifeboat_e2e::bin("lifeboat-coordinator"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--ready-file")
+        .arg(&ready)
+        .current_dir(&standby_dir);
+    let mut standby = Proc::spawn("standby", cmd, &standby_dir);
+    lifeboat_e2e::poll::eventually("the standby says so", Duration::from_secs(30), || {
+        if standby.logs().contains("standing by") {
+            Ok(())
+        } else {
+            anyhow::bail!("no 'standing by' in its log yet")
+        }
+    });
+
+    // The active one dies during a backup; the standby takes over at its own address.
+    s.pg.psql("app", "DELETE FROM bulk_orders WHERE id <= 10;");
+    s.coordinator.kill();
+    let (grpc, _) =
+        lifeboat_e2e::poll::eventually("the standby takes over", Duration::from_secs(60), || {
+            if let Some(status) = standby.try_status() {
+                panic!("the standby exited ({status}): {}", standby.logs());
+            }
+            read_ready_file(&ready)
+        });
+    assert_eq!(grpc, standby_addr);
+
+    // The CLI, given both URLs, reaches the standby; the agent, given both, reconnects to it
+    // and runs the next backup; its data restores equal to the source.
+    let listed = s.backup_list("app");
+    assert_eq!(
+        find_str(&listed[0], "backup_id").as_deref(),
+        Some(first.as_str())
+    );
+    let second = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+    s.restore(&second, "app_after_failover", &[]).assert_ok();
+    assert_same_data(&s.pg, "app", "app_after_failover", s.dir.path());
+    assert_eq!(
+        catalog_pg.query_one("lifeboat", "SELECT count(*) FROM backups"),
+        "2"
+    );
+    assert!(
+        s.agent.logs().contains(&format!("https://{standby_addr}")),
+        "the agent never named the standby"
+    );
+
+    assert!(standby.stop().success(), "{}", standby.logs());
+    s.coordinator.restart();
+    s.shutdown();
+}
