@@ -139,3 +139,17 @@ fn the_unit_loads_the_tls_credentials_the_examples_use() {
         }
     }
 }
+
+#[test]
+fn the_ha_example_lists_both_coordinators() {
+    let dir = TestDir::new("example-agent-ha");
+    let path = materialize("ha", dir.path(), None);
+    let c = config::load(&path).unwrap_or_else(|e| panic!("ha: {e:#}"));
+    assert_eq!(
+        c.coordinators,
+        [
+            "https://coord-a.prod.internal:7443",
+            "https://coord-b.prod.internal:7443"
+        ]
+    );
+}

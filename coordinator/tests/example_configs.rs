@@ -267,3 +267,51 @@ fn the_annotated_example_declares_objectives() {
     );
     assert_eq!(c.alerts.size_change_percent, 50);
 }
+
+#[test]
+fn the_ha_example_shares_a_postgres_catalog_over_verified_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(root().join("deploy/examples/ha/coordinator.toml"))
+        .expect("read example");
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir_all(&creds).expect("mkdir");
+    let ca = Ca::generate("example").expect("CA");
+    let leaf = ca
+        .issue(&LeafSpec::coordinator(
+            "coordinator",
+            vec!["localhost".into()],
+        ))
+        .expect("issue");
+    for name in credentials(&text) {
+        let path = creds.join(&name);
+        match name.as_str() {
+            "ca.pem" | "catalog-ca.pem" => std::fs::write(&path, &ca.cert_pem).expect("write"),
+            "coordinator.pem" => std::fs::write(&path, &leaf.cert_pem).expect("write"),
+            "coordinator.key" | "catalog.password" => {
+                write_private_file(&path, leaf.key_pem.expose().as_bytes()).expect("write")
+            }
+            other => panic!("unexpected credential {other}"),
+        }
+    }
+    let path = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &path,
+        text.replace(CREDENTIALS, &format!("{}/", creds.display())),
+    )
+    .expect("write config");
+    let c = lifeboat_coordinator::load_config(&path).expect("load");
+    let config::CatalogLocation::Postgres(pg) = &c.catalog else {
+        panic!("not a PostgreSQL catalog: {:?}", c.catalog);
+    };
+    assert_eq!(
+        pg.url,
+        "postgres://lifeboat@catalog-db.prod.internal:5432/lifeboat"
+    );
+    assert_eq!(
+        pg.tls,
+        lifeboat_coordinator::catalog::PostgresTls::VerifyFull {
+            ca: Some(creds.join("catalog-ca.pem"))
+        }
+    );
+    assert_eq!(pg.password_file, Some(creds.join("catalog.password")));
+}

@@ -75,7 +75,10 @@ COORD_PID=""
 PG_STARTED=0
 cleanup() {
     [ -n "$COORD_PID" ] && kill "$COORD_PID" 2>/dev/null && wait "$COORD_PID" 2>/dev/null
-    [ "$PG_STARTED" -eq 1 ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null
+    if [ "$PG_STARTED" -eq 1 ]; then
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_ROOT/data" -m immediate stop >/dev/null
+    fi
+    [ -n "${PG_ROOT:-}" ] && rm -rf "$PG_ROOT"
     if [ "$KEEP" -eq 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -85,24 +88,25 @@ source "$ROOT/tests/bench/lib.sh"
 build_release
 if [ "$BACKEND" = postgres ]; then
     echo "==> starting PostgreSQL for the catalog"
-    mkdir "$WORK/pg"
-    chown postgres "$WORK/pg"
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg/data" -U lifeboat -A trust >/dev/null
+    # Its own directory: WORK (certificates and keys) stays private to this user.
+    PG_ROOT=$(mktemp -d /tmp/lifeboat-bench-catalog-pg.XXXXXX)
+    chown postgres "$PG_ROOT"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_ROOT/data" -U lifeboat -A trust >/dev/null
     for _ in 1 2 3 4 5; do
         PG_PORT=$(shuf -i 20000-60000 -n 1)
-        if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w -o \
-            "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null; then
+        if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_ROOT/data" -l "$PG_ROOT/log" -w -o \
+            "-p $PG_PORT -k $PG_ROOT -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null; then
             PG_STARTED=1
             break
         fi
     done
-    [ "$PG_STARTED" -eq 1 ] || { cat "$WORK/pg/log"; exit 1; }
-    psql -h "$WORK/pg" -p "$PG_PORT" -U lifeboat -d postgres -qc "CREATE DATABASE catalog"
+    [ "$PG_STARTED" -eq 1 ] || { cat "$PG_ROOT/log"; exit 1; }
+    psql -h "$PG_ROOT" -p "$PG_PORT" -U lifeboat -d postgres -qc "CREATE DATABASE catalog"
     CATALOG_TOML=$(printf '[catalog]\nurl = "postgres://lifeboat@127.0.0.1:%s/catalog"\ntls = "disable"' "$PG_PORT")
 fi
 sql() { # runs SQL from stdin (or $1) in the catalog
     if [ "$BACKEND" = postgres ]; then
-        psql -h "$WORK/pg" -p "$PG_PORT" -U lifeboat -d catalog -X -q -A -t -v ON_ERROR_STOP=1 ${1:+-c "$1"}
+        psql -h "$PG_ROOT" -p "$PG_PORT" -U lifeboat -d catalog -X -q -A -t -v ON_ERROR_STOP=1 ${1:+-c "$1"}
     else
         sqlite3 "$WORK/catalog.db" ${1:+"$1"}
     fi

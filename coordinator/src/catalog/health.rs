@@ -157,15 +157,26 @@ impl Catalog {
 
         let mut backups: BTreeMap<String, Vec<BackupFacts>> = BTreeMap::new();
         // Per target, an index lookup (target, recorded_at_ms, backup_id): the cost does not
-        // grow with the number of backups.
-        let rows = sqlx::query(
-            "SELECT b.target, b.backup_id, b.raw_size, b.stored_size, b.started_at_ms, \
-             b.finished_at_ms, b.recorded_at_ms, b.verify_status, b.verified_at_ms \
-             FROM targets t JOIN backups b ON b.backup_id IN \
-             (SELECT r.backup_id FROM backups r WHERE r.target = t.full_name \
-              ORDER BY r.recorded_at_ms DESC, r.backup_id DESC LIMIT $1) \
-             ORDER BY b.target, b.recorded_at_ms DESC, b.backup_id DESC",
-        )
+        // grow with the number of backups. PostgreSQL says it with LATERAL (which SQLite
+        // lacks); its planner runs the IN form once per backup.
+        let rows = sqlx::query(match self.backend {
+            super::Backend::Sqlite => {
+                "SELECT b.target, b.backup_id, b.raw_size, b.stored_size, b.started_at_ms, \
+                 b.finished_at_ms, b.recorded_at_ms, b.verify_status, b.verified_at_ms \
+                 FROM targets t JOIN backups b ON b.backup_id IN \
+                 (SELECT r.backup_id FROM backups r WHERE r.target = t.full_name \
+                  ORDER BY r.recorded_at_ms DESC, r.backup_id DESC LIMIT $1) \
+                 ORDER BY b.target, b.recorded_at_ms DESC, b.backup_id DESC"
+            }
+            super::Backend::Postgres => {
+                "SELECT b.target, b.backup_id, b.raw_size, b.stored_size, b.started_at_ms, \
+                 b.finished_at_ms, b.recorded_at_ms, b.verify_status, b.verified_at_ms \
+                 FROM targets t CROSS JOIN LATERAL \
+                 (SELECT r.* FROM backups r WHERE r.target = t.full_name \
+                  ORDER BY r.recorded_at_ms DESC, r.backup_id DESC LIMIT $1) b \
+                 ORDER BY b.target, b.recorded_at_ms DESC, b.backup_id DESC"
+            }
+        })
         .bind(i64::try_from(RECENT_BACKUPS).unwrap_or(8))
         .fetch_all(&self.pool)
         .await?;
@@ -194,17 +205,29 @@ impl Catalog {
         let mut succeeded: Latest = BTreeMap::new();
         let mut failed: Latest = BTreeMap::new();
         // Per target, kind and outcome, an index lookup (target, kind, state, finished_at_ms).
-        let rows = sqlx::query(
-            "SELECT j.id, j.kind, j.state, j.target, j.backup_id, j.error, j.started_at_ms, \
-             j.finished_at_ms FROM targets t \
-             CROSS JOIN (SELECT 'backup' AS kind UNION ALL SELECT 'restore' \
-                         UNION ALL SELECT 'verify') k \
-             CROSS JOIN (SELECT 'succeeded' AS state UNION ALL SELECT 'failed') s \
-             JOIN jobs j ON j.id = (SELECT l.id FROM jobs l WHERE l.target = t.full_name \
-                 AND l.kind = k.kind AND l.state = s.state AND l.finished_at_ms IS NOT NULL \
-                 AND NOT (l.kind = 'verify' AND l.backup_id = '') AND l.drill_of = '' \
-                 ORDER BY l.finished_at_ms DESC, l.id DESC LIMIT 1)",
-        )
+        let rows = sqlx::query(match self.backend {
+            super::Backend::Sqlite => {
+                "SELECT j.id, j.kind, j.state, j.target, j.backup_id, j.error, j.started_at_ms, \
+                 j.finished_at_ms FROM targets t \
+                 CROSS JOIN (SELECT 'backup' AS kind UNION ALL SELECT 'restore' \
+                             UNION ALL SELECT 'verify') k \
+                 CROSS JOIN (SELECT 'succeeded' AS state UNION ALL SELECT 'failed') s \
+                 JOIN jobs j ON j.id = (SELECT l.id FROM jobs l WHERE l.target = t.full_name \
+                     AND l.kind = k.kind AND l.state = s.state AND l.finished_at_ms IS NOT NULL \
+                     AND NOT (l.kind = 'verify' AND l.backup_id = '') AND l.drill_of = '' \
+                     ORDER BY l.finished_at_ms DESC, l.id DESC LIMIT 1)"
+            }
+            super::Backend::Postgres => {
+                "SELECT j.id, j.kind, j.state, j.target, j.backup_id, j.error, j.started_at_ms, \
+                 j.finished_at_ms FROM targets t \
+                 CROSS JOIN (VALUES ('backup'), ('restore'), ('verify')) AS k (kind) \
+                 CROSS JOIN (VALUES ('succeeded'), ('failed')) AS s (state) \
+                 CROSS JOIN LATERAL (SELECT l.* FROM jobs l WHERE l.target = t.full_name \
+                     AND l.kind = k.kind AND l.state = s.state AND l.finished_at_ms IS NOT NULL \
+                     AND NOT (l.kind = 'verify' AND l.backup_id = '') AND l.drill_of = '' \
+                     ORDER BY l.finished_at_ms DESC, l.id DESC LIMIT 1) j"
+            }
+        })
         .fetch_all(&self.pool)
         .await?;
         for row in &rows {

@@ -13,12 +13,12 @@ use lifeboat_e2e::pg::{Pg, non_loopback_ip, write_private};
 use lifeboat_e2e::sandbox::find_str;
 use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir, assert_same_data};
 
-const CATALOG_PASSWORD: &str = "catalog-pw-7f3a9c";
+pub(crate) const CATALOG_PASSWORD: &str = "catalog-pw-7f3a9c";
 
 /// A PostgreSQL server for the catalog on a non-loopback address, TLS on with a certificate
 /// for that address from a private CA, a database `lifeboat` owned by the unprivileged role
 /// `lbcatalog`. Returns the server, its address and the CA's PEM.
-fn catalog_server() -> (Pg, String, String) {
+pub(crate) fn catalog_server() -> (Pg, String, String) {
     let ip = non_loopback_ip().to_string();
     let ca = Ca::generate("catalog-db-ca").expect("generate CA");
     let leaf = ca
@@ -41,20 +41,26 @@ fn catalog_server() -> (Pg, String, String) {
     (pg, ip, ca.cert_pem.clone())
 }
 
-#[test]
-fn coordinator_keeps_its_catalog_in_postgres_over_verified_tls() {
-    let (catalog_pg, ip, ca_pem) = catalog_server();
-    let dir = TestDir::new("catalog-postgres");
-    let secrets = dir.sub("secrets");
+/// A catalog server with the password and CA files written under `secrets`; returns the server
+/// and the coordinator's `[catalog]` table for it.
+pub(crate) fn catalog_with_files(secrets: &std::path::Path) -> (Pg, String) {
+    let (pg, ip, ca_pem) = catalog_server();
     let password_file = secrets.join("catalog.password");
     write_private(&password_file, &format!("{CATALOG_PASSWORD}\n"));
     let ca_file = secrets.join("catalog-ca.pem");
     std::fs::write(&ca_file, &ca_pem).expect("write CA");
-    let catalog = format!(
+    let table = format!(
         "[catalog]\nurl = \"postgres://lbcatalog@{ip}:{port}/lifeboat\"\n\
          password_file = {password_file:?}\nca = {ca_file:?}\n",
-        port = catalog_pg.port(),
+        port = pg.port(),
     );
+    (pg, table)
+}
+
+#[test]
+fn coordinator_keeps_its_catalog_in_postgres_over_verified_tls() {
+    let dir = TestDir::new("catalog-postgres");
+    let (catalog_pg, catalog) = catalog_with_files(&dir.sub("secrets"));
     let mut s = Sandbox::builder("catalog-postgres")
         .dir(dir)
         .target(SandboxTarget::new("app"))
@@ -224,17 +230,7 @@ fn a_sqlite_catalog_is_migrated_into_postgres_and_the_coordinator_carries_on() {
     assert_eq!(before.len(), 2, "{before:?}");
     s.coordinator.stop();
 
-    let (catalog_pg, ip, ca_pem) = catalog_server();
-    let secrets = s.dir.sub("catalog-secrets");
-    let password_file = secrets.join("catalog.password");
-    write_private(&password_file, CATALOG_PASSWORD);
-    let ca_file = secrets.join("catalog-ca.pem");
-    std::fs::write(&ca_file, &ca_pem).expect("write CA");
-    let table = format!(
-        "[catalog]\nurl = \"postgres://lbcatalog@{ip}:{port}/lifeboat\"\n\
-         password_file = {password_file:?}\nca = {ca_file:?}\n",
-        port = catalog_pg.port(),
-    );
+    let (catalog_pg, table) = catalog_with_files(&s.dir.sub("catalog-secrets"));
     let pg_config = s.dir.path().join("coordinator-pg.toml");
     std::fs::write(
         &pg_config,
@@ -312,258 +308,5 @@ fn a_sqlite_catalog_is_migrated_into_postgres_and_the_coordinator_carries_on() {
         newest > max_audit,
         "audit ids restarted: {newest} <= {max_audit}"
     );
-    s.shutdown();
-}
-
-/// The config at `path` with gRPC pinned to `grpc` and HTTP on any free port.
-fn standby_config(path: &std::path::Path, grpc: &str) -> String {
-    std::fs::read_to_string(path)
-        .expect("read coordinator.toml")
-        .lines()
-        .map(|l| match l.trim_start() {
-            t if t.starts_with("grpc_listen") => format!("grpc_listen = {grpc:?}\n"),
-            t if t.starts_with("http_listen") => "http_listen = \"127.0.0.1:0\"\n".to_owned(),
-            _ => format!("{l}\n"),
-        })
-        .collect()
-}
-
-#[test]
-fn a_standby_coordinator_takes_over_when_the_active_one_dies() {
-    use lifeboat_e2e::coordinator::read_ready_file;
-    use lifeboat_e2e::process::Proc;
-    use std::time::Instant;
-
-    let (catalog_pg, ip, ca_pem) = catalog_server();
-    let dir = TestDir::new("catalog-postgres-standby");
-    let secrets = dir.sub("secrets");
-    let password_file = secrets.join("catalog.password");
-    write_private(&password_file, CATALOG_PASSWORD);
-    let ca_file = secrets.join("catalog-ca.pem");
-    std::fs::write(&ca_file, &ca_pem).expect("write CA");
-    let catalog = format!(
-        "[catalog]\nurl = \"postgres://lbcatalog@{ip}:{port}/lifeboat\"\n\
-         password_file = {password_file:?}\nca = {ca_file:?}\n",
-        port = catalog_pg.port(),
-    );
-    let mut s = Sandbox::builder("catalog-postgres-standby")
-        .dir(dir)
-        .target(SandboxTarget::new("app"))
-        .coordinator_catalog(&catalog)
-        .build();
-    load_bulk(&s.pg, "app", "orders", 1000);
-    let first = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
-
-    // A second coordinator on the same catalog, configured for the same gRPC address (as a
-    // second host behind one name would be): it stands by and listens on nothing.
-    let standby_dir = s.dir.sub("standby");
-    let config = standby_dir.join("coordinator.toml");
-    std::fs::write(
-        &config,
-        standby_config(s.coordinator.config_path(), s.coordinator.grpc_addr()),
-    )
-    .expect("write standby config");
-    let ready = standby_dir.join("ready.json");
-    let mut cmd = Command::new(lifeboat_e2e::bin("lifeboat-coordinator"));
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--ready-file")
-        .arg(&ready)
-        .current_dir(&standby_dir);
-    let mut standby = Proc::spawn("standby", cmd, &standby_dir);
-    lifeboat_e2e::poll::eventually("the standby says so", Duration::from_secs(30), || {
-        if standby.logs().contains("standing by") {
-            Ok(())
-        } else {
-            anyhow::bail!("no 'standing by' in its log yet")
-        }
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        standby.is_running(),
-        "the standby exited: {}",
-        standby.logs()
-    );
-    assert!(
-        !ready.exists(),
-        "the standby serves while the active one runs"
-    );
-
-    // The active coordinator dies; the standby takes over its address and its catalog.
-    let killed_at = Instant::now();
-    s.coordinator.kill();
-    let (grpc, _http) =
-        lifeboat_e2e::poll::eventually("the standby takes over", Duration::from_secs(60), || {
-            if let Some(status) = standby.try_status() {
-                panic!("the standby exited ({status}): {}", standby.logs());
-            }
-            read_ready_file(&ready)
-        });
-    eprintln!(
-        "failover: the standby served {:.1} s after the kill",
-        killed_at.elapsed().as_secs_f64()
-    );
-    assert_eq!(grpc, s.coordinator.grpc_addr());
-
-    // The CLI and the agent find it at the same address: the first backup is listed, a new
-    // one is taken through it and restores the same data.
-    let listed = s.backup_list("app");
-    assert_eq!(
-        find_str(&listed[0], "backup_id").as_deref(),
-        Some(first.as_str())
-    );
-    s.pg.psql("app", "DELETE FROM bulk_orders WHERE id <= 100;");
-    let second = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
-    s.restore(&second, "app_after_failover", &[]).assert_ok();
-    assert_same_data(&s.pg, "app", "app_after_failover", s.dir.path());
-    assert_eq!(
-        catalog_pg.query_one("lifeboat", "SELECT count(*) FROM backups"),
-        "2",
-        "one row per backup, none twice"
-    );
-
-    // The standby stops cleanly; the first coordinator comes back and is active again.
-    assert!(standby.stop().success(), "{}", standby.logs());
-    s.coordinator.restart();
-    assert_eq!(s.backup_list("app").len(), 2);
-    s.shutdown();
-}
-
-#[test]
-fn the_active_coordinator_exits_when_it_loses_its_catalog_lock() {
-    let (catalog_pg, ip, ca_pem) = catalog_server();
-    let dir = TestDir::new("catalog-postgres-fenced");
-    let secrets = dir.sub("secrets");
-    let password_file = secrets.join("catalog.password");
-    write_private(&password_file, CATALOG_PASSWORD);
-    let ca_file = secrets.join("catalog-ca.pem");
-    std::fs::write(&ca_file, &ca_pem).expect("write CA");
-    let mut s = Sandbox::builder("catalog-postgres-fenced")
-        .dir(dir)
-        .target(SandboxTarget::new("app"))
-        .coordinator_catalog(&format!(
-            "[catalog]\nurl = \"postgres://lbcatalog@{ip}:{port}/lifeboat\"\n\
-             password_file = {password_file:?}\nca = {ca_file:?}\n",
-            port = catalog_pg.port(),
-        ))
-        .build();
-    load_bulk(&s.pg, "app", "orders", 200);
-    s.backup_ok("app");
-
-    // The lock's session ends (an administrator, a proxy or the network cut it): the
-    // coordinator must stop acting on the catalog at once.
-    let terminated = catalog_pg.query_one(
-        "lifeboat",
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
-         WHERE locktype = 'advisory' AND granted AND database = \
-         (SELECT oid FROM pg_database WHERE datname = 'lifeboat')",
-    );
-    assert_eq!(
-        terminated, "1",
-        "exactly one session holds the catalog lock"
-    );
-    let status = s
-        .coordinator
-        .proc()
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("still running: {}", s.coordinator.logs()));
-    assert_eq!(status.code(), Some(1), "{}", s.coordinator.logs());
-    assert!(
-        s.coordinator
-            .logs()
-            .contains("standby coordinator can take over"),
-        "{}",
-        s.coordinator.logs()
-    );
-
-    // Started again, it takes the free lock and serves.
-    s.coordinator.restart();
-    assert_eq!(s.backup_list("app").len(), 1);
-    s.shutdown();
-}
-
-#[test]
-fn agents_and_the_cli_fail_over_to_a_standby_at_another_address() {
-    use lifeboat_e2e::coordinator::read_ready_file;
-    use lifeboat_e2e::process::Proc;
-
-    let (catalog_pg, ip, ca_pem) = catalog_server();
-    let dir = TestDir::new("catalog-postgres-failover");
-    let secrets = dir.sub("secrets");
-    let password_file = secrets.join("catalog.password");
-    write_private(&password_file, CATALOG_PASSWORD);
-    let ca_file = secrets.join("catalog-ca.pem");
-    std::fs::write(&ca_file, &ca_pem).expect("write CA");
-    // The standby's address, known to the agent and the CLI before it listens.
-    let standby_addr = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
-    let mut s = Sandbox::builder("catalog-postgres-failover")
-        .dir(dir)
-        .target(SandboxTarget::new("app"))
-        .coordinator_catalog(&format!(
-            "[catalog]\nurl = \"postgres://lbcatalog@{ip}:{port}/lifeboat\"\n\
-             password_file = {password_file:?}\nca = {ca_file:?}\n",
-            port = catalog_pg.port(),
-        ))
-        .standby_coordinator(&format!("https://{standby_addr}"))
-        .build();
-    load_bulk(&s.pg, "app", "orders", 1000);
-    let first = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
-
-    let standby_dir = s.dir.sub("standby");
-    let config = standby_dir.join("coordinator.toml");
-    std::fs::write(
-        &config,
-        standby_config(s.coordinator.config_path(), &standby_addr),
-    )
-    .expect("write standby config");
-    let ready = standby_dir.join("ready.json");
-    let mut cmd = Command::new(lifeboat_e2e::bin("lifeboat-coordinator"));
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--ready-file")
-        .arg(&ready)
-        .current_dir(&standby_dir);
-    let mut standby = Proc::spawn("standby", cmd, &standby_dir);
-    lifeboat_e2e::poll::eventually("the standby says so", Duration::from_secs(30), || {
-        if standby.logs().contains("standing by") {
-            Ok(())
-        } else {
-            anyhow::bail!("no 'standing by' in its log yet")
-        }
-    });
-
-    // The active one dies during a backup; the standby takes over at its own address.
-    s.pg.psql("app", "DELETE FROM bulk_orders WHERE id <= 10;");
-    s.coordinator.kill();
-    let (grpc, _) =
-        lifeboat_e2e::poll::eventually("the standby takes over", Duration::from_secs(60), || {
-            if let Some(status) = standby.try_status() {
-                panic!("the standby exited ({status}): {}", standby.logs());
-            }
-            read_ready_file(&ready)
-        });
-    assert_eq!(grpc, standby_addr);
-
-    // The CLI, given both URLs, reaches the standby; the agent, given both, reconnects to it
-    // and runs the next backup; its data restores equal to the source.
-    let listed = s.backup_list("app");
-    assert_eq!(
-        find_str(&listed[0], "backup_id").as_deref(),
-        Some(first.as_str())
-    );
-    let second = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
-    s.restore(&second, "app_after_failover", &[]).assert_ok();
-    assert_same_data(&s.pg, "app", "app_after_failover", s.dir.path());
-    assert_eq!(
-        catalog_pg.query_one("lifeboat", "SELECT count(*) FROM backups"),
-        "2"
-    );
-    assert!(
-        s.agent.logs().contains(&format!("https://{standby_addr}")),
-        "the agent never named the standby"
-    );
-
-    assert!(standby.stop().success(), "{}", standby.logs());
-    s.coordinator.restart();
     s.shutdown();
 }

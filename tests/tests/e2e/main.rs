@@ -13,6 +13,7 @@ mod by_hand_restore;
 mod catalog_postgres;
 mod catalog_rebuild;
 mod child_env;
+mod coordinator_failover;
 mod coordinator_runs;
 mod copies;
 mod crash_swap;

@@ -1,0 +1,233 @@
+//! Two coordinators on one PostgreSQL catalog (docs/deploy-ha.md): one active, one standing
+//! by. The standby listens on nothing until the active one dies, then takes over; agents and
+//! the CLI given both URLs follow; a backup running at the time ends exactly once; an active
+//! coordinator that loses its catalog lock exits at once (fencing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lifeboat_e2e::coordinator::read_ready_file;
+use lifeboat_e2e::fixtures::load_bulk;
+use lifeboat_e2e::poll::eventually;
+use lifeboat_e2e::process::Proc;
+use lifeboat_e2e::sandbox::find_str;
+use lifeboat_e2e::stall::{stalling_sandbox_with, start_stalled_backup};
+use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir, assert_same_data};
+
+use super::catalog_postgres::catalog_with_files;
+
+/// A second coordinator with the sandbox coordinator's config, its gRPC on `grpc`, HTTP on
+/// any free port, files in `dir`.
+struct Standby {
+    proc: Proc,
+    ready: PathBuf,
+}
+
+impl Standby {
+    fn start(active_config: &Path, grpc: &str, dir: &Path) -> Self {
+        let text: String = std::fs::read_to_string(active_config)
+            .expect("read coordinator.toml")
+            .lines()
+            .map(|l| match l.trim_start() {
+                t if t.starts_with("grpc_listen") => format!("grpc_listen = {grpc:?}\n"),
+                t if t.starts_with("http_listen") => "http_listen = \"127.0.0.1:0\"\n".to_owned(),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let config = dir.join("coordinator.toml");
+        std::fs::write(&config, text).expect("write standby config");
+        let ready = dir.join("ready.json");
+        let mut cmd = Command::new(lifeboat_e2e::bin("lifeboat-coordinator"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--ready-file")
+            .arg(&ready)
+            .current_dir(dir);
+        let mut proc = Proc::spawn("standby", cmd, dir);
+        eventually("the standby says so", Duration::from_secs(30), || {
+            if let Some(status) = proc.try_status() {
+                panic!("the standby exited ({status}): {}", proc.logs());
+            }
+            if proc.logs().contains("standing by") {
+                Ok(())
+            } else {
+                anyhow::bail!("no 'standing by' in its log yet")
+            }
+        });
+        Self { proc, ready }
+    }
+
+    /// Waits until it serves; returns its gRPC address.
+    fn wait_active(&mut self) -> String {
+        let (grpc, _) = eventually("the standby takes over", Duration::from_secs(60), || {
+            if let Some(status) = self.proc.try_status() {
+                panic!("the standby exited ({status}): {}", self.proc.logs());
+            }
+            read_ready_file(&self.ready)
+        });
+        grpc
+    }
+
+    fn stop(mut self) {
+        let status = self.proc.stop();
+        assert!(status.success(), "{status}: {}", self.proc.logs());
+    }
+}
+
+#[test]
+fn a_standby_takes_over_the_same_address_when_the_active_one_dies() {
+    let dir = TestDir::new("failover-same-address");
+    let (catalog_pg, catalog) = catalog_with_files(&dir.sub("secrets"));
+    let mut s = Sandbox::builder("failover-same-address")
+        .dir(dir)
+        .target(SandboxTarget::new("app"))
+        .coordinator_catalog(&catalog)
+        .build();
+    load_bulk(&s.pg, "app", "orders", 1000);
+    let first = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+
+    // Configured for the same gRPC address (as a second host behind one name would be): it
+    // stands by and listens on nothing.
+    let mut standby = Standby::start(
+        s.coordinator.config_path(),
+        s.coordinator.grpc_addr(),
+        &s.dir.sub("standby"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !standby.ready.exists(),
+        "the standby serves while the active one runs"
+    );
+
+    let killed_at = Instant::now();
+    s.coordinator.kill();
+    let grpc = standby.wait_active();
+    eprintln!(
+        "failover: the standby served {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert_eq!(grpc, s.coordinator.grpc_addr());
+
+    // The CLI and the agent find it at the same address: the first backup is listed, a new
+    // one is taken through it and restores the same data.
+    let listed = s.backup_list("app");
+    assert_eq!(
+        find_str(&listed[0], "backup_id").as_deref(),
+        Some(first.as_str())
+    );
+    s.pg.psql("app", "DELETE FROM bulk_orders WHERE id <= 100;");
+    let second = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+    s.restore(&second, "app_after_failover", &[]).assert_ok();
+    assert_same_data(&s.pg, "app", "app_after_failover", s.dir.path());
+    assert_eq!(
+        catalog_pg.query_one("lifeboat", "SELECT count(*) FROM backups"),
+        "2",
+        "one row per backup, none twice"
+    );
+
+    // The standby stops cleanly; the first coordinator comes back and is active again.
+    standby.stop();
+    s.coordinator.restart();
+    assert_eq!(s.backup_list("app").len(), 2);
+    s.shutdown();
+}
+
+#[test]
+fn a_backup_running_when_the_active_coordinator_dies_ends_once_on_the_standby() {
+    let standby_addr = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let (catalog_pg, catalog) = catalog_with_files(secrets.path());
+    let (mut s, bin) = stalling_sandbox_with("failover-mid-backup", |b| {
+        b.coordinator_catalog(&catalog)
+            .standby_coordinator(&format!("https://{standby_addr}"))
+    });
+    let mut standby = Standby::start(
+        s.coordinator.config_path(),
+        &standby_addr,
+        &s.dir.sub("standby"),
+    );
+    let (job_id, backup_id) = start_stalled_backup(&s, &bin, "app");
+
+    // The active coordinator dies while pg_dump is stalled mid-stream.
+    s.coordinator.kill();
+    assert_eq!(standby.wait_active(), standby_addr);
+    std::fs::remove_file(bin.marker("stall")).expect("release the stall");
+
+    // The agent finishes the dump and reports to the standby; the job ends once, succeeded,
+    // with one catalog row for its backup.
+    let job = s.wait_job_done(&job_id, Duration::from_secs(120));
+    assert_eq!(
+        find_str(&job, "state").as_deref(),
+        Some("succeeded"),
+        "{job}"
+    );
+    assert_eq!(
+        catalog_pg.query_one(
+            "lifeboat",
+            &format!("SELECT count(*) FROM backups WHERE backup_id = '{backup_id}'"),
+        ),
+        "1"
+    );
+    assert_eq!(
+        catalog_pg.query_one(
+            "lifeboat",
+            &format!("SELECT count(*) FROM jobs WHERE id = '{job_id}' AND state = 'succeeded'"),
+        ),
+        "1"
+    );
+    s.restore(&backup_id, "app_restored", &[]).assert_ok();
+    assert_same_data(&s.pg, "app", "app_restored", s.dir.path());
+    assert!(
+        s.agent.logs().contains(&format!("https://{standby_addr}")),
+        "the agent never named the standby"
+    );
+
+    standby.stop();
+    s.coordinator.restart();
+    s.shutdown();
+}
+
+#[test]
+fn the_active_coordinator_exits_when_it_loses_its_catalog_lock() {
+    let dir = TestDir::new("failover-fenced");
+    let (catalog_pg, catalog) = catalog_with_files(&dir.sub("secrets"));
+    let mut s = Sandbox::builder("failover-fenced")
+        .dir(dir)
+        .target(SandboxTarget::new("app"))
+        .coordinator_catalog(&catalog)
+        .build();
+    load_bulk(&s.pg, "app", "orders", 200);
+    s.backup_ok("app");
+
+    // The lock's session ends (an administrator, a proxy or the network cut it): the
+    // coordinator must stop acting on the catalog at once.
+    let terminated = catalog_pg.query_one(
+        "lifeboat",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND database = \
+         (SELECT oid FROM pg_database WHERE datname = 'lifeboat')",
+    );
+    assert_eq!(
+        terminated, "1",
+        "exactly one session holds the catalog lock"
+    );
+    let status = s
+        .coordinator
+        .proc()
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("still running: {}", s.coordinator.logs()));
+    assert_eq!(status.code(), Some(1), "{}", s.coordinator.logs());
+    assert!(
+        s.coordinator
+            .logs()
+            .contains("standby coordinator can take over"),
+        "{}",
+        s.coordinator.logs()
+    );
+
+    // Started again, it takes the free lock and serves.
+    s.coordinator.restart();
+    assert_eq!(s.backup_list("app").len(), 1);
+    s.shutdown();
+}
