@@ -17,7 +17,12 @@ pub async fn run(catalog: Catalog, keep: JobsConfig, cancel: CancellationToken) 
             () = cancel.cancelled() => return,
             _ = interval.tick() => {}
         }
-        prune_once(&catalog, &keep, lifeboat_common::time::now_ms()).await;
+        // A pass stops at shutdown: each of its statements commits on its own, so what is
+        // left is removed by the next pass.
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = prune_once(&catalog, &keep, lifeboat_common::time::now_ms()) => {}
+        }
     }
 }
 

@@ -52,8 +52,8 @@ build_release() {
 }
 
 # Certificates for a coordinator, the agent "bench-agent" and the operator "admin"; a
-# coordinator on a SQLite catalog in WORK (or the [catalog] table in CATALOG_TOML). Sets
-# COORD_PID and GRPC.
+# coordinator on a SQLite catalog in WORK (or the [catalog] table in CATALOG_TOML; more [jobs]
+# keys in COORD_JOBS_EXTRA). Sets COORD_PID and GRPC.
 start_coordinator() {
     echo "==> starting the coordinator"
     "$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
@@ -73,6 +73,7 @@ key = "$WORK/pki/coordinator.key"
 $catalog_toml
 [jobs]
 heartbeat_interval_secs = 1
+${COORD_JOBS_EXTRA:-}
 [[operator]]
 name = "admin"
 role = "admin"

@@ -147,8 +147,13 @@ impl PostgresCatalog {
         query.append_pair("application_name", "lifeboat-coordinator");
         // SQLite's transactions are serializable, and the catalog code relies on it (read,
         // decide, write in one transaction). The same guarantee on PostgreSQL; a lost race is
-        // a serialization failure, retryable like SQLITE_BUSY.
-        query.append_pair("options", "-c default_transaction_isolation=serializable");
+        // a serialization failure, retryable like SQLITE_BUSY. No JIT: the catalog's queries
+        // are index lookups whose cost estimates on large tables trip the JIT threshold, and
+        // compiling took 200 ms for a query that runs in 2 (tests/bench/catalog.sh).
+        query.append_pair(
+            "options",
+            "-c default_transaction_isolation=serializable -c jit=off",
+        );
         match &self.tls {
             PostgresTls::VerifyFull { ca } => {
                 query.append_pair("sslmode", "verify-full");
