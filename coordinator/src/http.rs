@@ -222,12 +222,16 @@ async fn ready(State(http): State<Arc<Http>>) -> Response {
     let shutting_down = http.parts.hub.streams.is_cancelled();
     let ok =
         catalog.is_ok() && schema.as_ref().is_ok_and(SchemaStatus::is_current) && !shutting_down;
+    let backend = http.parts.catalog.backend().as_str();
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
+        // Only the active coordinator of a catalog serves this router; a standby answers
+        // from standby.rs.
+        "role": "active",
         "checks": {
             "catalog": match catalog {
-                Ok(()) => json!({ "status": "ok" }),
-                Err(e) => json!({ "status": "critical", "error": e }),
+                Ok(()) => json!({ "status": "ok", "backend": backend }),
+                Err(e) => json!({ "status": "critical", "backend": backend, "error": e }),
             },
             "migrations": match schema {
                 Ok(s) => schema_json(s),

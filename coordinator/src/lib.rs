@@ -31,6 +31,7 @@ pub mod rebuild;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;
+pub mod standby;
 mod to_agent;
 mod wire;
 

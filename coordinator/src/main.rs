@@ -99,12 +99,31 @@ fn main() -> ExitCode {
 async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>) -> Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
-    // A standby binds nothing until it is the active coordinator.
+    let http = bind(&config, "server.http_listen", config.http_listen).await?;
+    // While another coordinator is active on the catalog this one stands by: its HTTP port
+    // says so (health, `lifeboat_coordinator_leader 0`) and its gRPC port stays closed, so
+    // agents and operators go to the active one.
+    let http = http.into_std().context("take the HTTP listener")?;
+    let standby_stop = CancellationToken::new();
+    let standby = tokio::spawn(lifeboat_coordinator::standby::serve(
+        TcpListener::from_std(http.try_clone().context("share the HTTP listener")?)
+            .context("share the HTTP listener")?,
+        standby_stop.clone(),
+    ));
     let lock = tokio::select! {
-        lock = lifeboat_coordinator::catalog_lock(&config) => lock?,
-        () = shutdown.cancelled() => return Ok(()),
+        lock = lifeboat_coordinator::catalog_lock(&config) => lock,
+        () = shutdown.cancelled() => Ok(None),
     };
-    if let Some(lock) = lock {
+    standby_stop.cancel();
+    match standby.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("standby HTTP server: {e}"),
+        Err(e) => tracing::warn!("standby HTTP server: {e}"),
+    }
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
+    if let Some(lock) = lock? {
         // Fencing: without the lock another coordinator may be active at any moment, so this
         // one stops at once, without draining. Agents resend what it did not acknowledge.
         tokio::spawn(async move {
@@ -118,7 +137,7 @@ async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>
         });
     }
     let grpc = bind(&config, "server.grpc_listen", config.grpc_listen).await?;
-    let http = bind(&config, "server.http_listen", config.http_listen).await?;
+    let http = TcpListener::from_std(http).context("take the HTTP listener back")?;
     let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
     let http_addr = http.local_addr().context("read HTTP listener address")?;
 

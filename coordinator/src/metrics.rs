@@ -84,6 +84,10 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// 1 on the active coordinator of a catalog, 0 on a standby (one per catalog is active).
+pub const LEADER: &str = "lifeboat_coordinator_leader";
+pub const LEADER_HELP: &str = "1 if this coordinator is the active one of its catalog (it holds the catalog's lock and serves), 0 while it stands by.";
+
 const OUTCOMES: [JobState; 3] = [JobState::Succeeded, JobState::Failed, JobState::Cancelled];
 const ENV_TARGET: &[&str] = &["environment", "target"];
 const AGENT_ENV: &[&str] = &["agent", "environment"];
@@ -366,8 +370,13 @@ impl Metrics {
             "Unix time at which the coordinator started.",
         )?;
         start_time.set(secs(lifeboat_common::time::now_ms()));
+        // Metrics exist only in a serving coordinator, which is the active one; a standby
+        // answers 0 itself (standby.rs).
+        let leader = IntGauge::new(LEADER, LEADER_HELP)?;
+        leader.set(1);
         m.registry.register(Box::new(build_info))?;
         m.registry.register(Box::new(start_time))?;
+        m.registry.register(Box::new(leader))?;
         m.registry.register(Box::new(m.catalog_up.clone()))?;
         m.registry.register(Box::new(m.agents_connected.clone()))?;
         m.registry.register(Box::new(m.agent_connected.clone()))?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use lifeboat_e2e::coordinator::read_ready_file;
 use lifeboat_e2e::fixtures::load_bulk;
+use lifeboat_e2e::http::http_get;
 use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::process::Proc;
 use lifeboat_e2e::sandbox::find_str;
@@ -17,21 +18,24 @@ use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir, assert_same_data};
 
 use super::catalog_postgres::catalog_with_files;
 
-/// A second coordinator with the sandbox coordinator's config, its gRPC on `grpc`, HTTP on
-/// any free port, files in `dir`.
+/// A second coordinator with the sandbox coordinator's config, its gRPC on `grpc`, HTTP on a
+/// free port, files in `dir`.
 struct Standby {
     proc: Proc,
     ready: PathBuf,
+    /// Its HTTP address (health and metrics, served while it stands by too).
+    http: String,
 }
 
 impl Standby {
     fn start(active_config: &Path, grpc: &str, dir: &Path) -> Self {
+        let http = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
         let text: String = std::fs::read_to_string(active_config)
             .expect("read coordinator.toml")
             .lines()
             .map(|l| match l.trim_start() {
                 t if t.starts_with("grpc_listen") => format!("grpc_listen = {grpc:?}\n"),
-                t if t.starts_with("http_listen") => "http_listen = \"127.0.0.1:0\"\n".to_owned(),
+                t if t.starts_with("http_listen") => format!("http_listen = {http:?}\n"),
                 _ => format!("{l}\n"),
             })
             .collect();
@@ -55,7 +59,7 @@ impl Standby {
                 anyhow::bail!("no 'standing by' in its log yet")
             }
         });
-        Self { proc, ready }
+        Self { proc, ready, http }
     }
 
     /// Waits until it serves; returns its gRPC address.
@@ -99,6 +103,22 @@ fn a_standby_takes_over_the_same_address_when_the_active_one_dies() {
         !standby.ready.exists(),
         "the standby serves while the active one runs"
     );
+    // Its HTTP port tells monitoring what it is: alive, not ready, not the leader.
+    let (code, _) = http_get(&standby.http, "/health/live");
+    assert_eq!(code, 200);
+    let (code, body) = http_get(&standby.http, "/health/ready");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"role\":\"standby\""), "{body}");
+    let (_, metrics) = http_get(&standby.http, "/metrics");
+    assert!(
+        metrics.contains("\nlifeboat_coordinator_leader 0\n"),
+        "{metrics}"
+    );
+    let (_, metrics) = http_get(s.coordinator.http_addr(), "/metrics");
+    assert!(
+        metrics.contains("\nlifeboat_coordinator_leader 1\n"),
+        "{metrics}"
+    );
 
     let killed_at = Instant::now();
     s.coordinator.kill();
@@ -108,6 +128,17 @@ fn a_standby_takes_over_the_same_address_when_the_active_one_dies() {
         killed_at.elapsed().as_secs_f64()
     );
     assert_eq!(grpc, s.coordinator.grpc_addr());
+    let (code, body) = http_get(&standby.http, "/health/ready");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"role\":\"active\"") && body.contains("postgres"),
+        "{body}"
+    );
+    let (_, metrics) = http_get(&standby.http, "/metrics");
+    assert!(
+        metrics.contains("\nlifeboat_coordinator_leader 1\n"),
+        "{metrics}"
+    );
 
     // The CLI and the agent find it at the same address: the first backup is listed, a new
     // one is taken through it and restores the same data.
