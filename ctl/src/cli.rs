@@ -222,6 +222,9 @@ pub struct AuditListArgs {
     pub since: Option<u64>,
     #[command(flatten)]
     pub limit: LimitArg,
+    /// The next page: the entries after this one (the ID of the previous page's last entry)
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+    pub after: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]

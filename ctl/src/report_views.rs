@@ -88,6 +88,7 @@ impl ReportView {
 
 #[derive(Debug, Serialize)]
 pub struct AuditView {
+    pub id: i64,
     pub at: Option<String>,
     pub at_ms: Option<i64>,
     pub actor: String,
@@ -102,6 +103,7 @@ impl From<&pb::AuditEntry> for AuditView {
     fn from(e: &pb::AuditEntry) -> Self {
         let (at, at_ms) = json_time(e.at_ms);
         Self {
+            id: e.id,
             at,
             at_ms,
             actor: e.actor.clone(),
@@ -116,11 +118,12 @@ impl From<&pb::AuditEntry> for AuditView {
 
 impl Row for AuditView {
     const HEADER: &'static [&'static str] = &[
-        "TIME", "ACTOR", "ROLE", "ACTION", "OBJECT", "OUTCOME", "REASON",
+        "ID", "TIME", "ACTOR", "ROLE", "ACTION", "OBJECT", "OUTCOME", "REASON",
     ];
     fn cells(&self) -> Vec<String> {
         let opt = |v: &Option<String>| or_none(v.as_deref().unwrap_or_default());
         vec![
+            self.id.to_string(),
             rfc3339_text(self.at_ms.unwrap_or(0)),
             self.actor.clone(),
             opt(&self.role),

@@ -500,3 +500,16 @@ async fn pin_confirms_in_one_line() {
     assert_eq!(r.json()["pinned"], true, "{}", r.stdout);
     assert_eq!(r.json()["backup_id"], "20261127T233000Z-7f3a9c");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_cursors_are_positive_ids() {
+    let srv = default_server().await;
+    for bad in ["0", "-3", "abc"] {
+        let r = srv.run(&["audit", "list", "--after", bad]).await;
+        r.expect_code(2);
+        assert!(
+            r.stderr.contains("--after") || r.stderr.contains(bad),
+            "{bad}: {r:#?}"
+        );
+    }
+}

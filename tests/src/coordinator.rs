@@ -96,6 +96,39 @@ impl CoordinatorBuilder {
         self.dir.join("catalog.db")
     }
 
+    /// With `LIFEBOAT_E2E_CATALOG_POSTGRES` set to a PostgreSQL server's URL (a role that may
+    /// create databases, no TLS), every coordinator of the suite gets a new database on that
+    /// server as its catalog instead of a SQLite file: the whole suite run on the PostgreSQL
+    /// backend, by hand. Tests that handle the SQLite file themselves fail that way.
+    fn postgres_catalog_from_env(&self) -> Option<String> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let server = std::env::var("LIFEBOAT_E2E_CATALOG_POSTGRES").ok()?;
+        let server = server.trim_end_matches('/');
+        let name = format!(
+            "e2e_{}_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        let out = std::process::Command::new("psql")
+            .arg(format!("{server}/postgres"))
+            .args(["-X", "-q", "-c", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "create catalog database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(format!(
+            "[catalog]\nurl = \"{server}/{name}\"\ntls = \"disable\"\n"
+        ))
+    }
+
     /// The config file text this builder writes.
     pub fn config_toml(&self) -> String {
         // Test agents are issued per test and not listed; the harness admits them all.
@@ -119,10 +152,14 @@ impl CoordinatorBuilder {
             ca = self.ca.display().to_string(),
             cert = self.cert.cert.display().to_string(),
             key = self.cert.key.display().to_string(),
-            catalog = self.catalog.clone().unwrap_or_else(|| format!(
-                "[catalog]\nurl = \"sqlite://{}\"\n",
-                self.catalog_path().display()
-            )),
+            catalog = self
+                .catalog
+                .clone()
+                .or_else(|| self.postgres_catalog_from_env())
+                .unwrap_or_else(|| format!(
+                    "[catalog]\nurl = \"sqlite://{}\"\n",
+                    self.catalog_path().display()
+                )),
             lease = self.agent_lease_secs,
             hb = self.heartbeat_interval_secs,
             qt = self.queue_timeout_secs,

@@ -65,6 +65,8 @@ pub struct AuditFilter {
     pub since_ms: Option<i64>,
     /// Substring of the object.
     pub object: Option<String>,
+    /// Only entries after this one in the list's order (newest first by time, then id).
+    pub after_id: Option<i64>,
     pub limit: u32,
 }
 
@@ -75,6 +77,7 @@ impl Default for AuditFilter {
             action: None,
             since_ms: None,
             object: None,
+            after_id: None,
             limit: 100,
         }
     }

@@ -235,3 +235,84 @@ async fn health_reads_the_newest_recorded_backups_per_target() {
         Some("20261127T233000Z-000009".to_owned())
     );
 }
+
+#[tokio::test]
+async fn the_audit_trail_pages_by_the_last_id_in_time_order() {
+    let (_dir, c) = open().await;
+    // Times out of insertion order, with ties: the list is by time, then id.
+    let mut ids = Vec::new();
+    for (i, at) in [300, 100, 300, 200, 300, 50, 100].into_iter().enumerate() {
+        let id = c
+            .insert_audit(&crate::audit::AuditEntry {
+                at_ms: at,
+                actor: "operator/alice".into(),
+                role: "admin".into(),
+                action: if i % 2 == 0 {
+                    "start_backup"
+                } else {
+                    "restore"
+                }
+                .into(),
+                object: format!("prod/t{i}"),
+                outcome: crate::audit::AuditOutcome::Ok,
+                reason: String::new(),
+            })
+            .await
+            .expect("audit");
+        ids.push((at, id));
+    }
+    let mut expected = ids.clone();
+    expected.sort_by(|a, b| b.cmp(a));
+    let expected: Vec<i64> = expected.into_iter().map(|(_, id)| id).collect();
+
+    let mut walked = Vec::new();
+    let mut filter = crate::audit::AuditFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    loop {
+        let page = c.list_audit(&filter).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        filter.after_id = page.last().map(|r| r.id);
+        walked.extend(page.into_iter().map(|r| r.id));
+        // A record arriving mid-walk lands at the top and does not disturb the pages.
+        if walked.len() == 2 {
+            c.insert_audit(&crate::audit::AuditEntry {
+                at_ms: 999,
+                actor: "operator/bob".into(),
+                role: "admin".into(),
+                action: "prune".into(),
+                object: String::new(),
+                outcome: crate::audit::AuditOutcome::Ok,
+                reason: String::new(),
+            })
+            .await
+            .expect("audit");
+        }
+    }
+    assert_eq!(walked, expected, "every record once, in time order");
+
+    // Filters hold across pages; an unknown cursor gives nothing.
+    let restores = c
+        .list_audit(&crate::audit::AuditFilter {
+            action: Some("restore".into()),
+            after_id: Some(expected[0]),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("filtered");
+    assert!(restores.iter().all(|r| r.entry.action == "restore"));
+    assert_eq!(restores.len(), 3, "{restores:?}");
+    let none = c
+        .list_audit(&crate::audit::AuditFilter {
+            after_id: Some(123_456),
+            ..Default::default()
+        })
+        .await
+        .expect("unknown cursor");
+    assert!(none.is_empty());
+}

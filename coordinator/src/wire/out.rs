@@ -158,6 +158,7 @@ pub fn audit_to_pb(r: &crate::audit::AuditRecord) -> pb::AuditEntry {
         object: e.object.clone(),
         outcome: e.outcome.as_str().to_owned(),
         reason: e.reason.clone(),
+        id: r.id,
     }
 }
 

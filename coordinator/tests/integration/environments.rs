@@ -492,3 +492,68 @@ async fn a_scoped_operator_pages_through_only_its_environment() {
     assert!(!rest.more);
     assert_eq!(all.backups.len() + rest.backups.len(), 7);
 }
+
+#[tokio::test]
+async fn a_scoped_operator_pages_through_only_its_environments_audit() {
+    let (c, _prod, _dev, _) = two_environments().await;
+    let mut admin = c.control("alice");
+    // Each attempt is audited: the first of each target queued, the others refused while it
+    // is (one active backup per target).
+    for _ in 0..3 {
+        for target in ["dev/y", "prod/x"] {
+            let _ = admin
+                .start_backup(pb::StartBackupRequest {
+                    target: target.into(),
+                })
+                .await;
+        }
+    }
+    let list = |client: &mut ControlClient<Channel>, limit: u32, after_id: i64| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_audit(pb::ListAuditRequest {
+                    action: "start_backup".into(),
+                    limit,
+                    after_id,
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let whole = list(&mut admin, 100, 0).await.expect("whole trail");
+    assert!(!whole.more);
+    let dev_ids: Vec<i64> = whole
+        .entries
+        .iter()
+        .filter(|e| e.object.ends_with("dev/y"))
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(dev_ids.len(), 3, "{whole:?}");
+    let mut dana = c.control("dana");
+    let (mut seen, mut after) = (Vec::new(), 0);
+    loop {
+        let page = list(&mut dana, 1, after).await.expect("page");
+        let Some(e) = page.entries.last() else {
+            assert!(!page.more, "an empty page with more");
+            break;
+        };
+        assert!(e.object.ends_with("dev/y"), "{e:?}");
+        seen.push(e.id);
+        after = e.id;
+        assert_eq!(page.more, seen.len() < dev_ids.len(), "after {seen:?}");
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(seen, dev_ids);
+    let e = list(&mut admin, 10, 9_999_999)
+        .await
+        .expect_err("an unknown cursor");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let e = list(&mut admin, 10, -4)
+        .await
+        .expect_err("a negative cursor");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+}

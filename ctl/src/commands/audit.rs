@@ -30,10 +30,15 @@ async fn list(args: AuditListArgs, global: &GlobalArgs, out: &mut dyn Write) -> 
         object: args.object.unwrap_or_default(),
         since_ms,
         limit: args.limit.limit.unwrap_or(0),
+        after_id: args.after.unwrap_or(0),
     });
     let resp = conn
         .unary("list audit", |mut c| async move { c.list_audit(req).await })
         .await?;
     let entries: Vec<AuditView> = resp.entries.iter().map(AuditView::from).collect();
-    output::emit(out, global.output, &entries)
+    output::emit(out, global.output, &entries)?;
+    if let (true, Some(last)) = (resp.more, resp.entries.last()) {
+        output::more_hint("entries", &last.id.to_string());
+    }
+    Ok(())
 }

@@ -1,9 +1,10 @@
-//! `ListAudit`: the stored audit trail, newest first. An operator scoped to some
-//! environments sees its own actions and those naming a target in its environments.
+//! `ListAudit`: the stored audit trail, newest first, paged by the last id shown. An operator
+//! scoped to some environments sees its own actions and those naming a target in its
+//! environments.
 
 use lifeboat_proto::v1 as pb;
 
-use super::{Control, limit};
+use super::{Control, MAX_LIMIT, limit};
 use crate::{
     audit::AuditFilter,
     error::{Error, Result},
@@ -36,27 +37,56 @@ impl Control {
                 format!("operator/{a}")
             }
         });
-        let filter = AuditFilter {
+        if req.after_id < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "after_id {} is not an audit record id",
+                req.after_id
+            )));
+        }
+        if req.after_id > 0 && !self.parts.catalog.audit_record_exists(req.after_id).await? {
+            return Err(Error::NotFound(format!(
+                "audit record {} is not in the catalog (removed after jobs.audit_keep_days, or \
+                 never there); list again from the newest",
+                req.after_id
+            )));
+        }
+        let want = limit(req.limit) as usize;
+        let scoped = !self.unscoped(op);
+        // One more than the page tells whether more follow; a scoped operator's entries are
+        // filtered here, so the catalog is read in larger pages until one more is found.
+        let step = if scoped { MAX_LIMIT } else { want as u32 + 1 };
+        let mut filter = AuditFilter {
             actor,
             action: text("action", &req.action)?,
             since_ms: (req.since_ms > 0).then_some(req.since_ms),
             object: text("object", &req.object)?,
-            limit: limit(req.limit),
+            after_id: (req.after_id > 0).then_some(req.after_id),
+            limit: step,
         };
-        let mut entries = self.parts.catalog.list_audit(&filter).await?;
-        if !self.unscoped(op) {
+        let me = format!("operator/{}", op.name);
+        let mut entries = Vec::new();
+        loop {
+            let page = self.parts.catalog.list_audit(&filter).await?;
+            let full = page.len() == step as usize;
+            filter.after_id = page.last().map(|e| e.id);
             // Objects name targets (`ENV/NAME`, `BACKUP -> ENV/NAME`) or bare ids.
-            let me = format!("operator/{}", op.name);
-            entries.retain(|e| {
-                e.entry.actor == me
+            entries.extend(page.into_iter().filter(|e| {
+                !scoped
+                    || e.entry.actor == me
                     || e.entry.object.rsplit(' ').next().is_some_and(|t| {
                         t.parse::<lifeboat_common::names::TargetName>()
                             .is_ok_and(|t| self.sees(op, &t))
                     })
-            });
+            }));
+            if entries.len() > want || !full {
+                break;
+            }
         }
+        let more = entries.len() > want;
+        entries.truncate(want);
         Ok(pb::ListAuditResponse {
             entries: entries.iter().map(wire::audit_to_pb).collect(),
+            more,
         })
     }
 }
