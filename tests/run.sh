@@ -5,8 +5,8 @@
 #   2. build the workspace (all targets), 3. rustfmt check, 4. clippy with -D warnings,
 #   5. all tests: unit tests and the end-to-end tests in tests/ (real PostgreSQL, real
 #      binaries; they need root: initdb runs as the postgres user, S9 mounts a tmpfs),
-#   6. the coordinator's catalog tests again, on a throwaway PostgreSQL server (the same
-#      suite runs on SQLite in step 5).
+#   6. the coordinator's catalog tests and the end-to-end tests again, with the catalog on a
+#      throwaway PostgreSQL server (step 5 runs them on SQLite).
 # Exits non-zero if any step fails; the last line is the test count summary.
 #
 # Environment:
@@ -155,7 +155,21 @@ fi
 
 # --- 6. the catalog suite on PostgreSQL ---------------------------------------------------
 # One throwaway server (trust on loopback, fsync off) for the run; each test makes its own
-# database on it (coordinator/src/catalog/testing.rs).
+# database on it (coordinator/src/catalog/testing.rs, tests/src/coordinator.rs).
+
+# pg_suite VAR SERVER FILTER: the tests FILTER selects, with VAR=SERVER; adds to the counts.
+pg_suite() {
+    local var=$1 server=$2 filter=$3 log status summary
+    log=$(mktemp)
+    env "$var=$server" "${runner[@]}" -E "$filter" 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    summary=$(grep -E '^ *Summary \[' "$log" | tail -n 1 || true)
+    passed=$((passed + $(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)))
+    tfailed=$((tfailed + $(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)))
+    rm -f "$log"
+    return "$status"
+}
+
 catalog_pg() {
     local root port ok=1
     root=$(mktemp -d /tmp/lifeboat-catalog-pg-XXXXXX)
@@ -174,20 +188,21 @@ catalog_pg() {
         cat "$root/log"
         return 1
     fi
-    local pg_log status
-    pg_log=$(mktemp)
+    local server="postgres://lifeboat@127.0.0.1:$port" status=0
     set +e
     if [ "${runner[1]}" = nextest ]; then
-        LIFEBOAT_TEST_CATALOG_POSTGRES="postgres://lifeboat@127.0.0.1:$port" \
-            "${runner[@]:0:3}" -p lifeboat-coordinator --lib "${locked[@]}" --no-fail-fast \
-            --failure-output final -E 'test(/^catalog::/)' 2>&1 | tee "$pg_log"
-        status=${PIPESTATUS[0]}
-        local summary
-        summary=$(grep -E '^ *Summary \[' "$pg_log" | tail -n 1 || true)
-        passed=$((passed + $(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)))
-        tfailed=$((tfailed + $(grep -oE '[0-9]+ failed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)))
+        # The workspace's test binaries as built above (no -p: that would rebuild them).
+        pg_suite LIFEBOAT_TEST_CATALOG_POSTGRES "$server" \
+            'package(lifeboat-coordinator) & kind(lib) & test(/^catalog::/)' || status=1
+        # The end-to-end suite with every coordinator on a PostgreSQL catalog, but for the
+        # tests that handle the SQLite file or the config text themselves.
+        pg_suite LIFEBOAT_E2E_CATALOG_POSTGRES "$server" \
+            'package(lifeboat-e2e) - test(/^(b30_bad_config|m3_busy_catalog|x37_secrets|catalog_postgres::a_sqlite)/)' ||
+            status=1
     else
-        LIFEBOAT_TEST_CATALOG_POSTGRES="postgres://lifeboat@127.0.0.1:$port" \
+        local pg_log
+        pg_log=$(mktemp)
+        LIFEBOAT_TEST_CATALOG_POSTGRES="$server" \
             cargo test -p lifeboat-coordinator --lib "${locked[@]}" catalog:: 2>&1 | tee "$pg_log"
         status=${PIPESTATUS[0]}
         read -r p f < <(grep -E '^test result:' "$pg_log" |
@@ -195,9 +210,9 @@ catalog_pg() {
             awk '{p += $1; f += $2} END {print p + 0, f + 0}')
         passed=$((passed + p))
         tfailed=$((tfailed + f))
+        rm -f "$pg_log"
     fi
     set -e
-    rm -f "$pg_log"
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$root/data" -m immediate stop >/dev/null || true
     rm -rf "$root"
     [ "$status" -eq 0 ] || { [ "$tfailed" -gt 0 ] || tfailed=1; return 1; }

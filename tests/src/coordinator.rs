@@ -359,6 +359,31 @@ impl Coordinator {
             !self.proc.is_running(),
             "the coordinator is still running; stop or kill it first"
         );
+        // A PostgreSQL catalog given by LIFEBOAT_E2E_CATALOG_POSTGRES is lost by dropping its
+        // database and making an empty one of the same name.
+        let config = std::fs::read_to_string(&self.config_path).expect("read coordinator.toml");
+        if let Some(url) = config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("url = \"postgres://"))
+            .map(|rest| format!("postgres://{}", rest.trim_end_matches('"')))
+            && let Some((server, db)) = url.rsplit_once('/')
+        {
+            for sql in [
+                format!("DROP DATABASE {db} WITH (FORCE)"),
+                format!("CREATE DATABASE {db}"),
+            ] {
+                let out = std::process::Command::new("psql")
+                    .arg(format!("{server}/postgres"))
+                    .args(["-X", "-q", "-c", &sql])
+                    .output()
+                    .expect("run psql");
+                assert!(
+                    out.status.success(),
+                    "{sql}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
         for suffix in ["", "-wal", "-shm"] {
             let mut path = self.catalog_path.clone().into_os_string();
             path.push(suffix);

@@ -1,6 +1,7 @@
-//! Applying a catalog rebuild: the catalog is read and written in one `BEGIN IMMEDIATE`
-//! transaction, so a backup job that ends meanwhile waits for it and the plan is made on what
-//! is really there. A dry run rolls the transaction back.
+//! Applying a catalog rebuild: the catalog is read and written in one transaction that holds
+//! the write lock from its start (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the backups table
+//! locked against writers), so a backup job that ends meanwhile waits for it and the plan is
+//! made on what is really there. A dry run rolls the transaction back.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,7 +27,16 @@ impl Catalog {
         dry_run: bool,
     ) -> Result<Vec<Outcome>> {
         let now_ms = trust.now_ms;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = match self.backend {
+            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            super::Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("LOCK TABLE backups IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
         let view = read_view(&mut tx).await?;
         let outcomes = plan(listed, &view, listing_started_ms, trust);
         if dry_run {
