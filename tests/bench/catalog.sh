@@ -72,13 +72,9 @@ fi
 
 WORK=$(mktemp -d /tmp/lifeboat-bench-catalog.XXXXXX)
 COORD_PID=""
-PG_STARTED=0
 cleanup() {
     [ -n "$COORD_PID" ] && kill "$COORD_PID" 2>/dev/null && wait "$COORD_PID" 2>/dev/null
-    if [ "$PG_STARTED" -eq 1 ]; then
-        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_ROOT/data" -m immediate stop >/dev/null
-    fi
-    [ -n "${PG_ROOT:-}" ] && rm -rf "$PG_ROOT"
+    stop_catalog_pg
     if [ "$KEEP" -eq 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -89,27 +85,10 @@ build_release
 # The rows date from 2020: without this the coordinator's hourly pruning (90 days by default)
 # would remove most jobs while the calls are timed.
 COORD_JOBS_EXTRA="keep_finished_days = 36500"
-if [ "$BACKEND" = postgres ]; then
-    echo "==> starting PostgreSQL for the catalog"
-    # Its own directory: WORK (certificates and keys) stays private to this user.
-    PG_ROOT=$(mktemp -d /tmp/lifeboat-bench-catalog-pg.XXXXXX)
-    chown postgres "$PG_ROOT"
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_ROOT/data" -U lifeboat -A trust >/dev/null
-    for _ in 1 2 3 4 5; do
-        PG_PORT=$(shuf -i 20000-60000 -n 1)
-        if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_ROOT/data" -l "$PG_ROOT/log" -w -o \
-            "-p $PG_PORT -k $PG_ROOT -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null; then
-            PG_STARTED=1
-            break
-        fi
-    done
-    [ "$PG_STARTED" -eq 1 ] || { cat "$PG_ROOT/log"; exit 1; }
-    psql -h "$PG_ROOT" -p "$PG_PORT" -U lifeboat -d postgres -qc "CREATE DATABASE catalog"
-    CATALOG_TOML=$(printf '[catalog]\nurl = "postgres://lifeboat@127.0.0.1:%s/catalog"\ntls = "disable"' "$PG_PORT")
-fi
+[ "$BACKEND" = postgres ] && start_catalog_pg
 sql() { # runs SQL from stdin (or $1) in the catalog
     if [ "$BACKEND" = postgres ]; then
-        psql -h "$PG_ROOT" -p "$PG_PORT" -U lifeboat -d catalog -X -q -A -t -v ON_ERROR_STOP=1 ${1:+-c "$1"}
+        catalog_psql -d catalog ${1:+-c "$1"}
     else
         sqlite3 "$WORK/catalog.db" ${1:+"$1"}
     fi

@@ -105,6 +105,40 @@ launch_coordinator() {
     }
 }
 
+# A throwaway PostgreSQL 15 for a catalog: trust on loopback, fsync off, in a directory of its
+# own (WORK holds keys and stays private). Creates the database "catalog"; sets CATALOG_PG_ROOT,
+# CATALOG_PG_PORT and CATALOG_TOML (a [catalog] table for start_coordinator). The caller's
+# cleanup runs stop_catalog_pg.
+start_catalog_pg() {
+    echo "==> starting PostgreSQL for the catalog"
+    CATALOG_PG_ROOT=$(mktemp -d /tmp/lifeboat-bench-catalog-pg.XXXXXX)
+    chown postgres "$CATALOG_PG_ROOT"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$CATALOG_PG_ROOT/data" -U lifeboat -A trust >/dev/null
+    local started=0
+    for _ in 1 2 3 4 5; do
+        CATALOG_PG_PORT=$(free_port)
+        if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$CATALOG_PG_ROOT/data" -l "$CATALOG_PG_ROOT/log" \
+            -w -o "-p $CATALOG_PG_PORT -k $CATALOG_PG_ROOT -c listen_addresses=127.0.0.1 -c fsync=off" \
+            start >/dev/null; then
+            started=1
+            break
+        fi
+    done
+    [ "$started" -eq 1 ] || { cat "$CATALOG_PG_ROOT/log"; exit 1; }
+    catalog_psql -d postgres -c "CREATE DATABASE catalog"
+    CATALOG_TOML=$(printf '[catalog]\nurl = "postgres://lifeboat@127.0.0.1:%s/catalog"\ntls = "disable"' \
+        "$CATALOG_PG_PORT")
+}
+stop_catalog_pg() {
+    [ -n "${CATALOG_PG_ROOT:-}" ] || return 0
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$CATALOG_PG_ROOT/data" -m immediate stop >/dev/null 2>&1
+    rm -rf "$CATALOG_PG_ROOT"
+    CATALOG_PG_ROOT=""
+}
+catalog_psql() {
+    psql -h "$CATALOG_PG_ROOT" -p "$CATALOG_PG_PORT" -U lifeboat -X -q -A -t -v ON_ERROR_STOP=1 "$@"
+}
+
 # The operator CLI as "admin" against the coordinator started above.
 lifeboat() {
     "$BIN/lifeboat" --coordinator "https://$GRPC" --ca "$WORK/pki/ca.pem" \

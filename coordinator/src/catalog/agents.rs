@@ -86,7 +86,7 @@ impl Catalog {
         environment: &str,
         targets: &[TargetDecl],
     ) -> Result<Vec<TargetConflict>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut conflicts = Vec::new();
         for t in targets {
             let full = TargetName::new(environment, &t.name)

@@ -49,7 +49,7 @@ impl Catalog {
         webhooks: &[String],
         now_ms: i64,
     ) -> Result<Option<Incident>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query_scalar(
             "INSERT INTO alert_incidents (kind, subject, environment, severity, summary, detail, \
              opened_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -90,7 +90,7 @@ impl Catalog {
     /// Resolves an open incident and queues a "resolved" notification for every webhook that
     /// was told it fired. False if it was not open.
     pub async fn resolve_incident(&self, id: i64, summary: &str, now_ms: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE alert_incidents SET resolved_at_ms = $1, resolve_summary = $2 \
              WHERE id = $3 AND resolved_at_ms IS NULL",

@@ -92,7 +92,7 @@ impl Catalog {
     /// transaction.
     pub async fn insert_copy_job(&self, job: &NewJob, now_ms: i64) -> Result<InsertCopy> {
         let id = backup_of(job)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -139,7 +139,7 @@ impl Catalog {
     /// Ends a copy job successfully: its copy is stored. None (and nothing written) if the
     /// job had already ended.
     pub async fn finish_copy_job(&self, id: &str, finish: &Finish) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if finish_in(&mut tx, id, finish).await? == 0 {
             tx.rollback().await?;
             return Ok(None);
@@ -165,7 +165,7 @@ impl Catalog {
         repository: &str,
         outcome: &VerifyOutcome,
     ) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if finish_in(&mut tx, id, finish).await? == 0 {
             tx.rollback().await?;
             return Ok(None);
@@ -190,7 +190,7 @@ impl Catalog {
     /// active.
     pub async fn mark_copy_delete(&self, job: &NewJob) -> Result<MarkCopyDelete> {
         let id = backup_of(job)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -239,7 +239,7 @@ impl Catalog {
         backup_id: &str,
         repository: &str,
     ) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if finish_in(&mut tx, id, finish).await? == 0 {
             tx.rollback().await?;
             return Ok(None);

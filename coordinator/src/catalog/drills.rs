@@ -69,7 +69,7 @@ impl Catalog {
         finish: &Finish,
         rto_ms: u64,
     ) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if super::jobs::finish_in(&mut tx, id, finish).await? == 0 {
             tx.rollback().await?;
             return Ok(None);

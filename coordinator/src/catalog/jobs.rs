@@ -35,7 +35,7 @@ pub enum InsertJob {
 impl Catalog {
     /// Creates a queued job. At most one unfinished backup per target (a unique index).
     pub async fn insert_job(&self, job: &NewJob) -> Result<InsertJob> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = insert_job_query(job).execute(&mut *tx).await;
         match inserted {
             Ok(_) => {
@@ -224,7 +224,7 @@ impl Catalog {
 
     /// Ends an unfinished job. None if it had already ended (the caller ignores the update).
     pub async fn finish_job(&self, id: &str, finish: &Finish) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let n = finish_in(&mut tx, id, finish).await?;
         tx.commit().await?;
         self.updated(id, n).await
@@ -238,7 +238,7 @@ impl Catalog {
         finish: &Finish,
         backup: &Backup,
     ) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if finish_in(&mut tx, id, finish).await? == 0 {
             tx.rollback().await?;
             return Ok(None);
@@ -257,7 +257,7 @@ impl Catalog {
         backup_id: &str,
         outcome: &VerifyOutcome,
     ) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if finish_in(&mut tx, id, finish).await? == 0 {
             tx.rollback().await?;
             return Ok(None);
@@ -285,7 +285,7 @@ impl Catalog {
         path: &ExportPath,
         written: &ExportWritten,
     ) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if finish_in(&mut tx, id, finish).await? == 0 {
             tx.rollback().await?;
             return Ok(None);

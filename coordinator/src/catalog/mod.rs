@@ -297,7 +297,33 @@ pub struct Catalog {
     backend: Backend,
 }
 
+/// The key of the PostgreSQL transaction-level lock that writing transactions take first.
+const WRITER_LOCK: i64 = 0x6c69_6665_7772; // "lifewr"
+
 impl Catalog {
+    /// Starts a transaction that reads, decides and writes. On PostgreSQL it first takes the
+    /// catalog's writer lock (an advisory lock held until the transaction ends), so these
+    /// transactions run one at a time as SQLite runs its writers, and at READ COMMITTED, so
+    /// each statement sees what the writer before committed (a serializable snapshot would be
+    /// taken before the lock is granted, and the writers would abort each other); reads are
+    /// not held up.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin().await?),
+            Backend::Postgres => {
+                let mut tx = self
+                    .pool
+                    .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
     /// Which database holds this catalog.
     pub fn backend(&self) -> Backend {
         self.backend

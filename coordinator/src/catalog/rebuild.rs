@@ -30,7 +30,7 @@ impl Catalog {
         let mut tx = match self.backend {
             super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             super::Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query("LOCK TABLE backups IN EXCLUSIVE MODE")
                     .execute(&mut *tx)
                     .await?;

@@ -40,7 +40,7 @@ pub enum MarkDelete {
 impl Catalog {
     /// Pins a backup; pinning a pinned backup updates who, when and why.
     pub async fn pin_backup(&self, backup_id: &str, pin: &Pin) -> Result<PinOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Take the write lock first, so a concurrent prune cannot mark it in between.
         sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = $1")
             .bind(backup_id)
@@ -164,7 +164,7 @@ impl Catalog {
                 job.id
             )));
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Take the write lock first, so the checks below hold until commit.
         sqlx::query("UPDATE backups SET backup_id = backup_id WHERE backup_id = $1")
             .bind(id)
@@ -218,7 +218,7 @@ impl Catalog {
         finish: &Finish,
         backup_id: &str,
     ) -> Result<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if finish_in(&mut tx, id, finish).await? == 0 {
             tx.rollback().await?;
             return Ok(None);

@@ -24,7 +24,7 @@ impl Catalog {
     /// Sets a target's own schedule of one kind. The scheduler counts occurrences from
     /// `now_ms` on, so a new or changed schedule never fires for times already past.
     pub async fn upsert_schedule(&self, s: &StoredSchedule, now_ms: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO schedules (target, kind, cron, timezone, jitter_secs, cover_secs, \
              updated_by, updated_at_ms, drill_into) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -71,7 +71,7 @@ impl Catalog {
     /// Removes a target's own schedule of one kind and the scheduler's memory of it. False if
     /// it had none.
     pub async fn delete_schedule(&self, target: &str, kind: ScheduleKind) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM schedules WHERE target = $1 AND kind = $2")
             .bind(target)
             .bind(kind.as_str())
@@ -165,7 +165,7 @@ impl Catalog {
         run: &ScheduleRun,
         jobs: &[NewJob],
     ) -> Result<TickOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let moved = sqlx::query(
             "UPDATE schedule_state SET cursor_ms = $1 WHERE target = $2 AND kind = $3 \
              AND cursor_ms = $4 AND paused = 0",
