@@ -185,8 +185,9 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
 }
 
 /// Each backend keeps the guarantees the catalog code relies on: on PostgreSQL, serializable
-/// transactions (as SQLite's are), a lost race reported as retryable; on SQLite, WAL and
-/// foreign keys (also checked for a file opened by path above).
+/// sessions, a lost race reported as retryable, and writing transactions that take turns
+/// (as SQLite's writers do); on SQLite, WAL and foreign keys (also checked for a file opened
+/// by path above).
 #[tokio::test]
 async fn sessions_hold_the_backends_guarantees() {
     let (_dir, c) = open().await;
@@ -228,6 +229,33 @@ async fn sessions_hold_the_backends_guarantees() {
             };
             let err = CatalogError::Query(second.await.expect_err("both transactions committed"));
             assert!(err.is_retryable(), "{err}");
+
+            // Writing transactions take turns: the second waits for the first and then sees
+            // its commit.
+            let mut first = c.begin_write().await.expect("first writer");
+            sqlx::query(insert)
+                .bind("w1")
+                .execute(&mut *first)
+                .await
+                .expect("insert w1");
+            let c2 = c.clone();
+            let second = tokio::spawn(async move {
+                let mut tx = c2.begin_write().await.expect("second writer");
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE name = 'w1'")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("read");
+                tx.commit().await.expect("commit");
+                n
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!second.is_finished(), "two writers ran at once");
+            first.commit().await.expect("commit first");
+            assert_eq!(
+                second.await.expect("join"),
+                1,
+                "the second writer saw the first"
+            );
         }
     }
 }
