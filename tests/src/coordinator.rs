@@ -114,16 +114,7 @@ impl CoordinatorBuilder {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0)
         );
-        let out = std::process::Command::new("psql")
-            .arg(format!("{server}/postgres"))
-            .args(["-X", "-q", "-c", &format!("CREATE DATABASE {name}")])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "create catalog database: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        psql_admin(server, &format!("CREATE DATABASE {name}"));
         Some(format!(
             "[catalog]\nurl = \"{server}/{name}\"\ntls = \"disable\"\n"
         ))
@@ -368,21 +359,8 @@ impl Coordinator {
             .map(|rest| format!("postgres://{}", rest.trim_end_matches('"')))
             && let Some((server, db)) = url.rsplit_once('/')
         {
-            for sql in [
-                format!("DROP DATABASE {db} WITH (FORCE)"),
-                format!("CREATE DATABASE {db}"),
-            ] {
-                let out = std::process::Command::new("psql")
-                    .arg(format!("{server}/postgres"))
-                    .args(["-X", "-q", "-c", &sql])
-                    .output()
-                    .expect("run psql");
-                assert!(
-                    out.status.success(),
-                    "{sql}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            psql_admin(server, &format!("DROP DATABASE {db} WITH (FORCE)"));
+            psql_admin(server, &format!("CREATE DATABASE {db}"));
         }
         for suffix in ["", "-wal", "-shm"] {
             let mut path = self.catalog_path.clone().into_os_string();
@@ -395,4 +373,19 @@ impl Coordinator {
         }
         self.restart();
     }
+}
+
+/// Runs `sql` in the `postgres` database of the PostgreSQL server at `server` (a URL without
+/// a database); panics with psql's error.
+fn psql_admin(server: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-X", "-q", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -306,31 +306,31 @@ impl Catalog {
         // target's (an index range each side of the target's repository); the newest per
         // repository is picked below, so a backup in both counts once. PostgreSQL needs the
         // two ranges spelled out per target (LATERAL), or it reads every backup.
+        macro_rules! stored_copies {
+            () => {
+                "SELECT b.target, c.repository, b.backup_id, b.recorded_at_ms \
+                 FROM backup_copies c JOIN backups b ON b.backup_id = c.backup_id \
+                 JOIN targets t ON t.full_name = b.target AND t.repository <> c.repository \
+                 WHERE c.state = 'stored' \
+                 UNION ALL \
+                 SELECT b.target, b.repository, b.backup_id, b.recorded_at_ms "
+            };
+        }
         let rows = sqlx::query(match self.backend {
-            super::Backend::Sqlite => {
-                "SELECT b.target, c.repository, b.backup_id, b.recorded_at_ms \
-                 FROM backup_copies c JOIN backups b ON b.backup_id = c.backup_id \
-                 JOIN targets t ON t.full_name = b.target AND t.repository <> c.repository \
-                 WHERE c.state = 'stored' \
-                 UNION ALL \
-                 SELECT b.target, b.repository, b.backup_id, b.recorded_at_ms \
-                 FROM targets t JOIN backups b ON b.target = t.full_name \
+            super::Backend::Sqlite => concat!(
+                stored_copies!(),
+                "FROM targets t JOIN backups b ON b.target = t.full_name \
                  AND (b.repository < t.repository OR b.repository > t.repository)"
-            }
-            super::Backend::Postgres => {
-                "SELECT b.target, c.repository, b.backup_id, b.recorded_at_ms \
-                 FROM backup_copies c JOIN backups b ON b.backup_id = c.backup_id \
-                 JOIN targets t ON t.full_name = b.target AND t.repository <> c.repository \
-                 WHERE c.state = 'stored' \
-                 UNION ALL \
-                 SELECT b.target, b.repository, b.backup_id, b.recorded_at_ms \
-                 FROM targets t CROSS JOIN LATERAL ( \
+            ),
+            super::Backend::Postgres => concat!(
+                stored_copies!(),
+                "FROM targets t CROSS JOIN LATERAL ( \
                    SELECT r.target, r.repository, r.backup_id, r.recorded_at_ms FROM backups r \
                    WHERE r.target = t.full_name AND r.repository < t.repository \
                    UNION ALL \
                    SELECT r.target, r.repository, r.backup_id, r.recorded_at_ms FROM backups r \
                    WHERE r.target = t.full_name AND r.repository > t.repository) b"
-            }
+            ),
         })
         .fetch_all(&self.pool)
         .await?;
