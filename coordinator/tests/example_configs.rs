@@ -61,9 +61,9 @@ fn materialize(env: &str, dir: &Path) -> PathBuf {
     for name in credentials(&text) {
         let path = creds.join(&name);
         match name.as_str() {
-            "ca.pem" => std::fs::write(&path, &ca.cert_pem).expect("write"),
+            "ca.pem" | "catalog-ca.pem" => std::fs::write(&path, &ca.cert_pem).expect("write"),
             "coordinator.pem" => std::fs::write(&path, &leaf.cert_pem).expect("write"),
-            "coordinator.key" => {
+            "coordinator.key" | "catalog.password" => {
                 write_private_file(&path, leaf.key_pem.expose().as_bytes()).expect("write")
             }
             n if n.ends_with(".url") => {
@@ -271,34 +271,8 @@ fn the_annotated_example_declares_objectives() {
 #[test]
 fn the_ha_example_shares_a_postgres_catalog_over_verified_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(root().join("deploy/examples/ha/coordinator.toml"))
-        .expect("read example");
+    let path = materialize("ha", dir.path());
     let creds = dir.path().join("credentials");
-    std::fs::create_dir_all(&creds).expect("mkdir");
-    let ca = Ca::generate("example").expect("CA");
-    let leaf = ca
-        .issue(&LeafSpec::coordinator(
-            "coordinator",
-            vec!["localhost".into()],
-        ))
-        .expect("issue");
-    for name in credentials(&text) {
-        let path = creds.join(&name);
-        match name.as_str() {
-            "ca.pem" | "catalog-ca.pem" => std::fs::write(&path, &ca.cert_pem).expect("write"),
-            "coordinator.pem" => std::fs::write(&path, &leaf.cert_pem).expect("write"),
-            "coordinator.key" | "catalog.password" => {
-                write_private_file(&path, leaf.key_pem.expose().as_bytes()).expect("write")
-            }
-            other => panic!("unexpected credential {other}"),
-        }
-    }
-    let path = dir.path().join("coordinator.toml");
-    std::fs::write(
-        &path,
-        text.replace(CREDENTIALS, &format!("{}/", creds.display())),
-    )
-    .expect("write config");
     let c = lifeboat_coordinator::load_config(&path).expect("load");
     let config::CatalogLocation::Postgres(pg) = &c.catalog else {
         panic!("not a PostgreSQL catalog: {:?}", c.catalog);

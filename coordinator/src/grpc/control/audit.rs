@@ -4,9 +4,9 @@
 
 use lifeboat_proto::v1 as pb;
 
-use super::{Control, MAX_LIMIT, limit};
+use super::Control;
 use crate::{
-    audit::AuditFilter,
+    audit::{AuditFilter, AuditRecord},
     error::{Error, Result},
     grpc::authz::Operator,
     wire,
@@ -50,40 +50,45 @@ impl Control {
                 req.after_id
             )));
         }
-        let want = limit(req.limit) as usize;
-        let scoped = !self.unscoped(op);
-        // One more than the page tells whether more follow; a scoped operator's entries are
-        // filtered here, so the catalog is read in larger pages until one more is found.
-        let step = if scoped { MAX_LIMIT } else { want as u32 + 1 };
-        let mut filter = AuditFilter {
+        let filter = AuditFilter {
             actor,
             action: text("action", &req.action)?,
             since_ms: (req.since_ms > 0).then_some(req.since_ms),
             object: text("object", &req.object)?,
-            after_id: (req.after_id > 0).then_some(req.after_id),
-            limit: step,
+            after_id: None,
+            limit: 0,
         };
         let me = format!("operator/{}", op.name);
-        let mut entries = Vec::new();
-        loop {
-            let page = self.parts.catalog.list_audit(&filter).await?;
-            let full = page.len() == step as usize;
-            filter.after_id = page.last().map(|e| e.id);
-            // Objects name targets (`ENV/NAME`, `BACKUP -> ENV/NAME`) or bare ids.
-            entries.extend(page.into_iter().filter(|e| {
-                !scoped
-                    || e.entry.actor == me
-                    || e.entry.object.rsplit(' ').next().is_some_and(|t| {
-                        t.parse::<lifeboat_common::names::TargetName>()
-                            .is_ok_and(|t| self.sees(op, &t))
-                    })
-            }));
-            if entries.len() > want || !full {
-                break;
-            }
-        }
-        let more = entries.len() > want;
-        entries.truncate(want);
+        let catalog = &self.parts.catalog;
+        // Every list is "all targets" here: a scoped operator's entries are filtered below.
+        let (entries, more) = self
+            .page(
+                op,
+                true,
+                req.limit,
+                (req.after_id > 0).then(|| req.after_id.to_string()),
+                |e: &AuditRecord| e.id.to_string(),
+                // Its own actions, and those whose object names (`ENV/NAME`,
+                // `BACKUP -> ENV/NAME`) a target it sees.
+                |e| {
+                    self.unscoped(op)
+                        || e.entry.actor == me
+                        || e.entry.object.rsplit(' ').next().is_some_and(|t| {
+                            t.parse::<lifeboat_common::names::TargetName>()
+                                .is_ok_and(|t| self.sees(op, &t))
+                        })
+                },
+                |cursor, step| {
+                    let catalog = catalog.clone();
+                    let filter = AuditFilter {
+                        after_id: cursor.and_then(|c| c.parse().ok()),
+                        limit: step,
+                        ..filter.clone()
+                    };
+                    Box::pin(async move { catalog.list_audit(&filter).await })
+                },
+            )
+            .await?;
         Ok(pb::ListAuditResponse {
             entries: entries.iter().map(wire::audit_to_pb).collect(),
             more,

@@ -12,23 +12,26 @@ use crate::{
 };
 
 /// A page read from the catalog (`page`'s source).
-type Fetch<T> = std::pin::Pin<
+pub(super) type Fetch<T> = std::pin::Pin<
     Box<dyn Future<Output = std::result::Result<Vec<T>, crate::catalog::CatalogError>> + Send>,
 >;
 
 impl Control {
-    /// One page of a list, newest first, after `after` (a page's last id): at most `limit`
-    /// items `op` may see, and whether more follow. An unscoped read (or one of a single
-    /// target, already checked) asks the catalog for one more than the page; an operator scoped
-    /// to some environments listing everything gets the list filtered here, read in pages of
-    /// [`MAX_LIMIT`] until it has one more than the page or the list ends.
-    async fn page<T>(
+    /// One page of a list, newest first, after `after` (a page's last id, `id_of` an item's):
+    /// at most `limit` items `op` may see (`visible`), and whether more follow. An unscoped
+    /// read (or one of a single target, already checked) asks the catalog for one more than
+    /// the page; an operator scoped to some environments listing everything gets the list
+    /// filtered here, read in pages of [`MAX_LIMIT`] until it has one more than the page or the
+    /// list ends.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn page<T>(
         &self,
         op: &Operator,
         all_targets: bool,
         limit_asked: u32,
         after: Option<String>,
-        key: impl Fn(&T) -> (String, TargetName),
+        id_of: impl Fn(&T) -> String,
+        visible: impl Fn(&T) -> bool,
         mut fetch: impl FnMut(Option<String>, u32) -> Fetch<T>,
     ) -> Result<(Vec<T>, bool)> {
         let want = limit(limit_asked) as usize;
@@ -41,8 +44,8 @@ impl Control {
         loop {
             let page = fetch(cursor.take(), step).await.map_err(Error::from)?;
             let full = page.len() == step as usize;
-            cursor = page.last().map(|t| key(t).0);
-            items.extend(page.into_iter().filter(|t| self.sees(op, &key(t).1)));
+            cursor = page.last().map(&id_of);
+            items.extend(page.into_iter().filter(|t| visible(t)));
             if items.len() > want || !full {
                 break;
             }
@@ -79,7 +82,8 @@ impl Control {
                 target.is_none(),
                 req.limit,
                 after,
-                |b: &Backup| (b.backup_id.to_string(), b.target.clone()),
+                |b: &Backup| b.backup_id.to_string(),
+                |b| self.sees(op, &b.target),
                 |cursor, step| {
                     let (catalog, target) = (catalog.clone(), target.map(str::to_owned));
                     Box::pin(async move {
@@ -123,7 +127,8 @@ impl Control {
                 target.is_none(),
                 req.limit,
                 after,
-                |j: &Job| (j.id.clone(), j.target.clone()),
+                |j: &Job| j.id.clone(),
+                |j| self.sees(op, &j.target),
                 |cursor, step| {
                     let (catalog, target) = (catalog.clone(), target.map(str::to_owned));
                     let active = req.active_only;
