@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Smaller starting buffers per call (src/codec.rs).
+        .codec_path("crate::codec::Codec")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=lifeboat");
     Ok(())

@@ -22,6 +22,7 @@ mod hub;
 mod jobs;
 mod keys;
 mod lease;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod objectives;

@@ -52,8 +52,15 @@ enum CatalogCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (ADR 0037).
+    let allocator_tuned = lifeboat_coordinator::memory::cap_heaps();
     let args = Args::parse();
     logging::init(args.log_format, "info");
+    if !allocator_tuned {
+        tracing::warn!(
+            "the C allocator refused a cap on its heaps: memory use with many agents may be higher"
+        );
+    }
     let Some(config_path) = &args.config else {
         eprintln!("error: --config PATH is required");
         return ExitCode::from(2);

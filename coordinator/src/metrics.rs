@@ -76,6 +76,7 @@ pub struct Metrics {
     alert_evaluations: IntCounterVec,
     alert_delivery_passes: IntCounterVec,
     agent_updates_dropped: IntCounterVec,
+    agent_update_seconds: HistogramVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -354,6 +355,17 @@ impl Metrics {
                  record (busy or failing), by kind; the agent's session stays open.",
                 &["kind"],
             )?,
+            agent_update_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "lifeboat_agent_update_seconds",
+                    "Time the coordinator took to record an agent's heartbeat, acceptance or \
+                     progress update in the catalog, by kind.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+                &["kind"],
+            )?,
             scrape: Mutex::new(()),
             registry,
         };
@@ -438,8 +450,11 @@ impl Metrics {
         }
         m.registry
             .register(Box::new(m.agent_updates_dropped.clone()))?;
+        m.registry
+            .register(Box::new(m.agent_update_seconds.clone()))?;
         for kind in AGENT_UPDATES {
             m.agent_updates_dropped.with_label_values(&[kind]);
+            m.agent_update_seconds.with_label_values(&[kind]);
         }
         // Every kind and outcome is visible from the start, at zero.
         for kind in JobKind::ALL {

@@ -149,6 +149,9 @@ pub struct DrillListArgs {
     pub target: Option<TargetName>,
     #[command(flatten)]
     pub limit: LimitArg,
+    /// The next page: the drills after this one (the job id of the previous page's last drill)
+    #[arg(long, value_name = "JOB_ID", value_parser = parse_job_id)]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,6 +281,9 @@ pub struct ScheduleRunsArgs {
     pub kind: Option<ScheduleKindArg>,
     #[command(flatten)]
     pub limit: LimitArg,
+    /// The next page: the runs before this one (the ID of the previous page's last run)
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+    pub after: Option<i64>,
 }
 
 /// What a schedule starts.

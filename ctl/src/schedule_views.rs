@@ -33,6 +33,9 @@ fn jitter_text_u64(secs: u64) -> String {
 
 #[derive(Debug, Serialize)]
 pub struct ScheduleRunView {
+    /// Its id in `schedule runs` (the `--after` of the next page); absent elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
     pub target: Option<String>,
     /// `backup` or `verify`.
     pub kind: &'static str,
@@ -51,6 +54,7 @@ impl From<&pb::ScheduleRun> for ScheduleRunView {
         let (scheduled_at, scheduled_at_ms) = json_time(r.scheduled_at_ms);
         let (decided_at, decided_at_ms) = json_time(r.decided_at_ms);
         Self {
+            id: Some(r.id).filter(|&id| id > 0),
             target: non_empty(&r.target),
             kind: schedule_kind_word(r.kind),
             scheduled_at,
@@ -65,10 +69,18 @@ impl From<&pb::ScheduleRun> for ScheduleRunView {
 }
 
 impl Row for ScheduleRunView {
-    const HEADER: &'static [&'static str] =
-        &["KIND", "SCHEDULED", "DECIDED", "OUTCOME", "JOB", "REASON"];
+    const HEADER: &'static [&'static str] = &[
+        "ID",
+        "KIND",
+        "SCHEDULED",
+        "DECIDED",
+        "OUTCOME",
+        "JOB",
+        "REASON",
+    ];
     fn cells(&self) -> Vec<String> {
         vec![
+            self.id.map_or_else(|| or_none(""), |id| id.to_string()),
             self.kind.to_owned(),
             rfc3339_text(self.scheduled_at_ms.unwrap_or(0)),
             rfc3339_text(self.decided_at_ms.unwrap_or(0)),

@@ -505,11 +505,20 @@ async fn pin_confirms_in_one_line() {
 async fn audit_cursors_are_positive_ids() {
     let srv = default_server().await;
     for bad in ["0", "-3", "abc"] {
-        let r = srv.run(&["audit", "list", "--after", bad]).await;
-        r.expect_code(2);
-        assert!(
-            r.stderr.contains("--after") || r.stderr.contains(bad),
-            "{bad}: {r:#?}"
-        );
+        for cmd in [
+            &["audit", "list", "--after", bad][..],
+            &["schedule", "runs", "prod/orders", "--after", bad][..],
+        ] {
+            let r = srv.run(cmd).await;
+            r.expect_code(2);
+            assert!(
+                r.stderr.contains("--after") || r.stderr.contains(bad),
+                "{cmd:?}: {r:#?}"
+            );
+        }
     }
+    // A drill cursor is a job id.
+    let r = srv.run(&["drill", "list", "--after", "../x"]).await;
+    r.expect_code(2);
+    assert!(r.stderr.contains("--after"), "{r:#?}");
 }

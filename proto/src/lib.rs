@@ -9,6 +9,7 @@ pub mod v1 {
 
 pub use v1::*;
 
+pub mod codec;
 pub mod domain;
 
 /// Largest message either side accepts or sends. Job results carry per-table row counts, so

@@ -53,7 +53,9 @@ build_release() {
 
 # Certificates for a coordinator, the agent "bench-agent" and the operator "admin"; a
 # coordinator on a SQLite catalog in WORK (or the [catalog] table in CATALOG_TOML; more [jobs]
-# keys in COORD_JOBS_EXTRA). Sets COORD_PID and GRPC.
+# keys in COORD_JOBS_EXTRA; heartbeats every COORD_HEARTBEAT_SECS, default 1; more tables at
+# the end in COORD_TABLES_EXTRA; gRPC on COORD_GRPC_LISTEN, default a free port). Sets
+# COORD_PID and GRPC.
 start_coordinator() {
     echo "==> starting the coordinator"
     "$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
@@ -64,7 +66,7 @@ start_coordinator() {
     [ -n "$catalog_toml" ] || catalog_toml=$(printf '[catalog]\nurl = "sqlite://%s/catalog.db"' "$WORK")
     cat >"$WORK/coordinator.toml" <<EOT
 [server]
-grpc_listen = "127.0.0.1:0"
+grpc_listen = "${COORD_GRPC_LISTEN:-127.0.0.1:0}"
 http_listen = "127.0.0.1:0"
 [tls]
 ca = "$WORK/pki/ca.pem"
@@ -72,7 +74,7 @@ cert = "$WORK/pki/coordinator.pem"
 key = "$WORK/pki/coordinator.key"
 $catalog_toml
 [jobs]
-heartbeat_interval_secs = 1
+heartbeat_interval_secs = ${COORD_HEARTBEAT_SECS:-1}
 ${COORD_JOBS_EXTRA:-}
 [[operator]]
 name = "admin"
@@ -80,6 +82,7 @@ role = "admin"
 [[agent]]
 name = "bench-agent"
 environment = "bench"
+${COORD_TABLES_EXTRA:-}
 EOT
     launch_coordinator
 }

@@ -85,16 +85,49 @@ impl Catalog {
 
     /// Drills newest first, optionally of one drilled target.
     pub async fn list_drills(&self, target: Option<&str>, limit: u32) -> Result<Vec<Drill>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DRILL_COLUMNS} FROM drills d LEFT JOIN jobs j ON j.id = d.job_id \
-             WHERE ($1 IS NULL OR d.target = $1) \
-             ORDER BY d.created_at_ms DESC, d.job_id DESC LIMIT $2"
-        )))
-        .bind(target)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        self.list_drills_after(target, None, limit).await
+    }
+
+    /// Drills newest first (`created_at_ms`, then job id, both descending), of one drilled
+    /// target or all, starting after drill `after` in that order (a page's last job id: keyset
+    /// pagination). An `after` that is not in the catalog gives no rows; the caller checks it
+    /// first.
+    pub async fn list_drills_after(
+        &self,
+        target: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Drill>> {
+        let list = format!(
+            "SELECT {DRILL_COLUMNS} FROM drills d LEFT JOIN jobs j ON j.id = d.job_id {{filter}} \
+             ORDER BY d.created_at_ms DESC, d.job_id DESC LIMIT $4"
+        );
+        let rows = super::keyset_page(
+            &self.pool,
+            &super::Keyset {
+                list: &list,
+                position: "SELECT created_at_ms, job_id FROM drills WHERE job_id = $1",
+                after: "(d.created_at_ms, d.job_id) < ($2, $3)",
+            },
+            target.map(|_| "d.target = $1").into_iter().collect(),
+            target,
+            after,
+            limit,
+        )
         .await?;
         rows.iter().map(drill_from_row).collect()
+    }
+
+    /// The drill of job `job_id`, if there is one.
+    pub async fn get_drill(&self, job_id: &str) -> Result<Option<Drill>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DRILL_COLUMNS} FROM drills d LEFT JOIN jobs j ON j.id = d.job_id \
+             WHERE d.job_id = $1"
+        )))
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(drill_from_row).transpose()
     }
 
     /// Per drilled target: its newest finished drill and its newest drill that succeeded.

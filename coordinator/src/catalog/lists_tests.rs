@@ -2,6 +2,7 @@
 //! recent backups health reads per target.
 
 use super::*;
+use crate::schedule::ScheduleKind;
 
 #[tokio::test]
 async fn backups_listed_newest_first_with_filter_and_limit() {
@@ -315,4 +316,115 @@ async fn the_audit_trail_pages_by_the_last_id_in_time_order() {
         .await
         .expect("unknown cursor");
     assert!(none.is_empty());
+}
+
+/// `drill list` pages by the last job id shown (ties on the creation time broken by the id),
+/// `schedule runs` by the last run id; both with their filters.
+#[tokio::test]
+async fn drills_and_schedule_runs_page_by_the_last_id() {
+    let (_dir, c) = with_target().await;
+    // Eleven drills of prod/orders and prod/users, in pairs with one creation time.
+    for n in 0..11i64 {
+        let of = if n % 3 == 0 {
+            "prod/users"
+        } else {
+            "prod/orders"
+        };
+        let mut j = new_job(
+            &format!("20261127T233000Z-d{n:05x}"),
+            JobKind::Restore,
+            "prod/orders",
+            B1,
+        );
+        j.created_at_ms = 5_000 + n / 2;
+        j.restore = Some(crate::model::RestoreParams {
+            database: format!("drill_{n}"),
+            drill_of: Some(of.parse().expect("target")),
+            ..Default::default()
+        });
+        c.insert_job(&j).await.expect("insert a drill job");
+    }
+    for target in [None, Some("prod/orders")] {
+        let whole: Vec<String> = c
+            .list_drills(target, 1000)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|d| d.job_id)
+            .collect();
+        assert_eq!(whole.len(), if target.is_none() { 11 } else { 7 });
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = c
+                .list_drills_after(target, after.as_deref(), 3)
+                .await
+                .expect("page");
+            after = page.last().map(|d| d.job_id.clone());
+            paged.extend(page.into_iter().map(|d| d.job_id));
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(paged, whole, "{target:?}");
+    }
+    let first = c.list_drills(None, 1).await.expect("list");
+    assert_eq!(
+        c.get_drill(&first[0].job_id)
+            .await
+            .expect("get")
+            .map(|d| d.database),
+        Some("drill_10".to_string())
+    );
+    assert!(c.get_drill(J1).await.expect("get").is_none());
+    assert!(
+        c.list_drills_after(None, Some(J1), 10)
+            .await
+            .expect("page after an unknown drill")
+            .is_empty()
+    );
+
+    // Schedule runs: backup and verify runs of one target, and one of another.
+    for n in 0..9i64 {
+        let (target, kind) = match n % 3 {
+            0 => ("prod/orders", ScheduleKind::Verify),
+            1 => ("prod/users", ScheduleKind::Backup),
+            _ => ("prod/orders", ScheduleKind::Backup),
+        };
+        sqlx::query(
+            "INSERT INTO schedule_runs (target, kind, scheduled_at_ms, decided_at_ms, outcome, \
+             job_id, reason) VALUES ($1, $2, $3, $3, 'skipped', NULL, 'test')",
+        )
+        .bind(target)
+        .bind(kind.as_str())
+        .bind(10_000 + n)
+        .execute(&c.pool)
+        .await
+        .expect("insert a run");
+    }
+    for kind in [None, Some(ScheduleKind::Backup)] {
+        let whole: Vec<(i64, i64)> = c
+            .schedule_runs_after("prod/orders", kind, None, 1000)
+            .await
+            .expect("runs")
+            .into_iter()
+            .map(|(id, r)| (id, r.scheduled_at_ms))
+            .collect();
+        assert_eq!(whole.len(), if kind.is_none() { 6 } else { 3 });
+        assert!(whole.windows(2).all(|w| w[0].0 > w[1].0), "{whole:?}");
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = c
+                .schedule_runs_after("prod/orders", kind, after, 2)
+                .await
+                .expect("page");
+            after = page.last().map(|(id, _)| *id);
+            paged.extend(page.into_iter().map(|(id, r)| (id, r.scheduled_at_ms)));
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(paged, whole, "{kind:?}");
+    }
 }

@@ -237,10 +237,10 @@ fn migrator() -> Migrator {
 }
 
 /// A list ordered newest first by `(time, id)`, paged by keyset.
-struct Keyset {
+struct Keyset<'a> {
     /// Selects the rows, `{filter}` where the conditions go; binds `$1` to the target, `$2`
     /// and `$3` to the cursor's position, `$4` to the limit.
-    list: &'static str,
+    list: &'a str,
     /// Reads the cursor row's `(time, id)` (`$1`: its id).
     position: &'static str,
     /// The rows after the cursor's position.
@@ -251,7 +251,7 @@ struct Keyset {
 /// A cursor that is not in the catalog gives no rows.
 async fn keyset_page(
     pool: &AnyPool,
-    keyset: &Keyset,
+    keyset: &Keyset<'_>,
     mut filters: Vec<&'static str>,
     target: Option<&str>,
     after: Option<&str>,

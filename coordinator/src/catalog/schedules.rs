@@ -274,17 +274,37 @@ impl Catalog {
         kind: Option<ScheduleKind>,
         limit: u32,
     ) -> Result<Vec<ScheduleRun>> {
+        Ok(self
+            .schedule_runs_after(target, kind, None, limit)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// A target's runs newest first, with their ids, only those older than run `after` (a
+    /// page's last id: keyset pagination; the id need not exist any more).
+    pub async fn schedule_runs_after(
+        &self,
+        target: &str,
+        kind: Option<ScheduleKind>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, ScheduleRun)>> {
         let rows = sqlx::query(
-            "SELECT target, kind, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
+            "SELECT id, target, kind, scheduled_at_ms, decided_at_ms, outcome, job_id, reason \
              FROM schedule_runs WHERE target = $1 AND ($2 IS NULL OR kind = $2) \
-             ORDER BY id DESC LIMIT $3",
+             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
         )
         .bind(target)
         .bind(kind.map(ScheduleKind::as_str))
+        .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_from_row).collect()
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, run_from_row(row)?)))
+            .collect()
     }
 }
 

@@ -298,8 +298,8 @@ impl pb::control_server::Control for Control {
         request: Request<pb::ListDrillsRequest>,
     ) -> Result<Response<pb::ListDrillsResponse>, Status> {
         let op = self.authorize(&request, Action::ListDrills, "")?;
-        let drills = self.list_drills(&op, request.get_ref()).await?;
-        Ok(Response::new(pb::ListDrillsResponse { drills }))
+        let (drills, more) = self.list_drills(&op, request.get_ref()).await?;
+        Ok(Response::new(pb::ListDrillsResponse { drills, more }))
     }
 
     async fn restore(
@@ -472,18 +472,36 @@ impl pb::control_server::Control for Control {
         let req = request.get_ref();
         let target = parse_target(&req.target)?;
         self.scope(&op, &target, &format!("the schedule runs of {target}"))?;
-        let runs = self
+        if req.after_id < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "after_id {} is not a run id; use the id of the previous page's last run",
+                req.after_id
+            ))
+            .into());
+        }
+        let want = limit(req.limit);
+        let mut runs = self
             .parts
             .catalog
-            .schedule_runs(
+            .schedule_runs_after(
                 target.as_str(),
                 wire::schedule_kind_filter(req.kind)?,
-                limit(req.limit),
+                Some(req.after_id).filter(|&id| id > 0),
+                want + 1,
             )
             .await
             .map_err(Error::from)?;
+        let more = runs.len() > want as usize;
+        runs.truncate(want as usize);
         Ok(Response::new(pb::ListScheduleRunsResponse {
-            runs: runs.iter().map(wire::schedule_run_to_pb).collect(),
+            runs: runs
+                .iter()
+                .map(|(id, r)| pb::ScheduleRun {
+                    id: *id,
+                    ..wire::schedule_run_to_pb(r)
+                })
+                .collect(),
+            more,
         }))
     }
 

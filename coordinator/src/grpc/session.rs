@@ -188,7 +188,12 @@ impl Session {
                 return Ok(());
             }
         }
-        match update.await {
+        let started = Instant::now();
+        let outcome = update.await;
+        self.parts
+            .metrics
+            .agent_update_recorded(kind, started.elapsed());
+        match outcome {
             Err(e @ Error::Catalog(_)) => {
                 self.drop_update(kind, &e);
                 Ok(())
@@ -260,7 +265,10 @@ impl Session {
                         break;
                     }
                     Ok(Ok(Some(msg))) => {
-                        if let Err(e) = self.handle_message(msg).await {
+                        // Boxed: the session waits for its next message far longer than it
+                        // handles one, and the handling future (a result's recording) is
+                        // large; unboxed, every idle session would hold its space.
+                        if let Err(e) = Box::pin(self.handle_message(msg)).await {
                             tracing::warn!("ending agent session: {e}");
                             self.close_with(e.into());
                             break;

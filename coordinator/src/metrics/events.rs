@@ -210,6 +210,13 @@ impl Metrics {
         self.agent_updates_dropped.with_label_values(&[kind]).inc();
     }
 
+    /// Observes how long recording an agent update (one of [`AGENT_UPDATES`]) took.
+    pub fn agent_update_recorded(&self, kind: &'static str, took: std::time::Duration) {
+        self.agent_update_seconds
+            .with_label_values(&[kind])
+            .observe(took.as_secs_f64());
+    }
+
     pub fn notification_sent(&self, webhook: &str, delivered: bool) {
         let outcome = if delivered { "delivered" } else { "failed" };
         self.notifications_total

@@ -119,3 +119,26 @@ fn undeclared_repositories_are_dropped_and_counted() {
     let text = m.render().expect("render");
     assert!(!text.contains("repository=\"local\""), "{text}");
 }
+
+#[test]
+fn agent_update_times_are_a_histogram_per_kind() {
+    let m = Metrics::new().expect("metrics");
+    let before = m.render().expect("render");
+    // Every kind is there from the start, empty.
+    for kind in AGENT_UPDATES {
+        let line = format!("lifeboat_agent_update_seconds_count{{kind=\"{kind}\"}} 0");
+        assert!(before.contains(&line), "{line} missing:\n{before}");
+    }
+    m.agent_update_recorded("heartbeat", std::time::Duration::from_millis(3));
+    m.agent_update_recorded("heartbeat", std::time::Duration::from_millis(700));
+    let text = m.render().expect("render");
+    for needle in [
+        "lifeboat_agent_update_seconds_count{kind=\"heartbeat\"} 2",
+        "lifeboat_agent_update_seconds_bucket{kind=\"heartbeat\",le=\"0.0025\"} 0",
+        "lifeboat_agent_update_seconds_bucket{kind=\"heartbeat\",le=\"0.005\"} 1",
+        "lifeboat_agent_update_seconds_bucket{kind=\"heartbeat\",le=\"1\"} 2",
+        "lifeboat_agent_update_seconds_count{kind=\"progress\"} 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+}

@@ -108,6 +108,7 @@ pub fn schedule_run_to_pb(r: &crate::schedule::ScheduleRun) -> pb::ScheduleRun {
         reason: r.reason.clone(),
         target: r.target.clone(),
         kind: schedule_kind_to_pb(r.kind).into(),
+        id: 0,
     }
 }
 

@@ -216,6 +216,29 @@ async fn b31_invalid_control_requests_are_refused() {
         .await
         .expect_err("bad job cursor");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    for (after, code) in [
+        ("../../etc", Code::InvalidArgument),
+        ("20261127T233000Z-7f3a9c", Code::NotFound),
+    ] {
+        let e = alice
+            .list_drills(pb::ListDrillsRequest {
+                after: after.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("bad drill cursor");
+        assert_eq!(e.code(), code, "{after}: {e:?}");
+    }
+    let e = alice
+        .list_schedule_runs(pb::ListScheduleRunsRequest {
+            target: "prod/orders".into(),
+            after_id: -5,
+            ..Default::default()
+        })
+        .await
+        .expect_err("negative run cursor");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("after_id -5"), "{e:?}");
     c.assert_healthy().await;
 }
 

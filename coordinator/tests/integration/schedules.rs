@@ -147,6 +147,18 @@ async fn restart_while_due_runs_exactly_once() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].job_id, jobs[0].job_id);
     assert_eq!(runs[0].target, "prod/orders");
+    // Its id is the cursor of the next page, which is empty.
+    assert!(runs[0].id > 0, "{runs:?}");
+    let next = alice
+        .list_schedule_runs(pb::ListScheduleRunsRequest {
+            target: "prod/orders".into(),
+            after_id: runs[0].id,
+            ..Default::default()
+        })
+        .await
+        .expect("the next page")
+        .into_inner();
+    assert!(next.runs.is_empty() && !next.more, "{next:?}");
 }
 
 #[tokio::test]

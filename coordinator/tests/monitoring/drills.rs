@@ -64,6 +64,7 @@ async fn list_drills(
         .list_drills(pb::ListDrillsRequest {
             target: target.into(),
             limit: 0,
+            after: String::new(),
         })
         .await
         .expect("list drills")
@@ -217,6 +218,30 @@ async fn drills_are_recorded_measured_and_alerted() {
     wait_state(&mut control, &job.job_id, pb::JobState::Failed).await;
     let drills = list_drills(&mut control, "prod/orders").await;
     assert_eq!(drills.len(), 2);
+    // Paged one at a time: the newest, then the other after it, then nothing more.
+    let mut after = String::new();
+    let mut paged = Vec::new();
+    loop {
+        let page = control
+            .list_drills(pb::ListDrillsRequest {
+                target: String::new(),
+                limit: 1,
+                after: after.clone(),
+            })
+            .await
+            .expect("a page of drills")
+            .into_inner();
+        assert_eq!(page.drills.len(), 1, "{page:?}");
+        after = page.drills[0].job_id.clone();
+        paged.push(after.clone());
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(
+        paged,
+        drills.iter().map(|d| d.job_id.clone()).collect::<Vec<_>>()
+    );
     assert_eq!(
         (drills[0].outcome.as_str(), drills[0].rto_ms),
         ("failed", 0)

@@ -41,6 +41,7 @@ async fn list(args: DrillListArgs, global: &GlobalArgs, out: &mut dyn Write) -> 
     let req = conn.request(pb::ListDrillsRequest {
         target: args.target.map(|t| t.to_string()).unwrap_or_default(),
         limit: args.limit.limit.unwrap_or(0),
+        after: args.after.unwrap_or_default(),
     });
     let resp = conn
         .unary(
@@ -49,7 +50,11 @@ async fn list(args: DrillListArgs, global: &GlobalArgs, out: &mut dyn Write) -> 
         )
         .await?;
     let drills: Vec<DrillView> = resp.drills.iter().map(DrillView::from).collect();
-    output::emit(out, global.output, &drills)
+    output::emit(out, global.output, &drills)?;
+    if let (true, Some(last)) = (resp.more, resp.drills.last()) {
+        output::more_hint("drills", &last.job_id);
+    }
+    Ok(())
 }
 
 /// One recorded drill.

@@ -146,6 +146,7 @@ async fn runs(args: ScheduleRunsArgs, global: &GlobalArgs, out: &mut dyn Write) 
             .kind
             .map_or(pb::ScheduleKind::Unspecified, kind_pb)
             .into(),
+        after_id: args.after.unwrap_or(0),
     });
     let resp = conn
         .unary("list schedule runs", |mut c| async move {
@@ -153,5 +154,9 @@ async fn runs(args: ScheduleRunsArgs, global: &GlobalArgs, out: &mut dyn Write) 
         })
         .await?;
     let views: Vec<ScheduleRunView> = resp.runs.iter().map(ScheduleRunView::from).collect();
-    output::emit(out, global.output, &views)
+    output::emit(out, global.output, &views)?;
+    if let (true, Some(last)) = (resp.more, resp.runs.last()) {
+        output::more_hint("runs", &last.id.to_string());
+    }
+    Ok(())
 }

@@ -295,6 +295,7 @@ impl pb::control_server::Control for Fake {
                     reason: "a backup of prod/orders is already queued or running".into(),
                     target: "prod/orders".into(),
                     kind: pb::ScheduleKind::Backup.into(),
+                    id: 0,
                 }),
                 ..Default::default()
             }],

@@ -83,4 +83,19 @@ fn a_busy_catalog_keeps_the_agent_session() {
             && !l.ends_with(" 0")),
         "{metrics}"
     );
+    // The heartbeat that waited out the busy timeout is in the update-time histogram, above
+    // its 5 s bucket (those dropped in the back-off after it were never written, nor timed).
+    let sample = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    let all = sample("lifeboat_agent_update_seconds_count{kind=\"heartbeat\"}");
+    let quick = sample("lifeboat_agent_update_seconds_bucket{kind=\"heartbeat\",le=\"5\"}");
+    assert!(
+        all >= 1 && quick < all,
+        "heartbeats recorded within 5 s: {quick} of {all}"
+    );
 }

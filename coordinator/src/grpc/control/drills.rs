@@ -3,8 +3,12 @@
 use lifeboat_common::names::TargetName;
 use lifeboat_proto::v1 as pb;
 
-use super::{Control, limit, parse_target};
-use crate::{error::Result, grpc::authz::Operator, model::Job};
+use super::{Control, parse_target};
+use crate::{
+    error::{Error, Result},
+    grpc::authz::Operator,
+    model::{Drill, Job},
+};
 
 impl Control {
     /// Queues a drill of `req.target` into `req.into` (default: the target itself).
@@ -37,11 +41,14 @@ impl Control {
         self.create(job).await
     }
 
+    /// Drills newest first, a page after `req.after`, and whether more follow. An operator
+    /// scoped to some environments sees the drills whose drilled and restored-into targets are
+    /// both theirs; a cursor outside them is refused.
     pub(super) async fn list_drills(
         &self,
         op: &Operator,
         req: &pb::ListDrillsRequest,
-    ) -> Result<Vec<pb::Drill>> {
+    ) -> Result<(Vec<pb::Drill>, bool)> {
         let target = if req.target.is_empty() {
             None
         } else {
@@ -49,20 +56,49 @@ impl Control {
             self.scope(op, &name, &format!("the drills of {name}"))?;
             Some(name)
         };
-        let mut drills = self
-            .parts
-            .catalog
-            .list_drills(
-                target.as_ref().map(TargetName::as_str),
-                if self.unscoped(op) {
-                    limit(req.limit)
-                } else {
-                    super::MAX_LIMIT
+        let after = if req.after.is_empty() {
+            None
+        } else {
+            crate::wire::job_id(&req.after)?;
+            let d = self
+                .parts
+                .catalog
+                .get_drill(&req.after)
+                .await?
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no drill with job id {}; page with the job id of a drill the previous \
+                     page listed",
+                        req.after
+                    ))
+                })?;
+            let what = format!("the drills after {}", req.after);
+            self.scope(op, &d.target, &what)?;
+            self.scope(op, &d.drill_target, &what)?;
+            Some(req.after.clone())
+        };
+        let target = target.as_ref().map(TargetName::as_str);
+        let catalog = &self.parts.catalog;
+        // Scoped to one target, the drills of another environment may still be restored
+        // into it: the filter applies there too.
+        let (drills, more) = self
+            .page(
+                op,
+                true,
+                req.limit,
+                after,
+                |d: &Drill| d.job_id.clone(),
+                |d| self.sees(op, &d.target) && self.sees(op, &d.drill_target),
+                |cursor, step| {
+                    let (catalog, target) = (catalog.clone(), target.map(str::to_owned));
+                    Box::pin(async move {
+                        catalog
+                            .list_drills_after(target.as_deref(), cursor.as_deref(), step)
+                            .await
+                    })
                 },
             )
             .await?;
-        drills.retain(|d| self.sees(op, &d.target) && self.sees(op, &d.drill_target));
-        drills.truncate(limit(req.limit) as usize);
-        Ok(drills.iter().map(crate::wire::drill_to_pb).collect())
+        Ok((drills.iter().map(crate::wire::drill_to_pb).collect(), more))
     }
 }
