@@ -17,6 +17,7 @@ pub mod fixtures;
 pub mod fsutil;
 pub mod http;
 pub mod mariadb;
+pub mod netcut;
 pub mod pg;
 pub mod pki;
 pub mod poll;

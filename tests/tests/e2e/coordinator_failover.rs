@@ -1,7 +1,8 @@
 //! Two coordinators on one PostgreSQL catalog (docs/deploy-ha.md): one active, one standing
 //! by. The standby listens on nothing until the active one dies, then takes over; agents and
 //! the CLI given both URLs follow; a backup running at the time ends exactly once; an active
-//! coordinator that loses its catalog lock exits at once (fencing).
+//! coordinator that loses its catalog lock, or its network path to the catalog, exits at once
+//! (fencing), before the standby can take over.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,9 +30,24 @@ struct Standby {
 
 impl Standby {
     fn start(active_config: &Path, grpc: &str, dir: &Path) -> Self {
+        Self::start_replacing(active_config, grpc, dir, ("", ""))
+    }
+
+    /// As [`Standby::start`], with `from` replaced by `to` in the active one's config.
+    fn start_replacing(
+        active_config: &Path,
+        grpc: &str,
+        dir: &Path,
+        (from, to): (&str, &str),
+    ) -> Self {
         let http = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
-        let text: String = std::fs::read_to_string(active_config)
-            .expect("read coordinator.toml")
+        let text = std::fs::read_to_string(active_config).expect("read coordinator.toml");
+        let text = if from.is_empty() {
+            text
+        } else {
+            text.replace(from, to)
+        };
+        let text: String = text
             .lines()
             .map(|l| match l.trim_start() {
                 t if t.starts_with("grpc_listen") => format!("grpc_listen = {grpc:?}\n"),
@@ -260,5 +276,91 @@ fn the_active_coordinator_exits_when_it_loses_its_catalog_lock() {
     // Started again, it takes the free lock and serves.
     s.coordinator.restart();
     assert_eq!(s.backup_list("app").len(), 1);
+    s.shutdown();
+}
+
+#[test]
+fn a_coordinator_cut_off_from_its_catalog_stops_before_the_standby_starts() {
+    let dir = TestDir::new("failover-partition");
+    let (catalog_pg, catalog) = catalog_with_files(&dir.sub("secrets"));
+    // The active coordinator reaches the catalog server through a proxy that can partition
+    // the network (same address, so the server's certificate still verifies); the standby
+    // reaches it directly.
+    let server = catalog
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(host_port, _)| host_port.to_owned())
+        .expect("the catalog URL's host:port");
+    let server: std::net::SocketAddr = server.parse().expect("an IP:port");
+    let net = lifeboat_e2e::netcut::NetCut::start(server.ip(), server);
+    let direct = format!(":{}/lifeboat", server.port());
+    let through = format!(":{}/lifeboat", net.port());
+    let mut s = Sandbox::builder("failover-partition")
+        .dir(dir)
+        .target(SandboxTarget::new("app"))
+        .coordinator_catalog(&catalog.replace(&direct, &through))
+        .build();
+    load_bulk(&s.pg, "app", "orders", 200);
+    let first = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+    let mut standby = Standby::start_replacing(
+        s.coordinator.config_path(),
+        s.coordinator.grpc_addr(),
+        &s.dir.sub("standby"),
+        (&through, &direct),
+    );
+
+    // The partition: the active coordinator's catalog connections hang, nothing is closed.
+    let cut_at = Instant::now();
+    net.cut();
+    let status = s
+        .coordinator
+        .proc()
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("still running: {}", s.coordinator.logs()));
+    let stopped_after = cut_at.elapsed();
+    assert_eq!(status.code(), Some(1), "{}", s.coordinator.logs());
+    assert!(
+        stopped_after < Duration::from_secs(10),
+        "fenced only after {stopped_after:?}"
+    );
+    // While the server still holds the lock for the silent session, no one may serve: the
+    // active one has stopped, the standby has not started.
+    assert!(
+        !standby.ready.exists(),
+        "the standby served while the cut-off coordinator held the lock:\n{}",
+        standby.proc.logs()
+    );
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(cut_at.elapsed()));
+    assert!(!standby.ready.exists(), "{}", standby.proc.logs());
+
+    // The server notices its peer is gone (its keepalives), ends the sessions and frees the
+    // lock: the standby takes over.
+    let noticed_at = Instant::now();
+    net.server_notices();
+    assert_eq!(standby.wait_active(), s.coordinator.grpc_addr());
+    eprintln!(
+        "partition: the cut-off coordinator stopped {:.1} s after the cut; the standby served \
+         {:.1} s after the server dropped the silent session",
+        stopped_after.as_secs_f64(),
+        noticed_at.elapsed().as_secs_f64()
+    );
+    let listed = s.backup_list("app");
+    assert_eq!(
+        find_str(&listed[0], "backup_id").as_deref(),
+        Some(first.as_str())
+    );
+    s.backup_ok("app");
+    assert_eq!(
+        catalog_pg.query_one("lifeboat", "SELECT count(*) FROM backups"),
+        "2",
+        "one row per backup, none twice"
+    );
+
+    // The network heals; the first coordinator comes back as the active one once the
+    // standby stops.
+    standby.stop();
+    net.heal();
+    s.coordinator.restart();
+    assert_eq!(s.backup_list("app").len(), 2);
     s.shutdown();
 }
