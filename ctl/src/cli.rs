@@ -9,8 +9,10 @@ use lifeboat_common::names::TargetName;
 use lifeboat_proto::domain::{Recovery, RecoveryAction, RecoveryTarget};
 
 mod keys;
+mod lists;
 mod parse;
 pub use keys::*;
+pub use lists::*;
 use parse::*;
 
 #[derive(Debug, Parser)]
@@ -435,13 +437,13 @@ pub enum CertKind {
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
     /// List agents, connected or not
-    List,
+    List(AgentsListArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TargetsCommand {
     /// List targets, their last backup and their last check
-    List,
+    List(TargetsListArgs),
     /// Check TARGET on its agent: connection, versions, tools, privileges, size, repository.
     /// Reads only (one small probe object is written to the repository and removed); exits 1
     /// if anything would make a backup fail

@@ -522,3 +522,46 @@ async fn audit_cursors_are_positive_ids() {
     r.expect_code(2);
     assert!(r.stderr.contains("--after"), "{r:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_list_reads_every_page_or_one_with_limit() {
+    let srv = default_server().await;
+    // Without --limit: every agent, across the coordinator's pages, each once, in name order.
+    let r = srv.run(&["agents", "list", "--output", "json"]).await;
+    r.expect_code(0);
+    let names: Vec<String> = r
+        .json()
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|a| a["name"].as_str().expect("name").to_owned())
+        .collect();
+    assert_eq!(names.len(), 2000);
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "not in name order");
+    assert!(!r.stderr.contains("more agents"), "{}", r.stderr);
+    // With --limit: one page and how to get the next.
+    let r = srv
+        .run(&["agents", "list", "--limit", "3", "--output", "json"])
+        .await;
+    r.expect_code(0);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(3));
+    assert!(
+        r.stderr
+            .contains(&format!("the same command with --after {}", names[2])),
+        "{}",
+        r.stderr
+    );
+    let r = srv
+        .run(&[
+            "agents", "list", "--limit", "3", "--after", &names[2], "--output", "json",
+        ])
+        .await;
+    r.expect_code(0);
+    assert_eq!(r.json()[0]["name"], names[3].as_str());
+    for bad in [
+        &["agents", "list", "--limit", "0"][..],
+        &["targets", "list", "--after", "nope"][..],
+    ] {
+        srv.run(bad).await.expect_code(2);
+    }
+}

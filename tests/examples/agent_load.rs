@@ -360,7 +360,7 @@ async fn list_agents_ms(a: &Args) -> Result<(f64, f64)> {
             .await?;
         let mut c = pb::control_client::ControlClient::new(channel)
             .max_decoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES);
-        c.list_agents(pb::ListAgentsRequest {}).await?;
+        c.list_agents(pb::ListAgentsRequest::default()).await?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let max = times.iter().copied().fold(0.0, f64::max);

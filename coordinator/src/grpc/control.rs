@@ -35,6 +35,29 @@ pub struct Control {
     parts: Parts,
 }
 
+/// Cuts `items` to the page after `after` (by `name_of`, in byte order; empty: from the
+/// first) of at most `limit` items (capped at [`MAX_LIMIT`]; 0: all the rest). Returns whether
+/// more follow.
+fn by_name_page<T>(
+    items: &mut Vec<T>,
+    name_of: impl Fn(&T) -> &str,
+    after: &str,
+    limit: u32,
+) -> bool {
+    items.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+    if !after.is_empty() {
+        items.retain(|i| name_of(i) > after);
+    }
+    let want = if limit == 0 {
+        usize::MAX
+    } else {
+        limit.min(MAX_LIMIT) as usize
+    };
+    let more = items.len() > want;
+    items.truncate(want);
+    more
+}
+
 fn limit(requested: u32) -> u32 {
     match requested {
         0 => DEFAULT_LIMIT,
@@ -81,6 +104,11 @@ impl pb::control_server::Control for Control {
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         let op = self.authorize(&request, Action::ListAgents, "")?;
+        let req = request.get_ref();
+        if !req.after.is_empty() {
+            lifeboat_common::names::validate_simple("agent name", &req.after)
+                .map_err(|e| Error::InvalidArgument(format!("after: {e}")))?;
+        }
         let mut agents = self
             .parts
             .catalog
@@ -89,6 +117,7 @@ impl pb::control_server::Control for Control {
             .map_err(Error::from)?;
         agents
             .retain(|a| super::authz::in_environment(&self.parts.config, &op.name, &a.environment));
+        let more = by_name_page(&mut agents, |a| &a.name, &req.after, req.limit);
         let jobs = self
             .parts
             .catalog
@@ -107,6 +136,7 @@ impl pb::control_server::Control for Control {
                     )
                 })
                 .collect(),
+            more,
         }))
     }
 
@@ -115,6 +145,10 @@ impl pb::control_server::Control for Control {
         request: Request<pb::ListTargetsRequest>,
     ) -> Result<Response<pb::ListTargetsResponse>, Status> {
         let op = self.authorize(&request, Action::ListTargets, "")?;
+        let req = request.get_ref();
+        if !req.after.is_empty() {
+            parse_target(&req.after)?;
+        }
         let mut targets = self
             .parts
             .catalog
@@ -122,11 +156,18 @@ impl pb::control_server::Control for Control {
             .await
             .map_err(Error::from)?;
         targets.retain(|t| self.sees(&op, &t.target.name));
+        let more = by_name_page(
+            &mut targets,
+            |t| t.target.name.as_str(),
+            &req.after,
+            req.limit,
+        );
         Ok(Response::new(pb::ListTargetsResponse {
             targets: targets
                 .iter()
                 .map(|t| wire::target_to_pb(t, self.parts.hub.is_connected(&t.target.agent)))
                 .collect(),
+            more,
         }))
     }
 

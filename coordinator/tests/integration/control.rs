@@ -78,7 +78,7 @@ async fn job_and_backup_records_are_complete() {
     );
 
     let targets = control
-        .list_targets(pb::ListTargetsRequest {})
+        .list_targets(pb::ListTargetsRequest::default())
         .await
         .expect("targets")
         .into_inner()
@@ -98,7 +98,7 @@ async fn job_and_backup_records_are_complete() {
     assert!(shop.last_backup_id.is_empty());
 
     let agents = control
-        .list_agents(pb::ListAgentsRequest {})
+        .list_agents(pb::ListAgentsRequest::default())
         .await
         .expect("agents")
         .into_inner()

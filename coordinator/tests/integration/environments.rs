@@ -36,7 +36,7 @@ async fn m6_no_agent_table_refuses_to_start() {
 
 async fn owners(control: &mut ControlClient<Channel>) -> Vec<(String, String)> {
     control
-        .list_targets(pb::ListTargetsRequest {})
+        .list_targets(pb::ListTargetsRequest::default())
         .await
         .expect("list targets")
         .into_inner()
@@ -337,7 +337,7 @@ async fn m12_a_dev_scoped_operator_cannot_touch_prod() {
     for mut who in [dana.clone(), dave] {
         assert_eq!(owners(&mut who).await, pairs(&[("dev/y", "dev-1")]));
         let agents: Vec<String> = who
-            .list_agents(pb::ListAgentsRequest {})
+            .list_agents(pb::ListAgentsRequest::default())
             .await
             .expect("agents")
             .into_inner()
@@ -556,4 +556,89 @@ async fn a_scoped_operator_pages_through_only_its_environments_audit() {
         .await
         .expect_err("a negative cursor");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+}
+
+/// `agents list` and `targets list` page in name order: a scoped operator pages one at a
+/// time through its environment's only; the admin through all; a malformed cursor is refused.
+#[tokio::test]
+async fn agents_and_targets_page_by_name_within_the_operators_environments() {
+    let (c, _prod, _dev, _) = two_environments().await;
+    let _dev2 = c.agent(hello("dev-2", "dev", &["a", "z"])).await;
+    let _prod2 = c.agent(hello("prod-2", "prod", &["b"])).await;
+    for (who, agents, targets) in [
+        (
+            "dana",
+            vec!["dev-1", "dev-2"],
+            vec!["dev/a", "dev/y", "dev/z"],
+        ),
+        (
+            "alice",
+            vec!["dev-1", "dev-2", "prod-1", "prod-2"],
+            vec!["dev/a", "dev/y", "dev/z", "prod/b", "prod/x"],
+        ),
+    ] {
+        let mut control = c.control(who);
+        let (mut seen, mut after) = (Vec::new(), String::new());
+        loop {
+            let page = control
+                .list_agents(pb::ListAgentsRequest {
+                    limit: 1,
+                    after: after.clone(),
+                })
+                .await
+                .expect("a page of agents")
+                .into_inner();
+            assert_eq!(page.agents.len(), 1, "{who}: {page:?}");
+            after = page.agents[0].name.clone();
+            seen.push(after.clone());
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(seen, agents, "{who}");
+        let (mut seen, mut after) = (Vec::new(), String::new());
+        loop {
+            let page = control
+                .list_targets(pb::ListTargetsRequest {
+                    limit: 2,
+                    after: after.clone(),
+                })
+                .await
+                .expect("a page of targets")
+                .into_inner();
+            seen.extend(page.targets.iter().map(|t| t.name.clone()));
+            after = seen.last().cloned().unwrap_or_default();
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(seen, targets, "{who}");
+        // No limit: the whole list at once.
+        let all = control
+            .list_targets(pb::ListTargetsRequest::default())
+            .await
+            .expect("all targets")
+            .into_inner();
+        assert_eq!(all.targets.len(), targets.len());
+        assert!(!all.more);
+    }
+    let mut alice = c.control("alice");
+    for after in ["../x", "no-env"] {
+        let e = alice
+            .list_targets(pb::ListTargetsRequest {
+                limit: 1,
+                after: after.into(),
+            })
+            .await
+            .expect_err("a malformed cursor");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{after}: {e:?}");
+    }
+    let e = alice
+        .list_agents(pb::ListAgentsRequest {
+            limit: 1,
+            after: "a b".into(),
+        })
+        .await
+        .expect_err("a malformed cursor");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
 }

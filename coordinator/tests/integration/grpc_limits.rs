@@ -293,7 +293,7 @@ async fn revocation_reaches_connections_already_open() {
     olga.who_am_i(pb::WhoAmIRequest {}).await.expect("olga");
     other.send(heartbeat()).await;
     let agents = olga
-        .list_agents(pb::ListAgentsRequest {})
+        .list_agents(pb::ListAgentsRequest::default())
         .await
         .expect("list agents")
         .into_inner()

@@ -95,7 +95,7 @@ async fn x34_hello_under_another_agents_name_is_denied() {
     // Nothing was registered for b.
     let targets = c
         .control("alice")
-        .list_targets(pb::ListTargetsRequest {})
+        .list_targets(pb::ListTargetsRequest::default())
         .await
         .expect("list targets")
         .into_inner()
@@ -145,7 +145,7 @@ async fn x34_target_owned_by_another_agent_is_refused() {
         .expect("one conflicting target refused b's whole session");
     let mut control = c.control("olga");
     let targets = control
-        .list_targets(pb::ListTargetsRequest {})
+        .list_targets(pb::ListTargetsRequest::default())
         .await
         .expect("list")
         .into_inner()
@@ -191,7 +191,7 @@ async fn x35_operator_certificate_on_the_agent_stream_is_denied() {
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let agents = c
         .control("alice")
-        .list_agents(pb::ListAgentsRequest {})
+        .list_agents(pb::ListAgentsRequest::default())
         .await
         .expect("list")
         .into_inner()
@@ -338,7 +338,7 @@ async fn agent_table_pins_agents_to_their_environment() {
         .expect("dev agent admitted for dev");
     let mut control = c.control("vera");
     let targets = control
-        .list_targets(pb::ListTargetsRequest {})
+        .list_targets(pb::ListTargetsRequest::default())
         .await
         .expect("list targets")
         .into_inner()

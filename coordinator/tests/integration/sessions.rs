@@ -93,7 +93,7 @@ async fn a_job_cancelled_while_the_agent_was_away_is_cancelled_on_reconnect() {
         let mut control = control.clone();
         async move {
             let agents = control
-                .list_agents(pb::ListAgentsRequest {})
+                .list_agents(pb::ListAgentsRequest::default())
                 .await
                 .expect("list")
                 .into_inner()
@@ -156,7 +156,7 @@ async fn queued_job_fails_when_the_agent_stays_offline() {
         let mut control = control.clone();
         async move {
             let agents = control
-                .list_agents(pb::ListAgentsRequest {})
+                .list_agents(pb::ListAgentsRequest::default())
                 .await
                 .expect("list")
                 .into_inner()
@@ -347,7 +347,7 @@ async fn shutdown_ends_sessions_and_watches_and_restart_keeps_running_jobs() {
     let j = job_state(&mut control, &job.job_id).await;
     assert_eq!(j.state, i32::from(pb::JobState::Running), "{j:?}");
     let agents = control
-        .list_agents(pb::ListAgentsRequest {})
+        .list_agents(pb::ListAgentsRequest::default())
         .await
         .expect("list")
         .into_inner()
@@ -401,7 +401,7 @@ async fn m3_a_busy_catalog_does_not_end_agent_sessions() {
             break;
         }
         let agents = control
-            .list_agents(pb::ListAgentsRequest {})
+            .list_agents(pb::ListAgentsRequest::default())
             .await
             .expect("list agents while the catalog is locked")
             .into_inner()

@@ -22,6 +22,36 @@ pub mod schedule;
 pub mod targets;
 pub mod whoami;
 
+/// Entries the CLI asks for per call when it lists every agent or target.
+const WHOLE_LIST_PAGE: u32 = 1000;
+
+/// A list in name order read page by page: with `limit`, the one page after `after` and the
+/// cursor of the next one if more follow; without, every page (`WHOLE_LIST_PAGE` entries per
+/// call) and no cursor. `fetch(after, limit)` answers a page and whether more follow.
+async fn by_name<T, F, Fut>(
+    limit: Option<u32>,
+    after: Option<String>,
+    name_of: impl Fn(&T) -> String,
+    mut fetch: F,
+) -> Result<(Vec<T>, Option<String>)>
+where
+    F: FnMut(String, u32) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, bool)>>,
+{
+    let mut all = Vec::new();
+    let mut after = after.unwrap_or_default();
+    loop {
+        let (page, more) = fetch(after.clone(), limit.unwrap_or(WHOLE_LIST_PAGE)).await?;
+        let last = page.last().map(&name_of);
+        all.extend(page);
+        match (more, last) {
+            (true, Some(last)) if limit.is_some() => return Ok((all, Some(last))),
+            (true, Some(last)) => after = last,
+            _ => return Ok((all, None)),
+        }
+    }
+}
+
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     let global = &cli.global;
     match cli.command {

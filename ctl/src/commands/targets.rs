@@ -7,7 +7,7 @@ use anyhow::Result;
 use lifeboat_proto as pb;
 
 use crate::{
-    cli::{GlobalArgs, TargetArg, TargetReleaseArgs, TargetsCommand},
+    cli::{GlobalArgs, TargetArg, TargetReleaseArgs, TargetsCommand, TargetsListArgs},
     client::Conn,
     output, progress,
     views::TargetView,
@@ -15,7 +15,7 @@ use crate::{
 
 pub async fn run(cmd: TargetsCommand, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     match cmd {
-        TargetsCommand::List => list(global, out).await,
+        TargetsCommand::List(args) => list(args, global, out).await,
         TargetsCommand::Check(args) => check(args, global, out).await,
         TargetsCommand::Release(args) => release(args, global, out).await,
     }
@@ -51,15 +51,29 @@ async fn check(args: TargetArg, global: &GlobalArgs, out: &mut dyn Write) -> Res
     progress::wait_and_report(&conn, &job.job_id, out, global.output).await
 }
 
-async fn list(global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
+async fn list(args: TargetsListArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
-    let req = conn.request(pb::ListTargetsRequest {});
-    let resp = conn
-        .unary(
-            "list targets",
-            |mut c| async move { c.list_targets(req).await },
-        )
-        .await?;
-    let targets: Vec<TargetView> = resp.targets.into_iter().map(TargetView::from).collect();
-    output::emit(out, global.output, &targets)
+    let conn = &conn;
+    let (targets, next) = super::by_name(
+        args.limit,
+        args.after.map(|t| t.to_string()),
+        |t: &pb::Target| t.name.clone(),
+        |after, limit| async move {
+            let req = conn.request(pb::ListTargetsRequest { limit, after });
+            let resp = conn
+                .unary(
+                    "list targets",
+                    |mut c| async move { c.list_targets(req).await },
+                )
+                .await?;
+            Ok((resp.targets, resp.more))
+        },
+    )
+    .await?;
+    let targets: Vec<TargetView> = targets.into_iter().map(TargetView::from).collect();
+    output::emit(out, global.output, &targets)?;
+    if let Some(last) = next {
+        output::more_hint("targets", &last);
+    }
+    Ok(())
 }

@@ -139,7 +139,7 @@ impl pb::control_server::Control for Fake {
         req: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         caller(&req)?;
-        let agents = (0..2000)
+        let mut agents: Vec<pb::Agent> = (0..2000)
             .map(|i| pb::Agent {
                 name: format!("agent-{i}"),
                 environment: "prod".into(),
@@ -148,7 +148,17 @@ impl pb::control_server::Control for Fake {
                 ..Default::default()
             })
             .collect();
-        Ok(Response::new(pb::ListAgentsResponse { agents }))
+        // In name order, paged; pages of at most 700 (fewer than asked, as a coordinator may).
+        agents.sort_by(|a, b| a.name.cmp(&b.name));
+        let r = req.get_ref();
+        agents.retain(|a| r.after.is_empty() || a.name > r.after);
+        let page = match r.limit {
+            0 => usize::MAX,
+            n => (n as usize).min(700),
+        };
+        let more = agents.len() > page;
+        agents.truncate(page);
+        Ok(Response::new(pb::ListAgentsResponse { agents, more }))
     }
 
     async fn list_targets(
