@@ -244,16 +244,6 @@ async fn session(
     Err(ended)
 }
 
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// User + system CPU seconds of a process.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -400,7 +390,7 @@ async fn main() -> Result<()> {
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
     let url: Arc<str> = a.url.clone().into();
     let ca: Arc<str> = ca_pem.into();
-    let rss_idle = status_kib(a.pid, "VmRSS:");
+    let rss_idle = lifeboat_e2e::process::status_kib(a.pid, "VmRSS:");
     println!(
         "coordinator RSS with no agents: {:.1} MiB",
         rss_idle as f64 / 1024.0
@@ -466,7 +456,7 @@ async fn main() -> Result<()> {
         let mut scrapes = Vec::new();
         let mut next_scrape = t0 + SCRAPE_EVERY;
         while t0.elapsed() < a.window {
-            rss_max = rss_max.max(status_kib(a.pid, "VmRSS:"));
+            rss_max = rss_max.max(lifeboat_e2e::process::status_kib(a.pid, "VmRSS:"));
             if Instant::now() >= next_scrape {
                 let (m, ms) = scrape(&a.http).await;
                 scrapes.push(ms);
@@ -490,7 +480,7 @@ async fn main() -> Result<()> {
             step,
             ramp_s,
             admit_p99,
-            status_kib(a.pid, "VmRSS:") as f64 / 1024.0,
+            lifeboat_e2e::process::status_kib(a.pid, "VmRSS:") as f64 / 1024.0,
             rss_max as f64 / 1024.0,
             cpu,
             n / window_s,
@@ -504,7 +494,7 @@ async fn main() -> Result<()> {
         println!("{row}");
         results.push((row, lost));
     }
-    let hwm = status_kib(a.pid, "VmHWM:");
+    let hwm = lifeboat_e2e::process::status_kib(a.pid, "VmHWM:");
     println!(
         "coordinator peak RSS (VmHWM) over the run: {:.1} MiB",
         hwm as f64 / 1024.0

@@ -10,16 +10,6 @@ use std::time::{Duration, Instant};
 use lifeboat_e2e::{Sandbox, SandboxTarget, agent::agent_connected};
 use lifeboat_proto::v1::{self as pb, control_client::ControlClient};
 
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() -> anyhow::Result<()> {
     // A pg_dump that hangs: the backup job stays running, so the watches stay open.
     let dir = lifeboat_e2e::TestDir::new("grpc-load");
@@ -32,7 +22,7 @@ fn main() -> anyhow::Result<()> {
         .build();
     let pid = s.coordinator.pid();
     let addr: std::net::SocketAddr = s.coordinator.grpc_addr().parse()?;
-    let rss_before = status_kib(pid, "VmRSS:");
+    let rss_before = lifeboat_e2e::process::status_kib(pid, "VmRSS:");
     let rt = tokio::runtime::Runtime::new()?;
     let files = lifeboat_common::tls::TlsFiles {
         ca: s.pki.ca(),
@@ -105,15 +95,15 @@ fn main() -> anyhow::Result<()> {
         }
         (closed, ok, refused, (open, streams))
     });
-    let rss_peak_now = status_kib(pid, "VmRSS:");
+    let rss_peak_now = lifeboat_e2e::process::status_kib(pid, "VmRSS:");
     let t0 = Instant::now();
     let admin_ok = s.admin.run(&["jobs", "show", &job_id]).success();
     let admin_ms = t0.elapsed().as_millis();
     let agent_ok = agent_connected(&s.admin, s.agent.name()).is_ok();
     drop(held);
     std::thread::sleep(Duration::from_secs(11));
-    let rss_after = status_kib(pid, "VmRSS:");
-    let hwm = status_kib(pid, "VmHWM:");
+    let rss_after = lifeboat_e2e::process::status_kib(pid, "VmRSS:");
+    let hwm = lifeboat_e2e::process::status_kib(pid, "VmHWM:");
     s.admin.run(&["jobs", "cancel", &job_id]);
     println!("grpc load: 1000 silent TCP connections + 500 watches from one operator certificate");
     println!("  connections closed at once by the handshake caps: {refused_conns} of 1000");

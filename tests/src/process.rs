@@ -193,3 +193,15 @@ impl Drop for Proc {
         }
     }
 }
+
+/// A `/proc/PID/status` figure in KiB (`VmRSS:`, `VmHWM:`); 0 if the process or the line is
+/// gone.
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
