@@ -16,8 +16,9 @@ const ARENAS: i32 = 2;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn cap_heaps() -> bool {
-    // SAFETY: mallopt only sets a parameter of the C allocator, takes no pointers, and is
-    // called before the coordinator starts any thread.
+    // SAFETY: mallopt only sets a parameter of the C allocator and takes no pointers; it is
+    // called before the coordinator starts any thread, so every arena is created under the
+    // cap.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, ARENAS) == 1 }
 }
 

@@ -52,9 +52,14 @@ case "$BACKEND" in sqlite | postgres) ;; *)
     ;;
 esac
 
+[ "$BACKEND" = sqlite ] || [ "$(id -u)" -eq 0 ] || {
+    echo "error: --backend postgres needs root (initdb runs as the postgres user)" >&2
+    exit 2
+}
 WORK=$(mktemp -d /tmp/lifeboat-bench-agents.XXXXXX)
 COORD_PID=""
 cleanup() {
+    set +e
     [ -n "$COORD_PID" ] && kill "$COORD_PID" 2>/dev/null && wait "$COORD_PID" 2>/dev/null
     stop_catalog_pg
     if [ "$KEEP" -eq 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi

@@ -52,6 +52,7 @@ OTHER_PID=""
 AGENT_PID=""
 PG_STARTED=0
 cleanup() {
+    set +e
     for p in $COORD_PID $OTHER_PID $AGENT_PID; do kill -9 "$p" 2>/dev/null || true; done
     if [ "$PG_STARTED" -eq 1 ]; then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null 2>&1 || true
@@ -169,8 +170,9 @@ for i in $(seq 1 "$TRIALS"); do
     read -r sched decided job <<<"$run"
     [ "$sched" = "$slot" ] || { echo "error: no run for slot $slot (newest: $run)" >&2; exit 1; }
     start_ms=""
+    [ "$job" != - ] || { echo "error: the run of slot $slot started no job: $run" >&2; exit 1; }
     for _ in $(seq 1 600); do
-        start_ms=$(lifeboat --output json jobs show "$job" 2>/dev/null |
+        start_ms=$({ lifeboat --output json jobs show "$job" 2>/dev/null || true; } |
             sed -n 's/.*"started_at_ms": *\([0-9]*\).*/\1/p' | head -1)
         [ -n "$start_ms" ] && break
         sleep 0.1
@@ -199,9 +201,9 @@ if [ "$SCHEDULED" -eq 1 ]; then
     for k in 0 1 2 3 4; do
         runs=$(lifeboat --output json schedule runs "bench/app$k" --limit 1000)
         total_runs=$((total_runs + $(grep -c '"scheduled_at_ms"' <<<"$runs" || true)))
-        distinct=$((distinct + $(grep -o '"scheduled_at_ms": *[0-9]*' <<<"$runs" | sort -u | wc -l)))
+        distinct=$((distinct + $({ grep -o '"scheduled_at_ms": *[0-9]*' <<<"$runs" || true; } | sort -u | wc -l)))
         started_runs=$((started_runs + $(grep -c '"outcome": *"started"' <<<"$runs" || true)))
-        backups=$((backups + $(lifeboat --output json backup list --target "bench/app$k" --limit 1000 | grep -c '"backup_id"' || true)))
+        backups=$((backups + $(lifeboat --output json backup list --target "bench/app$k" --limit 1000 | { grep -c '"backup_id"' || true; })))
     done
     echo "  runs recorded: $total_runs, distinct slots: $distinct; runs that started a backup: $started_runs, backups: $backups"
 fi

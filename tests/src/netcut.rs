@@ -4,7 +4,12 @@
 //! packets would; the client's connections hang, new ones are accepted and hang too.
 //! [`NetCut::server_notices`] then closes the server's side only, as the server does when its
 //! TCP keepalives go unanswered: the server ends those sessions (and releases their locks)
-//! while the client still sees nothing. [`NetCut::heal`] forwards new connections again.
+//! while the client still sees nothing. [`NetCut::heal`] forwards new connections again; the
+//! connections that were cut stay dead.
+//!
+//! While cut, the proxy still reads (and drops) what the client sends, so the client's kernel
+//! sees its segments acknowledged: this exercises timeouts in the application (a query that
+//! never answers), not TCP keepalive or `TCP_USER_TIMEOUT` on the client's side.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -100,17 +105,21 @@ impl Drop for NetCut {
 /// not passed on (a partitioned peer sees nothing, not even a close).
 fn pump(mut from: TcpStream, mut to: TcpStream, state: &State) {
     let mut buf = [0u8; 16 * 1024];
+    // Once cut, a connection stays dead: its streams have lost bytes.
+    let mut dead = false;
     loop {
+        dead |= state.cut.load(Ordering::SeqCst);
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => {
-                if !state.cut.load(Ordering::SeqCst) {
+                if !dead && !state.cut.load(Ordering::SeqCst) {
                     let _ = to.shutdown(Shutdown::Write);
                 }
                 return;
             }
             Ok(n) => n,
         };
-        if state.cut.load(Ordering::SeqCst) {
+        dead |= state.cut.load(Ordering::SeqCst);
+        if dead {
             continue;
         }
         if to.write_all(&buf[..n]).is_err() {

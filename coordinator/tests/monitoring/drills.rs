@@ -89,7 +89,8 @@ async fn drills_are_recorded_measured_and_alerted() {
     reconfigure(
         &mut c,
         "[objectives.target.\"prod/orders\"]\nrto = \"1m\"\n\
-         [alerts]\nevaluate_interval = \"200ms\"\ndrill_max_age = \"1h\"\n",
+         [alerts]\nevaluate_interval = \"200ms\"\ndrill_max_age = \"1h\"\n\
+         [[operator]]\nname = \"dora\"\nrole = \"viewer\"\nenvironments = [\"dev\"]\n",
     )
     .await;
     let mut control = c.control("olga");
@@ -242,6 +243,18 @@ async fn drills_are_recorded_measured_and_alerted() {
         paged,
         drills.iter().map(|d| d.job_id.clone()).collect::<Vec<_>>()
     );
+    // An operator of dev sees no prod drill, and a prod drill as its cursor is answered as
+    // one that does not exist.
+    let mut dora = c.control("dora");
+    assert!(list_drills(&mut dora, "").await.is_empty());
+    let e = dora
+        .list_drills(pb::ListDrillsRequest {
+            after: paged[0].clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("another environment's drill as the cursor");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
     assert_eq!(
         (drills[0].outcome.as_str(), drills[0].rto_ms),
         ("failed", 0)

@@ -43,7 +43,7 @@ impl Control {
 
     /// Drills newest first, a page after `req.after`, and whether more follow. An operator
     /// scoped to some environments sees the drills whose drilled and restored-into targets are
-    /// both theirs; a cursor outside them is refused.
+    /// both theirs; a cursor outside them is answered as unknown.
     pub(super) async fn list_drills(
         &self,
         op: &Operator,
@@ -60,21 +60,24 @@ impl Control {
             None
         } else {
             crate::wire::job_id(&req.after)?;
+            // A drill the operator may not see is answered as one that does not exist: a
+            // scoped operator learns nothing of other environments' drills.
+            let unknown = || {
+                Error::NotFound(format!(
+                    "no drill with job id {}; page with the job id of a drill the previous \
+                     page listed",
+                    req.after
+                ))
+            };
             let d = self
                 .parts
                 .catalog
                 .get_drill(&req.after)
                 .await?
-                .ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "no drill with job id {}; page with the job id of a drill the previous \
-                     page listed",
-                        req.after
-                    ))
-                })?;
-            let what = format!("the drills after {}", req.after);
-            self.scope(op, &d.target, &what)?;
-            self.scope(op, &d.drill_target, &what)?;
+                .ok_or_else(unknown)?;
+            if !(self.sees(op, &d.target) && self.sees(op, &d.drill_target)) {
+                return Err(unknown());
+            }
             Some(req.after.clone())
         };
         let target = target.as_ref().map(TargetName::as_str);
