@@ -188,17 +188,23 @@ pub async fn apply(
     now_ms: i64,
 ) -> Result<BTreeMap<(String, String), Applied>> {
     let mut out = BTreeMap::new();
-    for p in plans {
-        for (d, b) in &p.decisions {
-            if d.action != Action::Delete {
-                continue;
+    // Copies first: a backup's own delete waits for the deletes of its copies that are
+    // marked, so a copy marked after its backup's own delete was handed out would outlive
+    // the backup's row and never be deleted.
+    for copies in [true, false] {
+        for p in plans {
+            for (d, b) in &p.decisions {
+                let copy = p.copies.contains(b.backup_id.as_str());
+                if d.action != Action::Delete || copy != copies {
+                    continue;
+                }
+                let applied = if copy {
+                    queue_copy_delete(catalog, jobs, b, &p.repository, by, now_ms).await?
+                } else {
+                    queue_delete(catalog, jobs, b, by, now_ms).await?
+                };
+                out.insert(applied_key(b.backup_id.as_str(), &p.repository), applied);
             }
-            let applied = if p.copies.contains(b.backup_id.as_str()) {
-                queue_copy_delete(catalog, jobs, b, &p.repository, by, now_ms).await?
-            } else {
-                queue_delete(catalog, jobs, b, by, now_ms).await?
-            };
-            out.insert(applied_key(b.backup_id.as_str(), &p.repository), applied);
         }
     }
     Ok(out)
