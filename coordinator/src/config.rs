@@ -100,6 +100,12 @@ pub struct Config {
     /// How long a unary gRPC call may run before it is ended with `DEADLINE_EXCEEDED`
     /// (`server.grpc_call_timeout_secs`); streams have none, a catalog rebuild its own.
     pub grpc_call_timeout: Duration,
+    /// With a PostgreSQL catalog, a coordinator standing by (another one holds the catalog's
+    /// lock) opens its gRPC port to operators: the CLI's calls, `WatchJob` included, work
+    /// against any coordinator, while agent sessions and the scheduled work stay with the
+    /// active one (`server.standby_serves_operators`, default true). False: its gRPC port
+    /// stays closed until it is active (for one address that moves between hosts).
+    pub standby_serves_operators: bool,
     pub tls: TlsFiles,
     /// A PEM certificate revocation list checked on every client handshake (`tls.crl`),
     /// reloaded when it changes.
@@ -406,6 +412,7 @@ impl FileConfig {
             health_cache: server.health_cache,
             http_token_file: server.http_token_file,
             grpc_call_timeout: server.grpc_call_timeout,
+            standby_serves_operators: server.standby_serves_operators,
             tls,
             tls_crl,
             catalog,

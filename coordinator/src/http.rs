@@ -53,6 +53,9 @@ pub struct Http {
 
 pub fn router(parts: Parts, token: Option<Secret<String>>) -> Router {
     let cache = HealthCache::new(parts.config.health_cache);
+    // Until this coordinator is active (a standby serving operators), the standby's answers.
+    let hub = parts.hub.clone();
+    let standby = crate::standby::router(Some(parts.catalog.clone()));
     let state = Arc::new(Http {
         parts,
         cache,
@@ -64,7 +67,30 @@ pub fn router(parts: Parts, token: Option<Secret<String>>) -> Router {
         .route("/health/detailed", get(detailed))
         .route("/health/backups", get(backups))
         .route("/metrics", get(metrics))
+        .route("/health/live", get(live))
         .with_state(state)
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let active = hub.is_active();
+                let mut standby = standby.clone();
+                async move {
+                    if active {
+                        next.run(req).await
+                    } else {
+                        // A Router is always ready and never fails.
+                        match tower::Service::call(&mut standby, req).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        }
+                    }
+                }
+            },
+        ))
+}
+
+/// The process answers (also on a standby, with its role).
+async fn live() -> Json<Value> {
+    Json(json!({ "status": "alive", "role": "active" }))
 }
 
 /// One read of everything the endpoints report from the catalog. Errors are texts for the

@@ -6,8 +6,8 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
 };
 
@@ -54,7 +54,14 @@ pub struct Hub {
     /// Held by the dispatcher and by session set-up, so a job is never handed out twice.
     pub dispatch_lock: tokio::sync::Mutex<()>,
     next_session: AtomicU64,
-    started_at_ms: i64,
+    /// When this coordinator became the active one of its catalog (Unix ms; its start for a
+    /// SQLite catalog).
+    active_since_ms: AtomicI64,
+    /// Whether this coordinator is the active one: it holds the agent sessions and runs the
+    /// scheduled work. A standby serving operators has this false (ADR 0038).
+    active: AtomicBool,
+    /// Where job changes go to reach the other coordinators of the catalog (PostgreSQL only).
+    outbox: OnceLock<mpsc::Sender<String>>,
     /// Cancelled at shutdown: ends agent sessions and job watches so the server can drain.
     pub streams: CancellationToken,
     /// Session and watch tasks.
@@ -121,7 +128,9 @@ impl Hub {
             dispatch_wanted: Notify::new(),
             dispatch_lock: tokio::sync::Mutex::new(()),
             next_session: AtomicU64::new(1),
-            started_at_ms: lifeboat_common::time::now_ms(),
+            active_since_ms: AtomicI64::new(lifeboat_common::time::now_ms()),
+            active: AtomicBool::new(false),
+            outbox: OnceLock::new(),
             streams: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }
@@ -212,25 +221,58 @@ impl Hub {
         )
     }
 
-    /// When this coordinator started (Unix ms).
+    /// When this coordinator became active (Unix ms).
     pub fn started_at_ms(&self) -> i64 {
-        self.started_at_ms
+        self.active_since_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether this coordinator is the active one of its catalog.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// This coordinator is now the active one: agents away are counted from now (they had
+    /// their sessions with the previous one).
+    pub fn become_active(&self) {
+        self.active_since_ms
+            .store(lifeboat_common::time::now_ms(), Ordering::Relaxed);
+        self.active.store(true, Ordering::Release);
     }
 
     /// Since when `agent` has had no session: when its last one ended, or when this
-    /// coordinator started if it has not connected since.
+    /// coordinator became active if it has not connected since.
     pub fn away_since_ms(&self, agent: &str) -> i64 {
         self.sessions()
             .away_since_ms
             .get(agent)
             .copied()
-            .unwrap_or(self.started_at_ms)
+            .unwrap_or_else(|| self.started_at_ms())
     }
 
-    /// Tells watchers that a job changed.
+    /// Tells this coordinator's watchers that a job changed.
     pub fn publish(&self, job: &Job) {
         // No receivers is fine: nobody is watching.
         let _ = self.events.send(job.clone());
+    }
+
+    /// Tells this coordinator's watchers, and the other coordinators of the catalog, that a
+    /// job changed.
+    pub fn announce(&self, job: &Job) {
+        self.publish(job);
+        if let Some(outbox) = self.outbox.get()
+            && outbox
+                .try_send(crate::bridge::outgoing(&job.id, job.state))
+                .is_err()
+        {
+            // The other coordinators' watches re-read their jobs periodically; a lost
+            // notice only delays them.
+            tracing::debug!(job_id = %job.id, "job notice dropped: the outbox is full");
+        }
+    }
+
+    /// Sends job changes to `outbox` from now on (set once, for a PostgreSQL catalog).
+    pub fn set_outbox(&self, outbox: mpsc::Sender<String>) {
+        let _ = self.outbox.set(outbox);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Job> {

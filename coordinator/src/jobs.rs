@@ -50,7 +50,7 @@ impl Jobs {
     pub async fn start(&self, id: &str, now_ms: i64) -> Result<Option<Job>, CatalogError> {
         let started = self.catalog.mark_running(id, now_ms).await?;
         if let Some(job) = &started {
-            self.hub.publish(job);
+            self.hub.announce(job);
         }
         Ok(started)
     }
@@ -58,7 +58,7 @@ impl Jobs {
     /// Records a running job's progress and tells watchers.
     pub async fn progress(&self, id: &str, progress: &Progress) -> Result<(), CatalogError> {
         if let Some(job) = self.catalog.set_progress(id, progress).await? {
-            self.hub.publish(&job);
+            self.hub.announce(&job);
         }
         Ok(())
     }
@@ -84,7 +84,7 @@ impl Jobs {
             requested_by = %job.requested_by,
             "job queued"
         );
-        self.hub.publish(job);
+        self.hub.announce(job);
         self.hub.request_dispatch();
     }
 
@@ -99,8 +99,12 @@ impl Jobs {
             error = %job.error,
             "job finished"
         );
-        self.hub.publish(job);
-        self.metrics.job_finished(job);
+        self.hub.announce(job);
+        // The active coordinator counts every job, those a standby ended (a cancel through
+        // it) included, from their notices (bridge.rs).
+        if self.hub.is_active() {
+            self.metrics.job_finished(job);
+        }
         self.hub.request_dispatch();
     }
 }

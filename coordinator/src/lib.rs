@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod audit;
+mod bridge;
 pub mod catalog;
 pub mod catalog_cli;
 mod claims;
@@ -36,7 +37,7 @@ pub mod standby;
 mod to_agent;
 mod wire;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{future::Future, path::Path, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
@@ -52,6 +53,16 @@ pub fn load_config(path: &Path) -> Result<Config> {
     config::load(path)
 }
 
+/// When a coordinator starts acting as the active one of its catalog: holding agent
+/// sessions, dispatching jobs and running the scheduled work (ADR 0038).
+pub enum Activation {
+    /// At once: a SQLite catalog (one coordinator per file), or the lock is already held.
+    Now,
+    /// Once this resolves (the catalog's lock is taken). Until then the coordinator serves
+    /// operators only: agents are refused, so they go to the active one. An error stops it.
+    After(Pin<Box<dyn Future<Output = Result<()>> + Send>>),
+}
+
 /// Runs the coordinator on the given listeners until `shutdown` is cancelled, then shuts down
 /// in order: stop accepting, end agent sessions and watches, drain, stop background work,
 /// close the catalog.
@@ -61,25 +72,29 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    run_with_ready(config, grpc, http, shutdown, || Ok(())).await
+    run_with_ready(config, grpc, http, shutdown, Activation::Now, || Ok(())).await
 }
 
-/// [`run`], calling `on_ready` once the catalog is open and both servers are set up (used by
-/// `main` to write `--ready-file`).
+/// [`run`], active as `activation` says, calling `on_ready` once the coordinator is active and
+/// both servers are set up (used by `main` to write `--ready-file`).
 pub async fn run_with_ready(
     config: Config,
     grpc: TcpListener,
     http: TcpListener,
     shutdown: CancellationToken,
-    on_ready: impl FnOnce() -> Result<()> + Send,
+    activation: Activation,
+    on_ready: impl FnOnce() -> Result<()> + Send + 'static,
 ) -> Result<()> {
     // Fail on a bad certificate or key before touching the catalog.
     lifeboat_common::tls::server_config(&config.tls)
         .context("load the coordinator's TLS certificate and key")?;
-    let catalog = match &config.catalog {
-        config::CatalogLocation::Sqlite(path) => catalog::Catalog::open_sqlite(path)
-            .await
-            .with_context(|| format!("open the catalog ({})", config.file.display()))?,
+    let (catalog, postgres) = match &config.catalog {
+        config::CatalogLocation::Sqlite(path) => (
+            catalog::Catalog::open_sqlite(path)
+                .await
+                .with_context(|| format!("open the catalog ({})", config.file.display()))?,
+            None,
+        ),
         config::CatalogLocation::Postgres(pg) => {
             let settings = pg
                 .connect_settings()
@@ -91,18 +106,154 @@ pub async fn run_with_ready(
                      not encrypted"
                 );
             }
-            catalog::Catalog::open_postgres(&settings)
+            let catalog = catalog::Catalog::open_postgres(&settings)
                 .await
-                .with_context(|| format!("open the catalog ({})", config.file.display()))?
+                .with_context(|| format!("open the catalog ({})", config.file.display()))?;
+            (catalog, Some(settings))
         }
     };
     let metrics = Arc::new(metrics::Metrics::new().context("register metrics")?);
     let parts = parts::Parts::new(Arc::new(config), catalog, metrics);
     let hub = parts.hub.clone();
 
-    // The loops below the edges, each with the parts it uses.
+    // The loops below the edges, each with the parts it uses. Those of every coordinator
+    // start now; the active one's when it becomes active.
     let background = CancellationToken::new();
     let workers = TaskTracker::new();
+    if let Some(settings) = postgres {
+        bridge::start(
+            bridge::Bridge {
+                hub: hub.clone(),
+                catalog: parts.catalog.clone(),
+                metrics: parts.metrics.clone(),
+                instance: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
+            },
+            settings,
+            &workers,
+            background.clone(),
+        );
+    }
+    workers.spawn(audit::run_denied(
+        parts.catalog.clone(),
+        parts.denied.clone(),
+        background.clone(),
+    ));
+    let failed = Arc::new(std::sync::Mutex::new(None));
+    let on_ready_now = match activation {
+        Activation::Now => {
+            hub.become_active();
+            start_active(&parts, &workers, &background);
+            Some(on_ready)
+        }
+        Activation::After(until) => {
+            let parts = parts.clone();
+            let tracker = workers.clone();
+            let background = background.clone();
+            let shutdown = shutdown.clone();
+            let failed = failed.clone();
+            workers.spawn(async move {
+                let activated = tokio::select! {
+                    r = until => r,
+                    () = shutdown.cancelled() => return,
+                };
+                if let Err(e) = activated.and_then(|()| {
+                    parts.hub.become_active();
+                    start_active(&parts, &tracker, &background);
+                    on_ready()
+                }) {
+                    *failed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                    shutdown.cancel();
+                    return;
+                }
+                tracing::info!(
+                    "this coordinator is now active: it takes the agent sessions and runs the \
+                     scheduled work"
+                );
+            });
+            None
+        }
+    };
+
+    let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
+    let http_addr = http.local_addr().context("read HTTP listener address")?;
+    let grpc_server = grpc::serve(parts.clone(), grpc, shutdown.clone());
+    let http = http::Limited::new(
+        http,
+        parts.config.http_max_connections,
+        parts.config.http_idle_timeout,
+    );
+    let token = parts
+        .config
+        .http_token()
+        .map_err(|e| anyhow::anyhow!("server.http_token_file: {e}"))?;
+    let http_server = axum::serve(http, http::router(parts.clone(), token))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    if let Some(on_ready) = on_ready_now {
+        on_ready()?;
+    }
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, "coordinator serving");
+
+    // A server that stops on its own takes the other down with it. After shutdown starts,
+    // each gets DRAIN_TIMEOUT to finish.
+    let bounded = |name: &'static str| {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+            tracing::warn!("{name} server did not drain within {DRAIN_TIMEOUT:?}; stopping it");
+        }
+    };
+    let grpc_done = async {
+        let result = tokio::select! {
+            r = grpc_server => r,
+            () = bounded("gRPC") => Ok(()),
+        };
+        shutdown.cancel();
+        result
+    };
+    let http_done = async {
+        let result = tokio::select! {
+            r = http_server.into_future() => r.context("serve HTTP"),
+            () = bounded("HTTP") => Ok(()),
+        };
+        shutdown.cancel();
+        result
+    };
+    let end_streams = async {
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: ending agent sessions and job watches");
+        hub.streams.cancel();
+    };
+    let (grpc_result, http_result, ()) = tokio::join!(grpc_done, http_done, end_streams);
+
+    hub.tasks.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, hub.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("session tasks did not end within {DRAIN_TIMEOUT:?}");
+    }
+    background.cancel();
+    workers.close();
+    workers.wait().await;
+    parts.catalog.close().await;
+    tracing::info!("coordinator stopped");
+    let failed = failed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    match failed {
+        Some(e) => Err(e),
+        None => grpc_result.and(http_result),
+    }
+}
+
+/// Starts the active coordinator's loops: dispatch, leases, schedules, retention, copies,
+/// alerts and history.
+fn start_active(parts: &parts::Parts, workers: &TaskTracker, background: &CancellationToken) {
+    let hub = parts.hub.clone();
     workers.spawn(dispatch::run(
         dispatch::Dispatcher {
             hub: hub.clone(),
@@ -159,7 +310,7 @@ pub async fn run_with_ready(
     ));
     workers.spawn(alerts::run(
         alerts::Alerts {
-            hub: hub.clone(),
+            hub,
             catalog: parts.catalog.clone(),
             config: parts.config.clone(),
             metrics: parts.metrics.clone(),
@@ -171,75 +322,6 @@ pub async fn run_with_ready(
         parts.config.jobs.clone(),
         background.clone(),
     ));
-    workers.spawn(audit::run_denied(
-        parts.catalog.clone(),
-        parts.denied.clone(),
-        background.clone(),
-    ));
-    workers.close();
-
-    let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
-    let http_addr = http.local_addr().context("read HTTP listener address")?;
-    let grpc_server = grpc::serve(parts.clone(), grpc, shutdown.clone());
-    let http = http::Limited::new(
-        http,
-        parts.config.http_max_connections,
-        parts.config.http_idle_timeout,
-    );
-    let token = parts
-        .config
-        .http_token()
-        .map_err(|e| anyhow::anyhow!("server.http_token_file: {e}"))?;
-    let http_server = axum::serve(http, http::router(parts.clone(), token))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    on_ready()?;
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, "coordinator serving");
-
-    // A server that stops on its own takes the other down with it. After shutdown starts,
-    // each gets DRAIN_TIMEOUT to finish.
-    let bounded = |name: &'static str| {
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.cancelled().await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-            tracing::warn!("{name} server did not drain within {DRAIN_TIMEOUT:?}; stopping it");
-        }
-    };
-    let grpc_done = async {
-        let result = tokio::select! {
-            r = grpc_server => r,
-            () = bounded("gRPC") => Ok(()),
-        };
-        shutdown.cancel();
-        result
-    };
-    let http_done = async {
-        let result = tokio::select! {
-            r = http_server.into_future() => r.context("serve HTTP"),
-            () = bounded("HTTP") => Ok(()),
-        };
-        shutdown.cancel();
-        result
-    };
-    let end_streams = async {
-        shutdown.cancelled().await;
-        tracing::info!("shutting down: ending agent sessions and job watches");
-        hub.streams.cancel();
-    };
-    let (grpc_result, http_result, ()) = tokio::join!(grpc_done, http_done, end_streams);
-
-    hub.tasks.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, hub.tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("session tasks did not end within {DRAIN_TIMEOUT:?}");
-    }
-    background.cancel();
-    workers.wait().await;
-    parts.catalog.close().await;
-    tracing::info!("coordinator stopped");
-    grpc_result.and(http_result)
 }
 
 /// With a PostgreSQL catalog: takes the catalog's lock, waiting (standby) while another

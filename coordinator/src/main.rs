@@ -107,9 +107,42 @@ async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
     let http = bind(&config, "server.http_listen", config.http_listen).await?;
-    // While another coordinator is active on the catalog this one stands by: its HTTP port
-    // says so (health, `lifeboat_coordinator_leader 0`) and its gRPC port stays closed, so
-    // agents and operators go to the active one.
+    let ready = move |grpc: SocketAddr, http: SocketAddr| {
+        move || match ready_file {
+            Some(path) => write_ready_file(&path, grpc, http),
+            None => Ok(()),
+        }
+    };
+    let shared = matches!(
+        config.catalog,
+        lifeboat_coordinator::config::CatalogLocation::Postgres(_)
+    );
+    if shared && config.standby_serves_operators {
+        // Both ports open now: while another coordinator is active on the catalog, this one
+        // serves operators (ADR 0038) and refuses agents; with the catalog's lock it is active.
+        let grpc = bind(&config, "server.grpc_listen", config.grpc_listen).await?;
+        let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
+        let http_addr = http.local_addr().context("read HTTP listener address")?;
+        let locking = config.clone();
+        let activation = lifeboat_coordinator::Activation::After(Box::pin(async move {
+            if let Some(lock) = lifeboat_coordinator::catalog_lock(&locking).await? {
+                fence(lock);
+            }
+            Ok(())
+        }));
+        return lifeboat_coordinator::run_with_ready(
+            config,
+            grpc,
+            http,
+            shutdown,
+            activation,
+            ready(grpc_addr, http_addr),
+        )
+        .await;
+    }
+    // With `server.standby_serves_operators = false`, a coordinator standing by answers only
+    // on its HTTP port (health, `lifeboat_coordinator_leader 0`); its gRPC port stays closed
+    // until it is active, so one address can move between hosts.
     let http = http.into_std().context("take the HTTP listener")?;
     let standby_stop = CancellationToken::new();
     let standby = tokio::spawn(lifeboat_coordinator::standby::serve(
@@ -131,28 +164,36 @@ async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>
         return Ok(());
     }
     if let Some(lock) = lock? {
-        // Fencing: without the lock another coordinator may be active at any moment, so this
-        // one stops at once, without draining. Agents resend what it did not acknowledge.
-        tokio::spawn(async move {
-            let why = lock.watch().await;
-            tracing::error!("{why}; exiting so that a standby coordinator can take over");
-            eprintln!(
-                "error: {why}; exited so that a standby coordinator can take over (start this \
-                 one again to stand by)"
-            );
-            std::process::exit(1);
-        });
+        fence(lock);
     }
     let grpc = bind(&config, "server.grpc_listen", config.grpc_listen).await?;
     let http = TcpListener::from_std(http).context("take the HTTP listener back")?;
     let grpc_addr = grpc.local_addr().context("read gRPC listener address")?;
     let http_addr = http.local_addr().context("read HTTP listener address")?;
 
-    lifeboat_coordinator::run_with_ready(config, grpc, http, shutdown, move || match ready_file {
-        Some(path) => write_ready_file(&path, grpc_addr, http_addr),
-        None => Ok(()),
-    })
+    lifeboat_coordinator::run_with_ready(
+        config,
+        grpc,
+        http,
+        shutdown,
+        lifeboat_coordinator::Activation::Now,
+        ready(grpc_addr, http_addr),
+    )
     .await
+}
+
+/// Fencing: without the lock another coordinator may be active at any moment, so this one
+/// stops at once, without draining. Agents resend what it did not acknowledge.
+fn fence(lock: lifeboat_coordinator::catalog::CatalogLock) {
+    tokio::spawn(async move {
+        let why = lock.watch().await;
+        tracing::error!("{why}; exiting so that a standby coordinator can take over");
+        eprintln!(
+            "error: {why}; exited so that a standby coordinator can take over (start this \
+             one again to stand by)"
+        );
+        std::process::exit(1);
+    });
 }
 
 async fn bind(

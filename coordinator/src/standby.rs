@@ -12,14 +12,63 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{LEADER, LEADER_HELP};
+use crate::{
+    catalog::Catalog,
+    metrics::{LEADER, LEADER_HELP},
+};
 
-fn router() -> Router {
+/// The standby's HTTP answers. With `serving` (its gRPC port open to operators), ready while
+/// that catalog answers; without, never ready.
+pub fn router(serving: Option<Catalog>) -> Router {
+    let ready = move || {
+        let serving = serving.clone();
+        async move {
+            let Some(catalog) = serving else {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({
+                        "status": "not_ready",
+                        "role": "standby",
+                        "leader": false,
+                        "reason": "another coordinator is active on this catalog; this one \
+                                   takes over when it stops",
+                    })),
+                );
+            };
+            match catalog.ping().await {
+                Ok(()) => (
+                    StatusCode::OK,
+                    Json(json!({
+                        "status": "ready",
+                        "role": "standby",
+                        "leader": false,
+                        "catalog": "reachable",
+                        "serves": "operators: the CLI's calls work here; agents and scheduled \
+                                   work are with the active coordinator, until it stops",
+                    })),
+                ),
+                Err(e) => {
+                    tracing::warn!("catalog check for /health/ready failed: {e}");
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Json(json!({
+                            "status": "not_ready",
+                            "role": "standby",
+                            "leader": false,
+                            "catalog": "unreachable",
+                            "reason": "the catalog does not answer; see this coordinator's log",
+                        })),
+                    )
+                }
+            }
+        }
+    };
     Router::new()
         .route(
             "/health/live",
             get(|| async { Json(json!({ "status": "alive", "role": "standby" })) }),
         )
+        .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             (
@@ -27,8 +76,8 @@ fn router() -> Router {
                 Json(json!({
                     "status": "not_ready",
                     "role": "standby",
-                    "reason": "another coordinator is active on this catalog; this one takes \
-                               over when it stops",
+                    "reason": "another coordinator is active on this catalog; ask it (this \
+                               one takes over when it stops)",
                 })),
             )
         })
@@ -44,7 +93,7 @@ async fn metrics() -> Response {
 
 /// Serves the standby's answers on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, stop: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router())
+    axum::serve(listener, router(None))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
 }
@@ -52,6 +101,59 @@ pub async fn serve(listener: TcpListener, stop: CancellationToken) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// GETs `path` from `addr`; the whole answer, status line first.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn a_standby_serving_operators_is_ready_while_its_catalog_answers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
+            .await
+            .expect("open catalog");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = router(Some(catalog.clone()));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let ready = get(addr, "/health/ready").await;
+        assert!(
+            ready.starts_with("HTTP/1.1 200")
+                && ready.contains("\"role\":\"standby\"")
+                && ready.contains("\"leader\":false")
+                && ready.contains("\"catalog\":\"reachable\""),
+            "{ready}"
+        );
+        let metrics = get(addr, "/metrics").await;
+        assert!(
+            metrics.contains("\nlifeboat_coordinator_leader 0\n"),
+            "{metrics}"
+        );
+        // What only the active coordinator serves is refused, naming why.
+        let backups = get(addr, "/health/backups").await;
+        assert!(
+            backups.starts_with("HTTP/1.1 503") && backups.contains("another coordinator"),
+            "{backups}"
+        );
+        // A catalog that no longer answers makes it not ready.
+        catalog.close().await;
+        let ready = get(addr, "/health/ready").await;
+        assert!(
+            ready.starts_with("HTTP/1.1 503") && ready.contains("\"catalog\":\"unreachable\""),
+            "{ready}"
+        );
+        server.abort();
+    }
 
     #[tokio::test]
     async fn a_standby_is_alive_not_ready_and_not_the_leader() {

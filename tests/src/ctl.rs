@@ -103,6 +103,14 @@ impl Ctl {
         }
     }
 
+    /// The same operator against other coordinator URL(s) (same transcript).
+    pub fn with_url(&self, coordinator_url: &str) -> Self {
+        Self {
+            coordinator: coordinator_url.to_owned(),
+            ..self.clone()
+        }
+    }
+
     pub fn server_name(mut self, name: &str) -> Self {
         self.server_name = Some(name.to_owned());
         self

@@ -144,6 +144,7 @@ pub struct SandboxBuilder {
     log_format: Option<String>,
     coordinator_catalog: Option<String>,
     standby_coordinator: Option<String>,
+    standby_first: bool,
 }
 
 /// The S3 side of a sandbox built with [`SandboxBuilder::s3`]: the server and the fault proxy
@@ -205,6 +206,7 @@ impl SandboxBuilder {
             log_format: None,
             coordinator_catalog: None,
             standby_coordinator: None,
+            standby_first: false,
         }
     }
 
@@ -316,6 +318,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// As [`SandboxBuilder::standby_coordinator`], listed first (`[URL, OWN]`): the agent
+    /// and `admin` try it before the sandbox's own.
+    pub fn standby_coordinator_first(mut self, url: &str) -> Self {
+        self.standby_first = true;
+        self.standby_coordinator(url)
+    }
+
     /// The coordinator's whole `[catalog]` table (e.g. a PostgreSQL catalog).
     pub fn coordinator_catalog(mut self, table: &str) -> Self {
         self.coordinator_catalog = Some(table.to_owned());
@@ -363,6 +372,7 @@ impl SandboxBuilder {
         }
         let coordinator = cb.start();
         let coordinator_urls = match &self.standby_coordinator {
+            Some(other) if self.standby_first => format!("{other},{}", coordinator.url()),
             Some(other) => format!("{},{other}", coordinator.url()),
             None => coordinator.url(),
         };

@@ -116,3 +116,41 @@ impl CatalogLock {
         }
     }
 }
+
+/// The channel on which the coordinators of one catalog tell each other about job changes
+/// (ADR 0038).
+pub const JOBS_CHANNEL: &str = "lifeboat_jobs";
+
+impl PostgresCatalog {
+    /// A connection of its own listening on [`JOBS_CHANNEL`]. It reconnects by itself after
+    /// a lost connection (`try_recv` answers `None` once: notices in between are lost).
+    pub async fn listen_jobs(&self) -> Result<sqlx::postgres::PgListener> {
+        let open_err = |source: sqlx::Error| CatalogError::Open {
+            path: self.url.clone(),
+            detail: postgres_hint(&self.tls, &source),
+        };
+        let url = self.connect_url().map_err(open_err)?;
+        let mut listener = sqlx::postgres::PgListener::connect(url.as_str())
+            .await
+            .map_err(open_err)?;
+        listener.listen(JOBS_CHANNEL).await?;
+        Ok(listener)
+    }
+}
+
+impl super::Catalog {
+    /// Tells the other coordinators of a PostgreSQL catalog that a job changed (`payload`:
+    /// who and which job). Nothing for SQLite, which has one coordinator.
+    pub async fn notify_job(&self, payload: &str) -> Result<()> {
+        if self.backend() != super::Backend::Postgres {
+            return Ok(());
+        }
+        // `IS NULL`: a boolean the Any driver can read instead of pg_notify's `void`.
+        sqlx::query("SELECT pg_notify($1, $2) IS NULL")
+            .bind(JOBS_CHANNEL)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

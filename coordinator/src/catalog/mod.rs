@@ -35,7 +35,7 @@ use sqlx::{
     migrate::{Migration, MigrationType, Migrator},
 };
 
-pub use leader::{CatalogLock, LockLost};
+pub use leader::{CatalogLock, JOBS_CHANNEL, LockLost};
 pub use migrate::TableCopied;
 pub use open::{Backend, PostgresCatalog, PostgresTls};
 

@@ -24,6 +24,7 @@ pub(super) struct FileServer {
     health_cache_ms: Option<Spanned<u64>>,
     http_token_file: Option<Spanned<PathBuf>>,
     grpc_call_timeout_secs: Option<Spanned<u64>>,
+    standby_serves_operators: Option<bool>,
 }
 
 /// The `[server]` table, validated.
@@ -35,6 +36,7 @@ pub(super) struct Server {
     pub health_cache: Duration,
     pub http_token_file: Option<PathBuf>,
     pub grpc_call_timeout: Duration,
+    pub standby_serves_operators: bool,
 }
 
 /// An optional number within `range` (`default` when absent); out of it, an error saying
@@ -120,6 +122,7 @@ impl FileServer {
                 60,
                 " seconds",
             )?),
+            standby_serves_operators: self.standby_serves_operators.unwrap_or(true),
         })
     }
 }

@@ -80,6 +80,10 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
             )
             .into());
         }
+        if !self.parts.hub.is_active() {
+            tracing::debug!(agent = %name, "refused agent session: standing by");
+            return Err(Error::Unavailable(super::STANDING_BY.into()).into());
+        }
         let mut inbound = request.into_inner();
         let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Err(_) => {

@@ -125,13 +125,14 @@ impl pb::control_server::Control for Control {
             .await
             .map_err(Error::from)?;
         let running = Self::running_per_agent(&jobs);
+        let connected = self.connected(&agents);
         Ok(Response::new(pb::ListAgentsResponse {
             agents: agents
                 .iter()
                 .map(|a| {
                     wire::agent_to_pb(
                         a,
-                        self.parts.hub.is_connected(&a.name),
+                        connected(&a.name),
                         running.get(a.name.as_str()).copied().unwrap_or(0),
                     )
                 })
@@ -162,10 +163,20 @@ impl pb::control_server::Control for Control {
             &req.after,
             req.limit,
         );
+        let agents = if self.parts.hub.is_active() {
+            Vec::new()
+        } else {
+            self.parts
+                .catalog
+                .list_agents()
+                .await
+                .map_err(Error::from)?
+        };
+        let connected = self.connected(&agents);
         Ok(Response::new(pb::ListTargetsResponse {
             targets: targets
                 .iter()
-                .map(|t| wire::target_to_pb(t, self.parts.hub.is_connected(&t.target.agent)))
+                .map(|t| wire::target_to_pb(t, connected(&t.target.agent)))
                 .collect(),
             more,
         }))

@@ -42,6 +42,20 @@ pub fn identity<T>(request: &tonic::Request<T>) -> Result<Identity, Error> {
 }
 
 /// How often the TLS files are checked for changes (SIGHUP reloads at once).
+/// Why a standby refuses what only the active coordinator does (ADR 0038).
+pub(crate) const STANDING_BY: &str = "this coordinator is standing by: another coordinator of \
+     its catalog is active and holds the agent sessions; give every coordinator's URL (agent: \
+     `coordinators`; CLI: --coordinator URL1,URL2) so the active one is found";
+
+/// Why a standby refuses an operator's call that needs the agent sessions.
+pub(crate) fn needs_active(what: &str) -> crate::error::Error {
+    crate::error::Error::FailedPrecondition(format!(
+        "{what} needs the agents' sessions, which the active coordinator of this catalog holds; \
+         this one is standing by: run it against the active one (its /health/ready answers \
+         \"role\": \"active\")"
+    ))
+}
+
 const TLS_RELOAD_CHECK: Duration = Duration::from_secs(5);
 
 /// HTTP/2 streams one connection may have open.

@@ -204,7 +204,7 @@ impl Session {
 
     /// No message for this long (three missed heartbeats and some slack) ends the session.
     fn idle_limit(&self) -> Duration {
-        self.parts.config.jobs.heartbeat_interval * 3 + Duration::from_secs(10)
+        idle_limit(&self.parts.config.jobs)
     }
 
     /// Sends to the agent, giving up if the session is being closed.
@@ -734,4 +734,9 @@ fn check_detail(report: &crate::model::Report) -> String {
             count(Severity::Warning)
         ),
     }
+}
+
+/// No message for this long (three missed heartbeats and some slack) ends a session.
+pub(crate) fn idle_limit(jobs: &crate::config::JobsConfig) -> Duration {
+    jobs.heartbeat_interval * 3 + Duration::from_secs(10)
 }

@@ -1,8 +1,10 @@
 //! Two coordinators on one PostgreSQL catalog (docs/deploy-ha.md): one active, one standing
-//! by. The standby listens on nothing until the active one dies, then takes over; agents and
-//! the CLI given both URLs follow; a backup running at the time ends exactly once; an active
-//! coordinator that loses its catalog lock, or its network path to the catalog, exits at once
-//! (fencing), before the standby can take over.
+//! by. The standby serves operators (the CLI, `--wait` included) while the active one holds
+//! the agents; configured closed (one address for both), it listens on nothing. When the
+//! active one dies the standby takes over; agents and the CLI given both URLs follow; a backup
+//! running at the time ends exactly once; an active coordinator that loses its catalog lock,
+//! or its network path to the catalog, exits at once (fencing), before the standby can take
+//! over.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,14 +32,22 @@ struct Standby {
 
 impl Standby {
     fn start(active_config: &Path, grpc: &str, dir: &Path) -> Self {
-        Self::start_replacing(active_config, grpc, dir, ("", ""))
+        Self::start_replacing(active_config, grpc, dir, false, ("", ""))
     }
 
-    /// As [`Standby::start`], with `from` replaced by `to` in the active one's config.
+    /// As [`Standby::start`], closed while it stands by.
+    fn start_closed(active_config: &Path, grpc: &str, dir: &Path) -> Self {
+        Self::start_replacing(active_config, grpc, dir, true, ("", ""))
+    }
+
+    /// As [`Standby::start`], with `from` replaced by `to` in the active one's config; with
+    /// `closed`, `server.standby_serves_operators = false` (needed on the active one's own gRPC
+    /// address: one address for both).
     fn start_replacing(
         active_config: &Path,
         grpc: &str,
         dir: &Path,
+        closed: bool,
         (from, to): (&str, &str),
     ) -> Self {
         let http = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
@@ -50,6 +60,9 @@ impl Standby {
         let text: String = text
             .lines()
             .map(|l| match l.trim_start() {
+                t if t.starts_with("grpc_listen") && closed => {
+                    format!("grpc_listen = {grpc:?}\nstandby_serves_operators = false\n")
+                }
                 t if t.starts_with("grpc_listen") => format!("grpc_listen = {grpc:?}\n"),
                 t if t.starts_with("http_listen") => format!("http_listen = {http:?}\n"),
                 _ => format!("{l}\n"),
@@ -109,7 +122,7 @@ fn a_standby_takes_over_the_same_address_when_the_active_one_dies() {
 
     // Configured for the same gRPC address (as a second host behind one name would be): it
     // stands by and listens on nothing.
-    let mut standby = Standby::start(
+    let mut standby = Standby::start_closed(
         s.coordinator.config_path(),
         s.coordinator.grpc_addr(),
         &s.dir.sub("standby"),
@@ -306,6 +319,7 @@ fn a_coordinator_cut_off_from_its_catalog_stops_before_the_standby_starts() {
         s.coordinator.config_path(),
         s.coordinator.grpc_addr(),
         &s.dir.sub("standby"),
+        true,
         (&through, &direct),
     );
 
@@ -362,5 +376,127 @@ fn a_coordinator_cut_off_from_its_catalog_stops_before_the_standby_starts() {
     net.heal();
     s.coordinator.restart();
     assert_eq!(s.backup_list("app").len(), 2);
+    s.shutdown();
+}
+
+#[test]
+fn a_standby_serves_operators_while_the_active_one_holds_the_agents() {
+    let standby_addr = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
+    let standby_url = format!("https://{standby_addr}");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let (catalog_pg, catalog) = catalog_with_files(secrets.path());
+    // The agent and `admin` list the standby first.
+    let (mut s, bin) = stalling_sandbox_with("standby-serves", |b| {
+        b.coordinator_catalog(&catalog)
+            .standby_coordinator_first(&standby_url)
+    });
+    let mut standby = Standby::start(
+        s.coordinator.config_path(),
+        &standby_addr,
+        &s.dir.sub("standby"),
+    );
+    let (code, body) = eventually(
+        "the standby serves operators",
+        Duration::from_secs(30),
+        || match http_get(&standby.http, "/health/ready") {
+            (200, body) => Ok((200, body)),
+            (code, body) => anyhow::bail!("{code}: {body}"),
+        },
+    );
+    assert!(
+        code == 200 && body.contains("\"role\":\"standby\"") && body.contains("\"leader\":false"),
+        "{body}"
+    );
+    let (_, metrics) = http_get(&standby.http, "/metrics");
+    assert!(
+        metrics.contains("\nlifeboat_coordinator_leader 0\n"),
+        "{metrics}"
+    );
+    assert!(!standby.ready.exists(), "the standby says it is active");
+
+    // The agent tries the standby first, is refused there and holds its session with the
+    // active one; the standby lists it as connected (from its heartbeats in the catalog).
+    s.agent.stop();
+    s.agent.restart(&s.admin.with_url(&s.coordinator.url()));
+    assert!(
+        s.agent.logs().contains("standing by"),
+        "the agent was not refused by the standby: {}",
+        s.agent.logs()
+    );
+    let only_standby = s.admin.with_url(&standby_url);
+    lifeboat_e2e::agent::agent_connected(&only_standby, s.agent.name())
+        .expect("the standby lists the agent as connected");
+
+    // A backup started through the standby is handed out by the active one; cancelled through
+    // the standby, the agent stops its pg_dump.
+    let (job_id, backup_id) = start_stalled_backup(&s, &bin, "app");
+    only_standby
+        .run_json(&["jobs", "cancel", &job_id])
+        .assert_ok();
+    eventually(
+        "the agent stops the cancelled backup's pg_dump",
+        Duration::from_secs(30),
+        || {
+            let left = lifeboat_e2e::stall::pg_dump_processes(s.pg.port(), "app");
+            if left.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("still running: {left:?}")
+            }
+        },
+    );
+    std::fs::remove_file(bin.marker("stall")).expect("disarm the stall");
+    let job = s.wait_job_done(&job_id, Duration::from_secs(60));
+    assert_eq!(
+        find_str(&job, "state").as_deref(),
+        Some("cancelled"),
+        "{job}"
+    );
+    lifeboat_e2e::stall::assert_no_backup(&s, "app", &backup_id);
+
+    // A backup and a restore through the standby alone, followed there to their end
+    // (`--wait` watches the jobs the active one runs).
+    s.pg.psql("app", "DELETE FROM bulk_rows WHERE id <= 10;");
+    let out = only_standby.run_json(&["backup", "run", &s.target("app"), "--wait"]);
+    out.assert_ok();
+    let first = find_str(&out.json(), "backup_id").expect("backup id");
+    assert_eq!(
+        find_str(&out.json(), "state").as_deref(),
+        Some("succeeded"),
+        "{out}"
+    );
+    s.restore_as(&only_standby, &first, "app_via_standby", &[])
+        .assert_ok();
+    assert_same_data(&s.pg, "app", "app_via_standby", s.dir.path());
+
+    // What needs the agents' sessions is refused there, naming where to run it.
+    let rebuild = only_standby.run(&["catalog", "rebuild", "--dry-run"]);
+    assert_ne!(rebuild.code, 0, "{rebuild}");
+    assert!(rebuild.text_lower().contains("active one"), "{rebuild}");
+
+    // The active one dies: the standby takes over the agent, and the CLI keeps working.
+    let killed_at = Instant::now();
+    s.coordinator.kill();
+    assert_eq!(standby.wait_active(), standby_addr);
+    eprintln!(
+        "the serving standby was active {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    let second = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+    assert_ne!(first, second);
+    assert_eq!(
+        catalog_pg.query_one("lifeboat", "SELECT count(*) FROM backups"),
+        "2",
+        "one row per backup, none twice"
+    );
+    assert_eq!(
+        catalog_pg.query_one(
+            "lifeboat",
+            &format!("SELECT count(*) FROM jobs WHERE id = '{job_id}' AND state = 'cancelled'"),
+        ),
+        "1"
+    );
+    standby.stop();
+    s.coordinator.restart();
     s.shutdown();
 }

@@ -327,6 +327,9 @@ impl Control {
     }
 }
 
+/// How often a watch reads its job from the catalog besides the change events.
+const WATCH_REREAD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Streams a job's changes to a watcher until it ends, the watcher goes away, or the
 /// coordinator shuts down.
 pub(super) async fn watch(
@@ -336,11 +339,17 @@ pub(super) async fn watch(
     tx: mpsc::Sender<Result<pb::Job, Status>>,
 ) {
     let id = first.id.clone();
-    if tx.send(Ok(pb::Job::from(&first))).await.is_err() || first.state.is_terminal() {
+    let mut last = pb::Job::from(&first);
+    if tx.send(Ok(last.clone())).await.is_err() || first.state.is_terminal() {
         return;
     }
+    // Changes made through another coordinator of the catalog arrive as notices
+    // (bridge.rs); a notice lost with a connection is made up for by reading the job again.
+    let mut reread = tokio::time::interval(WATCH_REREAD);
+    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    reread.tick().await;
     loop {
-        let job = tokio::select! {
+        let read = tokio::select! {
             () = parts.hub.streams.cancelled() => {
                 let _ = tx.try_send(Err(Status::unavailable(
                     "the coordinator is shutting down; watch the job again in a moment",
@@ -349,22 +358,27 @@ pub(super) async fn watch(
             }
             () = tx.closed() => return,
             event = events.recv() => match event {
-                Ok(job) if job.id == id => job,
+                Ok(job) if job.id == id => Ok(Some(job)),
                 Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match parts.catalog.get_job(&id).await {
-                        Ok(Some(job)) => job,
-                        Ok(None) => return,
-                        Err(e) => {
-                            let _ = tx.try_send(Err(Error::from(e).into()));
-                            return;
-                        }
-                    }
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => parts.catalog.get_job(&id).await,
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            _ = reread.tick() => parts.catalog.get_job(&id).await,
         };
-        if tx.send(Ok(pb::Job::from(&job))).await.is_err() || job.state.is_terminal() {
+        let job = match read {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.try_send(Err(Error::from(e).into()));
+                return;
+            }
+        };
+        let now = pb::Job::from(&job);
+        if now == last {
+            continue;
+        }
+        last = now;
+        if tx.send(Ok(last.clone())).await.is_err() || job.state.is_terminal() {
             return;
         }
     }

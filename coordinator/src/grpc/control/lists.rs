@@ -17,6 +17,27 @@ pub(super) type Fetch<T> = std::pin::Pin<
 >;
 
 impl Control {
+    /// Whether an agent has a session: the active coordinator's own view; on a standby (which
+    /// holds none), a heartbeat recorded in `agents` within a session's idle limit.
+    pub(super) fn connected(
+        &self,
+        agents: &[crate::model::AgentRecord],
+    ) -> impl Fn(&str) -> bool + use<> {
+        let live: std::collections::HashSet<String> = if self.parts.hub.is_active() {
+            self.parts.hub.connected_agents().into_keys().collect()
+        } else {
+            let limit = crate::grpc::session::idle_limit(&self.parts.config.jobs);
+            let since = lifeboat_common::time::now_ms()
+                .saturating_sub(i64::try_from(limit.as_millis()).unwrap_or(i64::MAX));
+            agents
+                .iter()
+                .filter(|a| a.last_seen_ms >= since)
+                .map(|a| a.name.clone())
+                .collect()
+        };
+        move |agent: &str| live.contains(agent)
+    }
+
     /// One page of a list, newest first, after `after` (a page's last id, `id_of` an item's):
     /// at most `limit` items `op` may see (`visible`), and whether more follow. An unscoped
     /// read (or one of a single target, already checked) asks the catalog for one more than

@@ -11,6 +11,9 @@ impl Control {
         op: &Operator,
         req: &pb::RebuildCatalogRequest,
     ) -> Result<pb::RebuildCatalogResponse> {
+        if !self.parts.hub.is_active() {
+            return Err(crate::grpc::needs_active("a catalog rebuild"));
+        }
         let scope = wire::rebuild_request(req)?;
         let report = crate::rebuild::run(&self.parts.rebuilder(), &op.name, &scope).await?;
         let resp = wire::rebuild_to_pb(&report);

@@ -16,6 +16,9 @@ impl Control {
         op: &Operator,
         req: &pb::ReleaseTargetRequest,
     ) -> Result<pb::Target> {
+        if !self.parts.hub.is_active() {
+            return Err(crate::grpc::needs_active("releasing a target"));
+        }
         let name = parse_target(&req.target)?;
         self.scope(op, &name, &format!("releasing {name}"))?;
         let target = self.target(&name).await?;
