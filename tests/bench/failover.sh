@@ -66,8 +66,9 @@ trap cleanup EXIT
 source "$ROOT/tests/bench/lib.sh"
 build_release
 start_catalog_pg
-# One gRPC address for both: the standby opens it when it takes over.
+# One gRPC address for both: the standby opens it when it takes over (closed until then).
 COORD_GRPC_LISTEN=127.0.0.1:$(free_port)
+COORD_SERVER_EXTRA="standby_serves_operators = false"
 start_coordinator
 if [ "$SCHEDULED" -eq 1 ]; then
     # The postgres user reaches its data directory in WORK (as in the other benchmarks).

@@ -54,8 +54,8 @@ build_release() {
 # Certificates for a coordinator, the agent "bench-agent" and the operator "admin"; a
 # coordinator on a SQLite catalog in WORK (or the [catalog] table in CATALOG_TOML; more [jobs]
 # keys in COORD_JOBS_EXTRA; heartbeats every COORD_HEARTBEAT_SECS, default 1; more tables at
-# the end in COORD_TABLES_EXTRA; gRPC on COORD_GRPC_LISTEN, default a free port). Sets
-# COORD_PID and GRPC.
+# the end in COORD_TABLES_EXTRA; gRPC on COORD_GRPC_LISTEN, default a free port; more [server]
+# keys in COORD_SERVER_EXTRA). Sets COORD_PID and GRPC.
 start_coordinator() {
     echo "==> starting the coordinator"
     "$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
@@ -68,6 +68,7 @@ start_coordinator() {
 [server]
 grpc_listen = "${COORD_GRPC_LISTEN:-127.0.0.1:0}"
 http_listen = "127.0.0.1:0"
+${COORD_SERVER_EXTRA:-}
 [tls]
 ca = "$WORK/pki/ca.pem"
 cert = "$WORK/pki/coordinator.pem"

@@ -473,6 +473,9 @@ fn a_standby_serves_operators_while_the_active_one_holds_the_agents() {
     let rebuild = only_standby.run(&["catalog", "rebuild", "--dry-run"]);
     assert_ne!(rebuild.code, 0, "{rebuild}");
     assert!(rebuild.text_lower().contains("active one"), "{rebuild}");
+    let window = only_standby.run(&["pitr", "window", &s.target("app")]);
+    assert_ne!(window.code, 0, "{window}");
+    assert!(window.text_lower().contains("active one"), "{window}");
 
     // The active one dies: the standby takes over the agent, and the CLI keeps working.
     let killed_at = Instant::now();

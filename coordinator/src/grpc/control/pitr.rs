@@ -34,6 +34,11 @@ impl Control {
             .into_iter()
             .filter(|b| b.is_physical())
             .collect();
+        if backups.is_empty() && !self.parts.hub.is_active() {
+            return Err(crate::grpc::needs_active(
+                "a target without physical base backups (its WAL archive's report)",
+            ));
+        }
         if backups.is_empty() && self.parts.wal.get(target).is_none() {
             return Err(Error::FailedPrecondition(format!(
                 "{target} has no physical base backup and its agent reports no WAL archive; set mode = \"physical\" on the target and take a base backup (lifeboat backup run {target} --wait)"
@@ -43,6 +48,10 @@ impl Control {
     }
 
     pub(super) async fn pitr_window(&self, target: &TargetName) -> Result<pb::PitrWindowResponse> {
+        if !self.parts.hub.is_active() {
+            // The WAL archive's end comes with the agent's heartbeats.
+            return Err(crate::grpc::needs_active("the point-in-time window"));
+        }
         let backups = self.physical_backups(target).await?;
         let reported = self.parts.wal.get(target);
         let window = crate::pitr::window(&backups, reported.as_ref().map(|r| &r.status));

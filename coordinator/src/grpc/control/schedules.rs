@@ -441,6 +441,16 @@ impl Control {
         )
         .await
         .map_err(|e| Error::Internal(format!("{e:#}")))?;
+        if !self.parts.hub.is_active()
+            && plans
+                .iter()
+                .any(|p| p.decisions.iter().any(|(_, b)| b.is_physical()))
+        {
+            // The WAL archives' state comes with the agents' heartbeats.
+            return Err(crate::grpc::needs_active(
+                "a prune that covers physical targets (their WAL archives)",
+            ));
+        }
         let applied = if req.dry_run {
             Default::default()
         } else {
