@@ -22,7 +22,28 @@ pub async fn open() -> (tempfile::TempDir, Catalog) {
     (dir, catalog)
 }
 
+/// [`open`], with the PostgreSQL catalog's connection settings (none for SQLite).
+pub async fn open_with_settings() -> (tempfile::TempDir, Catalog, Option<PostgresCatalog>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    match std::env::var(POSTGRES_ENV) {
+        Ok(server) if !server.is_empty() => {
+            let (catalog, settings) = open_postgres_with(&server).await;
+            (dir, catalog, Some(settings))
+        }
+        _ => {
+            let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
+                .await
+                .expect("open catalog");
+            (dir, catalog, None)
+        }
+    }
+}
+
 async fn open_postgres(server: &str) -> Catalog {
+    open_postgres_with(server).await.0
+}
+
+async fn open_postgres_with(server: &str) -> (Catalog, PostgresCatalog) {
     use sqlx::{Connection, Executor};
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let server = server.trim_end_matches('/');
@@ -43,11 +64,13 @@ async fn open_postgres(server: &str) -> Catalog {
         .await
         .expect("create the test database");
     admin.close().await.expect("close");
-    Catalog::open_postgres(&PostgresCatalog {
+    let settings = PostgresCatalog {
         url: format!("{server}/{name}"),
         password: None,
         tls: PostgresTls::Disable,
-    })
-    .await
-    .expect("open the PostgreSQL catalog")
+    };
+    let catalog = Catalog::open_postgres(&settings)
+        .await
+        .expect("open the PostgreSQL catalog");
+    (catalog, settings)
 }

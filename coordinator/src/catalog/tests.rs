@@ -672,3 +672,28 @@ mod copies;
 mod keys;
 #[path = "lists_tests.rs"]
 mod lists;
+
+#[tokio::test]
+async fn job_notices_reach_the_other_coordinators_listeners() {
+    let (_dir, catalog, settings) = super::testing::open_with_settings().await;
+    let Some(settings) = settings else {
+        // SQLite has one coordinator per file: a notice goes nowhere, and is no error.
+        catalog
+            .notify_job("coord-a job-1 queued")
+            .await
+            .expect("a notice on SQLite");
+        return;
+    };
+    let mut listener = settings.listen_jobs().await.expect("listen");
+    for payload in ["coord-a job-1 queued", "coord-a job-1 succeeded"] {
+        catalog.notify_job(payload).await.expect("notify");
+    }
+    for want in ["coord-a job-1 queued", "coord-a job-1 succeeded"] {
+        let notice = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+            .await
+            .expect("a notice within 10 s")
+            .expect("receive a notice");
+        assert_eq!(notice.channel(), super::JOBS_CHANNEL);
+        assert_eq!(notice.payload(), want);
+    }
+}
