@@ -233,6 +233,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/0018_list_pages.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            19,
+            "drill pages".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/0019_drill_pages.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -214,11 +214,24 @@ pub(super) fn postgres_hint(tls: &PostgresTls, e: &sqlx::Error) -> String {
 /// The PostgreSQL catalog's schema. It starts at version 18, the SQLite schema's version when
 /// the backend was added; later migrations are added to both with the same number.
 fn postgres_migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        18,
-        "schema".into(),
-        MigrationType::Simple,
-        sqlx::SqlSafeStr::into_sql_str(include_str!("../../migrations/postgres/0018_schema.sql")),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            18,
+            "schema".into(),
+            MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(include_str!(
+                "../../migrations/postgres/0018_schema.sql"
+            )),
+            false,
+        ),
+        Migration::new(
+            19,
+            "drill pages".into(),
+            MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(include_str!(
+                "../../migrations/postgres/0019_drill_pages.sql"
+            )),
+            false,
+        ),
+    ])
 }

@@ -85,7 +85,7 @@ fn coordinator_keeps_its_catalog_in_postgres_over_verified_tls() {
         q("SELECT count(*) FROM jobs WHERE state = 'succeeded' AND kind IN ('backup', 'restore')"),
         "2"
     );
-    assert_eq!(q("SELECT max(version) FROM _sqlx_migrations"), "18");
+    assert_eq!(q("SELECT max(version) FROM _sqlx_migrations"), "19");
     let plaintext = q(
         "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
          WHERE a.application_name = 'lifeboat-coordinator' AND NOT s.ssl",

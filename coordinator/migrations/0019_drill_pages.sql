@@ -1,0 +1,4 @@
+-- Keyset pagination of `drill list` (newest first, ties broken by the job id), with and
+-- without the drilled target's filter: each page is an index range, not a sort of every drill.
+CREATE INDEX IF NOT EXISTS drills_target_created_id ON drills (target, created_at_ms, job_id);
+CREATE INDEX IF NOT EXISTS drills_created_id ON drills (created_at_ms, job_id);
