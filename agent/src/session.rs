@@ -90,13 +90,19 @@ pub async fn run_forever(
         {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(coordinator = %url, "coordinator session ended: {e:#}");
+                if started.elapsed() > STABLE_SESSION {
+                    // A session that lasted: a new round of the list, from the next one.
+                    backoff = backoff_builder.build();
+                    failed_in_round = 0;
+                }
+                if e.downcast_ref::<StandingBy>().is_some() {
+                    tracing::info!(coordinator = %url, "{e:#}; trying the next coordinator");
+                } else {
+                    tracing::warn!(coordinator = %url, "coordinator session ended: {e:#}");
+                }
                 current = (current + 1) % config.coordinators.len();
                 failed_in_round += 1;
             }
-        }
-        if started.elapsed() > STABLE_SESSION {
-            backoff = backoff_builder.build();
         }
         // The next coordinator of the list is tried at once; the backoff grows only when
         // every one of them failed.
@@ -172,9 +178,7 @@ async fn session(
         r = client.session(tokio_stream::wrappers::ReceiverStream::new(rx)) => r,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let mut inbound = response
-        .map_err(|s| anyhow::anyhow!("{}", describe_status(&s)))?
-        .into_inner();
+    let mut inbound = response.map_err(status_error)?.into_inner();
 
     // The first message must be Welcome.
     let welcome = match inbound.message().await {
@@ -183,7 +187,7 @@ async fn session(
         })) => w,
         Ok(Some(_)) => bail!("coordinator did not answer Hello with Welcome"),
         Ok(None) => bail!("coordinator closed the stream"),
-        Err(s) => bail!("{}", describe_status(&s)),
+        Err(s) => return Err(status_error(s)),
     };
     tracing::info!(coordinator = %url, "connected to the coordinator");
     warn_on_clock_skew(welcome.clock_unix_ms, lifeboat_common::time::now_ms());
@@ -267,6 +271,28 @@ async fn send(tx: &mpsc::Sender<pb::AgentMessage>, msg: pb::agent_message::Msg) 
     tx.send(pb::AgentMessage { msg: Some(msg) })
         .await
         .map_err(|_| anyhow::anyhow!("stream to the coordinator is closed"))
+}
+
+/// A coordinator standing by refused the session: another coordinator of its catalog is
+/// active (its refusal carries this mark).
+#[derive(Debug)]
+struct StandingBy(String);
+
+impl std::fmt::Display for StandingBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StandingBy {}
+
+/// The error for a status that opened or ended the session.
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    if s.metadata().contains_key(lifeboat_proto::STANDING_BY_KEY) {
+        anyhow::Error::new(StandingBy(s.message().to_owned()))
+    } else {
+        anyhow::anyhow!("{}", describe_status(&s))
+    }
 }
 
 fn describe_status(s: &tonic::Status) -> String {

@@ -3,8 +3,8 @@
 //! `INSTANCE JOB_ID STATE`. Every coordinator listens; for another's notice it reads the job
 //! and hands it to its own watchers (`WatchJob` on a standby; on the active one also the loops
 //! that react to jobs ending). The active one, which holds the agent sessions, also wakes its
-//! dispatcher (a job queued through a standby), counts jobs that ended elsewhere, and tells an
-//! agent to stop a job a standby cancelled.
+//! dispatcher (a job queued through a standby), counts jobs that ended elsewhere, and carries
+//! out the cancels asked through a standby (cancels.rs).
 //!
 //! Notices are best effort: one lost with the listening connection delays a standby's watch
 //! until it re-reads the job (`grpc/control/jobs.rs`), and the active one dispatches again
@@ -20,7 +20,6 @@ use crate::{
     hub::Hub,
     metrics::Metrics,
     model::JobState,
-    to_agent::ToAgent,
 };
 
 /// Notices waiting to be sent; beyond this they are dropped (see the module's doc).
@@ -33,6 +32,7 @@ const RETRY: Duration = Duration::from_secs(1);
 pub struct Bridge {
     pub hub: Arc<Hub>,
     pub catalog: Catalog,
+    pub jobs: crate::jobs::Jobs,
     pub metrics: Arc<Metrics>,
     /// This process's name on the channel, so it skips its own notices.
     pub instance: String,
@@ -157,7 +157,8 @@ impl Bridge {
             tracing::warn!(payload, "ignored a malformed job notice");
             return;
         };
-        if notice.instance == self.instance {
+        if notice.instance == self.instance || !(self.hub.is_active() || self.hub.watched()) {
+            // Its own, or a standby where nobody watches: nothing to read.
             return;
         }
         let job = match self.catalog.get_job(notice.job_id).await {
@@ -179,14 +180,9 @@ impl Bridge {
             ended.state = notice.state;
             self.metrics.job_finished(&ended);
         }
-        if notice.state == JobState::Cancelled
-            && job.dispatched_at_ms.is_some()
-            && let Some(session) = self.hub.session(&job.agent)
-        {
-            // Cancelled through a standby, which holds no session: the agent stops it here.
-            session.try_send(ToAgent::Cancel {
-                job_id: job.id.clone(),
-            });
+        // A cancel asked through the standby (its notice leaves the job's state as it was).
+        if let Err(e) = crate::cancels::apply_requests(&self.hub, &self.catalog, &self.jobs).await {
+            tracing::warn!("could not carry out the cancels asked through a standby: {e}");
         }
         self.hub.request_dispatch();
     }

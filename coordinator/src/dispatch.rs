@@ -124,13 +124,19 @@ pub fn plan<'a>(jobs: &'a [Job], capacity: &HashMap<String, u32>) -> Vec<&'a Job
     out
 }
 
-/// The dispatcher task: waits to be woken, then hands out what it can.
+/// How often the dispatcher looks at the queue without being woken.
+const SWEEP: Duration = Duration::from_secs(5);
+
+/// The dispatcher task: waits to be woken (or [`SWEEP`]), then hands out what it can.
 pub async fn run(d: Dispatcher, cancel: CancellationToken) {
     let hub = &d.hub;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = hub.dispatch_requested() => {}
+            // Also now and then unasked: a job another coordinator of the catalog queued is
+            // announced by a notice, and a notice can be lost (bridge.rs).
+            () = tokio::time::sleep(SWEEP) => {}
         }
         let pause = match d.dispatch_once().await {
             Ok(false) => continue,

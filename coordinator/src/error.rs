@@ -26,6 +26,11 @@ pub enum Error {
     /// The coordinator is shutting down or overloaded; retry.
     #[error("{0}")]
     Unavailable(String),
+    /// Only the active coordinator of the catalog does this; this one stands by (ADR 0038).
+    /// FAILED_PRECONDITION with [`STANDING_BY_KEY`] set, so a client tries the next
+    /// coordinator it knows.
+    #[error("{0}")]
+    StandingBy(String),
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
     /// A bug or an environment failure; details go to the log, not to the client.
@@ -83,7 +88,7 @@ impl Error {
             Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
-            Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            Error::FailedPrecondition(_) | Error::StandingBy(_) => ErrorCode::FailedPrecondition,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
             Error::Catalog(e) => {
@@ -130,8 +135,18 @@ impl From<lifeboat_common::names::NameError> for Error {
     }
 }
 
+pub use lifeboat_proto::STANDING_BY_KEY;
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
+        if let Error::StandingBy(text) = &e {
+            let mut status = tonic::Status::failed_precondition(text.clone());
+            status.metadata_mut().insert(
+                STANDING_BY_KEY,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            return status;
+        }
         let code = e.code();
         if code == ErrorCode::Internal || code == ErrorCode::Unavailable {
             // The one place such an error is handled: log it with its details.

@@ -275,6 +275,11 @@ impl Hub {
         let _ = self.outbox.set(outbox);
     }
 
+    /// Whether anything here listens to job changes (watchers, or the active one's loops).
+    pub fn watched(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Job> {
         self.events.subscribe()
     }

@@ -1,5 +1,6 @@
 //! Job leases: a job handed to an agent that stays away longer than `agent_lease_secs` fails,
-//! and a queued job whose agent does not connect within `queue_timeout_secs` fails. The
+//! and a queued job whose agent does not connect within `queue_timeout_secs` fails. The same
+//! tick carries out the cancels asked through a standby (cancels.rs). The
 //! decision is a pure function of `(jobs, sessions, now)`; the task only applies it.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -87,6 +88,12 @@ pub async fn run(
         }
         if let Err(e) = check_once(&hub, &catalog, &jobs, &limits).await {
             tracing::warn!("failed to check job leases: {e:#}");
+        }
+        // Cancels asked through a standby (a SQLite catalog has none).
+        if catalog.backend() == crate::catalog::Backend::Postgres
+            && let Err(e) = crate::cancels::apply_requests(&hub, &catalog, &jobs).await
+        {
+            tracing::warn!("failed to carry out the cancels asked through a standby: {e}");
         }
     }
 }

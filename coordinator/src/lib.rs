@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod audit;
 mod bridge;
+mod cancels;
 pub mod catalog;
 pub mod catalog_cli;
 mod claims;
@@ -115,6 +116,10 @@ pub async fn run_with_ready(
     let metrics = Arc::new(metrics::Metrics::new().context("register metrics")?);
     let parts = parts::Parts::new(Arc::new(config), catalog, metrics);
     let hub = parts.hub.clone();
+    let token = parts
+        .config
+        .http_token()
+        .map_err(|e| anyhow::anyhow!("server.http_token_file: {e}"))?;
 
     // The loops below the edges, each with the parts it uses. Those of every coordinator
     // start now; the active one's when it becomes active.
@@ -125,6 +130,7 @@ pub async fn run_with_ready(
             bridge::Bridge {
                 hub: hub.clone(),
                 catalog: parts.catalog.clone(),
+                jobs: parts.jobs.clone(),
                 metrics: parts.metrics.clone(),
                 instance: lifeboat_common::ids::new_id(time::OffsetDateTime::now_utc()),
             },
@@ -184,10 +190,6 @@ pub async fn run_with_ready(
         parts.config.http_max_connections,
         parts.config.http_idle_timeout,
     );
-    let token = parts
-        .config
-        .http_token()
-        .map_err(|e| anyhow::anyhow!("server.http_token_file: {e}"))?;
     let http_server = axum::serve(http, http::router(parts.clone(), token))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     if let Some(on_ready) = on_ready_now {

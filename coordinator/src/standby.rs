@@ -35,7 +35,11 @@ pub fn router(serving: Option<Catalog>) -> Router {
                     })),
                 );
             };
-            match catalog.ping().await {
+            let answered = tokio::time::timeout(std::time::Duration::from_secs(5), catalog.ping())
+                .await
+                .map_err(|_| "no answer within 5 s".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match answered {
                 Ok(()) => (
                     StatusCode::OK,
                     Json(json!({
@@ -67,6 +71,11 @@ pub fn router(serving: Option<Catalog>) -> Router {
         .route(
             "/health/live",
             get(|| async { Json(json!({ "status": "alive", "role": "standby" })) }),
+        )
+        // The liveness probe (docs/monitoring.md): a standby is alive.
+        .route(
+            "/health",
+            get(|| async { Json(json!({ "status": "ok", "role": "standby" })) }),
         )
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -177,6 +186,11 @@ mod tests {
                 out
             }
         };
+        let health = get("/health").await;
+        assert!(
+            health.starts_with("HTTP/1.1 200") && health.contains("standby"),
+            "{health}"
+        );
         let live = get("/health/live").await;
         assert!(
             live.starts_with("HTTP/1.1 200") && live.contains("standby"),

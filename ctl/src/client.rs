@@ -18,6 +18,8 @@ pub struct Conn {
     client: ControlClient<Channel>,
     url: String,
     timeout: Duration,
+    /// The URLs given after the one connected to, for calls a standby refuses.
+    others: Vec<(String, tonic::transport::Endpoint)>,
 }
 
 /// The connection options, each with its flag and environment variable, for messages.
@@ -57,6 +59,12 @@ pub fn settings(global: &GlobalArgs) -> Result<(String, TlsFiles)> {
     )))
 }
 
+fn control_client(channel: Channel) -> ControlClient<Channel> {
+    ControlClient::new(channel)
+        .max_decoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES)
+}
+
 impl Conn {
     /// Checks the options and files, then connects (TCP, TLS, HTTP/2). `--coordinator` may
     /// list several URLs separated by commas (the coordinators sharing one catalog): they are
@@ -87,19 +95,23 @@ impl Conn {
             );
         }
         let mut failures = Vec::new();
-        for (url, endpoint) in urls.iter().zip(endpoints) {
+        let mut given: Vec<(String, tonic::transport::Endpoint)> = urls
+            .iter()
+            .map(|u| (*u).to_owned())
+            .zip(endpoints)
+            .collect();
+        while !given.is_empty() {
+            let (url, endpoint) = given.remove(0);
             match endpoint.connect().await {
                 Ok(channel) => {
-                    let client = ControlClient::new(channel)
-                        .max_decoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(lifeboat_proto::MAX_MESSAGE_BYTES);
                     return Ok(Self {
-                        client,
-                        url: (*url).to_owned(),
+                        client: control_client(channel),
+                        url,
                         timeout: Duration::from_secs(global.timeout),
+                        others: given,
                     });
                 }
-                Err(e) => failures.push(error::connect_error(url, &e)),
+                Err(e) => failures.push(error::connect_error(&url, &e)),
             }
         }
         if failures.len() == 1 {
@@ -140,6 +152,52 @@ impl Conn {
                 self.url,
                 self.timeout.as_secs()
             )),
+        }
+    }
+
+    /// [`Conn::unary`] for a call only the active coordinator of a catalog answers: refused
+    /// by a standby (its answer is marked so), it is sent to the next URL given that
+    /// connects. The refused call did nothing, so sending it again is safe.
+    pub async fn unary_active<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
+    where
+        F: Fn(ControlClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut url = self.url.clone();
+        let mut client = self.client.clone();
+        let mut rest = self.others.iter();
+        loop {
+            let status = match tokio::time::timeout(self.timeout, call(client.clone())).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) => status,
+                Err(_) => {
+                    return Err(anyhow::anyhow!(
+                        "{what}: the coordinator at {url} did not answer within {}s (raise \
+                         --timeout if it is busy)",
+                        self.timeout.as_secs()
+                    ));
+                }
+            };
+            if !status
+                .metadata()
+                .contains_key(lifeboat_proto::STANDING_BY_KEY)
+            {
+                return Err(error::rpc_error(&url, what, &status));
+            }
+            let mut next = None;
+            for (u, endpoint) in rest.by_ref() {
+                if let Ok(channel) = endpoint.connect().await {
+                    next = Some((u.clone(), control_client(channel)));
+                    break;
+                }
+            }
+            match next {
+                Some((u, c)) => {
+                    url = u;
+                    client = c;
+                }
+                None => return Err(error::rpc_error(&url, what, &status)),
+            }
         }
     }
 

@@ -15,3 +15,9 @@ pub mod domain;
 /// Largest message either side accepts or sends. Job results carry per-table row counts, so
 /// this is generous, but bounded (B31).
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The metadata key a coordinator standing by (another coordinator of its catalog is active)
+/// sets on what it refuses for that reason: an agent's session (UNAVAILABLE), or an operator's
+/// call that only the active one can answer (FAILED_PRECONDITION). Clients try their next
+/// coordinator URL.
+pub const STANDING_BY_KEY: &str = "lifeboat-standing-by";

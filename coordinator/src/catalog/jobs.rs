@@ -182,6 +182,34 @@ impl Catalog {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records that `by` asked to cancel job `id` through a coordinator standing by; the
+    /// active one carries it out ([`Catalog::cancel_requests`]). False if the job had ended.
+    pub async fn request_cancel(&self, id: &str, by: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET cancel_requested_by = $1 \
+             WHERE id = $2 AND state IN ('queued', 'running')",
+        )
+        .bind(by)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The unfinished jobs someone asked to cancel through a standby: `(job id, who asked)`.
+    pub async fn cancel_requests(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, cancel_requested_by FROM jobs \
+             WHERE state IN ('queued', 'running') AND cancel_requested_by <> '' \
+             ORDER BY created_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("cancel_requested_by")?)))
+            .collect()
+    }
+
     /// Puts a dispatched but not accepted job back in the queue.
     pub async fn undo_dispatch(&self, id: &str) -> Result<bool> {
         let done = sqlx::query(

@@ -235,9 +235,9 @@ fn migrator() -> Migrator {
         ),
         Migration::new(
             19,
-            "drill pages".into(),
+            "drill pages, cancel requests".into(),
             MigrationType::Simple,
-            include_str!("../../migrations/0019_drill_pages.sql").into_sql_str(),
+            include_str!("../../migrations/0019_pages_and_cancels.sql").into_sql_str(),
             false,
         ),
     ])

@@ -226,10 +226,10 @@ fn postgres_migrator() -> Migrator {
         ),
         Migration::new(
             19,
-            "drill pages".into(),
+            "drill pages, cancel requests".into(),
             MigrationType::Simple,
             sqlx::SqlSafeStr::into_sql_str(include_str!(
-                "../../migrations/postgres/0019_drill_pages.sql"
+                "../../migrations/postgres/0019_pages_and_cancels.sql"
             )),
             false,
         ),

@@ -378,6 +378,34 @@ async fn one_active_backup_per_target() {
 }
 
 #[tokio::test]
+async fn cancels_asked_through_a_standby_wait_for_the_job_to_end() {
+    let (_dir, c) = with_target().await;
+    c.insert_job(&new_job(J1, JobKind::Backup, "prod/orders", B1))
+        .await
+        .expect("insert");
+    c.insert_job(&new_job(J2, JobKind::Backup, "prod/users", B2))
+        .await
+        .expect("insert");
+    assert!(c.cancel_requests().await.expect("requests").is_empty());
+    assert!(c.request_cancel(J1, "alice").await.expect("request"));
+    assert!(c.mark_running(J1, 20).await.expect("run").is_some());
+    assert_eq!(
+        c.cancel_requests().await.expect("requests"),
+        vec![(J1.to_owned(), "alice".to_owned())],
+        "a running job keeps its request; the other job has none"
+    );
+    c.finish_job(J1, &success(30)).await.expect("finish");
+    assert!(
+        c.cancel_requests().await.expect("requests").is_empty(),
+        "an ended job has nothing left to cancel"
+    );
+    assert!(
+        !c.request_cancel(J1, "bob").await.expect("request"),
+        "an ended job takes no request"
+    );
+}
+
+#[tokio::test]
 async fn job_for_unknown_target_is_refused_by_foreign_key() {
     let (_dir, c) = with_target().await;
     c.insert_job(&new_job(J1, JobKind::Backup, "prod/nope", B1))

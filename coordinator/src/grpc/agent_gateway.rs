@@ -82,7 +82,7 @@ impl pb::agent_gateway_server::AgentGateway for AgentGateway {
         }
         if !self.parts.hub.is_active() {
             tracing::debug!(agent = %name, "refused agent session: standing by");
-            return Err(Error::Unavailable(super::STANDING_BY.into()).into());
+            return Err(super::standing_by());
         }
         let mut inbound = request.into_inner();
         let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {

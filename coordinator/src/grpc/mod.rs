@@ -41,21 +41,32 @@ pub fn identity<T>(request: &tonic::Request<T>) -> Result<Identity, Error> {
     })
 }
 
-/// How often the TLS files are checked for changes (SIGHUP reloads at once).
 /// Why a standby refuses what only the active coordinator does (ADR 0038).
 pub(crate) const STANDING_BY: &str = "this coordinator is standing by: another coordinator of \
      its catalog is active and holds the agent sessions; give every coordinator's URL (agent: \
-     `coordinators`; CLI: --coordinator URL1,URL2) so the active one is found";
+     `coordinator = [URL1, URL2]`; CLI: --coordinator URL1,URL2) so the active one is found";
 
 /// Why a standby refuses an operator's call that needs the agent sessions.
 pub(crate) fn needs_active(what: &str) -> crate::error::Error {
-    crate::error::Error::FailedPrecondition(format!(
-        "{what} needs the agents' sessions, which the active coordinator of this catalog holds; \
-         this one is standing by: run it against the active one (its /health/ready answers \
-         \"role\": \"active\")"
+    crate::error::Error::StandingBy(format!(
+        "{what} needs what the agents report to the active coordinator of this catalog; this \
+         one is standing by: run it against the active one (its /health/ready answers \
+         \"role\": \"active\"), or list every coordinator's URL in --coordinator"
     ))
 }
 
+/// A standby's refusal of an agent session: UNAVAILABLE (the agent tries its next URL),
+/// marked as standing by, not logged as a failure.
+pub(crate) fn standing_by() -> tonic::Status {
+    let mut status = tonic::Status::unavailable(STANDING_BY);
+    status.metadata_mut().insert(
+        crate::error::STANDING_BY_KEY,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    status
+}
+
+/// How often the TLS files are checked for changes (SIGHUP reloads at once).
 const TLS_RELOAD_CHECK: Duration = Duration::from_secs(5);
 
 /// HTTP/2 streams one connection may have open.

@@ -24,15 +24,16 @@ pub async fn run(cmd: CatalogCommand, global: &GlobalArgs, out: &mut dyn Write) 
 
 async fn rebuild(args: CatalogRebuildArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
-    let req = conn.request(pb::RebuildCatalogRequest {
+    let msg = pb::RebuildCatalogRequest {
         agent: args.agent.unwrap_or_default(),
         repository: args.repository.unwrap_or_default(),
         dry_run: args.dry_run,
         trust_cross_environment: args.trust_cross_environment,
-    });
+    };
     let resp = conn
-        .unary("rebuild the catalog", |mut c| async move {
-            c.rebuild_catalog(req).await
+        .unary_active("rebuild the catalog", |mut c| {
+            let req = conn.request(msg.clone());
+            async move { c.rebuild_catalog(req).await }
         })
         .await?;
     let view = RebuildView::from(&resp);

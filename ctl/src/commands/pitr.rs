@@ -30,12 +30,13 @@ async fn verify(
     out: &mut dyn Write,
 ) -> Result<()> {
     let conn = Conn::connect(global).await?;
-    let req = conn.request(pb::VerifyWalRequest {
+    let msg = pb::VerifyWalRequest {
         target: target.to_string(),
-    });
+    };
     let job = conn
-        .unary("start the WAL archive's verify", |mut c| async move {
-            c.verify_wal(req).await
+        .unary_active("start the WAL archive's verify", |mut c| {
+            let req = conn.request(msg.clone());
+            async move { c.verify_wal(req).await }
         })
         .await?;
     progress::follow(&conn, &job, wait, out, global.output).await
@@ -43,12 +44,13 @@ async fn verify(
 
 async fn window(target: &TargetName, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
-    let req = conn.request(pb::PitrWindowRequest {
+    let msg = pb::PitrWindowRequest {
         target: target.to_string(),
-    });
+    };
     let w = conn
-        .unary("read the recovery window", |mut c| async move {
-            c.pitr_window(req).await
+        .unary_active("read the recovery window", |mut c| {
+            let req = conn.request(msg.clone());
+            async move { c.pitr_window(req).await }
         })
         .await?;
     output::emit(out, global.output, &WindowView::from(w))

@@ -14,13 +14,16 @@ use crate::{
 
 pub async fn run(args: PruneArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
-    let req = conn.request(pb::PruneRequest {
+    let msg = pb::PruneRequest {
         target: args.target.map(|t| t.to_string()).unwrap_or_default(),
         dry_run: args.dry_run,
-    });
+    };
     let what = if args.dry_run { "plan prune" } else { "prune" };
     let resp = conn
-        .unary(what, |mut c| async move { c.prune(req).await })
+        .unary_active(what, |mut c| {
+            let req = conn.request(msg.clone());
+            async move { c.prune(req).await }
+        })
         .await?;
     output::emit(out, global.output, &PruneView::from(&resp))
 }

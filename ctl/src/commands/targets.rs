@@ -24,13 +24,14 @@ pub async fn run(cmd: TargetsCommand, global: &GlobalArgs, out: &mut dyn Write) 
 /// Hands a target to the agent waiting for it; prints the target as now registered.
 async fn release(args: TargetReleaseArgs, global: &GlobalArgs, out: &mut dyn Write) -> Result<()> {
     let conn = Conn::connect(global).await?;
-    let req = conn.request(pb::ReleaseTargetRequest {
+    let msg = pb::ReleaseTargetRequest {
         target: args.target.to_string(),
         to_agent: args.to_agent.unwrap_or_default(),
-    });
+    };
     let target = conn
-        .unary("release target", |mut c| async move {
-            c.release_target(req).await
+        .unary_active("release target", |mut c| {
+            let req = conn.request(msg.clone());
+            async move { c.release_target(req).await }
         })
         .await?;
     output::emit(out, global.output, &vec![TargetView::from(target)])

@@ -469,13 +469,24 @@ fn a_standby_serves_operators_while_the_active_one_holds_the_agents() {
         .assert_ok();
     assert_same_data(&s.pg, "app", "app_via_standby", s.dir.path());
 
-    // What needs the agents' sessions is refused there, naming where to run it.
+    // What needs the agents' sessions is refused there, naming where to run it; given both
+    // URLs (the standby's first), the CLI sends it on to the active one.
     let rebuild = only_standby.run(&["catalog", "rebuild", "--dry-run"]);
     assert_ne!(rebuild.code, 0, "{rebuild}");
     assert!(rebuild.text_lower().contains("active one"), "{rebuild}");
+    s.admin
+        .run_json(&["catalog", "rebuild", "--dry-run"])
+        .assert_ok();
     let window = only_standby.run(&["pitr", "window", &s.target("app")]);
     assert_ne!(window.code, 0, "{window}");
     assert!(window.text_lower().contains("active one"), "{window}");
+    // The active one's own answer: this target takes no physical backups.
+    let window = s.admin.run(&["pitr", "window", &s.target("app")]);
+    assert_ne!(window.code, 0, "{window}");
+    assert!(
+        window.text_lower().contains("no physical base backup"),
+        "{window}"
+    );
 
     // The active one dies: the standby takes over the agent, and the CLI keeps working.
     let killed_at = Instant::now();

@@ -13,7 +13,7 @@ use crate::{
     catalog::InsertJob,
     error::{Error, Result},
     grpc::authz::Operator,
-    model::{ExportPath, Finish, Job, JobKind, JobState, NewJob, RestoreParams, TargetRecord},
+    model::{ExportPath, Job, JobKind, JobState, NewJob, RestoreParams, TargetRecord},
     parts::Parts,
     wire,
 };
@@ -284,37 +284,22 @@ impl Control {
                 job.state
             )));
         }
-        let session = self.parts.hub.session(&job.agent);
-        let ask_agent = |session: &crate::hub::SessionHandle| {
-            session.try_send(crate::to_agent::ToAgent::Cancel {
-                job_id: job.id.clone(),
-            })
-        };
-        if job.state == JobState::Running
-            && let Some(session) = &session
-            && ask_agent(session)
-        {
-            // The agent stops the job and reports it cancelled.
+        if !self.parts.hub.is_active() {
+            // The agent's session is with the active coordinator: it carries the cancel out
+            // (cancels.rs); this answers with the job as it is now.
+            if !self.parts.catalog.request_cancel(&job.id, &op.name).await? {
+                return self.job(id).await;
+            }
+            self.parts.hub.announce(&job);
             return Ok(job);
         }
-        if job.is_assigned()
-            && let Some(session) = &session
+        match crate::cancels::cancel_here(&self.parts.hub, &self.parts.jobs, &job, &op.name).await?
         {
-            // Handed out but not accepted: stop it on the agent too.
-            ask_agent(session);
-        }
-        let finish = Finish {
-            state: JobState::Cancelled,
-            finished_at_ms: lifeboat_common::time::now_ms(),
-            error: format!("cancelled by {}", op.name),
-            detail: String::new(),
-            database: None,
-            report: Default::default(),
-        };
-        match self.parts.jobs.finish(&job.id, &finish).await? {
-            Some(done) => Ok(done),
+            // The agent stops the job and reports it cancelled.
+            crate::cancels::Cancelled::AgentAsked => Ok(job),
+            crate::cancels::Cancelled::Ended(Some(done)) => Ok(*done),
             // Ended meanwhile: report how.
-            None => self.job(id).await,
+            crate::cancels::Cancelled::Ended(None) => self.job(id).await,
         }
     }
 
