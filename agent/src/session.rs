@@ -312,6 +312,21 @@ fn describe_status(s: &tonic::Status) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_standbys_refusal_is_told_from_other_failures() {
+        let mut refused = tonic::Status::unavailable("this coordinator is standing by");
+        refused.metadata_mut().insert(
+            lifeboat_proto::STANDING_BY_KEY,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        let e = super::status_error(refused);
+        assert!(e.downcast_ref::<super::StandingBy>().is_some(), "{e:#}");
+        assert_eq!(e.to_string(), "this coordinator is standing by");
+        let e = super::status_error(tonic::Status::unavailable("connection reset"));
+        assert!(e.downcast_ref::<super::StandingBy>().is_none(), "{e:#}");
+        assert!(e.to_string().contains("unreachable"), "{e:#}");
+    }
+
+    #[test]
     fn clock_skew_over_a_minute_is_reported() {
         let now = 1_800_000_000_000;
         assert!(!super::warn_on_clock_skew(now, now + 59_000));

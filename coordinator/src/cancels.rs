@@ -53,7 +53,9 @@ pub async fn cancel_here(
         database: None,
         report: Default::default(),
     };
-    Ok(Cancelled::Ended(jobs.finish(&job.id, &finish).await?.map(Box::new)))
+    Ok(Cancelled::Ended(
+        jobs.finish(&job.id, &finish).await?.map(Box::new),
+    ))
 }
 
 /// Carries out the cancels asked through a standby, on the active coordinator. A running job

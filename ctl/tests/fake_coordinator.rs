@@ -565,3 +565,35 @@ async fn agents_list_reads_every_page_or_one_with_limit() {
         srv.run(bad).await.expect_code(2);
     }
 }
+
+#[tokio::test]
+async fn a_call_a_standby_refuses_goes_to_the_next_coordinator_given() {
+    let srv = start(
+        Fake {
+            standby_refusals: 1.into(),
+            ..Fake::default()
+        },
+        &["localhost", "127.0.0.1"],
+    )
+    .await;
+    // The same server under two URLs: the CLI cannot tell, and must send the call on.
+    let both = format!("{},{}", srv.url(), srv.url());
+    let r = srv
+        .run(&["--coordinator", &both, "prune", "--dry-run"])
+        .await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("20261127T013000Z-00000b"), "{}", r.stdout);
+    assert_eq!(
+        srv.fake
+            .standby_refusals
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    // With no other URL the refusal is the answer.
+    srv.fake
+        .standby_refusals
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let r = srv.run(&["prune", "--dry-run"]).await;
+    assert_ne!(r.code, Some(0), "{}", r.stdout);
+    assert!(r.stderr.contains("standing by"), "{}", r.stderr);
+}

@@ -97,6 +97,8 @@ pub struct Fake {
     pub restores: Mutex<Vec<pb::RestoreRequest>>,
     /// Hang in WhoAmI (for --timeout).
     pub slow: bool,
+    /// Prune calls to refuse as a coordinator standing by would, before answering.
+    pub standby_refusals: std::sync::atomic::AtomicU32,
 }
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<pb::Job, Status>> + Send>>;
@@ -388,6 +390,21 @@ impl pb::control_server::Control for Fake {
         &self,
         req: Request<pb::PruneRequest>,
     ) -> Result<Response<pb::PruneResponse>, Status> {
+        use std::sync::atomic::Ordering;
+        if self
+            .standby_refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let mut refused = Status::failed_precondition(
+                "this one is standing by: run it against the active one",
+            );
+            refused.metadata_mut().insert(
+                pb::STANDING_BY_KEY,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            return Err(refused);
+        }
         let r = req.into_inner();
         let decision =
             |id: &str, action: pb::PruneAction, reasons: &[&str], job: &str| pb::PruneDecision {
