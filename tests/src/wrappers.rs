@@ -243,6 +243,28 @@ pub mod pg_restore {
         super::stall_input_when_marked(bytes, secs)
     }
 
+    /// While `$HERE/stall` exists: feeds the real pg_restore the first `bytes` of its standard
+    /// input, creates `$HERE/stalled`, then feeds nothing until `stall` is removed and the
+    /// rest after it (a restore held midway, then let go). Without the marker it is the real
+    /// pg_restore.
+    pub fn stall_until_released(bytes: u64) -> String {
+        format!(
+            "if [ -e \"$HERE/stall\" ]; then\n\
+             me=$$\n\
+             exec \"$REAL\" \"$@\" < <(\n\
+             head -c {bytes}\n\
+             touch \"$HERE/stalled\"\n\
+             while [ -e \"$HERE/stall\" ]; do\n\
+             state=$(awk '{{print $3}}' /proc/$me/stat 2>/dev/null)\n\
+             [ -n \"$state\" ] && [ \"$state\" != Z ] || exit 0\n\
+             sleep 0.1\n\
+             done\n\
+             exec cat)\n\
+             fi\n\
+             exec \"$REAL\" \"$@\""
+        )
+    }
+
     /// The real pg_restore after a pause (X37).
     pub fn pause_then_real(secs: f64) -> String {
         format!("sleep {secs}\nexec \"$REAL\" \"$@\"")

@@ -17,6 +17,7 @@ use lifeboat_e2e::poll::eventually;
 use lifeboat_e2e::process::Proc;
 use lifeboat_e2e::sandbox::find_str;
 use lifeboat_e2e::stall::{stalling_sandbox_with, start_stalled_backup};
+use lifeboat_e2e::wrappers::{PgBinDir, pg_restore};
 use lifeboat_e2e::{Sandbox, SandboxTarget, TestDir, assert_same_data};
 
 use super::catalog_postgres::catalog_with_files;
@@ -243,6 +244,79 @@ fn a_backup_running_when_the_active_coordinator_dies_ends_once_on_the_standby() 
         "the agent never named the standby"
     );
 
+    standby.stop();
+    s.coordinator.restart();
+    s.shutdown();
+}
+
+#[test]
+fn a_restore_running_when_the_active_coordinator_dies_ends_once_on_the_standby() {
+    let standby_addr = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let (catalog_pg, catalog) = catalog_with_files(secrets.path());
+    let dir = TestDir::new("failover-mid-restore");
+    let bin = PgBinDir::new(&dir.path().join("bin"));
+    bin.wrap("pg_restore", &pg_restore::stall_until_released(256 * 1024));
+    let mut s = Sandbox::builder("failover-mid-restore")
+        .dir(dir)
+        .target(SandboxTarget::new("app").pg_bin_dir(bin.path()))
+        .coordinator_catalog(&catalog)
+        .standby_coordinator(&format!("https://{standby_addr}"))
+        .build();
+    load_bulk(&s.pg, "app", "rows", 20_000);
+    let backup_id = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+    let mut standby = Standby::start(
+        s.coordinator.config_path(),
+        &standby_addr,
+        &s.dir.sub("standby"),
+    );
+
+    // pg_restore stalls midway; the active coordinator dies meanwhile.
+    let _ = std::fs::remove_file(bin.marker("stalled"));
+    std::fs::write(bin.marker("stall"), b"").expect("arm the stall");
+    let started = s
+        .admin
+        .json(&["restore", &backup_id, "--database", "app_copy"]);
+    let job_id = find_str(&started, "job_id").unwrap_or_else(|| panic!("no job_id: {started}"));
+    eventually(
+        "pg_restore to stall midway",
+        Duration::from_secs(60),
+        || {
+            if bin.marker("stalled").exists() {
+                Ok(())
+            } else {
+                anyhow::bail!("not yet: {}", s.job(&job_id))
+            }
+        },
+    );
+    s.coordinator.kill();
+    assert_eq!(standby.wait_active(), standby_addr);
+    std::fs::remove_file(bin.marker("stall")).expect("release the stall");
+
+    // The agent finishes the restore and reports to the standby: the job ends once,
+    // succeeded, and the restored database holds the data.
+    let job = s.wait_job_done(&job_id, Duration::from_secs(120));
+    assert_eq!(
+        find_str(&job, "state").as_deref(),
+        Some("succeeded"),
+        "{job}"
+    );
+    assert_same_data(&s.pg, "app", "app_copy", s.dir.path());
+    assert_eq!(
+        catalog_pg.query_one(
+            "lifeboat",
+            &format!("SELECT count(*) FROM jobs WHERE id = '{job_id}' AND state = 'succeeded'"),
+        ),
+        "1"
+    );
+    assert_eq!(
+        catalog_pg.query_one(
+            "lifeboat",
+            "SELECT count(*) FROM jobs WHERE kind = 'restore'"
+        ),
+        "1",
+        "one restore job, not run again"
+    );
     standby.stop();
     s.coordinator.restart();
     s.shutdown();
