@@ -170,22 +170,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         let server = tokio::spawn(serve(listener, stop.clone()));
-        let get = |path: &str| {
-            let path = path.to_owned();
-            async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-                s.write_all(
-                    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
-                .await
-                .expect("write");
-                let mut out = String::new();
-                s.read_to_string(&mut out).await.expect("read");
-                out
-            }
-        };
+        let get = |path: &'static str| get(addr, path);
         let health = get("/health").await;
         assert!(
             health.starts_with("HTTP/1.1 200") && health.contains("standby"),
