@@ -252,12 +252,19 @@ fn killed_agent_upload_is_aborted_by_the_janitor() {
             }
         },
     );
-    assert!(
-        s.agent
-            .logs()
-            .contains("aborted a multipart upload an earlier run left open"),
-        "{}",
-        s.agent.logs()
+    // The agent logs the abort once the server has answered it: a moment after the upload is
+    // seen gone.
+    eventually(
+        "the janitor to log the abort",
+        Duration::from_secs(10),
+        || {
+            let logs = s.agent.logs();
+            if logs.contains("aborted a multipart upload an earlier run left open") {
+                Ok(())
+            } else {
+                anyhow::bail!("not logged yet: {logs}")
+            }
+        },
     );
     let j = s.wait_job_done(&job_id, Duration::from_secs(60));
     assert_eq!(find_str(&j, "state").as_deref(), Some("failed"), "{j}");
