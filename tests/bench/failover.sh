@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Coordinator failover time on a PostgreSQL catalog (docs/deploy-ha.md).
 #
-#   tests/bench/failover.sh [--trials N] [--scheduled] [--no-build] [--keep]
+#   tests/bench/failover.sh [--trials N] [--scheduled | --serving] [--no-build] [--keep]
 #
 # Starts a throwaway PostgreSQL 15 for the catalog and two coordinators on it: one active, one
 # standing by. Each trial kills the active one with SIGKILL and times how long until the
 # standby serves (its --ready-file appears: the lock taken, the catalog opened, both ports
 # listening), then starts the killed one again as the new standby. Prints every trial and the
 # median (default 10 trials). The standby waits 5 s after taking the lock on purpose (ADR 0036),
-# so about 5 s of each figure is that grace.
+# so about 5 s of each figure is that grace. By default both listen on one gRPC address (as
+# behind a VIP), so the standby is closed (`standby_serves_operators = false`) until it takes
+# over; with --serving each has its own address and the standby serves operators meanwhile
+# (ADR 0038): the catalog is already open and both ports listen when the lock comes.
 #
 # With --scheduled, an agent with five PostgreSQL targets (a second throwaway server) follows
 # the coordinators (both listen on one gRPC address, as behind a DNS name), each target is
@@ -22,6 +25,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TRIALS=10
 SCHEDULED=0
+SERVING=0
 KEEP=0
 BUILD=1
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --trials) TRIALS=$2; shift 2 ;;
     --scheduled) SCHEDULED=1; shift ;;
+    --serving) SERVING=1; shift ;;
     --keep) KEEP=1; shift ;;
     --no-build) BUILD=0; shift ;;
     -h | --help)
@@ -36,11 +41,15 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     *)
-        echo "usage: $0 [--trials N] [--scheduled] [--no-build] [--keep]" >&2
+        echo "usage: $0 [--trials N] [--scheduled | --serving] [--no-build] [--keep]" >&2
         exit 2
         ;;
     esac
 done
+[ $((SCHEDULED + SERVING)) -le 1 ] || {
+    echo "--scheduled and --serving do not go together" >&2
+    exit 2
+}
 [[ $TRIALS =~ ^[0-9]+$ && $TRIALS -ge 1 ]] || {
     echo "--trials takes a positive integer" >&2
     exit 2
@@ -66,10 +75,19 @@ trap cleanup EXIT
 source "$ROOT/tests/bench/lib.sh"
 build_release
 start_catalog_pg
-# One gRPC address for both: the standby opens it when it takes over (closed until then).
 COORD_GRPC_LISTEN=127.0.0.1:$(free_port)
-COORD_SERVER_EXTRA="standby_serves_operators = false"
+if [ "$SERVING" -eq 0 ]; then
+    # One gRPC address for both: the standby opens it when it takes over (closed until then).
+    COORD_SERVER_EXTRA="standby_serves_operators = false"
+fi
 start_coordinator
+cp "$WORK/coordinator.toml" "$WORK/a.toml"
+if [ "$SERVING" -eq 1 ]; then
+    # Each its own address; the standby serves operators there while it stands by.
+    sed -e "s|^grpc_listen = .*|grpc_listen = \"127.0.0.1:$(free_port)\"|" "$WORK/a.toml" >"$WORK/b.toml"
+else
+    cp "$WORK/a.toml" "$WORK/b.toml"
+fi
 if [ "$SCHEDULED" -eq 1 ]; then
     # The postgres user reaches its data directory in WORK (as in the other benchmarks).
     chmod 755 "$WORK"
@@ -99,12 +117,12 @@ EOF
     done
 fi
 
-# Starts coordinator NAME (a, b) on the shared config, its ready file WORK/NAME.ready, and
+# Starts coordinator NAME (a, b) on WORK/NAME.toml, its ready file WORK/NAME.ready, and
 # waits until it stands by. Sets OTHER_PID.
 start_standby() {
     local name=$1
     rm -f "$WORK/$name.ready"
-    "$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/$name.ready" \
+    "$BIN/lifeboat-coordinator" --config "$WORK/$name.toml" --ready-file "$WORK/$name.ready" \
         >"$WORK/$name.log" 2>&1 &
     OTHER_PID=$!
     for _ in $(seq 1 600); do
@@ -158,7 +176,7 @@ for i in $(seq 1 "$TRIALS"); do
     OTHER_PID=""
     standby=$([ "$standby" = a ] && echo b || echo a)
     if [ "$SCHEDULED" -eq 0 ]; then
-        printf '  trial %2d: the standby served %s s after the kill\n' "$i" "$t"
+        printf '  trial %2d: the standby was active (agents, schedules) %s s after the kill\n' "$i" "$t"
         continue
     fi
     run=""
@@ -189,7 +207,7 @@ for i in $(seq 1 "$TRIALS"); do
 done
 echo
 stats() { printf '%s\n' "$@" | median | tr -d '\n'; printf ' s  (min %s, max %s)' "$(printf '%s\n' "$@" | sort -g | head -1)" "$(printf '%s\n' "$@" | sort -g | tail -1)"; }
-echo "failover (SIGKILL of the active coordinator -> the standby serving), $TRIALS trials:"
+echo "failover (SIGKILL of the active coordinator -> the standby active$([ "$SERVING" -eq 1 ] && echo ', serving operators before')), $TRIALS trials:"
 echo "  median $(stats "${times[@]}"); of which 5 s is the standby's deliberate grace"
 if [ "$SCHEDULED" -eq 1 ]; then
     echo "the scheduled run due 3 s after the kill:"

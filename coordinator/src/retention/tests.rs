@@ -582,9 +582,17 @@ proptest! {
             .filter(|c| by_id[c.backup_id.as_str()].action == Action::Keep)
             .count();
         prop_assert!(kept_verified >= min.min(verified.len()));
-        // Bad backups are only kept when pinned.
-        for c in backups.iter().filter(|c| !c.is_good() && !c.pinned && !c.deleting) {
-            prop_assert_eq!(by_id[c.backup_id.as_str()].action, Action::Delete);
+        if p.is_empty() {
+            // No keep rule at all is a mistake, not "delete all": everything not already on
+            // its way out stays, bad backups included.
+            for c in backups.iter().filter(|c| !c.deleting) {
+                prop_assert_eq!(by_id[c.backup_id.as_str()].action, Action::Keep);
+            }
+        } else {
+            // Bad backups are only kept when pinned.
+            for c in backups.iter().filter(|c| !c.is_good() && !c.pinned && !c.deleting) {
+                prop_assert_eq!(by_id[c.backup_id.as_str()].action, Action::Delete);
+            }
         }
     }
 
