@@ -126,7 +126,7 @@ start_standby() {
         >"$WORK/$name.log" 2>&1 &
     OTHER_PID=$!
     for _ in $(seq 1 600); do
-        grep -q "standing by" "$WORK/$name.log" && return 0
+        grep -qs "standing by" "$WORK/$name.log" && return 0
         kill -0 "$OTHER_PID" 2>/dev/null || break
         sleep 0.1
     done
