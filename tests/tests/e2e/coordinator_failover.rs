@@ -542,6 +542,20 @@ fn a_standby_serves_operators_while_the_active_one_holds_the_agents() {
     s.restore_as(&only_standby, &first, "app_via_standby", &[])
         .assert_ok();
     assert_same_data(&s.pg, "app", "app_via_standby", s.dir.path());
+    // A verify, and a schedule the active one's scheduler reads from the catalog.
+    let verify = only_standby.run_json(&["backup", "verify", &first, "--wait"]);
+    verify.assert_ok();
+    assert_eq!(
+        find_str(&verify.json(), "state").as_deref(),
+        Some("succeeded"),
+        "{verify}"
+    );
+    only_standby
+        .run_json(&["schedule", "set", &s.target("app"), "--cron", "0 3 * * *"])
+        .assert_ok();
+    let on_active = s.admin.with_url(&s.coordinator.url());
+    let schedules = on_active.json(&["schedule", "list", "--target", &s.target("app")]);
+    assert_eq!(schedules.as_array().map(Vec::len), Some(1), "{schedules}");
 
     // What needs the agents' sessions is refused there, naming where to run it; given both
     // URLs (the standby's first), the CLI sends it on to the active one.
