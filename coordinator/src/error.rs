@@ -137,15 +137,19 @@ impl From<lifeboat_common::names::NameError> for Error {
 
 pub use lifeboat_proto::STANDING_BY_KEY;
 
+/// Marks `status` as a standby's refusal ([`STANDING_BY_KEY`]): clients try their next URL.
+pub fn standing_by(mut status: tonic::Status) -> tonic::Status {
+    status.metadata_mut().insert(
+        STANDING_BY_KEY,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    status
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         if let Error::StandingBy(text) = &e {
-            let mut status = tonic::Status::failed_precondition(text.clone());
-            status.metadata_mut().insert(
-                STANDING_BY_KEY,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            return status;
+            return standing_by(tonic::Status::failed_precondition(text.clone()));
         }
         let code = e.code();
         if code == ErrorCode::Internal || code == ErrorCode::Unavailable {

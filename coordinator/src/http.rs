@@ -42,7 +42,7 @@ use crate::{
 };
 
 /// A probe must answer quickly even when the catalog hangs.
-const CATALOG_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CATALOG_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the HTTP handlers share.
 pub struct Http {
@@ -471,7 +471,7 @@ async fn detailed(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response
     };
     let sched = parts.scheduler.get();
     let (sched_status, sched_reasons) =
-        crate::health::assess_scheduler(&sched, now, parts.hub.started_at_ms());
+        crate::health::assess_scheduler(&sched, now, parts.hub.active_since_ms());
     let status = report.status().max(catalog_status).max(sched_status);
     let agents: Vec<Value> = report
         .agents

@@ -222,7 +222,7 @@ impl Hub {
     }
 
     /// When this coordinator became active (Unix ms).
-    pub fn started_at_ms(&self) -> i64 {
+    pub fn active_since_ms(&self) -> i64 {
         self.active_since_ms.load(Ordering::Relaxed)
     }
 
@@ -246,7 +246,7 @@ impl Hub {
             .away_since_ms
             .get(agent)
             .copied()
-            .unwrap_or_else(|| self.started_at_ms())
+            .unwrap_or_else(|| self.active_since_ms())
     }
 
     /// Tells this coordinator's watchers that a job changed.

@@ -35,9 +35,10 @@ pub fn router(serving: Option<Catalog>) -> Router {
                     })),
                 );
             };
-            let answered = tokio::time::timeout(std::time::Duration::from_secs(5), catalog.ping())
+            let limit = crate::http::CATALOG_TIMEOUT;
+            let answered = tokio::time::timeout(limit, catalog.ping())
                 .await
-                .map_err(|_| "no answer within 5 s".to_owned())
+                .map_err(|_| format!("no answer within {} s", limit.as_secs()))
                 .and_then(|r| r.map_err(|e| e.to_string()));
             match answered {
                 Ok(()) => (

@@ -146,13 +146,17 @@ impl Conn {
         match tokio::time::timeout(self.timeout, call(self.client.clone())).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(error::rpc_error(&self.url, what, &status)),
-            Err(_) => Err(anyhow::anyhow!(
-                "{what}: the coordinator at {} did not answer within {}s (raise --timeout if it \
-                 is busy)",
-                self.url,
-                self.timeout.as_secs()
-            )),
+            Err(_) => Err(self.late(what, &self.url)),
         }
+    }
+
+    /// A call to `url` that got no answer within `--timeout`.
+    fn late(&self, what: &str, url: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{what}: the coordinator at {url} did not answer within {}s (raise --timeout if it \
+             is busy)",
+            self.timeout.as_secs()
+        )
     }
 
     /// [`Conn::unary`] for a call only the active coordinator of a catalog answers: refused
@@ -170,13 +174,7 @@ impl Conn {
             let status = match tokio::time::timeout(self.timeout, call(client.clone())).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => status,
-                Err(_) => {
-                    return Err(anyhow::anyhow!(
-                        "{what}: the coordinator at {url} did not answer within {}s (raise \
-                         --timeout if it is busy)",
-                        self.timeout.as_secs()
-                    ));
-                }
+                Err(_) => return Err(self.late(what, &url)),
             };
             if !status
                 .metadata()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::{ConnectOptions, Connection, Executor, postgres::PgConnectOptions};
 
-use super::{CatalogError, PostgresCatalog, Result, open::postgres_hint};
+use super::{PostgresCatalog, Result};
 
 /// The advisory lock's key (in the catalog's database): "lifebt" in ASCII.
 const LOCK_KEY: i64 = 0x6c69_6665_6274;
@@ -38,10 +38,7 @@ pub struct LockLost(String);
 
 impl PostgresCatalog {
     async fn lock_connection(&self) -> Result<sqlx::PgConnection> {
-        let open_err = |source: sqlx::Error| CatalogError::Open {
-            path: self.url.clone(),
-            detail: postgres_hint(&self.tls, &source),
-        };
+        let open_err = |source| self.open_error(source);
         let url = self.connect_url().map_err(open_err)?;
         let mut conn = PgConnectOptions::from_url(&url)
             .map_err(open_err)?
@@ -125,10 +122,7 @@ impl PostgresCatalog {
     /// A connection of its own listening on [`JOBS_CHANNEL`]. It reconnects by itself after
     /// a lost connection (`try_recv` answers `None` once: notices in between are lost).
     pub async fn listen_jobs(&self) -> Result<sqlx::postgres::PgListener> {
-        let open_err = |source: sqlx::Error| CatalogError::Open {
-            path: self.url.clone(),
-            detail: postgres_hint(&self.tls, &source),
-        };
+        let open_err = |source| self.open_error(source);
         let url = self.connect_url().map_err(open_err)?;
         let mut listener = sqlx::postgres::PgListener::connect(url.as_str())
             .await

@@ -103,10 +103,7 @@ impl Catalog {
     /// Connects to a PostgreSQL catalog and applies migrations (in a transaction each; a
     /// second coordinator starting at the same time waits on sqlx's migration lock).
     pub async fn open_postgres(pg: &PostgresCatalog) -> Result<Self> {
-        let open_err = |source: sqlx::Error| CatalogError::Open {
-            path: pg.url.clone(),
-            detail: postgres_hint(&pg.tls, &source),
-        };
+        let open_err = |source| pg.open_error(source);
         let url = pg.connect_url().map_err(open_err)?;
         let options = AnyConnectOptions::from_url(&url).map_err(open_err)?;
         let pool = pool_options()
@@ -131,6 +128,14 @@ impl Catalog {
 }
 
 impl PostgresCatalog {
+    /// The error for a connection to this catalog that could not be made, with a hint.
+    pub(super) fn open_error(&self, source: sqlx::Error) -> CatalogError {
+        CatalogError::Open {
+            path: self.url.clone(),
+            detail: postgres_hint(&self.tls, &source),
+        }
+    }
+
     /// The URL the driver connects with: password, TLS settings, application name and the
     /// sessions' isolation level added. Never logged.
     pub(super) fn connect_url(&self) -> std::result::Result<url::Url, sqlx::Error> {

@@ -58,12 +58,7 @@ pub(crate) fn needs_active(what: &str) -> crate::error::Error {
 /// A standby's refusal of an agent session: UNAVAILABLE (the agent tries its next URL),
 /// marked as standing by, not logged as a failure.
 pub(crate) fn standing_by() -> tonic::Status {
-    let mut status = tonic::Status::unavailable(STANDING_BY);
-    status.metadata_mut().insert(
-        crate::error::STANDING_BY_KEY,
-        tonic::metadata::MetadataValue::from_static("1"),
-    );
-    status
+    crate::error::standing_by(tonic::Status::unavailable(STANDING_BY))
 }
 
 /// How often the TLS files are checked for changes (SIGHUP reloads at once).
