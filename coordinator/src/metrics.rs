@@ -2,9 +2,10 @@
 //! sets only: job kinds, outcomes, statuses, incident kinds, and agent, environment, target,
 //! repository and webhook names (bounded by configs). Job and backup ids never become labels.
 //!
-//! Gauges that mirror the catalog are rebuilt from it on every scrape ([`Metrics::render_with`]),
+//! Gauges that mirror the catalog are written from it on every scrape ([`Metrics::render_with`]),
 //! so they are right after a restart and series of removed targets disappear. Counters count
-//! events since this coordinator started.
+//! events since this coordinator started. The series that grow with the fleet (per agent,
+//! target and agent repository) are not held in the registry: see [`fleet`].
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -22,7 +23,7 @@ use crate::{
         config::AlertsConfig,
         model::{Incident, IncidentKind},
     },
-    health::{AgentState, Report, Status},
+    health::{AgentState, Report},
     model::{Job, JobKind, JobState, RepositoryStats},
 };
 
@@ -32,31 +33,11 @@ pub struct Metrics {
     /// Held while gauges are rebuilt and rendered, so a scrape never sees half a rebuild.
     scrape: Mutex<()>,
     agents_connected: IntGauge,
-    agent_connected: IntGaugeVec,
-    agent_last_seen: GaugeVec,
-    agent_clock_skew: GaugeVec,
     jobs_running: IntGaugeVec,
     jobs_total: IntCounterVec,
     job_duration: HistogramVec,
-    backups_total: IntCounterVec,
-    backup_last_success: GaugeVec,
-    backup_last_duration: GaugeVec,
-    backup_last_size: GaugeVec,
-    recovery_point_age: GaugeVec,
-    rpo: GaugeVec,
-    rto: GaugeVec,
-    target_status: IntGaugeVec,
-    verify_last_success: GaugeVec,
-    restore_last_duration: GaugeVec,
-    drill_last_success: GaugeVec,
-    copy_last_success: GaugeVec,
     backups_by_key: IntGaugeVec,
     backups_plaintext: IntGaugeVec,
-    drill_duration: GaugeVec,
-    drills_total: IntCounterVec,
-    repo_stale_uploads: IntCounterVec,
-    repo_janitor_errors: IntCounterVec,
-    repo_janitor_last_success: GaugeVec,
     pitr_last_archived: GaugeVec,
     pitr_gaps: IntGaugeVec,
     pitr_pending: IntGaugeVec,
@@ -64,7 +45,10 @@ pub struct Metrics {
     /// The last reported counters per (agent, repository), to turn them into increments.
     /// Only repositories the agent declared in its Hello (at most
     /// [`crate::wire::MAX_REPOSITORIES`]), and only while the agent is connected (M11).
-    repo_seen: Mutex<HashMap<(String, String), RepositoryStats>>,
+    repo_seen: Mutex<BTreeMap<(String, String), fleet::RepoSeries>>,
+    /// Backup jobs and restore drills ended per target and outcome, since start.
+    backups: Mutex<fleet::Outcomes>,
+    drills: Mutex<fleet::Outcomes>,
     /// The repositories each agent declared in its last Hello.
     declared: Mutex<HashMap<String, HashSet<String>>>,
     reports_dropped: IntCounterVec,
@@ -90,9 +74,6 @@ pub const LEADER: &str = "lifeboat_coordinator_leader";
 pub const LEADER_HELP: &str = "1 if this coordinator is the active one of its catalog (it holds the catalog's lock and serves), 0 while it stands by.";
 
 const OUTCOMES: [JobState; 3] = [JobState::Succeeded, JobState::Failed, JobState::Cancelled];
-const ENV_TARGET: &[&str] = &["environment", "target"];
-const AGENT_ENV: &[&str] = &["agent", "environment"];
-const AGENT_REPO: &[&str] = &["agent", "repository"];
 /// Why an agent's report was not turned into metrics (a closed set).
 const DROPPED_UNDECLARED: &str = "undeclared_repository";
 /// The `outcome` label of the alert pass counters.
@@ -138,21 +119,6 @@ impl Metrics {
                 "lifeboat_agents_connected",
                 "Agents with an open session to this coordinator.",
             )?,
-            agent_connected: int_gauge(
-                "lifeboat_agent_connected",
-                "1 if the agent has an open session to this coordinator, else 0.",
-                AGENT_ENV,
-            )?,
-            agent_last_seen: gauge(
-                "lifeboat_agent_last_seen_timestamp_seconds",
-                "Unix time of the agent's last Hello or heartbeat.",
-                AGENT_ENV,
-            )?,
-            agent_clock_skew: gauge(
-                "lifeboat_agent_clock_skew_seconds",
-                "Agent clock minus coordinator clock at its last Hello or heartbeat.",
-                AGENT_ENV,
-            )?,
             jobs_running: int_gauge(
                 "lifeboat_jobs_running",
                 "Jobs currently running, by kind.",
@@ -174,64 +140,6 @@ impl Metrics {
                 ]),
                 &["kind"],
             )?,
-            backups_total: counter(
-                "lifeboat_backups_total",
-                "Backup jobs finished since the coordinator started, by target and outcome.",
-                &["environment", "target", "outcome"],
-            )?,
-            backup_last_success: gauge(
-                "lifeboat_backup_last_success_timestamp_seconds",
-                "Unix time at which the coordinator recorded the most recent complete backup of \
-                 a target.",
-                ENV_TARGET,
-            )?,
-            backup_last_duration: gauge(
-                "lifeboat_backup_last_duration_seconds",
-                "How long the most recent complete backup of a target took.",
-                ENV_TARGET,
-            )?,
-            backup_last_size: gauge(
-                "lifeboat_backup_last_size_bytes",
-                "Size of the most recent complete backup of a target: raw dump or stored bytes.",
-                &["environment", "target", "kind"],
-            )?,
-            recovery_point_age: gauge(
-                "lifeboat_recovery_point_age_seconds",
-                "Age of the most recent complete backup of a target (absent without one).",
-                ENV_TARGET,
-            )?,
-            rpo: gauge(
-                "lifeboat_rpo_seconds",
-                "Declared recovery point objective of a target.",
-                ENV_TARGET,
-            )?,
-            rto: gauge(
-                "lifeboat_rto_seconds",
-                "Declared recovery time objective of a target.",
-                ENV_TARGET,
-            )?,
-            target_status: int_gauge(
-                "lifeboat_target_status",
-                "1 for the target's current backup status (ok, warning, critical), 0 otherwise.",
-                &["environment", "target", "status"],
-            )?,
-            verify_last_success: gauge(
-                "lifeboat_verify_last_success_timestamp_seconds",
-                "Unix time at which the most recent successful verification of a backup of a \
-                 target finished.",
-                ENV_TARGET,
-            )?,
-            drill_last_success: gauge(
-                "lifeboat_drill_last_success_timestamp_seconds",
-                "Unix time the target's last restore drill that passed ended.",
-                ENV_TARGET,
-            )?,
-            copy_last_success: gauge(
-                "lifeboat_copy_last_success_timestamp_seconds",
-                "Unix time the coordinator recorded the newest backup of the target that has a \
-                 copy in the repository (0: none yet), for each repository it copies to.",
-                &["environment", "target", "repository"],
-            )?,
             backups_by_key: int_gauge(
                 "lifeboat_backups_by_key",
                 "Kept backups whose key object is encrypted to the key id (a key that protects \
@@ -242,40 +150,6 @@ impl Metrics {
                 "lifeboat_backups_plaintext",
                 "Kept backups of the target stored without client-side encryption.",
                 &["target"],
-            )?,
-            drill_duration: gauge(
-                "lifeboat_drill_duration_seconds",
-                "Measured RTO of the target's last restore drill that passed: job start to a \
-                 restored, checked database.",
-                ENV_TARGET,
-            )?,
-            drills_total: counter(
-                "lifeboat_drills_total",
-                "Restore drills of the target that ended, by outcome, since the coordinator \
-                 started.",
-                &["environment", "target", "outcome"],
-            )?,
-            restore_last_duration: gauge(
-                "lifeboat_restore_last_duration_seconds",
-                "How long the most recent successful restore into a target took.",
-                ENV_TARGET,
-            )?,
-            repo_stale_uploads: counter(
-                "lifeboat_repository_stale_uploads_aborted_total",
-                "Incomplete uploads the agent's janitor removed from a repository, as reported \
-                 by the agent (resets when the agent restarts).",
-                AGENT_REPO,
-            )?,
-            repo_janitor_errors: counter(
-                "lifeboat_repository_janitor_errors_total",
-                "Janitor passes over a repository that failed, as reported by the agent.",
-                AGENT_REPO,
-            )?,
-            repo_janitor_last_success: gauge(
-                "lifeboat_repository_janitor_last_success_timestamp_seconds",
-                "Unix time of the last janitor pass over a repository that finished without \
-                 error.",
-                AGENT_REPO,
             )?,
             pitr_last_archived: gauge(
                 "lifeboat_pitr_last_archived_timestamp_seconds",
@@ -299,7 +173,9 @@ impl Metrics {
                 "pg_stat_archiver.failed_count of a physical target's server.",
                 &["environment", "target"],
             )?,
-            repo_seen: Mutex::new(HashMap::new()),
+            repo_seen: Mutex::new(BTreeMap::new()),
+            backups: Mutex::new(fleet::Outcomes::new()),
+            drills: Mutex::new(fleet::Outcomes::new()),
             declared: Mutex::new(HashMap::new()),
             reports_dropped: counter(
                 "lifeboat_agent_reports_dropped_total",
@@ -391,40 +267,11 @@ impl Metrics {
         m.registry.register(Box::new(leader))?;
         m.registry.register(Box::new(m.catalog_up.clone()))?;
         m.registry.register(Box::new(m.agents_connected.clone()))?;
-        m.registry.register(Box::new(m.agent_connected.clone()))?;
-        m.registry.register(Box::new(m.agent_last_seen.clone()))?;
-        m.registry.register(Box::new(m.agent_clock_skew.clone()))?;
         m.registry.register(Box::new(m.jobs_running.clone()))?;
         m.registry.register(Box::new(m.jobs_total.clone()))?;
         m.registry.register(Box::new(m.job_duration.clone()))?;
-        m.registry.register(Box::new(m.backups_total.clone()))?;
-        m.registry
-            .register(Box::new(m.backup_last_success.clone()))?;
-        m.registry
-            .register(Box::new(m.backup_last_duration.clone()))?;
-        m.registry.register(Box::new(m.backup_last_size.clone()))?;
-        m.registry
-            .register(Box::new(m.recovery_point_age.clone()))?;
-        m.registry.register(Box::new(m.rpo.clone()))?;
-        m.registry.register(Box::new(m.rto.clone()))?;
-        m.registry.register(Box::new(m.target_status.clone()))?;
-        m.registry
-            .register(Box::new(m.verify_last_success.clone()))?;
-        m.registry
-            .register(Box::new(m.restore_last_duration.clone()))?;
-        m.registry
-            .register(Box::new(m.drill_last_success.clone()))?;
-        m.registry.register(Box::new(m.copy_last_success.clone()))?;
         m.registry.register(Box::new(m.backups_by_key.clone()))?;
         m.registry.register(Box::new(m.backups_plaintext.clone()))?;
-        m.registry.register(Box::new(m.drill_duration.clone()))?;
-        m.registry.register(Box::new(m.drills_total.clone()))?;
-        m.registry
-            .register(Box::new(m.repo_stale_uploads.clone()))?;
-        m.registry
-            .register(Box::new(m.repo_janitor_errors.clone()))?;
-        m.registry
-            .register(Box::new(m.repo_janitor_last_success.clone()))?;
         m.registry
             .register(Box::new(m.pitr_last_archived.clone()))?;
         m.registry.register(Box::new(m.pitr_gaps.clone()))?;
@@ -472,6 +319,7 @@ impl Metrics {
 }
 
 mod events;
+mod fleet;
 mod render;
 #[cfg(test)]
 mod tests;

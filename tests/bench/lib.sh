@@ -89,10 +89,13 @@ EOT
 }
 
 # Starts the coordinator on WORK/coordinator.toml (its log appended to WORK/coordinator.log)
-# and waits until it is ready: sets COORD_PID, GRPC and HTTP (their addresses).
+# and waits until it is ready: sets COORD_PID, GRPC and HTTP (their addresses). COORD_WRAP, if
+# set, is a command the coordinator runs under (a profiler: COORD_WRAP="heaptrack -o FILE";
+# COORD_PID is then the wrapper's, and the RSS figures are not the coordinator's).
 launch_coordinator() {
     rm -f "$WORK/ready.json"
-    "$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
+    # shellcheck disable=SC2086 # the wrapper is a command and its arguments
+    ${COORD_WRAP:-} "$BIN/lifeboat-coordinator" --config "$WORK/coordinator.toml" --ready-file "$WORK/ready.json" \
         >>"$WORK/coordinator.log" 2>&1 &
     COORD_PID=$!
     for _ in $(seq 1 3000); do

@@ -536,17 +536,13 @@ impl Session {
                     return Err(mismatch(&format!("agent {}", backup.agent)));
                 }
                 backup.job_id = job.id.clone();
-                let done = catalog
+                Ok(catalog
                     .finish_backup_job(
                         &job.id,
                         &finish(JobState::Succeeded, String::new()),
                         &backup,
                     )
-                    .await?;
-                if done.is_some() {
-                    self.parts.metrics.set_last_backup(&backup);
-                }
-                Ok(done)
+                    .await?)
             }
             (
                 JobKind::Restore,

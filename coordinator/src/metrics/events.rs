@@ -12,16 +12,21 @@ impl Metrics {
         self.jobs_total
             .with_label_values(&[job.kind.as_str(), job.state.as_str()])
             .inc();
+        let count = |counts: &Mutex<fleet::Outcomes>,
+                     target: &lifeboat_common::names::TargetName| {
+            if let Some(i) = fleet::outcome_index(job.state) {
+                counts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry((target.env().to_owned(), target.name().to_owned()))
+                    .or_default()[i] += 1;
+            }
+        };
         if job.kind == JobKind::Backup {
-            let (env, target) = (job.target.env(), job.target.name());
-            self.backups_total
-                .with_label_values(&[env, target, job.state.as_str()])
-                .inc();
+            count(&self.backups, &job.target);
         }
         if let Some(of) = job.restore.as_ref().and_then(|r| r.drill_of.as_ref()) {
-            self.drills_total
-                .with_label_values(&[of.env(), of.name(), job.state.as_str()])
-                .inc();
+            count(&self.drills, of);
         }
         if let (Some(start), Some(end)) = (job.started_at_ms, job.finished_at_ms) {
             self.job_duration
@@ -50,22 +55,6 @@ impl Metrics {
         }
     }
 
-    /// Records a new complete backup at once (the scrape rebuilds it from the catalog too),
-    /// as recorded now on the coordinator's clock, not the agent's (N26).
-    #[allow(clippy::cast_precision_loss)]
-    pub fn set_last_backup(&self, b: &crate::model::Backup) {
-        let (env, target) = (b.target.env(), b.target.name());
-        self.backup_last_success
-            .with_label_values(&[env, target])
-            .set(secs(lifeboat_common::time::now_ms()));
-        self.backup_last_size
-            .with_label_values(&[env, target, "raw"])
-            .set(b.raw_size as f64);
-        self.backup_last_size
-            .with_label_values(&[env, target, "stored"])
-            .set(b.stored_size as f64);
-    }
-
     /// Records the repositories an agent declared in its Hello: only their stats become
     /// metrics. (The Hello's list is capped, see [`crate::wire::MAX_REPOSITORIES`].)
     pub fn declare_repositories(&self, agent: &str, repositories: &[String]) {
@@ -80,9 +69,6 @@ impl Metrics {
             .insert(agent.to_owned(), declared);
     }
 
-    /// Records the housekeeping counters an agent reported in a heartbeat. Stats of
-    /// repositories it did not declare are dropped and counted, so an agent cannot grow the
-    /// coordinator's memory or `/metrics` with made-up names (M11).
     /// A physical target's WAL archive as its agent reported it.
     pub fn set_wal_status(
         &self,
@@ -107,6 +93,9 @@ impl Metrics {
             .set(i64::try_from(s.failed_count).unwrap_or(i64::MAX));
     }
 
+    /// Records the housekeeping counters an agent reported in a heartbeat. Stats of
+    /// repositories it did not declare are dropped and counted, so an agent cannot grow the
+    /// coordinator's memory or `/metrics` with made-up names (M11).
     pub fn set_repository_stats(&self, agent: &str, stats: &[RepositoryStats]) {
         let declared = self
             .declared
@@ -125,34 +114,37 @@ impl Metrics {
                 dropped += 1;
                 continue;
             }
-            let labels = [agent, s.name.as_str()];
-            let prev = seen.insert((agent.to_owned(), s.name.clone()), s.clone());
-            let advance = |c: &IntCounterVec, now: u64, before: Option<u64>| {
-                let child = c.with_label_values(&labels);
-                match before {
-                    Some(b) if now >= b => child.inc_by(now - b),
-                    // First report, or the agent restarted and its counter began again.
-                    _ => {
-                        child.reset();
-                        child.inc_by(now);
-                    }
-                }
+            let key = (agent.to_owned(), s.name.clone());
+            let Some(r) = seen.get_mut(&key) else {
+                // The first report: the totals start at the agent's counters.
+                seen.insert(
+                    key,
+                    fleet::RepoSeries {
+                        last: s.clone(),
+                        stale_uploads_aborted: s.stale_uploads_aborted,
+                        janitor_errors: s.janitor_errors,
+                    },
+                );
+                continue;
+            };
+            // A counter lower than last time: the agent restarted and began again at 0.
+            let advance = |total: &mut u64, now: u64, before: u64| {
+                *total = match now.checked_sub(before) {
+                    Some(more) => total.saturating_add(more),
+                    None => now,
+                };
             };
             advance(
-                &self.repo_stale_uploads,
+                &mut r.stale_uploads_aborted,
                 s.stale_uploads_aborted,
-                prev.as_ref().map(|p| p.stale_uploads_aborted),
+                r.last.stale_uploads_aborted,
             );
             advance(
-                &self.repo_janitor_errors,
+                &mut r.janitor_errors,
                 s.janitor_errors,
-                prev.as_ref().map(|p| p.janitor_errors),
+                r.last.janitor_errors,
             );
-            if let Some(at) = s.janitor_last_success_ms {
-                self.repo_janitor_last_success
-                    .with_label_values(&labels)
-                    .set(secs(at));
-            }
+            r.last = s.clone();
         }
         if dropped > 0 {
             self.reports_dropped
@@ -173,17 +165,7 @@ impl Metrics {
             .repo_seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.retain(|(agent, repo), _| {
-            if connected.contains(agent.as_str()) {
-                return true;
-            }
-            let labels = [agent.as_str(), repo.as_str()];
-            for c in [&self.repo_stale_uploads, &self.repo_janitor_errors] {
-                let _ = c.remove_label_values(&labels);
-            }
-            let _ = self.repo_janitor_last_success.remove_label_values(&labels);
-            false
-        });
+        seen.retain(|(agent, _), _| connected.contains(agent.as_str()));
     }
 
     /// The last housekeeping counters of every agent's repositories.
@@ -192,7 +174,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v.last.clone()))
             .collect()
     }
 

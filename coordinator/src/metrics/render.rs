@@ -20,7 +20,7 @@ impl Metrics {
         }
     }
 
-    /// Rebuilds the catalog-mirroring gauges from a health report, then renders everything.
+    /// Renders everything: the fleet's series from the health report (see [`super::fleet`]).
     pub fn render_with(
         &self,
         report: &Report,
@@ -34,94 +34,6 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.set_running(running);
         self.set_agents_connected(connected);
-        for g in [
-            &self.backup_last_success,
-            &self.backup_last_duration,
-            &self.backup_last_size,
-            &self.recovery_point_age,
-            &self.rpo,
-            &self.rto,
-            &self.verify_last_success,
-            &self.restore_last_duration,
-            &self.drill_last_success,
-            &self.copy_last_success,
-            &self.drill_duration,
-            &self.agent_last_seen,
-            &self.agent_clock_skew,
-        ] {
-            g.reset();
-        }
-        self.target_status.reset();
-        self.agent_connected.reset();
-        for t in &report.targets {
-            let l = [t.environment.as_str(), t.name.as_str()];
-            for outcome in OUTCOMES {
-                self.backups_total
-                    .with_label_values(&[l[0], l[1], outcome.as_str()]);
-            }
-            self.rpo
-                .with_label_values(&l)
-                .set(t.objective.rpo.as_secs_f64());
-            self.rto
-                .with_label_values(&l)
-                .set(t.objective.rto.as_secs_f64());
-            for s in Status::ALL {
-                self.target_status
-                    .with_label_values(&[l[0], l[1], s.as_str()])
-                    .set(i64::from(t.status == s));
-            }
-            if let Some(b) = &t.last_backup {
-                self.backup_last_success
-                    .with_label_values(&l)
-                    .set(secs(b.recorded_at_ms));
-                self.backup_last_duration
-                    .with_label_values(&l)
-                    .set(secs((b.finished_at_ms - b.started_at_ms).max(0)));
-                #[allow(clippy::cast_precision_loss)]
-                {
-                    self.backup_last_size
-                        .with_label_values(&[l[0], l[1], "raw"])
-                        .set(b.raw_size as f64);
-                    self.backup_last_size
-                        .with_label_values(&[l[0], l[1], "stored"])
-                        .set(b.stored_size as f64);
-                }
-            }
-            if let Some(age) = t.recovery_point_age_ms {
-                self.recovery_point_age.with_label_values(&l).set(secs(age));
-            }
-            if let Some(v) = &t.last_verify
-                && v.state == JobState::Succeeded
-            {
-                self.verify_last_success
-                    .with_label_values(&l)
-                    .set(secs(v.finished_at_ms));
-            }
-            if t.drill.expected() {
-                for outcome in OUTCOMES {
-                    self.drills_total
-                        .with_label_values(&[l[0], l[1], outcome.as_str()]);
-                }
-            }
-            for c in &t.copies {
-                self.copy_last_success
-                    .with_label_values(&[l[0], l[1], c.repository.as_str()])
-                    .set(c.newest.as_ref().map_or(0.0, |(_, at)| secs(*at)));
-            }
-            if let Some(at) = t.drill.last_success.as_ref().and_then(|s| s.finished_at_ms) {
-                self.drill_last_success.with_label_values(&l).set(secs(at));
-            }
-            if let Some(m) = t.drill.measured_rto {
-                self.drill_duration
-                    .with_label_values(&l)
-                    .set(m.as_secs_f64());
-            }
-            if let Some(d) = t.last_restore.as_ref().and_then(|r| r.duration_ms()) {
-                self.restore_last_duration
-                    .with_label_values(&l)
-                    .set(secs(d));
-            }
-        }
         self.evict_repositories(
             &report
                 .agents
@@ -130,18 +42,6 @@ impl Metrics {
                 .map(|a| a.name.as_str())
                 .collect(),
         );
-        for a in &report.agents {
-            let l = [a.name.as_str(), a.environment.as_str()];
-            self.agent_connected
-                .with_label_values(&l)
-                .set(i64::from(a.state != AgentState::Offline));
-            self.agent_last_seen
-                .with_label_values(&l)
-                .set(secs(a.last_seen_ms));
-            self.agent_clock_skew
-                .with_label_values(&l)
-                .set(secs(a.clock_skew_ms));
-        }
         for w in &alerts.webhooks {
             for outcome in ["delivered", "failed"] {
                 self.notifications_total
@@ -150,15 +50,34 @@ impl Metrics {
             self.notifications_pending
                 .with_label_values(&[w.name.as_str()]);
         }
-        self.render()
+        self.render_report(report)
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric; the fleet's series only as far as the
+    /// counters know them (no health report).
     pub fn render(&self) -> Result<String> {
+        self.render_report(&Report::default())
+    }
+
+    fn render_report(&self, report: &Report) -> Result<String> {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .context("encode metrics")?;
-        String::from_utf8(out).context("metrics are not UTF-8")
+        let mut out = String::from_utf8(out).context("metrics are not UTF-8")?;
+        let lock = |m: &Mutex<fleet::Outcomes>| {
+            m.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        };
+        // Copies, so no lock is held while the text is written (a scrape can take a while).
+        let (backups, drills) = (lock(&self.backups), lock(&self.drills));
+        let repos = self
+            .repo_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        fleet::write(&mut out, report, &backups, &drills, &repos);
+        Ok(out)
     }
 }

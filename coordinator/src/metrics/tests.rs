@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::Progress;
+use crate::{health::Status, model::Progress};
 
 fn job(kind: JobKind, state: JobState) -> Job {
     Job {
@@ -141,4 +141,155 @@ fn agent_update_times_are_a_histogram_per_kind() {
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
+}
+
+fn target_health(env: &str, name: &str, status: Status) -> crate::health::TargetHealth {
+    use crate::{catalog::health::BackupFacts, model::VerifyStatus, objectives::Objective};
+    crate::health::TargetHealth {
+        copies: vec![crate::health::copies::CopyHealth {
+            repository: "offsite".into(),
+            newest: None,
+            behind: false,
+            last_failure: None,
+        }],
+        target: format!("{env}/{name}"),
+        environment: env.into(),
+        name: name.into(),
+        agent: "prod-1".into(),
+        status,
+        rpo_status: status,
+        reasons: vec![],
+        objective: Objective {
+            rpo: std::time::Duration::from_secs(3600),
+            rto: std::time::Duration::from_secs(900),
+        },
+        first_seen_ms: 0,
+        last_backup: Some(BackupFacts {
+            backup_id: "b".into(),
+            raw_size: 1000,
+            stored_size: 300,
+            started_at_ms: 1_700_000_000_000,
+            finished_at_ms: 1_700_000_060_500,
+            recorded_at_ms: 1_700_000_061_000,
+            verify_status: VerifyStatus::Unverified,
+            verified_at_ms: None,
+        }),
+        recovery_point_age_ms: Some(120_000),
+        last_failure: None,
+        failing: false,
+        last_verify: None,
+        last_restore: None,
+        restore_failing: None,
+        previous_stored_sizes: vec![],
+        drill: Default::default(),
+    }
+}
+
+fn agent_health(name: &str, state: AgentState) -> crate::health::AgentHealth {
+    crate::health::AgentHealth {
+        name: name.into(),
+        environment: "prod".into(),
+        version: "1".into(),
+        state,
+        status: Status::Ok,
+        reasons: vec![],
+        last_seen_ms: 1_700_000_100_000,
+        clock_skew_ms: -250,
+        clock_skew_status: Status::Ok,
+        offline_since_ms: None,
+    }
+}
+
+#[test]
+fn fleet_series_follow_each_scrapes_report() {
+    let m = Metrics::new().expect("metrics");
+    let alerts = AlertsConfig::default();
+    let report = Report {
+        targets: vec![
+            target_health("prod", "orders", Status::Warning),
+            target_health("prod", "users", Status::Ok),
+        ],
+        agents: vec![
+            agent_health("prod-1", AgentState::Connected),
+            agent_health("prod-2", AgentState::Offline),
+        ],
+    };
+    m.job_finished(&job(JobKind::Backup, JobState::Succeeded));
+    let text = m.render_with(&report, &[], 1, &alerts).expect("render");
+    for needle in [
+        "# TYPE lifeboat_backups_total counter",
+        "lifeboat_backups_total{environment=\"prod\",outcome=\"succeeded\",target=\"orders\"} 1",
+        "lifeboat_backups_total{environment=\"prod\",outcome=\"succeeded\",target=\"users\"} 0",
+        "# TYPE lifeboat_rpo_seconds gauge",
+        "lifeboat_rpo_seconds{environment=\"prod\",target=\"orders\"} 3600",
+        "lifeboat_rto_seconds{environment=\"prod\",target=\"users\"} 900",
+        "lifeboat_target_status{environment=\"prod\",status=\"warning\",target=\"orders\"} 1",
+        "lifeboat_target_status{environment=\"prod\",status=\"ok\",target=\"orders\"} 0",
+        "lifeboat_target_status{environment=\"prod\",status=\"ok\",target=\"users\"} 1",
+        "lifeboat_backup_last_success_timestamp_seconds{environment=\"prod\",target=\"orders\"} 1700000061",
+        "lifeboat_backup_last_duration_seconds{environment=\"prod\",target=\"orders\"} 60.5",
+        "lifeboat_backup_last_size_bytes{environment=\"prod\",kind=\"stored\",target=\"users\"} 300",
+        "lifeboat_recovery_point_age_seconds{environment=\"prod\",target=\"orders\"} 120",
+        "lifeboat_copy_last_success_timestamp_seconds{environment=\"prod\",repository=\"offsite\",target=\"orders\"} 0",
+        "lifeboat_agent_connected{agent=\"prod-1\",environment=\"prod\"} 1",
+        "lifeboat_agent_connected{agent=\"prod-2\",environment=\"prod\"} 0",
+        "lifeboat_agent_last_seen_timestamp_seconds{agent=\"prod-2\",environment=\"prod\"} 1700000100",
+        "lifeboat_agent_clock_skew_seconds{agent=\"prod-1\",environment=\"prod\"} -0.25",
+        "lifeboat_agents_connected 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    // Families without a sample are left out, and none is written twice.
+    assert!(!text.contains("lifeboat_drills_total"), "{text}");
+    assert!(!text.contains("lifeboat_verify_last_success"), "{text}");
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        assert_eq!(text.matches(&format!("{line}\n")).count(), 1, "{line}");
+    }
+
+    // The next scrape's report no longer has "users": its gauges go; counted series stay.
+    let report = Report {
+        targets: vec![target_health("prod", "orders", Status::Ok)],
+        agents: vec![],
+    };
+    let text = m.render_with(&report, &[], 0, &alerts).expect("render");
+    assert!(!text.contains("target=\"users\""), "{text}");
+    assert!(!text.contains("lifeboat_agent_connected"), "{text}");
+    assert!(text.contains(
+        "lifeboat_backups_total{environment=\"prod\",outcome=\"succeeded\",target=\"orders\"} 1"
+    ));
+    // Without a report, the counters alone.
+    let text = m.render().expect("render");
+    assert!(text.contains(
+        "lifeboat_backups_total{environment=\"prod\",outcome=\"failed\",target=\"orders\"} 0"
+    ));
+    assert!(!text.contains("lifeboat_rpo_seconds"), "{text}");
+}
+
+/// The fleet's text is what the prometheus crate's own encoder writes for the same samples,
+/// escapes included.
+#[test]
+fn fleet_text_matches_the_prometheus_encoder() {
+    let help = "A help text with a backslash \\ and a\nnewline.";
+    let labels = ["agent", "environment"];
+    let samples = [
+        (["a\"quoted\"", "back\\slash"], 1.5),
+        (["new\nline", "prod"], -0.25),
+        (["plain", "prod"], 1_700_000_061.0),
+    ];
+    let registry = Registry::new();
+    let g = GaugeVec::new(Opts::new("lifeboat_test_gauge", help), &labels).expect("gauge");
+    registry.register(Box::new(g.clone())).expect("register");
+    for (values, v) in samples {
+        g.with_label_values(&values).set(v);
+    }
+    let mut expected = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut expected)
+        .expect("encode");
+    let mut ours = String::new();
+    let mut f = fleet::Family::gauge(&mut ours, "lifeboat_test_gauge", help);
+    for (values, v) in samples {
+        f.sample(&[(labels[0], values[0]), (labels[1], values[1])], v);
+    }
+    assert_eq!(ours, String::from_utf8(expected).expect("utf-8"));
 }
