@@ -556,6 +556,52 @@ fn a_standby_serves_operators_while_the_active_one_holds_the_agents() {
     let on_active = s.admin.with_url(&s.coordinator.url());
     let schedules = on_active.json(&["schedule", "list", "--target", &s.target("app")]);
     assert_eq!(schedules.as_array().map(Vec::len), Some(1), "{schedules}");
+    // A drill through the standby: restored, checked and dropped by the agent the active one
+    // holds, and followed there to its end.
+    let drill = only_standby.run_json(&[
+        "drill",
+        "run",
+        &s.target("app"),
+        "--backup",
+        &first,
+        "--wait",
+    ]);
+    drill.assert_ok();
+    assert_eq!(drill.json()["state"], "succeeded", "{drill}");
+    assert_eq!(
+        drill.json()["drill_of"],
+        s.target("app").as_str(),
+        "{drill}"
+    );
+    // The other schedule commands work there too, and the lists read the same catalog as the
+    // active one's.
+    for args in [
+        &["schedule", "pause", &s.target("app")][..],
+        &["schedule", "resume", &s.target("app")],
+        &["schedule", "next", &s.target("app")],
+        &["schedule", "runs", &s.target("app")],
+        &["targets", "list"],
+        &["keys", "list"],
+        &["audit", "list"],
+    ] {
+        only_standby.run_json(args).assert_ok();
+    }
+    for args in [
+        &["backup", "list", "--target", &s.target("app")][..],
+        &["drill", "list", "--target", &s.target("app")],
+        &["jobs", "list"],
+    ] {
+        assert_eq!(only_standby.json(args), on_active.json(args), "{args:?}");
+    }
+    let drills = only_standby
+        .json_list(&["drill", "list", "--target", &s.target("app")], "drills")
+        .expect("drill list");
+    assert_eq!(drills.len(), 1, "{drills:?}");
+    only_standby
+        .run_json(&["schedule", "delete", &s.target("app")])
+        .assert_ok();
+    let schedules = on_active.json(&["schedule", "list", "--target", &s.target("app")]);
+    assert_eq!(schedules.as_array().map(Vec::len), Some(0), "{schedules}");
 
     // What needs the agents' sessions is refused there, naming where to run it; given both
     // URLs (the standby's first), the CLI sends it on to the active one.
