@@ -123,6 +123,7 @@ impl Metrics {
                         last: s.clone(),
                         stale_uploads_aborted: s.stale_uploads_aborted,
                         janitor_errors: s.janitor_errors,
+                        janitor_last_success_ms: s.janitor_last_success_ms,
                     },
                 );
                 continue;
@@ -144,6 +145,9 @@ impl Metrics {
                 s.janitor_errors,
                 r.last.janitor_errors,
             );
+            if s.janitor_last_success_ms.is_some() {
+                r.janitor_last_success_ms = s.janitor_last_success_ms;
+            }
             r.last = s.clone();
         }
         if dropped > 0 {

@@ -1,5 +1,5 @@
-//! A scrape: the gauges that mirror the catalog, rebuilt from a health report, then the text
-//! exposition of every metric.
+//! A scrape: the registry's text exposition, then the fleet's series written from the health
+//! report (see [`super::fleet`]).
 
 use super::*;
 

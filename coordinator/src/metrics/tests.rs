@@ -76,12 +76,28 @@ fn repository_counters_follow_agent_reports_and_restarts() {
     assert!(text.contains(
         "lifeboat_repository_janitor_last_success_timestamp_seconds{agent=\"prod-1\",repository=\"s3\"} 1700000000"
     ));
-    // The agent restarted: its counter began again at 1.
-    m.set_repository_stats("prod-1", &[stats(1, 0)]);
+    assert!(text.contains(
+        "lifeboat_repository_janitor_errors_total{agent=\"prod-1\",repository=\"s3\"} 1"
+    ));
+    // The agent restarted: its counter began again at 1, and it has had no successful
+    // janitor pass yet; the last one it reported is still the newest.
+    m.set_repository_stats(
+        "prod-1",
+        &[RepositoryStats {
+            janitor_last_success_ms: None,
+            ..stats(1, 0)
+        }],
+    );
     let text = m.render().expect("render");
     assert!(text.contains(
         "lifeboat_repository_stale_uploads_aborted_total{agent=\"prod-1\",repository=\"s3\"} 1"
     ));
+    assert!(
+        text.contains(
+            "lifeboat_repository_janitor_last_success_timestamp_seconds{agent=\"prod-1\",repository=\"s3\"} 1700000000"
+        ),
+        "{text}"
+    );
     assert_eq!(m.repository_stats().len(), 1);
 }
 
