@@ -6,6 +6,11 @@ use super::*;
 impl Metrics {
     /// Mirrors which keys protect how many kept backups (`keys list`).
     pub fn set_key_usage(&self, usage: &crate::catalog::keys::KeyUsage) {
+        // Under the scrape's lock, so a concurrent scrape never renders the gauges emptied.
+        let _guard = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.backups_by_key.reset();
         self.backups_plaintext.reset();
         for k in usage.keys.values() {
