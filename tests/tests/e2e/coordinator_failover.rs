@@ -194,6 +194,23 @@ fn a_standby_takes_over_the_same_address_when_the_active_one_dies() {
     s.shutdown();
 }
 
+/// Waits for the job to end and checks it ended once, succeeded, in the catalog too.
+fn ends_once_succeeded(s: &Sandbox, catalog_pg: &lifeboat_e2e::pg::Pg, job_id: &str) {
+    let job = s.wait_job_done(job_id, Duration::from_secs(120));
+    assert_eq!(
+        find_str(&job, "state").as_deref(),
+        Some("succeeded"),
+        "{job}"
+    );
+    assert_eq!(
+        catalog_pg.query_one(
+            "lifeboat",
+            &format!("SELECT count(*) FROM jobs WHERE id = '{job_id}' AND state = 'succeeded'"),
+        ),
+        "1"
+    );
+}
+
 #[test]
 fn a_backup_running_when_the_active_coordinator_dies_ends_once_on_the_standby() {
     let standby_addr = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
@@ -217,23 +234,11 @@ fn a_backup_running_when_the_active_coordinator_dies_ends_once_on_the_standby() 
 
     // The agent finishes the dump and reports to the standby; the job ends once, succeeded,
     // with one catalog row for its backup.
-    let job = s.wait_job_done(&job_id, Duration::from_secs(120));
-    assert_eq!(
-        find_str(&job, "state").as_deref(),
-        Some("succeeded"),
-        "{job}"
-    );
+    ends_once_succeeded(&s, &catalog_pg, &job_id);
     assert_eq!(
         catalog_pg.query_one(
             "lifeboat",
             &format!("SELECT count(*) FROM backups WHERE backup_id = '{backup_id}'"),
-        ),
-        "1"
-    );
-    assert_eq!(
-        catalog_pg.query_one(
-            "lifeboat",
-            &format!("SELECT count(*) FROM jobs WHERE id = '{job_id}' AND state = 'succeeded'"),
         ),
         "1"
     );
@@ -295,20 +300,8 @@ fn a_restore_running_when_the_active_coordinator_dies_ends_once_on_the_standby()
 
     // The agent finishes the restore and reports to the standby: the job ends once,
     // succeeded, and the restored database holds the data.
-    let job = s.wait_job_done(&job_id, Duration::from_secs(120));
-    assert_eq!(
-        find_str(&job, "state").as_deref(),
-        Some("succeeded"),
-        "{job}"
-    );
+    ends_once_succeeded(&s, &catalog_pg, &job_id);
     assert_same_data(&s.pg, "app", "app_copy", s.dir.path());
-    assert_eq!(
-        catalog_pg.query_one(
-            "lifeboat",
-            &format!("SELECT count(*) FROM jobs WHERE id = '{job_id}' AND state = 'succeeded'"),
-        ),
-        "1"
-    );
     assert_eq!(
         catalog_pg.query_one(
             "lifeboat",
