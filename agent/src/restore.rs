@@ -16,6 +16,7 @@ mod pitr;
 mod postgres;
 pub(crate) mod selection;
 mod source;
+mod spool;
 
 pub use source::{
     KeyObjectMissing, Located, check_manifest, locate, locate_readable, open_data, read_manifest,

@@ -385,6 +385,20 @@ async fn plan(
             format!("database {database} does not exist yet and is created"),
         );
     }
+    if jobs > 1 && parallel::downloads_first(&p.loc) {
+        let scratch = &ctx.config.scratch_dir;
+        match super::spool::check_room(scratch, p.loc.expected.stored.size) {
+            Ok(()) => report.ok(
+                "parallel",
+                format!(
+                    "the {} stored archive is downloaded once to {} (room checked) for the connections to read, and removed after",
+                    human_bytes(p.loc.expected.stored.size),
+                    scratch.display()
+                ),
+            ),
+            Err(e) => report.error("parallel", format!("{e:#}")),
+        }
+    }
     definers(ctx, &mut admin, p).await;
     match client {
         Some(client) => Ok(Some(Plan {
@@ -485,6 +499,14 @@ fn describe(ctx: &JobCtx, spec: &RestoreWork, p: &Prepared<'_>, plan: &Plan) {
             "load the tables over {n} connection(s) at once (--jobs {}), each streaming the archive through the same checks and loading its share of the tables, largest first; then the views, routines and events over one",
             plan.jobs
         ));
+        if parallel::downloads_first(&p.loc) {
+            r.step(format!(
+                "download {} ({} stored) once into {}, checking its size and SHA-256; every connection reads that file, which is removed after",
+                p.loc.data_key,
+                human_bytes(p.loc.expected.stored.size),
+                super::spool::dir_for(&ctx.config.scratch_dir, &ctx.job_id).display()
+            ));
+        }
     }
     let count = if RowCountKind::parse(&p.manifest.row_counts_kind)
         .is_some_and(RowCountKind::restore_must_match)
@@ -632,13 +654,19 @@ impl Load<'_> {
         match self.partial {
             Some(pp) => {
                 let cut = Cut::Tables(pp.names());
-                self.stream(database, cut, ctx.counters.clone(), &ctx.cancel)
+                self.stream(database, cut, ctx.counters.clone(), &ctx.cancel, None)
                     .await?;
             }
             None if self.jobs > 1 => parallel::load(self, database).await?,
             None => {
-                self.stream(database, Cut::Whole, ctx.counters.clone(), &ctx.cancel)
-                    .await?;
+                self.stream(
+                    database,
+                    Cut::Whole,
+                    ctx.counters.clone(),
+                    &ctx.cancel,
+                    None,
+                )
+                .await?;
             }
         }
 
@@ -666,17 +694,24 @@ impl Load<'_> {
         cut: Cut,
         counters: std::sync::Arc<pipeline::Counters>,
         cancel: &tokio_util::sync::CancellationToken,
+        spooled: Option<&std::path::Path>,
     ) -> Result<()> {
         let ctx = self.ctx;
         let loc = self.loc;
         let state_dir = &ctx.config.state_dir;
-        let file = open_data(loc).await?.with_context(|| {
-            format!(
-                "data file {} is missing from {}",
-                loc.data_key,
-                loc.repo.describe()
-            )
-        })?;
+        let file = match spooled {
+            Some(path) => Data::Spooled(
+                std::fs::File::open(path)
+                    .with_context(|| format!("open the downloaded archive {}", path.display()))?,
+            ),
+            None => Data::Repository(open_data(loc).await?.with_context(|| {
+                format!(
+                    "data file {} is missing from {}",
+                    loc.data_key,
+                    loc.repo.describe()
+                )
+            })?),
+        };
         let defaults =
             DefaultsFile::create(state_dir, self.params, self.password, self.client.flavor)?;
         let mut child = my::restore_command(
@@ -728,6 +763,22 @@ impl Load<'_> {
             bail!("cancelled");
         }
         load_verdict(&name, result, &status, &stderr, &loc.data_key)
+    }
+}
+
+/// Where one client stream reads the stored archive: the repository, or the one download of
+/// a parallel load from a remote repository.
+enum Data {
+    Repository(crate::repo::body::StreamReader),
+    Spooled(std::fs::File),
+}
+
+impl std::io::Read for Data {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Data::Repository(r) => r.read(buf),
+            Data::Spooled(f) => f.read(buf),
+        }
     }
 }
 

@@ -34,9 +34,9 @@ mod partial;
 mod partial_toc;
 mod preflight;
 mod side_schema;
-mod spool;
 mod toc;
 
+use super::spool;
 use preflight::{destination, locale, owners, privileges, schemas_and_extensions};
 use toc::{filter_toc_listing, read_toc, write_private};
 

@@ -2,10 +2,11 @@
 //! views, routines and events; the copy equals the source (plain dumps compared), and a damaged
 //! archive fails every connection with nothing left behind.
 
-use lifeboat_e2e::sandbox::find_str;
+use lifeboat_e2e::sandbox::{ENV, find_str};
 use lifeboat_e2e::{Sandbox, SandboxTarget};
 
 use super::mysql_roundtrip::{FIXTURE, assert_corrupt_restore_leaves_nothing};
+use super::parallel_restore::{scratch_dir, spools};
 
 /// More tables of different sizes, so that each connection gets some.
 const MORE: &str = r#"
@@ -94,4 +95,58 @@ fn a_damaged_archive_fails_every_connection_and_leaves_nothing() {
     std::fs::write(&data, &bytes).expect("write");
 
     assert_corrupt_restore_leaves_nothing(&s, &id, "shop_bad", &["--jobs", "3"]);
+}
+
+/// The data object's GETs in the S3 proxy's log from line `from` on.
+fn data_gets(s: &Sandbox, from: usize) -> Vec<String> {
+    let s3 = s.s3.as_ref().expect("s3");
+    s3.proxy.log()[from..]
+        .iter()
+        .filter(|l| l.starts_with("GET ") && l.contains("/data.sql.zst"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn from_s3_the_archive_is_downloaded_once_for_all_connections() {
+    let s = Sandbox::builder("mysql_jobs_s3")
+        .s3(&[])
+        .mariadb_target(SandboxTarget::new("shop"))
+        .build();
+    let my = s.mariadb.as_ref().expect("mariadb");
+    let id = load_and_back_up(&s);
+    let scratch = scratch_dir(&s);
+    let s3 = s.s3.as_ref().expect("s3");
+
+    let from = s3.proxy.log().len();
+    let r = s.restore(&id, "shop_s3", &["--jobs", "3"]);
+    r.assert_ok();
+    my.assert_same_dumps("shop", "shop_s3", s.dir.path());
+    let gets = data_gets(&s, from);
+    assert_eq!(
+        gets.len(),
+        1,
+        "four streams (three connections and the rest) from one download: {gets:?}"
+    );
+    assert!(s.agent.logs().contains("connections=3"), "no parallel load");
+    assert!(spools(&scratch).is_empty(), "{:?}", spools(&scratch));
+
+    // One stream needs no spool: it reads the repository directly, once.
+    let from = s3.proxy.log().len();
+    s.restore(&id, "shop_s3_one", &["--jobs", "1"]).assert_ok();
+    my.assert_same_dumps("shop", "shop_s3_one", s.dir.path());
+    assert_eq!(data_gets(&s, from).len(), 1);
+
+    // A damaged object fails the download's own check: no connection starts, nothing stays.
+    let object = s3.object_path(&format!("{ENV}/shop/{id}/data.sql.zst"));
+    let mut bytes = std::fs::read(&object).expect("read object");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&object, &bytes).expect("write object");
+    assert_corrupt_restore_leaves_nothing(&s, &id, "shop_s3_bad", &["--jobs", "3"]);
+    assert!(spools(&scratch).is_empty(), "{:?}", spools(&scratch));
+    assert!(
+        !s.agent.logs().contains("loading connection"),
+        "a connection started on a damaged download"
+    );
 }

@@ -17,7 +17,7 @@ use crate::crash_swap::run_and_kill;
 const DB: &str = "orders";
 
 /// The agent's scratch directory as its config sets it (default: `STATE_DIR/scratch`).
-fn scratch_dir(s: &Sandbox) -> PathBuf {
+pub(super) fn scratch_dir(s: &Sandbox) -> PathBuf {
     let config = std::fs::read_to_string(s.agent.config_path()).expect("config");
     let value = |key: &str| {
         config.lines().find_map(|l| {
@@ -29,7 +29,7 @@ fn scratch_dir(s: &Sandbox) -> PathBuf {
 }
 
 /// Spooled archives left under `dir`.
-fn spools(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn spools(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|r| {
             r.flatten()

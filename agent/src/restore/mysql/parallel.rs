@@ -1,8 +1,10 @@
 //! A MySQL/MariaDB restore over several client connections (`--jobs N`, or the target's
-//! `restore_jobs`). The dump is one SQL stream; each connection reads the whole archive from
-//! the repository itself, through both hash checks, and loads only its own tables' sections
+//! `restore_jobs`). The dump is one SQL stream; each connection reads the whole archive,
+//! through both hash checks, and loads only its own tables' sections
 //! ([`TableFilter`](crate::engine::mysql::table_filter::TableFilter)), so N tables load at
-//! once without spooling the dump anywhere. Tables are dealt to connections by their size in
+//! once without spooling the decompressed dump anywhere. From a local repository each reads
+//! the stored object itself; from a remote one (S3) the object is downloaded once, as stored,
+//! into the scratch directory and every connection reads that file. Tables are dealt to connections by their size in
 //! the manifest, largest first; the first connection takes every table the others were not
 //! given, so a table the manifest does not list is loaded all the same. Once every table is
 //! in, one more stream loads the views, routines and events, which may refer to any table.
@@ -14,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 
 use super::{Cut, Load};
-use crate::manifest::TableRows;
+use crate::{
+    manifest::TableRows,
+    restore::{Located, spool},
+};
 
 /// Tables dealt to `jobs` connections, largest first, each to the least loaded so far (by the
 /// table's size on the server, else its rows). Returns at most `jobs` non-empty groups.
@@ -44,10 +49,23 @@ pub(super) fn groups(tables: &[TableRows], jobs: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Whether a parallel load of the backup at `loc` downloads it first: from a remote
+/// repository, N+1 streams would each download it.
+pub(super) fn downloads_first(loc: &Located) -> bool {
+    loc.repo.kind() != "fs"
+}
+
 /// Loads every table over the plan's connections at once, then the rest of the dump.
 pub(super) async fn load(l: &Load<'_>, database: &str) -> Result<()> {
     let groups = groups(&l.manifest.row_counts, l.jobs as usize);
     let ctx = l.ctx;
+    // Removed on every way out of this function.
+    let spool = if downloads_first(l.loc) {
+        Some(spool::write_stored(ctx, l.loc).await?)
+    } else {
+        None
+    };
+    let spooled = spool.as_ref().map(|s| s.file.as_path());
     // The first connection loads its own tables and every table no other connection has.
     let others: Vec<String> = groups.iter().skip(1).flatten().cloned().collect();
     let mut cuts = vec![Cut::TablesExcept(others)];
@@ -67,7 +85,7 @@ pub(super) async fn load(l: &Load<'_>, database: &str) -> Result<()> {
         };
         let (stop, first_error) = (&stop, &first_error);
         async move {
-            if let Err(e) = l.stream(database, cut, counters, stop).await {
+            if let Err(e) = l.stream(database, cut, counters, stop, spooled).await {
                 if let Ok(mut first) = first_error.lock()
                     && first.is_none()
                     && !stop.is_cancelled()
@@ -86,7 +104,7 @@ pub(super) async fn load(l: &Load<'_>, database: &str) -> Result<()> {
     if stop.is_cancelled() {
         anyhow::bail!("cancelled");
     }
-    l.stream(database, Cut::Rest, Arc::default(), &ctx.cancel)
+    l.stream(database, Cut::Rest, Arc::default(), &ctx.cancel, spooled)
         .await
         .map_err(|e| e.context("load the views, routines and events after the tables"))
 }
