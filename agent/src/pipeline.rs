@@ -23,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 pub mod adapt;
+mod cgroup;
 mod hashahead;
 mod readahead;
 mod sealing;

@@ -174,8 +174,11 @@ agent_connected() { lifeboat --output json agents list 2>/dev/null | grep -q '"c
 
 # Starts the agent on WORK/agent.toml (its log: WORK/agent.log) and waits until it is connected
 # and, with AGENT_SOCKET set, until that socket exists (the WAL socket). Sets AGENT_PID.
+# AGENT_WRAP, if set, is a command the agent runs under; it must exec the agent so that
+# AGENT_PID stays the agent's (AGENT_WRAP="tests/bench/cpu-quota.sh 1": one CPU's quota).
 start_agent() {
-    "${AGENT_BIN:-$BIN/lifeboat-agent}" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
+    # shellcheck disable=SC2086 # the wrapper is a command and its arguments
+    ${AGENT_WRAP:-} "${AGENT_BIN:-$BIN/lifeboat-agent}" --config "$WORK/agent.toml" >>"$WORK/agent.log" 2>&1 &
     AGENT_PID=$!
     for _ in $(seq 1 300); do
         if { [ -z "${AGENT_SOCKET:-}" ] || [ -S "$AGENT_SOCKET" ]; } && agent_connected; then

@@ -5,7 +5,9 @@
 //! - how much of the window it spent waiting for the dump tool (blocked in `read`): almost
 //!   none means the dump is ahead of the compressor and its pipe backs up;
 //! - how idle the machine's CPUs were (`/proc/stat`): almost none means zstd's workers take
-//!   cores the dump tool and the database server need.
+//!   cores the dump tool and the database server need. Under a CPU quota (systemd's
+//!   `CPUQuota=`, a container's limit: [`cgroup`]) the share of the quota left unused counts
+//!   too, the smaller of the two.
 //!
 //! Either one lowers the level by one. Waiting on the dump with idle CPUs raises it by one:
 //! the backup keeps pace either way, and the spare cycles buy a smaller backup. zstd applies a
@@ -16,6 +18,8 @@ use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
+
+use super::cgroup;
 
 pub const MIN_LEVEL: i32 = 1;
 /// Where a backup starts: the fastest level, so the first windows never hold the dump back;
@@ -37,7 +41,8 @@ const ROOM: f64 = 0.20;
 pub struct Window {
     /// Share of the window spent waiting for the dump tool's output.
     pub waiting: f64,
-    /// Share of all CPUs' time that was idle, when known.
+    /// Share of all CPUs' time that was idle, or of the CPU quota left unused when that is
+    /// smaller; when known.
     pub idle: Option<f64>,
 }
 
@@ -95,17 +100,34 @@ pub struct Adapt {
     started: Instant,
     waited: Duration,
     cpu: Option<CpuTimes>,
+    /// The CPU quotas over the agent, and their usage at the start of the window.
+    quotas: Vec<(cgroup::Quota, Option<Duration>)>,
     /// Raw bytes compressed at each level.
     used: BTreeMap<i32, u64>,
 }
 
 impl Adapt {
     pub fn new(level: i32) -> Self {
+        let quotas = cgroup::quotas();
+        for q in &quotas {
+            tracing::debug!(cpus = q.cpus, cgroup = %q.path().display(), "adaptive compression under a CPU quota");
+        }
+        Self::with_quotas(level, quotas)
+    }
+
+    fn with_quotas(level: i32, quotas: Vec<cgroup::Quota>) -> Self {
         Self {
             level: level.clamp(MIN_LEVEL, MAX_LEVEL),
             started: Instant::now(),
             waited: Duration::ZERO,
             cpu: CpuTimes::now(),
+            quotas: quotas
+                .into_iter()
+                .map(|q| {
+                    let u = q.used();
+                    (q, u)
+                })
+                .collect(),
             used: BTreeMap::new(),
         }
     }
@@ -131,10 +153,20 @@ impl Adapt {
             return None;
         }
         let cpu = CpuTimes::now();
-        let idle = match (&cpu, &self.cpu) {
+        let machine = match (&cpu, &self.cpu) {
             (Some(now), Some(then)) => now.idle_share_since(then),
             _ => None,
         };
+        let mut idle = machine;
+        for (q, then) in &mut self.quotas {
+            let now = q.used();
+            if let (Some(a), Some(b)) = (*then, now)
+                && let Some(spare) = cgroup::spare(q, a, b, elapsed)
+            {
+                idle = Some(idle.map_or(spare, |i| i.min(spare)));
+            }
+            *then = now;
+        }
         let w = Window {
             waiting: self.waited.as_secs_f64() / elapsed.as_secs_f64(),
             idle,
@@ -207,5 +239,18 @@ mod tests {
         a.fed(5);
         assert_eq!(a.used(), vec![(2, 10), (3, 10)]);
         assert_eq!(Adapt::new(15).level(), MAX_LEVEL);
+    }
+
+    #[test]
+    fn a_used_up_cpu_quota_lowers_the_level_whatever_the_machine_has_idle() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let usage = t.path().join("cpuacct.usage");
+        std::fs::write(&usage, "0").expect("write");
+        let mut a = Adapt::with_quotas(3, vec![cgroup::Quota::cpuacct(1.0, usage.clone())]);
+        // The cgroup used 100 CPU-seconds in the window: far over its one CPU.
+        std::fs::write(&usage, "100000000000").expect("write");
+        std::thread::sleep(WINDOW + Duration::from_millis(10));
+        a.waited(WINDOW);
+        assert_eq!(a.tick(), Some(2), "waiting on the dump, but no quota left");
     }
 }
