@@ -4,7 +4,7 @@
 # coordinator in steps, and each step is watched for a window.
 #
 #   tests/bench/agents.sh [--backend sqlite|postgres] [--steps 1000,5000,10000]
-#                         [--window SECS] [--no-build] [--keep]
+#                         [--window SECS] [--floor] [--no-build] [--keep]
 #
 # The coordinator runs with the default heartbeat interval (10 s) and lists every simulated
 # agent in an [[agent]] table, as a production configuration does; its open-file limit is
@@ -18,6 +18,11 @@
 # buckets), the p50/p99 delivery delay of the agents' latest heartbeats (from /metrics every
 # 15 s), how long a /metrics scrape took, and `ListAgents` (new connection per call) median
 # and max. Window default 60 s. A benchmark: it asserts nothing.
+#
+# --floor runs tests/examples/transport_floor.rs in place of the coordinator: the same TLS,
+# HTTP/2 settings and codec, a session that answers Hello and then only reads, and glibc's
+# heaps capped as the coordinator caps them. Its RSS is what the connections alone cost (no
+# catalog, no metrics: the record and scrape columns are empty).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,6 +31,7 @@ WINDOW=60
 KEEP=0
 BUILD=1
 BACKEND=sqlite
+FLOOR=0
 PG_BIN=/usr/lib/postgresql/15/bin
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -33,13 +39,14 @@ while [ $# -gt 0 ]; do
     --steps) STEPS=$2; shift 2 ;;
     --window) WINDOW=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --floor) FLOOR=1; shift ;;
     --no-build) BUILD=0; shift ;;
     -h | --help)
         awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
         exit 0
         ;;
     *)
-        echo "usage: $0 [--backend sqlite|postgres] [--steps 1000,5000,10000] [--window SECS] [--no-build] [--keep]" >&2
+        echo "usage: $0 [--backend sqlite|postgres] [--steps 1000,5000,10000] [--window SECS] [--floor] [--no-build] [--keep]" >&2
         exit 2
         ;;
     esac
@@ -70,7 +77,7 @@ trap cleanup EXIT
 
 build_release
 if [ "$BUILD" -eq 1 ]; then
-    (cd "$ROOT" && cargo build --release -q -p lifeboat-e2e --example agent_load)
+    (cd "$ROOT" && cargo build --release -q -p lifeboat-e2e --example agent_load --example transport_floor)
 fi
 LOADGEN=$BIN/examples/agent_load
 [ -x "$LOADGEN" ] || { echo "error: $LOADGEN is missing; run without --no-build" >&2; exit 1; }
@@ -87,7 +94,21 @@ fi
 COORD_HEARTBEAT_SECS=10
 COORD_TABLES_EXTRA=$(awk -v n="$MOST" 'BEGIN {
     for (i = 0; i < n; i++) printf "[[agent]]\nname = \"load-%05d\"\nenvironment = \"load\"\n", i }')
-start_coordinator
+if [ "$FLOOR" -eq 1 ]; then
+    "$BIN/lifeboat" pki init --dir "$WORK/pki" >/dev/null
+    "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind coordinator --name coordinator --san 127.0.0.1 >/dev/null
+    "$BIN/lifeboat" pki issue --dir "$WORK/pki" --kind operator --name admin >/dev/null
+    # The coordinator caps glibc's heaps at two (ADR 0037); the floor the same way.
+    MALLOC_ARENA_MAX=2 "$BIN/examples/transport_floor" --pki "$WORK/pki" --ready-file "$WORK/ready.json" \
+        >>"$WORK/coordinator.log" 2>&1 &
+    COORD_PID=$!
+    for _ in $(seq 1 100); do [ -s "$WORK/ready.json" ] && break; sleep 0.1; done
+    GRPC=$(sed -n 's/.*"grpc" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json")
+    HTTP=$(sed -n 's/.*"http" *: *"\([^"]*\)".*/\1/p' "$WORK/ready.json")
+    BACKEND="none (transport floor)"
+else
+    start_coordinator
+fi
 echo "==> coordinator pid $COORD_PID, catalog $BACKEND, $(nproc) cores; steps $STEPS, window $WINDOW s"
 "$LOADGEN" --url "https://$GRPC" --pki "$WORK/pki" --http "$HTTP" --pid "$COORD_PID" \
     --steps "$STEPS" --window "$WINDOW"
