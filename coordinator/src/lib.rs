@@ -107,9 +107,29 @@ pub async fn run_with_ready(
                      not encrypted"
                 );
             }
-            let catalog = catalog::Catalog::open_postgres(&settings)
-                .await
-                .with_context(|| format!("open the catalog ({})", config.file.display()))?;
+            let opening = || format!("open the catalog ({})", config.file.display());
+            // Only the coordinator holding the catalog's lock migrates it: one standing by
+            // would change the schema under the active one, which may be of an older release.
+            let catalog = if matches!(activation, Activation::Now) {
+                catalog::Catalog::open_postgres(&settings)
+                    .await
+                    .with_context(opening)?
+            } else {
+                let catalog = catalog::Catalog::connect_postgres(&settings)
+                    .await
+                    .with_context(opening)?;
+                let status = catalog.schema_status().await.with_context(opening)?;
+                if let Some(e) = status.newer_error() {
+                    return Err(anyhow::Error::new(e).context(opening()));
+                }
+                anyhow::ensure!(
+                    status.is_current(),
+                    "{}: the catalog's schema is older than this coordinator's; it is upgraded by \
+                     the coordinator that holds the catalog's lock",
+                    opening()
+                );
+                catalog
+            };
             (catalog, Some(settings))
         }
     };
@@ -324,6 +344,46 @@ fn start_active(parts: &parts::Parts, workers: &TaskTracker, background: &Cancel
         parts.config.jobs.clone(),
         background.clone(),
     ));
+}
+
+/// Where a catalog's schema stands against the migrations this binary carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogSchema {
+    /// All of them applied: a coordinator standing by can serve on it as it is.
+    Current,
+    /// None yet: a new catalog, created by the coordinator that takes its lock.
+    Empty,
+    /// Some missing: an older release's catalog.
+    Older,
+}
+
+/// With a PostgreSQL catalog: where its schema stands, so that a coordinator standing by
+/// serves on it only without migrating it. A catalog a newer release upgraded is an error
+/// naming the upgrade. Always current for SQLite (one process per file, which migrates it).
+pub async fn catalog_schema(config: &Config) -> Result<CatalogSchema> {
+    let config::CatalogLocation::Postgres(pg) = &config.catalog else {
+        return Ok(CatalogSchema::Current);
+    };
+    let settings = pg
+        .connect_settings()
+        .context("read catalog.password_file")?;
+    let opening = || format!("open the catalog ({})", config.file.display());
+    let catalog = catalog::Catalog::connect_postgres(&settings)
+        .await
+        .with_context(opening)?;
+    let status = catalog.schema_status().await.with_context(opening);
+    catalog.close().await;
+    let status = status?;
+    if let Some(e) = status.newer_error() {
+        return Err(anyhow::Error::new(e).context(opening()));
+    }
+    Ok(if status.is_current() {
+        CatalogSchema::Current
+    } else if status.applied.is_empty() && status.dirty.is_empty() {
+        CatalogSchema::Empty
+    } else {
+        CatalogSchema::Older
+    })
 }
 
 /// With a PostgreSQL catalog: takes the catalog's lock, waiting (standby) while another

@@ -117,7 +117,31 @@ async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>
         config.catalog,
         lifeboat_coordinator::config::CatalogLocation::Postgres(_)
     );
+    let http = http.into_std().context("take the HTTP listener")?;
+    let mut held = None;
     if shared && config.standby_serves_operators {
+        let schema = lifeboat_coordinator::catalog_schema(&config).await?;
+        if schema != lifeboat_coordinator::CatalogSchema::Current {
+            // This binary carries migrations the catalog lacks. Applying them now could change
+            // the schema under an active coordinator of an older release: wait, closed, until
+            // this one takes the lock (then it migrates) or the active one migrated.
+            if schema == lifeboat_coordinator::CatalogSchema::Older {
+                tracing::warn!(
+                    "the catalog's schema is older than this coordinator's; it is upgraded only \
+                     by the coordinator holding the catalog's lock, so this one stands by with \
+                     its gRPC port closed until it takes the lock or the active coordinator is \
+                     upgraded"
+                );
+            }
+            match stand_by_closed(&config, &http, &shutdown, true).await? {
+                Waited::Shutdown => return Ok(()),
+                Waited::Lock(lock) => held = Some(lock),
+                Waited::SchemaCurrent => {}
+            }
+        }
+    }
+    if held.is_none() && shared && config.standby_serves_operators {
+        let http = TcpListener::from_std(http).context("take the HTTP listener back")?;
         // Both ports open now: while another coordinator is active on the catalog, this one
         // serves operators (ADR 0038) and refuses agents; with the catalog's lock it is active.
         let grpc = bind(&config, "server.grpc_listen", config.grpc_listen).await?;
@@ -143,27 +167,14 @@ async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>
     // With `server.standby_serves_operators = false`, a coordinator standing by answers only
     // on its HTTP port (health, `lifeboat_coordinator_leader 0`); its gRPC port stays closed
     // until it is active, so one address can move between hosts.
-    let http = http.into_std().context("take the HTTP listener")?;
-    let standby_stop = CancellationToken::new();
-    let standby = tokio::spawn(lifeboat_coordinator::standby::serve(
-        TcpListener::from_std(http.try_clone().context("share the HTTP listener")?)
-            .context("share the HTTP listener")?,
-        standby_stop.clone(),
-    ));
-    let lock = tokio::select! {
-        lock = lifeboat_coordinator::catalog_lock(&config) => lock,
-        () = shutdown.cancelled() => Ok(None),
+    let lock = match held {
+        Some(lock) => lock,
+        None => match stand_by_closed(&config, &http, &shutdown, false).await? {
+            Waited::Lock(lock) => lock,
+            Waited::Shutdown | Waited::SchemaCurrent => return Ok(()),
+        },
     };
-    standby_stop.cancel();
-    match standby.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("standby HTTP server: {e}"),
-        Err(e) => tracing::warn!("standby HTTP server: {e}"),
-    }
-    if shutdown.is_cancelled() {
-        return Ok(());
-    }
-    if let Some(lock) = lock? {
+    if let Some(lock) = lock {
         fence(lock);
     }
     let grpc = bind(&config, "server.grpc_listen", config.grpc_listen).await?;
@@ -180,6 +191,75 @@ async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>
         ready(grpc_addr, http_addr),
     )
     .await
+}
+
+/// How a closed standby's wait ended.
+enum Waited {
+    Shutdown,
+    /// This coordinator holds the catalog's lock (`None`: SQLite, no lock to take).
+    Lock(Option<lifeboat_coordinator::catalog::CatalogLock>),
+    /// The catalog's schema became this binary's (the active coordinator migrated it).
+    SchemaCurrent,
+}
+
+/// How often a standby waiting for the catalog's schema looks at it again.
+const SCHEMA_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Stands by with the gRPC port closed, answering health on `http`, until this coordinator
+/// takes the catalog's lock, a shutdown, or (with `until_current`) the catalog's schema is
+/// the one this binary carries.
+async fn stand_by_closed(
+    config: &lifeboat_coordinator::Config,
+    http: &std::net::TcpListener,
+    shutdown: &CancellationToken,
+    until_current: bool,
+) -> Result<Waited> {
+    let standby_stop = CancellationToken::new();
+    let standby = tokio::spawn(lifeboat_coordinator::standby::serve(
+        TcpListener::from_std(http.try_clone().context("share the HTTP listener")?)
+            .context("share the HTTP listener")?,
+        standby_stop.clone(),
+    ));
+    let schema = async {
+        if !until_current {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(SCHEMA_RECHECK).await;
+            match lifeboat_coordinator::catalog_schema(config).await {
+                Ok(lifeboat_coordinator::CatalogSchema::Current) => return Ok(()),
+                Ok(_) => {}
+                Err(e)
+                    if e.chain().any(|c| {
+                        matches!(
+                            c.downcast_ref::<lifeboat_coordinator::catalog::CatalogError>(),
+                            Some(lifeboat_coordinator::catalog::CatalogError::Newer(_))
+                        )
+                    }) =>
+                {
+                    return Err(e);
+                }
+                Err(e) => tracing::warn!("read the catalog's schema version: {e:#}"),
+            }
+        }
+    };
+    let waited = tokio::select! {
+        lock = lifeboat_coordinator::catalog_lock(config) => lock.map(Waited::Lock),
+        current = schema => current.map(|()| Waited::SchemaCurrent),
+        () = shutdown.cancelled() => Ok(Waited::Shutdown),
+    };
+    standby_stop.cancel();
+    match standby.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("standby HTTP server: {e}"),
+        Err(e) => tracing::warn!("standby HTTP server: {e}"),
+    }
+    if matches!(waited, Ok(Waited::SchemaCurrent)) {
+        tracing::info!(
+            "the catalog's schema is now this coordinator's: serving operators while standing by"
+        );
+    }
+    waited
 }
 
 /// Fencing: without the lock another coordinator may be active at any moment, so this one

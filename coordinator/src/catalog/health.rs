@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use sqlx::Row;
 
-use super::{Catalog, Result, parse_enum, to_u64};
+use super::{Catalog, CatalogError, Result, parse_enum, to_u64};
 use crate::{
     health::copies::CopyFacts,
     model::{AgentRecord, JobKind, JobState, TargetRecord, VerifyStatus},
@@ -110,6 +110,30 @@ impl SchemaStatus {
     pub fn is_current(&self) -> bool {
         self.dirty.is_empty() && self.expected.iter().all(|v| self.applied.contains(v))
     }
+
+    /// Versions applied to the catalog that this binary does not carry: a newer release
+    /// upgraded it.
+    pub fn unknown(&self) -> Vec<i64> {
+        self.applied
+            .iter()
+            .chain(&self.dirty)
+            .filter(|v| !self.expected.contains(v))
+            .copied()
+            .collect()
+    }
+
+    /// The refusal for a catalog a newer release upgraded, if it is one.
+    pub fn newer_error(&self) -> Option<CatalogError> {
+        let unknown = self.unknown();
+        (!unknown.is_empty()).then(|| {
+            CatalogError::Newer(format!(
+                "the catalog's schema has version(s) {unknown:?}, which this \
+                 lifeboat-coordinator does not know (it knows up to {}): a newer release \
+                 upgraded the catalog; upgrade this coordinator to that release",
+                self.expected.iter().max().copied().unwrap_or(0)
+            ))
+        })
+    }
 }
 
 /// The job kinds health looks at.
@@ -125,6 +149,24 @@ impl Catalog {
     /// Which migrations are applied, against the ones this binary carries.
     pub async fn schema_status(&self) -> Result<SchemaStatus> {
         let expected: Vec<i64> = self.migrator().iter().map(|m| m.version).collect();
+        let exists = match self.backend {
+            super::Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name = '_sqlx_migrations'"
+            }
+            super::Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_sqlx_migrations' \
+                 AND schemaname = ANY (current_schemas(false))"
+            }
+        };
+        let tables: i64 = sqlx::query_scalar(exists).fetch_one(&self.pool).await?;
+        if tables == 0 {
+            return Ok(SchemaStatus {
+                expected,
+                applied: Vec::new(),
+                dirty: Vec::new(),
+            });
+        }
         let rows = sqlx::query(
             "SELECT version, CASE WHEN success THEN 1 ELSE 0 END AS success \
              FROM _sqlx_migrations ORDER BY version",

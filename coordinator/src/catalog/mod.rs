@@ -62,6 +62,9 @@ pub enum CatalogError {
     /// A value from the caller cannot be stored (e.g. a size beyond the column's range).
     #[error("value out of range: {0}")]
     OutOfRange(String),
+    /// A newer release migrated the catalog beyond what this binary knows.
+    #[error("{0}")]
+    Newer(String),
 }
 
 impl CatalogError {
@@ -91,7 +94,8 @@ impl CatalogError {
             | CatalogError::Open { .. }
             | CatalogError::Migrate(_)
             | CatalogError::Corrupt(_)
-            | CatalogError::OutOfRange(_) => false,
+            | CatalogError::OutOfRange(_)
+            | CatalogError::Newer(_) => false,
         }
     }
 }

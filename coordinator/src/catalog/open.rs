@@ -93,16 +93,25 @@ impl Catalog {
             .connect_with(options)
             .await
             .map_err(open_err)?;
-        super::migrator().run(&pool).await?;
-        Ok(Self {
+        let catalog = Self {
             pool,
             backend: Backend::Sqlite,
-        })
+        };
+        catalog.migrate().await?;
+        Ok(catalog)
     }
 
     /// Connects to a PostgreSQL catalog and applies migrations (in a transaction each; a
     /// second coordinator starting at the same time waits on sqlx's migration lock).
     pub async fn open_postgres(pg: &PostgresCatalog) -> Result<Self> {
+        let catalog = Self::connect_postgres(pg).await?;
+        catalog.migrate().await?;
+        Ok(catalog)
+    }
+
+    /// Connects to a PostgreSQL catalog without touching its schema: a coordinator standing
+    /// by does not migrate under the active one (it checks [`Catalog::schema_status`]).
+    pub async fn connect_postgres(pg: &PostgresCatalog) -> Result<Self> {
         let open_err = |source| pg.open_error(source);
         let url = pg.connect_url().map_err(open_err)?;
         let options = AnyConnectOptions::from_url(&url).map_err(open_err)?;
@@ -111,11 +120,21 @@ impl Catalog {
             .connect_with(options)
             .await
             .map_err(open_err)?;
-        postgres_migrator().run(&pool).await?;
         Ok(Self {
             pool,
             backend: Backend::Postgres,
         })
+    }
+
+    /// Applies the migrations this binary carries. A catalog that a newer release already
+    /// upgraded is refused, naming the versions, before anything is run.
+    pub async fn migrate(&self) -> Result<()> {
+        let status = self.schema_status().await?;
+        if let Some(e) = status.newer_error() {
+            return Err(e);
+        }
+        self.migrator().run(&self.pool).await?;
+        Ok(())
     }
 
     /// The migrations this binary carries for this catalog's backend.

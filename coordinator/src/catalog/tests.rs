@@ -184,6 +184,34 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
     );
 }
 
+#[tokio::test]
+async fn a_catalog_a_newer_release_upgraded_is_refused_and_left_alone() {
+    let (_dir, c) = open().await;
+    let status = c.schema_status().await.expect("status");
+    assert!(
+        status.is_current() && status.unknown().is_empty(),
+        "{status:?}"
+    );
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (999, 'newer', TRUE, $1, 0)",
+    )
+    .bind(vec![0u8])
+    .execute(&c.pool)
+    .await
+    .expect("insert");
+    let e = c.migrate().await.expect_err("a newer catalog is refused");
+    assert!(matches!(e, CatalogError::Newer(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("[999]") && text.contains("upgrade this coordinator"),
+        "{text}"
+    );
+    let status = c.schema_status().await.expect("status");
+    assert_eq!(status.unknown(), vec![999]);
+    assert!(status.applied.contains(&999), "left as it was");
+}
+
 /// Each backend keeps the guarantees the catalog code relies on: on PostgreSQL, serializable
 /// sessions, a lost race reported as retryable, and writing transactions that take turns
 /// (as SQLite's writers do); on SQLite, WAL and foreign keys (also checked for a file opened

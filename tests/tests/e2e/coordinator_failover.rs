@@ -641,3 +641,98 @@ fn a_standby_serves_operators_while_the_active_one_holds_the_agents() {
     s.coordinator.restart();
     s.shutdown();
 }
+
+/// A rolling upgrade done in the wrong order: a coordinator of a newer release (more catalog
+/// migrations) starts while an older one is active. It does not migrate under the active one:
+/// it stands by closed until it holds the lock, then upgrades the schema and serves. A catalog
+/// a newer release upgraded is refused, naming the upgrade.
+#[test]
+fn a_standby_newer_than_the_catalog_migrates_it_only_once_it_holds_the_lock() {
+    let standby_addr = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
+    let dir = TestDir::new("failover-upgrade");
+    let (catalog_pg, catalog) = catalog_with_files(&dir.sub("secrets"));
+    let mut s = Sandbox::builder("failover-upgrade")
+        .dir(dir)
+        .target(SandboxTarget::new("app"))
+        .coordinator_catalog(&catalog)
+        .standby_coordinator(&format!("https://{standby_addr}"))
+        .build();
+    load_bulk(&s.pg, "app", "orders", 1000);
+    let first = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+
+    // The catalog as the older release left it: the newest migration (19) undone.
+    let newest = "SELECT count(*) FROM _sqlx_migrations WHERE version = 19";
+    let column = "SELECT count(*) FROM information_schema.columns \
+                  WHERE table_name = 'jobs' AND column_name = 'cancel_requested_by'";
+    catalog_pg.psql(
+        "lifeboat",
+        "DROP INDEX drills_target_created_id; DROP INDEX drills_created_id; \
+         ALTER TABLE jobs DROP COLUMN cancel_requested_by; \
+         DELETE FROM _sqlx_migrations WHERE version = 19;",
+    );
+    let mut standby = Standby::start(
+        s.coordinator.config_path(),
+        &standby_addr,
+        &s.dir.sub("standby"),
+    );
+    assert!(
+        standby
+            .proc
+            .logs()
+            .contains("the catalog's schema is older than this coordinator's"),
+        "{}",
+        standby.proc.logs()
+    );
+    // Longer than its schema re-check: still nothing migrated, gRPC closed, health says so.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(catalog_pg.query_one("lifeboat", newest), "0");
+    assert_eq!(catalog_pg.query_one("lifeboat", column), "0");
+    assert!(
+        std::net::TcpStream::connect(&standby_addr).is_err(),
+        "the standby opened its gRPC port on a schema it would have to migrate"
+    );
+    let (code, body) = http_get(&standby.http, "/health/ready");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"role\":\"standby\""), "{body}");
+
+    // The active one dies: the standby takes the lock, migrates, and serves.
+    s.coordinator.kill();
+    let grpc = standby.wait_active();
+    assert_eq!(grpc, standby_addr);
+    assert_eq!(catalog_pg.query_one("lifeboat", newest), "1");
+    assert_eq!(catalog_pg.query_one("lifeboat", column), "1");
+    let listed = s.backup_list("app");
+    assert_eq!(
+        find_str(&listed[0], "backup_id").as_deref(),
+        Some(first.as_str())
+    );
+    let second = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
+    s.restore(&second, "app_after_upgrade", &[]).assert_ok();
+    assert_same_data(&s.pg, "app", "app_after_upgrade", s.dir.path());
+    standby.stop();
+
+    // A catalog a newer release upgraded: refused at start, naming the upgrade, and left as is.
+    catalog_pg.psql(
+        "lifeboat",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (999, 'from a newer release', true, '\\x00', 0);",
+    );
+    let out = Command::new(lifeboat_e2e::bin("lifeboat-coordinator"))
+        .arg("--config")
+        .arg(s.coordinator.config_path())
+        .output()
+        .expect("run the coordinator");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a newer catalog: {err}");
+    assert!(
+        err.contains("[999]") && err.contains("upgrade this coordinator"),
+        "{err}"
+    );
+    assert_eq!(
+        catalog_pg.query_one("lifeboat", "SELECT count(*) FROM _sqlx_migrations"),
+        "3",
+        "the catalog was changed"
+    );
+    let stopped = s.agent.stop();
+    assert!(stopped.success(), "{stopped}");
+}
