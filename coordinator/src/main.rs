@@ -150,6 +150,14 @@ async fn serve(config: lifeboat_coordinator::Config, ready_file: Option<PathBuf>
         let locking = config.clone();
         let activation = lifeboat_coordinator::Activation::After(Box::pin(async move {
             if let Some(lock) = lifeboat_coordinator::catalog_lock(&locking).await? {
+                // While this one stood by, a coordinator of a newer release may have migrated
+                // the catalog (an error naming the upgrade; the lock goes with this process).
+                let schema = lifeboat_coordinator::catalog_schema(&locking).await?;
+                anyhow::ensure!(
+                    schema == lifeboat_coordinator::CatalogSchema::Current,
+                    "the catalog's schema is older than this coordinator's (was the catalog \
+                     restored from an older backup?); start this coordinator again to upgrade it"
+                );
                 fence(lock);
             }
             Ok(())

@@ -709,14 +709,36 @@ fn a_standby_newer_than_the_catalog_migrates_it_only_once_it_holds_the_lock() {
     let second = find_str(&s.backup_ok("app"), "backup_id").expect("backup id");
     s.restore(&second, "app_after_upgrade", &[]).assert_ok();
     assert_same_data(&s.pg, "app", "app_after_upgrade", s.dir.path());
-    standby.stop();
 
-    // A catalog a newer release upgraded: refused at start, naming the upgrade, and left as is.
+    // A third coordinator stands by, serving operators on the now current schema; a newer
+    // release migrates the catalog meanwhile. When it takes the lock it stops, naming the
+    // upgrade, instead of running on a schema it does not know.
+    let third_addr = format!("127.0.0.1:{}", lifeboat_e2e::pg::free_port());
+    let mut third = Standby::start(
+        s.coordinator.config_path(),
+        &third_addr,
+        &s.dir.sub("standby-3"),
+    );
     catalog_pg.psql(
         "lifeboat",
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (999, 'from a newer release', true, '\\x00', 0);",
     );
+    standby.proc.kill();
+    let status = third
+        .proc
+        .wait_exit(Duration::from_secs(60))
+        .expect("the third coordinator exits once it holds the lock");
+    assert!(!status.success(), "{}", third.proc.logs());
+    assert!(
+        third.proc.logs().contains("[999]")
+            && third.proc.logs().contains("upgrade this coordinator"),
+        "{}",
+        third.proc.logs()
+    );
+    assert!(!third.ready.exists(), "it served as the active one");
+
+    // Refused at start too, naming the upgrade, and the catalog is left as it is.
     let out = Command::new(lifeboat_e2e::bin("lifeboat-coordinator"))
         .arg("--config")
         .arg(s.coordinator.config_path())
