@@ -171,17 +171,13 @@ fn copy_checked(
         if k == 0 {
             break;
         }
+        anyhow::ensure!(
+            n + k as u64 <= expected.size,
+            "the download of {key} is longer than the {} bytes the catalog recorded: the stored object is damaged or was changed (`lifeboat backup verify` checks it); restore an older backup or a copy",
+            expected.size
+        );
         hash.update(&buf[..k]);
         out.write_all(&buf[..k])
-            .and_then(|()| {
-                if n + k as u64 > expected.size {
-                    Err(std::io::Error::other(
-                        "more bytes than the catalog recorded",
-                    ))
-                } else {
-                    Ok(())
-                }
-            })
             .with_context(|| format!("write the download of {key} to the scratch directory"))?;
         n += k as u64;
     }
@@ -253,7 +249,8 @@ mod tests {
             size: good.size - 1,
             ..good.clone()
         };
-        assert!(run(&short, "J3").is_err(), "longer than recorded");
+        let e = run(&short, "J3").err().expect("longer than recorded");
+        assert!(format!("{e:#}").contains("longer than"), "{e:#}");
         let long = pipeline::Digest {
             size: good.size + 1,
             ..good
