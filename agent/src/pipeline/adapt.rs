@@ -4,11 +4,10 @@
 //! Every [`WINDOW`] the reading thread looks at two figures:
 //! - how much of the window it spent waiting for the dump tool (blocked in `read`): almost
 //!   none means the dump is ahead of the compressor and its pipe backs up;
-//! - how idle the machine's CPUs were (`/proc/stat`; only those the agent may run on when its
-//!   affinity or cpuset leaves some out): almost none means zstd's workers take cores the dump
-//!   tool and the database server need. Under a CPU quota (systemd's `CPUQuota=`, a
-//!   container's limit: [`cgroup`]) the share of the quota left unused counts too, the smaller
-//!   of the two.
+//! - how idle the machine's CPUs were (`/proc/stat`): almost none means zstd's workers take
+//!   cores the dump tool and the database server need. Under a CPU quota (systemd's
+//!   `CPUQuota=`, a container's limit: [`cgroup`]) the share of the quota left unused counts
+//!   too, the smaller of the two.
 //!
 //! Either one lowers the level by one. Waiting on the dump with idle CPUs raises it by one:
 //! the backup keeps pace either way, and the spare cycles buy a smaller backup. zstd applies a
@@ -16,7 +15,7 @@
 //! change costs nothing and the stream stays one frame.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     time::{Duration, Instant},
 };
 
@@ -69,43 +68,18 @@ struct CpuTimes {
 }
 
 impl CpuTimes {
-    /// Over the CPUs in `cpus` when the agent may not run on all of them, else over all.
-    fn now(cpus: Option<&BTreeSet<usize>>) -> Option<Self> {
+    fn now() -> Option<Self> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        Self::from_stat(&stat, cpus)
-    }
-
-    fn from_stat(stat: &str, cpus: Option<&BTreeSet<usize>>) -> Option<Self> {
-        let Some(cpus) = cpus else {
-            return Self::parse(stat.lines().next()?);
-        };
-        let mut sum: Option<Self> = None;
-        for (n, line) in per_cpu(stat) {
-            if !cpus.contains(&n) {
-                continue;
-            }
-            let t = Self::fields(line)?;
-            let s = sum.get_or_insert(Self { idle: 0, total: 0 });
-            s.idle += t.idle;
-            s.total += t.total;
-        }
-        sum
+        Self::parse(stat.lines().next()?)
     }
 
     /// `cpu  user nice system idle iowait irq softirq steal …`
     fn parse(line: &str) -> Option<Self> {
-        let rest = line.strip_prefix("cpu ")?;
-        Self::fields(rest)
-    }
-
-    /// `user nice system idle iowait irq softirq steal …`
-    fn fields(rest: &str) -> Option<Self> {
-        let v: Vec<u64> = rest
-            .split_whitespace()
-            .take(8)
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .ok()?;
+        let mut f = line.split_whitespace();
+        if f.next()? != "cpu" {
+            return None;
+        }
+        let v: Vec<u64> = f.take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
         let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
         Some(Self {
             idle,
@@ -120,56 +94,12 @@ impl CpuTimes {
     }
 }
 
-/// The `cpuN …` lines of `/proc/stat`: each CPU's number and the rest of its line.
-fn per_cpu(stat: &str) -> impl Iterator<Item = (usize, &str)> {
-    stat.lines().filter_map(|l| {
-        let rest = l.strip_prefix("cpu")?;
-        let (n, fields) = rest.split_once(' ')?;
-        Some((n.parse().ok()?, fields))
-    })
-}
-
-/// A CPU list as the kernel writes it (`0-3,6,8-9`).
-fn parse_cpu_list(list: &str) -> Option<BTreeSet<usize>> {
-    let mut set = BTreeSet::new();
-    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
-                if a > b || b - a > 1 << 16 {
-                    return None;
-                }
-                set.extend(a..=b);
-            }
-            None => {
-                set.insert(part.parse().ok()?);
-            }
-        }
-    }
-    Some(set)
-}
-
-/// The CPUs the agent may run on (its affinity within its cpuset: `Cpus_allowed_list` of
-/// `/proc/self/status`), when that leaves out some of the machine's; `None` when it may run
-/// on all of them or it cannot tell.
-fn allowed_cpus(status: &str, stat: &str) -> Option<BTreeSet<usize>> {
-    let list = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
-    let allowed = parse_cpu_list(list)?;
-    let present: BTreeSet<usize> = per_cpu(stat).map(|(n, _)| n).collect();
-    let usable: BTreeSet<usize> = present.intersection(&allowed).copied().collect();
-    (!usable.is_empty() && usable.len() < present.len()).then_some(usable)
-}
-
 /// The level controller of one backup.
 pub struct Adapt {
     level: i32,
     started: Instant,
     waited: Duration,
     cpu: Option<CpuTimes>,
-    /// The CPUs the agent may run on, when not all of them: idle time counts on those only.
-    cpus: Option<BTreeSet<usize>>,
     /// The CPU quotas over the agent, and their usage at the start of the window.
     quotas: Vec<(cgroup::Quota, Option<Duration>)>,
     /// Raw bytes compressed at each level.
@@ -186,22 +116,11 @@ impl Adapt {
     }
 
     fn with_quotas(level: i32, quotas: Vec<cgroup::Quota>) -> Self {
-        let cpus = match (
-            std::fs::read_to_string("/proc/self/status"),
-            std::fs::read_to_string("/proc/stat"),
-        ) {
-            (Ok(status), Ok(stat)) => allowed_cpus(&status, &stat),
-            _ => None,
-        };
-        if let Some(c) = &cpus {
-            tracing::debug!(cpus = ?c, "adaptive compression on the CPUs the agent may use");
-        }
         Self {
             level: level.clamp(MIN_LEVEL, MAX_LEVEL),
             started: Instant::now(),
             waited: Duration::ZERO,
-            cpu: CpuTimes::now(cpus.as_ref()),
-            cpus,
+            cpu: CpuTimes::now(),
             quotas: quotas
                 .into_iter()
                 .map(|q| {
@@ -233,7 +152,7 @@ impl Adapt {
         if elapsed < WINDOW {
             return None;
         }
-        let cpu = CpuTimes::now(self.cpus.as_ref());
+        let cpu = CpuTimes::now();
         let machine = match (&cpu, &self.cpu) {
             (Some(now), Some(then)) => now.idle_share_since(then),
             _ => None,
@@ -309,40 +228,6 @@ mod tests {
         assert!((share - 50.0 / 200.0).abs() < 1e-9, "{share}");
         assert!(CpuTimes::parse("cpu0 1 2 3 4").is_none());
         assert!(CpuTimes::parse("cpu  x").is_none());
-    }
-
-    #[test]
-    fn idle_time_counts_only_on_the_cpus_the_agent_may_use() {
-        let stat = "cpu  300 0 0 300 0 0 0 0 0 0\n\
-                    cpu0 100 0 0 200 0 0 0 0 0 0\n\
-                    cpu1 200 0 0 100 0 0 0 0 0 0\n\
-                    intr 1 2 3\n";
-        let one: BTreeSet<usize> = [1].into();
-        let t = CpuTimes::from_stat(stat, Some(&one)).expect("cpu1");
-        assert_eq!((t.idle, t.total), (100, 300));
-        let all = CpuTimes::from_stat(stat, None).expect("all");
-        assert_eq!((all.idle, all.total), (300, 600));
-        let none: BTreeSet<usize> = [7].into();
-        assert!(CpuTimes::from_stat(stat, Some(&none)).is_none());
-
-        let status =
-            |list: &str| format!("Name:\tx\nCpus_allowed:\t3\nCpus_allowed_list:\t{list}\n");
-        assert_eq!(allowed_cpus(&status("1"), stat), Some(one));
-        assert_eq!(allowed_cpus(&status("0-1"), stat), None, "all of them");
-        assert_eq!(
-            allowed_cpus(&status("0-127"), stat),
-            None,
-            "possible but absent CPUs do not count"
-        );
-        assert_eq!(allowed_cpus(&status("x"), stat), None);
-        assert_eq!(allowed_cpus("Name:\tx\n", stat), None);
-
-        assert_eq!(
-            parse_cpu_list("0-3,6,8-9\n"),
-            Some([0, 1, 2, 3, 6, 8, 9].into())
-        );
-        assert_eq!(parse_cpu_list("3-1"), None);
-        assert_eq!(parse_cpu_list("0-999999999"), None);
     }
 
     #[test]
