@@ -118,12 +118,9 @@ pub async fn run_with_ready(
                 let catalog = catalog::Catalog::connect_postgres(&settings)
                     .await
                     .with_context(opening)?;
-                let status = catalog.schema_status().await.with_context(opening)?;
-                if let Some(e) = status.newer_error() {
-                    return Err(anyhow::Error::new(e).context(opening()));
-                }
+                let stand = catalog.schema_status().await.and_then(|s| s.stand());
                 anyhow::ensure!(
-                    status.is_current(),
+                    stand.with_context(opening)? == CatalogSchema::Current,
                     "{}: the catalog's schema is older than this coordinator's; it is upgraded by \
                      the coordinator that holds the catalog's lock",
                     opening()
@@ -346,16 +343,7 @@ fn start_active(parts: &parts::Parts, workers: &TaskTracker, background: &Cancel
     ));
 }
 
-/// Where a catalog's schema stands against the migrations this binary carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CatalogSchema {
-    /// All of them applied: a coordinator standing by can serve on it as it is.
-    Current,
-    /// None yet: a new catalog, created by the coordinator that takes its lock.
-    Empty,
-    /// Some missing: an older release's catalog.
-    Older,
-}
+pub use catalog::health::SchemaStand as CatalogSchema;
 
 /// With a PostgreSQL catalog: where its schema stands, so that a coordinator standing by
 /// serves on it only without migrating it. A catalog a newer release upgraded is an error
@@ -371,19 +359,9 @@ pub async fn catalog_schema(config: &Config) -> Result<CatalogSchema> {
     let catalog = catalog::Catalog::connect_postgres(&settings)
         .await
         .with_context(opening)?;
-    let status = catalog.schema_status().await.with_context(opening);
+    let stand = catalog.schema_status().await.and_then(|s| s.stand());
     catalog.close().await;
-    let status = status?;
-    if let Some(e) = status.newer_error() {
-        return Err(anyhow::Error::new(e).context(opening()));
-    }
-    Ok(if status.is_current() {
-        CatalogSchema::Current
-    } else if status.applied.is_empty() && status.dirty.is_empty() {
-        CatalogSchema::Empty
-    } else {
-        CatalogSchema::Older
-    })
+    stand.with_context(opening)
 }
 
 /// With a PostgreSQL catalog: takes the catalog's lock, waiting (standby) while another

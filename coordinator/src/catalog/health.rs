@@ -97,6 +97,17 @@ pub struct Snapshot {
     pub agents: Vec<AgentRecord>,
 }
 
+/// Where a catalog's schema stands against the migrations the binary carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaStand {
+    /// All of them applied: a coordinator standing by can serve on it as it is.
+    Current,
+    /// None yet: a new catalog, created by the coordinator that takes its lock.
+    Empty,
+    /// Some missing: an older release's catalog.
+    Older,
+}
+
 /// Whether the schema the binary carries is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaStatus {
@@ -120,6 +131,20 @@ impl SchemaStatus {
             .filter(|v| !self.expected.contains(v))
             .copied()
             .collect()
+    }
+
+    /// Where the schema stands, or the refusal for a catalog a newer release upgraded.
+    pub fn stand(&self) -> Result<SchemaStand> {
+        if let Some(e) = self.newer_error() {
+            return Err(e);
+        }
+        Ok(if self.is_current() {
+            SchemaStand::Current
+        } else if self.applied.is_empty() && self.dirty.is_empty() {
+            SchemaStand::Empty
+        } else {
+            SchemaStand::Older
+        })
     }
 
     /// The refusal for a catalog a newer release upgraded, if it is one.
